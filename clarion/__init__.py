@@ -1,0 +1,1 @@
+"""Clarion: project settings, URLs, the ASGI entry and the embedded `serve` command."""

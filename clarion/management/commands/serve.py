@@ -1,0 +1,74 @@
+"""`python manage.py serve`: migrate, seed the demo, run daphne and a qcluster until Ctrl-C."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
+
+from notifications.demo import seed_demo
+
+
+class Command(BaseCommand):
+    help = "Run Clarion embedded: web server (daphne) and worker (qcluster) together."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--no-demo", action="store_true", help="Do not seed demo data.")
+
+    def handle(self, *args, host, port, no_demo, **options):
+        call_command("migrate", interactive=False, verbosity=0)
+        base = f"http://{'localhost' if host in ('127.0.0.1', '0.0.0.0') else host}:{port}"
+        if not no_demo:
+            credentials = seed_demo()
+            self.stdout.write(self.style.SUCCESS("Clarion is starting.") + f"""
+  Admin:    {base}/admin/   user {credentials.admin_username}   password {credentials.admin_password}
+  API docs: {base}/api/docs/
+  API key:  {credentials.api_key}
+
+  Try it:
+    curl -X POST {base}/api/v1/workflows/welcome/trigger \\
+      -H 'Authorization: Bearer {credentials.api_key}' -H 'Content-Type: application/json' \\
+      -d '{{"recipients": ["demo-user"], "tenant": "acme"}}'
+""")
+        manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
+        processes = [
+            subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                              "clarion.asgi:application"], cwd=settings.BASE_DIR),
+            subprocess.Popen([*manage, "qcluster"], cwd=settings.BASE_DIR),
+        ]
+        stopping = False
+
+        def stop(*_):
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping and all(p.poll() is None for p in processes):
+                time.sleep(0.2)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            self._stop(processes)
+        failed = [p for p in processes if p.returncode not in (0, -signal.SIGINT, -signal.SIGTERM)]
+        if failed and not stopping:
+            sys.exit(1)
+
+    def _stop(self, processes):
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 10
+        for process in processes:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.stdout.write("Clarion stopped.")

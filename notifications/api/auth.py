@@ -1,0 +1,60 @@
+"""`Authorization: Bearer <api key>` for the server API."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import authentication, exceptions, permissions
+
+from ..models import ApiKey
+from ..services import hash_secret
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    keyword = "Bearer"
+
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, secret = header.partition(" ")
+        if scheme.lower() != "bearer" or not secret.strip():
+            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        api_key = (
+            ApiKey.objects.select_related("tenant")
+            .filter(secret_hash=hash_secret(secret.strip()), revoked_at__isnull=True)
+            .first()
+        )
+        if api_key is None:
+            raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        return (None, api_key)
+
+    def authenticate_header(self, request):
+        return self.keyword
+
+
+class HasApiKey(permissions.BasePermission):
+    def has_permission(self, request, view):
+        return isinstance(request.auth, ApiKey)
+
+
+class UnrestrictedApiKey(permissions.BasePermission):
+    """Global resources (recipients, workflows, topics) need a key not tied to one tenant."""
+
+    message = "This API key is restricted to one tenant and cannot manage global resources."
+
+    def has_permission(self, request, view):
+        return isinstance(request.auth, ApiKey) and request.auth.tenant_id is None
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    target_class = ApiKeyAuthentication
+    name = "ApiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "A Clarion API key secret."}

@@ -1,0 +1,347 @@
+"""Request validation and the documented shapes of API bodies."""
+
+import re
+import zoneinfo
+
+import jsonschema
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from .. import conditions, engine, rendering
+from ..models import CHANNEL_STEP_TYPES, Channel, StepType, Tenant, Topic, key_validator
+
+E164 = re.compile(r"^\+[1-9]\d{1,14}$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def validate_timezone(value: str) -> str:
+    if value:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise serializers.ValidationError(
+                f"Unknown time zone {value!r}; use an IANA name like 'Europe/Paris'."
+            ) from None
+    return value
+
+
+def validate_phone(value: str) -> str:
+    if value and not E164.match(value):
+        raise serializers.ValidationError("Expected an E.164 number like +15550001111.")
+    return value
+
+
+def validate_locale(value: str) -> str:
+    if value and not LOCALE.match(value):
+        raise serializers.ValidationError("Expected a locale like 'en' or 'pt-BR'.")
+    return value
+
+
+class ChannelDataMapField(serializers.DictField):
+    """{channel: {…}}: per-channel data such as push tokens."""
+
+    child = serializers.DictField()
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        unknown = set(value) - set(Channel.values)
+        if unknown:
+            raise serializers.ValidationError(
+                {name: [f"Unknown channel; expected one of {', '.join(Channel.values)}."]
+                 for name in sorted(unknown)}
+            )
+        return value
+
+
+class RecipientProfileSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
+    phone = serializers.CharField(max_length=16, required=False, allow_blank=True,
+                                  validators=[validate_phone])
+    locale = serializers.CharField(max_length=35, required=False, allow_blank=True,
+                                   validators=[validate_locale])
+    timezone = serializers.CharField(max_length=64, required=False, allow_blank=True,
+                                     validators=[validate_timezone])
+    data = serializers.DictField(required=False)
+    channel_data = ChannelDataMapField(required=False)
+
+
+class InlineRecipientSerializer(RecipientProfileSerializer):
+    id = serializers.CharField(max_length=255)
+
+
+class RecipientOutSerializer(RecipientProfileSerializer):
+    id = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+
+_PROFILE_SCHEMA = {
+    "type": "object",
+    "required": ["id"],
+    "properties": {
+        "id": {"type": "string", "maxLength": 255},
+        "name": {"type": "string"},
+        "email": {"type": "string", "format": "email"},
+        "phone": {"type": "string", "description": "E.164"},
+        "locale": {"type": "string"},
+        "timezone": {"type": "string", "description": "IANA time zone"},
+        "data": {"type": "object"},
+        "channel_data": {"type": "object", "additionalProperties": {"type": "object"}},
+    },
+}
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "string", "description": "A recipient id"},
+        _PROFILE_SCHEMA,
+        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}}},
+    ]
+})
+class RecipientSpecField(serializers.Field):
+    """A recipient in a trigger: an id, a profile object with "id", or {"topic": key}."""
+
+    default_error_messages = {
+        "invalid": 'Expected a recipient id, an object with "id", or {"topic": "<key>"}.'
+    }
+
+    def to_internal_value(self, data):
+        if isinstance(data, str | int) and not isinstance(data, bool):
+            value = str(data)
+            if not value or len(value) > 255:
+                raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
+            return value
+        if isinstance(data, dict) and "topic" in data:
+            if set(data) != {"topic"}:
+                raise serializers.ValidationError('A topic recipient has only "topic".')
+            key = data["topic"]
+            if not isinstance(key, str) or not Topic.objects.filter(key=key).exists():
+                raise serializers.ValidationError({"topic": [f"Unknown topic {key!r}."]})
+            return {"topic": key}
+        if isinstance(data, dict):
+            serializer = InlineRecipientSerializer(data=data)
+            if not serializer.is_valid():
+                raise serializers.ValidationError(serializer.errors)
+            unknown = set(data) - set(serializer.fields)
+            if unknown:
+                raise serializers.ValidationError(
+                    {name: ["Unknown field."] for name in sorted(unknown)}
+                )
+            return dict(serializer.validated_data)
+        self.fail("invalid")
+
+    def to_representation(self, value):
+        return value
+
+
+@extend_schema_field({"oneOf": [{"type": "string"}, _PROFILE_SCHEMA], "nullable": True})
+class ActorField(serializers.Field):
+    """Who did the thing: a recipient id, or a profile object with "id"."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and 0 < len(data) <= 255:
+            return data
+        if isinstance(data, dict):
+            serializer = InlineRecipientSerializer(data=data)
+            if not serializer.is_valid():
+                raise serializers.ValidationError(serializer.errors)
+            return dict(serializer.validated_data)
+        raise serializers.ValidationError('Expected a recipient id or an object with "id".')
+
+    def to_representation(self, value):
+        return value
+
+
+class TriggerSerializer(serializers.Serializer):
+    recipients = serializers.ListField(child=RecipientSpecField(), min_length=1)
+    data = serializers.DictField(required=False, default=dict)
+    actor = ActorField(required=False, allow_null=True, default=None)
+    tenant = serializers.CharField(required=False, allow_null=True, default=None)
+    cancellation_key = serializers.CharField(required=False, allow_blank=True, max_length=255,
+                                             default="")
+
+    def __init__(self, *args, workflow=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.workflow = workflow
+
+    def validate_recipients(self, value):
+        from django.conf import settings
+
+        limit = settings.CLARION["MAX_RECIPIENTS_PER_TRIGGER"]
+        if len(value) > limit:
+            raise serializers.ValidationError(
+                f"At most {limit} recipients per trigger; use a topic for larger audiences."
+            )
+        return value
+
+    def validate_tenant(self, value):
+        if value is None:
+            return None
+        tenant = Tenant.objects.filter(key=value).first()
+        if tenant is None:
+            raise serializers.ValidationError(f"Unknown tenant {value!r}.")
+        return tenant
+
+    def validate_data(self, value):
+        schema = self.workflow.data_schema if self.workflow else None
+        if schema:
+            validator = jsonschema.Draft202012Validator(schema)
+            errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+            if errors:
+                raise serializers.ValidationError(
+                    {".".join(str(p) for p in e.path) or "body": [e.message] for e in errors}
+                )
+        return value
+
+
+class TriggerRunSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    recipient = serializers.CharField()
+
+
+class TriggerResponseSerializer(serializers.Serializer):
+    trigger_id = serializers.UUIDField()
+    runs = TriggerRunSerializer(many=True)
+
+
+class TriggerDetailSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    workflow = serializers.CharField()
+    tenant = serializers.CharField(allow_null=True)
+    actor = serializers.JSONField(allow_null=True)
+    data = serializers.DictField()
+    cancellation_key = serializers.CharField()
+    fanout = serializers.ChoiceField(choices=["done", "pending"])
+    created_at = serializers.DateTimeField()
+    runs = serializers.ListField(child=serializers.DictField())
+
+
+class RunDetailSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    trigger_id = serializers.UUIDField()
+    workflow = serializers.CharField()
+    recipient = serializers.CharField()
+    tenant = serializers.CharField(allow_null=True)
+    status = serializers.CharField()
+    cursor = serializers.IntegerField()
+    wake_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+    steps = serializers.ListField(child=serializers.DictField(), help_text="The timeline.")
+    messages = serializers.ListField(child=serializers.DictField())
+
+
+# --- Workflows --------------------------------------------------------------------------------
+
+class StepSerializer(serializers.Serializer):
+    ref = serializers.CharField(max_length=64, validators=[key_validator])
+    type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
+    config = serializers.DictField(required=False, default=dict)
+    conditions = serializers.DictField(required=False, allow_null=True, default=None)
+    templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+
+    def validate(self, attrs):
+        step_type = attrs["type"]
+        errors = {}
+        if attrs.get("conditions"):
+            try:
+                conditions.validate(attrs["conditions"])
+            except conditions.ConditionError as exc:
+                errors[exc.field] = [exc.message]
+        if step_type == StepType.DELAY:
+            try:
+                engine.validate_delay_config(attrs.get("config") or {})
+            except engine.DelayConfigError as exc:
+                errors["config"] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Delay steps have no templates."]
+        elif step_type in CHANNEL_STEP_TYPES:
+            for locale, fields in attrs.get("templates", {}).items():
+                if not LOCALE.match(locale):
+                    errors[f"templates.{locale}"] = ["Expected a locale like 'en' or 'pt-BR'."]
+                    continue
+                try:
+                    rendering.validate_fields(step_type, fields)
+                except rendering.TemplateError as exc:
+                    errors[f"templates.{locale}.{exc.field}".rstrip(".")] = [exc.message]
+        if errors:
+            raise serializers.ValidationError(errors)
+        return attrs
+
+
+class WorkflowSerializer(serializers.Serializer):
+    key = serializers.CharField(read_only=True)
+    name = serializers.CharField(max_length=200)
+    category = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
+    critical = serializers.BooleanField(required=False, default=False)
+    active = serializers.BooleanField(required=False, default=True)
+    default_locale = serializers.CharField(max_length=35, required=False, default="en",
+                                           validators=[validate_locale])
+    data_schema = serializers.DictField(required=False, allow_null=True, default=None)
+    steps = StepSerializer(many=True)
+
+    def validate_steps(self, value):
+        refs = [step["ref"] for step in value]
+        duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
+        if duplicates:
+            raise serializers.ValidationError(f"Step refs must be unique: {', '.join(duplicates)}.")
+        return value
+
+    def validate_data_schema(self, value):
+        if value:
+            try:
+                jsonschema.Draft202012Validator.check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
+        return value
+
+
+# --- Tenants, topics, channel data ------------------------------------------------------------
+
+class TenantSerializer(serializers.Serializer):
+    key = serializers.CharField(read_only=True)
+    name = serializers.CharField(max_length=200)
+    logo_url = serializers.URLField(required=False, allow_blank=True, default="")
+    primary_color = serializers.CharField(max_length=32, required=False, allow_blank=True,
+                                          default="")
+    sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
+                                        default="")
+    sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+    settings = serializers.DictField(required=False, default=dict)
+
+
+class TopicSerializer(serializers.Serializer):
+    key = serializers.CharField(read_only=True)
+    name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
+    tenant = serializers.CharField(required=False, allow_null=True, default=None)
+    subscribers = serializers.IntegerField(read_only=True)
+
+    def validate_tenant(self, value):
+        if value is None:
+            return None
+        tenant = Tenant.objects.filter(key=value).first()
+        if tenant is None:
+            raise serializers.ValidationError(f"Unknown tenant {value!r}.")
+        return tenant
+
+
+class SubscriptionsSerializer(serializers.Serializer):
+    recipients = serializers.ListField(child=RecipientSpecField(), min_length=1, max_length=1000)
+
+    def validate_recipients(self, value):
+        if any(isinstance(item, dict) and "topic" in item for item in value):
+            raise serializers.ValidationError("A topic cannot subscribe to a topic.")
+        return value
+
+
+class ChannelDataSerializer(serializers.Serializer):
+    data = serializers.DictField()
+    provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   required=False)

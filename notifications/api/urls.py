@@ -1,0 +1,18 @@
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
+    path("workflows/<str:key>", views.WorkflowDetailView.as_view(), name="workflow-detail"),
+    path("workflows/<str:key>/trigger", views.TriggerView.as_view(), name="workflow-trigger"),
+    path("triggers/<uuid:trigger_id>", views.TriggerDetailView.as_view(), name="trigger-detail"),
+    path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
+    path("recipients/<str:recipient_id>", views.RecipientView.as_view(), name="recipient-detail"),
+    path("recipients/<str:recipient_id>/channel-data/<str:channel>",
+         views.ChannelDataView.as_view(), name="recipient-channel-data"),
+    path("tenants/<str:key>", views.TenantView.as_view(), name="tenant-detail"),
+    path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
+    path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
+         name="topic-subscriptions"),
+]

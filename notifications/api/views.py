@@ -1,0 +1,327 @@
+"""The server API (`/api/v1/`). Views validate, call a service, and shape the answer."""
+
+import hashlib
+import json
+
+from django.db import transaction
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from .. import selectors, services
+from ..models import Channel, Recipient, Tenant, Topic, Workflow
+from . import serializers as s
+from .auth import HasApiKey, UnrestrictedApiKey
+from .errors import ApiError, not_found
+
+ERRORS = {
+    code: OpenApiResponse(s.ApiErrorSerializer, description=text)
+    for code, text in {
+        400: "The body is not valid; `fields` names each bad field.",
+        401: "Missing, unknown or revoked API key.",
+        403: "The key may not do this (tenant-restricted key).",
+        404: "Not found.",
+    }.items()
+}
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Up to 255 characters. The same key and body within 24 hours answers the first "
+    "response again (with `Idempotent-Replayed: true`) and triggers nothing; the same key with "
+    "another body is a 422; while the first request is still running, a 409.",
+)
+
+
+def _tenant_for(api_key, requested: Tenant | None) -> Tenant | None:
+    """The tenant a request acts for; a tenant-restricted key acts only for its own."""
+    if api_key.tenant_id is None:
+        return requested
+    if requested is not None and requested.pk != api_key.tenant_id:
+        raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
+    return api_key.tenant
+
+
+def _validated(serializer_class, data, **kwargs):
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+class TriggerView(APIView):
+    @extend_schema(
+        operation_id="workflow_trigger",
+        summary="Trigger a workflow",
+        request=s.TriggerSerializer,
+        parameters=[IDEMPOTENCY_HEADER],
+        responses={
+            202: s.TriggerResponseSerializer,
+            **ERRORS,
+            409: OpenApiResponse(s.ApiErrorSerializer, description="Idempotency key in use."),
+            422: OpenApiResponse(
+                s.ApiErrorSerializer,
+                description="Inactive workflow, or an Idempotency-Key reused with another body.",
+            ),
+        },
+    )
+    def post(self, request, key: str):
+        workflow = Workflow.objects.filter(key=key).first()
+        if workflow is None:
+            raise not_found("workflow", key)
+        if not workflow.active:
+            raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
+        data = _validated(s.TriggerSerializer, request.data, workflow=workflow)
+        tenant = _tenant_for(request.auth, data["tenant"])
+        trigger_request = services.TriggerRequest(
+            workflow=workflow, recipients=data["recipients"], data=data["data"],
+            actor=data["actor"], tenant=tenant, cancellation_key=data["cancellation_key"],
+            api_key=request.auth,
+        )
+        idempotency_key = request.headers.get("Idempotency-Key")
+        if idempotency_key is None:
+            return Response(self._trigger(trigger_request), status=status.HTTP_202_ACCEPTED)
+        if not 0 < len(idempotency_key) <= 255:
+            raise ApiError(400, "invalid_request", "Idempotency-Key must have 1 to 255 characters.")
+        request_hash = hashlib.sha256(
+            json.dumps([request.path, request.data], sort_keys=True, default=str).encode()
+        ).hexdigest()
+        try:
+            record, replay = services.idempotency_begin(
+                api_key=request.auth, key=idempotency_key, request_hash=request_hash
+            )
+        except services.IdempotencyMismatch:
+            raise ApiError(422, "idempotency_key_reused",
+                           "This Idempotency-Key was used with a different request.") from None
+        except services.IdempotencyConflict:
+            raise ApiError(409, "idempotency_key_in_use",
+                           "A request with this Idempotency-Key is still being processed.") from None
+        if replay:
+            return Response(record.response_body, status=record.response_status,
+                            headers={"Idempotent-Replayed": "true"})
+        try:
+            with transaction.atomic():
+                body = self._trigger(trigger_request)
+                services.idempotency_finish(record=record, status=202, body=body)
+        except BaseException:
+            services.idempotency_abandon(record=record)
+            raise
+        return Response(body, status=status.HTTP_202_ACCEPTED)
+
+    @staticmethod
+    def _trigger(trigger_request: services.TriggerRequest) -> dict:
+        trigger, runs = services.trigger_workflow(trigger_request)
+        return {
+            "trigger_id": str(trigger.id),
+            "runs": [{"id": str(run.id), "recipient": run.recipient.external_id} for run in runs],
+        }
+
+
+class TriggerDetailView(APIView):
+    @extend_schema(operation_id="trigger_retrieve", summary="A trigger and its runs",
+                   responses={200: s.TriggerDetailSerializer, **ERRORS})
+    def get(self, request, trigger_id):
+        trigger = get_object_or_404(
+            selectors.triggers_visible_to(request.auth).select_related("workflow", "tenant"),
+            pk=trigger_id,
+        )
+        return Response(selectors.trigger_detail(trigger))
+
+
+class RunDetailView(APIView):
+    @extend_schema(operation_id="run_retrieve", summary="A run: status, timeline and messages",
+                   responses={200: s.RunDetailSerializer, **ERRORS})
+    def get(self, request, run_id):
+        run = get_object_or_404(
+            selectors.runs_visible_to(request.auth).select_related("workflow", "recipient",
+                                                                   "tenant"),
+            pk=run_id,
+        )
+        return Response(selectors.run_detail(run))
+
+
+class WorkflowListView(APIView):
+    @extend_schema(operation_id="workflow_list", summary="All workflows, as their PUT bodies",
+                   responses={200: s.WorkflowSerializer(many=True), 401: ERRORS[401]})
+    def get(self, request):
+        return Response([selectors.workflow_export(w) for w in Workflow.objects.all()])
+
+
+class WorkflowDetailView(APIView):
+    def get_permissions(self):
+        if self.request.method == "PUT":
+            return [UnrestrictedApiKey()]
+        return [HasApiKey()]
+
+    @extend_schema(operation_id="workflow_retrieve", summary="A workflow, as its PUT body",
+                   responses={200: s.WorkflowSerializer, **ERRORS})
+    def get(self, request, key: str):
+        workflow = Workflow.objects.filter(key=key).first()
+        if workflow is None:
+            raise not_found("workflow", key)
+        return Response(selectors.workflow_export(workflow))
+
+    @extend_schema(
+        operation_id="workflow_put",
+        summary="Create or replace a workflow",
+        description="Steps are matched by `ref`; a PUT of what GET returned changes nothing.",
+        request=s.WorkflowSerializer,
+        responses={200: s.WorkflowSerializer, 201: s.WorkflowSerializer, **ERRORS},
+    )
+    def put(self, request, key: str):
+        data = _validated(s.WorkflowSerializer, request.data)
+        steps = [
+            services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
+                              conditions=step["conditions"], templates=step["templates"])
+            for step in data.pop("steps")
+        ]
+        workflow, created = services.workflow_put(key=key, steps=steps, **data)
+        return Response(selectors.workflow_export(workflow),
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class RecipientView(APIView):
+    permission_classes = [UnrestrictedApiKey]
+
+    @extend_schema(operation_id="recipient_retrieve", summary="A recipient",
+                   responses={200: s.RecipientOutSerializer, **ERRORS})
+    def get(self, request, recipient_id: str):
+        recipient = Recipient.objects.filter(external_id=recipient_id).first()
+        if recipient is None:
+            raise not_found("recipient", recipient_id)
+        return Response(selectors.recipient_detail(recipient))
+
+    @extend_schema(
+        operation_id="recipient_put",
+        summary="Create or replace a recipient",
+        description="Fields left out are cleared; `channel_data` entries given are set.",
+        request=s.RecipientProfileSerializer,
+        responses={200: s.RecipientOutSerializer, 201: s.RecipientOutSerializer, **ERRORS},
+    )
+    def put(self, request, recipient_id: str):
+        if not 0 < len(recipient_id) <= 255:
+            raise ApiError(400, "invalid_request", "A recipient id has 1 to 255 characters.")
+        data = _validated(s.RecipientProfileSerializer, request.data)
+        with transaction.atomic():
+            recipient, created = services.recipient_upsert(external_id=recipient_id,
+                                                           replace=True, **data)
+        return Response(selectors.recipient_detail(recipient),
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+    @extend_schema(
+        operation_id="recipient_erase",
+        summary="Erase a recipient",
+        description="Deletes the profile, channel data, subscriptions, runs, messages and inbox.",
+        responses={204: None, **ERRORS},
+    )
+    def delete(self, request, recipient_id: str):
+        recipient = Recipient.objects.filter(external_id=recipient_id).first()
+        if recipient is None:
+            raise not_found("recipient", recipient_id)
+        services.recipient_erase(recipient=recipient)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChannelDataView(APIView):
+    permission_classes = [UnrestrictedApiKey]
+
+    @extend_schema(operation_id="recipient_channel_data_put",
+                   summary="Set a recipient's data for one channel (push tokens, chat URLs…)",
+                   request=s.ChannelDataSerializer, responses={200: s.ChannelDataSerializer,
+                                                               **ERRORS})
+    def put(self, request, recipient_id: str, channel: str):
+        if channel not in Channel.values:
+            raise not_found("channel", channel)
+        recipient = Recipient.objects.filter(external_id=recipient_id).first()
+        if recipient is None:
+            raise not_found("recipient", recipient_id)
+        data = _validated(s.ChannelDataSerializer, request.data)
+        item = services.channel_data_set(recipient=recipient, channel=channel, data=data["data"],
+                                         provider=data["provider"])
+        return Response({"data": item.data, "provider": item.provider})
+
+
+class TenantView(APIView):
+    @extend_schema(operation_id="tenant_retrieve", summary="A tenant",
+                   responses={200: s.TenantSerializer, **ERRORS})
+    def get(self, request, key: str):
+        tenant = Tenant.objects.filter(key=key).first()
+        if tenant is None or (request.auth.tenant_id not in (None, tenant.pk)):
+            raise not_found("tenant", key)
+        return Response(selectors.tenant_detail(tenant))
+
+    @extend_schema(operation_id="tenant_put", summary="Create or replace a tenant",
+                   request=s.TenantSerializer,
+                   responses={200: s.TenantSerializer, 201: s.TenantSerializer, **ERRORS})
+    def put(self, request, key: str):
+        if request.auth.tenant_id is not None:
+            own = request.auth.tenant
+            if own.key != key:
+                raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
+        if not s.key_validator.regex.match(key):
+            raise ApiError(400, "invalid_request", s.key_validator.message)
+        data = _validated(s.TenantSerializer, request.data)
+        tenant, created = services.tenant_upsert(key=key, **data)
+        return Response(selectors.tenant_detail(tenant),
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class TopicView(APIView):
+    permission_classes = [UnrestrictedApiKey]
+
+    @extend_schema(operation_id="topic_retrieve", summary="A topic",
+                   responses={200: s.TopicSerializer, **ERRORS})
+    def get(self, request, key: str):
+        topic = Topic.objects.select_related("tenant").filter(key=key).first()
+        if topic is None:
+            raise not_found("topic", key)
+        return Response(selectors.topic_detail(topic))
+
+    @extend_schema(operation_id="topic_put", summary="Create or replace a topic",
+                   request=s.TopicSerializer,
+                   responses={200: s.TopicSerializer, 201: s.TopicSerializer, **ERRORS})
+    def put(self, request, key: str):
+        if not s.key_validator.regex.match(key):
+            raise ApiError(400, "invalid_request", s.key_validator.message)
+        data = _validated(s.TopicSerializer, request.data)
+        topic, created = services.topic_upsert(key=key, **data)
+        return Response(selectors.topic_detail(topic),
+                        status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class TopicSubscriptionsView(APIView):
+    permission_classes = [UnrestrictedApiKey]
+
+    def _topic(self, key: str) -> Topic:
+        topic = Topic.objects.filter(key=key).first()
+        if topic is None:
+            raise not_found("topic", key)
+        return topic
+
+    @extend_schema(operation_id="topic_subscribe",
+                   summary="Subscribe recipients (ids or profiles, upserted)",
+                   request=s.SubscriptionsSerializer, responses={200: s.TopicSerializer, **ERRORS})
+    def post(self, request, key: str):
+        topic = self._topic(key)
+        data = _validated(s.SubscriptionsSerializer, request.data)
+        with transaction.atomic():
+            recipients = []
+            for spec in data["recipients"]:
+                if isinstance(spec, dict):
+                    profile = dict(spec)
+                    recipient, _ = services.recipient_upsert(external_id=profile.pop("id"),
+                                                             **profile)
+                else:
+                    recipient, _ = services.recipient_upsert(external_id=spec)
+                recipients.append(recipient)
+            services.topic_subscribe(topic=topic, recipients=recipients)
+        return Response(selectors.topic_detail(topic))
+
+    @extend_schema(operation_id="topic_unsubscribe", summary="Unsubscribe recipients by id",
+                   request=s.SubscriptionsSerializer, responses={200: s.TopicSerializer, **ERRORS})
+    def delete(self, request, key: str):
+        topic = self._topic(key)
+        data = _validated(s.SubscriptionsSerializer, request.data)
+        ids = [spec["id"] if isinstance(spec, dict) else spec for spec in data["recipients"]]
+        services.topic_unsubscribe(topic=topic, external_ids=ids)
+        return Response(selectors.topic_detail(topic))

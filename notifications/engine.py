@@ -1,0 +1,228 @@
+"""The workflow engine: walks a run's steps from its cursor until it waits or ends.
+
+Deciding what a step does is pure (conditions, delay arithmetic, rendering); the loop writes the
+decision (StepLog, Message, cursor) in the caller's transaction while the run's row is locked, so a
+task that runs twice finds the cursor already moved and the (run, step) Message already there.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from . import conditions
+from .models import Layout, Message, Run, Step, StepLog, StepType, Template
+from .queue import enqueue, enqueue_at
+from .rendering import TemplateError, render_email, render_fields
+from .scope import run_scope
+
+# Step types the engine runs today; the others are refused when a workflow is saved.
+SUPPORTED_STEP_TYPES = frozenset({StepType.EMAIL, StepType.IN_APP, StepType.DELAY})
+DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+
+NEXT = "next"
+WAIT = "wait"
+
+
+class DelayConfigError(ValueError):
+    pass
+
+
+def validate_delay_config(config: Mapping) -> None:
+    """Raise DelayConfigError unless `config` is a duration or an `until` path."""
+    if not isinstance(config, Mapping):
+        raise DelayConfigError("Expected an object.")
+    keys = set(config)
+    if "until" in keys:
+        if keys != {"until"}:
+            raise DelayConfigError('"until" cannot be combined with a duration.')
+        path = config["until"]
+        if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
+            raise DelayConfigError(
+                f'"until" must be a path starting with one of: {", ".join(conditions.ROOTS)}.'
+            )
+        return
+    unknown = keys - set(DURATION_UNITS)
+    if unknown or not keys:
+        raise DelayConfigError(
+            'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'
+        )
+    for unit in keys:
+        value = config[unit]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise DelayConfigError(f'"{unit}" must be a number ≥ 0.')
+
+
+def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetime | None, str]:
+    """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
+    if "until" in config:
+        raw = conditions.resolve(config["until"], scope)
+        moment = parse_datetime(raw) if isinstance(raw, str) else None
+        if moment is None:
+            return None, f"{config['until']} is not an ISO 8601 timestamp: {raw!r}"[:300]
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment, timezone.utc)
+        return moment, ""
+    seconds = sum(float(config[unit]) * factor for unit, factor in DURATION_UNITS.items()
+                  if unit in config)
+    return now + timedelta(seconds=seconds), ""
+
+
+def select_template(step: Step, locale: str, default_locale: str) -> Template | None:
+    """The step's published template for `locale`: pt-BR → pt → the workflow's default → any."""
+    templates = {t.locale.lower(): t for t in step.templates.all() if t.published_version_id}
+    wanted = []
+    if locale:
+        wanted.append(locale.lower().replace("_", "-"))
+        wanted.append(wanted[0].split("-", 1)[0])
+    wanted.append(default_locale.lower())
+    for candidate in wanted:
+        if candidate in templates:
+            return templates[candidate]
+    return next(iter(templates.values()), None)
+
+
+def log(run: Run, step_ref: str, event: str, **detail) -> StepLog:
+    return StepLog.objects.create(run=run, step_ref=step_ref, event=event, detail=detail)
+
+
+def advance(run: Run, *, now: datetime) -> None:
+    """Walk `run` from its cursor. The caller holds the run's row lock in a transaction."""
+    if run.status not in (Run.Status.RUNNING, Run.Status.WAITING):
+        return
+    if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
+        return
+    steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
+    scope = run_scope(run)
+    while run.cursor < len(steps):
+        step = steps[run.cursor]
+        if _run_step(run, step, scope, now) == WAIT:
+            run.status = Run.Status.WAITING
+            run.save(update_fields=["status", "wake_at", "state", "updated_at"])
+            return
+        run.cursor += 1
+    run.status = Run.Status.COMPLETED
+    run.wake_at = None
+    log(run, "", StepLog.Event.COMPLETED)
+    run.save(update_fields=["status", "cursor", "wake_at", "state", "updated_at"])
+
+
+def _run_step(run: Run, step: Step, scope: dict, now: datetime) -> str:
+    resuming = step.type == StepType.DELAY and run.wake_at is not None
+    if not resuming and step.conditions and not conditions.evaluate(step.conditions, scope):
+        log(run, step.ref, StepLog.Event.CONDITION_FALSE,
+            conditions=conditions.explain(step.conditions, scope))
+        return NEXT
+    if step.type == StepType.DELAY:
+        return _delay(run, step, scope, now)
+    if step.type == StepType.EMAIL:
+        _email(run, step, scope, now)
+        return NEXT
+    if step.type == StepType.IN_APP:
+        _in_app(run, step, scope, now)
+        return NEXT
+    log(run, step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
+    return NEXT
+
+
+def _delay(run: Run, step: Step, scope: dict, now: datetime) -> str:
+    if run.wake_at is not None:
+        if run.wake_at > now:
+            return WAIT
+        log(run, step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
+        run.wake_at = None
+        return NEXT
+    wake_at, problem = delay_until(step.config, scope, now)
+    if wake_at is None:
+        log(run, step.ref, StepLog.Event.SKIPPED, reason=problem)
+        return NEXT
+    if wake_at <= now:
+        log(run, step.ref, StepLog.Event.SKIPPED, reason="the delay has already passed",
+            until=wake_at.isoformat())
+        return NEXT
+    run.wake_at = wake_at
+    log(run, step.ref, StepLog.Event.DELAYED, until=wake_at.isoformat())
+    enqueue_at("notifications.tasks.advance_run", str(run.id), at=wake_at,
+               name=f"run:{run.id}@{int(wake_at.timestamp())}")
+    return WAIT
+
+
+def _new_message(run: Run, step: Step, **fields) -> tuple[Message, bool]:
+    """The (run, step) Message, created once: a second pass finds it and does nothing."""
+    return Message.objects.get_or_create(
+        run=run,
+        step_ref=step.ref,
+        defaults={
+            "step": step,
+            "recipient": run.recipient,
+            "workflow": run.workflow,
+            "tenant": run.tenant,
+            "channel": step.type,
+            **fields,
+        },
+    )
+
+
+def _render(run: Run, step: Step, scope: dict) -> tuple[Template | None, dict | None, str]:
+    template = select_template(step, run.recipient.locale, run.workflow.default_locale)
+    if template is None:
+        return None, None, "no published template for this step"
+    try:
+        if step.type == StepType.EMAIL:
+            layout = _layout_for(run)
+            email = render_email(template.fields, scope, layout)
+            content = {"subject": email.subject, "html": email.html, "text": email.text}
+        else:
+            content = render_fields(step.type, template.fields, scope)
+    except TemplateError as exc:
+        return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
+    return template, content, ""
+
+
+def _layout_for(run: Run) -> Layout | None:
+    if run.tenant_id:
+        layout = Layout.objects.filter(tenant_id=run.tenant_id).first()
+        if layout is not None:
+            return layout
+    return Layout.objects.filter(tenant__isnull=True).first()
+
+
+def _email(run: Run, step: Step, scope: dict, now: datetime) -> None:
+    if Message.objects.filter(run=run, step_ref=step.ref).exists():
+        return
+    address = run.recipient.email
+    if not address:
+        _new_message(run, step, status=Message.Status.UNDELIVERABLE,
+                     error="The recipient has no email address.")
+        log(run, step.ref, StepLog.Event.SKIPPED, reason="the recipient has no email address")
+        return
+    template, content, problem = _render(run, step, scope)
+    if content is None:
+        message, _ = _new_message(run, step, status=Message.Status.FAILED, to=address,
+                                  error=problem)
+        log(run, step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    message, _ = _new_message(run, step, status=Message.Status.QUEUED, to=address,
+                              content=content, template_version=template.published_version)
+    log(run, step.ref, StepLog.Event.QUEUED, message_id=str(message.id), to=address,
+        template_version=template.published_version.number, locale=template.locale)
+    enqueue("notifications.tasks.deliver_message", str(message.id))
+
+
+def _in_app(run: Run, step: Step, scope: dict, now: datetime) -> None:
+    from inbox.services import inbox_item_create
+
+    if Message.objects.filter(run=run, step_ref=step.ref).exists():
+        return
+    template, content, problem = _render(run, step, scope)
+    if content is None:
+        message, _ = _new_message(run, step, status=Message.Status.FAILED, error=problem)
+        log(run, step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    message, _ = _new_message(run, step, status=Message.Status.SENT, content=content,
+                              template_version=template.published_version, provider="inbox",
+                              sent_at=now, to=run.recipient.external_id)
+    item = inbox_item_create(message=message, content=content)
+    log(run, step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
+        template_version=template.published_version.number, locale=template.locale)

@@ -1,0 +1,501 @@
+"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine.py, not here."""
+
+import uuid
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+
+key_validator = RegexValidator(
+    r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,127}$",
+    "Use letters, digits, '-', '_', '.', ':' (up to 128, starting with a letter or digit).",
+)
+
+
+class Channel(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+    CHAT = "chat", "Chat"
+    IN_APP = "in_app", "In-app"
+    WEBHOOK = "webhook", "Webhook"
+
+
+class StepType(models.TextChoices):
+    EMAIL = "email", "Email"
+    SMS = "sms", "SMS"
+    PUSH = "push", "Push"
+    CHAT = "chat", "Chat"
+    IN_APP = "in_app", "In-app"
+    WEBHOOK = "webhook", "Webhook"
+    DELAY = "delay", "Delay"
+    DIGEST = "digest", "Digest"
+    THROTTLE = "throttle", "Throttle"
+    BRANCH = "branch", "Branch"
+
+
+CHANNEL_STEP_TYPES = frozenset(Channel.values)
+
+
+class Tenant(models.Model):
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    logo_url = models.URLField(blank=True)
+    primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5")
+    sender_name = models.CharField(max_length=200, blank=True)
+    sender_email = models.EmailField(blank=True)
+    settings = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.name or self.key
+
+
+class ApiKey(models.Model):
+    """A server API key. The secret is shown once; only its SHA-256 hash is stored."""
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=32, unique=True, help_text="Shown to tell keys apart.")
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list, blank=True)
+    tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text="When set, the key sees and triggers only for this tenant.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Recipient(models.Model):
+    """A person (or anything) that receives notifications, known by the app's own id."""
+
+    external_id = models.CharField(
+        "id", max_length=255, unique=True, help_text="The id your application uses."
+    )
+    name = models.CharField(max_length=255, blank=True)
+    email = models.EmailField(max_length=320, blank=True)
+    phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +15550001111")
+    locale = models.CharField(max_length=35, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self):
+        return self.external_id
+
+
+class ChannelData(models.Model):
+    """Per recipient and channel (and optionally provider): push tokens, chat webhook URLs…"""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="channel_data")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    provider = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "channel data"
+        verbose_name_plural = "channel data"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "channel", "provider"], name="channeldata_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.recipient} · {self.channel}"
+
+
+class Topic(models.Model):
+    """A named audience: triggering a workflow for `{"topic": key}` fans out to its subscribers."""
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    name = models.CharField(max_length=200, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="topics"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
+
+
+class Subscription(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    recipient = models.ForeignKey(
+        Recipient, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "recipient"], name="subscription_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.recipient} → {self.topic}"
+
+
+class Workflow(models.Model):
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    name = models.CharField(max_length=200)
+    category = models.CharField(
+        max_length=128, blank=True, help_text="Groups workflows in the preference center."
+    )
+    critical = models.BooleanField(
+        default=False, help_text="Critical workflows are sent even to people who opted out."
+    )
+    active = models.BooleanField(default=True)
+    default_locale = models.CharField(max_length=35, default="en")
+    data_schema = models.JSONField(
+        null=True, blank=True, help_text="Optional JSON Schema the trigger's `data` must match."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.name or self.key
+
+
+class Step(models.Model):
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    position = models.PositiveIntegerField(default=0)
+    ref = models.CharField(max_length=64, validators=[key_validator])
+    type = models.CharField(max_length=16, choices=StepType.choices)
+    config = models.JSONField(default=dict, blank=True)
+    conditions = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='e.g. {"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}',
+    )
+
+    class Meta:
+        ordering = ["workflow", "position", "id"]
+        constraints = [models.UniqueConstraint(fields=["workflow", "ref"], name="step_ref_unique")]
+
+    def __str__(self):
+        return f"{self.workflow.key}/{self.ref}"
+
+    @property
+    def is_channel(self) -> bool:
+        return self.type in CHANNEL_STEP_TYPES
+
+
+class Template(models.Model):
+    """The words of one channel step in one locale. Each save is an immutable version."""
+
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="templates")
+    locale = models.CharField(max_length=35, default="en")
+    published_version = models.ForeignKey(
+        "TemplateVersion",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["step", "locale"]
+        constraints = [
+            models.UniqueConstraint(fields=["step", "locale"], name="template_locale_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.step} [{self.locale}]"
+
+    @property
+    def fields(self) -> dict:
+        return dict(self.published_version.fields) if self.published_version else {}
+
+
+class TemplateVersion(models.Model):
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    fields = models.JSONField(default=dict)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["template", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["template", "number"], name="templateversion_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.template} v{self.number}"
+
+
+class Layout(models.Model):
+    """The email wrapper around `{{ content }}`; a tenant's own, or the default (no tenant)."""
+
+    name = models.CharField(max_length=200)
+    tenant = models.OneToOneField(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="layout"
+    )
+    html = models.TextField(help_text="Liquid HTML; must contain {{ content }}.")
+    text = models.TextField(blank=True, help_text="Liquid text; {{ content }} is the text part.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Trigger(models.Model):
+    """One API call: the workflow, the audience and the data it was given."""
+
+    class Fanout(models.TextChoices):
+        DONE = "done", "Done"
+        PENDING = "pending", "Pending"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="triggers")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="triggers"
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="triggers"
+    )
+    actor = models.JSONField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    recipients = models.JSONField(default=list, blank=True)
+    cancellation_key = models.CharField(max_length=255, blank=True)
+    fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["workflow", "cancellation_key"],
+                condition=~Q(cancellation_key=""),
+                name="trigger_cancellation_idx",
+            )
+        ]
+
+    def __str__(self):
+        return str(self.id)
+
+
+class Run(models.Model):
+    """One recipient's pass through one workflow."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs")
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="runs")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    cursor = models.PositiveIntegerField(default=0, help_text="Index of the next step.")
+    wake_at = models.DateTimeField(null=True, blank=True)
+    state = models.JSONField(default=dict, blank=True, help_text="Step outputs.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["trigger", "recipient"], name="run_once_per_recipient")
+        ]
+        indexes = [
+            # The sweeper: waiting runs that are due, running runs that stalled.
+            models.Index(
+                fields=["status", "wake_at"],
+                condition=Q(status__in=["running", "waiting"]),
+                name="run_active_idx",
+            ),
+            models.Index(fields=["recipient", "-created_at"], name="run_recipient_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.workflow.key} → {self.recipient.external_id}"
+
+
+class Message(models.Model):
+    """One channel step for one recipient. Keyed by (run, step): the idempotency record."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        BOUNCED = "bounced", "Bounced"
+        FAILED = "failed", "Failed"
+        UNDELIVERABLE = "undeliverable", "Undeliverable"
+        SUPPRESSED = "suppressed", "Suppressed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="messages")
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="messages")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    to = models.CharField(max_length=320, blank=True, help_text="Address it was sent to.")
+    content = models.JSONField(default=dict, blank=True, help_text="Rendered fields.")
+    template_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.CharField(max_length=64, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref"], name="message_once_per_step")
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="message_pending_idx",
+            ),
+            models.Index(fields=["recipient", "-created_at"], name="message_recipient_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.channel} to {self.to or self.recipient_id} ({self.status})"
+
+
+class DeliveryAttempt(models.Model):
+    """One provider call, written before it starts and completed after it returns."""
+
+    class Outcome(models.TextChoices):
+        STARTED = "started", "Started"
+        SUCCEEDED = "succeeded", "Succeeded"
+        TRANSIENT_ERROR = "transient_error", "Transient error"
+        PERMANENT_ERROR = "permanent_error", "Permanent error"
+        UNKNOWN = "unknown", "Unknown (worker stopped)"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    provider = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.STARTED)
+    request = models.JSONField(default=dict, blank=True, help_text="Redacted.")
+    response = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["message", "started_at", "id"]
+
+    def __str__(self):
+        return f"{self.provider} {self.outcome}"
+
+
+class StepLog(models.Model):
+    """One decision on a run: the admin shows these as the run's timeline."""
+
+    class Event(models.TextChoices):
+        TRIGGERED = "triggered", "Triggered"
+        STARTED = "started", "Started"
+        SKIPPED = "skipped", "Skipped"
+        CONDITION_FALSE = "condition_false", "Condition false"
+        OPTED_OUT = "opted_out", "Opted out"
+        QUIET_HOURS = "quiet_hours", "Quiet hours"
+        DELAYED = "delayed", "Delayed"
+        RESUMED = "resumed", "Resumed"
+        DIGESTED = "digested", "Digested"
+        QUEUED = "queued", "Queued"
+        RETRYING = "retrying", "Retrying"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed", "Completed"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs")
+    step_ref = models.CharField(max_length=64, blank=True)
+    event = models.CharField(max_length=32, choices=Event.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        verbose_name = "step log"
+
+    def __str__(self):
+        return f"{self.step_ref or '-'} {self.event}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a request carrying an `Idempotency-Key`, kept 24 hours."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_unique")
+        ]
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def in_progress(self) -> bool:
+        return self.response_status is None

@@ -1,0 +1,44 @@
+"""Enqueueing django-q2 tasks so that they commit with the data they act on.
+
+With the ORM broker on the project's database (the default), a task enqueued inside a
+transaction is a row in that transaction: it commits or rolls back with it, an outbox for free.
+With another broker the task is enqueued after commit, and the sweeper catches any that a crash
+between commit and enqueue loses.
+"""
+
+from datetime import datetime
+
+from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS, transaction
+from django_q.models import Schedule
+from django_q.tasks import async_task
+
+
+def _broker_is_this_database() -> bool:
+    return settings.Q_CLUSTER.get("orm") == DEFAULT_DB_ALIAS
+
+
+def enqueue(func: str, *args) -> None:
+    """Run `func(*args)` on a worker once the current transaction (if any) commits."""
+    if _broker_is_this_database() or transaction.get_autocommit():
+        async_task(func, *args)
+    else:
+        transaction.on_commit(lambda: async_task(func, *args))
+
+
+def enqueue_at(func: str, *args, at: datetime, name: str) -> None:
+    """Run `func(*args)` once at `at`. `name` makes scheduling the same wake-up twice a no-op.
+
+    django-q2's scheduler looks at due schedules about every 15 seconds; the sweeper is the
+    safety net for any wake-up that is lost.
+    """
+    Schedule.objects.update_or_create(
+        name=name[:100],
+        defaults={
+            "func": func,
+            "args": repr(tuple(args)),
+            "schedule_type": Schedule.ONCE,
+            "repeats": -1,
+            "next_run": at,
+        },
+    )

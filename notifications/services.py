@@ -1,0 +1,355 @@
+"""Writes: every change to the domain goes through one of these verbs."""
+
+import hashlib
+import secrets
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from .models import (
+    ApiKey,
+    ChannelData,
+    Recipient,
+    Run,
+    Step,
+    StepLog,
+    Subscription,
+    Template,
+    TemplateVersion,
+    Tenant,
+    Topic,
+    Trigger,
+    Workflow,
+)
+from .queue import enqueue
+
+RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
+FANOUT_BATCH = 500
+
+
+# --- API keys ---------------------------------------------------------------------------------
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def api_key_create(*, name: str, tenant: Tenant | None = None,
+                   scopes: Sequence[str] = ()) -> tuple[ApiKey, str]:
+    """A new key and its secret. The secret is returned once and never stored."""
+    prefix = "ck_" + secrets.token_hex(4)
+    secret = f"{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey.objects.create(name=name, prefix=prefix, secret_hash=hash_secret(secret),
+                                tenant=tenant, scopes=list(scopes))
+    return key, secret
+
+
+def api_key_revoke(*, api_key: ApiKey) -> None:
+    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+# --- Recipients -------------------------------------------------------------------------------
+
+def recipient_upsert(*, external_id: str, replace: bool = False,
+                     **profile) -> tuple[Recipient, bool]:
+    """Create or update a recipient. `replace` resets fields not given (PUT); else merge.
+
+    `profile` may hold RECIPIENT_FIELDS and `channel_data` ({channel: data}).
+    """
+    channel_data = profile.pop("channel_data", None) or {}
+    values = {name: profile[name] for name in RECIPIENT_FIELDS if name in profile}
+    if replace:
+        values = {name: values.get(name, {} if name == "data" else "") for name in RECIPIENT_FIELDS}
+    recipient, created = Recipient.objects.get_or_create(external_id=external_id,
+                                                         defaults=values)
+    if not created and values:
+        changed = [name for name, value in values.items() if getattr(recipient, name) != value]
+        for name in changed:
+            setattr(recipient, name, values[name])
+        if changed:
+            recipient.save(update_fields=[*changed, "updated_at"])
+    for channel, data in channel_data.items():
+        channel_data_set(recipient=recipient, channel=channel, data=data)
+    return recipient, created
+
+
+def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
+                     provider: str = "") -> ChannelData:
+    item, _ = ChannelData.objects.update_or_create(
+        recipient=recipient, channel=channel, provider=provider, defaults={"data": dict(data)}
+    )
+    return item
+
+
+@transaction.atomic
+def recipient_erase(*, recipient: Recipient) -> None:
+    """Erase a person: their profile, channel data, subscriptions, runs, messages and inbox.
+
+    Triggers that named them inline keep only the bare id in their recipient list.
+    """
+    external_id = recipient.external_id
+    for trigger in Trigger.objects.filter(runs__recipient=recipient).distinct():
+        trigger.recipients = [
+            external_id
+            if isinstance(spec, Mapping) and str(spec.get("id")) == external_id
+            else spec
+            for spec in trigger.recipients
+        ]
+        trigger.save(update_fields=["recipients"])
+    recipient.delete()
+
+
+# --- Tenants, topics --------------------------------------------------------------------------
+
+def tenant_upsert(*, key: str, **fields) -> tuple[Tenant, bool]:
+    return Tenant.objects.update_or_create(key=key, defaults=fields)
+
+
+def topic_upsert(*, key: str, name: str = "", tenant: Tenant | None = None) -> tuple[Topic, bool]:
+    return Topic.objects.update_or_create(key=key, defaults={"name": name, "tenant": tenant})
+
+
+@transaction.atomic
+def topic_subscribe(*, topic: Topic, recipients: Iterable[Recipient]) -> int:
+    """Subscribe recipients to a topic; returns how many were not subscribed before."""
+    ids = {r.pk for r in recipients}
+    existing = set(topic.subscriptions.filter(recipient_id__in=ids)
+                   .values_list("recipient_id", flat=True))
+    Subscription.objects.bulk_create(
+        [Subscription(topic=topic, recipient_id=pk) for pk in ids - existing],
+        ignore_conflicts=True,
+    )
+    return len(ids - existing)
+
+
+def topic_unsubscribe(*, topic: Topic, external_ids: Iterable[str]) -> int:
+    deleted, _ = topic.subscriptions.filter(recipient__external_id__in=list(external_ids)).delete()
+    return deleted
+
+
+# --- Workflows and templates ------------------------------------------------------------------
+
+def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
+                  publish: bool = True) -> tuple[Template, TemplateVersion | None]:
+    """Save a template's fields as a new immutable version and publish it.
+
+    Saving fields identical to the published version creates nothing (returns None).
+    """
+    template, _ = Template.objects.get_or_create(step=step, locale=locale)
+    clean = {name: value for name, value in fields.items() if value not in (None, "")}
+    current = template.published_version
+    if current is not None and current.fields == clean:
+        return template, None
+    last = template.versions.order_by("-number").values_list("number", flat=True).first() or 0
+    version = TemplateVersion.objects.create(template=template, number=last + 1, fields=clean,
+                                             author=author)
+    if publish:
+        template.published_version = version
+        template.save(update_fields=["published_version", "updated_at"])
+    return template, version
+
+
+def template_publish(*, version: TemplateVersion) -> None:
+    """Make `version` the one that renders (a rollback when it is older)."""
+    Template.objects.filter(pk=version.template_id).update(
+        published_version=version, updated_at=timezone.now()
+    )
+
+
+@dataclass
+class StepSpec:
+    ref: str
+    type: str
+    config: dict = field(default_factory=dict)
+    conditions: dict | None = None
+    templates: dict[str, dict] = field(default_factory=dict)
+
+
+@transaction.atomic
+def workflow_put(*, key: str, name: str, category: str = "", critical: bool = False,
+                 active: bool = True, default_locale: str = "en", data_schema: dict | None = None,
+                 steps: Sequence[StepSpec], author=None) -> tuple[Workflow, bool]:
+    """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
+
+    Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
+    a template version is added only where a template's fields changed.
+    """
+    workflow, created = Workflow.objects.get_or_create(
+        key=key, defaults={"name": name, "category": category, "critical": critical,
+                           "active": active, "default_locale": default_locale,
+                           "data_schema": data_schema},
+    )
+    if not created:
+        values = {"name": name, "category": category, "critical": critical, "active": active,
+                  "default_locale": default_locale, "data_schema": data_schema}
+        changed = [n for n, v in values.items() if getattr(workflow, n) != v]
+        for n in changed:
+            setattr(workflow, n, values[n])
+        if changed:
+            workflow.save(update_fields=[*changed, "updated_at"])
+    existing = {step.ref: step for step in workflow.steps.all()}
+    workflow.steps.exclude(ref__in=[spec.ref for spec in steps]).delete()
+    for position, spec in enumerate(steps):
+        step = existing.get(spec.ref)
+        values = {"position": position, "type": spec.type, "config": spec.config or {},
+                  "conditions": spec.conditions or None}
+        if step is None:
+            step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
+        else:
+            changed = [n for n, v in values.items() if getattr(step, n) != v]
+            for n in changed:
+                setattr(step, n, values[n])
+            if changed:
+                step.save(update_fields=changed)
+        step.templates.exclude(locale__in=list(spec.templates)).delete()
+        for locale, fields in spec.templates.items():
+            template_save(step=step, locale=locale, fields=fields, author=author)
+    return workflow, created
+
+
+# --- Triggers ---------------------------------------------------------------------------------
+
+@dataclass
+class TriggerRequest:
+    """A validated trigger: recipients are ids, profile dicts (with "id") or {"topic": key}."""
+
+    workflow: Workflow
+    recipients: list
+    data: dict = field(default_factory=dict)
+    actor: object = None
+    tenant: Tenant | None = None
+    cancellation_key: str = ""
+    api_key: ApiKey | None = None
+
+
+def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
+                     via: str = "") -> list[Run]:
+    """Runs for recipients who have none on this trigger yet, each enqueued to advance."""
+    recipients = {r.pk: r for r in recipients}
+    existing = set(trigger.runs.filter(recipient_id__in=list(recipients))
+                   .values_list("recipient_id", flat=True))
+    runs = Run.objects.bulk_create([
+        Run(trigger=trigger, workflow=trigger.workflow, recipient=recipient,
+            tenant=trigger.tenant)
+        for pk, recipient in recipients.items() if pk not in existing
+    ])
+    detail = {"trigger_id": str(trigger.id)} | ({"via": via} if via else {})
+    StepLog.objects.bulk_create(
+        [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
+    )
+    for run in runs:
+        enqueue("notifications.tasks.advance_run", str(run.id))
+    return runs
+
+
+@transaction.atomic
+def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
+    """One transaction: the trigger, inline recipient upserts, and a run per direct recipient.
+
+    Topic audiences fan out in a task (they may be large); their runs appear on the trigger.
+    """
+    topics = [spec["topic"] for spec in request.recipients
+              if isinstance(spec, Mapping) and "topic" in spec]
+    trigger = Trigger.objects.create(
+        workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
+        actor=request.actor, data=request.data, recipients=request.recipients,
+        cancellation_key=request.cancellation_key,
+        fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
+    )
+    if isinstance(request.actor, Mapping):
+        actor = dict(request.actor)
+        recipient_upsert(external_id=str(actor.pop("id")), **actor)
+    direct: dict[str, Recipient] = {}
+    for spec in request.recipients:
+        if isinstance(spec, Mapping) and "topic" in spec:
+            continue
+        if isinstance(spec, Mapping):
+            profile = dict(spec)
+            external_id = str(profile.pop("id"))
+            recipient, _ = recipient_upsert(external_id=external_id, **profile)
+        else:
+            external_id = str(spec)
+            recipient, _ = recipient_upsert(external_id=external_id)
+        direct[external_id] = recipient
+    runs = _run_create_many(trigger, direct.values())
+    if topics:
+        enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
+    return trigger, runs
+
+
+def trigger_fanout(*, trigger_id: str) -> int:
+    """Create the runs of a trigger's topic audiences, in batches. Safe to run twice."""
+    trigger = Trigger.objects.select_related("workflow", "tenant").filter(pk=trigger_id).first()
+    if trigger is None or trigger.fanout == Trigger.Fanout.DONE:
+        return 0
+    topic_keys = [spec["topic"] for spec in trigger.recipients
+                  if isinstance(spec, Mapping) and "topic" in spec]
+    created = 0
+    for key in topic_keys:
+        subscribers = (Recipient.objects.filter(subscriptions__topic__key=key)
+                       .order_by("pk").distinct())
+        last_pk = 0
+        while True:
+            batch = list(subscribers.filter(pk__gt=last_pk)[:FANOUT_BATCH])
+            if not batch:
+                break
+            with transaction.atomic():
+                created += len(_run_create_many(trigger, batch, via=f"topic:{key}"))
+            last_pk = batch[-1].pk
+    Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
+    return created
+
+
+# --- Idempotency ------------------------------------------------------------------------------
+
+class IdempotencyConflict(Exception):
+    """The key's first request is still running (409)."""
+
+
+class IdempotencyMismatch(Exception):
+    """The key was used with a different request (422)."""
+
+
+def idempotency_begin(*, api_key: ApiKey, key: str, request_hash: str):
+    """Claim `key` for this request, or return the stored record to replay.
+
+    Returns (record, replay): replay is True when the first response should be sent back.
+    """
+    from .models import IdempotencyRecord
+
+    conf = settings.CLARION
+    now = timezone.now()
+    for _ in range(2):
+        try:
+            with transaction.atomic():
+                record = IdempotencyRecord.objects.create(api_key=api_key, key=key,
+                                                          request_hash=request_hash)
+            return record, False
+        except IntegrityError:
+            record = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+            if record is None:
+                continue
+            age = (now - record.created_at).total_seconds()
+            expired = age > conf["IDEMPOTENCY_TTL_SECONDS"]
+            abandoned = record.in_progress and age > conf["IDEMPOTENCY_LOCK_SECONDS"]
+            if expired or abandoned:
+                IdempotencyRecord.objects.filter(pk=record.pk).delete()
+                continue
+            if record.request_hash != request_hash:
+                raise IdempotencyMismatch() from None
+            if record.in_progress:
+                raise IdempotencyConflict() from None
+            return record, True
+    raise IdempotencyConflict()
+
+
+def idempotency_finish(*, record, status: int, body) -> None:
+    record.response_status = status
+    record.response_body = body
+    record.save(update_fields=["response_status", "response_body"])
+
+
+def idempotency_abandon(*, record) -> None:
+    record.delete()

@@ -1,0 +1,1 @@
+"""Recipient preferences, the hosted preference center and one-click unsubscribe (to come)."""
