@@ -1,0 +1,144 @@
+"""Shared fixtures: API keys and clients, workflows, the real task queue, a real SMTP server."""
+
+import socket
+import threading
+import time
+from email import message_from_bytes, policy
+from pydoc import locate
+
+import pytest
+from aiosmtpd.controller import Controller
+from django_q.brokers import get_broker
+from django_q.signing import SignedPackage
+from rest_framework.test import APIClient
+
+from notifications.services import StepSpec, api_key_create, workflow_put
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def api_key(db):
+    """(ApiKey, secret) of an unrestricted key."""
+    return api_key_create(name="tests")
+
+
+@pytest.fixture
+def api(api_key):
+    """An API client that authenticates with a valid key and speaks JSON."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
+    client.default_format = "json"
+    return client
+
+
+@pytest.fixture
+def make_workflow(db):
+    """make_workflow(key, steps=[StepSpec|dict, …], **fields) through the real service."""
+
+    def make(key="welcome", steps=None, **fields):
+        specs = [s if isinstance(s, StepSpec) else StepSpec(**s) for s in (steps or [])]
+        fields.setdefault("name", key.title())
+        workflow, _ = workflow_put(key=key, steps=specs, **fields)
+        return workflow
+
+    return make
+
+
+def email_step(ref="mail", subject="Hello {{ recipient.name }}", html="<p>{{ data.body }}</p>",
+               text=None, **extra) -> StepSpec:
+    fields = {"subject": subject, "html": html}
+    if text is not None:
+        fields["text"] = text
+    return StepSpec(ref=ref, type="email", templates={"en": fields}, **extra)
+
+
+def in_app_step(ref="inbox", body="Hi {{ recipient.name }}", **extra) -> StepSpec:
+    return StepSpec(ref=ref, type="in_app", templates={"en": {"body": body}}, **extra)
+
+
+def delay_step(ref="wait", **config) -> StepSpec:
+    return StepSpec(ref=ref, type="delay", config=config)
+
+
+@pytest.fixture
+def run_tasks(db):
+    """Execute the tasks waiting in the real django-q2 ORM queue, in this process, until none
+    are left (tasks a task enqueues run too). Returns the names of the tasks it ran."""
+
+    def run(limit: int = 1000) -> list[str]:
+        broker = get_broker()
+        ran: list[str] = []
+        while len(ran) < limit:
+            batch = broker.dequeue() or []
+            if not batch:
+                return ran
+            for ack_id, payload in batch:
+                task = SignedPackage.loads(payload)
+                func = task["func"]
+                func = locate(func) if isinstance(func, str) else func
+                func(*task.get("args", ()), **task.get("kwargs", {}))
+                broker.acknowledge(ack_id)
+                ran.append(task["func"] if isinstance(task["func"], str) else func.__name__)
+        raise AssertionError(f"more than {limit} tasks: the queue does not drain")
+
+    return run
+
+
+class SMTPInbox:
+    """Mail received by a real aiosmtpd server on 127.0.0.1."""
+
+    def __init__(self):
+        self.messages = []
+        self.envelopes = []
+        self._lock = threading.Condition()
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        with self._lock:
+            self.envelopes.append(envelope)
+            self.messages.append(message_from_bytes(envelope.content, policy=policy.default))
+            self._lock.notify_all()
+        return "250 OK"
+
+    def wait_for(self, count: int = 1, timeout: float = 20) -> list:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(self.messages) < count:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise AssertionError(
+                        f"expected {count} email(s) within {timeout}s, got {len(self.messages)}"
+                    )
+                self._lock.wait(remaining)
+            return list(self.messages)
+
+
+@pytest.fixture
+def smtp_server():
+    """A real SMTP server on 127.0.0.1: yields (host, port, inbox)."""
+    inbox = SMTPInbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield "127.0.0.1", port, inbox
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def smtp(smtp_server, settings):
+    """Route Django's email through the real SMTP server; yields its inbox."""
+    host, port, inbox = smtp_server
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = host
+    settings.EMAIL_PORT = port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_USE_SSL = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    return inbox
