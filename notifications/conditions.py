@@ -10,7 +10,7 @@ from typing import Any
 
 ROOTS = ("data", "recipient", "tenant", "actor")
 OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists", "not_exists")
-_MISSING = object()
+MISSING = object()
 
 
 class ConditionError(ValueError):
@@ -59,7 +59,7 @@ def _validate_leaf(leaf: Mapping, field: str) -> None:
 
 
 def resolve(path: str, scope: Mapping) -> Any:
-    """The value at a dotted path (list indexes allowed), or _MISSING."""
+    """The value at a dotted path (list indexes allowed), or MISSING."""
     current: Any = scope
     for part in path.split("."):
         if isinstance(current, Mapping) and part in current:
@@ -69,9 +69,9 @@ def resolve(path: str, scope: Mapping) -> Any:
             if -len(current) <= index < len(current):
                 current = current[index]
             else:
-                return _MISSING
+                return MISSING
         else:
-            return _MISSING
+            return MISSING
     return current
 
 
@@ -96,7 +96,7 @@ def explain(tree: Mapping | None, scope: Mapping) -> list[dict]:
     return [
         {
             **tree,
-            "actual": None if actual is _MISSING else actual,
+            "actual": None if actual is MISSING else actual,
             "held": _evaluate_leaf(tree, scope),
         }
     ]
@@ -106,10 +106,10 @@ def _evaluate_leaf(leaf: Mapping, scope: Mapping) -> bool:
     op = leaf["op"]
     actual = resolve(leaf["path"], scope)
     if op == "exists":
-        return actual is not _MISSING and actual is not None
+        return actual is not MISSING and actual is not None
     if op == "not_exists":
-        return actual is _MISSING or actual is None
-    if actual is _MISSING:
+        return actual is MISSING or actual is None
+    if actual is MISSING:
         return op == "neq"
     expected = leaf.get("value")
     try:

@@ -50,7 +50,8 @@ def classify_email_error(exc: Exception) -> type[Exception]:
         return PermanentError
     if isinstance(exc, AnymailAPIError):
         status = getattr(exc, "status_code", None)
-        return TransientError if status is None or status == 429 or status >= 500 else PermanentError
+        transient = status is None or status == 429 or status >= 500
+        return TransientError if transient else PermanentError
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]
         return TransientError if codes and all(400 <= c < 500 for c in codes) else PermanentError

@@ -6,7 +6,7 @@ task that runs twice finds the cursor already moved and the (run, step) Message 
 """
 
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -58,12 +58,16 @@ def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetim
     """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
     if "until" in config:
         raw = conditions.resolve(config["until"], scope)
-        moment = parse_datetime(raw) if isinstance(raw, str) else None
+        try:
+            moment = parse_datetime(raw) if isinstance(raw, str) else None
+        except ValueError:  # well formed but impossible, e.g. month 13
+            moment = None
         if moment is None:
+            raw = None if raw is conditions.MISSING else raw
             return None, f"{config['until']} is not an ISO 8601 timestamp: {raw!r}"[:300]
         if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment, timezone.utc)
-        return moment, ""
+            moment = timezone.make_aware(moment, UTC)
+        return moment.astimezone(UTC), ""
     seconds = sum(float(config[unit]) * factor for unit, factor in DURATION_UNITS.items()
                   if unit in config)
     return now + timedelta(seconds=seconds), ""

@@ -8,6 +8,7 @@ are removed (there is no file system to reach); loops, output and nesting are bo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from html import unescape
 
 from django.utils.html import strip_tags
 from liquid import Environment
@@ -75,7 +76,9 @@ def validate_fields(channel: str, fields: Mapping) -> None:
         raise TemplateError("", "Expected an object of field names to Liquid source.")
     for name in fields:
         if name not in allowed:
-            raise TemplateError(name, f"Unknown field; {channel} templates have: {', '.join(allowed)}.")
+            raise TemplateError(
+                name, f"Unknown field; {channel} templates have: {', '.join(allowed)}."
+            )
     for group in REQUIRED_FIELDS[channel]:
         if not any(fields.get(name) for name in group):
             raise TemplateError(group[0], "This field is required." if len(group) == 1
@@ -130,5 +133,5 @@ def render_email(fields: Mapping, scope: Mapping, layout=None) -> RenderedEmail:
 
 
 def _html_to_text(html: str) -> str:
-    lines = (line.strip() for line in strip_tags(html).splitlines())
+    lines = (line.strip() for line in unescape(strip_tags(html)).splitlines())
     return "\n".join(line for line in lines if line)

@@ -2,7 +2,17 @@
 
 from django.db.models import Prefetch, QuerySet
 
-from .models import ApiKey, DeliveryAttempt, Message, Recipient, Run, Tenant, Topic, Trigger, Workflow
+from .models import (
+    ApiKey,
+    DeliveryAttempt,
+    Message,
+    Recipient,
+    Run,
+    Tenant,
+    Topic,
+    Trigger,
+    Workflow,
+)
 
 
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:

@@ -15,7 +15,7 @@ from .queue import enqueue
 def advance_run(run_id: str) -> None:
     with transaction.atomic():
         run = (
-            Run.objects.select_for_update()
+            Run.objects.select_for_update(of=("self",))
             .select_related("workflow", "recipient", "tenant", "trigger")
             .filter(pk=run_id)
             .first()

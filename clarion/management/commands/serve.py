@@ -27,7 +27,8 @@ class Command(BaseCommand):
         if not no_demo:
             credentials = seed_demo()
             self.stdout.write(self.style.SUCCESS("Clarion is starting.") + f"""
-  Admin:    {base}/admin/   user {credentials.admin_username}   password {credentials.admin_password}
+  Admin:    {base}/admin/
+            user {credentials.admin_username}   password {credentials.admin_password}
   API docs: {base}/api/docs/
   API key:  {credentials.api_key}
 
