@@ -9,6 +9,7 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("CLARION_VAR_DIR", BASE_DIR / "var"))
@@ -44,6 +45,13 @@ CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", "")
 PORT = int(os.environ.get("PORT", "8000"))
 # The address people and email links reach this server at.
 PUBLIC_URL = os.environ.get("PUBLIC_URL", f"http://localhost:{PORT}").rstrip("/")
+if PUBLIC_URL.startswith("https://"):
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
+if _env_bool("TRUST_X_FORWARDED_PROTO"):
+    # Only behind a proxy that sets X-Forwarded-Proto itself.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 INSTALLED_APPS = [
     "daphne",
@@ -97,7 +105,13 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------------------------
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'clarion.sqlite3'}"
-DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0"))
+    )
+}
+# Behind PgBouncer in transaction mode, server-side cursors must be off.
+DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _env_bool("DISABLE_SERVER_SIDE_CURSORS")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {
@@ -111,6 +125,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {
         "NAME": os.environ.get("CLARION_TEST_SQLITE", str(VAR_DIR / "test.sqlite3"))
     }
+    Path(DATABASES["default"]["TEST"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Queue (django-q2) ------------------------------------------------------------------------
@@ -131,10 +146,14 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "label": "Task queue",
 }
-if QUEUE_BROKER == "redis" and REDIS_URL:
+if QUEUE_BROKER == "redis":
+    if not REDIS_URL:
+        raise ImproperlyConfigured("QUEUE_BROKER=redis needs REDIS_URL.")
     Q_CLUSTER["redis"] = REDIS_URL
-else:
+elif QUEUE_BROKER == "orm":
     Q_CLUSTER["orm"] = "default"
+else:
+    raise ImproperlyConfigured(f"QUEUE_BROKER must be 'orm' or 'redis', not {QUEUE_BROKER!r}.")
 
 # --- Channel layer ----------------------------------------------------------------------------
 
@@ -199,8 +218,11 @@ SPECTACULAR_SETTINGS = {
 # --- Static files, i18n, logging --------------------------------------------------------------
 
 STATIC_URL = "static/"
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", VAR_DIR / "static"))
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+if os.environ.get("STATIC_ROOT"):
+    STATIC_ROOT = Path(os.environ["STATIC_ROOT"])  # production: filled by collectstatic
+else:
+    STATIC_ROOT = VAR_DIR / "static"
+    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # The embedded mode serves static files straight from the apps, no collectstatic needed.
 WHITENOISE_USE_FINDERS = True
@@ -224,7 +246,7 @@ CLARION = {
     # Delivery retries for transient provider errors: attempts, then exponential backoff.
     "DELIVERY_MAX_ATTEMPTS": int(os.environ.get("CLARION_DELIVERY_MAX_ATTEMPTS", "5")),
     "DELIVERY_BACKOFF_SECONDS": float(os.environ.get("CLARION_DELIVERY_BACKOFF_SECONDS", "10")),
-    "DELIVERY_BACKOFF_MAX_SECONDS": float(os.environ.get("CLARION_DELIVERY_BACKOFF_MAX", "600")),
+    "DELIVERY_BACKOFF_MAX_SECONDS": float(os.environ.get("CLARION_DELIVERY_BACKOFF_MAX_SECONDS", "600")),
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,

@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from . import views
+
 admin.site.site_header = "Clarion"
 admin.site.site_title = "Clarion"
 admin.site.index_title = "Notifications"
@@ -11,4 +13,5 @@ urlpatterns = [
     path("api/v1/", include("notifications.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("healthz", views.health, name="health"),
 ]

@@ -1,0 +1,917 @@
+"""The admin a product manager uses: workflows with their steps and templates, runs as timelines.
+
+Ledgers (triggers, runs, messages, delivery attempts, step logs, template versions) are read-only.
+Every write that is more than editing a row's plain fields goes through `services`.
+"""
+
+import json
+import uuid
+
+import jsonschema
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import models
+from django.db.models import Count, Q
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.safestring import mark_safe
+from django.utils.translation import ngettext
+from liquid.exceptions import LiquidError
+
+from . import conditions, engine, rendering, services
+from .api.serializers import LOCALE
+from .models import (
+    CHANNEL_STEP_TYPES,
+    ApiKey,
+    ChannelData,
+    DeliveryAttempt,
+    IdempotencyRecord,
+    Layout,
+    Message,
+    Recipient,
+    Run,
+    Step,
+    StepLog,
+    StepType,
+    Subscription,
+    Template,
+    TemplateVersion,
+    Tenant,
+    Topic,
+    Trigger,
+    Workflow,
+)
+
+SUPPORTED_STEP_CHOICES = [
+    (value, label) for value, label in StepType.choices if value in engine.SUPPORTED_STEP_TYPES
+]
+TEMPLATE_STEP_TYPES = sorted(engine.SUPPORTED_STEP_TYPES & CHANNEL_STEP_TYPES)
+LIST_LIMIT = 100  # rows a detail page lists before linking to the filtered changelist
+EMPTY = "—"
+
+
+# --- Display helpers --------------------------------------------------------------------------
+
+def admin_url(obj, view: str = "change") -> str:
+    meta = obj._meta
+    return reverse(f"admin:{meta.app_label}_{meta.model_name}_{view}", args=[obj.pk])
+
+
+def changelist_url(model, **params) -> str:
+    url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+    return f"{url}?{urlencode(params)}" if params else url
+
+
+def link(obj, text=None):
+    if obj is None:
+        return EMPTY
+    return format_html('<a href="{}">{}</a>', admin_url(obj), str(obj) if text is None else text)
+
+
+def when(moment) -> str:
+    """A moment to the millisecond, in the current time zone: timelines need that precision."""
+    if moment is None:
+        return EMPTY
+    local = timezone.localtime(moment)
+    return f"{local:%Y-%m-%d %H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}"
+
+
+def as_json(value, *, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, ensure_ascii=False, sort_keys=True,
+                      cls=DjangoJSONEncoder)
+
+
+def pretty_json(value):
+    return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>',
+                       as_json(value, indent=2))
+
+
+def table(headers, rows_format: str, rows) -> str:
+    """An escaped HTML table: `rows` are tuples of values (escaped) or format_html results."""
+    head = format_html_join("", "<th>{}</th>", ((header,) for header in headers))
+    body = format_html_join("", rows_format, rows)
+    return format_html("<table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>", head, body)
+
+
+def adopt(target, source) -> None:
+    """Make the admin's unsaved `target` the row a service saved, so the admin logs and
+    redirects to it."""
+    for field in source._meta.concrete_fields:
+        setattr(target, field.attname, getattr(source, field.attname))
+    target._state.adding = False
+    target._state.db = source._state.db
+
+
+def as_uuid(term: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(term.strip())
+    except ValueError:
+        return None
+
+
+# --- Base classes -----------------------------------------------------------------------------
+
+class DefaultingJSONField(forms.JSONField):
+    """An emptied JSON box means the field's default ({} or []), not a NULL the column refuses."""
+
+    def __init__(self, *, default=dict, **kwargs):
+        self.default = default
+        super().__init__(**kwargs)
+
+    def to_python(self, value):
+        python = super().to_python(value)
+        return self.default() if python is None and not self.disabled else python
+
+
+class FormFieldsMixin:
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if isinstance(db_field, models.URLField):
+            kwargs.setdefault("assume_scheme", "https")
+        if isinstance(db_field, models.JSONField) and not db_field.null:
+            default = db_field.default if callable(db_field.default) else dict
+            kwargs.setdefault("form_class", DefaultingJSONField)
+            kwargs.setdefault("default", default)
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+
+class ClarionAdmin(FormFieldsMixin, admin.ModelAdmin):
+    def get_deleted_objects(self, objs, request):
+        """Ledger rows go with the row they belong to: deleting a recipient erases their runs and
+        messages, deleting a template its versions. That needs no permission on the ledgers,
+        which cannot be deleted on their own."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        ledgers = {model._meta.verbose_name
+                   for model, model_admin in self.admin_site._registry.items()
+                   if isinstance(model_admin, LedgerAdmin)}
+        return deleted, counts, perms_needed - ledgers, protected
+
+
+class UUIDSearchMixin:
+    """A search term that is a UUID also matches these fields exactly (run, trigger, message ids).
+
+    Text lookups (icontains) on UUID columns are slow and differ between databases.
+    """
+
+    uuid_search_fields: tuple[str, ...] = ("pk",)
+
+    def get_search_results(self, request, queryset, search_term):
+        results, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        value = as_uuid(search_term) if search_term else None
+        if value is None:
+            return results, may_have_duplicates
+        match = Q()
+        for name in self.uuid_search_fields:
+            match |= Q(**{name: value})
+        return results | queryset.filter(match), may_have_duplicates
+
+
+class LedgerAdmin(UUIDSearchMixin, ClarionAdmin):
+    """Rows the engine writes: shown, never added or changed by hand."""
+
+    deletable_by_superusers = False
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return (self.deletable_by_superusers and request.user.is_superuser
+                and super().has_delete_permission(request, obj))
+
+
+# --- Tenants and API keys ---------------------------------------------------------------------
+
+@admin.register(Tenant)
+class TenantAdmin(ClarionAdmin):
+    list_display = ("key", "name", "sender_name", "sender_email", "created_at")
+    search_fields = ("key", "name")
+    readonly_fields = ("created_at", "updated_at")
+
+
+class ApiKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name", "tenant"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ClarionAdmin):
+    list_display = ("name", "prefix", "tenant", "is_active", "created_at", "last_used_at",
+                    "revoked_at")
+    list_filter = (ApiKeyStatusFilter, "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("name", "prefix")
+    autocomplete_fields = ("tenant",)
+    actions = ("revoke",)
+    add_form = ApiKeyAddForm
+    change_fields = ("name", "prefix", "tenant", "scopes", "is_active", "created_at",
+                     "last_used_at", "revoked_at")
+
+    def get_fields(self, request, obj=None):
+        return self.change_fields if obj else ("name", "tenant")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.change_fields[1:] if obj else ()
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, obj):
+        return obj.is_active
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        api_key, secret = services.api_key_create(name=obj.name, tenant=obj.tenant)
+        adopt(obj, api_key)
+        messages.success(
+            request,
+            f"The secret of API key “{api_key.name}” is {secret} — copy it now: "
+            "it is shown only once and cannot be recovered.",
+        )
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            services.api_key_revoke(api_key=api_key)
+            revoked += 1
+        self.message_user(
+            request, ngettext("Revoked %d API key.", "Revoked %d API keys.", revoked) % revoked
+        )
+
+
+# --- Recipients and topics --------------------------------------------------------------------
+
+class ChannelDataInline(FormFieldsMixin, admin.TabularInline):
+    model = ChannelData
+    extra = 0
+    fields = ("channel", "provider", "data", "updated_at")
+    readonly_fields = ("updated_at",)
+
+
+class RecipientSubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ("topic", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("topic",)
+    verbose_name = "topic subscription"
+
+
+@admin.register(Recipient)
+class RecipientAdmin(ClarionAdmin):
+    list_display = ("external_id", "name", "email", "phone", "locale", "timezone", "created_at")
+    search_fields = ("external_id", "name", "email", "phone")
+    search_help_text = "Recipient id, name, email or phone."
+    readonly_fields = ("created_at", "updated_at", "recent_runs")
+    inlines = (ChannelDataInline, RecipientSubscriptionInline)
+
+    @admin.display(description="recent runs")
+    def recent_runs(self, obj):
+        if obj.pk is None:
+            return EMPTY
+        runs = obj.runs.select_related("workflow").order_by("-created_at")[:20]
+        return table(
+            ("Run", "Workflow", "Status", "Created"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((link(run, str(run.pk)), run.workflow.key, run.get_status_display(),
+              when(run.created_at)) for run in runs),
+        )
+
+    def delete_model(self, request, obj):
+        services.recipient_erase(recipient=obj)
+
+    def delete_queryset(self, request, queryset):
+        for recipient in queryset:
+            services.recipient_erase(recipient=recipient)
+
+
+class TopicSubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ("recipient", "created_at")
+    readonly_fields = ("created_at",)
+    autocomplete_fields = ("recipient",)
+    verbose_name = "subscriber"
+
+
+@admin.register(Topic)
+class TopicAdmin(ClarionAdmin):
+    list_display = ("key", "name", "tenant", "subscriber_count", "created_at")
+    list_filter = ("tenant",)
+    list_select_related = ("tenant",)
+    search_fields = ("key", "name")
+    autocomplete_fields = ("tenant",)
+    readonly_fields = ("created_at",)
+    inlines = (TopicSubscriptionInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(subscriber_count=Count("subscriptions"))
+
+    @admin.display(description="subscribers", ordering="subscriber_count")
+    def subscriber_count(self, obj):
+        return obj.subscriber_count
+
+
+# --- Workflows, steps and templates -----------------------------------------------------------
+
+class WorkflowForm(forms.ModelForm):
+    class Meta:
+        model = Workflow
+        fields = ["key", "name", "category", "critical", "active", "default_locale", "data_schema"]
+
+    def clean_data_schema(self):
+        schema = self.cleaned_data.get("data_schema")
+        if schema:
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
+        return schema
+
+
+class StepForm(forms.ModelForm):
+    """Only the step types the engine runs; config and conditions checked as the API does."""
+
+    type = forms.ChoiceField(choices=[("", "---------"), *SUPPORTED_STEP_CHOICES])
+
+    class Meta:
+        model = Step
+        fields = ["workflow", "position", "ref", "type", "config", "conditions"]
+        widgets = {
+            "config": forms.Textarea(attrs={"rows": 2, "cols": 36}),
+            "conditions": forms.Textarea(attrs={"rows": 2, "cols": 48}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        step_type = cleaned.get("type")
+        if cleaned.get("conditions"):
+            try:
+                conditions.validate(cleaned["conditions"])
+            except conditions.ConditionError as exc:
+                self.add_error("conditions", str(exc))
+        if step_type == StepType.DELAY and "config" in cleaned:
+            try:
+                engine.validate_delay_config(cleaned["config"])
+            except engine.DelayConfigError as exc:
+                self.add_error("config", str(exc))
+        if (self.instance.pk and step_type and step_type != self.instance.type
+                and self.instance.templates.exists()):
+            self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
+                                   "delete them before changing its type.")
+        return cleaned
+
+
+def step_templates_summary(step):
+    """'2 locales: en, fr' with each locale linking to its template, or a link to add one."""
+    if step.pk is None or step.type not in CHANNEL_STEP_TYPES:
+        return EMPTY
+    templates = sorted(step.templates.all(), key=lambda template: template.locale)
+    add = format_html('<a href="{}?{}">add a template</a>', reverse(
+        "admin:notifications_template_add"), urlencode({"step": step.pk}))
+    if not templates:
+        return format_html("No templates: {}", add)
+    locales = format_html_join(", ", '<a href="{}">{}</a>',
+                               ((admin_url(template), template.locale) for template in templates))
+    count = ngettext("%d locale", "%d locales", len(templates)) % len(templates)
+    return format_html('<a href="{}">{}</a>: {}', changelist_url(Template, step__id__exact=step.pk),
+                       count, locales)
+
+
+class StepInline(FormFieldsMixin, admin.TabularInline):
+    model = Step
+    form = StepForm
+    extra = 0
+    ordering = ("position", "id")
+    fields = ("position", "ref", "type", "config", "conditions", "templates")
+    readonly_fields = ("templates",)
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("templates")
+
+    @admin.display(description="templates")
+    def templates(self, obj):
+        return step_templates_summary(obj)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(ClarionAdmin):
+    form = WorkflowForm
+    list_display = ("key", "name", "category", "critical", "active", "step_count", "updated_at")
+    list_filter = ("active", "critical", "category")
+    search_fields = ("key", "name", "category")
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (StepInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(step_count=Count("steps"))
+
+    @admin.display(description="steps", ordering="step_count")
+    def step_count(self, obj):
+        return obj.step_count
+
+
+@admin.register(Step)
+class StepAdmin(ClarionAdmin):
+    form = StepForm
+    list_display = ("__str__", "workflow", "position", "ref", "type", "templates")
+    list_filter = ("type", "workflow")
+    list_select_related = ("workflow",)
+    search_fields = ("ref", "workflow__key", "workflow__name")
+    autocomplete_fields = ("workflow",)
+    ordering = ("workflow__key", "position", "id")
+    fields = ("workflow", "position", "ref", "type", "config", "conditions", "template_list")
+    readonly_fields = ("template_list",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("templates")
+
+    @admin.display(description="templates")
+    def templates(self, obj):
+        return step_templates_summary(obj)
+
+    @admin.display(description="templates")
+    def template_list(self, obj):
+        if obj.pk is None:
+            return "Save the step first."
+        if obj.type not in CHANNEL_STEP_TYPES:
+            return f"{obj.get_type_display()} steps have no templates."
+        templates = obj.templates.select_related("published_version").order_by("locale")
+        rows = table(
+            ("Locale", "Published version", "Updated", ""),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((template.locale,
+              template.published_version.number if template.published_version else EMPTY,
+              when(template.updated_at), link(template, "Edit"))
+             for template in templates),
+        )
+        add = format_html('<a class="addlink" href="{}?{}">Add a template for this step</a>',
+                          reverse("admin:notifications_template_add"), urlencode({"step": obj.pk}))
+        return format_html("{}<p>{}</p>", rows, add)
+
+
+class TemplateForm(forms.ModelForm):
+    """One textarea per field of the step's channel. `channel` is set by TemplateAdmin.get_form:
+    the fields depend on the step, which is known from the template, `?step=` or the POST."""
+
+    channel: str | None = None
+    locale = forms.RegexField(regex=LOCALE, max_length=35, initial="en",
+                              error_messages={"invalid": "Expected a locale like 'en' or 'pt-BR'."})
+
+    class Meta:
+        model = Template
+        fields = ["step", "locale"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            for name, value in self.instance.fields.items():
+                if name in self.fields:
+                    self.fields[name].initial = value
+
+    @property
+    def channel_fields(self) -> tuple[str, ...]:
+        return rendering.CHANNEL_FIELDS.get(self.channel, ())
+
+    def clean(self):
+        cleaned = super().clean()
+        step = cleaned.get("step") or (self.instance.step if self.instance.step_id else None)
+        if step is None:
+            return cleaned
+        if step.type != self.channel or not any(name in self.data for name in self.channel_fields):
+            # The step was chosen on this submit: the form now shows its channel's fields.
+            raise ValidationError(
+                f"Fill in the fields of this {step.get_type_display()} template, then save."
+            )
+        fields = {name: cleaned.get(name, "") for name in self.channel_fields}
+        fields = {name: value for name, value in fields.items() if value}
+        try:
+            rendering.validate_fields(step.type, fields)
+        except rendering.TemplateError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        cleaned["template_fields"] = fields
+        return cleaned
+
+
+class TemplateTextField(forms.CharField):
+    """Liquid source, kept as typed except for the browser's CRLF line ends."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def to_python(self, value):
+        return super().to_python(value).replace("\r\n", "\n")
+
+
+@admin.register(Template)
+class TemplateAdmin(ClarionAdmin):
+    list_display = ("__str__", "workflow", "step_ref", "locale", "published", "updated_at")
+    list_filter = ("locale", "step__type", "step__workflow")
+    list_select_related = ("step__workflow", "published_version")
+    search_fields = ("step__ref", "step__workflow__key", "locale")
+    ordering = ("step__workflow__key", "step__position", "locale")
+
+    @admin.display(description="workflow", ordering="step__workflow__key")
+    def workflow(self, obj):
+        return obj.step.workflow.key
+
+    @admin.display(description="step", ordering="step__ref")
+    def step_ref(self, obj):
+        return obj.step.ref
+
+    @admin.display(description="published version")
+    def published(self, obj):
+        return obj.published_version.number if obj.published_version else EMPTY
+
+    def _step_for(self, request, obj) -> Step | None:
+        if obj is not None:
+            return obj.step
+        raw = request.POST.get("step") or request.GET.get("step")
+        if not raw or not str(raw).isdigit():
+            return None
+        return Step.objects.filter(pk=raw, type__in=TEMPLATE_STEP_TYPES).first()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        step = self._step_for(request, obj)
+        channel = step.type if step else None
+        attrs = {"channel": channel}
+        for name in rendering.CHANNEL_FIELDS.get(channel, ()):
+            rows = 12 if name in rendering.HTML_FIELDS else 3
+            widget = forms.Textarea(attrs={"rows": rows, "cols": 100, "class": "vLargeTextField"})
+            attrs[name] = TemplateTextField(
+                widget=widget,
+                help_text="Liquid, e.g. {{ recipient.name }} or {{ data.project }}.",
+            )
+        # Declared fields shown read-only (the locale of a saved template) leave the form.
+        readonly = self.get_readonly_fields(request, obj)
+        attrs.update(dict.fromkeys(set(readonly) & set(TemplateForm.declared_fields)))
+        kwargs["form"] = type("TemplateForm", (TemplateForm,), attrs)
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("step", "locale", "published_fields", "versions", "version_history") if obj else ()
+
+    def get_fieldsets(self, request, obj=None):
+        step = self._step_for(request, obj)
+        names = rendering.CHANNEL_FIELDS.get(step.type if step else None, ())
+        fieldsets = [(None, {"fields": ("step", "locale")})]
+        if obj and not self.has_change_permission(request, obj):
+            fieldsets.append(("Published", {"fields": ("published_fields",)}))
+            fieldsets.append(("Versions", {"fields": ("version_history",)}))
+            return fieldsets
+        if names:
+            fieldsets.append((f"{step.get_type_display()} fields", {
+                "fields": names,
+                "description": "Saving creates a new version and publishes it.",
+            }))
+        else:
+            fieldsets[0][1]["description"] = "Choose the step and save: its fields appear."
+        if obj:
+            fieldsets.append(("Versions", {"fields": ("versions",)}))
+        return fieldsets
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "step":
+            kwargs["queryset"] = Step.objects.filter(type__in=TEMPLATE_STEP_TYPES).select_related(
+                "workflow").order_by("workflow__key", "position")
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "step":
+            field.label_from_instance = lambda step: f"{step} ({step.get_type_display()})"
+        return field
+
+    @admin.display(description="published fields")
+    def published_fields(self, obj):
+        return pretty_json(obj.fields)
+
+    @admin.display(description="versions")
+    def version_history(self, obj):
+        return self.versions(obj, buttons=False)
+
+    @admin.display(description="versions")
+    def versions(self, obj, *, buttons=True):
+        """Each version, and a button that publishes it (a rollback) for those who may change."""
+        versions = obj.versions.select_related("author").order_by("-number")
+        rows = []
+        for version in versions:
+            published = version.pk == obj.published_version_id
+            if published:
+                action = mark_safe("<strong>published</strong>")
+            elif buttons:
+                action = format_html(
+                    '<button type="submit" name="_publish_version" value="{}" class="button">'
+                    "Publish (roll back to) v{}</button>", version.pk, version.number)
+            else:
+                action = ""
+            rows.append((link(version, f"v{version.number}"), version.author or EMPTY,
+                         when(version.created_at), "yes" if published else "no", action))
+        return table(("Version", "Author", "Created", "Published", ""),
+                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "POST" and "_publish_version" in request.POST:
+            return self._publish_version(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _publish_version(self, request, object_id):
+        template = self.get_object(request, unquote(object_id))
+        if template is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        raw = request.POST["_publish_version"]
+        version = template.versions.filter(pk=raw).first() if raw.isdigit() else None
+        if version is None:
+            messages.error(request, "That version does not belong to this template.")
+        else:
+            services.template_publish(version=version)
+            messages.success(request, f"Published version {version.number} of “{template}”.")
+        return HttpResponseRedirect(admin_url(template))
+
+    def save_model(self, request, obj, form, change):
+        template, version = services.template_save(
+            step=obj.step, locale=obj.locale, fields=form.cleaned_data["template_fields"],
+            author=request.user,
+        )
+        adopt(obj, template)
+        if version is None:
+            number = template.published_version.number
+            messages.info(request, f"Nothing changed: version {number} stays published.")
+        else:
+            messages.info(request, f"Saved and published version {version.number}.")
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(LedgerAdmin):
+    list_display = ("template", "number", "author", "created_at", "is_published")
+    list_filter = ("template__step__workflow", "template__locale")
+    list_select_related = ("template__step__workflow", "template__published_version", "author")
+    search_fields = ("template__step__ref", "template__step__workflow__key")
+    fields = ("template", "number", "author", "created_at", "is_published", "source")
+    readonly_fields = fields
+    actions = ("publish",)
+
+    @admin.display(boolean=True, description="published")
+    def is_published(self, obj):
+        return obj.template.published_version_id == obj.pk
+
+    @admin.display(description="fields")
+    def source(self, obj):
+        return pretty_json(obj.fields)
+
+    def has_publish_permission(self, request):
+        return request.user.has_perm("notifications.change_template")
+
+    @admin.action(description="Publish (roll back to) this version", permissions=["publish"])
+    def publish(self, request, queryset):
+        versions = list(queryset.select_related("template__step__workflow"))
+        templates = [version.template_id for version in versions]
+        if len(set(templates)) != len(templates):
+            self.message_user(request, "Select one version per template.", messages.ERROR)
+            return
+        for version in versions:
+            services.template_publish(version=version)
+            self.message_user(request,
+                              f"Published version {version.number} of “{version.template}”.")
+
+
+class LayoutForm(forms.ModelForm):
+    class Meta:
+        model = Layout
+        fields = ["name", "tenant", "html", "text"]
+
+    def clean_html(self):
+        html = self.cleaned_data["html"]
+        try:
+            template = rendering.environment(html=True).from_string(html)
+        except LiquidError as exc:
+            raise ValidationError(f"Liquid syntax error: {exc}") from exc
+        if "content" not in template.variables():
+            raise ValidationError("The layout must contain {{ content }}.")
+        return html
+
+    def clean_text(self):
+        text = self.cleaned_data["text"]
+        try:
+            rendering.environment(html=False).from_string(text)
+        except LiquidError as exc:
+            raise ValidationError(f"Liquid syntax error: {exc}") from exc
+        return text
+
+
+@admin.register(Layout)
+class LayoutAdmin(ClarionAdmin):
+    form = LayoutForm
+    list_display = ("name", "tenant", "updated_at")
+    list_select_related = ("tenant",)
+    search_fields = ("name", "tenant__key")
+    autocomplete_fields = ("tenant",)
+
+
+# --- Ledgers: triggers, runs, messages --------------------------------------------------------
+
+@admin.register(Trigger)
+class TriggerAdmin(LedgerAdmin):
+    deletable_by_superusers = True
+    list_display = ("id", "workflow", "tenant", "fanout", "created_at")
+    list_filter = ("fanout", "workflow", "tenant")
+    list_select_related = ("workflow", "tenant")
+    search_fields = ("workflow__key__exact", "cancellation_key__exact")
+    search_help_text = "A trigger id, a workflow key or a cancellation key (exact)."
+    fields = ("id", "workflow", "tenant", "api_key", "created_at", "fanout", "cancellation_key",
+              "actor_json", "data_json", "recipients_json", "runs")
+    readonly_fields = fields
+
+    @admin.display(description="actor")
+    def actor_json(self, obj):
+        return pretty_json(obj.actor)
+
+    @admin.display(description="data")
+    def data_json(self, obj):
+        return pretty_json(obj.data)
+
+    @admin.display(description="recipients")
+    def recipients_json(self, obj):
+        return pretty_json(obj.recipients)
+
+    @admin.display(description="runs")
+    def runs(self, obj):
+        runs = obj.runs.select_related("recipient").order_by("created_at", "id")
+        total = runs.count()
+        rows = table(
+            ("Run", "Recipient", "Status", "Created"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((link(run, str(run.pk)), run.recipient.external_id, run.get_status_display(),
+              when(run.created_at)) for run in runs[:LIST_LIMIT]),
+        )
+        more = format_html('<a href="{}">All {} runs</a>', changelist_url(Run, q=str(obj.pk)),
+                           total)
+        return format_html("{}<p>{}</p>", rows, more)
+
+
+def attempts_table(message):
+    attempts = message.delivery_attempts.all()
+    if not attempts:
+        return "No delivery attempts."
+    return table(
+        ("Provider", "Started", "Duration (ms)", "Outcome", "Error"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((attempt.provider, when(attempt.started_at),
+          EMPTY if attempt.duration_ms is None else attempt.duration_ms,
+          attempt.get_outcome_display(), attempt.error or EMPTY)
+         for attempt in attempts),
+    )
+
+
+def run_timeline(run):
+    """The run's StepLogs in order, then its messages with their delivery attempts."""
+    logs = table(
+        ("Time", "Step", "Event", "Detail"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+        ((when(log.created_at), log.step_ref or EMPTY, log.get_event_display(),
+          as_json(log.detail) if log.detail else EMPTY)
+         for log in run.step_logs.order_by("id")),
+    )
+    run_messages = run.messages.select_related("template_version").prefetch_related(
+        models.Prefetch("delivery_attempts",
+                        queryset=DeliveryAttempt.objects.order_by("started_at", "id"))
+    ).order_by("created_at", "id")
+    sent = table(
+        ("Message", "Status", "To", "Provider", "Error", "Delivery attempts"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((link(message, f"{message.step_ref} ({message.get_channel_display()})"),
+          message.get_status_display(), message.to or EMPTY, message.provider or EMPTY,
+          message.error or EMPTY, attempts_table(message))
+         for message in run_messages),
+    )
+    return format_html("<h3>Steps</h3>{}<h3>Messages</h3>{}", logs, sent)
+
+
+@admin.register(Run)
+class RunAdmin(LedgerAdmin):
+    deletable_by_superusers = True
+    uuid_search_fields = ("pk", "trigger_id")
+    list_display = ("id", "workflow", "recipient", "tenant", "status", "created_at", "updated_at")
+    list_filter = ("status", "workflow", "tenant")
+    list_select_related = ("workflow", "recipient", "tenant")
+    search_fields = ("recipient__external_id__exact", "workflow__key__exact")
+    search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
+    fields = ("id", "status", "workflow", "recipient", "tenant", "trigger", "cursor", "wake_at",
+              "created_at", "updated_at", "timeline", "state_json")
+    readonly_fields = fields
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        return run_timeline(obj)
+
+    @admin.display(description="state")
+    def state_json(self, obj):
+        return pretty_json(obj.state)
+
+
+@admin.register(Message)
+class MessageAdmin(LedgerAdmin):
+    uuid_search_fields = ("pk", "run_id", "run__trigger_id")
+    list_display = ("id", "channel", "status", "to", "workflow", "step_ref", "recipient",
+                    "provider", "created_at")
+    list_filter = ("status", "channel", "workflow", "tenant", "provider")
+    list_select_related = ("workflow", "recipient")
+    search_fields = ("recipient__external_id__exact", "workflow__key__exact",
+                     "provider_message_id__exact")
+    search_help_text = ("A recipient id, a workflow key, a provider message id, or a message, run "
+                        "or trigger id (exact).")
+    fields = ("id", "status", "channel", "workflow", "step_ref", "recipient", "tenant", "run",
+              "to", "provider", "provider_message_id", "template_version", "attempts",
+              "next_attempt_at", "error", "created_at", "sent_at", "delivered_at", "seen_at",
+              "read_at", "clicked_at", "content_json", "delivery_attempts")
+    readonly_fields = fields
+
+    @admin.display(description="content")
+    def content_json(self, obj):
+        return pretty_json(obj.content)
+
+    @admin.display(description="delivery attempts")
+    def delivery_attempts(self, obj):
+        return attempts_table(obj)
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(LedgerAdmin):
+    uuid_search_fields = ("message_id",)
+    list_display = ("message", "provider", "started_at", "duration_ms", "outcome")
+    list_filter = ("outcome", "provider")
+    list_select_related = ("message",)
+    search_fields = ("provider__exact",)
+    search_help_text = "A message id or a provider (exact)."
+    fields = ("message", "provider", "started_at", "duration_ms", "outcome", "error",
+              "request_json", "response_json")
+    readonly_fields = fields
+
+    @admin.display(description="request")
+    def request_json(self, obj):
+        return pretty_json(obj.request)
+
+    @admin.display(description="response")
+    def response_json(self, obj):
+        return pretty_json(obj.response)
+
+
+@admin.register(StepLog)
+class StepLogAdmin(LedgerAdmin):
+    uuid_search_fields = ("run_id",)
+    list_display = ("created_at", "run", "step_ref", "event")
+    list_filter = ("event",)
+    list_select_related = ("run__workflow", "run__recipient")
+    search_fields = ("step_ref__exact",)
+    search_help_text = "A run id or a step ref (exact)."
+    fields = ("run", "step_ref", "event", "created_at", "detail_json")
+    readonly_fields = fields
+
+    @admin.display(description="detail")
+    def detail_json(self, obj):
+        return pretty_json(obj.detail)
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(LedgerAdmin):
+    deletable_by_superusers = True
+    list_display = ("key", "api_key", "response_status", "created_at")
+    list_filter = ("response_status",)
+    list_select_related = ("api_key",)
+    search_fields = ("key__exact",)
+    fields = ("key", "api_key", "request_hash", "response_status", "created_at", "response_json")
+    readonly_fields = fields
+
+    @admin.display(description="response body")
+    def response_json(self, obj):
+        return pretty_json(obj.response_body)

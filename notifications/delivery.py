@@ -63,7 +63,7 @@ def classify_email_error(exc: Exception) -> type[Exception]:
 
 
 def backoff_seconds(attempt: int) -> float:
-    """Exponential backoff with full jitter, capped."""
+    """Exponential backoff, capped, with "equal jitter": between half and all of the step."""
     conf = settings.CLARION
     ceiling = min(conf["DELIVERY_BACKOFF_MAX_SECONDS"],
                   conf["DELIVERY_BACKOFF_SECONDS"] * 2 ** max(attempt - 1, 0))

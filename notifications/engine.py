@@ -98,18 +98,37 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
     steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
+    _find_resume_point(run, steps)
     scope = run_scope(run)
     while run.cursor < len(steps):
         step = steps[run.cursor]
         if _run_step(run, step, scope, now) == WAIT:
             run.status = Run.Status.WAITING
-            run.save(update_fields=["status", "wake_at", "state", "updated_at"])
+            run.state = {**run.state, "waiting_at": step.ref}
+            run.save(update_fields=["status", "cursor", "wake_at", "state", "updated_at"])
             return
         run.cursor += 1
     run.status = Run.Status.COMPLETED
     run.wake_at = None
     log(run, "", StepLog.Event.COMPLETED)
     run.save(update_fields=["status", "cursor", "wake_at", "state", "updated_at"])
+
+
+def _find_resume_point(run: Run, steps: list[Step]) -> None:
+    """Put the cursor back on the step the run waited at, even if the workflow was edited
+    meanwhile (steps added, removed or reordered); if that step is gone, go on from where it
+    stood."""
+    waiting_at = (run.state or {}).get("waiting_at")
+    if waiting_at is None:
+        return
+    run.state = {k: v for k, v in run.state.items() if k != "waiting_at"}
+    refs = [step.ref for step in steps]
+    if waiting_at in refs and steps[refs.index(waiting_at)].type == StepType.DELAY:
+        run.cursor = refs.index(waiting_at)
+        return
+    run.wake_at = None
+    log(run, waiting_at, StepLog.Event.SKIPPED,
+        reason="the step was removed from the workflow while the run waited on it")
 
 
 def _run_step(run: Run, step: Step, scope: dict, now: datetime) -> str:
@@ -226,7 +245,7 @@ def _in_app(run: Run, step: Step, scope: dict, now: datetime) -> None:
         return
     message, _ = _new_message(run, step, status=Message.Status.SENT, content=content,
                               template_version=template.published_version, provider="inbox",
-                              sent_at=now, to=run.recipient.external_id)
+                              sent_at=timezone.now(), to=run.recipient.external_id)
     item = inbox_item_create(message=message, content=content)
     log(run, step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
         template_version=template.published_version.number, locale=template.locale)

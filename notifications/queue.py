@@ -29,8 +29,8 @@ def enqueue(func: str, *args) -> None:
 def enqueue_at(func: str, *args, at: datetime, name: str) -> None:
     """Run `func(*args)` once at `at`. `name` makes scheduling the same wake-up twice a no-op.
 
-    django-q2's scheduler looks at due schedules about every 15 seconds; the sweeper is the
-    safety net for any wake-up that is lost.
+    django-q2's scheduler looks at due schedules about every 30 seconds, so a wake-up may come
+    up to that late; the sweeper (every minute) is the safety net for any that is lost.
     """
     Schedule.objects.update_or_create(
         name=name[:100],

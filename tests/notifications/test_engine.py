@@ -102,6 +102,7 @@ def test_delay_parks_the_run_and_resumes_when_due(make_workflow, trigger):
                                          in_app_step("second")])
     run = advance(trigger(workflow), T0)
     assert run.status == Run.Status.WAITING
+    assert run.cursor == 1
     assert run.wake_at == T0 + timedelta(seconds=60)
     assert events(run)[-1] == ("wait", "delayed")
     schedule = Schedule.objects.get(func="notifications.tasks.advance_run")
@@ -251,3 +252,25 @@ def test_unsupported_step_in_the_database_is_skipped_not_crashed(make_workflow, 
     assert run.status == Run.Status.COMPLETED
     assert run.step_logs.get(event=StepLog.Event.SKIPPED).detail == {
         "reason": "step type 'sms' is not supported"}
+
+
+def test_a_waiting_run_resumes_at_its_step_after_the_workflow_is_edited(make_workflow, trigger):
+    steps = [in_app_step("first"), delay_step(seconds=60), in_app_step("second")]
+    workflow = make_workflow("w", steps=steps)
+    run = advance(trigger(workflow), T0)
+    # Two steps inserted before the one the run waits at.
+    make_workflow("w", steps=[in_app_step("new-a"), in_app_step("new-b"), *steps])
+    run = advance(run, T0 + timedelta(seconds=61))
+    assert events(run)[-3:] == [("wait", "resumed"), ("second", "sent"), ("", "completed")]
+    assert not InboxItem.objects.filter(content__body="Hi Ada", message__step_ref="new-a")
+
+
+def test_a_waiting_run_whose_step_was_removed_goes_on(make_workflow, trigger):
+    workflow = make_workflow("w", steps=[delay_step(seconds=60), delay_step("later", seconds=5),
+                                         in_app_step()])
+    run = advance(trigger(workflow), T0)
+    make_workflow("w", steps=[delay_step("later", seconds=5), in_app_step()])
+    run = advance(run, T0 + timedelta(seconds=61))
+    # The removed step is logged; the next delay starts afresh instead of "resuming".
+    assert events(run)[-2:] == [("wait", "skipped"), ("later", "delayed")]
+    assert run.wake_at == T0 + timedelta(seconds=66)

@@ -50,21 +50,21 @@ class Command(BaseCommand):
             stopping = True
 
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)  # even when started with SIGINT ignored (nohup, &)
         try:
             while not stopping and all(p.poll() is None for p in processes):
                 time.sleep(0.2)
-        except KeyboardInterrupt:
-            pass
         finally:
             self._stop(processes)
-        failed = [p for p in processes if p.returncode not in (0, -signal.SIGINT, -signal.SIGTERM)]
+        clean = (0, -signal.SIGINT, -signal.SIGTERM)
+        failed = [p for p in processes if p.returncode not in clean]
         if failed and not stopping:
             sys.exit(1)
 
     def _stop(self, processes):
         for process in processes:
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.terminate()  # SIGTERM: daphne and qcluster both stop cleanly on it
         deadline = time.monotonic() + 10
         for process in processes:
             try:

@@ -1,0 +1,582 @@
+"""The admin a product manager uses: every page loads, templates are edited without JSON and go
+through the template service, API key secrets are shown once, runs read as timelines."""
+
+import hashlib
+import json
+import re
+from html import unescape
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.contrib.messages import get_messages
+from django.urls import reverse
+from django.utils.html import escape
+from rest_framework.test import APIClient
+
+from inbox.models import InboxItem
+from notifications import rendering
+from notifications.admin import as_json, when
+from notifications.models import (
+    ApiKey,
+    DeliveryAttempt,
+    Message,
+    Recipient,
+    Run,
+    Step,
+    StepLog,
+    Template,
+    TemplateVersion,
+    Trigger,
+)
+
+from ..conftest import delay_step, email_step, in_app_step
+
+
+def url(model, view="changelist", *args):
+    return reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_{view}", args=args)
+
+
+def hrefs(response) -> list[str]:
+    return [unescape(href) for href in re.findall(r'href="([^"]*)"', response.content.decode())]
+
+
+def message_texts(response) -> list[str]:
+    return [str(message) for message in get_messages(response.wsgi_request)]
+
+
+@pytest.fixture
+def welcome(make_workflow):
+    """`welcome`: in-app, then a one-second delay, then email, as the API would create it."""
+    return make_workflow("welcome", steps=[
+        in_app_step(body="Hi {{ recipient.name }}"),
+        delay_step(seconds=0),
+        email_step(subject="Hello {{ recipient.name }}", html="<p>{{ data.body }}</p>"),
+    ])
+
+
+@pytest.fixture
+def triggered(api, welcome, run_tasks):
+    """Trigger `welcome` for u1 and u2 through the API and run every task: (trigger, runs)."""
+    response = api.post("/api/v1/workflows/welcome/trigger", {
+        "recipients": [{"id": "u1", "name": "Ada", "email": "ada@example.com"},
+                       {"id": "u2", "name": "Bob", "email": "bob@example.com"}],
+        "data": {"body": "Welcome aboard"},
+    })
+    assert response.status_code == 202, response.content
+    run_tasks()
+    trigger = Trigger.objects.get(pk=response.json()["trigger_id"])
+    return trigger, {run.recipient.external_id: run
+                     for run in trigger.runs.select_related("recipient")}
+
+
+def inbox_template(workflow) -> Template:
+    return Template.objects.get(step__workflow=workflow, step__ref="inbox", locale="en")
+
+
+def test_every_changelist_add_and_change_page_loads_for_a_superuser(admin_client, triggered):
+    assert Run.objects.count() == 2 and DeliveryAttempt.objects.count() == 2
+    assert InboxItem.objects.count() == 2
+    for model, model_admin in admin.site._registry.items():
+        response = admin_client.get(url(model))
+        assert response.status_code == 200, model
+        add = admin_client.get(url(model, "add"))
+        can_add = model_admin.has_add_permission(add.wsgi_request)
+        assert add.status_code == (200 if can_add else 403), model
+        first = model._default_manager.first()
+        if first is not None:
+            assert admin_client.get(url(model, "change", first.pk)).status_code == 200, model
+
+
+def test_ledgers_are_read_only(admin_client, triggered):
+    for model in (Trigger, Run, Message, DeliveryAttempt, StepLog, TemplateVersion, InboxItem):
+        request = admin_client.get(url(model)).wsgi_request
+        model_admin = admin.site._registry[model]
+        assert not model_admin.has_add_permission(request), model
+        assert not model_admin.has_change_permission(request), model
+
+
+def test_workflow_page_lists_steps_in_order_with_a_link_to_each_steps_templates(admin_client,
+                                                                                 welcome):
+    response = admin_client.get(url(type(welcome), "change", welcome.pk))
+    assert response.status_code == 200
+    formset = response.context["inline_admin_formsets"][0].formset
+    assert [form.instance.ref for form in formset.forms] == ["inbox", "wait", "mail"]
+    mail = welcome.steps.get(ref="mail")
+    template = mail.templates.get()
+    listing = f"{url(Template)}?step__id__exact={mail.pk}"
+    template_url = url(Template, "change", template.pk)
+    assert (f'<a href="{listing}">1 locale</a>: <a href="{template_url}">en</a>'
+            in unescape(response.content.decode()))
+    assert url(Step, "change", mail.pk) in hrefs(response)  # show_change_link
+
+    listed = admin_client.get(listing)
+    assert list(listed.context["cl"].result_list) == [template]
+    page = admin_client.get(url(Template, "change", template.pk))
+    form = page.context["adminform"].form
+    assert form["subject"].value() == "Hello {{ recipient.name }}"
+    assert form["html"].value() == "<p>{{ data.body }}</p>"
+    assert form["text"].value() is None
+
+
+def test_step_page_lists_its_templates_and_links_to_add_one(admin_client, welcome):
+    step = welcome.steps.get(ref="inbox")
+    template = step.templates.get()
+    response = admin_client.get(url(Step, "change", step.pk))
+    html = unescape(response.content.decode())
+    assert "<tr><td>en</td><td>1</td><td>" in html
+    assert f'<a href="{url(Template, "change", template.pk)}">Edit</a>' in html
+    assert (f'<a class="addlink" href="{url(Template, "add")}?step={step.pk}">'
+            "Add a template for this step</a>") in html
+
+    delay = welcome.steps.get(ref="wait")
+    response = admin_client.get(url(Step, "change", delay.pk))
+    assert "Delay steps have no templates." in response.content.decode()
+
+
+def test_step_type_choices_are_the_engines(admin_client, welcome):
+    response = admin_client.get(url(Step, "change", welcome.steps.get(ref="inbox").pk))
+    choices = response.context["adminform"].form.fields["type"].choices
+    assert choices == [("", "---------"), ("email", "Email"), ("in_app", "In-app"),
+                       ("delay", "Delay")]
+
+
+def step_post_data(step, **changes) -> dict:
+    data = {"workflow": step.workflow_id, "position": step.position, "ref": step.ref,
+            "type": step.type, "config": "{}", "conditions": ""}
+    return data | changes
+
+
+@pytest.mark.parametrize("changes, field, error", [
+    ({"type": "sms"}, "type",
+     "Select a valid choice. sms is not one of the available choices."),
+    ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
+     "conditions.all[0].op: Expected one of: eq, neq, gt, gte, lt, lte, in, contains, exists, "
+     "not_exists."),
+    ({"conditions": "[1, 2]"}, "conditions",
+     'conditions: Expected an object with "all" or "any".'),
+    ({"conditions": "{not json"}, "conditions", "Enter a valid JSON."),
+    ({"type": "delay", "config": '{"weeks": 1}'}, "config",
+     'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'),
+    ({"type": "delay", "config": ""}, "config",
+     'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'),
+    ({"type": "delay"}, "type",
+     "This step has In-app templates; delete them before changing its type."),
+])
+def test_step_form_shows_bad_config_and_conditions_as_errors(admin_client, welcome, changes,
+                                                             field, error):
+    step = welcome.steps.get(ref="inbox")
+    response = admin_client.post(url(Step, "change", step.pk), step_post_data(step, **changes))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors[field] == [error]
+    step.refresh_from_db()
+    assert (step.type, step.config, step.conditions) == ("in_app", {}, None)
+
+
+def test_step_form_saves_valid_conditions_and_an_emptied_config_as_an_object(admin_client,
+                                                                              welcome):
+    step = welcome.steps.get(ref="wait")
+    response = admin_client.post(url(Step, "change", step.pk), step_post_data(
+        step, config='{"minutes": 5}',
+        conditions='{"any": [{"path": "data.plan", "op": "eq", "value": "pro"}]}'))
+    assert response.status_code == 302
+    step.refresh_from_db()
+    assert step.config == {"minutes": 5}
+    assert step.conditions == {"any": [{"path": "data.plan", "op": "eq", "value": "pro"}]}
+
+    mail = welcome.steps.get(ref="mail")
+    for emptied in ("", "null"):
+        Step.objects.filter(pk=mail.pk).update(config={"x": 1})
+        assert admin_client.post(url(Step, "change", mail.pk),
+                                 step_post_data(mail, config=emptied)).status_code == 302
+        mail.refresh_from_db()
+        assert mail.config == {}
+
+
+def workflow_post_data(workflow, row_changes=None) -> dict:
+    """The workflow change form as the browser posts it; row_changes: {index: {field: value}}."""
+    row_changes = row_changes or {}
+    steps = list(workflow.steps.order_by("position"))
+    data = {"key": workflow.key, "name": workflow.name, "category": workflow.category,
+            "active": "on", "default_locale": workflow.default_locale, "data_schema": "null",
+            "steps-TOTAL_FORMS": len(steps), "steps-INITIAL_FORMS": len(steps),
+            "steps-MIN_NUM_FORMS": 0, "steps-MAX_NUM_FORMS": 1000}
+    for index, step in enumerate(steps):
+        row = {"id": step.pk, "workflow": workflow.pk, "position": step.position, "ref": step.ref,
+               "type": step.type, "config": json.dumps(step.config),
+               "conditions": json.dumps(step.conditions) if step.conditions else ""}
+        row |= row_changes.get(index, {})
+        data |= {f"steps-{index}-{name}": value for name, value in row.items()}
+    return data
+
+
+def test_workflow_inline_shows_step_errors_instead_of_failing(admin_client, welcome):
+    response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
+        welcome, {1: {"config": '{"until": "nowhere.at"}'}, 2: {"ref": "inbox"}}))
+    assert response.status_code == 200
+    formset = response.context["inline_admin_formsets"][0].formset
+    assert formset.forms[1].errors["config"] == [
+        '"until" must be a path starting with one of: data, recipient, tenant, actor.']
+    assert formset.non_form_errors() == ["Please correct the duplicate data for ref."]
+
+    welcome.refresh_from_db()
+    assert welcome.steps.get(ref="wait").config == {"seconds": 0}
+
+
+def test_workflow_inline_saves_step_order(admin_client, welcome):
+    response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
+        welcome, {0: {"position": 5}}))
+    assert response.status_code == 302, response.context and response.context["errors"]
+    assert list(welcome.steps.values_list("ref", flat=True)) == ["wait", "mail", "inbox"]
+
+
+def test_workflow_form_rejects_an_invalid_json_schema(admin_client, welcome):
+    data = workflow_post_data(welcome) | {"data_schema": '{"type": "nothing"}'}
+    response = admin_client.post(url(type(welcome), "change", welcome.pk), data)
+    assert response.status_code == 200
+    [error] = response.context["adminform"].form.errors["data_schema"]
+    assert error.startswith("Not a valid JSON Schema: ")
+
+
+def template_post_data(**fields) -> dict:
+    return {"body": "", "action_url": "", "avatar": ""} | fields
+
+
+def test_saving_a_template_publishes_a_new_version_that_new_runs_render(
+        admin_client, admin_user, api, welcome, run_tasks):
+    template = inbox_template(welcome)
+    response = admin_client.post(url(Template, "change", template.pk), template_post_data(
+        body="Welcome, {{ recipient.name }}!\r\nSee you soon.", action_url="/start"))
+    assert response.status_code == 302
+    assert "Saved and published version 2." in message_texts(response)
+
+    template.refresh_from_db()
+    version = template.published_version
+    assert (version.number, version.author) == (2, admin_user)
+    assert version.fields == {"body": "Welcome, {{ recipient.name }}!\nSee you soon.",
+                              "action_url": "/start"}
+    assert list(template.versions.values_list("number", flat=True)) == [2, 1]
+
+    response = api.post("/api/v1/workflows/welcome/trigger",
+                        {"recipients": [{"id": "u1", "name": "Ada"}], "data": {}})
+    assert response.status_code == 202
+    run_tasks()
+    message = Message.objects.get(step_ref="inbox")
+    assert message.content == {"body": "Welcome, Ada!\nSee you soon.", "action_url": "/start"}
+    assert message.template_version == version
+
+
+def test_saving_an_unchanged_template_creates_no_version(admin_client, welcome):
+    template = inbox_template(welcome)
+    response = admin_client.post(url(Template, "change", template.pk),
+                                 template_post_data(body="Hi {{ recipient.name }}"))
+    assert response.status_code == 302
+    assert "Nothing changed: version 1 stays published." in message_texts(response)
+    assert template.versions.count() == 1
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"body": "Hi {% if recipient.name %}"}, "body"),
+    ({"body": "Hi {{ recipient.name "}, "body"),
+    ({"body": "Hi", "avatar": "{{ recipient.avatar | }}"}, "avatar"),
+])
+def test_invalid_liquid_shows_a_form_error_and_creates_no_version(admin_client, welcome, fields,
+                                                                  field):
+    template = inbox_template(welcome)
+    with pytest.raises(rendering.TemplateError) as expected:
+        rendering.validate_fields("in_app", fields)
+    response = admin_client.post(url(Template, "change", template.pk), template_post_data(**fields))
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {field: [expected.value.message]}
+    assert expected.value.message.startswith("Liquid syntax error: ")
+    assert template.versions.count() == 1
+    template.refresh_from_db()
+    assert template.published_version.number == 1
+
+
+def test_a_template_missing_its_required_field_shows_the_error_on_that_field(admin_client,
+                                                                             welcome):
+    template = Template.objects.get(step__ref="mail")
+    response = admin_client.post(url(Template, "change", template.pk),
+                                 {"subject": "", "html": "<p>hi</p>", "text": ""})
+    assert response.context["adminform"].form.errors == {"subject": ["This field is required."]}
+    assert template.versions.count() == 1
+
+
+def test_adding_a_template_for_a_step_shows_its_channel_fields_and_publishes_version_1(
+        admin_client, admin_user, welcome):
+    step = welcome.steps.get(ref="mail")
+    page = admin_client.get(f"{url(Template, 'add')}?step={step.pk}")
+    form = page.context["adminform"].form
+    assert list(form.fields) == ["step", "locale", "subject", "html", "text"]
+    assert form.initial["step"] == str(step.pk)
+
+    response = admin_client.post(f"{url(Template, 'add')}?step={step.pk}", {
+        "step": step.pk, "locale": "fr", "subject": "Bonjour {{ recipient.name }}",
+        "html": "<p>Bienvenue</p>", "text": ""})
+    assert response.status_code == 302
+    template = step.templates.get(locale="fr")
+    assert template.published_version.number == 1
+    assert template.published_version.author == admin_user
+    assert template.fields == {"subject": "Bonjour {{ recipient.name }}",
+                               "html": "<p>Bienvenue</p>"}
+
+
+def test_adding_a_template_without_a_step_asks_for_the_fields_once_the_step_is_chosen(
+        admin_client, welcome):
+    page = admin_client.get(url(Template, "add"))
+    form = page.context["adminform"].form
+    assert list(form.fields) == ["step", "locale"]
+    step_choices = [label for _, label in form.fields["step"].choices][1:]
+    assert step_choices == ["welcome/inbox (In-app)", "welcome/mail (Email)"]
+
+    step = welcome.steps.get(ref="inbox")
+    response = admin_client.post(url(Template, "add"), {"step": step.pk, "locale": "de"})
+    assert response.status_code == 200
+    form = response.context["adminform"].form
+    assert form.non_field_errors() == ["Fill in the fields of this In-app template, then save."]
+    assert list(form.fields) == ["step", "locale", "body", "action_url", "avatar"]
+    assert not step.templates.filter(locale="de").exists()
+
+    response = admin_client.post(url(Template, "add"),
+                                 {"step": step.pk, "locale": "de", "body": "Hallo",
+                                  "action_url": "", "avatar": ""})
+    assert response.status_code == 302
+    assert step.templates.get(locale="de").fields == {"body": "Hallo"}
+
+
+def test_adding_a_second_template_for_the_same_locale_is_refused(admin_client, welcome):
+    step = welcome.steps.get(ref="inbox")
+    response = admin_client.post(url(Template, "add"), {"step": step.pk, "locale": "en",
+                                                        "body": "Again"})
+    assert response.status_code == 200
+    assert response.context["adminform"].form.non_field_errors() == [
+        "Template with this Step and Locale already exists."]
+    assert inbox_template(welcome).versions.count() == 1
+
+
+def test_template_page_lists_versions_read_only(admin_client, admin_user, welcome):
+    template = inbox_template(welcome)
+    admin_client.post(url(Template, "change", template.pk), template_post_data(body="v2"))
+    response = admin_client.get(url(Template, "change", template.pk))
+    form = response.context["adminform"].form
+    assert list(form.fields) == ["body", "action_url", "avatar"]
+    html = response.content.decode()
+    v1 = template.versions.get(number=1)
+    assert (f'<button type="submit" name="_publish_version" value="{v1.pk}" class="button">'
+            "Publish (roll back to) v1</button>") in html
+    assert f"<td>{admin_user}</td>" in html
+    assert "<td>yes</td><td><strong>published</strong></td>" in html
+
+
+def test_a_template_reader_sees_the_published_fields_and_no_publish_button(client, welcome):
+    template = inbox_template(welcome)
+    reader = User.objects.create_user("reader", password="pw", is_staff=True)
+    reader.user_permissions.add(Permission.objects.get(codename="view_template"))
+    client.force_login(reader)
+    response = client.get(url(Template, "change", template.pk))
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "&quot;body&quot;: &quot;Hi {{ recipient.name }}&quot;" in html
+    assert "_publish_version" not in html
+    v1 = template.versions.get()
+    assert client.post(url(Template, "change", template.pk),
+                       {"_publish_version": v1.pk}).status_code == 403
+
+
+def test_rollback_button_on_the_template_page_republishes_the_old_version(admin_client, welcome):
+    template = inbox_template(welcome)
+    admin_client.post(url(Template, "change", template.pk), template_post_data(body="v2"))
+    v1 = template.versions.get(number=1)
+    response = admin_client.post(url(Template, "change", template.pk),
+                                 template_post_data(body="ignored", _publish_version=v1.pk))
+    assert response.status_code == 302
+    assert f"Published version 1 of “{template}”." in message_texts(response)
+    template.refresh_from_db()
+    assert template.published_version == v1
+    assert template.versions.count() == 2
+
+
+def test_rollback_action_republishes_the_old_version(admin_client, api, welcome, run_tasks):
+    template = inbox_template(welcome)
+    admin_client.post(url(Template, "change", template.pk), template_post_data(body="Version two"))
+    v1 = template.versions.get(number=1)
+    response = admin_client.post(url(TemplateVersion), {
+        "action": "publish", "_selected_action": [v1.pk]}, follow=True)
+    assert f"Published version 1 of “{template}”." in message_texts(response)
+    template.refresh_from_db()
+    assert template.published_version == v1
+
+    api.post("/api/v1/workflows/welcome/trigger", {"recipients": [{"id": "u9", "name": "Cy"}]})
+    run_tasks()
+    assert Message.objects.get(step_ref="inbox").content == {"body": "Hi Cy"}
+
+
+def test_rollback_action_refuses_two_versions_of_one_template(admin_client, welcome):
+    template = inbox_template(welcome)
+    admin_client.post(url(Template, "change", template.pk), template_post_data(body="Version two"),
+                      follow=True)
+    response = admin_client.post(url(TemplateVersion), {
+        "action": "publish", "_selected_action": list(template.versions.values_list("pk",
+                                                                                    flat=True))},
+        follow=True)
+    assert message_texts(response) == ["Select one version per template."]
+    template.refresh_from_db()
+    assert template.published_version.number == 2
+
+
+def test_creating_an_api_key_shows_its_secret_once_and_stores_only_its_hash(admin_client):
+    page = admin_client.get(url(ApiKey, "add"))
+    assert list(page.context["adminform"].form.fields) == ["name", "tenant"]
+
+    response = admin_client.post(url(ApiKey, "add"), {"name": "billing", "tenant": ""},
+                                 follow=True)
+    api_key = ApiKey.objects.get(name="billing")
+    shown = [text for text in message_texts(response) if "secret" in text]
+    [text] = shown
+    match = re.fullmatch(r"The secret of API key “billing” is (\S+) — copy it now: it is shown "
+                         r"only once and cannot be recovered\.", text)
+    assert match, text
+    secret = match.group(1)
+    assert secret.startswith(f"{api_key.prefix}_")
+    assert api_key.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in str(ApiKey.objects.filter(pk=api_key.pk).values().get())
+
+    again = admin_client.get(url(ApiKey))
+    assert secret not in again.content.decode()
+    change = admin_client.get(url(ApiKey, "change", api_key.pk)).content.decode()
+    assert secret not in change and api_key.secret_hash not in change
+
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert client.get("/api/v1/workflows").status_code == 200
+
+
+def test_revoke_action_revokes_the_key(admin_client, api_key):
+    key, secret = api_key
+    response = admin_client.post(url(ApiKey), {"action": "revoke", "_selected_action": [key.pk]},
+                                 follow=True)
+    assert "Revoked 1 API key." in message_texts(response)
+    key.refresh_from_db()
+    assert key.revoked_at is not None
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    assert client.get("/api/v1/workflows").status_code == 401
+
+
+def test_run_page_shows_its_timeline_messages_and_delivery_attempts(admin_client, triggered):
+    _, runs = triggered
+    run = runs["u1"]
+    response = admin_client.get(url(Run, "change", run.pk))
+    assert response.status_code == 200
+    html = response.content.decode()
+    events = re.findall(r"<td>([A-Z][a-z]+(?: [a-z]+)?)</td><td><code>", html)
+    expected = [log.get_event_display() for log in run.step_logs.order_by("id")]
+    assert expected[0] == "Triggered" and "Completed" in expected
+    assert events == expected
+    inbox_message = run.messages.get(step_ref="inbox")
+    mail = run.messages.get(step_ref="mail")
+    assert (f'<a href="{url(Message, "change", mail.pk)}">mail (Email)</a></td><td>Sent</td>'
+            f"<td>ada@example.com</td><td>locmem</td><td>—</td>") in html
+    assert f'<a href="{url(Message, "change", inbox_message.pk)}">inbox (In-app)</a>' in html
+    attempt = mail.delivery_attempts.get()
+    assert (f"<td>locmem</td><td>{when(attempt.started_at)}</td><td>{attempt.duration_ms}</td>"
+            "<td>Succeeded</td><td>—</td>") in html
+    queued = run.step_logs.get(event="queued")
+    assert (f"<td>mail</td><td>Queued</td><td><code>"
+            f"{escape(as_json(queued.detail))}</code></td>") in html
+
+
+def test_run_timeline_escapes_what_it_shows(admin_client, triggered):
+    _, runs = triggered
+    run = runs["u1"]
+    StepLog.objects.create(run=run, step_ref="mail", event=StepLog.Event.FAILED,
+                           detail={"reason": "<script>alert(1)</script>"})
+    Message.objects.filter(run=run, step_ref="mail").update(error="<img src=x onerror=alert(1)>")
+    html = admin_client.get(url(Run, "change", run.pk)).content.decode()
+    assert "<script>alert(1)" not in html and "<img src=x" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html
+
+
+def search(client, model, term) -> list:
+    response = client.get(url(model), {"q": term})
+    assert response.status_code == 200
+    return list(response.context["cl"].result_list)
+
+
+def test_searching_runs_by_recipient_id_trigger_id_and_run_id(admin_client, triggered, api,
+                                                              run_tasks):
+    trigger, runs = triggered
+    api.post("/api/v1/workflows/welcome/trigger", {"recipients": ["u1"]})
+    other = Run.objects.exclude(trigger=trigger).get()
+    assert search(admin_client, Run, "u2") == [runs["u2"]]
+    assert set(search(admin_client, Run, "u1")) == {runs["u1"], other}
+    assert set(search(admin_client, Run, str(trigger.pk))) == {runs["u1"], runs["u2"]}
+    assert search(admin_client, Run, trigger.pk.hex.upper()) != []
+    assert search(admin_client, Run, str(other.trigger_id)) == [other]
+    assert search(admin_client, Run, str(other.pk)) == [other]
+    assert len(search(admin_client, Run, "welcome")) == 3
+    assert search(admin_client, Run, "nobody") == []
+
+
+def test_search_by_trigger_id_keeps_the_list_filters(admin_client, triggered):
+    trigger, runs = triggered
+    Run.objects.filter(pk=runs["u2"].pk).update(status=Run.Status.FAILED)
+    response = admin_client.get(url(Run), {"q": str(trigger.pk), "status__exact": "failed"})
+    assert list(response.context["cl"].result_list) == [runs["u2"]]
+
+
+def test_searching_messages_by_recipient_workflow_trigger_and_provider_message_id(
+        admin_client, triggered):
+    trigger, runs = triggered
+    mail = Message.objects.get(run=runs["u1"], step_ref="mail")
+    Message.objects.filter(pk=mail.pk).update(provider_message_id="esp-123")
+    assert set(search(admin_client, Message, "u1")) == set(runs["u1"].messages.all())
+    assert len(search(admin_client, Message, str(trigger.pk))) == 4
+    assert search(admin_client, Message, "esp-123") == [mail]
+    assert search(admin_client, Message, str(mail.pk)) == [mail]
+    assert len(search(admin_client, Message, "welcome")) == 4
+
+
+def test_trigger_page_lists_its_runs_with_links(admin_client, triggered):
+    trigger, runs = triggered
+    response = admin_client.get(url(Trigger, "change", trigger.pk))
+    links = hrefs(response)
+    assert url(Run, "change", runs["u1"].pk) in links
+    assert url(Run, "change", runs["u2"].pk) in links
+    assert f"{url(Run)}?q={trigger.pk}" in links
+    assert search(admin_client, Trigger, str(trigger.pk)) == [trigger]
+
+
+@pytest.fixture(params=[("view_run",), ("view_run", "change_run", "delete_run")],
+                ids=["view-only", "with-model-permissions"])
+def staff_client(request, client, db):
+    """A staff user who may view runs; the admin refuses changes even with the model perms."""
+    user = User.objects.create_user("pm", password="pw", is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=request.param))
+    client.force_login(user)
+    return client
+
+
+def test_a_run_cannot_be_changed_in_the_admin(staff_client, admin_client, triggered):
+    _, runs = triggered
+    run = runs["u1"]
+    assert staff_client.get(url(Run, "change", run.pk)).status_code == 200
+    data = {"status": "cancelled", "cursor": 0}
+    assert staff_client.post(url(Run, "change", run.pk), data).status_code == 403
+    assert admin_client.post(url(Run, "change", run.pk), data).status_code == 403
+    assert staff_client.post(url(Run, "delete", run.pk), {"post": "yes"}).status_code == 403
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
+
+
+def test_deleting_a_recipient_in_the_admin_erases_them(admin_client, triggered):
+    trigger, _ = triggered
+    recipient = Recipient.objects.get(external_id="u1")
+    response = admin_client.post(url(Recipient, "delete", recipient.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Recipient.objects.filter(external_id="u1").exists()
+    trigger.refresh_from_db()
+    assert trigger.recipients[0] == "u1"
+    assert trigger.recipients[1]["id"] == "u2"
