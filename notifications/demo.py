@@ -9,7 +9,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from .models import ApiKey, Tenant, Workflow
+from .models import ApiKey, Recipient, Tenant, Workflow
 from .services import (
     StepSpec,
     api_key_create,
@@ -83,9 +83,12 @@ def seed_demo() -> DemoCredentials:
     for spec in _workflows():
         if not Workflow.objects.filter(key=spec["key"]).exists():
             workflow_put(**spec)
-    recipient_upsert(external_id="demo-user", name="Ada Lovelace", email="ada@example.com",
-                     locale="en", timezone="Europe/London")
-    recipient_upsert(external_id="grace", name="Grace Hopper", email="grace@example.com")
+    # Created once: a re-run must not overwrite what people changed on the demo recipients.
+    if not Recipient.objects.filter(external_id="demo-user").exists():
+        recipient_upsert(external_id="demo-user", name="Ada Lovelace", email="ada@example.com",
+                         locale="en", timezone="Europe/London")
+    if not Recipient.objects.filter(external_id="grace").exists():
+        recipient_upsert(external_id="grace", name="Grace Hopper", email="grace@example.com")
     return _demo_credentials()
 
 
