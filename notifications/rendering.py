@@ -63,6 +63,18 @@ class TemplateError(ValueError):
         self.message = message
 
 
+def describe(exc: LiquidError) -> str:
+    """A one-line message with the line and column, for API fields and the admin."""
+    message = str(exc.message or type(exc).__name__)
+    token = exc.token
+    if token is not None and token.start_index >= 0:
+        before = token.source[: token.start_index]
+        line = before.count("\n") + 1
+        column = token.start_index - (before.rfind("\n") + 1) + 1
+        return f"{message} (line {line}, column {column})"
+    return message
+
+
 def _is_html(channel: str, field: str) -> bool:
     return field in HTML_FIELDS or (channel, field) in MARKDOWN_ISH_HTML_FIELDS
 
@@ -89,14 +101,14 @@ def validate_fields(channel: str, fields: Mapping) -> None:
         try:
             environment(html=_is_html(channel, name)).from_string(source)
         except LiquidError as exc:
-            raise TemplateError(name, f"Liquid syntax error: {exc}") from exc
+            raise TemplateError(name, f"Liquid syntax error: {describe(exc)}") from exc
 
 
 def render_string(source: str, scope: Mapping, *, html: bool = False, field: str = "") -> str:
     try:
         return environment(html=html).from_string(source).render(**scope)
     except LiquidError as exc:
-        raise TemplateError(field, str(exc)) from exc
+        raise TemplateError(field, describe(exc)) from exc
 
 
 @dataclass(frozen=True)

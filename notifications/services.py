@@ -56,7 +56,7 @@ def recipient_upsert(*, external_id: str, replace: bool = False,
                      **profile) -> tuple[Recipient, bool]:
     """Create or update a recipient. `replace` resets fields not given (PUT); else merge.
 
-    `profile` may hold RECIPIENT_FIELDS and `channel_data` ({channel: data}).
+    `profile` may hold RECIPIENT_FIELDS and `channel_data` ({channel or "channel:provider": data}).
     """
     channel_data = profile.pop("channel_data", None) or {}
     values = {name: profile[name] for name in RECIPIENT_FIELDS if name in profile}
@@ -70,8 +70,9 @@ def recipient_upsert(*, external_id: str, replace: bool = False,
             setattr(recipient, name, values[name])
         if changed:
             recipient.save(update_fields=[*changed, "updated_at"])
-    for channel, data in channel_data.items():
-        channel_data_set(recipient=recipient, channel=channel, data=data)
+    for name, data in channel_data.items():
+        channel, _, provider = name.partition(":")
+        channel_data_set(recipient=recipient, channel=channel, data=data, provider=provider)
     return recipient, created
 
 
@@ -87,17 +88,21 @@ def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
 def recipient_erase(*, recipient: Recipient) -> None:
     """Erase a person: their profile, channel data, subscriptions, runs, messages and inbox.
 
-    Triggers that named them inline keep only the bare id in their recipient list.
+    Triggers that named them inline, as a recipient or as the actor, keep only the bare id.
     """
     external_id = recipient.external_id
-    for trigger in Trigger.objects.filter(runs__recipient=recipient).distinct():
-        trigger.recipients = [
-            external_id
-            if isinstance(spec, Mapping) and str(spec.get("id")) == external_id
-            else spec
-            for spec in trigger.recipients
-        ]
-        trigger.save(update_fields=["recipients"])
+
+    def bare(spec):
+        is_them = isinstance(spec, Mapping) and str(spec.get("id")) == external_id
+        return external_id if is_them else spec
+
+    named = Trigger.objects.filter(runs__recipient=recipient).values_list("pk", flat=True)
+    acted = Trigger.objects.filter(actor__id=external_id).values_list("pk", flat=True)
+    trigger_ids = {*named, *acted}
+    for trigger in Trigger.objects.filter(pk__in=trigger_ids):
+        trigger.recipients = [bare(spec) for spec in trigger.recipients]
+        trigger.actor = bare(trigger.actor)
+        trigger.save(update_fields=["recipients", "actor"])
     recipient.delete()
 
 
@@ -337,10 +342,11 @@ def idempotency_begin(*, api_key: ApiKey, key: str, request_hash: str):
             if expired or abandoned:
                 IdempotencyRecord.objects.filter(pk=record.pk).delete()
                 continue
-            if record.request_hash != request_hash:
-                raise IdempotencyMismatch() from None
+            # Still running: its outcome is unknown whatever this request's body (§4: a 409).
             if record.in_progress:
                 raise IdempotencyConflict() from None
+            if record.request_hash != request_hash:
+                raise IdempotencyMismatch() from None
             return record, True
     raise IdempotencyConflict()
 

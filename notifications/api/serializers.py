@@ -4,6 +4,7 @@ import re
 import zoneinfo
 
 import jsonschema
+from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -38,18 +39,24 @@ def validate_locale(value: str) -> str:
 
 
 class ChannelDataMapField(serializers.DictField):
-    """{channel: {…}}: per-channel data such as push tokens."""
+    """{channel: {…}} or {"channel:provider": {…}}: per-channel data such as push tokens.
+
+    The same keys the recipient's GET shows, so a GET body can be PUT back.
+    """
 
     child = serializers.DictField()
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        unknown = set(value) - set(Channel.values)
-        if unknown:
-            raise serializers.ValidationError(
-                {name: [f"Unknown channel; expected one of {', '.join(Channel.values)}."]
-                 for name in sorted(unknown)}
-            )
+        errors = {}
+        for name in sorted(value):
+            channel, _, provider = name.partition(":")
+            if channel not in Channel.values:
+                errors[name] = [f"Unknown channel; expected one of {', '.join(Channel.values)}."]
+            elif len(provider) > 64:
+                errors[name] = ["A provider name has at most 64 characters."]
+        if errors:
+            raise serializers.ValidationError(errors)
         return value
 
 
@@ -102,9 +109,8 @@ _PROFILE_SCHEMA = {
 class RecipientSpecField(serializers.Field):
     """A recipient in a trigger: an id, a profile object with "id", or {"topic": key}."""
 
-    default_error_messages = {
-        "invalid": 'Expected a recipient id, an object with "id", or {"topic": "<key>"}.'
-    }
+    # Raised directly, not through self.fail(): fail() would str.format() the braces.
+    invalid_message = 'Expected a recipient id, an object with "id", or {"topic": "<key>"}.'
 
     def to_internal_value(self, data):
         if isinstance(data, str | int) and not isinstance(data, bool):
@@ -116,7 +122,12 @@ class RecipientSpecField(serializers.Field):
             if set(data) != {"topic"}:
                 raise serializers.ValidationError('A topic recipient has only "topic".')
             key = data["topic"]
-            if not isinstance(key, str) or not Topic.objects.filter(key=key).exists():
+            topics = Topic.objects.filter(key=key) if isinstance(key, str) else Topic.objects.none()
+            api_key = self.context.get("api_key")
+            if api_key is not None and api_key.tenant_id is not None:
+                # A tenant-restricted key does not see (or reach) another tenant's topics.
+                topics = topics.filter(Q(tenant__isnull=True) | Q(tenant_id=api_key.tenant_id))
+            if not topics.exists():
                 raise serializers.ValidationError({"topic": [f"Unknown topic {key!r}."]})
             return {"topic": key}
         if isinstance(data, dict):
@@ -129,7 +140,7 @@ class RecipientSpecField(serializers.Field):
                     {name: ["Unknown field."] for name in sorted(unknown)}
                 )
             return dict(serializer.validated_data)
-        self.fail("invalid")
+        raise serializers.ValidationError(self.invalid_message)
 
     def to_representation(self, value):
         return value
@@ -153,8 +164,25 @@ class ActorField(serializers.Field):
         return value
 
 
+def _schema_error_path(error: jsonschema.ValidationError) -> str:
+    """Where in `data` a JSON Schema error is, e.g. "plan" or "items[0].sku".
+
+    A missing required property is reported at the property itself. The root of `data` is
+    DRF's "non_field_errors", which the error handler shows as the field's own path ("data").
+    """
+    parts = list(error.path)
+    if error.validator == "required" and isinstance(error.instance, dict):
+        # jsonschema reports each missing property as its own error, named only in the message.
+        parts += [name for name in error.validator_value
+                  if error.message == f"{name!r} is a required property"][:1]
+    path = ""
+    for part in parts:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}" if path else str(part)
+    return path or "non_field_errors"
+
+
 class TriggerSerializer(serializers.Serializer):
-    recipients = serializers.ListField(child=RecipientSpecField(), min_length=1)
+    recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False)
     data = serializers.DictField(required=False, default=dict)
     actor = ActorField(required=False, allow_null=True, default=None)
     tenant = serializers.CharField(required=False, allow_null=True, default=None)
@@ -187,11 +215,11 @@ class TriggerSerializer(serializers.Serializer):
         schema = self.workflow.data_schema if self.workflow else None
         if schema:
             validator = jsonschema.Draft202012Validator(schema)
-            errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+            errors: dict[str, list[str]] = {}
+            for error in validator.iter_errors(value):
+                errors.setdefault(_schema_error_path(error), []).append(error.message)
             if errors:
-                raise serializers.ValidationError(
-                    {".".join(str(p) for p in e.path) or "body": [e.message] for e in errors}
-                )
+                raise serializers.ValidationError(dict(sorted(errors.items())))
         return value
 
 
@@ -293,7 +321,9 @@ class WorkflowSerializer(serializers.Serializer):
             try:
                 jsonschema.Draft202012Validator.check_schema(value)
             except jsonschema.SchemaError as exc:
-                raise serializers.ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
+                raise serializers.ValidationError(
+                    f"Not a valid JSON Schema: {exc.message}"
+                ) from exc
         return value
 
 
@@ -327,7 +357,8 @@ class TopicSerializer(serializers.Serializer):
 
 
 class SubscriptionsSerializer(serializers.Serializer):
-    recipients = serializers.ListField(child=RecipientSpecField(), min_length=1, max_length=1000)
+    recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False,
+                                       max_length=1000)
 
     def validate_recipients(self, value):
         if any(isinstance(item, dict) and "topic" in item for item in value):

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from . import views
 
@@ -15,4 +15,6 @@ urlpatterns = [
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    # Last: every other path answers the API's JSON 404.
+    re_path(r"", views.UnknownEndpointView.as_view(), name="unknown-endpoint"),
 ]

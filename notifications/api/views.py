@@ -4,7 +4,6 @@ import hashlib
 import json
 
 from django.db import transaction
-from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
@@ -43,6 +42,13 @@ def _tenant_for(api_key, requested: Tenant | None) -> Tenant | None:
     return api_key.tenant
 
 
+def _names_profiles(trigger: dict) -> bool:
+    """Whether a trigger carries recipient profiles (more than an "id") to upsert."""
+    specs = [*trigger["recipients"], trigger["actor"]]
+    return any(isinstance(spec, dict) and "topic" not in spec and set(spec) - {"id"}
+               for spec in specs)
+
+
 def _validated(serializer_class, data, **kwargs):
     serializer = serializer_class(data=data, **kwargs)
     serializer.is_valid(raise_exception=True)
@@ -71,8 +77,12 @@ class TriggerView(APIView):
             raise not_found("workflow", key)
         if not workflow.active:
             raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-        data = _validated(s.TriggerSerializer, request.data, workflow=workflow)
+        data = _validated(s.TriggerSerializer, request.data, workflow=workflow,
+                          context={"api_key": request.auth})
         tenant = _tenant_for(request.auth, data["tenant"])
+        if request.auth.tenant_id is not None and _names_profiles(data):
+            # Recipients are global: a tenant's key may name them, not rewrite their profiles.
+            raise ApiError(403, "forbidden", UnrestrictedApiKey.message)
         trigger_request = services.TriggerRequest(
             workflow=workflow, recipients=data["recipients"], data=data["data"],
             actor=data["actor"], tenant=tenant, cancellation_key=data["cancellation_key"],
@@ -94,8 +104,10 @@ class TriggerView(APIView):
             raise ApiError(422, "idempotency_key_reused",
                            "This Idempotency-Key was used with a different request.") from None
         except services.IdempotencyConflict:
-            raise ApiError(409, "idempotency_key_in_use",
-                           "A request with this Idempotency-Key is still being processed.") from None
+            raise ApiError(
+                409, "idempotency_key_in_use",
+                "A request with this Idempotency-Key is still being processed.",
+            ) from None
         if replay:
             return Response(record.response_body, status=record.response_status,
                             headers={"Idempotent-Replayed": "true"})
@@ -121,10 +133,10 @@ class TriggerDetailView(APIView):
     @extend_schema(operation_id="trigger_retrieve", summary="A trigger and its runs",
                    responses={200: s.TriggerDetailSerializer, **ERRORS})
     def get(self, request, trigger_id):
-        trigger = get_object_or_404(
-            selectors.triggers_visible_to(request.auth).select_related("workflow", "tenant"),
-            pk=trigger_id,
-        )
+        trigger = (selectors.triggers_visible_to(request.auth)
+                   .select_related("workflow", "tenant").filter(pk=trigger_id).first())
+        if trigger is None:
+            raise not_found("trigger", str(trigger_id))
         return Response(selectors.trigger_detail(trigger))
 
 
@@ -132,11 +144,10 @@ class RunDetailView(APIView):
     @extend_schema(operation_id="run_retrieve", summary="A run: status, timeline and messages",
                    responses={200: s.RunDetailSerializer, **ERRORS})
     def get(self, request, run_id):
-        run = get_object_or_404(
-            selectors.runs_visible_to(request.auth).select_related("workflow", "recipient",
-                                                                   "tenant"),
-            pk=run_id,
-        )
+        run = (selectors.runs_visible_to(request.auth)
+               .select_related("workflow", "recipient", "tenant").filter(pk=run_id).first())
+        if run is None:
+            raise not_found("run", str(run_id))
         return Response(selectors.run_detail(run))
 
 
@@ -169,6 +180,8 @@ class WorkflowDetailView(APIView):
         responses={200: s.WorkflowSerializer, 201: s.WorkflowSerializer, **ERRORS},
     )
     def put(self, request, key: str):
+        if not s.key_validator.regex.match(key):
+            raise ApiError(400, "invalid_request", s.key_validator.message)
         data = _validated(s.WorkflowSerializer, request.data)
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
@@ -325,3 +338,16 @@ class TopicSubscriptionsView(APIView):
         ids = [spec["id"] if isinstance(spec, dict) else spec for spec in data["recipients"]]
         services.topic_unsubscribe(topic=topic, external_ids=ids)
         return Response(selectors.topic_detail(topic))
+
+
+class UnknownEndpointView(APIView):
+    """Any other path under /api/v1/: the API's JSON 404 rather than Django's HTML page."""
+
+    authentication_classes = []
+    permission_classes = []
+    schema = None
+
+    def http_method_not_allowed(self, request, *args, **kwargs):
+        raise not_found("endpoint", request.path)
+
+    options = http_method_not_allowed

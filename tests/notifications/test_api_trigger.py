@@ -1,0 +1,840 @@
+"""The trigger endpoint, Idempotency-Key, tenant-restricted keys, and runs/triggers read back."""
+
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+from rest_framework.test import APIClient
+
+from inbox.models import InboxItem
+from notifications import services, tasks
+from notifications.models import (
+    ChannelData,
+    DeliveryAttempt,
+    IdempotencyRecord,
+    Recipient,
+    Run,
+    Subscription,
+    Tenant,
+    Topic,
+    Trigger,
+)
+
+from ..conftest import delay_step, email_step, in_app_step
+
+TRIGGER = "/api/v1/workflows/welcome/trigger"
+INVALID = {"error": "invalid_request", "detail": "The request is not valid; see `fields`."}
+
+
+def invalid(fields: dict) -> dict:
+    return {**INVALID, "fields": fields}
+
+
+def row_counts() -> dict:
+    return {
+        "triggers": Trigger.objects.count(),
+        "runs": Run.objects.count(),
+        "recipients": Recipient.objects.count(),
+        "channel_data": ChannelData.objects.count(),
+        "idempotency": IdempotencyRecord.objects.count(),
+    }
+
+
+def client_for(secret: str) -> APIClient:
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    client.default_format = "json"
+    return client
+
+
+@pytest.fixture
+def welcome(make_workflow):
+    return make_workflow("welcome", steps=[in_app_step(), email_step()])
+
+
+@pytest.fixture
+def locmem(settings):
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return mail
+
+
+@pytest.fixture
+def acme(db):
+    return Tenant.objects.create(key="acme", name="Acme")
+
+
+@pytest.fixture
+def globex(db):
+    return Tenant.objects.create(key="globex", name="Globex")
+
+
+@pytest.fixture
+def acme_api(acme):
+    """A client whose key is restricted to tenant acme."""
+    _, secret = services.api_key_create(name="acme only", tenant=acme)
+    return client_for(secret)
+
+
+# --- Accepted triggers ------------------------------------------------------------------------
+
+def test_trigger_answers_202_with_trigger_id_and_one_run_per_recipient(api, welcome):
+    response = api.post(TRIGGER, {"recipients": ["u1", "u2"], "data": {"body": "x"}})
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert set(body) == {"trigger_id", "runs"}
+    trigger = Trigger.objects.get()
+    assert body["trigger_id"] == str(trigger.id)
+    run_ids = {run.recipient.external_id: str(run.id) for run in trigger.runs.all()}
+    assert body["runs"] == [{"id": run_ids["u1"], "recipient": "u1"},
+                            {"id": run_ids["u2"], "recipient": "u2"}]
+    assert trigger.data == {"body": "x"}
+    assert trigger.workflow == welcome
+    assert trigger.fanout == Trigger.Fanout.DONE
+
+
+def test_trigger_by_id_creates_a_bare_recipient(api, welcome):
+    response = api.post(TRIGGER, {"recipients": ["new-user"]})
+
+    assert response.status_code == 202, response.content
+    recipient = Recipient.objects.get(external_id="new-user")
+    assert (recipient.name, recipient.email, recipient.data) == ("", "", {})
+
+
+def test_trigger_names_a_recipient_twice_gets_one_run(api, welcome):
+    response = api.post(TRIGGER, {"recipients": ["u1", {"id": "u1", "name": "Ada"}]})
+
+    assert response.status_code == 202, response.content
+    assert len(response.json()["runs"]) == 1
+    assert Run.objects.count() == 1
+
+
+def test_trigger_inline_recipient_is_created_with_its_channel_data(api, welcome):
+    response = api.post(TRIGGER, {"recipients": [{
+        "id": "u1", "name": "Ada", "email": "ada@example.com", "phone": "+15550001111",
+        "locale": "en-GB", "timezone": "Europe/London", "data": {"plan": "pro"},
+        "channel_data": {"push": {"tokens": ["t1"]}},
+    }]})
+
+    assert response.status_code == 202, response.content
+    recipient = Recipient.objects.get(external_id="u1")
+    assert (recipient.name, recipient.email, recipient.phone, recipient.locale,
+            recipient.timezone, recipient.data) == (
+        "Ada", "ada@example.com", "+15550001111", "en-GB", "Europe/London", {"plan": "pro"})
+    assert list(recipient.channel_data.values_list("channel", "provider", "data")) == [
+        ("push", "", {"tokens": ["t1"]})
+    ]
+
+
+def test_trigger_inline_recipient_merges_into_an_existing_profile(api, welcome):
+    services.recipient_upsert(external_id="u1", name="Ada", email="ada@example.com",
+                              timezone="Europe/London", data={"plan": "free"})
+
+    response = api.post(TRIGGER, {"recipients": [{"id": "u1", "name": "Ada L.",
+                                                  "data": {"plan": "pro"}}]})
+
+    assert response.status_code == 202, response.content
+    recipient = Recipient.objects.get(external_id="u1")
+    assert (recipient.name, recipient.email, recipient.timezone, recipient.data) == (
+        "Ada L.", "ada@example.com", "Europe/London", {"plan": "pro"})
+    assert Recipient.objects.count() == 1
+
+
+def test_trigger_upserts_an_inline_actor(api, welcome):
+    response = api.post(TRIGGER, {"recipients": ["u1"],
+                                  "actor": {"id": "boss", "name": "The Boss"}})
+
+    assert response.status_code == 202, response.content
+    assert Recipient.objects.get(external_id="boss").name == "The Boss"
+    assert Trigger.objects.get().actor == {"id": "boss", "name": "The Boss"}
+    assert Run.objects.get().recipient.external_id == "u1"
+
+
+def test_trigger_stores_cancellation_key_and_tenant(api, welcome, acme):
+    response = api.post(TRIGGER, {"recipients": ["u1"], "tenant": "acme",
+                                  "cancellation_key": "order-7"})
+
+    assert response.status_code == 202, response.content
+    trigger = Trigger.objects.get()
+    assert (trigger.tenant, trigger.cancellation_key) == (acme, "order-7")
+    assert Run.objects.get().tenant == acme
+
+
+def test_trigger_records_the_api_key_and_when_it_was_last_used(api, api_key, welcome):
+    assert api_key[0].last_used_at is None
+
+    api.post(TRIGGER, {"recipients": ["u1"]})
+
+    assert Trigger.objects.get().api_key == api_key[0]
+    api_key[0].refresh_from_db()
+    assert api_key[0].last_used_at is not None
+
+
+def test_topic_runs_are_created_by_the_fanout_task(api, welcome, run_tasks, locmem):
+    topic = Topic.objects.create(key="project-42")
+    for external_id in ("a", "b", "c"):
+        recipient, _ = services.recipient_upsert(external_id=external_id)
+        Subscription.objects.create(topic=topic, recipient=recipient)
+
+    response = api.post(TRIGGER, {"recipients": ["b", {"topic": "project-42"}, "d"]})
+
+    assert response.status_code == 202, response.content
+    body = response.json()
+    assert [run["recipient"] for run in body["runs"]] == ["b", "d"]
+    detail = api.get(f"/api/v1/triggers/{body['trigger_id']}").json()
+    assert detail["fanout"] == "pending"
+    assert sorted(run["recipient"] for run in detail["runs"]) == ["b", "d"]
+
+    run_tasks()
+
+    detail = api.get(f"/api/v1/triggers/{body['trigger_id']}").json()
+    assert detail["fanout"] == "done"
+    assert sorted(run["recipient"] for run in detail["runs"]) == ["a", "b", "c", "d"]
+    assert {run["id"] for run in body["runs"]} <= {run["id"] for run in detail["runs"]}
+    assert Run.objects.filter(recipient__external_id="b").count() == 1
+    fanned = Run.objects.get(recipient__external_id="a")
+    assert fanned.step_logs.first().detail == {"trigger_id": body["trigger_id"],
+                                               "via": "topic:project-42"}
+
+
+def test_topic_fanout_run_twice_creates_no_second_run(api, welcome, run_tasks):
+    topic = Topic.objects.create(key="t")
+    recipient, _ = services.recipient_upsert(external_id="a")
+    Subscription.objects.create(topic=topic, recipient=recipient)
+    trigger_id = api.post(TRIGGER, {"recipients": [{"topic": "t"}]}).json()["trigger_id"]
+
+    Trigger.objects.filter(pk=trigger_id).update(fanout=Trigger.Fanout.PENDING)
+    services.trigger_fanout(trigger_id=trigger_id)
+    Trigger.objects.filter(pk=trigger_id).update(fanout=Trigger.Fanout.PENDING)
+    services.trigger_fanout(trigger_id=trigger_id)
+
+    assert Run.objects.filter(trigger_id=trigger_id).count() == 1
+
+
+# --- Refused triggers -------------------------------------------------------------------------
+
+def test_trigger_of_an_unknown_workflow_is_404(api, db):
+    response = api.post("/api/v1/workflows/nope/trigger", {"recipients": ["u1"]})
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found", "detail": "No workflow 'nope'."}
+
+
+def test_trigger_without_a_key_is_401_even_for_an_unknown_workflow(db):
+    response = APIClient().post("/api/v1/workflows/nope/trigger", {"recipients": ["u1"]},
+                                format="json")
+
+    assert response.status_code == 401
+
+
+def test_trigger_of_an_inactive_workflow_is_422(api, make_workflow):
+    make_workflow("welcome", steps=[in_app_step()], active=False)
+
+    response = api.post(TRIGGER, {"recipients": ["u1"]})
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "workflow_inactive",
+                               "detail": "The workflow 'welcome' is not active."}
+    assert row_counts()["triggers"] == 0
+
+
+@pytest.mark.parametrize(
+    ("headers", "detail"),
+    [
+        ({}, "Authentication credentials were not provided."),
+        ({"HTTP_AUTHORIZATION": "Token abc"},
+         "Expected 'Authorization: Bearer <api key>'."),
+        ({"HTTP_AUTHORIZATION": "Bearer "}, "Expected 'Authorization: Bearer <api key>'."),
+        ({"HTTP_AUTHORIZATION": "Bearer ck_nope_not-a-key"}, "Invalid or revoked API key."),
+    ],
+    ids=["missing", "wrong-scheme", "empty-secret", "unknown-key"],
+)
+def test_trigger_without_a_valid_key_is_401(welcome, headers, detail):
+    response = APIClient().post(TRIGGER, {"recipients": ["u1"]}, format="json", **headers)
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized", "detail": detail}
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert row_counts()["triggers"] == 0
+
+
+def test_trigger_with_a_revoked_key_is_401(api, api_key, welcome):
+    services.api_key_revoke(api_key=api_key[0])
+
+    response = api.post(TRIGGER, {"recipients": ["u1"]})
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized", "detail": "Invalid or revoked API key."}
+    assert response["WWW-Authenticate"] == "Bearer"
+    assert row_counts()["triggers"] == 0
+
+
+def test_the_bearer_scheme_is_case_insensitive(api_key, welcome):
+    client = APIClient()
+
+    response = client.post(TRIGGER, {"recipients": ["u1"]}, format="json",
+                           HTTP_AUTHORIZATION=f"bearer {api_key[1]}")
+
+    assert response.status_code == 202, response.content
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"),
+    [
+        ({}, {"recipients": ["This field is required."]}),
+        ({"recipients": []}, {"recipients": ["This list may not be empty."]}),
+        ({"recipients": "u1"},
+         {"recipients": ['Expected a list of items but got type "str".']}),
+        ({"recipients": ["u1", {"id": "u2", "email": "not-an-email"}]},
+         {"recipients[1].email": ["Enter a valid email address."]}),
+        ({"recipients": [{"id": "u1", "phone": "555-0100"}]},
+         {"recipients[0].phone": ["Expected an E.164 number like +15550001111."]}),
+        ({"recipients": [{"id": "u1", "timezone": "Mars/Olympus_Mons"}]},
+         {"recipients[0].timezone": [
+             "Unknown time zone 'Mars/Olympus_Mons'; use an IANA name like 'Europe/Paris'."]}),
+        ({"recipients": [{"id": "u1", "locale": "english!"}]},
+         {"recipients[0].locale": ["Expected a locale like 'en' or 'pt-BR'."]}),
+        ({"recipients": [{"name": "No id"}]},
+         {"recipients[0].id": ["This field is required."]}),
+        ({"recipients": [{"id": "u1", "nickname": "A"}]},
+         {"recipients[0].nickname": ["Unknown field."]}),
+        ({"recipients": [{"id": "u1", "channel_data": {"fax": {"n": 1}}}]},
+         {"recipients[0].channel_data.fax": [
+             "Unknown channel; expected one of email, sms, push, chat, in_app, webhook."]}),
+        ({"recipients": [""]},
+         {"recipients[0]": ["A recipient id has 1 to 255 characters."]}),
+        ({"recipients": ["x" * 256]},
+         {"recipients[0]": ["A recipient id has 1 to 255 characters."]}),
+        ({"recipients": [None]},
+         {"recipients[0]": ["This field may not be null."]}),
+        ({"recipients": [True]},
+         {"recipients[0]": [
+             'Expected a recipient id, an object with "id", or {"topic": "<key>"}.']}),
+        ({"recipients": [{"topic": "nope"}]},
+         {"recipients[0].topic": ["Unknown topic 'nope'."]}),
+        ({"recipients": [{"topic": "t", "id": "u1"}]},
+         {"recipients[0]": ['A topic recipient has only "topic".']}),
+        ({"recipients": ["u1"], "tenant": "nope"}, {"tenant": ["Unknown tenant 'nope'."]}),
+        ({"recipients": ["u1"], "data": ["not", "an", "object"]},
+         {"data": ['Expected a dictionary of items but got type "list".']}),
+        ({"recipients": ["u1"], "actor": 7},
+         {"actor": ['Expected a recipient id or an object with "id".']}),
+        ({"recipients": ["u1"], "actor": {"id": "a", "email": "nope"}},
+         {"actor.email": ["Enter a valid email address."]}),
+        ({"recipients": ["u1"], "cancellation_key": "k" * 256},
+         {"cancellation_key": ["Ensure this field has no more than 255 characters."]}),
+        ({"recipients": ["u1", {"id": "u2", "email": "bad"}, {"topic": "nope"}],
+          "tenant": "nope"},
+         {"recipients[1].email": ["Enter a valid email address."],
+          "recipients[2].topic": ["Unknown topic 'nope'."],
+          "tenant": ["Unknown tenant 'nope'."]}),
+        (["u1"], {"body": ["Invalid data. Expected a dictionary, but got list."]}),
+    ],
+    ids=["missing-recipients", "empty-recipients", "recipients-not-a-list", "bad-email",
+         "bad-phone", "bad-timezone", "bad-locale", "inline-without-id", "unknown-profile-field",
+         "unknown-channel", "empty-id", "long-id", "null-id", "bool-id", "unknown-topic",
+         "topic-with-extra-keys", "unknown-tenant", "data-not-an-object", "bad-actor",
+         "bad-actor-email", "long-cancellation-key", "several-at-once", "body-not-an-object"],
+)
+def test_trigger_with_a_bad_body_is_400_naming_each_field_and_writes_nothing(
+        api, welcome, body, fields):
+    Topic.objects.create(key="t")
+    before = row_counts()
+
+    response = api.post(TRIGGER, body)
+
+    assert response.status_code == 400, response.content
+    assert response.json() == invalid(fields)
+    assert row_counts() == before
+
+
+def test_trigger_data_must_match_the_workflows_data_schema(api, make_workflow):
+    make_workflow("welcome", steps=[in_app_step()], data_schema={
+        "type": "object",
+        "required": ["plan"],
+        "properties": {"plan": {"enum": ["free", "pro"]},
+                       "seats": {"type": "integer", "minimum": 1}},
+    })
+    before = row_counts()
+
+    missing = api.post(TRIGGER, {"recipients": ["u1"], "data": {"seats": 3}})
+    wrong = api.post(TRIGGER, {"recipients": ["u1"], "data": {"plan": "gold", "seats": 0}})
+
+    assert missing.status_code == 400
+    assert missing.json() == invalid({"data.plan": ["'plan' is a required property"]})
+    assert wrong.status_code == 400
+    assert wrong.json() == invalid({
+        "data.plan": ["'gold' is not one of ['free', 'pro']"],
+        "data.seats": ["0 is less than the minimum of 1"],
+    })
+    assert row_counts() == before
+
+    ok = api.post(TRIGGER, {"recipients": ["u1"], "data": {"plan": "pro", "seats": 2}})
+    assert ok.status_code == 202, ok.content
+
+
+def test_trigger_data_schema_errors_name_nested_and_root_paths(api, make_workflow):
+    make_workflow("welcome", steps=[in_app_step()], data_schema={
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"items": {"type": "array", "items": {
+            "type": "object", "required": ["sku"], "properties": {"sku": {"type": "string"}},
+        }}},
+    })
+
+    response = api.post(TRIGGER, {"recipients": ["u1"],
+                                  "data": {"items": [{"sku": "a"}, {"sku": 2}, {}], "x": 1}})
+
+    assert response.status_code == 400
+    assert response.json() == invalid({
+        "data": ["Additional properties are not allowed ('x' was unexpected)"],
+        "data.items[1].sku": ["2 is not of type 'string'"],
+        "data.items[2].sku": ["'sku' is a required property"],
+    })
+    assert row_counts()["triggers"] == 0
+
+
+def test_trigger_with_more_than_1000_recipients_is_400(api, welcome):
+    before = row_counts()
+
+    response = api.post(TRIGGER, {"recipients": [f"u{i}" for i in range(1001)]})
+
+    assert response.status_code == 400
+    assert response.json() == invalid({"recipients": [
+        "At most 1000 recipients per trigger; use a topic for larger audiences."]})
+    assert row_counts() == before
+
+
+def test_trigger_with_exactly_1000_recipients_is_accepted(api, welcome):
+    response = api.post(TRIGGER, {"recipients": [f"u{i}" for i in range(1000)]})
+
+    assert response.status_code == 202, response.content
+    assert len(response.json()["runs"]) == 1000
+
+
+def test_trigger_with_malformed_json_is_400_parse_error(api, welcome):
+    response = api.generic("POST", TRIGGER, '{"recipients": [', content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "error": "parse_error",
+        "detail": "JSON parse error - Expecting value: line 1 column 17 (char 16)",
+    }
+    assert row_counts()["triggers"] == 0
+
+
+def test_trigger_with_a_non_json_body_is_415(api, welcome):
+    response = api.generic("POST", TRIGGER, "recipients=u1",
+                           content_type="application/x-www-form-urlencoded")
+
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": "unsupported_media_type",
+        "detail": 'Unsupported media type "application/x-www-form-urlencoded" in request.',
+    }
+
+
+# --- Idempotency-Key --------------------------------------------------------------------------
+
+def test_idempotent_replay_answers_the_first_response_and_triggers_nothing(api, welcome):
+    body = {"recipients": ["u1", "u2"], "data": {"n": 1}}
+    first = api.post(TRIGGER, body, HTTP_IDEMPOTENCY_KEY="order-1")
+    assert first.status_code == 202, first.content
+    assert "Idempotent-Replayed" not in first
+    counts = row_counts()
+
+    replay = api.post(TRIGGER, {"data": {"n": 1}, "recipients": ["u1", "u2"]},
+                      HTTP_IDEMPOTENCY_KEY="order-1")
+
+    assert replay.status_code == 202
+    assert replay.json() == first.json()
+    assert replay["Idempotent-Replayed"] == "true"
+    assert row_counts() == counts
+    assert (counts["triggers"], counts["runs"]) == (1, 2)
+
+
+def test_idempotency_key_reused_with_another_body_is_422(api, welcome):
+    api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
+
+    response = api.post(TRIGGER, {"recipients": ["u2"]}, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "idempotency_key_reused",
+                               "detail": "This Idempotency-Key was used with a different request."}
+    assert Trigger.objects.count() == 1
+
+
+def test_idempotency_key_reused_on_another_workflow_is_422(api, welcome, make_workflow):
+    make_workflow("other", steps=[in_app_step()])
+    api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
+
+    response = api.post("/api/v1/workflows/other/trigger", {"recipients": ["u1"]},
+                        HTTP_IDEMPOTENCY_KEY="k")
+
+    assert response.status_code == 422
+    assert response.json() == {"error": "idempotency_key_reused",
+                               "detail": "This Idempotency-Key was used with a different request."}
+    assert Trigger.objects.count() == 1
+
+
+@pytest.mark.parametrize("second_body", [{"recipients": ["u1"]}, {"recipients": ["u2"]}],
+                         ids=["same-body", "other-body"])
+def test_idempotency_key_in_progress_is_409(api, api_key, welcome, second_body):
+    services.idempotency_begin(api_key=api_key[0], key="busy", request_hash="0" * 64)
+
+    response = api.post(TRIGGER, second_body, HTTP_IDEMPOTENCY_KEY="busy")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "error": "idempotency_key_in_use",
+        "detail": "A request with this Idempotency-Key is still being processed.",
+    }
+    assert Trigger.objects.count() == 0
+    assert IdempotencyRecord.objects.get().in_progress
+
+
+def test_idempotency_key_held_past_the_lock_time_is_taken_over(api, api_key, welcome, settings):
+    record, _ = services.idempotency_begin(api_key=api_key[0], key="dead", request_hash="0" * 64)
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        created_at=timezone.now()
+        - timedelta(seconds=settings.CLARION["IDEMPOTENCY_LOCK_SECONDS"] + 1))
+
+    response = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="dead")
+
+    assert response.status_code == 202, response.content
+    assert "Idempotent-Replayed" not in response
+    record = IdempotencyRecord.objects.get()
+    assert (record.response_status, record.response_body) == (202, response.json())
+
+
+def test_idempotency_key_expires_after_24_hours(api, welcome):
+    first = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="old")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=24, seconds=1))
+
+    again = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="old")
+
+    assert again.status_code == 202
+    assert "Idempotent-Replayed" not in again
+    assert again.json()["trigger_id"] != first.json()["trigger_id"]
+    assert Trigger.objects.count() == 2
+
+
+@pytest.mark.parametrize("key", ["", "k" * 256], ids=["empty", "256-chars"])
+def test_idempotency_key_of_bad_length_is_400(api, welcome, key):
+    response = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY=key)
+
+    assert response.status_code == 400
+    assert response.json() == {"error": "invalid_request",
+                               "detail": "Idempotency-Key must have 1 to 255 characters."}
+    assert row_counts()["triggers"] == 0
+
+
+def test_idempotency_key_of_255_chars_is_accepted(api, welcome):
+    key = "k" * 255
+    first = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY=key)
+    replay = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY=key)
+
+    assert first.status_code == 202, first.content
+    assert replay["Idempotent-Replayed"] == "true"
+    assert IdempotencyRecord.objects.get().key == key
+
+
+def test_a_rejected_request_does_not_consume_the_idempotency_key(api, welcome):
+    bad = api.post(TRIGGER, {"recipients": [{"id": "u1", "email": "nope"}]},
+                   HTTP_IDEMPOTENCY_KEY="k")
+    assert bad.status_code == 400
+    assert IdempotencyRecord.objects.count() == 0
+
+    good = api.post(TRIGGER, {"recipients": [{"id": "u1", "email": "u1@example.com"}]},
+                    HTTP_IDEMPOTENCY_KEY="k")
+
+    assert good.status_code == 202, good.content
+    assert "Idempotent-Replayed" not in good
+    assert Trigger.objects.count() == 1
+
+
+def test_a_request_that_fails_in_the_service_releases_the_idempotency_key(
+        api, welcome, monkeypatch):
+    def explode(request):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(services, "trigger_workflow", explode)
+    api.raise_request_exception = False
+    failed = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
+    assert failed.status_code == 500
+    assert IdempotencyRecord.objects.count() == 0
+
+    monkeypatch.undo()
+    retried = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert retried.status_code == 202, retried.content
+    assert "Idempotent-Replayed" not in retried
+
+
+def test_idempotency_keys_are_per_api_key(api, welcome):
+    _, other_secret = services.api_key_create(name="other")
+    other = client_for(other_secret)
+
+    first = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
+    second = other.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert second.status_code == 202
+    assert "Idempotent-Replayed" not in second
+    assert second.json()["trigger_id"] != first.json()["trigger_id"]
+    assert Trigger.objects.count() == 2
+
+
+# --- Tenant-restricted keys -------------------------------------------------------------------
+
+def test_restricted_key_triggers_for_its_own_tenant(acme_api, acme, welcome):
+    response = acme_api.post(TRIGGER, {"recipients": ["u1"]})
+
+    assert response.status_code == 202, response.content
+    assert Trigger.objects.get().tenant == acme
+    assert Run.objects.get().tenant == acme
+
+
+def test_restricted_key_may_name_its_own_tenant(acme_api, acme, welcome):
+    response = acme_api.post(TRIGGER, {"recipients": ["u1"], "tenant": "acme"})
+
+    assert response.status_code == 202, response.content
+    assert Trigger.objects.get().tenant == acme
+
+
+def test_restricted_key_naming_another_tenant_is_403(acme_api, globex, welcome):
+    response = acme_api.post(TRIGGER, {"recipients": ["u1"], "tenant": "globex"})
+
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden",
+                               "detail": "This API key is restricted to another tenant."}
+    assert row_counts()["triggers"] == 0
+    assert row_counts()["recipients"] == 0
+
+
+@pytest.mark.parametrize("body", [
+    {"recipients": [{"id": "u1", "email": "attacker@example.com"}]},
+    {"recipients": ["u2"], "actor": {"id": "u1", "email": "attacker@example.com"}},
+    {"recipients": [{"id": "u1", "channel_data": {"push": {"tokens": ["evil"]}}}]},
+], ids=["recipient", "actor", "channel-data"])
+def test_restricted_key_cannot_rewrite_recipient_profiles_inline(acme_api, welcome, body):
+    services.recipient_upsert(external_id="u1", email="ada@example.com")
+
+    response = acme_api.post(TRIGGER, body)
+
+    assert response.status_code == 403
+    assert response.json() == {"error": "forbidden", "detail": "This API key is restricted to "
+                               "one tenant and cannot manage global resources."}
+    assert Recipient.objects.get(external_id="u1").email == "ada@example.com"
+    assert (row_counts()["triggers"], row_counts()["channel_data"]) == (0, 0)
+
+
+def test_restricted_key_may_name_recipients_by_id_only_objects(acme_api, welcome):
+    response = acme_api.post(TRIGGER, {"recipients": [{"id": "u1"}, "u2"], "actor": {"id": "u3"}})
+
+    assert response.status_code == 202, response.content
+    assert [run["recipient"] for run in response.json()["runs"]] == ["u1", "u2"]
+
+
+def test_restricted_key_cannot_fan_out_to_another_tenants_topic(acme_api, acme, globex,
+                                                                 welcome):
+    Topic.objects.create(key="globex-staff", tenant=globex)
+    Topic.objects.create(key="acme-staff", tenant=acme)
+    Topic.objects.create(key="everyone")
+
+    other = acme_api.post(TRIGGER, {"recipients": [{"topic": "globex-staff"}]})
+    own = acme_api.post(TRIGGER, {"recipients": [{"topic": "acme-staff"}]})
+    untenanted = acme_api.post(TRIGGER, {"recipients": [{"topic": "everyone"}]})
+
+    assert other.status_code == 400
+    assert other.json() == invalid({"recipients[0].topic": ["Unknown topic 'globex-staff'."]})
+    assert own.status_code == 202, own.content
+    assert untenanted.status_code == 202, untenanted.content
+    assert Trigger.objects.count() == 2
+
+
+def test_restricted_key_sees_only_its_tenants_runs_and_triggers(api, acme_api, acme, globex,
+                                                                 welcome):
+    own = acme_api.post(TRIGGER, {"recipients": ["u1"]}).json()
+    other = api.post(TRIGGER, {"recipients": ["u1"], "tenant": "globex"}).json()
+    untenanted = api.post(TRIGGER, {"recipients": ["u1"]}).json()
+
+    assert acme_api.get(f"/api/v1/triggers/{own['trigger_id']}").status_code == 200
+    assert acme_api.get(f"/api/v1/runs/{own['runs'][0]['id']}").status_code == 200
+    for body in (other, untenanted):
+        trigger = acme_api.get(f"/api/v1/triggers/{body['trigger_id']}")
+        run = acme_api.get(f"/api/v1/runs/{body['runs'][0]['id']}")
+        assert trigger.status_code == 404
+        assert trigger.json() == {"error": "not_found",
+                                  "detail": f"No trigger '{body['trigger_id']}'."}
+        assert run.status_code == 404
+        assert run.json() == {"error": "not_found",
+                              "detail": f"No run '{body['runs'][0]['id']}'."}
+    # The unrestricted key sees all of them.
+    for body in (own, other, untenanted):
+        assert api.get(f"/api/v1/triggers/{body['trigger_id']}").status_code == 200
+        assert api.get(f"/api/v1/runs/{body['runs'][0]['id']}").status_code == 200
+
+
+# --- Runs and triggers read back --------------------------------------------------------------
+
+def test_run_shows_status_timeline_and_messages_after_the_tasks_ran(api, welcome, run_tasks,
+                                                                     locmem):
+    body = api.post(TRIGGER, {"recipients": [{"id": "u1", "name": "Ada",
+                                              "email": "ada@example.com"}],
+                              "data": {"body": "hello"}}).json()
+    run_id = body["runs"][0]["id"]
+
+    before = api.get(f"/api/v1/runs/{run_id}").json()
+    assert before["status"] == "running"
+    assert [(s["step"], s["event"]) for s in before["steps"]] == [("", "triggered")]
+    assert before["messages"] == []
+
+    run_tasks()
+    response = api.get(f"/api/v1/runs/{run_id}")
+
+    assert response.status_code == 200
+    run = response.json()
+    assert set(run) == {"id", "trigger_id", "workflow", "recipient", "tenant", "status",
+                        "cursor", "wake_at", "created_at", "updated_at", "steps", "messages"}
+    assert (run["id"], run["trigger_id"], run["workflow"], run["recipient"], run["tenant"],
+            run["status"], run["cursor"], run["wake_at"]) == (
+        run_id, body["trigger_id"], "welcome", "u1", None, "completed", 2, None)
+    # Email delivery is its own task, so its "sent" follows the run's "completed".
+    assert [(s["step"], s["event"]) for s in run["steps"]] == [
+        ("", "triggered"), ("inbox", "sent"), ("mail", "queued"), ("", "completed"),
+        ("mail", "sent"),
+    ]
+    assert all(set(s) == {"step", "event", "detail", "at"} for s in run["steps"])
+    assert run["steps"][2]["detail"]["to"] == "ada@example.com"
+
+    in_app, email = sorted(run["messages"], key=lambda m: m["step"])
+    assert (in_app["step"], in_app["channel"], in_app["status"]) == ("inbox", "in_app", "sent")
+    assert in_app["content"]["body"] == "Hi Ada"
+    assert in_app["attempts"] == []
+    assert (email["step"], email["channel"], email["status"], email["to"]) == (
+        "mail", "email", "sent", "ada@example.com")
+    assert email["content"]["subject"] == "Hello Ada"
+    assert email["template_version"] == 1
+    assert email["sent_at"] is not None
+    assert len(email["attempts"]) == 1
+    attempt = email["attempts"][0]
+    assert (attempt["outcome"], attempt["error"]) == ("succeeded", "")
+    assert attempt["provider"] == DeliveryAttempt.objects.get().provider
+    assert isinstance(attempt["duration_ms"], int)
+
+    assert [m.subject for m in locmem.outbox] == ["Hello Ada"]
+    assert locmem.outbox[0].to == ["ada@example.com"]
+    assert InboxItem.objects.get().content["body"] == "Hi Ada"
+
+
+def test_run_shows_a_condition_false_and_a_waiting_delay(api, make_workflow, run_tasks, locmem):
+    make_workflow("welcome", steps=[
+        email_step(conditions={"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}),
+        delay_step(minutes=5),
+        in_app_step(),
+    ])
+    run_id = api.post(TRIGGER, {"recipients": [{"id": "u1", "email": "u1@example.com"}],
+                                "data": {"plan": "free"}}).json()["runs"][0]["id"]
+
+    run_tasks()
+    run = api.get(f"/api/v1/runs/{run_id}").json()
+
+    assert run["status"] == "waiting"
+    assert run["wake_at"] is not None
+    assert [(s["step"], s["event"]) for s in run["steps"]] == [
+        ("", "triggered"), ("mail", "condition_false"), ("wait", "delayed"),
+    ]
+    assert run["steps"][1]["detail"]["conditions"] == [
+        {"path": "data.plan", "op": "eq", "value": "pro", "actual": "free", "held": False}
+    ]
+    assert run["messages"] == []
+    assert locmem.outbox == []
+
+
+def test_a_woken_run_continues_after_its_delay_step(api, make_workflow, run_tasks):
+    make_workflow("welcome", steps=[
+        in_app_step(ref="first", conditions={"all": [{"path": "data.plan", "op": "eq",
+                                                      "value": "pro"}]}),
+        delay_step(minutes=5),
+        in_app_step(),
+    ])
+    run_id = api.post(TRIGGER, {"recipients": ["u1"], "data": {"plan": "free"}}
+                      ).json()["runs"][0]["id"]
+    run_tasks()
+    assert api.get(f"/api/v1/runs/{run_id}").json()["cursor"] == 1
+
+    Run.objects.filter(pk=run_id).update(wake_at=timezone.now() - timedelta(seconds=1))
+    tasks.advance_run(run_id)
+    run = api.get(f"/api/v1/runs/{run_id}").json()
+
+    assert run["status"] == "completed"
+    assert [(s["step"], s["event"]) for s in run["steps"]] == [
+        ("", "triggered"), ("first", "condition_false"), ("wait", "delayed"),
+        ("wait", "resumed"), ("inbox", "sent"), ("", "completed"),
+    ]
+
+
+def test_a_run_passes_two_delays_in_a_row(api, make_workflow, run_tasks):
+    make_workflow("welcome", steps=[delay_step(ref="a", minutes=5), delay_step(ref="b", minutes=5),
+                                    in_app_step()])
+    run_id = api.post(TRIGGER, {"recipients": ["u1"]}).json()["runs"][0]["id"]
+    run_tasks()
+
+    for _ in range(2):
+        Run.objects.filter(pk=run_id).update(wake_at=timezone.now() - timedelta(seconds=1))
+        tasks.advance_run(run_id)
+    run = api.get(f"/api/v1/runs/{run_id}").json()
+
+    assert run["status"] == "completed"
+    assert [(s["step"], s["event"]) for s in run["steps"]] == [
+        ("", "triggered"), ("a", "delayed"), ("a", "resumed"), ("b", "delayed"),
+        ("b", "resumed"), ("inbox", "sent"), ("", "completed"),
+    ]
+
+
+def test_trigger_detail_lists_its_runs(api, welcome, acme):
+    body = api.post(TRIGGER, {"recipients": ["u1", "u2"], "data": {"x": 1}, "tenant": "acme",
+                              "actor": "boss", "cancellation_key": "c1"}).json()
+
+    response = api.get(f"/api/v1/triggers/{body['trigger_id']}")
+
+    assert response.status_code == 200
+    detail = response.json()
+    assert set(detail) == {"id", "workflow", "tenant", "actor", "data", "cancellation_key",
+                           "fanout", "created_at", "runs"}
+    assert (detail["id"], detail["workflow"], detail["tenant"], detail["actor"], detail["data"],
+            detail["cancellation_key"], detail["fanout"]) == (
+        body["trigger_id"], "welcome", "acme", "boss", {"x": 1}, "c1", "done")
+    assert sorted(({"id": r["id"], "recipient": r["recipient"]} for r in detail["runs"]),
+                  key=lambda r: r["recipient"]) == body["runs"]
+    assert [r["status"] for r in detail["runs"]] == ["running", "running"]
+
+
+@pytest.mark.parametrize(("path", "what"), [("runs", "run"), ("triggers", "trigger")])
+def test_unknown_run_or_trigger_is_404(api, db, path, what):
+    response = api.get(f"/api/v1/{path}/00000000-0000-0000-0000-000000000000")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": "not_found",
+                               "detail": f"No {what} '00000000-0000-0000-0000-000000000000'."}
+
+
+@pytest.mark.parametrize("path", ["/api/v1/runs/not-a-uuid", "/api/v1/triggers/42",
+                                  "/api/v1/workflows/welcome/trigger/", "/api/v1/nothing"])
+def test_unknown_api_paths_answer_the_json_404(api, db, path):
+    for response in (api.get(path), api.post(path, {}), APIClient().options(path)):
+        assert response.status_code == 404
+        assert response["Content-Type"] == "application/json"
+        assert response.json() == {"error": "not_found", "detail": f"No endpoint {path!r}."}
+
+
+def test_reading_a_run_needs_a_key(welcome, api, db):
+    run_id = api.post(TRIGGER, {"recipients": ["u1"]}).json()["runs"][0]["id"]
+
+    response = APIClient().get(f"/api/v1/runs/{run_id}")
+
+    assert response.status_code == 401
+    assert response.json() == {"error": "unauthorized",
+                               "detail": "Authentication credentials were not provided."}
+
