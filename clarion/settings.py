@@ -246,7 +246,9 @@ CLARION = {
     # Delivery retries for transient provider errors: attempts, then exponential backoff.
     "DELIVERY_MAX_ATTEMPTS": int(os.environ.get("CLARION_DELIVERY_MAX_ATTEMPTS", "5")),
     "DELIVERY_BACKOFF_SECONDS": float(os.environ.get("CLARION_DELIVERY_BACKOFF_SECONDS", "10")),
-    "DELIVERY_BACKOFF_MAX_SECONDS": float(os.environ.get("CLARION_DELIVERY_BACKOFF_MAX_SECONDS", "600")),
+    "DELIVERY_BACKOFF_MAX_SECONDS": float(
+        os.environ.get("CLARION_DELIVERY_BACKOFF_MAX_SECONDS", "600")
+    ),
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
