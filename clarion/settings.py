@@ -143,7 +143,8 @@ Q_CLUSTER = {
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.1,
-    "save_limit": 1000,
+    # Successful tasks are not kept: runs, messages and attempts are the record. Failures are.
+    "save_limit": -1,
     "label": "Task queue",
 }
 if QUEUE_BROKER == "redis":

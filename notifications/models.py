@@ -297,6 +297,9 @@ class Trigger(models.Model):
     recipients = models.JSONField(default=list, blank=True)
     cancellation_key = models.CharField(max_length=255, blank=True)
     fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
+    cancelled_at = models.DateTimeField(
+        null=True, blank=True, help_text="Cancelled for everyone: a pending fan-out stops."
+    )
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -368,6 +371,7 @@ class Message(models.Model):
         FAILED = "failed", "Failed"
         UNDELIVERABLE = "undeliverable", "Undeliverable"
         SUPPRESSED = "suppressed", "Suppressed"
+        CANCELLED = "cancelled", "Cancelled"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")

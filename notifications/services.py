@@ -12,6 +12,7 @@ from django.utils import timezone
 from .models import (
     ApiKey,
     ChannelData,
+    Message,
     Recipient,
     Run,
     Step,
@@ -289,6 +290,9 @@ def trigger_fanout(*, trigger_id: str) -> int:
     trigger = Trigger.objects.select_related("workflow", "tenant").filter(pk=trigger_id).first()
     if trigger is None or trigger.fanout == Trigger.Fanout.DONE:
         return 0
+    if trigger.cancelled_at is not None:
+        Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
+        return 0
     topic_keys = [spec["topic"] for spec in trigger.recipients
                   if isinstance(spec, Mapping) and "topic" in spec]
     created = 0
@@ -305,6 +309,49 @@ def trigger_fanout(*, trigger_id: str) -> int:
             last_pk = batch[-1].pk
     Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
     return created
+
+
+@transaction.atomic
+def workflow_cancel(*, workflow: Workflow, cancellation_key: str,
+                    recipient_ids: Sequence[str] | None = None,
+                    tenant: Tenant | None = None) -> list[Run]:
+    """Stop the unfinished runs of `workflow` triggered with `cancellation_key`.
+
+    Their pending steps never run and their queued messages are not sent (a message already
+    handed to a provider cannot be recalled). Without `recipient_ids`, a topic fan-out that is
+    still creating runs stops too. `tenant` limits it to one tenant's runs.
+    """
+    now = timezone.now()
+    triggers = Trigger.objects.filter(workflow=workflow, cancellation_key=cancellation_key)
+    if tenant is not None:
+        triggers = triggers.filter(tenant=tenant)
+    if recipient_ids is None:
+        triggers.filter(cancelled_at__isnull=True).update(cancelled_at=now)
+    runs = Run.objects.select_for_update(of=("self",)).filter(
+        trigger__in=triggers, status__in=[Run.Status.RUNNING, Run.Status.WAITING]
+    )
+    if recipient_ids is not None:
+        runs = runs.filter(recipient__external_id__in=list(recipient_ids))
+    runs = list(runs.select_related("recipient"))
+    Run.objects.filter(pk__in=[run.pk for run in runs]).update(
+        status=Run.Status.CANCELLED, wake_at=None, updated_at=now
+    )
+    # Emails still waiting for (or between) delivery attempts, also of runs already completed.
+    messages = Message.objects.filter(run__trigger__in=triggers, status=Message.Status.QUEUED)
+    if recipient_ids is not None:
+        messages = messages.filter(recipient__external_id__in=list(recipient_ids))
+    messages = list(messages.values_list("id", "run_id", "step_ref"))
+    Message.objects.filter(pk__in=[m[0] for m in messages]).update(
+        status=Message.Status.CANCELLED, next_attempt_at=None, updated_at=now
+    )
+    detail = {"cancellation_key": cancellation_key}
+    StepLog.objects.bulk_create(
+        [StepLog(run=run, event=StepLog.Event.CANCELLED, detail=detail) for run in runs]
+        + [StepLog(run_id=run_id, step_ref=step_ref, event=StepLog.Event.CANCELLED,
+                   detail={**detail, "message_id": str(message_id)})
+           for message_id, run_id, step_ref in messages]
+    )
+    return runs
 
 
 # --- Idempotency ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from . import delivery, engine
-from .models import DeliveryAttempt, IdempotencyRecord, Message, Run
+from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue
 
 
@@ -40,13 +40,21 @@ def sweep(now: datetime | None = None) -> dict:
     - waiting runs whose wake-up time has passed;
     - running runs untouched for STUCK_AFTER_SECONDS (their task was lost);
     - queued messages whose retry is due, or that were never picked up;
+    - topic fan-outs that did not finish (their task was lost or failed part-way);
     - messages stuck in `sending`: re-queued when no provider call started, else marked as of
       unknown outcome (see delivery.message_mark_outcome_unknown);
     - idempotency records past their 24 hours.
     """
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
-    counts = {"runs": 0, "messages": 0, "unknown": 0}
+    counts = {"runs": 0, "messages": 0, "unknown": 0, "fanouts": 0}
+
+    stalled_fanouts = Trigger.objects.filter(
+        fanout=Trigger.Fanout.PENDING, created_at__lt=stuck_before
+    ).values_list("id", flat=True)
+    for trigger_id in stalled_fanouts.iterator():
+        enqueue("notifications.tasks.fanout_trigger", str(trigger_id))
+        counts["fanouts"] += 1
 
     due_runs = Run.objects.filter(
         Q(status=Run.Status.WAITING, wake_at__lte=now)

@@ -223,6 +223,19 @@ class TriggerSerializer(serializers.Serializer):
         return value
 
 
+class CancelSerializer(serializers.Serializer):
+    cancellation_key = serializers.CharField(max_length=255)
+    recipients = serializers.ListField(
+        child=serializers.CharField(max_length=255), required=False, allow_empty=False,
+        max_length=1000, help_text="Only these recipients' runs; all of them when left out.",
+    )
+
+
+class CancelResponseSerializer(serializers.Serializer):
+    cancelled = serializers.ListField(child=serializers.DictField(),
+                                      help_text="The runs cancelled: id and recipient.")
+
+
 class TriggerRunSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField()

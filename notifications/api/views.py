@@ -129,6 +129,28 @@ class TriggerView(APIView):
         }
 
 
+class CancelView(APIView):
+    @extend_schema(
+        operation_id="workflow_cancel",
+        summary="Cancel the unfinished runs of a workflow triggered with a cancellation key",
+        description="Runs still running or waiting stop; their queued messages are not sent. "
+        "Cancelling again is harmless. A tenant-restricted key cancels only its tenant's runs.",
+        request=s.CancelSerializer,
+        responses={200: s.CancelResponseSerializer, **ERRORS},
+    )
+    def post(self, request, key: str):
+        workflow = Workflow.objects.filter(key=key).first()
+        if workflow is None:
+            raise not_found("workflow", key)
+        data = _validated(s.CancelSerializer, request.data)
+        runs = services.workflow_cancel(
+            workflow=workflow, cancellation_key=data["cancellation_key"],
+            recipient_ids=data.get("recipients"), tenant=request.auth.tenant,
+        )
+        return Response({"cancelled": [{"id": str(run.id), "recipient": run.recipient.external_id}
+                                       for run in runs]})
+
+
 class TriggerDetailView(APIView):
     @extend_schema(operation_id="trigger_retrieve", summary="A trigger and its runs",
                    responses={200: s.TriggerDetailSerializer, **ERRORS})

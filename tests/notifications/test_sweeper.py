@@ -101,3 +101,20 @@ def test_expires_idempotency_records_after_a_day(db):
     IdempotencyRecord.objects.create(api_key=key, key="b", request_hash="x")
     sweep()
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["b"]
+
+
+def test_re_enqueues_a_topic_fanout_that_did_not_finish(db, make_workflow):
+    from notifications.models import Recipient, Topic, Trigger
+    from notifications.services import topic_subscribe
+
+    topic = Topic.objects.create(key="t")
+    topic_subscribe(topic=topic, recipients=[Recipient.objects.create(external_id="s1")])
+    workflow = make_workflow("w", steps=[email_step()])
+    trigger, _ = trigger_workflow(TriggerRequest(workflow=workflow, recipients=[{"topic": "t"}]))
+    OrmQ.objects.all().delete()  # the fan-out task was lost
+    assert sweep(now=timezone.now())["fanouts"] == 0
+    assert sweep(now=timezone.now() + timedelta(minutes=5))["fanouts"] == 1
+    assert queued_tasks() == [("notifications.tasks.fanout_trigger", (str(trigger.id),))]
+    Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
+    OrmQ.objects.all().delete()
+    assert sweep(now=timezone.now() + timedelta(minutes=5))["fanouts"] == 0
