@@ -6,8 +6,10 @@ task that runs twice finds the cursor already moved and the (run, step) Message 
 """
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -87,8 +89,19 @@ def select_template(step: Step, locale: str, default_locale: str) -> Template | 
     return next(iter(templates.values()), None)
 
 
-def log(run: Run, step_ref: str, event: str, **detail) -> StepLog:
-    return StepLog.objects.create(run=run, step_ref=step_ref, event=event, detail=detail)
+@dataclass
+class Pass:
+    """One advance of a run: its scope and clock, the steps that already have a message (a
+    re-run skips them), and the timeline entries, written together at the end."""
+
+    run: Run
+    now: datetime
+    scope: dict = field(default_factory=dict)
+    done: set[str] = field(default_factory=set)
+    timeline: list[StepLog] = field(default_factory=list)
+
+    def log(self, step_ref: str, event: str, **detail) -> None:
+        self.timeline.append(StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail))
 
 
 def advance(run: Run, *, now: datetime) -> None:
@@ -98,26 +111,29 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
     steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
-    _find_resume_point(run, steps)
-    scope = run_scope(run)
+    p = Pass(run=run, now=now, scope=run_scope(run),
+             done=set(run.messages.values_list("step_ref", flat=True)))
+    _find_resume_point(p, steps)
     while run.cursor < len(steps):
         step = steps[run.cursor]
-        if _run_step(run, step, scope, now) == WAIT:
+        if _run_step(p, step) == WAIT:
             run.status = Run.Status.WAITING
             run.state = {**run.state, "waiting_at": step.ref}
-            run.save(update_fields=["status", "cursor", "wake_at", "state", "updated_at"])
-            return
+            break
         run.cursor += 1
-    run.status = Run.Status.COMPLETED
-    run.wake_at = None
-    log(run, "", StepLog.Event.COMPLETED)
+    else:
+        run.status = Run.Status.COMPLETED
+        run.wake_at = None
+        p.log("", StepLog.Event.COMPLETED)
+    StepLog.objects.bulk_create(p.timeline)
     run.save(update_fields=["status", "cursor", "wake_at", "state", "updated_at"])
 
 
-def _find_resume_point(run: Run, steps: list[Step]) -> None:
+def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     """Put the cursor back on the step the run waited at, even if the workflow was edited
     meanwhile (steps added, removed or reordered); if that step is gone, go on from where it
     stood."""
+    run = p.run
     waiting_at = (run.state or {}).get("waiting_at")
     if waiting_at is None:
         return
@@ -127,125 +143,112 @@ def _find_resume_point(run: Run, steps: list[Step]) -> None:
         run.cursor = refs.index(waiting_at)
         return
     run.wake_at = None
-    log(run, waiting_at, StepLog.Event.SKIPPED,
-        reason="the step was removed from the workflow while the run waited on it")
+    p.log(waiting_at, StepLog.Event.SKIPPED,
+          reason="the step was removed from the workflow while the run waited on it")
 
 
-def _run_step(run: Run, step: Step, scope: dict, now: datetime) -> str:
-    resuming = step.type == StepType.DELAY and run.wake_at is not None
-    if not resuming and step.conditions and not conditions.evaluate(step.conditions, scope):
-        log(run, step.ref, StepLog.Event.CONDITION_FALSE,
-            conditions=conditions.explain(step.conditions, scope))
+def _run_step(p: Pass, step: Step) -> str:
+    resuming = step.type == StepType.DELAY and p.run.wake_at is not None
+    if not resuming and step.conditions and not conditions.evaluate(step.conditions, p.scope):
+        p.log(step.ref, StepLog.Event.CONDITION_FALSE,
+              conditions=conditions.explain(step.conditions, p.scope))
         return NEXT
     if step.type == StepType.DELAY:
-        return _delay(run, step, scope, now)
-    if step.type == StepType.EMAIL:
-        _email(run, step, scope, now)
+        return _delay(p, step)
+    if step.type in (StepType.EMAIL, StepType.IN_APP):
+        if step.ref not in p.done:  # a re-run: this step's message exists already
+            (_email if step.type == StepType.EMAIL else _in_app)(p, step)
         return NEXT
-    if step.type == StepType.IN_APP:
-        _in_app(run, step, scope, now)
-        return NEXT
-    log(run, step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
+    p.log(step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
     return NEXT
 
 
-def _delay(run: Run, step: Step, scope: dict, now: datetime) -> str:
+def _delay(p: Pass, step: Step) -> str:
+    run, now = p.run, p.now
     if run.wake_at is not None:
         if run.wake_at > now:
             return WAIT
-        log(run, step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
+        p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
         run.wake_at = None
         return NEXT
-    wake_at, problem = delay_until(step.config, scope, now)
+    wake_at, problem = delay_until(step.config, p.scope, now)
     if wake_at is None:
-        log(run, step.ref, StepLog.Event.SKIPPED, reason=problem)
+        p.log(step.ref, StepLog.Event.SKIPPED, reason=problem)
         return NEXT
     if wake_at <= now:
-        log(run, step.ref, StepLog.Event.SKIPPED, reason="the delay has already passed",
-            until=wake_at.isoformat())
+        p.log(step.ref, StepLog.Event.SKIPPED, reason="the delay has already passed",
+              until=wake_at.isoformat())
         return NEXT
     run.wake_at = wake_at
-    log(run, step.ref, StepLog.Event.DELAYED, until=wake_at.isoformat())
+    p.log(step.ref, StepLog.Event.DELAYED, until=wake_at.isoformat())
     enqueue_at("notifications.tasks.advance_run", str(run.id), at=wake_at,
                name=f"run:{run.id}@{int(wake_at.timestamp())}")
     return WAIT
 
 
-def _new_message(run: Run, step: Step, **fields) -> tuple[Message, bool]:
-    """The (run, step) Message, created once: a second pass finds it and does nothing."""
-    return Message.objects.get_or_create(
-        run=run,
-        step_ref=step.ref,
-        defaults={
-            "step": step,
-            "recipient": run.recipient,
-            "workflow": run.workflow,
-            "tenant": run.tenant,
-            "channel": step.type,
-            **fields,
-        },
-    )
+def _new_message(p: Pass, step: Step, **fields) -> Message:
+    """The (run, step) Message. Under the run's lock, after `done` was read, a plain INSERT;
+    the unique (run, step_ref) constraint is the last guard against a second one."""
+    run = p.run
+    p.done.add(step.ref)
+    return Message.objects.create(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
+                                  workflow=run.workflow, tenant=run.tenant, channel=step.type,
+                                  **fields)
 
 
-def _render(run: Run, step: Step, scope: dict) -> tuple[Template | None, dict | None, str]:
+def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
+    run = p.run
     template = select_template(step, run.recipient.locale, run.workflow.default_locale)
     if template is None:
         return None, None, "no published template for this step"
     try:
         if step.type == StepType.EMAIL:
-            layout = _layout_for(run)
-            email = render_email(template.fields, scope, layout)
+            email = render_email(template.fields, p.scope, _layout_for(run))
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
-            content = render_fields(step.type, template.fields, scope)
+            content = render_fields(step.type, template.fields, p.scope)
     except TemplateError as exc:
         return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
     return template, content, ""
 
 
 def _layout_for(run: Run) -> Layout | None:
-    if run.tenant_id:
-        layout = Layout.objects.filter(tenant_id=run.tenant_id).first()
-        if layout is not None:
-            return layout
-    return Layout.objects.filter(tenant__isnull=True).first()
+    """The run's tenant's layout, else the default one (no tenant), in one query."""
+    layouts = Layout.objects.filter(Q(tenant__isnull=True) | Q(tenant_id=run.tenant_id)
+                                    if run.tenant_id else Q(tenant__isnull=True))
+    return layouts.order_by(F("tenant_id").asc(nulls_last=True), "name").first()
 
 
-def _email(run: Run, step: Step, scope: dict, now: datetime) -> None:
-    if Message.objects.filter(run=run, step_ref=step.ref).exists():
-        return
-    address = run.recipient.email
+def _email(p: Pass, step: Step) -> None:
+    address = p.run.recipient.email
     if not address:
-        _new_message(run, step, status=Message.Status.UNDELIVERABLE,
+        _new_message(p, step, status=Message.Status.UNDELIVERABLE,
                      error="The recipient has no email address.")
-        log(run, step.ref, StepLog.Event.SKIPPED, reason="the recipient has no email address")
+        p.log(step.ref, StepLog.Event.SKIPPED, reason="the recipient has no email address")
         return
-    template, content, problem = _render(run, step, scope)
+    template, content, problem = _render(p, step)
     if content is None:
-        message, _ = _new_message(run, step, status=Message.Status.FAILED, to=address,
-                                  error=problem)
-        log(run, step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        message = _new_message(p, step, status=Message.Status.FAILED, to=address, error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
         return
-    message, _ = _new_message(run, step, status=Message.Status.QUEUED, to=address,
-                              content=content, template_version=template.published_version)
-    log(run, step.ref, StepLog.Event.QUEUED, message_id=str(message.id), to=address,
-        template_version=template.published_version.number, locale=template.locale)
+    message = _new_message(p, step, status=Message.Status.QUEUED, to=address, content=content,
+                           template_version=template.published_version)
+    p.log(step.ref, StepLog.Event.QUEUED, message_id=str(message.id), to=address,
+          template_version=template.published_version.number, locale=template.locale)
     enqueue("notifications.tasks.deliver_message", str(message.id))
 
 
-def _in_app(run: Run, step: Step, scope: dict, now: datetime) -> None:
+def _in_app(p: Pass, step: Step) -> None:
     from inbox.services import inbox_item_create
 
-    if Message.objects.filter(run=run, step_ref=step.ref).exists():
-        return
-    template, content, problem = _render(run, step, scope)
+    template, content, problem = _render(p, step)
     if content is None:
-        message, _ = _new_message(run, step, status=Message.Status.FAILED, error=problem)
-        log(run, step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        message = _new_message(p, step, status=Message.Status.FAILED, error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
         return
-    message, _ = _new_message(run, step, status=Message.Status.SENT, content=content,
-                              template_version=template.published_version, provider="inbox",
-                              sent_at=timezone.now(), to=run.recipient.external_id)
+    message = _new_message(p, step, status=Message.Status.SENT, content=content,
+                           template_version=template.published_version, provider="inbox",
+                           sent_at=timezone.now(), to=p.run.recipient.external_id)
     item = inbox_item_create(message=message, content=content)
-    log(run, step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
-        template_version=template.published_version.number, locale=template.locale)
+    p.log(step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
+          template_version=template.published_version.number, locale=template.locale)

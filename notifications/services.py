@@ -77,6 +77,39 @@ def recipient_upsert(*, external_id: str, replace: bool = False,
     return recipient, created
 
 
+def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient]:
+    """Upsert many recipients (ids, or profiles with "id") in a few statements; merge semantics.
+
+    One INSERT … ON CONFLICT per distinct set of given fields (usually one), then one SELECT:
+    a trigger naming a thousand people costs a handful of queries, not thousands.
+    """
+    profiles: dict[str, dict] = {}
+    for spec in specs:
+        profile = dict(spec) if isinstance(spec, Mapping) else {"id": spec}
+        external_id = str(profile.pop("id"))
+        profiles[external_id] = {**profiles.get(external_id, {}), **profile}
+    groups: dict[tuple[str, ...], list[Recipient]] = {}
+    for external_id, profile in profiles.items():
+        fields = tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
+        values = {name: profile[name] for name in fields}
+        groups.setdefault(fields, []).append(Recipient(external_id=external_id, **values))
+    for fields, rows in groups.items():
+        if fields:
+            Recipient.objects.bulk_create(rows, update_conflicts=True,
+                                          unique_fields=["external_id"],
+                                          update_fields=[*fields, "updated_at"])
+        else:
+            Recipient.objects.bulk_create(rows, ignore_conflicts=True)
+    found = Recipient.objects.in_bulk(list(profiles), field_name="external_id")
+    recipients = {external_id: found[external_id] for external_id in profiles}  # callers' order
+    for external_id, profile in profiles.items():
+        for name, data in (profile.get("channel_data") or {}).items():
+            channel, _, provider = name.partition(":")
+            channel_data_set(recipient=recipients[external_id], channel=channel, data=data,
+                             provider=provider)
+    return recipients
+
+
 def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
                      provider: str = "") -> ChannelData:
     item, _ = ChannelData.objects.update_or_create(
@@ -231,11 +264,12 @@ class TriggerRequest:
 
 
 def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
-                     via: str = "") -> list[Run]:
+                     via: str = "", new_trigger: bool = False) -> list[Run]:
     """Runs for recipients who have none on this trigger yet, each enqueued to advance."""
     recipients = {r.pk: r for r in recipients}
-    existing = set(trigger.runs.filter(recipient_id__in=list(recipients))
-                   .values_list("recipient_id", flat=True))
+    existing = set() if new_trigger else set(
+        trigger.runs.filter(recipient_id__in=list(recipients)).values_list("recipient_id",
+                                                                            flat=True))
     runs = Run.objects.bulk_create([
         Run(trigger=trigger, workflow=trigger.workflow, recipient=recipient,
             tenant=trigger.tenant)
@@ -267,19 +301,10 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     if isinstance(request.actor, Mapping):
         actor = dict(request.actor)
         recipient_upsert(external_id=str(actor.pop("id")), **actor)
-    direct: dict[str, Recipient] = {}
-    for spec in request.recipients:
-        if isinstance(spec, Mapping) and "topic" in spec:
-            continue
-        if isinstance(spec, Mapping):
-            profile = dict(spec)
-            external_id = str(profile.pop("id"))
-            recipient, _ = recipient_upsert(external_id=external_id, **profile)
-        else:
-            external_id = str(spec)
-            recipient, _ = recipient_upsert(external_id=external_id)
-        direct[external_id] = recipient
-    runs = _run_create_many(trigger, direct.values())
+    direct = recipient_upsert_many(
+        [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
+    )
+    runs = _run_create_many(trigger, direct.values(), new_trigger=True)
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs
