@@ -13,6 +13,7 @@ from .models import (
     Trigger,
     Workflow,
 )
+from .scope import recipient_scope, tenant_scope
 
 
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:
@@ -52,14 +53,9 @@ def workflow_export(workflow: Workflow) -> dict:
 
 
 def recipient_detail(recipient: Recipient) -> dict:
+    """The recipient as the API shows it: what templates see, plus channel data and times."""
     return {
-        "id": recipient.external_id,
-        "name": recipient.name,
-        "email": recipient.email,
-        "phone": recipient.phone,
-        "locale": recipient.locale,
-        "timezone": recipient.timezone,
-        "data": recipient.data,
+        **recipient_scope(recipient),
         "channel_data": {
             item.channel if not item.provider else f"{item.channel}:{item.provider}": item.data
             for item in recipient.channel_data.all()
@@ -70,15 +66,7 @@ def recipient_detail(recipient: Recipient) -> dict:
 
 
 def tenant_detail(tenant: Tenant) -> dict:
-    return {
-        "key": tenant.key,
-        "name": tenant.name,
-        "logo_url": tenant.logo_url,
-        "primary_color": tenant.primary_color,
-        "sender_name": tenant.sender_name,
-        "sender_email": tenant.sender_email,
-        "settings": tenant.settings,
-    }
+    return tenant_scope(tenant)
 
 
 def topic_detail(topic: Topic) -> dict:

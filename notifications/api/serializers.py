@@ -38,6 +38,21 @@ def validate_locale(value: str) -> str:
     return value
 
 
+class TenantKeyField(serializers.SlugRelatedField):
+    """A tenant named by its key; answers the Tenant."""
+
+    default_error_messages = {
+        "does_not_exist": "Unknown tenant '{value}'.",
+        "invalid": "Expected a tenant key.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("default", None)
+        super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
+
+
 class ChannelDataMapField(serializers.DictField):
     """{channel: {…}} or {"channel:provider": {…}}: per-channel data such as push tokens.
 
@@ -185,7 +200,7 @@ class TriggerSerializer(serializers.Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False)
     data = serializers.DictField(required=False, default=dict)
     actor = ActorField(required=False, allow_null=True, default=None)
-    tenant = serializers.CharField(required=False, allow_null=True, default=None)
+    tenant = TenantKeyField()
     cancellation_key = serializers.CharField(required=False, allow_blank=True, max_length=255,
                                              default="")
 
@@ -203,13 +218,6 @@ class TriggerSerializer(serializers.Serializer):
             )
         return value
 
-    def validate_tenant(self, value):
-        if value is None:
-            return None
-        tenant = Tenant.objects.filter(key=value).first()
-        if tenant is None:
-            raise serializers.ValidationError(f"Unknown tenant {value!r}.")
-        return tenant
 
     def validate_data(self, value):
         schema = self.workflow.data_schema if self.workflow else None
@@ -357,16 +365,9 @@ class TenantSerializer(serializers.Serializer):
 class TopicSerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
-    tenant = serializers.CharField(required=False, allow_null=True, default=None)
+    tenant = TenantKeyField()
     subscribers = serializers.IntegerField(read_only=True)
 
-    def validate_tenant(self, value):
-        if value is None:
-            return None
-        tenant = Tenant.objects.filter(key=value).first()
-        if tenant is None:
-            raise serializers.ValidationError(f"Unknown tenant {value!r}.")
-        return tenant
 
 
 class SubscriptionsSerializer(serializers.Serializer):

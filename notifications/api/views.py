@@ -340,16 +340,8 @@ class TopicSubscriptionsView(APIView):
         topic = self._topic(key)
         data = _validated(s.SubscriptionsSerializer, request.data)
         with transaction.atomic():
-            recipients = []
-            for spec in data["recipients"]:
-                if isinstance(spec, dict):
-                    profile = dict(spec)
-                    recipient, _ = services.recipient_upsert(external_id=profile.pop("id"),
-                                                             **profile)
-                else:
-                    recipient, _ = services.recipient_upsert(external_id=spec)
-                recipients.append(recipient)
-            services.topic_subscribe(topic=topic, recipients=recipients)
+            recipients = services.recipient_upsert_many(data["recipients"])
+            services.topic_subscribe(topic=topic, recipients=recipients.values())
         return Response(selectors.topic_detail(topic))
 
     @extend_schema(operation_id="topic_unsubscribe", summary="Unsubscribe recipients by id",
