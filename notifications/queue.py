@@ -6,11 +6,18 @@ With another broker the task is enqueued after commit, and the sweeper catches a
 between commit and enqueue loses.
 """
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
-from django_q.models import Schedule
+from django.utils import timezone
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.humanhash import uuid
+from django_q.models import OrmQ, Schedule
+from django_q.signals import pre_enqueue
+from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
 
@@ -24,6 +31,30 @@ def enqueue(func: str, *args) -> None:
         async_task(func, *args)
     else:
         transaction.on_commit(lambda: async_task(func, *args))
+
+
+def enqueue_many(func: str, args_list: Sequence[tuple]) -> None:
+    """enqueue() for many tasks of one function. With the ORM broker: one INSERT for all, in
+    the current transaction, each row the package async_task would have written."""
+    if not args_list:
+        return
+    if not _broker_is_this_database():
+        for args in args_list:
+            enqueue(func, *args)
+        return
+    key, now = get_broker().list_key, timezone.now()
+    rows = []
+    for args in args_list:
+        name, task_id = uuid()
+        task = {"id": task_id, "name": name, "func": func, "args": tuple(args), "kwargs": {},
+                "started": now}
+        if Conf.ACK_FAILURES:
+            task["ack_failure"] = True
+        if Conf.CACHED:
+            task["cached"] = Conf.CACHED
+        pre_enqueue.send(sender="django_q", task=task)
+        rows.append(OrmQ(key=key, payload=SignedPackage.dumps(task), lock=now))
+    OrmQ.objects.using(Conf.ORM).bulk_create(rows)
 
 
 def enqueue_at(func: str, *args, at: datetime, name: str) -> None:

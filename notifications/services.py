@@ -25,7 +25,7 @@ from .models import (
     Trigger,
     Workflow,
 )
-from .queue import enqueue
+from .queue import enqueue, enqueue_many
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
 FANOUT_BATCH = 500
@@ -279,8 +279,7 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
     StepLog.objects.bulk_create(
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
-    for run in runs:
-        enqueue("notifications.tasks.advance_run", str(run.id))
+    enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
     return runs
 
 

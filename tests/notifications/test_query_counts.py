@@ -1,0 +1,51 @@
+"""The hot paths cost a fixed number of queries, whatever the audience size."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from notifications.models import Run
+from notifications.tasks import advance_run
+
+from ..conftest import email_step, in_app_step
+
+
+def trigger_queries(api, recipients) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = api.post("/api/v1/workflows/w/trigger", {"recipients": recipients})
+    assert response.status_code == 202, response.content
+    return len(queries)
+
+
+@pytest.fixture
+def workflow(make_workflow):
+    return make_workflow("w", steps=[in_app_step(), email_step()])
+
+
+def test_trigger_queries_do_not_grow_with_recipients(api, workflow):
+    def people(n, tag):
+        return [{"id": f"{tag}{i}", "name": f"P{i}", "email": f"p{i}@example.com"}
+                for i in range(n)]
+
+    trigger_queries(api, ["warm-up"])  # the key's first use also records last_used_at
+    one = trigger_queries(api, people(1, "a"))
+    # Bulk inserts; SQLite's cap on parameters per statement may split one into a few.
+    assert one <= trigger_queries(api, people(200, "b")) <= one + 4
+    assert trigger_queries(api, [f"c{i}" for i in range(50)]) <= one
+
+
+def test_a_bulk_trigger_enqueues_tasks_the_cluster_runs(api, workflow, run_tasks):
+    api.post("/api/v1/workflows/w/trigger", {"recipients": [f"r{i}" for i in range(30)]})
+    ran = run_tasks()
+    assert ran.count("notifications.tasks.advance_run") == 30
+    assert set(Run.objects.values_list("status", flat=True)) == {Run.Status.COMPLETED}
+
+
+def test_advance_run_queries_are_fixed(api, workflow, django_assert_max_num_queries):
+    api.post("/api/v1/workflows/w/trigger",
+             {"recipients": [{"id": "u", "name": "U", "email": "u@example.com"}]})
+    run = Run.objects.get()
+    with django_assert_max_num_queries(16):
+        advance_run(str(run.id))
+    run.refresh_from_db()
+    assert run.status == Run.Status.COMPLETED
