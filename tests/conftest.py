@@ -12,7 +12,23 @@ from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 from rest_framework.test import APIClient
 
+from notifications.models import Tenant
 from notifications.services import StepSpec, api_key_create, workflow_put
+
+INVALID = {"error": "invalid_request", "detail": "The request is not valid; see `fields`."}
+
+
+def invalid(fields: dict) -> dict:
+    """The API's 400 body naming `fields`."""
+    return {**INVALID, "fields": fields}
+
+
+def client_for(secret: str) -> APIClient:
+    """An API client that authenticates with `secret` and speaks JSON."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    client.default_format = "json"
+    return client
 
 
 def free_port() -> int:
@@ -30,10 +46,33 @@ def api_key(db):
 @pytest.fixture
 def api(api_key):
     """An API client that authenticates with a valid key and speaks JSON."""
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key[1]}")
-    client.default_format = "json"
-    return client
+    return client_for(api_key[1])
+
+
+@pytest.fixture
+def acme(db):
+    return Tenant.objects.create(key="acme", name="Acme")
+
+
+@pytest.fixture
+def globex(db):
+    return Tenant.objects.create(key="globex", name="Globex")
+
+
+@pytest.fixture
+def acme_api(acme):
+    """A client whose key is restricted to tenant acme."""
+    _, secret = api_key_create(name="acme only", tenant=acme)
+    return client_for(secret)
+
+
+@pytest.fixture
+def locmem(settings):
+    """Django's in-memory email backend; returns django.core.mail (its outbox)."""
+    from django.core import mail
+
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    return mail
 
 
 @pytest.fixture

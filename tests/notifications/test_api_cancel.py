@@ -9,7 +9,7 @@ from notifications.delivery import deliver
 from notifications.models import Message, Recipient, Run, Topic, Trigger
 from notifications.tasks import advance_run
 
-from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import client_for, delay_step, email_step, in_app_step
 
 CANCEL = "/api/v1/workflows/reminder/cancel"
 
@@ -96,9 +96,7 @@ def test_a_tenant_key_cancels_only_its_tenant_runs(api, reminder, run_tasks):
     trigger(api, ["b"], tenant="globex")
     run_tasks()
     _, secret = services.api_key_create(name="acme-key", tenant=acme)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    response = client.post(CANCEL, {"cancellation_key": "invoice-42"}, format="json")
+    response = client_for(secret).post(CANCEL, {"cancellation_key": "invoice-42"})
     assert [r["recipient"] for r in response.json()["cancelled"]] == ["a"]
     assert dict(Run.objects.values_list("recipient__external_id", "status")) == {
         "a": "cancelled", "b": "waiting"}

@@ -22,9 +22,8 @@ from notifications.models import (
     Workflow,
 )
 
-from ..conftest import email_step, in_app_step
+from ..conftest import email_step, in_app_step, invalid
 
-INVALID = {"error": "invalid_request", "detail": "The request is not valid; see `fields`."}
 GLOBAL_ONLY = {"error": "forbidden", "detail": "This API key is restricted to one tenant and "
                "cannot manage global resources."}
 OTHER_TENANT = {"error": "forbidden", "detail": "This API key is restricted to another tenant."}
@@ -42,38 +41,6 @@ WELCOME = {
          "templates": {"en": {"subject": "…", "html": "…", "text": "…"}}},
     ],
 }
-
-
-def invalid(fields: dict) -> dict:
-    return {**INVALID, "fields": fields}
-
-
-def client_for(secret: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    client.default_format = "json"
-    return client
-
-
-@pytest.fixture
-def acme(db):
-    return Tenant.objects.create(key="acme", name="Acme")
-
-
-@pytest.fixture
-def globex(db):
-    return Tenant.objects.create(key="globex", name="Globex")
-
-
-@pytest.fixture
-def acme_api(acme):
-    _, secret = services.api_key_create(name="acme only", tenant=acme)
-    return client_for(secret)
-
-
-@pytest.fixture
-def locmem(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 
 # --- Recipients -------------------------------------------------------------------------------

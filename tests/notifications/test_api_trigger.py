@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.core import mail
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -16,19 +15,13 @@ from notifications.models import (
     Recipient,
     Run,
     Subscription,
-    Tenant,
     Topic,
     Trigger,
 )
 
-from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import client_for, delay_step, email_step, in_app_step, invalid
 
 TRIGGER = "/api/v1/workflows/welcome/trigger"
-INVALID = {"error": "invalid_request", "detail": "The request is not valid; see `fields`."}
-
-
-def invalid(fields: dict) -> dict:
-    return {**INVALID, "fields": fields}
 
 
 def row_counts() -> dict:
@@ -41,39 +34,9 @@ def row_counts() -> dict:
     }
 
 
-def client_for(secret: str) -> APIClient:
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
-    client.default_format = "json"
-    return client
-
-
 @pytest.fixture
 def welcome(make_workflow):
     return make_workflow("welcome", steps=[in_app_step(), email_step()])
-
-
-@pytest.fixture
-def locmem(settings):
-    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    return mail
-
-
-@pytest.fixture
-def acme(db):
-    return Tenant.objects.create(key="acme", name="Acme")
-
-
-@pytest.fixture
-def globex(db):
-    return Tenant.objects.create(key="globex", name="Globex")
-
-
-@pytest.fixture
-def acme_api(acme):
-    """A client whose key is restricted to tenant acme."""
-    _, secret = services.api_key_create(name="acme only", tenant=acme)
-    return client_for(secret)
 
 
 # --- Accepted triggers ------------------------------------------------------------------------
