@@ -87,6 +87,16 @@ def as_json(value, *, indent: int | None = None) -> str:
                       cls=DjangoJSONEncoder)
 
 
+def json_display(field: str, description: str | None = None):
+    """A read-only admin column showing a JSON field, indented: `json_display("data")`."""
+
+    @admin.display(description=description or field)
+    def show(self, obj):
+        return pretty_json(getattr(obj, field))
+
+    return show
+
+
 def pretty_json(value):
     return format_html('<pre style="margin: 0; white-space: pre-wrap">{}</pre>',
                        as_json(value, indent=2))
@@ -610,9 +620,7 @@ class TemplateAdmin(ClarionAdmin):
             field.label_from_instance = lambda step: f"{step} ({step.get_type_display()})"
         return field
 
-    @admin.display(description="published fields")
-    def published_fields(self, obj):
-        return pretty_json(obj.fields)
+    published_fields = json_display("fields", "published fields")
 
     @admin.display(description="versions")
     def version_history(self, obj):
@@ -685,9 +693,7 @@ class TemplateVersionAdmin(LedgerAdmin):
     def is_published(self, obj):
         return obj.template.published_version_id == obj.pk
 
-    @admin.display(description="fields")
-    def source(self, obj):
-        return pretty_json(obj.fields)
+    source = json_display("fields")
 
     def has_publish_permission(self, request):
         return request.user.has_perm("notifications.change_template")
@@ -752,17 +758,11 @@ class TriggerAdmin(LedgerAdmin):
               "actor_json", "data_json", "recipients_json", "runs")
     readonly_fields = fields
 
-    @admin.display(description="actor")
-    def actor_json(self, obj):
-        return pretty_json(obj.actor)
+    actor_json = json_display("actor")
 
-    @admin.display(description="data")
-    def data_json(self, obj):
-        return pretty_json(obj.data)
+    data_json = json_display("data")
 
-    @admin.display(description="recipients")
-    def recipients_json(self, obj):
-        return pretty_json(obj.recipients)
+    recipients_json = json_display("recipients")
 
     @admin.display(description="runs")
     def runs(self, obj):
@@ -834,9 +834,7 @@ class RunAdmin(LedgerAdmin):
     def timeline(self, obj):
         return run_timeline(obj)
 
-    @admin.display(description="state")
-    def state_json(self, obj):
-        return pretty_json(obj.state)
+    state_json = json_display("state")
 
 
 @admin.register(Message)
@@ -856,9 +854,7 @@ class MessageAdmin(LedgerAdmin):
               "read_at", "clicked_at", "content_json", "delivery_attempts")
     readonly_fields = fields
 
-    @admin.display(description="content")
-    def content_json(self, obj):
-        return pretty_json(obj.content)
+    content_json = json_display("content")
 
     @admin.display(description="delivery attempts")
     def delivery_attempts(self, obj):
@@ -877,13 +873,9 @@ class DeliveryAttemptAdmin(LedgerAdmin):
               "request_json", "response_json")
     readonly_fields = fields
 
-    @admin.display(description="request")
-    def request_json(self, obj):
-        return pretty_json(obj.request)
+    request_json = json_display("request")
 
-    @admin.display(description="response")
-    def response_json(self, obj):
-        return pretty_json(obj.response)
+    response_json = json_display("response")
 
 
 @admin.register(StepLog)
@@ -897,9 +889,7 @@ class StepLogAdmin(LedgerAdmin):
     fields = ("run", "step_ref", "event", "created_at", "detail_json")
     readonly_fields = fields
 
-    @admin.display(description="detail")
-    def detail_json(self, obj):
-        return pretty_json(obj.detail)
+    detail_json = json_display("detail")
 
 
 @admin.register(IdempotencyRecord)
@@ -912,6 +902,4 @@ class IdempotencyRecordAdmin(LedgerAdmin):
     fields = ("key", "api_key", "request_hash", "response_status", "created_at", "response_json")
     readonly_fields = fields
 
-    @admin.display(description="response body")
-    def response_json(self, obj):
-        return pretty_json(obj.response_body)
+    response_json = json_display("response_body", "response body")
