@@ -181,3 +181,45 @@ def smtp(smtp_server, settings):
     settings.EMAIL_HOST_USER = ""
     settings.EMAIL_HOST_PASSWORD = ""
     return inbox
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser(monkeypatch):
+    """Debian's chromium driven by Playwright (never a downloaded browser), for one test.
+
+    Started per test, not per session: Playwright's sync API keeps an event loop marked running
+    in this thread, which would break the asyncio and ORM tests that follow. While it runs, the
+    test's own ORM calls are allowed (DJANGO_ALLOW_ASYNC_UNSAFE): the loop is Playwright's, not
+    Django's. Without chromium the test is skipped, unless CLARION_REQUIRE_BROWSER is set (CI).
+    """
+    import os
+
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("CLARION_REQUIRE_BROWSER"):
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    from playwright.sync_api import sync_playwright
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh browser page (its own context: no cookies shared between tests)."""
+    context = browser.new_context()
+    context.set_default_timeout(15_000)
+    try:
+        yield context.new_page()
+    finally:
+        context.close()
