@@ -36,6 +36,8 @@ class PreferenceSet(models.Model):
             models.CheckConstraint(
                 condition=Q(recipient__isnull=False) | Q(tenant__isnull=False),
                 name="preferenceset_has_owner",
+                violation_error_message="A preference set belongs to a recipient, a tenant or "
+                                        "both.",
             ),
             models.UniqueConstraint(fields=["recipient", "tenant"],
                                     condition=Q(recipient__isnull=False, tenant__isnull=False),

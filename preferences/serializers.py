@@ -23,7 +23,7 @@ HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 BOOL = "Expected true or false."
 
 
-def _channel_types(value) -> tuple[dict, dict]:
+def validate_channel_types(value) -> tuple[dict, dict]:
     if not isinstance(value, dict):
         return {}, ["Expected an object of channel: true/false."]
     clean, errors = {}, {}
@@ -54,7 +54,7 @@ def _entries(value, what: str) -> tuple[dict, dict | list]:
                 errors[key] = {name: ["Unknown field; expected only channel_types."]
                                for name in sorted(unknown)}
                 continue
-            channels, problems = _channel_types(entry.get("channel_types", {}))
+            channels, problems = validate_channel_types(entry.get("channel_types", {}))
             if problems:
                 errors[key] = {"channel_types": problems}
             else:
@@ -97,7 +97,7 @@ class PreferenceSetSerializer(serializers.Serializer):
             # A GET body can be PUT back as it is; a body naming another tenant is a mistake.
             errors["tenant"] = ["Does not match the ?tenant= query parameter, which chooses "
                                 "the set to write."]
-        checks = {"channel_types": _channel_types,
+        checks = {"channel_types": validate_channel_types,
                   "categories": lambda v: _entries(v, "category"),
                   "workflows": lambda v: _entries(v, "workflow"),
                   "quiet_hours": _quiet_hours}
