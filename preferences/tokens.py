@@ -3,7 +3,7 @@
 Tokens are django.core.signing values with their own salts, so one kind is never accepted as
 the other. A center token names a recipient and (optionally) a tenant; an unsubscribe token
 also names the workflow and its category at the time of sending. They do not expire unless
-CLARION["PREFERENCES_TOKEN_MAX_AGE"] (seconds) is set.
+CLARION["PREFERENCES_TOKEN_MAX_AGE"] (env CLARION_PREFERENCES_TOKEN_MAX_AGE, seconds) is set.
 """
 
 from dataclasses import dataclass
