@@ -18,7 +18,7 @@ from notifications.api.serializers import ApiErrorSerializer
 from notifications.models import Recipient, Tenant
 
 from . import services
-from .serializers import PreferenceSetSerializer
+from .serializers import PreferenceSetDocSerializer, PreferenceSetSerializer
 
 ERRORS = {code: OpenApiResponse(ApiErrorSerializer, description=text) for code, text in {
     400: "The body is not valid; `fields` names each bad field.",
@@ -64,15 +64,15 @@ def _documented(owner: str, parameters=()):
     return (
         extend_schema(operation_id=f"{owner}_preferences_retrieve", **common,
                       summary=f"The {owner}'s preference set",
-                      responses={200: PreferenceSetSerializer, **ERRORS}),
+                      responses={200: PreferenceSetDocSerializer, **ERRORS}),
         extend_schema(operation_id=f"{owner}_preferences_put", **common,
                       summary=f"Replace the {owner}'s preference set",
-                      request=PreferenceSetSerializer,
-                      responses={200: PreferenceSetSerializer, **ERRORS}),
+                      request=PreferenceSetDocSerializer,
+                      responses={200: PreferenceSetDocSerializer, **ERRORS}),
         extend_schema(operation_id=f"{owner}_preferences_patch", **common,
                       summary=f"Merge into the {owner}'s preference set",
-                      request=PreferenceSetSerializer,
-                      responses={200: PreferenceSetSerializer, **ERRORS}),
+                      request=PreferenceSetDocSerializer,
+                      responses={200: PreferenceSetDocSerializer, **ERRORS}),
     )
 
 

@@ -11,6 +11,7 @@ read-only `id` and `__typename` are ignored, so a set exported from Knock can be
 
 import re
 
+from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
 from notifications.models import Channel
@@ -126,3 +127,22 @@ def preference_set_data(row, *, tenant_key: str | None = None) -> dict:
         "workflows": dict(row.workflows) if row is not None else {},
         "quiet_hours": row.quiet_hours if row is not None else None,
     }
+
+
+@extend_schema_serializer(component_name="PreferenceSet")
+class PreferenceSetDocSerializer(serializers.Serializer):
+    """The documented shape of a PreferenceSet (validation is PreferenceSetSerializer's)."""
+
+    tenant = serializers.CharField(allow_null=True, required=False,
+                                   help_text="The tenant of the set, as ?tenant= chose it.")
+    channel_types = serializers.DictField(child=serializers.BooleanField(), required=False,
+                                          help_text='e.g. {"email": false}')
+    categories = serializers.DictField(
+        child=serializers.JSONField(), required=False,
+        help_text='e.g. {"marketing": false, "account": {"channel_types": {"sms": false}}}')
+    workflows = serializers.DictField(
+        child=serializers.JSONField(), required=False,
+        help_text='e.g. {"welcome": {"channel_types": {"email": false}}}')
+    quiet_hours = serializers.JSONField(
+        allow_null=True, required=False,
+        help_text='{"start": "22:00", "end": "08:00"}; false for none; null to inherit.')
