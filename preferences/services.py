@@ -58,8 +58,10 @@ def preference_set_update(*, recipient: Recipient | None, tenant: Tenant | None 
     if recipient is None and tenant is None:
         raise ValueError("A preference set belongs to a recipient, a tenant or both.")
     for _ in range(2):
+        # order_by(): the model's ordering would join the (nullable) owners, and PostgreSQL
+        # cannot lock the nullable side of an outer join.
         row = (PreferenceSet.objects.select_for_update()
-               .filter(recipient=recipient, tenant=tenant).first())
+               .filter(recipient=recipient, tenant=tenant).order_by("pk").first())
         if row is not None:
             break
         try:
