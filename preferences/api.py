@@ -5,6 +5,10 @@
 
 PUT replaces the set, PATCH merges into it. A tenant-restricted API key reads and writes only
 its tenant's sets (a recipient's set for that tenant, and that tenant's defaults).
+
+The inbox's recipient-side `GET/PATCH /api/v1/inbox/preferences` is meant to be one more
+subclass of PreferenceSetView: the inbox's authentication, and an `owner()` that returns the
+authenticated recipient and tenant.
 """
 
 from drf_spectacular.types import OpenApiTypes

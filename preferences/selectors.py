@@ -60,7 +60,8 @@ def allowed(recipient: Recipient, workflow: Workflow, channel: str,
                   tenant_default=layers.tenant_default, workflow_default=defaults)
 
 
-def quiet_hours(*, recipient: Recipient, layers: Layers) -> QuietHours | None:
+def quiet_hours(layers: Layers) -> QuietHours | None:
+    """The quiet-hours window that applies: the most specific set that says anything."""
     return quiet_hours_of(layers.all)
 
 
@@ -93,7 +94,7 @@ def channel_step_verdict(*, recipient: Recipient, workflow: Workflow, tenant: Te
         return Verdict(decision)
     if channel not in QUIET_HOURS_CHANNELS:
         return Verdict(decision)
-    window = quiet_hours(recipient=recipient, layers=layers)
+    window = quiet_hours(layers)
     return Verdict(decision, quiet_until(window, now, zone(recipient.timezone)), window)
 
 

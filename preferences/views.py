@@ -66,7 +66,7 @@ def _not_found(request, tenant=None):
 
 def _effective_quiet_hours(recipient, tenant) -> QuietHours | None:
     layers = selectors.preference_layers(recipient=recipient, tenant=tenant)
-    return selectors.quiet_hours(recipient=recipient, layers=layers)
+    return selectors.quiet_hours(layers)
 
 
 @never_cache

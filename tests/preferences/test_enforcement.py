@@ -199,3 +199,22 @@ def test_a_delay_before_a_channel_step_still_resumes(make_workflow, trigger):
     run = advance(run, T0 + timedelta(seconds=60))
     assert events(run)[-3:] == [("wait", "resumed"), ("mail", "queued"), ("", "completed")]
     assert not StepLog.objects.filter(event="quiet_hours").exists()
+
+
+def test_the_sweeper_wakes_a_run_whose_quiet_hours_wake_up_was_lost(make_workflow, trigger,
+                                                                   run_tasks, locmem):
+    from notifications.tasks import sweep
+
+    workflow = make_workflow("w", steps=[email_step()])
+    run = trigger(workflow)
+    prefs(quiet_hours=NIGHT)
+    run = advance(run, datetime(2026, 6, 11, 3, 0, tzinfo=UTC))
+    Schedule.objects.all().delete()  # the scheduled wake-up is lost
+    sweep(now=datetime(2026, 6, 11, 12, 0, 1, tzinfo=UTC))
+    assert OrmQ.objects.count() == 1
+    run_tasks()
+    run = Run.objects.get(pk=run.pk)
+    assert run.status == Run.Status.COMPLETED
+    assert events(run)[-3:] == [("mail", "resumed"), ("mail", "queued"), ("", "completed")]
+    assert Message.objects.get().status == Message.Status.SENT
+    assert len(locmem.outbox) == 1
