@@ -215,6 +215,7 @@ def test_the_sweeper_wakes_a_run_whose_quiet_hours_wake_up_was_lost(make_workflo
     run_tasks()
     run = Run.objects.get(pk=run.pk)
     assert run.status == Run.Status.COMPLETED
-    assert events(run)[-3:] == [("mail", "resumed"), ("mail", "queued"), ("", "completed")]
+    assert events(run)[-4:] == [("mail", "resumed"), ("mail", "queued"), ("", "completed"),
+                                ("mail", "sent")]
     assert Message.objects.get().status == Message.Status.SENT
     assert len(locmem.outbox) == 1
