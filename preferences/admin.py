@@ -14,6 +14,7 @@ from django.utils.html import format_html, format_html_join
 from notifications.admin import ClarionAdmin, FormFieldsMixin
 from notifications.models import Recipient, Tenant, Workflow
 
+from . import selectors
 from .models import Category, PreferenceSet, WorkflowDefault
 from .serializers import PreferenceSetSerializer, validate_channel_types
 
@@ -58,12 +59,29 @@ def _describe(problems, prefix="") -> list[str]:
     return [f"{prefix}{problem}" for problem in problems]
 
 
-class PreferenceSetInline(FormFieldsMixin, admin.StackedInline):
+class EffectiveMixin:
+    @admin.display(description="what applies now")
+    def effective(self, obj):
+        """Every workflow × channel as it resolves for this person (and tenant), with the rule:
+        support's answer to "why did they (not) get it?"."""
+        if obj is None or obj.pk is None or obj.recipient_id is None:
+            return "—"
+        rows = selectors.decisions(recipient=obj.recipient, tenant=obj.tenant)
+        if not rows:
+            return "—"
+        body = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((w.key, c, "on" if d.allowed else "off", d.rule) for w, c, d in rows))
+        return format_html("<table><thead><tr><th>Workflow</th><th>Channel</th><th>Now</th>"
+                           "<th>Decided by</th></tr></thead><tbody>{}</tbody></table>", body)
+
+
+class PreferenceSetInline(EffectiveMixin, FormFieldsMixin, admin.StackedInline):
     model = PreferenceSet
     form = PreferenceSetForm
     extra = 0
-    fields = ("tenant", *SECTIONS, "updated_at")
-    readonly_fields = ("updated_at",)
+    fields = ("tenant", *SECTIONS, "effective", "updated_at")
+    readonly_fields = ("effective", "updated_at")
     autocomplete_fields = ("tenant",)
     verbose_name = "preference set"
     verbose_name_plural = "preferences (the set without a tenant applies everywhere; a set "\
@@ -106,7 +124,7 @@ _add_inline(Tenant, TenantDefaultInline)
 
 
 @admin.register(PreferenceSet)
-class PreferenceSetAdmin(ClarionAdmin):
+class PreferenceSetAdmin(EffectiveMixin, ClarionAdmin):
     form = PreferenceSetForm
     list_display = ("__str__", "recipient", "tenant", "kind", "updated_at")
     list_filter = ("tenant",)
@@ -114,7 +132,7 @@ class PreferenceSetAdmin(ClarionAdmin):
     search_fields = ("recipient__external_id", "recipient__email", "tenant__key")
     search_help_text = "Recipient id or email, or tenant key."
     autocomplete_fields = ("recipient", "tenant")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("effective", "created_at", "updated_at")
 
     @admin.display(description="kind")
     def kind(self, obj):

@@ -117,6 +117,29 @@ class Section:
     workflows: list[Row]
 
 
+def workflow_channels(workflows) -> dict[int, list[str]]:
+    """{workflow id: its channel step types, in step order} in one query."""
+    channels: dict[int, list[str]] = {}
+    steps = Step.objects.filter(workflow__in=workflows, type__in=CHANNEL_STEP_TYPES)
+    for workflow_id, step_type in steps.order_by("position").values_list("workflow_id", "type"):
+        if step_type not in channels.setdefault(workflow_id, []):
+            channels[workflow_id].append(step_type)
+    return channels
+
+
+def decisions(*, recipient: Recipient, tenant: Tenant | None) -> list[tuple[Workflow, str,
+                                                                            Decision]]:
+    """What applies now to every active workflow × channel, with the deciding rule (admin)."""
+    workflows = list(Workflow.objects.filter(active=True).order_by("category", "key"))
+    channels = workflow_channels(workflows)
+    layers = preference_layers(recipient=recipient, tenant=tenant)
+    defaults = {row.workflow_id: row.channel_types
+                for row in WorkflowDefault.objects.filter(workflow__in=workflows)}
+    return [(w, c, allowed(recipient, w, c, tenant, layers=layers,
+                           defaults=defaults.get(w.pk, {})))
+            for w in workflows for c in channels.get(w.pk, [])]
+
+
 def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[list, list]:
     """(channel toggles, sections): each category with its workflows, as they resolve now.
 
@@ -124,11 +147,7 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
     decision, so a tenant's or a workflow's default shows as it applies to this person.
     """
     workflows = list(Workflow.objects.filter(active=True, critical=False).order_by("name", "key"))
-    steps = Step.objects.filter(workflow__in=workflows, type__in=CHANNEL_STEP_TYPES)
-    channels_of: dict[int, list[str]] = {}
-    for workflow_id, step_type in steps.values_list("workflow_id", "type").order_by("position"):
-        if step_type not in channels_of.setdefault(workflow_id, []):
-            channels_of[workflow_id].append(step_type)
+    channels_of = workflow_channels(workflows)
     workflows = [w for w in workflows if channels_of.get(w.pk)]
     layers = preference_layers(recipient=recipient, tenant=tenant)
     defaults = {row.workflow_id: row.channel_types

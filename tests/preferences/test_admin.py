@@ -24,7 +24,9 @@ def set_post_data(**fields) -> dict:
     return data
 
 
-def test_a_recipients_page_shows_their_preference_sets(admin_client, ada, acme):
+def test_a_recipients_page_shows_their_preference_sets(admin_client, ada, acme, make_workflow):
+    make_workflow("newsletter", category="marketing", steps=[email_step()])
+    make_workflow("reset", category="marketing", critical=True, steps=[email_step()])
     preference_set_update(recipient=ada, tenant=acme, merge=True,
                           data={"categories": {"marketing": False}})
     response = admin_client.get(f"/admin/notifications/recipient/{ada.pk}/change/")
@@ -32,6 +34,10 @@ def test_a_recipients_page_shows_their_preference_sets(admin_client, ada, acme):
     html = response.content.decode()
     assert "preference_sets-TOTAL_FORMS" in html
     assert "&quot;marketing&quot;: false" in html
+    # What applies now, and why: support's answer to "why did they not get it?"
+    assert "<td>newsletter</td><td>email</td><td>off</td>" \
+           "<td><code>recipient_tenant:categories.marketing</code></td>" in html
+    assert "<td>reset</td><td>email</td><td>on</td><td><code>critical</code></td>" in html
 
 
 def test_a_recipients_preferences_are_editable_on_their_page(admin_client, ada):
