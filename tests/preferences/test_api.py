@@ -159,3 +159,11 @@ def test_tenant_defaults_api(api, acme):
 
 def test_without_a_key_there_are_no_preferences(client, ada):
     assert client.get(URL).status_code == 401
+
+
+def test_erasing_a_recipient_erases_their_preferences(api, ada, acme):
+    api.put(URL, KNOCK)
+    api.put(f"{URL}?tenant=acme", KNOCK)
+    api.put("/api/v1/tenants/acme/preferences", {"categories": {"marketing": False}})
+    assert api.delete("/api/v1/recipients/u1").status_code == 204
+    assert list(PreferenceSet.objects.values_list("recipient", "tenant__key")) == [(None, "acme")]
