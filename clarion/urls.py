@@ -14,4 +14,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", views.health, name="health"),
+    # The hosted preference center (/p/<token>/) and one-click unsubscribe (/u/<token>/).
+    path("", include("preferences.urls")),
 ]

@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from preferences.mail import unsubscribe_headers
+
 from .models import DeliveryAttempt, Message, StepLog
 from .queue import enqueue_at
 
@@ -88,6 +90,7 @@ def _email_for(message: Message) -> EmailMultiAlternatives:
             "X-Clarion-Message-Id": str(message.id),
         },
     )
+    email.extra_headers.update(unsubscribe_headers(message))
     if content.get("html"):
         email.attach_alternative(content["html"], "text/html")
     # Read by django-anymail ESP backends (tracking webhooks map events back to the message).

@@ -13,6 +13,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from preferences.selectors import channel_step_verdict
+
 from . import conditions
 from .models import Layout, Message, Run, Step, StepLog, StepType, Template
 from .queue import enqueue, enqueue_at
@@ -99,6 +101,7 @@ class Pass:
     scope: dict = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     timeline: list[StepLog] = field(default_factory=list)
+    preferences: dict = field(default_factory=dict)  # rows the preference gate read, per pass
 
     def log(self, step_ref: str, event: str, **detail) -> None:
         self.timeline.append(StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail))
@@ -139,7 +142,9 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
         return
     run.state = {k: v for k, v in run.state.items() if k != "waiting_at"}
     refs = [step.ref for step in steps]
-    if waiting_at in refs and steps[refs.index(waiting_at)].type == StepType.DELAY:
+    # A run waits at a delay step, or at a channel step during the person's quiet hours.
+    if waiting_at in refs and (steps[refs.index(waiting_at)].type == StepType.DELAY
+                               or steps[refs.index(waiting_at)].is_channel):
         run.cursor = refs.index(waiting_at)
         return
     run.wake_at = None
@@ -148,19 +153,53 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
 
 
 def _run_step(p: Pass, step: Step) -> str:
-    resuming = step.type == StepType.DELAY and p.run.wake_at is not None
+    resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
     if not resuming and step.conditions and not conditions.evaluate(step.conditions, p.scope):
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
               conditions=conditions.explain(step.conditions, p.scope))
         return NEXT
     if step.type == StepType.DELAY:
         return _delay(p, step)
+    if step.is_channel and step.ref not in p.done:
+        gate = _preferences_gate(p, step)
+        if gate is not None:
+            return gate
     if step.type in (StepType.EMAIL, StepType.IN_APP):
         if step.ref not in p.done:  # a re-run: this step's message exists already
             (_email if step.type == StepType.EMAIL else _in_app)(p, step)
         return NEXT
     p.log(step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
     return NEXT
+
+
+def _preferences_gate(p: Pass, step: Step) -> str | None:
+    """Preferences and quiet hours, asked by every channel step before its handler runs:
+    NEXT when the person opted out (a `suppressed` Message and an `opted_out` log naming the
+    rule), WAIT until their quiet hours end, None to go on and send."""
+    run = p.run
+    resuming = run.wake_at is not None
+    if resuming:  # back after quiet hours: ask again (they may have opted out), but send now
+        p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
+        run.wake_at = None
+    verdict = channel_step_verdict(recipient=run.recipient, workflow=run.workflow,
+                                   tenant=run.tenant, channel=step.type, now=p.now,
+                                   check_quiet_hours=not resuming, memo=p.preferences)
+    if verdict.suppressed:
+        message = _new_message(p, step, status=Message.Status.SUPPRESSED,
+                               error=f"Opted out: {verdict.decision.rule}")
+        p.log(step.ref, StepLog.Event.OPTED_OUT, rule=verdict.decision.rule,
+              channel=step.type, message_id=str(message.id))
+        return NEXT
+    if verdict.wake_at is not None:
+        run.wake_at = verdict.wake_at
+        window = verdict.quiet_hours
+        p.log(step.ref, StepLog.Event.QUIET_HOURS, until=verdict.wake_at.isoformat(),
+              window=f"{window.start:%H:%M}-{window.end:%H:%M}", rule=window.source,
+              timezone=run.recipient.timezone or "UTC")
+        enqueue_at("notifications.tasks.advance_run", str(run.id), at=verdict.wake_at,
+                   name=f"run:{run.id}@{int(verdict.wake_at.timestamp())}")
+        return WAIT
+    return None
 
 
 def _delay(p: Pass, step: Step) -> str:

@@ -2,6 +2,8 @@
 
 from collections.abc import Mapping
 
+from preferences.tokens import preferences_url
+
 from .models import Recipient, Run, Tenant
 
 
@@ -46,6 +48,9 @@ def actor_scope(actor) -> dict:
 
 def run_scope(run: Run) -> dict:
     return {
+        # The hosted preference center for this person (and tenant): for every email footer.
+        "preferences_url": preferences_url(recipient_id=run.recipient_id,
+                                           tenant_id=run.tenant_id),
         "data": dict(run.trigger.data or {}),
         "recipient": recipient_scope(run.recipient),
         "tenant": tenant_scope(run.tenant),

@@ -1,5 +1,7 @@
 from django.urls import path, re_path
 
+from preferences import api as preferences_api
+
 from . import views
 
 urlpatterns = [
@@ -12,7 +14,11 @@ urlpatterns = [
     path("recipients/<str:recipient_id>", views.RecipientView.as_view(), name="recipient-detail"),
     path("recipients/<str:recipient_id>/channel-data/<str:channel>",
          views.ChannelDataView.as_view(), name="recipient-channel-data"),
+    path("recipients/<str:recipient_id>/preferences",
+         preferences_api.RecipientPreferencesView.as_view(), name="recipient-preferences"),
     path("tenants/<str:key>", views.TenantView.as_view(), name="tenant-detail"),
+    path("tenants/<str:key>/preferences", preferences_api.TenantPreferencesView.as_view(),
+         name="tenant-preferences"),
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),

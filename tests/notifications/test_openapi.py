@@ -16,7 +16,9 @@ PATHS = {
     "/api/v1/runs/{run_id}": {"get"},
     "/api/v1/recipients/{recipient_id}": {"get", "put", "delete"},
     "/api/v1/recipients/{recipient_id}/channel-data/{channel}": {"put"},
+    "/api/v1/recipients/{recipient_id}/preferences": {"get", "put", "patch"},
     "/api/v1/tenants/{key}": {"get", "put"},
+    "/api/v1/tenants/{key}/preferences": {"get", "put", "patch"},
     "/api/v1/topics/{key}": {"get", "put"},
     "/api/v1/topics/{key}/subscriptions": {"post", "delete"},
 }

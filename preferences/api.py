@@ -1,0 +1,135 @@
+"""Server API: a recipient's preferences, and a tenant's defaults (Knock's PreferenceSet JSON).
+
+    GET/PUT/PATCH /api/v1/recipients/{id}/preferences[?tenant=key]
+    GET/PUT/PATCH /api/v1/tenants/{key}/preferences
+
+PUT replaces the set, PATCH merges into it. A tenant-restricted API key reads and writes only
+its tenant's sets (a recipient's set for that tenant, and that tenant's defaults).
+
+The inbox's recipient-side `GET/PATCH /api/v1/inbox/preferences` is meant to be one more
+subclass of PreferenceSetView: the inbox's authentication, and an `owner()` that returns the
+authenticated recipient and tenant.
+"""
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifications.api.errors import ApiError, not_found
+from notifications.api.serializers import ApiErrorSerializer
+from notifications.models import Recipient, Tenant
+
+from . import services
+from .serializers import PreferenceSetDocSerializer, PreferenceSetSerializer
+
+ERRORS = {code: OpenApiResponse(ApiErrorSerializer, description=text) for code, text in {
+    400: "The body is not valid; `fields` names each bad field.",
+    401: "Missing, unknown or revoked API key.",
+    403: "The key is restricted to another tenant.",
+    404: "No such recipient or tenant.",
+}.items()}
+TENANT = OpenApiParameter(
+    "tenant", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False,
+    description="A tenant key: the person's preferences for that tenant, which win over their "
+    "own. Tenant-restricted keys always act for their tenant.")
+
+
+class PreferenceSetView(APIView):
+    """GET, PUT (replace) and PATCH (merge) of one PreferenceSet."""
+
+    def owner(self, request, **kwargs) -> tuple[Recipient | None, Tenant | None]:
+        raise NotImplementedError
+
+    def get(self, request, **kwargs):
+        recipient, tenant = self.owner(request, **kwargs)
+        return Response(services.preference_set_get(recipient=recipient, tenant=tenant))
+
+    def put(self, request, **kwargs):
+        return self._write(request, merge=False, **kwargs)
+
+    def patch(self, request, **kwargs):
+        return self._write(request, merge=True, **kwargs)
+
+    def _write(self, request, *, merge: bool, **kwargs):
+        recipient, tenant = self.owner(request, **kwargs)
+        serializer = PreferenceSetSerializer(data=request.data, partial=merge,
+                                             context={"tenant_key": tenant.key if tenant else None})
+        serializer.is_valid(raise_exception=True)
+        services.preference_set_update(recipient=recipient, tenant=tenant, merge=merge,
+                                       data=serializer.validated_data)
+        return Response(services.preference_set_get(recipient=recipient, tenant=tenant))
+
+
+def _documented(owner: str, parameters=()):
+    """extend_schema for GET, PUT and PATCH of `owner`'s set."""
+    common = {"parameters": list(parameters)}
+    return (
+        extend_schema(operation_id=f"{owner}_preferences_retrieve", **common,
+                      summary=f"The {owner}'s preference set",
+                      responses={200: PreferenceSetDocSerializer, **ERRORS}),
+        extend_schema(operation_id=f"{owner}_preferences_put", **common,
+                      summary=f"Replace the {owner}'s preference set",
+                      request=PreferenceSetDocSerializer,
+                      responses={200: PreferenceSetDocSerializer, **ERRORS}),
+        extend_schema(operation_id=f"{owner}_preferences_patch", **common,
+                      summary=f"Merge into the {owner}'s preference set",
+                      request=PreferenceSetDocSerializer,
+                      responses={200: PreferenceSetDocSerializer, **ERRORS}),
+    )
+
+
+RECIPIENT_DOCS = _documented("recipient", [TENANT])
+TENANT_DOCS = _documented("tenant")
+
+
+class RecipientPreferencesView(PreferenceSetView):
+    def owner(self, request, recipient_id: str):
+        key = request.query_params.get("tenant") or None
+        tenant = None
+        if key is not None:
+            tenant = Tenant.objects.filter(key=key).first()
+            if tenant is None:
+                raise ValidationError({"tenant": [f"Unknown tenant {key!r}."]})
+        api_key = request.auth
+        if api_key.tenant_id is not None:
+            if tenant is not None and tenant.pk != api_key.tenant_id:
+                raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
+            tenant = api_key.tenant
+        recipient = Recipient.objects.filter(external_id=recipient_id).first()
+        if recipient is None:
+            raise not_found("recipient", recipient_id)
+        return recipient, tenant
+
+    @RECIPIENT_DOCS[0]
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    @RECIPIENT_DOCS[1]
+    def put(self, request, **kwargs):
+        return super().put(request, **kwargs)
+
+    @RECIPIENT_DOCS[2]
+    def patch(self, request, **kwargs):
+        return super().patch(request, **kwargs)
+
+
+class TenantPreferencesView(PreferenceSetView):
+    def owner(self, request, key: str):
+        tenant = Tenant.objects.filter(key=key).first()
+        if tenant is None or request.auth.tenant_id not in (None, tenant.pk):
+            raise not_found("tenant", key)
+        return None, tenant
+
+    @TENANT_DOCS[0]
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    @TENANT_DOCS[1]
+    def put(self, request, **kwargs):
+        return super().put(request, **kwargs)
+
+    @TENANT_DOCS[2]
+    def patch(self, request, **kwargs):
+        return super().patch(request, **kwargs)

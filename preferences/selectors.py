@@ -1,0 +1,195 @@
+"""Reads: the rows a decision needs, and what the preference center shows."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q
+
+from notifications.models import CHANNEL_STEP_TYPES, Recipient, Step, Tenant, Workflow
+
+from .models import Category, PreferenceSet, WorkflowDefault
+from .resolution import (
+    QUIET_HOURS_CHANNELS,
+    Choices,
+    Decision,
+    QuietHours,
+    decide,
+    quiet_hours_of,
+    quiet_until,
+    zone,
+)
+
+
+@dataclass(frozen=True)
+class Layers:
+    """A person's choices for one tenant: their sets (most specific first) and the default."""
+
+    person: tuple[Choices, ...]
+    tenant_default: Choices | None
+
+    @property
+    def all(self) -> tuple[Choices, ...]:
+        return (*self.person, *((self.tenant_default,) if self.tenant_default else ()))
+
+
+def preference_layers(*, recipient: Recipient, tenant: Tenant | None) -> Layers:
+    """One query: the person's set for `tenant`, their own set and the tenant's default."""
+    where = Q(recipient=recipient, tenant__isnull=True)
+    if tenant is not None:
+        where |= Q(recipient=recipient, tenant=tenant) | Q(recipient__isnull=True, tenant=tenant)
+    rows = {row.scope: Choices.of(row) for row in PreferenceSet.objects.filter(where)}
+    person = tuple(rows[s] for s in ("recipient_tenant", "recipient") if s in rows)
+    return Layers(person=person, tenant_default=rows.get("tenant_default"))
+
+
+def workflow_default(workflow: Workflow) -> dict:
+    row = WorkflowDefault.objects.filter(workflow=workflow).first()
+    return dict(row.channel_types) if row else {}
+
+
+def allowed(recipient: Recipient, workflow: Workflow, channel: str,
+            tenant: Tenant | None = None, *, layers: Layers | None = None,
+            defaults: dict | None = None) -> Decision:
+    """May `workflow` reach `recipient` on `channel` (for `tenant`)? With the rule that decided."""
+    if layers is None:
+        layers = preference_layers(recipient=recipient, tenant=tenant)
+    if defaults is None:
+        defaults = {} if workflow.critical else workflow_default(workflow)
+    return decide(workflow_key=workflow.key, category=workflow.category,
+                  critical=workflow.critical, channel=channel, person=layers.person,
+                  tenant_default=layers.tenant_default, workflow_default=defaults)
+
+
+def quiet_hours(layers: Layers) -> QuietHours | None:
+    """The quiet-hours window that applies: the most specific set that says anything."""
+    return quiet_hours_of(layers.all)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a channel step does now: send, stay silent (opted out) or wait (quiet hours)."""
+
+    decision: Decision
+    wake_at: datetime | None = None
+    quiet_hours: QuietHours | None = None
+
+    @property
+    def suppressed(self) -> bool:
+        return not self.decision.allowed
+
+
+def channel_step_verdict(*, recipient: Recipient, workflow: Workflow, tenant: Tenant | None,
+                         channel: str, now: datetime, check_quiet_hours: bool = True,
+                         memo: dict | None = None) -> Verdict:
+    """The engine's one question for every channel step, whatever its channel. `memo` keeps
+    the rows read for one pass of a run, so its later steps ask without queries."""
+    memo = {} if memo is None else memo
+    if "layers" not in memo:
+        memo["layers"] = preference_layers(recipient=recipient, tenant=tenant)
+        memo["defaults"] = {} if workflow.critical else workflow_default(workflow)
+    layers = memo["layers"]
+    decision = allowed(recipient, workflow, channel, tenant, layers=layers,
+                       defaults=memo["defaults"])
+    if not decision.allowed or workflow.critical or not check_quiet_hours:
+        return Verdict(decision)
+    if channel not in QUIET_HOURS_CHANNELS:
+        return Verdict(decision)
+    window = quiet_hours(layers)
+    return Verdict(decision, quiet_until(window, now, zone(recipient.timezone)), window)
+
+
+# --- The preference center --------------------------------------------------------------------
+
+@dataclass
+class Row:
+    """One line of the preference center: a category or a workflow, a toggle per channel."""
+
+    kind: str  # "category" | "workflow"
+    key: str
+    name: str
+    description: str
+    channels: list[tuple[str, bool]]  # (channel, effectively on)
+
+
+@dataclass
+class Section:
+    category: Row | None
+    workflows: list[Row]
+
+
+def workflow_channels(workflows) -> dict[int, list[str]]:
+    """{workflow id: its channel step types, in step order} in one query."""
+    channels: dict[int, list[str]] = {}
+    steps = Step.objects.filter(workflow__in=workflows, type__in=CHANNEL_STEP_TYPES)
+    for workflow_id, step_type in steps.order_by("position").values_list("workflow_id", "type"):
+        if step_type not in channels.setdefault(workflow_id, []):
+            channels[workflow_id].append(step_type)
+    return channels
+
+
+def decisions(*, recipient: Recipient, tenant: Tenant | None) -> list[tuple[Workflow, str,
+                                                                            Decision]]:
+    """What applies now to every active workflow × channel, with the deciding rule (admin)."""
+    workflows = list(Workflow.objects.filter(active=True).order_by("category", "key"))
+    channels = workflow_channels(workflows)
+    layers = preference_layers(recipient=recipient, tenant=tenant)
+    defaults = {row.workflow_id: row.channel_types
+                for row in WorkflowDefault.objects.filter(workflow__in=workflows)}
+    return [(w, c, allowed(recipient, w, c, tenant, layers=layers,
+                           defaults=defaults.get(w.pk, {})))
+            for w in workflows for c in channels.get(w.pk, [])]
+
+
+def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[list, list]:
+    """(channel toggles, sections): each category with its workflows, as they resolve now.
+
+    Lists active, non-critical workflows with channel steps; the toggles show the effective
+    decision, so a tenant's or a workflow's default shows as it applies to this person.
+    """
+    workflows = list(Workflow.objects.filter(active=True, critical=False).order_by("name", "key"))
+    channels_of = workflow_channels(workflows)
+    workflows = [w for w in workflows if channels_of.get(w.pk)]
+    layers = preference_layers(recipient=recipient, tenant=tenant)
+    defaults = {row.workflow_id: row.channel_types
+                for row in WorkflowDefault.objects.filter(workflow__in=workflows)}
+    names = {c.key: c for c in Category.objects.all()}
+
+    all_channels = sorted({c for w in workflows for c in channels_of[w.pk]}, key=_channel_order)
+    channel_row = [(c, _channel_on(layers, c)) for c in all_channels]
+    by_category: dict[str, list] = {}
+    for workflow in workflows:
+        by_category.setdefault(workflow.category, []).append(workflow)
+    order = sorted(by_category, key=lambda k: (k == "", names[k].position if k in names else 0,
+                                               k))
+    sections = []
+    for key in order:
+        members = by_category[key]
+        category = None
+        if key:
+            used = sorted({c for w in members for c in channels_of[w.pk]}, key=_channel_order)
+            known = names.get(key)
+            category = Row("category", key, known.name if known else key.replace("-", " ").title(),
+                           known.description if known else "",
+                           [(c, _category_on(layers, key, c)) for c in used])
+        rows = [Row("workflow", w.key, w.name or w.key, "",
+                    [(c, allowed(recipient, w, c, tenant, layers=layers,
+                                 defaults=defaults.get(w.pk, {})).allowed)
+                     for c in channels_of[w.pk]])
+                for w in members]
+        sections.append(Section(category, rows))
+    return channel_row, sections
+
+
+def _channel_order(channel: str) -> int:
+    order = ["email", "sms", "push", "chat", "in_app", "webhook"]
+    return order.index(channel) if channel in order else len(order)
+
+
+def _channel_on(layers: Layers, channel: str) -> bool:
+    return decide(workflow_key="", category="", critical=False, channel=channel,
+                  person=layers.person, tenant_default=layers.tenant_default).allowed
+
+
+def _category_on(layers: Layers, category: str, channel: str) -> bool:
+    return decide(workflow_key="", category=category, critical=False, channel=channel,
+                  person=layers.person, tenant_default=layers.tenant_default).allowed

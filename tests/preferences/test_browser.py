@@ -1,0 +1,52 @@
+"""In chromium: open the preference center from a received email, switch a channel off with the
+keyboard, save, reload, and see it still off."""
+
+import re
+
+import pytest
+from django.db import connections
+
+from preferences.models import PreferenceSet
+
+from ..conftest import email_step, in_app_step
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+FOOTER = '<p>Hi</p><p><a href="{{ preferences_url }}">Manage preferences</a></p>'
+
+
+@pytest.fixture
+def own_connections():
+    """ORM calls made while Playwright runs use a connection of their own; close it, or the
+    test database cannot be dropped at the end of the session."""
+    yield
+    connections.close_all()
+
+
+def test_switch_a_channel_off_in_the_preference_center_from_an_email(
+        live_server, page, own_connections, settings, api, run_tasks, smtp, make_workflow):
+    settings.PUBLIC_URL = live_server.url
+    make_workflow("newsletter", name="Newsletter", category="marketing",
+                  steps=[email_step(html=FOOTER), in_app_step()])
+    response = api.post("/api/v1/workflows/newsletter/trigger",
+                        {"recipients": [{"id": "u1", "name": "Ada", "email": "ada@example.com"}]})
+    assert response.status_code == 202
+    run_tasks()
+    html = smtp.wait_for(1)[0].get_body(("html",)).get_content()
+    link = re.search(r'href="([^"]+)"', html).group(1)
+
+    page.goto(link)
+    assert page.title().startswith("Notification preferences")
+    toggle = page.get_by_label("Newsletter: Email")
+    assert toggle.is_checked()
+    toggle.focus()
+    page.keyboard.press("Space")
+    assert not toggle.is_checked()
+    page.get_by_role("button", name="Save preferences").press("Enter")
+    page.get_by_role("status").filter(has_text="Your preferences were saved.").wait_for()
+
+    page.reload()
+    assert not page.get_by_label("Newsletter: Email").is_checked()
+    assert page.get_by_label("Newsletter: In-app").is_checked()
+    assert PreferenceSet.objects.get().workflows == {
+        "newsletter": {"channel_types": {"email": False}}}
