@@ -45,6 +45,9 @@ class Tenant(models.Model):
     primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5")
     sender_name = models.CharField(max_length=200, blank=True)
     sender_email = models.EmailField(blank=True)
+    footer = models.TextField(
+        blank=True, help_text="Shown at the bottom of every email: address, legal line…"
+    )
     settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -177,6 +180,10 @@ class Workflow(models.Model):
     default_locale = models.CharField(max_length=35, default="en")
     data_schema = models.JSONField(
         null=True, blank=True, help_text="Optional JSON Schema the trigger's `data` must match."
+    )
+    sample_data = models.JSONField(
+        default=dict, blank=True,
+        help_text="An example of the trigger's `data`: the template editor previews with it.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -1,8 +1,12 @@
-"""What a template and a condition can see of a run: plain mappings only."""
+"""What a template and a condition can see of a run: plain mappings only.
+
+Templates read only these mappings (python-liquid never reaches Python attributes), so this
+module is the whole list of what a template author can see; docs/templates.md describes it.
+"""
 
 from collections.abc import Mapping
 
-from .models import Recipient, Run, Tenant
+from .models import Recipient, Run, Tenant, Workflow
 
 
 def recipient_scope(recipient: Recipient | None) -> dict:
@@ -29,6 +33,7 @@ def tenant_scope(tenant: Tenant | None) -> dict:
         "primary_color": tenant.primary_color,
         "sender_name": tenant.sender_name,
         "sender_email": tenant.sender_email,
+        "footer": tenant.footer,
         "settings": dict(tenant.settings or {}),
     }
 
@@ -56,4 +61,24 @@ def run_scope(run: Run) -> dict:
             "name": run.workflow.name,
             "category": run.workflow.category,
         },
+    }
+
+
+def preview_scope(*, workflow: Workflow, tenant: Tenant | None = None,
+                  recipient: Mapping | None = None, locale: str = "") -> dict:
+    """The scope the template editor previews and test-sends with: the workflow's sample data
+    as `data`, and `recipient` (by default a sample person) in the template's locale."""
+    person = {"id": "preview", "name": "Ada Lovelace", "email": "ada@example.com",
+              "phone": "+15550001111", "locale": locale or workflow.default_locale,
+              "timezone": "UTC", "data": {}}
+    person.update(recipient or {})
+    return {
+        "data": dict(workflow.sample_data or {}),
+        "recipient": person,
+        "tenant": tenant_scope(tenant),
+        "actor": {"id": "sample-actor", "name": "Grace Hopper"},
+        "steps": {},
+        "workflow": {"key": workflow.key, "name": workflow.name, "category": workflow.category},
+        "preferences_url": "https://example.com/p/preview/",
+        "unsubscribe_url": "https://example.com/u/preview/",
     }

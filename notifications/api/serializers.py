@@ -359,6 +359,8 @@ class TenantSerializer(serializers.Serializer):
     sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                         default="")
     sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+    footer = serializers.CharField(required=False, allow_blank=True, default="",
+                                   trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
 
 
