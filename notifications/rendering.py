@@ -372,7 +372,7 @@ def render_email(fields: Mapping, scope: Mapping, layout=None,
         html = inline_css(html)
     if layout is not None and layout.text:
         text = render_string(layout.text, {**scope, "content": text}, field="layout.text",
-                             options=options)
+                             options=options).rstrip()
     return RenderedEmail(subject=subject, html=html, text=text)
 
 
