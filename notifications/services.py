@@ -205,7 +205,7 @@ def template_publish(*, version: TemplateVersion) -> None:
     )
 
 
-class TestSendError(ValueError):
+class SendTestError(ValueError):
     """A test send that cannot be made: the message says why, for the admin."""
 
 
@@ -224,9 +224,9 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
 
     step = template.step
     if step.type != "email":
-        raise TestSendError("Test sends are made for email templates.")
+        raise SendTestError("Test sends are made for email templates.")
     if not user.email:
-        raise TestSendError("Your user has no email address: add one to your account first.")
+        raise SendTestError("Your user has no email address: add one to your account first.")
     fields = dict(template.fields if fields is None else fields)
     version = next((v for v in template.versions.all() if v.fields == fields), None)
     name = user.get_full_name() or user.get_username()
@@ -237,7 +237,7 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
         email = render_email(fields, scope, layout_for_tenant(tenant.pk if tenant else None),
                              RenderOptions(locale=template.locale))
     except TemplateError as exc:
-        raise TestSendError(f"{exc.field or 'template'}: {exc.message}") from exc
+        raise SendTestError(f"{exc.field or 'template'}: {exc.message}") from exc
     with transaction.atomic():
         recipient, _ = recipient_upsert(external_id=f"staff-{user.pk}", name=name,
                                         email=user.email)

@@ -367,7 +367,7 @@ class TemplateAdmin(ClarionAdmin):
             message = services.template_send_test(
                 template=template, user=request.user, fields=fields or None,
                 tenant=self._posted_tenant(request))
-        except services.TestSendError as exc:
+        except services.SendTestError as exc:
             return JsonResponse({"error": "test_send_failed", "detail": str(exc)}, status=400)
         ok = message.status == message.Status.SENT
         return JsonResponse({
