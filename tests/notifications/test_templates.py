@@ -8,8 +8,8 @@ from notifications import engine
 from notifications.models import DeliveryAttempt, Layout, Message, StepLog, Template, Tenant
 from notifications.rendering import DEFAULT_LAYOUT_TEXT, default_layout_html
 from notifications.services import (
-    StepSpec,
     SendTestError,
+    StepSpec,
     template_publish,
     template_save,
     template_send_test,
