@@ -328,8 +328,10 @@ class TemplateAdmin(ClarionAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         raw = request.POST.get("step", "")
+        # Every channel with template fields previews, also those the engine does not run yet.
         step = (Step.objects.select_related("workflow")
-                .filter(pk=raw, type__in=TEMPLATE_STEP_TYPES).first() if raw.isdigit() else None)
+                .filter(pk=raw, type__in=list(rendering.CHANNEL_FIELDS)).first()
+                if raw.isdigit() else None)
         if step is None:
             return JsonResponse({"error": "invalid_request", "detail": "Choose a step first.",
                                  "fields": {"step": ["Unknown step."]}}, status=400)
@@ -382,7 +384,9 @@ class TemplateAdmin(ClarionAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="",
                            obj=None):
         step = self._step_for(request, obj)
-        if step is not None:
+        can_edit = (self.has_change_permission(request, obj) if obj
+                    else self.has_add_permission(request))
+        if step is not None and can_edit:  # readers see the published fields, no editor
             context.update({
                 "clarion_step": step,
                 "clarion_channel": step.type,
@@ -394,8 +398,7 @@ class TemplateAdmin(ClarionAdmin):
                     reverse("admin:notifications_template_send_test", args=[obj.pk])
                     if obj and step.type == "email" and self.has_change_permission(request, obj)
                     else ""),
-                "clarion_can_edit": self.has_change_permission(request, obj) if obj
-                else self.has_add_permission(request),
+                "clarion_can_edit": can_edit,
                 "clarion_locale": obj.locale if obj else "",
             })
         return super().render_change_form(request, context, add, change, form_url, obj)
