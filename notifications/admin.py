@@ -362,6 +362,22 @@ class WorkflowForm(forms.ModelForm):
                 raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
         return schema
 
+    def clean_sample_data(self):
+        """An object like the trigger's `data`; it must match the data schema when there is one."""
+        sample = self.cleaned_data.get("sample_data")
+        if not isinstance(sample, dict):
+            raise ValidationError('Expected a JSON object like the trigger\'s data, e.g. '
+                                  '{"order": {"id": "A-1"}}.')
+        schema = self.cleaned_data.get("data_schema")
+        if schema and sample:
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(schema).iter_errors(sample))
+            if error is not None:
+                where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+                raise ValidationError(
+                    f"The sample data does not match the data schema at {where}: {error.message}")
+        return sample
+
 
 class StepForm(forms.ModelForm):
     """Only the step types the engine runs; config and conditions checked as the API does."""

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -255,19 +255,31 @@ def _is_html(channel: str, field: str) -> bool:
 
 def parse(source: str, *, html: bool, field: str = "") -> BoundTemplate:
     """Parse `source`; TemplateError names the field and the line of a syntax error."""
+    template, problem = _compile(source, html)
+    if problem is not None:
+        message, line, column = problem
+        raise TemplateError(field, message, line=line, column=column)
+    return template
+
+
+@lru_cache(maxsize=1024)
+def _compile(source: str, html: bool) -> tuple[BoundTemplate | None, tuple | None]:
+    """The parsed template, or (message, line, column) of why it cannot be used. Cached: the
+    engine renders the same few published sources over and over."""
     try:
         template = environment(html=html).from_string(source)
     except LiquidError as exc:
-        raise template_error(field, exc, prefix="Liquid syntax error: ") from exc
+        error = template_error("", exc, prefix="Liquid syntax error: ")
+        return None, (error.message, error.line, error.column)
     for variable in template.analyze().variables.values():
         for occurrence in variable:
             name = _forbidden(occurrence.segments)
             if name is not None:
                 line, column = occurrence.span.line_col(source)
-                raise TemplateError(
-                    field, f"'{name}' cannot be used: names starting with '__' are not template "
-                    f"variables (line {line}, column {column + 1})", line=line, column=column + 1)
-    return template
+                return None, (f"'{name}' cannot be used: names starting with '__' are not "
+                              f"template variables (line {line}, column {column + 1})",
+                              line, column + 1)
+    return template, None
 
 
 def validate_fields(channel: str, fields: Mapping) -> None:

@@ -73,7 +73,7 @@ def preview_scope(*, workflow: Workflow, tenant: Tenant | None = None,
               "timezone": "UTC", "data": {}}
     person.update(recipient or {})
     return {
-        "data": dict(workflow.sample_data or {}),
+        "data": dict(workflow.sample_data) if isinstance(workflow.sample_data, Mapping) else {},
         "recipient": person,
         "tenant": tenant_scope(tenant),
         "actor": {"id": "sample-actor", "name": "Grace Hopper"},

@@ -216,12 +216,43 @@ def test_a_layout_without_content_or_with_a_syntax_error_is_refused(admin_client
 
 def test_workflow_sample_data_is_edited_in_the_admin(admin_client, order):
     url = reverse("admin:notifications_workflow_change", args=[order.pk])
-    page = admin_client.get(url)
-    form = page.context["adminform"].form
+    form = admin_client.get(url).context["adminform"].form
     assert "sample_data" in form.fields
-    data = {name: form[name].value() for name in ("key", "name", "category", "default_locale")}
-    data.update({"active": "on", "data_schema": "null", "sample_data": '{"order": {"id": "B-2"}}',
-                 "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0"})
-    response = admin_client.post(url, data)
+    response = admin_client.post(url, workflow_post(form,
+                                                    sample_data='{"order": {"id": "B-2"}}'))
     assert response.status_code == 302, response.context["adminform"].form.errors
     assert Workflow.objects.get(pk=order.pk).sample_data == {"order": {"id": "B-2"}}
+
+def workflow_post(form, **changes) -> dict:
+    data = {name: form[name].value() for name in ("key", "name", "category", "default_locale")}
+    data.update({"active": "on", "data_schema": "null", "sample_data": "{}",
+                 "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0", **changes})
+    return data
+
+
+@pytest.mark.parametrize(("schema", "sample", "error"), [
+    ("null", "[1, 2]", "Expected a JSON object like the trigger's data, e.g. "
+                       '{"order": {"id": "A-1"}}.'),
+    ('{"type": "object", "properties": {"order": {"type": "object", "properties": '
+     '{"id": {"type": "string"}}}}}', '{"order": {"id": 7}}',
+     "The sample data does not match the data schema at order/id: 7 is not of type 'string'"),
+])
+def test_sample_data_must_be_an_object_matching_the_data_schema(admin_client, order, schema,
+                                                                 sample, error):
+    url = reverse("admin:notifications_workflow_change", args=[order.pk])
+    form = admin_client.get(url).context["adminform"].form
+    page = admin_client.post(url, workflow_post(form, data_schema=schema, sample_data=sample))
+    assert page.status_code == 200
+    assert page.context["adminform"].form.errors["sample_data"] == [error]
+    assert Workflow.objects.get(pk=order.pk).sample_data == {"order": {"id": "A-1", "total": 9.5}}
+
+
+def test_tenant_colour_must_be_a_hex_colour_since_it_goes_into_css(api, db):
+    response = api.put("/api/v1/tenants/acme", {"name": "Acme",
+                                                "primary_color": "red; background: url(x)"})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {
+        "primary_color": ["Use a hex colour like #4f46e5 (it goes into CSS)."]}
+    assert api.put("/api/v1/tenants/acme", {"name": "Acme", "primary_color": "#0F0",
+                                            "footer": "Acme, 1 Road"}).status_code == 201
+    assert Tenant.objects.get(key="acme").footer == "Acme, 1 Road"
