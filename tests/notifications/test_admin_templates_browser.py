@@ -1,5 +1,6 @@
 """In chromium: a staff member without superuser rights edits an email template, watches the
-preview change, publishes, and the workflow sends the new words; a rollback brings the old back."""
+preview change, sends a test to themself, publishes, and the workflow sends the new words; a
+rollback brings the old back."""
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -61,16 +62,24 @@ def test_staff_edits_previews_publishes_and_rolls_back_a_template(page, live_ser
     page.fill("textarea[name=html]", "<p>Packed with care, {{ recipient.name }}.</p>")
     page.locator(".clarion-problem").wait_for(state="detached")
 
+    # "Send a test to me": the unsaved fields, with the sample data, to the editor's own address.
+    page.click("#clarion-send-test")
+    page.locator("#clarion-send-test-result").filter(
+        has_text="Sent to editor@example.com through smtp.").wait_for()
+    test_mail = smtp.wait_for(1)[-1]
+    assert (test_mail["To"], test_mail["Subject"]) == ("editor@example.com",
+                                                       "Good news: SAMPLE-1 is on its way")
+
     # Save as a draft (nothing changes for recipients), then publish it.
     page.click("input[name=_save_draft]")
     page.get_by_text("Saved version 2 as a draft: version 1 stays published.").wait_for()
     trigger(api, run_tasks, "before")
-    assert smtp.wait_for(1)[-1]["Subject"] == "Order A-42 shipped"
+    assert smtp.wait_for(2)[-1]["Subject"] == "Order A-42 shipped"
 
     page.click("button[name=_publish_version]:has-text('Publish v2')")
     page.get_by_text("Published version 2 of").wait_for()
     trigger(api, run_tasks, "after")
-    mail = smtp.wait_for(2)[-1]
+    mail = smtp.wait_for(3)[-1]
     assert mail["Subject"] == "Good news: A-42 is on its way"
     assert "Packed with care, Ada." in mail.get_body(("html",)).get_content()
 
@@ -78,6 +87,6 @@ def test_staff_edits_previews_publishes_and_rolls_back_a_template(page, live_ser
     page.click("button[name=_publish_version]:has-text('Publish (roll back to) v1')")
     page.get_by_text("Published version 1 of").wait_for()
     trigger(api, run_tasks, "rolled-back")
-    mail = smtp.wait_for(3)[-1]
+    mail = smtp.wait_for(4)[-1]
     assert mail["Subject"] == "Order A-42 shipped"
     assert "Your order is on its way." in mail.get_body(("html",)).get_content()
