@@ -104,14 +104,15 @@ class SafeContext(RenderContext):
     __slots__ = ("deadline", "locale", "tzinfo")
 
     def __init__(self, *args, deadline: float | None = None, locale=None, tzinfo=UTC,
-                 **kwargs):
+                 **kwargs):  # liquid's copy() passes only its own arguments
         super().__init__(*args, **kwargs)
-        self.deadline = deadline
+        # Any render has a deadline, also one started through liquid's own `render()`.
+        self.deadline = time.monotonic() + render_seconds() if deadline is None else deadline
         self.locale = locale
         self.tzinfo = tzinfo
 
     def check_time(self) -> None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
+        if time.monotonic() > self.deadline:
             raise RenderTimeLimitError(
                 f"rendering took longer than {render_seconds():g} seconds and was stopped",
                 token=None)

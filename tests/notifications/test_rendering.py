@@ -270,3 +270,12 @@ def test_loop_variables_and_assigns_are_not_unknown():
 ])
 def test_sms_size_counts_characters_and_segments(text, encoding, characters, segments):
     assert rendering.sms_size(text) == rendering.SmsSize(encoding, characters, segments)
+
+
+def test_liquids_own_render_entry_point_is_time_capped_too(settings):
+    settings.CLARION = {**settings.CLARION, "TEMPLATE_RENDER_SECONDS": 0.1}
+    template = rendering.environment(html=False).from_string(
+        "{% for i in (1..100) %}{% for j in (1..100) %}{{ w | sort | size }}{% endfor %}"
+        "{% endfor %}")
+    with pytest.raises(rendering.RenderTimeLimitError):
+        template.render(w=[str(i) for i in range(20_000)])
