@@ -4,6 +4,7 @@ rollback brings the old back."""
 
 import pytest
 from django.contrib.auth.models import Permission, User
+from django.db import connections
 from django.urls import reverse
 
 from notifications.models import Template
@@ -23,8 +24,17 @@ def trigger(api, run_tasks, recipient_id: str) -> None:
     run_tasks()
 
 
+@pytest.fixture
+def close_connections_in_playwrights_loop(page):
+    """While Playwright's loop runs, this thread's ORM connections are kept per context, where the
+    test database's teardown cannot close them: close them here, before the page goes."""
+    yield
+    connections.close_all()
+
+
 @pytest.mark.browser
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("close_connections_in_playwrights_loop")
 def test_staff_edits_previews_publishes_and_rolls_back_a_template(page, live_server, api,
                                                                    make_workflow, run_tasks,
                                                                    smtp):
