@@ -440,6 +440,12 @@ class TemplateAdmin(ClarionAdmin):
                           f"Saved version {version.number} as a draft (not published).")
         else:
             messages.info(request, f"Saved and published version {version.number}.")
+        step = template.step
+        check = rendering.check_fields(step.type, form.cleaned_data["template_fields"],
+                                       data_schema=step.workflow.data_schema,
+                                       sample_data=step.workflow.sample_data)
+        for problem in check.warnings:
+            messages.warning(request, f"Check {problem.field}: {problem.message}")
 
     def response_change(self, request, obj):
         if "_save_draft" in request.POST:

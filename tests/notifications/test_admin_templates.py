@@ -256,3 +256,13 @@ def test_tenant_colour_must_be_a_hex_colour_since_it_goes_into_css(api, db):
     assert api.put("/api/v1/tenants/acme", {"name": "Acme", "primary_color": "#0F0",
                                             "footer": "Acme, 1 Road"}).status_code == 201
     assert Tenant.objects.get(key="acme").footer == "Acme, 1 Road"
+
+
+def test_saving_a_template_with_an_unknown_variable_saves_and_warns_with_the_line(editor, order):
+    template = template_of(order, "inbox")
+    response = editor.post(change_url(template), {"body": "Order\n{{ data.ordr.id }}",
+                                                  "action_url": "", "avatar": ""}, follow=True)
+    texts = [str(m) for m in response.context["messages"]]
+    assert "Saved and published version 2." in texts
+    assert ("Check body: data.ordr.id: not in the workflow's data schema or sample data "
+            "(line 2, column 4)") in texts
