@@ -35,7 +35,7 @@ from .admin import (
 from .api.serializers import LOCALE
 from .engine import layout_for_tenant
 from .models import Layout, Step, Template, TemplateVersion, Tenant
-from .scope import preview_scope
+from .scope import preview_scope, tenant_scope
 
 DIFF_WRAP = 72
 
@@ -520,6 +520,10 @@ class LayoutForm(forms.ModelForm):
         return text
 
 
+LAYOUT_SAMPLE = ("<h1>Your order has shipped</h1><p>Hi Ada, your order <strong>A-1042</strong> "
+                 "is on its way.</p><p><a href=\"https://example.com/track\">Track it</a></p>")
+
+
 @admin.register(Layout)
 class LayoutAdmin(ClarionAdmin):
     form = LayoutForm
@@ -527,3 +531,25 @@ class LayoutAdmin(ClarionAdmin):
     list_select_related = ("tenant",)
     search_fields = ("name", "tenant__key")
     autocomplete_fields = ("tenant",)
+    readonly_fields = ("preview",)
+
+    @admin.display(description="preview (saved layout, sample email)")
+    def preview(self, obj):
+        """The saved layout around a sample email, with its tenant's branding, in a sandboxed
+        frame (no scripts run)."""
+        if obj is None or obj.pk is None:
+            return "Save the layout to see it here."
+        scope = {"data": {}, "recipient": {"name": "Ada", "locale": "en"},
+                 "tenant": tenant_scope(obj.tenant), "actor": {}, "steps": {},
+                 "preferences_url": "https://example.com/p/preview/",
+                 "unsubscribe_url": "https://example.com/u/preview/"}
+        try:
+            email = rendering.render_email({"subject": "Sample", "html": LAYOUT_SAMPLE}, scope,
+                                           obj)
+        except rendering.TemplateError as exc:
+            return format_html('<p class="errornote">{}: {}</p>', exc.field, exc.message)
+        return format_html(
+            '<iframe sandbox="" srcdoc="{}" title="Layout preview" '
+            'style="width: 640px; max-width: 100%; height: 560px; border: 1px solid #ddd">'
+            "</iframe><details><summary>Plain-text part</summary><pre>{}</pre></details>",
+            email.html, email.text)

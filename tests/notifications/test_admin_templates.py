@@ -266,3 +266,16 @@ def test_saving_a_template_with_an_unknown_variable_saves_and_warns_with_the_lin
     assert "Saved and published version 2." in texts
     assert ("Check body: data.ordr.id: not in the workflow's data schema or sample data "
             "(line 2, column 4)") in texts
+
+
+def test_a_saved_layout_shows_a_preview_with_its_tenants_branding(admin_client, db):
+    tenant = Tenant.objects.create(key="acme", name="Acme", primary_color="#abcdef",
+                                   footer="Acme <Inc>")
+    layout = Layout.objects.create(name="Acme", tenant=tenant, html=default_layout_html(),
+                                   text="{{ content }}\n-- {{ tenant.footer }}")
+    html = admin_client.get(reverse("admin:notifications_layout_change",
+                                    args=[layout.pk])).content.decode()
+    assert '<iframe sandbox="" srcdoc="' in html
+    assert "background-color: #abcdef" in html
+    assert "Acme &amp;lt;Inc&amp;gt;" in html  # escaped by Liquid, then for the attribute
+    assert "-- Acme &lt;Inc&gt;</pre>" in html
