@@ -10,29 +10,23 @@ import uuid
 import jsonschema
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import Count, Q
-from django.http import HttpResponseRedirect
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
-from django.utils.safestring import mark_safe
 from django.utils.translation import ngettext
-from liquid.exceptions import LiquidError
 
-from . import conditions, engine, rendering, services
-from .api.serializers import LOCALE
+from . import conditions, engine, services
 from .models import (
     CHANNEL_STEP_TYPES,
     ApiKey,
     ChannelData,
     DeliveryAttempt,
     IdempotencyRecord,
-    Layout,
     Message,
     Recipient,
     Run,
@@ -41,7 +35,6 @@ from .models import (
     StepType,
     Subscription,
     Template,
-    TemplateVersion,
     Tenant,
     Topic,
     Trigger,
@@ -357,7 +350,8 @@ class TopicAdmin(ClarionAdmin):
 class WorkflowForm(forms.ModelForm):
     class Meta:
         model = Workflow
-        fields = ["key", "name", "category", "critical", "active", "default_locale", "data_schema"]
+        fields = ["key", "name", "category", "critical", "active", "default_locale", "data_schema",
+                  "sample_data"]
 
     def clean_data_schema(self):
         schema = self.cleaned_data.get("data_schema")
@@ -367,6 +361,22 @@ class WorkflowForm(forms.ModelForm):
             except jsonschema.SchemaError as exc:
                 raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
         return schema
+
+    def clean_sample_data(self):
+        """An object like the trigger's `data`; it must match the data schema when there is one."""
+        sample = self.cleaned_data.get("sample_data")
+        if not isinstance(sample, dict):
+            raise ValidationError('Expected a JSON object like the trigger\'s data, e.g. '
+                                  '{"order": {"id": "A-1"}}.')
+        schema = self.cleaned_data.get("data_schema")
+        if schema and sample:
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(schema).iter_errors(sample))
+            if error is not None:
+                where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+                raise ValidationError(
+                    f"The sample data does not match the data schema at {where}: {error.message}")
+        return sample
 
 
 class StepForm(forms.ModelForm):
@@ -491,257 +501,7 @@ class StepAdmin(ClarionAdmin):
         return format_html("{}<p>{}</p>", rows, add)
 
 
-class TemplateForm(forms.ModelForm):
-    """One textarea per field of the step's channel. `channel` is set by TemplateAdmin.get_form:
-    the fields depend on the step, which is known from the template, `?step=` or the POST."""
-
-    channel: str | None = None
-    locale = forms.RegexField(regex=LOCALE, max_length=35, initial="en",
-                              error_messages={"invalid": "Expected a locale like 'en' or 'pt-BR'."})
-
-    class Meta:
-        model = Template
-        fields = ["step", "locale"]
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.instance.pk:
-            for name, value in self.instance.fields.items():
-                if name in self.fields:
-                    self.fields[name].initial = value
-
-    @property
-    def channel_fields(self) -> tuple[str, ...]:
-        return rendering.CHANNEL_FIELDS.get(self.channel, ())
-
-    def clean(self):
-        cleaned = super().clean()
-        step = cleaned.get("step") or (self.instance.step if self.instance.step_id else None)
-        if step is None:
-            return cleaned
-        if step.type != self.channel or not any(name in self.data for name in self.channel_fields):
-            # The step was chosen on this submit: the form now shows its channel's fields.
-            raise ValidationError(
-                f"Fill in the fields of this {step.get_type_display()} template, then save."
-            )
-        fields = {name: cleaned.get(name, "") for name in self.channel_fields}
-        fields = {name: value for name, value in fields.items() if value}
-        try:
-            rendering.validate_fields(step.type, fields)
-        except rendering.TemplateError as exc:
-            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
-        cleaned["template_fields"] = fields
-        return cleaned
-
-
-class TemplateTextField(forms.CharField):
-    """Liquid source, kept as typed except for the browser's CRLF line ends."""
-
-    def __init__(self, **kwargs):
-        super().__init__(required=False, strip=False, **kwargs)
-
-    def to_python(self, value):
-        return super().to_python(value).replace("\r\n", "\n")
-
-
-@admin.register(Template)
-class TemplateAdmin(ClarionAdmin):
-    list_display = ("__str__", "workflow", "step_ref", "locale", "published", "updated_at")
-    list_filter = ("locale", "step__type", "step__workflow")
-    list_select_related = ("step__workflow", "published_version")
-    search_fields = ("step__ref", "step__workflow__key", "locale")
-    ordering = ("step__workflow__key", "step__position", "locale")
-
-    @admin.display(description="workflow", ordering="step__workflow__key")
-    def workflow(self, obj):
-        return obj.step.workflow.key
-
-    @admin.display(description="step", ordering="step__ref")
-    def step_ref(self, obj):
-        return obj.step.ref
-
-    @admin.display(description="published version")
-    def published(self, obj):
-        return obj.published_version.number if obj.published_version else EMPTY
-
-    def _step_for(self, request, obj) -> Step | None:
-        if obj is not None:
-            return obj.step
-        raw = request.POST.get("step") or request.GET.get("step")
-        if not raw or not str(raw).isdigit():
-            return None
-        return Step.objects.filter(pk=raw, type__in=TEMPLATE_STEP_TYPES).first()
-
-    def get_form(self, request, obj=None, change=False, **kwargs):
-        step = self._step_for(request, obj)
-        channel = step.type if step else None
-        attrs = {"channel": channel}
-        for name in rendering.CHANNEL_FIELDS.get(channel, ()):
-            rows = 12 if name in rendering.HTML_FIELDS else 3
-            widget = forms.Textarea(attrs={"rows": rows, "cols": 100, "class": "vLargeTextField"})
-            attrs[name] = TemplateTextField(
-                widget=widget,
-                help_text="Liquid, e.g. {{ recipient.name }} or {{ data.project }}.",
-            )
-        # Declared fields shown read-only (the locale of a saved template) leave the form.
-        readonly = self.get_readonly_fields(request, obj)
-        attrs.update(dict.fromkeys(set(readonly) & set(TemplateForm.declared_fields)))
-        kwargs["form"] = type("TemplateForm", (TemplateForm,), attrs)
-        return super().get_form(request, obj, change, **kwargs)
-
-    def get_readonly_fields(self, request, obj=None):
-        return ("step", "locale", "published_fields", "versions", "version_history") if obj else ()
-
-    def get_fieldsets(self, request, obj=None):
-        step = self._step_for(request, obj)
-        names = rendering.CHANNEL_FIELDS.get(step.type if step else None, ())
-        fieldsets = [(None, {"fields": ("step", "locale")})]
-        if obj and not self.has_change_permission(request, obj):
-            fieldsets.append(("Published", {"fields": ("published_fields",)}))
-            fieldsets.append(("Versions", {"fields": ("version_history",)}))
-            return fieldsets
-        if names:
-            fieldsets.append((f"{step.get_type_display()} fields", {
-                "fields": names,
-                "description": "Saving creates a new version and publishes it.",
-            }))
-        else:
-            fieldsets[0][1]["description"] = "Choose the step and save: its fields appear."
-        if obj:
-            fieldsets.append(("Versions", {"fields": ("versions",)}))
-        return fieldsets
-
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "step":
-            kwargs["queryset"] = Step.objects.filter(type__in=TEMPLATE_STEP_TYPES).select_related(
-                "workflow").order_by("workflow__key", "position")
-        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
-        if db_field.name == "step":
-            field.label_from_instance = lambda step: f"{step} ({step.get_type_display()})"
-        return field
-
-    published_fields = json_display("fields", "published fields")
-
-    @admin.display(description="versions")
-    def version_history(self, obj):
-        return self.versions(obj, buttons=False)
-
-    @admin.display(description="versions")
-    def versions(self, obj, *, buttons=True):
-        """Each version, and a button that publishes it (a rollback) for those who may change."""
-        versions = obj.versions.select_related("author").order_by("-number")
-        rows = []
-        for version in versions:
-            published = version.pk == obj.published_version_id
-            if published:
-                action = mark_safe("<strong>published</strong>")
-            elif buttons:
-                action = format_html(
-                    '<button type="submit" name="_publish_version" value="{}" class="button">'
-                    "Publish (roll back to) v{}</button>", version.pk, version.number)
-            else:
-                action = ""
-            rows.append((link(version, f"v{version.number}"), version.author or EMPTY,
-                         when(version.created_at), "yes" if published else "no", action))
-        return table(("Version", "Author", "Created", "Published", ""),
-                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        if request.method == "POST" and "_publish_version" in request.POST:
-            return self._publish_version(request, object_id)
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def _publish_version(self, request, object_id):
-        template = self.get_object(request, unquote(object_id))
-        if template is None:
-            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_change_permission(request, template):
-            raise PermissionDenied
-        raw = request.POST["_publish_version"]
-        version = template.versions.filter(pk=raw).first() if raw.isdigit() else None
-        if version is None:
-            messages.error(request, "That version does not belong to this template.")
-        else:
-            services.template_publish(version=version)
-            messages.success(request, f"Published version {version.number} of “{template}”.")
-        return HttpResponseRedirect(admin_url(template))
-
-    def save_model(self, request, obj, form, change):
-        template, version = services.template_save(
-            step=obj.step, locale=obj.locale, fields=form.cleaned_data["template_fields"],
-            author=request.user,
-        )
-        adopt(obj, template)
-        if version is None:
-            number = template.published_version.number
-            messages.info(request, f"Nothing changed: version {number} stays published.")
-        else:
-            messages.info(request, f"Saved and published version {version.number}.")
-
-
-@admin.register(TemplateVersion)
-class TemplateVersionAdmin(LedgerAdmin):
-    list_display = ("template", "number", "author", "created_at", "is_published")
-    list_filter = ("template__step__workflow", "template__locale")
-    list_select_related = ("template__step__workflow", "template__published_version", "author")
-    search_fields = ("template__step__ref", "template__step__workflow__key")
-    fields = ("template", "number", "author", "created_at", "is_published", "source")
-    readonly_fields = fields
-    actions = ("publish",)
-
-    @admin.display(boolean=True, description="published")
-    def is_published(self, obj):
-        return obj.template.published_version_id == obj.pk
-
-    source = json_display("fields")
-
-    def has_publish_permission(self, request):
-        return request.user.has_perm("notifications.change_template")
-
-    @admin.action(description="Publish (roll back to) this version", permissions=["publish"])
-    def publish(self, request, queryset):
-        versions = list(queryset.select_related("template__step__workflow"))
-        templates = [version.template_id for version in versions]
-        if len(set(templates)) != len(templates):
-            self.message_user(request, "Select one version per template.", messages.ERROR)
-            return
-        for version in versions:
-            services.template_publish(version=version)
-            self.message_user(request,
-                              f"Published version {version.number} of “{version.template}”.")
-
-
-class LayoutForm(forms.ModelForm):
-    class Meta:
-        model = Layout
-        fields = ["name", "tenant", "html", "text"]
-
-    def clean_html(self):
-        html = self.cleaned_data["html"]
-        try:
-            template = rendering.environment(html=True).from_string(html)
-        except LiquidError as exc:
-            raise ValidationError(f"Liquid syntax error: {exc}") from exc
-        if "content" not in template.variables():
-            raise ValidationError("The layout must contain {{ content }}.")
-        return html
-
-    def clean_text(self):
-        text = self.cleaned_data["text"]
-        try:
-            rendering.environment(html=False).from_string(text)
-        except LiquidError as exc:
-            raise ValidationError(f"Liquid syntax error: {exc}") from exc
-        return text
-
-
-@admin.register(Layout)
-class LayoutAdmin(ClarionAdmin):
-    form = LayoutForm
-    list_display = ("name", "tenant", "updated_at")
-    list_select_related = ("tenant",)
-    search_fields = ("name", "tenant__key")
-    autocomplete_fields = ("tenant",)
+# Templates, versions and layouts: see template_admin.py (imported at the end).
 
 
 # --- Ledgers: triggers, runs, messages --------------------------------------------------------
@@ -903,3 +663,7 @@ class IdempotencyRecordAdmin(LedgerAdmin):
     readonly_fields = fields
 
     response_json = json_display("response_body", "response body")
+
+
+# The template editor registers Template, TemplateVersion and Layout; it uses the helpers above.
+from . import template_admin  # noqa: E402, F401

@@ -9,7 +9,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from .models import ApiKey, Recipient, Tenant, Workflow
+from .models import ApiKey, Layout, Recipient, Tenant, Workflow
+from .rendering import DEFAULT_LAYOUT_TEXT, default_layout_html
 from .services import (
     StepSpec,
     api_key_create,
@@ -42,6 +43,7 @@ def _workflows() -> list[dict]:
             "key": "welcome",
             "name": "Welcome",
             "category": "account",
+            "sample_data": {"start_url": "https://example.com/start"},
             "steps": [
                 StepSpec(ref="inbox", type="in_app", templates={"en": {
                     "body": "Welcome aboard, {{ recipient.name | default: 'friend' }}! "
@@ -59,6 +61,8 @@ def _workflows() -> list[dict]:
             "key": "comment-mentioned",
             "name": "Comment mention",
             "category": "collaboration",
+            "sample_data": {"document": "Q3 roadmap", "excerpt": "Can you check the dates?",
+                            "url": "https://example.com/docs/q3"},
             "steps": [
                 StepSpec(ref="inbox", type="in_app", templates={"en": {
                     "body": "{{ actor.name | default: 'Someone' }} mentioned you in "
@@ -80,6 +84,9 @@ def seed_demo() -> DemoCredentials:
     if not Tenant.objects.filter(key="acme").exists():
         tenant_upsert(key="acme", name="Acme Inc.", sender_name="Acme",
                       sender_email="hello@acme.test", primary_color="#4f46e5")
+    if not Layout.objects.exists():  # the built-in email layout, for every tenant to start from
+        Layout.objects.create(name="Default", html=default_layout_html(),
+                              text=DEFAULT_LAYOUT_TEXT)
     for spec in _workflows():
         if not Workflow.objects.filter(key=spec["key"]).exists():
             workflow_put(**spec)

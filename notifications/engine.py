@@ -18,7 +18,7 @@ from preferences.selectors import channel_step_verdict
 from . import conditions
 from .models import Layout, Message, Run, Step, StepLog, StepType, Template
 from .queue import enqueue, enqueue_at
-from .rendering import TemplateError, render_email, render_fields
+from .rendering import RenderOptions, TemplateError, render_email, render_fields
 from .scope import run_scope
 
 # Step types the engine runs today; the others are refused when a workflow is saved.
@@ -77,15 +77,23 @@ def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetim
     return now + timedelta(seconds=seconds), ""
 
 
+def locale_candidates(locale: str, default_locale: str) -> list[str]:
+    """zh-Hant-TW → zh-hant-tw, zh-hant, zh, then the workflow's default (and its language)."""
+    wanted: list[str] = []
+    for name in (locale, default_locale):
+        parts = (name or "").strip().lower().replace("_", "-").split("-")
+        for end in range(len(parts), 0, -1):
+            candidate = "-".join(parts[:end])
+            if candidate and candidate not in wanted:
+                wanted.append(candidate)
+    return wanted
+
+
 def select_template(step: Step, locale: str, default_locale: str) -> Template | None:
     """The step's published template for `locale`: pt-BR → pt → the workflow's default → any."""
-    templates = {t.locale.lower(): t for t in step.templates.all() if t.published_version_id}
-    wanted = []
-    if locale:
-        wanted.append(locale.lower().replace("_", "-"))
-        wanted.append(wanted[0].split("-", 1)[0])
-    wanted.append(default_locale.lower())
-    for candidate in wanted:
+    templates = {t.locale.lower().replace("_", "-"): t for t in step.templates.all()
+                 if t.published_version_id}
+    for candidate in locale_candidates(locale, default_locale):
         if candidate in templates:
             return templates[candidate]
     return next(iter(templates.values()), None)
@@ -240,21 +248,26 @@ def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
     template = select_template(step, run.recipient.locale, run.workflow.default_locale)
     if template is None:
         return None, None, "no published template for this step"
+    options = RenderOptions(locale=template.locale)
     try:
         if step.type == StepType.EMAIL:
-            email = render_email(template.fields, p.scope, _layout_for(run))
+            email = render_email(template.fields, p.scope, _layout_for(run), options)
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
-            content = render_fields(step.type, template.fields, p.scope)
+            content = render_fields(step.type, template.fields, p.scope, options)
     except TemplateError as exc:
         return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
     return template, content, ""
 
 
 def _layout_for(run: Run) -> Layout | None:
-    """The run's tenant's layout, else the default one (no tenant), in one query."""
-    layouts = Layout.objects.filter(Q(tenant__isnull=True) | Q(tenant_id=run.tenant_id)
-                                    if run.tenant_id else Q(tenant__isnull=True))
+    return layout_for_tenant(run.tenant_id)
+
+
+def layout_for_tenant(tenant_id: int | None) -> Layout | None:
+    """The tenant's layout, else the default one (no tenant), in one query."""
+    layouts = Layout.objects.filter(Q(tenant__isnull=True) | Q(tenant_id=tenant_id)
+                                    if tenant_id else Q(tenant__isnull=True))
     return layouts.order_by(F("tenant_id").asc(nulls_last=True), "name").first()
 
 

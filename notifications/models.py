@@ -12,6 +12,10 @@ key_validator = RegexValidator(
     "Use letters, digits, '-', '_', '.', ':' (up to 128, starting with a letter or digit).",
 )
 
+color_validator = RegexValidator(
+    r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$", "Use a hex colour like #4f46e5 (it goes into CSS)."
+)
+
 
 class Channel(models.TextChoices):
     EMAIL = "email", "Email"
@@ -42,9 +46,13 @@ class Tenant(models.Model):
     key = models.CharField(max_length=128, unique=True, validators=[key_validator])
     name = models.CharField(max_length=200)
     logo_url = models.URLField(blank=True)
-    primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5")
+    primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5",
+                                     validators=[color_validator])
     sender_name = models.CharField(max_length=200, blank=True)
     sender_email = models.EmailField(blank=True)
+    footer = models.TextField(
+        blank=True, help_text="Shown at the bottom of every email: address, legal line…"
+    )
     settings = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -177,6 +185,10 @@ class Workflow(models.Model):
     default_locale = models.CharField(max_length=35, default="en")
     data_schema = models.JSONField(
         null=True, blank=True, help_text="Optional JSON Schema the trigger's `data` must match."
+    )
+    sample_data = models.JSONField(
+        default=dict, blank=True,
+        help_text="An example of the trigger's `data`: the template editor previews with it.",
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

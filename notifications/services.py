@@ -170,20 +170,28 @@ def topic_unsubscribe(*, topic: Topic, external_ids: Iterable[str]) -> int:
 
 # --- Workflows and templates ------------------------------------------------------------------
 
+@transaction.atomic
 def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
                   publish: bool = True) -> tuple[Template, TemplateVersion | None]:
-    """Save a template's fields as a new immutable version and publish it.
+    """Save a template's fields as a new immutable version, and publish it unless `publish` is
+    False (a draft, published later with template_publish).
 
-    Saving fields identical to the published version creates nothing (returns None).
+    Fields identical to the latest or the published version create nothing (returns None); with
+    `publish`, that version is published if it was not.
     """
     template, _ = Template.objects.get_or_create(step=step, locale=locale)
+    template = Template.objects.select_for_update().get(pk=template.pk)  # numbers stay unique
     clean = {name: value for name, value in fields.items() if value not in (None, "")}
-    current = template.published_version
-    if current is not None and current.fields == clean:
-        return template, None
-    last = template.versions.order_by("-number").values_list("number", flat=True).first() or 0
-    version = TemplateVersion.objects.create(template=template, number=last + 1, fields=clean,
-                                             author=author)
+    latest = template.versions.order_by("-number").first()
+    for existing in (template.published_version, latest):
+        if existing is not None and existing.fields == clean:
+            if publish and template.published_version_id != existing.pk:
+                template_publish(version=existing)
+                template.refresh_from_db()
+            return template, None
+    version = TemplateVersion.objects.create(template=template,
+                                             number=(latest.number if latest else 0) + 1,
+                                             fields=clean, author=author)
     if publish:
         template.published_version = version
         template.save(update_fields=["published_version", "updated_at"])
@@ -195,6 +203,63 @@ def template_publish(*, version: TemplateVersion) -> None:
     Template.objects.filter(pk=version.template_id).update(
         published_version=version, updated_at=timezone.now()
     )
+
+
+class SendTestError(ValueError):
+    """A test send that cannot be made: the message says why, for the admin."""
+
+
+def template_send_test(*, template: Template, user, fields: Mapping | None = None,
+                       tenant: Tenant | None = None) -> Message:
+    """Render `fields` (default: the published version) with the workflow's sample data and send
+    it to `user`'s own email address through the configured provider.
+
+    The send is recorded like any other: a trigger and a run for the staff member (as recipient
+    `staff-<user id>`) with a Message, its delivery attempts and a timeline.
+    """
+    from . import tasks
+    from .engine import layout_for_tenant
+    from .rendering import RenderOptions, TemplateError, render_email, validate_fields
+    from .scope import preview_scope
+
+    step = template.step
+    if step.type != "email":
+        raise SendTestError("Test sends are made for email templates.")
+    if not user.email:
+        raise SendTestError("Your user has no email address: add one to your account first.")
+    fields = dict(template.fields if fields is None else fields)
+    version = next((v for v in template.versions.all() if v.fields == fields), None)
+    name = user.get_full_name() or user.get_username()
+    scope = preview_scope(workflow=step.workflow, tenant=tenant, locale=template.locale,
+                          recipient={"id": f"staff-{user.pk}", "name": name, "email": user.email})
+    try:
+        validate_fields(step.type, fields)
+        email = render_email(fields, scope, layout_for_tenant(tenant.pk if tenant else None),
+                             RenderOptions(locale=template.locale))
+    except TemplateError as exc:
+        raise SendTestError(f"{exc.field or 'template'}: {exc.message}") from exc
+    with transaction.atomic():
+        recipient, _ = recipient_upsert(external_id=f"staff-{user.pk}", name=name,
+                                        email=user.email)
+        trigger = Trigger.objects.create(workflow=step.workflow, tenant=tenant,
+                                         data=scope["data"], recipients=[recipient.external_id])
+        run = Run.objects.create(trigger=trigger, workflow=step.workflow, recipient=recipient,
+                                 tenant=tenant, status=Run.Status.COMPLETED)
+        detail = {"test_send_by": user.get_username(), "template_id": template.pk,
+                  "locale": template.locale}
+        message = Message.objects.create(
+            run=run, step=step, step_ref=step.ref, recipient=recipient, workflow=step.workflow,
+            tenant=tenant, channel=step.type, to=user.email, template_version=version,
+            content={"subject": email.subject, "html": email.html, "text": email.text},
+        )
+        StepLog.objects.bulk_create([
+            StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail),
+            StepLog(run=run, step_ref=step.ref, event=StepLog.Event.QUEUED,
+                    detail={**detail, "message_id": str(message.id), "to": user.email}),
+        ])
+    tasks.deliver_message(str(message.id))  # the entry point the engine's queue calls
+    message.refresh_from_db()
+    return message
 
 
 @dataclass
@@ -209,7 +274,8 @@ class StepSpec:
 @transaction.atomic
 def workflow_put(*, key: str, name: str, category: str = "", critical: bool = False,
                  active: bool = True, default_locale: str = "en", data_schema: dict | None = None,
-                 steps: Sequence[StepSpec], author=None) -> tuple[Workflow, bool]:
+                 steps: Sequence[StepSpec], author=None,
+                 sample_data: dict | None = None) -> tuple[Workflow, bool]:
     """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
 
     Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
@@ -218,11 +284,13 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     workflow, created = Workflow.objects.get_or_create(
         key=key, defaults={"name": name, "category": category, "critical": critical,
                            "active": active, "default_locale": default_locale,
-                           "data_schema": data_schema},
+                           "data_schema": data_schema, "sample_data": sample_data or {}},
     )
     if not created:
         values = {"name": name, "category": category, "critical": critical, "active": active,
                   "default_locale": default_locale, "data_schema": data_schema}
+        if sample_data is not None:
+            values["sample_data"] = sample_data
         changed = [n for n, v in values.items() if getattr(workflow, n) != v]
         for n in changed:
             setattr(workflow, n, values[n])

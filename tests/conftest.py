@@ -8,6 +8,7 @@ from pydoc import locate
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.db import connections
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 from rest_framework.test import APIClient
@@ -195,7 +196,10 @@ def browser(monkeypatch):
     Started per test, not per session: Playwright's sync API keeps an event loop marked running
     in this thread, which would break the asyncio and ORM tests that follow. While it runs, the
     test's own ORM calls are allowed (DJANGO_ALLOW_ASYNC_UNSAFE): the loop is Playwright's, not
-    Django's. Without chromium the test is skipped, unless CLARION_REQUIRE_BROWSER is set (CI).
+    Django's. Those calls get connections of their own (asgiref keeps them per context while the
+    loop runs), which the test database's teardown cannot see: they are closed here, or
+    PostgreSQL would refuse to drop the test database. Without chromium the test is skipped,
+    unless CLARION_REQUIRE_BROWSER is set (CI).
     """
     import os
 
@@ -211,6 +215,7 @@ def browser(monkeypatch):
         try:
             yield browser
         finally:
+            connections.close_all()
             browser.close()
 
 
@@ -222,4 +227,5 @@ def page(browser):
     try:
         yield context.new_page()
     finally:
+        connections.close_all()
         context.close()

@@ -9,7 +9,15 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import conditions, engine, rendering
-from ..models import CHANNEL_STEP_TYPES, Channel, StepType, Tenant, Topic, key_validator
+from ..models import (
+    CHANNEL_STEP_TYPES,
+    Channel,
+    StepType,
+    Tenant,
+    Topic,
+    color_validator,
+    key_validator,
+)
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -355,10 +363,12 @@ class TenantSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=200)
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
     primary_color = serializers.CharField(max_length=32, required=False, allow_blank=True,
-                                          default="")
+                                          default="", validators=[color_validator])
     sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
                                         default="")
     sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+    footer = serializers.CharField(required=False, allow_blank=True, default="",
+                                   trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
 
 

@@ -515,14 +515,14 @@ def test_put_tenant_creates_then_replaces(api, db):
     assert created.json() == {
         "key": "acme", "name": "Acme", "logo_url": "https://acme.test/logo.png",
         "primary_color": "#4f46e5", "sender_name": "Acme", "sender_email": "hello@acme.test",
-        "settings": {"a": 1}}
+        "footer": "", "settings": {"a": 1}}
 
     replaced = api.put("/api/v1/tenants/acme", {"name": "Acme Inc."})
 
     assert replaced.status_code == 200
     assert replaced.json() == {
         "key": "acme", "name": "Acme Inc.", "logo_url": "", "primary_color": "",
-        "sender_name": "", "sender_email": "", "settings": {}}
+        "sender_name": "", "sender_email": "", "footer": "", "settings": {}}
     assert api.get("/api/v1/tenants/acme").json() == replaced.json()
     assert Tenant.objects.count() == 1
 

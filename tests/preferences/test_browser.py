@@ -4,7 +4,6 @@ keyboard, save, reload, and see it still off."""
 import re
 
 import pytest
-from django.db import connections
 
 from preferences.models import PreferenceSet
 
@@ -15,16 +14,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 FOOTER = '<p>Hi</p><p><a href="{{ preferences_url }}">Manage preferences</a></p>'
 
 
-@pytest.fixture
-def own_connections():
-    """ORM calls made while Playwright runs use a connection of their own; close it, or the
-    test database cannot be dropped at the end of the session."""
-    yield
-    connections.close_all()
-
-
 def test_switch_a_channel_off_in_the_preference_center_from_an_email(
-        live_server, page, own_connections, settings, api, run_tasks, smtp, make_workflow):
+        live_server, page, settings, api, run_tasks, smtp, make_workflow):
     settings.PUBLIC_URL = live_server.url
     make_workflow("newsletter", name="Newsletter", category="marketing",
                   steps=[email_step(html=FOOTER), in_app_step()])

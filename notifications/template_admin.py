@@ -1,0 +1,555 @@
+"""The template editor of the admin: templates with their versions, layouts.
+
+Beside the fields: a live preview of each channel rendered with the workflow's sample data,
+syntax errors and unknown variables with their lines, the variables a template may read, and
+"send a test to me". Versions can be compared side by side, published and rolled back.
+Imported by admin.py (which holds the shared admin helpers) to register these models.
+"""
+
+import difflib
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect, JsonResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.safestring import mark_safe
+from django.views.decorators.http import require_POST
+
+from . import rendering, services
+from .admin import (
+    EMPTY,
+    TEMPLATE_STEP_TYPES,
+    ClarionAdmin,
+    LedgerAdmin,
+    admin_url,
+    adopt,
+    json_display,
+    link,
+    table,
+    when,
+)
+from .api.serializers import LOCALE
+from .engine import layout_for_tenant
+from .models import Layout, Step, Template, TemplateVersion, Tenant
+from .scope import preview_scope, tenant_scope
+
+DIFF_WRAP = 72
+
+
+class TemplateForm(forms.ModelForm):
+    """One textarea per field of the step's channel. `channel` is set by TemplateAdmin.get_form:
+    the fields depend on the step, which is known from the template, `?step=` or the POST."""
+
+    channel: str | None = None
+    locale = forms.RegexField(regex=LOCALE, max_length=35, initial="en",
+                              error_messages={"invalid": "Expected a locale like 'en' or 'pt-BR'."})
+
+    class Meta:
+        model = Template
+        fields = ["step", "locale"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            # The editor opens on the latest version (a draft, if one was saved since publishing).
+            latest = self.instance.versions.order_by("-number").first()
+            for name, value in (latest.fields if latest else {}).items():
+                if name in self.fields:
+                    self.fields[name].initial = value
+
+    @property
+    def channel_fields(self) -> tuple[str, ...]:
+        return rendering.CHANNEL_FIELDS.get(self.channel, ())
+
+    def clean(self):
+        cleaned = super().clean()
+        step = cleaned.get("step") or (self.instance.step if self.instance.step_id else None)
+        if step is None:
+            return cleaned
+        if step.type != self.channel or not any(name in self.data for name in self.channel_fields):
+            # The step was chosen on this submit: the form now shows its channel's fields.
+            raise ValidationError(
+                f"Fill in the fields of this {step.get_type_display()} template, then save."
+            )
+        fields = {name: cleaned.get(name, "") for name in self.channel_fields}
+        fields = {name: value for name, value in fields.items() if value}
+        try:
+            rendering.validate_fields(step.type, fields)
+        except rendering.TemplateError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, exc.message)
+        cleaned["template_fields"] = fields
+        return cleaned
+
+
+class TemplateTextField(forms.CharField):
+    """Liquid source, kept as typed except for the browser's CRLF line ends."""
+
+    def __init__(self, **kwargs):
+        super().__init__(required=False, strip=False, **kwargs)
+
+    def to_python(self, value):
+        return super().to_python(value).replace("\r\n", "\n")
+
+
+def _source(raw) -> str:
+    return str(raw or "").replace("\r\n", "\n")
+
+
+def variables_panel(step: Step) -> list[dict]:
+    """What a template of `step` may read, with the sample value the preview uses."""
+    workflow = step.workflow
+    sample = workflow.sample_data or {}
+    rows = []
+
+    def walk(value, name):
+        if isinstance(value, dict) and value:
+            for key, child in value.items():
+                walk(child, f"{name}.{key}")
+        else:
+            shown = value if not isinstance(value, list) else f"list of {len(value)}"
+            rows.append({"name": name, "group": "data", "example": str(shown)[:60]})
+
+    walk(sample, "data")
+    for prop in sorted((workflow.data_schema or {}).get("properties") or {}):
+        if not any(row["name"] == f"data.{prop}" or row["name"].startswith(f"data.{prop}.")
+                   for row in rows):
+            rows.append({"name": f"data.{prop}", "group": "data", "example": ""})
+    described = {
+        "recipient": ("the person receiving it", rendering.RECIPIENT_KEYS),
+        "actor": ("who caused it (when the app says)", ("id", "name", "email")),
+        "tenant": ("the customer account it is sent for", rendering.TENANT_KEYS),
+        "workflow": ("this workflow", rendering.WORKFLOW_KEYS),
+    }
+    for root, (_, keys) in described.items():
+        rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
+    rows.append({"name": "steps.<step ref>", "group": "steps",
+                 "example": "what earlier steps recorded (a digest's events)"})
+    if step.type == "email":
+        rows.extend([
+            {"name": "preferences_url", "group": "links", "example": "notification settings"},
+            {"name": "unsubscribe_url", "group": "links", "example": "one-click unsubscribe"},
+        ])
+    return rows
+
+
+
+def _check_json(step: Step, fields: dict) -> dict:
+    check = rendering.check_fields(step.type, fields, data_schema=step.workflow.data_schema,
+                                   sample_data=step.workflow.sample_data)
+    return {"errors": [p.as_dict() for p in check.errors],
+            "warnings": [p.as_dict() for p in check.warnings]}
+
+
+def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, user) -> dict:
+    """The editor's preview of `fields`: each channel rendered with the sample data, plus
+    errors and warnings with lines. Never raises for a bad template: errors are the answer."""
+    result = {"channel": step.type, "rendered": {}, **_check_json(step, fields)}
+    if result["errors"]:
+        return result
+    scope = preview_scope(workflow=step.workflow, tenant=tenant, locale=locale, recipient={
+        "name": user.get_full_name() or user.get_username(), "email": user.email or ""})
+    options = rendering.RenderOptions(locale=locale)
+    try:
+        if step.type == "email":
+            email = rendering.render_email(fields, scope, layout_for_tenant(
+                tenant.pk if tenant else None), options)
+            result["rendered"] = {"subject": email.subject, "html": email.html,
+                                  "text": email.text}
+        else:
+            result["rendered"] = rendering.render_fields(step.type, fields, scope, options)
+    except rendering.TemplateError as exc:
+        result["errors"].append(exc.as_dict())
+        return result
+    if step.type == "sms":
+        size = rendering.sms_size(result["rendered"].get("text", ""))
+        result["sms"] = {"encoding": size.encoding, "characters": size.characters,
+                         "segments": size.segments}
+    return result
+
+
+def version_diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, str]]:
+    """(field, side-by-side HTML table) for each field that differs between two versions."""
+    differ = difflib.HtmlDiff(wrapcolumn=DIFF_WRAP)
+    tables = []
+    for name in rendering.CHANNEL_FIELDS.get(old.template.step.type, ()):
+        before, after = old.fields.get(name, ""), new.fields.get(name, "")
+        if before == after:
+            continue
+        tables.append((name, mark_safe(differ.make_table(  # noqa: S308 (HtmlDiff escapes)
+            before.splitlines(), after.splitlines(), f"v{old.number}", f"v{new.number}",
+            context=False))))
+    return tables
+
+
+@admin.register(Template)
+class TemplateAdmin(ClarionAdmin):
+    list_display = ("__str__", "workflow", "step_ref", "locale", "published", "updated_at")
+    list_filter = ("locale", "step__type", "step__workflow")
+    list_select_related = ("step__workflow", "published_version")
+    search_fields = ("step__ref", "step__workflow__key", "locale")
+    ordering = ("step__workflow__key", "step__position", "locale")
+
+    @admin.display(description="workflow", ordering="step__workflow__key")
+    def workflow(self, obj):
+        return obj.step.workflow.key
+
+    @admin.display(description="step", ordering="step__ref")
+    def step_ref(self, obj):
+        return obj.step.ref
+
+    @admin.display(description="published version")
+    def published(self, obj):
+        return obj.published_version.number if obj.published_version else EMPTY
+
+    def _step_for(self, request, obj) -> Step | None:
+        if obj is not None:
+            return obj.step
+        raw = request.POST.get("step") or request.GET.get("step")
+        if not raw or not str(raw).isdigit():
+            return None
+        return Step.objects.filter(pk=raw, type__in=TEMPLATE_STEP_TYPES).first()
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        step = self._step_for(request, obj)
+        channel = step.type if step else None
+        attrs = {"channel": channel}
+        for name in rendering.CHANNEL_FIELDS.get(channel, ()):
+            rows = 14 if name in rendering.HTML_FIELDS else 3
+            widget = forms.Textarea(attrs={"rows": rows, "cols": 80, "spellcheck": "false",
+                                           "class": "vLargeTextField clarion-liquid",
+                                           "data-field": name})
+            attrs[name] = TemplateTextField(
+                widget=widget,
+                help_text="Liquid, e.g. {{ recipient.name }} or {{ data.project }}.",
+            )
+        # Declared fields shown read-only (the locale of a saved template) leave the form.
+        readonly = self.get_readonly_fields(request, obj)
+        attrs.update(dict.fromkeys(set(readonly) & set(TemplateForm.declared_fields)))
+        kwargs["form"] = type("TemplateForm", (TemplateForm,), attrs)
+        return super().get_form(request, obj, change, **kwargs)
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("step", "locale", "published_fields", "versions", "version_history") if obj else ()
+
+    def get_fieldsets(self, request, obj=None):
+        step = self._step_for(request, obj)
+        names = rendering.CHANNEL_FIELDS.get(step.type if step else None, ())
+        fieldsets = [(None, {"fields": ("step", "locale")})]
+        if obj and not self.has_change_permission(request, obj):
+            fieldsets.append(("Published", {"fields": ("published_fields",)}))
+            fieldsets.append(("Versions", {"fields": ("version_history",)}))
+            return fieldsets
+        if names:
+            fieldsets.append((f"{step.get_type_display()} fields", {
+                "fields": names,
+                "description": "“Save” creates a new version and publishes it; “Save as draft” "
+                               "keeps the published version until you publish the draft.",
+            }))
+        else:
+            fieldsets[0][1]["description"] = "Choose the step and save: its fields appear."
+        if obj:
+            fieldsets.append(("Versions", {"fields": ("versions",)}))
+        return fieldsets
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "step":
+            kwargs["queryset"] = Step.objects.filter(type__in=TEMPLATE_STEP_TYPES).select_related(
+                "workflow").order_by("workflow__key", "position")
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if db_field.name == "step":
+            field.label_from_instance = lambda step: f"{step} ({step.get_type_display()})"
+        return field
+
+    published_fields = json_display("fields", "published fields")
+
+    @admin.display(description="versions")
+    def version_history(self, obj):
+        return self.versions(obj, buttons=False)
+
+    @admin.display(description="versions")
+    def versions(self, obj, *, buttons=True):
+        """Each version with its author and time, a diff against the published one, and a
+        button that publishes it (a rollback when older) for those who may change."""
+        versions = list(obj.versions.select_related("author").order_by("-number"))
+        diff_url = reverse("admin:notifications_template_diff", args=[obj.pk])
+        rows = []
+        for version in versions:
+            published = version.pk == obj.published_version_id
+            if published:
+                action = mark_safe("<strong>published</strong>")
+            elif buttons:
+                verb = "Publish" if version.number > (obj.published_version.number
+                                                      if obj.published_version else 0) \
+                    else "Publish (roll back to)"
+                action = format_html(
+                    '<button type="submit" name="_publish_version" value="{}" class="button">'
+                    "{} v{}</button>", version.pk, verb, version.number)
+            else:
+                action = ""
+            compare = EMPTY
+            if obj.published_version_id and not published:
+                compare = format_html('<a href="{}?a={}&amp;b={}">compare with published</a>',
+                                      diff_url, obj.published_version_id, version.pk)
+            rows.append((link(version, f"v{version.number}"), version.author or EMPTY,
+                         when(version.created_at), "yes" if published else "no", action,
+                         compare))
+        return table(("Version", "Author", "Saved", "Published", "", "Changes"),
+                     "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+                     "<td>{}</td></tr>", rows)
+
+    # --- Extra views: preview, diff, test send ------------------------------------------------
+
+    def get_urls(self):
+        view = self.admin_site.admin_view
+        return [
+            path("preview/", view(require_POST(self.preview_view)),
+                 name="notifications_template_preview"),
+            path("<path:object_id>/diff/", view(self.diff_view),
+                 name="notifications_template_diff"),
+            path("<path:object_id>/send-test/", view(require_POST(self.send_test_view)),
+                 name="notifications_template_send_test"),
+            *super().get_urls(),
+        ]
+
+    def _posted_fields(self, request, step: Step) -> dict:
+        return {name: _source(request.POST.get(name)) for name in
+                rendering.CHANNEL_FIELDS.get(step.type, ()) if request.POST.get(name)}
+
+    def _posted_tenant(self, request) -> Tenant | None:
+        raw = request.POST.get("preview_tenant", "")
+        return Tenant.objects.filter(pk=raw).first() if raw.isdigit() else None
+
+    def preview_view(self, request):
+        """POST the editor's fields (and `step`, `locale`, `preview_tenant`): JSON preview."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        raw = request.POST.get("step", "")
+        # Every channel with template fields previews, also those the engine does not run yet.
+        step = (Step.objects.select_related("workflow")
+                .filter(pk=raw, type__in=list(rendering.CHANNEL_FIELDS)).first()
+                if raw.isdigit() else None)
+        if step is None:
+            return JsonResponse({"error": "invalid_request", "detail": "Choose a step first.",
+                                 "fields": {"step": ["Unknown step."]}}, status=400)
+        locale = request.POST.get("locale") or step.workflow.default_locale
+        return JsonResponse(preview(step, self._posted_fields(request, step), locale=locale,
+                                    tenant=self._posted_tenant(request), user=request.user))
+
+    def diff_view(self, request, object_id):
+        template = self.get_object(request, unquote(object_id))
+        if template is None or not self.has_view_or_change_permission(request, template):
+            raise PermissionDenied
+        versions = list(template.versions.select_related("author").order_by("-number"))
+        by_pk = {str(v.pk): v for v in versions}
+        newest = versions[0] if versions else None
+        old = by_pk.get(request.GET.get("a", "")) or (versions[1] if len(versions) > 1
+                                                      else newest)
+        new = by_pk.get(request.GET.get("b", "")) or newest
+        if old and new and old.number > new.number:
+            old, new = new, old
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts, "original": template, "title": f"Compare versions of {template}",
+            "versions": versions, "old": old, "new": new,
+            "diffs": version_diff(old, new) if old and new else [],
+            "template_url": admin_url(template),
+        }
+        return TemplateResponse(request, "admin/notifications/template/diff.html", context)
+
+    def send_test_view(self, request, object_id):
+        template = self.get_object(request, unquote(object_id))
+        if template is None or not self.has_change_permission(request, template):
+            raise PermissionDenied
+        fields = self._posted_fields(request, template.step)
+        try:
+            message = services.template_send_test(
+                template=template, user=request.user, fields=fields or None,
+                tenant=self._posted_tenant(request))
+        except services.SendTestError as exc:
+            return JsonResponse({"error": "test_send_failed", "detail": str(exc)}, status=400)
+        ok = message.status == message.Status.SENT
+        return JsonResponse({
+            "status": message.status, "to": message.to, "provider": message.provider,
+            "error": message.error, "message_url": admin_url(message),
+            "detail": (f"Sent to {message.to} through {message.provider}." if ok else
+                       f"Not sent ({message.get_status_display()}): {message.error}"),
+        }, status=200 if ok else 502)
+
+    # --- The editor page ------------------------------------------------------------------------
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="",
+                           obj=None):
+        step = self._step_for(request, obj)
+        can_edit = (self.has_change_permission(request, obj) if obj
+                    else self.has_add_permission(request))
+        if step is not None and can_edit:  # readers see the published fields, no editor
+            context.update({
+                "clarion_step": step,
+                "clarion_channel": step.type,
+                "clarion_variables": variables_panel(step),
+                "clarion_filters": sorted(rendering.LOCALE_FILTERS),
+                "clarion_tenants": Tenant.objects.order_by("key").only("pk", "key", "name"),
+                "clarion_preview_url": reverse("admin:notifications_template_preview"),
+                "clarion_send_test_url": (
+                    reverse("admin:notifications_template_send_test", args=[obj.pk])
+                    if obj and step.type == "email" and self.has_change_permission(request, obj)
+                    else ""),
+                "clarion_can_edit": can_edit,
+                "clarion_locale": obj.locale if obj else "",
+            })
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        if request.method == "POST" and "_publish_version" in request.POST:
+            return self._publish_version(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def _publish_version(self, request, object_id):
+        template = self.get_object(request, unquote(object_id))
+        if template is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, template):
+            raise PermissionDenied
+        raw = request.POST["_publish_version"]
+        version = template.versions.filter(pk=raw).first() if raw.isdigit() else None
+        if version is None:
+            messages.error(request, "That version does not belong to this template.")
+        else:
+            services.template_publish(version=version)
+            messages.success(request, f"Published version {version.number} of “{template}”.")
+        return HttpResponseRedirect(admin_url(template))
+
+    def save_model(self, request, obj, form, change):
+        draft = "_save_draft" in request.POST
+        template, version = services.template_save(
+            step=obj.step, locale=obj.locale, fields=form.cleaned_data["template_fields"],
+            author=request.user, publish=not draft,
+        )
+        adopt(obj, template)
+        if version is None:
+            number = template.published_version.number if template.published_version else 0
+            messages.info(request, f"Nothing changed: version {number} stays published.")
+        elif draft:
+            messages.info(request, f"Saved version {version.number} as a draft: version "
+                                   f"{template.published_version.number} stays published."
+                          if template.published_version else
+                          f"Saved version {version.number} as a draft (not published).")
+        else:
+            messages.info(request, f"Saved and published version {version.number}.")
+        step = template.step
+        check = rendering.check_fields(step.type, form.cleaned_data["template_fields"],
+                                       data_schema=step.workflow.data_schema,
+                                       sample_data=step.workflow.sample_data)
+        for problem in check.warnings:
+            messages.warning(request, f"Check {problem.field}: {problem.message}")
+
+    def response_change(self, request, obj):
+        if "_save_draft" in request.POST:
+            return HttpResponseRedirect(admin_url(obj))
+        return super().response_change(request, obj)
+
+    def response_add(self, request, obj, post_url_continue=None):
+        if "_save_draft" in request.POST:
+            return HttpResponseRedirect(admin_url(obj))
+        return super().response_add(request, obj, post_url_continue)
+
+
+@admin.register(TemplateVersion)
+class TemplateVersionAdmin(LedgerAdmin):
+    list_display = ("template", "number", "author", "created_at", "is_published")
+    list_filter = ("template__step__workflow", "template__locale")
+    list_select_related = ("template__step__workflow", "template__published_version", "author")
+    search_fields = ("template__step__ref", "template__step__workflow__key")
+    fields = ("template", "number", "author", "created_at", "is_published", "source")
+    readonly_fields = fields
+    actions = ("publish",)
+
+    @admin.display(boolean=True, description="published")
+    def is_published(self, obj):
+        return obj.template.published_version_id == obj.pk
+
+    source = json_display("fields")
+
+    def has_publish_permission(self, request):
+        return request.user.has_perm("notifications.change_template")
+
+    @admin.action(description="Publish (roll back to) this version", permissions=["publish"])
+    def publish(self, request, queryset):
+        versions = list(queryset.select_related("template__step__workflow"))
+        templates = [version.template_id for version in versions]
+        if len(set(templates)) != len(templates):
+            self.message_user(request, "Select one version per template.", messages.ERROR)
+            return
+        for version in versions:
+            services.template_publish(version=version)
+            self.message_user(request,
+                              f"Published version {version.number} of “{version.template}”.")
+
+
+class LayoutForm(forms.ModelForm):
+    class Meta:
+        model = Layout
+        fields = ["name", "tenant", "html", "text"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:  # start from the built-in layout
+            self.fields["html"].initial = rendering.default_layout_html()
+            self.fields["text"].initial = rendering.DEFAULT_LAYOUT_TEXT
+
+    def clean_html(self):
+        html = _source(self.cleaned_data["html"])
+        try:
+            template = rendering.parse(html, html=True, field="html")
+        except rendering.TemplateError as exc:
+            raise ValidationError(exc.message) from exc
+        if "content" not in template.variables():
+            raise ValidationError("The layout must contain {{ content }}.")
+        return html
+
+    def clean_text(self):
+        text = _source(self.cleaned_data["text"])
+        try:
+            rendering.parse(text, html=False, field="text")
+        except rendering.TemplateError as exc:
+            raise ValidationError(exc.message) from exc
+        return text
+
+
+LAYOUT_SAMPLE = ("<h1>Your order has shipped</h1><p>Hi Ada, your order <strong>A-1042</strong> "
+                 "is on its way.</p><p><a href=\"https://example.com/track\">Track it</a></p>")
+
+
+@admin.register(Layout)
+class LayoutAdmin(ClarionAdmin):
+    form = LayoutForm
+    list_display = ("name", "tenant", "updated_at")
+    list_select_related = ("tenant",)
+    search_fields = ("name", "tenant__key")
+    autocomplete_fields = ("tenant",)
+    readonly_fields = ("preview",)
+
+    @admin.display(description="preview (saved layout, sample email)")
+    def preview(self, obj):
+        """The saved layout around a sample email, with its tenant's branding, in a sandboxed
+        frame (no scripts run)."""
+        if obj is None or obj.pk is None:
+            return "Save the layout to see it here."
+        scope = {"data": {}, "recipient": {"name": "Ada", "locale": "en"},
+                 "tenant": tenant_scope(obj.tenant), "actor": {}, "steps": {},
+                 "preferences_url": "https://example.com/p/preview/",
+                 "unsubscribe_url": "https://example.com/u/preview/"}
+        try:
+            email = rendering.render_email({"subject": "Sample", "html": LAYOUT_SAMPLE}, scope,
+                                           obj)
+        except rendering.TemplateError as exc:
+            return format_html('<p class="errornote">{}: {}</p>', exc.field, exc.message)
+        return format_html(
+            '<iframe sandbox="" srcdoc="{}" title="Layout preview" '
+            'style="width: 640px; max-width: 100%; height: 560px; border: 1px solid #ddd">'
+            "</iframe><details><summary>Plain-text part</summary><pre>{}</pre></details>",
+            email.html, email.text)

@@ -1,0 +1,190 @@
+/* The template editor's live preview: renders the fields as you type (through the admin's
+   preview endpoint), lists errors and unknown variables with their lines, inserts variables,
+   switches the email preview between desktop and mobile widths, and sends a test.
+   Vanilla JS, no build step. */
+(function () {
+  "use strict";
+
+  function ready(fn) {
+    if (document.readyState !== "loading") fn(); else document.addEventListener("DOMContentLoaded", fn);
+  }
+
+  ready(function () {
+    var panel = document.getElementById("clarion-preview");
+    if (!panel) return;
+    var form = panel.closest("form");
+    var fields = Array.prototype.slice.call(form.querySelectorAll("textarea.clarion-liquid"));
+    var problems = document.getElementById("clarion-problems");
+    var tenant = document.getElementById("clarion-preview-tenant");
+    var lastFocused = fields[0] || null;
+    var timer = null;
+    var sequence = 0;
+
+    function csrf() {
+      var input = form.querySelector("input[name=csrfmiddlewaretoken]");
+      return input ? input.value : "";
+    }
+
+    function locale() {
+      var input = form.querySelector("[name=locale]");
+      return (input && input.value) || panel.dataset.locale || "";
+    }
+
+    function payload() {
+      var data = new FormData();
+      data.append("csrfmiddlewaretoken", csrf());
+      data.append("step", panel.dataset.step);
+      data.append("locale", locale());
+      data.append("preview_tenant", tenant ? tenant.value : "");
+      fields.forEach(function (field) { data.append(field.dataset.field, field.value); });
+      return data;
+    }
+
+    function setText(name, value) {
+      panel.querySelectorAll('[data-out="' + name + '"]').forEach(function (el) {
+        el.textContent = value || "";
+      });
+    }
+
+    function showProblems(result) {
+      problems.textContent = "";
+      fields.forEach(function (field) { field.classList.remove("clarion-has-error"); });
+      var list = (result.errors || []).map(function (p) { return [p, "error"]; })
+        .concat((result.warnings || []).map(function (p) { return [p, "warning"]; }));
+      list.forEach(function (pair) {
+        var problem = pair[0], kind = pair[1];
+        var item = document.createElement("li");
+        item.className = "clarion-problem clarion-" + kind;
+        item.dataset.field = problem.field || "";
+        if (problem.line) item.dataset.line = problem.line;
+        var where = (problem.field || "template") + (problem.line ? ", line " + problem.line : "");
+        item.textContent = (kind === "error" ? "Error" : "Warning") + " in " + where + ": " + problem.message;
+        item.addEventListener("click", function () { goTo(problem.field, problem.line); });
+        problems.appendChild(item);
+        if (kind === "error") {
+          var field = fieldNamed(problem.field);
+          if (field) field.classList.add("clarion-has-error");
+        }
+      });
+      panel.classList.toggle("clarion-invalid", (result.errors || []).length > 0);
+    }
+
+    function fieldNamed(name) {
+      for (var i = 0; i < fields.length; i++) if (fields[i].dataset.field === name) return fields[i];
+      return null;
+    }
+
+    function goTo(name, line) {
+      var field = fieldNamed(name);
+      if (!field) return;
+      var start = 0;
+      if (line) {
+        var lines = field.value.split("\n");
+        for (var i = 0; i < line - 1 && i < lines.length; i++) start += lines[i].length + 1;
+      }
+      field.focus();
+      field.setSelectionRange(start, start);
+    }
+
+    function showRendered(result) {
+      var rendered = result.rendered || {};
+      var channel = panel.dataset.channel;
+      if (channel === "email") {
+        setText("subject", rendered.subject);
+        setText("text", rendered.text);
+        var frame = document.getElementById("clarion-email-frame");
+        if (frame && !(result.errors || []).length) frame.srcdoc = rendered.html || "<p style='font-family:sans-serif;color:#666'>(no HTML part)</p>";
+      } else if (channel === "in_app") {
+        var inapp = document.getElementById("clarion-inapp-frame");
+        if (inapp && !(result.errors || []).length) {
+          inapp.srcdoc = "<body style='margin:0;font:14px/1.4 sans-serif;color:#18181b'>" + (rendered.body || "") + "</body>";
+        }
+        setText("action_url", rendered.action_url);
+        var avatar = panel.querySelector("[data-out-src=avatar]");
+        if (avatar) {
+          avatar.hidden = !rendered.avatar;
+          if (rendered.avatar) avatar.src = rendered.avatar;
+        }
+      } else {
+        Object.keys(rendered).forEach(function (name) { setText(name, rendered[name]); });
+        var raw = panel.querySelector("[data-out-all]");
+        if (raw) raw.textContent = JSON.stringify(rendered, null, 2);
+      }
+      var count = document.getElementById("clarion-sms-count");
+      if (count && result.sms) {
+        count.textContent = result.sms.characters + " characters · " + result.sms.segments +
+          " segment" + (result.sms.segments === 1 ? "" : "s") + " (" + result.sms.encoding + ")";
+      }
+    }
+
+    function refresh() {
+      var mine = ++sequence;
+      panel.classList.add("clarion-loading");
+      fetch(panel.dataset.previewUrl, { method: "POST", body: payload(), credentials: "same-origin" })
+        .then(function (response) {
+          return response.json().then(function (body) { return [response.ok, body]; });
+        })
+        .then(function (pair) {
+          if (mine !== sequence) return;  // a newer preview is on its way
+          var body = pair[1];
+          if (!pair[0]) body = { errors: [{ field: "", message: body.detail || "Preview failed." }] };
+          showProblems(body);
+          showRendered(body);
+        })
+        .catch(function (err) {
+          if (mine === sequence) showProblems({ errors: [{ field: "", message: "Preview unavailable: " + err }] });
+        })
+        .finally(function () { if (mine === sequence) panel.classList.remove("clarion-loading"); });
+    }
+
+    function schedule() {
+      clearTimeout(timer);
+      timer = setTimeout(refresh, 250);
+    }
+
+    fields.forEach(function (field) {
+      field.addEventListener("input", schedule);
+      field.addEventListener("focus", function () { lastFocused = field; });
+    });
+    if (tenant) tenant.addEventListener("change", refresh);
+    var localeInput = form.querySelector("input[name=locale]");
+    if (localeInput) localeInput.addEventListener("input", schedule);
+
+    panel.querySelectorAll(".clarion-width").forEach(function (button) {
+      button.addEventListener("click", function () {
+        panel.querySelectorAll(".clarion-width").forEach(function (b) { b.classList.remove("is-active"); });
+        button.classList.add("is-active");
+        document.getElementById("clarion-email-frame").style.width = button.dataset.width + "px";
+      });
+    });
+
+    panel.querySelectorAll(".clarion-insert").forEach(function (button) {
+      button.addEventListener("click", function () {
+        var field = lastFocused;
+        if (!field) return;
+        var text = "{{ " + button.dataset.insert + " }}";
+        var start = field.selectionStart, end = field.selectionEnd;
+        field.value = field.value.slice(0, start) + text + field.value.slice(end);
+        field.focus();
+        field.setSelectionRange(start + text.length, start + text.length);
+        schedule();
+      });
+    });
+
+    var send = document.getElementById("clarion-send-test");
+    if (send) {
+      send.addEventListener("click", function () {
+        var out = document.getElementById("clarion-send-test-result");
+        send.disabled = true;
+        out.textContent = "Sending…";
+        fetch(panel.dataset.sendTestUrl, { method: "POST", body: payload(), credentials: "same-origin" })
+          .then(function (response) { return response.json(); })
+          .then(function (body) { out.textContent = body.detail || body.error || "Done."; })
+          .catch(function (err) { out.textContent = "Test send failed: " + err; })
+          .finally(function () { send.disabled = false; });
+      });
+    }
+
+    refresh();
+  });
+})();
