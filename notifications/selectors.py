@@ -110,9 +110,12 @@ def message_detail(message: Message) -> dict:
 
 
 def run_detail(run: Run) -> dict:
-    messages = run.messages.select_related("template_version").prefetch_related(
+    # Messages first, then the timeline: a delivery commits a message's outcome together with
+    # its timeline entry, so a message read as sent always has its `sent` entry below.
+    messages = [message_detail(message) for message in run.messages.select_related(
+        "template_version").prefetch_related(
         Prefetch("delivery_attempts", queryset=DeliveryAttempt.objects.order_by("started_at", "id"))
-    ).order_by("created_at")
+    ).order_by("created_at")]
     return {
         "id": str(run.id),
         "trigger_id": str(run.trigger_id),
@@ -128,7 +131,7 @@ def run_detail(run: Run) -> dict:
             {"step": log.step_ref, "event": log.event, "detail": log.detail, "at": log.created_at}
             for log in run.step_logs.order_by("id")
         ],
-        "messages": [message_detail(message) for message in messages],
+        "messages": messages,
     }
 
 
