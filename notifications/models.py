@@ -367,6 +367,9 @@ class Message(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Complained (marked as spam)"
         BOUNCED = "bounced", "Bounced"
         FAILED = "failed", "Failed"
         UNDELIVERABLE = "undeliverable", "Undeliverable"
@@ -403,6 +406,10 @@ class Message(models.Model):
     seen_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
+    # Set from provider status events (notifications/providers/status.py), first time only.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -496,6 +503,47 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self):
         return f"{self.provider} {self.outcome}"
+
+
+class MessageEvent(models.Model):
+    """One delivery-status event a provider reported about a message (anymail tracking, Twilio
+    and Vonage callbacks), normalised to `kind`, with the provider's raw payload beside it."""
+
+    class Kind(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DEFERRED = "deferred", "Deferred"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    provider = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    event_id = models.CharField(
+        max_length=255, help_text="The provider's id for the event, else a digest of its payload."
+    )
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    description = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The provider's payload as sent.")
+
+    class Meta:
+        ordering = ["message", "occurred_at", "id"]
+        constraints = [
+            # A provider that re-sends an event (its retry after a timeout) adds nothing.
+            models.UniqueConstraint(fields=["provider", "event_id"], name="messageevent_once")
+        ]
+
+    def __str__(self):
+        return f"{self.provider} {self.kind}"
 
 
 class StepLog(models.Model):
