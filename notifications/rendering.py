@@ -147,3 +147,34 @@ def render_email(fields: Mapping, scope: Mapping, layout=None) -> RenderedEmail:
 def _html_to_text(html: str) -> str:
     lines = (line.strip() for line in unescape(strip_tags(html)).splitlines())
     return "\n".join(line for line in lines if line)
+
+
+# GSM 03.38: the basic character set (one septet each) and its extension table (two septets).
+GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+@dataclass(frozen=True)
+class SmsSegments:
+    encoding: str  # "GSM-7" or "UCS-2"
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2)
+    segments: int
+
+
+def sms_segments(text: str) -> SmsSegments:
+    """How many SMS segments `text` takes: GSM-7 when every character is in GSM 03.38 (160 per
+    single message, 153 per part of a long one), else UCS-2 (70, or 67 per part; characters
+    outside the BMP, like most emoji, take two units)."""
+    if all(ch in GSM7_BASIC or ch in GSM7_EXTENDED for ch in text):
+        units = sum(2 if ch in GSM7_EXTENDED else 1 for ch in text)
+        single, part, encoding = 160, 153, "GSM-7"
+    else:
+        units = len(text.encode("utf-16-le")) // 2
+        single, part, encoding = 70, 67, "UCS-2"
+    if units == 0:
+        return SmsSegments(encoding, 0, 0)
+    segments = 1 if units <= single else -(-units // part)
+    return SmsSegments(encoding, units, segments)

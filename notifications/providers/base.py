@@ -102,6 +102,7 @@ class OutboundMessage:
     recipient_id: str = ""
     step_config: Mapping[str, Any] = field(default_factory=dict)
     channel_data: Mapping[str, Any] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)  # extra email headers
 
     @property
     def idempotency_key(self) -> str:
