@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, F, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -124,7 +124,7 @@ def _advance(message: Message, event: StatusEvent, occurred_at: datetime, now: d
         changes[timestamp_field] = Coalesce(F(timestamp_field), Value(occurred_at))
     if status in (Status.FAILED, Status.BOUNCED) and event.description:
         changes["error"] = Case(When(status__in=lower, then=Value(event.description[:2000])),
-                                default=F("error"))
+                                default=F("error"), output_field=TextField())
     Message.objects.filter(pk=message.pk).update(**changes)
 
 
