@@ -903,3 +903,6 @@ class IdempotencyRecordAdmin(LedgerAdmin):
     readonly_fields = fields
 
     response_json = json_display("response_body", "response body")
+
+
+from .providers import admin as providers_admin  # noqa: E402, F401  (ProviderConfig)
