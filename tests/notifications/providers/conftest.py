@@ -38,3 +38,30 @@ def provider_config(db):
         return config
 
     return make
+
+
+@pytest.fixture
+def queue_message(make_workflow):
+    """queue_message(step_type, fields, recipient={...}, config={}, tenant=None, key="w")
+    -> the queued Message of a one-step workflow run for one recipient (its task dropped)."""
+    from django_q.models import OrmQ
+
+    from notifications.models import Message
+    from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
+    from notifications.tasks import advance_run
+
+    counter = {"n": 0}
+
+    def make(step_type, fields, recipient=None, config=None, tenant=None, key=None) -> Message:
+        counter["n"] += 1
+        key = key or f"w{counter['n']}"
+        workflow, _ = workflow_put(key=key, name=key, steps=[StepSpec(
+            ref="step", type=step_type, config=config or {}, templates={"en": fields})])
+        recipient = recipient or {"id": f"u{counter['n']}", "phone": "+15550002222"}
+        _, runs = trigger_workflow(TriggerRequest(workflow=workflow, recipients=[recipient],
+                                                  tenant=tenant))
+        advance_run(str(runs[0].id))
+        OrmQ.objects.all().delete()
+        return Message.objects.get(run=runs[0])
+
+    return make
