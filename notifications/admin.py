@@ -851,7 +851,8 @@ class MessageAdmin(LedgerAdmin):
     fields = ("id", "status", "channel", "workflow", "step_ref", "recipient", "tenant", "run",
               "to", "provider", "provider_message_id", "template_version", "attempts",
               "next_attempt_at", "error", "created_at", "sent_at", "delivered_at", "seen_at",
-              "read_at", "clicked_at", "content_json", "delivery_attempts")
+              "read_at", "opened_at", "clicked_at", "bounced_at", "complained_at", "content_json",
+              "delivery_attempts", "status_events")
     readonly_fields = fields
 
     content_json = json_display("content")
@@ -859,6 +860,20 @@ class MessageAdmin(LedgerAdmin):
     @admin.display(description="delivery attempts")
     def delivery_attempts(self, obj):
         return attempts_table(obj)
+
+    @admin.display(description="status events")
+    def status_events(self, obj):
+        """What the provider reported after sending (webhooks), with its raw payload."""
+        events = obj.events.order_by("occurred_at", "id")
+        if not events:
+            return "No status events."
+        return table(
+            ("Time", "Provider", "Event", "Description", "Payload"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((when(event.occurred_at), event.provider, event.get_kind_display(),
+              event.description or EMPTY, as_json(event.raw))
+             for event in events),
+        )
 
 
 @admin.register(DeliveryAttempt)

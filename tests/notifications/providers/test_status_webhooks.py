@@ -440,3 +440,14 @@ def test_vonage_messages_api_status_with_a_bad_jwt_is_refused_with_403(client, v
     message.refresh_from_db()
     assert message.status == "sent"
     assert Message.objects.filter(events__isnull=False).count() == 0
+
+
+def test_the_admin_message_page_shows_status_events_with_their_payload(admin_client, twilio,
+                                                                       sent_message):
+    message = sent_message("twilio-main", "SM0007", channel="sms")
+    post_twilio(client=admin_client, params=twilio_callback("SM0007", "delivered"))
+    page = admin_client.get(f"/admin/notifications/message/{message.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "status events" in html.lower()
+    assert "Delivered" in html and "&quot;MessageSid&quot;: &quot;SM0007&quot;" in html
