@@ -103,6 +103,8 @@ class Vonage(SMSProvider):
 
     kind, label = "vonage", "Vonage (SMS API)"
     credential_fields = ("api_key", "api_secret", "from")
+    # Verify signed delivery receipts (notifications/providers/webhooks.py).
+    optional_credential_fields = ("signature_secret", "signature_method")
     default_base_url = "https://rest.nexmo.com"
     alphanumeric_sender = True
 

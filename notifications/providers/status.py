@@ -111,13 +111,31 @@ def _message_for(event: StatusEvent) -> Message | None:
     return None
 
 
+def message_events_replay(*, message_id) -> None:
+    """Apply a message's recorded events again, in order: for events that arrived while the
+    message was still being sent (an ESP that echoes our id can call back before the sender has
+    written `sent`), whose status change the sender's own write would otherwise hide."""
+    message = Message.objects.only("id", "status").filter(pk=message_id).first()
+    if message is None:
+        return
+    now = timezone.now()
+    for record in MessageEvent.objects.filter(message_id=message_id).order_by("occurred_at", "id"):
+        event = StatusEvent(provider=record.provider, kind=record.kind,
+                            description=record.description)
+        _advance(message, event, record.occurred_at, now)
+
+
 def _advance(message: Message, event: StatusEvent, occurred_at: datetime, now: datetime) -> None:
-    """One UPDATE: the status moves only up the ranks; each timestamp keeps its first value."""
+    """One UPDATE: the status moves only up the ranks; each timestamp keeps its first value.
+    A message still queued or being sent keeps its status (the sender writes `sent` next and
+    would overwrite it; see message_events_replay); its timestamps are set all the same."""
     effect = EVENT_EFFECT.get(event.kind)
     if effect is None:
         return  # queued, deferred, unsubscribed…: recorded, but they do not change the message
     status, timestamp_field = effect
-    lower = [s for s, rank in STATUS_RANK.items() if rank < STATUS_RANK[status]]
+    unsent = (Status.QUEUED, Status.SENDING)
+    lower = [s for s, rank in STATUS_RANK.items()
+             if rank < STATUS_RANK[status] and s not in unsent]
     moves = When(status__in=lower, then=Value(status))
     changes = {"status": Case(moves, default=F("status")), "updated_at": Value(now)}
     if timestamp_field:

@@ -12,6 +12,7 @@ from notifications.providers.status import (
     from_vonage_message_status,
     from_vonage_receipt,
     message_event_record,
+    message_events_replay,
 )
 
 from . import status_support
@@ -171,3 +172,17 @@ def test_a_failure_reported_after_sent_fails_the_message_with_the_reason(sent_me
     message.refresh_from_db()
     assert (message.status, message.error) == (Message.Status.FAILED,
                                                "undelivered (Twilio error 30005)")
+
+
+def test_an_event_that_beats_the_senders_own_write_keeps_its_time_and_is_replayed_after(
+        sent_message):
+    message = sent_message("postmark", "pm-race")
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING)
+    message_event_record(event=StatusEvent(provider="postmark", kind="delivered",
+                                           message_id=str(message.id), occurred_at=T0))
+    message.refresh_from_db()
+    assert (message.status, message.delivered_at) == ("sending", T0)
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENT)  # the sender
+    message_events_replay(message_id=message.pk)
+    message.refresh_from_db()
+    assert message.status == "delivered"

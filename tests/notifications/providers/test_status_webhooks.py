@@ -451,3 +451,11 @@ def test_the_admin_message_page_shows_status_events_with_their_payload(admin_cli
     html = page.content.decode()
     assert "status events" in html.lower()
     assert "Delivered" in html and "&quot;MessageSid&quot;: &quot;SM0007&quot;" in html
+
+
+def test_a_vonage_provider_takes_the_signature_secret_its_receipts_are_checked_with():
+    from notifications.providers.registry import get
+
+    get("vonage").validate_config({"api_key": "abc123", "api_secret": "shh", "from": "Clarion",
+                                   "signature_secret": VONAGE_SECRET,
+                                   "signature_method": "sha256"}, {})
