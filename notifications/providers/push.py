@@ -237,7 +237,10 @@ class FCM(PushProvider, HTTPProvider):
 
     @property
     def secrets(self) -> list[str]:
-        info = self._account_info(self.credentials)
+        try:
+            info = self._account_info(self.credentials)
+        except ValueError:
+            return super().secrets
         return [str(info[k]) for k in ("private_key", "private_key_id") if info.get(k)]
 
     def _google_credentials(self):
