@@ -13,10 +13,14 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 
+from notifications.delivery import deliver
 from notifications.models import Message, MessageEvent
+from notifications.providers import registry
 from notifications.providers.webhooks import twilio_signature, vonage_signature
 
 from . import status_support
+from .servers import Reply
+from .test_email_kinds import POSTMARK_TOKEN, postmark_check
 
 sent_message = status_support.sent_message  # the fixture
 
@@ -454,8 +458,34 @@ def test_the_admin_message_page_shows_status_events_with_their_payload(admin_cli
 
 
 def test_a_vonage_provider_takes_the_signature_secret_its_receipts_are_checked_with():
-    from notifications.providers.registry import get
+    registry.get("vonage").validate_config(
+        {"api_key": "abc123", "api_secret": "shh", "from": "Clarion",
+         "signature_secret": VONAGE_SECRET, "signature_method": "sha256"}, {})
 
-    get("vonage").validate_config({"api_key": "abc123", "api_secret": "shh", "from": "Clarion",
-                                   "signature_secret": VONAGE_SECRET,
-                                   "signature_method": "sha256"}, {})
+
+def test_an_email_sent_through_postmark_is_tracked_by_postmarks_webhooks(
+        client, anymail, provider_server, provider_config, queue_message):
+    postmark_id = "b7bc2f4a-e38e-4336-af7d-e6c392c2f817"
+    server = provider_server(postmark_check, lambda request: Reply(200, json={
+        "To": "ada@example.com", "SubmittedAt": "2026-11-22T03:00:00Z",
+        "MessageID": postmark_id, "ErrorCode": 0, "Message": "OK"}))
+    provider_config("postmark", "email", "postmark", {"server_token": POSTMARK_TOKEN},
+                    options={"base_url": f"{server.url}/"})
+    message = queue_message("email", {"subject": "Hi", "html": "<p>Hi</p>"},
+                            recipient={"id": "ada", "email": "ada@example.com"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == ("sent", postmark_id)
+    # Postmark echoes the metadata Clarion sent with the email.
+    sent_metadata = server.requests[0].json()["Metadata"]
+    assert sent_metadata == {"clarion_message_id": str(message.id)}
+    for payload in (postmark_delivery(postmark_id, Metadata=sent_metadata),
+                    {"RecordType": "Open", "MessageID": postmark_id, "FirstOpen": True,
+                     "Recipient": "ada@example.com", "ReceivedAt": "2026-11-22T03:15:00Z",
+                     "Metadata": sent_metadata}):
+        assert client.post(POSTMARK_URL, data=json.dumps(payload),
+                           content_type="application/json",
+                           HTTP_AUTHORIZATION=basic_auth(WEBHOOK_SECRET)).status_code == 200
+    message.refresh_from_db()
+    assert message.status == "opened"
+    assert list(message.events.values_list("kind", flat=True)) == ["delivered", "opened"]
