@@ -201,6 +201,25 @@ def test_mailgun_retrying_the_same_event_records_it_once(client, anymail, sent_m
     assert MessageEvent.objects.filter(message=message).count() == 1
 
 
+def test_a_legacy_form_encoded_mailgun_event_is_stored_as_json(client, anymail, sent_message):
+    message = sent_message("mailgun", "<x3@mg.example.test>")
+    timestamp, token = str(int(time.time())), "legacy-token-0123456789abcdef0123456789abcdef"
+    signature = hmac.new(MAILGUN_SIGNING_KEY.encode(), f"{timestamp}{token}".encode(),
+                         hashlib.sha256).hexdigest()
+    form = {"event": "delivered", "recipient": "ada@example.test", "domain": "mg.example.test",
+            "Message-Id": "<x3@mg.example.test>", "timestamp": timestamp, "token": token,
+            "signature": signature, "tag": ["welcome", "onboarding"]}
+    response = client.post(MAILGUN_URL, data=urlencode(form, doseq=True),
+                           content_type="application/x-www-form-urlencoded",
+                           HTTP_AUTHORIZATION=basic_auth(WEBHOOK_SECRET))
+    assert response.status_code == 200
+    message.refresh_from_db()
+    assert message.status == "delivered"
+    raw = MessageEvent.objects.get(message=message).raw
+    assert (raw["event"], raw["tag"], raw["token"]) == ("delivered", ["welcome", "onboarding"],
+                                                        token)
+
+
 # --- Twilio -----------------------------------------------------------------------------------
 
 def test_twilio_signature_matches_twilios_documented_example():
