@@ -424,6 +424,11 @@ def _apns_pool(*, host: str, port: int, topic: str, ssl_context: ssl.SSLContext,
     return Pool()
 
 
+def apns_id(message_id: str, token: str) -> str:
+    """The apns-id of one message to one device: the same on every retry."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"clarion:{message_id}:{token}"))
+
+
 @register
 class APNs(PushProvider):
     """POST /3/device/<token> over HTTP/2 + TLS with ``authorization: bearer <ES256 JWT>`` (kid:
@@ -504,7 +509,7 @@ class APNs(PushProvider):
         config = message.step_config or {}
         return NotificationRequest(
             device_token=token, message=payload,
-            notification_id=str(uuid.uuid5(uuid.UUID(message.id), token)),
+            notification_id=apns_id(message.id, token),
             time_to_live=int(config["ttl"]) if config.get("ttl") is not None else None,
             priority=5 if config.get("priority") == "normal" else 10,
             collapse_key=str(config["collapse_key"]) if config.get("collapse_key") else None,

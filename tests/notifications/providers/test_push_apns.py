@@ -13,7 +13,7 @@ from notifications.providers.base import (
     PermanentError,
     TransientError,
 )
-from notifications.providers.push import APNs
+from notifications.providers.push import APNs, apns_id
 
 from .fake_push import FakeAPNs, ec_key_pem
 
@@ -62,7 +62,7 @@ def test_apns_sends_the_documented_http2_request(apple, auth_key):
     result = apns(apple, auth_key).send(message)
     assert apple.problems == []
     (request,) = apple.requests
-    expected_id = str(uuid.uuid5(uuid.UUID(message.id), GOOD))
+    expected_id = apns_id(message.id, GOOD)
     assert request.headers[":method"] == "POST"
     assert request.headers[":path"] == f"/3/device/{GOOD}"
     assert request.headers[":scheme"] == "https"
@@ -175,3 +175,18 @@ def test_sandbox_option_selects_apples_development_server():
     provider = APNs(key="k", credentials={}, options={"sandbox": True})
     assert provider.base_url == "https://api.sandbox.push.apple.com"
     assert APNs(key="k", credentials={}).base_url == "https://api.push.apple.com"
+
+
+@pytest.mark.django_db
+def test_the_admins_send_test_reaches_a_device_through_apns(apple, auth_key, provider_config):
+    from notifications.providers.services import provider_send_test
+
+    config = provider_config("apns-main", "push", "apns",
+                             {"team_id": TEAM_ID, "key_id": KEY_ID, "private_key": auth_key,
+                              "topic": TOPIC},
+                             options={"base_url": apple.url, "ca_file": apple.cert_file})
+    result = provider_send_test(config=config, to=GOOD)
+    assert apple.problems == []
+    assert apple.requests[0].json()["aps"]["alert"] == {
+        "title": "Clarion", "body": "Clarion test message from provider apns-main."}
+    assert result.provider_message_id == apple.requests[0].headers["apns-id"]
