@@ -395,6 +395,11 @@ class StepForm(forms.ModelForm):
                 engine.validate_delay_config(cleaned["config"])
             except engine.DelayConfigError as exc:
                 self.add_error("config", str(exc))
+        elif step_type in engine.PROVIDER_CHANNELS and "config" in cleaned:
+            try:
+                engine.validate_channel_config(step_type, cleaned["config"])
+            except engine.DelayConfigError as exc:
+                self.add_error("config", str(exc))
         if (self.instance.pk and step_type and step_type != self.instance.type
                 and self.instance.templates.exists()):
             self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
@@ -879,13 +884,13 @@ class MessageAdmin(LedgerAdmin):
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(LedgerAdmin):
     uuid_search_fields = ("message_id",)
-    list_display = ("message", "provider", "started_at", "duration_ms", "outcome")
-    list_filter = ("outcome", "provider")
+    list_display = ("message", "provider", "started_at", "duration_ms", "outcome", "status_code")
+    list_filter = ("outcome", "provider", "kind")
     list_select_related = ("message",)
     search_fields = ("provider__exact",)
     search_help_text = "A message id or a provider (exact)."
-    fields = ("message", "provider", "started_at", "duration_ms", "outcome", "error",
-              "request_json", "response_json")
+    fields = ("message", "provider", "kind", "started_at", "duration_ms", "outcome",
+              "status_code", "error", "request_json", "response_json")
     readonly_fields = fields
 
     request_json = json_display("request")

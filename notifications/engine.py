@@ -60,6 +60,19 @@ def validate_delay_config(config: Mapping) -> None:
             raise DelayConfigError(f'"{unit}" must be a number ≥ 0.')
 
 
+def validate_channel_config(step_type: str, config: Mapping) -> None:
+    """Raise DelayConfigError (the engine's config error) for a webhook step without an http(s)
+    `url`, or a chat step whose `channel` is not a string."""
+    if not isinstance(config, Mapping):
+        raise DelayConfigError("Expected an object.")
+    if step_type == StepType.WEBHOOK:
+        url = config.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise DelayConfigError('A webhook step needs {"url": "https://…"}.')
+    if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
+        raise DelayConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+
+
 def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetime | None, str]:
     """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
     if "until" in config:
