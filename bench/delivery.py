@@ -8,7 +8,8 @@ others then find their message claimed and return. Every guarantee holds: each m
 before its call, has a DeliveryAttempt before and after, a timeline entry, and its status.
 
 The floor is the same number of raw HTTP calls to the same server, with the same concurrency
-(httpx.AsyncClient, batches of the same size), and no database at all.
+(the same httpx clients, batches of the same size), and no database at all. Floor and Clarion run
+in alternating rounds, so that other load on the machine weighs on both alike.
 
 PostgreSQL only. Usage: .venv/bin/python bench/delivery.py [--n 2000] [--latency-ms 0 100]
 DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/clarion_bench (created if missing;
@@ -120,6 +121,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=2000)
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0, 100])
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -179,15 +181,21 @@ def main() -> None:
             config.save()
             n = args.n if latency < 50 else max(args.n // 2, batch)
             floor(url, min(n, 200), batch)  # warm-up
-            floor_seconds = floor(url, n, batch)
-            ids = queue(n)
-            started = time.perf_counter()
-            for message_id in ids:
-                deliver_message(message_id)
-            clarion_seconds = time.perf_counter() - started
-            sent = Message.objects.filter(status="sent").count()
-            attempts = DeliveryAttempt.objects.filter(outcome="succeeded").count()
-            assert sent == attempts == n, (sent, attempts, n)
+            # Alternate rounds of floor and Clarion, so that load from anything else on the
+            # machine weighs on both alike.
+            per_round = max(n // args.rounds, batch)
+            floor_seconds = clarion_seconds = 0.0
+            n = per_round * args.rounds
+            for _ in range(args.rounds):
+                floor_seconds += floor(url, per_round, batch)
+                ids = queue(per_round)
+                started = time.perf_counter()
+                for message_id in ids:
+                    deliver_message(message_id)
+                clarion_seconds += time.perf_counter() - started
+                sent = Message.objects.filter(status="sent").count()
+                attempts = DeliveryAttempt.objects.filter(outcome="succeeded").count()
+                assert sent == attempts == per_round, (sent, attempts, per_round)
         finally:
             process.kill()
             process.wait()

@@ -56,7 +56,7 @@ __all__ = ["TransientError", "PermanentError", "classify_email_error", "deliver"
            "deliver_batch", "backoff_seconds", "message_mark_outcome_unknown"]
 
 CHANNEL_DATA_CHANNELS = frozenset({Channel.PUSH, Channel.CHAT})
-MESSAGE_RELATIONS = ("tenant", "workflow", "run", "recipient", "step")
+MESSAGE_RELATIONS = ("tenant", "workflow", "recipient", "step")
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -268,16 +268,26 @@ def claim_batch(*, now: datetime, limit: int, first: str | None = None) -> list[
                                       status=Message.Status.QUEUED).update(**claim):
             return []
         ids.append(first)
-    with transaction.atomic():
-        if limit > len(ids):
-            others = list(Message.objects.select_for_update(skip_locked=True)
-                          .filter(_due(now), status=Message.Status.QUEUED)
-                          .values_list("pk", flat=True)[: limit - len(ids)])
-            if others:
-                Message.objects.filter(pk__in=others, status=Message.Status.QUEUED).update(
-                    **claim)
-                ids += others
+    if limit <= len(ids):
         return list(Message.objects.select_related(*MESSAGE_RELATIONS).filter(pk__in=ids))
+    with transaction.atomic():
+        # Our own message (claimed above) and the others, rows and relations in one query.
+        rows = (Message.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related(*MESSAGE_RELATIONS)
+                .filter(Q(pk__in=ids) | Q(_due(now), status=Message.Status.QUEUED))
+                .order_by("-status"))  # "sending" (ours, claimed above) before "queued"
+        messages = list(rows[:limit])
+        if first is not None and not any(str(m.pk) == str(first) for m in messages):
+            messages = list(Message.objects.select_related(*MESSAGE_RELATIONS).filter(
+                pk=first)) + messages[: limit - 1]
+        others = [m.pk for m in messages if m.status == Message.Status.QUEUED]
+        if others:
+            Message.objects.filter(pk__in=others).update(**claim)
+        for message in messages:
+            if message.status == Message.Status.QUEUED:
+                message.status = Message.Status.SENDING
+                message.attempts += 1
+        return messages
 
 
 def deliver_claimed(messages: list[Message], *, now: datetime) -> list[Delivery]:

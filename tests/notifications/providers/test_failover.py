@@ -233,3 +233,19 @@ def test_a_batch_sends_its_messages_concurrently_each_once(
     # Their own tasks then find them claimed and do nothing.
     assert deliver_batch(str(messages[5].id), size=50) == 0
     assert len(server.requests) == 12
+
+
+def test_a_task_always_claims_its_own_message_first(provider_server, provider_config,
+                                                    queue_message):
+    from notifications.delivery import claim_batch
+
+    provider_config("twilio", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": "http://127.0.0.1:9"})
+    messages = [queue_message("sms", {"text": f"n{i}"}) for i in range(5)]
+    newest = messages[-1]
+    claimed = claim_batch(now=timezone.now(), limit=3, first=str(newest.id))
+    assert len(claimed) == 3
+    assert newest.id in {m.id for m in claimed}
+    assert Message.objects.filter(status=Message.Status.SENDING).count() == 3
+    assert claim_batch(now=timezone.now(), limit=3, first=str(newest.id)) == []
