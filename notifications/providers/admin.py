@@ -88,7 +88,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     search_fields = ("key", "kind")
     autocomplete_fields = ("tenant",)
     readonly_fields = ("consecutive_failures", "circuit_open_until", "last_error")
-    actions = ("close_circuit",)
+    actions = ("send_test", "close_circuit")
 
     def get_fields(self, request, obj=None):
         fields = list(ProviderConfigForm.Meta.fields)
@@ -114,6 +114,15 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     def send_test_link(self, obj):
         url = reverse("admin:notifications_providerconfig_send_test", args=[obj.pk])
         return format_html('<a href="{}">Send test</a>', url)
+
+    @admin.action(description="Send a test message")
+    def send_test(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select one provider to send a test message through.",
+                              messages.WARNING)
+            return None
+        return HttpResponseRedirect(
+            reverse("admin:notifications_providerconfig_send_test", args=[queryset.get().pk]))
 
     @admin.action(description="Close the circuit (forget failures)")
     def close_circuit(self, request, queryset):

@@ -58,3 +58,27 @@ def test_send_test_goes_through_that_provider(admin_client, provider_server, pro
     server.script(Reply(401, json={"code": 20003, "message": "Authenticate", "status": 401}))
     response = admin_client.post(page, {"to": "+15550002222"})
     assert response.context["result"]["text"] == "Refused (permanent): Twilio 20003: Authenticate"
+
+
+def test_send_test_action_opens_the_page_for_one_provider(admin_client, provider_config):
+    one = provider_config("a", "sms", "twilio", CREDENTIALS)
+    provider_config("b", "sms", "twilio", CREDENTIALS)
+    changelist = reverse("admin:notifications_providerconfig_changelist")
+    response = admin_client.post(changelist, {"action": "send_test",
+                                              "_selected_action": [one.pk]})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("admin:notifications_providerconfig_send_test",
+                                           args=[one.pk])
+    response = admin_client.post(changelist, {"action": "send_test",
+                                              "_selected_action": [p.pk for p in
+                                                                   ProviderConfig.objects.all()]},
+                                 follow=True)
+    assert "Select one provider to send a test message through." in response.content.decode()
+
+
+def test_close_circuit_action(admin_client, provider_config):
+    config = provider_config("a", "sms", "twilio", CREDENTIALS, consecutive_failures=7)
+    admin_client.post(reverse("admin:notifications_providerconfig_changelist"),
+                      {"action": "close_circuit", "_selected_action": [config.pk]})
+    config.refresh_from_db()
+    assert config.consecutive_failures == 0
