@@ -297,16 +297,18 @@ def deliver_claimed(messages: list[Message], *, now: datetime) -> list[Delivery]
         deliveries = [Delivery(m, pool.candidates(m.channel, m.tenant_id)) for m in messages]
         _load_history(deliveries)
         _load_channel_data(deliveries)
-        pending = deliveries
+        pending, completed = deliveries, []
         while pending:
             calls = [call for d in pending if (call := _next_call(d, now)) is not None]
             if not calls:
                 break
+            update_rows(DeliveryAttempt, completed, ATTEMPT_RESULT_FIELDS)  # failover rounds
             _start(calls, now)
             _perform(calls)
             _record(calls, now)
+            completed = [call.attempt for call in calls]
             pending = [call.delivery for call in calls if call.delivery.outcome is None]
-        _finish(deliveries, now)
+        _finish(deliveries, now, attempts=completed)
     finally:
         pool.close()
     return deliveries
@@ -428,8 +430,12 @@ async def _perform_async(calls: list[Call]) -> None:
     await asyncio.gather(*(one(call) for call in calls))
 
 
+ATTEMPT_RESULT_FIELDS = ["duration_ms", "outcome", "error", "request", "response", "status_code"]
+
+
 def _record(calls: list[Call], now: datetime) -> None:
-    """Complete the ledger rows and decide each message's next step."""
+    """Complete the ledger rows (in memory: written with the next round's or with the
+    messages' outcomes) and decide each message's next step."""
     limit = settings.CLARION["DELIVERY_MAX_ATTEMPTS"]
     for call in calls:
         d, candidate, attempt = call.delivery, call.candidate, call.attempt
@@ -471,8 +477,6 @@ def _record(calls: list[Call], now: datetime) -> None:
         if dead and call.channel_data_id is not None:
             channel_data_deactivate(channel_data_id=call.channel_data_id, addresses=dead,
                                     reason=f"{candidate.key}: {d.last_error or 'unregistered'}")
-    update_rows(DeliveryAttempt, [call.attempt for call in calls],
-                ["duration_ms", "outcome", "error", "request", "response", "status_code"])
 
 
 def update_rows(model, objs: list, fields: list[str]) -> None:
@@ -492,8 +496,10 @@ def update_rows(model, objs: list, fields: list[str]) -> None:
         cursor.executemany(sql, params)
 
 
-def _finish(deliveries: list[Delivery], now: datetime) -> None:
-    """Write each message's outcome and its timeline entry, in one transaction."""
+def _finish(deliveries: list[Delivery], now: datetime, *,
+            attempts: list[DeliveryAttempt] = ()) -> None:
+    """Write the last calls' attempts, each message's outcome and its timeline entry, in one
+    transaction."""
     logs, changed, schedules = [], [], []
     for d in deliveries:
         if d.outcome is None:  # cannot happen; never leave a message in `sending`
@@ -526,6 +532,7 @@ def _finish(deliveries: list[Delivery], now: datetime) -> None:
         logs.append(StepLog(run_id=message.run_id, step_ref=message.step_ref, event=event,
                             detail=detail))
     with transaction.atomic():
+        update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
         update_rows(Message, changed, ["status", "error", "provider", "provider_message_id",
                                        "next_attempt_at", "updated_at", "sent_at"])
         StepLog.objects.bulk_create(logs)
