@@ -265,7 +265,7 @@ CLARION = {
     "BREAKER_FAILURES": int(os.environ.get("CLARION_BREAKER_FAILURES", "5")),
     "BREAKER_COOLDOWN_SECONDS": float(os.environ.get("CLARION_BREAKER_COOLDOWN_SECONDS", "60")),
     # A delivery task sends up to this many due messages concurrently (1: one at a time).
-    "DELIVERY_BATCH_SIZE": int(os.environ.get("CLARION_DELIVERY_BATCH_SIZE", "50")),
+    "DELIVERY_BATCH_SIZE": int(os.environ.get("CLARION_DELIVERY_BATCH_SIZE", "100")),
     # Webhook and chat URLs that resolve to private or loopback addresses are refused (SSRF)
     # unless this is set.
     "ALLOW_PRIVATE_URLS": _env_bool("CLARION_ALLOW_PRIVATE_URLS"),
