@@ -395,7 +395,9 @@ class HTTPProvider(Provider):
 
     async def asend(self, message: OutboundMessage) -> SendResult:
         request = self.build_request(message)
-        self.before_send(request)
+        if type(self).before_send is not HTTPProvider.before_send:
+            # It may resolve names (the SSRF check): never block the batch's event loop.
+            await asyncio.to_thread(self.before_send, request)
         try:
             response = await self.async_client().request(request.method, request.url,
                                                          **request.as_kwargs())

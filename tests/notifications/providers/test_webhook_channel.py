@@ -95,3 +95,26 @@ def test_webhook_step_without_url_is_undeliverable(queue_message):
     message = queue_message("webhook", {"body": "x"}, recipient={"id": "u1"})
     assert (message.status, message.error) == (Message.Status.UNDELIVERABLE,
                                                "The webhook step has no url.")
+
+
+def test_webhooks_in_a_batch_are_each_checked_then_sent_concurrently(provider_server,
+                                                                    queue_message, settings):
+    from notifications.delivery import deliver_batch
+
+    server = provider_server(respond=lambda r: Reply(200))
+    messages = [queue_message("webhook", {"body": "{}"}, recipient={"id": f"u{i}"},
+                              config={"url": f"{server.url}/hook"}) for i in range(3)]
+    messages.append(queue_message("webhook", {"body": "{}"}, recipient={"id": "u3"},
+                                  config={"url": "http://10.0.0.1/hook"}))
+    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": False}
+    assert deliver_batch(str(messages[0].id), size=10) == 4
+    # Refused inside the concurrent batch, before any request left.
+    assert set(Message.objects.values_list("status", flat=True)) == {"failed"}
+    assert server.requests == []
+
+    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+    again = [queue_message("webhook", {"body": "{}"}, recipient={"id": f"v{i}"},
+                           config={"url": f"{server.url}/hook"}) for i in range(3)]
+    assert deliver_batch(str(again[0].id), size=10) == 3
+    assert [Message.objects.get(pk=m.pk).status for m in again] == ["sent"] * 3
+    assert len(server.requests) == 3
