@@ -282,7 +282,7 @@ def claim_batch(*, now: datetime, limit: int, first: str | None = None) -> list[
                 pk=first)) + messages[: limit - 1]
         others = [m.pk for m in messages if m.status == Message.Status.QUEUED]
         if others:
-            Message.objects.filter(pk__in=others).update(**claim)
+            Message.objects.filter(pk__in=others, status=Message.Status.QUEUED).update(**claim)
         for message in messages:
             if message.status == Message.Status.QUEUED:
                 message.status = Message.Status.SENDING
