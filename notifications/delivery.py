@@ -115,7 +115,10 @@ def _cached_provider(config: ProviderConfig) -> Provider:
     if cached is not None and cached[0] == version:
         return cached[1]
     if cached is not None:
-        cached[1].close()
+        old = cached[1]
+        old.close()
+        if getattr(old, "_async_clients", None):
+            _event_loop().run_until_complete(old.aclose())
     provider = provider_for(config)
     cache[config.pk] = (version, provider)
     return provider
@@ -136,6 +139,7 @@ class ProviderPool:
     def __init__(self):
         self._by_scope: dict[tuple[str, int | None], list[Candidate]] = {}
         self._defaults: list[Provider] = []
+        self.problems: dict[tuple[str, int | None], str] = {}
 
     def candidates(self, channel: str, tenant_id: int | None) -> list[Candidate]:
         scope = (channel, tenant_id)
@@ -144,15 +148,17 @@ class ProviderPool:
                 else Q(tenant__isnull=True)
             configs = ProviderConfig.objects.filter(tenants, channel=channel, active=True) \
                 .order_by(F("tenant_id").asc(nulls_last=True), "priority", "key")
-            found = []
+            found, configured = [], False
             for config in configs:
+                configured = True
                 try:
                     provider = _cached_provider(config)
-                except (KeyError, ValueError) as exc:
+                except (KeyError, ValueError) as exc:  # unknown kind, undecryptable credentials
                     logger.error("provider %s is unusable: %s", config.key, exc)
+                    self.problems[scope] = f"Provider {config.key} is unusable: {exc}"
                     continue
                 found.append(Candidate(config.key, provider, config))
-            if not found:
+            if not configured:  # never instead of configured providers that are unusable
                 found = default_candidates(channel)
                 self._defaults += [c.provider for c in found]
             self._by_scope[scope] = found
@@ -294,7 +300,9 @@ def deliver_claimed(messages: list[Message], *, now: datetime) -> list[Delivery]
     """Deliver messages this worker has claimed (status `sending`)."""
     pool = ProviderPool()
     try:
-        deliveries = [Delivery(m, pool.candidates(m.channel, m.tenant_id)) for m in messages]
+        deliveries = [Delivery(m, pool.candidates(m.channel, m.tenant_id),
+                               last_error=pool.problems.get((m.channel, m.tenant_id), ""))
+                      for m in messages]
         _load_history(deliveries)
         _load_channel_data(deliveries)
         pending, completed = deliveries, []
@@ -382,7 +390,7 @@ def _next_call(d: Delivery, now: datetime) -> Call | None:
     if open_until:
         d.outcome = ("wait", "", min(open_until))
     else:
-        if not d.candidates:
+        if not d.candidates and not d.last_error:
             d.last_error = f"No provider is configured for the {d.message.channel} channel."
         d.outcome = ("failed", d.last_provider, "")
     return None

@@ -249,3 +249,20 @@ def test_a_task_always_claims_its_own_message_first(provider_server, provider_co
     assert newest.id in {m.id for m in claimed}
     assert Message.objects.filter(status=Message.Status.SENDING).count() == 3
     assert claim_batch(now=timezone.now(), limit=3, first=str(newest.id)) == []
+
+
+def test_undecryptable_credentials_fail_the_message_rather_than_fall_back(
+        provider_config, queue_message, settings, locmem):
+    from cryptography.fernet import Fernet
+
+    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+    provider_config("postmark", "email", "postmark", {"server_token": "t"})
+    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+    message = queue_message("email", {"subject": "s", "text": "t"},
+                            recipient={"id": "u1", "email": "ada@example.com"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert (message.status, message.error) == (
+        Message.Status.FAILED, "Provider postmark is unusable: The credentials cannot be "
+        "decrypted with CLARION_ENCRYPTION_KEY.")
+    assert locmem.outbox == []  # not sent through Django's EMAIL_BACKEND instead
