@@ -238,3 +238,18 @@ def test_sms_without_any_provider_fails_with_the_reason(queue_message):
     message.refresh_from_db()
     assert message.status == Message.Status.FAILED
     assert message.error == "No provider is configured for the sms channel."
+
+
+def test_trigger_to_sms_through_the_real_queue(twilio, make_workflow, run_tasks):
+    from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+
+    workflow = make_workflow("otp", steps=[StepSpec(
+        ref="text", type="sms", templates={"en": {"text": "Code {{ data.code }}"}})])
+    trigger_workflow(TriggerRequest(workflow=workflow, data={"code": "4321"}, recipients=[
+        {"id": "u1", "phone": PHONE}, {"id": "u2", "phone": "+15550003333"}]))
+    ran = run_tasks()
+    assert ran.count("notifications.tasks.deliver_message") == 2
+    assert sorted(r.form()["To"] for r in twilio.requests) == [PHONE, "+15550003333"]
+    assert {r.form()["Body"] for r in twilio.requests} == {"Code 4321"}
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+    assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 2
