@@ -238,7 +238,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # httpx and httpcore log every provider request at INFO: the DeliveryAttempt is the record.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"},
+                "httpcore": {"level": "WARNING"}},
 }
 
 # --- Clarion ----------------------------------------------------------------------------------
@@ -259,4 +261,17 @@ CLARION = {
     # Preference center and unsubscribe links never expire unless this is set (seconds).
     "PREFERENCES_TOKEN_MAX_AGE": (int(os.environ["CLARION_PREFERENCES_TOKEN_MAX_AGE"])
                                   if os.environ.get("CLARION_PREFERENCES_TOKEN_MAX_AGE") else None),
+    # Fernet keys for ProviderConfig credentials, newest first; none: derived from SECRET_KEY.
+    "ENCRYPTION_KEYS": _env_list("CLARION_ENCRYPTION_KEY", ""),
+    # Circuit breaker per provider: opens after this many transient failures in a row, and lets
+    # one probe through after the cool-down.
+    "BREAKER_FAILURES": int(os.environ.get("CLARION_BREAKER_FAILURES", "5")),
+    "BREAKER_COOLDOWN_SECONDS": float(os.environ.get("CLARION_BREAKER_COOLDOWN_SECONDS", "60")),
+    # A delivery task sends up to this many due messages concurrently (1: one at a time).
+    "DELIVERY_BATCH_SIZE": int(os.environ.get("CLARION_DELIVERY_BATCH_SIZE", "100")),
+    # Webhook and chat URLs that resolve to private or loopback addresses are refused (SSRF)
+    # unless this is set.
+    "ALLOW_PRIVATE_URLS": _env_bool("CLARION_ALLOW_PRIVATE_URLS"),
+    # Signs webhook-channel requests when no webhook ProviderConfig names its own secret.
+    "WEBHOOK_SIGNING_SECRET": os.environ.get("CLARION_WEBHOOK_SIGNING_SECRET", ""),
 }

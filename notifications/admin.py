@@ -405,6 +405,11 @@ class StepForm(forms.ModelForm):
                 engine.validate_delay_config(cleaned["config"])
             except engine.DelayConfigError as exc:
                 self.add_error("config", str(exc))
+        elif step_type in engine.PROVIDER_CHANNELS and "config" in cleaned:
+            try:
+                engine.validate_channel_config(step_type, cleaned["config"])
+            except engine.DelayConfigError as exc:
+                self.add_error("config", str(exc))
         if (self.instance.pk and step_type and step_type != self.instance.type
                 and self.instance.templates.exists()):
             self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
@@ -611,7 +616,8 @@ class MessageAdmin(LedgerAdmin):
     fields = ("id", "status", "channel", "workflow", "step_ref", "recipient", "tenant", "run",
               "to", "provider", "provider_message_id", "template_version", "attempts",
               "next_attempt_at", "error", "created_at", "sent_at", "delivered_at", "seen_at",
-              "read_at", "clicked_at", "content_json", "delivery_attempts")
+              "read_at", "opened_at", "clicked_at", "bounced_at", "complained_at", "content_json",
+              "delivery_attempts", "status_events")
     readonly_fields = fields
 
     content_json = json_display("content")
@@ -620,17 +626,31 @@ class MessageAdmin(LedgerAdmin):
     def delivery_attempts(self, obj):
         return attempts_table(obj)
 
+    @admin.display(description="status events")
+    def status_events(self, obj):
+        """What the provider reported after sending (webhooks), with its raw payload."""
+        events = obj.events.order_by("occurred_at", "id")
+        if not events:
+            return "No status events."
+        return table(
+            ("Time", "Provider", "Event", "Description", "Payload"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((when(event.occurred_at), event.provider, event.get_kind_display(),
+              event.description or EMPTY, as_json(event.raw))
+             for event in events),
+        )
+
 
 @admin.register(DeliveryAttempt)
 class DeliveryAttemptAdmin(LedgerAdmin):
     uuid_search_fields = ("message_id",)
-    list_display = ("message", "provider", "started_at", "duration_ms", "outcome")
-    list_filter = ("outcome", "provider")
+    list_display = ("message", "provider", "started_at", "duration_ms", "outcome", "status_code")
+    list_filter = ("outcome", "provider", "kind")
     list_select_related = ("message",)
     search_fields = ("provider__exact",)
     search_help_text = "A message id or a provider (exact)."
-    fields = ("message", "provider", "started_at", "duration_ms", "outcome", "error",
-              "request_json", "response_json")
+    fields = ("message", "provider", "kind", "started_at", "duration_ms", "outcome",
+              "status_code", "error", "request_json", "response_json")
     readonly_fields = fields
 
     request_json = json_display("request")
@@ -667,3 +687,4 @@ class IdempotencyRecordAdmin(LedgerAdmin):
 
 # The template editor registers Template, TemplateVersion and Layout; it uses the helpers above.
 from . import template_admin  # noqa: E402, F401
+from .providers import admin as providers_admin  # noqa: E402, F401  (ProviderConfig)

@@ -16,13 +16,17 @@ from django.utils.dateparse import parse_datetime
 from preferences.selectors import channel_step_verdict
 
 from . import conditions
-from .models import Layout, Message, Run, Step, StepLog, StepType, Template
+from .models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
+from .providers.phone import is_e164
 from .queue import enqueue, enqueue_at
-from .rendering import RenderOptions, TemplateError, render_email, render_fields
+from .rendering import RenderOptions, TemplateError, render_email, render_fields, sms_size
 from .scope import run_scope
 
+# Channels delivered through providers by the generic channel handler (`_channel`).
+PROVIDER_CHANNELS = frozenset({StepType.SMS, StepType.PUSH, StepType.CHAT, StepType.WEBHOOK})
 # Step types the engine runs today; the others are refused when a workflow is saved.
-SUPPORTED_STEP_TYPES = frozenset({StepType.EMAIL, StepType.IN_APP, StepType.DELAY})
+SUPPORTED_STEP_TYPES = frozenset({StepType.EMAIL, StepType.IN_APP, StepType.DELAY}
+                                 | PROVIDER_CHANNELS)
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 NEXT = "next"
@@ -56,6 +60,19 @@ def validate_delay_config(config: Mapping) -> None:
         value = config[unit]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise DelayConfigError(f'"{unit}" must be a number ≥ 0.')
+
+
+def validate_channel_config(step_type: str, config: Mapping) -> None:
+    """Raise DelayConfigError (the engine's config error) for a webhook step without an http(s)
+    `url`, or a chat step whose `channel` is not a string."""
+    if not isinstance(config, Mapping):
+        raise DelayConfigError("Expected an object.")
+    if step_type == StepType.WEBHOOK:
+        url = config.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise DelayConfigError('A webhook step needs {"url": "https://…"}.')
+    if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
+        raise DelayConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
 
 
 def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetime | None, str]:
@@ -175,6 +192,10 @@ def _run_step(p: Pass, step: Step) -> str:
     if step.type in (StepType.EMAIL, StepType.IN_APP):
         if step.ref not in p.done:  # a re-run: this step's message exists already
             (_email if step.type == StepType.EMAIL else _in_app)(p, step)
+        return NEXT
+    if step.type in PROVIDER_CHANNELS:
+        if step.ref not in p.done:
+            _channel(p, step)
         return NEXT
     p.log(step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
     return NEXT
@@ -304,3 +325,61 @@ def _in_app(p: Pass, step: Step) -> None:
     item = inbox_item_create(message=message, content=content)
     p.log(step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
           template_version=template.published_version.number, locale=template.locale)
+
+
+def channel_address(step: Step, run: Run) -> tuple[str, str]:
+    """(address, "") for a provider channel step, or ("", why there is none).
+
+    sms: the recipient's phone (E.164); push: the recipient has push ChannelData (the tokens are
+    read when the message is sent); chat: the recipient's chat ChannelData (`webhook_url` or
+    `channel`), else the step's `channel`; webhook: the step's `url`.
+    """
+    recipient = run.recipient
+    if step.type == StepType.SMS:
+        if not recipient.phone:
+            return "", "the recipient has no phone number"
+        if not is_e164(recipient.phone):
+            return "", f"the recipient's phone {recipient.phone!r} is not an E.164 number"
+        return recipient.phone, ""
+    if step.type == StepType.WEBHOOK:
+        url = (step.config or {}).get("url")
+        return (url, "") if isinstance(url, str) and url else ("", "the webhook step has no url")
+    rows = [row for row in ChannelData.objects.filter(recipient=recipient, channel=step.type)
+            if any(value for key, value in (row.data or {}).items() if key != "inactive")]
+    if step.type == StepType.PUSH:
+        if not rows:
+            return "", "the recipient has no push channel data (device tokens)"
+        return ",".join(sorted(row.provider or "push" for row in rows)), ""
+    for row in rows:
+        address = row.data.get("webhook_url") or row.data.get("channel")
+        if address:
+            return str(address), ""
+    channel = (step.config or {}).get("channel")
+    if isinstance(channel, str) and channel:
+        return channel, ""
+    return "", "the recipient has no chat channel data and the step names no channel"
+
+
+def _channel(p: Pass, step: Step) -> None:
+    """A step delivered through the channel's providers: resolve the address, render, queue."""
+    address, problem = channel_address(step, p.run)
+    if not address:
+        _new_message(p, step, status=Message.Status.UNDELIVERABLE, error=problem[:1].upper()
+                     + problem[1:] + ".")
+        p.log(step.ref, StepLog.Event.SKIPPED, reason=problem)
+        return
+    template, content, problem = _render(p, step)
+    if content is None:
+        message = _new_message(p, step, status=Message.Status.FAILED, to=address[:320],
+                               error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    message = _new_message(p, step, status=Message.Status.QUEUED, to=address[:320],
+                           content=content, template_version=template.published_version)
+    detail = {"message_id": str(message.id), "to": address[:320],
+              "template_version": template.published_version.number, "locale": template.locale}
+    if step.type == StepType.SMS:
+        segments = sms_size(content.get("text", ""))
+        detail.update(segments=segments.segments, encoding=segments.encoding)
+    p.log(step.ref, StepLog.Event.QUEUED, **detail)
+    enqueue("notifications.tasks.deliver_message", str(message.id))

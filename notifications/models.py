@@ -379,6 +379,9 @@ class Message(models.Model):
         SENDING = "sending", "Sending"
         SENT = "sent", "Sent"
         DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Complained (marked as spam)"
         BOUNCED = "bounced", "Bounced"
         FAILED = "failed", "Failed"
         UNDELIVERABLE = "undeliverable", "Undeliverable"
@@ -403,7 +406,7 @@ class Message(models.Model):
     template_version = models.ForeignKey(
         TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    provider = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(max_length=128, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -415,6 +418,10 @@ class Message(models.Model):
     seen_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
+    # Set from provider status events (notifications/providers/status.py), first time only.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -434,6 +441,54 @@ class Message(models.Model):
         return f"{self.channel} to {self.to or self.recipient_id} ({self.status})"
 
 
+class ProviderConfig(models.Model):
+    """One provider account for one channel: kind, encrypted credentials, priority, tenant.
+
+    A channel's providers are tried in order: the message's tenant's own first, then the global
+    ones (no tenant), each group by `priority` (lower first). The circuit-breaker columns are
+    shared by every worker process (see notifications/providers/breaker.py).
+    """
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    kind = models.CharField(max_length=64, help_text="twilio, vonage, slack_webhook, smtp…")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="providers",
+        help_text="When set, used only for this tenant's messages (before the global ones).",
+    )
+    priority = models.PositiveSmallIntegerField(default=1, help_text="Lower is tried first.")
+    active = models.BooleanField(default=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False)
+    options = models.JSONField(default=dict, blank=True, help_text='e.g. {"base_url": "…"}')
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    circuit_open_until = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "provider"
+        ordering = ["channel", "priority", "key"]
+        indexes = [
+            models.Index(fields=["channel", "active", "priority"], name="providerconfig_pick_idx")
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.channel}/{self.kind})"
+
+    @property
+    def credentials(self) -> dict:
+        from .providers.crypto import decrypt_json
+
+        return decrypt_json(self.credentials_encrypted)
+
+    @credentials.setter
+    def credentials(self, value: dict) -> None:
+        from .providers.crypto import encrypt_json
+
+        self.credentials_encrypted = encrypt_json(dict(value or {}))
+
+
 class DeliveryAttempt(models.Model):
     """One provider call, written before it starts and completed after it returns."""
 
@@ -445,8 +500,10 @@ class DeliveryAttempt(models.Model):
         UNKNOWN = "unknown", "Unknown (worker stopped)"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
-    provider = models.CharField(max_length=64)
+    provider = models.CharField(max_length=128, help_text="The ProviderConfig key (or kind).")
+    kind = models.CharField(max_length=64, blank=True)
     started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.STARTED)
     request = models.JSONField(default=dict, blank=True, help_text="Redacted.")
@@ -458,6 +515,47 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self):
         return f"{self.provider} {self.outcome}"
+
+
+class MessageEvent(models.Model):
+    """One delivery-status event a provider reported about a message (anymail tracking, Twilio
+    and Vonage callbacks), normalised to `kind`, with the provider's raw payload beside it."""
+
+    class Kind(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DEFERRED = "deferred", "Deferred"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    provider = models.CharField(max_length=64)
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    event_id = models.CharField(
+        max_length=255, help_text="The provider's id for the event, else a digest of its payload."
+    )
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    description = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The provider's payload as sent.")
+
+    class Meta:
+        ordering = ["message", "occurred_at", "id"]
+        constraints = [
+            # A provider that re-sends an event (its retry after a timeout) adds nothing.
+            models.UniqueConstraint(fields=["provider", "event_id"], name="messageevent_once")
+        ]
+
+    def __str__(self):
+        return f"{self.provider} {self.kind}"
 
 
 class StepLog(models.Model):

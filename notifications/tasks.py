@@ -25,7 +25,8 @@ def advance_run(run_id: str) -> None:
 
 
 def deliver_message(message_id: str) -> None:
-    delivery.deliver(message_id)
+    """Deliver this message, and up to DELIVERY_BATCH_SIZE - 1 other due ones concurrently."""
+    delivery.deliver_batch(message_id)
 
 
 def fanout_trigger(trigger_id: str) -> None:
@@ -41,8 +42,9 @@ def sweep(now: datetime | None = None) -> dict:
     - running runs untouched for STUCK_AFTER_SECONDS (their task was lost);
     - queued messages whose retry is due, or that were never picked up;
     - topic fan-outs that did not finish (their task was lost or failed part-way);
-    - messages stuck in `sending`: re-queued when no provider call started, else marked as of
-      unknown outcome (see delivery.message_mark_outcome_unknown);
+    - messages stuck in `sending`: re-queued when no provider call started, else handled as of
+      unknown outcome (see delivery.message_mark_outcome_unknown: sent again only where the
+      provider de-duplicates on the idempotency key);
     - idempotency records past their 24 hours.
     """
     now = now or timezone.now()

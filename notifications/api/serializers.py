@@ -314,6 +314,10 @@ class StepSerializer(serializers.Serializer):
             if attrs.get("templates"):
                 errors["templates"] = ["Delay steps have no templates."]
         elif step_type in CHANNEL_STEP_TYPES:
+            try:
+                engine.validate_channel_config(step_type, attrs.get("config") or {})
+            except engine.DelayConfigError as exc:
+                errors["config"] = [str(exc)]
             for locale, fields in attrs.get("templates", {}).items():
                 if not LOCALE.match(locale):
                     errors[f"templates.{locale}"] = ["Expected a locale like 'en' or 'pt-BR'."]

@@ -2,6 +2,7 @@ from django.urls import path, re_path
 
 from preferences import api as preferences_api
 
+from ..providers.api import ProviderView
 from . import views
 
 urlpatterns = [
@@ -22,6 +23,7 @@ urlpatterns = [
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    path("providers/<str:key>", ProviderView.as_view(), name="provider-detail"),
     # Last: every other path answers the API's JSON 404.
     re_path(r"", views.UnknownEndpointView.as_view(), name="unknown-endpoint"),
 ]

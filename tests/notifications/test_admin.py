@@ -137,7 +137,8 @@ def test_step_page_lists_its_templates_and_links_to_add_one(admin_client, welcom
 def test_step_type_choices_are_the_engines(admin_client, welcome):
     response = admin_client.get(url(Step, "change", welcome.steps.get(ref="inbox").pk))
     choices = response.context["adminform"].form.fields["type"].choices
-    assert choices == [("", "---------"), ("email", "Email"), ("in_app", "In-app"),
+    assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
+                       ("chat", "Chat"), ("in_app", "In-app"), ("webhook", "Webhook"),
                        ("delay", "Delay")]
 
 
@@ -148,8 +149,8 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "sms"}, "type",
-     "Select a valid choice. sms is not one of the available choices."),
+    ({"type": "digest"}, "type",
+     "Select a valid choice. digest is not one of the available choices."),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
      "conditions.all[0].op: Expected one of: eq, neq, gt, gte, lt, lte, in, contains, exists, "
      "not_exists."),

@@ -21,6 +21,7 @@ PATHS = {
     "/api/v1/tenants/{key}/preferences": {"get", "put", "patch"},
     "/api/v1/topics/{key}": {"get", "put"},
     "/api/v1/topics/{key}/subscriptions": {"post", "delete"},
+    "/api/v1/providers/{key}": {"get", "put", "delete"},
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0003_cancellation'),
+        ('notifications', '0005_delivery_status'),
     ]
 
     operations = [

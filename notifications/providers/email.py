@@ -1,0 +1,216 @@
+"""Email: SMTP, and the ESPs django-anymail supports (SendGrid, Mailgun, Postmark, Amazon SES).
+
+Every kind builds the same Django EmailMultiAlternatives and sends it through a Django email
+backend opened with that kind's credentials, so anymail maps it to each ESP's documented API and
+its tracking webhooks find the message again (`metadata.clarion_message_id`). With no email
+ProviderConfig at all, `SettingsEmail` sends through Django's EMAIL_BACKEND settings, as the
+embedded mode and a plain SMTP setup expect.
+"""
+
+import smtplib
+from email.utils import parseaddr
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, get_connection
+
+from .base import (
+    Exchange,
+    OutboundMessage,
+    PermanentError,
+    Provider,
+    ProviderError,
+    SendResult,
+    TransientError,
+    parse_retry_after,
+)
+from .registry import register
+
+
+def classify_email_error(exc: Exception) -> type[ProviderError]:
+    """TransientError or PermanentError for an exception raised by an email backend."""
+    from anymail.exceptions import AnymailAPIError, AnymailRecipientsRefused
+
+    if isinstance(exc, AnymailRecipientsRefused):
+        return PermanentError
+    if isinstance(exc, AnymailAPIError):
+        status = getattr(exc, "status_code", None)
+        transient = status is None or status in (408, 429) or status >= 500
+        return TransientError if transient else PermanentError
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return TransientError if codes and all(400 <= c < 500 for c in codes) else PermanentError
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return TransientError if 400 <= exc.smtp_code < 500 else PermanentError
+    if isinstance(exc, smtplib.SMTPServerDisconnected | OSError | TimeoutError):
+        return TransientError
+    return PermanentError
+
+
+class EmailProvider(Provider):
+    """The email channel's base: builds the email, opens `backend` with `connection_kwargs()`,
+    sends, and maps the backend's exceptions to Transient/PermanentError."""
+
+    channel = "email"
+    backend: ClassVar[str] = ""
+    public_credential_fields = frozenset({"from_email", "host", "port", "username", "use_tls",
+                                          "use_ssl", "region", "sender_domain"})
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    @property
+    def name(self) -> str:
+        return self.kind
+
+    def from_email(self, message: OutboundMessage) -> str:
+        """The tenant's sender first, then the provider's `from_email`, then DEFAULT_FROM_EMAIL."""
+        if message.sender_email:
+            return f"{message.sender_name} <{message.sender_email}>" if message.sender_name \
+                else message.sender_email
+        return str(self.credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
+
+    def build_email(self, message: OutboundMessage) -> EmailMultiAlternatives:
+        from_email = self.from_email(message)
+        domain = parseaddr(from_email)[1].rpartition("@")[2] or "clarion.local"
+        content = message.content
+        email = EmailMultiAlternatives(
+            subject=content.get("subject", ""),
+            body=content.get("text", ""),
+            from_email=from_email,
+            to=[message.to],
+            headers={
+                # Deterministic, so the message can be recognised if it is ever presented twice.
+                "Message-ID": f"<{message.id}@{domain}>",
+                "X-Clarion-Message-Id": message.id,
+                **dict(message.headers),
+            },
+        )
+        if content.get("html"):
+            email.attach_alternative(content["html"], "text/html")
+        # Read by django-anymail ESP backends (tracking webhooks map events back to the message).
+        email.metadata = {"clarion_message_id": message.id}
+        if message.workflow_key:
+            email.tags = [message.workflow_key]
+        return email
+
+    def send(self, message: OutboundMessage) -> SendResult:
+        email = self.build_email(message)
+        exchange = Exchange(request={"to": message.to, "subject": email.subject})
+        try:
+            with get_connection(self.backend or None, fail_silently=False,
+                                **self.connection_kwargs()) as connection:
+                connection.send_messages([email])
+        except ProviderError:
+            raise
+        except Exception as exc:
+            status = getattr(exc, "status_code", None) or getattr(exc, "smtp_code", None)
+            response = getattr(exc, "response", None)
+            retry_after = parse_retry_after(
+                getattr(response, "headers", {}).get("Retry-After")) if response is not None \
+                else None
+            error = classify_email_error(exc)(
+                f"{type(exc).__name__}: {exc}", retry_after=retry_after,
+                status_code=status if isinstance(status, int) and status < 1000 else None,
+                exchange=exchange)
+            raise error from exc
+        status = getattr(email, "anymail_status", None)
+        if status is not None and status.message_id:
+            return SendResult(provider_message_id=str(status.message_id), exchange=exchange)
+        return SendResult(provider_message_id=email.extra_headers["Message-ID"],
+                          exchange=exchange)
+
+
+class SettingsEmail(EmailProvider):
+    """Not selectable: Django's own EMAIL_BACKEND settings, used when no email provider is
+    configured. Named after the backend: smtp, console, locmem, sendgrid, postmark…"""
+
+    kind = "settings"
+
+    @property
+    def name(self) -> str:
+        path = settings.EMAIL_BACKEND
+        if path.startswith("anymail.backends."):
+            return path.split(".")[2]
+        return path.rsplit(".", 2)[-2]
+
+
+@register
+class SMTP(EmailProvider):
+    kind, label = "smtp", "SMTP"
+    backend = "django.core.mail.backends.smtp.EmailBackend"
+    credential_fields = ("host",)
+    optional_credential_fields = ("port", "username", "password", "use_tls", "use_ssl",
+                                  "from_email")
+    option_fields = ("timeout",)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        c = self.credentials
+        return {"host": c["host"], "port": int(c.get("port") or 25),
+                "username": c.get("username") or "", "password": c.get("password") or "",
+                "use_tls": bool(c.get("use_tls")), "use_ssl": bool(c.get("use_ssl")),
+                "timeout": float(self.options.get("timeout") or 20)}
+
+
+class AnymailProvider(EmailProvider):
+    """An ESP through django-anymail: credentials become the backend's keyword settings and
+    options["base_url"] its `api_url` as anymail documents it (SendGrid
+    https://api.sendgrid.com/v3/, Mailgun https://api.eu.mailgun.net/v3 for the EU region…)."""
+
+    option_fields = ("base_url",)
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        kwargs = {name: value for name, value in self.credentials.items()
+                  if name != "from_email"}
+        if self.options.get("base_url"):
+            kwargs["api_url"] = str(self.options["base_url"]).rstrip("/") + "/"
+        return kwargs
+
+
+@register
+class SendGrid(AnymailProvider):
+    kind, label = "sendgrid", "SendGrid"
+    backend = "anymail.backends.sendgrid.EmailBackend"
+    credential_fields = ("api_key",)
+    optional_credential_fields = ("from_email",)
+
+
+@register
+class Mailgun(AnymailProvider):
+    kind, label = "mailgun", "Mailgun"
+    backend = "anymail.backends.mailgun.EmailBackend"
+    credential_fields = ("api_key",)
+    optional_credential_fields = ("sender_domain", "from_email")
+
+
+@register
+class Postmark(AnymailProvider):
+    kind, label = "postmark", "Postmark"
+    backend = "anymail.backends.postmark.EmailBackend"
+    credential_fields = ("server_token",)
+    optional_credential_fields = ("from_email",)
+
+
+@register
+class AmazonSES(AnymailProvider):
+    """Amazon SES v2 through anymail and boto3; options["base_url"] becomes boto3's
+    endpoint_url."""
+
+    kind, label = "amazon_ses", "Amazon SES"
+    backend = "anymail.backends.amazon_ses.EmailBackend"
+    credential_fields = ("access_key_id", "secret_access_key", "region")
+    optional_credential_fields = ("configuration_set_name", "from_email")
+
+    def connection_kwargs(self) -> dict[str, Any]:
+        c = self.credentials
+        client_params: dict[str, Any] = {"region_name": c["region"]}
+        if self.options.get("base_url"):
+            client_params["endpoint_url"] = str(self.options["base_url"])
+        kwargs: dict[str, Any] = {
+            "session_params": {"aws_access_key_id": c["access_key_id"],
+                               "aws_secret_access_key": c["secret_access_key"]},
+            "client_params": client_params,
+        }
+        if c.get("configuration_set_name"):
+            kwargs["configuration_set_name"] = c["configuration_set_name"]
+        return kwargs

@@ -1,0 +1,255 @@
+"""SMS kinds against local servers that check each request the way Twilio, Vonage and Plivo
+document it, and answer as they do."""
+
+import base64
+import json
+import uuid
+
+import pytest
+from django_q.models import Schedule
+
+from notifications.delivery import deliver
+from notifications.models import DeliveryAttempt, Message
+
+from .servers import Reply
+
+SID, TOKEN = "AC0123456789abcdef0123456789abcdef", "twilio-auth-token-secret"
+PHONE = "+15550002222"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def twilio_check(request) -> list[str]:
+    problems = []
+    if (request.method, request.path) != ("POST", f"/2010-04-01/Accounts/{SID}/Messages.json"):
+        problems.append(f"{request.method} {request.path}")
+    if request.headers.get("authorization") != basic(SID, TOKEN):
+        problems.append("auth")
+    if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        problems.append("content-type")
+    form = request.form()
+    for name in ("To", "From", "Body"):
+        if not form.get(name):
+            problems.append(f"missing {name}")
+    if not form.get("To", "").startswith("+"):
+        problems.append("To is not E.164")
+    return problems
+
+
+def twilio_accepts(request) -> Reply:
+    form = request.form()
+    return Reply(201, json={"sid": "SM" + uuid.uuid4().hex, "status": "queued",
+                            "to": form["To"], "from": form["From"], "body": form["Body"],
+                            "num_segments": "1", "error_code": None})
+
+
+@pytest.fixture
+def twilio(provider_server, provider_config):
+    server = provider_server(twilio_check, twilio_accepts)
+    provider_config("twilio-main", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url})
+    return server
+
+
+def test_twilio_gets_the_documented_request_and_its_sid_is_kept(twilio, queue_message):
+    message = queue_message("sms", {"text": "Hi {{ recipient.name }}, code 1234"},
+                            recipient={"id": "u1", "name": "Ada", "phone": PHONE})
+    deliver(str(message.id))
+    [request] = twilio.requests
+    assert twilio.problems == []
+    assert request.form() == {"To": PHONE, "From": "+15550001111",
+                              "Body": "Hi Ada, code 1234"}
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.provider == "twilio-main"
+    assert message.provider_message_id.startswith("SM")
+    attempt = message.delivery_attempts.get()
+    assert (attempt.outcome, attempt.status_code, attempt.kind) == ("succeeded", 201, "twilio")
+    ledger = json.dumps([attempt.request, attempt.response])
+    assert TOKEN not in ledger and "[redacted]" in ledger
+    assert attempt.request["data"]["Body"] == "Hi Ada, code 1234"
+    assert message.provider_message_id in attempt.response["body"]
+
+
+def test_sms_queued_step_log_counts_segments(twilio, queue_message):
+    message = queue_message("sms", {"text": "é" * 100 + "😀"})
+    log = message.run.step_logs.get(event="queued")
+    assert (log.detail["encoding"], log.detail["segments"]) == ("UCS-2", 2)
+
+
+def test_invalid_number_error_is_permanent_and_fails_over_without_retry(
+        provider_server, provider_config, queue_message):
+    refusing = provider_server(twilio_check, lambda r: Reply(400, json={
+        "code": 21211, "message": "The 'To' number is not a valid phone number.",
+        "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}))
+    provider_config("twilio-main", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": refusing.url}, priority=1)
+    plivo = provider_server(plivo_check, plivo_accepts)
+    provider_config("plivo-backup", "sms", "plivo",
+                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                    options={"base_url": plivo.url}, priority=2)
+    message = queue_message("sms", {"text": "Hello"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.provider == "plivo-backup"
+    assert len(refusing.requests) == 1 and len(plivo.requests) == 1
+    assert list(message.delivery_attempts.values_list("provider", "outcome", "status_code")) == [
+        ("twilio-main", "permanent_error", 400), ("plivo-backup", "succeeded", 202)]
+    assert "21211" in message.delivery_attempts.first().error
+    assert not Schedule.objects.filter(func="notifications.tasks.deliver_message").exists()
+    assert message.run.step_logs.get(event="sent").detail["tried"] == [
+        "twilio-main", "plivo-backup"]
+
+
+API_KEY, API_SECRET = "vonage-key", "vonage-api-secret"
+
+
+def vonage_check(request) -> list[str]:
+    problems = []
+    if (request.method, request.path) != ("POST", "/sms/json"):
+        problems.append(f"{request.method} {request.path}")
+    form = request.form()
+    if (form.get("api_key"), form.get("api_secret")) != (API_KEY, API_SECRET):
+        problems.append("credentials")
+    for name in ("from", "to", "text"):
+        if not form.get(name):
+            problems.append(f"missing {name}")
+    if not form.get("to", "").isdigit():
+        problems.append("to must be digits in international format, without +")
+    return problems
+
+
+def vonage_answers(status="0"):
+    def respond(request) -> Reply:
+        part = {"to": request.form()["to"], "status": status}
+        if status == "0":
+            part.update({"message-id": uuid.uuid4().hex[:16].upper(),
+                         "remaining-balance": "3.14", "message-price": "0.0333",
+                         "network": "12345"})
+        else:
+            part["error-text"] = {"1": "Throttled", "4": "Bad Credentials"}.get(status, "Error")
+        return Reply(200, json={"message-count": "1", "messages": [part]})
+
+    return respond
+
+
+@pytest.fixture
+def vonage(provider_server, provider_config):
+    def start(status="0"):
+        server = provider_server(vonage_check, vonage_answers(status))
+        provider_config("vonage", "sms", "vonage",
+                        {"api_key": API_KEY, "api_secret": API_SECRET, "from": "Acme"},
+                        options={"base_url": server.url})
+        return server
+
+    return start
+
+
+def test_vonage_gets_the_documented_request_and_unicode_type(vonage, queue_message):
+    server = vonage()
+    message = queue_message("sms", {"text": "Olá 😀"})
+    deliver(str(message.id))
+    assert server.problems == []
+    form = server.requests[0].form()
+    assert (form["to"], form["from"], form["text"], form["type"]) == (
+        "15550002222", "Acme", "Olá 😀", "unicode")
+    assert form["client-ref"] == str(message.id)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    attempt = message.delivery_attempts.get()
+    assert API_SECRET not in json.dumps(attempt.request)
+    assert attempt.request["data"]["api_secret"] == "[redacted]"
+
+
+def test_vonage_throttled_status_is_transient_even_with_http_200(vonage, queue_message):
+    vonage(status="1")
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.TRANSIENT_ERROR
+    assert "Vonage status 1: Throttled" in message.error
+
+
+def test_vonage_bad_credentials_status_is_permanent(vonage, queue_message):
+    vonage(status="4")
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.error == "Vonage status 4: Bad Credentials"
+
+
+AUTH_ID, PLIVO_TOKEN = "MAXXXXXXXXXXXXXXXXXX", "plivo-auth-token"
+
+
+def plivo_check(request) -> list[str]:
+    problems = []
+    if (request.method, request.path) != ("POST", f"/v1/Account/{AUTH_ID}/Message/"):
+        problems.append(f"{request.method} {request.path}")
+    if request.headers.get("authorization") != basic(AUTH_ID, PLIVO_TOKEN):
+        problems.append("auth")
+    if request.headers.get("content-type") != "application/json":
+        problems.append("content-type")
+    body = request.json()
+    for name in ("src", "dst", "text"):
+        if not body.get(name):
+            problems.append(f"missing {name}")
+    return problems
+
+
+def plivo_accepts(request) -> Reply:
+    return Reply(202, json={"message": "message(s) queued",
+                            "message_uuid": [str(uuid.uuid4())], "api_id": str(uuid.uuid4())})
+
+
+def test_plivo_gets_the_documented_request(provider_server, provider_config, queue_message):
+    server = provider_server(plivo_check, plivo_accepts)
+    provider_config("plivo", "sms", "plivo",
+                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                    options={"base_url": server.url})
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    assert server.problems == []
+    assert server.requests[0].json() == {"src": "+15550003333", "dst": PHONE, "text": "Hi"}
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert uuid.UUID(message.provider_message_id)
+
+
+@pytest.mark.parametrize("phone, reason", [
+    ("", "The recipient has no phone number."),
+    ("555-0100", "The recipient's phone '555-0100' is not an E.164 number."),
+])
+def test_sms_step_without_a_valid_phone_is_undeliverable(queue_message, phone, reason):
+    message = queue_message("sms", {"text": "Hi"}, recipient={"id": "u1", "phone": phone})
+    assert (message.status, message.error) == (Message.Status.UNDELIVERABLE, reason)
+
+
+def test_sms_without_any_provider_fails_with_the_reason(queue_message):
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.error == "No provider is configured for the sms channel."
+
+
+def test_trigger_to_sms_through_the_real_queue(twilio, make_workflow, run_tasks):
+    from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+
+    workflow = make_workflow("otp", steps=[StepSpec(
+        ref="text", type="sms", templates={"en": {"text": "Code {{ data.code }}"}})])
+    trigger_workflow(TriggerRequest(workflow=workflow, data={"code": "4321"}, recipients=[
+        {"id": "u1", "phone": PHONE}, {"id": "u2", "phone": "+15550003333"}]))
+    ran = run_tasks()
+    assert ran.count("notifications.tasks.deliver_message") == 2
+    assert sorted(r.form()["To"] for r in twilio.requests) == [PHONE, "+15550003333"]
+    assert {r.form()["Body"] for r in twilio.requests} == {"Code 4321"}
+    assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
+    assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 2
