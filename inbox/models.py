@@ -34,17 +34,25 @@ class InboxItem(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # Newest first for one recipient (keyset on id).
+            # The feed with archived items (archived=include|only): newest first, keyset on id.
             models.Index(fields=["recipient", "-id"], name="inbox_feed_idx"),
-            # Unread / unseen badges: small partial indexes, counted without touching the heap rows
-            # of read items.
+            # The default feed (archived=exclude) and its total_count; tenant_id is carried in the
+            # index (PostgreSQL) so a tenant-scoped count never reads the table.
             models.Index(
-                fields=["recipient"],
+                fields=["recipient", "-id"],
+                include=["tenant"],
+                condition=Q(archived_at__isnull=True),
+                name="inbox_active_idx",
+            ),
+            # Unread / unseen badges: small partial indexes, counted without touching the heap rows
+            # of read items, per recipient or per recipient and tenant.
+            models.Index(
+                fields=["recipient", "tenant"],
                 condition=Q(read_at__isnull=True, archived_at__isnull=True),
                 name="inbox_unread_idx",
             ),
             models.Index(
-                fields=["recipient"],
+                fields=["recipient", "tenant"],
                 condition=Q(seen_at__isnull=True, archived_at__isnull=True),
                 name="inbox_unseen_idx",
             ),

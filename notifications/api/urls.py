@@ -1,4 +1,6 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
+
+from inbox.api import InboxTokenView
 
 from . import views
 
@@ -16,6 +18,9 @@ urlpatterns = [
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    path("recipients/<str:recipient_id>/inbox-token", InboxTokenView.as_view(),
+         name="recipient-inbox-token"),
+    path("inbox/", include("inbox.urls")),
     # Last: every other path answers the API's JSON 404.
     re_path(r"", views.UnknownEndpointView.as_view(), name="unknown-endpoint"),
 ]
