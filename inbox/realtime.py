@@ -75,27 +75,36 @@ class InboxBridge:
         self.loop = loop
         self.subscribers = 0
         self.task: asyncio.Task | None = None
+        self.ready = asyncio.Event()
         self.last_id: int | None = None
 
     async def subscribe(self) -> None:
+        """Count one more socket; start polling (from the newest row now) if idle."""
         self.subscribers += 1
-        if self.task is None or self.task.done():
-            if self.last_id is None:
-                self.last_id = await database_sync_to_async(_max_item_id)()
+        if self.task is None:
             self.task = self.loop.create_task(self._run())
+        await self.ready.wait()
 
     def unsubscribe(self) -> None:
         self.subscribers = max(self.subscribers - 1, 0)
+        if self.subscribers == 0 and self.task is not None:
+            # Idle: the next subscriber starts from the newest row then, not from here.
+            self.task.cancel()
+            self.task = None
+            self.ready = asyncio.Event()
+            self.last_id = None
 
     async def _run(self) -> None:
-        while self.subscribers > 0:
+        try:
+            self.last_id = await database_sync_to_async(_max_item_id)()
+        finally:
+            self.ready.set()  # never leave a socket waiting, even if the database failed
+        while True:
             await asyncio.sleep(settings.INBOX_POLL_SECONDS)
             try:
                 await self.poll()
             except Exception:  # noqa: BLE001 - keep polling; clients re-sync from the feed
                 logger.exception("inbox bridge: poll failed")
-        # Idle: the next subscriber starts from the newest row then, not from here.
-        self.last_id = None
 
     async def poll(self) -> int:
         rows = await database_sync_to_async(_items_after)(self.last_id or 0, self.BATCH)
