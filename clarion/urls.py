@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from inbox import views as inbox_views
+
 from . import views
 
 admin.site.site_header = "Clarion"
@@ -14,4 +16,6 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", views.health, name="health"),
+    path("demo/inbox/", inbox_views.demo_page, name="inbox-demo"),
+    path("demo/inbox/trigger", inbox_views.demo_trigger, name="inbox-demo-trigger"),
 ]
