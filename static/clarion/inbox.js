@@ -243,10 +243,12 @@
       }
       const first = await this.api("", { query: { limit: this.pageSize } });
       const current = new Set(first.items.map((item) => item.id));
-      const oldestShown = first.items.length ? first.items[first.items.length - 1].id : 0;
+      // The ids the first page covers: all of them when it is the only page.
+      const cutoff = first.page_info.after === null || !first.items.length
+        ? 0 : first.items[first.items.length - 1].id;
       for (const item of first.items) this._put(item, "start");
       for (const id of [...this.items.keys()]) {
-        if (id >= oldestShown && !current.has(id)) this._remove(id);  // archived elsewhere
+        if (id >= cutoff && !current.has(id)) this._remove(id);  // archived elsewhere
       }
       if (!newest) this.after = first.page_info.after;
       this._setMeta(first.meta);
