@@ -33,6 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 
 import websockets
@@ -117,6 +118,7 @@ async def run_mode(server: Served, args) -> tuple[list[float], list[float]]:
                                           f"/api/v1/recipients/{rid}/inbox-token", {}, key)
         tokens[rid] = body["token"]
     arrived: dict[int, float] = {}
+    written: dict[int, float] = {}  # seq → the item's created_at, as wall-clock seconds
     pongs: list[float] = []
     pattern = re.compile(r"seq-(\d+)-")
     sockets = []
@@ -135,6 +137,8 @@ async def run_mode(server: Served, args) -> tuple[list[float], list[float]]:
                 match = pattern.search(frame["item"]["body"])
                 if match:
                     arrived[int(match.group(1))] = now
+                    created = datetime.fromisoformat(frame["item"]["created_at"])
+                    written[int(match.group(1))] = created.timestamp() - time.time() + now
             elif frame["type"] == "pong" and ws in ping_sent:
                 pongs.append((now - ping_sent.pop(ws)) * 1000)
 
@@ -174,7 +178,11 @@ async def run_mode(server: Served, args) -> tuple[list[float], list[float]]:
         print(f"  {missing} of {args.triggers} items did not arrive within 30 s")
     # A frame can beat the 202 home (the worker is fast, the HTTP response still in flight): 0.
     latencies = [max(arrived[s] - accepted[s], 0) * 1000 for s in accepted if s in arrived]
-    return latencies, pongs
+    # The two halves: 202 → the row written by the worker (queue + engine), and that row → the
+    # frame (commit, publish or bridge poll, consumer).
+    queue = [max(written[s] - accepted[s], 0) * 1000 for s in accepted if s in written]
+    push = [max(arrived[s] - written[s], 0) * 1000 for s in accepted if s in written]
+    return latencies, pongs, queue, push
 
 
 def main() -> None:
@@ -203,7 +211,7 @@ def main() -> None:
         server = Served(env, var_dir)
         try:
             server.wait()
-            latencies, pongs = asyncio.run(run_mode(server, args))
+            latencies, pongs, queue, push = asyncio.run(run_mode(server, args))
         finally:
             server.stop()
         p50, p99 = statistics.median(latencies), percentile(latencies, 0.99)
@@ -211,6 +219,10 @@ def main() -> None:
         print(f"\n== {label}")
         print(f"  trigger→frame  p50 {p50:7.1f} ms  p99 {p99:7.1f} ms  max "
               f"{max(latencies):7.1f} ms  ({len(latencies)} frames)")
+        print(f"    202→row      p50 {statistics.median(queue):7.1f} ms  p99 "
+              f"{percentile(queue, 0.99):7.1f} ms  (queue pick-up + engine, the worker)")
+        print(f"    row→frame    p50 {statistics.median(push):7.1f} ms  p99 "
+              f"{percentile(push, 0.99):7.1f} ms  (commit, layer or bridge, consumer)")
         print(f"  floor (ping)   p50 {f50:7.1f} ms  p99 {f99:7.1f} ms")
         print(f"  ratio          p50 {p50 / f50:7.1f}x    p99 {p99 / f99:7.1f}x")
         if mode == "redis":
