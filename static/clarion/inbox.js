@@ -229,9 +229,10 @@
       }
     }
 
-    /** After a reconnect: fetch what is newer than the newest item shown, then refresh the
-     *  state of the first page (reads and archives made while offline). */
-    async resync() {
+    /** Fetch what is newer than the newest item shown (the `before` cursor); then, unless
+     *  `states` is false, refresh the first page's states (reads and archives made while this
+     *  tab was offline). Runs on every (re)connect of the socket. */
+    async resync({ states = true } = {}) {
       let newest = Math.max(0, ...this.items.keys());
       if (newest) {
         for (let guard = 0; guard < 20; guard++) {
@@ -241,6 +242,7 @@
           newest = Math.max(newest, ...page.items.map((item) => item.id));
         }
       }
+      if (!states && newest) return;
       const first = await this.api("", { query: { limit: this.pageSize } });
       const current = new Set(first.items.map((item) => item.id));
       // The ids the first page covers: all of them when it is the only page.
@@ -485,7 +487,8 @@
           const reconnect = this.retries > 0;
           this.retries = 0;
           this._status("");
-          if (reconnect) this.resync().catch(() => {});
+          // Items written between the first page and this socket (or while it was down).
+          this.resync({ states: reconnect }).catch(() => {});
         }
         this._onFrame(frame);
       });

@@ -130,3 +130,15 @@ def test_browsers_on_other_origins_may_call_the_inbox_api(ada_client):
     assert response.status_code == 200
     assert response["Access-Control-Allow-Origin"] == "*"
     assert "x-clarion-hmac" in response["Access-Control-Allow-Headers"]
+
+
+def test_inbox_hmac_command_prints_the_recipients_hmac(settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.INBOX_HMAC_SECRET = "s3cret"
+    out = StringIO()
+    call_command("inbox_hmac", "user-42", stdout=out)
+    assert out.getvalue().strip() == inbox_hmac("user-42")
+    assert len(out.getvalue().strip()) == 64

@@ -195,3 +195,17 @@ async def test_heartbeats_and_pong(ada, settings):
     assert "pong" in [(await communicator.receive_json_from(timeout=2))["type"]
                       for _ in range(3)]
     await communicator.disconnect()
+
+
+async def test_an_idle_socket_outlives_the_redis_client_timeout(ada, settings):
+    """redis-py 8 times reads out after 5 s by default, which killed idle consumers blocked in
+    the layer's BZPOPMIN (channels_redis#422): an idle socket must stay open past that."""
+    if "Redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("the Redis channel layer is configured only with REDIS_URL")
+    settings.INBOX_HEARTBEAT_SECONDS = 1
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    for _ in range(7):  # 7 s of idle layer, heartbeats only
+        assert await communicator.receive_json_from(timeout=3) == {"type": "heartbeat"}
+    await communicator.send_json_to({"type": "ping"})
+    assert (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
+    await communicator.disconnect()
