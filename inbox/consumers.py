@@ -1,4 +1,5 @@
-"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`): one recipient's live inbox.
+"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`, optionally `&tenant=…`): one recipient's live
+inbox.
 
 Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
 `item.created` {item}, `item.updated` {item}, `items.updated` {action} (a bulk change),
@@ -8,11 +9,14 @@ A missing, bad or expired credential closes the socket with code 4401.
 
 import asyncio
 import contextlib
+from dataclasses import replace
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+
+from notifications.models import Tenant
 
 from . import realtime
 from .auth import InboxPrincipal, inbox_principal
@@ -22,9 +26,17 @@ UNAUTHORIZED = 4401
 
 
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
+    """The credentials in the URL; `tenant=<key>` narrows an unscoped one to one tenant (a
+    tenant token's own tenant cannot be changed)."""
     query = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1")).items()}
-    return inbox_principal(token=query.get("token"), recipient_id=query.get("recipient"),
-                           signature=query.get("hmac"))
+    principal = inbox_principal(token=query.get("token"), recipient_id=query.get("recipient"),
+                                signature=query.get("hmac"))
+    if principal is None or not query.get("tenant"):
+        return principal
+    if principal.tenant is not None:
+        return principal if principal.tenant.key == query["tenant"] else None
+    tenant = Tenant.objects.filter(key=query["tenant"]).first()
+    return replace(principal, tenant=tenant) if tenant is not None else None
 
 
 class InboxConsumer(AsyncJsonWebsocketConsumer):

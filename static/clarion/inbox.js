@@ -470,6 +470,7 @@
         url.searchParams.set("recipient", this.getAttribute("recipient-id") || "");
         url.searchParams.set("hmac", this.getAttribute("hmac") || "");
       }
+      if (this.getAttribute("tenant")) url.searchParams.set("tenant", this.getAttribute("tenant"));
       return url;
     }
 

@@ -209,3 +209,27 @@ async def test_an_idle_socket_outlives_the_redis_client_timeout(ada, settings):
     await communicator.send_json_to({"type": "ping"})
     assert (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
     await communicator.disconnect()
+
+
+async def test_the_tenant_parameter_narrows_an_hmac_socket(layer_mode, ada, ping, run_tasks,
+                                                           api):
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="globex", name="G")
+    communicator, _ = await connect(
+        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}&tenant=acme")
+    await trigger_in_app(run_tasks, api, tenant="globex")
+    assert await communicator.receive_nothing(timeout=0.5)
+    item = await trigger_in_app(run_tasks, api, tenant="acme")
+    created, _ = await frames_until(communicator, "counts.changed")
+    assert created["item"]["id"] == item.pk
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("tenant", ["nope", "globex"])
+async def test_a_tenant_parameter_cannot_widen_or_name_an_unknown_tenant(ada, tenant):
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="globex", name="G")
+    communicator = WebsocketCommunicator(
+        application, f"/ws/inbox/?token={token_for(ada, acme)}&tenant={tenant}")
+    await communicator.connect(timeout=5)
+    assert (await communicator.receive_output(timeout=5))["code"] == 4401
