@@ -9,6 +9,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 
 from clarion.asgi import application
 from inbox.auth import inbox_hmac, inbox_token_create
@@ -19,6 +20,14 @@ from ..conftest import in_app_step
 from .conftest import recipient_client
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    """Close what the consumers' database thread left open, so PostgreSQL can drop the test
+    database at the end of the session."""
+    yield
+    await database_sync_to_async(connections.close_all)()
 
 
 @pytest.fixture

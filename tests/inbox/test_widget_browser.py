@@ -8,6 +8,7 @@ badge drop. The others drive the widget's REST features against the live test se
 import re
 
 import pytest
+from django.db import connections
 from playwright.sync_api import expect
 
 from inbox.models import InboxItem
@@ -17,6 +18,15 @@ from notifications.models import Recipient
 from .test_e2e_inbox import serve  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page(page):
+    """The conftest page; afterwards, close the database connections this test opened while
+    Playwright's event loop ran (asgiref keeps those apart from the ones pytest-django closes,
+    and PostgreSQL could not drop the test database at the end of the session)."""
+    yield page
+    connections.close_all()
 
 
 def badge_count(page) -> int:
