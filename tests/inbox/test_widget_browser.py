@@ -149,3 +149,26 @@ def test_widget_themes_through_css_custom_properties(demo, live_server, page):
 def test_demo_page_is_404_without_the_seeded_demo(live_server, page, transactional_db):
     response = page.goto(f"{live_server.url}/demo/inbox/")
     assert response.status == 404
+
+
+def test_widget_retries_a_failed_socket_with_growing_delays(demo, live_server, page):
+    """The live test server speaks no websocket: every attempt fails, and the widget keeps
+    retrying with backoff while the feed (REST) still works."""
+    add_items(demo, 1)
+    page.add_init_script("""
+        window.__attempts = [];
+        const Native = window.WebSocket;
+        window.WebSocket = function (url) {
+            window.__attempts.push(Date.now());
+            return new Native(url);
+        };
+        window.WebSocket.OPEN = Native.OPEN;
+    """)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    expect(page.locator("clarion-inbox .badge")).to_have_text("1")
+    page.wait_for_function("window.__attempts.length >= 3", timeout=15_000)
+    attempts = page.evaluate("window.__attempts")
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[1] > 900  # the second wait is 1-2 s (2 s with jitter), never a tight loop
+    expect(page.locator("clarion-inbox .status")).to_have_text("Reconnecting…")
+    assert page.evaluate("document.querySelector('clarion-inbox').retries") >= 2
