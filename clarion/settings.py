@@ -4,6 +4,8 @@ With nothing set, Clarion runs on SQLite (WAL mode) in ``var/``, the django-q2 O
 same database, an in-process channel layer and a console email backend.
 """
 
+import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -66,6 +68,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_q",
     "channels",
+    "corsheaders",
     "clarion",
     "notifications",
     "inbox",
@@ -75,6 +78,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -156,17 +160,46 @@ elif QUEUE_BROKER == "orm":
 else:
     raise ImproperlyConfigured(f"QUEUE_BROKER must be 'orm' or 'redis', not {QUEUE_BROKER!r}.")
 
-# --- Channel layer ----------------------------------------------------------------------------
+# --- Channel layer and in-app inbox ---------------------------------------------------------
 
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL]},
+            # No client read timeout: redis-py 8 defaults to 5 s, which aborts the layer's
+            # blocking BZPOPMIN and tears down every idle websocket (channels_redis#422).
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
         }
     }
 else:
+    # In-process only: the embedded web process reaches its own sockets through it, and the
+    # inbox's database bridge (INBOX_REALTIME="poll") carries items the worker process writes.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# How new InboxItems reach open websockets: "layer" pushes through the channel layer after commit
+# (needs a layer every process shares: Redis); "poll" has each web process read new rows from
+# the database every INBOX_POLL_SECONDS while sockets are open (embedded mode, no servers).
+INBOX_REALTIME = os.environ.get("INBOX_REALTIME") or ("layer" if REDIS_URL else "poll")
+if INBOX_REALTIME not in ("layer", "poll"):
+    raise ImproperlyConfigured(f"INBOX_REALTIME must be 'layer' or 'poll', not {INBOX_REALTIME!r}.")
+INBOX_POLL_SECONDS = float(os.environ.get("INBOX_POLL_SECONDS", "0.1"))
+INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
+INBOX_TOKEN_TTL_SECONDS = int(os.environ.get("INBOX_TOKEN_TTL_SECONDS", "3600"))
+# The key of `recipient id + HMAC-SHA256(key, recipient id)` browser auth; your backend computes
+# the same HMAC. Derived from SECRET_KEY when unset (`manage.py inbox_hmac <id>` prints one).
+INBOX_HMAC_SECRET = os.environ.get("INBOX_HMAC_SECRET") or hmac.new(
+    SECRET_KEY.encode(), b"clarion.inbox.hmac-secret", hashlib.sha256
+).hexdigest()
+# Origins allowed to call the inbox API and open its websocket from a browser; "*" is safe
+# because the inbox authenticates with headers and query parameters, never cookies.
+INBOX_ALLOWED_ORIGINS = _env_list("INBOX_ALLOWED_ORIGINS", "*")
+# The /demo/inbox/ page (only answers where the demo of `serve` is seeded).
+INBOX_DEMO_PAGE = _env_bool("INBOX_DEMO_PAGE", True)
+CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
+CORS_ALLOW_ALL_ORIGINS = INBOX_ALLOWED_ORIGINS == ["*"]
+CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else INBOX_ALLOWED_ORIGINS
+CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-clarion-recipient",
+                      "x-clarion-hmac"]
 
 # --- Email ------------------------------------------------------------------------------------
 

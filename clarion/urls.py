@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from inbox import views as inbox_views
+
 from . import views
 
 admin.site.site_header = "Clarion"
@@ -17,4 +19,6 @@ urlpatterns = [
     path("healthz", views.health, name="health"),
     # The hosted preference center (/p/<token>/) and one-click unsubscribe (/u/<token>/).
     path("", include("preferences.urls")),
+    path("demo/inbox/", inbox_views.demo_page, name="inbox-demo"),
+    path("demo/inbox/trigger", inbox_views.demo_trigger, name="inbox-demo-trigger"),
 ]

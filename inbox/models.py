@@ -34,17 +34,24 @@ class InboxItem(models.Model):
     class Meta:
         ordering = ["-id"]
         indexes = [
-            # Newest first for one recipient (keyset on id).
+            # The feed: newest first for one recipient, keyset on id.
             models.Index(fields=["recipient", "-id"], name="inbox_feed_idx"),
-            # Unread / unseen badges: small partial indexes, counted without touching the heap rows
-            # of read items.
+            # total_count (items not archived). Keyed on (recipient, tenant) without the id, the
+            # entries of one recipient deduplicate into a few pages: an index-only count.
             models.Index(
-                fields=["recipient"],
+                fields=["recipient", "tenant"],
+                condition=Q(archived_at__isnull=True),
+                name="inbox_active_idx",
+            ),
+            # Unread / unseen badges: small partial indexes, counted without touching the heap rows
+            # of read items, per recipient or per recipient and tenant.
+            models.Index(
+                fields=["recipient", "tenant"],
                 condition=Q(read_at__isnull=True, archived_at__isnull=True),
                 name="inbox_unread_idx",
             ),
             models.Index(
-                fields=["recipient"],
+                fields=["recipient", "tenant"],
                 condition=Q(seen_at__isnull=True, archived_at__isnull=True),
                 name="inbox_unseen_idx",
             ),

@@ -1,5 +1,6 @@
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
+from inbox.api import InboxTokenView
 from preferences import api as preferences_api
 
 from ..providers.api import ProviderView
@@ -24,6 +25,9 @@ urlpatterns = [
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
     path("providers/<str:key>", ProviderView.as_view(), name="provider-detail"),
+    path("recipients/<str:recipient_id>/inbox-token", InboxTokenView.as_view(),
+         name="recipient-inbox-token"),
+    path("inbox/", include("inbox.urls")),
     # Last: every other path answers the API's JSON 404.
     re_path(r"", views.UnknownEndpointView.as_view(), name="unknown-endpoint"),
 ]

@@ -22,6 +22,14 @@ PATHS = {
     "/api/v1/topics/{key}": {"get", "put"},
     "/api/v1/topics/{key}/subscriptions": {"post", "delete"},
     "/api/v1/providers/{key}": {"get", "put", "delete"},
+    "/api/v1/recipients/{recipient_id}/inbox-token": {"post"},
+    # The inbox API: recipient credentials (inbox token or HMAC), not an API key.
+    "/api/v1/inbox/": {"get"},
+    "/api/v1/inbox/counts": {"get"},
+    "/api/v1/inbox/items/{item_id}/{action}": {"post"},
+    "/api/v1/inbox/seen": {"post"},
+    "/api/v1/inbox/read": {"post"},
+    "/api/v1/inbox/archive-read": {"post"},
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
@@ -55,7 +63,8 @@ def test_schema_declares_bearer_auth_on_every_operation(schema):
         "type": "http", "scheme": "bearer", "description": "A Clarion API key secret."}
     for path, item in schema["paths"].items():
         for method in set(item) & HTTP_METHODS:
-            assert item[method]["security"] == [{"ApiKey": []}], (method, path)
+            expected = "InboxRecipient" if path.startswith("/api/v1/inbox/") else "ApiKey"
+            assert item[method]["security"] == [{expected: []}], (method, path)
 
 
 def test_schema_documents_the_trigger_contract(schema):

@@ -1,0 +1,131 @@
+"""The inbox API: the recipient's own browser reads and marks its feed (`/api/v1/inbox/`), and
+the app's backend mints inbox tokens (`/api/v1/recipients/{id}/inbox-token`, server API key)."""
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from notifications.api.errors import ApiError, not_found
+from notifications.api.serializers import ApiErrorSerializer
+from notifications.api.views import _tenant_for
+from notifications.models import Recipient, Tenant
+
+from . import selectors, services
+from . import serializers as s
+from .auth import InboxPrincipal, IsRecipient, RecipientAuthentication, inbox_token_create
+
+ERRORS = {
+    code: OpenApiResponse(ApiErrorSerializer, description=text)
+    for code, text in {
+        400: "A query parameter or body field is not valid; `fields` names it.",
+        401: "Missing, invalid or expired recipient credentials.",
+        403: "The token is restricted to another tenant.",
+    }.items()
+}
+
+
+def _validated(serializer_class, data):
+    serializer = serializer_class(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def scope_tenant(principal: InboxPrincipal, requested: Tenant | None) -> Tenant | None:
+    """The tenant a request reads: a tenant token's own; otherwise the one asked for, if any."""
+    if principal.tenant is None:
+        return requested
+    if requested is not None and requested.pk != principal.tenant.pk:
+        raise ApiError(403, "forbidden", "This inbox token is restricted to another tenant.")
+    return principal.tenant
+
+
+class RecipientView(APIView):
+    """Base of recipient-facing endpoints: inbox token or recipient HMAC, never an API key."""
+
+    authentication_classes = [RecipientAuthentication]
+    permission_classes = [IsRecipient]
+
+    @property
+    def principal(self) -> InboxPrincipal:
+        return self.request.auth
+
+
+class FeedView(RecipientView):
+    @extend_schema(operation_id="inbox_feed", summary="The recipient's feed, newest first",
+                   parameters=[s.FeedQuerySerializer], responses={200: s.FeedSerializer, **ERRORS})
+    def get(self, request):
+        query = _validated(s.FeedQuerySerializer, request.query_params)
+        tenant = scope_tenant(self.principal, query["tenant"])
+        filters = selectors.FeedFilters(status=query["status"], archived=query["archived"],
+                                        tenant=tenant, category=query.get("category"),
+                                        tags=query["tags"])
+        page = selectors.inbox_feed(recipient=self.principal.recipient, filters=filters,
+                                    limit=query["limit"], after=query.get("after"),
+                                    before=query.get("before"))
+        meta = selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant)
+        return Response({"items": page.items,
+                         "page_info": {"after": page.after, "before": page.before},
+                         "meta": meta})
+
+
+class CountsView(RecipientView):
+    @extend_schema(operation_id="inbox_counts", summary="Unread, unseen and total counts",
+                   parameters=[s.TenantQuerySerializer],
+                   responses={200: s.InboxCountsSerializer, **ERRORS})
+    def get(self, request):
+        query = _validated(s.TenantQuerySerializer, request.query_params)
+        tenant = scope_tenant(self.principal, query["tenant"])
+        return Response(selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant))
+
+
+class ItemActionView(RecipientView):
+    @extend_schema(operation_id="inbox_item_mark",
+                   summary="Mark one item seen, read, unread, archived, unarchived or clicked",
+                   request=None, responses={200: s.InboxItemSerializer, **ERRORS,
+                              404: OpenApiResponse(ApiErrorSerializer,
+                                                   description="No such item in this inbox.")})
+    def post(self, request, item_id: int, action: str):
+        item = (selectors.inbox_items_visible(recipient=self.principal.recipient,
+                                              tenant=self.principal.tenant)
+                .filter(pk=item_id).first())
+        if item is None:
+            raise not_found("inbox item", str(item_id))
+        return Response(services.inbox_item_mark(item=item, action=action))
+
+
+class BulkActionView(RecipientView):
+    action_name = ""
+
+    @extend_schema(request=s.TenantQuerySerializer,
+                   responses={200: s.BulkResultSerializer, **ERRORS})
+    def post(self, request):
+        body = _validated(s.TenantQuerySerializer, request.data)
+        tenant = scope_tenant(self.principal, body["tenant"])
+        updated = services.inbox_mark_all(recipient=self.principal.recipient, tenant=tenant,
+                                          action=self.action_name)
+        meta = selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant)
+        return Response({"updated": updated, "meta": meta})
+
+
+class InboxTokenView(APIView):
+    """Server API (API key): a short-lived token the browser uses for one recipient's inbox."""
+
+    @extend_schema(operation_id="recipient_inbox_token",
+                   summary="Mint a short-lived inbox token for one recipient",
+                   request=s.InboxTokenRequestSerializer,
+                   responses={201: s.InboxTokenSerializer,
+                              **{code: OpenApiResponse(ApiErrorSerializer, description=text)
+                                 for code, text in {400: "Unknown tenant.",
+                                                    401: "Missing or invalid API key.",
+                                                    403: "A tenant key asked for another tenant.",
+                                                    404: "No such recipient."}.items()}})
+    def post(self, request, recipient_id: str):
+        body = _validated(s.InboxTokenRequestSerializer, request.data)
+        tenant = _tenant_for(request.auth, body["tenant"])
+        recipient = Recipient.objects.filter(external_id=recipient_id).first()
+        if recipient is None:
+            raise not_found("recipient", recipient_id)
+        token, expires_at = inbox_token_create(recipient=recipient, tenant=tenant)
+        return Response({"token": token, "expires_at": expires_at.isoformat()},
+                        status=status.HTTP_201_CREATED)

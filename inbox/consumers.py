@@ -1,0 +1,117 @@
+"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`, optionally `&tenant=…`): one recipient's live
+inbox.
+
+Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
+`item.created` {item}, `item.updated` {item}, `items.updated` {action} (a bulk change),
+`heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
+A missing, bad or expired credential closes the socket with code 4401.
+"""
+
+import asyncio
+import contextlib
+from dataclasses import replace
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from notifications.models import Tenant
+
+from . import realtime
+from .auth import InboxPrincipal, inbox_principal
+from .selectors import inbox_counts
+
+UNAUTHORIZED = 4401
+
+
+def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
+    """The credentials in the URL; `tenant=<key>` narrows an unscoped one to one tenant (a
+    tenant token's own tenant cannot be changed)."""
+    query = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1")).items()}
+    principal = inbox_principal(token=query.get("token"), recipient_id=query.get("recipient"),
+                                signature=query.get("hmac"))
+    if principal is None or not query.get("tenant"):
+        return principal
+    if principal.tenant is not None:
+        return principal if principal.tenant.key == query["tenant"] else None
+    tenant = Tenant.objects.filter(key=query["tenant"]).first()
+    return replace(principal, tenant=tenant) if tenant is not None else None
+
+
+class InboxConsumer(AsyncJsonWebsocketConsumer):
+    principal: InboxPrincipal | None = None
+    group: str | None = None
+    heartbeat: asyncio.Task | None = None
+    bridged = False
+
+    async def connect(self):
+        principal = await database_sync_to_async(_principal_from_query)(
+            self.scope.get("query_string", b""))
+        await self.accept()
+        if principal is None:
+            # Accept first: a close before accept cannot carry an application code.
+            await self.close(code=UNAUTHORIZED)
+            return
+        self.principal = principal
+        self.group = realtime.recipient_group(principal.recipient.pk)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        if settings.INBOX_REALTIME == "poll":
+            await realtime.bridge().subscribe()
+            self.bridged = True
+        await self._send_counts()
+        self.heartbeat = asyncio.get_running_loop().create_task(self._beat())
+
+    async def disconnect(self, code):
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.heartbeat
+        if self.bridged:
+            realtime.bridge().unsubscribe()
+            self.bridged = False
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def receive_json(self, content, **kwargs):
+        if not isinstance(content, dict) or self.principal is None:
+            return
+        if content.get("type") == "ping":
+            await self.send_json({"type": "pong"})
+
+    async def _beat(self):
+        while True:
+            await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
+            await self.send_json({"type": "heartbeat"})
+
+    def _in_scope(self, tenant_id) -> bool:
+        tenant = self.principal.tenant
+        return tenant is None or tenant.pk == tenant_id
+
+    async def _send_counts(self):
+        meta = await database_sync_to_async(inbox_counts)(
+            recipient=self.principal.recipient, tenant=self.principal.tenant)
+        await self.send_json({"type": "counts.changed", "meta": meta})
+
+    # --- channel layer events (see inbox.realtime) ------------------------------------------
+
+    async def inbox_item_created(self, event):
+        if self.principal is None or not self._in_scope(event.get("tenant_id")):
+            return
+        await self.send_json({"type": "item.created", "item": event["item"]})
+        await self._send_counts()
+
+    async def inbox_item_updated(self, event):
+        if self.principal is None or not self._in_scope(event.get("tenant_id")):
+            return
+        await self.send_json({"type": "item.updated", "item": event["item"]})
+        await self._send_counts()
+
+    async def inbox_bulk_updated(self, event):
+        if self.principal is None:
+            return
+        if event.get("tenant_id") is not None and not self._in_scope(event["tenant_id"]):
+            return
+        await self.send_json({"type": "items.updated", "action": event["action"],
+                              "at": event.get("at")})
+        await self._send_counts()

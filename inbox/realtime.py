@@ -1,0 +1,172 @@
+"""How inbox changes reach open websockets.
+
+Every socket of a recipient joins the group `inbox.<recipient pk>`. Events on that group:
+
+- `inbox.item_created` {item, tenant_id}: a new item; the consumer sends `item.created`.
+- `inbox.item_updated` {item, tenant_id}: read / archived… in another tab; `item.updated`.
+- `inbox.bulk_updated` {action, tenant_id}: mark all seen / read, archive all read.
+Each is followed, per socket, by `counts.changed` with counts computed for that socket's scope.
+
+The database is the source of truth and the layer is at-most-once; a client that reconnects
+re-syncs from the REST feed with its cursor.
+
+New items are written by the worker process. With INBOX_REALTIME="layer" (Redis) the worker
+publishes them after commit. With INBOX_REALTIME="poll" (the embedded mode, where the in-memory
+layer does not cross processes) each web process runs one `InboxBridge` while it has sockets
+open: every INBOX_POLL_SECONDS it reads the rows with an id above the last it saw (one
+primary-key range scan) and publishes them to its own in-memory layer. State changes are made
+through the REST API, i.e. in a web process, and always go through the layer.
+"""
+
+import asyncio
+import logging
+import os
+import threading
+
+from asgiref.sync import async_to_sync
+from channels.db import database_sync_to_async
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+
+from .models import InboxItem
+
+logger = logging.getLogger(__name__)
+
+
+def recipient_group(recipient_pk: int) -> str:
+    return f"inbox.{recipient_pk}"
+
+
+class _PublisherLoop:
+    """An event loop on a thread of its own, for publishing from sync code outside daphne (the
+    worker). channels-redis keeps its connections per event loop, and `async_to_sync` without an
+    outer loop runs each call on a new one: a new Redis connection for every publish (10-50 ms
+    measured). One long-lived loop per process keeps one connection pool."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pid = 0
+
+    def run(self, coroutine, timeout: float = 5):
+        with self.lock:
+            if self.loop is None or self.pid != os.getpid():  # new, or inherited through fork
+                self.loop = asyncio.new_event_loop()
+                self.pid = os.getpid()
+                threading.Thread(target=self.loop.run_forever, name="inbox-publisher",
+                                 daemon=True).start()
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+
+
+_publisher = _PublisherLoop()
+
+
+def _send(recipient_pk: int, event: dict) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    group = recipient_group(recipient_pk)
+    try:
+        if isinstance(layer, InMemoryChannelLayer):
+            # In-process only: it must run on the loop of this process's sockets (daphne's).
+            async_to_sync(layer.group_send)(group, event)
+        else:
+            _publisher.run(layer.group_send(group, event))
+    except Exception:  # noqa: BLE001 - the feed is the record; a lost push is re-synced
+        logger.exception("inbox: could not publish %s for recipient %s", event["type"],
+                         recipient_pk)
+
+
+def publish_on_commit(recipient_pk: int, event: dict) -> None:
+    """Publish `event` to the recipient's sockets once the current transaction commits."""
+    transaction.on_commit(lambda: _send(recipient_pk, event))
+
+
+def publish_created_on_commit(item: InboxItem) -> None:
+    """A new item: through the layer after commit ("layer" mode); the bridge finds it ("poll")."""
+    if settings.INBOX_REALTIME != "layer":
+        return
+    from .selectors import item_detail
+
+    def send():
+        _send(item.recipient_id, {"type": "inbox.item_created", "item": item_detail(item),
+                                  "tenant_id": item.tenant_id})
+
+    transaction.on_commit(send)
+
+
+class InboxBridge:
+    """Polls the database for new InboxItems and publishes them to this process's layer."""
+
+    BATCH = 500
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.subscribers = 0
+        self.task: asyncio.Task | None = None
+        self.ready = asyncio.Event()
+        self.last_id: int | None = None
+
+    async def subscribe(self) -> None:
+        """Count one more socket; start polling (from the newest row now) if idle."""
+        self.subscribers += 1
+        if self.task is None:
+            self.task = self.loop.create_task(self._run())
+        await self.ready.wait()
+
+    def unsubscribe(self) -> None:
+        self.subscribers = max(self.subscribers - 1, 0)
+        if self.subscribers == 0 and self.task is not None:
+            # Idle: the next subscriber starts from the newest row then, not from here.
+            self.task.cancel()
+            self.task = None
+            self.ready = asyncio.Event()
+            self.last_id = None
+
+    async def _run(self) -> None:
+        try:
+            self.last_id = await database_sync_to_async(_max_item_id)()
+        finally:
+            self.ready.set()  # never leave a socket waiting, even if the database failed
+        while True:
+            await asyncio.sleep(settings.INBOX_POLL_SECONDS)
+            try:
+                await self.poll()
+            except Exception:  # noqa: BLE001 - keep polling; clients re-sync from the feed
+                logger.exception("inbox bridge: poll failed")
+
+    async def poll(self) -> int:
+        rows = await database_sync_to_async(_items_after)(self.last_id or 0, self.BATCH)
+        layer = get_channel_layer()
+        for recipient_pk, tenant_id, item in rows:
+            self.last_id = max(self.last_id or 0, item["id"])
+            await layer.group_send(recipient_group(recipient_pk), {
+                "type": "inbox.item_created", "item": item, "tenant_id": tenant_id})
+        return len(rows)
+
+
+def _max_item_id() -> int:
+    return InboxItem.objects.aggregate(top=Max("id"))["top"] or 0
+
+
+def _items_after(last_id: int, limit: int) -> list[tuple[int, int | None, dict]]:
+    from .selectors import ITEM_FIELDS, item_json
+
+    rows = (InboxItem.objects.filter(id__gt=last_id).order_by("id")
+            .values(*ITEM_FIELDS, "recipient_id", tenant_key=F("tenant__key"))[:limit])
+    return [(row["recipient_id"], row["tenant_id"], item_json(row)) for row in rows]
+
+
+_bridges: dict[asyncio.AbstractEventLoop, InboxBridge] = {}
+
+
+def bridge() -> InboxBridge:
+    """This event loop's bridge (one per web process; tests run several loops)."""
+    loop = asyncio.get_running_loop()
+    for old in [old for old in _bridges if old.is_closed()]:
+        del _bridges[old]
+    if loop not in _bridges:
+        _bridges[loop] = InboxBridge(loop)
+    return _bridges[loop]

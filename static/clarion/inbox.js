@@ -1,0 +1,552 @@
+/*
+ * <clarion-inbox>: Clarion's in-app inbox as a dependency-free web component.
+ *
+ *   <script src="https://clarion.example.com/static/clarion/inbox.js" defer></script>
+ *   <clarion-inbox recipient-id="user-42" token="…"></clarion-inbox>
+ *   <clarion-inbox recipient-id="user-42" hmac="…"></clarion-inbox>
+ *
+ * Attributes: recipient-id, token (from POST /api/v1/recipients/{id}/inbox-token) or hmac
+ * (HMAC-SHA256 of the recipient id with the inbox secret, hex), server (Clarion's base URL;
+ * default: where this script came from), tenant (narrows an hmac-authenticated feed),
+ * page-size (default 20), open-links ("same-tab" default, or "new-tab").
+ * Events: clarion:item-click (cancelable: detail.item), clarion:counts (detail.meta),
+ * clarion:auth-error. Theming: the --clarion-* custom properties below, and ::part(...).
+ * Panels: ClarionInbox.registerPanel(name, {title, render(container, inbox)}) adds a view next
+ * to the feed (e.g. notification preferences); inbox.api(path, init) makes authenticated calls.
+ */
+(() => {
+  "use strict";
+  if (customElements.get("clarion-inbox")) return;
+
+  const SCRIPT_ORIGIN = document.currentScript && document.currentScript.src
+    ? new URL(document.currentScript.src, location.href).origin : location.origin;
+  const PANELS = new Map();
+
+  const STYLE = `
+    :host { --clarion-accent: #4f46e5; --clarion-bg: #fff; --clarion-fg: #111827;
+      --clarion-muted: #6b7280; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
+      --clarion-hover-bg: #f9fafb; --clarion-badge-bg: #dc2626; --clarion-badge-fg: #fff;
+      --clarion-radius: 10px; --clarion-width: 380px; --clarion-max-height: 480px;
+      --clarion-font: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+      --clarion-shadow: 0 10px 30px rgba(0,0,0,.15);
+      display: inline-block; position: relative; font-family: var(--clarion-font);
+      color: var(--clarion-fg); }
+    button { font: inherit; color: inherit; }
+    :focus-visible { outline: 2px solid var(--clarion-accent); outline-offset: 2px; }
+    .bell { position: relative; background: none; border: 0; padding: 6px; cursor: pointer;
+      border-radius: 50%; line-height: 0; color: var(--clarion-fg); }
+    .bell:hover { background: var(--clarion-hover-bg); }
+    .bell svg { width: 24px; height: 24px; }
+    .badge { position: absolute; top: 0; right: 0; min-width: 18px; height: 18px; padding: 0 5px;
+      box-sizing: border-box; border-radius: 9px; background: var(--clarion-badge-bg);
+      color: var(--clarion-badge-fg); font-size: 11px; font-weight: 600; line-height: 18px;
+      text-align: center; }
+    .badge[hidden] { display: none; }
+    .panel { position: absolute; right: 0; top: calc(100% + 6px); z-index: 1000;
+      width: var(--clarion-width); max-width: 95vw; background: var(--clarion-bg);
+      border: 1px solid var(--clarion-border); border-radius: var(--clarion-radius);
+      box-shadow: var(--clarion-shadow); overflow: hidden; }
+    .panel[hidden] { display: none; }
+    header { display: flex; align-items: center; justify-content: space-between; gap: 8px;
+      padding: 10px 14px; border-bottom: 1px solid var(--clarion-border); }
+    header h2 { margin: 0; font-size: 15px; }
+    .link { background: none; border: 0; color: var(--clarion-accent); cursor: pointer;
+      font-size: 13px; padding: 2px 4px; border-radius: 4px; }
+    .link:disabled { color: var(--clarion-muted); cursor: default; }
+    nav { display: flex; gap: 4px; padding: 6px 10px 0; }
+    nav[hidden] { display: none; }
+    nav button { background: none; border: 0; border-bottom: 2px solid transparent;
+      padding: 4px 8px; cursor: pointer; font-size: 13px; }
+    nav button[aria-selected="true"] { border-bottom-color: var(--clarion-accent); }
+    .view { max-height: var(--clarion-max-height); overflow-y: auto; }
+    .view[hidden] { display: none; }
+    ul { list-style: none; margin: 0; padding: 0; }
+    li { display: flex; align-items: flex-start; border-bottom: 1px solid var(--clarion-border); }
+    li.unread { background: var(--clarion-unread-bg); }
+    .item { flex: 1; display: flex; gap: 10px; text-align: left; background: none; border: 0;
+      padding: 12px 8px 12px 14px; cursor: pointer; min-width: 0; }
+    .item:hover { background: var(--clarion-hover-bg); }
+    .dot { flex: none; width: 8px; height: 8px; margin-top: 6px; border-radius: 50%;
+      background: transparent; }
+    li.unread .dot { background: var(--clarion-accent); }
+    .avatar { flex: none; width: 32px; height: 32px; border-radius: 50%; object-fit: cover; }
+    .text { min-width: 0; }
+    .body { font-size: 14px; line-height: 1.4; overflow-wrap: anywhere; }
+    time { display: block; margin-top: 3px; font-size: 12px; color: var(--clarion-muted); }
+    .archive { flex: none; background: none; border: 0; cursor: pointer; padding: 12px 12px;
+      color: var(--clarion-muted); font-size: 13px; }
+    .archive:hover { color: var(--clarion-fg); }
+    .empty, .status { padding: 32px 16px; text-align: center; color: var(--clarion-muted);
+      font-size: 14px; }
+    .status { padding: 10px; font-size: 12px; }
+    .sentinel { height: 1px; }
+  `;
+  const BELL = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
+    stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M18 8a6 6 0 0 0-12
+    0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
+
+  function relativeTime(iso, now = Date.now()) {
+    const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
+    const format = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+    const units = [["year", 31536000], ["month", 2592000], ["week", 604800], ["day", 86400],
+                   ["hour", 3600], ["minute", 60]];
+    for (const [unit, size] of units) {
+      if (Math.abs(seconds) >= size) return format.format(Math.round(seconds / size), unit);
+    }
+    return Math.abs(seconds) < 45 ? format.format(0, "second") : format.format(seconds, "second");
+  }
+
+  class ClarionInbox extends HTMLElement {
+    static get observedAttributes() { return ["recipient-id", "token", "hmac", "server", "tenant"]; }
+
+    /** Add a view beside the feed: render(container, inbox) is called when it is first shown. */
+    static registerPanel(name, panel) {
+      PANELS.set(name, panel);
+      document.querySelectorAll("clarion-inbox").forEach((el) => el._renderNav && el._renderNav());
+    }
+
+    constructor() {
+      super();
+      this.items = new Map();      // id → item, for the items on screen
+      this.after = undefined;      // cursor of the next, older page (null: no more)
+      this.meta = { unread_count: 0, unseen_count: 0, total_count: 0 };
+      this.socket = null;
+      this.retries = 0;
+      this.loading = false;
+      this.connected = false;
+      const root = this.attachShadow({ mode: "open" });
+      root.innerHTML = `<style>${STYLE}</style>
+        <button class="bell" part="bell" type="button" aria-haspopup="dialog"
+          aria-expanded="false" aria-label="Notifications">${BELL}
+          <span class="badge" part="badge" hidden></span></button>
+        <div class="panel" part="panel" role="dialog" aria-label="Notifications" tabindex="-1"
+          hidden>
+          <header><h2>Notifications</h2>
+            <button class="link mark-all" type="button" part="mark-all">Mark all read</button>
+          </header>
+          <nav role="tablist" aria-label="Inbox views" hidden></nav>
+          <div class="view feed-view" data-view="feed" role="tabpanel">
+            <ul class="feed" part="feed" role="list" aria-live="polite"></ul>
+            <div class="empty" part="empty" hidden>You're all caught up.</div>
+            <div class="status" hidden></div>
+            <div class="sentinel"></div>
+          </div>
+        </div>`;
+      this.$ = (selector) => root.querySelector(selector);
+      this.$(".bell").addEventListener("click", () => this.toggle());
+      this.$(".mark-all").addEventListener("click", () => this.markAllRead());
+      this.$(".panel").addEventListener("keydown", (event) => this._onKey(event));
+      this._outside = (event) => {
+        if (!this.$(".panel").hidden && !event.composedPath().includes(this)) this.close();
+      };
+      this._tick = null;
+    }
+
+    connectedCallback() {
+      document.addEventListener("click", this._outside);
+      this._observer = new IntersectionObserver((entries) => {
+        if (entries.some((e) => e.isIntersecting)) this.loadMore();
+      }, { root: this.$(".feed-view") });
+      this._observer.observe(this.$(".sentinel"));
+      this._tick = setInterval(() => this._refreshTimes(), 30000);
+      this._renderNav();
+      this.start();
+    }
+
+    disconnectedCallback() {
+      document.removeEventListener("click", this._outside);
+      if (this._observer) this._observer.disconnect();
+      clearInterval(this._tick);
+      this._closeSocket();
+    }
+
+    attributeChangedCallback(name, oldValue, newValue) {
+      if (oldValue !== newValue && this.isConnected && this._started) this.start();
+    }
+
+    // --- credentials and HTTP -------------------------------------------------------------
+
+    get server() { return (this.getAttribute("server") || SCRIPT_ORIGIN).replace(/\/$/, ""); }
+    get pageSize() { return Math.min(Math.max(+this.getAttribute("page-size") || 20, 1), 100); }
+
+    _headers() {
+      const token = this.getAttribute("token");
+      if (token) return { Authorization: `Bearer ${token}` };
+      return { "X-Clarion-Recipient": this.getAttribute("recipient-id") || "",
+               "X-Clarion-Hmac": this.getAttribute("hmac") || "" };
+    }
+
+    /** An authenticated call to Clarion's API under /api/v1/inbox/ (for panels too). */
+    async api(path, { method = "GET", body, query } = {}) {
+      const url = new URL(`${this.server}/api/v1/inbox/${path}`);
+      const tenant = this.getAttribute("tenant");
+      for (const [key, value] of Object.entries({ ...(tenant ? { tenant } : {}), ...query })) {
+        if (value !== undefined && value !== null) url.searchParams.set(key, value);
+      }
+      const headers = { Accept: "application/json", ...this._headers() };
+      if (body !== undefined) headers["Content-Type"] = "application/json";
+      const response = await fetch(url, { method, headers, keepalive: method !== "GET",
+        body: body === undefined ? undefined : JSON.stringify(body) });
+      if (response.status === 401) this._authError();
+      if (!response.ok) throw new Error(`Clarion ${method} ${path}: ${response.status}`);
+      return response.json();
+    }
+
+    _authError() {
+      this._status("Could not sign in to notifications.");
+      this.dispatchEvent(new CustomEvent("clarion:auth-error", { bubbles: true, composed: true }));
+    }
+
+    // --- feed -----------------------------------------------------------------------------
+
+    async start() {
+      this._started = true;
+      this._closeSocket();
+      this.items.clear();
+      this.$(".feed").replaceChildren();
+      this.after = undefined;
+      this.retries = 0;
+      try {
+        await this.loadMore();
+      } catch (error) {
+        this._status("Notifications are unavailable.");
+      }
+      this._connect();
+    }
+
+    async loadMore() {
+      if (this.loading || this.after === null) return;
+      this.loading = true;
+      try {
+        const query = { limit: this.pageSize, ...(this.after ? { after: this.after } : {}) };
+        const page = await this.api("", { query });
+        for (const item of page.items) this._put(item, "end");
+        this.after = page.page_info.after;
+        this._setMeta(page.meta);
+      } finally {
+        this.loading = false;
+        this._renderEmpty();
+      }
+    }
+
+    /** Fetch what is newer than the newest item shown (the `before` cursor); then, unless
+     *  `states` is false, refresh the first page's states (reads and archives made while this
+     *  tab was offline). Runs on every (re)connect of the socket. */
+    async resync({ states = true } = {}) {
+      let newest = Math.max(0, ...this.items.keys());
+      if (newest) {
+        for (let guard = 0; guard < 20; guard++) {
+          const page = await this.api("", { query: { before: newest, limit: 100 } });
+          for (const item of page.items.slice().reverse()) this._put(item, "start");
+          if (!page.items.length || page.items.length < 100) break;
+          newest = Math.max(newest, ...page.items.map((item) => item.id));
+        }
+      }
+      if (!states && newest) return;
+      const first = await this.api("", { query: { limit: this.pageSize } });
+      const current = new Set(first.items.map((item) => item.id));
+      // The ids the first page covers: all of them when it is the only page.
+      const cutoff = first.page_info.after === null || !first.items.length
+        ? 0 : first.items[first.items.length - 1].id;
+      for (const item of first.items) this._put(item, "start");
+      for (const id of [...this.items.keys()]) {
+        if (id >= cutoff && !current.has(id)) this._remove(id);  // archived elsewhere
+      }
+      if (!newest) this.after = first.page_info.after;
+      this._setMeta(first.meta);
+      this._renderEmpty();
+    }
+
+    async markRead(id) { return this._mark(id, "read"); }
+
+    async _mark(id, action) {
+      const item = await this.api(`items/${id}/${action}`, { method: "POST" });
+      if (item.archived_at) this._remove(id); else this._put(item);
+      return item;
+    }
+
+    async markAllRead() {
+      const result = await this.api("read", { method: "POST", body: {} });
+      const now = new Date().toISOString();
+      for (const item of this.items.values()) if (!item.read_at) this._put({ ...item, read_at: now });
+      this._setMeta(result.meta);
+    }
+
+    async archive(id) {
+      await this._mark(id, "archived");
+      this._renderEmpty();
+    }
+
+    async _open(item) {
+      const event = new CustomEvent("clarion:item-click", { detail: { item }, cancelable: true,
+                                                             bubbles: true, composed: true });
+      const follow = this.dispatchEvent(event) && item.action_url;
+      try {
+        await this._mark(item.id, "clicked");
+      } catch (error) { /* the link still works */ }
+      if (!follow) return;
+      const url = new URL(item.action_url, location.href);
+      if (!["http:", "https:"].includes(url.protocol)) return;  // never javascript: URLs
+      if (this.getAttribute("open-links") === "new-tab") window.open(url, "_blank", "noopener");
+      else location.assign(url);
+    }
+
+    // --- rendering ------------------------------------------------------------------------
+
+    _put(item, where) {
+      const existing = this.$(`li[data-id="${item.id}"]`);
+      if (item.archived_at) { if (existing) this._remove(item.id); return; }
+      if (!existing && where === undefined) return;  // an update of an item not on screen
+      this.items.set(item.id, item);
+      const li = existing || document.createElement("li");
+      li.dataset.id = item.id;
+      li.className = item.read_at ? "read" : "unread";
+      li.setAttribute("part", item.read_at ? "item" : "item unread");
+      li.replaceChildren();
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "item";
+      const dot = document.createElement("span");
+      dot.className = "dot";
+      button.append(dot);
+      if (item.avatar) {
+        const img = document.createElement("img");
+        img.className = "avatar"; img.src = item.avatar; img.alt = "";
+        button.append(img);
+      }
+      const text = document.createElement("span");
+      text.className = "text";
+      const body = document.createElement("span");
+      body.className = "body";
+      body.textContent = item.body;  // text, never HTML
+      const time = document.createElement("time");
+      time.dateTime = item.created_at;
+      time.textContent = relativeTime(item.created_at);
+      text.append(body, time);
+      button.append(text);
+      button.setAttribute("aria-label",
+        `${item.read_at ? "" : "Unread: "}${item.body} (${time.textContent})`);
+      button.addEventListener("click", () => this._open(this.items.get(item.id) || item));
+      const archive = document.createElement("button");
+      archive.type = "button";
+      archive.className = "archive";
+      archive.setAttribute("part", "archive");
+      archive.setAttribute("aria-label", `Archive: ${item.body}`);
+      archive.title = "Archive";
+      archive.textContent = "✕";
+      archive.addEventListener("click", (event) => { event.stopPropagation(); this.archive(item.id); });
+      li.append(button, archive);
+      if (!existing) {
+        const list = this.$(".feed");
+        if (where === "end") list.append(li);
+        else {
+          // Keep newest first: before the first item with a smaller id.
+          const next = [...list.children].find((child) => +child.dataset.id < item.id);
+          list.insertBefore(li, next || null);
+        }
+      }
+      this._renderEmpty();
+    }
+
+    _remove(id) {
+      this.items.delete(id);
+      const li = this.$(`li[data-id="${id}"]`);
+      if (li) {
+        const focused = this.shadowRoot.activeElement && li.contains(this.shadowRoot.activeElement);
+        const neighbour = li.nextElementSibling || li.previousElementSibling;
+        li.remove();
+        if (focused) (neighbour ? neighbour.querySelector(".item") : this.$(".mark-all")).focus();
+      }
+      this._renderEmpty();
+    }
+
+    _setMeta(meta) {
+      if (!meta) return;
+      this.meta = meta;
+      const badge = this.$(".badge");
+      const unread = meta.unread_count;
+      badge.hidden = unread === 0;
+      badge.textContent = unread > 99 ? "99+" : String(unread);
+      this.$(".bell").setAttribute("aria-label",
+        unread ? `Notifications, ${unread} unread` : "Notifications");
+      this.$(".mark-all").disabled = unread === 0;
+      this.dispatchEvent(new CustomEvent("clarion:counts", { detail: { meta }, bubbles: true,
+                                                            composed: true }));
+    }
+
+    _renderEmpty() {
+      this.$(".empty").hidden = this.items.size > 0 || this.loading;
+    }
+
+    _status(text) {
+      const status = this.$(".status");
+      status.textContent = text || "";
+      status.hidden = !text;
+    }
+
+    _refreshTimes() {
+      this.shadowRoot.querySelectorAll("time").forEach((time) => {
+        time.textContent = relativeTime(time.dateTime);
+      });
+    }
+
+    _renderNav() {
+      const nav = this.$("nav");
+      if (!nav) return;
+      nav.hidden = PANELS.size === 0;
+      nav.replaceChildren();
+      const views = [["feed", { title: "Notifications" }], ...PANELS];
+      for (const [name, panel] of views) {
+        const tab = document.createElement("button");
+        tab.type = "button";
+        tab.setAttribute("role", "tab");
+        tab.dataset.view = name;
+        tab.textContent = panel.title || name;
+        tab.setAttribute("aria-selected", String(name === (this._view || "feed")));
+        tab.addEventListener("click", () => this.showView(name));
+        nav.append(tab);
+      }
+    }
+
+    /** Show the feed or a registered panel. */
+    showView(name) {
+      this._view = name;
+      let view = this.$(`.view[data-view="${name}"]`);
+      if (!view && PANELS.has(name)) {
+        view = document.createElement("div");
+        view.className = "view";
+        view.dataset.view = name;
+        view.setAttribute("role", "tabpanel");
+        this.$(".panel").append(view);
+        PANELS.get(name).render(view, this);
+      }
+      this.shadowRoot.querySelectorAll(".view").forEach((v) => { v.hidden = v !== view; });
+      this.$(".mark-all").hidden = name !== "feed";
+      this._renderNav();
+    }
+
+    // --- open / close, keyboard ------------------------------------------------------------
+
+    toggle() { if (this.$(".panel").hidden) this.open(); else this.close(); }
+
+    open() {
+      this.$(".panel").hidden = false;
+      this.$(".bell").setAttribute("aria-expanded", "true");
+      this._refreshTimes();
+      (this.$(".item") || this.$(".panel")).focus();
+      if (this.meta.unseen_count > 0) {
+        this.api("seen", { method: "POST", body: {} }).then((r) => this._setMeta(r.meta))
+          .catch(() => {});
+      }
+    }
+
+    close({ focusBell = false } = {}) {
+      this.$(".panel").hidden = true;
+      this.$(".bell").setAttribute("aria-expanded", "false");
+      if (focusBell) this.$(".bell").focus();
+    }
+
+    _onKey(event) {
+      if (event.key === "Escape") { event.preventDefault(); this.close({ focusBell: true }); return; }
+      if (!["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
+      const buttons = [...this.shadowRoot.querySelectorAll(".item")];
+      if (!buttons.length) return;
+      const index = buttons.indexOf(this.shadowRoot.activeElement);
+      const next = { ArrowDown: Math.min(index + 1, buttons.length - 1),
+                     ArrowUp: Math.max(index - 1, 0), Home: 0, End: buttons.length - 1 }[event.key];
+      event.preventDefault();
+      buttons[next].focus();
+      if (next === buttons.length - 1) this.loadMore();
+    }
+
+    // --- websocket: push, heartbeats, reconnect with backoff ---------------------------------
+
+    _socketUrl() {
+      const url = new URL(`${this.server}/ws/inbox/`);
+      url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+      const token = this.getAttribute("token");
+      if (token) url.searchParams.set("token", token);
+      else {
+        url.searchParams.set("recipient", this.getAttribute("recipient-id") || "");
+        url.searchParams.set("hmac", this.getAttribute("hmac") || "");
+      }
+      if (this.getAttribute("tenant")) url.searchParams.set("tenant", this.getAttribute("tenant"));
+      return url;
+    }
+
+    _connect() {
+      const socket = new WebSocket(this._socketUrl());
+      this.socket = socket;
+      let synced = false;
+      socket.addEventListener("message", (event) => {
+        this._lastFrame = Date.now();
+        const frame = JSON.parse(event.data);
+        if (!synced) {  // the first frame (the counts) says the socket is authenticated
+          synced = true;
+          this.connected = true;
+          this.setAttribute("data-connected", "");
+          const reconnect = this.retries > 0;
+          this.retries = 0;
+          this._status("");
+          // Items written between the first page and this socket (or while it was down).
+          this.resync({ states: reconnect }).catch(() => {});
+        }
+        this._onFrame(frame);
+      });
+      socket.addEventListener("close", (event) => {
+        if (this.socket !== socket) return;  // replaced on purpose
+        this.connected = false;
+        this.removeAttribute("data-connected");
+        clearInterval(this._watchdog);
+        if (event.code === 4401) { this._authError(); return; }
+        this._reconnectLater();
+      });
+      clearInterval(this._watchdog);
+      this._lastFrame = Date.now();
+      this._watchdog = setInterval(() => {
+        // The server beats every 25 s; silence for 70 s means a dead connection.
+        if (Date.now() - this._lastFrame > 70000) socket.close();
+        else if (socket.readyState === WebSocket.OPEN) socket.send('{"type":"ping"}');
+      }, 30000);
+    }
+
+    _reconnectLater() {
+      const delay = Math.min(30000, 1000 * 2 ** this.retries) * (0.5 + Math.random() / 2);
+      this.retries += 1;
+      this._status("Reconnecting…");
+      clearTimeout(this._reconnectTimer);
+      this._reconnectTimer = setTimeout(() => { if (this.isConnected) this._connect(); }, delay);
+    }
+
+    _closeSocket() {
+      clearTimeout(this._reconnectTimer);
+      clearInterval(this._watchdog);
+      if (this.socket) {
+        const socket = this.socket;
+        this.socket = null;
+        socket.close();
+      }
+    }
+
+    _onFrame(frame) {
+      switch (frame.type) {
+        case "counts.changed": this._setMeta(frame.meta); break;
+        case "item.created": this._put(frame.item, "start"); break;
+        case "item.updated": this._put(frame.item); break;
+        case "items.updated": this._applyBulk(frame.action, frame.at); break;
+        default: break;  // heartbeat, pong
+      }
+    }
+
+    _applyBulk(action, at) {
+      for (const item of [...this.items.values()]) {
+        if (action === "read" && !item.read_at) this._put({ ...item, read_at: at, seen_at: item.seen_at || at });
+        else if (action === "seen" && !item.seen_at) this.items.set(item.id, { ...item, seen_at: at });
+        else if (action === "archive_read" && item.read_at) this._remove(item.id);
+      }
+    }
+  }
+
+  customElements.define("clarion-inbox", ClarionInbox);
+  window.ClarionInbox = ClarionInbox;
+})();

@@ -1,0 +1,244 @@
+"""The websocket consumer, through channels' WebsocketCommunicator on the real ASGI app.
+
+`transaction=True`: the consumer reads the database from its own threads, so what the test
+writes must be committed.
+"""
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from clarion.asgi import application
+from inbox.auth import inbox_hmac, inbox_token_create
+from inbox.models import InboxItem
+from notifications.models import Recipient, Tenant
+
+from ..conftest import in_app_step
+from .conftest import recipient_client
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture(autouse=True)
+async def close_thread_connections():
+    """Close what the consumers' database thread left open, so PostgreSQL can drop the test
+    database at the end of the session."""
+    yield
+    await database_sync_to_async(connections.close_all)()
+
+
+@pytest.fixture
+def layer_mode(settings):
+    settings.INBOX_REALTIME = "layer"
+
+
+@pytest.fixture
+def poll_mode(settings):
+    settings.INBOX_REALTIME = "poll"
+    settings.INBOX_POLL_SECONDS = 0.05
+
+
+@pytest.fixture
+def ada(transactional_db):
+    return Recipient.objects.create(external_id="ada", name="Ada")
+
+
+def token_for(recipient, tenant=None) -> str:
+    return inbox_token_create(recipient=recipient, tenant=tenant)[0]
+
+
+async def connect(path: str) -> tuple[WebsocketCommunicator, dict]:
+    """Open a socket; returns it and its first frame (the counts)."""
+    communicator = WebsocketCommunicator(application, path)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    return communicator, await communicator.receive_json_from(timeout=5)
+
+
+async def frames_until(communicator, frame_type: str, timeout: float = 5) -> list[dict]:
+    """Frames received up to and including the first of `frame_type` (heartbeats skipped)."""
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        if frame["type"] == "heartbeat":
+            continue
+        frames.append(frame)
+        if frame["type"] == frame_type:
+            return frames
+
+
+@database_sync_to_async
+def trigger_in_app(run_tasks, api, recipient_id="ada", tenant=None) -> InboxItem:
+    """Trigger a real in-app workflow over the API and run the engine (this process)."""
+    body = {"recipients": [recipient_id]} | ({"tenant": tenant} if tenant else {})
+    assert api.post("/api/v1/workflows/ping/trigger", body).status_code == 202
+    run_tasks()
+    return InboxItem.objects.order_by("-id").first()
+
+
+@pytest.fixture
+def ping(make_workflow):
+    return make_workflow("ping", steps=[in_app_step(body="Ping for {{ recipient.name }}")])
+
+
+async def test_connect_with_a_token_sends_the_counts_first(ada):
+    await database_sync_to_async(InboxItem.objects.create)(recipient=ada, content={"body": "x"})
+    communicator, first = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    assert first == {"type": "counts.changed",
+                     "meta": {"unread_count": 1, "unseen_count": 1, "total_count": 1}}
+    await communicator.disconnect()
+
+
+async def test_connect_with_recipient_and_hmac(ada):
+    communicator, first = await connect(f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}")
+    assert first["meta"]["total_count"] == 0
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("query", ["", "?token=forged", "?recipient=ada&hmac=" + "0" * 64,
+                                   "?recipient=ada"])
+async def test_bad_credentials_close_with_4401(ada, query):
+    communicator = WebsocketCommunicator(application, f"/ws/inbox/{query}")
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected  # accepted only to be closed with an application code
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close",
+                                                             "code": 4401}
+
+
+async def test_expired_token_closes_with_4401(ada, settings):
+    token = token_for(ada)
+    settings.INBOX_TOKEN_TTL_SECONDS = -1
+    communicator = WebsocketCommunicator(application, f"/ws/inbox/?token={token}")
+    await communicator.connect(timeout=5)
+    assert (await communicator.receive_output(timeout=5))["code"] == 4401
+
+
+async def test_item_created_through_the_layer_reaches_the_socket(layer_mode, ada, ping,
+                                                                 run_tasks, api):
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    item = await trigger_in_app(run_tasks, api)
+    created, counts = await frames_until(communicator, "counts.changed")
+    assert created["type"] == "item.created"
+    assert created["item"]["id"] == item.pk
+    assert created["item"]["body"] == "Ping for Ada"
+    assert counts["meta"] == {"unread_count": 1, "unseen_count": 1, "total_count": 1}
+    await communicator.disconnect()
+
+
+async def test_poll_bridge_delivers_items_written_by_another_process(poll_mode, ada):
+    """In poll mode nothing is published on write (the worker is another process): the web
+    process's bridge finds the committed row."""
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    item = await database_sync_to_async(InboxItem.objects.create)(
+        recipient=ada, content={"body": "from the worker"})
+    created, counts = await frames_until(communicator, "counts.changed", timeout=2)
+    assert created == {"type": "item.created", "item": created["item"]}
+    assert created["item"]["id"] == item.pk and created["item"]["body"] == "from the worker"
+    assert counts["meta"]["unread_count"] == 1
+    await communicator.disconnect()
+
+
+async def test_poll_bridge_does_not_replay_items_older_than_the_socket(poll_mode, ada):
+    await database_sync_to_async(InboxItem.objects.create)(recipient=ada, content={"body": "old"})
+    communicator, first = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    assert first["meta"]["total_count"] == 1
+    await asyncio.sleep(0.3)
+    assert await communicator.receive_nothing(timeout=0.2)
+    await communicator.disconnect()
+
+
+async def test_every_tab_hears_a_read_made_in_another(layer_mode, ada):
+    item = await database_sync_to_async(InboxItem.objects.create)(recipient=ada,
+                                                                  content={"body": "x"})
+    tabs = [(await connect(f"/ws/inbox/?token={token_for(ada)}"))[0] for _ in range(3)]
+    client = await database_sync_to_async(recipient_client)(ada)
+    response = await database_sync_to_async(client.post)(f"/api/v1/inbox/items/{item.pk}/read")
+    assert response.status_code == 200
+    for tab in tabs:
+        updated, counts = await frames_until(tab, "counts.changed")
+        assert updated["type"] == "item.updated"
+        assert updated["item"]["id"] == item.pk and updated["item"]["read_at"]
+        assert counts["meta"]["unread_count"] == 0
+        await tab.disconnect()
+
+
+async def test_mark_all_read_is_pushed_as_a_bulk_update(layer_mode, ada):
+    await database_sync_to_async(InboxItem.objects.create)(recipient=ada, content={"body": "x"})
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    client = await database_sync_to_async(recipient_client)(ada)
+    await database_sync_to_async(client.post)("/api/v1/inbox/read")
+    bulk, counts = await frames_until(communicator, "counts.changed")
+    assert bulk["type"] == "items.updated" and bulk["action"] == "read"
+    assert counts["meta"]["unread_count"] == 0
+    await communicator.disconnect()
+
+
+async def test_another_recipients_items_are_not_pushed(layer_mode, ada, ping, run_tasks, api):
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    await trigger_in_app(run_tasks, api, recipient_id="someone-else")
+    assert await communicator.receive_nothing(timeout=0.5)
+    await communicator.disconnect()
+
+
+async def test_a_tenant_socket_hears_only_its_tenant(layer_mode, ada, ping, run_tasks, api):
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="globex", name="G")
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada, acme)}")
+    await trigger_in_app(run_tasks, api, tenant="globex")
+    assert await communicator.receive_nothing(timeout=0.5)
+    item = await trigger_in_app(run_tasks, api, tenant="acme")
+    created, counts = await frames_until(communicator, "counts.changed")
+    assert created["item"]["id"] == item.pk and created["item"]["tenant"] == "acme"
+    assert counts["meta"]["total_count"] == 1  # the globex item is not counted
+    await communicator.disconnect()
+
+
+async def test_heartbeats_and_pong(ada, settings):
+    settings.INBOX_HEARTBEAT_SECONDS = 0.05
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    assert await communicator.receive_json_from(timeout=2) == {"type": "heartbeat"}
+    await communicator.send_json_to({"type": "ping"})
+    assert "pong" in [(await communicator.receive_json_from(timeout=2))["type"]
+                      for _ in range(3)]
+    await communicator.disconnect()
+
+
+async def test_an_idle_socket_outlives_the_redis_client_timeout(ada, settings):
+    """redis-py 8 times reads out after 5 s by default, which killed idle consumers blocked in
+    the layer's BZPOPMIN (channels_redis#422): an idle socket must stay open past that."""
+    if "Redis" not in settings.CHANNEL_LAYERS["default"]["BACKEND"]:
+        pytest.skip("the Redis channel layer is configured only with REDIS_URL")
+    settings.INBOX_HEARTBEAT_SECONDS = 1
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    for _ in range(7):  # 7 s of idle layer, heartbeats only
+        assert await communicator.receive_json_from(timeout=3) == {"type": "heartbeat"}
+    await communicator.send_json_to({"type": "ping"})
+    assert (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
+    await communicator.disconnect()
+
+
+async def test_the_tenant_parameter_narrows_an_hmac_socket(layer_mode, ada, ping, run_tasks,
+                                                           api):
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="globex", name="G")
+    communicator, _ = await connect(
+        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}&tenant=acme")
+    await trigger_in_app(run_tasks, api, tenant="globex")
+    assert await communicator.receive_nothing(timeout=0.5)
+    item = await trigger_in_app(run_tasks, api, tenant="acme")
+    created, _ = await frames_until(communicator, "counts.changed")
+    assert created["item"]["id"] == item.pk
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("tenant", ["nope", "globex"])
+async def test_a_tenant_parameter_cannot_widen_or_name_an_unknown_tenant(ada, tenant):
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="globex", name="G")
+    communicator = WebsocketCommunicator(
+        application, f"/ws/inbox/?token={token_for(ada, acme)}&tenant={tenant}")
+    await communicator.connect(timeout=5)
+    assert (await communicator.receive_output(timeout=5))["code"] == 4401

@@ -1,0 +1,174 @@
+"""<clarion-inbox> in Debian's chromium (Playwright).
+
+The first test runs the product as `make serve` does (daphne + qcluster) and uses the demo page:
+trigger, see the badge go from n to n+1 and the item appear without a reload, click it and see the
+badge drop. The others drive the widget's REST features against the live test server.
+"""
+
+import re
+
+import pytest
+from django.db import connections
+from playwright.sync_api import expect
+
+from inbox.models import InboxItem
+from notifications.demo import seed_demo
+from notifications.models import Recipient
+
+from .test_e2e_inbox import serve  # noqa: F401 - the fixture
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def page(page):
+    """The conftest page; afterwards, close the database connections this test opened while
+    Playwright's event loop ran (asgiref keeps those apart from the ones pytest-django closes,
+    and PostgreSQL could not drop the test database at the end of the session)."""
+    yield page
+    connections.close_all()
+
+
+def badge_count(page) -> int:
+    badge = page.locator("clarion-inbox .badge")
+    return 0 if badge.is_hidden() else int(badge.inner_text())
+
+
+def test_demo_page_badge_and_item_update_live_and_drop_on_click(serve, page):  # noqa: F811
+    server = serve.start()
+    with serve.logs_on_failure():
+        server.wait_until_ready(timeout=60)
+        page.goto(f"{server.base_url}/demo/inbox/")
+        inbox = page.locator("clarion-inbox")
+        expect(inbox).to_have_attribute("data-connected", "")
+        before = badge_count(page)
+
+        page.get_by_role("button", name="Trigger “welcome”").click()
+        expect(page.locator("clarion-inbox .badge")).to_have_text(str(before + 1), timeout=10_000)
+        assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+        page.locator("clarion-inbox .bell").click()
+        item = page.locator("clarion-inbox li.unread .item").first
+        expect(item).to_contain_text("Welcome aboard, Ada Lovelace!")
+        item.click()
+        if before == 0:
+            expect(page.locator("clarion-inbox .badge")).to_be_hidden()
+        else:
+            expect(page.locator("clarion-inbox .badge")).to_have_text(str(before))
+        expect(page).to_have_url(re.compile(r"#welcome-tour$"))  # the action URL, followed
+        read = InboxItem.objects.get(recipient__external_id="demo-user", read_at__isnull=False)
+        assert read.message.clicked_at is not None
+
+
+@pytest.fixture
+def demo(live_server, transactional_db):
+    """The demo seeded in the test database; the page of the live server."""
+    seed_demo()
+    return Recipient.objects.get(external_id="demo-user")
+
+
+def add_items(recipient, n, **fields):
+    return InboxItem.objects.bulk_create(
+        [InboxItem(recipient=recipient, content={"body": f"Note {i}"}, **fields)
+         for i in range(n)])
+
+
+def test_widget_scrolls_marks_archives_and_shows_the_empty_state(demo, live_server, page):
+    add_items(demo, 45)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    badge = page.locator("clarion-inbox .badge")
+    expect(badge).to_have_text("45")
+    page.locator("clarion-inbox .bell").click()
+    items = page.locator("clarion-inbox li")
+    expect(items).to_have_count(20)
+    expect(items.first).to_contain_text("Note 44")
+    expect(items.first.locator("time")).to_have_text(re.compile(r"now|second"))
+    for expected in (40, 45):  # infinite scroll
+        items.last.scroll_into_view_if_needed()
+        expect(items).to_have_count(expected)
+    assert InboxItem.objects.filter(recipient=demo, seen_at__isnull=True).count() == 0
+
+    page.locator("clarion-inbox .mark-all").click()
+    expect(badge).to_be_hidden()
+    expect(page.locator("clarion-inbox li.unread")).to_have_count(0)
+    assert InboxItem.objects.filter(recipient=demo, read_at__isnull=True).count() == 0
+
+    first = page.locator("clarion-inbox li").first
+    first.get_by_role("button", name=re.compile("^Archive")).click()
+    expect(items).to_have_count(44)
+    assert InboxItem.objects.filter(recipient=demo, archived_at__isnull=False).count() == 1
+    InboxItem.objects.filter(recipient=demo).update(archived_at="2026-01-01T00:00:00Z")
+    page.reload()
+    page.locator("clarion-inbox .bell").click()
+    expect(page.locator("clarion-inbox .empty")).to_be_visible()
+    expect(page.locator("clarion-inbox .empty")).to_have_text("You're all caught up.")
+
+
+def test_widget_is_keyboard_accessible(demo, live_server, page):
+    add_items(demo, 3)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    bell = page.locator("clarion-inbox .bell")
+    expect(bell).to_have_attribute("aria-label", "Notifications, 3 unread")
+    bell.focus()
+    page.keyboard.press("Enter")
+    expect(bell).to_have_attribute("aria-expanded", "true")
+    focused = "document.querySelector('clarion-inbox').shadowRoot.activeElement.textContent"
+    assert "Note 2" in page.evaluate(focused)
+    page.keyboard.press("ArrowDown")
+    assert "Note 1" in page.evaluate(focused)
+    page.keyboard.press("End")
+    assert "Note 0" in page.evaluate(focused)
+    page.keyboard.press("Escape")
+    expect(bell).to_have_attribute("aria-expanded", "false")
+    assert page.evaluate(
+        "document.querySelector('clarion-inbox').shadowRoot.activeElement.className") == "bell"
+
+
+def test_widget_resyncs_from_the_feed_cursor(demo, live_server, page):
+    """What happened while the socket was down: new items appear, items archived elsewhere go."""
+    old = add_items(demo, 3)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    page.locator("clarion-inbox .bell").click()
+    expect(page.locator("clarion-inbox li")).to_have_count(3)
+    add_items(demo, 2)
+    InboxItem.objects.filter(pk=old[0].pk).update(archived_at="2026-01-01T00:00:00Z")
+    page.evaluate("document.querySelector('clarion-inbox').resync()")
+    expect(page.locator("clarion-inbox li")).to_have_count(4)
+    expect(page.locator("clarion-inbox li").first).to_contain_text("Note 1")
+    expect(page.locator("clarion-inbox .badge")).to_have_text("4")
+
+
+def test_widget_themes_through_css_custom_properties(demo, live_server, page):
+    add_items(demo, 1)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    page.add_style_tag(content="clarion-inbox { --clarion-badge-bg: rgb(1, 2, 3); }")
+    badge = page.locator("clarion-inbox .badge")
+    expect(badge).to_have_css("background-color", "rgb(1, 2, 3)")
+
+
+def test_demo_page_is_404_without_the_seeded_demo(live_server, page, transactional_db):
+    response = page.goto(f"{live_server.url}/demo/inbox/")
+    assert response.status == 404
+
+
+def test_widget_retries_a_failed_socket_with_growing_delays(demo, live_server, page):
+    """The live test server speaks no websocket: every attempt fails, and the widget keeps
+    retrying with backoff while the feed (REST) still works."""
+    add_items(demo, 1)
+    page.add_init_script("""
+        window.__attempts = [];
+        const Native = window.WebSocket;
+        window.WebSocket = function (url) {
+            window.__attempts.push(Date.now());
+            return new Native(url);
+        };
+        window.WebSocket.OPEN = Native.OPEN;
+    """)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    expect(page.locator("clarion-inbox .badge")).to_have_text("1")
+    page.wait_for_function("window.__attempts.length >= 3", timeout=15_000)
+    attempts = page.evaluate("window.__attempts")
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[1] > 900  # the second wait is 1-2 s (2 s with jitter), never a tight loop
+    expect(page.locator("clarion-inbox .status")).to_have_text("Reconnecting…")
+    assert page.evaluate("document.querySelector('clarion-inbox').retries") >= 2
