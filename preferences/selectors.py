@@ -174,7 +174,7 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
         rows = [Row("workflow", w.key, w.name or w.key, "",
                     [(c, allowed(recipient, w, c, tenant, layers=layers,
                                  defaults=defaults.get(w.pk, {})).allowed)
-                     for c in channels_of[w.pk]])
+                     for c in sorted(channels_of[w.pk], key=_channel_order)])
                 for w in members]
         sections.append(Section(category, rows))
     return channel_row, sections

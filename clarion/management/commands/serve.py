@@ -11,6 +11,8 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from notifications.demo import seed_demo
+from notifications.models import Recipient, Tenant
+from preferences.tokens import preferences_url
 
 
 class Command(BaseCommand):
@@ -31,6 +33,8 @@ class Command(BaseCommand):
             user {credentials.admin_username}   password {credentials.admin_password}
   API docs: {base}/api/docs/
   API key:  {credentials.api_key}
+  Inbox:    {base}/demo/inbox/   (the <clarion-inbox> widget for demo-user)
+  Preferences of demo-user: {self._demo_preferences_url()}
 
   Try it:
     curl -X POST {base}/api/v1/workflows/welcome/trigger \\
@@ -73,3 +77,12 @@ class Command(BaseCommand):
                 process.kill()
                 process.wait()
         self.stdout.write("Clarion stopped.")
+
+    @staticmethod
+    def _demo_preferences_url() -> str:
+        """The hosted preference center of the demo recipient, in the demo tenant."""
+        recipient = Recipient.objects.filter(external_id="demo-user").first()
+        tenant = Tenant.objects.filter(key="acme").first()
+        if recipient is None:
+            return "(no demo recipient)"
+        return preferences_url(recipient_id=recipient.pk, tenant_id=tenant.pk if tenant else None)
