@@ -36,7 +36,15 @@ from django.utils import timezone
 
 from preferences.mail import unsubscribe_headers
 
-from .models import Channel, ChannelData, DeliveryAttempt, Message, ProviderConfig, StepLog
+from .models import (
+    Channel,
+    ChannelData,
+    DeliveryAttempt,
+    Message,
+    MessageEvent,
+    ProviderConfig,
+    StepLog,
+)
 from .providers import registry
 from .providers.base import (
     OutboundMessage,
@@ -49,6 +57,7 @@ from .providers.base import (
 from .providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from .providers.email import SettingsEmail, classify_email_error
 from .providers.services import channel_data_deactivate
+from .providers.status import message_events_replay
 from .providers.webhook import SignedWebhook, default_signing_secret
 from .queue import enqueue, enqueue_at
 
@@ -546,9 +555,24 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         update_rows(Message, changed, ["status", "error", "provider", "provider_message_id",
                                        "next_attempt_at", "updated_at", "sent_at"])
         StepLog.objects.bulk_create(logs)
+        _replay_early_events([m.pk for m in changed if m.status == Message.Status.SENT])
         for message, at in schedules:
             enqueue_at("notifications.tasks.deliver_message", str(message.id), at=at,
                        name=f"msg:{message.id}#{message.attempts}")
+
+
+def _replay_early_events(sent_ids: list) -> None:
+    """Apply the status events that arrived while these messages were `sending` (recorded,
+    but their status change left to us): our write of `sent` would otherwise hide a fast
+    "delivered" or "opened". Runs after that write, in its transaction: an event whose own
+    UPDATE waited on our row lock applies itself to `sent` once we commit, and one committed
+    before is read here. One query per batch; the replay only for messages with events."""
+    if not sent_ids:
+        return
+    early = set(MessageEvent.objects.filter(message_id__in=sent_ids)
+                .values_list("message_id", flat=True).distinct())
+    for message_id in early:
+        message_events_replay(message_id=message_id)
 
 
 # --- A worker that died mid-call ---------------------------------------------------------------

@@ -237,6 +237,7 @@ def from_vonage_receipt(params: dict) -> StatusEvent:
         provider="vonage",
         kind=VONAGE_KINDS.get(status, Kind.UNKNOWN),
         provider_message_id=params.get("messageId") or "",
+        message_id=params.get("client-ref") or "",  # Clarion's id, sent as client-ref
         occurred_at=occurred,
         description=f"{status} (err-code {err})" if err and err != "0" else status,
         raw=params,
