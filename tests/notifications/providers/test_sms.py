@@ -4,12 +4,14 @@ document it, and answer as they do."""
 import base64
 import json
 import uuid
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django_q.models import Schedule
 
 from notifications.delivery import deliver
-from notifications.models import DeliveryAttempt, Message
+from notifications.models import DeliveryAttempt, Message, ProviderConfig
+from notifications.providers.webhooks import twilio_signature
 
 from .servers import Reply
 
@@ -253,3 +255,53 @@ def test_trigger_to_sms_through_the_real_queue(twilio, make_workflow, run_tasks)
     assert {r.form()["Body"] for r in twilio.requests} == {"Code 4321"}
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
     assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 2
+
+
+# --- Status callback URLs -----------------------------------------------------------------------
+
+def test_twilio_is_given_its_status_webhook_on_public_url_as_status_callback(
+        twilio, queue_message, settings, client):
+    settings.PUBLIC_URL = "https://notify.example.test"
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    form = twilio.requests[0].form()
+    callback = "https://notify.example.test/webhooks/twilio/twilio-main/status/"
+    assert form["StatusCallback"] == callback
+    # Twilio then calls that URL, signed for it: the real route takes it.
+    message.refresh_from_db()
+    params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered",
+              "AccountSid": SID}
+    response = client.post(urlsplit(callback).path, data=urlencode(params),
+                           content_type="application/x-www-form-urlencoded",
+                           HTTP_X_TWILIO_SIGNATURE=twilio_signature(
+                               callback, {k: [v] for k, v in params.items()}, TOKEN))
+    assert response.status_code == 204
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+
+
+def test_an_explicit_status_callback_url_wins_over_public_url(twilio, queue_message, settings,
+                                                              provider_config):
+    settings.PUBLIC_URL = "https://notify.example.test"
+    ProviderConfig.objects.filter(key="twilio-main").update(options={
+        "base_url": twilio.url, "status_callback_url": "https://hooks.example.test/twilio"})
+    deliver(str(queue_message("sms", {"text": "Hi"}).id))
+    assert twilio.requests[0].form()["StatusCallback"] == "https://hooks.example.test/twilio"
+
+
+@pytest.mark.parametrize("public_url", ["http://localhost:8000", "http://127.0.0.1:8000"])
+def test_no_status_callback_is_sent_for_a_public_url_no_provider_can_reach(
+        twilio, queue_message, settings, public_url):
+    settings.PUBLIC_URL = public_url
+    deliver(str(queue_message("sms", {"text": "Hi"}).id))
+    assert "StatusCallback" not in twilio.requests[0].form()
+
+
+def test_vonage_is_given_its_receipt_webhook_on_public_url_as_callback(vonage, queue_message,
+                                                                       settings):
+    settings.PUBLIC_URL = "https://notify.example.test/"
+    server = vonage()
+    deliver(str(queue_message("sms", {"text": "Your code is 1234"}).id))
+    assert server.problems == []
+    assert server.requests[0].form()["callback"] == \
+        "https://notify.example.test/webhooks/vonage/vonage/receipt/"
