@@ -305,3 +305,31 @@ def test_vonage_is_given_its_receipt_webhook_on_public_url_as_callback(vonage, q
     assert server.problems == []
     assert server.requests[0].form()["callback"] == \
         "https://notify.example.test/webhooks/vonage/vonage/receipt/"
+
+
+# --- Per-recipient SMS rate limit ---------------------------------------------------------------
+
+def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_never_sent(
+        twilio, make_workflow, run_tasks, settings):
+    from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+
+    settings.CLARION = {**settings.CLARION, "SMS_RATE_LIMIT_PER_RECIPIENT": 2,
+                        "SMS_RATE_LIMIT_WINDOW_SECONDS": 3600}
+    workflow = make_workflow("otp", steps=[StepSpec(
+        ref="text", type="sms", templates={"en": {"text": "Code {{ data.code }}"}})])
+    # Three triggers to one number (under two recipient ids), one to another number.
+    for recipient in ({"id": "u1", "phone": PHONE}, {"id": "u1", "phone": PHONE},
+                      {"id": "u1-alias", "phone": PHONE}, {"id": "u2", "phone": "+15550003333"}):
+        trigger_workflow(TriggerRequest(workflow=workflow, data={"code": "1"},
+                                        recipients=[recipient]))
+    run_tasks()
+    assert sorted(r.form()["To"] for r in twilio.requests) == [PHONE, PHONE, "+15550003333"]
+    limited = Message.objects.get(status=Message.Status.SUPPRESSED)
+    reason = (f"Rate limited: more than 2 SMS to {PHONE} within 3600 seconds "
+              "(CLARION_SMS_RATE_LIMIT_PER_RECIPIENT).")
+    assert (limited.to, limited.error) == (PHONE, reason)
+    assert not limited.delivery_attempts.exists()
+    log = limited.run.step_logs.get(event="rate_limited")
+    assert log.detail == {"message_id": str(limited.id), "reason": reason, "limit": 2,
+                          "window_seconds": 3600}
+    assert Message.objects.filter(status=Message.Status.SENT).count() == 3
