@@ -498,6 +498,9 @@ class DeliveryAttempt(models.Model):
         TRANSIENT_ERROR = "transient_error", "Transient error"
         PERMANENT_ERROR = "permanent_error", "Permanent error"
         UNKNOWN = "unknown", "Unknown (worker stopped)"
+        # The provider accepted the message, then its status callback said the carrier did not
+        # deliver it (written when Clarion fails over to the next provider because of it).
+        CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
     provider = models.CharField(max_length=128, help_text="The ProviderConfig key (or kind).")

@@ -333,3 +333,96 @@ def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_neve
     assert log.detail == {"message_id": str(limited.id), "reason": reason, "limit": 2,
                           "window_seconds": 3600}
     assert Message.objects.filter(status=Message.Status.SENT).count() == 3
+
+
+# --- Failover after a carrier's late refusal ----------------------------------------------------
+
+@pytest.fixture
+def two_twilios(provider_server, provider_config):
+    servers = {}
+    for key, priority in (("twilio-main", 1), ("twilio-backup", 2)):
+        servers[key] = server = provider_server(twilio_check, twilio_accepts)
+        provider_config(key, "sms", "twilio", {"account_sid": SID, "auth_token": TOKEN,
+                                               "from": "+15550001111"},
+                        priority=priority, options={"base_url": server.url})
+    return servers
+
+
+def post_status(client, key: str, sid: str, status: str, error_code: str = "",
+                token: str = "") -> int:
+    path = f"/webhooks/twilio/{key}/status/"
+    params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": SID}
+    if error_code:
+        params["ErrorCode"] = error_code
+    signature = twilio_signature(f"http://testserver{path}",
+                                 {k: [v] for k, v in params.items()}, TOKEN)
+    return client.post(path, data=urlencode(params),
+                       content_type="application/x-www-form-urlencoded",
+                       HTTP_X_TWILIO_SIGNATURE=signature, HTTP_I_TWILIO_IDEMPOTENCY_TOKEN=token
+                       or f"{sid}-{status}").status_code
+
+
+def test_an_undelivered_callback_with_a_route_error_fails_over_to_the_next_provider_once(
+        two_twilios, queue_message, run_tasks, client):
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    first_sid = message.provider_message_id
+    assert (message.status, message.provider) == ("sent", "twilio-main")
+
+    # Twilio 30008 "unknown error": the route failed, not the number. Twilio retries it too.
+    for _ in range(2):
+        assert post_status(client, "twilio-main", first_sid, "undelivered", "30008") == 204
+    assert run_tasks() == ["notifications.tasks.deliver_message"]
+    message.refresh_from_db()
+    assert (message.status, message.provider) == ("sent", "twilio-backup")
+    assert message.provider_message_id != first_sid and message.error == ""
+    assert [len(s.requests) for s in two_twilios.values()] == [1, 1]
+    assert list(message.delivery_attempts.values_list("provider", "outcome")) == [
+        ("twilio-main", "succeeded"), ("twilio-main", "carrier_refused"),
+        ("twilio-backup", "succeeded")]
+    refused = message.delivery_attempts.get(outcome="carrier_refused")
+    assert refused.error == ("Accepted, then not delivered by the carrier: "
+                             "undelivered (Twilio error 30008)")
+    retry = message.run.step_logs.get(event="retrying")
+    assert (retry.detail["provider"], retry.detail["next"], retry.detail["error"]) == (
+        "twilio-main", "twilio-backup", "undelivered (Twilio error 30008)")
+    # A late "delivered" about the first send changes nothing; the second send's does.
+    assert post_status(client, "twilio-main", first_sid, "delivered") == 204
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+    # The backup's carrier refuses too: no third send, the message stays failed.
+    assert post_status(client, "twilio-backup", message.provider_message_id, "undelivered",
+                       "30008") == 204
+    assert run_tasks() == []
+    message.refresh_from_db()
+    assert (message.status, message.error) == ("failed", "undelivered (Twilio error 30008)")
+    assert [len(s.requests) for s in two_twilios.values()] == [1, 1]
+
+
+@pytest.mark.parametrize("code", ["21610", "30003", "30005", ""])
+def test_a_refusal_that_is_permanent_for_the_number_never_fails_over(
+        two_twilios, queue_message, run_tasks, client, code):
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert post_status(client, "twilio-main", message.provider_message_id, "undelivered",
+                       code) == 204
+    assert run_tasks() == []
+    message.refresh_from_db()
+    assert (message.status, message.provider) == ("failed", "twilio-main")
+    assert not message.delivery_attempts.filter(outcome="carrier_refused").exists()
+    assert len(two_twilios["twilio-backup"].requests) == 0
+
+
+def test_a_route_error_with_no_provider_left_leaves_the_message_failed(
+        twilio, queue_message, run_tasks, client):
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert post_status(client, "twilio-main", message.provider_message_id, "failed",
+                       "30008") == 204
+    assert run_tasks() == []
+    message.refresh_from_db()
+    assert message.status == "failed" and len(twilio.requests) == 1
