@@ -588,7 +588,7 @@ def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: 
     `retrying` timeline entry. Returns whether it failed over."""
     now = timezone.now()
     with transaction.atomic():
-        message = (Message.objects.select_for_update().select_related("tenant")
+        message = (Message.objects.select_for_update()
                    .filter(pk=message_id, status=Message.Status.FAILED,
                            provider_message_id=provider_message_id).first())
         if message is None or not provider_message_id:
