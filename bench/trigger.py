@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clarion_bench")
 os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-"))
+# Count triggers against the per-key rate limit (its cost is part of the figure), never refuse.
+os.environ.setdefault("CLARION_TRIGGER_RATE_LIMIT", "100000000")
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
 

@@ -307,4 +307,15 @@ CLARION = {
     "ALLOW_PRIVATE_URLS": _env_bool("CLARION_ALLOW_PRIVATE_URLS"),
     # Signs webhook-channel requests when no webhook ProviderConfig names its own secret.
     "WEBHOOK_SIGNING_SECRET": os.environ.get("CLARION_WEBHOOK_SIGNING_SECRET", ""),
+    # Rate limits (0: none), counted in the database across every process. Trigger calls per
+    # API key per window (a 429 with Retry-After beyond it), and SMS per phone number per window
+    # (beyond it the step's message is suppressed, "rate limited", so one caller cannot run up
+    # the SMS bill).
+    "TRIGGER_RATE_LIMIT": int(os.environ.get("CLARION_TRIGGER_RATE_LIMIT", "600")),
+    "TRIGGER_RATE_LIMIT_WINDOW_SECONDS": int(
+        os.environ.get("CLARION_TRIGGER_RATE_LIMIT_WINDOW_SECONDS", "60")),
+    "SMS_RATE_LIMIT_PER_RECIPIENT": int(
+        os.environ.get("CLARION_SMS_RATE_LIMIT_PER_RECIPIENT", "10")),
+    "SMS_RATE_LIMIT_WINDOW_SECONDS": int(
+        os.environ.get("CLARION_SMS_RATE_LIMIT_WINDOW_SECONDS", "3600")),
 }

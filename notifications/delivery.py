@@ -36,7 +36,15 @@ from django.utils import timezone
 
 from preferences.mail import unsubscribe_headers
 
-from .models import Channel, ChannelData, DeliveryAttempt, Message, ProviderConfig, StepLog
+from .models import (
+    Channel,
+    ChannelData,
+    DeliveryAttempt,
+    Message,
+    MessageEvent,
+    ProviderConfig,
+    StepLog,
+)
 from .providers import registry
 from .providers.base import (
     OutboundMessage,
@@ -49,6 +57,7 @@ from .providers.base import (
 from .providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from .providers.email import SettingsEmail, classify_email_error
 from .providers.services import channel_data_deactivate
+from .providers.status import message_events_replay
 from .providers.webhook import SignedWebhook, default_signing_secret
 from .queue import enqueue, enqueue_at
 
@@ -339,7 +348,8 @@ def _load_history(deliveries: list[Delivery]) -> None:
             d.transient[provider] += 1
             if d.transient[provider] >= limit:
                 d.excluded.add(provider)
-        elif outcome == DeliveryAttempt.Outcome.PERMANENT_ERROR:
+        elif outcome in (DeliveryAttempt.Outcome.PERMANENT_ERROR,
+                         DeliveryAttempt.Outcome.CARRIER_REFUSED):
             d.excluded.add(provider)
         if error:
             d.last_error, d.last_provider = error, provider
@@ -546,9 +556,67 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         update_rows(Message, changed, ["status", "error", "provider", "provider_message_id",
                                        "next_attempt_at", "updated_at", "sent_at"])
         StepLog.objects.bulk_create(logs)
+        _replay_early_events([m.pk for m in changed if m.status == Message.Status.SENT])
         for message, at in schedules:
             enqueue_at("notifications.tasks.deliver_message", str(message.id), at=at,
                        name=f"msg:{message.id}#{message.attempts}")
+
+
+def _replay_early_events(sent_ids: list) -> None:
+    """Apply the status events that arrived while these messages were `sending` (recorded,
+    but their status change left to us): our write of `sent` would otherwise hide a fast
+    "delivered" or "opened". Runs after that write, in its transaction: an event whose own
+    UPDATE waited on our row lock applies itself to `sent` once we commit, and one committed
+    before is read here. One query per batch; the replay only for messages with events."""
+    if not sent_ids:
+        return
+    early = set(MessageEvent.objects.filter(message_id__in=sent_ids)
+                .values_list("message_id", flat=True).distinct())
+    for message_id in early:
+        message_events_replay(message_id=message_id)
+
+
+# --- A carrier that refused an accepted message ------------------------------------------------
+
+def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: str,
+                                            reason: str) -> bool:
+    """An SMS provider accepted the message, then reported that the carrier did not deliver it
+    for a reason another provider may not meet (status.CARRIER_FAILOVER_CODES): queue it again
+    for the next provider. Once per message at most, only while it is still `failed` from that
+    very send, and only when a provider it has not tried is left; the refusal is a
+    `carrier_refused` DeliveryAttempt (which makes delivery skip that provider) and a
+    `retrying` timeline entry. Returns whether it failed over."""
+    now = timezone.now()
+    with transaction.atomic():
+        message = (Message.objects.select_for_update()
+                   .filter(pk=message_id, status=Message.Status.FAILED,
+                           provider_message_id=provider_message_id).first())
+        if message is None or not provider_message_id:
+            return False
+        attempts = DeliveryAttempt.objects.filter(message=message)
+        if attempts.filter(outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED).exists():
+            return False  # it failed over once already: never a third send
+        tried = set(attempts.values_list("provider", flat=True))
+        left = [c.key for c in ProviderPool().candidates(message.channel, message.tenant_id)
+                if c.key not in tried]
+        if not left:
+            return False
+        kind = attempts.filter(provider=message.provider).values_list("kind", flat=True).last()
+        DeliveryAttempt.objects.create(
+            message=message, provider=message.provider, kind=kind or "", started_at=now,
+            duration_ms=0, outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED,
+            error=f"Accepted, then not delivered by the carrier: {reason}"[:2000],
+            response={"message_id": provider_message_id})
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
+            provider_message_id="", error=f"{message.provider}: {reason}"[:2000])
+        StepLog.objects.create(
+            run_id=message.run_id, step_ref=message.step_ref, event=StepLog.Event.RETRYING,
+            detail={"message_id": str(message.id), "provider": message.provider,
+                    "provider_message_id": provider_message_id, "error": reason[:500],
+                    "reason": "the carrier did not deliver it; failing over", "next": left[0]})
+        enqueue("notifications.tasks.deliver_message", str(message.id))
+    return True
 
 
 # --- A worker that died mid-call ---------------------------------------------------------------

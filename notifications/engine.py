@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -19,6 +20,7 @@ from . import conditions
 from .models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
 from .providers.phone import is_e164
 from .queue import enqueue, enqueue_at
+from .ratelimit import rate_limit_hit
 from .rendering import RenderOptions, TemplateError, render_email, render_fields, sms_size
 from .scope import run_scope
 
@@ -360,6 +362,24 @@ def channel_address(step: Step, run: Run) -> tuple[str, str]:
     return "", "the recipient has no chat channel data and the step names no channel"
 
 
+def _sms_rate_limited(p: Pass, step: Step, phone: str) -> bool:
+    """Count this SMS against its phone number's limit (a paid channel: one caller must not run
+    up the bill); beyond it, a `suppressed` message and a `rate_limited` log say why. Counted in
+    the run's transaction, so a pass that rolls back takes its count back with it."""
+    conf = settings.CLARION
+    limit, window = conf["SMS_RATE_LIMIT_PER_RECIPIENT"], conf["SMS_RATE_LIMIT_WINDOW_SECONDS"]
+    verdict = rate_limit_hit(key=f"sms:{phone}", limit=limit, window_seconds=window, now=p.now)
+    if verdict.allowed:
+        return False
+    reason = (f"Rate limited: more than {limit} SMS to {phone} within {window} seconds "
+              f"(CLARION_SMS_RATE_LIMIT_PER_RECIPIENT).")
+    message = _new_message(p, step, status=Message.Status.SUPPRESSED, to=phone[:320],
+                           error=reason)
+    p.log(step.ref, StepLog.Event.RATE_LIMITED, message_id=str(message.id), reason=reason,
+          limit=limit, window_seconds=window)
+    return True
+
+
 def _channel(p: Pass, step: Step) -> None:
     """A step delivered through the channel's providers: resolve the address, render, queue."""
     address, problem = channel_address(step, p.run)
@@ -373,6 +393,8 @@ def _channel(p: Pass, step: Step) -> None:
         message = _new_message(p, step, status=Message.Status.FAILED, to=address[:320],
                                error=problem)
         p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    if step.type == StepType.SMS and _sms_rate_limited(p, step, address):
         return
     message = _new_message(p, step, status=Message.Status.QUEUED, to=address[:320],
                            content=content, template_version=template.published_version)

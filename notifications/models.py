@@ -498,6 +498,9 @@ class DeliveryAttempt(models.Model):
         TRANSIENT_ERROR = "transient_error", "Transient error"
         PERMANENT_ERROR = "permanent_error", "Permanent error"
         UNKNOWN = "unknown", "Unknown (worker stopped)"
+        # The provider accepted the message, then its status callback said the carrier did not
+        # deliver it (written when Clarion fails over to the next provider because of it).
+        CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
     provider = models.CharField(max_length=128, help_text="The ProviderConfig key (or kind).")
@@ -575,6 +578,7 @@ class StepLog(models.Model):
         RETRYING = "retrying", "Retrying"
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
+        RATE_LIMITED = "rate_limited", "Rate limited"
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
 
@@ -613,3 +617,21 @@ class IdempotencyRecord(models.Model):
     @property
     def in_progress(self) -> bool:
         return self.response_status is None
+
+
+class RateLimitCounter(models.Model):
+    """Calls counted against one rate limit (`key`, e.g. "api-trigger:<api key id>" or
+    "sms:<phone>") in one fixed window. In the database so that every web and worker process
+    counts together; a key keeps only its current window's row."""
+
+    key = models.CharField(max_length=200)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="rate_limit_window")
+        ]
+
+    def __str__(self):
+        return f"{self.key} {self.window_start:%Y-%m-%d %H:%M:%S}: {self.count}"

@@ -19,6 +19,19 @@ from notifications.services import StepSpec, api_key_create, workflow_put
 INVALID = {"error": "invalid_request", "detail": "The request is not valid; see `fields`."}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _no_rate_limits():
+    """Tests send many SMS to one test number and trigger in loops: the rate limits are off
+    unless a test turns them on (tests/notifications/test_ratelimit.py, test_sms.py)."""
+    from django.conf import settings
+
+    saved = dict(settings.CLARION)
+    settings.CLARION.update(TRIGGER_RATE_LIMIT=0, SMS_RATE_LIMIT_PER_RECIPIENT=0)
+    yield
+    settings.CLARION.clear()
+    settings.CLARION.update(saved)
+
+
 def invalid(fields: dict) -> dict:
     """The API's 400 body naming `fields`."""
     return {**INVALID, "fields": fields}

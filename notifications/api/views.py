@@ -15,6 +15,7 @@ from ..models import Channel, Recipient, Tenant, Topic, Workflow
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
 from .errors import ApiError, not_found
+from .throttles import TriggerRateThrottle
 
 ERRORS = {
     code: OpenApiResponse(s.ApiErrorSerializer, description=text)
@@ -56,6 +57,8 @@ def _validated(serializer_class, data, **kwargs):
 
 
 class TriggerView(APIView):
+    throttle_classes = [TriggerRateThrottle]
+
     @extend_schema(
         operation_id="workflow_trigger",
         summary="Trigger a workflow",
@@ -65,6 +68,9 @@ class TriggerView(APIView):
             202: s.TriggerResponseSerializer,
             **ERRORS,
             409: OpenApiResponse(s.ApiErrorSerializer, description="Idempotency key in use."),
+            429: OpenApiResponse(s.ApiErrorSerializer,
+                                 description="Too many trigger calls with this API key; retry "
+                                             "after the `Retry-After` header's seconds."),
             422: OpenApiResponse(
                 s.ApiErrorSerializer,
                 description="Inactive workflow, or an Idempotency-Key reused with another body.",

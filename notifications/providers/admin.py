@@ -72,9 +72,11 @@ class ProviderConfigForm(forms.ModelForm):
 
 class SendTestForm(forms.Form):
     to = forms.CharField(
-        max_length=2000,
-        help_text="An email address, an E.164 phone number, a push token, a chat webhook URL or "
-                  "channel, or a webhook URL, depending on the channel.")
+        max_length=4000, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="An email address, an E.164 phone number, a push token (FCM, APNs), a Web "
+                  "Push subscription's JSON (what the browser's PushSubscription.toJSON() "
+                  "returns: {\"endpoint\": …, \"keys\": {\"p256dh\": …, \"auth\": …}}), "
+                  "a chat webhook URL or channel, or a webhook URL, depending on the channel.")
     text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
 
 

@@ -80,6 +80,11 @@ class PushProvider(Provider):
     channel = "push"
     address_key: ClassVar[str] = "tokens"
 
+    @classmethod
+    def test_channel_data(cls, to: str) -> dict:
+        """The device data of an admin's "send test" to `to` (what the test form took)."""
+        return {cls.address_key: [to.strip()]}
+
     def addresses(self, message: OutboundMessage) -> list:
         value = (message.channel_data or {}).get(self.address_key) or []
         if not isinstance(value, list):
@@ -603,6 +608,18 @@ class WebPush(PushProvider):
             problems["credentials.vapid_subject"] = ["Expected a mailto: or https: URL."]
         if problems:
             raise ConfigurationError(problems)
+
+    @classmethod
+    def test_channel_data(cls, to: str) -> dict:
+        """A test goes to one subscription: the JSON of the browser's PushSubscription."""
+        try:
+            subscription = json.loads(to)
+        except ValueError as exc:
+            raise ValueError("Expected the subscription's JSON (PushSubscription.toJSON()): "
+                             f"{exc}") from exc
+        if not isinstance(subscription, dict):
+            raise ValueError("Expected the subscription's JSON object, with endpoint and keys.")
+        return {cls.address_key: [subscription]}
 
     @staticmethod
     def _vapid(key: str):

@@ -110,22 +110,23 @@ def masked_credentials(config: ProviderConfig) -> dict[str, str]:
 
 def provider_send_test(*, config: ProviderConfig, to: str, text: str = "") -> SendResult:
     """Send a test message through this provider alone (no failover, no ledger); raises
-    ProviderError with the provider's answer."""
-    provider = registry.get(config.kind)(key=config.key, credentials=config.credentials,
-                                         options=config.options)
+    ProviderError with the provider's answer, ValueError for a `to` the kind cannot use (a
+    Web Push subscription that is not JSON)."""
+    cls = registry.get(config.kind)
     text = text or f"Clarion test message from provider {config.key}."
     content = {"email": {"subject": "Clarion test message", "text": text},
                "sms": {"text": text}, "chat": {"text": text},
                "push": {"title": "Clarion", "body": text},
                "webhook": {"body": json.dumps({"test": True, "text": text})}}[config.channel]
     channel_data = {}
-    if config.channel == "push":
-        channel_data = {"tokens": [to]}
+    if config.channel == "push":  # fcm/apns: a token; webpush: the subscription's JSON
+        channel_data = cls.test_channel_data(to)
     elif config.channel == "chat" and to.startswith(("http://", "https://")):
         channel_data = {"webhook_url": to}
     message = OutboundMessage(id=f"test-{uuid.uuid4()}", channel=config.channel, to=to,
                               content=content, channel_data=channel_data,
                               tenant_key=config.tenant.key if config.tenant_id else "")
+    provider = cls(key=config.key, credentials=config.credentials, options=config.options)
     try:
         return provider.send(message)
     finally:

@@ -1,8 +1,12 @@
 """SMS: Twilio, Vonage (SMS API) and Plivo, each through its documented REST API."""
 
+import ipaddress
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 import httpx
+from django.conf import settings
+from django.urls import reverse
 
 from ..rendering import sms_size
 from .base import (
@@ -27,6 +31,8 @@ class SMSProvider(HTTPProvider):
     channel = "sms"
     option_fields: ClassVar[tuple[str, ...]] = ("base_url", "timeout", "status_callback_url")
     sender_field: ClassVar[str] = "from"
+    # The URL name (providers/webhooks.py) of this kind's delivery-status webhook, if any.
+    webhook_route: ClassVar[str] = ""
     alphanumeric_sender: ClassVar[bool] = False
 
     @classmethod
@@ -54,7 +60,28 @@ class SMSProvider(HTTPProvider):
 
     @property
     def status_callback_url(self) -> str:
-        return str(self.options.get("status_callback_url") or "")
+        """The `status_callback_url` option, else this provider's own status webhook on
+        PUBLIC_URL (for kinds Clarion has a webhook for, and a PUBLIC_URL the provider can
+        reach)."""
+        configured = str(self.options.get("status_callback_url") or "")
+        if configured or not self.webhook_route:
+            return configured
+        return default_status_callback_url(route=self.webhook_route, key=self.key)
+
+
+def default_status_callback_url(*, route: str, key: str) -> str:
+    """PUBLIC_URL + the webhook route of the provider `key`; "" when PUBLIC_URL is a loopback
+    address (the embedded default, http://localhost:8000), which no provider could call."""
+    public = str(getattr(settings, "PUBLIC_URL", "") or "").rstrip("/")
+    host = urlsplit(public).hostname or ""
+    if not host or host == "localhost" or host.endswith(".localhost"):
+        return ""
+    try:
+        if ipaddress.ip_address(host).is_loopback:
+            return ""
+    except ValueError:
+        pass  # a name
+    return public + reverse(route, kwargs={"key": key})
 
 
 @register
@@ -66,6 +93,7 @@ class Twilio(SMSProvider):
     kind, label = "twilio", "Twilio"
     credential_fields = ("account_sid", "auth_token", "from")
     default_base_url = "https://api.twilio.com"
+    webhook_route = "webhook-twilio-status"
 
     def build_request(self, message: OutboundMessage) -> HTTPRequest:
         text = self.text_of(message)
@@ -106,6 +134,7 @@ class Vonage(SMSProvider):
     # Verify signed delivery receipts (notifications/providers/webhooks.py).
     optional_credential_fields = ("signature_secret", "signature_method")
     default_base_url = "https://rest.nexmo.com"
+    webhook_route = "webhook-vonage-receipt"
     alphanumeric_sender = True
 
     def build_request(self, message: OutboundMessage) -> HTTPRequest:

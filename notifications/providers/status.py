@@ -93,11 +93,48 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
         # The provider re-sent an event we already have (same provider and event id).
         logger.info("Duplicate status event ignored: %s %s", event.provider, event_id)
         return MessageEvent.objects.filter(provider=event.provider, event_id=event_id[:255]).first()
+    if message.channel == "sms" and event.kind in (Kind.FAILED, Kind.REJECTED):
+        code = carrier_error_code(event)
+        if code in CARRIER_FAILOVER_CODES.get(event.provider, ()):
+            from ..delivery import message_fail_over_after_carrier_refusal
+
+            message_fail_over_after_carrier_refusal(
+                message_id=message.pk, provider_message_id=event.provider_message_id,
+                reason=event.description or event.kind)
     return record
 
 
+# Carrier error codes in a failed/undelivered SMS status callback after which another SMS
+# provider may deliver the message: the provider's route or account failed, not the number.
+# Anything else — the person unsubscribed (Twilio 21610), the number is unreachable, unknown,
+# a landline or blocked (Twilio 30003-30007; Vonage 1-4, 6, 7, 9, 10, 12-15), or no code at all
+# — leaves the message failed: a second provider would reach the same handset, or bill for
+# nothing.
+CARRIER_FAILOVER_CODES: dict[str, frozenset[str]] = {
+    # https://www.twilio.com/docs/api/errors: 30001 queue overflow, 30002 account suspended,
+    # 30008 unknown error, 30009 missing segment, 30010 price exceeds max price, 30017 carrier
+    # network congestion, 30022/30023 10DLC throughput/daily cap, 30032 toll-free number not
+    # verified, 30034 unregistered 10DLC number.
+    "twilio": frozenset({"30001", "30002", "30008", "30009", "30010", "30017", "30022",
+                         "30023", "30032", "30034"}),
+    # Vonage SMS API delivery receipt err-code: 5 portability error, 8 network error,
+    # 11 unroutable, 99 general error.
+    "vonage": frozenset({"5", "8", "11", "99"}),
+}
+
+
+def carrier_error_code(event: StatusEvent) -> str:
+    """The carrier's error code in an SMS status callback ("" when it has none)."""
+    raw = event.raw or {}
+    if event.provider == "twilio":
+        return str(raw.get("ErrorCode") or "")
+    if event.provider == "vonage":
+        return str(raw.get("err-code") or "")
+    return ""
+
+
 def _message_for(event: StatusEvent) -> Message | None:
-    messages = Message.objects.only("id", "status")
+    messages = Message.objects.only("id", "status", "channel")
     if event.message_id:
         try:
             found = messages.filter(pk=uuid.UUID(event.message_id)).first()
@@ -115,11 +152,15 @@ def message_events_replay(*, message_id) -> None:
     """Apply a message's recorded events again, in order: for events that arrived while the
     message was still being sent (an ESP that echoes our id can call back before the sender has
     written `sent`), whose status change the sender's own write would otherwise hide."""
-    message = Message.objects.only("id", "status").filter(pk=message_id).first()
+    message = Message.objects.only("id", "status", "provider_message_id").filter(
+        pk=message_id).first()
     if message is None:
         return
     now = timezone.now()
-    for record in MessageEvent.objects.filter(message_id=message_id).order_by("occurred_at", "id"):
+    records = MessageEvent.objects.filter(message_id=message_id).order_by("occurred_at", "id")
+    if message.provider_message_id:  # not events about an earlier send (before a failover)
+        records = records.filter(provider_message_id__in=("", message.provider_message_id))
+    for record in records:
         event = StatusEvent(provider=record.provider, kind=record.kind,
                             description=record.description)
         _advance(message, event, record.occurred_at, now)
@@ -237,6 +278,7 @@ def from_vonage_receipt(params: dict) -> StatusEvent:
         provider="vonage",
         kind=VONAGE_KINDS.get(status, Kind.UNKNOWN),
         provider_message_id=params.get("messageId") or "",
+        message_id=params.get("client-ref") or "",  # Clarion's id, sent as client-ref
         occurred_at=occurred,
         description=f"{status} (err-code {err})" if err and err != "0" else status,
         raw=params,

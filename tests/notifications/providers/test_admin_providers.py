@@ -2,10 +2,12 @@
 
 import json
 
+import pytest
 from django.urls import reverse
 
 from notifications.models import ProviderConfig
 
+from .fake_push import FakePushService, ec_key_pem
 from .servers import Reply
 from .test_sms import SID, TOKEN, twilio_accepts, twilio_check
 
@@ -82,3 +84,47 @@ def test_close_circuit_action(admin_client, provider_config):
                       {"action": "close_circuit", "_selected_action": [config.pk]})
     config.refresh_from_db()
     assert config.consecutive_failures == 0
+
+
+@pytest.fixture
+def push_service(settings):
+    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}  # it is on 127.0.0.1
+    service = FakePushService()
+    yield service
+    service.stop()
+
+
+def test_send_test_through_web_push_takes_the_subscription_json(admin_client, provider_config,
+                                                                 push_service):
+    config = provider_config("webpush-main", "push", "webpush",
+                             {"vapid_private_key": ec_key_pem(),
+                              "vapid_subject": "mailto:ops@example.test"})
+    subscription = push_service.subscribe()
+    page = reverse("admin:notifications_providerconfig_send_test", args=[config.pk])
+    response = admin_client.post(page, {"to": json.dumps(subscription), "text": "ping"})
+    assert response.context["result"]["ok"] is True, response.context["result"]
+    assert push_service.problems == []
+    (payload,) = push_service.delivered  # decrypted with the subscriber's own keys
+    assert (payload["title"], payload["body"], payload["data"]) == ("Clarion", "ping", {})
+    assert "Accepted, provider message id http://127.0.0.1:" in response.content.decode()
+    exchange = response.context["result"]["exchange"]  # the redacted request, as shown
+    assert subscription["endpoint"] in exchange and subscription["keys"]["auth"] not in exchange
+
+
+@pytest.mark.parametrize("to, reason", [
+    ("not json", "Not sent: Expected the subscription's JSON (PushSubscription.toJSON()): "
+                 "Expecting value: line 1 column 1 (char 0)"),
+    ('["a"]', "Not sent: Expected the subscription's JSON object, with endpoint and keys."),
+    ('{"endpoint": "https://push.example.test/x"}',
+     "Refused (permanent): https://push…st/x: A Web Push subscription needs endpoint and "
+     "keys.p256dh/auth."),
+])
+def test_send_test_through_web_push_explains_a_subscription_it_cannot_use(
+        admin_client, provider_config, push_service, to, reason):
+    config = provider_config("webpush-main", "push", "webpush",
+                             {"vapid_private_key": ec_key_pem(),
+                              "vapid_subject": "mailto:ops@example.test"})
+    page = reverse("admin:notifications_providerconfig_send_test", args=[config.pk])
+    response = admin_client.post(page, {"to": to})
+    assert response.context["result"]["text"] == reason
+    assert push_service.requests == []

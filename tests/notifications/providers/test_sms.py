@@ -4,12 +4,14 @@ document it, and answer as they do."""
 import base64
 import json
 import uuid
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django_q.models import Schedule
 
 from notifications.delivery import deliver
-from notifications.models import DeliveryAttempt, Message
+from notifications.models import DeliveryAttempt, Message, ProviderConfig
+from notifications.providers.webhooks import twilio_signature
 
 from .servers import Reply
 
@@ -253,3 +255,174 @@ def test_trigger_to_sms_through_the_real_queue(twilio, make_workflow, run_tasks)
     assert {r.form()["Body"] for r in twilio.requests} == {"Code 4321"}
     assert set(Message.objects.values_list("status", flat=True)) == {"sent"}
     assert DeliveryAttempt.objects.filter(outcome="succeeded").count() == 2
+
+
+# --- Status callback URLs -----------------------------------------------------------------------
+
+def test_twilio_is_given_its_status_webhook_on_public_url_as_status_callback(
+        twilio, queue_message, settings, client):
+    settings.PUBLIC_URL = "https://notify.example.test"
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    form = twilio.requests[0].form()
+    callback = "https://notify.example.test/webhooks/twilio/twilio-main/status/"
+    assert form["StatusCallback"] == callback
+    # Twilio then calls that URL, signed for it: the real route takes it.
+    message.refresh_from_db()
+    params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered",
+              "AccountSid": SID}
+    response = client.post(urlsplit(callback).path, data=urlencode(params),
+                           content_type="application/x-www-form-urlencoded",
+                           HTTP_X_TWILIO_SIGNATURE=twilio_signature(
+                               callback, {k: [v] for k, v in params.items()}, TOKEN))
+    assert response.status_code == 204
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+
+
+def test_an_explicit_status_callback_url_wins_over_public_url(twilio, queue_message, settings,
+                                                              provider_config):
+    settings.PUBLIC_URL = "https://notify.example.test"
+    ProviderConfig.objects.filter(key="twilio-main").update(options={
+        "base_url": twilio.url, "status_callback_url": "https://hooks.example.test/twilio"})
+    deliver(str(queue_message("sms", {"text": "Hi"}).id))
+    assert twilio.requests[0].form()["StatusCallback"] == "https://hooks.example.test/twilio"
+
+
+@pytest.mark.parametrize("public_url", ["http://localhost:8000", "http://127.0.0.1:8000"])
+def test_no_status_callback_is_sent_for_a_public_url_no_provider_can_reach(
+        twilio, queue_message, settings, public_url):
+    settings.PUBLIC_URL = public_url
+    deliver(str(queue_message("sms", {"text": "Hi"}).id))
+    assert "StatusCallback" not in twilio.requests[0].form()
+
+
+def test_vonage_is_given_its_receipt_webhook_on_public_url_as_callback(vonage, queue_message,
+                                                                       settings):
+    settings.PUBLIC_URL = "https://notify.example.test/"
+    server = vonage()
+    deliver(str(queue_message("sms", {"text": "Your code is 1234"}).id))
+    assert server.problems == []
+    assert server.requests[0].form()["callback"] == \
+        "https://notify.example.test/webhooks/vonage/vonage/receipt/"
+
+
+# --- Per-recipient SMS rate limit ---------------------------------------------------------------
+
+def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_never_sent(
+        twilio, make_workflow, run_tasks, settings):
+    from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+
+    settings.CLARION = {**settings.CLARION, "SMS_RATE_LIMIT_PER_RECIPIENT": 2,
+                        "SMS_RATE_LIMIT_WINDOW_SECONDS": 3600}
+    workflow = make_workflow("otp", steps=[StepSpec(
+        ref="text", type="sms", templates={"en": {"text": "Code {{ data.code }}"}})])
+    # Three triggers to one number (under two recipient ids), one to another number.
+    for recipient in ({"id": "u1", "phone": PHONE}, {"id": "u1", "phone": PHONE},
+                      {"id": "u1-alias", "phone": PHONE}, {"id": "u2", "phone": "+15550003333"}):
+        trigger_workflow(TriggerRequest(workflow=workflow, data={"code": "1"},
+                                        recipients=[recipient]))
+    run_tasks()
+    assert sorted(r.form()["To"] for r in twilio.requests) == [PHONE, PHONE, "+15550003333"]
+    limited = Message.objects.get(status=Message.Status.SUPPRESSED)
+    reason = (f"Rate limited: more than 2 SMS to {PHONE} within 3600 seconds "
+              "(CLARION_SMS_RATE_LIMIT_PER_RECIPIENT).")
+    assert (limited.to, limited.error) == (PHONE, reason)
+    assert not limited.delivery_attempts.exists()
+    log = limited.run.step_logs.get(event="rate_limited")
+    assert log.detail == {"message_id": str(limited.id), "reason": reason, "limit": 2,
+                          "window_seconds": 3600}
+    assert Message.objects.filter(status=Message.Status.SENT).count() == 3
+
+
+# --- Failover after a carrier's late refusal ----------------------------------------------------
+
+@pytest.fixture
+def two_twilios(provider_server, provider_config):
+    servers = {}
+    for key, priority in (("twilio-main", 1), ("twilio-backup", 2)):
+        servers[key] = server = provider_server(twilio_check, twilio_accepts)
+        provider_config(key, "sms", "twilio", {"account_sid": SID, "auth_token": TOKEN,
+                                               "from": "+15550001111"},
+                        priority=priority, options={"base_url": server.url})
+    return servers
+
+
+def post_status(client, key: str, sid: str, status: str, error_code: str = "",
+                token: str = "") -> int:
+    path = f"/webhooks/twilio/{key}/status/"
+    params = {"MessageSid": sid, "MessageStatus": status, "AccountSid": SID}
+    if error_code:
+        params["ErrorCode"] = error_code
+    signature = twilio_signature(f"http://testserver{path}",
+                                 {k: [v] for k, v in params.items()}, TOKEN)
+    return client.post(path, data=urlencode(params),
+                       content_type="application/x-www-form-urlencoded",
+                       HTTP_X_TWILIO_SIGNATURE=signature, HTTP_I_TWILIO_IDEMPOTENCY_TOKEN=token
+                       or f"{sid}-{status}").status_code
+
+
+def test_an_undelivered_callback_with_a_route_error_fails_over_to_the_next_provider_once(
+        two_twilios, queue_message, run_tasks, client):
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    first_sid = message.provider_message_id
+    assert (message.status, message.provider) == ("sent", "twilio-main")
+
+    # Twilio 30008 "unknown error": the route failed, not the number. Twilio retries it too.
+    for _ in range(2):
+        assert post_status(client, "twilio-main", first_sid, "undelivered", "30008") == 204
+    assert run_tasks() == ["notifications.tasks.deliver_message"]
+    message.refresh_from_db()
+    assert (message.status, message.provider) == ("sent", "twilio-backup")
+    assert message.provider_message_id != first_sid and message.error == ""
+    assert [len(s.requests) for s in two_twilios.values()] == [1, 1]
+    assert list(message.delivery_attempts.values_list("provider", "outcome")) == [
+        ("twilio-main", "succeeded"), ("twilio-main", "carrier_refused"),
+        ("twilio-backup", "succeeded")]
+    refused = message.delivery_attempts.get(outcome="carrier_refused")
+    assert refused.error == ("Accepted, then not delivered by the carrier: "
+                             "undelivered (Twilio error 30008)")
+    retry = message.run.step_logs.get(event="retrying")
+    assert (retry.detail["provider"], retry.detail["next"], retry.detail["error"]) == (
+        "twilio-main", "twilio-backup", "undelivered (Twilio error 30008)")
+    # A late "delivered" about the first send changes nothing; the second send's does.
+    assert post_status(client, "twilio-main", first_sid, "delivered") == 204
+    message.refresh_from_db()
+    assert message.status == "sent"
+
+    # The backup's carrier refuses too: no third send, the message stays failed.
+    assert post_status(client, "twilio-backup", message.provider_message_id, "undelivered",
+                       "30008") == 204
+    assert run_tasks() == []
+    message.refresh_from_db()
+    assert (message.status, message.error) == ("failed", "undelivered (Twilio error 30008)")
+    assert [len(s.requests) for s in two_twilios.values()] == [1, 1]
+
+
+@pytest.mark.parametrize("code", ["21610", "30003", "30005", ""])
+def test_a_refusal_that_is_permanent_for_the_number_never_fails_over(
+        two_twilios, queue_message, run_tasks, client, code):
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert post_status(client, "twilio-main", message.provider_message_id, "undelivered",
+                       code) == 204
+    assert run_tasks() == []
+    message.refresh_from_db()
+    assert (message.status, message.provider) == ("failed", "twilio-main")
+    assert not message.delivery_attempts.filter(outcome="carrier_refused").exists()
+    assert len(two_twilios["twilio-backup"].requests) == 0
+
+
+def test_a_route_error_with_no_provider_left_leaves_the_message_failed(
+        twilio, queue_message, run_tasks, client):
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert post_status(client, "twilio-main", message.provider_message_id, "failed",
+                       "30008") == 204
+    assert run_tasks() == []
+    message.refresh_from_db()
+    assert message.status == "failed" and len(twilio.requests) == 1

@@ -12,8 +12,9 @@ from urllib.parse import urlencode
 
 import jwt
 import pytest
+from django.utils import timezone
 
-from notifications.delivery import deliver
+from notifications.delivery import claim_batch, deliver, deliver_claimed
 from notifications.models import Message, MessageEvent
 from notifications.providers import registry
 from notifications.providers.webhooks import twilio_signature, vonage_signature
@@ -508,3 +509,74 @@ def test_an_email_sent_through_postmark_is_tracked_by_postmarks_webhooks(
     message.refresh_from_db()
     assert message.status == "opened"
     assert list(message.events.values_list("kind", flat=True)) == ["delivered", "opened"]
+
+
+# --- Events that arrive while the message is still being sent ---------------------------------
+
+def claimed(message: Message) -> Message:
+    """The message as a delivery worker holds it between its claim and its write of `sent`."""
+    (message,) = claim_batch(now=timezone.now(), limit=1, first=str(message.id))
+    assert Message.objects.get(pk=message.pk).status == "sending"
+    return message
+
+
+def test_an_open_posted_while_the_email_is_sending_survives_the_senders_write_of_sent(
+        client, anymail, provider_server, provider_config, queue_message):
+    postmark_id = "0f1e2d3c-e38e-4336-af7d-e6c392c2f817"
+    server = provider_server(postmark_check, lambda request: Reply(200, json={
+        "To": "ada@example.com", "SubmittedAt": "2026-11-22T03:00:00Z",
+        "MessageID": postmark_id, "ErrorCode": 0, "Message": "OK"}))
+    provider_config("postmark", "email", "postmark", {"server_token": POSTMARK_TOKEN},
+                    options={"base_url": f"{server.url}/"})
+    message = claimed(queue_message("email", {"subject": "Hi", "html": "<p>Hi</p>"},
+                                    recipient={"id": "ada", "email": "ada@example.com"}))
+    metadata = {"clarion_message_id": str(message.id)}
+    for payload in (postmark_delivery(postmark_id, Metadata=metadata),
+                    {"RecordType": "Open", "MessageID": postmark_id, "FirstOpen": True,
+                     "Recipient": "ada@example.com", "ReceivedAt": "2026-11-22T03:15:00Z",
+                     "Metadata": metadata}):
+        assert client.post(POSTMARK_URL, data=json.dumps(payload),
+                           content_type="application/json",
+                           HTTP_AUTHORIZATION=basic_auth(WEBHOOK_SECRET)).status_code == 200
+    assert Message.objects.get(pk=message.pk).status == "sending"  # recorded, not applied
+
+    deliver_claimed([message], now=timezone.now())
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == ("opened", postmark_id)
+    assert message.sent_at is not None
+    assert message.delivered_at == datetime(2026, 11, 22, 3, 10, tzinfo=UTC)
+    assert message.opened_at == datetime(2026, 11, 22, 3, 15, tzinfo=UTC)
+    assert message.run.step_logs.filter(event="sent").count() == 1
+
+
+def test_a_vonage_receipt_naming_the_client_ref_while_sending_leaves_the_sms_delivered(
+        client, vonage, provider_server, queue_message):
+    config = vonage()
+    server = provider_server(respond=lambda request: Reply(200, json={
+        "message-count": "1", "messages": [{"to": "15550002222", "message-id": "0B00000001",
+                                            "status": "0"}]}))
+    config.credentials = {**config.credentials, "from": "Clarion"}
+    config.options = {"base_url": server.url}
+    config.save()
+    message = claimed(queue_message("sms", {"text": "Your code is 1234"}))
+    # The carrier's receipt beats Vonage's own answer; it carries our client-ref.
+    response = client.get("/webhooks/vonage/vonage-main/receipt/", signed(vonage_receipt(
+        "0B00000001", "delivered", **{"client-ref": str(message.id)})))
+    assert response.status_code == 204
+    assert Message.objects.get(pk=message.pk).status == "sending"
+
+    deliver_claimed([message], now=timezone.now())
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == ("delivered", "0B00000001")
+    assert server.requests[0].form()["client-ref"] == str(message.id)
+
+
+def test_a_message_sent_with_no_early_events_stays_sent(client, twilio, provider_server,
+                                                        queue_message):
+    server = provider_server(respond=lambda request: Reply(201, json={"sid": "SM77"}))
+    twilio.options = {"base_url": server.url}
+    twilio.save()
+    message = claimed(queue_message("sms", {"text": "Hello"}))
+    deliver_claimed([message], now=timezone.now())
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == ("sent", "SM77")

@@ -1,0 +1,56 @@
+"""Fixed-window rate limits counted in the database (RateLimitCounter), so that every process
+— many web and worker processes in production, daphne + qcluster in the embedded mode — counts
+against the same limit. Each check is one conditional UPDATE in the common case.
+
+A fixed window lets up to twice the limit through around a window's boundary; for the limits
+here (a bill-run guard, an API abuse guard) that is the trade for one statement per check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from .models import RateLimitCounter
+
+
+@dataclass(frozen=True)
+class RateLimitVerdict:
+    allowed: bool
+    retry_after: int = 0  # seconds until the window ends, when refused
+
+
+def _window_start(now: datetime, window_seconds: int) -> datetime:
+    epoch = int(now.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % window_seconds, tz=UTC)
+
+
+def rate_limit_hit(*, key: str, limit: int, window_seconds: int,
+                   now: datetime | None = None) -> RateLimitVerdict:
+    """Count one call against `key` and say whether it is within `limit` calls per
+    `window_seconds`. A refused call is not counted. `limit` ≤ 0 means no limit."""
+    if limit <= 0 or window_seconds <= 0:
+        return RateLimitVerdict(True)
+    now = now or timezone.now()
+    start = _window_start(now, window_seconds)
+    retry_after = max(1, math.ceil(
+        (start + timedelta(seconds=window_seconds) - now).total_seconds()))
+    counters = RateLimitCounter.objects.filter(key=key, window_start=start)
+    if counters.filter(count__lt=limit).update(count=F("count") + 1):
+        return RateLimitVerdict(True)
+    try:
+        with transaction.atomic():  # a savepoint: the caller may be inside a transaction
+            RateLimitCounter.objects.create(key=key, window_start=start, count=1)
+    except IntegrityError:
+        # The window's row exists: full, or another process created it just now.
+        if counters.filter(count__lt=limit).update(count=F("count") + 1):
+            return RateLimitVerdict(True)
+        return RateLimitVerdict(False, retry_after)
+    # A new window for this key: its earlier windows are over.
+    RateLimitCounter.objects.filter(key=key, window_start__lt=start).delete()
+    return RateLimitVerdict(True)

@@ -1,0 +1,96 @@
+"""Rate limits counted in the database: per API key on the trigger endpoint (429 +
+Retry-After), shared by every process (here: threads with their own connections)."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+
+from notifications.models import RateLimitCounter, Trigger
+from notifications.ratelimit import rate_limit_hit
+from notifications.services import api_key_create
+
+from ..conftest import client_for, email_step
+
+TRIGGER = "/api/v1/workflows/welcome/trigger"
+T0 = datetime(2026, 11, 22, 3, 0, 10, tzinfo=UTC)
+
+
+@pytest.fixture
+def limited(settings):
+    settings.CLARION = {**settings.CLARION, "TRIGGER_RATE_LIMIT": 2,
+                        "TRIGGER_RATE_LIMIT_WINDOW_SECONDS": 60}
+
+
+@pytest.mark.django_db
+def test_a_key_over_its_trigger_limit_gets_429_with_retry_after_and_triggers_nothing(
+        api, limited, make_workflow):
+    make_workflow("welcome", steps=[email_step()])
+    body = {"recipients": [{"id": "u1", "email": "u1@example.test"}]}
+    for _ in range(2):
+        assert api.post(TRIGGER, body, format="json").status_code == 202
+    response = api.post(TRIGGER, body, format="json")
+    assert response.status_code == 429
+    retry_after = int(response["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert response.json() == {
+        "error": "rate_limited",
+        "detail": f"Request was throttled. Expected available in {retry_after} seconds."}
+    assert Trigger.objects.count() == 2
+    # Another key has its own count.
+    other = client_for(api_key_create(name="other")[1])
+    assert other.post(TRIGGER, body, format="json").status_code == 202
+
+
+@pytest.mark.django_db
+def test_a_bad_trigger_body_counts_but_an_unauthenticated_call_does_not(client, api, limited,
+                                                                        make_workflow):
+    make_workflow("welcome", steps=[email_step()])
+    assert client.post(TRIGGER, {}, content_type="application/json").status_code == 401
+    assert not RateLimitCounter.objects.exists()
+    assert api.post(TRIGGER, {"recipients": "nope"}, format="json").status_code == 400
+    assert RateLimitCounter.objects.get().count == 1
+
+
+@pytest.mark.django_db
+def test_the_limit_resets_with_the_next_window_and_the_old_window_is_dropped():
+    hit = dict(key="k", limit=2, window_seconds=60)
+    assert [rate_limit_hit(**hit, now=T0).allowed for _ in range(3)] == [True, True, False]
+    assert rate_limit_hit(**hit, now=T0).retry_after == 50  # 03:00:10 → the window ends 03:01
+    later = T0 + timedelta(seconds=50)
+    assert rate_limit_hit(**hit, now=later).allowed
+    assert list(RateLimitCounter.objects.values_list("window_start", "count")) == [
+        (datetime(2026, 11, 22, 3, 1, tzinfo=UTC), 1)]
+
+
+@pytest.mark.django_db
+def test_a_limit_of_zero_means_no_limit():
+    assert all(rate_limit_hit(key="k", limit=0, window_seconds=60).allowed for _ in range(5))
+    assert not RateLimitCounter.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_callers_with_their_own_connections_never_pass_the_limit_together():
+    barrier = threading.Barrier(4)
+    allowed, errors = [], []
+
+    def caller():
+        try:
+            barrier.wait()
+            for _ in range(5):
+                allowed.append(rate_limit_hit(key="shared", limit=7, window_seconds=3600,
+                                              now=T0).allowed)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert (allowed.count(True), allowed.count(False)) == (7, 13)
+    assert RateLimitCounter.objects.get(key="shared").count == 7
