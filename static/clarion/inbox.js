@@ -104,7 +104,7 @@
     .prefs .error { margin: 10px 0 0; padding: 8px 10px; border-radius: 6px;
       border: 1px solid var(--clarion-error); color: var(--clarion-error); font-size: 13px; }
     .prefs .error[hidden] { display: none; }
-    .prefs .empty { padding: 24px 0; }
+    .prefs .note { margin: 0; padding: 24px 0; text-align: center; color: var(--clarion-muted); }
     .switch { display: inline-flex; align-items: center; gap: 6px; cursor: pointer;
       font-size: 13px; }
     .switch input { appearance: none; -webkit-appearance: none; position: relative; flex: none;
@@ -695,7 +695,7 @@
 
     _note(text) {
       const note = document.createElement("p");
-      note.className = "empty";
+      note.className = "note";
       note.textContent = text;
       return note;
     }

@@ -82,6 +82,17 @@ def test_a_wrong_hmac_is_refused(ada):
     assert not PreferenceSet.objects.exists()
 
 
+def test_a_widget_on_another_origin_may_patch(ada):
+    response = APIClient().options(URL, HTTP_ORIGIN="https://app.example.com",
+                                   HTTP_ACCESS_CONTROL_REQUEST_METHOD="PATCH",
+                                   HTTP_ACCESS_CONTROL_REQUEST_HEADERS="authorization, "
+                                                                      "content-type")
+    assert response.status_code == 200
+    assert response["Access-Control-Allow-Origin"] == "*"
+    assert "PATCH" in response["Access-Control-Allow-Methods"]
+    assert "content-type" in response["Access-Control-Allow-Headers"]
+
+
 # --- PATCH merges; PUT is not offered --------------------------------------------------------
 
 def test_patch_merges_one_toggle_into_the_set(ada):
