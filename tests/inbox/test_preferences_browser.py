@@ -8,6 +8,7 @@ from playwright.sync_api import expect
 
 from preferences.models import PreferenceSet
 
+from .conftest import recipient_client
 from .test_widget_browser import add_items, demo  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -66,6 +67,9 @@ def test_preferences_panel_switches_a_category_channel_off_and_it_persists(demo,
 
     expect(account_email).not_to_be_checked()
     wait_for_set(demo, {"account": {"channel_types": {"email": False}}})
+    assert recipient_client(demo).get("/api/v1/inbox/preferences").json() == {
+        "tenant": None, "channel_types": {}, "workflows": {}, "quiet_hours": None,
+        "categories": {"account": {"channel_types": {"email": False}}}}  # one minimal PATCH
     # The center was read again: the category's workflow is now off on email too.
     expect(welcome_email).not_to_be_checked()
     expect(page.get_by_role("switch", name="Welcome: In-app")).to_be_checked()
