@@ -10,6 +10,8 @@ from notifications.api.errors import ApiError, not_found
 from notifications.api.serializers import ApiErrorSerializer
 from notifications.api.views import _tenant_for
 from notifications.models import Recipient, Tenant
+from preferences.api import PreferenceSetView, preference_center_data
+from preferences.serializers import PreferenceCenterSerializer, PreferenceSetDocSerializer
 
 from . import selectors, services
 from . import serializers as s
@@ -106,6 +108,45 @@ class BulkActionView(RecipientView):
                                           action=self.action_name)
         meta = selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant)
         return Response({"updated": updated, "meta": meta})
+
+
+class InboxPreferencesView(RecipientView, PreferenceSetView):
+    """The recipient's own PreferenceSet (Knock's shape): their set for the token's tenant (or
+    for `?tenant=` with an HMAC), else their own. PATCH merges; PUT is not offered here, so a
+    widget can only change what the person touched."""
+
+    http_method_names = ["get", "patch", "head", "options"]
+
+    def owner(self, request, **kwargs):
+        query = _validated(s.TenantQuerySerializer, request.query_params)
+        return self.principal.recipient, scope_tenant(self.principal, query["tenant"])
+
+    @extend_schema(operation_id="inbox_preferences_retrieve",
+                   summary="The recipient's preference set", parameters=[s.TenantQuerySerializer],
+                   responses={200: PreferenceSetDocSerializer, **ERRORS})
+    def get(self, request, **kwargs):
+        return super().get(request, **kwargs)
+
+    @extend_schema(operation_id="inbox_preferences_patch",
+                   summary="Merge into the recipient's preference set",
+                   parameters=[s.TenantQuerySerializer], request=PreferenceSetDocSerializer,
+                   responses={200: PreferenceSetDocSerializer, **ERRORS})
+    def patch(self, request, **kwargs):
+        return super().patch(request, **kwargs)
+
+
+class InboxPreferenceCenterView(RecipientView):
+    """Read-only: the toggles a preferences panel shows, as they apply to the person now."""
+
+    @extend_schema(operation_id="inbox_preference_center",
+                   summary="Channels, categories and workflows with their effective on/off",
+                   parameters=[s.TenantQuerySerializer],
+                   responses={200: PreferenceCenterSerializer, **ERRORS})
+    def get(self, request):
+        query = _validated(s.TenantQuerySerializer, request.query_params)
+        tenant = scope_tenant(self.principal, query["tenant"])
+        return Response(preference_center_data(recipient=self.principal.recipient,
+                                               tenant=tenant))
 
 
 class InboxTokenView(APIView):

@@ -1,4 +1,5 @@
-"""`/api/v1/inbox/…`: the recipient's feed, counts and marks (recipient authentication)."""
+"""`/api/v1/inbox/…`: the recipient's feed, counts, marks and preferences (recipient
+authentication)."""
 
 from django.urls import path, re_path
 
@@ -13,4 +14,7 @@ urlpatterns = [
     path("read", api.BulkActionView.as_view(action_name="read"), name="inbox-mark-all-read"),
     path("archive-read", api.BulkActionView.as_view(action_name="archive_read"),
          name="inbox-archive-read"),
+    path("preferences", api.InboxPreferencesView.as_view(), name="inbox-preferences"),
+    path("preferences/center", api.InboxPreferenceCenterView.as_view(),
+         name="inbox-preference-center"),
 ]

@@ -6,9 +6,10 @@
 PUT replaces the set, PATCH merges into it. A tenant-restricted API key reads and writes only
 its tenant's sets (a recipient's set for that tenant, and that tenant's defaults).
 
-The inbox's recipient-side `GET/PATCH /api/v1/inbox/preferences` is meant to be one more
+The inbox's recipient-side `GET/PATCH /api/v1/inbox/preferences` (inbox/api.py) is one more
 subclass of PreferenceSetView: the inbox's authentication, and an `owner()` that returns the
-authenticated recipient and tenant.
+authenticated recipient and tenant. `preference_center_data()` is what its preferences panel
+shows (`GET /api/v1/inbox/preferences/center`).
 """
 
 from drf_spectacular.types import OpenApiTypes
@@ -21,8 +22,9 @@ from notifications.api.errors import ApiError, not_found
 from notifications.api.serializers import ApiErrorSerializer
 from notifications.models import Recipient, Tenant
 
-from . import services
+from . import selectors, services
 from .serializers import PreferenceSetDocSerializer, PreferenceSetSerializer
+from .views import channel_label
 
 ERRORS = {code: OpenApiResponse(ApiErrorSerializer, description=text) for code, text in {
     400: "The body is not valid; `fields` names each bad field.",
@@ -60,6 +62,28 @@ class PreferenceSetView(APIView):
         services.preference_set_update(recipient=recipient, tenant=tenant, merge=merge,
                                        data=serializer.validated_data)
         return Response(services.preference_set_get(recipient=recipient, tenant=tenant))
+
+
+def preference_center_data(*, recipient: Recipient, tenant: Tenant | None) -> dict:
+    """The hosted center's toggles as JSON (PreferenceCenterSerializer): channels, then each
+    category with its workflows, each toggle on or off as it applies to the person now."""
+    def toggles(channels):
+        return [{"channel": c, "name": channel_label(c), "on": on} for c, on in channels]
+
+    channels, sections = selectors.preference_center(recipient=recipient, tenant=tenant)
+    return {
+        "tenant": tenant.key if tenant else None,
+        "channels": toggles(channels),
+        "sections": [
+            {"category": ({"key": s.category.key, "name": s.category.name,
+                           "description": s.category.description,
+                           "channels": toggles(s.category.channels)}
+                          if s.category else None),
+             "workflows": [{"key": w.key, "name": w.name, "channels": toggles(w.channels)}
+                           for w in s.workflows]}
+            for s in sections
+        ],
+    }
 
 
 def _documented(owner: str, parameters=()):

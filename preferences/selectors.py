@@ -144,7 +144,8 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
     """(channel toggles, sections): each category with its workflows, as they resolve now.
 
     Lists active, non-critical workflows with channel steps; the toggles show the effective
-    decision, so a tenant's or a workflow's default shows as it applies to this person.
+    decision, so a tenant's or a workflow's default shows as it applies to this person. Every
+    row lists its channels in one order (email, sms, push, chat, in_app, webhook).
     """
     workflows = list(Workflow.objects.filter(active=True, critical=False).order_by("name", "key"))
     channels_of = workflow_channels(workflows)

@@ -117,7 +117,6 @@ class PreferenceSetSerializer(serializers.Serializer):
         return clean
 
 
-
 def preference_set_data(row, *, tenant_key: str | None = None) -> dict:
     """A PreferenceSet row (or None: nothing decided yet) as its JSON."""
     return {
@@ -146,3 +145,40 @@ class PreferenceSetDocSerializer(serializers.Serializer):
     quiet_hours = serializers.JSONField(
         allow_null=True, required=False,
         help_text='{"start": "22:00", "end": "08:00"}; false for none; null to inherit.')
+
+
+# --- The preference center as JSON (the inbox widget's preferences panel) ----------------------
+
+class CenterChannelSerializer(serializers.Serializer):
+    channel = serializers.CharField(help_text="email, sms, push, chat, in_app or webhook")
+    name = serializers.CharField(help_text='What people read, e.g. "Push notifications".')
+    on = serializers.BooleanField(help_text="Whether it applies now: the person's choices, the "
+                                  "tenant's default and the workflow's default resolved.")
+
+
+class CenterCategorySerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField(allow_blank=True)
+    channels = CenterChannelSerializer(many=True)
+
+
+class CenterWorkflowSerializer(serializers.Serializer):
+    key = serializers.CharField()
+    name = serializers.CharField()
+    channels = CenterChannelSerializer(many=True)
+
+
+class CenterSectionSerializer(serializers.Serializer):
+    category = CenterCategorySerializer(allow_null=True,
+                                        help_text="null for the workflows without a category.")
+    workflows = CenterWorkflowSerializer(many=True)
+
+
+@extend_schema_serializer(component_name="PreferenceCenter")
+class PreferenceCenterSerializer(serializers.Serializer):
+    """What a preferences panel shows one person: read-only; change it with a PreferenceSet."""
+
+    tenant = serializers.CharField(allow_null=True)
+    channels = CenterChannelSerializer(many=True, help_text="Channel-wide toggles.")
+    sections = CenterSectionSerializer(many=True)

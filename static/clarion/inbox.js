@@ -8,11 +8,13 @@
  * Attributes: recipient-id, token (from POST /api/v1/recipients/{id}/inbox-token) or hmac
  * (HMAC-SHA256 of the recipient id with the inbox secret, hex), server (Clarion's base URL;
  * default: where this script came from), tenant (narrows an hmac-authenticated feed),
- * page-size (default 20), open-links ("same-tab" default, or "new-tab").
+ * page-size (default 20), open-links ("same-tab" default, or "new-tab"), preferences ("off"
+ * hides the preferences panel).
  * Events: clarion:item-click (cancelable: detail.item), clarion:counts (detail.meta),
  * clarion:auth-error. Theming: the --clarion-* custom properties below, and ::part(...).
- * Panels: ClarionInbox.registerPanel(name, {title, render(container, inbox)}) adds a view next
- * to the feed (e.g. notification preferences); inbox.api(path, init) makes authenticated calls.
+ * Panels: ClarionInbox.registerPanel(name, {title, render(container, inbox), show?, icon?}) adds
+ * a view next to the feed: a tab, or with `icon` (SVG markup) a button in the header; the
+ * built-in "preferences" panel (the gear) is one. inbox.api(path, init) makes authenticated calls.
  */
 (() => {
   "use strict";
@@ -26,6 +28,7 @@
     :host { --clarion-accent: #4f46e5; --clarion-bg: #fff; --clarion-fg: #111827;
       --clarion-muted: #6b7280; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
       --clarion-hover-bg: #f9fafb; --clarion-badge-bg: #dc2626; --clarion-badge-fg: #fff;
+      --clarion-error: #b91c1c;
       --clarion-radius: 10px; --clarion-width: 380px; --clarion-max-height: 480px;
       --clarion-font: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
       --clarion-shadow: 0 10px 30px rgba(0,0,0,.15);
@@ -49,7 +52,13 @@
     .panel[hidden] { display: none; }
     header { display: flex; align-items: center; justify-content: space-between; gap: 8px;
       padding: 10px 14px; border-bottom: 1px solid var(--clarion-border); }
-    header h2 { margin: 0; font-size: 15px; }
+    header h2 { flex: 1; margin: 0; font-size: 15px; }
+    .actions { display: flex; align-items: center; gap: 4px; }
+    .icon { background: none; border: 0; padding: 4px; border-radius: 6px; cursor: pointer;
+      line-height: 0; color: var(--clarion-muted); }
+    .icon:hover { color: var(--clarion-fg); background: var(--clarion-hover-bg); }
+    .icon svg { width: 18px; height: 18px; }
+    .icon[hidden], .link[hidden] { display: none; }
     .link { background: none; border: 0; color: var(--clarion-accent); cursor: pointer;
       font-size: 13px; padding: 2px 4px; border-radius: 4px; }
     .link:disabled { color: var(--clarion-muted); cursor: default; }
@@ -80,10 +89,48 @@
       font-size: 14px; }
     .status { padding: 10px; font-size: 12px; }
     .sentinel { height: 1px; }
+    .sr { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0);
+      clip-path: inset(50%); white-space: nowrap; }
+    .prefs { padding: 0 14px 10px; font-size: 14px; }
+    .prefs fieldset { margin: 12px 0 0; padding: 0 0 10px; min-width: 0; border: 0;
+      border-bottom: 1px solid var(--clarion-border); }
+    .prefs fieldset:last-child { border-bottom: 0; }
+    .prefs legend { padding: 0; font-weight: 600; font-size: 14px; }
+    .prefs .hint { margin: 2px 0 4px; color: var(--clarion-muted); font-size: 12px; }
+    .prefs .row { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 14px;
+      padding: 5px 0; }
+    .prefs .row .name { flex: 1 1 8em; font-size: 13px; }
+    .prefs .workflow .name { padding-left: 12px; }
+    .prefs .error { margin: 10px 0 0; padding: 8px 10px; border-radius: 6px;
+      border: 1px solid var(--clarion-error); color: var(--clarion-error); font-size: 13px; }
+    .prefs .error[hidden] { display: none; }
+    .prefs .note { margin: 0; padding: 24px 0; text-align: center; color: var(--clarion-muted); }
+    .switch { display: inline-flex; align-items: center; gap: 6px; cursor: pointer;
+      font-size: 13px; }
+    .switch input { appearance: none; -webkit-appearance: none; position: relative; flex: none;
+      width: 30px; height: 18px; margin: 0; border-radius: 9px; cursor: pointer;
+      background: var(--clarion-muted); transition: background .15s; }
+    .switch input::before { content: ""; position: absolute; top: 2px; left: 2px; width: 14px;
+      height: 14px; border-radius: 50%; background: var(--clarion-bg);
+      box-shadow: 0 1px 2px rgba(0,0,0,.3); transition: transform .15s; }
+    .switch input:checked { background: var(--clarion-accent); }
+    .switch input:checked::before { transform: translateX(12px); }
   `;
   const BELL = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
     stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M18 8a6 6 0 0 0-12
     0c0 7-3 9-3 9h18s-3-2-3-9"/><path d="M13.73 21a2 2 0 0 1-3.46 0"/></svg>`;
+  const GEAR = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
+    stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><circle cx="12" cy="12"
+    r="3"/><path d="M19.4 15a1.65 1.65 0 0 0 .33 1.82l.06.06a2 2 0 1 1-2.83 2.83l-.06-.06a1.65
+    1.65 0 0 0-1.82-.33 1.65 1.65 0 0 0-1 1.51V21a2 2 0 0 1-4 0v-.09A1.65 1.65 0 0 0 9 19.4a1.65
+    1.65 0 0 0-1.82.33l-.06.06a2 2 0 1 1-2.83-2.83l.06-.06A1.65 1.65 0 0 0 4.68 15a1.65 1.65 0 0
+    0-1.51-1H3a2 2 0 0 1 0-4h.09A1.65 1.65 0 0 0 4.6 9a1.65 1.65 0 0 0-.33-1.82l-.06-.06a2 2 0 1 1
+    2.83-2.83l.06.06A1.65 1.65 0 0 0 9 4.68a1.65 1.65 0 0 0 1-1.51V3a2 2 0 0 1 4 0v.09a1.65 1.65 0
+    0 0 1 1.51 1.65 1.65 0 0 0 1.82-.33l.06-.06a2 2 0 1 1 2.83 2.83l-.06.06A1.65 1.65 0 0 0 19.4
+    9a1.65 1.65 0 0 0 1.51 1H21a2 2 0 0 1 0 4h-.09a1.65 1.65 0 0 0-1.51 1z"/></svg>`;
+  const BACK = `<svg viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="2"
+    stroke-linecap="round" stroke-linejoin="round" aria-hidden="true"><path d="M15 18l-6-6 6-6"/>
+    </svg>`;
 
   function relativeTime(iso, now = Date.now()) {
     const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
@@ -97,9 +144,13 @@
   }
 
   class ClarionInbox extends HTMLElement {
-    static get observedAttributes() { return ["recipient-id", "token", "hmac", "server", "tenant"]; }
+    static get observedAttributes() {
+      return ["recipient-id", "token", "hmac", "server", "tenant", "preferences"];
+    }
 
-    /** Add a view beside the feed: render(container, inbox) is called when it is first shown. */
+    /** Add a view beside the feed: render(container, inbox) is called when it is first shown,
+     *  show(container, inbox) (optional) every time it is shown. With `icon` (SVG markup), a
+     *  button in the header opens it (with a back button to the feed); otherwise a tab. */
     static registerPanel(name, panel) {
       PANELS.set(name, panel);
       document.querySelectorAll("clarion-inbox").forEach((el) => el._renderNav && el._renderNav());
@@ -121,8 +172,13 @@
           <span class="badge" part="badge" hidden></span></button>
         <div class="panel" part="panel" role="dialog" aria-label="Notifications" tabindex="-1"
           hidden>
-          <header><h2>Notifications</h2>
-            <button class="link mark-all" type="button" part="mark-all">Mark all read</button>
+          <header>
+            <button class="icon back" type="button" part="back"
+              aria-label="Back to notifications" hidden>${BACK}</button>
+            <h2>Notifications</h2>
+            <span class="actions">
+              <button class="link mark-all" type="button" part="mark-all">Mark all read</button>
+            </span>
           </header>
           <nav role="tablist" aria-label="Inbox views" hidden></nav>
           <div class="view feed-view" data-view="feed" role="tabpanel">
@@ -135,6 +191,7 @@
       this.$ = (selector) => root.querySelector(selector);
       this.$(".bell").addEventListener("click", () => this.toggle());
       this.$(".mark-all").addEventListener("click", () => this.markAllRead());
+      this.$(".back").addEventListener("click", () => this.showView("feed", { focus: true }));
       this.$(".panel").addEventListener("keydown", (event) => this._onKey(event));
       this._outside = (event) => {
         if (!this.$(".panel").hidden && !event.composedPath().includes(this)) this.close();
@@ -161,6 +218,7 @@
     }
 
     attributeChangedCallback(name, oldValue, newValue) {
+      if (name === "preferences") { this._renderNav(); return; }
       if (oldValue !== newValue && this.isConnected && this._started) this.start();
     }
 
@@ -206,6 +264,8 @@
       this.$(".feed").replaceChildren();
       this.after = undefined;
       this.retries = 0;
+      const panel = PANELS.get(this._view);  // a panel on screen reloads with the new credentials
+      if (panel && panel.show) panel.show(this.$(`.view[data-view="${this._view}"]`), this);
       try {
         await this.loadMore();
       } catch (error) {
@@ -390,39 +450,79 @@
       });
     }
 
+    /** The registered panels this element offers (`preferences="off"` hides that one). */
+    _panels() {
+      return [...PANELS].filter(([name]) =>
+        !(name === "preferences" && this.getAttribute("preferences") === "off"));
+    }
+
     _renderNav() {
       const nav = this.$("nav");
       if (!nav) return;
-      nav.hidden = PANELS.size === 0;
+      const current = this._view || "feed";
+      const tabs = this._panels().filter(([, panel]) => !panel.icon);
+      nav.hidden = tabs.length === 0;
       nav.replaceChildren();
-      const views = [["feed", { title: "Notifications" }], ...PANELS];
-      for (const [name, panel] of views) {
+      for (const [name, panel] of [["feed", { title: "Notifications" }], ...tabs]) {
         const tab = document.createElement("button");
         tab.type = "button";
         tab.setAttribute("role", "tab");
         tab.dataset.view = name;
         tab.textContent = panel.title || name;
-        tab.setAttribute("aria-selected", String(name === (this._view || "feed")));
+        tab.setAttribute("aria-selected", String(name === current));
         tab.addEventListener("click", () => this.showView(name));
         nav.append(tab);
       }
+      const actions = this.$(".actions");
+      actions.querySelectorAll(".icon").forEach((button) => button.remove());
+      for (const [name, panel] of this._panels().filter(([, p]) => p.icon)) {
+        const button = document.createElement("button");
+        button.type = "button";
+        button.className = "icon";
+        button.dataset.view = name;
+        button.setAttribute("part", `${name}-button`);
+        button.setAttribute("aria-label", panel.title || name);
+        button.title = panel.title || name;
+        button.innerHTML = panel.icon;
+        button.hidden = current !== "feed";
+        button.addEventListener("click", () => this.showView(name, { focus: true }));
+        actions.append(button);
+      }
+      if (current !== "feed" && !this._panels().some(([name]) => name === current)) {
+        this.showView("feed");
+      }
     }
 
-    /** Show the feed or a registered panel. */
-    showView(name) {
+    /** Show the feed or a registered panel; `focus` moves the focus into it (the back button
+     *  of a panel, or the button that opened the panel when going back to the feed). */
+    showView(name, { focus = false } = {}) {
+      const previous = this._view || "feed";
+      const panel = PANELS.get(name);
+      if (name !== "feed" && !panel) return;
       this._view = name;
       let view = this.$(`.view[data-view="${name}"]`);
-      if (!view && PANELS.has(name)) {
+      if (!view && panel) {
         view = document.createElement("div");
         view.className = "view";
         view.dataset.view = name;
-        view.setAttribute("role", "tabpanel");
+        view.setAttribute("role", panel.icon ? "region" : "tabpanel");
+        view.setAttribute("aria-label", panel.title || name);
+        view.tabIndex = -1;
         this.$(".panel").append(view);
-        PANELS.get(name).render(view, this);
+        panel.render(view, this);
       }
       this.shadowRoot.querySelectorAll(".view").forEach((v) => { v.hidden = v !== view; });
       this.$(".mark-all").hidden = name !== "feed";
+      this.$("header h2").textContent = name === "feed" ? "Notifications" : panel.title || name;
+      this.$(".back").hidden = name === "feed" || !panel.icon;
       this._renderNav();
+      if (panel && panel.show) panel.show(view, this);
+      if (!focus) return;
+      if (name !== "feed") (panel.icon ? this.$(".back") : view).focus();
+      else {
+        const opener = this.$(`.actions .icon[data-view="${previous}"]`);
+        (opener || this.$(".item") || this.$(".panel")).focus();
+      }
     }
 
     // --- open / close, keyboard ------------------------------------------------------------
@@ -433,7 +533,9 @@
       this.$(".panel").hidden = false;
       this.$(".bell").setAttribute("aria-expanded", "true");
       this._refreshTimes();
-      (this.$(".item") || this.$(".panel")).focus();
+      const view = this._view || "feed";
+      if (view === "feed") (this.$(".item") || this.$(".panel")).focus();
+      else (this.$(".back").hidden ? this.$(`.view[data-view="${view}"]`) : this.$(".back")).focus();
       if (this.meta.unseen_count > 0) {
         this.api("seen", { method: "POST", body: {} }).then((r) => this._setMeta(r.meta))
           .catch(() => {});
@@ -449,6 +551,7 @@
     _onKey(event) {
       if (event.key === "Escape") { event.preventDefault(); this.close({ focusBell: true }); return; }
       if (!["ArrowDown", "ArrowUp", "Home", "End"].includes(event.key)) return;
+      if ((this._view || "feed") !== "feed") return;  // the keys are the panel's own there
       const buttons = [...this.shadowRoot.querySelectorAll(".item")];
       if (!buttons.length) return;
       const index = buttons.indexOf(this.shadowRoot.activeElement);
@@ -546,6 +649,190 @@
       }
     }
   }
+
+  // --- the preferences panel ----------------------------------------------------------------
+  // GET /api/v1/inbox/preferences/center says what to show (each toggle as it applies now);
+  // each change PATCHes /api/v1/inbox/preferences with that one toggle, then re-reads the center
+  // (a category switched off switches its workflows off on that channel).
+
+  /** The smallest PreferenceSet change for one switch. */
+  function preferenceChange(kind, key, channel, on) {
+    const channels = { channel_types: { [channel]: on } };
+    if (kind === "channel") return channels;
+    return { [kind === "category" ? "categories" : "workflows"]: { [key]: channels } };
+  }
+
+  class PreferencesPanel {
+    constructor(container, inbox) {
+      this.inbox = inbox;
+      this.pending = 0;
+      this.queue = Promise.resolve();
+      container.classList.add("prefs");
+      container.setAttribute("part", "preferences");
+      const error = document.createElement("p");
+      error.className = "error";
+      error.setAttribute("role", "alert");
+      error.hidden = true;
+      this.error = error;
+      this.body = document.createElement("div");
+      this.body.setAttribute("aria-busy", "true");
+      this.body.append(this._note("Loading…"));
+      this.body.addEventListener("change", (event) => this._onChange(event.target));
+      container.append(error, this.body);
+    }
+
+    async load() {
+      try {
+        this._show(await this.inbox.api("preferences/center"));
+      } catch (error) {
+        if (!this.body.querySelector("input")) {
+          this.body.replaceChildren(this._note("Preferences are unavailable."));
+        }
+      } finally {
+        this.body.removeAttribute("aria-busy");
+      }
+    }
+
+    _note(text) {
+      const note = document.createElement("p");
+      note.className = "note";
+      note.textContent = text;
+      return note;
+    }
+
+    /** Draw the center; when the same toggles are on screen, only update their state (the
+     *  focus stays where it is). */
+    _show(center) {
+      if (this.pending) return;  // a newer change is on its way; its re-read will show it
+      const state = new Map();
+      const visit = (kind, key, channels) => channels.forEach((c) => {
+        state.set(`${kind}|${key}|${c.channel}`, c.on);
+      });
+      visit("channel", "", center.channels);
+      for (const section of center.sections) {
+        if (section.category) visit("category", section.category.key, section.category.channels);
+        for (const workflow of section.workflows) visit("workflow", workflow.key, workflow.channels);
+      }
+      const inputs = [...this.body.querySelectorAll("input")];
+      if (inputs.length === state.size && inputs.every((input) => state.has(input.dataset.id))) {
+        for (const input of inputs) input.checked = state.get(input.dataset.id);
+        return;
+      }
+      const root = this.inbox.shadowRoot;
+      const focused = root.activeElement && root.activeElement.dataset
+        ? root.activeElement.dataset.id : undefined;
+      this.body.replaceChildren(...this._build(center));
+      if (focused) {
+        const again = [...this.body.querySelectorAll("input")].find((i) => i.dataset.id === focused);
+        if (again) again.focus();
+      }
+    }
+
+    _build(center) {
+      if (!center.channels.length && !center.sections.length) {
+        return [this._note("There is nothing to choose yet.")];
+      }
+      const nodes = [];
+      if (center.channels.length) {
+        const set = this._fieldset("Channels",
+          "Applies to everything below, unless you choose otherwise there.");
+        set.append(this._row("", "channel", "", "All notifications", center.channels));
+        nodes.push(set);
+      }
+      for (const section of center.sections) {
+        const category = section.category;
+        const set = this._fieldset(category ? category.name : "Other notifications",
+                                   category && category.description);
+        if (category) {
+          set.append(this._row("All", "category", category.key, category.name, category.channels));
+        }
+        for (const workflow of section.workflows) {
+          const row = this._row(workflow.name, "workflow", workflow.key, workflow.name,
+                                workflow.channels);
+          row.classList.add("workflow");
+          set.append(row);
+        }
+        nodes.push(set);
+      }
+      return nodes;
+    }
+
+    _fieldset(legendText, hintText) {
+      const set = document.createElement("fieldset");
+      const legend = document.createElement("legend");
+      legend.textContent = legendText;
+      set.append(legend);
+      if (hintText) {
+        const hint = document.createElement("p");
+        hint.className = "hint";
+        hint.textContent = hintText;
+        set.append(hint);
+      }
+      return set;
+    }
+
+    /** One line of switches: `name` shown above them; each switch is named "<what>: <channel>". */
+    _row(name, kind, key, what, channels) {
+      const row = document.createElement("div");
+      row.className = "row";
+      row.setAttribute("role", "group");
+      row.setAttribute("aria-label", what);
+      if (name) {
+        const label = document.createElement("span");
+        label.className = "name";
+        label.setAttribute("aria-hidden", "true");
+        label.textContent = name;
+        row.append(label);
+      }
+      for (const channel of channels) {
+        const label = document.createElement("label");
+        label.className = "switch";
+        label.setAttribute("part", "switch");
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.setAttribute("role", "switch");
+        input.checked = channel.on;
+        Object.assign(input.dataset, { id: `${kind}|${key}|${channel.channel}`, kind, key,
+                                       channel: channel.channel });
+        const context = document.createElement("span");
+        context.className = "sr";
+        context.textContent = `${what}: `;
+        label.append(input, context, document.createTextNode(channel.name));
+        row.append(label);
+      }
+      return row;
+    }
+
+    _onChange(input) {
+      if (!input.matches || !input.matches('input[role="switch"]')) return;
+      const on = input.checked;
+      const { kind, key, channel } = input.dataset;
+      this.error.hidden = true;
+      this.pending += 1;
+      this.queue = this.queue.then(async () => {
+        let saved = true;
+        try {
+          await this.inbox.api("preferences", { method: "PATCH",
+                                                body: preferenceChange(kind, key, channel, on) });
+        } catch (error) {
+          saved = false;
+          input.checked = !on;
+          this.error.textContent = "Your change could not be saved. Please try again.";
+          this.error.hidden = false;
+        } finally {
+          this.pending -= 1;
+        }
+        if (saved && !this.pending) await this.load();
+      });
+    }
+  }
+
+  PANELS.set("preferences", {
+    title: "Preferences",
+    icon: GEAR,
+    render(container, inbox) { container._preferences = new PreferencesPanel(container, inbox); },
+    show(container) { container._preferences.load(); },
+  });
 
   customElements.define("clarion-inbox", ClarionInbox);
   window.ClarionInbox = ClarionInbox;

@@ -30,6 +30,8 @@ PATHS = {
     "/api/v1/inbox/seen": {"post"},
     "/api/v1/inbox/read": {"post"},
     "/api/v1/inbox/archive-read": {"post"},
+    "/api/v1/inbox/preferences": {"get", "patch"},
+    "/api/v1/inbox/preferences/center": {"get"},
 }
 HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
 
