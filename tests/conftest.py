@@ -3,17 +3,18 @@
 import socket
 import threading
 import time
+from datetime import datetime
 from email import message_from_bytes, policy
 from pydoc import locate
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.db import connections
+from django.db import connections, transaction
 from django_q.brokers import get_broker
 from django_q.signing import SignedPackage
 from rest_framework.test import APIClient
 
-from notifications.models import Tenant
+from notifications.models import Run, Tenant
 from notifications.services import StepSpec, api_key_create, workflow_put
 
 INVALID = {"error": "invalid_request", "detail": "The request is not valid; see `fields`."}
@@ -116,6 +117,40 @@ def in_app_step(ref="inbox", body="Hi {{ recipient.name }}", **extra) -> StepSpe
 
 def delay_step(ref="wait", **config) -> StepSpec:
     return StepSpec(ref=ref, type="delay", config=config)
+
+
+def advance_at(run: Run, now: datetime) -> Run:
+    """engine.advance(run) at `now` under the run's row lock, as the task does; the run reread."""
+    from notifications import engine
+
+    with transaction.atomic():
+        locked = Run.objects.select_for_update(of=("self",)).select_related(
+            "workflow", "recipient", "tenant", "trigger").get(pk=run.pk)
+        engine.advance(locked, now=now)
+    return Run.objects.get(pk=run.pk)
+
+
+def timeline_events(run: Run) -> list[tuple[str, str]]:
+    """The run's timeline as (step ref, event) pairs, in order."""
+    return list(run.step_logs.order_by("id").values_list("step_ref", "event"))
+
+
+@pytest.fixture
+def serve(request, transactional_db, smtp_server, tmp_path):
+    """A launcher of `manage.py serve` on free ports, with CLARION_VAR_DIR in tmp_path and email
+    going to the aiosmtpd server. Every server it started is stopped (its whole process group)
+    before the test database is flushed."""
+    from .e2e_support import ServeLauncher, served_database_url  # it imports this module
+
+    if request.config.getoption("nomigrations", default=False):
+        pytest.skip("serve migrates the database itself: it needs a migrated test database")
+    _, smtp_port, _ = smtp_server
+    var_dir = tmp_path / "var"
+    var_dir.mkdir()
+    launcher = ServeLauncher(database_url=served_database_url(), var_dir=var_dir,
+                             smtp_port=smtp_port, log_dir=tmp_path)
+    yield launcher
+    launcher.stop_all()
 
 
 @pytest.fixture

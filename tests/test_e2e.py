@@ -15,28 +15,10 @@ from django.contrib.auth import get_user_model
 from inbox.models import InboxItem
 from notifications.models import ApiKey, Recipient, Tenant, Workflow
 
-from .e2e_support import ServeLauncher, served_database_url
-
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RUN_FINAL_STATUSES = {"completed", "failed", "cancelled"}
 MESSAGE_PENDING_STATUSES = {"queued", "sending"}
-
-
-@pytest.fixture
-def serve(request, transactional_db, smtp_server, tmp_path):
-    """A launcher of `manage.py serve` on free ports, with CLARION_VAR_DIR in tmp_path and email
-    going to the aiosmtpd server. Every server it started is stopped (its whole process group)
-    before the test database is flushed."""
-    if request.config.getoption("nomigrations", default=False):
-        pytest.skip("serve migrates the database itself: it needs a migrated test database")
-    _, smtp_port, _ = smtp_server
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    launcher = ServeLauncher(database_url=served_database_url(), var_dir=var_dir,
-                             smtp_port=smtp_port, log_dir=tmp_path)
-    yield launcher
-    launcher.stop_all()
 
 
 def stop_cleanly(server) -> None:

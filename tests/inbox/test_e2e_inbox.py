@@ -11,22 +11,7 @@ import time
 import pytest
 import websockets
 
-from ..e2e_support import ServeLauncher, served_database_url
-
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def serve(request, transactional_db, smtp_server, tmp_path):
-    if request.config.getoption("nomigrations", default=False):
-        pytest.skip("serve migrates the database itself: it needs a migrated test database")
-    _, smtp_port, _ = smtp_server
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    launcher = ServeLauncher(database_url=served_database_url(), var_dir=var_dir,
-                             smtp_port=smtp_port, log_dir=tmp_path)
-    yield launcher
-    launcher.stop_all()
 
 
 REALTIME_MODES = ["embedded"] + (["redis"] if os.environ.get("REDIS_URL") else [])

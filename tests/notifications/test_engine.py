@@ -18,7 +18,9 @@ from notifications.services import (
 )
 from notifications.tasks import advance_run, deliver_message
 
+from ..conftest import advance_at as advance
 from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import timeline_events as events
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 PROFILE = {"id": "u1", "name": "Ada", "email": "ada@example.com"}
@@ -38,16 +40,6 @@ def trigger(db):
     return make
 
 
-def advance(run: Run, now: datetime) -> Run:
-    with transaction.atomic():
-        locked = Run.objects.select_for_update(of=("self",)).select_related(
-            "workflow", "recipient", "tenant", "trigger").get(pk=run.pk)
-        engine.advance(locked, now=now)
-    return Run.objects.get(pk=run.pk)
-
-
-def events(run: Run) -> list[tuple[str, str]]:
-    return list(run.step_logs.order_by("id").values_list("step_ref", "event"))
 
 
 def test_steps_run_in_order_and_every_decision_is_logged(make_workflow, trigger):

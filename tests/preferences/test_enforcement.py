@@ -3,18 +3,18 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django.db import transaction
 from django_q.models import OrmQ, Schedule
 
 from inbox.models import InboxItem
-from notifications import engine
 from notifications.models import Message, Recipient, Run, Step, StepLog
 from notifications.services import TriggerRequest, tenant_upsert, trigger_workflow
 from preferences.models import WorkflowDefault
 from preferences.selectors import allowed
 from preferences.services import preference_set_update
 
+from ..conftest import advance_at as advance
 from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import timeline_events as events
 
 T0 = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # 12:00 in New York
 PROFILE = {"id": "u1", "name": "Ada", "email": "ada@example.com",
@@ -33,16 +33,6 @@ def trigger(db):
     return make
 
 
-def advance(run: Run, now: datetime) -> Run:
-    with transaction.atomic():
-        locked = Run.objects.select_for_update(of=("self",)).select_related(
-            "workflow", "recipient", "tenant", "trigger").get(pk=run.pk)
-        engine.advance(locked, now=now)
-    return Run.objects.get(pk=run.pk)
-
-
-def events(run: Run) -> list[tuple[str, str]]:
-    return list(run.step_logs.order_by("id").values_list("step_ref", "event"))
 
 
 def prefs(recipient_id="u1", tenant=None, **data):
