@@ -15,8 +15,6 @@ from inbox.models import InboxItem
 from notifications.demo import seed_demo
 from notifications.models import Recipient
 
-from .test_e2e_inbox import serve  # noqa: F401 - the fixture
-
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
