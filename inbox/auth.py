@@ -76,7 +76,9 @@ def inbox_principal(*, token: str | None = None, recipient_id: str | None = None
                 return None
         return InboxPrincipal(recipient, tenant, "token") if recipient else None
     if recipient_id and signature:
-        if not hmac.compare_digest(inbox_hmac(recipient_id), signature.strip().lower()):
+        # Bytes, not str: compare_digest refuses non-ASCII text (a 500 otherwise).
+        if not hmac.compare_digest(inbox_hmac(recipient_id).encode(),
+                                   signature.strip().lower().encode()):
             return None
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         return InboxPrincipal(recipient, None, "hmac") if recipient else None

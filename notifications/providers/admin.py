@@ -38,10 +38,13 @@ class ProviderConfigForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["channel"].choices = [c for c in Channel.choices if c[0] != Channel.IN_APP]
+        if "channel" in self.fields:  # absent when the page is read-only (view permission)
+            self.fields["channel"].choices = [c for c in Channel.choices
+                                              if c[0] != Channel.IN_APP]
         if self.instance.pk:
             self.initial["credentials"] = masked_credentials(self.instance)
-            self.fields["key"].disabled = True
+            if "key" in self.fields:
+                self.fields["key"].disabled = True
 
     def clean(self):
         cleaned = super().clean()
@@ -95,6 +98,11 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         fields = list(ProviderConfigForm.Meta.fields)
         return fields + list(self.readonly_fields) if obj else fields
+
+    @admin.display(description="credentials")
+    def credentials(self, obj):
+        """What a read-only page (view permission) shows: masked, never the decrypted values."""
+        return masked_credentials(obj)
 
     def save_model(self, request, obj, form, change):
         data = form.cleaned_data

@@ -85,6 +85,16 @@ class ProviderView(APIView):
             if data["tenant"] is not None and data["tenant"].pk != own:
                 raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
             data["tenant"] = request.auth.tenant
+            # Where a provider connects (base URLs, endpoints, CA files) is the operator's call:
+            # a tenant's key that could set it would make our workers call its chosen address,
+            # inside our network (SSRF), and read the answer back in the timeline.
+            refused = {name: ["A tenant-restricted API key cannot set where a provider "
+                              "connects; ask an operator to set this option."]
+                       for name, value in (data.get("options") or {}).items()
+                       if _is_address_option(name)
+                       and (existing is None or (existing.options or {}).get(name) != value)}
+            if refused:
+                raise serializers.ValidationError({"options": refused})
         try:
             config, created = provider_config_put(key=key, **data)
         except ConfigurationError as exc:
@@ -97,3 +107,12 @@ class ProviderView(APIView):
     def delete(self, request, key: str):
         provider_config_delete(config=self._visible(request, key))
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+ADDRESS_OPTION_WORDS = ("url", "uri", "endpoint", "host", "file", "path")
+
+
+def _is_address_option(name: str) -> bool:
+    """Options that name a network address or a file: base_url, api_url, endpoint_url,
+    token_uri, ca_file…"""
+    return any(word in name.lower() for word in ADDRESS_OPTION_WORDS)

@@ -13,11 +13,11 @@ import hashlib
 import json
 import logging
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from django.db import IntegrityError, transaction
-from django.db.models import Case, F, TextField, Value, When
+from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -68,6 +68,10 @@ class StatusEvent:
     event_id: str = ""  # the provider's id for this event; else a digest of `raw`
     description: str = ""
     raw: dict = field(default_factory=dict)
+    # The ProviderConfig whose secret verified the callback: only messages that provider was
+    # called for may be moved by it (another tenant's provider must not reach them).
+    sent_by: str = ""
+    channel: str = ""  # only messages of this channel (email, for anymail's tracking)
 
 
 def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
@@ -135,6 +139,11 @@ def carrier_error_code(event: StatusEvent) -> str:
 
 def _message_for(event: StatusEvent) -> Message | None:
     messages = Message.objects.only("id", "status", "channel")
+    if event.channel:
+        messages = messages.filter(channel=event.channel)
+    if event.sent_by:  # sent through it, or in flight to it (an attempt is written first)
+        messages = messages.filter(Q(provider=event.sent_by)
+                                   | Q(delivery_attempts__provider=event.sent_by)).distinct()
     if event.message_id:
         try:
             found = messages.filter(pk=uuid.UUID(event.message_id)).first()
@@ -235,7 +244,7 @@ def from_anymail(event, esp_name: str) -> StatusEvent:
 
 def anymail_tracking_received(sender, event, esp_name, **kwargs) -> None:
     """Receiver of anymail's `tracking` signal (connected in NotificationsConfig.ready)."""
-    message_event_record(event=from_anymail(event, esp_name))
+    message_event_record(event=replace(from_anymail(event, esp_name), channel="email"))
 
 
 # Twilio MessageStatus (https://www.twilio.com/docs/messaging/api/message-resource#message-status-values)

@@ -21,6 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from functools import wraps
 
 import jwt
@@ -100,9 +101,12 @@ def twilio_status(request: HttpRequest, key: str) -> HttpResponse:
     if not valid:
         logger.warning("Twilio status callback for %s refused: bad X-Twilio-Signature", key)
         return _forbidden("Missing or invalid X-Twilio-Signature.")
-    event = status.from_twilio({name: values[-1] for name, values in lists.items()},
-                               event_id=request.headers.get("I-Twilio-Idempotency-Token", ""))
-    status.message_event_record(event=event)
+    # The event id comes from the signed parameters (not the unsigned idempotency header), so a
+    # replayed callback is recorded once.
+    values = {name: values[-1] for name, values in lists.items()}
+    event = status.from_twilio(values, event_id=":".join(
+        values.get(name, "") for name in ("MessageSid", "MessageStatus", "ErrorCode")))
+    status.message_event_record(event=replace(event, sent_by=config.key))
     return _accepted()
 
 
@@ -167,8 +171,9 @@ def vonage_receipt(request: HttpRequest, key: str) -> HttpResponse:
         return _forbidden("Missing or invalid timestamp.")
     if age > SIGNATURE_MAX_AGE_SECONDS:
         return _forbidden("The signature timestamp is too old.")
-    status.message_event_record(event=status.from_vonage_receipt(
-        {name: str(value) for name, value in params.items() if name != "sig"}))
+    status.message_event_record(event=replace(status.from_vonage_receipt(
+        {name: str(value) for name, value in params.items() if name != "sig"}),
+        sent_by=config.key))
     return _accepted()
 
 
@@ -202,7 +207,8 @@ def vonage_message_status(request: HttpRequest, key: str) -> HttpResponse:
         return _error(400, "invalid_request", "The body is not JSON.")
     if not isinstance(payload, dict):
         return _error(400, "invalid_request", "The body is not a JSON object.")
-    status.message_event_record(event=status.from_vonage_message_status(payload))
+    status.message_event_record(event=replace(status.from_vonage_message_status(payload),
+                                              sent_by=config.key))
     return _accepted()
 
 
