@@ -233,41 +233,12 @@ def deliver_batch(message_id: str | None = None, *, now: datetime | None = None,
     claimed returns at once (one UPDATE), so the other messages' own tasks cost next to nothing."""
     now = now or timezone.now()
     size = size or settings.CLARION["DELIVERY_BATCH_SIZE"]
-    finished = _finished_here()
-    if message_id is not None and str(message_id) in finished:
-        return 0  # this process sent it in an earlier batch: its own task has nothing to do
+    # No per-process "already sent here" shortcut: a sent message can be queued again (a
+    # carrier's late refusal fails it over), and only the claim UPDATE knows.
     messages = claim_batch(now=now, limit=size, first=message_id)
     if messages:
-        deliveries = deliver_claimed(messages, now=now)
-        finished.update(str(d.message.pk) for d in deliveries
-                        if d.outcome and d.outcome[0] in ("sent", "failed"))
+        deliver_claimed(messages, now=now)
     return len(messages)
-
-
-class _RecentIds:
-    """A bounded set of message ids this worker thread finished (sent or failed, never to be
-    claimed again), so that their own tasks skip even the claim query. Messages queued for a
-    retry are not in it."""
-
-    def __init__(self, size: int = 20_000):
-        self._ids: dict[str, None] = {}
-        self._size = size
-
-    def __contains__(self, message_id: str) -> bool:
-        return message_id in self._ids
-
-    def update(self, ids) -> None:
-        for message_id in ids:
-            self._ids[message_id] = None
-        while len(self._ids) > self._size:
-            del self._ids[next(iter(self._ids))]
-
-
-def _finished_here() -> _RecentIds:
-    recent = getattr(_local, "finished", None)
-    if recent is None:
-        recent = _local.finished = _RecentIds()
-    return recent
 
 
 def _due(now: datetime) -> Q:
@@ -626,6 +597,15 @@ def _supports_idempotency(kind: str) -> bool:
         return registry.get(kind).supports_idempotency
     except KeyError:
         return False
+
+
+def message_mark_sent_from_ledger(message: Message, attempt: DeliveryAttempt) -> None:
+    """A worker stopped after a provider accepted the message but before the message was marked
+    sent (a batch's later failover round was running): the ledger says it was accepted, so it is
+    sent, with the provider's id, and never sent again."""
+    d = Delivery(message, [])
+    d.outcome = ("sent", attempt.provider, str((attempt.response or {}).get("message_id") or ""))
+    _finish([d], timezone.now())
 
 
 def message_mark_outcome_unknown(message: Message) -> None:

@@ -181,7 +181,11 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
 
 def _run_step(p: Pass, step: Step) -> str:
     resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
-    if not resuming and step.conditions and not conditions.evaluate(step.conditions, p.scope):
+    # A delay's conditions were asked before it started waiting; a channel step back from quiet
+    # hours asks again (its conditions or the data may have changed while it waited).
+    ask = not (resuming and step.type == StepType.DELAY)
+    if ask and step.conditions and not conditions.evaluate(step.conditions, p.scope):
+        p.run.wake_at = None
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
               conditions=conditions.explain(step.conditions, p.scope))
         return NEXT

@@ -42,14 +42,15 @@ def sweep(now: datetime | None = None) -> dict:
     - running runs untouched for STUCK_AFTER_SECONDS (their task was lost);
     - queued messages whose retry is due, or that were never picked up;
     - topic fan-outs that did not finish (their task was lost or failed part-way);
-    - messages stuck in `sending`: re-queued when no provider call started, else handled as of
+    - messages stuck in `sending`: marked sent when their latest provider call succeeded (the
+      worker stopped before recording it), re-queued when no provider call started, else of
       unknown outcome (see delivery.message_mark_outcome_unknown: sent again only where the
       provider de-duplicates on the idempotency key);
     - idempotency records past their 24 hours.
     """
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
-    counts = {"runs": 0, "messages": 0, "unknown": 0, "fanouts": 0}
+    counts = {"runs": 0, "messages": 0, "unknown": 0, "recovered": 0, "fanouts": 0}
 
     stalled_fanouts = Trigger.objects.filter(
         fanout=Trigger.Fanout.PENDING, created_at__lt=stuck_before
@@ -79,10 +80,14 @@ def sweep(now: datetime | None = None) -> dict:
         status=Message.Status.SENDING, updated_at__lt=stuck_before
     ).select_related("run")
     for message in stuck_sending:
+        latest = message.delivery_attempts.order_by("-started_at", "-id").first()
         started = message.delivery_attempts.filter(
             outcome=DeliveryAttempt.Outcome.STARTED
         ).exists()
-        if started:
+        if latest is not None and latest.outcome == DeliveryAttempt.Outcome.SUCCEEDED:
+            delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
+            counts["recovered"] += 1
+        elif started:
             delivery.message_mark_outcome_unknown(message)
             counts["unknown"] += 1
         elif Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(

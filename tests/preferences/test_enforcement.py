@@ -209,3 +209,21 @@ def test_the_sweeper_wakes_a_run_whose_quiet_hours_wake_up_was_lost(make_workflo
                                 ("mail", "sent")]
     assert Message.objects.get().status == Message.Status.SENT
     assert len(locmem.outbox) == 1
+
+
+def test_a_step_back_from_quiet_hours_asks_its_conditions_again(make_workflow, trigger):
+    workflow = make_workflow("w", steps=[email_step("mail"), in_app_step("after")])
+    run = trigger(workflow, data={"plan": "free"})
+    preference_set_update(recipient=Recipient.objects.get(external_id="u1"), tenant=None,
+                          data={"quiet_hours": NIGHT}, merge=True)
+    run = advance(run, datetime(2026, 6, 11, 3, 0, tzinfo=UTC))  # 23:00 in New York
+    assert run.status == Run.Status.WAITING
+    # While it waits, the step gains a condition this run does not meet.
+    make_workflow("w", steps=[
+        email_step("mail", conditions={"all": [{"path": "data.plan", "op": "eq",
+                                                "value": "pro"}]}),
+        in_app_step("after")])
+    run = advance(run, datetime(2026, 6, 11, 12, 0, tzinfo=UTC))
+    assert run.status == Run.Status.COMPLETED and run.wake_at is None
+    assert events(run)[-3:] == [("mail", "condition_false"), ("after", "sent"), ("", "completed")]
+    assert not Message.objects.filter(run=run, step_ref="mail").exists()

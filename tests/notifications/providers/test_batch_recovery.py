@@ -1,0 +1,109 @@
+"""A batch's worker stopping between rounds, and a message sent again after a carrier's refusal:
+nothing is sent twice, nothing is left behind."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from notifications import delivery
+from notifications.delivery import claim_batch, deliver_batch, deliver_claimed
+from notifications.models import DeliveryAttempt, Message
+from notifications.providers import status
+from notifications.tasks import sweep
+
+from .servers import Reply
+from .test_sms import (
+    AUTH_ID,
+    PLIVO_TOKEN,
+    SID,
+    TOKEN,
+    plivo_accepts,
+    plivo_check,
+    twilio_accepts,
+    twilio_check,
+)
+
+T0 = timezone.now().replace(microsecond=0) + timedelta(days=1)
+
+
+class WorkerStopped(BaseException):
+    """The worker process dies here (SIGKILL, or django-q's task timeout)."""
+
+
+@pytest.fixture
+def two(provider_server, provider_config):
+    """Twilio first (refusing any "bravo" with a 400), Plivo second."""
+    def primary_reply(request):
+        if "bravo" in request.form()["Body"]:
+            return Reply(400, json={"code": 21211, "message": "Invalid 'To'", "status": 400})
+        return twilio_accepts(request)
+
+    primary = provider_server(twilio_check, primary_reply)
+    secondary = provider_server(plivo_check, plivo_accepts)
+    provider_config("primary", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": primary.url}, priority=1)
+    provider_config("secondary", "sms", "plivo",
+                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                    options={"base_url": secondary.url}, priority=2)
+    return primary, secondary
+
+
+def bodies(server, text):
+    return [r for r in server.requests if text in r.form()["Body"]]
+
+
+def test_a_message_accepted_before_the_worker_stopped_in_a_later_round_is_never_resent(
+        two, queue_message, monkeypatch):
+    primary, secondary = two
+    alpha = queue_message("sms", {"text": "alpha"})
+    queue_message("sms", {"text": "bravo"})  # refused: fails over in a second round
+    perform, rounds = delivery._perform, []
+
+    def stop_in_round_two(calls):
+        rounds.append(calls)
+        if len(rounds) == 2:
+            raise WorkerStopped()
+        return perform(calls)
+
+    monkeypatch.setattr(delivery, "_perform", stop_in_round_two)
+    with pytest.raises(WorkerStopped):
+        deliver_claimed(claim_batch(now=T0, limit=10), now=T0)
+    monkeypatch.setattr(delivery, "_perform", perform)
+    alpha.refresh_from_db()
+    assert alpha.status == Message.Status.SENDING  # accepted, not yet recorded as sent
+    assert len(bodies(primary, "alpha")) == 1
+
+    later = T0 + timedelta(minutes=5)
+    counts = sweep(now=later)
+    deliver_batch(str(alpha.id), now=later)
+
+    alpha.refresh_from_db()
+    assert counts["recovered"] == 1
+    assert alpha.status == Message.Status.SENT
+    assert alpha.provider == "primary" and alpha.provider_message_id.startswith("SM")
+    assert len(bodies(primary, "alpha")) == 1  # never twice
+    assert list(alpha.delivery_attempts.values_list("outcome", flat=True)) == [
+        DeliveryAttempt.Outcome.SUCCEEDED]
+
+
+def test_a_carrier_refusal_is_sent_again_even_by_the_worker_that_sent_it_first(
+        two, queue_message):
+    primary, secondary = two
+    message = queue_message("sms", {"text": "charlie"})
+    deliver_batch(str(message.id), now=T0)
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT and message.provider == "primary"
+
+    status.message_event_record(event=status.from_twilio(
+        {"MessageSid": message.provider_message_id, "MessageStatus": "undelivered",
+         "ErrorCode": "30008"}, event_id="refused-1"))
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+
+    # Its task runs in the same worker thread that sent it the first time.
+    assert deliver_batch(str(message.id), now=T0 + timedelta(seconds=1)) == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT and message.provider == "secondary"
+    assert len(secondary.requests) == 1
