@@ -65,3 +65,32 @@ def queue_message(make_workflow):
         return Message.objects.get(run=runs[0])
 
     return make
+
+
+@pytest.fixture
+def twilio_then_plivo(provider_server, provider_config):
+    """twilio_then_plivo(primary_reply) -> (primary, secondary) servers: Twilio `primary`
+    (priority 1) answering with `primary_reply(request)`, Plivo `secondary` (priority 2)
+    accepting; each checks its provider's documented request."""
+    from .test_sms import (
+        AUTH_ID,
+        PLIVO_TOKEN,
+        SID,
+        TOKEN,
+        plivo_accepts,
+        plivo_check,
+        twilio_check,
+    )
+
+    def make(primary_reply):
+        primary = provider_server(twilio_check, primary_reply)
+        secondary = provider_server(plivo_check, plivo_accepts)
+        provider_config("primary", "sms", "twilio",
+                        {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                        options={"base_url": primary.url}, priority=1)
+        provider_config("secondary", "sms", "plivo",
+                        {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                        options={"base_url": secondary.url}, priority=2)
+        return primary, secondary
+
+    return make

@@ -13,16 +13,7 @@ from notifications.providers import status
 from notifications.tasks import sweep
 
 from .servers import Reply
-from .test_sms import (
-    AUTH_ID,
-    PLIVO_TOKEN,
-    SID,
-    TOKEN,
-    plivo_accepts,
-    plivo_check,
-    twilio_accepts,
-    twilio_check,
-)
+from .test_sms import twilio_accepts
 
 T0 = timezone.now().replace(microsecond=0) + timedelta(days=1)
 
@@ -32,22 +23,14 @@ class WorkerStopped(BaseException):
 
 
 @pytest.fixture
-def two(provider_server, provider_config):
+def two(twilio_then_plivo):
     """Twilio first (refusing any "bravo" with a 400), Plivo second."""
     def primary_reply(request):
         if "bravo" in request.form()["Body"]:
             return Reply(400, json={"code": 21211, "message": "Invalid 'To'", "status": 400})
         return twilio_accepts(request)
 
-    primary = provider_server(twilio_check, primary_reply)
-    secondary = provider_server(plivo_check, plivo_accepts)
-    provider_config("primary", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": primary.url}, priority=1)
-    provider_config("secondary", "sms", "plivo",
-                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                    options={"base_url": secondary.url}, priority=2)
-    return primary, secondary
+    return twilio_then_plivo(primary_reply)
 
 
 def bodies(server, text):

@@ -24,21 +24,13 @@ T0 = timezone.now().replace(microsecond=0) + timedelta(days=1)
 
 
 @pytest.fixture
-def two_providers(provider_server, provider_config, settings):
+def two_providers(twilio_then_plivo, settings):
     """Twilio (priority 1, answering 503) and Plivo (priority 2, accepting)."""
     settings.CLARION = {**settings.CLARION, "DELIVERY_MAX_ATTEMPTS": 2,
                         "DELIVERY_BACKOFF_SECONDS": 10, "BREAKER_FAILURES": 3,
                         "BREAKER_COOLDOWN_SECONDS": 60}
-    primary = provider_server(twilio_check, lambda r: Reply(503, json={
+    return twilio_then_plivo(lambda r: Reply(503, json={
         "code": 20500, "message": "Service unavailable", "status": 503}))
-    secondary = provider_server(plivo_check, plivo_accepts)
-    provider_config("primary", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": primary.url}, priority=1)
-    provider_config("secondary", "sms", "plivo",
-                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                    options={"base_url": secondary.url}, priority=2)
-    return primary, secondary
 
 
 def outcomes(message):
