@@ -165,6 +165,21 @@ def excerpt(text: str, limit: int = BODY_EXCERPT_CHARS) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def transient_status(status: int) -> bool:
+    """408, 429 and 5xx: the provider may accept the same request later."""
+    return status in (408, 429) or status >= 500
+
+
+def error_for_status(text: str, response) -> ProviderError:
+    """The error an unsuccessful HTTP answer (httpx or requests) means: transient for
+    `transient_status` codes, honouring Retry-After, permanent for the rest."""
+    status = response.status_code
+    if transient_status(status):
+        return TransientError(text, status_code=status,
+                              retry_after=parse_retry_after(response.headers.get("Retry-After")))
+    return PermanentError(text, status_code=status)
+
+
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date."""
     if not value:
@@ -324,12 +339,8 @@ class HTTPProvider(Provider):
         dead device token, an invalid number) and call super() for the rest."""
         if response.is_success:
             return
-        status = response.status_code
-        detail = f"HTTP {status}: {excerpt(response.text, 300)}"
-        if status in (408, 429) or status >= 500:
-            raise TransientError(detail, status_code=status,
-                                 retry_after=parse_retry_after(response.headers.get("Retry-After")))
-        raise PermanentError(detail, status_code=status)
+        raise error_for_status(f"HTTP {response.status_code}: {excerpt(response.text, 300)}",
+                               response)
 
     def before_send(self, request: HTTPRequest) -> None:
         """A last check on the request before it leaves (the webhook kind checks for SSRF)."""

@@ -23,6 +23,7 @@ from .base import (
     SendResult,
     TransientError,
     parse_retry_after,
+    transient_status,
 )
 from .registry import register
 
@@ -35,7 +36,7 @@ def classify_email_error(exc: Exception) -> type[ProviderError]:
         return PermanentError
     if isinstance(exc, AnymailAPIError):
         status = getattr(exc, "status_code", None)
-        transient = status is None or status in (408, 429) or status >= 500
+        transient = status is None or transient_status(status)
         return TransientError if transient else PermanentError
     if isinstance(exc, smtplib.SMTPRecipientsRefused):
         codes = [code for code, _ in exc.recipients.values()]

@@ -40,6 +40,7 @@ from .base import (
     ProviderError,
     SendResult,
     TransientError,
+    error_for_status,
     excerpt,
     json_or_empty,
     parse_retry_after,
@@ -325,12 +326,12 @@ class FCM(PushProvider, HTTPProvider):
             # Only this code: a 404 for a wrong project id must not wipe every token.
             outcome.dead = True
             outcome.error = PermanentError(text, status_code=status)
-        elif status in (408, 429) or status >= 500 or codes & FCM_TRANSIENT_CODES:
+        elif codes & FCM_TRANSIENT_CODES:
             outcome.error = TransientError(
                 text, status_code=status,
                 retry_after=parse_retry_after(response.headers.get("Retry-After")))
         else:
-            outcome.error = PermanentError(text, status_code=status)
+            outcome.error = error_for_status(text, response)
         return outcome
 
     def _transport_failure(self, token: str, exc: Exception) -> DeviceOutcome:
@@ -709,12 +710,8 @@ class WebPush(PushProvider):
         elif status in WEBPUSH_DEAD_STATUSES:
             outcome.dead = True
             outcome.error = PermanentError(text, status_code=status)
-        elif status in (408, 429) or status >= 500:
-            outcome.error = TransientError(
-                text, status_code=status,
-                retry_after=parse_retry_after(response.headers.get("Retry-After")))
         else:
-            outcome.error = PermanentError(text, status_code=status)
+            outcome.error = error_for_status(text, response)
         return outcome
 
     def close(self) -> None:
