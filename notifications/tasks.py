@@ -7,7 +7,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from . import delivery, engine
+from . import delivery, engine, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue
 
@@ -30,9 +30,7 @@ def deliver_message(message_id: str) -> None:
 
 
 def fanout_trigger(trigger_id: str) -> None:
-    from .services import trigger_fanout
-
-    trigger_fanout(trigger_id=trigger_id)
+    services.trigger_fanout(trigger_id=trigger_id)
 
 
 def sweep(now: datetime | None = None) -> dict:

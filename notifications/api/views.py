@@ -1,8 +1,5 @@
 """The server API (`/api/v1/`). Views validate, call a service, and shape the answer."""
 
-import hashlib
-import json
-
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -95,17 +92,12 @@ class TriggerView(APIView):
             api_key=request.auth,
         )
         idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is None:
-            return Response(self._trigger(trigger_request), status=status.HTTP_202_ACCEPTED)
-        if not 0 < len(idempotency_key) <= 255:
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise ApiError(400, "invalid_request", "Idempotency-Key must have 1 to 255 characters.")
-        request_hash = hashlib.sha256(
-            json.dumps([request.path, request.data], sort_keys=True, default=str).encode()
-        ).hexdigest()
         try:
-            record, replay = services.idempotency_begin(
-                api_key=request.auth, key=idempotency_key, request_hash=request_hash
-            )
+            answer = services.trigger_workflow_idempotent(
+                request=trigger_request, idempotency_key=idempotency_key,
+                request_fingerprint=[request.path, request.data])
         except services.IdempotencyMismatch:
             raise ApiError(422, "idempotency_key_reused",
                            "This Idempotency-Key was used with a different request.") from None
@@ -114,25 +106,8 @@ class TriggerView(APIView):
                 409, "idempotency_key_in_use",
                 "A request with this Idempotency-Key is still being processed.",
             ) from None
-        if replay:
-            return Response(record.response_body, status=record.response_status,
-                            headers={"Idempotent-Replayed": "true"})
-        try:
-            with transaction.atomic():
-                body = self._trigger(trigger_request)
-                services.idempotency_finish(record=record, status=202, body=body)
-        except BaseException:
-            services.idempotency_abandon(record=record)
-            raise
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-
-    @staticmethod
-    def _trigger(trigger_request: services.TriggerRequest) -> dict:
-        trigger, runs = services.trigger_workflow(trigger_request)
-        return {
-            "trigger_id": str(trigger.id),
-            "runs": [{"id": str(run.id), "recipient": run.recipient.external_id} for run in runs],
-        }
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+        return Response(answer.body, status=answer.status, headers=headers)
 
 
 class CancelView(APIView):
