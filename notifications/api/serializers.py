@@ -8,12 +8,13 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clarion.api import TenantKeyField
+
 from .. import conditions, engine, rendering
 from ..models import (
     CHANNEL_STEP_TYPES,
     Channel,
     StepType,
-    Tenant,
     Topic,
     color_validator,
     key_validator,
@@ -44,21 +45,6 @@ def validate_locale(value: str) -> str:
     if value and not LOCALE.match(value):
         raise serializers.ValidationError("Expected a locale like 'en' or 'pt-BR'.")
     return value
-
-
-class TenantKeyField(serializers.SlugRelatedField):
-    """A tenant named by its key; answers the Tenant."""
-
-    default_error_messages = {
-        "does_not_exist": "Unknown tenant '{value}'.",
-        "invalid": "Expected a tenant key.",
-    }
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_null", True)
-        kwargs.setdefault("default", None)
-        super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
 
 
 class ChannelDataMapField(serializers.DictField):
@@ -397,10 +383,3 @@ class SubscriptionsSerializer(serializers.Serializer):
 class ChannelDataSerializer(serializers.Serializer):
     data = serializers.DictField()
     provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-
-
-class ApiErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    detail = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
-                                   required=False)

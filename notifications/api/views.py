@@ -7,22 +7,22 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clarion.api import (
+    ERRORS,
+    ApiError,
+    ApiErrorSerializer,
+    check_key,
+    not_found,
+    tenant_for_api_key,
+    validated,
+)
+
 from .. import selectors, services
 from ..models import Channel, Recipient, Tenant, Topic, Workflow
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
-from .errors import ApiError, not_found
 from .throttles import TriggerRateThrottle
 
-ERRORS = {
-    code: OpenApiResponse(s.ApiErrorSerializer, description=text)
-    for code, text in {
-        400: "The body is not valid; `fields` names each bad field.",
-        401: "Missing, unknown or revoked API key.",
-        403: "The key may not do this (tenant-restricted key).",
-        404: "Not found.",
-    }.items()
-}
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="Up to 255 characters. The same key and body within 24 hours answers the first "
@@ -31,26 +31,11 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def _tenant_for(api_key, requested: Tenant | None) -> Tenant | None:
-    """The tenant a request acts for; a tenant-restricted key acts only for its own."""
-    if api_key.tenant_id is None:
-        return requested
-    if requested is not None and requested.pk != api_key.tenant_id:
-        raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
-    return api_key.tenant
-
-
 def _names_profiles(trigger: dict) -> bool:
     """Whether a trigger carries recipient profiles (more than an "id") to upsert."""
     specs = [*trigger["recipients"], trigger["actor"]]
     return any(isinstance(spec, dict) and "topic" not in spec and set(spec) - {"id"}
                for spec in specs)
-
-
-def _validated(serializer_class, data, **kwargs):
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class TriggerView(APIView):
@@ -64,12 +49,12 @@ class TriggerView(APIView):
         responses={
             202: s.TriggerResponseSerializer,
             **ERRORS,
-            409: OpenApiResponse(s.ApiErrorSerializer, description="Idempotency key in use."),
-            429: OpenApiResponse(s.ApiErrorSerializer,
+            409: OpenApiResponse(ApiErrorSerializer, description="Idempotency key in use."),
+            429: OpenApiResponse(ApiErrorSerializer,
                                  description="Too many trigger calls with this API key; retry "
                                              "after the `Retry-After` header's seconds."),
             422: OpenApiResponse(
-                s.ApiErrorSerializer,
+                ApiErrorSerializer,
                 description="Inactive workflow, or an Idempotency-Key reused with another body.",
             ),
         },
@@ -80,9 +65,9 @@ class TriggerView(APIView):
             raise not_found("workflow", key)
         if not workflow.active:
             raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-        data = _validated(s.TriggerSerializer, request.data, workflow=workflow,
+        data = validated(s.TriggerSerializer, request.data, workflow=workflow,
                           context={"api_key": request.auth})
-        tenant = _tenant_for(request.auth, data["tenant"])
+        tenant = tenant_for_api_key(request.auth, data["tenant"])
         if request.auth.tenant_id is not None and _names_profiles(data):
             # Recipients are global: a tenant's key may name them, not rewrite their profiles.
             raise ApiError(403, "forbidden", UnrestrictedApiKey.message)
@@ -123,7 +108,7 @@ class CancelView(APIView):
         workflow = Workflow.objects.filter(key=key).first()
         if workflow is None:
             raise not_found("workflow", key)
-        data = _validated(s.CancelSerializer, request.data)
+        data = validated(s.CancelSerializer, request.data)
         runs = services.workflow_cancel(
             workflow=workflow, cancellation_key=data["cancellation_key"],
             recipient_ids=data.get("recipients"), tenant=request.auth.tenant,
@@ -183,9 +168,8 @@ class WorkflowDetailView(APIView):
         responses={200: s.WorkflowSerializer, 201: s.WorkflowSerializer, **ERRORS},
     )
     def put(self, request, key: str):
-        if not s.key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", s.key_validator.message)
-        data = _validated(s.WorkflowSerializer, request.data)
+        check_key(key)
+        data = validated(s.WorkflowSerializer, request.data)
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
                               conditions=step["conditions"], templates=step["templates"])
@@ -217,7 +201,7 @@ class RecipientView(APIView):
     def put(self, request, recipient_id: str):
         if not 0 < len(recipient_id) <= 255:
             raise ApiError(400, "invalid_request", "A recipient id has 1 to 255 characters.")
-        data = _validated(s.RecipientProfileSerializer, request.data)
+        data = validated(s.RecipientProfileSerializer, request.data)
         with transaction.atomic():
             recipient, created = services.recipient_upsert(external_id=recipient_id,
                                                            replace=True, **data)
@@ -251,7 +235,7 @@ class ChannelDataView(APIView):
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         if recipient is None:
             raise not_found("recipient", recipient_id)
-        data = _validated(s.ChannelDataSerializer, request.data)
+        data = validated(s.ChannelDataSerializer, request.data)
         item = services.channel_data_set(recipient=recipient, channel=channel, data=data["data"],
                                          provider=data["provider"])
         return Response({"data": item.data, "provider": item.provider})
@@ -274,9 +258,8 @@ class TenantView(APIView):
             own = request.auth.tenant
             if own.key != key:
                 raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
-        if not s.key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", s.key_validator.message)
-        data = _validated(s.TenantSerializer, request.data)
+        check_key(key)
+        data = validated(s.TenantSerializer, request.data)
         tenant, created = services.tenant_upsert(key=key, **data)
         return Response(selectors.tenant_detail(tenant),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -297,9 +280,8 @@ class TopicView(APIView):
                    request=s.TopicSerializer,
                    responses={200: s.TopicSerializer, 201: s.TopicSerializer, **ERRORS})
     def put(self, request, key: str):
-        if not s.key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", s.key_validator.message)
-        data = _validated(s.TopicSerializer, request.data)
+        check_key(key)
+        data = validated(s.TopicSerializer, request.data)
         topic, created = services.topic_upsert(key=key, **data)
         return Response(selectors.topic_detail(topic),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -319,7 +301,7 @@ class TopicSubscriptionsView(APIView):
                    request=s.SubscriptionsSerializer, responses={200: s.TopicSerializer, **ERRORS})
     def post(self, request, key: str):
         topic = self._topic(key)
-        data = _validated(s.SubscriptionsSerializer, request.data)
+        data = validated(s.SubscriptionsSerializer, request.data)
         with transaction.atomic():
             recipients = services.recipient_upsert_many(data["recipients"])
             services.topic_subscribe(topic=topic, recipients=recipients.values())
@@ -329,7 +311,7 @@ class TopicSubscriptionsView(APIView):
                    request=s.SubscriptionsSerializer, responses={200: s.TopicSerializer, **ERRORS})
     def delete(self, request, key: str):
         topic = self._topic(key)
-        data = _validated(s.SubscriptionsSerializer, request.data)
+        data = validated(s.SubscriptionsSerializer, request.data)
         ids = [spec["id"] if isinstance(spec, dict) else spec for spec in data["recipients"]]
         services.topic_unsubscribe(topic=topic, external_ids=ids)
         return Response(selectors.topic_detail(topic))
