@@ -121,22 +121,22 @@ class TriggerDetailView(APIView):
     @extend_schema(operation_id="trigger_retrieve", summary="A trigger and its runs",
                    responses={200: s.TriggerDetailSerializer, **ERRORS})
     def get(self, request, trigger_id):
-        trigger = (selectors.triggers_visible_to(request.auth)
-                   .select_related("workflow", "tenant").filter(pk=trigger_id).first())
+        trigger = selectors.triggers_with_runs(
+            selectors.triggers_visible_to(request.auth).filter(pk=trigger_id)).first()
         if trigger is None:
             raise not_found("trigger", str(trigger_id))
-        return Response(selectors.trigger_detail(trigger))
+        return Response(s.TriggerDetailSerializer(trigger).data)
 
 
 class RunDetailView(APIView):
     @extend_schema(operation_id="run_retrieve", summary="A run: status, timeline and messages",
                    responses={200: s.RunDetailSerializer, **ERRORS})
     def get(self, request, run_id):
-        run = (selectors.runs_visible_to(request.auth)
-               .select_related("workflow", "recipient", "tenant").filter(pk=run_id).first())
+        run = selectors.runs_with_history(
+            selectors.runs_visible_to(request.auth).filter(pk=run_id)).first()
         if run is None:
             raise not_found("run", str(run_id))
-        return Response(selectors.run_detail(run))
+        return Response(s.RunDetailSerializer(run).data)
 
 
 class WorkflowListView(APIView):
