@@ -36,6 +36,7 @@ from django.utils import timezone
 
 from preferences.mail import unsubscribe_headers
 
+from .channels import CHANNEL_DATA_CHANNELS
 from .models import (
     Channel,
     ChannelData,
@@ -66,7 +67,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["TransientError", "PermanentError", "classify_email_error", "deliver",
            "deliver_batch", "backoff_seconds", "message_mark_outcome_unknown"]
 
-CHANNEL_DATA_CHANNELS = frozenset({Channel.PUSH, Channel.CHAT})
 MESSAGE_RELATIONS = ("tenant", "workflow", "recipient", "step")
 
 
