@@ -12,11 +12,10 @@ from rest_framework.views import APIView
 
 from clarion.api import ERRORS, ApiError, TenantKeyField, check_key, not_found
 
-from ..models import Channel, ProviderConfig
+from ..channels import PROVIDER_CHANNELS
+from ..models import ProviderConfig
 from .base import ConfigurationError
 from .services import masked_credentials, provider_config_delete, provider_config_put
-
-PROVIDER_CHANNELS = [c for c in Channel.values if c != Channel.IN_APP]
 
 
 class CircuitSerializer(serializers.Serializer):
