@@ -247,7 +247,7 @@ def from_anymail(event, esp_name: str) -> StatusEvent:
     if event.click_url:
         description = description or event.click_url
     return StatusEvent(
-        provider=esp_name.lower().replace(" ", "_"),
+        provider_kind=esp_name.lower().replace(" ", "_"),
         kind=ANYMAIL_KINDS.get(event.event_type, Kind.UNKNOWN),
         provider_message_id=str(event.message_id or ""),
         message_id=str(metadata.get("clarion_message_id", "")),

@@ -95,7 +95,7 @@ def from_twilio(params: dict, *, event_id: str = "") -> StatusEvent:
     error = params.get("ErrorCode") or ""
     kind = EVENT_KINDS.get(status, Kind.UNKNOWN)
     return StatusEvent(
-        provider="twilio",
+        provider_kind="twilio",
         kind=kind,
         provider_message_id=params.get("MessageSid") or params.get("SmsSid") or "",
         event_id=event_id,

@@ -70,7 +70,8 @@ def test_twilio_gets_the_documented_request_and_its_sid_is_kept(twilio, queue_me
     assert message.provider == "twilio-main"
     assert message.provider_message_id.startswith("SM")
     attempt = message.delivery_attempts.get()
-    assert (attempt.outcome, attempt.status_code, attempt.kind) == ("succeeded", 201, "twilio")
+    assert (attempt.outcome, attempt.status_code, attempt.provider_kind) == (
+        "succeeded", 201, "twilio")
     ledger = json.dumps([attempt.request, attempt.response])
     assert TOKEN not in ledger and "[redacted]" in ledger
     assert attempt.request["data"]["Body"] == "Hi Ada, code 1234"
