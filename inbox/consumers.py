@@ -2,7 +2,8 @@
 inbox.
 
 Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
-`item.created` {item}, `item.updated` {item}, `items.updated` {action} (a bulk change),
+`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to, tenant} (a
+bulk change of the items with ids up to `up_to`, in `tenant` if not null),
 `heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
 A missing, bad or expired credential closes the socket with code 4401.
 """
@@ -113,5 +114,6 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if event.get("tenant_id") is not None and not self._in_scope(event["tenant_id"]):
             return
         await self.send_json({"type": "items.updated", "action": event["action"],
-                              "at": event.get("at")})
+                              "at": event.get("at"), "up_to": event.get("up_to"),
+                              "tenant": event.get("tenant")})
         await self._send_counts()

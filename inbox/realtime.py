@@ -4,7 +4,8 @@ Every socket of a recipient joins the group `inbox.<recipient pk>`. Events on th
 
 - `inbox.item_created` {item, tenant_id}: a new item; the consumer sends `item.created`.
 - `inbox.item_updated` {item, tenant_id}: read / archived… in another tab; `item.updated`.
-- `inbox.bulk_updated` {action, tenant_id}: mark all seen / read, archive all read.
+- `inbox.bulk_updated` {action, up_to, tenant_id, tenant, at}: mark all seen / read, archive all
+  read, of the items with ids up to `up_to`.
 Each is followed, per socket, by `counts.changed` with counts computed for that socket's scope.
 
 The database is the source of truth and the layer is at-most-once; a client that reconnects
