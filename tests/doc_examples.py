@@ -1,6 +1,7 @@
 """Reading the examples of the Markdown docs so a test can run them (tests/test_docs.py).
 
-The conventions a page follows (docs/README.md… says them to writers; this module enforces them):
+The conventions a page of README.md or docs/ follows, for whoever writes one (this module and
+tests/test_docs.py enforce them):
 
 - A ```sh (or ```bash) block that contains `curl` is **executed**: every command in it, in order,
   against the live server. `$CLARION`, `$CLARION_KEY`, `$INBOX_TOKEN` and `http://localhost:8000`
