@@ -418,7 +418,7 @@ class Message(models.Model):
     seen_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
-    # Set from provider status events (notifications/providers/status.py), first time only.
+    # Set from provider status events (notifications/delivery/status.py), first time only.
     opened_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)

@@ -7,10 +7,14 @@ from .base import Provider
 
 KIND_MODULES = (
     "notifications.providers.email",
-    "notifications.providers.sms",
+    "notifications.providers.twilio",
+    "notifications.providers.vonage",
+    "notifications.providers.plivo",
     "notifications.providers.chat",
     "notifications.providers.webhook",
-    "notifications.providers.push",
+    "notifications.providers.fcm",
+    "notifications.providers.apns",
+    "notifications.providers.webpush",
 )
 
 _KINDS: dict[str, type[Provider]] = {}
