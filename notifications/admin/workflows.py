@@ -23,7 +23,8 @@ from clarion.admin import (
 )
 
 from .. import conditions, engine
-from ..models import CHANNEL_STEP_TYPES, Step, StepType, Template, Workflow
+from ..channels import CHANNEL_KEYS
+from ..models import Step, StepType, Template, Workflow
 
 SUPPORTED_STEP_CHOICES = [
     (value, label) for value, label in StepType.choices if value in engine.SUPPORTED_STEP_TYPES
@@ -86,12 +87,12 @@ class StepForm(forms.ModelForm):
         if step_type == StepType.DELAY and "config" in cleaned:
             try:
                 engine.validate_delay_config(cleaned["config"])
-            except engine.DelayConfigError as exc:
+            except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
-        elif step_type in engine.PROVIDER_CHANNELS and "config" in cleaned:
+        elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
-            except engine.DelayConfigError as exc:
+            except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
         if (self.instance.pk and step_type and step_type != self.instance.type
                 and self.instance.templates.exists()):
@@ -102,7 +103,7 @@ class StepForm(forms.ModelForm):
 
 def step_templates_summary(step):
     """'2 locales: en, fr' with each locale linking to its template, or a link to add one."""
-    if step.pk is None or step.type not in CHANNEL_STEP_TYPES:
+    if step.pk is None or step.type not in CHANNEL_KEYS:
         return EMPTY
     templates = sorted(step.templates.all(), key=lambda template: template.locale)
     add = format_html('<a href="{}?{}">add a template</a>', reverse(
@@ -173,7 +174,7 @@ class StepAdmin(ClarionAdmin):
     def template_list(self, obj):
         if obj.pk is None:
             return "Save the step first."
-        if obj.type not in CHANNEL_STEP_TYPES:
+        if obj.type not in CHANNEL_KEYS:
             return f"{obj.get_type_display()} steps have no templates."
         templates = obj.templates.select_related("published_version").order_by("locale")
         rows = table(

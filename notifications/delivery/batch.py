@@ -35,6 +35,7 @@ from django.utils import timezone
 
 from preferences.mail import unsubscribe_headers
 
+from ..channels import CHANNEL_DATA_CHANNELS
 from ..models import Channel, ChannelData, DeliveryAttempt, Message, MessageEvent, StepLog
 from ..providers.base import OutboundMessage, PermanentError, ProviderError, SendResult
 from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
@@ -45,7 +46,6 @@ from .status import message_events_replay
 
 logger = logging.getLogger(__name__)
 
-CHANNEL_DATA_CHANNELS = frozenset({Channel.PUSH, Channel.CHAT})
 MESSAGE_RELATIONS = ("tenant", "workflow", "recipient", "step")
 
 
