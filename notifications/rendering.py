@@ -47,26 +47,7 @@ from liquid.template import BoundTemplate
 from liquid.undefined import is_undefined
 from markupsafe import Markup
 
-# The fields each channel's template has, and which of them are HTML.
-CHANNEL_FIELDS: dict[str, tuple[str, ...]] = {
-    "email": ("subject", "html", "text"),
-    "in_app": ("body", "action_url", "avatar"),
-    "sms": ("text",),
-    "push": ("title", "body", "data"),
-    "chat": ("text", "blocks"),
-    "webhook": ("body",),
-}
-REQUIRED_FIELDS: dict[str, tuple[tuple[str, ...], ...]] = {
-    # Each inner tuple: at least one of these must be present.
-    "email": (("subject",), ("html", "text")),
-    "in_app": (("body",),),
-    "sms": (("text",),),
-    "push": (("title", "body"),),
-    "chat": (("text", "blocks"),),
-    "webhook": (),
-}
-HTML_FIELDS = frozenset({"html"})
-MARKDOWN_ISH_HTML_FIELDS = frozenset({("in_app", "body")})
+from .channels import channel_spec
 
 # What a template may read: the top-level names of the scope (see scope.py and docs/templates.md).
 SCOPE_ROOTS = ("data", "recipient", "actor", "tenant", "steps", "workflow",
@@ -251,7 +232,8 @@ def template_error(field: str, exc: LiquidError, *, prefix: str = "") -> Templat
 
 
 def _is_html(channel: str, field: str) -> bool:
-    return field in HTML_FIELDS or (channel, field) in MARKDOWN_ISH_HTML_FIELDS
+    spec = channel_spec(channel)
+    return spec is not None and field in spec.html_fields
 
 
 def parse(source: str, *, html: bool, field: str = "") -> BoundTemplate:
@@ -285,9 +267,10 @@ def _compile(source: str, html: bool) -> tuple[BoundTemplate | None, tuple | Non
 
 def validate_fields(channel: str, fields: Mapping) -> None:
     """Raise TemplateError for unknown or missing fields and Liquid syntax errors."""
-    allowed = CHANNEL_FIELDS.get(channel)
-    if allowed is None:
+    spec = channel_spec(channel)
+    if spec is None:
         raise TemplateError("channel", f"No templates for step type {channel!r}.")
+    allowed = spec.fields
     if not isinstance(fields, Mapping):
         raise TemplateError("", "Expected an object of field names to Liquid source.")
     for name in fields:
@@ -295,7 +278,7 @@ def validate_fields(channel: str, fields: Mapping) -> None:
             raise TemplateError(
                 name, f"Unknown field; {channel} templates have: {', '.join(allowed)}."
             )
-    for group in REQUIRED_FIELDS[channel]:
+    for group in spec.required:
         if not any(fields.get(name) for name in group):
             raise TemplateError(group[0], "This field is required." if len(group) == 1
                                 else f"One of {' or '.join(group)} is required.")
