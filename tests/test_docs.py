@@ -537,3 +537,86 @@ def test_the_settings_check_knows_what_settings_read():
     read = environment_variables_read()
     assert {"DATABASE_URL", "CLARION_STUCK_AFTER_SECONDS", "INBOX_HMAC_SECRET", "HOST"} <= read
     assert "CLARION_NO_SUCH_THING" not in read
+
+
+# --- what the docs point at in the code and in each other ---------------------------------------
+
+PROJECT_DIRS = ("bench", "clarion", "docs", "inbox", "notifications", "preferences", "static",
+                "templates", "tests")
+FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
+PYTHON_NAME = re.compile(r"`((?:clarion|inbox|notifications|preferences)(?:\.[A-Za-z_]\w*)+)`")
+# Dotted names in the docs that are not Python: file names, and the sweeper's schedule.
+NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$")
+LINK = re.compile(r"\]\(((?:[\w./-]+\.md)?)(?:#([\w-]+))?\)")
+
+
+def test_every_file_the_docs_name_exists():
+    missing = []
+    for where, line in unexecuted_lines():
+        for name in FILE_PATH.findall(line):
+            if not list(ROOT.glob(re.sub(r"<[^>]+>", "*", name))):
+                missing.append(f"{where}: {name}")
+    assert not missing, "\n".join(missing)
+
+
+def test_every_python_name_the_docs_name_can_be_imported():
+    import importlib
+
+    missing = []
+    for where, line in unexecuted_lines():
+        for name in PYTHON_NAME.findall(line):
+            if NOT_PYTHON.match(name):
+                continue
+            parts = name.split(".")
+            for split in range(len(parts), 0, -1):
+                try:
+                    target = importlib.import_module(".".join(parts[:split]))
+                except ImportError:
+                    continue
+                try:
+                    for attribute in parts[split:]:
+                        target = getattr(target, attribute)
+                except AttributeError:
+                    missing.append(f"{where}: {name}")
+                break
+            else:
+                missing.append(f"{where}: {name}")
+    assert not missing, "\n".join(missing)
+
+
+def heading_anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the headings of a Markdown file."""
+    anchors, seen = set(), {}
+    in_code = False
+    for line in path.read_text().splitlines():
+        if line.lstrip().startswith("```"):
+            in_code = not in_code
+        heading = None if in_code else re.match(r"^#{1,6}\s+(.*?)\s*#*$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).lower()).replace(" ", "-")
+            count = seen.get(slug, 0)
+            seen[slug] = count + 1
+            anchors.add(slug if count == 0 else f"{slug}-{count}")
+    return anchors
+
+
+def test_every_link_between_pages_reaches_a_page_and_its_heading():
+    broken = []
+    for page, text in page_texts().items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for target, anchor in LINK.findall(line):
+                path = (ROOT / page).parent / target if target else ROOT / page
+                if not path.is_file():
+                    broken.append(f"{page}:{number}: {target}")
+                elif anchor and anchor not in heading_anchors(path):
+                    broken.append(f"{page}:{number}: {target}#{anchor}")
+    assert not broken, "\n".join(broken)
+
+
+def test_the_link_check_reads_anchors_as_github_makes_them():
+    anchors = heading_anchors(ROOT / "docs" / "preferences.md")
+    assert {"who-decides-the-resolution-order",
+            "in-your-app-the-inboxs-preferences-panel"} <= anchors
+    assert "who-decides" not in anchors
+    links = [link for text in page_texts().values() for link in LINK.findall(text)]
+    assert len(links) >= 40
