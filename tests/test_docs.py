@@ -333,7 +333,7 @@ ENDPOINT = re.compile(
     r"(/(?:api|ws|p|u|webhooks|healthz|demo|admin|static)\b"
     r"(?:[^\s`'\"()<>\[\]]|<[^>]+>)*)")
 RELATIVE_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE)(?:/(?:GET|POST|PUT|PATCH|DELETE))*"
-                               r"\s+((?:workflows|triggers|runs|recipients|tenants|topics|"
+                               r"\s+/?((?:workflows|triggers|runs|recipients|tenants|topics|"
                                r"providers|inbox)[^`\s]*)`")
 PLACEHOLDER = re.compile(r"\{[^}/]+\}|<[^>/]+>")
 SAMPLES = ["sample-key", "00000000-0000-4000-8000-000000000000", "1", "postmark"]
