@@ -620,3 +620,37 @@ def test_the_link_check_reads_anchors_as_github_makes_them():
     assert "who-decides" not in anchors
     links = [link for text in page_texts().values() for link in LINK.findall(text)]
     assert len(links) >= 40
+
+
+# Routes the docs need not name: the API's catch-all 404, and the demo page's own button.
+UNDOCUMENTED_ROUTES = {"unknown-endpoint", "inbox-demo-trigger"}
+
+
+def url_routes():
+    """(route, url name) of every HTTP endpoint outside the admin."""
+    from django.urls import get_resolver
+
+    def walk(resolver, prefix=""):
+        for pattern in resolver.url_patterns:
+            if hasattr(pattern, "url_patterns"):
+                yield from walk(pattern, prefix + str(pattern.pattern))
+            else:
+                yield prefix + str(pattern.pattern), pattern.name
+
+    return [(route, name) for route, name in walk(get_resolver())
+            if not route.startswith("admin/")]
+
+
+def test_every_endpoint_is_named_in_the_docs():
+    named = named_endpoints()
+    # Also the URLs the executed examples call.
+    called = [match.group(2) for block in all_blocks() if block.executable
+              for match in ENDPOINT.finditer(block.text)]
+    documented = {getattr(_resolve(path), "url_name", None)
+                  for path in [path for _, _, path in named] + called}
+    every_esp = any("/webhooks/anymail/<esp>/" in path for _, _, path in named)
+    undocumented = [f"/{route} ({name})" for route, name in url_routes()
+                    if name not in documented and name not in UNDOCUMENTED_ROUTES
+                    and not (every_esp and route.startswith("webhooks/anymail/"))]
+    assert not undocumented, "\n".join(undocumented)
+    assert len(url_routes()) >= 30
