@@ -159,9 +159,9 @@ class DocRunner:
             return
         where = f"{block.where} ({request.method} {request.url})"
         expected = documented.status or stated
-        if expected is not None and status != expected:
-            self.problems.append(f"{where}: answered {status}, the page shows {expected}: "
-                                 f"{body[:300]!r}")
+        if status != expected if expected is not None else not 200 <= status < 300:
+            self.problems.append(f"{where}: answered {status}, the page shows "
+                                 f"{expected or '2xx'}: {body[:300]!r}")
             return
         for name, value in documented.headers.items():
             real = headers.get(name)
