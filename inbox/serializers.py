@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from notifications.api.serializers import TenantKeyField
+from clarion.api import TenantKeyField
 
 from .selectors import ARCHIVED, DEFAULT_LIMIT, MAX_LIMIT, STATUSES
 

@@ -9,8 +9,8 @@ from django.utils import timezone
 from notifications.models import Message, Recipient, Tenant
 
 from . import realtime
+from .events import ItemCreated, ItemsUpdated, ItemUpdated
 from .models import InboxItem
-from .selectors import item_detail
 
 ITEM_ACTIONS = ("seen", "read", "unread", "archived", "unarchived", "clicked")
 BULK_ACTIONS = ("seen", "read", "archive_read")
@@ -29,7 +29,7 @@ def inbox_item_create(*, message: Message, content: dict) -> InboxItem:
         tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
         content=content,
     )
-    realtime.publish_created_on_commit(item)
+    realtime.publish_on_commit(ItemCreated.of(item))
     return item
 
 
@@ -67,10 +67,9 @@ def inbox_item_mark(*, item: InboxItem, action: str) -> dict:
     message_changes = _message_changes(action, now)
     if item.message_id and message_changes:
         Message.objects.filter(pk=item.message_id).update(**message_changes)
-    detail = item_detail(item)
-    realtime.publish_on_commit(item.recipient_id, {
-        "type": "inbox.item_updated", "item": detail, "tenant_id": item.tenant_id})
-    return detail
+    event = ItemUpdated.of(item)
+    realtime.publish_on_commit(event)
+    return event.item
 
 
 @transaction.atomic
@@ -96,7 +95,7 @@ def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str) 
         ).update(**message_changes)
     changed = items.update(**_item_changes(item_action, now))
     if changed:
-        realtime.publish_on_commit(recipient.pk, {
-            "type": "inbox.bulk_updated", "action": action,
-            "tenant_id": tenant.pk if tenant else None, "at": now.isoformat()})
+        realtime.publish_on_commit(ItemsUpdated.of(
+            recipient_id=recipient.pk, tenant_id=tenant.pk if tenant else None, action=action,
+            at=now))
     return changed

@@ -402,12 +402,12 @@ class StepForm(forms.ModelForm):
         if step_type == StepType.DELAY and "config" in cleaned:
             try:
                 engine.validate_delay_config(cleaned["config"])
-            except engine.DelayConfigError as exc:
+            except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
         elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
-            except engine.DelayConfigError as exc:
+            except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
         if (self.instance.pk and step_type and step_type != self.instance.type
                 and self.instance.templates.exists()):

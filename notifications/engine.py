@@ -34,46 +34,46 @@ NEXT = "next"
 WAIT = "wait"
 
 
-class DelayConfigError(ValueError):
-    pass
+class StepConfigError(ValueError):
+    """A step's `config` is not valid for its type; the message says why."""
 
 
 def validate_delay_config(config: Mapping) -> None:
-    """Raise DelayConfigError unless `config` is a duration or an `until` path."""
+    """Raise StepConfigError unless `config` is a duration or an `until` path."""
     if not isinstance(config, Mapping):
-        raise DelayConfigError("Expected an object.")
+        raise StepConfigError("Expected an object.")
     keys = set(config)
     if "until" in keys:
         if keys != {"until"}:
-            raise DelayConfigError('"until" cannot be combined with a duration.')
+            raise StepConfigError('"until" cannot be combined with a duration.')
         path = config["until"]
         if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
-            raise DelayConfigError(
+            raise StepConfigError(
                 f'"until" must be a path starting with one of: {", ".join(conditions.ROOTS)}.'
             )
         return
     unknown = keys - set(DURATION_UNITS)
     if unknown or not keys:
-        raise DelayConfigError(
+        raise StepConfigError(
             'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'
         )
     for unit in keys:
         value = config[unit]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise DelayConfigError(f'"{unit}" must be a number ≥ 0.')
+            raise StepConfigError(f'"{unit}" must be a number ≥ 0.')
 
 
 def validate_channel_config(step_type: str, config: Mapping) -> None:
-    """Raise DelayConfigError (the engine's config error) for a webhook step without an http(s)
-    `url`, or a chat step whose `channel` is not a string."""
+    """Raise StepConfigError for a webhook step without an http(s) `url`, or a chat step whose
+    `channel` is not a string."""
     if not isinstance(config, Mapping):
-        raise DelayConfigError("Expected an object.")
+        raise StepConfigError("Expected an object.")
     if step_type == StepType.WEBHOOK:
         url = config.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise DelayConfigError('A webhook step needs {"url": "https://…"}.')
+            raise StepConfigError('A webhook step needs {"url": "https://…"}.')
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
-        raise DelayConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+        raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
 
 
 def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetime | None, str]:

@@ -366,8 +366,9 @@ class HTTPProvider(Provider):
             described["auth"] = [request.auth[0], REDACTED]
         return redact(described, self.secrets)
 
-    def _finish(self, message: OutboundMessage, request: HTTPRequest,
-                response: httpx.Response) -> SendResult:
+    def _result_of(self, message: OutboundMessage, request: HTTPRequest,
+                   response: httpx.Response) -> SendResult:
+        """The SendResult of the provider's answer, with the exchange; raises its typed error."""
         exchange = Exchange(request=self.describe(request), status_code=response.status_code,
                             response={"body": redact(excerpt(response.text), self.secrets)})
         try:
@@ -413,7 +414,7 @@ class HTTPProvider(Provider):
         except ssrf.UnsafeURL as exc:
             raise PermanentError(str(exc), exchange=Exchange(request=self.describe(request))) \
                 from exc
-        return self._finish(message, request, response)
+        return self._result_of(message, request, response)
 
     async def asend(self, message: OutboundMessage) -> SendResult:
         request = self.build_request(message)
@@ -428,7 +429,7 @@ class HTTPProvider(Provider):
         except ssrf.UnsafeURL as exc:
             raise PermanentError(str(exc), exchange=Exchange(request=self.describe(request))) \
                 from exc
-        return self._finish(message, request, response)
+        return self._result_of(message, request, response)
 
     def close(self) -> None:
         if self._client is not None:
