@@ -8,7 +8,6 @@ import httpx
 from django.conf import settings
 from django.urls import reverse
 
-from ..rendering import sms_size
 from .base import (
     ConfigurationError,
     HTTPProvider,
@@ -22,6 +21,7 @@ from .base import (
 )
 from .phone import is_e164
 from .registry import register
+from .sms_segments import sms_size
 
 
 class SMSProvider(HTTPProvider):
