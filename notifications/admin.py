@@ -21,8 +21,8 @@ from django.utils.http import urlencode
 from django.utils.translation import ngettext
 
 from . import conditions, engine, services
+from .channels import CHANNEL_KEYS
 from .models import (
-    CHANNEL_STEP_TYPES,
     ApiKey,
     ChannelData,
     DeliveryAttempt,
@@ -44,7 +44,6 @@ from .models import (
 SUPPORTED_STEP_CHOICES = [
     (value, label) for value, label in StepType.choices if value in engine.SUPPORTED_STEP_TYPES
 ]
-TEMPLATE_STEP_TYPES = sorted(engine.SUPPORTED_STEP_TYPES & CHANNEL_STEP_TYPES)
 LIST_LIMIT = 100  # rows a detail page lists before linking to the filtered changelist
 EMPTY = "—"
 
@@ -405,7 +404,7 @@ class StepForm(forms.ModelForm):
                 engine.validate_delay_config(cleaned["config"])
             except engine.DelayConfigError as exc:
                 self.add_error("config", str(exc))
-        elif step_type in engine.PROVIDER_CHANNELS and "config" in cleaned:
+        elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
             except engine.DelayConfigError as exc:
@@ -419,7 +418,7 @@ class StepForm(forms.ModelForm):
 
 def step_templates_summary(step):
     """'2 locales: en, fr' with each locale linking to its template, or a link to add one."""
-    if step.pk is None or step.type not in CHANNEL_STEP_TYPES:
+    if step.pk is None or step.type not in CHANNEL_KEYS:
         return EMPTY
     templates = sorted(step.templates.all(), key=lambda template: template.locale)
     add = format_html('<a href="{}?{}">add a template</a>', reverse(
@@ -490,7 +489,7 @@ class StepAdmin(ClarionAdmin):
     def template_list(self, obj):
         if obj.pk is None:
             return "Save the step first."
-        if obj.type not in CHANNEL_STEP_TYPES:
+        if obj.type not in CHANNEL_KEYS:
             return f"{obj.get_type_display()} steps have no templates."
         templates = obj.templates.select_related("published_version").order_by("locale")
         rows = table(

@@ -9,6 +9,6 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         from anymail.signals import tracking
 
-        from .providers.status import anymail_tracking_received
+        from .delivery.status import anymail_tracking_received
 
         tracking.connect(anymail_tracking_received, dispatch_uid="clarion-anymail-tracking")

@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 from preferences.selectors import channel_step_verdict
 
 from . import conditions
+from .channels import CHANNEL_KEYS, channel_spec
 from .models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
 from .providers.phone import is_e164
 from .providers.sms_segments import sms_size
@@ -25,11 +26,9 @@ from .ratelimit import rate_limit_hit
 from .rendering import RenderOptions, TemplateError, render_email, render_fields
 from .rendering.variables import run_variables
 
-# Channels delivered through providers by the generic channel handler (`_channel`).
-PROVIDER_CHANNELS = frozenset({StepType.SMS, StepType.PUSH, StepType.CHAT, StepType.WEBHOOK})
-# Step types the engine runs today; the others are refused when a workflow is saved.
-SUPPORTED_STEP_TYPES = frozenset({StepType.EMAIL, StepType.IN_APP, StepType.DELAY}
-                                 | PROVIDER_CHANNELS)
+# Step types the engine runs today (every channel, and delays); the others are refused when a
+# workflow is saved.
+SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY})
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 NEXT = "next"
@@ -196,13 +195,10 @@ def _run_step(p: Pass, step: Step) -> str:
         gate = _preferences_gate(p, step)
         if gate is not None:
             return gate
-    if step.type in (StepType.EMAIL, StepType.IN_APP):
+    if step.is_channel:
         if step.ref not in p.done:  # a re-run: this step's message exists already
-            (_email if step.type == StepType.EMAIL else _in_app)(p, step)
-        return NEXT
-    if step.type in PROVIDER_CHANNELS:
-        if step.ref not in p.done:
-            _channel(p, step)
+            # Email renders into a layout, in-app writes the inbox; the others go to providers.
+            {StepType.EMAIL: _email, StepType.IN_APP: _in_app}.get(step.type, _channel)(p, step)
         return NEXT
     p.log(step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
     return NEXT
@@ -342,13 +338,14 @@ def channel_address(step: Step, run: Run) -> tuple[str, str]:
     `channel`), else the step's `channel`; webhook: the step's `url`.
     """
     recipient = run.recipient
-    if step.type == StepType.SMS:
+    source = channel_spec(step.type).address
+    if source == "phone":
         if not recipient.phone:
             return "", "the recipient has no phone number"
         if not is_e164(recipient.phone):
             return "", f"the recipient's phone {recipient.phone!r} is not an E.164 number"
         return recipient.phone, ""
-    if step.type == StepType.WEBHOOK:
+    if source == "step":
         url = (step.config or {}).get("url")
         return (url, "") if isinstance(url, str) and url else ("", "the webhook step has no url")
     rows = [row for row in ChannelData.objects.filter(recipient=recipient, channel=step.type)

@@ -7,6 +7,8 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from .channels import CHANNEL_KEYS, CHANNELS
+
 key_validator = RegexValidator(
     r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,127}$",
     "Use letters, digits, '-', '_', '.', ':' (up to 128, starting with a letter or digit).",
@@ -17,29 +19,19 @@ color_validator = RegexValidator(
 )
 
 
-class Channel(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    PUSH = "push", "Push"
-    CHAT = "chat", "Chat"
-    IN_APP = "in_app", "In-app"
-    WEBHOOK = "webhook", "Webhook"
+# The channels come from the channel table (channels.py): Channel.EMAIL == "email" and so on.
+Channel = models.TextChoices(
+    "Channel", [(spec.key.upper(), (spec.key, spec.label)) for spec in CHANNELS], module=__name__)
 
 
-class StepType(models.TextChoices):
-    EMAIL = "email", "Email"
-    SMS = "sms", "SMS"
-    PUSH = "push", "Push"
-    CHAT = "chat", "Chat"
-    IN_APP = "in_app", "In-app"
-    WEBHOOK = "webhook", "Webhook"
-    DELAY = "delay", "Delay"
-    DIGEST = "digest", "Digest"
-    THROTTLE = "throttle", "Throttle"
-    BRANCH = "branch", "Branch"
-
-
-CHANNEL_STEP_TYPES = frozenset(Channel.values)
+# A step is a channel step (one per channel) or a function step.
+StepType = models.TextChoices("StepType", [
+    *((spec.key.upper(), (spec.key, spec.label)) for spec in CHANNELS),
+    ("DELAY", ("delay", "Delay")),
+    ("DIGEST", ("digest", "Digest")),
+    ("THROTTLE", ("throttle", "Throttle")),
+    ("BRANCH", ("branch", "Branch")),
+], module=__name__)
 
 
 class Tenant(models.Model):
@@ -221,7 +213,7 @@ class Step(models.Model):
 
     @property
     def is_channel(self) -> bool:
-        return self.type in CHANNEL_STEP_TYPES
+        return self.type in CHANNEL_KEYS
 
 
 class Template(models.Model):
@@ -418,7 +410,7 @@ class Message(models.Model):
     seen_at = models.DateTimeField(null=True, blank=True)
     read_at = models.DateTimeField(null=True, blank=True)
     clicked_at = models.DateTimeField(null=True, blank=True)
-    # Set from provider status events (notifications/providers/status.py), first time only.
+    # Set from provider status events (notifications/delivery/status.py), first time only.
     opened_at = models.DateTimeField(null=True, blank=True)
     bounced_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)

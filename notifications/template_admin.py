@@ -22,7 +22,6 @@ from django.views.decorators.http import require_POST
 from . import rendering, services
 from .admin import (
     EMPTY,
-    TEMPLATE_STEP_TYPES,
     ClarionAdmin,
     LedgerAdmin,
     admin_url,
@@ -33,6 +32,7 @@ from .admin import (
     when,
 )
 from .api.serializers import LOCALE
+from .channels import CHANNEL_KEYS, template_fields
 from .engine import layout_for_tenant
 from .models import Layout, Step, Template, TemplateVersion, Tenant
 from .providers.sms_segments import sms_size
@@ -70,7 +70,7 @@ class TemplateForm(forms.ModelForm):
 
     @property
     def channel_fields(self) -> tuple[str, ...]:
-        return rendering.CHANNEL_FIELDS.get(self.channel, ())
+        return template_fields(self.channel)
 
     def clean(self):
         cleaned = super().clean()
@@ -183,7 +183,7 @@ def version_diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, 
     """(field, side-by-side HTML table) for each field that differs between two versions."""
     differ = difflib.HtmlDiff(wrapcolumn=DIFF_WRAP)
     tables = []
-    for name in rendering.CHANNEL_FIELDS.get(old.template.step.type, ()):
+    for name in template_fields(old.template.step.type):
         before, after = old.fields.get(name, ""), new.fields.get(name, "")
         if before == after:
             continue
@@ -219,14 +219,14 @@ class TemplateAdmin(ClarionAdmin):
         raw = request.POST.get("step") or request.GET.get("step")
         if not raw or not str(raw).isdigit():
             return None
-        return Step.objects.filter(pk=raw, type__in=TEMPLATE_STEP_TYPES).first()
+        return Step.objects.filter(pk=raw, type__in=CHANNEL_KEYS).first()
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         step = self._step_for(request, obj)
         channel = step.type if step else None
         attrs = {"channel": channel}
-        for name in rendering.CHANNEL_FIELDS.get(channel, ()):
-            rows = 14 if name in rendering.HTML_FIELDS else 3
+        for name in template_fields(channel):
+            rows = 14 if name == "html" else 3  # the email's HTML document
             widget = forms.Textarea(attrs={"rows": rows, "cols": 80, "spellcheck": "false",
                                            "class": "vLargeTextField clarion-liquid",
                                            "data-field": name})
@@ -245,7 +245,7 @@ class TemplateAdmin(ClarionAdmin):
 
     def get_fieldsets(self, request, obj=None):
         step = self._step_for(request, obj)
-        names = rendering.CHANNEL_FIELDS.get(step.type if step else None, ())
+        names = template_fields(step.type if step else None)
         fieldsets = [(None, {"fields": ("step", "locale")})]
         if obj and not self.has_change_permission(request, obj):
             fieldsets.append(("Published", {"fields": ("published_fields",)}))
@@ -265,7 +265,7 @@ class TemplateAdmin(ClarionAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "step":
-            kwargs["queryset"] = Step.objects.filter(type__in=TEMPLATE_STEP_TYPES).select_related(
+            kwargs["queryset"] = Step.objects.filter(type__in=CHANNEL_KEYS).select_related(
                 "workflow").order_by("workflow__key", "position")
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if db_field.name == "step":
@@ -325,7 +325,7 @@ class TemplateAdmin(ClarionAdmin):
 
     def _posted_fields(self, request, step: Step) -> dict:
         return {name: _source(request.POST.get(name)) for name in
-                rendering.CHANNEL_FIELDS.get(step.type, ()) if request.POST.get(name)}
+                template_fields(step.type) if request.POST.get(name)}
 
     def _posted_tenant(self, request) -> Tenant | None:
         raw = request.POST.get("preview_tenant", "")
@@ -336,9 +336,8 @@ class TemplateAdmin(ClarionAdmin):
         if not self.has_view_or_change_permission(request):
             raise PermissionDenied
         raw = request.POST.get("step", "")
-        # Every channel with template fields previews, also those the engine does not run yet.
         step = (Step.objects.select_related("workflow")
-                .filter(pk=raw, type__in=list(rendering.CHANNEL_FIELDS)).first()
+                .filter(pk=raw, type__in=CHANNEL_KEYS).first()
                 if raw.isdigit() else None)
         if step is None:
             return JsonResponse({"error": "invalid_request", "detail": "Choose a step first.",

@@ -16,9 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-# Channels whose steps wait for the end of quiet hours; in-app (and chat, webhook) never do.
-QUIET_HOURS_CHANNELS = frozenset({"email", "sms", "push"})
-
 # Levels from most to least specific: (name, section, wants the channel's entry).
 LEVELS = (
     ("workflow_channel", "workflows", True),

@@ -5,11 +5,11 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from notifications.models import CHANNEL_STEP_TYPES, Recipient, Step, Tenant, Workflow
+from notifications.channels import CHANNEL_KEYS, QUIET_HOURS_CHANNELS, channel_position
+from notifications.models import Recipient, Step, Tenant, Workflow
 
 from .models import Category, PreferenceSet, WorkflowDefault
 from .resolution import (
-    QUIET_HOURS_CHANNELS,
     Choices,
     Decision,
     QuietHours,
@@ -120,7 +120,7 @@ class Section:
 def workflow_channels(workflows) -> dict[int, list[str]]:
     """{workflow id: its channel step types, in step order} in one query."""
     channels: dict[int, list[str]] = {}
-    steps = Step.objects.filter(workflow__in=workflows, type__in=CHANNEL_STEP_TYPES)
+    steps = Step.objects.filter(workflow__in=workflows, type__in=CHANNEL_KEYS)
     for workflow_id, step_type in steps.order_by("position").values_list("workflow_id", "type"):
         if step_type not in channels.setdefault(workflow_id, []):
             channels[workflow_id].append(step_type)
@@ -145,7 +145,7 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
 
     Lists active, non-critical workflows with channel steps; the toggles show the effective
     decision, so a tenant's or a workflow's default shows as it applies to this person. Every
-    row lists its channels in one order (email, sms, push, chat, in_app, webhook).
+    row lists its channels in the channel table's order (notifications/channels.py).
     """
     workflows = list(Workflow.objects.filter(active=True, critical=False).order_by("name", "key"))
     channels_of = workflow_channels(workflows)
@@ -155,7 +155,7 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
                 for row in WorkflowDefault.objects.filter(workflow__in=workflows)}
     names = {c.key: c for c in Category.objects.all()}
 
-    all_channels = sorted({c for w in workflows for c in channels_of[w.pk]}, key=_channel_order)
+    all_channels = sorted({c for w in workflows for c in channels_of[w.pk]}, key=channel_position)
     channel_row = [(c, _channel_on(layers, c)) for c in all_channels]
     by_category: dict[str, list] = {}
     for workflow in workflows:
@@ -167,7 +167,7 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
         members = by_category[key]
         category = None
         if key:
-            used = sorted({c for w in members for c in channels_of[w.pk]}, key=_channel_order)
+            used = sorted({c for w in members for c in channels_of[w.pk]}, key=channel_position)
             known = names.get(key)
             category = Row("category", key, known.name if known else key.replace("-", " ").title(),
                            known.description if known else "",
@@ -175,15 +175,10 @@ def preference_center(*, recipient: Recipient, tenant: Tenant | None) -> tuple[l
         rows = [Row("workflow", w.key, w.name or w.key, "",
                     [(c, allowed(recipient, w, c, tenant, layers=layers,
                                  defaults=defaults.get(w.pk, {})).allowed)
-                     for c in sorted(channels_of[w.pk], key=_channel_order)])
+                     for c in sorted(channels_of[w.pk], key=channel_position)])
                 for w in members]
         sections.append(Section(category, rows))
     return channel_row, sections
-
-
-def _channel_order(channel: str) -> int:
-    order = ["email", "sms", "push", "chat", "in_app", "webhook"]
-    return order.index(channel) if channel in order else len(order)
 
 
 def _channel_on(layers: Layers, channel: str) -> bool:

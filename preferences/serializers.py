@@ -150,7 +150,7 @@ class PreferenceSetDocSerializer(serializers.Serializer):
 # --- The preference center as JSON (the inbox widget's preferences panel) ----------------------
 
 class CenterChannelSerializer(serializers.Serializer):
-    channel = serializers.CharField(help_text="email, sms, push, chat, in_app or webhook")
+    channel = serializers.ChoiceField(choices=Channel.values, help_text="The channel's key.")
     name = serializers.CharField(help_text='What people read, e.g. "Push notifications".')
     on = serializers.BooleanField(help_text="Whether it applies now: the person's choices, the "
                                   "tenant's default and the workflow's default resolved.")

@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from notifications.channels import channel_spec
 from notifications.models import Recipient, Tenant
 
 from . import selectors, services, tokens
@@ -38,9 +39,9 @@ def language_for(locale: str) -> str:
 
 
 def channel_label(channel: str) -> str:
-    return {"email": _("Email"), "sms": _("SMS"), "push": _("Push notifications"),
-            "chat": _("Chat"), "in_app": _("In-app"), "webhook": _("Webhook")}.get(channel,
-                                                                                channel)
+    """The channel's name as a recipient reads it, in the active language."""
+    spec = channel_spec(channel)
+    return str(spec.person_label) if spec else channel
 
 
 def _branding(tenant: Tenant | None) -> dict:

@@ -9,8 +9,8 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .. import conditions, engine, rendering
+from ..channels import CHANNEL_KEYS
 from ..models import (
-    CHANNEL_STEP_TYPES,
     Channel,
     StepType,
     Tenant,
@@ -313,7 +313,7 @@ class StepSerializer(serializers.Serializer):
                 errors["config"] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Delay steps have no templates."]
-        elif step_type in CHANNEL_STEP_TYPES:
+        elif step_type in CHANNEL_KEYS:
             try:
                 engine.validate_channel_config(step_type, attrs.get("config") or {})
             except engine.DelayConfigError as exc:

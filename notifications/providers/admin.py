@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 
+from ..channels import PROVIDER_CHANNELS
 from ..models import Channel, ProviderConfig
 from . import registry
 from .base import ConfigurationError, ProviderError
@@ -40,7 +41,7 @@ class ProviderConfigForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if "channel" in self.fields:  # absent when the page is read-only (view permission)
             self.fields["channel"].choices = [c for c in Channel.choices
-                                              if c[0] != Channel.IN_APP]
+                                              if c[0] in PROVIDER_CHANNELS]
         if self.instance.pk:
             self.initial["credentials"] = masked_credentials(self.instance)
             if "key" in self.fields:

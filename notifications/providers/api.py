@@ -13,11 +13,10 @@ from rest_framework.views import APIView
 from ..api.errors import ApiError, not_found
 from ..api.serializers import TenantKeyField, key_validator
 from ..api.views import ERRORS
-from ..models import Channel, ProviderConfig
+from ..channels import PROVIDER_CHANNELS
+from ..models import ProviderConfig
 from .base import ConfigurationError
 from .services import masked_credentials, provider_config_delete, provider_config_put
-
-PROVIDER_CHANNELS = [c for c in Channel.values if c != Channel.IN_APP]
 
 
 class CircuitSerializer(serializers.Serializer):

@@ -5,7 +5,7 @@ channel. It maps an `OutboundMessage` to that provider's documented request and 
 a `SendResult`, or raises `TransientError` (retry later, with backoff) or `PermanentError` (never
 retry this request with this provider: fail over to the next one). Everything else — choosing the
 provider, the circuit breaker, retries, failover, the DeliveryAttempt ledger, deactivating dead
-tokens — is the orchestrator's job (notifications/delivery.py), not the kind's.
+tokens — is the orchestrator's job (notifications/delivery/), not the kind's.
 
 HTTP kinds subclass `HTTPProvider` and write only `build_request` and `parse_response` (and, when
 the provider says more than its status code, `raise_for_error`). The base sends the request with

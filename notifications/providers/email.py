@@ -5,14 +5,22 @@ backend opened with that kind's credentials, so anymail maps it to each ESP's do
 its tracking webhooks find the message again (`metadata.clarion_message_id`). With no email
 ProviderConfig at all, `SettingsEmail` sends through Django's EMAIL_BACKEND settings, as the
 embedded mode and a plain SMTP setup expect.
+
+Their delivery and engagement events come back through anymail's tracking webhooks (below).
 """
 
+import logging
 import smtplib
 from email.utils import parseaddr
+from functools import wraps
 from typing import Any, ClassVar
 
+from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.utils import get_anymail_setting
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.urls import URLPattern
+from django.views.decorators.csrf import csrf_exempt
 
 from .base import (
     Exchange,
@@ -25,7 +33,10 @@ from .base import (
     parse_retry_after,
     transient_status,
 )
+from .callbacks import Kind, StatusEvent, error_response, jsonable
 from .registry import register
+
+logger = logging.getLogger(__name__)
 
 
 def classify_email_error(exc: Exception) -> type[ProviderError]:
@@ -215,3 +226,65 @@ class AmazonSES(AnymailProvider):
         if c.get("configuration_set_name"):
             kwargs["configuration_set_name"] = c["configuration_set_name"]
         return kwargs
+
+
+# --- Tracking webhooks (django-anymail's views) -------------------------------------------------
+
+ANYMAIL_KINDS = {
+    "queued": Kind.QUEUED, "sent": Kind.SENT, "rejected": Kind.REJECTED, "failed": Kind.FAILED,
+    "bounced": Kind.BOUNCED, "deferred": Kind.DEFERRED, "delivered": Kind.DELIVERED,
+    "autoresponded": Kind.UNKNOWN, "opened": Kind.OPENED, "clicked": Kind.CLICKED,
+    "complained": Kind.COMPLAINED, "unsubscribed": Kind.UNSUBSCRIBED,
+}
+
+
+def from_anymail(event, esp_name: str) -> StatusEvent:
+    """An anymail AnymailTrackingEvent → StatusEvent (of the email channel). Our emails carry
+    their Message id in anymail metadata (EmailProvider), so ESPs that echo metadata match it
+    exactly."""
+    metadata = event.metadata or {}
+    description = " ".join(str(part) for part in (event.description, event.mta_response) if part)
+    if event.click_url:
+        description = description or event.click_url
+    return StatusEvent(
+        provider=esp_name.lower().replace(" ", "_"),
+        kind=ANYMAIL_KINDS.get(event.event_type, Kind.UNKNOWN),
+        provider_message_id=str(event.message_id or ""),
+        message_id=str(metadata.get("clarion_message_id", "")),
+        occurred_at=event.timestamp,
+        event_id=str(event.event_id or ""),
+        description=description,
+        raw=jsonable(event.esp_event),
+        channel="email",
+    )
+
+
+def _anymail_view(view):
+    """anymail's view, refusing with 403 (not anymail's 400) what fails its authentication, and
+    refusing outright when an ESP that has only basic auth has no WEBHOOK_SECRET configured
+    (anymail would only warn, and accept anyone's events)."""
+    needs_basic_auth = getattr(view.view_class, "warn_if_no_basic_auth", False)
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if needs_basic_auth and not get_anymail_setting("webhook_secret", default=None):
+            return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "
+                                  "webhooks are authenticated by basic auth only.")
+        try:
+            return view(request, *args, **kwargs)
+        except AnymailWebhookValidationFailure as exc:
+            logger.warning("anymail webhook refused: %s", exc)
+            return error_response(403, "forbidden", str(exc))
+
+    return csrf_exempt(wrapped)
+
+
+def anymail_tracking_patterns() -> list[URLPattern]:
+    """anymail's tracking webhook URLs (``<esp>/tracking/``), each view guarded as above. Their
+    events reach anymail's `tracking` signal, whose receiver records them."""
+    from anymail import urls as anymail_urls
+
+    return [URLPattern(pattern.pattern, _anymail_view(pattern.callback), pattern.default_args,
+                       pattern.name)
+            for pattern in anymail_urls.urlpatterns
+            if pattern.name and "tracking" in pattern.name]

@@ -3,14 +3,19 @@ in KIND_MODULES so that every kind is known once `kinds()` or `get()` is first c
 
 from importlib import import_module
 
+from ..channels import PROVIDER_CHANNELS
 from .base import Provider
 
 KIND_MODULES = (
     "notifications.providers.email",
-    "notifications.providers.sms",
+    "notifications.providers.twilio",
+    "notifications.providers.vonage",
+    "notifications.providers.plivo",
     "notifications.providers.chat",
     "notifications.providers.webhook",
-    "notifications.providers.push",
+    "notifications.providers.fcm",
+    "notifications.providers.apns",
+    "notifications.providers.webpush",
 )
 
 _KINDS: dict[str, type[Provider]] = {}
@@ -19,8 +24,9 @@ _loaded = False
 
 def register(cls: type[Provider]) -> type[Provider]:
     """Class decorator: make `cls.kind` selectable in ProviderConfig."""
-    if not cls.kind or not cls.channel:
-        raise TypeError(f"{cls.__name__} needs `kind` and `channel`")
+    if not cls.kind or cls.channel not in PROVIDER_CHANNELS:
+        raise TypeError(f"{cls.__name__} needs a `kind` and a `channel` providers deliver "
+                        f"({', '.join(PROVIDER_CHANNELS)})")
     existing = _KINDS.get(cls.kind)
     if existing is not None and existing is not cls:
         raise TypeError(f"kind {cls.kind!r} is already {existing.__name__}")

@@ -6,10 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications import delivery
-from notifications.delivery import claim_batch, deliver_batch, deliver_claimed
+from notifications.delivery import batch, claim_batch, deliver_batch, deliver_claimed
+from notifications.delivery.status import message_event_record
 from notifications.models import DeliveryAttempt, Message
-from notifications.providers import status
+from notifications.providers.twilio import from_twilio
 from notifications.tasks import sweep
 
 from .servers import Reply
@@ -42,7 +42,7 @@ def test_a_message_accepted_before_the_worker_stopped_in_a_later_round_is_never_
     primary, secondary = two
     alpha = queue_message("sms", {"text": "alpha"})
     queue_message("sms", {"text": "bravo"})  # refused: fails over in a second round
-    perform, rounds = delivery._perform, []
+    perform, rounds = batch._perform, []
 
     def stop_in_round_two(calls):
         rounds.append(calls)
@@ -50,10 +50,10 @@ def test_a_message_accepted_before_the_worker_stopped_in_a_later_round_is_never_
             raise WorkerStopped()
         return perform(calls)
 
-    monkeypatch.setattr(delivery, "_perform", stop_in_round_two)
+    monkeypatch.setattr(batch, "_perform", stop_in_round_two)
     with pytest.raises(WorkerStopped):
         deliver_claimed(claim_batch(now=T0, limit=10), now=T0)
-    monkeypatch.setattr(delivery, "_perform", perform)
+    monkeypatch.setattr(batch, "_perform", perform)
     alpha.refresh_from_db()
     assert alpha.status == Message.Status.SENDING  # accepted, not yet recorded as sent
     assert len(bodies(primary, "alpha")) == 1
@@ -79,7 +79,7 @@ def test_a_carrier_refusal_is_sent_again_even_by_the_worker_that_sent_it_first(
     message.refresh_from_db()
     assert message.status == Message.Status.SENT and message.provider == "primary"
 
-    status.message_event_record(event=status.from_twilio(
+    message_event_record(event=from_twilio(
         {"MessageSid": message.provider_message_id, "MessageStatus": "undelivered",
          "ErrorCode": "30008"}, event_id="refused-1"))
     message.refresh_from_db()

@@ -6,14 +6,15 @@ import uuid
 
 import pytest
 
-from notifications.providers import push, registry
+from notifications.providers import apns as apns_module
+from notifications.providers import registry
+from notifications.providers.apns import APNs, apns_id
 from notifications.providers.base import (
     ConfigurationError,
     OutboundMessage,
     PermanentError,
     TransientError,
 )
-from notifications.providers.push import APNs, apns_id
 
 from .fake_push import FakeAPNs, ec_key_pem
 
@@ -28,9 +29,9 @@ def auth_key():
 
 @pytest.fixture(autouse=True)
 def fresh_provider_tokens():
-    push._apns_tokens.clear()
+    apns_module._apns_tokens.clear()
     yield
-    push._apns_tokens.clear()
+    apns_module._apns_tokens.clear()
 
 
 @pytest.fixture

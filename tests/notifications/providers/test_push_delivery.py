@@ -7,7 +7,7 @@ import pytest
 from notifications.delivery import deliver
 from notifications.engine import channel_address
 from notifications.models import ChannelData, Message
-from notifications.providers import push
+from notifications.providers import apns, fcm
 
 from .fake_push import FakeAPNs, FakeGoogle, FakePushService, ec_key_pem
 
@@ -20,8 +20,8 @@ TEMPLATE = {"title": "Hi {{ recipient.name }}", "body": "Your order shipped.",
 
 @pytest.fixture(autouse=True)
 def fresh_caches():
-    push._google_credentials.clear()
-    push._apns_tokens.clear()
+    fcm._google_credentials.clear()
+    apns._apns_tokens.clear()
 
 
 @pytest.fixture

@@ -7,14 +7,15 @@ import uuid
 
 import pytest
 
-from notifications.providers import push, registry
+from notifications.providers import fcm as fcm_module
+from notifications.providers import registry
 from notifications.providers.base import (
     ConfigurationError,
     OutboundMessage,
     PermanentError,
     TransientError,
 )
-from notifications.providers.push import FCM
+from notifications.providers.fcm import FCM
 
 from .fake_push import FakeGoogle, fcm_error
 from .servers import Reply
@@ -25,9 +26,9 @@ GOOD, OTHER, GONE = ("fcm-token-good-" + "a" * 40, "fcm-token-other-" + "b" * 40
 
 @pytest.fixture(autouse=True)
 def fresh_token_cache():
-    push._google_credentials.clear()
+    fcm_module._google_credentials.clear()
     yield
-    push._google_credentials.clear()
+    fcm_module._google_credentials.clear()
 
 
 @pytest.fixture(scope="module")

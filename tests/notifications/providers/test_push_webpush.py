@@ -15,7 +15,7 @@ from notifications.providers.base import (
     PermanentError,
     TransientError,
 )
-from notifications.providers.push import DEFAULT_TTL_SECONDS, WebPush
+from notifications.providers.webpush import DEFAULT_TTL_SECONDS, WebPush
 
 from .fake_push import FakePushService, ec_key_pem
 from .servers import Reply

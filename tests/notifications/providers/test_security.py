@@ -7,7 +7,8 @@ import pytest
 from django.contrib.auth.models import Permission, User
 
 from notifications.models import MessageEvent, ProviderConfig
-from notifications.providers.webhooks import twilio_signature, vonage_signature
+from notifications.providers.twilio import twilio_signature
+from notifications.providers.vonage import vonage_signature
 
 from .status_support import sent_message  # noqa: F401 - the fixture
 

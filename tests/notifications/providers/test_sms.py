@@ -11,7 +11,7 @@ from django_q.models import Schedule
 
 from notifications.delivery import deliver
 from notifications.models import DeliveryAttempt, Message, ProviderConfig
-from notifications.providers.webhooks import twilio_signature
+from notifications.providers.twilio import twilio_signature
 
 from .servers import Reply
 

@@ -4,16 +4,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from notifications.models import Message, MessageEvent
-from notifications.providers.status import (
+from notifications.delivery.status import (
     STATUS_RANK,
-    StatusEvent,
-    from_twilio,
-    from_vonage_message_status,
-    from_vonage_receipt,
     message_event_record,
     message_events_replay,
 )
+from notifications.models import Message, MessageEvent
+from notifications.providers.callbacks import StatusEvent
+from notifications.providers.twilio import from_twilio
+from notifications.providers.vonage import from_vonage_message_status, from_vonage_receipt
 
 from . import status_support
 

@@ -14,11 +14,11 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from notifications import delivery
-from notifications.delivery import claim_batch, deliver, deliver_claimed
+from notifications.delivery import batch, claim_batch, deliver, deliver_claimed
 from notifications.models import Message, MessageEvent
 from notifications.providers import registry
-from notifications.providers.webhooks import twilio_signature, vonage_signature
+from notifications.providers.twilio import twilio_signature
+from notifications.providers.vonage import vonage_signature
 
 from . import status_support
 from .servers import Reply
@@ -561,7 +561,7 @@ def test_a_vonage_receipt_naming_the_client_ref_while_sending_leaves_the_sms_del
     config.options = {"base_url": server.url}
     config.save()
     message = claimed(queue_message("sms", {"text": "Your code is 1234"}))
-    perform = delivery._perform
+    perform = batch._perform
 
     def receipt_first(calls):
         # The carrier's receipt beats Vonage's own answer (the attempt row is written); it
@@ -572,7 +572,7 @@ def test_a_vonage_receipt_naming_the_client_ref_while_sending_leaves_the_sms_del
         assert Message.objects.get(pk=message.pk).status == "sending"
         return perform(calls)
 
-    monkeypatch.setattr(delivery, "_perform", receipt_first)
+    monkeypatch.setattr(batch, "_perform", receipt_first)
     deliver_claimed([message], now=timezone.now())
     message.refresh_from_db()
     assert (message.status, message.provider_message_id) == ("delivered", "0B00000001")

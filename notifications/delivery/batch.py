@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -36,37 +35,17 @@ from django.utils import timezone
 
 from preferences.mail import unsubscribe_headers
 
-from .models import (
-    Channel,
-    ChannelData,
-    DeliveryAttempt,
-    Message,
-    MessageEvent,
-    ProviderConfig,
-    StepLog,
-)
-from .providers import registry
-from .providers.base import (
-    OutboundMessage,
-    PermanentError,
-    Provider,
-    ProviderError,
-    SendResult,
-    TransientError,
-)
-from .providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
-from .providers.email import SettingsEmail, classify_email_error
-from .providers.services import channel_data_deactivate
-from .providers.status import message_events_replay
-from .providers.webhook import SignedWebhook, default_signing_secret
-from .queue import enqueue, enqueue_at
+from ..channels import CHANNEL_DATA_CHANNELS
+from ..models import Channel, ChannelData, DeliveryAttempt, Message, MessageEvent, StepLog
+from ..providers.base import OutboundMessage, PermanentError, ProviderError, SendResult
+from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
+from ..providers.services import channel_data_deactivate
+from ..queue import enqueue_at
+from .pool import Candidate, ProviderPool, event_loop
+from .status import message_events_replay
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TransientError", "PermanentError", "classify_email_error", "deliver",
-           "deliver_batch", "backoff_seconds", "message_mark_outcome_unknown"]
-
-CHANNEL_DATA_CHANNELS = frozenset({Channel.PUSH, Channel.CHAT})
 MESSAGE_RELATIONS = ("tenant", "workflow", "recipient", "step")
 
 
@@ -81,106 +60,6 @@ def backoff_seconds(attempt: int) -> float:
 def email_headers(message: Message) -> dict[str, str]:
     """Extra headers of an email message: RFC 8058 one-click unsubscribe for non-critical ones."""
     return unsubscribe_headers(message)
-
-
-# --- Which providers ----------------------------------------------------------------------------
-
-@dataclass
-class Candidate:
-    key: str
-    provider: Provider
-    config: ProviderConfig | None = None
-
-
-def provider_for(config: ProviderConfig) -> Provider:
-    """An instance of the config's kind with its decrypted credentials."""
-    cls = registry.get(config.kind)
-    return cls(key=config.key, credentials=config.credentials, options=config.options)
-
-
-def default_candidates(channel: str) -> list[Candidate]:
-    """Providers used when a channel has none configured: Django's email settings, and the
-    webhook channel signed with CLARION_WEBHOOK_SIGNING_SECRET."""
-    if channel == Channel.EMAIL:
-        provider = SettingsEmail(key="settings")
-        provider.key = provider.name
-        return [Candidate(provider.key, provider)]
-    if channel == Channel.WEBHOOK:
-        provider = SignedWebhook(key="webhook",
-                                 credentials={"signing_secret": default_signing_secret()})
-        return [Candidate("webhook", provider)]
-    return []
-
-
-_local = threading.local()
-
-
-def _cached_provider(config: ProviderConfig) -> Provider:
-    """One instance per config (and version of it) per worker thread, so HTTP connections are
-    kept alive across batches; an edited config gets a fresh instance."""
-    cache = getattr(_local, "providers", None)
-    if cache is None:
-        cache = _local.providers = {}
-    version = (config.updated_at, config.credentials_encrypted, config.kind)
-    cached = cache.get(config.pk)
-    if cached is not None and cached[0] == version:
-        return cached[1]
-    if cached is not None:
-        old = cached[1]
-        old.close()
-        if getattr(old, "_async_clients", None):
-            _event_loop().run_until_complete(old.aclose())
-    provider = provider_for(config)
-    cache[config.pk] = (version, provider)
-    return provider
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """This thread's event loop for concurrent calls, kept between batches: async HTTP clients
-    belong to the loop that opened them."""
-    loop = getattr(_local, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _local.loop = asyncio.new_event_loop()
-    return loop
-
-
-class ProviderPool:
-    """The candidates of each (channel, tenant) for one batch: one query each."""
-
-    def __init__(self):
-        self._by_scope: dict[tuple[str, int | None], list[Candidate]] = {}
-        self._defaults: list[Provider] = []
-        self.problems: dict[tuple[str, int | None], str] = {}
-
-    def candidates(self, channel: str, tenant_id: int | None) -> list[Candidate]:
-        scope = (channel, tenant_id)
-        if scope not in self._by_scope:
-            tenants = Q(tenant__isnull=True) | Q(tenant_id=tenant_id) if tenant_id \
-                else Q(tenant__isnull=True)
-            configs = ProviderConfig.objects.filter(tenants, channel=channel, active=True) \
-                .order_by(F("tenant_id").asc(nulls_last=True), "priority", "key")
-            found, configured = [], False
-            for config in configs:
-                configured = True
-                try:
-                    provider = _cached_provider(config)
-                except (KeyError, ValueError) as exc:  # unknown kind, undecryptable credentials
-                    logger.error("provider %s is unusable: %s", config.key, exc)
-                    self.problems[scope] = f"Provider {config.key} is unusable: {exc}"
-                    continue
-                found.append(Candidate(config.key, provider, config))
-            if not configured:  # never instead of configured providers that are unusable
-                found = default_candidates(channel)
-                self._defaults += [c.provider for c in found]
-            self._by_scope[scope] = found
-        return self._by_scope[scope]
-
-    def close(self) -> None:
-        """Close the per-batch default providers (configured ones stay cached)."""
-        for provider in self._defaults:
-            provider.close()
-            if getattr(provider, "_async_clients", None):
-                _event_loop().run_until_complete(provider.aclose())
 
 
 # --- One message's pass -------------------------------------------------------------------------
@@ -403,7 +282,7 @@ def _perform(calls: list[Call]) -> None:
             call.error = PermanentError(f"{type(exc).__name__}: {exc}")
         call.duration_ms = int((time.monotonic() - started) * 1000)
         return
-    _event_loop().run_until_complete(_perform_async(calls))
+    event_loop().run_until_complete(_perform_async(calls))
 
 
 async def _perform_async(calls: list[Call]) -> None:
@@ -545,101 +424,3 @@ def _replay_early_events(sent_ids: list) -> None:
                 .values_list("message_id", flat=True).distinct())
     for message_id in early:
         message_events_replay(message_id=message_id)
-
-
-# --- A carrier that refused an accepted message ------------------------------------------------
-
-def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: str,
-                                            reason: str) -> bool:
-    """An SMS provider accepted the message, then reported that the carrier did not deliver it
-    for a reason another provider may not meet (status.CARRIER_FAILOVER_CODES): queue it again
-    for the next provider. Once per message at most, only while it is still `failed` from that
-    very send, and only when a provider it has not tried is left; the refusal is a
-    `carrier_refused` DeliveryAttempt (which makes delivery skip that provider) and a
-    `retrying` timeline entry. Returns whether it failed over."""
-    now = timezone.now()
-    with transaction.atomic():
-        message = (Message.objects.select_for_update()
-                   .filter(pk=message_id, status=Message.Status.FAILED,
-                           provider_message_id=provider_message_id).first())
-        if message is None or not provider_message_id:
-            return False
-        attempts = DeliveryAttempt.objects.filter(message=message)
-        if attempts.filter(outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED).exists():
-            return False  # it failed over once already: never a third send
-        tried = set(attempts.values_list("provider", flat=True))
-        left = [c.key for c in ProviderPool().candidates(message.channel, message.tenant_id)
-                if c.key not in tried]
-        if not left:
-            return False
-        kind = attempts.filter(provider=message.provider).values_list("kind", flat=True).last()
-        DeliveryAttempt.objects.create(
-            message=message, provider=message.provider, kind=kind or "", started_at=now,
-            duration_ms=0, outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED,
-            error=f"Accepted, then not delivered by the carrier: {reason}"[:2000],
-            response={"message_id": provider_message_id})
-        Message.objects.filter(pk=message.pk).update(
-            status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
-            provider_message_id="", error=f"{message.provider}: {reason}"[:2000])
-        StepLog.objects.create(
-            run_id=message.run_id, step_ref=message.step_ref, event=StepLog.Event.RETRYING,
-            detail={"message_id": str(message.id), "provider": message.provider,
-                    "provider_message_id": provider_message_id, "error": reason[:500],
-                    "reason": "the carrier did not deliver it; failing over", "next": left[0]})
-        enqueue("notifications.tasks.deliver_message", str(message.id))
-    return True
-
-
-# --- A worker that died mid-call ---------------------------------------------------------------
-
-def _supports_idempotency(kind: str) -> bool:
-    try:
-        return registry.get(kind).supports_idempotency
-    except KeyError:
-        return False
-
-
-def message_mark_sent_from_ledger(message: Message, attempt: DeliveryAttempt) -> None:
-    """A worker stopped after a provider accepted the message but before the message was marked
-    sent (a batch's later failover round was running): the ledger says it was accepted, so it is
-    sent, with the provider's id, and never sent again."""
-    d = Delivery(message, [])
-    d.outcome = ("sent", attempt.provider, str((attempt.response or {}).get("message_id") or ""))
-    _finish([d], timezone.now())
-
-
-def message_mark_outcome_unknown(message: Message) -> None:
-    """A worker stopped during a provider call: we cannot know whether it was accepted.
-
-    Where the provider de-duplicates on the message's idempotency key (the signed webhook), the
-    message is queued again and the same key makes a second call harmless. Anywhere else it is
-    not sent again (a second send would risk a duplicate): it is marked failed with the reason,
-    so support sees it on the run's timeline.
-    """
-    now = timezone.now()
-    started = list(message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED))
-    DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started]).update(
-        outcome=DeliveryAttempt.Outcome.UNKNOWN,
-        error="The worker stopped before the provider answered.")
-    last = started[-1] if started else None
-    if last is not None and _supports_idempotency(last.kind):
-        with transaction.atomic():
-            requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING) \
-                .update(status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
-                        error="Outcome unknown (worker stopped); sent again with the same "
-                              "idempotency key.")
-            if requeued:
-                StepLog.objects.create(
-                    run_id=message.run_id, step_ref=message.step_ref,
-                    event=StepLog.Event.RETRYING,
-                    detail={"message_id": str(message.id), "provider": last.provider,
-                            "reason": "outcome unknown; the provider de-duplicates on the "
-                                      "idempotency key"})
-                enqueue("notifications.tasks.deliver_message", str(message.id))
-        return
-    message.provider = last.provider if last is not None else message.provider
-    d = Delivery(message, [], last_provider=message.provider,
-                 last_error="Delivery outcome unknown: the worker stopped during the "
-                            "provider call.")
-    d.outcome = ("failed", message.provider, "")
-    _finish([d], now)

@@ -1,0 +1,147 @@
+"""Twilio SMS: sending through the Messages API, and its StatusCallback (X-Twilio-Signature)."""
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+
+import httpx
+from django.conf import settings
+from django.http import HttpRequest, QueryDict
+
+from .base import (
+    HTTPRequest,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    TransientError,
+    json_or_empty,
+    parse_retry_after,
+)
+from .callbacks import CallbackRefused, Kind, StatusCallbackView, StatusEvent, register_callback
+from .registry import register
+from .sms import SMSProvider
+
+
+@register
+class Twilio(SMSProvider):
+    """POST /2010-04-01/Accounts/{AccountSid}/Messages.json, HTTP Basic (AccountSid, AuthToken),
+    form fields To, From, Body (and StatusCallback). Answers 201 with the message's `sid`; errors
+    carry Twilio's `code` (20429 and 5xx are worth retrying)."""
+
+    kind, label = "twilio", "Twilio"
+    credential_fields = ("account_sid", "auth_token", "from")
+    default_base_url = "https://api.twilio.com"
+    webhook_route = "webhook-twilio-status"
+
+    def build_request(self, message: OutboundMessage) -> HTTPRequest:
+        text = self.text_of(message)
+        sid = self.credentials["account_sid"]
+        form = {"To": message.to, "From": self.sender, "Body": text}
+        if self.status_callback_url:
+            form["StatusCallback"] = self.status_callback_url
+        return HTTPRequest("POST", f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json",
+                           data=form, auth=(sid, self.credentials["auth_token"]))
+
+    def parse_response(self, message, response: httpx.Response) -> SendResult:
+        return SendResult(provider_message_id=str(response.json()["sid"]))
+
+    def raise_for_error(self, message, response: httpx.Response) -> None:
+        if not response.is_success:
+            body = json_or_empty(response)
+            if body.get("code") == 20429:
+                raise TransientError(f"Twilio {body.get('code')}: {body.get('message')}",
+                                     retry_after=parse_retry_after(
+                                         response.headers.get("Retry-After")))
+            if body.get("code") and response.status_code < 500 and response.status_code != 429:
+                raise PermanentError(f"Twilio {body['code']}: {body.get('message')}")
+        super().raise_for_error(message, response)
+
+
+# --- Status callbacks ---------------------------------------------------------------------------
+
+# MessageStatus (https://www.twilio.com/docs/messaging/api/message-resource#message-status-values)
+EVENT_KINDS = {
+    "accepted": Kind.QUEUED, "scheduled": Kind.QUEUED, "queued": Kind.QUEUED,
+    "sending": Kind.QUEUED, "sent": Kind.SENT, "delivered": Kind.DELIVERED,
+    "undelivered": Kind.FAILED, "failed": Kind.FAILED, "read": Kind.OPENED,
+    "canceled": Kind.FAILED,
+}
+
+# ErrorCodes of a failed/undelivered message after which another SMS provider may deliver it:
+# the route or account failed, not the number (https://www.twilio.com/docs/api/errors): 30001
+# queue overflow, 30002 account suspended, 30008 unknown error, 30009 missing segment, 30010
+# price exceeds max price, 30017 carrier network congestion, 30022/30023 10DLC throughput/daily
+# cap, 30032 toll-free number not verified, 30034 unregistered 10DLC number. Anything else —
+# the person unsubscribed (21610), the number is unreachable, unknown, a landline or blocked
+# (30003-30007), or no code at all — leaves the message failed: a second provider would reach
+# the same handset, or bill for nothing.
+CARRIER_FAILOVER_CODES = frozenset({"30001", "30002", "30008", "30009", "30010", "30017",
+                                    "30022", "30023", "30032", "30034"})
+
+
+def twilio_signature(url: str, params: Mapping[str, Iterable[str]], auth_token: str) -> str:
+    """Twilio's request signature: HMAC-SHA1 (key: the auth token) over the full URL followed by
+    each POST parameter's name and value, sorted by name, base64-encoded."""
+    payload = url + "".join(name + value for name in sorted(params)
+                            for value in sorted(set(params[name])))
+    digest = hmac.new(auth_token.encode(), payload.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def from_twilio(params: dict, *, event_id: str = "") -> StatusEvent:
+    """A StatusCallback's parameters (MessageSid, MessageStatus, ErrorCode…) → StatusEvent."""
+    status = params.get("MessageStatus") or params.get("SmsStatus") or ""
+    error = params.get("ErrorCode") or ""
+    kind = EVENT_KINDS.get(status, Kind.UNKNOWN)
+    return StatusEvent(
+        provider="twilio",
+        kind=kind,
+        provider_message_id=params.get("MessageSid") or params.get("SmsSid") or "",
+        event_id=event_id,
+        description=f"{status} (Twilio error {error})" if error else status,
+        raw=params,
+        carrier_refused=kind == Kind.FAILED and str(error) in CARRIER_FAILOVER_CODES,
+    )
+
+
+def _urls_twilio_may_have_signed(request: HttpRequest) -> list[str]:
+    """The URL as this request says it was called, and as PUBLIC_URL says (behind a proxy
+    the request may not know the public scheme and host)."""
+    urls = [request.build_absolute_uri()]
+    public = f"{settings.PUBLIC_URL.rstrip('/')}{request.get_full_path()}"
+    if public not in urls:
+        urls.append(public)
+    return urls
+
+
+def _form(request: HttpRequest) -> dict[str, list[str]]:
+    params = QueryDict(request.body, encoding="utf-8")  # the raw body, as Twilio signed it
+    return {name: params.getlist(name) for name in params}
+
+
+@register_callback
+class TwilioStatusCallback(StatusCallbackView):
+    """Twilio's StatusCallback: a form POST signed with `X-Twilio-Signature`."""
+
+    kind, label = "twilio", "Twilio"
+    route = "twilio/<str:key>/status/"
+    name = "webhook-twilio-status"
+
+    def validate_request(self, request, config) -> None:
+        auth_token = str(config.credentials.get("auth_token") or "")
+        signature = request.headers.get("X-Twilio-Signature", "")
+        lists = _form(request)
+        valid = bool(auth_token and signature) and any(
+            hmac.compare_digest(twilio_signature(url, lists, auth_token).encode(),
+                                signature.encode())
+            for url in _urls_twilio_may_have_signed(request))
+        if not valid:
+            raise CallbackRefused("Missing or invalid X-Twilio-Signature.")
+
+    def parse_events(self, request, config) -> list[StatusEvent]:
+        # The event id comes from the signed parameters (not the unsigned idempotency header),
+        # so a replayed callback is recorded once.
+        values = {name: values[-1] for name, values in _form(request).items()}
+        return [from_twilio(values, event_id=":".join(
+            values.get(name, "") for name in ("MessageSid", "MessageStatus", "ErrorCode")))]
