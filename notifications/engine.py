@@ -35,46 +35,46 @@ NEXT = "next"
 WAIT = "wait"
 
 
-class DelayConfigError(ValueError):
-    pass
+class StepConfigError(ValueError):
+    """A step's `config` is not valid for its type; the message says why."""
 
 
 def validate_delay_config(config: Mapping) -> None:
-    """Raise DelayConfigError unless `config` is a duration or an `until` path."""
+    """Raise StepConfigError unless `config` is a duration or an `until` path."""
     if not isinstance(config, Mapping):
-        raise DelayConfigError("Expected an object.")
+        raise StepConfigError("Expected an object.")
     keys = set(config)
     if "until" in keys:
         if keys != {"until"}:
-            raise DelayConfigError('"until" cannot be combined with a duration.')
+            raise StepConfigError('"until" cannot be combined with a duration.')
         path = config["until"]
         if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
-            raise DelayConfigError(
+            raise StepConfigError(
                 f'"until" must be a path starting with one of: {", ".join(conditions.ROOTS)}.'
             )
         return
     unknown = keys - set(DURATION_UNITS)
     if unknown or not keys:
-        raise DelayConfigError(
+        raise StepConfigError(
             'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'
         )
     for unit in keys:
         value = config[unit]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise DelayConfigError(f'"{unit}" must be a number ≥ 0.')
+            raise StepConfigError(f'"{unit}" must be a number ≥ 0.')
 
 
 def validate_channel_config(step_type: str, config: Mapping) -> None:
-    """Raise DelayConfigError (the engine's config error) for a webhook step without an http(s)
-    `url`, or a chat step whose `channel` is not a string."""
+    """Raise StepConfigError for a webhook step without an http(s) `url`, or a chat step whose
+    `channel` is not a string."""
     if not isinstance(config, Mapping):
-        raise DelayConfigError("Expected an object.")
+        raise StepConfigError("Expected an object.")
     if step_type == StepType.WEBHOOK:
         url = config.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise DelayConfigError('A webhook step needs {"url": "https://…"}.')
+            raise StepConfigError('A webhook step needs {"url": "https://…"}.')
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
-        raise DelayConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+        raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
 
 
 def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
@@ -129,6 +129,7 @@ class Pass:
     done: set[str] = field(default_factory=set)
     timeline: list[StepLog] = field(default_factory=list)
     preferences: dict = field(default_factory=dict)  # rows the preference gate read, per pass
+    walked: frozenset[str] = frozenset()  # refs walked before the run last waited: passed over
 
     def log(self, step_ref: str, event: str, **detail) -> None:
         self.timeline.append(StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail))
@@ -144,11 +145,15 @@ def advance(run: Run, *, now: datetime) -> None:
     p = Pass(run=run, now=now, variables=run_variables(run),
              done=set(run.messages.values_list("step_ref", flat=True)))
     _find_resume_point(p, steps)
+    run.step_refs = []
     while run.cursor < len(steps):
         step = steps[run.cursor]
+        if step.ref in p.walked:  # walked before an edit moved it after the resume point
+            run.cursor += 1
+            continue
         if _run_step(p, step) == WAIT:
             run.status = Run.Status.WAITING
-            run.state = {**run.state, "waiting_at": step.ref}
+            run.step_refs = [s.ref for s in steps]
             break
         run.cursor += 1
     else:
@@ -156,27 +161,58 @@ def advance(run: Run, *, now: datetime) -> None:
         run.wake_at = None
         p.log("", StepLog.Event.COMPLETED)
     StepLog.objects.bulk_create(p.timeline)
-    run.save(update_fields=["status", "cursor", "wake_at", "state", "updated_at"])
+    run.save(update_fields=["status", "cursor", "wake_at", "step_refs", "state", "updated_at"])
+
+
+STEP_REMOVED = "the step was removed from the workflow while the run waited on it"
+STEP_MOVED_BEHIND = ("the workflow was edited while the run waited: the step moved before the "
+                     "step the run waited at")
 
 
 def _find_resume_point(p: Pass, steps: list[Step]) -> None:
-    """Put the cursor back on the step the run waited at, even if the workflow was edited
-    meanwhile (steps added, removed or reordered); if that step is gone, go on from where it
-    stood."""
+    """Put the cursor where a run that waited goes on, however the workflow was edited meanwhile.
+
+    `run.step_refs` holds the refs as they were when the run began waiting and `run.cursor` the
+    one it waited at: the refs before it were walked, the refs after it were still ahead. The
+    run resumes at the step it waited at, wherever that step now stands. If it was removed, a
+    `skipped` entry says so and the run resumes at the earliest (in the current order) of the
+    steps it still had ahead; if none of those is left either, after the last step it had
+    walked that is still there (so steps added at the end run), or from the start when none is.
+    Steps it had walked are passed over wherever they now stand, and a step it had ahead that
+    an edit moved before the step it waited at gets a `skipped` entry: no step it had ahead is
+    passed without one. Steps added before the resume point are not walked by this run.
+    """
     run = p.run
-    waiting_at = (run.state or {}).get("waiting_at")
-    if waiting_at is None:
+    plan = list(run.step_refs or [])
+    legacy = (run.state or {}).get("waiting_at")  # runs that began waiting before step_refs
+    if legacy is not None:
+        run.state = {k: v for k, v in run.state.items() if k != "waiting_at"}
+        waiting_at, ahead, walked = legacy, [], frozenset()
+    elif plan and run.cursor < len(plan):
+        waiting_at = plan[run.cursor]
+        ahead, walked = plan[run.cursor + 1:], frozenset(plan[:run.cursor])
+    else:
         return
-    run.state = {k: v for k, v in run.state.items() if k != "waiting_at"}
-    refs = [step.ref for step in steps]
+    p.walked = walked
+    position = {step.ref: index for index, step in enumerate(steps)}
+    here = position.get(waiting_at)
     # A run waits at a delay step, or at a channel step during the person's quiet hours.
-    if waiting_at in refs and (steps[refs.index(waiting_at)].type == StepType.DELAY
-                               or steps[refs.index(waiting_at)].is_channel):
-        run.cursor = refs.index(waiting_at)
+    if here is not None and (steps[here].type == StepType.DELAY or steps[here].is_channel):
+        run.cursor = here
+        for ref in ahead:
+            if position.get(ref, here) < here:
+                p.log(ref, StepLog.Event.SKIPPED, reason=STEP_MOVED_BEHIND)
         return
     run.wake_at = None
-    p.log(waiting_at, StepLog.Event.SKIPPED,
-          reason="the step was removed from the workflow while the run waited on it")
+    p.log(waiting_at, StepLog.Event.SKIPPED, reason=STEP_REMOVED)
+    if legacy is not None:
+        return  # nothing is known of the steps around it: go on from where it stood
+    still_ahead = [position[ref] for ref in ahead if ref in position]
+    still_walked = [position[ref] for ref in walked if ref in position]
+    if still_ahead:
+        run.cursor = min(still_ahead)
+    else:
+        run.cursor = max(still_walked) + 1 if still_walked else 0
 
 
 def _run_step(p: Pass, step: Step) -> str:

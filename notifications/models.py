@@ -340,6 +340,12 @@ class Run(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
     cursor = models.PositiveIntegerField(default=0, help_text="Index of the next step.")
     wake_at = models.DateTimeField(null=True, blank=True)
+    step_refs = models.JSONField(
+        default=list, blank=True,
+        help_text="While the run waits: the refs of the workflow's steps, in order, when it began "
+                  "waiting (the cursor indexes them), so it resumes at the right step however "
+                  "the workflow is edited meanwhile. Empty otherwise.",
+    )
     state = models.JSONField(default=dict, blank=True, help_text="Step outputs.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -12,7 +12,6 @@ from datetime import datetime
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.utils import timezone
-from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.humanhash import uuid
 from django_q.models import OrmQ, Schedule
@@ -27,33 +26,49 @@ def _broker_is_this_database() -> bool:
 
 def enqueue(func: str, *args) -> None:
     """Run `func(*args)` on a worker once the current transaction (if any) commits."""
-    if _broker_is_this_database() or transaction.get_autocommit():
-        async_task(func, *args)
-    else:
-        transaction.on_commit(lambda: async_task(func, *args))
+    enqueue_many(func, [args])
 
 
 def enqueue_many(func: str, args_list: Sequence[tuple]) -> None:
-    """enqueue() for many tasks of one function. With the ORM broker: one INSERT for all, in
-    the current transaction, each row the package async_task would have written."""
+    """Run `func(*args)` on a worker for each `args` of `args_list`, once the current
+    transaction (if any) commits. With the ORM broker on this database the tasks are rows of
+    the current transaction (one INSERT for all); with another broker they are pushed after
+    commit.
+
+    Never closes a database connection, so it is safe while a queryset is being iterated:
+    django-q2's own `async_task` (through the ORM broker's `get_connection`) calls
+    `close_old_connections()` outside a transaction, which with CONN_MAX_AGE=0 closes the
+    connection under an open cursor (on PostgreSQL, "the connection is closed").
+    """
+    args_list = [tuple(args) for args in args_list]
     if not args_list:
         return
-    if not _broker_is_this_database():
+    if _broker_is_this_database() or transaction.get_autocommit():
+        _push(func, args_list)
+    else:
+        transaction.on_commit(lambda: _push(func, args_list))
+
+
+def _push(func: str, args_list: list[tuple]) -> None:
+    """Hand the tasks to the broker: for the ORM broker, the rows `async_task` would have
+    written (without its connection clean-up); otherwise through `async_task`."""
+    if not settings.Q_CLUSTER.get("orm") or Conf.SYNC:
         for args in args_list:
-            enqueue(func, *args)
+            async_task(func, *args)
         return
-    key, now = get_broker().list_key, timezone.now()
+    now = timezone.now()
     rows = []
     for args in args_list:
         name, task_id = uuid()
-        task = {"id": task_id, "name": name, "func": func, "args": tuple(args), "kwargs": {},
+        task = {"id": task_id, "name": name, "func": func, "args": args, "kwargs": {},
                 "started": now}
         if Conf.ACK_FAILURES:
             task["ack_failure"] = True
         if Conf.CACHED:
             task["cached"] = Conf.CACHED
         pre_enqueue.send(sender="django_q", task=task)
-        rows.append(OrmQ(key=key, payload=SignedPackage.dumps(task), lock=now))
+        # The key the cluster's broker reads (django_q.brokers.get_broker's default list_key).
+        rows.append(OrmQ(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(task), lock=now))
     OrmQ.objects.using(Conf.ORM).bulk_create(rows)
 
 

@@ -1,15 +1,18 @@
 """django-q2 tasks. Thin: take ids, call a service. Each may run twice and must not send twice."""
 
+import logging
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import delivery, engine
+from . import delivery, engine, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
-from .queue import enqueue
+from .queue import enqueue, enqueue_many
+
+logger = logging.getLogger(__name__)
 
 
 def advance_run(run_id: str) -> None:
@@ -30,72 +33,135 @@ def deliver_message(message_id: str) -> None:
 
 
 def fanout_trigger(trigger_id: str) -> None:
-    from .services import trigger_fanout
+    services.trigger_fanout(trigger_id=trigger_id)
 
-    trigger_fanout(trigger_id=trigger_id)
+
+SWEEP_CHUNK = 500  # ids read, and tasks enqueued with one INSERT, at a time
 
 
 def sweep(now: datetime | None = None) -> dict:
-    """Re-enqueue what is due or stuck; runs every minute on the scheduler.
+    """Re-enqueue what is due or stuck; runs every minute on the scheduler. The backstop for
+    every crash, so each part runs on its own: one that fails is logged (and named in
+    `failed_parts`) and the others still run.
 
+    - topic fan-outs that did not finish (their task was lost or failed part-way);
     - waiting runs whose wake-up time has passed;
     - running runs untouched for STUCK_AFTER_SECONDS (their task was lost);
     - queued messages whose retry is due, or that were never picked up;
-    - topic fan-outs that did not finish (their task was lost or failed part-way);
     - messages stuck in `sending`: marked sent when their latest provider call succeeded (the
       worker stopped before recording it), re-queued when no provider call started, else of
       unknown outcome (see delivery.message_mark_outcome_unknown: sent again only where the
       provider de-duplicates on the idempotency key);
     - idempotency records past their 24 hours.
+
+    Takes the current time (aware, UTC) or None for now. Returns how many of each were handled
+    ({"fanouts", "runs", "messages", "recovered", "unknown": int}) and "failed_parts" (names).
     """
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
     counts = {"runs": 0, "messages": 0, "unknown": 0, "recovered": 0, "fanouts": 0}
+    failed = []
+    for name, part in (("fanouts", _sweep_fanouts), ("runs", _sweep_runs),
+                       ("queued", _sweep_queued), ("sending", _sweep_sending),
+                       ("idempotency", _sweep_idempotency)):
+        try:
+            part(now, stuck_before, counts)
+        except Exception:
+            logger.exception("The sweeper's %r part failed; its other parts go on.", name)
+            failed.append(name)
+            _drop_broken_connection()
+    return {**counts, "failed_parts": failed}
 
-    stalled_fanouts = Trigger.objects.filter(
+
+def _drop_broken_connection() -> None:
+    """After a failed part: close the connection if it is broken (Django reconnects on the next
+    query), so the next part does not inherit the failure. Only between parts, when no cursor
+    is open."""
+    if transaction.get_autocommit():
+        connection.close_if_unusable_or_obsolete()
+
+
+def _enqueue_ids(func: str, ids: QuerySet) -> int:
+    """Enqueue `func(id)` for each id of the values_list queryset `ids`, a chunk at a time."""
+    total, chunk = 0, []
+    for pk in ids.iterator(chunk_size=SWEEP_CHUNK):
+        chunk.append((str(pk),))
+        if len(chunk) == SWEEP_CHUNK:
+            enqueue_many(func, chunk)
+            total, chunk = total + len(chunk), []
+    enqueue_many(func, chunk)
+    return total + len(chunk)
+
+
+def _sweep_fanouts(now: datetime, stuck_before: datetime, counts: dict) -> None:
+    stalled = Trigger.objects.filter(
         fanout=Trigger.Fanout.PENDING, created_at__lt=stuck_before
     ).values_list("id", flat=True)
-    for trigger_id in stalled_fanouts.iterator():
-        enqueue("notifications.tasks.fanout_trigger", str(trigger_id))
-        counts["fanouts"] += 1
+    counts["fanouts"] += _enqueue_ids("notifications.tasks.fanout_trigger", stalled)
 
-    due_runs = Run.objects.filter(
+
+def _sweep_runs(now: datetime, stuck_before: datetime, counts: dict) -> None:
+    due = Run.objects.filter(
         Q(status=Run.Status.WAITING, wake_at__lte=now)
         | Q(status=Run.Status.RUNNING, updated_at__lt=stuck_before)
     ).values_list("id", flat=True)
-    for run_id in due_runs.iterator():
-        enqueue("notifications.tasks.advance_run", str(run_id))
-        counts["runs"] += 1
+    counts["runs"] += _enqueue_ids("notifications.tasks.advance_run", due)
 
-    due_messages = Message.objects.filter(
+
+def _sweep_queued(now: datetime, stuck_before: datetime, counts: dict) -> None:
+    due = Message.objects.filter(
         Q(status=Message.Status.QUEUED, next_attempt_at__lte=now)
         | Q(status=Message.Status.QUEUED, next_attempt_at__isnull=True,
             updated_at__lt=stuck_before)
     ).values_list("id", flat=True)
-    for message_id in due_messages.iterator():
-        enqueue("notifications.tasks.deliver_message", str(message_id))
-        counts["messages"] += 1
+    counts["messages"] += _enqueue_ids("notifications.tasks.deliver_message", due)
 
-    stuck_sending = Message.objects.filter(
+
+def _sweep_sending(now: datetime, stuck_before: datetime, counts: dict) -> None:
+    """Each stuck message on its own (its own transaction): one that fails is logged, and the
+    part fails after the others were handled."""
+    stuck = list(Message.objects.filter(
         status=Message.Status.SENDING, updated_at__lt=stuck_before
-    ).select_related("run")
-    for message in stuck_sending:
-        latest = message.delivery_attempts.order_by("-started_at", "-id").first()
-        started = message.delivery_attempts.filter(
-            outcome=DeliveryAttempt.Outcome.STARTED
-        ).exists()
-        if latest is not None and latest.outcome == DeliveryAttempt.Outcome.SUCCEEDED:
-            delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
-            counts["recovered"] += 1
-        elif started:
-            delivery.message_mark_outcome_unknown(message)
-            counts["unknown"] += 1
-        elif Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-            status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now
-        ):
-            enqueue("notifications.tasks.deliver_message", str(message.pk))
-            counts["messages"] += 1
+    ).values_list("id", flat=True))
+    failures = 0
+    for message_id in stuck:
+        try:
+            with transaction.atomic():
+                counts_for_one = _sweep_one_sending(message_id, now)
+        except Exception:
+            logger.exception("The sweeper could not handle message %s stuck in sending.",
+                             message_id)
+            failures += 1
+            continue
+        for key, value in counts_for_one.items():
+            counts[key] += value
+    if failures:
+        raise RuntimeError(f"{failures} of {len(stuck)} messages stuck in sending failed")
 
+
+def _sweep_one_sending(message_id, now: datetime) -> dict:
+    message = (Message.objects.select_related("run")
+               .filter(pk=message_id, status=Message.Status.SENDING).first())
+    if message is None:  # finished meanwhile
+        return {}
+    latest = message.delivery_attempts.order_by("-started_at", "-id").first()
+    started = message.delivery_attempts.filter(
+        outcome=DeliveryAttempt.Outcome.STARTED
+    ).exists()
+    if latest is not None and latest.outcome == DeliveryAttempt.Outcome.SUCCEEDED:
+        delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
+        return {"recovered": 1}
+    if started:
+        delivery.message_mark_outcome_unknown(message)
+        return {"unknown": 1}
+    if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now
+    ):
+        enqueue("notifications.tasks.deliver_message", str(message.pk))
+        return {"messages": 1}
+    return {}
+
+
+def _sweep_idempotency(now: datetime, stuck_before: datetime, counts: dict) -> None:
     ttl = timedelta(seconds=settings.CLARION["IDEMPOTENCY_TTL_SECONDS"])
     IdempotencyRecord.objects.filter(created_at__lt=now - ttl).delete()
-    return counts

@@ -361,8 +361,9 @@ class HTTPProvider(Provider):
             described["auth"] = [request.auth[0], REDACTED]
         return redact(described, self.secrets)
 
-    def _finish(self, message: OutboundMessage, request: HTTPRequest,
-                response: httpx.Response) -> SendResult:
+    def _result_of(self, message: OutboundMessage, request: HTTPRequest,
+                   response: httpx.Response) -> SendResult:
+        """The SendResult of the provider's answer, with the exchange; raises its typed error."""
         exchange = Exchange(request=self.describe(request), status_code=response.status_code,
                             response={"body": redact(excerpt(response.text), self.secrets)})
         try:
@@ -402,7 +403,7 @@ class HTTPProvider(Provider):
             response = self.client().request(request.method, request.url, **request.as_kwargs())
         except httpx.TransportError as exc:
             raise self._transport_error(request, exc) from exc
-        return self._finish(message, request, response)
+        return self._result_of(message, request, response)
 
     async def asend(self, message: OutboundMessage) -> SendResult:
         request = self.build_request(message)
@@ -414,7 +415,7 @@ class HTTPProvider(Provider):
                                                          **request.as_kwargs())
         except httpx.TransportError as exc:
             raise self._transport_error(request, exc) from exc
-        return self._finish(message, request, response)
+        return self._result_of(message, request, response)
 
     def close(self) -> None:
         if self._client is not None:

@@ -118,3 +118,78 @@ def test_re_enqueues_a_topic_fanout_that_did_not_finish(db, make_workflow):
     Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
     OrmQ.objects.all().delete()
     assert sweep(now=timezone.now() + timedelta(minutes=5))["fanouts"] == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_one_sweep_finishes_with_stuck_runs_due_messages_and_stuck_sends_all_at_once(
+        make_workflow):
+    """Outside a transaction (as the scheduler runs it) with CONN_MAX_AGE=0: django-q2's ORM
+    broker closes old connections on each enqueue, which on PostgreSQL closed the connection
+    under the sweeper's open server-side cursor ("the connection is closed") and skipped the
+    rest of the sweep. The suite runs this on PostgreSQL when DATABASE_URL names one."""
+    from notifications.models import Trigger
+
+    workflow = make_workflow("w", steps=[email_step()])
+    _, runs = trigger_workflow(TriggerRequest(workflow=workflow, recipients=[
+        {"id": f"u{n}", "email": f"u{n}@example.com"} for n in range(6)]))
+    stuck_runs, queued, sending, recovered = runs[:2], runs[2:4], runs[4], runs[5]
+    for run in [*queued, sending, recovered]:
+        advance_run(str(run.id))
+    messages = {run.id: Message.objects.get(run=run) for run in [*queued, sending, recovered]}
+    Message.objects.filter(pk=messages[sending.id].pk).update(status=Message.Status.SENDING)
+    Message.objects.filter(pk=messages[recovered.id].pk).update(status=Message.Status.SENDING)
+    DeliveryAttempt.objects.create(message=messages[recovered.id], provider="smtp",
+                                   started_at=timezone.now(),
+                                   outcome=DeliveryAttempt.Outcome.SUCCEEDED)
+    key, _ = api_key_create(name="k")
+    IdempotencyRecord.objects.create(api_key=key, key="old", request_hash="x")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    Trigger.objects.update(fanout=Trigger.Fanout.PENDING)  # a stalled fan-out too
+    OrmQ.objects.all().delete()  # every task was lost
+
+    counts = sweep(now=timezone.now() + timedelta(minutes=5))
+
+    assert counts == {"runs": 2, "messages": 3, "unknown": 0, "recovered": 1, "fanouts": 1,
+                      "failed_parts": []}
+    assert sorted(queued_tasks()) == sorted(
+        [("notifications.tasks.fanout_trigger", (str(runs[0].trigger_id),))]
+        + [("notifications.tasks.advance_run", (str(run.id),)) for run in stuck_runs]
+        + [("notifications.tasks.deliver_message", (str(messages[run.id].id),))
+           for run in [*queued, sending]])
+    assert Message.objects.get(pk=messages[sending.id].pk).status == Message.Status.QUEUED
+    assert Message.objects.get(pk=messages[recovered.id].pk).status == Message.Status.SENT
+    assert not IdempotencyRecord.objects.exists()
+
+
+def test_a_failing_part_of_the_sweep_is_logged_and_the_other_parts_still_run(
+        run_of, monkeypatch, caplog):
+    from notifications import delivery
+
+    def broken(message, attempt):
+        raise RuntimeError("the ledger cannot be read")
+
+    run = run_of(email_step())
+    advance_run(str(run.id))
+    message = Message.objects.get()
+    other = Message.objects.create(run=run, step_ref="second", recipient=message.recipient,
+                                   workflow=message.workflow, channel="email",
+                                   status=Message.Status.SENDING, attempts=1)
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING)
+    DeliveryAttempt.objects.create(message=message, provider="smtp", started_at=timezone.now(),
+                                   outcome=DeliveryAttempt.Outcome.SUCCEEDED)
+    key, _ = api_key_create(name="k")
+    IdempotencyRecord.objects.create(api_key=key, key="old", request_hash="x")
+    IdempotencyRecord.objects.update(created_at=timezone.now() - timedelta(hours=25))
+    OrmQ.objects.all().delete()
+    monkeypatch.setattr(delivery, "message_mark_sent_from_ledger", broken)
+
+    counts = sweep(now=timezone.now() + timedelta(minutes=5))
+
+    assert counts["failed_parts"] == ["sending"]
+    assert counts["messages"] == 1  # the other stuck message went back to the queue
+    assert Message.objects.get(pk=other.pk).status == Message.Status.QUEUED
+    assert Message.objects.get(pk=message.pk).status == Message.Status.SENDING  # rolled back
+    assert queued_tasks() == [("notifications.tasks.deliver_message", (str(other.id),))]
+    assert not IdempotencyRecord.objects.exists()  # the part after it ran
+    assert f"could not handle message {message.id} stuck in sending" in caplog.text
+    assert "The sweeper's 'sending' part failed; its other parts go on." in caplog.text
