@@ -88,13 +88,13 @@ class ItemActionView(RecipientView):
 class BulkActionView(RecipientView):
     action_name = ""
 
-    @extend_schema(request=s.TenantQuerySerializer,
+    @extend_schema(request=s.BulkMarkSerializer,
                    responses={200: s.BulkResultSerializer, **ERRORS})
     def post(self, request):
-        body = validated(s.TenantQuerySerializer, request.data)
+        body = validated(s.BulkMarkSerializer, request.data)
         tenant = scope_tenant(self.principal, body["tenant"])
         updated = services.inbox_mark_all(recipient=self.principal.recipient, tenant=tenant,
-                                          action=self.action_name)
+                                          action=self.action_name, up_to=body["up_to"])
         meta = selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant)
         return Response({"updated": updated, "meta": meta})
 

@@ -2,7 +2,8 @@
 inbox.
 
 Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
-`item.created` {item}, `item.updated` {item}, `items.updated` {action} (a bulk change),
+`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to, tenant} (a
+bulk change of the items with ids up to `up_to`, in `tenant` if not null),
 `heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
 A missing, bad or expired credential closes the socket with code 4401.
 """

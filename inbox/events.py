@@ -6,7 +6,8 @@ becomes one websocket frame (`frame()`), followed by that socket's `CountsChange
 
 - ItemCreated  → `{"type": "item.created", "item": {…}}`
 - ItemUpdated  → `{"type": "item.updated", "item": {…}}` (read, archived… in another tab)
-- ItemsUpdated → `{"type": "items.updated", "action": …, "at": iso time}` (a bulk action)
+- ItemsUpdated → `{"type": "items.updated", "action": …, "at": iso time, "up_to": id, "tenant":
+  key or null}` (a bulk action on the items up to `up_to`, in `tenant` when not null)
 - CountsChanged → `{"type": "counts.changed", "meta": {unread_count, unseen_count, total_count}}`
 """
 
@@ -77,23 +78,27 @@ class ItemUpdated(InboxEvent):
 
 @dataclass(frozen=True)
 class ItemsUpdated(InboxEvent):
-    """A bulk action (mark all seen / read, archive all read); tenant_id None: every tenant."""
+    """A bulk action (mark all seen / read, archive all read) of the items with ids up to
+    `up_to`; tenant_id None: every tenant (`tenant` is the key of the one it covered)."""
 
     kind: ClassVar[str] = "items.updated"
     action: str
     at: str  # ISO 8601, UTC
+    up_to: int
+    tenant: str | None
 
     @classmethod
-    def of(cls, *, recipient_id: int, tenant_id: int | None, action: str,
-           at: datetime) -> "ItemsUpdated":
+    def of(cls, *, recipient_id: int, tenant_id: int | None, action: str, up_to: int,
+           at: datetime, tenant_key: str | None = None) -> "ItemsUpdated":
         return cls(recipient_id=recipient_id, tenant_id=tenant_id, action=action,
-                   at=at.isoformat())
+                   at=at.isoformat(), up_to=up_to, tenant=tenant_key)
 
     def visible_to(self, tenant_id: int | None) -> bool:
         return self.tenant_id is None or super().visible_to(tenant_id)
 
     def frame(self) -> dict:
-        return {"type": self.kind, "action": self.action, "at": self.at}
+        return {"type": self.kind, "action": self.action, "at": self.at, "up_to": self.up_to,
+                "tenant": self.tenant}
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,15 @@ class TenantQuerySerializer(serializers.Serializer):
     tenant = TenantKeyField()
 
 
+class BulkMarkSerializer(serializers.Serializer):
+    """A mark-all request: the newest item the client has shown bounds what it marks."""
+
+    up_to = serializers.IntegerField(
+        min_value=0, help_text="The id of the newest item the client has shown: items with a "
+        "higher id (arrived since) are left as they are. Required.")
+    tenant = TenantKeyField()
+
+
 class InboxTokenRequestSerializer(serializers.Serializer):
     tenant = TenantKeyField(help_text="Restrict the token to this tenant's items.")
 
