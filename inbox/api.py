@@ -1,14 +1,12 @@
 """The inbox API: the recipient's own browser reads and marks its feed (`/api/v1/inbox/`), and
 the app's backend mints inbox tokens (`/api/v1/recipients/{id}/inbox-token`, server API key)."""
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notifications.api.errors import ApiError, not_found
-from notifications.api.serializers import ApiErrorSerializer
-from notifications.api.views import _tenant_for
+from clarion.api import ApiError, error_responses, not_found, tenant_for_api_key, validated
 from notifications.models import Recipient, Tenant
 from preferences.api import PreferenceSetView, preference_center_data
 from preferences.serializers import PreferenceCenterSerializer, PreferenceSetDocSerializer
@@ -17,20 +15,11 @@ from . import selectors, services
 from . import serializers as s
 from .auth import InboxPrincipal, IsRecipient, RecipientAuthentication, inbox_token_create
 
-ERRORS = {
-    code: OpenApiResponse(ApiErrorSerializer, description=text)
-    for code, text in {
-        400: "A query parameter or body field is not valid; `fields` names it.",
-        401: "Missing, invalid or expired recipient credentials.",
-        403: "The token is restricted to another tenant.",
-    }.items()
-}
-
-
-def _validated(serializer_class, data):
-    serializer = serializer_class(data=data)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
+ERRORS = error_responses({
+    400: "A query parameter or body field is not valid; `fields` names it.",
+    401: "Missing, invalid or expired recipient credentials.",
+    403: "The token is restricted to another tenant.",
+})
 
 
 def scope_tenant(principal: InboxPrincipal, requested: Tenant | None) -> Tenant | None:
@@ -57,7 +46,7 @@ class FeedView(RecipientView):
     @extend_schema(operation_id="inbox_feed", summary="The recipient's feed, newest first",
                    parameters=[s.FeedQuerySerializer], responses={200: s.FeedSerializer, **ERRORS})
     def get(self, request):
-        query = _validated(s.FeedQuerySerializer, request.query_params)
+        query = validated(s.FeedQuerySerializer, request.query_params)
         tenant = scope_tenant(self.principal, query["tenant"])
         filters = selectors.FeedFilters(status=query["status"], archived=query["archived"],
                                         tenant=tenant, category=query.get("category"),
@@ -76,7 +65,7 @@ class CountsView(RecipientView):
                    parameters=[s.TenantQuerySerializer],
                    responses={200: s.InboxCountsSerializer, **ERRORS})
     def get(self, request):
-        query = _validated(s.TenantQuerySerializer, request.query_params)
+        query = validated(s.TenantQuerySerializer, request.query_params)
         tenant = scope_tenant(self.principal, query["tenant"])
         return Response(selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant))
 
@@ -85,8 +74,8 @@ class ItemActionView(RecipientView):
     @extend_schema(operation_id="inbox_item_mark",
                    summary="Mark one item seen, read, unread, archived, unarchived or clicked",
                    request=None, responses={200: s.InboxItemSerializer, **ERRORS,
-                              404: OpenApiResponse(ApiErrorSerializer,
-                                                   description="No such item in this inbox.")})
+                                            **error_responses({
+                                                404: "No such item in this inbox."})})
     def post(self, request, item_id: int, action: str):
         item = (selectors.inbox_items_visible(recipient=self.principal.recipient,
                                               tenant=self.principal.tenant)
@@ -99,13 +88,13 @@ class ItemActionView(RecipientView):
 class BulkActionView(RecipientView):
     action_name = ""
 
-    @extend_schema(request=s.TenantQuerySerializer,
+    @extend_schema(request=s.BulkMarkSerializer,
                    responses={200: s.BulkResultSerializer, **ERRORS})
     def post(self, request):
-        body = _validated(s.TenantQuerySerializer, request.data)
+        body = validated(s.BulkMarkSerializer, request.data)
         tenant = scope_tenant(self.principal, body["tenant"])
         updated = services.inbox_mark_all(recipient=self.principal.recipient, tenant=tenant,
-                                          action=self.action_name)
+                                          action=self.action_name, up_to=body["up_to"])
         meta = selectors.inbox_counts(recipient=self.principal.recipient, tenant=tenant)
         return Response({"updated": updated, "meta": meta})
 
@@ -118,7 +107,7 @@ class InboxPreferencesView(RecipientView, PreferenceSetView):
     http_method_names = ["get", "patch", "head", "options"]
 
     def owner(self, request, **kwargs):
-        query = _validated(s.TenantQuerySerializer, request.query_params)
+        query = validated(s.TenantQuerySerializer, request.query_params)
         return self.principal.recipient, scope_tenant(self.principal, query["tenant"])
 
     @extend_schema(operation_id="inbox_preferences_retrieve",
@@ -143,7 +132,7 @@ class InboxPreferenceCenterView(RecipientView):
                    parameters=[s.TenantQuerySerializer],
                    responses={200: PreferenceCenterSerializer, **ERRORS})
     def get(self, request):
-        query = _validated(s.TenantQuerySerializer, request.query_params)
+        query = validated(s.TenantQuerySerializer, request.query_params)
         tenant = scope_tenant(self.principal, query["tenant"])
         return Response(preference_center_data(recipient=self.principal.recipient,
                                                tenant=tenant))
@@ -155,15 +144,14 @@ class InboxTokenView(APIView):
     @extend_schema(operation_id="recipient_inbox_token",
                    summary="Mint a short-lived inbox token for one recipient",
                    request=s.InboxTokenRequestSerializer,
-                   responses={201: s.InboxTokenSerializer,
-                              **{code: OpenApiResponse(ApiErrorSerializer, description=text)
-                                 for code, text in {400: "Unknown tenant.",
-                                                    401: "Missing or invalid API key.",
-                                                    403: "A tenant key asked for another tenant.",
-                                                    404: "No such recipient."}.items()}})
+                   responses={201: s.InboxTokenSerializer, **error_responses({
+                       400: "Unknown tenant.",
+                       401: "Missing or invalid API key.",
+                       403: "A tenant key asked for another tenant.",
+                       404: "No such recipient."})})
     def post(self, request, recipient_id: str):
-        body = _validated(s.InboxTokenRequestSerializer, request.data)
-        tenant = _tenant_for(request.auth, body["tenant"])
+        body = validated(s.InboxTokenRequestSerializer, request.data)
+        tenant = tenant_for_api_key(request.auth, body["tenant"])
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         if recipient is None:
             raise not_found("recipient", recipient_id)

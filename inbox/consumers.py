@@ -2,7 +2,8 @@
 inbox.
 
 Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
-`item.created` {item}, `item.updated` {item}, `items.updated` {action} (a bulk change),
+`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to, tenant} (a
+bulk change of the items with ids up to `up_to`, in `tenant` if not null),
 `heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
 A missing, bad or expired credential closes the socket with code 4401.
 """
@@ -20,6 +21,7 @@ from notifications.models import Tenant
 
 from . import realtime
 from .auth import InboxPrincipal, inbox_principal
+from .events import CountsChanged, from_message
 from .selectors import inbox_counts
 
 UNAUTHORIZED = 4401
@@ -84,34 +86,23 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
 
-    def _in_scope(self, tenant_id) -> bool:
-        tenant = self.principal.tenant
-        return tenant is None or tenant.pk == tenant_id
+    def _tenant_id(self) -> int | None:
+        return self.principal.tenant.pk if self.principal.tenant is not None else None
 
     async def _send_counts(self):
         meta = await database_sync_to_async(inbox_counts)(
             recipient=self.principal.recipient, tenant=self.principal.tenant)
-        await self.send_json({"type": "counts.changed", "meta": meta})
+        await self.send_json(CountsChanged(meta=meta).frame())
 
-    # --- channel layer events (see inbox.realtime) ------------------------------------------
+    # --- channel layer events (inbox.events) ------------------------------------------------
 
-    async def inbox_item_created(self, event):
-        if self.principal is None or not self._in_scope(event.get("tenant_id")):
-            return
-        await self.send_json({"type": "item.created", "item": event["item"]})
-        await self._send_counts()
-
-    async def inbox_item_updated(self, event):
-        if self.principal is None or not self._in_scope(event.get("tenant_id")):
-            return
-        await self.send_json({"type": "item.updated", "item": event["item"]})
-        await self._send_counts()
-
-    async def inbox_bulk_updated(self, event):
+    async def inbox_event(self, message):
+        """One InboxEvent for this recipient: its frame if this socket's scope sees it, then
+        this socket's counts."""
         if self.principal is None:
             return
-        if event.get("tenant_id") is not None and not self._in_scope(event["tenant_id"]):
+        event = from_message(message)
+        if not event.visible_to(self._tenant_id()):
             return
-        await self.send_json({"type": "items.updated", "action": event["action"],
-                              "at": event.get("at")})
+        await self.send_json(event.frame())
         await self._send_counts()

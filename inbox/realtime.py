@@ -1,11 +1,8 @@
 """How inbox changes reach open websockets.
 
-Every socket of a recipient joins the group `inbox.<recipient pk>`. Events on that group:
-
-- `inbox.item_created` {item, tenant_id}: a new item; the consumer sends `item.created`.
-- `inbox.item_updated` {item, tenant_id}: read / archived… in another tab; `item.updated`.
-- `inbox.bulk_updated` {action, tenant_id}: mark all seen / read, archive all read.
-Each is followed, per socket, by `counts.changed` with counts computed for that socket's scope.
+Every socket of a recipient joins the group `inbox.<recipient pk>`, where the typed events of
+inbox/events.py arrive (ItemCreated, ItemUpdated, ItemsUpdated). Each becomes one frame, followed,
+per socket, by `counts.changed` with counts computed for that socket's scope.
 
 The database is the source of truth and the layer is at-most-once; a client that reconnects
 re-syncs from the REST feed with its cursor.
@@ -30,7 +27,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F, Max
 
+from .events import InboxEvent, ItemCreated
 from .models import InboxItem
+from .selectors import ITEM_FIELDS, item_json
 
 logger = logging.getLogger(__name__)
 
@@ -63,38 +62,31 @@ class _PublisherLoop:
 _publisher = _PublisherLoop()
 
 
-def _send(recipient_pk: int, event: dict) -> None:
+def _send(event: InboxEvent) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    group = recipient_group(recipient_pk)
+    group = recipient_group(event.recipient_id)
     try:
         if isinstance(layer, InMemoryChannelLayer):
             # In-process only: it must run on the loop of this process's sockets (daphne's).
-            async_to_sync(layer.group_send)(group, event)
+            async_to_sync(layer.group_send)(group, event.message())
         else:
-            _publisher.run(layer.group_send(group, event))
+            _publisher.run(layer.group_send(group, event.message()))
     except Exception:  # noqa: BLE001 - the feed is the record; a lost push is re-synced
-        logger.exception("inbox: could not publish %s for recipient %s", event["type"],
-                         recipient_pk)
+        logger.exception("inbox: could not publish %s for recipient %s", event.kind,
+                         event.recipient_id)
 
 
-def publish_on_commit(recipient_pk: int, event: dict) -> None:
-    """Publish `event` to the recipient's sockets once the current transaction commits."""
-    transaction.on_commit(lambda: _send(recipient_pk, event))
+def publish_on_commit(event: InboxEvent) -> None:
+    """Publish `event` to its recipient's sockets once the current transaction commits.
 
-
-def publish_created_on_commit(item: InboxItem) -> None:
-    """A new item: through the layer after commit ("layer" mode); the bridge finds it ("poll")."""
-    if settings.INBOX_REALTIME != "layer":
+    A new item (ItemCreated) goes through the layer only in "layer" mode; in "poll" mode the
+    web process's InboxBridge finds it in the database.
+    """
+    if isinstance(event, ItemCreated) and settings.INBOX_REALTIME != "layer":
         return
-    from .selectors import item_detail
-
-    def send():
-        _send(item.recipient_id, {"type": "inbox.item_created", "item": item_detail(item),
-                                  "tenant_id": item.tenant_id})
-
-    transaction.on_commit(send)
+    transaction.on_commit(lambda: _send(event))
 
 
 class InboxBridge:
@@ -140,10 +132,9 @@ class InboxBridge:
     async def poll(self) -> int:
         rows = await database_sync_to_async(_items_after)(self.last_id or 0, self.BATCH)
         layer = get_channel_layer()
-        for recipient_pk, tenant_id, item in rows:
-            self.last_id = max(self.last_id or 0, item["id"])
-            await layer.group_send(recipient_group(recipient_pk), {
-                "type": "inbox.item_created", "item": item, "tenant_id": tenant_id})
+        for event in rows:
+            self.last_id = max(self.last_id or 0, event.item["id"])
+            await layer.group_send(recipient_group(event.recipient_id), event.message())
         return len(rows)
 
 
@@ -151,12 +142,11 @@ def _max_item_id() -> int:
     return InboxItem.objects.aggregate(top=Max("id"))["top"] or 0
 
 
-def _items_after(last_id: int, limit: int) -> list[tuple[int, int | None, dict]]:
-    from .selectors import ITEM_FIELDS, item_json
-
+def _items_after(last_id: int, limit: int) -> list[ItemCreated]:
     rows = (InboxItem.objects.filter(id__gt=last_id).order_by("id")
             .values(*ITEM_FIELDS, "recipient_id", tenant_key=F("tenant__key"))[:limit])
-    return [(row["recipient_id"], row["tenant_id"], item_json(row)) for row in rows]
+    return [ItemCreated(recipient_id=row["recipient_id"], tenant_id=row["tenant_id"],
+                        item=item_json(row)) for row in rows]
 
 
 _bridges: dict[asyncio.AbstractEventLoop, InboxBridge] = {}

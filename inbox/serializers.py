@@ -2,7 +2,7 @@
 
 from rest_framework import serializers
 
-from notifications.api.serializers import TenantKeyField
+from clarion.api import TenantKeyField
 
 from .selectors import ARCHIVED, DEFAULT_LIMIT, MAX_LIMIT, STATUSES
 
@@ -28,6 +28,15 @@ class FeedQuerySerializer(serializers.Serializer):
 
 
 class TenantQuerySerializer(serializers.Serializer):
+    tenant = TenantKeyField()
+
+
+class BulkMarkSerializer(serializers.Serializer):
+    """A mark-all request: the newest item the client has shown bounds what it marks."""
+
+    up_to = serializers.IntegerField(
+        min_value=0, help_text="The id of the newest item the client has shown: items with a "
+        "higher id (arrived since) are left as they are. Required.")
     tenant = TenantKeyField()
 
 

@@ -1,24 +1,45 @@
 """Writes to the inbox. Every state change also sets the Message's engagement timestamps (so
 workflow conditions can branch on "read") and is pushed to the recipient's sockets after commit."""
 
-from django.db import transaction
-from django.db.models import Q
+from django.db import connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from notifications.models import Message, Recipient, Tenant
 
 from . import realtime
+from .events import ItemCreated, ItemsUpdated, ItemUpdated
 from .models import InboxItem
-from .selectors import item_detail
 
 ITEM_ACTIONS = ("seen", "read", "unread", "archived", "unarchived", "clicked")
 BULK_ACTIONS = ("seen", "read", "archive_read")
+# Ids per UPDATE of a bulk mark: well under SQLite's 32,766 bound variables.
+BULK_BATCH = 500
+# The first key of the advisory lock that orders one recipient's new items (the second is the
+# recipient's pk); any constant other Clarion locks do not use.
+ITEM_ORDER_LOCK = 7_001
+
+
+def _hold_item_order(recipient_pk: int) -> None:
+    """Until this transaction ends, no other transaction adds an item for this recipient.
+
+    An item's id is taken at INSERT, and on PostgreSQL concurrent transactions can commit out of
+    id order: an item with a lower id could become visible after a client has shown a higher
+    one, and then fall under that client's `up_to` (bulk marks) or below its `before` cursor
+    (re-sync). Taking the id under this lock makes one recipient's items commit in id order.
+    SQLite has one writer at a time: there, ids always commit in order."""
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                       [ITEM_ORDER_LOCK, recipient_pk % (2**31 - 1)])
 
 
 def inbox_item_create(*, message: Message, content: dict) -> InboxItem:
     """The InboxItem of a new in_app Message (one per message: the column is unique). Called
-    inside the run's transaction; sockets hear of it after commit."""
+    inside the run's transaction, whose commit releases the recipient's item-order lock;
+    sockets hear of the item after commit."""
+    _hold_item_order(message.recipient_id)
     tags = (message.step.config or {}).get("tags", []) if message.step_id else []
     item = InboxItem.objects.create(
         message=message,
@@ -29,7 +50,7 @@ def inbox_item_create(*, message: Message, content: dict) -> InboxItem:
         tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
         content=content,
     )
-    realtime.publish_created_on_commit(item)
+    realtime.publish_on_commit(ItemCreated.of(item))
     return item
 
 
@@ -67,20 +88,26 @@ def inbox_item_mark(*, item: InboxItem, action: str) -> dict:
     message_changes = _message_changes(action, now)
     if item.message_id and message_changes:
         Message.objects.filter(pk=item.message_id).update(**message_changes)
-    detail = item_detail(item)
-    realtime.publish_on_commit(item.recipient_id, {
-        "type": "inbox.item_updated", "item": detail, "tenant_id": item.tenant_id})
-    return detail
+    event = ItemUpdated.of(item)
+    realtime.publish_on_commit(event)
+    return event.item
 
 
 @transaction.atomic
-def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str) -> int:
-    """Mark every unarchived item of the recipient (in one tenant, if given) seen or read, or
-    archive every read one. Returns how many items changed."""
+def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str,
+                   up_to: int) -> int:
+    """Mark the recipient's unarchived items (in one tenant, if given) seen or read, or archive
+    the read ones, among those with an id up to `up_to`: the newest item the client has shown.
+    Items that arrived since (higher ids: see `inbox_item_create`) are left as they are.
+
+    The items are selected once, locked (PostgreSQL), and both the InboxItems and their Messages
+    are updated by those ids, so the two tables always change the same rows. Returns how many
+    items changed. ValueError for an unknown action."""
     if action not in BULK_ACTIONS:
         raise ValueError(f"unknown bulk inbox action {action!r}")
     now = timezone.now()
-    items = InboxItem.objects.filter(recipient=recipient, archived_at__isnull=True)
+    items = InboxItem.objects.filter(recipient=recipient, archived_at__isnull=True,
+                                     id__lte=up_to)
     if tenant is not None:
         items = items.filter(tenant=tenant)
     if action == "seen":
@@ -89,14 +116,17 @@ def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str) 
         items, item_action = items.filter(read_at__isnull=True), "read"
     else:
         items, item_action = items.filter(read_at__isnull=False), "archived"
-    message_changes = _message_changes(item_action, now)
-    if message_changes:
-        Message.objects.filter(
-            Q(pk__in=items.exclude(message_id=None).values("message_id"))
-        ).update(**message_changes)
-    changed = items.update(**_item_changes(item_action, now))
-    if changed:
-        realtime.publish_on_commit(recipient.pk, {
-            "type": "inbox.bulk_updated", "action": action,
-            "tenant_id": tenant.pk if tenant else None, "at": now.isoformat()})
-    return changed
+    rows = list(items.select_for_update().order_by("id").values_list("id", "message_id"))
+    item_changes, message_changes = _item_changes(item_action, now), _message_changes(
+        item_action, now)
+    for start in range(0, len(rows), BULK_BATCH):
+        batch = rows[start:start + BULK_BATCH]
+        InboxItem.objects.filter(pk__in=[item_id for item_id, _ in batch]).update(**item_changes)
+        message_ids = [message_id for _, message_id in batch if message_id is not None]
+        if message_changes and message_ids:
+            Message.objects.filter(pk__in=message_ids).update(**message_changes)
+    if rows:
+        realtime.publish_on_commit(ItemsUpdated.of(
+            recipient_id=recipient.pk, tenant_id=tenant.pk if tenant else None,
+            tenant_key=tenant.key if tenant else None, action=action, up_to=up_to, at=now))
+    return len(rows)

@@ -20,10 +20,11 @@ from . import conditions
 from .channels import CHANNEL_KEYS, channel_spec
 from .models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
 from .providers.phone import is_e164
+from .providers.sms_segments import sms_size
 from .queue import enqueue, enqueue_at
 from .ratelimit import rate_limit_hit
-from .rendering import RenderOptions, TemplateError, render_email, render_fields, sms_size
-from .scope import run_scope
+from .rendering import RenderOptions, TemplateError, render_email, render_fields
+from .rendering.variables import run_variables
 
 # Step types the engine runs today (every channel, and delays); the others are refused when a
 # workflow is saved.
@@ -34,52 +35,52 @@ NEXT = "next"
 WAIT = "wait"
 
 
-class DelayConfigError(ValueError):
-    pass
+class StepConfigError(ValueError):
+    """A step's `config` is not valid for its type; the message says why."""
 
 
 def validate_delay_config(config: Mapping) -> None:
-    """Raise DelayConfigError unless `config` is a duration or an `until` path."""
+    """Raise StepConfigError unless `config` is a duration or an `until` path."""
     if not isinstance(config, Mapping):
-        raise DelayConfigError("Expected an object.")
+        raise StepConfigError("Expected an object.")
     keys = set(config)
     if "until" in keys:
         if keys != {"until"}:
-            raise DelayConfigError('"until" cannot be combined with a duration.')
+            raise StepConfigError('"until" cannot be combined with a duration.')
         path = config["until"]
         if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
-            raise DelayConfigError(
+            raise StepConfigError(
                 f'"until" must be a path starting with one of: {", ".join(conditions.ROOTS)}.'
             )
         return
     unknown = keys - set(DURATION_UNITS)
     if unknown or not keys:
-        raise DelayConfigError(
+        raise StepConfigError(
             'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'
         )
     for unit in keys:
         value = config[unit]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise DelayConfigError(f'"{unit}" must be a number ≥ 0.')
+            raise StepConfigError(f'"{unit}" must be a number ≥ 0.')
 
 
 def validate_channel_config(step_type: str, config: Mapping) -> None:
-    """Raise DelayConfigError (the engine's config error) for a webhook step without an http(s)
-    `url`, or a chat step whose `channel` is not a string."""
+    """Raise StepConfigError for a webhook step without an http(s) `url`, or a chat step whose
+    `channel` is not a string."""
     if not isinstance(config, Mapping):
-        raise DelayConfigError("Expected an object.")
+        raise StepConfigError("Expected an object.")
     if step_type == StepType.WEBHOOK:
         url = config.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
-            raise DelayConfigError('A webhook step needs {"url": "https://…"}.')
+            raise StepConfigError('A webhook step needs {"url": "https://…"}.')
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
-        raise DelayConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+        raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
 
 
-def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetime | None, str]:
+def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
     """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
     if "until" in config:
-        raw = conditions.resolve(config["until"], scope)
+        raw = conditions.resolve(config["until"], variables)
         try:
             moment = parse_datetime(raw) if isinstance(raw, str) else None
         except ValueError:  # well formed but impossible, e.g. month 13
@@ -119,12 +120,12 @@ def select_template(step: Step, locale: str, default_locale: str) -> Template | 
 
 @dataclass
 class Pass:
-    """One advance of a run: its scope and clock, the steps that already have a message (a
-    re-run skips them), and the timeline entries, written together at the end."""
+    """One advance of a run: its template variables and clock, the steps that already have a
+    message (a re-run skips them), and the timeline entries, written together at the end."""
 
     run: Run
     now: datetime
-    scope: dict = field(default_factory=dict)
+    variables: dict = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     timeline: list[StepLog] = field(default_factory=list)
     preferences: dict = field(default_factory=dict)  # rows the preference gate read, per pass
@@ -141,7 +142,7 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
     steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
-    p = Pass(run=run, now=now, scope=run_scope(run),
+    p = Pass(run=run, now=now, variables=run_variables(run),
              done=set(run.messages.values_list("step_ref", flat=True)))
     _find_resume_point(p, steps)
     run.step_refs = []
@@ -219,10 +220,10 @@ def _run_step(p: Pass, step: Step) -> str:
     # A delay's conditions were asked before it started waiting; a channel step back from quiet
     # hours asks again (its conditions or the data may have changed while it waited).
     ask = not (resuming and step.type == StepType.DELAY)
-    if ask and step.conditions and not conditions.evaluate(step.conditions, p.scope):
+    if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
         p.run.wake_at = None
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
-              conditions=conditions.explain(step.conditions, p.scope))
+              conditions=conditions.explain(step.conditions, p.variables))
         return NEXT
     if step.type == StepType.DELAY:
         return _delay(p, step)
@@ -277,7 +278,7 @@ def _delay(p: Pass, step: Step) -> str:
         p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
         run.wake_at = None
         return NEXT
-    wake_at, problem = delay_until(step.config, p.scope, now)
+    wake_at, problem = delay_until(step.config, p.variables, now)
     if wake_at is None:
         p.log(step.ref, StepLog.Event.SKIPPED, reason=problem)
         return NEXT
@@ -310,10 +311,10 @@ def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
     options = RenderOptions(locale=template.locale)
     try:
         if step.type == StepType.EMAIL:
-            email = render_email(template.fields, p.scope, _layout_for(run), options)
+            email = render_email(template.fields, p.variables, _layout_for(run), options)
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
-            content = render_fields(step.type, template.fields, p.scope, options)
+            content = render_fields(step.type, template.fields, p.variables, options)
     except TemplateError as exc:
         return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
     return template, content, ""

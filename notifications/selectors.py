@@ -8,12 +8,13 @@ from .models import (
     Message,
     Recipient,
     Run,
+    StepLog,
     Tenant,
     Topic,
     Trigger,
     Workflow,
 )
-from .scope import recipient_scope, tenant_scope
+from .rendering.variables import recipient_variables, tenant_variables
 
 
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:
@@ -55,7 +56,7 @@ def workflow_export(workflow: Workflow) -> dict:
 def recipient_detail(recipient: Recipient) -> dict:
     """The recipient as the API shows it: what templates see, plus channel data and times."""
     return {
-        **recipient_scope(recipient),
+        **recipient_variables(recipient),
         "channel_data": {
             item.channel if not item.provider else f"{item.channel}:{item.provider}": item.data
             for item in recipient.channel_data.all()
@@ -66,7 +67,7 @@ def recipient_detail(recipient: Recipient) -> dict:
 
 
 def tenant_detail(tenant: Tenant) -> dict:
-    return tenant_scope(tenant)
+    return tenant_variables(tenant)
 
 
 def topic_detail(topic: Topic) -> dict:
@@ -78,76 +79,24 @@ def topic_detail(topic: Topic) -> dict:
     }
 
 
-def message_detail(message: Message) -> dict:
-    return {
-        "id": str(message.id),
-        "step": message.step_ref,
-        "channel": message.channel,
-        "status": message.status,
-        "to": message.to,
-        "provider": message.provider,
-        "provider_message_id": message.provider_message_id,
-        "template_version": message.template_version.number if message.template_version else None,
-        "content": message.content,
-        "error": message.error,
-        "attempts": [
-            {
-                "provider": attempt.provider,
-                "started_at": attempt.started_at,
-                "duration_ms": attempt.duration_ms,
-                "outcome": attempt.outcome,
-                "error": attempt.error,
-            }
-            for attempt in message.delivery_attempts.all()
-        ],
-        "created_at": message.created_at,
-        "sent_at": message.sent_at,
-        "delivered_at": message.delivered_at,
-        "seen_at": message.seen_at,
-        "read_at": message.read_at,
-        "clicked_at": message.clicked_at,
-    }
+def runs_with_history(runs: QuerySet[Run]) -> QuerySet[Run]:
+    """`runs` with what a run's detail shows (api.serializers.RunDetailSerializer): messages
+    with their attempts, then the timeline, each in order.
+
+    Messages are read before the timeline: a delivery commits a message's outcome together with
+    its timeline entry, so a message read as sent always has its `sent` entry below.
+    """
+    return runs.select_related("workflow", "recipient", "tenant").prefetch_related(
+        Prefetch("messages", queryset=Message.objects.select_related("template_version")
+                 .order_by("created_at")),
+        Prefetch("messages__delivery_attempts",
+                 queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
+        Prefetch("step_logs", queryset=StepLog.objects.order_by("id")),
+    )
 
 
-def run_detail(run: Run) -> dict:
-    # Messages first, then the timeline: a delivery commits a message's outcome together with
-    # its timeline entry, so a message read as sent always has its `sent` entry below.
-    messages = [message_detail(message) for message in run.messages.select_related(
-        "template_version").prefetch_related(
-        Prefetch("delivery_attempts", queryset=DeliveryAttempt.objects.order_by("started_at", "id"))
-    ).order_by("created_at")]
-    return {
-        "id": str(run.id),
-        "trigger_id": str(run.trigger_id),
-        "workflow": run.workflow.key,
-        "recipient": run.recipient.external_id,
-        "tenant": run.tenant.key if run.tenant_id else None,
-        "status": run.status,
-        "cursor": run.cursor,
-        "wake_at": run.wake_at,
-        "created_at": run.created_at,
-        "updated_at": run.updated_at,
-        "steps": [
-            {"step": log.step_ref, "event": log.event, "detail": log.detail, "at": log.created_at}
-            for log in run.step_logs.order_by("id")
-        ],
-        "messages": messages,
-    }
-
-
-def trigger_detail(trigger: Trigger) -> dict:
-    runs = trigger.runs.select_related("recipient").order_by("created_at", "id")
-    return {
-        "id": str(trigger.id),
-        "workflow": trigger.workflow.key,
-        "tenant": trigger.tenant.key if trigger.tenant_id else None,
-        "actor": trigger.actor,
-        "data": trigger.data,
-        "cancellation_key": trigger.cancellation_key,
-        "fanout": trigger.fanout,
-        "created_at": trigger.created_at,
-        "runs": [
-            {"id": str(run.id), "recipient": run.recipient.external_id, "status": run.status}
-            for run in runs
-        ],
-    }
+def triggers_with_runs(triggers: QuerySet[Trigger]) -> QuerySet[Trigger]:
+    """`triggers` with what a trigger's detail shows (api.serializers.TriggerDetailSerializer)."""
+    return triggers.select_related("workflow", "tenant").prefetch_related(
+        Prefetch("runs", queryset=Run.objects.select_related("recipient")
+                 .order_by("created_at", "id")))

@@ -1,6 +1,7 @@
 """Writes: every change to the domain goes through one of these verbs."""
 
 import hashlib
+import json
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -9,9 +10,12 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from . import delivery
+from .engine import layout_for_tenant
 from .models import (
     ApiKey,
     ChannelData,
+    IdempotencyRecord,
     Message,
     Recipient,
     Run,
@@ -26,6 +30,8 @@ from .models import (
     Workflow,
 )
 from .queue import enqueue, enqueue_many
+from .rendering import RenderOptions, TemplateError, render_email, validate_fields
+from .rendering.variables import preview_variables
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
 FANOUT_BATCH = 500
@@ -215,13 +221,10 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
     it to `user`'s own email address through the configured provider.
 
     The send is recorded like any other: a trigger and a run for the staff member (as recipient
-    `staff-<user id>`) with a Message, its delivery attempts and a timeline.
+    `staff-<user id>`) with a Message, its delivery attempts and a timeline. Only this message
+    is delivered, in the caller's request (delivery.deliver): other queued messages are left to
+    the workers. Raises SendTestError when the template cannot be sent.
     """
-    from . import tasks
-    from .engine import layout_for_tenant
-    from .rendering import RenderOptions, TemplateError, render_email, validate_fields
-    from .scope import preview_scope
-
     step = template.step
     if step.type != "email":
         raise SendTestError("Test sends are made for email templates.")
@@ -230,11 +233,12 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
     fields = dict(template.fields if fields is None else fields)
     version = next((v for v in template.versions.all() if v.fields == fields), None)
     name = user.get_full_name() or user.get_username()
-    scope = preview_scope(workflow=step.workflow, tenant=tenant, locale=template.locale,
-                          recipient={"id": f"staff-{user.pk}", "name": name, "email": user.email})
+    variables = preview_variables(workflow=step.workflow, tenant=tenant, locale=template.locale,
+                                  recipient={"id": f"staff-{user.pk}", "name": name,
+                                             "email": user.email})
     try:
         validate_fields(step.type, fields)
-        email = render_email(fields, scope, layout_for_tenant(tenant.pk if tenant else None),
+        email = render_email(fields, variables, layout_for_tenant(tenant.pk if tenant else None),
                              RenderOptions(locale=template.locale))
     except TemplateError as exc:
         raise SendTestError(f"{exc.field or 'template'}: {exc.message}") from exc
@@ -242,7 +246,7 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
         recipient, _ = recipient_upsert(external_id=f"staff-{user.pk}", name=name,
                                         email=user.email)
         trigger = Trigger.objects.create(workflow=step.workflow, tenant=tenant,
-                                         data=scope["data"], recipients=[recipient.external_id])
+                                         data=variables["data"], recipients=[recipient.external_id])
         run = Run.objects.create(trigger=trigger, workflow=step.workflow, recipient=recipient,
                                  tenant=tenant, status=Run.Status.COMPLETED)
         detail = {"test_send_by": user.get_username(), "template_id": template.pk,
@@ -257,7 +261,7 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
             StepLog(run=run, step_ref=step.ref, event=StepLog.Event.QUEUED,
                     detail={**detail, "message_id": str(message.id), "to": user.email}),
         ])
-    tasks.deliver_message(str(message.id))  # the entry point the engine's queue calls
+    delivery.deliver(str(message.id))  # this message alone, not a batch of others' messages
     message.refresh_from_db()
     return message
 
@@ -456,13 +460,62 @@ class IdempotencyMismatch(Exception):
     """The key was used with a different request (422)."""
 
 
-def idempotency_begin(*, api_key: ApiKey, key: str, request_hash: str):
+@dataclass(frozen=True)
+class TriggerResponse:
+    """What a trigger answers: the HTTP status, the body, and whether it is a replay of the
+    first response to the same Idempotency-Key."""
+
+    status: int
+    body: dict
+    replayed: bool = False
+
+
+def trigger_summary(trigger: Trigger, runs: Sequence[Run]) -> dict:
+    """The trigger's answer: {"trigger_id": str, "runs": [{"id": str, "recipient": str}]}."""
+    return {
+        "trigger_id": str(trigger.id),
+        "runs": [{"id": str(run.id), "recipient": run.recipient.external_id} for run in runs],
+    }
+
+
+def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str | None,
+                                request_fingerprint: object) -> TriggerResponse:
+    """Trigger once per (API key, Idempotency-Key): the first request triggers and its answer is
+    stored; the same key with the same `request_fingerprint` (any JSON-able value, e.g. the path
+    and body) within IDEMPOTENCY_TTL_SECONDS answers it again and triggers nothing.
+
+    Without `idempotency_key` it simply triggers. The key is claimed in a transaction of its own
+    (so a concurrent request sees it in progress); the trigger and the stored answer commit
+    together; a trigger that fails releases the key. Raises IdempotencyConflict while the first
+    request runs (409), IdempotencyMismatch for another request with the same key (422). The
+    rule is the IETF draft "The Idempotency-Key HTTP Header Field" (its error scenarios).
+    """
+    if idempotency_key is None:
+        return TriggerResponse(202, trigger_summary(*trigger_workflow(request)))
+    request_hash = hashlib.sha256(
+        json.dumps(request_fingerprint, sort_keys=True, default=str).encode()
+    ).hexdigest()
+    record, replay = idempotency_begin(api_key=request.api_key, key=idempotency_key,
+                                       request_hash=request_hash)
+    if replay:
+        return TriggerResponse(record.response_status, record.response_body, replayed=True)
+    try:
+        with transaction.atomic():
+            body = trigger_summary(*trigger_workflow(request))
+            idempotency_finish(record=record, status=202, body=body)
+    except BaseException:
+        idempotency_abandon(record=record)
+        raise
+    return TriggerResponse(202, body)
+
+
+def idempotency_begin(*, api_key: ApiKey, key: str,
+                      request_hash: str) -> tuple[IdempotencyRecord, bool]:
     """Claim `key` for this request, or return the stored record to replay.
 
     Returns (record, replay): replay is True when the first response should be sent back.
+    Raises IdempotencyConflict or IdempotencyMismatch (see trigger_workflow_idempotent).
     """
-    from .models import IdempotencyRecord
-
     conf = settings.CLARION
     now = timezone.now()
     for _ in range(2):
@@ -490,11 +543,11 @@ def idempotency_begin(*, api_key: ApiKey, key: str, request_hash: str):
     raise IdempotencyConflict()
 
 
-def idempotency_finish(*, record, status: int, body) -> None:
+def idempotency_finish(*, record: IdempotencyRecord, status: int, body) -> None:
     record.response_status = status
     record.response_body = body
     record.save(update_fields=["response_status", "response_body"])
 
 
-def idempotency_abandon(*, record) -> None:
+def idempotency_abandon(*, record: IdempotencyRecord) -> None:
     record.delete()

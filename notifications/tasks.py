@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import delivery, engine
+from . import delivery, engine, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue, enqueue_many
 
@@ -33,9 +33,7 @@ def deliver_message(message_id: str) -> None:
 
 
 def fanout_trigger(trigger_id: str) -> None:
-    from .services import trigger_fanout
-
-    trigger_fanout(trigger_id=trigger_id)
+    services.trigger_fanout(trigger_id=trigger_id)
 
 
 SWEEP_CHUNK = 500  # ids read, and tasks enqueued with one INSERT, at a time

@@ -13,25 +13,24 @@ shows (`GET /api/v1/inbox/preferences/center`).
 """
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from notifications.api.errors import ApiError, not_found
-from notifications.api.serializers import ApiErrorSerializer
+from clarion.api import error_responses, not_found, tenant_for_api_key
 from notifications.models import Recipient, Tenant
 
 from . import selectors, services
 from .serializers import PreferenceSetDocSerializer, PreferenceSetSerializer
 from .views import channel_label
 
-ERRORS = {code: OpenApiResponse(ApiErrorSerializer, description=text) for code, text in {
+ERRORS = error_responses({
     400: "The body is not valid; `fields` names each bad field.",
     401: "Missing, unknown or revoked API key.",
     403: "The key is restricted to another tenant.",
     404: "No such recipient or tenant.",
-}.items()}
+})
 TENANT = OpenApiParameter(
     "tenant", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False,
     description="A tenant key: the person's preferences for that tenant, which win over their "
@@ -116,11 +115,7 @@ class RecipientPreferencesView(PreferenceSetView):
             tenant = Tenant.objects.filter(key=key).first()
             if tenant is None:
                 raise ValidationError({"tenant": [f"Unknown tenant {key!r}."]})
-        api_key = request.auth
-        if api_key.tenant_id is not None:
-            if tenant is not None and tenant.pk != api_key.tenant_id:
-                raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
-            tenant = api_key.tenant
+        tenant = tenant_for_api_key(request.auth, tenant)
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         if recipient is None:
             raise not_found("recipient", recipient_id)

@@ -8,12 +8,13 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from clarion.api import TenantKeyField
+
 from .. import conditions, engine, rendering
 from ..channels import CHANNEL_KEYS
 from ..models import (
     Channel,
     StepType,
-    Tenant,
     Topic,
     color_validator,
     key_validator,
@@ -44,21 +45,6 @@ def validate_locale(value: str) -> str:
     if value and not LOCALE.match(value):
         raise serializers.ValidationError("Expected a locale like 'en' or 'pt-BR'.")
     return value
-
-
-class TenantKeyField(serializers.SlugRelatedField):
-    """A tenant named by its key; answers the Tenant."""
-
-    default_error_messages = {
-        "does_not_exist": "Unknown tenant '{value}'.",
-        "invalid": "Expected a tenant key.",
-    }
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("required", False)
-        kwargs.setdefault("allow_null", True)
-        kwargs.setdefault("default", None)
-        super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
 
 
 class ChannelDataMapField(serializers.DictField):
@@ -262,31 +248,79 @@ class TriggerResponseSerializer(serializers.Serializer):
     runs = TriggerRunSerializer(many=True)
 
 
-class TriggerDetailSerializer(serializers.Serializer):
+class TriggerRunSummarySerializer(serializers.Serializer):
     id = serializers.UUIDField()
-    workflow = serializers.CharField()
-    tenant = serializers.CharField(allow_null=True)
+    recipient = serializers.CharField(source="recipient.external_id")
+    status = serializers.CharField()
+
+
+class TriggerDetailSerializer(serializers.Serializer):
+    """A trigger and its runs: builds the body of GET /triggers/{id} (from a Trigger read with
+    selectors.triggers_with_runs) and describes it in the schema."""
+
+    id = serializers.UUIDField()
+    workflow = serializers.CharField(source="workflow.key")
+    tenant = serializers.CharField(source="tenant.key", allow_null=True)
     actor = serializers.JSONField(allow_null=True)
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
     fanout = serializers.ChoiceField(choices=["done", "pending"])
     created_at = serializers.DateTimeField()
-    runs = serializers.ListField(child=serializers.DictField())
+    runs = TriggerRunSummarySerializer(many=True)
+
+
+class DeliveryAttemptSerializer(serializers.Serializer):
+    provider = serializers.CharField(help_text="The provider key (a configured provider's).")
+    started_at = serializers.DateTimeField()
+    duration_ms = serializers.IntegerField(allow_null=True)
+    outcome = serializers.CharField()
+    error = serializers.CharField()
+
+
+class MessageDetailSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    step = serializers.CharField(source="step_ref")
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    to = serializers.CharField()
+    provider = serializers.CharField(help_text="The key of the provider that sent it.")
+    provider_message_id = serializers.CharField()
+    template_version = serializers.IntegerField(source="template_version.number",
+                                                allow_null=True)
+    content = serializers.JSONField()
+    error = serializers.CharField()
+    attempts = DeliveryAttemptSerializer(many=True, source="delivery_attempts")
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    seen_at = serializers.DateTimeField(allow_null=True)
+    read_at = serializers.DateTimeField(allow_null=True)
+    clicked_at = serializers.DateTimeField(allow_null=True)
+
+
+class TimelineEntrySerializer(serializers.Serializer):
+    step = serializers.CharField(source="step_ref")
+    event = serializers.CharField()
+    detail = serializers.JSONField()
+    at = serializers.DateTimeField(source="created_at")
 
 
 class RunDetailSerializer(serializers.Serializer):
+    """A run: builds the body of GET /runs/{id} (from a Run read with
+    selectors.runs_with_history) and describes it in the schema."""
+
     id = serializers.UUIDField()
     trigger_id = serializers.UUIDField()
-    workflow = serializers.CharField()
-    recipient = serializers.CharField()
-    tenant = serializers.CharField(allow_null=True)
+    workflow = serializers.CharField(source="workflow.key")
+    recipient = serializers.CharField(source="recipient.external_id")
+    tenant = serializers.CharField(source="tenant.key", allow_null=True)
     status = serializers.CharField()
     cursor = serializers.IntegerField()
     wake_at = serializers.DateTimeField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
-    steps = serializers.ListField(child=serializers.DictField(), help_text="The timeline.")
-    messages = serializers.ListField(child=serializers.DictField())
+    steps = TimelineEntrySerializer(many=True, source="step_logs", help_text="The timeline.")
+    messages = MessageDetailSerializer(many=True)
 
 
 # --- Workflows --------------------------------------------------------------------------------
@@ -309,14 +343,14 @@ class StepSerializer(serializers.Serializer):
         if step_type == StepType.DELAY:
             try:
                 engine.validate_delay_config(attrs.get("config") or {})
-            except engine.DelayConfigError as exc:
+            except engine.StepConfigError as exc:
                 errors["config"] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Delay steps have no templates."]
         elif step_type in CHANNEL_KEYS:
             try:
                 engine.validate_channel_config(step_type, attrs.get("config") or {})
-            except engine.DelayConfigError as exc:
+            except engine.StepConfigError as exc:
                 errors["config"] = [str(exc)]
             for locale, fields in attrs.get("templates", {}).items():
                 if not LOCALE.match(locale):
@@ -397,10 +431,3 @@ class SubscriptionsSerializer(serializers.Serializer):
 class ChannelDataSerializer(serializers.Serializer):
     data = serializers.DictField()
     provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
-
-
-class ApiErrorSerializer(serializers.Serializer):
-    error = serializers.CharField()
-    detail = serializers.CharField()
-    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
-                                   required=False)

@@ -1,8 +1,5 @@
 """The server API (`/api/v1/`). Views validate, call a service, and shape the answer."""
 
-import hashlib
-import json
-
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -10,22 +7,22 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clarion.api import (
+    ERRORS,
+    ApiError,
+    ApiErrorSerializer,
+    check_key,
+    not_found,
+    tenant_for_api_key,
+    validated,
+)
+
 from .. import selectors, services
 from ..models import Channel, Recipient, Tenant, Topic, Workflow
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
-from .errors import ApiError, not_found
 from .throttles import TriggerRateThrottle
 
-ERRORS = {
-    code: OpenApiResponse(s.ApiErrorSerializer, description=text)
-    for code, text in {
-        400: "The body is not valid; `fields` names each bad field.",
-        401: "Missing, unknown or revoked API key.",
-        403: "The key may not do this (tenant-restricted key).",
-        404: "Not found.",
-    }.items()
-}
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
     description="Up to 255 characters. The same key and body within 24 hours answers the first "
@@ -34,26 +31,11 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 
 
-def _tenant_for(api_key, requested: Tenant | None) -> Tenant | None:
-    """The tenant a request acts for; a tenant-restricted key acts only for its own."""
-    if api_key.tenant_id is None:
-        return requested
-    if requested is not None and requested.pk != api_key.tenant_id:
-        raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
-    return api_key.tenant
-
-
 def _names_profiles(trigger: dict) -> bool:
     """Whether a trigger carries recipient profiles (more than an "id") to upsert."""
     specs = [*trigger["recipients"], trigger["actor"]]
     return any(isinstance(spec, dict) and "topic" not in spec and set(spec) - {"id"}
                for spec in specs)
-
-
-def _validated(serializer_class, data, **kwargs):
-    serializer = serializer_class(data=data, **kwargs)
-    serializer.is_valid(raise_exception=True)
-    return serializer.validated_data
 
 
 class TriggerView(APIView):
@@ -67,12 +49,12 @@ class TriggerView(APIView):
         responses={
             202: s.TriggerResponseSerializer,
             **ERRORS,
-            409: OpenApiResponse(s.ApiErrorSerializer, description="Idempotency key in use."),
-            429: OpenApiResponse(s.ApiErrorSerializer,
+            409: OpenApiResponse(ApiErrorSerializer, description="Idempotency key in use."),
+            429: OpenApiResponse(ApiErrorSerializer,
                                  description="Too many trigger calls with this API key; retry "
                                              "after the `Retry-After` header's seconds."),
             422: OpenApiResponse(
-                s.ApiErrorSerializer,
+                ApiErrorSerializer,
                 description="Inactive workflow, or an Idempotency-Key reused with another body.",
             ),
         },
@@ -83,9 +65,9 @@ class TriggerView(APIView):
             raise not_found("workflow", key)
         if not workflow.active:
             raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-        data = _validated(s.TriggerSerializer, request.data, workflow=workflow,
+        data = validated(s.TriggerSerializer, request.data, workflow=workflow,
                           context={"api_key": request.auth})
-        tenant = _tenant_for(request.auth, data["tenant"])
+        tenant = tenant_for_api_key(request.auth, data["tenant"])
         if request.auth.tenant_id is not None and _names_profiles(data):
             # Recipients are global: a tenant's key may name them, not rewrite their profiles.
             raise ApiError(403, "forbidden", UnrestrictedApiKey.message)
@@ -95,17 +77,12 @@ class TriggerView(APIView):
             api_key=request.auth,
         )
         idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is None:
-            return Response(self._trigger(trigger_request), status=status.HTTP_202_ACCEPTED)
-        if not 0 < len(idempotency_key) <= 255:
+        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise ApiError(400, "invalid_request", "Idempotency-Key must have 1 to 255 characters.")
-        request_hash = hashlib.sha256(
-            json.dumps([request.path, request.data], sort_keys=True, default=str).encode()
-        ).hexdigest()
         try:
-            record, replay = services.idempotency_begin(
-                api_key=request.auth, key=idempotency_key, request_hash=request_hash
-            )
+            answer = services.trigger_workflow_idempotent(
+                request=trigger_request, idempotency_key=idempotency_key,
+                request_fingerprint=[request.path, request.data])
         except services.IdempotencyMismatch:
             raise ApiError(422, "idempotency_key_reused",
                            "This Idempotency-Key was used with a different request.") from None
@@ -114,25 +91,8 @@ class TriggerView(APIView):
                 409, "idempotency_key_in_use",
                 "A request with this Idempotency-Key is still being processed.",
             ) from None
-        if replay:
-            return Response(record.response_body, status=record.response_status,
-                            headers={"Idempotent-Replayed": "true"})
-        try:
-            with transaction.atomic():
-                body = self._trigger(trigger_request)
-                services.idempotency_finish(record=record, status=202, body=body)
-        except BaseException:
-            services.idempotency_abandon(record=record)
-            raise
-        return Response(body, status=status.HTTP_202_ACCEPTED)
-
-    @staticmethod
-    def _trigger(trigger_request: services.TriggerRequest) -> dict:
-        trigger, runs = services.trigger_workflow(trigger_request)
-        return {
-            "trigger_id": str(trigger.id),
-            "runs": [{"id": str(run.id), "recipient": run.recipient.external_id} for run in runs],
-        }
+        headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+        return Response(answer.body, status=answer.status, headers=headers)
 
 
 class CancelView(APIView):
@@ -148,7 +108,7 @@ class CancelView(APIView):
         workflow = Workflow.objects.filter(key=key).first()
         if workflow is None:
             raise not_found("workflow", key)
-        data = _validated(s.CancelSerializer, request.data)
+        data = validated(s.CancelSerializer, request.data)
         runs = services.workflow_cancel(
             workflow=workflow, cancellation_key=data["cancellation_key"],
             recipient_ids=data.get("recipients"), tenant=request.auth.tenant,
@@ -161,22 +121,22 @@ class TriggerDetailView(APIView):
     @extend_schema(operation_id="trigger_retrieve", summary="A trigger and its runs",
                    responses={200: s.TriggerDetailSerializer, **ERRORS})
     def get(self, request, trigger_id):
-        trigger = (selectors.triggers_visible_to(request.auth)
-                   .select_related("workflow", "tenant").filter(pk=trigger_id).first())
+        trigger = selectors.triggers_with_runs(
+            selectors.triggers_visible_to(request.auth).filter(pk=trigger_id)).first()
         if trigger is None:
             raise not_found("trigger", str(trigger_id))
-        return Response(selectors.trigger_detail(trigger))
+        return Response(s.TriggerDetailSerializer(trigger).data)
 
 
 class RunDetailView(APIView):
     @extend_schema(operation_id="run_retrieve", summary="A run: status, timeline and messages",
                    responses={200: s.RunDetailSerializer, **ERRORS})
     def get(self, request, run_id):
-        run = (selectors.runs_visible_to(request.auth)
-               .select_related("workflow", "recipient", "tenant").filter(pk=run_id).first())
+        run = selectors.runs_with_history(
+            selectors.runs_visible_to(request.auth).filter(pk=run_id)).first()
         if run is None:
             raise not_found("run", str(run_id))
-        return Response(selectors.run_detail(run))
+        return Response(s.RunDetailSerializer(run).data)
 
 
 class WorkflowListView(APIView):
@@ -208,9 +168,8 @@ class WorkflowDetailView(APIView):
         responses={200: s.WorkflowSerializer, 201: s.WorkflowSerializer, **ERRORS},
     )
     def put(self, request, key: str):
-        if not s.key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", s.key_validator.message)
-        data = _validated(s.WorkflowSerializer, request.data)
+        check_key(key)
+        data = validated(s.WorkflowSerializer, request.data)
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
                               conditions=step["conditions"], templates=step["templates"])
@@ -242,7 +201,7 @@ class RecipientView(APIView):
     def put(self, request, recipient_id: str):
         if not 0 < len(recipient_id) <= 255:
             raise ApiError(400, "invalid_request", "A recipient id has 1 to 255 characters.")
-        data = _validated(s.RecipientProfileSerializer, request.data)
+        data = validated(s.RecipientProfileSerializer, request.data)
         with transaction.atomic():
             recipient, created = services.recipient_upsert(external_id=recipient_id,
                                                            replace=True, **data)
@@ -276,7 +235,7 @@ class ChannelDataView(APIView):
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         if recipient is None:
             raise not_found("recipient", recipient_id)
-        data = _validated(s.ChannelDataSerializer, request.data)
+        data = validated(s.ChannelDataSerializer, request.data)
         item = services.channel_data_set(recipient=recipient, channel=channel, data=data["data"],
                                          provider=data["provider"])
         return Response({"data": item.data, "provider": item.provider})
@@ -299,9 +258,8 @@ class TenantView(APIView):
             own = request.auth.tenant
             if own.key != key:
                 raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
-        if not s.key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", s.key_validator.message)
-        data = _validated(s.TenantSerializer, request.data)
+        check_key(key)
+        data = validated(s.TenantSerializer, request.data)
         tenant, created = services.tenant_upsert(key=key, **data)
         return Response(selectors.tenant_detail(tenant),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -322,9 +280,8 @@ class TopicView(APIView):
                    request=s.TopicSerializer,
                    responses={200: s.TopicSerializer, 201: s.TopicSerializer, **ERRORS})
     def put(self, request, key: str):
-        if not s.key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", s.key_validator.message)
-        data = _validated(s.TopicSerializer, request.data)
+        check_key(key)
+        data = validated(s.TopicSerializer, request.data)
         topic, created = services.topic_upsert(key=key, **data)
         return Response(selectors.topic_detail(topic),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
@@ -344,7 +301,7 @@ class TopicSubscriptionsView(APIView):
                    request=s.SubscriptionsSerializer, responses={200: s.TopicSerializer, **ERRORS})
     def post(self, request, key: str):
         topic = self._topic(key)
-        data = _validated(s.SubscriptionsSerializer, request.data)
+        data = validated(s.SubscriptionsSerializer, request.data)
         with transaction.atomic():
             recipients = services.recipient_upsert_many(data["recipients"])
             services.topic_subscribe(topic=topic, recipients=recipients.values())
@@ -354,7 +311,7 @@ class TopicSubscriptionsView(APIView):
                    request=s.SubscriptionsSerializer, responses={200: s.TopicSerializer, **ERRORS})
     def delete(self, request, key: str):
         topic = self._topic(key)
-        data = _validated(s.SubscriptionsSerializer, request.data)
+        data = validated(s.SubscriptionsSerializer, request.data)
         ids = [spec["id"] if isinstance(spec, dict) else spec for spec in data["recipients"]]
         services.topic_unsubscribe(topic=topic, external_ids=ids)
         return Response(selectors.topic_detail(topic))

@@ -10,9 +10,8 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from ..api.errors import ApiError, not_found
-from ..api.serializers import TenantKeyField, key_validator
-from ..api.views import ERRORS
+from clarion.api import ERRORS, ApiError, TenantKeyField, check_key, not_found
+
 from ..channels import PROVIDER_CHANNELS
 from ..models import ProviderConfig
 from .base import ConfigurationError
@@ -71,8 +70,7 @@ class ProviderView(APIView):
                    request=ProviderSerializer,
                    responses={200: ProviderSerializer, 201: ProviderSerializer, **ERRORS})
     def put(self, request, key: str):
-        if not key_validator.regex.match(key):
-            raise ApiError(400, "invalid_request", key_validator.message)
+        check_key(key)
         serializer = ProviderSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = dict(serializer.validated_data)

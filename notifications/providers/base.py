@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from . import ssrf
+
 REDACTED = "[redacted]"
 BODY_EXCERPT_CHARS = 2000
 # Headers whose value is a secret whatever the provider (Basic/Bearer auth, API key headers).
@@ -311,6 +313,9 @@ class HTTPProvider(Provider):
     default_base_url: ClassVar[str] = ""
     option_fields: ClassVar[tuple[str, ...]] = ("base_url", "timeout")
     default_timeout: ClassVar[float] = 10.0
+    # The URL comes from data (a step, a recipient's channel data): connect only to public
+    # addresses, the ones that were checked when the name was resolved (see ssrf.py).
+    public_urls_only: ClassVar[bool] = False
 
     _client: httpx.Client | None = None
     _async_clients: list[httpx.AsyncClient] | None = None
@@ -361,8 +366,9 @@ class HTTPProvider(Provider):
             described["auth"] = [request.auth[0], REDACTED]
         return redact(described, self.secrets)
 
-    def _finish(self, message: OutboundMessage, request: HTTPRequest,
-                response: httpx.Response) -> SendResult:
+    def _result_of(self, message: OutboundMessage, request: HTTPRequest,
+                   response: httpx.Response) -> SendResult:
+        """The SendResult of the provider's answer, with the exchange; raises its typed error."""
         exchange = Exchange(request=self.describe(request), status_code=response.status_code,
                             response={"body": redact(excerpt(response.text), self.secrets)})
         try:
@@ -385,13 +391,16 @@ class HTTPProvider(Provider):
 
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, verify=ssl_context())
+            self._client = (ssrf.public_client(timeout=self.timeout, verify=ssl_context())
+                            if self.public_urls_only else
+                            httpx.Client(timeout=self.timeout, verify=ssl_context()))
         return self._client
 
     def async_client(self) -> httpx.AsyncClient:
         """One of a few small clients, in turn (see `async_clients`)."""
         if self._async_clients is None:
-            self._async_clients = async_clients(timeout=self.timeout)
+            self._async_clients = async_clients(timeout=self.timeout,
+                                                public_only=self.public_urls_only)
         self._next_async = (self._next_async + 1) % len(self._async_clients)
         return self._async_clients[self._next_async]
 
@@ -402,7 +411,10 @@ class HTTPProvider(Provider):
             response = self.client().request(request.method, request.url, **request.as_kwargs())
         except httpx.TransportError as exc:
             raise self._transport_error(request, exc) from exc
-        return self._finish(message, request, response)
+        except ssrf.UnsafeURL as exc:
+            raise PermanentError(str(exc), exchange=Exchange(request=self.describe(request))) \
+                from exc
+        return self._result_of(message, request, response)
 
     async def asend(self, message: OutboundMessage) -> SendResult:
         request = self.build_request(message)
@@ -414,7 +426,10 @@ class HTTPProvider(Provider):
                                                          **request.as_kwargs())
         except httpx.TransportError as exc:
             raise self._transport_error(request, exc) from exc
-        return self._finish(message, request, response)
+        except ssrf.UnsafeURL as exc:
+            raise PermanentError(str(exc), exchange=Exchange(request=self.describe(request))) \
+                from exc
+        return self._result_of(message, request, response)
 
     def close(self) -> None:
         if self._client is not None:
@@ -431,13 +446,16 @@ class HTTPProvider(Provider):
 ASYNC_CLIENTS, CONNECTIONS_PER_ASYNC_CLIENT = 16, 4
 
 
-def async_clients(*, timeout: float) -> list[httpx.AsyncClient]:
+def async_clients(*, timeout: float, public_only: bool = False) -> list[httpx.AsyncClient]:
     """Concurrent calls spread over several small httpx clients: httpcore's pool does work
     proportional to (waiting requests × connections) whenever a request starts or ends, so one
     client with 50 calls in flight spends more CPU in its pool than on the calls (measured by
     bench/delivery.py: 16 clients of 4 connections send several times more per second)."""
     per = CONNECTIONS_PER_ASYNC_CLIENT
     limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+    if public_only:
+        return [ssrf.public_async_client(timeout=timeout, verify=ssl_context(), limits=limits)
+                for _ in range(ASYNC_CLIENTS)]
     return [httpx.AsyncClient(timeout=timeout, limits=limits, verify=ssl_context())
             for _ in range(ASYNC_CLIENTS)]
 

@@ -325,12 +325,29 @@
       return item;
     }
 
-    async markAllRead() {
-      const result = await this.api("read", { method: "POST", body: {} });
-      const now = new Date().toISOString();
-      for (const item of this.items.values()) if (!item.read_at) this._put({ ...item, read_at: now });
-      this._setMeta(result.meta);
+    /** The id of the newest item on screen (0: none). A bulk mark sends it as `up_to`, so an
+     *  item that arrived after the feed was drawn is not marked unseen by the person. */
+    newestShown() {
+      let newest = 0;
+      for (const id of this.items.keys()) if (id > newest) newest = id;
+      return newest;
     }
+
+    /** POST a bulk mark ("seen", "read" or "archive-read") of the items up to the newest shown;
+     *  applies it on screen and answers the server's result (null when nothing is shown). */
+    async _markAll(action) {
+      const upTo = this.newestShown();
+      if (!upTo) return null;
+      const tenant = this.getAttribute("tenant");
+      const result = await this.api(action, { method: "POST",
+        body: { up_to: upTo, ...(tenant ? { tenant } : {}) } });
+      this._applyBulk({ action: action.replace("-", "_"), at: new Date().toISOString(),
+                        up_to: upTo });
+      this._setMeta(result.meta);
+      return result;
+    }
+
+    async markAllRead() { return this._markAll("read"); }
 
     async archive(id) {
       await this._mark(id, "archived");
@@ -536,10 +553,7 @@
       const view = this._view || "feed";
       if (view === "feed") (this.$(".item") || this.$(".panel")).focus();
       else (this.$(".back").hidden ? this.$(`.view[data-view="${view}"]`) : this.$(".back")).focus();
-      if (this.meta.unseen_count > 0) {
-        this.api("seen", { method: "POST", body: {} }).then((r) => this._setMeta(r.meta))
-          .catch(() => {});
-      }
+      if (this.meta.unseen_count > 0) this._markAll("seen").catch(() => {});
     }
 
     close({ focusBell = false } = {}) {
@@ -636,13 +650,17 @@
         case "counts.changed": this._setMeta(frame.meta); break;
         case "item.created": this._put(frame.item, "start"); break;
         case "item.updated": this._put(frame.item); break;
-        case "items.updated": this._applyBulk(frame.action, frame.at); break;
+        case "items.updated": this._applyBulk(frame); break;
         default: break;  // heartbeat, pong
       }
     }
 
-    _applyBulk(action, at) {
+    /** A bulk mark made here or in another tab: only the items up to its `up_to`, in its
+     *  `tenant` when it names one. */
+    _applyBulk({ action, at, up_to: upTo, tenant }) {
       for (const item of [...this.items.values()]) {
+        if (upTo != null && item.id > upTo) continue;
+        if (tenant != null && item.tenant !== tenant) continue;
         if (action === "read" && !item.read_at) this._put({ ...item, read_at: at, seen_at: item.seen_at || at });
         else if (action === "seen" && !item.seen_at) this.items.set(item.id, { ...item, seen_at: at });
         else if (action === "archive_read" && item.read_at) this._remove(item.id);

@@ -166,12 +166,14 @@ async def test_every_tab_hears_a_read_made_in_another(layer_mode, ada):
 
 
 async def test_mark_all_read_is_pushed_as_a_bulk_update(layer_mode, ada):
-    await database_sync_to_async(InboxItem.objects.create)(recipient=ada, content={"body": "x"})
+    item = await database_sync_to_async(InboxItem.objects.create)(recipient=ada,
+                                                                  content={"body": "x"})
     communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
     client = await database_sync_to_async(recipient_client)(ada)
-    await database_sync_to_async(client.post)("/api/v1/inbox/read")
+    await database_sync_to_async(client.post)("/api/v1/inbox/read", {"up_to": item.pk})
     bulk, counts = await frames_until(communicator, "counts.changed")
-    assert bulk["type"] == "items.updated" and bulk["action"] == "read"
+    assert bulk == {"type": "items.updated", "action": "read", "at": bulk["at"],
+                    "up_to": item.pk, "tenant": None}
     assert counts["meta"]["unread_count"] == 0
     await communicator.disconnect()
 

@@ -134,7 +134,7 @@ def test_a_recipient_never_sees_another_recipients_items(ada, bob, make_items):
         assert response.status_code == 404
         assert response.json() == {"error": "not_found",
                                    "detail": f"No inbox item '{bobs.pk}'."}
-    client.post("/api/v1/inbox/read")
+    client.post("/api/v1/inbox/read", {"up_to": bobs.pk})
     bobs.refresh_from_db()
     assert bobs.read_at is None
 
@@ -152,7 +152,7 @@ def test_a_tenant_token_sees_only_that_tenants_items(ada, acme, globex, make_ite
     assert refused.json() == {"error": "forbidden",
                               "detail": "This inbox token is restricted to another tenant."}
     assert client.post(f"/api/v1/inbox/items/{globex_item.pk}/read").status_code == 404
-    assert client.post("/api/v1/inbox/read").json()["updated"] == 2
+    assert client.post("/api/v1/inbox/read", {"up_to": globex_item.pk}).json()["updated"] == 2
     globex_item.refresh_from_db()
     assert globex_item.read_at is None
 
@@ -190,14 +190,14 @@ def test_an_unknown_action_is_a_json_404(ada_client, ada, make_items):
 
 
 def test_bulk_mark_all_seen_then_read_then_archive_read(ada_client, ada, make_items):
-    make_items(ada, 3)
-    seen = ada_client.post("/api/v1/inbox/seen").json()
+    shown = make_items(ada, 3)[-1].pk
+    seen = ada_client.post("/api/v1/inbox/seen", {"up_to": shown}).json()
     assert seen == {"updated": 3, "meta": {"unread_count": 3, "unseen_count": 0,
                                            "total_count": 3}}
-    read = ada_client.post("/api/v1/inbox/read").json()
+    read = ada_client.post("/api/v1/inbox/read", {"up_to": shown}).json()
     assert read["updated"] == 3 and read["meta"]["unread_count"] == 0
     new = make_items(ada, 1)[0]
-    archived = ada_client.post("/api/v1/inbox/archive-read").json()
+    archived = ada_client.post("/api/v1/inbox/archive-read", {"up_to": new.pk}).json()
     assert archived == {"updated": 3, "meta": {"unread_count": 1, "unseen_count": 1,
                                                "total_count": 1}}
     assert ids(ada_client.get("/api/v1/inbox/")) == [new.pk]
@@ -234,7 +234,8 @@ def test_marks_set_the_messages_engagement_timestamps(delivered_item):
 
 def test_mark_all_read_sets_the_messages_read_at(delivered_item):
     client = recipient_client(delivered_item.recipient)
-    assert client.post("/api/v1/inbox/read").json()["updated"] == 1
+    response = client.post("/api/v1/inbox/read", {"up_to": delivered_item.pk})
+    assert response.json()["updated"] == 1
     message = Message.objects.get(pk=delivered_item.message_id)
     assert message.read_at is not None and message.seen_at is not None
 

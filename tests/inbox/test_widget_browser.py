@@ -102,6 +102,23 @@ def test_widget_scrolls_marks_archives_and_shows_the_empty_state(demo, live_serv
     expect(page.locator("clarion-inbox .empty")).to_have_text("You're all caught up.")
 
 
+def test_mark_all_read_leaves_an_item_the_widget_has_not_drawn(demo, live_server, page):
+    """The live test server speaks no websocket: an item added after the feed was drawn is
+    not on screen, and "Mark all read" (which sends the newest id shown) must not mark it."""
+    shown = add_items(demo, 3)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    page.locator("clarion-inbox .bell").click()
+    expect(page.locator("clarion-inbox li.unread")).to_have_count(3)
+    late = add_items(demo, 1)[0]
+    page.locator("clarion-inbox .mark-all").click()
+    expect(page.locator("clarion-inbox .badge")).to_have_text("1")
+    expect(page.locator("clarion-inbox li.unread")).to_have_count(0)
+    read = InboxItem.objects.filter(recipient=demo, read_at__isnull=False)
+    assert set(read.values_list("id", flat=True)) == {item.pk for item in shown}
+    late.refresh_from_db()
+    assert late.read_at is None and late.seen_at is None
+
+
 def test_widget_is_keyboard_accessible(demo, live_server, page):
     add_items(demo, 3)
     page.goto(f"{live_server.url}/demo/inbox/")

@@ -7,7 +7,8 @@ from django.urls import reverse
 
 from notifications.models import Layout, Message, Template, Tenant, Workflow
 from notifications.rendering import default_layout_html
-from notifications.services import StepSpec, template_save
+from notifications.services import StepSpec, TriggerRequest, template_save, trigger_workflow
+from notifications.tasks import advance_run
 
 from ..conftest import email_step, in_app_step
 
@@ -187,6 +188,26 @@ def test_send_test_view_sends_the_editors_fields_to_the_staff_user(editor, order
     mail = smtp.wait_for(1)[0]
     assert (mail["To"], mail["Subject"]) == ("ed@example.com", "Test A-1")
     assert Message.objects.get().status == Message.Status.SENT
+
+
+def test_send_test_delivers_only_its_own_message_and_leaves_other_queued_messages_alone(
+        editor, order, smtp, make_workflow):
+    _, runs = trigger_workflow(TriggerRequest(
+        workflow=make_workflow("other", steps=[email_step()]),
+        recipients=[{"id": "u1", "name": "Ada", "email": "ada@example.com"}]))
+    advance_run(str(runs[0].id))
+    queued = Message.objects.get()
+    assert queued.status == Message.Status.QUEUED
+    url = reverse("admin:notifications_template_send_test", args=[template_of(order, "mail").pk])
+
+    response = editor.post(url, {"subject": "Test", "html": "<p>hi</p>"})
+
+    assert response.status_code == 200, response.content
+    assert [mail["To"] for mail in smtp.wait_for(1)] == ["ed@example.com"]
+    queued.refresh_from_db()
+    assert (queued.status, queued.attempts) == (Message.Status.QUEUED, 0)
+    assert not queued.delivery_attempts.exists()
+    assert Message.objects.exclude(pk=queued.pk).get().status == Message.Status.SENT
 
 
 def test_send_test_view_answers_a_bad_template_with_a_400(editor, order, smtp):

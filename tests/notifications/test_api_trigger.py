@@ -417,6 +417,24 @@ def test_idempotent_replay_answers_the_first_response_and_triggers_nothing(api, 
     assert (counts["triggers"], counts["runs"]) == (1, 2)
 
 
+def test_idempotent_trigger_service_triggers_once_and_replays_without_http(api_key, welcome):
+    request = services.TriggerRequest(workflow=welcome, recipients=["u1"], api_key=api_key[0])
+
+    first = services.trigger_workflow_idempotent(request=request, idempotency_key="k",
+                                                 request_fingerprint=["a", 1])
+    again = services.trigger_workflow_idempotent(request=request, idempotency_key="k",
+                                                 request_fingerprint=["a", 1])
+
+    assert (first.status, first.replayed, again.replayed) == (202, False, True)
+    assert again.body == first.body == {
+        "trigger_id": str(Trigger.objects.get().id),
+        "runs": [{"id": str(Run.objects.get().id), "recipient": "u1"}]}
+    with pytest.raises(services.IdempotencyMismatch):
+        services.trigger_workflow_idempotent(request=request, idempotency_key="k",
+                                             request_fingerprint=["b", 1])
+    assert row_counts()["triggers"] == 1
+
+
 def test_idempotency_key_reused_with_another_body_is_422(api, welcome):
     api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
 

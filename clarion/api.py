@@ -1,0 +1,154 @@
+"""What every Clarion API shares (the server API, the inbox API, the preferences API): one error
+shape and its exception handler, the error responses the schema documents, the tenant an API key
+may act for, the key rule for names in paths, and request validation.
+
+The error shape is `{"error": code, "detail": message, "fields": {...}}`; `fields` (validation
+errors only) maps a path into the request body, e.g. `recipients[1].email`, to its problems.
+"""
+
+from django.http import Http404
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import exceptions, serializers, status
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from notifications.models import Tenant, key_validator
+
+
+class ApiError(exceptions.APIException):
+    """An error with its own status and code, e.g. ApiError(422, "workflow_inactive", "…")."""
+
+    def __init__(self, status_code: int, code: str, detail: str):
+        self.status_code = status_code
+        self.code = code
+        super().__init__(detail=detail, code=code)
+
+
+class ApiErrorSerializer(serializers.Serializer):
+    """The documented shape of every error body."""
+
+    error = serializers.CharField()
+    detail = serializers.CharField()
+    fields = serializers.DictField(child=serializers.ListField(child=serializers.CharField()),
+                                   required=False)
+
+
+def error_responses(descriptions: dict[int, str]) -> dict[int, OpenApiResponse]:
+    """{status: description} as drf-spectacular responses with the error body."""
+    return {code: OpenApiResponse(ApiErrorSerializer, description=text)
+            for code, text in descriptions.items()}
+
+
+# The errors of a server API endpoint (API key authentication).
+ERRORS = error_responses({
+    400: "The body is not valid; `fields` names each bad field.",
+    401: "Missing, unknown or revoked API key.",
+    403: "The key may not do this (tenant-restricted key).",
+    404: "Not found.",
+})
+
+
+def not_found(what: str, key: str) -> ApiError:
+    return ApiError(status.HTTP_404_NOT_FOUND, "not_found", f"No {what} {key!r}.")
+
+
+def flatten(errors, prefix: str = "") -> dict[str, list[str]]:
+    """DRF's nested error detail as {"a.b[2].c": ["…"]}."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(errors, dict):
+        for key, value in errors.items():
+            if key in ("non_field_errors", "__all__"):
+                path = prefix or "body"
+            elif isinstance(key, int):
+                path = f"{prefix}[{key}]"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            for sub_path, messages in flatten(value, path).items():
+                flat.setdefault(sub_path, []).extend(messages)
+    elif isinstance(errors, list):
+        if all(not isinstance(item, dict | list) for item in errors):
+            flat[prefix or "body"] = [str(item) for item in errors]
+        else:
+            for index, item in enumerate(errors):
+                if item:
+                    flat.update(flatten(item, f"{prefix}[{index}]"))
+    else:
+        flat[prefix or "body"] = [str(errors)]
+    return flat
+
+
+CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    415: "unsupported_media_type",
+    422: "unprocessable",
+    429: "rate_limited",
+}
+
+
+def exception_handler(exc, context):
+    """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, exceptions.ValidationError):
+        body = {
+            "error": "invalid_request",
+            "detail": "The request is not valid; see `fields`.",
+            "fields": flatten(exc.detail),
+        }
+    elif isinstance(exc, exceptions.ParseError):
+        body = {"error": "parse_error", "detail": str(exc.detail)}
+    else:
+        code = getattr(exc, "code", None) or CODES.get(response.status_code, "error")
+        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+        body = {"error": code, "detail": str(detail)}
+    response.data = body
+    return response
+
+
+def validated(serializer_class, data, **kwargs) -> dict:
+    """`data` validated by `serializer_class(data=data, **kwargs)`; raises its ValidationError
+    (a 400 naming each field)."""
+    serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def check_key(key: str) -> str:
+    """A key named in a path (workflow, tenant, topic, provider): returns it, or raises a 400
+    stating the rule (notifications.models.key_validator)."""
+    if not key_validator.regex.match(key):
+        raise ApiError(400, "invalid_request", key_validator.message)
+    return key
+
+
+def tenant_for_api_key(api_key, requested: Tenant | None) -> Tenant | None:
+    """The tenant a request acts for: a tenant-restricted key acts only for its own tenant
+    (asking for another is a 403); an unrestricted key for the one requested, or none."""
+    if api_key.tenant_id is None:
+        return requested
+    if requested is not None and requested.pk != api_key.tenant_id:
+        raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
+    return api_key.tenant
+
+
+class TenantKeyField(serializers.SlugRelatedField):
+    """A tenant named by its key; answers the Tenant."""
+
+    default_error_messages = {
+        "does_not_exist": "Unknown tenant '{value}'.",
+        "invalid": "Expected a tenant key.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("default", None)
+        super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
