@@ -240,9 +240,10 @@ def test_mark_all_read_sets_the_messages_read_at(delivered_item):
     assert message.read_at is not None and message.seen_at is not None
 
 
-def test_feed_page_and_counts_take_two_queries(ada, make_items, django_assert_num_queries):
+def test_a_feed_page_with_its_counts_takes_three_queries_whatever_the_page_size(
+        ada, make_items, django_assert_num_queries):
     make_items(ada, 30, tenant=Tenant.objects.create(key="t1", name="T1"))
     client = recipient_client(ada)
-    # auth: recipient; feed page; counts
+    # The recipient (authentication), the page of items with their tenants, the counts.
     with django_assert_num_queries(3):
         assert len(client.get("/api/v1/inbox/").json()["items"]) == 20

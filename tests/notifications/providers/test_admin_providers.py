@@ -87,8 +87,8 @@ def test_close_circuit_action(admin_client, provider_config):
 
 
 @pytest.fixture
-def push_service(settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}  # it is on 127.0.0.1
+def push_service(clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)  # it is on 127.0.0.1
     service = FakePushService()
     yield service
     service.stop()

@@ -96,14 +96,14 @@ def test_requires_an_api_key(db):
     assert client_for("wrong").get("/api/v1/providers/x").status_code == 401
 
 
-def test_credentials_decrypt_after_key_rotation(api, settings):
+def test_credentials_decrypt_after_key_rotation(api, clarion_settings):
     from cryptography.fernet import Fernet
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [old]}
+    clarion_settings(ENCRYPTION_KEYS=[old])
     api.put("/api/v1/providers/sms-main", TWILIO)
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [new, old]}
+    clarion_settings(ENCRYPTION_KEYS=[new, old])
     assert ProviderConfig.objects.get().credentials == TWILIO["credentials"]
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [new]}
+    clarion_settings(ENCRYPTION_KEYS=[new])
     with pytest.raises(ValueError, match="cannot be decrypted"):
         ProviderConfig.objects.get().credentials  # noqa: B018

@@ -136,13 +136,11 @@ def postmark_check(request) -> list[str]:
 
 
 def test_postmark_server_error_is_transient_then_fails_over_to_smtp(
-        provider_server, provider_config, queue_message, smtp_server, settings):
-    settings.CLARION = {**settings.CLARION, "DELIVERY_MAX_ATTEMPTS": 1}
-    server = provider_server(postmark_check, lambda r: Reply(500, json={
-        "ErrorCode": 0, "Message": "Internal error"}))
+        postmark_provider, provider_config, queue_message, smtp_server, clarion_settings):
+    clarion_settings(DELIVERY_MAX_ATTEMPTS=1)
+    server = postmark_provider(lambda r: Reply(500, json={
+        "ErrorCode": 0, "Message": "Internal error"}), priority=1)
     host, port, inbox = smtp_server
-    provider_config("postmark", "email", "postmark", {"server_token": POSTMARK_TOKEN},
-                    options={"base_url": f"{server.url}/"}, priority=1)
     provider_config("smtp", "email", "smtp", {"host": host, "port": port}, priority=2)
     message = queue_message("email", FIELDS, recipient=RECIPIENT)
     deliver(str(message.id))
