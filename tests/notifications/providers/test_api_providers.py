@@ -41,7 +41,7 @@ def test_put_back_the_masked_body_keeps_the_secrets(api):
     assert config.credentials == TWILIO["credentials"]
 
 
-def test_vonage_and_tenant_provider(api, acme):
+def test_a_tenants_vonage_provider_is_created_for_that_tenant(api, acme):
     body = {"channel": "sms", "kind": "vonage", "tenant": "acme",
             "credentials": {"api_key": "k", "api_secret": "s3cr3t-vonage", "from": "Acme"}}
     response = api.put("/api/v1/providers/acme-sms", body)
@@ -71,7 +71,7 @@ def test_bad_bodies_name_the_field(api, change, fields):
     assert not ProviderConfig.objects.exists()
 
 
-def test_delete_and_unknown(api):
+def test_a_deleted_provider_is_gone_and_reads_as_a_404(api):
     api.put("/api/v1/providers/sms-main", TWILIO)
     assert api.delete("/api/v1/providers/sms-main").status_code == 204
     response = api.get("/api/v1/providers/sms-main")
