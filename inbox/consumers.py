@@ -1,11 +1,13 @@
-"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`, optionally `&tenant=…`): one recipient's live
-inbox.
+"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`, with `&tenant=<key>` when the HMAC was made
+with that tenant's inbox secret): one recipient's live inbox.
 
 Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
-`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to, tenant} (a
-bulk change of the items with ids up to `up_to`, in `tenant` if not null),
+`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to[, tenant]} (a
+bulk change of the items with ids up to `up_to`; `tenant` when it covered one tenant's items,
+null for the items without a tenant),
 `heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
-A missing, bad or expired credential closes the socket with code 4401.
+A missing, bad or expired credential closes the socket with code 4401, and so does the moment an
+open socket's token expires (or the rotation window of the secret its HMAC was made with ends).
 """
 
 import asyncio
@@ -16,6 +18,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from notifications.models import Tenant
 
@@ -28,11 +31,14 @@ UNAUTHORIZED = 4401
 
 
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
-    """The credentials in the URL; `tenant=<key>` narrows an unscoped one to one tenant (a
-    tenant token's own tenant cannot be changed)."""
+    """The credentials in the URL. With an HMAC, `tenant=<key>` names the tenant whose inbox
+    secret made it (none: the global secret); with a token, it narrows an unscoped token to one
+    tenant (a tenant token's own tenant cannot be changed)."""
     query = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1")).items()}
-    principal = inbox_principal(token=query.get("token"), recipient_id=query.get("recipient"),
-                                signature=query.get("hmac"))
+    if not query.get("token"):
+        return inbox_principal(recipient_id=query.get("recipient"), signature=query.get("hmac"),
+                               tenant_key=query.get("tenant"))
+    principal = inbox_principal(token=query["token"])
     if principal is None or not query.get("tenant"):
         return principal
     if principal.tenant is not None:
@@ -45,6 +51,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     principal: InboxPrincipal | None = None
     group: str | None = None
     heartbeat: asyncio.Task | None = None
+    expiry: asyncio.Task | None = None
     bridged = False
 
     async def connect(self):
@@ -62,13 +69,17 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await realtime.bridge().subscribe()
             self.bridged = True
         await self._send_counts()
-        self.heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        loop = asyncio.get_running_loop()
+        self.heartbeat = loop.create_task(self._beat())
+        if principal.expires_at is not None:
+            self.expiry = loop.create_task(self._close_at(principal.expires_at))
 
     async def disconnect(self, code):
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat
+        for task in (self.heartbeat, self.expiry):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.bridged:
             realtime.bridge().unsubscribe()
             self.bridged = False
@@ -86,8 +97,12 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
 
-    def _tenant_id(self) -> int | None:
-        return self.principal.tenant.pk if self.principal.tenant is not None else None
+    async def _close_at(self, moment):
+        """Close with 4401 when the credential stops working: the token expires, or the
+        rotation window of the previous secret its HMAC was made with ends."""
+        await asyncio.sleep(max((moment - timezone.now()).total_seconds(), 0))
+        self.principal = None  # nothing more reaches this socket
+        await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
         meta = await database_sync_to_async(inbox_counts)(
@@ -102,7 +117,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.principal is None:
             return
         event = from_message(message)
-        if not event.visible_to(self._tenant_id()):
+        if not event.visible_to(self.principal.tenant):
             return
         await self.send_json(event.frame())
         await self._send_counts()
