@@ -2,7 +2,7 @@
 
 from django.contrib import admin
 
-from notifications.admin import LedgerAdmin, pretty_json
+from clarion.admin import LedgerAdmin, pretty_json
 
 from .models import InboxItem
 

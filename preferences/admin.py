@@ -1,8 +1,8 @@
 """Preferences in the admin: each recipient's sets on their page, tenant defaults on the tenant,
 workflow defaults, and categories listed with their workflows.
 
-The inlines are added to the notifications app's admins from here, so that app's admin module
-does not need to know about preferences.
+The inlines are added to the notifications app's recipient and tenant admins from here, so that
+app's admin does not need to know about preferences.
 """
 
 from django import forms
@@ -11,8 +11,10 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from notifications.admin import ClarionAdmin, FormFieldsMixin
-from notifications.models import Recipient, Tenant, Workflow
+from clarion.admin import ClarionAdmin, FormFieldsMixin
+from notifications.admin.audience import RecipientAdmin
+from notifications.admin.tenants import TenantAdmin
+from notifications.models import Workflow
 
 from . import selectors
 from .models import Category, PreferenceSet, WorkflowDefault
@@ -114,13 +116,8 @@ class WorkflowDefaultForm(forms.ModelForm):
         return value
 
 
-def _add_inline(model, inline) -> None:
-    model_admin = admin.site.get_model_admin(model)
-    model_admin.inlines = (*model_admin.inlines, inline)
-
-
-_add_inline(Recipient, PreferenceSetInline)
-_add_inline(Tenant, TenantDefaultInline)
+RecipientAdmin.inlines = (*RecipientAdmin.inlines, PreferenceSetInline)
+TenantAdmin.inlines = (*TenantAdmin.inlines, TenantDefaultInline)
 
 
 @admin.register(PreferenceSet)

@@ -70,20 +70,31 @@ def _merged_credentials(config: ProviderConfig | None, kind: str,
     return merged
 
 
+def provider_config_check(*, config: ProviderConfig | None, channel: str, kind: str,
+                          credentials: Mapping[str, Any] | None,
+                          options: Mapping[str, Any] | None) -> dict:
+    """Check a provider config as `provider_config_put` would store it over `config` (None for a
+    new one), without saving. Returns the credentials it would store (masked values and left-out
+    fields keep their stored values); raises ConfigurationError naming each bad field."""
+    kinds = registry.kinds(channel)
+    if kind not in kinds:
+        raise ConfigurationError({"kind": [
+            f"Unknown {channel} kind; expected one of: {', '.join(kinds) or 'none'}."]})
+    merged = _merged_credentials(config, kind, credentials)
+    kinds[kind].validate_config(merged, dict(options or {}))
+    return merged
+
+
 def provider_config_put(*, key: str, channel: str, kind: str, priority: int = 1,
                         active: bool = True, tenant: Tenant | None = None,
                         credentials: Mapping[str, Any] | None = None,
                         options: Mapping[str, Any] | None = None) -> tuple[ProviderConfig, bool]:
     """Create or replace the provider `key`. Raises ConfigurationError naming bad fields."""
-    kinds = registry.kinds(channel)
-    if kind not in kinds:
-        raise ConfigurationError({"kind": [
-            f"Unknown {channel} kind; expected one of: {', '.join(kinds) or 'none'}."]})
     with transaction.atomic():
         config = ProviderConfig.objects.select_for_update().filter(key=key).first()
-        merged = _merged_credentials(config, kind, credentials)
         options = dict(options or {})
-        kinds[kind].validate_config(merged, options)
+        merged = provider_config_check(config=config, channel=channel, kind=kind,
+                                       credentials=credentials, options=options)
         created = config is None
         if created:
             config = ProviderConfig(key=key)

@@ -14,9 +14,9 @@ from django.urls import reverse
 from django.utils.html import escape
 from rest_framework.test import APIClient
 
+from clarion.admin import as_json, when
 from inbox.models import InboxItem
 from notifications import rendering
-from notifications.admin import as_json, when
 from notifications.models import (
     ApiKey,
     DeliveryAttempt,

@@ -3,7 +3,6 @@
 Beside the fields: a live preview of each channel rendered with the workflow's sample data,
 syntax errors and unknown variables with their lines, the variables a template may read, and
 "send a test to me". Versions can be compared side by side, published and rolled back.
-Imported by admin.py (which holds the shared admin helpers) to register these models.
 """
 
 import difflib
@@ -19,8 +18,7 @@ from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
-from . import rendering, services
-from .admin import (
+from clarion.admin import (
     EMPTY,
     ClarionAdmin,
     LedgerAdmin,
@@ -31,11 +29,13 @@ from .admin import (
     table,
     when,
 )
-from .api.serializers import LOCALE
-from .channels import CHANNEL_KEYS, template_fields
-from .engine import layout_for_tenant
-from .models import Layout, Step, Template, TemplateVersion, Tenant
-from .scope import preview_scope, tenant_scope
+
+from .. import rendering, services
+from ..api.serializers import LOCALE
+from ..channels import CHANNEL_KEYS, template_fields
+from ..engine import layout_for_tenant
+from ..models import Layout, Step, Template, TemplateVersion, Tenant
+from ..scope import preview_scope, tenant_scope
 
 DIFF_WRAP = 72
 

@@ -14,9 +14,14 @@ from django.utils.html import format_html
 
 from ..channels import PROVIDER_CHANNELS
 from ..models import Channel, ProviderConfig
-from . import registry
-from .base import ConfigurationError, ProviderError
-from .services import masked_credentials, provider_config_put, provider_send_test
+from ..providers import registry
+from ..providers.base import ConfigurationError, ProviderError
+from ..providers.services import (
+    masked_credentials,
+    provider_config_check,
+    provider_config_put,
+    provider_send_test,
+)
 
 
 def _kind_choices():
@@ -58,14 +63,9 @@ class ProviderConfigForm(forms.ModelForm):
         existing = ProviderConfig.objects.filter(pk=self.instance.pk).first()
         try:
             # Validates without saving; the admin's save_model writes through the service.
-            from .services import _merged_credentials
-
-            merged = _merged_credentials(existing, cleaned["kind"], credentials)
-            kinds = registry.kinds(cleaned["channel"])
-            if cleaned["kind"] not in kinds:
-                raise ConfigurationError({"kind": [
-                    f"Not a {cleaned['channel']} kind; choose one of: {', '.join(kinds)}."]})
-            kinds[cleaned["kind"]].validate_config(merged, cleaned.get("options") or {})
+            provider_config_check(config=existing, channel=cleaned["channel"],
+                                  kind=cleaned["kind"], credentials=credentials,
+                                  options=cleaned.get("options"))
         except ConfigurationError as exc:
             for name, problems in exc.fields.items():
                 field = name.split(".", 1)[0]

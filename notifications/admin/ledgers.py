@@ -1,0 +1,195 @@
+"""The ledgers in the admin, read-only: triggers, runs (each a timeline of its step logs and
+messages with their delivery attempts), messages with their status events, delivery attempts,
+step logs and idempotency records."""
+
+from django.contrib import admin
+from django.db import models
+from django.utils.html import format_html
+
+from clarion.admin import (
+    EMPTY,
+    LIST_LIMIT,
+    LedgerAdmin,
+    as_json,
+    changelist_url,
+    json_display,
+    link,
+    table,
+    when,
+)
+
+from ..models import DeliveryAttempt, IdempotencyRecord, Message, Run, StepLog, Trigger
+
+
+@admin.register(Trigger)
+class TriggerAdmin(LedgerAdmin):
+    deletable_by_superusers = True
+    list_display = ("id", "workflow", "tenant", "fanout", "created_at")
+    list_filter = ("fanout", "workflow", "tenant")
+    list_select_related = ("workflow", "tenant")
+    search_fields = ("workflow__key__exact", "cancellation_key__exact")
+    search_help_text = "A trigger id, a workflow key or a cancellation key (exact)."
+    fields = ("id", "workflow", "tenant", "api_key", "created_at", "fanout", "cancellation_key",
+              "actor_json", "data_json", "recipients_json", "runs")
+    readonly_fields = fields
+
+    actor_json = json_display("actor")
+
+    data_json = json_display("data")
+
+    recipients_json = json_display("recipients")
+
+    @admin.display(description="runs")
+    def runs(self, obj):
+        runs = obj.runs.select_related("recipient").order_by("created_at", "id")
+        total = runs.count()
+        rows = table(
+            ("Run", "Recipient", "Status", "Created"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((link(run, str(run.pk)), run.recipient.external_id, run.get_status_display(),
+              when(run.created_at)) for run in runs[:LIST_LIMIT]),
+        )
+        more = format_html('<a href="{}">All {} runs</a>', changelist_url(Run, q=str(obj.pk)),
+                           total)
+        return format_html("{}<p>{}</p>", rows, more)
+
+
+def attempts_table(message):
+    attempts = message.delivery_attempts.all()
+    if not attempts:
+        return "No delivery attempts."
+    return table(
+        ("Provider", "Started", "Duration (ms)", "Outcome", "Error"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((attempt.provider, when(attempt.started_at),
+          EMPTY if attempt.duration_ms is None else attempt.duration_ms,
+          attempt.get_outcome_display(), attempt.error or EMPTY)
+         for attempt in attempts),
+    )
+
+
+def run_timeline(run):
+    """The run's StepLogs in order, then its messages with their delivery attempts."""
+    logs = table(
+        ("Time", "Step", "Event", "Detail"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+        ((when(log.created_at), log.step_ref or EMPTY, log.get_event_display(),
+          as_json(log.detail) if log.detail else EMPTY)
+         for log in run.step_logs.order_by("id")),
+    )
+    run_messages = run.messages.select_related("template_version").prefetch_related(
+        models.Prefetch("delivery_attempts",
+                        queryset=DeliveryAttempt.objects.order_by("started_at", "id"))
+    ).order_by("created_at", "id")
+    sent = table(
+        ("Message", "Status", "To", "Provider", "Error", "Delivery attempts"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((link(message, f"{message.step_ref} ({message.get_channel_display()})"),
+          message.get_status_display(), message.to or EMPTY, message.provider or EMPTY,
+          message.error or EMPTY, attempts_table(message))
+         for message in run_messages),
+    )
+    return format_html("<h3>Steps</h3>{}<h3>Messages</h3>{}", logs, sent)
+
+
+@admin.register(Run)
+class RunAdmin(LedgerAdmin):
+    deletable_by_superusers = True
+    uuid_search_fields = ("pk", "trigger_id")
+    list_display = ("id", "workflow", "recipient", "tenant", "status", "created_at", "updated_at")
+    list_filter = ("status", "workflow", "tenant")
+    list_select_related = ("workflow", "recipient", "tenant")
+    search_fields = ("recipient__external_id__exact", "workflow__key__exact")
+    search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
+    fields = ("id", "status", "workflow", "recipient", "tenant", "trigger", "cursor", "wake_at",
+              "created_at", "updated_at", "timeline", "state_json")
+    readonly_fields = fields
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        return run_timeline(obj)
+
+    state_json = json_display("state")
+
+
+@admin.register(Message)
+class MessageAdmin(LedgerAdmin):
+    uuid_search_fields = ("pk", "run_id", "run__trigger_id")
+    list_display = ("id", "channel", "status", "to", "workflow", "step_ref", "recipient",
+                    "provider", "created_at")
+    list_filter = ("status", "channel", "workflow", "tenant", "provider")
+    list_select_related = ("workflow", "recipient")
+    search_fields = ("recipient__external_id__exact", "workflow__key__exact",
+                     "provider_message_id__exact")
+    search_help_text = ("A recipient id, a workflow key, a provider message id, or a message, run "
+                        "or trigger id (exact).")
+    fields = ("id", "status", "channel", "workflow", "step_ref", "recipient", "tenant", "run",
+              "to", "provider", "provider_message_id", "template_version", "attempts",
+              "next_attempt_at", "error", "created_at", "sent_at", "delivered_at", "seen_at",
+              "read_at", "opened_at", "clicked_at", "bounced_at", "complained_at", "content_json",
+              "delivery_attempts", "status_events")
+    readonly_fields = fields
+
+    content_json = json_display("content")
+
+    @admin.display(description="delivery attempts")
+    def delivery_attempts(self, obj):
+        return attempts_table(obj)
+
+    @admin.display(description="status events")
+    def status_events(self, obj):
+        """What the provider reported after sending (webhooks), with its raw payload."""
+        events = obj.events.order_by("occurred_at", "id")
+        if not events:
+            return "No status events."
+        return table(
+            ("Time", "Provider", "Event", "Description", "Payload"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+            ((when(event.occurred_at), event.provider, event.get_kind_display(),
+              event.description or EMPTY, as_json(event.raw))
+             for event in events),
+        )
+
+
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(LedgerAdmin):
+    uuid_search_fields = ("message_id",)
+    list_display = ("message", "provider", "started_at", "duration_ms", "outcome", "status_code")
+    list_filter = ("outcome", "provider", "kind")
+    list_select_related = ("message",)
+    search_fields = ("provider__exact",)
+    search_help_text = "A message id or a provider (exact)."
+    fields = ("message", "provider", "kind", "started_at", "duration_ms", "outcome",
+              "status_code", "error", "request_json", "response_json")
+    readonly_fields = fields
+
+    request_json = json_display("request")
+
+    response_json = json_display("response")
+
+
+@admin.register(StepLog)
+class StepLogAdmin(LedgerAdmin):
+    uuid_search_fields = ("run_id",)
+    list_display = ("created_at", "run", "step_ref", "event")
+    list_filter = ("event",)
+    list_select_related = ("run__workflow", "run__recipient")
+    search_fields = ("step_ref__exact",)
+    search_help_text = "A run id or a step ref (exact)."
+    fields = ("run", "step_ref", "event", "created_at", "detail_json")
+    readonly_fields = fields
+
+    detail_json = json_display("detail")
+
+
+@admin.register(IdempotencyRecord)
+class IdempotencyRecordAdmin(LedgerAdmin):
+    deletable_by_superusers = True
+    list_display = ("key", "api_key", "response_status", "created_at")
+    list_filter = ("response_status",)
+    list_select_related = ("api_key",)
+    search_fields = ("key__exact",)
+    fields = ("key", "api_key", "request_hash", "response_status", "created_at", "response_json")
+    readonly_fields = fields
+
+    response_json = json_display("response_body", "response body")

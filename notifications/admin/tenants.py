@@ -1,0 +1,90 @@
+"""Tenants and API keys in the admin. An API key's secret is made by `services.api_key_create`
+and shown once; revoking goes through `services.api_key_revoke`."""
+
+from django import forms
+from django.contrib import admin, messages
+from django.utils.translation import ngettext
+
+from clarion.admin import ClarionAdmin, adopt
+
+from .. import services
+from ..models import ApiKey, Tenant
+
+
+@admin.register(Tenant)
+class TenantAdmin(ClarionAdmin):
+    list_display = ("key", "name", "sender_name", "sender_email", "created_at")
+    search_fields = ("key", "name")
+    readonly_fields = ("created_at", "updated_at")
+
+
+class ApiKeyStatusFilter(admin.SimpleListFilter):
+    title = "status"
+    parameter_name = "status"
+
+    def lookups(self, request, model_admin):
+        return [("active", "Active"), ("revoked", "Revoked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "active":
+            return queryset.filter(revoked_at__isnull=True)
+        if self.value() == "revoked":
+            return queryset.filter(revoked_at__isnull=False)
+        return queryset
+
+
+class ApiKeyAddForm(forms.ModelForm):
+    class Meta:
+        model = ApiKey
+        fields = ["name", "tenant"]
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(ClarionAdmin):
+    list_display = ("name", "prefix", "tenant", "is_active", "created_at", "last_used_at",
+                    "revoked_at")
+    list_filter = (ApiKeyStatusFilter, "tenant")
+    list_select_related = ("tenant",)
+    search_fields = ("name", "prefix")
+    autocomplete_fields = ("tenant",)
+    actions = ("revoke",)
+    add_form = ApiKeyAddForm
+    change_fields = ("name", "prefix", "tenant", "scopes", "is_active", "created_at",
+                     "last_used_at", "revoked_at")
+
+    def get_fields(self, request, obj=None):
+        return self.change_fields if obj else ("name", "tenant")
+
+    def get_readonly_fields(self, request, obj=None):
+        return self.change_fields[1:] if obj else ()
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = self.add_form
+        return super().get_form(request, obj, **kwargs)
+
+    @admin.display(boolean=True, description="active")
+    def is_active(self, obj):
+        return obj.is_active
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        api_key, secret = services.api_key_create(name=obj.name, tenant=obj.tenant)
+        adopt(obj, api_key)
+        messages.success(
+            request,
+            f"The secret of API key “{api_key.name}” is {secret} — copy it now: "
+            "it is shown only once and cannot be recovered.",
+        )
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request, queryset):
+        revoked = 0
+        for api_key in queryset.filter(revoked_at__isnull=True):
+            services.api_key_revoke(api_key=api_key)
+            revoked += 1
+        self.message_user(
+            request, ngettext("Revoked %d API key.", "Revoked %d API keys.", revoked) % revoked
+        )

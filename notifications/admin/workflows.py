@@ -1,0 +1,190 @@
+"""Workflows and their steps in the admin: only the step types the engine runs, config and
+conditions checked as the API checks them, and each channel step's templates linked."""
+
+import jsonschema
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db.models import Count
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
+from django.utils.translation import ngettext
+
+from clarion.admin import (
+    EMPTY,
+    ClarionAdmin,
+    FormFieldsMixin,
+    admin_url,
+    changelist_url,
+    link,
+    table,
+    when,
+)
+
+from .. import conditions, engine
+from ..channels import CHANNEL_KEYS
+from ..models import Step, StepType, Template, Workflow
+
+SUPPORTED_STEP_CHOICES = [
+    (value, label) for value, label in StepType.choices if value in engine.SUPPORTED_STEP_TYPES
+]
+
+
+class WorkflowForm(forms.ModelForm):
+    class Meta:
+        model = Workflow
+        fields = ["key", "name", "category", "critical", "active", "default_locale", "data_schema",
+                  "sample_data"]
+
+    def clean_data_schema(self):
+        schema = self.cleaned_data.get("data_schema")
+        if schema:
+            try:
+                jsonschema.Draft202012Validator.check_schema(schema)
+            except jsonschema.SchemaError as exc:
+                raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
+        return schema
+
+    def clean_sample_data(self):
+        """An object like the trigger's `data`; it must match the data schema when there is one."""
+        sample = self.cleaned_data.get("sample_data")
+        if not isinstance(sample, dict):
+            raise ValidationError('Expected a JSON object like the trigger\'s data, e.g. '
+                                  '{"order": {"id": "A-1"}}.')
+        schema = self.cleaned_data.get("data_schema")
+        if schema and sample:
+            error = jsonschema.exceptions.best_match(
+                jsonschema.Draft202012Validator(schema).iter_errors(sample))
+            if error is not None:
+                where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
+                raise ValidationError(
+                    f"The sample data does not match the data schema at {where}: {error.message}")
+        return sample
+
+
+class StepForm(forms.ModelForm):
+    """Only the step types the engine runs; config and conditions checked as the API does."""
+
+    type = forms.ChoiceField(choices=[("", "---------"), *SUPPORTED_STEP_CHOICES])
+
+    class Meta:
+        model = Step
+        fields = ["workflow", "position", "ref", "type", "config", "conditions"]
+        widgets = {
+            "config": forms.Textarea(attrs={"rows": 2, "cols": 36}),
+            "conditions": forms.Textarea(attrs={"rows": 2, "cols": 48}),
+        }
+
+    def clean(self):
+        cleaned = super().clean()
+        step_type = cleaned.get("type")
+        if cleaned.get("conditions"):
+            try:
+                conditions.validate(cleaned["conditions"])
+            except conditions.ConditionError as exc:
+                self.add_error("conditions", str(exc))
+        if step_type == StepType.DELAY and "config" in cleaned:
+            try:
+                engine.validate_delay_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", str(exc))
+        elif step_type in CHANNEL_KEYS and "config" in cleaned:
+            try:
+                engine.validate_channel_config(step_type, cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", str(exc))
+        if (self.instance.pk and step_type and step_type != self.instance.type
+                and self.instance.templates.exists()):
+            self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
+                                   "delete them before changing its type.")
+        return cleaned
+
+
+def step_templates_summary(step):
+    """'2 locales: en, fr' with each locale linking to its template, or a link to add one."""
+    if step.pk is None or step.type not in CHANNEL_KEYS:
+        return EMPTY
+    templates = sorted(step.templates.all(), key=lambda template: template.locale)
+    add = format_html('<a href="{}?{}">add a template</a>', reverse(
+        "admin:notifications_template_add"), urlencode({"step": step.pk}))
+    if not templates:
+        return format_html("No templates: {}", add)
+    locales = format_html_join(", ", '<a href="{}">{}</a>',
+                               ((admin_url(template), template.locale) for template in templates))
+    count = ngettext("%d locale", "%d locales", len(templates)) % len(templates)
+    return format_html('<a href="{}">{}</a>: {}', changelist_url(Template, step__id__exact=step.pk),
+                       count, locales)
+
+
+class StepInline(FormFieldsMixin, admin.TabularInline):
+    model = Step
+    form = StepForm
+    extra = 0
+    ordering = ("position", "id")
+    fields = ("position", "ref", "type", "config", "conditions", "templates")
+    readonly_fields = ("templates",)
+    show_change_link = True
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("templates")
+
+    @admin.display(description="templates")
+    def templates(self, obj):
+        return step_templates_summary(obj)
+
+
+@admin.register(Workflow)
+class WorkflowAdmin(ClarionAdmin):
+    form = WorkflowForm
+    list_display = ("key", "name", "category", "critical", "active", "step_count", "updated_at")
+    list_filter = ("active", "critical", "category")
+    search_fields = ("key", "name", "category")
+    readonly_fields = ("created_at", "updated_at")
+    inlines = (StepInline,)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).annotate(step_count=Count("steps"))
+
+    @admin.display(description="steps", ordering="step_count")
+    def step_count(self, obj):
+        return obj.step_count
+
+
+@admin.register(Step)
+class StepAdmin(ClarionAdmin):
+    form = StepForm
+    list_display = ("__str__", "workflow", "position", "ref", "type", "templates")
+    list_filter = ("type", "workflow")
+    list_select_related = ("workflow",)
+    search_fields = ("ref", "workflow__key", "workflow__name")
+    autocomplete_fields = ("workflow",)
+    ordering = ("workflow__key", "position", "id")
+    fields = ("workflow", "position", "ref", "type", "config", "conditions", "template_list")
+    readonly_fields = ("template_list",)
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("templates")
+
+    @admin.display(description="templates")
+    def templates(self, obj):
+        return step_templates_summary(obj)
+
+    @admin.display(description="templates")
+    def template_list(self, obj):
+        if obj.pk is None:
+            return "Save the step first."
+        if obj.type not in CHANNEL_KEYS:
+            return f"{obj.get_type_display()} steps have no templates."
+        templates = obj.templates.select_related("published_version").order_by("locale")
+        rows = table(
+            ("Locale", "Published version", "Updated", ""),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((template.locale,
+              template.published_version.number if template.published_version else EMPTY,
+              when(template.updated_at), link(template, "Edit"))
+             for template in templates),
+        )
+        add = format_html('<a class="addlink" href="{}?{}">Add a template for this step</a>',
+                          reverse("admin:notifications_template_add"), urlencode({"step": obj.pk}))
+        return format_html("{}<p>{}</p>", rows, add)
