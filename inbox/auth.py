@@ -43,6 +43,13 @@ class InboxPrincipal:
     tenant: TenantScope
     method: str  # "token" or "hmac"
     expires_at: datetime | None = None
+    secret_fingerprint: str | None = None  # of the tenant secret an HMAC was made with
+
+
+def secret_fingerprint(secret: str) -> str:
+    """A short name of an inbox secret that says nothing about it (a rotation tells open sockets
+    which secrets are still accepted by these)."""
+    return hashlib.sha256(f"clarion.inbox.secret:{secret}".encode()).hexdigest()[:16]
 
 
 def inbox_hmac(recipient_id: str, secret: str | None = None) -> str:
@@ -132,12 +139,15 @@ def inbox_principal(*, token: str | None = None, recipient_id: str | None = None
         tenant, accepted = scope
         # Bytes, not str: compare_digest refuses non-ASCII text (a 500 otherwise).
         presented = signature.strip().lower().encode()
-        matches = [until for secret, until in accepted
+        matches = [(secret, until) for secret, until in accepted
                    if hmac.compare_digest(inbox_hmac(recipient_id, secret).encode(), presented)]
         if not matches:
             return None
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
-        return InboxPrincipal(recipient, tenant, "hmac", matches[0]) if recipient else None
+        if recipient is None:
+            return None
+        secret, until = matches[0]
+        return InboxPrincipal(recipient, tenant, "hmac", until, secret_fingerprint(secret))
     return None
 
 

@@ -13,6 +13,7 @@ open socket's token expires (or the rotation window of the secret its HMAC was m
 import asyncio
 import contextlib
 from dataclasses import replace
+from datetime import datetime
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -52,6 +53,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     heartbeat: asyncio.Task | None = None
     expiry: asyncio.Task | None = None
+    secrets_group: str | None = None
     bridged = False
 
     async def connect(self):
@@ -65,14 +67,15 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.principal = principal
         self.group = realtime.recipient_group(principal.recipient.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        if principal.secret_fingerprint is not None:  # a tenant's HMAC: hear its rotations
+            self.secrets_group = realtime.tenant_secrets_group(principal.tenant.pk)
+            await self.channel_layer.group_add(self.secrets_group, self.channel_name)
         if settings.INBOX_REALTIME == "poll":
             await realtime.bridge().subscribe()
             self.bridged = True
         await self._send_counts()
-        loop = asyncio.get_running_loop()
-        self.heartbeat = loop.create_task(self._beat())
-        if principal.expires_at is not None:
-            self.expiry = loop.create_task(self._close_at(principal.expires_at))
+        self.heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self._expire_at(principal.expires_at)
 
     async def disconnect(self, code):
         for task in (self.heartbeat, self.expiry):
@@ -83,8 +86,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.bridged:
             realtime.bridge().unsubscribe()
             self.bridged = False
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, self.secrets_group):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict) or self.principal is None:
@@ -96,6 +100,13 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
+
+    def _expire_at(self, moment: datetime | None) -> None:
+        """Close the socket at `moment` (None: never), instead of any earlier plan."""
+        if self.expiry is not None and self.expiry is not asyncio.current_task():
+            self.expiry.cancel()
+        self.expiry = (asyncio.get_running_loop().create_task(self._close_at(moment))
+                       if moment is not None else None)
 
     async def _close_at(self, moment):
         """Close with 4401 when the credential stops working: the token expires, or the
@@ -121,3 +132,16 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.send_json(event.frame())
         await self._send_counts()
+
+    async def inbox_secrets_changed(self, message):
+        """The tenant's inbox secret was rotated (inbox.realtime): close now if the secret this
+        socket's HMAC was made with is no longer accepted, else when it stops being."""
+        if self.principal is None or self.principal.secret_fingerprint is None:
+            return
+        accepted = message["accepted"]
+        if self.principal.secret_fingerprint not in accepted:
+            self.principal = None
+            await self.close(code=UNAUTHORIZED)
+            return
+        until = accepted[self.principal.secret_fingerprint]
+        self._expire_at(datetime.fromisoformat(until) if until else None)

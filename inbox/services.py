@@ -158,6 +158,7 @@ def tenant_inbox_secret_rotate(*, tenant: Tenant, keep_previous_seconds: int | N
                                                    if previous else None)
         locked.save(update_fields=["inbox_secrets_encrypted", "inbox_secret_rotated_at",
                                    "inbox_previous_secret_expires_at", "updated_at"])
+        realtime.publish_secrets_changed_on_commit(locked)
     for name in ("inbox_secrets_encrypted", "inbox_secret_rotated_at",
                  "inbox_previous_secret_expires_at", "updated_at"):
         setattr(tenant, name, getattr(locked, name))

@@ -308,3 +308,43 @@ async def test_a_tenant_parameter_cannot_widen_or_name_an_unknown_tenant(ada, te
         application, f"/ws/inbox/?token={token_for(ada, acme)}&tenant={tenant}")
     await communicator.connect(timeout=5)
     assert (await communicator.receive_output(timeout=5))["code"] == 4401
+
+
+async def hmac_socket_of_acme(ada) -> tuple[WebsocketCommunicator, Tenant]:
+    """A socket opened with an HMAC made with acme's current inbox secret."""
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    secret = await database_sync_to_async(tenant_secret)(acme)
+    communicator, first = await connect(
+        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada', secret)}&tenant=acme")
+    assert first["type"] == "counts.changed"
+    return communicator, acme
+
+
+async def test_replacing_the_secret_closes_the_sockets_opened_with_it_at_once(ada):
+    communicator, acme = await hmac_socket_of_acme(ada)
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=acme,
+                                                             keep_previous_seconds=0)
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close",
+                                                             "code": 4401}
+
+
+async def test_after_a_rotation_a_socket_on_the_replaced_secret_closes_when_the_window_ends(
+        ada):
+    communicator, acme = await hmac_socket_of_acme(ada)
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=acme,
+                                                             keep_previous_seconds=4)
+    assert await communicator.receive_nothing(timeout=0.5)  # open during the window
+    assert await communicator.receive_output(timeout=15) == {"type": "websocket.close",
+                                                              "code": 4401}
+
+
+async def test_a_socket_stays_open_through_a_rotation_of_another_tenants_secret(ada):
+    communicator, _ = await hmac_socket_of_acme(ada)
+    globex, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="globex",
+                                                                          name="G")
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=globex,
+                                                             keep_previous_seconds=0)
+    await communicator.send_json_to({"type": "ping"})
+    assert (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
+    await communicator.disconnect()
+
