@@ -46,6 +46,13 @@ class Tenant(models.Model):
         blank=True, help_text="Shown at the bottom of every email: address, legal line…"
     )
     settings = models.JSONField(default=dict, blank=True)
+    # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
+    # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
+    inbox_secrets_encrypted = models.TextField(blank=True, editable=False)
+    inbox_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    inbox_previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Until then, HMACs made with the previous inbox secret are still accepted.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -54,6 +61,14 @@ class Tenant(models.Model):
 
     def __str__(self):
         return self.name or self.key
+
+    @property
+    def inbox_secrets(self) -> dict:
+        """{"current": str, "previous": str | None}, decrypted; {} before the first one.
+        ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
+        from .providers.crypto import decrypt_json
+
+        return decrypt_json(self.inbox_secrets_encrypted)
 
 
 class ApiKey(models.Model):
