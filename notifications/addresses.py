@@ -16,6 +16,8 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from email.utils import unquote
 
+from django.conf import settings
+from django.core.checks import Error
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
@@ -128,3 +130,16 @@ def validate_email_address(value: str) -> None:
     problem = email_address_problem(value)
     if problem:
         raise ValidationError(f"This address {problem}.", code="invalid")
+
+
+def check_default_from_email(app_configs=None, **kwargs) -> list[Error]:
+    """System check: DEFAULT_FROM_EMAIL, the sender when neither tenant nor provider names one,
+    is exactly one address, so a bad value stops the server from starting instead of failing
+    every email."""
+    try:
+        parse_mailbox(str(settings.DEFAULT_FROM_EMAIL))
+    except ValueError as exc:
+        return [Error(f"DEFAULT_FROM_EMAIL {settings.DEFAULT_FROM_EMAIL!r}: {exc}",
+                      hint='Quote a name holding punctuation: "Acme, Inc." <hello@acme.com>',
+                      id="notifications.E001")]
+    return []

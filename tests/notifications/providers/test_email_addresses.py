@@ -5,6 +5,7 @@ from email import policy
 from email.headerregistry import Address
 
 import pytest
+from django.core.checks import run_checks
 from django.urls import reverse
 
 from notifications.delivery import deliver
@@ -210,3 +211,13 @@ def test_a_provider_from_email_with_an_unquoted_comma_is_refused_when_saved(api,
         'expected one address, like hello@example.com or "Acme, Inc." <hello@example.com> '
         '(quote a name holding , ; : ( ) < > @ " \\ [ ] or .)']})
     assert not ProviderConfig.objects.exists()
+
+
+def test_a_default_from_email_that_is_not_one_address_stops_the_server_from_starting(settings):
+    settings.DEFAULT_FROM_EMAIL = "Équipe Support, Inc. <hello@acme.test>"
+    [error] = [e for e in run_checks(tags=["email"]) if e.id == "notifications.E001"]
+    assert error.msg.startswith("DEFAULT_FROM_EMAIL 'Équipe Support, Inc. <hello@acme.test>': "
+                                "expected one address")
+
+    settings.DEFAULT_FROM_EMAIL = '"Équipe Support, Inc." <hello@acme.test>'
+    assert [e for e in run_checks(tags=["email"]) if e.id == "notifications.E001"] == []
