@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0008_carrier_refused'),
+        ('notifications', '0009_run_step_refs'),
     ]
 
     operations = [
