@@ -203,7 +203,7 @@ def test_send_test_delivers_only_its_own_message_and_leaves_other_queued_message
     response = editor.post(url, {"subject": "Test", "html": "<p>hi</p>"})
 
     assert response.status_code == 200, response.content
-    assert [mail["To"] for mail in smtp.wait_for(1)] == ["ed@example.com"]
+    assert [mail["To"] for mail in smtp.wait_for(1)] == ["Ed <ed@example.com>"]
     queued.refresh_from_db()
     assert (queued.status, queued.attempts) == (Message.Status.QUEUED, 0)
     assert not queued.delivery_attempts.exists()
