@@ -262,7 +262,7 @@ def _next_call(d: Delivery, now: datetime) -> Call | None:
 def _start(calls: list[Call], now: datetime) -> None:
     """The ledger rows, written before any call leaves."""
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
-                                kind=call.candidate.provider.kind, started_at=now)
+                                provider_kind=call.candidate.provider.kind, started_at=now)
                 for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0009_run_step_refs'),
+        ('notifications', '0011_tenant_inbox_secrets'),
     ]
 
     operations = [
