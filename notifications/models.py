@@ -69,7 +69,7 @@ class Tenant(models.Model):
     def inbox_secrets(self) -> dict:
         """{"current": str, "previous": str | None}, decrypted; {} before the first one.
         ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
-        from .providers.crypto import decrypt_json
+        from .crypto import decrypt_json
 
         return decrypt_json(self.inbox_secrets_encrypted)
 
@@ -499,13 +499,13 @@ class ProviderConfig(models.Model):
 
     @property
     def credentials(self) -> dict:
-        from .providers.crypto import decrypt_json
+        from .crypto import decrypt_json
 
         return decrypt_json(self.credentials_encrypted)
 
     @credentials.setter
     def credentials(self, value: dict) -> None:
-        from .providers.crypto import encrypt_json
+        from .crypto import encrypt_json
 
         self.credentials_encrypted = encrypt_json(dict(value or {}))
 
