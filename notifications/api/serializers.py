@@ -8,7 +8,7 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import TenantKeyField
+from clarion.api import TenantKeyField, refuse_unknown_fields
 
 from .. import conditions, engine, rendering
 from ..channels import CHANNEL_KEYS
@@ -223,6 +223,64 @@ class TriggerSerializer(serializers.Serializer):
             if errors:
                 raise serializers.ValidationError(dict(sorted(errors.items())))
         return value
+
+
+MAX_BULK_TRIGGERS = 1000
+
+
+class BulkTriggerItemSerializer(TriggerSerializer):
+    """One trigger of a bulk trigger: a trigger's body plus its own `idempotency_key`, which
+    behaves as the single trigger's Idempotency-Key header."""
+
+    idempotency_key = serializers.CharField(required=False, min_length=1, max_length=255,
+                                            help_text="As the single trigger's Idempotency-Key.")
+
+    def to_internal_value(self, data):
+        refuse_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
+class BulkTriggerSerializer(serializers.Serializer):
+    """The bulk body: each trigger is validated on its own (BulkTriggerItemSerializer)."""
+
+    triggers = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, max_length=MAX_BULK_TRIGGERS,
+        help_text=f"1 to {MAX_BULK_TRIGGERS} triggers, each with the body of a single trigger "
+                  "plus an optional `idempotency_key`.",
+    )
+
+    def to_internal_value(self, data):
+        refuse_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "object", "required": ["status", "trigger_id", "runs"], "properties": {
+            "status": {"type": "integer", "enum": [202]},
+            "trigger_id": {"type": "string", "format": "uuid"},
+            "runs": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string", "format": "uuid"}, "recipient": {"type": "string"}}}},
+            "replayed": {"type": "boolean",
+                         "description": "True when its idempotency_key answered a first "
+                                        "trigger again."},
+        }},
+        {"type": "object", "required": ["status", "error", "detail"], "properties": {
+            "status": {"type": "integer", "description": "400, 403, 409 or 422"},
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "fields": {"type": "object", "description": "Path within this trigger → problems.",
+                       "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        }},
+    ]
+})
+class BulkTriggerResultField(serializers.JSONField):
+    """One trigger's outcome: accepted (202) or refused (4xx, the API's error shape)."""
+
+
+class BulkTriggerResponseSerializer(serializers.Serializer):
+    results = serializers.ListField(child=BulkTriggerResultField(),
+                                    help_text="One per trigger, in the order given.")
 
 
 class CancelSerializer(serializers.Serializer):

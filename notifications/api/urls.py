@@ -10,6 +10,8 @@ urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
     path("workflows/<str:key>", views.WorkflowDetailView.as_view(), name="workflow-detail"),
     path("workflows/<str:key>/trigger", views.TriggerView.as_view(), name="workflow-trigger"),
+    path("workflows/<str:key>/trigger/bulk", views.BulkTriggerView.as_view(),
+         name="workflow-trigger-bulk"),
     path("workflows/<str:key>/cancel", views.CancelView.as_view(), name="workflow-cancel"),
     path("triggers/<uuid:trigger_id>", views.TriggerDetailView.as_view(), name="trigger-detail"),
     path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
