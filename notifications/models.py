@@ -301,6 +301,20 @@ class Trigger(models.Model):
     recipients = models.JSONField(default=list, blank=True)
     cancellation_key = models.CharField(max_length=255, blank=True)
     fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
+    recipients_total = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="How many recipients the trigger reaches: direct ones, plus topic subscribers "
+                  "counted when the fan-out starts (the actor left out). Empty until then.",
+    )
+    runs_created = models.PositiveIntegerField(default=0, help_text="Runs created so far.")
+    fanout_after = models.BigIntegerField(
+        default=0, help_text="The fan-out's keyset cursor: subscribers up to this recipient "
+                             "primary key have their runs.",
+    )
+    fanout_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the fan-out last made progress (the sweeper "
+                                         "resumes one that stalled).",
+    )
     cancelled_at = models.DateTimeField(
         null=True, blank=True, help_text="Cancelled for everyone: a pending fan-out stops."
     )

@@ -323,6 +323,10 @@ class TriggerDetailSerializer(serializers.Serializer):
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
     fanout = serializers.ChoiceField(choices=["done", "pending"])
+    recipients_total = serializers.IntegerField(
+        allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
+                                   "has counted its subscribers.")
+    runs_created = serializers.IntegerField(help_text="Runs created so far.")
     created_at = serializers.DateTimeField()
     runs = TriggerRunSummarySerializer(many=True)
 

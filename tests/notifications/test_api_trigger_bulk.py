@@ -87,7 +87,8 @@ def test_bulk_body_that_is_not_a_list_of_triggers_is_400_naming_the_field(api, w
 
 
 def test_bulk_to_unknown_workflow_is_404(api, db):
-    response = api.post("/api/v1/workflows/nope/trigger/bulk", {"triggers": [{"recipients": ["u"]}]})
+    response = api.post("/api/v1/workflows/nope/trigger/bulk",
+                        {"triggers": [{"recipients": ["u"]}]})
 
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
