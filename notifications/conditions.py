@@ -1,4 +1,5 @@
-"""Step conditions: a pure function of a condition tree and the run's scope.
+"""Step conditions: a pure function of a condition tree and the run's template
+variables (rendering/variables.py).
 
 A tree is ``{"all": [...]}`` or ``{"any": [...]}`` whose items are trees or leaves
 ``{"path": "data.plan", "op": "eq", "value": "pro"}``. Paths start with ``data``, ``recipient``,
@@ -58,9 +59,9 @@ def _validate_leaf(leaf: Mapping, field: str) -> None:
         raise ConditionError(f"{field}.value", 'Expected a list for op "in".')
 
 
-def resolve(path: str, scope: Mapping) -> Any:
-    """The value at a dotted path (list indexes allowed), or MISSING."""
-    current: Any = scope
+def resolve(path: str, variables: Mapping) -> Any:
+    """The value at a dotted path of `variables` (list indexes allowed), or MISSING."""
+    current: Any = variables
     for part in path.split("."):
         if isinstance(current, Mapping) and part in current:
             current = current[part]
@@ -75,36 +76,37 @@ def resolve(path: str, scope: Mapping) -> Any:
     return current
 
 
-def evaluate(tree: Mapping | None, scope: Mapping) -> bool:
-    """True when the tree holds for `scope`; an absent tree always holds."""
+def evaluate(tree: Mapping | None, variables: Mapping) -> bool:
+    """True when the tree holds for `variables`; an absent tree always holds."""
     if not tree:
         return True
     if "all" in tree:
-        return all(evaluate(item, scope) for item in tree["all"])
+        return all(evaluate(item, variables) for item in tree["all"])
     if "any" in tree:
-        return any(evaluate(item, scope) for item in tree["any"])
-    return _evaluate_leaf(tree, scope)
+        return any(evaluate(item, variables) for item in tree["any"])
+    return _evaluate_leaf(tree, variables)
 
 
-def explain(tree: Mapping | None, scope: Mapping) -> list[dict]:
+def explain(tree: Mapping | None, variables: Mapping) -> list[dict]:
     """The leaves of `tree` with the value each saw and whether it held, for the StepLog."""
     if not tree:
         return []
     if "all" in tree or "any" in tree:
-        return [leaf for item in tree.get("all", tree.get("any")) for leaf in explain(item, scope)]
-    actual = resolve(tree["path"], scope)
+        return [leaf for item in tree.get("all", tree.get("any"))
+                for leaf in explain(item, variables)]
+    actual = resolve(tree["path"], variables)
     return [
         {
             **tree,
             "actual": None if actual is MISSING else actual,
-            "held": _evaluate_leaf(tree, scope),
+            "held": _evaluate_leaf(tree, variables),
         }
     ]
 
 
-def _evaluate_leaf(leaf: Mapping, scope: Mapping) -> bool:
+def _evaluate_leaf(leaf: Mapping, variables: Mapping) -> bool:
     op = leaf["op"]
-    actual = resolve(leaf["path"], scope)
+    actual = resolve(leaf["path"], variables)
     if op == "exists":
         return actual is not MISSING and actual is not None
     if op == "not_exists":

@@ -20,10 +20,11 @@ from . import conditions
 from .channels import CHANNEL_KEYS, channel_spec
 from .models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
 from .providers.phone import is_e164
+from .providers.sms_segments import sms_size
 from .queue import enqueue, enqueue_at
 from .ratelimit import rate_limit_hit
-from .rendering import RenderOptions, TemplateError, render_email, render_fields, sms_size
-from .scope import run_scope
+from .rendering import RenderOptions, TemplateError, render_email, render_fields
+from .rendering.variables import run_variables
 
 # Step types the engine runs today (every channel, and delays); the others are refused when a
 # workflow is saved.
@@ -76,10 +77,10 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
 
 
-def delay_until(config: Mapping, scope: Mapping, now: datetime) -> tuple[datetime | None, str]:
+def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
     """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
     if "until" in config:
-        raw = conditions.resolve(config["until"], scope)
+        raw = conditions.resolve(config["until"], variables)
         try:
             moment = parse_datetime(raw) if isinstance(raw, str) else None
         except ValueError:  # well formed but impossible, e.g. month 13
@@ -119,12 +120,12 @@ def select_template(step: Step, locale: str, default_locale: str) -> Template | 
 
 @dataclass
 class Pass:
-    """One advance of a run: its scope and clock, the steps that already have a message (a
-    re-run skips them), and the timeline entries, written together at the end."""
+    """One advance of a run: its template variables and clock, the steps that already have a
+    message (a re-run skips them), and the timeline entries, written together at the end."""
 
     run: Run
     now: datetime
-    scope: dict = field(default_factory=dict)
+    variables: dict = field(default_factory=dict)
     done: set[str] = field(default_factory=set)
     timeline: list[StepLog] = field(default_factory=list)
     preferences: dict = field(default_factory=dict)  # rows the preference gate read, per pass
@@ -141,7 +142,7 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
     steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
-    p = Pass(run=run, now=now, scope=run_scope(run),
+    p = Pass(run=run, now=now, variables=run_variables(run),
              done=set(run.messages.values_list("step_ref", flat=True)))
     _find_resume_point(p, steps)
     run.step_refs = []
@@ -219,10 +220,10 @@ def _run_step(p: Pass, step: Step) -> str:
     # A delay's conditions were asked before it started waiting; a channel step back from quiet
     # hours asks again (its conditions or the data may have changed while it waited).
     ask = not (resuming and step.type == StepType.DELAY)
-    if ask and step.conditions and not conditions.evaluate(step.conditions, p.scope):
+    if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
         p.run.wake_at = None
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
-              conditions=conditions.explain(step.conditions, p.scope))
+              conditions=conditions.explain(step.conditions, p.variables))
         return NEXT
     if step.type == StepType.DELAY:
         return _delay(p, step)
@@ -277,7 +278,7 @@ def _delay(p: Pass, step: Step) -> str:
         p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
         run.wake_at = None
         return NEXT
-    wake_at, problem = delay_until(step.config, p.scope, now)
+    wake_at, problem = delay_until(step.config, p.variables, now)
     if wake_at is None:
         p.log(step.ref, StepLog.Event.SKIPPED, reason=problem)
         return NEXT
@@ -310,10 +311,10 @@ def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
     options = RenderOptions(locale=template.locale)
     try:
         if step.type == StepType.EMAIL:
-            email = render_email(template.fields, p.scope, _layout_for(run), options)
+            email = render_email(template.fields, p.variables, _layout_for(run), options)
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
-            content = render_fields(step.type, template.fields, p.scope, options)
+            content = render_fields(step.type, template.fields, p.variables, options)
     except TemplateError as exc:
         return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
     return template, content, ""

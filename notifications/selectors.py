@@ -14,7 +14,7 @@ from .models import (
     Trigger,
     Workflow,
 )
-from .scope import recipient_scope, tenant_scope
+from .rendering.variables import recipient_variables, tenant_variables
 
 
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:
@@ -56,7 +56,7 @@ def workflow_export(workflow: Workflow) -> dict:
 def recipient_detail(recipient: Recipient) -> dict:
     """The recipient as the API shows it: what templates see, plus channel data and times."""
     return {
-        **recipient_scope(recipient),
+        **recipient_variables(recipient),
         "channel_data": {
             item.channel if not item.provider else f"{item.channel}:{item.provider}": item.data
             for item in recipient.channel_data.all()
@@ -67,7 +67,7 @@ def recipient_detail(recipient: Recipient) -> dict:
 
 
 def tenant_detail(tenant: Tenant) -> dict:
-    return tenant_scope(tenant)
+    return tenant_variables(tenant)
 
 
 def topic_detail(topic: Topic) -> dict:

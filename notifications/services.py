@@ -31,7 +31,7 @@ from .models import (
 )
 from .queue import enqueue, enqueue_many
 from .rendering import RenderOptions, TemplateError, render_email, validate_fields
-from .scope import preview_scope
+from .rendering.variables import preview_variables
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
 FANOUT_BATCH = 500
@@ -233,11 +233,12 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
     fields = dict(template.fields if fields is None else fields)
     version = next((v for v in template.versions.all() if v.fields == fields), None)
     name = user.get_full_name() or user.get_username()
-    scope = preview_scope(workflow=step.workflow, tenant=tenant, locale=template.locale,
-                          recipient={"id": f"staff-{user.pk}", "name": name, "email": user.email})
+    variables = preview_variables(workflow=step.workflow, tenant=tenant, locale=template.locale,
+                                  recipient={"id": f"staff-{user.pk}", "name": name,
+                                             "email": user.email})
     try:
         validate_fields(step.type, fields)
-        email = render_email(fields, scope, layout_for_tenant(tenant.pk if tenant else None),
+        email = render_email(fields, variables, layout_for_tenant(tenant.pk if tenant else None),
                              RenderOptions(locale=template.locale))
     except TemplateError as exc:
         raise SendTestError(f"{exc.field or 'template'}: {exc.message}") from exc
@@ -245,7 +246,7 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
         recipient, _ = recipient_upsert(external_id=f"staff-{user.pk}", name=name,
                                         email=user.email)
         trigger = Trigger.objects.create(workflow=step.workflow, tenant=tenant,
-                                         data=scope["data"], recipients=[recipient.external_id])
+                                         data=variables["data"], recipients=[recipient.external_id])
         run = Run.objects.create(trigger=trigger, workflow=step.workflow, recipient=recipient,
                                  tenant=tenant, status=Run.Status.COMPLETED)
         detail = {"test_send_by": user.get_username(), "template_id": template.pk,

@@ -35,7 +35,14 @@ from ..api.serializers import LOCALE
 from ..channels import CHANNEL_KEYS, template_fields
 from ..engine import layout_for_tenant
 from ..models import Layout, Step, Template, TemplateVersion, Tenant
-from ..scope import preview_scope, tenant_scope
+from ..providers.sms_segments import sms_size
+from ..rendering.variables import (
+    RECIPIENT_KEYS,
+    TENANT_KEYS,
+    WORKFLOW_KEYS,
+    preview_variables,
+    tenant_variables,
+)
 
 DIFF_WRAP = 72
 
@@ -119,10 +126,10 @@ def variables_panel(step: Step) -> list[dict]:
                    for row in rows):
             rows.append({"name": f"data.{prop}", "group": "data", "example": ""})
     described = {
-        "recipient": ("the person receiving it", rendering.RECIPIENT_KEYS),
+        "recipient": ("the person receiving it", RECIPIENT_KEYS),
         "actor": ("who caused it (when the app says)", ("id", "name", "email")),
-        "tenant": ("the customer account it is sent for", rendering.TENANT_KEYS),
-        "workflow": ("this workflow", rendering.WORKFLOW_KEYS),
+        "tenant": ("the customer account it is sent for", TENANT_KEYS),
+        "workflow": ("this workflow", WORKFLOW_KEYS),
     }
     for root, (_, keys) in described.items():
         rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
@@ -150,22 +157,23 @@ def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, use
     result = {"channel": step.type, "rendered": {}, **_check_json(step, fields)}
     if result["errors"]:
         return result
-    scope = preview_scope(workflow=step.workflow, tenant=tenant, locale=locale, recipient={
+    variables = preview_variables(workflow=step.workflow, tenant=tenant, locale=locale,
+                                  recipient={
         "name": user.get_full_name() or user.get_username(), "email": user.email or ""})
     options = rendering.RenderOptions(locale=locale)
     try:
         if step.type == "email":
-            email = rendering.render_email(fields, scope, layout_for_tenant(
+            email = rendering.render_email(fields, variables, layout_for_tenant(
                 tenant.pk if tenant else None), options)
             result["rendered"] = {"subject": email.subject, "html": email.html,
                                   "text": email.text}
         else:
-            result["rendered"] = rendering.render_fields(step.type, fields, scope, options)
+            result["rendered"] = rendering.render_fields(step.type, fields, variables, options)
     except rendering.TemplateError as exc:
         result["errors"].append(exc.as_dict())
         return result
     if step.type == "sms":
-        size = rendering.sms_size(result["rendered"].get("text", ""))
+        size = sms_size(result["rendered"].get("text", ""))
         result["sms"] = {"encoding": size.encoding, "characters": size.characters,
                          "segments": size.segments}
     return result
@@ -538,12 +546,12 @@ class LayoutAdmin(ClarionAdmin):
         frame (no scripts run)."""
         if obj is None or obj.pk is None:
             return "Save the layout to see it here."
-        scope = {"data": {}, "recipient": {"name": "Ada", "locale": "en"},
-                 "tenant": tenant_scope(obj.tenant), "actor": {}, "steps": {},
-                 "preferences_url": "https://example.com/p/preview/",
-                 "unsubscribe_url": "https://example.com/u/preview/"}
+        variables = {"data": {}, "recipient": {"name": "Ada", "locale": "en"},
+                     "tenant": tenant_variables(obj.tenant), "actor": {}, "steps": {},
+                     "preferences_url": "https://example.com/p/preview/",
+                     "unsubscribe_url": "https://example.com/u/preview/"}
         try:
-            email = rendering.render_email({"subject": "Sample", "html": LAYOUT_SAMPLE}, scope,
+            email = rendering.render_email({"subject": "Sample", "html": LAYOUT_SAMPLE}, variables,
                                            obj)
         except rendering.TemplateError as exc:
             return format_html('<p class="errornote">{}: {}</p>', exc.field, exc.message)

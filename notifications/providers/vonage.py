@@ -12,7 +12,6 @@ import httpx
 import jwt
 from django.http import HttpRequest, QueryDict
 
-from ..rendering import sms_size
 from .base import HTTPRequest, OutboundMessage, PermanentError, SendResult, TransientError
 from .callbacks import (
     SIGNATURE_MAX_AGE_SECONDS,
@@ -25,6 +24,7 @@ from .callbacks import (
 )
 from .registry import register
 from .sms import SMSProvider
+from .sms_segments import sms_size
 
 # Vonage SMS API statuses worth retrying: 1 throttled, 5 internal error.
 VONAGE_TRANSIENT = frozenset({"1", "5"})

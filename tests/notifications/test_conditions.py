@@ -2,7 +2,7 @@ import pytest
 
 from notifications.conditions import ConditionError, evaluate, explain, validate
 
-SCOPE = {
+VARIABLES = {
     "data": {"plan": "pro", "seats": 5, "tags": ["beta", "eu"], "note": "hello world",
              "nested": {"flag": True}, "empty": None},
     "recipient": {"id": "u1", "locale": "pt-BR", "data": {"vip": True}},
@@ -47,24 +47,24 @@ SCOPE = {
 )
 def test_leaf_operators(leaf, expected):
     validate({"all": [leaf]})
-    assert evaluate({"all": [leaf]}, SCOPE) is expected
+    assert evaluate({"all": [leaf]}, VARIABLES) is expected
 
 
 def test_all_any_and_nesting():
     yes = {"path": "data.plan", "op": "eq", "value": "pro"}
     no = {"path": "data.plan", "op": "eq", "value": "free"}
-    assert evaluate({"all": [yes, yes]}, SCOPE) is True
-    assert evaluate({"all": [yes, no]}, SCOPE) is False
-    assert evaluate({"any": [no, yes]}, SCOPE) is True
-    assert evaluate({"any": [no, no]}, SCOPE) is False
-    assert evaluate({"all": [yes, {"any": [no, yes]}]}, SCOPE) is True
-    assert evaluate(None, SCOPE) is True
+    assert evaluate({"all": [yes, yes]}, VARIABLES) is True
+    assert evaluate({"all": [yes, no]}, VARIABLES) is False
+    assert evaluate({"any": [no, yes]}, VARIABLES) is True
+    assert evaluate({"any": [no, no]}, VARIABLES) is False
+    assert evaluate({"all": [yes, {"any": [no, yes]}]}, VARIABLES) is True
+    assert evaluate(None, VARIABLES) is True
 
 
 def test_explain_reports_each_leaf_with_the_value_it_saw():
     tree = {"all": [{"path": "data.seats", "op": "gt", "value": 10},
                     {"path": "data.nope", "op": "exists"}]}
-    assert explain(tree, SCOPE) == [
+    assert explain(tree, VARIABLES) == [
         {"path": "data.seats", "op": "gt", "value": 10, "actual": 5, "held": False},
         {"path": "data.nope", "op": "exists", "actual": None, "held": False},
     ]

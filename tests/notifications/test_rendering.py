@@ -8,7 +8,7 @@ import pytest
 from notifications import rendering
 from notifications.rendering import TemplateError, render_email, render_string
 
-SCOPE = {
+VARIABLES = {
     "data": {"name": "<b>Ada</b>", "total": 1234.5, "due": "2026-01-31T23:30:00Z",
              "items": [{"name": "a"}, {"name": "b"}]},
     "recipient": {"id": "u1", "name": "Ada", "locale": "en", "timezone": "UTC", "data": {}},
@@ -16,9 +16,9 @@ SCOPE = {
 }
 
 
-def error(source: str, scope=SCOPE, **kwargs) -> TemplateError:
+def error(source: str, variables=VARIABLES, **kwargs) -> TemplateError:
     with pytest.raises(TemplateError) as caught:
-        render_string(source, scope, field="body", **kwargs)
+        render_string(source, variables, field="body", **kwargs)
     return caught.value
 
 
@@ -49,7 +49,7 @@ def test_a_dunder_name_built_at_render_time_is_refused_too():
     "{{ recipient.name.capitalize }}", "{{ data.items.append }}",
 ])
 def test_python_attributes_and_methods_are_never_reached(source):
-    assert render_string(source, SCOPE) == ""
+    assert render_string(source, VARIABLES) == ""
 
 
 def test_a_huge_loop_stops_at_the_iteration_limit_with_a_clear_error():
@@ -110,14 +110,14 @@ def test_validate_fields_names_the_field_and_the_line():
 # --- XSS --------------------------------------------------------------------------------------
 
 def test_data_is_escaped_in_html_fields_and_not_in_text_fields():
-    attack = {**SCOPE, "data": {"name": '<img src=x onerror="alert(1)">'}}
+    attack = {**VARIABLES, "data": {"name": '<img src=x onerror="alert(1)">'}}
     assert render_string("<p>{{ data.name }}</p>", attack, html=True) == (
         "<p>&lt;img src=x onerror=&#34;alert(1)&#34;&gt;</p>")
     assert render_string("{{ data.name }}", attack) == '<img src=x onerror="alert(1)">'
 
 
 def test_in_app_body_is_escaped_but_its_action_url_is_not_html():
-    attack = {**SCOPE, "data": {"x": "<script>alert(1)</script>"}}
+    attack = {**VARIABLES, "data": {"x": "<script>alert(1)</script>"}}
     fields = rendering.render_fields("in_app", {"body": "Hi {{ data.x }}",
                                                 "action_url": "/go?q={{ data.x }}"}, attack)
     assert fields["body"] == "Hi &lt;script&gt;alert(1)&lt;/script&gt;"
@@ -125,8 +125,8 @@ def test_in_app_body_is_escaped_but_its_action_url_is_not_html():
 
 
 def test_escaping_survives_the_layout_and_the_css_inliner():
-    attack = {**SCOPE, "data": {"name": "<script>alert(1)</script>"},
-              "tenant": {**SCOPE["tenant"], "footer": "<b>bold</b>"}}
+    attack = {**VARIABLES, "data": {"name": "<script>alert(1)</script>"},
+              "tenant": {**VARIABLES["tenant"], "footer": "<b>bold</b>"}}
     layout = SimpleNamespace(html=rendering.default_layout_html(), text="")
     email = render_email({"subject": "x", "html": "<p>{{ data.name }}</p>"}, attack, layout)
     assert "<script>" not in email.html
@@ -143,34 +143,34 @@ def test_escaping_survives_the_layout_and_the_css_inliner():
 ])
 def test_dates_numbers_and_money_use_the_recipients_locale_and_time_zone(locale, timezone,
                                                                          expected):
-    scope = {**SCOPE, "recipient": {**SCOPE["recipient"], "locale": locale,
+    variables = {**VARIABLES, "recipient": {**VARIABLES["recipient"], "locale": locale,
                                     "timezone": timezone}}
     source = ("{{ data.due | format_date }} · {{ data.total | format_currency }} · "
               "{{ data.total | format_currency: 'EUR' }} · {{ data.total | format_number }}")
-    assert render_string(source, scope).replace("\xa0", " ") == expected
+    assert render_string(source, variables).replace("\xa0", " ") == expected
 
 
 def test_datetime_and_time_are_shown_in_the_recipients_time_zone():
-    scope = {**SCOPE, "recipient": {**SCOPE["recipient"], "locale": "en-GB",
+    variables = {**VARIABLES, "recipient": {**VARIABLES["recipient"], "locale": "en-GB",
                                     "timezone": "Asia/Tokyo"}}
-    assert render_string("{{ data.due | format_time }}", scope) == "08:30"
-    assert render_string("{{ data.due | format_datetime: 'short' }}", scope) == (
+    assert render_string("{{ data.due | format_time }}", variables) == "08:30"
+    assert render_string("{{ data.due | format_datetime: 'short' }}", variables) == (
         "01/02/2026, 08:30")
 
 
 def test_format_number_with_decimals_and_percent():
     assert render_string("{{ 1234.5 | format_number: 2 }} {{ 0.256 | format_percent }}",
-                         SCOPE) == "1,234.50 26%"
+                         VARIABLES) == "1,234.50 26%"
 
 
 def test_without_a_recipient_locale_the_templates_locale_is_used():
-    scope = {**SCOPE, "recipient": {"name": "x"}}
-    assert render_string("{{ 1234.5 | format_number }}", scope,
+    variables = {**VARIABLES, "recipient": {"name": "x"}}
+    assert render_string("{{ 1234.5 | format_number }}", variables,
                          options=rendering.RenderOptions(locale="fr")) == "1\u202f234,5"
 
 
 def test_missing_values_format_as_nothing_and_bad_ones_fail_clearly():
-    assert render_string("[{{ data.nothing | format_date }}]", SCOPE) == "[]"
+    assert render_string("[{{ data.nothing | format_date }}]", VARIABLES) == "[]"
     problem = error("{{ data.name | format_date }}")
     assert problem.message == ("format_date: expected a date like 2026-01-31 or "
                                "2026-01-31T09:30:00Z, got '<b>Ada</b>' (line 1, column 1)")
@@ -181,11 +181,11 @@ def test_missing_values_format_as_nothing_and_bad_ones_fail_clearly():
 # --- Emails: layouts, branding, plain-text part -----------------------------------------------
 
 def test_the_default_layout_wraps_content_with_branding_footer_and_links():
-    scope = {**SCOPE, "preferences_url": "https://c.test/p/tok/",
+    variables = {**VARIABLES, "preferences_url": "https://c.test/p/tok/",
              "unsubscribe_url": "https://c.test/u/tok/"}
     layout = SimpleNamespace(html=rendering.default_layout_html(),
                              text=rendering.DEFAULT_LAYOUT_TEXT)
-    email = render_email({"subject": "Hi", "html": "<h1>Hello</h1><p>Body</p>"}, scope, layout)
+    email = render_email({"subject": "Hi", "html": "<h1>Hello</h1><p>Body</p>"}, variables, layout)
     assert '<table role="presentation"' in email.html
     assert "background-color: #ff0000" in email.html  # the tenant's colour
     assert 'href="https://c.test/p/tok/"' in email.html
@@ -198,10 +198,10 @@ def test_the_default_layout_wraps_content_with_branding_footer_and_links():
 
 
 def test_the_layout_renders_without_links_or_tenant():
-    scope = {"data": {}, "recipient": {}, "tenant": {}}
+    variables = {"data": {}, "recipient": {}, "tenant": {}}
     layout = SimpleNamespace(html=rendering.default_layout_html(),
                              text=rendering.DEFAULT_LAYOUT_TEXT)
-    email = render_email({"subject": "Hi", "html": "<p>Body</p>"}, scope, layout)
+    email = render_email({"subject": "Hi", "html": "<p>Body</p>"}, variables, layout)
     assert "Unsubscribe" not in email.html
     assert "Notification settings" not in email.text
     assert "Clarion" in email.html
@@ -210,12 +210,12 @@ def test_the_layout_renders_without_links_or_tenant():
 def test_a_plain_text_part_is_generated_from_the_html():
     html = ("<h1>Welcome</h1><p>Read <a href='https://x.test/a'>the guide</a> first.</p>"
             "<ul><li>one</li><li>two</li></ul><style>p {color: red}</style>")
-    email = render_email({"subject": "s", "html": html}, SCOPE)
+    email = render_email({"subject": "s", "html": html}, VARIABLES)
     assert email.text == "Welcome\n\nRead the guide (https://x.test/a) first.\n\n- one\n- two"
 
 
 def test_a_written_text_part_is_kept():
-    email = render_email({"subject": "s", "html": "<p>x</p>", "text": "Mine"}, SCOPE)
+    email = render_email({"subject": "s", "html": "<p>x</p>", "text": "Mine"}, VARIABLES)
     assert email.text == "Mine"
 
 
@@ -256,26 +256,6 @@ def test_loop_variables_and_assigns_are_not_unknown():
         "{% assign n = data.items | size %}{% for item in data.items %}{{ item.name }}"
         "{{ forloop.index }}{% endfor %}{{ n }}")}, sample_data={"items": [{"name": "a"}]})
     assert check.warnings == []
-
-
-# --- SMS --------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("text", "encoding", "characters", "segments"), [
-    ("", "GSM-7", 0, 0),
-    ("x" * 160, "GSM-7", 160, 1),
-    ("x" * 161, "GSM-7", 161, 2),
-    ("x" * 306, "GSM-7", 306, 2),  # 153 per part of a long message
-    ("x" * 307, "GSM-7", 307, 3),
-    ("€" * 80, "GSM-7", 160, 1),  # € takes two GSM-7 septets
-    ("€" * 81, "GSM-7", 162, 2),
-    ("ç" * 70, "UCS-2", 70, 1),
-    ("olá ☃", "UCS-2", 5, 1),
-    ("☃" * 71, "UCS-2", 71, 2),
-    ("😀" * 35, "UCS-2", 70, 1),  # outside the BMP: two UTF-16 units each
-    ("😀" * 36, "UCS-2", 72, 2),
-])
-def test_sms_size_counts_characters_and_segments(text, encoding, characters, segments):
-    assert rendering.sms_size(text) == rendering.SmsSize(encoding, characters, segments)
 
 
 def test_liquids_own_render_entry_point_is_time_capped_too(settings):
