@@ -9,7 +9,7 @@ sent (`scope["raw_path"]`, which daphne, uvicorn and hypercorn all set) instead,
 `PathSegmentConverter` decodes the one segment, so `a%2Fb` and `a/b` are never the same id.
 """
 
-from urllib.parse import quote, unquote, unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
 
 def _segment(text: str) -> str:
@@ -50,8 +50,8 @@ class RawPathMiddleware:
 class PathSegmentConverter:
     """One path segment of free text, e.g. `<segment:recipient_id>`; "a%2Fb" is the text "a/b".
 
-    `reverse()` cannot build a path for text with "/" (Django re-quotes "%"), so `to_url`
-    refuses it; build such paths with `quote_segment`."""
+    `reverse()` cannot build a path for text with "/" (it quotes "%" again, and leaves "/"
+    alone), so `to_url` refuses it; build such a path with `urllib.parse.quote(text, safe="")`."""
 
     regex = "[^/]+"
 
@@ -60,10 +60,5 @@ class PathSegmentConverter:
 
     def to_url(self, value: str) -> str:
         if "/" in value:
-            raise ValueError("Text with '/' cannot be reversed; use quote_segment().")
+            raise ValueError("Text with '/' cannot be reversed; use quote(text, safe='').")
         return value
-
-
-def quote_segment(text: str) -> str:
-    """`text` as one percent-encoded path segment (UTF-8, every reserved character encoded)."""
-    return quote(text, safe="")

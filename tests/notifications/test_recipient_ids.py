@@ -11,7 +11,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from channels.testing import WebsocketCommunicator
 from django.test import AsyncClient
-from django.urls import reverse
+from django.urls import NoReverseMatch, reverse
 from django.utils.html import escape
 
 from clarion.asgi import application
@@ -95,6 +95,14 @@ def test_routing_path_decodes_each_segment_but_keeps_slash_and_percent_encoded(r
 def test_without_a_raw_path_only_percent_stays_encoded():
     assert routing_path(decoded="/api/v1/recipients/a%2Fb", raw=None) == \
         "/api/v1/recipients/a%252Fb"
+
+
+def test_reverse_builds_a_path_that_routes_back_to_the_same_id_or_refuses():
+    assert reverse("recipient-detail", args=["José Müller"]) == \
+        "/api/v1/recipients/Jos%C3%A9%20M%C3%BCller"
+    assert reverse("recipient-detail", args=["a%2Fb"]) == "/api/v1/recipients/a%252Fb"
+    with pytest.raises(NoReverseMatch):
+        reverse("recipient-detail", args=["a/b"])  # would name two segments
 
 
 # --- Every route round-trips every id ------------------------------------------------------------
