@@ -12,6 +12,7 @@ from rest_framework import serializers
 from clarion.api import TenantKeyField
 
 from .. import conditions, engine, rendering
+from ..addresses import validate_display_name, validate_email_address
 from ..channels import CHANNEL_KEYS
 from ..models import (
     Channel,
@@ -74,7 +75,8 @@ def validate_locale(value: str) -> str:
 
 
 class ChannelDataMapField(serializers.DictField):
-    """{channel: {…}} or {"channel:provider": {…}}: per-channel data such as push tokens.
+    """{channel: {…}} or {"channel:kind": {…}} (a provider kind, e.g. "push:fcm"): per-channel
+    data such as push tokens.
 
     The same keys the recipient's GET shows, so a GET body can be PUT back.
     """
@@ -85,19 +87,21 @@ class ChannelDataMapField(serializers.DictField):
         value = super().to_internal_value(data)
         errors = {}
         for name in sorted(value):
-            channel, _, provider = name.partition(":")
+            channel, _, kind = name.partition(":")
             if channel not in Channel.values:
                 errors[name] = [f"Unknown channel; expected one of {', '.join(Channel.values)}."]
-            elif len(provider) > 64:
-                errors[name] = ["A provider name has at most 64 characters."]
+            elif len(kind) > 64:
+                errors[name] = ["A provider kind has at most 64 characters."]
         if errors:
             raise serializers.ValidationError(errors)
         return value
 
 
 class RecipientProfileSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                 validators=[validate_display_name])
+    email = serializers.EmailField(max_length=320, required=False, allow_blank=True,
+                                   validators=[validate_email_address])
     phone = serializers.CharField(max_length=16, required=False, allow_blank=True,
                                   validators=[validate_phone])
     locale = serializers.CharField(max_length=35, required=False, allow_blank=True,
@@ -421,13 +425,14 @@ class WorkflowSerializer(serializers.Serializer):
 
 class TenantSerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[validate_display_name])
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
     primary_color = serializers.CharField(max_length=32, required=False, allow_blank=True,
                                           default="", validators=[color_validator])
     sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
-                                        default="")
-    sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+                                        default="", validators=[validate_display_name])
+    sender_email = serializers.EmailField(required=False, allow_blank=True, default="",
+                                          validators=[validate_email_address])
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
@@ -453,4 +458,6 @@ class SubscriptionsSerializer(serializers.Serializer):
 
 class ChannelDataSerializer(serializers.Serializer):
     data = serializers.DictField()
-    provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    provider_kind = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default="",
+        help_text="Only for providers of this kind (fcm, apns, webpush…); blank: any of them.")

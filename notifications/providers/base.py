@@ -31,6 +31,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from . import ssrf
+
 REDACTED = "[redacted]"
 BODY_EXCERPT_CHARS = 2000
 # Headers whose value is a secret whatever the provider (Basic/Bearer auth, API key headers).
@@ -102,6 +104,7 @@ class OutboundMessage:
     sender_email: str = ""
     workflow_key: str = ""
     recipient_id: str = ""
+    recipient_name: str = ""  # the To display name of an email
     step_config: Mapping[str, Any] = field(default_factory=dict)
     channel_data: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # extra email headers
@@ -259,9 +262,9 @@ class Provider:
         """The recipient's ChannelData row this kind uses: its own kind's, else a generic one."""
         rows = list(rows)
         for row in rows:
-            if row.provider == self.kind:
+            if row.provider_kind == self.kind:
                 return row
-        return next((row for row in rows if not row.provider), None)
+        return next((row for row in rows if not row.provider_kind), None)
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
@@ -311,6 +314,9 @@ class HTTPProvider(Provider):
     default_base_url: ClassVar[str] = ""
     option_fields: ClassVar[tuple[str, ...]] = ("base_url", "timeout")
     default_timeout: ClassVar[float] = 10.0
+    # The URL comes from data (a step, a recipient's channel data): connect only to public
+    # addresses, the ones that were checked when the name was resolved (see ssrf.py).
+    public_urls_only: ClassVar[bool] = False
 
     _client: httpx.Client | None = None
     _async_clients: list[httpx.AsyncClient] | None = None
@@ -386,13 +392,16 @@ class HTTPProvider(Provider):
 
     def client(self) -> httpx.Client:
         if self._client is None:
-            self._client = httpx.Client(timeout=self.timeout, verify=ssl_context())
+            self._client = (ssrf.public_client(timeout=self.timeout, verify=ssl_context())
+                            if self.public_urls_only else
+                            httpx.Client(timeout=self.timeout, verify=ssl_context()))
         return self._client
 
     def async_client(self) -> httpx.AsyncClient:
         """One of a few small clients, in turn (see `async_clients`)."""
         if self._async_clients is None:
-            self._async_clients = async_clients(timeout=self.timeout)
+            self._async_clients = async_clients(timeout=self.timeout,
+                                                public_only=self.public_urls_only)
         self._next_async = (self._next_async + 1) % len(self._async_clients)
         return self._async_clients[self._next_async]
 
@@ -403,6 +412,9 @@ class HTTPProvider(Provider):
             response = self.client().request(request.method, request.url, **request.as_kwargs())
         except httpx.TransportError as exc:
             raise self._transport_error(request, exc) from exc
+        except ssrf.UnsafeURL as exc:
+            raise PermanentError(str(exc), exchange=Exchange(request=self.describe(request))) \
+                from exc
         return self._result_of(message, request, response)
 
     async def asend(self, message: OutboundMessage) -> SendResult:
@@ -415,6 +427,9 @@ class HTTPProvider(Provider):
                                                          **request.as_kwargs())
         except httpx.TransportError as exc:
             raise self._transport_error(request, exc) from exc
+        except ssrf.UnsafeURL as exc:
+            raise PermanentError(str(exc), exchange=Exchange(request=self.describe(request))) \
+                from exc
         return self._result_of(message, request, response)
 
     def close(self) -> None:
@@ -432,13 +447,16 @@ class HTTPProvider(Provider):
 ASYNC_CLIENTS, CONNECTIONS_PER_ASYNC_CLIENT = 16, 4
 
 
-def async_clients(*, timeout: float) -> list[httpx.AsyncClient]:
+def async_clients(*, timeout: float, public_only: bool = False) -> list[httpx.AsyncClient]:
     """Concurrent calls spread over several small httpx clients: httpcore's pool does work
     proportional to (waiting requests × connections) whenever a request starts or ends, so one
     client with 50 calls in flight spends more CPU in its pool than on the calls (measured by
     bench/delivery.py: 16 clients of 4 connections send several times more per second)."""
     per = CONNECTIONS_PER_ASYNC_CLIENT
     limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+    if public_only:
+        return [ssrf.public_async_client(timeout=timeout, verify=ssl_context(), limits=limits)
+                for _ in range(ASYNC_CLIENTS)]
     return [httpx.AsyncClient(timeout=timeout, limits=limits, verify=ssl_context())
             for _ in range(ASYNC_CLIENTS)]
 

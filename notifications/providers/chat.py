@@ -24,6 +24,7 @@ class ChatProvider(HTTPProvider):
     against private addresses before the request leaves."""
 
     channel = "chat"
+    public_urls_only = True  # the webhook URL comes from channel data
 
     def text_and_blocks(self, message: OutboundMessage) -> tuple[str, Any]:
         text = str(message.content.get("text") or "")
@@ -113,6 +114,8 @@ class SlackBot(ChatProvider):
             "POST", f"{self.base_url}/api/chat.postMessage", json=body,
             headers={"Authorization": f"Bearer {self.credentials['bot_token']}",
                      "Content-Type": "application/json; charset=utf-8"})
+
+    public_urls_only = False  # the API host is the provider's own, configured by an admin
 
     def before_send(self, request: HTTPRequest) -> None:
         """The API host is the provider's own, configured by an admin: no SSRF check."""

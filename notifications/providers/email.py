@@ -11,18 +11,18 @@ Their delivery and engagement events come back through anymail's tracking webhoo
 
 import logging
 import smtplib
-from email.utils import parseaddr
-from functools import wraps
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from anymail.exceptions import AnymailWebhookValidationFailure
-from anymail.utils import get_anymail_setting
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.urls import URLPattern
-from django.views.decorators.csrf import csrf_exempt
+from django.utils.encoding import punycode
 
+from ..addresses import format_address, parse_mailbox
 from .base import (
+    ConfigurationError,
     Exchange,
     OutboundMessage,
     PermanentError,
@@ -75,22 +75,40 @@ class EmailProvider(Provider):
     def name(self) -> str:
         return self.kind
 
-    def from_email(self, message: OutboundMessage) -> str:
-        """The tenant's sender first, then the provider's `from_email`, then DEFAULT_FROM_EMAIL."""
+    @classmethod
+    def validate_config(cls, credentials: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+        """Also refuses a `from_email` that is not exactly one address (a name with a comma
+        must be quoted), so a bad sender is refused when the provider is saved, not at send."""
+        super().validate_config(credentials, options)
+        if credentials.get("from_email"):
+            try:
+                parse_mailbox(str(credentials["from_email"]))
+            except ValueError as exc:
+                raise ConfigurationError({"credentials.from_email": [str(exc)]}) from exc
+
+    def sender(self, message: OutboundMessage) -> tuple[str, str]:
+        """(address, display name) of the From header: the tenant's sender first, then the
+        provider's `from_email`, then DEFAULT_FROM_EMAIL."""
         if message.sender_email:
-            return f"{message.sender_name} <{message.sender_email}>" if message.sender_name \
-                else message.sender_email
-        return str(self.credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
+            return message.sender_email, message.sender_name
+        configured = str(self.credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
+        name, address = parse_mailbox(configured)
+        return address, name
 
     def build_email(self, message: OutboundMessage) -> EmailMultiAlternatives:
-        from_email = self.from_email(message)
-        domain = parseaddr(from_email)[1].rpartition("@")[2] or "clarion.local"
+        """The Django email of `message`. Its address headers are made by
+        email.headerregistry.Address (addresses.format_address), never by formatting text;
+        ValueError for an address no mail standard accepts."""
+        sender_address, sender_name = self.sender(message)
+        from_email = format_address(sender_address, sender_name)
+        to = format_address(message.to, message.recipient_name)
+        domain = punycode(sender_address.rpartition("@")[2]) or "clarion.local"
         content = message.content
         email = EmailMultiAlternatives(
             subject=content.get("subject", ""),
             body=content.get("text", ""),
             from_email=from_email,
-            to=[message.to],
+            to=[to],
             headers={
                 # Deterministic, so the message can be recognised if it is ever presented twice.
                 "Message-ID": f"<{message.id}@{domain}>",
@@ -107,8 +125,12 @@ class EmailProvider(Provider):
         return email
 
     def send(self, message: OutboundMessage) -> SendResult:
-        email = self.build_email(message)
-        exchange = Exchange(request={"to": message.to, "subject": email.subject})
+        exchange = Exchange(request={"to": message.to,
+                                     "subject": message.content.get("subject", "")})
+        try:
+            email = self.build_email(message)
+        except ValueError as exc:
+            raise PermanentError(f"Cannot address this email: {exc}", exchange=exchange) from exc
         try:
             with get_connection(self.backend or None, fail_silently=False,
                                 **self.connection_kwargs()) as connection:
@@ -247,7 +269,7 @@ def from_anymail(event, esp_name: str) -> StatusEvent:
     if event.click_url:
         description = description or event.click_url
     return StatusEvent(
-        provider=esp_name.lower().replace(" ", "_"),
+        provider_kind=esp_name.lower().replace(" ", "_"),
         kind=ANYMAIL_KINDS.get(event.event_type, Kind.UNKNOWN),
         provider_message_id=str(event.message_id or ""),
         message_id=str(metadata.get("clarion_message_id", "")),
@@ -259,24 +281,44 @@ def from_anymail(event, esp_name: str) -> StatusEvent:
     )
 
 
-def _anymail_view(view):
-    """anymail's view, refusing with 403 (not anymail's 400) what fails its authentication, and
-    refusing outright when an ESP that has only basic auth has no WEBHOOK_SECRET configured
-    (anymail would only warn, and accept anyone's events)."""
-    needs_basic_auth = getattr(view.view_class, "warn_if_no_basic_auth", False)
+class _UnreadablePayload(Exception):
+    pass
 
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if needs_basic_auth and not get_anymail_setting("webhook_secret", default=None):
-            return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "
-                                  "webhooks are authenticated by basic auth only.")
-        try:
-            return view(request, *args, **kwargs)
-        except AnymailWebhookValidationFailure as exc:
-            logger.warning("anymail webhook refused: %s", exc)
-            return error_response(403, "forbidden", str(exc))
 
-    return csrf_exempt(wrapped)
+def _guarded(view_class):
+    """A subclass of anymail's tracking view `view_class` that refuses with 403 (not anymail's
+    400) what fails its authentication, refuses outright when the ESP is authenticated by basic
+    auth only and no ANYMAIL_WEBHOOK_SECRET is set (anymail would only warn, and accept anyone's
+    events), and answers 400 (not 500) a body the ESP would never send.
+
+    Whether basic auth is needed is the view *instance's* say: SendGrid's view drops the need
+    (`warn_if_no_basic_auth`) in its __init__ once its ECDSA verification key is configured."""
+
+    class Guarded(view_class):
+        def dispatch(self, request, *args, **kwargs):
+            if (getattr(self, "warn_if_no_basic_auth", False)
+                    and not getattr(self, "basic_auth", None)):
+                return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "
+                                      "webhooks are authenticated by basic auth only.")
+            try:
+                return super().dispatch(request, *args, **kwargs)
+            except AnymailWebhookValidationFailure as exc:
+                logger.warning("anymail webhook refused: %s", exc)
+                return error_response(403, "forbidden", str(exc))
+            except _UnreadablePayload:
+                return error_response(400, "invalid_request",
+                                      f"The body is not a {self.esp_name} tracking payload.")
+
+        def parse_events(self, request):
+            try:
+                return super().parse_events(request)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                logger.warning("unreadable %s tracking payload: %s: %s", self.esp_name,
+                               type(exc).__name__, exc)
+                raise _UnreadablePayload from exc
+
+    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{view_class.__name__}"
+    return Guarded
 
 
 def anymail_tracking_patterns() -> list[URLPattern]:
@@ -284,7 +326,9 @@ def anymail_tracking_patterns() -> list[URLPattern]:
     events reach anymail's `tracking` signal, whose receiver records them."""
     from anymail import urls as anymail_urls
 
-    return [URLPattern(pattern.pattern, _anymail_view(pattern.callback), pattern.default_args,
-                       pattern.name)
+    return [URLPattern(pattern.pattern,
+                       _guarded(pattern.callback.view_class).as_view(
+                           **pattern.callback.view_initkwargs),
+                       pattern.default_args, pattern.name)
             for pattern in anymail_urls.urlpatterns
             if pattern.name and "tracking" in pattern.name]

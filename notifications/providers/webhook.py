@@ -58,6 +58,7 @@ class SignedWebhook(HTTPProvider):
     credential_fields = ("signing_secret",)
     option_fields: ClassVar[tuple[str, ...]] = ("timeout",)
     supports_idempotency = True
+    public_urls_only = True  # the URL comes from the step
 
     def payload(self, message: OutboundMessage) -> dict[str, Any]:
         body: Any = message.content.get("body", "")

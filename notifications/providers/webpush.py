@@ -18,7 +18,7 @@ from .base import (
 )
 from .push import DEFAULT_TTL_SECONDS, DeviceOutcome, PushProvider
 from .registry import register
-from .ssrf import UnsafeURL, check_public_url
+from .ssrf import UnsafeURL, check_public_url, public_session
 
 WEBPUSH_DEAD_STATUSES = frozenset({404, 410})
 
@@ -126,7 +126,7 @@ class WebPush(PushProvider):
         outcome.request = {"method": "POST", "url": endpoint, "ttl": ttl, "json": payload,
                            "headers": self.headers_for(message)}
         if self._session is None:
-            self._session = requests.Session()
+            self._session = public_session()  # the endpoint comes from the subscription
         try:
             response = webpush(
                 subscription_info=subscription, data=json.dumps(payload),
@@ -141,6 +141,9 @@ class WebPush(PushProvider):
                 return outcome
         except requests.RequestException as exc:
             outcome.error = TransientError(f"connection error: {type(exc).__name__}: {exc}")
+            return outcome
+        except UnsafeURL as exc:  # the endpoint's name resolved to a private address
+            outcome.error = PermanentError(f"Refused push endpoint: {exc}")
             return outcome
         except (ValueError, TypeError) as exc:  # keys that do not decode
             outcome.error = PermanentError(f"Unusable subscription keys: {exc}")

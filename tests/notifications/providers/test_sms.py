@@ -6,6 +6,7 @@ import json
 import uuid
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
 from django_q.models import Schedule
 
@@ -49,12 +50,8 @@ def twilio_accepts(request) -> Reply:
 
 
 @pytest.fixture
-def twilio(provider_server, provider_config):
-    server = provider_server(twilio_check, twilio_accepts)
-    provider_config("twilio-main", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": server.url})
-    return server
+def twilio(twilio_provider):
+    return twilio_provider()
 
 
 def test_twilio_gets_the_documented_request_and_its_sid_is_kept(twilio, queue_message):
@@ -70,7 +67,8 @@ def test_twilio_gets_the_documented_request_and_its_sid_is_kept(twilio, queue_me
     assert message.provider == "twilio-main"
     assert message.provider_message_id.startswith("SM")
     attempt = message.delivery_attempts.get()
-    assert (attempt.outcome, attempt.status_code, attempt.kind) == ("succeeded", 201, "twilio")
+    assert (attempt.outcome, attempt.status_code, attempt.provider_kind) == (
+        "succeeded", 201, "twilio")
     ledger = json.dumps([attempt.request, attempt.response])
     assert TOKEN not in ledger and "[redacted]" in ledger
     assert attempt.request["data"]["Body"] == "Hi Ada, code 1234"
@@ -84,17 +82,11 @@ def test_sms_queued_step_log_counts_segments(twilio, queue_message):
 
 
 def test_invalid_number_error_is_permanent_and_fails_over_without_retry(
-        provider_server, provider_config, queue_message):
-    refusing = provider_server(twilio_check, lambda r: Reply(400, json={
+        twilio_provider, plivo_provider, queue_message):
+    refusing = twilio_provider(lambda r: Reply(400, json={
         "code": 21211, "message": "The 'To' number is not a valid phone number.",
-        "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}))
-    provider_config("twilio-main", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": refusing.url}, priority=1)
-    plivo = provider_server(plivo_check, plivo_accepts)
-    provider_config("plivo-backup", "sms", "plivo",
-                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                    options={"base_url": plivo.url}, priority=2)
+        "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}), priority=1)
+    plivo = plivo_provider(key="plivo-backup", priority=2)
     message = queue_message("sms", {"text": "Hello"})
     deliver(str(message.id))
     message.refresh_from_db()
@@ -211,11 +203,8 @@ def plivo_accepts(request) -> Reply:
                             "message_uuid": [str(uuid.uuid4())], "api_id": str(uuid.uuid4())})
 
 
-def test_plivo_gets_the_documented_request(provider_server, provider_config, queue_message):
-    server = provider_server(plivo_check, plivo_accepts)
-    provider_config("plivo", "sms", "plivo",
-                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                    options={"base_url": server.url})
+def test_plivo_gets_the_documented_request(plivo_provider, queue_message):
+    server = plivo_provider()
     message = queue_message("sms", {"text": "Hi"})
     deliver(str(message.id))
     assert server.problems == []
@@ -223,6 +212,20 @@ def test_plivo_gets_the_documented_request(provider_server, provider_config, que
     message.refresh_from_db()
     assert message.status == Message.Status.SENT
     assert uuid.UUID(message.provider_message_id)
+
+
+def test_plivo_is_given_its_status_callback_url_naming_the_message(
+        provider_server, provider_config, queue_message):
+    server = provider_server(plivo_check, plivo_accepts)
+    provider_config("plivo", "sms", "plivo",
+                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                    options={"base_url": server.url,
+                             "status_callback_url": "https://hooks.example.test/plivo?x=1"})
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    assert server.problems == []
+    assert server.requests[0].json()["url"] == \
+        f"https://hooks.example.test/plivo?x=1&message_id={message.id}"
 
 
 @pytest.mark.parametrize("phone, reason", [
@@ -265,13 +268,15 @@ def test_twilio_is_given_its_status_webhook_on_public_url_as_status_callback(
     message = queue_message("sms", {"text": "Your code is 1234"})
     deliver(str(message.id))
     form = twilio.requests[0].form()
-    callback = "https://notify.example.test/webhooks/twilio/twilio-main/status/"
+    callback = ("https://notify.example.test/webhooks/twilio/twilio-main/status/"
+                f"?message_id={message.id}")
     assert form["StatusCallback"] == callback
     # Twilio then calls that URL, signed for it: the real route takes it.
     message.refresh_from_db()
     params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered",
               "AccountSid": SID}
-    response = client.post(urlsplit(callback).path, data=urlencode(params),
+    parts = urlsplit(callback)
+    response = client.post(f"{parts.path}?{parts.query}", data=urlencode(params),
                            content_type="application/x-www-form-urlencoded",
                            HTTP_X_TWILIO_SIGNATURE=twilio_signature(
                                callback, {k: [v] for k, v in params.items()}, TOKEN))
@@ -285,8 +290,10 @@ def test_an_explicit_status_callback_url_wins_over_public_url(twilio, queue_mess
     settings.PUBLIC_URL = "https://notify.example.test"
     ProviderConfig.objects.filter(key="twilio-main").update(options={
         "base_url": twilio.url, "status_callback_url": "https://hooks.example.test/twilio"})
-    deliver(str(queue_message("sms", {"text": "Hi"}).id))
-    assert twilio.requests[0].form()["StatusCallback"] == "https://hooks.example.test/twilio"
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    assert twilio.requests[0].form()["StatusCallback"] == \
+        f"https://hooks.example.test/twilio?message_id={message.id}"
 
 
 @pytest.mark.parametrize("public_url", ["http://localhost:8000", "http://127.0.0.1:8000"])
@@ -310,11 +317,10 @@ def test_vonage_is_given_its_receipt_webhook_on_public_url_as_callback(vonage, q
 # --- Per-recipient SMS rate limit ---------------------------------------------------------------
 
 def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_never_sent(
-        twilio, make_workflow, run_tasks, settings):
+        twilio, make_workflow, run_tasks, clarion_settings):
     from notifications.services import StepSpec, TriggerRequest, trigger_workflow
 
-    settings.CLARION = {**settings.CLARION, "SMS_RATE_LIMIT_PER_RECIPIENT": 2,
-                        "SMS_RATE_LIMIT_WINDOW_SECONDS": 3600}
+    clarion_settings(SMS_RATE_LIMIT_PER_RECIPIENT=2, SMS_RATE_LIMIT_WINDOW_SECONDS=3600)
     workflow = make_workflow("otp", steps=[StepSpec(
         ref="text", type="sms", templates={"en": {"text": "Code {{ data.code }}"}})])
     # Three triggers to one number (under two recipient ids), one to another number.
@@ -338,14 +344,9 @@ def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_neve
 # --- Failover after a carrier's late refusal ----------------------------------------------------
 
 @pytest.fixture
-def two_twilios(provider_server, provider_config):
-    servers = {}
-    for key, priority in (("twilio-main", 1), ("twilio-backup", 2)):
-        servers[key] = server = provider_server(twilio_check, twilio_accepts)
-        provider_config(key, "sms", "twilio", {"account_sid": SID, "auth_token": TOKEN,
-                                               "from": "+15550001111"},
-                        priority=priority, options={"base_url": server.url})
-    return servers
+def two_twilios(twilio_provider):
+    return {key: twilio_provider(key=key, priority=priority)
+            for key, priority in (("twilio-main", 1), ("twilio-backup", 2))}
 
 
 def post_status(client, key: str, sid: str, status: str, error_code: str = "",
@@ -426,3 +427,38 @@ def test_a_route_error_with_no_provider_left_leaves_the_message_failed(
     assert run_tasks() == []
     message.refresh_from_db()
     assert message.status == "failed" and len(twilio.requests) == 1
+
+
+# --- A status callback faster than Twilio's own answer ------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_a_twilio_callback_that_arrives_before_twilios_answer_leaves_the_sms_delivered(
+        live_server, provider_server, provider_config, queue_message):
+    callbacks, sids = [], []
+
+    def call_back_then_answer(request):
+        # Twilio has the message: its StatusCallback reaches Clarion (a real HTTP call to the
+        # URL it was given, signed as Twilio signs) before Twilio's 201 reaches the sender.
+        form, sid = request.form(), "SM" + uuid.uuid4().hex
+        sids.append(sid)
+        url = form["StatusCallback"]
+        params = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": SID,
+                  "To": form["To"], "From": form["From"]}
+        signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
+        callbacks.append(httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}))
+        return Reply(201, json={"sid": sid, "status": "queued"})
+
+    server = provider_server(twilio_check, call_back_then_answer)
+    provider_config("twilio-main", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url, "status_callback_url":
+                             f"{live_server.url}/webhooks/twilio/twilio-main/status/"})
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    assert server.problems == []
+    assert [response.status_code for response in callbacks] == [204]
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+    assert message.provider_message_id == sids[0]
+    event = message.events.get()
+    assert (event.kind, event.provider_message_id) == ("delivered", message.provider_message_id)
