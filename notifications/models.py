@@ -1,18 +1,40 @@
 """Domain model of DESIGN.md §2. Behaviour lives in services.py and engine.py, not here."""
 
+import unicodedata
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from .addresses import validate_display_name, validate_email_address
 from .channels import CHANNEL_KEYS, CHANNELS
 
 key_validator = RegexValidator(
     r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,127}$",
     "Use letters, digits, '-', '_', '.', ':' (up to 128, starting with a letter or digit).",
 )
+
+RECIPIENT_ID_MAX_LENGTH = 255
+
+
+def validate_recipient_id(value: str) -> None:
+    """The one rule for recipient ids, wherever one enters (API, admin): any text of 1 to 255
+    characters, kept exactly as given, except "." and ".." (a URL path cannot carry them:
+    RFC 3986 §5.2.4 removes them, browsers even when percent-encoded) and text with control
+    characters or unpaired surrogates (no header, link or database column keeps them).
+    Raises ValidationError with the rule broken."""
+    if not 0 < len(value) <= RECIPIENT_ID_MAX_LENGTH:
+        raise ValidationError("A recipient id has 1 to 255 characters.", code="length")
+    if value in (".", ".."):
+        raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
+                              code="dot_segment")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValidationError("A recipient id cannot contain control characters (such as a line "
+                              "break or NUL).", code="control_character")
+
 
 color_validator = RegexValidator(
     r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$", "Use a hex colour like #4f46e5 (it goes into CSS)."
@@ -36,16 +58,25 @@ StepType = models.TextChoices("StepType", [
 
 class Tenant(models.Model):
     key = models.CharField(max_length=128, unique=True, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    # The From display name when sender_name is blank.
+    name = models.CharField(max_length=200, validators=[validate_display_name])
     logo_url = models.URLField(blank=True)
     primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5",
                                      validators=[color_validator])
-    sender_name = models.CharField(max_length=200, blank=True)
-    sender_email = models.EmailField(blank=True)
+    sender_name = models.CharField(max_length=200, blank=True,
+                                   validators=[validate_display_name])
+    sender_email = models.EmailField(blank=True, validators=[validate_email_address])
     footer = models.TextField(
         blank=True, help_text="Shown at the bottom of every email: address, legal line…"
     )
     settings = models.JSONField(default=dict, blank=True)
+    # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
+    # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
+    inbox_secrets_encrypted = models.TextField(blank=True, editable=False)
+    inbox_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    inbox_previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Until then, HMACs made with the previous inbox secret are still accepted.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -54,6 +85,14 @@ class Tenant(models.Model):
 
     def __str__(self):
         return self.name or self.key
+
+    @property
+    def inbox_secrets(self) -> dict:
+        """{"current": str, "previous": str | None}, decrypted; {} before the first one.
+        ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
+        from .providers.crypto import decrypt_json
+
+        return decrypt_json(self.inbox_secrets_encrypted)
 
 
 class ApiKey(models.Model):
@@ -91,10 +130,12 @@ class Recipient(models.Model):
     """A person (or anything) that receives notifications, known by the app's own id."""
 
     external_id = models.CharField(
-        "id", max_length=255, unique=True, help_text="The id your application uses."
+        "id", max_length=RECIPIENT_ID_MAX_LENGTH, unique=True, validators=[validate_recipient_id],
+        help_text="The id your application uses: any text of 1 to 255 characters but \".\" and "
+                  "\"..\", without control characters.",
     )
-    name = models.CharField(max_length=255, blank=True)
-    email = models.EmailField(max_length=320, blank=True)
+    name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
+    email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])
     phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +15550001111")
     locale = models.CharField(max_length=35, blank=True)
     timezone = models.CharField(max_length=64, blank=True)
@@ -110,11 +151,13 @@ class Recipient(models.Model):
 
 
 class ChannelData(models.Model):
-    """Per recipient and channel (and optionally provider): push tokens, chat webhook URLs…"""
+    """Per recipient and channel (and optionally provider kind): push tokens, chat webhook URLs…"""
 
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="channel_data")
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    provider = models.CharField(max_length=64, blank=True)
+    provider_kind = models.CharField(
+        max_length=64, blank=True,
+        help_text="Only for providers of this kind (fcm, apns…); blank: for any of the channel.")
     data = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -123,7 +166,7 @@ class ChannelData(models.Model):
         verbose_name_plural = "channel data"
         constraints = [
             models.UniqueConstraint(
-                fields=["recipient", "channel", "provider"], name="channeldata_unique"
+                fields=["recipient", "channel", "provider_kind"], name="channeldata_unique"
             )
         ]
 
@@ -461,9 +504,12 @@ class ProviderConfig(models.Model):
     shared by every worker process (see notifications/providers/breaker.py).
     """
 
-    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           help_text="The provider key: how messages, callbacks and the API "
+                                     "name this provider.")
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    kind = models.CharField(max_length=64, help_text="twilio, vonage, slack_webhook, smtp…")
+    kind = models.CharField(max_length=64, help_text="The provider kind: which service it is "
+                                                     "(twilio, vonage, slack_webhook, smtp…).")
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="providers",
         help_text="When set, used only for this tenant's messages (before the global ones).",
@@ -515,8 +561,11 @@ class DeliveryAttempt(models.Model):
         CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
-    provider = models.CharField(max_length=128, help_text="The ProviderConfig key (or kind).")
-    kind = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(
+        max_length=128, help_text="The provider key: a configured provider's, or a built-in "
+        "default's (smtp, webhook).")
+    provider_kind = models.CharField(max_length=64, blank=True,
+                                     help_text="The provider kind: twilio, postmark, fcm…")
     started_at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -551,7 +600,8 @@ class MessageEvent(models.Model):
         UNKNOWN = "unknown", "Unknown"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
-    provider = models.CharField(max_length=64)
+    provider_kind = models.CharField(max_length=64,
+                                     help_text="The provider kind that reported it: twilio…")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     provider_message_id = models.CharField(max_length=255, blank=True)
     event_id = models.CharField(
@@ -566,11 +616,12 @@ class MessageEvent(models.Model):
         ordering = ["message", "occurred_at", "id"]
         constraints = [
             # A provider that re-sends an event (its retry after a timeout) adds nothing.
-            models.UniqueConstraint(fields=["provider", "event_id"], name="messageevent_once")
+            models.UniqueConstraint(fields=["provider_kind", "event_id"],
+                                    name="messageevent_once")
         ]
 
     def __str__(self):
-        return f"{self.provider} {self.kind}"
+        return f"{self.provider_kind} {self.kind}"
 
 
 class StepLog(models.Model):

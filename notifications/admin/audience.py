@@ -13,7 +13,7 @@ from ..models import ChannelData, Recipient, Subscription, Topic
 class ChannelDataInline(FormFieldsMixin, admin.TabularInline):
     model = ChannelData
     extra = 0
-    fields = ("channel", "provider", "data", "updated_at")
+    fields = ("channel", "provider_kind", "data", "updated_at")
     readonly_fields = ("updated_at",)
 
 
@@ -33,6 +33,11 @@ class RecipientAdmin(ClarionAdmin):
     search_help_text = "Recipient id, name, email or phone."
     readonly_fields = ("created_at", "updated_at", "recent_runs")
     inlines = (ChannelDataInline, RecipientSubscriptionInline)
+
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "external_id":
+            kwargs["strip"] = False  # an id is kept exactly as given, as the API keeps it
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     @admin.display(description="recent runs")
     def recent_runs(self, obj):

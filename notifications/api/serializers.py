@@ -4,6 +4,7 @@ import re
 import zoneinfo
 
 import jsonschema
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -11,6 +12,7 @@ from rest_framework import serializers
 from clarion.api import TenantKeyField, refuse_unknown_fields
 
 from .. import conditions, engine, rendering
+from ..addresses import validate_display_name, validate_email_address
 from ..channels import CHANNEL_KEYS
 from ..models import (
     Channel,
@@ -18,10 +20,35 @@ from ..models import (
     Topic,
     color_validator,
     key_validator,
+    validate_recipient_id,
 )
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def recipient_id(value) -> str:
+    """A recipient id as given (a string, or an integer turned into one), checked against the
+    one rule (`models.validate_recipient_id`); raises DRF's ValidationError with the rule."""
+    value = str(value)
+    try:
+        validate_recipient_id(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return value
+
+
+class RecipientIdField(serializers.CharField):
+    """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
+
+    default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return recipient_id(super().to_internal_value(data))
 
 
 def validate_timezone(value: str) -> str:
@@ -48,7 +75,8 @@ def validate_locale(value: str) -> str:
 
 
 class ChannelDataMapField(serializers.DictField):
-    """{channel: {…}} or {"channel:provider": {…}}: per-channel data such as push tokens.
+    """{channel: {…}} or {"channel:kind": {…}} (a provider kind, e.g. "push:fcm"): per-channel
+    data such as push tokens.
 
     The same keys the recipient's GET shows, so a GET body can be PUT back.
     """
@@ -59,19 +87,21 @@ class ChannelDataMapField(serializers.DictField):
         value = super().to_internal_value(data)
         errors = {}
         for name in sorted(value):
-            channel, _, provider = name.partition(":")
+            channel, _, kind = name.partition(":")
             if channel not in Channel.values:
                 errors[name] = [f"Unknown channel; expected one of {', '.join(Channel.values)}."]
-            elif len(provider) > 64:
-                errors[name] = ["A provider name has at most 64 characters."]
+            elif len(kind) > 64:
+                errors[name] = ["A provider kind has at most 64 characters."]
         if errors:
             raise serializers.ValidationError(errors)
         return value
 
 
 class RecipientProfileSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                 validators=[validate_display_name])
+    email = serializers.EmailField(max_length=320, required=False, allow_blank=True,
+                                   validators=[validate_email_address])
     phone = serializers.CharField(max_length=16, required=False, allow_blank=True,
                                   validators=[validate_phone])
     locale = serializers.CharField(max_length=35, required=False, allow_blank=True,
@@ -83,7 +113,7 @@ class RecipientProfileSerializer(serializers.Serializer):
 
 
 class InlineRecipientSerializer(RecipientProfileSerializer):
-    id = serializers.CharField(max_length=255)
+    id = RecipientIdField()
 
 
 class RecipientOutSerializer(RecipientProfileSerializer):
@@ -123,10 +153,7 @@ class RecipientSpecField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str | int) and not isinstance(data, bool):
-            value = str(data)
-            if not value or len(value) > 255:
-                raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
-            return value
+            return recipient_id(data)
         if isinstance(data, dict) and "topic" in data:
             if set(data) != {"topic"}:
                 raise serializers.ValidationError('A topic recipient has only "topic".')
@@ -161,7 +188,7 @@ class ActorField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str) and 0 < len(data) <= 255:
-            return data
+            return recipient_id(data)
         if isinstance(data, dict):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
@@ -286,7 +313,7 @@ class BulkTriggerResponseSerializer(serializers.Serializer):
 class CancelSerializer(serializers.Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=255), required=False, allow_empty=False,
+        child=RecipientIdField(), required=False, allow_empty=False,
         max_length=1000, help_text="Only these recipients' runs; all of them when left out.",
     )
 
@@ -460,13 +487,14 @@ class WorkflowSerializer(serializers.Serializer):
 
 class TenantSerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[validate_display_name])
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
     primary_color = serializers.CharField(max_length=32, required=False, allow_blank=True,
                                           default="", validators=[color_validator])
     sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
-                                        default="")
-    sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+                                        default="", validators=[validate_display_name])
+    sender_email = serializers.EmailField(required=False, allow_blank=True, default="",
+                                          validators=[validate_email_address])
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
@@ -492,4 +520,6 @@ class SubscriptionsSerializer(serializers.Serializer):
 
 class ChannelDataSerializer(serializers.Serializer):
     data = serializers.DictField()
-    provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    provider_kind = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default="",
+        help_text="Only for providers of this kind (fcm, apns, webpush…); blank: any of them.")

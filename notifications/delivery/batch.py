@@ -232,6 +232,7 @@ def outbound_for(message: Message, channel_data: ChannelData | None = None) -> O
         sender_email=sender_email,
         workflow_key=message.workflow.key,
         recipient_id=message.recipient.external_id,
+        recipient_name=message.recipient.name if message.channel == Channel.EMAIL else "",
         step_config=(message.step.config or {}) if message.step_id else {},
         channel_data=(channel_data.data or {}) if channel_data is not None else {},
         headers=email_headers(message) if message.channel == Channel.EMAIL else {},
@@ -261,7 +262,7 @@ def _next_call(d: Delivery, now: datetime) -> Call | None:
 def _start(calls: list[Call], now: datetime) -> None:
     """The ledger rows, written before any call leaves."""
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
-                                kind=call.candidate.provider.kind, started_at=now)
+                                provider_kind=call.candidate.provider.kind, started_at=now)
                 for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):

@@ -104,6 +104,7 @@ class OutboundMessage:
     sender_email: str = ""
     workflow_key: str = ""
     recipient_id: str = ""
+    recipient_name: str = ""  # the To display name of an email
     step_config: Mapping[str, Any] = field(default_factory=dict)
     channel_data: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # extra email headers
@@ -261,9 +262,9 @@ class Provider:
         """The recipient's ChannelData row this kind uses: its own kind's, else a generic one."""
         rows = list(rows)
         for row in rows:
-            if row.provider == self.kind:
+            if row.provider_kind == self.kind:
                 return row
-        return next((row for row in rows if not row.provider), None)
+        return next((row for row in rows if not row.provider_kind), None)
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError

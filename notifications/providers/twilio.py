@@ -98,7 +98,7 @@ def from_twilio(params: dict, *, event_id: str = "", message_id: str = "") -> St
     error = params.get("ErrorCode") or ""
     kind = EVENT_KINDS.get(status, Kind.UNKNOWN)
     return StatusEvent(
-        provider="twilio",
+        provider_kind="twilio",
         kind=kind,
         provider_message_id=params.get("MessageSid") or params.get("SmsSid") or "",
         message_id=message_id,

@@ -16,7 +16,7 @@ from notifications.providers.services import channel_data_deactivate
     ("15550001111", False), ("+1 555 000 1111", False), ("+1555", False),
     ("+999123456789", False), ("+1555000111122223333", False), ("", False),
 ])
-def test_e164(number, valid):
+def test_is_e164_accepts_only_well_formed_international_numbers(number, valid):
     assert is_e164(number) is valid
 
 
@@ -46,7 +46,7 @@ def test_registry_lists_the_kinds_per_channel():
 
 def test_dead_addresses_leave_the_channel_data_and_are_kept_as_inactive(db):
     recipient = Recipient.objects.create(external_id="u1")
-    row = ChannelData.objects.create(recipient=recipient, channel="push", provider="fcm",
+    row = ChannelData.objects.create(recipient=recipient, channel="push", provider_kind="fcm",
                                      data={"tokens": ["a", "b", "c"]})
     assert channel_data_deactivate(channel_data_id=row.pk, addresses=["b", "zz"],
                                    reason="UNREGISTERED") == 1

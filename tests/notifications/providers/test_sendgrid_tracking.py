@@ -133,7 +133,7 @@ def test_a_correctly_signed_sendgrid_event_marks_the_message_delivered(client, s
     message.refresh_from_db()
     assert message.status == Message.Status.DELIVERED
     event = MessageEvent.objects.get(message=message)
-    assert (event.provider, event.kind, event.event_id) == ("sendgrid", "delivered",
+    assert (event.provider_kind, event.kind, event.event_id) == ("sendgrid", "delivered",
                                                             "sg-event-1")
 
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0009_run_step_refs'),
+        ('notifications', '0013_recipient_id_rule'),
     ]
 
     operations = [
