@@ -4,7 +4,7 @@ from inbox.api import InboxTokenView, TenantInboxSecretView
 from preferences import api as preferences_api
 
 from ..providers.api import ProviderView
-from . import views
+from . import schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -29,6 +29,9 @@ urlpatterns = [
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    path("schedules/<str:key>", schedules.ScheduleView.as_view(), name="schedule-detail"),
+    path("schedules/<str:key>/occurrences", schedules.ScheduleOccurrencesView.as_view(),
+         name="schedule-occurrences"),
     path("providers/<str:key>", ProviderView.as_view(), name="provider-detail"),
     path("recipients/<segment:recipient_id>/inbox-token", InboxTokenView.as_view(),
          name="recipient-inbox-token"),
