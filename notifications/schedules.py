@@ -120,7 +120,7 @@ def schedule_fire(*, zone_id: int, now: datetime | None = None) -> list[Trigger]
 
     now = now or tz.now()
     with transaction.atomic():
-        row = (ScheduleZone.objects.select_for_update(skip_locked=True)
+        row = (ScheduleZone.objects.select_for_update(skip_locked=True, of=("self",))
                .select_related("schedule__workflow", "schedule__tenant", "schedule__topic")
                .filter(pk=zone_id).first())
         if row is None or row.next_at is None or row.next_at > now:
