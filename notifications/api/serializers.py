@@ -8,7 +8,7 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import TenantKeyField
+from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 
 from .. import conditions, engine, rendering
 from ..channels import CHANNEL_KEYS
@@ -70,7 +70,7 @@ class ChannelDataMapField(serializers.DictField):
         return value
 
 
-class RecipientProfileSerializer(serializers.Serializer):
+class RecipientProfileSerializer(Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True)
     email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
     phone = serializers.CharField(max_length=16, required=False, allow_blank=True,
@@ -87,10 +87,12 @@ class InlineRecipientSerializer(RecipientProfileSerializer):
     id = serializers.CharField(max_length=255)
 
 
-class RecipientOutSerializer(RecipientProfileSerializer):
-    id = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
+class RecipientSerializer(RecipientProfileSerializer):
+    """A recipient as GET shows it and PUT takes it (a GET body can be PUT back)."""
+
+    id = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
 
 _PROFILE_SCHEMA = {
@@ -106,6 +108,7 @@ _PROFILE_SCHEMA = {
         "data": {"type": "object"},
         "channel_data": {"type": "object", "additionalProperties": {"type": "object"}},
     },
+    "additionalProperties": False,
 }
 
 
@@ -113,7 +116,8 @@ _PROFILE_SCHEMA = {
     "oneOf": [
         {"type": "string", "description": "A recipient id"},
         _PROFILE_SCHEMA,
-        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}}},
+        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}},
+         "additionalProperties": False},
     ]
 })
 class RecipientSpecField(serializers.Field):
@@ -129,8 +133,9 @@ class RecipientSpecField(serializers.Field):
                 raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
             return value
         if isinstance(data, dict) and "topic" in data:
-            if set(data) != {"topic"}:
-                raise serializers.ValidationError('A topic recipient has only "topic".')
+            unknown = unknown_field_errors(data, ["topic"])
+            if unknown:
+                raise serializers.ValidationError(unknown)
             key = data["topic"]
             topics = Topic.objects.filter(key=key) if isinstance(key, str) else Topic.objects.none()
             api_key = self.context.get("api_key")
@@ -144,11 +149,6 @@ class RecipientSpecField(serializers.Field):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
                 raise serializers.ValidationError(serializer.errors)
-            unknown = set(data) - set(serializer.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in sorted(unknown)}
-                )
             return dict(serializer.validated_data)
         raise serializers.ValidationError(self.invalid_message)
 
@@ -191,7 +191,7 @@ def _schema_error_path(error: jsonschema.ValidationError) -> str:
     return path or "non_field_errors"
 
 
-class TriggerSerializer(serializers.Serializer):
+class TriggerSerializer(Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False)
     data = serializers.DictField(required=False, default=dict)
     actor = ActorField(required=False, allow_null=True, default=None)
@@ -226,7 +226,7 @@ class TriggerSerializer(serializers.Serializer):
         return value
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
         child=serializers.CharField(max_length=255), required=False, allow_empty=False,
@@ -234,28 +234,28 @@ class CancelSerializer(serializers.Serializer):
     )
 
 
-class CancelResponseSerializer(serializers.Serializer):
+class CancelResponseSerializer(Serializer):
     cancelled = serializers.ListField(child=serializers.DictField(),
                                       help_text="The runs cancelled: id and recipient.")
 
 
-class TriggerRunSerializer(serializers.Serializer):
+class TriggerRunSerializer(Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField()
 
 
-class TriggerResponseSerializer(serializers.Serializer):
+class TriggerResponseSerializer(Serializer):
     trigger_id = serializers.UUIDField()
     runs = TriggerRunSerializer(many=True)
 
 
-class TriggerRunSummarySerializer(serializers.Serializer):
+class TriggerRunSummarySerializer(Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField(source="recipient.external_id")
     status = serializers.CharField()
 
 
-class TriggerDetailSerializer(serializers.Serializer):
+class TriggerDetailSerializer(Serializer):
     """A trigger and its runs: builds the body of GET /triggers/{id} (from a Trigger read with
     selectors.triggers_with_runs) and describes it in the schema."""
 
@@ -270,7 +270,7 @@ class TriggerDetailSerializer(serializers.Serializer):
     runs = TriggerRunSummarySerializer(many=True)
 
 
-class DeliveryAttemptSerializer(serializers.Serializer):
+class DeliveryAttemptSerializer(Serializer):
     provider = serializers.CharField(help_text="The provider key (a configured provider's).")
     started_at = serializers.DateTimeField()
     duration_ms = serializers.IntegerField(allow_null=True)
@@ -278,7 +278,7 @@ class DeliveryAttemptSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-class MessageDetailSerializer(serializers.Serializer):
+class MessageDetailSerializer(Serializer):
     id = serializers.UUIDField()
     step = serializers.CharField(source="step_ref")
     channel = serializers.CharField()
@@ -299,14 +299,14 @@ class MessageDetailSerializer(serializers.Serializer):
     clicked_at = serializers.DateTimeField(allow_null=True)
 
 
-class TimelineEntrySerializer(serializers.Serializer):
+class TimelineEntrySerializer(Serializer):
     step = serializers.CharField(source="step_ref")
     event = serializers.CharField()
     detail = serializers.JSONField()
     at = serializers.DateTimeField(source="created_at")
 
 
-class RunDetailSerializer(serializers.Serializer):
+class RunDetailSerializer(Serializer):
     """A run: builds the body of GET /runs/{id} (from a Run read with
     selectors.runs_with_history) and describes it in the schema."""
 
@@ -326,7 +326,7 @@ class RunDetailSerializer(serializers.Serializer):
 
 # --- Workflows --------------------------------------------------------------------------------
 
-class StepSerializer(serializers.Serializer):
+class StepSerializer(Serializer):
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
@@ -366,7 +366,7 @@ class StepSerializer(serializers.Serializer):
         return attrs
 
 
-class WorkflowSerializer(serializers.Serializer):
+class WorkflowSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200)
     category = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
@@ -397,7 +397,7 @@ class WorkflowSerializer(serializers.Serializer):
 
 # --- Tenants, topics, channel data ------------------------------------------------------------
 
-class TenantSerializer(serializers.Serializer):
+class TenantSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200)
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
@@ -411,7 +411,7 @@ class TenantSerializer(serializers.Serializer):
     settings = serializers.DictField(required=False, default=dict)
 
 
-class TopicSerializer(serializers.Serializer):
+class TopicSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     tenant = TenantKeyField()
@@ -419,7 +419,7 @@ class TopicSerializer(serializers.Serializer):
 
 
 
-class SubscriptionsSerializer(serializers.Serializer):
+class SubscriptionsSerializer(Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False,
                                        max_length=1000)
 
@@ -429,7 +429,7 @@ class SubscriptionsSerializer(serializers.Serializer):
         return value
 
 
-class ChannelDataSerializer(serializers.Serializer):
+class ChannelDataSerializer(Serializer):
     data = serializers.DictField()
     provider_kind = serializers.CharField(
         max_length=64, required=False, allow_blank=True, default="",
