@@ -1,4 +1,4 @@
-"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine.py, not here."""
+"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine/, not here."""
 
 import uuid
 
@@ -219,6 +219,19 @@ class Step(models.Model):
         null=True,
         blank=True,
         help_text='e.g. {"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}',
+    )
+    # Channel steps only (docs/workflows.md): skip when an earlier step's message reached a state,
+    # wait for a window of days and hours, and pass quiet hours in a critical workflow.
+    unless = models.JSONField(
+        null=True, blank=True, help_text='e.g. {"step": "inbox", "is": "read"}',
+    )
+    send_window = models.JSONField(
+        null=True, blank=True,
+        help_text='e.g. {"days": ["mon", "tue"], "start": "08:00", "end": "17:30", '
+                  '"timezone": "recipient"}',
+    )
+    urgent = models.BooleanField(
+        default=False, help_text="In a critical workflow, send during the person's quiet hours.",
     )
 
     class Meta:

@@ -332,10 +332,16 @@ class StepSerializer(serializers.Serializer):
     config = serializers.DictField(required=False, default=dict)
     conditions = serializers.DictField(required=False, allow_null=True, default=None)
     templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+    unless = serializers.DictField(
+        required=False, allow_null=True, default=None,
+        help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
+                  '{"step": "inbox", "is": "read"} (seen, read, clicked, delivered).')
 
     def validate(self, attrs):
         step_type = attrs["type"]
         errors = {}
+        if attrs.get("unless") and step_type not in CHANNEL_KEYS:
+            errors["unless"] = ["Only channel steps can have \"unless\"."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
@@ -382,6 +388,16 @@ class WorkflowSerializer(serializers.Serializer):
         duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
         if duplicates:
             raise serializers.ValidationError(f"Step refs must be unique: {', '.join(duplicates)}.")
+        errors, earlier = [{} for _ in value], {}
+        for index, step in enumerate(value):
+            if step.get("unless"):
+                try:
+                    engine.validate_unless(step["unless"], earlier)
+                except engine.StepConfigError as exc:
+                    errors[index][exc.field] = [str(exc)]
+            earlier[step["ref"]] = step["type"]
+        if any(errors):
+            raise serializers.ValidationError(errors)
         return value
 
     def validate_data_schema(self, value):

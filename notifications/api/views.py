@@ -172,7 +172,8 @@ class WorkflowDetailView(APIView):
         data = validated(s.WorkflowSerializer, request.data)
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
-                              conditions=step["conditions"], templates=step["templates"])
+                              conditions=step["conditions"], templates=step["templates"],
+                              unless=step["unless"])
             for step in data.pop("steps")
         ]
         workflow, created = services.workflow_put(key=key, steps=steps, **data)

@@ -8,11 +8,13 @@ One module per part: `walk` (the loop, and where a run resumes after an edit), `
 from .channel_steps import channel_address, layout_for_tenant, locale_candidates, select_template
 from .validation import (
     DURATION_UNITS,
+    ENGAGEMENT_STATES,
     SUPPORTED_STEP_TYPES,
     StepConfigError,
     delay_until,
     validate_channel_config,
     validate_delay_config,
+    validate_unless,
 )
 from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
 
@@ -20,4 +22,5 @@ __all__ = [
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
     "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
+    "ENGAGEMENT_STATES", "validate_unless",
 ]

@@ -17,7 +17,12 @@ SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY})
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 class StepConfigError(ValueError):
-    """A step's `config` is not valid for its type; the message says why."""
+    """A step's JSON is not valid for its type; the message says why and `field` (relative to the
+    step, "config" unless told) where."""
+
+    def __init__(self, message: str, field: str = "config"):
+        super().__init__(message)
+        self.field = field
 
 
 def validate_delay_config(config: Mapping) -> None:
@@ -76,3 +81,29 @@ def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[dat
                   if unit in config)
     return now + timedelta(seconds=seconds), ""
 
+
+
+# What `unless.is` may name, and which Message timestamps (or statuses) prove the state reached.
+ENGAGEMENT_STATES = ("seen", "read", "clicked", "delivered")
+
+
+def validate_unless(unless, earlier: Mapping[str, str]) -> None:
+    """Raise StepConfigError (its `field` relative to the step: "unless.step", "unless.is") unless
+    `unless` is {"step": <ref>, "is": one of ENGAGEMENT_STATES}, where <ref> is a channel step
+    before this one. `earlier` maps each earlier step's ref to its type, in workflow order."""
+    if not isinstance(unless, Mapping):
+        raise StepConfigError('Expected {"step": "<earlier ref>", "is": "read"}.', "unless")
+    unknown = set(unless) - {"step", "is"}
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.", "unless")
+    ref = unless.get("step")
+    if not isinstance(ref, str) or not ref:
+        raise StepConfigError("Expected the ref of an earlier channel step.", "unless.step")
+    if ref not in earlier:
+        raise StepConfigError(f"No step {ref!r} before this one: \"unless\" names an earlier "
+                              "channel step.", "unless.step")
+    if earlier[ref] not in CHANNEL_KEYS:
+        raise StepConfigError(f"Step {ref!r} is a {earlier[ref]} step: it sends no message.",
+                              "unless.step")
+    if unless.get("is") not in ENGAGEMENT_STATES:
+        raise StepConfigError(f"Expected one of: {', '.join(ENGAGEMENT_STATES)}.", "unless.is")

@@ -104,6 +104,12 @@ def _run_step(p: Pass, step: Step) -> str:
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
               conditions=conditions.explain(step.conditions, p.variables))
         return NEXT
+    if ask and step.is_channel and step.ref not in p.done:
+        checked = channel_steps.unless_reached(p, step)
+        if checked is not None:
+            p.run.wake_at = None
+            p.log(step.ref, StepLog.Event.CONDITION_FALSE, **checked)
+            return NEXT
     if step.type == StepType.DELAY:
         return function_steps.delay(p, step)
     if step.is_channel and step.ref not in p.done:
