@@ -90,6 +90,23 @@ CODES = {
 }
 
 
+def error_body(exc: exceptions.APIException, status_code: int | None = None) -> dict:
+    """The one error shape for `exc`: {"error", "detail"} and, for a ValidationError,
+    "fields". `status_code` defaults to the exception's own."""
+    if isinstance(exc, exceptions.ValidationError):
+        return {
+            "error": "invalid_request",
+            "detail": "The request is not valid; see `fields`.",
+            "fields": flatten(exc.detail),
+        }
+    if isinstance(exc, exceptions.ParseError):
+        return {"error": "parse_error", "detail": str(exc.detail)}
+    status_code = status_code or getattr(exc, "status_code", 500)
+    code = getattr(exc, "code", None) or CODES.get(status_code, "error")
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    return {"error": code, "detail": str(detail)}
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
@@ -97,20 +114,18 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, exceptions.ValidationError):
-        body = {
-            "error": "invalid_request",
-            "detail": "The request is not valid; see `fields`.",
-            "fields": flatten(exc.detail),
-        }
-    elif isinstance(exc, exceptions.ParseError):
-        body = {"error": "parse_error", "detail": str(exc.detail)}
-    else:
-        code = getattr(exc, "code", None) or CODES.get(response.status_code, "error")
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        body = {"error": code, "detail": str(detail)}
-    response.data = body
+    response.data = error_body(exc, response.status_code)
     return response
+
+
+def refuse_unknown_fields(serializer: serializers.Serializer, data) -> None:
+    """Raise a ValidationError naming each key of the body `data` that `serializer` does not
+    declare (a typo such as `recipent` is an error, not silently ignored)."""
+    if isinstance(data, dict):
+        known = {name for name, f in serializer.fields.items() if not f.read_only}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
 
 
 def validated(serializer_class, data, **kwargs) -> dict:

@@ -4,13 +4,15 @@ import re
 import zoneinfo
 
 import jsonschema
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import TenantKeyField
+from clarion.api import TenantKeyField, refuse_unknown_fields
 
 from .. import conditions, engine, rendering
+from ..addresses import validate_display_name, validate_email_address
 from ..channels import CHANNEL_KEYS
 from ..models import (
     Channel,
@@ -18,10 +20,35 @@ from ..models import (
     Topic,
     color_validator,
     key_validator,
+    validate_recipient_id,
 )
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def recipient_id(value) -> str:
+    """A recipient id as given (a string, or an integer turned into one), checked against the
+    one rule (`models.validate_recipient_id`); raises DRF's ValidationError with the rule."""
+    value = str(value)
+    try:
+        validate_recipient_id(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return value
+
+
+class RecipientIdField(serializers.CharField):
+    """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
+
+    default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return recipient_id(super().to_internal_value(data))
 
 
 def validate_timezone(value: str) -> str:
@@ -71,8 +98,10 @@ class ChannelDataMapField(serializers.DictField):
 
 
 class RecipientProfileSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                 validators=[validate_display_name])
+    email = serializers.EmailField(max_length=320, required=False, allow_blank=True,
+                                   validators=[validate_email_address])
     phone = serializers.CharField(max_length=16, required=False, allow_blank=True,
                                   validators=[validate_phone])
     locale = serializers.CharField(max_length=35, required=False, allow_blank=True,
@@ -84,7 +113,7 @@ class RecipientProfileSerializer(serializers.Serializer):
 
 
 class InlineRecipientSerializer(RecipientProfileSerializer):
-    id = serializers.CharField(max_length=255)
+    id = RecipientIdField()
 
 
 class RecipientOutSerializer(RecipientProfileSerializer):
@@ -124,10 +153,7 @@ class RecipientSpecField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str | int) and not isinstance(data, bool):
-            value = str(data)
-            if not value or len(value) > 255:
-                raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
-            return value
+            return recipient_id(data)
         if isinstance(data, dict) and "topic" in data:
             if set(data) != {"topic"}:
                 raise serializers.ValidationError('A topic recipient has only "topic".')
@@ -162,7 +188,7 @@ class ActorField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str) and 0 < len(data) <= 255:
-            return data
+            return recipient_id(data)
         if isinstance(data, dict):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
@@ -226,10 +252,68 @@ class TriggerSerializer(serializers.Serializer):
         return value
 
 
+MAX_BULK_TRIGGERS = 1000
+
+
+class BulkTriggerItemSerializer(TriggerSerializer):
+    """One trigger of a bulk trigger: a trigger's body plus its own `idempotency_key`, which
+    behaves as the single trigger's Idempotency-Key header."""
+
+    idempotency_key = serializers.CharField(required=False, min_length=1, max_length=255,
+                                            help_text="As the single trigger's Idempotency-Key.")
+
+    def to_internal_value(self, data):
+        refuse_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
+class BulkTriggerSerializer(serializers.Serializer):
+    """The bulk body: each trigger is validated on its own (BulkTriggerItemSerializer)."""
+
+    triggers = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, max_length=MAX_BULK_TRIGGERS,
+        help_text=f"1 to {MAX_BULK_TRIGGERS} triggers, each with the body of a single trigger "
+                  "plus an optional `idempotency_key`.",
+    )
+
+    def to_internal_value(self, data):
+        refuse_unknown_fields(self, data)
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "object", "required": ["status", "trigger_id", "runs"], "properties": {
+            "status": {"type": "integer", "enum": [202]},
+            "trigger_id": {"type": "string", "format": "uuid"},
+            "runs": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string", "format": "uuid"}, "recipient": {"type": "string"}}}},
+            "replayed": {"type": "boolean",
+                         "description": "True when its idempotency_key answered a first "
+                                        "trigger again."},
+        }},
+        {"type": "object", "required": ["status", "error", "detail"], "properties": {
+            "status": {"type": "integer", "description": "400, 403, 409 or 422"},
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "fields": {"type": "object", "description": "Path within this trigger → problems.",
+                       "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        }},
+    ]
+})
+class BulkTriggerResultField(serializers.JSONField):
+    """One trigger's outcome: accepted (202) or refused (4xx, the API's error shape)."""
+
+
+class BulkTriggerResponseSerializer(serializers.Serializer):
+    results = serializers.ListField(child=BulkTriggerResultField(),
+                                    help_text="One per trigger, in the order given.")
+
+
 class CancelSerializer(serializers.Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=255), required=False, allow_empty=False,
+        child=RecipientIdField(), required=False, allow_empty=False,
         max_length=1000, help_text="Only these recipients' runs; all of them when left out.",
     )
 
@@ -266,6 +350,10 @@ class TriggerDetailSerializer(serializers.Serializer):
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
     fanout = serializers.ChoiceField(choices=["done", "pending"])
+    recipients_total = serializers.IntegerField(
+        allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
+                                   "has counted its subscribers.")
+    runs_created = serializers.IntegerField(help_text="Runs created so far.")
     created_at = serializers.DateTimeField()
     runs = TriggerRunSummarySerializer(many=True)
 
@@ -415,13 +503,14 @@ class WorkflowSerializer(serializers.Serializer):
 
 class TenantSerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[validate_display_name])
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
     primary_color = serializers.CharField(max_length=32, required=False, allow_blank=True,
                                           default="", validators=[color_validator])
     sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
-                                        default="")
-    sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+                                        default="", validators=[validate_display_name])
+    sender_email = serializers.EmailField(required=False, allow_blank=True, default="",
+                                          validators=[validate_email_address])
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)

@@ -93,7 +93,7 @@ async def test_connect_with_a_token_sends_the_counts_first(ada):
     await communicator.disconnect()
 
 
-async def test_connect_with_recipient_and_hmac(ada):
+async def test_a_socket_connects_with_the_recipient_and_its_hmac(ada):
     communicator, first = await connect(f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}")
     assert first["meta"]["total_count"] == 0
     await communicator.disconnect()
@@ -199,7 +199,7 @@ async def test_a_tenant_socket_hears_only_its_tenant(layer_mode, ada, ping, run_
     await communicator.disconnect()
 
 
-async def test_heartbeats_and_pong(ada, settings):
+async def test_the_socket_sends_heartbeats_and_answers_a_ping_with_pong(ada, settings):
     settings.INBOX_HEARTBEAT_SECONDS = 0.05
     communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
     assert await communicator.receive_json_from(timeout=2) == {"type": "heartbeat"}

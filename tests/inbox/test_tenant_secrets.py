@@ -159,10 +159,10 @@ def test_a_second_rotation_drops_the_oldest_secret(ada, acme):
         "/api/v1/inbox/").status_code == 200
 
 
-def test_a_secret_the_encryption_key_cannot_open_is_a_401_never_a_500(settings, ada, acme):
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+def test_a_secret_the_encryption_key_cannot_open_is_a_401_never_a_500(clarion_settings, ada, acme):
+    clarion_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode()])
     secret = tenant_inbox_secret_rotate(tenant=acme)
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+    clarion_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode()])
     response = hmac_client("ada", inbox_hmac("ada", secret), "acme").get("/api/v1/inbox/")
     assert response.status_code == 401
     assert response.json() == UNAUTHORIZED

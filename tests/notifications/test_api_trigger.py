@@ -705,7 +705,7 @@ def test_run_shows_status_timeline_and_messages_after_the_tasks_ran(api, welcome
     assert isinstance(attempt["duration_ms"], int)
 
     assert [m.subject for m in locmem.outbox] == ["Hello Ada"]
-    assert locmem.outbox[0].to == ["ada@example.com"]
+    assert locmem.outbox[0].to == ["Ada <ada@example.com>"]
     assert InboxItem.objects.get().content["body"] == "Hi Ada"
 
 
@@ -783,7 +783,8 @@ def test_trigger_detail_lists_its_runs(api, welcome, acme):
     assert response.status_code == 200
     detail = response.json()
     assert set(detail) == {"id", "workflow", "tenant", "actor", "data", "cancellation_key",
-                           "fanout", "created_at", "runs"}
+                           "fanout", "recipients_total", "runs_created", "created_at",
+                           "runs"}
     assert (detail["id"], detail["workflow"], detail["tenant"], detail["actor"], detail["data"],
             detail["cancellation_key"], detail["fanout"]) == (
         body["trigger_id"], "welcome", "acme", "boss", {"x": 1}, "c1", "done")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0011_tenant_inbox_secrets'),
+        ('notifications', '0014_trigger_fanout_progress'),
     ]
 
     operations = [
