@@ -158,7 +158,8 @@ def test_comment_mentioned_unread_sends_one_email(mention, run_tasks):
     run_tasks()
     assert run.status == Run.Status.COMPLETED
     (email,) = smtp.wait_for(1)
-    assert email["To"] == Recipient.objects.get(external_id="demo-user").email
+    assert email["To"].addresses[0].addr_spec == Recipient.objects.get(
+        external_id="demo-user").email
     assert email["Subject"] == "Grace Hopper mentioned you in Q3 roadmap"
     assert "Can you check the dates?" in email.get_body(("plain",)).get_content()
     assert Message.objects.get(channel="email").status == Message.Status.SENT
