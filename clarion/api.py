@@ -156,6 +156,23 @@ CODES = {
 }
 
 
+def error_body(exc: exceptions.APIException, status_code: int | None = None) -> dict:
+    """The one error shape for `exc`: {"error", "detail"} and, for a ValidationError,
+    "fields". `status_code` defaults to the exception's own."""
+    if isinstance(exc, exceptions.ValidationError):
+        return {
+            "error": "invalid_request",
+            "detail": "The request is not valid; see `fields`.",
+            "fields": flatten(exc.detail),
+        }
+    if isinstance(exc, exceptions.ParseError):
+        return {"error": "parse_error", "detail": str(exc.detail)}
+    status_code = status_code or getattr(exc, "status_code", 500)
+    code = getattr(exc, "code", None) or CODES.get(status_code, "error")
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    return {"error": code, "detail": str(detail)}
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
@@ -163,19 +180,7 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, exceptions.ValidationError):
-        body = {
-            "error": "invalid_request",
-            "detail": "The request is not valid; see `fields`.",
-            "fields": flatten(exc.detail),
-        }
-    elif isinstance(exc, exceptions.ParseError):
-        body = {"error": "parse_error", "detail": str(exc.detail)}
-    else:
-        code = getattr(exc, "code", None) or CODES.get(response.status_code, "error")
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        body = {"error": code, "detail": str(detail)}
-    response.data = body
+    response.data = error_body(exc, response.status_code)
     return response
 
 

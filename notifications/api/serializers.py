@@ -4,6 +4,7 @@ import re
 import zoneinfo
 
 import jsonschema
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -19,10 +20,35 @@ from ..models import (
     Topic,
     color_validator,
     key_validator,
+    validate_recipient_id,
 )
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def recipient_id(value) -> str:
+    """A recipient id as given (a string, or an integer turned into one), checked against the
+    one rule (`models.validate_recipient_id`); raises DRF's ValidationError with the rule."""
+    value = str(value)
+    try:
+        validate_recipient_id(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return value
+
+
+class RecipientIdField(serializers.CharField):
+    """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
+
+    default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return recipient_id(super().to_internal_value(data))
 
 
 def validate_timezone(value: str) -> str:
@@ -87,7 +113,7 @@ class RecipientProfileSerializer(Serializer):
 
 
 class InlineRecipientSerializer(RecipientProfileSerializer):
-    id = serializers.CharField(max_length=255)
+    id = RecipientIdField()
 
 
 class RecipientSerializer(RecipientProfileSerializer):
@@ -131,10 +157,7 @@ class RecipientSpecField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str | int) and not isinstance(data, bool):
-            value = str(data)
-            if not value or len(value) > 255:
-                raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
-            return value
+            return recipient_id(data)
         if isinstance(data, dict) and "topic" in data:
             unknown = unknown_field_errors(data, ["topic"])
             if unknown:
@@ -165,7 +188,7 @@ class ActorField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str) and 0 < len(data) <= 255:
-            return data
+            return recipient_id(data)
         if isinstance(data, dict):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
@@ -229,10 +252,60 @@ class TriggerSerializer(Serializer):
         return value
 
 
+MAX_BULK_TRIGGERS = 1000
+
+
+class BulkTriggerItemSerializer(TriggerSerializer):
+    """One trigger of a bulk trigger: a trigger's body plus its own `idempotency_key`, which
+    behaves as the single trigger's Idempotency-Key header."""
+
+    idempotency_key = serializers.CharField(required=False, min_length=1, max_length=255,
+                                            help_text="As the single trigger's Idempotency-Key.")
+
+
+class BulkTriggerSerializer(Serializer):
+    """The bulk body: each trigger is validated on its own (BulkTriggerItemSerializer)."""
+
+    triggers = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, max_length=MAX_BULK_TRIGGERS,
+        help_text=f"1 to {MAX_BULK_TRIGGERS} triggers, each with the body of a single trigger "
+                  "plus an optional `idempotency_key`.",
+    )
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "object", "required": ["status", "trigger_id", "runs"], "properties": {
+            "status": {"type": "integer", "enum": [202]},
+            "trigger_id": {"type": "string", "format": "uuid"},
+            "runs": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string", "format": "uuid"}, "recipient": {"type": "string"}}}},
+            "replayed": {"type": "boolean",
+                         "description": "True when its idempotency_key answered a first "
+                                        "trigger again."},
+        }},
+        {"type": "object", "required": ["status", "error", "detail"], "properties": {
+            "status": {"type": "integer", "description": "400, 403, 409 or 422"},
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "fields": {"type": "object", "description": "Path within this trigger → problems.",
+                       "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        }},
+    ]
+})
+class BulkTriggerResultField(serializers.JSONField):
+    """One trigger's outcome: accepted (202) or refused (4xx, the API's error shape)."""
+
+
+class BulkTriggerResponseSerializer(Serializer):
+    results = serializers.ListField(child=BulkTriggerResultField(),
+                                    help_text="One per trigger, in the order given.")
+
+
 class CancelSerializer(Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=255), required=False, allow_empty=False,
+        child=RecipientIdField(), required=False, allow_empty=False,
         max_length=1000, help_text="Only these recipients' runs; all of them when left out.",
     )
 
@@ -269,6 +342,10 @@ class TriggerDetailSerializer(Serializer):
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
     fanout = serializers.ChoiceField(choices=["done", "pending"])
+    recipients_total = serializers.IntegerField(
+        allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
+                                   "has counted its subscribers.")
+    runs_created = serializers.IntegerField(help_text="Runs created so far.")
     created_at = serializers.DateTimeField()
     runs = TriggerRunSummarySerializer(many=True)
 
@@ -335,10 +412,16 @@ class StepSerializer(Serializer):
     config = serializers.DictField(required=False, default=dict)
     conditions = serializers.DictField(required=False, allow_null=True, default=None)
     templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+    unless = serializers.DictField(
+        required=False, allow_null=True, default=None,
+        help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
+                  '{"step": "inbox", "is": "read"} (seen, read, clicked, delivered).')
 
     def validate(self, attrs):
         step_type = attrs["type"]
         errors = {}
+        if attrs.get("unless") and step_type not in CHANNEL_KEYS:
+            errors["unless"] = ["Only channel steps can have \"unless\"."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
@@ -385,6 +468,16 @@ class WorkflowSerializer(Serializer):
         duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
         if duplicates:
             raise serializers.ValidationError(f"Step refs must be unique: {', '.join(duplicates)}.")
+        errors, earlier = [{} for _ in value], {}
+        for index, step in enumerate(value):
+            if step.get("unless"):
+                try:
+                    engine.validate_unless(step["unless"], earlier)
+                except engine.StepConfigError as exc:
+                    errors[index][exc.field] = [str(exc)]
+            earlier[step["ref"]] = step["type"]
+        if any(errors):
+            raise serializers.ValidationError(errors)
         return value
 
     def validate_data_schema(self, value):
