@@ -1,4 +1,4 @@
-"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine.py, not here."""
+"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine/, not here."""
 
 import unicodedata
 import uuid
@@ -90,7 +90,7 @@ class Tenant(models.Model):
     def inbox_secrets(self) -> dict:
         """{"current": str, "previous": str | None}, decrypted; {} before the first one.
         ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
-        from .providers.crypto import decrypt_json
+        from .crypto import decrypt_json
 
         return decrypt_json(self.inbox_secrets_encrypted)
 
@@ -245,6 +245,19 @@ class Step(models.Model):
         null=True,
         blank=True,
         help_text='e.g. {"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}',
+    )
+    # Channel steps only (docs/workflows.md): skip when an earlier step's message reached a state,
+    # wait for a window of days and hours, and pass quiet hours in a critical workflow.
+    unless = models.JSONField(
+        null=True, blank=True, help_text='e.g. {"step": "inbox", "is": "read"}',
+    )
+    send_window = models.JSONField(
+        null=True, blank=True,
+        help_text='e.g. {"days": ["mon", "tue"], "start": "08:00", "end": "17:30", '
+                  '"timezone": "recipient"}',
+    )
+    urgent = models.BooleanField(
+        default=False, help_text="In a critical workflow, send during the person's quiet hours.",
     )
 
     class Meta:
@@ -536,13 +549,13 @@ class ProviderConfig(models.Model):
 
     @property
     def credentials(self) -> dict:
-        from .providers.crypto import decrypt_json
+        from .crypto import decrypt_json
 
         return decrypt_json(self.credentials_encrypted)
 
     @credentials.setter
     def credentials(self, value: dict) -> None:
-        from .providers.crypto import encrypt_json
+        from .crypto import encrypt_json
 
         self.credentials_encrypted = encrypt_json(dict(value or {}))
 
