@@ -10,10 +10,10 @@ from rest_framework.views import APIView
 from clarion.api import (
     ERRORS,
     ApiError,
+    Serializer,
     TenantKeyField,
     check_key,
     not_found,
-    refuse_unknown_fields,
     tenant_for_api_key,
     validated,
 )
@@ -26,7 +26,7 @@ from .serializers import validate_timezone
 MAX_OCCURRENCES = 100
 
 
-class RepeatSerializer(serializers.Serializer):
+class RepeatSerializer(Serializer):
     """For the schema; the rule is checked by notifications.recurrence.validate_repeat."""
 
     frequency = serializers.ChoiceField(choices=["hourly", "daily", "weekly", "monthly"])
@@ -36,7 +36,7 @@ class RepeatSerializer(serializers.Serializer):
     day_of_month = serializers.IntegerField(required=False, min_value=1, max_value=31)
 
 
-class ScheduleSerializer(serializers.Serializer):
+class ScheduleSerializer(Serializer):
     id = serializers.CharField(source="key", read_only=True)
     workflow = serializers.SlugRelatedField(slug_field="key", queryset=Workflow.objects.all())
     recipients = serializers.ListField(child=serializers.CharField(max_length=255),
@@ -54,7 +54,6 @@ class ScheduleSerializer(serializers.Serializer):
     updated_at = serializers.DateTimeField(read_only=True)
 
     def to_internal_value(self, data):
-        refuse_unknown_fields(self, data)
         if isinstance(data, dict) and isinstance(data.get("repeat"), dict):
             try:
                 repeat = validate_repeat(data["repeat"])
@@ -86,7 +85,7 @@ class ScheduleSerializer(serializers.Serializer):
         return body
 
 
-class OccurrencesSerializer(serializers.Serializer):
+class OccurrencesSerializer(Serializer):
     timezone = serializers.CharField()
     occurrences = serializers.ListField(child=serializers.DateTimeField(),
                                         help_text="UTC, soonest first.")

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0015_ormq_due_index'),
+        ('notifications', '0016_ormq_due_index'),
     ]
 
     operations = [
