@@ -279,6 +279,7 @@ class StepSpec:
     config: dict = field(default_factory=dict)
     conditions: dict | None = None
     templates: dict[str, dict] = field(default_factory=dict)
+    unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
 
 
 @transaction.atomic
@@ -311,7 +312,7 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     for position, spec in enumerate(steps):
         step = existing.get(spec.ref)
         values = {"position": position, "type": spec.type, "config": spec.config or {},
-                  "conditions": spec.conditions or None}
+                  "conditions": spec.conditions or None, "unless": spec.unless or None}
         if step is None:
             step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
         else:

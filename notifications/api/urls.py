@@ -3,7 +3,7 @@
 from django.urls import path
 
 from ..providers.api import ProviderView
-from . import views
+from . import schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -22,5 +22,8 @@ urlpatterns = [
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    path("schedules/<str:key>", schedules.ScheduleView.as_view(), name="schedule-detail"),
+    path("schedules/<str:key>/occurrences", schedules.ScheduleOccurrencesView.as_view(),
+         name="schedule-occurrences"),
     path("providers/<str:key>", ProviderView.as_view(), name="provider-detail"),
 ]
