@@ -5,11 +5,13 @@ decision (StepLog, Message, cursor) in the caller's transaction while the run's 
 task that runs twice finds the cursor already moved and the (run, step) Message already there.
 """
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -25,6 +27,8 @@ from .queue import enqueue, enqueue_at
 from .ratelimit import rate_limit_hit
 from .rendering import RenderOptions, TemplateError, render_email, render_fields
 from .rendering.variables import run_variables
+
+logger = logging.getLogger(__name__)
 
 # Step types the engine runs today (every channel, and delays); the others are refused when a
 # workflow is saved.
@@ -141,6 +145,7 @@ def advance(run: Run, *, now: datetime) -> None:
         return
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
+    from_status = run.status
     steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
     p = Pass(run=run, now=now, variables=run_variables(run),
              done=set(run.messages.values_list("step_ref", flat=True)))
@@ -161,7 +166,14 @@ def advance(run: Run, *, now: datetime) -> None:
         run.wake_at = None
         p.log("", StepLog.Event.COMPLETED)
     StepLog.objects.bulk_create(p.timeline)
-    run.save(update_fields=["status", "cursor", "wake_at", "step_refs", "state", "updated_at"])
+    # Guarded by the status read under the lock: a write that finds the run moved on (it cannot
+    # while the lock is held) undoes this whole pass rather than overwrite, e.g., a cancellation.
+    run.updated_at = timezone.now()
+    if not Run.objects.filter(pk=run.pk, status=from_status).update(
+            status=run.status, cursor=run.cursor, wake_at=run.wake_at, step_refs=run.step_refs,
+            state=run.state, updated_at=run.updated_at):
+        logger.warning("run %s left %s during its pass; the pass is undone", run.pk, from_status)
+        transaction.set_rollback(True)
 
 
 STEP_REMOVED = "the step was removed from the workflow while the run waited on it"
