@@ -401,7 +401,7 @@ def channel_address(step: Step, run: Run) -> tuple[str, str]:
     if step.type == StepType.PUSH:
         if not rows:
             return "", "the recipient has no push channel data (device tokens)"
-        return ",".join(sorted(row.provider or "push" for row in rows)), ""
+        return ",".join(sorted(row.provider_kind or "push" for row in rows)), ""
     for row in rows:
         address = row.data.get("webhook_url") or row.data.get("channel")
         if address:

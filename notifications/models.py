@@ -110,11 +110,13 @@ class Recipient(models.Model):
 
 
 class ChannelData(models.Model):
-    """Per recipient and channel (and optionally provider): push tokens, chat webhook URLs…"""
+    """Per recipient and channel (and optionally provider kind): push tokens, chat webhook URLs…"""
 
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="channel_data")
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    provider = models.CharField(max_length=64, blank=True)
+    provider_kind = models.CharField(
+        max_length=64, blank=True,
+        help_text="Only for providers of this kind (fcm, apns…); blank: for any of the channel.")
     data = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -123,7 +125,7 @@ class ChannelData(models.Model):
         verbose_name_plural = "channel data"
         constraints = [
             models.UniqueConstraint(
-                fields=["recipient", "channel", "provider"], name="channeldata_unique"
+                fields=["recipient", "channel", "provider_kind"], name="channeldata_unique"
             )
         ]
 
@@ -447,9 +449,12 @@ class ProviderConfig(models.Model):
     shared by every worker process (see notifications/providers/breaker.py).
     """
 
-    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           help_text="The provider key: how messages, callbacks and the API "
+                                     "name this provider.")
     channel = models.CharField(max_length=16, choices=Channel.choices)
-    kind = models.CharField(max_length=64, help_text="twilio, vonage, slack_webhook, smtp…")
+    kind = models.CharField(max_length=64, help_text="The provider kind: which service it is "
+                                                     "(twilio, vonage, slack_webhook, smtp…).")
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="providers",
         help_text="When set, used only for this tenant's messages (before the global ones).",
@@ -501,8 +506,11 @@ class DeliveryAttempt(models.Model):
         CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
-    provider = models.CharField(max_length=128, help_text="The ProviderConfig key (or kind).")
-    kind = models.CharField(max_length=64, blank=True)
+    provider = models.CharField(
+        max_length=128, help_text="The provider key: a configured provider's, or a built-in "
+        "default's (smtp, webhook).")
+    provider_kind = models.CharField(max_length=64, blank=True,
+                                     help_text="The provider kind: twilio, postmark, fcm…")
     started_at = models.DateTimeField()
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
@@ -537,7 +545,8 @@ class MessageEvent(models.Model):
         UNKNOWN = "unknown", "Unknown"
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
-    provider = models.CharField(max_length=64)
+    provider_kind = models.CharField(max_length=64,
+                                     help_text="The provider kind that reported it: twilio…")
     kind = models.CharField(max_length=16, choices=Kind.choices)
     provider_message_id = models.CharField(max_length=255, blank=True)
     event_id = models.CharField(
@@ -552,11 +561,12 @@ class MessageEvent(models.Model):
         ordering = ["message", "occurred_at", "id"]
         constraints = [
             # A provider that re-sends an event (its retry after a timeout) adds nothing.
-            models.UniqueConstraint(fields=["provider", "event_id"], name="messageevent_once")
+            models.UniqueConstraint(fields=["provider_kind", "event_id"],
+                                    name="messageevent_once")
         ]
 
     def __str__(self):
-        return f"{self.provider} {self.kind}"
+        return f"{self.provider_kind} {self.kind}"
 
 
 class StepLog(models.Model):

@@ -58,7 +58,8 @@ def recipient_detail(recipient: Recipient) -> dict:
     return {
         **recipient_variables(recipient),
         "channel_data": {
-            item.channel if not item.provider else f"{item.channel}:{item.provider}": item.data
+            (f"{item.channel}:{item.provider_kind}" if item.provider_kind else item.channel):
+                item.data
             for item in recipient.channel_data.all()
         },
         "created_at": recipient.created_at,

@@ -63,7 +63,8 @@ def recipient_upsert(*, external_id: str, replace: bool = False,
                      **profile) -> tuple[Recipient, bool]:
     """Create or update a recipient. `replace` resets fields not given (PUT); else merge.
 
-    `profile` may hold RECIPIENT_FIELDS and `channel_data` ({channel or "channel:provider": data}).
+    `profile` may hold RECIPIENT_FIELDS and `channel_data` ({channel or "channel:kind": data}, the
+    kind a provider kind such as "fcm").
     """
     channel_data = profile.pop("channel_data", None) or {}
     values = {name: profile[name] for name in RECIPIENT_FIELDS if name in profile}
@@ -78,8 +79,8 @@ def recipient_upsert(*, external_id: str, replace: bool = False,
         if changed:
             recipient.save(update_fields=[*changed, "updated_at"])
     for name, data in channel_data.items():
-        channel, _, provider = name.partition(":")
-        channel_data_set(recipient=recipient, channel=channel, data=data, provider=provider)
+        channel, _, kind = name.partition(":")
+        channel_data_set(recipient=recipient, channel=channel, data=data, provider_kind=kind)
     return recipient, created
 
 
@@ -110,16 +111,19 @@ def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient
     recipients = {external_id: found[external_id] for external_id in profiles}  # callers' order
     for external_id, profile in profiles.items():
         for name, data in (profile.get("channel_data") or {}).items():
-            channel, _, provider = name.partition(":")
+            channel, _, kind = name.partition(":")
             channel_data_set(recipient=recipients[external_id], channel=channel, data=data,
-                             provider=provider)
+                             provider_kind=kind)
     return recipients
 
 
 def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
-                     provider: str = "") -> ChannelData:
+                     provider_kind: str = "") -> ChannelData:
+    """Set the recipient's data for `channel`, for providers of `provider_kind` only (e.g. "fcm")
+    or, blank, for any provider of the channel."""
     item, _ = ChannelData.objects.update_or_create(
-        recipient=recipient, channel=channel, provider=provider, defaults={"data": dict(data)}
+        recipient=recipient, channel=channel, provider_kind=provider_kind,
+        defaults={"data": dict(data)}
     )
     return item
 

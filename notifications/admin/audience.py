@@ -13,7 +13,7 @@ from ..models import ChannelData, Recipient, Subscription, Topic
 class ChannelDataInline(FormFieldsMixin, admin.TabularInline):
     model = ChannelData
     extra = 0
-    fields = ("channel", "provider", "data", "updated_at")
+    fields = ("channel", "provider_kind", "data", "updated_at")
     readonly_fields = ("updated_at",)
 
 

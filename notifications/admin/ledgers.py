@@ -59,7 +59,7 @@ def attempts_table(message):
     if not attempts:
         return "No delivery attempts."
     return table(
-        ("Provider", "Started", "Duration (ms)", "Outcome", "Error"),
+        ("Provider key", "Started", "Duration (ms)", "Outcome", "Error"),
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         ((attempt.provider, when(attempt.started_at),
           EMPTY if attempt.duration_ms is None else attempt.duration_ms,
@@ -143,9 +143,9 @@ class MessageAdmin(LedgerAdmin):
         if not events:
             return "No status events."
         return table(
-            ("Time", "Provider", "Event", "Description", "Payload"),
+            ("Time", "Provider kind", "Event", "Description", "Payload"),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            ((when(event.occurred_at), event.provider, event.get_kind_display(),
+            ((when(event.occurred_at), event.provider_kind, event.get_kind_display(),
               event.description or EMPTY, as_json(event.raw))
              for event in events),
         )
@@ -155,11 +155,11 @@ class MessageAdmin(LedgerAdmin):
 class DeliveryAttemptAdmin(LedgerAdmin):
     uuid_search_fields = ("message_id",)
     list_display = ("message", "provider", "started_at", "duration_ms", "outcome", "status_code")
-    list_filter = ("outcome", "provider", "kind")
+    list_filter = ("outcome", "provider", "provider_kind")
     list_select_related = ("message",)
     search_fields = ("provider__exact",)
-    search_help_text = "A message id or a provider (exact)."
-    fields = ("message", "provider", "kind", "started_at", "duration_ms", "outcome",
+    search_help_text = "A message id or a provider key (exact)."
+    fields = ("message", "provider", "provider_kind", "started_at", "duration_ms", "outcome",
               "status_code", "error", "request_json", "response_json")
     readonly_fields = fields
 

@@ -30,7 +30,8 @@ def _kind_choices():
 
 
 class ProviderConfigForm(forms.ModelForm):
-    kind = forms.ChoiceField(choices=_kind_choices)
+    kind = forms.ChoiceField(choices=_kind_choices,
+                             help_text="The provider kind: which service it is.")
     credentials = forms.JSONField(
         required=False, initial=dict,
         help_text="A JSON object, e.g. {\"account_sid\": \"AC…\", \"auth_token\": \"…\", "

@@ -48,7 +48,8 @@ def validate_locale(value: str) -> str:
 
 
 class ChannelDataMapField(serializers.DictField):
-    """{channel: {…}} or {"channel:provider": {…}}: per-channel data such as push tokens.
+    """{channel: {…}} or {"channel:kind": {…}} (a provider kind, e.g. "push:fcm"): per-channel
+    data such as push tokens.
 
     The same keys the recipient's GET shows, so a GET body can be PUT back.
     """
@@ -59,11 +60,11 @@ class ChannelDataMapField(serializers.DictField):
         value = super().to_internal_value(data)
         errors = {}
         for name in sorted(value):
-            channel, _, provider = name.partition(":")
+            channel, _, kind = name.partition(":")
             if channel not in Channel.values:
                 errors[name] = [f"Unknown channel; expected one of {', '.join(Channel.values)}."]
-            elif len(provider) > 64:
-                errors[name] = ["A provider name has at most 64 characters."]
+            elif len(kind) > 64:
+                errors[name] = ["A provider kind has at most 64 characters."]
         if errors:
             raise serializers.ValidationError(errors)
         return value
@@ -430,4 +431,6 @@ class SubscriptionsSerializer(serializers.Serializer):
 
 class ChannelDataSerializer(serializers.Serializer):
     data = serializers.DictField()
-    provider = serializers.CharField(max_length=64, required=False, allow_blank=True, default="")
+    provider_kind = serializers.CharField(
+        max_length=64, required=False, allow_blank=True, default="",
+        help_text="Only for providers of this kind (fcm, apns, webpush…); blank: any of them.")

@@ -237,8 +237,8 @@ class ChannelDataView(APIView):
             raise not_found("recipient", recipient_id)
         data = validated(s.ChannelDataSerializer, request.data)
         item = services.channel_data_set(recipient=recipient, channel=channel, data=data["data"],
-                                         provider=data["provider"])
-        return Response({"data": item.data, "provider": item.provider})
+                                         provider_kind=data["provider_kind"])
+        return Response({"data": item.data, "provider_kind": item.provider_kind})
 
 
 class TenantView(APIView):

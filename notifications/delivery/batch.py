@@ -306,7 +306,8 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt]) -> None:
     unwritten.clear()
     started_at = timezone.now()
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
-                                kind=call.candidate.provider.kind, started_at=started_at)
+                                provider_kind=call.candidate.provider.kind,
+                                started_at=started_at)
                 for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):

@@ -43,7 +43,7 @@ def message_mark_outcome_unknown(message: Message) -> None:
         outcome=DeliveryAttempt.Outcome.UNKNOWN,
         error="The worker stopped before the provider answered.")
     last = started[-1] if started else None
-    if last is not None and _supports_idempotency(last.kind):
+    if last is not None and _supports_idempotency(last.provider_kind):
         with transaction.atomic():
             requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING) \
                 .update(status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,

@@ -66,7 +66,8 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
     message = _message_for(event)
     if message is None:
         logger.warning("Status event for an unknown message ignored: %s %s %s",
-                       event.provider, event.kind, event.provider_message_id or event.message_id)
+                       event.provider_kind, event.kind,
+                       event.provider_message_id or event.message_id)
         return None
     now = timezone.now()
     occurred_at = event.occurred_at or now
@@ -74,15 +75,16 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
     try:
         with transaction.atomic():
             record = MessageEvent.objects.create(
-                message=message, provider=event.provider, kind=event.kind,
+                message=message, provider_kind=event.provider_kind, kind=event.kind,
                 provider_message_id=event.provider_message_id, event_id=event_id[:255],
                 occurred_at=occurred_at, description=event.description[:2000], raw=event.raw,
             )
             _advance(message, event, occurred_at, now)
     except IntegrityError:
         # The provider re-sent an event we already have (same provider and event id).
-        logger.info("Duplicate status event ignored: %s %s", event.provider, event_id)
-        return MessageEvent.objects.filter(provider=event.provider, event_id=event_id[:255]).first()
+        logger.info("Duplicate status event ignored: %s %s", event.provider_kind, event_id)
+        return MessageEvent.objects.filter(provider_kind=event.provider_kind,
+                                           event_id=event_id[:255]).first()
     if (message.channel == "sms" and event.kind in (Kind.FAILED, Kind.REJECTED)
             and event.carrier_refused):
         message_fail_over_after_carrier_refusal(
@@ -95,9 +97,9 @@ def _message_for(event: StatusEvent) -> Message | None:
     messages = Message.objects.only("id", "status", "channel")
     if event.channel:
         messages = messages.filter(channel=event.channel)
-    if event.sent_by:  # sent through it, or in flight to it (an attempt is written first)
-        messages = messages.filter(Q(provider=event.sent_by)
-                                   | Q(delivery_attempts__provider=event.sent_by)).distinct()
+    if event.provider_key:  # sent through it, or in flight to it (an attempt is written first)
+        messages = messages.filter(Q(provider=event.provider_key)
+                                   | Q(delivery_attempts__provider=event.provider_key)).distinct()
     if event.message_id:
         try:
             found = messages.filter(pk=uuid.UUID(event.message_id)).first()
@@ -124,7 +126,7 @@ def message_events_replay(*, message_id) -> None:
     if message.provider_message_id:  # not events about an earlier send (before a failover)
         records = records.filter(provider_message_id__in=("", message.provider_message_id))
     for record in records:
-        event = StatusEvent(provider=record.provider, kind=record.kind,
+        event = StatusEvent(provider_kind=record.provider_kind, kind=record.kind,
                             description=record.description)
         _advance(message, event, record.occurred_at, now)
 
@@ -186,9 +188,10 @@ def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: 
                 if c.key not in tried]
         if not left:
             return False
-        kind = attempts.filter(provider=message.provider).values_list("kind", flat=True).last()
+        kind = (attempts.filter(provider=message.provider)
+                .values_list("provider_kind", flat=True).last())
         DeliveryAttempt.objects.create(
-            message=message, provider=message.provider, kind=kind or "", started_at=now,
+            message=message, provider=message.provider, provider_kind=kind or "", started_at=now,
             duration_ms=0, outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED,
             error=f"Accepted, then not delivered by the carrier: {reason}"[:2000],
             response={"message_id": provider_message_id})

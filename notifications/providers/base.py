@@ -261,9 +261,9 @@ class Provider:
         """The recipient's ChannelData row this kind uses: its own kind's, else a generic one."""
         rows = list(rows)
         for row in rows:
-            if row.provider == self.kind:
+            if row.provider_kind == self.kind:
                 return row
-        return next((row for row in rows if not row.provider), None)
+        return next((row for row in rows if not row.provider_kind), None)
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError

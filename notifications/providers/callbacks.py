@@ -51,7 +51,7 @@ class StatusEvent:
     `kind` is a MessageEvent.Kind; `occurred_at` is timezone-aware (None: when it was received).
     """
 
-    provider: str
+    provider_kind: str  # twilio, vonage, postmark…: the kind of provider that reported it
     kind: str
     provider_message_id: str = ""
     message_id: str = ""  # Clarion's Message id, when the provider echoes it back
@@ -59,9 +59,9 @@ class StatusEvent:
     event_id: str = ""  # the provider's id for this event; else a digest of `raw`
     description: str = ""
     raw: dict = field(default_factory=dict)
-    # The ProviderConfig whose secret verified the callback: only messages that provider was
-    # called for may be moved by it (another tenant's provider must not reach them).
-    sent_by: str = ""
+    # The provider key (ProviderConfig) whose secret verified the callback: only messages that
+    # provider was called for may be moved by it (another tenant's provider must not reach them).
+    provider_key: str = ""
     channel: str = ""  # only messages of this channel (email, for anymail's tracking)
     # The carrier did not deliver it for a reason another provider may not meet (the provider's
     # route or account failed, not the number): delivery fails the message over.
@@ -132,7 +132,7 @@ class StatusCallbackView(View):
         except CallbackInvalid as exc:
             return error_response(400, "invalid_request", str(exc))
         for event in events:
-            self.record(replace(event, sent_by=config.key))
+            self.record(replace(event, provider_key=config.key))
         # Recorded, or logged and ignored (an unknown message): either way the provider is done.
         return HttpResponse(status=204)
 

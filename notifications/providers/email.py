@@ -12,15 +12,12 @@ Their delivery and engagement events come back through anymail's tracking webhoo
 import logging
 import smtplib
 from email.utils import parseaddr
-from functools import wraps
 from typing import Any, ClassVar
 
 from anymail.exceptions import AnymailWebhookValidationFailure
-from anymail.utils import get_anymail_setting
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.urls import URLPattern
-from django.views.decorators.csrf import csrf_exempt
 
 from .base import (
     Exchange,
@@ -247,7 +244,7 @@ def from_anymail(event, esp_name: str) -> StatusEvent:
     if event.click_url:
         description = description or event.click_url
     return StatusEvent(
-        provider=esp_name.lower().replace(" ", "_"),
+        provider_kind=esp_name.lower().replace(" ", "_"),
         kind=ANYMAIL_KINDS.get(event.event_type, Kind.UNKNOWN),
         provider_message_id=str(event.message_id or ""),
         message_id=str(metadata.get("clarion_message_id", "")),
@@ -259,24 +256,44 @@ def from_anymail(event, esp_name: str) -> StatusEvent:
     )
 
 
-def _anymail_view(view):
-    """anymail's view, refusing with 403 (not anymail's 400) what fails its authentication, and
-    refusing outright when an ESP that has only basic auth has no WEBHOOK_SECRET configured
-    (anymail would only warn, and accept anyone's events)."""
-    needs_basic_auth = getattr(view.view_class, "warn_if_no_basic_auth", False)
+class _UnreadablePayload(Exception):
+    pass
 
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        if needs_basic_auth and not get_anymail_setting("webhook_secret", default=None):
-            return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "
-                                  "webhooks are authenticated by basic auth only.")
-        try:
-            return view(request, *args, **kwargs)
-        except AnymailWebhookValidationFailure as exc:
-            logger.warning("anymail webhook refused: %s", exc)
-            return error_response(403, "forbidden", str(exc))
 
-    return csrf_exempt(wrapped)
+def _guarded(view_class):
+    """A subclass of anymail's tracking view `view_class` that refuses with 403 (not anymail's
+    400) what fails its authentication, refuses outright when the ESP is authenticated by basic
+    auth only and no ANYMAIL_WEBHOOK_SECRET is set (anymail would only warn, and accept anyone's
+    events), and answers 400 (not 500) a body the ESP would never send.
+
+    Whether basic auth is needed is the view *instance's* say: SendGrid's view drops the need
+    (`warn_if_no_basic_auth`) in its __init__ once its ECDSA verification key is configured."""
+
+    class Guarded(view_class):
+        def dispatch(self, request, *args, **kwargs):
+            if (getattr(self, "warn_if_no_basic_auth", False)
+                    and not getattr(self, "basic_auth", None)):
+                return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "
+                                      "webhooks are authenticated by basic auth only.")
+            try:
+                return super().dispatch(request, *args, **kwargs)
+            except AnymailWebhookValidationFailure as exc:
+                logger.warning("anymail webhook refused: %s", exc)
+                return error_response(403, "forbidden", str(exc))
+            except _UnreadablePayload:
+                return error_response(400, "invalid_request",
+                                      f"The body is not a {self.esp_name} tracking payload.")
+
+        def parse_events(self, request):
+            try:
+                return super().parse_events(request)
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                logger.warning("unreadable %s tracking payload: %s: %s", self.esp_name,
+                               type(exc).__name__, exc)
+                raise _UnreadablePayload from exc
+
+    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{view_class.__name__}"
+    return Guarded
 
 
 def anymail_tracking_patterns() -> list[URLPattern]:
@@ -284,7 +301,9 @@ def anymail_tracking_patterns() -> list[URLPattern]:
     events reach anymail's `tracking` signal, whose receiver records them."""
     from anymail import urls as anymail_urls
 
-    return [URLPattern(pattern.pattern, _anymail_view(pattern.callback), pattern.default_args,
-                       pattern.name)
+    return [URLPattern(pattern.pattern,
+                       _guarded(pattern.callback.view_class).as_view(
+                           **pattern.callback.view_initkwargs),
+                       pattern.default_args, pattern.name)
             for pattern in anymail_urls.urlpatterns
             if pattern.name and "tracking" in pattern.name]

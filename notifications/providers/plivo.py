@@ -10,7 +10,8 @@ from .sms import SMSProvider
 @register
 class Plivo(SMSProvider):
     """POST /v1/Account/{auth_id}/Message/, HTTP Basic (auth_id, auth_token), JSON src, dst,
-    text (and url for status callbacks). Answers 202 with `message_uuid: [...]`."""
+    text (and url for status callbacks, naming the message: see `status_callback_url_for`).
+    Answers 202 with `message_uuid: [...]`."""
 
     kind, label = "plivo", "Plivo"
     credential_fields = ("auth_id", "auth_token", "from")
@@ -20,8 +21,9 @@ class Plivo(SMSProvider):
         text = self.text_of(message)
         auth_id = self.credentials["auth_id"]
         body = {"src": self.sender, "dst": message.to, "text": text}
-        if self.status_callback_url:
-            body["url"] = self.status_callback_url
+        callback = self.status_callback_url_for(message)
+        if callback:
+            body["url"] = callback
         return HTTPRequest("POST", f"{self.base_url}/v1/Account/{auth_id}/Message/", json=body,
                            auth=(auth_id, self.credentials["auth_token"]))
 

@@ -6,7 +6,7 @@ REST API and, where Clarion has one, its status callback (signature and event ma
 
 import ipaddress
 from typing import ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from django.conf import settings
 from django.urls import reverse
@@ -58,6 +58,27 @@ class SMSProvider(HTTPProvider):
         if configured or not self.webhook_route:
             return configured
         return default_status_callback_url(route=self.webhook_route, key=self.key)
+
+    def status_callback_url_for(self, message: OutboundMessage) -> str:
+        """`status_callback_url` naming the message: ``?message_id=<Clarion's message id>``
+        added, for kinds whose callback URL is given per message and echoes no id of ours
+        (Twilio's StatusCallback, Plivo's url). A callback can then find its message even
+        when it arrives before the provider's own answer (its message id) is written; Twilio
+        signs the full URL, so the id in it is as trusted as the rest. "" when there is none."""
+        url = self.status_callback_url
+        return url and url_with_message_id(url, message.id)
+
+
+MESSAGE_ID_PARAMETER = "message_id"
+
+
+def url_with_message_id(url: str, message_id: str) -> str:
+    """`url` with its query's `message_id` set to `message_id` (other parameters kept)."""
+    parts = urlsplit(url)
+    query = [(name, value) for name, value in parse_qsl(parts.query, keep_blank_values=True)
+             if name != MESSAGE_ID_PARAMETER]
+    query.append((MESSAGE_ID_PARAMETER, message_id))
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 def default_status_callback_url(*, route: str, key: str) -> str:

@@ -20,13 +20,14 @@ from .base import (
 )
 from .callbacks import CallbackRefused, Kind, StatusCallbackView, StatusEvent, register_callback
 from .registry import register
-from .sms import SMSProvider
+from .sms import MESSAGE_ID_PARAMETER, SMSProvider
 
 
 @register
 class Twilio(SMSProvider):
     """POST /2010-04-01/Accounts/{AccountSid}/Messages.json, HTTP Basic (AccountSid, AuthToken),
-    form fields To, From, Body (and StatusCallback). Answers 201 with the message's `sid`; errors
+    form fields To, From, Body (and StatusCallback, naming the message: see
+    `status_callback_url_for`). Answers 201 with the message's `sid`; errors
     carry Twilio's `code` (20429 and 5xx are worth retrying)."""
 
     kind, label = "twilio", "Twilio"
@@ -38,8 +39,9 @@ class Twilio(SMSProvider):
         text = self.text_of(message)
         sid = self.credentials["account_sid"]
         form = {"To": message.to, "From": self.sender, "Body": text}
-        if self.status_callback_url:
-            form["StatusCallback"] = self.status_callback_url
+        callback = self.status_callback_url_for(message)
+        if callback:
+            form["StatusCallback"] = callback
         return HTTPRequest("POST", f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json",
                            data=form, auth=(sid, self.credentials["auth_token"]))
 
@@ -89,15 +91,17 @@ def twilio_signature(url: str, params: Mapping[str, Iterable[str]], auth_token: 
     return base64.b64encode(digest).decode()
 
 
-def from_twilio(params: dict, *, event_id: str = "") -> StatusEvent:
-    """A StatusCallback's parameters (MessageSid, MessageStatus, ErrorCode…) → StatusEvent."""
+def from_twilio(params: dict, *, event_id: str = "", message_id: str = "") -> StatusEvent:
+    """A StatusCallback's parameters (MessageSid, MessageStatus, ErrorCode…) → StatusEvent;
+    `message_id` is Clarion's, from the (signed) callback URL."""
     status = params.get("MessageStatus") or params.get("SmsStatus") or ""
     error = params.get("ErrorCode") or ""
     kind = EVENT_KINDS.get(status, Kind.UNKNOWN)
     return StatusEvent(
-        provider="twilio",
+        provider_kind="twilio",
         kind=kind,
         provider_message_id=params.get("MessageSid") or params.get("SmsSid") or "",
+        message_id=message_id,
         event_id=event_id,
         description=f"{status} (Twilio error {error})" if error else status,
         raw=params,
@@ -122,7 +126,8 @@ def _form(request: HttpRequest) -> dict[str, list[str]]:
 
 @register_callback
 class TwilioStatusCallback(StatusCallbackView):
-    """Twilio's StatusCallback: a form POST signed with `X-Twilio-Signature`."""
+    """Twilio's StatusCallback: a form POST signed with `X-Twilio-Signature` (over the full URL,
+    whose `message_id` names Clarion's message, and the parameters)."""
 
     kind, label = "twilio", "Twilio"
     route = "twilio/<str:key>/status/"
@@ -144,4 +149,6 @@ class TwilioStatusCallback(StatusCallbackView):
         # so a replayed callback is recorded once.
         values = {name: values[-1] for name, values in _form(request).items()}
         return [from_twilio(values, event_id=":".join(
-            values.get(name, "") for name in ("MessageSid", "MessageStatus", "ErrorCode")))]
+            values.get(name, "") for name in ("MessageSid", "MessageStatus", "ErrorCode")),
+            # Clarion's id, in the URL Twilio signed (Twilio.status_callback_url_for).
+            message_id=request.GET.get(MESSAGE_ID_PARAMETER, ""))]

@@ -113,7 +113,7 @@ def from_vonage_receipt(params: dict) -> StatusEvent:
     occurred = _vonage_time(params.get("message-timestamp") or params.get("scts") or "")
     kind = EVENT_KINDS.get(status, Kind.UNKNOWN)
     return StatusEvent(
-        provider="vonage",
+        provider_kind="vonage",
         kind=kind,
         provider_message_id=params.get("messageId") or "",
         message_id=params.get("client-ref") or "",  # Clarion's id, sent as client-ref
@@ -131,7 +131,7 @@ def from_vonage_message_status(payload: dict) -> StatusEvent:
     error = payload.get("error") if isinstance(payload.get("error"), dict) else {}
     detail = error.get("title") or error.get("detail") or ""
     return StatusEvent(
-        provider="vonage",
+        provider_kind="vonage",
         kind=EVENT_KINDS.get(status, Kind.UNKNOWN),
         provider_message_id=payload.get("message_uuid") or "",
         occurred_at=_iso_time(payload.get("timestamp") or ""),

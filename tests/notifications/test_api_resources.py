@@ -78,7 +78,7 @@ def test_get_recipient_returns_the_profile_with_channel_data(api, db):
                                              email="ada@example.com")
     services.channel_data_set(recipient=recipient, channel="chat",
                               data={"url": "https://chat.example/hook"})
-    services.channel_data_set(recipient=recipient, channel="push", provider="fcm",
+    services.channel_data_set(recipient=recipient, channel="push", provider_kind="fcm",
                               data={"tokens": ["f1"]})
 
     response = api.get("/api/v1/recipients/u1")
@@ -102,7 +102,7 @@ def test_put_of_what_get_returned_for_a_recipient_changes_nothing(api, db):
 
     assert response.status_code == 200, response.content
     assert response.json() == exported
-    assert sorted(ChannelData.objects.values_list("channel", "provider")) == [
+    assert sorted(ChannelData.objects.values_list("channel", "provider_kind")) == [
         ("chat", ""), ("push", "fcm")]
 
 
@@ -133,7 +133,7 @@ def test_get_unknown_recipient_is_404(api, db):
          {"channel_data.pager:acme": [
              "Unknown channel; expected one of email, sms, push, chat, in_app, webhook."]}),
         ({"channel_data": {f"push:{'p' * 65}": {}}},
-         {f"channel_data.push:{'p' * 65}": ["A provider name has at most 64 characters."]}),
+         {f"channel_data.push:{'p' * 65}": ["A provider kind has at most 64 characters."]}),
         ({"name": "x" * 256, "email": "bad"},
          {"name": ["Ensure this field has no more than 255 characters."],
           "email": ["Enter a valid email address."]}),
@@ -234,12 +234,12 @@ def test_put_channel_data_sets_and_replaces_one_channel(api, db):
     first = api.put("/api/v1/recipients/u1/channel-data/push", {"data": {"tokens": ["a"]}})
     second = api.put("/api/v1/recipients/u1/channel-data/push", {"data": {"tokens": ["b"]}})
     provider = api.put("/api/v1/recipients/u1/channel-data/push",
-                       {"data": {"tokens": ["c"]}, "provider": "apns"})
+                       {"data": {"tokens": ["c"]}, "provider_kind": "apns"})
 
     assert first.status_code == 200, first.content
-    assert first.json() == {"data": {"tokens": ["a"]}, "provider": ""}
-    assert second.json() == {"data": {"tokens": ["b"]}, "provider": ""}
-    assert provider.json() == {"data": {"tokens": ["c"]}, "provider": "apns"}
+    assert first.json() == {"data": {"tokens": ["a"]}, "provider_kind": ""}
+    assert second.json() == {"data": {"tokens": ["b"]}, "provider_kind": ""}
+    assert provider.json() == {"data": {"tokens": ["c"]}, "provider_kind": "apns"}
     assert api.get("/api/v1/recipients/u1").json()["channel_data"] == {
         "push": {"tokens": ["b"]}, "push:apns": {"tokens": ["c"]}}
 

@@ -85,7 +85,7 @@ def test_trigger_inline_recipient_is_created_with_its_channel_data(api, welcome)
     assert (recipient.name, recipient.email, recipient.phone, recipient.locale,
             recipient.timezone, recipient.data) == (
         "Ada", "ada@example.com", "+15550001111", "en-GB", "Europe/London", {"plan": "pro"})
-    assert list(recipient.channel_data.values_list("channel", "provider", "data")) == [
+    assert list(recipient.channel_data.values_list("channel", "provider_kind", "data")) == [
         ("push", "", {"tokens": ["t1"]})
     ]
 

@@ -46,7 +46,7 @@ def test_registry_lists_the_kinds_per_channel():
 
 def test_dead_addresses_leave_the_channel_data_and_are_kept_as_inactive(db):
     recipient = Recipient.objects.create(external_id="u1")
-    row = ChannelData.objects.create(recipient=recipient, channel="push", provider="fcm",
+    row = ChannelData.objects.create(recipient=recipient, channel="push", provider_kind="fcm",
                                      data={"tokens": ["a", "b", "c"]})
     assert channel_data_deactivate(channel_data_id=row.pk, addresses=["b", "zz"],
                                    reason="UNREGISTERED") == 1

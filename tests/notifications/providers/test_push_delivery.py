@@ -73,8 +73,8 @@ def test_apns_with_only_dead_tokens_fails_over_to_fcm_and_dead_tokens_are_deacti
     assert sent[1]["notification"] == {"title": "Hi Ada", "body": "Your order shipped."}
     assert sent[1]["data"] == {"recipient": "ada"}
 
-    apns_row = ChannelData.objects.get(recipient__external_id="ada", provider="apns")
-    fcm_row = ChannelData.objects.get(recipient__external_id="ada", provider="fcm")
+    apns_row = ChannelData.objects.get(recipient__external_id="ada", provider_kind="apns")
+    fcm_row = ChannelData.objects.get(recipient__external_id="ada", provider_kind="fcm")
     assert apns_row.data["tokens"] == []
     assert sorted(item["address"] for item in apns_row.data["inactive"]) == sorted(
         [APNS_GONE, APNS_BAD])
@@ -103,7 +103,7 @@ def test_web_push_delivers_the_rendered_notification_and_drops_a_gone_subscripti
         assert service.problems == []
         assert service.delivered == [{"title": "Hi Bob", "body": "Your order shipped.",
                                       "data": {"recipient": "bob"}, "id": str(message.id)}]
-        row = ChannelData.objects.get(recipient__external_id="bob", provider="webpush")
+        row = ChannelData.objects.get(recipient__external_id="bob", provider_kind="webpush")
         assert row.data["subscriptions"] == [live]
         assert [item["address"] for item in row.data["inactive"]] == [gone]
     finally:
@@ -125,5 +125,5 @@ def test_a_transient_push_outage_is_retried_later_and_kills_no_token(google, pro
     message.refresh_from_db()
     assert message.status == Message.Status.QUEUED and message.next_attempt_at is not None
     assert attempts(message) == [("fcm-main", "transient_error")]
-    row = ChannelData.objects.get(recipient__external_id="cy", provider="fcm")
+    row = ChannelData.objects.get(recipient__external_id="cy", provider_kind="fcm")
     assert row.data == {"tokens": [FCM_GOOD]}

@@ -6,6 +6,7 @@ import json
 import uuid
 from urllib.parse import urlencode, urlsplit
 
+import httpx
 import pytest
 from django_q.models import Schedule
 
@@ -70,7 +71,8 @@ def test_twilio_gets_the_documented_request_and_its_sid_is_kept(twilio, queue_me
     assert message.provider == "twilio-main"
     assert message.provider_message_id.startswith("SM")
     attempt = message.delivery_attempts.get()
-    assert (attempt.outcome, attempt.status_code, attempt.kind) == ("succeeded", 201, "twilio")
+    assert (attempt.outcome, attempt.status_code, attempt.provider_kind) == (
+        "succeeded", 201, "twilio")
     ledger = json.dumps([attempt.request, attempt.response])
     assert TOKEN not in ledger and "[redacted]" in ledger
     assert attempt.request["data"]["Body"] == "Hi Ada, code 1234"
@@ -225,6 +227,20 @@ def test_plivo_gets_the_documented_request(provider_server, provider_config, que
     assert uuid.UUID(message.provider_message_id)
 
 
+def test_plivo_is_given_its_status_callback_url_naming_the_message(
+        provider_server, provider_config, queue_message):
+    server = provider_server(plivo_check, plivo_accepts)
+    provider_config("plivo", "sms", "plivo",
+                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                    options={"base_url": server.url,
+                             "status_callback_url": "https://hooks.example.test/plivo?x=1"})
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    assert server.problems == []
+    assert server.requests[0].json()["url"] == \
+        f"https://hooks.example.test/plivo?x=1&message_id={message.id}"
+
+
 @pytest.mark.parametrize("phone, reason", [
     ("", "The recipient has no phone number."),
     ("555-0100", "The recipient's phone '555-0100' is not an E.164 number."),
@@ -265,13 +281,15 @@ def test_twilio_is_given_its_status_webhook_on_public_url_as_status_callback(
     message = queue_message("sms", {"text": "Your code is 1234"})
     deliver(str(message.id))
     form = twilio.requests[0].form()
-    callback = "https://notify.example.test/webhooks/twilio/twilio-main/status/"
+    callback = ("https://notify.example.test/webhooks/twilio/twilio-main/status/"
+                f"?message_id={message.id}")
     assert form["StatusCallback"] == callback
     # Twilio then calls that URL, signed for it: the real route takes it.
     message.refresh_from_db()
     params = {"MessageSid": message.provider_message_id, "MessageStatus": "delivered",
               "AccountSid": SID}
-    response = client.post(urlsplit(callback).path, data=urlencode(params),
+    parts = urlsplit(callback)
+    response = client.post(f"{parts.path}?{parts.query}", data=urlencode(params),
                            content_type="application/x-www-form-urlencoded",
                            HTTP_X_TWILIO_SIGNATURE=twilio_signature(
                                callback, {k: [v] for k, v in params.items()}, TOKEN))
@@ -285,8 +303,10 @@ def test_an_explicit_status_callback_url_wins_over_public_url(twilio, queue_mess
     settings.PUBLIC_URL = "https://notify.example.test"
     ProviderConfig.objects.filter(key="twilio-main").update(options={
         "base_url": twilio.url, "status_callback_url": "https://hooks.example.test/twilio"})
-    deliver(str(queue_message("sms", {"text": "Hi"}).id))
-    assert twilio.requests[0].form()["StatusCallback"] == "https://hooks.example.test/twilio"
+    message = queue_message("sms", {"text": "Hi"})
+    deliver(str(message.id))
+    assert twilio.requests[0].form()["StatusCallback"] == \
+        f"https://hooks.example.test/twilio?message_id={message.id}"
 
 
 @pytest.mark.parametrize("public_url", ["http://localhost:8000", "http://127.0.0.1:8000"])
@@ -426,3 +446,38 @@ def test_a_route_error_with_no_provider_left_leaves_the_message_failed(
     assert run_tasks() == []
     message.refresh_from_db()
     assert message.status == "failed" and len(twilio.requests) == 1
+
+
+# --- A status callback faster than Twilio's own answer ------------------------------------------
+
+@pytest.mark.django_db(transaction=True)
+def test_a_twilio_callback_that_arrives_before_twilios_answer_leaves_the_sms_delivered(
+        live_server, provider_server, provider_config, queue_message):
+    callbacks, sids = [], []
+
+    def call_back_then_answer(request):
+        # Twilio has the message: its StatusCallback reaches Clarion (a real HTTP call to the
+        # URL it was given, signed as Twilio signs) before Twilio's 201 reaches the sender.
+        form, sid = request.form(), "SM" + uuid.uuid4().hex
+        sids.append(sid)
+        url = form["StatusCallback"]
+        params = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": SID,
+                  "To": form["To"], "From": form["From"]}
+        signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
+        callbacks.append(httpx.post(url, data=params, headers={"X-Twilio-Signature": signature}))
+        return Reply(201, json={"sid": sid, "status": "queued"})
+
+    server = provider_server(twilio_check, call_back_then_answer)
+    provider_config("twilio-main", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url, "status_callback_url":
+                             f"{live_server.url}/webhooks/twilio/twilio-main/status/"})
+    message = queue_message("sms", {"text": "Your code is 1234"})
+    deliver(str(message.id))
+    assert server.problems == []
+    assert [response.status_code for response in callbacks] == [204]
+    message.refresh_from_db()
+    assert message.status == Message.Status.DELIVERED
+    assert message.provider_message_id == sids[0]
+    event = message.events.get()
+    assert (event.kind, event.provider_message_id) == ("delivered", message.provider_message_id)

@@ -23,9 +23,9 @@ pytestmark = pytest.mark.django_db
 T0 = datetime(2026, 11, 22, 3, 0, tzinfo=UTC)
 
 
-def report(message, kind, *, minutes=0, event_id="", description="", provider="postmark"):
+def report(message, kind, *, minutes=0, event_id="", description="", provider_kind="postmark"):
     return message_event_record(event=StatusEvent(
-        provider=provider, kind=kind, provider_message_id=message.provider_message_id,
+        provider_kind=provider_kind, kind=kind, provider_message_id=message.provider_message_id,
         occurred_at=T0 + timedelta(minutes=minutes), event_id=event_id,
         description=description, raw={"kind": kind, "minutes": minutes, "id": event_id}))
 
@@ -109,8 +109,8 @@ def test_events_that_say_nothing_about_delivery_are_recorded_without_changing_th
 
 def test_the_same_event_sent_twice_is_stored_once(sent_message):
     message = sent_message("mailgun", "<mg-1@example>")
-    first = report(message, "opened", event_id="token-1", provider="mailgun")
-    again = report(message, "opened", minutes=4, event_id="token-1", provider="mailgun")
+    first = report(message, "opened", event_id="token-1", provider_kind="mailgun")
+    again = report(message, "opened", minutes=4, event_id="token-1", provider_kind="mailgun")
     assert again.pk == first.pk
     assert MessageEvent.objects.filter(message=message).count() == 1
 
@@ -126,14 +126,14 @@ def test_an_event_without_an_id_is_identified_by_its_payload(sent_message):
 def test_an_event_for_an_unknown_message_is_ignored_and_logged(sent_message, caplog):
     sent_message("postmark", "pm-8")
     assert message_event_record(event=StatusEvent(
-        provider="postmark", kind="delivered", provider_message_id="nobody")) is None
+        provider_kind="postmark", kind="delivered", provider_message_id="nobody")) is None
     assert MessageEvent.objects.count() == 0
     assert "unknown message ignored: postmark delivered nobody" in caplog.text
 
 
 def test_clarions_own_message_id_finds_the_message_when_the_provider_echoes_it(sent_message):
     message = sent_message("postmark", "pm-9")
-    message_event_record(event=StatusEvent(provider="postmark", kind="delivered",
+    message_event_record(event=StatusEvent(provider_kind="postmark", kind="delivered",
                                            provider_message_id="other-id",
                                            message_id=str(message.id)))
     message.refresh_from_db()
@@ -177,7 +177,7 @@ def test_an_event_that_beats_the_senders_own_write_keeps_its_time_and_is_replaye
         sent_message):
     message = sent_message("postmark", "pm-race")
     Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING)
-    message_event_record(event=StatusEvent(provider="postmark", kind="delivered",
+    message_event_record(event=StatusEvent(provider_kind="postmark", kind="delivered",
                                            message_id=str(message.id), occurred_at=T0))
     message.refresh_from_db()
     assert (message.status, message.delivered_at) == ("sending", T0)

@@ -68,7 +68,7 @@ def test_postmark_delivery_webhook_marks_the_message_delivered_and_keeps_the_pay
     assert (message.status, message.delivered_at) == (
         "delivered", datetime(2026, 11, 22, 3, 10, tzinfo=UTC))
     event = MessageEvent.objects.get(message=message)
-    assert (event.provider, event.kind, event.raw) == ("postmark", "delivered", payload)
+    assert (event.provider_kind, event.kind, event.raw) == ("postmark", "delivered", payload)
 
 
 def test_postmark_open_then_late_delivery_leaves_the_message_opened(client, anymail,
@@ -265,7 +265,7 @@ def test_twilio_signed_delivered_callback_marks_the_message_delivered(client, tw
     assert message.status == "delivered" and message.delivered_at is not None
     event = MessageEvent.objects.get(message=message)
     # Keyed on what Twilio signed (the idempotency header is not signed).
-    assert (event.provider, event.event_id, event.raw["MessageStatus"]) == (
+    assert (event.provider_kind, event.event_id, event.raw["MessageStatus"]) == (
         "twilio", "SM0001:delivered:", "delivered")
 
 
