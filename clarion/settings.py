@@ -185,11 +185,16 @@ if INBOX_REALTIME not in ("layer", "poll"):
 INBOX_POLL_SECONDS = float(os.environ.get("INBOX_POLL_SECONDS", "0.1"))
 INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
 INBOX_TOKEN_TTL_SECONDS = int(os.environ.get("INBOX_TOKEN_TTL_SECONDS", "3600"))
-# The key of `recipient id + HMAC-SHA256(key, recipient id)` browser auth; your backend computes
-# the same HMAC. Derived from SECRET_KEY when unset (`manage.py inbox_hmac <id>` prints one).
+# The key of `recipient id + HMAC-SHA256(key, recipient id)` browser auth for items without a
+# tenant (each tenant has its own inbox secret, in the admin or POST /api/v1/tenants/{key}/
+# inbox-secret); your backend computes the same HMAC. Derived from SECRET_KEY when unset
+# (`manage.py inbox_hmac <id>` prints one).
 INBOX_HMAC_SECRET = os.environ.get("INBOX_HMAC_SECRET") or hmac.new(
     SECRET_KEY.encode(), b"clarion.inbox.hmac-secret", hashlib.sha256
 ).hexdigest()
+# After a tenant's inbox secret is rotated, HMACs made with the previous one keep working this
+# long (seconds), so the app can deploy the new one; 0 ends them at once.
+INBOX_SECRET_ROTATION_SECONDS = int(os.environ.get("INBOX_SECRET_ROTATION_SECONDS", "86400"))
 # Origins allowed to call the inbox API and open its websocket from a browser; "*" is safe
 # because the inbox authenticates with headers and query parameters, never cookies.
 INBOX_ALLOWED_ORIGINS = _env_list("INBOX_ALLOWED_ORIGINS", "*")
@@ -199,7 +204,7 @@ CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
 CORS_ALLOW_ALL_ORIGINS = INBOX_ALLOWED_ORIGINS == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else INBOX_ALLOWED_ORIGINS
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-clarion-recipient",
-                      "x-clarion-hmac"]
+                      "x-clarion-hmac", "x-clarion-tenant"]
 
 # --- Email ------------------------------------------------------------------------------------
 

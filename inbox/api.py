@@ -13,22 +13,46 @@ from preferences.serializers import PreferenceCenterSerializer, PreferenceSetDoc
 
 from . import selectors, services
 from . import serializers as s
-from .auth import InboxPrincipal, IsRecipient, RecipientAuthentication, inbox_token_create
+from .auth import (
+    TENANT_HEADER,
+    InboxPrincipal,
+    IsRecipient,
+    RecipientAuthentication,
+    inbox_token_create,
+)
+from .selectors import NO_TENANT
 
 ERRORS = error_responses({
     400: "A query parameter or body field is not valid; `fields` names it.",
     401: "Missing, invalid or expired recipient credentials.",
-    403: "The token is restricted to another tenant.",
+    403: "The token or HMAC is restricted to another tenant (or, made with the global secret, "
+         "to the items without a tenant).",
 })
 
 
-def scope_tenant(principal: InboxPrincipal, requested: Tenant | None) -> Tenant | None:
-    """The tenant a request reads: a tenant token's own; otherwise the one asked for, if any."""
+def scope_tenant(principal: InboxPrincipal, requested: Tenant | None) -> selectors.TenantScope:
+    """The items a request reads: the principal's own scope when it has one (a tenant token or
+    HMAC: that tenant; a global-secret HMAC: the items without a tenant), where naming another
+    tenant is a 403; otherwise the tenant asked for, if any (None: every tenant)."""
     if principal.tenant is None:
         return requested
     if requested is not None and requested.pk != principal.tenant.pk:
-        raise ApiError(403, "forbidden", "This inbox token is restricted to another tenant.")
+        if principal.method == "token":
+            detail = "This inbox token is restricted to another tenant."
+        elif principal.tenant is NO_TENANT:
+            detail = ("This HMAC was made with the global inbox secret: it opens only the items "
+                      f"without a tenant. Make it with the tenant's inbox secret and send "
+                      f"{TENANT_HEADER}.")
+        else:
+            detail = (f"This HMAC was made with the inbox secret of tenant "
+                      f"'{principal.tenant.key}': it opens only that tenant's items.")
+        raise ApiError(403, "forbidden", detail)
     return principal.tenant
+
+
+def preference_tenant(scope: selectors.TenantScope) -> Tenant | None:
+    """Whose preference set a scope acts on: a tenant's, else the person's own."""
+    return None if scope is NO_TENANT else scope
 
 
 class RecipientView(APIView):
@@ -108,7 +132,8 @@ class InboxPreferencesView(RecipientView, PreferenceSetView):
 
     def owner(self, request, **kwargs):
         query = validated(s.TenantQuerySerializer, request.query_params)
-        return self.principal.recipient, scope_tenant(self.principal, query["tenant"])
+        return self.principal.recipient, preference_tenant(
+            scope_tenant(self.principal, query["tenant"]))
 
     @extend_schema(operation_id="inbox_preferences_retrieve",
                    summary="The recipient's preference set", parameters=[s.TenantQuerySerializer],
@@ -133,7 +158,7 @@ class InboxPreferenceCenterView(RecipientView):
                    responses={200: PreferenceCenterSerializer, **ERRORS})
     def get(self, request):
         query = validated(s.TenantQuerySerializer, request.query_params)
-        tenant = scope_tenant(self.principal, query["tenant"])
+        tenant = preference_tenant(scope_tenant(self.principal, query["tenant"]))
         return Response(preference_center_data(recipient=self.principal.recipient,
                                                tenant=tenant))
 
@@ -157,4 +182,30 @@ class InboxTokenView(APIView):
             raise not_found("recipient", recipient_id)
         token, expires_at = inbox_token_create(recipient=recipient, tenant=tenant)
         return Response({"token": token, "expires_at": expires_at.isoformat()},
+                        status=status.HTTP_201_CREATED)
+
+
+class TenantInboxSecretView(APIView):
+    """Server API (API key): a new inbox secret for one tenant's recipient HMACs."""
+
+    @extend_schema(operation_id="tenant_inbox_secret_rotate",
+                   summary="Rotate a tenant's inbox secret (the new one is shown once)",
+                   request=s.InboxSecretRotateSerializer,
+                   responses={201: s.InboxSecretSerializer, **error_responses({
+                       400: "A body field is not valid.",
+                       401: "Missing or invalid API key.",
+                       403: "A tenant key asked for another tenant.",
+                       404: "No such tenant."})})
+    def post(self, request, key: str):
+        if request.auth.tenant_id is not None and request.auth.tenant.key != key:
+            raise ApiError(403, "forbidden", "This API key is restricted to another tenant.")
+        body = validated(s.InboxSecretRotateSerializer, request.data)
+        tenant = Tenant.objects.filter(key=key).first()
+        if tenant is None:
+            raise not_found("tenant", key)
+        secret = services.tenant_inbox_secret_rotate(
+            tenant=tenant, keep_previous_seconds=body.get("keep_previous_seconds"))
+        expires = tenant.inbox_previous_secret_expires_at
+        return Response({"secret": secret, "rotated_at": tenant.inbox_secret_rotated_at.isoformat(),
+                         "previous_expires_at": expires.isoformat() if expires else None},
                         status=status.HTTP_201_CREATED)

@@ -1,21 +1,25 @@
-"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`, optionally `&tenant=…`): one recipient's live
-inbox.
+"""`/ws/inbox/?token=…` (or `?recipient=…&hmac=…`, with `&tenant=<key>` when the HMAC was made
+with that tenant's inbox secret): one recipient's live inbox.
 
 Frames the server sends (JSON): `counts.changed` {meta} on connect and after every change,
-`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to, tenant} (a
-bulk change of the items with ids up to `up_to`, in `tenant` if not null),
+`item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to[, tenant]} (a
+bulk change of the items with ids up to `up_to`; `tenant` when it covered one tenant's items,
+null for the items without a tenant),
 `heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
-A missing, bad or expired credential closes the socket with code 4401.
+A missing, bad or expired credential closes the socket with code 4401, and so does the moment an
+open socket's token expires (or the rotation window of the secret its HMAC was made with ends).
 """
 
 import asyncio
 import contextlib
 from dataclasses import replace
+from datetime import datetime
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.utils import timezone
 
 from notifications.models import Tenant
 
@@ -28,11 +32,14 @@ UNAUTHORIZED = 4401
 
 
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
-    """The credentials in the URL; `tenant=<key>` narrows an unscoped one to one tenant (a
-    tenant token's own tenant cannot be changed)."""
+    """The credentials in the URL. With an HMAC, `tenant=<key>` names the tenant whose inbox
+    secret made it (none: the global secret); with a token, it narrows an unscoped token to one
+    tenant (a tenant token's own tenant cannot be changed)."""
     query = {key: values[-1] for key, values in parse_qs(query_string.decode("latin-1")).items()}
-    principal = inbox_principal(token=query.get("token"), recipient_id=query.get("recipient"),
-                                signature=query.get("hmac"))
+    if not query.get("token"):
+        return inbox_principal(recipient_id=query.get("recipient"), signature=query.get("hmac"),
+                               tenant_key=query.get("tenant"))
+    principal = inbox_principal(token=query["token"])
     if principal is None or not query.get("tenant"):
         return principal
     if principal.tenant is not None:
@@ -45,6 +52,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     principal: InboxPrincipal | None = None
     group: str | None = None
     heartbeat: asyncio.Task | None = None
+    expiry: asyncio.Task | None = None
+    secrets_group: str | None = None
     bridged = False
 
     async def connect(self):
@@ -58,22 +67,28 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.principal = principal
         self.group = realtime.recipient_group(principal.recipient.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        if principal.secret_fingerprint is not None:  # a tenant's HMAC: hear its rotations
+            self.secrets_group = realtime.tenant_secrets_group(principal.tenant.pk)
+            await self.channel_layer.group_add(self.secrets_group, self.channel_name)
         if settings.INBOX_REALTIME == "poll":
             await realtime.bridge().subscribe()
             self.bridged = True
         await self._send_counts()
         self.heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self._expire_at(principal.expires_at)
 
     async def disconnect(self, code):
-        if self.heartbeat is not None:
-            self.heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.heartbeat
+        for task in (self.heartbeat, self.expiry):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.bridged:
             realtime.bridge().unsubscribe()
             self.bridged = False
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        for group in (self.group, self.secrets_group):
+            if group is not None:
+                await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive_json(self, content, **kwargs):
         if not isinstance(content, dict) or self.principal is None:
@@ -86,8 +101,19 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
 
-    def _tenant_id(self) -> int | None:
-        return self.principal.tenant.pk if self.principal.tenant is not None else None
+    def _expire_at(self, moment: datetime | None) -> None:
+        """Close the socket at `moment` (None: never), instead of any earlier plan."""
+        if self.expiry is not None and self.expiry is not asyncio.current_task():
+            self.expiry.cancel()
+        self.expiry = (asyncio.get_running_loop().create_task(self._close_at(moment))
+                       if moment is not None else None)
+
+    async def _close_at(self, moment):
+        """Close with 4401 when the credential stops working: the token expires, or the
+        rotation window of the previous secret its HMAC was made with ends."""
+        await asyncio.sleep(max((moment - timezone.now()).total_seconds(), 0))
+        self.principal = None  # nothing more reaches this socket
+        await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
         meta = await database_sync_to_async(inbox_counts)(
@@ -102,7 +128,20 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.principal is None:
             return
         event = from_message(message)
-        if not event.visible_to(self._tenant_id()):
+        if not event.visible_to(self.principal.tenant):
             return
         await self.send_json(event.frame())
         await self._send_counts()
+
+    async def inbox_secrets_changed(self, message):
+        """The tenant's inbox secret was rotated (inbox.realtime): close now if the secret this
+        socket's HMAC was made with is no longer accepted, else when it stops being."""
+        if self.principal is None or self.principal.secret_fingerprint is None:
+            return
+        accepted = message["accepted"]
+        if self.principal.secret_fingerprint not in accepted:
+            self.principal = None
+            await self.close(code=UNAUTHORIZED)
+            return
+        until = accepted[self.principal.secret_fingerprint]
+        self._expire_at(datetime.fromisoformat(until) if until else None)

@@ -6,8 +6,9 @@ becomes one websocket frame (`frame()`), followed by that socket's `CountsChange
 
 - ItemCreated  → `{"type": "item.created", "item": {…}}`
 - ItemUpdated  → `{"type": "item.updated", "item": {…}}` (read, archived… in another tab)
-- ItemsUpdated → `{"type": "items.updated", "action": …, "at": iso time, "up_to": id, "tenant":
-  key or null}` (a bulk action on the items up to `up_to`, in `tenant` when not null)
+- ItemsUpdated → `{"type": "items.updated", "action": …, "at": iso time, "up_to": id}` (a bulk
+  action on the items up to `up_to`), with `"tenant": key or null` when it covered one tenant's
+  items (null: the items without a tenant)
 - CountsChanged → `{"type": "counts.changed", "meta": {unread_count, unseen_count, total_count}}`
 """
 
@@ -16,7 +17,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from .models import InboxItem
-from .selectors import ITEM_FIELDS, item_detail, item_json
+from .selectors import ITEM_FIELDS, TenantScope, item_detail, item_json, scope_includes
 
 # The one channel-layer message type; the consumer's handler is `inbox_event`.
 LAYER_TYPE = "inbox.event"
@@ -31,9 +32,10 @@ class InboxEvent:
     recipient_id: int
     tenant_id: int | None
 
-    def visible_to(self, tenant_id: int | None) -> bool:
-        """Whether a socket scoped to `tenant_id` (None: every tenant) hears of it."""
-        return tenant_id is None or tenant_id == self.tenant_id
+    def visible_to(self, scope: TenantScope) -> bool:
+        """Whether a socket whose principal reads `scope` (a Tenant, NO_TENANT, or None: every
+        tenant) hears of it."""
+        return scope_includes(scope, self.tenant_id)
 
     def message(self) -> dict:
         """The event as a channel-layer message (JSON- and msgpack-safe)."""
@@ -79,26 +81,31 @@ class ItemUpdated(InboxEvent):
 @dataclass(frozen=True)
 class ItemsUpdated(InboxEvent):
     """A bulk action (mark all seen / read, archive all read) of the items with ids up to
-    `up_to`; tenant_id None: every tenant (`tenant` is the key of the one it covered)."""
+    `up_to`: of every tenant (`every_tenant`), else of tenant `tenant_id` (key `tenant`), or of
+    the items without a tenant (both None)."""
 
     kind: ClassVar[str] = "items.updated"
     action: str
     at: str  # ISO 8601, UTC
     up_to: int
     tenant: str | None
+    every_tenant: bool
 
     @classmethod
-    def of(cls, *, recipient_id: int, tenant_id: int | None, action: str, up_to: int,
-           at: datetime, tenant_key: str | None = None) -> "ItemsUpdated":
-        return cls(recipient_id=recipient_id, tenant_id=tenant_id, action=action,
-                   at=at.isoformat(), up_to=up_to, tenant=tenant_key)
+    def of(cls, *, recipient_id: int, scope: TenantScope, action: str, up_to: int,
+           at: datetime) -> "ItemsUpdated":
+        return cls(recipient_id=recipient_id, tenant_id=getattr(scope, "pk", None),
+                   action=action, at=at.isoformat(), up_to=up_to,
+                   tenant=getattr(scope, "key", None), every_tenant=scope is None)
 
-    def visible_to(self, tenant_id: int | None) -> bool:
-        return self.tenant_id is None or super().visible_to(tenant_id)
+    def visible_to(self, scope: TenantScope) -> bool:
+        return self.every_tenant or super().visible_to(scope)
 
     def frame(self) -> dict:
-        return {"type": self.kind, "action": self.action, "at": self.at, "up_to": self.up_to,
-                "tenant": self.tenant}
+        """`tenant` is present when the action covered one scope: the tenant's key, or null for
+        the items without a tenant."""
+        frame = {"type": self.kind, "action": self.action, "at": self.at, "up_to": self.up_to}
+        return frame if self.every_tenant else {**frame, "tenant": self.tenant}
 
 
 @dataclass(frozen=True)

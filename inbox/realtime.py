@@ -2,7 +2,9 @@
 
 Every socket of a recipient joins the group `inbox.<recipient pk>`, where the typed events of
 inbox/events.py arrive (ItemCreated, ItemUpdated, ItemsUpdated). Each becomes one frame, followed,
-per socket, by `counts.changed` with counts computed for that socket's scope.
+per socket, by `counts.changed` with counts computed for that socket's scope. A socket opened
+with a tenant's HMAC also joins `inbox.tenant-secrets.<tenant pk>`, which hears when that
+tenant's inbox secret is rotated (`inbox.secrets_changed`).
 
 The database is the source of truth and the layer is at-most-once; a client that reconnects
 re-syncs from the REST feed with its cursor.
@@ -62,20 +64,23 @@ class _PublisherLoop:
 _publisher = _PublisherLoop()
 
 
-def _send(event: InboxEvent) -> None:
+def _group_send(group: str, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    group = recipient_group(event.recipient_id)
     try:
         if isinstance(layer, InMemoryChannelLayer):
             # In-process only: it must run on the loop of this process's sockets (daphne's).
-            async_to_sync(layer.group_send)(group, event.message())
+            async_to_sync(layer.group_send)(group, message)
         else:
-            _publisher.run(layer.group_send(group, event.message()))
+            _publisher.run(layer.group_send(group, message))
     except Exception:  # noqa: BLE001 - the feed is the record; a lost push is re-synced
-        logger.exception("inbox: could not publish %s for recipient %s", event.kind,
-                         event.recipient_id)
+        logger.exception("inbox: could not publish %s to %s", message.get("event") or
+                         message["type"], group)
+
+
+def _send(event: InboxEvent) -> None:
+    _group_send(recipient_group(event.recipient_id), event.message())
 
 
 def publish_on_commit(event: InboxEvent) -> None:
@@ -87,6 +92,25 @@ def publish_on_commit(event: InboxEvent) -> None:
     if isinstance(event, ItemCreated) and settings.INBOX_REALTIME != "layer":
         return
     transaction.on_commit(lambda: _send(event))
+
+
+def tenant_secrets_group(tenant_pk: int) -> str:
+    """The group of the sockets opened with an HMAC made with a secret of this tenant."""
+    return f"inbox.tenant-secrets.{tenant_pk}"
+
+
+def publish_secrets_changed_on_commit(tenant) -> None:
+    """After a rotation of `tenant`'s inbox secret commits, tell its HMAC sockets which secrets
+    are accepted now, as {fingerprint: accepted until (ISO) or None}: a socket whose secret is
+    not among them closes (4401), one whose secret became the previous one closes when its
+    window ends. (Rotations are made through the admin or the API, in a web process: in "poll"
+    mode too, its own in-memory layer reaches its sockets.)"""
+    from .auth import secret_fingerprint, tenant_inbox_secrets
+
+    accepted = {secret_fingerprint(secret): until.isoformat() if until else None
+                for secret, until in tenant_inbox_secrets(tenant)}
+    message = {"type": "inbox.secrets_changed", "accepted": accepted}
+    transaction.on_commit(lambda: _group_send(tenant_secrets_group(tenant.pk), message))
 
 
 class InboxBridge:

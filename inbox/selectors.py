@@ -21,11 +21,46 @@ ITEM_FIELDS = ("id", "workflow_key", "category", "tags", "content", "created_at"
                "read_at", "archived_at", "tenant_id")
 
 
+class NoTenant:
+    """The scope of the items that belong to no tenant: what an HMAC made with the global
+    INBOX_HMAC_SECRET opens. Use the one instance, NO_TENANT."""
+
+    pk = None
+    key = None
+
+    def __repr__(self):
+        return "NO_TENANT"
+
+
+NO_TENANT = NoTenant()
+# Which items a reader sees: one tenant's, those without a tenant (NO_TENANT), or every
+# tenant's and those without one (None).
+TenantScope = Tenant | NoTenant | None
+
+
+def scope_includes(scope: TenantScope, tenant_id: int | None) -> bool:
+    """Whether an item of tenant `tenant_id` (pk, None: no tenant) is in `scope`."""
+    if scope is None:
+        return True
+    if scope is NO_TENANT:
+        return tenant_id is None
+    return scope.pk == tenant_id
+
+
+def _scope_sql(scope: TenantScope, column: str) -> tuple[str, list]:
+    """(" AND <condition>", params) limiting `column` to the scope; ("", []) for every tenant."""
+    if scope is None:
+        return "", []
+    if scope is NO_TENANT:
+        return f" AND {column} IS NULL", []
+    return f" AND {column} = %s", [scope.pk]
+
+
 @dataclass(frozen=True)
 class FeedFilters:
     status: str = "all"
     archived: str = "exclude"
-    tenant: Tenant | None = None
+    tenant: TenantScope = None
     category: str | None = None
     tags: tuple[str, ...] = ()
 
@@ -71,9 +106,11 @@ def item_detail(item: InboxItem) -> dict:
     return item_json(item_rows(InboxItem.objects.filter(pk=item.pk)).get())
 
 
-def inbox_items_visible(*, recipient: Recipient, tenant: Tenant | None) -> QuerySet[InboxItem]:
-    """Every item a principal may touch: its recipient's, in its token's tenant if it has one."""
+def inbox_items_visible(*, recipient: Recipient, tenant: TenantScope) -> QuerySet[InboxItem]:
+    """Every item a principal may touch: its recipient's, in its scope (see TenantScope)."""
     queryset = InboxItem.objects.filter(recipient=recipient)
+    if tenant is NO_TENANT:
+        return queryset.filter(tenant__isnull=True)
     return queryset.filter(tenant=tenant) if tenant is not None else queryset
 
 
@@ -81,10 +118,8 @@ def _feed_sql(*, recipient_pk: int, filters: FeedFilters, vendor: str) -> tuple[
     """The WHERE clause of a feed query. The feed is the hot path: it is written as SQL, not
     compiled by the ORM on every request (the ORM's compile alone costs as much as the query;
     bench/inbox_feed.py measures both against a bare query)."""
-    where, params = ["i.recipient_id = %s"], [recipient_pk]
-    if filters.tenant is not None:
-        where.append("i.tenant_id = %s")
-        params.append(filters.tenant.pk)
+    scope, params = _scope_sql(filters.tenant, "i.tenant_id")
+    where, params = [f"i.recipient_id = %s{scope}"], [recipient_pk, *params]
     if filters.archived == "exclude":
         where.append("i.archived_at IS NULL")
     elif filters.archived == "only":
@@ -179,11 +214,12 @@ COUNTS_SQL = (
 )
 
 
-def inbox_counts(*, recipient: Recipient, tenant: Tenant | None = None) -> dict:
+def inbox_counts(*, recipient: Recipient, tenant: TenantScope = None) -> dict:
     """unread, unseen and total (not archived) counts: one statement, three index-only counts on
     the partial indexes (inbox_unread_idx, inbox_unseen_idx, inbox_active_idx)."""
-    scope = [recipient.pk] + ([tenant.pk] if tenant is not None else [])
-    sql = COUNTS_SQL.format(tenant=" AND tenant_id = %s" if tenant is not None else "")
+    condition, params = _scope_sql(tenant, "tenant_id")
+    scope = [recipient.pk, *params]
+    sql = COUNTS_SQL.format(tenant=condition)
     with connection.cursor() as cursor:
         cursor.execute(sql, scope * 3)
         unread, unseen, total = cursor.fetchone()

@@ -44,6 +44,21 @@ class InboxTokenRequestSerializer(serializers.Serializer):
     tenant = TenantKeyField(help_text="Restrict the token to this tenant's items.")
 
 
+class InboxSecretRotateSerializer(serializers.Serializer):
+    keep_previous_seconds = serializers.IntegerField(
+        min_value=0, required=False,
+        help_text="How long HMACs made with the secret being replaced keep working (default: "
+        "INBOX_SECRET_ROTATION_SECONDS; 0: they stop at once).")
+
+
+class InboxSecretSerializer(serializers.Serializer):
+    secret = serializers.CharField(help_text="The new inbox secret; shown only this once.")
+    rotated_at = serializers.DateTimeField()
+    previous_expires_at = serializers.DateTimeField(
+        allow_null=True, help_text="Until when the previous secret is still accepted; null: it "
+        "is not (none, or keep_previous_seconds 0).")
+
+
 class InboxTokenSerializer(serializers.Serializer):
     token = serializers.CharField()
     expires_at = serializers.DateTimeField()

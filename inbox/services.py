@@ -1,15 +1,21 @@
 """Writes to the inbox. Every state change also sets the Message's engagement timestamps (so
 workflow conditions can branch on "read") and is pushed to the recipient's sockets after commit."""
 
+import secrets
+from datetime import datetime, timedelta
+
+from django.conf import settings
 from django.db import connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from notifications.models import Message, Recipient, Tenant
+from notifications.providers.crypto import encrypt_json
 
 from . import realtime
 from .events import ItemCreated, ItemsUpdated, ItemUpdated
 from .models import InboxItem
+from .selectors import TenantScope, inbox_items_visible
 
 ITEM_ACTIONS = ("seen", "read", "unread", "archived", "unarchived", "clicked")
 BULK_ACTIONS = ("seen", "read", "archive_read")
@@ -94,11 +100,12 @@ def inbox_item_mark(*, item: InboxItem, action: str) -> dict:
 
 
 @transaction.atomic
-def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str,
+def inbox_mark_all(*, recipient: Recipient, tenant: TenantScope, action: str,
                    up_to: int) -> int:
-    """Mark the recipient's unarchived items (in one tenant, if given) seen or read, or archive
-    the read ones, among those with an id up to `up_to`: the newest item the client has shown.
-    Items that arrived since (higher ids: see `inbox_item_create`) are left as they are.
+    """Mark the recipient's unarchived items in `tenant` (a TenantScope: one tenant, NO_TENANT,
+    or None for all) seen or read, or archive the read ones, among those with an id up to
+    `up_to`: the newest item the client has shown. Items that arrived since (higher ids: see
+    `inbox_item_create`) are left as they are.
 
     The items are selected once, locked (PostgreSQL), and both the InboxItems and their Messages
     are updated by those ids, so the two tables always change the same rows. Returns how many
@@ -106,10 +113,8 @@ def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str,
     if action not in BULK_ACTIONS:
         raise ValueError(f"unknown bulk inbox action {action!r}")
     now = timezone.now()
-    items = InboxItem.objects.filter(recipient=recipient, archived_at__isnull=True,
-                                     id__lte=up_to)
-    if tenant is not None:
-        items = items.filter(tenant=tenant)
+    items = inbox_items_visible(recipient=recipient, tenant=tenant).filter(
+        archived_at__isnull=True, id__lte=up_to)
     if action == "seen":
         items, item_action = items.filter(seen_at__isnull=True), "seen"
     elif action == "read":
@@ -127,6 +132,34 @@ def inbox_mark_all(*, recipient: Recipient, tenant: Tenant | None, action: str,
             Message.objects.filter(pk__in=message_ids).update(**message_changes)
     if rows:
         realtime.publish_on_commit(ItemsUpdated.of(
-            recipient_id=recipient.pk, tenant_id=tenant.pk if tenant else None,
-            tenant_key=tenant.key if tenant else None, action=action, up_to=up_to, at=now))
+            recipient_id=recipient.pk, scope=tenant, action=action, up_to=up_to, at=now))
     return len(rows)
+
+
+def tenant_inbox_secret_rotate(*, tenant: Tenant, keep_previous_seconds: int | None = None,
+                               now: datetime | None = None) -> str:
+    """Give `tenant` a new inbox secret and return it (shown once: only its encrypted form is
+    stored). HMACs made with the secret it replaces stay valid for `keep_previous_seconds`
+    (default INBOX_SECRET_ROTATION_SECONDS; 0: not at all), so the app can deploy the new one; a
+    secret older than that is dropped. `now` (aware) is when the rotation happens."""
+    now = now or timezone.now()
+    keep = (settings.INBOX_SECRET_ROTATION_SECONDS if keep_previous_seconds is None
+            else keep_previous_seconds)
+    if keep < 0:
+        raise ValueError("keep_previous_seconds must be 0 or more")
+    with transaction.atomic():
+        locked = Tenant.objects.select_for_update().get(pk=tenant.pk)
+        current = locked.inbox_secrets.get("current")
+        previous = current if current and keep > 0 else None
+        secret = secrets.token_urlsafe(32)
+        locked.inbox_secrets_encrypted = encrypt_json({"current": secret, "previous": previous})
+        locked.inbox_secret_rotated_at = now
+        locked.inbox_previous_secret_expires_at = (now + timedelta(seconds=keep)
+                                                   if previous else None)
+        locked.save(update_fields=["inbox_secrets_encrypted", "inbox_secret_rotated_at",
+                                   "inbox_previous_secret_expires_at", "updated_at"])
+        realtime.publish_secrets_changed_on_commit(locked)
+    for name in ("inbox_secrets_encrypted", "inbox_secret_rotated_at",
+                 "inbox_previous_secret_expires_at", "updated_at"):
+        setattr(tenant, name, getattr(locked, name))
+    return secret

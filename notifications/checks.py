@@ -1,19 +1,18 @@
 """Django system checks (`manage.py check`, and every management command that runs the checks,
 e.g. `serve` and `qcluster`): settings that would make the task queue and the sweeper work
-against each other refuse to start."""
+against each other refuse to start. Registered in apps.py (tag "queue")."""
 
 from django.conf import settings
 from django.core import checks
 
 
-@checks.register(checks.Tags.compatibility)
 def task_timing_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
     """Errors for timing settings under which a message could be sent twice or a task run twice
     while it is still running:
 
-    - clarion.E001: CLARION["STUCK_AFTER_SECONDS"] ≤ Q_CLUSTER["timeout"] — the sweeper would
+    - notifications.E002: CLARION["STUCK_AFTER_SECONDS"] ≤ Q_CLUSTER["timeout"] — the sweeper would
       take a message or run for stuck while its task may still be working on it;
-    - clarion.E002: Q_CLUSTER["retry"] ≤ Q_CLUSTER["timeout"] — django-q would present a task
+    - notifications.E003: Q_CLUSTER["retry"] ≤ Q_CLUSTER["timeout"] — django-q would present a task
       again while its first run is still going (django-q2's docs: "retry" must be larger than
       "timeout").
 
@@ -31,12 +30,12 @@ def task_timing_check(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
             f"timeout ({timeout} s).",
             hint="The sweeper would re-enqueue runs and messages whose task is still running, "
                  "or take a message still being sent for one whose worker died.",
-            id="clarion.E001"))
+            id="notifications.E002"))
     retry = queue.get("retry")
     if retry is not None and retry <= timeout:
         errors.append(checks.Error(
             f"Q_CLUSTER['retry'] ({retry} s) must be larger than Q_CLUSTER['timeout'] "
             f"({timeout} s).",
             hint="django-q would hand a task to a second worker while the first still runs it.",
-            id="clarion.E002"))
+            id="notifications.E003"))
     return errors

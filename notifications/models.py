@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from .addresses import validate_display_name, validate_email_address
 from .channels import CHANNEL_KEYS, CHANNELS
 
 key_validator = RegexValidator(
@@ -36,16 +37,25 @@ StepType = models.TextChoices("StepType", [
 
 class Tenant(models.Model):
     key = models.CharField(max_length=128, unique=True, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    # The From display name when sender_name is blank.
+    name = models.CharField(max_length=200, validators=[validate_display_name])
     logo_url = models.URLField(blank=True)
     primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5",
                                      validators=[color_validator])
-    sender_name = models.CharField(max_length=200, blank=True)
-    sender_email = models.EmailField(blank=True)
+    sender_name = models.CharField(max_length=200, blank=True,
+                                   validators=[validate_display_name])
+    sender_email = models.EmailField(blank=True, validators=[validate_email_address])
     footer = models.TextField(
         blank=True, help_text="Shown at the bottom of every email: address, legal line…"
     )
     settings = models.JSONField(default=dict, blank=True)
+    # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
+    # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
+    inbox_secrets_encrypted = models.TextField(blank=True, editable=False)
+    inbox_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    inbox_previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Until then, HMACs made with the previous inbox secret are still accepted.")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -54,6 +64,14 @@ class Tenant(models.Model):
 
     def __str__(self):
         return self.name or self.key
+
+    @property
+    def inbox_secrets(self) -> dict:
+        """{"current": str, "previous": str | None}, decrypted; {} before the first one.
+        ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
+        from .providers.crypto import decrypt_json
+
+        return decrypt_json(self.inbox_secrets_encrypted)
 
 
 class ApiKey(models.Model):
@@ -93,8 +111,8 @@ class Recipient(models.Model):
     external_id = models.CharField(
         "id", max_length=255, unique=True, help_text="The id your application uses."
     )
-    name = models.CharField(max_length=255, blank=True)
-    email = models.EmailField(max_length=320, blank=True)
+    name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
+    email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])
     phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +15550001111")
     locale = models.CharField(max_length=35, blank=True)
     timezone = models.CharField(max_length=64, blank=True)

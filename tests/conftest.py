@@ -33,6 +33,17 @@ def _no_rate_limits():
     settings.CLARION.update(saved)
 
 
+@pytest.fixture
+def clarion_settings(settings):
+    """clarion_settings(KEY=value, …) overrides keys of settings.CLARION for this test only
+    (pytest-django's `settings` restores the whole dict afterwards)."""
+
+    def override(**values) -> None:
+        settings.CLARION = {**settings.CLARION, **values}
+
+    return override
+
+
 def invalid(fields: dict) -> dict:
     """The API's 400 body naming `fields`."""
     return {**INVALID, "fields": fields}

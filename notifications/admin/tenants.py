@@ -3,9 +3,11 @@ and shown once; revoking goes through `services.api_key_revoke`."""
 
 from django import forms
 from django.contrib import admin, messages
+from django.utils import timezone
 from django.utils.translation import ngettext
 
 from clarion.admin import ClarionAdmin, adopt
+from inbox.services import tenant_inbox_secret_rotate
 
 from .. import services
 from ..models import ApiKey, Tenant
@@ -15,7 +17,46 @@ from ..models import ApiKey, Tenant
 class TenantAdmin(ClarionAdmin):
     list_display = ("key", "name", "sender_name", "sender_email", "created_at")
     search_fields = ("key", "name")
-    readonly_fields = ("created_at", "updated_at")
+    readonly_fields = ("inbox_secret", "created_at", "updated_at")
+    actions = ("rotate_inbox_secret", "replace_inbox_secret")
+
+    @admin.display(description="inbox secret")
+    def inbox_secret(self, obj):
+        """Whether the tenant has one and since when; never the secret itself."""
+        if obj is None or not obj.inbox_secrets_encrypted:
+            return ("None yet. Select the tenant in the list and run “Rotate inbox secret” to "
+                    "make one (it is shown once).")
+        text = f"Set {obj.inbox_secret_rotated_at:%Y-%m-%d %H:%M} UTC (shown only when made)."
+        until = obj.inbox_previous_secret_expires_at
+        if until is not None and until > timezone.now():
+            text += f" The previous one is accepted until {until:%Y-%m-%d %H:%M} UTC."
+        return text
+
+    def _new_inbox_secrets(self, request, queryset, *, keep_previous_seconds):
+        for tenant in queryset:
+            had_one = bool(tenant.inbox_secrets_encrypted)
+            secret = tenant_inbox_secret_rotate(tenant=tenant,
+                                                keep_previous_seconds=keep_previous_seconds)
+            until = tenant.inbox_previous_secret_expires_at
+            previous = ("" if not had_one else
+                        f" HMACs made with the previous one are accepted until "
+                        f"{until:%Y-%m-%d %H:%M} UTC." if until else
+                        " The previous one no longer works.")
+            messages.success(
+                request,
+                f"The new inbox secret of tenant “{tenant.key}” is {secret} — copy it now: it is "
+                f"shown only once and cannot be recovered.{previous}",
+            )
+
+    @admin.action(description="Rotate inbox secret (the previous one keeps working for a while)",
+                  permissions=["change"])
+    def rotate_inbox_secret(self, request, queryset):
+        self._new_inbox_secrets(request, queryset, keep_previous_seconds=None)
+
+    @admin.action(description="Replace inbox secret now (the previous one stops working)",
+                  permissions=["change"])
+    def replace_inbox_secret(self, request, queryset):
+        self._new_inbox_secrets(request, queryset, keep_previous_seconds=0)
 
 
 class ApiKeyStatusFilter(admin.SimpleListFilter):

@@ -1,6 +1,6 @@
 from django.urls import include, path, re_path
 
-from inbox.api import InboxTokenView
+from inbox.api import InboxTokenView, TenantInboxSecretView
 from preferences import api as preferences_api
 
 from ..providers.api import ProviderView
@@ -21,6 +21,8 @@ urlpatterns = [
     path("tenants/<str:key>", views.TenantView.as_view(), name="tenant-detail"),
     path("tenants/<str:key>/preferences", preferences_api.TenantPreferencesView.as_view(),
          name="tenant-preferences"),
+    path("tenants/<str:key>/inbox-secret", TenantInboxSecretView.as_view(),
+         name="tenant-inbox-secret"),
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),

@@ -12,7 +12,14 @@ import httpx
 import jwt
 from django.http import HttpRequest, QueryDict
 
-from .base import HTTPRequest, OutboundMessage, PermanentError, SendResult, TransientError
+from .base import (
+    ConfigurationError,
+    HTTPRequest,
+    OutboundMessage,
+    PermanentError,
+    SendResult,
+    TransientError,
+)
 from .callbacks import (
     SIGNATURE_MAX_AGE_SECONDS,
     CallbackInvalid,
@@ -43,6 +50,16 @@ class Vonage(SMSProvider):
     default_base_url = "https://rest.nexmo.com"
     webhook_route = "webhook-vonage-receipt"
     alphanumeric_sender = True
+
+    @classmethod
+    def validate_config(cls, credentials, options) -> None:
+        """Also refuse a `signature_method` Vonage does not sign with (its signed-webhooks
+        docs: md5hash, md5, sha1, sha256, sha512): every receipt would be refused."""
+        super().validate_config(credentials, options)
+        method = str(credentials.get("signature_method") or "md5hash").lower()
+        if method not in SIGNATURE_METHODS:
+            raise ConfigurationError({"credentials.signature_method": [
+                f"Expected one of: {', '.join(SIGNATURE_METHODS)}."]})
 
     def build_request(self, message: OutboundMessage) -> HTTPRequest:
         text = self.text_of(message)

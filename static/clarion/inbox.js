@@ -6,8 +6,9 @@
  *   <clarion-inbox recipient-id="user-42" hmac="…"></clarion-inbox>
  *
  * Attributes: recipient-id, token (from POST /api/v1/recipients/{id}/inbox-token) or hmac
- * (HMAC-SHA256 of the recipient id with the inbox secret, hex), server (Clarion's base URL;
- * default: where this script came from), tenant (narrows an hmac-authenticated feed),
+ * (HMAC-SHA256 of the recipient id with the tenant's inbox secret, hex, or with the global
+ * secret for items without a tenant), server (Clarion's base URL; default: where this script
+ * came from), tenant (with hmac: the tenant whose secret made it; with a token: narrows it),
  * page-size (default 20), open-links ("same-tab" default, or "new-tab"), preferences ("off"
  * hides the preferences panel).
  * Events: clarion:item-click (cancelable: detail.item), clarion:counts (detail.meta),
@@ -230,8 +231,10 @@
     _headers() {
       const token = this.getAttribute("token");
       if (token) return { Authorization: `Bearer ${token}` };
+      const tenant = this.getAttribute("tenant");
       return { "X-Clarion-Recipient": this.getAttribute("recipient-id") || "",
-               "X-Clarion-Hmac": this.getAttribute("hmac") || "" };
+               "X-Clarion-Hmac": this.getAttribute("hmac") || "",
+               ...(tenant ? { "X-Clarion-Tenant": tenant } : {}) };
     }
 
     /** An authenticated call to Clarion's API under /api/v1/inbox/ (for panels too). */
@@ -655,12 +658,12 @@
       }
     }
 
-    /** A bulk mark made here or in another tab: only the items up to its `up_to`, in its
-     *  `tenant` when it names one. */
+    /** A bulk mark made here or in another tab: only the items up to its `up_to`, and when it
+     *  has a `tenant`, only the items whose tenant is that (null: the items without one). */
     _applyBulk({ action, at, up_to: upTo, tenant }) {
       for (const item of [...this.items.values()]) {
         if (upTo != null && item.id > upTo) continue;
-        if (tenant != null && item.tenant !== tenant) continue;
+        if (tenant !== undefined && item.tenant !== tenant) continue;
         if (action === "read" && !item.read_at) this._put({ ...item, read_at: at, seen_at: item.seen_at || at });
         else if (action === "seen" && !item.seen_at) this.items.set(item.id, { ...item, seen_at: at });
         else if (action === "archive_read" && item.read_at) this._remove(item.id);

@@ -5,6 +5,7 @@ from rest_framework.test import APIClient
 
 from inbox.auth import inbox_hmac, inbox_token_create
 from inbox.models import InboxItem
+from inbox.services import tenant_inbox_secret_rotate
 from notifications.models import Recipient
 
 
@@ -31,16 +32,24 @@ def make_items(db):
     return make
 
 
+def tenant_secret(tenant) -> str:
+    """The tenant's current inbox secret; one is made first if it has none."""
+    return tenant.inbox_secrets.get("current") or tenant_inbox_secret_rotate(tenant=tenant)
+
+
 def recipient_client(recipient, tenant=None, *, via="token") -> APIClient:
-    """A JSON API client authenticated as the recipient (token, or HMAC headers)."""
+    """A JSON API client authenticated as the recipient: a token (for `tenant`, if given), or
+    HMAC headers (made with `tenant`'s inbox secret and naming it, else the global secret)."""
     client = APIClient()
     client.default_format = "json"
     if via == "token":
         token, _ = inbox_token_create(recipient=recipient, tenant=tenant)
         client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
     else:
+        secret = tenant_secret(tenant) if tenant is not None else None
         client.credentials(HTTP_X_CLARION_RECIPIENT=recipient.external_id,
-                           HTTP_X_CLARION_HMAC=inbox_hmac(recipient.external_id))
+                           HTTP_X_CLARION_HMAC=inbox_hmac(recipient.external_id, secret),
+                           **({"HTTP_X_CLARION_TENANT": tenant.key} if tenant else {}))
     return client
 
 

@@ -14,10 +14,11 @@ from django.db import connections
 from clarion.asgi import application
 from inbox.auth import inbox_hmac, inbox_token_create
 from inbox.models import InboxItem
+from inbox.services import tenant_inbox_secret_rotate
 from notifications.models import Recipient, Tenant
 
 from ..conftest import in_app_step
-from .conftest import recipient_client
+from .conftest import recipient_client, tenant_secret
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -92,7 +93,7 @@ async def test_connect_with_a_token_sends_the_counts_first(ada):
     await communicator.disconnect()
 
 
-async def test_connect_with_recipient_and_hmac(ada):
+async def test_a_socket_connects_with_the_recipient_and_its_hmac(ada):
     communicator, first = await connect(f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}")
     assert first["meta"]["total_count"] == 0
     await communicator.disconnect()
@@ -173,7 +174,7 @@ async def test_mark_all_read_is_pushed_as_a_bulk_update(layer_mode, ada):
     await database_sync_to_async(client.post)("/api/v1/inbox/read", {"up_to": item.pk})
     bulk, counts = await frames_until(communicator, "counts.changed")
     assert bulk == {"type": "items.updated", "action": "read", "at": bulk["at"],
-                    "up_to": item.pk, "tenant": None}
+                    "up_to": item.pk}  # no `tenant`: it covered every tenant
     assert counts["meta"]["unread_count"] == 0
     await communicator.disconnect()
 
@@ -198,7 +199,7 @@ async def test_a_tenant_socket_hears_only_its_tenant(layer_mode, ada, ping, run_
     await communicator.disconnect()
 
 
-async def test_heartbeats_and_pong(ada, settings):
+async def test_the_socket_sends_heartbeats_and_answers_a_ping_with_pong(ada, settings):
     settings.INBOX_HEARTBEAT_SECONDS = 0.05
     communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
     assert await communicator.receive_json_from(timeout=2) == {"type": "heartbeat"}
@@ -222,18 +223,81 @@ async def test_an_idle_socket_outlives_the_redis_client_timeout(ada, settings):
     await communicator.disconnect()
 
 
-async def test_the_tenant_parameter_narrows_an_hmac_socket(layer_mode, ada, ping, run_tasks,
-                                                           api):
-    await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+async def test_a_tenant_hmac_socket_hears_only_that_tenant(layer_mode, ada, ping, run_tasks,
+                                                          api):
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
     await database_sync_to_async(Tenant.objects.get_or_create)(key="globex", name="G")
-    communicator, _ = await connect(
-        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}&tenant=acme")
+    secret = await database_sync_to_async(tenant_secret)(acme)
+    communicator, first = await connect(
+        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada', secret)}&tenant=acme")
+    assert first["meta"]["total_count"] == 0
     await trigger_in_app(run_tasks, api, tenant="globex")
+    await trigger_in_app(run_tasks, api)  # no tenant
     assert await communicator.receive_nothing(timeout=0.5)
     item = await trigger_in_app(run_tasks, api, tenant="acme")
-    created, _ = await frames_until(communicator, "counts.changed")
+    created, counts = await frames_until(communicator, "counts.changed")
     assert created["item"]["id"] == item.pk
+    assert counts["meta"]["total_count"] == 1
     await communicator.disconnect()
+
+
+async def test_a_global_secret_hmac_socket_hears_only_items_without_a_tenant(
+        layer_mode, ada, ping, run_tasks, api):
+    await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    communicator, _ = await connect(f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}")
+    await trigger_in_app(run_tasks, api, tenant="acme")
+    assert await communicator.receive_nothing(timeout=0.5)
+    item = await trigger_in_app(run_tasks, api)
+    created, counts = await frames_until(communicator, "counts.changed")
+    assert created["item"]["id"] == item.pk and created["item"]["tenant"] is None
+    assert counts["meta"]["total_count"] == 1
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize("tenant", ["globex", "nope", ""])
+async def test_an_hmac_made_with_another_tenants_secret_closes_with_4401(ada, tenant):
+    """acme's secret, presented as globex's (or an unknown tenant's, or the global one)."""
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    globex, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="globex",
+                                                                          name="G")
+    await database_sync_to_async(tenant_secret)(globex)
+    signature = inbox_hmac("ada", await database_sync_to_async(tenant_secret)(acme))
+    communicator = WebsocketCommunicator(
+        application, f"/ws/inbox/?recipient=ada&hmac={signature}&tenant={tenant}")
+    await communicator.connect(timeout=5)
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close",
+                                                             "code": 4401}
+
+
+async def test_a_socket_is_closed_with_4401_when_its_token_expires(ada, settings):
+    """Accepted while the token is valid (the counts arrive), closed when it expires."""
+    settings.INBOX_TOKEN_TTL_SECONDS = 5
+    communicator, first = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    assert first["type"] == "counts.changed"
+    assert await communicator.receive_output(timeout=15) == {"type": "websocket.close",
+                                                              "code": 4401}
+
+
+async def test_a_socket_with_an_unexpiring_credential_stays_open(ada, settings):
+    settings.INBOX_HEARTBEAT_SECONDS = 0.2
+    communicator, _ = await connect(f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}")
+    for _ in range(3):
+        assert await communicator.receive_json_from(timeout=5) == {"type": "heartbeat"}
+    await communicator.disconnect()
+
+
+async def test_a_socket_on_a_rotated_out_secret_is_closed_when_its_window_ends(ada):
+    """Its HMAC was made with the previous secret: accepted during the rotation window, closed
+    with 4401 when the window ends."""
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    old = await database_sync_to_async(tenant_secret)(acme)
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=acme,
+                                                             keep_previous_seconds=5)
+    communicator, first = await connect(
+        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada', old)}&tenant=acme")
+    assert first["type"] == "counts.changed"
+    assert await communicator.receive_output(timeout=15) == {"type": "websocket.close",
+                                                              "code": 4401}
 
 
 @pytest.mark.parametrize("tenant", ["nope", "globex"])
@@ -244,3 +308,43 @@ async def test_a_tenant_parameter_cannot_widen_or_name_an_unknown_tenant(ada, te
         application, f"/ws/inbox/?token={token_for(ada, acme)}&tenant={tenant}")
     await communicator.connect(timeout=5)
     assert (await communicator.receive_output(timeout=5))["code"] == 4401
+
+
+async def hmac_socket_of_acme(ada) -> tuple[WebsocketCommunicator, Tenant]:
+    """A socket opened with an HMAC made with acme's current inbox secret."""
+    acme, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="acme", name="A")
+    secret = await database_sync_to_async(tenant_secret)(acme)
+    communicator, first = await connect(
+        f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada', secret)}&tenant=acme")
+    assert first["type"] == "counts.changed"
+    return communicator, acme
+
+
+async def test_replacing_the_secret_closes_the_sockets_opened_with_it_at_once(ada):
+    communicator, acme = await hmac_socket_of_acme(ada)
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=acme,
+                                                             keep_previous_seconds=0)
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close",
+                                                             "code": 4401}
+
+
+async def test_after_a_rotation_a_socket_on_the_replaced_secret_closes_when_the_window_ends(
+        ada):
+    communicator, acme = await hmac_socket_of_acme(ada)
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=acme,
+                                                             keep_previous_seconds=4)
+    assert await communicator.receive_nothing(timeout=0.5)  # open during the window
+    assert await communicator.receive_output(timeout=15) == {"type": "websocket.close",
+                                                              "code": 4401}
+
+
+async def test_a_socket_stays_open_through_a_rotation_of_another_tenants_secret(ada):
+    communicator, _ = await hmac_socket_of_acme(ada)
+    globex, _ = await database_sync_to_async(Tenant.objects.get_or_create)(key="globex",
+                                                                          name="G")
+    await database_sync_to_async(tenant_inbox_secret_rotate)(tenant=globex,
+                                                             keep_previous_seconds=0)
+    await communicator.send_json_to({"type": "ping"})
+    assert (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
+    await communicator.disconnect()
+

@@ -70,7 +70,8 @@ def test_pages_never_use_offset(ada, make_items):
     ("all", ["unread-unseen", "seen", "read"]), ("unread", ["unread-unseen", "seen"]),
     ("read", ["read"]), ("unseen", ["unread-unseen"]), ("seen", ["seen", "read"]),
 ])
-def test_status_filter(ada_client, ada, status, expected):
+def test_the_status_filter_lists_items_by_their_read_and_seen_state(
+        ada_client, ada, status, expected):
     now = "2026-01-01T00:00:00Z"
     InboxItem.objects.create(recipient=ada, content={"body": "read"}, seen_at=now, read_at=now)
     InboxItem.objects.create(recipient=ada, content={"body": "seen"}, seen_at=now)
@@ -82,7 +83,8 @@ def test_status_filter(ada_client, ada, status, expected):
 @pytest.mark.parametrize("archived,expected", [
     ("exclude", ["kept"]), ("include", ["kept", "archived"]), ("only", ["archived"]),
 ])
-def test_archived_filter(ada_client, ada, archived, expected):
+def test_the_archived_filter_excludes_includes_or_only_lists_archived_items(
+        ada_client, ada, archived, expected):
     InboxItem.objects.create(recipient=ada, content={"body": "archived"},
                              archived_at="2026-01-01T00:00:00Z")
     InboxItem.objects.create(recipient=ada, content={"body": "kept"})
@@ -91,7 +93,7 @@ def test_archived_filter(ada_client, ada, archived, expected):
     assert body["meta"]["total_count"] == 1
 
 
-def test_category_and_tags_filters(ada_client, ada):
+def test_category_and_tags_filters_narrow_the_feed_together(ada_client, ada):
     InboxItem.objects.create(recipient=ada, category="billing", tags=["invoice", "urgent"],
                              content={"body": "a"})
     InboxItem.objects.create(recipient=ada, category="billing", tags=["invoice"],
@@ -166,7 +168,7 @@ def test_the_tenant_filter_narrows_an_unscoped_feed(ada_client, ada, acme, make_
     assert ada_client.get("/api/v1/inbox/counts").json()["total_count"] == 3
 
 
-def test_mark_each_state_and_back(ada_client, ada, make_items):
+def test_an_item_is_marked_seen_read_unread_archived_and_back(ada_client, ada, make_items):
     item = make_items(ada, 1)[0]
     url = f"/api/v1/inbox/items/{item.pk}"
     seen = ada_client.post(f"{url}/seen").json()
@@ -240,9 +242,10 @@ def test_mark_all_read_sets_the_messages_read_at(delivered_item):
     assert message.read_at is not None and message.seen_at is not None
 
 
-def test_feed_page_and_counts_take_two_queries(ada, make_items, django_assert_num_queries):
+def test_a_feed_page_with_its_counts_takes_three_queries_whatever_the_page_size(
+        ada, make_items, django_assert_num_queries):
     make_items(ada, 30, tenant=Tenant.objects.create(key="t1", name="T1"))
     client = recipient_client(ada)
-    # auth: recipient; feed page; counts
+    # The recipient (authentication), the page of items with their tenants, the counts.
     with django_assert_num_queries(3):
         assert len(client.get("/api/v1/inbox/").json()["items"]) == 20

@@ -165,18 +165,28 @@ def test_a_tenant_token_reads_and_writes_only_its_tenants_set(ada, acme, globex)
     assert list(other.json()["fields"]) == ["tenant"]
 
 
-def test_an_hmac_chooses_a_tenant_with_the_query_parameter(ada, acme):
-    client = recipient_client(ada, via="hmac")
+def test_a_tenant_hmac_acts_on_the_persons_set_for_that_tenant(ada, acme):
+    client = recipient_client(ada, acme, via="hmac")
 
-    response = client.patch(f"{URL}?tenant=acme", {"categories": {"marketing": False}})
+    response = client.patch(URL, {"categories": {"marketing": False}})
 
     assert response.status_code == 200
     assert response.json()["tenant"] == "acme"
     assert row(ada, acme).categories == {"marketing": False}
-    assert client.get(URL).json() == EMPTY  # their own set is untouched
+    assert recipient_client(ada, via="hmac").get(URL).json() == EMPTY  # their own set
+    assert client.get(f"{URL}?tenant=acme").json()["tenant"] == "acme"
     unknown = client.get(f"{URL}?tenant=nope")
     assert unknown.status_code == 400
     assert unknown.json() == invalid({"tenant": ["Unknown tenant 'nope'."]})
+
+
+def test_a_global_secret_hmac_cannot_choose_a_tenants_set(ada, acme):
+    """The global secret opens only what belongs to no tenant: the person's own set."""
+    response = recipient_client(ada, via="hmac").patch(f"{URL}?tenant=acme",
+                                                       {"categories": {"marketing": False}})
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+    assert not PreferenceSet.objects.filter(tenant=acme).exists()
 
 
 # --- the center -----------------------------------------------------------------------------------

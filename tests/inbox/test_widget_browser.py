@@ -11,9 +11,11 @@ import pytest
 from django.db import connections
 from playwright.sync_api import expect
 
+from inbox.auth import inbox_hmac
 from inbox.models import InboxItem
+from inbox.services import tenant_inbox_secret_rotate
 from notifications.demo import seed_demo
-from notifications.models import Recipient
+from notifications.models import Recipient, Tenant
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -117,6 +119,34 @@ def test_mark_all_read_leaves_an_item_the_widget_has_not_drawn(demo, live_server
     assert set(read.values_list("id", flat=True)) == {item.pk for item in shown}
     late.refresh_from_db()
     assert late.read_at is None and late.seen_at is None
+
+
+def test_widget_with_a_tenant_hmac_shows_and_marks_only_that_tenants_items(demo, live_server,
+                                                                           page):
+    acme = Tenant.objects.get(key="acme")
+    globex = Tenant.objects.create(key="globex", name="Globex")
+    secret = tenant_inbox_secret_rotate(tenant=acme)
+    theirs = add_items(demo, 2, tenant=acme)
+    others = add_items(demo, 1, tenant=globex) + add_items(demo, 1)
+    page.goto(f"{live_server.url}/demo/inbox/")
+    # A fresh element with a tenant HMAC instead of the demo's token.
+    page.evaluate("""(signature) => {
+        document.querySelector("clarion-inbox").remove();
+        const inbox = document.createElement("clarion-inbox");
+        inbox.setAttribute("recipient-id", "demo-user");
+        inbox.setAttribute("tenant", "acme");
+        inbox.setAttribute("hmac", signature);
+        document.querySelector(".bar").append(inbox);
+    }""", inbox_hmac("demo-user", secret))
+    expect(page.locator("clarion-inbox .badge")).to_have_text("2")
+    page.locator("clarion-inbox .bell").click()
+    expect(page.locator("clarion-inbox li")).to_have_count(2)
+    page.locator("clarion-inbox .mark-all").click()
+    expect(page.locator("clarion-inbox .badge")).to_be_hidden()
+    read = InboxItem.objects.filter(recipient=demo, read_at__isnull=False)
+    assert set(read.values_list("id", flat=True)) == {item.pk for item in theirs}
+    assert not InboxItem.objects.filter(pk__in=[i.pk for i in others],
+                                        seen_at__isnull=False).exists()
 
 
 def test_widget_is_keyboard_accessible(demo, live_server, page):

@@ -49,7 +49,7 @@ def test_cancel_stops_waiting_runs_before_their_next_step(api, reminder, run_tas
     assert api.post(CANCEL, {"cancellation_key": "invoice-42"}).json() == {"cancelled": []}
 
 
-def test_cancel_for_some_recipients_only(api, reminder, run_tasks):
+def test_cancel_naming_recipients_cancels_only_their_runs(api, reminder, run_tasks):
     trigger(api, [{"id": "a", "email": "a@example.com"}, {"id": "b", "email": "b@x.io"}])
     run_tasks()
     response = api.post(CANCEL, {"cancellation_key": "invoice-42", "recipients": ["b"]})
@@ -102,7 +102,7 @@ def test_a_tenant_key_cancels_only_its_tenant_runs(api, reminder, run_tasks):
         "a": "cancelled", "b": "waiting"}
 
 
-def test_cancel_errors(api, reminder):
+def test_cancel_refuses_an_unknown_workflow_a_bad_body_and_no_key(api, reminder):
     assert api.post("/api/v1/workflows/nope/cancel", {"cancellation_key": "k"}).json() == {
         "error": "not_found", "detail": "No workflow 'nope'."}
     response = api.post(CANCEL, {"recipients": []})

@@ -623,7 +623,7 @@ def test_subscribing_twice_keeps_one_subscription(api, db):
     assert Subscription.objects.count() == 1
 
 
-def test_unsubscribe_by_id(api, db):
+def test_unsubscribing_by_id_removes_only_those_subscriptions(api, db):
     api.put("/api/v1/topics/news", {})
     api.post("/api/v1/topics/news/subscriptions", {"recipients": ["u1", "u2", "u3"]})
 

@@ -45,12 +45,12 @@ VARIABLES = {
         ({"path": "actor.name", "op": "eq", "value": "Grace"}, True),
     ],
 )
-def test_leaf_operators(leaf, expected):
+def test_each_leaf_operator_evaluates_as_documented(leaf, expected):
     validate({"all": [leaf]})
     assert evaluate({"all": [leaf]}, VARIABLES) is expected
 
 
-def test_all_any_and_nesting():
+def test_all_and_any_combine_and_nest_and_no_conditions_pass():
     yes = {"path": "data.plan", "op": "eq", "value": "pro"}
     no = {"path": "data.plan", "op": "eq", "value": "free"}
     assert evaluate({"all": [yes, yes]}, VARIABLES) is True

@@ -79,8 +79,9 @@ def test_sent_email_records_attempt_and_provider(queued_email, smtp):
     assert run_events(message)[-1] == "sent"
 
 
-def test_transient_smtp_error_retries_later_with_backoff(queued_email, smtp_replying, settings):
-    settings.CLARION = {**settings.CLARION, "DELIVERY_BACKOFF_SECONDS": 10}
+def test_transient_smtp_error_retries_later_with_backoff(queued_email, smtp_replying,
+                                                         clarion_settings):
+    clarion_settings(DELIVERY_BACKOFF_SECONDS=10)
     inbox = smtp_replying("451 4.3.0 Try again later", times=1)
     before = timezone.now()
     deliver(str(queued_email.id))
@@ -105,8 +106,8 @@ def test_transient_smtp_error_retries_later_with_backoff(queued_email, smtp_repl
         "transient_error", "succeeded"]
 
 
-def test_retries_stop_after_the_limit(queued_email, smtp_replying, settings):
-    settings.CLARION = {**settings.CLARION, "DELIVERY_MAX_ATTEMPTS": 2}
+def test_retries_stop_after_the_limit(queued_email, smtp_replying, clarion_settings):
+    clarion_settings(DELIVERY_MAX_ATTEMPTS=2)
     smtp_replying("421 4.4.5 Busy")
     deliver(str(queued_email.id))
     message = Message.objects.get()
@@ -137,9 +138,8 @@ def test_unreachable_server_is_transient(queued_email, settings):
     assert "ConnectionRefusedError" in message.error
 
 
-def test_backoff_grows_exponentially_and_is_capped(settings):
-    settings.CLARION = {**settings.CLARION, "DELIVERY_BACKOFF_SECONDS": 10,
-                        "DELIVERY_BACKOFF_MAX_SECONDS": 60}
+def test_backoff_grows_exponentially_and_is_capped(clarion_settings):
+    clarion_settings(DELIVERY_BACKOFF_SECONDS=10, DELIVERY_BACKOFF_MAX_SECONDS=60)
     for attempt, ceiling in [(1, 10), (2, 20), (3, 40), (4, 60), (9, 60)]:
         values = [backoff_seconds(attempt) for _ in range(50)]
         assert all(ceiling / 2 <= v <= ceiling for v in values)

@@ -19,6 +19,7 @@ PATHS = {
     "/api/v1/recipients/{recipient_id}/preferences": {"get", "put", "patch"},
     "/api/v1/tenants/{key}": {"get", "put"},
     "/api/v1/tenants/{key}/preferences": {"get", "put", "patch"},
+    "/api/v1/tenants/{key}/inbox-secret": {"post"},
     "/api/v1/topics/{key}": {"get", "put"},
     "/api/v1/topics/{key}/subscriptions": {"post", "delete"},
     "/api/v1/providers/{key}": {"get", "put", "delete"},

@@ -18,9 +18,8 @@ T0 = datetime(2026, 11, 22, 3, 0, 10, tzinfo=UTC)
 
 
 @pytest.fixture
-def limited(settings):
-    settings.CLARION = {**settings.CLARION, "TRIGGER_RATE_LIMIT": 2,
-                        "TRIGGER_RATE_LIMIT_WINDOW_SECONDS": 60}
+def limited(clarion_settings):
+    clarion_settings(TRIGGER_RATE_LIMIT=2, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=60)
 
 
 @pytest.mark.django_db

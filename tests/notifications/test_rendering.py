@@ -75,10 +75,10 @@ def test_output_is_bounded():
     assert "output stream limit reached" in problem.message
 
 
-def test_a_slow_render_is_stopped_at_the_time_cap(settings):
+def test_a_slow_render_is_stopped_at_the_time_cap(clarion_settings):
     """Nested loops within the iteration limit whose each turn sorts 20,000 strings: unbounded
     this would take tens of seconds; the cap stops it."""
-    settings.CLARION = {**settings.CLARION, "TEMPLATE_RENDER_SECONDS": 0.2}
+    clarion_settings(TEMPLATE_RENDER_SECONDS=0.2)
     words = [f"w{i}" for i in range(20_000)]
     source = ("{% for i in (1..100) %}{% for j in (1..100) %}"
               "{{ data.words | sort | join: ',' | size }}{% endfor %}{% endfor %}")
@@ -258,8 +258,8 @@ def test_loop_variables_and_assigns_are_not_unknown():
     assert check.warnings == []
 
 
-def test_liquids_own_render_entry_point_is_time_capped_too(settings):
-    settings.CLARION = {**settings.CLARION, "TEMPLATE_RENDER_SECONDS": 0.1}
+def test_liquids_own_render_entry_point_is_time_capped_too(clarion_settings):
+    clarion_settings(TEMPLATE_RENDER_SECONDS=0.1)
     template = rendering.environment(html=False).from_string(
         "{% for i in (1..100) %}{% for j in (1..100) %}{{ w | sort | size }}{% endfor %}"
         "{% endfor %}")

@@ -145,7 +145,7 @@ def test_a_tenant_restricted_key_reads_and_writes_only_its_tenants_sets(acme_api
     assert acme_api.get("/api/v1/tenants/globex/preferences").status_code == 404
 
 
-def test_tenant_defaults_api(api, acme):
+def test_a_tenants_default_preferences_are_put_and_stored_as_its_default_set(api, acme):
     url = "/api/v1/tenants/acme/preferences"
     response = api.put(url, {"categories": {"marketing": False},
                              "quiet_hours": {"start": "22:00", "end": "07:00"}})

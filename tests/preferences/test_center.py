@@ -167,6 +167,6 @@ def test_links_are_absolute_on_the_public_url(settings, ada):
         "https://notify.example.com/p/")
 
 
-def test_tokens_may_be_given_a_lifetime(settings, ada, catalogue):
-    settings.CLARION = {**settings.CLARION, "PREFERENCES_TOKEN_MAX_AGE": -1}
+def test_tokens_may_be_given_a_lifetime(clarion_settings, ada, catalogue):
+    clarion_settings(PREFERENCES_TOKEN_MAX_AGE=-1)
     assert Client().get(url_for(ada)).status_code == 404

@@ -85,7 +85,8 @@ CASES = [
 @pytest.mark.parametrize(
     ("person_sets", "default_set", "workflow_default", "critical", "allowed", "rule"),
     [case[1:] for case in CASES], ids=[case[0] for case in CASES])
-def test_resolution_order(person_sets, default_set, workflow_default, critical, allowed, rule):
+def test_the_most_specific_rule_decides_and_is_named(
+        person_sets, default_set, workflow_default, critical, allowed, rule):
     decision = decide(workflow_key="welcome", category="marketing", critical=critical,
                       channel="email", person=person_sets, tenant_default=default_set,
                       workflow_default=workflow_default)

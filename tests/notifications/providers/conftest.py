@@ -68,29 +68,62 @@ def queue_message(make_workflow):
 
 
 @pytest.fixture
-def twilio_then_plivo(provider_server, provider_config):
+def twilio_provider(provider_server, provider_config):
+    """twilio_provider(reply=twilio_accepts, key="twilio-main", **fields) -> the server behind a
+    saved Twilio ProviderConfig (from +15550001111). The server checks each request the way
+    Twilio documents it and answers with `reply(request)`; `fields` are more ProviderConfig
+    fields, such as `priority`."""
+    from .test_sms import SID, TOKEN, twilio_accepts, twilio_check
+
+    def make(reply=twilio_accepts, *, key="twilio-main", **fields):
+        server = provider_server(twilio_check, reply)
+        provider_config(key, "sms", "twilio",
+                        {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                        options={"base_url": server.url}, **fields)
+        return server
+
+    return make
+
+
+@pytest.fixture
+def plivo_provider(provider_server, provider_config):
+    """plivo_provider(reply=plivo_accepts, key="plivo", **fields) -> the server behind a saved
+    Plivo ProviderConfig (from +15550003333), checking Plivo's documented request."""
+    from .test_sms import AUTH_ID, PLIVO_TOKEN, plivo_accepts, plivo_check
+
+    def make(reply=plivo_accepts, *, key="plivo", **fields):
+        server = provider_server(plivo_check, reply)
+        provider_config(key, "sms", "plivo",
+                        {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                        options={"base_url": server.url}, **fields)
+        return server
+
+    return make
+
+
+@pytest.fixture
+def twilio_then_plivo(twilio_provider, plivo_provider):
     """twilio_then_plivo(primary_reply) -> (primary, secondary) servers: Twilio `primary`
     (priority 1) answering with `primary_reply(request)`, Plivo `secondary` (priority 2)
     accepting; each checks its provider's documented request."""
-    from .test_sms import (
-        AUTH_ID,
-        PLIVO_TOKEN,
-        SID,
-        TOKEN,
-        plivo_accepts,
-        plivo_check,
-        twilio_check,
-    )
 
     def make(primary_reply):
-        primary = provider_server(twilio_check, primary_reply)
-        secondary = provider_server(plivo_check, plivo_accepts)
-        provider_config("primary", "sms", "twilio",
-                        {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                        options={"base_url": primary.url}, priority=1)
-        provider_config("secondary", "sms", "plivo",
-                        {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                        options={"base_url": secondary.url}, priority=2)
-        return primary, secondary
+        return (twilio_provider(primary_reply, key="primary", priority=1),
+                plivo_provider(key="secondary", priority=2))
+
+    return make
+
+
+@pytest.fixture
+def postmark_provider(provider_server, provider_config):
+    """postmark_provider(reply, key="postmark", **fields) -> the server behind a saved Postmark
+    ProviderConfig; it checks Postmark's documented request and answers `reply(request)`."""
+    from .test_email_kinds import POSTMARK_TOKEN, postmark_check
+
+    def make(reply, *, key="postmark", **fields):
+        server = provider_server(postmark_check, reply)
+        provider_config(key, "email", "postmark", {"server_token": POSTMARK_TOKEN},
+                        options={"base_url": f"{server.url}/"}, **fields)
+        return server
 
     return make

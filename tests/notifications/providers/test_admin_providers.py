@@ -78,7 +78,7 @@ def test_send_test_action_opens_the_page_for_one_provider(admin_client, provider
     assert "Select one provider to send a test message through." in response.content.decode()
 
 
-def test_close_circuit_action(admin_client, provider_config):
+def test_the_close_circuit_action_resets_the_failure_count(admin_client, provider_config):
     config = provider_config("a", "sms", "twilio", CREDENTIALS, consecutive_failures=7)
     admin_client.post(reverse("admin:notifications_providerconfig_changelist"),
                       {"action": "close_circuit", "_selected_action": [config.pk]})
@@ -87,8 +87,8 @@ def test_close_circuit_action(admin_client, provider_config):
 
 
 @pytest.fixture
-def push_service(settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}  # it is on 127.0.0.1
+def push_service(clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)  # it is on 127.0.0.1
     service = FakePushService()
     yield service
     service.stop()

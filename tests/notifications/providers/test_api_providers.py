@@ -41,7 +41,7 @@ def test_put_back_the_masked_body_keeps_the_secrets(api):
     assert config.credentials == TWILIO["credentials"]
 
 
-def test_vonage_and_tenant_provider(api, acme):
+def test_a_tenants_vonage_provider_is_created_for_that_tenant(api, acme):
     body = {"channel": "sms", "kind": "vonage", "tenant": "acme",
             "credentials": {"api_key": "k", "api_secret": "s3cr3t-vonage", "from": "Acme"}}
     response = api.put("/api/v1/providers/acme-sms", body)
@@ -71,7 +71,7 @@ def test_bad_bodies_name_the_field(api, change, fields):
     assert not ProviderConfig.objects.exists()
 
 
-def test_delete_and_unknown(api):
+def test_a_deleted_provider_is_gone_and_reads_as_a_404(api):
     api.put("/api/v1/providers/sms-main", TWILIO)
     assert api.delete("/api/v1/providers/sms-main").status_code == 204
     response = api.get("/api/v1/providers/sms-main")
@@ -96,14 +96,14 @@ def test_requires_an_api_key(db):
     assert client_for("wrong").get("/api/v1/providers/x").status_code == 401
 
 
-def test_credentials_decrypt_after_key_rotation(api, settings):
+def test_credentials_decrypt_after_key_rotation(api, clarion_settings):
     from cryptography.fernet import Fernet
 
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [old]}
+    clarion_settings(ENCRYPTION_KEYS=[old])
     api.put("/api/v1/providers/sms-main", TWILIO)
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [new, old]}
+    clarion_settings(ENCRYPTION_KEYS=[new, old])
     assert ProviderConfig.objects.get().credentials == TWILIO["credentials"]
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [new]}
+    clarion_settings(ENCRYPTION_KEYS=[new])
     with pytest.raises(ValueError, match="cannot be decrypted"):
         ProviderConfig.objects.get().credentials  # noqa: B018

@@ -16,7 +16,7 @@ from notifications.providers.services import channel_data_deactivate
     ("15550001111", False), ("+1 555 000 1111", False), ("+1555", False),
     ("+999123456789", False), ("+1555000111122223333", False), ("", False),
 ])
-def test_e164(number, valid):
+def test_is_e164_accepts_only_well_formed_international_numbers(number, valid):
     assert is_e164(number) is valid
 
 

@@ -21,11 +21,11 @@ N = 8
 
 
 def test_a_batch_starts_no_call_its_deadline_cannot_fit_and_the_next_pass_sends_the_rest_once(
-        provider_server, provider_config, queue_message, settings):
+        provider_server, provider_config, queue_message, settings, clarion_settings):
     # Task timeout 5 s → the batch's deadline is 4 s in; a call may take 2 × its 1 s timeout;
     # one call on the wire at a time, each answered after 1 s: 8 calls cannot all start.
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 5, "retry": 10}
-    settings.CLARION = {**settings.CLARION, "DELIVERY_CONCURRENCY": 1}
+    clarion_settings(DELIVERY_CONCURRENCY=1)
     slow = {"delay": 1.0}
     server = provider_server(twilio_check, lambda request: dataclasses.replace(
         twilio_accepts(request), delay=slow["delay"]))
@@ -63,14 +63,14 @@ def test_the_default_settings_pass_the_task_timing_check():
 
 
 @pytest.mark.parametrize(("stuck", "queue", "ids"), [
-    (60, {"timeout": 60, "retry": 90}, ["clarion.E001"]),
-    (30, {"timeout": 60, "retry": 90}, ["clarion.E001"]),
-    (120, {"timeout": 60, "retry": 60}, ["clarion.E002"]),
-    (50, {"timeout": 60, "retry": 40}, ["clarion.E001", "clarion.E002"]),
+    (60, {"timeout": 60, "retry": 90}, ["notifications.E002"]),
+    (30, {"timeout": 60, "retry": 90}, ["notifications.E002"]),
+    (120, {"timeout": 60, "retry": 60}, ["notifications.E003"]),
+    (50, {"timeout": 60, "retry": 40}, ["notifications.E002", "notifications.E003"]),
 ])
 def test_a_stuck_time_or_queue_retry_not_above_the_task_timeout_refuses_to_start(
-        settings, stuck, queue, ids):
-    settings.CLARION = {**settings.CLARION, "STUCK_AFTER_SECONDS": stuck}
+        settings, clarion_settings, stuck, queue, ids):
+    clarion_settings(STUCK_AFTER_SECONDS=stuck)
     settings.Q_CLUSTER = {**settings.Q_CLUSTER, **queue}
     assert [error.id for error in task_timing_check()] == ids
     with pytest.raises(SystemCheckError, match=ids[0]):

@@ -14,8 +14,8 @@ BLOCKS = '[{"type": "section", "text": {"type": "mrkdwn", "text": "*{{ recipient
 
 
 @pytest.fixture(autouse=True)
-def allow_loopback(settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+def allow_loopback(clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
 
 
 def slack_webhook_check(request) -> list[str]:
@@ -162,8 +162,9 @@ def test_chat_without_channel_data_or_step_channel_is_undeliverable(queue_messag
                              "channel.")
 
 
-def test_chat_webhook_on_a_private_address_is_refused(provider_config, queue_message, settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": False}
+def test_chat_webhook_on_a_private_address_is_refused(provider_config, queue_message,
+                                                      clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=False)
     provider_config("slack", "chat", "slack_webhook")
     message = queue_message("chat", {"text": "x"},
                             recipient=chat_recipient("http://127.0.0.1:9/hook"))

@@ -24,11 +24,10 @@ T0 = timezone.now().replace(microsecond=0) + timedelta(days=1)
 
 
 @pytest.fixture
-def two_providers(twilio_then_plivo, settings):
+def two_providers(twilio_then_plivo, clarion_settings):
     """Twilio (priority 1, answering 503) and Plivo (priority 2, accepting)."""
-    settings.CLARION = {**settings.CLARION, "DELIVERY_MAX_ATTEMPTS": 2,
-                        "DELIVERY_BACKOFF_SECONDS": 10, "BREAKER_FAILURES": 3,
-                        "BREAKER_COOLDOWN_SECONDS": 60}
+    clarion_settings(DELIVERY_MAX_ATTEMPTS=2, DELIVERY_BACKOFF_SECONDS=10, BREAKER_FAILURES=3,
+                     BREAKER_COOLDOWN_SECONDS=60)
     return twilio_then_plivo(lambda r: Reply(503, json={
         "code": 20500, "message": "Service unavailable", "status": 503}))
 
@@ -90,7 +89,7 @@ def test_primary_failing_retries_then_fails_over_and_the_breaker_opens_then_prob
 
 
 def test_a_failed_probe_keeps_the_circuit_open_for_another_cool_down(
-        two_providers, queue_message, settings):
+        two_providers, queue_message):
     primary, _ = two_providers
     ProviderConfig.objects.filter(key="primary").update(consecutive_failures=3,
                                                         circuit_open_until=T0)
@@ -127,14 +126,11 @@ def test_every_circuit_open_waits_for_the_first_cool_down_instead_of_failing(
 
 
 def test_retry_after_is_honoured_when_longer_than_the_backoff(
-        provider_server, provider_config, queue_message, settings):
-    settings.CLARION = {**settings.CLARION, "DELIVERY_BACKOFF_SECONDS": 1}
-    server = provider_server(twilio_check, lambda r: Reply(429, json={
+        twilio_provider, queue_message, clarion_settings):
+    clarion_settings(DELIVERY_BACKOFF_SECONDS=1)
+    twilio_provider(lambda r: Reply(429, json={
         "code": 20429, "message": "Too Many Requests", "status": 429},
-        headers={"Retry-After": "120"}))
-    provider_config("twilio", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": server.url})
+        headers={"Retry-After": "120"}), key="twilio")
     message = queue_message("sms", {"text": "slow down"})
     deliver(str(message.id), now=T0)
     message.refresh_from_db()
@@ -244,12 +240,12 @@ def test_a_task_always_claims_its_own_message_first(provider_server, provider_co
 
 
 def test_undecryptable_credentials_fail_the_message_rather_than_fall_back(
-        provider_config, queue_message, settings, locmem):
+        provider_config, queue_message, clarion_settings, locmem):
     from cryptography.fernet import Fernet
 
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+    clarion_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode()])
     provider_config("postmark", "email", "postmark", {"server_token": "t"})
-    settings.CLARION = {**settings.CLARION, "ENCRYPTION_KEYS": [Fernet.generate_key().decode()]}
+    clarion_settings(ENCRYPTION_KEYS=[Fernet.generate_key().decode()])
     message = queue_message("email", {"subject": "s", "text": "t"},
                             recipient={"id": "u1", "email": "ada@example.com"})
     deliver(str(message.id))

@@ -86,8 +86,8 @@ def test_apns_with_only_dead_tokens_fails_over_to_fcm_and_dead_tokens_are_deacti
 
 
 def test_web_push_delivers_the_rendered_notification_and_drops_a_gone_subscription(
-        provider_config, queue_message, settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+        provider_config, queue_message, clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
     service = FakePushService()
     try:
         live, gone = service.subscribe(), service.subscribe()

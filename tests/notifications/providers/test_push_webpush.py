@@ -36,8 +36,8 @@ def push_service_server():
 
 
 @pytest.fixture
-def push_service(push_service_server, settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+def push_service(push_service_server, clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
     push_service_server.reset()
     return push_service_server
 
@@ -127,8 +127,8 @@ def test_a_payload_the_service_refuses_as_too_large_is_permanent(push_service, v
 
 
 def test_a_private_endpoint_is_refused_without_a_request(push_service_server, vapid_key,
-                                                          settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": False}
+                                                          clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=False)
     push_service_server.reset()
     with pytest.raises(PermanentError) as caught:
         webpush(vapid_key).send(outbound([push_service_server.subscribe()]))

@@ -50,12 +50,8 @@ def twilio_accepts(request) -> Reply:
 
 
 @pytest.fixture
-def twilio(provider_server, provider_config):
-    server = provider_server(twilio_check, twilio_accepts)
-    provider_config("twilio-main", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": server.url})
-    return server
+def twilio(twilio_provider):
+    return twilio_provider()
 
 
 def test_twilio_gets_the_documented_request_and_its_sid_is_kept(twilio, queue_message):
@@ -86,17 +82,11 @@ def test_sms_queued_step_log_counts_segments(twilio, queue_message):
 
 
 def test_invalid_number_error_is_permanent_and_fails_over_without_retry(
-        provider_server, provider_config, queue_message):
-    refusing = provider_server(twilio_check, lambda r: Reply(400, json={
+        twilio_provider, plivo_provider, queue_message):
+    refusing = twilio_provider(lambda r: Reply(400, json={
         "code": 21211, "message": "The 'To' number is not a valid phone number.",
-        "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}))
-    provider_config("twilio-main", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": refusing.url}, priority=1)
-    plivo = provider_server(plivo_check, plivo_accepts)
-    provider_config("plivo-backup", "sms", "plivo",
-                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                    options={"base_url": plivo.url}, priority=2)
+        "more_info": "https://www.twilio.com/docs/errors/21211", "status": 400}), priority=1)
+    plivo = plivo_provider(key="plivo-backup", priority=2)
     message = queue_message("sms", {"text": "Hello"})
     deliver(str(message.id))
     message.refresh_from_db()
@@ -213,11 +203,8 @@ def plivo_accepts(request) -> Reply:
                             "message_uuid": [str(uuid.uuid4())], "api_id": str(uuid.uuid4())})
 
 
-def test_plivo_gets_the_documented_request(provider_server, provider_config, queue_message):
-    server = provider_server(plivo_check, plivo_accepts)
-    provider_config("plivo", "sms", "plivo",
-                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
-                    options={"base_url": server.url})
+def test_plivo_gets_the_documented_request(plivo_provider, queue_message):
+    server = plivo_provider()
     message = queue_message("sms", {"text": "Hi"})
     deliver(str(message.id))
     assert server.problems == []
@@ -330,11 +317,10 @@ def test_vonage_is_given_its_receipt_webhook_on_public_url_as_callback(vonage, q
 # --- Per-recipient SMS rate limit ---------------------------------------------------------------
 
 def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_never_sent(
-        twilio, make_workflow, run_tasks, settings):
+        twilio, make_workflow, run_tasks, clarion_settings):
     from notifications.services import StepSpec, TriggerRequest, trigger_workflow
 
-    settings.CLARION = {**settings.CLARION, "SMS_RATE_LIMIT_PER_RECIPIENT": 2,
-                        "SMS_RATE_LIMIT_WINDOW_SECONDS": 3600}
+    clarion_settings(SMS_RATE_LIMIT_PER_RECIPIENT=2, SMS_RATE_LIMIT_WINDOW_SECONDS=3600)
     workflow = make_workflow("otp", steps=[StepSpec(
         ref="text", type="sms", templates={"en": {"text": "Code {{ data.code }}"}})])
     # Three triggers to one number (under two recipient ids), one to another number.
@@ -358,14 +344,9 @@ def test_sms_beyond_the_per_number_limit_are_suppressed_with_the_reason_and_neve
 # --- Failover after a carrier's late refusal ----------------------------------------------------
 
 @pytest.fixture
-def two_twilios(provider_server, provider_config):
-    servers = {}
-    for key, priority in (("twilio-main", 1), ("twilio-backup", 2)):
-        servers[key] = server = provider_server(twilio_check, twilio_accepts)
-        provider_config(key, "sms", "twilio", {"account_sid": SID, "auth_token": TOKEN,
-                                               "from": "+15550001111"},
-                        priority=priority, options={"base_url": server.url})
-    return servers
+def two_twilios(twilio_provider):
+    return {key: twilio_provider(key=key, priority=priority)
+            for key, priority in (("twilio-main", 1), ("twilio-backup", 2))}
 
 
 def post_status(client, key: str, sid: str, status: str, error_code: str = "",

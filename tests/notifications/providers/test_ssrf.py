@@ -54,8 +54,8 @@ CARRIERS = [
 
 
 @pytest.fixture
-def strict(settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": False}
+def strict(clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=False)
 
 
 @pytest.fixture
@@ -205,9 +205,9 @@ def test_a_web_push_endpoint_resolving_to_a_private_address_is_refused(strict, d
     assert server.requests == []
 
 
-def test_with_private_urls_allowed_the_connection_still_goes_to_the_first_answer(settings, dns,
-                                                                               server):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+def test_with_private_urls_allowed_the_connection_still_goes_to_the_first_answer(
+        clarion_settings, dns, server):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
     port = int(server.url.rsplit(":", 1)[1])
     dns.answer("local.test", ["127.0.0.1"], [PUBLIC])
     provider, message = webhook_to(f"http://local.test:{port}/hook")
@@ -278,8 +278,9 @@ def tls_server():
     httpd.server_close()
 
 
-def test_tls_is_verified_against_the_host_name_sent_as_sni_and_host(settings, dns, tls_server):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+def test_tls_is_verified_against_the_host_name_sent_as_sni_and_host(clarion_settings, dns,
+                                                                   tls_server):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
     port = tls_server.server_port
     dns.answer("hooks.test", ["127.0.0.1"])
     dns.answer("other.test", ["127.0.0.1"])

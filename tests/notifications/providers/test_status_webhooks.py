@@ -15,14 +15,12 @@ import pytest
 from django.utils import timezone
 
 from notifications.delivery import batch, claim_batch, deliver, deliver_claimed
-from notifications.models import Message, MessageEvent
-from notifications.providers import registry
+from notifications.models import Message, MessageEvent, ProviderConfig
 from notifications.providers.twilio import twilio_signature
 from notifications.providers.vonage import vonage_signature
 
 from . import status_support
 from .servers import Reply
-from .test_email_kinds import POSTMARK_TOKEN, postmark_check
 
 sent_message = status_support.sent_message  # the fixture
 
@@ -479,20 +477,27 @@ def test_the_admin_message_page_shows_status_events_with_their_payload(admin_cli
     assert "Delivered" in html and "&quot;MessageSid&quot;: &quot;SM0007&quot;" in html
 
 
-def test_a_vonage_provider_takes_the_signature_secret_its_receipts_are_checked_with():
-    registry.get("vonage").validate_config(
-        {"api_key": "abc123", "api_secret": "shh", "from": "Clarion",
-         "signature_secret": VONAGE_SECRET, "signature_method": "sha256"}, {})
+def test_a_vonage_provider_takes_a_signature_secret_and_refuses_an_unknown_method(api):
+    credentials = {"api_key": "abc123", "api_secret": "shh", "from": "Clarion",
+                   "signature_secret": VONAGE_SECRET, "signature_method": "sha256"}
+    body = {"channel": "sms", "kind": "vonage", "credentials": credentials}
+    assert api.put("/api/v1/providers/vonage-main", body).status_code == 201
+    stored = ProviderConfig.objects.get(key="vonage-main").credentials
+    assert (stored["signature_secret"], stored["signature_method"]) == (VONAGE_SECRET, "sha256")
+
+    body["credentials"] = {**credentials, "signature_method": "sha3"}
+    response = api.put("/api/v1/providers/vonage-other", body)
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"credentials.signature_method": [
+        "Expected one of: md5hash, md5, sha1, sha256, sha512."]}
 
 
 def test_an_email_sent_through_postmark_is_tracked_by_postmarks_webhooks(
-        client, anymail, provider_server, provider_config, queue_message):
+        client, anymail, postmark_provider, queue_message):
     postmark_id = "b7bc2f4a-e38e-4336-af7d-e6c392c2f817"
-    server = provider_server(postmark_check, lambda request: Reply(200, json={
+    server = postmark_provider(lambda request: Reply(200, json={
         "To": "ada@example.com", "SubmittedAt": "2026-11-22T03:00:00Z",
         "MessageID": postmark_id, "ErrorCode": 0, "Message": "OK"}))
-    provider_config("postmark", "email", "postmark", {"server_token": POSTMARK_TOKEN},
-                    options={"base_url": f"{server.url}/"})
     message = queue_message("email", {"subject": "Hi", "html": "<p>Hi</p>"},
                             recipient={"id": "ada", "email": "ada@example.com"})
     deliver(str(message.id))
@@ -523,13 +528,11 @@ def claimed(message: Message) -> Message:
 
 
 def test_an_open_posted_while_the_email_is_sending_survives_the_senders_write_of_sent(
-        client, anymail, provider_server, provider_config, queue_message):
+        client, anymail, postmark_provider, queue_message):
     postmark_id = "0f1e2d3c-e38e-4336-af7d-e6c392c2f817"
-    server = provider_server(postmark_check, lambda request: Reply(200, json={
+    postmark_provider(lambda request: Reply(200, json={
         "To": "ada@example.com", "SubmittedAt": "2026-11-22T03:00:00Z",
         "MessageID": postmark_id, "ErrorCode": 0, "Message": "OK"}))
-    provider_config("postmark", "email", "postmark", {"server_token": POSTMARK_TOKEN},
-                    options={"base_url": f"{server.url}/"})
     message = claimed(queue_message("email", {"subject": "Hi", "html": "<p>Hi</p>"},
                                     recipient={"id": "ada", "email": "ada@example.com"}))
     metadata = {"clarion_message_id": str(message.id)}

@@ -16,8 +16,8 @@ SECRET = "whsec-0123456789abcdef"
 
 
 @pytest.fixture(autouse=True)
-def allow_loopback(settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+def allow_loopback(clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
 
 
 def test_webhook_posts_the_rendered_body_signed_with_a_timestamp(provider_server,
@@ -54,8 +54,8 @@ def test_webhook_posts_the_rendered_body_signed_with_a_timestamp(provider_server
 
 
 def test_webhook_without_a_configured_provider_is_signed_with_the_default_secret(
-        provider_server, queue_message, settings):
-    settings.CLARION = {**settings.CLARION, "WEBHOOK_SIGNING_SECRET": "from-the-environment"}
+        provider_server, queue_message, clarion_settings):
+    clarion_settings(WEBHOOK_SIGNING_SECRET="from-the-environment")
     server = provider_server(respond=lambda r: Reply(200))
     message = queue_message("webhook", {"body": "plain text"}, recipient={"id": "u1"},
                             config={"url": f"{server.url}/hook"})
@@ -80,9 +80,9 @@ def test_webhook_redirect_is_not_followed(provider_server, queue_message):
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/x", "http://10.1.2.3/x",
                                  "http://169.254.169.254/latest/meta-data/", "http://[::1]/x"])
-def test_webhook_to_a_private_address_is_refused_before_any_request(queue_message, settings,
+def test_webhook_to_a_private_address_is_refused_before_any_request(queue_message, clarion_settings,
                                                                      url):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": False}
+    clarion_settings(ALLOW_PRIVATE_URLS=False)
     message = queue_message("webhook", {"body": "x"}, recipient={"id": "u1"},
                             config={"url": url})
     deliver(str(message.id))
@@ -97,8 +97,8 @@ def test_webhook_step_without_url_is_undeliverable(queue_message):
                                                "The webhook step has no url.")
 
 
-def test_webhooks_in_a_batch_are_each_checked_then_sent_concurrently(provider_server,
-                                                                    queue_message, settings):
+def test_webhooks_in_a_batch_are_each_checked_then_sent_concurrently(
+        provider_server, queue_message, clarion_settings):
     from notifications.delivery import deliver_batch
 
     server = provider_server(respond=lambda r: Reply(200))
@@ -106,13 +106,13 @@ def test_webhooks_in_a_batch_are_each_checked_then_sent_concurrently(provider_se
                               config={"url": f"{server.url}/hook"}) for i in range(3)]
     messages.append(queue_message("webhook", {"body": "{}"}, recipient={"id": "u3"},
                                   config={"url": "http://10.0.0.1/hook"}))
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": False}
+    clarion_settings(ALLOW_PRIVATE_URLS=False)
     assert deliver_batch(str(messages[0].id), size=10) == 4
     # Refused inside the concurrent batch, before any request left.
     assert set(Message.objects.values_list("status", flat=True)) == {"failed"}
     assert server.requests == []
 
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
     again = [queue_message("webhook", {"body": "{}"}, recipient={"id": f"v{i}"},
                            config={"url": f"{server.url}/hook"}) for i in range(3)]
     assert deliver_batch(str(again[0].id), size=10) == 3

@@ -46,11 +46,8 @@ def kill_worker_mid_call(message: Message, server) -> None:
 
 
 def test_killed_mid_call_to_a_provider_without_idempotency_is_never_sent_twice(
-        provider_server, provider_config, queue_message):
-    server = provider_server(twilio_check, lambda r: Reply(201, json={"sid": "SM1"}, delay=3))
-    provider_config("twilio", "sms", "twilio",
-                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": server.url})
+        twilio_provider, queue_message):
+    server = twilio_provider(lambda r: Reply(201, json={"sid": "SM1"}, delay=3), key="twilio")
     message = queue_message("sms", {"text": "your code is 1234"})
     kill_worker_mid_call(message, server)
 
@@ -67,8 +64,8 @@ def test_killed_mid_call_to_a_provider_without_idempotency_is_never_sent_twice(
 
 
 def test_killed_mid_call_to_an_idempotent_webhook_is_resent_with_the_same_key(
-        provider_server, queue_message, run_tasks, settings):
-    settings.CLARION = {**settings.CLARION, "ALLOW_PRIVATE_URLS": True}
+        provider_server, queue_message, run_tasks, clarion_settings):
+    clarion_settings(ALLOW_PRIVATE_URLS=True)
     server = provider_server(respond=lambda r: Reply(200))
     server.script(Reply(200, delay=3))
     message = queue_message("webhook", {"body": "{}"}, recipient={"id": "u1"},
