@@ -22,16 +22,16 @@ N = 8
 
 def test_a_batch_starts_no_call_its_deadline_cannot_fit_and_the_next_pass_sends_the_rest_once(
         provider_server, provider_config, queue_message, settings, clarion_settings):
-    # Task timeout 5 s → the batch's deadline is 4 s in; a call may take 2 × its 1 s timeout;
+    # Task timeout 8 s → the batch's deadline is 6.4 s in; a call may take 2 × its 2 s timeout;
     # one call on the wire at a time, each answered after 1 s: 8 calls cannot all start.
-    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 5, "retry": 10}
+    settings.Q_CLUSTER = {**settings.Q_CLUSTER, "timeout": 8, "retry": 12}
     clarion_settings(DELIVERY_CONCURRENCY=1)
     slow = {"delay": 1.0}
     server = provider_server(twilio_check, lambda request: dataclasses.replace(
         twilio_accepts(request), delay=slow["delay"]))
     provider_config("twilio", "sms", "twilio",
                     {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
-                    options={"base_url": server.url, "timeout": 1})
+                    options={"base_url": server.url, "timeout": 2})
     messages = [queue_message("sms", {"text": f"message {n}"}) for n in range(N)]
 
     assert deliver_batch(str(messages[0].id)) == N
