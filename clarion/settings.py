@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -252,6 +253,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # `<segment:…>` (clarion/paths.py): a recipient id, percent-encoded as one path segment.
+    "PATH_CONVERTER_OVERRIDES": {"segment": {
+        "type": "string", "minLength": 1,
+        "description": "Percent-encoded as one path segment (UTF-8, RFC 3986), as "
+                       "encodeURIComponent(id) or urllib.parse.quote(id, safe='') do: "
+                       "team/ops is team%2Fops.",
+    }},
 }
 
 # --- Static files, i18n, logging --------------------------------------------------------------

@@ -1,8 +1,10 @@
 """Domain model of DESIGN.md §2. Behaviour lives in services.py and engine.py, not here."""
 
+import unicodedata
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -14,6 +16,25 @@ key_validator = RegexValidator(
     r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,127}$",
     "Use letters, digits, '-', '_', '.', ':' (up to 128, starting with a letter or digit).",
 )
+
+RECIPIENT_ID_MAX_LENGTH = 255
+
+
+def validate_recipient_id(value: str) -> None:
+    """The one rule for recipient ids, wherever one enters (API, admin): any text of 1 to 255
+    characters, kept exactly as given, except "." and ".." (a URL path cannot carry them:
+    RFC 3986 §5.2.4 removes them, browsers even when percent-encoded) and text with control
+    characters or unpaired surrogates (no header, link or database column keeps them).
+    Raises ValidationError with the rule broken."""
+    if not 0 < len(value) <= RECIPIENT_ID_MAX_LENGTH:
+        raise ValidationError("A recipient id has 1 to 255 characters.", code="length")
+    if value in (".", ".."):
+        raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
+                              code="dot_segment")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValidationError("A recipient id cannot contain control characters (such as a line "
+                              "break or NUL).", code="control_character")
+
 
 color_validator = RegexValidator(
     r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$", "Use a hex colour like #4f46e5 (it goes into CSS)."
@@ -109,7 +130,9 @@ class Recipient(models.Model):
     """A person (or anything) that receives notifications, known by the app's own id."""
 
     external_id = models.CharField(
-        "id", max_length=255, unique=True, help_text="The id your application uses."
+        "id", max_length=RECIPIENT_ID_MAX_LENGTH, unique=True, validators=[validate_recipient_id],
+        help_text="The id your application uses: any text of 1 to 255 characters but \".\" and "
+                  "\"..\", without control characters.",
     )
     name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
     email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])

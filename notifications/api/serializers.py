@@ -4,6 +4,7 @@ import re
 import zoneinfo
 
 import jsonschema
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -19,10 +20,35 @@ from ..models import (
     Topic,
     color_validator,
     key_validator,
+    validate_recipient_id,
 )
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def recipient_id(value) -> str:
+    """A recipient id as given (a string, or an integer turned into one), checked against the
+    one rule (`models.validate_recipient_id`); raises DRF's ValidationError with the rule."""
+    value = str(value)
+    try:
+        validate_recipient_id(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return value
+
+
+class RecipientIdField(serializers.CharField):
+    """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
+
+    default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return recipient_id(super().to_internal_value(data))
 
 
 def validate_timezone(value: str) -> str:
@@ -87,7 +113,7 @@ class RecipientProfileSerializer(serializers.Serializer):
 
 
 class InlineRecipientSerializer(RecipientProfileSerializer):
-    id = serializers.CharField(max_length=255)
+    id = RecipientIdField()
 
 
 class RecipientOutSerializer(RecipientProfileSerializer):
@@ -127,10 +153,7 @@ class RecipientSpecField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str | int) and not isinstance(data, bool):
-            value = str(data)
-            if not value or len(value) > 255:
-                raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
-            return value
+            return recipient_id(data)
         if isinstance(data, dict) and "topic" in data:
             if set(data) != {"topic"}:
                 raise serializers.ValidationError('A topic recipient has only "topic".')
@@ -165,7 +188,7 @@ class ActorField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str) and 0 < len(data) <= 255:
-            return data
+            return recipient_id(data)
         if isinstance(data, dict):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
@@ -232,7 +255,7 @@ class TriggerSerializer(serializers.Serializer):
 class CancelSerializer(serializers.Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=255), required=False, allow_empty=False,
+        child=RecipientIdField(), required=False, allow_empty=False,
         max_length=1000, help_text="Only these recipients' runs; all of them when left out.",
     )
 

@@ -1,5 +1,6 @@
 """The server API (`/api/v1/`). Views validate, call a service, and shape the answer."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -18,7 +19,7 @@ from clarion.api import (
 )
 
 from .. import selectors, services
-from ..models import Channel, Recipient, Tenant, Topic, Workflow
+from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recipient_id
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
 from .throttles import TriggerRateThrottle
@@ -199,8 +200,10 @@ class RecipientView(APIView):
         responses={200: s.RecipientOutSerializer, 201: s.RecipientOutSerializer, **ERRORS},
     )
     def put(self, request, recipient_id: str):
-        if not 0 < len(recipient_id) <= 255:
-            raise ApiError(400, "invalid_request", "A recipient id has 1 to 255 characters.")
+        try:
+            validate_recipient_id(recipient_id)
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_request", exc.messages[0]) from None
         data = validated(s.RecipientProfileSerializer, request.data)
         with transaction.atomic():
             recipient, created = services.recipient_upsert(external_id=recipient_id,
