@@ -304,6 +304,8 @@ CLARION = {
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,
+    # A topic fan-out creates this many runs per transaction.
+    "FANOUT_BATCH_SIZE": int(os.environ.get("CLARION_FANOUT_BATCH_SIZE", "500")),
     # A template render taking longer than this (seconds) is stopped as a render error.
     "TEMPLATE_RENDER_SECONDS": float(os.environ.get("CLARION_TEMPLATE_RENDER_SECONDS", "2")),
     # Preference center and unsubscribe links never expire unless this is set (seconds).

@@ -4,12 +4,14 @@ from inbox.api import InboxTokenView, TenantInboxSecretView
 from preferences import api as preferences_api
 
 from ..providers.api import ProviderView
-from . import views
+from . import schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
     path("workflows/<str:key>", views.WorkflowDetailView.as_view(), name="workflow-detail"),
     path("workflows/<str:key>/trigger", views.TriggerView.as_view(), name="workflow-trigger"),
+    path("workflows/<str:key>/trigger/bulk", views.BulkTriggerView.as_view(),
+         name="workflow-trigger-bulk"),
     path("workflows/<str:key>/cancel", views.CancelView.as_view(), name="workflow-cancel"),
     path("triggers/<uuid:trigger_id>", views.TriggerDetailView.as_view(), name="trigger-detail"),
     path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
@@ -27,6 +29,9 @@ urlpatterns = [
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    path("schedules/<str:key>", schedules.ScheduleView.as_view(), name="schedule-detail"),
+    path("schedules/<str:key>/occurrences", schedules.ScheduleOccurrencesView.as_view(),
+         name="schedule-occurrences"),
     path("providers/<str:key>", ProviderView.as_view(), name="provider-detail"),
     path("recipients/<segment:recipient_id>/inbox-token", InboxTokenView.as_view(),
          name="recipient-inbox-token"),
