@@ -8,7 +8,10 @@ class NotificationsConfig(AppConfig):
 
     def ready(self):
         from anymail.signals import tracking
+        from django.core import checks
 
+        from .addresses import check_default_from_email
         from .delivery.status import anymail_tracking_received
 
         tracking.connect(anymail_tracking_received, dispatch_uid="clarion-anymail-tracking")
+        checks.register(check_default_from_email, "email")

@@ -7,6 +7,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from .addresses import validate_display_name, validate_email_address
 from .channels import CHANNEL_KEYS, CHANNELS
 
 key_validator = RegexValidator(
@@ -36,12 +37,14 @@ StepType = models.TextChoices("StepType", [
 
 class Tenant(models.Model):
     key = models.CharField(max_length=128, unique=True, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    # The From display name when sender_name is blank.
+    name = models.CharField(max_length=200, validators=[validate_display_name])
     logo_url = models.URLField(blank=True)
     primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5",
                                      validators=[color_validator])
-    sender_name = models.CharField(max_length=200, blank=True)
-    sender_email = models.EmailField(blank=True)
+    sender_name = models.CharField(max_length=200, blank=True,
+                                   validators=[validate_display_name])
+    sender_email = models.EmailField(blank=True, validators=[validate_email_address])
     footer = models.TextField(
         blank=True, help_text="Shown at the bottom of every email: address, legal line…"
     )
@@ -108,8 +111,8 @@ class Recipient(models.Model):
     external_id = models.CharField(
         "id", max_length=255, unique=True, help_text="The id your application uses."
     )
-    name = models.CharField(max_length=255, blank=True)
-    email = models.EmailField(max_length=320, blank=True)
+    name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
+    email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])
     phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +15550001111")
     locale = models.CharField(max_length=35, blank=True)
     timezone = models.CharField(max_length=64, blank=True)

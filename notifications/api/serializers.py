@@ -11,6 +11,7 @@ from rest_framework import serializers
 from clarion.api import TenantKeyField
 
 from .. import conditions, engine, rendering
+from ..addresses import validate_display_name, validate_email_address
 from ..channels import CHANNEL_KEYS
 from ..models import (
     Channel,
@@ -71,8 +72,10 @@ class ChannelDataMapField(serializers.DictField):
 
 
 class RecipientProfileSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=255, required=False, allow_blank=True)
-    email = serializers.EmailField(max_length=320, required=False, allow_blank=True)
+    name = serializers.CharField(max_length=255, required=False, allow_blank=True,
+                                 validators=[validate_display_name])
+    email = serializers.EmailField(max_length=320, required=False, allow_blank=True,
+                                   validators=[validate_email_address])
     phone = serializers.CharField(max_length=16, required=False, allow_blank=True,
                                   validators=[validate_phone])
     locale = serializers.CharField(max_length=35, required=False, allow_blank=True,
@@ -399,13 +402,14 @@ class WorkflowSerializer(serializers.Serializer):
 
 class TenantSerializer(serializers.Serializer):
     key = serializers.CharField(read_only=True)
-    name = serializers.CharField(max_length=200)
+    name = serializers.CharField(max_length=200, validators=[validate_display_name])
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
     primary_color = serializers.CharField(max_length=32, required=False, allow_blank=True,
                                           default="", validators=[color_validator])
     sender_name = serializers.CharField(max_length=200, required=False, allow_blank=True,
-                                        default="")
-    sender_email = serializers.EmailField(required=False, allow_blank=True, default="")
+                                        default="", validators=[validate_display_name])
+    sender_email = serializers.EmailField(required=False, allow_blank=True, default="",
+                                          validators=[validate_email_address])
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)

@@ -232,6 +232,7 @@ def outbound_for(message: Message, channel_data: ChannelData | None = None) -> O
         sender_email=sender_email,
         workflow_key=message.workflow.key,
         recipient_id=message.recipient.external_id,
+        recipient_name=message.recipient.name if message.channel == Channel.EMAIL else "",
         step_config=(message.step.config or {}) if message.step_id else {},
         channel_data=(channel_data.data or {}) if channel_data is not None else {},
         headers=email_headers(message) if message.channel == Channel.EMAIL else {},

@@ -104,6 +104,7 @@ class OutboundMessage:
     sender_email: str = ""
     workflow_key: str = ""
     recipient_id: str = ""
+    recipient_name: str = ""  # the To display name of an email
     step_config: Mapping[str, Any] = field(default_factory=dict)
     channel_data: Mapping[str, Any] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)  # extra email headers

@@ -13,14 +13,16 @@ Their delivery and engagement events come back through anymail's tracking webhoo
 
 import logging
 import smtplib
-from email.utils import parseaddr
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.urls import URLPattern
+from django.utils.encoding import punycode
 
+from ..addresses import format_address, parse_mailbox
 from .base import (
     ConfigurationError,
     Exchange,
@@ -75,22 +77,40 @@ class EmailProvider(Provider):
     def name(self) -> str:
         return self.kind
 
-    def from_email(self, message: OutboundMessage) -> str:
-        """The tenant's sender first, then the provider's `from_email`, then DEFAULT_FROM_EMAIL."""
+    @classmethod
+    def validate_config(cls, credentials: Mapping[str, Any], options: Mapping[str, Any]) -> None:
+        """Also refuses a `from_email` that is not exactly one address (a name with a comma
+        must be quoted), so a bad sender is refused when the provider is saved, not at send."""
+        super().validate_config(credentials, options)
+        if credentials.get("from_email"):
+            try:
+                parse_mailbox(str(credentials["from_email"]))
+            except ValueError as exc:
+                raise ConfigurationError({"credentials.from_email": [str(exc)]}) from exc
+
+    def sender(self, message: OutboundMessage) -> tuple[str, str]:
+        """(address, display name) of the From header: the tenant's sender first, then the
+        provider's `from_email`, then DEFAULT_FROM_EMAIL."""
         if message.sender_email:
-            return f"{message.sender_name} <{message.sender_email}>" if message.sender_name \
-                else message.sender_email
-        return str(self.credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
+            return message.sender_email, message.sender_name
+        configured = str(self.credentials.get("from_email") or settings.DEFAULT_FROM_EMAIL)
+        name, address = parse_mailbox(configured)
+        return address, name
 
     def build_email(self, message: OutboundMessage) -> EmailMultiAlternatives:
-        from_email = self.from_email(message)
-        domain = parseaddr(from_email)[1].rpartition("@")[2] or "clarion.local"
+        """The Django email of `message`. Its address headers are made by
+        email.headerregistry.Address (addresses.format_address), never by formatting text;
+        ValueError for an address no mail standard accepts."""
+        sender_address, sender_name = self.sender(message)
+        from_email = format_address(sender_address, sender_name)
+        to = format_address(message.to, message.recipient_name)
+        domain = punycode(sender_address.rpartition("@")[2]) or "clarion.local"
         content = message.content
         email = EmailMultiAlternatives(
             subject=content.get("subject", ""),
             body=content.get("text", ""),
             from_email=from_email,
-            to=[message.to],
+            to=[to],
             headers={
                 # Deterministic, so the message can be recognised if it is ever presented twice.
                 "Message-ID": f"<{message.id}@{domain}>",
@@ -107,8 +127,12 @@ class EmailProvider(Provider):
         return email
 
     def send(self, message: OutboundMessage) -> SendResult:
-        email = self.build_email(message)
-        exchange = Exchange(request={"to": message.to, "subject": email.subject})
+        exchange = Exchange(request={"to": message.to,
+                                     "subject": message.content.get("subject", "")})
+        try:
+            email = self.build_email(message)
+        except ValueError as exc:
+            raise PermanentError(f"Cannot address this email: {exc}", exchange=exchange) from exc
         try:
             with get_connection(self.backend or None, fail_silently=False,
                                 **self.connection_kwargs()) as connection:

@@ -10,6 +10,8 @@ from .variables import RECIPIENT_KEYS, TENANT_KEYS, VARIABLE_ROOTS, WORKFLOW_KEY
 
 @dataclass
 class Problem:
+    """One error or warning of the editor: the field, a message, and where (1-based)."""
+
     field: str
     message: str
     line: int | None = None

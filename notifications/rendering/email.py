@@ -20,6 +20,8 @@ DEFAULT_LAYOUT_PATH = Path(__file__).parent.parent / "layouts" / "default.html"
 
 @dataclass(frozen=True)
 class RenderedEmail:
+    """A rendered email: a one-line subject, the HTML (layout and inlined CSS), the text."""
+
     subject: str
     html: str
     text: str

@@ -141,10 +141,12 @@ class SandboxedEnvironment(Environment):
 
 @cache
 def environment(*, html: bool) -> SandboxedEnvironment:
+    """The shared sandboxed environment: with HTML autoescape when `html`, else without."""
     return SandboxedEnvironment(autoescape=html)
 
 
 def render_seconds() -> float:
+    """A render's time budget in seconds: CLARION["TEMPLATE_RENDER_SECONDS"], default 2."""
     return float(getattr(settings, "CLARION", {}).get("TEMPLATE_RENDER_SECONDS",
                                                       DEFAULT_RENDER_SECONDS))
 
@@ -198,6 +200,8 @@ LIMIT_HINTS = {
 
 
 def template_error(field: str, exc: LiquidError, *, prefix: str = "") -> TemplateError:
+    """The TemplateError of `field` for a Liquid error, with its line and column and, for a
+    resource limit, which limit it hit."""
     line, column = _position(exc)
     message = prefix + describe(exc)
     hint = LIMIT_HINTS.get(type(exc))

@@ -186,7 +186,7 @@ def test_send_test_view_sends_the_editors_fields_to_the_staff_user(editor, order
     assert response.status_code == 200, response.content
     assert response.json()["detail"] == "Sent to ed@example.com through smtp."
     mail = smtp.wait_for(1)[0]
-    assert (mail["To"], mail["Subject"]) == ("ed@example.com", "Test A-1")
+    assert (mail["To"], mail["Subject"]) == ("Ed <ed@example.com>", "Test A-1")
     assert Message.objects.get().status == Message.Status.SENT
 
 
@@ -203,7 +203,7 @@ def test_send_test_delivers_only_its_own_message_and_leaves_other_queued_message
     response = editor.post(url, {"subject": "Test", "html": "<p>hi</p>"})
 
     assert response.status_code == 200, response.content
-    assert [mail["To"] for mail in smtp.wait_for(1)] == ["ed@example.com"]
+    assert [mail["To"] for mail in smtp.wait_for(1)] == ["Ed <ed@example.com>"]
     queued.refresh_from_db()
     assert (queued.status, queued.attempts) == (Message.Status.QUEUED, 0)
     assert not queued.delivery_attempts.exists()

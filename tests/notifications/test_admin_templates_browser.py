@@ -67,7 +67,7 @@ def test_staff_edits_previews_publishes_and_rolls_back_a_template(page, live_ser
     page.locator("#clarion-send-test-result").filter(
         has_text="Sent to editor@example.com through smtp.").wait_for()
     test_mail = smtp.wait_for(1)[-1]
-    assert (test_mail["To"], test_mail["Subject"]) == ("editor@example.com",
+    assert (test_mail["To"], test_mail["Subject"]) == ("editor <editor@example.com>",
                                                        "Good news: SAMPLE-1 is on its way")
 
     # Save as a draft (nothing changes for recipients), then publish it.

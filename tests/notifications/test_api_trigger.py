@@ -705,7 +705,7 @@ def test_run_shows_status_timeline_and_messages_after_the_tasks_ran(api, welcome
     assert isinstance(attempt["duration_ms"], int)
 
     assert [m.subject for m in locmem.outbox] == ["Hello Ada"]
-    assert locmem.outbox[0].to == ["ada@example.com"]
+    assert locmem.outbox[0].to == ["Ada <ada@example.com>"]
     assert InboxItem.objects.get().content["body"] == "Hi Ada"
 
 

@@ -190,4 +190,4 @@ def test_the_demo_welcome_workflow_runs_for_the_demo_user(var_dir, run_tasks, se
 
     assert Run.objects.get().status == Run.Status.COMPLETED
     assert [m.subject for m in mail.outbox] == ["Welcome to Acme Inc."]
-    assert mail.outbox[0].to == ["ada@example.com"]
+    assert mail.outbox[0].to == ["Ada Lovelace <ada@example.com>"]

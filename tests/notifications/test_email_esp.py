@@ -91,7 +91,7 @@ def test_email_goes_through_the_configured_esp(queued_email, postmark):
     [request] = postmark.requests
     assert request["problems"] == []
     body = request["body"]
-    assert body["To"] == "ada@example.com"
+    assert body["To"] == "Ada <ada@example.com>"
     assert body["From"] == "Acme <hello@acme.test>"
     assert body["Subject"] == "Hello Ada"
     assert body["HtmlBody"] == "<p>Hi Ada</p>"

@@ -183,7 +183,7 @@ def test_send_a_test_to_me_really_sends_with_sample_data_and_is_recorded(make_wo
     message = template_send_test(template=template, user=staff)
 
     mail = smtp.wait_for(1)[0]
-    assert mail["To"] == "pat@example.com"
+    assert mail["To"] == "Pat Lee <pat@example.com>"
     assert mail["Subject"] == "Order A-1 for Pat Lee"
     assert "Total €12.50" in mail.get_body(("html",)).get_content()
     assert message.status == Message.Status.SENT
