@@ -11,6 +11,7 @@ PATHS = {
     "/api/v1/workflows": {"get"},
     "/api/v1/workflows/{key}": {"get", "put"},
     "/api/v1/workflows/{key}/trigger": {"post"},
+    "/api/v1/workflows/{key}/trigger/bulk": {"post"},
     "/api/v1/workflows/{key}/cancel": {"post"},
     "/api/v1/triggers/{trigger_id}": {"get"},
     "/api/v1/runs/{run_id}": {"get"},
@@ -23,6 +24,8 @@ PATHS = {
     "/api/v1/topics/{key}": {"get", "put"},
     "/api/v1/topics/{key}/subscriptions": {"post", "delete"},
     "/api/v1/providers/{key}": {"get", "put", "delete"},
+    "/api/v1/schedules/{key}": {"get", "put", "delete"},
+    "/api/v1/schedules/{key}/occurrences": {"get"},
     "/api/v1/recipients/{recipient_id}/inbox-token": {"post"},
     # The inbox API: recipient credentials (inbox token or HMAC), not an API key.
     "/api/v1/inbox/": {"get"},
