@@ -261,3 +261,8 @@ class TenantKeyField(serializers.SlugRelatedField):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("default", None)
         super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):  # not "Unknown tenant '{'a': 1}'"
+            self.fail("invalid")
+        return super().to_internal_value(data)

@@ -36,3 +36,12 @@ def test_a_body_over_the_upload_limit_is_a_413_in_the_error_shape(post, settings
         "error": "request_too_large",
         "detail": "The request body is larger than this server accepts "
                   "(DATA_UPLOAD_MAX_MEMORY_SIZE)."}
+
+
+@pytest.mark.parametrize("tenant", [{"a": 1}, 5, ["acme"], True])
+def test_a_tenant_that_is_not_a_string_is_refused_as_such(api, make_workflow, tenant):
+    make_workflow()
+    response = api.post("/api/v1/workflows/welcome/trigger",
+                        {"recipients": ["a"], "tenant": tenant})
+    assert response.status_code == 400
+    assert response.json()["fields"] == {"tenant": ["Expected a tenant key."]}
