@@ -56,8 +56,9 @@ def sweep(now: datetime | None = None) -> dict:
     - queued messages whose retry is due, or that were never picked up;
     - messages stuck in `sending`: marked sent when their latest provider call succeeded (the
       worker stopped before recording it), re-queued when no provider call started, else of
-      unknown outcome (see delivery.message_mark_outcome_unknown: sent again only where the
-      provider de-duplicates on the idempotency key);
+      unknown outcome (see delivery.message_mark_outcome_unknown: sent when the provider has
+      reported on it since, sent again only where the provider de-duplicates on the
+      idempotency key);
     - idempotency records past their 24 hours.
 
     Takes the current time (aware, UTC) or None for now. Returns how many of each were handled
@@ -167,7 +168,8 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
         delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
         return {"recovered": 1}
     if started:
-        delivery.message_mark_outcome_unknown(message)
+        if delivery.message_mark_outcome_unknown(message) == "sent":
+            return {"recovered": 1}  # the provider reported on it: accepted
         return {"unknown": 1}
     if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now
