@@ -104,6 +104,14 @@ def test_serve_again_keeps_data_and_credentials(serve):
     first = serve.start()
     with serve.logs_on_failure():
         first.wait_until_ready(timeout=60)
+        # The banner's "Try it" is followed by the line saying the server now answers.
+        for _ in range(50):
+            if "Clarion is ready at" in first.log():
+                break
+            time.sleep(0.2)
+        log = first.log()
+        assert f"Clarion is ready at http://localhost:{first.port}/" in log, log
+        assert log.index("Try it") < log.index("Clarion is ready at")
         before = first.credentials()
         response = first.request("PUT", "/api/v1/recipients/kept-user", api_key=before["api_key"],
                                  body={"name": "Kept", "email": "kept@example.com"})

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,7 +37,7 @@ class Command(BaseCommand):
   Inbox:    {base}/demo/inbox/   (the <clarion-inbox> widget for demo-user)
   Preferences of demo-user: {self._demo_preferences_url()}
 
-  Try it:
+  Try it once "Clarion is ready" shows below:
     curl -X POST {base}/api/v1/workflows/welcome/trigger \\
       -H 'Authorization: Bearer {credentials.api_key}' -H 'Content-Type: application/json' \\
       -d '{{"recipients": ["demo-user"], "tenant": "acme"}}'
@@ -55,8 +56,13 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)  # even when started with SIGINT ignored (nohup, &)
+        ready = False
         try:
             while not stopping and all(p.poll() is None for p in processes):
+                if not ready and self._listening(host, port):
+                    ready = True
+                    self.stdout.write(self.style.SUCCESS(f"Clarion is ready at {base}/"))
+                    self.stdout.flush()
                 time.sleep(0.2)
         finally:
             self._stop(processes)
@@ -77,6 +83,16 @@ class Command(BaseCommand):
                 process.kill()
                 process.wait()
         self.stdout.write("Clarion stopped.")
+
+    @staticmethod
+    def _listening(host: str, port: int) -> bool:
+        """Whether daphne accepts connections yet."""
+        try:
+            with socket.create_connection(("127.0.0.1" if host == "0.0.0.0" else host, port),
+                                          timeout=0.2):
+                return True
+        except OSError:
+            return False
 
     @staticmethod
     def _demo_preferences_url() -> str:
