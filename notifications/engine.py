@@ -75,6 +75,10 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
             raise StepConfigError('A webhook step needs {"url": "https://…"}.')
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+    if step_type == "whatsapp":
+        for name, example in (("template", "order_update"), ("language", "en_US")):
+            if not isinstance(config.get(name, ""), str):
+                raise StepConfigError(f'"{name}" must be a string, e.g. "{example}".')
 
 
 def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:

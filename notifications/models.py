@@ -426,6 +426,11 @@ class Message(models.Model):
     )
     provider = models.CharField(max_length=128, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    estimated_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="What the send that succeeded is estimated to cost (its provider's cost "
+        "options), in cost_currency; null: not sent, or the provider has no price.")
+    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -536,6 +541,11 @@ class DeliveryAttempt(models.Model):
     request = models.JSONField(default=dict, blank=True, help_text="Redacted.")
     response = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    estimated_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="For a succeeded call: the provider's price for it (its cost options: per "
+        "message, per SMS segment, per country), in cost_currency. Null: no price set.")
+    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
 
     class Meta:
         ordering = ["message", "started_at", "id"]

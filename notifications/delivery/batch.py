@@ -77,6 +77,7 @@ class Delivery:
     # The outcome: ("sent", key, provider message id) | ("retry", key, at) | ("wait", "", at)
     # | ("failed", key, "")
     outcome: tuple | None = None
+    cost: tuple | None = None  # (Decimal, currency) of the send that succeeded, if priced
 
 
 @dataclass
@@ -301,7 +302,8 @@ async def _perform_async(calls: list[Call]) -> None:
     await asyncio.gather(*(one(call) for call in calls))
 
 
-ATTEMPT_RESULT_FIELDS = ["duration_ms", "outcome", "error", "request", "response", "status_code"]
+ATTEMPT_RESULT_FIELDS = ["duration_ms", "outcome", "error", "request", "response", "status_code",
+                         "estimated_cost", "cost_currency"]
 
 
 def _record(calls: list[Call], now: datetime) -> None:
@@ -324,6 +326,9 @@ def _record(calls: list[Call], now: datetime) -> None:
             if candidate.config is not None:
                 breaker_record_success(candidate.config)
             d.outcome = ("sent", candidate.key, call.result.provider_message_id)
+            d.cost = candidate.provider.estimate_cost(call.outbound)
+            if d.cost is not None:
+                attempt.estimated_cost, attempt.cost_currency = d.cost
             dead = call.result.dead_addresses
         else:
             error = call.error
@@ -387,6 +392,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         if state == "sent":
             message.status, message.error, message.sent_at = Message.Status.SENT, "", now
             message.provider_message_id = value
+            message.estimated_cost, message.cost_currency = d.cost or (None, "")
             event, detail["provider_message_id"] = StepLog.Event.SENT, value
         elif state in ("retry", "wait"):
             message.status, message.next_attempt_at = Message.Status.QUEUED, value
@@ -405,7 +411,8 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
     with transaction.atomic():
         update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
         update_rows(Message, changed, ["status", "error", "provider", "provider_message_id",
-                                       "next_attempt_at", "updated_at", "sent_at"])
+                                       "next_attempt_at", "updated_at", "sent_at",
+                                       "estimated_cost", "cost_currency"])
         StepLog.objects.bulk_create(logs)
         _replay_early_events([m.pk for m in changed if m.status == Message.Status.SENT])
         for message, at in schedules:
