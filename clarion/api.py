@@ -1,10 +1,14 @@
 """What every Clarion API shares (the server API, the inbox API, the preferences API): one error
 shape and its exception handler, the error responses the schema documents, the tenant an API key
-may act for, the key rule for names in paths, and request validation.
+may act for, the key rule for names in paths, and request validation: the `Serializer` base that
+refuses fields it does not know, in nested objects too.
 
 The error shape is `{"error": code, "detail": message, "fields": {...}}`; `fields` (validation
 errors only) maps a path into the request body, e.g. `recipients[1].email`, to its problems.
 """
+
+from collections.abc import Iterable, Mapping
+from typing import ClassVar
 
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
@@ -23,7 +27,69 @@ class ApiError(exceptions.APIException):
         super().__init__(detail=detail, code=code)
 
 
-class ApiErrorSerializer(serializers.Serializer):
+# --- Request bodies: no field dropped without a word ------------------------------------------
+
+def unknown_field_errors(data: Mapping, fields: Iterable[str], *,
+                         also_accepted: Iterable[str] = ()) -> dict[str, list[str]]:
+    """{name: [message]} for each key of `data` that is neither one of `fields` (named in the
+    message as the fields that exist) nor `also_accepted` (accepted and dropped: read-only fields
+    of a GET body PUT back, read-only keys of an exported document)."""
+    fields = list(fields)
+    accepted = {*fields, *also_accepted}
+    expected = (f"expected one of: {', '.join(fields)}." if fields
+                else "this request takes no fields.")
+    return {str(name): [f"Unknown field; {expected}"]
+            for name in sorted(data, key=str) if name not in accepted}
+
+
+class Serializer(serializers.Serializer):
+    """The base of every request body's serializer (and, harmlessly, of response shapes): a field
+    it does not declare is refused, with a 400 naming each unknown field and the fields that
+    exist, next to any other problem of the body. Nested serializers derive from it too, so an
+    unknown key is refused at any depth (`steps[0].confg`).
+
+    Read-only fields are accepted and ignored (a GET body can be PUT back); `ignored_fields` are
+    accepted and dropped too (e.g. the read-only `id` of a document exported from Knock).
+    """
+
+    ignored_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def field_names(self) -> tuple[list[str], list[str]]:
+        """(writable field names, read-only field names), in declaration order."""
+        writable = [name for name, field in self.fields.items() if not field.read_only]
+        read_only = [name for name, field in self.fields.items() if field.read_only]
+        return writable, read_only
+
+    def unknown_fields(self, data) -> dict[str, list[str]]:
+        if not isinstance(data, Mapping):
+            return {}
+        writable, read_only = self.field_names()
+        return unknown_field_errors(data, writable,
+                                    also_accepted=[*read_only, *self.ignored_fields])
+
+    def to_internal_value(self, data):
+        unknown = self.unknown_fields(data)
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, Mapping):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class QuerySerializer(serializers.Serializer):
+    """The base of query-string serializers, which keep ignoring parameters they do not know:
+    browsers, proxies and widgets add their own (cache busters, tracking parameters)."""
+
+
+class NoBodySerializer(Serializer):
+    """A write that takes no body: any field in one is refused."""
+
+
+class ApiErrorSerializer(Serializer):
     """The documented shape of every error body."""
 
     error = serializers.CharField()
@@ -90,6 +156,23 @@ CODES = {
 }
 
 
+def error_body(exc: exceptions.APIException, status_code: int | None = None) -> dict:
+    """The one error shape for `exc`: {"error", "detail"} and, for a ValidationError,
+    "fields". `status_code` defaults to the exception's own."""
+    if isinstance(exc, exceptions.ValidationError):
+        return {
+            "error": "invalid_request",
+            "detail": "The request is not valid; see `fields`.",
+            "fields": flatten(exc.detail),
+        }
+    if isinstance(exc, exceptions.ParseError):
+        return {"error": "parse_error", "detail": str(exc.detail)}
+    status_code = status_code or getattr(exc, "status_code", 500)
+    code = getattr(exc, "code", None) or CODES.get(status_code, "error")
+    detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
+    return {"error": code, "detail": str(detail)}
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
@@ -97,19 +180,7 @@ def exception_handler(exc, context):
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
-    if isinstance(exc, exceptions.ValidationError):
-        body = {
-            "error": "invalid_request",
-            "detail": "The request is not valid; see `fields`.",
-            "fields": flatten(exc.detail),
-        }
-    elif isinstance(exc, exceptions.ParseError):
-        body = {"error": "parse_error", "detail": str(exc.detail)}
-    else:
-        code = getattr(exc, "code", None) or CODES.get(response.status_code, "error")
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        body = {"error": code, "detail": str(detail)}
-    response.data = body
+    response.data = error_body(exc, response.status_code)
     return response
 
 

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -252,6 +253,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # `<segment:…>` (clarion/paths.py): a recipient id, percent-encoded as one path segment.
+    "PATH_CONVERTER_OVERRIDES": {"segment": {
+        "type": "string", "minLength": 1,
+        "description": "Percent-encoded as one path segment (UTF-8, RFC 3986), as "
+                       "encodeURIComponent(id) or urllib.parse.quote(id, safe='') do: "
+                       "team/ops is team%2Fops.",
+    }},
 }
 
 # --- Static files, i18n, logging --------------------------------------------------------------
@@ -296,6 +304,8 @@ CLARION = {
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,
+    # A topic fan-out creates this many runs per transaction.
+    "FANOUT_BATCH_SIZE": int(os.environ.get("CLARION_FANOUT_BATCH_SIZE", "500")),
     # A template render taking longer than this (seconds) is stopped as a render error.
     "TEMPLATE_RENDER_SECONDS": float(os.environ.get("CLARION_TEMPLATE_RENDER_SECONDS", "2")),
     # Preference center and unsubscribe links never expire unless this is set (seconds).

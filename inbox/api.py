@@ -6,7 +6,14 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clarion.api import ApiError, error_responses, not_found, tenant_for_api_key, validated
+from clarion.api import (
+    ApiError,
+    NoBodySerializer,
+    error_responses,
+    not_found,
+    tenant_for_api_key,
+    validated,
+)
 from notifications.models import Recipient, Tenant
 from preferences.api import PreferenceSetView, preference_center_data
 from preferences.serializers import PreferenceCenterSerializer, PreferenceSetDocSerializer
@@ -101,6 +108,7 @@ class ItemActionView(RecipientView):
                                             **error_responses({
                                                 404: "No such item in this inbox."})})
     def post(self, request, item_id: int, action: str):
+        validated(NoBodySerializer, request.data)
         item = (selectors.inbox_items_visible(recipient=self.principal.recipient,
                                               tenant=self.principal.tenant)
                 .filter(pk=item_id).first())

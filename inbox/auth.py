@@ -14,6 +14,7 @@ import hmac
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from urllib.parse import unquote
 
 from django.conf import settings
 from django.core import signing
@@ -152,14 +153,17 @@ def inbox_principal(*, token: str | None = None, recipient_id: str | None = None
 
 
 class RecipientAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <inbox token>`, or the headers `X-Clarion-Recipient: <id>` and
-    `X-Clarion-Hmac: <hex>`. Sets request.auth to an InboxPrincipal."""
+    """`Authorization: Bearer <inbox token>`, or the headers `X-Clarion-Recipient: <id>` (the id
+    percent-encoded, UTF-8: `encodeURIComponent(id)`) and `X-Clarion-Hmac: <hex>`. Sets
+    request.auth to an InboxPrincipal."""
 
     keyword = "Bearer"
 
     def authenticate(self, request):
         header = authentication.get_authorization_header(request).decode("latin-1")
         recipient_id = request.headers.get(RECIPIENT_HEADER)
+        if recipient_id:  # percent-encoded as in a URL path: headers carry Latin-1 only
+            recipient_id = unquote(recipient_id)
         signature = request.headers.get(HMAC_HEADER)
         tenant_key = request.headers.get(TENANT_HEADER)
         if header:

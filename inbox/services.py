@@ -9,8 +9,8 @@ from django.db import connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from notifications.crypto import encrypt_json
 from notifications.models import Message, Recipient, Tenant
-from notifications.providers.crypto import encrypt_json
 
 from . import realtime
 from .events import ItemCreated, ItemsUpdated, ItemUpdated

@@ -29,6 +29,15 @@ WELCOME_TEXT = """Welcome to {{ tenant.name | default: "Clarion" }}, {{ recipien
 
 Your account is ready: {{ data.start_url | default: '/start' }}"""
 
+MENTION_HTML = """<p>{{ actor.name | default: "Someone" }} mentioned you in
+<strong>{{ data.document | default: "a document" }}</strong>:</p>
+<blockquote>{{ data.excerpt }}</blockquote>
+<p><a href="{{ data.url }}">Open the comment</a></p>"""
+MENTION_TEXT = """{{ actor.name | default: "Someone" }} mentioned you in \
+{{ data.document | default: "a document" }}: "{{ data.excerpt }}"
+
+{{ data.url }}"""
+
 
 @dataclass
 class DemoCredentials:
@@ -69,6 +78,15 @@ def _workflows() -> list[dict]:
                             "{{ data.document | default: 'a document' }}: “{{ data.excerpt }}”",
                     "action_url": "{{ data.url }}",
                 }}),
+                # In-app now; email a quarter of an hour later, only if still unread.
+                StepSpec(ref="wait", type="delay", config={"minutes": 15}),
+                StepSpec(ref="mail", type="email", unless={"step": "inbox", "is": "read"},
+                         templates={"en": {
+                             "subject": "{{ actor.name | default: 'Someone' }} mentioned you in "
+                                        "{{ data.document | default: 'a document' }}",
+                             "html": MENTION_HTML,
+                             "text": MENTION_TEXT,
+                         }}),
             ],
         },
     ]

@@ -1,8 +1,10 @@
-"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine.py, not here."""
+"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine/, not here."""
 
+import unicodedata
 import uuid
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
@@ -14,6 +16,25 @@ key_validator = RegexValidator(
     r"^[a-zA-Z0-9][a-zA-Z0-9_.:-]{0,127}$",
     "Use letters, digits, '-', '_', '.', ':' (up to 128, starting with a letter or digit).",
 )
+
+RECIPIENT_ID_MAX_LENGTH = 255
+
+
+def validate_recipient_id(value: str) -> None:
+    """The one rule for recipient ids, wherever one enters (API, admin): any text of 1 to 255
+    characters, kept exactly as given, except "." and ".." (a URL path cannot carry them:
+    RFC 3986 §5.2.4 removes them, browsers even when percent-encoded) and text with control
+    characters or unpaired surrogates (no header, link or database column keeps them).
+    Raises ValidationError with the rule broken."""
+    if not 0 < len(value) <= RECIPIENT_ID_MAX_LENGTH:
+        raise ValidationError("A recipient id has 1 to 255 characters.", code="length")
+    if value in (".", ".."):
+        raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
+                              code="dot_segment")
+    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+        raise ValidationError("A recipient id cannot contain control characters (such as a line "
+                              "break or NUL).", code="control_character")
+
 
 color_validator = RegexValidator(
     r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$", "Use a hex colour like #4f46e5 (it goes into CSS)."
@@ -69,7 +90,7 @@ class Tenant(models.Model):
     def inbox_secrets(self) -> dict:
         """{"current": str, "previous": str | None}, decrypted; {} before the first one.
         ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
-        from .providers.crypto import decrypt_json
+        from .crypto import decrypt_json
 
         return decrypt_json(self.inbox_secrets_encrypted)
 
@@ -109,7 +130,9 @@ class Recipient(models.Model):
     """A person (or anything) that receives notifications, known by the app's own id."""
 
     external_id = models.CharField(
-        "id", max_length=255, unique=True, help_text="The id your application uses."
+        "id", max_length=RECIPIENT_ID_MAX_LENGTH, unique=True, validators=[validate_recipient_id],
+        help_text="The id your application uses: any text of 1 to 255 characters but \".\" and "
+                  "\"..\", without control characters.",
     )
     name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
     email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])
@@ -223,6 +246,19 @@ class Step(models.Model):
         blank=True,
         help_text='e.g. {"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}',
     )
+    # Channel steps only (docs/workflows.md): skip when an earlier step's message reached a state,
+    # wait for a window of days and hours, and pass quiet hours in a critical workflow.
+    unless = models.JSONField(
+        null=True, blank=True, help_text='e.g. {"step": "inbox", "is": "read"}',
+    )
+    send_window = models.JSONField(
+        null=True, blank=True,
+        help_text='e.g. {"days": ["mon", "tue"], "start": "08:00", "end": "17:30", '
+                  '"timezone": "recipient"}',
+    )
+    urgent = models.BooleanField(
+        default=False, help_text="In a critical workflow, send during the person's quiet hours.",
+    )
 
     class Meta:
         ordering = ["workflow", "position", "id"]
@@ -321,6 +357,20 @@ class Trigger(models.Model):
     recipients = models.JSONField(default=list, blank=True)
     cancellation_key = models.CharField(max_length=255, blank=True)
     fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
+    recipients_total = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="How many recipients the trigger reaches: direct ones, plus topic subscribers "
+                  "counted when the fan-out starts (the actor left out). Empty until then.",
+    )
+    runs_created = models.PositiveIntegerField(default=0, help_text="Runs created so far.")
+    fanout_after = models.BigIntegerField(
+        default=0, help_text="The fan-out's keyset cursor: subscribers up to this recipient "
+                             "primary key have their runs.",
+    )
+    fanout_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the fan-out last made progress (the sweeper "
+                                         "resumes one that stalled).",
+    )
     cancelled_at = models.DateTimeField(
         null=True, blank=True, help_text="Cancelled for everyone: a pending fan-out stops."
     )
@@ -504,13 +554,13 @@ class ProviderConfig(models.Model):
 
     @property
     def credentials(self) -> dict:
-        from .providers.crypto import decrypt_json
+        from .crypto import decrypt_json
 
         return decrypt_json(self.credentials_encrypted)
 
     @credentials.setter
     def credentials(self, value: dict) -> None:
-        from .providers.crypto import encrypt_json
+        from .crypto import encrypt_json
 
         self.credentials_encrypted = encrypt_json(dict(value or {}))
 

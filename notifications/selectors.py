@@ -36,6 +36,8 @@ def workflow_export(workflow: Workflow) -> dict:
             item["config"] = step.config
         if step.conditions:
             item["conditions"] = step.conditions
+        if step.unless:
+            item["unless"] = step.unless
         if step.is_channel:
             item["templates"] = {
                 template.locale: template.fields for template in step.templates.all()

@@ -3,11 +3,13 @@
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from . import delivery
@@ -34,7 +36,7 @@ from .rendering import RenderOptions, TemplateError, render_email, validate_fiel
 from .rendering.variables import preview_variables
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
-FANOUT_BATCH = 500
+FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
 
 # --- API keys ---------------------------------------------------------------------------------
@@ -277,6 +279,7 @@ class StepSpec:
     config: dict = field(default_factory=dict)
     conditions: dict | None = None
     templates: dict[str, dict] = field(default_factory=dict)
+    unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
 
 
 @transaction.atomic
@@ -309,7 +312,7 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     for position, spec in enumerate(steps):
         step = existing.get(spec.ref)
         values = {"position": position, "type": spec.type, "config": spec.config or {},
-                  "conditions": spec.conditions or None}
+                  "conditions": spec.conditions or None, "unless": spec.unless or None}
         if step is None:
             step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
         else:
@@ -367,17 +370,18 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     """
     topics = [spec["topic"] for spec in request.recipients
               if isinstance(spec, Mapping) and "topic" in spec]
-    trigger = Trigger.objects.create(
-        workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
-        actor=request.actor, data=request.data, recipients=request.recipients,
-        cancellation_key=request.cancellation_key,
-        fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
-    )
     if isinstance(request.actor, Mapping):
         actor = dict(request.actor)
         recipient_upsert(external_id=str(actor.pop("id")), **actor)
     direct = recipient_upsert_many(
         [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
+    )
+    trigger = Trigger.objects.create(
+        workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
+        actor=request.actor, data=request.data, recipients=request.recipients,
+        cancellation_key=request.cancellation_key,
+        fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
+        runs_created=len(direct), recipients_total=None if topics else len(direct),
     )
     runs = _run_create_many(trigger, direct.values(), new_trigger=True)
     if topics:
@@ -385,30 +389,100 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     return trigger, runs
 
 
-def trigger_fanout(*, trigger_id: str) -> int:
-    """Create the runs of a trigger's topic audiences, in batches. Safe to run twice."""
-    trigger = Trigger.objects.select_related("workflow", "tenant").filter(pk=trigger_id).first()
-    if trigger is None or trigger.fanout == Trigger.Fanout.DONE:
-        return 0
-    if trigger.cancelled_at is not None:
-        Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
-        return 0
-    topic_keys = [spec["topic"] for spec in trigger.recipients
-                  if isinstance(spec, Mapping) and "topic" in spec]
-    created = 0
-    for key in topic_keys:
-        subscribers = (Recipient.objects.filter(subscriptions__topic__key=key)
-                       .order_by("pk").distinct())
-        last_pk = 0
-        while True:
-            batch = list(subscribers.filter(pk__gt=last_pk)[:FANOUT_BATCH])
-            if not batch:
-                break
-            with transaction.atomic():
-                created += len(_run_create_many(trigger, batch, via=f"topic:{key}"))
-            last_pk = batch[-1].pk
-    Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE)
-    return created
+def _topic_keys(trigger: Trigger) -> list[str]:
+    return [spec["topic"] for spec in trigger.recipients
+            if isinstance(spec, Mapping) and "topic" in spec]
+
+
+def _actor_pk(trigger: Trigger) -> int | None:
+    """The primary key of the trigger's actor, left out of its topic audiences (who did the
+    thing is not told about it)."""
+    actor = trigger.actor
+    external_id = actor.get("id") if isinstance(actor, Mapping) else actor
+    if external_id in (None, ""):
+        return None
+    return (Recipient.objects.filter(external_id=str(external_id))
+            .values_list("pk", flat=True).first())
+
+
+def _subscriber_ids(trigger: Trigger, actor_pk: int | None):
+    """Recipient pks subscribed to the trigger's topics, distinct, ascending (keyset order;
+    the subscription_unique index (topic, recipient) serves it)."""
+    ids = (Subscription.objects.filter(topic__key__in=_topic_keys(trigger))
+           .order_by("recipient_id").values_list("recipient_id", flat=True).distinct())
+    return ids.exclude(recipient_id=actor_pk) if actor_pk is not None else ids
+
+
+def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SECONDS) -> int:
+    """Create the runs of a trigger's topic audiences, CLARION["FANOUT_BATCH_SIZE"] subscribers
+    at a time, for up to `budget_seconds`; then hand the rest to a new task. Returns how many
+    runs it created.
+
+    Each chunk is one transaction under the trigger's row lock: the runs, their StepLogs and
+    advance tasks, the keyset cursor (`fanout_after`) and the progress counters commit together,
+    so a worker killed mid-fan-out loses nothing and the next task (or the sweeper) resumes
+    after the last committed chunk. The unique (trigger, recipient) constraint and the lock make
+    a second fan-out of the same trigger create nothing twice. Safe to run twice, concurrently.
+    """
+    created, started = 0, time.monotonic()
+    while True:
+        with transaction.atomic():
+            trigger = (Trigger.objects.select_for_update(of=("self",))
+                       .select_related("workflow", "tenant").filter(pk=trigger_id).first())
+            if trigger is None or trigger.fanout == Trigger.Fanout.DONE:
+                return created
+            now = timezone.now()
+            if trigger.cancelled_at is not None:
+                Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE,
+                                                             fanout_at=now)
+                return created
+            actor_pk = _actor_pk(trigger)
+            updates: dict = {"fanout_at": now}
+            if trigger.recipients_total is None:
+                direct = trigger.runs.values_list("recipient_id", flat=True)
+                updates["recipients_total"] = direct.count() + _subscriber_ids(
+                    trigger, actor_pk).exclude(recipient_id__in=direct).count()
+            chunk = list(_subscriber_ids(trigger, actor_pk)
+                         .filter(recipient_id__gt=trigger.fanout_after)
+                         [:settings.CLARION["FANOUT_BATCH_SIZE"]])
+            if not chunk:
+                Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE,
+                                                             **updates)
+                return created
+            runs = _fanout_runs_create(trigger, chunk)
+            created += len(runs)
+            Trigger.objects.filter(pk=trigger.pk).update(
+                fanout_after=chunk[-1], runs_created=F("runs_created") + len(runs), **updates)
+            if time.monotonic() - started >= budget_seconds:
+                enqueue("notifications.tasks.fanout_trigger", str(trigger.pk))
+                return created
+
+
+def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]:
+    """Runs for the recipients (pks) of one fan-out chunk that have none on this trigger yet
+    (a direct recipient who is also a subscriber), with their StepLogs and advance tasks."""
+    existing = set(trigger.runs.filter(recipient_id__in=recipient_ids)
+                   .values_list("recipient_id", flat=True))
+    runs = Run.objects.bulk_create([
+        Run(trigger=trigger, workflow=trigger.workflow, recipient_id=pk, tenant=trigger.tenant)
+        for pk in recipient_ids if pk not in existing
+    ])
+    keys = _topic_keys(trigger)
+    via = {}
+    if len(keys) > 1:  # which topic reached each recipient: the first named in the trigger
+        for pk, key in (Subscription.objects.filter(topic__key__in=keys,
+                                                    recipient_id__in=recipient_ids)
+                        .values_list("recipient_id", "topic__key")):
+            if pk not in via or keys.index(key) < keys.index(via[pk]):
+                via[pk] = key
+    StepLog.objects.bulk_create([
+        StepLog(run=run, event=StepLog.Event.TRIGGERED,
+                detail={"trigger_id": str(trigger.id),
+                        "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
+        for run in runs
+    ])
+    enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    return runs
 
 
 @transaction.atomic

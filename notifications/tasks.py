@@ -44,7 +44,8 @@ def sweep(now: datetime | None = None) -> dict:
     every crash, so each part runs on its own: one that fails is logged (and named in
     `failed_parts`) and the others still run.
 
-    - topic fan-outs that did not finish (their task was lost or failed part-way);
+    - topic fan-outs that made no progress for STUCK_AFTER_SECONDS (their task was lost or
+      killed part-way; they resume after their last committed chunk);
     - waiting runs whose wake-up time has passed;
     - running runs untouched for STUCK_AFTER_SECONDS (their task was lost);
     - queued messages whose retry is due, or that were never picked up;
@@ -95,7 +96,8 @@ def _enqueue_ids(func: str, ids: QuerySet) -> int:
 
 def _sweep_fanouts(now: datetime, stuck_before: datetime, counts: dict) -> None:
     stalled = Trigger.objects.filter(
-        fanout=Trigger.Fanout.PENDING, created_at__lt=stuck_before
+        Q(fanout_at__lt=stuck_before) | Q(fanout_at__isnull=True, created_at__lt=stuck_before),
+        fanout=Trigger.Fanout.PENDING,
     ).values_list("id", flat=True)
     counts["fanouts"] += _enqueue_ids("notifications.tasks.fanout_trigger", stalled)
 

@@ -34,6 +34,11 @@ class RecipientAdmin(ClarionAdmin):
     readonly_fields = ("created_at", "updated_at", "recent_runs")
     inlines = (ChannelDataInline, RecipientSubscriptionInline)
 
+    def formfield_for_dbfield(self, db_field, request, **kwargs):
+        if db_field.name == "external_id":
+            kwargs["strip"] = False  # an id is kept exactly as given, as the API keeps it
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
+
     @admin.display(description="recent runs")
     def recent_runs(self, obj):
         if obj.pk is None:

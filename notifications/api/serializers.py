@@ -4,11 +4,12 @@ import re
 import zoneinfo
 
 import jsonschema
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import TenantKeyField
+from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 
 from .. import conditions, engine, rendering
 from ..addresses import validate_display_name, validate_email_address
@@ -19,10 +20,35 @@ from ..models import (
     Topic,
     color_validator,
     key_validator,
+    validate_recipient_id,
 )
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def recipient_id(value) -> str:
+    """A recipient id as given (a string, or an integer turned into one), checked against the
+    one rule (`models.validate_recipient_id`); raises DRF's ValidationError with the rule."""
+    value = str(value)
+    try:
+        validate_recipient_id(value)
+    except DjangoValidationError as exc:
+        raise serializers.ValidationError(exc.messages) from None
+    return value
+
+
+class RecipientIdField(serializers.CharField):
+    """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
+
+    default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return recipient_id(super().to_internal_value(data))
 
 
 def validate_timezone(value: str) -> str:
@@ -71,7 +97,7 @@ class ChannelDataMapField(serializers.DictField):
         return value
 
 
-class RecipientProfileSerializer(serializers.Serializer):
+class RecipientProfileSerializer(Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True,
                                  validators=[validate_display_name])
     email = serializers.EmailField(max_length=320, required=False, allow_blank=True,
@@ -87,13 +113,15 @@ class RecipientProfileSerializer(serializers.Serializer):
 
 
 class InlineRecipientSerializer(RecipientProfileSerializer):
-    id = serializers.CharField(max_length=255)
+    id = RecipientIdField()
 
 
-class RecipientOutSerializer(RecipientProfileSerializer):
-    id = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
+class RecipientSerializer(RecipientProfileSerializer):
+    """A recipient as GET shows it and PUT takes it (a GET body can be PUT back)."""
+
+    id = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
 
 _PROFILE_SCHEMA = {
@@ -109,6 +137,7 @@ _PROFILE_SCHEMA = {
         "data": {"type": "object"},
         "channel_data": {"type": "object", "additionalProperties": {"type": "object"}},
     },
+    "additionalProperties": False,
 }
 
 
@@ -116,7 +145,8 @@ _PROFILE_SCHEMA = {
     "oneOf": [
         {"type": "string", "description": "A recipient id"},
         _PROFILE_SCHEMA,
-        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}}},
+        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}},
+         "additionalProperties": False},
     ]
 })
 class RecipientSpecField(serializers.Field):
@@ -127,13 +157,11 @@ class RecipientSpecField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str | int) and not isinstance(data, bool):
-            value = str(data)
-            if not value or len(value) > 255:
-                raise serializers.ValidationError("A recipient id has 1 to 255 characters.")
-            return value
+            return recipient_id(data)
         if isinstance(data, dict) and "topic" in data:
-            if set(data) != {"topic"}:
-                raise serializers.ValidationError('A topic recipient has only "topic".')
+            unknown = unknown_field_errors(data, ["topic"])
+            if unknown:
+                raise serializers.ValidationError(unknown)
             key = data["topic"]
             topics = Topic.objects.filter(key=key) if isinstance(key, str) else Topic.objects.none()
             api_key = self.context.get("api_key")
@@ -147,11 +175,6 @@ class RecipientSpecField(serializers.Field):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
                 raise serializers.ValidationError(serializer.errors)
-            unknown = set(data) - set(serializer.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in sorted(unknown)}
-                )
             return dict(serializer.validated_data)
         raise serializers.ValidationError(self.invalid_message)
 
@@ -165,7 +188,7 @@ class ActorField(serializers.Field):
 
     def to_internal_value(self, data):
         if isinstance(data, str) and 0 < len(data) <= 255:
-            return data
+            return recipient_id(data)
         if isinstance(data, dict):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
@@ -194,7 +217,7 @@ def _schema_error_path(error: jsonschema.ValidationError) -> str:
     return path or "non_field_errors"
 
 
-class TriggerSerializer(serializers.Serializer):
+class TriggerSerializer(Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False)
     data = serializers.DictField(required=False, default=dict)
     actor = ActorField(required=False, allow_null=True, default=None)
@@ -229,36 +252,86 @@ class TriggerSerializer(serializers.Serializer):
         return value
 
 
-class CancelSerializer(serializers.Serializer):
+MAX_BULK_TRIGGERS = 1000
+
+
+class BulkTriggerItemSerializer(TriggerSerializer):
+    """One trigger of a bulk trigger: a trigger's body plus its own `idempotency_key`, which
+    behaves as the single trigger's Idempotency-Key header."""
+
+    idempotency_key = serializers.CharField(required=False, min_length=1, max_length=255,
+                                            help_text="As the single trigger's Idempotency-Key.")
+
+
+class BulkTriggerSerializer(Serializer):
+    """The bulk body: each trigger is validated on its own (BulkTriggerItemSerializer)."""
+
+    triggers = serializers.ListField(
+        child=serializers.JSONField(), allow_empty=False, max_length=MAX_BULK_TRIGGERS,
+        help_text=f"1 to {MAX_BULK_TRIGGERS} triggers, each with the body of a single trigger "
+                  "plus an optional `idempotency_key`.",
+    )
+
+
+@extend_schema_field({
+    "oneOf": [
+        {"type": "object", "required": ["status", "trigger_id", "runs"], "properties": {
+            "status": {"type": "integer", "enum": [202]},
+            "trigger_id": {"type": "string", "format": "uuid"},
+            "runs": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string", "format": "uuid"}, "recipient": {"type": "string"}}}},
+            "replayed": {"type": "boolean",
+                         "description": "True when its idempotency_key answered a first "
+                                        "trigger again."},
+        }},
+        {"type": "object", "required": ["status", "error", "detail"], "properties": {
+            "status": {"type": "integer", "description": "400, 403, 409 or 422"},
+            "error": {"type": "string"},
+            "detail": {"type": "string"},
+            "fields": {"type": "object", "description": "Path within this trigger → problems.",
+                       "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+        }},
+    ]
+})
+class BulkTriggerResultField(serializers.JSONField):
+    """One trigger's outcome: accepted (202) or refused (4xx, the API's error shape)."""
+
+
+class BulkTriggerResponseSerializer(Serializer):
+    results = serializers.ListField(child=BulkTriggerResultField(),
+                                    help_text="One per trigger, in the order given.")
+
+
+class CancelSerializer(Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
-        child=serializers.CharField(max_length=255), required=False, allow_empty=False,
+        child=RecipientIdField(), required=False, allow_empty=False,
         max_length=1000, help_text="Only these recipients' runs; all of them when left out.",
     )
 
 
-class CancelResponseSerializer(serializers.Serializer):
+class CancelResponseSerializer(Serializer):
     cancelled = serializers.ListField(child=serializers.DictField(),
                                       help_text="The runs cancelled: id and recipient.")
 
 
-class TriggerRunSerializer(serializers.Serializer):
+class TriggerRunSerializer(Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField()
 
 
-class TriggerResponseSerializer(serializers.Serializer):
+class TriggerResponseSerializer(Serializer):
     trigger_id = serializers.UUIDField()
     runs = TriggerRunSerializer(many=True)
 
 
-class TriggerRunSummarySerializer(serializers.Serializer):
+class TriggerRunSummarySerializer(Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField(source="recipient.external_id")
     status = serializers.CharField()
 
 
-class TriggerDetailSerializer(serializers.Serializer):
+class TriggerDetailSerializer(Serializer):
     """A trigger and its runs: builds the body of GET /triggers/{id} (from a Trigger read with
     selectors.triggers_with_runs) and describes it in the schema."""
 
@@ -269,11 +342,15 @@ class TriggerDetailSerializer(serializers.Serializer):
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
     fanout = serializers.ChoiceField(choices=["done", "pending"])
+    recipients_total = serializers.IntegerField(
+        allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
+                                   "has counted its subscribers.")
+    runs_created = serializers.IntegerField(help_text="Runs created so far.")
     created_at = serializers.DateTimeField()
     runs = TriggerRunSummarySerializer(many=True)
 
 
-class DeliveryAttemptSerializer(serializers.Serializer):
+class DeliveryAttemptSerializer(Serializer):
     provider = serializers.CharField(help_text="The provider key (a configured provider's).")
     started_at = serializers.DateTimeField()
     duration_ms = serializers.IntegerField(allow_null=True)
@@ -281,7 +358,7 @@ class DeliveryAttemptSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-class MessageDetailSerializer(serializers.Serializer):
+class MessageDetailSerializer(Serializer):
     id = serializers.UUIDField()
     step = serializers.CharField(source="step_ref")
     channel = serializers.CharField()
@@ -302,14 +379,14 @@ class MessageDetailSerializer(serializers.Serializer):
     clicked_at = serializers.DateTimeField(allow_null=True)
 
 
-class TimelineEntrySerializer(serializers.Serializer):
+class TimelineEntrySerializer(Serializer):
     step = serializers.CharField(source="step_ref")
     event = serializers.CharField()
     detail = serializers.JSONField()
     at = serializers.DateTimeField(source="created_at")
 
 
-class RunDetailSerializer(serializers.Serializer):
+class RunDetailSerializer(Serializer):
     """A run: builds the body of GET /runs/{id} (from a Run read with
     selectors.runs_with_history) and describes it in the schema."""
 
@@ -329,16 +406,22 @@ class RunDetailSerializer(serializers.Serializer):
 
 # --- Workflows --------------------------------------------------------------------------------
 
-class StepSerializer(serializers.Serializer):
+class StepSerializer(Serializer):
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
     conditions = serializers.DictField(required=False, allow_null=True, default=None)
     templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+    unless = serializers.DictField(
+        required=False, allow_null=True, default=None,
+        help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
+                  '{"step": "inbox", "is": "read"} (seen, read, clicked, delivered).')
 
     def validate(self, attrs):
         step_type = attrs["type"]
         errors = {}
+        if attrs.get("unless") and step_type not in CHANNEL_KEYS:
+            errors["unless"] = ["Only channel steps can have \"unless\"."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
@@ -369,7 +452,7 @@ class StepSerializer(serializers.Serializer):
         return attrs
 
 
-class WorkflowSerializer(serializers.Serializer):
+class WorkflowSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200)
     category = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
@@ -385,6 +468,16 @@ class WorkflowSerializer(serializers.Serializer):
         duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
         if duplicates:
             raise serializers.ValidationError(f"Step refs must be unique: {', '.join(duplicates)}.")
+        errors, earlier = [{} for _ in value], {}
+        for index, step in enumerate(value):
+            if step.get("unless"):
+                try:
+                    engine.validate_unless(step["unless"], earlier)
+                except engine.StepConfigError as exc:
+                    errors[index][exc.field] = [str(exc)]
+            earlier[step["ref"]] = step["type"]
+        if any(errors):
+            raise serializers.ValidationError(errors)
         return value
 
     def validate_data_schema(self, value):
@@ -400,7 +493,7 @@ class WorkflowSerializer(serializers.Serializer):
 
 # --- Tenants, topics, channel data ------------------------------------------------------------
 
-class TenantSerializer(serializers.Serializer):
+class TenantSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200, validators=[validate_display_name])
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
@@ -415,7 +508,7 @@ class TenantSerializer(serializers.Serializer):
     settings = serializers.DictField(required=False, default=dict)
 
 
-class TopicSerializer(serializers.Serializer):
+class TopicSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     tenant = TenantKeyField()
@@ -423,7 +516,7 @@ class TopicSerializer(serializers.Serializer):
 
 
 
-class SubscriptionsSerializer(serializers.Serializer):
+class SubscriptionsSerializer(Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False,
                                        max_length=1000)
 
@@ -433,7 +526,7 @@ class SubscriptionsSerializer(serializers.Serializer):
         return value
 
 
-class ChannelDataSerializer(serializers.Serializer):
+class ChannelDataSerializer(Serializer):
     data = serializers.DictField()
     provider_kind = serializers.CharField(
         max_length=64, required=False, allow_blank=True, default="",

@@ -1,9 +1,11 @@
 """The server API (`/api/v1/`). Views validate, call a service, and shape the answer."""
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -12,13 +14,14 @@ from clarion.api import (
     ApiError,
     ApiErrorSerializer,
     check_key,
+    error_body,
     not_found,
     tenant_for_api_key,
     validated,
 )
 
 from .. import selectors, services
-from ..models import Channel, Recipient, Tenant, Topic, Workflow
+from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recipient_id
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
 from .throttles import TriggerRateThrottle
@@ -60,39 +63,97 @@ class TriggerView(APIView):
         },
     )
     def post(self, request, key: str):
-        workflow = Workflow.objects.filter(key=key).first()
-        if workflow is None:
-            raise not_found("workflow", key)
-        if not workflow.active:
-            raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-        data = validated(s.TriggerSerializer, request.data, workflow=workflow,
-                          context={"api_key": request.auth})
-        tenant = tenant_for_api_key(request.auth, data["tenant"])
-        if request.auth.tenant_id is not None and _names_profiles(data):
-            # Recipients are global: a tenant's key may name them, not rewrite their profiles.
-            raise ApiError(403, "forbidden", UnrestrictedApiKey.message)
-        trigger_request = services.TriggerRequest(
-            workflow=workflow, recipients=data["recipients"], data=data["data"],
-            actor=data["actor"], tenant=tenant, cancellation_key=data["cancellation_key"],
-            api_key=request.auth,
-        )
+        workflow = _active_workflow(key)
         idempotency_key = request.headers.get("Idempotency-Key")
         if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
             raise ApiError(400, "invalid_request", "Idempotency-Key must have 1 to 255 characters.")
-        try:
-            answer = services.trigger_workflow_idempotent(
-                request=trigger_request, idempotency_key=idempotency_key,
-                request_fingerprint=[request.path, request.data])
-        except services.IdempotencyMismatch:
-            raise ApiError(422, "idempotency_key_reused",
-                           "This Idempotency-Key was used with a different request.") from None
-        except services.IdempotencyConflict:
-            raise ApiError(
-                409, "idempotency_key_in_use",
-                "A request with this Idempotency-Key is still being processed.",
-            ) from None
+        answer = _trigger_one(request, workflow, s.TriggerSerializer, request.data,
+                              idempotency_key=idempotency_key)
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
         return Response(answer.body, status=answer.status, headers=headers)
+
+
+def _active_workflow(key: str) -> Workflow:
+    workflow = Workflow.objects.filter(key=key).first()
+    if workflow is None:
+        raise not_found("workflow", key)
+    if not workflow.active:
+        raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
+    return workflow
+
+
+def _trigger_one(request, workflow: Workflow, serializer_class, body,
+                 idempotency_key: str | None) -> services.TriggerResponse:
+    """Validate one trigger body and trigger it (idempotently with `idempotency_key`): what the
+    single and the bulk trigger share. Raises the API's errors (ValidationError, ApiError)."""
+    data = validated(serializer_class, body, workflow=workflow,
+                     context={"api_key": request.auth})
+    tenant = tenant_for_api_key(request.auth, data["tenant"])
+    if request.auth.tenant_id is not None and _names_profiles(data):
+        # Recipients are global: a tenant's key may name them, not rewrite their profiles.
+        raise ApiError(403, "forbidden", UnrestrictedApiKey.message)
+    trigger_request = services.TriggerRequest(
+        workflow=workflow, recipients=data["recipients"], data=data["data"],
+        actor=data["actor"], tenant=tenant, cancellation_key=data["cancellation_key"],
+        api_key=request.auth,
+    )
+    # The single trigger's path and body: a bulk item with the same key and body replays it.
+    if isinstance(body, dict):
+        body = {name: value for name, value in body.items() if name != "idempotency_key"}
+    fingerprint = [reverse("workflow-trigger", args=[workflow.key]), body]
+    try:
+        return services.trigger_workflow_idempotent(
+            request=trigger_request, idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint)
+    except services.IdempotencyMismatch:
+        raise ApiError(422, "idempotency_key_reused",
+                       "This Idempotency-Key was used with a different request.") from None
+    except services.IdempotencyConflict:
+        raise ApiError(
+            409, "idempotency_key_in_use",
+            "A request with this Idempotency-Key is still being processed.",
+        ) from None
+
+
+class BulkTriggerView(APIView):
+    throttle_classes = [TriggerRateThrottle]
+
+    @extend_schema(
+        operation_id="workflow_trigger_bulk",
+        summary="Trigger a workflow many times in one call",
+        description=f"Up to {s.MAX_BULK_TRIGGERS} triggers, each with its own recipients, data, "
+        "actor, tenant, cancellation key and `idempotency_key` (which behaves as the single "
+        "trigger's Idempotency-Key header). Each trigger is validated and committed on its own, "
+        "never all or nothing: the 207 answer has one result per trigger, in order, either "
+        "`{\"status\": 202, \"trigger_id\", \"runs\"}` or the error shape with its 4xx `status`.",
+        request=s.BulkTriggerSerializer,
+        responses={
+            207: s.BulkTriggerResponseSerializer,
+            **ERRORS,
+            429: OpenApiResponse(ApiErrorSerializer,
+                                 description="Too many trigger calls with this API key."),
+            422: OpenApiResponse(ApiErrorSerializer, description="Inactive workflow."),
+        },
+    )
+    def post(self, request, key: str):
+        workflow = _active_workflow(key)
+        triggers = validated(s.BulkTriggerSerializer, request.data)["triggers"]
+        results = []
+        for body in triggers:
+            idempotency_key = body.get("idempotency_key") if isinstance(body, dict) else None
+            if not isinstance(idempotency_key, str) or not idempotency_key:
+                idempotency_key = None  # an invalid one is refused by the serializer
+            try:
+                answer = _trigger_one(request, workflow, s.BulkTriggerItemSerializer, body,
+                                      idempotency_key=idempotency_key)
+            except exceptions.APIException as exc:
+                results.append({"status": exc.status_code, **error_body(exc)})
+                continue
+            result = {"status": answer.status, **answer.body}
+            if answer.replayed:
+                result["replayed"] = True
+            results.append(result)
+        return Response({"results": results}, status=status.HTTP_207_MULTI_STATUS)
 
 
 class CancelView(APIView):
@@ -172,7 +233,8 @@ class WorkflowDetailView(APIView):
         data = validated(s.WorkflowSerializer, request.data)
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
-                              conditions=step["conditions"], templates=step["templates"])
+                              conditions=step["conditions"], templates=step["templates"],
+                              unless=step["unless"])
             for step in data.pop("steps")
         ]
         workflow, created = services.workflow_put(key=key, steps=steps, **data)
@@ -184,7 +246,7 @@ class RecipientView(APIView):
     permission_classes = [UnrestrictedApiKey]
 
     @extend_schema(operation_id="recipient_retrieve", summary="A recipient",
-                   responses={200: s.RecipientOutSerializer, **ERRORS})
+                   responses={200: s.RecipientSerializer, **ERRORS})
     def get(self, request, recipient_id: str):
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         if recipient is None:
@@ -195,13 +257,15 @@ class RecipientView(APIView):
         operation_id="recipient_put",
         summary="Create or replace a recipient",
         description="Fields left out are cleared; `channel_data` entries given are set.",
-        request=s.RecipientProfileSerializer,
-        responses={200: s.RecipientOutSerializer, 201: s.RecipientOutSerializer, **ERRORS},
+        request=s.RecipientSerializer,
+        responses={200: s.RecipientSerializer, 201: s.RecipientSerializer, **ERRORS},
     )
     def put(self, request, recipient_id: str):
-        if not 0 < len(recipient_id) <= 255:
-            raise ApiError(400, "invalid_request", "A recipient id has 1 to 255 characters.")
-        data = validated(s.RecipientProfileSerializer, request.data)
+        try:
+            validate_recipient_id(recipient_id)
+        except ValidationError as exc:
+            raise ApiError(400, "invalid_request", exc.messages[0]) from None
+        data = validated(s.RecipientSerializer, request.data)
         with transaction.atomic():
             recipient, created = services.recipient_upsert(external_id=recipient_id,
                                                            replace=True, **data)

@@ -1,6 +1,10 @@
-"""/webhooks/: every provider's status callback, recording through the status state machine."""
+"""/webhooks/: every provider's status callback, recording through the status state machine,
+and anymail's tracking views (whose events reach anymail's `tracking` signal)."""
 
-from ..providers.callbacks import callback_urlpatterns
+from django.urls import include, path
+
+from ..providers.callbacks import callback_views
+from ..providers.email import anymail_tracking_patterns
 from .status import message_event_record
 
 
@@ -8,4 +12,8 @@ def _record(event):
     return message_event_record(event=event)
 
 
-urlpatterns = callback_urlpatterns(record=_record)
+urlpatterns = [
+    path("anymail/", include((anymail_tracking_patterns(), "anymail"), namespace="anymail")),
+    *(path(view.route, view.as_view(record=_record), name=view.name)
+      for view in callback_views()),
+]

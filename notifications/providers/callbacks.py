@@ -11,7 +11,7 @@ Like django-anymail's tracking webhooks, in two parts:
   arrive through anymail's own views and `tracking` signal (email.py).
 
 Recording is not the providers' business: `record` is handed in by whoever mounts the views
-(`callback_urlpatterns(record=…)`, from notifications/delivery/urls.py), so providers never
+(`view.as_view(record=…)` in notifications/delivery/urls.py), so providers never
 import delivery.
 
 The provider key in each URL names the ProviderConfig whose secret signed the callback. A bad
@@ -29,7 +29,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import URLPattern, include, path
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
@@ -141,7 +140,7 @@ _VIEWS: list[type[StatusCallbackView]] = []
 
 
 def register_callback(view: type[StatusCallbackView]) -> type[StatusCallbackView]:
-    """Class decorator: mount `view` at /webhooks/<view.route> (see callback_urlpatterns)."""
+    """Class decorator: mount `view` at /webhooks/<view.route> (by delivery/urls.py)."""
     if not (view.kind and view.label and view.route and view.name):
         raise TypeError(f"{view.__name__} needs `kind`, `label`, `route` and `name`")
     if view not in _VIEWS:
@@ -149,14 +148,9 @@ def register_callback(view: type[StatusCallbackView]) -> type[StatusCallbackView
     return view
 
 
-def callback_urlpatterns(*, record: Callable[[StatusEvent], Any]) -> list[URLPattern]:
-    """Every kind's status callback view, recording its events with `record`, and anymail's
-    tracking views (whose events reach the `tracking` signal)."""
+def callback_views() -> list[type[StatusCallbackView]]:
+    """Every kind's status callback view (importing every kind's module registers its view)."""
     from . import registry
-    from .email import anymail_tracking_patterns
 
-    registry.kinds()  # import every kind's module, which registers its views
-    return [
-        path("anymail/", include((anymail_tracking_patterns(), "anymail"), namespace="anymail")),
-        *(path(view.route, view.as_view(record=record), name=view.name) for view in _VIEWS),
-    ]
+    registry.kinds()
+    return list(_VIEWS)

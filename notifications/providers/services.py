@@ -8,10 +8,10 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from ..crypto import MASK, mask
 from ..models import ChannelData, ProviderConfig, Tenant
 from . import registry
 from .base import ConfigurationError, OutboundMessage, SendResult
-from .crypto import MASK, mask
 
 
 def channel_data_deactivate(*, channel_data_id: int, addresses: Iterable[Any], reason: str) -> int:

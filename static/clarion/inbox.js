@@ -232,7 +232,8 @@
       const token = this.getAttribute("token");
       if (token) return { Authorization: `Bearer ${token}` };
       const tenant = this.getAttribute("tenant");
-      return { "X-Clarion-Recipient": this.getAttribute("recipient-id") || "",
+      // Percent-encoded: a header carries Latin-1 only, and ids may hold any character.
+      return { "X-Clarion-Recipient": encodeURIComponent(this.getAttribute("recipient-id") || ""),
                "X-Clarion-Hmac": this.getAttribute("hmac") || "",
                ...(tenant ? { "X-Clarion-Tenant": tenant } : {}) };
     }

@@ -146,7 +146,8 @@ def test_seed_demo_recreates_a_deleted_workflow(var_dir):
     seed_demo()
 
     body = client_for(credentials.api_key).get("/api/v1/workflows/comment-mentioned").json()
-    assert [step["ref"] for step in body["steps"]] == ["inbox"]
+    assert [step["ref"] for step in body["steps"]] == ["inbox", "wait", "mail"]
+    assert body["steps"][2]["unless"] == {"step": "inbox", "is": "read"}
 
 
 def test_seed_demo_with_lost_credentials_issues_new_ones_and_revokes_the_old_key(var_dir):

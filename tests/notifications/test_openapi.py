@@ -11,6 +11,7 @@ PATHS = {
     "/api/v1/workflows": {"get"},
     "/api/v1/workflows/{key}": {"get", "put"},
     "/api/v1/workflows/{key}/trigger": {"post"},
+    "/api/v1/workflows/{key}/trigger/bulk": {"post"},
     "/api/v1/workflows/{key}/cancel": {"post"},
     "/api/v1/triggers/{trigger_id}": {"get"},
     "/api/v1/runs/{run_id}": {"get"},

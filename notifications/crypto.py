@@ -1,4 +1,5 @@
-"""ProviderConfig credentials are encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256).
+"""Secrets encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256): ProviderConfig credentials
+and tenants' inbox secrets.
 
 Keys come from CLARION_ENCRYPTION_KEY (comma-separated Fernet keys, newest first, so a key can be
 rotated: the first encrypts, all decrypt). With none set, one key is derived from SECRET_KEY so the

@@ -1,0 +1,261 @@
+"""Channel steps: the preference gate and quiet hours, then one handler per kind of channel
+(email renders into a layout, in-app writes the inbox, the others go to providers)."""
+
+from django.conf import settings
+from django.db.models import F, Q
+from django.utils import timezone
+
+from preferences.selectors import channel_step_verdict
+
+from ..channels import channel_spec
+from ..models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
+from ..providers.phone import is_e164
+from ..providers.sms_segments import sms_size
+from ..queue import enqueue, enqueue_at
+from ..ratelimit import rate_limit_hit
+from ..rendering import RenderOptions, TemplateError, render_email, render_fields
+from .context import NEXT, WAIT, Pass
+
+
+def locale_candidates(locale: str, default_locale: str) -> list[str]:
+    """zh-Hant-TW → zh-hant-tw, zh-hant, zh, then the workflow's default (and its language)."""
+    wanted: list[str] = []
+    for name in (locale, default_locale):
+        parts = (name or "").strip().lower().replace("_", "-").split("-")
+        for end in range(len(parts), 0, -1):
+            candidate = "-".join(parts[:end])
+            if candidate and candidate not in wanted:
+                wanted.append(candidate)
+    return wanted
+
+
+def select_template(step: Step, locale: str, default_locale: str) -> Template | None:
+    """The step's published template for `locale`: pt-BR → pt → the workflow's default → any."""
+    templates = {t.locale.lower().replace("_", "-"): t for t in step.templates.all()
+                 if t.published_version_id}
+    for candidate in locale_candidates(locale, default_locale):
+        if candidate in templates:
+            return templates[candidate]
+    return next(iter(templates.values()), None)
+
+
+
+def preferences_gate(p: Pass, step: Step) -> str | None:
+    """Preferences and quiet hours, asked by every channel step before its handler runs:
+    NEXT when the person opted out (a `suppressed` Message and an `opted_out` log naming the
+    rule), WAIT until their quiet hours end, None to go on and send."""
+    run = p.run
+    resuming = run.wake_at is not None
+    if resuming:  # back after quiet hours: ask again (they may have opted out), but send now
+        p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
+        run.wake_at = None
+    verdict = channel_step_verdict(recipient=run.recipient, workflow=run.workflow,
+                                   tenant=run.tenant, channel=step.type, now=p.now,
+                                   check_quiet_hours=not resuming, memo=p.preferences)
+    if verdict.suppressed:
+        message = _new_message(p, step, status=Message.Status.SUPPRESSED,
+                               error=f"Opted out: {verdict.decision.rule}")
+        p.log(step.ref, StepLog.Event.OPTED_OUT, rule=verdict.decision.rule,
+              channel=step.type, message_id=str(message.id))
+        return NEXT
+    if verdict.wake_at is not None:
+        run.wake_at = verdict.wake_at
+        window = verdict.quiet_hours
+        p.log(step.ref, StepLog.Event.QUIET_HOURS, until=verdict.wake_at.isoformat(),
+              window=f"{window.start:%H:%M}-{window.end:%H:%M}", rule=window.source,
+              timezone=run.recipient.timezone or "UTC")
+        enqueue_at("notifications.tasks.advance_run", str(run.id), at=verdict.wake_at,
+                   name=f"run:{run.id}@{int(verdict.wake_at.timestamp())}")
+        return WAIT
+    return None
+
+
+
+def _new_message(p: Pass, step: Step, **fields) -> Message:
+    """The (run, step) Message. Under the run's lock, after `done` was read, a plain INSERT;
+    the unique (run, step_ref) constraint is the last guard against a second one."""
+    run = p.run
+    p.done.add(step.ref)
+    return Message.objects.create(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
+                                  workflow=run.workflow, tenant=run.tenant, channel=step.type,
+                                  **fields)
+
+
+def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
+    run = p.run
+    template = select_template(step, run.recipient.locale, run.workflow.default_locale)
+    if template is None:
+        return None, None, "no published template for this step"
+    options = RenderOptions(locale=template.locale)
+    try:
+        if step.type == StepType.EMAIL:
+            email = render_email(template.fields, p.variables, _layout_for(run), options)
+            content = {"subject": email.subject, "html": email.html, "text": email.text}
+        else:
+            content = render_fields(step.type, template.fields, p.variables, options)
+    except TemplateError as exc:
+        return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
+    return template, content, ""
+
+
+def _layout_for(run: Run) -> Layout | None:
+    return layout_for_tenant(run.tenant_id)
+
+
+def layout_for_tenant(tenant_id: int | None) -> Layout | None:
+    """The tenant's layout, else the default one (no tenant), in one query."""
+    layouts = Layout.objects.filter(Q(tenant__isnull=True) | Q(tenant_id=tenant_id)
+                                    if tenant_id else Q(tenant__isnull=True))
+    return layouts.order_by(F("tenant_id").asc(nulls_last=True), "name").first()
+
+
+def _email(p: Pass, step: Step) -> None:
+    address = p.run.recipient.email
+    if not address:
+        _new_message(p, step, status=Message.Status.UNDELIVERABLE,
+                     error="The recipient has no email address.")
+        p.log(step.ref, StepLog.Event.SKIPPED, reason="the recipient has no email address")
+        return
+    template, content, problem = _render(p, step)
+    if content is None:
+        message = _new_message(p, step, status=Message.Status.FAILED, to=address, error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    message = _new_message(p, step, status=Message.Status.QUEUED, to=address, content=content,
+                           template_version=template.published_version)
+    p.log(step.ref, StepLog.Event.QUEUED, message_id=str(message.id), to=address,
+          template_version=template.published_version.number, locale=template.locale)
+    enqueue("notifications.tasks.deliver_message", str(message.id))
+
+
+def _in_app(p: Pass, step: Step) -> None:
+    from inbox.services import inbox_item_create
+
+    template, content, problem = _render(p, step)
+    if content is None:
+        message = _new_message(p, step, status=Message.Status.FAILED, error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    message = _new_message(p, step, status=Message.Status.SENT, content=content,
+                           template_version=template.published_version, provider="inbox",
+                           sent_at=timezone.now(), to=p.run.recipient.external_id)
+    item = inbox_item_create(message=message, content=content)
+    p.log(step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
+          template_version=template.published_version.number, locale=template.locale)
+
+
+def channel_address(step: Step, run: Run) -> tuple[str, str]:
+    """(address, "") for a provider channel step, or ("", why there is none).
+
+    sms: the recipient's phone (E.164); push: the recipient has push ChannelData (the tokens are
+    read when the message is sent); chat: the recipient's chat ChannelData (`webhook_url` or
+    `channel`), else the step's `channel`; webhook: the step's `url`.
+    """
+    recipient = run.recipient
+    source = channel_spec(step.type).address
+    if source == "phone":
+        if not recipient.phone:
+            return "", "the recipient has no phone number"
+        if not is_e164(recipient.phone):
+            return "", f"the recipient's phone {recipient.phone!r} is not an E.164 number"
+        return recipient.phone, ""
+    if source == "step":
+        url = (step.config or {}).get("url")
+        return (url, "") if isinstance(url, str) and url else ("", "the webhook step has no url")
+    rows = [row for row in ChannelData.objects.filter(recipient=recipient, channel=step.type)
+            if any(value for key, value in (row.data or {}).items() if key != "inactive")]
+    if step.type == StepType.PUSH:
+        if not rows:
+            return "", "the recipient has no push channel data (device tokens)"
+        return ",".join(sorted(row.provider_kind or "push" for row in rows)), ""
+    for row in rows:
+        address = row.data.get("webhook_url") or row.data.get("channel")
+        if address:
+            return str(address), ""
+    channel = (step.config or {}).get("channel")
+    if isinstance(channel, str) and channel:
+        return channel, ""
+    return "", "the recipient has no chat channel data and the step names no channel"
+
+
+def _sms_rate_limited(p: Pass, step: Step, phone: str) -> bool:
+    """Count this SMS against its phone number's limit (a paid channel: one caller must not run
+    up the bill); beyond it, a `suppressed` message and a `rate_limited` log say why. Counted in
+    the run's transaction, so a pass that rolls back takes its count back with it."""
+    conf = settings.CLARION
+    limit, window = conf["SMS_RATE_LIMIT_PER_RECIPIENT"], conf["SMS_RATE_LIMIT_WINDOW_SECONDS"]
+    verdict = rate_limit_hit(key=f"sms:{phone}", limit=limit, window_seconds=window, now=p.now)
+    if verdict.allowed:
+        return False
+    reason = (f"Rate limited: more than {limit} SMS to {phone} within {window} seconds "
+              f"(CLARION_SMS_RATE_LIMIT_PER_RECIPIENT).")
+    message = _new_message(p, step, status=Message.Status.SUPPRESSED, to=phone[:320],
+                           error=reason)
+    p.log(step.ref, StepLog.Event.RATE_LIMITED, message_id=str(message.id), reason=reason,
+          limit=limit, window_seconds=window)
+    return True
+
+
+def _channel(p: Pass, step: Step) -> None:
+    """A step delivered through the channel's providers: resolve the address, render, queue."""
+    address, problem = channel_address(step, p.run)
+    if not address:
+        _new_message(p, step, status=Message.Status.UNDELIVERABLE, error=problem[:1].upper()
+                     + problem[1:] + ".")
+        p.log(step.ref, StepLog.Event.SKIPPED, reason=problem)
+        return
+    template, content, problem = _render(p, step)
+    if content is None:
+        message = _new_message(p, step, status=Message.Status.FAILED, to=address[:320],
+                               error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
+        return
+    if step.type == StepType.SMS and _sms_rate_limited(p, step, address):
+        return
+    message = _new_message(p, step, status=Message.Status.QUEUED, to=address[:320],
+                           content=content, template_version=template.published_version)
+    detail = {"message_id": str(message.id), "to": address[:320],
+              "template_version": template.published_version.number, "locale": template.locale}
+    if step.type == StepType.SMS:
+        segments = sms_size(content.get("text", ""))
+        detail.update(segments=segments.segments, encoding=segments.encoding)
+    p.log(step.ref, StepLog.Event.QUEUED, **detail)
+    enqueue("notifications.tasks.deliver_message", str(message.id))
+
+
+def send(p: Pass, step: Step) -> None:
+    """Send channel step `step` of the pass's run: its Message, its StepLog, its delivery."""
+    {StepType.EMAIL: _email, StepType.IN_APP: _in_app}.get(step.type, _channel)(p, step)
+
+
+def engagement_at(message: Message, state: str):
+    """When `message` reached `state` (validation.ENGAGEMENT_STATES), or None if it has not.
+
+    seen: seen, read, clicked or (email) opened; read: read, clicked or opened; clicked: clicked;
+    delivered: the provider reported delivery, or any engagement after it, or an in-app message
+    written to the inbox (its delivery)."""
+    stamps = {
+        "clicked": [message.clicked_at],
+        "read": [message.read_at, message.clicked_at, message.opened_at],
+        "seen": [message.seen_at, message.read_at, message.clicked_at, message.opened_at],
+    }
+    stamps["delivered"] = [message.delivered_at, *stamps["seen"]]
+    if message.channel == StepType.IN_APP and message.status == Message.Status.SENT:
+        stamps["delivered"].append(message.sent_at)
+    reached = [stamp for stamp in stamps[state] if stamp is not None]
+    return min(reached) if reached else None
+
+
+def unless_reached(p: Pass, step: Step) -> dict | None:
+    """What `step.unless` checked, when the earlier step's message has reached the named state
+    (the step is then skipped); None when the step goes on (no `unless`, no such message, or
+    the state not reached yet)."""
+    unless = step.unless
+    if not unless:
+        return None
+    message = p.run.messages.filter(step_ref=unless["step"]).first()
+    reached = engagement_at(message, unless["is"]) if message is not None else None
+    if reached is None:
+        return None
+    return {"unless": dict(unless), "message_id": str(message.id),
+            "reached_at": reached.isoformat()}

@@ -1,0 +1,113 @@
+"""What a workflow's steps may say: the checks `PUT workflows/{key}` runs on each step's config
+(StepConfigError names the problem), and the arithmetic of a delay step."""
+
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from .. import conditions
+from ..channels import CHANNEL_KEYS
+from ..models import StepType
+
+# Step types the engine runs (every channel, and the function steps); the others are refused
+# when a workflow is saved.
+SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY})
+DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+
+class StepConfigError(ValueError):
+    """A step's JSON is not valid for its type; the message says why and `field` (relative to the
+    step, "config" unless told) where."""
+
+    def __init__(self, message: str, field: str = "config"):
+        super().__init__(message)
+        self.field = field
+
+
+def validate_delay_config(config: Mapping) -> None:
+    """Raise StepConfigError unless `config` is a duration or an `until` path."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    keys = set(config)
+    if "until" in keys:
+        if keys != {"until"}:
+            raise StepConfigError('"until" cannot be combined with a duration.')
+        path = config["until"]
+        if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
+            raise StepConfigError(
+                f'"until" must be a path starting with one of: {", ".join(conditions.ROOTS)}.'
+            )
+        return
+    unknown = keys - set(DURATION_UNITS)
+    if unknown or not keys:
+        raise StepConfigError(
+            'Expected {"seconds"|"minutes"|"hours"|"days": number} or {"until": "data.<path>"}.'
+        )
+    for unit in keys:
+        value = config[unit]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise StepConfigError(f'"{unit}" must be a number ≥ 0.')
+
+
+def validate_channel_config(step_type: str, config: Mapping) -> None:
+    """Raise StepConfigError for a webhook step without an http(s) `url`, or a chat step whose
+    `channel` is not a string."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    if step_type == StepType.WEBHOOK:
+        url = config.get("url")
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise StepConfigError('A webhook step needs {"url": "https://…"}.')
+    if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
+        raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+    if step_type == "whatsapp":
+        for name, example in (("template", "order_update"), ("language", "en_US")):
+            if not isinstance(config.get(name, ""), str):
+                raise StepConfigError(f'"{name}" must be a string, e.g. "{example}".')
+
+
+def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
+    """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
+    if "until" in config:
+        raw = conditions.resolve(config["until"], variables)
+        try:
+            moment = parse_datetime(raw) if isinstance(raw, str) else None
+        except ValueError:  # well formed but impossible, e.g. month 13
+            moment = None
+        if moment is None:
+            raw = None if raw is conditions.MISSING else raw
+            return None, f"{config['until']} is not an ISO 8601 timestamp: {raw!r}"[:300]
+        if timezone.is_naive(moment):
+            moment = timezone.make_aware(moment, UTC)
+        return moment.astimezone(UTC), ""
+    seconds = sum(float(config[unit]) * factor for unit, factor in DURATION_UNITS.items()
+                  if unit in config)
+    return now + timedelta(seconds=seconds), ""
+
+
+
+# What `unless.is` may name, and which Message timestamps (or statuses) prove the state reached.
+ENGAGEMENT_STATES = ("seen", "read", "clicked", "delivered")
+
+
+def validate_unless(unless, earlier: Mapping[str, str]) -> None:
+    """Raise StepConfigError (its `field` relative to the step: "unless.step", "unless.is") unless
+    `unless` is {"step": <ref>, "is": one of ENGAGEMENT_STATES}, where <ref> is a channel step
+    before this one. `earlier` maps each earlier step's ref to its type, in workflow order."""
+    if not isinstance(unless, Mapping):
+        raise StepConfigError('Expected {"step": "<earlier ref>", "is": "read"}.', "unless")
+    unknown = set(unless) - {"step", "is"}
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.", "unless")
+    ref = unless.get("step")
+    if not isinstance(ref, str) or not ref:
+        raise StepConfigError("Expected the ref of an earlier channel step.", "unless.step")
+    if ref not in earlier:
+        raise StepConfigError(f"No step {ref!r} before this one: \"unless\" names an earlier "
+                              "channel step.", "unless.step")
+    if earlier[ref] not in CHANNEL_KEYS:
+        raise StepConfigError(f"Step {ref!r} is a {earlier[ref]} step: it sends no message.",
+                              "unless.step")
+    if unless.get("is") not in ENGAGEMENT_STATES:
+        raise StepConfigError(f"Expected one of: {', '.join(ENGAGEMENT_STATES)}.", "unless.is")

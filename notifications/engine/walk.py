@@ -1,0 +1,127 @@
+"""The walk loop: advances a run from its cursor until it waits or ends.
+
+Deciding what a step does is pure (conditions, delay arithmetic, rendering); the loop writes the
+decision (StepLog, Message, cursor) in the caller's transaction while the run's row is locked, so a
+task that runs twice finds the cursor already moved and the (run, step) Message already there.
+"""
+
+from datetime import datetime
+
+from .. import conditions
+from ..models import Run, Step, StepLog, StepType
+from ..rendering.variables import run_variables
+from . import channel_steps, function_steps
+from .context import NEXT, WAIT, Pass
+
+
+def advance(run: Run, *, now: datetime) -> None:
+    """Walk `run` from its cursor. The caller holds the run's row lock in a transaction."""
+    if run.status not in (Run.Status.RUNNING, Run.Status.WAITING):
+        return
+    if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
+        return
+    steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
+    p = Pass(run=run, now=now, variables=run_variables(run),
+             done=set(run.messages.values_list("step_ref", flat=True)))
+    _find_resume_point(p, steps)
+    run.step_refs = []
+    while run.cursor < len(steps):
+        step = steps[run.cursor]
+        if step.ref in p.walked:  # walked before an edit moved it after the resume point
+            run.cursor += 1
+            continue
+        if _run_step(p, step) == WAIT:
+            run.status = Run.Status.WAITING
+            run.step_refs = [s.ref for s in steps]
+            break
+        run.cursor += 1
+    else:
+        run.status = Run.Status.COMPLETED
+        run.wake_at = None
+        p.log("", StepLog.Event.COMPLETED)
+    StepLog.objects.bulk_create(p.timeline)
+    run.save(update_fields=["status", "cursor", "wake_at", "step_refs", "state", "updated_at"])
+
+
+STEP_REMOVED = "the step was removed from the workflow while the run waited on it"
+STEP_MOVED_BEHIND = ("the workflow was edited while the run waited: the step moved before the "
+                     "step the run waited at")
+
+
+def _find_resume_point(p: Pass, steps: list[Step]) -> None:
+    """Put the cursor where a run that waited goes on, however the workflow was edited meanwhile.
+
+    `run.step_refs` holds the refs as they were when the run began waiting and `run.cursor` the
+    one it waited at: the refs before it were walked, the refs after it were still ahead. The
+    run resumes at the step it waited at, wherever that step now stands. If it was removed, a
+    `skipped` entry says so and the run resumes at the earliest (in the current order) of the
+    steps it still had ahead; if none of those is left either, after the last step it had
+    walked that is still there (so steps added at the end run), or from the start when none is.
+    Steps it had walked are passed over wherever they now stand, and a step it had ahead that
+    an edit moved before the step it waited at gets a `skipped` entry: no step it had ahead is
+    passed without one. Steps added before the resume point are not walked by this run.
+    """
+    run = p.run
+    plan = list(run.step_refs or [])
+    legacy = (run.state or {}).get("waiting_at")  # runs that began waiting before step_refs
+    if legacy is not None:
+        run.state = {k: v for k, v in run.state.items() if k != "waiting_at"}
+        waiting_at, ahead, walked = legacy, [], frozenset()
+    elif plan and run.cursor < len(plan):
+        waiting_at = plan[run.cursor]
+        ahead, walked = plan[run.cursor + 1:], frozenset(plan[:run.cursor])
+    else:
+        return
+    p.walked = walked
+    position = {step.ref: index for index, step in enumerate(steps)}
+    here = position.get(waiting_at)
+    # A run waits at a delay step, or at a channel step during the person's quiet hours.
+    if here is not None and (steps[here].type == StepType.DELAY or steps[here].is_channel):
+        run.cursor = here
+        for ref in ahead:
+            if position.get(ref, here) < here:
+                p.log(ref, StepLog.Event.SKIPPED, reason=STEP_MOVED_BEHIND)
+        return
+    run.wake_at = None
+    p.log(waiting_at, StepLog.Event.SKIPPED, reason=STEP_REMOVED)
+    if legacy is not None:
+        return  # nothing is known of the steps around it: go on from where it stood
+    still_ahead = [position[ref] for ref in ahead if ref in position]
+    still_walked = [position[ref] for ref in walked if ref in position]
+    if still_ahead:
+        run.cursor = min(still_ahead)
+    else:
+        run.cursor = max(still_walked) + 1 if still_walked else 0
+
+
+def _run_step(p: Pass, step: Step) -> str:
+    resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
+    # A delay's conditions were asked before it started waiting; a channel step back from quiet
+    # hours asks again (its conditions or the data may have changed while it waited).
+    ask = not (resuming and step.type == StepType.DELAY)
+    if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
+        p.run.wake_at = None
+        p.log(step.ref, StepLog.Event.CONDITION_FALSE,
+              conditions=conditions.explain(step.conditions, p.variables))
+        return NEXT
+    if ask and step.is_channel and step.ref not in p.done:
+        checked = channel_steps.unless_reached(p, step)
+        if checked is not None:
+            p.run.wake_at = None
+            p.log(step.ref, StepLog.Event.CONDITION_FALSE, **checked)
+            return NEXT
+    if step.type == StepType.DELAY:
+        return function_steps.delay(p, step)
+    if step.is_channel and step.ref not in p.done:
+        gate = channel_steps.preferences_gate(p, step)
+        if gate is not None:
+            return gate
+    if step.is_channel:
+        if step.ref not in p.done:  # a re-run: this step's message exists already
+            # Email renders into a layout, in-app writes the inbox; the others go to providers.
+            channel_steps.send(p, step)
+        return NEXT
+    p.log(step.ref, StepLog.Event.SKIPPED, reason=f"step type {step.type!r} is not supported")
+    return NEXT
+
+
