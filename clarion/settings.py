@@ -319,6 +319,10 @@ CLARION = {
     "BREAKER_COOLDOWN_SECONDS": float(os.environ.get("CLARION_BREAKER_COOLDOWN_SECONDS", "60")),
     # A delivery task sends up to this many due messages concurrently (1: one at a time).
     "DELIVERY_BATCH_SIZE": int(os.environ.get("CLARION_DELIVERY_BATCH_SIZE", "100")),
+    # At most this many provider requests of a batch on the wire at once (the async HTTP
+    # clients' 16 × 4 connections): each attempt is written `started` just before its request
+    # goes out, so a killed worker leaves only these few of unknown outcome.
+    "DELIVERY_CONCURRENCY": int(os.environ.get("CLARION_DELIVERY_CONCURRENCY", "64")),
     # Webhook and chat URLs that resolve to private or loopback addresses are refused (SSRF)
     # unless this is set.
     "ALLOW_PRIVATE_URLS": _env_bool("CLARION_ALLOW_PRIVATE_URLS"),

@@ -12,7 +12,7 @@ admin.site.index_title = "Notifications"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("api/v1/", include("notifications.api.urls")),
+    path("api/v1/", include("clarion.api_urls")),
     path("webhooks/", include("notifications.delivery.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

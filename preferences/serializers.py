@@ -184,3 +184,14 @@ class PreferenceCenterSerializer(Serializer):
     tenant = serializers.CharField(allow_null=True)
     channels = CenterChannelSerializer(many=True, help_text="Channel-wide toggles.")
     sections = CenterSectionSerializer(many=True)
+
+
+def preference_set_validated(data, *, tenant, partial: bool) -> dict:
+    """`data` (a request body) checked as a whole PreferenceSet (PUT) or part of one
+    (`partial=True`, PATCH) for the set of `tenant` (a Tenant or None).
+
+    Returns the clean sections; raises rest_framework's ValidationError naming each bad field."""
+    serializer = PreferenceSetSerializer(data=data, partial=partial,
+                                         context={"tenant_key": tenant.key if tenant else None})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

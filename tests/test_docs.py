@@ -547,6 +547,12 @@ FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
 PYTHON_NAME = re.compile(r"`((?:clarion|inbox|notifications|preferences)(?:\.[A-Za-z_]\w*)+)`")
 # Dotted names in the docs that are not Python: file names, and the sweeper's schedule.
 NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$")
+SYSTEM_CHECK_ID = re.compile(r"^\w+\.[CEWID]\d{3}$")
+
+
+def project_sources() -> list[Path]:
+    return [path for folder in ("clarion", "inbox", "notifications", "preferences")
+            for path in (ROOT / folder).rglob("*.py")]
 LINK = re.compile(r"\]\(((?:[\w./-]+\.md)?)(?:#([\w-]+))?\)")
 
 
@@ -566,6 +572,10 @@ def test_every_python_name_the_docs_name_can_be_imported():
     for where, line in unexecuted_lines():
         for name in PYTHON_NAME.findall(line):
             if NOT_PYTHON.match(name):
+                continue
+            if SYSTEM_CHECK_ID.match(name):  # `notifications.E001`: a check the code defines
+                if not any(f'id="{name}"' in source.read_text() for source in project_sources()):
+                    missing.append(f"{where}: {name} (no system check has this id)")
                 continue
             parts = name.split(".")
             for split in range(len(parts), 0, -1):

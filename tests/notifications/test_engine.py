@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 
 from inbox.models import InboxItem
 from notifications import engine
@@ -19,7 +19,7 @@ from notifications.services import (
 from notifications.tasks import advance_run, deliver_message
 
 from ..conftest import advance_at as advance
-from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import delay_step, email_step, in_app_step, queued_tasks
 from ..conftest import timeline_events as events
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -97,9 +97,8 @@ def test_delay_parks_the_run_and_resumes_when_due(make_workflow, trigger):
     assert run.cursor == 1
     assert run.wake_at == T0 + timedelta(seconds=60)
     assert events(run)[-1] == ("wait", "delayed")
-    schedule = Schedule.objects.get(func="notifications.tasks.advance_run")
-    assert schedule.next_run == T0 + timedelta(seconds=60)
-    assert schedule.args == repr((str(run.id),))
+    assert queued_tasks("notifications.tasks.advance_run")[-1] == (
+        (str(run.id),), T0 + timedelta(seconds=60))
 
     early = advance(run, T0 + timedelta(seconds=30))
     assert early.status == Run.Status.WAITING
@@ -235,7 +234,7 @@ def test_tasks_enqueued_in_a_rolled_back_transaction_vanish(make_workflow):
 
 def test_supported_step_types_are_the_ones_the_engine_runs():
     assert {str(t) for t in engine.SUPPORTED_STEP_TYPES} == {
-        "email", "in_app", "delay", "sms", "push", "chat", "webhook"}
+        "email", "in_app", "delay", "sms", "push", "chat", "whatsapp", "webhook"}
 
 
 def test_unsupported_step_in_the_database_is_skipped_not_crashed(make_workflow, trigger):
