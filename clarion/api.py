@@ -1,11 +1,17 @@
 """What every Clarion API shares (the server API, the inbox API, the preferences API): one error
 shape and its exception handler, the error responses the schema documents, the tenant an API key
-may act for, the key rule for names in paths, and request validation.
+may act for, the key rule for names in paths, and request validation: the `Serializer` base that
+refuses fields it does not know, in nested objects too.
 
 The error shape is `{"error": code, "detail": message, "fields": {...}}`; `fields` (validation
 errors only) maps a path into the request body, e.g. `recipients[1].email`, to its problems.
 """
 
+from collections.abc import Iterable, Mapping
+from typing import ClassVar
+
+from django.core.exceptions import RequestDataTooBig
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -23,7 +29,97 @@ class ApiError(exceptions.APIException):
         super().__init__(detail=detail, code=code)
 
 
-class ApiErrorSerializer(serializers.Serializer):
+# --- Request bodies: no field dropped without a word ------------------------------------------
+
+def unknown_field_errors(data: Mapping, fields: Iterable[str], *,
+                         also_accepted: Iterable[str] = ()) -> dict[str, list[str]]:
+    """{name: [message]} for each key of `data` that is neither one of `fields` (named in the
+    message as the fields that exist) nor `also_accepted` (accepted and dropped: read-only fields
+    of a GET body PUT back, read-only keys of an exported document)."""
+    fields = list(fields)
+    accepted = {*fields, *also_accepted}
+    expected = (f"expected one of: {', '.join(fields)}." if fields
+                else "this request takes no fields.")
+    return {str(name): [f"Unknown field; {expected}"]
+            for name in sorted(data, key=str) if name not in accepted}
+
+
+# What a database integer column holds (PostgreSQL bigint, SQLite INTEGER): a larger number in a
+# request is a 400 naming its field, never an overflow (a 500) in the query it reaches.
+BIGINT_MAX = 2**63 - 1
+
+
+def bound_integers(fields) -> None:
+    """Give every IntegerField among `fields` (a serializer's `fields`) without its own bounds
+    the database's: ±BIGINT_MAX, checked and shown in the OpenAPI schema."""
+    for field in fields.values():
+        if not isinstance(field, serializers.IntegerField) or field.read_only:
+            continue
+        if field.max_value is None:
+            field.max_value = BIGINT_MAX
+            field.validators.append(MaxValueValidator(BIGINT_MAX))
+        if field.min_value is None:
+            field.min_value = -BIGINT_MAX
+            field.validators.append(MinValueValidator(-BIGINT_MAX))
+
+
+class BoundedIntegers:
+    """Mixin of the serializer bases: no integer a request sends is beyond the database's."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        bound_integers(fields)
+        return fields
+
+
+class Serializer(BoundedIntegers, serializers.Serializer):
+    """The base of every request body's serializer (and, harmlessly, of response shapes): a field
+    it does not declare is refused, with a 400 naming each unknown field and the fields that
+    exist, next to any other problem of the body. Nested serializers derive from it too, so an
+    unknown key is refused at any depth (`steps[0].confg`).
+
+    Read-only fields are accepted and ignored (a GET body can be PUT back); `ignored_fields` are
+    accepted and dropped too (e.g. the read-only `id` of a document exported from Knock).
+    """
+
+    ignored_fields: ClassVar[frozenset[str]] = frozenset()
+
+    def field_names(self) -> tuple[list[str], list[str]]:
+        """(writable field names, read-only field names), in declaration order."""
+        writable = [name for name, field in self.fields.items() if not field.read_only]
+        read_only = [name for name, field in self.fields.items() if field.read_only]
+        return writable, read_only
+
+    def unknown_fields(self, data) -> dict[str, list[str]]:
+        if not isinstance(data, Mapping):
+            return {}
+        writable, read_only = self.field_names()
+        return unknown_field_errors(data, writable,
+                                    also_accepted=[*read_only, *self.ignored_fields])
+
+    def to_internal_value(self, data):
+        unknown = self.unknown_fields(data)
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if unknown and isinstance(exc.detail, Mapping):
+                raise serializers.ValidationError({**exc.detail, **unknown}) from None
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return value
+
+
+class QuerySerializer(BoundedIntegers, serializers.Serializer):
+    """The base of query-string serializers, which keep ignoring parameters they do not know:
+    browsers, proxies and widgets add their own (cache busters, tracking parameters)."""
+
+
+class NoBodySerializer(Serializer):
+    """A write that takes no body: any field in one is refused."""
+
+
+class ApiErrorSerializer(Serializer):
     """The documented shape of every error body."""
 
     error = serializers.CharField()
@@ -107,25 +203,23 @@ def error_body(exc: exceptions.APIException, status_code: int | None = None) -> 
     return {"error": code, "detail": str(detail)}
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "request_too_large"
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge("The request body is larger than this server accepts "
+                              "(DATA_UPLOAD_MAX_MEMORY_SIZE).")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     response.data = error_body(exc, response.status_code)
     return response
-
-
-def refuse_unknown_fields(serializer: serializers.Serializer, data) -> None:
-    """Raise a ValidationError naming each key of the body `data` that `serializer` does not
-    declare (a typo such as `recipent` is an error, not silently ignored)."""
-    if isinstance(data, dict):
-        known = {name for name, f in serializer.fields.items() if not f.read_only}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise exceptions.ValidationError({name: ["Unknown field."] for name in unknown})
 
 
 def validated(serializer_class, data, **kwargs) -> dict:
@@ -167,3 +261,8 @@ class TenantKeyField(serializers.SlugRelatedField):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("default", None)
         super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):  # not "Unknown tenant '{'a': 1}'"
+            self.fail("invalid")
+        return super().to_internal_value(data)

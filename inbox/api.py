@@ -6,10 +6,22 @@ from rest_framework import status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clarion.api import ApiError, error_responses, not_found, tenant_for_api_key, validated
+from clarion.api import (
+    ApiError,
+    NoBodySerializer,
+    error_responses,
+    not_found,
+    tenant_for_api_key,
+    validated,
+)
 from notifications.models import Recipient, Tenant
-from preferences.api import PreferenceSetView, preference_center_data
-from preferences.serializers import PreferenceCenterSerializer, PreferenceSetDocSerializer
+from preferences import selectors as preference_selectors
+from preferences import services as preference_services
+from preferences.serializers import (
+    PreferenceCenterSerializer,
+    PreferenceSetDocSerializer,
+    preference_set_validated,
+)
 
 from . import selectors, services
 from . import serializers as s
@@ -101,6 +113,7 @@ class ItemActionView(RecipientView):
                                             **error_responses({
                                                 404: "No such item in this inbox."})})
     def post(self, request, item_id: int, action: str):
+        validated(NoBodySerializer, request.data)
         item = (selectors.inbox_items_visible(recipient=self.principal.recipient,
                                               tenant=self.principal.tenant)
                 .filter(pk=item_id).first())
@@ -123,14 +136,14 @@ class BulkActionView(RecipientView):
         return Response({"updated": updated, "meta": meta})
 
 
-class InboxPreferencesView(RecipientView, PreferenceSetView):
+class InboxPreferencesView(RecipientView):
     """The recipient's own PreferenceSet (Knock's shape): their set for the token's tenant (or
     for `?tenant=` with an HMAC), else their own. PATCH merges; PUT is not offered here, so a
     widget can only change what the person touched."""
 
     http_method_names = ["get", "patch", "head", "options"]
 
-    def owner(self, request, **kwargs):
+    def owner(self, request) -> tuple[Recipient, Tenant | None]:
         query = validated(s.TenantQuerySerializer, request.query_params)
         return self.principal.recipient, preference_tenant(
             scope_tenant(self.principal, query["tenant"]))
@@ -138,15 +151,22 @@ class InboxPreferencesView(RecipientView, PreferenceSetView):
     @extend_schema(operation_id="inbox_preferences_retrieve",
                    summary="The recipient's preference set", parameters=[s.TenantQuerySerializer],
                    responses={200: PreferenceSetDocSerializer, **ERRORS})
-    def get(self, request, **kwargs):
-        return super().get(request, **kwargs)
+    def get(self, request):
+        recipient, tenant = self.owner(request)
+        return Response(preference_services.preference_set_get(recipient=recipient,
+                                                                tenant=tenant))
 
     @extend_schema(operation_id="inbox_preferences_patch",
                    summary="Merge into the recipient's preference set",
                    parameters=[s.TenantQuerySerializer], request=PreferenceSetDocSerializer,
                    responses={200: PreferenceSetDocSerializer, **ERRORS})
-    def patch(self, request, **kwargs):
-        return super().patch(request, **kwargs)
+    def patch(self, request):
+        recipient, tenant = self.owner(request)
+        data = preference_set_validated(request.data, tenant=tenant, partial=True)
+        preference_services.preference_set_update(recipient=recipient, tenant=tenant, merge=True,
+                                                  data=data)
+        return Response(preference_services.preference_set_get(recipient=recipient,
+                                                                tenant=tenant))
 
 
 class InboxPreferenceCenterView(RecipientView):
@@ -159,8 +179,8 @@ class InboxPreferenceCenterView(RecipientView):
     def get(self, request):
         query = validated(s.TenantQuerySerializer, request.query_params)
         tenant = preference_tenant(scope_tenant(self.principal, query["tenant"]))
-        return Response(preference_center_data(recipient=self.principal.recipient,
-                                               tenant=tenant))
+        return Response(preference_selectors.preference_center_data(
+            recipient=self.principal.recipient, tenant=tenant))
 
 
 class InboxTokenView(APIView):

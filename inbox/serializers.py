@@ -2,12 +2,12 @@
 
 from rest_framework import serializers
 
-from clarion.api import TenantKeyField
+from clarion.api import QuerySerializer, Serializer, TenantKeyField
 
 from .selectors import ARCHIVED, DEFAULT_LIMIT, MAX_LIMIT, STATUSES
 
 
-class FeedQuerySerializer(serializers.Serializer):
+class FeedQuerySerializer(QuerySerializer):
     limit = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT, default=DEFAULT_LIMIT)
     after = serializers.IntegerField(min_value=0, required=False,
                                      help_text="Cursor: the page of older items after this one.")
@@ -27,11 +27,11 @@ class FeedQuerySerializer(serializers.Serializer):
         return attrs
 
 
-class TenantQuerySerializer(serializers.Serializer):
+class TenantQuerySerializer(QuerySerializer):
     tenant = TenantKeyField()
 
 
-class BulkMarkSerializer(serializers.Serializer):
+class BulkMarkSerializer(Serializer):
     """A mark-all request: the newest item the client has shown bounds what it marks."""
 
     up_to = serializers.IntegerField(
@@ -40,18 +40,18 @@ class BulkMarkSerializer(serializers.Serializer):
     tenant = TenantKeyField()
 
 
-class InboxTokenRequestSerializer(serializers.Serializer):
+class InboxTokenRequestSerializer(Serializer):
     tenant = TenantKeyField(help_text="Restrict the token to this tenant's items.")
 
 
-class InboxSecretRotateSerializer(serializers.Serializer):
+class InboxSecretRotateSerializer(Serializer):
     keep_previous_seconds = serializers.IntegerField(
         min_value=0, required=False,
         help_text="How long HMACs made with the secret being replaced keep working (default: "
         "INBOX_SECRET_ROTATION_SECONDS; 0: they stop at once).")
 
 
-class InboxSecretSerializer(serializers.Serializer):
+class InboxSecretSerializer(Serializer):
     secret = serializers.CharField(help_text="The new inbox secret; shown only this once.")
     rotated_at = serializers.DateTimeField()
     previous_expires_at = serializers.DateTimeField(
@@ -59,18 +59,18 @@ class InboxSecretSerializer(serializers.Serializer):
         "is not (none, or keep_previous_seconds 0).")
 
 
-class InboxTokenSerializer(serializers.Serializer):
+class InboxTokenSerializer(Serializer):
     token = serializers.CharField()
     expires_at = serializers.DateTimeField()
 
 
-class InboxCountsSerializer(serializers.Serializer):
+class InboxCountsSerializer(Serializer):
     unread_count = serializers.IntegerField()
     unseen_count = serializers.IntegerField()
     total_count = serializers.IntegerField(help_text="Items not archived.")
 
 
-class InboxItemSerializer(serializers.Serializer):
+class InboxItemSerializer(Serializer):
     id = serializers.IntegerField()
     body = serializers.CharField()
     action_url = serializers.CharField()
@@ -86,18 +86,18 @@ class InboxItemSerializer(serializers.Serializer):
     archived_at = serializers.DateTimeField(allow_null=True)
 
 
-class PageInfoSerializer(serializers.Serializer):
+class PageInfoSerializer(Serializer):
     after = serializers.CharField(allow_null=True, help_text="Pass as `after` for older items; "
                                   "null on the last page.")
     before = serializers.CharField(allow_null=True, help_text="Pass as `before` for newer items.")
 
 
-class FeedSerializer(serializers.Serializer):
+class FeedSerializer(Serializer):
     items = InboxItemSerializer(many=True)
     page_info = PageInfoSerializer()
     meta = InboxCountsSerializer()
 
 
-class BulkResultSerializer(serializers.Serializer):
+class BulkResultSerializer(Serializer):
     updated = serializers.IntegerField()
     meta = InboxCountsSerializer()

@@ -18,6 +18,9 @@ from django.utils.translation import gettext_lazy as _
 class ChannelSpec:
     """One channel. `fields` are its template's fields in editor order; `required` lists groups
     of which each needs one non-empty field; `html_fields` are rendered with HTML autoescape.
+    `json_fields` must render to a JSON array (chat `blocks`: Slack Block Kit blocks, Adaptive
+    Card body elements, Discord embeds, Google Chat cardsV2, Mattermost attachments): checked
+    when the template is saved.
     `address` says where the engine finds the recipient's address: "email" or "phone" (the
     recipient's, the phone in E.164), "channel_data" (the recipient's ChannelData for the
     channel: push tokens, chat URLs), "step" (the step's config) or "inbox" (the recipient's own
@@ -30,6 +33,7 @@ class ChannelSpec:
     required: tuple[tuple[str, ...], ...]
     address: str
     html_fields: tuple[str, ...] = ()
+    json_fields: tuple[str, ...] = ()
     providers: bool = True  # delivered through ProviderConfigs (in-app: written to the inbox)
     quiet_hours: bool = False  # a step waits for the end of the person's quiet hours
 
@@ -43,7 +47,7 @@ CHANNELS: tuple[ChannelSpec, ...] = (
     ChannelSpec("push", "Push", _("Push notifications"), ("title", "body", "data"),
                 (("title", "body"),), "channel_data", quiet_hours=True),
     ChannelSpec("chat", "Chat", _("Chat"), ("text", "blocks"), (("text", "blocks"),),
-                "channel_data"),
+                "channel_data", json_fields=("blocks",)),
     ChannelSpec("in_app", "In-app", _("In-app"), ("body", "action_url", "avatar"), (("body",),),
                 "inbox", html_fields=("body",), providers=False),  # body: Markdown-ish HTML
     ChannelSpec("webhook", "Webhook", _("Webhook"), ("body",), (), "step"),

@@ -727,3 +727,53 @@ class RateLimitCounter(models.Model):
 
     def __str__(self):
         return f"{self.key} {self.window_start:%Y-%m-%d %H:%M:%S}: {self.count}"
+
+
+class Schedule(models.Model):
+    """A recurring trigger of a workflow for a recipient list or a topic (notifications/
+    schedules.py fires it; notifications/recurrence.py says when)."""
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           help_text="The schedule's id in the API.")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="schedules")
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="schedules")
+    recipients = models.JSONField(default=list, blank=True,
+                                  help_text="Recipient ids (or empty, with a topic).")
+    topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.CASCADE,
+                              related_name="schedules")
+    data = models.JSONField(default=dict, blank=True)
+    repeat = models.JSONField(help_text='e.g. {"frequency": "daily", "at": "09:00"}; '
+                                        'see notifications/recurrence.py.')
+    timezone = models.CharField(max_length=64, default="recipient",
+                                help_text='"recipient" (each recipient\'s own) or an IANA name.')
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
+
+
+class ScheduleZone(models.Model):
+    """One time zone of a schedule's audience and its next occurrence there: the unit that
+    fires (once per occurrence, under this row's lock)."""
+
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="zones")
+    timezone = models.CharField(max_length=64)
+    next_at = models.DateTimeField(null=True, blank=True, help_text="Empty: no more.")
+    last_fired_at = models.DateTimeField(null=True, blank=True,
+                                         help_text="The occurrence fired last.")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["schedule", "timezone"],
+                                               name="schedulezone_unique")]
+        indexes = [models.Index(fields=["next_at"], name="schedulezone_due_idx")]
+
+    def __str__(self):
+        return f"{self.schedule} @ {self.timezone}"

@@ -4,6 +4,10 @@ With the ORM broker on the project's database (the default), a task enqueued ins
 transaction is a row in that transaction: it commits or rolls back with it, an outbox for free.
 With another broker the task is enqueued after commit, and the sweeper catches any that a crash
 between commit and enqueue loses.
+
+A task for later (`enqueue_at`) is, with the ORM broker, the same row with its `lock` (the time
+from which the broker may hand it out) set to that later time: it fires within the cluster's
+poll interval of its time, and is as crash-safe as any queued task.
 """
 
 from collections.abc import Sequence
@@ -49,9 +53,11 @@ def enqueue_many(func: str, args_list: Sequence[tuple]) -> None:
         transaction.on_commit(lambda: _push(func, args_list))
 
 
-def _push(func: str, args_list: list[tuple]) -> None:
+def _push(func: str, args_list: list[tuple], *, visible_at: datetime | None = None) -> None:
     """Hand the tasks to the broker: for the ORM broker, the rows `async_task` would have
-    written (without its connection clean-up); otherwise through `async_task`."""
+    written (without its connection clean-up), handed out from `visible_at` (default: now; a
+    past time: at once);
+    otherwise through `async_task`."""
     if not settings.Q_CLUSTER.get("orm") or Conf.SYNC:
         for args in args_list:
             async_task(func, *args)
@@ -68,16 +74,28 @@ def _push(func: str, args_list: list[tuple]) -> None:
             task["cached"] = Conf.CACHED
         pre_enqueue.send(sender="django_q", task=task)
         # The key the cluster's broker reads (django_q.brokers.get_broker's default list_key).
-        rows.append(OrmQ(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(task), lock=now))
+        rows.append(OrmQ(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(task),
+                         lock=visible_at or now))
     OrmQ.objects.using(Conf.ORM).bulk_create(rows)
 
 
 def enqueue_at(func: str, *args, at: datetime, name: str) -> None:
-    """Run `func(*args)` once at `at`. `name` makes scheduling the same wake-up twice a no-op.
+    """Run `func(*args)` once at `at` (an aware datetime; a past one runs at once).
 
-    django-q2's scheduler looks at due schedules about every 30 seconds, so a wake-up may come
-    up to that late; the sweeper (every minute) is the safety net for any that is lost.
+    With the ORM broker on this database (the default): a queue row, in the current transaction,
+    whose `lock` is `at`. django-q2's ORM broker hands out only rows whose lock has passed
+    (django_q.brokers.orm.ORM.dequeue: `lock < now`, polled every Q_CLUSTER["poll"] seconds),
+    so the task starts within that poll interval of `at` when a worker is free (bench/wakeups.py
+    measures it). It commits or rolls back with the caller, like any task; a worker killed while
+    running it gets it again after Q_CLUSTER["retry"]; the sweeper re-enqueues what is due.
+    The index notifications_ormq_due keeps the broker's query cheap with many waiting rows.
+
+    With another broker: a django-q2 ONCE schedule named `name` (scheduling the same wake-up
+    twice is a no-op), which the cluster's scheduler looks at about every 30 seconds.
     """
+    if _broker_is_this_database() and not Conf.SYNC:
+        _push(func, [tuple(args)], visible_at=at)
+        return
     Schedule.objects.update_or_create(
         name=name[:100],
         defaults={

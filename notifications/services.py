@@ -510,15 +510,20 @@ def workflow_cancel(*, workflow: Workflow, cancellation_key: str,
     if recipient_ids is not None:
         runs = runs.filter(recipient__external_id__in=list(recipient_ids))
     runs = list(runs.select_related("recipient"))
-    Run.objects.filter(pk__in=[run.pk for run in runs]).update(
+    unfinished = [Run.Status.RUNNING, Run.Status.WAITING]
+    Run.objects.filter(pk__in=[run.pk for run in runs], status__in=unfinished).update(
         status=Run.Status.CANCELLED, wake_at=None, updated_at=now
     )
-    # Emails still waiting for (or between) delivery attempts, also of runs already completed.
-    messages = Message.objects.filter(run__trigger__in=triggers, status=Message.Status.QUEUED)
+    # Messages still waiting for (or between) delivery attempts, also of runs already completed.
+    # Only `queued` ones, row-locked: a worker's claim (queued → sending) waits for this
+    # transaction and then finds them cancelled; one already `sending` is the worker's to
+    # finish (its provider may have accepted it), never overwritten here.
+    messages = (Message.objects.select_for_update(of=("self",))
+                .filter(run__trigger__in=triggers, status=Message.Status.QUEUED))
     if recipient_ids is not None:
         messages = messages.filter(recipient__external_id__in=list(recipient_ids))
     messages = list(messages.values_list("id", "run_id", "step_ref"))
-    Message.objects.filter(pk__in=[m[0] for m in messages]).update(
+    Message.objects.filter(pk__in=[m[0] for m in messages], status=Message.Status.QUEUED).update(
         status=Message.Status.CANCELLED, next_attempt_at=None, updated_at=now
     )
     detail = {"cancellation_key": cancellation_key}

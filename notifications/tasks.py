@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
-from . import delivery, engine, services
+from . import delivery, engine, schedules, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue, enqueue_many
 
@@ -36,6 +36,10 @@ def fanout_trigger(trigger_id: str) -> None:
     services.trigger_fanout(trigger_id=trigger_id)
 
 
+def fire_schedule(zone_id: int) -> None:
+    schedules.schedule_fire(zone_id=zone_id)
+
+
 SWEEP_CHUNK = 500  # ids read, and tasks enqueued with one INSERT, at a time
 
 
@@ -44,6 +48,7 @@ def sweep(now: datetime | None = None) -> dict:
     every crash, so each part runs on its own: one that fails is logged (and named in
     `failed_parts`) and the others still run.
 
+    - schedule occurrences that are due (their wake-up was lost);
     - topic fan-outs that made no progress for STUCK_AFTER_SECONDS (their task was lost or
       killed part-way; they resume after their last committed chunk);
     - waiting runs whose wake-up time has passed;
@@ -51,18 +56,22 @@ def sweep(now: datetime | None = None) -> dict:
     - queued messages whose retry is due, or that were never picked up;
     - messages stuck in `sending`: marked sent when their latest provider call succeeded (the
       worker stopped before recording it), re-queued when no provider call started, else of
-      unknown outcome (see delivery.message_mark_outcome_unknown: sent again only where the
-      provider de-duplicates on the idempotency key);
+      unknown outcome (see delivery.message_mark_outcome_unknown: sent when the provider has
+      reported on it since, sent again only where the provider de-duplicates on the
+      idempotency key);
     - idempotency records past their 24 hours.
 
     Takes the current time (aware, UTC) or None for now. Returns how many of each were handled
-    ({"fanouts", "runs", "messages", "recovered", "unknown": int}) and "failed_parts" (names).
+    ({"fanouts", "schedules", "runs", "messages", "recovered", "unknown": int}) and
+    "failed_parts" (names).
     """
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
-    counts = {"runs": 0, "messages": 0, "unknown": 0, "recovered": 0, "fanouts": 0}
+    counts = {"runs": 0, "messages": 0, "unknown": 0, "recovered": 0, "fanouts": 0,
+              "schedules": 0}
     failed = []
-    for name, part in (("fanouts", _sweep_fanouts), ("runs", _sweep_runs),
+    for name, part in (("fanouts", _sweep_fanouts), ("schedules", _sweep_schedules),
+                       ("runs", _sweep_runs),
                        ("queued", _sweep_queued), ("sending", _sweep_sending),
                        ("idempotency", _sweep_idempotency)):
         try:
@@ -100,6 +109,11 @@ def _sweep_fanouts(now: datetime, stuck_before: datetime, counts: dict) -> None:
         fanout=Trigger.Fanout.PENDING,
     ).values_list("id", flat=True)
     counts["fanouts"] += _enqueue_ids("notifications.tasks.fanout_trigger", stalled)
+
+
+def _sweep_schedules(now: datetime, stuck_before: datetime, counts: dict) -> None:
+    counts["schedules"] += _enqueue_ids("notifications.tasks.fire_schedule",
+                                        schedules.schedules_due(now))
 
 
 def _sweep_runs(now: datetime, stuck_before: datetime, counts: dict) -> None:
@@ -154,7 +168,8 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
         delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
         return {"recovered": 1}
     if started:
-        delivery.message_mark_outcome_unknown(message)
+        if delivery.message_mark_outcome_unknown(message) == "sent":
+            return {"recovered": 1}  # the provider reported on it: accepted
         return {"unknown": 1}
     if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now

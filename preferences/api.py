@@ -6,10 +6,9 @@
 PUT replaces the set, PATCH merges into it. A tenant-restricted API key reads and writes only
 its tenant's sets (a recipient's set for that tenant, and that tenant's defaults).
 
-The inbox's recipient-side `GET/PATCH /api/v1/inbox/preferences` (inbox/api.py) is one more
-subclass of PreferenceSetView: the inbox's authentication, and an `owner()` that returns the
-authenticated recipient and tenant. `preference_center_data()` is what its preferences panel
-shows (`GET /api/v1/inbox/preferences/center`).
+The inbox's recipient-side `GET/PATCH /api/v1/inbox/preferences` (inbox/api.py) reads and
+writes the same sets through the same services, validator (`preference_set_validated`) and
+selector (`selectors.preference_center_data`, what its preferences panel shows).
 """
 
 from drf_spectacular.types import OpenApiTypes
@@ -21,9 +20,8 @@ from rest_framework.views import APIView
 from clarion.api import error_responses, not_found, tenant_for_api_key
 from notifications.models import Recipient, Tenant
 
-from . import selectors, services
-from .serializers import PreferenceSetDocSerializer, PreferenceSetSerializer
-from .views import channel_label
+from . import services
+from .serializers import PreferenceSetDocSerializer, preference_set_validated
 
 ERRORS = error_responses({
     400: "The body is not valid; `fields` names each bad field.",
@@ -55,34 +53,9 @@ class PreferenceSetView(APIView):
 
     def _write(self, request, *, merge: bool, **kwargs):
         recipient, tenant = self.owner(request, **kwargs)
-        serializer = PreferenceSetSerializer(data=request.data, partial=merge,
-                                             context={"tenant_key": tenant.key if tenant else None})
-        serializer.is_valid(raise_exception=True)
-        services.preference_set_update(recipient=recipient, tenant=tenant, merge=merge,
-                                       data=serializer.validated_data)
+        data = preference_set_validated(request.data, tenant=tenant, partial=merge)
+        services.preference_set_update(recipient=recipient, tenant=tenant, merge=merge, data=data)
         return Response(services.preference_set_get(recipient=recipient, tenant=tenant))
-
-
-def preference_center_data(*, recipient: Recipient, tenant: Tenant | None) -> dict:
-    """The hosted center's toggles as JSON (PreferenceCenterSerializer): channels, then each
-    category with its workflows, each toggle on or off as it applies to the person now."""
-    def toggles(channels):
-        return [{"channel": c, "name": channel_label(c), "on": on} for c, on in channels]
-
-    channels, sections = selectors.preference_center(recipient=recipient, tenant=tenant)
-    return {
-        "tenant": tenant.key if tenant else None,
-        "channels": toggles(channels),
-        "sections": [
-            {"category": ({"key": s.category.key, "name": s.category.name,
-                           "description": s.category.description,
-                           "channels": toggles(s.category.channels)}
-                          if s.category else None),
-             "workflows": [{"key": w.key, "name": w.name, "channels": toggles(w.channels)}
-                           for w in s.workflows]}
-            for s in sections
-        ],
-    }
 
 
 def _documented(owner: str, parameters=()):

@@ -5,7 +5,12 @@ from datetime import datetime
 
 from django.db.models import Q
 
-from notifications.channels import CHANNEL_KEYS, QUIET_HOURS_CHANNELS, channel_position
+from notifications.channels import (
+    CHANNEL_KEYS,
+    QUIET_HOURS_CHANNELS,
+    channel_position,
+    channel_spec,
+)
 from notifications.models import Recipient, Step, Tenant, Workflow
 
 from .models import Category, PreferenceSet, WorkflowDefault
@@ -190,3 +195,31 @@ def _channel_on(layers: Layers, channel: str) -> bool:
 def _category_on(layers: Layers, category: str, channel: str) -> bool:
     return decide(workflow_key="", category=category, critical=False, channel=channel,
                   person=layers.person, tenant_default=layers.tenant_default).allowed
+
+
+def channel_label(channel: str) -> str:
+    """The channel's name as a recipient reads it, in the active language."""
+    spec = channel_spec(channel)
+    return str(spec.person_label) if spec else channel
+
+
+def preference_center_data(*, recipient: Recipient, tenant: Tenant | None) -> dict:
+    """The hosted center's toggles as JSON (PreferenceCenterSerializer): channels, then each
+    category with its workflows, each toggle on or off as it applies to the person now."""
+    def toggles(channels):
+        return [{"channel": c, "name": channel_label(c), "on": on} for c, on in channels]
+
+    channels, sections = preference_center(recipient=recipient, tenant=tenant)
+    return {
+        "tenant": tenant.key if tenant else None,
+        "channels": toggles(channels),
+        "sections": [
+            {"category": ({"key": s.category.key, "name": s.category.name,
+                           "description": s.category.description,
+                           "channels": toggles(s.category.channels)}
+                          if s.category else None),
+             "workflows": [{"key": w.key, "name": w.name, "channels": toggles(w.channels)}
+                           for w in s.workflows]}
+            for s in sections
+        ],
+    }

@@ -14,6 +14,7 @@ import re
 from drf_spectacular.utils import extend_schema_serializer
 from rest_framework import serializers
 
+from clarion.api import Serializer, unknown_field_errors
 from notifications.models import Channel
 
 KNOCK_CHANNEL_ALIASES = {"in_app_feed": "in_app", "http": "webhook"}
@@ -50,10 +51,9 @@ def _entries(value, what: str) -> tuple[dict, dict | list]:
         elif isinstance(entry, bool):
             clean[key] = entry
         elif isinstance(entry, dict):
-            unknown = set(entry) - {"channel_types"}
+            unknown = unknown_field_errors(entry, ["channel_types"])
             if unknown:
-                errors[key] = {name: ["Unknown field; expected only channel_types."]
-                               for name in sorted(unknown)}
+                errors[key] = unknown
                 continue
             channels, problems = validate_channel_types(entry.get("channel_types", {}))
             if problems:
@@ -70,10 +70,7 @@ def _quiet_hours(value) -> tuple[object, dict | list]:
         return value, {}
     if not isinstance(value, dict):
         return None, ['Expected null, false or {"start": "22:00", "end": "08:00"}.']
-    errors = {}
-    unknown = set(value) - {"start", "end"}
-    for name in sorted(unknown):
-        errors[name] = ["Unknown field; expected start and end."]
+    errors = unknown_field_errors(value, ["start", "end"])
     for name in ("start", "end"):
         if name not in value:
             errors[name] = ["This field is required."]
@@ -84,16 +81,21 @@ def _quiet_hours(value) -> tuple[object, dict | list]:
     return ({"start": value["start"], "end": value["end"]} if not errors else None), errors
 
 
-class PreferenceSetSerializer(serializers.Serializer):
-    """Validates a whole set (PUT) or part of one (`partial=True`, PATCH)."""
+class PreferenceSetSerializer(Serializer):
+    """Validates a whole set (PUT) or part of one (`partial=True`, PATCH). Its sections are
+    free-form objects checked here; unknown fields are refused by the Serializer base's rule
+    (Knock's read-only `id` and `__typename` aside)."""
+
+    ignored_fields = IGNORED_KEYS
+
+    def field_names(self) -> tuple[list[str], list[str]]:
+        # `tenant` is what a GET shows: accepted back when it matches ?tenant=.
+        return [*SECTIONS, "quiet_hours"], ["tenant"]
 
     def to_internal_value(self, data):
         if not isinstance(data, dict):
             raise serializers.ValidationError({"body": ["Expected a JSON object."]})
-        clean, errors = {}, {}
-        for name in sorted(set(data) - set(SECTIONS) - {"quiet_hours", "tenant"} - IGNORED_KEYS):
-            errors[name] = ["Unknown field; expected channel_types, categories, workflows "
-                            "or quiet_hours."]
+        clean, errors = {}, self.unknown_fields(data)
         if "tenant" in data and data["tenant"] != self.context.get("tenant_key"):
             # A GET body can be PUT back as it is; a body naming another tenant is a mistake.
             errors["tenant"] = ["Does not match the ?tenant= query parameter, which chooses "
@@ -129,7 +131,7 @@ def preference_set_data(row, *, tenant_key: str | None = None) -> dict:
 
 
 @extend_schema_serializer(component_name="PreferenceSet")
-class PreferenceSetDocSerializer(serializers.Serializer):
+class PreferenceSetDocSerializer(Serializer):
     """The documented shape of a PreferenceSet (validation is PreferenceSetSerializer's)."""
 
     tenant = serializers.CharField(allow_null=True, required=False,
@@ -149,36 +151,47 @@ class PreferenceSetDocSerializer(serializers.Serializer):
 
 # --- The preference center as JSON (the inbox widget's preferences panel) ----------------------
 
-class CenterChannelSerializer(serializers.Serializer):
+class CenterChannelSerializer(Serializer):
     channel = serializers.ChoiceField(choices=Channel.values, help_text="The channel's key.")
     name = serializers.CharField(help_text='What people read, e.g. "Push notifications".')
     on = serializers.BooleanField(help_text="Whether it applies now: the person's choices, the "
                                   "tenant's default and the workflow's default resolved.")
 
 
-class CenterCategorySerializer(serializers.Serializer):
+class CenterCategorySerializer(Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
     description = serializers.CharField(allow_blank=True)
     channels = CenterChannelSerializer(many=True)
 
 
-class CenterWorkflowSerializer(serializers.Serializer):
+class CenterWorkflowSerializer(Serializer):
     key = serializers.CharField()
     name = serializers.CharField()
     channels = CenterChannelSerializer(many=True)
 
 
-class CenterSectionSerializer(serializers.Serializer):
+class CenterSectionSerializer(Serializer):
     category = CenterCategorySerializer(allow_null=True,
                                         help_text="null for the workflows without a category.")
     workflows = CenterWorkflowSerializer(many=True)
 
 
 @extend_schema_serializer(component_name="PreferenceCenter")
-class PreferenceCenterSerializer(serializers.Serializer):
+class PreferenceCenterSerializer(Serializer):
     """What a preferences panel shows one person: read-only; change it with a PreferenceSet."""
 
     tenant = serializers.CharField(allow_null=True)
     channels = CenterChannelSerializer(many=True, help_text="Channel-wide toggles.")
     sections = CenterSectionSerializer(many=True)
+
+
+def preference_set_validated(data, *, tenant, partial: bool) -> dict:
+    """`data` (a request body) checked as a whole PreferenceSet (PUT) or part of one
+    (`partial=True`, PATCH) for the set of `tenant` (a Tenant or None).
+
+    Returns the clean sections; raises rest_framework's ValidationError naming each bad field."""
+    serializer = PreferenceSetSerializer(data=data, partial=partial,
+                                         context={"tenant_key": tenant.key if tenant else None})
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data

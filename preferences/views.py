@@ -16,7 +16,6 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from notifications.channels import channel_spec
 from notifications.models import Recipient, Tenant
 
 from . import selectors, services, tokens
@@ -36,12 +35,6 @@ def language_for(locale: str) -> str:
         if candidate in LANGUAGES:
             return candidate
     return "en"
-
-
-def channel_label(channel: str) -> str:
-    """The channel's name as a recipient reads it, in the active language."""
-    spec = channel_spec(channel)
-    return str(spec.person_label) if spec else channel
 
 
 def _branding(tenant: Tenant | None) -> dict:
@@ -88,12 +81,12 @@ def center(request, token: str):
         context = {
             "brand": _branding(tenant),
             "recipient": recipient,
-            "channels": [(c, channel_label(c), on) for c, on in channels],
+            "channels": [(c, selectors.channel_label(c), on) for c, on in channels],
             "sections": [
                 {"category": s.category,
-                 "category_channels": [(c, channel_label(c), on)
+                 "category_channels": [(c, selectors.channel_label(c), on)
                                        for c, on in (s.category.channels if s.category else [])],
-                 "workflows": [{"row": w, "channels": [(c, channel_label(c), on)
+                 "workflows": [{"row": w, "channels": [(c, selectors.channel_label(c), on)
                                                        for c, on in w.channels]}
                                for w in s.workflows]}
                 for s in sections

@@ -141,6 +141,19 @@ def advance_at(run: Run, now: datetime) -> Run:
     return Run.objects.get(pk=run.pk)
 
 
+def queued_tasks(func: str) -> list[tuple]:
+    """The tasks of `func` in the real ORM queue, oldest first, as (args, time from which the
+    broker hands it out), e.g. [(("<run id>",), datetime)]."""
+    from django_q.models import OrmQ
+
+    found = []
+    for row in OrmQ.objects.order_by("id"):
+        task = SignedPackage.loads(row.payload)
+        if task["func"] == func:
+            found.append((tuple(task["args"]), row.lock))
+    return found
+
+
 def timeline_events(run: Run) -> list[tuple[str, str]]:
     """The run's timeline as (step ref, event) pairs, in order."""
     return list(run.step_logs.order_by("id").values_list("step_ref", "event"))

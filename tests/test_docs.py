@@ -330,7 +330,7 @@ OUR_ORIGIN = (r"(?:\$CLARION|\$PUBLIC_URL|(?:https?|wss?)://(?:localhost|127\.0\
 ENDPOINT = re.compile(
     r"(?:\b(GET|POST|PUT|PATCH|DELETE)(?:\s*\|\s*(?:GET|POST|PUT|PATCH|DELETE))*\s+)?"
     rf"(?:{OUR_ORIGIN}|(?<![\w.:/\-$<]))"
-    r"(/(?:api|ws|p|u|webhooks|healthz|demo|admin|static)\b"
+    r"(/(?:api|ws|p|u|webhooks|healthz|readyz|metrics|demo|admin|static)\b"
     r"(?:[^\s`'\"()<>\[\]]|<[^>]+>)*)")
 RELATIVE_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE)(?:/(?:GET|POST|PUT|PATCH|DELETE))*"
                                r"\s+/?((?:workflows|triggers|runs|recipients|tenants|topics|"
@@ -547,6 +547,12 @@ FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
 PYTHON_NAME = re.compile(r"`((?:clarion|inbox|notifications|preferences)(?:\.[A-Za-z_]\w*)+)`")
 # Dotted names in the docs that are not Python: file names, and the sweeper's schedule.
 NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$")
+SYSTEM_CHECK_ID = re.compile(r"^\w+\.[CEWID]\d{3}$")
+
+
+def project_sources() -> list[Path]:
+    return [path for folder in ("clarion", "inbox", "notifications", "preferences")
+            for path in (ROOT / folder).rglob("*.py")]
 LINK = re.compile(r"\]\(((?:[\w./-]+\.md)?)(?:#([\w-]+))?\)")
 
 
@@ -566,6 +572,10 @@ def test_every_python_name_the_docs_name_can_be_imported():
     for where, line in unexecuted_lines():
         for name in PYTHON_NAME.findall(line):
             if NOT_PYTHON.match(name):
+                continue
+            if SYSTEM_CHECK_ID.match(name):  # `notifications.E001`: a check the code defines
+                if not any(f'id="{name}"' in source.read_text() for source in project_sources()):
+                    missing.append(f"{where}: {name} (no system check has this id)")
                 continue
             parts = name.split(".")
             for split in range(len(parts), 0, -1):

@@ -1,12 +1,12 @@
 """The admin a product manager uses: workflows with their steps and templates, runs as timelines.
 
 One module per area, each registering its models: `tenants` (tenants, API keys), `audience`
-(recipients, topics), `workflows` (workflows, steps), `templates` (the template editor, versions,
-layouts), `ledgers` (triggers, runs, messages, delivery attempts, step logs, idempotency records,
-all read-only) and `providers` (provider configs). They build on the bases in `clarion.admin`
-and import nothing from each other. Every write that is more than editing a row's plain fields
-goes through `services`.
+(recipients, topics), `schedules`, `workflows` (workflows, steps), `templates` (the template
+editor, versions, layouts), `ledgers` (triggers, runs, messages, delivery attempts, step logs,
+idempotency records, all read-only) and `providers` (provider configs). They build on the bases
+in `clarion.admin` and import nothing from each other. Every write that is more than editing a
+row's plain fields goes through `services`.
 """
 
 # Importing an area registers its models (Django's autodiscovery imports this package).
-from . import audience, ledgers, providers, templates, tenants, workflows  # noqa: F401
+from . import audience, ledgers, providers, schedules, templates, tenants, workflows  # noqa: F401

@@ -9,7 +9,7 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import TenantKeyField, refuse_unknown_fields
+from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 
 from .. import conditions, engine, rendering
 from ..addresses import validate_display_name, validate_email_address
@@ -98,7 +98,7 @@ class ChannelDataMapField(serializers.DictField):
         return value
 
 
-class RecipientProfileSerializer(serializers.Serializer):
+class RecipientProfileSerializer(Serializer):
     name = serializers.CharField(max_length=255, required=False, allow_blank=True,
                                  validators=[validate_display_name])
     email = serializers.EmailField(max_length=320, required=False, allow_blank=True,
@@ -117,10 +117,12 @@ class InlineRecipientSerializer(RecipientProfileSerializer):
     id = RecipientIdField()
 
 
-class RecipientOutSerializer(RecipientProfileSerializer):
-    id = serializers.CharField()
-    created_at = serializers.DateTimeField()
-    updated_at = serializers.DateTimeField()
+class RecipientSerializer(RecipientProfileSerializer):
+    """A recipient as GET shows it and PUT takes it (a GET body can be PUT back)."""
+
+    id = serializers.CharField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
 
 _PROFILE_SCHEMA = {
@@ -136,6 +138,7 @@ _PROFILE_SCHEMA = {
         "data": {"type": "object"},
         "channel_data": {"type": "object", "additionalProperties": {"type": "object"}},
     },
+    "additionalProperties": False,
 }
 
 
@@ -143,7 +146,8 @@ _PROFILE_SCHEMA = {
     "oneOf": [
         {"type": "string", "description": "A recipient id"},
         _PROFILE_SCHEMA,
-        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}}},
+        {"type": "object", "required": ["topic"], "properties": {"topic": {"type": "string"}},
+         "additionalProperties": False},
     ]
 })
 class RecipientSpecField(serializers.Field):
@@ -156,8 +160,9 @@ class RecipientSpecField(serializers.Field):
         if isinstance(data, str | int) and not isinstance(data, bool):
             return recipient_id(data)
         if isinstance(data, dict) and "topic" in data:
-            if set(data) != {"topic"}:
-                raise serializers.ValidationError('A topic recipient has only "topic".')
+            unknown = unknown_field_errors(data, ["topic"])
+            if unknown:
+                raise serializers.ValidationError(unknown)
             key = data["topic"]
             topics = Topic.objects.filter(key=key) if isinstance(key, str) else Topic.objects.none()
             api_key = self.context.get("api_key")
@@ -171,11 +176,6 @@ class RecipientSpecField(serializers.Field):
             serializer = InlineRecipientSerializer(data=data)
             if not serializer.is_valid():
                 raise serializers.ValidationError(serializer.errors)
-            unknown = set(data) - set(serializer.fields)
-            if unknown:
-                raise serializers.ValidationError(
-                    {name: ["Unknown field."] for name in sorted(unknown)}
-                )
             return dict(serializer.validated_data)
         raise serializers.ValidationError(self.invalid_message)
 
@@ -218,7 +218,7 @@ def _schema_error_path(error: jsonschema.ValidationError) -> str:
     return path or "non_field_errors"
 
 
-class TriggerSerializer(serializers.Serializer):
+class TriggerSerializer(Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False)
     data = serializers.DictField(required=False, default=dict)
     actor = ActorField(required=False, allow_null=True, default=None)
@@ -263,12 +263,8 @@ class BulkTriggerItemSerializer(TriggerSerializer):
     idempotency_key = serializers.CharField(required=False, min_length=1, max_length=255,
                                             help_text="As the single trigger's Idempotency-Key.")
 
-    def to_internal_value(self, data):
-        refuse_unknown_fields(self, data)
-        return super().to_internal_value(data)
 
-
-class BulkTriggerSerializer(serializers.Serializer):
+class BulkTriggerSerializer(Serializer):
     """The bulk body: each trigger is validated on its own (BulkTriggerItemSerializer)."""
 
     triggers = serializers.ListField(
@@ -276,10 +272,6 @@ class BulkTriggerSerializer(serializers.Serializer):
         help_text=f"1 to {MAX_BULK_TRIGGERS} triggers, each with the body of a single trigger "
                   "plus an optional `idempotency_key`.",
     )
-
-    def to_internal_value(self, data):
-        refuse_unknown_fields(self, data)
-        return super().to_internal_value(data)
 
 
 @extend_schema_field({
@@ -306,12 +298,12 @@ class BulkTriggerResultField(serializers.JSONField):
     """One trigger's outcome: accepted (202) or refused (4xx, the API's error shape)."""
 
 
-class BulkTriggerResponseSerializer(serializers.Serializer):
+class BulkTriggerResponseSerializer(Serializer):
     results = serializers.ListField(child=BulkTriggerResultField(),
                                     help_text="One per trigger, in the order given.")
 
 
-class CancelSerializer(serializers.Serializer):
+class CancelSerializer(Serializer):
     cancellation_key = serializers.CharField(max_length=255)
     recipients = serializers.ListField(
         child=RecipientIdField(), required=False, allow_empty=False,
@@ -319,28 +311,28 @@ class CancelSerializer(serializers.Serializer):
     )
 
 
-class CancelResponseSerializer(serializers.Serializer):
+class CancelResponseSerializer(Serializer):
     cancelled = serializers.ListField(child=serializers.DictField(),
                                       help_text="The runs cancelled: id and recipient.")
 
 
-class TriggerRunSerializer(serializers.Serializer):
+class TriggerRunSerializer(Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField()
 
 
-class TriggerResponseSerializer(serializers.Serializer):
+class TriggerResponseSerializer(Serializer):
     trigger_id = serializers.UUIDField()
     runs = TriggerRunSerializer(many=True)
 
 
-class TriggerRunSummarySerializer(serializers.Serializer):
+class TriggerRunSummarySerializer(Serializer):
     id = serializers.UUIDField()
     recipient = serializers.CharField(source="recipient.external_id")
     status = serializers.CharField()
 
 
-class TriggerDetailSerializer(serializers.Serializer):
+class TriggerDetailSerializer(Serializer):
     """A trigger and its runs: builds the body of GET /triggers/{id} (from a Trigger read with
     selectors.triggers_with_runs) and describes it in the schema."""
 
@@ -359,7 +351,7 @@ class TriggerDetailSerializer(serializers.Serializer):
     runs = TriggerRunSummarySerializer(many=True)
 
 
-class DeliveryAttemptSerializer(serializers.Serializer):
+class DeliveryAttemptSerializer(Serializer):
     provider = serializers.CharField(help_text="The provider key (a configured provider's).")
     started_at = serializers.DateTimeField()
     duration_ms = serializers.IntegerField(allow_null=True)
@@ -367,7 +359,7 @@ class DeliveryAttemptSerializer(serializers.Serializer):
     error = serializers.CharField()
 
 
-class MessageDetailSerializer(serializers.Serializer):
+class MessageDetailSerializer(Serializer):
     id = serializers.UUIDField()
     step = serializers.CharField(source="step_ref")
     channel = serializers.CharField()
@@ -388,14 +380,14 @@ class MessageDetailSerializer(serializers.Serializer):
     clicked_at = serializers.DateTimeField(allow_null=True)
 
 
-class TimelineEntrySerializer(serializers.Serializer):
+class TimelineEntrySerializer(Serializer):
     step = serializers.CharField(source="step_ref")
     event = serializers.CharField()
     detail = serializers.JSONField()
     at = serializers.DateTimeField(source="created_at")
 
 
-class RunDetailSerializer(serializers.Serializer):
+class RunDetailSerializer(Serializer):
     """A run: builds the body of GET /runs/{id} (from a Run read with
     selectors.runs_with_history) and describes it in the schema."""
 
@@ -415,7 +407,7 @@ class RunDetailSerializer(serializers.Serializer):
 
 # --- Workflows --------------------------------------------------------------------------------
 
-class StepSerializer(serializers.Serializer):
+class StepSerializer(Serializer):
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
@@ -482,7 +474,7 @@ class StepSerializer(serializers.Serializer):
         return attrs
 
 
-class WorkflowSerializer(serializers.Serializer):
+class WorkflowSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200)
     category = serializers.CharField(max_length=128, required=False, allow_blank=True, default="")
@@ -523,7 +515,7 @@ class WorkflowSerializer(serializers.Serializer):
 
 # --- Tenants, topics, channel data ------------------------------------------------------------
 
-class TenantSerializer(serializers.Serializer):
+class TenantSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200, validators=[validate_display_name])
     logo_url = serializers.URLField(required=False, allow_blank=True, default="")
@@ -538,7 +530,7 @@ class TenantSerializer(serializers.Serializer):
     settings = serializers.DictField(required=False, default=dict)
 
 
-class TopicSerializer(serializers.Serializer):
+class TopicSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     tenant = TenantKeyField()
@@ -546,7 +538,7 @@ class TopicSerializer(serializers.Serializer):
 
 
 
-class SubscriptionsSerializer(serializers.Serializer):
+class SubscriptionsSerializer(Serializer):
     recipients = serializers.ListField(child=RecipientSpecField(), allow_empty=False,
                                        max_length=1000)
 
@@ -556,7 +548,7 @@ class SubscriptionsSerializer(serializers.Serializer):
         return value
 
 
-class ChannelDataSerializer(serializers.Serializer):
+class ChannelDataSerializer(Serializer):
     data = serializers.DictField()
     provider_kind = serializers.CharField(
         max_length=64, required=False, allow_blank=True, default="",

@@ -1,10 +1,9 @@
-from django.urls import include, path, re_path
+"""notifications' part of /api/v1/ (clarion/api_urls.py composes the apps' parts)."""
 
-from inbox.api import InboxTokenView, TenantInboxSecretView
-from preferences import api as preferences_api
+from django.urls import path
 
 from ..providers.api import ProviderView
-from . import views
+from . import schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -19,20 +18,12 @@ urlpatterns = [
          name="recipient-detail"),
     path("recipients/<segment:recipient_id>/channel-data/<str:channel>",
          views.ChannelDataView.as_view(), name="recipient-channel-data"),
-    path("recipients/<segment:recipient_id>/preferences",
-         preferences_api.RecipientPreferencesView.as_view(), name="recipient-preferences"),
     path("tenants/<str:key>", views.TenantView.as_view(), name="tenant-detail"),
-    path("tenants/<str:key>/preferences", preferences_api.TenantPreferencesView.as_view(),
-         name="tenant-preferences"),
-    path("tenants/<str:key>/inbox-secret", TenantInboxSecretView.as_view(),
-         name="tenant-inbox-secret"),
     path("topics/<str:key>", views.TopicView.as_view(), name="topic-detail"),
     path("topics/<str:key>/subscriptions", views.TopicSubscriptionsView.as_view(),
          name="topic-subscriptions"),
+    path("schedules/<str:key>", schedules.ScheduleView.as_view(), name="schedule-detail"),
+    path("schedules/<str:key>/occurrences", schedules.ScheduleOccurrencesView.as_view(),
+         name="schedule-occurrences"),
     path("providers/<str:key>", ProviderView.as_view(), name="provider-detail"),
-    path("recipients/<segment:recipient_id>/inbox-token", InboxTokenView.as_view(),
-         name="recipient-inbox-token"),
-    path("inbox/", include("inbox.urls")),
-    # Last: every other path answers the API's JSON 404.
-    re_path(r"", views.UnknownEndpointView.as_view(), name="unknown-endpoint"),
 ]

@@ -247,7 +247,7 @@ class RecipientView(APIView):
     permission_classes = [UnrestrictedApiKey]
 
     @extend_schema(operation_id="recipient_retrieve", summary="A recipient",
-                   responses={200: s.RecipientOutSerializer, **ERRORS})
+                   responses={200: s.RecipientSerializer, **ERRORS})
     def get(self, request, recipient_id: str):
         recipient = Recipient.objects.filter(external_id=recipient_id).first()
         if recipient is None:
@@ -258,15 +258,15 @@ class RecipientView(APIView):
         operation_id="recipient_put",
         summary="Create or replace a recipient",
         description="Fields left out are cleared; `channel_data` entries given are set.",
-        request=s.RecipientProfileSerializer,
-        responses={200: s.RecipientOutSerializer, 201: s.RecipientOutSerializer, **ERRORS},
+        request=s.RecipientSerializer,
+        responses={200: s.RecipientSerializer, 201: s.RecipientSerializer, **ERRORS},
     )
     def put(self, request, recipient_id: str):
         try:
             validate_recipient_id(recipient_id)
         except ValidationError as exc:
             raise ApiError(400, "invalid_request", exc.messages[0]) from None
-        data = validated(s.RecipientProfileSerializer, request.data)
+        data = validated(s.RecipientSerializer, request.data)
         with transaction.atomic():
             recipient, created = services.recipient_upsert(external_id=recipient_id,
                                                            replace=True, **data)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import defaultdict
@@ -40,7 +41,7 @@ from ..models import Channel, ChannelData, DeliveryAttempt, Message, MessageEven
 from ..providers.base import OutboundMessage, PermanentError, ProviderError, SendResult
 from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from ..providers.services import channel_data_deactivate
-from ..queue import enqueue_at
+from ..queue import enqueue_at, enqueue_many
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
@@ -93,6 +94,7 @@ class Call:
 
 def deliver(message_id: str, *, now: datetime | None = None) -> None:
     """Send one queued message. Safe to call twice: only one caller claims it."""
+    deadline = batch_deadline()
     now = now or timezone.now()
     claimed = (
         Message.objects.filter(pk=message_id, status=Message.Status.QUEUED)
@@ -102,22 +104,52 @@ def deliver(message_id: str, *, now: datetime | None = None) -> None:
     if not claimed:
         return
     message = Message.objects.select_related(*MESSAGE_RELATIONS).get(pk=message_id)
-    deliver_claimed([message], now=now)
+    deliver_claimed([message], now=now, deadline=deadline)
 
 
 def deliver_batch(message_id: str | None = None, *, now: datetime | None = None,
                   size: int | None = None) -> int:
     """Claim `message_id` and up to `size` - 1 other due messages, and deliver them
-    concurrently. Returns how many were claimed. A task whose message another worker already
-    claimed returns at once (one UPDATE), so the other messages' own tasks cost next to nothing."""
+    concurrently, within the task's time (see `batch_deadline`). Returns how many were
+    claimed. A task whose message another worker already claimed returns at once (one
+    UPDATE), so the other messages' own tasks cost next to nothing."""
+    deadline = batch_deadline()
     now = now or timezone.now()
     size = size or settings.CLARION["DELIVERY_BATCH_SIZE"]
     # No per-process "already sent here" shortcut: a sent message can be queued again (a
     # carrier's late refusal fails it over), and only the claim UPDATE knows.
     messages = claim_batch(now=now, limit=size, first=message_id)
     if messages:
-        deliver_claimed(messages, now=now)
+        deliver_claimed(messages, now=now, deadline=deadline)
     return len(messages)
+
+
+def task_timeout_margin(timeout: float) -> float:
+    """Seconds of a task's `timeout` kept for writing a batch's outcomes: a fifth, at least 1."""
+    return max(timeout / 5, 1.0)
+
+
+def batch_deadline() -> float:
+    """The `time.monotonic()` by which a batch starting now must have made its last provider
+    call: django-q kills a task that runs longer than Q_CLUSTER["timeout"] seconds (its calls
+    then end as "outcome unknown"), so that timeout less `task_timeout_margin`. Infinity when
+    no timeout is set."""
+    timeout = settings.Q_CLUSTER.get("timeout")
+    if not timeout:
+        return math.inf
+    return time.monotonic() + timeout - task_timeout_margin(timeout)
+
+
+def call_seconds(provider) -> float:
+    """The longest one call to `provider` may take, in seconds: twice its timeout (httpx's and
+    smtplib's timeouts bound each phase — connecting, then each wait for the answer — not the
+    whole call); its `timeout` option, else 10 (HTTP kinds) or 20 (email kinds, as
+    providers/email.py connects)."""
+    timeout = getattr(provider, "timeout", None)
+    if not isinstance(timeout, int | float):
+        options = getattr(provider, "options", None) or {}
+        timeout = options.get("timeout") or (20 if provider.channel == Channel.EMAIL else 10)
+    return 2 * float(timeout)
 
 
 def _due(now: datetime) -> Q:
@@ -157,8 +189,12 @@ def claim_batch(*, now: datetime, limit: int, first: str | None = None) -> list[
         return messages
 
 
-def deliver_claimed(messages: list[Message], *, now: datetime) -> list[Delivery]:
-    """Deliver messages this worker has claimed (status `sending`)."""
+def deliver_claimed(messages: list[Message], *, now: datetime,
+                    deadline: float = math.inf) -> list[Delivery]:
+    """Deliver messages this worker has claimed (status `sending`), making no provider call
+    that cannot end before `deadline` (a `time.monotonic()` value): a message whose call could
+    not start goes back to `queued` for the next pass (see `_finish`)."""
+    batch_start = time.monotonic()
     pool = ProviderPool()
     try:
         deliveries = [Delivery(m, pool.candidates(m.channel, m.tenant_id),
@@ -166,22 +202,26 @@ def deliver_claimed(messages: list[Message], *, now: datetime) -> list[Delivery]
                       for m in messages]
         _load_history(deliveries)
         _load_channel_data(deliveries)
-        pending, completed = deliveries, []
-        while pending:
+        pending, unwritten = deliveries, []
+        while pending:  # rounds: the first call of each message, then failovers
             calls = [call for d in pending if (call := _next_call(d, now)) is not None]
             if not calls:
                 break
-            update_rows(DeliveryAttempt, completed, ATTEMPT_RESULT_FIELDS)  # failover rounds
-            _start(calls, now)
-            _perform(calls)
-            _record(calls, now)
-            completed = [call.attempt for call in calls]
-            pending = [call.delivery for call in calls if call.delivery.outcome is None]
-        _finish(deliveries, now, attempts=completed)
+            update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)  # failover rounds
+            unwritten.clear()
+            made = _perform(calls, now=now, deadline=deadline, batch_start=batch_start,
+                            unwritten=unwritten)
+            for call in calls:
+                if call.attempt is None:  # the deadline left no time to start it
+                    call.delivery.outcome = DEFERRED
+            pending = [call.delivery for call in made if call.delivery.outcome is None]
+        _finish(deliveries, now, attempts=unwritten)
     finally:
         pool.close()
     return deliveries
 
+
+DEFERRED = ("deferred", "", None)
 
 def _load_history(deliveries: list[Delivery]) -> None:
     """What earlier passes of retried messages did: transient calls per provider, and the
@@ -259,57 +299,103 @@ def _next_call(d: Delivery, now: datetime) -> Call | None:
     return None
 
 
-def _start(calls: list[Call], now: datetime) -> None:
-    """The ledger rows, written before any call leaves."""
+def _start(calls: list[Call], unwritten: list[DeliveryAttempt]) -> None:
+    """The ledger rows of the calls about to go out, committed before their requests leave
+    (one INSERT), with the results of calls completed since (`unwritten`, emptied): a worker
+    killed now leaves `started` only the attempts whose requests may be on the wire."""
+    update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+    unwritten.clear()
+    started_at = timezone.now()
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
-                                provider_kind=call.candidate.provider.kind, started_at=now)
+                                provider_kind=call.candidate.provider.kind,
+                                started_at=started_at)
                 for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):
         call.attempt = attempt
 
 
-def _perform(calls: list[Call]) -> None:
-    """Make the calls: in this thread for one, concurrently on an event loop for several."""
+def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
+             batch_start: float = 0.0, unwritten: list[DeliveryAttempt]) -> list[Call]:
+    """Make one round of calls, at most DELIVERY_CONCURRENCY on the wire at once (in this
+    thread for a lone call, else on this thread's event loop): each group of calls is started
+    (`_start`) just before its requests leave, and each completed call recorded (`_record`) as
+    it ends, its attempt's result added to `unwritten`. A call that could not end before
+    `deadline` is not made (its `attempt` stays None); `batch_start` is when the batch began
+    (`time.monotonic()`). Returns the calls made."""
+    limit = max(1, settings.CLARION["DELIVERY_CONCURRENCY"])
+    waiting, made = list(calls), []
+
+    def take(room: int) -> list[Call]:
+        """Up to `room` waiting calls that still fit before the deadline; the rest never will.
+        A call longer than the whole batch's time (a provider's timeout set above a third of
+        the task's) fits only while the batch is fresh, lest it never be made."""
+        clock = time.monotonic()
+        group = []
+        while waiting and len(group) < room:
+            call = waiting.pop(0)
+            seconds = min(call_seconds(call.candidate.provider), max(deadline - batch_start, 0))
+            if clock + seconds <= deadline:
+                group.append(call)
+        return group
+
     if len(calls) == 1:
-        call = calls[0]
-        started = time.monotonic()
-        try:
-            call.result = call.candidate.provider.send(call.outbound)
-        except ProviderError as exc:
-            call.error = exc
-        except Exception as exc:  # a kind's bug must not leave the message in `sending`
-            logger.exception("provider %s raised", call.candidate.key)
-            call.error = PermanentError(f"{type(exc).__name__}: {exc}")
-        call.duration_ms = int((time.monotonic() - started) * 1000)
-        return
-    event_loop().run_until_complete(_perform_async(calls))
+        group = take(1)
+        if group:
+            _start(group, unwritten)
+            _perform_one(group[0])
+            _record(group, now, unwritten)
+        return group
+    loop, running = event_loop(), {}
+    while waiting or running:
+        group = take(limit - len(running)) if len(running) < limit else []
+        if group:
+            _start(group, unwritten)
+            made += group
+            for call in group:
+                running[loop.create_task(_perform_async(call))] = call
+        if not running:
+            break
+        done, _ = loop.run_until_complete(
+            asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED))
+        _record([running.pop(task) for task in done], now, unwritten)
+    return made
 
 
-async def _perform_async(calls: list[Call]) -> None:
-    async def one(call: Call) -> None:
-        started = time.monotonic()
-        try:
-            call.result = await call.candidate.provider.asend(call.outbound)
-        except ProviderError as exc:
-            call.error = exc
-        except Exception as exc:
-            logger.exception("provider %s raised", call.candidate.key)
-            call.error = PermanentError(f"{type(exc).__name__}: {exc}")
-        call.duration_ms = int((time.monotonic() - started) * 1000)
+def _perform_one(call: Call) -> None:
+    started = time.monotonic()
+    try:
+        call.result = call.candidate.provider.send(call.outbound)
+    except ProviderError as exc:
+        call.error = exc
+    except Exception as exc:  # a kind's bug must not leave the message in `sending`
+        logger.exception("provider %s raised", call.candidate.key)
+        call.error = PermanentError(f"{type(exc).__name__}: {exc}")
+    call.duration_ms = int((time.monotonic() - started) * 1000)
 
-    await asyncio.gather(*(one(call) for call in calls))
+
+async def _perform_async(call: Call) -> None:
+    started = time.monotonic()
+    try:
+        call.result = await call.candidate.provider.asend(call.outbound)
+    except ProviderError as exc:
+        call.error = exc
+    except Exception as exc:
+        logger.exception("provider %s raised", call.candidate.key)
+        call.error = PermanentError(f"{type(exc).__name__}: {exc}")
+    call.duration_ms = int((time.monotonic() - started) * 1000)
 
 
 ATTEMPT_RESULT_FIELDS = ["duration_ms", "outcome", "error", "request", "response", "status_code"]
 
 
-def _record(calls: list[Call], now: datetime) -> None:
-    """Complete the ledger rows (in memory: written with the next round's or with the
-    messages' outcomes) and decide each message's next step."""
+def _record(calls: list[Call], now: datetime, unwritten: list[DeliveryAttempt]) -> None:
+    """Complete the ledger rows (in memory, added to `unwritten`: written with the next
+    group's start or with the messages' outcomes) and decide each message's next step."""
     limit = settings.CLARION["DELIVERY_MAX_ATTEMPTS"]
     for call in calls:
         d, candidate, attempt = call.delivery, call.candidate, call.attempt
+        unwritten.append(attempt)
         exchange = (call.result or call.error).exchange
         attempt.duration_ms = call.duration_ms
         if exchange is not None:
@@ -350,9 +436,10 @@ def _record(calls: list[Call], now: datetime) -> None:
                                     reason=f"{candidate.key}: {d.last_error or 'unregistered'}")
 
 
-def update_rows(model, objs: list, fields: list[str]) -> None:
+def update_rows(model, objs: list, fields: list[str], *, status: str | None = None) -> None:
     """UPDATE each object's `fields` by primary key in one round trip (executemany, which
-    psycopg pipelines): bulk_update's CASE expressions cost more Python than the calls."""
+    psycopg pipelines): bulk_update's CASE expressions cost more Python than the calls.
+    `status`: only rows still in that status are written."""
     if not objs:
         return
     opts = model._meta
@@ -361,17 +448,27 @@ def update_rows(model, objs: list, fields: list[str]) -> None:
     sql = (f"UPDATE {quote(opts.db_table)} SET "
            + ", ".join(f"{quote(c.column)} = %s" for c in columns)
            + f" WHERE {quote(opts.pk.column)} = %s")
+    guard = [] if status is None else [status]
+    if status is not None:
+        sql += f" AND {quote(opts.get_field('status').column)} = %s"
     params = [[c.get_db_prep_save(getattr(obj, c.attname), connection) for c in columns]
-              + [opts.pk.get_db_prep_value(obj.pk, connection)] for obj in objs]
+              + [opts.pk.get_db_prep_value(obj.pk, connection)] + guard for obj in objs]
     with connection.cursor() as cursor:
         cursor.executemany(sql, params)
+
+
+MESSAGE_OUTCOME_FIELDS = ["status", "error", "provider", "provider_message_id",
+                          "next_attempt_at", "updated_at", "sent_at", "attempts"]
 
 
 def _finish(deliveries: list[Delivery], now: datetime, *,
             attempts: list[DeliveryAttempt] = ()) -> None:
     """Write the last calls' attempts, each message's outcome and its timeline entry, in one
-    transaction."""
-    logs, changed, schedules = [], [], []
+    transaction. Only messages still `sending` (row-locked first) move: one that something
+    else moved meanwhile (the sweeper, after a stall) keeps that status; its attempts, the
+    ledger, are written all the same. A deferred message (its call could not start before the
+    batch's deadline) is queued again at once, for the next pass."""
+    logs, changed, schedules, deferred = [], [], [], []
     for d in deliveries:
         if d.outcome is None:  # cannot happen; never leave a message in `sending`
             d.outcome = ("failed", d.last_provider, "")
@@ -388,6 +485,15 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
             message.status, message.error, message.sent_at = Message.Status.SENT, "", now
             message.provider_message_id = value
             event, detail["provider_message_id"] = StepLog.Event.SENT, value
+        elif state == "deferred":
+            message.status = Message.Status.QUEUED
+            if not d.tried:  # no call was made: this pass does not count as an attempt
+                message.attempts = max(message.attempts - 1, 0)
+                detail["attempts"] = message.attempts
+            event = StepLog.Event.RETRYING
+            detail["reason"] = ("the delivery task's time ran out before this message's "
+                                "provider call could start; queued for the next pass")
+            deferred.append(message)
         elif state in ("retry", "wait"):
             message.status, message.next_attempt_at = Message.Status.QUEUED, value
             message.error = (d.last_error if state == "retry" else
@@ -404,13 +510,23 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                             detail=detail))
     with transaction.atomic():
         update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
-        update_rows(Message, changed, ["status", "error", "provider", "provider_message_id",
-                                       "next_attempt_at", "updated_at", "sent_at"])
+        owned = set(Message.objects.select_for_update()
+                    .filter(pk__in=[m.pk for m in changed], status=Message.Status.SENDING)
+                    .values_list("pk", flat=True))
+        if len(owned) < len(changed):
+            logger.warning("messages %s left `sending` while being delivered; not overwritten",
+                           [str(m.pk) for m in changed if m.pk not in owned])
+            logs = [log for log, m in zip(logs, changed, strict=True) if m.pk in owned]
+            changed = [m for m in changed if m.pk in owned]
+        update_rows(Message, changed, MESSAGE_OUTCOME_FIELDS, status=Message.Status.SENDING)
         StepLog.objects.bulk_create(logs)
         _replay_early_events([m.pk for m in changed if m.status == Message.Status.SENT])
         for message, at in schedules:
-            enqueue_at("notifications.tasks.deliver_message", str(message.id), at=at,
-                       name=f"msg:{message.id}#{message.attempts}")
+            if message.pk in owned:
+                enqueue_at("notifications.tasks.deliver_message", str(message.id), at=at,
+                           name=f"msg:{message.id}#{message.attempts}")
+        enqueue_many("notifications.tasks.deliver_message",
+                     [(str(m.id),) for m in deferred if m.pk in owned])
 
 
 def _replay_early_events(sent_ids: list) -> None:

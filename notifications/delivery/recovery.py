@@ -1,13 +1,13 @@
 """After a crash: a worker killed between a provider call and its write of the outcome leaves a
 message in `sending` with a `started` attempt. The sweeper (tasks.sweep) finds it and asks here
-what became of it."""
+what became of it: the ledger, then the provider's own reports, before giving up on it."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import DeliveryAttempt, Message, StepLog
+from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
 from ..providers import registry
 from ..queue import enqueue
 from .batch import Delivery, _finish
@@ -29,20 +29,56 @@ def message_mark_sent_from_ledger(message: Message, attempt: DeliveryAttempt) ->
     _finish([d], timezone.now())
 
 
-def message_mark_outcome_unknown(message: Message) -> None:
-    """A worker stopped during a provider call: we cannot know whether it was accepted.
+def provider_reported(message: Message, attempt: DeliveryAttempt) -> str | None:
+    """The provider's id for `message` when the provider of `attempt` has reported on it since
+    (a status callback naming Clarion's message id: Twilio's StatusCallback URL carries it,
+    Vonage's `client-ref`, …), which proves the request reached it; else None. Events about an
+    earlier send of the message (one whose provider id a completed attempt holds) do not count.
 
-    Where the provider de-duplicates on the message's idempotency key (the signed webhook), the
-    message is queued again and the same key makes a second call harmless. Anywhere else it is
-    not sent again (a second send would risk a duplicate): it is marked failed with the reason,
-    so support sees it on the run's timeline.
+    No SMS or push kind offers a lookup of a message by our id (Twilio's, Vonage's and Plivo's
+    message APIs look up by their own id only), so a kind without status callbacks stays
+    unresolved."""
+    earlier = {str((a.response or {}).get("message_id") or "")
+               for a in message.delivery_attempts.exclude(pk=attempt.pk)} - {""}
+    return (MessageEvent.objects.filter(message=message, provider_kind=attempt.provider_kind)
+            .exclude(provider_message_id="").exclude(provider_message_id__in=earlier)
+            .order_by("id").values_list("provider_message_id", flat=True).first())
+
+
+def message_mark_outcome_unknown(message: Message) -> str:
+    """A worker stopped during a provider call: was it accepted? Returns what was done:
+    "sent", "requeued" or "failed".
+
+    - The provider reported on the message since (`provider_reported`): it was accepted — the
+      attempt succeeded, the message is sent (and its reported events applied).
+    - The provider de-duplicates on the message's idempotency key (the signed webhook): the
+      message is queued again and the same key makes a second call harmless.
+    - Anywhere else it is not sent again (a second send would risk a duplicate): it is marked
+      failed with the reason, so support sees it on the run's timeline.
+
+    Only a request on the wire when the worker stopped gets here: a batch writes each attempt
+    just before its own request leaves (batch._start), and a message with no attempt started
+    is simply sent again by the sweeper.
     """
     now = timezone.now()
-    started = list(message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED))
+    started = list(message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED)
+                   .order_by("started_at", "id"))
+    last = started[-1] if started else None
+    reported = provider_reported(message, last) if last is not None else None
+    if reported:
+        DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started if a is not last]).update(
+            outcome=DeliveryAttempt.Outcome.UNKNOWN,
+            error="The worker stopped before the provider answered.")
+        DeliveryAttempt.objects.filter(pk=last.pk).update(
+            outcome=DeliveryAttempt.Outcome.SUCCEEDED,
+            response={"message_id": reported, "resolved_from": "the provider's status callback"})
+        d = Delivery(message, [])
+        d.outcome = ("sent", last.provider, reported)
+        _finish([d], now)
+        return "sent"
     DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started]).update(
         outcome=DeliveryAttempt.Outcome.UNKNOWN,
         error="The worker stopped before the provider answered.")
-    last = started[-1] if started else None
     if last is not None and _supports_idempotency(last.provider_kind):
         with transaction.atomic():
             requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING) \
@@ -57,10 +93,11 @@ def message_mark_outcome_unknown(message: Message) -> None:
                             "reason": "outcome unknown; the provider de-duplicates on the "
                                       "idempotency key"})
                 enqueue("notifications.tasks.deliver_message", str(message.id))
-        return
+        return "requeued"
     message.provider = last.provider if last is not None else message.provider
     d = Delivery(message, [], last_provider=message.provider,
                  last_error="Delivery outcome unknown: the worker stopped during the "
                             "provider call.")
     d.outcome = ("failed", message.provider, "")
     _finish([d], now)
+    return "failed"

@@ -195,7 +195,7 @@ def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: 
             duration_ms=0, outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED,
             error=f"Accepted, then not delivered by the carrier: {reason}"[:2000],
             response={"message_id": provider_message_id})
-        Message.objects.filter(pk=message.pk).update(
+        Message.objects.filter(pk=message.pk, status=Message.Status.FAILED).update(
             status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
             provider_message_id="", error=f"{message.provider}: {reason}"[:2000])
         StepLog.objects.create(

@@ -15,6 +15,8 @@ from ..models import StepType
 # when a workflow is saved.
 SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE})
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+# The longest delay a step may ask for: ten years.
+MAX_DELAY_SECONDS = 10 * 366 * 86400
 
 class StepConfigError(ValueError):
     """A step's JSON is not valid for its type; the message says why and `field` (relative to the
@@ -48,6 +50,8 @@ def validate_delay_config(config: Mapping) -> None:
         value = config[unit]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise StepConfigError(f'"{unit}" must be a number ≥ 0.')
+    if sum(float(config[unit]) * DURATION_UNITS[unit] for unit in keys) > MAX_DELAY_SECONDS:
+        raise StepConfigError(f"A delay is at most {MAX_DELAY_SECONDS // 86400} days.")
 
 
 def validate_channel_config(step_type: str, config: Mapping) -> None:
@@ -64,22 +68,28 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
 
 
 def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
-    """When a delay step ends; (None, reason) when its timestamp is missing or unreadable."""
+    """When a delay step ends (UTC); (None, reason) when its timestamp is missing, unreadable or
+    beyond what a datetime holds (year 1 with a positive offset, a duration past year 9999)."""
     if "until" in config:
         raw = conditions.resolve(config["until"], variables)
         try:
             moment = parse_datetime(raw) if isinstance(raw, str) else None
-        except ValueError:  # well formed but impossible, e.g. month 13
+            if moment is not None:
+                if timezone.is_naive(moment):
+                    moment = timezone.make_aware(moment, UTC)
+                moment = moment.astimezone(UTC)
+        except (ValueError, OverflowError):  # well formed but impossible, e.g. month 13
             moment = None
         if moment is None:
             raw = None if raw is conditions.MISSING else raw
             return None, f"{config['until']} is not an ISO 8601 timestamp: {raw!r}"[:300]
-        if timezone.is_naive(moment):
-            moment = timezone.make_aware(moment, UTC)
-        return moment.astimezone(UTC), ""
+        return moment, ""
     seconds = sum(float(config[unit]) * factor for unit, factor in DURATION_UNITS.items()
                   if unit in config)
-    return now + timedelta(seconds=seconds), ""
+    try:
+        return now + timedelta(seconds=seconds), ""
+    except OverflowError:  # a delay stored before MAX_DELAY_SECONDS was checked
+        return None, f"A delay of {seconds:.0f} seconds ends beyond the year 9999."
 
 
 

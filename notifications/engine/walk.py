@@ -5,13 +5,19 @@ decision (StepLog, Message, cursor) in the caller's transaction while the run's 
 task that runs twice finds the cursor already moved and the (run, step) Message already there.
 """
 
+import logging
 from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
 
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_variables
 from . import channel_steps, function_steps
 from .context import END, NEXT, WAIT, Pass
+
+logger = logging.getLogger(__name__)
 
 
 def advance(run: Run, *, now: datetime) -> None:
@@ -20,6 +26,7 @@ def advance(run: Run, *, now: datetime) -> None:
         return
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
+    from_status = run.status
     steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
     p = Pass(run=run, now=now, variables=run_variables(run),
              done=set(run.messages.values_list("step_ref", flat=True)))
@@ -45,7 +52,14 @@ def advance(run: Run, *, now: datetime) -> None:
         run.wake_at = None
         p.log("", StepLog.Event.COMPLETED)
     StepLog.objects.bulk_create(p.timeline)
-    run.save(update_fields=["status", "cursor", "wake_at", "step_refs", "state", "updated_at"])
+    # Guarded by the status read under the lock: a write that finds the run moved on (it cannot
+    # while the lock is held) undoes this whole pass rather than overwrite, e.g., a cancellation.
+    run.updated_at = timezone.now()
+    if not Run.objects.filter(pk=run.pk, status=from_status).update(
+            status=run.status, cursor=run.cursor, wake_at=run.wake_at, step_refs=run.step_refs,
+            state=run.state, updated_at=run.updated_at):
+        logger.warning("run %s left %s during its pass; the pass is undone", run.pk, from_status)
+        transaction.set_rollback(True)
 
 
 STEP_REMOVED = "the step was removed from the workflow while the run waited on it"

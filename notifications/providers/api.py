@@ -10,7 +10,7 @@ from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clarion.api import ERRORS, ApiError, TenantKeyField, check_key, not_found
+from clarion.api import ERRORS, ApiError, Serializer, TenantKeyField, check_key, not_found
 
 from ..channels import PROVIDER_CHANNELS
 from ..models import ProviderConfig
@@ -18,14 +18,14 @@ from .base import ConfigurationError
 from .services import masked_credentials, provider_config_delete, provider_config_put
 
 
-class CircuitSerializer(serializers.Serializer):
+class CircuitSerializer(Serializer):
     state = serializers.ChoiceField(choices=["closed", "open"])
     consecutive_failures = serializers.IntegerField()
     open_until = serializers.DateTimeField(allow_null=True)
     last_error = serializers.CharField()
 
 
-class ProviderSerializer(serializers.Serializer):
+class ProviderSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     channel = serializers.ChoiceField(choices=PROVIDER_CHANNELS)
     kind = serializers.CharField(max_length=64)

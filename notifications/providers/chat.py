@@ -14,6 +14,7 @@ from .base import (
     PermanentError,
     SendResult,
     TransientError,
+    json_or_empty,
 )
 from .registry import register
 from .ssrf import UnsafeURL, check_public_url
@@ -163,3 +164,113 @@ class TeamsWebhook(ChatProvider):
     def parse_response(self, message, response: httpx.Response) -> SendResult:
         return SendResult(provider_message_id=message.id)
 
+
+
+def dead_url_error(message: OutboundMessage, text: str) -> PermanentError:
+    """A PermanentError that retires the recipient's webhook URL (it will never work again)."""
+    url = message.channel_data.get("webhook_url")
+    return PermanentError(text, dead_addresses=[url] if url else [])
+
+
+# Discord error codes meaning the webhook is gone for good: 10015 Unknown Webhook, 50027 Invalid
+# Webhook Token (https://discord.com/developers/docs/topics/opcodes-and-status-codes#json).
+DISCORD_DEAD_WEBHOOK = frozenset({10015, 50027})
+DISCORD_MAX_CONTENT = 2000
+
+
+@register
+class DiscordWebhook(ChatProvider):
+    """Discord's Execute Webhook (https://discord.com/developers/docs/resources/webhook#execute-
+    webhook): POST <webhook URL>?wait=true, JSON {"content" (≤ 2000 characters), "embeds"
+    (the template's blocks: a list of embed objects)}. With `wait` Discord answers 200 with the
+    created message (its `id`); errors are {"code", "message"}; 429 carries `retry_after`."""
+
+    kind, label = "discord_webhook", "Discord (webhook)"
+    optional_credential_fields = ("webhook_url",)
+    option_fields: ClassVar[tuple[str, ...]] = ("timeout",)
+
+    def build_request(self, message: OutboundMessage) -> HTTPRequest:
+        text, blocks = self.text_and_blocks(message)
+        if len(text) > DISCORD_MAX_CONTENT:
+            raise PermanentError(f"Discord takes at most {DISCORD_MAX_CONTENT} characters of "
+                                 f"content; the text has {len(text)}.")
+        body: dict[str, Any] = {"content": text}
+        if isinstance(blocks, list):
+            body["embeds"] = blocks
+        url = self.webhook_url(message)
+        return HTTPRequest("POST", url + ("&" if "?" in url else "?") + "wait=true", json=body)
+
+    def raise_for_error(self, message, response: httpx.Response) -> None:
+        if not response.is_success:
+            body = json_or_empty(response)
+            if body.get("code") in DISCORD_DEAD_WEBHOOK or response.status_code == 404:
+                raise dead_url_error(message, f"Discord {body.get('code')}: "
+                                              f"{body.get('message')}")
+            if response.status_code == 429 and "Retry-After" not in response.headers:
+                raise TransientError("Discord: rate limited",
+                                     retry_after=float(body.get("retry_after") or 1),
+                                     status_code=429)
+        super().raise_for_error(message, response)
+
+    def parse_response(self, message, response: httpx.Response) -> SendResult:
+        return SendResult(provider_message_id=str(json_or_empty(response).get("id")
+                                                  or message.id))
+
+
+@register
+class GoogleChatWebhook(ChatProvider):
+    """A Google Chat space's incoming webhook (https://developers.google.com/workspace/chat/
+    quickstart/webhooks): POST https://chat.googleapis.com/v1/spaces/<space>/messages?key=…
+    &token=…, JSON {"text", "cardsV2" (the template's blocks: a list of cards)}. Answers 200
+    with the Message (`name`: spaces/…/messages/…); errors are Google's {"error": {"code",
+    "status", "message"}}: 404 NOT_FOUND (the space or webhook is gone) retires the URL."""
+
+    kind, label = "google_chat_webhook", "Google Chat (webhook)"
+    optional_credential_fields = ("webhook_url",)
+    option_fields: ClassVar[tuple[str, ...]] = ("timeout",)
+
+    def build_request(self, message: OutboundMessage) -> HTTPRequest:
+        text, blocks = self.text_and_blocks(message)
+        body: dict[str, Any] = {"text": text} if text else {}
+        if isinstance(blocks, list):
+            body["cardsV2"] = blocks
+        return HTTPRequest("POST", self.webhook_url(message), json=body,
+                           headers={"Content-Type": "application/json; charset=UTF-8"})
+
+    def raise_for_error(self, message, response: httpx.Response) -> None:
+        if response.status_code == 404:
+            error = json_or_empty(response).get("error") or {}
+            raise dead_url_error(message, f"Google Chat: {error.get('status', 'NOT_FOUND')} "
+                                          f"{error.get('message', '')}".strip())
+        super().raise_for_error(message, response)
+
+    def parse_response(self, message, response: httpx.Response) -> SendResult:
+        return SendResult(provider_message_id=str(json_or_empty(response).get("name")
+                                                  or message.id))
+
+
+@register
+class MattermostWebhook(ChatProvider):
+    """A Mattermost incoming webhook (https://developers.mattermost.com/integrate/webhooks/
+    incoming/): POST https://<server>/hooks/<key>, JSON {"text", "attachments" (the template's
+    blocks: Slack-style message attachments)}; answers 200 "ok". A 404 (the webhook was
+    deleted) retires the URL."""
+
+    kind, label = "mattermost_webhook", "Mattermost (incoming webhook)"
+    optional_credential_fields = ("webhook_url",)
+    option_fields: ClassVar[tuple[str, ...]] = ("timeout",)
+
+    def build_request(self, message: OutboundMessage) -> HTTPRequest:
+        text, blocks = self.text_and_blocks(message)
+        body: dict[str, Any] = {"text": text}
+        if isinstance(blocks, list):
+            body["attachments"] = blocks
+        return HTTPRequest("POST", self.webhook_url(message), json=body)
+
+    def raise_for_error(self, message, response: httpx.Response) -> None:
+        if response.status_code == 404:
+            raise dead_url_error(message, f"Mattermost: HTTP 404 {response.text[:200]}")
+        super().raise_for_error(message, response)
+
+    def parse_response(self, message, response: httpx.Response) -> SendResult:
+        return SendResult(provider_message_id=message.id)

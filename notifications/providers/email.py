@@ -1,4 +1,6 @@
-"""Email: SMTP, and the ESPs django-anymail supports (SendGrid, Mailgun, Postmark, Amazon SES).
+"""Email: SMTP, and every ESP django-anymail ships a backend for (SendGrid, Mailgun, Postmark,
+Amazon SES, Brevo, MailerSend, Mailjet, Mailtrap, Mandrill, Postal, Resend, Scaleway TEM,
+SparkPost, Unisender Go).
 
 Every kind builds the same Django EmailMultiAlternatives and sends it through a Django email
 backend opened with that kind's credentials, so anymail maps it to each ESP's documented API and
@@ -14,7 +16,7 @@ import smtplib
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from anymail.exceptions import AnymailWebhookValidationFailure
+from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.urls import URLPattern
@@ -187,11 +189,41 @@ class SMTP(EmailProvider):
 
 
 class AnymailProvider(EmailProvider):
-    """An ESP through django-anymail: credentials become the backend's keyword settings and
-    options["base_url"] its `api_url` as anymail documents it (SendGrid
-    https://api.sendgrid.com/v3/, Mailgun https://api.eu.mailgun.net/v3 for the EU region…)."""
+    """An ESP through django-anymail, declared rather than coded: `backend` (anymail's
+    EmailBackend path), `credential_fields`/`optional_credential_fields` (the backend's own
+    setting names, e.g. anymail's MAILJET_API_KEY → `api_key`: they are passed to the backend as
+    keyword settings), `tracking_esp` (the ESP's segment in anymail's tracking webhook URL,
+    `/webhooks/anymail/<tracking_esp>/tracking/`; "" where anymail has none) and
+    `tracking_settings` (the ANYMAIL_* settings that authenticate that webhook).
+
+    options["base_url"] becomes the backend's `api_url` as anymail documents it (SendGrid
+    https://api.sendgrid.com/v3/, Mailgun https://api.eu.mailgun.net/v3 for the EU region…); kinds
+    whose API has no fixed address (Postal is self-hosted, Unisender Go's depends on the data
+    centre) list it in `required_options`."""
 
     option_fields = ("base_url",)
+    required_options: ClassVar[tuple[str, ...]] = ()
+    tracking_esp: ClassVar[str] = ""
+    tracking_settings: ClassVar[tuple[str, ...]] = ("ANYMAIL_WEBHOOK_SECRET",)
+
+    @classmethod
+    def validate_config(cls, credentials, options) -> None:
+        problems: dict[str, list[str]] = {}
+        try:
+            super().validate_config(credentials, options)
+        except ConfigurationError as exc:
+            problems = dict(exc.fields)
+        for name in cls.required_options:
+            if not options.get(name):
+                problems.setdefault(f"options.{name}", []).append(
+                    f"This option is required: {cls.label}'s API address depends on the account.")
+        if problems:
+            raise ConfigurationError(problems)
+
+    @classmethod
+    def tracking_path(cls) -> str:
+        """The path (under PUBLIC_URL) of this ESP's tracking webhook; "" when it has none."""
+        return f"/webhooks/anymail/{cls.tracking_esp}/tracking/" if cls.tracking_esp else ""
 
     def connection_kwargs(self) -> dict[str, Any]:
         kwargs = {name: value for name, value in self.credentials.items()
@@ -205,6 +237,9 @@ class AnymailProvider(EmailProvider):
 class SendGrid(AnymailProvider):
     kind, label = "sendgrid", "SendGrid"
     backend = "anymail.backends.sendgrid.EmailBackend"
+    tracking_esp = "sendgrid"
+    tracking_settings = ("ANYMAIL_SENDGRID_TRACKING_WEBHOOK_VERIFICATION_KEY",
+                         "ANYMAIL_WEBHOOK_SECRET")
     credential_fields = ("api_key",)
     optional_credential_fields = ("from_email",)
 
@@ -213,6 +248,8 @@ class SendGrid(AnymailProvider):
 class Mailgun(AnymailProvider):
     kind, label = "mailgun", "Mailgun"
     backend = "anymail.backends.mailgun.EmailBackend"
+    tracking_esp = "mailgun"
+    tracking_settings = ("ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY",)
     credential_fields = ("api_key",)
     optional_credential_fields = ("sender_domain", "from_email")
 
@@ -221,6 +258,7 @@ class Mailgun(AnymailProvider):
 class Postmark(AnymailProvider):
     kind, label = "postmark", "Postmark"
     backend = "anymail.backends.postmark.EmailBackend"
+    tracking_esp = "postmark"
     credential_fields = ("server_token",)
     optional_credential_fields = ("from_email",)
 
@@ -232,6 +270,7 @@ class AmazonSES(AnymailProvider):
 
     kind, label = "amazon_ses", "Amazon SES"
     backend = "anymail.backends.amazon_ses.EmailBackend"
+    tracking_esp = "amazon_ses"
     credential_fields = ("access_key_id", "secret_access_key", "region")
     optional_credential_fields = ("configuration_set_name", "from_email")
 
@@ -248,6 +287,59 @@ class AmazonSES(AnymailProvider):
         if c.get("configuration_set_name"):
             kwargs["configuration_set_name"] = c["configuration_set_name"]
         return kwargs
+
+
+def _anymail_kind(kind: str, label: str, credentials: tuple[str, ...],
+                  optional: tuple[str, ...] = (), *, tracking: str | None = None,
+                  tracking_settings: tuple[str, ...] = ("ANYMAIL_WEBHOOK_SECRET",),
+                  required_options: tuple[str, ...] = (),
+                  public: frozenset[str] = frozenset()) -> type[AnymailProvider]:
+    """Declare and register the anymail ESP `kind` (its backend is
+    anymail.backends.<kind>.EmailBackend; its tracking webhook anymail's `<tracking>/tracking/`,
+    by default the kind's name, "" for none)."""
+    cls = type(label.replace(" ", ""), (AnymailProvider,), {
+        "__module__": __name__,
+        "__doc__": f"{label} through django-anymail ({kind} backend).",
+        "kind": kind, "label": label,
+        "backend": f"anymail.backends.{kind}.EmailBackend",
+        "credential_fields": credentials,
+        "optional_credential_fields": (*optional, "from_email"),
+        "public_credential_fields": AnymailProvider.public_credential_fields | public,
+        "tracking_esp": kind if tracking is None else tracking,
+        "tracking_settings": tracking_settings,
+        "required_options": required_options,
+    })
+    return register(cls)
+
+
+# The rest of anymail's backends (anymail/backends/), each with the settings its backend reads
+# (get_anymail_setting calls in anymail 15) and what authenticates its tracking webhook
+# (anymail/webhooks/). `sendinblue` is anymail's old name for Brevo: not a kind of its own.
+Brevo = _anymail_kind("brevo", "Brevo", ("api_key",))
+MailerSend = _anymail_kind("mailersend", "MailerSend", ("api_token",), ("batch_send_mode",),
+                           tracking_settings=("ANYMAIL_MAILERSEND_SIGNING_SECRET",),
+                           public=frozenset({"batch_send_mode"}))
+Mailjet = _anymail_kind("mailjet", "Mailjet", ("api_key", "secret_key"))
+Mailtrap = _anymail_kind("mailtrap", "Mailtrap", ("api_token",), ("sandbox_id",),
+                         tracking_settings=("ANYMAIL_MAILTRAP_WEBHOOK_SIGNING_SECRET",
+                                            "ANYMAIL_WEBHOOK_SECRET"),
+                         public=frozenset({"sandbox_id"}))
+Mandrill = _anymail_kind("mandrill", "Mandrill", ("api_key",),
+                         tracking_settings=("ANYMAIL_MANDRILL_WEBHOOK_KEY",
+                                            "ANYMAIL_MANDRILL_WEBHOOK_URL"))
+Postal = _anymail_kind("postal", "Postal", ("api_key",), required_options=("base_url",),
+                       tracking_settings=("ANYMAIL_POSTAL_WEBHOOK_KEY",))
+Resend = _anymail_kind("resend", "Resend", ("api_key",),
+                       tracking_settings=("ANYMAIL_RESEND_SIGNING_SECRET",
+                                          "ANYMAIL_WEBHOOK_SECRET"))
+Scaleway = _anymail_kind("scaleway", "Scaleway TEM", ("secret_key", "project_id"), ("region",),
+                         tracking="", tracking_settings=(),
+                         public=frozenset({"project_id", "region"}))
+SparkPost = _anymail_kind("sparkpost", "SparkPost", ("api_key",), ("subaccount",),
+                          public=frozenset({"subaccount"}))
+UnisenderGo = _anymail_kind("unisender_go", "Unisender Go", ("api_key",),
+                            required_options=("base_url",),
+                            tracking_settings=("ANYMAIL_UNISENDER_GO_API_KEY",))
 
 
 # --- Tracking webhooks (django-anymail's views) -------------------------------------------------
@@ -289,13 +381,25 @@ def _guarded(view_class):
     """A subclass of anymail's tracking view `view_class` that refuses with 403 (not anymail's
     400) what fails its authentication, refuses outright when the ESP is authenticated by basic
     auth only and no ANYMAIL_WEBHOOK_SECRET is set (anymail would only warn, and accept anyone's
-    events), and answers 400 (not 500) a body the ESP would never send.
+    events) or when the ESP's signing setting is missing (anymail would raise: a 500), and answers
+    400 (not 500) a body the ESP would never send.
 
     Whether basic auth is needed is the view *instance's* say: SendGrid's view drops the need
     (`warn_if_no_basic_auth`) in its __init__ once its ECDSA verification key is configured."""
 
     class Guarded(view_class):
+        def __init__(self, **kwargs):
+            self.unconfigured = ""
+            try:
+                super().__init__(**kwargs)
+            except AnymailConfigurationError as exc:  # e.g. no ANYMAIL_POSTAL_WEBHOOK_KEY
+                self.unconfigured = str(exc).splitlines()[0]
+
         def dispatch(self, request, *args, **kwargs):
+            if self.unconfigured:
+                logger.warning("anymail webhook not configured: %s", self.unconfigured)
+                return error_response(403, "forbidden", "This ESP's tracking webhook is not "
+                                      f"configured: {self.unconfigured}")
             if (getattr(self, "warn_if_no_basic_auth", False)
                     and not getattr(self, "basic_auth", None)):
                 return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "

@@ -81,6 +81,17 @@ def url_with_message_id(url: str, message_id: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
+def public_urls_of(request) -> list[str]:
+    """The URLs a provider may have signed for `request`: as the request says it was called, and
+    as PUBLIC_URL + its path says (behind a proxy the request may not know its public scheme and
+    host)."""
+    urls = [request.build_absolute_uri()]
+    public = str(getattr(settings, "PUBLIC_URL", "") or "").rstrip("/")
+    if public and public + request.get_full_path() not in urls:
+        urls.append(public + request.get_full_path())
+    return urls
+
+
 def default_status_callback_url(*, route: str, key: str) -> str:
     """PUBLIC_URL + the webhook route of the provider `key`; "" when PUBLIC_URL is a loopback
     address (the embedded default, http://localhost:8000), which no provider could call."""

@@ -1,6 +1,8 @@
 """A channel template's set of fields: validating and rendering them (the fields each channel has,
 and which are HTML, are in the channel table, notifications/channels.py)."""
 
+import json
+import re
 from collections.abc import Mapping
 
 from ..channels import channel_spec
@@ -35,6 +37,36 @@ def validate_fields(channel: str, fields: Mapping) -> None:
         if not isinstance(source, str):
             raise TemplateError(name, "Expected a string of Liquid source.")
         parse(source, html=is_html_field(channel, name), field=name)
+        if name in spec.json_fields and source.strip():
+            check_json_shape(name, source)
+
+
+_LIQUID_OUTPUT = re.compile(r"{{-?.*?-?}}", re.S)
+_LIQUID_TAG = re.compile(r"{%-?.*?-?%}", re.S)
+_TRAILING_COMMA = re.compile(r",\s*([\]}])")
+_LEADING_COMMA = re.compile(r"([\[{])\s*,")
+
+
+def check_json_shape(field: str, source: str) -> None:
+    """Raise TemplateError unless the Liquid `source` of a JSON field is a JSON array once its
+    Liquid is set aside: each `{{ … }}` read as the number 0 (inside a string it stays text),
+    each `{% … %}` tag dropped, a comma next to a bracket ignored. Catches what no variables can
+    fix (a missing comma or bracket, an object where the blocks array belongs) when the template
+    is saved; the rendered JSON is checked again when the message is sent."""
+    skeleton = _LIQUID_TAG.sub("", _LIQUID_OUTPUT.sub("0", source))
+    # A loop's separator comma ({% unless forloop.last %},{% endunless %}) stays once the tags
+    # are dropped: a comma next to a bracket is the loop's, not a mistake.
+    skeleton = _LEADING_COMMA.sub(r"\1", _TRAILING_COMMA.sub(r"\1", skeleton))
+    try:
+        value = json.loads(skeleton)
+    except ValueError as exc:
+        raise TemplateError(field, f"Not valid JSON: {exc.msg} (line {exc.lineno} column "
+                                   f"{exc.colno}, Liquid set aside).",
+                            line=exc.lineno, column=exc.colno) from None
+    if not isinstance(value, list):
+        raise TemplateError(field, "Expected a JSON array (Slack blocks, Adaptive Card body "
+                                   "elements, Discord embeds…), not "
+                                   f"{type(value).__name__ if value is not None else 'null'}.")
 
 
 def render_fields(channel: str, fields: Mapping, variables: Mapping,

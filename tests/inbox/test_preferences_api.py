@@ -127,8 +127,8 @@ def test_put_is_not_offered_to_recipients(ada):
     ({"categories": {"marketing": {"channel_types": {"email": "no"}}}},
      {"categories.marketing.channel_types.email": ["Expected true or false."]}),
     ({"workflows": {"bad key!": False}}, {"workflows.bad key!": ["Not a valid workflow key."]}),
-    ({"channels": {}}, {"channels": ["Unknown field; expected channel_types, categories, "
-                                     "workflows or quiet_hours."]}),
+    ({"channels": {}}, {"channels": ["Unknown field; expected one of: channel_types, categories, "
+                                     "workflows, quiet_hours."]}),
 ])
 def test_bad_input_is_a_400_naming_the_field_and_changes_nothing(ada, body, fields):
     preference_set_update(recipient=ada, data=KNOCK, merge=True)

@@ -257,13 +257,15 @@ def test_put_channel_data_for_an_unknown_channel_or_recipient_is_404(api, db):
     assert not ChannelData.objects.exists()
 
 
-def test_put_channel_data_without_data_is_400(api, db):
+def test_put_channel_data_without_data_is_400_naming_the_stray_field_too(api, db):
     services.recipient_upsert(external_id="u1")
 
     response = api.put("/api/v1/recipients/u1/channel-data/push", {"tokens": ["a"]})
 
     assert response.status_code == 400
-    assert response.json() == invalid({"data": ["This field is required."]})
+    assert response.json() == invalid({
+        "data": ["This field is required."],
+        "tokens": ["Unknown field; expected one of: data, provider_kind."]})
 
 
 # --- Workflows --------------------------------------------------------------------------------

@@ -50,7 +50,9 @@ def test_bulk_mixed_valid_and_invalid_commits_the_valid_and_names_each_bad_field
                           "detail": "The request is not valid; see `fields`.",
                           "fields": {"recipients[0].email": ["Enter a valid email address."]}}
     assert results[2]["fields"] == {"tenant": ["Unknown tenant 'nope'."]}
-    assert results[3]["fields"] == {"recipent": ["Unknown field."]}
+    assert results[3]["fields"] == {"recipent": [
+        "Unknown field; expected one of: recipients, data, actor, tenant, cancellation_key, "
+        "idempotency_key."]}
     assert list(results[4]["fields"]) == ["body"]
     assert sorted(Run.objects.values_list("recipient__external_id", flat=True)) == ["u1", "u5"]
     assert Trigger.objects.count() == 2

@@ -18,7 +18,8 @@ from notifications.channels import (
 from notifications.models import Channel, StepType
 from notifications.providers import registry
 from notifications.providers.base import Provider
-from preferences.views import LANGUAGES, channel_label
+from preferences.selectors import channel_label
+from preferences.views import LANGUAGES
 
 
 def test_channel_and_step_type_choices_are_the_table_in_its_order():

@@ -5,14 +5,14 @@ from datetime import timedelta
 import pytest
 from aiosmtpd.controller import Controller
 from django.utils import timezone
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 
 from notifications.delivery import backoff_seconds, deliver
 from notifications.models import DeliveryAttempt, Message, Run
 from notifications.services import TriggerRequest, trigger_workflow
 from notifications.tasks import advance_run
 
-from ..conftest import SMTPInbox, email_step, free_port
+from ..conftest import SMTPInbox, email_step, free_port, queued_tasks
 
 
 class RefusingInbox(SMTPInbox):
@@ -91,8 +91,8 @@ def test_transient_smtp_error_retries_later_with_backoff(queued_email, smtp_repl
     assert "451" in message.error
     assert before + timedelta(seconds=5) <= message.next_attempt_at <= timezone.now() + \
         timedelta(seconds=10)
-    schedule = Schedule.objects.get(func="notifications.tasks.deliver_message")
-    assert schedule.next_run == message.next_attempt_at
+    assert queued_tasks("notifications.tasks.deliver_message") == [
+        ((str(message.id),), message.next_attempt_at)]
     assert run_events(message)[-1] == "retrying"
     # Not due yet: a redelivered task does nothing.
     deliver(str(message.id))
@@ -125,7 +125,7 @@ def test_permanent_smtp_error_fails_without_retry(queued_email, smtp_replying):
     assert message.status == Message.Status.FAILED
     assert "550" in message.error
     assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.PERMANENT_ERROR
-    assert not Schedule.objects.filter(func="notifications.tasks.deliver_message").exists()
+    assert queued_tasks("notifications.tasks.deliver_message") == []
 
 
 def test_unreachable_server_is_transient(queued_email, settings):

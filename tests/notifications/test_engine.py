@@ -4,7 +4,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 
 from inbox.models import InboxItem
 from notifications import engine
@@ -19,7 +19,7 @@ from notifications.services import (
 from notifications.tasks import advance_run, deliver_message
 
 from ..conftest import advance_at as advance
-from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import delay_step, email_step, in_app_step, queued_tasks
 from ..conftest import timeline_events as events
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -97,9 +97,8 @@ def test_delay_parks_the_run_and_resumes_when_due(make_workflow, trigger):
     assert run.cursor == 1
     assert run.wake_at == T0 + timedelta(seconds=60)
     assert events(run)[-1] == ("wait", "delayed")
-    schedule = Schedule.objects.get(func="notifications.tasks.advance_run")
-    assert schedule.next_run == T0 + timedelta(seconds=60)
-    assert schedule.args == repr((str(run.id),))
+    assert queued_tasks("notifications.tasks.advance_run")[-1] == (
+        (str(run.id),), T0 + timedelta(seconds=60))
 
     early = advance(run, T0 + timedelta(seconds=30))
     assert early.status == Run.Status.WAITING
@@ -133,6 +132,9 @@ def test_delay_until_a_timestamp_from_data(make_workflow, trigger):
         ({"remind_at": "next tuesday"}, "data.remind_at is not an ISO 8601 timestamp: "
                                         "'next tuesday'"),
         ({"remind_at": "2020-01-01T00:00:00Z"}, "the delay has already passed"),
+        # Beyond what a datetime holds once moved to UTC: was an OverflowError, the run stuck.
+        ({"remind_at": "0001-01-01T00:00:00+14:00"}, "data.remind_at is not an ISO 8601 "
+                                                     "timestamp: '0001-01-01T00:00:00+14:00'"),
     ],
 )
 def test_delay_until_a_missing_bad_or_past_timestamp_goes_straight_on(make_workflow, trigger,
@@ -267,3 +269,20 @@ def test_a_waiting_run_whose_step_was_removed_goes_on(make_workflow, trigger):
     # The removed step is logged; the next delay starts afresh instead of "resuming".
     assert events(run)[-2:] == [("wait", "skipped"), ("later", "delayed")]
     assert run.wake_at == T0 + timedelta(seconds=66)
+
+
+@pytest.mark.parametrize("delay", [{"days": 1e300}, {"days": 99999999}, {"seconds": 10**19}])
+def test_a_delay_longer_than_ten_years_is_refused_naming_the_step(api, delay):
+    response = api.put("/api/v1/workflows/w", {"name": "W", "steps": [
+        {"ref": "wait", "type": "delay", "config": delay}]})
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"] == {"steps[0].config": ["A delay is at most 3660 days."]}
+
+
+def test_a_delay_stored_beyond_the_calendar_goes_straight_on(make_workflow, trigger):
+    workflow = make_workflow("w", steps=[delay_step(seconds=1), in_app_step()])
+    workflow.steps.filter(type="delay").update(config={"days": 99999999})
+    run = advance(trigger(workflow), T0)
+    assert run.status == Run.Status.COMPLETED
+    assert run.step_logs.get(event="skipped").detail["reason"] == (
+        "A delay of 8639999913600 seconds ends beyond the year 9999.")

@@ -24,6 +24,8 @@ PATHS = {
     "/api/v1/topics/{key}": {"get", "put"},
     "/api/v1/topics/{key}/subscriptions": {"post", "delete"},
     "/api/v1/providers/{key}": {"get", "put", "delete"},
+    "/api/v1/schedules/{key}": {"get", "put", "delete"},
+    "/api/v1/schedules/{key}/occurrences": {"get"},
     "/api/v1/recipients/{recipient_id}/inbox-token": {"post"},
     # The inbox API: recipient credentials (inbox token or HMAC), not an API key.
     "/api/v1/inbox/": {"get"},

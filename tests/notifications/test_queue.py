@@ -43,3 +43,34 @@ def test_enqueued_rows_are_read_by_the_clusters_broker(db, run_tasks):
     enqueue_many("notifications.tasks.fanout_trigger", [("00000000-0000-0000-0000-000000000000",)])
     assert run_tasks() == ["notifications.tasks.fanout_trigger"]
     assert not Trigger.objects.exists()
+
+
+def test_a_wake_up_is_a_queue_row_the_broker_hands_out_only_from_its_time(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from django_q.brokers import get_broker
+
+    from notifications.queue import enqueue_at
+
+    broker = get_broker()
+    later = timezone.now() + timedelta(hours=1)
+    enqueue_at("notifications.tasks.advance_run", "later", at=later, name="run:later")
+    assert OrmQ.objects.get().lock == later
+    assert not broker.dequeue()  # not before its time
+
+    enqueue_at("notifications.tasks.advance_run", "due", at=timezone.now() - timedelta(seconds=1),
+               name="run:due")
+    [(_, payload)] = broker.dequeue()
+    assert SignedPackage.loads(payload)["args"] == ("due",)
+
+
+def test_a_wake_up_rolls_back_with_its_transaction(db):
+    from django.utils import timezone
+
+    from notifications.queue import enqueue_at
+
+    with pytest.raises(RuntimeError), transaction.atomic():
+        enqueue_at("notifications.tasks.advance_run", "a", at=timezone.now(), name="run:a")
+        raise RuntimeError
+    assert OrmQ.objects.count() == 0

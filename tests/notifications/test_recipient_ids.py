@@ -213,8 +213,9 @@ def test_the_inbox_socket_takes_any_id_with_its_hmac(transactional_db, recipient
     async def connect():
         communicator = WebsocketCommunicator(application, f"/ws/inbox/?{query}",
                                              headers=[(b"origin", b"http://testserver")])
-        connected, _ = await communicator.connect()
-        frame = await communicator.receive_json_from() if connected else None
+        # Generous waits (the default is 1 s): a loaded machine is slow, never wrong.
+        connected, _ = await communicator.connect(timeout=10)
+        frame = await communicator.receive_json_from(timeout=10) if connected else None
         await communicator.disconnect()
         return connected, frame
 

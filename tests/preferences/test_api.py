@@ -94,7 +94,7 @@ def test_the_tenant_parameter_writes_the_persons_set_for_that_tenant(api, ada, a
     ({"categories": {"marketing": {"channel_types": {"sms": 1}}}},
      {"categories.marketing.channel_types.sms": ["Expected true or false."]}),
     ({"categories": {"marketing": {"conditions": []}}},
-     {"categories.marketing.conditions": ["Unknown field; expected only channel_types."]}),
+     {"categories.marketing.conditions": ["Unknown field; expected one of: channel_types."]}),
     ({"workflows": {"welcome": "off"}},
      {"workflows.welcome": ['Expected true, false or {"channel_types": {…}}.']}),
     ({"workflows": {"bad key!": False}}, {"workflows.bad key!": ["Not a valid workflow key."]}),
@@ -105,7 +105,7 @@ def test_the_tenant_parameter_writes_the_persons_set_for_that_tenant(api, ada, a
     ({"quiet_hours": "night"},
      {"quiet_hours": ['Expected null, false or {"start": "22:00", "end": "08:00"}.']}),
     ({"colour": "blue"}, {"colour": [
-        "Unknown field; expected channel_types, categories, workflows or quiet_hours."]}),
+        "Unknown field; expected one of: channel_types, categories, workflows, quiet_hours."]}),
     ({"tenant": "globex"}, {"tenant": [
         "Does not match the ?tenant= query parameter, which chooses the set to write."]}),
     ([], {"body": ["Expected a JSON object."]}),

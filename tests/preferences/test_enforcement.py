@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from django_q.models import OrmQ, Schedule
+from django_q.models import OrmQ
 
 from inbox.models import InboxItem
 from notifications.models import Message, Recipient, Run, Step, StepLog
@@ -13,7 +13,7 @@ from preferences.selectors import allowed
 from preferences.services import preference_set_update
 
 from ..conftest import advance_at as advance
-from ..conftest import delay_step, email_step, in_app_step
+from ..conftest import delay_step, email_step, in_app_step, queued_tasks
 from ..conftest import timeline_events as events
 
 T0 = datetime(2026, 6, 10, 16, 0, tzinfo=UTC)  # 12:00 in New York
@@ -134,7 +134,7 @@ def test_quiet_hours_park_an_email_until_morning_and_in_app_goes_at_once(make_wo
     assert run.step_logs.get(event="quiet_hours").detail == {
         "until": "2026-06-11T12:00:00+00:00", "window": "22:00-08:00", "rule": "recipient",
         "timezone": "America/New_York"}
-    assert Schedule.objects.get(func="notifications.tasks.advance_run").next_run == morning
+    assert queued_tasks("notifications.tasks.advance_run")[-1] == ((str(run.id),), morning)
     assert not Message.objects.filter(channel="email").exists()
 
     assert len(events(advance(run, morning - timedelta(minutes=1)))) == len(events(run))
@@ -211,7 +211,7 @@ def test_the_sweeper_wakes_a_run_whose_quiet_hours_wake_up_was_lost(make_workflo
     run = trigger(workflow)
     prefs(quiet_hours=NIGHT)
     run = advance(run, datetime(2026, 6, 11, 3, 0, tzinfo=UTC))
-    Schedule.objects.all().delete()  # the scheduled wake-up is lost
+    OrmQ.objects.all().delete()  # the scheduled wake-up is lost
     sweep(now=datetime(2026, 6, 11, 12, 0, 1, tzinfo=UTC))
     assert OrmQ.objects.count() == 1
     run_tasks()

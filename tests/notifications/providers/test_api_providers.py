@@ -51,7 +51,8 @@ def test_a_tenants_vonage_provider_is_created_for_that_tenant(api, acme):
 
 
 @pytest.mark.parametrize("change, fields", [
-    ({"kind": "fax"}, {"kind": ["Unknown sms kind; expected one of: plivo, twilio, vonage."]}),
+    ({"kind": "fax"}, {"kind": [
+        "Unknown sms kind; expected one of: gupshup, messagebird, plivo, sinch, twilio, vonage."]}),
     ({"channel": "in_app"}, {"channel": ['"in_app" is not a valid choice.']}),
     ({"credentials": {"account_sid": "AC1", "from": "+15550001111"}},
      {"credentials.auth_token": ["This field is required."]}),

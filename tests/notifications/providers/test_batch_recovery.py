@@ -44,11 +44,11 @@ def test_a_message_accepted_before_the_worker_stopped_in_a_later_round_is_never_
     queue_message("sms", {"text": "bravo"})  # refused: fails over in a second round
     perform, rounds = batch._perform, []
 
-    def stop_in_round_two(calls):
+    def stop_in_round_two(calls, **kwargs):
         rounds.append(calls)
         if len(rounds) == 2:
             raise WorkerStopped()
-        return perform(calls)
+        return perform(calls, **kwargs)
 
     monkeypatch.setattr(batch, "_perform", stop_in_round_two)
     with pytest.raises(WorkerStopped):

@@ -46,3 +46,27 @@ def test_push_without_device_tokens_is_undeliverable(queue_message):
     message = queue_message("push", {"title": "Hi"}, recipient={"id": "u1"})
     assert message.status == Message.Status.UNDELIVERABLE
     assert message.error == "The recipient has no push channel data (device tokens)."
+
+
+@pytest.mark.parametrize("blocks, message", [
+    ('[{"type": "section" "text": "x"}]',
+     "Not valid JSON: Expecting ',' delimiter (line 1 column 21, Liquid set aside)."),
+    ('{"type": "section", "text": "{{ data.x }}"}',
+     "Expected a JSON array (Slack blocks, Adaptive Card body elements, Discord embeds…), "
+     "not dict."),
+])
+def test_chat_blocks_that_are_not_a_json_array_are_refused_naming_the_field(api, blocks,
+                                                                            message):
+    step = {"ref": "ops", "type": "chat", "templates": {"en": {"text": "x", "blocks": blocks}}}
+    response = api.put("/api/v1/workflows/w", workflow(step))
+    assert response.status_code == 400
+    assert response.json() == invalid({"steps[0].templates.en.blocks": [message]})
+
+
+def test_chat_blocks_with_liquid_values_loops_and_numbers_are_accepted(api):
+    blocks = ('[{% for item in data.items %}{"type": "section", "text": {"type": "mrkdwn", '
+              '"text": "*{{ item.name }}*"}, "n": {{ item.count }}}{% unless forloop.last %},'
+              '{% endunless %}{% endfor %}]')
+    step = {"ref": "ops", "type": "chat", "templates": {"en": {"text": "x", "blocks": blocks}}}
+    response = api.put("/api/v1/workflows/w", workflow(step))
+    assert response.status_code in (200, 201), response.json()

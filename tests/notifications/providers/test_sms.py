@@ -8,12 +8,12 @@ from urllib.parse import urlencode, urlsplit
 
 import httpx
 import pytest
-from django_q.models import Schedule
 
 from notifications.delivery import deliver
 from notifications.models import DeliveryAttempt, Message, ProviderConfig
 from notifications.providers.twilio import twilio_signature
 
+from ...conftest import queued_tasks
 from .servers import Reply
 
 SID, TOKEN = "AC0123456789abcdef0123456789abcdef", "twilio-auth-token-secret"
@@ -96,7 +96,7 @@ def test_invalid_number_error_is_permanent_and_fails_over_without_retry(
     assert list(message.delivery_attempts.values_list("provider", "outcome", "status_code")) == [
         ("twilio-main", "permanent_error", 400), ("plivo-backup", "succeeded", 202)]
     assert "21211" in message.delivery_attempts.first().error
-    assert not Schedule.objects.filter(func="notifications.tasks.deliver_message").exists()
+    assert queued_tasks("notifications.tasks.deliver_message") == []
     assert message.run.step_logs.get(event="sent").detail["tried"] == [
         "twilio-main", "plivo-backup"]
 

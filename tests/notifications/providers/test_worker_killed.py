@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from datetime import timedelta
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.conf import settings
@@ -16,10 +17,12 @@ from django.utils import timezone
 
 from notifications.delivery import deliver
 from notifications.models import DeliveryAttempt, Message
+from notifications.providers.twilio import twilio_signature
 from notifications.tasks import sweep
 from tests.e2e_support import served_database_url
 
 from .servers import Reply
+from .test_sms import SID, TOKEN, twilio_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -80,3 +83,33 @@ def test_killed_mid_call_to_an_idempotent_webhook_is_resent_with_the_same_key(
         message.id)
     assert list(message.delivery_attempts.values_list("outcome", flat=True)) == [
         "unknown", "succeeded"]
+
+
+def test_killed_mid_call_then_reported_by_the_provider_is_sent_not_failed(
+        provider_server, provider_config, queue_message, client):
+    """Twilio had the message: its status callback (the URL names Clarion's message) reaches
+    Clarion after the worker died. The sweeper takes that report as the answer it never got."""
+    callback = "http://testserver/webhooks/twilio/twilio/status/"
+    server = provider_server(twilio_check, lambda r: Reply(201, json={"sid": "SM1"}, delay=3))
+    provider_config("twilio", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url, "status_callback_url": callback})
+    message = queue_message("sms", {"text": "your code is 1234"})
+    kill_worker_mid_call(message, server)
+    url = server.requests[0].form()["StatusCallback"]
+    assert str(message.id) in url
+    params = {"AccountSid": SID, "MessageSid": "SM1", "MessageStatus": "delivered",
+              "To": message.to, "From": "+15550001111"}
+    signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
+    path = urlsplit(url)
+    assert client.post(f"{path.path}?{path.query}", data=urlencode(params),
+                       content_type="application/x-www-form-urlencoded",
+                       HTTP_X_TWILIO_SIGNATURE=signature).status_code == 204
+
+    counts = sweep(now=timezone.now() + timedelta(minutes=5))
+    assert (counts["recovered"], counts["unknown"]) == (1, 0)
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (Message.Status.DELIVERED, "SM1")
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
+    deliver(str(message.id))
+    assert len(server.requests) == 1

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0015_step_unless_send_window_urgent'),
+        ('notifications', '0017_schedules'),
     ]
 
     operations = [
