@@ -236,7 +236,7 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["notifications.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["notifications.api.auth.HasApiKey"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["clarion.parsers.JSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "clarion.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
@@ -279,6 +279,11 @@ TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
 
+# /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; unset, it answers loopback only.
+METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
+# Several web processes: a shared directory for prometheus-client's multiprocess mode.
+PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -293,6 +298,8 @@ LOGGING = {
 
 CLARION = {
     # Delivery retries for transient provider errors: attempts, then exponential backoff.
+    # /metrics: the window of provider calls its latency histogram covers, in seconds.
+    "METRICS_WINDOW_SECONDS": float(os.environ.get("CLARION_METRICS_WINDOW_SECONDS", "300")),
     "DELIVERY_MAX_ATTEMPTS": int(os.environ.get("CLARION_DELIVERY_MAX_ATTEMPTS", "5")),
     "DELIVERY_BACKOFF_SECONDS": float(os.environ.get("CLARION_DELIVERY_BACKOFF_SECONDS", "10")),
     "DELIVERY_BACKOFF_MAX_SECONDS": float(

@@ -4,7 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inbox import views as inbox_views
 
-from . import views
+from . import metrics, views
 
 admin.site.site_header = "Clarion"
 admin.site.site_title = "Clarion"
@@ -17,6 +17,8 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
     path("healthz", views.health, name="health"),
+    path("readyz", views.ready, name="ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     # The hosted preference center (/p/<token>/) and one-click unsubscribe (/u/<token>/).
     path("", include("preferences.urls")),
     path("demo/inbox/", inbox_views.demo_page, name="inbox-demo"),

@@ -21,6 +21,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
+from clarion.metrics import WEBSOCKET_CONNECTIONS
 from notifications.models import Tenant
 
 from . import realtime
@@ -55,6 +56,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     expiry: asyncio.Task | None = None
     secrets_group: str | None = None
     bridged = False
+    counted = False
 
     async def connect(self):
         principal = await database_sync_to_async(_principal_from_query)(
@@ -65,6 +67,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=UNAUTHORIZED)
             return
         self.principal = principal
+        WEBSOCKET_CONNECTIONS.inc()
+        self.counted = True
         self.group = realtime.recipient_group(principal.recipient.pk)
         await self.channel_layer.group_add(self.group, self.channel_name)
         if principal.secret_fingerprint is not None:  # a tenant's HMAC: hear its rotations
@@ -78,6 +82,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self._expire_at(principal.expires_at)
 
     async def disconnect(self, code):
+        if self.counted:  # /metrics' clarion_websocket_connections
+            WEBSOCKET_CONNECTIONS.dec()
+            self.counted = False
         for task in (self.heartbeat, self.expiry):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()

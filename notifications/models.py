@@ -665,6 +665,9 @@ class StepLog(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         RATE_LIMITED = "rate_limited", "Rate limited"
+        THROTTLED = "throttled", "Throttled"
+        PASSED = "passed", "Passed"
+        SEND_WINDOW = "send_window", "Outside the send window"
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
 
@@ -703,6 +706,19 @@ class IdempotencyRecord(models.Model):
     @property
     def in_progress(self) -> bool:
         return self.response_status is None
+
+
+class ThrottleCounter(models.Model):
+    """The runs a throttle step let through for one bucket (workflow, step, recipient, tenant and
+    the step's key value, hashed into `key`) within its window: their times, oldest first. The
+    row is locked while a run is counted, so every process counts against the same list."""
+
+    key = models.CharField(max_length=64, unique=True)
+    passed = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.key
 
 
 class RateLimitCounter(models.Model):

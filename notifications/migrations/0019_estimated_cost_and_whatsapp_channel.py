@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('notifications', '0017_schedules'),
+        ('notifications', '0018_throttle_counter_step_events'),
     ]
 
     operations = [
