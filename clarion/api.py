@@ -10,6 +10,8 @@ errors only) maps a path into the request body, e.g. `recipients[1].email`, to i
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
+from django.core.exceptions import RequestDataTooBig
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -42,7 +44,35 @@ def unknown_field_errors(data: Mapping, fields: Iterable[str], *,
             for name in sorted(data, key=str) if name not in accepted}
 
 
-class Serializer(serializers.Serializer):
+# What a database integer column holds (PostgreSQL bigint, SQLite INTEGER): a larger number in a
+# request is a 400 naming its field, never an overflow (a 500) in the query it reaches.
+BIGINT_MAX = 2**63 - 1
+
+
+def bound_integers(fields) -> None:
+    """Give every IntegerField among `fields` (a serializer's `fields`) without its own bounds
+    the database's: ±BIGINT_MAX, checked and shown in the OpenAPI schema."""
+    for field in fields.values():
+        if not isinstance(field, serializers.IntegerField) or field.read_only:
+            continue
+        if field.max_value is None:
+            field.max_value = BIGINT_MAX
+            field.validators.append(MaxValueValidator(BIGINT_MAX))
+        if field.min_value is None:
+            field.min_value = -BIGINT_MAX
+            field.validators.append(MinValueValidator(-BIGINT_MAX))
+
+
+class BoundedIntegers:
+    """Mixin of the serializer bases: no integer a request sends is beyond the database's."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        bound_integers(fields)
+        return fields
+
+
+class Serializer(BoundedIntegers, serializers.Serializer):
     """The base of every request body's serializer (and, harmlessly, of response shapes): a field
     it does not declare is refused, with a 400 naming each unknown field and the fields that
     exist, next to any other problem of the body. Nested serializers derive from it too, so an
@@ -80,7 +110,7 @@ class Serializer(serializers.Serializer):
         return value
 
 
-class QuerySerializer(serializers.Serializer):
+class QuerySerializer(BoundedIntegers, serializers.Serializer):
     """The base of query-string serializers, which keep ignoring parameters they do not know:
     browsers, proxies and widgets add their own (cache busters, tracking parameters)."""
 
@@ -173,10 +203,18 @@ def error_body(exc: exceptions.APIException, status_code: int | None = None) -> 
     return {"error": code, "detail": str(detail)}
 
 
+class RequestTooLarge(exceptions.APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    code = "request_too_large"
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(str(exc) if str(exc) else "Not found.")
+    if isinstance(exc, RequestDataTooBig):
+        exc = RequestTooLarge("The request body is larger than this server accepts "
+                              "(DATA_UPLOAD_MAX_MEMORY_SIZE).")
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -223,3 +261,8 @@ class TenantKeyField(serializers.SlugRelatedField):
         kwargs.setdefault("allow_null", True)
         kwargs.setdefault("default", None)
         super().__init__(slug_field="key", queryset=Tenant.objects.all(), **kwargs)
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):  # not "Unknown tenant '{'a': 1}'"
+            self.fail("invalid")
+        return super().to_internal_value(data)

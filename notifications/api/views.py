@@ -241,7 +241,8 @@ class WorkflowDetailView(APIView):
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
                               conditions=step["conditions"], templates=step["templates"],
-                              unless=step["unless"])
+                              unless=step["unless"], send_window=step["send_window"],
+                              urgent=step["urgent"])
             for step in data.pop("steps")
         ]
         workflow, created = services.workflow_put(key=key, steps=steps, **data)

@@ -132,6 +132,9 @@ def test_delay_until_a_timestamp_from_data(make_workflow, trigger):
         ({"remind_at": "next tuesday"}, "data.remind_at is not an ISO 8601 timestamp: "
                                         "'next tuesday'"),
         ({"remind_at": "2020-01-01T00:00:00Z"}, "the delay has already passed"),
+        # Beyond what a datetime holds once moved to UTC: was an OverflowError, the run stuck.
+        ({"remind_at": "0001-01-01T00:00:00+14:00"}, "data.remind_at is not an ISO 8601 "
+                                                     "timestamp: '0001-01-01T00:00:00+14:00'"),
     ],
 )
 def test_delay_until_a_missing_bad_or_past_timestamp_goes_straight_on(make_workflow, trigger,
@@ -234,7 +237,7 @@ def test_tasks_enqueued_in_a_rolled_back_transaction_vanish(make_workflow):
 
 def test_supported_step_types_are_the_ones_the_engine_runs():
     assert {str(t) for t in engine.SUPPORTED_STEP_TYPES} == {
-        "email", "in_app", "delay", "sms", "push", "chat", "webhook"}
+        "email", "in_app", "delay", "sms", "push", "chat", "whatsapp", "webhook", "throttle"}
 
 
 def test_unsupported_step_in_the_database_is_skipped_not_crashed(make_workflow, trigger):
@@ -266,3 +269,20 @@ def test_a_waiting_run_whose_step_was_removed_goes_on(make_workflow, trigger):
     # The removed step is logged; the next delay starts afresh instead of "resuming".
     assert events(run)[-2:] == [("wait", "skipped"), ("later", "delayed")]
     assert run.wake_at == T0 + timedelta(seconds=66)
+
+
+@pytest.mark.parametrize("delay", [{"days": 1e300}, {"days": 99999999}, {"seconds": 10**19}])
+def test_a_delay_longer_than_ten_years_is_refused_naming_the_step(api, delay):
+    response = api.put("/api/v1/workflows/w", {"name": "W", "steps": [
+        {"ref": "wait", "type": "delay", "config": delay}]})
+    assert response.status_code == 400, response.content
+    assert response.json()["fields"] == {"steps[0].config": ["A delay is at most 3660 days."]}
+
+
+def test_a_delay_stored_beyond_the_calendar_goes_straight_on(make_workflow, trigger):
+    workflow = make_workflow("w", steps=[delay_step(seconds=1), in_app_step()])
+    workflow.steps.filter(type="delay").update(config={"days": 99999999})
+    run = advance(trigger(workflow), T0)
+    assert run.status == Run.Status.COMPLETED
+    assert run.step_logs.get(event="skipped").detail["reason"] == (
+        "A delay of 8639999913600 seconds ends beyond the year 9999.")
