@@ -284,10 +284,22 @@ METRICS_TOKEN = os.environ.get("METRICS_TOKEN", "")
 # Several web processes: a shared directory for prometheus-client's multiprocess mode.
 PROMETHEUS_MULTIPROC_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
 
+# LOG_FORMAT=json: one JSON object per line (python-json-logger), with the trigger, run and
+# message ids the code is working on (clarion/logs.py); "text" (default) for people.
+LOG_FORMAT = os.environ.get("LOG_FORMAT", "text")
+if LOG_FORMAT not in ("text", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'text' or 'json', not {LOG_FORMAT!r}.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "filters": {"ids": {"()": "clarion.logs.ContextFilter"}},
+    "formatters": {"json": {
+        "()": "pythonjsonlogger.json.JsonFormatter",
+        "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+    }},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["ids"],
+                             **({"formatter": "json"} if LOG_FORMAT == "json" else {})}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # httpx and httpcore log every provider request at INFO: the DeliveryAttempt is the record.
     "loggers": {"django.db.backends": {"level": "WARNING"}, "httpx": {"level": "WARNING"},

@@ -48,6 +48,10 @@ CHANNELS: tuple[ChannelSpec, ...] = (
                 (("title", "body"),), "channel_data", quiet_hours=True),
     ChannelSpec("chat", "Chat", _("Chat"), ("text", "blocks"), (("text", "blocks"),),
                 "channel_data", json_fields=("blocks",)),
+    # WhatsApp: an approved template (named in the step's config, with `parameters`: a JSON
+    # array) or, inside the 24-hour customer-service window, free `text`.
+    ChannelSpec("whatsapp", "WhatsApp", _("WhatsApp"), ("text", "parameters"), (), "phone",
+                json_fields=("parameters",), quiet_hours=True),
     ChannelSpec("in_app", "In-app", _("In-app"), ("body", "action_url", "avatar"), (("body",),),
                 "inbox", html_fields=("body",), providers=False),  # body: Markdown-ish HTML
     ChannelSpec("webhook", "Webhook", _("Webhook"), ("body",), (), "step"),

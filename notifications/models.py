@@ -476,6 +476,11 @@ class Message(models.Model):
     )
     provider = models.CharField(max_length=128, blank=True)
     provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    estimated_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="What the send that succeeded is estimated to cost (its provider's cost "
+        "options), in cost_currency; null: not sent, or the provider has no price.")
+    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
     attempts = models.PositiveIntegerField(default=0)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
@@ -586,6 +591,11 @@ class DeliveryAttempt(models.Model):
     request = models.JSONField(default=dict, blank=True, help_text="Redacted.")
     response = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    estimated_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="For a succeeded call: the provider's price for it (its cost options: per "
+        "message, per SMS segment, per country), in cost_currency. Null: no price set.")
+    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
 
     class Meta:
         ordering = ["message", "started_at", "id"]
@@ -655,6 +665,9 @@ class StepLog(models.Model):
         SENT = "sent", "Sent"
         FAILED = "failed", "Failed"
         RATE_LIMITED = "rate_limited", "Rate limited"
+        THROTTLED = "throttled", "Throttled"
+        PASSED = "passed", "Passed"
+        SEND_WINDOW = "send_window", "Outside the send window"
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
 
@@ -693,6 +706,19 @@ class IdempotencyRecord(models.Model):
     @property
     def in_progress(self) -> bool:
         return self.response_status is None
+
+
+class ThrottleCounter(models.Model):
+    """The runs a throttle step let through for one bucket (workflow, step, recipient, tenant and
+    the step's key value, hashed into `key`) within its window: their times, oldest first. The
+    row is locked while a run is counted, so every process counts against the same list."""
+
+    key = models.CharField(max_length=64, unique=True)
+    passed = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.key
 
 
 class RateLimitCounter(models.Model):

@@ -16,7 +16,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from .models import RateLimitCounter
+from .models import RateLimitCounter, ThrottleCounter
 
 
 @dataclass(frozen=True)
@@ -54,3 +54,23 @@ def rate_limit_hit(*, key: str, limit: int, window_seconds: int,
     # A new window for this key: its earlier windows are over.
     RateLimitCounter.objects.filter(key=key, window_start__lt=start).delete()
     return RateLimitVerdict(True)
+
+
+def throttle_hit(*, key: str, limit: int, window_seconds: float, now: datetime) -> tuple[bool, int]:
+    """Count one run against throttle bucket `key` (≤ 64 characters) if fewer than `limit` runs
+    were let through in the `window_seconds` before `now` (a sliding window, unlike the fixed
+    windows above: a throttle promises at most `limit` in any such span). Returns (let through,
+    how many the window holds now, this one included when let through).
+
+    The bucket's row is locked (SELECT … FOR UPDATE) until the caller's transaction ends, so
+    concurrent runs in any process are counted one after the other; a pass that rolls back takes
+    its count back with it."""
+    with transaction.atomic():  # a savepoint: get_or_create may meet a concurrent INSERT
+        row, _ = ThrottleCounter.objects.select_for_update().get_or_create(key=key)
+    since = now - timedelta(seconds=window_seconds)
+    passed = [stamp for stamp in row.passed if datetime.fromisoformat(stamp) > since]
+    if len(passed) >= limit:
+        return False, len(passed)
+    row.passed = [*passed, now.astimezone(UTC).isoformat()]
+    row.save(update_fields=["passed", "updated_at"])
+    return True, len(row.passed)

@@ -38,6 +38,10 @@ def workflow_export(workflow: Workflow) -> dict:
             item["conditions"] = step.conditions
         if step.unless:
             item["unless"] = step.unless
+        if step.send_window:
+            item["send_window"] = step.send_window
+        if step.urgent:
+            item["urgent"] = True
         if step.is_channel:
             item["templates"] = {
                 template.locale: template.fields for template in step.templates.all()

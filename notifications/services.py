@@ -280,6 +280,8 @@ class StepSpec:
     conditions: dict | None = None
     templates: dict[str, dict] = field(default_factory=dict)
     unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
+    send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
+    urgent: bool = False  # channel steps of a critical workflow: send during quiet hours
 
 
 @transaction.atomic
@@ -312,7 +314,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     for position, spec in enumerate(steps):
         step = existing.get(spec.ref)
         values = {"position": position, "type": spec.type, "config": spec.config or {},
-                  "conditions": spec.conditions or None, "unless": spec.unless or None}
+                  "conditions": spec.conditions or None, "unless": spec.unless or None,
+                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent)}
         if step is None:
             step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
         else:

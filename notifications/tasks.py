@@ -8,6 +8,8 @@ from django.db import connection, transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from clarion.logs import log_context
+
 from . import delivery, engine, schedules, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue, enqueue_many
@@ -16,7 +18,7 @@ logger = logging.getLogger(__name__)
 
 
 def advance_run(run_id: str) -> None:
-    with transaction.atomic():
+    with log_context(run_id=run_id), transaction.atomic():
         run = (
             Run.objects.select_for_update(of=("self",))
             .select_related("workflow", "recipient", "tenant", "trigger")
@@ -29,7 +31,8 @@ def advance_run(run_id: str) -> None:
 
 def deliver_message(message_id: str) -> None:
     """Deliver this message, and up to DELIVERY_BATCH_SIZE - 1 other due ones concurrently."""
-    delivery.deliver_batch(message_id)
+    with log_context(message_id=message_id):
+        delivery.deliver_batch(message_id)
 
 
 def fanout_trigger(trigger_id: str) -> None:

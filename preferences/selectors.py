@@ -85,9 +85,10 @@ class Verdict:
 
 def channel_step_verdict(*, recipient: Recipient, workflow: Workflow, tenant: Tenant | None,
                          channel: str, now: datetime, check_quiet_hours: bool = True,
-                         memo: dict | None = None) -> Verdict:
+                         urgent: bool = False, memo: dict | None = None) -> Verdict:
     """The engine's one question for every channel step, whatever its channel. `memo` keeps
-    the rows read for one pass of a run, so its later steps ask without queries."""
+    the rows read for one pass of a run, so its later steps ask without queries. A critical
+    workflow ignores opt-outs; it passes quiet hours only for a step marked `urgent`."""
     memo = {} if memo is None else memo
     if "layers" not in memo:
         memo["layers"] = preference_layers(recipient=recipient, tenant=tenant)
@@ -95,7 +96,7 @@ def channel_step_verdict(*, recipient: Recipient, workflow: Workflow, tenant: Te
     layers = memo["layers"]
     decision = allowed(recipient, workflow, channel, tenant, layers=layers,
                        defaults=memo["defaults"])
-    if not decision.allowed or workflow.critical or not check_quiet_hours:
+    if not decision.allowed or (workflow.critical and urgent) or not check_quiet_hours:
         return Verdict(decision)
     if channel not in QUIET_HOURS_CHANNELS:
         return Verdict(decision)

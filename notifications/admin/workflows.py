@@ -24,6 +24,7 @@ from clarion.admin import (
 
 from .. import conditions, engine
 from ..channels import CHANNEL_KEYS
+from ..engine import windows
 from ..models import Step, StepType, Template, Workflow
 
 SUPPORTED_STEP_CHOICES = [
@@ -70,10 +71,13 @@ class StepForm(forms.ModelForm):
 
     class Meta:
         model = Step
-        fields = ["workflow", "position", "ref", "type", "config", "conditions"]
+        fields = ["workflow", "position", "ref", "type", "config", "conditions", "unless",
+                  "send_window", "urgent"]
         widgets = {
             "config": forms.Textarea(attrs={"rows": 2, "cols": 36}),
             "conditions": forms.Textarea(attrs={"rows": 2, "cols": 48}),
+            "unless": forms.Textarea(attrs={"rows": 2, "cols": 28}),
+            "send_window": forms.Textarea(attrs={"rows": 2, "cols": 36}),
         }
 
     def clean(self):
@@ -89,11 +93,32 @@ class StepForm(forms.ModelForm):
                 engine.validate_delay_config(cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
+        elif step_type == StepType.THROTTLE and "config" in cleaned:
+            try:
+                engine.validate_throttle_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", f"{exc.field}: {exc}")
         elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
+        for name in ("unless", "send_window", "urgent"):
+            if cleaned.get(name) and step_type not in CHANNEL_KEYS:
+                self.add_error(name, f'Only channel steps can have "{name}".')
+        if cleaned.get("send_window") and step_type in CHANNEL_KEYS:
+            try:
+                windows.parse_window(cleaned["send_window"])
+            except windows.WindowError as exc:
+                self.add_error("send_window", str(exc))
+        if cleaned.get("unless") and step_type in CHANNEL_KEYS and cleaned.get("workflow"):
+            earlier = {other.ref: other.type for other in cleaned["workflow"].steps.all()
+                       if other.position < (cleaned.get("position") or 0)
+                       and other.pk != self.instance.pk}
+            try:
+                engine.validate_unless(cleaned["unless"], earlier)
+            except engine.StepConfigError as exc:
+                self.add_error("unless", f"{exc.field}: {exc}")
         if (self.instance.pk and step_type and step_type != self.instance.type
                 and self.instance.templates.exists()):
             self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
@@ -122,7 +147,8 @@ class StepInline(FormFieldsMixin, admin.TabularInline):
     form = StepForm
     extra = 0
     ordering = ("position", "id")
-    fields = ("position", "ref", "type", "config", "conditions", "templates")
+    fields = ("position", "ref", "type", "config", "conditions", "unless", "send_window", "urgent",
+              "templates")
     readonly_fields = ("templates",)
     show_change_link = True
 
@@ -160,7 +186,8 @@ class StepAdmin(ClarionAdmin):
     search_fields = ("ref", "workflow__key", "workflow__name")
     autocomplete_fields = ("workflow",)
     ordering = ("workflow__key", "position", "id")
-    fields = ("workflow", "position", "ref", "type", "config", "conditions", "template_list")
+    fields = ("workflow", "position", "ref", "type", "config", "conditions", "unless",
+              "send_window", "urgent", "template_list")
     readonly_fields = ("template_list",)
 
     def get_queryset(self, request):

@@ -14,6 +14,7 @@ from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 from .. import conditions, engine, rendering
 from ..addresses import validate_display_name, validate_email_address
 from ..channels import CHANNEL_KEYS
+from ..engine import windows
 from ..models import (
     Channel,
     StepType,
@@ -417,11 +418,32 @@ class StepSerializer(Serializer):
         help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
                   '{"step": "inbox", "is": "read"} (seen, read, clicked, delivered).')
 
+    send_window = serializers.DictField(
+        required=False, allow_null=True, default=None,
+        help_text='Channel steps: send only within these days and hours, e.g. {"days": ["mon"], '
+                  '"start": "08:00", "end": "17:30", "timezone": "recipient"}.')
+    urgent = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Channel steps of a critical workflow: send during quiet hours.")
+
     def validate(self, attrs):
         step_type = attrs["type"]
         errors = {}
-        if attrs.get("unless") and step_type not in CHANNEL_KEYS:
-            errors["unless"] = ["Only channel steps can have \"unless\"."]
+        for name in ("unless", "send_window", "urgent"):
+            if attrs.get(name) and step_type not in CHANNEL_KEYS:
+                errors[name] = [f"Only channel steps can have \"{name}\"."]
+        if attrs.get("send_window") and step_type in CHANNEL_KEYS:
+            try:
+                windows.parse_window(attrs["send_window"])
+            except windows.WindowError as exc:
+                errors[f"send_window.{exc.field}".rstrip(".")] = [exc.message]
+        if step_type == StepType.THROTTLE:
+            try:
+                engine.validate_throttle_config(attrs.get("config") or {})
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Throttle steps have no templates."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])

@@ -1,5 +1,7 @@
 """The server API (`/api/v1/`). Views validate, call a service, and shape the answer."""
 
+import logging
+
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.urls import reverse
@@ -25,6 +27,8 @@ from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recip
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
 from .throttles import TriggerRateThrottle
+
+logger = logging.getLogger(__name__)
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key", OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
@@ -70,6 +74,9 @@ class TriggerView(APIView):
         answer = _trigger_one(request, workflow, s.TriggerSerializer, request.data,
                               idempotency_key=idempotency_key)
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+        logger.info("trigger %s of %s answered %s%s", answer.body.get("trigger_id"), key,
+                    answer.status, " (replayed)" if answer.replayed else "",
+                    extra={"trigger_id": answer.body.get("trigger_id")})
         return Response(answer.body, status=answer.status, headers=headers)
 
 
@@ -234,7 +241,8 @@ class WorkflowDetailView(APIView):
         steps = [
             services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
                               conditions=step["conditions"], templates=step["templates"],
-                              unless=step["unless"])
+                              unless=step["unless"], send_window=step["send_window"],
+                              urgent=step["urgent"])
             for step in data.pop("steps")
         ]
         workflow, created = services.workflow_put(key=key, steps=steps, **data)

@@ -78,6 +78,7 @@ class Delivery:
     # The outcome: ("sent", key, provider message id) | ("retry", key, at) | ("wait", "", at)
     # | ("failed", key, "")
     outcome: tuple | None = None
+    cost: tuple | None = None  # (Decimal, currency) of the send that succeeded, if priced
 
 
 @dataclass
@@ -386,7 +387,8 @@ async def _perform_async(call: Call) -> None:
     call.duration_ms = int((time.monotonic() - started) * 1000)
 
 
-ATTEMPT_RESULT_FIELDS = ["duration_ms", "outcome", "error", "request", "response", "status_code"]
+ATTEMPT_RESULT_FIELDS = ["duration_ms", "outcome", "error", "request", "response", "status_code",
+                         "estimated_cost", "cost_currency"]
 
 
 def _record(calls: list[Call], now: datetime, unwritten: list[DeliveryAttempt]) -> None:
@@ -410,6 +412,9 @@ def _record(calls: list[Call], now: datetime, unwritten: list[DeliveryAttempt]) 
             if candidate.config is not None:
                 breaker_record_success(candidate.config)
             d.outcome = ("sent", candidate.key, call.result.provider_message_id)
+            d.cost = candidate.provider.estimate_cost(call.outbound)
+            if d.cost is not None:
+                attempt.estimated_cost, attempt.cost_currency = d.cost
             dead = call.result.dead_addresses
         else:
             error = call.error
@@ -458,7 +463,8 @@ def update_rows(model, objs: list, fields: list[str], *, status: str | None = No
 
 
 MESSAGE_OUTCOME_FIELDS = ["status", "error", "provider", "provider_message_id",
-                          "next_attempt_at", "updated_at", "sent_at", "attempts"]
+                          "next_attempt_at", "updated_at", "sent_at", "attempts",
+                          "estimated_cost", "cost_currency"]
 
 
 def _finish(deliveries: list[Delivery], now: datetime, *,
@@ -484,6 +490,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         if state == "sent":
             message.status, message.error, message.sent_at = Message.Status.SENT, "", now
             message.provider_message_id = value
+            message.estimated_cost, message.cost_currency = d.cost or (None, "")
             event, detail["provider_message_id"] = StepLog.Event.SENT, value
         elif state == "deferred":
             message.status = Message.Status.QUEUED

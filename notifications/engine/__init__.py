@@ -14,6 +14,7 @@ from .validation import (
     delay_until,
     validate_channel_config,
     validate_delay_config,
+    validate_throttle_config,
     validate_unless,
 )
 from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
@@ -22,5 +23,5 @@ __all__ = [
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
     "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
-    "ENGAGEMENT_STATES", "validate_unless",
+    "ENGAGEMENT_STATES", "validate_throttle_config", "validate_unless",
 ]

@@ -15,6 +15,7 @@ from ..queue import enqueue, enqueue_at
 from ..ratelimit import rate_limit_hit
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
 from .context import NEXT, WAIT, Pass
+from .windows import next_open, parse_window
 
 
 def locale_candidates(locale: str, default_locale: str) -> list[str]:
@@ -41,34 +42,55 @@ def select_template(step: Step, locale: str, default_locale: str) -> Template | 
 
 
 def preferences_gate(p: Pass, step: Step) -> str | None:
-    """Preferences and quiet hours, asked by every channel step before its handler runs:
-    NEXT when the person opted out (a `suppressed` Message and an `opted_out` log naming the
-    rule), WAIT until their quiet hours end, None to go on and send."""
+    """Preferences, the step's send window and quiet hours, asked by every channel step before
+    its handler runs: NEXT when the person opted out (a `suppressed` Message and an `opted_out`
+    log naming the rule), WAIT until the send window opens or their quiet hours end, None to go
+    on and send. Back from a wait, all are asked again, except the quiet hours the run has just
+    waited out."""
     run = p.run
-    resuming = run.wake_at is not None
-    if resuming:  # back after quiet hours: ask again (they may have opted out), but send now
-        p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat())
+    state = dict(run.state or {})
+    # Runs that began waiting before send windows existed waited for quiet hours.
+    waited_for = state.pop("waiting_for", "quiet_hours") if run.wake_at is not None else ""
+    if waited_for:
+        p.log(step.ref, StepLog.Event.RESUMED, waited_until=run.wake_at.isoformat(),
+              waited_for=waited_for)
         run.wake_at = None
+        run.state = state
     verdict = channel_step_verdict(recipient=run.recipient, workflow=run.workflow,
                                    tenant=run.tenant, channel=step.type, now=p.now,
-                                   check_quiet_hours=not resuming, memo=p.preferences)
+                                   check_quiet_hours=waited_for != "quiet_hours",
+                                   urgent=step.urgent, memo=p.preferences)
     if verdict.suppressed:
         message = _new_message(p, step, status=Message.Status.SUPPRESSED,
                                error=f"Opted out: {verdict.decision.rule}")
         p.log(step.ref, StepLog.Event.OPTED_OUT, rule=verdict.decision.rule,
               channel=step.type, message_id=str(message.id))
         return NEXT
+    if step.send_window:
+        window = parse_window(step.send_window)
+        zone = window.zone(run.recipient.timezone)
+        opens = next_open(window, p.now, zone)
+        if opens is not None:
+            p.log(step.ref, StepLog.Event.SEND_WINDOW, until=opens.isoformat(),
+                  window=dict(step.send_window), timezone=str(zone.key))
+            return _wait(p, opens, "send_window")
     if verdict.wake_at is not None:
-        run.wake_at = verdict.wake_at
         window = verdict.quiet_hours
         p.log(step.ref, StepLog.Event.QUIET_HOURS, until=verdict.wake_at.isoformat(),
               window=f"{window.start:%H:%M}-{window.end:%H:%M}", rule=window.source,
               timezone=run.recipient.timezone or "UTC")
-        enqueue_at("notifications.tasks.advance_run", str(run.id), at=verdict.wake_at,
-                   name=f"run:{run.id}@{int(verdict.wake_at.timestamp())}")
-        return WAIT
+        return _wait(p, verdict.wake_at, "quiet_hours")
     return None
 
+
+def _wait(p: Pass, until, reason: str) -> str:
+    """Park the run at its channel step until `until` (UTC), remembering what it waits for."""
+    run = p.run
+    run.wake_at = until
+    run.state = {**(run.state or {}), "waiting_for": reason}
+    enqueue_at("notifications.tasks.advance_run", str(run.id), at=until,
+               name=f"run:{run.id}@{int(until.timestamp())}")
+    return WAIT
 
 
 def _new_message(p: Pass, step: Step, **fields) -> Message:

@@ -7,6 +7,7 @@ from ..models import Run, StepLog
 
 NEXT = "next"
 WAIT = "wait"
+END = "end"  # the run ends here (a throttle refused it)
 
 
 @dataclass

@@ -1,9 +1,14 @@
 """Function steps: steps that send nothing but decide when or whether the run goes on."""
 
+import hashlib
+import json
+
+from .. import conditions
 from ..models import Step, StepLog
 from ..queue import enqueue_at
-from .context import NEXT, WAIT, Pass
-from .validation import delay_until
+from ..ratelimit import throttle_hit
+from .context import END, NEXT, WAIT, Pass
+from .validation import delay_until, duration_seconds
 
 
 def delay(p: Pass, step: Step) -> str:
@@ -28,3 +33,25 @@ def delay(p: Pass, step: Step) -> str:
                name=f"run:{run.id}@{int(wake_at.timestamp())}")
     return WAIT
 
+
+
+def throttle(p: Pass, step: Step) -> str:
+    """Let the run through if its bucket (this step, the recipient, the tenant and the value at
+    `config.key`) let fewer than `limit` runs through within `window`; else end the run with a
+    `throttled` entry."""
+    run, config = p.run, step.config
+    value = conditions.resolve(config["key"], p.variables) if config.get("key") else None
+    value = None if value is conditions.MISSING else value
+    bucket = json.dumps([run.workflow_id, step.ref, run.recipient_id, run.tenant_id, value],
+                        sort_keys=True, default=str)
+    window = duration_seconds(config["window"])
+    allowed, count = throttle_hit(key=hashlib.sha256(bucket.encode()).hexdigest(),
+                                  limit=config["limit"], window_seconds=window, now=p.now)
+    detail = {"limit": config["limit"], "window_seconds": window, "count": count}
+    if config.get("key"):
+        detail["key"] = {"path": config["key"], "value": value}
+    if allowed:
+        p.log(step.ref, StepLog.Event.PASSED, **detail)
+        return NEXT
+    p.log(step.ref, StepLog.Event.THROTTLED, **detail)
+    return END

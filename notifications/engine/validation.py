@@ -13,7 +13,7 @@ from ..models import StepType
 
 # Step types the engine runs (every channel, and the function steps); the others are refused
 # when a workflow is saved.
-SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY})
+SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE})
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -65,6 +65,10 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
             raise StepConfigError('A webhook step needs {"url": "https://…"}.')
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
+    if step_type == "whatsapp":
+        for name, example in (("template", "order_update"), ("language", "en_US")):
+            if not isinstance(config.get(name, ""), str):
+                raise StepConfigError(f'"{name}" must be a string, e.g. "{example}".')
 
 
 def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
@@ -117,3 +121,38 @@ def validate_unless(unless, earlier: Mapping[str, str]) -> None:
                               "unless.step")
     if unless.get("is") not in ENGAGEMENT_STATES:
         raise StepConfigError(f"Expected one of: {', '.join(ENGAGEMENT_STATES)}.", "unless.is")
+
+
+def duration_seconds(config: Mapping) -> float:
+    """The seconds of a duration {"seconds"|"minutes"|"hours"|"days": number, …}, added up."""
+    return sum(float(config[unit]) * factor for unit, factor in DURATION_UNITS.items()
+               if unit in config)
+
+
+def validate_duration(value, field: str) -> None:
+    """Raise StepConfigError (at `field`) unless `value` is a duration longer than 0."""
+    if (not isinstance(value, Mapping) or not value or set(value) - set(DURATION_UNITS)
+            or any(isinstance(v, bool) or not isinstance(v, int | float) or v < 0
+                   for v in value.values())
+            or duration_seconds(value) <= 0):
+        raise StepConfigError('Expected {"seconds"|"minutes"|"hours"|"days": number}, longer '
+                              'than 0.', field)
+
+
+def validate_throttle_config(config: Mapping) -> None:
+    """Raise StepConfigError unless `config` is {"limit": int ≥ 1, "window": duration,
+    "key": optional path}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - {"limit", "window", "key"}
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.")
+    limit = config.get("limit")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise StepConfigError("Expected a whole number ≥ 1.", "config.limit")
+    validate_duration(config.get("window"), "config.window")
+    key = config.get("key")
+    if key is not None and (not isinstance(key, str) or key.split(".", 1)[0]
+                            not in conditions.ROOTS):
+        raise StepConfigError(f"Expected a path starting with one of: "
+                              f"{', '.join(conditions.ROOTS)}.", "config.key")

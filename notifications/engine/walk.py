@@ -15,7 +15,7 @@ from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_variables
 from . import channel_steps, function_steps
-from .context import NEXT, WAIT, Pass
+from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,16 @@ def advance(run: Run, *, now: datetime) -> None:
         if step.ref in p.walked:  # walked before an edit moved it after the resume point
             run.cursor += 1
             continue
-        if _run_step(p, step) == WAIT:
+        outcome = _run_step(p, step)
+        if outcome == WAIT:
             run.status = Run.Status.WAITING
             run.step_refs = [s.ref for s in steps]
             break
         run.cursor += 1
+        if outcome == END:
+            run.status = Run.Status.COMPLETED
+            run.wake_at = None
+            break
     else:
         run.status = Run.Status.COMPLETED
         run.wake_at = None
@@ -126,6 +131,8 @@ def _run_step(p: Pass, step: Step) -> str:
             return NEXT
     if step.type == StepType.DELAY:
         return function_steps.delay(p, step)
+    if step.type == StepType.THROTTLE:
+        return function_steps.throttle(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:

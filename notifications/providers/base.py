@@ -244,11 +244,14 @@ class Provider:
             if name not in known:
                 problems.setdefault(f"credentials.{name}", []).append(
                     f"Unknown field; {cls.kind} takes: {', '.join(sorted(known)) or 'none'}.")
+        from .cost import COST_OPTIONS, cost_option_problems
+
+        problems.update(cost_option_problems(options))
         for name in options:
-            if name not in cls.option_fields:
+            if name not in cls.option_fields and name not in COST_OPTIONS:
                 problems.setdefault(f"options.{name}", []).append(
                     f"Unknown option; {cls.kind} takes: "
-                    f"{', '.join(cls.option_fields) or 'none'}.")
+                    f"{', '.join((*cls.option_fields, *COST_OPTIONS))}.")
         if problems:
             raise ConfigurationError(problems)
 
@@ -257,6 +260,14 @@ class Provider:
         """Credential values that must never reach the ledger."""
         return [str(v) for k, v in self.credentials.items()
                 if k not in self.public_credential_fields and v]
+
+    def estimate_cost(self, message: OutboundMessage):
+        """(Decimal cost, ISO 4217 currency) of `message` from this provider's cost options
+        (cost.py: per message, per SMS segment, per country); None without a price."""
+        from .cost import estimate_cost
+
+        return estimate_cost(self.channel, self.options, to=message.to,
+                             content=message.content)
 
     def channel_data_for(self, rows: Iterable[Any]) -> Any | None:
         """The recipient's ChannelData row this kind uses: its own kind's, else a generic one."""

@@ -14,6 +14,7 @@ KIND_MODULES = (
     "notifications.providers.messagebird",
     "notifications.providers.sinch",
     "notifications.providers.gupshup",
+    "notifications.providers.whatsapp",
     "notifications.providers.chat",
     "notifications.providers.webhook",
     "notifications.providers.fcm",

@@ -122,8 +122,8 @@ def test_put_is_not_offered_to_recipients(ada):
 
 @pytest.mark.parametrize("body,fields", [
     ({"channel_types": {"fax": False}},
-     {"channel_types.fax": ["Unknown channel; expected one of email, sms, push, chat, in_app, "
-                            "webhook."]}),
+     {"channel_types.fax": ["Unknown channel; expected one of email, sms, push, chat, "
+                            "whatsapp, in_app, webhook."]}),
     ({"categories": {"marketing": {"channel_types": {"email": "no"}}}},
      {"categories.marketing.channel_types.email": ["Expected true or false."]}),
     ({"workflows": {"bad key!": False}}, {"workflows.bad key!": ["Not a valid workflow key."]}),

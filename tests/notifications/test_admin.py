@@ -138,8 +138,8 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     response = admin_client.get(url(Step, "change", welcome.steps.get(ref="inbox").pk))
     choices = response.context["adminform"].form.fields["type"].choices
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
-                       ("chat", "Chat"), ("in_app", "In-app"), ("webhook", "Webhook"),
-                       ("delay", "Delay")]
+                       ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
+                       ("webhook", "Webhook"), ("delay", "Delay"), ("throttle", "Throttle")]
 
 
 def step_post_data(step, **changes) -> dict:

@@ -128,10 +128,12 @@ def test_get_unknown_recipient_is_404(api, db):
          {"channel_data.push": ['Expected a dictionary of items but got type "str".']}),
         ({"channel_data": {"pager": {}}},
          {"channel_data.pager": [
-             "Unknown channel; expected one of email, sms, push, chat, in_app, webhook."]}),
+             "Unknown channel; expected one of email, sms, push, chat, whatsapp, in_app, "
+             "webhook."]}),
         ({"channel_data": {"pager:acme": {}}},
          {"channel_data.pager:acme": [
-             "Unknown channel; expected one of email, sms, push, chat, in_app, webhook."]}),
+             "Unknown channel; expected one of email, sms, push, chat, whatsapp, in_app, "
+             "webhook."]}),
         ({"channel_data": {f"push:{'p' * 65}": {}}},
          {f"channel_data.push:{'p' * 65}": ["A provider kind has at most 64 characters."]}),
         ({"name": "x" * 256, "email": "bad"},

@@ -266,7 +266,8 @@ def test_the_bearer_scheme_is_case_insensitive(api_key, welcome):
              "channel_data, id."]}),
         ({"recipients": [{"id": "u1", "channel_data": {"fax": {"n": 1}}}]},
          {"recipients[0].channel_data.fax": [
-             "Unknown channel; expected one of email, sms, push, chat, in_app, webhook."]}),
+             "Unknown channel; expected one of email, sms, push, chat, whatsapp, in_app, "
+             "webhook."]}),
         ({"recipients": [""]},
          {"recipients[0]": ["A recipient id has 1 to 255 characters."]}),
         ({"recipients": ["x" * 256]},

@@ -39,9 +39,9 @@ def test_each_channel_requires_and_escapes_only_fields_it_has():
 
 
 def test_derived_sets_read_the_table():
-    assert tuple(PROVIDER_CHANNELS) == ("email", "sms", "push", "chat", "webhook")
+    assert tuple(PROVIDER_CHANNELS) == ("email", "sms", "push", "chat", "whatsapp", "webhook")
     assert set(CHANNEL_DATA_CHANNELS) == {"push", "chat"}
-    assert set(QUIET_HOURS_CHANNELS) == {"email", "sms", "push"}
+    assert set(QUIET_HOURS_CHANNELS) == {"email", "sms", "push", "whatsapp"}
 
 
 def test_lookups_answer_none_empty_or_last_for_a_function_step_type():

@@ -65,7 +65,7 @@ def test_the_admin_form_names_the_bad_entry(admin_client, ada):
     errors = response.context["adminform"].form.errors
     assert errors["categories"] == [
         "marketing: channel_types: fax: Unknown channel; expected one of email, sms, push, chat, "
-        "in_app, webhook."]
+        "whatsapp, in_app, webhook."]
     assert errors["quiet_hours"] == ["start: Expected a 24-hour time like 22:00."]
     assert not PreferenceSet.objects.exists()
 

@@ -66,7 +66,8 @@ def test_patch_merges_section_by_section_and_entry_by_entry(api, ada):
     marketing = body["categories"]["marketing"]["channel_types"]
     assert marketing["push"] is True
     assert {c: v for c, v in marketing.items() if c != "push"} == {
-        "email": False, "sms": False, "chat": False, "in_app": False, "webhook": False}
+        "email": False, "sms": False, "chat": False, "whatsapp": False, "in_app": False,
+        "webhook": False}
     assert body["workflows"] == KNOCK["workflows"]
     assert body["quiet_hours"] == {"start": "21:30", "end": "07:00"}
 
@@ -89,7 +90,7 @@ def test_the_tenant_parameter_writes_the_persons_set_for_that_tenant(api, ada, a
 @pytest.mark.parametrize(("body", "fields"), [
     ({"channel_types": {"email": "no"}}, {"channel_types.email": ["Expected true or false."]}),
     ({"channel_types": {"fax": False}}, {"channel_types.fax": [
-        "Unknown channel; expected one of email, sms, push, chat, in_app, webhook."]}),
+        "Unknown channel; expected one of email, sms, push, chat, whatsapp, in_app, webhook."]}),
     ({"channel_types": []}, {"channel_types": ["Expected an object of channel: true/false."]}),
     ({"categories": {"marketing": {"channel_types": {"sms": 1}}}},
      {"categories.marketing.channel_types.sms": ["Expected true or false."]}),

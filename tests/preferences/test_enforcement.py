@@ -72,13 +72,25 @@ def test_the_gate_is_generic_on_the_channel_step_type(newsletter, trigger):
     assert (log.event, log.detail["rule"]) == ("opted_out", "recipient:channel_types.sms")
 
 
-def test_critical_workflow_ignores_email_opt_out_and_quiet_hours(make_workflow, trigger):
+def test_critical_workflow_ignores_email_opt_out_and_urgent_steps_pass_quiet_hours(
+        make_workflow, trigger):
     workflow = make_workflow("password-reset", category="account", critical=True,
-                             steps=[email_step()])
+                             steps=[email_step(urgent=True)])
     run = trigger(workflow)
     prefs(channel_types={"email": False}, categories={"account": False}, quiet_hours=NIGHT)
     run = advance(run, datetime(2026, 6, 11, 3, 0, tzinfo=UTC))  # 23:00 in New York
     assert events(run) == [("", "triggered"), ("mail", "queued"), ("", "completed")]
+
+
+def test_critical_workflow_step_not_marked_urgent_waits_for_quiet_hours(make_workflow, trigger):
+    workflow = make_workflow("security-digest", category="account", critical=True,
+                             steps=[email_step()])
+    run = trigger(workflow)
+    prefs(channel_types={"email": False}, quiet_hours=NIGHT)
+    run = advance(run, datetime(2026, 6, 11, 3, 0, tzinfo=UTC))  # 23:00 in New York
+    assert events(run) == [("", "triggered"), ("mail", "quiet_hours")]
+    run = advance(run, run.wake_at)
+    assert events(run)[-3:] == [("mail", "resumed"), ("mail", "queued"), ("", "completed")]
 
 
 def test_per_tenant_preferences_and_tenant_defaults(newsletter, trigger):

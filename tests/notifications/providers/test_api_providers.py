@@ -62,7 +62,11 @@ def test_a_tenants_vonage_provider_is_created_for_that_tenant(api, acme):
      {"credentials.pin": ["Unknown field; twilio takes: account_sid, auth_token, from."]}),
     ({"options": {"region": "eu"}},
      {"options.region": ["Unknown option; twilio takes: base_url, timeout, "
-                         "status_callback_url."]}),
+                         "status_callback_url, cost_per_message, cost_by_country, "
+                         "cost_currency."]}),
+    ({"options": {"cost_per_message": "-1", "cost_by_country": {"usa": "0.01"}}},
+     {"options.cost_per_message": ['Expected a non-negative decimal price, e.g. "0.0079".'],
+      "options.cost_by_country": ["'usa' is not an ISO 3166-1 alpha-2 code such as \"US\"."]}),
     ({"tenant": "nope"}, {"tenant": ["Unknown tenant 'nope'."]}),
 ])
 def test_bad_bodies_name_the_field(api, change, fields):

@@ -37,8 +37,11 @@ def test_retry_after_seconds_or_http_date():
 
 
 def test_registry_lists_the_kinds_per_channel():
-    assert set(registry.kinds("sms")) == {"twilio", "vonage", "plivo"}
-    assert set(registry.kinds("chat")) == {"slack", "slack_webhook", "teams_webhook"}
+    assert set(registry.kinds("sms")) == {"twilio", "vonage", "plivo", "messagebird", "sinch",
+                                          "gupshup"}
+    assert set(registry.kinds("chat")) == {"slack", "slack_webhook", "teams_webhook",
+                                           "discord_webhook", "google_chat_webhook",
+                                           "mattermost_webhook"}
     assert {"smtp", "sendgrid", "mailgun", "postmark", "amazon_ses"} <= set(
         registry.kinds("email"))
     assert set(registry.kinds("webhook")) == {"webhook"}

@@ -216,4 +216,5 @@ def test_fcm_config_needs_a_service_account_key(google):
         FCM.validate_config({}, {"sandbox": True})
     assert caught.value.fields == {
         "credentials.service_account": ["This field is required."],
-        "options.sandbox": ["Unknown option; fcm takes: base_url, timeout, token_uri."]}
+        "options.sandbox": ["Unknown option; fcm takes: base_url, timeout, token_uri, "
+                            "cost_per_message, cost_by_country, cost_currency."]}
