@@ -118,7 +118,10 @@ class DocRunner:
             status, headers, body = self._send(request)
             if command.redirect:
                 target = self.work_dir / command.redirect
-                target.parent.mkdir(parents=True, exist_ok=True)
+                if not target.parent.is_dir():  # as in a reader's fresh shell: no such folder
+                    self.problems.append(f"{block.where}: `> {command.redirect}` writes into a "
+                                         "folder the page never creates")
+                    return
                 target.write_bytes(body)
             results.append((request, status, headers, body, command.status,
                             bool(command.redirect)))
