@@ -8,16 +8,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from . import delivery
 from .engine import layout_for_tenant
+from .idempotency import (
+    idempotency_abandon,
+    idempotency_begin,
+    idempotency_finish,
+)
 from .models import (
     ApiKey,
     ChannelData,
-    IdempotencyRecord,
     Message,
     Recipient,
     Run,
@@ -538,14 +542,6 @@ def workflow_cancel(*, workflow: Workflow, cancellation_key: str,
 
 # --- Idempotency ------------------------------------------------------------------------------
 
-class IdempotencyConflict(Exception):
-    """The key's first request is still running (409)."""
-
-
-class IdempotencyMismatch(Exception):
-    """The key was used with a different request (422)."""
-
-
 @dataclass(frozen=True)
 class TriggerResponse:
     """What a trigger answers: the HTTP status, the body, and whether it is a replay of the
@@ -593,47 +589,3 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
         idempotency_abandon(record=record)
         raise
     return TriggerResponse(202, body)
-
-
-def idempotency_begin(*, api_key: ApiKey, key: str,
-                      request_hash: str) -> tuple[IdempotencyRecord, bool]:
-    """Claim `key` for this request, or return the stored record to replay.
-
-    Returns (record, replay): replay is True when the first response should be sent back.
-    Raises IdempotencyConflict or IdempotencyMismatch (see trigger_workflow_idempotent).
-    """
-    conf = settings.CLARION
-    now = timezone.now()
-    for _ in range(2):
-        try:
-            with transaction.atomic():
-                record = IdempotencyRecord.objects.create(api_key=api_key, key=key,
-                                                          request_hash=request_hash)
-            return record, False
-        except IntegrityError:
-            record = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
-            if record is None:
-                continue
-            age = (now - record.created_at).total_seconds()
-            expired = age > conf["IDEMPOTENCY_TTL_SECONDS"]
-            abandoned = record.in_progress and age > conf["IDEMPOTENCY_LOCK_SECONDS"]
-            if expired or abandoned:
-                IdempotencyRecord.objects.filter(pk=record.pk).delete()
-                continue
-            # Still running: its outcome is unknown whatever this request's body (§4: a 409).
-            if record.in_progress:
-                raise IdempotencyConflict() from None
-            if record.request_hash != request_hash:
-                raise IdempotencyMismatch() from None
-            return record, True
-    raise IdempotencyConflict()
-
-
-def idempotency_finish(*, record: IdempotencyRecord, status: int, body) -> None:
-    record.response_status = status
-    record.response_body = body
-    record.save(update_fields=["response_status", "response_body"])
-
-
-def idempotency_abandon(*, record: IdempotencyRecord) -> None:
-    record.delete()

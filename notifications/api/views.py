@@ -22,7 +22,7 @@ from clarion.api import (
     validated,
 )
 
-from .. import selectors, services
+from .. import idempotency, selectors, services
 from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recipient_id
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
@@ -112,10 +112,10 @@ def _trigger_one(request, workflow: Workflow, serializer_class, body,
         return services.trigger_workflow_idempotent(
             request=trigger_request, idempotency_key=idempotency_key,
             request_fingerprint=fingerprint)
-    except services.IdempotencyMismatch:
+    except idempotency.IdempotencyMismatch:
         raise ApiError(422, "idempotency_key_reused",
                        "This Idempotency-Key was used with a different request.") from None
-    except services.IdempotencyConflict:
+    except idempotency.IdempotencyConflict:
         raise ApiError(
             409, "idempotency_key_in_use",
             "A request with this Idempotency-Key is still being processed.",

@@ -7,7 +7,7 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from inbox.models import InboxItem
-from notifications import services, tasks
+from notifications import idempotency, services, tasks
 from notifications.models import (
     ChannelData,
     DeliveryAttempt,
@@ -432,7 +432,7 @@ def test_idempotent_trigger_service_triggers_once_and_replays_without_http(api_k
     assert again.body == first.body == {
         "trigger_id": str(Trigger.objects.get().id),
         "runs": [{"id": str(Run.objects.get().id), "recipient": "u1"}]}
-    with pytest.raises(services.IdempotencyMismatch):
+    with pytest.raises(idempotency.IdempotencyMismatch):
         services.trigger_workflow_idempotent(request=request, idempotency_key="k",
                                              request_fingerprint=["b", 1])
     assert row_counts()["triggers"] == 1
@@ -465,7 +465,7 @@ def test_idempotency_key_reused_on_another_workflow_is_422(api, welcome, make_wo
 @pytest.mark.parametrize("second_body", [{"recipients": ["u1"]}, {"recipients": ["u2"]}],
                          ids=["same-body", "other-body"])
 def test_idempotency_key_in_progress_is_409(api, api_key, welcome, second_body):
-    services.idempotency_begin(api_key=api_key[0], key="busy", request_hash="0" * 64)
+    idempotency.idempotency_begin(api_key=api_key[0], key="busy", request_hash="0" * 64)
 
     response = api.post(TRIGGER, second_body, HTTP_IDEMPOTENCY_KEY="busy")
 
@@ -479,7 +479,7 @@ def test_idempotency_key_in_progress_is_409(api, api_key, welcome, second_body):
 
 
 def test_idempotency_key_held_past_the_lock_time_is_taken_over(api, api_key, welcome, settings):
-    record, _ = services.idempotency_begin(api_key=api_key[0], key="dead", request_hash="0" * 64)
+    record, _ = idempotency.idempotency_begin(api_key=api_key[0], key="dead", request_hash="0" * 64)
     IdempotencyRecord.objects.filter(pk=record.pk).update(
         created_at=timezone.now()
         - timedelta(seconds=settings.CLARION["IDEMPOTENCY_LOCK_SECONDS"] + 1))

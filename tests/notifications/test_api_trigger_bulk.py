@@ -139,7 +139,7 @@ def test_bulk_invalid_idempotency_key_is_named(api, welcome):
 
 
 def test_bulk_failure_of_one_trigger_rolls_back_only_that_trigger(api, welcome, monkeypatch):
-    from notifications import services
+    from notifications import idempotency, services
 
     real = services.trigger_workflow
 
@@ -147,7 +147,7 @@ def test_bulk_failure_of_one_trigger_rolls_back_only_that_trigger(api, welcome, 
     def fail_for_u2(request):
         trigger, runs = real(request)
         if request.recipients == ["u2"]:
-            raise services.IdempotencyMismatch()  # surfaces as that trigger's 422
+            raise idempotency.IdempotencyMismatch()  # surfaces as that trigger's 422
         return trigger, runs
 
     monkeypatch.setattr(services, "trigger_workflow", fail_for_u2)
