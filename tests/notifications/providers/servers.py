@@ -64,11 +64,17 @@ class ProviderServer:
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if len(body) < length:
+                    # The client died mid-body (a killed worker): like a real provider, act on
+                    # nothing and record nothing.
+                    self.close_connection = True
+                    return
                 parts = urlsplit(self.path)
                 request = Request(method=self.command, path=parts.path,
                                   query=parse_qs(parts.query, keep_blank_values=True),
                                   headers={k.lower(): v for k, v in self.headers.items()},
-                                  body=self.rfile.read(length) if length else b"")
+                                  body=body)
                 reply = server._reply_for(request)
                 if reply.delay:
                     time.sleep(reply.delay)
