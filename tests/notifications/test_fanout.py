@@ -11,7 +11,7 @@ from datetime import timedelta
 
 import pytest
 from django.conf import settings
-from django.db import connection, connections
+from django.db import connection, connections, transaction
 from django.db.models import Count
 from django.utils import timezone
 
@@ -218,10 +218,16 @@ def test_qcluster_killed_mid_fanout_neither_loses_nor_duplicates_a_run(api, make
         if cluster.poll() is None:
             _kill(cluster)
 
-    trigger = Trigger.objects.get(pk=trigger_id)
+    # One snapshot for the trigger and its runs: a killed worker's server-side session may still
+    # be finishing, and two reads could straddle its end.
+    with transaction.atomic():
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        trigger = Trigger.objects.get(pk=trigger_id)
+        created = Run.objects.filter(trigger=trigger).count()
     assert trigger.fanout == Trigger.Fanout.PENDING
     assert 0 < trigger.runs_created < SUBSCRIBERS
-    assert Run.objects.filter(trigger=trigger).count() == trigger.runs_created  # chunks whole
+    assert created == trigger.runs_created  # chunks whole
     assert trigger.recipients_total == SUBSCRIBERS
 
     resumed = _start_cluster(tmp_path, "second")

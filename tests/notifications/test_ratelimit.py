@@ -35,7 +35,8 @@ def test_a_key_over_its_trigger_limit_gets_429_with_retry_after_and_triggers_not
     assert 1 <= retry_after <= 60
     assert response.json() == {
         "error": "rate_limited",
-        "detail": f"Request was throttled. Expected available in {retry_after} seconds."}
+        "detail": f"Request was throttled. Expected available in {retry_after} "
+                  f"{'second' if retry_after == 1 else 'seconds'}."}
     assert Trigger.objects.count() == 2
     # Another key has its own count.
     other = client_for(api_key_create(name="other")[1])
