@@ -53,6 +53,8 @@ StepType = models.TextChoices("StepType", [
     ("DIGEST", ("digest", "Digest")),
     ("THROTTLE", ("throttle", "Throttle")),
     ("BRANCH", ("branch", "Branch")),
+    ("ROUTE", ("route", "Route")),
+    ("APPROVAL", ("approval", "Approval")),
 ], module=__name__)
 
 
