@@ -358,6 +358,10 @@ class Trigger(models.Model):
     data = models.JSONField(default=dict, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     cancellation_key = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, blank=True,
+        help_text="The request's Idempotency-Key, if it sent one (kept after the 24-hour replay "
+                  "record expires, so support can find the trigger by it).")
     fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
     recipients_total = models.PositiveIntegerField(
         null=True, blank=True,
@@ -385,7 +389,12 @@ class Trigger(models.Model):
                 fields=["workflow", "cancellation_key"],
                 condition=~Q(cancellation_key=""),
                 name="trigger_cancellation_idx",
-            )
+            ),
+            models.Index(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="trigger_idempotency_idx",
+            ),
         ]
 
     def __str__(self):
@@ -513,7 +522,8 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.channel} to {self.to or self.recipient_id} ({self.status})"
+        # The recipient's own id, never the row's primary key (the admin titles pages with it).
+        return f"{self.channel} to {self.to or self.recipient.external_id} ({self.status})"
 
 
 class ProviderConfig(models.Model):
