@@ -13,7 +13,8 @@ from ..models import StepType
 
 # Step types the engine runs (every channel, and the function steps); the others are refused
 # when a workflow is saved.
-SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE})
+SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
+                                  StepType.DIGEST})
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -156,3 +157,66 @@ def validate_throttle_config(config: Mapping) -> None:
                             not in conditions.ROOTS):
         raise StepConfigError(f"Expected a path starting with one of: "
                               f"{', '.join(conditions.ROOTS)}.", "config.key")
+
+
+DIGEST_KEYS = ("window", "key", "max_events", "first_at_once", "skip_read")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW_HELP = ('Expected {"seconds"|"minutes"|"hours"|"days": number}, {"daily": "HH:MM"} or '
+                '{"weekly": {"day": "mon", "time": "HH:MM"}}.')
+
+
+def _clock(value, field: str) -> None:
+    if (not isinstance(value, str) or len(value) != 5 or value[2] != ":"
+            or not (value[:2].isdigit() and value[3:].isdigit())
+            or int(value[:2]) > 23 or int(value[3:]) > 59):
+        raise StepConfigError('Expected a local time "HH:MM", e.g. "09:00".', field)
+
+
+def validate_digest_config(config: Mapping) -> None:
+    """Raise StepConfigError (its `field` e.g. "config.window.daily") unless `config` is
+    {"window": duration | {"daily": "HH:MM"} | {"weekly": {"day": "mon", "time": "HH:MM"}},
+    "key": optional path, "max_events": optional int ≥ 1, "first_at_once": optional bool,
+    "skip_read": optional bool}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(DIGEST_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.")
+    window = config.get("window")
+    if not isinstance(window, Mapping) or not window:
+        raise StepConfigError(_WINDOW_HELP, "config.window")
+    if "daily" in window or "weekly" in window:
+        if len(window) != 1:
+            raise StepConfigError(_WINDOW_HELP, "config.window")
+        if "daily" in window:
+            _clock(window["daily"], "config.window.daily")
+        else:
+            weekly = window["weekly"]
+            if not isinstance(weekly, Mapping):
+                raise StepConfigError('Expected {"day": "mon", "time": "HH:MM"}.',
+                                      "config.window.weekly")
+            extra = set(weekly) - {"day", "time"}
+            if extra:
+                raise StepConfigError(f"Unknown keys: {', '.join(sorted(extra))}.",
+                                      "config.window.weekly")
+            if weekly.get("day") not in WEEKDAYS:
+                raise StepConfigError(f"Expected one of: {', '.join(WEEKDAYS)}.",
+                                      "config.window.weekly.day")
+            _clock(weekly.get("time"), "config.window.weekly.time")
+    else:
+        validate_duration(window, "config.window")
+        if duration_seconds(window) > MAX_DELAY_SECONDS:
+            raise StepConfigError(f"A window is at most {MAX_DELAY_SECONDS // 86400} days.",
+                                  "config.window")
+    key = config.get("key")
+    if key is not None and (not isinstance(key, str) or key.split(".", 1)[0]
+                            not in conditions.ROOTS):
+        raise StepConfigError(f"Expected a path starting with one of: "
+                              f"{', '.join(conditions.ROOTS)}.", "config.key")
+    max_events = config.get("max_events")
+    if max_events is not None and (isinstance(max_events, bool)
+                                   or not isinstance(max_events, int) or max_events < 1):
+        raise StepConfigError("Expected a whole number ≥ 1.", "config.max_events")
+    for name in ("first_at_once", "skip_read"):
+        if name in config and not isinstance(config[name], bool):
+            raise StepConfigError("Expected true or false.", f"config.{name}")
