@@ -21,9 +21,9 @@ secret>`, and verified once with a GET echoing `hub.challenge` when `hub.verify_
 
 import contextlib
 import hashlib
-import re
 import hmac
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
