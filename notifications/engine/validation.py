@@ -1,6 +1,7 @@
 """What a workflow's steps may say: the checks `PUT workflows/{key}` runs on each step's config
 (StepConfigError names the problem), and the arithmetic of a delay step."""
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -67,9 +68,18 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
     if step_type == "whatsapp":
-        for name, example in (("template", "order_update"), ("language", "en_US")):
+        unknown = sorted(set(config) - {"template", "language", "content_sid"})
+        if unknown:
+            raise StepConfigError(f'Unknown key "{unknown[0]}": a WhatsApp step takes '
+                                  '"template", "language" and "content_sid".')
+        for name, example in (("template", "order_update"), ("language", "en_US"),
+                              ("content_sid", "HXb5b62575e6e4ff6129ad7c8efe1f983e")):
             if not isinstance(config.get(name, ""), str):
                 raise StepConfigError(f'"{name}" must be a string, e.g. "{example}".')
+        sid = config.get("content_sid", "")
+        if sid and not re.fullmatch(r"HX[0-9a-fA-F]{32}", sid):
+            raise StepConfigError('"content_sid" must be a Twilio Content SID: "HX" and 32 '
+                                  'hex digits.')
 
 
 def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
