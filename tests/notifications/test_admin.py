@@ -138,7 +138,8 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     choices = response.context["adminform"].form.fields["type"].choices
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
-                       ("webhook", "Webhook"), ("delay", "Delay"), ("throttle", "Throttle")]
+                       ("webhook", "Webhook"), ("delay", "Delay"), ("digest", "Digest"),
+                       ("throttle", "Throttle")]
 
 
 def step_post_data(step, **changes) -> dict:
@@ -148,8 +149,10 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "digest"}, "type",
-     "Select a valid choice. digest is not one of the available choices."),
+    ({"type": "approval"}, "type",
+     "Select a valid choice. approval is not one of the available choices."),
+    ({"type": "digest", "config": '{"window": {"daily": "9:00"}}'}, "config",
+     'config.window.daily: Expected a local time "HH:MM", e.g. "09:00".'),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
      "conditions.all[0].op: Expected one of: eq, neq, gt, gte, lt, lte, in, contains, exists, "
      "not_exists."),
