@@ -6,6 +6,8 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from clarion.audit import audit_api_key_bind
+
 from ..models import ApiKey
 from ..services import hash_secret
 
@@ -32,6 +34,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         now = timezone.now()
         if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
             ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+        audit_api_key_bind(api_key)
         return (None, api_key)
 
     def authenticate_header(self, request):
