@@ -13,6 +13,8 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """A Clarion API key after `keyword`: Bearer (the Novu-compatible API's subclass: ApiKey)."""
+
     keyword = "Bearer"
 
     def authenticate(self, request):
@@ -20,8 +22,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        if scheme.lower() != self.keyword.lower() or not secret.strip():
+            raise exceptions.AuthenticationFailed(
+                f"Expected 'Authorization: {self.keyword} <api key>'.")
         api_key = (
             ApiKey.objects.select_related("tenant")
             .filter(secret_hash=hash_secret(secret.strip()), revoked_at__isnull=True)
