@@ -220,13 +220,15 @@ def preference_changes(body) -> tuple[dict, str | None]:
     return {"channel_types": clean}, None
 
 
-def preferences(center: Mapping) -> dict:
+def preferences(center: Mapping, own_channels: Mapping) -> dict:
     """The preference center's JSON (preferences.selectors.preference_center_data) as Novu's
-    GetSubscriberPreferencesDto: the global channels, then each workflow's."""
+    GetSubscriberPreferencesDto: the global channels (each of Novu's: as the center resolves it
+    where a workflow uses it, else the person's own choice, else on), then each workflow's."""
     def channels(toggles):
         return {t["channel"]: t["on"] for t in toggles if t["channel"] in NOVU_CHANNELS}
 
-    global_channels = channels(center["channels"])
+    resolved = channels(center["channels"])
+    global_channels = {c: resolved.get(c, own_channels.get(c, True)) for c in NOVU_CHANNELS}
     workflows = []
     for section in center["sections"]:
         for workflow in section["workflows"]:

@@ -117,10 +117,12 @@ class TriggerView(NovuView):
         return Response({"data": result}, status=status.HTTP_201_CREATED)
 
 
-def _messages(exc: exceptions.APIException) -> list[str]:
+def _messages(request, exc: exceptions.APIException) -> list[str]:
     if isinstance(exc, ValidationError):
-        return [f"{field}: {' '.join(messages)}" for field, messages in base.field_errors(
-            exc, shapes.TOP_FIELD_NAMES, shapes.NESTED_FIELD_NAMES).items()]
+        to_was_list = getattr(request, "novu_to_was_list", True)
+        return [f"{shapes.error_path(field, to_was_list)}: {' '.join(messages)}"
+                for field, messages in base.field_errors(
+                    exc, shapes.TOP_FIELD_NAMES, shapes.NESTED_FIELD_NAMES).items()]
     return [str(exc.detail)]
 
 
@@ -138,7 +140,7 @@ class BulkTriggerView(NovuView):
                 results.append(_trigger_event(request, event, None))
             except exceptions.APIException as exc:
                 results.append({"acknowledged": False, "status": "error",
-                                "error": _messages(exc),
+                                "error": _messages(request, exc),
                                 "transactionId": (event.get("transactionId") or ""
                                                   if isinstance(event, dict) else "")})
         return Response({"data": results}, status=status.HTTP_201_CREATED)
@@ -223,8 +225,10 @@ class SubscriberPreferencesView(NovuView):
     """The subscriber's own set (no tenant; a tenant-restricted key acts for its tenant)."""
 
     def _answer(self, request, recipient: Recipient) -> Response:
-        center = preference_center_data(recipient=recipient, tenant=request.auth.tenant)
-        return Response(shapes.preferences(center))
+        tenant = request.auth.tenant
+        center = preference_center_data(recipient=recipient, tenant=tenant)
+        own = preference_services.preference_set_get(recipient=recipient, tenant=tenant)
+        return Response(shapes.preferences(center, own["channel_types"]))
 
     def get(self, request, subscriber_id: str):
         return self._answer(request, _subscriber_or_404(subscriber_id))
