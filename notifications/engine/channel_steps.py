@@ -98,9 +98,11 @@ def _new_message(p: Pass, step: Step, **fields) -> Message:
     the unique (run, step_ref) constraint is the last guard against a second one."""
     run = p.run
     p.done.add(step.ref)
-    return Message.objects.create(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
-                                  workflow=run.workflow, tenant=run.tenant, channel=step.type,
-                                  **fields)
+    message = Message.objects.create(run=run, step=step, step_ref=step.ref,
+                                     recipient=run.recipient, workflow=run.workflow,
+                                     tenant=run.tenant, channel=step.type, **fields)
+    p.messages.append(message)
+    return message
 
 
 def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
