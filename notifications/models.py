@@ -238,7 +238,18 @@ class Workflow(models.Model):
 
 
 class Step(models.Model):
+    """One step of a workflow. A step with branches (a `branch` step) holds the steps of each
+    branch as its children: `parent` is that step and `branch` the branch's name ("default" for
+    its default branch); `position` orders the steps of one branch (or of the top level). Refs
+    are unique across the whole workflow, nested steps included."""
+
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        help_text="The branch step this step is inside of; empty for a top-level step.")
+    branch = models.CharField(
+        max_length=64, blank=True,
+        help_text='Which branch of the parent step this step is in ("default" for its default).')
     position = models.PositiveIntegerField(default=0)
     ref = models.CharField(max_length=64, validators=[key_validator])
     type = models.CharField(max_length=16, choices=StepType.choices)
@@ -261,6 +272,12 @@ class Step(models.Model):
     urgent = models.BooleanField(
         default=False, help_text="In a critical workflow, send during the person's quiet hours.",
     )
+    # Branch steps only: the branches in the order they are tried, first match wins.
+    branches = models.JSONField(
+        null=True, blank=True,
+        help_text='Branch steps: e.g. [{"name": "pro", "conditions": {"all": [{"path": '
+                  '"data.plan", "op": "eq", "value": "pro"}]}}]; the first whose conditions '
+                  'hold is taken, else "default".')
 
     class Meta:
         ordering = ["workflow", "position", "id"]
@@ -668,6 +685,7 @@ class StepLog(models.Model):
         FAILED = "failed", "Failed"
         RATE_LIMITED = "rate_limited", "Rate limited"
         THROTTLED = "throttled", "Throttled"
+        BRANCHED = "branched", "Branch taken"
         PASSED = "passed", "Passed"
         SEND_WINDOW = "send_window", "Outside the send window"
         CANCELLED = "cancelled", "Cancelled"
