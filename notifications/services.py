@@ -6,6 +6,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -40,6 +41,7 @@ from .rendering import RenderOptions, TemplateError, render_email, validate_fiel
 from .rendering.variables import preview_variables
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # how often an API key's last use is written
 FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
 
@@ -57,6 +59,19 @@ def api_key_create(*, name: str, tenant: Tenant | None = None,
     key = ApiKey.objects.create(name=name, prefix=prefix, secret_hash=hash_secret(secret),
                                 tenant=tenant, scopes=list(scopes))
     return key, secret
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The unrevoked key whose secret is `secret` (its tenant read along), or None. Notes when
+    it was last used, at most once a minute."""
+    api_key = (ApiKey.objects.select_related("tenant")
+               .filter(secret_hash=hash_secret(secret), revoked_at__isnull=True).first())
+    if api_key is not None:
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
+    return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
