@@ -1,5 +1,6 @@
 """Writes: every change to the domain goes through one of these verbs."""
 
+import dataclasses
 import hashlib
 import json
 import secrets
@@ -362,6 +363,7 @@ class TriggerRequest:
     tenant: Tenant | None = None
     cancellation_key: str = ""
     api_key: ApiKey | None = None
+    idempotency_key: str = ""
 
 
 def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
@@ -401,7 +403,7 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     trigger = Trigger.objects.create(
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
-        cancellation_key=request.cancellation_key,
+        cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
     )
@@ -596,6 +598,7 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
                                        request_hash=request_hash)
     if replay:
         return TriggerResponse(record.response_status, record.response_body, replayed=True)
+    request = dataclasses.replace(request, idempotency_key=idempotency_key)
     try:
         with transaction.atomic():
             body = trigger_summary(*trigger_workflow(request))
