@@ -3,7 +3,7 @@
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
-from django.db.models import Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from .engine.validation import BRANCHING_STEP_TYPES, DEFAULT_BRANCH
 from .models import (
@@ -14,6 +14,7 @@ from .models import (
     Run,
     Step,
     StepLog,
+    Subscription,
     Tenant,
     Topic,
     Trigger,
@@ -25,6 +26,19 @@ from .rendering.variables import recipient_variables, tenant_variables
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:
     runs = Run.objects.all()
     return runs.filter(tenant_id=api_key.tenant_id) if api_key.tenant_id else runs
+
+
+def recipients_visible_to(api_key: ApiKey) -> QuerySet[Recipient]:
+    """Recipients are global; a tenant-restricted key sees those its tenant reached (a run) or
+    holds (a subscription to one of its topics)."""
+    recipients = Recipient.objects.all()
+    if not api_key.tenant_id:
+        return recipients
+    tenant_id = api_key.tenant_id
+    return recipients.filter(
+        Exists(Run.objects.filter(recipient=OuterRef("pk"), tenant_id=tenant_id))
+        | Exists(Subscription.objects.filter(recipient=OuterRef("pk"),
+                                             topic__tenant_id=tenant_id)))
 
 
 def triggers_visible_to(api_key: ApiKey) -> QuerySet[Trigger]:

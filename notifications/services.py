@@ -1,11 +1,13 @@
 """Writes: every change to the domain goes through one of these verbs."""
 
+import dataclasses
 import hashlib
 import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -40,6 +42,7 @@ from .rendering import RenderOptions, TemplateError, render_email, validate_fiel
 from .rendering.variables import preview_variables
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # how often an API key's last use is written
 FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
 
@@ -57,6 +60,19 @@ def api_key_create(*, name: str, tenant: Tenant | None = None,
     key = ApiKey.objects.create(name=name, prefix=prefix, secret_hash=hash_secret(secret),
                                 tenant=tenant, scopes=list(scopes))
     return key, secret
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The unrevoked key whose secret is `secret` (its tenant read along), or None. Notes when
+    it was last used, at most once a minute."""
+    api_key = (ApiKey.objects.select_related("tenant")
+               .filter(secret_hash=hash_secret(secret), revoked_at__isnull=True).first())
+    if api_key is not None:
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
+    return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
@@ -407,6 +423,7 @@ class TriggerRequest:
     tenant: Tenant | None = None
     cancellation_key: str = ""
     api_key: ApiKey | None = None
+    idempotency_key: str = ""
 
 
 def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
@@ -446,7 +463,7 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     trigger = Trigger.objects.create(
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
-        cancellation_key=request.cancellation_key,
+        cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
     )
@@ -641,6 +658,7 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
                                        request_hash=request_hash)
     if replay:
         return TriggerResponse(record.response_status, record.response_body, replayed=True)
+    request = dataclasses.replace(request, idempotency_key=idempotency_key)
     try:
         with transaction.atomic():
             body = trigger_summary(*trigger_workflow(request))

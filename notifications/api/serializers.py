@@ -490,6 +490,13 @@ class StepSerializer(Serializer):
                 errors[exc.field] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Throttle steps have no templates."]
+        if step_type == StepType.DIGEST:
+            try:
+                engine.validate_digest_config(attrs.get("config") or {})
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Digest steps have no templates."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
