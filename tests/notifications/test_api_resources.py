@@ -427,8 +427,8 @@ def _with_step(index: int, **changes) -> dict:
         (_with_step(1, ref="has space"),
          {"steps[1].ref": ["Use letters, digits, '-', '_', '.', ':' (up to 128, starting with "
                            "a letter or digit)."]}),
-        (_with_step(0, type="digest", templates={"en": {"text": "x"}}),
-         {"steps[0].type": ['"digest" is not a valid choice.']}),
+        (_with_step(0, type="carrier_pigeon", templates={"en": {"text": "x"}}),
+         {"steps[0].type": ['"carrier_pigeon" is not a valid choice.']}),
         ({**WELCOME, "steps": "none"},
          {"steps": ['Expected a list of items but got type "str".']}),
         ({**WELCOME, "data_schema": {"type": "nonsense"}},

@@ -162,9 +162,9 @@ ENGAGED_DEFAULT = [*PRO_STEPS, 0, "default", "steps"]
     (with_change([*BY_PLAN, "branches", 0, "when"], PRO),
      {"steps[2].branches[0].when": [
          "Unknown field; expected one of: name, conditions, steps."]}),
-    (with_change([*ENGAGED_DEFAULT, 1, "type"], "digest"),
+    (with_change([*ENGAGED_DEFAULT, 1, "type"], "carrier_pigeon"),
      {"steps[2].branches[0].steps[0].default.steps[1].type": [
-         '"digest" is not a valid choice.']}),
+         '"carrier_pigeon" is not a valid choice.']}),
 ])
 def test_a_bad_nested_step_is_a_400_naming_its_path(api, db, body, fields):
     response = api.put("/api/v1/workflows/nudge", body)
