@@ -9,6 +9,7 @@ from .models import (
     Recipient,
     Run,
     StepLog,
+    StepType,
     Tenant,
     Topic,
     Trigger,
@@ -46,6 +47,11 @@ def workflow_export(workflow: Workflow) -> dict:
             item["templates"] = {
                 template.locale: template.fields for template in step.templates.all()
             }
+        elif step.type == StepType.ROUTE:  # one template per channel: {channel: {locale: …}}
+            item["templates"] = {}
+            for template in step.templates.all():
+                item["templates"].setdefault(template.channel, {})[template.locale] = \
+                    template.fields
         steps.append(item)
     return {
         "key": workflow.key,

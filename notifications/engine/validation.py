@@ -13,7 +13,8 @@ from ..models import StepType
 
 # Step types the engine runs (every channel, and the function steps); the others are refused
 # when a workflow is saved.
-SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE})
+SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
+                                  StepType.ROUTE})
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -156,3 +157,53 @@ def validate_throttle_config(config: Mapping) -> None:
                             not in conditions.ROOTS):
         raise StepConfigError(f"Expected a path starting with one of: "
                               f"{', '.join(conditions.ROOTS)}.", "config.key")
+
+
+# The channels a route step may try: every channel whose address is the recipient's own (a
+# webhook's address is its step's url, so it has no place in a person's route).
+ROUTE_CHANNELS = tuple(key for key in CHANNEL_KEYS if key != StepType.WEBHOOK)
+ROUTE_KEYS = ("channels", "ttl", "success", "always")
+
+
+def validate_route_config(config: Mapping) -> None:
+    """Raise StepConfigError (its `field` "config.<key>") unless `config` is {"channels": [two
+    or more distinct ROUTE_CHANNELS, cheapest first], "ttl": duration, "success": one of
+    ENGAGEMENT_STATES, "always": optional channels of `channels`}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(ROUTE_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(map(str, unknown)))}.")
+    channels = config.get("channels")
+    if (not isinstance(channels, list) or len(channels) < 2
+            or not all(isinstance(c, str) for c in channels)):
+        raise StepConfigError('Expected two or more channels, cheapest first, e.g. '
+                              '["in_app", "email", "sms"].', "config.channels")
+    unknown = [c for c in channels if c not in ROUTE_CHANNELS]
+    if unknown:
+        raise StepConfigError(f"Unknown channels: {', '.join(unknown)}. A route may use: "
+                              f"{', '.join(ROUTE_CHANNELS)}.", "config.channels")
+    repeated = sorted({c for c in channels if channels.count(c) > 1})
+    if repeated:
+        raise StepConfigError(f"Each channel once: {', '.join(repeated)} is repeated.",
+                              "config.channels")
+    validate_duration(config.get("ttl"), "config.ttl")
+    if duration_seconds(config["ttl"]) > MAX_DELAY_SECONDS:
+        raise StepConfigError(f"A ttl is at most {MAX_DELAY_SECONDS // 86400} days.",
+                              "config.ttl")
+    if config.get("success") not in ENGAGEMENT_STATES:
+        raise StepConfigError(f"Expected one of: {', '.join(ENGAGEMENT_STATES)}.",
+                              "config.success")
+    always = config.get("always", [])
+    if not isinstance(always, list) or not all(isinstance(c, str) for c in always):
+        raise StepConfigError('Expected a list of the route\'s channels, e.g. ["in_app"].',
+                              "config.always")
+    outside = [c for c in always if c not in channels]
+    if outside:
+        raise StepConfigError(f"Not among the route's channels: {', '.join(outside)}.",
+                              "config.always")
+
+
+def route_interval_seconds(config: Mapping) -> float:
+    """How long a route waits for success before its next channel: ttl ÷ (channels − 1)."""
+    return duration_seconds(config["ttl"]) / (len(config["channels"]) - 1)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_variables
-from . import channel_steps, function_steps
+from . import channel_steps, function_steps, route
 from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
@@ -94,8 +94,10 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     p.walked = walked
     position = {step.ref: index for index, step in enumerate(steps)}
     here = position.get(waiting_at)
-    # A run waits at a delay step, or at a channel step during the person's quiet hours.
-    if here is not None and (steps[here].type == StepType.DELAY or steps[here].is_channel):
+    # A run waits at a delay step, at a channel step during the person's quiet hours, or at a
+    # route step between its channels.
+    if here is not None and (steps[here].type in (StepType.DELAY, StepType.ROUTE)
+                             or steps[here].is_channel):
         run.cursor = here
         for ref in ahead:
             if position.get(ref, here) < here:
@@ -115,9 +117,9 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
 
 def _run_step(p: Pass, step: Step) -> str:
     resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
-    # A delay's conditions were asked before it started waiting; a channel step back from quiet
-    # hours asks again (its conditions or the data may have changed while it waited).
-    ask = not (resuming and step.type == StepType.DELAY)
+    # A delay's or a route's conditions were asked before it started waiting; a channel step
+    # back from quiet hours asks again (its conditions or the data may have changed meanwhile).
+    ask = not (resuming and step.type in (StepType.DELAY, StepType.ROUTE))
     if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
         p.run.wake_at = None
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
@@ -133,6 +135,8 @@ def _run_step(p: Pass, step: Step) -> str:
         return function_steps.delay(p, step)
     if step.type == StepType.THROTTLE:
         return function_steps.throttle(p, step)
+    if step.type == StepType.ROUTE:
+        return route.route(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:
