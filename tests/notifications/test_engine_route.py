@@ -358,3 +358,26 @@ def test_the_route_logs_name_the_channel_of_each_decision(make_workflow):
     entry = run.step_logs.get(event=StepLog.Event.SENT)
     assert entry.detail["channel"] == "in_app"
     assert entry.step_ref == "route"
+
+
+def test_the_admin_run_page_shows_which_channel_won_the_route(make_workflow, admin_client):
+    from django.urls import reverse
+
+    from clarion.admin import when
+
+    workflow = make_workflow("w", steps=[route_step(["in_app", "email", "sms"])])
+    run = advance_at(_trigger(workflow), T0)
+    page = reverse("admin:notifications_run_change", args=[run.pk])
+    assert "no channel has reached read yet" in admin_client.get(page).content.decode()
+    run = advance_at(run, T0 + timedelta(minutes=30))  # the email goes
+    Message.objects.filter(channel="email").update(opened_at=T0 + timedelta(minutes=31))
+    html = admin_client.get(page).content.decode()
+    assert (f"<td>route</td><td>won by <strong>Email</strong> (read at "
+            f"{when(T0 + timedelta(minutes=31))})</td><td>in_app, email</td><td>—</td>") in html
+
+
+def test_the_preference_center_lists_the_channels_a_route_may_send_on(make_workflow):
+    from preferences.selectors import workflow_channels
+
+    workflow = make_workflow("w", steps=[in_app_step(), route_step(["push", "in_app", "sms"])])
+    assert workflow_channels([workflow]) == {workflow.pk: ["in_app", "push", "sms"]}
