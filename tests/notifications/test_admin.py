@@ -139,7 +139,8 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     choices = response.context["adminform"].form.fields["type"].choices
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
-                       ("webhook", "Webhook"), ("delay", "Delay"), ("throttle", "Throttle")]
+                       ("webhook", "Webhook"), ("delay", "Delay"), ("throttle", "Throttle"),
+                       ("route", "Route")]
 
 
 def step_post_data(step, **changes) -> dict:
