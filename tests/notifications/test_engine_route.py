@@ -381,3 +381,18 @@ def test_the_preference_center_lists_the_channels_a_route_may_send_on(make_workf
 
     workflow = make_workflow("w", steps=[in_app_step(), route_step(["push", "in_app", "sms"])])
     assert workflow_channels([workflow]) == {workflow.pk: ["in_app", "push", "sms"]}
+
+
+def test_later_steps_read_what_the_route_reached_in_any_of_its_channels(make_workflow):
+    read = {"all": [{"path": "steps.route.read", "op": "eq", "value": True}]}
+    workflow = make_workflow("w", steps=[
+        route_step(["in_app", "email"], always=["email"]),
+        in_app_step("thanks", body="{{ steps.route.channel }} {{ steps.route.status }}",
+                    conditions=read)])
+    run = advance_at(_trigger(workflow), T0)
+    assert _sent(run) == ["email", "in_app"]  # the always channel first, then the chain's
+    # The email (not the newest message of the route) is opened: read.
+    Message.objects.filter(channel="email").update(opened_at=T0 + timedelta(minutes=5))
+    run = advance_at(run, T0 + timedelta(hours=1))
+    assert events(run)[-2:] == [("thanks", "sent"), ("", "completed")]
+    assert InboxItem.objects.get(message__step_ref="thanks").content["body"] == "in_app sent"
