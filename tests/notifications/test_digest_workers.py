@@ -149,7 +149,8 @@ def test_one_carrier_and_one_email_with_every_event_when_a_worker_dies_closing_t
         cluster.stop()
 
     assert len(inbox.messages) == 2
-    order = list(Trigger.objects.order_by("created_at", "id").values_list("data__n", "data__thread"))
+    order = list(Trigger.objects.order_by("created_at", "id")
+                 .values_list("data__n", "data__thread"))
     by_subject = {m["Subject"]: m for m in messages}
     main = by_subject[f"{EVENTS} new comments on 1"]
     other = by_subject[f"{OTHER_KEY_EVENTS} new comments on 2"]
