@@ -31,7 +31,10 @@ def validate_recipient_id(value: str) -> None:
     if value in (".", ".."):
         raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
                               code="dot_segment")
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise ValidationError("A recipient id cannot contain an unpaired surrogate (such as "
+                              "\\ud800 alone): it is not a character.", code="surrogate")
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValidationError("A recipient id cannot contain control characters (such as a line "
                               "break or NUL).", code="control_character")
 
@@ -238,7 +241,18 @@ class Workflow(models.Model):
 
 
 class Step(models.Model):
+    """One step of a workflow. A step with branches (a `branch` step) holds the steps of each
+    branch as its children: `parent` is that step and `branch` the branch's name ("default" for
+    its default branch); `position` orders the steps of one branch (or of the top level). Refs
+    are unique across the whole workflow, nested steps included."""
+
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        help_text="The branch step this step is inside of; empty for a top-level step.")
+    branch = models.CharField(
+        max_length=64, blank=True,
+        help_text='Which branch of the parent step this step is in ("default" for its default).')
     position = models.PositiveIntegerField(default=0)
     ref = models.CharField(max_length=64, validators=[key_validator])
     type = models.CharField(max_length=16, choices=StepType.choices)
@@ -261,6 +275,12 @@ class Step(models.Model):
     urgent = models.BooleanField(
         default=False, help_text="In a critical workflow, send during the person's quiet hours.",
     )
+    # Branch steps only: the branches in the order they are tried, first match wins.
+    branches = models.JSONField(
+        null=True, blank=True,
+        help_text='Branch steps: e.g. [{"name": "pro", "conditions": {"all": [{"path": '
+                  '"data.plan", "op": "eq", "value": "pro"}]}}]; the first whose conditions '
+                  'hold is taken, else "default".')
 
     class Meta:
         ordering = ["workflow", "position", "id"]
@@ -358,6 +378,10 @@ class Trigger(models.Model):
     data = models.JSONField(default=dict, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     cancellation_key = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, blank=True,
+        help_text="The request's Idempotency-Key, if it sent one (kept after the 24-hour replay "
+                  "record expires, so support can find the trigger by it).")
     fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
     recipients_total = models.PositiveIntegerField(
         null=True, blank=True,
@@ -385,7 +409,12 @@ class Trigger(models.Model):
                 fields=["workflow", "cancellation_key"],
                 condition=~Q(cancellation_key=""),
                 name="trigger_cancellation_idx",
-            )
+            ),
+            models.Index(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="trigger_idempotency_idx",
+            ),
         ]
 
     def __str__(self):
@@ -513,7 +542,8 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.channel} to {self.to or self.recipient_id} ({self.status})"
+        # The recipient's own id, never the row's primary key (the admin titles pages with it).
+        return f"{self.channel} to {self.to or self.recipient.external_id} ({self.status})"
 
 
 class ProviderConfig(models.Model):
@@ -669,6 +699,7 @@ class StepLog(models.Model):
         FAILED = "failed", "Failed"
         RATE_LIMITED = "rate_limited", "Rate limited"
         THROTTLED = "throttled", "Throttled"
+        BRANCHED = "branched", "Branch taken"
         PASSED = "passed", "Passed"
         SEND_WINDOW = "send_window", "Outside the send window"
         CANCELLED = "cancelled", "Cancelled"

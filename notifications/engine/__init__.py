@@ -6,14 +6,18 @@ One module per part: `walk` (the loop, and where a run resumes after an edit), `
 `notifications.engine`.
 """
 
+from .branches import effective_steps
 from .channel_steps import channel_address, layout_for_tenant, locale_candidates, select_template
 from .digest import batch_close_due, window_closes_at
 from .validation import (
+    BRANCHING_STEP_TYPES,
+    DEFAULT_BRANCH,
     DURATION_UNITS,
     ENGAGEMENT_STATES,
     SUPPORTED_STEP_TYPES,
     StepConfigError,
     delay_until,
+    validate_branches,
     validate_channel_config,
     validate_delay_config,
     validate_digest_config,
@@ -23,6 +27,7 @@ from .validation import (
 from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
 
 __all__ = [
+    "BRANCHING_STEP_TYPES", "DEFAULT_BRANCH", "effective_steps", "validate_branches",
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
     "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
