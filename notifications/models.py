@@ -31,7 +31,10 @@ def validate_recipient_id(value: str) -> None:
     if value in (".", ".."):
         raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
                               code="dot_segment")
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise ValidationError("A recipient id cannot contain an unpaired surrogate (such as "
+                              "\\ud800 alone): it is not a character.", code="surrogate")
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValidationError("A recipient id cannot contain control characters (such as a line "
                               "break or NUL).", code="control_character")
 

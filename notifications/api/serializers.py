@@ -43,6 +43,7 @@ class RecipientIdField(serializers.CharField):
     """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
 
     default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+    accepts_numbers = True  # ids a client keeps as numbers: 42 is the id "42"
 
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)

@@ -101,9 +101,11 @@ def _new_message(p: Pass, step: Step, channel: str, **fields) -> Message:
     INSERT; the unique (run, step_ref, channel) constraint is the last guard against a second."""
     run = p.run
     p.done.add(step.ref)
-    return Message.objects.create(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
-                                  workflow=run.workflow, tenant=run.tenant, channel=channel,
-                                  **fields)
+    message = Message.objects.create(run=run, step=step, step_ref=step.ref,
+                                     recipient=run.recipient, workflow=run.workflow,
+                                     tenant=run.tenant, channel=channel, **fields)
+    p.messages.append(message)
+    return message
 
 
 def _render(p: Pass, step: Step, channel: str) -> tuple[Template | None, dict | None, str]:

@@ -11,6 +11,8 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
+
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_messages, run_variables
@@ -66,6 +68,15 @@ def advance(run: Run, *, now: datetime) -> None:
             state=run.state, updated_at=run.updated_at):
         logger.warning("run %s left %s during its pass; the pass is undone", run.pk, from_status)
         transaction.set_rollback(True)
+        return
+    events = [message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in p.messages
+              if m.status in MESSAGE_STATUS_EVENTS]
+    if run.status in RUN_STATUS_EVENTS:
+        events.append(run_event(RUN_STATUS_EVENTS[run.status], run))
+    events_record(events)
+
+
+RUN_STATUS_EVENTS = {Run.Status.COMPLETED: "run.completed", Run.Status.FAILED: "run.failed"}
 
 
 STEP_REMOVED = "the step was removed from the workflow while the run waited on it"
