@@ -14,6 +14,7 @@ from .models import (
     Run,
     Step,
     StepLog,
+    StepType,
     Subscription,
     Tenant,
     Topic,
@@ -66,6 +67,10 @@ def step_export(step: Step, children: Mapping[tuple[int, str], list[Step]]) -> d
         item["templates"] = {
             template.locale: template.fields for template in step.templates.all()
         }
+    elif step.type == StepType.ROUTE:  # one template per channel: {channel: {locale: …}}
+        item["templates"] = {}
+        for template in step.templates.all():
+            item["templates"].setdefault(template.channel, {})[template.locale] = template.fields
     if step.type in BRANCHING_STEP_TYPES:
         item["branches"] = [
             {**branch, "steps": [step_export(child, children)
