@@ -11,7 +11,8 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from notifications.models import Run, Step, Workflow
-from notifications.services import BranchSpec, StepSpec, TriggerRequest, trigger_workflow
+from notifications.services import TriggerRequest, trigger_workflow
+from notifications.workflow_json import BranchSpec, StepSpec
 
 from ..conftest import advance_at, delay_step, in_app_step
 
