@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import delivery
@@ -29,6 +29,7 @@ from .models import (
     Run,
     Step,
     StepLog,
+    StepType,
     Subscription,
     Template,
     TemplateVersion,
@@ -205,14 +206,16 @@ def topic_unsubscribe(*, topic: Topic, external_ids: Iterable[str]) -> int:
 
 @transaction.atomic
 def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
-                  publish: bool = True) -> tuple[Template, TemplateVersion | None]:
+                  publish: bool = True, channel: str = "") -> tuple[Template,
+                                                                   TemplateVersion | None]:
     """Save a template's fields as a new immutable version, and publish it unless `publish` is
-    False (a draft, published later with template_publish).
+    False (a draft, published later with template_publish). `channel`: of a route step, which
+    of its channels the template is for (blank for a channel step).
 
     Fields identical to the latest or the published version create nothing (returns None); with
     `publish`, that version is published if it was not.
     """
-    template, _ = Template.objects.get_or_create(step=step, locale=locale)
+    template, _ = Template.objects.get_or_create(step=step, channel=channel, locale=locale)
     template = Template.objects.select_for_update().get(pk=template.pk)  # numbers stay unique
     clean = {name: value for name, value in fields.items() if value not in (None, "")}
     latest = template.versions.order_by("-number").first()
@@ -352,9 +355,18 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
             if changed:
                 step.save(update_fields=changed)
         saved[spec.ref] = step
-        step.templates.exclude(locale__in=list(spec.templates)).delete()
-        for locale, fields in spec.templates.items():
-            template_save(step=step, locale=locale, fields=fields, author=author)
+        if spec.type == StepType.ROUTE:
+            wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
+                      for locale, fields in by_locale.items()}
+        else:
+            wanted = {("", locale): fields for locale, fields in spec.templates.items()}
+        keep = Q(pk__in=[])
+        for channel, locale in wanted:
+            keep |= Q(channel=channel, locale=locale)
+        step.templates.exclude(keep).delete()
+        for (channel, locale), fields in wanted.items():
+            template_save(step=step, channel=channel, locale=locale, fields=fields,
+                          author=author)
     return workflow, created
 
 

@@ -19,7 +19,7 @@ from .engine.validation import (
     StepConfigError,
     validate_unless,
 )
-from .models import Step
+from .models import Step, StepType
 
 
 @dataclass
@@ -31,6 +31,7 @@ class StepSpec:
     type: str
     config: dict = field(default_factory=dict)
     conditions: dict | None = None
+    # {locale: fields}; a route step's: {channel: {locale: fields}}
     templates: dict[str, dict] = field(default_factory=dict)
     unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
     send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
@@ -96,6 +97,10 @@ def step_export(step: Step, children: Mapping[tuple[int, str], list[Step]]) -> d
         item["templates"] = {
             template.locale: template.fields for template in step.templates.all()
         }
+    elif step.type == StepType.ROUTE:  # one template per channel: {channel: {locale: …}}
+        item["templates"] = {}
+        for template in step.templates.all():
+            item["templates"].setdefault(template.channel, {})[template.locale] = template.fields
     if step.type in BRANCHING_STEP_TYPES:
         item["branches"] = [
             {**branch, "steps": [step_export(child, children)
