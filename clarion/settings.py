@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "notifications",
     "inbox",
     "preferences",
+    "events",
+    "compat",
 ]
 
 MIDDLEWARE = [

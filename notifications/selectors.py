@@ -1,5 +1,6 @@
 """Reads several callers share: the API's documented JSON shapes of the domain."""
 
+<<<<<<< HEAD
 import base64
 import binascii
 import uuid
@@ -7,6 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db.models import Prefetch, Q, QuerySet
+=======
+from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+>>>>>>> main
 
 from .models import (
     ApiKey,
@@ -16,17 +20,32 @@ from .models import (
     Recipient,
     Run,
     StepLog,
+    Subscription,
     Tenant,
     Topic,
     Trigger,
     Workflow,
 )
 from .rendering.variables import recipient_variables, tenant_variables
+from .workflow_json import step_children, step_export
 
 
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:
     runs = Run.objects.all()
     return runs.filter(tenant_id=api_key.tenant_id) if api_key.tenant_id else runs
+
+
+def recipients_visible_to(api_key: ApiKey) -> QuerySet[Recipient]:
+    """Recipients are global; a tenant-restricted key sees those its tenant reached (a run) or
+    holds (a subscription to one of its topics)."""
+    recipients = Recipient.objects.all()
+    if not api_key.tenant_id:
+        return recipients
+    tenant_id = api_key.tenant_id
+    return recipients.filter(
+        Exists(Run.objects.filter(recipient=OuterRef("pk"), tenant_id=tenant_id))
+        | Exists(Subscription.objects.filter(recipient=OuterRef("pk"),
+                                             topic__tenant_id=tenant_id)))
 
 
 def triggers_visible_to(api_key: ApiKey) -> QuerySet[Trigger]:
@@ -36,24 +55,8 @@ def triggers_visible_to(api_key: ApiKey) -> QuerySet[Trigger]:
 
 def workflow_export(workflow: Workflow) -> dict:
     """The workflow as its PUT body: a PUT of this dict changes nothing."""
-    steps = []
-    for step in workflow.steps.prefetch_related("templates__published_version"):
-        item = {"ref": step.ref, "type": step.type}
-        if step.config:
-            item["config"] = step.config
-        if step.conditions:
-            item["conditions"] = step.conditions
-        if step.unless:
-            item["unless"] = step.unless
-        if step.send_window:
-            item["send_window"] = step.send_window
-        if step.urgent:
-            item["urgent"] = True
-        if step.is_channel:
-            item["templates"] = {
-                template.locale: template.fields for template in step.templates.all()
-            }
-        steps.append(item)
+    top, children = step_children(workflow.steps.prefetch_related("templates__published_version"))
+    steps = [step_export(step, children) for step in top]
     return {
         "key": workflow.key,
         "name": workflow.name,

@@ -7,10 +7,11 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import delivery
@@ -28,6 +29,7 @@ from .models import (
     Run,
     Step,
     StepLog,
+    StepType,
     Subscription,
     Template,
     TemplateVersion,
@@ -39,8 +41,10 @@ from .models import (
 from .queue import enqueue, enqueue_many
 from .rendering import RenderOptions, TemplateError, render_email, validate_fields
 from .rendering.variables import preview_variables
+from .workflow_json import StepSpec, step_tree
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # how often an API key's last use is written
 FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
 
@@ -58,6 +62,19 @@ def api_key_create(*, name: str, tenant: Tenant | None = None,
     key = ApiKey.objects.create(name=name, prefix=prefix, secret_hash=hash_secret(secret),
                                 tenant=tenant, scopes=list(scopes))
     return key, secret
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The unrevoked key whose secret is `secret` (its tenant read along), or None. Notes when
+    it was last used, at most once a minute."""
+    api_key = (ApiKey.objects.select_related("tenant")
+               .filter(secret_hash=hash_secret(secret), revoked_at__isnull=True).first())
+    if api_key is not None:
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
+    return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
@@ -194,14 +211,16 @@ def topic_unsubscribe(*, topic: Topic, external_ids: Iterable[str]) -> int:
 
 @transaction.atomic
 def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
-                  publish: bool = True) -> tuple[Template, TemplateVersion | None]:
+                  publish: bool = True, channel: str = "") -> tuple[Template,
+                                                                   TemplateVersion | None]:
     """Save a template's fields as a new immutable version, and publish it unless `publish` is
-    False (a draft, published later with template_publish).
+    False (a draft, published later with template_publish). `channel`: of a route step, which
+    of its channels the template is for (blank for a channel step).
 
     Fields identical to the latest or the published version create nothing (returns None); with
     `publish`, that version is published if it was not.
     """
-    template, _ = Template.objects.get_or_create(step=step, locale=locale)
+    template, _ = Template.objects.get_or_create(step=step, channel=channel, locale=locale)
     template = Template.objects.select_for_update().get(pk=template.pk)  # numbers stay unique
     clean = {name: value for name, value in fields.items() if value not in (None, "")}
     latest = template.versions.order_by("-number").first()
@@ -283,18 +302,6 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
     return message
 
 
-@dataclass
-class StepSpec:
-    ref: str
-    type: str
-    config: dict = field(default_factory=dict)
-    conditions: dict | None = None
-    templates: dict[str, dict] = field(default_factory=dict)
-    unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
-    send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
-    urgent: bool = False  # channel steps of a critical workflow: send during quiet hours
-
-
 @transaction.atomic
 def workflow_put(*, key: str, name: str, category: str = "", critical: bool = False,
                  active: bool = True, default_locale: str = "en", data_schema: dict | None = None,
@@ -321,12 +328,30 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
         if changed:
             workflow.save(update_fields=[*changed, "updated_at"])
     existing = {step.ref: step for step in workflow.steps.all()}
-    workflow.steps.exclude(ref__in=[spec.ref for spec in steps]).delete()
-    for position, spec in enumerate(steps):
+    tree = list(step_tree(steps))
+    kept = {spec.ref for spec, *_ in tree}
+    removed = {step.pk for ref, step in existing.items() if ref not in kept}
+    # A kept step moved out of a removed branch step must not go with it (CASCADE).
+    rescued = [step.pk for ref, step in existing.items() if ref in kept
+               and step.parent_id in removed]
+    if rescued:
+        Step.objects.filter(pk__in=rescued).update(parent=None)
+        for step in existing.values():
+            if step.pk in rescued:
+                step.parent_id = None
+    if removed:
+        Step.objects.filter(pk__in=removed).delete()
+    saved: dict[str, Step] = {}
+    for spec, parent_ref, branch, position in tree:
         step = existing.get(spec.ref)
+        parent = saved[parent_ref] if parent_ref else None
         values = {"position": position, "type": spec.type, "config": spec.config or {},
                   "conditions": spec.conditions or None, "unless": spec.unless or None,
-                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent)}
+                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent),
+                  "parent_id": parent.pk if parent else None, "branch": branch,
+                  "branches": [{"name": item.name, **({"conditions": item.conditions}
+                                                      if item.conditions else {})}
+                               for item in spec.branches] or None}
         if step is None:
             step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
         else:
@@ -335,9 +360,19 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
                 setattr(step, n, values[n])
             if changed:
                 step.save(update_fields=changed)
-        step.templates.exclude(locale__in=list(spec.templates)).delete()
-        for locale, fields in spec.templates.items():
-            template_save(step=step, locale=locale, fields=fields, author=author)
+        saved[spec.ref] = step
+        if spec.type == StepType.ROUTE:
+            wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
+                      for locale, fields in by_locale.items()}
+        else:
+            wanted = {("", locale): fields for locale, fields in spec.templates.items()}
+        keep = Q(pk__in=[])
+        for channel, locale in wanted:
+            keep |= Q(channel=channel, locale=locale)
+        step.templates.exclude(keep).delete()
+        for (channel, locale), fields in wanted.items():
+            template_save(step=step, channel=channel, locale=locale, fields=fields,
+                          author=author)
     return workflow, created
 
 
