@@ -1,16 +1,12 @@
 """Reads several callers share: the API's documented JSON shapes of the domain."""
 
-<<<<<<< HEAD
 import base64
 import binascii
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db.models import Prefetch, Q, QuerySet
-=======
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
->>>>>>> main
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from .models import (
     ApiKey,

@@ -25,13 +25,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_authenticate(secret=secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-<<<<<<< HEAD
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         audit_api_key_bind(api_key)
-=======
->>>>>>> main
         return (None, api_key)
 
     def authenticate_header(self, request):
