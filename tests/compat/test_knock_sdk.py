@@ -220,3 +220,12 @@ def test_object_properties_other_than_name_are_refused_and_a_name_is_kept(knock)
         knock.objects.set("projects", "p-2", locale="fr")
     assert caught.value.body["errors"][0]["field"] == "locale"
     assert Topic.objects.get(key="projects:p-2").name == "Two"
+
+
+def test_a_key_whose_first_request_still_runs_is_a_conflict(knock, welcome, api_key):
+    from notifications.idempotency import idempotency_begin
+
+    idempotency_begin(api_key=api_key[0], key="busy", request_hash="first")  # still running
+    with pytest.raises(knockapi.ConflictError) as caught:
+        knock.workflows.trigger("welcome", recipients=["a"], idempotency_key="busy")
+    assert caught.value.body["code"] == "idempotency_key_in_use"
