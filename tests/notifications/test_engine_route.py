@@ -422,3 +422,17 @@ def test_success_reached_during_quiet_hours_stops_the_held_channel(make_workflow
     run = advance_at(run, T0 + timedelta(hours=1))
     assert _sent(run) == ["in_app"]
     assert _log(run, "succeeded")["not_sent"] == ["email"]
+
+
+def test_a_route_inside_a_branch_waits_and_goes_on_there(make_workflow):
+    from .test_engine_branch import branch_step, when
+
+    workflow = make_workflow("w", steps=[
+        branch_step("by-plan", [("pro", when("data.plan", "eq", "pro"), [])],
+                    default=[route_step(["in_app", "email"]), in_app_step("after")])])
+    run = advance_at(_trigger(workflow), T0)
+    assert (run.status, _sent(run)) == (Run.Status.WAITING, ["in_app"])
+    run = advance_at(run, T0 + timedelta(hours=1))
+    assert run.status == Run.Status.COMPLETED
+    assert _sent(run) == ["in_app", "email", "in_app"]
+    assert events(run)[-3:] == [("route", "exhausted"), ("after", "sent"), ("", "completed")]
