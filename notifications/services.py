@@ -78,7 +78,12 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    """Revoke the key (again: nothing changes). Saved, not updated in bulk, so the audit log
+    records who revoked it."""
+    api_key = ApiKey.objects.get(pk=api_key.pk)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
 
 
 # --- Recipients -------------------------------------------------------------------------------
@@ -235,10 +240,11 @@ def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
 
 
 def template_publish(*, version: TemplateVersion) -> None:
-    """Make `version` the one that renders (a rollback when it is older)."""
-    Template.objects.filter(pk=version.template_id).update(
-        published_version=version, updated_at=timezone.now()
-    )
+    """Make `version` the one that renders (a rollback when it is older). Saved, so the audit
+    log records who published which version."""
+    template = Template.objects.get(pk=version.template_id)
+    template.published_version = version
+    template.save(update_fields=["published_version", "updated_at"])
 
 
 class SendTestError(ValueError):
