@@ -553,6 +553,10 @@ class Message(models.Model):
                 name="message_pending_idx",
             ),
             models.Index(fields=["recipient", "-created_at"], name="message_recipient_idx"),
+            # The message log (GET /api/v1/messages): newest first, keyset on (created_at, id),
+            # for everyone or one tenant.
+            models.Index(fields=["-created_at", "-id"], name="message_log_idx"),
+            models.Index(fields=["tenant", "-created_at", "-id"], name="message_log_tenant_idx"),
         ]
 
     def __str__(self):

@@ -163,7 +163,8 @@ def variables_panel(step: Step, channel: str | None = None) -> list[dict]:
     for root, (_, keys) in described.items():
         rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
     rows.append({"name": "steps.<step ref>", "group": "steps",
-                 "example": "what earlier steps recorded (a digest's events)"})
+                 "example": "what earlier steps recorded: .status, .read… of their message, "
+                            "a digest's .events"})
     if (channel or step.type) == "email":
         rows.extend([
             {"name": "preferences_url", "group": "links", "example": "notification settings"},
