@@ -221,6 +221,9 @@ def main() -> None:
     failures = []
     for spec in args.servers.split(","):
         server, processes = spec.split(":")
+        if server in ("granian", "gunicorn") and not (BIN / server).exists():
+            print(f"{server:<10} {processes:>5}  skipped: not installed (the dev extra has it)")
+            continue
         served = Server(server, int(processes), work)
         try:
             # Warm up both paths (imports, pool, caches) before measuring.
