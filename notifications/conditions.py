@@ -3,13 +3,13 @@ variables (rendering/variables.py).
 
 A tree is ``{"all": [...]}`` or ``{"any": [...]}`` whose items are trees or leaves
 ``{"path": "data.plan", "op": "eq", "value": "pro"}``. Paths start with ``data``, ``recipient``,
-``tenant`` or ``actor``.
+``tenant``, ``actor`` or ``steps`` (earlier steps' outputs, e.g. ``steps.ask.outcome``).
 """
 
 from collections.abc import Mapping
 from typing import Any
 
-ROOTS = ("data", "recipient", "tenant", "actor")
+ROOTS = ("data", "recipient", "tenant", "actor", "steps")
 OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists", "not_exists")
 MISSING = object()
 

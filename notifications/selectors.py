@@ -4,6 +4,7 @@ from django.db.models import Exists, OuterRef, Prefetch, QuerySet
 
 from .models import (
     ApiKey,
+    Approval,
     DeliveryAttempt,
     Message,
     Recipient,
@@ -113,6 +114,8 @@ def runs_with_history(runs: QuerySet[Run]) -> QuerySet[Run]:
         Prefetch("messages__delivery_attempts",
                  queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
         Prefetch("step_logs", queryset=StepLog.objects.order_by("id")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("recipient")
+                 .order_by("created_at")),
     )
 
 

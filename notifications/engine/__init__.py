@@ -14,6 +14,7 @@ from .validation import (
     SUPPORTED_STEP_TYPES,
     StepConfigError,
     delay_until,
+    validate_approval_config,
     validate_channel_config,
     validate_delay_config,
     validate_digest_config,
@@ -27,5 +28,5 @@ __all__ = [
     "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
     "ENGAGEMENT_STATES", "validate_throttle_config", "validate_unless",
-    "batch_close_due", "validate_digest_config", "window_closes_at",
+    "batch_close_due", "validate_digest_config", "window_closes_at", "validate_approval_config",
 ]

@@ -14,7 +14,7 @@ from django.utils import timezone
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_variables
-from . import channel_steps, digest, function_steps
+from . import approval_step, channel_steps, digest, function_steps
 from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,8 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     position = {step.ref: index for index, step in enumerate(steps)}
     here = position.get(waiting_at)
     # A run waits at a delay or digest step, or at a channel step during the person's quiet hours.
-    if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST)
+    if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST,
+                                                  StepType.APPROVAL)
                              or steps[here].is_channel):
         run.cursor = here
         for ref in ahead:
@@ -118,7 +119,7 @@ def _run_step(p: Pass, step: Step) -> str:
     resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
     # A delay's or digest's conditions were asked before it started waiting; a channel step back
     # from quiet hours asks again (its conditions or the data may have changed while it waited).
-    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST))
+    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST, StepType.APPROVAL))
     if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
         p.run.wake_at = None
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
@@ -136,6 +137,8 @@ def _run_step(p: Pass, step: Step) -> str:
         return function_steps.throttle(p, step)
     if step.type == StepType.DIGEST:
         return digest.digest(p, step)
+    if step.type == StepType.APPROVAL:
+        return approval_step.approval(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:
