@@ -32,7 +32,7 @@ NOTIFY_DATA_SCHEMA = {
 
 _STEPS = [
     StepSpec(ref="inbox", type="in_app", templates={"en": {
-        "body": "<strong>{{ data.title }}</strong><br>{{ data.body }}",
+        "body": "{{ data.title }}: {{ data.body }}",
         "action_url": "{{ data.action_url }}",
     }}),
     # The email waits until `email_after` (the tool sets it from the urgency) ...

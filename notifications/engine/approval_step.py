@@ -10,8 +10,8 @@ Config: {"question": Liquid, "details": Liquid, "timeout": duration | "until": "
 from datetime import timedelta
 
 from django.conf import settings
-from django.template.defaultfilters import linebreaksbr
 from django.utils import timezone
+from django.utils.html import escape
 
 from preferences.selectors import channel_step_verdict
 
@@ -125,8 +125,8 @@ def approval_content(asked: Approval, urls: dict) -> dict:
     """An approval's in-app item content: the question, and its answers as actions for the
     `<clarion-inbox>` widget (each posts to its signed JSON endpoint)."""
     return {
-        "body": linebreaksbr(asked.question) + (f"<br><br>{linebreaksbr(asked.details)}"
-                                                 if asked.details else ""),
+        # In-app bodies are HTML-escaped text, as an in_app template renders them.
+        "body": escape(asked.question + (f" — {asked.details}" if asked.details else "")),
         "action_url": "",
         "approval": {
             "id": str(asked.id), "status": asked.status,
