@@ -139,7 +139,7 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
                        ("webhook", "Webhook"), ("delay", "Delay"), ("digest", "Digest"),
-                       ("throttle", "Throttle")]
+                       ("throttle", "Throttle"), ("approval", "Approval")]
 
 
 def step_post_data(step, **changes) -> dict:
@@ -149,8 +149,8 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "approval"}, "type",
-     "Select a valid choice. approval is not one of the available choices."),
+    ({"type": "route"}, "type",
+     "Select a valid choice. route is not one of the available choices."),
     ({"type": "digest", "config": '{"window": {"daily": "9:00"}}'}, "config",
      'config.window.daily: Expected a local time "HH:MM", e.g. "09:00".'),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
@@ -219,7 +219,7 @@ def test_workflow_inline_shows_step_errors_instead_of_failing(admin_client, welc
     assert response.status_code == 200
     formset = response.context["inline_admin_formsets"][0].formset
     assert formset.forms[1].errors["config"] == [
-        '"until" must be a path starting with one of: data, recipient, tenant, actor.']
+        '"until" must be a path starting with one of: data, recipient, tenant, actor, steps.']
     assert formset.non_form_errors() == ["Please correct the duplicate data for ref."]
 
     welcome.refresh_from_db()

@@ -277,7 +277,7 @@ def test_weekly_window_closes_on_the_day_and_time(make_workflow):
     ({"window": {"weekly": {"day": "mon", "time": "25:00"}}},
      {"steps[0].config.window.weekly.time": ['Expected a local time "HH:MM", e.g. "09:00".']}),
     ({"window": {"minutes": 5}, "key": "thread_id"}, {"steps[0].config.key": [
-        "Expected a path starting with one of: data, recipient, tenant, actor."]}),
+        "Expected a path starting with one of: data, recipient, tenant, actor, steps."]}),
     ({"window": {"minutes": 5}, "max_events": 0}, {"steps[0].config.max_events": [
         "Expected a whole number ≥ 1."]}),
     ({"window": {"minutes": 5}, "skip_read": "yes"}, {"steps[0].config.skip_read": [
