@@ -418,7 +418,8 @@ def _with_step(index: int, **changes) -> dict:
          ]}),
         (_with_step(1, config={"until": "now"}),
          {"steps[1].config": [
-             '"until" must be a path starting with one of: data, recipient, tenant, actor, steps.']}),
+             '"until" must be a path starting with one of: data, recipient, tenant, actor, '
+             'steps.']}),
         (_with_step(1, templates={"en": {"body": "x"}}),
          {"steps[1].templates": ["Delay steps have no templates."]}),
         (_with_step(1, ref="inbox"), {"steps": ["Step refs must be unique: inbox."]}),
