@@ -73,6 +73,8 @@ INSTALLED_APPS = [
     "notifications",
     "inbox",
     "preferences",
+    "events",
+    "compat",
 ]
 
 MIDDLEWARE = [

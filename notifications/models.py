@@ -31,7 +31,10 @@ def validate_recipient_id(value: str) -> None:
     if value in (".", ".."):
         raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
                               code="dot_segment")
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise ValidationError("A recipient id cannot contain an unpaired surrogate (such as "
+                              "\\ud800 alone): it is not a character.", code="surrogate")
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValidationError("A recipient id cannot contain control characters (such as a line "
                               "break or NUL).", code="control_character")
 
@@ -238,7 +241,18 @@ class Workflow(models.Model):
 
 
 class Step(models.Model):
+    """One step of a workflow. A step with branches (a `branch` step) holds the steps of each
+    branch as its children: `parent` is that step and `branch` the branch's name ("default" for
+    its default branch); `position` orders the steps of one branch (or of the top level). Refs
+    are unique across the whole workflow, nested steps included."""
+
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        help_text="The branch step this step is inside of; empty for a top-level step.")
+    branch = models.CharField(
+        max_length=64, blank=True,
+        help_text='Which branch of the parent step this step is in ("default" for its default).')
     position = models.PositiveIntegerField(default=0)
     ref = models.CharField(max_length=64, validators=[key_validator])
     type = models.CharField(max_length=16, choices=StepType.choices)
@@ -261,6 +275,12 @@ class Step(models.Model):
     urgent = models.BooleanField(
         default=False, help_text="In a critical workflow, send during the person's quiet hours.",
     )
+    # Branch steps only: the branches in the order they are tried, first match wins.
+    branches = models.JSONField(
+        null=True, blank=True,
+        help_text='Branch steps: e.g. [{"name": "pro", "conditions": {"all": [{"path": '
+                  '"data.plan", "op": "eq", "value": "pro"}]}}]; the first whose conditions '
+                  'hold is taken, else "default".')
 
     class Meta:
         ordering = ["workflow", "position", "id"]
@@ -275,9 +295,13 @@ class Step(models.Model):
 
 
 class Template(models.Model):
-    """The words of one channel step in one locale. Each save is an immutable version."""
+    """The words of one channel step in one locale (of a route step: of one of its channels in
+    one locale). Each save is an immutable version."""
 
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="templates")
+    # Blank for a channel step (its channel is the step's type); a route step has one template
+    # per channel it may send on, and this says which.
+    channel = models.CharField(max_length=16, blank=True, choices=Channel.choices)
     locale = models.CharField(max_length=35, default="en")
     published_version = models.ForeignKey(
         "TemplateVersion",
@@ -289,13 +313,21 @@ class Template(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["step", "locale"]
+        ordering = ["step", "channel", "locale"]
         constraints = [
-            models.UniqueConstraint(fields=["step", "locale"], name="template_locale_unique")
+            models.UniqueConstraint(fields=["step", "channel", "locale"],
+                                    name="template_channel_locale_unique")
         ]
 
     def __str__(self):
+        if self.channel:
+            return f"{self.step} {self.channel} [{self.locale}]"
         return f"{self.step} [{self.locale}]"
+
+    @property
+    def channel_key(self) -> str:
+        """The channel these words are for: the route channel, else the step's own type."""
+        return self.channel or self.step.type
 
     @property
     def fields(self) -> dict:
@@ -451,7 +483,8 @@ class Run(models.Model):
 
 
 class Message(models.Model):
-    """One channel step for one recipient. Keyed by (run, step): the idempotency record."""
+    """One channel step for one recipient. Keyed by (run, step, channel): the idempotency
+    record (a channel step sends on its one channel; a route step once per channel)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -510,7 +543,8 @@ class Message(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "step_ref"], name="message_once_per_step")
+            models.UniqueConstraint(fields=["run", "step_ref", "channel"],
+                                    name="message_once_per_step_channel")
         ]
         indexes = [
             models.Index(
@@ -679,8 +713,11 @@ class StepLog(models.Model):
         FAILED = "failed", "Failed"
         RATE_LIMITED = "rate_limited", "Rate limited"
         THROTTLED = "throttled", "Throttled"
+        BRANCHED = "branched", "Branch taken"
         PASSED = "passed", "Passed"
         SEND_WINDOW = "send_window", "Outside the send window"
+        SUCCEEDED = "succeeded", "Success reached"  # a route: a channel reached its success
+        EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
         ASKED = "asked", "Approval asked"

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import delivery
-from .engine import layout_for_tenant
+from .engine import DEFAULT_BRANCH, layout_for_tenant
 from .idempotency import (
     idempotency_abandon,
     idempotency_begin,
@@ -29,6 +29,7 @@ from .models import (
     Run,
     Step,
     StepLog,
+    StepType,
     Subscription,
     Template,
     TemplateVersion,
@@ -204,14 +205,16 @@ def topic_unsubscribe(*, topic: Topic, external_ids: Iterable[str]) -> int:
 
 @transaction.atomic
 def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
-                  publish: bool = True) -> tuple[Template, TemplateVersion | None]:
+                  publish: bool = True, channel: str = "") -> tuple[Template,
+                                                                   TemplateVersion | None]:
     """Save a template's fields as a new immutable version, and publish it unless `publish` is
-    False (a draft, published later with template_publish).
+    False (a draft, published later with template_publish). `channel`: of a route step, which
+    of its channels the template is for (blank for a channel step).
 
     Fields identical to the latest or the published version create nothing (returns None); with
     `publish`, that version is published if it was not.
     """
-    template, _ = Template.objects.get_or_create(step=step, locale=locale)
+    template, _ = Template.objects.get_or_create(step=step, channel=channel, locale=locale)
     template = Template.objects.select_for_update().get(pk=template.pk)  # numbers stay unique
     clean = {name: value for name, value in fields.items() if value not in (None, "")}
     latest = template.versions.order_by("-number").first()
@@ -294,14 +297,56 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
 
 @dataclass
 class StepSpec:
+    """One step as `PUT workflows/{key}` describes it (`from_json` reads that JSON, and
+    selectors.step_export writes it back)."""
+
     ref: str
     type: str
     config: dict = field(default_factory=dict)
     conditions: dict | None = None
+    # {locale: fields}; a route step's: {channel: {locale: fields}}
     templates: dict[str, dict] = field(default_factory=dict)
     unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
     send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
     urgent: bool = False  # channel steps of a critical workflow: send during quiet hours
+    # Steps with branches (engine/branches.py): the branches in order, and the default's steps.
+    branches: list["BranchSpec"] = field(default_factory=list)
+    default: list["StepSpec"] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, item: Mapping) -> "StepSpec":
+        """The spec of one step of a workflow's JSON (as the API's StepSerializer validated it,
+        or as selectors.step_export wrote it), nested branches included."""
+        return cls(
+            ref=item["ref"], type=item["type"], config=dict(item.get("config") or {}),
+            conditions=item.get("conditions") or None,
+            templates=dict(item.get("templates") or {}), unless=item.get("unless") or None,
+            send_window=item.get("send_window") or None, urgent=bool(item.get("urgent")),
+            branches=[BranchSpec(name=branch["name"],
+                                 conditions=branch.get("conditions") or None,
+                                 steps=[cls.from_json(s) for s in branch.get("steps") or []])
+                      for branch in item.get("branches") or []],
+            default=[cls.from_json(s) for s in (item.get("default") or {}).get("steps") or []],
+        )
+
+
+@dataclass
+class BranchSpec:
+    """One branch of a step: its name, the conditions that choose it (branch steps), its steps."""
+
+    name: str
+    conditions: dict | None = None
+    steps: list[StepSpec] = field(default_factory=list)
+
+
+def _step_tree(steps: Sequence[StepSpec], parent_ref: str | None = None, branch: str = ""):
+    """(spec, parent ref, branch name, position) for every step of the tree, parents first."""
+    for position, spec in enumerate(steps):
+        yield spec, parent_ref, branch, position
+        for item in spec.branches:
+            yield from _step_tree(item.steps, spec.ref, item.name)
+        if spec.default:
+            yield from _step_tree(spec.default, spec.ref, DEFAULT_BRANCH)
 
 
 @transaction.atomic
@@ -330,12 +375,30 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
         if changed:
             workflow.save(update_fields=[*changed, "updated_at"])
     existing = {step.ref: step for step in workflow.steps.all()}
-    workflow.steps.exclude(ref__in=[spec.ref for spec in steps]).delete()
-    for position, spec in enumerate(steps):
+    tree = list(_step_tree(steps))
+    kept = {spec.ref for spec, *_ in tree}
+    removed = {step.pk for ref, step in existing.items() if ref not in kept}
+    # A kept step moved out of a removed branch step must not go with it (CASCADE).
+    rescued = [step.pk for ref, step in existing.items() if ref in kept
+               and step.parent_id in removed]
+    if rescued:
+        Step.objects.filter(pk__in=rescued).update(parent=None)
+        for step in existing.values():
+            if step.pk in rescued:
+                step.parent_id = None
+    if removed:
+        Step.objects.filter(pk__in=removed).delete()
+    saved: dict[str, Step] = {}
+    for spec, parent_ref, branch, position in tree:
         step = existing.get(spec.ref)
+        parent = saved[parent_ref] if parent_ref else None
         values = {"position": position, "type": spec.type, "config": spec.config or {},
                   "conditions": spec.conditions or None, "unless": spec.unless or None,
-                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent)}
+                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent),
+                  "parent_id": parent.pk if parent else None, "branch": branch,
+                  "branches": [{"name": item.name, **({"conditions": item.conditions}
+                                                      if item.conditions else {})}
+                               for item in spec.branches] or None}
         if step is None:
             step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
         else:
@@ -344,9 +407,19 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
                 setattr(step, n, values[n])
             if changed:
                 step.save(update_fields=changed)
-        step.templates.exclude(locale__in=list(spec.templates)).delete()
-        for locale, fields in spec.templates.items():
-            template_save(step=step, locale=locale, fields=fields, author=author)
+        saved[spec.ref] = step
+        if spec.type == StepType.ROUTE:
+            wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
+                      for locale, fields in by_locale.items()}
+        else:
+            wanted = {("", locale): fields for locale, fields in spec.templates.items()}
+        keep = Q(pk__in=[])
+        for channel, locale in wanted:
+            keep |= Q(channel=channel, locale=locale)
+        step.templates.exclude(keep).delete()
+        for (channel, locale), fields in wanted.items():
+            template_save(step=step, channel=channel, locale=locale, fields=fields,
+                          author=author)
     return workflow, created
 
 

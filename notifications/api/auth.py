@@ -8,6 +8,8 @@ from ..services import api_key_authenticate
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """A Clarion API key after `keyword`: Bearer (the Novu-compatible API's subclass: ApiKey)."""
+
     keyword = "Bearer"
 
     def authenticate(self, request):
@@ -15,8 +17,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        if scheme.lower() != self.keyword.lower() or not secret.strip():
+            raise exceptions.AuthenticationFailed(
+                f"Expected 'Authorization: {self.keyword} <api key>'.")
         api_key = api_key_authenticate(secret=secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")

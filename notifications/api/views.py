@@ -187,13 +187,7 @@ class WorkflowDetailView(APIView):
     def put(self, request, key: str):
         check_key(key)
         data = validated(s.WorkflowSerializer, request.data)
-        steps = [
-            services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
-                              conditions=step["conditions"], templates=step["templates"],
-                              unless=step["unless"], send_window=step["send_window"],
-                              urgent=step["urgent"])
-            for step in data.pop("steps")
-        ]
+        steps = [services.StepSpec.from_json(step) for step in data.pop("steps")]
         workflow, created = services.workflow_put(key=key, steps=steps, **data)
         return Response(selectors.workflow_export(workflow),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -1,7 +1,8 @@
 """The approval step: ask one person a question with Approve / Reject, wait for the first answer
 (from the inbox, an email link, or the API) or the time limit, then go on with the outcome in
 `steps.<ref>` (`outcome`: approved, rejected or expired; `decision`: approved or rejected, the
-default when it expired), which later steps' conditions and branches read.
+default when it expired), and down the step's branch of that name (engine/branches.py: its
+`approved`, `rejected` and `expired` branches hold their own steps; any may be left out).
 
 Config: {"question": Liquid, "details": Liquid, "timeout": duration | "until": "data.<path>",
 "default": "rejected" | "approved" (Liquid allowed), "channels": ["in_app", "email"]}.
@@ -19,6 +20,7 @@ from ..approval_links import approval_urls
 from ..models import Approval, Message, Step, StepLog
 from ..queue import enqueue, enqueue_at
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
+from .branches import branch_choices, choose
 from .channel_steps import layout_for_tenant
 from .context import NEXT, WAIT, Pass
 from .validation import delay_until
@@ -76,7 +78,10 @@ def approval(p: Pass, step: Step) -> str:
     run.state = state
     p.variables["steps"] = {**p.variables.get("steps", {}), step.ref: output}
     run.wake_at = None
-    return NEXT
+    if step.ref in branch_choices(run):  # taken before (a re-walk): never chosen twice
+        return NEXT
+    # The run goes on down the branch named by the outcome (if the step has one).
+    return choose(p, step, asked.status, approval_id=str(asked.id))
 
 
 def _ask(p: Pass, step: Step, config: dict) -> str:

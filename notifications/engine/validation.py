@@ -11,11 +11,20 @@ from django.utils.dateparse import parse_datetime
 from .. import conditions
 from ..channels import CHANNEL_KEYS
 from ..models import StepType
+from ..rendering.variables import ENGAGEMENT_STATES
 
 # Step types the engine runs (every channel, and the function steps); the others are refused
 # when a workflow is saved.
 SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
-                                  StepType.DIGEST, StepType.APPROVAL})
+                                  StepType.DIGEST, StepType.BRANCH,
+                                  StepType.ROUTE, StepType.APPROVAL})
+# Step types that hold branches of steps (engine/branches.py), and the names their branches may
+# have: None for names the author chooses, each branch with its conditions (the branch step,
+# which also has a "default" branch); a step type that picks a branch by a decision of its own
+# (an approval's outcome) lists its fixed names, and its branches carry no conditions.
+BRANCHING_STEP_TYPES: dict[str, tuple[str, ...] | None] = {
+    StepType.BRANCH: None, StepType.APPROVAL: ("approved", "rejected", "expired")}
+DEFAULT_BRANCH = "default"
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -108,8 +117,7 @@ def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[dat
 
 
 
-# What `unless.is` may name, and which Message timestamps (or statuses) prove the state reached.
-ENGAGEMENT_STATES = ("seen", "read", "clicked", "delivered")
+# What `unless.is` may name: rendering.variables.engagement_at says when each is reached.
 
 
 def validate_unless(unless, earlier: Mapping[str, str]) -> None:
@@ -168,6 +176,43 @@ def validate_throttle_config(config: Mapping) -> None:
         raise StepConfigError(f"Expected a path starting with one of: "
                               f"{', '.join(conditions.ROOTS)}.", "config.key")
 
+
+def validate_branches(step_type: str, branches: list, has_default: bool) -> None:
+    """Raise StepConfigError (its `field` relative to the step, e.g. "branches[1].name") unless
+    `branches` (each {"name", "conditions"?}, their steps checked elsewhere) suit `step_type`:
+    only BRANCHING_STEP_TYPES have branches; a branch step has at least one, each with
+    conditions, named uniquely (not "default"); a step with fixed branch names uses only those,
+    without conditions, and has no "default"."""
+    if step_type not in BRANCHING_STEP_TYPES:
+        field = "branches" if branches else "default"
+        raise StepConfigError(f"Only {', '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
+                              f"branches.", field)
+    fixed = BRANCHING_STEP_TYPES[step_type]
+    if fixed is None and not branches:
+        raise StepConfigError('Expected at least one branch: [{"name": "pro", "conditions": '
+                              '{…}, "steps": […]}].', "branches")
+    if fixed is not None and has_default:
+        raise StepConfigError(f"A {step_type} step has no default branch; its branches are: "
+                              f"{', '.join(fixed)}.", "default")
+    seen: set[str] = set()
+    for index, item in enumerate(branches):
+        name, where = item.get("name"), f"branches[{index}]"
+        if name in seen:
+            raise StepConfigError(f"Branch names must be unique: {name}.", f"{where}.name")
+        seen.add(name)
+        if fixed is None:
+            if name == DEFAULT_BRANCH:
+                raise StepConfigError('"default" is the default branch: give it as '
+                                      '{"default": {"steps": […]}}.', f"{where}.name")
+            if not item.get("conditions"):
+                raise StepConfigError("Each branch needs conditions; the default branch is "
+                                      "taken when none holds.", f"{where}.conditions")
+        else:
+            if name not in fixed:
+                raise StepConfigError(f"Expected one of: {', '.join(fixed)}.", f"{where}.name")
+            if item.get("conditions"):
+                raise StepConfigError(f"The branches of a {step_type} step have no conditions.",
+                                      f"{where}.conditions")
 
 DIGEST_KEYS = ("window", "key", "max_events", "first_at_once", "skip_read")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -270,3 +315,53 @@ def validate_approval_config(config: Mapping) -> None:
             or any(channel not in ("in_app", "email") for channel in channels)):
         raise StepConfigError('Expected a non-empty list of "in_app" and "email".',
                               "config.channels")
+
+
+# The channels a route step may try: every channel whose address is the recipient's own (a
+# webhook's address is its step's url, so it has no place in a person's route).
+ROUTE_CHANNELS = tuple(key for key in CHANNEL_KEYS if key != StepType.WEBHOOK)
+ROUTE_KEYS = ("channels", "ttl", "success", "always")
+
+
+def validate_route_config(config: Mapping) -> None:
+    """Raise StepConfigError (its `field` "config.<key>") unless `config` is {"channels": [two
+    or more distinct ROUTE_CHANNELS, cheapest first], "ttl": duration, "success": one of
+    ENGAGEMENT_STATES, "always": optional channels of `channels`}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(ROUTE_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(map(str, unknown)))}.")
+    channels = config.get("channels")
+    if (not isinstance(channels, list) or len(channels) < 2
+            or not all(isinstance(c, str) for c in channels)):
+        raise StepConfigError('Expected two or more channels, cheapest first, e.g. '
+                              '["in_app", "email", "sms"].', "config.channels")
+    unknown = [c for c in channels if c not in ROUTE_CHANNELS]
+    if unknown:
+        raise StepConfigError(f"Unknown channels: {', '.join(unknown)}. A route may use: "
+                              f"{', '.join(ROUTE_CHANNELS)}.", "config.channels")
+    repeated = sorted({c for c in channels if channels.count(c) > 1})
+    if repeated:
+        raise StepConfigError(f"Each channel once: {', '.join(repeated)} is repeated.",
+                              "config.channels")
+    validate_duration(config.get("ttl"), "config.ttl")
+    if duration_seconds(config["ttl"]) > MAX_DELAY_SECONDS:
+        raise StepConfigError(f"A ttl is at most {MAX_DELAY_SECONDS // 86400} days.",
+                              "config.ttl")
+    if config.get("success") not in ENGAGEMENT_STATES:
+        raise StepConfigError(f"Expected one of: {', '.join(ENGAGEMENT_STATES)}.",
+                              "config.success")
+    always = config.get("always", [])
+    if not isinstance(always, list) or not all(isinstance(c, str) for c in always):
+        raise StepConfigError('Expected a list of the route\'s channels, e.g. ["in_app"].',
+                              "config.always")
+    outside = [c for c in always if c not in channels]
+    if outside:
+        raise StepConfigError(f"Not among the route's channels: {', '.join(outside)}.",
+                              "config.always")
+
+
+def route_interval_seconds(config: Mapping) -> float:
+    """How long a route waits for success before its next channel: ttl ÷ (channels − 1)."""
+    return duration_seconds(config["ttl"]) / (len(config["channels"]) - 1)

@@ -13,6 +13,7 @@ from inbox.models import InboxItem
 from notifications.approval_links import approval_token
 from notifications.models import Approval, Message, Run, StepLog
 from notifications.services import (
+    BranchSpec,
     StepSpec,
     TriggerRequest,
     api_key_create,
@@ -25,10 +26,10 @@ from ..conftest import advance_at, in_app_step, timeline_events
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def branch(outcome: str) -> StepSpec:
-    """An in-app step taken only when the approval's outcome is `outcome`."""
-    return in_app_step(ref=f"on-{outcome}", body=f"Outcome: {outcome}",
-                       conditions={"path": "steps.ask.outcome", "op": "eq", "value": outcome})
+def branch(outcome: str) -> BranchSpec:
+    """The approval's branch `outcome`, with one in-app step."""
+    return BranchSpec(name=outcome, steps=[in_app_step(ref=f"on-{outcome}",
+                                                       body=f"Outcome: {outcome}")])
 
 
 @pytest.fixture
@@ -36,8 +37,9 @@ def deploy(make_workflow):
     return make_workflow("deploy-approval", steps=[
         StepSpec(ref="ask", type="approval", config={
             "question": "Deploy {{ data.version }} to production?",
-            "details": "Requested by {{ data.by }}.", "timeout": {"hours": 2}}),
-        branch("approved"), branch("rejected"), branch("expired"),
+            "details": "Requested by {{ data.by }}.", "timeout": {"hours": 2}},
+            branches=[branch("approved"), branch("rejected"), branch("expired")]),
+        in_app_step(ref="after", body="Done either way."),
     ])
 
 
@@ -90,9 +92,11 @@ def test_the_email_link_answers_once_and_the_run_goes_down_the_approved_branch(a
     run.refresh_from_db()
     assert run.status == Run.Status.COMPLETED
     assert run.state["steps"]["ask"]["outcome"] == "approved"
-    assert [e for e in timeline_events(run) if e[0].startswith("on-")] == [
-        ("on-approved", "sent"), ("on-rejected", "condition_false"),
-        ("on-expired", "condition_false")]
+    assert timeline_events(run)[-5:] == [
+        ("ask", "answered"), ("ask", "branched"), ("on-approved", "sent"), ("after", "sent"),
+        ("", "completed")]
+    assert run.step_logs.get(event="branched").detail == {
+        "branch": "approved", "approval_id": str(Approval.objects.get(run=run).pk)}
     detail = api.get(f"/api/v1/runs/{run.pk}").json()
     [approval] = detail["approvals"]
     assert (approval["status"], approval["decision"], approval["answered_via"]) == (
@@ -118,7 +122,8 @@ def test_the_json_endpoint_answers_once_and_refuses_bad_links(asked, run_tasks):
                           content_type="application/json")
     assert other.status_code == 404
     run_tasks()
-    assert ("on-rejected", "sent") in timeline_events(Run.objects.get(pk=run.pk))
+    events = timeline_events(Run.objects.get(pk=run.pk))
+    assert ("on-rejected", "sent") in events and ("on-approved", "sent") not in events
 
 
 def test_unanswered_it_expires_with_its_default_at_the_time_limit(asked, run_tasks):
@@ -132,11 +137,41 @@ def test_unanswered_it_expires_with_its_default_at_the_time_limit(asked, run_tas
     assert run.state["steps"]["ask"] == {
         "approval_id": str(approval.pk), "outcome": "expired", "decision": "rejected",
         "answered_via": "", "answered_at": None}
-    assert ("on-expired", "sent") in timeline_events(run)
-    assert ("ask", StepLog.Event.EXPIRED) in timeline_events(run)
+    assert timeline_events(run)[-5:] == [
+        ("ask", StepLog.Event.EXPIRED), ("ask", "branched"), ("on-expired", "sent"),
+        ("after", "sent"), ("", "completed")]
     late = Client().post(links(mail)["approve"])
     assert late.status_code == 409
     assert b"This approval expired; it went on as rejected." in late.content
+
+
+def test_an_approval_saved_through_the_api_round_trips_its_branches(api):
+    body = {"name": "Refunds", "steps": [
+        {"ref": "ask", "type": "approval", "config": {"question": "Refund?"},
+         "branches": [{"name": "approved", "steps": [
+             {"ref": "yes", "type": "in_app", "templates": {"en": {"body": "Refunded."}}}]}]}]}
+    saved = api.put("/api/v1/workflows/refunds", body)
+    assert saved.status_code == 201, saved.json()
+    assert saved.json()["steps"][0]["branches"] == [{"name": "approved", "steps": [
+        {"ref": "yes", "type": "in_app", "templates": {"en": {"body": "Refunded."}}}]}]
+    refused = api.put("/api/v1/workflows/refunds", {**body, "steps": [{
+        **body["steps"][0], "branches": [{"name": "maybe", "steps": []}]}]})
+    assert refused.json()["fields"] == {
+        "steps[0].branches[0].name": ["Expected one of: approved, rejected, expired."]}
+
+
+def test_later_steps_may_also_read_the_outcome_in_their_conditions(make_workflow, run_tasks):
+    workflow = make_workflow("plain", steps=[
+        StepSpec(ref="ask", type="approval", config={"question": "Ok?", "channels": ["in_app"]}),
+        in_app_step(ref="yes", conditions={"path": "steps.ask.outcome", "op": "eq",
+                                           "value": "approved"})])
+    _, [run] = trigger_workflow(TriggerRequest(workflow=workflow, recipients=["ada"]))
+    run_tasks()
+    approval = Approval.objects.get(run=run)
+    Client().post(f"/api/v1/approvals/{approval_token(approval, 'approved')}", {},
+                  content_type="application/json")
+    run_tasks()
+    assert ("yes", "sent") in timeline_events(Run.objects.get(pk=run.pk))
 
 
 def test_an_approval_steps_config_is_checked_naming_the_field(api):

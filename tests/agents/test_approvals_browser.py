@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from notifications.approval_links import approval_token
 from notifications.demo import seed_demo
 from notifications.models import Approval, Run
-from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+from notifications.services import BranchSpec, StepSpec, TriggerRequest, trigger_workflow
 
 from ..conftest import in_app_step, timeline_events
 
@@ -30,9 +30,9 @@ def test_approve_in_the_widget_wins_and_the_email_link_is_then_answered(
     workflow = make_workflow("spend", steps=[
         StepSpec(ref="ask", type="approval", config={"question": "Spend $300 on ads?",
                                                      "timeout": {"hours": 1},
-                                                     "channels": ["in_app"]}),
-        in_app_step(ref="done", body="Approved: buying the ads.",
-                    conditions={"path": "steps.ask.outcome", "op": "eq", "value": "approved"}),
+                                                     "channels": ["in_app"]},
+                 branches=[BranchSpec(name="approved", steps=[
+                     in_app_step(ref="done", body="Approved: buying the ads.")])]),
     ])
     _, [run] = trigger_workflow(TriggerRequest(workflow=workflow, recipients=["demo-user"]))
     run_tasks()

@@ -28,6 +28,8 @@ PATHS = {
     "/api/v1/schedules/{key}": {"get", "put", "delete"},
     "/api/v1/schedules/{key}/occurrences": {"get"},
     "/api/v1/recipients/{recipient_id}/inbox-token": {"post"},
+    "/api/v1/event-endpoints": {"get"},
+    "/api/v1/event-endpoints/{endpoint_id}": {"get", "put", "delete"},
     # The inbox API: recipient credentials (inbox token or HMAC), not an API key.
     "/api/v1/inbox/": {"get"},
     "/api/v1/inbox/counts": {"get"},
