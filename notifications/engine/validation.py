@@ -185,7 +185,7 @@ def validate_branches(step_type: str, branches: list, has_default: bool) -> None
     without conditions, and has no "default"."""
     if step_type not in BRANCHING_STEP_TYPES:
         field = "branches" if branches else "default"
-        raise StepConfigError(f"Only {', '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
+        raise StepConfigError(f"Only {' and '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
                               f"branches.", field)
     fixed = BRANCHING_STEP_TYPES[step_type]
     if fixed is None and not branches:

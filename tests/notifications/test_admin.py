@@ -150,8 +150,8 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "route"}, "type",
-     "Select a valid choice. route is not one of the available choices."),
+    ({"type": "fax"}, "type",
+     "Select a valid choice. fax is not one of the available choices."),
     ({"type": "digest", "config": '{"window": {"daily": "9:00"}}'}, "config",
      'config.window.daily: Expected a local time "HH:MM", e.g. "09:00".'),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",

@@ -243,11 +243,11 @@ def test_supported_step_types_are_the_ones_the_engine_runs():
 
 def test_unsupported_step_in_the_database_is_skipped_not_crashed(make_workflow, trigger):
     workflow = make_workflow("w", steps=[in_app_step()])
-    workflow.steps.create(ref="later", type="route", position=5)
+    workflow.steps.create(ref="later", type="fax", position=5)
     run = advance(trigger(workflow), T0)
     assert run.status == Run.Status.COMPLETED
     assert run.step_logs.get(event=StepLog.Event.SKIPPED).detail == {
-        "reason": "step type 'route' is not supported"}
+        "reason": "step type 'fax' is not supported"}
 
 
 def test_a_waiting_run_resumes_at_its_step_after_the_workflow_is_edited(make_workflow, trigger):
