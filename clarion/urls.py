@@ -22,6 +22,8 @@ urlpatterns = [
     path("webhooks/", include("notifications.delivery.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.health, name="health"),
     path("readyz", views.ready, name="ready"),
     path("metrics", metrics.metrics, name="metrics"),

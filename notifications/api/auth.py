@@ -3,6 +3,8 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from clarion.audit import audit_api_key_bind
+
 from ..models import ApiKey
 from ..services import api_key_authenticate
 
@@ -23,6 +25,7 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         api_key = api_key_authenticate(secret=secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        audit_api_key_bind(api_key)
         return (None, api_key)
 
     def authenticate_header(self, request):

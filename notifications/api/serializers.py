@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 
-from .. import conditions, engine, rendering
+from .. import conditions, engine, rendering, workflow_json
 from ..addresses import validate_display_name, validate_email_address
 from ..approvals import approval_detail
 from ..channels import CHANNEL_KEYS
@@ -574,39 +574,6 @@ class StepSerializer(Serializer):
         return attrs
 
 
-def _branches_of(step) -> list[tuple[str, list]]:
-    """(path of the branch relative to the step, its steps) for each branch of a validated step."""
-    found = [(f".branches[{index}]", branch.get("steps") or [])
-             for index, branch in enumerate(step.get("branches") or [])]
-    if step.get("default"):
-        found.append((".default", step["default"].get("steps") or []))
-    return found
-
-
-def _step_paths(steps, prefix: str):
-    """(ref, path) of each step of a workflow's validated steps, nested ones included."""
-    for index, step in enumerate(steps):
-        yield step["ref"], f"{prefix}[{index}]"
-        for where, branch_steps in _branches_of(step):
-            yield from _step_paths(branch_steps, f"{prefix}[{index}]{where}.steps")
-
-
-def _check_unless(steps, earlier: dict, prefix: str, errors: dict) -> None:
-    """Check each step's `unless` against the steps a run walks before it: the earlier steps of
-    its own branch and of every branch it is inside, not those of other branches. Errors go to
-    `errors` keyed by path (e.g. "steps[2].branches[0].steps[1].unless.step")."""
-    earlier = dict(earlier)
-    for index, step in enumerate(steps):
-        if step.get("unless"):
-            try:
-                engine.validate_unless(step["unless"], earlier)
-            except engine.StepConfigError as exc:
-                errors[f"{prefix}[{index}].{exc.field}"] = [str(exc)]
-        earlier[step["ref"]] = step["type"]
-        for where, branch_steps in _branches_of(step):
-            _check_unless(branch_steps, earlier, f"{prefix}[{index}]{where}.steps", errors)
-
-
 class WorkflowSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200)
@@ -620,13 +587,13 @@ class WorkflowSerializer(Serializer):
 
     def validate(self, attrs):
         steps = attrs.get("steps") or []
-        refs = [ref for ref, _ in _step_paths(steps, "steps")]
+        refs = [ref for ref, _ in workflow_json.step_paths(steps, "steps")]
         duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
         if duplicates:
             raise serializers.ValidationError({"steps": [
                 f"Step refs must be unique (nested steps included): {', '.join(duplicates)}."]})
         errors: dict[str, list[str]] = {}
-        _check_unless(steps, {}, "steps", errors)
+        workflow_json.check_unless(steps, {}, "steps", errors)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

@@ -3,7 +3,7 @@
 from django.urls import path
 
 from ..providers.api import ProviderView
-from . import approvals, schedules, views
+from . import approvals, messages, schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -16,6 +16,9 @@ urlpatterns = [
     path("approvals/<str:token>", approvals.ApprovalAnswerView.as_view(),
          name="approval-answer"),
     path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
+    path("messages", messages.MessageListView.as_view(), name="message-list"),
+    path("messages/<uuid:message_id>", messages.MessageDetailView.as_view(),
+         name="message-detail"),
     path("recipients/<segment:recipient_id>", views.RecipientView.as_view(),
          name="recipient-detail"),
     path("recipients/<segment:recipient_id>/channel-data/<str:channel>",

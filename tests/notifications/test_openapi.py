@@ -16,6 +16,8 @@ PATHS = {
     "/api/v1/triggers/{trigger_id}": {"get"},
     "/api/v1/runs/{run_id}": {"get"},
     "/api/v1/approvals/{token}": {"post"},
+    "/api/v1/messages": {"get"},
+    "/api/v1/messages/{message_id}": {"get"},
     "/api/v1/recipients/{recipient_id}": {"get", "put", "delete"},
     "/api/v1/recipients/{recipient_id}/channel-data/{channel}": {"put"},
     "/api/v1/recipients/{recipient_id}/preferences": {"get", "put", "patch"},
