@@ -13,13 +13,13 @@ from inbox.models import InboxItem
 from notifications.approval_links import approval_token
 from notifications.models import Approval, Message, Run, StepLog
 from notifications.services import (
-    BranchSpec,
     StepSpec,
     TriggerRequest,
     api_key_create,
     recipient_upsert,
     trigger_workflow,
 )
+from notifications.workflow_json import BranchSpec
 
 from ..conftest import advance_at, in_app_step, timeline_events
 

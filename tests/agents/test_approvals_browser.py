@@ -10,7 +10,8 @@ from playwright.sync_api import expect
 from notifications.approval_links import approval_token
 from notifications.demo import seed_demo
 from notifications.models import Approval, Run
-from notifications.services import BranchSpec, StepSpec, TriggerRequest, trigger_workflow
+from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+from notifications.workflow_json import BranchSpec
 
 from ..conftest import in_app_step, timeline_events
 
