@@ -14,9 +14,11 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.html import escape
 
+from events.outbox import events_record
 from preferences.selectors import channel_step_verdict
 
 from ..approval_links import approval_urls
+from ..approvals import approval_event
 from ..models import Approval, Message, Step, StepLog
 from ..queue import enqueue, enqueue_at
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
@@ -61,8 +63,10 @@ def approval(p: Pass, step: Step) -> str:
         if asked.expires_at > p.now:  # woken early (the sweeper, a duplicate task)
             run.wake_at = asked.expires_at
             return WAIT
-        Approval.objects.filter(pk=asked.pk, status=Approval.Status.PENDING).update(
-            status=Approval.Status.EXPIRED, decision=asked.default_decision)
+        if Approval.objects.filter(pk=asked.pk, status=Approval.Status.PENDING).update(
+                status=Approval.Status.EXPIRED, decision=asked.default_decision):
+            asked.refresh_from_db()
+            events_record([approval_event("approval.expired", asked)])
         asked.refresh_from_db()
     if asked.status == Approval.Status.EXPIRED:
         p.log(step.ref, StepLog.Event.EXPIRED, approval_id=str(asked.id),
