@@ -321,6 +321,9 @@ CLARION = {
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
+    # this many days are deleted (0: kept forever); a tenant's retention_days wins.
+    "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,

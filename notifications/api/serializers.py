@@ -610,6 +610,10 @@ class TenantSerializer(Serializer):
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="Days its runs, messages and events are kept; null: the global "
+                  "CLARION_RETENTION_DAYS; 0: forever.")
 
 
 class TopicSerializer(Serializer):
