@@ -13,6 +13,7 @@ from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 
 from .. import conditions, engine, rendering, workflow_json
 from ..addresses import validate_display_name, validate_email_address
+from ..approvals import approval_detail
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import (
@@ -404,6 +405,13 @@ class RunDetailSerializer(Serializer):
     updated_at = serializers.DateTimeField()
     steps = TimelineEntrySerializer(many=True, source="step_logs", help_text="The timeline.")
     messages = MessageDetailSerializer(many=True)
+    approvals = serializers.SerializerMethodField(
+        help_text="The questions its approval steps asked, and their answers: status "
+                  "(pending, approved, rejected, expired), decision, answered_at, answered_via.")
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}})
+    def get_approvals(self, run) -> list:
+        return [approval_detail(approval) for approval in run.approvals.all()]
 
 
 # --- Workflows --------------------------------------------------------------------------------
@@ -537,6 +545,13 @@ class StepSerializer(Serializer):
                 errors[exc.field] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Digest steps have no templates."]
+        if step_type == StepType.APPROVAL:
+            try:
+                engine.validate_approval_config(attrs.get("config") or {})
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Approval steps have no templates."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
