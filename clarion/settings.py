@@ -69,11 +69,13 @@ INSTALLED_APPS = [
     "django_q",
     "channels",
     "corsheaders",
+    "auditlog",
     "clarion",
     "notifications",
     "inbox",
     "preferences",
     "events",
+    "compat",
 ]
 
 MIDDLEWARE = [
@@ -85,6 +87,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The audit log: the admin user (auditlog) or the API key (clarion) behind each change.
+    "auditlog.middleware.AuditlogMiddleware",
+    "clarion.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -107,6 +112,39 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Audit log (django-auditlog; clarion/audit.py) ----------------------------------------------
+
+# What is audited: every change, through the admin or the API, to these models. Fields that the
+# workers change on their own (timestamps, circuit-breaker state) are left out; secrets are
+# recorded as changed, masked (clarion.audit.mask).
+_AUDITED = {
+    "notifications.workflow": {},
+    "notifications.step": {},
+    "notifications.template": {},
+    "notifications.templateversion": {},
+    "notifications.layout": {},
+    "notifications.providerconfig": {
+        "exclude_fields": ["consecutive_failures", "circuit_open_until", "last_error"],
+        "mask_fields": ["credentials_encrypted"],
+        "mapping_fields": {"credentials_encrypted": "credentials"}},
+    "notifications.tenant": {
+        "mask_fields": ["inbox_secrets_encrypted"],
+        "mapping_fields": {"inbox_secrets_encrypted": "inbox secrets"}},
+    "notifications.apikey": {"exclude_fields": ["last_used_at"], "mask_fields": ["secret_hash"],
+                             "mapping_fields": {"secret_hash": "secret"}},
+    "preferences.preferenceset": {},
+    "preferences.workflowdefault": {},
+    "preferences.category": {},
+}
+AUDITLOG_INCLUDE_TRACKING_MODELS = tuple(
+    {"model": model, **options,
+     "exclude_fields": ["updated_at", *options.get("exclude_fields", [])]}
+    for model, options in _AUDITED.items())
+AUDITLOG_MASK_CALLABLE = "clarion.audit.mask"
+AUDITLOG_STORE_JSON_CHANGES = True
+# A changed foreign key reads as its row ("welcome/mail [en] v2"), not a bare number.
+AUDITLOG_USE_FK_STRING_REPRESENTATION = True
 
 # --- Database ---------------------------------------------------------------------------------
 
@@ -202,7 +240,7 @@ INBOX_SECRET_ROTATION_SECONDS = int(os.environ.get("INBOX_SECRET_ROTATION_SECOND
 INBOX_ALLOWED_ORIGINS = _env_list("INBOX_ALLOWED_ORIGINS", "*")
 # The /demo/inbox/ page (only answers where the demo of `serve` is seeded).
 INBOX_DEMO_PAGE = _env_bool("INBOX_DEMO_PAGE", True)
-CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
+CORS_URLS_REGEX = r"^/api/v1/(inbox(/.*)?|approvals/[^/]+)$"
 CORS_ALLOW_ALL_ORIGINS = INBOX_ALLOWED_ORIGINS == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else INBOX_ALLOWED_ORIGINS
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-clarion-recipient",
@@ -324,6 +362,8 @@ CLARION = {
     # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
     # this many days are deleted (0: kept forever); a tenant's retention_days wins.
     "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
+    # The longest an approval may wait for its answer (its links are refused after it).
+    "APPROVAL_MAX_WAIT_SECONDS": 90 * 86400,
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,

@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from .addresses import validate_display_name, validate_email_address
 from .channels import CHANNEL_KEYS, CHANNELS
@@ -31,7 +32,10 @@ def validate_recipient_id(value: str) -> None:
     if value in (".", ".."):
         raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
                               code="dot_segment")
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise ValidationError("A recipient id cannot contain an unpaired surrogate (such as "
+                              "\\ud800 alone): it is not a character.", code="surrogate")
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValidationError("A recipient id cannot contain control characters (such as a line "
                               "break or NUL).", code="control_character")
 
@@ -151,6 +155,10 @@ class Recipient(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        indexes = [
+            # The admin's Find box: a recipient by email address, in any case.
+            models.Index(Upper("email"), name="recipient_email_idx"),
+        ]
 
     def __str__(self):
         return self.external_id
@@ -296,9 +304,13 @@ class Step(models.Model):
 
 
 class Template(models.Model):
-    """The words of one channel step in one locale. Each save is an immutable version."""
+    """The words of one channel step in one locale (of a route step: of one of its channels in
+    one locale). Each save is an immutable version."""
 
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="templates")
+    # Blank for a channel step (its channel is the step's type); a route step has one template
+    # per channel it may send on, and this says which.
+    channel = models.CharField(max_length=16, blank=True, choices=Channel.choices)
     locale = models.CharField(max_length=35, default="en")
     published_version = models.ForeignKey(
         "TemplateVersion",
@@ -310,13 +322,21 @@ class Template(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["step", "locale"]
+        ordering = ["step", "channel", "locale"]
         constraints = [
-            models.UniqueConstraint(fields=["step", "locale"], name="template_locale_unique")
+            models.UniqueConstraint(fields=["step", "channel", "locale"],
+                                    name="template_channel_locale_unique")
         ]
 
     def __str__(self):
+        if self.channel:
+            return f"{self.step} {self.channel} [{self.locale}]"
         return f"{self.step} [{self.locale}]"
+
+    @property
+    def channel_key(self) -> str:
+        """The channel these words are for: the route channel, else the step's own type."""
+        return self.channel or self.step.type
 
     @property
     def fields(self) -> dict:
@@ -472,7 +492,8 @@ class Run(models.Model):
 
 
 class Message(models.Model):
-    """One channel step for one recipient. Keyed by (run, step): the idempotency record."""
+    """One channel step for one recipient. Keyed by (run, step, channel): the idempotency
+    record (a channel step sends on its one channel; a route step once per channel)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -531,7 +552,8 @@ class Message(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "step_ref"], name="message_once_per_step")
+            models.UniqueConstraint(fields=["run", "step_ref", "channel"],
+                                    name="message_once_per_step_channel")
         ]
         indexes = [
             models.Index(
@@ -540,6 +562,10 @@ class Message(models.Model):
                 name="message_pending_idx",
             ),
             models.Index(fields=["recipient", "-created_at"], name="message_recipient_idx"),
+            # The message log (GET /api/v1/messages): newest first, keyset on (created_at, id),
+            # for everyone or one tenant.
+            models.Index(fields=["-created_at", "-id"], name="message_log_idx"),
+            models.Index(fields=["tenant", "-created_at", "-id"], name="message_log_tenant_idx"),
         ]
 
     def __str__(self):
@@ -703,8 +729,13 @@ class StepLog(models.Model):
         BRANCHED = "branched", "Branch taken"
         PASSED = "passed", "Passed"
         SEND_WINDOW = "send_window", "Outside the send window"
+        SUCCEEDED = "succeeded", "Success reached"  # a route: a channel reached its success
+        EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
+        ASKED = "asked", "Approval asked"
+        ANSWERED = "answered", "Approval answered"
+        EXPIRED = "expired", "Approval expired"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs")
     step_ref = models.CharField(max_length=64, blank=True)
@@ -899,3 +930,50 @@ class DigestEvent(models.Model):
 
     def __str__(self):
         return f"{self.step_ref} event of run {self.run_id}"
+
+
+class Approval(models.Model):
+    """A question an `approval` step put to one person (or the `request_approval` tool), and its
+    answer. The first answer from any channel wins: the row moves from `pending` once, by a
+    conditional UPDATE; a later answer finds it answered. Unanswered at `expires_at`, it expires
+    with the step's default decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for an answer"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired (no answer in time)"
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="approvals")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="approvals"
+    )
+    question = models.TextField()
+    details = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, blank=True,
+        help_text="What the run goes on with: the answer, or the default once expired.")
+    default_decision = models.CharField(max_length=16, choices=Decision.choices,
+                                        default=Decision.REJECTED)
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_via = models.CharField(max_length=16, blank=True,
+                                    help_text="email, in_app, chat (Slack) or api.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref"], name="approval_once_per_step"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_ref} of run {self.run_id}: {self.status}"

@@ -18,7 +18,16 @@ from clarion.admin import (
 )
 
 from .. import support
-from ..models import DeliveryAttempt, IdempotencyRecord, Message, Run, StepLog, Trigger
+from ..engine.route import winner as route_winner
+from ..models import (
+    DeliveryAttempt,
+    DigestBatch,
+    IdempotencyRecord,
+    Message,
+    Run,
+    StepLog,
+    Trigger,
+)
 
 
 @admin.register(Trigger)
@@ -113,6 +122,60 @@ def run_timeline(run):
     )
 
 
+def digest_batches(run):
+    """Each digest batch the run joined: its state, why it closed, the run that carried it, and
+    every run that joined it (oldest event first) with what became of its event."""
+    batches = (DigestBatch.objects.filter(events__run=run).distinct()
+               .select_related("carrier").order_by("opened_at"))
+    if not batches:
+        return "Not in a digest."
+    parts = []
+    for batch in batches:
+        closed = (f"closed {when(batch.closed_at)}: {batch.get_close_reason_display()}"
+                  if batch.status == DigestBatch.Status.CLOSED
+                  else f"open, closes {when(batch.closes_at)}")
+        events = batch.events.select_related("run").order_by("at", "id")[:LIST_LIMIT]
+        parts.append(format_html(
+            '<div class="clarion-digest" data-batch="{}"><p>Step <b>{}</b>, key {}: {} events, '
+            "opened {}, {}. Carried by: {}.</p>{}</div>",
+            batch.pk, batch.step_ref, as_json(batch.key_value), batch.event_count,
+            when(batch.opened_at), closed,
+            link(batch.carrier, "this run" if batch.carrier_id == run.pk else None),
+            table(("Run", "Triggered", "Event", "Data"),
+                  "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                  ((link(event.run, "this run" if event.run_id == run.pk else None),
+                    when(event.at), event.get_outcome_display(), as_json(event.data))
+                   for event in events))))
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
+def route_summary(run):
+    """Each route step of the run: the channel that won (the first message to reach the
+    route's success state), what it sent and what it passed over."""
+    routes = (run.state or {}).get("routes") or {}
+    if not routes:
+        return EMPTY
+    started = {log.step_ref: log.detail for log in run.step_logs.filter(
+        event=StepLog.Event.STARTED, step_ref__in=list(routes))}
+    messages = {}
+    for message in run.messages.filter(step_ref__in=list(routes)).order_by("created_at", "id"):
+        messages.setdefault(message.step_ref, []).append(message)
+    rows = []
+    for ref, state in routes.items():
+        success = started.get(ref, {}).get("success", "")
+        sent = messages.get(ref, [])
+        won = route_winner(sent, success) if success else None
+        if won is not None:
+            outcome = format_html("won by <strong>{}</strong> ({} at {})",
+                                  won[0].get_channel_display(), success, when(won[1]))
+        else:
+            outcome = f"no channel has reached {success or 'success'} yet"
+        rows.append((ref, outcome, ", ".join(m.channel for m in sent) or EMPTY,
+                     ", ".join(state.get("passed", [])) or EMPTY))
+    return table(("Route", "Winner", "Sent", "Passed over"),
+                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+
+
 @admin.register(Run)
 class RunAdmin(LedgerAdmin):
     deletable_by_superusers = True
@@ -123,12 +186,20 @@ class RunAdmin(LedgerAdmin):
     search_fields = ("recipient__external_id__exact", "workflow__key__exact")
     search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
     fields = ("id", "status", "workflow", "recipient", "tenant", "trigger", "cursor", "wake_at",
-              "created_at", "updated_at", "timeline", "state_json")
+              "created_at", "updated_at", "routes", "timeline", "digests", "state_json")
     readonly_fields = fields
 
     @admin.display(description="timeline")
     def timeline(self, obj):
         return run_timeline(support.run_for_timeline(obj.pk))
+
+    @admin.display(description="digests")
+    def digests(self, obj):
+        return digest_batches(obj)
+
+    @admin.display(description="routes")
+    def routes(self, obj):
+        return route_summary(obj)
 
     state_json = json_display("state")
 

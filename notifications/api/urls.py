@@ -3,7 +3,7 @@
 from django.urls import path
 
 from ..providers.api import ProviderView
-from . import schedules, views
+from . import approvals, messages, schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -13,7 +13,12 @@ urlpatterns = [
          name="workflow-trigger-bulk"),
     path("workflows/<str:key>/cancel", views.CancelView.as_view(), name="workflow-cancel"),
     path("triggers/<uuid:trigger_id>", views.TriggerDetailView.as_view(), name="trigger-detail"),
+    path("approvals/<str:token>", approvals.ApprovalAnswerView.as_view(),
+         name="approval-answer"),
     path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
+    path("messages", messages.MessageListView.as_view(), name="message-list"),
+    path("messages/<uuid:message_id>", messages.MessageDetailView.as_view(),
+         name="message-detail"),
     path("recipients/<segment:recipient_id>", views.RecipientView.as_view(),
          name="recipient-detail"),
     path("recipients/<segment:recipient_id>/channel-data/<str:channel>",

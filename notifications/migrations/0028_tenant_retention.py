@@ -21,7 +21,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("django_q", "0018_task_success_index"),
-        ('notifications', '0023_branch_steps'),
+        ('notifications', '0027_approvals'),
     ]
 
     operations = [
