@@ -483,7 +483,10 @@ class StepSerializer(Serializer):
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
     conditions = serializers.DictField(required=False, allow_null=True, default=None)
-    templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+    templates = serializers.DictField(
+        child=serializers.DictField(), required=False, default=dict,
+        help_text='Channel steps: {locale: {field: Liquid}}, e.g. {"en": {"body": "Hi"}}; route '
+                  'steps: {channel: {locale: {field: Liquid}}}.')
     unless = serializers.DictField(
         required=False, allow_null=True, default=None,
         help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
@@ -624,6 +627,10 @@ class TenantSerializer(Serializer):
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="Days its runs, messages and events are kept; null: the global "
+                  "CLARION_RETENTION_DAYS; 0: forever.")
 
 
 class TopicSerializer(Serializer):
