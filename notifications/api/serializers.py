@@ -343,6 +343,8 @@ class TriggerDetailSerializer(Serializer):
     actor = serializers.JSONField(allow_null=True)
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
+    idempotency_key = serializers.CharField(help_text="The Idempotency-Key it was sent with, or "
+                                                      "\"\".")
     fanout = serializers.ChoiceField(choices=["done", "pending"])
     recipients_total = serializers.IntegerField(
         allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
