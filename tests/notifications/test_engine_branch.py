@@ -263,3 +263,13 @@ def test_a_waiting_step_moved_to_the_top_level_is_where_the_run_resumes(make_wor
     # p2 was ahead of the run and is now before the step it waited at: skipped, said so.
     assert events(run)[before:] == [
         ("p2", "skipped"), ("wait", "resumed"), ("z", "sent"), ("", "completed")]
+
+
+def test_any_steps_conditions_read_earlier_steps_made_in_the_same_pass(make_workflow):
+    workflow = make_workflow("w", steps=[
+        in_app_step("inbox"),
+        in_app_step("echo", conditions=when("steps.inbox.status", "eq", "sent")),
+        in_app_step("never", conditions=when("steps.inbox.read", "eq", True))])
+    run = advance_at(trigger(workflow), T0)
+    assert sent_refs(run) == ["inbox", "echo"]
+    assert run.step_logs.get(step_ref="never").detail["conditions"][0]["actual"] is False
