@@ -222,3 +222,12 @@ def test_a_transaction_whose_first_trigger_still_runs_is_a_409_error_dto(novu, w
         novu.trigger(trigger_event_request_dto={"workflow_id": "welcome", "to": "a",
                                                 "transaction_id": "tx-busy"})
     assert caught.value.data.status_code == 409
+
+
+def test_a_retried_bulk_call_triggers_nothing_twice(novu, welcome):
+    events = {"events": [{"workflow_id": "welcome", "to": "a"},
+                         {"workflow_id": "welcome", "to": "b"}]}
+    first = novu.trigger_bulk(bulk_trigger_event_dto=events, idempotency_key="bulk-1")
+    again = novu.trigger_bulk(bulk_trigger_event_dto=events, idempotency_key="bulk-1")
+    assert [r.transaction_id for r in again.result] == [r.transaction_id for r in first.result]
+    assert Trigger.objects.count() == 2
