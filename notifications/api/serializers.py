@@ -479,6 +479,9 @@ class BranchSerializer(BranchStepsSerializer):
 
 
 class StepSerializer(Serializer):
+    """One step of a workflow (docs/workflows.md); a branch step's `branches` and `default` hold
+    steps of their own."""
+
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
