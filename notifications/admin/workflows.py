@@ -109,6 +109,11 @@ class StepForm(forms.ModelForm):
                 engine.validate_digest_config(cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", f"{exc.field}: {exc}")
+        elif step_type == StepType.APPROVAL and "config" in cleaned:
+            try:
+                engine.validate_approval_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", f"{exc.field}: {exc}")
         elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
