@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Upper
 
 from .addresses import validate_display_name, validate_email_address
 from .channels import CHANNEL_KEYS, CHANNELS
@@ -150,6 +151,10 @@ class Recipient(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        indexes = [
+            # The admin's Find box: a recipient by email address, in any case.
+            models.Index(Upper("email"), name="recipient_email_idx"),
+        ]
 
     def __str__(self):
         return self.external_id

@@ -508,6 +508,11 @@ def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SEC
                 return created
 
 
+# Runs per advance task of a fan-out: several tasks per chunk, so that every worker takes part,
+# each a few seconds long at most (well under Q_CLUSTER["timeout"]).
+FANOUT_ADVANCE_CHUNK = 25
+
+
 def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]:
     """Runs for the recipients (pks) of one fan-out chunk that have none on this trigger yet
     (a direct recipient who is also a subscriber), with their StepLogs and advance tasks."""
@@ -531,7 +536,10 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
         for run in runs
     ])
-    enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    ids = [str(run.id) for run in runs]
+    enqueue_many("notifications.tasks.advance_runs",
+                 [tuple(ids[i:i + FANOUT_ADVANCE_CHUNK])
+                  for i in range(0, len(ids), FANOUT_ADVANCE_CHUNK)])
     return runs
 
 
