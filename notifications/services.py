@@ -282,7 +282,8 @@ class StepSpec:
     type: str
     config: dict = field(default_factory=dict)
     conditions: dict | None = None
-    templates: dict[str, dict] = field(default_factory=dict)
+    # {locale: fields}; None leaves the step's templates as they are (the admin's builder)
+    templates: dict[str, dict] | None = field(default_factory=dict)
     unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
     send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
     urgent: bool = False  # channel steps of a critical workflow: send during quiet hours
@@ -296,7 +297,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
 
     Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
-    a template version is added only where a template's fields changed.
+    a template version is added only where a template's fields changed; a step whose
+    `templates` is None keeps its own.
     """
     workflow, created = Workflow.objects.get_or_create(
         key=key, defaults={"name": name, "category": category, "critical": critical,
@@ -328,6 +330,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
                 setattr(step, n, values[n])
             if changed:
                 step.save(update_fields=changed)
+        if spec.templates is None:
+            continue
         step.templates.exclude(locale__in=list(spec.templates)).delete()
         for locale, fields in spec.templates.items():
             template_save(step=step, locale=locale, fields=fields, author=author)
