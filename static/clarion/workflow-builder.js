@@ -48,9 +48,9 @@
   function uniqueRef(form, base) {
     var taken = {};
     form.querySelectorAll("[data-name=ref]").forEach(function (input) { taken[input.value] = true; });
-    for (var n = 1; ; n++) {
-      var ref = n === 1 && !taken[base] ? base : base + "_" + n;
-      if (!taken[ref]) return ref;
+    if (!taken[base]) return base;
+    for (var n = 2; ; n++) {
+      if (!taken[base + "_" + n]) return base + "_" + n;
     }
   }
 

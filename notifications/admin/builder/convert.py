@@ -327,9 +327,11 @@ def step_values(step: Mapping, kind: StepKind | None) -> tuple[dict, dict]:
     return values, extra
 
 
-def error_field(kind: StepKind | None, error_key: str) -> str:
+def error_field(kind: StepKind | None, error_key: str, message: str = "") -> str:
     """The step's form field that an API error about `error_key` ("config.limit",
-    "send_window.start", "conditions.all[0].op") belongs next to; "" for the step itself."""
+    "send_window.start", "conditions.all[0].op") belongs next to; "" for the step itself. An
+    error about a whole object (a delay's "config") goes to the field the message names
+    ('"until" must be…'), else to the object's first field."""
     if error_key == "ref":
         return "ref"
     if error_key.startswith("conditions"):
@@ -338,6 +340,10 @@ def error_field(kind: StepKind | None, error_key: str) -> str:
     covering = [spec for spec in fields if error_key == spec.json_path
                 or error_key.startswith(spec.json_path + ".")]
     inside = [spec for spec in fields if spec.json_path.startswith(error_key + ".")]
+    named = [spec for spec in covering + inside
+             if f'"{spec.json_path.rsplit(".", 1)[-1]}"' in message]
+    if named:
+        covering, inside = named, []
     if covering:
         best = max(covering, key=lambda spec: len(spec.json_path))
     elif inside:

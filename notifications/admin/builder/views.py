@@ -114,8 +114,8 @@ def serializer_problems(errors, state: BuilderState, problems: Problems) -> None
         for index, step_errors in enumerate(value):
             kind = kind_for(state.steps[index].get("type", ""))
             for key, messages_ in flat_items(step_errors):
-                target = error_field(kind, key) if key != "non_field_errors" else ""
                 for message in messages_:
+                    target = error_field(kind, key, message) if key != "non_field_errors" else ""
                     problems.add(f"steps-{index}-{target or '__step'}",
                                  message if target else f"{key}: {message}")
 
