@@ -1,4 +1,5 @@
-"""ASGI entry: HTTP through Django, websockets through Channels (the inbox's routes)."""
+"""ASGI entry: HTTP through Django (but /mcp, the MCP server for AI agents), websockets through
+Channels (the inbox's routes)."""
 
 import os
 
@@ -12,6 +13,7 @@ from channels.security.websocket import OriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from inbox.routing import websocket_urlpatterns  # noqa: E402
+from notifications.agents.http import MCP_PATH, McpApp  # noqa: E402
 
 # The inbox authenticates with a token or HMAC in the URL, never a cookie, so any embedding page
 # may connect unless INBOX_ALLOWED_ORIGINS names the allowed ones.
@@ -19,9 +21,23 @@ websocket_app = URLRouter(websocket_urlpatterns)
 if settings.INBOX_ALLOWED_ORIGINS != ["*"]:
     websocket_app = OriginValidator(websocket_app, settings.INBOX_ALLOWED_ORIGINS)
 
+
+class HttpRouter:
+    """MCP_PATH to the MCP server (its own ASGI app: streamable HTTP), the rest to Django."""
+
+    def __init__(self, django_app):
+        self.django_app = django_app
+        self.mcp_app = McpApp()
+
+    async def __call__(self, scope, receive, send):
+        if scope["path"].rstrip("/") == MCP_PATH:
+            return await self.mcp_app(scope, receive, send)
+        return await self.django_app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": HttpRouter(django_asgi_app),
         "websocket": websocket_app,
     }
 )

@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inbox import views as inbox_views
+from notifications.admin.find import find_view
 
 from . import metrics, views
 
@@ -11,6 +12,7 @@ admin.site.site_title = "Clarion"
 admin.site.index_title = "Notifications"
 
 urlpatterns = [
+    path("admin/find/", admin.site.admin_view(find_view), name="admin-find"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("clarion.api_urls")),
     path("webhooks/", include("notifications.delivery.urls")),

@@ -58,4 +58,4 @@ class InboxItem(models.Model):
         ]
 
     def __str__(self):
-        return f"#{self.pk} for {self.recipient_id}"
+        return f"#{self.pk} for {self.recipient.external_id}"

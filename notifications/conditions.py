@@ -3,13 +3,14 @@ variables (rendering/variables.py).
 
 A tree is ``{"all": [...]}`` or ``{"any": [...]}`` whose items are trees or leaves
 ``{"path": "data.plan", "op": "eq", "value": "pro"}``. Paths start with ``data``, ``recipient``,
-``tenant`` or ``actor``.
+``tenant``, ``actor`` or ``steps`` (what earlier steps of the run did: ``steps.<ref>.status``,
+``.seen``, ``.read``, ``.clicked``, ``.delivered``).
 """
 
 from collections.abc import Mapping
 from typing import Any
 
-ROOTS = ("data", "recipient", "tenant", "actor")
+ROOTS = ("data", "recipient", "tenant", "actor", "steps")
 OPS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "contains", "exists", "not_exists")
 MISSING = object()
 
@@ -74,6 +75,15 @@ def resolve(path: str, variables: Mapping) -> Any:
         else:
             return MISSING
     return current
+
+
+def paths(tree: Mapping | None) -> list[str]:
+    """The paths the leaves of a well-formed `tree` read, in order."""
+    if not tree:
+        return []
+    if "all" in tree or "any" in tree:
+        return [path for item in tree.get("all", tree.get("any")) for path in paths(item)]
+    return [tree["path"]]
 
 
 def evaluate(tree: Mapping | None, variables: Mapping) -> bool:

@@ -238,7 +238,18 @@ class Workflow(models.Model):
 
 
 class Step(models.Model):
+    """One step of a workflow. A step with branches (a `branch` step) holds the steps of each
+    branch as its children: `parent` is that step and `branch` the branch's name ("default" for
+    its default branch); `position` orders the steps of one branch (or of the top level). Refs
+    are unique across the whole workflow, nested steps included."""
+
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
+        help_text="The branch step this step is inside of; empty for a top-level step.")
+    branch = models.CharField(
+        max_length=64, blank=True,
+        help_text='Which branch of the parent step this step is in ("default" for its default).')
     position = models.PositiveIntegerField(default=0)
     ref = models.CharField(max_length=64, validators=[key_validator])
     type = models.CharField(max_length=16, choices=StepType.choices)
@@ -261,6 +272,12 @@ class Step(models.Model):
     urgent = models.BooleanField(
         default=False, help_text="In a critical workflow, send during the person's quiet hours.",
     )
+    # Branch steps only: the branches in the order they are tried, first match wins.
+    branches = models.JSONField(
+        null=True, blank=True,
+        help_text='Branch steps: e.g. [{"name": "pro", "conditions": {"all": [{"path": '
+                  '"data.plan", "op": "eq", "value": "pro"}]}}]; the first whose conditions '
+                  'hold is taken, else "default".')
 
     class Meta:
         ordering = ["workflow", "position", "id"]
@@ -358,6 +375,10 @@ class Trigger(models.Model):
     data = models.JSONField(default=dict, blank=True)
     recipients = models.JSONField(default=list, blank=True)
     cancellation_key = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, blank=True,
+        help_text="The request's Idempotency-Key, if it sent one (kept after the 24-hour replay "
+                  "record expires, so support can find the trigger by it).")
     fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
     recipients_total = models.PositiveIntegerField(
         null=True, blank=True,
@@ -385,7 +406,12 @@ class Trigger(models.Model):
                 fields=["workflow", "cancellation_key"],
                 condition=~Q(cancellation_key=""),
                 name="trigger_cancellation_idx",
-            )
+            ),
+            models.Index(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="trigger_idempotency_idx",
+            ),
         ]
 
     def __str__(self):
@@ -513,7 +539,8 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.channel} to {self.to or self.recipient_id} ({self.status})"
+        # The recipient's own id, never the row's primary key (the admin titles pages with it).
+        return f"{self.channel} to {self.to or self.recipient.external_id} ({self.status})"
 
 
 class ProviderConfig(models.Model):
@@ -661,6 +688,7 @@ class StepLog(models.Model):
         QUIET_HOURS = "quiet_hours", "Quiet hours"
         DELAYED = "delayed", "Delayed"
         RESUMED = "resumed", "Resumed"
+        BATCHED = "batched", "Joined a digest"
         DIGESTED = "digested", "Digested"
         QUEUED = "queued", "Queued"
         RETRYING = "retrying", "Retrying"
@@ -668,6 +696,7 @@ class StepLog(models.Model):
         FAILED = "failed", "Failed"
         RATE_LIMITED = "rate_limited", "Rate limited"
         THROTTLED = "throttled", "Throttled"
+        BRANCHED = "branched", "Branch taken"
         PASSED = "passed", "Passed"
         SEND_WINDOW = "send_window", "Outside the send window"
         CANCELLED = "cancelled", "Cancelled"
@@ -789,3 +818,80 @@ class ScheduleZone(models.Model):
 
     def __str__(self):
         return f"{self.schedule} @ {self.timezone}"
+
+
+class DigestBatch(models.Model):
+    """The events one digest step gathers for one recipient, tenant and key value while its
+    window is open (notifications/engine/digest.py). At most one open batch per `key`: the
+    database refuses a second (digestbatch_one_open), so concurrent runs join the same one."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class CloseReason(models.TextChoices):
+        WINDOW = "window", "Its window ended"
+        MAX_EVENTS = "max_events", "It reached max_events"
+        CANCELLED = "cancelled", "Every run in it was cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE,
+                                 related_name="digest_batches")
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE,
+                                  related_name="digest_batches")
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="digest_batches")
+    key = models.CharField(max_length=64, help_text="SHA-256 of (workflow, step, recipient, "
+                                                    "tenant, key value).")
+    key_value = models.JSONField(null=True, blank=True,
+                                 help_text="The value at the step's `key` path.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField()
+    closes_at = models.DateTimeField(help_text="When its window ends.")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+    event_count = models.PositiveIntegerField(default=0)
+    carrier = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+", help_text="The run that goes on with it.")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        verbose_name_plural = "digest batches"
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(status="open"),
+                                    name="digestbatch_one_open"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_ref} batch {self.id}"
+
+
+class DigestEvent(models.Model):
+    """One run's event in a digest batch: the trigger's data and actor, and what became of it
+    when the batch closed."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "", "Waiting for the batch to close"
+        INCLUDED = "included", "In the digest"
+        SENT_AT_ONCE = "sent_at_once", "Sent at once (first_at_once)"
+        CANCELLED = "cancelled", "Left out: its run was cancelled"
+        READ = "read", "Left out: read in-app before the window closed"
+
+    batch = models.ForeignKey(DigestBatch, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="digest_events")
+    step_ref = models.CharField(max_length=64)
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(help_text="When its trigger was made.")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+
+    class Meta:
+        ordering = ["batch", "at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref"], name="digestevent_once"),
+        ]
+        indexes = [models.Index(fields=["batch", "at"], name="digestevent_batch_at")]
+
+    def __str__(self):
+        return f"{self.step_ref} event of run {self.run_id}"

@@ -1,11 +1,13 @@
 """Writes: every change to the domain goes through one of these verbs."""
 
+import dataclasses
 import hashlib
 import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -13,7 +15,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from . import delivery
-from .engine import layout_for_tenant
+from .engine import DEFAULT_BRANCH, layout_for_tenant
 from .idempotency import (
     idempotency_abandon,
     idempotency_begin,
@@ -40,6 +42,7 @@ from .rendering import RenderOptions, TemplateError, render_email, validate_fiel
 from .rendering.variables import preview_variables
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
+LAST_USED_RESOLUTION = timedelta(minutes=1)  # how often an API key's last use is written
 FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
 
@@ -57,6 +60,19 @@ def api_key_create(*, name: str, tenant: Tenant | None = None,
     key = ApiKey.objects.create(name=name, prefix=prefix, secret_hash=hash_secret(secret),
                                 tenant=tenant, scopes=list(scopes))
     return key, secret
+
+
+def api_key_authenticate(*, secret: str) -> ApiKey | None:
+    """The unrevoked key whose secret is `secret` (its tenant read along), or None. Notes when
+    it was last used, at most once a minute."""
+    api_key = (ApiKey.objects.select_related("tenant")
+               .filter(secret_hash=hash_secret(secret), revoked_at__isnull=True).first())
+    if api_key is not None:
+        now = timezone.now()
+        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+            api_key.last_used_at = now
+    return api_key
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
@@ -278,6 +294,9 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
 
 @dataclass
 class StepSpec:
+    """One step as `PUT workflows/{key}` describes it (`from_json` reads that JSON, and
+    selectors.step_export writes it back)."""
+
     ref: str
     type: str
     config: dict = field(default_factory=dict)
@@ -287,6 +306,44 @@ class StepSpec:
     unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
     send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
     urgent: bool = False  # channel steps of a critical workflow: send during quiet hours
+    # Steps with branches (engine/branches.py): the branches in order, and the default's steps.
+    branches: list["BranchSpec"] = field(default_factory=list)
+    default: list["StepSpec"] = field(default_factory=list)
+
+    @classmethod
+    def from_json(cls, item: Mapping) -> "StepSpec":
+        """The spec of one step of a workflow's JSON (as the API's StepSerializer validated it,
+        or as selectors.step_export wrote it), nested branches included."""
+        return cls(
+            ref=item["ref"], type=item["type"], config=dict(item.get("config") or {}),
+            conditions=item.get("conditions") or None,
+            templates=dict(item.get("templates") or {}), unless=item.get("unless") or None,
+            send_window=item.get("send_window") or None, urgent=bool(item.get("urgent")),
+            branches=[BranchSpec(name=branch["name"],
+                                 conditions=branch.get("conditions") or None,
+                                 steps=[cls.from_json(s) for s in branch.get("steps") or []])
+                      for branch in item.get("branches") or []],
+            default=[cls.from_json(s) for s in (item.get("default") or {}).get("steps") or []],
+        )
+
+
+@dataclass
+class BranchSpec:
+    """One branch of a step: its name, the conditions that choose it (branch steps), its steps."""
+
+    name: str
+    conditions: dict | None = None
+    steps: list[StepSpec] = field(default_factory=list)
+
+
+def _step_tree(steps: Sequence[StepSpec], parent_ref: str | None = None, branch: str = ""):
+    """(spec, parent ref, branch name, position) for every step of the tree, parents first."""
+    for position, spec in enumerate(steps):
+        yield spec, parent_ref, branch, position
+        for item in spec.branches:
+            yield from _step_tree(item.steps, spec.ref, item.name)
+        if spec.default:
+            yield from _step_tree(spec.default, spec.ref, DEFAULT_BRANCH)
 
 
 @transaction.atomic
@@ -316,12 +373,30 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
         if changed:
             workflow.save(update_fields=[*changed, "updated_at"])
     existing = {step.ref: step for step in workflow.steps.all()}
-    workflow.steps.exclude(ref__in=[spec.ref for spec in steps]).delete()
-    for position, spec in enumerate(steps):
+    tree = list(_step_tree(steps))
+    kept = {spec.ref for spec, *_ in tree}
+    removed = {step.pk for ref, step in existing.items() if ref not in kept}
+    # A kept step moved out of a removed branch step must not go with it (CASCADE).
+    rescued = [step.pk for ref, step in existing.items() if ref in kept
+               and step.parent_id in removed]
+    if rescued:
+        Step.objects.filter(pk__in=rescued).update(parent=None)
+        for step in existing.values():
+            if step.pk in rescued:
+                step.parent_id = None
+    if removed:
+        Step.objects.filter(pk__in=removed).delete()
+    saved: dict[str, Step] = {}
+    for spec, parent_ref, branch, position in tree:
         step = existing.get(spec.ref)
+        parent = saved[parent_ref] if parent_ref else None
         values = {"position": position, "type": spec.type, "config": spec.config or {},
                   "conditions": spec.conditions or None, "unless": spec.unless or None,
-                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent)}
+                  "send_window": spec.send_window or None, "urgent": bool(spec.urgent),
+                  "parent_id": parent.pk if parent else None, "branch": branch,
+                  "branches": [{"name": item.name, **({"conditions": item.conditions}
+                                                      if item.conditions else {})}
+                               for item in spec.branches] or None}
         if step is None:
             step = Step.objects.create(workflow=workflow, ref=spec.ref, **values)
         else:
@@ -330,6 +405,7 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
                 setattr(step, n, values[n])
             if changed:
                 step.save(update_fields=changed)
+        saved[spec.ref] = step
         if spec.templates is None:
             continue
         step.templates.exclude(locale__in=list(spec.templates)).delete()
@@ -351,6 +427,7 @@ class TriggerRequest:
     tenant: Tenant | None = None
     cancellation_key: str = ""
     api_key: ApiKey | None = None
+    idempotency_key: str = ""
 
 
 def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
@@ -390,7 +467,7 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     trigger = Trigger.objects.create(
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
-        cancellation_key=request.cancellation_key,
+        cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
     )
@@ -585,6 +662,7 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
                                        request_hash=request_hash)
     if replay:
         return TriggerResponse(record.response_status, record.response_body, replayed=True)
+    request = dataclasses.replace(request, idempotency_key=idempotency_key)
     try:
         with transaction.atomic():
             body = trigger_summary(*trigger_workflow(request))

@@ -29,6 +29,12 @@ def advance_run(run_id: str) -> None:
             engine.advance(run, now=timezone.now())
 
 
+def flush_digest(batch_id: str) -> None:
+    """The wake-up at a digest batch's window end: close it and wake the run that carries it."""
+    with transaction.atomic():
+        engine.batch_close_due(batch_id=batch_id, now=timezone.now())
+
+
 def deliver_message(message_id: str) -> None:
     """Deliver this message, and up to DELIVERY_BATCH_SIZE - 1 other due ones concurrently."""
     with log_context(message_id=message_id):

@@ -3,7 +3,8 @@
 One module per area, each registering its models: `tenants` (tenants, API keys), `audience`
 (recipients, topics), `schedules`, `workflows` (workflows, steps), `templates` (the template
 editor, versions, layouts), `ledgers` (triggers, runs, messages, delivery attempts, step logs,
-idempotency records, all read-only) and `providers` (provider configs). They build on the bases
+idempotency records, all read-only; a run's page is its timeline) and `providers` (provider
+configs). `find` is the header's search box (mounted in clarion/urls.py). They build on the bases
 in `clarion.admin` and import nothing from each other. Every write that is more than editing a
 row's plain fields goes through `services`.
 """

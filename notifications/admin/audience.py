@@ -3,10 +3,11 @@ recent runs (deleting one erases them through `services.recipient_erase`), and t
 
 from django.contrib import admin
 from django.db.models import Count
+from django.utils.html import format_html_join
 
 from clarion.admin import EMPTY, ClarionAdmin, FormFieldsMixin, link, table, when
 
-from .. import services
+from .. import services, support
 from ..models import ChannelData, Recipient, Subscription, Topic
 
 
@@ -31,7 +32,7 @@ class RecipientAdmin(ClarionAdmin):
     list_display = ("external_id", "name", "email", "phone", "locale", "timezone", "created_at")
     search_fields = ("external_id", "name", "email", "phone")
     search_help_text = "Recipient id, name, email or phone."
-    readonly_fields = ("created_at", "updated_at", "recent_runs")
+    readonly_fields = ("created_at", "updated_at", "recent_runs", "recent_messages")
     inlines = (ChannelDataInline, RecipientSubscriptionInline)
 
     def formfield_for_dbfield(self, db_field, request, **kwargs):
@@ -39,16 +40,43 @@ class RecipientAdmin(ClarionAdmin):
             kwargs["strip"] = False  # an id is kept exactly as given, as the API keeps it
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    @admin.display(description="recent runs")
+    @admin.display(description="latest runs")
     def recent_runs(self, obj):
+        """The latest runs, each with why its steps were skipped, suppressed, held or failed."""
         if obj.pk is None:
             return EMPTY
-        runs = obj.runs.select_related("workflow").order_by("-created_at")[:20]
+        summaries = support.recipient_recent_runs(obj)
+        if not summaries:
+            return "No runs."
         return table(
-            ("Run", "Workflow", "Status", "Created"),
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            ((link(run, str(run.pk)), run.workflow.key, run.get_status_display(),
-              when(run.created_at)) for run in runs),
+            ("Run", "Workflow", "Tenant", "Status", "Why not sent (or not yet)", "Created"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            ((link(item.run, str(item.run.pk)), item.run.workflow.key,
+              item.run.tenant.key if item.run.tenant_id else EMPTY,
+              item.run.get_status_display(),
+              format_html_join("", "<div>{}</div>", ((reason,) for reason in item.reasons))
+              or EMPTY,
+              when(item.run.created_at)) for item in summaries),
+        )
+
+    @admin.display(description="latest messages")
+    def recent_messages(self, obj):
+        """The latest messages with their status and the reason for a suppression or failure."""
+        if obj.pk is None:
+            return EMPTY
+        messages = support.recipient_recent_messages(obj)
+        if not messages:
+            return "No messages."
+        return table(
+            ("Message", "Workflow", "Channel", "Status", "Reason", "To", "Provider", "Created",
+             "Run"),
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
+            "<td>{}</td><td>{}</td></tr>",
+            ((link(message, message.step_ref), message.workflow.key,
+              message.get_channel_display(), message.get_status_display(),
+              message.error or EMPTY, message.to or EMPTY, message.provider or EMPTY,
+              when(message.created_at), link(message.run, "timeline"))
+             for message in messages),
         )
 
     def delete_model(self, request, obj):

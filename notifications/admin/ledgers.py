@@ -3,8 +3,7 @@ messages with their delivery attempts), messages with their status events, deliv
 step logs and idempotency records."""
 
 from django.contrib import admin
-from django.db import models
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from clarion.admin import (
     EMPTY,
@@ -18,6 +17,7 @@ from clarion.admin import (
     when,
 )
 
+from .. import support
 from ..models import DeliveryAttempt, IdempotencyRecord, Message, Run, StepLog, Trigger
 
 
@@ -27,9 +27,11 @@ class TriggerAdmin(LedgerAdmin):
     list_display = ("id", "workflow", "tenant", "fanout", "created_at")
     list_filter = ("fanout", "workflow", "tenant")
     list_select_related = ("workflow", "tenant")
-    search_fields = ("workflow__key__exact", "cancellation_key__exact")
-    search_help_text = "A trigger id, a workflow key or a cancellation key (exact)."
-    fields = ("id", "workflow", "tenant", "api_key", "created_at", "fanout", "cancellation_key",
+    search_fields = ("workflow__key__exact", "cancellation_key__exact", "idempotency_key__exact")
+    search_help_text = ("A trigger id, a workflow key, a cancellation key or an Idempotency-Key "
+                        "(exact).")
+    fields = ("id", "workflow", "tenant", "api_key", "idempotency_key", "created_at", "fanout",
+              "cancellation_key",
               "actor_json", "data_json", "recipients_json", "runs")
     readonly_fields = fields
 
@@ -59,37 +61,56 @@ def attempts_table(message):
     if not attempts:
         return "No delivery attempts."
     return table(
-        ("Provider key", "Started", "Duration (ms)", "Outcome", "Error"),
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((attempt.provider, when(attempt.started_at),
+        ("Provider key", "Started", "Status code", "Duration (ms)", "Outcome", "Error"),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((link(attempt, attempt.provider), when(attempt.started_at),
+          EMPTY if attempt.status_code is None else attempt.status_code,
           EMPTY if attempt.duration_ms is None else attempt.duration_ms,
           attempt.get_outcome_display(), attempt.error or EMPTY)
          for attempt in attempts),
     )
 
 
+def _linked(obj, text):
+    """`text` linked to `obj`'s admin page when the admin shows that model, else plain."""
+    if obj is None or type(obj) not in admin.site._registry:
+        return text
+    return link(obj, text)
+
+
+def _detail(detail: dict):
+    """A timeline entry's facts: plain values inline, objects and lists folded (JSON)."""
+    if not detail:
+        return EMPTY
+    plain = [(name, value) for name, value in detail.items()
+             if not isinstance(value, dict | list) and value not in ("", None)]
+    nested = [(name, value) for name, value in detail.items() if isinstance(value, dict | list)]
+    return format_html(
+        "{}{}",
+        format_html_join("", '<div><span class="clarion-key">{}</span>: <code>{}</code></div>',
+                         plain),
+        format_html_join(
+            "", '<details><summary>{}</summary><pre style="white-space: pre-wrap">{}</pre>'
+                "</details>",
+            ((name, as_json(value, indent=2)) for name, value in nested)),
+    )
+
+
 def run_timeline(run):
-    """The run's StepLogs in order, then its messages with their delivery attempts."""
-    logs = table(
-        ("Time", "Step", "Event", "Detail"),
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-        ((when(log.created_at), log.step_ref or EMPTY, log.get_event_display(),
-          as_json(log.detail) if log.detail else EMPTY)
-         for log in run.step_logs.order_by("id")),
+    """Everything that happened to the run, in time order (notifications.support.run_timeline:
+    the trigger, StepLogs, messages, provider calls, provider events, engagement, and what other
+    features add to its sources), one row each."""
+    entries = support.run_timeline(run)
+    return format_html(
+        '<table id="clarion-timeline"><thead><tr><th>Time</th><th>Kind</th><th>Step</th>'
+        "<th>What</th><th>Detail</th></tr></thead><tbody>{}</tbody></table>",
+        format_html_join(
+            "", '<tr class="clarion-{}" data-kind="{}"><td>{}</td><td>{}</td><td>{}</td>'
+                "<td>{}</td><td>{}</td></tr>",
+            ((entry.kind.replace(" ", "-"), entry.kind, when(entry.at), entry.kind,
+              entry.step_ref or EMPTY, _linked(entry.obj, entry.title), _detail(entry.detail))
+             for entry in entries)),
     )
-    run_messages = run.messages.select_related("template_version").prefetch_related(
-        models.Prefetch("delivery_attempts",
-                        queryset=DeliveryAttempt.objects.order_by("started_at", "id"))
-    ).order_by("created_at", "id")
-    sent = table(
-        ("Message", "Status", "To", "Provider", "Error", "Delivery attempts"),
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((link(message, f"{message.step_ref} ({message.get_channel_display()})"),
-          message.get_status_display(), message.to or EMPTY, message.provider or EMPTY,
-          message.error or EMPTY, attempts_table(message))
-         for message in run_messages),
-    )
-    return format_html("<h3>Steps</h3>{}<h3>Messages</h3>{}", logs, sent)
 
 
 @admin.register(Run)
@@ -107,7 +128,7 @@ class RunAdmin(LedgerAdmin):
 
     @admin.display(description="timeline")
     def timeline(self, obj):
-        return run_timeline(obj)
+        return run_timeline(support.run_for_timeline(obj.pk))
 
     state_json = json_display("state")
 
@@ -156,7 +177,7 @@ class DeliveryAttemptAdmin(LedgerAdmin):
     uuid_search_fields = ("message_id",)
     list_display = ("message", "provider", "started_at", "duration_ms", "outcome", "status_code")
     list_filter = ("outcome", "provider", "provider_kind")
-    list_select_related = ("message",)
+    list_select_related = ("message__recipient",)
     search_fields = ("provider__exact",)
     search_help_text = "A message id or a provider key (exact)."
     fields = ("message", "provider", "provider_kind", "started_at", "duration_ms", "outcome",

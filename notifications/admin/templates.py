@@ -172,6 +172,9 @@ def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, use
     except rendering.TemplateError as exc:
         result["errors"].append(exc.as_dict())
         return result
+    if step.type == "chat":
+        result["chat"] = {"kind": rendering.chat_preview.kind_of_safe(result["rendered"]),
+                          "html": rendering.chat_preview.render(result["rendered"])}
     if step.type == "sms":
         size = sms_size(result["rendered"].get("text", ""))
         result["sms"] = {"encoding": size.encoding, "characters": size.characters,

@@ -38,11 +38,12 @@ class StepForm(forms.ModelForm):
 
     class Meta:
         model = Step
-        fields = ["workflow", "position", "ref", "type", "config", "conditions", "unless",
-                  "send_window", "urgent"]
+        fields = ["workflow", "parent", "branch", "position", "ref", "type", "config",
+                  "conditions", "branches", "unless", "send_window", "urgent"]
         widgets = {
             "config": forms.Textarea(attrs={"rows": 2, "cols": 36}),
             "conditions": forms.Textarea(attrs={"rows": 2, "cols": 48}),
+            "branches": forms.Textarea(attrs={"rows": 2, "cols": 48}),
             "unless": forms.Textarea(attrs={"rows": 2, "cols": 28}),
             "send_window": forms.Textarea(attrs={"rows": 2, "cols": 36}),
         }
@@ -65,6 +66,11 @@ class StepForm(forms.ModelForm):
                 engine.validate_throttle_config(cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", f"{exc.field}: {exc}")
+        elif step_type == StepType.DIGEST and "config" in cleaned:
+            try:
+                engine.validate_digest_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", f"{exc.field}: {exc}")
         elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
@@ -78,10 +84,11 @@ class StepForm(forms.ModelForm):
                 windows.parse_window(cleaned["send_window"])
             except windows.WindowError as exc:
                 self.add_error("send_window", str(exc))
+        self._clean_branches(cleaned, step_type)
         if cleaned.get("unless") and step_type in CHANNEL_KEYS and cleaned.get("workflow"):
-            earlier = {other.ref: other.type for other in cleaned["workflow"].steps.all()
-                       if other.position < (cleaned.get("position") or 0)
-                       and other.pk != self.instance.pk}
+            earlier = earlier_steps(list(cleaned["workflow"].steps.all()), self.instance.pk,
+                                    cleaned.get("parent"), cleaned.get("branch") or "",
+                                    cleaned.get("position") or 0)
             try:
                 engine.validate_unless(cleaned["unless"], earlier)
             except engine.StepConfigError as exc:
@@ -91,6 +98,71 @@ class StepForm(forms.ModelForm):
             self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
                                    "delete them before changing its type.")
         return cleaned
+
+
+    def _clean_branches(self, cleaned, step_type) -> None:
+        """A branch step's `branches` checked as the API checks them; a nested step's `parent`
+        is a step with branches of the same workflow, and `branch` one of its branches."""
+        branches = cleaned.get("branches")
+        if branches is not None and not isinstance(branches, list):
+            self.add_error("branches", 'Expected a list: [{"name": "pro", "conditions": {…}}].')
+        elif step_type and (branches or step_type in engine.BRANCHING_STEP_TYPES):
+            try:
+                if any(not isinstance(item, dict) for item in branches or []):
+                    raise engine.StepConfigError(
+                        'Expected [{"name": "pro", "conditions": {…}}, …].', "branches")
+                engine.validate_branches(step_type, branches or [], False)
+                for index, item in enumerate(branches or []):
+                    if set(item) - {"name", "conditions"}:
+                        raise engine.StepConfigError(
+                            'A branch has only "name" and "conditions".', f"branches[{index}]")
+                    if item.get("conditions"):
+                        conditions.validate(item["conditions"], f"branches[{index}].conditions")
+            except engine.StepConfigError as exc:
+                self.add_error("branches", f"{exc.field}: {exc}")
+            except conditions.ConditionError as exc:
+                self.add_error("branches", str(exc))
+        parent, branch = cleaned.get("parent"), cleaned.get("branch") or ""
+        if parent is None:
+            if branch:
+                self.add_error("branch", "Only a step inside a branch step has a branch.")
+            return
+        if parent.workflow_id != getattr(cleaned.get("workflow"), "pk", None):
+            self.add_error("parent", "The parent step must be a step of the same workflow.")
+            return
+        ancestor = parent
+        while ancestor is not None:
+            if self.instance.pk and ancestor.pk == self.instance.pk:
+                self.add_error("parent", "A step cannot be inside itself.")
+                return
+            ancestor = ancestor.parent
+        if parent.type not in engine.BRANCHING_STEP_TYPES:
+            self.add_error("parent", f"{parent.ref} is a {parent.type} step: it has no branches.")
+            return
+        fixed = engine.BRANCHING_STEP_TYPES[parent.type]
+        names = ([item.get("name") for item in parent.branches or []] + [engine.DEFAULT_BRANCH]
+                 if fixed is None else list(fixed))
+        if branch not in names:
+            self.add_error("branch", f"Expected one of the branches of {parent.ref}: "
+                                     f"{', '.join(names)}.")
+
+
+def earlier_steps(steps: list[Step], pk, parent: Step | None, branch: str,
+                  position: int) -> dict[str, str]:
+    """{ref: type} of the steps a run walks before a step at (`parent`, `branch`, `position`)
+    among a workflow's `steps`: the earlier steps of its branch, then those before each step
+    it is inside of (and that step), not the steps of other branches."""
+    earlier: dict[str, str] = {}
+    while True:
+        parent_id = parent.pk if parent is not None else None
+        for other in steps:
+            if (other.parent_id == parent_id and other.branch == branch
+                    and other.position < position and other.pk != pk):
+                earlier[other.ref] = other.type
+        if parent is None:
+            return earlier
+        earlier[parent.ref] = parent.type
+        pk, branch, position, parent = parent.pk, parent.branch, parent.position, parent.parent
 
 
 def step_templates_summary(step):
@@ -151,18 +223,25 @@ class WorkflowAdmin(ClarionAdmin):
 @admin.register(Step)
 class StepAdmin(ClarionAdmin):
     form = StepForm
-    list_display = ("__str__", "workflow", "position", "ref", "type", "templates")
+    list_display = ("__str__", "workflow", "parent", "branch", "position", "ref", "type",
+                    "templates")
     list_filter = ("type", "workflow")
-    list_select_related = ("workflow",)
+    list_select_related = ("workflow", "parent__workflow")
     search_fields = ("ref", "workflow__key", "workflow__name")
     autocomplete_fields = ("workflow",)
     ordering = ("workflow__key", "position", "id")
-    fields = ("workflow", "position", "ref", "type", "config", "conditions", "unless",
-              "send_window", "urgent", "template_list")
+    fields = ("workflow", "parent", "branch", "position", "ref", "type", "config", "conditions",
+              "branches", "unless", "send_window", "urgent", "template_list")
     readonly_fields = ("template_list",)
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("templates")
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "parent":  # only steps with branches can hold steps
+            kwargs["queryset"] = Step.objects.filter(
+                type__in=list(engine.BRANCHING_STEP_TYPES)).select_related("workflow")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     @admin.display(description="templates")
     def templates(self, obj):

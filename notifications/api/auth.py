@@ -1,15 +1,10 @@
 """`Authorization: Bearer <api key>` for the server API."""
 
-from datetime import timedelta
-
-from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
 from ..models import ApiKey
-from ..services import hash_secret
-
-LAST_USED_RESOLUTION = timedelta(minutes=1)
+from ..services import api_key_authenticate
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -22,16 +17,9 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret.strip():
             raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
-        api_key = (
-            ApiKey.objects.select_related("tenant")
-            .filter(secret_hash=hash_secret(secret.strip()), revoked_at__isnull=True)
-            .first()
-        )
+        api_key = api_key_authenticate(secret=secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
-        now = timezone.now()
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
         return (None, api_key)
 
     def authenticate_header(self, request):

@@ -407,6 +407,33 @@ class RunDetailSerializer(Serializer):
 
 # --- Workflows --------------------------------------------------------------------------------
 
+class BranchStepsSerializer(Serializer):
+    """A branch's steps: a branch step's `default`, e.g. {"steps": [...]}."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        # Added here, not in the class body: a step's branches hold steps (a recursive shape).
+        fields["steps"] = StepSerializer(many=True, required=False, default=list)
+        return fields
+
+
+class BranchSerializer(BranchStepsSerializer):
+    """One branch of a step with branches: {"name", "conditions", "steps"}."""
+
+    name = serializers.CharField(max_length=64, validators=[key_validator])
+    conditions = serializers.DictField(
+        required=False, allow_null=True, default=None,
+        help_text="Branch steps: the branch is taken when these hold (the first such branch).")
+
+    def validate(self, attrs):
+        if attrs.get("conditions"):
+            try:
+                conditions.validate(attrs["conditions"])
+            except conditions.ConditionError as exc:
+                raise serializers.ValidationError({exc.field: [exc.message]}) from None
+        return attrs
+
+
 class StepSerializer(Serializer):
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
@@ -425,10 +452,29 @@ class StepSerializer(Serializer):
     urgent = serializers.BooleanField(
         required=False, default=False,
         help_text="Channel steps of a critical workflow: send during quiet hours.")
+    branches = BranchSerializer(
+        many=True, required=False, default=list,
+        help_text='Branch steps: tried in order, the first whose conditions hold is taken, e.g. '
+                  '[{"name": "pro", "conditions": {…}, "steps": […]}].')
+    default = BranchStepsSerializer(
+        required=False, allow_null=True, default=None,
+        help_text='Branch steps: the branch taken when no other holds, {"steps": […]}.')
 
     def validate(self, attrs):
         step_type = attrs["type"]
         errors = {}
+        branches = attrs.get("branches") or []
+        if branches or attrs.get("default") is not None or step_type in engine.BRANCHING_STEP_TYPES:
+            try:
+                engine.validate_branches(step_type, branches, attrs.get("default") is not None)
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+        if step_type in engine.BRANCHING_STEP_TYPES and step_type == StepType.BRANCH:
+            if attrs.get("config"):
+                errors["config"] = ["Branch steps have no config: their branches are "
+                                    "\"branches\" and \"default\"."]
+            if attrs.get("templates"):
+                errors["templates"] = ["Branch steps have no templates."]
         for name in ("unless", "send_window", "urgent"):
             if attrs.get(name) and step_type not in CHANNEL_KEYS:
                 errors[name] = [f"Only channel steps can have \"{name}\"."]
@@ -444,6 +490,13 @@ class StepSerializer(Serializer):
                 errors[exc.field] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Throttle steps have no templates."]
+        if step_type == StepType.DIGEST:
+            try:
+                engine.validate_digest_config(attrs.get("config") or {})
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Digest steps have no templates."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
@@ -474,6 +527,39 @@ class StepSerializer(Serializer):
         return attrs
 
 
+def _branches_of(step) -> list[tuple[str, list]]:
+    """(path of the branch relative to the step, its steps) for each branch of a validated step."""
+    found = [(f".branches[{index}]", branch.get("steps") or [])
+             for index, branch in enumerate(step.get("branches") or [])]
+    if step.get("default"):
+        found.append((".default", step["default"].get("steps") or []))
+    return found
+
+
+def _step_paths(steps, prefix: str):
+    """(ref, path) of each step of a workflow's validated steps, nested ones included."""
+    for index, step in enumerate(steps):
+        yield step["ref"], f"{prefix}[{index}]"
+        for where, branch_steps in _branches_of(step):
+            yield from _step_paths(branch_steps, f"{prefix}[{index}]{where}.steps")
+
+
+def _check_unless(steps, earlier: dict, prefix: str, errors: dict) -> None:
+    """Check each step's `unless` against the steps a run walks before it: the earlier steps of
+    its own branch and of every branch it is inside, not those of other branches. Errors go to
+    `errors` keyed by path (e.g. "steps[2].branches[0].steps[1].unless.step")."""
+    earlier = dict(earlier)
+    for index, step in enumerate(steps):
+        if step.get("unless"):
+            try:
+                engine.validate_unless(step["unless"], earlier)
+            except engine.StepConfigError as exc:
+                errors[f"{prefix}[{index}].{exc.field}"] = [str(exc)]
+        earlier[step["ref"]] = step["type"]
+        for where, branch_steps in _branches_of(step):
+            _check_unless(branch_steps, earlier, f"{prefix}[{index}]{where}.steps", errors)
+
+
 class WorkflowSerializer(Serializer):
     key = serializers.CharField(read_only=True)
     name = serializers.CharField(max_length=200)
@@ -485,22 +571,18 @@ class WorkflowSerializer(Serializer):
     data_schema = serializers.DictField(required=False, allow_null=True, default=None)
     steps = StepSerializer(many=True)
 
-    def validate_steps(self, value):
-        refs = [step["ref"] for step in value]
+    def validate(self, attrs):
+        steps = attrs.get("steps") or []
+        refs = [ref for ref, _ in _step_paths(steps, "steps")]
         duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
         if duplicates:
-            raise serializers.ValidationError(f"Step refs must be unique: {', '.join(duplicates)}.")
-        errors, earlier = [{} for _ in value], {}
-        for index, step in enumerate(value):
-            if step.get("unless"):
-                try:
-                    engine.validate_unless(step["unless"], earlier)
-                except engine.StepConfigError as exc:
-                    errors[index][exc.field] = [str(exc)]
-            earlier[step["ref"]] = step["type"]
-        if any(errors):
+            raise serializers.ValidationError({"steps": [
+                f"Step refs must be unique (nested steps included): {', '.join(duplicates)}."]})
+        errors: dict[str, list[str]] = {}
+        _check_unless(steps, {}, "steps", errors)
+        if errors:
             raise serializers.ValidationError(errors)
-        return value
+        return attrs
 
     def validate_data_schema(self, value):
         if value:

@@ -4,7 +4,6 @@ import logging
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -18,15 +17,15 @@ from clarion.api import (
     check_key,
     error_body,
     not_found,
-    tenant_for_api_key,
     validated,
 )
 
-from .. import idempotency, selectors, services
+from .. import selectors, services
 from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recipient_id
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
 from .throttles import TriggerRateThrottle
+from .triggers import active_workflow, check_idempotency_key, trigger_one
 
 logger = logging.getLogger(__name__)
 
@@ -36,13 +35,6 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
     "response again (with `Idempotent-Replayed: true`) and triggers nothing; the same key with "
     "another body is a 422; while the first request is still running, a 409.",
 )
-
-
-def _names_profiles(trigger: dict) -> bool:
-    """Whether a trigger carries recipient profiles (more than an "id") to upsert."""
-    specs = [*trigger["recipients"], trigger["actor"]]
-    return any(isinstance(spec, dict) and "topic" not in spec and set(spec) - {"id"}
-               for spec in specs)
 
 
 class TriggerView(APIView):
@@ -67,59 +59,16 @@ class TriggerView(APIView):
         },
     )
     def post(self, request, key: str):
-        workflow = _active_workflow(key)
+        workflow = active_workflow(key)
         idempotency_key = request.headers.get("Idempotency-Key")
-        if idempotency_key is not None and not 0 < len(idempotency_key) <= 255:
-            raise ApiError(400, "invalid_request", "Idempotency-Key must have 1 to 255 characters.")
-        answer = _trigger_one(request, workflow, s.TriggerSerializer, request.data,
-                              idempotency_key=idempotency_key)
+        check_idempotency_key(idempotency_key)
+        answer = trigger_one(request.auth, workflow, s.TriggerSerializer, request.data,
+                             idempotency_key=idempotency_key)
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
         logger.info("trigger %s of %s answered %s%s", answer.body.get("trigger_id"), key,
                     answer.status, " (replayed)" if answer.replayed else "",
                     extra={"trigger_id": answer.body.get("trigger_id")})
         return Response(answer.body, status=answer.status, headers=headers)
-
-
-def _active_workflow(key: str) -> Workflow:
-    workflow = Workflow.objects.filter(key=key).first()
-    if workflow is None:
-        raise not_found("workflow", key)
-    if not workflow.active:
-        raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-    return workflow
-
-
-def _trigger_one(request, workflow: Workflow, serializer_class, body,
-                 idempotency_key: str | None) -> services.TriggerResponse:
-    """Validate one trigger body and trigger it (idempotently with `idempotency_key`): what the
-    single and the bulk trigger share. Raises the API's errors (ValidationError, ApiError)."""
-    data = validated(serializer_class, body, workflow=workflow,
-                     context={"api_key": request.auth})
-    tenant = tenant_for_api_key(request.auth, data["tenant"])
-    if request.auth.tenant_id is not None and _names_profiles(data):
-        # Recipients are global: a tenant's key may name them, not rewrite their profiles.
-        raise ApiError(403, "forbidden", UnrestrictedApiKey.message)
-    trigger_request = services.TriggerRequest(
-        workflow=workflow, recipients=data["recipients"], data=data["data"],
-        actor=data["actor"], tenant=tenant, cancellation_key=data["cancellation_key"],
-        api_key=request.auth,
-    )
-    # The single trigger's path and body: a bulk item with the same key and body replays it.
-    if isinstance(body, dict):
-        body = {name: value for name, value in body.items() if name != "idempotency_key"}
-    fingerprint = [reverse("workflow-trigger", args=[workflow.key]), body]
-    try:
-        return services.trigger_workflow_idempotent(
-            request=trigger_request, idempotency_key=idempotency_key,
-            request_fingerprint=fingerprint)
-    except idempotency.IdempotencyMismatch:
-        raise ApiError(422, "idempotency_key_reused",
-                       "This Idempotency-Key was used with a different request.") from None
-    except idempotency.IdempotencyConflict:
-        raise ApiError(
-            409, "idempotency_key_in_use",
-            "A request with this Idempotency-Key is still being processed.",
-        ) from None
 
 
 class BulkTriggerView(APIView):
@@ -143,7 +92,7 @@ class BulkTriggerView(APIView):
         },
     )
     def post(self, request, key: str):
-        workflow = _active_workflow(key)
+        workflow = active_workflow(key)
         triggers = validated(s.BulkTriggerSerializer, request.data)["triggers"]
         results = []
         for body in triggers:
@@ -151,8 +100,8 @@ class BulkTriggerView(APIView):
             if not isinstance(idempotency_key, str) or not idempotency_key:
                 idempotency_key = None  # an invalid one is refused by the serializer
             try:
-                answer = _trigger_one(request, workflow, s.BulkTriggerItemSerializer, body,
-                                      idempotency_key=idempotency_key)
+                answer = trigger_one(request.auth, workflow, s.BulkTriggerItemSerializer, body,
+                                     idempotency_key=idempotency_key)
             except exceptions.APIException as exc:
                 results.append({"status": exc.status_code, **error_body(exc)})
                 continue
@@ -238,13 +187,7 @@ class WorkflowDetailView(APIView):
     def put(self, request, key: str):
         check_key(key)
         data = validated(s.WorkflowSerializer, request.data)
-        steps = [
-            services.StepSpec(ref=step["ref"], type=step["type"], config=step["config"],
-                              conditions=step["conditions"], templates=step["templates"],
-                              unless=step["unless"], send_window=step["send_window"],
-                              urgent=step["urgent"])
-            for step in data.pop("steps")
-        ]
+        steps = [services.StepSpec.from_json(step) for step in data.pop("steps")]
         workflow, created = services.workflow_put(key=key, steps=steps, **data)
         return Response(selectors.workflow_export(workflow),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)

@@ -14,6 +14,7 @@ from ..providers.sms_segments import sms_size
 from ..queue import enqueue, enqueue_at
 from ..ratelimit import rate_limit_hit
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
+from ..rendering.variables import engagement_at
 from .context import NEXT, WAIT, Pass
 from .windows import next_open, parse_window
 
@@ -248,24 +249,6 @@ def _channel(p: Pass, step: Step) -> None:
 def send(p: Pass, step: Step) -> None:
     """Send channel step `step` of the pass's run: its Message, its StepLog, its delivery."""
     {StepType.EMAIL: _email, StepType.IN_APP: _in_app}.get(step.type, _channel)(p, step)
-
-
-def engagement_at(message: Message, state: str):
-    """When `message` reached `state` (validation.ENGAGEMENT_STATES), or None if it has not.
-
-    seen: seen, read, clicked or (email) opened; read: read, clicked or opened; clicked: clicked;
-    delivered: the provider reported delivery, or any engagement after it, or an in-app message
-    written to the inbox (its delivery)."""
-    stamps = {
-        "clicked": [message.clicked_at],
-        "read": [message.read_at, message.clicked_at, message.opened_at],
-        "seen": [message.seen_at, message.read_at, message.clicked_at, message.opened_at],
-    }
-    stamps["delivered"] = [message.delivered_at, *stamps["seen"]]
-    if message.channel == StepType.IN_APP and message.status == Message.Status.SENT:
-        stamps["delivered"].append(message.sent_at)
-    reached = [stamp for stamp in stamps[state] if stamp is not None]
-    return min(reached) if reached else None
 
 
 def unless_reached(p: Pass, step: Step) -> dict | None:

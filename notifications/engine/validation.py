@@ -1,6 +1,7 @@
 """What a workflow's steps may say: the checks `PUT workflows/{key}` runs on each step's config
 (StepConfigError names the problem), and the arithmetic of a delay step."""
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -10,10 +11,18 @@ from django.utils.dateparse import parse_datetime
 from .. import conditions
 from ..channels import CHANNEL_KEYS
 from ..models import StepType
+from ..rendering.variables import ENGAGEMENT_STATES
 
 # Step types the engine runs (every channel, and the function steps); the others are refused
 # when a workflow is saved.
-SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE})
+SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
+                                  StepType.DIGEST, StepType.BRANCH})
+# Step types that hold branches of steps (engine/branches.py), and the names their branches may
+# have: None for names the author chooses, each branch with its conditions (the branch step,
+# which also has a "default" branch); a step type that picks a branch by a decision of its own
+# (an approval's outcome) lists its fixed names, and its branches carry no conditions.
+BRANCHING_STEP_TYPES: dict[str, tuple[str, ...] | None] = {StepType.BRANCH: None}
+DEFAULT_BRANCH = "default"
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
 MAX_DELAY_SECONDS = 10 * 366 * 86400
@@ -66,9 +75,18 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
     if step_type == "whatsapp":
-        for name, example in (("template", "order_update"), ("language", "en_US")):
+        unknown = sorted(set(config) - {"template", "language", "content_sid"})
+        if unknown:
+            raise StepConfigError(f'Unknown key "{unknown[0]}": a WhatsApp step takes '
+                                  '"template", "language" and "content_sid".')
+        for name, example in (("template", "order_update"), ("language", "en_US"),
+                              ("content_sid", "HXb5b62575e6e4ff6129ad7c8efe1f983e")):
             if not isinstance(config.get(name, ""), str):
                 raise StepConfigError(f'"{name}" must be a string, e.g. "{example}".')
+        sid = config.get("content_sid", "")
+        if sid and not re.fullmatch(r"HX[0-9a-fA-F]{32}", sid):
+            raise StepConfigError('"content_sid" must be a Twilio Content SID: "HX" and 32 '
+                                  'hex digits.')
 
 
 def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[datetime | None, str]:
@@ -97,8 +115,7 @@ def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[dat
 
 
 
-# What `unless.is` may name, and which Message timestamps (or statuses) prove the state reached.
-ENGAGEMENT_STATES = ("seen", "read", "clicked", "delivered")
+# What `unless.is` may name: rendering.variables.engagement_at says when each is reached.
 
 
 def validate_unless(unless, earlier: Mapping[str, str]) -> None:
@@ -156,3 +173,103 @@ def validate_throttle_config(config: Mapping) -> None:
                             not in conditions.ROOTS):
         raise StepConfigError(f"Expected a path starting with one of: "
                               f"{', '.join(conditions.ROOTS)}.", "config.key")
+
+
+def validate_branches(step_type: str, branches: list, has_default: bool) -> None:
+    """Raise StepConfigError (its `field` relative to the step, e.g. "branches[1].name") unless
+    `branches` (each {"name", "conditions"?}, their steps checked elsewhere) suit `step_type`:
+    only BRANCHING_STEP_TYPES have branches; a branch step has at least one, each with
+    conditions, named uniquely (not "default"); a step with fixed branch names uses only those,
+    without conditions, and has no "default"."""
+    if step_type not in BRANCHING_STEP_TYPES:
+        field = "branches" if branches else "default"
+        raise StepConfigError(f"Only {', '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
+                              f"branches.", field)
+    fixed = BRANCHING_STEP_TYPES[step_type]
+    if fixed is None and not branches:
+        raise StepConfigError('Expected at least one branch: [{"name": "pro", "conditions": '
+                              '{…}, "steps": […]}].', "branches")
+    if fixed is not None and has_default:
+        raise StepConfigError(f"A {step_type} step has no default branch; its branches are: "
+                              f"{', '.join(fixed)}.", "default")
+    seen: set[str] = set()
+    for index, item in enumerate(branches):
+        name, where = item.get("name"), f"branches[{index}]"
+        if name in seen:
+            raise StepConfigError(f"Branch names must be unique: {name}.", f"{where}.name")
+        seen.add(name)
+        if fixed is None:
+            if name == DEFAULT_BRANCH:
+                raise StepConfigError('"default" is the default branch: give it as '
+                                      '{"default": {"steps": […]}}.', f"{where}.name")
+            if not item.get("conditions"):
+                raise StepConfigError("Each branch needs conditions; the default branch is "
+                                      "taken when none holds.", f"{where}.conditions")
+        else:
+            if name not in fixed:
+                raise StepConfigError(f"Expected one of: {', '.join(fixed)}.", f"{where}.name")
+            if item.get("conditions"):
+                raise StepConfigError(f"The branches of a {step_type} step have no conditions.",
+                                      f"{where}.conditions")
+
+DIGEST_KEYS = ("window", "key", "max_events", "first_at_once", "skip_read")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_WINDOW_HELP = ('Expected {"seconds"|"minutes"|"hours"|"days": number}, {"daily": "HH:MM"} or '
+                '{"weekly": {"day": "mon", "time": "HH:MM"}}.')
+
+
+def _clock(value, field: str) -> None:
+    if (not isinstance(value, str) or len(value) != 5 or value[2] != ":"
+            or not (value[:2].isdigit() and value[3:].isdigit())
+            or int(value[:2]) > 23 or int(value[3:]) > 59):
+        raise StepConfigError('Expected a local time "HH:MM", e.g. "09:00".', field)
+
+
+def validate_digest_config(config: Mapping) -> None:
+    """Raise StepConfigError (its `field` e.g. "config.window.daily") unless `config` is
+    {"window": duration | {"daily": "HH:MM"} | {"weekly": {"day": "mon", "time": "HH:MM"}},
+    "key": optional path, "max_events": optional int ≥ 1, "first_at_once": optional bool,
+    "skip_read": optional bool}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(DIGEST_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.")
+    window = config.get("window")
+    if not isinstance(window, Mapping) or not window:
+        raise StepConfigError(_WINDOW_HELP, "config.window")
+    if "daily" in window or "weekly" in window:
+        if len(window) != 1:
+            raise StepConfigError(_WINDOW_HELP, "config.window")
+        if "daily" in window:
+            _clock(window["daily"], "config.window.daily")
+        else:
+            weekly = window["weekly"]
+            if not isinstance(weekly, Mapping):
+                raise StepConfigError('Expected {"day": "mon", "time": "HH:MM"}.',
+                                      "config.window.weekly")
+            extra = set(weekly) - {"day", "time"}
+            if extra:
+                raise StepConfigError(f"Unknown keys: {', '.join(sorted(extra))}.",
+                                      "config.window.weekly")
+            if weekly.get("day") not in WEEKDAYS:
+                raise StepConfigError(f"Expected one of: {', '.join(WEEKDAYS)}.",
+                                      "config.window.weekly.day")
+            _clock(weekly.get("time"), "config.window.weekly.time")
+    else:
+        validate_duration(window, "config.window")
+        if duration_seconds(window) > MAX_DELAY_SECONDS:
+            raise StepConfigError(f"A window is at most {MAX_DELAY_SECONDS // 86400} days.",
+                                  "config.window")
+    key = config.get("key")
+    if key is not None and (not isinstance(key, str) or key.split(".", 1)[0]
+                            not in conditions.ROOTS):
+        raise StepConfigError(f"Expected a path starting with one of: "
+                              f"{', '.join(conditions.ROOTS)}.", "config.key")
+    max_events = config.get("max_events")
+    if max_events is not None and (isinstance(max_events, bool)
+                                   or not isinstance(max_events, int) or max_events < 1):
+        raise StepConfigError("Expected a whole number ≥ 1.", "config.max_events")
+    for name in ("first_at_once", "skip_read"):
+        if name in config and not isinstance(config[name], bool):
+            raise StepConfigError("Expected true or false.", f"config.{name}")

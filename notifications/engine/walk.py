@@ -13,8 +13,8 @@ from django.utils import timezone
 
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
-from ..rendering.variables import run_variables
-from . import channel_steps, function_steps
+from ..rendering.variables import run_messages, run_variables
+from . import branches, channel_steps, digest, function_steps
 from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
@@ -27,9 +27,12 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
     from_status = run.status
-    steps = list(run.workflow.steps.prefetch_related("templates__published_version"))
-    p = Pass(run=run, now=now, variables=run_variables(run),
-             done=set(run.messages.values_list("step_ref", flat=True)))
+    every_step = list(run.workflow.steps.prefetch_related("templates__published_version"))
+    # The run's own sequence: the steps of the branches it took are spliced in (branches.py).
+    steps = branches.effective_steps(every_step, branches.branch_choices(run))
+    messages = run_messages(run)
+    p = Pass(run=run, now=now, variables=run_variables(run, messages),
+             done={message.step_ref for message in messages})
     _find_resume_point(p, steps)
     run.step_refs = []
     while run.cursor < len(steps):
@@ -37,7 +40,10 @@ def advance(run: Run, *, now: datetime) -> None:
         if step.ref in p.walked:  # walked before an edit moved it after the resume point
             run.cursor += 1
             continue
+        taken = len(branches.branch_choices(run))
         outcome = _run_step(p, step)
+        if len(branches.branch_choices(run)) != taken:  # it took a branch: walk its steps next
+            steps = branches.effective_steps(every_step, branches.branch_choices(run))
         if outcome == WAIT:
             run.status = Run.Status.WAITING
             run.step_refs = [s.ref for s in steps]
@@ -94,8 +100,9 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     p.walked = walked
     position = {step.ref: index for index, step in enumerate(steps)}
     here = position.get(waiting_at)
-    # A run waits at a delay step, or at a channel step during the person's quiet hours.
-    if here is not None and (steps[here].type == StepType.DELAY or steps[here].is_channel):
+    # A run waits at a delay or digest step, or at a channel step during the person's quiet hours.
+    if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST)
+                             or steps[here].is_channel):
         run.cursor = here
         for ref in ahead:
             if position.get(ref, here) < here:
@@ -115,9 +122,11 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
 
 def _run_step(p: Pass, step: Step) -> str:
     resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
-    # A delay's conditions were asked before it started waiting; a channel step back from quiet
-    # hours asks again (its conditions or the data may have changed while it waited).
-    ask = not (resuming and step.type == StepType.DELAY)
+    # A delay's or digest's conditions were asked before it started waiting; a channel step back
+    # from quiet hours asks again (its conditions or the data may have changed while it waited).
+    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST))
+    if ask and step.conditions:
+        branches.refresh_steps(p, step.conditions)
     if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
         p.run.wake_at = None
         p.log(step.ref, StepLog.Event.CONDITION_FALSE,
@@ -133,6 +142,10 @@ def _run_step(p: Pass, step: Step) -> str:
         return function_steps.delay(p, step)
     if step.type == StepType.THROTTLE:
         return function_steps.throttle(p, step)
+    if step.type == StepType.DIGEST:
+        return digest.digest(p, step)
+    if step.type == StepType.BRANCH:
+        return branches.branch(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:

@@ -10,7 +10,9 @@ https://{region}.sms.api.sinch.com/xms/v1/{service_plan_id}/batches, `Authorizat
 Callback signing (Sinch webhook HMAC): headers `x-sinch-webhook-signature-timestamp`,
 `x-sinch-webhook-signature-nonce`, `x-sinch-webhook-signature-algorithm` (HmacSHA256) and
 `x-sinch-webhook-signature`, the base64 HMAC-SHA256, keyed with the callback secret, of
-``<raw body>.<nonce>.<timestamp>``.
+``<raw body>.<nonce>.<timestamp>``: the scheme of the official SDK's SMS webhooks
+(sinch-sdk-python `SmsWebhooks.validate_authentication_header`, which calls
+`validate_webhook_signature_with_nonce`).
 """
 
 import base64

@@ -2,7 +2,9 @@
 with `whatsapp:` addresses (`twilio_whatsapp`), and their status webhooks.
 
 A WhatsApp step sends an approved template when its config names one — `{"template":
-"order_update", "language": "en_US"}` (Twilio: the template's Content SID, `HX…`) — with the
+"order_update", "language": "en_US"}` for Meta, `{"content_sid": "HX…"}` (the same template
+registered as a Twilio Content template) for Twilio; a step that may fail over between the two
+kinds names both. Each kind sends the template it can name, with the
 template field `parameters` (Liquid rendering to a JSON array of strings: the template's body
 parameters, in order); otherwise it sends the `text` field as free text, which WhatsApp only
 delivers inside the 24-hour customer-service window (Meta answers error 131047 outside it: a
@@ -21,6 +23,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +64,9 @@ from .twilio import TwilioStatusCallback
 META_TRANSIENT = frozenset({1, 2, 4, 80007, 130429, 131000, 131016, 131048, 131056})
 
 
+CONTENT_SID = re.compile(r"HX[0-9a-fA-F]{32}")
+
+
 def template_parameters(message: OutboundMessage) -> list[str]:
     """The rendered `parameters` field: a JSON array of strings (numbers are written as text);
     PermanentError for anything else."""
@@ -76,6 +82,11 @@ def template_parameters(message: OutboundMessage) -> list[str]:
     return [str(v) for v in values]
 
 
+def is_content_sid(value: str) -> bool:
+    """Whether `value` looks like a Twilio Content SID: "HX" and 32 hex digits."""
+    return bool(CONTENT_SID.fullmatch(value))
+
+
 class WhatsAppProvider(HTTPProvider):
     """The WhatsApp channel's base: the recipient's phone (E.164) and the step's template."""
 
@@ -88,8 +99,32 @@ class WhatsAppProvider(HTTPProvider):
 
     @staticmethod
     def template_of(message: OutboundMessage) -> tuple[str, str]:
+        """(Meta template name, language) from the step's config; ("", "") for free text.
+        Raises PermanentError when the step names only a Twilio Content SID."""
         config = message.step_config or {}
-        return str(config.get("template") or ""), str(config.get("language") or "")
+        name = str(config.get("template") or "")
+        if is_content_sid(name):
+            raise PermanentError(f"{name!r} is a Twilio Content SID: Meta's Cloud API needs the "
+                                 'template\'s name in the step\'s "template".')
+        if not name and config.get("content_sid"):
+            raise PermanentError('The step names only a Twilio "content_sid": Meta\'s Cloud API '
+                                 'needs the template\'s name in "template" too.')
+        return name, str(config.get("language") or "")
+
+    @staticmethod
+    def content_sid_of(message: OutboundMessage) -> str:
+        """Twilio's Content SID (`HX…`) from the step's config: `content_sid`, or a `template`
+        that is one; "" for free text. Raises PermanentError when the step names only a Meta
+        template (Twilio sends templates by Content SID alone)."""
+        config = message.step_config or {}
+        sid = str(config.get("content_sid") or "")
+        name = str(config.get("template") or "")
+        if not sid and is_content_sid(name):
+            sid = name
+        if not sid and name:
+            raise PermanentError(f"Twilio sends WhatsApp templates by Content SID: the step "
+                                 f'names only the Meta template {name!r}; add "content_sid".')
+        return sid
 
     @staticmethod
     def text_of(message: OutboundMessage) -> str:
@@ -172,9 +207,9 @@ class TwilioWhatsApp(WhatsAppProvider):
         to = self.recipient(message)
         sid = self.credentials["account_sid"]
         form = {"To": f"whatsapp:{to}", "From": f"whatsapp:{self.credentials['from']}"}
-        name, _ = self.template_of(message)
-        if name:
-            form["ContentSid"] = name
+        content_sid = self.content_sid_of(message)
+        if content_sid:
+            form["ContentSid"] = content_sid
             parameters = template_parameters(message)
             if parameters:
                 form["ContentVariables"] = json.dumps(

@@ -5,11 +5,13 @@
 - fields.py: validating and rendering a channel template's fields (channels.py lists them);
 - checks.py: the editor's checks (syntax errors, variables nothing provides);
 - email.py: email assembly (layout, inlined CSS, plain-text part);
-- variables.py: the template variables of a run or a preview, and their fixed keys.
+- variables.py: the template variables of a run or a preview, and their fixed keys;
+- chat_preview.py: the editor's picture of chat blocks (Slack Block Kit, Adaptive Cards).
 
 The names below are what the engine, the API, the admin and the demo use.
 """
 
+from . import chat_preview
 from .checks import check_fields
 from .email import DEFAULT_LAYOUT_TEXT, default_layout_html, render_email
 from .fields import render_fields, validate_fields
@@ -18,6 +20,6 @@ from .sandbox import RenderTimeLimitError, TemplateError, environment, parse, re
 
 __all__ = [
     "DEFAULT_LAYOUT_TEXT", "LOCALE_FILTERS", "RenderOptions", "RenderTimeLimitError",
-    "TemplateError", "check_fields", "default_layout_html", "environment", "parse",
+    "TemplateError", "chat_preview", "check_fields", "default_layout_html", "environment", "parse",
     "render_email", "render_fields", "render_string", "validate_fields",
 ]

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 
 from preferences.tokens import preferences_url, unsubscribe_url
 
-from ..models import Recipient, Run, Tenant, Workflow
+from ..models import Message, Recipient, Run, StepType, Tenant, Workflow
 
 # The top-level variables, and the keys of those whose keys are fixed (the editor warns about
 # any other key; see checks.py).
@@ -18,6 +18,10 @@ RECIPIENT_KEYS = ("id", "name", "email", "phone", "locale", "timezone", "data")
 TENANT_KEYS = ("key", "name", "logo_url", "primary_color", "sender_name", "sender_email",
                "footer", "settings")
 WORKFLOW_KEYS = ("key", "name", "category")
+# What `steps.<ref>` says of an earlier channel step's message (beside what function steps such
+# as a digest keep in the run's state under their ref).
+ENGAGEMENT_STATES = ("seen", "read", "clicked", "delivered")
+STEP_MESSAGE_KEYS = ("status", "channel", *ENGAGEMENT_STATES)
 
 
 def recipient_variables(recipient: Recipient | None) -> dict:
@@ -62,8 +66,53 @@ def actor_variables(actor) -> dict:
     return dict(actor) if isinstance(actor, Mapping) else {"id": str(actor)}
 
 
-def run_variables(run: Run) -> dict:
-    """Every variable a run's templates and step conditions read, keyed by VARIABLE_ROOTS."""
+def engagement_at(message: Message, state: str):
+    """When `message` reached `state` (one of ENGAGEMENT_STATES), or None if it has not.
+
+    seen: seen, read, clicked or (email) opened; read: read, clicked or opened; clicked: clicked;
+    delivered: the provider reported delivery, or any engagement after it, or an in-app message
+    written to the inbox (its delivery)."""
+    stamps = {
+        "clicked": [message.clicked_at],
+        "read": [message.read_at, message.clicked_at, message.opened_at],
+        "seen": [message.seen_at, message.read_at, message.clicked_at, message.opened_at],
+    }
+    stamps["delivered"] = [message.delivered_at, *stamps["seen"]]
+    if message.channel == StepType.IN_APP and message.status == Message.Status.SENT:
+        stamps["delivered"].append(message.sent_at)
+    reached = [stamp for stamp in stamps[state] if stamp is not None]
+    return min(reached) if reached else None
+
+
+def run_messages(run: Run) -> list[Message]:
+    """The run's messages, with what step_variables reads of them."""
+    return list(Message.objects.filter(run_id=run.pk).only(
+        "step_ref", "status", "channel", "sent_at", "delivered_at", "seen_at", "read_at",
+        "clicked_at", "opened_at"))
+
+
+def step_variables(run: Run, messages: list[Message] | None = None) -> dict:
+    """`steps`: per earlier step's ref, what the run's state keeps for it (a function step's
+    output) and, for a channel step that made a message, that message's `status` and `channel`
+    and whether it was `seen`, `read`, `clicked`, `delivered` (true/false, engagement_at).
+    `messages`: the run's messages if the caller read them already (run_messages)."""
+    steps = {ref: dict(value) if isinstance(value, Mapping) else value
+             for ref, value in ((run.state or {}).get("steps") or {}).items()}
+    if messages is None:
+        messages = run_messages(run) if run.pk is not None else []
+    for message in messages:
+        entry = steps.get(message.step_ref)
+        entry = dict(entry) if isinstance(entry, Mapping) else {}
+        entry.update({"status": message.status, "channel": message.channel})
+        entry.update({state: engagement_at(message, state) is not None
+                      for state in ENGAGEMENT_STATES})
+        steps[message.step_ref] = entry
+    return steps
+
+
+def run_variables(run: Run, messages: list[Message] | None = None) -> dict:
+    """Every variable a run's templates and step conditions read, keyed by VARIABLE_ROOTS.
+    `messages`: the run's messages if the caller read them already (run_messages)."""
     workflow = run.workflow
     return {
         # The hosted preference center for this person (and tenant), and the unsubscribe page of
@@ -77,7 +126,7 @@ def run_variables(run: Run) -> dict:
         "recipient": recipient_variables(run.recipient),
         "tenant": tenant_variables(run.tenant),
         "actor": actor_variables(run.trigger.actor),
-        "steps": dict((run.state or {}).get("steps", {})),
+        "steps": step_variables(run, messages),
         "workflow": {
             "key": run.workflow.key,
             "name": run.workflow.name,

@@ -106,6 +106,13 @@
           if (rendered.avatar) avatar.src = rendered.avatar;
         }
       } else {
+        if (channel === "chat" && result.chat) {
+          var chat = document.getElementById("clarion-chat-frame");
+          if (chat) chat.srcdoc = result.chat.html;
+          var kind = document.getElementById("clarion-chat-kind");
+          if (kind) kind.textContent = {slack: "As a Slack message (Block Kit)",
+            teams: "As a Microsoft Teams card (Adaptive Card)"}[result.chat.kind] || "As a chat message (text)";
+        }
         Object.keys(rendered).forEach(function (name) { setText(name, rendered[name]); });
         var raw = panel.querySelector("[data-out-all]");
         if (raw) raw.textContent = JSON.stringify(rendered, null, 2);

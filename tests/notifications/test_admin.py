@@ -11,10 +11,9 @@ from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.contrib.messages import get_messages
 from django.urls import reverse
-from django.utils.html import escape
 from rest_framework.test import APIClient
 
-from clarion.admin import as_json, when
+from clarion.admin import when
 from inbox.models import InboxItem
 from notifications import rendering
 from notifications.models import (
@@ -135,7 +134,8 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     choices = response.context["adminform"].form.fields["type"].choices
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
-                       ("webhook", "Webhook"), ("delay", "Delay"), ("throttle", "Throttle")]
+                       ("webhook", "Webhook"), ("delay", "Delay"), ("digest", "Digest"),
+                       ("throttle", "Throttle"), ("branch", "Branch")]
 
 
 def step_post_data(step, **changes) -> dict:
@@ -145,8 +145,10 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "digest"}, "type",
-     "Select a valid choice. digest is not one of the available choices."),
+    ({"type": "approval"}, "type",
+     "Select a valid choice. approval is not one of the available choices."),
+    ({"type": "digest", "config": '{"window": {"daily": "9:00"}}'}, "config",
+     'config.window.daily: Expected a local time "HH:MM", e.g. "09:00".'),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
      "conditions.all[0].op: Expected one of: eq, neq, gt, gte, lt, lte, in, contains, exists, "
      "not_exists."),
@@ -211,7 +213,7 @@ def test_workflow_page_shows_step_errors_instead_of_failing(admin_client, welcom
     assert response.status_code == 200
     assert response.context["problems"] == {
         "steps-1-until": ['"until" must be a path starting with one of: data, recipient, '
-                          'tenant, actor.']}
+                          'tenant, actor, steps.']}
     response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
         welcome, {2: {"ref": "inbox"}}))
     assert response.context["problems"] == {
@@ -468,27 +470,83 @@ def test_revoke_action_revokes_the_key(admin_client, api_key):
     assert client.get("/api/v1/workflows").status_code == 401
 
 
+TIMELINE_ROW = re.compile(
+    r'<tr class="clarion-[a-z-]+" data-kind="([a-z ]+)"><td>([^<]*)</td><td>[a-z ]+</td>'
+    r"<td>([^<]*)</td><td>(.*?)</td><td>")
+
+
+def timeline_rows(html: str) -> list[tuple[str, str, str, str]]:
+    """The run page's timeline as (kind, time, step ref, what), links kept in `what`."""
+    return [(kind, unescape(at), unescape(step), what)
+            for kind, at, step, what in TIMELINE_ROW.findall(html)]
+
+
 def test_run_page_shows_its_timeline_messages_and_delivery_attempts(admin_client, triggered):
-    _, runs = triggered
+    trigger, runs = triggered
     run = runs["u1"]
     response = admin_client.get(url(Run, "change", run.pk))
     assert response.status_code == 200
     html = response.content.decode()
-    events = re.findall(r"<td>([A-Z][a-z]+(?: [a-z]+)?)</td><td><code>", html)
-    expected = [log.get_event_display() for log in run.step_logs.order_by("id")]
+    rows = timeline_rows(html)
+    assert rows[0][0] == "trigger" and rows[0][3].startswith(
+        f'<a href="{url(Trigger, "change", trigger.pk)}">Triggered by API key tests</a>')
+    steps = [what for kind, _, _, what in rows if kind == "step"]
+    expected = [log.get_event_display() for log in run.step_logs.order_by("created_at", "id")]
     assert expected[0] == "Triggered" and "Completed" in expected
-    assert events == expected
-    inbox_message = run.messages.get(step_ref="inbox")
+    assert [re.sub(r"<[^>]+>", "", what) for what in steps] == expected
+    times = [at for _, at, _, _ in rows]
+    assert times == sorted(times)  # to the millisecond, in one zone: text order is time order
     mail = run.messages.get(step_ref="mail")
-    assert (f'<a href="{url(Message, "change", mail.pk)}">mail (Email)</a></td><td>Sent</td>'
-            f"<td>ada@example.com</td><td>locmem</td><td>—</td>") in html
-    assert f'<a href="{url(Message, "change", inbox_message.pk)}">inbox (In-app)</a>' in html
+    inbox_message = run.messages.get(step_ref="inbox")
     attempt = mail.delivery_attempts.get()
-    assert (f"<td>locmem</td><td>{when(attempt.started_at)}</td><td>{attempt.duration_ms}</td>"
-            "<td>Succeeded</td><td>—</td>") in html
-    queued = run.step_logs.get(event="queued")
-    assert (f"<td>mail</td><td>Queued</td><td><code>"
-            f"{escape(as_json(queued.detail))}</code></td>") in html
+    assert ("message", when(mail.created_at), "mail",
+            f'<a href="{url(Message, "change", mail.pk)}">Email message: Sent</a>') in rows
+    assert ("message", when(inbox_message.created_at), "inbox",
+            f'<a href="{url(Message, "change", inbox_message.pk)}">In-app message: Sent</a>'
+            ) in rows
+    assert ("attempt", when(attempt.started_at), "mail",
+            f'<a href="{url(DeliveryAttempt, "change", attempt.pk)}">Provider call to locmem: '
+            "Succeeded</a>") in rows
+    assert f"<code>{attempt.duration_ms}</code>" in html
+    # The run links to its trigger, workflow and recipient.
+    links = hrefs(response)
+    assert url(Trigger, "change", trigger.pk) in links
+    assert url(Recipient, "change", run.recipient_id) in links
+
+
+def test_run_timeline_shows_provider_events_engagement_and_the_idempotency_key(
+        admin_client, api, welcome, run_tasks):
+    from inbox.services import inbox_item_mark
+    from notifications.delivery.status import message_event_record
+    from notifications.providers.callbacks import StatusEvent
+
+    response = api.post("/api/v1/workflows/welcome/trigger",
+                        {"recipients": [{"id": "u9", "email": "u9@example.com"}]},
+                        HTTP_IDEMPOTENCY_KEY="order-77-shipped")
+    assert response.status_code == 202, response.content
+    run_tasks()
+    run = Run.objects.get(pk=response.json()["runs"][0]["id"])
+    mail = run.messages.get(step_ref="mail")
+    Message.objects.filter(pk=mail.pk).update(provider_message_id="esp-9")
+    message_event_record(event=StatusEvent(
+        provider_kind="postmark", kind="delivered", provider_message_id="esp-9",
+        event_id="ev-1", description="<b>accepted</b> by mx", raw={"RecordType": "Delivery"}))
+    inbox_item_mark(item=InboxItem.objects.get(message__run=run), action="read")
+
+    html = admin_client.get(url(Run, "change", run.pk)).content.decode()
+    rows = timeline_rows(html)
+    kinds = [kind for kind, *_ in rows]
+    assert kinds.count("provider event") == 1 and kinds.count("engagement") == 2
+    assert [re.sub(r"<[^>]+>", "", what) for kind, _, _, what in rows
+            if kind == "provider event"] == ["postmark reported: Delivered"]
+    assert [(step, what) for kind, _, step, what in rows if kind == "engagement"] == [
+        ("inbox", f'<a href="{url(Message, "change", run.messages.get(step_ref="inbox").pk)}">'
+                  "Seen by the recipient</a>"),
+        ("inbox", f'<a href="{url(Message, "change", run.messages.get(step_ref="inbox").pk)}">'
+                  "Read by the recipient</a>")]
+    assert ('<span class="clarion-key">idempotency_key</span>: <code>order-77-shipped</code>'
+            in html)
+    assert "&lt;b&gt;accepted&lt;/b&gt; by mx" in html and "<b>accepted" not in html
 
 
 def test_run_timeline_escapes_what_it_shows(admin_client, triggered):

@@ -395,7 +395,7 @@ def _with_step(index: int, **changes) -> dict:
              "Expected one of: eq, neq, gt, gte, lt, lte, in, contains, exists, not_exists."]}),
         (_with_step(2, conditions={"all": [{"path": "secrets.x", "op": "eq", "value": 1}]}),
          {"steps[2].conditions.all[0].path": [
-             "Expected a path starting with one of: data, recipient, tenant, actor."]}),
+             "Expected a path starting with one of: data, recipient, tenant, actor, steps."]}),
         (_with_step(2, conditions={"all": []}),
          {"steps[2].conditions.all": ["Expected a non-empty list."]}),
         (_with_step(0, templates={"en": {"body": "{% if x %}open"}}),
@@ -418,15 +418,17 @@ def _with_step(index: int, **changes) -> dict:
          ]}),
         (_with_step(1, config={"until": "now"}),
          {"steps[1].config": [
-             '"until" must be a path starting with one of: data, recipient, tenant, actor.']}),
+             '"until" must be a path starting with one of: data, recipient, tenant, actor, '
+             'steps.']}),
         (_with_step(1, templates={"en": {"body": "x"}}),
          {"steps[1].templates": ["Delay steps have no templates."]}),
-        (_with_step(1, ref="inbox"), {"steps": ["Step refs must be unique: inbox."]}),
+        (_with_step(1, ref="inbox"),
+         {"steps": ["Step refs must be unique (nested steps included): inbox."]}),
         (_with_step(1, ref="has space"),
          {"steps[1].ref": ["Use letters, digits, '-', '_', '.', ':' (up to 128, starting with "
                            "a letter or digit)."]}),
-        (_with_step(0, type="digest", templates={"en": {"text": "x"}}),
-         {"steps[0].type": ['"digest" is not a valid choice.']}),
+        (_with_step(0, type="carrier_pigeon", templates={"en": {"text": "x"}}),
+         {"steps[0].type": ['"carrier_pigeon" is not a valid choice.']}),
         ({**WELCOME, "steps": "none"},
          {"steps": ['Expected a list of items but got type "str".']}),
         ({**WELCOME, "data_schema": {"type": "nonsense"}},

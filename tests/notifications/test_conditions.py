@@ -77,7 +77,7 @@ def test_explain_reports_each_leaf_with_the_value_it_saw():
         ({"all": [], "any": []}, "conditions", 'Expected exactly one of "all" or "any".'),
         ({"all": []}, "conditions.all", "Expected a non-empty list."),
         ({"all": [{"path": "body.x", "op": "eq", "value": 1}]}, "conditions.all[0].path",
-         "Expected a path starting with one of: data, recipient, tenant, actor."),
+         "Expected a path starting with one of: data, recipient, tenant, actor, steps."),
         ({"any": [{"path": "data.x", "op": "like", "value": 1}]}, "conditions.any[0].op",
          "Expected one of: eq, neq, gt, gte, lt, lte, in, contains, exists, not_exists."),
         ({"all": [{"path": "data.x", "op": "eq"}]}, "conditions.all[0].value",

@@ -98,7 +98,7 @@ def test_a_pass_that_rolls_back_takes_its_count_back(reset):
     ({"limit": 2, "window": {"minutes": 0}}, {"steps[0].config.window": [
         'Expected {"seconds"|"minutes"|"hours"|"days": number}, longer than 0.']}),
     ({"limit": 2, "window": {"minutes": 1}, "key": "order_id"}, {"steps[0].config.key": [
-        "Expected a path starting with one of: data, recipient, tenant, actor."]}),
+        "Expected a path starting with one of: data, recipient, tenant, actor, steps."]}),
     ({"limit": 2, "window": {"minutes": 1}, "per": "x"}, {"steps[0].config": [
         "Unknown keys: per."]}),
 ])

@@ -127,8 +127,8 @@ def test_a_failing_whatsapp_kind_fails_over_to_the_other(meta, twilio_wa, queue_
     meta(lambda r: Reply(503, json={"error": {"code": 131016, "message": "unavailable"}}),
          priority=1)
     twilio = twilio_wa(priority=2)
-    message = queue_message("whatsapp", TEMPLATE, recipient=RECIPIENT,
-                            config={"template": "HXb5b62575e6e4ff6129ad7c8efe1f983e"})
+    message = queue_message("whatsapp", TEMPLATE, recipient=RECIPIENT, config={
+        **STEP, "content_sid": "HXb5b62575e6e4ff6129ad7c8efe1f983e"})
     deliver(str(message.id))
     assert twilio.problems == []
     form = twilio.requests[0].form()
@@ -223,3 +223,38 @@ def test_a_whatsapp_step_whose_template_is_not_a_string_is_refused_naming_the_co
     assert response.status_code == 400
     assert response.json()["fields"] == {
         "steps[0].config": ['"template" must be a string, e.g. "order_update".']}
+
+
+@pytest.mark.parametrize(("config", "tried", "reason"), [
+    # Only a Meta template name: Meta sends it; Twilio, which sends templates by Content SID,
+    # refuses without a request.
+    (STEP, "wa-meta", 'names only the Meta template \'order_update\'; add "content_sid"'),
+    # Only a Content SID: Twilio sends it; Meta refuses without a request.
+    ({"content_sid": "HXb5b62575e6e4ff6129ad7c8efe1f983e"}, "wa-twilio",
+     "Meta's Cloud API needs the template's name"),
+])
+def test_a_kind_that_cannot_name_the_steps_template_fails_over_without_a_request(
+        meta, twilio_wa, queue_message, clarion_settings, config, tried, reason):
+    clarion_settings(DELIVERY_MAX_ATTEMPTS=1)
+    first_is_meta = tried == "wa-twilio"  # the kind that cannot send goes first
+    meta_server = meta(priority=1 if first_is_meta else 2)
+    twilio_server = twilio_wa(priority=2 if first_is_meta else 1)
+    message = queue_message("whatsapp", TEMPLATE, recipient=RECIPIENT, config=config)
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert (message.status, message.provider) == (Message.Status.SENT, tried)
+    refused = message.delivery_attempts.exclude(provider=tried).get()
+    assert refused.outcome == "permanent_error" and reason in refused.error
+    idle = meta_server if first_is_meta else twilio_server
+    assert idle.requests == []
+
+
+def test_a_whatsapp_step_with_an_unknown_key_or_a_bad_content_sid_is_refused(api):
+    for config, problem in (
+            ({"template": "t", "contentSid": "HX1"}, 'Unknown key "contentSid"'),
+            ({"content_sid": "MG0123"}, '"content_sid" must be a Twilio Content SID')):
+        response = api.put("/api/v1/workflows/w", {"name": "W", "steps": [
+            {"ref": "wa", "type": "whatsapp", "config": config,
+             "templates": {"en": {"text": "hi"}}}]})
+        assert response.status_code == 400
+        assert problem in response.json()["fields"]["steps[0].config"][0]

@@ -1,0 +1,73 @@
+"""The built-in workflow behind the `notify` tool: a one-off message from an agent to a person,
+in-app first, then by email if it is still unread after a wait that depends on its urgency.
+Channel steps go through the engine like any workflow's, so the person's preferences (category
+`agents`) and quiet hours apply."""
+
+from datetime import datetime, timedelta
+
+from django.db import IntegrityError
+
+from ..models import Workflow
+from ..services import StepSpec, workflow_put
+
+NOTIFY_WORKFLOW = "clarion-notify"
+NOTIFY_CATEGORY = "agents"
+URGENCIES = ("low", "normal", "high")
+# How long an unread in-app message waits before it goes out by email.
+EMAIL_AFTER = {"low": timedelta(hours=1), "normal": timedelta(minutes=15),
+               "high": timedelta(0)}
+
+NOTIFY_DATA_SCHEMA = {
+    "type": "object",
+    "required": ["title", "body"],
+    "properties": {
+        "title": {"type": "string", "minLength": 1, "maxLength": 200},
+        "body": {"type": "string", "minLength": 1, "maxLength": 5000},
+        "action_url": {"type": "string", "maxLength": 2000, "pattern": "^https?://"},
+        "urgency": {"enum": list(URGENCIES)},
+        "email_after": {"type": "string", "format": "date-time"},
+    },
+    "additionalProperties": False,
+}
+
+_STEPS = [
+    StepSpec(ref="inbox", type="in_app", templates={"en": {
+        "body": "<strong>{{ data.title }}</strong><br>{{ data.body }}",
+        "action_url": "{{ data.action_url }}",
+    }}),
+    # The email waits until `email_after` (the tool sets it from the urgency) ...
+    StepSpec(ref="wait", type="delay", config={"until": "data.email_after"}),
+    # ... and is sent only if the in-app message is still unread by then.
+    StepSpec(ref="mail", type="email", unless={"step": "inbox", "is": "read"}, templates={"en": {
+        "subject": "{{ data.title }}",
+        "html": "<p>{{ data.body }}</p>{% if data.action_url %}<p><a href=\"{{ data.action_url }}"
+                "\">Open</a></p>{% endif %}",
+        "text": "{{ data.body }}{% if data.action_url %}\n\n{{ data.action_url }}{% endif %}",
+    }}),
+]
+
+
+def notify_workflow() -> Workflow:
+    """The built-in notify workflow, created the first time it is asked for. Once created it is
+    an ordinary workflow: an admin may edit its templates, and edits are kept."""
+    workflow = Workflow.objects.filter(key=NOTIFY_WORKFLOW).first()
+    if workflow is not None:
+        return workflow
+    try:
+        workflow, _ = workflow_put(key=NOTIFY_WORKFLOW, name="Message from an agent",
+                                   category=NOTIFY_CATEGORY, data_schema=NOTIFY_DATA_SCHEMA,
+                                   steps=_STEPS)
+    except IntegrityError:  # created meanwhile by another call
+        workflow = Workflow.objects.get(key=NOTIFY_WORKFLOW)
+    return workflow
+
+
+def notify_data(*, title: str, body: str, action_url: str | None, urgency: str,
+                now: datetime) -> dict:
+    """The trigger data of one notify call: its fields and when the email may go out."""
+    data = {"title": title, "body": body, "urgency": urgency}
+    if action_url:
+        data["action_url"] = action_url
+    if urgency in EMAIL_AFTER:  # an unknown urgency is refused by the schema
+        data["email_after"] = (now + EMAIL_AFTER[urgency]).isoformat()
+    return data
