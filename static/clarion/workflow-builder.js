@@ -74,12 +74,20 @@
     var step = button.closest("li.wb-step");
     if (action === "add-step") {
       var block = button.closest(".wb-steps-block");
-      var type = block.querySelector("[data-add-type]").value;
+      var type = block.querySelector(":scope > .wb-add [data-add-type]").value;
       var card = clone('template[data-new-step="' + type + '"]');
       card.querySelector("[data-name=ref]").value = uniqueRef(form, type);
-      block.querySelector("ol[data-list=steps]").appendChild(card);
+      block.querySelector(":scope > ol[data-list=steps]").appendChild(card);
       renumber(form);
       focusFirst(card);
+      return;
+    }
+    if (action === "add-branch") {
+      var branch = clone('template[data-new="branch"]');
+      button.closest(".wb-branches-block").querySelector(
+        ":scope > .wb-branches > ol[data-list=branches]").appendChild(branch);
+      renumber(form);
+      focusFirst(branch);
       return;
     }
     if (action === "add-field") {

@@ -217,7 +217,7 @@ def test_workflow_page_shows_step_errors_instead_of_failing(admin_client, welcom
     response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
         welcome, {2: {"ref": "inbox"}}))
     assert response.context["problems"] == {
-        "steps": ["Step refs must be unique: inbox."],
+        "steps": ["Step refs must be unique (nested steps included): inbox."],
         "steps-0-ref": ["Another step is 'inbox' too."],
         "steps-2-ref": ["Another step is 'inbox' too."]}
 

@@ -317,7 +317,7 @@ def test_api_errors_are_shown_next_to_their_field_and_nothing_is_saved(admin_cli
     assert response.status_code == 200
     assert response.context["problems"] == {
         "steps-1-when-items-0-path": ["Expected a path starting with one of: data, recipient, "
-                                      "tenant, actor."],
+                                      "tenant, actor, steps."],
         "steps-2-limit": ["Expected a whole number ≥ 1."],
     }
     html = response.content.decode()
@@ -374,7 +374,7 @@ def test_json_export_and_import_are_the_api_json(admin_client, make_workflow, ap
     bad = admin_client.post(reverse("admin:notifications_workflow_import"),
                             {"json": json.dumps(body | {"steps": [{"ref": "x",
                                                                    "type": "nope"}]})})
-    assert bad.context["errors"] == ['steps: 0: type: "nope" is not a valid choice.']
+    assert bad.context["errors"] == ['steps[0].type: "nope" is not a valid choice.']
 
 
 def form_fields(html: str) -> dict:
@@ -406,3 +406,95 @@ def form_fields(html: str) -> dict:
         value = re.search(r'value="([^"]*)"', tag)
         fields[name] = unescape(value.group(1)) if value else ""
     return fields
+
+
+# --- Digest and branch steps ------------------------------------------------------------------
+
+BRANCH_FORM = {
+    "name": "Branchy", "default_locale": "en", "active": "on",
+    "steps-0-type": "digest", "steps-0-ref": "batch", "steps-0-window_amount": "",
+    "steps-0-window_unit": "minutes", "steps-0-daily": "09:00", "steps-0-key": "data.thread_id",
+    "steps-0-max_events": "50", "steps-0-skip_read": "on",
+    "steps-1-type": "branch", "steps-1-ref": "size",
+    "steps-1-branches-0-name": "big", "steps-1-branches-0-when-mode": "all",
+    "steps-1-branches-0-when-items-0-path": "data.amount",
+    "steps-1-branches-0-when-items-0-op": "gte", "steps-1-branches-0-when-items-0-value": "1000",
+    "steps-1-branches-0-steps-0-type": "sms", "steps-1-branches-0-steps-0-ref": "text",
+    "steps-1-branches-0-steps-1-type": "email", "steps-1-branches-0-steps-1-ref": "big_mail",
+    "steps-1-branches-0-steps-1-unless_step": "text",
+    "steps-1-branches-0-steps-1-unless_is": "delivered",
+    "steps-1-default-steps-0-type": "in_app", "steps-1-default-steps-0-ref": "inbox",
+}
+BRANCH_STEPS = [
+    {"ref": "batch", "type": "digest", "config": {
+        "window": {"daily": "09:00"}, "key": "data.thread_id", "max_events": 50,
+        "skip_read": True}},
+    {"ref": "size", "type": "branch", "branches": [
+        {"name": "big", "conditions": {"all": [{"path": "data.amount", "op": "gte",
+                                                "value": 1000}]},
+         "steps": [{"ref": "text", "type": "sms"},
+                   {"ref": "big_mail", "type": "email",
+                    "unless": {"step": "text", "is": "delivered"}}]}],
+     "default": {"steps": [{"ref": "inbox", "type": "in_app"}]}},
+]
+
+
+def test_digest_and_branch_fields_become_the_apis_json():
+    problems = Problems()
+    steps = convert.strip_originals(convert.steps_from_form(
+        convert.form_tree(posted(BRANCH_FORM))["steps"], "steps-", problems))
+    assert not problems
+    assert steps == BRANCH_STEPS
+
+
+@pytest.mark.parametrize("window", [{"minutes": 5}, {"daily": "09:00"},
+                                    {"weekly": {"day": "mon", "time": "09:00"}}])
+def test_a_digest_window_shown_as_fields_posts_back_the_same(window):
+    step = {"ref": "d", "type": "digest", "config": {"window": window, "first_at_once": True}}
+    values, extra = convert.step_values(step, KINDS["digest"])
+    assert extra == {}
+    fields = {f"steps-0-{name}": ("on" if value else "") if isinstance(value, bool) else value
+              for name, value in values.items()}
+    steps, problems = steps_of(fields)
+    assert not problems
+    assert steps == [step]
+
+
+@pytest.mark.parametrize(("path", "field"), [
+    ("steps[1].branches[0].steps[1].unless.step", "steps-1-branches-0-steps-1-unless_step"),
+    ("steps[1].branches[0].name", "steps-1-branches-0-name"),
+    ("steps[1].branches[0].conditions.all[0].op", "steps-1-branches-0-when-items-0-op"),
+    ("steps[1].default.steps[0].config", "steps-1-default-steps-0-__step"),
+    ("steps[0].config.window.daily", "steps-0-daily"),
+    ("steps[0].config.max_events", "steps-0-max_events"),
+    ("steps[1].branches", "steps-1-__step"),
+    ("name", "name"),
+])
+def test_nested_api_errors_map_to_their_field(path, field):
+    assert convert.error_target(path, BRANCH_STEPS, "Wrong.")[0] == field
+
+
+def test_a_branch_workflow_is_saved_through_the_form_as_the_api_returns_it(admin_client, api):
+    response = admin_client.post(reverse("admin:notifications_workflow_add"),
+                                 BRANCH_FORM | {"key": "branchy"})
+    assert response.status_code == 302, response.context["problems"]
+    body = api.get("/api/v1/workflows/branchy").json()
+    with_templates = json.loads(json.dumps(BRANCH_STEPS))
+    for branch in with_templates[1]["branches"]:
+        for step in branch["steps"]:
+            step["templates"] = {}
+    with_templates[1]["default"]["steps"][0]["templates"] = {}
+    assert body["steps"] == with_templates
+
+    workflow = Workflow.objects.get(key="branchy")
+    page = admin_client.get(change_url(workflow)).content.decode()
+    assert 'name="steps-1-branches-0-steps-1-unless_step" value="text"' in page
+    assert "collects events, sends daily at 09:00, one batch per data.thread_id" in page
+    assert '<code>big</code> if data.amount ≥ 1000</h3>' in page  # the diagram's columns
+    assert "<code>default</code> otherwise</h3>" in page
+
+    # A nested step's error is shown on that step.
+    bad = admin_client.post(change_url(workflow), BRANCH_FORM | {
+        "steps-1-branches-0-steps-1-unless_step": "inbox"})
+    assert bad.context["problems"] == {"steps-1-branches-0-steps-1-unless_step": [
+        "No step 'inbox' before this one: \"unless\" names an earlier channel step."]}

@@ -34,10 +34,12 @@ def log_in(page, live_server) -> None:
 
 def add_step(page, label: str, ref: str):
     """Add a step of the type labelled `label` at the end of the top-level steps; its card."""
-    page.select_option("select[data-add-type]", label=label)
-    page.click("button[data-action=add-step]")
-    card = page.locator("ol[data-list=steps] > li.wb-step").last
-    card.get_by_label("Ref").fill(ref)
+    top = page.locator("section > .wb-steps-block")
+    top.locator(":scope > .wb-add select[data-add-type]").select_option(label=label)
+    top.locator(":scope > .wb-add button[data-action=add-step]").click()
+    cards = top.locator(":scope > ol[data-list=steps] > li.wb-step")
+    card = cards.nth(cards.count() - 1)
+    card.get_by_label("Ref").first.fill(ref)
     return card
 
 
@@ -119,4 +121,54 @@ def test_a_workflow_is_built_with_forms_and_saved_as_the_apis_json(page, live_se
     page.set_viewport_size({"width": 375, "height": 800})
     overflow = page.evaluate("document.querySelector('#content-main').scrollWidth")
     assert overflow <= 375, overflow
+    assert serious_violations(page, "#content-main") == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_a_branch_with_its_own_steps_is_built_side_by_side(page, live_server, api, admin_user):
+    log_in(page, live_server)
+    page.goto(live_server.url + reverse("admin:notifications_workflow_add"))
+    page.get_by_label("Key").fill("orders")
+    page.get_by_label("Name", exact=True).fill("Orders")
+    digest = add_step(page, "Digest", "batch")
+    digest.get_by_label("Collect for (amount)").fill("5")
+    branch = add_step(page, "Branch", "size")
+    first = branch.locator("li.wb-branch").first
+    first.get_by_label("Branch name").fill("big")
+    first.get_by_label("Path").fill("data.amount")
+    first.get_by_label("Operator").select_option(label="≥")
+    first.get_by_label("Value").fill("1000")
+    first.get_by_label("New step").select_option(label="SMS")
+    first.get_by_role("button", name="Add step").click()
+    first.locator("li.wb-step").get_by_label("Ref").fill("text")
+    default = branch.locator(".wb-default")
+    default.get_by_label("New step").select_option(label="In-app")
+    default.get_by_role("button", name="Add step").click()
+    branch.get_by_role("button", name="Add branch").click()
+    second = branch.locator("li.wb-branch").nth(1)
+    second.get_by_label("Branch name").fill("vip")
+    second.get_by_label("Path").fill("recipient.data.vip")
+    second.get_by_label("Operator").select_option(label="is")
+    second.get_by_label("Value").fill("true")
+    assert serious_violations(page, "#content-main") == []
+
+    page.click("input[name=_continue]")
+    page.get_by_text("The workflow “orders” was saved.").wait_for()
+    steps = api.get("/api/v1/workflows/orders").json()["steps"]
+    assert steps == [
+        {"ref": "batch", "type": "digest", "config": {"window": {"minutes": 5}}},
+        {"ref": "size", "type": "branch", "branches": [
+            {"name": "big", "conditions": {"all": [{"path": "data.amount", "op": "gte",
+                                                    "value": 1000}]},
+             "steps": [{"ref": "text", "type": "sms", "templates": {}}]},
+            {"name": "vip", "conditions": {"all": [{"path": "recipient.data.vip", "op": "eq",
+                                                    "value": True}]}, "steps": []}],
+         "default": {"steps": [{"ref": "in_app", "type": "in_app", "templates": {}}]}},
+    ]
+    # The diagram draws the branches side by side.
+    columns = page.locator(".wb-diagram .wb-branches > .wb-branch")
+    assert columns.count() == 3
+    boxes = [columns.nth(i).bounding_box() for i in range(3)]
+    assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"]
     assert serious_violations(page, "#content-main") == []

@@ -304,6 +304,20 @@ def step_from_form(node: Mapping, prefix: str, problems: Problems) -> dict:
     conditions = conditions_from_form(node.get("when"), prefix + "when-", problems)
     if conditions:
         step["conditions"] = conditions
+    if kind is not None and kind.nested:
+        step["branches"] = []
+        for index, branch in items(node.get("branches")):
+            where = f"{prefix}branches-{index}-"
+            item: dict[str, Any] = {"name": text(branch, "name")}
+            branch_conditions = conditions_from_form(branch.get("when"), where + "when-",
+                                                     problems)
+            if branch_conditions:
+                item["conditions"] = branch_conditions
+            item["steps"] = steps_from_form(branch.get("steps"), where + "steps-", problems)
+            step["branches"].append(item)
+        default = node.get("default") if isinstance(node.get("default"), dict) else {}
+        step["default"] = {"steps": steps_from_form(default.get("steps"),
+                                                    f"{prefix}default-steps-", problems)}
     try:
         extra = json.loads(text(node, "extra") or "{}")
     except ValueError:
@@ -313,18 +327,62 @@ def step_from_form(node: Mapping, prefix: str, problems: Problems) -> dict:
     return step
 
 
+def steps_from_form(node: Any, prefix: str, problems: Problems) -> list[dict]:
+    """The steps of a posted list ({"0": {…}, "1": {…}}), in index order; each keeps its saved
+    ref (the hidden `original`) under ORIGINAL, which `strip_originals` removes."""
+    steps = []
+    for index, item in items(node):
+        step = step_from_form(item, f"{prefix}{index}-", problems)
+        step[ORIGINAL] = text(item, "original")
+        steps.append(step)
+    return steps
+
+
+ORIGINAL = "__original"  # a step's saved ref, while the builder reads the form
+
+
+def strip_originals(steps: list) -> list:
+    """The steps without ORIGINAL or `templates` (the builder leaves templates to the editor),
+    nested steps included: the API's JSON."""
+    clean = []
+    for step in steps:
+        item = {key: value for key, value in step.items() if key not in (ORIGINAL, "templates")}
+        if isinstance(item.get("branches"), list):
+            item["branches"] = [{**branch, "steps": strip_originals(branch.get("steps") or [])}
+                                if isinstance(branch, dict) else branch
+                                for branch in item["branches"]]
+        if isinstance(item.get("default"), dict):
+            item["default"] = {**item["default"],
+                               "steps": strip_originals(item["default"].get("steps") or [])}
+        clean.append(item)
+    return clean
+
+
 def step_values(step: Mapping, kind: StepKind | None) -> tuple[dict, dict]:
     """(form values by field name, the JSON the fields do not show) for one step's JSON."""
     values: dict[str, Any] = {"ref": step.get("ref", ""), "type": step.get("type", "")}
+    shown = (*STEP_KEYS, "templates", ORIGINAL, *(("branches", "default")
+                                                  if kind and kind.nested else ()))
     extra = json.loads(json.dumps({key: value for key, value in step.items()
-                                   if key not in (*STEP_KEYS, "templates")}))
+                                   if key not in shown}))
     for spec in kind.fields if kind else ():
         values.update(field_values(spec, step))
         remove_path(extra, spec.json_path)
+    if isinstance(extra.get("config"), dict):
+        prune(extra["config"])
     for name in ("config", "unless", "send_window"):
         if extra.get(name) == {}:
             del extra[name]
     return values, extra
+
+
+def prune(data: dict) -> None:
+    """Remove the objects left empty inside `data` once the fields took their values."""
+    for key in list(data):
+        if isinstance(data[key], dict):
+            prune(data[key])
+            if not data[key]:
+                del data[key]
 
 
 def error_field(kind: StepKind | None, error_key: str, message: str = "") -> str:
@@ -351,3 +409,73 @@ def error_field(kind: StepKind | None, error_key: str, message: str = "") -> str
     else:
         return ""
     return f"{best.name}_amount" if best.kind == "duration" else best.name
+
+
+PATH_STEP = re.compile(r"^steps\[(\d+)\]\.?(.*)$")
+PATH_BRANCH = re.compile(r"^branches\[(\d+)\]\.?(.*)$")
+PATH_DEFAULT = re.compile(r"^default\.?(.*)$")
+
+
+def error_target(path: str, steps: list, message: str) -> tuple[str, str]:
+    """(form field name, message) for an API error at `path` ("steps[2].config.limit",
+    "steps[0].branches[1].steps[0].unless.step", "name"), given the steps as read from the
+    form. A step's error without a field of its own goes to "<step>-__step", a branch's to
+    "<branch>-__branch", prefixed with what it is about."""
+    prefix, rest, nodes, level, node = "", path, steps, "workflow", None
+    while True:
+        if level in ("workflow", "branch", "default"):
+            match = PATH_STEP.match(rest)
+            if not match:
+                break
+            index = int(match.group(1))
+            prefix += f"steps-{index}-"
+            node = nodes[index] if index < len(nodes) and isinstance(nodes[index], dict) else {}
+            rest, level = match.group(2), "step"
+            continue
+        branch, default = PATH_BRANCH.match(rest), PATH_DEFAULT.match(rest)
+        if branch:
+            index = int(branch.group(1))
+            branches = node.get("branches") or []
+            node = branches[index] if index < len(branches) else {}
+            prefix += f"branches-{index}-"
+            nodes, rest, level = node.get("steps") or [], branch.group(2), "branch"
+        elif default and (default.group(1) == "" or default.group(1).startswith("steps")):
+            node = node.get("default") or {}
+            prefix += "default-"
+            nodes, rest, level = node.get("steps") or [], default.group(1), "default"
+        else:
+            break
+    if level == "step":
+        field = error_field(KINDS.get(node.get("type", "")), rest, message) if rest else ""
+        if field:
+            return prefix + field, message
+        return prefix + "__step", f"{rest}: {message}" if rest else message
+    if level == "branch" and rest == "name":
+        return prefix + "name", message
+    if level == "branch" and rest.startswith("conditions"):
+        return prefix + condition_field_name(rest), message
+    if level in ("branch", "default"):
+        return prefix + "__branch", f"{rest}: {message}" if rest else message
+    return rest or "__all__", message
+
+
+def error_paths(errors: Any, path: str = ""):
+    """(path, message) of every message in a DRF `errors` structure: {"steps": {2: {"config":
+    [...]}}} gives ("steps[2].config", …); lists of per-item dicts count as indexes."""
+    if isinstance(errors, Mapping):
+        for key, value in errors.items():
+            if key == "non_field_errors":
+                yield from error_paths(value, path)
+            elif isinstance(key, int) or str(key).isdigit():
+                yield from error_paths(value, f"{path}[{key}]")
+            else:
+                yield from error_paths(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(errors, list):
+        if errors and all(isinstance(item, Mapping) for item in errors):
+            for index, item in enumerate(errors):
+                yield from error_paths(item, f"{path}[{index}]")
+        else:
+            for item in errors:
+                yield from error_paths(item, path)
+    else:
+        yield path, str(errors)

@@ -98,6 +98,24 @@ KINDS: dict[str, StepKind] = {
         Field("window", "per", "duration", "config.window"),
         Field("key", "and per value of", "path", "config.key", placeholder="data.order_id"),
     )),
+    "digest": StepKind("digest", "Digest", "Collect the events of a window into one message; "
+                       "later steps see steps.<ref>.count, .events and .actors", (
+        Field("window", "Collect for", "duration", "config.window",
+              help="From the first event; or choose a daily or weekly time instead."),
+        Field("daily", "or until daily at", "time", "config.window.daily"),
+        Field("weekly_day", "or until weekly on", "select", "config.window.weekly.day",
+              _choices(DAYS, DAY_LABELS)),
+        Field("weekly_time", "at", "time", "config.window.weekly.time"),
+        Field("key", "One batch per value of", "path", "config.key",
+              placeholder="data.thread_id"),
+        Field("max_events", "Send early at", "integer", "config.max_events", help="events"),
+        Field("first_at_once", "Send the first event at once", "checkbox",
+              "config.first_at_once"),
+        Field("skip_read", "Leave out events already read in-app", "checkbox",
+              "config.skip_read"),
+    )),
+    "branch": StepKind("branch", "Branch", "The first branch whose conditions hold is taken; "
+                       "the default when none does", nested=True),
 }
 
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString
+from django.utils.safestring import SafeString, mark_safe
 
 from .convert import duration_parts, show_value
 from .declarations import DAY_LABELS, OP_LABELS, kind_for
@@ -47,6 +47,20 @@ def step_notes(step: Mapping) -> list[str]:
     if step_type == "delay":
         notes.append(f"wait until {config['until']}" if "until" in config
                      else f"wait {describe_duration(config)}")
+    elif step_type == "digest":
+        window = config.get("window") or {}
+        if "daily" in window:
+            when = f"daily at {window['daily']}"
+        elif isinstance(window.get("weekly"), Mapping):
+            weekly = window["weekly"]
+            when = (f"weekly on {DAY_LABELS.get(weekly.get('day'), weekly.get('day'))} at "
+                    f"{weekly.get('time', '?')}")
+        else:
+            when = f"after {describe_duration(window)}"
+        notes.append(f"collects events, sends {when}"
+                     + (f", one batch per {config['key']}" if config.get("key") else "")
+                     + (f", early at {config['max_events']} events"
+                        if config.get("max_events") else ""))
     elif step_type == "throttle":
         notes.append(f"at most {config.get('limit', '?')} per "
                      f"{describe_duration(config.get('window'))}"
@@ -67,19 +81,34 @@ def step_notes(step: Mapping) -> list[str]:
     return notes
 
 
-def flow_html(steps: list[Mapping], *, start: str = "") -> SafeString:
-    """The steps as a vertical flow (an ordered list of boxes), `start` heading it."""
+def flow_html(steps: list[Mapping], *, start: str = "", end: bool = True) -> SafeString:
+    """The steps as a vertical flow (an ordered list of boxes), `start` heading it; a branch
+    step's branches side by side, each a flow of its own."""
     boxes = []
     for step in steps:
         kind = kind_for(step.get("type", ""))
         label = kind.label if kind else step.get("type", "?")
         css = "channel" if kind and kind.channel else "function"
+        notes = step_notes(step)
+        inner = ""
+        if kind and kind.nested:
+            columns = [(branch.get("name", "?"),
+                        f"if {describe_conditions(branch.get('conditions')) or '…'}",
+                        branch.get("steps") or [])
+                       for branch in step.get("branches") or [] if isinstance(branch, Mapping)]
+            columns.append(("default", "otherwise",
+                            (step.get("default") or {}).get("steps") or []))
+            inner = format_html('<div class="wb-branches">{}</div>', format_html_join(
+                "", '<div class="wb-branch"><h3><code>{}</code> {}</h3>{}</div>',
+                ((name, condition, flow_html(branch_steps, end=False)
+                  if branch_steps else mark_safe('<p class="wb-help">No steps.</p>'))
+                 for name, condition, branch_steps in columns)))
         boxes.append(format_html(
             '<li class="wb-node wb-node-{}"><span class="wb-node-type">{}</span> <code>{}</code>'
-            '{}</li>', css, label, step.get("ref", ""),
+            '{}{}</li>', css, label, step.get("ref", ""),
             format_html('<ul class="wb-node-notes">{}</ul>', format_html_join(
-                "", "<li>{}</li>", ((note,) for note in step_notes(step))))
-            if step_notes(step) else ""))
+                "", "<li>{}</li>", ((note,) for note in notes))) if notes else "", inner))
     head = format_html('<li class="wb-node wb-node-start">{}</li>', start) if start else ""
-    return format_html('<ol class="wb-flow">{}{}<li class="wb-node wb-node-end">End</li></ol>',
-                       head, format_html_join("", "{}", ((box,) for box in boxes)))
+    tail = format_html('<li class="wb-node wb-node-end">{}</li>', "End") if end else ""
+    return format_html('<ol class="wb-flow">{}{}{}</ol>', head,
+                       format_html_join("", "{}", ((box,) for box in boxes)), tail)

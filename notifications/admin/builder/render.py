@@ -10,7 +10,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from ...conditions import OPS
-from .convert import condition_rows, show_value, step_values
+from .convert import ORIGINAL, condition_rows, show_value, step_values
 from .declarations import OP_LABELS, UNIT_CHOICES, Field, Problems, StepKind, kind_for
 from .schema import TYPE_LABELS, TYPES
 
@@ -139,7 +139,8 @@ def leaf_html(leaf: Mapping, prefix: str, problems: Problems) -> SafeString:
         'data-action="remove">Remove condition</button></li>', join(cells))
 
 
-def group_html(group: Mapping, prefix: str, problems: Problems, *, root: bool) -> SafeString:
+def group_html(group: Mapping, prefix: str, problems: Problems, *, root: bool,
+               root_label: str = "Send only if") -> SafeString:
     rows = []
     for index, item in enumerate(group.get("items", [])):
         name = f"{prefix}items-{index}-"
@@ -148,7 +149,7 @@ def group_html(group: Mapping, prefix: str, problems: Problems, *, root: bool) -
     modes = [("all", "all of these"), ("any", "any of these")]
     select = format_html(
         '<label class="wb-field wb-mode"><span>{}</span><select data-name="mode" name="{}">{}'
-        '</select></label>', "Send only if" if root else "Match",
+        '</select></label>', root_label if root else "Match",
         prefix + "mode", options(modes, group.get("mode", ""),
                                  blank="always (no conditions)" if root else None))
     buttons = format_html(
@@ -179,10 +180,13 @@ STEP_ACTIONS = (("up", "Move up"), ("down", "Move down"), ("duplicate", "Duplica
                 ("remove", "Remove"))
 
 
-def step_html(step: Mapping, prefix: str, problems: Problems, *, original: str = "",
-              templates: SafeString | str = "") -> SafeString:
-    """One step's card: its type, ref and actions, its declared fields, its conditions and
-    (channel steps) its templates' status."""
+def step_html(step: Mapping, prefix: str, problems: Problems, *,
+              templates: Mapping | None = None, kinds: list[StepKind] = ()) -> SafeString:
+    """One step's card: its type, ref and actions, its declared fields, its conditions, its
+    branches (branch steps) and (channel steps) its templates' status (`templates`: by saved
+    ref)."""
+    templates = templates or {}
+    original = step.get(ORIGINAL, "")
     kind = kind_for(step.get("type", ""))
     values, extra = step_values(step, kind)
     label = kind.label if kind else step.get("type", "?")
@@ -207,23 +211,72 @@ def step_html(step: Mapping, prefix: str, problems: Problems, *, original: str =
     else:
         body = format_html('<p class="wb-help">{}</p><div class="wb-fields">{}</div>',
                            kind.description, fields_html(kind, prefix, values, problems))
+        if kind.nested:
+            body = format_html("{}{}", body, branches_html(step, prefix, problems,
+                                                          templates=templates, kinds=kinds))
     return format_html(
         '<li class="wb-step{}" data-item data-type="{}">{}{}<div class="wb-step-body">{}{}{}'
         '</div></li>', " wb-channel" if kind and kind.channel else "", step.get("type", ""),
         head, errors_html(problems.get(prefix + "__step")), body,
-        conditions_html(step, prefix, problems), templates)
+        conditions_html(step, prefix, problems), templates.get(original, "") if original else
+        (mark_safe('<p class="wb-help">Save the workflow to add its templates.</p>')
+         if kind and kind.channel else ""))
 
 
-def steps_html(steps: list[Mapping], prefix: str, problems: Problems, *, originals=None,
-               templates=None) -> SafeString:
-    """The steps as an ordered list named `prefix` ("steps")."""
-    originals = originals or [""] * len(steps)
-    templates = templates or {}
-    cards = [step_html(step, f"{prefix}-{index}-", problems, original=originals[index],
-                       templates=templates.get(originals[index] or step.get("ref"), ""))
+def steps_html(steps: list[Mapping], prefix: str, problems: Problems, *, templates=None,
+               kinds: list[StepKind] = ()) -> SafeString:
+    """The steps as an ordered list named "steps" (`prefix` is the full name, e.g.
+    "steps-0-branches-1-steps"), and the control that adds one."""
+    cards = [step_html(step, f"{prefix}-{index}-", problems, templates=templates, kinds=kinds)
              for index, step in enumerate(steps)]
-    return format_html('<ol class="wb-steps" data-list="{}">{}</ol>', prefix.rsplit("-", 1)[-1],
-                       join(cards))
+    return format_html(
+        '<div class="wb-steps-block"><ol class="wb-steps" data-list="steps">{}</ol>{}</div>',
+        join(cards), add_step_html(kinds))
+
+
+def add_step_html(kinds: list[StepKind]) -> SafeString:
+    if not kinds:
+        return mark_safe("")
+    return format_html(
+        '<div class="wb-add"><label><span>New step</span><select data-add-type>{}</select>'
+        '</label><button type="button" class="wb-btn" data-action="add-step">Add step</button>'
+        '</div>', format_html_join("", '<option value="{}">{}</option>',
+                                   ((kind.type, kind.label) for kind in kinds)))
+
+
+def branch_html(branch: Mapping, prefix: str, problems: Problems, *, templates=None,
+                kinds: list[StepKind] = ()) -> SafeString:
+    """One branch: its name, the conditions that take it, its steps."""
+    group = condition_rows(branch.get("conditions"))
+    name_errors = problems.get(prefix + "name")
+    return format_html(
+        '<li class="wb-branch" data-item><div class="wb-field"><label><span>Branch name</span>'
+        '{}</label>{}</div>{}{}{}<button type="button" class="wb-btn wb-remove" '
+        'data-action="remove">Remove branch</button></li>',
+        text_input("name", prefix + "name", branch.get("name", ""), invalid=bool(name_errors)),
+        errors_html(name_errors), errors_html(problems.get(prefix + "__branch")),
+        group_html(group, prefix + "when-", problems, root=True,
+                   root_label="Take this branch if"),
+        steps_html(branch.get("steps") or [], prefix + "steps", problems, templates=templates,
+                   kinds=kinds))
+
+
+def branches_html(step: Mapping, prefix: str, problems: Problems, *, templates=None,
+                  kinds: list[StepKind] = ()) -> SafeString:
+    """A branch step's branches side by side, then its default branch."""
+    branches = [branch_html(branch, f"{prefix}branches-{index}-", problems,
+                            templates=templates, kinds=kinds)
+                for index, branch in enumerate(step.get("branches") or [])]
+    default = step.get("default") or {}
+    return format_html(
+        '<div class="wb-branches-block"><div class="wb-branches">'
+        '<ol class="wb-branch-list" data-list="branches">{}</ol>'
+        '<div class="wb-branch wb-default" data-part="default"><h3>Default: when no branch is '
+        'taken</h3>{}{}</div></div><button type="button" class="wb-btn" '
+        'data-action="add-branch">Add branch</button></div>',
+        join(branches), errors_html(problems.get(prefix + "default-__branch")),
+        steps_html(default.get("steps") or [], prefix + "default-steps", problems,
+                   templates=templates, kinds=kinds))
 
 
 def new_step_templates(kinds: list[StepKind]) -> SafeString:
@@ -231,15 +284,22 @@ def new_step_templates(kinds: list[StepKind]) -> SafeString:
     empty condition row and group."""
     none = Problems()
     steps = format_html_join("", '<template data-new-step="{}">{}</template>', (
-        (kind.type, step_html({"type": kind.type, "ref": ""}, "steps-0-", none))
+        (kind.type, step_html({"type": kind.type, "ref": "",
+                               **({"branches": [{"name": "", "conditions": {
+                                   "all": [{"path": "", "op": "eq"}]}}]} if kind.nested
+                                  else {})},
+                              "steps-0-", none, kinds=kinds))
         for kind in kinds))
     return format_html(
         '{}<template data-new="condition">{}</template><template data-new="group">{}</template>'
-        '<template data-new="field">{}</template>', steps,
+        '<template data-new="field">{}</template><template data-new="branch">{}</template>',
+        steps,
         leaf_html({"op": "eq"}, "c-", none),
         group_html({"mode": "all", "items": [{"op": "eq"}]}, "g-", none, root=False),
         data_field_html({"name": "", "type": "string", "required": False, "example": ""},
-                        "fields-0-", none))
+                        "fields-0-", none),
+        branch_html({"name": "", "conditions": {"all": [{"path": "", "op": "eq"}]}},
+                    "steps-0-branches-0-", none, kinds=kinds))
 
 
 # --- Data fields ------------------------------------------------------------------------------

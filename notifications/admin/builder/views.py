@@ -22,7 +22,15 @@ from ... import engine, selectors, services
 from ...api.serializers import WorkflowSerializer
 from ...models import Workflow, key_validator
 from . import diagram, render
-from .convert import error_field, form_tree, items, step_from_form, text
+from .convert import (
+    ORIGINAL,
+    error_paths,
+    error_target,
+    form_tree,
+    steps_from_form,
+    strip_originals,
+    text,
+)
 from .declarations import Problems, addable_kinds, kind_for
 from .schema import infer_rows, rows_from_form, rows_from_schema, schema_from_rows
 
@@ -36,8 +44,7 @@ class BuilderState:
     key: str = ""
     settings: dict = field(default_factory=lambda: {
         "name": "", "category": "", "critical": False, "active": True, "default_locale": "en"})
-    steps: list = field(default_factory=list)
-    originals: list = field(default_factory=list)  # each step's saved ref ("" for new ones)
+    steps: list = field(default_factory=list)  # the API's JSON, each with its saved ref
     rows: list | None = field(default_factory=list)  # data fields; None: raw_schema is kept
     raw_schema: dict | None = None
     check_data: bool = False  # the rows are the data schema triggers are checked against
@@ -50,10 +57,30 @@ def state_from_workflow(workflow: Workflow) -> BuilderState:
     rows = rows_from_schema(exported["data_schema"], workflow.sample_data)
     return BuilderState(
         key=workflow.key, settings={name: exported[name] for name in SETTINGS},
-        steps=exported["steps"], originals=[step["ref"] for step in exported["steps"]],
+        steps=mark_originals(exported["steps"]),
         rows=rows, raw_schema=exported["data_schema"] if rows is None else None,
         check_data=bool(exported["data_schema"]),
         sample_json=json.dumps(workflow.sample_data, indent=2, ensure_ascii=False))
+
+
+def mark_originals(steps: list) -> list:
+    """Saved steps, each (nested ones too) knowing its saved ref under ORIGINAL."""
+    for step in all_steps(steps):
+        step[ORIGINAL] = step["ref"]
+    return steps
+
+
+def all_steps(steps: list):
+    """Every step of `steps`, nested steps (branches, default) after their parent."""
+    for step in steps:
+        if not isinstance(step, dict):
+            continue
+        yield step
+        for branch in step.get("branches") or []:
+            if isinstance(branch, dict):
+                yield from all_steps(branch.get("steps") or [])
+        if isinstance(step.get("default"), dict):
+            yield from all_steps(step["default"].get("steps") or [])
 
 
 def state_from_form(post, problems: Problems) -> BuilderState:
@@ -64,9 +91,7 @@ def state_from_form(post, problems: Problems) -> BuilderState:
                       "critical": bool(text(tree, "critical")),
                       "active": bool(text(tree, "active")),
                       "default_locale": text(tree, "default_locale") or "en"}
-    for index, node in items(tree.get("steps")):
-        state.steps.append(step_from_form(node, f"steps-{index}-", problems))
-        state.originals.append(text(node, "original"))
+    state.steps = steps_from_form(tree.get("steps"), "steps-", problems)
     raw = text(tree, "data_schema_json")
     if raw:
         state.rows, state.raw_schema = None, json.loads(raw)
@@ -86,80 +111,74 @@ def api_body(state: BuilderState, problems: Problems) -> tuple[dict, dict | None
         schema, sample = schema_from_rows(state.rows, problems)
         if not state.check_data:
             schema = None
-    steps = [{key: value for key, value in step.items() if key != "templates"}
-             for step in state.steps]
-    return {**state.settings, "data_schema": schema, "steps": steps}, sample
+    return {**state.settings, "data_schema": schema,
+            "steps": strip_originals(state.steps)}, sample
 
 
 def serializer_problems(errors, state: BuilderState, problems: Problems) -> None:
     """The API's 400 `fields`, each put next to the builder field it is about."""
-    for name, value in errors.items():
-        if name != "steps":
-            target = "fields" if name == "data_schema" else name
-            for message in flatten(value):
-                problems.add(target, message)
+    for path, message in error_paths(errors):
+        if path == "data_schema":
+            problems.add("fields", message)
             continue
-        if isinstance(value, dict) and all(str(k).isdigit() for k in value):
-            value = [value.get(index, value.get(str(index), {}))
-                     for index in range(len(state.steps))]
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            for message in flatten(value):
-                problems.add("steps", message)
-                if message.startswith("Step refs must be unique"):
-                    refs = [step.get("ref") for step in state.steps]
-                    for index, ref in enumerate(refs):
-                        if refs.count(ref) > 1:
-                            problems.add(f"steps-{index}-ref", f"Another step is {ref!r} too.")
-            continue
-        for index, step_errors in enumerate(value):
-            kind = kind_for(state.steps[index].get("type", ""))
-            for key, messages_ in flat_items(step_errors):
-                for message in messages_:
-                    target = error_field(kind, key, message) if key != "non_field_errors" else ""
-                    problems.add(f"steps-{index}-{target or '__step'}",
-                                 message if target else f"{key}: {message}")
+        name, message = error_target(path, state.steps, message)
+        problems.add(name, message)
+        if name == "steps" and message.startswith("Step refs must be unique"):
+            for ref, field_name in step_ref_fields(state.steps, "steps-"):
+                if sum(1 for other, _ in step_ref_fields(state.steps, "steps-")
+                       if other == ref) > 1:
+                    problems.add(field_name, f"Another step is {ref!r} too.")
+
+
+def step_ref_fields(steps: list, prefix: str):
+    """(ref, its form field name) of every step, nested ones included."""
+    for index, step in enumerate(steps):
+        yield step.get("ref"), f"{prefix}{index}-ref"
+        for number, branch in enumerate(step.get("branches") or []):
+            yield from step_ref_fields(branch.get("steps") or [],
+                                       f"{prefix}{index}-branches-{number}-steps-")
+        if isinstance(step.get("default"), dict):
+            yield from step_ref_fields(step["default"].get("steps") or [],
+                                       f"{prefix}{index}-default-steps-")
 
 
 def flatten(value) -> list[str]:
-    if isinstance(value, dict):
-        return [f"{key}: {m}" for key, inner in value.items() for m in flatten(inner)]
-    if isinstance(value, list):
-        return [m for inner in value for m in flatten(inner)]
-    return [str(value)]
+    return [f"{path}: {message}" if path else message for path, message in error_paths(value)]
 
 
-def flat_items(errors: dict, prefix: str = ""):
-    for key, value in errors.items():
-        if isinstance(value, dict):
-            yield from flat_items(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", flatten(value)
-
-
-def step_specs(data: dict, state: BuilderState, workflow: Workflow | None,
+def step_specs(steps: list, state_steps: list, saved: dict, prefix: str,
                problems: Problems) -> list[services.StepSpec]:
-    """The validated steps as the service takes them. A saved step keeps its templates; a step
-    duplicated or renamed from a saved one gets copies of that step's published templates."""
-    saved = {step.ref: step for step in workflow.steps.prefetch_related(
-        "templates__published_version")} if workflow else {}
+    """The validated `steps` as the service takes them, read beside the builder's
+    `state_steps` (same order) for each one's saved ref. A saved step keeps its templates; a
+    step duplicated or renamed from a saved one gets copies of that step's published
+    templates; a ref reused by a step of another type must not take that step's templates."""
     specs = []
-    for index, (step, original) in enumerate(zip(data["steps"], state.originals, strict=True)):
-        existing = saved.get(step["ref"])
-        templates = None
+    for index, (step, state_step) in enumerate(zip(steps, state_steps, strict=True)):
+        existing, templates = saved.get(step["ref"]), None
         if existing is not None and existing.type != step["type"]:
             if existing.templates.exists():
-                problems.add(f"steps-{index}-ref", f"A {existing.get_type_display()} step "
+                problems.add(f"{prefix}{index}-ref", f"A {existing.get_type_display()} step "
                              f"named {step['ref']!r} has templates: choose another ref.")
             templates = {}
         elif existing is None:
-            source = saved.get(original)
+            source = saved.get(state_step.get(ORIGINAL))
             templates = ({template.locale: template.fields for template in
                           source.templates.all() if template.published_version_id}
                          if source is not None and source.type == step["type"] else {})
-        specs.append(services.StepSpec(
-            ref=step["ref"], type=step["type"], config=step["config"],
-            conditions=step["conditions"], templates=templates, unless=step["unless"],
-            send_window=step["send_window"], urgent=step["urgent"]))
+        spec = services.StepSpec.from_json({**step, "branches": [], "default": None})
+        spec.templates = templates
+        for number, (branch, state_branch) in enumerate(zip(
+                step.get("branches") or [], state_step.get("branches") or [], strict=True)):
+            spec.branches.append(services.BranchSpec(
+                name=branch["name"], conditions=branch.get("conditions") or None,
+                steps=step_specs(branch.get("steps") or [], state_branch.get("steps") or [],
+                                 saved, f"{prefix}{index}-branches-{number}-steps-",
+                                 problems)))
+        if step.get("default"):
+            spec.default = step_specs(step["default"].get("steps") or [],
+                                      (state_step.get("default") or {}).get("steps") or [],
+                                      saved, f"{prefix}{index}-default-steps-", problems)
+        specs.append(spec)
     return specs
 
 
@@ -178,11 +197,12 @@ def save(state: BuilderState, workflow: Workflow | None, user,
     if problems:
         return None
     data = dict(serializer.validated_data)
+    saved_steps = {step.ref: step for step in workflow.steps.prefetch_related(
+        "templates__published_version")} if workflow else {}
     with transaction.atomic():
-        specs = step_specs(data, state, workflow, problems)
+        specs = step_specs(data.pop("steps"), state.steps, saved_steps, "steps-", problems)
         if problems:
             return None
-        data.pop("steps")
         saved, _ = services.workflow_put(key=workflow.key if workflow else state.key,
                                          steps=specs, author=user, sample_data=sample, **data)
     return saved
@@ -293,8 +313,7 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "title": f"Workflow {workflow.key}" if workflow else "Add workflow",
         "can_save": can_save, "kinds": kinds,
         "steps_html": render.steps_html(state.steps, "steps", problems,
-                                        originals=state.originals,
-                                        templates=templates_status(workflow)),
+                                        templates=templates_status(workflow), kinds=kinds),
         "new_templates": render.new_step_templates(kinds),
         "data_fields_html": (render.data_fields_html(state.rows, problems)
                              if state.rows is not None else ""),
@@ -305,7 +324,7 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "step_errors": problems.get("steps"), "all_errors": problems.get("__all__"),
         "field_errors": {name: problems.get(name) for name in (
             "key", *SETTINGS, "fields", "sample_json")},
-        "channel_refs": [step.get("ref") for step in state.steps
+        "channel_refs": [step.get("ref") for step in all_steps(state.steps)
                          if getattr(kind_for(step.get("type", "")), "channel", False)],
         "export_url": (reverse("admin:notifications_workflow_export", args=[workflow.pk])
                        if workflow else ""),
@@ -348,13 +367,10 @@ def import_view(model_admin, request):
                 errors.append(f'"key": {key_validator.message}')
             serializer = WorkflowSerializer(data=data)
             if not serializer.is_valid():
-                errors += [f"{name}: {message}" for name, value in serializer.errors.items()
-                           for message in flatten(value)]
+                errors += flatten(serializer.errors)
             if not errors:
                 validated = dict(serializer.validated_data)
-                specs = [services.StepSpec(**{name: step[name] for name in (
-                    "ref", "type", "config", "conditions", "templates", "unless",
-                    "send_window", "urgent")}) for step in validated.pop("steps")]
+                specs = [services.StepSpec.from_json(step) for step in validated.pop("steps")]
                 workflow, created = services.workflow_put(key=key, steps=specs,
                                                           author=request.user, **validated)
                 saved_response(model_admin, request, workflow, created=created)
