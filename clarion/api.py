@@ -63,6 +63,50 @@ def bound_integers(fields) -> None:
             field.validators.append(MinValueValidator(-BIGINT_MAX))
 
 
+# JSON has types: a body's scalar of the wrong type is refused, not coerced. DRF's fields accept
+# 5 as the text "5", "5" and 5.0 as the integer 5, and "yes" or 1 as true.
+_STRICT_SCALARS = (
+    (serializers.BooleanField, (bool,), ()),
+    (serializers.CharField, (str,), ()),
+    (serializers.IntegerField, (int,), (bool,)),
+    (serializers.FloatField, (int, float), (bool,)),
+)
+
+
+def strict_scalars(fields) -> None:
+    """Make every writable boolean, text, integer and float field among `fields` (a
+    serializer's `fields`, and the child of a list or dict field) refuse a JSON value of another
+    type with its own "invalid" message, e.g. {"name": 5} → "Not a valid string.". A text field
+    whose class sets `accepts_numbers = True` keeps turning numbers into text (recipient ids:
+    `42` is the id "42")."""
+    for field in fields.values():
+        _make_strict(field)
+
+
+def _make_strict(field) -> None:
+    if field.read_only:
+        return
+    if isinstance(field, serializers.ListField | serializers.DictField):
+        _make_strict(field.child)
+        return
+    rule = next(((allowed, refused) for kind, allowed, refused in _STRICT_SCALARS
+                 if isinstance(field, kind)), None)
+    if rule is None:
+        return
+    allowed, refused = rule
+    if getattr(field, "accepts_numbers", False):
+        allowed = (str, int, float)
+        refused = (bool,)
+    convert = field.to_internal_value
+
+    def to_internal_value(data, convert=convert, field=field):
+        if not isinstance(data, allowed) or isinstance(data, refused):
+            field.fail("invalid")
+        return convert(data)
+
+    field.to_internal_value = to_internal_value
+
+
 class BoundedIntegers:
     """Mixin of the serializer bases: no integer a request sends is beyond the database's."""
 
@@ -72,7 +116,16 @@ class BoundedIntegers:
         return fields
 
 
-class Serializer(BoundedIntegers, serializers.Serializer):
+class StrictScalars:
+    """Mixin of the body serializers' base: scalars of the wrong JSON type are refused."""
+
+    def get_fields(self):
+        fields = super().get_fields()
+        strict_scalars(fields)
+        return fields
+
+
+class Serializer(StrictScalars, BoundedIntegers, serializers.Serializer):
     """The base of every request body's serializer (and, harmlessly, of response shapes): a field
     it does not declare is refused, with a 400 naming each unknown field and the fields that
     exist, next to any other problem of the body. Nested serializers derive from it too, so an

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("notifications.api.urls")),
     path("", include("preferences.api_urls")),
     path("", include("inbox.api_urls")),
+    path("", include("events.api_urls")),
     # Last: every other path answers the API's JSON 404.
     re_path(r"", UnknownEndpointView.as_view(), name="unknown-endpoint"),
 ]

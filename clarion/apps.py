@@ -13,3 +13,11 @@ class ClarionConfig(AppConfig):
     def ready(self):
         # `<segment:name>` in any URLconf: one percent-encoded path segment (clarion/paths.py).
         register_converter(PathSegmentConverter, "segment")
+        # The audit log names the API key that made a change (clarion/audit.py).
+        from auditlog import get_logentry_model
+        from django.db.models.signals import pre_save
+
+        from .audit import log_entry_api_key
+
+        pre_save.connect(log_entry_api_key, sender=get_logentry_model(),
+                         dispatch_uid="clarion-audit-api-key")

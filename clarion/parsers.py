@@ -16,16 +16,58 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def unstorable_text(value) -> tuple[str, str] | None:
+    """The first text in a parsed JSON document that no database column, header or link can
+    hold, as (path, problem); None when there is none. Checks keys and strings at any depth for
+    NUL (`\\u0000`: PostgreSQL's text and jsonb refuse it) and unpaired UTF-16 surrogates
+    (`\\ud800` alone: not a character, so it has no UTF-8 form; RFC 8259 §8.2). Paths read
+    like the API's field names: `data.items[2].note`."""
+    stack = [("", value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str):
+            problem = _text_problem(item)
+            if problem:
+                return path or "body", problem
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                problem = _text_problem(key)
+                if problem:  # named escaped: the answer itself must be storable text
+                    key = json.dumps(key)[1:-1]
+                child_path = f"{path}.{key}" if path else key
+                if problem:
+                    return child_path, f"This key {problem[5:]}"
+                stack.append((child_path, child))
+        elif isinstance(item, list):
+            stack.extend((f"{path}[{index}]", child) for index, child in reversed(list(
+                enumerate(item))))
+    return None
+
+
+def _text_problem(text: str) -> str:
+    if "\x00" in text:
+        return "Text cannot contain NUL (\\u0000)."
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        return ("Text cannot contain an unpaired surrogate (such as \\ud800 alone): it is not "
+                "a character.")
+    return ""
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser (NaN and Infinity refused), which also refuses what would fail later
-    as a 500: numbers beyond a float (`1e400`), and nesting too deep for Python to read."""
+    as a 500: numbers beyond a float (`1e400`), nesting too deep for Python to read, and text
+    no column can store (NUL, unpaired surrogates: a 400 naming the field)."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         encoding = parsers.get_encoding(parser_context or {})
         try:
-            return json.load(codecs.getreader(encoding)(stream), parse_constant=strict_constant,
-                             parse_float=_finite_float)
+            document = json.load(codecs.getreader(encoding)(stream),
+                                 parse_constant=strict_constant, parse_float=_finite_float)
         except RecursionError:
             raise exceptions.ParseError("JSON parse error - nested too deeply.") from None
         except ValueError as exc:
             raise exceptions.ParseError(f"JSON parse error - {exc}") from None
+        found = unstorable_text(document)
+        if found:
+            raise exceptions.ValidationError({found[0]: [found[1]]})
+        return document

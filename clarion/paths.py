@@ -11,6 +11,11 @@ sent (`scope["raw_path"]`, which daphne, uvicorn and hypercorn all set) instead,
 
 from urllib.parse import unquote, unquote_to_bytes
 
+from django.http import JsonResponse
+
+NOT_UTF8 = ("The request path is not UTF-8 once percent-decoded: percent-encode the UTF-8 bytes "
+            "of each character (RFC 3986 §2.5), e.g. \"é\" as %C3%A9.")
+
 
 def _segment(text: str) -> str:
     """A decoded segment as `path_info` carries it: only "%" and "/" stay encoded."""
@@ -20,16 +25,19 @@ def _segment(text: str) -> str:
 def routing_path(*, decoded: str, raw: bytes | None) -> str:
     """The path the URL resolver sees: each segment of `raw` (the undecoded request path, bytes)
     decoded as UTF-8 except "%" and "/" (kept as %25 and %2F); from `decoded` alone (no raw path
-    known) only "%" is kept encoded, and an encoded "/" is lost to the decoding."""
+    known) only "%" is kept encoded, and an encoded "/" is lost to the decoding. Raises
+    UnicodeDecodeError when a segment of `raw` is not UTF-8 once decoded (`%FF`)."""
     if raw is None:
         return decoded.replace("%", "%25")
-    return "/".join(_segment(unquote_to_bytes(part).decode("utf-8", "replace"))
+    return "/".join(_segment(unquote_to_bytes(part).decode("utf-8"))
                     for part in raw.split(b"/"))
 
 
 class RawPathMiddleware:
     """Sets `request.path_info` from the raw request path (see the module docstring). The
-    decoded `request.path` is left as the server gave it. First in MIDDLEWARE."""
+    decoded `request.path` is left as the server gave it. A path whose bytes are not UTF-8 once
+    decoded (`/a%FF`) is answered 400 with a JSON body: read with replacement characters, `%FE`
+    and `%FF` would name one recipient. First in MIDDLEWARE."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -38,8 +46,12 @@ class RawPathMiddleware:
         scope = getattr(request, "scope", None) or {}
         raw = scope.get("raw_path")
         raw = raw.split(b"?", 1)[0] if isinstance(raw, bytes) and raw.startswith(b"/") else None
-        if raw is not None and unquote_to_bytes(raw).decode("utf-8", "replace") != request.path:
-            raw = None  # not the path Django was given (a root_path the server strips)
+        if raw is not None:
+            try:
+                if unquote_to_bytes(raw).decode("utf-8") != request.path:
+                    raw = None  # not the path Django was given (a root_path the server strips)
+            except UnicodeDecodeError:
+                return JsonResponse({"error": "invalid_request", "detail": NOT_UTF8}, status=400)
         path = routing_path(decoded=request.path, raw=raw)
         script = request.path[:len(request.path) - len(request.path_info)]
         if path != request.path and path.startswith(script):

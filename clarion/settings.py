@@ -69,10 +69,13 @@ INSTALLED_APPS = [
     "django_q",
     "channels",
     "corsheaders",
+    "auditlog",
     "clarion",
     "notifications",
     "inbox",
     "preferences",
+    "events",
+    "compat",
 ]
 
 MIDDLEWARE = [
@@ -84,6 +87,9 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # The audit log: the admin user (auditlog) or the API key (clarion) behind each change.
+    "auditlog.middleware.AuditlogMiddleware",
+    "clarion.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -106,6 +112,39 @@ TEMPLATES = [
         },
     },
 ]
+
+# --- Audit log (django-auditlog; clarion/audit.py) ----------------------------------------------
+
+# What is audited: every change, through the admin or the API, to these models. Fields that the
+# workers change on their own (timestamps, circuit-breaker state) are left out; secrets are
+# recorded as changed, masked (clarion.audit.mask).
+_AUDITED = {
+    "notifications.workflow": {},
+    "notifications.step": {},
+    "notifications.template": {},
+    "notifications.templateversion": {},
+    "notifications.layout": {},
+    "notifications.providerconfig": {
+        "exclude_fields": ["consecutive_failures", "circuit_open_until", "last_error"],
+        "mask_fields": ["credentials_encrypted"],
+        "mapping_fields": {"credentials_encrypted": "credentials"}},
+    "notifications.tenant": {
+        "mask_fields": ["inbox_secrets_encrypted"],
+        "mapping_fields": {"inbox_secrets_encrypted": "inbox secrets"}},
+    "notifications.apikey": {"exclude_fields": ["last_used_at"], "mask_fields": ["secret_hash"],
+                             "mapping_fields": {"secret_hash": "secret"}},
+    "preferences.preferenceset": {},
+    "preferences.workflowdefault": {},
+    "preferences.category": {},
+}
+AUDITLOG_INCLUDE_TRACKING_MODELS = tuple(
+    {"model": model, **options,
+     "exclude_fields": ["updated_at", *options.get("exclude_fields", [])]}
+    for model, options in _AUDITED.items())
+AUDITLOG_MASK_CALLABLE = "clarion.audit.mask"
+AUDITLOG_STORE_JSON_CHANGES = True
+# A changed foreign key reads as its row ("welcome/mail [en] v2"), not a bare number.
+AUDITLOG_USE_FK_STRING_REPRESENTATION = True
 
 # --- Database ---------------------------------------------------------------------------------
 

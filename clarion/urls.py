@@ -15,6 +15,9 @@ urlpatterns = [
     path("admin/find/", admin.site.admin_view(find_view), name="admin-find"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("clarion.api_urls")),
+    # Knock's and Novu's APIs, for their SDKs pointed at https://<clarion>/knock and …/novu.
+    path("knock/", include("compat.knock.urls")),
+    path("novu/", include("compat.novu.urls")),
     path("webhooks/", include("notifications.delivery.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from events.outbox import message_events_record
 from notifications.crypto import encrypt_json
 from notifications.models import Message, Recipient, Tenant
 
@@ -83,6 +84,17 @@ def _message_changes(action: str, now) -> dict:
     return {**changes, "updated_at": now} if changes else {}
 
 
+def _events_of(item: InboxItem, action: str) -> list[str]:
+    """The outbound events a mark makes: each engagement the first time it happens (the item
+    as read before the mark says which are first), every click."""
+    first = {"message.seen": item.seen_at is None, "message.read": item.read_at is None,
+             "message.archived": item.archived_at is None, "message.clicked": True}
+    wanted = {"seen": ["message.seen"], "read": ["message.seen", "message.read"],
+              "clicked": ["message.seen", "message.read", "message.clicked"],
+              "archived": ["message.archived"]}.get(action, [])
+    return [event_type for event_type in wanted if first[event_type]]
+
+
 @transaction.atomic
 def inbox_item_mark(*, item: InboxItem, action: str) -> dict:
     """Mark one item seen, read, unread, archived, unarchived or clicked (read + the Message's
@@ -94,6 +106,9 @@ def inbox_item_mark(*, item: InboxItem, action: str) -> dict:
     message_changes = _message_changes(action, now)
     if item.message_id and message_changes:
         Message.objects.filter(pk=item.message_id).update(**message_changes)
+    if item.message_id:
+        message_events_record([(event_type, item.message_id, {})
+                               for event_type in _events_of(item, action)])
     event = ItemUpdated.of(item)
     realtime.publish_on_commit(event)
     return event.item
@@ -130,6 +145,8 @@ def inbox_mark_all(*, recipient: Recipient, tenant: TenantScope, action: str,
         message_ids = [message_id for _, message_id in batch if message_id is not None]
         if message_changes and message_ids:
             Message.objects.filter(pk__in=message_ids).update(**message_changes)
+        message_events_record([(f"message.{item_action}", message_id, {})
+                               for message_id in message_ids])
     if rows:
         realtime.publish_on_commit(ItemsUpdated.of(
             recipient_id=recipient.pk, scope=tenant, action=action, up_to=up_to, at=now))

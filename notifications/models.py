@@ -31,7 +31,10 @@ def validate_recipient_id(value: str) -> None:
     if value in (".", ".."):
         raise ValidationError('A recipient id cannot be "." or "..": no URL path can name it.',
                               code="dot_segment")
-    if any(unicodedata.category(char) in ("Cc", "Cs") for char in value):
+    if any(unicodedata.category(char) == "Cs" for char in value):
+        raise ValidationError("A recipient id cannot contain an unpaired surrogate (such as "
+                              "\\ud800 alone): it is not a character.", code="surrogate")
+    if any(unicodedata.category(char) == "Cc" for char in value):
         raise ValidationError("A recipient id cannot contain control characters (such as a line "
                               "break or NUL).", code="control_character")
 
@@ -292,9 +295,13 @@ class Step(models.Model):
 
 
 class Template(models.Model):
-    """The words of one channel step in one locale. Each save is an immutable version."""
+    """The words of one channel step in one locale (of a route step: of one of its channels in
+    one locale). Each save is an immutable version."""
 
     step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="templates")
+    # Blank for a channel step (its channel is the step's type); a route step has one template
+    # per channel it may send on, and this says which.
+    channel = models.CharField(max_length=16, blank=True, choices=Channel.choices)
     locale = models.CharField(max_length=35, default="en")
     published_version = models.ForeignKey(
         "TemplateVersion",
@@ -306,13 +313,21 @@ class Template(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["step", "locale"]
+        ordering = ["step", "channel", "locale"]
         constraints = [
-            models.UniqueConstraint(fields=["step", "locale"], name="template_locale_unique")
+            models.UniqueConstraint(fields=["step", "channel", "locale"],
+                                    name="template_channel_locale_unique")
         ]
 
     def __str__(self):
+        if self.channel:
+            return f"{self.step} {self.channel} [{self.locale}]"
         return f"{self.step} [{self.locale}]"
+
+    @property
+    def channel_key(self) -> str:
+        """The channel these words are for: the route channel, else the step's own type."""
+        return self.channel or self.step.type
 
     @property
     def fields(self) -> dict:
@@ -468,7 +483,8 @@ class Run(models.Model):
 
 
 class Message(models.Model):
-    """One channel step for one recipient. Keyed by (run, step): the idempotency record."""
+    """One channel step for one recipient. Keyed by (run, step, channel): the idempotency
+    record (a channel step sends on its one channel; a route step once per channel)."""
 
     class Status(models.TextChoices):
         QUEUED = "queued", "Queued"
@@ -527,7 +543,8 @@ class Message(models.Model):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["run", "step_ref"], name="message_once_per_step")
+            models.UniqueConstraint(fields=["run", "step_ref", "channel"],
+                                    name="message_once_per_step_channel")
         ]
         indexes = [
             models.Index(
@@ -536,6 +553,10 @@ class Message(models.Model):
                 name="message_pending_idx",
             ),
             models.Index(fields=["recipient", "-created_at"], name="message_recipient_idx"),
+            # The message log (GET /api/v1/messages): newest first, keyset on (created_at, id),
+            # for everyone or one tenant.
+            models.Index(fields=["-created_at", "-id"], name="message_log_idx"),
+            models.Index(fields=["tenant", "-created_at", "-id"], name="message_log_tenant_idx"),
         ]
 
     def __str__(self):
@@ -699,6 +720,8 @@ class StepLog(models.Model):
         BRANCHED = "branched", "Branch taken"
         PASSED = "passed", "Passed"
         SEND_WINDOW = "send_window", "Outside the send window"
+        SUCCEEDED = "succeeded", "Success reached"  # a route: a channel reached its success
+        EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
 

@@ -1,18 +1,20 @@
 """Reads several callers share: the API's documented JSON shapes of the domain."""
 
-from collections import defaultdict
-from collections.abc import Iterable, Mapping
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
 
-from django.db.models import Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
-from .engine.validation import BRANCHING_STEP_TYPES, DEFAULT_BRANCH
 from .models import (
     ApiKey,
     DeliveryAttempt,
     Message,
+    MessageEvent,
     Recipient,
     Run,
-    Step,
     StepLog,
     Subscription,
     Tenant,
@@ -21,6 +23,7 @@ from .models import (
     Workflow,
 )
 from .rendering.variables import recipient_variables, tenant_variables
+from .workflow_json import step_children, step_export
 
 
 def runs_visible_to(api_key: ApiKey) -> QuerySet[Run]:
@@ -44,49 +47,6 @@ def recipients_visible_to(api_key: ApiKey) -> QuerySet[Recipient]:
 def triggers_visible_to(api_key: ApiKey) -> QuerySet[Trigger]:
     triggers = Trigger.objects.all()
     return triggers.filter(tenant_id=api_key.tenant_id) if api_key.tenant_id else triggers
-
-
-def step_export(step: Step, children: Mapping[tuple[int, str], list[Step]]) -> dict:
-    """One step as the workflow's JSON has it (services.StepSpec.from_json reads it back):
-    `children` maps (step id, branch name) to that branch's steps, in order. A step with
-    branches shows them as {"name", "conditions", "steps"} and, for a branch step, its
-    "default": {"steps": […]}."""
-    item = {"ref": step.ref, "type": step.type}
-    if step.config:
-        item["config"] = step.config
-    if step.conditions:
-        item["conditions"] = step.conditions
-    if step.unless:
-        item["unless"] = step.unless
-    if step.send_window:
-        item["send_window"] = step.send_window
-    if step.urgent:
-        item["urgent"] = True
-    if step.is_channel:
-        item["templates"] = {
-            template.locale: template.fields for template in step.templates.all()
-        }
-    if step.type in BRANCHING_STEP_TYPES:
-        item["branches"] = [
-            {**branch, "steps": [step_export(child, children)
-                                 for child in children.get((step.pk, branch["name"]), [])]}
-            for branch in step.branches or []]
-        if BRANCHING_STEP_TYPES[step.type] is None:
-            item["default"] = {"steps": [step_export(child, children) for child in
-                                         children.get((step.pk, DEFAULT_BRANCH), [])]}
-    return item
-
-
-def step_children(steps: Iterable[Step]) -> tuple[list[Step], dict[tuple[int, str], list[Step]]]:
-    """(top-level steps, {(parent id, branch name): its steps}) of one workflow's `steps`, each
-    list in position order when `steps` is."""
-    top, children = [], defaultdict(list)
-    for step in steps:
-        if step.parent_id is None:
-            top.append(step)
-        else:
-            children[(step.parent_id, step.branch)].append(step)
-    return top, children
 
 
 def workflow_export(workflow: Workflow) -> dict:
@@ -153,3 +113,95 @@ def triggers_with_runs(triggers: QuerySet[Trigger]) -> QuerySet[Trigger]:
     return triggers.select_related("workflow", "tenant").prefetch_related(
         Prefetch("runs", queryset=Run.objects.select_related("recipient")
                  .order_by("created_at", "id")))
+
+
+# --- The message log (GET /api/v1/messages) -----------------------------------------------
+
+MESSAGE_LOG_MAX_LIMIT = 100
+MESSAGE_LOG_DEFAULT_LIMIT = 20
+# engagement filter value → the lookup it means
+ENGAGEMENT = {
+    "seen": {"seen_at__isnull": False}, "unseen": {"seen_at__isnull": True},
+    "read": {"read_at__isnull": False}, "unread": {"read_at__isnull": True},
+    "opened": {"opened_at__isnull": False}, "clicked": {"clicked_at__isnull": False},
+}
+
+
+def messages_visible_to(api_key: ApiKey) -> QuerySet[Message]:
+    """Every message `api_key` may read: its tenant's only, for a tenant-restricted key."""
+    messages = Message.objects.all()
+    return messages.filter(tenant_id=api_key.tenant_id) if api_key.tenant_id else messages
+
+
+@dataclass(frozen=True)
+class MessageLogCursor:
+    """Where a page of the message log stops: the last message's (created_at, id)."""
+
+    created_at: datetime
+    id: uuid.UUID
+
+    def encode(self) -> str:
+        raw = f"{self.created_at.isoformat()}|{self.id}".encode()
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> "MessageLogCursor":
+        """The cursor `text` spells; ValueError if it is not one this API made."""
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+            moment, _, message_id = raw.partition("|")
+            created_at = datetime.fromisoformat(moment)
+            if created_at.tzinfo is None:
+                raise ValueError("naive")
+            return cls(created_at, uuid.UUID(message_id))
+        except (ValueError, UnicodeDecodeError, binascii.Error):
+            raise ValueError("Not a cursor this API gave: pass `page_info.after` as it "
+                             "came.") from None
+
+
+@dataclass(frozen=True)
+class MessageLogPage:
+    messages: list[Message]
+    after: str | None  # the cursor of the next (older) page; None on the last page
+
+
+def message_log_page(messages: QuerySet[Message], *, filters: dict, limit: int,
+                     after: MessageLogCursor | None = None) -> MessageLogPage:
+    """A page of `messages` (already scoped to what the caller may see), newest first, by keyset
+    on (created_at, id), never OFFSET: a page costs the same however deep it is.
+
+    `filters` may hold recipient (id), workflow (key), channel, status, tenant (Tenant),
+    provider (key), created_after (inclusive), created_before (exclusive) and engagement (a key
+    of ENGAGEMENT). The messages come with their workflow, recipient, tenant and run."""
+    lookups: dict = {}
+    names = {"recipient": "recipient__external_id", "workflow": "workflow__key",
+             "channel": "channel", "status": "status", "tenant": "tenant",
+             "provider": "provider", "created_after": "created_at__gte",
+             "created_before": "created_at__lt"}
+    for name, lookup in names.items():
+        if filters.get(name) is not None:
+            lookups[lookup] = filters[name]
+    if filters.get("engagement"):
+        lookups.update(ENGAGEMENT[filters["engagement"]])
+    messages = messages.filter(**lookups)
+    if after is not None:
+        messages = messages.filter(Q(created_at__lt=after.created_at)
+                                   | Q(created_at=after.created_at, id__lt=after.id))
+    limit = max(1, min(limit, MESSAGE_LOG_MAX_LIMIT))
+    rows = list(messages.select_related("workflow", "recipient", "tenant", "run")
+                .order_by("-created_at", "-id")[:limit + 1])
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = MessageLogCursor(rows[-1].created_at, rows[-1].id).encode() if more else None
+    return MessageLogPage(rows, cursor)
+
+
+def message_with_history(messages: QuerySet[Message]) -> QuerySet[Message]:
+    """`messages` with what a message's detail shows: its attempts and provider events, in
+    order, and its template version."""
+    return messages.select_related("workflow", "recipient", "tenant", "run",
+                                   "template_version").prefetch_related(
+        Prefetch("delivery_attempts",
+                 queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
+        Prefetch("events", queryset=MessageEvent.objects.order_by("occurred_at", "id")),
+    )

@@ -11,11 +11,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from . import delivery
-from .engine import DEFAULT_BRANCH, layout_for_tenant
+from .engine import layout_for_tenant
 from .idempotency import (
     idempotency_abandon,
     idempotency_begin,
@@ -29,6 +29,7 @@ from .models import (
     Run,
     Step,
     StepLog,
+    StepType,
     Subscription,
     Template,
     TemplateVersion,
@@ -40,6 +41,7 @@ from .models import (
 from .queue import enqueue, enqueue_many
 from .rendering import RenderOptions, TemplateError, render_email, validate_fields
 from .rendering.variables import preview_variables
+from .workflow_json import StepSpec, step_tree
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
 LAST_USED_RESOLUTION = timedelta(minutes=1)  # how often an API key's last use is written
@@ -76,7 +78,12 @@ def api_key_authenticate(*, secret: str) -> ApiKey | None:
 
 
 def api_key_revoke(*, api_key: ApiKey) -> None:
-    ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+    """Revoke the key (again: nothing changes). Saved, not updated in bulk, so the audit log
+    records who revoked it."""
+    api_key = ApiKey.objects.get(pk=api_key.pk)
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at"])
 
 
 # --- Recipients -------------------------------------------------------------------------------
@@ -204,14 +211,16 @@ def topic_unsubscribe(*, topic: Topic, external_ids: Iterable[str]) -> int:
 
 @transaction.atomic
 def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
-                  publish: bool = True) -> tuple[Template, TemplateVersion | None]:
+                  publish: bool = True, channel: str = "") -> tuple[Template,
+                                                                   TemplateVersion | None]:
     """Save a template's fields as a new immutable version, and publish it unless `publish` is
-    False (a draft, published later with template_publish).
+    False (a draft, published later with template_publish). `channel`: of a route step, which
+    of its channels the template is for (blank for a channel step).
 
     Fields identical to the latest or the published version create nothing (returns None); with
     `publish`, that version is published if it was not.
     """
-    template, _ = Template.objects.get_or_create(step=step, locale=locale)
+    template, _ = Template.objects.get_or_create(step=step, channel=channel, locale=locale)
     template = Template.objects.select_for_update().get(pk=template.pk)  # numbers stay unique
     clean = {name: value for name, value in fields.items() if value not in (None, "")}
     latest = template.versions.order_by("-number").first()
@@ -231,10 +240,11 @@ def template_save(*, step: Step, locale: str, fields: Mapping, author=None,
 
 
 def template_publish(*, version: TemplateVersion) -> None:
-    """Make `version` the one that renders (a rollback when it is older)."""
-    Template.objects.filter(pk=version.template_id).update(
-        published_version=version, updated_at=timezone.now()
-    )
+    """Make `version` the one that renders (a rollback when it is older). Saved, so the audit
+    log records who published which version."""
+    template = Template.objects.get(pk=version.template_id)
+    template.published_version = version
+    template.save(update_fields=["published_version", "updated_at"])
 
 
 class SendTestError(ValueError):
@@ -292,60 +302,6 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
     return message
 
 
-@dataclass
-class StepSpec:
-    """One step as `PUT workflows/{key}` describes it (`from_json` reads that JSON, and
-    selectors.step_export writes it back)."""
-
-    ref: str
-    type: str
-    config: dict = field(default_factory=dict)
-    conditions: dict | None = None
-    # {locale: fields}; None leaves the step's templates as they are (the admin's builder)
-    templates: dict[str, dict] | None = field(default_factory=dict)
-    unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
-    send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
-    urgent: bool = False  # channel steps of a critical workflow: send during quiet hours
-    # Steps with branches (engine/branches.py): the branches in order, and the default's steps.
-    branches: list["BranchSpec"] = field(default_factory=list)
-    default: list["StepSpec"] = field(default_factory=list)
-
-    @classmethod
-    def from_json(cls, item: Mapping) -> "StepSpec":
-        """The spec of one step of a workflow's JSON (as the API's StepSerializer validated it,
-        or as selectors.step_export wrote it), nested branches included."""
-        return cls(
-            ref=item["ref"], type=item["type"], config=dict(item.get("config") or {}),
-            conditions=item.get("conditions") or None,
-            templates=dict(item.get("templates") or {}), unless=item.get("unless") or None,
-            send_window=item.get("send_window") or None, urgent=bool(item.get("urgent")),
-            branches=[BranchSpec(name=branch["name"],
-                                 conditions=branch.get("conditions") or None,
-                                 steps=[cls.from_json(s) for s in branch.get("steps") or []])
-                      for branch in item.get("branches") or []],
-            default=[cls.from_json(s) for s in (item.get("default") or {}).get("steps") or []],
-        )
-
-
-@dataclass
-class BranchSpec:
-    """One branch of a step: its name, the conditions that choose it (branch steps), its steps."""
-
-    name: str
-    conditions: dict | None = None
-    steps: list[StepSpec] = field(default_factory=list)
-
-
-def _step_tree(steps: Sequence[StepSpec], parent_ref: str | None = None, branch: str = ""):
-    """(spec, parent ref, branch name, position) for every step of the tree, parents first."""
-    for position, spec in enumerate(steps):
-        yield spec, parent_ref, branch, position
-        for item in spec.branches:
-            yield from _step_tree(item.steps, spec.ref, item.name)
-        if spec.default:
-            yield from _step_tree(spec.default, spec.ref, DEFAULT_BRANCH)
-
-
 @transaction.atomic
 def workflow_put(*, key: str, name: str, category: str = "", critical: bool = False,
                  active: bool = True, default_locale: str = "en", data_schema: dict | None = None,
@@ -373,7 +329,7 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
         if changed:
             workflow.save(update_fields=[*changed, "updated_at"])
     existing = {step.ref: step for step in workflow.steps.all()}
-    tree = list(_step_tree(steps))
+    tree = list(step_tree(steps))
     kept = {spec.ref for spec, *_ in tree}
     removed = {step.pk for ref, step in existing.items() if ref not in kept}
     # A kept step moved out of a removed branch step must not go with it (CASCADE).
@@ -408,9 +364,18 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
         saved[spec.ref] = step
         if spec.templates is None:
             continue
-        step.templates.exclude(locale__in=list(spec.templates)).delete()
-        for locale, fields in spec.templates.items():
-            template_save(step=step, locale=locale, fields=fields, author=author)
+        if spec.type == StepType.ROUTE:
+            wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
+                      for locale, fields in by_locale.items()}
+        else:
+            wanted = {("", locale): fields for locale, fields in spec.templates.items()}
+        keep = Q(pk__in=[])
+        for channel, locale in wanted:
+            keep |= Q(channel=channel, locale=locale)
+        step.templates.exclude(keep).delete()
+        for (channel, locale), fields in wanted.items():
+            template_save(step=step, channel=channel, locale=locale, fields=fields,
+                          author=author)
     return workflow, created
 
 

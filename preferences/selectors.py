@@ -124,12 +124,19 @@ class Section:
 
 
 def workflow_channels(workflows) -> dict[int, list[str]]:
-    """{workflow id: its channel step types, in step order} in one query."""
+    """{workflow id: the channels its steps send on (a route step's channels included), in
+    step order} in one query."""
     channels: dict[int, list[str]] = {}
-    steps = Step.objects.filter(workflow__in=workflows, type__in=CHANNEL_KEYS)
-    for workflow_id, step_type in steps.order_by("position").values_list("workflow_id", "type"):
-        if step_type not in channels.setdefault(workflow_id, []):
-            channels[workflow_id].append(step_type)
+    steps = Step.objects.filter(workflow__in=workflows, type__in=[*CHANNEL_KEYS, "route"])
+    for workflow_id, step_type, config in steps.order_by("position").values_list(
+            "workflow_id", "type", "config"):
+        sends_on = (config.get("channels") if isinstance(config, dict) else None) \
+            if step_type == "route" else [step_type]
+        if not isinstance(sends_on, list):
+            continue
+        for channel in sends_on:
+            if channel in CHANNEL_KEYS and channel not in channels.setdefault(workflow_id, []):
+                channels[workflow_id].append(channel)
     return channels
 
 

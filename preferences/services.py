@@ -4,6 +4,7 @@ from collections.abc import Mapping
 
 from django.db import IntegrityError, transaction
 
+from events.outbox import NewEvent, events_record
 from notifications.models import Channel, Recipient, Tenant
 
 from .models import PreferenceSet
@@ -81,6 +82,13 @@ def preference_set_update(*, recipient: Recipient | None, tenant: Tenant | None 
         setattr(row, name, values[name])
     if changed:
         row.save(update_fields=[*changed, "updated_at"])
+        events_record([NewEvent(
+            type="preferences.updated", tenant_id=tenant.pk if tenant else None,
+            recipient=recipient.external_id if recipient else "",
+            data={"recipient": recipient.external_id if recipient else None,
+                  "tenant": tenant.key if tenant else None,
+                  "preferences": preference_set_data(row, tenant_key=tenant.key if tenant
+                                                     else None)})])
     return row
 
 
@@ -93,6 +101,14 @@ def unsubscribe_scope(workflow_key: str, category: str) -> dict:
 
 def preferences_unsubscribe(*, recipient: Recipient, tenant: Tenant | None, workflow_key: str,
                             category: str) -> PreferenceSet:
-    """RFC 8058 one-click: opt out of the category (or workflow) on email. Idempotent."""
-    return preference_set_update(recipient=recipient, tenant=tenant, merge=True,
-                                 data=unsubscribe_scope(workflow_key, category))
+    """RFC 8058 one-click: opt out of the category (or workflow) on email. Idempotent; the
+    `recipient.unsubscribed` event is recorded on every call (each is the person's request)."""
+    with transaction.atomic():
+        row = preference_set_update(recipient=recipient, tenant=tenant, merge=True,
+                                    data=unsubscribe_scope(workflow_key, category))
+        events_record([NewEvent(
+            type="recipient.unsubscribed", tenant_id=tenant.pk if tenant else None,
+            recipient=recipient.external_id,
+            data={"recipient": recipient.external_id, "tenant": tenant.key if tenant else None,
+                  "workflow": workflow_key, "category": category or None, "channel": "email"})])
+    return row

@@ -547,14 +547,16 @@ def test_the_settings_check_knows_what_settings_read():
 PROJECT_DIRS = ("bench", "clarion", "docs", "inbox", "notifications", "preferences", "static",
                 "templates", "tests")
 FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
-PYTHON_NAME = re.compile(r"`((?:clarion|inbox|notifications|preferences)(?:\.[A-Za-z_]\w*)+)`")
-# Dotted names in the docs that are not Python: file names, and the sweeper's schedule.
-NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$")
+PYTHON_NAME = re.compile(
+    r"`((?:clarion|inbox|notifications|preferences|events)(?:\.[A-Za-z_]\w*)+)`")
+# Dotted names in the docs that are not Python: file names, the sweeper's schedule, and the
+# outbound event type named like the preferences app.
+NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$|^preferences\.updated$")
 SYSTEM_CHECK_ID = re.compile(r"^\w+\.[CEWID]\d{3}$")
 
 
 def project_sources() -> list[Path]:
-    return [path for folder in ("clarion", "inbox", "notifications", "preferences")
+    return [path for folder in ("clarion", "inbox", "notifications", "preferences", "events")
             for path in (ROOT / folder).rglob("*.py")]
 LINK = re.compile(r"\]\(((?:[\w./-]+\.md)?)(?:#([\w-]+))?\)")
 

@@ -41,7 +41,7 @@ def world(db, make_workflow):
     _, secret = services.api_key_create(name="walk")
     return {"server": client_for(secret), "inbox": recipient_client(recipient),
             "params": {"key": "k1", "recipient_id": "r1", "channel": "push",
-                       "item_id": str(item.pk), "action": "read"}}
+                       "item_id": str(item.pk), "action": "read", "endpoint_id": "k1"}}
 
 
 def write_operations(schema) -> list[tuple[str, str]]:

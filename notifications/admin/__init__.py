@@ -4,10 +4,19 @@ One module per area, each registering its models: `tenants` (tenants, API keys),
 (recipients, topics), `schedules`, `workflows` (workflows, steps), `templates` (the template
 editor, versions, layouts), `ledgers` (triggers, runs, messages, delivery attempts, step logs,
 idempotency records, all read-only; a run's page is its timeline) and `providers` (provider
-configs). `find` is the header's search box (mounted in clarion/urls.py). They build on the bases
-in `clarion.admin` and import nothing from each other. Every write that is more than editing a
-row's plain fields goes through `services`.
+configs). `find` is the header's search box (mounted in clarion/urls.py); `audit` shows the
+audit log. They build on the bases in `clarion.admin` and import nothing from each other. Every
+write that is more than editing a row's plain fields goes through `services`.
 """
 
 # Importing an area registers its models (Django's autodiscovery imports this package).
-from . import audience, ledgers, providers, schedules, templates, tenants, workflows  # noqa: F401
+from . import (  # noqa: F401
+    audience,
+    audit,
+    ledgers,
+    providers,
+    schedules,
+    templates,
+    tenants,
+    workflows,
+)

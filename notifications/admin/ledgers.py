@@ -18,6 +18,7 @@ from clarion.admin import (
 )
 
 from .. import support
+from ..engine.route import winner as route_winner
 from ..models import DeliveryAttempt, IdempotencyRecord, Message, Run, StepLog, Trigger
 
 
@@ -113,6 +114,33 @@ def run_timeline(run):
     )
 
 
+def route_summary(run):
+    """Each route step of the run: the channel that won (the first message to reach the
+    route's success state), what it sent and what it passed over."""
+    routes = (run.state or {}).get("routes") or {}
+    if not routes:
+        return EMPTY
+    started = {log.step_ref: log.detail for log in run.step_logs.filter(
+        event=StepLog.Event.STARTED, step_ref__in=list(routes))}
+    messages = {}
+    for message in run.messages.filter(step_ref__in=list(routes)).order_by("created_at", "id"):
+        messages.setdefault(message.step_ref, []).append(message)
+    rows = []
+    for ref, state in routes.items():
+        success = started.get(ref, {}).get("success", "")
+        sent = messages.get(ref, [])
+        won = route_winner(sent, success) if success else None
+        if won is not None:
+            outcome = format_html("won by <strong>{}</strong> ({} at {})",
+                                  won[0].get_channel_display(), success, when(won[1]))
+        else:
+            outcome = f"no channel has reached {success or 'success'} yet"
+        rows.append((ref, outcome, ", ".join(m.channel for m in sent) or EMPTY,
+                     ", ".join(state.get("passed", [])) or EMPTY))
+    return table(("Route", "Winner", "Sent", "Passed over"),
+                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
+
+
 @admin.register(Run)
 class RunAdmin(LedgerAdmin):
     deletable_by_superusers = True
@@ -123,12 +151,16 @@ class RunAdmin(LedgerAdmin):
     search_fields = ("recipient__external_id__exact", "workflow__key__exact")
     search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
     fields = ("id", "status", "workflow", "recipient", "tenant", "trigger", "cursor", "wake_at",
-              "created_at", "updated_at", "timeline", "state_json")
+              "created_at", "updated_at", "routes", "timeline", "state_json")
     readonly_fields = fields
 
     @admin.display(description="timeline")
     def timeline(self, obj):
         return run_timeline(support.run_for_timeline(obj.pk))
+
+    @admin.display(description="routes")
+    def routes(self, obj):
+        return route_summary(obj)
 
     state_json = json_display("state")
 

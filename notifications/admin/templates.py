@@ -77,6 +77,11 @@ class TemplateForm(forms.ModelForm):
         step = cleaned.get("step") or (self.instance.step if self.instance.step_id else None)
         if step is None:
             return cleaned
+        # The unique (step, channel, locale) constraint: the form has no channel (a channel
+        # step's templates have none), so Django's own check would pass it over.
+        if (not self.instance.pk and cleaned.get("locale") and Template.objects.filter(
+                step=step, channel="", locale=cleaned["locale"]).exists()):
+            raise ValidationError("Template with this Step and Locale already exists.")
         if step.type != self.channel or not any(name in self.data for name in self.channel_fields):
             # The step was chosen on this submit: the form now shows its channel's fields.
             raise ValidationError(
@@ -134,7 +139,8 @@ def variables_panel(step: Step) -> list[dict]:
     for root, (_, keys) in described.items():
         rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
     rows.append({"name": "steps.<step ref>", "group": "steps",
-                 "example": "what earlier steps recorded (a digest's events)"})
+                 "example": "what earlier steps recorded: .status, .read… of their message, "
+                            "a digest's .events"})
     if step.type == "email":
         rows.extend([
             {"name": "preferences_url", "group": "links", "example": "notification settings"},

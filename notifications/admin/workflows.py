@@ -66,6 +66,11 @@ class StepForm(forms.ModelForm):
                 engine.validate_throttle_config(cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", f"{exc.field}: {exc}")
+        elif step_type == StepType.ROUTE and "config" in cleaned:
+            try:
+                engine.validate_route_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", f"{exc.field}: {exc}")
         elif step_type == StepType.DIGEST and "config" in cleaned:
             try:
                 engine.validate_digest_config(cleaned["config"])
@@ -77,9 +82,10 @@ class StepForm(forms.ModelForm):
             except engine.StepConfigError as exc:
                 self.add_error("config", str(exc))
         for name in ("unless", "send_window", "urgent"):
-            if cleaned.get(name) and step_type not in CHANNEL_KEYS:
+            if cleaned.get(name) and step_type not in CHANNEL_KEYS and not (
+                    step_type == StepType.ROUTE and name != "unless"):
                 self.add_error(name, f'Only channel steps can have "{name}".')
-        if cleaned.get("send_window") and step_type in CHANNEL_KEYS:
+        if cleaned.get("send_window") and step_type in (*CHANNEL_KEYS, StepType.ROUTE):
             try:
                 windows.parse_window(cleaned["send_window"])
             except windows.WindowError as exc:

@@ -3,11 +3,15 @@
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from clarion.audit import audit_api_key_bind
+
 from ..models import ApiKey
 from ..services import api_key_authenticate
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
+    """A Clarion API key after `keyword`: Bearer (the Novu-compatible API's subclass: ApiKey)."""
+
     keyword = "Bearer"
 
     def authenticate(self, request):
@@ -15,11 +19,13 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         if not header:
             return None
         scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise exceptions.AuthenticationFailed("Expected 'Authorization: Bearer <api key>'.")
+        if scheme.lower() != self.keyword.lower() or not secret.strip():
+            raise exceptions.AuthenticationFailed(
+                f"Expected 'Authorization: {self.keyword} <api key>'.")
         api_key = api_key_authenticate(secret=secret.strip())
         if api_key is None:
             raise exceptions.AuthenticationFailed("Invalid or revoked API key.")
+        audit_api_key_bind(api_key)
         return (None, api_key)
 
     def authenticate_header(self, request):

@@ -11,7 +11,7 @@ from rest_framework import serializers
 
 from clarion.api import Serializer, TenantKeyField, unknown_field_errors
 
-from .. import conditions, engine, rendering
+from .. import conditions, engine, rendering, workflow_json
 from ..addresses import validate_display_name, validate_email_address
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
@@ -43,6 +43,7 @@ class RecipientIdField(serializers.CharField):
     """A recipient id in a body: kept exactly as given (not trimmed), checked by the one rule."""
 
     default_error_messages = {"blank": "A recipient id has 1 to 255 characters."}
+    accepts_numbers = True  # ids a client keeps as numbers: 42 is the id "42"
 
     def __init__(self, **kwargs):
         kwargs.setdefault("trim_whitespace", False)
@@ -407,6 +408,41 @@ class RunDetailSerializer(Serializer):
 
 # --- Workflows --------------------------------------------------------------------------------
 
+def _template_errors(channel: str, templates: dict, prefix: str) -> dict:
+    """{"<prefix>.<locale>[.<field>]": [problem]} for a channel's templates by locale."""
+    errors = {}
+    for locale, fields in templates.items():
+        if not LOCALE.match(locale):
+            errors[f"{prefix}.{locale}"] = ["Expected a locale like 'en' or 'pt-BR'."]
+            continue
+        try:
+            rendering.validate_fields(channel, fields)
+        except rendering.TemplateError as exc:
+            errors[f"{prefix}.{locale}.{exc.field}".rstrip(".")] = [exc.message]
+    return errors
+
+
+def _route_errors(config: dict, templates: dict) -> dict:
+    """The problems of a route step's config and its templates, one per channel:
+    {"in_app": {"en": {"body": …}}, "email": {"en": {"subject": …, "html": …}}}."""
+    try:
+        engine.validate_route_config(config)
+    except engine.StepConfigError as exc:
+        return {exc.field: [str(exc)]}
+    errors = {}
+    for channel in config["channels"]:
+        if not templates.get(channel):
+            errors[f"templates.{channel}"] = [
+                f"Missing: a route step needs a template for each of its channels "
+                f'(e.g. {{"{channel}": {{"en": {{…}}}}}}).']
+    for channel, by_locale in templates.items():
+        if channel not in config["channels"]:
+            errors[f"templates.{channel}"] = ["Not one of this route's channels."]
+        elif by_locale:
+            errors.update(_template_errors(channel, by_locale, f"templates.{channel}"))
+    return errors
+
+
 class BranchStepsSerializer(Serializer):
     """A branch's steps: a branch step's `default`, e.g. {"steps": [...]}."""
 
@@ -476,9 +512,10 @@ class StepSerializer(Serializer):
             if attrs.get("templates"):
                 errors["templates"] = ["Branch steps have no templates."]
         for name in ("unless", "send_window", "urgent"):
-            if attrs.get(name) and step_type not in CHANNEL_KEYS:
+            if attrs.get(name) and step_type not in CHANNEL_KEYS and not (
+                    step_type == StepType.ROUTE and name != "unless"):
                 errors[name] = [f"Only channel steps can have \"{name}\"."]
-        if attrs.get("send_window") and step_type in CHANNEL_KEYS:
+        if attrs.get("send_window") and step_type in (*CHANNEL_KEYS, StepType.ROUTE):
             try:
                 windows.parse_window(attrs["send_window"])
             except windows.WindowError as exc:
@@ -514,50 +551,12 @@ class StepSerializer(Serializer):
                 engine.validate_channel_config(step_type, attrs.get("config") or {})
             except engine.StepConfigError as exc:
                 errors["config"] = [str(exc)]
-            for locale, fields in attrs.get("templates", {}).items():
-                if not LOCALE.match(locale):
-                    errors[f"templates.{locale}"] = ["Expected a locale like 'en' or 'pt-BR'."]
-                    continue
-                try:
-                    rendering.validate_fields(step_type, fields)
-                except rendering.TemplateError as exc:
-                    errors[f"templates.{locale}.{exc.field}".rstrip(".")] = [exc.message]
+            errors.update(_template_errors(step_type, attrs.get("templates", {}), "templates"))
+        elif step_type == StepType.ROUTE:
+            errors.update(_route_errors(attrs.get("config") or {}, attrs.get("templates", {})))
         if errors:
             raise serializers.ValidationError(errors)
         return attrs
-
-
-def _branches_of(step) -> list[tuple[str, list]]:
-    """(path of the branch relative to the step, its steps) for each branch of a validated step."""
-    found = [(f".branches[{index}]", branch.get("steps") or [])
-             for index, branch in enumerate(step.get("branches") or [])]
-    if step.get("default"):
-        found.append((".default", step["default"].get("steps") or []))
-    return found
-
-
-def _step_paths(steps, prefix: str):
-    """(ref, path) of each step of a workflow's validated steps, nested ones included."""
-    for index, step in enumerate(steps):
-        yield step["ref"], f"{prefix}[{index}]"
-        for where, branch_steps in _branches_of(step):
-            yield from _step_paths(branch_steps, f"{prefix}[{index}]{where}.steps")
-
-
-def _check_unless(steps, earlier: dict, prefix: str, errors: dict) -> None:
-    """Check each step's `unless` against the steps a run walks before it: the earlier steps of
-    its own branch and of every branch it is inside, not those of other branches. Errors go to
-    `errors` keyed by path (e.g. "steps[2].branches[0].steps[1].unless.step")."""
-    earlier = dict(earlier)
-    for index, step in enumerate(steps):
-        if step.get("unless"):
-            try:
-                engine.validate_unless(step["unless"], earlier)
-            except engine.StepConfigError as exc:
-                errors[f"{prefix}[{index}].{exc.field}"] = [str(exc)]
-        earlier[step["ref"]] = step["type"]
-        for where, branch_steps in _branches_of(step):
-            _check_unless(branch_steps, earlier, f"{prefix}[{index}]{where}.steps", errors)
 
 
 class WorkflowSerializer(Serializer):
@@ -573,13 +572,13 @@ class WorkflowSerializer(Serializer):
 
     def validate(self, attrs):
         steps = attrs.get("steps") or []
-        refs = [ref for ref, _ in _step_paths(steps, "steps")]
+        refs = [ref for ref, _ in workflow_json.step_paths(steps, "steps")]
         duplicates = sorted({ref for ref in refs if refs.count(ref) > 1})
         if duplicates:
             raise serializers.ValidationError({"steps": [
                 f"Step refs must be unique (nested steps included): {', '.join(duplicates)}."]})
         errors: dict[str, list[str]] = {}
-        _check_unless(steps, {}, "steps", errors)
+        workflow_json.check_unless(steps, {}, "steps", errors)
         if errors:
             raise serializers.ValidationError(errors)
         return attrs

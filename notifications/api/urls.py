@@ -3,7 +3,7 @@
 from django.urls import path
 
 from ..providers.api import ProviderView
-from . import schedules, views
+from . import messages, schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -14,6 +14,9 @@ urlpatterns = [
     path("workflows/<str:key>/cancel", views.CancelView.as_view(), name="workflow-cancel"),
     path("triggers/<uuid:trigger_id>", views.TriggerDetailView.as_view(), name="trigger-detail"),
     path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
+    path("messages", messages.MessageListView.as_view(), name="message-list"),
+    path("messages/<uuid:message_id>", messages.MessageDetailView.as_view(),
+         name="message-detail"),
     path("recipients/<segment:recipient_id>", views.RecipientView.as_view(),
          name="recipient-detail"),
     path("recipients/<segment:recipient_id>/channel-data/<str:channel>",

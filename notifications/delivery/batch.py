@@ -34,6 +34,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event
 from preferences.mail import unsubscribe_headers
 
 from ..channels import CHANNEL_DATA_CHANNELS
@@ -527,6 +528,8 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
             changed = [m for m in changed if m.pk in owned]
         update_rows(Message, changed, MESSAGE_OUTCOME_FIELDS, status=Message.Status.SENDING)
         StepLog.objects.bulk_create(logs)
+        events_record([message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in changed
+                       if m.status in (Message.Status.SENT, Message.Status.FAILED)])
         _replay_early_events([m.pk for m in changed if m.status == Message.Status.SENT])
         for message, at in schedules:
             if message.pk in owned:

@@ -21,6 +21,8 @@ from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from events.outbox import message_events_record
+
 from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
 from ..providers.callbacks import StatusEvent
 from ..providers.email import from_anymail
@@ -59,6 +61,15 @@ EVENT_EFFECT: dict[str, tuple[str, str | None]] = {
     Kind.COMPLAINED: (Status.COMPLAINED, "complained_at"),
 }
 
+# Provider event kinds that are outbound events (events/).
+EVENT_TYPES: dict[str, str] = {
+    Kind.DELIVERED: "message.delivered",
+    Kind.BOUNCED: "message.bounced",
+    Kind.FAILED: "message.failed",
+    Kind.REJECTED: "message.failed",
+    Kind.CLICKED: "message.clicked",
+}
+
 
 def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
     """Store the event once and move its message forward. None when the message is unknown
@@ -80,6 +91,9 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
                 occurred_at=occurred_at, description=event.description[:2000], raw=event.raw,
             )
             _advance(message, event, occurred_at, now)
+            if event.kind in EVENT_TYPES:
+                message_events_record([(EVENT_TYPES[event.kind], message.pk, {
+                    "occurred_at": occurred_at.isoformat(), "description": event.description})])
     except IntegrityError:
         # The provider re-sent an event we already have (same provider and event id).
         logger.info("Duplicate status event ignored: %s %s", event.provider_kind, event_id)

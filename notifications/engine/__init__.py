@@ -2,8 +2,8 @@
 
 One module per part: `walk` (the loop, and where a run resumes after an edit), `channel_steps`
 (preferences, quiet hours, sending), `function_steps` (delay, throttle, branch…), `digest`
-(batches of events), `validation` (what a step's JSON may say). Callers import from
-`notifications.engine`.
+(batches of events), `route` (cheapest channel first, stop on success), `validation` (what a
+step's JSON may say). Callers import from `notifications.engine`.
 """
 
 from .branches import effective_steps
@@ -14,6 +14,7 @@ from .validation import (
     DEFAULT_BRANCH,
     DURATION_UNITS,
     ENGAGEMENT_STATES,
+    ROUTE_CHANNELS,
     SUPPORTED_STEP_TYPES,
     StepConfigError,
     delay_until,
@@ -21,6 +22,7 @@ from .validation import (
     validate_channel_config,
     validate_delay_config,
     validate_digest_config,
+    validate_route_config,
     validate_throttle_config,
     validate_unless,
 )
@@ -31,6 +33,6 @@ __all__ = [
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
     "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
-    "ENGAGEMENT_STATES", "validate_throttle_config", "validate_unless",
-    "batch_close_due", "validate_digest_config", "window_closes_at",
+    "ENGAGEMENT_STATES", "ROUTE_CHANNELS", "validate_route_config", "validate_throttle_config",
+    "validate_unless", "batch_close_due", "validate_digest_config", "window_closes_at",
 ]

@@ -31,10 +31,12 @@ def locale_candidates(locale: str, default_locale: str) -> list[str]:
     return wanted
 
 
-def select_template(step: Step, locale: str, default_locale: str) -> Template | None:
-    """The step's published template for `locale`: pt-BR → pt → the workflow's default → any."""
+def select_template(step: Step, locale: str, default_locale: str,
+                    channel: str = "") -> Template | None:
+    """The step's published template for `locale`: pt-BR → pt → the workflow's default → any.
+    `channel`: of a route step, the channel's templates; blank for a channel step's own."""
     templates = {t.locale.lower().replace("_", "-"): t for t in step.templates.all()
-                 if t.published_version_id}
+                 if t.published_version_id and t.channel == channel}
     for candidate in locale_candidates(locale, default_locale):
         if candidate in templates:
             return templates[candidate]
@@ -62,7 +64,7 @@ def preferences_gate(p: Pass, step: Step) -> str | None:
                                    check_quiet_hours=waited_for != "quiet_hours",
                                    urgent=step.urgent, memo=p.preferences)
     if verdict.suppressed:
-        message = _new_message(p, step, status=Message.Status.SUPPRESSED,
+        message = _new_message(p, step, step.type, status=Message.Status.SUPPRESSED,
                                error=f"Opted out: {verdict.decision.rule}")
         p.log(step.ref, StepLog.Event.OPTED_OUT, rule=verdict.decision.rule,
               channel=step.type, message_id=str(message.id))
@@ -94,28 +96,32 @@ def _wait(p: Pass, until, reason: str) -> str:
     return WAIT
 
 
-def _new_message(p: Pass, step: Step, **fields) -> Message:
-    """The (run, step) Message. Under the run's lock, after `done` was read, a plain INSERT;
-    the unique (run, step_ref) constraint is the last guard against a second one."""
+def _new_message(p: Pass, step: Step, channel: str, **fields) -> Message:
+    """The (run, step, channel) Message. Under the run's lock, after `done` was read, a plain
+    INSERT; the unique (run, step_ref, channel) constraint is the last guard against a second."""
     run = p.run
     p.done.add(step.ref)
-    return Message.objects.create(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
-                                  workflow=run.workflow, tenant=run.tenant, channel=step.type,
-                                  **fields)
+    message = Message.objects.create(run=run, step=step, step_ref=step.ref,
+                                     recipient=run.recipient, workflow=run.workflow,
+                                     tenant=run.tenant, channel=channel, **fields)
+    p.messages.append(message)
+    return message
 
 
-def _render(p: Pass, step: Step) -> tuple[Template | None, dict | None, str]:
+def _render(p: Pass, step: Step, channel: str) -> tuple[Template | None, dict | None, str]:
     run = p.run
-    template = select_template(step, run.recipient.locale, run.workflow.default_locale)
+    template = select_template(step, run.recipient.locale, run.workflow.default_locale,
+                               "" if channel == step.type else channel)
     if template is None:
-        return None, None, "no published template for this step"
+        return None, None, ("no published template for this step" if channel == step.type
+                            else f"no published {channel} template for this step")
     options = RenderOptions(locale=template.locale)
     try:
-        if step.type == StepType.EMAIL:
+        if channel == StepType.EMAIL:
             email = render_email(template.fields, p.variables, _layout_for(run), options)
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
-            content = render_fields(step.type, template.fields, p.variables, options)
+            content = render_fields(channel, template.fields, p.variables, options)
     except TemplateError as exc:
         return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
     return template, content, ""
@@ -132,50 +138,64 @@ def layout_for_tenant(tenant_id: int | None) -> Layout | None:
     return layouts.order_by(F("tenant_id").asc(nulls_last=True), "name").first()
 
 
-def _email(p: Pass, step: Step) -> None:
+def _email(p: Pass, step: Step, channel: str, detail: dict) -> Message:
     address = p.run.recipient.email
     if not address:
-        _new_message(p, step, status=Message.Status.UNDELIVERABLE,
-                     error="The recipient has no email address.")
-        p.log(step.ref, StepLog.Event.SKIPPED, reason="the recipient has no email address")
-        return
-    template, content, problem = _render(p, step)
+        message = _new_message(p, step, channel, status=Message.Status.UNDELIVERABLE,
+                               error="The recipient has no email address.")
+        p.log(step.ref, StepLog.Event.SKIPPED, reason="the recipient has no email address",
+              **detail)
+        return message
+    template, content, problem = _render(p, step, channel)
     if content is None:
-        message = _new_message(p, step, status=Message.Status.FAILED, to=address, error=problem)
-        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
-        return
-    message = _new_message(p, step, status=Message.Status.QUEUED, to=address, content=content,
-                           template_version=template.published_version)
+        message = _new_message(p, step, channel, status=Message.Status.FAILED, to=address,
+                               error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem,
+              **detail)
+        return message
+    message = _new_message(p, step, channel, status=Message.Status.QUEUED, to=address,
+                           content=content, template_version=template.published_version)
     p.log(step.ref, StepLog.Event.QUEUED, message_id=str(message.id), to=address,
-          template_version=template.published_version.number, locale=template.locale)
+          template_version=template.published_version.number, locale=template.locale, **detail)
     enqueue("notifications.tasks.deliver_message", str(message.id))
+    return message
 
 
-def _in_app(p: Pass, step: Step) -> None:
+def _in_app(p: Pass, step: Step, channel: str, detail: dict) -> Message:
     from inbox.services import inbox_item_create
 
-    template, content, problem = _render(p, step)
+    template, content, problem = _render(p, step, channel)
     if content is None:
-        message = _new_message(p, step, status=Message.Status.FAILED, error=problem)
-        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
-        return
-    message = _new_message(p, step, status=Message.Status.SENT, content=content,
+        message = _new_message(p, step, channel, status=Message.Status.FAILED, error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem,
+              **detail)
+        return message
+    message = _new_message(p, step, channel, status=Message.Status.SENT, content=content,
                            template_version=template.published_version, provider="inbox",
                            sent_at=timezone.now(), to=p.run.recipient.external_id)
     item = inbox_item_create(message=message, content=content)
     p.log(step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
-          template_version=template.published_version.number, locale=template.locale)
+          template_version=template.published_version.number, locale=template.locale, **detail)
+    return message
 
 
-def channel_address(step: Step, run: Run) -> tuple[str, str]:
+def channel_address(step: Step, run: Run, channel: str | None = None) -> tuple[str, str]:
     """(address, "") for a provider channel step, or ("", why there is none).
 
     sms: the recipient's phone (E.164); push: the recipient has push ChannelData (the tokens are
     read when the message is sent); chat: the recipient's chat ChannelData (`webhook_url` or
-    `channel`), else the step's `channel`; webhook: the step's `url`.
+    `channel`), else the step's `channel`; webhook: the step's `url`. `channel`: for a route
+    step, the channel asked about (default: the step's own type); email: the recipient's email,
+    in_app: the recipient's own feed.
     """
     recipient = run.recipient
-    source = channel_spec(step.type).address
+    channel = channel or step.type
+    source = channel_spec(channel).address
+    if source == "inbox":
+        return recipient.external_id, ""
+    if source == "email":
+        return (recipient.email, "") if recipient.email else \
+            ("", "the recipient has no email address")
     if source == "phone":
         if not recipient.phone:
             return "", "the recipient has no phone number"
@@ -185,9 +205,9 @@ def channel_address(step: Step, run: Run) -> tuple[str, str]:
     if source == "step":
         url = (step.config or {}).get("url")
         return (url, "") if isinstance(url, str) and url else ("", "the webhook step has no url")
-    rows = [row for row in ChannelData.objects.filter(recipient=recipient, channel=step.type)
+    rows = [row for row in ChannelData.objects.filter(recipient=recipient, channel=channel)
             if any(value for key, value in (row.data or {}).items() if key != "inactive")]
-    if step.type == StepType.PUSH:
+    if channel == StepType.PUSH:
         if not rows:
             return "", "the recipient has no push channel data (device tokens)"
         return ",".join(sorted(row.provider_kind or "push" for row in rows)), ""
@@ -195,13 +215,15 @@ def channel_address(step: Step, run: Run) -> tuple[str, str]:
         address = row.data.get("webhook_url") or row.data.get("channel")
         if address:
             return str(address), ""
-    channel = (step.config or {}).get("channel")
-    if isinstance(channel, str) and channel:
-        return channel, ""
-    return "", "the recipient has no chat channel data and the step names no channel"
+    if channel == step.type:
+        configured = (step.config or {}).get("channel")
+        if isinstance(configured, str) and configured:
+            return configured, ""
+        return "", "the recipient has no chat channel data and the step names no channel"
+    return "", "the recipient has no chat channel data"
 
 
-def _sms_rate_limited(p: Pass, step: Step, phone: str) -> bool:
+def _sms_rate_limited(p: Pass, step: Step, phone: str, detail: dict) -> Message | None:
     """Count this SMS against its phone number's limit (a paid channel: one caller must not run
     up the bill); beyond it, a `suppressed` message and a `rate_limited` log say why. Counted in
     the run's transaction, so a pass that rolls back takes its count back with it."""
@@ -209,46 +231,55 @@ def _sms_rate_limited(p: Pass, step: Step, phone: str) -> bool:
     limit, window = conf["SMS_RATE_LIMIT_PER_RECIPIENT"], conf["SMS_RATE_LIMIT_WINDOW_SECONDS"]
     verdict = rate_limit_hit(key=f"sms:{phone}", limit=limit, window_seconds=window, now=p.now)
     if verdict.allowed:
-        return False
+        return None
     reason = (f"Rate limited: more than {limit} SMS to {phone} within {window} seconds "
               f"(CLARION_SMS_RATE_LIMIT_PER_RECIPIENT).")
-    message = _new_message(p, step, status=Message.Status.SUPPRESSED, to=phone[:320],
-                           error=reason)
+    message = _new_message(p, step, StepType.SMS, status=Message.Status.SUPPRESSED,
+                           to=phone[:320], error=reason)
     p.log(step.ref, StepLog.Event.RATE_LIMITED, message_id=str(message.id), reason=reason,
-          limit=limit, window_seconds=window)
-    return True
+          limit=limit, window_seconds=window, **detail)
+    return message
 
 
-def _channel(p: Pass, step: Step) -> None:
+def _channel(p: Pass, step: Step, channel: str, detail: dict) -> Message:
     """A step delivered through the channel's providers: resolve the address, render, queue."""
-    address, problem = channel_address(step, p.run)
+    address, problem = channel_address(step, p.run, channel)
     if not address:
-        _new_message(p, step, status=Message.Status.UNDELIVERABLE, error=problem[:1].upper()
-                     + problem[1:] + ".")
-        p.log(step.ref, StepLog.Event.SKIPPED, reason=problem)
-        return
-    template, content, problem = _render(p, step)
+        message = _new_message(p, step, channel, status=Message.Status.UNDELIVERABLE,
+                               error=problem[:1].upper() + problem[1:] + ".")
+        p.log(step.ref, StepLog.Event.SKIPPED, reason=problem, **detail)
+        return message
+    template, content, problem = _render(p, step, channel)
     if content is None:
-        message = _new_message(p, step, status=Message.Status.FAILED, to=address[:320],
-                               error=problem)
-        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem)
-        return
-    if step.type == StepType.SMS and _sms_rate_limited(p, step, address):
-        return
-    message = _new_message(p, step, status=Message.Status.QUEUED, to=address[:320],
+        message = _new_message(p, step, channel, status=Message.Status.FAILED,
+                               to=address[:320], error=problem)
+        p.log(step.ref, StepLog.Event.FAILED, message_id=str(message.id), reason=problem,
+              **detail)
+        return message
+    if channel == StepType.SMS:
+        limited = _sms_rate_limited(p, step, address, detail)
+        if limited is not None:
+            return limited
+    message = _new_message(p, step, channel, status=Message.Status.QUEUED, to=address[:320],
                            content=content, template_version=template.published_version)
-    detail = {"message_id": str(message.id), "to": address[:320],
-              "template_version": template.published_version.number, "locale": template.locale}
-    if step.type == StepType.SMS:
+    entry = {"message_id": str(message.id), "to": address[:320],
+             "template_version": template.published_version.number, "locale": template.locale}
+    if channel == StepType.SMS:
         segments = sms_size(content.get("text", ""))
-        detail.update(segments=segments.segments, encoding=segments.encoding)
-    p.log(step.ref, StepLog.Event.QUEUED, **detail)
+        entry.update(segments=segments.segments, encoding=segments.encoding)
+    p.log(step.ref, StepLog.Event.QUEUED, **entry, **detail)
     enqueue("notifications.tasks.deliver_message", str(message.id))
+    return message
 
 
-def send(p: Pass, step: Step) -> None:
-    """Send channel step `step` of the pass's run: its Message, its StepLog, its delivery."""
-    {StepType.EMAIL: _email, StepType.IN_APP: _in_app}.get(step.type, _channel)(p, step)
+def send(p: Pass, step: Step, channel: str | None = None) -> Message:
+    """Send channel step `step` of the pass's run (a route step: on `channel`): its Message,
+    its StepLog (naming the channel, for a route), its delivery. Returns the Message, whose
+    status says whether it went (queued, sent) or not (undeliverable, failed, suppressed)."""
+    channel = channel or step.type
+    detail = {} if channel == step.type else {"channel": channel}
+    handler = {StepType.EMAIL: _email, StepType.IN_APP: _in_app}.get(channel, _channel)
+    return handler(p, step, channel, detail)
 
 
 def unless_reached(p: Pass, step: Step) -> dict | None:

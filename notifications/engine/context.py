@@ -22,6 +22,7 @@ class Pass:
     timeline: list[StepLog] = field(default_factory=list)
     preferences: dict = field(default_factory=dict)  # rows the preference gate read, per pass
     walked: frozenset[str] = frozenset()  # refs walked before the run last waited: passed over
+    messages: list = field(default_factory=list)  # the Messages this pass created
 
     def log(self, step_ref: str, event: str, **detail) -> None:
         self.timeline.append(StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail))

@@ -16,7 +16,8 @@ from ..rendering.variables import ENGAGEMENT_STATES
 # Step types the engine runs (every channel, and the function steps); the others are refused
 # when a workflow is saved.
 SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
-                                  StepType.DIGEST, StepType.BRANCH})
+                                  StepType.DIGEST, StepType.BRANCH,
+                                  StepType.ROUTE})
 # Step types that hold branches of steps (engine/branches.py), and the names their branches may
 # have: None for names the author chooses, each branch with its conditions (the branch step,
 # which also has a "default" branch); a step type that picks a branch by a decision of its own
@@ -273,3 +274,53 @@ def validate_digest_config(config: Mapping) -> None:
     for name in ("first_at_once", "skip_read"):
         if name in config and not isinstance(config[name], bool):
             raise StepConfigError("Expected true or false.", f"config.{name}")
+
+
+# The channels a route step may try: every channel whose address is the recipient's own (a
+# webhook's address is its step's url, so it has no place in a person's route).
+ROUTE_CHANNELS = tuple(key for key in CHANNEL_KEYS if key != StepType.WEBHOOK)
+ROUTE_KEYS = ("channels", "ttl", "success", "always")
+
+
+def validate_route_config(config: Mapping) -> None:
+    """Raise StepConfigError (its `field` "config.<key>") unless `config` is {"channels": [two
+    or more distinct ROUTE_CHANNELS, cheapest first], "ttl": duration, "success": one of
+    ENGAGEMENT_STATES, "always": optional channels of `channels`}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(ROUTE_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(map(str, unknown)))}.")
+    channels = config.get("channels")
+    if (not isinstance(channels, list) or len(channels) < 2
+            or not all(isinstance(c, str) for c in channels)):
+        raise StepConfigError('Expected two or more channels, cheapest first, e.g. '
+                              '["in_app", "email", "sms"].', "config.channels")
+    unknown = [c for c in channels if c not in ROUTE_CHANNELS]
+    if unknown:
+        raise StepConfigError(f"Unknown channels: {', '.join(unknown)}. A route may use: "
+                              f"{', '.join(ROUTE_CHANNELS)}.", "config.channels")
+    repeated = sorted({c for c in channels if channels.count(c) > 1})
+    if repeated:
+        raise StepConfigError(f"Each channel once: {', '.join(repeated)} is repeated.",
+                              "config.channels")
+    validate_duration(config.get("ttl"), "config.ttl")
+    if duration_seconds(config["ttl"]) > MAX_DELAY_SECONDS:
+        raise StepConfigError(f"A ttl is at most {MAX_DELAY_SECONDS // 86400} days.",
+                              "config.ttl")
+    if config.get("success") not in ENGAGEMENT_STATES:
+        raise StepConfigError(f"Expected one of: {', '.join(ENGAGEMENT_STATES)}.",
+                              "config.success")
+    always = config.get("always", [])
+    if not isinstance(always, list) or not all(isinstance(c, str) for c in always):
+        raise StepConfigError('Expected a list of the route\'s channels, e.g. ["in_app"].',
+                              "config.always")
+    outside = [c for c in always if c not in channels]
+    if outside:
+        raise StepConfigError(f"Not among the route's channels: {', '.join(outside)}.",
+                              "config.always")
+
+
+def route_interval_seconds(config: Mapping) -> float:
+    """How long a route waits for success before its next channel: ttl ÷ (channels − 1)."""
+    return duration_seconds(config["ttl"]) / (len(config["channels"]) - 1)

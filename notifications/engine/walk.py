@@ -11,10 +11,12 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
+
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_messages, run_variables
-from . import branches, channel_steps, digest, function_steps
+from . import branches, channel_steps, digest, function_steps, route
 from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
@@ -66,6 +68,15 @@ def advance(run: Run, *, now: datetime) -> None:
             state=run.state, updated_at=run.updated_at):
         logger.warning("run %s left %s during its pass; the pass is undone", run.pk, from_status)
         transaction.set_rollback(True)
+        return
+    events = [message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in p.messages
+              if m.status in MESSAGE_STATUS_EVENTS]
+    if run.status in RUN_STATUS_EVENTS:
+        events.append(run_event(RUN_STATUS_EVENTS[run.status], run))
+    events_record(events)
+
+
+RUN_STATUS_EVENTS = {Run.Status.COMPLETED: "run.completed", Run.Status.FAILED: "run.failed"}
 
 
 STEP_REMOVED = "the step was removed from the workflow while the run waited on it"
@@ -100,8 +111,10 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     p.walked = walked
     position = {step.ref: index for index, step in enumerate(steps)}
     here = position.get(waiting_at)
-    # A run waits at a delay or digest step, or at a channel step during the person's quiet hours.
-    if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST)
+    # A run waits at a delay or digest step, at a channel step during the person's quiet
+    # hours, or at a route step between its channels.
+    if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST,
+                                                  StepType.ROUTE)
                              or steps[here].is_channel):
         run.cursor = here
         for ref in ahead:
@@ -122,9 +135,10 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
 
 def _run_step(p: Pass, step: Step) -> str:
     resuming = p.run.wake_at is not None  # only the step the run waited at has a wake-up time
-    # A delay's or digest's conditions were asked before it started waiting; a channel step back
-    # from quiet hours asks again (its conditions or the data may have changed while it waited).
-    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST))
+    # A delay's, digest's or route's conditions were asked before it started waiting; a
+    # channel step back from quiet hours asks again (its conditions or the data may have
+    # changed while it waited).
+    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST, StepType.ROUTE))
     if ask and step.conditions:
         branches.refresh_steps(p, step.conditions)
     if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
@@ -146,6 +160,8 @@ def _run_step(p: Pass, step: Step) -> str:
         return digest.digest(p, step)
     if step.type == StepType.BRANCH:
         return branches.branch(p, step)
+    if step.type == StepType.ROUTE:
+        return route.route(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:

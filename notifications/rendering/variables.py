@@ -87,25 +87,35 @@ def engagement_at(message: Message, state: str):
 def run_messages(run: Run) -> list[Message]:
     """The run's messages, with what step_variables reads of them."""
     return list(Message.objects.filter(run_id=run.pk).only(
-        "step_ref", "status", "channel", "sent_at", "delivered_at", "seen_at", "read_at",
-        "clicked_at", "opened_at"))
+        "step_ref", "status", "channel", "created_at", "sent_at", "delivered_at", "seen_at",
+        "read_at", "clicked_at", "opened_at"))
 
 
 def step_variables(run: Run, messages: list[Message] | None = None) -> dict:
     """`steps`: per earlier step's ref, what the run's state keeps for it (a function step's
     output) and, for a channel step that made a message, that message's `status` and `channel`
-    and whether it was `seen`, `read`, `clicked`, `delivered` (true/false, engagement_at).
+    and whether it was `seen`, `read`, `clicked`, `delivered` (true/false, engagement_at). A
+    route step (one message per channel): the `status` and `channel` of the last channel it
+    sent, and a state true when any of its messages reached it.
     `messages`: the run's messages if the caller read them already (run_messages)."""
     steps = {ref: dict(value) if isinstance(value, Mapping) else value
              for ref, value in ((run.state or {}).get("steps") or {}).items()}
     if messages is None:
         messages = run_messages(run) if run.pk is not None else []
+    latest: dict[str, Message] = {}
     for message in messages:
         entry = steps.get(message.step_ref)
         entry = dict(entry) if isinstance(entry, Mapping) else {}
-        entry.update({"status": message.status, "channel": message.channel})
-        entry.update({state: engagement_at(message, state) is not None
-                      for state in ENGAGEMENT_STATES})
+        reached = {state: engagement_at(message, state) is not None
+                   for state in ENGAGEMENT_STATES}
+        other = latest.get(message.step_ref)
+        if other is None or (message.created_at, str(message.pk)) > (other.created_at,
+                                                                        str(other.pk)):
+            latest[message.step_ref] = message
+            entry.update({"status": message.status, "channel": message.channel})
+        if other is not None:  # another channel of the same route step
+            reached = {state: value or entry.get(state, False) for state, value in reached.items()}
+        entry.update(reached)
         steps[message.step_ref] = entry
     return steps
 

@@ -135,7 +135,7 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
                        ("webhook", "Webhook"), ("delay", "Delay"), ("digest", "Digest"),
-                       ("throttle", "Throttle"), ("branch", "Branch")]
+                       ("throttle", "Throttle"), ("branch", "Branch"), ("route", "Route")]
 
 
 def step_post_data(step, **changes) -> dict:

@@ -194,3 +194,29 @@ def test_unless_inside_a_branch_may_name_a_step_before_the_branch(api, db):
         [*ENGAGED_DEFAULT, 1, "unless"], {"step": "inbox", "is": "read"}))
     assert response.status_code == 201, response.content
     assert Step.objects.get(ref="pro-mail").unless == {"step": "inbox", "is": "read"}
+
+
+def test_a_run_shows_the_branch_it_took_in_its_timeline(api, run_tasks):
+    api.put("/api/v1/workflows/plans", {"name": "Plans", "steps": [
+        in_app("inbox"),
+        {"ref": "by-plan", "type": "branch", "branches": [
+            {"name": "pro", "conditions": PRO, "steps": [in_app("pro-hello")]},
+            {"name": "unread", "conditions": {"all": [
+                {"path": "steps.inbox.read", "op": "eq", "value": False}]},
+             "steps": [in_app("reminder")]}],
+         "default": {"steps": []}}]})
+    response = api.post("/api/v1/workflows/plans/trigger",
+                        {"recipients": ["u1"], "data": {"plan": "free"}})
+    assert response.status_code == 202, response.content
+    run_tasks()
+    run = api.get(f"/api/v1/runs/{response.json()['runs'][0]['id']}").json()
+    assert run["status"] == "completed"
+    assert [(entry["step"], entry["event"]) for entry in run["steps"]] == [
+        ("", "triggered"), ("inbox", "sent"), ("by-plan", "branched"), ("reminder", "sent"),
+        ("", "completed")]
+    assert run["steps"][2]["detail"] == {"branch": "unread", "checked": [
+        {"branch": "pro", "held": False, "conditions": [
+            {"path": "data.plan", "op": "eq", "value": "pro", "actual": "free", "held": False}]},
+        {"branch": "unread", "held": True, "conditions": [
+            {"path": "steps.inbox.read", "op": "eq", "value": False, "actual": False,
+             "held": True}]}]}

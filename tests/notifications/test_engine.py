@@ -238,7 +238,7 @@ def test_tasks_enqueued_in_a_rolled_back_transaction_vanish(make_workflow):
 def test_supported_step_types_are_the_ones_the_engine_runs():
     assert {str(t) for t in engine.SUPPORTED_STEP_TYPES} == {
         "email", "in_app", "delay", "sms", "push", "chat", "whatsapp", "webhook", "throttle",
-        "digest", "branch"}
+        "digest", "branch", "route"}
 
 
 def test_unsupported_step_in_the_database_is_skipped_not_crashed(make_workflow, trigger):

@@ -11,7 +11,8 @@ from django_q.models import OrmQ
 from inbox.models import InboxItem
 from inbox.services import inbox_item_mark
 from notifications.models import Message, Run, Step
-from notifications.services import BranchSpec, StepSpec, TriggerRequest, trigger_workflow
+from notifications.services import TriggerRequest, trigger_workflow
+from notifications.workflow_json import BranchSpec, StepSpec
 
 from ..conftest import advance_at, delay_step, email_step, in_app_step
 from ..conftest import timeline_events as events

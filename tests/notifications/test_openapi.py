@@ -15,6 +15,8 @@ PATHS = {
     "/api/v1/workflows/{key}/cancel": {"post"},
     "/api/v1/triggers/{trigger_id}": {"get"},
     "/api/v1/runs/{run_id}": {"get"},
+    "/api/v1/messages": {"get"},
+    "/api/v1/messages/{message_id}": {"get"},
     "/api/v1/recipients/{recipient_id}": {"get", "put", "delete"},
     "/api/v1/recipients/{recipient_id}/channel-data/{channel}": {"put"},
     "/api/v1/recipients/{recipient_id}/preferences": {"get", "put", "patch"},
@@ -27,6 +29,8 @@ PATHS = {
     "/api/v1/schedules/{key}": {"get", "put", "delete"},
     "/api/v1/schedules/{key}/occurrences": {"get"},
     "/api/v1/recipients/{recipient_id}/inbox-token": {"post"},
+    "/api/v1/event-endpoints": {"get"},
+    "/api/v1/event-endpoints/{endpoint_id}": {"get", "put", "delete"},
     # The inbox API: recipient credentials (inbox token or HMAC), not an API key.
     "/api/v1/inbox/": {"get"},
     "/api/v1/inbox/counts": {"get"},

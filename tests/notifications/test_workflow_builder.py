@@ -498,3 +498,55 @@ def test_a_branch_workflow_is_saved_through_the_form_as_the_api_returns_it(admin
         "steps-1-branches-0-steps-1-unless_step": "inbox"})
     assert bad.context["problems"] == {"steps-1-branches-0-steps-1-unless_step": [
         "No step 'inbox' before this one: \"unless\" names an earlier channel step."]}
+
+
+def test_a_route_step_is_edited_with_fields_and_keeps_its_templates(admin_client, api,
+                                                                    make_workflow):
+    route = {"ref": "reach", "type": "route", "config": {
+        "channels": ["in_app", "email", "sms"], "ttl": {"hours": 1}, "success": "read",
+        "always": ["in_app"]}}
+    values, extra = convert.step_values(route, KINDS["route"])
+    assert extra == {} and values["channels"] == "in_app, email, sms"
+    fields = {f"steps-0-{name}": value for name, value in values.items()}
+    assert steps_of(fields)[0] == [route]
+
+    templates = {"email": {"en": {"subject": "Hi", "html": "<p>Hi</p>"}},
+                 "in_app": {"en": {"body": "Hi"}}, "sms": {"en": {"text": "Hi"}}}
+    assert api.put("/api/v1/workflows/reach", {"name": "Reach", "steps": [
+        {**route, "templates": templates}]}).status_code == 201
+    workflow = Workflow.objects.get(key="reach")
+    page = admin_client.get(change_url(workflow)).content.decode()
+    assert "tries in_app → email → sms until one is read, within 1 hour; always in_app" in page
+    assert "email en</a>: v1 published" in page
+    response = admin_client.post(change_url(workflow), {
+        "name": "Reach", "default_locale": "en", "active": "on", **fields,
+        "steps-0-original": "reach", "steps-0-ttl_amount": "2",
+        "steps-1-type": "route", "steps-1-ref": "reach_2", "steps-1-original": "reach",
+        **{name.replace("steps-0-", "steps-1-"): value for name, value in fields.items()
+           if name not in ("steps-0-ref", "steps-0-type")}})
+    assert response.status_code == 302, response.context["problems"]
+    steps = api.get("/api/v1/workflows/reach").json()["steps"]
+    assert steps[0]["config"]["ttl"] == {"hours": 2}
+    assert steps[0]["templates"] == steps[1]["templates"] == templates
+
+
+def test_a_new_route_step_gets_its_first_templates_from_the_builder(admin_client, api):
+    form = {"key": "reach", "name": "Reach", "default_locale": "fr", "active": "on",
+            "steps-0-type": "route", "steps-0-ref": "reach",
+            "steps-0-channels": "in_app, email", "steps-0-ttl_amount": "30",
+            "steps-0-ttl_unit": "minutes", "steps-0-success": "read"}
+    first = admin_client.post(reverse("admin:notifications_workflow_add"), form)
+    assert first.context["problems"] == {"steps-0-__step": [
+        f'templates.{channel}: Missing: a route step needs a template for each of its channels '
+        f'(e.g. {{"{channel}": {{"en": {{…}}}}}}).' for channel in ("in_app", "email")]}
+    html = first.content.decode()
+    assert 'name="steps-0-tpl-email-subject"' in html
+    assert "First templates for in_app, email" in html
+
+    response = admin_client.post(reverse("admin:notifications_workflow_add"), form | {
+        "steps-0-tpl-in_app-body": "Bonjour", "steps-0-tpl-email-subject": "Salut",
+        "steps-0-tpl-email-html": "<p>Salut</p>"})
+    assert response.status_code == 302, response.context["problems"]
+    step = api.get("/api/v1/workflows/reach").json()["steps"][0]
+    assert step["templates"] == {"in_app": {"fr": {"body": "Bonjour"}},
+                                 "email": {"fr": {"subject": "Salut", "html": "<p>Salut</p>"}}}

@@ -304,6 +304,13 @@ def step_from_form(node: Mapping, prefix: str, problems: Problems) -> dict:
     conditions = conditions_from_form(node.get("when"), prefix + "when-", problems)
     if conditions:
         step["conditions"] = conditions
+    if kind is not None and kind.templates and isinstance(node.get("tpl"), dict):
+        written = {channel: {name: value.replace("\r\n", "\n") for name, value in fields.items()
+                             if isinstance(value, str) and value.strip()}
+                   for channel, fields in node["tpl"].items() if isinstance(fields, dict)}
+        written = {channel: fields for channel, fields in written.items() if fields}
+        if written:
+            step[NEW_TEMPLATES] = written
     if kind is not None and kind.nested:
         step["branches"] = []
         for index, branch in items(node.get("branches")):
@@ -339,6 +346,9 @@ def steps_from_form(node: Any, prefix: str, problems: Problems) -> list[dict]:
 
 
 ORIGINAL = "__original"  # a step's saved ref, while the builder reads the form
+# A route step's templates written in the builder for channels that have none yet:
+# {channel: {field: text}}, saved in the workflow's default locale.
+NEW_TEMPLATES = "__new_templates"
 
 
 def strip_originals(steps: list) -> list:
@@ -346,7 +356,8 @@ def strip_originals(steps: list) -> list:
     nested steps included: the API's JSON."""
     clean = []
     for step in steps:
-        item = {key: value for key, value in step.items() if key not in (ORIGINAL, "templates")}
+        item = {key: value for key, value in step.items()
+                if key not in (ORIGINAL, NEW_TEMPLATES, "templates")}
         if isinstance(item.get("branches"), list):
             item["branches"] = [{**branch, "steps": strip_originals(branch.get("steps") or [])}
                                 if isinstance(branch, dict) else branch
@@ -361,7 +372,7 @@ def strip_originals(steps: list) -> list:
 def step_values(step: Mapping, kind: StepKind | None) -> tuple[dict, dict]:
     """(form values by field name, the JSON the fields do not show) for one step's JSON."""
     values: dict[str, Any] = {"ref": step.get("ref", ""), "type": step.get("type", "")}
-    shown = (*STEP_KEYS, "templates", ORIGINAL, *(("branches", "default")
+    shown = (*STEP_KEYS, "templates", ORIGINAL, NEW_TEMPLATES, *(("branches", "default")
                                                   if kind and kind.nested else ()))
     extra = json.loads(json.dumps({key: value for key, value in step.items()
                                    if key not in shown}))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ...channels import CHANNELS
 from ...conditions import OPS
 from ...engine import DURATION_UNITS, ENGAGEMENT_STATES
+from ...engine.validation import ROUTE_CHANNELS
 from ...engine.windows import DAYS
 
 UNITS = tuple(DURATION_UNITS)  # seconds, minutes, hours, days
@@ -53,6 +54,11 @@ class StepKind:
     fields: tuple[Field, ...] = ()
     channel: bool = False  # sends a message: has templates, `unless`, `send_window`, `urgent`
     nested: bool = False  # holds branches of steps (the branch step)
+    templates: bool = False  # has templates of its own (a route step: one per channel)
+
+    @property
+    def has_templates(self) -> bool:
+        return self.channel or self.templates
 
 
 def _choices(values, labels=None) -> tuple[tuple[str, str], ...]:
@@ -114,6 +120,19 @@ KINDS: dict[str, StepKind] = {
         Field("skip_read", "Leave out events already read in-app", "checkbox",
               "config.skip_read"),
     )),
+    "route": StepKind("route", "Route", "Try the cheapest channel first; send the next only if "
+                      "no earlier one succeeded in time", (
+        Field("channels", "Channels, cheapest first", "list", "config.channels",
+              placeholder="in_app, push, email, sms",
+              help=f"Separated by commas; of: {', '.join(ROUTE_CHANNELS)}."),
+        Field("ttl", "Give up after", "duration", "config.ttl",
+              help="Spread evenly: each next channel waits ttl ÷ (channels − 1)."),
+        Field("success", "Success is when a message is", "select", "config.success",
+              ENGAGEMENT_CHOICES),
+        Field("always", "Always send on", "list", "config.always", placeholder="in_app",
+              help="Channels sent at once whatever happens (comma-separated)."),
+        *(spec for spec in CHANNEL_FIELDS if not spec.name.startswith("unless")),
+    ), templates=True),
     "branch": StepKind("branch", "Branch", "The first branch whose conditions hold is taken; "
                        "the default when none does", nested=True),
 }

@@ -61,6 +61,12 @@ def step_notes(step: Mapping) -> list[str]:
                      + (f", one batch per {config['key']}" if config.get("key") else "")
                      + (f", early at {config['max_events']} events"
                         if config.get("max_events") else ""))
+    elif step_type == "route":
+        channels = config.get("channels") or []
+        notes.append(f"tries {' → '.join(map(str, channels))} until one is "
+                     f"{config.get('success', '?')}, within {describe_duration(config.get('ttl'))}"
+                     + (f"; always {', '.join(map(str, config['always']))}"
+                        if config.get("always") else ""))
     elif step_type == "throttle":
         notes.append(f"at most {config.get('limit', '?')} per "
                      f"{describe_duration(config.get('window'))}"

@@ -9,8 +9,9 @@ from collections.abc import Iterable, Mapping
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
+from ...channels import CHANNELS
 from ...conditions import OPS
-from .convert import ORIGINAL, condition_rows, show_value, step_values
+from .convert import NEW_TEMPLATES, ORIGINAL, condition_rows, show_value, step_values
 from .declarations import OP_LABELS, UNIT_CHOICES, Field, Problems, StepKind, kind_for
 from .schema import TYPE_LABELS, TYPES
 
@@ -214,13 +215,47 @@ def step_html(step: Mapping, prefix: str, problems: Problems, *,
         if kind.nested:
             body = format_html("{}{}", body, branches_html(step, prefix, problems,
                                                           templates=templates, kinds=kinds))
+        if kind.templates:
+            body = format_html("{}{}", body, new_templates_html(
+                step, prefix, templates.get(("channels", original), set())))
     return format_html(
         '<li class="wb-step{}" data-item data-type="{}">{}{}<div class="wb-step-body">{}{}{}'
-        '</div></li>', " wb-channel" if kind and kind.channel else "", step.get("type", ""),
+        '</div></li>', " wb-channel" if kind and kind.has_templates else "", step.get("type", ""),
         head, errors_html(problems.get(prefix + "__step")), body,
         conditions_html(step, prefix, problems), templates.get(original, "") if original else
         (mark_safe('<p class="wb-help">Save the workflow to add its templates.</p>')
-         if kind and kind.channel else ""))
+         if kind and kind.has_templates else ""))
+
+
+CHANNEL_FIELDS_BY_KEY = {spec.key: spec for spec in CHANNELS}
+
+
+def new_templates_html(step: Mapping, prefix: str, saved_channels: set) -> SafeString:
+    """A route step's first template for each of its channels that has none yet (the API
+    needs one per channel), in the workflow's default locale; the template editor does the
+    rest once the step is saved."""
+    channels = (step.get("config") or {}).get("channels")
+    missing = [channel for channel in channels if channel in CHANNEL_FIELDS_BY_KEY
+               and channel not in saved_channels] if isinstance(channels, list) else []
+    if not missing:
+        return mark_safe("")
+    written = step.get(NEW_TEMPLATES) or {}
+    groups = []
+    for channel in missing:
+        spec = CHANNEL_FIELDS_BY_KEY[channel]
+        boxes = format_html_join("", '<div class="wb-field"><label><span>{} {}</span><textarea '
+                                     'data-name="{}" name="{}tpl-{}-{}" rows="2">{}</textarea>'
+                                     '</label></div>', (
+            (spec.label, name, name, prefix, channel, name,
+             written.get(channel, {}).get(name, "")) for name in spec.fields))
+        groups.append(format_html('<fieldset class="wb-field wb-tpl" data-part="{}"><legend>{}'
+                                  '</legend>{}</fieldset>', channel, spec.label, boxes))
+    return format_html(
+        '<details class="wb-more" open><summary>First templates for {}</summary><p class="wb-help">'
+        'A route needs a template for each channel; write the first one here (in the '
+        "workflow's default locale) and edit it in the template editor later.</p>"
+        '<div class="wb-fields" data-part="tpl">{}</div></details>',
+        ", ".join(missing), join(groups))
 
 
 def steps_html(steps: list[Mapping], prefix: str, problems: Problems, *, templates=None,

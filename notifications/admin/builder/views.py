@@ -21,8 +21,10 @@ from clarion.admin import admin_url
 from ... import engine, selectors, services
 from ...api.serializers import WorkflowSerializer
 from ...models import Workflow, key_validator
+from ...workflow_json import BranchSpec, StepSpec
 from . import diagram, render
 from .convert import (
+    NEW_TEMPLATES,
     ORIGINAL,
     error_paths,
     error_target,
@@ -146,8 +148,44 @@ def flatten(value) -> list[str]:
     return [f"{path}: {message}" if path else message for path, message in error_paths(value)]
 
 
+def saved_templates(step) -> dict:
+    """A saved step's published templates as its JSON has them: {locale: fields}, or a route
+    step's {channel: {locale: fields}}."""
+    templates: dict = {}
+    for template in step.templates.all():
+        if not template.published_version_id:
+            continue
+        if template.channel:
+            templates.setdefault(template.channel, {})[template.locale] = template.fields
+        else:
+            templates[template.locale] = template.fields
+    return templates
+
+
+def attach_route_templates(body_steps: list, state_steps: list, saved: dict,
+                           locale: str) -> None:
+    """Give each route step of the PUT body its templates, which the API requires (one per
+    channel): its saved step's, and those written in the builder for channels without one."""
+    for step, state_step in zip(body_steps, state_steps, strict=True):
+        if step.get("type") == "route":
+            source = saved.get(state_step.get(ORIGINAL))
+            templates = saved_templates(source) if source is not None \
+                and source.type == "route" else {}
+            for channel, fields in (state_step.get(NEW_TEMPLATES) or {}).items():
+                templates.setdefault(channel, {locale: fields})
+            step["templates"] = templates
+        for branch, state_branch in zip(step.get("branches") or [],
+                                        state_step.get("branches") or [], strict=False):
+            attach_route_templates(branch.get("steps") or [], state_branch.get("steps") or [],
+                                   saved, locale)
+        if isinstance(step.get("default"), dict):
+            attach_route_templates(step["default"].get("steps") or [],
+                                   (state_step.get("default") or {}).get("steps") or [],
+                                   saved, locale)
+
+
 def step_specs(steps: list, state_steps: list, saved: dict, prefix: str,
-               problems: Problems) -> list[services.StepSpec]:
+               problems: Problems) -> list[StepSpec]:
     """The validated `steps` as the service takes them, read beside the builder's
     `state_steps` (same order) for each one's saved ref. A saved step keeps its templates; a
     step duplicated or renamed from a saved one gets copies of that step's published
@@ -162,14 +200,17 @@ def step_specs(steps: list, state_steps: list, saved: dict, prefix: str,
             templates = {}
         elif existing is None:
             source = saved.get(state_step.get(ORIGINAL))
-            templates = ({template.locale: template.fields for template in
-                          source.templates.all() if template.published_version_id}
-                         if source is not None and source.type == step["type"] else {})
-        spec = services.StepSpec.from_json({**step, "branches": [], "default": None})
+            templates = saved_templates(source) if source is not None \
+                and source.type == step["type"] else {}
+            if step["type"] == "route":
+                templates = step["templates"]
+        elif step["type"] == "route" and state_step.get(NEW_TEMPLATES):
+            templates = step["templates"]  # the saved ones and those written here
+        spec = StepSpec.from_json({**step, "branches": [], "default": None})
         spec.templates = templates
         for number, (branch, state_branch) in enumerate(zip(
                 step.get("branches") or [], state_step.get("branches") or [], strict=True)):
-            spec.branches.append(services.BranchSpec(
+            spec.branches.append(BranchSpec(
                 name=branch["name"], conditions=branch.get("conditions") or None,
                 steps=step_specs(branch.get("steps") or [], state_branch.get("steps") or [],
                                  saved, f"{prefix}{index}-branches-{number}-steps-",
@@ -191,14 +232,16 @@ def save(state: BuilderState, workflow: Workflow | None, user,
         elif Workflow.objects.filter(key=state.key).exists():
             problems.add("key", f"A workflow with the key {state.key!r} exists.")
     body, sample = api_body(state, problems)
+    saved_steps = {step.ref: step for step in workflow.steps.prefetch_related(
+        "templates__published_version")} if workflow else {}
+    attach_route_templates(body["steps"], state.steps, saved_steps,
+                           state.settings["default_locale"])
     serializer = WorkflowSerializer(data=body)
     if not serializer.is_valid():
         serializer_problems(serializer.errors, state, problems)
     if problems:
         return None
     data = dict(serializer.validated_data)
-    saved_steps = {step.ref: step for step in workflow.steps.prefetch_related(
-        "templates__published_version")} if workflow else {}
     with transaction.atomic():
         specs = step_specs(data.pop("steps"), state.steps, saved_steps, "steps-", problems)
         if problems:
@@ -219,21 +262,24 @@ def templates_status(workflow: Workflow | None) -> dict[str, SafeString]:
     steps = workflow.steps.prefetch_related("templates__published_version",
                                             "templates__versions")
     for step in steps:
-        if not step.is_channel:
+        kind = kind_for(step.type)
+        if kind is None or not kind.has_templates:
             continue
         rows = []
-        for template in sorted(step.templates.all(), key=lambda t: t.locale):
+        for template in sorted(step.templates.all(), key=lambda t: (t.channel, t.locale)):
             latest = max((v.number for v in template.versions.all()), default=0)
             published = template.published_version.number if template.published_version else 0
             words = f"v{published} published" if published else "not published"
             if latest > published:
                 words += f", v{latest} draft"
-            rows.append((admin_url(template), template.locale, words))
+            rows.append((admin_url(template),
+                         f"{template.channel} {template.locale}".strip(), words))
         add = format_html('<a href="{}?step={}">Add a template</a>',
                           reverse("admin:notifications_template_add"), step.pk)
         missing = ("" if any(t.locale == workflow.default_locale for t in step.templates.all())
                    else format_html(' <span class="wb-warn">No template in the default locale '
                                     '({}).</span>', workflow.default_locale))
+        status[("channels", step.ref)] = {t.channel for t in step.templates.all()}
         status[step.ref] = format_html(
             '<div class="wb-templates"><strong>Templates</strong>{}<ul>{}</ul>{}</div>', missing,
             format_html_join("", '<li><a href="{}">{}</a>: {}</li>', rows), add)
@@ -370,7 +416,7 @@ def import_view(model_admin, request):
                 errors += flatten(serializer.errors)
             if not errors:
                 validated = dict(serializer.validated_data)
-                specs = [services.StepSpec.from_json(step) for step in validated.pop("steps")]
+                specs = [StepSpec.from_json(step) for step in validated.pop("steps")]
                 workflow, created = services.workflow_put(key=key, steps=specs,
                                                           author=request.user, **validated)
                 saved_response(model_admin, request, workflow, created=created)

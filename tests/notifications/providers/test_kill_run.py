@@ -88,13 +88,13 @@ def alive(pid: int) -> bool:
 class Cluster:
     """`manage.py qcluster` with `workers` worker processes, against the test database."""
 
-    def __init__(self, log_path: Path, workers: int):
+    def __init__(self, log_path: Path, workers: int, extra_env: dict | None = None):
         env = {name: value for name, value in os.environ.items()
                if name not in _STRIPPED_VARIABLES and not name.startswith(_STRIPPED_PREFIXES)}
         env.update(DATABASE_URL=served_database_url(), SECRET_KEY=settings.SECRET_KEY,
                    QUEUE_WORKERS=str(workers), CLARION_ALLOW_PRIVATE_URLS="1",
                    CLARION_DELIVERY_CONCURRENCY=str(CONCURRENCY), PYTHONUNBUFFERED="1",
-                   CLARION_VAR_DIR=str(log_path.parent))
+                   CLARION_VAR_DIR=str(log_path.parent), **(extra_env or {}))
         self.log_path = log_path
         self._log = open(log_path, "w")  # noqa: SIM115  (closed in stop)
         self.process = subprocess.Popen(

@@ -1,0 +1,1 @@
+"""The Knock-compatible API under /knock/ (views.py) and Knock's shapes (shapes.py)."""

@@ -1,0 +1,153 @@
+"""Event endpoints, the outbox of events, and the ledger of their deliveries and attempts."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from notifications.models import Tenant, key_validator
+
+# Every event type an endpoint may subscribe to.
+EVENT_TYPES = (
+    "message.sent",
+    "message.delivered",
+    "message.bounced",
+    "message.failed",
+    "message.seen",
+    "message.read",
+    "message.clicked",
+    "message.archived",
+    "message.suppressed",
+    "run.completed",
+    "run.failed",
+    "preferences.updated",
+    "recipient.unsubscribed",
+)
+
+
+class EventEndpoint(models.Model):
+    """An HTTPS URL subscribed to some event types, for one tenant's events or for all."""
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           help_text="The endpoint's id in the API: /api/v1/event-endpoints/{id}.")
+    url = models.URLField(max_length=2000)
+    events = models.JSONField(default=list, help_text="The event types it receives.")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="event_endpoints",
+        help_text="When set, only this tenant's events; otherwise every event.")
+    secret_encrypted = models.TextField(editable=False)
+    active = models.BooleanField(default=True, help_text="Off: its deliveries wait.")
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
+    disabled_reason = models.TextField(blank=True, editable=False)
+    failing_since = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="The first failed attempt since its last success.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+        verbose_name = "event endpoint"
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def secret(self) -> str:
+        """The signing secret, `whsec_…` (Standard Webhooks)."""
+        from notifications.crypto import decrypt_json
+
+        return decrypt_json(self.secret_encrypted).get("secret", "")
+
+    @secret.setter
+    def secret(self, value: str) -> None:
+        from notifications.crypto import encrypt_json
+
+        self.secret_encrypted = encrypt_json({"secret": value})
+
+
+class Event(models.Model):
+    """One event, written in the transaction of the change that caused it (the outbox)."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    type = models.CharField(max_length=32)
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="+")
+    recipient = models.CharField(
+        max_length=255, blank=True,
+        help_text="The recipient's id: events about one recipient are delivered in order.")
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["created_at"], name="event_created_idx"),
+                   models.Index(fields=["recipient"], name="event_recipient_idx")]
+
+    def __str__(self):
+        return f"{self.type} {self.webhook_id}"
+
+    @property
+    def webhook_id(self) -> str:
+        """The `webhook-id` header: the same on every attempt, so receivers can deduplicate."""
+        return f"msg_{self.id.hex}"
+
+    def payload(self) -> dict:
+        """The body: Standard Webhooks' `{type, timestamp, data}`."""
+        return {"type": self.type, "timestamp": self.created_at.isoformat(), "data": self.data}
+
+
+class EventDelivery(models.Model):
+    """One event for one endpoint: pending until an attempt succeeds or the retries run out."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    endpoint = models.ForeignKey(EventEndpoint, on_delete=models.CASCADE,
+                                 related_name="deliveries")
+    ordering_key = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    lease_until = models.DateTimeField(
+        null=True, blank=True, help_text="A worker is sending it until then.")
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-id"]
+        verbose_name_plural = "event deliveries"
+        indexes = [
+            # The head of each recipient's line, per endpoint.
+            models.Index(fields=["endpoint", "ordering_key", "id"],
+                         condition=Q(status="pending"), name="eventdelivery_pending_idx"),
+            models.Index(fields=["next_attempt_at"], condition=Q(status="pending"),
+                         name="eventdelivery_due_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.event.type} → {self.endpoint.key} ({self.status})"
+
+
+class EventAttempt(models.Model):
+    """One HTTP request of a delivery."""
+
+    delivery = models.ForeignKey(EventDelivery, on_delete=models.CASCADE,
+                                 related_name="delivery_attempts")
+    started_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    succeeded = models.BooleanField(default=False)
+    response = models.TextField(blank=True, help_text="The first 2,000 characters.")
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["delivery", "started_at", "id"]
+
+    def __str__(self):
+        return f"{self.status_code or self.error[:40]}"

@@ -1,0 +1,82 @@
+"""The audit log in the admin: every change to workflows, steps, templates, layouts, providers,
+tenants, API keys and preferences (django-auditlog's LogEntry; what is tracked is in
+clarion/settings.py, who made an API change in clarion/audit.py), read-only, filterable by model,
+action, user, API key and date."""
+
+from auditlog import get_logentry_model
+from auditlog.admin import LogEntryAdmin
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.utils.html import format_html
+
+from clarion.admin import link
+
+from ..models import ApiKey
+
+LogEntry = get_logentry_model()
+
+
+class UserFilter(admin.SimpleListFilter):
+    title = "user"
+    parameter_name = "user"
+
+    def lookups(self, request, model_admin):
+        users = get_user_model().objects.filter(
+            pk__in=LogEntry.objects.filter(actor__isnull=False).values("actor"))
+        return [(str(user.pk), str(user)) for user in users]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(actor_id=self.value()) if self.value() else queryset
+
+
+class ApiKeyFilter(admin.SimpleListFilter):
+    title = "API key"
+    parameter_name = "api_key"
+
+    def lookups(self, request, model_admin):
+        return [(str(key.pk), str(key)) for key in ApiKey.objects.order_by("name", "pk")]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        try:
+            key_id = int(self.value())
+        except ValueError:
+            return queryset.none()
+        return queryset.filter(additional_data__api_key__id=key_id)
+
+
+def api_key_of(entry) -> dict | None:
+    """The API key that made the change ({"id", "name", "prefix"}), or None."""
+    data = entry.additional_data if isinstance(entry.additional_data, dict) else {}
+    api_key = data.get("api_key")
+    return api_key if isinstance(api_key, dict) else None
+
+
+admin.site.unregister(LogEntry)
+
+
+@admin.register(LogEntry)
+class AuditLogEntryAdmin(LogEntryAdmin):
+    list_display = ["created", "resource_url", "action", "msg_short", "who", "remote_addr"]
+    list_filter = ["action", "content_type", UserFilter, ApiKeyFilter]
+    search_fields = ["object_repr", "object_pk"]
+    search_help_text = "What was changed: its name or key (e.g. a workflow key)."
+    readonly_fields = ["created", "resource_url", "action", "who", "remote_addr", "msg"]
+    fieldsets = [
+        (None, {"fields": ["created", "who", "remote_addr", "resource_url"]}),
+        ("Changes (before → after)", {"fields": ["action", "msg"]}),
+    ]
+    list_select_related = ["content_type", "actor"]
+
+    @admin.display(description="who")
+    def who(self, obj):
+        """The admin user, or the API key (by name and prefix) that made the change."""
+        api_key = api_key_of(obj)
+        if api_key is not None:
+            key = ApiKey.objects.filter(pk=api_key.get("id")).first()
+            text = f"API key {api_key.get('name')} ({api_key.get('prefix')}…)"
+            return link(key, text) if key is not None else text
+        if obj.actor_id:
+            return format_html("user {}", obj.actor)
+        return "system"

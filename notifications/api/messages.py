@@ -1,0 +1,159 @@
+"""The message log: `GET /api/v1/messages` (filters, keyset pages) and
+`GET /api/v1/messages/{id}` (with its provider calls and status events). A tenant-restricted API
+key sees only its tenant's messages."""
+
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from clarion.api import (
+    ERRORS,
+    QuerySerializer,
+    Serializer,
+    TenantKeyField,
+    not_found,
+    tenant_for_api_key,
+    validated,
+)
+
+from .. import selectors
+from ..models import Channel, Message
+
+# --- Query and response shapes ------------------------------------------------------------
+
+
+class MessageLogQuerySerializer(QuerySerializer):
+    recipient = serializers.CharField(required=False, trim_whitespace=False,
+                                      help_text="A recipient id: only their messages.")
+    workflow = serializers.CharField(required=False, help_text="A workflow key.")
+    channel = serializers.ChoiceField(choices=Channel.choices, required=False)
+    status = serializers.ChoiceField(choices=Message.Status.choices, required=False)
+    tenant = TenantKeyField(help_text="A tenant key (a tenant-restricted key may name only "
+                                      "its own).")
+    provider = serializers.CharField(required=False,
+                                     help_text="The key of the provider that sent them.")
+    created_after = serializers.DateTimeField(
+        required=False, help_text="ISO 8601; messages made at or after it.")
+    created_before = serializers.DateTimeField(
+        required=False, help_text="ISO 8601; messages made before it.")
+    engagement = serializers.ChoiceField(
+        choices=sorted(selectors.ENGAGEMENT), required=False,
+        help_text="seen / unseen, read / unread (in-app), opened, clicked.")
+    limit = serializers.IntegerField(min_value=1, max_value=selectors.MESSAGE_LOG_MAX_LIMIT,
+                                     default=selectors.MESSAGE_LOG_DEFAULT_LIMIT)
+    after = serializers.CharField(required=False,
+                                  help_text="Cursor: the `page_info.after` of the page before.")
+
+    def validate_after(self, value):
+        try:
+            return selectors.MessageLogCursor.decode(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+    def validate(self, attrs):
+        after, before = attrs.get("created_after"), attrs.get("created_before")
+        if after is not None and before is not None and after >= before:
+            raise serializers.ValidationError(
+                {"created_before": ["Must be later than `created_after`."]})
+        return attrs
+
+
+class MessageSummarySerializer(Serializer):
+    """A message in the log: where it comes from, where it went, what became of it."""
+
+    id = serializers.UUIDField()
+    run_id = serializers.UUIDField()
+    trigger_id = serializers.UUIDField(source="run.trigger_id")
+    workflow = serializers.CharField(source="workflow.key")
+    recipient = serializers.CharField(source="recipient.external_id")
+    tenant = serializers.CharField(source="tenant.key", allow_null=True)
+    step = serializers.CharField(source="step_ref")
+    channel = serializers.CharField()
+    status = serializers.CharField()
+    to = serializers.CharField()
+    provider = serializers.CharField(help_text="The key of the provider that sent it.")
+    provider_message_id = serializers.CharField()
+    error = serializers.CharField(help_text="Why it was suppressed or failed, if it was.")
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    delivered_at = serializers.DateTimeField(allow_null=True)
+    seen_at = serializers.DateTimeField(allow_null=True)
+    read_at = serializers.DateTimeField(allow_null=True)
+    opened_at = serializers.DateTimeField(allow_null=True)
+    clicked_at = serializers.DateTimeField(allow_null=True)
+    bounced_at = serializers.DateTimeField(allow_null=True)
+
+
+class MessageAttemptSerializer(Serializer):
+    provider = serializers.CharField(help_text="The provider key.")
+    provider_kind = serializers.CharField()
+    started_at = serializers.DateTimeField()
+    duration_ms = serializers.IntegerField(allow_null=True)
+    status_code = serializers.IntegerField(allow_null=True)
+    outcome = serializers.CharField()
+    error = serializers.CharField()
+    request = serializers.JSONField(help_text="Redacted: no credentials.")
+    response = serializers.JSONField()
+
+
+class MessageEventSerializer(Serializer):
+    kind = serializers.CharField(help_text="delivered, bounced, opened, clicked…")
+    provider_kind = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
+    description = serializers.CharField()
+    payload = serializers.JSONField(source="raw", help_text="The provider's payload as sent.")
+
+
+class MessageLogDetailSerializer(MessageSummarySerializer):
+    template_version = serializers.IntegerField(source="template_version.number",
+                                                allow_null=True)
+    content = serializers.JSONField(help_text="The rendered fields.")
+    attempts = MessageAttemptSerializer(many=True, source="delivery_attempts")
+    events = MessageEventSerializer(many=True)
+
+
+class MessagePageInfoSerializer(Serializer):
+    after = serializers.CharField(allow_null=True,
+                                  help_text="Pass as `after` for the next, older page; null on "
+                                            "the last page.")
+
+
+class MessageLogSerializer(Serializer):
+    messages = MessageSummarySerializer(many=True)
+    page_info = MessagePageInfoSerializer()
+
+
+# --- Views --------------------------------------------------------------------------------
+
+class MessageListView(APIView):
+    @extend_schema(
+        operation_id="message_list",
+        summary="The message log: messages, newest first, filtered",
+        description="Pages by keyset (`after`, from `page_info.after`), never by offset. A "
+        "filter naming a recipient or workflow that does not exist matches nothing; a bad value "
+        "is a 400 naming the parameter.",
+        parameters=[MessageLogQuerySerializer],
+        responses={200: MessageLogSerializer, **ERRORS},
+    )
+    def get(self, request):
+        query = validated(MessageLogQuerySerializer, request.query_params)
+        query["tenant"] = tenant_for_api_key(request.auth, query["tenant"])
+        page = selectors.message_log_page(
+            selectors.messages_visible_to(request.auth), filters=query, limit=query["limit"],
+            after=query.get("after"))
+        return Response({"messages": MessageSummarySerializer(page.messages, many=True).data,
+                         "page_info": {"after": page.after}})
+
+
+class MessageDetailView(APIView):
+    @extend_schema(operation_id="message_retrieve",
+                   summary="A message with its provider calls and status events",
+                   responses={200: MessageLogDetailSerializer, **ERRORS})
+    def get(self, request, message_id):
+        message = selectors.message_with_history(
+            selectors.messages_visible_to(request.auth).filter(pk=message_id)).first()
+        if message is None:
+            raise not_found("message", str(message_id))
+        return Response(MessageLogDetailSerializer(message).data)
