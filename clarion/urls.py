@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inbox import views as inbox_views
 from notifications.admin.find import find_view
+from notifications.views import approval_page
 
 from . import metrics, views
 
@@ -21,11 +22,15 @@ urlpatterns = [
     path("webhooks/", include("notifications.delivery.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path("", views.home, name="home"),
+    path("favicon.ico", views.favicon, name="favicon"),
     path("healthz", views.health, name="health"),
     path("readyz", views.ready, name="ready"),
     path("metrics", metrics.metrics, name="metrics"),
     # The hosted preference center (/p/<token>/) and one-click unsubscribe (/u/<token>/).
     path("", include("preferences.urls")),
+    # The page an approval email's Approve / Reject links open.
+    path("approvals/<str:token>/", approval_page, name="approval-page"),
     path("demo/inbox/", inbox_views.demo_page, name="inbox-demo"),
     path("demo/inbox/trigger", inbox_views.demo_trigger, name="inbox-demo-trigger"),
 ]

@@ -1,15 +1,29 @@
-"""Project-level endpoints: health (`/healthz`), readiness (`/readyz`); `/metrics` is in
-clarion/metrics.py."""
+"""Project-level endpoints: the home page (`/`), the favicon, health (`/healthz`), readiness
+(`/readyz`); `/metrics` is in clarion/metrics.py."""
 
 from urllib.parse import urlsplit
 
 import redis
 from django.conf import settings
 from django.db import connections
-from django.http import JsonResponse
+from django.http import HttpResponsePermanentRedirect, JsonResponse
+from django.shortcuts import render
+from django.templatetags.static import static
 
 # How long a readiness check waits for Redis before calling it down, in seconds.
 REDIS_TIMEOUT = 2.0
+
+
+def home(request):
+    """GET /: where a newcomer who opens the server's address goes next (admin, API reference,
+    the inbox demo when it is on, readiness). HTML; no data, no login."""
+    return render(request, "clarion/home.html", {"demo": settings.INBOX_DEMO_PAGE})
+
+
+def favicon(request):
+    """GET /favicon.ico, which browsers ask for on every page without a <link rel=icon>: a
+    permanent redirect to the SVG icon among the static files."""
+    return HttpResponsePermanentRedirect(static("clarion/favicon.svg"))
 
 
 def health(request):

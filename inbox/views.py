@@ -38,6 +38,7 @@ def demo_trigger(request):
     _, runs = trigger_workflow(TriggerRequest(
         workflow=workflow, recipients=[recipient.external_id],
         tenant=Tenant.objects.filter(key=DEMO_TENANT).first(),
-        data={"start_url": "#welcome-tour"},
+        # Absolute (the email of this workflow links to it too), at the address the page has.
+        data={"start_url": request.build_absolute_uri("/demo/inbox/#welcome-tour")},
     ))
     return JsonResponse({"runs": [str(run.id) for run in runs]}, status=202)

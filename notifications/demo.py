@@ -24,10 +24,11 @@ from .services import (
 DEMO_KEY_NAME = "demo"
 WELCOME_HTML = """<h1>Welcome to {{ tenant.name | default: "Clarion" }}, {{ recipient.name }}!</h1>
 <p>Your account is ready. Here is where to start:</p>
-<p><a href="{{ data.start_url | default: '/start' }}">Open your dashboard</a></p>"""
+<p><a href="{{ data.start_url | default: 'https://example.com/start' }}">Open your dashboard</a>
+</p>"""
 WELCOME_TEXT = """Welcome to {{ tenant.name | default: "Clarion" }}, {{ recipient.name }}!
 
-Your account is ready: {{ data.start_url | default: '/start' }}"""
+Your account is ready: {{ data.start_url | default: 'https://example.com/start' }}"""
 
 MENTION_HTML = """<p>{{ actor.name | default: "Someone" }} mentioned you in
 <strong>{{ data.document | default: "a document" }}</strong>:</p>
@@ -57,7 +58,7 @@ def _workflows() -> list[dict]:
                 StepSpec(ref="inbox", type="in_app", templates={"en": {
                     "body": "Welcome aboard, {{ recipient.name | default: 'friend' }}! "
                             "Take the tour to get started.",
-                    "action_url": "{{ data.start_url | default: '/start' }}",
+                    "action_url": "{{ data.start_url | default: 'https://example.com/start' }}",
                 }}),
                 StepSpec(ref="mail", type="email", templates={"en": {
                     "subject": "Welcome to {{ tenant.name | default: 'Clarion' }}",

@@ -14,7 +14,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import delivery
+from . import delivery, erasure
 from .engine import layout_for_tenant
 from .idempotency import (
     idempotency_abandon,
@@ -157,26 +157,9 @@ def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
     return item
 
 
-@transaction.atomic
 def recipient_erase(*, recipient: Recipient) -> None:
-    """Erase a person: their profile, channel data, subscriptions, runs, messages and inbox.
-
-    Triggers that named them inline, as a recipient or as the actor, keep only the bare id.
-    """
-    external_id = recipient.external_id
-
-    def bare(spec):
-        is_them = isinstance(spec, Mapping) and str(spec.get("id")) == external_id
-        return external_id if is_them else spec
-
-    named = Trigger.objects.filter(runs__recipient=recipient).values_list("pk", flat=True)
-    acted = Trigger.objects.filter(actor__id=external_id).values_list("pk", flat=True)
-    trigger_ids = {*named, *acted}
-    for trigger in Trigger.objects.filter(pk__in=trigger_ids):
-        trigger.recipients = [bare(spec) for spec in trigger.recipients]
-        trigger.actor = bare(trigger.actor)
-        trigger.save(update_fields=["recipients", "actor"])
-    recipient.delete()
+    """Erase a person: see notifications/erasure.py."""
+    erasure.recipient_erase(recipient=recipient)
 
 
 # --- Tenants, topics --------------------------------------------------------------------------
@@ -511,6 +494,11 @@ def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SEC
                 return created
 
 
+# Runs per advance task of a fan-out: several tasks per chunk, so that every worker takes part,
+# each a few seconds long at most (well under Q_CLUSTER["timeout"]).
+FANOUT_ADVANCE_CHUNK = 25
+
+
 def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]:
     """Runs for the recipients (pks) of one fan-out chunk that have none on this trigger yet
     (a direct recipient who is also a subscriber), with their StepLogs and advance tasks."""
@@ -534,7 +522,10 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
         for run in runs
     ])
-    enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    ids = [str(run.id) for run in runs]
+    enqueue_many("notifications.tasks.advance_runs",
+                 [tuple(ids[i:i + FANOUT_ADVANCE_CHUNK])
+                  for i in range(0, len(ids), FANOUT_ADVANCE_CHUNK)])
     return runs
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clarion.logs import log_context
 
-from . import delivery, engine, schedules, services
+from . import delivery, engine, retention, schedules, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue, enqueue_many
 
@@ -29,6 +29,19 @@ def advance_run(run_id: str) -> None:
             engine.advance(run, now=timezone.now())
 
 
+def advance_runs(*run_ids: str) -> None:
+    """advance_run for each of `run_ids`, each in its own transaction: a topic fan-out's runs
+    go out a few dozen per task, not one task each (bench/fanout.py: the queue's dequeue and
+    acknowledgement cost as much as a one-step run). A run that fails is logged and left to the
+    sweeper (it stays `running`); the others go on."""
+    for run_id in run_ids:
+        try:
+            advance_run(run_id)
+        except Exception:
+            logger.exception("run %s failed to advance; the sweeper will retry it", run_id)
+            _drop_broken_connection()
+
+
 def flush_digest(batch_id: str) -> None:
     """The wake-up at a digest batch's window end: close it and wake the run that carries it."""
     with transaction.atomic():
@@ -43,6 +56,14 @@ def deliver_message(message_id: str) -> None:
 
 def fanout_trigger(trigger_id: str) -> None:
     services.trigger_fanout(trigger_id=trigger_id)
+
+
+def apply_retention() -> dict:
+    """Hourly: delete what is past its retention period (notifications/retention.py)."""
+    report = retention.retention_apply()
+    logger.info("retention deleted %s%s", report.deleted or "nothing",
+                "" if report.finished else " (time budget spent; the next pass goes on)")
+    return report.deleted
 
 
 def fire_schedule(zone_id: int) -> None:

@@ -31,20 +31,40 @@ def object_topic_key(collection: str, object_id: str) -> str:
     return f"{collection}:{object_id}"
 
 
-def _user_profile(spec: Mapping, path: str, errors: dict) -> dict:
+def _channel_data(value):
+    """Knock's inline channel data ({channel: {"data": {...}}}) as Clarion's ({channel: {...}});
+    the keys are Clarion channels (`push`, `chat`, or `push:fcm` for one provider kind)."""
+    if not isinstance(value, Mapping):
+        return value
+    return {name: item["data"] if isinstance(item, Mapping) and set(item) == {"data"} else item
+            for name, item in value.items()}
+
+
+def _user_profile(spec: Mapping, path: str, errors: dict, *,
+                  inline_preferences: bool = False) -> dict:
     """A Knock user body (inline identify or PUT /v1/users/{id}) as Clarion profile fields;
-    properties Clarion has no field for go to `data` (merged into the stored data by callers)."""
+    properties Clarion has no field for go to `data` (merged into the stored data by callers).
+    With `inline_preferences` (identify), `preferences` ({"default": PreferenceSet}) is kept
+    under "preferences" for the caller to write."""
     profile: dict = {}
     data: dict = {}
     for name, value in spec.items():
-        if name in USER_FIELDS:
+        if name == "channel_data" and value is not None:
+            profile["channel_data"] = _channel_data(value)
+        elif name in USER_FIELDS:
             if value is not None:
                 profile[USER_FIELDS[name]] = value
         elif name == "preferences":
-            if value:
+            if value and inline_preferences and isinstance(value, Mapping):
+                unknown = sorted(set(value) - {"default"})
+                if unknown:
+                    errors[f"{path}preferences.{unknown[0]}"] = [
+                        'Clarion keeps one preference set per user: "default".']
+                profile["preferences"] = {k: v for k, v in value.items() if k == "default"}
+            elif value:
                 errors[f"{path}preferences"] = [
-                    "Inline preferences are not supported; use "
-                    "PUT /v1/users/{id}/preferences/default."]
+                    "Inline preferences in a trigger are not supported; identify the user "
+                    "with them, or use PUT /v1/users/{id}/preferences/default."]
         elif name not in USER_IGNORED and name != "id":
             data[name] = value  # avatar and the app's own properties
     if data:
@@ -57,7 +77,7 @@ def user_profile(spec, path: str = "") -> dict:
     if not isinstance(spec, Mapping):
         raise ValidationError({"body": ["Expected a JSON object."]})
     errors: dict = {}
-    profile = _user_profile(spec, path, errors)
+    profile = _user_profile(spec, path, errors, inline_preferences=True)
     if errors:
         raise ValidationError(errors)
     return profile
@@ -186,13 +206,15 @@ def _entry_conditions(section: str, entries, errors: dict) -> None:
                     errors[f"{section}.{key}.{name}"] = [UNSUPPORTED]
 
 
-def preference_body(body) -> tuple[dict, bool]:
+def preference_body(body, *, inline: bool = False) -> tuple[dict, bool]:
     """A Knock PreferenceSet request as (Clarion PreferenceSet data, merge?). Knock's
-    `__persistence_strategy__` is "replace" (the default) or "merge"."""
+    `__persistence_strategy__` is "replace" (the default) or "merge"; a set given inline in an
+    identify (`inline`) is merged unless it says "replace"."""
     if not isinstance(body, Mapping):
-        raise ValidationError({"body": ["Expected a JSON object."]})
+        raise ValidationError({"preferences.default" if inline else "body": [
+            "Expected a JSON object."]})
     errors: dict = {}
-    strategy = body.get("__persistence_strategy__", "replace")
+    strategy = body.get("__persistence_strategy__", "merge" if inline else "replace")
     if strategy not in STRATEGIES:
         errors["__persistence_strategy__"] = ['Expected "merge" or "replace".']
     data: dict = {}

@@ -133,11 +133,24 @@ class UserView(KnockView):
             recipient_id_rule(user_id)
         except DjangoValidationError as exc:
             raise ValidationError({"id": exc.messages}) from None
-        profile = validated(RecipientProfileSerializer, shapes.user_profile(request.data))
+        profile = shapes.user_profile(request.data)
+        inline_sets = profile.pop("preferences", {})
+        profile = validated(RecipientProfileSerializer, profile)
+        preference_sets = []
+        for set_id, body in inline_sets.items():
+            try:
+                changes, merge = shapes.preference_body(body, inline=True)
+                preference_sets.append(
+                    (preference_set_validated(changes, tenant=None, partial=merge), merge))
+            except ValidationError as exc:
+                raise ValidationError({f"preferences.{set_id}": exc.detail}) from None
         with transaction.atomic():
             if "data" in profile:
                 profile["data"] = shapes.merged_data(user_id, profile["data"])
             recipient, _ = services.recipient_upsert(external_id=user_id, **profile)
+            for data, merge in preference_sets:
+                preference_services.preference_set_update(recipient=recipient, data=data,
+                                                          merge=merge)
         recipient.refresh_from_db()
         return Response(shapes.user(recipient))
 
@@ -189,12 +202,21 @@ class ObjectView(KnockView):
     permission_classes = [UnrestrictedApiKey]
 
     def put(self, request, collection: str, object_id: str):
+        """A Clarion topic keeps a name; any other property of the object is refused (422)."""
         key = _object_key(collection, object_id)
         body = request.data if isinstance(request.data, dict) else {}
-        name = body.get("name") or ""
-        if not isinstance(name, str) or len(name) > 200:
-            raise ValidationError({"name": ["Expected a name of up to 200 characters."]})
-        topic, _ = services.topic_upsert(key=key, name=name)
+        errors = {name: [shapes.UNSUPPORTED + " An object here is a topic: only its name."]
+                  for name, value in body.items() if name != "name" and value is not None}
+        name = body.get("name")
+        if name is not None and (not isinstance(name, str) or len(name) > 200):
+            errors["name"] = ["Expected a name of up to 200 characters."]
+        if errors:
+            raise ValidationError(errors)
+        existing = Topic.objects.filter(key=key).first()
+        if name is None:  # Knock merges an object's properties: a name not given is kept
+            name = existing.name if existing else ""
+        topic, _ = services.topic_upsert(key=key, name=name,
+                                         tenant=existing.tenant if existing else None)
         return Response(shapes.knock_object(topic, collection, object_id))
 
 

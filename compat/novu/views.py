@@ -15,6 +15,7 @@
 for an hour): `failIfExists` is a 400 naming the field.
 """
 
+import hashlib
 import uuid
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -134,10 +135,15 @@ class BulkTriggerView(NovuView):
         events = body.get("events")
         if not isinstance(events, list) or not 0 < len(events) <= MAX_BULK_EVENTS:
             raise ValidationError({"events": [f"Expected 1 to {MAX_BULK_EVENTS} events."]})
+        header = base.idempotency_key_of(request)
+        if header is not None and len(header) > 240:
+            header = hashlib.sha256(header.encode()).hexdigest()
         results = []
-        for event in events:  # each on its own: one bad event does not refuse the others
+        for index, event in enumerate(events):  # each on its own: one bad event does not
+            # refuse the others; a retried call (same Idempotency-Key) triggers none twice
+            key = f"{header}#{index}" if header is not None else None
             try:
-                results.append(_trigger_event(request, event, None))
+                results.append(_trigger_event(request, event, key))
             except exceptions.APIException as exc:
                 results.append({"acknowledged": False, "status": "error",
                                 "error": _messages(request, exc),

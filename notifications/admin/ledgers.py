@@ -19,7 +19,15 @@ from clarion.admin import (
 
 from .. import support
 from ..engine.route import winner as route_winner
-from ..models import DeliveryAttempt, IdempotencyRecord, Message, Run, StepLog, Trigger
+from ..models import (
+    DeliveryAttempt,
+    DigestBatch,
+    IdempotencyRecord,
+    Message,
+    Run,
+    StepLog,
+    Trigger,
+)
 
 
 @admin.register(Trigger)
@@ -114,6 +122,33 @@ def run_timeline(run):
     )
 
 
+def digest_batches(run):
+    """Each digest batch the run joined: its state, why it closed, the run that carried it, and
+    every run that joined it (oldest event first) with what became of its event."""
+    batches = (DigestBatch.objects.filter(events__run=run).distinct()
+               .select_related("carrier").order_by("opened_at"))
+    if not batches:
+        return "Not in a digest."
+    parts = []
+    for batch in batches:
+        closed = (f"closed {when(batch.closed_at)}: {batch.get_close_reason_display()}"
+                  if batch.status == DigestBatch.Status.CLOSED
+                  else f"open, closes {when(batch.closes_at)}")
+        events = batch.events.select_related("run").order_by("at", "id")[:LIST_LIMIT]
+        parts.append(format_html(
+            '<div class="clarion-digest" data-batch="{}"><p>Step <b>{}</b>, key {}: {} events, '
+            "opened {}, {}. Carried by: {}.</p>{}</div>",
+            batch.pk, batch.step_ref, as_json(batch.key_value), batch.event_count,
+            when(batch.opened_at), closed,
+            link(batch.carrier, "this run" if batch.carrier_id == run.pk else None),
+            table(("Run", "Triggered", "Event", "Data"),
+                  "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                  ((link(event.run, "this run" if event.run_id == run.pk else None),
+                    when(event.at), event.get_outcome_display(), as_json(event.data))
+                   for event in events))))
+    return format_html_join("", "{}", ((part,) for part in parts))
+
+
 def route_summary(run):
     """Each route step of the run: the channel that won (the first message to reach the
     route's success state), what it sent and what it passed over."""
@@ -151,12 +186,16 @@ class RunAdmin(LedgerAdmin):
     search_fields = ("recipient__external_id__exact", "workflow__key__exact")
     search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
     fields = ("id", "status", "workflow", "recipient", "tenant", "trigger", "cursor", "wake_at",
-              "created_at", "updated_at", "routes", "timeline", "state_json")
+              "created_at", "updated_at", "routes", "timeline", "digests", "state_json")
     readonly_fields = fields
 
     @admin.display(description="timeline")
     def timeline(self, obj):
         return run_timeline(support.run_for_timeline(obj.pk))
+
+    @admin.display(description="digests")
+    def digests(self, obj):
+        return digest_batches(obj)
 
     @admin.display(description="routes")
     def routes(self, obj):

@@ -14,7 +14,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect, JsonResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_POST
 
@@ -32,9 +32,9 @@ from clarion.admin import (
 
 from .. import rendering, services
 from ..api.serializers import LOCALE
-from ..channels import CHANNEL_KEYS, template_fields
+from ..channels import CHANNEL_KEYS, channel_spec, template_fields
 from ..engine import layout_for_tenant
-from ..models import Layout, Step, Template, TemplateVersion, Tenant
+from ..models import Layout, Step, StepType, Template, TemplateVersion, Tenant
 from ..providers.sms_segments import sms_size
 from ..rendering.variables import (
     RECIPIENT_KEYS,
@@ -45,6 +45,24 @@ from ..rendering.variables import (
 )
 
 DIFF_WRAP = 72
+# Steps that have templates: channel steps, and route steps (one template per channel).
+TEMPLATED_STEP_TYPES = (*CHANNEL_KEYS, StepType.ROUTE)
+
+
+def route_channels(step: Step) -> list[str]:
+    """The channels of a route step (each has its own templates); [] for any other step."""
+    channels = (step.config or {}).get("channels") if step.type == StepType.ROUTE else None
+    return [c for c in channels if c in CHANNEL_KEYS] if isinstance(channels, list) else []
+
+
+def template_channel(step: Step | None, asked: str | None) -> str | None:
+    """The channel a template of `step` is for: a channel step's own type; for a route step,
+    `asked` when it is one of the route's channels, else None (it must be chosen)."""
+    if step is None:
+        return None
+    if step.type != StepType.ROUTE:
+        return step.type
+    return asked if asked in route_channels(step) else None
 
 
 class TemplateForm(forms.ModelForm):
@@ -77,12 +95,17 @@ class TemplateForm(forms.ModelForm):
         step = cleaned.get("step") or (self.instance.step if self.instance.step_id else None)
         if step is None:
             return cleaned
-        # The unique (step, channel, locale) constraint: the form has no channel (a channel
-        # step's templates have none), so Django's own check would pass it over.
+        stored = "" if step.type != StepType.ROUTE else (self.channel or "")
+        # The unique (step, channel, locale) constraint: the form has no channel field (it
+        # comes from the step, or `?channel=` for a route), so Django's own check passes it by.
         if (not self.instance.pk and cleaned.get("locale") and Template.objects.filter(
-                step=step, channel="", locale=cleaned["locale"]).exists()):
+                step=step, channel=stored, locale=cleaned["locale"]).exists()):
             raise ValidationError("Template with this Step and Locale already exists.")
-        if step.type != self.channel or not any(name in self.data for name in self.channel_fields):
+        if step.type == StepType.ROUTE and template_channel(step, self.channel) is None:
+            raise ValidationError("Choose which of the route's channels this template is for: "
+                                  f"{', '.join(route_channels(step))}.")
+        if (template_channel(step, self.channel) != self.channel
+                or not any(name in self.data for name in self.channel_fields)):
             # The step was chosen on this submit: the form now shows its channel's fields.
             raise ValidationError(
                 f"Fill in the fields of this {step.get_type_display()} template, then save."
@@ -90,10 +113,11 @@ class TemplateForm(forms.ModelForm):
         fields = {name: cleaned.get(name, "") for name in self.channel_fields}
         fields = {name: value for name, value in fields.items() if value}
         try:
-            rendering.validate_fields(step.type, fields)
+            rendering.validate_fields(self.channel, fields)
         except rendering.TemplateError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, exc.message)
         cleaned["template_fields"] = fields
+        cleaned["template_channel"] = stored
         return cleaned
 
 
@@ -111,7 +135,7 @@ def _source(raw) -> str:
     return str(raw or "").replace("\r\n", "\n")
 
 
-def variables_panel(step: Step) -> list[dict]:
+def variables_panel(step: Step, channel: str | None = None) -> list[dict]:
     """What a template of `step` may read, with the sample value the preview uses."""
     workflow = step.workflow
     sample = workflow.sample_data or {}
@@ -141,7 +165,7 @@ def variables_panel(step: Step) -> list[dict]:
     rows.append({"name": "steps.<step ref>", "group": "steps",
                  "example": "what earlier steps recorded: .status, .read… of their message, "
                             "a digest's .events"})
-    if step.type == "email":
+    if (channel or step.type) == "email":
         rows.extend([
             {"name": "preferences_url", "group": "links", "example": "notification settings"},
             {"name": "unsubscribe_url", "group": "links", "example": "one-click unsubscribe"},
@@ -150,17 +174,20 @@ def variables_panel(step: Step) -> list[dict]:
 
 
 
-def _check_json(step: Step, fields: dict) -> dict:
-    check = rendering.check_fields(step.type, fields, data_schema=step.workflow.data_schema,
+def _check_json(step: Step, fields: dict, channel: str) -> dict:
+    check = rendering.check_fields(channel, fields, data_schema=step.workflow.data_schema,
                                    sample_data=step.workflow.sample_data)
     return {"errors": [p.as_dict() for p in check.errors],
             "warnings": [p.as_dict() for p in check.warnings]}
 
 
-def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, user) -> dict:
+def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, user,
+            channel: str | None = None) -> dict:
     """The editor's preview of `fields`: each channel rendered with the sample data, plus
-    errors and warnings with lines. Never raises for a bad template: errors are the answer."""
-    result = {"channel": step.type, "rendered": {}, **_check_json(step, fields)}
+    errors and warnings with lines. Never raises for a bad template: errors are the answer.
+    `channel`: of a route step, the channel the template is for (default: the step's type)."""
+    channel = channel or step.type
+    result = {"channel": channel, "rendered": {}, **_check_json(step, fields, channel)}
     if result["errors"]:
         return result
     variables = preview_variables(workflow=step.workflow, tenant=tenant, locale=locale,
@@ -168,20 +195,20 @@ def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, use
         "name": user.get_full_name() or user.get_username(), "email": user.email or ""})
     options = rendering.RenderOptions(locale=locale)
     try:
-        if step.type == "email":
+        if channel == "email":
             email = rendering.render_email(fields, variables, layout_for_tenant(
                 tenant.pk if tenant else None), options)
             result["rendered"] = {"subject": email.subject, "html": email.html,
                                   "text": email.text}
         else:
-            result["rendered"] = rendering.render_fields(step.type, fields, variables, options)
+            result["rendered"] = rendering.render_fields(channel, fields, variables, options)
     except rendering.TemplateError as exc:
         result["errors"].append(exc.as_dict())
         return result
-    if step.type == "chat":
+    if channel == "chat":
         result["chat"] = {"kind": rendering.chat_preview.kind_of_safe(result["rendered"]),
                           "html": rendering.chat_preview.render(result["rendered"])}
-    if step.type == "sms":
+    if channel == "sms":
         size = sms_size(result["rendered"].get("text", ""))
         result["sms"] = {"encoding": size.encoding, "characters": size.characters,
                          "segments": size.segments}
@@ -192,7 +219,7 @@ def version_diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, 
     """(field, side-by-side HTML table) for each field that differs between two versions."""
     differ = difflib.HtmlDiff(wrapcolumn=DIFF_WRAP)
     tables = []
-    for name in template_fields(old.template.step.type):
+    for name in template_fields(old.template.channel_key):
         before, after = old.fields.get(name, ""), new.fields.get(name, "")
         if before == after:
             continue
@@ -228,11 +255,16 @@ class TemplateAdmin(ClarionAdmin):
         raw = request.POST.get("step") or request.GET.get("step")
         if not raw or not str(raw).isdigit():
             return None
-        return Step.objects.filter(pk=raw, type__in=CHANNEL_KEYS).first()
+        return Step.objects.filter(pk=raw, type__in=TEMPLATED_STEP_TYPES).first()
+
+    def _channel_for(self, request, obj, step: Step | None) -> str | None:
+        if obj is not None:
+            return obj.channel_key
+        return template_channel(step, request.POST.get("channel") or request.GET.get("channel"))
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         step = self._step_for(request, obj)
-        channel = step.type if step else None
+        channel = self._channel_for(request, obj, step)
         attrs = {"channel": channel}
         for name in template_fields(channel):
             rows = 14 if name == "html" else 3  # the email's HTML document
@@ -254,18 +286,28 @@ class TemplateAdmin(ClarionAdmin):
 
     def get_fieldsets(self, request, obj=None):
         step = self._step_for(request, obj)
-        names = template_fields(step.type if step else None)
+        channel = self._channel_for(request, obj, step)
+        names = template_fields(channel)
         fieldsets = [(None, {"fields": ("step", "locale")})]
         if obj and not self.has_change_permission(request, obj):
             fieldsets.append(("Published", {"fields": ("published_fields",)}))
             fieldsets.append(("Versions", {"fields": ("version_history",)}))
             return fieldsets
         if names:
-            fieldsets.append((f"{step.get_type_display()} fields", {
+            label = channel_spec(channel).label
+            if step.type == StepType.ROUTE:
+                label = f"Route: {label}"
+            fieldsets.append((f"{label} fields", {
                 "fields": names,
                 "description": "“Save” creates a new version and publishes it; “Save as draft” "
                                "keeps the published version until you publish the draft.",
             }))
+        elif step is not None and step.type == StepType.ROUTE:
+            add = reverse("admin:notifications_template_add")
+            fieldsets[0][1]["description"] = format_html(
+                "A route step has a template per channel; choose one: {}.",
+                format_html_join(", ", '<a href="{}?step={}&amp;channel={}">{}</a>',
+                                 ((add, step.pk, c, c) for c in route_channels(step))))
         else:
             fieldsets[0][1]["description"] = "Choose the step and save: its fields appear."
         if obj:
@@ -274,7 +316,8 @@ class TemplateAdmin(ClarionAdmin):
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
         if db_field.name == "step":
-            kwargs["queryset"] = Step.objects.filter(type__in=CHANNEL_KEYS).select_related(
+            kwargs["queryset"] = Step.objects.filter(
+                type__in=TEMPLATED_STEP_TYPES).select_related(
                 "workflow").order_by("workflow__key", "position")
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
         if db_field.name == "step":
@@ -332,9 +375,9 @@ class TemplateAdmin(ClarionAdmin):
             *super().get_urls(),
         ]
 
-    def _posted_fields(self, request, step: Step) -> dict:
+    def _posted_fields(self, request, step: Step, channel: str | None = None) -> dict:
         return {name: _source(request.POST.get(name)) for name in
-                template_fields(step.type) if request.POST.get(name)}
+                template_fields(channel or step.type) if request.POST.get(name)}
 
     def _posted_tenant(self, request) -> Tenant | None:
         raw = request.POST.get("preview_tenant", "")
@@ -346,14 +389,21 @@ class TemplateAdmin(ClarionAdmin):
             raise PermissionDenied
         raw = request.POST.get("step", "")
         step = (Step.objects.select_related("workflow")
-                .filter(pk=raw, type__in=CHANNEL_KEYS).first()
+                .filter(pk=raw, type__in=TEMPLATED_STEP_TYPES).first()
                 if raw.isdigit() else None)
         if step is None:
             return JsonResponse({"error": "invalid_request", "detail": "Choose a step first.",
                                  "fields": {"step": ["Unknown step."]}}, status=400)
+        channel = template_channel(step, request.POST.get("channel"))
+        if channel is None:
+            return JsonResponse({"error": "invalid_request", "detail": "Choose a channel.",
+                                 "fields": {"channel": [f"Expected one of: "
+                                            f"{', '.join(route_channels(step))}."]}},
+                                status=400)
         locale = request.POST.get("locale") or step.workflow.default_locale
-        return JsonResponse(preview(step, self._posted_fields(request, step), locale=locale,
-                                    tenant=self._posted_tenant(request), user=request.user))
+        return JsonResponse(preview(step, self._posted_fields(request, step, channel),
+                                    locale=locale, tenant=self._posted_tenant(request),
+                                    user=request.user, channel=channel))
 
     def diff_view(self, request, object_id):
         template = self.get_object(request, unquote(object_id))
@@ -400,13 +450,14 @@ class TemplateAdmin(ClarionAdmin):
     def render_change_form(self, request, context, add=False, change=False, form_url="",
                            obj=None):
         step = self._step_for(request, obj)
+        channel = self._channel_for(request, obj, step)
         can_edit = (self.has_change_permission(request, obj) if obj
                     else self.has_add_permission(request))
-        if step is not None and can_edit:  # readers see the published fields, no editor
+        if step is not None and channel is not None and can_edit:  # readers: no editor
             context.update({
                 "clarion_step": step,
-                "clarion_channel": step.type,
-                "clarion_variables": variables_panel(step),
+                "clarion_channel": channel,
+                "clarion_variables": variables_panel(step, channel),
                 "clarion_filters": sorted(rendering.LOCALE_FILTERS),
                 "clarion_tenants": Tenant.objects.order_by("key").only("pk", "key", "name"),
                 "clarion_preview_url": reverse("admin:notifications_template_preview"),
@@ -444,6 +495,7 @@ class TemplateAdmin(ClarionAdmin):
         template, version = services.template_save(
             step=obj.step, locale=obj.locale, fields=form.cleaned_data["template_fields"],
             author=request.user, publish=not draft,
+            channel=form.cleaned_data.get("template_channel", obj.channel),
         )
         adopt(obj, template)
         if version is None:
@@ -457,7 +509,8 @@ class TemplateAdmin(ClarionAdmin):
         else:
             messages.info(request, f"Saved and published version {version.number}.")
         step = template.step
-        check = rendering.check_fields(step.type, form.cleaned_data["template_fields"],
+        check = rendering.check_fields(template.channel_key,
+                                       form.cleaned_data["template_fields"],
                                        data_schema=step.workflow.data_schema,
                                        sample_data=step.workflow.sample_data)
         for problem in check.warnings:

@@ -76,6 +76,11 @@ class StepForm(forms.ModelForm):
                 engine.validate_digest_config(cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", f"{exc.field}: {exc}")
+        elif step_type == StepType.APPROVAL and "config" in cleaned:
+            try:
+                engine.validate_approval_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", f"{exc.field}: {exc}")
         elif step_type in CHANNEL_KEYS and "config" in cleaned:
             try:
                 engine.validate_channel_config(step_type, cleaned["config"])
@@ -172,7 +177,10 @@ def earlier_steps(steps: list[Step], pk, parent: Step | None, branch: str,
 
 
 def step_templates_summary(step):
-    """'2 locales: en, fr' with each locale linking to its template, or a link to add one."""
+    """'2 locales: en, fr' with each locale linking to its template, or a link to add one; a
+    route step's, per channel."""
+    if step.pk is not None and step.type == StepType.ROUTE:
+        return route_templates_summary(step)
     if step.pk is None or step.type not in CHANNEL_KEYS:
         return EMPTY
     templates = sorted(step.templates.all(), key=lambda template: template.locale)
@@ -185,6 +193,23 @@ def step_templates_summary(step):
     count = ngettext("%d locale", "%d locales", len(templates)) % len(templates)
     return format_html('<a href="{}">{}</a>: {}', changelist_url(Template, step__id__exact=step.pk),
                        count, locales)
+
+
+def route_templates_summary(step):
+    """Per channel of a route step: its locales linking to their templates, and a link that
+    adds one for that channel."""
+    templates = {}
+    for template in step.templates.all():
+        templates.setdefault(template.channel, []).append(template)
+    channels = (step.config or {}).get("channels")
+    add = reverse("admin:notifications_template_add")
+    return format_html_join(
+        "", "<div>{}: {} (<a href=\"{}?{}\">add</a>)</div>",
+        ((channel, format_html_join(", ", '<a href="{}">{}</a>', (
+            (admin_url(t), t.locale) for t in sorted(templates.get(channel, []),
+                                                    key=lambda t: t.locale))) or "none",
+          add, urlencode({"step": step.pk, "channel": channel}))
+         for channel in (channels if isinstance(channels, list) else [])))
 
 
 @admin.register(Workflow)
@@ -257,6 +282,8 @@ class StepAdmin(ClarionAdmin):
     def template_list(self, obj):
         if obj.pk is None:
             return "Save the step first."
+        if obj.type == StepType.ROUTE:
+            return route_templates_summary(obj)
         if obj.type not in CHANNEL_KEYS:
             return f"{obj.get_type_display()} steps have no templates."
         templates = obj.templates.select_related("published_version").order_by("locale")

@@ -67,7 +67,7 @@ def default_layout_html() -> str:
 DEFAULT_LAYOUT_TEXT = """{{ content }}
 {% if tenant.footer or tenant.name or preferences_url or unsubscribe_url %}
 --
-{% if tenant.footer %}{{ tenant.footer }}
+{% if tenant.footer and tenant.footer != blank %}{{ tenant.footer }}
 {% elsif tenant.name %}{{ tenant.name }}
 {% endif %}{% if preferences_url %}Notification settings: {{ preferences_url }}
 {% endif %}{% if unsubscribe_url %}Unsubscribe: {{ unsubscribe_url }}

@@ -34,6 +34,7 @@
       var data = new FormData();
       data.append("csrfmiddlewaretoken", csrf());
       data.append("step", panel.dataset.step);
+      data.append("channel", panel.dataset.channel || "");
       data.append("locale", locale());
       data.append("preview_tenant", tenant ? tenant.value : "");
       fields.forEach(function (field) { data.append(field.dataset.field, field.value); });

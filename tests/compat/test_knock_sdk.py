@@ -195,3 +195,37 @@ def test_malformed_json_and_unknown_paths_answer_knocks_shape(server_url, api_ke
     assert (response.status_code, response.json()["code"]) == (400, "invalid_json")
     response = httpx.get(f"{server_url}/knock/v1/nothing/here", headers=headers)
     assert (response.status_code, response.json()["code"]) == (404, "resource_missing")
+
+
+def test_identify_merges_inline_preferences_and_unwraps_channel_data(knock):
+    knock.users.update("u-6", preferences={"default": {"channel_types": {"email": False}}},
+                       channel_data={"push": {"data": {"tokens": ["t-1"]}}})
+    knock.users.update("u-6", preferences={"default": {"categories": {"marketing": False}}})
+    row = PreferenceSet.objects.get(recipient__external_id="u-6")
+    assert (row.channel_types, row.categories) == ({"email": False}, {"marketing": False})
+    recipient = Recipient.objects.get(external_id="u-6")
+    assert recipient.channel_data.get(channel="push").data == {"tokens": ["t-1"]}
+    with pytest.raises(knockapi.UnprocessableEntityError) as caught:
+        knock.users.update("u-6", preferences={"default": {"channel_types": {"fax": True}}})
+    assert caught.value.body["errors"][0]["field"] == "preferences.default.channel_types.fax"
+    with pytest.raises(knockapi.UnprocessableEntityError) as caught:
+        knock.users.update("u-6", preferences={"marketing": {"channel_types": {"sms": True}}})
+    assert caught.value.body["errors"][0]["field"] == "preferences.marketing"
+
+
+def test_object_properties_other_than_name_are_refused_and_a_name_is_kept(knock):
+    knock.objects.set("projects", "p-2", name="Two")
+    assert knock.objects.set("projects", "p-2").properties == {"name": "Two"}
+    with pytest.raises(knockapi.UnprocessableEntityError) as caught:
+        knock.objects.set("projects", "p-2", locale="fr")
+    assert caught.value.body["errors"][0]["field"] == "locale"
+    assert Topic.objects.get(key="projects:p-2").name == "Two"
+
+
+def test_a_key_whose_first_request_still_runs_is_a_conflict(knock, welcome, api_key):
+    from notifications.idempotency import idempotency_begin
+
+    idempotency_begin(api_key=api_key[0], key="busy", request_hash="first")  # still running
+    with pytest.raises(knockapi.ConflictError) as caught:
+        knock.workflows.trigger("welcome", recipients=["a"], idempotency_key="busy")
+    assert caught.value.body["code"] == "idempotency_key_in_use"

@@ -212,3 +212,22 @@ def test_rate_limited_triggers_raise_api_error_429(novu, welcome, clarion_settin
         novu.trigger(trigger_event_request_dto={"workflow_id": "welcome", "to": "a"})
     assert caught.value.status_code == 429
     assert int(caught.value.headers["Retry-After"]) > 0
+
+
+def test_a_transaction_whose_first_trigger_still_runs_is_a_409_error_dto(novu, welcome, api_key):
+    from notifications.idempotency import idempotency_begin
+
+    idempotency_begin(api_key=api_key[0], key="novu-transaction:tx-busy", request_hash="first")
+    with pytest.raises(models.ErrorDto) as caught:  # the SDK retries it, unless told not to
+        novu.trigger(trigger_event_request_dto={"workflow_id": "welcome", "to": "a",
+                                                "transaction_id": "tx-busy"})
+    assert caught.value.data.status_code == 409
+
+
+def test_a_retried_bulk_call_triggers_nothing_twice(novu, welcome):
+    events = {"events": [{"workflow_id": "welcome", "to": "a"},
+                         {"workflow_id": "welcome", "to": "b"}]}
+    first = novu.trigger_bulk(bulk_trigger_event_dto=events, idempotency_key="bulk-1")
+    again = novu.trigger_bulk(bulk_trigger_event_dto=events, idempotency_key="bulk-1")
+    assert [r.transaction_id for r in again.result] == [r.transaction_id for r in first.result]
+    assert Trigger.objects.count() == 2

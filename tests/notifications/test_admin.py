@@ -135,7 +135,8 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
                        ("webhook", "Webhook"), ("delay", "Delay"), ("digest", "Digest"),
-                       ("throttle", "Throttle"), ("branch", "Branch"), ("route", "Route")]
+                       ("throttle", "Throttle"), ("branch", "Branch"), ("route", "Route"),
+                       ("approval", "Approval")]
 
 
 def step_post_data(step, **changes) -> dict:
@@ -145,8 +146,8 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "approval"}, "type",
-     "Select a valid choice. approval is not one of the available choices."),
+    ({"type": "fax"}, "type",
+     "Select a valid choice. fax is not one of the available choices."),
     ({"type": "digest", "config": '{"window": {"daily": "9:00"}}'}, "config",
      'config.window.daily: Expected a local time "HH:MM", e.g. "09:00".'),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
@@ -640,5 +641,5 @@ def test_deleting_a_recipient_in_the_admin_erases_them(admin_client, triggered):
     assert response.status_code == 302
     assert not Recipient.objects.filter(external_id="u1").exists()
     trigger.refresh_from_db()
-    assert trigger.recipients[0] == "u1"
+    assert trigger.recipients[0] == "[erased]"
     assert trigger.recipients[1]["id"] == "u2"

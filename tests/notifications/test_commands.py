@@ -1,6 +1,7 @@
 """`create_api_key` and the demo that `serve` seeds."""
 
 import json
+import re
 import stat
 from io import StringIO
 
@@ -192,3 +193,19 @@ def test_the_demo_welcome_workflow_runs_for_the_demo_user(var_dir, run_tasks, se
     assert Run.objects.get().status == Run.Status.COMPLETED
     assert [m.subject for m in mail.outbox] == ["Welcome to Acme Inc."]
     assert mail.outbox[0].to == ["Ada Lovelace <ada@example.com>"]
+
+
+def test_the_demo_welcome_email_has_no_empty_image_and_only_absolute_links(var_dir, run_tasks,
+                                                                            smtp, client):
+    """A tenant without a logo shows its name (Liquid's "" is truthy, so the layout asks for
+    `!= blank`), and every link works from a mail client: none is relative."""
+    seed_demo()
+    assert client.post("/demo/inbox/trigger").status_code == 202
+    run_tasks()
+    mail = smtp.wait_for(1)[-1]
+    html = next(part for part in mail.walk() if part.get_content_type() == "text/html") \
+        .get_payload(decode=True).decode()
+    assert "<img" not in html and "Acme Inc." in html
+    links = re.findall(r'href="([^"]*)"', html)
+    assert len(links) == 3 and all(link.startswith("http") for link in links), links
+    assert links[0].endswith("/demo/inbox/#welcome-tour")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, connections, transaction
+from django.urls import reverse
 from django_q.models import OrmQ
 
 from inbox.models import InboxItem
@@ -335,3 +336,22 @@ def test_concurrent_runs_for_one_key_open_exactly_one_batch_on_postgresql(make_w
     assert failures == []
     batch = DigestBatch.objects.get()
     assert batch.event_count == 16 == batch.events.count()
+
+
+def test_the_run_page_shows_who_joined_the_batch_and_why_it_closed(threads, admin_client,
+                                                                   run_tasks):
+    runs = [advance_at(trigger(threads, thread=1, n=n, cancellation_key=f"c{n}"), T0)
+            for n in range(3)]
+    page = admin_client.get(reverse("admin:notifications_run_change", args=[runs[0].pk]))
+    assert "open, closes" in page.content.decode()
+    workflow_cancel(workflow=threads, cancellation_key="c2")
+    close_due(DigestBatch.objects.get(), T0 + timedelta(minutes=5))
+    run_tasks()
+    html = admin_client.get(reverse("admin:notifications_run_change",
+                                    args=[runs[1].pk])).content.decode()
+    assert "Its window ended" in html
+    digest = html[html.index('class="clarion-digest"'):]
+    assert digest.count("In the digest") == 2
+    assert "Left out: its run was cancelled" in digest
+    assert digest.index(f'/run/{runs[0].pk}/') < digest.index(f'/run/{runs[2].pk}/')
+    assert "Carried by: <a" in digest

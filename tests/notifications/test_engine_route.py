@@ -396,3 +396,43 @@ def test_later_steps_read_what_the_route_reached_in_any_of_its_channels(make_wor
     run = advance_at(run, T0 + timedelta(hours=1))
     assert events(run)[-2:] == [("thanks", "sent"), ("", "completed")]
     assert InboxItem.objects.get(message__step_ref="thanks").content["body"] == "in_app sent"
+
+
+def test_a_chain_channel_due_in_quiet_hours_waits_for_their_end_then_goes(make_workflow):
+    workflow = make_workflow("w", steps=[route_step(["in_app", "email"], ttl={"minutes": 20})])
+    run = _trigger(workflow)
+    preference_set_update(recipient=Recipient.objects.get(external_id="u1"), merge=True,
+                          data={"quiet_hours": {"start": "12:10", "end": "13:00"}})
+    run = advance_at(run, T0)
+    run = advance_at(run, T0 + timedelta(minutes=20))
+    assert (_sent(run), run.wake_at) == (["in_app"], T0 + timedelta(hours=1))
+    assert _log(run, "quiet_hours")["until"] == (T0 + timedelta(hours=1)).isoformat()
+    run = advance_at(run, T0 + timedelta(hours=1))
+    assert _sent(run) == ["in_app", "email"]
+    assert run.status == Run.Status.COMPLETED
+
+
+def test_success_reached_during_quiet_hours_stops_the_held_channel(make_workflow):
+    workflow = make_workflow("w", steps=[route_step(["in_app", "email"], ttl={"minutes": 20})])
+    run = _trigger(workflow)
+    preference_set_update(recipient=Recipient.objects.get(external_id="u1"), merge=True,
+                          data={"quiet_hours": {"start": "12:10", "end": "13:00"}})
+    run = advance_at(advance_at(run, T0), T0 + timedelta(minutes=20))
+    inbox_item_mark(item=InboxItem.objects.get(), action="read")
+    run = advance_at(run, T0 + timedelta(hours=1))
+    assert _sent(run) == ["in_app"]
+    assert _log(run, "succeeded")["not_sent"] == ["email"]
+
+
+def test_a_route_inside_a_branch_waits_and_goes_on_there(make_workflow):
+    from .test_engine_branch import branch_step, when
+
+    workflow = make_workflow("w", steps=[
+        branch_step("by-plan", [("pro", when("data.plan", "eq", "pro"), [])],
+                    default=[route_step(["in_app", "email"]), in_app_step("after")])])
+    run = advance_at(_trigger(workflow), T0)
+    assert (run.status, _sent(run)) == (Run.Status.WAITING, ["in_app"])
+    run = advance_at(run, T0 + timedelta(hours=1))
+    assert run.status == Run.Status.COMPLETED
+    assert _sent(run) == ["in_app", "email", "in_app"]
+    assert events(run)[-3:] == [("route", "exhausted"), ("after", "sent"), ("", "completed")]
