@@ -359,6 +359,9 @@ CLARION = {
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
+    # this many days are deleted (0: kept forever); a tenant's retention_days wins.
+    "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
     # The longest an approval may wait for its answer (its links are refused after it).
     "APPROVAL_MAX_WAIT_SECONDS": 90 * 86400,
     # A first request holding an Idempotency-Key longer than this is taken as dead.

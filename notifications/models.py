@@ -76,6 +76,10 @@ class Tenant(models.Model):
         blank=True, help_text="Shown at the bottom of every email: address, legal line…"
     )
     settings = models.JSONField(default=dict, blank=True)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Days its runs, messages, attempts, events and inbox items are kept; empty: "
+                  "the global CLARION_RETENTION_DAYS; 0: forever.")
     # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
     # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
     inbox_secrets_encrypted = models.TextField(blank=True, editable=False)

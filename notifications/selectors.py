@@ -81,7 +81,7 @@ def recipient_detail(recipient: Recipient) -> dict:
 
 
 def tenant_detail(tenant: Tenant) -> dict:
-    return tenant_variables(tenant)
+    return {**tenant_variables(tenant), "retention_days": tenant.retention_days}
 
 
 def topic_detail(topic: Topic) -> dict:

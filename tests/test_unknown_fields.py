@@ -131,7 +131,7 @@ def test_a_misspelt_tenant_field_is_refused(api, db):
     assert response.status_code == 400
     assert response.json() == invalid({"colr": [
         "Unknown field; expected one of: name, logo_url, primary_color, sender_name, "
-        "sender_email, footer, settings."]})
+        "sender_email, footer, settings, retention_days."]})
     assert not Tenant.objects.exists()
 
 

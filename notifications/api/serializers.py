@@ -344,6 +344,8 @@ class TriggerDetailSerializer(Serializer):
     actor = serializers.JSONField(allow_null=True)
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
+    idempotency_key = serializers.CharField(help_text="The Idempotency-Key it was sent with, or "
+                                                      "\"\".")
     fanout = serializers.ChoiceField(choices=["done", "pending"])
     recipients_total = serializers.IntegerField(
         allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
@@ -479,6 +481,9 @@ class BranchSerializer(BranchStepsSerializer):
 
 
 class StepSerializer(Serializer):
+    """One step of a workflow (docs/workflows.md); a branch step's `branches` and `default` hold
+    steps of their own."""
+
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
@@ -627,6 +632,10 @@ class TenantSerializer(Serializer):
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="Days its runs, messages and events are kept; null: the global "
+                  "CLARION_RETENTION_DAYS; 0: forever.")
 
 
 class TopicSerializer(Serializer):
