@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from inbox import views as inbox_views
 from notifications.admin.find import find_view
+from notifications.views import approval_page
 
 from . import metrics, views
 
@@ -28,6 +29,8 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     # The hosted preference center (/p/<token>/) and one-click unsubscribe (/u/<token>/).
     path("", include("preferences.urls")),
+    # The page an approval email's Approve / Reject links open.
+    path("approvals/<str:token>/", approval_page, name="approval-page"),
     path("demo/inbox/", inbox_views.demo_page, name="inbox-demo"),
     path("demo/inbox/trigger", inbox_views.demo_trigger, name="inbox-demo-trigger"),
 ]

@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from .models import (
     ApiKey,
+    Approval,
     DeliveryAttempt,
     Message,
     MessageEvent,
@@ -80,7 +81,7 @@ def recipient_detail(recipient: Recipient) -> dict:
 
 
 def tenant_detail(tenant: Tenant) -> dict:
-    return tenant_variables(tenant)
+    return {**tenant_variables(tenant), "retention_days": tenant.retention_days}
 
 
 def topic_detail(topic: Topic) -> dict:
@@ -105,6 +106,8 @@ def runs_with_history(runs: QuerySet[Run]) -> QuerySet[Run]:
         Prefetch("messages__delivery_attempts",
                  queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
         Prefetch("step_logs", queryset=StepLog.objects.order_by("id")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("recipient")
+                 .order_by("created_at")),
     )
 
 

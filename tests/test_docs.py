@@ -551,9 +551,10 @@ PROJECT_DIRS = ("bench", "clarion", "docs", "inbox", "notifications", "preferenc
 FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
 PYTHON_NAME = re.compile(
     r"`((?:clarion|inbox|notifications|preferences|events)(?:\.[A-Za-z_]\w*)+)`")
-# Dotted names in the docs that are not Python: file names, the sweeper's schedule, and the
-# outbound event type named like the preferences app.
-NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$|^preferences\.updated$")
+# Dotted names in the docs that are not Python: file names, the sweeper's and retention's
+# schedules, and the outbound event type named like the preferences app.
+NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.(sweep|retention)$"
+                        r"|^preferences\.updated$")
 SYSTEM_CHECK_ID = re.compile(r"^\w+\.[CEWID]\d{3}$")
 
 

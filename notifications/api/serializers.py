@@ -13,6 +13,7 @@ from clarion.api import QuerySerializer, Serializer, TenantKeyField, unknown_fie
 
 from .. import conditions, engine, rendering, selectors, workflow_json
 from ..addresses import validate_display_name, validate_email_address
+from ..approvals import approval_detail
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import (
@@ -363,6 +364,8 @@ class TriggerDetailSerializer(Serializer):
     actor = serializers.JSONField(allow_null=True)
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
+    idempotency_key = serializers.CharField(help_text="The Idempotency-Key it was sent with, or "
+                                                      "\"\".")
     fanout = serializers.ChoiceField(choices=["done", "pending"])
     recipients_total = serializers.IntegerField(
         allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
@@ -426,6 +429,13 @@ class RunDetailSerializer(Serializer):
     updated_at = serializers.DateTimeField()
     steps = TimelineEntrySerializer(many=True, source="step_logs", help_text="The timeline.")
     messages = MessageDetailSerializer(many=True)
+    approvals = serializers.SerializerMethodField(
+        help_text="The questions its approval steps asked, and their answers: status "
+                  "(pending, approved, rejected, expired), decision, answered_at, answered_via.")
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}})
+    def get_approvals(self, run) -> list:
+        return [approval_detail(approval) for approval in run.approvals.all()]
 
 
 # --- Workflows --------------------------------------------------------------------------------
@@ -493,11 +503,17 @@ class BranchSerializer(BranchStepsSerializer):
 
 
 class StepSerializer(Serializer):
+    """One step of a workflow (docs/workflows.md); a branch step's `branches` and `default` hold
+    steps of their own."""
+
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
     conditions = serializers.DictField(required=False, allow_null=True, default=None)
-    templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+    templates = serializers.DictField(
+        child=serializers.DictField(), required=False, default=dict,
+        help_text='Channel steps: {locale: {field: Liquid}}, e.g. {"en": {"body": "Hi"}}; route '
+                  'steps: {channel: {locale: {field: Liquid}}}.')
     unless = serializers.DictField(
         required=False, allow_null=True, default=None,
         help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
@@ -556,6 +572,13 @@ class StepSerializer(Serializer):
                 errors[exc.field] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Digest steps have no templates."]
+        if step_type == StepType.APPROVAL:
+            try:
+                engine.validate_approval_config(attrs.get("config") or {})
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Approval steps have no templates."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
@@ -631,6 +654,10 @@ class TenantSerializer(Serializer):
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="Days its runs, messages and events are kept; null: the global "
+                  "CLARION_RETENTION_DAYS; 0: forever.")
 
 
 class TopicSerializer(Serializer):

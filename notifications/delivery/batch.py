@@ -275,7 +275,10 @@ def outbound_for(message: Message, channel_data: ChannelData | None = None) -> O
         workflow_key=message.workflow.key,
         recipient_id=message.recipient.external_id,
         recipient_name=message.recipient.name if message.channel == Channel.EMAIL else "",
-        step_config=(message.step.config or {}) if message.step_id else {},
+        # A channel step's own config (push ttl, WhatsApp template…); a route step's config
+        # is the route's (its channels, its ttl), none of it meant for a provider.
+        step_config=(message.step.config or {})
+        if message.step_id and message.step.type == message.channel else {},
         channel_data=(channel_data.data or {}) if channel_data is not None else {},
         headers=email_headers(message) if message.channel == Channel.EMAIL else {},
     )

@@ -16,7 +16,7 @@ from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, r
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_messages, run_variables
-from . import branches, channel_steps, digest, function_steps, route
+from . import approval_step, branches, channel_steps, digest, function_steps, route
 from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     # A run waits at a delay or digest step, at a channel step during the person's quiet
     # hours, or at a route step between its channels.
     if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST,
-                                                  StepType.ROUTE)
+                                                  StepType.ROUTE, StepType.APPROVAL)
                              or steps[here].is_channel):
         run.cursor = here
         for ref in ahead:
@@ -138,7 +138,8 @@ def _run_step(p: Pass, step: Step) -> str:
     # A delay's, digest's or route's conditions were asked before it started waiting; a
     # channel step back from quiet hours asks again (its conditions or the data may have
     # changed while it waited).
-    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST, StepType.ROUTE))
+    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST, StepType.ROUTE,
+                                             StepType.APPROVAL))
     if ask and step.conditions:
         branches.refresh_steps(p, step.conditions)
     if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
@@ -162,6 +163,8 @@ def _run_step(p: Pass, step: Step) -> str:
         return branches.branch(p, step)
     if step.type == StepType.ROUTE:
         return route.route(p, step)
+    if step.type == StepType.APPROVAL:
+        return approval_step.approval(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:

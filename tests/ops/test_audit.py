@@ -154,7 +154,7 @@ def test_the_admin_lists_and_filters_the_audit_log(admin_client, admin_user, api
     assert "Globex" in by_key and not any(repr_.startswith("billing") for repr_ in by_key)
     assert listed(user=admin_user.pk) == {str(ApiKey.objects.get(name="billing"))}
     tenant_type = ContentType.objects.get_for_model(Tenant)
-    assert listed(content_type__id__exact=tenant_type.pk) == {"Globex"}
+    assert listed(resource_type=tenant_type.pk) == {"Globex"}
     html = admin_client.get(changelist, {"api_key": key.pk}).content.decode()
     assert f"API key tests ({key.prefix}…)" in html
 
