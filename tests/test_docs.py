@@ -334,7 +334,7 @@ ENDPOINT = re.compile(
     r"(?:\b(GET|POST|PUT|PATCH|DELETE)(?:\s*\|\s*(?:GET|POST|PUT|PATCH|DELETE))*\s+)?"
     rf"(?:{OUR_ORIGIN}|(?<![\w.:/\-$<]))"
     r"(/(?:api|ws|p|u|webhooks|healthz|readyz|metrics|demo|admin|static|knock|novu|favicon|"
-    r"approvals)"
+    r"approvals)\b"
     r"(?:[^\s`'\"()<>\[\]]|<[^>]+>)*)")
 RELATIVE_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE)(?:/(?:GET|POST|PUT|PATCH|DELETE))*"
                                r"\s+/?((?:workflows|triggers|runs|recipients|tenants|topics|"
