@@ -583,3 +583,20 @@ def test_an_approval_has_one_column_per_outcome_and_leaves_empty_ones_out(admin_
     page = admin_client.get(change_url(Workflow.objects.get(key="deploy"))).content.decode()
     assert 'name="steps-0-branches-2-steps-0-limit" value="1"' in page
     assert "asks “Deploy {{ data.version }}?” on in_app, email; expires after 4 hours" in page
+
+
+def test_a_viewer_sees_the_builder_but_cannot_save(client, make_workflow):
+    from django.contrib.auth.models import Permission, User
+
+    workflow = make_workflow("welcome", steps=[in_app_step(body="Hi")])
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_workflow"))
+    client.force_login(viewer)
+    page = client.get(change_url(workflow))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<fieldset class="wb-all" disabled>' in html and 'name="_continue"' not in html
+    assert client.post(change_url(workflow), {"name": "Changed"}).status_code == 403
+    assert client.get(reverse("admin:notifications_workflow_add")).status_code == 403
+    workflow.refresh_from_db()
+    assert workflow.name == "Welcome"
