@@ -295,7 +295,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
 
     Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
-    a template version is added only where a template's fields changed.
+    a template version is added only where a template's fields changed; a step whose
+    `templates` is None keeps its own.
     """
     workflow, created = Workflow.objects.get_or_create(
         key=key, defaults={"name": name, "category": category, "critical": critical,
@@ -346,6 +347,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
             if changed:
                 step.save(update_fields=changed)
         saved[spec.ref] = step
+        if spec.templates is None:
+            continue
         if spec.type == StepType.ROUTE:
             wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
                       for locale, fields in by_locale.items()}

@@ -333,7 +333,8 @@ OUR_ORIGIN = (r"(?:\$CLARION|\$PUBLIC_URL|(?:https?|wss?)://(?:localhost|127\.0\
 ENDPOINT = re.compile(
     r"(?:\b(GET|POST|PUT|PATCH|DELETE)(?:\s*\|\s*(?:GET|POST|PUT|PATCH|DELETE))*\s+)?"
     rf"(?:{OUR_ORIGIN}|(?<![\w.:/\-$<]))"
-    r"(/(?:api|ws|p|u|webhooks|healthz|readyz|metrics|demo|admin|static|knock|novu)\b"
+    r"(/(?:api|ws|p|u|webhooks|healthz|readyz|metrics|demo|admin|static|knock|novu|favicon|"
+    r"approvals)\b"
     r"(?:[^\s`'\"()<>\[\]]|<[^>]+>)*)")
 RELATIVE_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE)(?:/(?:GET|POST|PUT|PATCH|DELETE))*"
                                r"\s+/?((?:workflows|triggers|runs|recipients|tenants|topics|"
@@ -642,7 +643,8 @@ def test_the_link_check_reads_anchors_as_github_makes_them():
 
 
 # Routes the docs need not name: the APIs' catch-all 404s, and the demo page's own button.
-UNDOCUMENTED_ROUTES = {*CATCH_ALL_ROUTES, "inbox-demo-trigger"}
+# "/" (home) is named in docs/deploy.md, but a bare "/" is not something ENDPOINT can find.
+UNDOCUMENTED_ROUTES = {*CATCH_ALL_ROUTES, "inbox-demo-trigger", "home"}
 
 
 def url_routes():
