@@ -7,7 +7,9 @@ tracks are `AUDITLOG_INCLUDE_TRACKING_MODELS` in clarion/settings.py) and its mi
 the admin user. The server API authenticates inside DRF, after every middleware: its
 authentication calls `audit_api_key_bind`, and `log_entry_api_key` (connected to LogEntry's
 `pre_save` in `ClarionConfig.ready`) writes that key into the entry's `additional_data`:
-`{"api_key": {"id": 3, "name": "backend", "prefix": "ck_1a2b3c4d"}}`.
+`{"api_key": {"id": 3, "name": "backend", "prefix": "ck_1a2b3c4d"}}`. A person who changes their
+own preferences (the inbox API, the preference center, a one-click unsubscribe) is named the same
+way by `audit_recipient_bind`: `{"recipient": {"id": "user-42", "via": "preference center"}}`.
 """
 
 from contextvars import ContextVar
@@ -47,9 +49,20 @@ def audit_api_key_bind(api_key) -> None:
         holder["api_key"] = {"id": api_key.pk, "name": api_key.name, "prefix": api_key.prefix}
 
 
-def log_entry_api_key(sender, instance, **kwargs) -> None:
-    """pre_save of auditlog's LogEntry: a new entry made while an API key acts names the key."""
+def audit_recipient_bind(recipient_id: str, *, via: str) -> None:
+    """Record the recipient `recipient_id` (their own id) as the actor of the changes this
+    request makes, `via` what ("inbox API", "preference center", "unsubscribe link"). Outside a
+    request it does nothing."""
     holder = _request_holder.get()
-    if instance.pk is None and holder and holder.get("api_key"):
-        instance.additional_data = {**(instance.additional_data or {}),
-                                    "api_key": holder["api_key"]}
+    if holder is not None:
+        holder["recipient"] = {"id": recipient_id, "via": via}
+
+
+def log_entry_api_key(sender, instance, **kwargs) -> None:
+    """pre_save of auditlog's LogEntry: a new entry made while an API key (or a recipient) acts
+    names it in the entry's additional_data."""
+    holder = _request_holder.get()
+    if instance.pk is None and holder:
+        actors = {name: holder[name] for name in ("api_key", "recipient") if holder.get(name)}
+        if actors:
+            instance.additional_data = {**(instance.additional_data or {}), **actors}

@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "inbox",
     "preferences",
     "events",
+    "analytics",
     "compat",
 ]
 
@@ -240,7 +241,7 @@ INBOX_SECRET_ROTATION_SECONDS = int(os.environ.get("INBOX_SECRET_ROTATION_SECOND
 INBOX_ALLOWED_ORIGINS = _env_list("INBOX_ALLOWED_ORIGINS", "*")
 # The /demo/inbox/ page (only answers where the demo of `serve` is seeded).
 INBOX_DEMO_PAGE = _env_bool("INBOX_DEMO_PAGE", True)
-CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
+CORS_URLS_REGEX = r"^/api/v1/(inbox(/.*)?|approvals/[^/]+)$"
 CORS_ALLOW_ALL_ORIGINS = INBOX_ALLOWED_ORIGINS == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else INBOX_ALLOWED_ORIGINS
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-clarion-recipient",
@@ -359,6 +360,14 @@ CLARION = {
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
+    # this many days are deleted (0: kept forever); a tenant's retention_days wins.
+    "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
+    # The longest an approval may wait for its answer (its links are refused after it).
+    "APPROVAL_MAX_WAIT_SECONDS": 90 * 86400,
+    # Where a Slack interactivity request's response_url may point (an approval's button
+    # answers there): Slack's own host.
+    "SLACK_RESPONSE_HOSTS": ["hooks.slack.com"],
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,

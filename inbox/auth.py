@@ -22,6 +22,7 @@ from django.utils import timezone
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import authentication, exceptions, permissions
 
+from clarion.audit import audit_recipient_bind
 from notifications.models import Recipient, Tenant
 
 from .selectors import NO_TENANT, TenantScope
@@ -174,6 +175,7 @@ class RecipientAuthentication(authentication.BaseAuthentication):
             principal = inbox_principal(token=token.strip())
             if principal is None:
                 raise exceptions.AuthenticationFailed("Invalid or expired inbox token.")
+            audit_recipient_bind(principal.recipient.external_id, via="inbox API")
             return (None, principal)
         if recipient_id or signature:
             if not (recipient_id and signature):
@@ -183,6 +185,7 @@ class RecipientAuthentication(authentication.BaseAuthentication):
                                         tenant_key=tenant_key)
             if principal is None:
                 raise exceptions.AuthenticationFailed("Invalid recipient HMAC.")
+            audit_recipient_bind(principal.recipient.external_id, via="inbox API")
             return (None, principal)
         return None
 

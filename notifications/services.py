@@ -14,7 +14,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import delivery
+from analytics.rollups import Fact, facts_record
+
+from . import delivery, erasure
 from .engine import layout_for_tenant
 from .idempotency import (
     idempotency_abandon,
@@ -157,26 +159,9 @@ def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
     return item
 
 
-@transaction.atomic
 def recipient_erase(*, recipient: Recipient) -> None:
-    """Erase a person: their profile, channel data, subscriptions, runs, messages and inbox.
-
-    Triggers that named them inline, as a recipient or as the actor, keep only the bare id.
-    """
-    external_id = recipient.external_id
-
-    def bare(spec):
-        is_them = isinstance(spec, Mapping) and str(spec.get("id")) == external_id
-        return external_id if is_them else spec
-
-    named = Trigger.objects.filter(runs__recipient=recipient).values_list("pk", flat=True)
-    acted = Trigger.objects.filter(actor__id=external_id).values_list("pk", flat=True)
-    trigger_ids = {*named, *acted}
-    for trigger in Trigger.objects.filter(pk__in=trigger_ids):
-        trigger.recipients = [bare(spec) for spec in trigger.recipients]
-        trigger.actor = bare(trigger.actor)
-        trigger.save(update_fields=["recipients", "actor"])
-    recipient.delete()
+    """Erase a person: see notifications/erasure.py."""
+    erasure.recipient_erase(recipient=recipient)
 
 
 # --- Tenants, topics --------------------------------------------------------------------------
@@ -310,7 +295,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
 
     Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
-    a template version is added only where a template's fields changed.
+    a template version is added only where a template's fields changed; a step whose
+    `templates` is None keeps its own.
     """
     workflow, created = Workflow.objects.get_or_create(
         key=key, defaults={"name": name, "category": category, "critical": critical,
@@ -361,6 +347,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
             if changed:
                 step.save(update_fields=changed)
         saved[spec.ref] = step
+        if spec.templates is None:
+            continue
         if spec.type == StepType.ROUTE:
             wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
                       for locale, fields in by_locale.items()}
@@ -409,6 +397,10 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
     enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    if runs:
+        facts_record([Fact(metric="triggered", at=runs[0].created_at, count=len(runs),
+                           workflow=trigger.workflow.key,
+                           tenant=trigger.tenant.key if trigger.tenant_id else "")])
     return runs
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clarion.logs import log_context
 
-from . import delivery, engine, schedules, services
+from . import delivery, engine, retention, schedules, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
 from .queue import enqueue, enqueue_many
 
@@ -56,6 +56,14 @@ def deliver_message(message_id: str) -> None:
 
 def fanout_trigger(trigger_id: str) -> None:
     services.trigger_fanout(trigger_id=trigger_id)
+
+
+def apply_retention() -> dict:
+    """Hourly: delete what is past its retention period (notifications/retention.py)."""
+    report = retention.retention_apply()
+    logger.info("retention deleted %s%s", report.deleted or "nothing",
+                "" if report.finished else " (time budget spent; the next pass goes on)")
+    return report.deleted
 
 
 def fire_schedule(zone_id: int) -> None:

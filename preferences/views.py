@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from clarion.audit import audit_recipient_bind
 from notifications.models import Recipient, Tenant
 
 from . import selectors, services, tokens
@@ -130,6 +131,7 @@ def _save(request, recipient, tenant) -> list[str]:
             return [_("Quiet hours need a start and an end time, and they must differ.")]
         else:
             patch["quiet_hours"] = {"start": start, "end": end}
+    audit_recipient_bind(recipient.external_id, via="preference center")
     services.preference_set_update(recipient=recipient, tenant=tenant, data=patch, merge=True)
     return []
 
@@ -160,6 +162,7 @@ def unsubscribe(request, token: str):
         if request.POST.get("List-Unsubscribe") != "One-Click":
             return render(request, "preferences/unsubscribe.html",
                           {**context, "error": True}, status=400)
+        audit_recipient_bind(recipient.external_id, via="unsubscribe link")
         services.preferences_unsubscribe(recipient=recipient, tenant=tenant,
                                          workflow_key=link.workflow_key, category=link.category)
         return render(request, "preferences/unsubscribed.html", context)

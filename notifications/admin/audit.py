@@ -5,6 +5,7 @@ action, user, API key and date."""
 
 from auditlog import get_logentry_model
 from auditlog.admin import LogEntryAdmin
+from auditlog.filters import ResourceTypeFilter
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.utils.html import format_html
@@ -46,11 +47,12 @@ class ApiKeyFilter(admin.SimpleListFilter):
         return queryset.filter(additional_data__api_key__id=key_id)
 
 
-def api_key_of(entry) -> dict | None:
-    """The API key that made the change ({"id", "name", "prefix"}), or None."""
+def actor_of(entry, kind: str) -> dict | None:
+    """Who made the change, of `kind` "api_key" ({"id", "name", "prefix"}) or "recipient"
+    ({"id", "via"}), from the entry's additional_data; None if not such an actor."""
     data = entry.additional_data if isinstance(entry.additional_data, dict) else {}
-    api_key = data.get("api_key")
-    return api_key if isinstance(api_key, dict) else None
+    actor = data.get(kind)
+    return actor if isinstance(actor, dict) else None
 
 
 admin.site.unregister(LogEntry)
@@ -59,7 +61,8 @@ admin.site.unregister(LogEntry)
 @admin.register(LogEntry)
 class AuditLogEntryAdmin(LogEntryAdmin):
     list_display = ["created", "resource_url", "action", "msg_short", "who", "remote_addr"]
-    list_filter = ["action", "content_type", UserFilter, ApiKeyFilter]
+    date_hierarchy = "timestamp"
+    list_filter = ["action", ResourceTypeFilter, UserFilter, ApiKeyFilter]
     search_fields = ["object_repr", "object_pk"]
     search_help_text = "What was changed: its name or key (e.g. a workflow key)."
     readonly_fields = ["created", "resource_url", "action", "who", "remote_addr", "msg"]
@@ -71,8 +74,12 @@ class AuditLogEntryAdmin(LogEntryAdmin):
 
     @admin.display(description="who")
     def who(self, obj):
-        """The admin user, or the API key (by name and prefix) that made the change."""
-        api_key = api_key_of(obj)
+        """The admin user, the API key (by name and prefix) or the recipient that made the
+        change."""
+        api_key = actor_of(obj, "api_key")
+        recipient = actor_of(obj, "recipient")
+        if recipient is not None:
+            return f"recipient {recipient.get('id')} (via {recipient.get('via')})"
         if api_key is not None:
             key = ApiKey.objects.filter(pk=api_key.get("id")).first()
             text = f"API key {api_key.get('name')} ({api_key.get('prefix')}…)"

@@ -32,7 +32,7 @@ NOTIFY_DATA_SCHEMA = {
 
 _STEPS = [
     StepSpec(ref="inbox", type="in_app", templates={"en": {
-        "body": "<strong>{{ data.title }}</strong><br>{{ data.body }}",
+        "body": "{{ data.title }}: {{ data.body }}",
         "action_url": "{{ data.action_url }}",
     }}),
     # The email waits until `email_after` (the tool sets it from the urgency) ...
@@ -71,3 +71,41 @@ def notify_data(*, title: str, body: str, action_url: str | None, urgency: str,
     if urgency in EMAIL_AFTER:  # an unknown urgency is refused by the schema
         data["email_after"] = (now + EMAIL_AFTER[urgency]).isoformat()
     return data
+
+
+# --- The built-in approval workflow (the request_approval tool) ------------------------------
+
+APPROVAL_WORKFLOW = "clarion-approval"
+APPROVAL_DATA_SCHEMA = {
+    "type": "object",
+    "required": ["question", "expires_at"],
+    "properties": {
+        "question": {"type": "string", "minLength": 1, "maxLength": 500},
+        "details": {"type": "string", "maxLength": 5000},
+        "expires_at": {"type": "string", "format": "date-time"},
+        "default_decision": {"enum": ["approved", "rejected"]},
+    },
+    "additionalProperties": False,
+}
+_APPROVAL_STEPS = [
+    StepSpec(ref="ask", type="approval", config={
+        "question": "{{ data.question }}", "details": "{{ data.details }}",
+        "until": "data.expires_at",
+        "default": "{{ data.default_decision | default: 'rejected' }}",
+    }),
+]
+
+
+def approval_workflow() -> Workflow:
+    """The built-in workflow of the request_approval tool (one approval step), created the first
+    time it is asked for; an admin may add steps after `ask` (conditions on steps.ask.outcome)."""
+    workflow = Workflow.objects.filter(key=APPROVAL_WORKFLOW).first()
+    if workflow is not None:
+        return workflow
+    try:
+        workflow, _ = workflow_put(key=APPROVAL_WORKFLOW, name="Approval asked by an agent",
+                                   category=NOTIFY_CATEGORY, data_schema=APPROVAL_DATA_SCHEMA,
+                                   steps=_APPROVAL_STEPS)
+    except IntegrityError:
+        workflow = Workflow.objects.get(key=APPROVAL_WORKFLOW)
+    return workflow

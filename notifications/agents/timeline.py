@@ -95,6 +95,14 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     if event == E.CANCELLED:
         return f"{step} cancelled" + (f" (cancellation key {d['cancellation_key']!r})"
                                       if d.get("cancellation_key") else "")
+    if event == E.ASKED:
+        sent = " and ".join(channel_spec(c).label.lower() for c in d.get("sent", [])
+                            if channel_spec(c)) or "no channel"
+        return f"{step}: approval asked ({sent}), waiting until {d.get('expires_at', '')}"
+    if event == E.ANSWERED:
+        return f"{step}: {d.get('outcome')} (answered via {d.get('via') or 'the API'})"
+    if event == E.EXPIRED:
+        return f"{step}: no answer in time; went on as {d.get('decision')}"
     if event == E.COMPLETED:
         return "the run completed"
     extra = ", ".join(f"{key}: {value}" for key, value in d.items() if key != "message_id")

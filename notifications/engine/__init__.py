@@ -18,6 +18,7 @@ from .validation import (
     SUPPORTED_STEP_TYPES,
     StepConfigError,
     delay_until,
+    validate_approval_config,
     validate_branches,
     validate_channel_config,
     validate_delay_config,
@@ -34,5 +35,6 @@ __all__ = [
     "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
     "ENGAGEMENT_STATES", "ROUTE_CHANNELS", "validate_route_config", "validate_throttle_config",
-    "validate_unless", "batch_close_due", "validate_digest_config", "window_closes_at",
+    "validate_unless", "validate_approval_config", "batch_close_due", "validate_digest_config",
+    "window_closes_at",
 ]

@@ -17,12 +17,13 @@ from ..rendering.variables import ENGAGEMENT_STATES
 # when a workflow is saved.
 SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
                                   StepType.DIGEST, StepType.BRANCH,
-                                  StepType.ROUTE})
+                                  StepType.ROUTE, StepType.APPROVAL})
 # Step types that hold branches of steps (engine/branches.py), and the names their branches may
 # have: None for names the author chooses, each branch with its conditions (the branch step,
 # which also has a "default" branch); a step type that picks a branch by a decision of its own
 # (an approval's outcome) lists its fixed names, and its branches carry no conditions.
-BRANCHING_STEP_TYPES: dict[str, tuple[str, ...] | None] = {StepType.BRANCH: None}
+BRANCHING_STEP_TYPES: dict[str, tuple[str, ...] | None] = {
+    StepType.BRANCH: None, StepType.APPROVAL: ("approved", "rejected", "expired")}
 DEFAULT_BRANCH = "default"
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
@@ -184,7 +185,7 @@ def validate_branches(step_type: str, branches: list, has_default: bool) -> None
     without conditions, and has no "default"."""
     if step_type not in BRANCHING_STEP_TYPES:
         field = "branches" if branches else "default"
-        raise StepConfigError(f"Only {', '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
+        raise StepConfigError(f"Only {' and '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
                               f"branches.", field)
     fixed = BRANCHING_STEP_TYPES[step_type]
     if fixed is None and not branches:
@@ -274,6 +275,46 @@ def validate_digest_config(config: Mapping) -> None:
     for name in ("first_at_once", "skip_read"):
         if name in config and not isinstance(config[name], bool):
             raise StepConfigError("Expected true or false.", f"config.{name}")
+
+
+APPROVAL_KEYS = ("question", "details", "timeout", "until", "default", "channels")
+
+
+def validate_approval_config(config: Mapping) -> None:
+    """Raise StepConfigError (naming "config.<key>") unless `config` is an approval's:
+    {"question": text, "details": text, "timeout": duration | "until": "data.<path>",
+    "default": "approved" | "rejected" (or Liquid), "channels": ["in_app", "email"]}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(APPROVAL_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}; expected: "
+                              f"{', '.join(APPROVAL_KEYS)}.")
+    question = config.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise StepConfigError("An approval asks a question (text or Liquid).", "config.question")
+    if not isinstance(config.get("details", ""), str):
+        raise StepConfigError("Expected text.", "config.details")
+    if "timeout" in config and "until" in config:
+        raise StepConfigError('Give "timeout" or "until", not both.', "config.timeout")
+    if "timeout" in config:
+        validate_duration(config["timeout"], "config.timeout")
+        if duration_seconds(config["timeout"]) > MAX_DELAY_SECONDS:
+            raise StepConfigError("At most ten years.", "config.timeout")
+    if "until" in config:
+        path = config["until"]
+        if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
+            raise StepConfigError(f"Expected a path starting with one of: "
+                                  f"{', '.join(conditions.ROOTS)}.", "config.until")
+    default = config.get("default", "rejected")
+    if not isinstance(default, str) or (default not in ("approved", "rejected")
+                                        and "{{" not in default):
+        raise StepConfigError('Expected "approved" or "rejected".', "config.default")
+    channels = config.get("channels", ["in_app", "email"])
+    if (not isinstance(channels, list) or not channels
+            or any(channel not in ("in_app", "email", "chat") for channel in channels)):
+        raise StepConfigError('Expected a non-empty list of "in_app", "email" and "chat" '
+                              '(Slack).', "config.channels")
 
 
 # The channels a route step may try: every channel whose address is the recipient's own (a

@@ -243,7 +243,7 @@ def test_notify_sends_in_app_then_email_while_unread(mcp_call, key, smtp, run_ta
     run_tasks()
     item = InboxItem.objects.get(recipient__external_id="ada")
     assert item.workflow_key == NOTIFY_WORKFLOW and item.category == "agents"
-    assert item.content["body"] == "<strong>Deploy finished</strong><br>Version 42 is live."
+    assert item.content["body"] == "Deploy finished: Version 42 is live."
     assert item.content["action_url"] == "https://example.com/deploys/42"
     [mail] = smtp.wait_for(1)
     assert mail["Subject"] == "Deploy finished" and mail["To"] == "Ada <ada@example.com>"

@@ -25,7 +25,7 @@ def server_url(live_server) -> str:
 def knock(server_url, api_key):
     """knockapi.Knock with base_url …/knock and a Clarion API key; no retries, so an error is
     seen at once (the SDK retries 409, 429 and 5xx by default)."""
-    with knockapi.Knock(api_key=api_key[1], base_url=f"{server_url}/knock",
+    with knockapi.Knock(api_key=api_key[1], base_url=f"{server_url}/knock/",
                         max_retries=0) as client:
         yield client
 
@@ -33,7 +33,7 @@ def knock(server_url, api_key):
 @pytest.fixture
 def knock_for(server_url):
     def make(secret: str) -> knockapi.Knock:
-        return knockapi.Knock(api_key=secret, base_url=f"{server_url}/knock", max_retries=0)
+        return knockapi.Knock(api_key=secret, base_url=f"{server_url}/knock/", max_retries=0)
 
     return make
 
@@ -42,7 +42,7 @@ def knock_for(server_url):
 def novu(server_url, api_key):
     """novu_py.Novu with server_url …/novu and a Clarion API key; retries off (by default the
     SDK retries 408, 409, 429 and 5xx for up to an hour)."""
-    with novu_py.Novu(secret_key=api_key[1], server_url=f"{server_url}/novu",
+    with novu_py.Novu(secret_key=api_key[1], server_url=f"{server_url}/novu/",
                       retry_config=None) as client:
         yield client
 
@@ -50,7 +50,7 @@ def novu(server_url, api_key):
 @pytest.fixture
 def novu_for(server_url):
     def make(secret: str) -> novu_py.Novu:
-        return novu_py.Novu(secret_key=secret, server_url=f"{server_url}/novu", retry_config=None)
+        return novu_py.Novu(secret_key=secret, server_url=f"{server_url}/novu/", retry_config=None)
 
     return make
 

@@ -143,3 +143,17 @@ def test_the_timeline_reads_a_run_in_a_fixed_number_of_queries(sent, django_asse
         run = support.run_for_timeline(runs["bob"].pk)
         entries = support.run_timeline(run)
     assert [entry.kind for entry in entries][:2] == ["trigger", "step"]
+
+
+def test_finding_by_email_uses_the_email_index_on_postgresql(db):
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    query = Recipient.objects.filter(email__iexact="Ada@Example.com").query
+    sql, params = query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert "recipient_email_idx" in plan, plan

@@ -202,3 +202,26 @@ def test_a_page_costs_the_same_queries_however_many_messages(api, log,
     # The API key (its last use was written a moment ago), then one query for the page.
     with django_assert_num_queries(2):
         assert len(ids(api.get("/api/v1/messages?limit=100"))) == 7
+
+
+@pytest.mark.parametrize(("filters", "index"), [({}, "message_log_idx"),
+                                                ({"tenant": "acme"}, "message_log_tenant_idx")])
+def test_a_deep_page_is_read_from_the_log_index_on_postgresql(log, acme, filters, index):
+    from django.db import connection
+
+    from notifications import selectors
+
+    if connection.vendor != "postgresql":
+        pytest.skip("the plan is PostgreSQL's")
+    if "tenant" in filters:
+        filters = {"tenant": acme}
+    newest = Message.objects.order_by("-created_at", "-id").first()
+    after = selectors.MessageLogCursor(newest.created_at, newest.id)
+    query = selectors.message_log_query(Message.objects.all(), filters=filters, after=after)
+    sql, params = query[:21].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("SET LOCAL enable_sort = off")
+        cursor.execute(f"EXPLAIN {sql}", params)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert index in plan, plan

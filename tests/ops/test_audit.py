@@ -3,6 +3,7 @@ preferences, through the admin (the user) or the server API (the API key), with 
 after, credentials masked, and browsable and filterable in the admin."""
 
 import json
+import re
 
 import pytest
 from auditlog.models import LogEntry
@@ -154,7 +155,7 @@ def test_the_admin_lists_and_filters_the_audit_log(admin_client, admin_user, api
     assert "Globex" in by_key and not any(repr_.startswith("billing") for repr_ in by_key)
     assert listed(user=admin_user.pk) == {str(ApiKey.objects.get(name="billing"))}
     tenant_type = ContentType.objects.get_for_model(Tenant)
-    assert listed(content_type__id__exact=tenant_type.pk) == {"Globex"}
+    assert listed(resource_type=tenant_type.pk) == {"Globex"}
     html = admin_client.get(changelist, {"api_key": key.pk}).content.decode()
     assert f"API key tests ({key.prefix}…)" in html
 
@@ -184,3 +185,54 @@ def test_publishing_an_older_template_version_is_audited_by_name(admin_client, a
     last = entries(Template)[-1]
     assert last.changes_dict == {"published_version": ["welcome/mail [en] v2",
                                                        "welcome/mail [en] v1"]}
+
+
+def test_a_person_changing_their_own_preferences_is_named_as_the_actor(client, make_workflow):
+    from urllib.parse import urlsplit
+
+    from inbox.auth import inbox_token_create
+    from notifications.models import Recipient
+    from preferences.tokens import unsubscribe_url
+
+    make_workflow("digest-mail", steps=[], category="digest")
+    ada = Recipient.objects.create(external_id="ada", email="ada@example.com")
+    token, _ = inbox_token_create(recipient=ada)
+    inbox = client_for(token)
+    response = inbox.patch("/api/v1/inbox/preferences", {"channel_types": {"sms": False}})
+    assert response.status_code == 200, response.content
+    url = urlsplit(unsubscribe_url(recipient_id=ada.pk, tenant_id=None,
+                                   workflow_key="digest-mail", category="digest")).path
+    response = client.post(url, {"List-Unsubscribe": "One-Click"})
+    assert response.status_code == 200
+    who = [entry.additional_data for entry in entries(PreferenceSet)]
+    assert who[0] == {"recipient": {"id": "ada", "via": "inbox API"}}
+    assert who[-1] == {"recipient": {"id": "ada", "via": "unsubscribe link"}}
+    assert entries(PreferenceSet)[-1].changes_dict["categories"][1] == {
+        "digest": {"channel_types": {"email": False}}}
+
+
+def test_erasing_a_recipient_removes_the_audit_entries_that_name_them(api, make_workflow):
+    from inbox.auth import inbox_token_create
+    from notifications.models import Recipient
+    from notifications.services import recipient_erase
+
+    assert api.put("/api/v1/workflows/welcome", WORKFLOW).status_code == 201
+    for person in ("ada", "bob"):
+        assert api.put(f"/api/v1/recipients/{person}", {"email": f"{person}@example.com"}
+                       ).status_code == 201
+        response = api.put(f"/api/v1/recipients/{person}/preferences",
+                           {"channel_types": {"sms": False}})
+        assert response.status_code == 200
+    ada = Recipient.objects.get(external_id="ada")
+    token, _ = inbox_token_create(recipient=ada)
+    response = client_for(token).patch("/api/v1/inbox/preferences",
+                                       {"channel_types": {"push": False}})
+    assert response.status_code == 200
+
+    recipient_erase(recipient=ada)
+
+    left = [json.dumps([entry.object_repr, entry.changes, entry.additional_data])
+            for entry in LogEntry.objects.all()]
+    assert not [entry for entry in left if re.search(r"\bada\b", entry)]
+    assert any(entry.startswith('["bob"') for entry in left)  # bob's entries stay
+    assert entries(Workflow)  # and what nobody's erasure concerns
