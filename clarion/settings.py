@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "inbox",
     "preferences",
     "events",
+    "analytics",
     "compat",
 ]
 
@@ -364,6 +365,9 @@ CLARION = {
     "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
     # The longest an approval may wait for its answer (its links are refused after it).
     "APPROVAL_MAX_WAIT_SECONDS": 90 * 86400,
+    # Where a Slack interactivity request's response_url may point (an approval's button
+    # answers there): Slack's own host.
+    "SLACK_RESPONSE_HOSTS": ["hooks.slack.com"],
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,

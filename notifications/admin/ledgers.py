@@ -18,6 +18,7 @@ from clarion.admin import (
 )
 
 from .. import support
+from ..engine.route import NOT_SENT as ROUTE_NOT_SENT
 from ..engine.route import winner as route_winner
 from ..models import (
     DeliveryAttempt,
@@ -170,7 +171,8 @@ def route_summary(run):
                                   won[0].get_channel_display(), success, when(won[1]))
         else:
             outcome = f"no channel has reached {success or 'success'} yet"
-        rows.append((ref, outcome, ", ".join(m.channel for m in sent) or EMPTY,
+        rows.append((ref, outcome, ", ".join(m.channel for m in sent
+                                             if m.status not in ROUTE_NOT_SENT) or EMPTY,
                      ", ".join(state.get("passed", [])) or EMPTY))
     return table(("Route", "Winner", "Sent", "Passed over"),
                  "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)

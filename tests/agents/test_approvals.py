@@ -238,3 +238,26 @@ def test_the_run_detail_and_words_show_the_approval(asked, api):
     body = api.get(f"/api/v1/runs/{run.pk}").json()
     assert body["approvals"][0]["status"] == "pending"
     assert body["approvals"][0]["question"] == "Deploy v42 to production?"
+
+
+def test_the_answer_and_the_expiry_are_outbound_events(asked, run_tasks, deploy):
+    from events.models import Event
+    from events.services import endpoint_put
+
+    endpoint_put(key="agent-system", url="https://hooks.example.com/clarion",
+                 events=["approval.answered", "approval.expired"], tenant=None)
+    run, mail = asked
+    Client().post(links(mail)["reject"])
+    [answered] = Event.objects.filter(type="approval.answered")
+    assert (answered.recipient, answered.data["status"], answered.data["answered_via"]) == (
+        "ada", "rejected", "email")
+    assert answered.data["run_id"] == str(run.pk)
+    Client().post(links(mail)["approve"])  # a late answer is no event
+    assert Event.objects.filter(type="approval.answered").count() == 1
+    _, [other] = trigger_workflow(TriggerRequest(workflow=deploy, recipients=["ada"],
+                                                 data={"version": "v43", "by": "x"}))
+    run_tasks()
+    other = Run.objects.get(pk=other.pk)
+    advance_at(other, other.wake_at + timedelta(seconds=1))
+    [expired] = Event.objects.filter(type="approval.expired")
+    assert (expired.data["status"], expired.data["decision"]) == ("expired", "rejected")
