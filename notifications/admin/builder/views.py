@@ -24,6 +24,7 @@ from ...models import Workflow, key_validator
 from ...workflow_json import BranchSpec, StepSpec
 from . import diagram, render
 from .convert import (
+    BRANCH_INDEX,
     NEW_TEMPLATES,
     ORIGINAL,
     error_paths,
@@ -137,8 +138,9 @@ def step_ref_fields(steps: list, prefix: str):
     for index, step in enumerate(steps):
         yield step.get("ref"), f"{prefix}{index}-ref"
         for number, branch in enumerate(step.get("branches") or []):
-            yield from step_ref_fields(branch.get("steps") or [],
-                                       f"{prefix}{index}-branches-{number}-steps-")
+            yield from step_ref_fields(
+                branch.get("steps") or [],
+                f"{prefix}{index}-branches-{branch.get(BRANCH_INDEX, number)}-steps-")
         if isinstance(step.get("default"), dict):
             yield from step_ref_fields(step["default"].get("steps") or [],
                                        f"{prefix}{index}-default-steps-")
