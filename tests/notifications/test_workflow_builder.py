@@ -600,3 +600,13 @@ def test_a_viewer_sees_the_builder_but_cannot_save(client, make_workflow):
     assert client.get(reverse("admin:notifications_workflow_add")).status_code == 403
     workflow.refresh_from_db()
     assert workflow.name == "Welcome"
+
+
+def test_the_diagram_is_drawn_from_the_unsaved_form(admin_client, client):
+    url = reverse("admin:notifications_workflow_diagram")
+    response = admin_client.post(url, INVOICE_FORM)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Trigger invoice-overdue" in html and "only if data.amount ≥ 1000" in html
+    assert not Workflow.objects.exists()
+    assert client.post(url, INVOICE_FORM).status_code == 302  # to the login page

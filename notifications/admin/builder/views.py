@@ -382,6 +382,16 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
     }
 
 
+def diagram_view(model_admin, request):
+    """The flow diagram of the builder's form as posted (unsaved), for the page to redraw it
+    as the steps change."""
+    if request.method != "POST" or not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    state = state_from_form(request.POST, Problems())
+    return HttpResponse(diagram.flow_html(state.steps,
+                                          start=f"Trigger {state.key or 'this workflow'}"))
+
+
 def export_view(model_admin, request, object_id):
     """The workflow's API JSON as a download (`GET workflows/{key}`)."""
     workflow = get_object_or_404(Workflow, pk=object_id)
