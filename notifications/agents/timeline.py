@@ -60,6 +60,11 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
         via = d.get("via", "")
         return "triggered" + (f" (reached through {via})" if via else "")
     if event == E.OPTED_OUT:
+        if d.get("channel") and entry.step_ref and step_types.get(entry.step_ref) not in (
+                d.get("channel"),):  # a route's or an approval's channel
+            label = channel_spec(d["channel"]).label.lower() if channel_spec(d["channel"]) \
+                else d["channel"]
+            return f"{label} ({entry.step_ref}) suppressed: {opt_out_words(d.get('rule', ''))}"
         return f"{step} suppressed: {opt_out_words(d.get('rule', ''))}"
     if event == E.QUIET_HOURS:
         return (f"{step} held for the person's quiet hours ({d.get('window', '')}, "
@@ -95,6 +100,13 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     if event == E.CANCELLED:
         return f"{step} cancelled" + (f" (cancellation key {d['cancellation_key']!r})"
                                       if d.get("cancellation_key") else "")
+    if event == E.BRANCHED:
+        return f"{step}: took the {d.get('branch')} branch"
+    if event == getattr(E, "SUCCEEDED", None):
+        return (f"{step}: the {d.get('channel', '').replace('_', '-')} message was "
+                f"{d.get('state')}, no further channel tried")
+    if event == getattr(E, "EXHAUSTED", None):
+        return f"{step}: every channel tried"
     if event == E.ASKED:
         sent = " and ".join(channel_spec(c).label.lower() for c in d.get("sent", [])
                             if channel_spec(c)) or "no channel"
