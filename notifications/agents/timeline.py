@@ -54,17 +54,15 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     """One timeline entry as a sentence."""
     d = entry.detail or {}
     step = _step_name(step_types, entry.step_ref) if entry.step_ref else "the run"
+    if d.get("channel") and channel_spec(d["channel"]) and not channel_spec(
+            step_types.get(entry.step_ref, "")):  # one channel of a route step
+        step = f"{channel_spec(d['channel']).label.lower()} ({entry.step_ref})"
     event = entry.event
     E = StepLog.Event
     if event == E.TRIGGERED:
         via = d.get("via", "")
         return "triggered" + (f" (reached through {via})" if via else "")
     if event == E.OPTED_OUT:
-        if d.get("channel") and entry.step_ref and step_types.get(entry.step_ref) not in (
-                d.get("channel"),):  # a route's or an approval's channel
-            label = channel_spec(d["channel"]).label.lower() if channel_spec(d["channel"]) \
-                else d["channel"]
-            return f"{label} ({entry.step_ref}) suppressed: {opt_out_words(d.get('rule', ''))}"
         return f"{step} suppressed: {opt_out_words(d.get('rule', ''))}"
     if event == E.QUIET_HOURS:
         return (f"{step} held for the person's quiet hours ({d.get('window', '')}, "
@@ -103,7 +101,7 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     if event == E.BRANCHED:
         return f"{step}: took the {d.get('branch')} branch"
     if event == getattr(E, "SUCCEEDED", None):
-        return (f"{step}: the {d.get('channel', '').replace('_', '-')} message was "
+        return (f"{entry.step_ref}: the {d.get('channel', '').replace('_', '-')} message was "
                 f"{d.get('state')}, no further channel tried")
     if event == getattr(E, "EXHAUSTED", None):
         return f"{step}: every channel tried"
