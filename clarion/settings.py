@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "inbox",
     "preferences",
     "events",
+    "analytics",
     "compat",
 ]
 

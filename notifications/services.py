@@ -14,6 +14,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from analytics.rollups import Fact, facts_record
+
 from . import delivery, erasure
 from .engine import layout_for_tenant
 from .idempotency import (
@@ -412,6 +414,10 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
     enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    if runs:
+        facts_record([Fact(metric="triggered", at=runs[0].created_at, count=len(runs),
+                           workflow=trigger.workflow.key,
+                           tenant=trigger.tenant.key if trigger.tenant_id else "")])
     return runs
 
 

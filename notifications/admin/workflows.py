@@ -228,6 +228,8 @@ class WorkflowAdmin(ClarionAdmin):
                  name="notifications_workflow_export"),
             path("import/", self.admin_site.admin_view(self.import_view),
                  name="notifications_workflow_import"),
+            path("diagram/", self.admin_site.admin_view(self.diagram_view),
+                 name="notifications_workflow_diagram"),
         ]
         return extra + super().get_urls()
 
@@ -242,6 +244,9 @@ class WorkflowAdmin(ClarionAdmin):
 
     def import_view(self, request):
         return builder_views.import_view(self, request)
+
+    def diagram_view(self, request):
+        return builder_views.diagram_view(self, request)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(step_count=Count("steps"))

@@ -72,6 +72,11 @@ def test_a_workflow_is_built_with_forms_and_saved_as_the_apis_json(page, live_se
     sms.get_by_label("Path").fill("data.amount")
     sms.get_by_label("Operator").select_option(label="≥")
     sms.get_by_label("Value").fill("1000")
+    # The flow is redrawn from the unsaved form as it changes.
+    diagram = page.locator("#wb-diagram")
+    diagram.get_by_text("only if data.amount ≥ 1000").wait_for()
+    diagram.get_by_text("skipped if inbox has been read").wait_for()
+    diagram.get_by_text("wait 1 day").wait_for()
 
     assert serious_violations(page, "#content-main") == []
     page.click("input[name=_continue]")
