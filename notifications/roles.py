@@ -5,7 +5,7 @@
 - Support: reads the activity (search, runs, messages, recipients) and resends a failed message.
 - Administrator: every permission, people and roles included.
 
-A data migration creates them (notifications/migrations/0030_roles.py); a change to the lists
+A data migration creates them (notifications/migrations/0031_roles.py); a change to the lists
 below needs a new migration that calls `roles_sync` again. docs/admin-guide.md explains them.
 """
 

@@ -19,7 +19,7 @@ class Migration(migrations.Migration):
     dependencies = [
         ("auth", "0012_alter_user_first_name_max_length"),
         ("contenttypes", "0002_remove_content_type_name"),
-        ("notifications", "0029_permissions_publish_resend"),
+        ("notifications", "0030_permissions_publish_resend"),
         ("inbox", "0002_count_indexes"),
         ("preferences", "0001_preference_sets"),
         ("events", "0002_sweeper_schedule"),
