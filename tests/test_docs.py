@@ -551,16 +551,17 @@ PROJECT_DIRS = ("bench", "clarion", "docs", "inbox", "notifications", "preferenc
                 "templates", "tests")
 FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
 PYTHON_NAME = re.compile(
-    r"`((?:clarion|inbox|notifications|preferences|events)(?:\.[A-Za-z_]\w*)+)`")
+    r"`((?:clarion|inbox|notifications|preferences|events|analytics)(?:\.[A-Za-z_]\w*)+)`")
 # Dotted names in the docs that are not Python: file names, the sweeper's and retention's
-# schedules, and the outbound event type named like the preferences app.
-NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.(sweep|retention)$"
-                        r"|^preferences\.updated$")
+# and analytics' schedules, and the outbound event type named like the preferences app.
+NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$"
+                        r"|^clarion\.(sweep|retention|analytics\.fold)$|^preferences\.updated$")
 SYSTEM_CHECK_ID = re.compile(r"^\w+\.[CEWID]\d{3}$")
 
 
 def project_sources() -> list[Path]:
-    return [path for folder in ("clarion", "inbox", "notifications", "preferences", "events")
+    return [path for folder in ("clarion", "inbox", "notifications", "preferences", "events",
+                                "analytics")
             for path in (ROOT / folder).rglob("*.py")]
 LINK = re.compile(r"\]\(((?:[\w./-]+\.md)?)(?:#([\w-]+))?\)")
 

@@ -137,14 +137,34 @@
     button.focus();
   }
 
+  var redrawTimer = null;
+
+  /* Ask the server to draw the flow of the form as it stands (the same conversion as a save). */
+  function redraw(form) {
+    var target = document.getElementById("wb-diagram");
+    var url = form.getAttribute("data-diagram-url");
+    if (!target || !url) return;
+    clearTimeout(redrawTimer);
+    redrawTimer = setTimeout(function () {
+      renumber(form);
+      fetch(url, { method: "POST", body: new FormData(form), credentials: "same-origin" })
+        .then(function (response) { return response.ok ? response.text() : null; })
+        .then(function (html) { if (html !== null) target.innerHTML = html; })
+        .catch(function () {});
+    }, 300);
+  }
+
   function start() {
     var form = document.getElementById("wb-form");
     if (!form) return;
+    form.addEventListener("input", function () { redraw(form); });
+    form.addEventListener("change", function () { redraw(form); });
     form.addEventListener("click", function (event) {
       var button = event.target.closest("button[data-action]");
       if (!button || !form.contains(button)) return;
       event.preventDefault();
       act(button, form);
+      redraw(form);
     });
     form.addEventListener("change", function (event) {
       if (event.target.getAttribute("data-name") === "ref") renumber(form);

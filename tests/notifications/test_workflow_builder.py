@@ -550,3 +550,63 @@ def test_a_new_route_step_gets_its_first_templates_from_the_builder(admin_client
     step = api.get("/api/v1/workflows/reach").json()["steps"][0]
     assert step["templates"] == {"in_app": {"fr": {"body": "Bonjour"}},
                                  "email": {"fr": {"subject": "Salut", "html": "<p>Salut</p>"}}}
+
+
+def test_an_approval_has_one_column_per_outcome_and_leaves_empty_ones_out(admin_client, api):
+    form = {"key": "deploy", "name": "Deploy", "default_locale": "en", "active": "on",
+            "steps-0-type": "approval", "steps-0-ref": "ask",
+            "steps-0-question": "Deploy {{ data.version }}?", "steps-0-timeout_amount": "4",
+            "steps-0-timeout_unit": "hours", "steps-0-default": "rejected",
+            "steps-0-branches-0-name": "approved",
+            "steps-0-branches-1-name": "rejected",
+            "steps-0-branches-2-name": "expired",
+            "steps-0-branches-2-steps-0-type": "throttle",
+            "steps-0-branches-2-steps-0-ref": "chase", "steps-0-branches-2-steps-0-limit": "0",
+            "steps-0-branches-2-steps-0-window_amount": "1",
+            "steps-0-branches-2-steps-0-window_unit": "hours"}
+    bad = admin_client.post(reverse("admin:notifications_workflow_add"), form)
+    assert bad.context["problems"] == {
+        "steps-0-branches-2-steps-0-limit": ["Expected a whole number ≥ 1."]}
+    html = bad.content.decode()
+    form_html = html[:html.index("<div hidden>")]  # not the new steps' <template>s
+    assert form_html.count("<h3>If ") == 3  # approved, rejected, expired side by side
+
+    response = admin_client.post(reverse("admin:notifications_workflow_add"),
+                                 form | {"steps-0-branches-2-steps-0-limit": "1"})
+    assert response.status_code == 302, response.context["problems"]
+    step = api.get("/api/v1/workflows/deploy").json()["steps"][0]
+    assert step == {"ref": "ask", "type": "approval", "config": {
+        "question": "Deploy {{ data.version }}?", "timeout": {"hours": 4}, "default": "rejected"},
+        "branches": [{"name": "expired", "steps": [
+            {"ref": "chase", "type": "throttle",
+             "config": {"limit": 1, "window": {"hours": 1}}}]}]}
+    page = admin_client.get(change_url(Workflow.objects.get(key="deploy"))).content.decode()
+    assert 'name="steps-0-branches-2-steps-0-limit" value="1"' in page
+    assert "asks “Deploy {{ data.version }}?” on in_app, email; expires after 4 hours" in page
+
+
+def test_a_viewer_sees_the_builder_but_cannot_save(client, make_workflow):
+    from django.contrib.auth.models import Permission, User
+
+    workflow = make_workflow("welcome", steps=[in_app_step(body="Hi")])
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_workflow"))
+    client.force_login(viewer)
+    page = client.get(change_url(workflow))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert '<fieldset class="wb-all" disabled>' in html and 'name="_continue"' not in html
+    assert client.post(change_url(workflow), {"name": "Changed"}).status_code == 403
+    assert client.get(reverse("admin:notifications_workflow_add")).status_code == 403
+    workflow.refresh_from_db()
+    assert workflow.name == "Welcome"
+
+
+def test_the_diagram_is_drawn_from_the_unsaved_form(admin_client, client):
+    url = reverse("admin:notifications_workflow_diagram")
+    response = admin_client.post(url, INVOICE_FORM)
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Trigger invoice-overdue" in html and "only if data.amount ≥ 1000" in html
+    assert not Workflow.objects.exists()
+    assert client.post(url, INVOICE_FORM).status_code == 302  # to the login page

@@ -72,6 +72,11 @@ def test_a_workflow_is_built_with_forms_and_saved_as_the_apis_json(page, live_se
     sms.get_by_label("Path").fill("data.amount")
     sms.get_by_label("Operator").select_option(label="≥")
     sms.get_by_label("Value").fill("1000")
+    # The flow is redrawn from the unsaved form as it changes.
+    diagram = page.locator("#wb-diagram")
+    diagram.get_by_text("only if data.amount ≥ 1000").wait_for()
+    diagram.get_by_text("skipped if inbox has been read").wait_for()
+    diagram.get_by_text("wait 1 day").wait_for()
 
     assert serious_violations(page, "#content-main") == []
     page.click("input[name=_continue]")
@@ -172,3 +177,28 @@ def test_a_branch_with_its_own_steps_is_built_side_by_side(page, live_server, ap
     boxes = [columns.nth(i).bounding_box() for i in range(3)]
     assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"]
     assert serious_violations(page, "#content-main") == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_workflow_list_and_the_template_editor_pass_axe(page, live_server, admin_user,
+                                                             make_workflow):
+    from notifications.models import Template
+
+    from ..conftest import email_step
+
+    workflow = make_workflow("order", steps=[email_step()])  # no category: a blank filter
+    make_workflow("billing", steps=[], category="billing")
+    log_in(page, live_server)
+    page.goto(live_server.url + reverse("admin:notifications_workflow_changelist"))
+    page.get_by_role("link", name="No category").click()
+    page.get_by_text("1 workflow").wait_for()
+    assert serious_violations(page) == []
+    page.goto(live_server.url + reverse("admin:notifications_workflow_change",
+                                        args=[workflow.pk]))
+    assert serious_violations(page) == []
+    template = Template.objects.get(step__workflow=workflow)
+    page.goto(live_server.url + reverse("admin:notifications_template_change",
+                                        args=[template.pk]))
+    page.locator("[data-out=subject]").filter(has_text="Hello").wait_for()
+    assert serious_violations(page) == []

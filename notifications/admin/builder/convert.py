@@ -315,16 +315,19 @@ def step_from_form(node: Mapping, prefix: str, problems: Problems) -> dict:
         step["branches"] = []
         for index, branch in items(node.get("branches")):
             where = f"{prefix}branches-{index}-"
-            item: dict[str, Any] = {"name": text(branch, "name")}
+            item: dict[str, Any] = {"name": text(branch, "name"), BRANCH_INDEX: index}
             branch_conditions = conditions_from_form(branch.get("when"), where + "when-",
                                                      problems)
             if branch_conditions:
                 item["conditions"] = branch_conditions
             item["steps"] = steps_from_form(branch.get("steps"), where + "steps-", problems)
+            if kind.fixed_branches and not item["steps"]:
+                continue  # an outcome with nothing to do
             step["branches"].append(item)
-        default = node.get("default") if isinstance(node.get("default"), dict) else {}
-        step["default"] = {"steps": steps_from_form(default.get("steps"),
-                                                    f"{prefix}default-steps-", problems)}
+        if not kind.fixed_branches:
+            default = node.get("default") if isinstance(node.get("default"), dict) else {}
+            step["default"] = {"steps": steps_from_form(default.get("steps"),
+                                                        f"{prefix}default-steps-", problems)}
     try:
         extra = json.loads(text(node, "extra") or "{}")
     except ValueError:
@@ -349,6 +352,7 @@ ORIGINAL = "__original"  # a step's saved ref, while the builder reads the form
 # A route step's templates written in the builder for channels that have none yet:
 # {channel: {field: text}}, saved in the workflow's default locale.
 NEW_TEMPLATES = "__new_templates"
+BRANCH_INDEX = "__index"  # a branch's index in the form (an approval leaves out empty ones)
 
 
 def strip_originals(steps: list) -> list:
@@ -359,7 +363,8 @@ def strip_originals(steps: list) -> list:
         item = {key: value for key, value in step.items()
                 if key not in (ORIGINAL, NEW_TEMPLATES, "templates")}
         if isinstance(item.get("branches"), list):
-            item["branches"] = [{**branch, "steps": strip_originals(branch.get("steps") or [])}
+            item["branches"] = [{**{k: v for k, v in branch.items() if k != BRANCH_INDEX},
+                                 "steps": strip_originals(branch.get("steps") or [])}
                                 if isinstance(branch, dict) else branch
                                 for branch in item["branches"]]
         if isinstance(item.get("default"), dict):
@@ -448,7 +453,7 @@ def error_target(path: str, steps: list, message: str) -> tuple[str, str]:
             index = int(branch.group(1))
             branches = node.get("branches") or []
             node = branches[index] if index < len(branches) else {}
-            prefix += f"branches-{index}-"
+            prefix += f"branches-{node.get(BRANCH_INDEX, index)}-"
             nodes, rest, level = node.get("steps") or [], branch.group(2), "branch"
         elif default and (default.group(1) == "" or default.group(1).startswith("steps")):
             node = node.get("default") or {}

@@ -55,6 +55,9 @@ class StepKind:
     channel: bool = False  # sends a message: has templates, `unless`, `send_window`, `urgent`
     nested: bool = False  # holds branches of steps (the branch step)
     templates: bool = False  # has templates of its own (a route step: one per channel)
+    # A nested step whose branches have fixed names, chosen by its own outcome (an approval):
+    # no conditions, no default branch, a branch without steps is left out.
+    fixed_branches: tuple[str, ...] = ()
 
     @property
     def has_templates(self) -> bool:
@@ -133,6 +136,18 @@ KINDS: dict[str, StepKind] = {
               help="Channels sent at once whatever happens (comma-separated)."),
         *(spec for spec in CHANNEL_FIELDS if not spec.name.startswith("unless")),
     ), templates=True),
+    "approval": StepKind("approval", "Approval", "Ask the person to approve or reject (in-app "
+                         "buttons, email links); go on down the branch of the outcome", (
+        Field("question", "Question", "text", placeholder="Deploy {{ data.version }}?"),
+        Field("details", "Details", "text"),
+        Field("timeout", "Expires after", "duration", "config.timeout"),
+        Field("until", "or expires at (a date in the data)", "path", "config.until",
+              placeholder="data.deadline"),
+        Field("default", "When it expires, count it as", "select", "config.default",
+              _choices(("approved", "rejected"))),
+        Field("channels", "Ask on", "list", "config.channels", placeholder="in_app, email",
+              help="in_app and/or email, comma-separated."),
+    ), nested=True, fixed_branches=("approved", "rejected", "expired")),
     "branch": StepKind("branch", "Branch", "The first branch whose conditions hold is taken; "
                        "the default when none does", nested=True),
 }

@@ -61,6 +61,13 @@ def step_notes(step: Mapping) -> list[str]:
                      + (f", one batch per {config['key']}" if config.get("key") else "")
                      + (f", early at {config['max_events']} events"
                         if config.get("max_events") else ""))
+    elif step_type == "approval":
+        expires = (f"until {config['until']}" if config.get("until") else
+                   f"after {describe_duration(config['timeout'])}" if config.get("timeout")
+                   else "when the longest wait ends")
+        notes.append(f"asks “{config.get('question', '?')}” on "
+                     f"{', '.join(config.get('channels') or ['in_app', 'email'])}; expires "
+                     f"{expires} as {config.get('default', 'rejected')}")
     elif step_type == "route":
         channels = config.get("channels") or []
         notes.append(f"tries {' → '.join(map(str, channels))} until one is "
@@ -102,8 +109,13 @@ def flow_html(steps: list[Mapping], *, start: str = "", end: bool = True) -> Saf
                         f"if {describe_conditions(branch.get('conditions')) or '…'}",
                         branch.get("steps") or [])
                        for branch in step.get("branches") or [] if isinstance(branch, Mapping)]
-            columns.append(("default", "otherwise",
-                            (step.get("default") or {}).get("steps") or []))
+            if kind.fixed_branches:
+                given = {name for name, *_ in columns}
+                columns = [(name, "", branch_steps) for name, _, branch_steps in columns] + [
+                    (name, "", []) for name in kind.fixed_branches if name not in given]
+            else:
+                columns.append(("default", "otherwise",
+                                (step.get("default") or {}).get("steps") or []))
             inner = format_html('<div class="wb-branches">{}</div>', format_html_join(
                 "", '<div class="wb-branch"><h3><code>{}</code> {}</h3>{}</div>',
                 ((name, condition, flow_html(branch_steps, end=False)

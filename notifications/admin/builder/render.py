@@ -279,6 +279,17 @@ def add_step_html(kinds: list[StepKind]) -> SafeString:
                                    ((kind.type, kind.label) for kind in kinds)))
 
 
+def fixed_branch_html(name: str, branch: Mapping, prefix: str, problems: Problems, *,
+                      templates=None, kinds: list[StepKind] = ()) -> SafeString:
+    """One branch of an outcome (an approval's "approved"…): its name is fixed."""
+    return format_html(
+        '<li class="wb-branch" data-item><h3>If {}</h3><input type="hidden" data-name="name" '
+        'name="{}name" value="{}">{}{}</li>', name, prefix, name,
+        errors_html(problems.get(prefix + "__branch") + problems.get(prefix + "name")),
+        steps_html(branch.get("steps") or [], prefix + "steps", problems, templates=templates,
+                   kinds=kinds))
+
+
 def branch_html(branch: Mapping, prefix: str, problems: Problems, *, templates=None,
                 kinds: list[StepKind] = ()) -> SafeString:
     """One branch: its name, the conditions that take it, its steps."""
@@ -299,6 +310,15 @@ def branch_html(branch: Mapping, prefix: str, problems: Problems, *, templates=N
 def branches_html(step: Mapping, prefix: str, problems: Problems, *, templates=None,
                   kinds: list[StepKind] = ()) -> SafeString:
     """A branch step's branches side by side, then its default branch."""
+    fixed = getattr(kind_for(step.get("type", "")), "fixed_branches", ())
+    if fixed:
+        given = {b.get("name"): b for b in step.get("branches") or [] if isinstance(b, Mapping)}
+        columns = [fixed_branch_html(name, given.get(name, {}), f"{prefix}branches-{index}-",
+                                     problems, templates=templates, kinds=kinds)
+                   for index, name in enumerate(fixed)]
+        return format_html('<div class="wb-branches-block"><div class="wb-branches">'
+                           '<ol class="wb-branch-list" data-list="branches">{}</ol></div></div>',
+                           join(columns))
     branches = [branch_html(branch, f"{prefix}branches-{index}-", problems,
                             templates=templates, kinds=kinds)
                 for index, branch in enumerate(step.get("branches") or [])]

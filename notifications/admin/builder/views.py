@@ -24,6 +24,7 @@ from ...models import Workflow, key_validator
 from ...workflow_json import BranchSpec, StepSpec
 from . import diagram, render
 from .convert import (
+    BRANCH_INDEX,
     NEW_TEMPLATES,
     ORIGINAL,
     error_paths,
@@ -137,8 +138,9 @@ def step_ref_fields(steps: list, prefix: str):
     for index, step in enumerate(steps):
         yield step.get("ref"), f"{prefix}{index}-ref"
         for number, branch in enumerate(step.get("branches") or []):
-            yield from step_ref_fields(branch.get("steps") or [],
-                                       f"{prefix}{index}-branches-{number}-steps-")
+            yield from step_ref_fields(
+                branch.get("steps") or [],
+                f"{prefix}{index}-branches-{branch.get(BRANCH_INDEX, number)}-steps-")
         if isinstance(step.get("default"), dict):
             yield from step_ref_fields(step["default"].get("steps") or [],
                                        f"{prefix}{index}-default-steps-")
@@ -378,6 +380,16 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "has_delete_permission": workflow is not None
                                  and model_admin.has_delete_permission(request, workflow),
     }
+
+
+def diagram_view(model_admin, request):
+    """The flow diagram of the builder's form as posted (unsaved), for the page to redraw it
+    as the steps change."""
+    if request.method != "POST" or not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    state = state_from_form(request.POST, Problems())
+    return HttpResponse(diagram.flow_html(state.steps,
+                                          start=f"Trigger {state.key or 'this workflow'}"))
 
 
 def export_view(model_admin, request, object_id):
