@@ -57,7 +57,8 @@ if _env_bool("TRUST_X_FORWARDED_PROTO"):
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, with the task-shaped home page (notifications/admin_site.py).
+    "notifications.admin_site.ClarionAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -75,6 +76,7 @@ INSTALLED_APPS = [
     "inbox",
     "preferences",
     "events",
+    "analytics",
     "compat",
 ]
 
@@ -365,6 +367,9 @@ CLARION = {
     "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
     # The longest an approval may wait for its answer (its links are refused after it).
     "APPROVAL_MAX_WAIT_SECONDS": 90 * 86400,
+    # Where a Slack interactivity request's response_url may point (an approval's button
+    # answers there): Slack's own host.
+    "SLACK_RESPONSE_HOSTS": ["hooks.slack.com"],
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,

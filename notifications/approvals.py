@@ -6,9 +6,17 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from events.outbox import NewEvent, events_record
+
 from .approval_links import ApprovalLinkError, approval_link_read
 from .models import Approval, Run
 from .queue import enqueue
+
+
+def approval_event(event_type: str, approval: Approval) -> NewEvent:
+    """The outbound event (events/) of an answered or expired approval: its detail."""
+    return NewEvent(type=event_type, tenant_id=approval.tenant_id,
+                    recipient=approval.recipient.external_id, data=approval_detail(approval))
 
 
 def approval_detail(approval: Approval) -> dict:
@@ -45,6 +53,7 @@ def approval_answer(*, approval_id: str, decision: str, via: str,
             Run.objects.filter(pk=run.pk).update(wake_at=now)
             enqueue("notifications.tasks.advance_run", str(run.pk))
         _inbox_items_answered(approval)
+        events_record([approval_event("approval.answered", approval)])
     return approval, won
 
 

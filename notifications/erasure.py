@@ -5,19 +5,25 @@ their step logs), messages (their attempts, with the redacted requests and respo
 providers' status events with their raw payloads) and inbox items. What is left elsewhere is
 scrubbed: the triggers that named them (as a recipient, as the actor, or inside `data`), the
 schedules that list them, outbound events about them (and their deliveries), the idempotency
-records whose stored answer names them, and the SMS rate-limit counter of their phone number.
-The analytics rollups (notifications/analytics) never held anything about a person, so their
+records whose stored answer names them, the SMS rate-limit counter of their phone number, and
+the audit log's entries about their preference sets or made by them (their erasure itself is not
+audited: the entry would name them).
+The analytics rollups (analytics/) never held anything about a person, so their
 counts stay as they were.
 """
 
 from collections.abc import Mapping
 from datetime import timedelta
 
+from auditlog.context import disable_auditlog
+from auditlog.models import LogEntry
 from django.conf import settings
+from django.contrib.contenttypes.models import ContentType
 from django.db import transaction
 from django.utils import timezone
 
 from events.models import Event
+from preferences.models import PreferenceSet
 
 from .models import IdempotencyRecord, RateLimitCounter, Recipient, Schedule, Trigger
 
@@ -75,4 +81,10 @@ def recipient_erase(*, recipient: Recipient) -> None:
             record.delete()
     if recipient.phone:
         RateLimitCounter.objects.filter(key=f"sms:{recipient.phone}").delete()
-    recipient.delete()
+    sets = [str(pk) for pk in PreferenceSet.objects.filter(recipient=recipient)
+            .values_list("pk", flat=True)]
+    LogEntry.objects.filter(content_type=ContentType.objects.get_for_model(PreferenceSet),
+                            object_pk__in=sets).delete()
+    LogEntry.objects.filter(additional_data__recipient__id=external_id).delete()
+    with disable_auditlog():
+        recipient.delete()

@@ -111,11 +111,25 @@ def runs_with_history(runs: QuerySet[Run]) -> QuerySet[Run]:
     )
 
 
-def triggers_with_runs(triggers: QuerySet[Trigger]) -> QuerySet[Trigger]:
-    """`triggers` with what a trigger's detail shows (api.serializers.TriggerDetailSerializer)."""
-    return triggers.select_related("workflow", "tenant").prefetch_related(
-        Prefetch("runs", queryset=Run.objects.select_related("recipient")
-                 .order_by("created_at", "id")))
+TRIGGER_RUNS_DEFAULT_LIMIT = 100
+TRIGGER_RUNS_MAX_LIMIT = 1000
+
+
+def trigger_runs_page(trigger: Trigger, *, limit: int,
+                      after: "MessageLogCursor | None" = None) -> tuple[list[Run], str | None]:
+    """A page of `trigger`'s runs, oldest first, by keyset on (created_at, id) after the cursor
+    `after` (never OFFSET: a topic's 100,000th run costs what its first does), with their
+    recipients; and the cursor of the next page, None on the last."""
+    runs = trigger.runs.select_related("recipient")
+    if after is not None:
+        runs = runs.filter(Q(created_at__gt=after.created_at)
+                           | Q(created_at=after.created_at, id__gt=after.id))
+    limit = max(1, min(limit, TRIGGER_RUNS_MAX_LIMIT))
+    rows = list(runs.order_by("created_at", "id")[:limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, MessageLogCursor(rows[-1].created_at, rows[-1].id).encode()
 
 
 # --- The message log (GET /api/v1/messages) -----------------------------------------------

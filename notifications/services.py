@@ -14,6 +14,8 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from analytics.rollups import Fact, facts_record
+
 from . import delivery, erasure
 from .engine import layout_for_tenant
 from .idempotency import (
@@ -230,6 +232,23 @@ def template_publish(*, version: TemplateVersion) -> None:
     template.save(update_fields=["published_version", "updated_at"])
 
 
+RESENDABLE = (Message.Status.FAILED, Message.Status.UNDELIVERABLE)
+
+
+@transaction.atomic
+def message_resend(*, message: Message) -> bool:
+    """Queue a failed (or undeliverable) message again, through the same delivery as its first
+    send: every provider may be tried again, with a fresh count of attempts; the earlier
+    attempts stay in the ledger. Returns False (and changes nothing) when the message is not
+    failed any more, so two people resending at once send it once."""
+    queued = Message.objects.filter(pk=message.pk, status__in=RESENDABLE).update(
+        status=Message.Status.QUEUED, attempts=0, next_attempt_at=None, error="",
+        updated_at=timezone.now())
+    if queued:
+        enqueue("notifications.tasks.deliver_message", str(message.pk))
+    return bool(queued)
+
+
 class SendTestError(ValueError):
     """A test send that cannot be made: the message says why, for the admin."""
 
@@ -293,7 +312,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
 
     Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
-    a template version is added only where a template's fields changed.
+    a template version is added only where a template's fields changed; a step whose
+    `templates` is None keeps its own.
     """
     workflow, created = Workflow.objects.get_or_create(
         key=key, defaults={"name": name, "category": category, "critical": critical,
@@ -344,6 +364,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
             if changed:
                 step.save(update_fields=changed)
         saved[spec.ref] = step
+        if spec.templates is None:
+            continue
         if spec.type == StepType.ROUTE:
             wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
                       for locale, fields in by_locale.items()}
@@ -392,6 +414,10 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
     enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    if runs:
+        facts_record([Fact(metric="triggered", at=runs[0].created_at, count=len(runs),
+                           workflow=trigger.workflow.key,
+                           tenant=trigger.tenant.key if trigger.tenant_id else "")])
     return runs
 
 

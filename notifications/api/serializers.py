@@ -9,9 +9,9 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import Serializer, TenantKeyField, unknown_field_errors
+from clarion.api import QuerySerializer, Serializer, TenantKeyField, unknown_field_errors
 
-from .. import conditions, engine, rendering, workflow_json
+from .. import conditions, engine, rendering, selectors, workflow_json
 from ..addresses import validate_display_name, validate_email_address
 from ..approvals import approval_detail
 from ..channels import CHANNEL_KEYS
@@ -334,9 +334,29 @@ class TriggerRunSummarySerializer(Serializer):
     status = serializers.CharField()
 
 
+class TriggerDetailQuerySerializer(QuerySerializer):
+    limit = serializers.IntegerField(
+        min_value=1, max_value=selectors.TRIGGER_RUNS_MAX_LIMIT,
+        default=selectors.TRIGGER_RUNS_DEFAULT_LIMIT, help_text="Runs per page.")
+    after = serializers.CharField(required=False,
+                                  help_text="Cursor: the `page_info.after` of the page before.")
+
+    def validate_after(self, value):
+        try:
+            return selectors.MessageLogCursor.decode(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class TriggerRunsPageInfoSerializer(Serializer):
+    after = serializers.CharField(allow_null=True, help_text="The cursor of the next page of "
+                                  "runs (pass it as `after`); null on the last page.")
+
+
 class TriggerDetailSerializer(Serializer):
-    """A trigger and its runs: builds the body of GET /triggers/{id} (from a Trigger read with
-    selectors.triggers_with_runs) and describes it in the schema."""
+    """A trigger and a page of its runs: builds the body of GET /triggers/{id} (from a Trigger
+    with its workflow and tenant, `runs` a page of selectors.trigger_runs_page and `page_info`
+    its cursor) and describes it in the schema."""
 
     id = serializers.UUIDField()
     workflow = serializers.CharField(source="workflow.key")
@@ -352,7 +372,9 @@ class TriggerDetailSerializer(Serializer):
                                    "has counted its subscribers.")
     runs_created = serializers.IntegerField(help_text="Runs created so far.")
     created_at = serializers.DateTimeField()
-    runs = TriggerRunSummarySerializer(many=True)
+    runs = TriggerRunSummarySerializer(many=True, source="runs_page",
+                                       help_text="A page of the runs, oldest first.")
+    page_info = TriggerRunsPageInfoSerializer(source="runs_page_info")
 
 
 class DeliveryAttemptSerializer(Serializer):

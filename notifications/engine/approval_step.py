@@ -5,19 +5,25 @@ default when it expired), and down the step's branch of that name (engine/branch
 `approved`, `rejected` and `expired` branches hold their own steps; any may be left out).
 
 Config: {"question": Liquid, "details": Liquid, "timeout": duration | "until": "data.<path>",
-"default": "rejected" | "approved" (Liquid allowed), "channels": ["in_app", "email"]}.
+"default": "rejected" | "approved" (Liquid allowed), "channels": ["in_app", "email", "chat"]}
+(default: in-app and email, and Slack where a Slack provider is configured and the person has
+chat channel data).
 """
 
+import json
 from datetime import timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.html import escape
 
+from events.outbox import events_record
 from preferences.selectors import channel_step_verdict
 
-from ..approval_links import approval_urls
-from ..models import Approval, Message, Step, StepLog
+from ..approval_links import approval_token, approval_urls
+from ..approvals import approval_event
+from ..models import Approval, ChannelData, Message, ProviderConfig, Step, StepLog
 from ..queue import enqueue, enqueue_at
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
 from .branches import branch_choices, choose
@@ -25,7 +31,8 @@ from .channel_steps import layout_for_tenant
 from .context import NEXT, WAIT, Pass
 from .validation import delay_until
 
-APPROVAL_CHANNELS = ("in_app", "email")
+APPROVAL_CHANNELS = ("in_app", "email", "chat")
+SLACK_KINDS = ("slack", "slack_webhook")
 DEFAULT_TIMEOUT = timedelta(days=1)
 
 EMAIL_FIELDS = {
@@ -61,8 +68,10 @@ def approval(p: Pass, step: Step) -> str:
         if asked.expires_at > p.now:  # woken early (the sweeper, a duplicate task)
             run.wake_at = asked.expires_at
             return WAIT
-        Approval.objects.filter(pk=asked.pk, status=Approval.Status.PENDING).update(
-            status=Approval.Status.EXPIRED, decision=asked.default_decision)
+        if Approval.objects.filter(pk=asked.pk, status=Approval.Status.PENDING).update(
+                status=Approval.Status.EXPIRED, decision=asked.default_decision):
+            asked.refresh_from_db()
+            events_record([approval_event("approval.expired", asked)])
         asked.refresh_from_db()
     if asked.status == Approval.Status.EXPIRED:
         p.log(step.ref, StepLog.Event.EXPIRED, approval_id=str(asked.id),
@@ -116,7 +125,8 @@ def _ask(p: Pass, step: Step, config: dict) -> str:
               expires_at=expires_at.isoformat(), problem=problem)
         run.wake_at = p.now
         return approval(p, step)
-    sent = [channel for channel in config.get("channels", APPROVAL_CHANNELS)
+    channels = config.get("channels") or ["in_app", "email", *(["chat"] if _slack(run) else [])]
+    sent = [channel for channel in channels
             if channel in APPROVAL_CHANNELS and _send(p, step, asked, channel)]
     p.log(step.ref, StepLog.Event.ASKED, approval_id=str(asked.id), sent=sent,
           expires_at=expires_at.isoformat(), default=default)
@@ -124,6 +134,39 @@ def _ask(p: Pass, step: Step, config: dict) -> str:
     enqueue_at("notifications.tasks.advance_run", str(run.id), at=expires_at,
                name=f"run:{run.id}@{int(expires_at.timestamp())}")
     return WAIT
+
+
+def _slack(run) -> bool:
+    """Whether the run's recipient can be asked on Slack: an active Slack provider (the run's
+    tenant's or a global one) and chat channel data of theirs."""
+    providers = ProviderConfig.objects.filter(channel="chat", kind__in=SLACK_KINDS, active=True)
+    providers = providers.filter(Q(tenant__isnull=True) | Q(tenant_id=run.tenant_id))
+    return (providers.exists()
+            and ChannelData.objects.filter(recipient=run.recipient, channel="chat").exists())
+
+
+def _slack_text(text: str) -> str:
+    """Slack mrkdwn escapes: &, < and > (Slack's "Escaping text" rules)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_content(asked: Approval) -> dict:
+    """An approval as a Slack message: the question, and Approve / Reject buttons whose values
+    are the signed answers (posted back to /webhooks/slack/<provider>/interactions)."""
+    blocks = [{"type": "section", "text": {"type": "mrkdwn",
+                                           "text": f"*{_slack_text(asked.question)}*"}}]
+    if asked.details:
+        blocks.append({"type": "context", "elements": [
+            {"type": "mrkdwn", "text": _slack_text(asked.details)}]})
+    blocks.append({"type": "actions", "block_id": f"clarion-approval-{asked.id}", "elements": [
+        {"type": "button", "action_id": "clarion_approve", "style": "primary",
+         "text": {"type": "plain_text", "text": "Approve"},
+         "value": approval_token(asked, Approval.Decision.APPROVED)},
+        {"type": "button", "action_id": "clarion_reject", "style": "danger",
+         "text": {"type": "plain_text", "text": "Reject"},
+         "value": approval_token(asked, Approval.Decision.REJECTED)},
+    ]})
+    return {"text": f"Approval needed: {asked.question}", "blocks": json.dumps(blocks)}
 
 
 def approval_content(asked: Approval, urls: dict) -> dict:
@@ -165,6 +208,12 @@ def _send(p: Pass, step: Step, asked: Approval, channel: str) -> bool:
                                          to=run.recipient.external_id)
         inbox_item_create(message=message, content=content)
         p.log(ref, StepLog.Event.SENT, message_id=str(message.id))
+        return True
+    if channel == "chat":
+        message = Message.objects.create(**fields, status=Message.Status.QUEUED,
+                                         content=slack_content(asked))
+        p.log(ref, StepLog.Event.QUEUED, message_id=str(message.id))
+        enqueue("notifications.tasks.deliver_message", str(message.id))
         return True
     address = run.recipient.email
     if not address:

@@ -312,9 +312,9 @@ def validate_approval_config(config: Mapping) -> None:
         raise StepConfigError('Expected "approved" or "rejected".', "config.default")
     channels = config.get("channels", ["in_app", "email"])
     if (not isinstance(channels, list) or not channels
-            or any(channel not in ("in_app", "email") for channel in channels)):
-        raise StepConfigError('Expected a non-empty list of "in_app" and "email".',
-                              "config.channels")
+            or any(channel not in ("in_app", "email", "chat") for channel in channels)):
+        raise StepConfigError('Expected a non-empty list of "in_app", "email" and "chat" '
+                              '(Slack).', "config.channels")
 
 
 # The channels a route step may try: every channel whose address is the recipient's own (a

@@ -11,6 +11,7 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from analytics.rollups import Fact, facts_record, message_fact, suppression_metric
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
 
 from .. import conditions
@@ -74,6 +75,30 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status in RUN_STATUS_EVENTS:
         events.append(run_event(RUN_STATUS_EVENTS[run.status], run))
     events_record(events)
+    facts_record(_facts(p))
+
+
+# Timeline entries that count as a suppression by that reason in the analytics.
+SUPPRESSING_LOGS = {StepLog.Event.QUIET_HOURS: "suppressed_quiet_hours",
+                    StepLog.Event.THROTTLED: "suppressed_throttled",
+                    StepLog.Event.DIGESTED: "suppressed_digested"}
+
+
+def _facts(p: Pass) -> list[Fact]:
+    """What this pass decided, for the analytics rollups."""
+    run, facts = p.run, []
+    for m in p.messages:
+        if m.status == "sent":
+            latency = int((p.now - run.created_at).total_seconds() * 1000)
+            facts.append(message_fact("sent", m, at=p.now, latency_ms=max(latency, 0)))
+        elif m.status == "failed":
+            facts.append(message_fact("failed", m, at=p.now))
+        elif m.status in ("suppressed", "undeliverable"):
+            facts.append(message_fact(suppression_metric(m.status, m.error), m, at=p.now))
+    tenant = run.tenant.key if run.tenant_id else ""
+    facts += [Fact(metric=SUPPRESSING_LOGS[log.event], at=p.now, workflow=run.workflow.key,
+                   tenant=tenant) for log in p.timeline if log.event in SUPPRESSING_LOGS]
+    return facts
 
 
 RUN_STATUS_EVENTS = {Run.Status.COMPLETED: "run.completed", Run.Status.FAILED: "run.failed"}

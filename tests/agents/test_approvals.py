@@ -206,6 +206,14 @@ def test_request_approval_and_get_approval_over_mcp(mcp_call, smtp, run_tasks, s
     assert (answered["status"], answered["decision"], answered["answered_via"]) == (
         "approved", "approved", "email")
     assert answered["text"].startswith("approved by ada (via email) at ")
+    run_tasks()
+    words = [entry["text"] for entry in mcp_call(key, "get_run", {"run_id": run_id}
+                                                 ).result["timeline"]]
+    assert words[-3:] == ["ask: approved (answered via email)", "ask: took the approved branch",
+                          "the run completed"]
+    assert words[1:4] == ["in-app (ask:in_app) sent", "email (ask:email) queued to ada@example.com",
+                          words[3]]
+    assert words[3].startswith("ask: approval asked (in-app and email), waiting until ")
     # Errors name the field; another tenant's key finds nothing.
     assert mcp_call(key, "request_approval", {"recipient": "ada", "question": "",
                                               "timeout_minutes": 0}).error["fields"] == {
@@ -238,3 +246,26 @@ def test_the_run_detail_and_words_show_the_approval(asked, api):
     body = api.get(f"/api/v1/runs/{run.pk}").json()
     assert body["approvals"][0]["status"] == "pending"
     assert body["approvals"][0]["question"] == "Deploy v42 to production?"
+
+
+def test_the_answer_and_the_expiry_are_outbound_events(asked, run_tasks, deploy):
+    from events.models import Event
+    from events.services import endpoint_put
+
+    endpoint_put(key="agent-system", url="https://hooks.example.com/clarion",
+                 events=["approval.answered", "approval.expired"], tenant=None)
+    run, mail = asked
+    Client().post(links(mail)["reject"])
+    [answered] = Event.objects.filter(type="approval.answered")
+    assert (answered.recipient, answered.data["status"], answered.data["answered_via"]) == (
+        "ada", "rejected", "email")
+    assert answered.data["run_id"] == str(run.pk)
+    Client().post(links(mail)["approve"])  # a late answer is no event
+    assert Event.objects.filter(type="approval.answered").count() == 1
+    _, [other] = trigger_workflow(TriggerRequest(workflow=deploy, recipients=["ada"],
+                                                 data={"version": "v43", "by": "x"}))
+    run_tasks()
+    other = Run.objects.get(pk=other.pk)
+    advance_at(other, other.wake_at + timedelta(seconds=1))
+    [expired] = Event.objects.filter(type="approval.expired")
+    assert (expired.data["status"], expired.data["decision"]) == ("expired", "rejected")

@@ -787,7 +787,7 @@ def test_trigger_detail_lists_its_runs(api, welcome, acme):
     detail = response.json()
     assert set(detail) == {"id", "workflow", "tenant", "actor", "data", "cancellation_key",
                            "idempotency_key", "fanout", "recipients_total", "runs_created",
-                           "created_at", "runs"}
+                           "created_at", "runs", "page_info"}
     assert (detail["id"], detail["workflow"], detail["tenant"], detail["actor"], detail["data"],
             detail["cancellation_key"], detail["idempotency_key"], detail["fanout"]) == (
         body["trigger_id"], "welcome", "acme", "boss", {"x": 1}, "c1", "", "done")
