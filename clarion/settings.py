@@ -50,6 +50,9 @@ PUBLIC_URL = os.environ.get("PUBLIC_URL", f"http://localhost:{PORT}").rstrip("/"
 if PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # Only once every subdomain is served over HTTPS alone (docs/security.md).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD")
     SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
 if _env_bool("TRUST_X_FORWARDED_PROTO"):
     # Only behind a proxy that sets X-Forwarded-Proto itself.
