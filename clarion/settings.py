@@ -57,7 +57,8 @@ if _env_bool("TRUST_X_FORWARDED_PROTO"):
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, with the task-shaped home page (notifications/admin_site.py).
+    "notifications.admin_site.ClarionAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -81,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
+    "clarion.parsers.StorableRequestTextMiddleware",  # NUL in a path or query: a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
