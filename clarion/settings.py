@@ -82,6 +82,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
+    "clarion.parsers.StorableRequestTextMiddleware",  # NUL in a path or query: a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
