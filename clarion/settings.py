@@ -50,6 +50,9 @@ PUBLIC_URL = os.environ.get("PUBLIC_URL", f"http://localhost:{PORT}").rstrip("/"
 if PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # Only once every subdomain is served over HTTPS alone (docs/security.md).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD")
     SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
 if _env_bool("TRUST_X_FORWARDED_PROTO"):
     # Only behind a proxy that sets X-Forwarded-Proto itself.
@@ -57,7 +60,8 @@ if _env_bool("TRUST_X_FORWARDED_PROTO"):
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, with the task-shaped home page (notifications/admin_site.py).
+    "notifications.admin_site.ClarionAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -81,6 +85,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
+    "clarion.parsers.StorableRequestTextMiddleware",  # NUL in a path or query: a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
