@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--spread", type=float, default=30, help="seconds the wake-ups span")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--step", choices=("delay", "digest"), default="delay",
+                        help="what the runs wait in: a delay, or each its own digest batch "
+                             "(lateness: the carrier's `resumed` time - the window's end)")
     parser.add_argument("--lead", type=float,
                         help="seconds to park the runs in (default: 20 + 0.25 per run)")
     args = parser.parse_args()
@@ -52,10 +55,11 @@ def main() -> None:
 
     django.setup()
     from django.core.management import call_command
-    from django.db import connection
+    from django.db import connection, transaction
     from django.utils import timezone
     from django_q.models import OrmQ
 
+    from notifications import engine
     from notifications.models import Run, StepLog
     from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
     from notifications.tasks import advance_run
@@ -64,8 +68,12 @@ def main() -> None:
     with connection.cursor() as cursor:
         cursor.execute("TRUNCATE notifications_trigger, notifications_recipient, django_q_ormq, "
                        "django_q_schedule CASCADE")
+    window = 600  # a digest's window, seconds: each batch is opened `window` before its end
     workflow, _ = workflow_put(key="bench-wakeups", name="Bench wake-ups", steps=[
-        StepSpec(ref="wait", type="delay", config={"until": "data.at"})])
+        StepSpec(ref="wait", type="delay", config={"until": "data.at"})
+        if args.step == "delay" else
+        StepSpec(ref="wait", type="digest", config={"window": {"seconds": window},
+                                                     "key": "data.at"})])
 
     # Park every run before its time, in this process, as a worker would (advance_run): the
     # figures are about waking up, not about a backlog of first steps.
@@ -76,7 +84,13 @@ def main() -> None:
         at = start + timedelta(seconds=i * step)
         _, runs = trigger_workflow(TriggerRequest(workflow=workflow, recipients=[f"w{i}"],
                                                   data={"at": at.isoformat()}))
-        advance_run(str(runs[0].id))
+        if args.step == "delay":
+            advance_run(str(runs[0].id))
+        else:  # open its batch as if `window` seconds before its end (a controlled clock)
+            with transaction.atomic():
+                run = Run.objects.select_for_update(of=("self",)).select_related(
+                    "workflow", "recipient", "tenant", "trigger").get(pk=runs[0].id)
+                engine.advance(run, now=at - timedelta(seconds=window))
     OrmQ.objects.filter(lock__lte=timezone.now()).delete()  # the first steps' tasks, done
     if timezone.now() > start:
         sys.exit("parking took longer than the lead; use a smaller --n")
@@ -104,11 +118,22 @@ def main() -> None:
 
     from django.utils.dateparse import parse_datetime
 
-    late = sorted(
-        (log.created_at - parse_datetime(log.detail["waited_until"])).total_seconds()
-        for log in StepLog.objects.filter(run__workflow=workflow, event="resumed"))
-    parked = StepLog.objects.filter(run__workflow=workflow, event="delayed").count()
-    print(f"wake-ups: {len(late)} of {args.n} runs (all parked first: {parked == args.n}), "
+    if args.step == "delay":
+        late = sorted(
+            (log.created_at - parse_datetime(log.detail["waited_until"])).total_seconds()
+            for log in StepLog.objects.filter(run__workflow=workflow, event="resumed"))
+        parked = StepLog.objects.filter(run__workflow=workflow, event="delayed").count()
+    else:
+        from notifications.models import DigestBatch
+
+        ends = dict(DigestBatch.objects.filter(workflow=workflow)
+                    .values_list("carrier_id", "closes_at"))
+        late = sorted((log.created_at - ends[log.run_id]).total_seconds()
+                      for log in StepLog.objects.filter(run__workflow=workflow,
+                                                        event="resumed"))
+        parked = StepLog.objects.filter(run__workflow=workflow, event="batched").count()
+    print(f"{args.step} wake-ups: {len(late)} of {args.n} runs "
+          f"(all parked first: {parked == args.n}), "
           f"{args.workers} workers, spread over {args.spread:.0f} s")
     print(f"  lateness  p50 {statistics.median(late):6.3f} s  p90 {percentile(late, 0.9):6.3f} s"
           f"  p99 {percentile(late, 0.99):6.3f} s  max {late[-1]:6.3f} s  min {late[0]:6.3f} s")

@@ -5,8 +5,10 @@ database at scrape time, by one custom collector doing a few aggregate queries:
 
 - `clarion_triggers_total{workflow}`: triggers accepted (a counter: rows only grow, until
   retention deletes old ones).
-- `clarion_runs{status}`, `clarion_messages{channel,status}`: how many runs and messages are in
-  each status now (gauges: a message moves from `queued` to `sent` to `delivered`).
+- `clarion_runs{status}`: runs running or waiting now (a gauge, counted on a partial index).
+- `clarion_messages_total{channel,outcome}` (sent, delivered, failed, bounced, seen, read,
+  clicked, suppressed_<reason>) and `clarion_runs_started_total{workflow}`: counters summed from
+  the analytics rollups (analytics/), a few rows per hour, never a scan of the message table.
 - `clarion_provider_call_duration_seconds{provider}`: a gauge histogram of the provider calls
   that started in the last `CLARION_METRICS_WINDOW_SECONDS` (default 300), from the
   DeliveryAttempt ledger's `duration_ms`. A gauge histogram, not a cumulative one: use
@@ -33,7 +35,7 @@ import ipaddress
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Sum
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
@@ -59,7 +61,7 @@ class DatabaseCollector:
     """Reads Clarion's counts and states from the database when Prometheus scrapes."""
 
     def collect(self):
-        from notifications.models import DeliveryAttempt, Message, ProviderConfig, Run, Trigger
+        from notifications.models import DeliveryAttempt, ProviderConfig, Run, Trigger
 
         now = timezone.now()
         triggers = CounterMetricFamily("clarion_triggers", "Triggers accepted, by workflow.",
@@ -68,20 +70,52 @@ class DatabaseCollector:
             triggers.add_metric([row["workflow__key"]], row["n"])
         yield triggers
 
-        runs = GaugeMetricFamily("clarion_runs", "Runs in each status now.", labels=["status"])
-        for row in Run.objects.order_by().values("status").annotate(n=Count("id")):
-            runs.add_metric([row["status"]], row["n"])
+        # Runs still going: the partial index run_active_idx counts them without a scan.
+        runs = GaugeMetricFamily("clarion_runs", "Runs running or waiting now.",
+                                 labels=["status"])
+        active = dict(Run.objects.filter(status__in=ACTIVE_RUNS).order_by().values("status")
+                      .annotate(n=Count("id")).values_list("status", "n"))
+        for status in ACTIVE_RUNS:
+            runs.add_metric([status], active.get(status, 0))
         yield runs
-
-        messages = GaugeMetricFamily("clarion_messages", "Messages in each channel and status now.",
-                                     labels=["channel", "status"])
-        for row in Message.objects.order_by().values("channel", "status").annotate(n=Count("id")):
-            messages.add_metric([row["channel"], row["status"]], row["n"])
-        yield messages
+        yield from _rollup_counters()
 
         yield from _provider_calls(DeliveryAttempt, now)
         yield from _queue(now)
         yield from _breakers(ProviderConfig, now)
+
+
+ACTIVE_RUNS = ("running", "waiting")
+# Outcome label → the HourlyRollup column counted.
+MESSAGE_OUTCOMES = {"sent": "sent", "delivered": "delivered", "failed": "failed",
+                    "bounced": "bounced", "seen": "seen", "read": "read", "clicked": "clicked",
+                    "suppressed_opted_out": "suppressed_opted_out",
+                    "suppressed_quiet_hours": "suppressed_quiet_hours",
+                    "suppressed_throttled": "suppressed_throttled",
+                    "suppressed_digested": "suppressed_digested",
+                    "suppressed_undeliverable": "suppressed_undeliverable",
+                    "suppressed_other": "suppressed_other"}
+
+
+def _rollup_counters():
+    """Messages by channel and outcome, and runs started by workflow, summed from the
+    analytics rollups (a few rows per hour) rather than grouped over the message table."""
+    from analytics.models import HourlyRollup
+
+    rollups = HourlyRollup.objects.order_by()
+    messages = CounterMetricFamily(
+        "clarion_messages", "Messages by channel and outcome (the analytics rollups).",
+        labels=["channel", "outcome"])
+    for row in rollups.exclude(channel="").values("channel").annotate(
+            **{label: Sum(column) for label, column in MESSAGE_OUTCOMES.items()}):
+        for label in MESSAGE_OUTCOMES:
+            messages.add_metric([row["channel"], label], row[label] or 0)
+    yield messages
+    started = CounterMetricFamily("clarion_runs_started", "Runs started, by workflow.",
+                                  labels=["workflow"])
+    for row in rollups.filter(triggered__gt=0).values("workflow").annotate(n=Sum("triggered")):
+        started.add_metric([row["workflow"]], row["n"])
+    yield started
 
 
 def _provider_calls(model, now):

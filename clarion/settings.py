@@ -51,6 +51,9 @@ PUBLIC_URL = os.environ.get("PUBLIC_URL", f"http://localhost:{PORT}").rstrip("/"
 if PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # Only once every subdomain is served over HTTPS alone (docs/security.md).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD")
     SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
 if _env_bool("TRUST_X_FORWARDED_PROTO"):
     # Only behind a proxy that sets X-Forwarded-Proto itself.
@@ -58,7 +61,8 @@ if _env_bool("TRUST_X_FORWARDED_PROTO"):
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, with the task-shaped home page (notifications/admin_site.py).
+    "notifications.admin_site.ClarionAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -76,11 +80,13 @@ INSTALLED_APPS = [
     "inbox",
     "preferences",
     "events",
+    "analytics",
     "compat",
 ]
 
 MIDDLEWARE = [
     "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
+    "clarion.parsers.StorableRequestTextMiddleware",  # NUL in a path or query: a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -258,7 +264,7 @@ INBOX_SECRET_ROTATION_SECONDS = int(os.environ.get("INBOX_SECRET_ROTATION_SECOND
 INBOX_ALLOWED_ORIGINS = _env_list("INBOX_ALLOWED_ORIGINS", "*")
 # The /demo/inbox/ page (only answers where the demo of `serve` is seeded).
 INBOX_DEMO_PAGE = _env_bool("INBOX_DEMO_PAGE", True)
-CORS_URLS_REGEX = r"^/api/v1/inbox(/.*)?$"
+CORS_URLS_REGEX = r"^/api/v1/(inbox(/.*)?|approvals/[^/]+)$"
 CORS_ALLOW_ALL_ORIGINS = INBOX_ALLOWED_ORIGINS == ["*"]
 CORS_ALLOWED_ORIGINS = [] if CORS_ALLOW_ALL_ORIGINS else INBOX_ALLOWED_ORIGINS
 CORS_ALLOW_HEADERS = ["accept", "authorization", "content-type", "x-clarion-recipient",
@@ -377,6 +383,14 @@ CLARION = {
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
+    # this many days are deleted (0: kept forever); a tenant's retention_days wins.
+    "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),
+    # The longest an approval may wait for its answer (its links are refused after it).
+    "APPROVAL_MAX_WAIT_SECONDS": 90 * 86400,
+    # Where a Slack interactivity request's response_url may point (an approval's button
+    # answers there): Slack's own host.
+    "SLACK_RESPONSE_HOSTS": ["hooks.slack.com"],
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,

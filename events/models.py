@@ -22,6 +22,8 @@ EVENT_TYPES = (
     "run.failed",
     "preferences.updated",
     "recipient.unsubscribed",
+    "approval.answered",
+    "approval.expired",
 )
 
 

@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from analytics.rollups import message_facts_record
 from events.outbox import message_events_record
 from notifications.crypto import encrypt_json
 from notifications.models import Message, Recipient, Tenant
@@ -107,8 +108,11 @@ def inbox_item_mark(*, item: InboxItem, action: str) -> dict:
     if item.message_id and message_changes:
         Message.objects.filter(pk=item.message_id).update(**message_changes)
     if item.message_id:
-        message_events_record([(event_type, item.message_id, {})
-                               for event_type in _events_of(item, action)])
+        happened = _events_of(item, action)
+        message_events_record([(event_type, item.message_id, {}) for event_type in happened])
+        message_facts_record([(event_type.split(".")[1], item.message_id)
+                              for event_type in happened if event_type != "message.archived"],
+                             at=now)
     event = ItemUpdated.of(item)
     realtime.publish_on_commit(event)
     return event.item
@@ -147,6 +151,9 @@ def inbox_mark_all(*, recipient: Recipient, tenant: TenantScope, action: str,
             Message.objects.filter(pk__in=message_ids).update(**message_changes)
         message_events_record([(f"message.{item_action}", message_id, {})
                                for message_id in message_ids])
+        if item_action != "archived":
+            message_facts_record([(item_action, message_id) for message_id in message_ids],
+                                 at=now)
     if rows:
         realtime.publish_on_commit(ItemsUpdated.of(
             recipient_id=recipient.pk, scope=tenant, action=action, up_to=up_to, at=now))

@@ -11,7 +11,7 @@ kinds (notifications/providers/) and its preview layout in the template editor, 
 from dataclasses import dataclass
 
 from django.utils.functional import Promise
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 
 @dataclass(frozen=True)
@@ -40,21 +40,26 @@ class ChannelSpec:
 
 # In display order: the admin's choices and the preference center list channels in this order.
 CHANNELS: tuple[ChannelSpec, ...] = (
-    ChannelSpec("email", "Email", _("Email"), ("subject", "html", "text"),
-                (("subject",), ("html", "text")), "email", html_fields=("html",),
+    ChannelSpec("email", "Email", pgettext_lazy("channel", "Email"),
+                ("subject", "html", "text"), (("subject",), ("html", "text")), "email",
+                html_fields=("html",), quiet_hours=True),
+    ChannelSpec("sms", "SMS", pgettext_lazy("channel", "SMS"), ("text",), (("text",),), "phone",
                 quiet_hours=True),
-    ChannelSpec("sms", "SMS", _("SMS"), ("text",), (("text",),), "phone", quiet_hours=True),
-    ChannelSpec("push", "Push", _("Push notifications"), ("title", "body", "data"),
-                (("title", "body"),), "channel_data", quiet_hours=True),
-    ChannelSpec("chat", "Chat", _("Chat"), ("text", "blocks"), (("text", "blocks"),),
-                "channel_data", json_fields=("blocks",)),
+    ChannelSpec("push", "Push", pgettext_lazy("channel", "Push notifications"),
+                ("title", "body", "data"), (("title", "body"),), "channel_data",
+                quiet_hours=True),
+    ChannelSpec("chat", "Chat", pgettext_lazy("channel", "Chat"), ("text", "blocks"),
+                (("text", "blocks"),), "channel_data", json_fields=("blocks",)),
     # WhatsApp: an approved template (named in the step's config, with `parameters`: a JSON
     # array) or, inside the 24-hour customer-service window, free `text`.
-    ChannelSpec("whatsapp", "WhatsApp", _("WhatsApp"), ("text", "parameters"), (), "phone",
-                json_fields=("parameters",), quiet_hours=True),
-    ChannelSpec("in_app", "In-app", _("In-app"), ("body", "action_url", "avatar"), (("body",),),
-                "inbox", html_fields=("body",), providers=False),  # body: Markdown-ish HTML
-    ChannelSpec("webhook", "Webhook", _("Webhook"), ("body",), (), "step"),
+    ChannelSpec("whatsapp", "WhatsApp", pgettext_lazy("channel", "WhatsApp"),
+                ("text", "parameters"), (), "phone", json_fields=("parameters",),
+                quiet_hours=True),
+    ChannelSpec("in_app", "In-app", pgettext_lazy("channel", "In-app"),
+                ("body", "action_url", "avatar"), (("body",),), "inbox", html_fields=("body",),
+                providers=False),  # body: Markdown-ish HTML
+    ChannelSpec("webhook", "Webhook", pgettext_lazy("channel", "Webhook"), ("body",), (),
+                "step"),
 )
 
 _BY_KEY = {spec.key: spec for spec in CHANNELS}

@@ -4,7 +4,7 @@ variables (rendering/variables.py).
 A tree is ``{"all": [...]}`` or ``{"any": [...]}`` whose items are trees or leaves
 ``{"path": "data.plan", "op": "eq", "value": "pro"}``. Paths start with ``data``, ``recipient``,
 ``tenant``, ``actor`` or ``steps`` (what earlier steps of the run did: ``steps.<ref>.status``,
-``.seen``, ``.read``, ``.clicked``, ``.delivered``).
+``.seen``, ``.read``, ``.clicked``, ``.delivered``; an approval's ``steps.<ref>.outcome``).
 """
 
 from collections.abc import Mapping

@@ -76,6 +76,10 @@ class Tenant(models.Model):
         blank=True, help_text="Shown at the bottom of every email: address, legal line…"
     )
     settings = models.JSONField(default=dict, blank=True)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Days its runs, messages, attempts, events and inbox items are kept; empty: "
+                  "the global CLARION_RETENTION_DAYS; 0: forever.")
     # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
     # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
     inbox_secrets_encrypted = models.TextField(blank=True, editable=False)
@@ -319,6 +323,8 @@ class Template(models.Model):
 
     class Meta:
         ordering = ["step", "channel", "locale"]
+        # "change" saves drafts; "publish" makes a version the one that renders (roles.py).
+        permissions = [("publish_template", "Can publish a template version")]
         constraints = [
             models.UniqueConstraint(fields=["step", "channel", "locale"],
                                     name="template_channel_locale_unique")
@@ -547,6 +553,7 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("resend_message", "Can resend a failed message")]
         constraints = [
             models.UniqueConstraint(fields=["run", "step_ref", "channel"],
                                     name="message_once_per_step_channel")
@@ -654,6 +661,8 @@ class DeliveryAttempt(models.Model):
 
     class Meta:
         ordering = ["message", "started_at", "id"]
+        # /metrics: the provider calls started in its window.
+        indexes = [models.Index(fields=["started_at"], name="deliveryattempt_started_idx")]
 
     def __str__(self):
         return f"{self.provider} {self.outcome}"
@@ -729,6 +738,9 @@ class StepLog(models.Model):
         EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
         CANCELLED = "cancelled", "Cancelled"
         COMPLETED = "completed", "Completed"
+        ASKED = "asked", "Approval asked"
+        ANSWERED = "answered", "Approval answered"
+        EXPIRED = "expired", "Approval expired"
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs")
     step_ref = models.CharField(max_length=64, blank=True)
@@ -923,3 +935,50 @@ class DigestEvent(models.Model):
 
     def __str__(self):
         return f"{self.step_ref} event of run {self.run_id}"
+
+
+class Approval(models.Model):
+    """A question an `approval` step put to one person (or the `request_approval` tool), and its
+    answer. The first answer from any channel wins: the row moves from `pending` once, by a
+    conditional UPDATE; a later answer finds it answered. Unanswered at `expires_at`, it expires
+    with the step's default decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for an answer"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired (no answer in time)"
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="approvals")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="approvals"
+    )
+    question = models.TextField()
+    details = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, blank=True,
+        help_text="What the run goes on with: the answer, or the default once expired.")
+    default_decision = models.CharField(max_length=16, choices=Decision.choices,
+                                        default=Decision.REJECTED)
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_via = models.CharField(max_length=16, blank=True,
+                                    help_text="email, in_app, chat (Slack) or api.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref"], name="approval_once_per_step"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_ref} of run {self.run_id}: {self.status}"

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -74,3 +75,28 @@ def throttle_hit(*, key: str, limit: int, window_seconds: float, now: datetime) 
     row.passed = [*passed, now.astimezone(UTC).isoformat()]
     row.save(update_fields=["passed", "updated_at"])
     return True, len(row.passed)
+
+
+PRUNE_BATCH = 5000
+
+
+def counters_prune(*, now: datetime, throttle_window_seconds: float) -> int:
+    """Delete counters no limit can read again, in batches of PRUNE_BATCH rows: rate-limit
+    windows older than the longest configured rate window (a key that stopped being used keeps
+    its last window's row), and throttle buckets untouched for longer than
+    `throttle_window_seconds` (the longest window of any throttle step: every time such a bucket
+    holds is already outside its own window). Takes aware datetimes; returns rows deleted."""
+    conf = settings.CLARION
+    rate_window = max(conf["TRIGGER_RATE_LIMIT_WINDOW_SECONDS"],
+                      conf["SMS_RATE_LIMIT_WINDOW_SECONDS"])
+    deleted = 0
+    for rows in (RateLimitCounter.objects.filter(
+                     window_start__lt=now - timedelta(seconds=rate_window)),
+                 ThrottleCounter.objects.filter(
+                     updated_at__lt=now - timedelta(seconds=throttle_window_seconds))):
+        while True:
+            batch = list(rows.values_list("pk", flat=True)[:PRUNE_BATCH])
+            if not batch:
+                break
+            deleted += rows.model.objects.filter(pk__in=batch).delete()[0]
+    return deleted

@@ -10,6 +10,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 
 from .models import (
     ApiKey,
+    Approval,
     DeliveryAttempt,
     Message,
     MessageEvent,
@@ -80,7 +81,7 @@ def recipient_detail(recipient: Recipient) -> dict:
 
 
 def tenant_detail(tenant: Tenant) -> dict:
-    return tenant_variables(tenant)
+    return {**tenant_variables(tenant), "retention_days": tenant.retention_days}
 
 
 def topic_detail(topic: Topic) -> dict:
@@ -105,14 +106,30 @@ def runs_with_history(runs: QuerySet[Run]) -> QuerySet[Run]:
         Prefetch("messages__delivery_attempts",
                  queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
         Prefetch("step_logs", queryset=StepLog.objects.order_by("id")),
+        Prefetch("approvals", queryset=Approval.objects.select_related("recipient")
+                 .order_by("created_at")),
     )
 
 
-def triggers_with_runs(triggers: QuerySet[Trigger]) -> QuerySet[Trigger]:
-    """`triggers` with what a trigger's detail shows (api.serializers.TriggerDetailSerializer)."""
-    return triggers.select_related("workflow", "tenant").prefetch_related(
-        Prefetch("runs", queryset=Run.objects.select_related("recipient")
-                 .order_by("created_at", "id")))
+TRIGGER_RUNS_DEFAULT_LIMIT = 100
+TRIGGER_RUNS_MAX_LIMIT = 1000
+
+
+def trigger_runs_page(trigger: Trigger, *, limit: int,
+                      after: "MessageLogCursor | None" = None) -> tuple[list[Run], str | None]:
+    """A page of `trigger`'s runs, oldest first, by keyset on (created_at, id) after the cursor
+    `after` (never OFFSET: a topic's 100,000th run costs what its first does), with their
+    recipients; and the cursor of the next page, None on the last."""
+    runs = trigger.runs.select_related("recipient")
+    if after is not None:
+        runs = runs.filter(Q(created_at__gt=after.created_at)
+                           | Q(created_at=after.created_at, id__gt=after.id))
+    limit = max(1, min(limit, TRIGGER_RUNS_MAX_LIMIT))
+    rows = list(runs.order_by("created_at", "id")[:limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    return rows, MessageLogCursor(rows[-1].created_at, rows[-1].id).encode()
 
 
 # --- The message log (GET /api/v1/messages) -----------------------------------------------

@@ -14,7 +14,9 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from . import delivery
+from analytics.rollups import Fact, facts_record
+
+from . import delivery, erasure
 from .engine import layout_for_tenant
 from .idempotency import (
     idempotency_abandon,
@@ -157,26 +159,9 @@ def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,
     return item
 
 
-@transaction.atomic
 def recipient_erase(*, recipient: Recipient) -> None:
-    """Erase a person: their profile, channel data, subscriptions, runs, messages and inbox.
-
-    Triggers that named them inline, as a recipient or as the actor, keep only the bare id.
-    """
-    external_id = recipient.external_id
-
-    def bare(spec):
-        is_them = isinstance(spec, Mapping) and str(spec.get("id")) == external_id
-        return external_id if is_them else spec
-
-    named = Trigger.objects.filter(runs__recipient=recipient).values_list("pk", flat=True)
-    acted = Trigger.objects.filter(actor__id=external_id).values_list("pk", flat=True)
-    trigger_ids = {*named, *acted}
-    for trigger in Trigger.objects.filter(pk__in=trigger_ids):
-        trigger.recipients = [bare(spec) for spec in trigger.recipients]
-        trigger.actor = bare(trigger.actor)
-        trigger.save(update_fields=["recipients", "actor"])
-    recipient.delete()
+    """Erase a person: see notifications/erasure.py."""
+    erasure.recipient_erase(recipient=recipient)
 
 
 # --- Tenants, topics --------------------------------------------------------------------------
@@ -247,6 +232,23 @@ def template_publish(*, version: TemplateVersion) -> None:
     template.save(update_fields=["published_version", "updated_at"])
 
 
+RESENDABLE = (Message.Status.FAILED, Message.Status.UNDELIVERABLE)
+
+
+@transaction.atomic
+def message_resend(*, message: Message) -> bool:
+    """Queue a failed (or undeliverable) message again, through the same delivery as its first
+    send: every provider may be tried again, with a fresh count of attempts; the earlier
+    attempts stay in the ledger. Returns False (and changes nothing) when the message is not
+    failed any more, so two people resending at once send it once."""
+    queued = Message.objects.filter(pk=message.pk, status__in=RESENDABLE).update(
+        status=Message.Status.QUEUED, attempts=0, next_attempt_at=None, error="",
+        updated_at=timezone.now())
+    if queued:
+        enqueue("notifications.tasks.deliver_message", str(message.pk))
+    return bool(queued)
+
+
 class SendTestError(ValueError):
     """A test send that cannot be made: the message says why, for the admin."""
 
@@ -310,7 +312,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
     """Make the workflow `key` exactly as described. Describing it as it is changes nothing.
 
     Steps are matched by `ref` (so their messages stay linked); steps not described are removed;
-    a template version is added only where a template's fields changed.
+    a template version is added only where a template's fields changed; a step whose
+    `templates` is None keeps its own.
     """
     workflow, created = Workflow.objects.get_or_create(
         key=key, defaults={"name": name, "category": category, "critical": critical,
@@ -361,6 +364,8 @@ def workflow_put(*, key: str, name: str, category: str = "", critical: bool = Fa
             if changed:
                 step.save(update_fields=changed)
         saved[spec.ref] = step
+        if spec.templates is None:
+            continue
         if spec.type == StepType.ROUTE:
             wanted = {(channel, locale): fields for channel, by_locale in spec.templates.items()
                       for locale, fields in by_locale.items()}
@@ -409,6 +414,10 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
     enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    if runs:
+        facts_record([Fact(metric="triggered", at=runs[0].created_at, count=len(runs),
+                           workflow=trigger.workflow.key,
+                           tenant=trigger.tenant.key if trigger.tenant_id else "")])
     return runs
 
 

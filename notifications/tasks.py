@@ -10,8 +10,8 @@ from django.utils import timezone
 
 from clarion.logs import log_context
 
-from . import delivery, engine, schedules, services
-from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Trigger
+from . import delivery, engine, ratelimit, retention, schedules, services
+from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Step, StepType, Trigger
 from .queue import enqueue, enqueue_many
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,14 @@ def fanout_trigger(trigger_id: str) -> None:
     services.trigger_fanout(trigger_id=trigger_id)
 
 
+def apply_retention() -> dict:
+    """Hourly: delete what is past its retention period (notifications/retention.py)."""
+    report = retention.retention_apply()
+    logger.info("retention deleted %s%s", report.deleted or "nothing",
+                "" if report.finished else " (time budget spent; the next pass goes on)")
+    return report.deleted
+
+
 def fire_schedule(zone_id: int) -> None:
     schedules.schedule_fire(zone_id=zone_id)
 
@@ -81,21 +89,22 @@ def sweep(now: datetime | None = None) -> dict:
       unknown outcome (see delivery.message_mark_outcome_unknown: sent when the provider has
       reported on it since, sent again only where the provider de-duplicates on the
       idempotency key);
-    - idempotency records past their 24 hours.
+    - idempotency records past their 24 hours;
+    - rate-limit and throttle counters no limit can read again.
 
     Takes the current time (aware, UTC) or None for now. Returns how many of each were handled
-    ({"fanouts", "schedules", "runs", "messages", "recovered", "unknown": int}) and
+    ({"fanouts", "schedules", "runs", "messages", "recovered", "unknown", "counters": int}) and
     "failed_parts" (names).
     """
     now = now or timezone.now()
     stuck_before = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
     counts = {"runs": 0, "messages": 0, "unknown": 0, "recovered": 0, "fanouts": 0,
-              "schedules": 0}
+              "schedules": 0, "counters": 0}
     failed = []
     for name, part in (("fanouts", _sweep_fanouts), ("schedules", _sweep_schedules),
                        ("runs", _sweep_runs),
                        ("queued", _sweep_queued), ("sending", _sweep_sending),
-                       ("idempotency", _sweep_idempotency)):
+                       ("idempotency", _sweep_idempotency), ("counters", _sweep_counters)):
         try:
             part(now, stuck_before, counts)
         except Exception:
@@ -199,6 +208,14 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
         enqueue("notifications.tasks.deliver_message", str(message.pk))
         return {"messages": 1}
     return {}
+
+
+def _sweep_counters(now: datetime, stuck_before: datetime, counts: dict) -> None:
+    windows = [engine.duration_seconds(config["window"]) for config in Step.objects.filter(
+        type=StepType.THROTTLE).values_list("config", flat=True)
+        if isinstance(config, dict) and isinstance(config.get("window"), dict)]
+    counts["counters"] = ratelimit.counters_prune(
+        now=now, throttle_window_seconds=max(windows, default=0))
 
 
 def _sweep_idempotency(now: datetime, stuck_before: datetime, counts: dict) -> None:

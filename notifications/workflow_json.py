@@ -31,8 +31,9 @@ class StepSpec:
     type: str
     config: dict = field(default_factory=dict)
     conditions: dict | None = None
-    # {locale: fields}; a route step's: {channel: {locale: fields}}
-    templates: dict[str, dict] = field(default_factory=dict)
+    # {locale: fields}; a route step's: {channel: {locale: fields}}; None leaves the step's
+    # templates as they are (the admin's workflow builder: templates have their own editor)
+    templates: dict[str, dict] | None = field(default_factory=dict)
     unless: dict | None = None  # channel steps: {"step": "<earlier ref>", "is": "read"}
     send_window: dict | None = None  # channel steps: {"days", "start", "end", "timezone"}
     urgent: bool = False  # channel steps of a critical workflow: send during quiet hours

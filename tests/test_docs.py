@@ -333,7 +333,8 @@ OUR_ORIGIN = (r"(?:\$CLARION|\$PUBLIC_URL|(?:https?|wss?)://(?:localhost|127\.0\
 ENDPOINT = re.compile(
     r"(?:\b(GET|POST|PUT|PATCH|DELETE)(?:\s*\|\s*(?:GET|POST|PUT|PATCH|DELETE))*\s+)?"
     rf"(?:{OUR_ORIGIN}|(?<![\w.:/\-$<]))"
-    r"(/(?:api|ws|p|u|webhooks|healthz|readyz|metrics|demo|admin|static|knock|novu)\b"
+    r"(/(?:api|ws|p|u|webhooks|healthz|readyz|metrics|demo|admin|static|knock|novu|favicon|"
+    r"approvals)\b"
     r"(?:[^\s`'\"()<>\[\]]|<[^>]+>)*)")
 RELATIVE_ENDPOINT = re.compile(r"`(GET|POST|PUT|PATCH|DELETE)(?:/(?:GET|POST|PUT|PATCH|DELETE))*"
                                r"\s+/?((?:workflows|triggers|runs|recipients|tenants|topics|"
@@ -550,15 +551,17 @@ PROJECT_DIRS = ("bench", "clarion", "docs", "inbox", "notifications", "preferenc
                 "templates", "tests")
 FILE_PATH = re.compile(rf"`((?:{'|'.join(PROJECT_DIRS)})/[\w./<>-]+\.\w+)`")
 PYTHON_NAME = re.compile(
-    r"`((?:clarion|inbox|notifications|preferences|events)(?:\.[A-Za-z_]\w*)+)`")
-# Dotted names in the docs that are not Python: file names, the sweeper's schedule, and the
-# outbound event type named like the preferences app.
-NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$|^clarion\.sweep$|^preferences\.updated$")
+    r"`((?:clarion|inbox|notifications|preferences|events|analytics)(?:\.[A-Za-z_]\w*)+)`")
+# Dotted names in the docs that are not Python: file names, the sweeper's and retention's
+# and analytics' schedules, and the outbound event type named like the preferences app.
+NOT_PYTHON = re.compile(r".*\.(js|css|json|html|md|py)$"
+                        r"|^clarion\.(sweep|retention|analytics\.fold)$|^preferences\.updated$")
 SYSTEM_CHECK_ID = re.compile(r"^\w+\.[CEWID]\d{3}$")
 
 
 def project_sources() -> list[Path]:
-    return [path for folder in ("clarion", "inbox", "notifications", "preferences", "events")
+    return [path for folder in ("clarion", "inbox", "notifications", "preferences", "events",
+                                "analytics")
             for path in (ROOT / folder).rglob("*.py")]
 LINK = re.compile(r"\]\(((?:[\w./-]+\.md)?)(?:#([\w-]+))?\)")
 
@@ -640,7 +643,8 @@ def test_the_link_check_reads_anchors_as_github_makes_them():
 
 
 # Routes the docs need not name: the APIs' catch-all 404s, and the demo page's own button.
-UNDOCUMENTED_ROUTES = {*CATCH_ALL_ROUTES, "inbox-demo-trigger"}
+# "/" (home) is named in docs/deploy.md, but a bare "/" is not something ENDPOINT can find.
+UNDOCUMENTED_ROUTES = {*CATCH_ALL_ROUTES, "inbox-demo-trigger", "home"}
 
 
 def url_routes():

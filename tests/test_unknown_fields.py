@@ -41,7 +41,8 @@ def world(db, make_workflow):
     _, secret = services.api_key_create(name="walk")
     return {"server": client_for(secret), "inbox": recipient_client(recipient),
             "params": {"key": "k1", "recipient_id": "r1", "channel": "push",
-                       "item_id": str(item.pk), "action": "read", "endpoint_id": "k1"}}
+                       "item_id": str(item.pk), "action": "read", "endpoint_id": "k1",
+                       "token": "not-a-signed-link"}}
 
 
 def write_operations(schema) -> list[tuple[str, str]]:
@@ -130,7 +131,7 @@ def test_a_misspelt_tenant_field_is_refused(api, db):
     assert response.status_code == 400
     assert response.json() == invalid({"colr": [
         "Unknown field; expected one of: name, logo_url, primary_color, sender_name, "
-        "sender_email, footer, settings."]})
+        "sender_email, footer, settings, retention_days."]})
     assert not Tenant.objects.exists()
 
 

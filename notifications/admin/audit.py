@@ -5,6 +5,7 @@ action, user, API key and date."""
 
 from auditlog import get_logentry_model
 from auditlog.admin import LogEntryAdmin
+from auditlog.filters import ResourceTypeFilter
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.utils.html import format_html
@@ -60,7 +61,8 @@ admin.site.unregister(LogEntry)
 @admin.register(LogEntry)
 class AuditLogEntryAdmin(LogEntryAdmin):
     list_display = ["created", "resource_url", "action", "msg_short", "who", "remote_addr"]
-    list_filter = ["action", "content_type", UserFilter, ApiKeyFilter]
+    date_hierarchy = "timestamp"
+    list_filter = ["action", ResourceTypeFilter, UserFilter, ApiKeyFilter]
     search_fields = ["object_repr", "object_pk"]
     search_help_text = "What was changed: its name or key (e.g. a workflow key)."
     readonly_fields = ["created", "resource_url", "action", "who", "remote_addr", "msg"]

@@ -1,12 +1,11 @@
-"""Workflows and their steps in the admin: only the step types the engine runs, config and
-conditions checked as the API checks them, and each channel step's templates linked."""
+"""Workflows and their steps in the admin: the workflow page is the builder (admin/builder/);
+the step page, for engineers, takes only the step types the engine runs, with config and
+conditions checked as the API checks them, and links each channel step's templates."""
 
-import jsonschema
 from django import forms
 from django.contrib import admin
-from django.core.exceptions import ValidationError
 from django.db.models import Count
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
 from django.utils.translation import ngettext
@@ -14,7 +13,6 @@ from django.utils.translation import ngettext
 from clarion.admin import (
     EMPTY,
     ClarionAdmin,
-    FormFieldsMixin,
     admin_url,
     changelist_url,
     link,
@@ -26,42 +24,11 @@ from .. import conditions, engine
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import Step, StepType, Template, Workflow
+from .builder import views as builder_views
 
 SUPPORTED_STEP_CHOICES = [
     (value, label) for value, label in StepType.choices if value in engine.SUPPORTED_STEP_TYPES
 ]
-
-
-class WorkflowForm(forms.ModelForm):
-    class Meta:
-        model = Workflow
-        fields = ["key", "name", "category", "critical", "active", "default_locale", "data_schema",
-                  "sample_data"]
-
-    def clean_data_schema(self):
-        schema = self.cleaned_data.get("data_schema")
-        if schema:
-            try:
-                jsonschema.Draft202012Validator.check_schema(schema)
-            except jsonschema.SchemaError as exc:
-                raise ValidationError(f"Not a valid JSON Schema: {exc.message}") from exc
-        return schema
-
-    def clean_sample_data(self):
-        """An object like the trigger's `data`; it must match the data schema when there is one."""
-        sample = self.cleaned_data.get("sample_data")
-        if not isinstance(sample, dict):
-            raise ValidationError('Expected a JSON object like the trigger\'s data, e.g. '
-                                  '{"order": {"id": "A-1"}}.')
-        schema = self.cleaned_data.get("data_schema")
-        if schema and sample:
-            error = jsonschema.exceptions.best_match(
-                jsonschema.Draft202012Validator(schema).iter_errors(sample))
-            if error is not None:
-                where = "/".join(str(part) for part in error.absolute_path) or "(top level)"
-                raise ValidationError(
-                    f"The sample data does not match the data schema at {where}: {error.message}")
-        return sample
 
 
 class StepForm(forms.ModelForm):
@@ -107,6 +74,11 @@ class StepForm(forms.ModelForm):
         elif step_type == StepType.DIGEST and "config" in cleaned:
             try:
                 engine.validate_digest_config(cleaned["config"])
+            except engine.StepConfigError as exc:
+                self.add_error("config", f"{exc.field}: {exc}")
+        elif step_type == StepType.APPROVAL and "config" in cleaned:
+            try:
+                engine.validate_approval_config(cleaned["config"])
             except engine.StepConfigError as exc:
                 self.add_error("config", f"{exc.field}: {exc}")
         elif step_type in CHANNEL_KEYS and "config" in cleaned:
@@ -240,40 +212,58 @@ def route_templates_summary(step):
          for channel in (channels if isinstance(channels, list) else [])))
 
 
-class StepInline(FormFieldsMixin, admin.TabularInline):
-    model = Step
-    form = StepForm
-    extra = 0
-    ordering = ("position", "id")
-    fields = ("parent", "branch", "position", "ref", "type", "config", "conditions", "branches",
-              "unless", "send_window", "urgent", "templates")
-    readonly_fields = ("templates",)
-    show_change_link = True
+class CategoryFilter(admin.SimpleListFilter):
+    """The workflows' categories; the blank one is "No category" (a link needs a name)."""
 
-    def get_queryset(self, request):
-        return super().get_queryset(request).prefetch_related("templates")
+    title = "category"
+    parameter_name = "category"
 
-    def formfield_for_foreignkey(self, db_field, request, **kwargs):
-        if db_field.name == "parent":  # the branch steps of the workflow on this page
-            object_id = request.resolver_match.kwargs.get("object_id")
-            kwargs["queryset"] = Step.objects.filter(
-                workflow_id=object_id if object_id and object_id.isdigit() else None,
-                type__in=list(engine.BRANCHING_STEP_TYPES))
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+    def lookups(self, request, model_admin):
+        categories = Workflow.objects.order_by("category").values_list("category", flat=True)
+        return [(category or "-", category or "No category")
+                for category in dict.fromkeys(categories)]
 
-    @admin.display(description="templates")
-    def templates(self, obj):
-        return step_templates_summary(obj)
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(category="" if self.value() == "-" else self.value())
 
 
 @admin.register(Workflow)
 class WorkflowAdmin(ClarionAdmin):
-    form = WorkflowForm
+    """The change and add pages are the workflow builder (admin/builder/): per-type step forms,
+    saved through the API's serializer and `services.workflow_put`."""
+
     list_display = ("key", "name", "category", "critical", "active", "step_count", "updated_at")
-    list_filter = ("active", "critical", "category")
+    list_filter = ("active", "critical", CategoryFilter)
     search_fields = ("key", "name", "category")
     readonly_fields = ("created_at", "updated_at")
-    inlines = (StepInline,)
+
+    def get_urls(self):
+        extra = [
+            path("<path:object_id>/export/", self.admin_site.admin_view(self.export_view),
+                 name="notifications_workflow_export"),
+            path("import/", self.admin_site.admin_view(self.import_view),
+                 name="notifications_workflow_import"),
+            path("diagram/", self.admin_site.admin_view(self.diagram_view),
+                 name="notifications_workflow_diagram"),
+        ]
+        return extra + super().get_urls()
+
+    def add_view(self, request, form_url="", extra_context=None):
+        return builder_views.builder_view(self, request)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return builder_views.builder_view(self, request, object_id)
+
+    def export_view(self, request, object_id):
+        return builder_views.export_view(self, request, object_id)
+
+    def import_view(self, request):
+        return builder_views.import_view(self, request)
+
+    def diagram_view(self, request):
+        return builder_views.diagram_view(self, request)
 
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(step_count=Count("steps"))

@@ -172,6 +172,41 @@ def build_server(*, api_key_id: int | None = None) -> MCPServer:
                     action_url=action_url, urgency=urgency, tenant=tenant,
                     idempotency_key=idempotency_key)
 
+    @server.tool()
+    def request_approval(
+        ctx: Context,
+        recipient: RecipientSpec,
+        question: Annotated[str, Field(description="What to approve, as a question (1 to 500 "
+                                                   "characters).")],
+        details: Annotated[str | None, Field(description="Context the person needs to "
+                                                         "decide.")] = None,
+        timeout_minutes: Annotated[int, Field(ge=1, le=129600,
+                                              description="How long to wait for an answer "
+                                                          "(default a day, at most 90 days).")]
+        = 1440,
+        default_decision: Annotated[Literal["approved", "rejected"],
+                                    Field(description="The decision when nobody answers in "
+                                                      "time (the outcome is then "
+                                                      "`expired`).")] = "rejected",
+        tenant: TenantKey = None,
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        """Ask a person before you act: they get the question with Approve / Reject in their
+        in-app inbox and by email (signed one-time links); the first answer wins. Returns a
+        run id: poll `get_approval` with it until its status is no longer "pending"."""
+        return call(ctx, tools.request_approval, recipient=recipient, question=question,
+                    details=details, timeout_minutes=timeout_minutes,
+                    default_decision=default_decision, tenant=tenant,
+                    idempotency_key=idempotency_key)
+
+    @server.tool(annotations=read_only)
+    def get_approval(ctx: Context,
+                     run_id: Annotated[str, Field(description="The run id request_approval "
+                                                              "answered.")]) -> dict[str, Any]:
+        """The answer to an approval: status pending, approved, rejected or expired; the
+        decision to act on (for expired: the default); who answered, how and when."""
+        return call(ctx, tools.approval_status, run_id=run_id)
+
     @server.tool(annotations=read_only)
     def get_run(ctx: Context,
                 run_id: Annotated[str, Field(description="A run id from a trigger's answer.")],

@@ -9,6 +9,7 @@ input, `fields` naming each field); every read is scoped by what the key may see
 import functools
 import uuid
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 
 from django.utils import timezone
 from rest_framework import exceptions
@@ -18,7 +19,8 @@ from clarion.api import error_body, not_found, validated
 from .. import selectors, services
 from ..api import serializers as s
 from ..api.triggers import active_workflow, trigger_one, trigger_rate_limit
-from ..models import ApiKey, Workflow
+from ..approvals import approval_detail
+from ..models import ApiKey, Run, Workflow
 from . import notify as notify_workflow
 from .timeline import run_in_words
 
@@ -132,7 +134,7 @@ def notify(api_key: ApiKey, *, recipient, title: str, body: str, action_url: str
     unread (after 0, 15 or 60 minutes for high, normal, low urgency), each channel subject to the
     person's preferences (category `agents`) and quiet hours. Answers as `trigger`."""
     data = notify_workflow.notify_data(title=title, body=body, action_url=action_url,
-                                       urgency=urgency, now=timezone.now())
+                                       urgency=urgency)
     try:
         return trigger(api_key, workflow=notify_workflow.notify_workflow().key,
                        recipients=[recipient], data=data, tenant=tenant,
@@ -141,6 +143,55 @@ def notify(api_key: ApiKey, *, recipient, title: str, body: str, action_url: str
         if "fields" in exc.body:
             raise _invalid(_notify_fields(exc.body["fields"])) from exc
         raise
+
+
+def request_approval(api_key: ApiKey, *, recipient, question: str, details: str | None = None,
+                     timeout_minutes: int = 1440, default_decision: str = "rejected",
+                     tenant: str | None = None, idempotency_key: str | None = None) -> dict:
+    """Ask a person to approve or reject, through the built-in approval workflow: in-app (with
+    Approve / Reject in the widget) and email (signed links). Answers {"run_id", "trigger_id",
+    "expires_at", "replayed"}: poll `get_approval` with the run id."""
+    expires_at = timezone.now() + timedelta(minutes=timeout_minutes)
+    data = {"question": question, "expires_at": expires_at.isoformat(),
+            "default_decision": default_decision}
+    if details:
+        data["details"] = details
+    try:
+        answer = trigger(api_key, workflow=notify_workflow.approval_workflow().key,
+                         recipients=[recipient], data=data, tenant=tenant,
+                         idempotency_key=idempotency_key)
+    except ToolInputError as exc:
+        if "fields" in exc.body:
+            raise _invalid(_notify_fields(exc.body["fields"])) from exc
+        raise
+    run_id = answer["runs"][0]["id"]
+    # A replay answers the first call's time limit, kept in its trigger's data.
+    data = Run.objects.select_related("trigger").get(pk=run_id).trigger.data
+    return {"run_id": run_id, "trigger_id": answer["trigger_id"],
+            "expires_at": data.get("expires_at"), "replayed": answer["replayed"]}
+
+
+@refusals
+def approval_status(api_key: ApiKey, *, run_id: str) -> dict:
+    """The approval a run asked (its latest), as approvals.approval_detail shows it, with a
+    sentence; {"status": "pending", "asked": false} until the worker has asked it."""
+    pk = _uuid(run_id, "run_id")
+    run = selectors.runs_visible_to(api_key).filter(pk=pk).first()
+    if run is None:
+        raise not_found("run", str(run_id))
+    asked = run.approvals.select_related("recipient").order_by("-created_at").first()
+    if asked is None:
+        return {"run_id": str(run.pk), "asked": False, "status": "pending",
+                "text": "not asked yet (the worker has not reached the approval step)"}
+    detail = approval_detail(asked)
+    if asked.status == asked.Status.PENDING:
+        text = f"waiting for {asked.recipient.external_id} until {detail['expires_at']}"
+    elif asked.status == asked.Status.EXPIRED:
+        text = f"expired without an answer; the run went on as {asked.decision}"
+    else:
+        text = (f"{asked.status} by {asked.recipient.external_id} "
+                f"(via {asked.answered_via}) at {detail['answered_at']}")
+    return {**detail, "asked": True, "text": text}
 
 
 @refusals

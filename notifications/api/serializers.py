@@ -9,10 +9,11 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import Serializer, TenantKeyField, unknown_field_errors
+from clarion.api import QuerySerializer, Serializer, TenantKeyField, unknown_field_errors
 
-from .. import conditions, engine, rendering, workflow_json
+from .. import conditions, engine, rendering, selectors, workflow_json
 from ..addresses import validate_display_name, validate_email_address
+from ..approvals import approval_detail
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import (
@@ -333,9 +334,29 @@ class TriggerRunSummarySerializer(Serializer):
     status = serializers.CharField()
 
 
+class TriggerDetailQuerySerializer(QuerySerializer):
+    limit = serializers.IntegerField(
+        min_value=1, max_value=selectors.TRIGGER_RUNS_MAX_LIMIT,
+        default=selectors.TRIGGER_RUNS_DEFAULT_LIMIT, help_text="Runs per page.")
+    after = serializers.CharField(required=False,
+                                  help_text="Cursor: the `page_info.after` of the page before.")
+
+    def validate_after(self, value):
+        try:
+            return selectors.MessageLogCursor.decode(value)
+        except ValueError as exc:
+            raise serializers.ValidationError(str(exc)) from None
+
+
+class TriggerRunsPageInfoSerializer(Serializer):
+    after = serializers.CharField(allow_null=True, help_text="The cursor of the next page of "
+                                  "runs (pass it as `after`); null on the last page.")
+
+
 class TriggerDetailSerializer(Serializer):
-    """A trigger and its runs: builds the body of GET /triggers/{id} (from a Trigger read with
-    selectors.triggers_with_runs) and describes it in the schema."""
+    """A trigger and a page of its runs: builds the body of GET /triggers/{id} (from a Trigger
+    with its workflow and tenant, `runs` a page of selectors.trigger_runs_page and `page_info`
+    its cursor) and describes it in the schema."""
 
     id = serializers.UUIDField()
     workflow = serializers.CharField(source="workflow.key")
@@ -343,13 +364,17 @@ class TriggerDetailSerializer(Serializer):
     actor = serializers.JSONField(allow_null=True)
     data = serializers.DictField()
     cancellation_key = serializers.CharField()
+    idempotency_key = serializers.CharField(help_text="The Idempotency-Key it was sent with, or "
+                                                      "\"\".")
     fanout = serializers.ChoiceField(choices=["done", "pending"])
     recipients_total = serializers.IntegerField(
         allow_null=True, help_text="How many recipients it reaches; null until a topic fan-out "
                                    "has counted its subscribers.")
     runs_created = serializers.IntegerField(help_text="Runs created so far.")
     created_at = serializers.DateTimeField()
-    runs = TriggerRunSummarySerializer(many=True)
+    runs = TriggerRunSummarySerializer(many=True, source="runs_page",
+                                       help_text="A page of the runs, oldest first.")
+    page_info = TriggerRunsPageInfoSerializer(source="runs_page_info")
 
 
 class DeliveryAttemptSerializer(Serializer):
@@ -404,6 +429,13 @@ class RunDetailSerializer(Serializer):
     updated_at = serializers.DateTimeField()
     steps = TimelineEntrySerializer(many=True, source="step_logs", help_text="The timeline.")
     messages = MessageDetailSerializer(many=True)
+    approvals = serializers.SerializerMethodField(
+        help_text="The questions its approval steps asked, and their answers: status "
+                  "(pending, approved, rejected, expired), decision, answered_at, answered_via.")
+
+    @extend_schema_field({"type": "array", "items": {"type": "object"}})
+    def get_approvals(self, run) -> list:
+        return [approval_detail(approval) for approval in run.approvals.all()]
 
 
 # --- Workflows --------------------------------------------------------------------------------
@@ -471,11 +503,17 @@ class BranchSerializer(BranchStepsSerializer):
 
 
 class StepSerializer(Serializer):
+    """One step of a workflow (docs/workflows.md); a branch step's `branches` and `default` hold
+    steps of their own."""
+
     ref = serializers.CharField(max_length=64, validators=[key_validator])
     type = serializers.ChoiceField(choices=sorted(engine.SUPPORTED_STEP_TYPES))
     config = serializers.DictField(required=False, default=dict)
     conditions = serializers.DictField(required=False, allow_null=True, default=None)
-    templates = serializers.DictField(child=serializers.DictField(), required=False, default=dict)
+    templates = serializers.DictField(
+        child=serializers.DictField(), required=False, default=dict,
+        help_text='Channel steps: {locale: {field: Liquid}}, e.g. {"en": {"body": "Hi"}}; route '
+                  'steps: {channel: {locale: {field: Liquid}}}.')
     unless = serializers.DictField(
         required=False, allow_null=True, default=None,
         help_text='Channel steps: skipped when an earlier step\'s message reached a state, e.g. '
@@ -534,6 +572,13 @@ class StepSerializer(Serializer):
                 errors[exc.field] = [str(exc)]
             if attrs.get("templates"):
                 errors["templates"] = ["Digest steps have no templates."]
+        if step_type == StepType.APPROVAL:
+            try:
+                engine.validate_approval_config(attrs.get("config") or {})
+            except engine.StepConfigError as exc:
+                errors[exc.field] = [str(exc)]
+            if attrs.get("templates"):
+                errors["templates"] = ["Approval steps have no templates."]
         if attrs.get("conditions"):
             try:
                 conditions.validate(attrs["conditions"])
@@ -609,6 +654,10 @@ class TenantSerializer(Serializer):
     footer = serializers.CharField(required=False, allow_blank=True, default="",
                                    trim_whitespace=False)
     settings = serializers.DictField(required=False, default=dict)
+    retention_days = serializers.IntegerField(
+        required=False, allow_null=True, default=None, min_value=0,
+        help_text="Days its runs, messages and events are kept; null: the global "
+                  "CLARION_RETENTION_DAYS; 0: forever.")
 
 
 class TopicSerializer(Serializer):

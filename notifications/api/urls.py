@@ -3,7 +3,7 @@
 from django.urls import path
 
 from ..providers.api import ProviderView
-from . import messages, schedules, views
+from . import approvals, messages, schedules, views
 
 urlpatterns = [
     path("workflows", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -13,6 +13,8 @@ urlpatterns = [
          name="workflow-trigger-bulk"),
     path("workflows/<str:key>/cancel", views.CancelView.as_view(), name="workflow-cancel"),
     path("triggers/<uuid:trigger_id>", views.TriggerDetailView.as_view(), name="trigger-detail"),
+    path("approvals/<str:token>", approvals.ApprovalAnswerView.as_view(),
+         name="approval-answer"),
     path("runs/<uuid:run_id>", views.RunDetailView.as_view(), name="run-detail"),
     path("messages", messages.MessageListView.as_view(), name="message-list"),
     path("messages/<uuid:message_id>", messages.MessageDetailView.as_view(),

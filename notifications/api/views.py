@@ -135,13 +135,18 @@ class CancelView(APIView):
 
 
 class TriggerDetailView(APIView):
-    @extend_schema(operation_id="trigger_retrieve", summary="A trigger and its runs",
+    @extend_schema(operation_id="trigger_retrieve", summary="A trigger and a page of its runs",
+                   parameters=[s.TriggerDetailQuerySerializer],
                    responses={200: s.TriggerDetailSerializer, **ERRORS})
     def get(self, request, trigger_id):
-        trigger = selectors.triggers_with_runs(
-            selectors.triggers_visible_to(request.auth).filter(pk=trigger_id)).first()
+        query = validated(s.TriggerDetailQuerySerializer, request.query_params)
+        trigger = selectors.triggers_visible_to(request.auth).select_related(
+            "workflow", "tenant").filter(pk=trigger_id).first()
         if trigger is None:
             raise not_found("trigger", str(trigger_id))
+        trigger.runs_page, after = selectors.trigger_runs_page(
+            trigger, limit=query["limit"], after=query.get("after"))
+        trigger.runs_page_info = {"after": after}
         return Response(s.TriggerDetailSerializer(trigger).data)
 
 

@@ -34,11 +34,12 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from analytics.rollups import Fact, facts_record, message_fact
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event
 from preferences.mail import unsubscribe_headers
 
 from ..channels import CHANNEL_DATA_CHANNELS
-from ..models import Channel, ChannelData, DeliveryAttempt, Message, MessageEvent, StepLog
+from ..models import Channel, ChannelData, DeliveryAttempt, Message, MessageEvent, Run, StepLog
 from ..providers.base import OutboundMessage, PermanentError, ProviderError, SendResult
 from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from ..providers.services import channel_data_deactivate
@@ -275,7 +276,10 @@ def outbound_for(message: Message, channel_data: ChannelData | None = None) -> O
         workflow_key=message.workflow.key,
         recipient_id=message.recipient.external_id,
         recipient_name=message.recipient.name if message.channel == Channel.EMAIL else "",
-        step_config=(message.step.config or {}) if message.step_id else {},
+        # A channel step's own config (push ttl, WhatsApp template…); a route step's config
+        # is the route's (its channels, its ttl), none of it meant for a provider.
+        step_config=(message.step.config or {})
+        if message.step_id and message.step.type == message.channel else {},
         channel_data=(channel_data.data or {}) if channel_data is not None else {},
         headers=email_headers(message) if message.channel == Channel.EMAIL else {},
     )
@@ -530,6 +534,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         StepLog.objects.bulk_create(logs)
         events_record([message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in changed
                        if m.status in (Message.Status.SENT, Message.Status.FAILED)])
+        facts_record(_facts(deliveries, changed, now))
         _replay_early_events([m.pk for m in changed if m.status == Message.Status.SENT])
         for message, at in schedules:
             if message.pk in owned:
@@ -537,6 +542,32 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                            name=f"msg:{message.id}#{message.attempts}")
         enqueue_many("notifications.tasks.deliver_message",
                      [(str(m.id),) for m in deferred if m.pk in owned])
+
+
+def _facts(deliveries: list[Delivery], changed: list[Message], now: datetime) -> list[Fact]:
+    """The analytics of a batch's outcomes: sent (with the trigger-to-sent latency and the
+    estimated cost) and failed messages, and each provider's calls and errors."""
+    written = {m.pk for m in changed}
+    started = dict(Run.objects.filter(pk__in={m.run_id for m in changed})
+                   .values_list("id", "created_at"))
+    facts = []
+    for d in deliveries:
+        m = d.message
+        if m.pk not in written:
+            continue
+        if m.status == Message.Status.SENT:
+            latency = int((now - started.get(m.run_id, now)).total_seconds() * 1000)
+            facts.append(message_fact("sent", m, at=now, latency_ms=max(latency, 0),
+                                      cost=m.estimated_cost))
+        elif m.status == Message.Status.FAILED:
+            facts.append(message_fact("failed", m, at=now))
+        for provider in d.tried:
+            key = {"at": now, "workflow": m.workflow.key, "channel": m.channel,
+                   "tenant": m.tenant.key if m.tenant_id else "", "provider": provider}
+            facts.append(Fact(metric="provider_calls", **key))
+            if not (m.status == Message.Status.SENT and provider == m.provider):
+                facts.append(Fact(metric="provider_errors", **key))
+    return facts
 
 
 def _replay_early_events(sent_ids: list) -> None:

@@ -21,6 +21,7 @@ from django.db.models import Case, F, Q, TextField, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from analytics.rollups import message_facts_record
 from events.outbox import message_events_record
 
 from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
@@ -70,6 +71,14 @@ EVENT_TYPES: dict[str, str] = {
     Kind.CLICKED: "message.clicked",
 }
 
+# Provider event kinds counted in the analytics rollups (an email open counts as read).
+ANALYTICS_METRICS: dict[str, str] = {
+    Kind.DELIVERED: "delivered",
+    Kind.BOUNCED: "bounced",
+    Kind.CLICKED: "clicked",
+    Kind.OPENED: "read",
+}
+
 
 def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
     """Store the event once and move its message forward. None when the message is unknown
@@ -94,6 +103,8 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
             if event.kind in EVENT_TYPES:
                 message_events_record([(EVENT_TYPES[event.kind], message.pk, {
                     "occurred_at": occurred_at.isoformat(), "description": event.description})])
+            if event.kind in ANALYTICS_METRICS:
+                message_facts_record([(ANALYTICS_METRICS[event.kind], message.pk)], at=now)
     except IntegrityError:
         # The provider re-sent an event we already have (same provider and event id).
         logger.info("Duplicate status event ignored: %s %s", event.provider_kind, event_id)

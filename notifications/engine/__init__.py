@@ -18,6 +18,8 @@ from .validation import (
     SUPPORTED_STEP_TYPES,
     StepConfigError,
     delay_until,
+    duration_seconds,
+    validate_approval_config,
     validate_branches,
     validate_channel_config,
     validate_delay_config,
@@ -31,8 +33,10 @@ from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
 __all__ = [
     "BRANCHING_STEP_TYPES", "DEFAULT_BRANCH", "effective_steps", "validate_branches",
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
-    "StepConfigError", "advance", "channel_address", "delay_until", "layout_for_tenant",
+    "StepConfigError", "advance", "channel_address", "delay_until", "duration_seconds",
+    "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
     "ENGAGEMENT_STATES", "ROUTE_CHANNELS", "validate_route_config", "validate_throttle_config",
-    "validate_unless", "batch_close_due", "validate_digest_config", "window_closes_at",
+    "validate_unless", "validate_approval_config", "batch_close_due", "validate_digest_config",
+    "window_closes_at",
 ]

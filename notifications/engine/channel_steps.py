@@ -1,6 +1,8 @@
 """Channel steps: the preference gate and quiet hours, then one handler per kind of channel
 (email renders into a layout, in-app writes the inbox, the others go to providers)."""
 
+from datetime import datetime, timedelta
+
 from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
@@ -72,6 +74,14 @@ def preferences_gate(p: Pass, step: Step) -> str | None:
     if step.send_window:
         window = parse_window(step.send_window)
         zone = window.zone(run.recipient.timezone)
+        if _first_sendable(p, step, window, zone, verdict) is None:
+            reason = (f"the send window never falls outside the person's quiet hours in the "
+                      f"next {SENDABLE_HORIZON_DAYS} days")
+            message = _new_message(p, step, step.type, status=Message.Status.SUPPRESSED,
+                                   error=f"Not sent: {reason}")
+            p.log(step.ref, StepLog.Event.SKIPPED, reason=reason, window=dict(step.send_window),
+                  quiet_hours=_quiet_hours_text(verdict), message_id=str(message.id))
+            return NEXT
         opens = next_open(window, p.now, zone)
         if opens is not None:
             p.log(step.ref, StepLog.Event.SEND_WINDOW, until=opens.isoformat(),
@@ -84,6 +94,36 @@ def preferences_gate(p: Pass, step: Step) -> str | None:
               timezone=run.recipient.timezone or "UTC")
         return _wait(p, verdict.wake_at, "quiet_hours")
     return None
+
+
+# How far ahead a step with a send window looks for a time that is also outside the person's
+# quiet hours before it gives up (a window inside the quiet hours every day would wait forever).
+SENDABLE_HORIZON_DAYS = 15
+
+
+def _first_sendable(p: Pass, step: Step, window, zone, verdict) -> datetime | None:
+    """The first instant from `p.now` (UTC) inside the step's send window and outside the
+    person's quiet hours (`verdict` holds those at `p.now`), hopping from window openings to
+    quiet-hours ends; None when there is none within SENDABLE_HORIZON_DAYS."""
+    run, at = p.run, p.now
+    horizon = p.now + timedelta(days=SENDABLE_HORIZON_DAYS)
+    while at <= horizon:
+        opens = next_open(window, at, zone)
+        if opens is not None:
+            at = opens
+            continue
+        quiet_until = verdict.wake_at if at == p.now else channel_step_verdict(
+            recipient=run.recipient, workflow=run.workflow, tenant=run.tenant,
+            channel=step.type, now=at, urgent=step.urgent, memo=p.preferences).wake_at
+        if quiet_until is None:
+            return at
+        at = quiet_until
+    return None
+
+
+def _quiet_hours_text(verdict) -> str:
+    window = verdict.quiet_hours
+    return f"{window.start:%H:%M}-{window.end:%H:%M}" if window else ""
 
 
 def _wait(p: Pass, until, reason: str) -> str:

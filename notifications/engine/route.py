@@ -100,10 +100,10 @@ def _decide(p: Pass, step: Step, state: dict, messages: dict, interval: float) -
             held.pop(channel, None)
     while state["next"] < len(chain) and _at(state["due_at"]) <= now:
         channel = chain[state["next"]]
-        if channel in messages:  # an `always` channel that went already: it takes its turn
-            outcome = SENT
-        elif channel in state["passed"]:
+        if channel in state["passed"]:
             outcome = PASSED
+        elif channel in messages:  # an `always` channel that went already: it takes its turn
+            outcome = SENT
         elif channel in held and _at(held[channel]) > now:  # its quiet hours: its turn waits
             outcome, state["due_at"] = HOLD, held[channel]
         else:

@@ -17,12 +17,13 @@ from ..rendering.variables import ENGAGEMENT_STATES
 # when a workflow is saved.
 SUPPORTED_STEP_TYPES = frozenset({*CHANNEL_KEYS, StepType.DELAY, StepType.THROTTLE,
                                   StepType.DIGEST, StepType.BRANCH,
-                                  StepType.ROUTE})
+                                  StepType.ROUTE, StepType.APPROVAL})
 # Step types that hold branches of steps (engine/branches.py), and the names their branches may
 # have: None for names the author chooses, each branch with its conditions (the branch step,
 # which also has a "default" branch); a step type that picks a branch by a decision of its own
 # (an approval's outcome) lists its fixed names, and its branches carry no conditions.
-BRANCHING_STEP_TYPES: dict[str, tuple[str, ...] | None] = {StepType.BRANCH: None}
+BRANCHING_STEP_TYPES: dict[str, tuple[str, ...] | None] = {
+    StepType.BRANCH: None, StepType.APPROVAL: ("approved", "rejected", "expired")}
 DEFAULT_BRANCH = "default"
 DURATION_UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 # The longest delay a step may ask for: ten years.
@@ -64,11 +65,37 @@ def validate_delay_config(config: Mapping) -> None:
         raise StepConfigError(f"A delay is at most {MAX_DELAY_SECONDS // 86400} days.")
 
 
+# What a channel step's `config` may hold, by channel (docs/providers.md): push options are read
+# by FCM, APNs and Web Push alike.
+CHANNEL_CONFIG_KEYS = {
+    "email": frozenset(), "sms": frozenset(), "in_app": frozenset(),
+    "push": frozenset({"ttl", "priority", "collapse_key"}),
+    "chat": frozenset({"channel"}), "webhook": frozenset({"url"}),
+    "whatsapp": frozenset({"template", "language", "content_sid"}),
+}
+PUSH_PRIORITIES = ("very-low", "low", "normal", "high")
+
+
 def validate_channel_config(step_type: str, config: Mapping) -> None:
-    """Raise StepConfigError for a webhook step without an http(s) `url`, or a chat step whose
-    `channel` is not a string."""
+    """Raise StepConfigError for a key the channel does not read (a typo would otherwise be
+    ignored), a webhook step without an http(s) `url`, a chat step whose `channel` is not a
+    string, push options of the wrong type, or a WhatsApp template of the wrong form."""
     if not isinstance(config, Mapping):
         raise StepConfigError("Expected an object.")
+    allowed = CHANNEL_CONFIG_KEYS.get(step_type)
+    unknown = sorted(set(config) - allowed, key=str) if allowed is not None else []
+    if unknown:
+        takes = (f"takes {', '.join(f'{key!r}' for key in sorted(allowed))}"
+                 if allowed else "takes no config")
+        raise StepConfigError(f"Unknown key {unknown[0]!r}: a {step_type} step {takes}.")
+    if step_type == "push":
+        ttl = config.get("ttl")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
+            raise StepConfigError('"ttl" must be a whole number of seconds ≥ 0.')
+        if config.get("priority") is not None and config["priority"] not in PUSH_PRIORITIES:
+            raise StepConfigError(f'"priority" must be one of: {", ".join(PUSH_PRIORITIES)}.')
+        if not isinstance(config.get("collapse_key", ""), str):
+            raise StepConfigError('"collapse_key" must be a string.')
     if step_type == StepType.WEBHOOK:
         url = config.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
@@ -76,10 +103,6 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
     if step_type == "whatsapp":
-        unknown = sorted(set(config) - {"template", "language", "content_sid"})
-        if unknown:
-            raise StepConfigError(f'Unknown key "{unknown[0]}": a WhatsApp step takes '
-                                  '"template", "language" and "content_sid".')
         for name, example in (("template", "order_update"), ("language", "en_US"),
                               ("content_sid", "HXb5b62575e6e4ff6129ad7c8efe1f983e")):
             if not isinstance(config.get(name, ""), str):
@@ -184,7 +207,7 @@ def validate_branches(step_type: str, branches: list, has_default: bool) -> None
     without conditions, and has no "default"."""
     if step_type not in BRANCHING_STEP_TYPES:
         field = "branches" if branches else "default"
-        raise StepConfigError(f"Only {', '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
+        raise StepConfigError(f"Only {' and '.join(sorted(BRANCHING_STEP_TYPES))} steps have "
                               f"branches.", field)
     fixed = BRANCHING_STEP_TYPES[step_type]
     if fixed is None and not branches:
@@ -274,6 +297,46 @@ def validate_digest_config(config: Mapping) -> None:
     for name in ("first_at_once", "skip_read"):
         if name in config and not isinstance(config[name], bool):
             raise StepConfigError("Expected true or false.", f"config.{name}")
+
+
+APPROVAL_KEYS = ("question", "details", "timeout", "until", "default", "channels")
+
+
+def validate_approval_config(config: Mapping) -> None:
+    """Raise StepConfigError (naming "config.<key>") unless `config` is an approval's:
+    {"question": text, "details": text, "timeout": duration | "until": "data.<path>",
+    "default": "approved" | "rejected" (or Liquid), "channels": ["in_app", "email"]}."""
+    if not isinstance(config, Mapping):
+        raise StepConfigError("Expected an object.")
+    unknown = set(config) - set(APPROVAL_KEYS)
+    if unknown:
+        raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}; expected: "
+                              f"{', '.join(APPROVAL_KEYS)}.")
+    question = config.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise StepConfigError("An approval asks a question (text or Liquid).", "config.question")
+    if not isinstance(config.get("details", ""), str):
+        raise StepConfigError("Expected text.", "config.details")
+    if "timeout" in config and "until" in config:
+        raise StepConfigError('Give "timeout" or "until", not both.', "config.timeout")
+    if "timeout" in config:
+        validate_duration(config["timeout"], "config.timeout")
+        if duration_seconds(config["timeout"]) > MAX_DELAY_SECONDS:
+            raise StepConfigError("At most ten years.", "config.timeout")
+    if "until" in config:
+        path = config["until"]
+        if not isinstance(path, str) or path.split(".", 1)[0] not in conditions.ROOTS:
+            raise StepConfigError(f"Expected a path starting with one of: "
+                                  f"{', '.join(conditions.ROOTS)}.", "config.until")
+    default = config.get("default", "rejected")
+    if not isinstance(default, str) or (default not in ("approved", "rejected")
+                                        and "{{" not in default):
+        raise StepConfigError('Expected "approved" or "rejected".', "config.default")
+    channels = config.get("channels", ["in_app", "email"])
+    if (not isinstance(channels, list) or not channels
+            or any(channel not in ("in_app", "email", "chat") for channel in channels)):
+        raise StepConfigError('Expected a non-empty list of "in_app", "email" and "chat" '
+                              '(Slack).', "config.channels")
 
 
 # The channels a route step may try: every channel whose address is the recipient's own (a

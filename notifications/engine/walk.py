@@ -11,12 +11,13 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
+from analytics.rollups import Fact, facts_record, message_fact, suppression_metric
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
 
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_messages, run_variables
-from . import branches, channel_steps, digest, function_steps, route
+from . import approval_step, branches, channel_steps, digest, function_steps, route
 from .context import END, NEXT, WAIT, Pass
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,30 @@ def advance(run: Run, *, now: datetime) -> None:
     if run.status in RUN_STATUS_EVENTS:
         events.append(run_event(RUN_STATUS_EVENTS[run.status], run))
     events_record(events)
+    facts_record(_facts(p))
+
+
+# Timeline entries that count as a suppression by that reason in the analytics.
+SUPPRESSING_LOGS = {StepLog.Event.QUIET_HOURS: "suppressed_quiet_hours",
+                    StepLog.Event.THROTTLED: "suppressed_throttled",
+                    StepLog.Event.DIGESTED: "suppressed_digested"}
+
+
+def _facts(p: Pass) -> list[Fact]:
+    """What this pass decided, for the analytics rollups."""
+    run, facts = p.run, []
+    for m in p.messages:
+        if m.status == "sent":
+            latency = int((p.now - run.created_at).total_seconds() * 1000)
+            facts.append(message_fact("sent", m, at=p.now, latency_ms=max(latency, 0)))
+        elif m.status == "failed":
+            facts.append(message_fact("failed", m, at=p.now))
+        elif m.status in ("suppressed", "undeliverable"):
+            facts.append(message_fact(suppression_metric(m.status, m.error), m, at=p.now))
+    tenant = run.tenant.key if run.tenant_id else ""
+    facts += [Fact(metric=SUPPRESSING_LOGS[log.event], at=p.now, workflow=run.workflow.key,
+                   tenant=tenant) for log in p.timeline if log.event in SUPPRESSING_LOGS]
+    return facts
 
 
 RUN_STATUS_EVENTS = {Run.Status.COMPLETED: "run.completed", Run.Status.FAILED: "run.failed"}
@@ -114,7 +139,7 @@ def _find_resume_point(p: Pass, steps: list[Step]) -> None:
     # A run waits at a delay or digest step, at a channel step during the person's quiet
     # hours, or at a route step between its channels.
     if here is not None and (steps[here].type in (StepType.DELAY, StepType.DIGEST,
-                                                  StepType.ROUTE)
+                                                  StepType.ROUTE, StepType.APPROVAL)
                              or steps[here].is_channel):
         run.cursor = here
         for ref in ahead:
@@ -138,7 +163,8 @@ def _run_step(p: Pass, step: Step) -> str:
     # A delay's, digest's or route's conditions were asked before it started waiting; a
     # channel step back from quiet hours asks again (its conditions or the data may have
     # changed while it waited).
-    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST, StepType.ROUTE))
+    ask = not (resuming and step.type in (StepType.DELAY, StepType.DIGEST, StepType.ROUTE,
+                                             StepType.APPROVAL))
     if ask and step.conditions:
         branches.refresh_steps(p, step.conditions)
     if ask and step.conditions and not conditions.evaluate(step.conditions, p.variables):
@@ -162,6 +188,8 @@ def _run_step(p: Pass, step: Step) -> str:
         return branches.branch(p, step)
     if step.type == StepType.ROUTE:
         return route.route(p, step)
+    if step.type == StepType.APPROVAL:
+        return approval_step.approval(p, step)
     if step.is_channel and step.ref not in p.done:
         gate = channel_steps.preferences_gate(p, step)
         if gate is not None:

@@ -64,7 +64,8 @@ class SlackWebhook(ChatProvider):
     "ok", or an error word (invalid_payload 400, no_service 404, channel_is_archived 410…)."""
 
     kind, label = "slack_webhook", "Slack (incoming webhook)"
-    optional_credential_fields = ("webhook_url",)
+    # signing_secret: the Slack app's, to verify its interactivity requests (approval buttons).
+    optional_credential_fields = ("webhook_url", "signing_secret")
     option_fields: ClassVar[tuple[str, ...]] = ("timeout",)
 
     def build_request(self, message: OutboundMessage) -> HTTPRequest:
@@ -97,7 +98,7 @@ class SlackBot(ChatProvider):
 
     kind, label = "slack", "Slack (bot token, chat.postMessage)"
     credential_fields = ("bot_token",)
-    optional_credential_fields = ("channel",)
+    optional_credential_fields = ("channel", "signing_secret")
     default_base_url = "https://slack.com"
 
     def build_request(self, message: OutboundMessage) -> HTTPRequest:

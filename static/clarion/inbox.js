@@ -27,7 +27,7 @@
 
   const STYLE = `
     :host { --clarion-accent: #4f46e5; --clarion-bg: #fff; --clarion-fg: #111827;
-      --clarion-muted: #6b7280; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
+      --clarion-muted: #4b5563; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
       --clarion-hover-bg: #f9fafb; --clarion-badge-bg: #dc2626; --clarion-badge-fg: #fff;
       --clarion-error: #b91c1c;
       --clarion-radius: 10px; --clarion-width: 380px; --clarion-max-height: 480px;
@@ -83,6 +83,13 @@
     .text { min-width: 0; }
     .body { font-size: 14px; line-height: 1.4; overflow-wrap: anywhere; }
     time { display: block; margin-top: 3px; font-size: 12px; color: var(--clarion-muted); }
+    .approval { display: flex; flex: none; align-items: center; gap: 6px; padding: 8px 4px; }
+    .approval .answer { font: inherit; font-size: 13px; border: 0; border-radius: 6px;
+      padding: 4px 10px; cursor: pointer; color: #fff; }
+    .approval .answer.approved { background: #15803d; }
+    .approval .answer.rejected { background: #b91c1c; }
+    .approval .answer:disabled { opacity: .6; cursor: default; }
+    .approval-status { font-size: 13px; }
     .archive { flex: none; background: none; border: 0; cursor: pointer; padding: 12px 12px;
       color: var(--clarion-muted); font-size: 13px; }
     .archive:hover { color: var(--clarion-fg); }
@@ -403,10 +410,14 @@
       const time = document.createElement("time");
       time.dateTime = item.created_at;
       time.textContent = relativeTime(item.created_at);
+      if (!item.read_at) {  // named by what it shows (WCAG 2.5.3), "Unread" said, not shown
+        const state = document.createElement("span");
+        state.className = "sr";
+        state.textContent = "Unread: ";
+        text.append(state);
+      }
       text.append(body, time);
       button.append(text);
-      button.setAttribute("aria-label",
-        `${item.read_at ? "" : "Unread: "}${item.body} (${time.textContent})`);
       button.addEventListener("click", () => this._open(this.items.get(item.id) || item));
       const archive = document.createElement("button");
       archive.type = "button";
@@ -416,7 +427,9 @@
       archive.title = "Archive";
       archive.textContent = "✕";
       archive.addEventListener("click", (event) => { event.stopPropagation(); this.archive(item.id); });
-      li.append(button, archive);
+      const approval = item.content && item.content.approval;
+      if (approval && Array.isArray(approval.actions)) li.append(button, this._approval(item), archive);
+      else li.append(button, archive);
       if (!existing) {
         const list = this.$(".feed");
         if (where === "end") list.append(li);
@@ -427,6 +440,67 @@
         }
       }
       this._renderEmpty();
+    }
+
+    /** An approval's answers (Approve / Reject), or how it was answered. Each answer posts to
+     *  its signed link; the first answer from any channel wins, a later one is told so. */
+    _approval(item) {
+      const approval = item.content.approval;
+      const box = document.createElement("div");
+      box.className = "approval";
+      box.setAttribute("part", "approval");
+      const status = document.createElement("span");
+      status.className = "approval-status";
+      status.setAttribute("role", "status");
+      const words = { approved: "Approved", rejected: "Rejected", expired: "Expired" };
+      if (approval.status !== "pending") {
+        status.textContent = words[approval.status] || approval.status;
+        box.append(status);
+        return box;
+      }
+      for (const action of approval.actions) {
+        const answer = document.createElement("button");
+        answer.type = "button";
+        answer.className = `answer ${action.decision}`;
+        answer.setAttribute("part", `answer ${action.decision}`);
+        answer.textContent = action.label;
+        answer.addEventListener("click", (event) => {
+          event.stopPropagation();
+          this._answer(item, action, box, status);
+        });
+        box.append(answer);
+      }
+      box.append(status);
+      return box;
+    }
+
+    async _answer(item, action, box, status) {
+      for (const button of box.querySelectorAll("button")) button.disabled = true;
+      let answer;
+      try {
+        const response = await fetch(action.url, { method: "POST",
+          headers: { Accept: "application/json", "Content-Type": "application/json" },
+          body: "{}" });
+        answer = await response.json();
+      } catch (error) {
+        for (const button of box.querySelectorAll("button")) button.disabled = false;
+        status.textContent = "Could not send your answer; try again.";
+        return;
+      }
+      const approval = answer.approval;
+      if (approval) {
+        item.content.approval = { ...item.content.approval, status: approval.status };
+        for (const button of box.querySelectorAll("button")) button.remove();
+      } else {
+        for (const button of box.querySelectorAll("button")) button.disabled = false;
+      }
+      const words = { approved: "Approved", rejected: "Rejected", expired: "Expired" };
+      status.textContent = answer.answered ? (words[approval.status] || approval.status)
+                                           : (answer.detail || "Could not answer.");
+      this.dispatchEvent(new CustomEvent("clarion:approval-answered", {
+        detail: { item, approval, answered: Boolean(answer.answered) }, bubbles: true,
+        composed: true }));
+      if (!item.read_at) this._mark(item.id, "read").catch(() => {});
     }
 
     _remove(id) {

@@ -243,7 +243,7 @@ def test_notify_sends_in_app_then_email_while_unread(mcp_call, key, smtp, run_ta
     run_tasks()
     item = InboxItem.objects.get(recipient__external_id="ada")
     assert item.workflow_key == NOTIFY_WORKFLOW and item.category == "agents"
-    assert item.content["body"] == "<strong>Deploy finished</strong><br>Version 42 is live."
+    assert item.content["body"] == "Deploy finished: Version 42 is live."
     assert item.content["action_url"] == "https://example.com/deploys/42"
     [mail] = smtp.wait_for(1)
     assert mail["Subject"] == "Deploy finished" and mail["To"] == "Ada <ada@example.com>"
@@ -262,8 +262,11 @@ def test_notify_waits_and_sends_no_email_once_the_in_app_message_is_read(mcp_cal
     run = advance_at(run, run.wake_at)
     assert run.status == Run.Status.COMPLETED
     assert not Message.objects.filter(run=run, channel="email").exists()
-    words = mcp_call(key, "get_run", {"run_id": run_id}).result["timeline"]
-    assert words[-2]["text"] == "email (mail) not sent: the inbox message was already read"
+    words = [entry["text"] for entry in
+             mcp_call(key, "get_run", {"run_id": run_id}).result["timeline"]]
+    assert "route-high not sent: its condition was false" in words
+    assert words[-3:] == ["route-normal: the in-app message was read, no further channel tried",
+                          "route-low not sent: its condition was false", "the run completed"]
 
 
 def test_notify_names_its_own_fields(mcp_call, key):

@@ -145,5 +145,5 @@ def test_notify_over_http_at_mcp_of_the_served_product(serve, smtp_server):
                                api_key=secret).json()["token"]
         feed = server.request("GET", "/api/v1/inbox/",
                               headers={"Authorization": f"Bearer {token}"}).json()
-        assert feed["items"][0]["body"] == "<strong>Build green</strong><br>Main is deployable."
+        assert feed["items"][0]["body"] == "Build green: Main is deployable."
         assert feed["items"][0]["workflow"] == "clarion-notify"

@@ -99,19 +99,15 @@ def test_workflow_page_lists_steps_in_order_with_a_link_to_each_steps_templates(
                                                                                  welcome):
     response = admin_client.get(url(type(welcome), "change", welcome.pk))
     assert response.status_code == 200
-    formset = response.context["inline_admin_formsets"][0].formset
-    assert [form.instance.ref for form in formset.forms] == ["inbox", "wait", "mail"]
+    assert [step["ref"] for step in response.context["state"].steps] == ["inbox", "wait", "mail"]
     mail = welcome.steps.get(ref="mail")
     template = mail.templates.get()
-    listing = f"{url(Template)}?step__id__exact={mail.pk}"
     template_url = url(Template, "change", template.pk)
-    assert (f'<a href="{listing}">1 locale</a>: <a href="{template_url}">en</a>'
+    assert (f'<li><a href="{template_url}">en</a>: v1 published</li>'
             in unescape(response.content.decode()))
-    assert url(Step, "change", mail.pk) in hrefs(response)  # show_change_link
+    assert f'{url(Template, "add")}?step={mail.pk}' in hrefs(response)
 
-    listed = admin_client.get(listing)
-    assert list(listed.context["cl"].result_list) == [template]
-    page = admin_client.get(url(Template, "change", template.pk))
+    page = admin_client.get(template_url)
     form = page.context["adminform"].form
     assert form["subject"].value() == "Hello {{ recipient.name }}"
     assert form["html"].value() == "<p>{{ data.body }}</p>"
@@ -139,7 +135,8 @@ def test_step_type_choices_are_the_engines(admin_client, welcome):
     assert choices == [("", "---------"), ("email", "Email"), ("sms", "SMS"), ("push", "Push"),
                        ("chat", "Chat"), ("whatsapp", "WhatsApp"), ("in_app", "In-app"),
                        ("webhook", "Webhook"), ("delay", "Delay"), ("digest", "Digest"),
-                       ("throttle", "Throttle"), ("branch", "Branch"), ("route", "Route")]
+                       ("throttle", "Throttle"), ("branch", "Branch"), ("route", "Route"),
+                       ("approval", "Approval")]
 
 
 def step_post_data(step, **changes) -> dict:
@@ -149,8 +146,8 @@ def step_post_data(step, **changes) -> dict:
 
 
 @pytest.mark.parametrize("changes, field, error", [
-    ({"type": "approval"}, "type",
-     "Select a valid choice. approval is not one of the available choices."),
+    ({"type": "fax"}, "type",
+     "Select a valid choice. fax is not one of the available choices."),
     ({"type": "digest", "config": '{"window": {"daily": "9:00"}}'}, "config",
      'config.window.daily: Expected a local time "HH:MM", e.g. "09:00".'),
     ({"conditions": '{"all": [{"path": "data.plan", "op": "equals", "value": 1}]}'}, "conditions",
@@ -197,48 +194,55 @@ def test_step_form_saves_valid_conditions_and_an_emptied_config_as_an_object(adm
 
 
 def workflow_post_data(workflow, row_changes=None) -> dict:
-    """The workflow change form as the browser posts it; row_changes: {index: {field: value}}."""
+    """The builder's form as the browser posts it; row_changes: {index: {field: value}}."""
     row_changes = row_changes or {}
-    steps = list(workflow.steps.order_by("position"))
-    data = {"key": workflow.key, "name": workflow.name, "category": workflow.category,
-            "active": "on", "default_locale": workflow.default_locale, "data_schema": "null",
-            "steps-TOTAL_FORMS": len(steps), "steps-INITIAL_FORMS": len(steps),
-            "steps-MIN_NUM_FORMS": 0, "steps-MAX_NUM_FORMS": 1000}
-    for index, step in enumerate(steps):
-        row = {"id": step.pk, "workflow": workflow.pk, "position": step.position, "ref": step.ref,
-               "type": step.type, "config": json.dumps(step.config),
-               "conditions": json.dumps(step.conditions) if step.conditions else ""}
+    data = {"name": workflow.name, "category": workflow.category, "active": "on",
+            "default_locale": workflow.default_locale}
+    for index, step in enumerate(workflow.steps.order_by("position")):
+        row = {"ref": step.ref, "type": step.type, "original": step.ref}
+        if step.type == "delay":
+            row |= {"duration_amount": step.config.get("seconds", ""),
+                    "duration_unit": "seconds"}
         row |= row_changes.get(index, {})
         data |= {f"steps-{index}-{name}": value for name, value in row.items()}
     return data
 
 
-def test_workflow_inline_shows_step_errors_instead_of_failing(admin_client, welcome):
+def test_workflow_page_shows_step_errors_instead_of_failing(admin_client, welcome):
     response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
-        welcome, {1: {"config": '{"until": "nowhere.at"}'}, 2: {"ref": "inbox"}}))
+        welcome, {1: {"duration_amount": "", "until": "nowhere.at"}, 2: {"ref": "inbox"}}))
     assert response.status_code == 200
-    formset = response.context["inline_admin_formsets"][0].formset
-    assert formset.forms[1].errors["config"] == [
-        '"until" must be a path starting with one of: data, recipient, tenant, actor, steps.']
-    assert formset.non_form_errors() == ["Please correct the duplicate data for ref."]
+    assert response.context["problems"] == {
+        "steps-1-until": ['"until" must be a path starting with one of: data, recipient, '
+                          'tenant, actor, steps.']}
+    response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
+        welcome, {2: {"ref": "inbox"}}))
+    assert response.context["problems"] == {
+        "steps": ["Step refs must be unique (nested steps included): inbox."],
+        "steps-0-ref": ["Another step is 'inbox' too."],
+        "steps-2-ref": ["Another step is 'inbox' too."]}
 
     welcome.refresh_from_db()
     assert welcome.steps.get(ref="wait").config == {"seconds": 0}
 
 
-def test_workflow_inline_saves_step_order(admin_client, welcome):
-    response = admin_client.post(url(type(welcome), "change", welcome.pk), workflow_post_data(
-        welcome, {0: {"position": 5}}))
-    assert response.status_code == 302, response.context and response.context["errors"]
+def test_workflow_page_saves_step_order(admin_client, welcome):
+    data = workflow_post_data(welcome)
+    moved = {name.replace("steps-0-", "steps-9-"): value for name, value in data.items()
+             if name.startswith("steps-0-")}
+    data = {name: value for name, value in data.items() if not name.startswith("steps-0-")}
+    response = admin_client.post(url(type(welcome), "change", welcome.pk), data | moved)
+    assert response.status_code == 302, response.context and response.context["problems"]
     assert list(welcome.steps.values_list("ref", flat=True)) == ["wait", "mail", "inbox"]
+    assert welcome.steps.get(ref="inbox").templates.get().versions.count() == 1
 
 
-def test_workflow_form_rejects_an_invalid_json_schema(admin_client, welcome):
-    data = workflow_post_data(welcome) | {"data_schema": '{"type": "nothing"}'}
-    response = admin_client.post(url(type(welcome), "change", welcome.pk), data)
+def test_workflow_import_refuses_an_invalid_json_schema(admin_client, welcome):
+    response = admin_client.post(url(type(welcome), "import"), {"json": json.dumps(
+        {"key": "welcome", "name": "W", "data_schema": {"type": "nothing"}, "steps": []})})
     assert response.status_code == 200
-    [error] = response.context["adminform"].form.errors["data_schema"]
-    assert error.startswith("Not a valid JSON Schema: ")
+    [error] = response.context["errors"]
+    assert error.startswith("data_schema: Not a valid JSON Schema: ")
 
 
 def template_post_data(**fields) -> dict:
@@ -637,5 +641,5 @@ def test_deleting_a_recipient_in_the_admin_erases_them(admin_client, triggered):
     assert response.status_code == 302
     assert not Recipient.objects.filter(external_id="u1").exists()
     trigger.refresh_from_db()
-    assert trigger.recipients[0] == "u1"
+    assert trigger.recipients[0] == "[erased]"
     assert trigger.recipients[1]["id"] == "u2"

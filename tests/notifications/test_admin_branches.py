@@ -95,7 +95,7 @@ def test_a_step_added_in_the_admin_inside_a_branch_runs_in_that_branch(admin_cli
     ({"type": "branch", "branches": json.dumps({"name": "a"})}, "branches",
      'Expected a list: [{"name": "pro", "conditions": {…}}].'),
     ({"branches": json.dumps([{"name": "a", "conditions": PRO}])}, "branches",
-     "branches: Only branch steps have branches."),
+     "branches: Only approval and branch steps have branches."),
     ({"parent": "by-plan", "branch": "pro", "unless": json.dumps(
         {"step": "pro-hello", "is": "read"}), "position": 0},
      "unless", "unless.step: No step 'pro-hello' before this one: \"unless\" names an earlier "

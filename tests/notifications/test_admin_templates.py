@@ -21,11 +21,12 @@ def change_url(template) -> str:
 
 @pytest.fixture
 def editor(client, db):
-    """A staff user (not a superuser) who may edit templates, logged in."""
+    """A staff user (not a superuser) who may edit and publish templates, logged in."""
     user = User.objects.create_user("ed", "ed@example.com", "pw", is_staff=True,
                                     first_name="Ed")
     user.user_permissions.add(*Permission.objects.filter(codename__in=[
-        "view_template", "change_template", "add_template", "view_templateversion"]))
+        "view_template", "change_template", "add_template", "view_templateversion",
+        "publish_template"]))
     client.force_login(user)
     return client
 
@@ -236,35 +237,40 @@ def test_a_layout_without_content_or_with_a_syntax_error_is_refused(admin_client
 
 
 def test_workflow_sample_data_is_edited_in_the_admin(admin_client, order):
+    """The sample data the editor previews with is the examples of the workflow's data fields
+    (no schema yet: the fields are inferred from the sample)."""
     url = reverse("admin:notifications_workflow_change", args=[order.pk])
-    form = admin_client.get(url).context["adminform"].form
-    assert "sample_data" in form.fields
-    response = admin_client.post(url, workflow_post(form,
-                                                    sample_data='{"order": {"id": "B-2"}}'))
-    assert response.status_code == 302, response.context["adminform"].form.errors
-    assert Workflow.objects.get(pk=order.pk).sample_data == {"order": {"id": "B-2"}}
-
-def workflow_post(form, **changes) -> dict:
-    data = {name: form[name].value() for name in ("key", "name", "category", "default_locale")}
-    data.update({"active": "on", "data_schema": "null", "sample_data": "{}",
-                 "steps-TOTAL_FORMS": "0", "steps-INITIAL_FORMS": "0", **changes})
-    return data
+    rows = admin_client.get(url).context["state"].rows
+    assert [(r["name"], r["type"], r["example"]) for r in rows] == [
+        ("order.id", "string", "A-1"), ("order.total", "number", "9.5")]
+    response = admin_client.post(url, workflow_post(order, {
+        "fields-0-name": "order.id", "fields-0-type": "string", "fields-0-example": "B-2"}))
+    assert response.status_code == 302, response.context["problems"]
+    order.refresh_from_db()
+    assert (order.sample_data, order.data_schema) == ({"order": {"id": "B-2"}}, None)
 
 
-@pytest.mark.parametrize(("schema", "sample", "error"), [
-    ("null", "[1, 2]", "Expected a JSON object like the trigger's data, e.g. "
-                       '{"order": {"id": "A-1"}}.'),
-    ('{"type": "object", "properties": {"order": {"type": "object", "properties": '
-     '{"id": {"type": "string"}}}}}', '{"order": {"id": 7}}',
-     "The sample data does not match the data schema at order/id: 7 is not of type 'string'"),
+def workflow_post(workflow, changes: dict) -> dict:
+    data = {"name": workflow.name, "default_locale": workflow.default_locale, "active": "on"}
+    for index, step in enumerate(workflow.steps.all()):
+        data |= {f"steps-{index}-type": step.type, f"steps-{index}-ref": step.ref,
+                 f"steps-{index}-original": step.ref}
+    return data | changes
+
+
+@pytest.mark.parametrize(("field_type", "example", "error"), [
+    ("number", "cheap", "Enter a number."),
+    ("object", "[1, 2]", 'Enter a JSON object, e.g. {"id": 1}.'),
+    ("boolean", "maybe", "Enter true or false."),
 ])
-def test_sample_data_must_be_an_object_matching_the_data_schema(admin_client, order, schema,
-                                                                 sample, error):
+def test_an_example_must_be_of_its_fields_type(admin_client, order, field_type, example,
+                                               error):
     url = reverse("admin:notifications_workflow_change", args=[order.pk])
-    form = admin_client.get(url).context["adminform"].form
-    page = admin_client.post(url, workflow_post(form, data_schema=schema, sample_data=sample))
+    page = admin_client.post(url, workflow_post(order, {
+        "check_data": "on", "fields-0-name": "order", "fields-0-type": field_type,
+        "fields-0-example": example}))
     assert page.status_code == 200
-    assert page.context["adminform"].form.errors["sample_data"] == [error]
+    assert page.context["problems"] == {"fields-0-example": [error]}
     assert Workflow.objects.get(pk=order.pk).sample_data == {"order": {"id": "A-1", "total": 9.5}}
 
 

@@ -202,7 +202,7 @@ def test_delete_recipient_erases_everything_about_them(api, make_workflow, run_t
     assert list(topic.subscriptions.values_list("recipient__external_id", flat=True)) == ["u2"]
     trigger = Trigger.objects.get(pk=trigger_id)
     assert trigger.recipients == [
-        "u1", {"id": "u2", "name": "Grace", "email": "grace@example.com"}]
+        "[erased]", {"id": "u2", "name": "Grace", "email": "grace@example.com"}]
     assert "ada@example.com" not in str(trigger.recipients)
     assert api.get("/api/v1/recipients/u1").status_code == 404
     assert api.get(f"/api/v1/runs/{run_id}").status_code == 404
@@ -219,7 +219,7 @@ def test_delete_recipient_erases_their_profile_from_triggers_they_acted_in(api, 
     response = api.delete("/api/v1/recipients/u1")
 
     assert response.status_code == 204
-    assert Trigger.objects.get().actor == "u1"
+    assert Trigger.objects.get().actor == "[erased]"
     assert Run.objects.get().recipient.external_id == "u2"
 
 
@@ -515,20 +515,23 @@ def test_a_workflow_put_through_the_api_runs(api, run_tasks, locmem):
 def test_put_tenant_creates_then_replaces(api, db):
     created = api.put("/api/v1/tenants/acme", {
         "name": "Acme", "logo_url": "https://acme.test/logo.png", "primary_color": "#4f46e5",
-        "sender_name": "Acme", "sender_email": "hello@acme.test", "settings": {"a": 1}})
+        "sender_name": "Acme", "sender_email": "hello@acme.test", "settings": {"a": 1},
+        "retention_days": 30})
 
     assert created.status_code == 201, created.content
     assert created.json() == {
         "key": "acme", "name": "Acme", "logo_url": "https://acme.test/logo.png",
         "primary_color": "#4f46e5", "sender_name": "Acme", "sender_email": "hello@acme.test",
-        "footer": "", "settings": {"a": 1}}
+        "footer": "", "settings": {"a": 1}, "retention_days": 30}
+    assert Tenant.objects.get().retention_days == 30
 
     replaced = api.put("/api/v1/tenants/acme", {"name": "Acme Inc."})
 
     assert replaced.status_code == 200
     assert replaced.json() == {
         "key": "acme", "name": "Acme Inc.", "logo_url": "", "primary_color": "",
-        "sender_name": "", "sender_email": "", "footer": "", "settings": {}}
+        "sender_name": "", "sender_email": "", "footer": "", "settings": {},
+        "retention_days": None}
     assert api.get("/api/v1/tenants/acme").json() == replaced.json()
     assert Tenant.objects.count() == 1
 

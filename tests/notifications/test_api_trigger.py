@@ -680,7 +680,8 @@ def test_run_shows_status_timeline_and_messages_after_the_tasks_ran(api, welcome
     assert response.status_code == 200
     run = response.json()
     assert set(run) == {"id", "trigger_id", "workflow", "recipient", "tenant", "status",
-                        "cursor", "wake_at", "created_at", "updated_at", "steps", "messages"}
+                        "cursor", "wake_at", "created_at", "updated_at", "steps", "messages",
+                        "approvals"}
     assert (run["id"], run["trigger_id"], run["workflow"], run["recipient"], run["tenant"],
             run["status"], run["cursor"], run["wake_at"]) == (
         run_id, body["trigger_id"], "welcome", "u1", None, "completed", 2, None)
@@ -786,14 +787,23 @@ def test_trigger_detail_lists_its_runs(api, welcome, acme):
     assert response.status_code == 200
     detail = response.json()
     assert set(detail) == {"id", "workflow", "tenant", "actor", "data", "cancellation_key",
-                           "fanout", "recipients_total", "runs_created", "created_at",
-                           "runs"}
+                           "idempotency_key", "fanout", "recipients_total", "runs_created",
+                           "created_at", "runs", "page_info"}
     assert (detail["id"], detail["workflow"], detail["tenant"], detail["actor"], detail["data"],
-            detail["cancellation_key"], detail["fanout"]) == (
-        body["trigger_id"], "welcome", "acme", "boss", {"x": 1}, "c1", "done")
+            detail["cancellation_key"], detail["idempotency_key"], detail["fanout"]) == (
+        body["trigger_id"], "welcome", "acme", "boss", {"x": 1}, "c1", "", "done")
     assert sorted(({"id": r["id"], "recipient": r["recipient"]} for r in detail["runs"]),
                   key=lambda r: r["recipient"]) == body["runs"]
     assert [r["status"] for r in detail["runs"]] == ["running", "running"]
+
+
+def test_trigger_detail_keeps_the_idempotency_key_after_its_replay_record_expires(api, welcome):
+    from notifications.models import IdempotencyRecord
+
+    body = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="signup-u1").json()
+    IdempotencyRecord.objects.all().delete()
+    detail = api.get(f"/api/v1/triggers/{body['trigger_id']}").json()
+    assert detail["idempotency_key"] == "signup-u1"
 
 
 @pytest.mark.parametrize(("path", "what"), [("runs", "run"), ("triggers", "trigger")])

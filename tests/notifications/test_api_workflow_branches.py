@@ -150,9 +150,9 @@ ENGAGED_DEFAULT = [*PRO_STEPS, 0, "default", "steps"]
      {"steps[2].config": [
          'Branch steps have no config: their branches are "branches" and "default".']}),
     (with_change(["steps", 0, "branches"], [{"name": "a", "conditions": PRO, "steps": []}]),
-     {"steps[0].branches": ["Only branch steps have branches."]}),
+     {"steps[0].branches": ["Only approval and branch steps have branches."]}),
     (with_change(["steps", 1, "default"], {"steps": []}),
-     {"steps[1].default": ["Only branch steps have branches."]}),
+     {"steps[1].default": ["Only approval and branch steps have branches."]}),
     (with_change([*ENGAGED_DEFAULT, 1, "ref"], "inbox"),
      {"steps": ["Step refs must be unique (nested steps included): inbox."]}),
     (with_change([*ENGAGED_DEFAULT, 1, "typo"], 1),

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.utils import translation
 
 from notifications.channels import (
     CHANNEL_DATA_CHANNELS,
@@ -27,7 +28,8 @@ def test_channel_and_step_type_choices_are_the_table_in_its_order():
     assert Channel.choices == table
     assert StepType.choices[:len(table)] == table
     assert StepType.choices[len(table):] == [("delay", "Delay"), ("digest", "Digest"),
-                                             ("throttle", "Throttle"), ("branch", "Branch")]
+                                             ("throttle", "Throttle"), ("branch", "Branch"),
+                                             ("route", "Route"), ("approval", "Approval")]
     assert Channel.IN_APP == "in_app" and StepType.WEBHOOK.label == "Webhook"
 
 
@@ -66,14 +68,19 @@ def test_every_registered_kind_delivers_a_provider_channel():
 
 
 @pytest.mark.parametrize("language", [lang for lang in LANGUAGES if lang != "en"])
-def test_each_channel_name_a_person_reads_is_translated_for_the_hosted_pages(language):
-    """The preference center's names live in the table; their translations in preferences'
-    catalog (makemessages run inside preferences/ does not see notifications/channels.py)."""
-    po = (Path(settings.BASE_DIR) / "preferences" / "locale" / language / "LC_MESSAGES"
+def test_each_channel_name_a_person_reads_is_translated_in_the_apps_own_catalog(language):
+    """The names live in notifications/channels.py, so their translations live in
+    notifications' own catalog, where `makemessages` run inside notifications/ keeps them; the
+    compiled catalog is the one Django loads."""
+    po = (Path(settings.BASE_DIR) / "notifications" / "locale" / language / "LC_MESSAGES"
           / "django.po").read_text()
-    translated = dict(re.findall(r'^msgid "(.+)"\nmsgstr "(.+)"$', po, flags=re.M))
-    for spec in CHANNELS:
-        assert str(spec.person_label) in translated, (language, spec.key)
+    translated = dict(re.findall(r'^msgctxt "channel"\nmsgid "(.+)"\nmsgstr "(.+)"$', po,
+                                 flags=re.M))
+    english = {spec.key: str(spec.person_label) for spec in CHANNELS}
+    assert set(english.values()) <= set(translated), language
+    with translation.override(language):  # what a person reads: no other catalog's "Email"
+        assert {spec.key: str(spec.person_label) for spec in CHANNELS} == {
+            key: translated[label] for key, label in english.items()}
 
 
 def test_the_preference_center_names_a_channel_in_the_active_language():

@@ -238,16 +238,16 @@ def test_tasks_enqueued_in_a_rolled_back_transaction_vanish(make_workflow):
 def test_supported_step_types_are_the_ones_the_engine_runs():
     assert {str(t) for t in engine.SUPPORTED_STEP_TYPES} == {
         "email", "in_app", "delay", "sms", "push", "chat", "whatsapp", "webhook", "throttle",
-        "digest", "branch", "route"}
+        "digest", "branch", "route", "approval"}
 
 
 def test_unsupported_step_in_the_database_is_skipped_not_crashed(make_workflow, trigger):
     workflow = make_workflow("w", steps=[in_app_step()])
-    workflow.steps.create(ref="later", type="approval", position=5)
+    workflow.steps.create(ref="later", type="fax", position=5)
     run = advance(trigger(workflow), T0)
     assert run.status == Run.Status.COMPLETED
     assert run.step_logs.get(event=StepLog.Event.SKIPPED).detail == {
-        "reason": "step type 'approval' is not supported"}
+        "reason": "step type 'fax' is not supported"}
 
 
 def test_a_waiting_run_resumes_at_its_step_after_the_workflow_is_edited(make_workflow, trigger):

@@ -263,3 +263,58 @@ def test_a_waiting_step_moved_to_the_top_level_is_where_the_run_resumes(make_wor
     # p2 was ahead of the run and is now before the step it waited at: skipped, said so.
     assert events(run)[before:] == [
         ("p2", "skipped"), ("wait", "resumed"), ("z", "sent"), ("", "completed")]
+
+
+def test_any_steps_conditions_read_earlier_steps_made_in_the_same_pass(make_workflow):
+    workflow = make_workflow("w", steps=[
+        in_app_step("inbox"),
+        in_app_step("echo", conditions=when("steps.inbox.status", "eq", "sent")),
+        in_app_step("never", conditions=when("steps.inbox.read", "eq", True))])
+    run = advance_at(trigger(workflow), T0)
+    assert sent_refs(run) == ["inbox", "echo"]
+    assert run.step_logs.get(step_ref="never").detail["conditions"][0]["actual"] is False
+
+
+# --- a step that picks one of its named branches by a decision of its own ---------------------
+
+def test_a_step_with_fixed_branch_names_round_trips_and_walks_the_branch_it_chose(
+        make_workflow, monkeypatch):
+    """The mechanism an approval step builds on: its type lists its branch names in
+    BRANCHING_STEP_TYPES and its handler calls branches.choose(p, step, name)."""
+    from notifications import engine
+    from notifications.engine import branches, validation, walk
+    from notifications.selectors import workflow_export
+
+    monkeypatch.setitem(validation.BRANCHING_STEP_TYPES, "approval",
+                        ("approved", "rejected", "expired"))
+    with pytest.raises(engine.StepConfigError, match="Expected one of: approved, rejected, "
+                                                      "expired."):
+        engine.validate_branches("approval", [{"name": "maybe"}], False)
+    with pytest.raises(engine.StepConfigError, match="has no default branch"):
+        engine.validate_branches("approval", [{"name": "approved"}], True)
+    engine.validate_branches("approval", [{"name": "approved"}, {"name": "rejected"}], False)
+
+    real_run_step = walk._run_step
+
+    def run_step(p, step):  # stands in for the approval's handler: decided "rejected"
+        if step.type == "approval":
+            return branches.choose(p, step, "rejected", approval_id="a1")
+        return real_run_step(p, step)
+
+    monkeypatch.setattr(walk, "_run_step", run_step)
+    workflow = make_workflow("w", steps=[
+        StepSpec(ref="gate", type="approval", config={"question": "Ship it?"}, branches=[
+            BranchSpec(name="approved", steps=[in_app_step("shipped")]),
+            BranchSpec(name="rejected", steps=[in_app_step("sorry")])]),
+        in_app_step("after")])
+    body = {"en": {"body": "Hi {{ recipient.name }}"}}
+    assert workflow_export(workflow)["steps"][0] == {
+        "ref": "gate", "type": "approval", "config": {"question": "Ship it?"}, "branches": [
+            {"name": "approved", "steps": [{"ref": "shipped", "type": "in_app",
+                                            "templates": body}]},
+            {"name": "rejected", "steps": [{"ref": "sorry", "type": "in_app",
+                                            "templates": body}]}]}
+    run = advance_at(trigger(workflow), T0)
+    assert sent_refs(run) == ["sorry", "after"]
+    assert run.step_logs.get(event="branched").detail == {"branch": "rejected",
+                                                          "approval_id": "a1"}

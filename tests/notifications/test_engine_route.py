@@ -436,3 +436,18 @@ def test_a_route_inside_a_branch_waits_and_goes_on_there(make_workflow):
     assert run.status == Run.Status.COMPLETED
     assert _sent(run) == ["in_app", "email", "in_app"]
     assert events(run)[-3:] == [("route", "exhausted"), ("after", "sent"), ("", "completed")]
+
+
+def test_an_always_channel_that_failed_at_once_does_not_take_a_turn_in_the_chain(
+        make_workflow, clarion_settings):
+    from notifications.ratelimit import rate_limit_hit
+
+    clarion_settings(SMS_RATE_LIMIT_PER_RECIPIENT=1, SMS_RATE_LIMIT_WINDOW_SECONDS=3600)
+    rate_limit_hit(key="sms:+15550001111", limit=1, window_seconds=3600, now=T0)
+    workflow = make_workflow("w", steps=[route_step(["sms", "in_app", "email"],
+                                                    always=["sms"])])
+    run = advance_at(_trigger(workflow), T0)
+    assert _sent(run) == ["sms", "in_app"]  # the SMS rate limited (suppressed), in-app at once
+    assert Message.objects.get(channel="sms").status == Message.Status.SUPPRESSED
+    assert ("route", "rate_limited") in events(run)
+    assert run.wake_at == T0 + timedelta(minutes=30)

@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection, connections, transaction
+from django.utils import timezone
 from django_q.models import OrmQ
 
 from notifications import engine
-from notifications.models import Message, Run, StepLog, ThrottleCounter
+from notifications.models import Message, RateLimitCounter, Run, StepLog, ThrottleCounter
 from notifications.services import StepSpec, TriggerRequest, trigger_workflow
+from notifications.tasks import sweep
 
 from ..conftest import advance_at, in_app_step, invalid
 from ..conftest import timeline_events as events
@@ -152,3 +154,27 @@ def test_concurrent_runs_in_threads_pass_exactly_the_limit_on_postgresql(make_wo
     assert outcomes == ["passed"] * 3 + ["throttled"] * 9
     assert Message.objects.count() == 3
     assert len(ThrottleCounter.objects.get().passed) == 3
+
+
+def test_the_sweeper_prunes_counters_no_limit_can_read_again(reset, make_workflow):
+    now = timezone.now()
+    for key, age in (("stale", timedelta(minutes=11)), ("live", timedelta(minutes=5))):
+        ThrottleCounter.objects.create(key=key, passed=[(now - age).isoformat()])
+        ThrottleCounter.objects.filter(key=key).update(updated_at=now - age)
+    RateLimitCounter.objects.create(key="sms:+15550001111", count=3,
+                                    window_start=now - timedelta(hours=2))
+    RateLimitCounter.objects.create(key="sms:+15550001111", count=1,
+                                    window_start=now - timedelta(minutes=1))
+
+    counts = sweep(now=now)
+
+    assert counts["counters"] == 2 and counts["failed_parts"] == []
+    assert list(ThrottleCounter.objects.values_list("key", flat=True)) == ["live"]
+    assert RateLimitCounter.objects.get().count == 1
+
+    # A throttle step with a longer window keeps its buckets as long as that window.
+    make_workflow("daily", steps=[throttle_step(window={"days": 1}), in_app_step()])
+    ThrottleCounter.objects.create(key="hours-old", passed=[])
+    ThrottleCounter.objects.filter(key="hours-old").update(updated_at=now - timedelta(hours=2))
+    assert sweep(now=now)["counters"] == 0
+    assert ThrottleCounter.objects.filter(key="hours-old").exists()

@@ -85,6 +85,40 @@ def test_direct_trigger_shows_its_totals_at_once(api, welcome):
     assert (detail["recipients_total"], detail["runs_created"]) == (2, 2)
 
 
+def test_a_large_triggers_runs_are_read_a_page_at_a_time(api, welcome, run_tasks,
+                                                          django_assert_max_num_queries):
+    topic = Topic.objects.create(key="many")
+    subscribe(topic, 250)
+    trigger_id = api.post(TRIGGER, {"recipients": [{"topic": "many"}]}).json()["trigger_id"]
+    run_tasks()
+    all_runs = list(Run.objects.filter(trigger_id=trigger_id).order_by("created_at", "id")
+                    .values_list("id", flat=True))
+
+    seen, after, pages = [], None, 0
+    while True:
+        query = f"?limit=100&after={after}" if after else ""
+        with django_assert_max_num_queries(8):  # not one per run: a page is a few queries
+            detail = api.get(f"/api/v1/triggers/{trigger_id}{query}").json()
+        pages += 1
+        seen += [run["id"] for run in detail["runs"]]
+        after = detail["page_info"]["after"]
+        if after is None:
+            break
+    assert pages == 3 and len(detail["runs"]) == 50
+    assert seen == [str(run_id) for run_id in all_runs]  # each once, oldest first
+    assert detail["runs_created"] == 250
+    assert len(api.get(f"/api/v1/triggers/{trigger_id}").json()["runs"]) == 100  # the default
+
+
+@pytest.mark.parametrize(("query", "field"), [
+    ("?limit=0", "limit"), ("?limit=1001", "limit"), ("?after=not-a-cursor", "after")])
+def test_a_bad_page_of_runs_is_a_400_naming_the_parameter(api, welcome, query, field):
+    trigger_id = api.post(TRIGGER, {"recipients": ["a"]}).json()["trigger_id"]
+    response = api.get(f"/api/v1/triggers/{trigger_id}{query}")
+    assert response.status_code == 400
+    assert list(response.json()["fields"]) == [field]
+
+
 def test_fanout_works_in_chunks_and_hands_the_rest_to_a_new_task(api, welcome, run_tasks,
                                                                  settings):
     settings.CLARION = {**settings.CLARION, "FANOUT_BATCH_SIZE": 4}

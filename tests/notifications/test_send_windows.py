@@ -205,3 +205,29 @@ def test_a_cancelled_run_waiting_for_its_window_sends_nothing(office_mail):
     run = advance_at(run, MONDAY_8AM_NY)
     assert run.status == Run.Status.CANCELLED
     assert not Message.objects.filter(channel="email").exists()
+
+
+def test_a_window_inside_the_persons_quiet_hours_every_day_is_skipped_not_waited_on_forever(
+        office_mail):
+    run = _trigger(office_mail)
+    PreferenceSet.objects.create(recipient=run.recipient,  # quiet 07:00-18:00: all office hours
+                                 quiet_hours={"start": "07:00", "end": "18:00"})
+    run = advance_at(run, FRIDAY_6PM_NY)
+    assert run.status == Run.Status.COMPLETED
+    assert events(run)[-2:] == [("mail", "skipped"), ("", "completed")]
+    detail = run.step_logs.get(event="skipped").detail
+    assert detail["reason"] == ("the send window never falls outside the person's quiet hours "
+                                "in the next 15 days")
+    assert (detail["window"], detail["quiet_hours"]) == (OFFICE, "07:00-18:00")
+    mail = Message.objects.get(channel="email")
+    assert mail.status == Message.Status.SUPPRESSED and "quiet hours" in mail.error
+
+
+def test_a_window_that_overlaps_the_waking_hours_only_on_some_days_waits_for_them(make_workflow):
+    late = {"days": ["mon", "sat"], "start": "06:00", "end": "08:00", "timezone": "recipient"}
+    workflow = make_workflow("late", steps=[email_step(send_window=late)])
+    run = _trigger(workflow)
+    PreferenceSet.objects.create(recipient=run.recipient,
+                                 quiet_hours={"start": "22:00", "end": "07:30"})
+    run = advance_at(run, FRIDAY_6PM_NY)
+    assert run.status == Run.Status.WAITING and events(run)[-1] == ("mail", "send_window")

@@ -150,7 +150,7 @@ def test_one_sweep_finishes_with_stuck_runs_due_messages_and_stuck_sends_all_at_
     counts = sweep(now=timezone.now() + timedelta(minutes=5))
 
     assert counts == {"runs": 2, "messages": 3, "unknown": 0, "recovered": 1, "fanouts": 1,
-                      "schedules": 0,
+                      "schedules": 0, "counters": 0,
                       "failed_parts": []}
     assert sorted(queued_tasks()) == sorted(
         [("notifications.tasks.fanout_trigger", (str(runs[0].trigger_id),))]

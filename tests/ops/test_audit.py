@@ -3,6 +3,7 @@ preferences, through the admin (the user) or the server API (the API key), with 
 after, credentials masked, and browsable and filterable in the admin."""
 
 import json
+import re
 
 import pytest
 from auditlog.models import LogEntry
@@ -154,7 +155,7 @@ def test_the_admin_lists_and_filters_the_audit_log(admin_client, admin_user, api
     assert "Globex" in by_key and not any(repr_.startswith("billing") for repr_ in by_key)
     assert listed(user=admin_user.pk) == {str(ApiKey.objects.get(name="billing"))}
     tenant_type = ContentType.objects.get_for_model(Tenant)
-    assert listed(content_type__id__exact=tenant_type.pk) == {"Globex"}
+    assert listed(resource_type=tenant_type.pk) == {"Globex"}
     html = admin_client.get(changelist, {"api_key": key.pk}).content.decode()
     assert f"API key tests ({key.prefix}…)" in html
 
@@ -208,3 +209,30 @@ def test_a_person_changing_their_own_preferences_is_named_as_the_actor(client, m
     assert who[-1] == {"recipient": {"id": "ada", "via": "unsubscribe link"}}
     assert entries(PreferenceSet)[-1].changes_dict["categories"][1] == {
         "digest": {"channel_types": {"email": False}}}
+
+
+def test_erasing_a_recipient_removes_the_audit_entries_that_name_them(api, make_workflow):
+    from inbox.auth import inbox_token_create
+    from notifications.models import Recipient
+    from notifications.services import recipient_erase
+
+    assert api.put("/api/v1/workflows/welcome", WORKFLOW).status_code == 201
+    for person in ("ada", "bob"):
+        assert api.put(f"/api/v1/recipients/{person}", {"email": f"{person}@example.com"}
+                       ).status_code == 201
+        response = api.put(f"/api/v1/recipients/{person}/preferences",
+                           {"channel_types": {"sms": False}})
+        assert response.status_code == 200
+    ada = Recipient.objects.get(external_id="ada")
+    token, _ = inbox_token_create(recipient=ada)
+    response = client_for(token).patch("/api/v1/inbox/preferences",
+                                       {"channel_types": {"push": False}})
+    assert response.status_code == 200
+
+    recipient_erase(recipient=ada)
+
+    left = [json.dumps([entry.object_repr, entry.changes, entry.additional_data])
+            for entry in LogEntry.objects.all()]
+    assert not [entry for entry in left if re.search(r"\bada\b", entry)]
+    assert any(entry.startswith('["bob"') for entry in left)  # bob's entries stay
+    assert entries(Workflow)  # and what nobody's erasure concerns

@@ -1,0 +1,438 @@
+"""The workflow page: the builder's form is read into the `PUT workflows/{key}` body, checked by
+the API's own `WorkflowSerializer` and saved by `services.workflow_put`; a saved workflow is
+shown from `selectors.workflow_export` (its GET body). So the API's JSON and the builder are one
+representation. JSON export and import stay for engineers."""
+
+import json
+from dataclasses import dataclass, field
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+
+from clarion.admin import admin_url
+
+from ... import engine, selectors, services
+from ...api.serializers import WorkflowSerializer
+from ...models import Workflow, key_validator
+from ...workflow_json import BranchSpec, StepSpec
+from . import diagram, render
+from .convert import (
+    BRANCH_INDEX,
+    NEW_TEMPLATES,
+    ORIGINAL,
+    error_paths,
+    error_target,
+    form_tree,
+    steps_from_form,
+    strip_originals,
+    text,
+)
+from .declarations import Problems, addable_kinds, kind_for
+from .schema import infer_rows, rows_from_form, rows_from_schema, schema_from_rows
+
+SETTINGS = ("name", "category", "critical", "active", "default_locale")
+
+
+@dataclass
+class BuilderState:
+    """What the page shows: the workflow's settings, steps (API JSON) and data fields."""
+
+    key: str = ""
+    settings: dict = field(default_factory=lambda: {
+        "name": "", "category": "", "critical": False, "active": True, "default_locale": "en"})
+    steps: list = field(default_factory=list)  # the API's JSON, each with its saved ref
+    rows: list | None = field(default_factory=list)  # data fields; None: raw_schema is kept
+    raw_schema: dict | None = None
+    check_data: bool = False  # the rows are the data schema triggers are checked against
+    sample_json: str = ""
+
+
+def state_from_workflow(workflow: Workflow) -> BuilderState:
+    """The page's state for a saved workflow, from its API JSON."""
+    exported = selectors.workflow_export(workflow)
+    rows = rows_from_schema(exported["data_schema"], workflow.sample_data)
+    return BuilderState(
+        key=workflow.key, settings={name: exported[name] for name in SETTINGS},
+        steps=mark_originals(exported["steps"]),
+        rows=rows, raw_schema=exported["data_schema"] if rows is None else None,
+        check_data=bool(exported["data_schema"]),
+        sample_json=json.dumps(workflow.sample_data, indent=2, ensure_ascii=False))
+
+
+def mark_originals(steps: list) -> list:
+    """Saved steps, each (nested ones too) knowing its saved ref under ORIGINAL."""
+    for step in all_steps(steps):
+        step[ORIGINAL] = step["ref"]
+    return steps
+
+
+def all_steps(steps: list):
+    """Every step of `steps`, nested steps (branches, default) after their parent."""
+    for step in steps:
+        if not isinstance(step, dict):
+            continue
+        yield step
+        for branch in step.get("branches") or []:
+            if isinstance(branch, dict):
+                yield from all_steps(branch.get("steps") or [])
+        if isinstance(step.get("default"), dict):
+            yield from all_steps(step["default"].get("steps") or [])
+
+
+def state_from_form(post, problems: Problems) -> BuilderState:
+    """The page's state from the posted builder form; conversion errors go to `problems`."""
+    tree = form_tree(post)
+    state = BuilderState(key=text(tree, "key"))
+    state.settings = {"name": text(tree, "name"), "category": text(tree, "category"),
+                      "critical": bool(text(tree, "critical")),
+                      "active": bool(text(tree, "active")),
+                      "default_locale": text(tree, "default_locale") or "en"}
+    state.steps = steps_from_form(tree.get("steps"), "steps-", problems)
+    raw = text(tree, "data_schema_json")
+    if raw:
+        state.rows, state.raw_schema = None, json.loads(raw)
+    else:
+        state.rows = rows_from_form(tree.get("fields"))
+    state.check_data = bool(text(tree, "check_data"))
+    state.sample_json = tree.get("sample_json", "") if isinstance(tree.get("sample_json"),
+                                                                  str) else ""
+    return state
+
+
+def api_body(state: BuilderState, problems: Problems) -> tuple[dict, dict | None]:
+    """(the PUT body, the sample data to save or None) of the page's state."""
+    if state.rows is None:
+        schema, sample = state.raw_schema, None
+    else:
+        schema, sample = schema_from_rows(state.rows, problems)
+        if not state.check_data:
+            schema = None
+    return {**state.settings, "data_schema": schema,
+            "steps": strip_originals(state.steps)}, sample
+
+
+def serializer_problems(errors, state: BuilderState, problems: Problems) -> None:
+    """The API's 400 `fields`, each put next to the builder field it is about."""
+    for path, message in error_paths(errors):
+        if path == "data_schema":
+            problems.add("fields", message)
+            continue
+        name, message = error_target(path, state.steps, message)
+        problems.add(name, message)
+        if name == "steps" and message.startswith("Step refs must be unique"):
+            for ref, field_name in step_ref_fields(state.steps, "steps-"):
+                if sum(1 for other, _ in step_ref_fields(state.steps, "steps-")
+                       if other == ref) > 1:
+                    problems.add(field_name, f"Another step is {ref!r} too.")
+
+
+def step_ref_fields(steps: list, prefix: str):
+    """(ref, its form field name) of every step, nested ones included."""
+    for index, step in enumerate(steps):
+        yield step.get("ref"), f"{prefix}{index}-ref"
+        for number, branch in enumerate(step.get("branches") or []):
+            yield from step_ref_fields(
+                branch.get("steps") or [],
+                f"{prefix}{index}-branches-{branch.get(BRANCH_INDEX, number)}-steps-")
+        if isinstance(step.get("default"), dict):
+            yield from step_ref_fields(step["default"].get("steps") or [],
+                                       f"{prefix}{index}-default-steps-")
+
+
+def flatten(value) -> list[str]:
+    return [f"{path}: {message}" if path else message for path, message in error_paths(value)]
+
+
+def saved_templates(step) -> dict:
+    """A saved step's published templates as its JSON has them: {locale: fields}, or a route
+    step's {channel: {locale: fields}}."""
+    templates: dict = {}
+    for template in step.templates.all():
+        if not template.published_version_id:
+            continue
+        if template.channel:
+            templates.setdefault(template.channel, {})[template.locale] = template.fields
+        else:
+            templates[template.locale] = template.fields
+    return templates
+
+
+def attach_route_templates(body_steps: list, state_steps: list, saved: dict,
+                           locale: str) -> None:
+    """Give each route step of the PUT body its templates, which the API requires (one per
+    channel): its saved step's, and those written in the builder for channels without one."""
+    for step, state_step in zip(body_steps, state_steps, strict=True):
+        if step.get("type") == "route":
+            source = saved.get(state_step.get(ORIGINAL))
+            templates = saved_templates(source) if source is not None \
+                and source.type == "route" else {}
+            for channel, fields in (state_step.get(NEW_TEMPLATES) or {}).items():
+                templates.setdefault(channel, {locale: fields})
+            step["templates"] = templates
+        for branch, state_branch in zip(step.get("branches") or [],
+                                        state_step.get("branches") or [], strict=False):
+            attach_route_templates(branch.get("steps") or [], state_branch.get("steps") or [],
+                                   saved, locale)
+        if isinstance(step.get("default"), dict):
+            attach_route_templates(step["default"].get("steps") or [],
+                                   (state_step.get("default") or {}).get("steps") or [],
+                                   saved, locale)
+
+
+def step_specs(steps: list, state_steps: list, saved: dict, prefix: str,
+               problems: Problems) -> list[StepSpec]:
+    """The validated `steps` as the service takes them, read beside the builder's
+    `state_steps` (same order) for each one's saved ref. A saved step keeps its templates; a
+    step duplicated or renamed from a saved one gets copies of that step's published
+    templates; a ref reused by a step of another type must not take that step's templates."""
+    specs = []
+    for index, (step, state_step) in enumerate(zip(steps, state_steps, strict=True)):
+        existing, templates = saved.get(step["ref"]), None
+        if existing is not None and existing.type != step["type"]:
+            if existing.templates.exists():
+                problems.add(f"{prefix}{index}-ref", f"A {existing.get_type_display()} step "
+                             f"named {step['ref']!r} has templates: choose another ref.")
+            templates = {}
+        elif existing is None:
+            source = saved.get(state_step.get(ORIGINAL))
+            templates = saved_templates(source) if source is not None \
+                and source.type == step["type"] else {}
+            if step["type"] == "route":
+                templates = step["templates"]
+        elif step["type"] == "route" and state_step.get(NEW_TEMPLATES):
+            templates = step["templates"]  # the saved ones and those written here
+        spec = StepSpec.from_json({**step, "branches": [], "default": None})
+        spec.templates = templates
+        for number, (branch, state_branch) in enumerate(zip(
+                step.get("branches") or [], state_step.get("branches") or [], strict=True)):
+            spec.branches.append(BranchSpec(
+                name=branch["name"], conditions=branch.get("conditions") or None,
+                steps=step_specs(branch.get("steps") or [], state_branch.get("steps") or [],
+                                 saved, f"{prefix}{index}-branches-{number}-steps-",
+                                 problems)))
+        if step.get("default"):
+            spec.default = step_specs(step["default"].get("steps") or [],
+                                      (state_step.get("default") or {}).get("steps") or [],
+                                      saved, f"{prefix}{index}-default-steps-", problems)
+        specs.append(spec)
+    return specs
+
+
+def save(state: BuilderState, workflow: Workflow | None, user,
+         problems: Problems) -> Workflow | None:
+    """Validate the page's state as the API does and save it; None (and `problems`) if not."""
+    if workflow is None:
+        if not key_validator.regex.match(state.key):
+            problems.add("key", key_validator.message)
+        elif Workflow.objects.filter(key=state.key).exists():
+            problems.add("key", f"A workflow with the key {state.key!r} exists.")
+    body, sample = api_body(state, problems)
+    saved_steps = {step.ref: step for step in workflow.steps.prefetch_related(
+        "templates__published_version")} if workflow else {}
+    attach_route_templates(body["steps"], state.steps, saved_steps,
+                           state.settings["default_locale"])
+    serializer = WorkflowSerializer(data=body)
+    if not serializer.is_valid():
+        serializer_problems(serializer.errors, state, problems)
+    if problems:
+        return None
+    data = dict(serializer.validated_data)
+    with transaction.atomic():
+        specs = step_specs(data.pop("steps"), state.steps, saved_steps, "steps-", problems)
+        if problems:
+            return None
+        saved, _ = services.workflow_put(key=workflow.key if workflow else state.key,
+                                         steps=specs, author=user, sample_data=sample, **data)
+    return saved
+
+
+# --- Templates' status ------------------------------------------------------------------------
+
+def templates_status(workflow: Workflow | None) -> dict[str, SafeString]:
+    """For each saved channel step (by ref): its templates, one per locale, with their
+    published and draft versions and a link to edit each."""
+    if workflow is None:
+        return {}
+    status = {}
+    steps = workflow.steps.prefetch_related("templates__published_version",
+                                            "templates__versions")
+    for step in steps:
+        kind = kind_for(step.type)
+        if kind is None or not kind.has_templates:
+            continue
+        rows = []
+        for template in sorted(step.templates.all(), key=lambda t: (t.channel, t.locale)):
+            latest = max((v.number for v in template.versions.all()), default=0)
+            published = template.published_version.number if template.published_version else 0
+            words = f"v{published} published" if published else "not published"
+            if latest > published:
+                words += f", v{latest} draft"
+            rows.append((admin_url(template),
+                         f"{template.channel} {template.locale}".strip(), words))
+        add = format_html('<a href="{}?step={}">Add a template</a>',
+                          reverse("admin:notifications_template_add"), step.pk)
+        missing = ("" if any(t.locale == workflow.default_locale for t in step.templates.all())
+                   else format_html(' <span class="wb-warn">No template in the default locale '
+                                    '({}).</span>', workflow.default_locale))
+        status[("channels", step.ref)] = {t.channel for t in step.templates.all()}
+        status[step.ref] = format_html(
+            '<div class="wb-templates"><strong>Templates</strong>{}<ul>{}</ul>{}</div>', missing,
+            format_html_join("", '<li><a href="{}">{}</a>: {}</li>', rows), add)
+    return status
+
+
+# --- The views --------------------------------------------------------------------------------
+
+def builder_view(model_admin, request, object_id=None):
+    """The workflow's change page (or the add page without `object_id`)."""
+    workflow = None
+    if object_id is not None:
+        workflow = get_object_or_404(Workflow, pk=object_id)
+        if not model_admin.has_view_or_change_permission(request, workflow):
+            raise PermissionDenied
+        can_save = model_admin.has_change_permission(request, workflow)
+    else:
+        if not model_admin.has_add_permission(request):
+            raise PermissionDenied
+        can_save = True
+    problems = Problems()
+    if request.method == "POST":
+        if not can_save:
+            raise PermissionDenied
+        state = state_from_form(request.POST, problems)
+        if "_infer" in request.POST:
+            problems = Problems()
+            infer(state, problems)
+        else:
+            saved = save(state, workflow, request.user, problems)
+            if saved is not None:
+                return saved_response(model_admin, request, saved, created=workflow is None)
+            messages.error(request, "Please correct the errors below: nothing was saved.")
+    elif workflow is not None:
+        state = state_from_workflow(workflow)
+    else:
+        state = BuilderState()
+    return TemplateResponse(request, "admin/notifications/workflow/builder.html",
+                            context(model_admin, request, workflow, state, problems, can_save))
+
+
+def infer(state: BuilderState, problems: Problems) -> None:
+    """Replace the data fields by those of the pasted sample data (keeping `required` marks)."""
+    try:
+        sample = json.loads(state.sample_json or "{}")
+    except ValueError as exc:
+        problems.add("sample_json", f"Not JSON: {exc}.")
+        return
+    if not isinstance(sample, dict):
+        problems.add("sample_json", 'Expected a JSON object like the trigger\'s data, e.g. '
+                                    '{"order": {"id": "A-1"}}.')
+        return
+    required = {row["name"] for row in state.rows or [] if row["required"]}
+    state.rows, state.raw_schema = infer_rows(sample), None
+    for row in state.rows:
+        row["required"] = row["name"] in required
+
+
+def saved_response(model_admin, request, workflow: Workflow, *, created: bool):
+    if created:
+        model_admin.log_addition(request, workflow, [{"added": {}}])
+    else:
+        model_admin.log_change(request, workflow, [{"changed": {"fields": ["steps"]}}])
+    messages.success(request, format_html('The workflow “{}” was saved.', workflow.key))
+    if "_continue" in request.POST:
+        return HttpResponseRedirect(admin_url(workflow))
+    return HttpResponseRedirect(reverse("admin:notifications_workflow_changelist"))
+
+
+def context(model_admin, request, workflow, state: BuilderState, problems: Problems,
+            can_save: bool) -> dict:
+    opts = model_admin.model._meta
+    kinds = addable_kinds(engine.SUPPORTED_STEP_TYPES)
+    return {
+        **model_admin.admin_site.each_context(request),
+        "opts": opts, "original": workflow, "state": state, "problems": problems.by_name,
+        "title": f"Workflow {workflow.key}" if workflow else "Add workflow",
+        "can_save": can_save, "kinds": kinds,
+        "steps_html": render.steps_html(state.steps, "steps", problems,
+                                        templates=templates_status(workflow), kinds=kinds),
+        "new_templates": render.new_step_templates(kinds),
+        "data_fields_html": (render.data_fields_html(state.rows, problems)
+                             if state.rows is not None else ""),
+        "raw_schema_json": (json.dumps(state.raw_schema, indent=2, ensure_ascii=False)
+                            if state.rows is None else ""),
+        "diagram": diagram.flow_html(state.steps,
+                                     start=f"Trigger {state.key or 'this workflow'}"),
+        "step_errors": problems.get("steps"), "all_errors": problems.get("__all__"),
+        "field_errors": {name: problems.get(name) for name in (
+            "key", *SETTINGS, "fields", "sample_json")},
+        "channel_refs": [step.get("ref") for step in all_steps(state.steps)
+                         if getattr(kind_for(step.get("type", "")), "channel", False)],
+        "export_url": (reverse("admin:notifications_workflow_export", args=[workflow.pk])
+                       if workflow else ""),
+        "import_url": reverse("admin:notifications_workflow_import"),
+        "has_delete_permission": workflow is not None
+                                 and model_admin.has_delete_permission(request, workflow),
+    }
+
+
+def diagram_view(model_admin, request):
+    """The flow diagram of the builder's form as posted (unsaved), for the page to redraw it
+    as the steps change."""
+    if request.method != "POST" or not model_admin.has_view_or_change_permission(request):
+        raise PermissionDenied
+    state = state_from_form(request.POST, Problems())
+    return HttpResponse(diagram.flow_html(state.steps,
+                                          start=f"Trigger {state.key or 'this workflow'}"))
+
+
+def export_view(model_admin, request, object_id):
+    """The workflow's API JSON as a download (`GET workflows/{key}`)."""
+    workflow = get_object_or_404(Workflow, pk=object_id)
+    if not model_admin.has_view_or_change_permission(request, workflow):
+        raise PermissionDenied
+    body = json.dumps(selectors.workflow_export(workflow), indent=2, ensure_ascii=False)
+    response = HttpResponse(body + "\n", content_type="application/json")
+    response["Content-Disposition"] = f'attachment; filename="{workflow.key}.json"'
+    return response
+
+
+def import_view(model_admin, request):
+    """Create or replace a workflow from its API JSON, templates included (`PUT
+    workflows/{key}`), for engineers."""
+    if not (model_admin.has_add_permission(request)
+            and model_admin.has_change_permission(request)):
+        raise PermissionDenied
+    errors, body = [], ""
+    if request.method == "POST":
+        upload = request.FILES.get("file")
+        body = upload.read().decode("utf-8", "replace") if upload else request.POST.get("json",
+                                                                                       "")
+        try:
+            data = json.loads(body)
+        except ValueError as exc:
+            errors.append(f"Not JSON: {exc}.")
+            data = None
+        if data is not None:
+            key = data.get("key") if isinstance(data, dict) else None
+            if not isinstance(key, str) or not key_validator.regex.match(key):
+                errors.append(f'"key": {key_validator.message}')
+            serializer = WorkflowSerializer(data=data)
+            if not serializer.is_valid():
+                errors += flatten(serializer.errors)
+            if not errors:
+                validated = dict(serializer.validated_data)
+                specs = [StepSpec.from_json(step) for step in validated.pop("steps")]
+                workflow, created = services.workflow_put(key=key, steps=specs,
+                                                          author=request.user, **validated)
+                saved_response(model_admin, request, workflow, created=created)
+                return HttpResponseRedirect(admin_url(workflow))
+    return TemplateResponse(request, "admin/notifications/workflow/import.html", {
+        **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
+        "title": "Import a workflow", "errors": errors, "body": body})
