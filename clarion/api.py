@@ -23,9 +23,11 @@ from notifications.models import Tenant, key_validator
 class ApiError(exceptions.APIException):
     """An error with its own status and code, e.g. ApiError(422, "workflow_inactive", "…")."""
 
-    def __init__(self, status_code: int, code: str, detail: str):
+    def __init__(self, status_code: int, code: str, detail: str, *,
+                 retry_after: int | None = None):
         self.status_code = status_code
         self.code = code
+        self.retry_after = retry_after  # seconds, sent as Retry-After (a 409 or 503)
         super().__init__(detail=detail, code=code)
 
 
@@ -285,6 +287,8 @@ def exception_handler(exc, context):
     if response is None:
         return None
     response.data = error_body(exc, response.status_code)
+    if getattr(exc, "retry_after", None) is not None:
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 
