@@ -56,7 +56,7 @@ def defaults(cursor, table: str, given: dict[str, str]) -> tuple[str, str]:
     values = dict(given)
     for name, data_type in cursor.fetchall():
         values.setdefault(name, neutral[data_type])
-    return ", ".join(values), ", ".join(values.values())
+    return ", ".join(f'"{name}"' for name in values), ", ".join(values.values())
 
 
 def build(cursor) -> None:

@@ -57,7 +57,8 @@ if _env_bool("TRUST_X_FORWARDED_PROTO"):
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    # django.contrib.admin, with the task-shaped home page (notifications/admin_site.py).
+    "notifications.admin_site.ClarionAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

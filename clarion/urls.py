@@ -8,10 +8,6 @@ from notifications.views import approval_page, slack_interactions
 
 from . import metrics, views
 
-admin.site.site_header = "Clarion"
-admin.site.site_title = "Clarion"
-admin.site.index_title = "Notifications"
-
 urlpatterns = [
     path("admin/find/", admin.site.admin_view(find_view), name="admin-find"),
     path("admin/", admin.site.urls),

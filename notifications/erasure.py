@@ -8,7 +8,7 @@ schedules that list them, outbound events about them (and their deliveries), the
 records whose stored answer names them, the SMS rate-limit counter of their phone number, and
 the audit log's entries about their preference sets or made by them (their erasure itself is not
 audited: the entry would name them).
-The analytics rollups (notifications/analytics) never held anything about a person, so their
+The analytics rollups (analytics/) never held anything about a person, so their
 counts stay as they were.
 """
 

@@ -323,6 +323,8 @@ class Template(models.Model):
 
     class Meta:
         ordering = ["step", "channel", "locale"]
+        # "change" saves drafts; "publish" makes a version the one that renders (roles.py).
+        permissions = [("publish_template", "Can publish a template version")]
         constraints = [
             models.UniqueConstraint(fields=["step", "channel", "locale"],
                                     name="template_channel_locale_unique")
@@ -551,6 +553,7 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        permissions = [("resend_message", "Can resend a failed message")]
         constraints = [
             models.UniqueConstraint(fields=["run", "step_ref", "channel"],
                                     name="message_once_per_step_channel")

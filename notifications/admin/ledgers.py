@@ -2,7 +2,7 @@
 messages with their delivery attempts), messages with their status events, delivery attempts,
 step logs and idempotency records."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
 from clarion.admin import (
@@ -17,7 +17,7 @@ from clarion.admin import (
     when,
 )
 
-from .. import support
+from .. import services, support
 from ..engine.route import NOT_SENT as ROUTE_NOT_SENT
 from ..engine.route import winner as route_winner
 from ..models import (
@@ -223,8 +223,28 @@ class MessageAdmin(LedgerAdmin):
               "read_at", "opened_at", "clicked_at", "bounced_at", "complained_at", "content_json",
               "delivery_attempts", "status_events")
     readonly_fields = fields
+    actions = ("resend",)
 
     content_json = json_display("content")
+
+    def has_resend_permission(self, request):
+        return request.user.has_perm("notifications.resend_message")
+
+    @admin.action(description="Resend the selected failed messages", permissions=["resend"])
+    def resend(self, request, queryset):
+        """Queue failed and undeliverable messages again (services.message_resend); others are
+        left alone and counted."""
+        resent = skipped = 0
+        for message in queryset.select_related(None).only("pk"):
+            if services.message_resend(message=message):
+                resent += 1
+            else:
+                skipped += 1
+        self.message_user(request, f"Queued {resent} message(s) to be sent again.",
+                          messages.SUCCESS if resent else messages.WARNING)
+        if skipped:
+            self.message_user(request, f"Left {skipped} message(s) alone: only failed or "
+                              "undeliverable messages are resent.", messages.WARNING)
 
     @admin.display(description="delivery attempts")
     def delivery_attempts(self, obj):

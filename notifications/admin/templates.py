@@ -249,6 +249,11 @@ class TemplateAdmin(ClarionAdmin):
     def published(self, obj):
         return obj.published_version.number if obj.published_version else EMPTY
 
+    def has_publish_permission(self, request) -> bool:
+        """Saving writes a draft; making a version the one that renders takes this (a
+        Publisher's, notifications/roles.py)."""
+        return request.user.has_perm("notifications.publish_template")
+
     def _step_for(self, request, obj) -> Step | None:
         if obj is not None:
             return obj.step
@@ -311,7 +316,8 @@ class TemplateAdmin(ClarionAdmin):
         else:
             fieldsets[0][1]["description"] = "Choose the step and save: its fields appear."
         if obj:
-            fieldsets.append(("Versions", {"fields": ("versions",)}))
+            versions = "versions" if self.has_publish_permission(request) else "version_history"
+            fieldsets.append(("Versions", {"fields": (versions,)}))
         return fieldsets
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -466,6 +472,7 @@ class TemplateAdmin(ClarionAdmin):
                     if obj and step.type == "email" and self.has_change_permission(request, obj)
                     else ""),
                 "clarion_can_edit": can_edit,
+                "clarion_can_publish": self.has_publish_permission(request),
                 "clarion_locale": obj.locale if obj else "",
             })
         return super().render_change_form(request, context, add, change, form_url, obj)
@@ -479,7 +486,8 @@ class TemplateAdmin(ClarionAdmin):
         template = self.get_object(request, unquote(object_id))
         if template is None:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
-        if not self.has_change_permission(request, template):
+        if not (self.has_change_permission(request, template)
+                and self.has_publish_permission(request)):
             raise PermissionDenied
         raw = request.POST["_publish_version"]
         version = template.versions.filter(pk=raw).first() if raw.isdigit() else None
@@ -491,7 +499,7 @@ class TemplateAdmin(ClarionAdmin):
         return HttpResponseRedirect(admin_url(template))
 
     def save_model(self, request, obj, form, change):
-        draft = "_save_draft" in request.POST
+        draft = "_save_draft" in request.POST or not self.has_publish_permission(request)
         template, version = services.template_save(
             step=obj.step, locale=obj.locale, fields=form.cleaned_data["template_fields"],
             author=request.user, publish=not draft,
@@ -502,6 +510,9 @@ class TemplateAdmin(ClarionAdmin):
             number = template.published_version.number if template.published_version else 0
             messages.info(request, f"Nothing changed: version {number} stays published.")
         elif draft:
+            if "_save_draft" not in request.POST:  # "Save" by someone who may not publish
+                messages.warning(request, "You may save drafts but not publish them: a "
+                                          "Publisher reviews and publishes this version.")
             messages.info(request, f"Saved version {version.number} as a draft: version "
                                    f"{template.published_version.number} stays published."
                           if template.published_version else
@@ -544,7 +555,7 @@ class TemplateVersionAdmin(LedgerAdmin):
     source = json_display("fields")
 
     def has_publish_permission(self, request):
-        return request.user.has_perm("notifications.change_template")
+        return request.user.has_perm("notifications.publish_template")
 
     @admin.action(description="Publish (roll back to) this version", permissions=["publish"])
     def publish(self, request, queryset):

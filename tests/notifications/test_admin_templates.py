@@ -21,11 +21,12 @@ def change_url(template) -> str:
 
 @pytest.fixture
 def editor(client, db):
-    """A staff user (not a superuser) who may edit templates, logged in."""
+    """A staff user (not a superuser) who may edit and publish templates, logged in."""
     user = User.objects.create_user("ed", "ed@example.com", "pw", is_staff=True,
                                     first_name="Ed")
     user.user_permissions.add(*Permission.objects.filter(codename__in=[
-        "view_template", "change_template", "add_template", "view_templateversion"]))
+        "view_template", "change_template", "add_template", "view_templateversion",
+        "publish_template"]))
     client.force_login(user)
     return client
 

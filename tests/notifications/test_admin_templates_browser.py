@@ -11,6 +11,7 @@ from notifications.models import Template
 from ..conftest import email_step
 
 PERMISSIONS = ["view_template", "change_template", "add_template", "view_templateversion",
+               "publish_template",
                "view_workflow", "view_step"]
 
 
