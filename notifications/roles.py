@@ -5,8 +5,9 @@
 - Support: reads the activity (search, runs, messages, recipients) and resends a failed message.
 - Administrator: every permission, people and roles included.
 
-Data migrations create them (notifications/migrations/0031_roles.py, 0032_roles_analytics.py); a
-change to the lists below needs a new migration that calls `roles_sync` again. docs/admin-guide.md explains them.
+Data migrations create them (notifications/migrations/0031_roles.py, 0032_roles_analytics.py);
+a change to the lists below needs a new migration that calls `roles_sync` again.
+docs/admin-guide.md explains them.
 """
 
 from django.apps import apps as global_apps
