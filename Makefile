@@ -25,6 +25,11 @@ test: $(STAMP)
 chaos: $(STAMP)
 	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
+# Every benchmark (PostgreSQL + Redis: set DATABASE_URL and REDIS_URL; wrk from Debian), under
+# 10 minutes on 2 cores; writes bench/RESULTS.md.
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports

@@ -58,7 +58,6 @@ class HourlyRollup(models.Model):
     provider_errors = models.BigIntegerField(default=0)
     latency_count = models.BigIntegerField(default=0)
     latency_sum_ms = models.BigIntegerField(default=0)
-    latency_buckets = models.JSONField(default=list, help_text="Counts per LATENCY_BOUNDS_MS.")
     cost = models.DecimalField(max_digits=18, decimal_places=6, default=0)
 
     class Meta:
@@ -70,3 +69,14 @@ class HourlyRollup(models.Model):
 
     def __str__(self):
         return f"{self.hour:%Y-%m-%d %H}h {self.workflow} {self.channel} {self.provider}"
+
+
+# The latency histogram: one column per bucket (latency_b00 … latency_b14), so that a range's
+# histogram is summed by the database like every other count.
+LATENCY_FIELDS = tuple(f"latency_b{index:02d}" for index in range(len(LATENCY_BOUNDS_MS) + 1))
+for _index, _name in enumerate(LATENCY_FIELDS):
+    _low = LATENCY_BOUNDS_MS[_index - 1] if _index else 0
+    _high = LATENCY_BOUNDS_MS[_index] if _index < len(LATENCY_BOUNDS_MS) else None
+    HourlyRollup.add_to_class(_name, models.BigIntegerField(
+        default=0, help_text=f"Sends with a trigger-to-sent latency from {_low} ms"
+                             + (f" up to {_high} ms." if _high else " up.")))

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import LATENCY_BOUNDS_MS, METRICS, HourlyRollup, RollupDelta
+from .models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, METRICS, HourlyRollup, RollupDelta
 
 KEY_FIELDS = ("hour", "workflow", "tenant", "channel", "provider")
 FOLD_BATCH = 20_000
@@ -130,14 +130,13 @@ def rollup_fold(*, limit: int = FOLD_BATCH) -> int:
             entry = sums[tuple(getattr(row, f) for f in KEY_FIELDS)]
             for metric, count in entry["counts"].items():
                 setattr(row, metric, getattr(row, metric) + count)
-            buckets = list(row.latency_buckets or []) + [0] * (
-                len(LATENCY_BOUNDS_MS) + 1 - len(row.latency_buckets or []))
-            row.latency_buckets = [a + b for a, b in zip(buckets, entry["latency"], strict=True)]
-            row.latency_count = sum(row.latency_buckets)
+            for name, count in zip(LATENCY_FIELDS, entry["latency"], strict=True):
+                setattr(row, name, getattr(row, name) + count)
+            row.latency_count += sum(entry["latency"])
             row.latency_sum_ms += entry["latency_sum"]
             row.cost += entry["cost"]
         HourlyRollup.objects.bulk_update(
-            rows, [*METRICS, "latency_buckets", "latency_count", "latency_sum_ms", "cost"])
+            rows, [*METRICS, *LATENCY_FIELDS, "latency_count", "latency_sum_ms", "cost"])
         RollupDelta.objects.filter(pk__in=[d.pk for d in deltas]).delete()
     return len(deltas)
 

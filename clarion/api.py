@@ -165,7 +165,20 @@ class Serializer(StrictScalars, BoundedIntegers, serializers.Serializer):
 
 class QuerySerializer(BoundedIntegers, serializers.Serializer):
     """The base of query-string serializers, which keep ignoring parameters they do not know:
-    browsers, proxies and widgets add their own (cache busters, tracking parameters)."""
+    browsers, proxies and widgets add their own (cache busters, tracking parameters).
+
+    A parameter given empty (`?status=`) is refused, naming it, unless its field allows blank:
+    DRF reads an empty form value as "absent", which the schema (minLength, enum) does not say
+    and which silently widened a filter (found by the schemathesis run, tests/test_fuzz_api.py)."""
+
+    def to_internal_value(self, data):
+        blank = {name: ["This field may not be blank."]
+                 for name, field in self.fields.items()
+                 if not field.read_only and hasattr(data, "getlist")
+                 and "" in data.getlist(name) and not getattr(field, "allow_blank", False)}
+        if blank:
+            raise serializers.ValidationError(blank)
+        return super().to_internal_value(data)
 
 
 class NoBodySerializer(Serializer):

@@ -6,6 +6,11 @@ import os
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clarion.settings")
+from django.conf import settings as _settings  # noqa: E402
+
+if not _settings.configured:
+    # Loaded by an ASGI server: a web process (its database connections come from a pool).
+    os.environ.setdefault("CLARION_PROCESS", "web")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import sys
 from pathlib import Path
 
 import dj_database_url
@@ -50,6 +51,9 @@ PUBLIC_URL = os.environ.get("PUBLIC_URL", f"http://localhost:{PORT}").rstrip("/"
 if PUBLIC_URL.startswith("https://"):
     SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+    # Only once every subdomain is served over HTTPS alone (docs/security.md).
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = _env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS")
+    SECURE_HSTS_PRELOAD = _env_bool("SECURE_HSTS_PRELOAD")
     SECURE_SSL_REDIRECT = _env_bool("SECURE_SSL_REDIRECT")
 if _env_bool("TRUST_X_FORWARDED_PROTO"):
     # Only behind a proxy that sets X-Forwarded-Proto itself.
@@ -82,6 +86,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "clarion.paths.RawPathMiddleware",  # first: every later piece routes on the same path
+    "clarion.parsers.StorableRequestTextMiddleware",  # NUL in a path or query: a 400
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
@@ -151,11 +156,28 @@ AUDITLOG_USE_FK_STRING_REPRESENTATION = True
 # --- Database ---------------------------------------------------------------------------------
 
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'clarion.sqlite3'}"
+# Connections. A web process (clarion/asgi.py marks it) serves each request's sync view on a
+# thread of its own, so it borrows connections from psycopg's pool (Django's "pool" option): kept
+# open, shared by the threads, capped per process. A qcluster worker runs one task at a time on
+# one thread, so it keeps its one connection between tasks (CONN_MAX_AGE, checked before reuse).
+# Other commands (migrate, shell, tests) open one per use, as before. An explicit CONN_MAX_AGE
+# applies to every process and turns the pool off (Django allows only one of the two).
+_PROCESS = "worker" if sys.argv[1:2] == ["qcluster"] else os.environ.get("CLARION_PROCESS", "")
+_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE")
 DATABASES = {
     "default": dj_database_url.parse(
-        DATABASE_URL, conn_max_age=int(os.environ.get("CONN_MAX_AGE", "0"))
+        DATABASE_URL,
+        conn_max_age=int(_CONN_MAX_AGE or (60 if _PROCESS == "worker" else 0)),
+        conn_health_checks=True,
     )
 }
+if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _PROCESS == "web"
+        and not int(_CONN_MAX_AGE or 0) and _env_bool("DB_POOL", True)):
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
+        "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
+        "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "10")),
+    }
 # Behind PgBouncer in transaction mode, server-side cursors must be off.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _env_bool("DISABLE_SERVER_SIDE_CURSORS")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":

@@ -3,8 +3,10 @@ the record. The rule is Stripe's and Knock's, and the IETF draft "The Idempotenc
 Header Field" (its error scenarios); services.trigger_workflow_idempotent is the caller."""
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
+
+from clarion.db import relaxed_commit
 
 from .models import ApiKey, IdempotencyRecord
 
@@ -28,7 +30,8 @@ def idempotency_begin(*, api_key: ApiKey, key: str,
     now = timezone.now()
     for _ in range(2):
         try:
-            with transaction.atomic():
+            # Not flushed at once: the trigger's own commit, right after, flushes it too.
+            with relaxed_commit():
                 record = IdempotencyRecord.objects.create(api_key=api_key, key=key,
                                                           request_hash=request_hash)
             return record, False

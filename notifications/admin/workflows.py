@@ -212,13 +212,30 @@ def route_templates_summary(step):
          for channel in (channels if isinstance(channels, list) else [])))
 
 
+class CategoryFilter(admin.SimpleListFilter):
+    """The workflows' categories; the blank one is "No category" (a link needs a name)."""
+
+    title = "category"
+    parameter_name = "category"
+
+    def lookups(self, request, model_admin):
+        categories = Workflow.objects.order_by("category").values_list("category", flat=True)
+        return [(category or "-", category or "No category")
+                for category in dict.fromkeys(categories)]
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        return queryset.filter(category="" if self.value() == "-" else self.value())
+
+
 @admin.register(Workflow)
 class WorkflowAdmin(ClarionAdmin):
     """The change and add pages are the workflow builder (admin/builder/): per-type step forms,
     saved through the API's serializer and `services.workflow_put`."""
 
     list_display = ("key", "name", "category", "critical", "active", "step_count", "updated_at")
-    list_filter = ("active", "critical", "category")
+    list_filter = ("active", "critical", CategoryFilter)
     search_fields = ("key", "name", "category")
     readonly_fields = ("created_at", "updated_at")
 

@@ -1,9 +1,10 @@
 """The built-in workflow behind the `notify` tool: a one-off message from an agent to a person,
-in-app first, then by email if it is still unread after a wait that depends on its urgency.
-Channel steps go through the engine like any workflow's, so the person's preferences (category
-`agents`) and quiet hours apply."""
+routed in-app first, then by email if it is still unread after a wait that depends on its
+urgency (a route step: cheapest channel first, stop when read). The route goes through the
+engine like any workflow's steps, so the person's preferences (category `agents`) and quiet
+hours apply."""
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from django.db import IntegrityError
 
@@ -13,38 +14,48 @@ from ..services import StepSpec, workflow_put
 NOTIFY_WORKFLOW = "clarion-notify"
 NOTIFY_CATEGORY = "agents"
 URGENCIES = ("low", "normal", "high")
-# How long an unread in-app message waits before it goes out by email.
+# How long an unread in-app message waits before it goes out by email (high: at once).
 EMAIL_AFTER = {"low": timedelta(hours=1), "normal": timedelta(minutes=15),
                "high": timedelta(0)}
 
 NOTIFY_DATA_SCHEMA = {
     "type": "object",
-    "required": ["title", "body"],
+    "required": ["title", "body", "urgency"],
     "properties": {
         "title": {"type": "string", "minLength": 1, "maxLength": 200},
         "body": {"type": "string", "minLength": 1, "maxLength": 5000},
         "action_url": {"type": "string", "maxLength": 2000, "pattern": "^https?://"},
         "urgency": {"enum": list(URGENCIES)},
-        "email_after": {"type": "string", "format": "date-time"},
     },
     "additionalProperties": False,
 }
 
-_STEPS = [
-    StepSpec(ref="inbox", type="in_app", templates={"en": {
-        "body": "{{ data.title }}: {{ data.body }}",
-        "action_url": "{{ data.action_url }}",
-    }}),
-    # The email waits until `email_after` (the tool sets it from the urgency) ...
-    StepSpec(ref="wait", type="delay", config={"until": "data.email_after"}),
-    # ... and is sent only if the in-app message is still unread by then.
-    StepSpec(ref="mail", type="email", unless={"step": "inbox", "is": "read"}, templates={"en": {
+_TEMPLATES = {
+    "in_app": {"en": {"body": "{{ data.title }}: {{ data.body }}",
+                      "action_url": "{{ data.action_url }}"}},
+    "email": {"en": {
         "subject": "{{ data.title }}",
         "html": "<p>{{ data.body }}</p>{% if data.action_url %}<p><a href=\"{{ data.action_url }}"
                 "\">Open</a></p>{% endif %}",
         "text": "{{ data.body }}{% if data.action_url %}\n\n{{ data.action_url }}{% endif %}",
-    }}),
-]
+    }},
+}
+
+
+def _route(urgency: str) -> StepSpec:
+    """The route step of one urgency (engine/route.py): in-app first, then email if the in-app
+    message is still unread after the urgency's wait; high sends both at once."""
+    wait = EMAIL_AFTER[urgency] or timedelta(minutes=1)
+    config = {"channels": ["in_app", "email"], "ttl": {"seconds": int(wait.total_seconds())},
+              "success": "read"}
+    if urgency == "high":
+        config["always"] = ["in_app", "email"]
+    return StepSpec(ref=f"route-{urgency}", type="route", config=config, templates=_TEMPLATES,
+                    conditions={"path": "data.urgency", "op": "eq", "value": urgency})
+
+
+# One route step per urgency; the trigger's data.urgency picks which one runs.
+_STEPS = [_route(urgency) for urgency in ("high", "normal", "low")]
 
 
 def notify_workflow() -> Workflow:
@@ -62,14 +73,11 @@ def notify_workflow() -> Workflow:
     return workflow
 
 
-def notify_data(*, title: str, body: str, action_url: str | None, urgency: str,
-                now: datetime) -> dict:
-    """The trigger data of one notify call: its fields and when the email may go out."""
+def notify_data(*, title: str, body: str, action_url: str | None, urgency: str) -> dict:
+    """The trigger data of one notify call."""
     data = {"title": title, "body": body, "urgency": urgency}
     if action_url:
         data["action_url"] = action_url
-    if urgency in EMAIL_AFTER:  # an unknown urgency is refused by the schema
-        data["email_after"] = (now + EMAIL_AFTER[urgency]).isoformat()
     return data
 
 

@@ -54,6 +54,9 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     """One timeline entry as a sentence."""
     d = entry.detail or {}
     step = _step_name(step_types, entry.step_ref) if entry.step_ref else "the run"
+    if d.get("channel") and channel_spec(d["channel"]) and not channel_spec(
+            step_types.get(entry.step_ref, "")):  # one channel of a route step
+        step = f"{channel_spec(d['channel']).label.lower()} ({entry.step_ref})"
     event = entry.event
     E = StepLog.Event
     if event == E.TRIGGERED:
@@ -95,6 +98,13 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     if event == E.CANCELLED:
         return f"{step} cancelled" + (f" (cancellation key {d['cancellation_key']!r})"
                                       if d.get("cancellation_key") else "")
+    if event == E.BRANCHED:
+        return f"{step}: took the {d.get('branch')} branch"
+    if event == getattr(E, "SUCCEEDED", None):
+        return (f"{entry.step_ref}: the {d.get('channel', '').replace('_', '-')} message was "
+                f"{d.get('state')}, no further channel tried")
+    if event == getattr(E, "EXHAUSTED", None):
+        return f"{step}: every channel tried"
     if event == E.ASKED:
         sent = " and ".join(channel_spec(c).label.lower() for c in d.get("sent", [])
                             if channel_spec(c)) or "no channel"

@@ -134,7 +134,7 @@ def notify(api_key: ApiKey, *, recipient, title: str, body: str, action_url: str
     unread (after 0, 15 or 60 minutes for high, normal, low urgency), each channel subject to the
     person's preferences (category `agents`) and quiet hours. Answers as `trigger`."""
     data = notify_workflow.notify_data(title=title, body=body, action_url=action_url,
-                                       urgency=urgency, now=timezone.now())
+                                       urgency=urgency)
     try:
         return trigger(api_key, workflow=notify_workflow.notify_workflow().key,
                        recipients=[recipient], data=data, tenant=tenant,

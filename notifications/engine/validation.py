@@ -65,11 +65,37 @@ def validate_delay_config(config: Mapping) -> None:
         raise StepConfigError(f"A delay is at most {MAX_DELAY_SECONDS // 86400} days.")
 
 
+# What a channel step's `config` may hold, by channel (docs/providers.md): push options are read
+# by FCM, APNs and Web Push alike.
+CHANNEL_CONFIG_KEYS = {
+    "email": frozenset(), "sms": frozenset(), "in_app": frozenset(),
+    "push": frozenset({"ttl", "priority", "collapse_key"}),
+    "chat": frozenset({"channel"}), "webhook": frozenset({"url"}),
+    "whatsapp": frozenset({"template", "language", "content_sid"}),
+}
+PUSH_PRIORITIES = ("very-low", "low", "normal", "high")
+
+
 def validate_channel_config(step_type: str, config: Mapping) -> None:
-    """Raise StepConfigError for a webhook step without an http(s) `url`, or a chat step whose
-    `channel` is not a string."""
+    """Raise StepConfigError for a key the channel does not read (a typo would otherwise be
+    ignored), a webhook step without an http(s) `url`, a chat step whose `channel` is not a
+    string, push options of the wrong type, or a WhatsApp template of the wrong form."""
     if not isinstance(config, Mapping):
         raise StepConfigError("Expected an object.")
+    allowed = CHANNEL_CONFIG_KEYS.get(step_type)
+    unknown = sorted(set(config) - allowed, key=str) if allowed is not None else []
+    if unknown:
+        takes = (f"takes {', '.join(f'{key!r}' for key in sorted(allowed))}"
+                 if allowed else "takes no config")
+        raise StepConfigError(f"Unknown key {unknown[0]!r}: a {step_type} step {takes}.")
+    if step_type == "push":
+        ttl = config.get("ttl")
+        if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
+            raise StepConfigError('"ttl" must be a whole number of seconds ≥ 0.')
+        if config.get("priority") is not None and config["priority"] not in PUSH_PRIORITIES:
+            raise StepConfigError(f'"priority" must be one of: {", ".join(PUSH_PRIORITIES)}.')
+        if not isinstance(config.get("collapse_key", ""), str):
+            raise StepConfigError('"collapse_key" must be a string.')
     if step_type == StepType.WEBHOOK:
         url = config.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):
@@ -77,10 +103,6 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
     if step_type == StepType.CHAT and not isinstance(config.get("channel", ""), str):
         raise StepConfigError('"channel" must be a string, e.g. "C024BE91L" or "#ops".')
     if step_type == "whatsapp":
-        unknown = sorted(set(config) - {"template", "language", "content_sid"})
-        if unknown:
-            raise StepConfigError(f'Unknown key "{unknown[0]}": a WhatsApp step takes '
-                                  '"template", "language" and "content_sid".')
         for name, example in (("template", "order_update"), ("language", "en_US"),
                               ("content_sid", "HXb5b62575e6e4ff6129ad7c8efe1f983e")):
             if not isinstance(config.get(name, ""), str):

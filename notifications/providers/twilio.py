@@ -23,25 +23,15 @@ from .registry import register
 from .sms import MESSAGE_ID_PARAMETER, SMSProvider
 
 
-@register
-class Twilio(SMSProvider):
-    """POST /2010-04-01/Accounts/{AccountSid}/Messages.json, HTTP Basic (AccountSid, AuthToken),
-    form fields To, From, Body (and StatusCallback, naming the message: see
-    `status_callback_url_for`). Answers 201 with the message's `sid`; errors
-    carry Twilio's `code` (20429 and 5xx are worth retrying)."""
+class TwilioMessagesAPI:
+    """Twilio's Messages API, shared by its SMS and WhatsApp kinds: POST
+    /2010-04-01/Accounts/{AccountSid}/Messages.json with a form, HTTP Basic (AccountSid,
+    AuthToken); answers 201 with the message's `sid`; errors carry Twilio's `code` (20429 and
+    5xx are worth retrying, other codes below 500 are not).
+    https://www.twilio.com/docs/messaging/api/message-resource#create-a-message-resource"""
 
-    kind, label = "twilio", "Twilio"
-    credential_fields = ("account_sid", "auth_token", "from")
-    default_base_url = "https://api.twilio.com"
-    webhook_route = "webhook-twilio-status"
-
-    def build_request(self, message: OutboundMessage) -> HTTPRequest:
-        text = self.text_of(message)
+    def messages_request(self, form: dict) -> HTTPRequest:
         sid = self.credentials["account_sid"]
-        form = {"To": message.to, "From": self.sender, "Body": text}
-        callback = self.status_callback_url_for(message)
-        if callback:
-            form["StatusCallback"] = callback
         return HTTPRequest("POST", f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json",
                            data=form, auth=(sid, self.credentials["auth_token"]))
 
@@ -56,8 +46,27 @@ class Twilio(SMSProvider):
                                      retry_after=parse_retry_after(
                                          response.headers.get("Retry-After")))
             if body.get("code") and response.status_code < 500 and response.status_code != 429:
-                raise PermanentError(f"Twilio {body['code']}: {body.get('message')}")
+                raise PermanentError(f"Twilio {body['code']}: {body.get('message')}",
+                                     status_code=response.status_code)
         super().raise_for_error(message, response)
+
+
+@register
+class Twilio(TwilioMessagesAPI, SMSProvider):
+    """Twilio SMS: form fields To, From, Body (and StatusCallback, naming the message: see
+    `status_callback_url_for`)."""
+
+    kind, label = "twilio", "Twilio"
+    credential_fields = ("account_sid", "auth_token", "from")
+    default_base_url = "https://api.twilio.com"
+    webhook_route = "webhook-twilio-status"
+
+    def build_request(self, message: OutboundMessage) -> HTTPRequest:
+        form = {"To": message.to, "From": self.sender, "Body": self.text_of(message)}
+        callback = self.status_callback_url_for(message)
+        if callback:
+            form["StatusCallback"] = callback
+        return self.messages_request(form)
 
 
 # --- Status callbacks ---------------------------------------------------------------------------

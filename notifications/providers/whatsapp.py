@@ -54,7 +54,7 @@ from .callbacks import (
 from .phone import is_e164
 from .registry import register
 from .sms import url_with_message_id
-from .twilio import TwilioStatusCallback
+from .twilio import TwilioMessagesAPI, TwilioStatusCallback
 
 # Meta error codes worth retrying: 4 / 80007 / 130429 / 131048 / 131056 (rate limits), 1 / 2 /
 # 131000 / 131016 (temporary or unknown errors, service unavailable). The rest — 190 (expired
@@ -185,10 +185,10 @@ class WhatsAppCloud(WhatsAppProvider):
 
 
 @register
-class TwilioWhatsApp(WhatsAppProvider):
+class TwilioWhatsApp(TwilioMessagesAPI, WhatsAppProvider):
     """Twilio's Messages API with `whatsapp:` addresses: POST /2010-04-01/Accounts/{sid}/
     Messages.json, HTTP Basic, form `From=whatsapp:<from>`, `To=whatsapp:<phone>`, and either
-    `ContentSid` (the step's template: an approved Content template, `HX…`) with
+    `ContentSid` (the step's `content_sid`: an approved Content template, `HX…`) with
     `ContentVariables` ({"1": …, "2": …} from the parameters), or `Body` (free text)."""
 
     kind, label = "twilio_whatsapp", "WhatsApp (Twilio)"
@@ -205,7 +205,6 @@ class TwilioWhatsApp(WhatsAppProvider):
 
     def build_request(self, message: OutboundMessage) -> HTTPRequest:
         to = self.recipient(message)
-        sid = self.credentials["account_sid"]
         form = {"To": f"whatsapp:{to}", "From": f"whatsapp:{self.credentials['from']}"}
         content_sid = self.content_sid_of(message)
         if content_sid:
@@ -219,19 +218,7 @@ class TwilioWhatsApp(WhatsAppProvider):
         callback = str(self.options.get("status_callback_url") or "")
         if callback:
             form["StatusCallback"] = url_with_message_id(callback, message.id)
-        return HTTPRequest("POST", f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json",
-                           data=form, auth=(sid, self.credentials["auth_token"]))
-
-    def parse_response(self, message, response: httpx.Response) -> SendResult:
-        return SendResult(provider_message_id=str(response.json()["sid"]))
-
-    def raise_for_error(self, message, response: httpx.Response) -> None:
-        if not response.is_success:
-            body = json_or_empty(response)
-            if body.get("code") and response.status_code < 500 and response.status_code != 429:
-                raise PermanentError(f"Twilio {body['code']}: {body.get('message')}",
-                                     status_code=response.status_code)
-        super().raise_for_error(message, response)
+        return self.messages_request(form)
 
 
 # --- Status webhooks ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@
 
   const STYLE = `
     :host { --clarion-accent: #4f46e5; --clarion-bg: #fff; --clarion-fg: #111827;
-      --clarion-muted: #6b7280; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
+      --clarion-muted: #4b5563; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
       --clarion-hover-bg: #f9fafb; --clarion-badge-bg: #dc2626; --clarion-badge-fg: #fff;
       --clarion-error: #b91c1c;
       --clarion-radius: 10px; --clarion-width: 380px; --clarion-max-height: 480px;
@@ -410,10 +410,14 @@
       const time = document.createElement("time");
       time.dateTime = item.created_at;
       time.textContent = relativeTime(item.created_at);
+      if (!item.read_at) {  // named by what it shows (WCAG 2.5.3), "Unread" said, not shown
+        const state = document.createElement("span");
+        state.className = "sr";
+        state.textContent = "Unread: ";
+        text.append(state);
+      }
       text.append(body, time);
       button.append(text);
-      button.setAttribute("aria-label",
-        `${item.read_at ? "" : "Unread: "}${item.body} (${time.textContent})`);
       button.addEventListener("click", () => this._open(this.items.get(item.id) || item));
       const archive = document.createElement("button");
       archive.type = "button";

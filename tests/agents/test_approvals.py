@@ -206,6 +206,14 @@ def test_request_approval_and_get_approval_over_mcp(mcp_call, smtp, run_tasks, s
     assert (answered["status"], answered["decision"], answered["answered_via"]) == (
         "approved", "approved", "email")
     assert answered["text"].startswith("approved by ada (via email) at ")
+    run_tasks()
+    words = [entry["text"] for entry in mcp_call(key, "get_run", {"run_id": run_id}
+                                                 ).result["timeline"]]
+    assert words[-3:] == ["ask: approved (answered via email)", "ask: took the approved branch",
+                          "the run completed"]
+    assert words[1:4] == ["in-app (ask:in_app) sent", "email (ask:email) queued to ada@example.com",
+                          words[3]]
+    assert words[3].startswith("ask: approval asked (in-app and email), waiting until ")
     # Errors name the field; another tenant's key finds nothing.
     assert mcp_call(key, "request_approval", {"recipient": "ada", "question": "",
                                               "timeout_minutes": 0}).error["fields"] == {

@@ -262,8 +262,11 @@ def test_notify_waits_and_sends_no_email_once_the_in_app_message_is_read(mcp_cal
     run = advance_at(run, run.wake_at)
     assert run.status == Run.Status.COMPLETED
     assert not Message.objects.filter(run=run, channel="email").exists()
-    words = mcp_call(key, "get_run", {"run_id": run_id}).result["timeline"]
-    assert words[-2]["text"] == "email (mail) not sent: the inbox message was already read"
+    words = [entry["text"] for entry in
+             mcp_call(key, "get_run", {"run_id": run_id}).result["timeline"]]
+    assert "route-high not sent: its condition was false" in words
+    assert words[-3:] == ["route-normal: the in-app message was read, no further channel tried",
+                          "route-low not sent: its condition was false", "the run completed"]
 
 
 def test_notify_names_its_own_fields(mcp_call, key):

@@ -680,7 +680,8 @@ def test_run_shows_status_timeline_and_messages_after_the_tasks_ran(api, welcome
     assert response.status_code == 200
     run = response.json()
     assert set(run) == {"id", "trigger_id", "workflow", "recipient", "tenant", "status",
-                        "cursor", "wake_at", "created_at", "updated_at", "steps", "messages"}
+                        "cursor", "wake_at", "created_at", "updated_at", "steps", "messages",
+                        "approvals"}
     assert (run["id"], run["trigger_id"], run["workflow"], run["recipient"], run["tenant"],
             run["status"], run["cursor"], run["wake_at"]) == (
         run_id, body["trigger_id"], "welcome", "u1", None, "completed", 2, None)

@@ -177,3 +177,28 @@ def test_a_branch_with_its_own_steps_is_built_side_by_side(page, live_server, ap
     boxes = [columns.nth(i).bounding_box() for i in range(3)]
     assert boxes[0]["y"] == boxes[1]["y"] and boxes[0]["x"] < boxes[1]["x"]
     assert serious_violations(page, "#content-main") == []
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_workflow_list_and_the_template_editor_pass_axe(page, live_server, admin_user,
+                                                             make_workflow):
+    from notifications.models import Template
+
+    from ..conftest import email_step
+
+    workflow = make_workflow("order", steps=[email_step()])  # no category: a blank filter
+    make_workflow("billing", steps=[], category="billing")
+    log_in(page, live_server)
+    page.goto(live_server.url + reverse("admin:notifications_workflow_changelist"))
+    page.get_by_role("link", name="No category").click()
+    page.get_by_text("1 workflow").wait_for()
+    assert serious_violations(page) == []
+    page.goto(live_server.url + reverse("admin:notifications_workflow_change",
+                                        args=[workflow.pk]))
+    assert serious_violations(page) == []
+    template = Template.objects.get(step__workflow=workflow)
+    page.goto(live_server.url + reverse("admin:notifications_template_change",
+                                        args=[template.pk]))
+    page.locator("[data-out=subject]").filter(has_text="Hello").wait_for()
+    assert serious_violations(page) == []

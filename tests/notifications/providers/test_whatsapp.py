@@ -251,7 +251,7 @@ def test_a_kind_that_cannot_name_the_steps_template_fails_over_without_a_request
 
 def test_a_whatsapp_step_with_an_unknown_key_or_a_bad_content_sid_is_refused(api):
     for config, problem in (
-            ({"template": "t", "contentSid": "HX1"}, 'Unknown key "contentSid"'),
+            ({"template": "t", "contentSid": "HX1"}, "Unknown key 'contentSid'"),
             ({"content_sid": "MG0123"}, '"content_sid" must be a Twilio Content SID')):
         response = api.put("/api/v1/workflows/w", {"name": "W", "steps": [
             {"ref": "wa", "type": "whatsapp", "config": config,

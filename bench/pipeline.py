@@ -1,0 +1,168 @@
+"""Notifications per second from trigger to done, against django-q2's own throughput.
+
+For each broker (ORM, Redis) and each number of workers (1, 2, 4):
+
+- floor:    N no-op tasks (each one Redis INCR, to count it) enqueued while no worker runs,
+            then one `qcluster` with that many workers drains them;
+- pipeline: N single-recipient triggers of an in-app + email workflow (made through the trigger
+            service while no worker runs; the API is bench/trigger_api.py's), then one
+            `qcluster` runs them to the end: `advance_run` writes the inbox item and the two
+            messages, `deliver_message` sends the email to a loopback SMTP server (aiosmtpd, in
+            this process) that accepts at once. Done = the email message `sent`.
+
+Rates are taken from the first task done to the last, so the cluster's start-up is left out. A
+notification takes two tasks (advance, then delivery), so the ratio to the no-op floor is shown
+per notification and per task.
+
+PostgreSQL + Redis. Usage: .venv/bin/python bench/pipeline.py [--n 600] [--workers 1,2,4]
+                                                             [--brokers orm,redis]
+DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/clarion_bench, REDIS_URL to
+redis://127.0.0.1:6379/3 (that Redis database is emptied).
+"""
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clarion_bench")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
+os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-"))
+os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
+
+from common import free_port, result  # noqa: E402
+from trigger import ensure_database  # noqa: E402
+
+COUNTER = "clarion-bench:noop"
+
+
+def drain(label: str, workers: int, n: int, started, done, log_dir: Path) -> float:
+    """Start a qcluster with `workers` workers; return n / the seconds from `started()` (the
+    first task finished: the cluster is up) to `done()` reaching `n`."""
+    env = dict(os.environ, QUEUE_WORKERS=str(workers))
+    with open(log_dir / f"{label}.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"],
+                                   cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            start = None
+            deadline = time.monotonic() + 600
+            while True:
+                now = time.monotonic()
+                if start is None and started():
+                    start = now
+                if start is not None and done() >= n:
+                    break
+                if process.poll() is not None or now > deadline:
+                    raise SystemExit(f"{label}: {done()} of {n} done; see {log.name}")
+                time.sleep(0.02)
+            return n / max(now - start, 1e-6)
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def noop(counter: str) -> None:
+    """The floor's task: count itself (one INCR) and nothing else."""
+    import redis
+
+    redis.Redis.from_url(os.environ["REDIS_URL"]).incr(counter)
+
+
+def run_broker(broker: str, n: int, workers: list[int]) -> None:
+    os.environ["QUEUE_BROKER"] = broker
+    from aiosmtpd.controller import Controller
+
+    class Accept:
+        async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+            return "250 OK"
+
+    smtp = Controller(Accept(), hostname="127.0.0.1", port=free_port())
+    smtp.start()
+    os.environ.update(EMAIL_HOST="127.0.0.1", EMAIL_PORT=str(smtp.port))
+
+    import django
+
+    django.setup()
+    logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("django-q").setLevel(logging.WARNING)
+    import redis
+    from django.core.management import call_command
+    from django_q.models import OrmQ
+    from django_q.tasks import async_task
+
+    from notifications.models import Message, Run
+    from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
+
+    call_command("migrate", verbosity=0)
+    rds = redis.Redis.from_url(os.environ["REDIS_URL"])
+    rds.flushdb()
+    OrmQ.objects.all().delete()
+    workflow, _ = workflow_put(key="bench-pipeline", name="Bench pipeline", steps=[
+        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ recipient.name }}"}}),
+        StepSpec(ref="mail", type="email", templates={"en": {
+            "subject": "Welcome {{ recipient.name }}", "html": "<p>{{ data.text }}</p>"}}),
+    ])
+    log_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-pipeline-"))
+    for w in workers:
+        rds.delete(COUNTER)
+        for _ in range(n):
+            async_task("bench.pipeline.noop", COUNTER)
+        count = lambda: int(rds.get(COUNTER) or 0)  # noqa: E731
+        floor = drain(f"{broker}-noop-{w}", w, n, count, count, log_dir)
+
+        tag = uuid.uuid4().hex[:8]
+        for i in range(n):
+            trigger_workflow(TriggerRequest(workflow=workflow, recipients=[{
+                "id": f"{tag}-{i}", "name": f"User {i}", "email": f"{tag}-{i}@example.com"}],
+                data={"text": "Your invoice is ready"}))
+        runs = Run.objects.filter(workflow=workflow, recipient__external_id__startswith=f"{tag}-")
+        sent = Message.objects.filter(run__in=runs, channel="email", status="sent")
+        advanced = Message.objects.filter(run__in=runs).exists
+        rate = drain(f"{broker}-pipeline-{w}", w, n, advanced, sent.count, log_dir)
+        completed = runs.filter(status="completed").count()
+        in_app = Message.objects.filter(run__in=runs, channel="in_app").count()
+        assert completed == n and in_app == n, f"{completed} runs completed, {in_app} in-app"
+        print(f"{broker:<6} {w:>7} {floor:13.1f} {rate:15.1f} {rate / floor:9.2f} "
+              f"{2 * rate / floor:9.2f}", flush=True)
+        result(f"pipeline, {broker} broker, {w} worker(s): notifications/s (in-app + email)",
+               rate, f"no-op tasks {floor:.1f}/s", rate / floor, goal=0.5)
+    smtp.stop()
+    OrmQ.objects.all().delete()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=600)
+    parser.add_argument("--workers", default="1,2,4")
+    parser.add_argument("--brokers", default="orm,redis")
+    parser.add_argument("--broker", help=argparse.SUPPRESS)  # one broker, in a child process
+    args = parser.parse_args()
+    workers = [int(w) for w in args.workers.split(",")]
+    if args.broker:
+        return run_broker(args.broker, args.n, workers)
+    ensure_database(os.environ["DATABASE_URL"])
+    print(f"Pipeline benchmark: {args.n} notifications (in-app + email to loopback SMTP) and "
+          f"{args.n} no-op tasks per row")
+    print(f"{'broker':<6} {'workers':>7} {'no-op tasks/s':>13} {'notifications/s':>15} "
+          f"{'ratio':>9} {'per task':>9}", flush=True)
+    for broker in args.brokers.split(","):
+        subprocess.run([sys.executable, __file__, "--broker", broker, "--n", str(args.n),
+                        "--workers", args.workers], check=True)
+
+
+if __name__ == "__main__":
+    main()
