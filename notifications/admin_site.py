@@ -16,7 +16,8 @@ from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 
 # (group, [entries]): an entry is "app_label.model_name" (shown when registered and the person
-# may view it) or ("Title", url name, permission) for a page that is not a model's list.
+# may view it), ("Title", "app_label.model_name") to show it under another name, or
+# ("Title", url name, permission) for a page that is not a model's list.
 TASKS: list[tuple[str, list]] = [
     ("Author", ["notifications.workflow", "notifications.template", "notifications.layout",
                 "preferences.category", "notifications.schedule"]),
@@ -24,9 +25,7 @@ TASKS: list[tuple[str, list]] = [
     ("Delivery", ["notifications.providerconfig", "events.eventendpoint"]),
     ("Activity", [("Search", "admin-find", None),
                   "notifications.run", "notifications.message",
-                  # The analytics page, where it is installed (its URL name decides).
-                  ("Analytics", "admin:analytics", "notifications.view_message"),
-                  ("Analytics", "admin-analytics", "notifications.view_message")]),
+                  ("Analytics", "analytics.hourlyrollup")]),
     ("Settings", ["notifications.apikey", "auth.user", "auth.group"]),
 ]
 
@@ -50,6 +49,10 @@ class ClarionAdminSite(admin.AdminSite):
                 if isinstance(entry, str):
                     if entry in by_key:
                         models.append(by_key[entry])
+                    continue
+                if len(entry) == 2:
+                    if entry[1] in by_key:
+                        models.append({**by_key[entry[1]], "name": entry[0]})
                     continue
                 page = _page(request, *entry)
                 if page and not any(m["name"] == page["name"] for m in models):

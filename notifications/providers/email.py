@@ -11,6 +11,7 @@ embedded mode and a plain SMTP setup expect.
 Their delivery and engagement events come back through anymail's tracking webhooks (below).
 """
 
+import json
 import logging
 import smtplib
 from collections.abc import Mapping
@@ -377,6 +378,11 @@ class _UnreadablePayload(Exception):
     pass
 
 
+# What anymail's parsing raises on a body its ESP would never send.
+_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
+               RecursionError)
+
+
 def _guarded(view_class):
     """A subclass of anymail's tracking view `view_class` that refuses with 403 (not anymail's
     400) what fails its authentication, refuses outright when the ESP is authenticated by basic
@@ -416,10 +422,35 @@ def _guarded(view_class):
         def parse_events(self, request):
             try:
                 return super().parse_events(request)
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                logger.warning("unreadable %s tracking payload: %s: %s", self.esp_name,
-                               type(exc).__name__, exc)
-                raise _UnreadablePayload from exc
+            except _UNREADABLE as exc:
+                events = self.parse_each(request)
+                if events is None:
+                    logger.warning("unreadable %s tracking payload: %s: %s", self.esp_name,
+                                   type(exc).__name__, exc)
+                    raise _UnreadablePayload from exc
+                return events
+
+        def parse_each(self, request) -> list | None:
+            """A batch (a JSON list, as SendGrid posts) with unreadable events among readable
+            ones: the readable ones, each unreadable one logged and skipped, so one bad event
+            does not refuse the others (the ESP would retry the whole batch). None when the
+            body is not such a list."""
+            convert = getattr(self, "esp_to_anymail_event", None)
+            try:
+                batch = json.loads(request.body)
+            except (ValueError, RecursionError):
+                return None
+            if convert is None or not isinstance(batch, list):
+                return None
+            events = []
+            for index, item in enumerate(batch):
+                try:
+                    events.append(convert(item))
+                except _UNREADABLE as exc:
+                    logger.warning("unreadable %s tracking event %d of %d skipped: %s: %s",
+                                   self.esp_name, index + 1, len(batch),
+                                   type(exc).__name__, exc)
+            return events
 
     Guarded.__name__ = Guarded.__qualname__ = f"Guarded{view_class.__name__}"
     return Guarded

@@ -59,6 +59,8 @@ def test_home_groups_pages_by_task_and_leaves_ledgers_out(admin_client, db):
     assert reverse("admin:events_eventendpoint_changelist") in links
     assert reverse("admin:auth_group_changelist") in links
     assert reverse("admin-find") in links
+    analytics = reverse("admin:analytics_hourlyrollup_changelist")
+    assert re.search(rf'<a href="{re.escape(analytics)}"[^>]*>Analytics</a>', html)
     content = html.split('id="clarion-all-models"')[0]
     for ledger in ("idempotencyrecord", "steplog", "templateversion", "deliveryattempt"):
         assert reverse(f"admin:notifications_{ledger}_changelist") not in content, ledger
@@ -144,6 +146,7 @@ def test_the_roles_exist_with_their_permissions(db):
     assert "publish_template" in Group.objects.get(name=PUBLISHER).permissions.values_list(
         "codename", flat=True)
     support = set(Group.objects.get(name=SUPPORT).permissions.values_list("codename", flat=True))
+    assert "view_hourlyrollup" in support  # the analytics page
     assert "resend_message" in support and not any(
         c.startswith(("add_", "change_", "delete_")) for c in support)
     assert Group.objects.get(name=ADMINISTRATOR).permissions.filter(

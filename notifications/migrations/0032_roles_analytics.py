@@ -1,0 +1,18 @@
+"""Support reads the analytics page: the roles synced again once analytics' tables exist."""
+
+from django.db import migrations
+
+
+def sync_roles(apps, schema_editor):
+    from notifications.roles import roles_sync
+
+    roles_sync(apps)
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("notifications", "0031_roles"),
+        ("analytics", "0003_latency_bucket_columns"),
+    ]
+
+    operations = [migrations.RunPython(sync_roles, migrations.RunPython.noop)]
