@@ -12,6 +12,7 @@ from typing import ClassVar
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
@@ -23,9 +24,11 @@ from notifications.models import Tenant, key_validator
 class ApiError(exceptions.APIException):
     """An error with its own status and code, e.g. ApiError(422, "workflow_inactive", "…")."""
 
-    def __init__(self, status_code: int, code: str, detail: str):
+    def __init__(self, status_code: int, code: str, detail: str, *,
+                 retry_after: int | None = None):
         self.status_code = status_code
         self.code = code
+        self.retry_after = retry_after  # seconds, sent as Retry-After (a 409 or 503)
         super().__init__(detail=detail, code=code)
 
 
@@ -274,6 +277,27 @@ class RequestTooLarge(exceptions.APIException):
     code = "request_too_large"
 
 
+# How long a client waits before retrying while the database is unreachable.
+DATABASE_RETRY_AFTER_SECONDS = 5
+
+
+def _database_unreachable(exc: DatabaseError) -> bool:
+    """Whether `exc` says the database cannot be reached (refused, down, connection lost),
+    rather than a bad query: those are a 503 with Retry-After, not a 500."""
+    if isinstance(exc, InterfaceError):  # the connection is closed or unusable
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    cause = exc.__cause__
+    if not type(cause).__module__.startswith("psycopg"):
+        return False
+    sqlstate = getattr(cause, "sqlstate", None)
+    # psycopg: no SQLSTATE when the connection failed or was lost; class 08 is connection
+    # exception, 57P01-57P03 are admin shutdown, crash shutdown, cannot connect now.
+    return sqlstate is None or sqlstate.startswith("08") or \
+        sqlstate in {"57P01", "57P02", "57P03"}
+
+
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
@@ -281,10 +305,16 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge("The request body is larger than this server accepts "
                               "(DATA_UPLOAD_MAX_MEMORY_SIZE).")
+    if isinstance(exc, DatabaseError) and _database_unreachable(exc):
+        exc = ApiError(503, "database_unavailable",
+                       "The database cannot be reached; retry shortly.",
+                       retry_after=DATABASE_RETRY_AFTER_SECONDS)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
     response.data = error_body(exc, response.status_code)
+    if getattr(exc, "retry_after", None) is not None:
+        response["Retry-After"] = str(exc.retry_after)
     return response
 
 

@@ -1,5 +1,6 @@
 """Reads: the rows a decision needs, and what the preference center shows."""
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -47,6 +48,25 @@ def preference_layers(*, recipient: Recipient, tenant: Tenant | None) -> Layers:
     return Layers(person=person, tenant_default=rows.get("tenant_default"))
 
 
+def preference_layers_many(*, recipient_ids: Iterable[int],
+                           tenant: Tenant | None) -> dict[int, Layers]:
+    """preference_layers for each of `recipient_ids` (pks) and one `tenant`, in one query:
+    {recipient pk: Layers}, every pk present."""
+    recipient_ids = list(recipient_ids)
+    where = Q(recipient_id__in=recipient_ids, tenant__isnull=True)
+    if tenant is not None:
+        where |= (Q(recipient_id__in=recipient_ids, tenant=tenant)
+                  | Q(recipient__isnull=True, tenant=tenant))
+    rows: dict[int | None, dict] = {}
+    for row in PreferenceSet.objects.filter(where):
+        rows.setdefault(row.recipient_id, {})[row.scope] = Choices.of(row)
+    tenant_default = rows.get(None, {}).get("tenant_default")
+    return {pk: Layers(person=tuple(rows.get(pk, {})[s] for s in ("recipient_tenant", "recipient")
+                                    if s in rows.get(pk, {})),
+                       tenant_default=tenant_default)
+            for pk in recipient_ids}
+
+
 def workflow_default(workflow: Workflow) -> dict:
     row = WorkflowDefault.objects.filter(workflow=workflow).first()
     return dict(row.channel_types) if row else {}
@@ -92,6 +112,7 @@ def channel_step_verdict(*, recipient: Recipient, workflow: Workflow, tenant: Te
     memo = {} if memo is None else memo
     if "layers" not in memo:
         memo["layers"] = preference_layers(recipient=recipient, tenant=tenant)
+    if "defaults" not in memo:
         memo["defaults"] = {} if workflow.critical else workflow_default(workflow)
     layers = memo["layers"]
     decision = allowed(recipient, workflow, channel, tenant, layers=layers,

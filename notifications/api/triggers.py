@@ -80,4 +80,5 @@ def trigger_one(api_key: ApiKey, workflow: Workflow, serializer_class, body, *,
         raise ApiError(
             409, "idempotency_key_in_use",
             "A request with this Idempotency-Key is still being processed.",
+            retry_after=1,  # the first request's answer is replayed then
         ) from None

@@ -6,6 +6,7 @@ One module per part: `walk` (the loop, and where a run resumes after an edit), `
 step's JSON may say). Callers import from `notifications.engine`.
 """
 
+from .batch import advance_batch
 from .branches import effective_steps
 from .channel_steps import channel_address, layout_for_tenant, locale_candidates, select_template
 from .digest import batch_close_due, window_closes_at
@@ -33,7 +34,8 @@ from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
 __all__ = [
     "BRANCHING_STEP_TYPES", "DEFAULT_BRANCH", "effective_steps", "validate_branches",
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
-    "StepConfigError", "advance", "channel_address", "delay_until", "duration_seconds",
+    "StepConfigError", "advance", "advance_batch", "channel_address", "delay_until",
+    "duration_seconds",
     "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",
     "ENGAGEMENT_STATES", "ROUTE_CHANNELS", "validate_route_config", "validate_throttle_config",

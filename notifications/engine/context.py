@@ -1,9 +1,15 @@
-"""One advance of a run (Pass), shared by the walk loop and the step handlers."""
+"""One advance of a run (Pass), shared by the walk loop and the step handlers, and what the
+passes of a batch of runs share (Batch, batch.py)."""
 
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..models import Run, StepLog
+from analytics.rollups import facts_record
+from events.outbox import events_record
+from preferences.selectors import preference_layers_many, workflow_default
+
+from ..models import Run, Step, StepLog, Workflow
+from ..rendering.variables import run_messages_many
 
 NEXT = "next"
 WAIT = "wait"
@@ -27,3 +33,55 @@ class Pass:
     def log(self, step_ref: str, event: str, **detail) -> None:
         self.timeline.append(StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail))
 
+
+class Batch:
+    """The rows a batch's passes share, and what they collected to write at the end."""
+
+    def __init__(self, runs: list[Run]):
+        self.runs = runs
+        self._steps: dict[int, list[Step]] = {}
+        self._defaults: dict[int, dict] = {}
+        self._messages: dict = {run.pk: [] for run in runs}
+        for message in run_messages_many(runs):
+            self._messages[message.run_id].append(message)
+        self._layers: dict = {}
+        by_tenant: dict = {}
+        for run in runs:
+            by_tenant.setdefault(run.tenant_id, (run.tenant, set()))[1].add(run.recipient_id)
+        for tenant_id, (tenant, recipient_ids) in by_tenant.items():
+            for pk, layers in preference_layers_many(recipient_ids=recipient_ids,
+                                                     tenant=tenant).items():
+                self._layers[(tenant_id, pk)] = layers
+        self.timeline: list[StepLog] = []
+        self.events: list = []
+        self.facts: list = []
+
+    def steps_of(self, workflow: Workflow) -> list[Step]:
+        """The workflow's steps with their templates and published versions, read once."""
+        if workflow.pk not in self._steps:
+            self._steps[workflow.pk] = list(
+                workflow.steps.prefetch_related("templates__published_version"))
+        return self._steps[workflow.pk]
+
+    def messages_of(self, run: Run) -> list:
+        """The run's messages as run_messages reads them (read for the whole batch at once)."""
+        return self._messages[run.pk]
+
+    def preference_memo(self, run: Run) -> dict:
+        """The pass's memo for channel_step_verdict: the person's layers and the workflow's
+        defaults, already read."""
+        workflow = run.workflow
+        if workflow.pk not in self._defaults:
+            self._defaults[workflow.pk] = {} if workflow.critical else workflow_default(workflow)
+        return {"layers": self._layers[(run.tenant_id, run.recipient_id)],
+                "defaults": self._defaults[workflow.pk]}
+
+    def collect(self, *, timeline: list[StepLog], events: list, facts: list) -> None:
+        self.timeline += timeline
+        self.events += events
+        self.facts += facts
+
+    def write(self) -> None:
+        StepLog.objects.bulk_create(self.timeline)
+        events_record(self.events)
+        facts_record(self.facts)

@@ -18,24 +18,35 @@ from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_messages, run_variables
 from . import approval_step, branches, channel_steps, digest, function_steps, route
-from .context import END, NEXT, WAIT, Pass
+from .context import END, NEXT, WAIT, Batch, Pass
 
 logger = logging.getLogger(__name__)
 
 
-def advance(run: Run, *, now: datetime) -> None:
-    """Walk `run` from its cursor. The caller holds the run's row lock in a transaction."""
+def advance(run: Run, *, now: datetime, batch: Batch | None = None) -> None:
+    """Walk `run` from its cursor. The caller holds the run's row lock in a transaction.
+
+    `batch`: when the caller advances several runs in one transaction (batch.advance_batch),
+    what is the same for all of them (the workflow's steps, the run's messages read together)
+    comes from it, and the timeline, outbound events and analytics facts are collected into it
+    to be written once for the whole batch; a pass whose run moved on raises RunMovedOn
+    instead of undoing itself alone."""
     if run.status not in (Run.Status.RUNNING, Run.Status.WAITING):
         return
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
         return
     from_status = run.status
-    every_step = list(run.workflow.steps.prefetch_related("templates__published_version"))
+    if batch is not None:
+        every_step = batch.steps_of(run.workflow)
+        messages = batch.messages_of(run)
+    else:
+        every_step = list(run.workflow.steps.prefetch_related("templates__published_version"))
+        messages = run_messages(run)
     # The run's own sequence: the steps of the branches it took are spliced in (branches.py).
     steps = branches.effective_steps(every_step, branches.branch_choices(run))
-    messages = run_messages(run)
     p = Pass(run=run, now=now, variables=run_variables(run, messages),
-             done={message.step_ref for message in messages})
+             done={message.step_ref for message in messages},
+             preferences=batch.preference_memo(run) if batch is not None else {})
     _find_resume_point(p, steps)
     run.step_refs = []
     while run.cursor < len(steps):
@@ -60,7 +71,8 @@ def advance(run: Run, *, now: datetime) -> None:
         run.status = Run.Status.COMPLETED
         run.wake_at = None
         p.log("", StepLog.Event.COMPLETED)
-    StepLog.objects.bulk_create(p.timeline)
+    if batch is None:
+        StepLog.objects.bulk_create(p.timeline)
     # Guarded by the status read under the lock: a write that finds the run moved on (it cannot
     # while the lock is held) undoes this whole pass rather than overwrite, e.g., a cancellation.
     run.updated_at = timezone.now()
@@ -68,14 +80,24 @@ def advance(run: Run, *, now: datetime) -> None:
             status=run.status, cursor=run.cursor, wake_at=run.wake_at, step_refs=run.step_refs,
             state=run.state, updated_at=run.updated_at):
         logger.warning("run %s left %s during its pass; the pass is undone", run.pk, from_status)
+        if batch is not None:
+            raise RunMovedOn(str(run.pk))
         transaction.set_rollback(True)
         return
     events = [message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in p.messages
               if m.status in MESSAGE_STATUS_EVENTS]
     if run.status in RUN_STATUS_EVENTS:
         events.append(run_event(RUN_STATUS_EVENTS[run.status], run))
+    if batch is not None:
+        batch.collect(timeline=p.timeline, events=events, facts=_facts(p))
+        return
     events_record(events)
     facts_record(_facts(p))
+
+
+class RunMovedOn(Exception):
+    """A run of a batch left the status its pass read under the lock (it cannot while the lock
+    is held): the batch's transaction is undone and its runs go one at a time."""
 
 
 # Timeline entries that count as a suppression by that reason in the analytics.

@@ -84,11 +84,20 @@ def engagement_at(message: Message, state: str):
     return min(reached) if reached else None
 
 
+# What step_variables (and the walk's `done`) read of a run's messages.
+RUN_MESSAGE_FIELDS = ("step_ref", "status", "channel", "created_at", "sent_at", "delivered_at",
+                      "seen_at", "read_at", "clicked_at", "opened_at")
+
+
 def run_messages(run: Run) -> list[Message]:
     """The run's messages, with what step_variables reads of them."""
-    return list(Message.objects.filter(run_id=run.pk).only(
-        "step_ref", "status", "channel", "created_at", "sent_at", "delivered_at", "seen_at",
-        "read_at", "clicked_at", "opened_at"))
+    return list(Message.objects.filter(run_id=run.pk).only(*RUN_MESSAGE_FIELDS))
+
+
+def run_messages_many(runs: list[Run]) -> list[Message]:
+    """run_messages of several runs in one query (each message with its `run_id`)."""
+    return list(Message.objects.filter(run_id__in=[run.pk for run in runs])
+                .only("run_id", *RUN_MESSAGE_FIELDS))
 
 
 def step_variables(run: Run, messages: list[Message] | None = None) -> dict:

@@ -470,6 +470,7 @@ def test_idempotency_key_in_progress_is_409(api, api_key, welcome, second_body):
     response = api.post(TRIGGER, second_body, HTTP_IDEMPOTENCY_KEY="busy")
 
     assert response.status_code == 409
+    assert response["Retry-After"] == "1"
     assert response.json() == {
         "error": "idempotency_key_in_use",
         "detail": "A request with this Idempotency-Key is still being processed.",

@@ -1,0 +1,63 @@
+"""Sixteen threads send the same trigger with the same Idempotency-Key at once, each on its own
+PostgreSQL connection: one trigger, one set of runs, and every answer is either the first
+response (replayed) or a 409 with Retry-After."""
+
+import threading
+
+import pytest
+from django.db import connection, connections
+
+from notifications.models import Run, Trigger
+
+from ..conftest import client_for, in_app_step
+
+THREADS = 16
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql",
+                       reason="row locks under concurrency are PostgreSQL's"),
+]
+
+
+def test_sixteen_concurrent_triggers_with_one_idempotency_key_trigger_once(api_key,
+                                                                            make_workflow):
+    make_workflow("welcome", steps=[in_app_step()])
+    body = {"recipients": ["u1", "u2"], "data": {"order": 7}}
+    barrier = threading.Barrier(THREADS)
+    answers: list = [None] * THREADS
+
+    def send(index: int) -> None:
+        client = client_for(api_key[1])
+        try:
+            barrier.wait(timeout=10)
+            response = client.post("/api/v1/workflows/welcome/trigger", body,
+                                   HTTP_IDEMPOTENCY_KEY="race-1")
+            answers[index] = (response.status_code, response.json(),
+                              response.get("Retry-After"), response.get("Idempotent-Replayed"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert all(answer is not None for answer in answers), answers
+    assert Trigger.objects.count() == 1
+    trigger = Trigger.objects.get()
+    assert Run.objects.filter(trigger=trigger).count() == 2
+    accepted = [answer for answer in answers if answer[0] == 202]
+    conflicts = [answer for answer in answers if answer[0] == 409]
+    assert len(accepted) + len(conflicts) == THREADS, answers
+    # One first response; the rest replay it.
+    assert len([answer for answer in accepted if answer[3] is None]) == 1, answers
+    first = accepted[0][1]
+    assert first["trigger_id"] == str(trigger.id)
+    assert all(answer[1] == first for answer in accepted)
+    assert all(answer[3] == "true" for answer in accepted if answer[3] is not None)
+    assert all(answer[2] == "1" and answer[1]["error"] == "idempotency_key_in_use"
+               for answer in conflicts)
+    print(f"\nidempotency race: {len(accepted)} accepted (1 first, "
+          f"{len(accepted) - 1} replayed), {len(conflicts)} 409s")

@@ -1,0 +1,62 @@
+"""PostgreSQL unreachable: the API answers 503 with a JSON body and Retry-After, at once (never
+a 500, never a hang). The server runs in a subprocess pointed at a port nothing listens on, so
+the PostgreSQL other tests share is never stopped."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .conftest import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SCRIPT = """
+import json, time, django
+django.setup()
+from django.test import Client
+client = Client(raise_request_exception=False, HTTP_HOST="localhost")
+answers = []
+
+
+def credentials(path):
+    if path.startswith("/api/v1/inbox/"):  # reads the tenant's inbox secret from the database
+        return {"HTTP_X_CLARION_RECIPIENT": "ada", "HTTP_X_CLARION_HMAC": "0" * 64,
+                "HTTP_X_CLARION_TENANT": "acme"}
+    return {"HTTP_AUTHORIZATION": "Bearer ck_0000_secret"}
+
+
+for method, path in (("get", "/api/v1/workflows"), ("post", "/api/v1/workflows/w/trigger"),
+                     ("get", "/api/v1/recipients/ada"),
+                     ("get", "/api/v1/inbox/counts?tenant=acme")):
+    started = time.monotonic()
+    response = getattr(client, method)(path, data={"recipients": ["ada"]} if method == "post"
+                                       else None, content_type="application/json",
+                                       **credentials(path))
+    answers.append({"path": path, "status": response.status_code,
+                    "retry_after": response.get("Retry-After"),
+                    "type": response.get("Content-Type"), "body": response.content.decode(),
+                    "seconds": time.monotonic() - started})
+print(json.dumps(answers))
+"""
+
+
+def test_an_unreachable_database_is_a_503_with_retry_after_within_seconds():
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "clarion.settings",
+           "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/clarion_down"}
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-3000:]
+    answers = json.loads(result.stdout.strip().splitlines()[-1])
+    for answer in answers:
+        assert answer["status"] == 503, answer
+        assert answer["retry_after"] == "5", answer
+        assert answer["type"] == "application/json", answer
+        assert json.loads(answer["body"]) == {
+            "error": "database_unavailable",
+            "detail": "The database cannot be reached; retry shortly."}, answer
+        assert answer["seconds"] < 10, answer
+    assert time.monotonic() - started < 60
