@@ -129,7 +129,8 @@ def main() -> None:
             cur.execute(
                 "INSERT INTO notifications_trigger (id, workflow_id, data, recipients, "
                 "cancellation_key, fanout, fanout_after, runs_created, idempotency_key, "
-                "created_at) VALUES (%s, %s, %s, %s, '', 'done', 0, 1, '', to_timestamp(%s))", [trigger_id, workflow.pk, '{"text": "x"}', "[]", now])
+                "created_at) VALUES (%s, %s, %s, %s, '', 'done', 0, 1, '', to_timestamp(%s))",
+                [trigger_id, workflow.pk, '{"text": "x"}', "[]", now])
             cur.execute(
                 "INSERT INTO notifications_run (id, trigger_id, workflow_id, recipient_id, status, "
                 "cursor, state, step_refs, created_at, updated_at) VALUES (%s, %s, %s, %s, "
