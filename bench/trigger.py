@@ -128,12 +128,14 @@ def main() -> None:
             trigger_id, run_id = uuid.uuid4(), uuid.uuid4()
             cur.execute(
                 "INSERT INTO notifications_trigger (id, workflow_id, data, recipients, "
-                "cancellation_key, fanout, created_at) VALUES (%s, %s, %s, %s, '', 'done', "
-                "to_timestamp(%s))", [trigger_id, workflow.pk, '{"text": "x"}', "[]", now])
+                "cancellation_key, fanout, fanout_after, runs_created, idempotency_key, "
+                "created_at) VALUES (%s, %s, %s, %s, '', 'done', 0, 1, '', to_timestamp(%s))",
+                [trigger_id, workflow.pk, '{"text": "x"}', "[]", now])
             cur.execute(
                 "INSERT INTO notifications_run (id, trigger_id, workflow_id, recipient_id, status, "
-                "cursor, state, created_at, updated_at) VALUES (%s, %s, %s, %s, 'running', 0, "
-                "'{}', to_timestamp(%s), to_timestamp(%s))",
+                "cursor, state, step_refs, created_at, updated_at) VALUES (%s, %s, %s, %s, "
+                "'running', 0, '{}', '[\"inbox\", \"mail\"]', to_timestamp(%s), "
+                "to_timestamp(%s))",
                 [run_id, trigger_id, workflow.pk, recipient_id, now, now])
             cur.execute(
                 "INSERT INTO notifications_steplog (run_id, step_ref, event, detail, created_at) "
@@ -165,9 +167,9 @@ def main() -> None:
                 cur.execute(
                     "INSERT INTO notifications_message (id, run_id, step_ref, recipient_id, "
                     "workflow_id, channel, status, \"to\", content, provider, "
-                    "provider_message_id, attempts, error, created_at, updated_at) VALUES (%s, "
-                    "%s, %s, %s, %s, %s, %s, '', %s, '', '', 0, '', to_timestamp(%s), "
-                    "to_timestamp(%s))",
+                    "provider_message_id, attempts, error, cost_currency, created_at, updated_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, '', '', 0, '', '', "
+                    "to_timestamp(%s), to_timestamp(%s))",
                     [message_id, run_id, ref, recipient_id, workflow.pk, channel, status,
                      '{"body": "Hi"}', now, now])
                 cur.execute(

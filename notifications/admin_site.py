@@ -2,7 +2,7 @@
 page that is a dashboard of today (notifications/dashboard.py).
 
 Ledgers and internals (idempotency records, step logs, template versions, delivery attempts,
-audit entries, the outbox) are left out of the navigation: the pages that own them link to them
+the outbox) are left out of the navigation: the pages that own them link to them
 (a run's timeline, a message's attempts, a template's versions). Each app's own index
 (/admin/<app>/) still lists every model it registers.
 
@@ -26,7 +26,8 @@ TASKS: list[tuple[str, list]] = [
     ("Activity", [("Search", "admin-find", None),
                   "notifications.run", "notifications.message",
                   ("Analytics", "analytics.hourlyrollup")]),
-    ("Settings", ["notifications.apikey", "auth.user", "auth.group"]),
+    ("Settings", ["notifications.apikey", "auth.user", "auth.group",
+                  ("Audit log", "auditlog.logentry")]),
 ]
 
 

@@ -3,7 +3,12 @@ messages with their delivery attempts), messages with their status events, deliv
 step logs and idempotency records."""
 
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.views.decorators.http import require_POST
 
 from clarion.admin import (
     EMPTY,
@@ -229,6 +234,42 @@ class MessageAdmin(LedgerAdmin):
 
     def has_resend_permission(self, request):
         return request.user.has_perm("notifications.resend_message")
+
+    def get_fields(self, request, obj=None):
+        fields = super().get_fields(request, obj)
+        if (obj is not None and obj.status in services.RESENDABLE
+                and self.has_resend_permission(request)):
+            return ("resend_button", *fields)
+        return fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return ("resend_button", *super().get_readonly_fields(request, obj))
+
+    @admin.display(description="resend")
+    def resend_button(self, obj):
+        return format_html(
+            '<button type="submit" class="button" formaction="{}" formmethod="post" '
+            'id="clarion-resend">Resend this message</button>',
+            reverse("admin:notifications_message_resend", args=[obj.pk]))
+
+    def get_urls(self):
+        return [path("<path:object_id>/resend/",
+                     self.admin_site.admin_view(require_POST(self.resend_view)),
+                     name="notifications_message_resend"),
+                *super().get_urls()]
+
+    def resend_view(self, request, object_id):
+        """POST: resend this failed message (the button on its page), then show it again."""
+        message = self.get_object(request, unquote(object_id))
+        if message is None or not self.has_resend_permission(request):
+            raise PermissionDenied
+        if services.message_resend(message=message):
+            self.message_user(request, "Queued the message to be sent again.", messages.SUCCESS)
+        else:
+            self.message_user(request, "Only a failed or undeliverable message is resent: this "
+                              f"one is {message.get_status_display().lower()}.", messages.WARNING)
+        return HttpResponseRedirect(reverse("admin:notifications_message_change",
+                                            args=[message.pk]))
 
     @admin.action(description="Resend the selected failed messages", permissions=["resend"])
     def resend(self, request, queryset):

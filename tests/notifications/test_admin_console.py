@@ -229,3 +229,30 @@ def test_support_resends_a_failed_message_once(client, sent, run_tasks, smtp):
 def test_an_editor_has_no_resend_action(client, sent):
     member(client, EDITOR)
     assert client.get(reverse("admin:notifications_message_changelist")).status_code == 403
+
+
+def test_support_resends_from_the_failed_messages_page(client, sent, run_tasks, smtp):
+    member(client, SUPPORT)
+    failed = sent[0]
+    Message.objects.filter(pk=failed.pk).update(status=Message.Status.FAILED, error="421")
+    page = client.get(reverse("admin:notifications_message_change", args=[failed.pk]))
+    resend = reverse("admin:notifications_message_resend", args=[failed.pk])
+    assert f'formaction="{resend}"' in page.content.decode()
+    assert 'id="clarion-resend"' not in client.get(reverse(
+        "admin:notifications_message_change", args=[sent[1].pk])).content.decode()
+    response = client.post(resend, follow=True)
+    assert "Queued the message to be sent again." in response.content.decode()
+    run_tasks()
+    assert len(smtp.wait_for(4)) == 4
+    failed.refresh_from_db()
+    assert failed.status == Message.Status.SENT
+    again = client.post(resend, follow=True).content.decode()
+    assert "Only a failed or undeliverable message is resent: this one is sent." in again
+
+
+def test_an_editor_cannot_resend(client, sent):
+    member(client, EDITOR)
+    Message.objects.filter(pk=sent[0].pk).update(status=Message.Status.FAILED)
+    resend = reverse("admin:notifications_message_resend", args=[sent[0].pk])
+    assert client.post(resend).status_code == 403
+    assert Message.objects.get(pk=sent[0].pk).status == Message.Status.FAILED

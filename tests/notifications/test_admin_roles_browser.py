@@ -1,5 +1,6 @@
 """In chromium, the roles at work: an Editor drafts a template but cannot publish it; Support
-searches, reads a run's timeline and the workflow, and cannot edit the workflow."""
+searches, reads a run's timeline and the workflow, cannot edit the workflow, and resends a
+failed message."""
 
 import pytest
 from django.contrib.auth.models import Group, User
@@ -37,6 +38,8 @@ def test_an_editor_cannot_publish_and_support_cannot_edit(request, live_server, 
     for name, role in (("eve", EDITOR), ("sam", SUPPORT)):
         user = User.objects.create_user(name, f"{name}@example.com", "s3cret-pass", is_staff=True)
         user.groups.add(Group.objects.get(name=role))
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED,
+                                                 error="421 try again later")
     page = request.getfixturevalue("page")  # after the deliveries: Playwright's loop
 
     # The Editor: the home page is by task; the template page saves drafts only.
@@ -74,3 +77,10 @@ def test_an_editor_cannot_publish_and_support_cannot_edit(request, live_server, 
         form={"name": "Hacked", "csrfmiddlewaretoken": csrf})
     assert response.status == 403 and "CSRF" not in response.text()
     assert Workflow.objects.get(pk=workflow.pk).name == "Order"
+
+    # …and resends the failed message from the home page's latest failures.
+    page.goto(f"{live_server.url}/admin/")
+    page.locator("#clarion-failures a").first.click()
+    page.click("#clarion-resend")
+    page.get_by_text("Queued the message to be sent again.").wait_for()
+    assert Message.objects.get(pk=message.pk).status == Message.Status.QUEUED

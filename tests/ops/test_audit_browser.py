@@ -26,7 +26,7 @@ def test_the_audit_log_filtered_by_api_key_shows_a_masked_credential_change(
     page.fill("input[name=username]", "ops")
     page.fill("input[name=password]", "s3cret-pass")
     page.click("input[type=submit]")
-    page.get_by_role("link", name="Log entries").click()
+    page.locator("#settings-logentry").get_by_role("link", name="Audit log").click()
     page.locator("#changelist-filter").get_by_role("link", name=str(key)).click()
     rows = page.locator("#result_list tbody tr")
     rows.filter(has_text="sms-main").wait_for()
