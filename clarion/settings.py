@@ -75,6 +75,7 @@ INSTALLED_APPS = [
     "channels",
     "corsheaders",
     "auditlog",
+    "axes",
     "clarion",
     "notifications",
     "inbox",
@@ -99,7 +100,21 @@ MIDDLEWARE = [
     "clarion.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: answers a locked-out admin login (clarion/login_throttle.py).
+    "axes.middleware.AxesMiddleware",
 ]
+
+AUTHENTICATION_BACKENDS = [
+    "clarion.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# The admin login: after AXES_FAILURE_LIMIT failures for one username from one address, that
+# pair is locked out for AXES_COOLOFF_TIME (hours); a success resets the count.
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_TIME", "0.25"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_VERBOSE = False  # nothing on stdout (`manage.py mcp` speaks MCP on it)
 
 ROOT_URLCONF = "clarion.urls"
 ASGI_APPLICATION = "clarion.asgi.application"

@@ -3,6 +3,7 @@ branch, a step's form checks its parent, branch and a branch step's branches as 
 a run that took a branch shows it on its page."""
 
 import json
+import re
 from datetime import UTC, datetime
 from html import unescape
 
@@ -41,17 +42,18 @@ def post_data(workflow, **fields) -> dict:
     return data | fields
 
 
-def test_the_workflow_page_lists_nested_steps_with_their_parent_and_branch(admin_client, nudge):
+def test_the_workflow_page_lists_nested_steps_inside_their_branch(admin_client, nudge):
+    """The workflow page (the builder) shows each nested step's fields inside its branch, and
+    the branch's own fields (its name) beside them."""
     response = admin_client.get(url(Workflow, "change", nudge.pk))
     assert response.status_code == 200
-    forms = response.context["inline_admin_formsets"][0].formset.forms
-    rows = {form.instance.ref: (form.instance.parent and form.instance.parent.ref,
-                                form.instance.branch) for form in forms}
-    assert rows == {"inbox": (None, ""), "by-plan": (None, ""),
-                    "pro-hello": ("by-plan", "pro"), "pause": ("by-plan", "default")}
-    # The parent choices are the workflow's branch steps only.
-    parent_choices = [label for value, label in forms[0].fields["parent"].choices if value]
-    assert parent_choices == ["nudge/by-plan"]
+    html = response.content.decode()
+    refs = dict((value, name) for name, value in re.findall(
+        r'name="(steps-[^"]*ref)" value="([^"]+)"', html))
+    assert refs == {"inbox": "steps-0-ref", "by-plan": "steps-1-ref",
+                    "pro-hello": "steps-1-branches-0-steps-0-ref",
+                    "pause": "steps-1-default-steps-0-ref"}
+    assert 'name="steps-1-branches-0-name" value="pro"' in html
 
 
 def test_the_step_list_and_a_nested_steps_page_load(admin_client, nudge):
