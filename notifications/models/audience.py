@@ -1,0 +1,174 @@
+"""Who is notified, and on whose behalf: tenants, API keys, recipients, their channel data, topics
+and subscriptions."""
+
+
+from django.db import models
+from django.db.models.functions import Upper
+
+from ..addresses import validate_display_name, validate_email_address
+from .base import (
+    RECIPIENT_ID_MAX_LENGTH,
+    Channel,
+    color_validator,
+    key_validator,
+    validate_recipient_id,
+)
+
+
+class Tenant(models.Model):
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    # The From display name when sender_name is blank.
+    name = models.CharField(max_length=200, validators=[validate_display_name])
+    logo_url = models.URLField(blank=True)
+    primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5",
+                                     validators=[color_validator])
+    sender_name = models.CharField(max_length=200, blank=True,
+                                   validators=[validate_display_name])
+    sender_email = models.EmailField(blank=True, validators=[validate_email_address])
+    footer = models.TextField(
+        blank=True, help_text="Shown at the bottom of every email: address, legal line…"
+    )
+    settings = models.JSONField(default=dict, blank=True)
+    retention_days = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Days its runs, messages, attempts, events and inbox items are kept; empty: "
+                  "the global CLARION_RETENTION_DAYS; 0: forever.")
+    # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
+    # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
+    inbox_secrets_encrypted = models.TextField(blank=True, editable=False)
+    inbox_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    inbox_previous_secret_expires_at = models.DateTimeField(
+        null=True, blank=True, editable=False,
+        help_text="Until then, HMACs made with the previous inbox secret are still accepted.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.name or self.key
+
+    @property
+    def inbox_secrets(self) -> dict:
+        """{"current": str, "previous": str | None}, decrypted; {} before the first one.
+        ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
+        from .crypto import decrypt_json
+
+        return decrypt_json(self.inbox_secrets_encrypted)
+
+
+class ApiKey(models.Model):
+    """A server API key. The secret is shown once; only its SHA-256 hash is stored."""
+
+    name = models.CharField(max_length=200)
+    prefix = models.CharField(max_length=32, unique=True, help_text="Shown to tell keys apart.")
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
+    scopes = models.JSONField(default=list, blank=True)
+    tenant = models.ForeignKey(
+        Tenant,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="api_keys",
+        help_text="When set, the key sees and triggers only for this tenant.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "API key"
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+
+class Recipient(models.Model):
+    """A person (or anything) that receives notifications, known by the app's own id."""
+
+    external_id = models.CharField(
+        "id", max_length=RECIPIENT_ID_MAX_LENGTH, unique=True, validators=[validate_recipient_id],
+        help_text="The id your application uses: any text of 1 to 255 characters but \".\" and "
+                  "\"..\", without control characters.",
+    )
+    name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
+    email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])
+    phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +15550001111")
+    locale = models.CharField(max_length=35, blank=True)
+    timezone = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+        indexes = [
+            # The admin's Find box: a recipient by email address, in any case.
+            models.Index(Upper("email"), name="recipient_email_idx"),
+        ]
+
+    def __str__(self):
+        return self.external_id
+
+
+class ChannelData(models.Model):
+    """Per recipient and channel (and optionally provider kind): push tokens, chat webhook URLs…"""
+
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="channel_data")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    provider_kind = models.CharField(
+        max_length=64, blank=True,
+        help_text="Only for providers of this kind (fcm, apns…); blank: for any of the channel.")
+    data = models.JSONField(default=dict, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "channel data"
+        verbose_name_plural = "channel data"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["recipient", "channel", "provider_kind"], name="channeldata_unique"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.recipient} · {self.channel}"
+
+
+class Topic(models.Model):
+    """A named audience: triggering a workflow for `{"topic": key}` fans out to its subscribers."""
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    name = models.CharField(max_length=200, blank=True)
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="topics"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self):
+        return self.key
+
+
+class Subscription(models.Model):
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    recipient = models.ForeignKey(
+        Recipient, on_delete=models.CASCADE, related_name="subscriptions"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["topic", "recipient"], name="subscription_unique")
+        ]
+
+    def __str__(self):
+        return f"{self.recipient} → {self.topic}"

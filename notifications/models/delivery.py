@@ -1,0 +1,261 @@
+"""Messages and their delivery: provider configurations, delivery attempts, provider status events,
+and the counters of throttles and rate limits."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from .audience import Recipient, Tenant
+from .base import Channel, key_validator
+from .runs import Run
+from .workflows import Step, TemplateVersion, Workflow
+
+
+class Message(models.Model):
+    """One channel step for one recipient. Keyed by (run, step, channel): the idempotency
+    record (a channel step sends on its one channel; a route step once per channel)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Complained (marked as spam)"
+        BOUNCED = "bounced", "Bounced"
+        FAILED = "failed", "Failed"
+        UNDELIVERABLE = "undeliverable", "Undeliverable"
+        SUPPRESSED = "suppressed", "Suppressed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    step = models.ForeignKey(
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+    )
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="messages")
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="messages")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+    )
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    to = models.CharField(max_length=320, blank=True, help_text="Address it was sent to.")
+    content = models.JSONField(default=dict, blank=True, help_text="Rendered fields.")
+    template_version = models.ForeignKey(
+        TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    provider = models.CharField(max_length=128, blank=True)
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    estimated_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="What the send that succeeded is estimated to cost (its provider's cost "
+        "options), in cost_currency; null: not sent, or the provider has no price.")
+    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    seen_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField(null=True, blank=True)
+    # Set from provider status events (notifications/delivery/status.py), first time only.
+    opened_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        permissions = [("resend_message", "Can resend a failed message")]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref", "channel"],
+                                    name="message_once_per_step_channel")
+        ]
+        indexes = [
+            models.Index(
+                fields=["status", "next_attempt_at"],
+                condition=Q(status__in=["queued", "sending"]),
+                name="message_pending_idx",
+            ),
+            models.Index(fields=["recipient", "-created_at"], name="message_recipient_idx"),
+            # The message log (GET /api/v1/messages): newest first, keyset on (created_at, id),
+            # for everyone or one tenant.
+            models.Index(fields=["-created_at", "-id"], name="message_log_idx"),
+            models.Index(fields=["tenant", "-created_at", "-id"], name="message_log_tenant_idx"),
+        ]
+
+    def __str__(self):
+        # The recipient's own id, never the row's primary key (the admin titles pages with it).
+        return f"{self.channel} to {self.to or self.recipient.external_id} ({self.status})"
+
+
+class ProviderConfig(models.Model):
+    """One provider account for one channel: kind, encrypted credentials, priority, tenant.
+
+    A channel's providers are tried in order: the message's tenant's own first, then the global
+    ones (no tenant), each group by `priority` (lower first). The circuit-breaker columns are
+    shared by every worker process (see notifications/providers/breaker.py).
+    """
+
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           help_text="The provider key: how messages, callbacks and the API "
+                                     "name this provider.")
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    kind = models.CharField(max_length=64, help_text="The provider kind: which service it is "
+                                                     "(twilio, vonage, slack_webhook, smtp…).")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="providers",
+        help_text="When set, used only for this tenant's messages (before the global ones).",
+    )
+    priority = models.PositiveSmallIntegerField(default=1, help_text="Lower is tried first.")
+    active = models.BooleanField(default=True)
+    credentials_encrypted = models.TextField(blank=True, editable=False)
+    options = models.JSONField(default=dict, blank=True, help_text='e.g. {"base_url": "…"}')
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
+    circuit_open_until = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "provider"
+        ordering = ["channel", "priority", "key"]
+        indexes = [
+            models.Index(fields=["channel", "active", "priority"], name="providerconfig_pick_idx")
+        ]
+
+    def __str__(self):
+        return f"{self.key} ({self.channel}/{self.kind})"
+
+    @property
+    def credentials(self) -> dict:
+        from .crypto import decrypt_json
+
+        return decrypt_json(self.credentials_encrypted)
+
+    @credentials.setter
+    def credentials(self, value: dict) -> None:
+        from .crypto import encrypt_json
+
+        self.credentials_encrypted = encrypt_json(dict(value or {}))
+
+
+class DeliveryAttempt(models.Model):
+    """One provider call, written before it starts and completed after it returns."""
+
+    class Outcome(models.TextChoices):
+        STARTED = "started", "Started"
+        SUCCEEDED = "succeeded", "Succeeded"
+        TRANSIENT_ERROR = "transient_error", "Transient error"
+        PERMANENT_ERROR = "permanent_error", "Permanent error"
+        UNKNOWN = "unknown", "Unknown (worker stopped)"
+        # The provider accepted the message, then its status callback said the carrier did not
+        # deliver it (written when Clarion fails over to the next provider because of it).
+        CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    provider = models.CharField(
+        max_length=128, help_text="The provider key: a configured provider's, or a built-in "
+        "default's (smtp, webhook).")
+    provider_kind = models.CharField(max_length=64, blank=True,
+                                     help_text="The provider kind: twilio, postmark, fcm…")
+    started_at = models.DateTimeField()
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.STARTED)
+    request = models.JSONField(default=dict, blank=True, help_text="Redacted.")
+    response = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    estimated_cost = models.DecimalField(
+        max_digits=14, decimal_places=6, null=True, blank=True,
+        help_text="For a succeeded call: the provider's price for it (its cost options: per "
+        "message, per SMS segment, per country), in cost_currency. Null: no price set.")
+    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
+
+    class Meta:
+        ordering = ["message", "started_at", "id"]
+        # /metrics: the provider calls started in its window.
+        indexes = [models.Index(fields=["started_at"], name="deliveryattempt_started_idx")]
+
+    def __str__(self):
+        return f"{self.provider} {self.outcome}"
+
+
+class MessageEvent(models.Model):
+    """One delivery-status event a provider reported about a message (anymail tracking, Twilio
+    and Vonage callbacks), normalised to `kind`, with the provider's raw payload beside it."""
+
+    class Kind(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENT = "sent", "Sent"
+        DEFERRED = "deferred", "Deferred"
+        DELIVERED = "delivered", "Delivered"
+        OPENED = "opened", "Opened"
+        CLICKED = "clicked", "Clicked"
+        COMPLAINED = "complained", "Complained"
+        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
+        BOUNCED = "bounced", "Bounced"
+        REJECTED = "rejected", "Rejected"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Unknown"
+
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    provider_kind = models.CharField(max_length=64,
+                                     help_text="The provider kind that reported it: twilio…")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    provider_message_id = models.CharField(max_length=255, blank=True)
+    event_id = models.CharField(
+        max_length=255, help_text="The provider's id for the event, else a digest of its payload."
+    )
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+    description = models.TextField(blank=True)
+    raw = models.JSONField(default=dict, blank=True, help_text="The provider's payload as sent.")
+
+    class Meta:
+        ordering = ["message", "occurred_at", "id"]
+        constraints = [
+            # A provider that re-sends an event (its retry after a timeout) adds nothing.
+            models.UniqueConstraint(fields=["provider_kind", "event_id"],
+                                    name="messageevent_once")
+        ]
+
+    def __str__(self):
+        return f"{self.provider_kind} {self.kind}"
+
+
+class ThrottleCounter(models.Model):
+    """The runs a throttle step let through for one bucket (workflow, step, recipient, tenant and
+    the step's key value, hashed into `key`) within its window: their times, oldest first. The
+    row is locked while a run is counted, so every process counts against the same list."""
+
+    key = models.CharField(max_length=64, unique=True)
+    passed = models.JSONField(default=list, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self):
+        return self.key
+
+
+class RateLimitCounter(models.Model):
+    """Calls counted against one rate limit (`key`, e.g. "api-trigger:<api key id>" or
+    "sms:<phone>") in one fixed window. In the database so that every web and worker process
+    counts together; a key keeps only its current window's row."""
+
+    key = models.CharField(max_length=200)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "window_start"], name="rate_limit_window")
+        ]
+
+    def __str__(self):
+        return f"{self.key} {self.window_start:%Y-%m-%d %H:%M:%S}: {self.count}"

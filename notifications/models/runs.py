@@ -1,0 +1,313 @@
+"""What happened: triggers, runs and their timeline (step logs), idempotency records, digest
+batches and approvals."""
+
+import uuid
+
+from django.db import models
+from django.db.models import Q
+
+from .audience import ApiKey, Recipient, Tenant
+from .workflows import Workflow
+
+
+class Trigger(models.Model):
+    """One API call: the workflow, the audience and the data it was given."""
+
+    class Fanout(models.TextChoices):
+        DONE = "done", "Done"
+        PENDING = "pending", "Pending"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="triggers")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="triggers"
+    )
+    api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="triggers"
+    )
+    actor = models.JSONField(null=True, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    recipients = models.JSONField(default=list, blank=True)
+    cancellation_key = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(
+        max_length=255, blank=True,
+        help_text="The request's Idempotency-Key, if it sent one (kept after the 24-hour replay "
+                  "record expires, so support can find the trigger by it).")
+    fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
+    recipients_total = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="How many recipients the trigger reaches: direct ones, plus topic subscribers "
+                  "counted when the fan-out starts (the actor left out). Empty until then.",
+    )
+    runs_created = models.PositiveIntegerField(default=0, help_text="Runs created so far.")
+    fanout_after = models.BigIntegerField(
+        default=0, help_text="The fan-out's keyset cursor: subscribers up to this recipient "
+                             "primary key have their runs.",
+    )
+    fanout_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the fan-out last made progress (the sweeper "
+                                         "resumes one that stalled).",
+    )
+    cancelled_at = models.DateTimeField(
+        null=True, blank=True, help_text="Cancelled for everyone: a pending fan-out stops."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["workflow", "cancellation_key"],
+                condition=~Q(cancellation_key=""),
+                name="trigger_cancellation_idx",
+            ),
+            models.Index(
+                fields=["idempotency_key"],
+                condition=~Q(idempotency_key=""),
+                name="trigger_idempotency_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return str(self.id)
+
+
+class Run(models.Model):
+    """One recipient's pass through one workflow."""
+
+    class Status(models.TextChoices):
+        RUNNING = "running", "Running"
+        WAITING = "waiting", "Waiting"
+        COMPLETED = "completed", "Completed"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs")
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="runs")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
+    cursor = models.PositiveIntegerField(default=0, help_text="Index of the next step.")
+    wake_at = models.DateTimeField(null=True, blank=True)
+    step_refs = models.JSONField(
+        default=list, blank=True,
+        help_text="While the run waits: the refs of the workflow's steps, in order, when it began "
+                  "waiting (the cursor indexes them), so it resumes at the right step however "
+                  "the workflow is edited meanwhile. Empty otherwise.",
+    )
+    state = models.JSONField(default=dict, blank=True, help_text="Step outputs.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["trigger", "recipient"], name="run_once_per_recipient")
+        ]
+        indexes = [
+            # The sweeper: waiting runs that are due, running runs that stalled.
+            models.Index(
+                fields=["status", "wake_at"],
+                condition=Q(status__in=["running", "waiting"]),
+                name="run_active_idx",
+            ),
+            models.Index(fields=["recipient", "-created_at"], name="run_recipient_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.workflow.key} → {self.recipient.external_id}"
+
+
+class StepLog(models.Model):
+    """One decision on a run: the admin shows these as the run's timeline."""
+
+    class Event(models.TextChoices):
+        TRIGGERED = "triggered", "Triggered"
+        STARTED = "started", "Started"
+        SKIPPED = "skipped", "Skipped"
+        CONDITION_FALSE = "condition_false", "Condition false"
+        OPTED_OUT = "opted_out", "Opted out"
+        QUIET_HOURS = "quiet_hours", "Quiet hours"
+        DELAYED = "delayed", "Delayed"
+        RESUMED = "resumed", "Resumed"
+        BATCHED = "batched", "Joined a digest"
+        DIGESTED = "digested", "Digested"
+        QUEUED = "queued", "Queued"
+        RETRYING = "retrying", "Retrying"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        RATE_LIMITED = "rate_limited", "Rate limited"
+        THROTTLED = "throttled", "Throttled"
+        BRANCHED = "branched", "Branch taken"
+        PASSED = "passed", "Passed"
+        SEND_WINDOW = "send_window", "Outside the send window"
+        SUCCEEDED = "succeeded", "Success reached"  # a route: a channel reached its success
+        EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
+        CANCELLED = "cancelled", "Cancelled"
+        COMPLETED = "completed", "Completed"
+        ASKED = "asked", "Approval asked"
+        ANSWERED = "answered", "Approval answered"
+        EXPIRED = "expired", "Approval expired"
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs")
+    step_ref = models.CharField(max_length=64, blank=True)
+    event = models.CharField(max_length=32, choices=Event.choices)
+    detail = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "id"]
+        verbose_name = "step log"
+
+    def __str__(self):
+        return f"{self.step_ref or '-'} {self.event}"
+
+
+class IdempotencyRecord(models.Model):
+    """The first response to a request carrying an `Idempotency-Key`, kept 24 hours."""
+
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_unique")
+        ]
+
+    def __str__(self):
+        return self.key
+
+    @property
+    def in_progress(self) -> bool:
+        return self.response_status is None
+
+
+class DigestBatch(models.Model):
+    """The events one digest step gathers for one recipient, tenant and key value while its
+    window is open (notifications/engine/digest.py). At most one open batch per `key`: the
+    database refuses a second (digestbatch_one_open), so concurrent runs join the same one."""
+
+    class Status(models.TextChoices):
+        OPEN = "open", "Open"
+        CLOSED = "closed", "Closed"
+
+    class CloseReason(models.TextChoices):
+        WINDOW = "window", "Its window ended"
+        MAX_EVENTS = "max_events", "It reached max_events"
+        CANCELLED = "cancelled", "Every run in it was cancelled"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE,
+                                 related_name="digest_batches")
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE,
+                                  related_name="digest_batches")
+    tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
+                               related_name="digest_batches")
+    key = models.CharField(max_length=64, help_text="SHA-256 of (workflow, step, recipient, "
+                                                    "tenant, key value).")
+    key_value = models.JSONField(null=True, blank=True,
+                                 help_text="The value at the step's `key` path.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    opened_at = models.DateTimeField()
+    closes_at = models.DateTimeField(help_text="When its window ends.")
+    closed_at = models.DateTimeField(null=True, blank=True)
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
+    event_count = models.PositiveIntegerField(default=0)
+    carrier = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL,
+                                related_name="+", help_text="The run that goes on with it.")
+
+    class Meta:
+        ordering = ["-opened_at"]
+        verbose_name_plural = "digest batches"
+        constraints = [
+            models.UniqueConstraint(fields=["key"], condition=Q(status="open"),
+                                    name="digestbatch_one_open"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_ref} batch {self.id}"
+
+
+class DigestEvent(models.Model):
+    """One run's event in a digest batch: the trigger's data and actor, and what became of it
+    when the batch closed."""
+
+    class Outcome(models.TextChoices):
+        PENDING = "", "Waiting for the batch to close"
+        INCLUDED = "included", "In the digest"
+        SENT_AT_ONCE = "sent_at_once", "Sent at once (first_at_once)"
+        CANCELLED = "cancelled", "Left out: its run was cancelled"
+        READ = "read", "Left out: read in-app before the window closed"
+
+    batch = models.ForeignKey(DigestBatch, on_delete=models.CASCADE, related_name="events")
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="digest_events")
+    step_ref = models.CharField(max_length=64)
+    data = models.JSONField(default=dict, blank=True)
+    actor = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(help_text="When its trigger was made.")
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+
+    class Meta:
+        ordering = ["batch", "at", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref"], name="digestevent_once"),
+        ]
+        indexes = [models.Index(fields=["batch", "at"], name="digestevent_batch_at")]
+
+    def __str__(self):
+        return f"{self.step_ref} event of run {self.run_id}"
+
+
+class Approval(models.Model):
+    """A question an `approval` step put to one person (or the `request_approval` tool), and its
+    answer. The first answer from any channel wins: the row moves from `pending` once, by a
+    conditional UPDATE; a later answer finds it answered. Unanswered at `expires_at`, it expires
+    with the step's default decision."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Waiting for an answer"
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+        EXPIRED = "expired", "Expired (no answer in time)"
+
+    class Decision(models.TextChoices):
+        APPROVED = "approved", "Approved"
+        REJECTED = "rejected", "Rejected"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
+    step_ref = models.CharField(max_length=64)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="approvals")
+    tenant = models.ForeignKey(
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="approvals"
+    )
+    question = models.TextField()
+    details = models.TextField(blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    decision = models.CharField(
+        max_length=16, choices=Decision.choices, blank=True,
+        help_text="What the run goes on with: the answer, or the default once expired.")
+    default_decision = models.CharField(max_length=16, choices=Decision.choices,
+                                        default=Decision.REJECTED)
+    expires_at = models.DateTimeField()
+    answered_at = models.DateTimeField(null=True, blank=True)
+    answered_via = models.CharField(max_length=16, blank=True,
+                                    help_text="email, in_app, chat (Slack) or api.")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["run", "step_ref"], name="approval_once_per_step"),
+        ]
+
+    def __str__(self):
+        return f"{self.step_ref} of run {self.run_id}: {self.status}"
