@@ -67,7 +67,9 @@ def drain(label: str, workers: int, n: int, started, done, log_dir: Path) -> flo
                 time.sleep(0.02)
             return n / max(now - start, 1e-6)
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
+            # SIGTERM to the cluster alone: it stops its workers (a signal to the whole group
+            # kills them under it, and the cluster then waits for them forever).
+            process.terminate()
             try:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
