@@ -53,7 +53,7 @@ class Tenant(models.Model):
     def inbox_secrets(self) -> dict:
         """{"current": str, "previous": str | None}, decrypted; {} before the first one.
         ValueError if CLARION_ENCRYPTION_KEY cannot open it."""
-        from .crypto import decrypt_json
+        from ..crypto import decrypt_json
 
         return decrypt_json(self.inbox_secrets_encrypted)
 

@@ -135,13 +135,13 @@ class ProviderConfig(models.Model):
 
     @property
     def credentials(self) -> dict:
-        from .crypto import decrypt_json
+        from ..crypto import decrypt_json
 
         return decrypt_json(self.credentials_encrypted)
 
     @credentials.setter
     def credentials(self, value: dict) -> None:
-        from .crypto import encrypt_json
+        from ..crypto import encrypt_json
 
         self.credentials_encrypted = encrypt_json(dict(value or {}))
 
