@@ -5,11 +5,18 @@ from datetime import UTC, datetime, timedelta
 from django.contrib import admin
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 
-from .charts import line_chart
+from .charts import METRIC_LABELS, line_chart
 from .models import HourlyRollup
 from .rollups import rollup_fold_all
 from .selectors import DIMENSIONS, rollup_report
+
+DIMENSION_LABELS = {"workflow": pgettext_lazy("dimension", "workflow"),
+                    "channel": pgettext_lazy("dimension", "channel"),
+                    "tenant": pgettext_lazy("dimension", "tenant"),
+                    "provider": pgettext_lazy("dimension", "provider")}
 
 
 def _day(text: str | None, default: datetime) -> datetime:
@@ -44,13 +51,16 @@ class AnalyticsAdmin(admin.ModelAdmin):
         label = "%m-%d" if report["daily"] else "%d %Hh"
         context = {
             **self.admin_site.each_context(request),
-            "title": "Analytics", "opts": self.model._meta, "report": report, "by": by,
-            "dimensions": DIMENSIONS, "filters": filters,
+            "title": _("Analytics"), "opts": self.model._meta, "report": report, "by": by,
+            "by_label": DIMENSION_LABELS[by], "metric": METRIC_LABELS,
+            "dimensions": [(name, DIMENSION_LABELS[name]) for name in DIMENSIONS],
+            "filters": filters,
             "start": start.date().isoformat(), "end": (end - timedelta(days=1)).date().isoformat(),
             "volume_chart": line_chart(report["series"], ("sent", "delivered", "failed", "read"),
-                                       label_format=label, title="Messages"),
+                                       label_format=label, title=_("Messages")),
             "suppressed_chart": line_chart(report["series"], ("triggered", "suppressed"),
-                                           label_format=label, title="Runs and suppressions"),
+                                           label_format=label,
+                                           title=_("Runs and suppressions")),
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/analytics/dashboard.html", context)

@@ -2,17 +2,26 @@
 
 from django.utils.html import escape, format_html
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext, pgettext_lazy
 
 WIDTH, HEIGHT, PAD = 720, 220, 36
 COLORS = {"sent": "#2563eb", "delivered": "#16a34a", "failed": "#dc2626", "read": "#9333ea",
           "suppressed": "#d97706", "triggered": "#64748b", "clicked": "#0891b2"}
+# The metrics' names as the analytics page shows them, in the admin's language.
+METRIC_LABELS = {
+    "triggered": pgettext_lazy("metric", "triggered"), "sent": pgettext_lazy("metric", "sent"),
+    "delivered": pgettext_lazy("metric", "delivered"), "failed": pgettext_lazy("metric", "failed"),
+    "bounced": pgettext_lazy("metric", "bounced"),
+    "suppressed": pgettext_lazy("metric", "suppressed"), "seen": pgettext_lazy("metric", "seen"),
+    "read": pgettext_lazy("metric", "read"), "clicked": pgettext_lazy("metric", "clicked"),
+}
 
 
 def line_chart(series: list[tuple], metrics: tuple[str, ...], *, label_format: str,
                title: str) -> SafeString:
     """An SVG line chart of `metrics` over `series` ([(moment, {metric: value})])."""
     if not series:
-        return format_html("<p>No data.</p>")
+        return format_html("<p>{}</p>", gettext("No data."))
     top = max([1, *(point[metric] or 0 for _, point in series for metric in metrics)])
     span = max(len(series) - 1, 1)
 
@@ -42,6 +51,6 @@ def line_chart(series: list[tuple], metrics: tuple[str, ...], *, label_format: s
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" '
                      f'points="{points}" data-metric="{metric}"/>')
         parts.append(f'<text x="{PAD + offset * 90}" y="14" font-size="12" fill="{color}">'
-                     f"■ {escape(metric)}</text>")
+                     f"■ {escape(METRIC_LABELS.get(metric, metric))}</text>")
     parts.append("</svg>")
     return mark_safe("".join(parts))  # every value above is a number or escaped

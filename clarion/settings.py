@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The admin in English, French or German (clarion/locale.py); nothing else changes language.
+    "clarion.locale.AdminLocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -354,6 +356,11 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 WHITENOISE_USE_FINDERS = True
 
 LANGUAGE_CODE = "en"
+# The admin's languages (the menu in its header; Accept-Language otherwise): clarion/locale.py.
+LANGUAGES = [("en", "English"), ("fr", "Français"), ("de", "Deutsch")]
+# The project's own catalog, for the site-wide templates (templates/) and apps without a catalog
+# of their own; `make messages` extracts every app's strings, `make` compiles them.
+LOCALE_PATHS = [BASE_DIR / "clarion" / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

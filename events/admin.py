@@ -5,6 +5,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from clarion.admin import ClarionAdmin, LedgerAdmin, adopt, link, pretty_json, table, when
 
@@ -13,7 +15,7 @@ from .models import EVENT_TYPES, EventAttempt, EventDelivery, EventEndpoint
 
 
 class EventEndpointForm(forms.ModelForm):
-    url = forms.CharField(max_length=2000, help_text="https:// to a public address.")
+    url = forms.CharField(max_length=2000, help_text=gettext_lazy("https:// to a public address."))
     events = forms.MultipleChoiceField(choices=[(t, t) for t in EVENT_TYPES],
                                        widget=forms.CheckboxSelectMultiple)
 
@@ -42,26 +44,29 @@ class EventEndpointAdmin(ClarionAdmin):
                        "created_at", "updated_at")
     actions = ("enable",)
 
-    @admin.display(description="notice")
+    @admin.display(description=gettext_lazy("notice"))
     def notice(self, obj):
         if obj.active:
             return ""
-        return format_html('<strong style="color: #b91c1c">Disabled {}: {}</strong>',
-                           when(obj.disabled_at), obj.disabled_reason)
+        return format_html('<strong style="color: #b91c1c">{}</strong>',
+                           _("Disabled %(at)s: %(reason)s") % {
+                               "at": when(obj.disabled_at), "reason": obj.disabled_reason})
 
     def save_model(self, request, obj, form, change):
         endpoint, secret = services.endpoint_put(
             key=obj.key, url=obj.url, events=form.cleaned_data["events"], tenant=obj.tenant)
         adopt(obj, endpoint)
         if secret:
-            messages.success(request, f"The signing secret of event endpoint “{endpoint.key}” is "
-                             f"{secret} — copy it now: it is shown only once.")
+            messages.success(request, _(
+                "The signing secret of event endpoint “%(endpoint)s” is %(secret)s — copy it "
+                "now: it is shown only once.") % {"endpoint": endpoint.key, "secret": secret})
 
-    @admin.action(description="Enable (send their pending events)", permissions=["change"])
+    @admin.action(description=gettext_lazy("Enable (send their pending events)"),
+                  permissions=["change"])
     def enable(self, request, queryset):
         for endpoint in queryset.filter(active=False):
             services.endpoint_enable(endpoint=endpoint)
-        self.message_user(request, "Enabled.", messages.SUCCESS)
+        self.message_user(request, _("Enabled."), messages.SUCCESS)
 
 
 @admin.register(EventDelivery)
@@ -76,38 +81,45 @@ class EventDeliveryAdmin(LedgerAdmin):
     readonly_fields = fields
     actions = ("replay",)
 
-    @admin.display(description="event", ordering="event__type")
+    @admin.display(description=gettext_lazy("event"), ordering="event__type")
     def event_type(self, obj):
         return obj.event.type
 
-    @admin.display(description="event")
+    @admin.display(description=gettext_lazy("event"))
     def event_link(self, obj):
-        return f"{obj.event.type} {obj.event.webhook_id} at {when(obj.event.created_at)}"
+        return _("%(type)s %(id)s at %(at)s") % {"type": obj.event.type,
+                                                 "id": obj.event.webhook_id,
+                                                 "at": when(obj.event.created_at)}
 
-    @admin.display(description="endpoint")
+    @admin.display(description=gettext_lazy("endpoint"))
     def endpoint_link(self, obj):
         return link(obj.endpoint)
 
-    @admin.display(description="payload")
+    @admin.display(description=gettext_lazy("payload"))
     def payload(self, obj):
         return pretty_json(obj.event.payload())
 
-    @admin.display(description="attempts")
+    @admin.display(description=gettext_lazy("attempts"))
     def attempt_table(self, obj):
         rows = [(when(a.started_at), a.status_code or "—", f"{a.duration_ms} ms",
-                 "yes" if a.succeeded else "no", a.error or a.response[:300])
+                 _("yes") if a.succeeded else _("no"), a.error or a.response[:300])
                 for a in obj.delivery_attempts.all()]
-        return table(("started", "status", "duration", "succeeded", "error / response"),
+        return table((_("started"), _("status"), _("duration"), _("succeeded"),
+                      _("error / response")),
                      "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
 
     def has_replay_permission(self, request):
         return request.user.has_perm("events.change_eventdelivery")
 
-    @admin.action(description="Replay (send the event again)", permissions=["replay"])
+    @admin.action(description=gettext_lazy("Replay (send the event again)"),
+                  permissions=["replay"])
     def replay(self, request, queryset):
         for delivery in queryset.select_related("event"):
             services.delivery_replay(delivery=delivery)
-        self.message_user(request, f"{queryset.count()} event(s) queued again.", messages.SUCCESS)
+        count = queryset.count()
+        self.message_user(request, ngettext("%(count)d event queued again.",
+                                            "%(count)d events queued again.", count)
+                          % {"count": count}, messages.SUCCESS)
 
 
 @admin.register(EventAttempt)

@@ -14,27 +14,31 @@ from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
+from django.utils.translation import gettext_lazy as _
 
-# (group, [entries]): an entry is "app_label.model_name" (shown when registered and the person
+# (label, group title, [entries]): the label names the group in the page's markup whatever the
+# language; an entry is "app_label.model_name" (shown when registered and the person
 # may view it), ("Title", "app_label.model_name") to show it under another name, or
 # ("Title", url name, permission) for a page that is not a model's list.
-TASKS: list[tuple[str, list]] = [
-    ("Author", ["notifications.workflow", "notifications.template", "notifications.layout",
-                "preferences.category", "notifications.schedule"]),
-    ("Audience", ["notifications.recipient", "notifications.topic", "notifications.tenant"]),
-    ("Delivery", ["notifications.providerconfig", "events.eventendpoint"]),
-    ("Activity", [("Search", "admin-find", None),
-                  "notifications.run", "notifications.message",
-                  ("Analytics", "analytics.hourlyrollup")]),
-    ("Settings", ["notifications.apikey", "auth.user", "auth.group",
-                  ("Audit log", "auditlog.logentry")]),
+TASKS: list[tuple[str, str, list]] = [
+    ("author", _("Author"), ["notifications.workflow", "notifications.template",
+                             "notifications.layout", "preferences.category",
+                             "notifications.schedule"]),
+    ("audience", _("Audience"), ["notifications.recipient", "notifications.topic",
+                                 "notifications.tenant"]),
+    ("delivery", _("Delivery"), ["notifications.providerconfig", "events.eventendpoint"]),
+    ("activity", _("Activity"), [(_("Search"), "admin-find", None),
+                                 "notifications.run", "notifications.message",
+                                 (_("Analytics"), "analytics.hourlyrollup")]),
+    ("settings", _("Settings"), ["notifications.apikey", "auth.user", "auth.group",
+                                 (_("Audit log"), "auditlog.logentry")]),
 ]
 
 
 class ClarionAdminSite(admin.AdminSite):
     site_header = "Clarion"
     site_title = "Clarion"
-    index_title = "Today"
+    index_title = _("Today")
     index_template = "admin/clarion/index.html"
 
     def get_app_list(self, request, app_label=None):
@@ -44,7 +48,7 @@ class ClarionAdminSite(admin.AdminSite):
         by_key = {f"{app['app_label']}.{model['object_name'].lower()}": model
                   for app in self._build_app_dict(request).values() for model in app["models"]}
         groups, home = [], reverse("admin:index", current_app=self.name)
-        for title, entries in TASKS:
+        for label, title, entries in TASKS:
             models = []
             for entry in entries:
                 if isinstance(entry, str):
@@ -59,7 +63,7 @@ class ClarionAdminSite(admin.AdminSite):
                 if page and not any(m["name"] == page["name"] for m in models):
                     models.append(page)
             if models:
-                groups.append({"name": title, "app_label": title.lower(), "app_url": home,
+                groups.append({"name": title, "app_label": label, "app_url": home,
                                "has_module_perms": True, "models": models})
         return groups
 
@@ -84,7 +88,7 @@ def _page(request, title: str, url_name: str, permission: str | None) -> dict | 
         url = reverse(url_name)
     except NoReverseMatch:
         return None
-    return {"name": title, "object_name": title.replace(" ", ""), "admin_url": url,
+    return {"name": title, "object_name": url_name, "admin_url": url,
             "add_url": None, "view_only": True, "perms": {"view": True}}
 
 

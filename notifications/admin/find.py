@@ -6,17 +6,27 @@ listed; none says so. The box is in every admin page's header (templates/admin/b
 from django.contrib import admin
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 
 from clarion.admin import admin_url
 
 from .. import support
 
+KINDS = {"recipient": pgettext_lazy("find", "recipient"),
+         "trigger": pgettext_lazy("find", "trigger"),
+         "run": pgettext_lazy("find", "run"), "message": pgettext_lazy("find", "message")}
+MATCHED = {"recipient id": gettext_lazy("recipient id"), "email": gettext_lazy("email"),
+           "Idempotency-Key": "Idempotency-Key", "trigger id": gettext_lazy("trigger id"),
+           "run id": gettext_lazy("run id"), "message id": gettext_lazy("message id"),
+           "provider message id": gettext_lazy("provider message id")}
 DESCRIPTIONS = {
-    "recipient": lambda obj: f"{obj.external_id} ({obj.email or 'no email'})",
+    "recipient": lambda obj: f"{obj.external_id} ({obj.email or gettext_lazy('no email')})",
     "trigger": lambda obj: f"{obj.workflow.key}, {obj.created_at:%Y-%m-%d %H:%M:%S} UTC",
     "run": lambda obj: f"{obj.workflow.key} → {obj.recipient.external_id}: {obj.status}",
-    "message": lambda obj: f"{obj.step_ref} ({obj.channel}) to {obj.recipient.external_id}: "
-                           f"{obj.status}",
+    "message": lambda obj: _("%(step)s (%(channel)s) to %(recipient)s: %(status)s") % {
+        "step": obj.step_ref, "channel": obj.channel, "recipient": obj.recipient.external_id,
+        "status": obj.status},
 }
 
 
@@ -29,9 +39,10 @@ def find_view(request):
                                       f"{item.obj._meta.model_name}")]
     if len(found) == 1:
         return HttpResponseRedirect(admin_url(found[0].obj))
-    results = [{"kind": item.kind, "matched": item.matched, "url": admin_url(item.obj),
+    results = [{"kind": KINDS.get(item.kind, item.kind),
+                "matched": MATCHED.get(item.matched, item.matched), "url": admin_url(item.obj),
                 "id": str(item.obj.pk), "description": DESCRIPTIONS[item.kind](item.obj)}
                for item in found]
-    context = {**admin.site.each_context(request), "title": "Find a notification",
+    context = {**admin.site.each_context(request), "title": _("Find a notification"),
                "term": term, "results": results}
     return TemplateResponse(request, "admin/notifications/find.html", context)

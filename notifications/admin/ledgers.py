@@ -8,6 +8,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 from django.views.decorators.http import require_POST
 
 from clarion.admin import (
@@ -56,27 +58,29 @@ class TriggerAdmin(LedgerAdmin):
 
     recipients_json = json_display("recipients")
 
-    @admin.display(description="runs")
+    @admin.display(description=gettext_lazy("runs"))
     def runs(self, obj):
         runs = obj.runs.select_related("recipient").order_by("created_at", "id")
         total = runs.count()
         rows = table(
-            ("Run", "Recipient", "Status", "Created"),
+            (_("Run"), _("Recipient"), _("Status"), _("Created")),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((link(run, str(run.pk)), run.recipient.external_id, run.get_status_display(),
               when(run.created_at)) for run in runs[:LIST_LIMIT]),
         )
-        more = format_html('<a href="{}">All {} runs</a>', changelist_url(Run, q=str(obj.pk)),
-                           total)
+        more = format_html('<a href="{}">{}</a>', changelist_url(Run, q=str(obj.pk)),
+                           ngettext("All %(count)d run", "All %(count)d runs", total)
+                           % {"count": total})
         return format_html("{}<p>{}</p>", rows, more)
 
 
 def attempts_table(message):
     attempts = message.delivery_attempts.all()
     if not attempts:
-        return "No delivery attempts."
+        return _("No delivery attempts.")
     return table(
-        ("Provider key", "Started", "Status code", "Duration (ms)", "Outcome", "Error"),
+        (_("Provider key"), _("Started"), _("Status code"), _("Duration (ms)"), _("Outcome"),
+         _("Error")),
         "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
         ((link(attempt, attempt.provider), when(attempt.started_at),
           EMPTY if attempt.status_code is None else attempt.status_code,
@@ -117,8 +121,10 @@ def run_timeline(run):
     features add to its sources), one row each."""
     entries = support.run_timeline(run)
     return format_html(
-        '<table id="clarion-timeline"><thead><tr><th>Time</th><th>Kind</th><th>Step</th>'
-        "<th>What</th><th>Detail</th></tr></thead><tbody>{}</tbody></table>",
+        '<table id="clarion-timeline"><thead><tr><th scope="col">{}</th><th scope="col">{}</th>'
+        '<th scope="col">{}</th><th scope="col">{}</th><th scope="col">{}</th></tr></thead>'
+        "<tbody>{}</tbody></table>",
+        _("Time"), _("Kind"), _("Step"), _("What"), _("Detail"),
         format_html_join(
             "", '<tr class="clarion-{}" data-kind="{}"><td>{}</td><td>{}</td><td>{}</td>'
                 "<td>{}</td><td>{}</td></tr>",
@@ -134,22 +140,25 @@ def digest_batches(run):
     batches = (DigestBatch.objects.filter(events__run=run).distinct()
                .select_related("carrier").order_by("opened_at"))
     if not batches:
-        return "Not in a digest."
+        return _("Not in a digest.")
     parts = []
     for batch in batches:
-        closed = (f"closed {when(batch.closed_at)}: {batch.get_close_reason_display()}"
+        closed = (_("closed %(at)s: %(reason)s") % {
+                      "at": when(batch.closed_at), "reason": batch.get_close_reason_display()}
                   if batch.status == DigestBatch.Status.CLOSED
-                  else f"open, closes {when(batch.closes_at)}")
+                  else _("open, closes %(at)s") % {"at": when(batch.closes_at)})
         events = batch.events.select_related("run").order_by("at", "id")[:LIST_LIMIT]
         parts.append(format_html(
-            '<div class="clarion-digest" data-batch="{}"><p>Step <b>{}</b>, key {}: {} events, '
-            "opened {}, {}. Carried by: {}.</p>{}</div>",
-            batch.pk, batch.step_ref, as_json(batch.key_value), batch.event_count,
-            when(batch.opened_at), closed,
-            link(batch.carrier, "this run" if batch.carrier_id == run.pk else None),
-            table(("Run", "Triggered", "Event", "Data"),
+            '<div class="clarion-digest" data-batch="{}"><p>{}</p>{}</div>', batch.pk, format_html(
+                _("Step <b>{step}</b>, key {key}: {count} events, opened {opened}, {closed}. "
+                  "Carried by: {carrier}."),
+                step=batch.step_ref, key=as_json(batch.key_value), count=batch.event_count,
+                opened=when(batch.opened_at), closed=closed,
+                carrier=link(batch.carrier, _("this run") if batch.carrier_id == run.pk
+                             else None)),
+            table((_("Run"), _("Triggered"), _("Event"), _("Data")),
                   "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-                  ((link(event.run, "this run" if event.run_id == run.pk else None),
+                  ((link(event.run, _("this run") if event.run_id == run.pk else None),
                     when(event.at), event.get_outcome_display(), as_json(event.data))
                    for event in events))))
     return format_html_join("", "{}", ((part,) for part in parts))
@@ -172,14 +181,16 @@ def route_summary(run):
         sent = messages.get(ref, [])
         won = route_winner(sent, success) if success else None
         if won is not None:
-            outcome = format_html("won by <strong>{}</strong> ({} at {})",
-                                  won[0].get_channel_display(), success, when(won[1]))
+            outcome = format_html(_("won by <strong>{channel}</strong> ({state} at {at})"),
+                                  channel=won[0].get_channel_display(), state=success,
+                                  at=when(won[1]))
         else:
-            outcome = f"no channel has reached {success or 'success'} yet"
+            outcome = _("no channel has reached %(state)s yet") % {
+                "state": success or _("success")}
         rows.append((ref, outcome, ", ".join(m.channel for m in sent
                                              if m.status not in ROUTE_NOT_SENT) or EMPTY,
                      ", ".join(state.get("passed", [])) or EMPTY))
-    return table(("Route", "Winner", "Sent", "Passed over"),
+    return table((_("Route"), _("Winner"), _("Sent"), _("Passed over")),
                  "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", rows)
 
 
@@ -196,15 +207,15 @@ class RunAdmin(LedgerAdmin):
               "created_at", "updated_at", "routes", "timeline", "digests", "state_json")
     readonly_fields = fields
 
-    @admin.display(description="timeline")
+    @admin.display(description=gettext_lazy("timeline"))
     def timeline(self, obj):
         return run_timeline(support.run_for_timeline(obj.pk))
 
-    @admin.display(description="digests")
+    @admin.display(description=gettext_lazy("digests"))
     def digests(self, obj):
         return digest_batches(obj)
 
-    @admin.display(description="routes")
+    @admin.display(description=gettext_lazy("routes"))
     def routes(self, obj):
         return route_summary(obj)
 
@@ -245,12 +256,13 @@ class MessageAdmin(LedgerAdmin):
     def get_readonly_fields(self, request, obj=None):
         return ("resend_button", *super().get_readonly_fields(request, obj))
 
-    @admin.display(description="resend")
+    @admin.display(description=gettext_lazy("resend"))
     def resend_button(self, obj):
         return format_html(
             '<button type="submit" class="button" formaction="{}" formmethod="post" '
-            'id="clarion-resend">Resend this message</button>',
-            reverse("admin:notifications_message_resend", args=[obj.pk]))
+            'id="clarion-resend">{}</button>',
+            reverse("admin:notifications_message_resend", args=[obj.pk]),
+            _("Resend this message"))
 
     def get_urls(self):
         return [path("<path:object_id>/resend/",
@@ -264,14 +276,17 @@ class MessageAdmin(LedgerAdmin):
         if message is None or not self.has_resend_permission(request):
             raise PermissionDenied
         if services.message_resend(message=message):
-            self.message_user(request, "Queued the message to be sent again.", messages.SUCCESS)
+            self.message_user(request, _("Queued the message to be sent again."),
+                              messages.SUCCESS)
         else:
-            self.message_user(request, "Only a failed or undeliverable message is resent: this "
-                              f"one is {message.get_status_display().lower()}.", messages.WARNING)
+            self.message_user(request, _(
+                "Only a failed or undeliverable message is resent: this one is %(status)s.") % {
+                    "status": message.get_status_display().lower()}, messages.WARNING)
         return HttpResponseRedirect(reverse("admin:notifications_message_change",
                                             args=[message.pk]))
 
-    @admin.action(description="Resend the selected failed messages", permissions=["resend"])
+    @admin.action(description=gettext_lazy("Resend the selected failed messages"),
+                  permissions=["resend"])
     def resend(self, request, queryset):
         """Queue failed and undeliverable messages again (services.message_resend); others are
         left alone and counted."""
@@ -281,24 +296,28 @@ class MessageAdmin(LedgerAdmin):
                 resent += 1
             else:
                 skipped += 1
-        self.message_user(request, f"Queued {resent} message(s) to be sent again.",
+        self.message_user(request, ngettext("Queued %(count)d message to be sent again.",
+                                            "Queued %(count)d messages to be sent again.",
+                                            resent) % {"count": resent},
                           messages.SUCCESS if resent else messages.WARNING)
         if skipped:
-            self.message_user(request, f"Left {skipped} message(s) alone: only failed or "
-                              "undeliverable messages are resent.", messages.WARNING)
+            self.message_user(request, ngettext(
+                "Left %(count)d message alone: only failed or undeliverable messages are resent.",
+                "Left %(count)d messages alone: only failed or undeliverable messages are "
+                "resent.", skipped) % {"count": skipped}, messages.WARNING)
 
-    @admin.display(description="delivery attempts")
+    @admin.display(description=gettext_lazy("delivery attempts"))
     def delivery_attempts(self, obj):
         return attempts_table(obj)
 
-    @admin.display(description="status events")
+    @admin.display(description=gettext_lazy("status events"))
     def status_events(self, obj):
         """What the provider reported after sending (webhooks), with its raw payload."""
         events = obj.events.order_by("occurred_at", "id")
         if not events:
-            return "No status events."
+            return _("No status events.")
         return table(
-            ("Time", "Provider kind", "Event", "Description", "Payload"),
+            (_("Time"), _("Provider kind"), _("Event"), _("Description"), _("Payload")),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             ((when(event.occurred_at), event.provider_kind, event.get_kind_display(),
               event.description or EMPTY, as_json(event.raw))

@@ -11,6 +11,8 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from ..channels import PROVIDER_CHANNELS
 from ..models import Channel, ProviderConfig
@@ -77,12 +79,14 @@ class ProviderConfigForm(forms.ModelForm):
 
 class SendTestForm(forms.Form):
     to = forms.CharField(
-        max_length=4000, widget=forms.Textarea(attrs={"rows": 2}),
-        help_text="An email address, an E.164 phone number, a push token (FCM, APNs), a Web "
-                  "Push subscription's JSON (what the browser's PushSubscription.toJSON() "
-                  "returns: {\"endpoint\": …, \"keys\": {\"p256dh\": …, \"auth\": …}}), "
-                  "a chat webhook URL or channel, or a webhook URL, depending on the channel.")
-    text = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+        label=gettext_lazy("To"), max_length=4000, widget=forms.Textarea(attrs={"rows": 2}),
+        help_text=gettext_lazy(
+            "An email address, an E.164 phone number, a push token (FCM, APNs), a Web "
+            "Push subscription's JSON (what the browser's PushSubscription.toJSON() "
+            "returns: {\"endpoint\": …, \"keys\": {\"p256dh\": …, \"auth\": …}}), "
+            "a chat webhook URL or channel, or a webhook URL, depending on the channel."))
+    text = forms.CharField(label=gettext_lazy("Text"), required=False,
+                           widget=forms.Textarea(attrs={"rows": 3}))
 
 
 @admin.register(ProviderConfig)
@@ -125,21 +129,23 @@ class ProviderConfigAdmin(admin.ModelAdmin):
     @admin.display(description="")
     def send_test_link(self, obj):
         url = reverse("admin:notifications_providerconfig_send_test", args=[obj.pk])
-        return format_html('<a href="{}">Send test</a>', url)
+        return format_html('<a href="{}">{}</a>', url, _("Send test"))
 
-    @admin.action(description="Send a test message")
+    @admin.action(description=gettext_lazy("Send a test message"))
     def send_test(self, request, queryset):
         if queryset.count() != 1:
-            self.message_user(request, "Select one provider to send a test message through.",
+            self.message_user(request, _("Select one provider to send a test message through."),
                               messages.WARNING)
             return None
         return HttpResponseRedirect(
             reverse("admin:notifications_providerconfig_send_test", args=[queryset.get().pk]))
 
-    @admin.action(description="Close the circuit (forget failures)")
+    @admin.action(description=gettext_lazy("Close the circuit (forget failures)"))
     def close_circuit(self, request, queryset):
         count = queryset.update(consecutive_failures=0, circuit_open_until=None)
-        self.message_user(request, f"Closed the circuit of {count} provider(s).",
+        self.message_user(request, ngettext("Closed the circuit of %(count)d provider.",
+                                            "Closed the circuit of %(count)d providers.",
+                                            count) % {"count": count},
                           messages.SUCCESS)
 
     def get_urls(self):
@@ -163,20 +169,23 @@ class ProviderConfigAdmin(admin.ModelAdmin):
                 sent = provider_send_test(config=config, to=form.cleaned_data["to"],
                                           text=form.cleaned_data["text"])
             except ProviderError as exc:
-                kind = "transient" if exc.transient else "permanent"
-                result = {"ok": False, "text": f"Refused ({kind}): {exc}",
+                kind = _("transient") if exc.transient else _("permanent")
+                result = {"ok": False, "text": _("Refused (%(kind)s): %(error)s") % {
+                              "kind": kind, "error": exc},
                           "exchange": exc.exchange}
             except (KeyError, ValueError) as exc:
-                result = {"ok": False, "text": f"Not sent: {exc}", "exchange": None}
+                result = {"ok": False, "text": _("Not sent: %(error)s") % {"error": exc},
+                          "exchange": None}
             else:
-                result = {"ok": True, "text": f"Accepted, provider message id "
-                                              f"{sent.provider_message_id}",
+                result = {"ok": True, "text": _("Accepted, provider message id %(id)s") % {
+                              "id": sent.provider_message_id},
                           "exchange": sent.exchange}
             exchange = result.pop("exchange")
             result["exchange"] = json.dumps(exchange.__dict__, indent=2, default=str) \
                 if exchange is not None else ""
         context = {**self.admin_site.each_context(request), "opts": self.model._meta,
                    "original": config, "form": form, "result": result,
-                   "title": f"Send a test message through {config.key}"}
+                   "title": _("Send a test message through %(provider)s") % {
+                       "provider": config.key}}
         return TemplateResponse(request, "admin/notifications/providerconfig/send_test.html",
                                 context)

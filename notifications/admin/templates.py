@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from clarion.admin import (
@@ -425,7 +426,7 @@ class TemplateAdmin(ClarionAdmin):
             old, new = new, old
         context = {
             **self.admin_site.each_context(request),
-            "opts": self.opts, "original": template, "title": f"Compare versions of {template}",
+            "opts": self.opts, "original": template, "title": _("Compare versions of %(template)s") % {"template": template},
             "versions": versions, "old": old, "new": new,
             "diffs": version_diff(old, new) if old and new else [],
             "template_url": admin_url(template),

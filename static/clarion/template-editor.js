@@ -20,6 +20,15 @@
     var timer = null;
     var sequence = 0;
 
+    // A text of the page's language (the panel's data-t-* attributes, translated by the
+    // server), with {name} placeholders filled from `values`.
+    function t(name, fallback, values) {
+      var text = panel.dataset[name] || fallback;
+      return text.replace(/\{(\w+)\}/g, function (all, key) {
+        return values && key in values ? String(values[key]) : all;
+      });
+    }
+
     function csrf() {
       var input = form.querySelector("input[name=csrfmiddlewaretoken]");
       return input ? input.value : "";
@@ -58,8 +67,11 @@
         item.className = "clarion-problem clarion-" + kind;
         item.dataset.field = problem.field || "";
         if (problem.line) item.dataset.line = problem.line;
-        var where = (problem.field || "template") + (problem.line ? ", line " + problem.line : "");
-        item.textContent = (kind === "error" ? "Error" : "Warning") + " in " + where + ": " + problem.message;
+        var fieldName = problem.field || t("tTemplate", "template");
+        var where = problem.line ? t("tLine", "{field}, line {line}", {field: fieldName, line: problem.line}) : fieldName;
+        item.textContent = kind === "error"
+          ? t("tError", "Error in {where}: {message}", {where: where, message: problem.message})
+          : t("tWarning", "Warning in {where}: {message}", {where: where, message: problem.message});
         item.addEventListener("click", function () { goTo(problem.field, problem.line); });
         problems.appendChild(item);
         if (kind === "error") {
@@ -111,8 +123,9 @@
           var chat = document.getElementById("clarion-chat-frame");
           if (chat) chat.srcdoc = result.chat.html;
           var kind = document.getElementById("clarion-chat-kind");
-          if (kind) kind.textContent = {slack: "As a Slack message (Block Kit)",
-            teams: "As a Microsoft Teams card (Adaptive Card)"}[result.chat.kind] || "As a chat message (text)";
+          if (kind) kind.textContent = {slack: t("tSlack", "As a Slack message (Block Kit)"),
+            teams: t("tTeams", "As a Microsoft Teams card (Adaptive Card)")}[result.chat.kind] ||
+            t("tChat", "As a chat message (text)");
         }
         Object.keys(rendered).forEach(function (name) { setText(name, rendered[name]); });
         var raw = panel.querySelector("[data-out-all]");
@@ -120,8 +133,9 @@
       }
       var count = document.getElementById("clarion-sms-count");
       if (count && result.sms) {
-        count.textContent = result.sms.characters + " characters · " + result.sms.segments +
-          " segment" + (result.sms.segments === 1 ? "" : "s") + " (" + result.sms.encoding + ")";
+        count.textContent = result.sms.segments === 1
+          ? t("tSmsOne", "{characters} characters · 1 segment ({encoding})", result.sms)
+          : t("tSms", "{characters} characters · {segments} segments ({encoding})", result.sms);
       }
     }
 
@@ -135,12 +149,12 @@
         .then(function (pair) {
           if (mine !== sequence) return;  // a newer preview is on its way
           var body = pair[1];
-          if (!pair[0]) body = { errors: [{ field: "", message: body.detail || "Preview failed." }] };
+          if (!pair[0]) body = { errors: [{ field: "", message: body.detail || t("tPreviewFailed", "Preview failed.") }] };
           showProblems(body);
           showRendered(body);
         })
         .catch(function (err) {
-          if (mine === sequence) showProblems({ errors: [{ field: "", message: "Preview unavailable: " + err }] });
+          if (mine === sequence) showProblems({ errors: [{ field: "", message: t("tPreviewUnavailable", "Preview unavailable: {error}", {error: err}) }] });
         })
         .finally(function () { if (mine === sequence) panel.classList.remove("clarion-loading"); });
     }
@@ -184,11 +198,11 @@
       send.addEventListener("click", function () {
         var out = document.getElementById("clarion-send-test-result");
         send.disabled = true;
-        out.textContent = "Sending…";
+        out.textContent = t("tSending", "Sending…");
         fetch(panel.dataset.sendTestUrl, { method: "POST", body: payload(), credentials: "same-origin" })
           .then(function (response) { return response.json(); })
-          .then(function (body) { out.textContent = body.detail || body.error || "Done."; })
-          .catch(function (err) { out.textContent = "Test send failed: " + err; })
+          .then(function (body) { out.textContent = body.detail || body.error || t("tDone", "Done."); })
+          .catch(function (err) { out.textContent = t("tSendFailed", "Test send failed: {error}", {error: err}); })
           .finally(function () { send.disabled = false; });
       });
     }

@@ -211,8 +211,8 @@ def test_support_resends_a_failed_message_once(client, sent, run_tasks, smtp):
                                         "_selected_action": [failed.pk, delivered.pk]},
                            follow=True)
     text = response.content.decode()
-    assert "Queued 1 message(s) to be sent again." in text
-    assert "Left 1 message(s) alone" in text
+    assert "Queued 1 message to be sent again." in text
+    assert "Left 1 message alone" in text
     failed.refresh_from_db()
     assert (failed.status, failed.attempts, failed.error) == (Message.Status.QUEUED, 0, "")
     assert [args for args, _ in queued_tasks("notifications.tasks.deliver_message")] == [

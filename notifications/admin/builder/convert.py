@@ -14,6 +14,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext as _
+
 from ...engine import DURATION_UNITS
 from .declarations import KINDS, Field, Problems, StepKind
 
@@ -119,13 +121,13 @@ def parse_number(raw: str, *, integer: bool) -> int | float:
     try:
         value = float(raw)
     except ValueError:
-        raise ValueError("Enter a whole number." if integer else "Enter a number.") from None
+        raise ValueError(_("Enter a whole number.") if integer else _("Enter a number.")) from None
     if not math.isfinite(value):
-        raise ValueError("Enter a number.")
+        raise ValueError(_("Enter a number."))
     if value.is_integer():
         return int(value)
     if integer:
-        raise ValueError("Enter a whole number.")
+        raise ValueError(_("Enter a whole number."))
     return value
 
 
@@ -137,7 +139,8 @@ def field_from_form(spec: Field, node: Mapping) -> Any:
         if not amount:
             return EMPTY
         if unit not in DURATION_UNITS:
-            raise ValueError(f"Choose one of: {', '.join(DURATION_UNITS)}.")
+            raise ValueError(_("Choose one of: %(choices)s.") % {
+                "choices": ", ".join(DURATION_UNITS)})
         return {unit: parse_number(amount, integer=False)}
     if spec.kind == "checkbox":
         return True if text(node, spec.name) else EMPTY

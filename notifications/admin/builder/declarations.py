@@ -7,6 +7,11 @@ Adding a step type to the builder is one `StepKind` here; fields of kinds the bu
 
 from dataclasses import dataclass, field
 
+from django.utils.functional import lazy
+from django.utils.text import format_lazy
+from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
+
 from ...channels import CHANNELS
 from ...conditions import OPS
 from ...engine import DURATION_UNITS, ENGAGEMENT_STATES
@@ -14,10 +19,14 @@ from ...engine.validation import ROUTE_CHANNELS
 from ...engine.windows import DAYS
 
 UNITS = tuple(DURATION_UNITS)  # seconds, minutes, hours, days
-DAY_LABELS = dict(zip(DAYS, ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"), strict=True))
+DAY_LABELS = dict(zip(DAYS, (_("Mon"), _("Tue"), _("Wed"), _("Thu"), _("Fri"), _("Sat"),
+                             _("Sun")), strict=True))
 OP_LABELS = {
-    "eq": "is", "neq": "is not", "gt": ">", "gte": "≥", "lt": "<", "lte": "≤", "in": "is one of",
-    "contains": "contains", "exists": "is set", "not_exists": "is not set",
+    "eq": pgettext_lazy("condition", "is"), "neq": pgettext_lazy("condition", "is not"),
+    "gt": ">", "gte": "≥", "lt": "<", "lte": "≤", "in": pgettext_lazy("condition", "is one of"),
+    "contains": pgettext_lazy("condition", "contains"),
+    "exists": pgettext_lazy("condition", "is set"),
+    "not_exists": pgettext_lazy("condition", "is not set"),
 }
 assert set(OP_LABELS) == set(OPS), "every operator of notifications/conditions.py has a label"
 
@@ -33,7 +42,7 @@ class Field:
     Empty fields are left out of the JSON."""
 
     name: str  # the form field's name inside its step (no "-")
-    label: str
+    label: str  # str or a lazy translation, as are help, group and placeholder
     kind: str = "text"
     path: str = ""
     choices: tuple[tuple[str, str], ...] = ()
@@ -68,88 +77,118 @@ def _choices(values, labels=None) -> tuple[tuple[str, str], ...]:
     return tuple((value, (labels or {}).get(value, value)) for value in values)
 
 
-ENGAGEMENT_CHOICES = _choices(ENGAGEMENT_STATES)
-UNIT_CHOICES = _choices(UNITS)
+ENGAGEMENT_CHOICES = _choices(ENGAGEMENT_STATES, {
+    "sent": pgettext_lazy("engagement", "sent"),
+    "delivered": pgettext_lazy("engagement", "delivered"),
+    "seen": pgettext_lazy("engagement", "seen"), "read": pgettext_lazy("engagement", "read"),
+    "clicked": pgettext_lazy("engagement", "clicked"),
+    "interacted": pgettext_lazy("engagement", "interacted")})
+UNIT_CHOICES = _choices(UNITS, {"seconds": _("seconds"), "minutes": _("minutes"),
+                                "hours": _("hours"), "days": _("days")})
 
 CHANNEL_FIELDS = (
-    Field("unless_step", "Earlier step", "text", "unless.step", group="Skip if",
-          help="The ref of an earlier channel step, e.g. inbox."),
-    Field("unless_is", "has been", "select", "unless.is", ENGAGEMENT_CHOICES, group="Skip if"),
-    Field("window_days", "Days", "days", "send_window.days", _choices(DAYS, DAY_LABELS),
-          group="Send window"),
-    Field("window_start", "From", "time", "send_window.start", group="Send window"),
-    Field("window_end", "Until", "time", "send_window.end", group="Send window"),
-    Field("window_timezone", "Time zone", "text", "send_window.timezone", group="Send window",
-          placeholder="recipient", help='"recipient" (their own) or a name like Europe/Berlin.'),
-    Field("urgent", "Urgent: send during the person's quiet hours (critical workflows)",
+    Field("unless_step", _("Earlier step"), "text", "unless.step", group=_("Skip if"),
+          help=_("The ref of an earlier channel step, e.g. inbox.")),
+    Field("unless_is", _("has been"), "select", "unless.is", ENGAGEMENT_CHOICES,
+          group=_("Skip if")),
+    Field("window_days", _("Days"), "days", "send_window.days", _choices(DAYS, DAY_LABELS),
+          group=_("Send window")),
+    Field("window_start", _("From"), "time", "send_window.start", group=_("Send window")),
+    Field("window_end", _("Until"), "time", "send_window.end", group=_("Send window")),
+    Field("window_timezone", _("Time zone"), "text", "send_window.timezone",
+          group=_("Send window"), placeholder="recipient",
+          help=_('"recipient" (their own) or a name like Europe/Berlin.')),
+    Field("urgent", _("Urgent: send during the person's quiet hours (critical workflows)"),
           "checkbox", "urgent"),
 )
 
+# The channel step types' names in the builder (channels.py's `label`, translated).
+CHANNEL_LABELS = {
+    "email": pgettext_lazy("step type", "Email"), "sms": pgettext_lazy("step type", "SMS"),
+    "push": pgettext_lazy("step type", "Push"), "chat": pgettext_lazy("step type", "Chat"),
+    "whatsapp": pgettext_lazy("step type", "WhatsApp"),
+    "in_app": pgettext_lazy("step type", "In-app"),
+    "webhook": pgettext_lazy("step type", "Webhook"),
+}
+assert set(CHANNEL_LABELS) == {spec.key for spec in CHANNELS}, "every channel has a label"
+_lower = lazy(lambda text: str(text).lower(), str)
+
 CHANNEL_CONFIG = {
-    "webhook": (Field("url", "URL", "text", placeholder="https://…"),),
-    "chat": (Field("channel", "Chat channel", "text", placeholder="#ops or C024BE91L"),),
-    "whatsapp": (Field("template", "Approved template name", "text", placeholder="order_update"),
-                 Field("language", "Template language", "text", placeholder="en_US")),
+    "webhook": (Field("url", _("URL"), "text", placeholder="https://…"),),
+    "chat": (Field("channel", _("Chat channel"), "text", placeholder="#ops or C024BE91L"),),
+    "whatsapp": (Field("template", _("Approved template name"), "text",
+                       placeholder="order_update"),
+                 Field("language", _("Template language"), "text", placeholder="en_US")),
 }
 
 KINDS: dict[str, StepKind] = {
-    **{spec.key: StepKind(spec.key, spec.label, f"Send {spec.label.lower()}",
+    **{spec.key: StepKind(spec.key, CHANNEL_LABELS[spec.key],
+                          format_lazy(_("Send {channel}"),
+                                      channel=_lower(CHANNEL_LABELS[spec.key])),
                           (*CHANNEL_CONFIG.get(spec.key, ()), *CHANNEL_FIELDS), channel=True)
        for spec in CHANNELS},
-    "delay": StepKind("delay", "Delay", "Wait for a while, or until a moment in the data", (
-        Field("duration", "Wait", "duration", "config"),
-        Field("until", "or wait until (a date in the data)", "path", "config.until",
+    "delay": StepKind("delay", _("Delay"),
+                      _("Wait for a while, or until a moment in the data"), (
+        Field("duration", _("Wait"), "duration", "config"),
+        Field("until", _("or wait until (a date in the data)"), "path", "config.until",
               placeholder="data.due_at",
-              help="Leave the duration empty to wait until this ISO 8601 timestamp."),
+              help=_("Leave the duration empty to wait until this ISO 8601 timestamp.")),
     )),
-    "throttle": StepKind("throttle", "Throttle", "Let only a few runs through per window", (
-        Field("limit", "At most", "integer", "config.limit", help="runs per person"),
-        Field("window", "per", "duration", "config.window"),
-        Field("key", "and per value of", "path", "config.key", placeholder="data.order_id"),
+    "throttle": StepKind("throttle", _("Throttle"),
+                         _("Let only a few runs through per window"), (
+        Field("limit", _("At most"), "integer", "config.limit", help=_("runs per person")),
+        Field("window", _("per"), "duration", "config.window"),
+        Field("key", _("and per value of"), "path", "config.key", placeholder="data.order_id"),
     )),
-    "digest": StepKind("digest", "Digest", "Collect the events of a window into one message; "
-                       "later steps see steps.<ref>.count, .events and .actors", (
-        Field("window", "Collect for", "duration", "config.window",
-              help="From the first event; or choose a daily or weekly time instead."),
-        Field("daily", "or until daily at", "time", "config.window.daily"),
-        Field("weekly_day", "or until weekly on", "select", "config.window.weekly.day",
+    "digest": StepKind("digest", _("Digest"), _(
+        "Collect the events of a window into one message; later steps see steps.<ref>.count, "
+        ".events and .actors"), (
+        Field("window", _("Collect for"), "duration", "config.window",
+              help=_("From the first event; or choose a daily or weekly time instead.")),
+        Field("daily", _("or until daily at"), "time", "config.window.daily"),
+        Field("weekly_day", _("or until weekly on"), "select", "config.window.weekly.day",
               _choices(DAYS, DAY_LABELS)),
-        Field("weekly_time", "at", "time", "config.window.weekly.time"),
-        Field("key", "One batch per value of", "path", "config.key",
+        Field("weekly_time", _("at"), "time", "config.window.weekly.time"),
+        Field("key", _("One batch per value of"), "path", "config.key",
               placeholder="data.thread_id"),
-        Field("max_events", "Send early at", "integer", "config.max_events", help="events"),
-        Field("first_at_once", "Send the first event at once", "checkbox",
+        Field("max_events", _("Send early at"), "integer", "config.max_events",
+              help=_("events")),
+        Field("first_at_once", _("Send the first event at once"), "checkbox",
               "config.first_at_once"),
-        Field("skip_read", "Leave out events already read in-app", "checkbox",
+        Field("skip_read", _("Leave out events already read in-app"), "checkbox",
               "config.skip_read"),
     )),
-    "route": StepKind("route", "Route", "Try the cheapest channel first; send the next only if "
-                      "no earlier one succeeded in time", (
-        Field("channels", "Channels, cheapest first", "list", "config.channels",
+    "route": StepKind("route", _("Route"), _(
+        "Try the cheapest channel first; send the next only if no earlier one succeeded in "
+        "time"), (
+        Field("channels", _("Channels, cheapest first"), "list", "config.channels",
               placeholder="in_app, push, email, sms",
-              help=f"Separated by commas; of: {', '.join(ROUTE_CHANNELS)}."),
-        Field("ttl", "Give up after", "duration", "config.ttl",
-              help="Spread evenly: each next channel waits ttl ÷ (channels − 1)."),
-        Field("success", "Success is when a message is", "select", "config.success",
+              help=format_lazy(_("Separated by commas; of: {channels}."),
+                               channels=", ".join(ROUTE_CHANNELS))),
+        Field("ttl", _("Give up after"), "duration", "config.ttl",
+              help=_("Spread evenly: each next channel waits ttl ÷ (channels − 1).")),
+        Field("success", _("Success is when a message is"), "select", "config.success",
               ENGAGEMENT_CHOICES),
-        Field("always", "Always send on", "list", "config.always", placeholder="in_app",
-              help="Channels sent at once whatever happens (comma-separated)."),
+        Field("always", _("Always send on"), "list", "config.always", placeholder="in_app",
+              help=_("Channels sent at once whatever happens (comma-separated).")),
         *(spec for spec in CHANNEL_FIELDS if not spec.name.startswith("unless")),
     ), templates=True),
-    "approval": StepKind("approval", "Approval", "Ask the person to approve or reject (in-app "
-                         "buttons, email links); go on down the branch of the outcome", (
-        Field("question", "Question", "text", placeholder="Deploy {{ data.version }}?"),
-        Field("details", "Details", "text"),
-        Field("timeout", "Expires after", "duration", "config.timeout"),
-        Field("until", "or expires at (a date in the data)", "path", "config.until",
+    "approval": StepKind("approval", _("Approval"), _(
+        "Ask the person to approve or reject (in-app buttons, email links); go on down the "
+        "branch of the outcome"), (
+        Field("question", _("Question"), "text", placeholder="Deploy {{ data.version }}?"),
+        Field("details", _("Details"), "text"),
+        Field("timeout", _("Expires after"), "duration", "config.timeout"),
+        Field("until", _("or expires at (a date in the data)"), "path", "config.until",
               placeholder="data.deadline"),
-        Field("default", "When it expires, count it as", "select", "config.default",
+        Field("default", _("When it expires, count it as"), "select", "config.default",
               _choices(("approved", "rejected"))),
-        Field("channels", "Ask on", "list", "config.channels", placeholder="in_app, email",
-              help="in_app and/or email, comma-separated."),
+        Field("channels", _("Ask on"), "list", "config.channels", placeholder="in_app, email",
+              help=_("in_app and/or email, comma-separated.")),
     ), nested=True, fixed_branches=("approved", "rejected", "expired")),
-    "branch": StepKind("branch", "Branch", "The first branch whose conditions hold is taken; "
-                       "the default when none does", nested=True),
+    "branch": StepKind("branch", _("Branch"), _(
+        "The first branch whose conditions hold is taken; the default when none does"),
+        nested=True),
 }
 
 

@@ -6,7 +6,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from .convert import duration_parts, show_value
 from .declarations import DAY_LABELS, OP_LABELS, kind_for
@@ -17,7 +19,7 @@ def describe_conditions(tree: Any) -> str:
     if not isinstance(tree, Mapping) or not tree:
         return ""
     if "all" in tree or "any" in tree:
-        joiner = " and " if "all" in tree else " or "
+        joiner = f" {_('and')} " if "all" in tree else f" {_('or')} "
         parts = []
         for item in tree.get("all", tree.get("any")) or []:
             text = describe_conditions(item)
@@ -32,11 +34,22 @@ def describe_conditions(tree: Any) -> str:
     return words
 
 
+DURATION_WORDS = {
+    "seconds": lambda n: ngettext("%(amount)s second", "%(amount)s seconds", n),
+    "minutes": lambda n: ngettext("%(amount)s minute", "%(amount)s minutes", n),
+    "hours": lambda n: ngettext("%(amount)s hour", "%(amount)s hours", n),
+    "days": lambda n: ngettext("%(amount)s day", "%(amount)s days", n),
+}
+
+
 def describe_duration(value: Any) -> str:
+    """A duration in words, "1 day", "90 minutes"; "?" when it has no amount."""
     amount, unit = duration_parts(value)
     if not amount:
         return "?"
-    return f"{amount} {unit[:-1] if amount == '1' else unit}"
+    count = 1 if amount == "1" else 2  # the plural form for every amount but exactly one
+    words = DURATION_WORDS.get(unit)
+    return words(count) % {"amount": amount} if words else f"{amount} {unit}"
 
 
 def step_notes(step: Mapping) -> list[str]:
@@ -45,52 +58,62 @@ def step_notes(step: Mapping) -> list[str]:
     notes = []
     step_type = step.get("type")
     if step_type == "delay":
-        notes.append(f"wait until {config['until']}" if "until" in config
-                     else f"wait {describe_duration(config)}")
+        notes.append(_("wait until %(moment)s") % {"moment": config["until"]} if "until" in config
+                     else _("wait %(duration)s") % {"duration": describe_duration(config)})
     elif step_type == "digest":
         window = config.get("window") or {}
         if "daily" in window:
-            when = f"daily at {window['daily']}"
+            when = _("daily at %(time)s") % {"time": window["daily"]}
         elif isinstance(window.get("weekly"), Mapping):
             weekly = window["weekly"]
-            when = (f"weekly on {DAY_LABELS.get(weekly.get('day'), weekly.get('day'))} at "
-                    f"{weekly.get('time', '?')}")
+            when = _("weekly on %(day)s at %(time)s") % {
+                "day": DAY_LABELS.get(weekly.get("day"), weekly.get("day")),
+                "time": weekly.get("time", "?")}
         else:
-            when = f"after {describe_duration(window)}"
-        notes.append(f"collects events, sends {when}"
-                     + (f", one batch per {config['key']}" if config.get("key") else "")
-                     + (f", early at {config['max_events']} events"
+            when = _("after %(duration)s") % {"duration": describe_duration(window)}
+        notes.append(_("collects events, sends %(when)s") % {"when": when}
+                     + (_(", one batch per %(key)s") % {"key": config["key"]}
+                        if config.get("key") else "")
+                     + (_(", early at %(count)s events") % {"count": config["max_events"]}
                         if config.get("max_events") else ""))
     elif step_type == "approval":
-        expires = (f"until {config['until']}" if config.get("until") else
-                   f"after {describe_duration(config['timeout'])}" if config.get("timeout")
-                   else "when the longest wait ends")
-        notes.append(f"asks “{config.get('question', '?')}” on "
-                     f"{', '.join(config.get('channels') or ['in_app', 'email'])}; expires "
-                     f"{expires} as {config.get('default', 'rejected')}")
+        expires = (_("until %(moment)s") % {"moment": config["until"]} if config.get("until")
+                   else _("after %(duration)s") % {
+                       "duration": describe_duration(config["timeout"])}
+                   if config.get("timeout") else _("when the longest wait ends"))
+        notes.append(_("asks “%(question)s” on %(channels)s; expires %(expires)s as "
+                       "%(outcome)s") % {
+            "question": config.get("question", "?"),
+            "channels": ", ".join(config.get("channels") or ["in_app", "email"]),
+            "expires": expires, "outcome": config.get("default", "rejected")})
     elif step_type == "route":
         channels = config.get("channels") or []
-        notes.append(f"tries {' → '.join(map(str, channels))} until one is "
-                     f"{config.get('success', '?')}, within {describe_duration(config.get('ttl'))}"
-                     + (f"; always {', '.join(map(str, config['always']))}"
-                        if config.get("always") else ""))
+        notes.append(_("tries %(channels)s until one is %(success)s, within %(ttl)s") % {
+            "channels": " → ".join(map(str, channels)), "success": config.get("success", "?"),
+            "ttl": describe_duration(config.get("ttl"))}
+            + (_("; always %(channels)s") % {"channels": ", ".join(map(str, config["always"]))}
+               if config.get("always") else ""))
     elif step_type == "throttle":
-        notes.append(f"at most {config.get('limit', '?')} per "
-                     f"{describe_duration(config.get('window'))}"
-                     + (f" per {config['key']}" if config.get("key") else ""))
+        notes.append(_("at most %(limit)s per %(window)s") % {
+            "limit": config.get("limit", "?"), "window": describe_duration(config.get("window"))}
+            + (_(" per %(key)s") % {"key": config["key"]} if config.get("key") else ""))
     if step.get("conditions"):
-        notes.append(f"only if {describe_conditions(step['conditions'])}")
+        notes.append(_("only if %(conditions)s") % {
+            "conditions": describe_conditions(step["conditions"])})
     unless = step.get("unless")
     if isinstance(unless, Mapping):
-        notes.append(f"skipped if {unless.get('step', '?')} has been {unless.get('is', '?')}")
+        notes.append(_("skipped if %(step)s has been %(state)s") % {
+            "step": unless.get("step", "?"), "state": unless.get("is", "?")})
     window = step.get("send_window")
     if isinstance(window, Mapping):
         days = window.get("days")
-        day_text = ", ".join(DAY_LABELS.get(d, str(d)) for d in days) if days else "every day"
-        notes.append(f"sends {day_text} {window.get('start', '?')}–{window.get('end', '?')} "
-                     f"({window.get('timezone', 'recipient')} time)")
+        day_text = (", ".join(str(DAY_LABELS.get(d, d)) for d in days) if days
+                    else _("every day"))
+        notes.append(_("sends %(days)s %(start)s–%(end)s (%(timezone)s time)") % {
+            "days": day_text, "start": window.get("start", "?"), "end": window.get("end", "?"),
+            "timezone": window.get("timezone", "recipient")})
     if step.get("urgent"):
-        notes.append("urgent: passes quiet hours")
+        notes.append(_("urgent: passes quiet hours"))
     return notes
 
 
@@ -106,20 +129,21 @@ def flow_html(steps: list[Mapping], *, start: str = "", end: bool = True) -> Saf
         inner = ""
         if kind and kind.nested:
             columns = [(branch.get("name", "?"),
-                        f"if {describe_conditions(branch.get('conditions')) or '…'}",
+                        _("if %(conditions)s") % {
+                            "conditions": describe_conditions(branch.get("conditions")) or "…"},
                         branch.get("steps") or [])
                        for branch in step.get("branches") or [] if isinstance(branch, Mapping)]
             if kind.fixed_branches:
-                given = {name for name, *_ in columns}
-                columns = [(name, "", branch_steps) for name, _, branch_steps in columns] + [
+                given = {name for name, *_rest in columns}
+                columns = [(name, "", branch_steps) for name, _if, branch_steps in columns] + [
                     (name, "", []) for name in kind.fixed_branches if name not in given]
             else:
-                columns.append(("default", "otherwise",
+                columns.append(("default", _("otherwise"),
                                 (step.get("default") or {}).get("steps") or []))
             inner = format_html('<div class="wb-branches">{}</div>', format_html_join(
                 "", '<div class="wb-branch"><h3><code>{}</code> {}</h3>{}</div>',
                 ((name, condition, flow_html(branch_steps, end=False)
-                  if branch_steps else mark_safe('<p class="wb-help">No steps.</p>'))
+                  if branch_steps else format_html('<p class="wb-help">{}</p>', _("No steps.")))
                  for name, condition, branch_steps in columns)))
         boxes.append(format_html(
             '<li class="wb-node wb-node-{}"><span class="wb-node-type">{}</span> <code>{}</code>'
@@ -127,6 +151,6 @@ def flow_html(steps: list[Mapping], *, start: str = "", end: bool = True) -> Saf
             format_html('<ul class="wb-node-notes">{}</ul>', format_html_join(
                 "", "<li>{}</li>", ((note,) for note in notes))) if notes else "", inner))
     head = format_html('<li class="wb-node wb-node-start">{}</li>', start) if start else ""
-    tail = format_html('<li class="wb-node wb-node-end">{}</li>', "End") if end else ""
+    tail = format_html('<li class="wb-node wb-node-end">{}</li>', _("End")) if end else ""
     return format_html('<ol class="wb-flow">{}{}{}</ol>', head,
                        format_html_join("", "{}", ((box,) for box in boxes)), tail)

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext, pgettext_lazy
 
 from ...channels import CHANNELS
 from ...conditions import OPS
@@ -55,13 +57,14 @@ def field_html(spec: Field, prefix: str, values: Mapping, problems: Problems) ->
         messages = problems.get(prefix + amount) + problems.get(prefix + unit)
         return format_html(
             '<fieldset class="wb-field wb-duration"><legend>{}</legend>'
-            '<label><span class="wb-sr">{} (amount)</span>{}</label>'
-            '<label><span class="wb-sr">{} (unit)</span><select data-name="{}" name="{}">{}'
+            '<label><span class="wb-sr">{}</span>{}</label>'
+            '<label><span class="wb-sr">{}</span><select data-name="{}" name="{}">{}'
             '</select></label>{}{}</fieldset>',
-            spec.label, spec.label,
+            spec.label, _("%(field)s (amount)") % {"field": spec.label},
             text_input(amount, prefix + amount, values.get(amount, ""), kind="number",
                        invalid=bool(messages)),
-            spec.label, unit, prefix + unit, options(UNIT_CHOICES, values.get(unit) or "minutes"),
+            _("%(field)s (unit)") % {"field": spec.label}, unit, prefix + unit,
+            options(UNIT_CHOICES, values.get(unit) or "minutes"),
             help_html, errors_html(messages))
     messages = problems.get(full)
     value = values.get(spec.name, "")
@@ -98,20 +101,20 @@ def fields_html(kind: StepKind, prefix: str, values: Mapping, problems: Problems
         if spec.group:
             groups.setdefault(spec.group, []).append(spec)
             if len(groups[spec.group]) == 1:
-                parts.append(spec.group)
+                parts.append(("group", spec.group))
         else:
             parts.append(field_html(spec, prefix, values, problems))
     html = []
     for part in parts:
-        if not isinstance(part, str) or isinstance(part, SafeString):
+        if not isinstance(part, tuple):
             html.append(part)
             continue
-        specs = groups[part]
+        specs = groups[part[1]]
         used = any(values.get(s.name) not in (None, "", [], False) and s.kind != "duration"
                    for s in specs) or any(problems.get(prefix + s.name) for s in specs)
         html.append(format_html(
             '<details class="wb-more"{}><summary>{}</summary><div class="wb-fields">{}</div>'
-            '</details>', mark_safe(" open") if used else "", part,
+            '</details>', mark_safe(" open") if used else "", part[1],
             join(field_html(s, prefix, values, problems) for s in specs)))
     return join(html)
 
@@ -123,13 +126,13 @@ def leaf_html(leaf: Mapping, prefix: str, problems: Problems) -> SafeString:
     value = show_value(leaf["value"], op) if "value" in leaf else ""
     cells = []
     for name, label, control in (
-        ("path", "Path", text_input("path", prefix + "path", leaf.get("path", ""),
+        ("path", _("Path"), text_input("path", prefix + "path", leaf.get("path", ""),
                                     placeholder="data.amount",
                                     invalid=bool(problems.get(prefix + "path")))),
-        ("op", "Operator", format_html('<select data-name="op" name="{}">{}</select>',
+        ("op", _("Operator"), format_html('<select data-name="op" name="{}">{}</select>',
                                        prefix + "op", options(
                                            [(o, OP_LABELS[o]) for o in OPS], op))),
-        ("value", "Value", text_input("value", prefix + "value", value,
+        ("value", _("Value"), text_input("value", prefix + "value", value,
                                       invalid=bool(problems.get(prefix + "value")))),
     ):
         cells.append(format_html('<div class="wb-field wb-cond-{}"><label><span>{}</span>{}'
@@ -137,28 +140,29 @@ def leaf_html(leaf: Mapping, prefix: str, problems: Problems) -> SafeString:
                                  errors_html(problems.get(prefix + name))))
     return format_html(
         '<li class="wb-cond" data-item>{}<button type="button" class="wb-btn wb-remove" '
-        'data-action="remove">Remove condition</button></li>', join(cells))
+        'data-action="remove">{}</button></li>', join(cells), _("Remove condition"))
 
 
 def group_html(group: Mapping, prefix: str, problems: Problems, *, root: bool,
-               root_label: str = "Send only if") -> SafeString:
+               root_label: str | None = None) -> SafeString:
     rows = []
     for index, item in enumerate(group.get("items", [])):
         name = f"{prefix}items-{index}-"
         rows.append(group_html(item, name, problems, root=False) if "mode" in item
                     else leaf_html(item, name, problems))
-    modes = [("all", "all of these"), ("any", "any of these")]
+    modes = [("all", _("all of these")), ("any", _("any of these"))]
     select = format_html(
         '<label class="wb-field wb-mode"><span>{}</span><select data-name="mode" name="{}">{}'
-        '</select></label>', root_label if root else "Match",
+        '</select></label>', (root_label or _("Send only if")) if root else _("Match"),
         prefix + "mode", options(modes, group.get("mode", ""),
-                                 blank="always (no conditions)" if root else None))
+                                 blank=_("always (no conditions)") if root else None))
     buttons = format_html(
         '<div class="wb-cond-actions"><button type="button" class="wb-btn" '
-        'data-action="add-condition">Add condition</button> <button type="button" '
-        'class="wb-btn" data-action="add-group">Add group</button>{}</div>',
-        "" if root else mark_safe(' <button type="button" class="wb-btn wb-remove" '
-                                  'data-action="remove">Remove group</button>'))
+        'data-action="add-condition">{}</button> <button type="button" '
+        'class="wb-btn" data-action="add-group">{}</button>{}</div>',
+        _("Add condition"), _("Add group"),
+        "" if root else format_html(' <button type="button" class="wb-btn wb-remove" '
+                                    'data-action="remove">{}</button>', _("Remove group")))
     body = format_html('{}{}<ol class="wb-cond-list" data-list="items">{}</ol>{}', select,
                        errors_html(problems.get(prefix + "mode")), join(rows), buttons)
     if root:
@@ -169,16 +173,18 @@ def group_html(group: Mapping, prefix: str, problems: Problems, *, root: bool,
 def conditions_html(step: Mapping, prefix: str, problems: Problems) -> SafeString:
     group = condition_rows(step.get("conditions"))
     has_errors = any(name.startswith(prefix + "when-") for name in problems.by_name)
-    return format_html('<details class="wb-more wb-conditions"{}><summary>Conditions{}</summary>'
+    return format_html('<details class="wb-more wb-conditions"{}><summary>{}{}</summary>'
                        '{}</details>', mark_safe(" open") if group["items"] or has_errors else "",
+                       _("Conditions"),
                        f" ({len(group['items'])})" if group["items"] else "",
                        group_html(group, prefix + "when-", problems, root=True))
 
 
 # --- Steps ------------------------------------------------------------------------------------
 
-STEP_ACTIONS = (("up", "Move up"), ("down", "Move down"), ("duplicate", "Duplicate"),
-                ("remove", "Remove"))
+STEP_ACTIONS = (("up", gettext_lazy("Move up step")), ("down", gettext_lazy("Move down step")),
+                ("duplicate", gettext_lazy("Duplicate step")),
+                ("remove", gettext_lazy("Remove step")))
 
 
 def step_html(step: Mapping, prefix: str, problems: Problems, *,
@@ -193,22 +199,23 @@ def step_html(step: Mapping, prefix: str, problems: Problems, *,
     label = kind.label if kind else step.get("type", "?")
     head = format_html(
         '<div class="wb-step-head"><span class="wb-step-type">{}</span>'
-        '<div class="wb-field wb-ref"><label><span>Ref</span>{}</label>{}</div>'
+        '<div class="wb-field wb-ref"><label><span>{}</span>{}</label>{}</div>'
         '<input type="hidden" data-name="type" name="{}type" value="{}">'
         '<input type="hidden" data-name="original" name="{}original" value="{}">'
         '<input type="hidden" data-name="extra" name="{}extra" value="{}">'
         '<div class="wb-step-actions">{}</div></div>',
-        label, text_input("ref", prefix + "ref", values["ref"], extra=" required",
+        label, _("Ref"), text_input("ref", prefix + "ref", values["ref"], extra=" required",
                           invalid=bool(problems.get(prefix + "ref"))),
         errors_html(problems.get(prefix + "ref")),
         prefix, step.get("type", ""), prefix, original, prefix,
         json.dumps(extra, ensure_ascii=False, sort_keys=True) if extra else "",
-        format_html_join(" ", '<button type="button" class="wb-btn" data-action="{}">{} step'
+        format_html_join(" ", '<button type="button" class="wb-btn" data-action="{}">{}'
                               '</button>', STEP_ACTIONS))
     if kind is None:
-        body = format_html('<p class="wb-help">The builder has no form for {} steps yet: this '
-                           'one is kept as it is (change it with JSON import).</p><pre>{}</pre>',
-                           label, json.dumps(extra, indent=2, ensure_ascii=False))
+        body = format_html('<p class="wb-help">{}</p><pre>{}</pre>', _(
+            "The builder has no form for %(type)s steps yet: this one is kept as it is (change "
+            "it with JSON import).") % {"type": label},
+            json.dumps(extra, indent=2, ensure_ascii=False))
     else:
         body = format_html('<p class="wb-help">{}</p><div class="wb-fields">{}</div>',
                            kind.description, fields_html(kind, prefix, values, problems))
@@ -223,11 +230,15 @@ def step_html(step: Mapping, prefix: str, problems: Problems, *,
         '</div></li>', " wb-channel" if kind and kind.has_templates else "", step.get("type", ""),
         head, errors_html(problems.get(prefix + "__step")), body,
         conditions_html(step, prefix, problems), templates.get(original, "") if original else
-        (mark_safe('<p class="wb-help">Save the workflow to add its templates.</p>')
+        (format_html('<p class="wb-help">{}</p>', _("Save the workflow to add its templates."))
          if kind and kind.has_templates else ""))
 
 
 CHANNEL_FIELDS_BY_KEY = {spec.key: spec for spec in CHANNELS}
+# An approval's outcomes, as its branches' headings say them.
+OUTCOME_LABELS = {"approved": pgettext_lazy("outcome", "approved"),
+                  "rejected": pgettext_lazy("outcome", "rejected"),
+                  "expired": pgettext_lazy("outcome", "expired")}
 
 
 def new_templates_html(step: Mapping, prefix: str, saved_channels: set) -> SafeString:
@@ -251,11 +262,11 @@ def new_templates_html(step: Mapping, prefix: str, saved_channels: set) -> SafeS
         groups.append(format_html('<fieldset class="wb-field wb-tpl" data-part="{}"><legend>{}'
                                   '</legend>{}</fieldset>', channel, spec.label, boxes))
     return format_html(
-        '<details class="wb-more" open><summary>First templates for {}</summary><p class="wb-help">'
-        'A route needs a template for each channel; write the first one here (in the '
-        "workflow's default locale) and edit it in the template editor later.</p>"
+        '<details class="wb-more" open><summary>{}</summary><p class="wb-help">{}</p>'
         '<div class="wb-fields" data-part="tpl">{}</div></details>',
-        ", ".join(missing), join(groups))
+        _("First templates for %(channels)s") % {"channels": ", ".join(missing)},
+        _("A route needs a template for each channel; write the first one here (in the "
+          "workflow's default locale) and edit it in the template editor later."), join(groups))
 
 
 def steps_html(steps: list[Mapping], prefix: str, problems: Problems, *, templates=None,
@@ -273,18 +284,21 @@ def add_step_html(kinds: list[StepKind]) -> SafeString:
     if not kinds:
         return mark_safe("")
     return format_html(
-        '<div class="wb-add"><label><span>New step</span><select data-add-type>{}</select>'
-        '</label><button type="button" class="wb-btn" data-action="add-step">Add step</button>'
-        '</div>', format_html_join("", '<option value="{}">{}</option>',
-                                   ((kind.type, kind.label) for kind in kinds)))
+        '<div class="wb-add"><label><span>{}</span><select data-add-type>{}</select>'
+        '</label><button type="button" class="wb-btn" data-action="add-step">{}</button>'
+        '</div>', _("New step"), format_html_join("", '<option value="{}">{}</option>',
+                                   ((kind.type, kind.label) for kind in kinds)),
+        _("Add step"))
 
 
 def fixed_branch_html(name: str, branch: Mapping, prefix: str, problems: Problems, *,
                       templates=None, kinds: list[StepKind] = ()) -> SafeString:
     """One branch of an outcome (an approval's "approved"…): its name is fixed."""
     return format_html(
-        '<li class="wb-branch" data-item><h3>If {}</h3><input type="hidden" data-name="name" '
-        'name="{}name" value="{}">{}{}</li>', name, prefix, name,
+        '<li class="wb-branch" data-item><h3>{}</h3><input type="hidden" data-name="name" '
+        'name="{}name" value="{}">{}{}</li>',
+        pgettext("branch", "If %(outcome)s") % {"outcome": OUTCOME_LABELS.get(name, name)},
+        prefix, name,
         errors_html(problems.get(prefix + "__branch") + problems.get(prefix + "name")),
         steps_html(branch.get("steps") or [], prefix + "steps", problems, templates=templates,
                    kinds=kinds))
@@ -296,15 +310,15 @@ def branch_html(branch: Mapping, prefix: str, problems: Problems, *, templates=N
     group = condition_rows(branch.get("conditions"))
     name_errors = problems.get(prefix + "name")
     return format_html(
-        '<li class="wb-branch" data-item><div class="wb-field"><label><span>Branch name</span>'
+        '<li class="wb-branch" data-item><div class="wb-field"><label><span>{}</span>'
         '{}</label>{}</div>{}{}{}<button type="button" class="wb-btn wb-remove" '
-        'data-action="remove">Remove branch</button></li>',
+        'data-action="remove">{}</button></li>', _("Branch name"),
         text_input("name", prefix + "name", branch.get("name", ""), invalid=bool(name_errors)),
         errors_html(name_errors), errors_html(problems.get(prefix + "__branch")),
         group_html(group, prefix + "when-", problems, root=True,
-                   root_label="Take this branch if"),
+                   root_label=_("Take this branch if")),
         steps_html(branch.get("steps") or [], prefix + "steps", problems, templates=templates,
-                   kinds=kinds))
+                   kinds=kinds), _("Remove branch"))
 
 
 def branches_html(step: Mapping, prefix: str, problems: Problems, *, templates=None,
@@ -326,12 +340,12 @@ def branches_html(step: Mapping, prefix: str, problems: Problems, *, templates=N
     return format_html(
         '<div class="wb-branches-block"><div class="wb-branches">'
         '<ol class="wb-branch-list" data-list="branches">{}</ol>'
-        '<div class="wb-branch wb-default" data-part="default"><h3>Default: when no branch is '
-        'taken</h3>{}{}</div></div><button type="button" class="wb-btn" '
-        'data-action="add-branch">Add branch</button></div>',
-        join(branches), errors_html(problems.get(prefix + "default-__branch")),
+        '<div class="wb-branch wb-default" data-part="default"><h3>{}</h3>{}{}</div></div>'
+        '<button type="button" class="wb-btn" data-action="add-branch">{}</button></div>',
+        join(branches), _("Default: when no branch is taken"),
+        errors_html(problems.get(prefix + "default-__branch")),
         steps_html(default.get("steps") or [], prefix + "default-steps", problems,
-                   templates=templates, kinds=kinds))
+                   templates=templates, kinds=kinds), _("Add branch"))
 
 
 def new_step_templates(kinds: list[StepKind]) -> SafeString:
@@ -361,25 +375,26 @@ def new_step_templates(kinds: list[StepKind]) -> SafeString:
 
 def data_field_html(row: Mapping, prefix: str, problems: Problems) -> SafeString:
     cells = [
-        format_html('<div class="wb-field"><label><span>Name</span>{}</label>{}</div>',
+        format_html('<div class="wb-field"><label><span>{}</span>{}</label>{}</div>', _("Name"),
                     text_input("name", prefix + "name", row["name"], placeholder="order.id",
                                invalid=bool(problems.get(prefix + "name"))),
                     errors_html(problems.get(prefix + "name"))),
-        format_html('<div class="wb-field"><label><span>Type</span><select data-name="type" '
-                    'name="{}">{}</select></label>{}</div>', prefix + "type",
+        format_html('<div class="wb-field"><label><span>{}</span><select data-name="type" '
+                    'name="{}">{}</select></label>{}</div>', _("Type"), prefix + "type",
                     options([(t, TYPE_LABELS[t]) for t in TYPES], row["type"]),
                     errors_html(problems.get(prefix + "type"))),
         format_html('<div class="wb-field wb-check"><label><input type="checkbox" '
-                    'data-name="required" name="{}" value="on"{}> Required</label></div>',
-                    prefix + "required", mark_safe(" checked") if row["required"] else ""),
-        format_html('<div class="wb-field"><label><span>Example</span>{}</label>{}</div>',
-                    text_input("example", prefix + "example", row["example"],
+                    'data-name="required" name="{}" value="on"{}> {}</label></div>',
+                    prefix + "required", mark_safe(" checked") if row["required"] else "",
+                    _("Required")),
+        format_html('<div class="wb-field"><label><span>{}</span>{}</label>{}</div>',
+                    _("Example"), text_input("example", prefix + "example", row["example"],
                                invalid=bool(problems.get(prefix + "example"))),
                     errors_html(problems.get(prefix + "example"))),
     ]
     return format_html('<li class="wb-data-field" data-item>{}<button type="button" '
-                       'class="wb-btn wb-remove" data-action="remove">Remove field</button></li>',
-                       join(cells))
+                       'class="wb-btn wb-remove" data-action="remove">{}</button></li>',
+                       join(cells), _("Remove field"))
 
 
 def data_fields_html(rows: list[Mapping], problems: Problems) -> SafeString:

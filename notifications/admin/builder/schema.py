@@ -10,12 +10,19 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
+
 from .convert import EMPTY, get_path, items, text
 from .declarations import Problems
 
 TYPES = ("string", "number", "integer", "boolean", "array", "object")
-TYPE_LABELS = {"string": "text", "number": "number", "integer": "whole number",
-               "boolean": "yes/no", "array": "list", "object": "object"}
+TYPE_LABELS = {"string": pgettext_lazy("data type", "text"),
+               "number": pgettext_lazy("data type", "number"),
+               "integer": pgettext_lazy("data type", "whole number"),
+               "boolean": pgettext_lazy("data type", "yes/no"),
+               "array": pgettext_lazy("data type", "list"),
+               "object": pgettext_lazy("data type", "object")}
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 PROPERTY_KEYS = {"type", "examples", "description", "properties", "required"}
 
@@ -108,7 +115,7 @@ def parse_example(raw: str, field_type: str) -> Any:
             return True
         if raw.lower() in ("false", "no"):
             return False
-        raise ValueError("Enter true or false.")
+        raise ValueError(_("Enter true or false."))
     try:
         value = json.loads(raw)
     except ValueError:
@@ -117,9 +124,9 @@ def parse_example(raw: str, field_type: str) -> Any:
     if value is EMPTY or isinstance(value, bool) or not isinstance(value, expected[field_type]):
         if field_type == "number" and isinstance(value, float | int):
             return value
-        raise ValueError({"number": "Enter a number.", "integer": "Enter a whole number.",
-                          "array": 'Enter a JSON list, e.g. ["a", "b"].',
-                          "object": 'Enter a JSON object, e.g. {"id": 1}.'}[field_type])
+        raise ValueError({"number": _("Enter a number."), "integer": _("Enter a whole number."),
+                          "array": _('Enter a JSON list, e.g. ["a", "b"].'),
+                          "object": _('Enter a JSON object, e.g. {"id": 1}.')}[field_type])
     return value
 
 
@@ -147,15 +154,16 @@ def schema_from_rows(rows: list[dict], problems: Problems) -> tuple[dict | None,
         prefix = f"fields-{row['index']}-"
         name, field_type = row["name"], row["type"]
         if not NAME.match(name):
-            problems.add(prefix + "name", "Use letters, digits and _, with dots between the "
-                                          "parts of a field inside an object (order.id).")
+            problems.add(prefix + "name", _("Use letters, digits and _, with dots between the "
+                                            "parts of a field inside an object (order.id)."))
             continue
         if name in seen:
-            problems.add(prefix + "name", f"{name} is listed twice.")
+            problems.add(prefix + "name", _("%(name)s is listed twice.") % {"name": name})
             continue
         seen.add(name)
         if field_type not in TYPES:
-            problems.add(prefix + "type", f"Choose one of: {', '.join(TYPES)}.")
+            problems.add(prefix + "type",
+                         _("Choose one of: %(choices)s.") % {"choices": ", ".join(TYPES)})
             continue
         *parents, last = name.split(".")
         node, sample_node = schema, sample

@@ -1,0 +1,30 @@
+"""The admin speaks the person's language: English, French or German (settings.LANGUAGES), chosen
+with the admin's language menu (Django's `set_language`, a cookie) or else from the browser's
+Accept-Language. Only the admin: the API's answers, webhooks and the hosted pages (which follow
+the recipient's own locale, preferences/views.py) stay as they are."""
+
+from django.conf import settings
+from django.middleware.locale import LocaleMiddleware
+from django.urls import reverse
+from django.utils import translation
+
+
+def is_admin_path(path: str) -> bool:
+    """Whether `path` (a request's path_info) is a page of the admin site."""
+    return path.startswith(reverse("admin:index"))
+
+
+class AdminLocaleMiddleware(LocaleMiddleware):
+    """Django's LocaleMiddleware, for the admin's pages only; every other request runs in
+    LANGUAGE_CODE (a thread's earlier admin request must not leave its language behind)."""
+
+    def process_request(self, request):
+        if is_admin_path(request.path_info):
+            super().process_request(request)
+        else:
+            translation.activate(settings.LANGUAGE_CODE)
+
+    def process_response(self, request, response):
+        if is_admin_path(request.path_info):
+            return super().process_response(request, response)
+        return response

@@ -1,0 +1,109 @@
+"""The admin's own pages speak French and German: the browser's Accept-Language, or the language
+chosen in the admin's header (Django's set_language, a cookie), picks the language of the
+dashboard, search, builder, template editor and its diff, import, analytics, a run's timeline,
+a message's resend button and a provider's test page. Only the admin changes language: the API
+answers in English whatever the request asks."""
+
+import re
+from html import unescape
+
+import pytest
+from django.urls import reverse
+
+from notifications.models import Message, ProviderConfig, Run, Template
+from notifications.services import template_save
+
+from ..conftest import email_step, in_app_step
+
+# Per page: a text the page shows in French, in German, and its English original.
+EXPECTED = {
+    "index": ("Fournisseurs en difficulté", "Anbieter mit Problemen", "Providers in trouble"),
+    "find": ("Trouver une notification", "Benachrichtigung finden", "Find a notification"),
+    "builder": ("Ajouter une étape", "Schritt hinzufügen", "Add step"),
+    "editor": ("Variables disponibles", "Verfügbare Variablen", "Variables you can use"),
+    "diff": ("Comparer les versions", "Versionen vergleichen", "Compare versions"),
+    "import": ("JSON du workflow", "Workflow-JSON", "Workflow JSON"),
+    "analytics": ("Exécutions et suppressions", "Durchläufe und Unterdrückungen",
+                  "Runs and suppressions"),
+    "timeline": ("Chronologie", "Zeitleiste", "Timeline"),
+    "resend": ("Renvoyer ce message", "Diese Nachricht erneut senden", "Resend this message"),
+    "send test": ("Envoyer un message de test par mail-main",
+                  "Testnachricht über mail-main senden",
+                  "Send a test message through mail-main"),
+}
+
+
+@pytest.fixture
+def pages(api, make_workflow, run_tasks):
+    """{page: its path}, each over real rows: a workflow triggered and run, a failed message,
+    a template with two versions, a provider."""
+    workflow = make_workflow("order", steps=[in_app_step(), email_step()])
+    response = api.post("/api/v1/workflows/order/trigger",
+                        {"recipients": [{"id": "ada", "email": "ada@example.com"}]})
+    assert response.status_code == 202, response.content
+    run_tasks()
+    message = Message.objects.get(channel="email")
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED, error="550")
+    template = Template.objects.get(step__workflow=workflow, step__ref="mail")
+    template_save(step=template.step, locale="en", fields={"subject": "Hi", "html": "<p>x</p>"})
+    provider = ProviderConfig.objects.create(key="mail-main", channel="email", kind="smtp",
+                                             consecutive_failures=3, last_error="timeout")
+    return {
+        "index": reverse("admin:index"),
+        "find": reverse("admin-find") + "?q=nobody",
+        "builder": reverse("admin:notifications_workflow_change", args=[workflow.pk]),
+        "editor": reverse("admin:notifications_template_change", args=[template.pk]),
+        "diff": reverse("admin:notifications_template_diff", args=[template.pk]),
+        "import": reverse("admin:notifications_workflow_import"),
+        "analytics": reverse("admin:analytics_hourlyrollup_changelist"),
+        "timeline": reverse("admin:notifications_run_change", args=[Run.objects.get().pk]),
+        "resend": reverse("admin:notifications_message_change", args=[message.pk]),
+        "send test": reverse("admin:notifications_providerconfig_send_test",
+                             args=[provider.pk]),
+    }
+
+
+def text_of(response) -> str:
+    """The page's text with tags and repeated spaces removed."""
+    html = response.content.decode()
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html)))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("language", "column"), [("fr", 0), ("de", 1)])
+def test_the_admins_own_pages_follow_accept_language(admin_client, pages, language, column):
+    for name, path in pages.items():
+        response = admin_client.get(path, HTTP_ACCEPT_LANGUAGE=f"{language},en;q=0.5")
+        assert response.status_code == 200, name
+        assert response["Content-Language"] == language, name
+        text = text_of(response)
+        translated, english = EXPECTED[name][column], EXPECTED[name][2]
+        assert translated in text, f"{name} in {language}: no {translated!r}"
+        assert english not in text, f"{name} in {language}: still {english!r}"
+
+
+@pytest.mark.django_db
+def test_english_stays_the_default(admin_client, pages):
+    for name, path in pages.items():
+        response = admin_client.get(path)
+        assert EXPECTED[name][2] in text_of(response), name
+
+
+@pytest.mark.django_db
+def test_the_language_chosen_in_the_header_wins_over_the_browsers(admin_client, pages):
+    index = admin_client.get(pages["index"], HTTP_ACCEPT_LANGUAGE="fr")
+    assert 'name="language"' in index.content.decode()  # the header's language menu
+    chosen = admin_client.post(reverse("set_language"),
+                               {"language": "de", "next": pages["index"]})
+    assert chosen.status_code == 302
+    page = admin_client.get(pages["index"], HTTP_ACCEPT_LANGUAGE="fr")
+    assert "Anbieter mit Problemen" in text_of(page)
+
+
+@pytest.mark.django_db
+def test_the_api_answers_in_english_whatever_the_request_asks(api):
+    response = api.post("/api/v1/workflows/nope/trigger", {"recipients": ["ada"]},
+                        HTTP_ACCEPT_LANGUAGE="fr")
+    assert response.status_code == 404
+    assert "Content-Language" not in response
+    assert response.json()["detail"].isascii()
