@@ -15,6 +15,7 @@ from django.contrib.admin.apps import AdminConfig
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, reverse
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 # (label, group title, [entries]): the label names the group in the page's markup whatever the
 # language; an entry is "app_label.model_name" (shown when registered and the person
@@ -27,7 +28,7 @@ TASKS: list[tuple[str, str, list]] = [
     ("audience", _("Audience"), ["notifications.recipient", "notifications.topic",
                                  "notifications.tenant"]),
     ("delivery", _("Delivery"), ["notifications.providerconfig", "events.eventendpoint"]),
-    ("activity", _("Activity"), [(_("Search"), "admin-find", None),
+    ("activity", _("Activity"), [(pgettext_lazy("navigation", "Search"), "admin-find", None),
                                  "notifications.run", "notifications.message",
                                  (_("Analytics"), "analytics.hourlyrollup")]),
     ("settings", _("Settings"), ["notifications.apikey", "auth.user", "auth.group",

@@ -161,7 +161,7 @@ def variables_panel(step: Step, channel: str | None = None) -> list[dict]:
         "tenant": ("the customer account it is sent for", TENANT_KEYS),
         "workflow": ("this workflow", WORKFLOW_KEYS),
     }
-    for root, (_, keys) in described.items():
+    for root, (_what, keys) in described.items():
         rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
     rows.append({"name": "steps.<step ref>", "group": "steps",
                  "example": "what earlier steps recorded: .status, .read… of their message, "
@@ -430,7 +430,8 @@ class TemplateAdmin(ClarionAdmin):
             old, new = new, old
         context = {
             **self.admin_site.each_context(request),
-            "opts": self.opts, "original": template, "title": _("Compare versions of %(template)s") % {"template": template},
+            "opts": self.opts, "original": template,
+            "title": _("Compare versions of %(template)s") % {"template": template},
             "versions": versions, "old": old, "new": new,
             "diffs": version_diff(old, new) if old and new else [],
             "template_url": admin_url(template),
