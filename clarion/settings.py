@@ -418,6 +418,9 @@ CLARION = {
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,
+    # An advance task walks up to this many due runs in one transaction (its own, topped up
+    # with others: notifications/engine/claim.py).
+    "ADVANCE_BATCH_SIZE": int(os.environ.get("CLARION_ADVANCE_BATCH_SIZE", "25")),
     # A topic fan-out creates this many runs per transaction.
     "FANOUT_BATCH_SIZE": int(os.environ.get("CLARION_FANOUT_BATCH_SIZE", "500")),
     # A template render taking longer than this (seconds) is stopped as a render error.
