@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test chaos lint bench screenshots install clean
+.PHONY: serve test chaos lint bench screenshots install clean messages
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Clarion needs Python 3.11+"'
@@ -36,6 +36,13 @@ screenshots: $(STAMP)
 	rm -f docs/img/admin/*.png
 	CLARION_SCREENSHOTS_DIR=$(CURDIR)/docs/img/admin $(BIN)/python -m pytest \
 		tests/notifications/test_admin_day_browser.py -q $(PYTEST_ARGS)
+
+# The admin's and hosted pages' French and German: extract every marked string into the .po files
+# (translate the new ones there), then compile the .mo files that are committed beside them.
+messages: $(STAMP)
+	$(BIN)/python manage.py makemessages -l fr -l de --no-obsolete --no-location \
+		-i 'tests/*' -i 'bench/*' -i 'docs/*' -i 'var/*' -i 'static/*' -i '*.egg-info/*'
+	$(BIN)/python manage.py compilemessages -i .venv -i var
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

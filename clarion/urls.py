@@ -10,9 +10,9 @@ from . import metrics, views
 
 urlpatterns = [
     path("admin/find/", admin.site.admin_view(find_view), name="admin-find"),
-    path("admin/", admin.site.urls),
     # The admin's language menu posts here (django.views.i18n.set_language: a cookie).
-    path("i18n/", include("django.conf.urls.i18n")),
+    path("admin/i18n/", include("django.conf.urls.i18n")),
+    path("admin/", admin.site.urls),
     path("api/v1/", include("clarion.api_urls")),
     # Knock's and Novu's APIs, for their SDKs pointed at https://<clarion>/knock and …/novu.
     path("knock/", include("compat.knock.urls")),

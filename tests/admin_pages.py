@@ -27,6 +27,7 @@ NOT_PAGES = {
     "logout": "POST only; redirects to the login page",
     "autocomplete": "JSON for the autocomplete widgets",
     "jsi18n": "the admin's JavaScript catalog",
+    "set_language": "POST only: the header's language menu; redirects back to the page",
     "view_on_site": "a redirect to the object's own site",
     "notifications_message_resend": "POST only; redirects to the message's page (with its "
                                     "button: checked)",

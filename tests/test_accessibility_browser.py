@@ -13,22 +13,12 @@ from notifications.models import Message, Recipient
 from notifications.services import recipient_upsert
 from preferences.tokens import center_token, unsubscribe_token
 
+from .browser_support import serious_violations
 from .conftest import email_step
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PHONE = {"width": 375, "height": 740}
-
-
-def serious_violations(page, context: str | None = None, *, rules=()) -> list[str]:
-    """axe-core's serious and critical violations on `page`; `rules`: experimental rules to run
-    as well."""
-    from axe_playwright_python.sync_playwright import Axe
-
-    options = {"rules": {rule: {"enabled": True} for rule in rules}} if rules else None
-    results = Axe().run(page, context=context, options=options)
-    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
-            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def fits(page) -> bool:

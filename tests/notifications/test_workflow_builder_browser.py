@@ -7,6 +7,8 @@ violation, also 375 px wide."""
 import pytest
 from django.urls import reverse
 
+from ..browser_support import serious_violations
+
 EXPECTED_STEPS = [
     {"ref": "inbox", "type": "in_app", "templates": {}},
     {"ref": "wait", "type": "delay", "config": {"days": 1}},
@@ -14,14 +16,6 @@ EXPECTED_STEPS = [
     {"ref": "text", "type": "sms", "templates": {},
      "conditions": {"all": [{"path": "data.amount", "op": "gte", "value": 1000}]}},
 ]
-
-
-def serious_violations(page, context: str | None = None) -> list[str]:
-    from axe_playwright_python.sync_playwright import Axe
-
-    results = Axe().run(page, context=context)
-    return [f"{v['id']} ({v['impact']}): {[n['target'] for n in v['nodes']][:5]}"
-            for v in results.response["violations"] if v["impact"] in ("serious", "critical")]
 
 
 def log_in(page, live_server) -> None:
