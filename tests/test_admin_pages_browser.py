@@ -79,6 +79,8 @@ def test_every_admin_page_passes_axe_and_fits_375_px(live_server, page, api, run
     pages = admin_pages(user)
     if os.environ.get("CLARION_ADMIN_PAGES"):  # a regular expression: check only those pages
         pages = [p for p in pages if re.search(os.environ["CLARION_ADMIN_PAGES"], p.name)]
+        assert pages, "no admin page's name matches CLARION_ADMIN_PAGES"
+    print(f"{len(pages)} admin pages", flush=True)  # noqa: T201
     for admin_page in pages:
         page.set_viewport_size(DESKTOP)
         if not opened(page, live_server.url + admin_page.path, admin_page.name, problems):

@@ -6,8 +6,8 @@
      for either box: each is named after its field and its part ("Last login: Date");
    - an autocomplete field (select2) names its box by the chosen value only, empty when none
      is chosen: the field's label comes first;
-   - a tabular inline's cells (the Delete? box…) have no <label>: each is named after its
-     column's heading. */
+   - a tabular inline's cells (the Delete? box…) and a changelist's editable cells
+     (list_editable) have no <label>: each is named after its column's heading. */
 (function () {
   "use strict";
 
@@ -51,7 +51,7 @@
   }
 
   function nameTabularCells() {
-    document.querySelectorAll(".tabular table").forEach(function (table) {
+    document.querySelectorAll(".tabular table, table#result_list").forEach(function (table) {
       var headings = Array.prototype.map.call(table.querySelectorAll("thead th"), function (th) {
         return th.textContent.trim();
       });
