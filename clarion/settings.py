@@ -248,7 +248,13 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # No client read timeout: redis-py 8 defaults to 5 s, which aborts the layer's
             # blocking BZPOPMIN and tears down every idle websocket (channels_redis#422).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                       # Messages waiting per channel before more are dropped. The sockets of
+                       # one web process share one Redis key (channels-redis' process-specific
+                       # channels), so this bounds a burst to the whole process: at the default
+                       # of 100, a batch of runs writing 500 items dropped most of them
+                       # (bench/websockets.py).
+                       "capacity": 10_000},
         }
     }
 else:
