@@ -173,13 +173,13 @@ AUDITLOG_USE_FK_STRING_REPRESENTATION = True
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'clarion.sqlite3'}"
 # Connections. A web process (clarion/asgi.py marks it) serves each request's sync view on a
 # thread of its own, so it borrows connections from psycopg's pool (Django's "pool" option): kept
-# open, shared by the threads, capped per process. qcluster workers, and other commands (migrate,
-# shell, tests), open one per use: with connections kept between tasks (CONN_MAX_AGE=60), a
-# worker killed with SIGKILL left the cluster delivering nothing more until the sweeper
-# (tests/notifications/providers/test_kill_run.py). An explicit CONN_MAX_AGE
-# applies to every process and turns the pool off (Django allows only one of the two).
+# open, shared by the threads, capped per process. A qcluster worker runs one task at a time on
+# one thread, so it keeps its connection between tasks (CONN_MAX_AGE, 60 s; django-q closes it
+# when unusable), saving a connect per task. Other commands (migrate, shell, tests) open one per
+# use. An explicit CONN_MAX_AGE applies to every process and turns the pool off (Django allows
+# only one of the two).
 _PROCESS = "worker" if sys.argv[1:2] == ["qcluster"] else os.environ.get("CLARION_PROCESS", "")
-_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE")
+_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE") or ("60" if _PROCESS == "worker" else None)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
