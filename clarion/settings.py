@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "auditlog",
     "axes",
+    "csp",
     "clarion",
     "notifications",
     "inbox",
@@ -100,6 +101,8 @@ MIDDLEWARE = [
     "clarion.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy on the pages that choose one (clarion/content_policy.py).
+    "csp.middleware.CSPMiddleware",
     # Last: answers a locked-out admin login (clarion/login_throttle.py).
     "axes.middleware.AxesMiddleware",
 ]
