@@ -264,6 +264,9 @@ if INBOX_REALTIME not in ("layer", "poll"):
     raise ImproperlyConfigured(f"INBOX_REALTIME must be 'layer' or 'poll', not {INBOX_REALTIME!r}.")
 INBOX_POLL_SECONDS = float(os.environ.get("INBOX_POLL_SECONDS", "0.1"))
 INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
+# A socket checks this long after a push (and on every heartbeat) that no push to it was lost:
+# an item older than this, never pushed, gets the client a `resync` frame (inbox/consumers.py).
+INBOX_RESYNC_CHECK_SECONDS = float(os.environ.get("INBOX_RESYNC_CHECK_SECONDS", "2"))
 INBOX_TOKEN_TTL_SECONDS = int(os.environ.get("INBOX_TOKEN_TTL_SECONDS", "3600"))
 # The key of `recipient id + HMAC-SHA256(key, recipient id)` browser auth for items without a
 # tenant (each tenant has its own inbox secret, in the admin or POST /api/v1/tenants/{key}/
