@@ -12,13 +12,11 @@ from django.test import Client
 from inbox.models import InboxItem
 from tests.chaos.support import metric_value
 
-from .test_consumer import (  # noqa: F401  (fixtures)
-    ada,
+from ..conftest import in_app_step
+from .test_consumer import (  # noqa: F401  (close_thread_connections: an autouse fixture)
     close_thread_connections,
     connect,
     frames_until,
-    layer_mode,
-    ping,
     token_for,
     trigger_in_app,
 )
@@ -26,6 +24,16 @@ from .test_consumer import (  # noqa: F401  (fixtures)
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DROPPED = "clarion_inbox_pushes_dropped_total"
+
+
+@pytest.fixture
+def layer_mode(settings):
+    settings.INBOX_REALTIME = "layer"
+
+
+@pytest.fixture
+def ping(make_workflow):
+    return make_workflow("ping", steps=[in_app_step(body="Ping for {{ recipient.name }}")])
 
 
 @pytest.fixture
