@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "auditlog",
     "axes",
+    "csp",
     "clarion",
     "notifications",
     "inbox",
@@ -100,6 +101,8 @@ MIDDLEWARE = [
     "clarion.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy on the pages that choose one (clarion/content_policy.py).
+    "csp.middleware.CSPMiddleware",
     # Last: answers a locked-out admin login (clarion/login_throttle.py).
     "axes.middleware.AxesMiddleware",
 ]
@@ -173,13 +176,13 @@ AUDITLOG_USE_FK_STRING_REPRESENTATION = True
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'clarion.sqlite3'}"
 # Connections. A web process (clarion/asgi.py marks it) serves each request's sync view on a
 # thread of its own, so it borrows connections from psycopg's pool (Django's "pool" option): kept
-# open, shared by the threads, capped per process. qcluster workers, and other commands (migrate,
-# shell, tests), open one per use: with connections kept between tasks (CONN_MAX_AGE=60), a
-# worker killed with SIGKILL left the cluster delivering nothing more until the sweeper
-# (tests/notifications/providers/test_kill_run.py). An explicit CONN_MAX_AGE
-# applies to every process and turns the pool off (Django allows only one of the two).
+# open, shared by the threads, capped per process. A qcluster worker runs one task at a time on
+# one thread, so it keeps its connection between tasks (CONN_MAX_AGE, 60 s; django-q closes it
+# when unusable), saving a connect per task. Other commands (migrate, shell, tests) open one per
+# use. An explicit CONN_MAX_AGE applies to every process and turns the pool off (Django allows
+# only one of the two).
 _PROCESS = "worker" if sys.argv[1:2] == ["qcluster"] else os.environ.get("CLARION_PROCESS", "")
-_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE")
+_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE") or ("60" if _PROCESS == "worker" else None)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
@@ -192,8 +195,15 @@ if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _PROCE
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
         "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
-        "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "10")),
+        # While PostgreSQL is down a request waits this long for a connection, then is a 503
+        # with Retry-After: keep it well under the clients' and load balancer's timeouts.
+        "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "5")),
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A connection attempt to a server that does not answer (down, a dropped route) fails
+    # after this many seconds instead of the kernel's TCP timeout (minutes).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", int(os.environ.get("DB_CONNECT_TIMEOUT", "5")))
 # Behind PgBouncer in transaction mode, server-side cursors must be off.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _env_bool("DISABLE_SERVER_SIDE_CURSORS")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -219,11 +229,12 @@ QUEUE_BROKER = os.environ.get("QUEUE_BROKER", "orm")  # "orm" (default) or "redi
 Q_CLUSTER = {
     "name": "clarion",
     "workers": int(os.environ.get("QUEUE_WORKERS", "2")),
-    # A task that runs longer than `timeout` is killed; one not acknowledged within `retry` is
-    # presented again. timeout < retry, and a finite number of attempts.
-    "timeout": 60,
-    "retry": 90,
-    "max_attempts": 3,
+    # A task that runs longer than `timeout` seconds is killed; one not acknowledged within
+    # `retry` seconds (its worker died, or the database went away) is presented again.
+    # timeout < retry (check notifications.E003), and a finite number of attempts.
+    "timeout": int(os.environ.get("QUEUE_TIMEOUT", "60")),
+    "retry": int(os.environ.get("QUEUE_RETRY", "90")),
+    "max_attempts": int(os.environ.get("QUEUE_MAX_ATTEMPTS", "3")),
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.1,
@@ -248,7 +259,13 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # No client read timeout: redis-py 8 defaults to 5 s, which aborts the layer's
             # blocking BZPOPMIN and tears down every idle websocket (channels_redis#422).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                       # Messages waiting per channel before more are dropped. The sockets of
+                       # one web process share one Redis key (channels-redis' process-specific
+                       # channels), so this bounds a burst to the whole process: at the default
+                       # of 100, a batch of runs writing 500 items dropped most of them
+                       # (bench/websockets.py).
+                       "capacity": 10_000},
         }
     }
 else:
@@ -413,6 +430,9 @@ CLARION = {
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,
+    # An advance task walks up to this many due runs in one transaction (its own, topped up
+    # with others: notifications/engine/claim.py).
+    "ADVANCE_BATCH_SIZE": int(os.environ.get("CLARION_ADVANCE_BATCH_SIZE", "25")),
     # A topic fan-out creates this many runs per transaction.
     "FANOUT_BATCH_SIZE": int(os.environ.get("CLARION_FANOUT_BATCH_SIZE", "500")),
     # A template render taking longer than this (seconds) is stopped as a render error.

@@ -49,6 +49,14 @@ UNAUTHORIZED = 4401
 RECONCILE_BATCH = 1000
 
 
+def _concurrent_read(function):
+    """`function` (a read that keeps no state between calls) as a coroutine run on the default
+    executor's threads, several at once, rather than on the one thread Channels runs sync code
+    on by default, where every socket's connect and counts queue behind each other: thousands of
+    sockets connecting, or a burst of items reaching as many sockets (bench/websockets.py)."""
+    return database_sync_to_async(function, thread_sensitive=False)
+
+
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
     """The credentials in the URL. With an HMAC, `tenant=<key>` names the tenant whose inbox
     secret made it (none: the global secret); with a token, it narrows an unscoped token to one
@@ -83,7 +91,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     deferred_since: float | None = None  # a check waits while pushes keep coming, this long
 
     async def connect(self):
-        principal = await database_sync_to_async(_principal_from_query)(
+        principal = await _concurrent_read(_principal_from_query)(
             self.scope.get("query_string", b""))
         await self.accept()
         if principal is None:
@@ -153,7 +161,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
-        meta = await database_sync_to_async(inbox_counts)(
+        meta = await _concurrent_read(inbox_counts)(
             recipient=self.principal.recipient, tenant=self.principal.tenant)
         await self.send_json(CountsChanged(meta=meta).frame())
 
