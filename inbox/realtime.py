@@ -152,46 +152,18 @@ def publish_on_commit(event: InboxEvent) -> None:
 
 def publish_many_on_commit(events: list[InboxEvent]) -> None:
     """Publish `events` (e.g. a batch's new items, each to its recipient's sockets) once the
-    current transaction commits: one callback for all, whose sends go out concurrently (at most
-    PUBLISH_CONCURRENCY at a time) on this process's publisher loop. New items are left out in
-    "poll" mode, as in publish_on_commit."""
+    current transaction commits: one callback for all, each event handed to the publisher
+    loop without waiting (see `_send`). New items are left out in "poll" mode, as in
+    publish_on_commit."""
     if settings.INBOX_REALTIME != "layer":
         events = [event for event in events if not isinstance(event, ItemCreated)]
     if events:
-        transaction.on_commit(lambda: _send_many(events))
+        transaction.on_commit(lambda: _send_all(events))
 
 
-# Group sends in flight at once when publishing a batch (each is a Redis round trip or two).
-PUBLISH_CONCURRENCY = 32
-
-
-def _send_many(events: list[InboxEvent]) -> None:
-    layer = get_channel_layer()
-    if layer is None:
-        return
-    if isinstance(layer, InMemoryChannelLayer):
-        for event in events:
-            _send(event)
-        return
-
-    async def send_all():
-        gate = asyncio.Semaphore(PUBLISH_CONCURRENCY)
-
-        async def send(event):
-            async with gate:
-                await layer.group_send(recipient_group(event.recipient_id), event.message())
-
-        results = await asyncio.gather(*(send(event) for event in events),
-                                       return_exceptions=True)
-        failed = [result for result in results if isinstance(result, Exception)]
-        if failed:
-            logger.error("inbox: could not publish %d of %d events: %r", len(failed),
-                         len(events), failed[0])
-
-    try:
-        _publisher.run(send_all(), timeout=5 + len(events) / 100)
-    except Exception:  # noqa: BLE001 - the feed is the record; a lost push is re-synced
-        logger.exception("inbox: could not publish %d events", len(events))
+def _send_all(events: list[InboxEvent]) -> None:
+    for event in events:
+        _send(event)
 
 
 def tenant_secrets_group(tenant_pk: int) -> str:
