@@ -234,7 +234,8 @@ def editor_day(browser, live_server, smtp, shots) -> None:
     page.goto(workflow_url)
     write_template(page, "text", "en", {"text": SMS["en"]}, "1 segment")
     page.goto(workflow_url)
-    write_template(page, "text", "fr", {"text": SMS["fr"]}, "Facture INV-1042",
+    # French writes money with no-break spaces; an SMS gets plain ones and stays in GSM-7.
+    write_template(page, "text", "fr", {"text": SMS["fr"]}, "1 segment (GSM-7)",
                    shots=shots, shot_name="template-editor-sms")
     page.goto(workflow_url)
     assert page.locator(".wb-templates li").filter(has_text="not published, v1 draft").count() == 6
