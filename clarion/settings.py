@@ -198,6 +198,12 @@ if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _PROCE
         # While PostgreSQL is down a request waits this long for a connection, then is a 503
         # with Retry-After: keep it well under the clients' and load balancer's timeouts.
         "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "5")),
+        # The pool retries a failed connection with a doubling delay (1, 2, 4 … s) until this
+        # many seconds have passed, then starts afresh on the next request: without a bound
+        # (psycopg's default is 300 s) a pool that failed for a minute waits half a minute
+        # more after PostgreSQL is back, answering 503 all along (tests/deploy/
+        # test_postgres_restart.py).
+        "reconnect_timeout": float(os.environ.get("DB_POOL_RECONNECT_TIMEOUT", "5")),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A connection attempt to a server that does not answer (down, a dropped route) fails

@@ -15,6 +15,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from analytics.rollups import Fact, facts_record
+from clarion.db import database_unreachable
 
 from . import delivery, erasure
 from .engine import layout_for_tenant
@@ -652,7 +653,11 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
         with transaction.atomic():
             body = trigger_summary(*trigger_workflow(request))
             idempotency_finish(record=record, status=202, body=body)
-    except BaseException:
-        idempotency_abandon(record=record)
+    except BaseException as error:
+        # With the database out of reach, releasing the key could only wait for it again and
+        # make the answer (a 503) twice as late; the claim is then taken as dead after
+        # IDEMPOTENCY_LOCK_SECONDS, and a retry meanwhile is a 409 with Retry-After.
+        if not database_unreachable(error):
+            idempotency_abandon(record=record)
         raise
     return TriggerResponse(202, body)
