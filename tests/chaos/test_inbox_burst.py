@@ -1,5 +1,7 @@
 """A burst of in-app items to one connected recipient, past the channel layer's per-channel
-capacity (channels-redis keeps 100 messages per channel and drops the rest without a word).
+capacity (channels-redis drops what a channel cannot hold without a word). Production holds
+10,000 per channel (clarion/settings.py); this test sets channels-redis's default, 100, so that a
+burst of a few hundred items exceeds it.
 
 The items are written by the engine's real in-app step, all in one transaction, so their pushes
 leave in one burst when it commits, through a private Redis, to a socket held by a daphne web
@@ -38,7 +40,7 @@ pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.skipif("connection.vendor != 'postgresql'",
                                  reason="a web process against PostgreSQL")]
 
-CAPACITY = 100  # channels-redis's default per-channel capacity
+CAPACITY = 100  # channels-redis's default per-channel capacity, set below the product's
 
 
 def burst(tmp_path, settings, make_workflow, *, items: int) -> None:
@@ -47,7 +49,8 @@ def burst(tmp_path, settings, make_workflow, *, items: int) -> None:
     stack.callback(redis.stop)
     settings.CHANNEL_LAYERS = {"default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": None}]}}}
+        "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": None}],
+                   "capacity": CAPACITY}}}
     settings.INBOX_REALTIME = "layer"  # this process is the worker: it publishes
     workflow = make_workflow("ping", steps=[in_app_step(body="Ping {{ data.n }}")])
     ada = Recipient.objects.create(external_id="ada", name="Ada")
