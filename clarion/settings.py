@@ -198,6 +198,12 @@ if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _PROCE
         # While PostgreSQL is down a request waits this long for a connection, then is a 503
         # with Retry-After: keep it well under the clients' and load balancer's timeouts.
         "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "5")),
+        # The pool retries a failed connection with a doubling delay (1, 2, 4 … s) until this
+        # many seconds have passed, then starts afresh on the next request: without a bound
+        # (psycopg's default is 300 s) a pool that failed for a minute waits half a minute
+        # more after PostgreSQL is back, answering 503 all along (tests/deploy/
+        # test_postgres_restart.py).
+        "reconnect_timeout": float(os.environ.get("DB_POOL_RECONNECT_TIMEOUT", "5")),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A connection attempt to a server that does not answer (down, a dropped route) fails
@@ -281,6 +287,9 @@ if INBOX_REALTIME not in ("layer", "poll"):
     raise ImproperlyConfigured(f"INBOX_REALTIME must be 'layer' or 'poll', not {INBOX_REALTIME!r}.")
 INBOX_POLL_SECONDS = float(os.environ.get("INBOX_POLL_SECONDS", "0.1"))
 INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
+# A socket checks this long after a push (and on every heartbeat) that no push to it was lost:
+# an item older than this, never pushed, gets the client a `resync` frame (inbox/consumers.py).
+INBOX_RESYNC_CHECK_SECONDS = float(os.environ.get("INBOX_RESYNC_CHECK_SECONDS", "2"))
 INBOX_TOKEN_TTL_SECONDS = int(os.environ.get("INBOX_TOKEN_TTL_SECONDS", "3600"))
 # The key of `recipient id + HMAC-SHA256(key, recipient id)` browser auth for items without a
 # tenant (each tenant has its own inbox secret, in the admin or POST /api/v1/tenants/{key}/
