@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test chaos lint bench install clean
+.PHONY: serve test chaos lint bench screenshots install clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Clarion needs Python 3.11+"'
@@ -29,6 +29,13 @@ chaos: $(STAMP)
 # 10 minutes on 2 cores; writes bench/RESULTS.md.
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
+
+# The admin guide's pictures: the scripted day in chromium (tests/notifications/
+# test_admin_day_browser.py) writes each page it passes through to docs/img/admin/ (optimised PNGs).
+screenshots: $(STAMP)
+	rm -f docs/img/admin/*.png
+	CLARION_SCREENSHOTS_DIR=$(CURDIR)/docs/img/admin $(BIN)/python -m pytest \
+		tests/notifications/test_admin_day_browser.py -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

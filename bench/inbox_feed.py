@@ -41,7 +41,7 @@ PREFIX = "bench-inbox-"
 
 def build(cursor) -> None:
     """The data set, written by SQL in a few statements (about a minute)."""
-    print("building 1,000,000 items …", flush=True)
+    print(f"building {ITEMS:,} items …", flush=True)
     started = time.perf_counter()
     cursor.execute("DELETE FROM inbox_inboxitem WHERE recipient_id IN (SELECT id FROM "
                    "notifications_recipient WHERE external_id LIKE %s)", [PREFIX + "%"])
@@ -105,7 +105,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--items", type=int, default=ITEMS,
+                        help="the data set's size (a tenth the heavy recipient's, 100 a person)")
     args = parser.parse_args()
+    global ITEMS, RECIPIENTS
+    ITEMS, RECIPIENTS = args.items, max(args.items // 100, 100)
     ensure_database(os.environ["DATABASE_URL"])
 
     import django

@@ -37,9 +37,11 @@ import urllib.request
 from datetime import datetime
 from pathlib import Path
 
-import websockets
-
 ROOT = Path(__file__).resolve().parent.parent
+# bench/ holds websockets.py (a benchmark): `import websockets` must find the library.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != ROOT / "bench"]
+import websockets  # noqa: E402
+
 sys.path.insert(0, str(ROOT / "bench"))
 
 from trigger import ensure_database  # noqa: E402

@@ -6,13 +6,16 @@ For each broker (ORM, Redis) and each number of workers (1, 2, 4):
             then one `qcluster` with that many workers drains them;
 - pipeline: N single-recipient triggers of an in-app + email workflow (made through the trigger
             service while no worker runs; the API is bench/trigger_api.py's), then one
-            `qcluster` runs them to the end: `advance_run` writes the inbox item and the two
-            messages, `deliver_message` sends the email to a loopback SMTP server (aiosmtpd, in
-            this process) that accepts at once. Done = the email message `sent`.
+            `qcluster` runs them to the end: each trigger's `advance_runs` task walks its run
+            and up to 24 other due ones in one transaction (the inbox items, the messages), and
+            each such batch's emails go in one `deliver_messages` task to a loopback SMTP server
+            (aiosmtpd, in this process) that accepts at once. Done = the email message `sent`.
 
-Rates are taken from the first task done to the last, so the cluster's start-up is left out. A
-notification takes two tasks (advance, then delivery), so the ratio to the no-op floor is shown
-per notification and per task.
+Rates are taken from the first task done to the last, so the cluster's start-up is left out.
+Each notification is still one queued task (its trigger's; most find their run already walked by
+another's batch and end after one query), so the floor is the cluster's own rate for as many
+tasks. Also printed: the CPU (percent of one core) of each process of the cluster, of this
+process (the SMTP sink), of PostgreSQL (every backend on the machine) and of Redis.
 
 PostgreSQL + Redis. Usage: .venv/bin/python bench/pipeline.py [--n 600] [--workers 1,2,4]
                                                              [--brokers orm,redis]
@@ -39,15 +42,17 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
 os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
-from common import free_port, result  # noqa: E402
+from common import CpuMeter, cpu_text, free_port, result, scale  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 COUNTER = "clarion-bench:noop"
 
 
-def drain(label: str, workers: int, n: int, started, done, log_dir: Path) -> float:
+def drain(label: str, workers: int, n: int, started, done, log_dir: Path,
+          ) -> tuple[float, dict[str, list[float]]]:
     """Start a qcluster with `workers` workers; return n / the seconds from `started()` (the
-    first task finished: the cluster is up) to `done()` reaching `n`."""
+    first task finished: the cluster is up) to `done()` reaching `n`, and the CPU each process
+    used meanwhile (CpuMeter: the cluster's, this one's — the SMTP sink —, PostgreSQL's, Redis')."""
     env = dict(os.environ, QUEUE_WORKERS=str(workers))
     with open(log_dir / f"{label}.log", "wb") as log:
         process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"],
@@ -60,12 +65,14 @@ def drain(label: str, workers: int, n: int, started, done, log_dir: Path) -> flo
                 now = time.monotonic()
                 if start is None and started():
                     start = now
+                    meter = CpuMeter({"qcluster": process.pid, "SMTP sink": os.getpid()})
+                    meter.start()
                 if start is not None and done() >= n:
                     break
                 if process.poll() is not None or now > deadline:
                     raise SystemExit(f"{label}: {done()} of {n} done; see {log.name}")
                 time.sleep(0.02)
-            return n / max(now - start, 1e-6)
+            return n / max(now - start, 1e-6), meter.stop()
         finally:
             # SIGTERM to the cluster alone: it stops its workers (a signal to the whole group
             # kills them under it, and the cluster then waits for them forever).
@@ -82,6 +89,17 @@ def noop(counter: str) -> None:
     import redis
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).incr(counter)
+
+
+def database_counters() -> dict[str, int]:
+    """This database's transactions and rows so far (pg_stat_database: every session's)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT xact_commit, tup_inserted + tup_updated + tup_deleted, "
+                       "tup_fetched FROM pg_stat_database WHERE datname = current_database()")
+        commits, written, fetched = cursor.fetchone()
+    return {"commits": commits, "written": written, "fetched": fetched}
 
 
 def run_broker(broker: str, n: int, workers: list[int]) -> None:
@@ -103,6 +121,7 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
     logging.getLogger("django-q").setLevel(logging.WARNING)
     import redis
     from django.core.management import call_command
+    from django.utils import timezone
     from django_q.models import OrmQ
     from django_q.tasks import async_task
 
@@ -113,6 +132,9 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
     rds = redis.Redis.from_url(os.environ["REDIS_URL"])
     rds.flushdb()
     OrmQ.objects.all().delete()
+    # What an earlier, interrupted run left unfinished would join this one's batches.
+    Run.objects.filter(status__in=("running", "waiting")).update(status="cancelled")
+    Message.objects.filter(status__in=("queued", "sending")).update(status="cancelled")
     workflow, _ = workflow_put(key="bench-pipeline", name="Bench pipeline", steps=[
         StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ recipient.name }}"}}),
         StepSpec(ref="mail", type="email", templates={"en": {
@@ -124,22 +146,34 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
         for _ in range(n):
             async_task("bench.pipeline.noop", COUNTER)
         count = lambda: int(rds.get(COUNTER) or 0)  # noqa: E731
-        floor = drain(f"{broker}-noop-{w}", w, n, count, count, log_dir)
+        floor, floor_cpu = drain(f"{broker}-noop-{w}", w, n, count, count, log_dir)
+        floor_cpu.pop("SMTP sink", None)
 
-        tag = uuid.uuid4().hex[:8]
+        tag, mark = uuid.uuid4().hex[:8], timezone.now()
         for i in range(n):
             trigger_workflow(TriggerRequest(workflow=workflow, recipients=[{
                 "id": f"{tag}-{i}", "name": f"User {i}", "email": f"{tag}-{i}@example.com"}],
                 data={"text": "Your invoice is ready"}))
         runs = Run.objects.filter(workflow=workflow, recipient__external_id__startswith=f"{tag}-")
-        sent = Message.objects.filter(run__in=runs, channel="email", status="sent")
-        advanced = Message.objects.filter(run__in=runs).exists
-        rate = drain(f"{broker}-pipeline-{w}", w, n, advanced, sent.count, log_dir)
+        # Polled every 20 ms while the cluster runs: cheap queries (nothing else writes here).
+        sent = Message.objects.filter(created_at__gte=mark, channel="email", status="sent")
+        advanced = Message.objects.filter(created_at__gte=mark).exists
+        before = database_counters()
+        rate, cpu = drain(f"{broker}-pipeline-{w}", w, n, advanced, sent.count, log_dir)
+        time.sleep(1.5)  # PostgreSQL publishes a session's counters at most once a second
+        db = {k: (v - before[k]) / n for k, v in database_counters().items()}
         completed = runs.filter(status="completed").count()
         in_app = Message.objects.filter(run__in=runs, channel="in_app").count()
         assert completed == n and in_app == n, f"{completed} runs completed, {in_app} in-app"
-        print(f"{broker:<6} {w:>7} {floor:13.1f} {rate:15.1f} {rate / floor:9.2f} "
-              f"{2 * rate / floor:9.2f}", flush=True)
+        print(f"{broker:<6} {w:>7} {floor:13.1f} {rate:15.1f} {rate / floor:9.2f}", flush=True)
+        print(f"{'':15} PostgreSQL per notification: {db['commits']:.1f} commits, "
+              f"{db['written']:.1f} rows written, {db['fetched']:.0f} rows read (the cluster's "
+              f"start and this script's polling included)", flush=True)
+        print(f"{'':15} CPU (% of a core) no-op: {cpu_text(floor_cpu)}\n"
+              f"{'':15} CPU (% of a core) pipeline: {cpu_text(cpu)}", flush=True)
+        scale(f"pipeline, {broker} broker", f"{w} worker{'s' * (w > 1)}", rate,
+              "notifications/s", f"no-op tasks {floor:.1f}/s", rate / floor, cpu)
+
         result(f"pipeline, {broker} broker, {w} worker(s): notifications/s (in-app + email)",
                rate, f"no-op tasks {floor:.1f}/s", rate / floor, goal=0.5)
     smtp.stop()
@@ -160,7 +194,7 @@ def main() -> None:
     print(f"Pipeline benchmark: {args.n} notifications (in-app + email to loopback SMTP) and "
           f"{args.n} no-op tasks per row")
     print(f"{'broker':<6} {'workers':>7} {'no-op tasks/s':>13} {'notifications/s':>15} "
-          f"{'ratio':>9} {'per task':>9}", flush=True)
+          f"{'ratio':>9}", flush=True)
     for broker in args.brokers.split(","):
         subprocess.run([sys.executable, __file__, "--broker", broker, "--n", str(args.n),
                         "--workers", args.workers], check=True)

@@ -22,18 +22,37 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
-# (script, arguments): each sized for the 10-minute budget of `make bench` on 2 cores.
+# (script, arguments): each sized so that the whole runs in under 10 minutes on 2 cores (the
+# full-size runs are each script's defaults; bench/README.md).
 RUNS = [
     ("trigger.py", ["--n", "200"]),
-    ("trigger_api.py", ["--seconds", "4", "--servers", "daphne:1,uvicorn:1,uvicorn:2,granian:2"]),
-    ("pipeline.py", ["--n", "100"]),
+    ("trigger_api.py", ["--seconds", "4", "--servers", "uvicorn:1,uvicorn:2,uvicorn:4"]),
+    ("pipeline.py", ["--n", "200"]),
     ("delivery.py", ["--n", "300", "--rounds", "1"]),
     ("wakeups.py", ["--n", "100", "--spread", "10"]),
     ("inbox_latency.py", ["--triggers", "100", "--rate", "10", "--modes", "redis"]),
-    ("fanout.py", ["--subscribers", "1000", "--events", "1000", "--keys", "100"]),
-    # Builds its 1,000,000-item data set once (kept between runs): the first run takes longer.
-    ("inbox_feed.py", ["--requests", "200"]),
+    ("websockets.py", ["--sockets", "5000", "--burst", "1000"]),
+    ("fanout.py", ["--subscribers", "500", "--events", "500", "--keys", "50"]),
+    # Their data sets are kept between runs in their own databases: the first run builds them.
+    ("inbox_feed.py", ["--items", "200000", "--requests", "200"]),
+    ("analytics.py", ["--messages", "200000", "--loads", "5"]),
+    ("profiles.py", ["--n", "50"]),
 ]
+# Benchmarks that keep a data set, each in its own database (DATABASE_URL's name + suffix).
+OWN_DATABASE = {"inbox_feed.py": "_inbox", "analytics.py": "_analytics", "fanout.py": "_fanout"}
+
+
+def script_env(script: str) -> dict[str, str]:
+    """The environment of one benchmark: this one's, with its own database where it keeps a
+    data set (a DATABASE_URL given to `make bench` is the others' database)."""
+    env = dict(os.environ)
+    url = env.get("DATABASE_URL")
+    if url and script in OWN_DATABASE:
+        base, _, query = url.partition("?")
+        env["DATABASE_URL"] = base + OWN_DATABASE[script] + (f"?{query}" if query else "")
+    elif script in OWN_DATABASE:
+        env.pop("DATABASE_URL", None)  # the script's own default database
+    return env
 
 
 def machine() -> list[str]:
@@ -71,24 +90,27 @@ def main() -> None:
     only = set(args.only.split(",")) if args.only else None
     started = datetime.now(UTC)
     head = machine()
-    figures, sections, failed = [], [], []
+    figures, scaling, sections, failed = [], [], [], []
     for script, script_args in RUNS:
         if only and script.removesuffix(".py") not in only:
             continue
         print(f"== {script} {' '.join(script_args)}", flush=True)
         begin = time.monotonic()
         done = subprocess.run([sys.executable, str(BENCH / script), *script_args], cwd=ROOT,
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, env=script_env(script))
         seconds = time.monotonic() - begin
         output = done.stdout + (f"\n{done.stderr[-3000:]}" if done.returncode else "")
         print(output, flush=True)
         for line in done.stdout.splitlines():
             if line.startswith("FIGURE "):
                 figures.append(json.loads(line[len("FIGURE "):]))
+            elif line.startswith("SCALE "):
+                scaling.append(json.loads(line[len("SCALE "):]))
         status = "ok" if done.returncode == 0 else f"FAILED (exit {done.returncode})"
         if done.returncode:
             failed.append(script)
-        shown = "\n".join(line for line in output.splitlines() if not line.startswith("FIGURE "))
+        shown = "\n".join(line for line in output.splitlines()
+                          if not line.startswith(("FIGURE ", "SCALE ")))
         sections.append(f"### {script} {' '.join(script_args)}\n\n{status}, {seconds:.0f} s\n\n"
                         f"```\n{shown.strip()}\n```\n")
     total = (datetime.now(UTC) - started).total_seconds()
@@ -97,6 +119,15 @@ def main() -> None:
         goal = f"≥ {f['goal']:.2f}" if f.get("goal") is not None else ""
         table.append(f"| {f['name']} | {f['value']:.1f} | {f['floor']} | {f['ratio']:.2f} | "
                      f"{goal} |")
+    rows = ["| figure | processes | value | floor | ratio | CPU of each process (% of one core) |",
+            "|---|---|---|---|---|---|"]
+    for r in scaling:
+        rows.append(f"| {r['what']} | {r['processes']} | {r['value']:.1f} {r['unit']} | "
+                    f"{r['floor']} | {r['ratio']:.2f} | {r['cpu']} |")
+    print("\nfigure | value | floor | ratio | goal")
+    for f in figures:
+        print(f"{f['name']} | {f['value']:.1f} | {f['floor']} | {f['ratio']:.2f} | "
+              f"{f.get('goal') or ''}")
     text = "\n".join([
         "# Benchmark results", "",
         f"Written by `make bench` (bench/run_all.py) on {started:%Y-%m-%d %H:%M} UTC, "
@@ -104,6 +135,11 @@ def main() -> None:
         "same machine; see bench/README.md for what each benchmark measures.", "",
         "## Machine", "", *head, "",
         "## Figures against their floors", "", *table, "",
+        "## Scaling with processes", "",
+        "The same figures against the number of web processes (uvicorn `--workers`) and of "
+        "`qcluster` workers, with the CPU each process used while measured (PostgreSQL: every "
+        "backend on the machine, shared with whatever else ran). docs/deploy.md#capacity-model "
+        "reads them.", "", *rows, "",
         "Benchmarks without a row above print their floors and ratios in their own output:", "",
         "## Output", "", *sections])
     args.out.write_text(text + "\n")

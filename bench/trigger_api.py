@@ -42,7 +42,7 @@ os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-
 os.environ.setdefault("CLARION_TRIGGER_RATE_LIMIT", "100000000")
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
-from common import free_port, result  # noqa: E402
+from common import CpuMeter, cpu_text, free_port, result, scale  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -231,7 +231,10 @@ def main() -> None:
             prefix = f"{uuid.uuid4().hex[:8]}"
             wrk(served.port, "trigger", f"w{prefix}", secret, args.clients, 2, script)
             floor = wrk(served.port, "floor", prefix, secret, args.clients, args.seconds, script)
+            meter = CpuMeter({server: served.process.pid})
+            meter.start()
             full = wrk(served.port, "trigger", prefix, secret, args.clients, args.seconds, script)
+            cpu = meter.stop()
         finally:
             served.stop()
         records = IdempotencyRecord.objects.filter(api_key=api_key,
@@ -259,6 +262,9 @@ def main() -> None:
               + (f"  FAILED: {'; '.join(problems)}" if problems else ""))
         print(f"{'':<16} {full['replays']} replays, {n_triggers} triggers for "
               f"{n_records} keys, 0 errors" if not problems else "")
+        print(f"{'':<16} CPU (% of a core) during the triggers: {cpu_text(cpu)}")
+        scale("trigger API", f"{processes} {server} process{'es' * (processes != '1')}",
+              full["per_s"], "triggers/s", f"GET tenant {floor['per_s']:.1f}/s", ratio, cpu)
         result(f"trigger API, {server} x{processes}: triggers/s (p50 {full['p50_ms']:.0f} ms, "
                f"p99 {full['p99_ms']:.0f} ms)", full["per_s"],
                f"GET tenant {floor['per_s']:.1f}/s", ratio, goal=0.6)

@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "auditlog",
     "axes",
+    "csp",
     "clarion",
     "notifications",
     "inbox",
@@ -100,6 +101,8 @@ MIDDLEWARE = [
     "clarion.audit.AuditRequestMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Content-Security-Policy on the pages that choose one (clarion/content_policy.py).
+    "csp.middleware.CSPMiddleware",
     # Last: answers a locked-out admin login (clarion/login_throttle.py).
     "axes.middleware.AxesMiddleware",
 ]
@@ -194,8 +197,15 @@ if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _PROCE
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": int(os.environ.get("DB_POOL_MIN_SIZE", "2")),
         "max_size": int(os.environ.get("DB_POOL_MAX_SIZE", "20")),
-        "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "10")),
+        # While PostgreSQL is down a request waits this long for a connection, then is a 503
+        # with Retry-After: keep it well under the clients' and load balancer's timeouts.
+        "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "5")),
     }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A connection attempt to a server that does not answer (down, a dropped route) fails
+    # after this many seconds instead of the kernel's TCP timeout (minutes).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", int(os.environ.get("DB_CONNECT_TIMEOUT", "5")))
 # Behind PgBouncer in transaction mode, server-side cursors must be off.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _env_bool("DISABLE_SERVER_SIDE_CURSORS")
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
@@ -221,11 +231,12 @@ QUEUE_BROKER = os.environ.get("QUEUE_BROKER", "orm")  # "orm" (default) or "redi
 Q_CLUSTER = {
     "name": "clarion",
     "workers": int(os.environ.get("QUEUE_WORKERS", "2")),
-    # A task that runs longer than `timeout` is killed; one not acknowledged within `retry` is
-    # presented again. timeout < retry, and a finite number of attempts.
-    "timeout": 60,
-    "retry": 90,
-    "max_attempts": 3,
+    # A task that runs longer than `timeout` seconds is killed; one not acknowledged within
+    # `retry` seconds (its worker died, or the database went away) is presented again.
+    # timeout < retry (check notifications.E003), and a finite number of attempts.
+    "timeout": int(os.environ.get("QUEUE_TIMEOUT", "60")),
+    "retry": int(os.environ.get("QUEUE_RETRY", "90")),
+    "max_attempts": int(os.environ.get("QUEUE_MAX_ATTEMPTS", "3")),
     "ack_failures": True,
     "catch_up": False,
     "poll": 0.1,
@@ -415,6 +426,9 @@ CLARION = {
     # A first request holding an Idempotency-Key longer than this is taken as dead.
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,
+    # An advance task walks up to this many due runs in one transaction (its own, topped up
+    # with others: notifications/engine/claim.py).
+    "ADVANCE_BATCH_SIZE": int(os.environ.get("CLARION_ADVANCE_BATCH_SIZE", "25")),
     # A topic fan-out creates this many runs per transaction.
     "FANOUT_BATCH_SIZE": int(os.environ.get("CLARION_FANOUT_BATCH_SIZE", "500")),
     # A template render taking longer than this (seconds) is stopped as a render error.

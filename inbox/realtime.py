@@ -44,21 +44,65 @@ class _PublisherLoop:
     """An event loop on a thread of its own, for publishing from sync code outside daphne (the
     worker). channels-redis keeps its connections per event loop, and `async_to_sync` without an
     outer loop runs each call on a new one: a new Redis connection for every publish (10-50 ms
-    measured). One long-lived loop per process keeps one connection pool."""
+    measured). One long-lived loop per process keeps one connection pool.
+
+    `submit` hands a message over and returns at once: a burst (a batch of runs commits a
+    thousand items) goes out concurrently, at most MAX_IN_FLIGHT sends at a time, each group's
+    messages in the order they were submitted. `run` waits for its coroutine's result."""
+
+    MAX_IN_FLIGHT = 64
 
     def __init__(self):
         self.lock = threading.Lock()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pid = 0
+        self.tails: dict[str, asyncio.Task] = {}  # each group's latest send, on the loop
+        self.gate: asyncio.Semaphore | None = None
 
-    def run(self, coroutine, timeout: float = 5):
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
         with self.lock:
             if self.loop is None or self.pid != os.getpid():  # new, or inherited through fork
                 self.loop = asyncio.new_event_loop()
                 self.pid = os.getpid()
+                self.tails, self.gate = {}, asyncio.Semaphore(self.MAX_IN_FLIGHT)
                 threading.Thread(target=self.loop.run_forever, name="inbox-publisher",
                                  daemon=True).start()
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
+            return self.loop
+
+    def run(self, coroutine, timeout: float = 5):
+        return asyncio.run_coroutine_threadsafe(coroutine, self._running_loop()).result(timeout)
+
+    def submit(self, group: str, message: dict) -> None:
+        """Send `message` to `group` on the layer soon, after the group's earlier messages;
+        a failure is logged (the feed is the record)."""
+        self._running_loop().call_soon_threadsafe(self._start, group, message)
+
+    def _start(self, group: str, message: dict) -> None:  # on the loop
+        task = self.loop.create_task(self._send(self.tails.get(group), group, message))
+        self.tails[group] = task
+        task.add_done_callback(lambda done: self.tails.get(group) is done
+                               and self.tails.pop(group))
+
+    def wait(self, timeout: float = 10) -> None:
+        """Until every message submitted so far was sent (or failed), at most `timeout` s."""
+        if self.loop is None or self.pid != os.getpid():
+            return
+
+        async def sent() -> None:
+            if self.tails:
+                await asyncio.wait(list(self.tails.values()))
+
+        self.run(sent(), timeout)
+
+    async def _send(self, previous: asyncio.Task | None, group: str, message: dict) -> None:
+        if previous is not None:
+            await asyncio.wait([previous])
+        async with self.gate:
+            try:
+                await get_channel_layer().group_send(group, message)
+            except Exception:  # noqa: BLE001 - the feed is the record; a lost push is re-synced
+                logger.exception("inbox: could not publish %s to %s",
+                                 message.get("event") or message["type"], group)
 
 
 _publisher = _PublisherLoop()
@@ -80,7 +124,19 @@ def _group_send(group: str, message: dict) -> None:
 
 
 def _send(event: InboxEvent) -> None:
+    """Publish `event` to its recipient's sockets: through the publisher loop without waiting
+    (a Redis layer), or at once (the in-memory layer of this process)."""
+    layer = get_channel_layer()
+    if layer is not None and not isinstance(layer, InMemoryChannelLayer):
+        _publisher.submit(recipient_group(event.recipient_id), event.message())
+        return
     _group_send(recipient_group(event.recipient_id), event.message())
+
+
+def published_wait(timeout: float = 10) -> None:
+    """Wait (at most `timeout` seconds) until the events this process published are on the
+    layer: for a short-lived process (a script, a command) before it exits."""
+    _publisher.wait(timeout)
 
 
 def publish_on_commit(event: InboxEvent) -> None:

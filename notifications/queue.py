@@ -10,7 +10,9 @@ from which the broker may hand it out) set to that later time: it fires within t
 poll interval of its time, and is as crash-safe as any queued task.
 """
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 
 from django.conf import settings
@@ -47,10 +49,34 @@ def enqueue_many(func: str, args_list: Sequence[tuple]) -> None:
     args_list = [tuple(args) for args in args_list]
     if not args_list:
         return
+    held = getattr(_grouping, "held", None)
+    if held is not None and func in held:
+        held[func][1].extend(args[0] for args in args_list)
+        return
     if _broker_is_this_database() or transaction.get_autocommit():
         _push(func, args_list)
     else:
         transaction.on_commit(lambda: _push(func, args_list))
+
+
+_grouping = threading.local()
+
+
+@contextmanager
+def enqueue_grouped(func: str, *, into: str, size: int) -> Iterator[None]:
+    """Inside the block, `enqueue(func, id)` calls (one argument each) are held, and at its end
+    enqueued as `into(*ids)` tasks of up to `size` ids each, in order: e.g. the deliveries of a
+    batch of runs as a few `deliver_messages` tasks rather than one task per message. Use it
+    inside the transaction the enqueues belong to (the held tasks join it when the block ends);
+    if the block raises, they are dropped with it."""
+    previous = getattr(_grouping, "held", None)
+    _grouping.held = {**(previous or {}), func: (into, [])}
+    try:
+        yield
+        into_func, ids = _grouping.held[func]
+    finally:
+        _grouping.held = previous
+    enqueue_many(into_func, [tuple(ids[i:i + size]) for i in range(0, len(ids), size)])
 
 
 def _push(func: str, args_list: list[tuple], *, visible_at: datetime | None = None) -> None:

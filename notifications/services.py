@@ -410,7 +410,8 @@ class TriggerRequest:
 
 def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
                      via: str = "", new_trigger: bool = False) -> list[Run]:
-    """Runs for recipients who have none on this trigger yet, each enqueued to advance."""
+    """Runs for recipients who have none on this trigger yet, enqueued to advance in batches
+    (tasks.advance_runs)."""
     recipients = {r.pk: r for r in recipients}
     existing = set() if new_trigger else set(
         trigger.runs.filter(recipient_id__in=list(recipients)).values_list("recipient_id",
@@ -424,7 +425,9 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
     StepLog.objects.bulk_create(
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
-    enqueue_many("notifications.tasks.advance_run", [(str(run.id),) for run in runs])
+    ids, size = [str(run.id) for run in runs], settings.CLARION["ADVANCE_BATCH_SIZE"]
+    enqueue_many("notifications.tasks.advance_runs",
+                 [tuple(ids[i:i + size]) for i in range(0, len(ids), size)])
     if runs:
         facts_record([Fact(metric="triggered", at=runs[0].created_at, count=len(runs),
                            workflow=trigger.workflow.key,

@@ -1,6 +1,7 @@
 """django-q2 tasks. Thin: take ids, call a service. Each may run twice and must not send twice."""
 
 import logging
+import time
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -12,7 +13,7 @@ from clarion.logs import log_context
 
 from . import delivery, engine, ratelimit, retention, schedules, services
 from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Step, StepType, Trigger
-from .queue import enqueue, enqueue_many
+from .queue import enqueue, enqueue_grouped, enqueue_many
 
 logger = logging.getLogger(__name__)
 
@@ -30,25 +31,53 @@ def advance_run(run_id: str) -> None:
 
 
 def advance_runs(*run_ids: str) -> None:
-    """Advance `run_ids` (a topic fan-out's runs go out a few dozen per task, not one task
-    each: bench/fanout.py) together in one transaction (engine.advance_batch: what the runs
-    share is read once, the timeline written once). If the batch fails, it is rolled back and
-    each run goes through advance_run in its own transaction instead: a run that fails then is
-    logged and left to the sweeper (it stays `running`); the others go on."""
+    """Advance `run_ids` (a trigger's runs, or a fan-out chunk's) and, while the batch has room,
+    other due runs (CLARION["ADVANCE_BATCH_SIZE"] in all), in one transaction: the runs are
+    claimed with SELECT … FOR UPDATE SKIP LOCKED (engine.runs_claim: a run another worker holds
+    is that worker's), walked together (engine.advance_batch: what the runs share read once, the
+    timeline written once), and their deliveries queued as `deliver_messages` tasks of up to
+    DELIVERY_BATCH_SIZE messages, all committed together. A task whose runs other batches took
+    ends after one query. If the batch fails, it is rolled back and each of its runs goes through
+    advance_run in its own transaction instead: a run that fails then is logged and left to the
+    sweeper (it stays `running`, and this process takes it in no other batch); the others go on.
+    """
+    now = timezone.now()
+    if not engine.runs_due_exist(list(run_ids), now=now):
+        return
+    conf = settings.CLARION
+    claimed: list[str] = []
     try:
-        with transaction.atomic():
-            engine.advance_batch(list(run_ids), now=timezone.now())
+        with transaction.atomic(), enqueue_grouped(
+                "notifications.tasks.deliver_message", into="notifications.tasks.deliver_messages",
+                size=conf["DELIVERY_BATCH_SIZE"]):
+            claimed = engine.runs_claim(list(run_ids), now=now, limit=conf["ADVANCE_BATCH_SIZE"],
+                                        exclude=_failed_recently(now))
+            if claimed:
+                engine.advance_batch(claimed, now=now)
         return
     except Exception:
-        logger.warning("a batch of %d runs failed; advancing them one at a time", len(run_ids),
-                       exc_info=True)
+        logger.warning("a batch of %d runs failed; advancing them one at a time",
+                       len(claimed or run_ids), exc_info=True)
         _drop_broken_connection()
-    for run_id in run_ids:
+    for run_id in claimed or run_ids:
         try:
             advance_run(run_id)
         except Exception:
             logger.exception("run %s failed to advance; the sweeper will retry it", run_id)
+            _FAILED[str(run_id)] = time.monotonic()
             _drop_broken_connection()
+
+
+# Runs that failed on their own in this process (id → time.monotonic()), taken in no batch's
+# top-up for STUCK_AFTER_SECONDS: a run that keeps failing does not undo every batch meanwhile.
+_FAILED: dict[str, float] = {}
+
+
+def _failed_recently(now: datetime) -> frozenset[str]:
+    horizon = time.monotonic() - settings.CLARION["STUCK_AFTER_SECONDS"]
+    for run_id in [run_id for run_id, at in _FAILED.items() if at < horizon]:
+        del _FAILED[run_id]
+    return frozenset(_FAILED)
 
 
 def flush_digest(batch_id: str) -> None:
@@ -61,6 +90,12 @@ def deliver_message(message_id: str) -> None:
     """Deliver this message, and up to DELIVERY_BATCH_SIZE - 1 other due ones concurrently."""
     with log_context(message_id=message_id):
         delivery.deliver_batch(message_id)
+
+
+def deliver_messages(*message_ids: str) -> None:
+    """Deliver `message_ids` (the messages a batch of runs queued, advance_runs) and other due
+    ones up to DELIVERY_BATCH_SIZE, concurrently; the messages other workers took are theirs."""
+    delivery.deliver_batch(list(message_ids))
 
 
 def fanout_trigger(trigger_id: str) -> None:

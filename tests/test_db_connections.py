@@ -35,7 +35,7 @@ def database_settings(*, argv=None, env=None, code=""):
 def test_a_web_process_on_postgresql_borrows_from_a_pool():
     [web] = database_settings(env={"DATABASE_URL": PG, "CLARION_PROCESS": "web"})
     assert web == {"max_age": 0, "health": True,
-                   "pool": {"min_size": 2, "max_size": 20, "timeout": 10}}
+                   "pool": {"min_size": 2, "max_size": 20, "timeout": 5}}
 
 
 def test_loading_the_asgi_application_marks_the_process_as_web():

@@ -633,6 +633,35 @@ def test_every_link_between_pages_reaches_a_page_and_its_heading():
     assert not broken, "\n".join(broken)
 
 
+IMAGE = re.compile(r"!\[([^\]]*)\]\(([^)\s]+)\)")
+
+
+def test_every_picture_the_docs_show_exists_is_described_and_is_small():
+    """Each ![alt](path) of a page is a file of the repository (not a web address), has alt
+    text for those who cannot see it, and is a PNG of at most 400 kB (the admin guide's
+    screenshots: `make screenshots`)."""
+    problems, shown = [], set()
+    for page, text in page_texts().items():
+        for number, line in enumerate(text.splitlines(), 1):
+            for alt, target in IMAGE.findall(line):
+                path = ((ROOT / page).parent / target).resolve()
+                shown.add(path)
+                if not alt.strip():
+                    problems.append(f"{page}:{number}: {target} has no alt text")
+                if not path.is_file():
+                    problems.append(f"{page}:{number}: {target} does not exist")
+                elif path.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+                    problems.append(f"{page}:{number}: {target} is not a PNG")
+                elif path.stat().st_size > 400_000:
+                    problems.append(f"{page}:{number}: {target} is {path.stat().st_size} bytes")
+    unused = [str(path.relative_to(ROOT)) for path in (ROOT / "docs" / "img").rglob("*.png")
+              if path.resolve() not in shown]
+    assert not problems, "\n".join(problems)
+    assert not unused, f"pictures no page shows: {unused}"
+    assert IMAGE.findall("![The builder](img/admin/workflow-builder.png)") == [
+        ("The builder", "img/admin/workflow-builder.png")]
+
+
 def test_the_link_check_reads_anchors_as_github_makes_them():
     anchors = heading_anchors(ROOT / "docs" / "preferences.md")
     assert {"who-decides-the-resolution-order",

@@ -308,8 +308,12 @@ class TemplateAdmin(ClarionAdmin):
                 label = f"Route: {label}"
             fieldsets.append((f"{label} fields", {
                 "fields": names,
-                "description": "“Save” creates a new version and publishes it; “Save as draft” "
-                               "keeps the published version until you publish the draft.",
+                "description": (
+                    "“Save” creates a new version and publishes it; “Save as draft” keeps the "
+                    "published version until you publish the draft."
+                    if self.has_publish_permission(request) else
+                    "“Save as draft” creates a new version; the published version keeps being "
+                    "sent until a Publisher publishes your draft."),
             }))
         elif step is not None and step.type == StepType.ROUTE:
             add = reverse("admin:notifications_template_add")

@@ -293,6 +293,9 @@ class BulkTriggerSerializer(Serializer):
             "detail": {"type": "string"},
             "fields": {"type": "object", "description": "Path within this trigger → problems.",
                        "additionalProperties": {"type": "array", "items": {"type": "string"}}},
+            "retry_after": {"type": "integer",
+                            "description": "On a 409: seconds after which the same item "
+                                           "replays the first trigger's answer."},
         }},
     ]
 })

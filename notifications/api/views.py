@@ -81,7 +81,9 @@ class BulkTriggerView(APIView):
         "actor, tenant, cancellation key and `idempotency_key` (which behaves as the single "
         "trigger's Idempotency-Key header). Each trigger is validated and committed on its own, "
         "never all or nothing: the 207 answer has one result per trigger, in order, either "
-        "`{\"status\": 202, \"trigger_id\", \"runs\"}` or the error shape with its 4xx `status`.",
+        "`{\"status\": 202, \"trigger_id\", \"runs\"}` or the error shape with its 4xx `status`; "
+        "a 409 (its idempotency key still in use) carries `retry_after` in seconds, and the "
+        "answer's `Retry-After` header is the largest of them.",
         request=s.BulkTriggerSerializer,
         responses={
             207: s.BulkTriggerResponseSerializer,
@@ -94,7 +96,7 @@ class BulkTriggerView(APIView):
     def post(self, request, key: str):
         workflow = active_workflow(key)
         triggers = validated(s.BulkTriggerSerializer, request.data)["triggers"]
-        results = []
+        results, retry_after = [], None
         for body in triggers:
             idempotency_key = body.get("idempotency_key") if isinstance(body, dict) else None
             if not isinstance(idempotency_key, str) or not idempotency_key:
@@ -103,13 +105,19 @@ class BulkTriggerView(APIView):
                 answer = trigger_one(request.auth, workflow, s.BulkTriggerItemSerializer, body,
                                      idempotency_key=idempotency_key)
             except exceptions.APIException as exc:
-                results.append({"status": exc.status_code, **error_body(exc)})
+                result = {"status": exc.status_code, **error_body(exc)}
+                if getattr(exc, "retry_after", None) is not None:  # a 409: the key in use
+                    result["retry_after"] = exc.retry_after
+                    retry_after = max(retry_after or 0, exc.retry_after)
+                results.append(result)
                 continue
             result = {"status": answer.status, **answer.body}
             if answer.replayed:
                 result["replayed"] = True
             results.append(result)
-        return Response({"results": results}, status=status.HTTP_207_MULTI_STATUS)
+        headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
+        return Response({"results": results}, status=status.HTTP_207_MULTI_STATUS,
+                        headers=headers)
 
 
 class CancelView(APIView):

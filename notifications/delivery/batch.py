@@ -31,7 +31,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from analytics.rollups import Fact, facts_record, message_fact
@@ -44,12 +44,12 @@ from ..providers.base import OutboundMessage, PermanentError, ProviderError, Sen
 from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from ..providers.services import channel_data_deactivate
 from ..queue import enqueue_at, enqueue_many
+from .claim import MESSAGE_RELATIONS, _due, claim_batch
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
 logger = logging.getLogger(__name__)
 
-MESSAGE_RELATIONS = ("tenant", "workflow", "recipient", "step")
 
 
 def backoff_seconds(attempt: int) -> float:
@@ -110,12 +110,13 @@ def deliver(message_id: str, *, now: datetime | None = None) -> None:
     deliver_claimed([message], now=now, deadline=deadline)
 
 
-def deliver_batch(message_id: str | None = None, *, now: datetime | None = None,
+def deliver_batch(message_id: str | list[str] | None = None, *, now: datetime | None = None,
                   size: int | None = None) -> int:
-    """Claim `message_id` and up to `size` - 1 other due messages, and deliver them
-    concurrently, within the task's time (see `batch_deadline`). Returns how many were
-    claimed. A task whose message another worker already claimed returns at once (one
-    UPDATE), so the other messages' own tasks cost next to nothing."""
+    """Claim `message_id` (or those of a list of ids still queued) and other due messages, up
+    to `size` in all, and deliver them concurrently, within the task's time (see
+    `batch_deadline`). Returns how many were claimed. A task whose messages other workers
+    already claimed returns at once (one statement), so the other messages' own tasks cost
+    next to nothing."""
     deadline = batch_deadline()
     now = now or timezone.now()
     size = size or settings.CLARION["DELIVERY_BATCH_SIZE"]
@@ -153,43 +154,6 @@ def call_seconds(provider) -> float:
         options = getattr(provider, "options", None) or {}
         timeout = options.get("timeout") or (20 if provider.channel == Channel.EMAIL else 10)
     return 2 * float(timeout)
-
-
-def _due(now: datetime) -> Q:
-    return Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
-
-
-def claim_batch(*, now: datetime, limit: int, first: str | None = None) -> list[Message]:
-    """Claim `first` (when given; nothing at all if it is not ours to send) and up to `limit`
-    due queued messages in all. SKIP LOCKED where the database has it (PostgreSQL): concurrent
-    workers take disjoint batches; SQLite serializes writers (IMMEDIATE transactions)."""
-    claim = {"status": Message.Status.SENDING, "attempts": F("attempts") + 1, "updated_at": now}
-    ids = []
-    if first is not None:  # one statement, no transaction: the common no-op is one round trip
-        if not Message.objects.filter(_due(now), pk=first,
-                                      status=Message.Status.QUEUED).update(**claim):
-            return []
-        ids.append(first)
-    if limit <= len(ids):
-        return list(Message.objects.select_related(*MESSAGE_RELATIONS).filter(pk__in=ids))
-    with transaction.atomic():
-        # Our own message (claimed above) and the others, rows and relations in one query.
-        rows = (Message.objects.select_for_update(skip_locked=True, of=("self",))
-                .select_related(*MESSAGE_RELATIONS)
-                .filter(Q(pk__in=ids) | Q(_due(now), status=Message.Status.QUEUED))
-                .order_by("-status"))  # "sending" (ours, claimed above) before "queued"
-        messages = list(rows[:limit])
-        if first is not None and not any(str(m.pk) == str(first) for m in messages):
-            messages = list(Message.objects.select_related(*MESSAGE_RELATIONS).filter(
-                pk=first)) + messages[: limit - 1]
-        others = [m.pk for m in messages if m.status == Message.Status.QUEUED]
-        if others:
-            Message.objects.filter(pk__in=others, status=Message.Status.QUEUED).update(**claim)
-        for message in messages:
-            if message.status == Message.Status.QUEUED:
-                message.status = Message.Status.SENDING
-                message.attempts += 1
-        return messages
 
 
 def deliver_claimed(messages: list[Message], *, now: datetime,

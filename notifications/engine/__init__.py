@@ -9,6 +9,7 @@ step's JSON may say). Callers import from `notifications.engine`.
 from .batch import advance_batch
 from .branches import effective_steps
 from .channel_steps import channel_address, layout_for_tenant, locale_candidates, select_template
+from .claim import runs_claim, runs_due_exist
 from .digest import batch_close_due, window_closes_at
 from .validation import (
     BRANCHING_STEP_TYPES,
@@ -34,7 +35,8 @@ from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
 __all__ = [
     "BRANCHING_STEP_TYPES", "DEFAULT_BRANCH", "effective_steps", "validate_branches",
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
-    "StepConfigError", "advance", "advance_batch", "channel_address", "delay_until",
+    "StepConfigError", "advance", "advance_batch", "channel_address",
+    "runs_claim", "runs_due_exist", "delay_until",
     "duration_seconds",
     "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",

@@ -127,6 +127,14 @@ def test_bulk_idempotency_key_still_in_progress_is_a_409_result(api, api_key, we
     results = response.json()["results"]
     assert [r["status"] for r in results] == [409, 202]
     assert results[0]["error"] == "idempotency_key_in_use"
+    assert results[0]["retry_after"] == 1 and "retry_after" not in results[1]
+    assert response["Retry-After"] == "1"
+
+
+def test_bulk_answer_without_a_busy_key_has_no_retry_after(api, welcome):
+    response = api.post(BULK, {"triggers": [{"recipients": ["u1"]}]})
+
+    assert response.status_code == 207 and not response.has_header("Retry-After")
 
 
 def test_bulk_invalid_idempotency_key_is_named(api, welcome):

@@ -12,7 +12,7 @@ from notifications.models import Message, Recipient, Run, StepLog, Topic
 from notifications.tasks import advance_runs
 from preferences.services import preference_set_update
 
-from ..conftest import email_step, in_app_step
+from ..conftest import email_step, in_app_step, queued_tasks
 from .test_fanout import subscribe
 
 TRIGGER = "/api/v1/workflows/welcome/trigger"
@@ -72,9 +72,13 @@ def test_a_batch_writes_what_one_run_at_a_time_writes(api, make_workflow, run_ta
                                      ("mail", "queued"), ("", "completed")]
     opted_out = StepLog.objects.get(run_id=run_ids[1], event="opted_out")
     assert opted_out.detail["rule"] == "recipient:channel_types.in_app"
-    # Each queued email's delivery task was enqueued with it.
+    # The queued emails' deliveries were enqueued with them, as one task for the batch.
+    emails = Message.objects.filter(run_id__in=run_ids, step_ref="mail", status="queued")
+    assert [set(args) for args, _ in queued_tasks("notifications.tasks.deliver_messages")] == [
+        {str(pk) for pk in emails.values_list("pk", flat=True)}]
     ran = run_tasks()
-    assert ran.count("notifications.tasks.deliver_message") == 2
+    assert ran.count("notifications.tasks.deliver_messages") == 1
+    assert "notifications.tasks.deliver_message" not in ran
 
 
 @pytest.mark.parametrize("failing", ["write", "advance"])

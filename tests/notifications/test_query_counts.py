@@ -37,7 +37,8 @@ def test_trigger_queries_do_not_grow_with_recipients(api, workflow):
 def test_a_bulk_trigger_enqueues_tasks_the_cluster_runs(api, workflow, run_tasks):
     api.post("/api/v1/workflows/w/trigger", {"recipients": [f"r{i}" for i in range(30)]})
     ran = run_tasks()
-    assert ran.count("notifications.tasks.advance_run") == 30
+    # 25 runs a task (CLARION["ADVANCE_BATCH_SIZE"]); no email address, so no delivery.
+    assert ran == ["notifications.tasks.advance_runs"] * 2
     assert set(Run.objects.values_list("status", flat=True)) == {Run.Status.COMPLETED}
 
 

@@ -265,3 +265,17 @@ def test_liquids_own_render_entry_point_is_time_capped_too(clarion_settings):
         "{% endfor %}")
     with pytest.raises(rendering.RenderTimeLimitError):
         template.render(w=[str(i) for i in range(20_000)])
+
+
+def test_an_sms_gets_plain_spaces_so_french_money_stays_in_gsm7():
+    from notifications.providers.sms_segments import sms_size
+
+    source = {"text": 'Facture : {{ data.amount | format_currency: "EUR" }}'}
+    variables = {"data": {"amount": 1250}}
+    options = rendering.RenderOptions(locale="fr")
+    text = rendering.render_fields("sms", source, variables, options)["text"]
+    assert text == "Facture : 1 250,00 €"
+    assert (sms_size(text).encoding, sms_size(text).segments) == ("GSM-7", 1)
+    # Other channels keep the typography (a push notification is Unicode anyway).
+    body = rendering.render_fields("push", {"body": source["text"]}, variables, options)["body"]
+    assert body == "Facture : 1\u202f250,00\u00a0€"

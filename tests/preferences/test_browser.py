@@ -4,6 +4,7 @@ keyboard, save, reload, and see it still off."""
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from preferences.models import PreferenceSet
 
@@ -29,15 +30,16 @@ def test_switch_a_channel_off_in_the_preference_center_from_an_email(
     page.goto(link)
     assert page.title().startswith("Notification preferences")
     toggle = page.get_by_label("Newsletter: Email")
-    assert toggle.is_checked()
+    expect(toggle).to_be_checked()
     toggle.focus()
+    expect(toggle).to_be_focused()
     page.keyboard.press("Space")
-    assert not toggle.is_checked()
+    expect(toggle).not_to_be_checked()
     page.get_by_role("button", name="Save preferences").press("Enter")
     page.get_by_role("status").filter(has_text="Your preferences were saved.").wait_for()
 
-    page.reload()
-    assert not page.get_by_label("Newsletter: Email").is_checked()
-    assert page.get_by_label("Newsletter: In-app").is_checked()
+    page.reload(wait_until="load")
+    expect(page.get_by_label("Newsletter: Email")).not_to_be_checked()
+    expect(page.get_by_label("Newsletter: In-app")).to_be_checked()
     assert PreferenceSet.objects.get().workflows == {
         "newsletter": {"channel_types": {"email": False}}}

@@ -1,0 +1,271 @@
+"""Many inbox websockets on one web process: memory per connection, and a burst's latency.
+
+One uvicorn process (the production web server, serving Channels' websockets) with the Redis
+channel layer; this script's own process opens `--sockets` inbox websockets to it (one recipient
+each, authenticated with an inbox token, as a browser does, offering permessage-deflate), then:
+
+- memory: the server's resident set before the sockets and with all of them open, per socket;
+- held: every socket still open after the burst (none closed by the server or lost);
+- burst: `--burst` items to as many different connected recipients, written by the product's
+  worker path (a trigger of an in-app workflow to all of them, its runs advanced in one batch
+  by `tasks.advance_runs` in another process, so a single commit releases the whole burst, whose
+  items are then published to the layer), from that commit to each `item.created` frame:
+  p50/p99/max; and how long publishing the burst took in the worker;
+- floor: the same number of `ping`s sent at once, one on each of as many sockets, to their
+  `pong` (the server's websocket path without the layer or the database).
+
+Goal: every socket held, burst p99 ≤ 500 ms. PostgreSQL + Redis: DATABASE_URL defaults to
+postgres://postgres@127.0.0.1:5432/clarion_bench_ws (emptied), REDIS_URL to
+redis://127.0.0.1:6379/3 (emptied). Raises its own open-file limit to the hard limit.
+
+Usage: .venv/bin/python bench/websockets.py [--sockets 5000] [--burst 1000]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+# This directory holds this file, websockets.py: `import websockets` must find the library.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+import websockets  # noqa: E402
+
+sys.path[:0] = [str(ROOT)]
+sys.path.append(str(BENCH))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/clarion_bench_ws")
+os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
+os.environ.setdefault("SECRET_KEY", "bench-websockets-" + "x" * 40)
+os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
+os.environ["INBOX_REALTIME"] = "layer"
+
+from common import free_port, result  # noqa: E402
+from trigger import ensure_database  # noqa: E402
+
+WORKFLOW = "bench-ws"
+
+
+def rss_kib(pid: int) -> int:
+    """The resident set of process `pid`, in KiB (/proc/<pid>/status VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def percentile(samples: list[float], p: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p))]
+
+
+def setup(sockets: int) -> dict[str, str]:
+    """Migrate, empty the layer's Redis database, make the in-app workflow and `sockets`
+    recipients; their inbox tokens by external id."""
+    import django
+
+    django.setup()
+    import redis
+    from django.core.management import call_command
+
+    from inbox.auth import inbox_token_create
+    from notifications.models import Recipient
+    from notifications.services import StepSpec, workflow_put
+
+    call_command("migrate", verbosity=0)
+    redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
+    workflow_put(key=WORKFLOW, name="Bench websockets", steps=[
+        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Item {{ data.n }}"}})])
+    tag = str(int(time.time()))
+    Recipient.objects.bulk_create([Recipient(external_id=f"ws-{tag}-{i}", name=f"P{i}")
+                                   for i in range(sockets)], batch_size=1000)
+    people = Recipient.objects.filter(external_id__startswith=f"ws-{tag}-")
+    return {r.external_id: inbox_token_create(recipient=r)[0] for r in people}
+
+
+def burst(recipient_ids: list[str]) -> None:
+    """In its own process (the worker's part): one trigger to `recipient_ids`, its runs advanced
+    in one batch; prints the commit time and the end of publishing (time.time())."""
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import transaction
+
+    from inbox.realtime import published_wait
+    from notifications import tasks
+    from notifications.models import Workflow
+    from notifications.services import TriggerRequest, trigger_workflow
+
+    settings.CLARION["ADVANCE_BATCH_SIZE"] = len(recipient_ids)
+    workflow = Workflow.objects.get(key=WORKFLOW)
+    _, runs = trigger_workflow(TriggerRequest(workflow=workflow, recipients=recipient_ids,
+                                              data={"n": 1}))
+    marks = {}
+    with transaction.atomic():
+        # The first on-commit callback: it runs right after COMMIT, before the publishes.
+        transaction.on_commit(lambda: marks.setdefault("committed", time.time()))
+        tasks.advance_runs(*[str(run.pk) for run in runs])
+    published_wait(60)
+    print(json.dumps({"committed": marks["committed"], "published": time.time()}), flush=True)
+
+
+def start_server(port: int, log: Path) -> subprocess.Popen:
+    env = dict(os.environ, LOG_LEVEL="WARNING", CLARION_VAR_DIR=tempfile.mkdtemp(
+        prefix="clarion-bench-ws-"))
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "clarion.asgi:application", "--host", "127.0.0.1",
+             "--port", str(port), "--no-access-log", "--log-level", "warning"],
+            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    deadline = time.monotonic() + 60
+    while True:
+        if server.poll() is not None:
+            sys.exit(f"uvicorn exited: see {log}")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).close()
+            return server
+        except (urllib.error.URLError, OSError):
+            if time.monotonic() > deadline:
+                sys.exit(f"uvicorn did not start: see {log}")
+            time.sleep(0.3)
+
+
+async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int) -> dict:
+    url = f"ws://127.0.0.1:{port}/ws/inbox/?token="
+
+    async def connect(token: str):
+        ws = await websockets.connect(url + token, max_queue=None, ping_interval=None,
+                                      open_timeout=120, close_timeout=5)
+        json.loads(await ws.recv())  # counts.changed on connect
+        return ws
+
+    warm = await connect(next(iter(tokens.values())))  # the code paths loaded, pools opened
+    await warm.close()
+    await asyncio.sleep(1)
+    before = rss_kib(server_pid)
+    started = time.monotonic()
+    gate = asyncio.Semaphore(64)
+
+    async def connect_gated(token: str):
+        async with gate:
+            return await connect(token)
+
+    ids = list(tokens)
+    sockets = dict(zip(ids, await asyncio.gather(*[connect_gated(tokens[i]) for i in ids]),
+                       strict=True))
+    connect_seconds = time.monotonic() - started
+    await asyncio.sleep(2)
+    after = rss_kib(server_pid)
+
+    arrived: dict[str, float] = {}
+    pongs: dict[str, float] = {}
+
+    async def reader(rid: str, ws) -> None:
+        async for raw in ws:
+            frame = json.loads(raw)
+            if frame["type"] == "item.created":
+                arrived.setdefault(rid, time.time())
+            elif frame["type"] == "pong":
+                pongs.setdefault(rid, time.time())
+
+    readers = [asyncio.create_task(reader(rid, ws)) for rid, ws in sockets.items()]
+    # Floor: a ping on each of `burst_size` sockets, all at once.
+    targets = ids[:burst_size]
+    sent = time.time()
+    await asyncio.gather(*[sockets[rid].send('{"type": "ping"}') for rid in targets])
+    deadline = time.monotonic() + 30
+    while len(pongs) < len(targets) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    floor = [(pongs[rid] - sent) * 1000 for rid in targets if rid in pongs]
+
+    # The burst, written and published by another process.
+    targets = ids[-burst_size:]
+    producer = await asyncio.create_subprocess_exec(
+        sys.executable, __file__, "--burst-for", ",".join(targets), cwd=str(ROOT),
+        stdout=asyncio.subprocess.PIPE)
+    out, _ = await producer.communicate()
+    if producer.returncode:
+        sys.exit("the burst's producer failed")
+    marks = json.loads(out.decode().strip().splitlines()[-1])
+    deadline = time.monotonic() + 30
+    while len(arrived) < len(targets) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    latencies = [(arrived[rid] - marks["committed"]) * 1000 for rid in targets if rid in arrived]
+    await asyncio.sleep(1)
+    open_now = sum(1 for ws in sockets.values() if ws.state is websockets.State.OPEN)
+    for task in readers:
+        task.cancel()
+    await asyncio.gather(*[ws.close() for ws in sockets.values()], return_exceptions=True)
+    return {"before": before, "after": after, "connect_seconds": connect_seconds,
+            "held": open_now, "latencies": latencies, "floor": floor,
+            "publish_ms": (marks["published"] - marks["committed"]) * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sockets", type=int, default=5000)
+    parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--burst-for", help=argparse.SUPPRESS)  # the producer, another process
+    args = parser.parse_args()
+    if args.burst_for:
+        return burst(args.burst_for.split(","))
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = 2 * args.sockets + 1000  # this client's sockets and the server's, inherited
+    if soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(wanted, hard), hard))
+        soft = min(wanted, hard)
+    if soft < wanted:
+        sys.exit(f"open-file limit {soft} < {wanted}: raise the hard limit (ulimit -Hn)")
+    ensure_database(os.environ["DATABASE_URL"])
+    tokens = setup(args.sockets)
+    print(f"Websockets benchmark: {args.sockets} inbox sockets on one uvicorn process (Redis "
+          f"channel layer), a burst of {args.burst} items to {args.burst} of them", flush=True)
+    log = Path(tempfile.mkdtemp(prefix="clarion-bench-ws-")) / "uvicorn.log"
+    port = free_port()
+    server = start_server(port, log)
+    try:
+        figures = asyncio.run(measure(port, server.pid, tokens, args.burst))
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+    per_socket = (figures["after"] - figures["before"]) / args.sockets
+    lat, floor = figures["latencies"], figures["floor"]
+    print(f"  sockets   {figures['held']} of {args.sockets} held (opened in "
+          f"{figures['connect_seconds']:.1f} s, {args.sockets / figures['connect_seconds']:.0f}/s)")
+    print(f"  memory    server RSS {figures['before'] / 1024:.0f} MiB → "
+          f"{figures['after'] / 1024:.0f} MiB: {per_socket:.1f} KiB per socket")
+    if len(lat) < args.burst:
+        print(f"  {args.burst - len(lat)} of {args.burst} items did not arrive within 30 s")
+    print(f"  burst     commit → item.created  p50 {statistics.median(lat):7.1f} ms  "
+          f"p99 {percentile(lat, 0.99):7.1f} ms  max {max(lat):7.1f} ms  ({len(lat)} frames; "
+          f"the worker published them in {figures['publish_ms']:.0f} ms)")
+    print(f"  floor     {len(floor)} pings at once → pong  p50 {statistics.median(floor):7.1f} ms"
+          f"  p99 {percentile(floor, 0.99):7.1f} ms")
+    ok = figures["held"] == args.sockets and len(lat) == args.burst \
+        and percentile(lat, 0.99) <= 500
+    print(f"  goal {args.sockets} sockets held, burst p99 ≤ 500 ms: {'ok' if ok else 'MISSED'}")
+    result(f"websockets: {args.sockets} sockets held on one process, KiB per socket",
+           per_socket, f"{figures['held']} held", figures["held"] / args.sockets)
+    result(f"websockets: burst of {args.burst}, commit → frame p99 ms "
+           f"(p50 {statistics.median(lat):.0f})", percentile(lat, 0.99),
+           f"pings at once p99 {percentile(floor, 0.99):.0f} ms",
+           percentile(lat, 0.99) / max(percentile(floor, 0.99), 1e-3))
+
+
+if __name__ == "__main__":
+    main()
