@@ -71,7 +71,8 @@ def drain(label: str, workers: int, n: int, started, done, log_dir: Path,
                     polls += 1
                     if started():
                         start = now
-                        meter = CpuMeter({"qcluster": process.pid, "SMTP sink": os.getpid()})
+                        meter = CpuMeter({"qcluster": process.pid},
+                                         alone={"SMTP sink": os.getpid()})
                         meter.start()
                 if start is not None:
                     polls += 1
