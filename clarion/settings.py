@@ -148,6 +148,8 @@ _AUDITED = {
     "notifications.step": {},
     "notifications.template": {},
     "notifications.templateversion": {},
+    # Submitted, approved, published, superseded; the document itself is the version's own.
+    "notifications.workflowversion": {"exclude_fields": ["document"]},
     "notifications.layout": {},
     "notifications.providerconfig": {
         "exclude_fields": ["consecutive_failures", "circuit_open_until", "last_error"],
@@ -425,6 +427,9 @@ CLARION = {
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # A workflow's draft is published only after someone who did not change it approves it
+    # (docs/workflows.md, "Draft, review, publish"). The API's PUT publishes directly either way.
+    "REQUIRE_REVIEW": _env_bool("CLARION_REQUIRE_REVIEW"),
     # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
     # this many days are deleted (0: kept forever); a tenant's retention_days wins.
     "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),

@@ -417,6 +417,10 @@ class RunDetailSerializer(Serializer):
     id = serializers.UUIDField()
     trigger_id = serializers.UUIDField()
     workflow = serializers.CharField(source="workflow.key")
+    workflow_version = serializers.IntegerField(
+        source="workflow_version.number", allow_null=True,
+        help_text="The number of the workflow's version published when the run began (null: "
+                  "the workflow had none).")
     recipient = serializers.CharField(source="recipient.external_id")
     tenant = serializers.CharField(source="tenant.key", allow_null=True)
     status = serializers.CharField()

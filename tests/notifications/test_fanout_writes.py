@@ -49,13 +49,15 @@ def _runs(trigger_id: str) -> list[str]:
 
 
 def _statements(captured: CaptureQueriesContext) -> list[str]:
-    """The statements the code issued: an INSERT the backend split into several (SQLite caps
-    the parameters of one statement) counts once."""
+    """The statements the code issued: an INSERT or UPDATE the backend split into several
+    (SQLite caps the parameters of one statement; bulk_update there) counts once."""
     statements: list[str] = []
     for query in captured.captured_queries:
-        head = query["sql"].split("(", 1)[0] if query["sql"].startswith("INSERT") else None
+        sql = query["sql"]
+        head = (sql.split("(", 1)[0] if sql.startswith("INSERT") else
+                sql.split(" SET ", 1)[0] if sql.startswith("UPDATE") else None)
         if head is None or not statements or statements[-1] != head:
-            statements.append(head or query["sql"])
+            statements.append(head or sql)
     return statements
 
 
