@@ -6,6 +6,7 @@ from django.http import Http404, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_POST
 
+from clarion.content_policy import demo_page as demo_page_policy
 from notifications.models import Recipient, Tenant, Workflow
 from notifications.services import TriggerRequest, trigger_workflow
 
@@ -25,6 +26,7 @@ def _demo() -> tuple[Recipient, Workflow]:
     return recipient, workflow
 
 
+@demo_page_policy
 def demo_page(request):
     recipient, _ = _demo()
     token, expires_at = inbox_token_create(recipient=recipient)

@@ -17,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from clarion.audit import audit_recipient_bind
+from clarion.content_policy import hosted_page
 from notifications.models import Recipient, Tenant
 
 from . import selectors, services, tokens
@@ -64,6 +65,7 @@ def _effective_quiet_hours(recipient, tenant) -> QuietHours | None:
     return selectors.quiet_hours(layers)
 
 
+@hosted_page
 @never_cache
 @require_http_methods(["GET", "POST"])
 def center(request, token: str):
@@ -143,6 +145,7 @@ def _unsubscribe_subject(link) -> str:
     return link.workflow_key
 
 
+@hosted_page
 @csrf_exempt
 @never_cache
 @require_http_methods(["GET", "POST"])

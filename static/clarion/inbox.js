@@ -25,6 +25,29 @@
     ? new URL(document.currentScript.src, location.href).origin : location.origin;
   const PANELS = new Map();
 
+  /** Whether `value` is an http(s) URL (relative ones resolve against the page). */
+  function webUrl(value) {
+    if (typeof value !== "string" || !value) return false;
+    try { return ["http:", "https:"].includes(new URL(value, location.href).protocol); }
+    catch (error) { return false; }
+  }
+
+  /** The widget's styles as a constructed stylesheet, shared by every instance: no inline
+   *  <style>, so an embedding page's strict Content-Security-Policy (a style-src without
+   *  'unsafe-inline') does not block them. Browsers without constructed stylesheets get a
+   *  <style> element. */
+  let sheet = null;
+  function adoptStyle(root) {
+    if ("adoptedStyleSheets" in ShadowRoot.prototype && "replaceSync" in CSSStyleSheet.prototype) {
+      if (!sheet) { sheet = new CSSStyleSheet(); sheet.replaceSync(STYLE); }
+      root.adoptedStyleSheets = [sheet];
+      return;
+    }
+    const style = document.createElement("style");
+    style.textContent = STYLE;
+    root.prepend(style);
+  }
+
   const STYLE = `
     :host { --clarion-accent: #4f46e5; --clarion-bg: #fff; --clarion-fg: #111827;
       --clarion-muted: #4b5563; --clarion-border: #e5e7eb; --clarion-unread-bg: #eef2ff;
@@ -174,8 +197,7 @@
       this.loading = false;
       this.connected = false;
       const root = this.attachShadow({ mode: "open" });
-      root.innerHTML = `<style>${STYLE}</style>
-        <button class="bell" part="bell" type="button" aria-haspopup="dialog"
+      root.innerHTML = `<button class="bell" part="bell" type="button" aria-haspopup="dialog"
           aria-expanded="false" aria-label="Notifications">${BELL}
           <span class="badge" part="badge" hidden></span></button>
         <div class="panel" part="panel" role="dialog" aria-label="Notifications" tabindex="-1"
@@ -196,6 +218,7 @@
             <div class="sentinel"></div>
           </div>
         </div>`;
+      adoptStyle(root);
       this.$ = (selector) => root.querySelector(selector);
       this.$(".bell").addEventListener("click", () => this.toggle());
       this.$(".mark-all").addEventListener("click", () => this.markAllRead());
@@ -300,19 +323,22 @@
       }
     }
 
-    /** Fetch what is newer than the newest item shown (the `before` cursor); then, unless
-     *  `states` is false, refresh the first page's states (reads and archives made while this
-     *  tab was offline). Runs on every (re)connect of the socket. */
-    async resync({ states = true } = {}) {
-      let newest = Math.max(0, ...this.items.keys());
-      if (newest) {
+    /** Fetch what is newer than the newest item shown (the `before` cursor), or than `from`
+     *  (the server's `resync` frame: pushes after that id were lost); then, unless `states` is
+     *  false, refresh the first page's states (reads and archives made while this tab was
+     *  offline). Runs on every (re)connect of the socket. */
+    async resync({ states = true, from = null } = {}) {
+      let newest = from ?? Math.max(0, ...this.items.keys());
+      if (newest || from !== null) {
         for (let guard = 0; guard < 20; guard++) {
           const page = await this.api("", { query: { before: newest, limit: 100 } });
           for (const item of page.items.slice().reverse()) this._put(item, "start");
+          this._setMeta(page.meta);
           if (!page.items.length || page.items.length < 100) break;
           newest = Math.max(newest, ...page.items.map((item) => item.id));
         }
       }
+      if (from !== null) { this._renderEmpty(); return; }
       if (!states && newest) return;
       const first = await this.api("", { query: { limit: this.pageSize } });
       const current = new Set(first.items.map((item) => item.id));
@@ -397,7 +423,7 @@
       const dot = document.createElement("span");
       dot.className = "dot";
       button.append(dot);
-      if (item.avatar) {
+      if (webUrl(item.avatar)) {  // never a javascript: or other scheme's "image"
         const img = document.createElement("img");
         img.className = "avatar"; img.src = item.avatar; img.alt = "";
         button.append(img);
@@ -729,6 +755,7 @@
         case "item.created": this._put(frame.item, "start"); break;
         case "item.updated": this._put(frame.item); break;
         case "items.updated": this._applyBulk(frame); break;
+        case "resync": this.resync({ from: frame.before }).catch(() => {}); break;
         default: break;  // heartbeat, pong
       }
     }

@@ -186,7 +186,10 @@ def test_widget_resyncs_from_the_feed_cursor(demo, live_server, page):
 def test_widget_themes_through_css_custom_properties(demo, live_server, page):
     add_items(demo, 1)
     page.goto(f"{live_server.url}/demo/inbox/")
-    page.add_style_tag(content="clarion-inbox { --clarion-badge-bg: rgb(1, 2, 3); }")
+    # As an embedding page's stylesheet would (the demo page's policy refuses an inline <style>
+    # it did not write, so the property is set through the CSSOM).
+    page.locator("clarion-inbox").evaluate(
+        "e => e.style.setProperty('--clarion-badge-bg', 'rgb(1, 2, 3)')")
     badge = page.locator("clarion-inbox .badge")
     expect(badge).to_have_css("background-color", "rgb(1, 2, 3)")
 
@@ -211,7 +214,7 @@ def test_widget_retries_a_failed_socket_with_growing_delays(demo, live_server, p
     """)
     page.goto(f"{live_server.url}/demo/inbox/")
     expect(page.locator("clarion-inbox .badge")).to_have_text("1")
-    page.wait_for_function("window.__attempts.length >= 3", timeout=15_000)
+    page.wait_for_function("() => window.__attempts.length >= 3", timeout=15_000)
     attempts = page.evaluate("window.__attempts")
     gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
     assert gaps[1] > 900  # the second wait is 1-2 s (2 s with jitter), never a tight loop
