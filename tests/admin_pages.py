@@ -34,6 +34,10 @@ NOT_PAGES = {
     "notifications_template_preview": "POST only; JSON the template editor shows",
     "notifications_template_send_test": "POST only; JSON the template editor shows",
     "notifications_workflow_export": "a JSON download",
+    "notifications_workflow_version_action": "POST only (submit, approve, publish, discard, "
+                                             "roll back); redirects to the version's page",
+    "notifications_workflow_draft": "a redirect to the open draft's version page (checked as "
+                                    "notifications_workflow_version)",
     "notifications_workflow_diagram": "POST only; an HTML fragment drawn inside the workflow "
                                       "page (checked there)",
 }
@@ -55,13 +59,14 @@ def _first(model):
 
 def _custom_pages() -> dict[str, Callable[[], list[AdminPage]]]:
     """URL name → the pages of that URL to check, built from the rows `admin_world` made."""
-    from notifications.models import Message, ProviderConfig, Step, Template
+    from notifications.models import Message, ProviderConfig, Step, Template, WorkflowVersion
 
     def named(url_name: str, *args, query: str = "") -> AdminPage:
         return AdminPage(url_name + (f" {query}" if query else ""),
                          reverse(f"admin:{url_name}", args=args) + query, custom=True)
 
     failed = Message.objects.filter(status=Message.Status.FAILED).order_by("pk").first
+    version = WorkflowVersion.objects.order_by("-number", "pk").first  # a side-by-side diff
     return {
         "index": lambda: [named("index")],
         "login": lambda: [],  # checked signed out, before the others (admin_login_page)
@@ -83,6 +88,10 @@ def _custom_pages() -> dict[str, Callable[[], list[AdminPage]]]:
             named("notifications_template_diff",
                   Template.objects.filter(versions__number=2).first().pk)],
         "notifications_workflow_import": lambda: [named("notifications_workflow_import")],
+        "notifications_workflow_versions": lambda: [named(
+            "notifications_workflow_versions", version().workflow_id)],
+        "notifications_workflow_version": lambda: [named(
+            "notifications_workflow_version", version().workflow_id, version().number)],
         # Variants of generic pages that show more: the editor for a new template of a step,
         # a failed message with its Resend button, analytics by channel.
         "notifications_template_add": lambda: [named(
