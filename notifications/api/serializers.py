@@ -24,6 +24,7 @@ from ..models import (
     key_validator,
     validate_recipient_id,
 )
+from ..providers import ssrf
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -661,6 +662,14 @@ class TenantSerializer(Serializer):
         required=False, allow_null=True, default=None, min_value=0,
         help_text="Days its runs, messages and events are kept; null: the global "
                   "CLARION_RETENTION_DAYS; 0: forever.")
+
+    def validate_logo_url(self, value: str) -> str:
+        if value:
+            try:
+                ssrf.check_url_destination(value)
+            except ssrf.UnsafeURL as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class TopicSerializer(Serializer):
