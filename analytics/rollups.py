@@ -44,18 +44,30 @@ def hour_of(moment: datetime) -> datetime:
 
 
 def facts_record(facts: Iterable[Fact]) -> int:
-    """Write `facts` as deltas (one INSERT). Returns how many. ValueError for an unknown
-    metric."""
-    rows = []
+    """Write `facts` as deltas (one INSERT). Facts that differ only in `count` (same hour, key,
+    metric, latency and no cost: e.g. a batch's sends) are one delta with their counts added,
+    which folds to the same rollup. Returns how many facts. ValueError for an unknown metric."""
+    merged: dict[tuple, RollupDelta] = {}
+    rows, total = [], 0
     for fact in facts:
         if fact.metric not in METRICS:
             raise ValueError(f"unknown analytics metric {fact.metric!r}")
-        rows.append(RollupDelta(hour=hour_of(fact.at), workflow=fact.workflow,
-                                tenant=fact.tenant, channel=fact.channel,
-                                provider=fact.provider[:128], metric=fact.metric,
-                                count=fact.count, latency_ms=fact.latency_ms, cost=fact.cost))
+        total += 1
+        hour = hour_of(fact.at)
+        key = (hour, fact.workflow, fact.tenant, fact.channel, fact.provider[:128],
+               fact.metric, fact.latency_ms)
+        if fact.cost is None and key in merged:
+            merged[key].count += fact.count
+            continue
+        row = RollupDelta(hour=hour, workflow=fact.workflow, tenant=fact.tenant,
+                          channel=fact.channel, provider=fact.provider[:128],
+                          metric=fact.metric, count=fact.count, latency_ms=fact.latency_ms,
+                          cost=fact.cost)
+        if fact.cost is None:
+            merged[key] = row
+        rows.append(row)
     RollupDelta.objects.bulk_create(rows)
-    return len(rows)
+    return total
 
 
 def suppression_metric(status: str, error: str) -> str:

@@ -162,13 +162,13 @@ def percentiles(samples: list[float]) -> str:
 
 
 def main() -> None:
+    global MESSAGES, RUNS, RECIPIENTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--loads", type=int, default=20)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--messages", type=int, default=MESSAGES,
                         help="the data set's size (a fifth as many runs, over 10,000 triggers)")
     args = parser.parse_args()
-    global MESSAGES, RUNS, RECIPIENTS
     MESSAGES, RUNS = args.messages, args.messages // 5
     RECIPIENTS = max(RUNS // TRIGGERS, 1)
     ensure_database(os.environ["DATABASE_URL"])

@@ -77,18 +77,21 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
 
 class CpuMeter:
     """The CPU each process used over a window, as a share of one core: the process trees of
-    `roots` (label → pid), PostgreSQL (every postgres process on this machine, and the
-    backends that ended during the window: the server is shared with whatever else runs) and
-    redis-server. `start()`, then `stop()` returns {label: percent of one core}."""
+    `roots` (label → pid), the processes of `alone` (label → pid) without their children,
+    PostgreSQL (every postgres process on this machine, and the backends that ended during the
+    window: the server is shared with whatever else runs) and redis-server. `start()`, then
+    `stop()` returns {label: percent of one core}."""
 
-    def __init__(self, roots: dict[str, int]):
-        self.roots = roots
+    def __init__(self, roots: dict[str, int], alone: dict[str, int] | None = None):
+        self.roots, self.alone = roots, alone or {}  # alone: the process without its children
 
     def _sample(self) -> dict[tuple[str, int], float]:
         sample = {}
         for label, root in self.roots.items():
             for pid in process_tree(root):
                 sample[(label, pid)] = cpu_seconds(pid)
+        for label, pid in self.alone.items():
+            sample[(label, pid)] = cpu_seconds(pid)
         postgres = _named("postgres")
         postmaster = min(postgres, default=None)  # started first: the lowest pid
         for pid in postgres:

@@ -102,13 +102,13 @@ def report(name: str, samples: tuple[list[float], list[float]]) -> None:
 
 
 def main() -> None:
+    global ITEMS, RECIPIENTS
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--items", type=int, default=ITEMS,
                         help="the data set's size (a tenth the heavy recipient's, 100 a person)")
     args = parser.parse_args()
-    global ITEMS, RECIPIENTS
     ITEMS, RECIPIENTS = args.items, max(args.items // 100, 100)
     ensure_database(os.environ["DATABASE_URL"])
 

@@ -48,31 +48,40 @@ from trigger import ensure_database  # noqa: E402
 COUNTER = "clarion-bench:noop"
 
 
+POLL_SECONDS = 0.05
+
+
 def drain(label: str, workers: int, n: int, started, done, log_dir: Path,
-          ) -> tuple[float, dict[str, list[float]]]:
+          ) -> tuple[float, dict[str, list[float]], int]:
     """Start a qcluster with `workers` workers; return n / the seconds from `started()` (the
     first task finished: the cluster is up) to `done()` reaching `n`, and the CPU each process
-    used meanwhile (CpuMeter: the cluster's, this one's — the SMTP sink —, PostgreSQL's, Redis')."""
+    used meanwhile (CpuMeter: the cluster's, this one's — the SMTP sink —, PostgreSQL's, Redis'),
+    and how many times it called `started` and `done` (each one query: see database_counters)."""
     env = dict(os.environ, QUEUE_WORKERS=str(workers))
     with open(log_dir / f"{label}.log", "wb") as log:
         process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"],
                                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
         try:
-            start = None
+            start, polls = None, 0
             deadline = time.monotonic() + 600
             while True:
                 now = time.monotonic()
-                if start is None and started():
-                    start = now
-                    meter = CpuMeter({"qcluster": process.pid, "SMTP sink": os.getpid()})
-                    meter.start()
-                if start is not None and done() >= n:
-                    break
+                if start is None:
+                    polls += 1
+                    if started():
+                        start = now
+                        meter = CpuMeter({"qcluster": process.pid},
+                                         alone={"SMTP sink": os.getpid()})
+                        meter.start()
+                if start is not None:
+                    polls += 1
+                    if done() >= n:
+                        break
                 if process.poll() is not None or now > deadline:
                     raise SystemExit(f"{label}: {done()} of {n} done; see {log.name}")
-                time.sleep(0.02)
-            return n / max(now - start, 1e-6), meter.stop()
+                time.sleep(POLL_SECONDS)
+            return n / max(now - start, 1e-6), meter.stop(), polls
         finally:
             # SIGTERM to the cluster alone: it stops its workers (a signal to the whole group
             # kills them under it, and the cluster then waits for them forever).
@@ -96,10 +105,10 @@ def database_counters() -> dict[str, int]:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("SELECT xact_commit, tup_inserted + tup_updated + tup_deleted, "
-                       "tup_fetched FROM pg_stat_database WHERE datname = current_database()")
-        commits, written, fetched = cursor.fetchone()
-    return {"commits": commits, "written": written, "fetched": fetched}
+        cursor.execute("SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
+                       "FROM pg_stat_database WHERE datname = current_database()")
+        commits, written = cursor.fetchone()
+    return {"commits": commits, "written": written}
 
 
 def run_broker(broker: str, n: int, workers: list[int]) -> None:
@@ -146,29 +155,38 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
         for _ in range(n):
             async_task("bench.pipeline.noop", COUNTER)
         count = lambda: int(rds.get(COUNTER) or 0)  # noqa: E731
-        floor, floor_cpu = drain(f"{broker}-noop-{w}", w, n, count, count, log_dir)
+        floor, floor_cpu, _ = drain(f"{broker}-noop-{w}", w, n, count, count, log_dir)
         floor_cpu.pop("SMTP sink", None)
 
         tag, mark = uuid.uuid4().hex[:8], timezone.now()
+        time.sleep(1.5)  # PostgreSQL publishes a session's counters at most once a second
+        before = database_counters()
         for i in range(n):
             trigger_workflow(TriggerRequest(workflow=workflow, recipients=[{
                 "id": f"{tag}-{i}", "name": f"User {i}", "email": f"{tag}-{i}@example.com"}],
                 data={"text": "Your invoice is ready"}))
         runs = Run.objects.filter(workflow=workflow, recipient__external_id__startswith=f"{tag}-")
-        # Polled every 20 ms while the cluster runs: cheap queries (nothing else writes here).
+        # Polled while the cluster runs: cheap queries (nothing else writes to this database).
         sent = Message.objects.filter(created_at__gte=mark, channel="email", status="sent")
         advanced = Message.objects.filter(created_at__gte=mark).exists
-        before = database_counters()
-        rate, cpu = drain(f"{broker}-pipeline-{w}", w, n, advanced, sent.count, log_dir)
+        time.sleep(1.5)
+        triggered, before = before, database_counters()
+        triggered = {k: (v - triggered[k] - 1) / n for k, v in before.items()}
+        rate, cpu, polls = drain(f"{broker}-pipeline-{w}", w, n, advanced, sent.count, log_dir)
         time.sleep(1.5)  # PostgreSQL publishes a session's counters at most once a second
-        db = {k: (v - before[k]) / n for k, v in database_counters().items()}
+        after = database_counters()
+        commits = (after["commits"] - before["commits"] - polls) / n  # a poll: one commit
+        written = (after["written"] - before["written"]) / n
         completed = runs.filter(status="completed").count()
         in_app = Message.objects.filter(run__in=runs, channel="in_app").count()
         assert completed == n and in_app == n, f"{completed} runs completed, {in_app} in-app"
         print(f"{broker:<6} {w:>7} {floor:13.1f} {rate:15.1f} {rate / floor:9.2f}", flush=True)
-        print(f"{'':15} PostgreSQL per notification: {db['commits']:.1f} commits, "
-              f"{db['written']:.1f} rows written, {db['fetched']:.0f} rows read (the cluster's "
-              f"start and this script's polling included)", flush=True)
+        print(f"{'':15} PostgreSQL per notification: the trigger {triggered['commits']:.1f} "
+              f"commits, {triggered['written']:.1f} rows written; then {commits:.1f} commits, "
+              f"{written:.1f} rows written (the cluster's own start and schedules included)",
+              flush=True)
+        cluster_ms = 10 * sum(cpu.get("qcluster", [])) / rate
+        print(f"{'':15} the cluster's CPU: {cluster_ms:.1f} ms per notification", flush=True)
         print(f"{'':15} CPU (% of a core) no-op: {cpu_text(floor_cpu)}\n"
               f"{'':15} CPU (% of a core) pipeline: {cpu_text(cpu)}", flush=True)
         scale(f"pipeline, {broker} broker", f"{w} worker{'s' * (w > 1)}", rate,

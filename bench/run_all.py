@@ -25,9 +25,9 @@ BENCH = ROOT / "bench"
 # (script, arguments): each sized so that the whole runs in under 10 minutes on 2 cores (the
 # full-size runs are each script's defaults; bench/README.md).
 RUNS = [
-    ("trigger.py", ["--n", "200"]),
-    ("trigger_api.py", ["--seconds", "4", "--servers", "uvicorn:1,uvicorn:2,uvicorn:4"]),
-    ("pipeline.py", ["--n", "200"]),
+    ("trigger.py", ["--n", "100"]),
+    ("trigger_api.py", ["--seconds", "3", "--servers", "uvicorn:1,uvicorn:2,uvicorn:4"]),
+    ("pipeline.py", ["--n", "100"]),
     ("delivery.py", ["--n", "300", "--rounds", "1"]),
     ("wakeups.py", ["--n", "100", "--spread", "10"]),
     ("inbox_latency.py", ["--triggers", "100", "--rate", "10", "--modes", "redis"]),

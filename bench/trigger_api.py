@@ -145,7 +145,7 @@ class Server:
         self.process = subprocess.Popen(
             server_command(server, processes, self.port), cwd=ROOT, stdout=self.log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # 4 processes start slowly on a loaded machine
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise SystemExit(f"{server} exited: see {self.log.name}")

@@ -12,12 +12,12 @@ from typing import ClassVar
 
 from django.core.exceptions import RequestDataTooBig
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from clarion.db import database_unreachable
 from notifications.models import Tenant, key_validator
 
 
@@ -281,23 +281,6 @@ class RequestTooLarge(exceptions.APIException):
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 
-def _database_unreachable(exc: DatabaseError) -> bool:
-    """Whether `exc` says the database cannot be reached (refused, down, connection lost),
-    rather than a bad query: those are a 503 with Retry-After, not a 500."""
-    if isinstance(exc, InterfaceError):  # the connection is closed or unusable
-        return True
-    if not isinstance(exc, OperationalError):
-        return False
-    cause = exc.__cause__
-    if not type(cause).__module__.startswith("psycopg"):
-        return False
-    sqlstate = getattr(cause, "sqlstate", None)
-    # psycopg: no SQLSTATE when the connection failed or was lost; class 08 is connection
-    # exception, 57P01-57P03 are admin shutdown, crash shutdown, cannot connect now.
-    return sqlstate is None or sqlstate.startswith("08") or \
-        sqlstate in {"57P01", "57P02", "57P03"}
-
-
 def exception_handler(exc, context):
     """DRF's EXCEPTION_HANDLER: every error as the one error shape."""
     if isinstance(exc, Http404):
@@ -305,7 +288,7 @@ def exception_handler(exc, context):
     if isinstance(exc, RequestDataTooBig):
         exc = RequestTooLarge("The request body is larger than this server accepts "
                               "(DATA_UPLOAD_MAX_MEMORY_SIZE).")
-    if isinstance(exc, DatabaseError) and _database_unreachable(exc):
+    if database_unreachable(exc):
         exc = ApiError(503, "database_unavailable",
                        "The database cannot be reached; retry shortly.",
                        retry_after=DATABASE_RETRY_AFTER_SECONDS)

@@ -21,3 +21,7 @@ class ClarionConfig(AppConfig):
 
         pre_save.connect(log_entry_api_key, sender=get_logentry_model(),
                          dispatch_uid="clarion-audit-api-key")
+        # qcluster: queues whose locks a killed worker lets go of (clarion/worker_queues.py).
+        from .worker_queues import install
+
+        install()

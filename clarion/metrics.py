@@ -20,9 +20,12 @@ database at scrape time, by one custom collector doing a few aggregate queries:
 - `clarion_provider_circuit_state{provider,channel,state}`: 1 for the state each configured
   provider's circuit breaker is in (closed, open, half_open), 0 for the others;
   `clarion_provider_consecutive_failures{provider,channel}`.
-- `clarion_websocket_connections`: inbox websockets open now. The one in-process number: each
-  web process counts its own; with several, set `PROMETHEUS_MULTIPROC_DIR` (prometheus-client's
-  multiprocess mode, summed over live processes).
+- `clarion_websocket_connections`: inbox websockets open now, and
+  `clarion_inbox_pushes_dropped_total`: item pushes an open socket never received (a channel
+  layer over its per-channel capacity, or unreachable when the worker published), found by the
+  socket's reconciliation with the database; each such socket was told to re-sync. The in-process
+  numbers: each web process counts its own; with several, set `PROMETHEUS_MULTIPROC_DIR`
+  (prometheus-client's multiprocess mode, summed over processes).
 
 Access: with `METRICS_TOKEN` set, a request needs `Authorization: Bearer <token>`; without it,
 only requests from the loopback address are served (the embedded mode's default).
@@ -38,7 +41,7 @@ from django.conf import settings
 from django.db.models import Count, Sum
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeHistogramMetricFamily,
@@ -54,6 +57,14 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 WEBSOCKET_CONNECTIONS = Gauge(
     "clarion_websocket_connections", "Inbox websockets open now.",
     registry=None, multiprocess_mode="livesum",
+)
+
+# Item pushes an open inbox socket never received (inbox/consumers.py counts them when it
+# reconciles its pushes with the database).
+INBOX_PUSHES_DROPPED = Counter(
+    "clarion_inbox_pushes_dropped",
+    "Inbox item pushes an open websocket never received (then told to re-sync).",
+    registry=None,
 )
 
 
@@ -221,4 +232,5 @@ def metrics(request):
         multiprocess.MultiProcessCollector(registry)
     else:
         registry.register(WEBSOCKET_CONNECTIONS)
+        registry.register(INBOX_PUSHES_DROPPED)
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -148,6 +148,8 @@ _AUDITED = {
     "notifications.step": {},
     "notifications.template": {},
     "notifications.templateversion": {},
+    # Submitted, approved, published, superseded; the document itself is the version's own.
+    "notifications.workflowversion": {"exclude_fields": ["document"]},
     "notifications.layout": {},
     "notifications.providerconfig": {
         "exclude_fields": ["consecutive_failures", "circuit_open_until", "last_error"],
@@ -176,13 +178,13 @@ AUDITLOG_USE_FK_STRING_REPRESENTATION = True
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'clarion.sqlite3'}"
 # Connections. A web process (clarion/asgi.py marks it) serves each request's sync view on a
 # thread of its own, so it borrows connections from psycopg's pool (Django's "pool" option): kept
-# open, shared by the threads, capped per process. qcluster workers, and other commands (migrate,
-# shell, tests), open one per use: with connections kept between tasks (CONN_MAX_AGE=60), a
-# worker killed with SIGKILL left the cluster delivering nothing more until the sweeper
-# (tests/notifications/providers/test_kill_run.py). An explicit CONN_MAX_AGE
-# applies to every process and turns the pool off (Django allows only one of the two).
+# open, shared by the threads, capped per process. A qcluster worker runs one task at a time on
+# one thread, so it keeps its connection between tasks (CONN_MAX_AGE, 60 s; django-q closes it
+# when unusable), saving a connect per task. Other commands (migrate, shell, tests) open one per
+# use. An explicit CONN_MAX_AGE applies to every process and turns the pool off (Django allows
+# only one of the two).
 _PROCESS = "worker" if sys.argv[1:2] == ["qcluster"] else os.environ.get("CLARION_PROCESS", "")
-_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE")
+_CONN_MAX_AGE = os.environ.get("CONN_MAX_AGE") or ("60" if _PROCESS == "worker" else None)
 DATABASES = {
     "default": dj_database_url.parse(
         DATABASE_URL,
@@ -198,6 +200,12 @@ if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _PROCE
         # While PostgreSQL is down a request waits this long for a connection, then is a 503
         # with Retry-After: keep it well under the clients' and load balancer's timeouts.
         "timeout": int(os.environ.get("DB_POOL_TIMEOUT", "5")),
+        # The pool retries a failed connection with a doubling delay (1, 2, 4 … s) until this
+        # many seconds have passed, then starts afresh on the next request: without a bound
+        # (psycopg's default is 300 s) a pool that failed for a minute waits half a minute
+        # more after PostgreSQL is back, answering 503 all along (tests/deploy/
+        # test_postgres_restart.py).
+        "reconnect_timeout": float(os.environ.get("DB_POOL_RECONNECT_TIMEOUT", "5")),
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     # A connection attempt to a server that does not answer (down, a dropped route) fails
@@ -259,7 +267,13 @@ if REDIS_URL:
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             # No client read timeout: redis-py 8 defaults to 5 s, which aborts the layer's
             # blocking BZPOPMIN and tears down every idle websocket (channels_redis#422).
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}]},
+            "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}],
+                       # Messages waiting per channel before more are dropped. The sockets of
+                       # one web process share one Redis key (channels-redis' process-specific
+                       # channels), so this bounds a burst to the whole process: at the default
+                       # of 100, a batch of runs writing 500 items dropped most of them
+                       # (bench/websockets.py).
+                       "capacity": 10_000},
         }
     }
 else:
@@ -275,6 +289,9 @@ if INBOX_REALTIME not in ("layer", "poll"):
     raise ImproperlyConfigured(f"INBOX_REALTIME must be 'layer' or 'poll', not {INBOX_REALTIME!r}.")
 INBOX_POLL_SECONDS = float(os.environ.get("INBOX_POLL_SECONDS", "0.1"))
 INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
+# A socket checks this long after a push (and on every heartbeat) that no push to it was lost:
+# an item older than this, never pushed, gets the client a `resync` frame (inbox/consumers.py).
+INBOX_RESYNC_CHECK_SECONDS = float(os.environ.get("INBOX_RESYNC_CHECK_SECONDS", "2"))
 INBOX_TOKEN_TTL_SECONDS = int(os.environ.get("INBOX_TOKEN_TTL_SECONDS", "3600"))
 # The key of `recipient id + HMAC-SHA256(key, recipient id)` browser auth for items without a
 # tenant (each tenant has its own inbox secret, in the admin or POST /api/v1/tenants/{key}/
@@ -410,6 +427,9 @@ CLARION = {
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
+    # A workflow's draft is published only after someone who did not change it approves it
+    # (docs/workflows.md, "Draft, review, publish"). The API's PUT publishes directly either way.
+    "REQUIRE_REVIEW": _env_bool("CLARION_REQUIRE_REVIEW"),
     # Runs, step logs, messages, attempts, status and outbound events and inbox items older than
     # this many days are deleted (0: kept forever); a tenant's retention_days wins.
     "RETENTION_DAYS": int(os.environ.get("CLARION_RETENTION_DAYS", "90")),

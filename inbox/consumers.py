@@ -5,31 +5,56 @@ Frames the server sends (JSON): `counts.changed` {meta} on connect and after eve
 `item.created` {item}, `item.updated` {item}, `items.updated` {action, at, up_to[, tenant]} (a
 bulk change of the items with ids up to `up_to`; `tenant` when it covered one tenant's items,
 null for the items without a tenant),
-`heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`.
+`heartbeat` every INBOX_HEARTBEAT_SECONDS, `pong` after a client's `{"type": "ping"}`, and
+`resync` {before} when item pushes to this socket were lost: the client fetches the feed's items
+newer than `before` again.
+Pushes are at-most-once (a channel layer over its per-channel capacity drops them; so does a
+layer unreachable when the worker publishes), so each socket reconciles what it pushed with the
+database: INBOX_RESYNC_CHECK_SECONDS after pushes pause, and on every heartbeat, it asks itself,
+through its own channel (behind the events already queued there), to look for items newer than
+its watermark that are older than the check and were never pushed. Those are counted
+(`clarion_inbox_pushes_dropped_total`), logged, and answered with one `resync` frame and the
+counts.
+
 A missing, bad or expired credential closes the socket with code 4401, and so does the moment an
 open socket's token expires (or the rotation window of the secret its HMAC was made with ends).
 """
 
 import asyncio
 import contextlib
+import logging
+import time
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
+from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 from django.utils import timezone
 
-from clarion.metrics import WEBSOCKET_CONNECTIONS
+from clarion.metrics import INBOX_PUSHES_DROPPED, WEBSOCKET_CONNECTIONS
 from notifications.models import Tenant
 
 from . import realtime
 from .auth import InboxPrincipal, inbox_principal
-from .events import CountsChanged, from_message
-from .selectors import inbox_counts
+from .events import CountsChanged, ItemCreated, Resync, from_message
+from .selectors import inbox_counts, inbox_ids_after, inbox_newest_id
+
+logger = logging.getLogger(__name__)
 
 UNAUTHORIZED = 4401
+# Items one reconciliation reads at most; more are left to the next (asked at once).
+RECONCILE_BATCH = 1000
+
+
+def _concurrent_read(function):
+    """`function` (a read that keeps no state between calls) as a coroutine run on the default
+    executor's threads, several at once, rather than on the one thread Channels runs sync code
+    on by default, where every socket's connect and counts queue behind each other: thousands of
+    sockets connecting, or a burst of items reaching as many sockets (bench/websockets.py)."""
+    return database_sync_to_async(function, thread_sensitive=False)
 
 
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
@@ -57,9 +82,16 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     secrets_group: str | None = None
     bridged = False
     counted = False
+    # Reconciliation: every item in scope up to `synced_up_to` reached the client (the feed it
+    # read on connect, a push, or a re-sync); `pushed` are the ids above it pushed since.
+    synced_up_to = 0
+    pushed: set[int]
+    reconcile: asyncio.Task | None = None  # the timer of the next check, while one is planned
+    last_push_at = 0.0  # time.time() of the last item.created sent
+    deferred_since: float | None = None  # a check waits while pushes keep coming, this long
 
     async def connect(self):
-        principal = await database_sync_to_async(_principal_from_query)(
+        principal = await _concurrent_read(_principal_from_query)(
             self.scope.get("query_string", b""))
         await self.accept()
         if principal is None:
@@ -67,6 +99,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=UNAUTHORIZED)
             return
         self.principal = principal
+        self.pushed = set()
+        # The client reads the feed (re-syncs) once it has the first frame: up to here at least.
+        self.synced_up_to = await database_sync_to_async(inbox_newest_id)(
+            recipient=principal.recipient, tenant=principal.tenant)
         WEBSOCKET_CONNECTIONS.inc()
         self.counted = True
         self.group = realtime.recipient_group(principal.recipient.pk)
@@ -85,7 +121,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.counted:  # /metrics' clarion_websocket_connections
             WEBSOCKET_CONNECTIONS.dec()
             self.counted = False
-        for task in (self.heartbeat, self.expiry):
+        for task in (self.heartbeat, self.expiry, self.reconcile):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -107,6 +143,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
+            if self.reconcile is None:  # a lone lost push has no later push to reveal it
+                await self._ask_reconcile()
 
     def _expire_at(self, moment: datetime | None) -> None:
         """Close the socket at `moment` (None: never), instead of any earlier plan."""
@@ -123,7 +161,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
-        meta = await database_sync_to_async(inbox_counts)(
+        meta = await _concurrent_read(inbox_counts)(
             recipient=self.principal.recipient, tenant=self.principal.tenant)
         await self.send_json(CountsChanged(meta=meta).frame())
 
@@ -138,7 +176,76 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if not event.visible_to(self.principal.tenant):
             return
         await self.send_json(event.frame())
+        if isinstance(event, ItemCreated):
+            if event.item["id"] > self.synced_up_to:
+                self.pushed.add(event.item["id"])
+            self.last_push_at = time.time()
+            self._plan_reconcile(settings.INBOX_RESYNC_CHECK_SECONDS)
         await self._send_counts()
+
+    # --- reconciliation of pushes with the database ------------------------------------------
+
+    def _plan_reconcile(self, delay: float) -> None:
+        """Ask for a check in `delay` seconds, unless one is planned already."""
+        if self.reconcile is None:
+            self.reconcile = asyncio.get_running_loop().create_task(self._reconcile_in(delay))
+
+    async def _reconcile_in(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        self.reconcile = None
+        await self._ask_reconcile()
+
+    async def _ask_reconcile(self) -> None:
+        """Queue the check on this socket's own channel, behind the events queued there: when
+        it runs, every push published before it was asked has been handled, or was lost."""
+        try:
+            await self.channel_layer.send(self.channel_name, {
+                "type": "inbox.reconcile", "asked_at": time.time()})
+        except ChannelFull:  # the very case: try again once the queue has drained a little
+            self._plan_reconcile(settings.INBOX_RESYNC_CHECK_SECONDS)
+        except Exception:  # noqa: BLE001 - a layer down closes the socket; the client re-syncs
+            logger.warning("inbox: could not queue the push check of %s", self.channel_name,
+                           exc_info=True)
+
+    async def inbox_reconcile(self, message):
+        """The items in scope above the watermark, committed before the check was asked (less
+        INBOX_RESYNC_CHECK_SECONDS, for pushes still on their way) and never pushed here: count
+        them, and tell the client to re-sync from the watermark."""
+        if self.principal is None:
+            return
+        asked_at, wait = message["asked_at"], settings.INBOX_RESYNC_CHECK_SECONDS
+        if asked_at - self.last_push_at < wait:
+            # Pushes are still coming (a burst being published): what is not here yet may be
+            # on its way. Look once they pause, or after a heartbeat's time at the latest.
+            self.deferred_since = self.deferred_since or asked_at
+            if asked_at - self.deferred_since < settings.INBOX_HEARTBEAT_SECONDS:
+                self._plan_reconcile(wait)
+                return
+        self.deferred_since = None
+        cutoff = datetime.fromtimestamp(asked_at, UTC) - timedelta(seconds=wait)
+        rows = await database_sync_to_async(inbox_ids_after)(
+            recipient=self.principal.recipient, tenant=self.principal.tenant,
+            after=self.synced_up_to, limit=RECONCILE_BATCH)
+        settled = []  # the ids, oldest first, up to the first item younger than the cutoff
+        for item_id, created_at in rows:
+            if created_at > cutoff:
+                break
+            settled.append(item_id)
+        missed = [item_id for item_id in settled if item_id not in self.pushed]
+        if missed:
+            INBOX_PUSHES_DROPPED.inc(len(missed))
+            logger.warning("inbox: %d item push(es) to recipient %s never reached socket %s "
+                           "(ids %d..%d); it re-syncs", len(missed), self.principal.recipient.pk,
+                           self.channel_name, missed[0], missed[-1])
+            await self.send_json(Resync(before=self.synced_up_to).frame())
+        if settled:
+            self.synced_up_to = settled[-1]
+            self.pushed = {item_id for item_id in self.pushed if item_id > self.synced_up_to}
+        if missed:
+            await self._send_counts()
+        if len(settled) < len(rows) or len(rows) == RECONCILE_BATCH:
+            self._plan_reconcile(0 if len(rows) == RECONCILE_BATCH
+                                 else settings.INBOX_RESYNC_CHECK_SECONDS)
 
     async def inbox_secrets_changed(self, message):
         """The tenant's inbox secret was rotated (inbox.realtime): close now if the secret this

@@ -10,6 +10,8 @@ becomes one websocket frame (`frame()`), followed by that socket's `CountsChange
   action on the items up to `up_to`), with `"tenant": key or null` when it covered one tenant's
   items (null: the items without a tenant)
 - CountsChanged → `{"type": "counts.changed", "meta": {unread_count, unseen_count, total_count}}`
+- Resync → `{"type": "resync", "before": id}`: pushes to this socket were lost; fetch the feed's
+  items newer than `before` (its `before` cursor) again
 """
 
 from dataclasses import asdict, dataclass, fields
@@ -117,6 +119,18 @@ class CountsChanged:
 
     def frame(self) -> dict:
         return {"type": self.kind, "meta": self.meta}
+
+
+@dataclass(frozen=True)
+class Resync:
+    """A socket's own notice that item pushes to it were lost (never published): the client
+    fetches the feed with `before=<before>` (every item newer than that id), page after page."""
+
+    kind: ClassVar[str] = "resync"
+    before: int
+
+    def frame(self) -> dict:
+        return {"type": self.kind, "before": self.before}
 
 
 EVENTS = {cls.kind: cls for cls in (ItemCreated, ItemUpdated, ItemsUpdated)}

@@ -150,6 +150,22 @@ def publish_on_commit(event: InboxEvent) -> None:
     transaction.on_commit(lambda: _send(event))
 
 
+def publish_many_on_commit(events: list[InboxEvent]) -> None:
+    """Publish `events` (e.g. a batch's new items, each to its recipient's sockets) once the
+    current transaction commits: one callback for all, each event handed to the publisher
+    loop without waiting (see `_send`). New items are left out in "poll" mode, as in
+    publish_on_commit."""
+    if settings.INBOX_REALTIME != "layer":
+        events = [event for event in events if not isinstance(event, ItemCreated)]
+    if events:
+        transaction.on_commit(lambda: _send_all(events))
+
+
+def _send_all(events: list[InboxEvent]) -> None:
+    for event in events:
+        _send(event)
+
+
 def tenant_secrets_group(tenant_pk: int) -> str:
     """The group of the sockets opened with an HMAC made with a secret of this tenant."""
     return f"inbox.tenant-secrets.{tenant_pk}"

@@ -204,6 +204,21 @@ def inbox_feed(*, recipient: Recipient, filters: FeedFilters = FeedFilters(),
     )
 
 
+def inbox_ids_after(*, recipient: Recipient, tenant: TenantScope, after: int,
+                    limit: int) -> list[tuple[int, datetime]]:
+    """(id, created_at) of the recipient's items in `tenant` scope with an id above `after`,
+    oldest first, at most `limit` (archived ones too): what a socket reconciles its pushes
+    with. One range scan of inbox_feed_idx."""
+    return list(inbox_items_visible(recipient=recipient, tenant=tenant)
+                .filter(id__gt=after).order_by("id").values_list("id", "created_at")[:limit])
+
+
+def inbox_newest_id(*, recipient: Recipient, tenant: TenantScope) -> int:
+    """The id of the recipient's newest item in `tenant` scope (0: none)."""
+    return (inbox_items_visible(recipient=recipient, tenant=tenant).order_by("-id")
+            .values_list("id", flat=True).first() or 0)
+
+
 COUNTS_SQL = (
     "SELECT (SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = %s{tenant} "
     "AND read_at IS NULL AND archived_at IS NULL), "

@@ -2,6 +2,7 @@
 workflow conditions can branch on "read") and is pushed to the recipient's sockets after commit."""
 
 import secrets
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -28,38 +29,55 @@ BULK_BATCH = 500
 ITEM_ORDER_LOCK = 7_001
 
 
-def _hold_item_order(recipient_pk: int) -> None:
-    """Until this transaction ends, no other transaction adds an item for this recipient.
+def _hold_item_order(recipient_pks: list[int]) -> None:
+    """Until this transaction ends, no other transaction adds an item for these recipients.
 
     An item's id is taken at INSERT, and on PostgreSQL concurrent transactions can commit out of
     id order: an item with a lower id could become visible after a client has shown a higher
     one, and then fall under that client's `up_to` (bulk marks) or below its `before` cursor
-    (re-sync). Taking the id under this lock makes one recipient's items commit in id order.
-    SQLite has one writer at a time: there, ids always commit in order."""
-    if connection.vendor != "postgresql":
+    (re-sync). Taking the ids under this lock makes one recipient's items commit in id order.
+    The locks are taken in one statement, in ascending order (two batches never wait on each
+    other in a cycle). SQLite has one writer at a time: there, ids always commit in order."""
+    if connection.vendor != "postgresql" or not recipient_pks:
         return
+    keys = sorted({pk % (2**31 - 1) for pk in recipient_pks})
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
-                       [ITEM_ORDER_LOCK, recipient_pk % (2**31 - 1)])
+        cursor.execute("SELECT count(pg_advisory_xact_lock(%s, key)) FROM unnest(%s::int[]) "
+                       "AS key", [ITEM_ORDER_LOCK, keys])
+
+
+def inbox_items_create(*, items: Sequence[tuple[Message, dict]]) -> list[InboxItem]:
+    """The InboxItems of new in_app Messages, given as (message, content) with each message's
+    recipient, tenant, workflow and step loaded: one INSERT for all, inside the runs'
+    transaction, whose commit releases the recipients' item-order locks. A message that has its
+    item already (a replay) gets no second one (the column is unique: the INSERT skips it).
+    Returns the items (pk set) of `items`' messages; sockets hear of them after commit, in one
+    batch (realtime.publish_many_on_commit)."""
+    if not items:
+        return []
+    _hold_item_order([message.recipient_id for message, _ in items])
+    rows = []
+    for message, content in items:
+        tags = (message.step.config or {}).get("tags", []) if message.step_id else []
+        rows.append(InboxItem(
+            message=message, recipient=message.recipient, tenant=message.tenant,
+            workflow_key=message.workflow.key, category=message.workflow.category,
+            tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
+            content=content))
+    InboxItem.objects.bulk_create(rows, ignore_conflicts=True)
+    stored = dict(InboxItem.objects.filter(message_id__in=[m.id for m, _ in items])
+                  .values_list("message_id", "id"))
+    for row in rows:
+        row.pk = stored.get(row.message_id)
+    rows = [row for row in rows if row.pk is not None]
+    realtime.publish_many_on_commit([ItemCreated.of(row) for row in rows])
+    return rows
 
 
 def inbox_item_create(*, message: Message, content: dict) -> InboxItem:
-    """The InboxItem of a new in_app Message (one per message: the column is unique). Called
-    inside the run's transaction, whose commit releases the recipient's item-order lock;
-    sockets hear of the item after commit."""
-    _hold_item_order(message.recipient_id)
-    tags = (message.step.config or {}).get("tags", []) if message.step_id else []
-    item = InboxItem.objects.create(
-        message=message,
-        recipient=message.recipient,
-        tenant=message.tenant,
-        workflow_key=message.workflow.key,
-        category=message.workflow.category,
-        tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
-        content=content,
-    )
-    realtime.publish_on_commit(ItemCreated.of(item))
-    return item
+    """The InboxItem of a new in_app Message (one per message: the column is unique); see
+    inbox_items_create."""
+    return inbox_items_create(items=[(message, content)])[0]
 
 
 def _item_changes(action: str, now) -> dict:

@@ -1,5 +1,5 @@
 """The admin home's figures: today's triggers and messages by outcome, providers in trouble, the
-latest failures and template drafts waiting for review.
+latest failures, and workflow drafts and template drafts waiting for review.
 
 Each query filters on an indexed range (`Trigger.created_at`, the message log's
 `(-created_at, -id)` index) or reads a small table (providers, templates): the page costs the
@@ -9,10 +9,10 @@ same with a billion messages as with ten.
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import Count, F, Max, Q
+from django.db.models import Count, Exists, F, Max, OuterRef, Q
 from django.utils import timezone
 
-from .models import Message, ProviderConfig, Template, TemplateVersion, Trigger
+from .models import Message, ProviderConfig, Template, TemplateVersion, Trigger, WorkflowVersion
 
 SENT = (Message.Status.SENT, Message.Status.DELIVERED, Message.Status.OPENED,
         Message.Status.CLICKED, Message.Status.COMPLAINED)
@@ -29,6 +29,7 @@ class Dashboard:
     providers: list[ProviderConfig] = field(default_factory=list)
     failures: list[Message] = field(default_factory=list)
     drafts: list[TemplateVersion] = field(default_factory=list)
+    reviews: list[WorkflowVersion] = field(default_factory=list)  # workflow drafts in review
 
 
 def today_start(now: datetime | None = None) -> datetime:
@@ -64,8 +65,12 @@ def latest_failures(now: datetime, limit: int = FAILURES_SHOWN) -> list[Message]
 
 def drafts_waiting() -> list[TemplateVersion]:
     """Each template's newest version where it is newer than the published one (or nothing is
-    published): the drafts a Publisher has to review."""
-    pending = (Template.objects.order_by().annotate(latest=Max("versions__number"))
+    published): the drafts a Publisher has to review. Not those of a workflow with an open
+    draft: they are in it, reviewed with it (reviews_waiting)."""
+    open_draft = WorkflowVersion.objects.filter(workflow=OuterRef("step__workflow"),
+                                                state__in=WorkflowVersion.OPEN_STATES)
+    pending = (Template.objects.order_by().filter(~Exists(open_draft))
+               .annotate(latest=Max("versions__number"))
                .filter(Q(published_version__isnull=True, latest__isnull=False)
                        | Q(latest__gt=F("published_version__number")))
                .values_list("pk", "latest"))
@@ -77,6 +82,12 @@ def drafts_waiting() -> list[TemplateVersion]:
     return list(TemplateVersion.objects.filter(match)
                 .select_related("template__step__workflow", "author")
                 .order_by("-created_at"))
+
+
+def reviews_waiting() -> list[WorkflowVersion]:
+    """Workflow drafts submitted for review, oldest first (a partial index holds them)."""
+    return list(WorkflowVersion.objects.filter(state=WorkflowVersion.State.IN_REVIEW)
+                .select_related("workflow", "submitted_by").order_by("submitted_at"))
 
 
 def dashboard_for(user, now: datetime | None = None) -> Dashboard:
@@ -92,4 +103,6 @@ def dashboard_for(user, now: datetime | None = None) -> Dashboard:
         board.failures = latest_failures(now)
     if user.has_perm("notifications.view_template"):
         board.drafts = drafts_waiting()
+    if user.has_perm("notifications.view_workflow"):
+        board.reviews = reviews_waiting()
     return board

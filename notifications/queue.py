@@ -88,9 +88,14 @@ def _push(func: str, args_list: list[tuple], *, visible_at: datetime | None = No
         for args in args_list:
             async_task(func, *args)
         return
+    _push_rows([(func, args, visible_at) for args in args_list])
+
+
+def _push_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> None:
+    """The ORM broker's rows of `tasks` (func, args, visible from: None for now), one INSERT."""
     now = timezone.now()
     rows = []
-    for args in args_list:
+    for func, args, visible_at in tasks:
         name, task_id = uuid()
         task = {"id": task_id, "name": name, "func": func, "args": args, "kwargs": {},
                 "started": now}
@@ -132,3 +137,13 @@ def enqueue_at(func: str, *args, at: datetime, name: str) -> None:
             "next_run": at,
         },
     )
+
+
+def enqueue_at_many(wakes: Sequence[tuple[str, tuple, datetime, str]]) -> None:
+    """`enqueue_at(func, *args, at=at, name=name)` for each (func, args, at, name) of `wakes`:
+    with the ORM broker on this database, one INSERT for all of them."""
+    if _broker_is_this_database() and not Conf.SYNC:
+        _push_rows([(func, tuple(args), at) for func, args, at, _ in wakes])
+        return
+    for func, args, at, name in wakes:
+        enqueue_at(func, *args, at=at, name=name)

@@ -100,7 +100,8 @@ def runs_with_history(runs: QuerySet[Run]) -> QuerySet[Run]:
     Messages are read before the timeline: a delivery commits a message's outcome together with
     its timeline entry, so a message read as sent always has its `sent` entry below.
     """
-    return runs.select_related("workflow", "recipient", "tenant").prefetch_related(
+    return runs.select_related("workflow", "workflow_version", "recipient",
+                               "tenant").prefetch_related(
         Prefetch("messages", queryset=Message.objects.select_related("template_version")
                  .order_by("created_at")),
         Prefetch("messages__delivery_attempts",

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,3 +62,34 @@ def test_an_unreachable_database_is_a_503_with_retry_after_within_seconds():
             "detail": "The database cannot be reached; retry shortly."}, answer
         assert answer["seconds"] < 10, answer
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("unreachable", [True, False])
+def test_a_trigger_that_lost_the_database_keeps_its_idempotency_claim(
+        api_key, make_workflow, monkeypatch, unreachable):
+    # Releasing the claim would wait for the database a second time (the 503 twice as late);
+    # any other failure releases it, so the client's retry is not a 409.
+    import psycopg
+    from django.db import OperationalError
+
+    from notifications import services
+
+    def fail(request):
+        if unreachable:
+            try:
+                raise psycopg.OperationalError("server closed the connection unexpectedly")
+            except psycopg.OperationalError as cause:
+                raise OperationalError(str(cause)) from cause
+        raise RuntimeError("a bug")
+
+    released = []
+    monkeypatch.setattr(services, "trigger_workflow", fail)
+    monkeypatch.setattr(services, "idempotency_abandon",
+                        lambda *, record: released.append(record.key))
+    workflow = make_workflow("w")
+    request = services.TriggerRequest(workflow=workflow, recipients=["ada"], api_key=api_key[0])
+    with pytest.raises(OperationalError if unreachable else RuntimeError):
+        services.trigger_workflow_idempotent(request=request, idempotency_key="k1",
+                                             request_fingerprint=["w"])
+    assert released == ([] if unreachable else ["k1"])

@@ -35,7 +35,8 @@ def database_settings(*, argv=None, env=None, code=""):
 def test_a_web_process_on_postgresql_borrows_from_a_pool():
     [web] = database_settings(env={"DATABASE_URL": PG, "CLARION_PROCESS": "web"})
     assert web == {"max_age": 0, "health": True,
-                   "pool": {"min_size": 2, "max_size": 20, "timeout": 5}}
+                   "pool": {"min_size": 2, "max_size": 20, "timeout": 5,
+                            "reconnect_timeout": 5.0}}
 
 
 def test_loading_the_asgi_application_marks_the_process_as_web():
@@ -50,10 +51,13 @@ def test_loading_the_asgi_application_marks_the_process_as_web():
     assert json.loads(out.stdout)["max_size"] == 20
 
 
-def test_a_worker_opens_a_connection_per_use_and_borrows_from_no_pool():
+def test_a_worker_keeps_its_connection_between_tasks_and_borrows_from_no_pool():
     [worker] = database_settings(argv=["manage.py", "qcluster"],
                                  env={"DATABASE_URL": PG, "CLARION_PROCESS": "web"})
-    assert worker == {"max_age": 0, "health": True, "pool": None}
+    assert worker == {"max_age": 60, "health": True, "pool": None}
+    [explicit] = database_settings(argv=["manage.py", "qcluster"],
+                                   env={"DATABASE_URL": PG, "CONN_MAX_AGE": "0"})
+    assert explicit["max_age"] == 0
 
 
 def test_other_commands_and_sqlite_open_a_connection_per_use():

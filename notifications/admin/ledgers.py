@@ -192,9 +192,20 @@ class RunAdmin(LedgerAdmin):
     list_select_related = ("workflow", "recipient", "tenant")
     search_fields = ("recipient__external_id__exact", "workflow__key__exact")
     search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
-    fields = ("id", "status", "workflow", "recipient", "tenant", "trigger", "cursor", "wake_at",
-              "created_at", "updated_at", "routes", "timeline", "digests", "state_json")
+    fields = ("id", "status", "workflow", "version", "recipient", "tenant", "trigger", "cursor",
+              "wake_at", "created_at", "updated_at", "routes", "timeline", "digests",
+              "state_json")
     readonly_fields = fields
+
+    @admin.display(description="workflow version")
+    def version(self, obj):
+        """The workflow's version published when the run began, linking to what it said."""
+        version = obj.workflow_version
+        if version is None:
+            return EMPTY
+        return format_html('<a href="{}">v{}</a>', reverse(
+            "admin:notifications_workflow_version", args=[version.workflow_id, version.number]),
+            version.number)
 
     @admin.display(description="timeline")
     def timeline(self, obj):

@@ -16,6 +16,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from clarion.admin import (
@@ -30,7 +31,7 @@ from clarion.admin import (
     when,
 )
 
-from .. import rendering, services
+from .. import publishing, rendering, services
 from ..api.serializers import LOCALE
 from ..channels import CHANNEL_KEYS, channel_spec, template_fields
 from ..engine import layout_for_tenant
@@ -43,6 +44,7 @@ from ..rendering.variables import (
     preview_variables,
     tenant_variables,
 )
+from ..workflow_versions import review_required
 
 DIFF_WRAP = 72
 # Steps that have templates: channel steps, and route steps (one template per channel).
@@ -160,7 +162,7 @@ def variables_panel(step: Step, channel: str | None = None) -> list[dict]:
         "tenant": ("the customer account it is sent for", TENANT_KEYS),
         "workflow": ("this workflow", WORKFLOW_KEYS),
     }
-    for root, (_, keys) in described.items():
+    for root, (_description, keys) in described.items():
         rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
     rows.append({"name": "steps.<step ref>", "group": "steps",
                  "example": "what earlier steps recorded: .status, .read… of their message, "
@@ -251,8 +253,10 @@ class TemplateAdmin(ClarionAdmin):
 
     def has_publish_permission(self, request) -> bool:
         """Saving writes a draft; making a version the one that renders takes this (a
-        Publisher's, notifications/roles.py)."""
-        return request.user.has_perm("notifications.publish_template")
+        Publisher's, notifications/roles.py). With CLARION["REQUIRE_REVIEW"], nobody publishes
+        a template on its own: it goes with its workflow's draft, through review."""
+        return (request.user.has_perm("notifications.publish_template")
+                and not review_required())
 
     def _step_for(self, request, obj) -> Step | None:
         if obj is not None:
@@ -498,15 +502,15 @@ class TemplateAdmin(ClarionAdmin):
         if version is None:
             messages.error(request, "That version does not belong to this template.")
         else:
-            services.template_publish(version=version)
+            publishing.template_version_publish(version=version, user=request.user)
             messages.success(request, f"Published version {version.number} of “{template}”.")
         return HttpResponseRedirect(admin_url(template))
 
     def save_model(self, request, obj, form, change):
         draft = "_save_draft" in request.POST or not self.has_publish_permission(request)
-        template, version = services.template_save(
+        template, version = publishing.template_edit(
             step=obj.step, locale=obj.locale, fields=form.cleaned_data["template_fields"],
-            author=request.user, publish=not draft,
+            user=request.user, publish=not draft,
             channel=form.cleaned_data.get("template_channel", obj.channel),
         )
         adopt(obj, template)
@@ -514,6 +518,13 @@ class TemplateAdmin(ClarionAdmin):
             number = template.published_version.number if template.published_version else 0
             messages.info(request, f"Nothing changed: version {number} stays published.")
         elif draft:
+            workflow = template.step.workflow
+            messages.info(request, format_html(
+                '{} <a href="{}">{}</a>',
+                _("It is in the draft of the workflow “%(key)s”, published with it.")
+                % {"key": workflow.key},
+                reverse("admin:notifications_workflow_draft", args=[workflow.pk]),
+                _("Review the workflow's draft")))
             if "_save_draft" not in request.POST:  # "Save" by someone who may not publish
                 messages.warning(request, "You may save drafts but not publish them: a "
                                           "Publisher reviews and publishes this version.")
@@ -559,7 +570,7 @@ class TemplateVersionAdmin(LedgerAdmin):
     source = json_display("fields")
 
     def has_publish_permission(self, request):
-        return request.user.has_perm("notifications.publish_template")
+        return request.user.has_perm("notifications.publish_template") and not review_required()
 
     @admin.action(description="Publish (roll back to) this version", permissions=["publish"])
     def publish(self, request, queryset):
@@ -569,7 +580,7 @@ class TemplateVersionAdmin(LedgerAdmin):
             self.message_user(request, "Select one version per template.", messages.ERROR)
             return
         for version in versions:
-            services.template_publish(version=version)
+            publishing.template_version_publish(version=version, user=request.user)
             self.message_user(request,
                               f"Published version {version.number} of “{version.template}”.")
 

@@ -8,6 +8,7 @@ from django.db.models import Count
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from clarion.admin import (
@@ -24,6 +25,7 @@ from .. import conditions, engine
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import Step, StepType, Template, Workflow
+from . import versions
 from .builder import views as builder_views
 
 SUPPORTED_STEP_CHOICES = [
@@ -234,7 +236,8 @@ class WorkflowAdmin(ClarionAdmin):
     """The change and add pages are the workflow builder (admin/builder/): per-type step forms,
     saved through the API's serializer and `services.workflow_put`."""
 
-    list_display = ("key", "name", "category", "critical", "active", "step_count", "updated_at")
+    list_display = ("key", "name", "category", "critical", "active", "step_count", "live_version",
+                    "updated_at")
     list_filter = ("active", "critical", CategoryFilter)
     search_fields = ("key", "name", "category")
     readonly_fields = ("created_at", "updated_at")
@@ -247,6 +250,16 @@ class WorkflowAdmin(ClarionAdmin):
                  name="notifications_workflow_import"),
             path("diagram/", self.admin_site.admin_view(self.diagram_view),
                  name="notifications_workflow_diagram"),
+            path("<path:object_id>/versions/", self.admin_site.admin_view(self.versions_view),
+                 name="notifications_workflow_versions"),
+            path("<path:object_id>/versions/<int:number>/",
+                 self.admin_site.admin_view(self.version_view),
+                 name="notifications_workflow_version"),
+            path("<path:object_id>/versions/<int:number>/action/",
+                 self.admin_site.admin_view(self.version_action_view),
+                 name="notifications_workflow_version_action"),
+            path("<path:object_id>/draft/", self.admin_site.admin_view(self.draft_view),
+                 name="notifications_workflow_draft"),
         ]
         return extra + super().get_urls()
 
@@ -265,12 +278,32 @@ class WorkflowAdmin(ClarionAdmin):
     def diagram_view(self, request):
         return builder_views.diagram_view(self, request)
 
+    def versions_view(self, request, object_id):
+        return versions.versions_view(self, request, object_id)
+
+    def version_view(self, request, object_id, number):
+        return versions.version_view(self, request, object_id, number)
+
+    def version_action_view(self, request, object_id, number):
+        return versions.version_action_view(self, request, object_id, number)
+
+    def draft_view(self, request, object_id):
+        return versions.draft_redirect_view(self, request, object_id)
+
     def get_queryset(self, request):
-        return super().get_queryset(request).annotate(step_count=Count("steps"))
+        return (super().get_queryset(request).select_related("published_version")
+                .annotate(step_count=Count("steps")))
 
     @admin.display(description="steps", ordering="step_count")
     def step_count(self, obj):
         return obj.step_count
+
+    @admin.display(description=_("live version"), ordering="published_version__number")
+    def live_version(self, obj):
+        if obj.published_version is None:
+            return EMPTY
+        return format_html('<a href="{}">v{}</a>', versions.version_url(obj.published_version),
+                           obj.published_version.number)
 
 
 @admin.register(Step)

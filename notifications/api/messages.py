@@ -19,6 +19,7 @@ from clarion.api import (
 
 from .. import selectors
 from ..models import Channel, Message
+from .fields import CursorField
 
 # --- Query and response shapes ------------------------------------------------------------
 
@@ -42,14 +43,7 @@ class MessageLogQuerySerializer(QuerySerializer):
         help_text="seen / unseen, read / unread (in-app), opened, clicked.")
     limit = serializers.IntegerField(min_value=1, max_value=selectors.MESSAGE_LOG_MAX_LIMIT,
                                      default=selectors.MESSAGE_LOG_DEFAULT_LIMIT)
-    after = serializers.CharField(required=False,
-                                  help_text="Cursor: the `page_info.after` of the page before.")
-
-    def validate_after(self, value):
-        try:
-            return selectors.MessageLogCursor.decode(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+    after = CursorField()
 
     def validate(self, attrs):
         after, before = attrs.get("created_after"), attrs.get("created_before")

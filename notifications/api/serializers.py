@@ -25,6 +25,7 @@ from ..models import (
     validate_recipient_id,
 )
 from ..providers import ssrf
+from .fields import CursorField
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
@@ -342,14 +343,7 @@ class TriggerDetailQuerySerializer(QuerySerializer):
     limit = serializers.IntegerField(
         min_value=1, max_value=selectors.TRIGGER_RUNS_MAX_LIMIT,
         default=selectors.TRIGGER_RUNS_DEFAULT_LIMIT, help_text="Runs per page.")
-    after = serializers.CharField(required=False,
-                                  help_text="Cursor: the `page_info.after` of the page before.")
-
-    def validate_after(self, value):
-        try:
-            return selectors.MessageLogCursor.decode(value)
-        except ValueError as exc:
-            raise serializers.ValidationError(str(exc)) from None
+    after = CursorField()
 
 
 class TriggerRunsPageInfoSerializer(Serializer):
@@ -424,6 +418,10 @@ class RunDetailSerializer(Serializer):
     id = serializers.UUIDField()
     trigger_id = serializers.UUIDField()
     workflow = serializers.CharField(source="workflow.key")
+    workflow_version = serializers.IntegerField(
+        source="workflow_version.number", allow_null=True,
+        help_text="The number of the workflow's version published when the run began (null: "
+                  "the workflow had none).")
     recipient = serializers.CharField(source="recipient.external_id")
     tenant = serializers.CharField(source="tenant.key", allow_null=True)
     status = serializers.CharField()

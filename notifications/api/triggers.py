@@ -9,6 +9,7 @@ from clarion.api import ApiError, not_found, tenant_for_api_key, validated
 from .. import idempotency, services
 from ..models import ApiKey, Workflow
 from ..ratelimit import rate_limit_hit
+from ..workflow_versions import is_unpublished
 from .auth import UnrestrictedApiKey
 
 
@@ -20,12 +21,17 @@ def names_profiles(trigger: dict) -> bool:
 
 
 def active_workflow(key: str) -> Workflow:
-    """The workflow `key`; raises ApiError 404 when there is none, 422 when it is inactive."""
+    """The workflow `key`; raises ApiError 404 when there is none, 422 when it is inactive or
+    its first draft is not published yet."""
     workflow = Workflow.objects.filter(key=key).first()
     if workflow is None:
         raise not_found("workflow", key)
     if not workflow.active:
         raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
+    if workflow.published_version_id is None and is_unpublished(workflow):
+        raise ApiError(422, "workflow_not_published",
+                       f"The workflow {key!r} has a draft but was never published: a Publisher "
+                       "publishes it in the admin.")
     return workflow
 
 

@@ -193,7 +193,10 @@ class WorkflowDetailView(APIView):
     @extend_schema(
         operation_id="workflow_put",
         summary="Create or replace a workflow",
-        description="Steps are matched by `ref`; a PUT of what GET returned changes nothing.",
+        description="Steps are matched by `ref`; a PUT of what GET returned changes nothing. "
+                    "A PUT publishes at once (for CI pipelines, whatever CLARION_REQUIRE_REVIEW "
+                    "says) and is recorded as a new published version of the workflow; an open "
+                    "draft in the admin is kept.",
         request=s.WorkflowSerializer,
         responses={200: s.WorkflowSerializer, 201: s.WorkflowSerializer, **ERRORS},
     )
@@ -201,7 +204,9 @@ class WorkflowDetailView(APIView):
         check_key(key)
         data = validated(s.WorkflowSerializer, request.data)
         steps = [services.StepSpec.from_json(step) for step in data.pop("steps")]
-        workflow, created = services.workflow_put(key=key, steps=steps, **data)
+        workflow, created = services.workflow_put(
+            key=key, steps=steps, source="api", note=f"PUT with the API key {request.auth}",
+            **data)
         return Response(selectors.workflow_export(workflow),
                         status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 

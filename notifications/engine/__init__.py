@@ -3,7 +3,8 @@
 One module per part: `walk` (the loop, and where a run resumes after an edit), `channel_steps`
 (preferences, quiet hours, sending), `function_steps` (delay, throttle, branch…), `digest`
 (batches of events), `route` (cheapest channel first, stop on success), `validation` (what a
-step's JSON may say). Callers import from `notifications.engine`.
+step's JSON may say), `writes` (what passes decide, written a table at a time), `batch` (many
+runs in one transaction). Callers import from `notifications.engine`.
 """
 
 from .batch import advance_batch

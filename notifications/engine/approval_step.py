@@ -61,6 +61,7 @@ def _text(source: str, p: Pass) -> str:
 
 def approval(p: Pass, step: Step) -> str:
     run, config = p.run, step.config or {}
+    p.flush()  # its messages and inbox items are written at once, after the earlier steps'
     asked = Approval.objects.filter(run=run, step_ref=step.ref).first()
     if asked is None:
         return _ask(p, step, config)

@@ -3,17 +3,18 @@
 What is the same for every run of the batch is read once: the runs and their row locks (one
 SELECT … FOR UPDATE, in primary-key order), each workflow's steps with their templates and
 published versions, the runs' messages, the preference sets of the batch's recipients and each
-workflow's defaults. What every pass writes at its end (the timeline, outbound events, analytics
-facts) is written once for the batch. Each run's Messages, InboxItems and queued deliveries are
-written by its own pass, in the engine's order, and commit with the whole batch: a worker killed
-mid-batch commits nothing, and the runs are advanced again (the sweeper) from where they stood.
-"""
+workflow's defaults. What the passes write is written a table at a time for the whole batch
+(writes.py): one INSERT each for the Messages, the InboxItems, the delivery and wake-up tasks,
+the timeline, outbound events and analytics facts, one UPDATE for the runs; a step that reads
+what earlier ones wrote has it written first. Everything commits with the batch: a worker
+killed mid-batch commits nothing, and the runs are advanced again (the sweeper) from where they
+stood; a replayed batch finds its rows there and writes none twice."""
 
 from datetime import datetime
 
 from clarion.logs import log_context
 
-from ..models import Run
+from ..models import Run, Tenant, Trigger, Workflow
 from .context import Batch
 from .walk import advance
 
@@ -22,9 +23,14 @@ def advance_batch(run_ids: list[str], *, now: datetime) -> int:
     """Advance the runs `run_ids` in the caller's transaction (see the module's docstring).
     Returns how many runs were found. Any error (walk.RunMovedOn included) propagates: the
     caller rolls the whole batch back and advances its runs one at a time."""
-    runs = list(Run.objects.select_for_update(of=("self",))
-                .select_related("workflow", "recipient", "tenant", "trigger")
+    runs = list(Run.objects.select_for_update(of=("self",)).select_related("recipient")
                 .filter(pk__in=run_ids).order_by("pk"))
+    # The workflows, tenants and triggers the runs share (a fan-out's: one each), read once and
+    # shared, rather than a copy of each (and of the trigger's data) per run.
+    for name, model in (("workflow", Workflow), ("tenant", Tenant), ("trigger", Trigger)):
+        rows = model.objects.in_bulk({getattr(run, f"{name}_id") for run in runs} - {None})
+        for run in runs:
+            setattr(run, name, rows.get(getattr(run, f"{name}_id")))
     batch = Batch(runs)
     for run in runs:
         with log_context(run_id=str(run.pk)):

@@ -63,6 +63,7 @@ def refresh_steps(p: Pass, tree: Mapping | None) -> None:
     """Reread `steps.*` into the pass's variables when `tree` reads them: an earlier step of this
     same pass may have made its message, and engagement moves on while a run waits."""
     if any(path.split(".", 1)[0] == "steps" for path in conditions.paths(tree)):
+        p.flush()
         p.variables["steps"] = step_variables(p.run)
 
 

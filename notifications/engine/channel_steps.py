@@ -13,7 +13,6 @@ from ..channels import channel_spec
 from ..models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
 from ..providers.phone import is_e164
 from ..providers.sms_segments import sms_size
-from ..queue import enqueue, enqueue_at
 from ..ratelimit import rate_limit_hit
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
 from ..rendering.variables import engagement_at
@@ -131,19 +130,22 @@ def _wait(p: Pass, until, reason: str) -> str:
     run = p.run
     run.wake_at = until
     run.state = {**(run.state or {}), "waiting_for": reason}
-    enqueue_at("notifications.tasks.advance_run", str(run.id), at=until,
-               name=f"run:{run.id}@{int(until.timestamp())}")
+    p.writes.wake("notifications.tasks.advance_run", str(run.id), at=until,
+                  name=f"run:{run.id}@{int(until.timestamp())}")
     return WAIT
 
 
 def _new_message(p: Pass, step: Step, channel: str, **fields) -> Message:
-    """The (run, step, channel) Message. Under the run's lock, after `done` was read, a plain
-    INSERT; the unique (run, step_ref, channel) constraint is the last guard against a second."""
+    """The (run, step, channel) Message, written with the pass's other rows (writes.py). Under
+    the run's lock, after `done` was read; the unique (run, step_ref, channel) constraint is the
+    last guard against a second (the INSERT skips it, and the stored one stands)."""
     run = p.run
     p.done.add(step.ref)
-    message = Message.objects.create(run=run, step=step, step_ref=step.ref,
-                                     recipient=run.recipient, workflow=run.workflow,
-                                     tenant=run.tenant, channel=channel, **fields)
+    now = timezone.now()
+    message = Message(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
+                      workflow=run.workflow, tenant=run.tenant, channel=channel,
+                      created_at=now, updated_at=now, **fields)
+    p.writes.message(message)
     p.messages.append(message)
     return message
 
@@ -158,7 +160,7 @@ def _render(p: Pass, step: Step, channel: str) -> tuple[Template | None, dict | 
     options = RenderOptions(locale=template.locale)
     try:
         if channel == StepType.EMAIL:
-            email = render_email(template.fields, p.variables, _layout_for(run), options)
+            email = render_email(template.fields, p.variables, _layout_for(p), options)
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
             content = render_fields(channel, template.fields, p.variables, options)
@@ -167,8 +169,12 @@ def _render(p: Pass, step: Step, channel: str) -> tuple[Template | None, dict | 
     return template, content, ""
 
 
-def _layout_for(run: Run) -> Layout | None:
-    return layout_for_tenant(run.tenant_id)
+def _layout_for(p: Pass) -> Layout | None:
+    """The run's tenant's layout, read once per batch (or pass)."""
+    key = ("layout", p.run.tenant_id)
+    if key not in p.shared:
+        p.shared[key] = layout_for_tenant(p.run.tenant_id)
+    return p.shared[key]
 
 
 def layout_for_tenant(tenant_id: int | None) -> Layout | None:
@@ -197,13 +203,13 @@ def _email(p: Pass, step: Step, channel: str, detail: dict) -> Message:
                            content=content, template_version=template.published_version)
     p.log(step.ref, StepLog.Event.QUEUED, message_id=str(message.id), to=address,
           template_version=template.published_version.number, locale=template.locale, **detail)
-    enqueue("notifications.tasks.deliver_message", str(message.id))
+    p.writes.deliver(message)
     return message
 
 
 def _in_app(p: Pass, step: Step, channel: str, detail: dict) -> Message:
-    from inbox.services import inbox_item_create
-
+    """Render the in-app content; the Message (sent) and its InboxItem are written with the
+    pass's other rows, and the `sent` entry gets the item's id then (writes.py)."""
     template, content, problem = _render(p, step, channel)
     if content is None:
         message = _new_message(p, step, channel, status=Message.Status.FAILED, error=problem)
@@ -213,9 +219,10 @@ def _in_app(p: Pass, step: Step, channel: str, detail: dict) -> Message:
     message = _new_message(p, step, channel, status=Message.Status.SENT, content=content,
                            template_version=template.published_version, provider="inbox",
                            sent_at=timezone.now(), to=p.run.recipient.external_id)
-    item = inbox_item_create(message=message, content=content)
-    p.log(step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=item.pk,
-          template_version=template.published_version.number, locale=template.locale, **detail)
+    entry = p.log(step.ref, StepLog.Event.SENT, message_id=str(message.id), inbox_item_id=None,
+                  template_version=template.published_version.number, locale=template.locale,
+                  **detail)
+    p.writes.inbox_item(message, content, entry)
     return message
 
 
@@ -308,7 +315,7 @@ def _channel(p: Pass, step: Step, channel: str, detail: dict) -> Message:
         segments = sms_size(content.get("text", ""))
         entry.update(segments=segments.segments, encoding=segments.encoding)
     p.log(step.ref, StepLog.Event.QUEUED, **entry, **detail)
-    enqueue("notifications.tasks.deliver_message", str(message.id))
+    p.writes.deliver(message)
     return message
 
 
@@ -329,6 +336,7 @@ def unless_reached(p: Pass, step: Step) -> dict | None:
     unless = step.unless
     if not unless:
         return None
+    p.flush()
     message = p.run.messages.filter(step_ref=unless["step"]).first()
     reached = engagement_at(message, unless["is"]) if message is not None else None
     if reached is None:

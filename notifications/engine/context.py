@@ -4,12 +4,11 @@ passes of a batch of runs share (Batch, batch.py)."""
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from analytics.rollups import facts_record
-from events.outbox import events_record
 from preferences.selectors import preference_layers_many, workflow_default
 
 from ..models import Run, Step, StepLog, Workflow
-from ..rendering.variables import run_messages_many
+from ..rendering.variables import actor_variables, run_messages_many
+from .writes import Writes, record
 
 NEXT = "next"
 WAIT = "wait"
@@ -19,7 +18,8 @@ END = "end"  # the run ends here (a throttle refused it)
 @dataclass
 class Pass:
     """One advance of a run: its template variables and clock, the steps that already have a
-    message (a re-run skips them), and the timeline entries, written together at the end."""
+    message (a re-run skips them), and the timeline entries, written together at the end. Its
+    rows are written through `writes` (the batch's, or its own): see writes.py."""
 
     run: Run
     now: datetime
@@ -29,9 +29,19 @@ class Pass:
     preferences: dict = field(default_factory=dict)  # rows the preference gate read, per pass
     walked: frozenset[str] = frozenset()  # refs walked before the run last waited: passed over
     messages: list = field(default_factory=list)  # the Messages this pass created
+    writes: Writes = field(default_factory=Writes)
+    shared: dict = field(default_factory=dict)  # rows read once for a batch (e.g. layouts)
 
-    def log(self, step_ref: str, event: str, **detail) -> None:
-        self.timeline.append(StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail))
+    def log(self, step_ref: str, event: str, **detail) -> StepLog:
+        """Add a timeline entry (written at the end of the pass, or of its batch)."""
+        entry = StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail)
+        self.timeline.append(entry)
+        return entry
+
+    def flush(self) -> None:
+        """Write the rows held so far (this pass's and, in a batch, the earlier passes'):
+        called before a step reads what earlier steps or runs wrote."""
+        self.writes.flush()
 
 
 class Batch:
@@ -52,9 +62,10 @@ class Batch:
             for pk, layers in preference_layers_many(recipient_ids=recipient_ids,
                                                      tenant=tenant).items():
                 self._layers[(tenant_id, pk)] = layers
-        self.timeline: list[StepLog] = []
-        self.events: list = []
-        self.facts: list = []
+        self.writes = Writes()
+        self.passes: list[Pass] = []
+        self.shared: dict = {}
+        self._actors: dict = {}
 
     def steps_of(self, workflow: Workflow) -> list[Step]:
         """The workflow's steps with their templates and published versions, read once."""
@@ -62,6 +73,12 @@ class Batch:
             self._steps[workflow.pk] = list(
                 workflow.steps.prefetch_related("templates__published_version"))
         return self._steps[workflow.pk]
+
+    def actor_of(self, run: Run) -> dict:
+        """actor_variables of the run's trigger, read once per trigger."""
+        if run.trigger_id not in self._actors:
+            self._actors[run.trigger_id] = actor_variables(run.trigger.actor)
+        return self._actors[run.trigger_id]
 
     def messages_of(self, run: Run) -> list:
         """The run's messages as run_messages reads them (read for the whole batch at once)."""
@@ -76,12 +93,8 @@ class Batch:
         return {"layers": self._layers[(run.tenant_id, run.recipient_id)],
                 "defaults": self._defaults[workflow.pk]}
 
-    def collect(self, *, timeline: list[StepLog], events: list, facts: list) -> None:
-        self.timeline += timeline
-        self.events += events
-        self.facts += facts
-
     def write(self) -> None:
-        StepLog.objects.bulk_create(self.timeline)
-        events_record(self.events)
-        facts_record(self.facts)
+        """Write what the batch's passes decided: the rows still held (writes.py), then the
+        timelines, outbound events and analytics facts. RunMovedOn: see Writes.run."""
+        self.writes.flush()
+        record(self.passes, self.writes)

@@ -64,6 +64,7 @@ def batch_key(run: Run, step: Step, value) -> str:
 def digest(p: Pass, step: Step) -> str:
     """The digest step's handler, for a run arriving at it or woken while in a batch."""
     run = p.run
+    p.flush()  # a close reads and ends other runs, and their in-app messages
     event = (DigestEvent.objects.filter(run=run, step_ref=step.ref)
              .select_related("batch").first())
     if event is None:

@@ -5,7 +5,6 @@ import json
 
 from .. import conditions
 from ..models import Step, StepLog
-from ..queue import enqueue_at
 from ..ratelimit import throttle_hit
 from .context import END, NEXT, WAIT, Pass
 from .validation import delay_until, duration_seconds
@@ -29,8 +28,8 @@ def delay(p: Pass, step: Step) -> str:
         return NEXT
     run.wake_at = wake_at
     p.log(step.ref, StepLog.Event.DELAYED, until=wake_at.isoformat())
-    enqueue_at("notifications.tasks.advance_run", str(run.id), at=wake_at,
-               name=f"run:{run.id}@{int(wake_at.timestamp())}")
+    p.writes.wake("notifications.tasks.advance_run", str(run.id), at=wake_at,
+                  name=f"run:{run.id}@{int(wake_at.timestamp())}")
     return WAIT
 
 

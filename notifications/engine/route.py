@@ -23,7 +23,6 @@ from preferences.selectors import channel_step_verdict
 
 from ..models import Message, ProviderConfig, Step, StepLog
 from ..providers.cost import estimate_cost
-from ..queue import enqueue_at
 from . import channel_steps
 from .context import NEXT, WAIT, Pass
 from .validation import route_interval_seconds
@@ -50,6 +49,7 @@ def route(p: Pass, step: Step) -> str:
         p.log(step.ref, StepLog.Event.STARTED, channels=list(config["channels"]),
               always=list(config.get("always", [])), success=config["success"],
               interval_seconds=interval)
+    p.flush()  # its messages written by an earlier pass of the batch are read back here
     messages = {m.channel: m for m in run.messages.filter(step_ref=step.ref)}
     outcome = _decide(p, step, state, messages, interval)
     routes[step.ref] = state
@@ -190,8 +190,8 @@ def _estimated_cost(run, channel: str, message: Message):
 def _wait(p: Pass, until: datetime) -> str:
     run = p.run
     run.wake_at = until
-    enqueue_at("notifications.tasks.advance_run", str(run.id), at=until,
-               name=f"run:{run.id}@{int(until.timestamp())}")
+    p.writes.wake("notifications.tasks.advance_run", str(run.id), at=until,
+                  name=f"run:{run.id}@{int(until.timestamp())}")
     return WAIT
 
 

@@ -11,14 +11,14 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from analytics.rollups import Fact, facts_record, message_fact, suppression_metric
-from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
-
 from .. import conditions
 from ..models import Run, Step, StepLog, StepType
 from ..rendering.variables import run_messages, run_variables
 from . import approval_step, branches, channel_steps, digest, function_steps, route
 from .context import END, NEXT, WAIT, Batch, Pass
+from .writes import RunMovedOn, Writes, record
+
+__all__ = ["RunMovedOn", "STEP_MOVED_BEHIND", "STEP_REMOVED", "advance"]
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +28,8 @@ def advance(run: Run, *, now: datetime, batch: Batch | None = None) -> None:
 
     `batch`: when the caller advances several runs in one transaction (batch.advance_batch),
     what is the same for all of them (the workflow's steps, the run's messages read together)
-    comes from it, and the timeline, outbound events and analytics facts are collected into it
-    to be written once for the whole batch; a pass whose run moved on raises RunMovedOn
-    instead of undoing itself alone."""
+    comes from it, and what the pass writes (writes.py) is written with the whole batch; a run
+    that moved on raises RunMovedOn (when the batch writes) instead of undoing its pass alone."""
     if run.status not in (Run.Status.RUNNING, Run.Status.WAITING):
         return
     if run.status == Run.Status.WAITING and run.wake_at and run.wake_at > now:
@@ -44,9 +43,12 @@ def advance(run: Run, *, now: datetime, batch: Batch | None = None) -> None:
         messages = run_messages(run)
     # The run's own sequence: the steps of the branches it took are spliced in (branches.py).
     steps = branches.effective_steps(every_step, branches.branch_choices(run))
-    p = Pass(run=run, now=now, variables=run_variables(run, messages),
+    p = Pass(run=run, now=now, variables=run_variables(
+                 run, messages, actor=batch.actor_of(run) if batch is not None else None),
              done={message.step_ref for message in messages},
-             preferences=batch.preference_memo(run) if batch is not None else {})
+             preferences=batch.preference_memo(run) if batch is not None else {},
+             writes=batch.writes if batch is not None else Writes(),
+             shared=batch.shared if batch is not None else {})
     _find_resume_point(p, steps)
     run.step_refs = []
     while run.cursor < len(steps):
@@ -71,59 +73,20 @@ def advance(run: Run, *, now: datetime, batch: Batch | None = None) -> None:
         run.status = Run.Status.COMPLETED
         run.wake_at = None
         p.log("", StepLog.Event.COMPLETED)
-    if batch is None:
-        StepLog.objects.bulk_create(p.timeline)
     # Guarded by the status read under the lock: a write that finds the run moved on (it cannot
     # while the lock is held) undoes this whole pass rather than overwrite, e.g., a cancellation.
     run.updated_at = timezone.now()
-    if not Run.objects.filter(pk=run.pk, status=from_status).update(
-            status=run.status, cursor=run.cursor, wake_at=run.wake_at, step_refs=run.step_refs,
-            state=run.state, updated_at=run.updated_at):
+    p.writes.run(run, from_status)
+    if batch is not None:  # written with the batch (Batch.write)
+        batch.passes.append(p)
+        return
+    try:
+        p.writes.flush()
+    except RunMovedOn:
         logger.warning("run %s left %s during its pass; the pass is undone", run.pk, from_status)
-        if batch is not None:
-            raise RunMovedOn(str(run.pk))
         transaction.set_rollback(True)
         return
-    events = [message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in p.messages
-              if m.status in MESSAGE_STATUS_EVENTS]
-    if run.status in RUN_STATUS_EVENTS:
-        events.append(run_event(RUN_STATUS_EVENTS[run.status], run))
-    if batch is not None:
-        batch.collect(timeline=p.timeline, events=events, facts=_facts(p))
-        return
-    events_record(events)
-    facts_record(_facts(p))
-
-
-class RunMovedOn(Exception):
-    """A run of a batch left the status its pass read under the lock (it cannot while the lock
-    is held): the batch's transaction is undone and its runs go one at a time."""
-
-
-# Timeline entries that count as a suppression by that reason in the analytics.
-SUPPRESSING_LOGS = {StepLog.Event.QUIET_HOURS: "suppressed_quiet_hours",
-                    StepLog.Event.THROTTLED: "suppressed_throttled",
-                    StepLog.Event.DIGESTED: "suppressed_digested"}
-
-
-def _facts(p: Pass) -> list[Fact]:
-    """What this pass decided, for the analytics rollups."""
-    run, facts = p.run, []
-    for m in p.messages:
-        if m.status == "sent":
-            latency = int((p.now - run.created_at).total_seconds() * 1000)
-            facts.append(message_fact("sent", m, at=p.now, latency_ms=max(latency, 0)))
-        elif m.status == "failed":
-            facts.append(message_fact("failed", m, at=p.now))
-        elif m.status in ("suppressed", "undeliverable"):
-            facts.append(message_fact(suppression_metric(m.status, m.error), m, at=p.now))
-    tenant = run.tenant.key if run.tenant_id else ""
-    facts += [Fact(metric=SUPPRESSING_LOGS[log.event], at=p.now, workflow=run.workflow.key,
-                   tenant=tenant) for log in p.timeline if log.event in SUPPRESSING_LOGS]
-    return facts
-
-
-RUN_STATUS_EVENTS = {Run.Status.COMPLETED: "run.completed", Run.Status.FAILED: "run.failed"}
+    record([p], p.writes)
 
 
 STEP_REMOVED = "the step was removed from the workflow while the run waited on it"

@@ -6,7 +6,7 @@ from django.db import migrations
 def sync_roles(apps, schema_editor):
     from notifications.roles import roles_sync
 
-    roles_sync(apps)
+    roles_sync(apps, strict=False)  # later permissions come with later migrations (0034)
 
 
 class Migration(migrations.Migration):

@@ -44,4 +44,5 @@ from .workflows import (  # noqa: F401
     Template,
     TemplateVersion,
     Workflow,
+    WorkflowVersion,
 )

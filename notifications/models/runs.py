@@ -85,6 +85,12 @@ class Run(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs")
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    # The workflow's published version when the run began (empty: the workflow had none). No
+    # index: nothing looks runs up by version, and a version is deleted only with its workflow,
+    # which runs PROTECT.
+    workflow_version = models.ForeignKey(
+        "notifications.WorkflowVersion", null=True, blank=True, on_delete=models.DO_NOTHING,
+        db_index=False, related_name="+")
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="runs")
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"

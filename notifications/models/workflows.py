@@ -4,6 +4,7 @@ and schedules that trigger workflows."""
 
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 from ..channels import CHANNEL_KEYS
 from .audience import Tenant, Topic
@@ -28,14 +29,90 @@ class Workflow(models.Model):
         default=dict, blank=True,
         help_text="An example of the trigger's `data`: the template editor previews with it.",
     )
+    # The version the steps and templates below are (notifications/workflow_versions.py); empty
+    # for a workflow made before versions, or one whose first draft is not published yet.
+    published_version = models.ForeignKey(
+        "WorkflowVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["key"]
+        # "change" edits drafts; "publish" approves and publishes them (roles.py).
+        permissions = [("publish_workflow", "Can approve and publish a workflow version")]
 
     def __str__(self):
         return self.name or self.key
+
+
+class WorkflowVersion(models.Model):
+    """One version of a workflow: its whole JSON (`PUT workflows/{key}`'s body with every step's
+    templates, plus the sample data). At most one open draft (draft or in review) and one
+    published version per workflow; a published version is never changed again, and a newer
+    one supersedes it. The Step and Template rows are the published version (the engine reads
+    them); a draft is applied to them when it is published (notifications/publishing.py)."""
+
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        IN_REVIEW = "in_review", "In review"
+        PUBLISHED = "published", "Published"
+        SUPERSEDED = "superseded", "Superseded"
+
+    OPEN_STATES = (State.DRAFT, State.IN_REVIEW)
+
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
+    number = models.PositiveIntegerField()
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    document = models.JSONField(
+        help_text="The workflow's JSON as `GET workflows/{key}` answers it, plus sample_data.")
+    base_number = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="The published version this draft started from (empty: none was published).")
+    source = models.CharField(
+        max_length=16, default="admin",
+        help_text='Where it came from: "admin", "api", "import", "template" or "rollback".')
+    note = models.CharField(max_length=500, blank=True)
+    author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                               on_delete=models.SET_NULL, related_name="+",
+                               help_text="Who started it (empty: an API key or the system).")
+    authors = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+",
+        help_text="Everyone who changed this draft: none of them may approve it.")
+    submitted_at = models.DateTimeField(null=True, blank=True)
+    submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    review_note = models.TextField(blank=True, help_text="The reviewer's words to the authors.")
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                    on_delete=models.SET_NULL, related_name="+")
+    published_at = models.DateTimeField(null=True, blank=True)
+    published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
+                                     on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["workflow", "-number"]
+        constraints = [
+            models.UniqueConstraint(fields=["workflow", "number"],
+                                    name="workflowversion_number_unique"),
+            models.UniqueConstraint(fields=["workflow"], condition=Q(state__in=["draft",
+                                                                              "in_review"]),
+                                    name="workflowversion_one_open_draft"),
+            models.UniqueConstraint(fields=["workflow"], condition=Q(state="published"),
+                                    name="workflowversion_one_published"),
+        ]
+        indexes = [  # the home page's "drafts waiting for review"
+            models.Index(fields=["state"], condition=Q(state="in_review"),
+                         name="workflowversion_review_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.workflow.key} v{self.number}"
+
+    @property
+    def is_open(self) -> bool:
+        return self.state in self.OPEN_STATES
 
 
 class Step(models.Model):

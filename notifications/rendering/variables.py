@@ -129,9 +129,11 @@ def step_variables(run: Run, messages: list[Message] | None = None) -> dict:
     return steps
 
 
-def run_variables(run: Run, messages: list[Message] | None = None) -> dict:
+def run_variables(run: Run, messages: list[Message] | None = None,
+                  actor: dict | None = None) -> dict:
     """Every variable a run's templates and step conditions read, keyed by VARIABLE_ROOTS.
-    `messages`: the run's messages if the caller read them already (run_messages)."""
+    `messages`: the run's messages if the caller read them already (run_messages); `actor`:
+    actor_variables of the run's trigger, if the caller has them (a batch reads them once)."""
     workflow = run.workflow
     return {
         # The hosted preference center for this person (and tenant), and the unsubscribe page of
@@ -144,7 +146,7 @@ def run_variables(run: Run, messages: list[Message] | None = None) -> dict:
         "data": dict(run.trigger.data or {}),
         "recipient": recipient_variables(run.recipient),
         "tenant": tenant_variables(run.tenant),
-        "actor": actor_variables(run.trigger.actor),
+        "actor": dict(actor) if actor is not None else actor_variables(run.trigger.actor),
         "steps": step_variables(run, messages),
         "workflow": {
             "key": run.workflow.key,

@@ -323,19 +323,22 @@
       }
     }
 
-    /** Fetch what is newer than the newest item shown (the `before` cursor); then, unless
-     *  `states` is false, refresh the first page's states (reads and archives made while this
-     *  tab was offline). Runs on every (re)connect of the socket. */
-    async resync({ states = true } = {}) {
-      let newest = Math.max(0, ...this.items.keys());
-      if (newest) {
+    /** Fetch what is newer than the newest item shown (the `before` cursor), or than `from`
+     *  (the server's `resync` frame: pushes after that id were lost); then, unless `states` is
+     *  false, refresh the first page's states (reads and archives made while this tab was
+     *  offline). Runs on every (re)connect of the socket. */
+    async resync({ states = true, from = null } = {}) {
+      let newest = from ?? Math.max(0, ...this.items.keys());
+      if (newest || from !== null) {
         for (let guard = 0; guard < 20; guard++) {
           const page = await this.api("", { query: { before: newest, limit: 100 } });
           for (const item of page.items.slice().reverse()) this._put(item, "start");
+          this._setMeta(page.meta);
           if (!page.items.length || page.items.length < 100) break;
           newest = Math.max(newest, ...page.items.map((item) => item.id));
         }
       }
+      if (from !== null) { this._renderEmpty(); return; }
       if (!states && newest) return;
       const first = await this.api("", { query: { limit: this.pageSize } });
       const current = new Set(first.items.map((item) => item.id));
@@ -752,6 +755,7 @@
         case "item.created": this._put(frame.item, "start"); break;
         case "item.updated": this._put(frame.item); break;
         case "items.updated": this._applyBulk(frame); break;
+        case "resync": this.resync({ from: frame.before }).catch(() => {}); break;
         default: break;  // heartbeat, pong
       }
     }

@@ -71,6 +71,7 @@ def production_env(*, database_url: str, var_dir: Path, redis_url: str | None = 
                PYTHONUNBUFFERED="1",
                # The Procfile's `uvicorn` and `python` are this virtualenv's.
                PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    (var_dir / "static").mkdir(parents=True, exist_ok=True)  # what collectstatic would make
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(overrides)

@@ -14,7 +14,9 @@ The suite runs a short version; `make chaos` a longer one. PostgreSQL only.
 """
 
 import importlib
+import itertools
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -98,8 +100,8 @@ def outcome(url: str) -> dict:
 def run_restart(tmp_path, services, *, triggers: int, recipients: int, threads: int,
                 down_rounds: int, settle_seconds: float, resend: bool, **settings: str) -> dict:
     """Start the private server, a web process and a qcluster (production environment plus
-    `settings`), send `triggers` triggers of `recipients` recipients from `threads` threads,
-    crash the server a third of the way through, send `down_rounds` rounds of API requests,
+    `settings`), send triggers of `recipients` recipients from `threads` threads, crash the
+    server once `triggers` were accepted, send `down_rounds` rounds of API requests,
     start it again, and wait up to `settle_seconds` for every run. With `resend`, each trigger
     carries an Idempotency-Key and the refused ones are sent again after the restart, as a
     client does: then each key must be one trigger. Returns figures."""
@@ -128,14 +130,31 @@ def run_restart(tmp_path, services, *, triggers: int, recipients: int, threads: 
             return request(port, "POST", "/api/v1/workflows/restart/trigger", body,
                            headers=headers, timeout=30)
 
-        # The batch goes out; the server crashes once a third of it was answered.
+        # Each thread sends triggers one after another. Once `triggers` were accepted the
+        # server crashes, with triggers in flight; each thread goes on until it was refused.
+        numbers, sent, stop = itertools.count(), [], threading.Event()
+
+        def send():
+            while not stop.is_set():
+                n = next(numbers)
+                sent.append((n, trigger(n)))
+
+        def answered(accepted: bool) -> int:
+            return sum((answer.status == 202) == accepted for _, answer in list(sent))
+
         with ThreadPoolExecutor(threads) as pool:
-            futures = [pool.submit(trigger, n) for n in range(triggers)]
-            wait_for(lambda: sum(f.done() for f in futures) >= triggers // 3,
-                     "a third of the triggers", timeout=60, interval=0.01)
+            senders = [pool.submit(send) for _ in range(threads)]
+            wait_for(lambda: answered(True) >= triggers or any(f.done() for f in senders),
+                     f"{triggers} triggers accepted", timeout=120, interval=0.01)
             crashed = time.monotonic()
             pg.stop("immediate")
-            answers = [f.result() for f in futures]
+            wait_for(lambda: answered(False) >= threads or any(f.done() for f in senders),
+                     "every thread to be refused", timeout=60, interval=0.05)
+            stop.set()
+            for sender in senders:
+                sender.result()  # re-raises what a thread met
+        sent.sort(key=lambda pair: pair[0])
+        answers = [answer for _, answer in sent]
         down = downtime_answers(port, secret, down_rounds)
         pg.start()
         restarted = time.monotonic()
@@ -161,7 +180,7 @@ def run_restart(tmp_path, services, *, triggers: int, recipients: int, threads: 
         assert back.status == 200
         resent = []
         if resend:  # as a client does after a 503: the same request, the same key
-            for n, answer in enumerate(answers):
+            for n, answer in sent:
                 if answer.status != 202:
                     again = wait_for(lambda n=n: (r := trigger(n)).status != 409 and r,
                                      "the key's first request to be taken as dead", timeout=90,
@@ -194,12 +213,12 @@ def run_restart(tmp_path, services, *, triggers: int, recipients: int, threads: 
         completed = time.monotonic()
         assert max(result["items"].values()) == 1
         if resend:  # each Idempotency-Key: one trigger, whatever its first answer was
-            assert result["triggers"] == triggers
-            assert len(result["runs"]) == triggers * recipients
+            assert result["triggers"] == len(answers)
+            assert len(result["runs"]) == len(answers) * recipients
         assert worker.alive() and server.alive()
         figures = {"server_and_copy_s": round(copied - began, 1),
                    "processes_ready_s": round(ready - copied, 1),
-                   "triggers": triggers, "accepted": len(accepted), "refused": len(refused),
+                   "triggers": len(answers), "accepted": len(accepted), "refused": len(refused),
                    "resent": len(resent), "triggers_stored": result["triggers"],
                    "runs": len(run_ids), "downtime_requests": len(down),
                    "slowest_downtime_answer_s": round(max(a["seconds"] for a in down), 2),
@@ -217,7 +236,7 @@ def test_a_postgresql_crash_answers_503_and_every_accepted_trigger_completes_aft
         tmp_path, services):
     # The suite's version: a small batch, and the queue's times shortened so that the tasks
     # the crash interrupted are handed out again 15 s after they were taken, not 90 s.
-    run_restart(tmp_path, services, triggers=12, recipients=5, threads=4, down_rounds=1,
+    run_restart(tmp_path, services, triggers=6, recipients=5, threads=4, down_rounds=1,
                 settle_seconds=90, resend=False, QUEUE_TIMEOUT="10", QUEUE_RETRY="15",
                 CLARION_STUCK_AFTER_SECONDS="20")
 
@@ -226,5 +245,5 @@ def test_a_postgresql_crash_answers_503_and_every_accepted_trigger_completes_aft
 def test_a_postgresql_crash_during_a_large_batch_loses_and_repeats_nothing(tmp_path, services):
     # The production defaults: interrupted tasks come back after QUEUE_RETRY (90 s), runs the
     # queue gave up on after CLARION_STUCK_AFTER_SECONDS (120 s) and the next sweep.
-    run_restart(tmp_path, services, triggers=120, recipients=10, threads=8, down_rounds=5,
+    run_restart(tmp_path, services, triggers=60, recipients=10, threads=8, down_rounds=5,
                 settle_seconds=300, resend=True)

@@ -14,6 +14,7 @@ from django.utils import timezone
 from notifications import dashboard
 from notifications.models import Message, ProviderConfig, Template, Trigger
 from notifications.roles import ADMINISTRATOR, EDITOR, PUBLISHER, ROLES, SUPPORT, roles_sync
+from notifications.workflow_versions import draft_of, draft_submit
 
 from ..conftest import email_step, queued_tasks
 
@@ -109,7 +110,10 @@ def test_dashboard_shows_providers_in_trouble_and_drafts_waiting(admin_client, s
     providers = html.split('id="clarion-providers"')[1].split("</table>")[0]
     assert "flaky-sms" in providers and "<strong>open</strong>" in providers
     assert "503 from Twilio" in providers
-    drafts = html.split('id="clarion-drafts"')[1].split("</table>")[0]
+    assert 'id="clarion-drafts"' not in html  # the template's draft is in its workflow's
+    draft_submit(version=draft_of(template.step.workflow), user=admin_user)
+    html = admin_client.get(HOME).content.decode()
+    drafts = html.split('id="clarion-workflow-drafts"')[1].split("</table>")[0]
     assert "v2" in drafts and admin_user.username in drafts
 
 

@@ -20,6 +20,7 @@ from datetime import timedelta
 import pytest
 from django.contrib.auth.models import Group, User
 from django.db import connections
+from django.urls import reverse
 from django.utils import timezone
 
 from inbox.auth import inbox_hmac
@@ -193,7 +194,7 @@ def editor_day(browser, live_server, smtp, shots) -> None:
     diagram.get_by_text("only if data.amount ≥ 1000").wait_for()
     diagram.get_by_text("skipped if inbox has been read").wait_for()
     shots.take(page, "workflow-builder", full_page=True)
-    page.click("input[name=_continue]")
+    page.click("input[name=_save_draft]")
     page.get_by_text("The workflow “invoice-overdue” was saved.").wait_for()
     workflow = Workflow.objects.get(key="invoice-overdue")
     assert [step.ref for step in workflow.steps.order_by("position")] == [
@@ -241,24 +242,32 @@ def editor_day(browser, live_server, smtp, shots) -> None:
     assert page.locator(".wb-templates li").filter(has_text="not published, v1 draft").count() == 6
     scroll_to(page, "#wb-steps-title")
     shots.take(page, "workflow-templates")
+    # The workflow and its templates are one draft: the Editor submits it for review.
+    page.get_by_role("link", name="Review the draft and submit it").click()
+    page.get_by_role("button", name="Submit for review").click()
+    page.get_by_text("Version 1 is waiting for a Publisher's review.").wait_for()
     page.context.close()
 
 
 def publisher_day(browser, live_server, shots) -> None:
-    """The Publisher reviews the drafts waiting on the home page and publishes each."""
+    """The Publisher opens the workflow's draft from the home page, reads the whole workflow
+    side by side with what is live (nothing yet), and approves and publishes it."""
     page = sign_in(browser, live_server, "pablo")
-    drafts = page.locator("#clarion-drafts tbody tr")
-    assert drafts.count() == 6
+    drafts = page.locator("#clarion-workflow-drafts tbody tr")
+    assert drafts.count() == 1 and page.locator("#clarion-drafts").count() == 0
     shots.take(page, "publisher-home")
-    for index in range(6):
-        page.locator("#clarion-drafts tbody tr a").first.click()
-        page.click("button[name=_publish_version]:has-text('Publish v1')")
-        page.get_by_text("Published version 1 of").wait_for()
-        if index == 0:
-            shots.take(page, "template-published")
-        page.goto(f"{live_server.url}/admin/")
-    assert page.locator("#clarion-drafts").count() == 0
+    drafts.get_by_role("link", name="Invoice overdue").click()
+    page.get_by_role("region", name="Side by side: Template mail · fr").wait_for()
+    assert page.locator(".wv-section").count() == 9  # settings, data, steps, six templates
+    shots.take(page, "workflow-review", full_page=True)
+    page.get_by_role("button", name="Approve and publish").click()
+    page.get_by_text("Published version 1: it runs from now on.").wait_for()
     assert not Template.objects.filter(published_version__isnull=True).exists()
+    page.goto(live_server.url + reverse("admin:notifications_template_change", args=[
+        Template.objects.get(step__ref="mail", locale="en").pk]))
+    shots.take(page, "template-published")
+    page.goto(f"{live_server.url}/admin/")
+    assert page.locator("#clarion-workflow-drafts").count() == 0
     page.context.close()
 
 

@@ -680,12 +680,12 @@ def test_run_shows_status_timeline_and_messages_after_the_tasks_ran(api, welcome
 
     assert response.status_code == 200
     run = response.json()
-    assert set(run) == {"id", "trigger_id", "workflow", "recipient", "tenant", "status",
-                        "cursor", "wake_at", "created_at", "updated_at", "steps", "messages",
-                        "approvals"}
-    assert (run["id"], run["trigger_id"], run["workflow"], run["recipient"], run["tenant"],
-            run["status"], run["cursor"], run["wake_at"]) == (
-        run_id, body["trigger_id"], "welcome", "u1", None, "completed", 2, None)
+    assert set(run) == {"id", "trigger_id", "workflow", "workflow_version", "recipient",
+                        "tenant", "status", "cursor", "wake_at", "created_at", "updated_at",
+                        "steps", "messages", "approvals"}
+    assert (run["id"], run["trigger_id"], run["workflow"], run["workflow_version"],
+            run["recipient"], run["tenant"], run["status"], run["cursor"], run["wake_at"]) == (
+        run_id, body["trigger_id"], "welcome", 1, "u1", None, "completed", 2, None)
     # Email delivery is its own task, so its "sent" follows the run's "completed".
     assert [(s["step"], s["event"]) for s in run["steps"]] == [
         ("", "triggered"), ("inbox", "sent"), ("mail", "queued"), ("", "completed"),

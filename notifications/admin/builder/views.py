@@ -15,13 +15,20 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 from clarion.admin import admin_url
 
-from ... import engine, selectors, services
+from ... import engine, publishing, selectors, services
 from ...api.serializers import WorkflowSerializer
-from ...models import Workflow, key_validator
+from ...models import Template, Workflow, WorkflowVersion, key_validator
 from ...workflow_json import BranchSpec, StepSpec
+from ...workflow_versions import (
+    VersionError,
+    draft_create_unpublished,
+    draft_of,
+    review_required,
+)
 from . import diagram, render
 from .convert import (
     BRANCH_INDEX,
@@ -226,38 +233,72 @@ def step_specs(steps: list, state_steps: list, saved: dict, prefix: str,
 
 
 def save(state: BuilderState, workflow: Workflow | None, user,
-         problems: Problems) -> Workflow | None:
-    """Validate the page's state as the API does and save it; None (and `problems`) if not."""
+         problems: Problems) -> tuple[Workflow | None, WorkflowVersion | None]:
+    """Validate the page's state as the API does and save it into the workflow's draft:
+    (the workflow, its draft), or (None, None) and `problems`. The draft is None when the
+    page says what the live version says. A new workflow's rows are its first draft
+    (workflow_versions.py); a published workflow's rows stay as they are."""
     if workflow is None:
         if not key_validator.regex.match(state.key):
             problems.add("key", key_validator.message)
         elif Workflow.objects.filter(key=state.key).exists():
             problems.add("key", f"A workflow with the key {state.key!r} exists.")
     body, sample = api_body(state, problems)
-    saved_steps = {step.ref: step for step in workflow.steps.prefetch_related(
-        "templates__published_version")} if workflow else {}
-    attach_route_templates(body["steps"], state.steps, saved_steps,
-                           state.settings["default_locale"])
-    serializer = WorkflowSerializer(data=body)
-    if not serializer.is_valid():
-        serializer_problems(serializer.errors, state, problems)
-    if problems:
-        return None
-    data = dict(serializer.validated_data)
-    with transaction.atomic():
+
+    def write(rows: Workflow | None) -> Workflow | None:
+        """The rows (the draft's, in a savepoint, for a published workflow) made as the page
+        says, through services.workflow_put; None when the API's checks refuse it."""
+        saved_steps = {step.ref: step for step in rows.steps.prefetch_related(
+            "templates__published_version")} if rows else {}
+        attach_route_templates(body["steps"], state.steps, saved_steps,
+                               state.settings["default_locale"])
+        serializer = WorkflowSerializer(data=body)
+        if not serializer.is_valid():
+            serializer_problems(serializer.errors, state, problems)
+        if problems:
+            return None
+        data = dict(serializer.validated_data)
         specs = step_specs(data.pop("steps"), state.steps, saved_steps, "steps-", problems)
         if problems:
             return None
-        saved, _ = services.workflow_put(key=workflow.key if workflow else state.key,
-                                         steps=specs, author=user, sample_data=sample, **data)
-    return saved
+        saved, _ = services.workflow_put(key=rows.key if rows else state.key, steps=specs,
+                                         author=user, sample_data=sample, source=None, **data)
+        return saved
+
+    if workflow is None:
+        if problems:
+            return None, None
+        with transaction.atomic():
+            saved = write(None)
+            if saved is None:
+                return None, None
+            return saved, draft_create_unpublished(workflow=saved, user=user)
+    done, draft = publishing.draft_edit(workflow=workflow, user=user, change=write)
+    return (workflow if done else None), draft
 
 
 # --- Templates' status ------------------------------------------------------------------------
 
-def templates_status(workflow: Workflow | None) -> dict[str, SafeString]:
+@dataclass
+class LiveRows:
+    """What the live rows are, read before a draft is applied in a savepoint: the steps' pks and
+    each template's published version number (by template pk)."""
+
+    steps: set = field(default_factory=set)
+    templates: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, workflow: Workflow) -> "LiveRows":
+        templates = Template.objects.filter(step__workflow=workflow)
+        return cls(steps=set(workflow.steps.values_list("pk", flat=True)),
+                   templates=dict(templates.values_list("pk", "published_version__number")))
+
+
+def templates_status(workflow: Workflow | None,
+                     live: LiveRows | None = None) -> dict[str, SafeString]:
     """For each saved channel step (by ref): its templates, one per locale, with their
-    published and draft versions and a link to edit each."""
+    published and draft versions and a link to edit each. `live`: the rows are a draft applied
+    in a savepoint; links go only to rows that stay, and a template the draft changed says so."""
     if workflow is None:
         return {}
     status = {}
@@ -271,20 +312,33 @@ def templates_status(workflow: Workflow | None) -> dict[str, SafeString]:
         for template in sorted(step.templates.all(), key=lambda t: (t.channel, t.locale)):
             latest = max((v.number for v in template.versions.all()), default=0)
             published = template.published_version.number if template.published_version else 0
-            words = f"v{published} published" if published else "not published"
-            if latest > published:
-                words += f", v{latest} draft"
-            rows.append((admin_url(template),
-                         f"{template.channel} {template.locale}".strip(), words))
-        add = format_html('<a href="{}?step={}">Add a template</a>',
-                          reverse("admin:notifications_template_add"), step.pk)
+            name = f"{template.channel} {template.locale}".strip()
+            if live is not None and template.pk not in live.templates:
+                rows.append(("", name, _("new in this draft")))
+                continue
+            if live is not None and published != (live.templates[template.pk] or 0):
+                words = _("changed in this draft")
+            else:
+                words = f"v{published} published" if published else "not published"
+                if latest > published:
+                    words += f", v{latest} draft"
+            rows.append((admin_url(template), name, words))
+        if live is not None and step.pk not in live.steps:
+            add = format_html('<span class="wb-help">{}</span>', _(
+                "A step new in this draft gets its templates once the draft is published."))
+        else:
+            add = format_html('<a href="{}?step={}">{}</a>',
+                              reverse("admin:notifications_template_add"), step.pk,
+                              _("Add a template"))
         missing = ("" if any(t.locale == workflow.default_locale for t in step.templates.all())
                    else format_html(' <span class="wb-warn">No template in the default locale '
                                     '({}).</span>', workflow.default_locale))
         status[("channels", step.ref)] = {t.channel for t in step.templates.all()}
         status[step.ref] = format_html(
             '<div class="wb-templates"><strong>Templates</strong>{}<ul>{}</ul>{}</div>', missing,
-            format_html_join("", '<li><a href="{}">{}</a>: {}</li>', rows), add)
+            format_html_join("", "<li>{}: {}</li>", (
+                (format_html('<a href="{}">{}</a>', url, name) if url else name, words)
+                for url, name, words in rows)), add)
     return status
 
 
@@ -303,6 +357,7 @@ def builder_view(model_admin, request, object_id=None):
             raise PermissionDenied
         can_save = True
     problems = Problems()
+    templates = None
     if request.method == "POST":
         if not can_save:
             raise PermissionDenied
@@ -311,16 +366,32 @@ def builder_view(model_admin, request, object_id=None):
             problems = Problems()
             infer(state, problems)
         else:
-            saved = save(state, workflow, request.user, problems)
+            saved, draft = save(state, workflow, request.user, problems)
             if saved is not None:
-                return saved_response(model_admin, request, saved, created=workflow is None)
+                return saved_response(model_admin, request, saved, created=workflow is None,
+                                      draft=draft)
             messages.error(request, "Please correct the errors below: nothing was saved.")
     elif workflow is not None:
-        state = state_from_workflow(workflow)
+        live = LiveRows.of(workflow)
+        state, templates = publishing.draft_read(workflow, lambda rows: (
+            state_from_workflow(rows),
+            templates_status(rows, live if rows is not workflow else None)))
     else:
         state = BuilderState()
+    if templates is None and workflow is not None:
+        live = LiveRows.of(workflow)
+        templates = publishing.draft_read(workflow, lambda rows: templates_status(
+            rows, live if rows is not workflow else None))
     return TemplateResponse(request, "admin/notifications/workflow/builder.html",
-                            context(model_admin, request, workflow, state, problems, can_save))
+                            context(model_admin, request, workflow, state, problems, can_save,
+                                    templates or {}))
+
+
+def may_publish_directly(request, workflow: Workflow | None) -> bool:
+    """Whether the builder's "Save and publish" is offered: to a Publisher, when no review is
+    required (CLARION["REQUIRE_REVIEW"])."""
+    return (request.user.has_perm("notifications.publish_workflow")
+            and not review_required())
 
 
 def infer(state: BuilderState, problems: Problems) -> None:
@@ -340,28 +411,56 @@ def infer(state: BuilderState, problems: Problems) -> None:
         row["required"] = row["name"] in required
 
 
-def saved_response(model_admin, request, workflow: Workflow, *, created: bool):
+def saved_response(model_admin, request, workflow: Workflow, *, created: bool,
+                   draft: WorkflowVersion | None = None):
+    """After a save: published at once ("Save and publish", by a Publisher when no review is
+    required), or kept as the draft; then back to the list, or to the page."""
     if created:
         model_admin.log_addition(request, workflow, [{"added": {}}])
     else:
         model_admin.log_change(request, workflow, [{"changed": {"fields": ["steps"]}}])
     messages.success(request, format_html('The workflow “{}” was saved.', workflow.key))
-    if "_continue" in request.POST:
+    if draft is not None and "_save_draft" not in request.POST \
+            and may_publish_directly(request, workflow):
+        try:
+            published = publishing.workflow_version_publish(version=draft, user=request.user)
+        except VersionError as exc:
+            messages.warning(request, exc.message)
+        else:
+            messages.info(request, _("Published as version %(n)s.") % {"n": published.number})
+            draft = None
+    if draft is not None:
+        messages.info(request, format_html(
+            '{} <a href="{}">{}</a>',
+            _("Saved in the draft (version %(n)s); the live version keeps running until the "
+              "draft is published.") % {"n": draft.number},
+            reverse("admin:notifications_workflow_version", args=[workflow.pk, draft.number]),
+            _("Review the draft")))
+    elif not created and "_save_draft" in request.POST:
+        messages.info(request, _("Nothing differs from the live version."))
+    if "_continue" in request.POST or "_save_draft" in request.POST:
         return HttpResponseRedirect(admin_url(workflow))
     return HttpResponseRedirect(reverse("admin:notifications_workflow_changelist"))
 
 
 def context(model_admin, request, workflow, state: BuilderState, problems: Problems,
-            can_save: bool) -> dict:
+            can_save: bool, templates: dict) -> dict:
     opts = model_admin.model._meta
     kinds = addable_kinds(engine.SUPPORTED_STEP_TYPES)
+    draft = draft_of(workflow) if workflow else None
     return {
         **model_admin.admin_site.each_context(request),
+        "draft": draft, "live": workflow.published_version if workflow else None,
+        "can_publish_directly": may_publish_directly(request, workflow),
+        "versions_url": (reverse("admin:notifications_workflow_versions", args=[workflow.pk])
+                         if workflow else ""),
+        "draft_url": (reverse("admin:notifications_workflow_version",
+                              args=[workflow.pk, draft.number]) if draft else ""),
         "opts": opts, "original": workflow, "state": state, "problems": problems.by_name,
         "title": f"Workflow {workflow.key}" if workflow else "Add workflow",
         "can_save": can_save, "kinds": kinds,
         "steps_html": render.steps_html(state.steps, "steps", problems,
-                                        templates=templates_status(workflow), kinds=kinds),
+                                        templates=templates, kinds=kinds),
         "new_templates": render.new_step_templates(kinds),
         "data_fields_html": (render.data_fields_html(state.rows, problems)
                              if state.rows is not None else ""),
@@ -429,8 +528,9 @@ def import_view(model_admin, request):
             if not errors:
                 validated = dict(serializer.validated_data)
                 specs = [StepSpec.from_json(step) for step in validated.pop("steps")]
-                workflow, created = services.workflow_put(key=key, steps=specs,
-                                                          author=request.user, **validated)
+                workflow, created = services.workflow_put(
+                    key=key, steps=specs, author=request.user, source="import",
+                    note="Imported from JSON in the admin.", **validated)
                 saved_response(model_admin, request, workflow, created=created)
                 return HttpResponseRedirect(admin_url(workflow))
     return TemplateResponse(request, "admin/notifications/workflow/import.html", {

@@ -55,6 +55,8 @@ class ProviderServer:
         self.check = check
         self.respond = respond or (lambda request: Reply(200, json={}))
         self.requests: list[Request] = []
+        # Client ports of the requests read and not yet answered (a kill test picks its victim).
+        self.in_flight: set[int] = set()
         self._scripted: deque[Reply] = deque()
         self._lock = threading.Condition()
         server = self
@@ -75,7 +77,13 @@ class ProviderServer:
                                   query=parse_qs(parts.query, keep_blank_values=True),
                                   headers={k.lower(): v for k, v in self.headers.items()},
                                   body=body)
-                reply = server._reply_for(request)
+                server.in_flight.add(self.client_address[1])
+                try:
+                    self._answer(server._reply_for(request))
+                finally:
+                    server.in_flight.discard(self.client_address[1])
+
+            def _answer(self, reply: Reply) -> None:
                 if reply.delay:
                     time.sleep(reply.delay)
                 payload = reply.body

@@ -10,6 +10,11 @@ arrive for every message it received, the sweeper runs, and what it queued again
 - the messages left uncertain (attempt started, no answer, no report from the provider) are at
   most the requests in flight at the kills: kills × DELIVERY_CONCURRENCY.
 
+A worker is killed only while a request of its own is on the wire (the server lists the client
+ports it has read a request from and not yet answered): a worker idle between tasks keeps its
+connection to the provider alive, and killing it would prove nothing about a send (a worker killed
+while it waits for a task is tests/test_worker_queues.py's case).
+
 The suite runs a bounded version; `make chaos` (the `chaos` marker) a longer one. PostgreSQL
 only: the suite runs it when DATABASE_URL names a PostgreSQL database.
 """
@@ -61,14 +66,16 @@ def message_id_of(request) -> str:
     return parse_qs(urlsplit(request.form()["StatusCallback"]).query)["message_id"][0]
 
 
-def provider_sockets(port: int) -> set[str]:
-    """Inodes of the established TCP connections to 127.0.0.1:`port` (from /proc/net/tcp)."""
+def provider_sockets(port: int, client_ports: set[int]) -> set[str]:
+    """Inodes of the established TCP connections to 127.0.0.1:`port` from one of `client_ports`
+    (from /proc/net/tcp)."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         with contextlib.suppress(FileNotFoundError), open(table) as rows:
             for row in list(rows)[1:]:
                 fields = row.split()
-                if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                if (fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port
+                        and int(fields[1].rsplit(":", 1)[1], 16) in client_ports):
                     inodes.add(fields[9])
     return inodes
 
@@ -124,8 +131,10 @@ def wait(condition, what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            states = Counter(Message.objects.values_list("status", flat=True))
-            raise AssertionError(f"waited {timeout} s for {what}; messages: {dict(states)}")
+            states = Counter((status, error[:80], bool(at)) for status, error, at in
+                             Message.objects.values_list("status", "error", "next_attempt_at"))
+            raise AssertionError(f"waited {timeout} s for {what}; messages (status, error, "
+                                 f"retry at): {dict(states)}")
         time.sleep(0.05)
 
 
@@ -152,11 +161,18 @@ def run_with_kills(tmp_path, provider_server, provider_config, client, *, n: int
         for k in range(kills):
             wait(lambda k=k: len(server.requests) >= (k + 1) * n // (kills + 2),
                  "requests between kills")
-            inodes = provider_sockets(port)
-            sending = [pid for pid in cluster.workers() if talks_to(pid, inodes)]
-            assert sending, "no worker process is talking to the provider"
-            os.kill(sending[0], signal.SIGKILL)
-            killed.append(sending[0])
+
+            sending = []  # workers with a request on the wire, not only a kept-alive socket
+
+            def found(sending=sending):
+                inodes = provider_sockets(port, set(server.in_flight))
+                sending.extend(pid for pid in cluster.workers() if talks_to(pid, inodes))
+                return sending
+
+            wait(found, "a worker with a request on the wire", timeout=30)
+            victim = sending[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
 
         def settled():  # nothing queued, and no request for a second
             count = len(server.requests)

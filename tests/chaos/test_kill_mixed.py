@@ -1,0 +1,157 @@
+"""2,000 triggers (in-app + SMS + email) while qcluster worker processes are killed with SIGKILL
+at random moments.
+
+PostgreSQL, real `qcluster` workers, a loopback Twilio that records every request, aiosmtpd for
+the email. The triggers are written first (their advance tasks in the ORM queue); the workers
+walk the runs and deliver while the test kills a worker process at a random moment, five times.
+Then recovery, as in production: Twilio's status callbacks arrive for every SMS it received, the
+sweeper runs, and what it queued again is done (here, in this process).
+
+- every run completed; every in-app step made exactly one inbox item;
+- nothing reached a provider twice (no second SMS request, no second email for one message);
+- every message whose provider call never started, or whose outcome is known, reached its
+  provider exactly once;
+- the messages left uncertain (a call on the wire when its worker died, no report from the
+  provider since) are failed, on their run's timeline, and at most kills x DELIVERY_CONCURRENCY
+  per channel (test_kill_run's bound);
+- the sweeper's work is on the timelines.
+"""
+
+import os
+import random
+import signal
+import time
+import uuid
+from collections import Counter
+from datetime import timedelta
+from urllib.parse import urlencode, urlsplit
+
+import pytest
+from django.db import connection  # noqa: F401  (the skipif condition reads it)
+from django.utils import timezone
+
+from inbox.models import InboxItem
+from notifications.delivery import deliver_batch
+from notifications.models import DeliveryAttempt, Message, Run, StepLog
+from notifications.providers.twilio import twilio_signature
+from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
+from notifications.tasks import sweep
+from tests.notifications.providers.servers import ProviderServer, Reply
+from tests.notifications.providers.test_kill_run import CONCURRENCY, Cluster, message_id_of
+from tests.notifications.providers.test_sms import SID, TOKEN, twilio_check
+
+from .support import wait
+
+pytestmark = [pytest.mark.django_db(transaction=True),
+              pytest.mark.skipif("connection.vendor != 'postgresql'",
+                                 reason="real worker processes against PostgreSQL")]
+
+CALLBACK = "http://testserver/webhooks/twilio/twilio-main/status/"
+
+
+def kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, *, n: int, kills: int,
+             seed: int = 14):
+    host, port, mailbox = smtp_server
+    chance = random.Random(seed)
+    twilio = ProviderServer(twilio_check, lambda request: Reply(
+        201, json={"sid": "SM" + uuid.uuid4().hex, "status": "queued"}, delay=0.05))
+    provider_config("twilio-main", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": twilio.url, "status_callback_url": CALLBACK})
+    provider_config("mail", "email", "smtp", {"host": host, "port": port,
+                                              "from_email": "alerts@example.com"})
+    workflow, _ = workflow_put(key="mixed", name="mixed", steps=[
+        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ data.n }}"}}),
+        StepSpec(ref="sms", type="sms", templates={"en": {"text": "Code {{ data.n }}"}}),
+        StepSpec(ref="mail", type="email", templates={"en": {
+            "subject": "Code", "html": "<p>Code {{ data.n }}</p>"}})])
+    for i in range(n):  # n triggers, one recipient each
+        trigger_workflow(TriggerRequest(workflow=workflow, data={"n": i}, recipients=[
+            {"id": f"u{i}", "phone": f"+1555{i:07d}", "email": f"u{i}@example.com"}]))
+
+    started = time.monotonic()
+    cluster = Cluster(tmp_path / "qcluster.log", workers=2)
+    killed = []
+    try:
+        for k in range(kills):
+            # A random moment within the part of the run this kill belongs to.
+            target = (k + chance.random()) * 3 * n / (kills + 1)
+            wait(lambda target=target: Message.objects.filter(
+                status__in=[Message.Status.SENT, Message.Status.SENDING]).count() >= target,
+                 f"kill {k + 1}'s moment", timeout=300)
+            wait(lambda: cluster.workers(), "a live worker", timeout=60)
+            victim = chance.choice(cluster.workers())
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+
+        def settled() -> bool:  # no run left to walk, nothing queued, no request for 2 s
+            count = len(twilio.requests) + len(mailbox.messages)
+            time.sleep(2)
+            return (count == len(twilio.requests) + len(mailbox.messages)
+                    and not Message.objects.filter(status=Message.Status.QUEUED).exists()
+                    and not Run.objects.filter(status=Run.Status.RUNNING,
+                                               updated_at__gt=timezone.now()
+                                               - timedelta(seconds=5)).exists())
+
+        wait(settled, "the workers to finish what they could", timeout=600, interval=1)
+    finally:
+        cluster.stop()
+    worked = time.monotonic() - started
+
+    # Recovery: Twilio reports on every message it received; the sweeper; what it queued.
+    for request in list(twilio.requests):
+        url = request.form()["StatusCallback"]
+        params = {"AccountSid": SID, "MessageSid": "SM" + uuid.uuid4().hex,
+                  "MessageStatus": "sent", "To": request.form()["To"], "From": "+15550001111"}
+        signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
+        path = urlsplit(url)
+        response = client.post(f"{path.path}?{path.query}", data=urlencode(params),
+                               content_type="application/x-www-form-urlencoded",
+                               HTTP_X_TWILIO_SIGNATURE=signature)
+        assert response.status_code == 204, response.content
+    swept = sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks(limit=20 * n)
+    while (queued := Message.objects.filter(status=Message.Status.QUEUED).first()):
+        deliver_batch(str(queued.id))
+        run_tasks(limit=20 * n)
+    recovered = time.monotonic() - started
+
+    assert len(killed) == kills
+    assert not Run.objects.exclude(status=Run.Status.COMPLETED).exists()
+    assert not Message.objects.filter(status=Message.Status.SENDING).exists()
+    assert InboxItem.objects.count() == n  # one per in-app step, never two
+    assert twilio.problems == []
+    sms_reached = Counter(message_id_of(request) for request in twilio.requests)
+    mail_reached = Counter(str(m["To"]) for m in mailbox.messages)
+    uncertain = set(DeliveryAttempt.objects.filter(outcome=DeliveryAttempt.Outcome.UNKNOWN)
+                    .values_list("message_id", flat=True))
+    lost = duplicated = 0
+    by_channel = Counter()
+    for message in Message.objects.filter(channel__in=["sms", "email"]):
+        reached = (sms_reached[str(message.pk)] if message.channel == "sms"
+                   else mail_reached[message.to])
+        duplicated += reached > 1
+        if message.pk in uncertain:  # on the wire at a kill, never reported: given up on
+            by_channel[message.channel] += 1
+            assert message.status == Message.Status.FAILED
+            assert reached <= 1
+        else:
+            lost += reached == 0
+            assert (message.status, reached) == (Message.Status.SENT, 1), (message.pk,
+                                                                          message.channel)
+    assert duplicated == lost == 0
+    assert all(count <= kills * CONCURRENCY for count in by_channel.values()), by_channel
+    # The sweeper's work is on the timelines: every uncertain message failed there.
+    failed = StepLog.objects.filter(event=StepLog.Event.FAILED)
+    assert failed.count() == len(uncertain)
+    print(f"\nkills: {n} triggers ({3 * n} steps: in-app, SMS, email), {kills} SIGKILLs, "
+          f"{len(twilio.requests)} SMS requests, {len(mailbox.messages)} emails, "
+          f"{len(uncertain)} uncertain ({dict(by_channel)}), lost 0, duplicated 0; sweeper "
+          f"{ {k: v for k, v in swept.items() if v} }; workers {worked:.0f} s, "
+          f"recovered {recovered:.0f} s")
+
+
+@pytest.mark.chaos
+def test_two_thousand_triggers_survive_five_worker_kills_with_nothing_lost_or_sent_twice(
+        tmp_path, provider_config, smtp_server, client, run_tasks):
+    kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, n=2000, kills=5)
