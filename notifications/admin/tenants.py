@@ -11,10 +11,23 @@ from inbox.services import tenant_inbox_secret_rotate
 
 from .. import services
 from ..models import ApiKey, Tenant
+from ..providers import ssrf
+
+
+class TenantForm(forms.ModelForm):
+    def clean_logo_url(self):
+        value = self.cleaned_data["logo_url"]
+        if value:
+            try:
+                ssrf.check_url_destination(value)
+            except ssrf.UnsafeURL as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return value
 
 
 @admin.register(Tenant)
 class TenantAdmin(ClarionAdmin):
+    form = TenantForm
     list_display = ("key", "name", "sender_name", "sender_email", "created_at")
     search_fields = ("key", "name")
     readonly_fields = ("inbox_secret", "created_at", "updated_at")

@@ -24,6 +24,7 @@ from ..models import (
     key_validator,
     validate_recipient_id,
 )
+from ..providers import ssrf
 from .fields import CursorField
 
 E164 = re.compile(r"^\+[1-9]\d{1,14}$")
@@ -659,6 +660,14 @@ class TenantSerializer(Serializer):
         required=False, allow_null=True, default=None, min_value=0,
         help_text="Days its runs, messages and events are kept; null: the global "
                   "CLARION_RETENTION_DAYS; 0: forever.")
+
+    def validate_logo_url(self, value: str) -> str:
+        if value:
+            try:
+                ssrf.check_url_destination(value)
+            except ssrf.UnsafeURL as exc:
+                raise serializers.ValidationError(str(exc)) from None
+        return value
 
 
 class TopicSerializer(Serializer):

@@ -125,6 +125,29 @@ def check_public_url(url: str) -> None:
             raise _refusal(parts.hostname, literal, problem)
 
 
+def check_url_destination(url: str) -> None:
+    """For a URL someone enters that Clarion or its readers will request (a tenant's logo, shown
+    in emails and on the preference center): raise UnsafeURL when its host is a private,
+    loopback or link-local address, or a name resolving to one, unless
+    CLARION["ALLOW_PRIVATE_URLS"]. A name that does not resolve (yet) is accepted; URLs Clarion
+    itself connects to are checked again at connection time (connectable_addresses)."""
+    check_public_url(url)
+    if settings.CLARION.get("ALLOW_PRIVATE_URLS"):
+        return
+    parts = urlsplit(url)
+    if _literal(parts.hostname) is not None:
+        return  # checked above
+    try:
+        addresses = resolve(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except UnsafeURL:
+        return
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%", 1)[0])
+        problem = address_problem(address)
+        if problem:
+            raise _refusal(parts.hostname, address, problem)
+
+
 # --- httpx: a connection pool whose network backend connects only to checked addresses --------
 
 class _PublicBackend(httpcore.SyncBackend):
