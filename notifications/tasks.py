@@ -12,7 +12,16 @@ from django.utils import timezone
 from clarion.logs import log_context
 
 from . import delivery, engine, ratelimit, retention, schedules, services
-from .models import DeliveryAttempt, IdempotencyRecord, Message, Run, Step, StepType, Trigger
+from .models import (
+    DeliveryAttempt,
+    IdempotencyRecord,
+    Message,
+    Run,
+    Step,
+    StepLog,
+    StepType,
+    Trigger,
+)
 from .queue import enqueue, enqueue_grouped, enqueue_many
 
 logger = logging.getLogger(__name__)
@@ -249,6 +258,12 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
     if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now
     ):
+        # On the run's timeline, so support sees why it went out later than its neighbours.
+        StepLog.objects.create(
+            run_id=message.run_id, step_ref=message.step_ref, event=StepLog.Event.RETRYING,
+            detail={"message_id": str(message.id),
+                    "reason": "the worker delivering it stopped before its provider call "
+                              "started; queued again by the sweeper"})
         enqueue("notifications.tasks.deliver_message", str(message.pk))
         return {"messages": 1}
     return {}

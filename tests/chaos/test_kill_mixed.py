@@ -141,9 +141,15 @@ def kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, *, n: in
                                                                           message.channel)
     assert duplicated == lost == 0
     assert all(count <= kills * CONCURRENCY for count in by_channel.values()), by_channel
-    # The sweeper's work is on the timelines: every uncertain message failed there.
+    # The sweeper's work is on the timelines: every uncertain message failed there, and every
+    # message it queued again (its worker stopped before the call started) says so.
     failed = StepLog.objects.filter(event=StepLog.Event.FAILED)
     assert failed.count() == len(uncertain)
+    requeued = [log.detail["message_id"] for log in StepLog.objects.filter(
+        event=StepLog.Event.RETRYING, detail__reason__contains="sweeper")]
+    assert len(requeued) <= swept["messages"]  # the rest: queued ones whose task was lost
+    assert set(Message.objects.filter(pk__in=requeued).values_list("status", flat=True)) <= {
+        Message.Status.SENT}
     print(f"\nkills: {n} triggers ({3 * n} steps: in-app, SMS, email), {kills} SIGKILLs, "
           f"{len(twilio.requests)} SMS requests, {len(mailbox.messages)} emails, "
           f"{len(uncertain)} uncertain ({dict(by_channel)}), lost 0, duplicated 0; sweeper "

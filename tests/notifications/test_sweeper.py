@@ -7,7 +7,7 @@ from django.utils import timezone
 from django_q.models import OrmQ, Schedule
 from django_q.signing import SignedPackage
 
-from notifications.models import DeliveryAttempt, IdempotencyRecord, Message, Run
+from notifications.models import DeliveryAttempt, IdempotencyRecord, Message, Run, StepLog
 from notifications.services import TriggerRequest, api_key_create, trigger_workflow
 from notifications.tasks import advance_run, sweep
 
@@ -73,6 +73,8 @@ def test_message_stuck_sending_before_any_provider_call_is_requeued(run_of):
     message.refresh_from_db()
     assert (message.status, message.attempts) == (Message.Status.QUEUED, 0)
     assert queued_tasks() == [("notifications.tasks.deliver_message", (str(message.id),))]
+    log = StepLog.objects.filter(run=run, event=StepLog.Event.RETRYING).get()  # on the timeline
+    assert log.detail["message_id"] == str(message.id) and "sweeper" in log.detail["reason"]
 
 
 def test_message_stuck_mid_provider_call_is_failed_not_resent(run_of):
