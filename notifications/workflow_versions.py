@@ -22,6 +22,7 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import StepType, Template, Workflow, WorkflowVersion
 from .selectors import workflow_export
@@ -116,13 +117,13 @@ def publish_refusal(version: WorkflowVersion, user) -> str | None:
     """Why `user` may not publish `version` now, in a sentence, or None. Holds the rules, not
     the permission (the caller checks `publish_workflow`)."""
     if not version.is_open:
-        return f"Version {version.number} is {version.get_state_display().lower()}: only a " \
-               "draft can be published."
+        return _("Version %(number)s is %(state)s: only a draft can be published.") % {
+            "number": version.number, "state": version.get_state_display().lower()}
     if review_required():
         if version.state != State.IN_REVIEW:
-            return "This draft has not been submitted for review yet."
+            return _("This draft has not been submitted for review yet.")
         if user is not None and version.authors.filter(pk=user.pk).exists():
-            return "You changed this draft: someone else must approve and publish it."
+            return _("You changed this draft: someone else must approve and publish it.")
     return None
 
 

@@ -5,6 +5,7 @@ and schedules that trigger workflows."""
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from ..channels import CHANNEL_KEYS
 from .audience import Tenant, Topic
@@ -54,10 +55,10 @@ class WorkflowVersion(models.Model):
     them); a draft is applied to them when it is published (notifications/publishing.py)."""
 
     class State(models.TextChoices):
-        DRAFT = "draft", "Draft"
-        IN_REVIEW = "in_review", "In review"
-        PUBLISHED = "published", "Published"
-        SUPERSEDED = "superseded", "Superseded"
+        DRAFT = "draft", _("Draft")
+        IN_REVIEW = "in_review", _("In review")
+        PUBLISHED = "published", _("Published")
+        SUPERSEDED = "superseded", _("Superseded")
 
     OPEN_STATES = (State.DRAFT, State.IN_REVIEW)
 

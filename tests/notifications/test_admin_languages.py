@@ -1,8 +1,9 @@
 """The admin's own pages speak French and German: the browser's Accept-Language, or the language
 chosen in the admin's header (Django's set_language, a cookie), picks the language of the
-dashboard, search, builder, template editor and its diff, import, analytics, a run's timeline,
-a message's resend button and a provider's test page. Only the admin changes language: the API
-answers in English whatever the request asks."""
+dashboard, search, builder, template editor and its diff, a workflow's versions and one version
+beside the live one (the side-by-side diff of the draft/review/publish pages), import, analytics,
+a run's timeline, a message's resend button and a provider's test page. Only the admin changes
+language: the API answers in English whatever the request asks."""
 
 import re
 from html import unescape
@@ -22,6 +23,10 @@ EXPECTED = {
     "builder": ("Ajouter une étape", "Schritt hinzufügen", "Add step"),
     "editor": ("Variables disponibles", "Verfügbare Variablen", "Variables you can use"),
     "diff": ("Comparer les versions", "Versionen vergleichen", "Compare versions"),
+    "versions": ("Toutes les versions de ce workflow", "Alle Versionen dieses Workflows",
+                 "Every version of this workflow"),
+    "version": ("Modifications : En ligne : version 2 (à gauche)",
+                "Änderungen: Live: Version 2 (links)", "Changes: Live: version 2 (left)"),
     "import": ("JSON du workflow", "Workflow-JSON", "Workflow JSON"),
     "analytics": ("Exécutions et suppressions", "Durchläufe und Unterdrückungen",
                   "Runs and suppressions"),
@@ -36,7 +41,8 @@ EXPECTED = {
 @pytest.fixture
 def pages(api, make_workflow, run_tasks):
     """{page: its path}, each over real rows: a workflow triggered and run, a failed message,
-    a template with two versions, a provider."""
+    a template with two versions, a workflow published twice (version 1 is shown beside the live
+    version 2), a provider."""
     workflow = make_workflow("order", steps=[in_app_step(), email_step()])
     response = api.post("/api/v1/workflows/order/trigger",
                         {"recipients": [{"id": "ada", "email": "ada@example.com"}]})
@@ -46,6 +52,10 @@ def pages(api, make_workflow, run_tasks):
     Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED, error="550")
     template = Template.objects.get(step__workflow=workflow, step__ref="mail")
     template_save(step=template.step, locale="en", fields={"subject": "Hi", "html": "<p>x</p>"})
+    document = api.get("/api/v1/workflows/order").json()
+    response = api.put("/api/v1/workflows/order", {**document, "name": "Order shipped"})
+    assert response.status_code == 200, response.content
+    assert workflow.versions.get(number=2).state == "published"
     provider = ProviderConfig.objects.create(key="mail-main", channel="email", kind="smtp",
                                              consecutive_failures=3, last_error="timeout")
     return {
@@ -54,6 +64,8 @@ def pages(api, make_workflow, run_tasks):
         "builder": reverse("admin:notifications_workflow_change", args=[workflow.pk]),
         "editor": reverse("admin:notifications_template_change", args=[template.pk]),
         "diff": reverse("admin:notifications_template_diff", args=[template.pk]),
+        "versions": reverse("admin:notifications_workflow_versions", args=[workflow.pk]),
+        "version": reverse("admin:notifications_workflow_version", args=[workflow.pk, 1]),
         "import": reverse("admin:notifications_workflow_import"),
         "analytics": reverse("admin:analytics_hourlyrollup_changelist"),
         "timeline": reverse("admin:notifications_run_change", args=[Run.objects.get().pk]),
