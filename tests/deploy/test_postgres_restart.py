@@ -232,6 +232,9 @@ def run_restart(tmp_path, services, *, triggers: int, recipients: int, threads: 
         pg.destroy()
 
 
+# About a minute even when bounded (a private server, two processes, a crash and a restart):
+# `make chaos` runs it; the suite proves the 503 on a closed port (tests/test_database_down.py).
+@pytest.mark.chaos
 def test_a_postgresql_crash_answers_503_and_every_accepted_trigger_completes_after_it(
         tmp_path, services):
     # The suite's version: a small batch, and the queue's times shortened so that the tasks

@@ -69,7 +69,8 @@ def clear_redis_queue(redis_url: str) -> None:
         client.close()
 
 
-@pytest.mark.parametrize("broker", ["orm", "redis"])
+# The suite runs the default ORM broker; `make chaos` the Redis broker too (the same processes).
+@pytest.mark.parametrize("broker", ["orm", pytest.param("redis", marks=pytest.mark.chaos)])
 def test_a_socket_on_web_a_receives_the_item_of_a_trigger_sent_to_web_b(
         tmp_path, services, broker):
     started = time.monotonic()

@@ -36,7 +36,10 @@ def api_key_actor(api_key: ApiKey) -> dict:
 def test_api_changes_name_the_api_key_with_before_and_after(api, api_key):
     key, _ = api_key
     assert api.put("/api/v1/workflows/welcome", WORKFLOW).status_code == 201
-    [created] = entries(Workflow)
+    # Created, then its first version published: two entries, both by the key.
+    [created, published] = entries(Workflow)
+    assert published.changes_dict == {"published_version": [None, "welcome v1"]}
+    assert published.additional_data == api_key_actor(key)
     assert created.action == LogEntry.Action.CREATE and created.actor is None
     assert created.additional_data == api_key_actor(key)
     assert created.changes_dict["key"] == [None, "welcome"]
@@ -48,7 +51,8 @@ def test_api_changes_name_the_api_key_with_before_and_after(api, api_key):
 
     changed = {**WORKFLOW, "name": "Welcome aboard", "critical": True}
     assert api.put("/api/v1/workflows/welcome", changed).status_code == 200
-    [_, updated] = entries(Workflow)
+    [_, _, updated, republished] = entries(Workflow)
+    assert republished.changes_dict == {"published_version": ["welcome v1", "welcome v2"]}
     assert updated.action == LogEntry.Action.UPDATE
     assert updated.changes_dict == {"name": ["Welcome", "Welcome aboard"],
                                     "critical": [False, True]}
