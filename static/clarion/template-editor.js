@@ -142,6 +142,7 @@
     function refresh() {
       var mine = ++sequence;
       panel.classList.add("clarion-loading");
+      panel.setAttribute("aria-busy", "true");
       fetch(panel.dataset.previewUrl, { method: "POST", body: payload(), credentials: "same-origin" })
         .then(function (response) {
           return response.json().then(function (body) { return [response.ok, body]; });
@@ -156,7 +157,11 @@
         .catch(function (err) {
           if (mine === sequence) showProblems({ errors: [{ field: "", message: t("tPreviewUnavailable", "Preview unavailable: {error}", {error: err}) }] });
         })
-        .finally(function () { if (mine === sequence) panel.classList.remove("clarion-loading"); });
+        .finally(function () {
+          if (mine !== sequence) return;
+          panel.classList.remove("clarion-loading");
+          panel.removeAttribute("aria-busy");
+        });
     }
 
     function schedule() {

@@ -6,7 +6,6 @@ import threading
 
 import pytest
 from django.contrib.auth.models import Group, User
-from django.contrib.contenttypes.models import ContentType
 from django.db import close_old_connections, connection
 from django.urls import reverse
 
@@ -361,16 +360,10 @@ def test_an_editor_cannot_roll_back(client, api, welcome):
 
 # --- Concurrency (PostgreSQL: two transactions at once) -----------------------------------------
 
-@pytest.fixture
-def _forget_content_types():
-    """A transactional test's flush empties django_content_type: the cached ids must go too,
-    or the next test's audit log entries name content types that no longer exist."""
-    yield
-    ContentType.objects.clear_cache()
-
-
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # the groups come back
-@pytest.mark.usefixtures("_forget_content_types")
+# The role groups and the content-type cache a flush disturbs are restored for every database
+# test by tests/conftest.py; serialized_rollback would re-insert content types the flush's
+# post_migrate has already re-created (a duplicate key).
+@pytest.mark.django_db(transaction=True)
 def test_two_publishers_publishing_one_draft_at_once_publish_it_once(make_workflow):
     if connection.vendor != "postgresql":
         pytest.skip("row locks need PostgreSQL")
