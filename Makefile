@@ -18,8 +18,11 @@ install: $(STAMP)
 serve: $(STAMP)
 	$(BIN)/python manage.py serve
 
+# In TEST_WORKERS parallel processes (pytest-xdist; each has its own test database and Redis
+# database); TEST_WORKERS=0 runs it in this one.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 # The long fault-injection runs (PostgreSQL: set DATABASE_URL), deselected from `make test`.
 chaos: $(STAMP)

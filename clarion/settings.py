@@ -35,10 +35,18 @@ def _embedded_secret_key() -> str:
     if path.exists():
         return path.read_text().strip()
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(50)
-    path.write_text(key)
-    path.chmod(0o600)
-    return key
+    # Written whole under another name, then linked into place: of processes starting at once
+    # (parallel test workers, `serve`'s web and worker), one key wins and none reads half a file.
+    draft = VAR_DIR / f".secret_key.{os.getpid()}"
+    draft.write_text(secrets.token_urlsafe(50))
+    draft.chmod(0o600)
+    try:
+        os.link(draft, path)
+    except FileExistsError:
+        pass
+    finally:
+        draft.unlink()
+    return path.read_text().strip()
 
 
 SECRET_KEY = os.environ.get("SECRET_KEY") or _embedded_secret_key()
@@ -235,6 +243,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Queue (django-q2) ------------------------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+    # The suite in parallel (`make test`: pytest-xdist workers gw0, gw1, …): as pytest-django gives
+    # each worker its own test database, each gets its own Redis database (1, 2, …), or one
+    # worker's inbox groups, queues and counters would reach another's. Idempotent, so the
+    # processes a test starts with this environment land on the same database.
+    from urllib.parse import urlsplit, urlunsplit
+
+    _worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
+    REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{1 + _worker}"))
+    os.environ["REDIS_URL"] = REDIS_URL
 QUEUE_BROKER = os.environ.get("QUEUE_BROKER", "orm")  # "orm" (default) or "redis"
 Q_CLUSTER = {
     "name": "clarion",
