@@ -24,7 +24,6 @@ import time
 import uuid
 from collections import Counter
 from datetime import timedelta
-from urllib.parse import urlencode, urlsplit
 
 import pytest
 from django.db import connection  # noqa: F401  (the skipif condition reads it)
@@ -33,12 +32,17 @@ from django.utils import timezone
 from inbox.models import InboxItem
 from notifications.delivery import deliver_batch
 from notifications.models import DeliveryAttempt, Message, Run, StepLog
-from notifications.providers.twilio import twilio_signature
 from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
 from notifications.tasks import sweep
 from tests.notifications.providers.servers import ProviderServer, Reply
-from tests.notifications.providers.test_kill_run import CONCURRENCY, Cluster, message_id_of
-from tests.notifications.providers.test_sms import SID, TOKEN, twilio_check
+from tests.notifications.providers.test_sms import (
+    SID,
+    TOKEN,
+    message_id_of,
+    twilio_check,
+    twilio_reports,
+)
+from tests.processes import Cluster
 
 from .support import wait
 
@@ -47,6 +51,7 @@ pytestmark = [pytest.mark.django_db(transaction=True),
                                  reason="real worker processes against PostgreSQL")]
 
 CALLBACK = "http://testserver/webhooks/twilio/twilio-main/status/"
+CONCURRENCY = 8  # DELIVERY_CONCURRENCY of the workers
 
 
 def kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, *, n: int, kills: int,
@@ -70,7 +75,7 @@ def kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, *, n: in
             {"id": f"u{i}", "phone": f"+1555{i:07d}", "email": f"u{i}@example.com"}]))
 
     started = time.monotonic()
-    cluster = Cluster(tmp_path / "qcluster.log", workers=2)
+    cluster = Cluster(tmp_path / "qcluster.log", workers=2, concurrency=CONCURRENCY)
     killed = []
     try:
         for k in range(kills):
@@ -99,16 +104,7 @@ def kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, *, n: in
     worked = time.monotonic() - started
 
     # Recovery: Twilio reports on every message it received; the sweeper; what it queued.
-    for request in list(twilio.requests):
-        url = request.form()["StatusCallback"]
-        params = {"AccountSid": SID, "MessageSid": "SM" + uuid.uuid4().hex,
-                  "MessageStatus": "sent", "To": request.form()["To"], "From": "+15550001111"}
-        signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
-        path = urlsplit(url)
-        response = client.post(f"{path.path}?{path.query}", data=urlencode(params),
-                               content_type="application/x-www-form-urlencoded",
-                               HTTP_X_TWILIO_SIGNATURE=signature)
-        assert response.status_code == 204, response.content
+    twilio_reports(client, list(twilio.requests))
     swept = sweep(now=timezone.now() + timedelta(minutes=5))
     run_tasks(limit=20 * n)
     while (queued := Message.objects.filter(status=Message.Status.QUEUED).first()):
