@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponseNotAllowed, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -47,10 +47,7 @@ def _draft_step(model_admin, request, object_id, ref, *, change: bool
                else model_admin.has_view_or_change_permission(request, workflow))
     if not allowed:
         raise PermissionDenied
-    try:
-        draft, step = draft_new_step(workflow, ref)
-    except VersionError as exc:
-        raise Http404(exc.message) from exc
+    draft, step = draft_new_step(workflow, ref)  # raises VersionError
     return workflow, draft, step, draft_step_row(workflow, draft, step)
 
 
@@ -65,7 +62,8 @@ def _posted_tenant(request) -> Tenant | None:
     return Tenant.objects.filter(pk=raw).first() if raw.isdigit() else None
 
 
-def _json_error(exc: VersionError, status: int = 400) -> JsonResponse:
+def _json_error(exc: VersionError, status: int) -> JsonResponse:
+    """A refusal as the admin's JSON endpoints answer it: the field at fault named."""
     return JsonResponse({"error": "invalid_request", "detail": exc.message,
                          "fields": {exc.field or "template": [exc.message]}}, status=status)
 
@@ -73,8 +71,11 @@ def _json_error(exc: VersionError, status: int = 400) -> JsonResponse:
 def draft_template_view(model_admin, request, object_id, ref):
     """GET: the editor of one template of the draft's new step `ref` (`?channel=` of a route
     step, `?locale=`; without a locale, a new one). POST: save it into the draft."""
-    workflow, draft, step, row = _draft_step(model_admin, request, object_id, ref,
-                                             change=request.method == "POST")
+    try:
+        workflow, draft, step, row = _draft_step(model_admin, request, object_id, ref,
+                                                 change=request.method == "POST")
+    except VersionError as exc:
+        raise Http404(exc.message) from exc
     can_edit = model_admin.has_change_permission(request, workflow)
     asked = request.POST.get("channel", request.GET.get("channel", ""))
     try:
@@ -156,13 +157,13 @@ def draft_template_preview_view(model_admin, request, object_id, ref):
     of templates.preview, rendered with the draft's sample data. 400 JSON naming the field
     for a channel the step does not have."""
     if request.method != "POST":
-        raise PermissionDenied
-    _workflow, _draft, step, row = _draft_step(model_admin, request, object_id, ref,
-                                               change=False)
+        return HttpResponseNotAllowed(["POST"])
     try:
+        _workflow, _draft, step, row = _draft_step(model_admin, request, object_id, ref,
+                                                   change=False)
         channel = draft_step_channel(step, request.POST.get("channel", ""))
     except VersionError as exc:
-        return _json_error(exc)
+        return _json_error(exc, 400 if exc.code == "channel" else 404)
     locale = request.POST.get("locale") or row.workflow.default_locale
     return JsonResponse(preview(row, _posted_fields(request, channel), locale=locale,
                                 tenant=_posted_tenant(request), user=request.user,
@@ -173,9 +174,12 @@ def draft_template_send_test_view(model_admin, request, object_id, ref):
     """POST the editor's fields (email steps): send them, rendered with the draft's sample
     data, to the user's own address (services.email_send_test)."""
     if request.method != "POST":
-        raise PermissionDenied
-    _workflow, _draft, step, row = _draft_step(model_admin, request, object_id, ref,
-                                               change=True)
+        return HttpResponseNotAllowed(["POST"])
+    try:
+        _workflow, _draft, step, row = _draft_step(model_admin, request, object_id, ref,
+                                                   change=True)
+    except VersionError as exc:
+        return _json_error(exc, 404)
     locale = request.POST.get("locale") or row.workflow.default_locale
     try:
         message = services.email_send_test(

@@ -248,6 +248,12 @@ def test_the_preview_of_a_new_steps_template_uses_the_drafts_sample_data(client,
     assert response.json() == {
         "error": "invalid_request", "detail": "This step's templates are for email.",
         "fields": {"channel": ["This step's templates are for email."]}}
+    response = client.post(reverse("admin:notifications_workflow_draft_template_preview",
+                                   args=[welcome.pk, "inbox"]), {"locale": "en"})
+    assert response.status_code == 404
+    assert response.json()["fields"] == {"step": [
+        "The step “inbox” is live: edit its templates in the template editor."]}
+    assert client.get(url).status_code == 405
 
 
 def test_a_test_send_of_a_new_steps_template_reaches_the_editor(client, smtp, welcome):
