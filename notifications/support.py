@@ -208,7 +208,19 @@ def run_timeline(run: Run) -> list[TimelineEntry]:
     then steps, messages, provider calls, provider events, engagement; then as each source
     gave them). Read the run with run_for_timeline to keep the queries few."""
     entries = [entry for source in TIMELINE_SOURCES for entry in source(run)]
-    return sorted(entries, key=lambda entry: (entry.at, entry.rank))
+    # The engine makes a message a moment before it writes the StepLog that queued it (one
+    # transaction): the message sorts at that log's time, after it, so the cause reads first.
+    logged_at: dict[str, datetime] = {}
+    for entry in entries:
+        if entry.kind == "step" and entry.detail and entry.detail.get("message_id"):
+            logged_at.setdefault(str(entry.detail["message_id"]), entry.at)
+
+    def order(entry: TimelineEntry) -> tuple[datetime, int]:
+        if entry.kind == "message" and entry.obj is not None:
+            return max(entry.at, logged_at.get(str(entry.obj.pk), entry.at)), entry.rank
+        return entry.at, entry.rank
+
+    return sorted(entries, key=order)
 
 
 # --- A recipient's latest activity --------------------------------------------------------
