@@ -91,9 +91,14 @@ def draft_template_view(model_admin, request, object_id, ref):
                       % {"ref": ref, "locale": locale})
     values, errors, status = dict(templates.get(locale) or {}), {}, 200
     if request.method == "POST":
+        adding = not locale
         locale = locale or request.POST.get("locale", "").strip()
         values = _posted_fields(request, channel)
         try:
+            if adding and locale in templates:  # the add page never overwrites one
+                raise VersionError("locale", _(
+                    "The draft has a %(locale)s template of this step already: open it from "
+                    "the list above to change it.") % {"locale": locale}, "locale")
             draft_step_template_put(workflow=workflow, step_ref=ref, channel=asked,
                                     locale=locale, fields=values, user=request.user)
         except VersionError as exc:

@@ -225,6 +225,14 @@ def test_an_editor_writes_a_new_steps_template_in_the_admin_and_bad_input_is_a_4
     assert draft_of(welcome).document["steps"][1]["templates"] == {"fr": MAIL_FR}
     page = client.get(response["Location"]).content.decode()
     assert "Bienvenue, {{ recipient.name }}</textarea>" in page
+    response = client.post(editor_url(welcome), {"locale": "fr", **MAIL_EN})  # added again
+    assert response.status_code == 400
+    assert response.context["errors"] == {"locale": (
+        "The draft has a fr template of this step already: open it from the list above to "
+        "change it.")}
+    response = client.post(editor_url(welcome, locale="fr"), {**MAIL_FR, "subject": "Salut"})
+    assert response.status_code == 302
+    assert draft_of(welcome).document["steps"][1]["templates"]["fr"]["subject"] == "Salut"
 
     # a step the live version has is not edited here; an unknown one is not found
     assert client.get(editor_url(welcome, "inbox")).status_code == 404
