@@ -258,28 +258,43 @@ class SendTestError(ValueError):
 def template_send_test(*, template: Template, user, fields: Mapping | None = None,
                        tenant: Tenant | None = None) -> Message:
     """Render `fields` (default: the published version) with the workflow's sample data and send
-    it to `user`'s own email address through the configured provider.
+    it to `user`'s own email address through the configured provider (email_send_test).
+    Raises SendTestError when the template cannot be sent."""
+    if template.step.type != "email":
+        raise SendTestError("Test sends are made for email templates.")
+    fields = dict(template.fields if fields is None else fields)
+    version = next((v for v in template.versions.all() if v.fields == fields), None)
+    return email_send_test(step=template.step, locale=template.locale, fields=fields, user=user,
+                           tenant=tenant, version=version, detail={"template_id": template.pk})
+
+
+def email_send_test(*, step: Step, locale: str, fields: Mapping, user,
+                    tenant: Tenant | None = None, version: TemplateVersion | None = None,
+                    detail: Mapping | None = None) -> Message:
+    """Render an email step's template `fields` (Liquid source by field name) in `locale` with
+    the step's workflow's sample data and send it to `user`'s own email address through the
+    configured provider. `step` may be unsaved: a step a workflow's draft adds, on the
+    workflow as the draft says (workflow_versions.draft_step_row); its message then names the
+    step by ref only.
 
     The send is recorded like any other: a trigger and a run for the staff member (as recipient
-    `staff-<user id>`) with a Message, its delivery attempts and a timeline. Only this message
-    is delivered, in the caller's request (delivery.deliver): other queued messages are left to
-    the workers. Raises SendTestError when the template cannot be sent.
-    """
-    step = template.step
+    `staff-<user id>`) with a Message, its delivery attempts and a timeline (`detail` is added
+    to its entries). Only this message is delivered, in the caller's request
+    (delivery.deliver): other queued messages are left to the workers. Raises SendTestError
+    when it cannot be sent (not an email step, no address, a template error)."""
     if step.type != "email":
         raise SendTestError("Test sends are made for email templates.")
     if not user.email:
         raise SendTestError("Your user has no email address: add one to your account first.")
-    fields = dict(template.fields if fields is None else fields)
-    version = next((v for v in template.versions.all() if v.fields == fields), None)
+    fields = dict(fields)
     name = user.get_full_name() or user.get_username()
-    variables = preview_variables(workflow=step.workflow, tenant=tenant, locale=template.locale,
+    variables = preview_variables(workflow=step.workflow, tenant=tenant, locale=locale,
                                   recipient={"id": f"staff-{user.pk}", "name": name,
                                              "email": user.email})
     try:
         validate_fields(step.type, fields)
         email = render_email(fields, variables, layout_for_tenant(tenant.pk if tenant else None),
-                             RenderOptions(locale=template.locale))
+                             RenderOptions(locale=locale))
     except TemplateError as exc:
         raise SendTestError(f"{exc.field or 'template'}: {exc.message}") from exc
     with transaction.atomic():
@@ -290,11 +305,11 @@ def template_send_test(*, template: Template, user, fields: Mapping | None = Non
         run = Run.objects.create(trigger=trigger, workflow=step.workflow, recipient=recipient,
                                  workflow_version_id=step.workflow.published_version_id,
                                  tenant=tenant, status=Run.Status.COMPLETED)
-        detail = {"test_send_by": user.get_username(), "template_id": template.pk,
-                  "locale": template.locale}
+        detail = {"test_send_by": user.get_username(), **(detail or {}), "locale": locale}
         message = Message.objects.create(
-            run=run, step=step, step_ref=step.ref, recipient=recipient, workflow=step.workflow,
-            tenant=tenant, channel=step.type, to=user.email, template_version=version,
+            run=run, step=step if step.pk else None, step_ref=step.ref, recipient=recipient,
+            workflow=step.workflow, tenant=tenant, channel=step.type, to=user.email,
+            template_version=version,
             content={"subject": email.subject, "html": email.html, "text": email.text},
         )
         StepLog.objects.bulk_create([
