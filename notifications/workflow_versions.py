@@ -338,6 +338,23 @@ def draft_step_template_put(*, workflow: Workflow, step_ref: str, channel: str =
                               locale=locale, fields=fields, user=user)
 
 
+@transaction.atomic
+def draft_step_template_delete(*, workflow: Workflow, step_ref: str, channel: str = "",
+                               locale: str, user) -> WorkflowVersion:
+    """Take one template (`locale`; of a route step, of `channel`) of a step the open draft
+    adds out of the draft. Returns the draft. Raises VersionError as draft_step_template_put
+    does, and "locale" when the draft has no such template."""
+    workflow = _locked(workflow)
+    _draft, step = draft_new_step(workflow, step_ref)
+    draft_step_channel(step, channel)
+    if locale not in draft_step_templates(step, channel):
+        raise VersionError("locale", _("The draft's step “%(ref)s” has no %(locale)s template.")
+                           % {"ref": step_ref, "locale": locale}, "locale")
+    return draft_template_set(workflow=workflow, step_ref=step_ref,
+                              channel=channel if step["type"] == StepType.ROUTE else "",
+                              locale=locale, fields=None, user=user)
+
+
 def draft_step_templates(step: Mapping, channel: str = "") -> dict[str, dict]:
     """{locale: fields} of a draft's `step` (of a route step: of its `channel`)."""
     templates = step.get("templates") or {}

@@ -25,6 +25,7 @@ from ..workflow_versions import (
     draft_new_step,
     draft_step_channel,
     draft_step_row,
+    draft_step_template_delete,
     draft_step_template_put,
     draft_step_templates,
 )
@@ -90,6 +91,16 @@ def draft_template_view(model_admin, request, object_id, ref):
         raise Http404(_("The draft's step “%(ref)s” has no %(locale)s template.")
                       % {"ref": ref, "locale": locale})
     values, errors, status = dict(templates.get(locale) or {}), {}, 200
+    if request.method == "POST" and "_delete" in request.POST and locale:
+        draft_step_template_delete(workflow=workflow, step_ref=ref, channel=asked,
+                                   locale=locale, user=request.user)
+        model_admin.log_change(request, workflow, _(
+            "Took the %(locale)s template of the draft's new step %(ref)s out of the draft.")
+            % {"locale": locale, "ref": ref})
+        messages.success(request, _("The %(locale)s template of “%(ref)s” is no longer in the "
+                                    "draft.") % {"locale": locale, "ref": ref})
+        return HttpResponseRedirect(draft_template_url(
+            workflow, ref, channel=asked if step["type"] == "route" else ""))
     if request.method == "POST":
         adding = not locale
         locale = locale or request.POST.get("locale", "").strip()

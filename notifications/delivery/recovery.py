@@ -24,6 +24,10 @@ def message_mark_sent_from_ledger(message: Message, attempt: DeliveryAttempt) ->
     """A worker stopped after a provider accepted the message but before the message was marked
     sent (a batch's later failover round was running): the ledger says it was accepted, so it is
     sent, with the provider's id, and never sent again."""
+    # A push's other device set may have had a call on the wire: what became of it is unknown.
+    message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED).update(
+        outcome=DeliveryAttempt.Outcome.UNKNOWN,
+        error="The worker stopped before the provider answered.")
     d = Delivery(message, [])
     d.outcome = ("sent", attempt.provider, str((attempt.response or {}).get("message_id") or ""))
     _finish([d], timezone.now())

@@ -16,6 +16,7 @@ from notifications.workflow_versions import (
     VersionError,
     draft_of,
     draft_save,
+    draft_step_template_delete,
     draft_step_template_put,
     workflow_document,
 )
@@ -179,6 +180,21 @@ def test_bad_templates_for_a_new_step_are_refused_naming_the_field(
     assert draft_of(welcome).document == draft.document
 
 
+def test_a_new_steps_template_is_taken_out_of_the_draft(welcome):
+    editor = person(EDITOR, "eve")
+    add_mail_step(welcome, editor)
+    for locale, fields in (("en", MAIL_EN), ("fr", MAIL_FR)):
+        draft_step_template_put(workflow=welcome, step_ref="mail", locale=locale,
+                                fields=fields, user=editor)
+    draft = draft_step_template_delete(workflow=welcome, step_ref="mail", locale="en",
+                                       user=editor)
+    assert draft.document["steps"][1]["templates"] == {"fr": MAIL_FR}
+    with pytest.raises(VersionError) as caught:
+        draft_step_template_delete(workflow=welcome, step_ref="mail", locale="en", user=editor)
+    assert (caught.value.field, caught.value.message) == (
+        "locale", "The draft's step “mail” has no en template.")
+
+
 def test_without_a_draft_there_is_no_new_step_to_write(welcome):
     with pytest.raises(VersionError) as caught:
         draft_step_template_put(workflow=welcome, step_ref="mail", locale="en", fields=MAIL_EN,
@@ -233,6 +249,9 @@ def test_an_editor_writes_a_new_steps_template_in_the_admin_and_bad_input_is_a_4
     response = client.post(editor_url(welcome, locale="fr"), {**MAIL_FR, "subject": "Salut"})
     assert response.status_code == 302
     assert draft_of(welcome).document["steps"][1]["templates"]["fr"]["subject"] == "Salut"
+    response = client.post(editor_url(welcome, locale="fr"), {"_delete": "1"})
+    assert response["Location"] == editor_url(welcome)
+    assert draft_of(welcome).document["steps"][1]["templates"] == {}
 
     # a step the live version has is not edited here; an unknown one is not found
     assert client.get(editor_url(welcome, "inbox")).status_code == 404

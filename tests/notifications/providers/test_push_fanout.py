@@ -10,6 +10,7 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
+from notifications.agents.timeline import entry_words
 from notifications.delivery import deliver
 from notifications.models import ChannelData, DeliveryAttempt, Message, StepLog
 from notifications.providers import apns, fcm
@@ -153,6 +154,10 @@ def test_a_push_reaches_an_iphone_and_a_browser_and_deactivates_exactly_the_dead
     assert text.count("&quot;kind&quot;: &quot;webpush&quot;") == 2
     assert text.count("&quot;result&quot;: &quot;deactivated&quot;") == 4
 
+    sent_entry = StepLog.objects.get(run_id=message.run_id, event=StepLog.Event.SENT)
+    assert entry_words(sent_entry, {"step": "push"}) == (
+        "push (step) sent (2 devices accepted it, 2 devices gone (deactivated))")
+
     # The next push goes to the two live devices only; nothing is deactivated twice.
     apple.requests.clear()
     push_service.reset()
@@ -238,6 +243,33 @@ def test_a_worker_killed_while_calling_the_second_set_leaves_the_message_sent_on
     assert [r.token for r in apple.requests] == [IPHONE]
     assert push_service.delivered == []
     assert message.delivery_attempts.filter(outcome="unknown").count() == 1
+
+
+def test_a_worker_killed_after_one_set_was_accepted_in_the_same_pass_leaves_it_sent_once(
+        apple, push_service, apns_provider, webpush_provider, queue_message):
+    browser = push_service.subscribe()
+    message = queue_message("push", TEMPLATE, recipient={
+        "id": "ev", "name": "Ada", "channel_data": {
+            "push:apns": {"tokens": [IPHONE]}, "push:webpush": {"subscriptions": [browser]}}})
+    # The worker wrote the APNs set's success (with its next call's start), then died while the
+    # Web Push set's call, started first, was still on the wire.
+    started = timezone.now() - timedelta(hours=1)
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, attempts=1,
+                                                 updated_at=started)
+    DeliveryAttempt.objects.create(message=message, provider="webpush-main",
+                                   provider_kind="webpush", started_at=started)
+    DeliveryAttempt.objects.create(message=message, provider="apns-main", provider_kind="apns",
+                                   started_at=started, outcome="succeeded",
+                                   response={"message_id": "apns-id-1"})
+
+    sweep()
+
+    message.refresh_from_db()
+    assert (message.status, message.provider, message.provider_message_id) == (
+        Message.Status.SENT, "apns-main", "apns-id-1")
+    assert sorted(message.delivery_attempts.values_list("provider", "outcome")) == [
+        ("apns-main", "succeeded"), ("webpush-main", "unknown")]
+    assert apple.requests == [] and push_service.requests == []
 
 
 # --- 413 / oversize, 429 and 5xx never deactivate a device -----------------------------------
