@@ -231,3 +231,24 @@ def message_with_history(messages: QuerySet[Message]) -> QuerySet[Message]:
                  queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
         Prefetch("events", queryset=MessageEvent.objects.order_by("occurred_at", "id")),
     )
+
+
+def message_devices(message: Message) -> list[dict]:
+    """A push message's result per device, the latest call to each device winning (the
+    attempts' ``response["devices"]``, in the order they were made; read from the prefetched
+    `delivery_attempts`): ``[{"kind", "provider", "device", "result", "status", "error",
+    "at"}]`` with `result` one of accepted, deactivated, transient_error, permanent_error,
+    `device` shortened as the ledger keeps it, `at` the call's start. Empty for other channels."""
+    latest: dict[tuple[str, str], dict] = {}
+    for attempt in message.delivery_attempts.all():
+        devices = (attempt.response or {}).get("devices")
+        if not isinstance(devices, list):
+            continue
+        for device in devices:
+            key = (attempt.provider_kind, str(device.get("device", "")))
+            latest.pop(key, None)  # re-inserted: the order is that of the latest calls
+            latest[key] = {"kind": attempt.provider_kind, "provider": attempt.provider,
+                           "device": key[1], "result": device.get("result", ""),
+                           "status": device.get("status"), "error": device.get("error", ""),
+                           "at": attempt.started_at}
+    return list(latest.values())

@@ -6,6 +6,7 @@ The admin shows these (`notifications/admin/support.py`); they are plain reads o
 test or another interface can use them too.
 """
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -216,19 +217,18 @@ def run_timeline(run: Run) -> list[TimelineEntry]:
     then steps, messages, provider calls, provider events, engagement; then as each source
     gave them). Read the run with run_for_timeline to keep the queries few."""
     entries = [entry for source in TIMELINE_SOURCES for entry in source(run)]
-    # The engine makes a message a moment before it writes the StepLog that queued it (one
-    # transaction): the message sorts at that log's time, after it, so the cause reads first.
+    # The engine makes a message a moment before it writes the StepLog that queued it, in one
+    # transaction: the message is shown at that log's time, after it, so the cause reads first
+    # and the times shown still only go forward.
     logged_at: dict[str, datetime] = {}
     for entry in entries:
         if entry.kind == "step" and entry.detail and entry.detail.get("message_id"):
             logged_at.setdefault(str(entry.detail["message_id"]), entry.at)
-
-    def order(entry: TimelineEntry) -> tuple[datetime, int]:
-        if entry.kind == "message" and entry.obj is not None:
-            return max(entry.at, logged_at.get(str(entry.obj.pk), entry.at)), entry.rank
-        return entry.at, entry.rank
-
-    return sorted(entries, key=order)
+    entries = [dataclasses.replace(entry, at=max(entry.at, logged_at[str(entry.obj.pk)]))
+               if entry.kind == "message" and entry.obj is not None
+               and str(entry.obj.pk) in logged_at else entry
+               for entry in entries]
+    return sorted(entries, key=lambda entry: (entry.at, entry.rank))
 
 
 # --- A recipient's latest activity --------------------------------------------------------

@@ -2,7 +2,7 @@
 `GET /api/v1/messages/{id}` (with its provider calls and status events). A tenant-restricted API
 key sees only its tenant's messages."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -100,12 +100,31 @@ class MessageEventSerializer(Serializer):
     payload = serializers.JSONField(source="raw", help_text="The provider's payload as sent.")
 
 
+class MessageDeviceSerializer(Serializer):
+    kind = serializers.CharField(help_text="fcm, apns or webpush.")
+    provider = serializers.CharField(help_text="The key of the provider that last called it.")
+    device = serializers.CharField(help_text="The token or Web Push endpoint, shortened.")
+    result = serializers.CharField(help_text="accepted, deactivated (the provider said the "
+                                   "device is gone; taken out of the recipient's channel data), "
+                                   "transient_error or permanent_error.")
+    status = serializers.IntegerField(allow_null=True, help_text="The provider's HTTP status.")
+    error = serializers.CharField()
+    at = serializers.DateTimeField(help_text="When that call started.")
+
+
 class MessageLogDetailSerializer(MessageSummarySerializer):
     template_version = serializers.IntegerField(source="template_version.number",
                                                 allow_null=True)
     content = serializers.JSONField(help_text="The rendered fields.")
     attempts = MessageAttemptSerializer(many=True, source="delivery_attempts")
+    devices = serializers.SerializerMethodField(
+        help_text="Push: the result per device of the latest call to it (every device set "
+                  "of the recipient: APNs, FCM, Web Push). Empty for other channels.")
     events = MessageEventSerializer(many=True)
+
+    @extend_schema_field(MessageDeviceSerializer(many=True))
+    def get_devices(self, message) -> list:
+        return MessageDeviceSerializer(selectors.message_devices(message), many=True).data
 
 
 class MessagePageInfoSerializer(Serializer):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
+from ..models import Channel, DeliveryAttempt, Message, MessageEvent, StepLog
 from ..providers import registry
 from ..queue import enqueue
 from .batch import Delivery, _finish
@@ -24,6 +24,10 @@ def message_mark_sent_from_ledger(message: Message, attempt: DeliveryAttempt) ->
     """A worker stopped after a provider accepted the message but before the message was marked
     sent (a batch's later failover round was running): the ledger says it was accepted, so it is
     sent, with the provider's id, and never sent again."""
+    # A push's other device set may have had a call on the wire: what became of it is unknown.
+    message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED).update(
+        outcome=DeliveryAttempt.Outcome.UNKNOWN,
+        error="The worker stopped before the provider answered.")
     d = Delivery(message, [])
     d.outcome = ("sent", attempt.provider, str((attempt.response or {}).get("message_id") or ""))
     _finish([d], timezone.now())
@@ -53,6 +57,8 @@ def message_mark_outcome_unknown(message: Message) -> str:
       attempt succeeded, the message is sent (and its reported events applied).
     - The provider de-duplicates on the message's idempotency key (the signed webhook): the
       message is queued again and the same key makes a second call harmless.
+    - A push message one of whose device sets a provider took in an earlier pass (the call cut
+      short was to another set, fanout.py): it is sent, and that set's provider named.
     - Anywhere else it is not sent again (a second send would risk a duplicate): it is marked
       failed with the reason, so support sees it on the run's timeline.
 
@@ -79,6 +85,14 @@ def message_mark_outcome_unknown(message: Message) -> str:
     DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started]).update(
         outcome=DeliveryAttempt.Outcome.UNKNOWN,
         error="The worker stopped before the provider answered.")
+    taken = (message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.SUCCEEDED)
+             .order_by("started_at", "id").first() if message.channel == Channel.PUSH else None)
+    if taken is not None:  # a device set took it in an earlier pass: sent, never again
+        d = Delivery(message, [])
+        d.outcome = ("sent", taken.provider,
+                     str((taken.response or {}).get("message_id") or ""))
+        _finish([d], now)
+        return "sent"
     if last is not None and _supports_idempotency(last.provider_kind):
         with transaction.atomic():
             requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING) \

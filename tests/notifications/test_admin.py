@@ -502,9 +502,14 @@ def test_run_page_shows_its_timeline_messages_and_delivery_attempts(admin_client
     mail = run.messages.get(step_ref="mail")
     inbox_message = run.messages.get(step_ref="inbox")
     attempt = mail.delivery_attempts.get()
-    assert ("message", when(mail.created_at), "mail",
+    # A message is shown when the StepLog that queued (or sent) it was written, a moment after
+    # the row was made in the same transaction: the cause reads first.
+    logged = {log.detail.get("message_id"): log.created_at
+              for log in run.step_logs.order_by("-created_at", "-id")}
+    assert ("message", when(max(mail.created_at, logged[str(mail.pk)])), "mail",
             f'<a href="{url(Message, "change", mail.pk)}">Email message: Sent</a>') in rows
-    assert ("message", when(inbox_message.created_at), "inbox",
+    assert ("message", when(max(inbox_message.created_at, logged[str(inbox_message.pk)])),
+            "inbox",
             f'<a href="{url(Message, "change", inbox_message.pk)}">In-app message: Sent</a>'
             ) in rows
     assert ("attempt", when(attempt.started_at), "mail",

@@ -1,8 +1,9 @@
 """The admin's own pages speak French and German: the browser's Accept-Language, or the language
 chosen in the admin's header (Django's set_language, a cookie), picks the language of the
-dashboard, search, builder, template editor and its diff, a workflow's versions and one version
-beside the live one (the side-by-side diff of the draft/review/publish pages), import, analytics,
-a run's timeline, a message's resend button and a provider's test page. Only the admin changes
+dashboard, search, builder, template editor and its diff, the editor of a template of a step
+a workflow's draft adds, a workflow's versions and one version beside the live one (the
+side-by-side diff of the draft/review/publish pages), import, analytics, a run's timeline, a
+message's resend button and a provider's test page. Only the admin changes
 language: the API answers in English whatever the request asks."""
 
 import re
@@ -13,6 +14,7 @@ from django.urls import reverse
 
 from notifications.models import Message, ProviderConfig, Run, Template
 from notifications.services import template_save
+from notifications.workflow_versions import draft_save, workflow_document
 
 from ..conftest import email_step, in_app_step
 
@@ -27,6 +29,9 @@ EXPECTED = {
                  "Every version of this workflow"),
     "version": ("Modifications : En ligne : version 2 (à gauche)",
                 "Änderungen: Live: Version 2 (links)", "Changes: Live: version 2 (left)"),
+    "draft template": ("Il est publié avec le brouillon du workflow.",
+                       "Sie wird mit dem Entwurf des Workflows veröffentlicht.",
+                       "It is published with the workflow's draft."),
     "import": ("JSON du workflow", "Workflow-JSON", "Workflow JSON"),
     "analytics": ("Exécutions et suppressions", "Durchläufe und Unterdrückungen",
                   "Runs and suppressions"),
@@ -62,7 +67,7 @@ MORE = {
 def pages(api, make_workflow, run_tasks):
     """{page: its path}, each over real rows: a workflow triggered and run, a failed message,
     a template with two versions, a workflow published twice (version 1 is shown beside the live
-    version 2), a provider."""
+    version 2) whose draft adds a step, a provider."""
     workflow = make_workflow("order", steps=[in_app_step(), email_step()])
     response = api.post("/api/v1/workflows/order/trigger",
                         {"recipients": [{"id": "ada", "email": "ada@example.com"}]})
@@ -76,6 +81,9 @@ def pages(api, make_workflow, run_tasks):
     response = api.put("/api/v1/workflows/order", {**document, "name": "Order shipped"})
     assert response.status_code == 200, response.content
     assert workflow.versions.get(number=2).state == "published"
+    document = {**workflow_document(workflow), "name": "Order shipped"}
+    document["steps"].append({"ref": "text", "type": "sms", "templates": {}})
+    draft_save(workflow=workflow, document=document, user=None)  # adds a step: its editor
     provider = ProviderConfig.objects.create(key="mail-main", channel="email", kind="smtp",
                                              consecutive_failures=3, last_error="timeout")
     return {
@@ -86,6 +94,8 @@ def pages(api, make_workflow, run_tasks):
         "diff": reverse("admin:notifications_template_diff", args=[template.pk]),
         "versions": reverse("admin:notifications_workflow_versions", args=[workflow.pk]),
         "version": reverse("admin:notifications_workflow_version", args=[workflow.pk, 1]),
+        "draft template": reverse("admin:notifications_workflow_draft_template",
+                                  args=[workflow.pk, "text"]),
         "import": reverse("admin:notifications_workflow_import"),
         "analytics": reverse("admin:analytics_hourlyrollup_changelist"),
         "timeline": reverse("admin:notifications_run_change", args=[Run.objects.get().pk]),

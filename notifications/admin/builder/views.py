@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -29,6 +29,7 @@ from ...workflow_versions import (
     draft_of,
     review_required,
 )
+from ..draft_templates import draft_template_url
 from . import diagram, render
 from .convert import (
     BRANCH_INDEX,
@@ -308,11 +309,17 @@ def templates_status(workflow: Workflow | None,
         kind = kind_for(step.type)
         if kind is None or not kind.has_templates:
             continue
+        new_step = live is not None and step.pk not in live.steps
         rows = []
         for template in sorted(step.templates.all(), key=lambda t: (t.channel, t.locale)):
             latest = max((v.number for v in template.versions.all()), default=0)
             published = template.published_version.number if template.published_version else 0
             name = f"{template.channel} {template.locale}".strip()
+            if new_step:  # kept in the draft's document: its own editor writes them there
+                rows.append((draft_template_url(workflow, step.ref, channel=template.channel,
+                                                locale=template.locale), name,
+                             _("new in this draft")))
+                continue
             if live is not None and template.pk not in live.templates:
                 rows.append(("", name, _("new in this draft")))
                 continue
@@ -325,9 +332,11 @@ def templates_status(workflow: Workflow | None,
                     words = _("%(published)s, v%(number)s draft") % {"published": words,
                                                                      "number": latest}
             rows.append((admin_url(template), name, words))
-        if live is not None and step.pk not in live.steps:
-            add = format_html('<span class="wb-help">{}</span>', _(
-                "A step new in this draft gets its templates once the draft is published."))
+        if new_step:
+            add = format_html('<a href="{}">{}</a> <span class="wb-help">{}</span>',
+                              draft_template_url(workflow, step.ref), _("Add a template"),
+                              _("The step is new in this draft: its templates are published "
+                                "with it."))
         else:
             add = format_html('<a href="{}?step={}">{}</a>',
                               reverse("admin:notifications_template_add"), step.pk,
@@ -350,6 +359,8 @@ def builder_view(model_admin, request, object_id=None):
     """The workflow's change page (or the add page without `object_id`)."""
     workflow = None
     if object_id is not None:
+        if not str(object_id).isdigit():  # e.g. a relative URL resolved against the page's
+            raise Http404(_("No workflow %(id)s.") % {"id": object_id})
         workflow = get_object_or_404(Workflow, pk=object_id)
         if not model_admin.has_view_or_change_permission(request, workflow):
             raise PermissionDenied
