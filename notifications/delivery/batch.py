@@ -326,7 +326,8 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
     """Make one round of calls, at most DELIVERY_CONCURRENCY on the wire at once (in this
     thread for a lone call, else on this thread's event loop): each group of calls is started
     (`_start`) just before its requests leave, and each completed call recorded (`_record`) as
-    it ends, its attempt's result added to `unwritten`. A call that could not end before
+    it ends, its attempt's result added to `unwritten` (written with the next group's start, or
+    at once when no call is left to start). A call that could not end before
     `deadline` is not made (its `attempt` stays None); `batch_start` is when the batch began
     (`time.monotonic()`). Returns the calls made."""
     limit = max(1, settings.CLARION["DELIVERY_CONCURRENCY"])
@@ -360,6 +361,12 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
             made += group
             for call in group:
                 running[loop.create_task(_perform_async(call))] = call
+        elif unwritten:
+            # Nothing left to start while the last calls run: record the ended ones now, or a
+            # worker killed meanwhile would leave them `started`, of unknown outcome (an email
+            # the server accepted then fails; the sweeper reads a success here instead).
+            update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+            unwritten.clear()
         if not running:
             break
         done, _ = loop.run_until_complete(

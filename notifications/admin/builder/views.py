@@ -326,9 +326,11 @@ def templates_status(workflow: Workflow | None,
             if live is not None and published != (live.templates[template.pk] or 0):
                 words = _("changed in this draft")
             else:
-                words = f"v{published} published" if published else "not published"
+                words = (_("v%(number)s published") % {"number": published} if published
+                         else _("not published"))
                 if latest > published:
-                    words += f", v{latest} draft"
+                    words = _("%(published)s, v%(number)s draft") % {"published": words,
+                                                                     "number": latest}
             rows.append((admin_url(template), name, words))
         if new_step:
             add = format_html('<a href="{}">{}</a> <span class="wb-help">{}</span>',
@@ -468,7 +470,8 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "draft_url": (reverse("admin:notifications_workflow_version",
                               args=[workflow.pk, draft.number]) if draft else ""),
         "opts": opts, "original": workflow, "state": state, "problems": problems.by_name,
-        "title": f"Workflow {workflow.key}" if workflow else "Add workflow",
+        "title": (_("Workflow %(key)s") % {"key": workflow.key} if workflow
+                  else _("Add workflow")),
         "can_save": can_save, "kinds": kinds,
         "steps_html": render.steps_html(state.steps, "steps", problems,
                                         templates=templates, kinds=kinds),
@@ -478,7 +481,7 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "raw_schema_json": (json.dumps(state.raw_schema, indent=2, ensure_ascii=False)
                             if state.rows is None else ""),
         "diagram": diagram.flow_html(state.steps,
-                                     start=f"Trigger {state.key or 'this workflow'}"),
+                                     start=trigger_label(state.key)),
         "step_errors": problems.get("steps"), "all_errors": problems.get("__all__"),
         "field_errors": {name: problems.get(name) for name in (
             "key", *SETTINGS, "fields", "sample_json")},
@@ -492,6 +495,11 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
     }
 
 
+def trigger_label(key: str | None) -> str:
+    """The diagram's first node: what starts the workflow `key` (none yet: unnamed)."""
+    return (_("Trigger %(key)s") % {"key": key}) if key else _("Trigger this workflow")
+
+
 def diagram_view(model_admin, request):
     """The flow diagram of the builder's form as posted (unsaved), for the page to redraw it
     as the steps change."""
@@ -499,7 +507,7 @@ def diagram_view(model_admin, request):
         raise PermissionDenied
     state = state_from_form(request.POST, Problems())
     return HttpResponse(diagram.flow_html(state.steps,
-                                          start=f"Trigger {state.key or 'this workflow'}"))
+                                          start=trigger_label(state.key)))
 
 
 def export_view(model_admin, request, object_id):
@@ -527,7 +535,7 @@ def import_view(model_admin, request):
         try:
             data = json.loads(body)
         except ValueError as exc:
-            errors.append(f"Not JSON: {exc}.")
+            errors.append(_("Not JSON: %(error)s.") % {"error": exc})
             data = None
         if data is not None:
             key = data.get("key") if isinstance(data, dict) else None
@@ -546,4 +554,4 @@ def import_view(model_admin, request):
                 return HttpResponseRedirect(admin_url(workflow))
     return TemplateResponse(request, "admin/notifications/workflow/import.html", {
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-        "title": "Import a workflow", "errors": errors, "body": body})
+        "title": _("Import a workflow"), "errors": errors, "body": body})
