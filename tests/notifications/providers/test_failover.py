@@ -362,3 +362,34 @@ def test_a_stalled_worker_of_the_first_send_does_not_write_over_the_resends_outc
     assert list(message.delivery_attempts.values_list("send_number", "outcome")) == [
         (1, "succeeded")]
     assert len(server.requests) == 1
+
+
+def test_a_resend_whose_worker_died_during_its_call_is_not_called_twice(
+        twilio_provider, queue_message):
+    """Exactly once per send: the resend's call was on the wire when its worker died and no
+    report names it, so its outcome is unknown: the resend is failed, never called again (the
+    first send's success does not pass for it either)."""
+    from notifications.services import message_resend
+    from notifications.tasks import sweep
+
+    server = twilio_provider()
+    message = queue_message("sms", {"text": "on the wire"})
+    deliver(str(message.id))
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED)
+    assert message_resend(message=message)
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.SENDING, attempts=1, updated_at=timezone.now() - timedelta(hours=1))
+    DeliveryAttempt.objects.create(message=message, provider="twilio-main",
+                                   provider_kind="twilio", send_number=2,
+                                   started_at=timezone.now())
+
+    sweep()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.error == ("Delivery outcome unknown: the worker stopped during the provider "
+                             "call.")
+    deliver(str(message.id))
+    assert len(server.requests) == 1  # the first send's only
+    assert list(message.delivery_attempts.values_list("send_number", "outcome")) == [
+        (1, "succeeded"), (2, "unknown")]
