@@ -100,6 +100,9 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     if event == E.SKIPPED:
         return f"{step} skipped: {d.get('reason', 'no reason given')}"
     if event == E.QUEUED:
+        if d.get("resent"):
+            return (f"{step} resent (send {d.get('send_number')})"
+                    + (f" by {d['by']}" if d.get("by") else ""))
         return f"{step} queued" + (f" to {d['to']}" if d.get("to") else "")
     if event == E.SENT:
         return f"{step} sent" + (f" to {d['to']}" if d.get("to") else "") + _devices_words(d)

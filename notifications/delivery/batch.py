@@ -45,7 +45,13 @@ from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_
 from ..providers.services import channel_data_deactivate
 from ..queue import enqueue_at, enqueue_many
 from .claim import MESSAGE_RELATIONS, _due, claim_batch
-from .fanout import device_entries, forget_devices, merge_device_sets, split_device_sets
+from .fanout import (
+    device_entries,
+    forget_devices,
+    merge_device_sets,
+    split_device_sets,
+    unsent_sets_error,
+)
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
@@ -198,10 +204,12 @@ def deliver_claimed(messages: list[Message], *, now: datetime,
 DEFERRED = ("deferred", "", None)
 
 def _load_history(deliveries: list[Delivery]) -> None:
-    """What earlier passes of retried messages did: transient calls per provider, and the
-    providers they are done with (a permanent error, or retries exhausted). A push device set
-    that a provider of its own already took (an earlier pass; another set is being retried) is
-    done: sent, never again."""
+    """What earlier passes of the current send of retried messages did: transient calls per
+    provider, and the providers they are done with (a permanent error, or retries exhausted).
+    A push device set that a provider of its own already took (an earlier pass; another set is
+    being retried) is done: sent, never again. Attempts of an earlier send (before a resend,
+    services.message_resend) are not read: a resend gives every provider and set a fresh
+    chance."""
     retried = defaultdict(list)
     for d in deliveries:
         if d.message.attempts > 1:
@@ -209,10 +217,13 @@ def _load_history(deliveries: list[Delivery]) -> None:
     if not retried:
         return
     limit = settings.CLARION["DELIVERY_MAX_ATTEMPTS"]
+    sends = {pk: parts[0].message.send_number for pk, parts in retried.items()}
     rows = DeliveryAttempt.objects.filter(message_id__in=list(retried)).values_list(
-        "message_id", "provider", "outcome", "error", "response", "estimated_cost",
-        "cost_currency").order_by("started_at", "id")
-    for message_id, provider, outcome, error, response, cost, currency in rows:
+        "message_id", "send_number", "provider", "outcome", "error", "response",
+        "estimated_cost", "cost_currency").order_by("started_at", "id")
+    for message_id, send_number, provider, outcome, error, response, cost, currency in rows:
+        if send_number != sends[message_id]:
+            continue
         parts = retried[message_id]
         own = next((d for d in parts if any(c.key == provider for c in d.candidates)), None)
         if (own is not None and own.target and own.outcome is None
@@ -302,6 +313,7 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt]) -> None:
     started_at = timezone.now()
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
                                 provider_kind=call.candidate.provider.kind,
+                                send_number=call.delivery.message.send_number,
                                 started_at=started_at)
                 for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
@@ -476,10 +488,12 @@ MESSAGE_OUTCOME_FIELDS = ["status", "error", "provider", "provider_message_id",
 def _finish(deliveries: list[Delivery], now: datetime, *,
             attempts: list[DeliveryAttempt] = ()) -> None:
     """Write the last calls' attempts, each message's outcome and its timeline entry, in one
-    transaction. Only messages still `sending` (row-locked first) move: one that something
-    else moved meanwhile (the sweeper, after a stall) keeps that status; its attempts, the
-    ledger, are written all the same. A deferred message (its call could not start before the
-    batch's deadline) is queued again at once, for the next pass."""
+    transaction. Only messages still `sending` in the same send (row-locked first) move: one
+    that something else moved meanwhile (the sweeper, after a stall; then perhaps a resend that
+    another worker is sending) keeps that status; its attempts, the ledger, are written all
+    the same. A deferred message (its call could not start before the batch's deadline) is
+    queued again at once, for the next pass. A push message sent by some device sets but not
+    all is `sent` with the others' errors (fanout.unsent_sets_error)."""
     logs, changed, schedules, deferred = [], [], [], []
     for d in merge_device_sets(deliveries):
         if d.outcome is None:  # cannot happen; never leave a message in `sending`
@@ -498,7 +512,10 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         message.provider = provider or message.provider
         message.next_attempt_at = None
         if state == "sent":
-            message.status, message.error, message.sent_at = Message.Status.SENT, "", now
+            message.status, message.sent_at = Message.Status.SENT, now
+            message.error = unsent_sets_error(d.sets, d.last_error)[:2000]
+            if message.error:
+                detail["error"] = message.error[:500]
             message.provider_message_id = value
             message.estimated_cost, message.cost_currency = d.cost or (None, "")
             event, detail["provider_message_id"] = StepLog.Event.SENT, value
@@ -527,9 +544,10 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                             detail=detail))
     with transaction.atomic():
         update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
-        owned = set(Message.objects.select_for_update()
-                    .filter(pk__in=[m.pk for m in changed], status=Message.Status.SENDING)
-                    .values_list("pk", flat=True))
+        sends = {m.pk: m.send_number for m in changed}
+        owned = {pk for pk, send_number in Message.objects.select_for_update()
+                 .filter(pk__in=list(sends), status=Message.Status.SENDING)
+                 .values_list("pk", "send_number") if send_number == sends[pk]}
         if len(owned) < len(changed):
             logger.warning("messages %s left `sending` while being delivered; not overwritten",
                            [str(m.pk) for m in changed if m.pk not in owned])
@@ -544,7 +562,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         for message, at in schedules:
             if message.pk in owned:
                 enqueue_at("notifications.tasks.deliver_message", str(message.id), at=at,
-                           name=f"msg:{message.id}#{message.attempts}")
+                           name=f"msg:{message.id}#{message.send_number}.{message.attempts}")
         enqueue_many("notifications.tasks.deliver_message",
                      [(str(m.id),) for m in deferred if m.pk in owned])
 

@@ -8,6 +8,8 @@ among its own providers, retries on its own, and is done when one of them took i
 the pass the sets' outcomes become the message's (`merge_device_sets`): queued again while a set
 still has to retry (the sets already sent are read back from the ledger next pass and never sent
 again, batch._load_history), else sent when any set was sent, else failed with each set's error.
+A message sent by some sets but not all keeps the others' errors in `Message.error`
+(`unsent_sets_error`): status `sent`, error "Not sent to every device set — webpush: …".
 Each provider call's result per device goes on the run's timeline (`device_entries`).
 """
 
@@ -94,8 +96,8 @@ def _merged(parts: list):
     sent = [part for part in parts if part.outcome[0] == "sent"]
     later = [part for part in parts if part.outcome[0] in LATER]
     unfinished = [part for part in parts if part.outcome[0] != "sent"]
-    error = "; ".join(f"{part.target}: {part.last_error}" for part in unfinished
-                      if part.last_error)
+    error = "; ".join(f"{part.target}: {part.last_error or part.outcome[0]}"
+                      for part in unfinished)
     if any(part.outcome[0] == "deferred" for part in parts):
         outcome = ("deferred", "", None)
     elif later:
@@ -110,6 +112,18 @@ def _merged(parts: list):
                    last_provider=unfinished[-1].last_provider if unfinished else "",
                    tried=[key for part in parts for key in part.tried],
                    devices=[entry for part in parts for entry in part.devices], sets=states)
+
+
+def unsent_sets_error(sets: dict[str, str], why: str) -> str:
+    """The error a push message that some device sets took, but not all, is left with (its
+    status stays `sent`): the sets that did not take it and why, so support sees the failure
+    on the message itself — "Not sent to every device set — webpush: <the last error>".
+    `sets`: {target: state} (`Delivery.sets`); `why`: the unfinished sets' errors as
+    `_merged` joins them. "" when every set took it (or the message was not split)."""
+    unsent = [target for target, state in sets.items() if state != "sent"]
+    if not unsent:
+        return ""
+    return f"Not sent to every device set — {why or ', '.join(unsent)}"
 
 
 def _total_cost(sent: list) -> tuple[Decimal, str] | None:

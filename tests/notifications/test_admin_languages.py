@@ -3,8 +3,8 @@ chosen in the admin's header (Django's set_language, a cookie), picks the langua
 dashboard, search, builder, template editor and its diff, the editor of a template of a step
 a workflow's draft adds, a workflow's versions and one version beside the live one (the
 side-by-side diff of the draft/review/publish pages), import, analytics, a run's timeline, a
-message's resend button and a provider's test page. Only the admin changes
-language: the API answers in English whatever the request asks."""
+message's resend button and what its tries count, and a provider's test page. Only the admin
+changes language: the API answers in English whatever the request asks."""
 
 import re
 from html import unescape
@@ -37,6 +37,10 @@ EXPECTED = {
                   "Runs and suppressions"),
     "timeline": ("Chronologie", "Zeitleiste", "Timeline"),
     "resend": ("Renvoyer ce message", "Diese Nachricht erneut senden", "Resend this message"),
+    "message tries": ("1 passage d’envoi, 1 appel au fournisseur (les tentatives d’envoi "
+                      "ci-dessous).",
+                      "1 Zustelldurchgang, 1 Anbieteraufruf (die Zustellversuche unten).",
+                      "1 delivery pass, 1 provider call (the delivery attempts below)."),
     "send test": ("Envoyer un message de test par mail-main",
                   "Testnachricht über mail-main senden",
                   "Send a test message through mail-main"),
@@ -100,6 +104,7 @@ def pages(api, make_workflow, run_tasks):
         "analytics": reverse("admin:analytics_hourlyrollup_changelist"),
         "timeline": reverse("admin:notifications_run_change", args=[Run.objects.get().pk]),
         "resend": reverse("admin:notifications_message_change", args=[message.pk]),
+        "message tries": reverse("admin:notifications_message_change", args=[message.pk]),
         "send test": reverse("admin:notifications_providerconfig_send_test",
                              args=[provider.pk]),
     }

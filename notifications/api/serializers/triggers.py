@@ -193,6 +193,8 @@ class DeliveryAttemptSerializer(Serializer):
     duration_ms = serializers.IntegerField(allow_null=True)
     outcome = serializers.CharField()
     error = serializers.CharField()
+    send_number = serializers.IntegerField(
+        help_text="The send of the message this call belongs to: 1, then one more per resend.")
 
 
 class MessageDetailSerializer(Serializer):
@@ -207,6 +209,8 @@ class MessageDetailSerializer(Serializer):
                                                 allow_null=True)
     content = serializers.JSONField()
     error = serializers.CharField()
+    send_number = serializers.IntegerField(
+        help_text="The current send: 1, then one more each time the message is resent.")
     attempts = DeliveryAttemptSerializer(many=True, source="delivery_attempts")
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)

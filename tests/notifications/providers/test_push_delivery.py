@@ -66,6 +66,7 @@ def test_apns_with_only_dead_tokens_fails_while_fcm_delivers_and_dead_tokens_are
 
     message.refresh_from_db()
     assert (message.status, message.provider) == (Message.Status.SENT, "fcm-main")
+    assert message.error.startswith("Not sent to every device set — apns: ")
     assert message.provider_message_id.startswith("projects/clarion-test/messages/")
     assert attempts(message) == [("apns-main", "permanent_error"), ("fcm-main", "succeeded")]
     assert apple.problems == [] and google.problems == []

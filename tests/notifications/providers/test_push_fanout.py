@@ -207,8 +207,8 @@ def test_a_device_set_that_must_retry_is_retried_alone(apple, push_service, apns
     assert rows("bo")["webpush"] == {"subscriptions": [browser]}
 
 
-def test_a_device_set_with_no_provider_of_its_kind_fails_alone(apple, push_service,
-                                                               apns_provider, queue_message):
+def test_a_device_set_with_no_provider_of_its_kind_fails_alone_and_the_message_says_so(
+        apple, push_service, apns_provider, queue_message, api, admin_client):
     browser = push_service.subscribe()
     message = queue_message("push", TEMPLATE, recipient={
         "id": "cy", "name": "Ada", "channel_data": {
@@ -216,9 +216,19 @@ def test_a_device_set_with_no_provider_of_its_kind_fails_alone(apple, push_servi
     deliver(str(message.id))
     message.refresh_from_db()
     assert (message.status, message.provider) == (Message.Status.SENT, "apns-main")
+    # Support sees the set that failed on the message itself, and in the API.
+    why = ("Not sent to every device set — webpush: No webpush provider is configured for "
+           "the push channel (the recipient has webpush devices).")
+    assert message.error == why
     (sent,) = timeline(message, StepLog.Event.SENT)
     assert sent["device_sets"] == {"apns": "sent", "webpush": "failed"}
+    assert sent["error"] == why
     assert push_service.requests == []
+    body = api.get(f"/api/v1/messages/{message.id}").json()
+    assert (body["status"], body["error"]) == ("sent", why)
+    assert body["device_sets"] == {"apns": "sent", "webpush": "failed"}
+    page = admin_client.get(reverse("admin:notifications_message_change", args=[message.pk]))
+    assert why in page.content.decode()
 
 
 def test_a_worker_killed_while_calling_the_second_set_leaves_the_message_sent_once(
@@ -240,6 +250,8 @@ def test_a_worker_killed_while_calling_the_second_set_leaves_the_message_sent_on
 
     message.refresh_from_db()
     assert (message.status, message.provider) == (Message.Status.SENT, "apns-main")
+    assert message.error == ("Not sent to every device set — webpush: Delivery outcome "
+                             "unknown: the worker stopped during the provider call.")
     assert [r.token for r in apple.requests] == [IPHONE]
     assert push_service.delivered == []
     assert message.delivery_attempts.filter(outcome="unknown").count() == 1
@@ -267,9 +279,54 @@ def test_a_worker_killed_after_one_set_was_accepted_in_the_same_pass_leaves_it_s
     message.refresh_from_db()
     assert (message.status, message.provider, message.provider_message_id) == (
         Message.Status.SENT, "apns-main", "apns-id-1")
+    assert message.error == ("Not sent to every device set — webpush: Delivery outcome "
+                             "unknown: the worker stopped during the provider call.")
     assert sorted(message.delivery_attempts.values_list("provider", "outcome")) == [
         ("apns-main", "succeeded"), ("webpush-main", "unknown")]
     assert apple.requests == [] and push_service.requests == []
+
+
+def test_a_resend_gives_every_device_set_a_fresh_chance(
+        apple, push_service, apns_provider, webpush_provider, queue_message, clarion_settings):
+    from notifications.services import message_resend
+
+    clarion_settings(DELIVERY_MAX_ATTEMPTS=2, BREAKER_FAILURES=100)
+    browser = push_service.subscribe()
+    message = queue_message("push", TEMPLATE, recipient={
+        "id": "fy", "name": "Ada", "channel_data": {
+            "push:apns": {"tokens": [IPHONE]}, "push:webpush": {"subscriptions": [browser]}}})
+    apple.scripted += [(500, "InternalServerError"), (500, "InternalServerError")]
+    push_service.server.script(Reply(413, body=b"too large"))
+    deliver(str(message.id))  # Web Push refuses for good; APNs is down, retried
+    due_now(message)
+    deliver(str(message.id))  # APNs still down: its retries used up
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert (len(apple.requests), len(push_service.requests)) == (2, 1)
+
+    assert message_resend(message=message)
+    push_service.server.script(Reply(503, headers={"Retry-After": "1"}))
+    deliver(str(message.id))  # APNs takes it now; Web Push answers 503: that set retries
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert timeline(message, StepLog.Event.RETRYING)[-1]["device_sets"] == {
+        "apns": "sent", "webpush": "retry"}
+    due_now(message)
+    deliver(str(message.id))
+
+    message.refresh_from_db()
+    # The first send's 413 does not exclude Web Push from the resend's retry, and the set APNs
+    # took in this send is not sent twice.
+    assert (message.status, message.error) == (Message.Status.SENT, "")
+    assert timeline(message, StepLog.Event.SENT)[-1]["device_sets"] == {
+        "apns": "sent", "webpush": "sent"}
+    assert [r.token for r in apple.requests] == [IPHONE] * 3
+    assert push_service.delivered == [{**PAYLOAD, "id": str(message.id)}]
+    assert list(message.delivery_attempts.filter(send_number=2).order_by(
+        "started_at", "id").values_list("provider", "outcome")) == [
+        ("apns-main", "succeeded"), ("webpush-main", "transient_error"),
+        ("webpush-main", "succeeded")]
+    assert apple.problems == [] and push_service.problems == []
 
 
 # --- 413 / oversize, 429 and 5xx never deactivate a device -----------------------------------
