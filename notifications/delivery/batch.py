@@ -16,6 +16,8 @@ A Message is claimed (queued → sending) by one worker only. `deliver_batch` cl
 DELIVERY_BATCH_SIZE due messages and makes their provider calls concurrently (asyncio and
 httpx.AsyncClient; SMTP and anymail in threads), with the same rows written before and after.
 A worker killed during a call leaves a `started` attempt: see `message_mark_outcome_unknown`.
+For SMTP the attempt is written just before DATA (`Provider.commits_late`): a worker killed
+earlier in the exchange leaves none, and the sweeper sends the message again.
 """
 
 from __future__ import annotations
@@ -40,7 +42,12 @@ from preferences.mail import unsubscribe_headers
 
 from ..channels import CHANNEL_DATA_CHANNELS
 from ..models import Channel, ChannelData, DeliveryAttempt, Message, MessageEvent, Run, StepLog
-from ..providers.base import OutboundMessage, PermanentError, ProviderError, SendResult
+from ..providers.base import (
+    OutboundMessage,
+    PermanentError,
+    ProviderError,
+    SendResult,
+)
 from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from ..providers.services import channel_data_deactivate
 from ..queue import enqueue_at, enqueue_many
@@ -52,6 +59,7 @@ from .fanout import (
     split_device_sets,
     unsent_sets_error,
 )
+from .gate import CommitGate
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
@@ -105,6 +113,13 @@ class Call:
     result: SendResult | None = None
     error: ProviderError | None = None
     duration_ms: int = 0
+    gate: CommitGate | None = None
+
+    @property
+    def late(self) -> bool:
+        """Its attempt is written just before the message is handed over, not before the call
+        (`Provider.commits_late`), and not yet written."""
+        return self.candidate.provider.commits_late and self.attempt is None
 
 
 def deliver(message_id: str, *, now: datetime | None = None) -> None:
@@ -304,12 +319,22 @@ def _next_call(d: Delivery, now: datetime) -> Call | None:
     return None
 
 
-def _start(calls: list[Call], unwritten: list[DeliveryAttempt]) -> None:
+def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
+           handing_over: bool = False) -> None:
     """The ledger rows of the calls about to go out, committed before their requests leave
     (one INSERT), with the results of calls completed since (`unwritten`, emptied): a worker
-    killed now leaves `started` only the attempts whose requests may be on the wire."""
+    killed now leaves `started` only the attempts whose requests may be on the wire.
+
+    A call to a kind that `commits_late` (SMTP) is left out: its row is written by its
+    `before_commit` (`_commit_gate`), just before the step that may hand the message over
+    (DATA), so a worker killed during the connection, EHLO, STARTTLS, AUTH, MAIL FROM or RCPT TO
+    leaves no attempt started and the sweeper sends the message again. `handing_over`: write
+    them too (their message is about to be handed over, or their call ended before that)."""
+    calls = calls if handing_over else [call for call in calls if not call.late]
     update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
     unwritten.clear()
+    if not calls:
+        return
     started_at = timezone.now()
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
                                 provider_kind=call.candidate.provider.kind,
@@ -350,16 +375,23 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
         group = take(1)
         if group:
             _start(group, unwritten)
-            _perform_one(group[0])
+            late = group[0].late
+            _perform_one(group[0], before_commit=(
+                lambda: _start(group, unwritten, handing_over=True)) if late else None)
+            if group[0].attempt is None:  # ended before the message was handed over
+                _start(group, unwritten, handing_over=True)
             _record(group, now, unwritten)
         return group
-    loop, running = event_loop(), {}
+    loop, running, gates = event_loop(), {}, {}
     while waiting or running:
         group = take(limit - len(running)) if len(running) < limit else []
         if group:
             _start(group, unwritten)
             made += group
             for call in group:
+                if call.late:
+                    call.gate = CommitGate(loop, call_seconds(call.candidate.provider))
+                    gates[call.gate.ready] = call
                 running[loop.create_task(_perform_async(call))] = call
         elif unwritten:
             # Nothing left to start while the last calls run: record the ended ones now, or a
@@ -370,15 +402,28 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
         if not running:
             break
         done, _ = loop.run_until_complete(
-            asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED))
-        _record([running.pop(task) for task in done], now, unwritten)
+            asyncio.wait([*running, *gates], return_when=asyncio.FIRST_COMPLETED))
+        handing = [gates.pop(future) for future in done if future in gates]
+        if handing:  # their threads wait before DATA until their attempts are written
+            _start(handing, unwritten, handing_over=True)
+            for call in handing:
+                call.gate.release()
+        ended = [running.pop(task) for task in done if task in running]
+        for call in ended:
+            if call.gate is not None and gates.pop(call.gate.ready, None) is not None:
+                call.gate.ready.cancel()
+        if unrecorded := [call for call in ended if call.attempt is None]:
+            _start(unrecorded, unwritten, handing_over=True)  # ended before handing over
+        _record(ended, now, unwritten)
     return made
 
 
-def _perform_one(call: Call) -> None:
+def _perform_one(call: Call, *, before_commit=None) -> None:
+    """Make `call` in this thread; `before_commit` is passed to a `commits_late` kind's send."""
     started = time.monotonic()
+    kwargs = {"before_commit": before_commit} if before_commit is not None else {}
     try:
-        call.result = call.candidate.provider.send(call.outbound)
+        call.result = call.candidate.provider.send(call.outbound, **kwargs)
     except ProviderError as exc:
         call.error = exc
     except Exception as exc:  # a kind's bug must not leave the message in `sending`
@@ -390,7 +435,8 @@ def _perform_one(call: Call) -> None:
 async def _perform_async(call: Call) -> None:
     started = time.monotonic()
     try:
-        call.result = await call.candidate.provider.asend(call.outbound)
+        kwargs = {"before_commit": call.gate} if call.gate is not None else {}
+        call.result = await call.candidate.provider.asend(call.outbound, **kwargs)
     except ProviderError as exc:
         call.error = exc
     except Exception as exc:

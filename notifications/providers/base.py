@@ -222,6 +222,9 @@ class Provider:
     (a sender number is not a secret); every other credential value is redacted from the ledger.
     `supports_idempotency` is True only where the provider de-duplicates on the message's
     idempotency key: only then may a message whose worker died mid-call be sent again.
+    `commits_late` is True where `send` takes `before_commit`, a callable it calls once just
+    before the step that may hand the message over (SMTP: DATA): everything before it may be
+    redone, so delivery writes the call's attempt only then (delivery/batch.py).
     """
 
     kind: ClassVar[str] = ""
@@ -232,6 +235,7 @@ class Provider:
     public_credential_fields: ClassVar[frozenset[str]] = frozenset({"from", "sender", "from_email"})
     option_fields: ClassVar[tuple[str, ...]] = ()
     supports_idempotency: ClassVar[bool] = False
+    commits_late: ClassVar[bool] = False
 
     def __init__(self, *, key: str, credentials: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None):
@@ -286,9 +290,10 @@ class Provider:
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError
 
-    async def asend(self, message: OutboundMessage) -> SendResult:
-        """Send from an event loop; the default runs `send` in a thread."""
-        return await asyncio.to_thread(self.send, message)
+    async def asend(self, message: OutboundMessage, **kwargs: Any) -> SendResult:
+        """Send from an event loop; the default runs `send` in a thread (with `kwargs`:
+        `before_commit` for kinds with `commits_late`)."""
+        return await asyncio.to_thread(self.send, message, **kwargs)
 
     def close(self) -> None:
         """Release connections. The orchestrator calls it when a batch is done."""

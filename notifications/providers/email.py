@@ -14,12 +14,13 @@ Their delivery and engagement events come back through anymail's tracking webhoo
 import json
 import logging
 import smtplib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
+from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.urls import URLPattern
 from django.utils.encoding import punycode
 
@@ -60,6 +61,28 @@ def classify_email_error(exc: Exception) -> type[ProviderError]:
     if isinstance(exc, smtplib.SMTPServerDisconnected | OSError | TimeoutError):
         return TransientError
     return PermanentError
+
+
+class CommitGatedSMTPBackend(DjangoSMTPBackend):
+    """Django's SMTP backend that calls `before_data()` (if set) just before each DATA command:
+    connect, EHLO, STARTTLS, AUTH, MAIL FROM and RCPT TO commit nothing (a server takes a message
+    only at the end of DATA, RFC 5321 section 4.1.1.4), so only what follows is of unknown
+    outcome when a worker dies. An exception from `before_data` stops the send before DATA."""
+
+    before_data: Callable[[], None] | None = None
+
+    def open(self) -> bool | None:
+        opened = super().open()
+        gate, smtp = self.before_data, self.connection
+        if opened and gate is not None and smtp is not None:
+            data = smtp.data
+
+            def gated_data(msg):
+                gate()
+                return data(msg)
+
+            smtp.data = gated_data
+        return opened
 
 
 class EmailProvider(Provider):
@@ -127,7 +150,12 @@ class EmailProvider(Provider):
             email.tags = [message.workflow_key]
         return email
 
-    def send(self, message: OutboundMessage) -> SendResult:
+    def send(self, message: OutboundMessage, *,
+             before_commit: Callable[[], None] | None = None) -> SendResult:
+        """Send `message` through the kind's backend. `before_commit` (kinds with
+        `commits_late`) is called once just before the step that may hand the message over:
+        for SMTP just before DATA, for other backends just before their send; an exception it
+        raises stops the send there."""
         exchange = Exchange(request={"to": message.to,
                                      "subject": message.content.get("subject", "")})
         try:
@@ -135,8 +163,14 @@ class EmailProvider(Provider):
         except ValueError as exc:
             raise PermanentError(f"Cannot address this email: {exc}", exchange=exchange) from exc
         try:
-            with get_connection(self.backend or None, fail_silently=False,
-                                **self.connection_kwargs()) as connection:
+            connection = get_connection(self.backend or None, fail_silently=False,
+                                        **self.connection_kwargs())
+            gated = before_commit is not None and isinstance(connection, CommitGatedSMTPBackend)
+            if gated:
+                connection.before_data = before_commit
+            with connection:
+                if before_commit is not None and not gated:
+                    before_commit()
                 connection.send_messages([email])
         except ProviderError:
             raise
@@ -175,7 +209,8 @@ class SettingsEmail(EmailProvider):
 @register
 class SMTP(EmailProvider):
     kind, label = "smtp", "SMTP"
-    backend = "django.core.mail.backends.smtp.EmailBackend"
+    backend = "notifications.providers.email.CommitGatedSMTPBackend"
+    commits_late = True
     credential_fields = ("host",)
     optional_credential_fields = ("port", "username", "password", "use_tls", "use_ssl",
                                   "from_email")

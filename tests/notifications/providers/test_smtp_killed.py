@@ -1,0 +1,167 @@
+"""A worker killed (SIGKILL) during an SMTP exchange. An SMTP server takes a message only at the
+end of DATA, so a worker killed before DATA (connecting, EHLO, MAIL FROM, RCPT TO) leaves the
+message safely re-sendable, and the sweeper sends it again; one killed after DATA began leaves
+it of unknown outcome, and it is never given a second DATA.
+
+A real process runs `deliver` (or a concurrent `deliver_batch`) against a real aiosmtpd server
+whose RCPT or DATA handler holds the exchange until the test has killed the worker.
+"""
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.utils import timezone
+
+from notifications.delivery import deliver
+from notifications.models import DeliveryAttempt, Message, StepLog
+from notifications.tasks import sweep
+from tests.e2e_support import served_database_url
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+WORKER = ("import sys, django; django.setup(); "
+          "from notifications.delivery import deliver_batch; deliver_batch(sys.argv[1:])")
+
+
+class HoldingServer:
+    """An aiosmtpd handler that holds the first `hold` sessions at `stage` ("RCPT" or "DATA")
+    until released, and counts every RCPT TO and DATA it was given."""
+
+    def __init__(self, stage: str, hold: int):
+        self.stage, self.hold = stage, hold
+        self.rcpts, self.datas, self.messages = [], [], []
+        self.released = threading.Event()
+        self._lock = threading.Condition()
+
+    async def _maybe_hold(self, stage: str, seen: list, item) -> None:
+        with self._lock:
+            seen.append(item)
+            held = stage == self.stage and len(seen) <= self.hold
+            self._lock.notify_all()
+        while held and not self.released.is_set():
+            await asyncio.sleep(0.05)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
+        await self._maybe_hold("RCPT", self.rcpts, address)
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        await self._maybe_hold("DATA", self.datas, envelope.content)
+        with self._lock:
+            self.messages.append(envelope.content)
+        return "250 OK"
+
+    def wait_for(self, seen: str, count: int, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while len(getattr(self, seen)) < count:
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"the server got {getattr(self, seen)} {seen}"
+                self._lock.wait(remaining)
+
+
+@pytest.fixture
+def holding_smtp(provider_config):
+    """holding_smtp(stage, hold) -> a HoldingServer behind a saved SMTP ProviderConfig."""
+    controllers, handlers = [], []
+
+    def start(stage: str, hold: int = 1) -> HoldingServer:
+        handler = HoldingServer(stage, hold)
+        port = free_port()
+        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        controllers.append(controller)
+        handlers.append(handler)
+        provider_config("mail", "email", "smtp", {"host": "127.0.0.1", "port": port,
+                                                  "from_email": "alerts@example.com"})
+        return handler
+
+    yield start
+    for handler in handlers:
+        handler.released.set()
+    for controller in controllers:
+        controller.stop()
+
+
+def email_message(queue_message, n: int) -> Message:
+    return queue_message("email", {"subject": f"Code {n}", "text": "Your code is 1234"},
+                         recipient={"id": f"u{n}", "email": f"u{n}@example.com"})
+
+
+def kill_worker_when(messages: list[Message], server: HoldingServer, seen: str) -> None:
+    """Run one worker delivering `messages` (one batch) and SIGKILL it once the server holds
+    each of them at its stage (`seen`: "rcpts" or "datas")."""
+    env = {**os.environ, "DATABASE_URL": served_database_url(), "SECRET_KEY": settings.SECRET_KEY,
+           "DJANGO_SETTINGS_MODULE": "clarion.settings"}
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, *(str(m.id) for m in messages)],
+                              env=env, cwd=settings.BASE_DIR)
+    try:
+        server.wait_for(seen, len(messages))
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    server.released.set()
+
+
+@pytest.mark.parametrize("count", [1, 3], ids=["lone call", "concurrent batch"])
+def test_killed_before_data_is_sent_again_once(holding_smtp, queue_message, run_tasks, count):
+    server = holding_smtp("RCPT", hold=count)
+    messages = [email_message(queue_message, n) for n in range(count)]
+    kill_worker_when(messages, server, "rcpts")
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENDING
+        assert not message.delivery_attempts.exists()  # nothing was on its way to the server
+    assert server.datas == []
+
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.QUEUED
+    run_tasks()
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENT
+        assert list(message.delivery_attempts.values_list("outcome", flat=True)) == [
+            "succeeded"]
+        assert StepLog.objects.filter(run_id=message.run_id,
+                                      event=StepLog.Event.RETRYING).count() == 1
+    assert len(server.datas) == len(server.messages) == count
+    received = sorted(m.decode() for m in server.messages)
+    for message in messages:
+        assert sum(f"X-Clarion-Message-Id: {message.id}" in m for m in received) == 1
+    sweep(now=timezone.now() + timedelta(minutes=10))
+    run_tasks()
+    assert len(server.datas) == count
+
+
+def test_killed_after_data_began_is_of_unknown_outcome_and_not_sent_again(
+        holding_smtp, queue_message, run_tasks):
+    server = holding_smtp("DATA")
+    message = email_message(queue_message, 1)
+    kill_worker_when([message], server, "datas")
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENDING
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.STARTED
+
+    assert sweep(now=timezone.now() + timedelta(minutes=5))["unknown"] == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.error == ("Delivery outcome unknown: the worker stopped during the provider "
+                             "call.")
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.UNKNOWN
+    deliver(str(message.id))
+    sweep(now=timezone.now() + timedelta(minutes=10))
+    run_tasks()
+    assert len(server.datas) == 1
