@@ -326,24 +326,41 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
     killed now leaves `started` only the attempts whose requests may be on the wire.
 
     A call to a kind that `commits_late` (SMTP) is left out: its row is written by its
-    `before_commit` (`_commit_gate`), just before the step that may hand the message over
-    (DATA), so a worker killed during the connection, EHLO, STARTTLS, AUTH, MAIL FROM or RCPT TO
-    leaves no attempt started and the sweeper sends the message again. `handing_over`: write
-    them too (their message is about to be handed over, or their call ended before that)."""
+    `before_commit` (`gate.CommitGate` in a concurrent batch), just before the step that may
+    hand the message over (DATA), so a worker killed during the connection, EHLO, STARTTLS,
+    AUTH, MAIL FROM or RCPT TO leaves no attempt started and the sweeper sends the message
+    again. `handing_over`: write them too (their message is about to be handed over)."""
     calls = calls if handing_over else [call for call in calls if not call.late]
     update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
     unwritten.clear()
     if not calls:
         return
     started_at = timezone.now()
-    attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
-                                provider_kind=call.candidate.provider.kind,
-                                send_number=call.delivery.message.send_number,
-                                started_at=started_at)
-                for call in calls]
+    attempts = [_new_attempt(call, started_at) for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):
         call.attempt = attempt
+
+
+def _new_attempt(call: Call, started_at: datetime) -> DeliveryAttempt:
+    message = call.delivery.message
+    return DeliveryAttempt(message=message, provider=call.candidate.key,
+                           provider_kind=call.candidate.provider.kind,
+                           send_number=message.send_number, started_at=started_at)
+
+
+def _record_ended(calls: list[Call], now: datetime, unwritten: list[DeliveryAttempt]) -> None:
+    """`_record` the calls that ended; a `commits_late` call that ended before handing its
+    message over (refused at RCPT TO, say) has no row yet: it is written with its result at
+    once (one INSERT), never `started`, since nothing was handed over."""
+    fresh = [call for call in calls if call.attempt is None]
+    for call in fresh:
+        call.attempt = _new_attempt(
+            call, timezone.now() - timedelta(milliseconds=call.duration_ms))
+    _record(calls, now, unwritten)
+    if fresh:
+        unwritten[:] = [attempt for attempt in unwritten if attempt.pk is not None]
+        DeliveryAttempt.objects.bulk_create([call.attempt for call in fresh])
 
 
 def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
@@ -378,9 +395,7 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
             late = group[0].late
             _perform_one(group[0], before_commit=(
                 lambda: _start(group, unwritten, handing_over=True)) if late else None)
-            if group[0].attempt is None:  # ended before the message was handed over
-                _start(group, unwritten, handing_over=True)
-            _record(group, now, unwritten)
+            _record_ended(group, now, unwritten)
         return group
     loop, running, gates = event_loop(), {}, {}
     while waiting or running:
@@ -412,9 +427,7 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
         for call in ended:
             if call.gate is not None and gates.pop(call.gate.ready, None) is not None:
                 call.gate.ready.cancel()
-        if unrecorded := [call for call in ended if call.attempt is None]:
-            _start(unrecorded, unwritten, handing_over=True)  # ended before handing over
-        _record(ended, now, unwritten)
+        _record_ended(ended, now, unwritten)
     return made
 
 

@@ -24,8 +24,8 @@ from django.utils import timezone
 from notifications.delivery import deliver
 from notifications.models import DeliveryAttempt, Message, StepLog
 from notifications.tasks import sweep
-from tests.e2e_support import served_database_url
 from tests.conftest import free_port
+from tests.e2e_support import served_database_url
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -36,6 +36,8 @@ WORKER = ("import sys, django; django.setup(); "
 class HoldingServer:
     """An aiosmtpd handler that holds the first `hold` sessions at `stage` ("RCPT" or "DATA")
     until released, and counts every RCPT TO and DATA it was given."""
+
+    refused = frozenset({"u-refused@example.com"})  # answered 550 at RCPT TO
 
     def __init__(self, stage: str, hold: int):
         self.stage, self.hold = stage, hold
@@ -53,6 +55,8 @@ class HoldingServer:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # noqa: N802
         await self._maybe_hold("RCPT", self.rcpts, address)
+        if address in self.refused:
+            return "550 5.1.1 No such user"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
@@ -94,7 +98,7 @@ def holding_smtp(provider_config):
         controller.stop()
 
 
-def email_message(queue_message, n: int) -> Message:
+def email_message(queue_message, n: int | str) -> Message:
     return queue_message("email", {"subject": f"Code {n}", "text": "Your code is 1234"},
                          recipient={"id": f"u{n}", "email": f"u{n}@example.com"})
 
@@ -165,3 +169,25 @@ def test_killed_after_data_began_is_of_unknown_outcome_and_not_sent_again(
     sweep(now=timezone.now() + timedelta(minutes=10))
     run_tasks()
     assert len(server.datas) == 1
+
+
+@pytest.mark.parametrize("others", [0, 2], ids=["lone call", "concurrent batch"])
+def test_refused_at_rcpt_is_recorded_with_its_error_never_started(holding_smtp, queue_message,
+                                                                  others):
+    """A call that ends before DATA still leaves its attempt, written with its result."""
+    from notifications.delivery import deliver_batch
+
+    server = holding_smtp("none")
+    refused = email_message(queue_message, "-refused")
+    accepted = [email_message(queue_message, n) for n in range(others)]
+    deliver_batch([str(refused.id), *(str(m.id) for m in accepted)])
+    refused.refresh_from_db()
+    assert refused.status == Message.Status.FAILED
+    attempt = refused.delivery_attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.PERMANENT_ERROR
+    assert "550" in attempt.error
+    for message in accepted:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENT
+        assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
+    assert len(server.datas) == others
