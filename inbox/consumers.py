@@ -40,7 +40,7 @@ from notifications.models import Tenant
 from . import realtime
 from .auth import InboxPrincipal, inbox_principal
 from .events import CountsChanged, ItemCreated, Resync, from_message
-from .selectors import inbox_counts, inbox_ids_after, inbox_newest_id
+from .selectors import TenantScope, inbox_counts_many, inbox_ids_after, inbox_newest_id
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,49 @@ def _concurrent_read(function):
     on by default, where every socket's connect and counts queue behind each other: thousands of
     sockets connecting, or a burst of items reaching as many sockets (bench/websockets.py)."""
     return database_sync_to_async(function, thread_sensitive=False)
+
+
+class _CountsReader:
+    """The counts that this process's sockets ask for in one turn of the event loop, read
+    together (inbox_counts_many) on a thread of the default executor: a burst of items to a
+    thousand sockets costs a few statements, not a thousand (each with its own thread hop and
+    connection checkout, which held the event loop's thread off the GIL: bench/websockets.py)."""
+
+    def __init__(self):
+        self.pending: dict[asyncio.AbstractEventLoop, list] = {}  # (pk, scope, future)
+        self.reads: set[asyncio.Task] = set()
+
+    async def read(self, *, recipient_pk: int, tenant: TenantScope) -> dict:
+        """inbox_counts(recipient, tenant), read with the others asked for in this turn."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if loop not in self.pending:
+            self.pending[loop] = []
+            loop.call_soon(self._flush, loop)  # once this turn's other sockets have asked
+        self.pending[loop].append((recipient_pk, tenant, future))
+        return await future
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
+        task = loop.create_task(self._read(self.pending.pop(loop)))
+        self.reads.add(task)
+        task.add_done_callback(self.reads.discard)
+
+    async def _read(self, batch: list) -> None:
+        try:
+            metas = await _concurrent_read(inbox_counts_many)(
+                [(pk, scope) for pk, scope, _ in batch])
+        except Exception as error:  # noqa: BLE001 - each socket's read fails as it would alone
+            metas = [error] * len(batch)
+        for (_, _, future), meta in zip(batch, metas, strict=True):
+            if future.done():  # its socket closed meanwhile
+                continue
+            if isinstance(meta, Exception):
+                future.set_exception(meta)
+            else:
+                future.set_result(meta)
+
+
+_counts = _CountsReader()
 
 
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
@@ -161,8 +204,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
-        meta = await _concurrent_read(inbox_counts)(
-            recipient=self.principal.recipient, tenant=self.principal.tenant)
+        meta = await _counts.read(recipient_pk=self.principal.recipient.pk,
+                                  tenant=self.principal.tenant)
         await self.send_json(CountsChanged(meta=meta).frame())
 
     # --- channel layer events (inbox.events) ------------------------------------------------
