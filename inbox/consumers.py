@@ -28,6 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -37,10 +38,10 @@ from django.utils import timezone
 from clarion.metrics import INBOX_PUSHES_DROPPED, WEBSOCKET_CONNECTIONS
 from notifications.models import Tenant
 
-from . import realtime
+from . import realtime, socket_reads
 from .auth import InboxPrincipal, inbox_principal
 from .events import CountsChanged, ItemCreated, Resync, from_message
-from .selectors import TenantScope, inbox_counts_many, inbox_ids_after, inbox_newest_id
+from .selectors import inbox_newest_id
 
 logger = logging.getLogger(__name__)
 
@@ -55,49 +56,6 @@ def _concurrent_read(function):
     on by default, where every socket's connect and counts queue behind each other: thousands of
     sockets connecting, or a burst of items reaching as many sockets (bench/websockets.py)."""
     return database_sync_to_async(function, thread_sensitive=False)
-
-
-class _CountsReader:
-    """The counts that this process's sockets ask for in one turn of the event loop, read
-    together (inbox_counts_many) on a thread of the default executor: a burst of items to a
-    thousand sockets costs a few statements, not a thousand (each with its own thread hop and
-    connection checkout, which held the event loop's thread off the GIL: bench/websockets.py)."""
-
-    def __init__(self):
-        self.pending: dict[asyncio.AbstractEventLoop, list] = {}  # (pk, scope, future)
-        self.reads: set[asyncio.Task] = set()
-
-    async def read(self, *, recipient_pk: int, tenant: TenantScope) -> dict:
-        """inbox_counts(recipient, tenant), read with the others asked for in this turn."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if loop not in self.pending:
-            self.pending[loop] = []
-            loop.call_soon(self._flush, loop)  # once this turn's other sockets have asked
-        self.pending[loop].append((recipient_pk, tenant, future))
-        return await future
-
-    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
-        task = loop.create_task(self._read(self.pending.pop(loop)))
-        self.reads.add(task)
-        task.add_done_callback(self.reads.discard)
-
-    async def _read(self, batch: list) -> None:
-        try:
-            metas = await _concurrent_read(inbox_counts_many)(
-                [(pk, scope) for pk, scope, _ in batch])
-        except Exception as error:  # noqa: BLE001 - each socket's read fails as it would alone
-            metas = [error] * len(batch)
-        for (_, _, future), meta in zip(batch, metas, strict=True):
-            if future.done():  # its socket closed meanwhile
-                continue
-            if isinstance(meta, Exception):
-                future.set_exception(meta)
-            else:
-                future.set_result(meta)
-
-
-_counts = _CountsReader()
 
 
 def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
@@ -132,6 +90,18 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     reconcile: asyncio.Task | None = None  # the timer of the next check, while one is planned
     last_push_at = 0.0  # time.time() of the last item.created sent
     deferred_since: float | None = None  # a check waits while pushes keep coming, this long
+
+    async def dispatch(self, message):
+        """Channels' dispatch, without the close_old_connections it makes before every handler:
+        a hop to the one thread Channels runs sync code on, for every frame and layer message of
+        every socket, one after another (a burst of 1,000 items queued 1,000 hops there, and so
+        did 1,000 pings: bench/websockets.py). This consumer reads the database only through
+        database_sync_to_async, which closes old connections on its own thread around each
+        read."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         principal = await _concurrent_read(_principal_from_query)(
@@ -204,8 +174,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
-        meta = await _counts.read(recipient_pk=self.principal.recipient.pk,
-                                  tenant=self.principal.tenant)
+        meta = await socket_reads.counts(recipient_pk=self.principal.recipient.pk,
+                                         tenant=self.principal.tenant)
         await self.send_json(CountsChanged(meta=meta).frame())
 
     # --- channel layer events (inbox.events) ------------------------------------------------
@@ -266,7 +236,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
                 return
         self.deferred_since = None
         cutoff = datetime.fromtimestamp(asked_at, UTC) - timedelta(seconds=wait)
-        rows = await database_sync_to_async(inbox_ids_after)(
+        rows = await socket_reads.ids_after(
             recipient=self.principal.recipient, tenant=self.principal.tenant,
             after=self.synced_up_to, limit=RECONCILE_BATCH)
         settled = []  # the ids, oldest first, up to the first item younger than the cutoff
