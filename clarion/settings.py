@@ -243,16 +243,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Queue (django-q2) ------------------------------------------------------------------------
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
-if REDIS_URL and os.environ.get("PYTEST_XDIST_WORKER"):
+if REDIS_URL and os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(
+        "CLARION_TEST_REDIS_CHOSEN"):
     # The suite in parallel (`make test`: pytest-xdist workers gw0, gw1, …): as pytest-django gives
     # each worker its own test database, each gets its own Redis database (1, 2, …), or one
-    # worker's inbox groups, queues and counters would reach another's. Idempotent, so the
-    # processes a test starts with this environment land on the same database.
+    # worker's inbox groups, queues and counters would reach another's. Once: the processes a
+    # test starts inherit the chosen REDIS_URL, or are given a Redis of the test's own.
     from urllib.parse import urlsplit, urlunsplit
 
     _worker = int(os.environ["PYTEST_XDIST_WORKER"].removeprefix("gw"))
     REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{1 + _worker}"))
     os.environ["REDIS_URL"] = REDIS_URL
+    os.environ["CLARION_TEST_REDIS_CHOSEN"] = "1"
 QUEUE_BROKER = os.environ.get("QUEUE_BROKER", "orm")  # "orm" (default) or "redis"
 Q_CLUSTER = {
     "name": "clarion",

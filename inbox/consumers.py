@@ -79,6 +79,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     principal: InboxPrincipal | None = None
     group: str | None = None
     heartbeat: asyncio.Task | None = None
+    rejoin_at: float = 0.0  # the event loop's time to join the groups again (_join_groups)
     expiry: asyncio.Task | None = None
     secrets_group: str | None = None
     bridged = False
@@ -119,10 +120,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         WEBSOCKET_CONNECTIONS.inc()
         self.counted = True
         self.group = realtime.recipient_group(principal.recipient.pk)
-        await self.channel_layer.group_add(self.group, self.channel_name)
         if principal.secret_fingerprint is not None:  # a tenant's HMAC: hear its rotations
             self.secrets_group = realtime.tenant_secrets_group(principal.tenant.pk)
-            await self.channel_layer.group_add(self.secrets_group, self.channel_name)
+        await self._join_groups()
         if settings.INBOX_REALTIME == "poll":
             await realtime.bridge().subscribe()
             self.bridged = True
@@ -152,10 +152,22 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if content.get("type") == "ping":
             await self.send_json({"type": "pong"})
 
+    async def _join_groups(self) -> None:
+        """(Re-)join the socket's groups. A channel layer forgets a membership `group_expiry`
+        seconds after it was made (channels' and channels-redis' default: 86,400), and a socket
+        on an HMAC, which never expires, lives longer than that: it joins again halfway."""
+        for group in (self.group, self.secrets_group):
+            if group is not None:
+                await self.channel_layer.group_add(group, self.channel_name)
+        expiry = getattr(self.channel_layer, "group_expiry", 86400)
+        self.rejoin_at = asyncio.get_running_loop().time() + expiry / 2
+
     async def _beat(self):
         while True:
             await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
             await self.send_json({"type": "heartbeat"})
+            if asyncio.get_running_loop().time() >= self.rejoin_at:
+                await self._join_groups()
             if self.reconcile is None:  # a lone lost push has no later push to reveal it
                 await self._ask_reconcile()
 

@@ -22,9 +22,10 @@ from django.utils.translation import pgettext_lazy
 # may view it), ("Title", "app_label.model_name") to show it under another name, or
 # ("Title", url name, permission) for a page that is not a model's list.
 TASKS: list[tuple[str, str, list]] = [
-    ("author", _("Author"), ["notifications.workflow", "notifications.template",
-                             "notifications.layout", "preferences.category",
-                             "notifications.schedule"]),
+    # "Author" the task (writing workflows and templates); a version's "Author" is a person.
+    ("author", pgettext_lazy("navigation", "Author"), [
+        "notifications.workflow", "notifications.template", "notifications.layout",
+        "preferences.category", "notifications.schedule"]),
     ("audience", _("Audience"), ["notifications.recipient", "notifications.topic",
                                  "notifications.tenant"]),
     ("delivery", _("Delivery"), ["notifications.providerconfig", "events.eventendpoint"]),

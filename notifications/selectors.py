@@ -11,6 +11,7 @@ from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet
 from .models import (
     ApiKey,
     Approval,
+    Channel,
     DeliveryAttempt,
     Message,
     MessageEvent,
@@ -231,3 +232,39 @@ def message_with_history(messages: QuerySet[Message]) -> QuerySet[Message]:
                  queryset=DeliveryAttempt.objects.order_by("started_at", "id")),
         Prefetch("events", queryset=MessageEvent.objects.order_by("occurred_at", "id")),
     )
+
+
+def message_device_sets(message: Message) -> dict[str, str]:
+    """A push message's device sets and what became of each in its latest delivery pass:
+    ``{kind: state}``, the kind of each set's ChannelData row ("push" for the generic one),
+    `state` one of sent, failed, retry, wait, deferred, unknown (the worker stopped during that
+    set's call). Read from the message's latest timeline entry (one query); {} for other
+    channels, for a message not split into sets (one kind of device), and while a resend has
+    not been through a pass yet."""
+    if message.channel != Channel.PUSH:
+        return {}
+    detail = (StepLog.objects.filter(run_id=message.run_id, detail__message_id=str(message.pk))
+              .order_by("-id").values_list("detail", flat=True).first()) or {}
+    sets = detail.get("device_sets")
+    return dict(sets) if isinstance(sets, dict) else {}
+
+
+def message_devices(message: Message) -> list[dict]:
+    """A push message's result per device, the latest call to each device winning (the
+    attempts' ``response["devices"]``, in the order they were made; read from the prefetched
+    `delivery_attempts`): ``[{"kind", "provider", "device", "result", "status", "error",
+    "at"}]`` with `result` one of accepted, deactivated, transient_error, permanent_error,
+    `device` shortened as the ledger keeps it, `at` the call's start. Empty for other channels."""
+    latest: dict[tuple[str, str], dict] = {}
+    for attempt in message.delivery_attempts.all():
+        devices = (attempt.response or {}).get("devices")
+        if not isinstance(devices, list):
+            continue
+        for device in devices:
+            key = (attempt.provider_kind, str(device.get("device", "")))
+            latest.pop(key, None)  # re-inserted: the order is that of the latest calls
+            latest[key] = {"kind": attempt.provider_kind, "provider": attempt.provider,
+                           "device": key[1], "result": device.get("result", ""),
+                           "status": device.get("status"), "error": device.get("error", ""),
+                           "at": attempt.started_at}
+    return list(latest.values())

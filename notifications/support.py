@@ -6,12 +6,14 @@ The admin shows these (`notifications/admin/support.py`); they are plain reads o
 test or another interface can use them too.
 """
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db.models import Model, Prefetch, Q
+from django.utils.translation import gettext as _
 
 from .models import (
     DeliveryAttempt,
@@ -127,8 +129,9 @@ def trigger_entries(run: Run) -> Iterable[TimelineEntry]:
         "actor": trigger.actor,
         "data": trigger.data,
     }
-    by = f" by API key {api_key.name}" if api_key else ""
-    yield TimelineEntry(trigger.created_at, "trigger", f"Triggered{by}",
+    title = (_("Triggered by API key %(name)s") % {"name": api_key.name} if api_key
+             else _("Triggered"))
+    yield TimelineEntry(trigger.created_at, "trigger", title,
                         detail={k: v for k, v in detail.items() if v is not None},
                         obj=trigger, rank=0)
 
@@ -147,7 +150,8 @@ def message_entries(run: Run) -> Iterable[TimelineEntry]:
     for message in run.messages.all():
         yield TimelineEntry(
             message.created_at, "message",
-            f"{message.get_channel_display()} message: {message.get_status_display()}",
+            _("%(channel)s message: %(status)s") % {
+                "channel": message.get_channel_display(), "status": message.get_status_display()},
             step_ref=message.step_ref,
             detail={key: value for key, value in {
                 "status": message.status, "to": message.to, "provider": message.provider,
@@ -157,7 +161,8 @@ def message_entries(run: Run) -> Iterable[TimelineEntry]:
         for attempt in message.delivery_attempts.all():
             yield TimelineEntry(
                 attempt.started_at, "attempt",
-                f"Provider call to {attempt.provider}: {attempt.get_outcome_display()}",
+                _("Provider call to %(provider)s: %(outcome)s") % {
+                    "provider": attempt.provider, "outcome": attempt.get_outcome_display()},
                 step_ref=message.step_ref,
                 detail={"provider": attempt.provider, "provider_kind": attempt.provider_kind,
                         "status_code": attempt.status_code, "duration_ms": attempt.duration_ms,
@@ -169,18 +174,22 @@ def message_entries(run: Run) -> Iterable[TimelineEntry]:
             reported.add(event.kind)
             yield TimelineEntry(
                 event.occurred_at, "provider event",
-                f"{event.provider_kind} reported: {event.get_kind_display()}",
+                _("%(provider)s reported: %(event)s") % {
+                    "provider": event.provider_kind, "event": event.get_kind_display()},
                 step_ref=message.step_ref,
                 detail={"provider_kind": event.provider_kind,
                         "description": event.description, "payload": event.raw},
                 obj=event, rank=4)
         item = getattr(message, "inbox_item", None)
-        engagement = [("seen", message.seen_at), ("read", message.read_at),
-                      ("clicked", message.clicked_at if "clicked" not in reported else None),
-                      ("archived", item.archived_at if item is not None else None)]
-        for what, moment in engagement:
+        engagement = [(_("Seen by the recipient"), message.seen_at),
+                      (_("Read by the recipient"), message.read_at),
+                      (_("Clicked by the recipient"),
+                       message.clicked_at if "clicked" not in reported else None),
+                      (_("Archived by the recipient"),
+                       item.archived_at if item is not None else None)]
+        for title, moment in engagement:
             if moment is not None:
-                yield TimelineEntry(moment, "engagement", f"{what.capitalize()} by the recipient",
+                yield TimelineEntry(moment, "engagement", title,
                                     step_ref=message.step_ref, obj=message, rank=5)
 
 
@@ -208,6 +217,17 @@ def run_timeline(run: Run) -> list[TimelineEntry]:
     then steps, messages, provider calls, provider events, engagement; then as each source
     gave them). Read the run with run_for_timeline to keep the queries few."""
     entries = [entry for source in TIMELINE_SOURCES for entry in source(run)]
+    # The engine makes a message a moment before it writes the StepLog that queued it, in one
+    # transaction: the message is shown at that log's time, after it, so the cause reads first
+    # and the times shown still only go forward.
+    logged_at: dict[str, datetime] = {}
+    for entry in entries:
+        if entry.kind == "step" and entry.detail and entry.detail.get("message_id"):
+            logged_at.setdefault(str(entry.detail["message_id"]), entry.at)
+    entries = [dataclasses.replace(entry, at=max(entry.at, logged_at[str(entry.obj.pk)]))
+               if entry.kind == "message" and entry.obj is not None
+               and str(entry.obj.pk) in logged_at else entry
+               for entry in entries]
     return sorted(entries, key=lambda entry: (entry.at, entry.rank))
 
 

@@ -244,10 +244,10 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
                .filter(pk=message_id, status=Message.Status.SENDING).first())
     if message is None:  # finished meanwhile
         return {}
-    latest = message.delivery_attempts.order_by("-started_at", "-id").first()
-    started = message.delivery_attempts.filter(
-        outcome=DeliveryAttempt.Outcome.STARTED
-    ).exists()
+    # Only the current send's attempts: a success before a resend says nothing about this one.
+    current = message.delivery_attempts.filter(send_number=message.send_number)
+    latest = current.order_by("-started_at", "-id").first()
+    started = current.filter(outcome=DeliveryAttempt.Outcome.STARTED).exists()
     if latest is not None and latest.outcome == DeliveryAttempt.Outcome.SUCCEEDED:
         delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
         return {"recovered": 1}

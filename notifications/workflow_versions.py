@@ -16,6 +16,8 @@ from outside a draft (the API's PUT, an import, a template published on its own)
 published version here, so the published version's document is always what runs.
 """
 
+import copy
+import re
 from collections.abc import Mapping
 
 from django.conf import settings
@@ -24,19 +26,23 @@ from django.db.models import Max
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from .models import StepType, Template, Workflow, WorkflowVersion
+from .channels import CHANNEL_KEYS
+from .models import Step, StepType, Template, Workflow, WorkflowVersion
+from .rendering import TemplateError, validate_fields
 from .selectors import workflow_export
 
 State = WorkflowVersion.State
 
 
 class VersionError(Exception):
-    """A version action that cannot be done: `code` (e.g. "own_draft") and a sentence for people."""
+    """A version action that cannot be done: `code` (e.g. "own_draft"), a sentence for people,
+    and the input `field` it is about when there is one (e.g. "locale", "subject")."""
 
-    def __init__(self, code: str, message: str):
+    def __init__(self, code: str, message: str, field: str = ""):
         super().__init__(message)
         self.code = code
         self.message = message
+        self.field = field
 
 
 def review_required() -> bool:
@@ -111,6 +117,66 @@ def draft_document(version: WorkflowVersion) -> dict:
     if version.workflow.published_version_id is None:
         return workflow_document(version.workflow, drafts=True)
     return version.document
+
+
+# A template's locale, as the API's serializer checks it ("en", "pt-BR").
+LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")
+
+
+def draft_new_step(workflow: Workflow, ref: str) -> tuple[WorkflowVersion, dict]:
+    """(the open draft, its step `ref` as the draft's document has it) for a step the draft
+    adds to a published workflow: the live version has no step `ref`, so there is no Step row
+    for its templates to hang off; they live in the draft's document until it is published.
+
+    Raises VersionError: "no_draft" (no open draft, or the workflow was never published: its
+    rows are its draft), "unknown_step" (the draft has no step `ref`), "live_step" (the live
+    version has it: its templates are edited in the template editor), "no_templates" (a
+    function step)."""
+    draft = draft_of(workflow)
+    if draft is None or workflow.published_version_id is None:
+        raise VersionError("no_draft", _("The workflow “%(key)s” has no draft adding steps.")
+                           % {"key": workflow.key})
+    step = document_step(draft.document, ref)
+    if step is None:
+        raise VersionError("unknown_step", _("The draft has no step “%(ref)s”.") % {"ref": ref},
+                           "step")
+    if workflow.steps.filter(ref=ref).exists():
+        raise VersionError("live_step", _("The step “%(ref)s” is live: edit its templates in "
+                                          "the template editor.") % {"ref": ref}, "step")
+    if "templates" not in step:
+        raise VersionError("no_templates", _("A %(type)s step has no templates.")
+                           % {"type": step["type"]}, "step")
+    return draft, step
+
+
+def draft_step_row(workflow: Workflow, draft: WorkflowVersion, step: Mapping) -> Step:
+    """An unsaved Step for a step of `draft` (from draft_new_step), on an unsaved copy of the
+    workflow with the draft's settings and sample data: what the template editor's preview and
+    test send render with. Neither is ever saved."""
+    document = draft.document
+    as_drafted = copy.copy(workflow)
+    for name in ("name", "category", "default_locale", "data_schema", "sample_data"):
+        if name in document:
+            setattr(as_drafted, name, document[name])
+    return Step(workflow=as_drafted, ref=step["ref"], type=step["type"],
+                config=dict(step.get("config") or {}))
+
+
+def draft_step_channel(step: Mapping, channel: str) -> str:
+    """The channel a template of a draft's `step` is for: a channel step's own type (`channel`
+    must be empty or that type); of a route step, `channel`, one of the route's channels.
+    Raises VersionError("channel", …, field="channel")."""
+    if step["type"] != StepType.ROUTE:
+        if channel not in ("", step["type"]):
+            raise VersionError("channel", _("This step's templates are for %(type)s.")
+                               % {"type": step["type"]}, "channel")
+        return step["type"]
+    channels = [c for c in (step.get("config") or {}).get("channels") or []
+                if c in CHANNEL_KEYS]
+    if channel not in channels:
+        raise VersionError("channel", _("Expected one of the route's channels: %(channels)s.")
+                           % {"channels": ", ".join(channels)}, "channel")
+    return channel
 
 
 def publish_refusal(version: WorkflowVersion, user) -> str | None:
@@ -244,6 +310,57 @@ def draft_template_set(*, workflow: Workflow, step_ref: str, channel: str, local
     draft.save(update_fields=["document"])
     _changed_by(draft, user)
     return draft
+
+
+@transaction.atomic
+def draft_step_template_put(*, workflow: Workflow, step_ref: str, channel: str = "",
+                            locale: str, fields: Mapping, user) -> WorkflowVersion:
+    """Write one template (Liquid `fields` for one `locale`; of a route step, for one of its
+    channels) of a step the open draft adds to a published workflow (draft_new_step). It is
+    kept in the draft's document, shown in the draft's diff, and becomes a Template row with
+    its step when the draft is published. Returns the draft.
+
+    Raises VersionError naming the input at fault in `field`: those of draft_new_step and
+    draft_step_channel; "locale" for a locale not like "en" or "pt-BR"; a template field's name
+    (e.g. "subject") for a missing field or a Liquid syntax error."""
+    workflow = _locked(workflow)
+    _draft, step = draft_new_step(workflow, step_ref)
+    kind = draft_step_channel(step, channel)
+    if not isinstance(locale, str) or not LOCALE.match(locale):
+        raise VersionError("locale", _("Expected a locale like 'en' or 'pt-BR'."), "locale")
+    fields = {name: value for name, value in fields.items() if value}
+    try:
+        validate_fields(kind, fields)
+    except TemplateError as exc:
+        raise VersionError("template", exc.message, exc.field or "template") from exc
+    return draft_template_set(workflow=workflow, step_ref=step_ref,
+                              channel=channel if step["type"] == StepType.ROUTE else "",
+                              locale=locale, fields=fields, user=user)
+
+
+@transaction.atomic
+def draft_step_template_delete(*, workflow: Workflow, step_ref: str, channel: str = "",
+                               locale: str, user) -> WorkflowVersion:
+    """Take one template (`locale`; of a route step, of `channel`) of a step the open draft
+    adds out of the draft. Returns the draft. Raises VersionError as draft_step_template_put
+    does, and "locale" when the draft has no such template."""
+    workflow = _locked(workflow)
+    _draft, step = draft_new_step(workflow, step_ref)
+    draft_step_channel(step, channel)
+    if locale not in draft_step_templates(step, channel):
+        raise VersionError("locale", _("The draft's step “%(ref)s” has no %(locale)s template.")
+                           % {"ref": step_ref, "locale": locale}, "locale")
+    return draft_template_set(workflow=workflow, step_ref=step_ref,
+                              channel=channel if step["type"] == StepType.ROUTE else "",
+                              locale=locale, fields=None, user=user)
+
+
+def draft_step_templates(step: Mapping, channel: str = "") -> dict[str, dict]:
+    """{locale: fields} of a draft's `step` (of a route step: of its `channel`)."""
+    templates = step.get("templates") or {}
+    if step["type"] == StepType.ROUTE:
+        templates = templates.get(channel) or {}
+    return dict(templates)
 
 
 @transaction.atomic

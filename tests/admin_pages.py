@@ -18,6 +18,8 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from django.utils import timezone
 
 GENERIC_VIEWS = ("changelist", "add", "change", "history", "delete")
+# The step the welcome workflow's draft adds in admin_world, with an English template.
+DRAFT_STEP = "follow-up"
 # Packages whose ModelAdmins are Clarion's own (their pages: `AdminPage.custom`).
 CLARION_APPS = {"clarion", "notifications", "inbox", "preferences", "events", "analytics",
                 "compat"}
@@ -40,6 +42,10 @@ NOT_PAGES = {
                                     "notifications_workflow_version)",
     "notifications_workflow_diagram": "POST only; an HTML fragment drawn inside the workflow "
                                       "page (checked there)",
+    "notifications_workflow_draft_template_preview": "POST only; JSON the draft's template "
+                                                     "editor shows",
+    "notifications_workflow_draft_template_send_test": "POST only; JSON the draft's template "
+                                                       "editor shows",
 }
 
 
@@ -59,7 +65,14 @@ def _first(model):
 
 def _custom_pages() -> dict[str, Callable[[], list[AdminPage]]]:
     """URL name → the pages of that URL to check, built from the rows `admin_world` made."""
-    from notifications.models import Message, ProviderConfig, Step, Template, WorkflowVersion
+    from notifications.models import (
+        Message,
+        ProviderConfig,
+        Step,
+        Template,
+        Workflow,
+        WorkflowVersion,
+    )
 
     def named(url_name: str, *args, query: str = "") -> AdminPage:
         return AdminPage(url_name + (f" {query}" if query else ""),
@@ -92,6 +105,10 @@ def _custom_pages() -> dict[str, Callable[[], list[AdminPage]]]:
             "notifications_workflow_versions", version().workflow_id)],
         "notifications_workflow_version": lambda: [named(
             "notifications_workflow_version", version().workflow_id, version().number)],
+        # the editor of a template of a step the welcome workflow's draft adds (admin_world)
+        "notifications_workflow_draft_template": lambda: [named(
+            "notifications_workflow_draft_template", Workflow.objects.get(key="welcome").pk,
+            DRAFT_STEP, query="?locale=en")],
         # Variants of generic pages that show more: the editor for a new template of a step,
         # a failed message with its Resend button, analytics by channel.
         "notifications_template_add": lambda: [named(
@@ -177,6 +194,11 @@ def admin_world(*, api, run_tasks, receiver) -> User:
     from notifications.demo import seed_demo
     from notifications.models import Message, ProviderConfig, Recipient, Template, Workflow
     from notifications.schedules import schedule_put
+    from notifications.workflow_versions import (
+        draft_save,
+        draft_step_template_put,
+        workflow_document,
+    )
     from preferences.models import Category, WorkflowDefault
     from preferences.services import preference_set_update
 
@@ -209,6 +231,13 @@ def admin_world(*, api, run_tasks, receiver) -> User:
                                           defaults={"channel_types": {"email": True}})
     Category.objects.get_or_create(key="account", defaults={"name": "Account"})
     ProviderConfig.objects.create(key="mail-main", channel="email", kind="smtp")
+    # welcome's draft adds an email step with its template (its editor is a page of its own)
+    document = workflow_document(welcome)
+    document["steps"].append({"ref": DRAFT_STEP, "type": "email", "templates": {}})
+    draft_save(workflow=welcome, document=document, user=None)
+    draft_step_template_put(workflow=welcome, step_ref=DRAFT_STEP, locale="en", user=None,
+                            fields={"subject": "Still there, {{ recipient.name }}?",
+                                    "html": "<p>{{ data.body }}</p>"})
     now = timezone.now()
     for success in (True, False):
         Task.objects.create(id=f"task{int(success)}", name=f"task-{success}",

@@ -28,8 +28,11 @@ from .conftest import free_port
 
 # Variables that would take the served product out of its embedded mode or away from the test
 # database and SMTP server; the launcher sets the ones the test needs.
+# PYTEST_XDIST_WORKER too: a started process is no test worker, and would move the REDIS_URL
+# it is given to its worker's Redis database (clarion/settings.py).
 _STRIPPED_VARIABLES = {"DATABASE_URL", "REDIS_URL", "QUEUE_BROKER", "DEFAULT_FROM_EMAIL", "PORT",
-                       "HOST", "PUBLIC_URL", "ALLOWED_HOSTS", "STATIC_ROOT", "SECRET_KEY"}
+                       "HOST", "PUBLIC_URL", "ALLOWED_HOSTS", "STATIC_ROOT", "SECRET_KEY",
+                       "PYTEST_XDIST_WORKER"}
 _STRIPPED_PREFIXES = ("EMAIL_", "ANYMAIL_", "CLARION_")
 
 

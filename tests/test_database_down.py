@@ -84,8 +84,8 @@ def test_a_trigger_that_lost_the_database_keeps_its_idempotency_claim(
         raise RuntimeError("a bug")
 
     released = []
-    monkeypatch.setattr(services, "trigger_workflow", fail)
-    monkeypatch.setattr(services, "idempotency_abandon",
+    monkeypatch.setattr(services.triggers, "trigger_workflow", fail)
+    monkeypatch.setattr(services.triggers, "idempotency_abandon",
                         lambda *, record: released.append(record.key))
     workflow = make_workflow("w")
     request = services.TriggerRequest(workflow=workflow, recipients=["ada"], api_key=api_key[0])

@@ -17,7 +17,8 @@ from django_q.queues import Queue
 
 from clarion.worker_queues import ProcessLock, RobustQueue
 from notifications.queue import enqueue
-from tests.notifications.providers.test_kill_run import Cluster, wait
+from tests.notifications.providers.test_kill_run import wait
+from tests.processes import Cluster
 
 FORK = multiprocessing.get_context("fork")
 

@@ -9,7 +9,7 @@ from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext, pgettext_lazy
 from django.views.decorators.http import require_POST
 
 from clarion.admin import (
@@ -75,19 +75,51 @@ class TriggerAdmin(LedgerAdmin):
 
 
 def attempts_table(message):
+    """Every provider call of the message, of every send (the `Send` column: 1, then one more
+    per resend)."""
     attempts = message.delivery_attempts.all()
     if not attempts:
         return _("No delivery attempts.")
     return table(
-        (_("Provider key"), _("Started"), _("Status code"), _("Duration (ms)"), _("Outcome"),
-         _("Error")),
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-        ((link(attempt, attempt.provider), when(attempt.started_at),
+        (pgettext("the send of a message", "Send"), _("Provider key"), _("Started"),
+         _("Status code"), _("Duration (ms)"), _("Outcome"), _("Error")),
+        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+        ((attempt.send_number, link(attempt, attempt.provider), when(attempt.started_at),
           EMPTY if attempt.status_code is None else attempt.status_code,
           EMPTY if attempt.duration_ms is None else attempt.duration_ms,
           attempt.get_outcome_display(), attempt.error or EMPTY)
          for attempt in attempts),
     )
+
+
+def send_words(message) -> str:
+    """Which send of the message is the current one: "1 (never resent)", "2 (resent 1 time)"…"""
+    resends = message.send_number - 1
+    if not resends:
+        return _("%(number)d (never resent)") % {"number": message.send_number}
+    return ngettext("%(number)d (resent %(count)d time)", "%(number)d (resent %(count)d times)",
+                    resends) % {"number": message.send_number, "count": resends}
+
+
+def tries_words(message) -> str:
+    """What `Message.attempts` counts, beside the provider calls: the delivery passes and the
+    calls of the current send, and (after a resend) the calls of every send, which the
+    delivery attempts table lists."""
+    calls = [attempt.send_number for attempt in message.delivery_attempts.all()]
+    current = sum(1 for number in calls if number == message.send_number)
+    words = {
+        "passes": ngettext("%(count)d delivery pass", "%(count)d delivery passes",
+                           message.attempts) % {"count": message.attempts},
+        "calls": ngettext("%(count)d provider call", "%(count)d provider calls",
+                          current) % {"count": current},
+        "total": ngettext("%(count)d provider call", "%(count)d provider calls",
+                          len(calls)) % {"count": len(calls)},
+        "sends": message.send_number,
+    }
+    if message.send_number == 1:
+        return _("%(passes)s, %(calls)s (the delivery attempts below).") % words
+    return _("This send: %(passes)s, %(calls)s. All %(sends)d sends: %(total)s (the delivery "
+             "attempts below).") % words
 
 
 def _linked(obj, text):
@@ -245,7 +277,7 @@ class MessageAdmin(LedgerAdmin):
     search_help_text = ("A recipient id, a workflow key, a provider message id, or a message, run "
                         "or trigger id (exact).")
     fields = ("id", "status", "channel", "workflow", "step_ref", "recipient", "tenant", "run",
-              "to", "provider", "provider_message_id", "template_version", "attempts",
+              "to", "provider", "provider_message_id", "template_version", "send", "tries",
               "next_attempt_at", "error", "created_at", "sent_at", "delivered_at", "seen_at",
               "read_at", "opened_at", "clicked_at", "bounced_at", "complained_at", "content_json",
               "delivery_attempts", "status_events")
@@ -286,7 +318,7 @@ class MessageAdmin(LedgerAdmin):
         message = self.get_object(request, unquote(object_id))
         if message is None or not self.has_resend_permission(request):
             raise PermissionDenied
-        if services.message_resend(message=message):
+        if services.message_resend(message=message, by=request.user.get_username()):
             self.message_user(request, _("Queued the message to be sent again."),
                               messages.SUCCESS)
         else:
@@ -303,7 +335,7 @@ class MessageAdmin(LedgerAdmin):
         left alone and counted."""
         resent = skipped = 0
         for message in queryset.select_related(None).only("pk"):
-            if services.message_resend(message=message):
+            if services.message_resend(message=message, by=request.user.get_username()):
                 resent += 1
             else:
                 skipped += 1
@@ -316,6 +348,14 @@ class MessageAdmin(LedgerAdmin):
                 "Left %(count)d message alone: only failed or undeliverable messages are resent.",
                 "Left %(count)d messages alone: only failed or undeliverable messages are "
                 "resent.", skipped) % {"count": skipped}, messages.WARNING)
+
+    @admin.display(description=pgettext_lazy("the send of a message", "send"))
+    def send(self, obj):
+        return send_words(obj)
+
+    @admin.display(description=gettext_lazy("tries of the current send"))
+    def tries(self, obj):
+        return tries_words(obj)
 
     @admin.display(description=gettext_lazy("delivery attempts"))
     def delivery_attempts(self, obj):
@@ -344,8 +384,8 @@ class DeliveryAttemptAdmin(LedgerAdmin):
     list_select_related = ("message__recipient",)
     search_fields = ("provider__exact",)
     search_help_text = "A message id or a provider key (exact)."
-    fields = ("message", "provider", "provider_kind", "started_at", "duration_ms", "outcome",
-              "status_code", "error", "request_json", "response_json")
+    fields = ("message", "send_number", "provider", "provider_kind", "started_at", "duration_ms",
+              "outcome", "status_code", "error", "request_json", "response_json")
     readonly_fields = fields
 
     request_json = json_display("request")

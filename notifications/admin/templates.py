@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, pgettext_lazy
 from django.views.decorators.http import require_POST
 
 from clarion.admin import (
@@ -123,6 +124,21 @@ class TemplateForm(forms.ModelForm):
         return cleaned
 
 
+# The editor's labels of the template fields (channels.py names them as the API does).
+FIELD_LABELS = {
+    "subject": pgettext_lazy("template field", "Subject"),
+    "html": pgettext_lazy("template field", "HTML"),
+    "text": pgettext_lazy("template field", "Text"),
+    "title": pgettext_lazy("template field", "Title"),
+    "body": pgettext_lazy("template field", "Body"),
+    "data": pgettext_lazy("template field", "Data"),
+    "blocks": pgettext_lazy("template field", "Blocks"),
+    "parameters": pgettext_lazy("template field", "Parameters"),
+    "action_url": pgettext_lazy("template field", "Action URL"),
+    "avatar": pgettext_lazy("template field", "Avatar"),
+}
+
+
 class TemplateTextField(forms.CharField):
     """Liquid source, kept as typed except for the browser's CRLF line ends."""
 
@@ -148,7 +164,8 @@ def variables_panel(step: Step, channel: str | None = None) -> list[dict]:
             for key, child in value.items():
                 walk(child, f"{name}.{key}")
         else:
-            shown = value if not isinstance(value, list) else f"list of {len(value)}"
+            shown = (value if not isinstance(value, list)
+                     else _("list of %(count)s") % {"count": len(value)})
             rows.append({"name": name, "group": "data", "example": str(shown)[:60]})
 
     walk(sample, "data")
@@ -165,12 +182,14 @@ def variables_panel(step: Step, channel: str | None = None) -> list[dict]:
     for root, (_description, keys) in described.items():
         rows.extend({"name": f"{root}.{key}", "group": root, "example": ""} for key in keys)
     rows.append({"name": "steps.<step ref>", "group": "steps",
-                 "example": "what earlier steps recorded: .status, .read… of their message, "
-                            "a digest's .events"})
+                 "example": _("what earlier steps recorded: .status, .read… of their "
+                              "message, a digest's .events")})
     if (channel or step.type) == "email":
         rows.extend([
-            {"name": "preferences_url", "group": "links", "example": "notification settings"},
-            {"name": "unsubscribe_url", "group": "links", "example": "one-click unsubscribe"},
+            {"name": "preferences_url", "group": "links",
+             "example": _("notification settings")},
+            {"name": "unsubscribe_url", "group": "links",
+             "example": _("one-click unsubscribe")},
         ])
     return rows
 
@@ -281,8 +300,8 @@ class TemplateAdmin(ClarionAdmin):
                                            "class": "vLargeTextField clarion-liquid",
                                            "data-field": name})
             attrs[name] = TemplateTextField(
-                widget=widget,
-                help_text="Liquid, e.g. {{ recipient.name }} or {{ data.project }}.",
+                widget=widget, label=FIELD_LABELS.get(name),
+                help_text=_("Liquid, e.g. {{ recipient.name }} or {{ data.project }}."),
             )
         # Declared fields shown read-only (the locale of a saved template) leave the form.
         readonly = self.get_readonly_fields(request, obj)
@@ -299,33 +318,33 @@ class TemplateAdmin(ClarionAdmin):
         names = template_fields(channel)
         fieldsets = [(None, {"fields": ("step", "locale")})]
         if obj and not self.has_change_permission(request, obj):
-            fieldsets.append(("Published", {"fields": ("published_fields",)}))
-            fieldsets.append(("Versions", {"fields": ("version_history",)}))
+            fieldsets.append((_("Published"), {"fields": ("published_fields",)}))
+            fieldsets.append((_("Versions"), {"fields": ("version_history",)}))
             return fieldsets
         if names:
             label = channel_spec(channel).label
             if step.type == StepType.ROUTE:
-                label = f"Route: {label}"
-            fieldsets.append((f"{label} fields", {
+                label = _("Route: %(channel)s") % {"channel": label}
+            fieldsets.append((_("%(channel)s fields") % {"channel": label}, {
                 "fields": names,
                 "description": (
-                    "“Save” creates a new version and publishes it; “Save as draft” keeps the "
-                    "published version until you publish the draft."
+                    _("“Save” creates a new version and publishes it; “Save as draft” keeps the "
+                      "published version until you publish the draft.")
                     if self.has_publish_permission(request) else
-                    "“Save as draft” creates a new version; the published version keeps being "
-                    "sent until a Publisher publishes your draft."),
+                    _("“Save as draft” creates a new version; the published version keeps being "
+                      "sent until a Publisher publishes your draft.")),
             }))
         elif step is not None and step.type == StepType.ROUTE:
             add = reverse("admin:notifications_template_add")
             fieldsets[0][1]["description"] = format_html(
-                "A route step has a template per channel; choose one: {}.",
+                _("A route step has a template per channel; choose one: {}."),
                 format_html_join(", ", '<a href="{}?step={}&amp;channel={}">{}</a>',
                                  ((add, step.pk, c, c) for c in route_channels(step))))
         else:
-            fieldsets[0][1]["description"] = "Choose the step and save: its fields appear."
+            fieldsets[0][1]["description"] = _("Choose the step and save: its fields appear.")
         if obj:
             versions = "versions" if self.has_publish_permission(request) else "version_history"
-            fieldsets.append(("Versions", {"fields": (versions,)}))
+            fieldsets.append((_("Versions"), {"fields": (versions,)}))
         return fieldsets
 
     def formfield_for_foreignkey(self, db_field, request, **kwargs):
@@ -338,13 +357,13 @@ class TemplateAdmin(ClarionAdmin):
             field.label_from_instance = lambda step: f"{step} ({step.get_type_display()})"
         return field
 
-    published_fields = json_display("fields", "published fields")
+    published_fields = json_display("fields", gettext_lazy("published fields"))
 
-    @admin.display(description="versions")
+    @admin.display(description=gettext_lazy("versions"))
     def version_history(self, obj):
         return self.versions(obj, buttons=False)
 
-    @admin.display(description="versions")
+    @admin.display(description=gettext_lazy("versions"))
     def versions(self, obj, *, buttons=True):
         """Each version with its author and time, a diff against the published one, and a
         button that publishes it (a rollback when older) for those who may change."""
@@ -354,24 +373,26 @@ class TemplateAdmin(ClarionAdmin):
         for version in versions:
             published = version.pk == obj.published_version_id
             if published:
-                action = mark_safe("<strong>published</strong>")
+                action = format_html("<strong>{}</strong>", _("published"))
             elif buttons:
-                verb = "Publish" if version.number > (obj.published_version.number
-                                                      if obj.published_version else 0) \
-                    else "Publish (roll back to)"
+                newer = version.number > (obj.published_version.number
+                                          if obj.published_version else 0)
+                verb = (_("Publish v%(number)s") if newer
+                        else _("Publish (roll back to) v%(number)s")) % {"number": version.number}
                 action = format_html(
                     '<button type="submit" name="_publish_version" value="{}" class="button">'
-                    "{} v{}</button>", version.pk, verb, version.number)
+                    "{}</button>", version.pk, verb)
             else:
                 action = ""
             compare = EMPTY
             if obj.published_version_id and not published:
-                compare = format_html('<a href="{}?a={}&amp;b={}">compare with published</a>',
-                                      diff_url, obj.published_version_id, version.pk)
+                compare = format_html('<a href="{}?a={}&amp;b={}">{}</a>', diff_url,
+                                      obj.published_version_id, version.pk,
+                                      _("compare with published"))
             rows.append((link(version, f"v{version.number}"), version.author or EMPTY,
-                         when(version.created_at), "yes" if published else "no", action,
+                         when(version.created_at), _("yes") if published else _("no"), action,
                          compare))
-        return table(("Version", "Author", "Saved", "Published", "", "Changes"),
+        return table((_("Version"), _("Author"), _("Saved"), _("Published"), "", _("Changes")),
                      "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
                      "<td>{}</td></tr>", rows)
 

@@ -25,7 +25,7 @@ from .. import conditions, engine
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import Step, StepType, Template, Workflow
-from . import versions
+from . import draft_templates, versions
 from .builder import views as builder_views
 
 SUPPORTED_STEP_CHOICES = [
@@ -260,6 +260,16 @@ class WorkflowAdmin(ClarionAdmin):
                  name="notifications_workflow_version_action"),
             path("<path:object_id>/draft/", self.admin_site.admin_view(self.draft_view),
                  name="notifications_workflow_draft"),
+            # a step the draft adds: its templates, kept in the draft (admin/draft_templates.py)
+            path("<int:object_id>/draft/steps/<str:ref>/template/preview/",
+                 self.admin_site.admin_view(self.draft_template_preview_view),
+                 name="notifications_workflow_draft_template_preview"),
+            path("<int:object_id>/draft/steps/<str:ref>/template/send-test/",
+                 self.admin_site.admin_view(self.draft_template_send_test_view),
+                 name="notifications_workflow_draft_template_send_test"),
+            path("<int:object_id>/draft/steps/<str:ref>/template/",
+                 self.admin_site.admin_view(self.draft_template_view),
+                 name="notifications_workflow_draft_template"),
         ]
         return extra + super().get_urls()
 
@@ -289,6 +299,15 @@ class WorkflowAdmin(ClarionAdmin):
 
     def draft_view(self, request, object_id):
         return versions.draft_redirect_view(self, request, object_id)
+
+    def draft_template_view(self, request, object_id, ref):
+        return draft_templates.draft_template_view(self, request, object_id, ref)
+
+    def draft_template_preview_view(self, request, object_id, ref):
+        return draft_templates.draft_template_preview_view(self, request, object_id, ref)
+
+    def draft_template_send_test_view(self, request, object_id, ref):
+        return draft_templates.draft_template_send_test_view(self, request, object_id, ref)
 
     def get_queryset(self, request):
         return (super().get_queryset(request).select_related("published_version")

@@ -50,6 +50,24 @@ def _step_name(run_steps: Mapping[str, str], ref: str) -> str:
     return f"{spec.label.lower()} ({ref})" if spec else ref
 
 
+DEVICE_RESULT_WORDS = {"accepted": "accepted it", "deactivated": "gone (deactivated)",
+                       "transient_error": "to be retried", "permanent_error": "refused it"}
+
+
+def _devices_words(detail: Mapping) -> str:
+    """A push entry's devices (delivery/fanout.py) counted by result, e.g. " (2 devices accepted
+    it, 1 device gone (deactivated))"; "" for an entry without devices."""
+    counts: dict[str, int] = {}
+    for device in detail.get("devices") or []:
+        result = str(device.get("result", ""))
+        counts[result] = counts.get(result, 0) + 1
+    if not counts:
+        return ""
+    return " (" + ", ".join(f"{n} device{'s' if n != 1 else ''} "
+                            f"{DEVICE_RESULT_WORDS.get(result, result)}"
+                            for result, n in counts.items()) + ")"
+
+
 def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     """One timeline entry as a sentence."""
     d = entry.detail or {}
@@ -82,13 +100,17 @@ def entry_words(entry: StepLog, step_types: Mapping[str, str]) -> str:
     if event == E.SKIPPED:
         return f"{step} skipped: {d.get('reason', 'no reason given')}"
     if event == E.QUEUED:
+        if d.get("resent"):
+            return (f"{step} resent (send {d.get('send_number')})"
+                    + (f" by {d['by']}" if d.get("by") else ""))
         return f"{step} queued" + (f" to {d['to']}" if d.get("to") else "")
     if event == E.SENT:
-        return f"{step} sent" + (f" to {d['to']}" if d.get("to") else "")
+        return f"{step} sent" + (f" to {d['to']}" if d.get("to") else "") + _devices_words(d)
     if event == E.FAILED:
-        return f"{step} failed: {d.get('reason') or d.get('error') or 'no reason given'}"
+        return (f"{step} failed: {d.get('reason') or d.get('error') or 'no reason given'}"
+                + _devices_words(d))
     if event == E.RETRYING:
-        return f"{step}: a provider failed, retrying"
+        return f"{step}: a provider failed, retrying" + _devices_words(d)
     if event == E.RATE_LIMITED:
         return f"{step} not sent: {d.get('reason', 'rate limited')}"
     if event == E.THROTTLED:

@@ -1,6 +1,6 @@
 """What each MCP tool does, as plain functions of the caller's API key and the tool's arguments.
 
-Input is validated by the REST API's serializers (notifications/api/serializers.py) and written by
+Input is validated by the REST API's serializers (notifications/api/serializers/) and written by
 its services, so a tool call and the REST call it mirrors accept and refuse the same things. Every
 refusal is a ToolInputError carrying the REST API's error body (`error`, `detail` and, for bad
 input, `fields` naming each field); every read is scoped by what the key may see.

@@ -2,7 +2,7 @@
 `GET /api/v1/messages/{id}` (with its provider calls and status events). A tenant-restricted API
 key sees only its tenant's messages."""
 
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -68,7 +68,12 @@ class MessageSummarySerializer(Serializer):
     to = serializers.CharField()
     provider = serializers.CharField(help_text="The key of the provider that sent it.")
     provider_message_id = serializers.CharField()
-    error = serializers.CharField(help_text="Why it was suppressed or failed, if it was.")
+    error = serializers.CharField(
+        help_text="Why it was suppressed or failed, if it was. A push message sent to some of "
+                  "the person's device sets but not all stays `sent`, and this names the sets "
+                  "that did not take it and why: \"Not sent to every device set — webpush: …\".")
+    send_number = serializers.IntegerField(
+        help_text="The current send: 1, then one more each time the message is resent.")
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
     delivered_at = serializers.DateTimeField(allow_null=True)
@@ -87,6 +92,8 @@ class MessageAttemptSerializer(Serializer):
     status_code = serializers.IntegerField(allow_null=True)
     outcome = serializers.CharField()
     error = serializers.CharField()
+    send_number = serializers.IntegerField(
+        help_text="The send of the message this call belongs to: 1, then one more per resend.")
     request = serializers.JSONField(help_text="Redacted: no credentials.")
     response = serializers.JSONField()
 
@@ -100,12 +107,39 @@ class MessageEventSerializer(Serializer):
     payload = serializers.JSONField(source="raw", help_text="The provider's payload as sent.")
 
 
+class MessageDeviceSerializer(Serializer):
+    kind = serializers.CharField(help_text="fcm, apns or webpush.")
+    provider = serializers.CharField(help_text="The key of the provider that last called it.")
+    device = serializers.CharField(help_text="The token or Web Push endpoint, shortened.")
+    result = serializers.CharField(help_text="accepted, deactivated (the provider said the "
+                                   "device is gone; taken out of the recipient's channel data), "
+                                   "transient_error or permanent_error.")
+    status = serializers.IntegerField(allow_null=True, help_text="The provider's HTTP status.")
+    error = serializers.CharField()
+    at = serializers.DateTimeField(help_text="When that call started.")
+
+
 class MessageLogDetailSerializer(MessageSummarySerializer):
     template_version = serializers.IntegerField(source="template_version.number",
                                                 allow_null=True)
     content = serializers.JSONField(help_text="The rendered fields.")
     attempts = MessageAttemptSerializer(many=True, source="delivery_attempts")
+    devices = serializers.SerializerMethodField(
+        help_text="Push: the result per device of the latest call to it (every device set "
+                  "of the recipient: APNs, FCM, Web Push). Empty for other channels.")
+    device_sets = serializers.SerializerMethodField(
+        help_text="Push to a person with devices of more than one kind: each device set (its "
+                  "kind) and what became of it in the latest delivery pass — sent, failed, "
+                  "retry, wait, deferred or unknown. Empty otherwise.")
     events = MessageEventSerializer(many=True)
+
+    @extend_schema_field(MessageDeviceSerializer(many=True))
+    def get_devices(self, message) -> list:
+        return MessageDeviceSerializer(selectors.message_devices(message), many=True).data
+
+    @extend_schema_field(serializers.DictField(child=serializers.CharField()))
+    def get_device_sets(self, message) -> dict:
+        return selectors.message_device_sets(message)
 
 
 class MessagePageInfoSerializer(Serializer):

@@ -45,6 +45,13 @@ from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_
 from ..providers.services import channel_data_deactivate
 from ..queue import enqueue_at, enqueue_many
 from .claim import MESSAGE_RELATIONS, _due, claim_batch
+from .fanout import (
+    device_entries,
+    forget_devices,
+    merge_device_sets,
+    split_device_sets,
+    unsent_sets_error,
+)
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
@@ -81,6 +88,11 @@ class Delivery:
     # | ("failed", key, "")
     outcome: tuple | None = None
     cost: tuple | None = None  # (Decimal, currency) of the send that succeeded, if priced
+    # A push message's device set (fanout.py): the kind of its ChannelData row ("push" for the
+    # generic one); blank for a message delivered whole. Each set has its own Delivery.
+    target: str = ""
+    devices: list = field(default_factory=list)  # push: this pass's result per device
+    sets: dict = field(default_factory=dict)  # push, merged: {target: its outcome's state}
 
 
 @dataclass
@@ -167,9 +179,10 @@ def deliver_claimed(messages: list[Message], *, now: datetime,
         deliveries = [Delivery(m, pool.candidates(m.channel, m.tenant_id),
                                last_error=pool.problems.get((m.channel, m.tenant_id), ""))
                       for m in messages]
-        _load_history(deliveries)
         _load_channel_data(deliveries)
-        pending, unwritten = deliveries, []
+        deliveries = split_device_sets(deliveries)
+        _load_history(deliveries)
+        pending, unwritten = [d for d in deliveries if d.outcome is None], []
         while pending:  # rounds: the first call of each message, then failovers
             calls = [call for d in pending if (call := _next_call(d, now)) is not None]
             if not calls:
@@ -191,16 +204,34 @@ def deliver_claimed(messages: list[Message], *, now: datetime,
 DEFERRED = ("deferred", "", None)
 
 def _load_history(deliveries: list[Delivery]) -> None:
-    """What earlier passes of retried messages did: transient calls per provider, and the
-    providers they are done with (a permanent error, or retries exhausted)."""
-    retried = {d.message.pk: d for d in deliveries if d.message.attempts > 1}
+    """What earlier passes of the current send of retried messages did: transient calls per
+    provider, and the providers they are done with (a permanent error, or retries exhausted).
+    A push device set that a provider of its own already took (an earlier pass; another set is
+    being retried) is done: sent, never again. Attempts of an earlier send (before a resend,
+    services.message_resend) are not read: a resend gives every provider and set a fresh
+    chance."""
+    retried = defaultdict(list)
+    for d in deliveries:
+        if d.message.attempts > 1:
+            retried[d.message.pk].append(d)
     if not retried:
         return
     limit = settings.CLARION["DELIVERY_MAX_ATTEMPTS"]
+    sends = {pk: parts[0].message.send_number for pk, parts in retried.items()}
     rows = DeliveryAttempt.objects.filter(message_id__in=list(retried)).values_list(
-        "message_id", "provider", "outcome", "error")
-    for message_id, provider, outcome, error in rows:
-        d = retried[message_id]
+        "message_id", "send_number", "provider", "outcome", "error", "response",
+        "estimated_cost", "cost_currency").order_by("started_at", "id")
+    for message_id, send_number, provider, outcome, error, response, cost, currency in rows:
+        if send_number != sends[message_id]:
+            continue
+        parts = retried[message_id]
+        own = next((d for d in parts if any(c.key == provider for c in d.candidates)), None)
+        if (own is not None and own.target and own.outcome is None
+                and outcome == DeliveryAttempt.Outcome.SUCCEEDED):
+            own.outcome = ("sent", provider, str((response or {}).get("message_id") or ""))
+            own.cost = (cost, currency) if cost is not None else None
+            continue
+        d = own or parts[0]
         if outcome == DeliveryAttempt.Outcome.TRANSIENT_ERROR:
             d.transient[provider] += 1
             if d.transient[provider] >= limit:
@@ -250,7 +281,8 @@ def outbound_for(message: Message, channel_data: ChannelData | None = None) -> O
 
 
 def _next_call(d: Delivery, now: datetime) -> Call | None:
-    """The next provider for this message, or None with `d.outcome` set."""
+    """The next provider for this message (or push device set), or None with `d.outcome`
+    set."""
     open_until = []
     for candidate in d.candidates:
         if candidate.key in d.excluded:
@@ -264,7 +296,10 @@ def _next_call(d: Delivery, now: datetime) -> Call | None:
         d.outcome = ("wait", "", min(open_until))
     else:
         if not d.candidates and not d.last_error:
-            d.last_error = f"No provider is configured for the {d.message.channel} channel."
+            d.last_error = (f"No {d.target} provider is configured for the push channel "
+                            f"(the recipient has {d.target} devices)." if d.target not in
+                            ("", "push") else
+                            f"No provider is configured for the {d.message.channel} channel.")
         d.outcome = ("failed", d.last_provider, "")
     return None
 
@@ -278,6 +313,7 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt]) -> None:
     started_at = timezone.now()
     attempts = [DeliveryAttempt(message=call.delivery.message, provider=call.candidate.key,
                                 provider_kind=call.candidate.provider.kind,
+                                send_number=call.delivery.message.send_number,
                                 started_at=started_at)
                 for call in calls]
     DeliveryAttempt.objects.bulk_create(attempts)
@@ -290,7 +326,8 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
     """Make one round of calls, at most DELIVERY_CONCURRENCY on the wire at once (in this
     thread for a lone call, else on this thread's event loop): each group of calls is started
     (`_start`) just before its requests leave, and each completed call recorded (`_record`) as
-    it ends, its attempt's result added to `unwritten`. A call that could not end before
+    it ends, its attempt's result added to `unwritten` (written with the next group's start, or
+    at once when no call is left to start). A call that could not end before
     `deadline` is not made (its `attempt` stays None); `batch_start` is when the batch began
     (`time.monotonic()`). Returns the calls made."""
     limit = max(1, settings.CLARION["DELIVERY_CONCURRENCY"])
@@ -324,6 +361,12 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
             made += group
             for call in group:
                 running[loop.create_task(_perform_async(call))] = call
+        elif unwritten:
+            # Nothing left to start while the last calls run: record the ended ones now, or a
+            # worker killed meanwhile would leave them `started`, of unknown outcome (an email
+            # the server accepted then fails; the sweeper reads a success here instead).
+            update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+            unwritten.clear()
         if not running:
             break
         done, _ = loop.run_until_complete(
@@ -405,9 +448,15 @@ def _record(calls: list[Call], now: datetime, unwritten: list[DeliveryAttempt]) 
             else:
                 attempt.outcome = DeliveryAttempt.Outcome.PERMANENT_ERROR
                 d.excluded.add(candidate.key)  # fail over
+        devices = device_entries(candidate, exchange)
+        d.devices += devices
         if dead and call.channel_data_id is not None:
+            why = "; ".join(dict.fromkeys(e["error"] for e in devices
+                                          if e["result"] == "deactivated" and e.get("error")))
             channel_data_deactivate(channel_data_id=call.channel_data_id, addresses=dead,
-                                    reason=f"{candidate.key}: {d.last_error or 'unregistered'}")
+                                    reason=f"{candidate.key}: "
+                                           f"{why or d.last_error or 'unregistered'}")
+            forget_devices(d, call.channel_data_id, dead)
 
 
 def update_rows(model, objs: list, fields: list[str], *, status: str | None = None) -> None:
@@ -439,12 +488,14 @@ MESSAGE_OUTCOME_FIELDS = ["status", "error", "provider", "provider_message_id",
 def _finish(deliveries: list[Delivery], now: datetime, *,
             attempts: list[DeliveryAttempt] = ()) -> None:
     """Write the last calls' attempts, each message's outcome and its timeline entry, in one
-    transaction. Only messages still `sending` (row-locked first) move: one that something
-    else moved meanwhile (the sweeper, after a stall) keeps that status; its attempts, the
-    ledger, are written all the same. A deferred message (its call could not start before the
-    batch's deadline) is queued again at once, for the next pass."""
+    transaction. Only messages still `sending` in the same send (row-locked first) move: one
+    that something else moved meanwhile (the sweeper, after a stall; then perhaps a resend that
+    another worker is sending) keeps that status; its attempts, the ledger, are written all
+    the same. A deferred message (its call could not start before the batch's deadline) is
+    queued again at once, for the next pass. A push message sent by some device sets but not
+    all is `sent` with the others' errors (fanout.unsent_sets_error)."""
     logs, changed, schedules, deferred = [], [], [], []
-    for d in deliveries:
+    for d in merge_device_sets(deliveries):
         if d.outcome is None:  # cannot happen; never leave a message in `sending`
             d.outcome = ("failed", d.last_provider, "")
         message = d.message
@@ -453,11 +504,18 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                   "attempts": message.attempts}
         if len(d.tried) > 1:
             detail["tried"] = d.tried
+        if d.sets:
+            detail["device_sets"] = d.sets
+        if d.devices:
+            detail["devices"] = d.devices
         message.updated_at = now
         message.provider = provider or message.provider
         message.next_attempt_at = None
         if state == "sent":
-            message.status, message.error, message.sent_at = Message.Status.SENT, "", now
+            message.status, message.sent_at = Message.Status.SENT, now
+            message.error = unsent_sets_error(d.sets, d.last_error)[:2000]
+            if message.error:
+                detail["error"] = message.error[:500]
             message.provider_message_id = value
             message.estimated_cost, message.cost_currency = d.cost or (None, "")
             event, detail["provider_message_id"] = StepLog.Event.SENT, value
@@ -486,9 +544,10 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                             detail=detail))
     with transaction.atomic():
         update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
-        owned = set(Message.objects.select_for_update()
-                    .filter(pk__in=[m.pk for m in changed], status=Message.Status.SENDING)
-                    .values_list("pk", flat=True))
+        sends = {m.pk: m.send_number for m in changed}
+        owned = {pk for pk, send_number in Message.objects.select_for_update()
+                 .filter(pk__in=list(sends), status=Message.Status.SENDING)
+                 .values_list("pk", "send_number") if send_number == sends[pk]}
         if len(owned) < len(changed):
             logger.warning("messages %s left `sending` while being delivered; not overwritten",
                            [str(m.pk) for m in changed if m.pk not in owned])
@@ -503,7 +562,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         for message, at in schedules:
             if message.pk in owned:
                 enqueue_at("notifications.tasks.deliver_message", str(message.id), at=at,
-                           name=f"msg:{message.id}#{message.attempts}")
+                           name=f"msg:{message.id}#{message.send_number}.{message.attempts}")
         enqueue_many("notifications.tasks.deliver_message",
                      [(str(m.id),) for m in deferred if m.pk in owned])
 
@@ -514,22 +573,25 @@ def _facts(deliveries: list[Delivery], changed: list[Message], now: datetime) ->
     written = {m.pk for m in changed}
     started = dict(Run.objects.filter(pk__in={m.run_id for m in changed})
                    .values_list("id", "created_at"))
-    facts = []
-    for d in deliveries:
+    facts, counted = [], set()
+    for d in deliveries:  # a push message's device sets are one Delivery each
         m = d.message
         if m.pk not in written:
             continue
-        if m.status == Message.Status.SENT:
-            latency = int((now - started.get(m.run_id, now)).total_seconds() * 1000)
-            facts.append(message_fact("sent", m, at=now, latency_ms=max(latency, 0),
-                                      cost=m.estimated_cost))
-        elif m.status == Message.Status.FAILED:
-            facts.append(message_fact("failed", m, at=now))
+        if m.pk not in counted:
+            counted.add(m.pk)
+            if m.status == Message.Status.SENT:
+                latency = int((now - started.get(m.run_id, now)).total_seconds() * 1000)
+                facts.append(message_fact("sent", m, at=now, latency_ms=max(latency, 0),
+                                          cost=m.estimated_cost))
+            elif m.status == Message.Status.FAILED:
+                facts.append(message_fact("failed", m, at=now))
+        took = d.outcome[1] if d.outcome is not None and d.outcome[0] == "sent" else None
         for provider in d.tried:
             key = {"at": now, "workflow": m.workflow.key, "channel": m.channel,
                    "tenant": m.tenant.key if m.tenant_id else "", "provider": provider}
             facts.append(Fact(metric="provider_calls", **key))
-            if not (m.status == Message.Status.SENT and provider == m.provider):
+            if provider != took:
                 facts.append(Fact(metric="provider_errors", **key))
     return facts
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
+from ..models import Channel, DeliveryAttempt, Message, MessageEvent, StepLog
 from ..providers import registry
 from ..queue import enqueue
 from .batch import Delivery, _finish
@@ -24,9 +24,32 @@ def message_mark_sent_from_ledger(message: Message, attempt: DeliveryAttempt) ->
     """A worker stopped after a provider accepted the message but before the message was marked
     sent (a batch's later failover round was running): the ledger says it was accepted, so it is
     sent, with the provider's id, and never sent again."""
-    d = Delivery(message, [])
-    d.outcome = ("sent", attempt.provider, str((attempt.response or {}).get("message_id") or ""))
+    # A push's other device set may have had a call on the wire: what became of it is unknown.
+    cut_short = message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED,
+                                                 send_number=message.send_number)
+    kinds = list(cut_short.values_list("provider_kind", flat=True))
+    cut_short.update(outcome=DeliveryAttempt.Outcome.UNKNOWN,
+                     error="The worker stopped before the provider answered.")
+    d = _sent_by(message, attempt, str((attempt.response or {}).get("message_id") or ""),
+                 unknown=kinds)
     _finish([d], timezone.now())
+
+
+UNKNOWN_OUTCOME = "Delivery outcome unknown: the worker stopped during the provider call."
+
+
+def _sent_by(message: Message, attempt: DeliveryAttempt, provider_message_id: str, *,
+             unknown: list[str] = ()) -> Delivery:
+    """The outcome "sent through `attempt`'s provider" to hand to `_finish`; for a push message
+    whose other device sets' calls (their kinds: `unknown`) were cut short, with those sets
+    named unknown (`device_sets`), which leaves the message's error saying so."""
+    d = Delivery(message, [])
+    d.outcome = ("sent", attempt.provider, provider_message_id)
+    others = [kind for kind in dict.fromkeys(unknown) if kind != attempt.provider_kind]
+    if message.channel == Channel.PUSH and others:
+        d.sets = {attempt.provider_kind: "sent", **{kind: "unknown" for kind in others}}
+        d.last_error = "; ".join(f"{kind}: {UNKNOWN_OUTCOME}" for kind in others)
+    return d
 
 
 def provider_reported(message: Message, attempt: DeliveryAttempt) -> str | None:
@@ -53,6 +76,9 @@ def message_mark_outcome_unknown(message: Message) -> str:
       attempt succeeded, the message is sent (and its reported events applied).
     - The provider de-duplicates on the message's idempotency key (the signed webhook): the
       message is queued again and the same key makes a second call harmless.
+    - A push message one of whose device sets a provider took in an earlier pass of the same
+      send (the call cut short was to another set, fanout.py): it is sent, and that set's
+      provider named. What a send before a resend did does not count.
     - Anywhere else it is not sent again (a second send would risk a duplicate): it is marked
       failed with the reason, so support sees it on the run's timeline.
 
@@ -61,7 +87,8 @@ def message_mark_outcome_unknown(message: Message) -> str:
     is simply sent again by the sweeper.
     """
     now = timezone.now()
-    started = list(message.delivery_attempts.filter(outcome=DeliveryAttempt.Outcome.STARTED)
+    current = message.delivery_attempts.filter(send_number=message.send_number)
+    started = list(current.filter(outcome=DeliveryAttempt.Outcome.STARTED)
                    .order_by("started_at", "id"))
     last = started[-1] if started else None
     reported = provider_reported(message, last) if last is not None else None
@@ -79,6 +106,12 @@ def message_mark_outcome_unknown(message: Message) -> str:
     DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started]).update(
         outcome=DeliveryAttempt.Outcome.UNKNOWN,
         error="The worker stopped before the provider answered.")
+    taken = (current.filter(outcome=DeliveryAttempt.Outcome.SUCCEEDED)
+             .order_by("started_at", "id").first() if message.channel == Channel.PUSH else None)
+    if taken is not None:  # a device set took it in an earlier pass of this send: sent
+        _finish([_sent_by(message, taken, str((taken.response or {}).get("message_id") or ""),
+                          unknown=[a.provider_kind for a in started])], now)
+        return "sent"
     if last is not None and _supports_idempotency(last.provider_kind):
         with transaction.atomic():
             requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING) \
@@ -95,9 +128,7 @@ def message_mark_outcome_unknown(message: Message) -> str:
                 enqueue("notifications.tasks.deliver_message", str(message.id))
         return "requeued"
     message.provider = last.provider if last is not None else message.provider
-    d = Delivery(message, [], last_provider=message.provider,
-                 last_error="Delivery outcome unknown: the worker stopped during the "
-                            "provider call.")
+    d = Delivery(message, [], last_provider=message.provider, last_error=UNKNOWN_OUTCOME)
     d.outcome = ("failed", message.provider, "")
     _finish([d], now)
     return "failed"

@@ -194,10 +194,11 @@ def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: 
                                             reason: str) -> bool:
     """An SMS provider accepted the message, then reported that the carrier did not deliver it
     for a reason another provider may not meet (`StatusEvent.carrier_refused`, from each kind's
-    CARRIER_FAILOVER_CODES): queue it again for the next provider. Once per message at most,
-    only while it is still `failed` from that very send, and only when a provider it has not
-    tried is left; the refusal is a `carrier_refused` DeliveryAttempt (which makes delivery skip
-    that provider) and a `retrying` timeline entry. Returns whether it failed over."""
+    CARRIER_FAILOVER_CODES): queue it again for the next provider. Once per send of the message
+    at most (a resend is a new send), only while it is still `failed` from that very provider
+    call, and only when a provider its current send has not tried is left; the refusal is a
+    `carrier_refused` DeliveryAttempt (which makes delivery skip that provider) and a
+    `retrying` timeline entry. Returns whether it failed over."""
     now = timezone.now()
     with transaction.atomic():
         message = (Message.objects.select_for_update()
@@ -205,9 +206,10 @@ def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: 
                            provider_message_id=provider_message_id).first())
         if message is None or not provider_message_id:
             return False
-        attempts = DeliveryAttempt.objects.filter(message=message)
+        attempts = DeliveryAttempt.objects.filter(message=message,
+                                                  send_number=message.send_number)
         if attempts.filter(outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED).exists():
-            return False  # it failed over once already: never a third send
+            return False  # this send failed over once already: never a third call
         tried = set(attempts.values_list("provider", flat=True))
         left = [c.key for c in ProviderPool().candidates(message.channel, message.tenant_id)
                 if c.key not in tried]
@@ -217,7 +219,8 @@ def message_fail_over_after_carrier_refusal(*, message_id, provider_message_id: 
                 .values_list("provider_kind", flat=True).last())
         DeliveryAttempt.objects.create(
             message=message, provider=message.provider, provider_kind=kind or "", started_at=now,
-            duration_ms=0, outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED,
+            send_number=message.send_number, duration_ms=0,
+            outcome=DeliveryAttempt.Outcome.CARRIER_REFUSED,
             error=f"Accepted, then not delivered by the carrier: {reason}"[:2000],
             response={"message_id": provider_message_id})
         Message.objects.filter(pk=message.pk, status=Message.Status.FAILED).update(

@@ -12,6 +12,7 @@ from preferences.selectors import channel_step_verdict
 from ..channels import channel_spec
 from ..models import ChannelData, Layout, Message, Run, Step, StepLog, StepType, Template
 from ..providers.phone import is_e164
+from ..providers.push import has_devices
 from ..providers.sms_segments import sms_size
 from ..ratelimit import rate_limit_hit
 from ..rendering import RenderOptions, TemplateError, render_email, render_fields
@@ -229,8 +230,9 @@ def _in_app(p: Pass, step: Step, channel: str, detail: dict) -> Message:
 def channel_address(step: Step, run: Run, channel: str | None = None) -> tuple[str, str]:
     """(address, "") for a provider channel step, or ("", why there is none).
 
-    sms: the recipient's phone (E.164); push: the recipient has push ChannelData (the tokens are
-    read when the message is sent); chat: the recipient's chat ChannelData (`webhook_url` or
+    sms: the recipient's phone (E.164); push: the kinds of the recipient's push ChannelData rows
+    that list a device, e.g. "apns,webpush" (every one gets the message; the devices are read
+    when it is sent, delivery/fanout.py); chat: the recipient's chat ChannelData (`webhook_url` or
     `channel`), else the step's `channel`; webhook: the step's `url`. `channel`: for a route
     step, the channel asked about (default: the step's own type); email: the recipient's email,
     in_app: the recipient's own feed.
@@ -253,7 +255,7 @@ def channel_address(step: Step, run: Run, channel: str | None = None) -> tuple[s
         url = (step.config or {}).get("url")
         return (url, "") if isinstance(url, str) and url else ("", "the webhook step has no url")
     rows = [row for row in ChannelData.objects.filter(recipient=recipient, channel=channel)
-            if any(value for key, value in (row.data or {}).items() if key != "inactive")]
+            if has_devices(row.data)]
     if channel == StepType.PUSH:
         if not rows:
             return "", "the recipient has no push channel data (device tokens)"

@@ -15,14 +15,17 @@ state moved on, the constraint refuses a second Message.
 """
 
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.db.models import F, Q
 from django.utils.dateparse import parse_datetime
 
 from preferences.selectors import channel_step_verdict
 
-from ..models import Message, ProviderConfig, Step, StepLog
+from ..models import ChannelData, Message, ProviderConfig, Step, StepLog, StepType
+from ..providers.base import channel_data_row
 from ..providers.cost import estimate_cost
+from ..providers.push import device_sets
 from . import channel_steps
 from .context import NEXT, WAIT, Pass
 from .validation import route_interval_seconds
@@ -177,14 +180,25 @@ def _offer(p: Pass, step: Step, channel: str, state: dict,
 def _estimated_cost(run, channel: str, message: Message):
     """(cost, currency) of `message` through the provider delivery tries first (the tenant's
     own, then the global ones, by priority: delivery/pool.py's order); None without a price
-    (in-app, or a provider with no cost options)."""
+    (in-app, or a provider with no cost options). A push goes to every device set of the
+    person (providers/push.py): the sum of each set's first provider's price (a set no
+    provider serves is not sent), None unless every one has a price, in one currency."""
     tenants = Q(tenant__isnull=True) | Q(tenant_id=run.tenant_id) if run.tenant_id \
         else Q(tenant__isnull=True)
-    config = (ProviderConfig.objects.filter(tenants, channel=channel, active=True)
-              .order_by(F("tenant_id").asc(nulls_last=True), "priority", "key").first())
-    if config is None:
+    configs = list(ProviderConfig.objects.filter(tenants, channel=channel, active=True)
+                   .order_by(F("tenant_id").asc(nulls_last=True), "priority", "key"))
+    if channel == StepType.PUSH:
+        rows = ChannelData.objects.filter(recipient_id=run.recipient_id, channel=channel)
+        sets = device_sets(configs, rows, lambda config, live: channel_data_row(config.kind,
+                                                                                live))
+        firsts = [providers[0] for _, providers in sets if providers]  # none: never sent
+    else:
+        firsts = configs[:1]
+    costs = [estimate_cost(channel, config.options or {}, to=message.to,
+                           content=message.content) for config in firsts]
+    if not costs or None in costs or len({currency for _, currency in costs}) > 1:
         return None
-    return estimate_cost(channel, config.options or {}, to=message.to, content=message.content)
+    return sum((cost for cost, _ in costs), Decimal(0)), costs[0][1]
 
 
 def _wait(p: Pass, until: datetime) -> str:

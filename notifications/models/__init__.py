@@ -1,4 +1,4 @@
-"""Domain model of DESIGN.md §2. Behaviour lives in services.py and engine/, not here.
+"""Domain model of DESIGN.md §2. Behaviour lives in services/ and engine/, not here.
 
 One module per concept: base (ids, validators, choices), audience, workflows, runs,
 delivery. Import from `notifications.models`."""

@@ -55,7 +55,12 @@ class Message(models.Model):
         help_text="What the send that succeeded is estimated to cost (its provider's cost "
         "options), in cost_currency; null: not sent, or the provider has no price.")
     cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
-    attempts = models.PositiveIntegerField(default=0)
+    attempts = models.PositiveIntegerField(
+        default=0, help_text="Delivery passes of the current send (each may call several "
+        "providers); back to 0 when the message is resent.")
+    send_number = models.PositiveIntegerField(
+        default=1, help_text="The current send: 1, then one more each time it is resent. "
+        "Delivery reads only the current send's attempts.")
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -177,6 +182,9 @@ class DeliveryAttempt(models.Model):
         help_text="For a succeeded call: the provider's price for it (its cost options: per "
         "message, per SMS segment, per country), in cost_currency. Null: no price set.")
     cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
+    send_number = models.PositiveIntegerField(
+        default=1, help_text="The send of its message this call belongs to (the message's "
+        "send_number when it was made): 1, then one more per resend.")
 
     class Meta:
         ordering = ["message", "started_at", "id"]

@@ -203,6 +203,16 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
 
 # --- Providers ----------------------------------------------------------------------------------
 
+def channel_data_row(kind: str, rows: Iterable[Any]) -> Any | None:
+    """Of a recipient's ChannelData rows for one channel, the one providers of `kind` use: the
+    row for that kind (`provider_kind`), else the generic one (blank `provider_kind`), else None."""
+    rows = list(rows)
+    for row in rows:
+        if row.provider_kind == kind:
+            return row
+    return next((row for row in rows if not row.provider_kind), None)
+
+
 class Provider:
     """One configured provider of one kind (a ProviderConfig, or a built-in default).
 
@@ -271,11 +281,7 @@ class Provider:
 
     def channel_data_for(self, rows: Iterable[Any]) -> Any | None:
         """The recipient's ChannelData row this kind uses: its own kind's, else a generic one."""
-        rows = list(rows)
-        for row in rows:
-            if row.provider_kind == self.kind:
-                return row
-        return next((row for row in rows if not row.provider_kind), None)
+        return channel_data_row(self.kind, rows)
 
     def send(self, message: OutboundMessage) -> SendResult:
         raise NotImplementedError

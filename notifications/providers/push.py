@@ -1,21 +1,28 @@
 """Push: the channel's base, shared by FCM (fcm.py), APNs (apns.py) and Web Push (webpush.py).
 
-A push Message goes to every device the recipient registered for the kind, read from ChannelData
-(channel "push", provider = the kind): ``{"tokens": ["…"]}`` for fcm and apns,
+A recipient's push devices are ChannelData rows (channel "push"), one per kind
+(provider = the kind): ``{"tokens": ["…"]}`` for fcm and apns,
 ``{"subscriptions": [{"endpoint": "https://…", "keys": {"p256dh": "…", "auth": "…"}}]}`` for
-webpush. `PushProvider` owns that fan-out; each kind only maps one device's request and answer.
+webpush, and maybe a generic row (blank provider) that any kind may use. Each row with devices
+is a *device set* (`device_sets`): a push Message goes to every device set, each through the
+providers that use its row, in order, failing over among those only (delivery/batch.py), so a
+person with an iPhone and a browser gets it on both.
 
-The message is sent when at least one device took it (a retry would repeat it on those): devices
-the provider calls dead (FCM UNREGISTERED, APNs BadDeviceToken/Unregistered, Web Push 404/410)
-go back in `dead_addresses` for the orchestrator to deactivate, and the others' errors are in the
-ledger. When no device took it, the error is transient if any device's was (retry), else
-permanent (fail over to the next push provider).
+One provider call sends to every device of its set; `PushProvider` owns that fan-out and each
+kind only maps one device's request and answer. The call succeeds when at least one device took
+it (a retry would repeat it on those): devices the provider calls dead (FCM UNREGISTERED, APNs
+BadDeviceToken/Unregistered/ExpiredToken, Web Push 404/410) go back in `dead_addresses` for
+the orchestrator to deactivate, and every device's result is in the ledger (the attempt's
+``response["devices"]``). When no device took it, the error is transient if any device's was
+(retry), else permanent (fail over to the set's next provider). An oversize payload (413), a
+rate limit (429) or a server error (5xx) is never a dead device.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -32,6 +39,30 @@ from .base import (
 DEFAULT_TTL_SECONDS = 28 * 24 * 3600  # FCM's default; used for Web Push, which has none
 
 
+def has_devices(data: dict | None) -> bool:
+    """Whether a push ChannelData row's `data` still lists a device (a token or a subscription;
+    the "inactive" list of deactivated ones does not count)."""
+    return any(value for key, value in (data or {}).items() if key != "inactive")
+
+
+def device_sets(providers: Iterable[Any], rows: Iterable[Any],
+                row_of: Callable[[Any, list], Any | None]) -> list[tuple[Any, list]]:
+    """Where one push goes: ``[(row, [provider, …]), …]``, one entry per ChannelData row of the
+    recipient that still lists a device (`has_devices`), with the `providers` (in their order)
+    for which `row_of(provider, rows)` picks that row (a kind's own row, else the generic one).
+    A row no provider uses comes last, with an empty list. Ordered by each row's first provider.
+    """
+    live = [row for row in rows if has_devices(row.data)]
+    sets: dict[Any, tuple[Any, list]] = {}
+    for provider in providers:
+        row = row_of(provider, live)
+        if row is not None:
+            sets.setdefault(row.pk, (row, []))[1].append(provider)
+    for row in live:
+        sets.setdefault(row.pk, (row, []))
+    return list(sets.values())
+
+
 @dataclass
 class DeviceOutcome:
     """What became of one device's copy of a message."""
@@ -43,6 +74,16 @@ class DeviceOutcome:
     status_code: int | None = None
     request: dict = field(default_factory=dict)
     response: dict = field(default_factory=dict)
+
+
+def device_result(outcome: DeviceOutcome) -> str:
+    """One device's result as the ledger and the timeline name it: "accepted", "deactivated"
+    (the provider said the device is gone), "transient_error" or "permanent_error"."""
+    if outcome.error is None:
+        return "accepted"
+    if outcome.dead:
+        return "deactivated"
+    return "transient_error" if outcome.error.transient else "permanent_error"
 
 
 @dataclass(frozen=True)
@@ -125,8 +166,8 @@ class PushProvider(Provider):
             request={"devices": len(outcomes), "first": outcomes[0].request},
             status_code=outcomes[0].status_code,
             response={"devices": [
-                {"device": self.describe_address(o.address), "status": o.status_code,
-                 "id": o.provider_message_id, "dead": o.dead,
+                {"device": self.describe_address(o.address), "result": device_result(o),
+                 "status": o.status_code, "id": o.provider_message_id, "dead": o.dead,
                  "error": str(o.error) if o.error else "", **o.response}
                 for o in outcomes]},
         )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -24,18 +23,10 @@ import websockets
 from django.conf import settings
 
 from tests.conftest import free_port
-from tests.e2e_support import _STRIPPED_PREFIXES, _STRIPPED_VARIABLES, served_database_url
+from tests.processes import Service, process_env
 
-
-def process_env(**extra: str) -> dict[str, str]:
-    """The environment of a Clarion process started by a test: the test database, the test's
-    SECRET_KEY (so inbox HMACs and tokens made here verify there), none of the caller's
-    Clarion settings, plus `extra`."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in _STRIPPED_VARIABLES and not name.startswith(_STRIPPED_PREFIXES)}
-    env.update(DATABASE_URL=served_database_url(), SECRET_KEY=settings.SECRET_KEY,
-               CLARION_ALLOW_PRIVATE_URLS="1", PYTHONUNBUFFERED="1", **extra)
-    return env
+__all__ = ["ClientFleet", "InboxClient", "RedisServer", "SilentServer", "WebProcess",
+           "metric_value", "process_env", "wait"]
 
 
 def wait(condition, what: str, timeout: float = 60, interval: float = 0.05) -> None:
@@ -82,26 +73,26 @@ class RedisServer:
         self.process = None
 
 
-class WebProcess:
+class WebProcess(Service):
     """`daphne clarion.asgi:application` on a free port, with `env` (see process_env)."""
 
     def __init__(self, env: dict[str, str], log_path: Path):
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115  (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "clarion.asgi:application"],
-            cwd=settings.BASE_DIR, env={**env, "CLARION_PROCESS": "web"},
-            stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        wait(self._answers, f"daphne on port {self.port}", timeout=90, interval=0.2)
+        super().__init__("daphne", [sys.executable, "-m", "daphne", "-b", "127.0.0.1",
+                                    "-p", str(self.port), "clarion.asgi:application"],
+                         env={**env, "CLARION_PROCESS": "web"}, log_path=log_path,
+                         cwd=settings.BASE_DIR)
+        try:
+            wait(self._answers, f"daphne on port {self.port}", timeout=90, interval=0.2)
+        except BaseException:
+            self.stop()
+            raise
 
     def _answers(self) -> bool:
         if self.process.poll() is not None:
             raise AssertionError(f"daphne exited with {self.process.returncode}:\n"
-                                 f"{self.log_path.read_text()}")
+                                 f"{self.log()}")
         try:
             urllib.request.urlopen(f"{self.base_url}/healthz", timeout=2).close()
             return True
@@ -119,15 +110,8 @@ class WebProcess:
         with urllib.request.urlopen(self.base_url + path, timeout=30) as response:
             return response.read().decode()
 
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-        self._log.close()
+    def stop(self, timeout: float = 15, sig: signal.Signals = signal.SIGTERM) -> int | None:
+        return super().stop(timeout, sig)
 
 
 def metric_value(exposition: str, name: str) -> float:

@@ -21,8 +21,14 @@ from django_q.models import Task
 from notifications.models import DeliveryAttempt, Message, ProviderConfig
 from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
 from tests.notifications.providers.servers import ProviderServer, Reply
-from tests.notifications.providers.test_kill_run import Cluster, message_id_of
-from tests.notifications.providers.test_sms import SID, TOKEN, twilio_accepts, twilio_check
+from tests.notifications.providers.test_sms import (
+    SID,
+    TOKEN,
+    message_id_of,
+    twilio_accepts,
+    twilio_check,
+)
+from tests.processes import Cluster
 
 from .support import SilentServer, wait
 

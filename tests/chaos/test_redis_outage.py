@@ -20,7 +20,7 @@ from inbox.selectors import inbox_counts
 from notifications.models import Recipient
 from notifications.services import TriggerRequest, trigger_workflow
 from tests.conftest import in_app_step
-from tests.notifications.providers.test_kill_run import Cluster
+from tests.processes import Cluster
 
 from .support import ClientFleet, InboxClient, RedisServer, WebProcess, process_env, wait
 

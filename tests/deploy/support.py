@@ -3,8 +3,8 @@ qcluster`) with the production environment, and a PostgreSQL server of the test'
 
 - `production_env(...)`: the environment a production process gets (DEBUG off, secrets, hosts,
   HTTPS behind a load balancer), nothing inherited that would change it.
-- `Service`: one long-running subprocess in its own process group, its output in a log file;
-  `stop()` ends it and anything it started.
+- `Service` (tests/processes.py): one long-running subprocess in its own process group, its
+  output in a log file; `stop()` ends it and anything it started.
 - `web(...)`, `qcluster(...)`: the two kinds of production process.
 - `PrivatePostgres`: `initdb` into a temporary directory and `pg_ctl` on a free port, so a test
   may stop and restart *its* server (the shared one on 5432 is never touched).
@@ -20,7 +20,6 @@ import os
 import pwd
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -33,9 +32,8 @@ from pathlib import Path
 from cryptography.fernet import Fernet
 
 from tests.conftest import free_port
-from tests.e2e_support import _STRIPPED_PREFIXES, _STRIPPED_VARIABLES
+from tests.processes import ROOT, Service, inherited_env
 
-ROOT = Path(__file__).resolve().parent.parent.parent
 PUBLIC_HOST = "clarion.example.com"
 
 # What a production deploy sets besides the database, Redis and the secrets (docs/deploy.md):
@@ -60,9 +58,8 @@ def production_env(*, database_url: str, var_dir: Path, redis_url: str | None = 
     fresh secrets, `database_url`, `redis_url` (the channel layer), `var_dir` (CLARION_VAR_DIR
     and STATIC_ROOT=var_dir/static) and `overrides`. Call it once per deployment: every process
     of one deployment must share the secrets."""
-    env = {name: value for name, value in os.environ.items()
-           if name not in _STRIPPED_VARIABLES and name not in {"DEBUG", "DJANGO_SETTINGS_MODULE"}
-           and not name.startswith(_STRIPPED_PREFIXES)
+    env = {name: value for name, value in inherited_env().items()
+           if name not in {"DEBUG", "DJANGO_SETTINGS_MODULE"}
            and not name.startswith(("DB_", "QUEUE_", "INBOX_", "SECURE_", "AXES_"))}
     env.update(PRODUCTION, DATABASE_URL=database_url, CLARION_VAR_DIR=str(var_dir),
                STATIC_ROOT=str(var_dir / "static"), SECRET_KEY=secrets.token_urlsafe(50),
@@ -76,53 +73,6 @@ def production_env(*, database_url: str, var_dir: Path, redis_url: str | None = 
         env["REDIS_URL"] = redis_url
     env.update(overrides)
     return env
-
-
-class Service:
-    """One long-running subprocess (and its children, in its own process group) with its
-    output in `log_path`."""
-
-    def __init__(self, name: str, argv: list[str], *, env: dict[str, str], log_path: Path,
-                 cwd: Path = ROOT):
-        self.name = name
-        self.log_path = log_path
-        self._log = open(log_path, "wb")  # noqa: SIM115  (closed in stop)
-        self.process = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                                        stdout=self._log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
-        self._stopped = False
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 10) -> int | None:
-        """SIGTERM to the process alone (a qcluster then stops its own workers), SIGKILL to
-        its whole group after `timeout` seconds or once it exited. Returns its exit code
-        (None if it had to be killed). Idempotent."""
-        if self._stopped:
-            return self.process.returncode
-        self._stopped = True
-        code = None
-        try:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    code = self.process.wait(timeout=timeout)
-            else:
-                code = self.process.returncode
-        finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-            self._log.close()
-        return code
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
 
 
 def procfile() -> dict[str, str]:

@@ -348,3 +348,26 @@ async def test_a_socket_stays_open_through_a_rotation_of_another_tenants_secret(
     assert (await frames_until(communicator, "pong"))[-1] == {"type": "pong"}
     await communicator.disconnect()
 
+
+
+async def test_a_socket_joins_its_group_again_before_the_layer_forgets_it(
+        layer_mode, ada, ping, run_tasks, api, settings):
+    """A channel layer drops a group membership `group_expiry` seconds after it was made
+    (86,400 by default): a socket on an HMAC, which never expires, must keep hearing pushes."""
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    saved = layer.group_expiry
+    layer.group_expiry = 2
+    settings.INBOX_HEARTBEAT_SECONDS = 0.5
+    settings.INBOX_RESYNC_CHECK_SECONDS = 30  # a push, not a resync, must bring the item
+    try:
+        communicator, _ = await connect(f"/ws/inbox/?recipient=ada&hmac={inbox_hmac('ada')}")
+        await asyncio.sleep(3.5)  # past the expiry of the first membership
+        item = await trigger_in_app(run_tasks, api)
+        created, _ = await frames_until(communicator, "counts.changed")
+        assert created == {**created, "type": "item.created"}
+        assert created["item"]["id"] == item.pk
+        await communicator.disconnect()
+    finally:
+        layer.group_expiry = saved

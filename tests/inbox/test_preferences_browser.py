@@ -33,6 +33,9 @@ def wait_for_set(recipient, expected: dict, timeout: float = 10) -> PreferenceSe
 
 
 def open_preferences_with_the_keyboard(page):
+    # The feed first: opened before its items load, the panel takes the focus, not an item,
+    # and Shift+Tab leaves the widget instead of reaching the gear.
+    expect(page.locator("clarion-inbox .item").first).to_be_attached()
     bell = page.locator("clarion-inbox .bell")
     bell.focus()
     page.keyboard.press("Enter")

@@ -2,10 +2,13 @@
 
 The first test runs the product as `make serve` does (daphne + qcluster) and uses the demo page:
 trigger, see the badge go from n to n+1 and the item appear without a reload, click it and see the
-badge drop. The others drive the widget's REST features against the live test server.
+badge drop. The resync test runs a daphne web process and a private Redis (its pushes lost and
+delivered for real). The others drive the widget's REST features against the live test server.
 """
 
+import contextlib
 import re
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.db import connections
@@ -13,9 +16,13 @@ from playwright.sync_api import expect
 
 from inbox.auth import inbox_hmac
 from inbox.models import InboxItem
+from inbox.selectors import inbox_counts
 from inbox.services import tenant_inbox_secret_rotate
 from notifications.demo import seed_demo
 from notifications.models import Recipient, Tenant
+
+from ..chaos.support import RedisServer, WebProcess, process_env
+from ..conftest import in_app_step
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -220,3 +227,98 @@ def test_widget_retries_a_failed_socket_with_growing_delays(demo, live_server, p
     assert gaps[1] > 900  # the second wait is 1-2 s (2 s with jitter), never a tight loop
     expect(page.locator("clarion-inbox .status")).to_have_text("Reconnecting…")
     assert page.evaluate("document.querySelector('clarion-inbox').retries") >= 2
+
+
+# Every frame the widget's socket receives, in window.__frames (set before the page's scripts).
+RECORD_FRAMES = """
+    window.__frames = [];
+    const Native = window.WebSocket;
+    window.WebSocket = function (url, protocols) {
+        const socket = new Native(url, protocols);
+        socket.addEventListener("message", (event) => window.__frames.push(JSON.parse(event.data)));
+        return socket;
+    };
+    Object.assign(window.WebSocket, { OPEN: Native.OPEN, CLOSED: Native.CLOSED });
+"""
+
+
+@pytest.fixture
+def pushing_web(transactional_db, settings, tmp_path):
+    """A daphne web process whose sockets hear this process's pushes through a private Redis
+    (the layer mode a deployment runs), checking every 0.2 s (heartbeat) that none was lost
+    (an item older than 2 s and never pushed gets its socket a `resync` frame: a push the
+    loaded machine delays past that would count as lost too). Yields it; stops both after the
+    test."""
+    with contextlib.ExitStack() as stack:
+        redis = RedisServer(tmp_path / "redis.log")
+        stack.callback(redis.stop)
+        settings.CHANNEL_LAYERS = {"default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [{"address": redis.url, "socket_timeout": None}]}}}
+        settings.INBOX_REALTIME = "layer"
+        web = WebProcess(process_env(REDIS_URL=redis.url, INBOX_HEARTBEAT_SECONDS="0.2",
+                                     INBOX_RESYNC_CHECK_SECONDS="2"), tmp_path / "daphne.log")
+        stack.callback(web.stop)
+        yield web
+
+
+def in_a_thread(func, *args):
+    """func(*args) in a thread of its own (the engine may run an event loop, which Playwright's,
+    running in this thread, would refuse); its database connections closed after."""
+    def run():
+        try:
+            return func(*args)
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
+
+
+def test_widget_shows_every_item_after_a_resync_frame(pushing_web, page, api, run_tasks,
+                                                     make_workflow):
+    """Pushes lost between delivered ones: the socket's check finds them and sends `resync`
+    {before: the newest item it knew}; the widget fetches everything newer (two pages of the
+    feed, below items already pushed to it) and ends with every item, newest first, each read
+    or unread as stored, and the stored unread count on its badge."""
+    seed_demo()
+    make_workflow("ping", steps=[in_app_step(body="Pushed for {{ recipient.name }}")])
+    demo = Recipient.objects.get(external_id="demo-user")
+    shown = add_items(demo, 3)
+    page.add_init_script(RECORD_FRAMES)
+    # The widget re-syncs once on connect (`before` the newest item it drew): items written
+    # after that can only reach it by a push or a `resync` frame.
+    with page.expect_response(lambda r: "/api/v1/inbox/?before=" in r.url):
+        page.goto(f"{pushing_web.base_url}/demo/inbox/")
+    expect(page.locator("clarion-inbox")).to_have_attribute("data-connected", "")
+    page.locator("clarion-inbox .bell").click()
+    items = page.locator("clarion-inbox li")
+    expect(items).to_have_count(3)
+
+    # 105 items written without a push (every fifth read): more than one page of the feed.
+    lost = InboxItem.objects.bulk_create(
+        [InboxItem(recipient=demo, content={"body": f"Lost {i}"},
+                   read_at="2026-01-01T00:00:00Z" if i % 5 == 0 else None)
+         for i in range(105)])
+    for _ in range(2):  # then two the engine writes and pushes through Redis
+        assert api.post("/api/v1/workflows/ping/trigger",
+                        {"recipients": ["demo-user"]}).status_code == 202
+        in_a_thread(run_tasks)
+    pushed = list(InboxItem.objects.filter(recipient=demo, pk__gt=lost[-1].pk).order_by("id"))
+    assert len(pushed) == 2
+
+    expect(items).to_have_count(110, timeout=15_000)
+    frames = page.evaluate("window.__frames")
+    assert {"type": "resync", "before": shown[-1].pk} in frames
+    assert [f["item"]["id"] for f in frames if f["type"] == "item.created"] == [
+        item.pk for item in pushed]
+    stored = list(InboxItem.objects.filter(recipient=demo).order_by("-id"))
+    ids = [int(i) for i in items.evaluate_all("(rows) => rows.map((row) => row.dataset.id)")]
+    assert ids == [item.pk for item in stored]  # each once, newest first
+    unread = inbox_counts(recipient=demo)["unread_count"]
+    assert unread == 3 + 84 + 2
+    expect(page.locator("clarion-inbox li.unread")).to_have_count(unread)
+    expect(page.locator("clarion-inbox .badge")).to_have_text(str(unread))
+    expect(page.locator("clarion-inbox .bell")).to_have_attribute(
+        "aria-label", f"Notifications, {unread} unread")
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1

@@ -12,7 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from notifications import dashboard
-from notifications.models import Message, ProviderConfig, Template, Trigger
+from notifications.agents.timeline import entry_words
+from notifications.models import Message, ProviderConfig, StepLog, Template, Trigger
 from notifications.roles import ADMINISTRATOR, EDITOR, PUBLISHER, ROLES, SUPPORT, roles_sync
 from notifications.workflow_versions import draft_of, draft_submit
 
@@ -252,6 +253,32 @@ def test_support_resends_from_the_failed_messages_page(client, sent, run_tasks, 
     assert failed.status == Message.Status.SENT
     again = client.post(resend, follow=True).content.decode()
     assert "Only a failed or undeliverable message is resent: this one is sent." in again
+
+    # The page says what its numbers count: the tries of the current send, beside the
+    # provider calls of every send, each call marked with its send.
+    text = page_text(client.get(reverse("admin:notifications_message_change",
+                                        args=[failed.pk])))
+    assert "Send: 2 (resent 1 time)" in text
+    assert ("Tries of the current send: This send: 1 delivery pass, 1 provider call. All 2 "
+            "sends: 2 provider calls (the delivery attempts below).") in text
+    assert "Attempts:" not in text
+    assert re.findall(r"<tr><td>(\d)</td><td><a [^>]*>smtp</a>", client.get(reverse(
+        "admin:notifications_message_change", args=[failed.pk])).content.decode()) == ["1", "2"]
+    (resent,) = StepLog.objects.filter(run_id=failed.run_id, detail__resent=True)
+    assert (resent.event, resent.detail["send_number"], resent.detail["by"]) == (
+        "queued", 2, "support")
+    assert entry_words(resent, {resent.step_ref: "email"}).endswith(" resent (send 2) by support")
+    first_page = page_text(client.get(reverse("admin:notifications_message_change",
+                                              args=[sent[1].pk])))
+    assert "Send: 1 (never resent)" in first_page
+    assert ("Tries of the current send: 1 delivery pass, 1 provider call (the delivery "
+            "attempts below).") in first_page
+
+
+def page_text(response) -> str:
+    """The page's text with tags and repeated spaces removed."""
+    html = response.content.decode()
+    return re.sub(r"\s+", " ", unescape(re.sub(r"<[^>]+>", " ", html))).replace(" :", ":")
 
 
 def test_an_editor_cannot_resend(client, sent):

@@ -3,6 +3,7 @@ email, trigger, run or message id, Idempotency-Key, provider message id), and a 
 lists their latest runs and messages with the reason for each suppression or failure."""
 
 import re
+from datetime import timedelta
 from html import unescape
 
 import pytest
@@ -11,7 +12,7 @@ from django.urls import reverse
 
 from clarion.admin import when
 from notifications import support
-from notifications.models import IdempotencyRecord, Message, Recipient, Run, Trigger
+from notifications.models import IdempotencyRecord, Message, Recipient, Run, StepLog, Trigger
 
 from ..conftest import email_step, in_app_step
 
@@ -157,3 +158,17 @@ def test_finding_by_email_uses_the_email_index_on_postgresql(db):
         cursor.execute(f"EXPLAIN {sql}", params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "recipient_email_idx" in plan, plan
+
+
+def test_a_message_follows_the_step_log_that_queued_it_on_the_timeline(sent):
+    _, runs = sent
+    run = runs["bob"]
+    mail = Message.objects.get(run=run, step_ref="mail")
+    queued = StepLog.objects.get(run=run, event=StepLog.Event.QUEUED,
+                                 detail__message_id=str(mail.pk))
+    # The engine writes the message first, the log a moment later in the same transaction.
+    Message.objects.filter(pk=mail.pk).update(created_at=queued.created_at - timedelta(
+        microseconds=50))
+    entries = support.run_timeline(support.run_for_timeline(run.pk))
+    order = [(entry.kind, entry.obj.pk) for entry in entries if entry.obj is not None]
+    assert order.index(("message", mail.pk)) == order.index(("step", queued.pk)) + 1

@@ -1,9 +1,10 @@
 """The admin's own pages speak French and German: the browser's Accept-Language, or the language
 chosen in the admin's header (Django's set_language, a cookie), picks the language of the
-dashboard, search, builder, template editor and its diff, a workflow's versions and one version
-beside the live one (the side-by-side diff of the draft/review/publish pages), import, analytics,
-a run's timeline, a message's resend button and a provider's test page. Only the admin changes
-language: the API answers in English whatever the request asks."""
+dashboard, search, builder, template editor and its diff, the editor of a template of a step
+a workflow's draft adds, a workflow's versions and one version beside the live one (the
+side-by-side diff of the draft/review/publish pages), import, analytics, a run's timeline, a
+message's resend button and what its tries count, and a provider's test page. Only the admin
+changes language: the API answers in English whatever the request asks."""
 
 import re
 from html import unescape
@@ -13,6 +14,7 @@ from django.urls import reverse
 
 from notifications.models import Message, ProviderConfig, Run, Template
 from notifications.services import template_save
+from notifications.workflow_versions import draft_save, workflow_document
 
 from ..conftest import email_step, in_app_step
 
@@ -27,22 +29,49 @@ EXPECTED = {
                  "Every version of this workflow"),
     "version": ("Modifications : En ligne : version 2 (à gauche)",
                 "Änderungen: Live: Version 2 (links)", "Changes: Live: version 2 (left)"),
+    "draft template": ("Il est publié avec le brouillon du workflow.",
+                       "Sie wird mit dem Entwurf des Workflows veröffentlicht.",
+                       "It is published with the workflow's draft."),
     "import": ("JSON du workflow", "Workflow-JSON", "Workflow JSON"),
     "analytics": ("Exécutions et suppressions", "Durchläufe und Unterdrückungen",
                   "Runs and suppressions"),
     "timeline": ("Chronologie", "Zeitleiste", "Timeline"),
     "resend": ("Renvoyer ce message", "Diese Nachricht erneut senden", "Resend this message"),
+    "message tries": ("1 passage d’envoi, 1 appel au fournisseur (les tentatives d’envoi "
+                      "ci-dessous).",
+                      "1 Zustelldurchgang, 1 Anbieteraufruf (die Zustellversuche unten).",
+                      "1 delivery pass, 1 provider call (the delivery attempts below)."),
     "send test": ("Envoyer un message de test par mail-main",
                   "Testnachricht über mail-main senden",
                   "Send a test message through mail-main"),
 }
 
+# More of what some pages show, written in Clarion's code rather than its templates: the
+# builder's flow diagram and templates, the editor's fields and versions table, import's title, the
+# timeline's entries.
+MORE = {
+    "builder": [("Déclenchement de order", "Auslösung von order", "Trigger order"),
+                ("v1 publiée", "v1 veröffentlicht", "v1 published")],
+    "editor": [("Champs Email", "Email-Felder", "Email fields"),
+               ("Objet", "Betreff", "Subject:"),
+               ("Liquid, p. ex.", "Liquid, z. B.", "Liquid, e.g."),
+               ("Auteur", "Autor", "Author"),
+               ("comparer avec la version publiée", "mit der veröffentlichten vergleichen",
+                "compare with published"),
+               ("désabonnement en un clic", "Abmeldung mit einem Klick",
+                "one-click unsubscribe")],
+    "import": [("Importer un workflow", "Workflow importieren", "Import a workflow")],
+    "timeline": [("Déclenché par la clé d’API tests", "Ausgelöst vom API-Schlüssel tests",
+                  "Triggered by API key tests"),
+                 ("Appel au fournisseur locmem", "Aufruf des Anbieters locmem",
+                  "Provider call to locmem")],
+}
 
 @pytest.fixture
 def pages(api, make_workflow, run_tasks):
     """{page: its path}, each over real rows: a workflow triggered and run, a failed message,
     a template with two versions, a workflow published twice (version 1 is shown beside the live
-    version 2), a provider."""
+    version 2) whose draft adds a step, a provider."""
     workflow = make_workflow("order", steps=[in_app_step(), email_step()])
     response = api.post("/api/v1/workflows/order/trigger",
                         {"recipients": [{"id": "ada", "email": "ada@example.com"}]})
@@ -56,6 +85,9 @@ def pages(api, make_workflow, run_tasks):
     response = api.put("/api/v1/workflows/order", {**document, "name": "Order shipped"})
     assert response.status_code == 200, response.content
     assert workflow.versions.get(number=2).state == "published"
+    document = {**workflow_document(workflow), "name": "Order shipped"}
+    document["steps"].append({"ref": "text", "type": "sms", "templates": {}})
+    draft_save(workflow=workflow, document=document, user=None)  # adds a step: its editor
     provider = ProviderConfig.objects.create(key="mail-main", channel="email", kind="smtp",
                                              consecutive_failures=3, last_error="timeout")
     return {
@@ -66,10 +98,13 @@ def pages(api, make_workflow, run_tasks):
         "diff": reverse("admin:notifications_template_diff", args=[template.pk]),
         "versions": reverse("admin:notifications_workflow_versions", args=[workflow.pk]),
         "version": reverse("admin:notifications_workflow_version", args=[workflow.pk, 1]),
+        "draft template": reverse("admin:notifications_workflow_draft_template",
+                                  args=[workflow.pk, "text"]),
         "import": reverse("admin:notifications_workflow_import"),
         "analytics": reverse("admin:analytics_hourlyrollup_changelist"),
         "timeline": reverse("admin:notifications_run_change", args=[Run.objects.get().pk]),
         "resend": reverse("admin:notifications_message_change", args=[message.pk]),
+        "message tries": reverse("admin:notifications_message_change", args=[message.pk]),
         "send test": reverse("admin:notifications_providerconfig_send_test",
                              args=[provider.pk]),
     }
@@ -89,16 +124,18 @@ def test_the_admins_own_pages_follow_accept_language(admin_client, pages, langua
         assert response.status_code == 200, name
         assert response["Content-Language"] == language, name
         text = text_of(response)
-        translated, english = EXPECTED[name][column], EXPECTED[name][2]
-        assert translated in text, f"{name} in {language}: no {translated!r}"
-        assert english not in text, f"{name} in {language}: still {english!r}"
+        for expected in [EXPECTED[name], *MORE.get(name, [])]:
+            translated, english = expected[column], expected[2]
+            assert translated in text, f"{name} in {language}: no {translated!r}"
+            assert english not in text, f"{name} in {language}: still {english!r}"
 
 
 @pytest.mark.django_db
 def test_english_stays_the_default(admin_client, pages):
     for name, path in pages.items():
-        response = admin_client.get(path)
-        assert EXPECTED[name][2] in text_of(response), name
+        text = text_of(admin_client.get(path))
+        for expected in [EXPECTED[name], *MORE.get(name, [])]:
+            assert expected[2] in text, f"{name}: no {expected[2]!r}"
 
 
 @pytest.mark.django_db

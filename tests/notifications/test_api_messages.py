@@ -57,7 +57,7 @@ def test_the_log_lists_messages_newest_first_with_where_they_went(api, log):
         "id": str(mail.id), "run_id": str(mail.run_id), "trigger_id": str(mail.run.trigger_id),
         "workflow": "welcome", "recipient": "ada", "tenant": "acme", "step": "mail",
         "channel": "email", "status": "sent", "to": "ada@example.com", "provider": "locmem",
-        "provider_message_id": mail.provider_message_id, "error": "",
+        "provider_message_id": mail.provider_message_id, "error": "", "send_number": 1,
         "created_at": iso(mail.created_at), "sent_at": iso(mail.sent_at),
         "delivered_at": None, "seen_at": None, "read_at": None, "opened_at": None,
         "clicked_at": None, "bounced_at": None,
@@ -188,13 +188,29 @@ def test_a_message_shows_its_attempts_and_provider_events(api, log):
     assert body["attempts"] == [{
         "provider": "locmem", "provider_kind": attempt.provider_kind,
         "started_at": iso(attempt.started_at), "duration_ms": attempt.duration_ms,
-        "status_code": None, "outcome": "succeeded", "error": "",
+        "status_code": None, "outcome": "succeeded", "error": "", "send_number": 1,
         "request": attempt.request, "response": attempt.response}]
+    assert (body["send_number"], body["device_sets"]) == (1, {})
     assert body["events"] == [{
         "kind": "delivered", "provider_kind": "postmark", "occurred_at": iso(event.occurred_at),
         "received_at": iso(event.received_at), "description": "accepted by mx",
         "payload": {"RecordType": "Delivery"}}]
     assert api.get("/api/v1/messages/8d4c6f0e-0000-4000-8000-000000000000").status_code == 404
+
+
+def test_a_resent_message_shows_its_send_and_each_attempts(api, log, run_tasks):
+    from notifications.services import message_resend
+
+    mail = log["cy"]["welcome/mail"]
+    Message.objects.filter(pk=mail.pk).update(status=Message.Status.FAILED, error="421 later")
+    assert message_resend(message=mail)
+    run_tasks()
+    body = api.get(f"/api/v1/messages/{mail.id}").json()
+    assert (body["status"], body["error"], body["send_number"]) == ("sent", "", 2)
+    assert [(a["send_number"], a["outcome"]) for a in body["attempts"]] == [
+        (1, "succeeded"), (2, "succeeded")]
+    listed = api.get("/api/v1/messages?recipient=cy&channel=email").json()["messages"]
+    assert [m["send_number"] for m in listed] == [2]
 
 
 def test_a_page_costs_the_same_queries_however_many_messages(api, log,

@@ -544,7 +544,7 @@ def test_a_request_that_fails_in_the_service_releases_the_idempotency_key(
     def explode(request):
         raise RuntimeError("database went away")
 
-    monkeypatch.setattr(services, "trigger_workflow", explode)
+    monkeypatch.setattr(services.triggers, "trigger_workflow", explode)
     api.raise_request_exception = False
     failed = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="k")
     assert failed.status_code == 500

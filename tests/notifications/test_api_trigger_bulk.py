@@ -158,7 +158,7 @@ def test_bulk_failure_of_one_trigger_rolls_back_only_that_trigger(api, welcome, 
             raise idempotency.IdempotencyMismatch()  # surfaces as that trigger's 422
         return trigger, runs
 
-    monkeypatch.setattr(services, "trigger_workflow", fail_for_u2)
+    monkeypatch.setattr(services.triggers, "trigger_workflow", fail_for_u2)
     response = api.post(BULK, {"triggers": [
         {"recipients": ["u1"]},
         {"recipients": ["u2"], "idempotency_key": "k2"},

@@ -25,8 +25,9 @@ from django.db import connection, connections
 from notifications.models import DigestBatch, DigestEvent, Message, Run, StepLog, Trigger
 from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
 from notifications.tasks import sweep
+from tests.processes import Cluster
 
-from .providers.test_kill_run import Cluster, wait
+from .providers.test_kill_run import wait
 
 pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.skipif("connection.vendor != 'postgresql'",

@@ -1,11 +1,6 @@
 """Topic fan-out at scale: no per-subscriber work in the request, chunks in the workers, progress
 on the trigger, the actor left out, and nothing lost or created twice when a worker dies."""
 
-import contextlib
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
 
@@ -18,6 +13,7 @@ from django.utils import timezone
 from notifications import services
 from notifications.models import Recipient, Run, StepLog, Subscription, Topic, Trigger
 from notifications.tasks import sweep
+from tests.processes import Cluster
 
 from ..conftest import delay_step, in_app_step
 
@@ -184,27 +180,9 @@ def test_sweeper_resumes_a_fanout_only_when_it_stopped_making_progress(api, welc
 SUBSCRIBERS = 5000
 
 
-def _start_cluster(tmp_path, name: str) -> subprocess.Popen:
-    from tests.e2e_support import served_database_url
-
-    env = {**os.environ, "DATABASE_URL": served_database_url(), "SECRET_KEY": settings.SECRET_KEY,
-           "DJANGO_SETTINGS_MODULE": "clarion.settings", "QUEUE_WORKERS": "2",
-           "CLARION_FANOUT_BATCH_SIZE": "250"}
-    env.pop("QUEUE_BROKER", None)
-    env.pop("REDIS_URL", None)
-    log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 (closed with the process)
-    process = subprocess.Popen([sys.executable, str(settings.BASE_DIR / "manage.py"), "qcluster"],
-                               cwd=settings.BASE_DIR, env=env, stdout=log,
-                               stderr=subprocess.STDOUT, start_new_session=True)
-    process.log = log
-    return process
-
-
-def _kill(process: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
-    process.log.close()
+def _start_cluster(tmp_path, name: str) -> Cluster:
+    return Cluster(tmp_path / f"{name}.log", workers=2,
+                   extra_env={"CLARION_FANOUT_BATCH_SIZE": "250"})
 
 
 def _wait(condition, what: str, timeout: float = 120) -> None:
@@ -245,12 +223,11 @@ def test_qcluster_killed_mid_fanout_neither_loses_nor_duplicates_a_run(api, make
         trigger_id = api.post(TRIGGER, {"recipients": [{"topic": "everyone"}]}).json()[
             "trigger_id"]
         _wait(_blocked_on_a_lock, "the fan-out reaches the held subscriber")
-        _kill(cluster)  # SIGKILL: the whole cluster, its workers mid-chunk
+        cluster.stop()  # SIGKILL: the whole cluster, its workers mid-chunk
     finally:
         holder.rollback()
         holder.close()
-        if cluster.poll() is None:
-            _kill(cluster)
+        cluster.stop()
 
     # One snapshot for the trigger and its runs: a killed worker's server-side session may still
     # be finishing, and two reads could straddle its end.
@@ -274,7 +251,7 @@ def test_qcluster_killed_mid_fanout_neither_loses_nor_duplicates_a_run(api, make
         _wait(lambda: Trigger.objects.get(pk=trigger_id).fanout == Trigger.Fanout.DONE,
               "the resumed fan-out finishes", timeout=300)
     finally:
-        _kill(resumed)
+        resumed.stop()
 
     trigger.refresh_from_db()
     runs = Run.objects.filter(trigger=trigger)

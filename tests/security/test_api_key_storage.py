@@ -45,8 +45,11 @@ def rows_containing(needles: list[str]) -> list[tuple[str, str]]:
 
 
 def secret_parts(secret: str) -> list[str]:
-    """The whole secret and its random part (after ck_<prefix>_)."""
-    return [secret, secret.rpartition("_")[2]]
+    """The whole secret and its random part (after `ck_<8 hex>_`; the random part is URL-safe
+    base64, which has underscores of its own)."""
+    random_part = secret.split("_", 2)[2]
+    assert len(random_part) >= 40, secret
+    return [secret, random_part]
 
 
 def use(secret: str) -> None:

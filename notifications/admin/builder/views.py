@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -29,6 +29,7 @@ from ...workflow_versions import (
     draft_of,
     review_required,
 )
+from ..draft_templates import draft_template_url
 from . import diagram, render
 from .convert import (
     BRANCH_INDEX,
@@ -308,24 +309,34 @@ def templates_status(workflow: Workflow | None,
         kind = kind_for(step.type)
         if kind is None or not kind.has_templates:
             continue
+        new_step = live is not None and step.pk not in live.steps
         rows = []
         for template in sorted(step.templates.all(), key=lambda t: (t.channel, t.locale)):
             latest = max((v.number for v in template.versions.all()), default=0)
             published = template.published_version.number if template.published_version else 0
             name = f"{template.channel} {template.locale}".strip()
+            if new_step:  # kept in the draft's document: its own editor writes them there
+                rows.append((draft_template_url(workflow, step.ref, channel=template.channel,
+                                                locale=template.locale), name,
+                             _("new in this draft")))
+                continue
             if live is not None and template.pk not in live.templates:
                 rows.append(("", name, _("new in this draft")))
                 continue
             if live is not None and published != (live.templates[template.pk] or 0):
                 words = _("changed in this draft")
             else:
-                words = f"v{published} published" if published else "not published"
+                words = (_("v%(number)s published") % {"number": published} if published
+                         else _("not published"))
                 if latest > published:
-                    words += f", v{latest} draft"
+                    words = _("%(published)s, v%(number)s draft") % {"published": words,
+                                                                     "number": latest}
             rows.append((admin_url(template), name, words))
-        if live is not None and step.pk not in live.steps:
-            add = format_html('<span class="wb-help">{}</span>', _(
-                "A step new in this draft gets its templates once the draft is published."))
+        if new_step:
+            add = format_html('<a href="{}">{}</a> <span class="wb-help">{}</span>',
+                              draft_template_url(workflow, step.ref), _("Add a template"),
+                              _("The step is new in this draft: its templates are published "
+                                "with it."))
         else:
             add = format_html('<a href="{}?step={}">{}</a>',
                               reverse("admin:notifications_template_add"), step.pk,
@@ -348,6 +359,8 @@ def builder_view(model_admin, request, object_id=None):
     """The workflow's change page (or the add page without `object_id`)."""
     workflow = None
     if object_id is not None:
+        if not str(object_id).isdigit():  # e.g. a relative URL resolved against the page's
+            raise Http404(_("No workflow %(id)s.") % {"id": object_id})
         workflow = get_object_or_404(Workflow, pk=object_id)
         if not model_admin.has_view_or_change_permission(request, workflow):
             raise PermissionDenied
@@ -457,7 +470,8 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "draft_url": (reverse("admin:notifications_workflow_version",
                               args=[workflow.pk, draft.number]) if draft else ""),
         "opts": opts, "original": workflow, "state": state, "problems": problems.by_name,
-        "title": f"Workflow {workflow.key}" if workflow else "Add workflow",
+        "title": (_("Workflow %(key)s") % {"key": workflow.key} if workflow
+                  else _("Add workflow")),
         "can_save": can_save, "kinds": kinds,
         "steps_html": render.steps_html(state.steps, "steps", problems,
                                         templates=templates, kinds=kinds),
@@ -467,7 +481,7 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
         "raw_schema_json": (json.dumps(state.raw_schema, indent=2, ensure_ascii=False)
                             if state.rows is None else ""),
         "diagram": diagram.flow_html(state.steps,
-                                     start=f"Trigger {state.key or 'this workflow'}"),
+                                     start=trigger_label(state.key)),
         "step_errors": problems.get("steps"), "all_errors": problems.get("__all__"),
         "field_errors": {name: problems.get(name) for name in (
             "key", *SETTINGS, "fields", "sample_json")},
@@ -481,6 +495,11 @@ def context(model_admin, request, workflow, state: BuilderState, problems: Probl
     }
 
 
+def trigger_label(key: str | None) -> str:
+    """The diagram's first node: what starts the workflow `key` (none yet: unnamed)."""
+    return (_("Trigger %(key)s") % {"key": key}) if key else _("Trigger this workflow")
+
+
 def diagram_view(model_admin, request):
     """The flow diagram of the builder's form as posted (unsaved), for the page to redraw it
     as the steps change."""
@@ -488,7 +507,7 @@ def diagram_view(model_admin, request):
         raise PermissionDenied
     state = state_from_form(request.POST, Problems())
     return HttpResponse(diagram.flow_html(state.steps,
-                                          start=f"Trigger {state.key or 'this workflow'}"))
+                                          start=trigger_label(state.key)))
 
 
 def export_view(model_admin, request, object_id):
@@ -516,7 +535,7 @@ def import_view(model_admin, request):
         try:
             data = json.loads(body)
         except ValueError as exc:
-            errors.append(f"Not JSON: {exc}.")
+            errors.append(_("Not JSON: %(error)s.") % {"error": exc})
             data = None
         if data is not None:
             key = data.get("key") if isinstance(data, dict) else None
@@ -535,4 +554,4 @@ def import_view(model_admin, request):
                 return HttpResponseRedirect(admin_url(workflow))
     return TemplateResponse(request, "admin/notifications/workflow/import.html", {
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-        "title": "Import a workflow", "errors": errors, "body": body})
+        "title": _("Import a workflow"), "errors": errors, "body": body})

@@ -90,3 +90,38 @@ def test_a_carrier_refusal_is_sent_again_even_by_the_worker_that_sent_it_first(
     message.refresh_from_db()
     assert message.status == Message.Status.SENT and message.provider == "secondary"
     assert len(secondary.requests) == 1
+
+
+def test_a_call_that_ended_while_the_last_calls_of_a_batch_ran_is_recorded_before_they_end(
+        twilio_provider, queue_message, monkeypatch):
+    """The worker dies while a batch's last call is on the wire: the calls that ended before it
+    are in the ledger already, so the sweeper takes alpha as accepted (not of unknown outcome,
+    which would fail a message the provider has)."""
+    def reply(request):
+        answer = twilio_accepts(request)
+        answer.delay = 1.0 if "bravo" in request.form()["Body"] else 0.0
+        return answer
+
+    server = twilio_provider(reply)
+    alpha = queue_message("sms", {"text": "alpha"})
+    bravo = queue_message("sms", {"text": "bravo"})
+    record = batch._record
+
+    def stop_when_bravo_ends(calls, now, unwritten):
+        if any(call.delivery.message.pk == bravo.pk for call in calls):
+            raise WorkerStopped()
+        return record(calls, now, unwritten)
+
+    monkeypatch.setattr(batch, "_record", stop_when_bravo_ends)
+    with pytest.raises(WorkerStopped):
+        deliver_claimed(claim_batch(now=T0, limit=10), now=T0)
+    monkeypatch.setattr(batch, "_record", record)
+    assert alpha.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
+
+    counts = sweep(now=T0 + timedelta(minutes=5))
+    alpha.refresh_from_db()
+    bravo.refresh_from_db()
+    assert (counts["recovered"], counts["unknown"]) == (1, 1)
+    assert alpha.status == Message.Status.SENT and alpha.provider_message_id.startswith("SM")
+    assert bravo.status == Message.Status.FAILED  # on the wire at the kill: never sent twice
+    assert len(bodies(server, "alpha")) == len(bodies(server, "bravo")) == 1

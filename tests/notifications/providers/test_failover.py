@@ -254,3 +254,142 @@ def test_undecryptable_credentials_fail_the_message_rather_than_fall_back(
         Message.Status.FAILED, "Provider postmark is unusable: The credentials cannot be "
         "decrypted with CLARION_ENCRYPTION_KEY.")
     assert locmem.outbox == []  # not sent through Django's EMAIL_BACKEND instead
+
+
+# --- A resend is a new send ----------------------------------------------------------------
+
+TWILIO_REFUSES = Reply(400, json={"code": 21211, "message": "Invalid 'To' Phone Number",
+                                  "status": 400})
+PLIVO_DOWN = Reply(503, json={"error": "service unavailable"})
+
+
+def test_a_resend_gives_the_providers_its_first_send_excluded_a_fresh_chance(
+        twilio_then_plivo, queue_message, clarion_settings):
+    from notifications.services import message_resend
+
+    clarion_settings(DELIVERY_MAX_ATTEMPTS=2, DELIVERY_BACKOFF_SECONDS=10,
+                     BREAKER_FAILURES=100)
+    primary, secondary = twilio_then_plivo(twilio_accepts)
+    primary.script(TWILIO_REFUSES)
+    secondary.script(PLIVO_DOWN, PLIVO_DOWN)
+    message = queue_message("sms", {"text": "again"})
+    deliver(str(message.id), now=T0)  # the primary refuses for good; the secondary is down
+    message.refresh_from_db()
+    deliver(str(message.id), now=message.next_attempt_at)
+    message.refresh_from_db()
+    # Within one send the primary stays excluded: its second pass called the secondary only.
+    assert (message.status, len(primary.requests), len(secondary.requests)) == (
+        Message.Status.FAILED, 1, 2)
+
+    assert message_resend(message=message)
+    message.refresh_from_db()
+    assert (message.status, message.attempts, message.send_number) == ("queued", 0, 2)
+    primary.script(Reply(503, json={"code": 20500, "message": "Service unavailable",
+                                    "status": 503}))
+    deliver(str(message.id), now=T0 + timedelta(minutes=5))
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED  # a transient error: this send retries
+    deliver(str(message.id), now=message.next_attempt_at)
+
+    message.refresh_from_db()
+    # The second pass of the new send reads only its own attempts: the primary's refusal in
+    # the first send does not exclude it now, and it takes the message.
+    assert (message.status, message.provider, message.attempts) == (
+        Message.Status.SENT, "primary", 2)
+    assert len(primary.requests) == 3 and len(secondary.requests) == 2
+    assert list(message.delivery_attempts.values_list("send_number", "provider", "outcome")) == [
+        (1, "primary", "permanent_error"), (1, "secondary", "transient_error"),
+        (1, "secondary", "transient_error"), (2, "primary", "transient_error"),
+        (2, "primary", "succeeded")]
+    assert primary.problems == secondary.problems == []
+
+
+def test_a_resend_whose_worker_died_before_its_call_is_sent_again_not_taken_for_the_first(
+        twilio_provider, queue_message):
+    """The first send was accepted, then the carrier reported it failed; the resend's worker
+    died after claiming it, before any call: the first send's success must not pass for the
+    resend's (the sweeper would mark it sent and it would never go out)."""
+    from notifications.models import StepLog
+    from notifications.services import message_resend
+    from notifications.tasks import sweep
+
+    server = twilio_provider()
+    message = queue_message("sms", {"text": "once more"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    first_id = message.provider_message_id
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED,
+                                                 error="30003: Unreachable destination handset")
+    assert message_resend(message=message, by="support@example.com")
+    (resent,) = StepLog.objects.filter(run_id=message.run_id, event=StepLog.Event.QUEUED,
+                                       detail__resent=True)
+    assert resent.detail == {"message_id": str(message.id), "resent": True, "send_number": 2,
+                             "by": "support@example.com"}
+    # A worker claims it, then dies before its provider call starts.
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.SENDING, attempts=1, updated_at=timezone.now() - timedelta(hours=1))
+
+    sweep()
+
+    message.refresh_from_db()
+    assert (message.status, message.attempts) == (Message.Status.QUEUED, 0)
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.provider_message_id != first_id
+    assert len(server.requests) == 2
+    assert list(message.delivery_attempts.values_list("send_number", "outcome")) == [
+        (1, "succeeded"), (2, "succeeded")]
+
+
+def test_a_stalled_worker_of_the_first_send_does_not_write_over_the_resends_outcome(
+        twilio_provider, queue_message):
+    """A worker stalled in a call of the first send (the sweeper failed the message meanwhile,
+    support resent it, another worker is sending it) ends: its call goes in the ledger under
+    the first send, and the message stays the resend's."""
+    from notifications.delivery import deliver_claimed
+
+    server = twilio_provider()
+    message = queue_message("sms", {"text": "slow"})
+    stalled = Message.objects.get(pk=message.pk)  # as the first send's worker read it
+    stalled.status, stalled.attempts = Message.Status.SENDING, 1
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.SENDING, attempts=1,
+                                                 send_number=2)
+    deliver_claimed([stalled], now=timezone.now())
+    message.refresh_from_db()
+    assert (message.status, message.send_number, message.provider_message_id) == (
+        Message.Status.SENDING, 2, "")
+    assert list(message.delivery_attempts.values_list("send_number", "outcome")) == [
+        (1, "succeeded")]
+    assert len(server.requests) == 1
+
+
+def test_a_resend_whose_worker_died_during_its_call_is_not_called_twice(
+        twilio_provider, queue_message):
+    """Exactly once per send: the resend's call was on the wire when its worker died and no
+    report names it, so its outcome is unknown: the resend is failed, never called again (the
+    first send's success does not pass for it either)."""
+    from notifications.services import message_resend
+    from notifications.tasks import sweep
+
+    server = twilio_provider()
+    message = queue_message("sms", {"text": "on the wire"})
+    deliver(str(message.id))
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED)
+    assert message_resend(message=message)
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.SENDING, attempts=1, updated_at=timezone.now() - timedelta(hours=1))
+    DeliveryAttempt.objects.create(message=message, provider="twilio-main",
+                                   provider_kind="twilio", send_number=2,
+                                   started_at=timezone.now())
+
+    sweep()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.error == ("Delivery outcome unknown: the worker stopped during the provider "
+                             "call.")
+    deliver(str(message.id))
+    assert len(server.requests) == 1  # the first send's only
+    assert list(message.delivery_attempts.values_list("send_number", "outcome")) == [
+        (1, "succeeded"), (2, "unknown")]

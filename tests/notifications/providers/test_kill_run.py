@@ -21,32 +21,26 @@ only: the suite runs it when DATABASE_URL names a PostgreSQL database.
 
 import contextlib
 import os
-import re
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
 from datetime import timedelta
-from pathlib import Path
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
-from django.conf import settings
 from django.db import connection  # noqa: F401  (the skipif condition reads it)
 from django.utils import timezone
 from django_q.models import OrmQ
 
 from notifications.delivery import deliver_batch
 from notifications.models import DeliveryAttempt, Message, StepLog
-from notifications.providers.twilio import twilio_signature
 from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
 from notifications.tasks import advance_run, sweep
-from tests.e2e_support import _STRIPPED_PREFIXES, _STRIPPED_VARIABLES, served_database_url
+from tests.processes import Cluster
 
 from .servers import Reply
-from .test_sms import SID, TOKEN, twilio_check
+from .test_sms import SID, TOKEN, message_id_of, twilio_check, twilio_reports
 
 pytestmark = [pytest.mark.django_db(transaction=True),
               pytest.mark.skipif("connection.vendor != 'postgresql'",
@@ -60,10 +54,6 @@ CONCURRENCY = 8  # DELIVERY_CONCURRENCY of the workers
 # the workers here claim two rounds of calls at a time: kills keep landing mid-send.
 BATCH = 2 * CONCURRENCY
 CALLBACK = "http://testserver/webhooks/twilio/twilio-main/status/"
-
-
-def message_id_of(request) -> str:
-    return parse_qs(urlsplit(request.form()["StatusCallback"]).query)["message_id"][0]
 
 
 def provider_sockets(port: int, client_ports: set[int]) -> set[str]:
@@ -88,43 +78,6 @@ def talks_to(pid: int, inodes: set[str]) -> bool:
                 if link.startswith("socket:[") and link[8:-1] in inodes:
                     return True
     return False
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-class Cluster:
-    """`manage.py qcluster` with `workers` worker processes, against the test database."""
-
-    def __init__(self, log_path: Path, workers: int, extra_env: dict | None = None):
-        env = {name: value for name, value in os.environ.items()
-               if name not in _STRIPPED_VARIABLES and not name.startswith(_STRIPPED_PREFIXES)}
-        env.update(DATABASE_URL=served_database_url(), SECRET_KEY=settings.SECRET_KEY,
-                   QUEUE_WORKERS=str(workers), CLARION_ALLOW_PRIVATE_URLS="1",
-                   CLARION_DELIVERY_CONCURRENCY=str(CONCURRENCY),
-                   CLARION_DELIVERY_BATCH_SIZE=str(BATCH), PYTHONUNBUFFERED="1",
-                   CLARION_VAR_DIR=str(log_path.parent), **(extra_env or {}))
-        self.log_path = log_path
-        self._log = open(log_path, "w")  # noqa: SIM115  (closed in stop)
-        self.process = subprocess.Popen(
-            [sys.executable, "manage.py", "qcluster"], cwd=settings.BASE_DIR, env=env,
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
-
-    def workers(self) -> list[int]:
-        """The pids of the worker processes alive now (django-q logs "… ready for work at")."""
-        pids = re.findall(r"ready for work at (\d+)", self.log_path.read_text())
-        return [int(pid) for pid in pids if alive(int(pid))]
-
-    def stop(self) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=30)
-        self._log.close()
 
 
 def wait(condition, what: str, timeout: float = 60) -> None:
@@ -155,7 +108,7 @@ def run_with_kills(tmp_path, provider_server, provider_config, client, *, n: int
     assert Message.objects.filter(status=Message.Status.QUEUED).count() == n
     port = urlsplit(server.url).port
 
-    cluster = Cluster(tmp_path / "qcluster.log", workers=3)
+    cluster = Cluster(tmp_path / "qcluster.log", workers=3, concurrency=CONCURRENCY, batch=BATCH)
     killed = []
     try:
         for k in range(kills):
@@ -186,17 +139,7 @@ def run_with_kills(tmp_path, provider_server, provider_config, client, *, n: int
     assert len(killed) == kills
 
     # Twilio calls back for every message it received (the URL names Clarion's message).
-    for request in list(server.requests):
-        url = request.form()["StatusCallback"]
-        params = {"AccountSid": SID, "MessageSid": "SM" + uuid.uuid4().hex,
-                  "MessageStatus": "sent", "To": request.form()["To"],
-                  "From": "+15550001111"}
-        signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
-        path = urlsplit(url)
-        response = client.post(f"{path.path}?{path.query}", data=urlencode(params),
-                               content_type="application/x-www-form-urlencoded",
-                               HTTP_X_TWILIO_SIGNATURE=signature)
-        assert response.status_code == 204, response.content
+    twilio_reports(client, list(server.requests))
     sweep(now=timezone.now() + timedelta(minutes=5))
     while (queued := Message.objects.filter(status=Message.Status.QUEUED).first()):
         deliver_batch(str(queued.id))

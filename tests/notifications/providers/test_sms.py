@@ -4,7 +4,7 @@ document it, and answer as they do."""
 import base64
 import json
 import uuid
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -47,6 +47,28 @@ def twilio_accepts(request) -> Reply:
     return Reply(201, json={"sid": "SM" + uuid.uuid4().hex, "status": "queued",
                             "to": form["To"], "from": form["From"], "body": form["Body"],
                             "num_segments": "1", "error_code": None})
+
+
+def message_id_of(request) -> str:
+    """Clarion's message id in a recorded Twilio request (its StatusCallback URL's)."""
+    return parse_qs(urlsplit(request.form()["StatusCallback"]).query)["message_id"][0]
+
+
+def twilio_reports(client, requests, status: str = "sent") -> None:
+    """Twilio's status callback for each of `requests` (the Messages.json requests a
+    ProviderServer recorded): MessageStatus `status` and a fresh MessageSid, signed as Twilio
+    signs, POSTed through the Django test `client` to the request's StatusCallback URL (which
+    names Clarion's message); AssertionError unless each is answered 204."""
+    for request in requests:
+        url, form = request.form()["StatusCallback"], request.form()
+        params = {"AccountSid": SID, "MessageSid": "SM" + uuid.uuid4().hex,
+                  "MessageStatus": status, "To": form["To"], "From": form["From"]}
+        signature = twilio_signature(url, {k: [v] for k, v in params.items()}, TOKEN)
+        path = urlsplit(url)
+        response = client.post(f"{path.path}?{path.query}", data=urlencode(params),
+                               content_type="application/x-www-form-urlencoded",
+                               HTTP_X_TWILIO_SIGNATURE=signature)
+        assert response.status_code == 204, response.content
 
 
 @pytest.fixture
