@@ -12,7 +12,11 @@ each, authenticated with an inbox token, as a browser does, offering permessage-
   items are then published to the layer), from that commit to each `item.created` frame:
   p50/p99/max; and how long publishing the burst took in the worker;
 - floor: the same number of `ping`s sent at once, one on each of as many sockets, to their
-  `pong` (the server's websocket path without the layer or the database).
+  `pong` (the server's websocket path without the layer or the database);
+- CPU: the server's and this client's CPU time over the burst (from before its producer
+  starts to the last frame) and over the floor, and the server's share of a core while the
+  sockets are held idle (10 s once their heartbeats, with their push checks, have begun),
+  from /proc.
 
 Goal: every socket held, burst p99 ≤ 500 ms. PostgreSQL + Redis: DATABASE_URL defaults to
 postgres://postgres@127.0.0.1:5432/clarion_bench_ws (emptied), REDIS_URL to
@@ -62,6 +66,12 @@ def rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process `pid` has used, in seconds (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(samples: list[float], p: float) -> float:
@@ -168,6 +178,12 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     connect_seconds = time.monotonic() - started
     await asyncio.sleep(2)
     after = rss_kib(server_pid)
+    # Held and idle, once heartbeats (each with its push check, every INBOX_HEARTBEAT_SECONDS,
+    # 25 s by default, from each socket's connect) have begun: 10 s of them.
+    await asyncio.sleep(max(started + 26 - time.monotonic(), 0))
+    idle_cpu, idle_started = cpu_seconds(server_pid), time.monotonic()
+    await asyncio.sleep(10)
+    idle_cpu = (cpu_seconds(server_pid) - idle_cpu) / (time.monotonic() - idle_started)
 
     arrived: dict[str, float] = {}
     pongs: dict[str, float] = {}
@@ -183,15 +199,18 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     readers = [asyncio.create_task(reader(rid, ws)) for rid, ws in sockets.items()]
     # Floor: a ping on each of `burst_size` sockets, all at once.
     targets = ids[:burst_size]
+    cpu = (cpu_seconds(server_pid), time.process_time())
     sent = time.time()
     await asyncio.gather(*[sockets[rid].send('{"type": "ping"}') for rid in targets])
     deadline = time.monotonic() + 30
     while len(pongs) < len(targets) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
     floor = [(pongs[rid] - sent) * 1000 for rid in targets if rid in pongs]
+    floor_cpu = (cpu_seconds(server_pid) - cpu[0], time.process_time() - cpu[1])
 
     # The burst, written and published by another process.
     targets = ids[-burst_size:]
+    cpu = (cpu_seconds(server_pid), time.process_time())
     producer = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--burst-for", ",".join(targets), cwd=str(ROOT),
         stdout=asyncio.subprocess.PIPE)
@@ -202,6 +221,8 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     deadline = time.monotonic() + 30
     while len(arrived) < len(targets) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
+    # From before the producer started (this process idles while it runs) to the last frame.
+    burst_cpu = (cpu_seconds(server_pid) - cpu[0], time.process_time() - cpu[1])
     latencies = [(arrived[rid] - marks["committed"]) * 1000 for rid in targets if rid in arrived]
     await asyncio.sleep(1)
     open_now = sum(1 for ws in sockets.values() if ws.state is websockets.State.OPEN)
@@ -210,6 +231,7 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     await asyncio.gather(*[ws.close() for ws in sockets.values()], return_exceptions=True)
     return {"before": before, "after": after, "connect_seconds": connect_seconds,
             "held": open_now, "latencies": latencies, "floor": floor,
+            "burst_cpu": burst_cpu, "floor_cpu": floor_cpu, "idle_cpu": idle_cpu,
             "publish_ms": (marks["published"] - marks["committed"]) * 1000}
 
 
@@ -248,7 +270,8 @@ def main() -> None:
     print(f"  sockets   {figures['held']} of {args.sockets} held (opened in "
           f"{figures['connect_seconds']:.1f} s, {args.sockets / figures['connect_seconds']:.0f}/s)")
     print(f"  memory    server RSS {figures['before'] / 1024:.0f} MiB → "
-          f"{figures['after'] / 1024:.0f} MiB: {per_socket:.1f} KiB per socket")
+          f"{figures['after'] / 1024:.0f} MiB: {per_socket:.1f} KiB per socket; held idle "
+          f"(heartbeats), the server uses {figures['idle_cpu'] * 100:.0f} % of a core")
     if len(lat) < args.burst:
         print(f"  {args.burst - len(lat)} of {args.burst} items did not arrive within 30 s")
     print(f"  burst     commit → item.created  p50 {statistics.median(lat):7.1f} ms  "
@@ -256,6 +279,11 @@ def main() -> None:
           f"the worker published them in {figures['publish_ms']:.0f} ms)")
     print(f"  floor     {len(floor)} pings at once → pong  p50 {statistics.median(floor):7.1f} ms"
           f"  p99 {percentile(floor, 0.99):7.1f} ms")
+    for name, frames in (("burst", lat), ("floor", floor)):
+        server_cpu, client_cpu = figures[f"{name}_cpu"]
+        print(f"  CPU       {name}: server {server_cpu * 1000:.0f} ms, this client "
+              f"{client_cpu * 1000:.0f} ms ({server_cpu / len(frames) * 1e6:.0f} / "
+              f"{client_cpu / len(frames) * 1e6:.0f} µs per frame; heartbeats included)")
     ok = figures["held"] == args.sockets and len(lat) == args.burst \
         and percentile(lat, 0.99) <= 500
     print(f"  goal {args.sockets} sockets held, burst p99 ≤ 500 ms: {'ok' if ok else 'MISSED'}")

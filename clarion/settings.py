@@ -286,7 +286,9 @@ else:
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis' layer with batched receives and waiting connection pools
+            # (clarion/channel_layer.py).
+            "BACKEND": "clarion.channel_layer.RedisChannelLayer",
             # No client read timeout: redis-py 8 defaults to 5 s, which aborts the layer's
             # blocking BZPOPMIN and tears down every idle websocket (channels_redis#422).
             "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": None}],

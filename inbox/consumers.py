@@ -28,6 +28,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import ChannelFull
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -37,10 +38,10 @@ from django.utils import timezone
 from clarion.metrics import INBOX_PUSHES_DROPPED, WEBSOCKET_CONNECTIONS
 from notifications.models import Tenant
 
-from . import realtime
+from . import realtime, socket_reads
 from .auth import InboxPrincipal, inbox_principal
 from .events import CountsChanged, ItemCreated, Resync, from_message
-from .selectors import inbox_counts, inbox_ids_after, inbox_newest_id
+from .selectors import inbox_newest_id
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,18 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     reconcile: asyncio.Task | None = None  # the timer of the next check, while one is planned
     last_push_at = 0.0  # time.time() of the last item.created sent
     deferred_since: float | None = None  # a check waits while pushes keep coming, this long
+
+    async def dispatch(self, message):
+        """Channels' dispatch, without the close_old_connections it makes before every handler:
+        a hop to the one thread Channels runs sync code on, for every frame and layer message of
+        every socket, one after another (a burst of 1,000 items queued 1,000 hops there, and so
+        did 1,000 pings: bench/websockets.py). This consumer reads the database only through
+        database_sync_to_async, which closes old connections on its own thread around each
+        read."""
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def connect(self):
         principal = await _concurrent_read(_principal_from_query)(
@@ -173,8 +186,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         await self.close(code=UNAUTHORIZED)
 
     async def _send_counts(self):
-        meta = await _concurrent_read(inbox_counts)(
-            recipient=self.principal.recipient, tenant=self.principal.tenant)
+        meta = await socket_reads.counts(recipient_pk=self.principal.recipient.pk,
+                                         tenant=self.principal.tenant)
         await self.send_json(CountsChanged(meta=meta).frame())
 
     # --- channel layer events (inbox.events) ------------------------------------------------
@@ -235,7 +248,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
                 return
         self.deferred_since = None
         cutoff = datetime.fromtimestamp(asked_at, UTC) - timedelta(seconds=wait)
-        rows = await database_sync_to_async(inbox_ids_after)(
+        rows = await socket_reads.ids_after(
             recipient=self.principal.recipient, tenant=self.principal.tenant,
             after=self.synced_up_to, limit=RECONCILE_BATCH)
         settled = []  # the ids, oldest first, up to the first item younger than the cutoff

@@ -219,12 +219,13 @@ def inbox_newest_id(*, recipient: Recipient, tenant: TenantScope) -> int:
             .values_list("id", flat=True).first() or 0)
 
 
-COUNTS_SQL = (
-    "SELECT (SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = %s{tenant} "
+# unread, unseen, total of the recipient `{recipient}` (a placeholder or a column).
+COUNTS_COLUMNS = (
+    "(SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = {recipient}{tenant} "
     "AND read_at IS NULL AND archived_at IS NULL), "
-    "(SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = %s{tenant} "
+    "(SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = {recipient}{tenant} "
     "AND seen_at IS NULL AND archived_at IS NULL), "
-    "(SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = %s{tenant} "
+    "(SELECT count(*) FROM inbox_inboxitem WHERE recipient_id = {recipient}{tenant} "
     "AND archived_at IS NULL)"
 )
 
@@ -234,8 +235,42 @@ def inbox_counts(*, recipient: Recipient, tenant: TenantScope = None) -> dict:
     the partial indexes (inbox_unread_idx, inbox_unseen_idx, inbox_active_idx)."""
     condition, params = _scope_sql(tenant, "tenant_id")
     scope = [recipient.pk, *params]
-    sql = COUNTS_SQL.format(tenant=condition)
+    sql = "SELECT " + COUNTS_COLUMNS.format(recipient="%s", tenant=condition)
     with connection.cursor() as cursor:
         cursor.execute(sql, scope * 3)
         unread, unseen, total = cursor.fetchone()
     return {"unread_count": unread, "unseen_count": unseen, "total_count": total}
+
+
+
+# Recipients whose counts one statement of inbox_counts_many reads at most.
+COUNTS_MANY_CHUNK = 500
+
+
+def _scope_key(scope: TenantScope) -> object:
+    """A hashable stand-in for `scope`: None, NO_TENANT, or ("tenant", pk)."""
+    return scope if scope is None or scope is NO_TENANT else ("tenant", scope.pk)
+
+
+def inbox_counts_many(requests: list[tuple[int, TenantScope]]) -> list[dict]:
+    """inbox_counts of each (recipient pk, scope) of `requests`, in their order: one statement
+    per scope and COUNTS_MANY_CHUNK recipients, with the same three index-only counts per
+    recipient (over a VALUES list of their pks). For the sockets of a web process that need
+    their counts at the same moment (a burst of items to as many recipients)."""
+    by_scope: dict[object, tuple[TenantScope, list[int]]] = {}
+    for recipient_pk, scope in requests:
+        by_scope.setdefault(_scope_key(scope), (scope, []))[1].append(recipient_pk)
+    found: dict[tuple[object, int], dict] = {}
+    for key, (scope, pks) in by_scope.items():
+        condition, params = _scope_sql(scope, "tenant_id")
+        unique = list(dict.fromkeys(pks))
+        for start in range(0, len(unique), COUNTS_MANY_CHUNK):
+            chunk = unique[start:start + COUNTS_MANY_CHUNK]
+            sql = (f"WITH r(id) AS (VALUES {', '.join(['(%s)'] * len(chunk))}) SELECT r.id, "
+                   f"{COUNTS_COLUMNS.format(recipient='r.id', tenant=condition)} FROM r")
+            with connection.cursor() as cursor:
+                cursor.execute(sql, [*chunk, *params * 3])
+                for pk, unread, unseen, total in cursor.fetchall():
+                    found[key, pk] = {"unread_count": unread, "unseen_count": unseen,
+                                      "total_count": total}
+    return [found[_scope_key(scope), pk] for pk, scope in requests]

@@ -1,0 +1,237 @@
+"""The Redis channel layer of the web and worker processes: channels-redis' RedisChannelLayer
+with fewer round trips where a burst of inbox pushes spends its time (bench/websockets.py).
+
+- Receive: every socket of a web process listens on one Redis key (channels-redis' process-
+  specific channels), popped one message per loop of BZPOPMIN plus three more commands (restore
+  the backup, back the message up, clean the backup): 1,000 items to 1,000 sockets took about
+  4,000 round trips one after the other. Here one script pops up to RECEIVE_BATCH messages at
+  once and hands each to its socket's buffer; BZPOPMIN is kept only to wait while the key is
+  empty.
+- Send (a socket asking for its own push check): one script instead of four commands.
+- Group send (a worker publishing an item): the group's members are read in one round trip and
+  the message queued, after the expired ones are dropped, in a second (four before).
+- Many group sends (a worker publishing a batch's items, `group_send_many`): every group's
+  members in one round trip, every message in one more (a thousand items: two round trips, not
+  two thousand), each channel's messages in the order given.
+- Connections: redis-py 6+ caps a pool at 100 connections and fails the 101st command at once
+  (`MaxConnectionsError`), which lost the push checks and group removals of a thousand sockets
+  acting together; here a command waits up to POOL_TIMEOUT seconds for a free connection.
+
+What a message may meet is unchanged: expiry, per-channel capacity (ChannelFull on send, a
+logged drop on group send), at-most-once delivery.
+"""
+
+import time
+
+from channels.exceptions import ChannelFull
+from channels_redis import core
+from redis import asyncio as aioredis
+
+# One script call: put back in front what a receive popped but never handed over (it was
+# cancelled while the reply was on its way), or drop what it did hand over; then move up to
+# ARGV[2] messages, oldest first, from the channel (KEYS[1]) to its backup (KEYS[2]) and return
+# them as [member, score, …].
+RECEIVE_BATCH_LUA = """
+if ARGV[1] == 'restore' then
+    local backed_up = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+    for i = #backed_up, 1, -2 do
+        redis.call('ZADD', KEYS[1], backed_up[i], backed_up[i - 1])
+    end
+end
+redis.call('DEL', KEYS[2])
+local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[2]))
+for i = 1, #popped, 2 do
+    redis.call('ZADD', KEYS[2], popped[i + 1], popped[i])
+end
+return popped
+"""
+
+# channels-redis' send in one call: drop the expired messages, refuse past the capacity (0),
+# queue the message and renew the key's expiry (1). ARGV: message, now, expiry, capacity.
+SEND_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], 0, tonumber(ARGV[2]) - tonumber(ARGV[3]))
+if redis.call('ZCOUNT', KEYS[1], '-inf', '+inf') >= tonumber(ARGV[4]) then
+    return 0
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return 1
+"""
+
+# channels-redis' group send script, which also drops each channel's expired messages first
+# (it did that in a pipeline of its own). KEYS: the channels' keys; ARGV: a message per key, a
+# capacity per key, now, expiry. Returns how many channels were over capacity.
+GROUP_SEND_LUA = """
+local over_capacity = 0
+local now = ARGV[#ARGV - 1]
+local expiry = ARGV[#ARGV]
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, tonumber(now) - tonumber(expiry))
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+        redis.call('ZADD', KEYS[i], now, ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+# GROUP_SEND_LUA for many messages: KEYS: a channel key per message (repeated for a channel
+# that gets several); ARGV: the messages, their capacities, now, expiry. The n-th message is
+# queued at now + n µs, so one channel's messages are received in the order given (members with
+# the same score would be popped in byte order). Returns how many were over capacity.
+GROUP_SEND_MANY_LUA = """
+local over_capacity = 0
+local now = tonumber(ARGV[#ARGV - 1])
+local expiry = ARGV[#ARGV]
+for i = 1, #KEYS do
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, now - tonumber(expiry))
+    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
+        redis.call('ZADD', KEYS[i], string.format('%.6f', now + i / 1000000), ARGV[i])
+        redis.call('EXPIRE', KEYS[i], expiry)
+    else
+        over_capacity = over_capacity + 1
+    end
+end
+return over_capacity
+"""
+
+
+class RedisChannelLayer(core.RedisChannelLayer):
+    """channels-redis' layer with batched receives of process-specific channels, one-round-trip
+    sends and group sends, and connection pools that wait instead of failing (see above)."""
+
+    RECEIVE_BATCH = 500  # messages one receive round trip takes at most
+    POOL_SIZE = 100  # connections per Redis host and event loop (redis-py's default cap)
+    SEND_MANY_CHUNK = 500  # messages per script call of group_send_many
+    POOL_TIMEOUT = 10.0  # seconds a command waits for a free connection, then fails
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # The process-specific keys whose backup holds only messages already handed over.
+        self._handed_over: set[str] = set()
+
+    def create_pool(self, index):
+        host = dict(self.hosts[index])
+        if "address" not in host:  # Sentinel: channels-redis' own pool
+            return super().create_pool(index)
+        address = host.pop("address")
+        host.setdefault("max_connections", self.POOL_SIZE)
+        host.setdefault("timeout", self.POOL_TIMEOUT)
+        return aioredis.BlockingConnectionPool.from_url(address, **host)
+
+    async def send(self, channel, message):
+        """Queue `message` on `channel`, as channels-redis does, in one round trip; ChannelFull
+        when the channel holds its capacity already."""
+        assert isinstance(message, dict), "message is not a dict"
+        assert self.require_valid_channel_name(channel), "Channel name not valid"
+        assert "__asgi_channel__" not in message
+        channel_non_local_name = channel
+        if "!" in channel:
+            message = {**message, "__asgi_channel__": channel}
+            channel_non_local_name = self.non_local_name(channel)
+            index = self.consistent_hash(channel)
+        else:
+            index = next(self._send_index_generator)
+        queued = await self.connection(index).eval(
+            SEND_LUA, 1, self.prefix + channel_non_local_name, self.serialize(message),
+            time.time(), int(self.expiry), self.get_capacity(channel))
+        if not queued:
+            raise ChannelFull()
+
+    async def group_send(self, group, message):
+        """Send `message` to every channel of `group`, as channels-redis does, in two round
+        trips: the group's members, then one script that queues the message on each."""
+        assert self.require_valid_group_name(group), "Group name not valid"
+        key = self._group_key(group)
+        connection = self.connection(self.consistent_hash(group))
+        pipe = connection.pipeline(transaction=False)
+        pipe.zremrangebyscore(key, min=0, max=int(time.time()) - self.group_expiry)
+        pipe.zrange(key, 0, -1)
+        _, members = await pipe.execute()
+        channel_names = [member.decode("utf8") for member in members]
+        connection_to_keys, key_to_message, key_to_capacity = \
+            self._map_channel_keys_to_connection(channel_names, message)
+        for index, keys in connection_to_keys.items():
+            over_capacity = await self.connection(index).eval(
+                GROUP_SEND_LUA, len(keys), *keys, *[key_to_message[k] for k in keys],
+                *[key_to_capacity[k] for k in keys], time.time(), int(self.expiry))
+            if over_capacity > 0:
+                core.logger.info("%s of %s channels over capacity in group %s",
+                                 over_capacity, len(channel_names), group)
+
+    async def group_send_many(self, messages: list[tuple[str, dict]]) -> int:
+        """Send each (group, message) of `messages` to every channel of its group, in two round
+        trips per Redis host (the groups' members, then the messages); a channel receives its
+        messages in the order of `messages`. Returns how many deliveries were dropped because
+        their channel was full (logged, as group_send does)."""
+        for group, _ in messages:
+            assert self.require_valid_group_name(group), "Group name not valid"
+        by_host: dict[int, list[str]] = {}
+        for group in dict.fromkeys(group for group, _ in messages):
+            by_host.setdefault(self.consistent_hash(group), []).append(group)
+        members: dict[str, list[str]] = {}
+        expired = int(time.time()) - self.group_expiry
+        for index, groups in by_host.items():
+            pipe = self.connection(index).pipeline(transaction=False)
+            for group in groups:
+                pipe.zremrangebyscore(self._group_key(group), min=0, max=expired)
+                pipe.zrange(self._group_key(group), 0, -1)
+            replies = await pipe.execute()
+            for group, names in zip(groups, replies[1::2], strict=True):
+                members[group] = [name.decode("utf8") for name in names]
+        deliveries: dict[int, list[tuple[bytes, bytes, int]]] = {}  # host: (key, message, cap)
+        for group, message in messages:
+            hosts, key_to_message, key_to_capacity = \
+                self._map_channel_keys_to_connection(members[group], message)
+            for index, keys in hosts.items():
+                deliveries.setdefault(index, []).extend(
+                    (key, key_to_message[key], key_to_capacity[key]) for key in keys)
+        dropped, now = 0, time.time()
+        for index, queued in deliveries.items():
+            for start in range(0, len(queued), self.SEND_MANY_CHUNK):
+                chunk = queued[start:start + self.SEND_MANY_CHUNK]
+                dropped += await self.connection(index).eval(
+                    GROUP_SEND_MANY_LUA, len(chunk), *[key for key, _, _ in chunk],
+                    *[message for _, message, _ in chunk], *[cap for _, _, cap in chunk],
+                    f"{now + start / 1_000_000:.6f}", int(self.expiry))
+        if dropped:
+            core.logger.info("%s of %s group deliveries over capacity", dropped,
+                             sum(len(queued) for queued in deliveries.values()))
+        return dropped
+
+    async def receive_single(self, channel):
+        """The next message of `channel`, as (channel name or names, message). For the
+        process-specific channel (`…!`, every socket of this process) one round trip takes up
+        to RECEIVE_BATCH messages: all but the last go straight to their sockets' buffers (in
+        order, before the one returned, which `receive` buffers next)."""
+        if "!" not in channel:
+            return await super().receive_single(channel)
+        assert self.require_valid_channel_name(channel, receive=True), "Channel name invalid"
+        index = self.consistent_hash(channel)
+        key = self.prefix + channel
+        connection = self.connection(index)
+        while True:
+            mode = "drop" if key in self._handed_over else "restore"
+            self._handed_over.discard(key)
+            popped = await connection.eval(RECEIVE_BATCH_LUA, 2, key,
+                                           self._backup_channel_name(key), mode,
+                                           self.RECEIVE_BATCH)
+            # No await from here to the return: the batch is handed over whole, or (cancelled
+            # above) left in the backup for the next receive to put back.
+            self._handed_over.add(key)
+            if popped:
+                messages = [self._unpack(member, channel) for member in popped[::2]]
+                for names, message in messages[:-1]:
+                    for name in names if isinstance(names, list) else [names]:
+                        self.receive_buffer[name].put_nowait(message)
+                return messages[-1]
+            # Nothing queued: wait for the next message (it stays in Redis until then).
+            result = await connection.bzpopmin(key, timeout=self.brpop_timeout)
+            if result is not None:
+                return self._unpack(result[1], channel)
+
+    def _unpack(self, member: bytes, channel: str) -> tuple:
+        message = self.deserialize(member)
+        return message.pop("__asgi_channel__", channel), message

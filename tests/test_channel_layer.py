@@ -1,0 +1,107 @@
+"""clarion.channel_layer against a real Redis: batched receives hand every message over once, in
+order; batched group sends keep each channel's order; capacities still hold; a pool of a few
+connections serves many commands at once."""
+
+import asyncio
+import uuid
+
+import pytest
+from channels.exceptions import ChannelFull
+from django.conf import settings
+
+from clarion.channel_layer import RECEIVE_BATCH_LUA, RedisChannelLayer
+
+pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
+
+
+@pytest.fixture
+async def make_layer():
+    """make_layer(**config) → a layer on REDIS_URL with a prefix of this test's own; each is
+    a process of its own (its own specific channels). Flushed and closed afterwards."""
+    prefix = f"test-layer-{uuid.uuid4().hex[:8]}"
+    layers = []
+
+    def make(**config):
+        layer = RedisChannelLayer(hosts=[{"address": settings.REDIS_URL,
+                                          "socket_timeout": None}], prefix=prefix, **config)
+        layers.append(layer)
+        return layer
+
+    yield make
+    for layer in layers:
+        await layer.flush()
+        await layer.close_pools()
+
+
+async def receive_all(layer, channel: str, n: int) -> list[int]:
+    return [(await asyncio.wait_for(layer.receive(channel), 10))["n"] for _ in range(n)]
+
+
+async def test_a_burst_to_many_sockets_arrives_whole_and_in_order_through_batched_receives(
+        make_layer):
+    web, worker = make_layer(), make_layer()
+    web.RECEIVE_BATCH = 7  # several batches, each spanning several channels
+    channels = [await web.new_channel() for _ in range(3)]
+    for i, channel in enumerate(channels):
+        await web.group_add(f"inbox.{i}", channel)
+    burst = [(f"inbox.{n % 3}", {"type": "inbox.event", "n": n}) for n in range(100)]
+
+    assert await worker.group_send_many(burst) == 0
+    received = await asyncio.gather(*[receive_all(web, channel, len(range(i, 100, 3)))
+                                      for i, channel in enumerate(channels)])
+
+    assert received == [list(range(i, 100, 3)) for i in range(3)]
+    # Nothing is handed over twice: the next message is the next one sent.
+    await worker.group_send("inbox.0", {"type": "inbox.event", "n": 100})
+    assert await receive_all(web, channels[0], 1) == [100]
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(web.receive(channels[1]), 0.5)
+
+
+async def test_a_batch_popped_by_a_cancelled_receive_is_received_again(make_layer):
+    web = make_layer()
+    channel = await web.new_channel()
+    for n in range(3):
+        await web.send(channel, {"type": "inbox.event", "n": n})
+    key = web.prefix + web.non_local_name(channel)
+    # What a receive whose reply never came back (cancelled) left: the batch in the backup.
+    popped = await web.connection(0).eval(RECEIVE_BATCH_LUA, 2, key,
+                                          web._backup_channel_name(key), "restore", 2)
+    assert len(popped) == 4  # two messages, each with its score
+
+    assert await receive_all(web, channel, 3) == [0, 1, 2]
+
+
+async def test_send_past_a_channels_capacity_raises_channel_full(make_layer):
+    layer = make_layer(capacity=2)
+    channel = await layer.new_channel()
+    await layer.send(channel, {"type": "x"})
+    await layer.send(channel, {"type": "x"})
+    with pytest.raises(ChannelFull):
+        await layer.send(channel, {"type": "x"})
+
+
+async def test_group_send_many_drops_and_counts_what_a_full_channel_cannot_hold(make_layer):
+    web, worker = make_layer(capacity=5), make_layer(capacity=5)
+    channel = await web.new_channel()
+    await web.group_add("inbox.1", channel)
+
+    dropped = await worker.group_send_many([("inbox.1", {"type": "x", "n": n})
+                                            for n in range(8)])
+
+    assert dropped == 3
+    assert await receive_all(web, channel, 5) == [0, 1, 2, 3, 4]
+
+
+async def test_more_commands_at_once_than_the_pool_has_connections_wait_for_one(make_layer):
+    layer = make_layer()
+    layer.POOL_SIZE = 2  # redis-py's plain pool would fail the third: "Too many connections"
+    channels = [await layer.new_channel() for _ in range(50)]
+
+    await asyncio.gather(*[layer.group_add(f"inbox.{i}", channel)
+                           for i, channel in enumerate(channels)])
+    await asyncio.gather(*[layer.send(channel, {"type": "x", "n": i})
+                           for i, channel in enumerate(channels)])
+
+    assert [await receive_all(layer, channel, 1) for channel in channels] == \
+        [[i] for i in range(50)]
