@@ -192,11 +192,26 @@ class EmailProvider(Provider):
                           exchange=exchange)
 
 
+GATED_SMTP_BACKEND = "notifications.providers.email.CommitGatedSMTPBackend"
+
+
 class SettingsEmail(EmailProvider):
     """Not selectable: Django's own EMAIL_BACKEND settings, used when no email provider is
-    configured. Named after the backend: smtp, console, locmem, sendgrid, postmark…"""
+    configured. Named after the backend: smtp, console, locmem, sendgrid, postmark… Django's
+    SMTP backend is replaced by `CommitGatedSMTPBackend` (the same, with its DATA gated), so
+    that it `commits_late` as the SMTP kind does."""
 
     kind = "settings"
+
+    @property
+    def backend(self) -> str:  # type: ignore[override]  (read from the settings at send)
+        path = settings.EMAIL_BACKEND
+        return GATED_SMTP_BACKEND if path == "django.core.mail.backends.smtp.EmailBackend" \
+            else path
+
+    @property
+    def commits_late(self) -> bool:  # type: ignore[override]
+        return self.backend == GATED_SMTP_BACKEND
 
     @property
     def name(self) -> str:
@@ -209,7 +224,7 @@ class SettingsEmail(EmailProvider):
 @register
 class SMTP(EmailProvider):
     kind, label = "smtp", "SMTP"
-    backend = "notifications.providers.email.CommitGatedSMTPBackend"
+    backend = GATED_SMTP_BACKEND
     commits_late = True
     credential_fields = ("host",)
     optional_credential_fields = ("port", "username", "password", "use_tls", "use_ssl",

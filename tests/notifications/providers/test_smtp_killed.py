@@ -77,18 +77,22 @@ class HoldingServer:
 
 @pytest.fixture
 def holding_smtp(provider_config):
-    """holding_smtp(stage, hold) -> a HoldingServer behind a saved SMTP ProviderConfig."""
+    """holding_smtp(stage, hold, configured=True) -> a HoldingServer behind a saved SMTP
+    ProviderConfig (`configured`), else named by the EMAIL_HOST/EMAIL_PORT of the worker's
+    environment (Django's EMAIL_BACKEND settings: `server.env`)."""
     controllers, handlers = [], []
 
-    def start(stage: str, hold: int = 1) -> HoldingServer:
+    def start(stage: str, hold: int = 1, configured: bool = True) -> HoldingServer:
         handler = HoldingServer(stage, hold)
         port = free_port()
         controller = Controller(handler, hostname="127.0.0.1", port=port)
         controller.start()
         controllers.append(controller)
         handlers.append(handler)
-        provider_config("mail", "email", "smtp", {"host": "127.0.0.1", "port": port,
-                                                  "from_email": "alerts@example.com"})
+        handler.env = {} if configured else {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(port)}
+        if configured:
+            provider_config("mail", "email", "smtp", {"host": "127.0.0.1", "port": port,
+                                                      "from_email": "alerts@example.com"})
         return handler
 
     yield start
@@ -107,7 +111,7 @@ def kill_worker_when(messages: list[Message], server: HoldingServer, seen: str) 
     """Run one worker delivering `messages` (one batch) and SIGKILL it once the server holds
     each of them at its stage (`seen`: "rcpts" or "datas")."""
     env = {**os.environ, "DATABASE_URL": served_database_url(), "SECRET_KEY": settings.SECRET_KEY,
-           "DJANGO_SETTINGS_MODULE": "clarion.settings"}
+           "DJANGO_SETTINGS_MODULE": "clarion.settings", **server.env}
     worker = subprocess.Popen([sys.executable, "-c", WORKER, *(str(m.id) for m in messages)],
                               env=env, cwd=settings.BASE_DIR)
     try:
@@ -118,9 +122,14 @@ def kill_worker_when(messages: list[Message], server: HoldingServer, seen: str) 
     server.released.set()
 
 
-@pytest.mark.parametrize("count", [1, 3], ids=["lone call", "concurrent batch"])
-def test_killed_before_data_is_sent_again_once(holding_smtp, queue_message, run_tasks, count):
-    server = holding_smtp("RCPT", hold=count)
+@pytest.mark.parametrize(("count", "configured"), [(1, True), (3, True), (3, False)],
+                         ids=["lone call", "concurrent batch", "EMAIL_BACKEND settings"])
+def test_killed_before_data_is_sent_again_once(holding_smtp, queue_message, run_tasks,
+                                               settings, count, configured):
+    server = holding_smtp("RCPT", hold=count, configured=configured)
+    if not configured:  # the re-send, in this process, through the same settings
+        settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", int(server.env["EMAIL_PORT"])
     messages = [email_message(queue_message, n) for n in range(count)]
     kill_worker_when(messages, server, "rcpts")
     for message in messages:
