@@ -566,14 +566,14 @@ def test_a_vonage_receipt_naming_the_client_ref_while_sending_leaves_the_sms_del
     message = claimed(queue_message("sms", {"text": "Your code is 1234"}))
     perform = batch._perform_one  # a lone call, made after its attempt row is written
 
-    def receipt_first(call):
+    def receipt_first(call, **options):
         # The carrier's receipt beats Vonage's own answer (the attempt row is written); it
         # carries our client-ref.
         response = client.get("/webhooks/vonage/vonage-main/receipt/", signed(vonage_receipt(
             "0B00000001", "delivered", **{"client-ref": str(message.id)})))
         assert response.status_code == 204
         assert Message.objects.get(pk=message.pk).status == "sending"
-        return perform(call)
+        return perform(call, **options)
 
     monkeypatch.setattr(batch, "_perform_one", receipt_first)
     deliver_claimed([message], now=timezone.now())
