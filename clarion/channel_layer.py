@@ -58,30 +58,13 @@ redis.call('EXPIRE', KEYS[1], ARGV[3])
 return 1
 """
 
-# channels-redis' group send script, which also drops each channel's expired messages first
-# (it did that in a pipeline of its own). KEYS: the channels' keys; ARGV: a message per key, a
-# capacity per key, now, expiry. Returns how many channels were over capacity.
+# channels-redis' group send script, which also drops each channel's expired messages first (it
+# did that in a pipeline of its own), for one group or many: KEYS: a channel key per message
+# (repeated for a channel that gets several); ARGV: the messages, their capacities, now, expiry.
+# The n-th message is queued at now + n µs, so one channel's messages are received in the order
+# given (members with the same score would be popped in byte order). Returns how many were over
+# capacity.
 GROUP_SEND_LUA = """
-local over_capacity = 0
-local now = ARGV[#ARGV - 1]
-local expiry = ARGV[#ARGV]
-for i = 1, #KEYS do
-    redis.call('ZREMRANGEBYSCORE', KEYS[i], 0, tonumber(now) - tonumber(expiry))
-    if redis.call('ZCOUNT', KEYS[i], '-inf', '+inf') < tonumber(ARGV[i + #KEYS]) then
-        redis.call('ZADD', KEYS[i], now, ARGV[i])
-        redis.call('EXPIRE', KEYS[i], expiry)
-    else
-        over_capacity = over_capacity + 1
-    end
-end
-return over_capacity
-"""
-
-# GROUP_SEND_LUA for many messages: KEYS: a channel key per message (repeated for a channel
-# that gets several); ARGV: the messages, their capacities, now, expiry. The n-th message is
-# queued at now + n µs, so one channel's messages are received in the order given (members with
-# the same score would be popped in byte order). Returns how many were over capacity.
-GROUP_SEND_MANY_LUA = """
 local over_capacity = 0
 local now = tonumber(ARGV[#ARGV - 1])
 local expiry = ARGV[#ARGV]
@@ -193,7 +176,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
             for start in range(0, len(queued), self.SEND_MANY_CHUNK):
                 chunk = queued[start:start + self.SEND_MANY_CHUNK]
                 dropped += await self.connection(index).eval(
-                    GROUP_SEND_MANY_LUA, len(chunk), *[key for key, _, _ in chunk],
+                    GROUP_SEND_LUA, len(chunk), *[key for key, _, _ in chunk],
                     *[message for _, message, _ in chunk], *[cap for _, _, cap in chunk],
                     f"{now + start / 1_000_000:.6f}", int(self.expiry))
         if dropped:

@@ -29,7 +29,7 @@ from ..workflow_versions import (
     draft_step_template_put,
     draft_step_templates,
 )
-from .templates import preview, variables_panel
+from .templates import preview, send_test_answer, variables_panel
 
 
 def draft_template_url(workflow: Workflow, ref: str, *, channel: str = "",
@@ -203,10 +203,4 @@ def draft_template_send_test_view(model_admin, request, object_id, ref):
             tenant=_posted_tenant(request), detail={"draft_step": ref})
     except services.SendTestError as exc:
         return JsonResponse({"error": "test_send_failed", "detail": str(exc)}, status=400)
-    ok = message.status == message.Status.SENT
-    return JsonResponse({
-        "status": message.status, "to": message.to, "provider": message.provider,
-        "error": message.error, "message_url": admin_url(message),
-        "detail": (f"Sent to {message.to} through {message.provider}." if ok else
-                   f"Not sent ({message.get_status_display()}): {message.error}"),
-    }, status=200 if ok else 502)
+    return send_test_answer(message)

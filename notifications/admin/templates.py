@@ -202,6 +202,18 @@ def _check_json(step: Step, fields: dict, channel: str) -> dict:
             "warnings": [p.as_dict() for p in check.warnings]}
 
 
+def send_test_answer(message) -> JsonResponse:
+    """The editor's answer to "send a test": the Message's status, address, provider and admin
+    page; 200 when it was sent, 502 (with the reason) when the provider did not take it."""
+    ok = message.status == message.Status.SENT
+    return JsonResponse({
+        "status": message.status, "to": message.to, "provider": message.provider,
+        "error": message.error, "message_url": admin_url(message),
+        "detail": (f"Sent to {message.to} through {message.provider}." if ok else
+                   f"Not sent ({message.get_status_display()}): {message.error}"),
+    }, status=200 if ok else 502)
+
+
 def preview(step: Step, fields: dict, *, locale: str, tenant: Tenant | None, user,
             channel: str | None = None) -> dict:
     """The editor's preview of `fields`: each channel rendered with the sample data, plus
@@ -473,13 +485,7 @@ class TemplateAdmin(ClarionAdmin):
                 tenant=self._posted_tenant(request))
         except services.SendTestError as exc:
             return JsonResponse({"error": "test_send_failed", "detail": str(exc)}, status=400)
-        ok = message.status == message.Status.SENT
-        return JsonResponse({
-            "status": message.status, "to": message.to, "provider": message.provider,
-            "error": message.error, "message_url": admin_url(message),
-            "detail": (f"Sent to {message.to} through {message.provider}." if ok else
-                       f"Not sent ({message.get_status_display()}): {message.error}"),
-        }, status=200 if ok else 502)
+        return send_test_answer(message)
 
     # --- The editor page ------------------------------------------------------------------------
 
