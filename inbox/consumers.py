@@ -10,11 +10,13 @@ null for the items without a tenant),
 newer than `before` again.
 Pushes are at-most-once (a channel layer over its per-channel capacity drops them; so does a
 layer unreachable when the worker publishes), so each socket reconciles what it pushed with the
-database: INBOX_RESYNC_CHECK_SECONDS after pushes pause, and on every heartbeat, it asks itself,
-through its own channel (behind the events already queued there), to look for items newer than
-its watermark that are older than the check and were never pushed. Those are counted
+database: INBOX_RESYNC_CHECK_SECONDS after pushes pause, and when the process's push probe
+(inbox.socket_reads, one read for all its sockets every INBOX_HEARTBEAT_SECONDS) finds an item
+in its scope above its watermark that it was never pushed, it asks itself, through its own
+channel (behind the events already queued there), to look for items newer than its watermark
+that are older than the check and were never pushed. Those are counted
 (`clarion_inbox_pushes_dropped_total`), logged, and answered with one `resync` frame and the
-counts.
+counts. An idle socket with nothing missing reads nothing on its heartbeats.
 
 A missing, bad or expired credential closes the socket with code 4401, and so does the moment an
 open socket's token expires (or the rotation window of the secret its HMAC was made with ends).
@@ -23,6 +25,7 @@ open socket's token expires (or the rotation window of the secret its HMAC was m
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -41,7 +44,7 @@ from notifications.models import Tenant
 from . import realtime, socket_reads
 from .auth import InboxPrincipal, inbox_principal
 from .events import CountsChanged, ItemCreated, Resync, from_message
-from .selectors import inbox_newest_id
+from .selectors import inbox_newest_id, scope_includes
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +87,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     secrets_group: str | None = None
     bridged = False
     counted = False
+    probed = False
     # Reconciliation: every item in scope up to `synced_up_to` reached the client (the feed it
     # read on connect, a push, or a re-sync); `pushed` are the ids above it pushed since.
     synced_up_to = 0
@@ -123,6 +127,8 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if principal.secret_fingerprint is not None:  # a tenant's HMAC: hear its rotations
             self.secrets_group = realtime.tenant_secrets_group(principal.tenant.pk)
         await self._join_groups()
+        socket_reads.push_probe.watch(self)
+        self.probed = True
         if settings.INBOX_REALTIME == "poll":
             await realtime.bridge().subscribe()
             self.bridged = True
@@ -134,6 +140,9 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.counted:  # /metrics' clarion_websocket_connections
             WEBSOCKET_CONNECTIONS.dec()
             self.counted = False
+        if self.probed:
+            socket_reads.push_probe.forget(self)
+            self.probed = False
         for task in (self.heartbeat, self.expiry, self.reconcile):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
@@ -163,13 +172,13 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         self.rejoin_at = asyncio.get_running_loop().time() + expiry / 2
 
     async def _beat(self):
+        """A heartbeat frame every INBOX_HEARTBEAT_SECONDS at most, each 0-10 % early (sockets
+        opened together, as after a deploy, drift apart instead of beating in step)."""
         while True:
-            await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS)
+            await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS * random.uniform(0.9, 1.0))
             await self.send_json({"type": "heartbeat"})
             if asyncio.get_running_loop().time() >= self.rejoin_at:
                 await self._join_groups()
-            if self.reconcile is None:  # a lone lost push has no later push to reveal it
-                await self._ask_reconcile()
 
     def _expire_at(self, moment: datetime | None) -> None:
         """Close the socket at `moment` (None: never), instead of any earlier plan."""
@@ -209,6 +218,23 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         await self._send_counts()
 
     # --- reconciliation of pushes with the database ------------------------------------------
+
+    def probe_watermark(self) -> tuple[int, int] | None:
+        """(recipient pk, watermark) for the push probe (inbox.socket_reads)."""
+        if self.principal is None:
+            return None
+        return self.principal.recipient.pk, self.synced_up_to
+
+    def probe_found(self, items: list[tuple[int, int | None]]) -> None:
+        """The push probe's (id, tenant pk) of the recipient's items above the watermark: one
+        in scope that was never pushed here (a lone lost push has no later push to reveal it)
+        asks for a push check now, unless one is planned."""
+        if self.principal is None or self.reconcile is not None:
+            return
+        if any(item_id > self.synced_up_to and item_id not in self.pushed
+               and scope_includes(self.principal.tenant, tenant_pk)
+               for item_id, tenant_pk in items):
+            self._plan_reconcile(0)
 
     def _plan_reconcile(self, delay: float) -> None:
         """Ask for a check in `delay` seconds, unless one is planned already."""

@@ -213,6 +213,29 @@ def inbox_ids_after(*, recipient: Recipient, tenant: TenantScope, after: int,
                 .filter(id__gt=after).order_by("id").values_list("id", "created_at")[:limit])
 
 
+# Sockets whose items one statement of inbox_items_above_many reads at most.
+ABOVE_MANY_CHUNK = 500
+
+
+def inbox_items_above_many(watermarks: list[tuple[int, int]]) -> list[list[tuple[int, int | None]]]:
+    """For each (recipient pk, id) of `watermarks`, in their order: (id, tenant pk) of that
+    recipient's items with an id above it, every tenant, oldest first. One statement per
+    ABOVE_MANY_CHUNK watermarks, a range scan of inbox_feed_idx each: what a web process's push
+    probe reads for all its sockets at once (inbox.socket_reads)."""
+    unique = list(dict.fromkeys(watermarks))
+    found: dict[tuple[int, int], list[tuple[int, int | None]]] = {key: [] for key in unique}
+    for start in range(0, len(unique), ABOVE_MANY_CHUNK):
+        chunk = unique[start:start + ABOVE_MANY_CHUNK]
+        sql = (f"WITH w(recipient_id, after) AS (VALUES {', '.join(['(%s, %s)'] * len(chunk))}) "
+               "SELECT w.recipient_id, w.after, i.id, i.tenant_id FROM w JOIN inbox_inboxitem i "
+               "ON i.recipient_id = w.recipient_id AND i.id > w.after ORDER BY i.id")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [value for pair in chunk for value in pair])
+            for recipient_pk, after, item_id, tenant_pk in cursor.fetchall():
+                found[recipient_pk, after].append((item_id, tenant_pk))
+    return [found[key] for key in watermarks]
+
+
 def inbox_newest_id(*, recipient: Recipient, tenant: TenantScope) -> int:
     """The id of the recipient's newest item in `tenant` scope (0: none)."""
     return (inbox_items_visible(recipient=recipient, tenant=tenant).order_by("-id")

@@ -9,6 +9,7 @@ import pytest
 from channels.db import database_sync_to_async
 from django.test import Client
 
+from inbox import socket_reads
 from inbox.models import InboxItem
 from tests.chaos.support import metric_value
 
@@ -96,3 +97,50 @@ async def test_pushed_items_never_cause_a_resync(layer_mode, quick_checks, ada, 
     assert await dropped_total() == before
     assert await database_sync_to_async(InboxItem.objects.count)() == 3
     await communicator.disconnect()
+
+
+@pytest.fixture
+def push_checks(monkeypatch):
+    """Every push check's read (socket_reads.ids_after), recorded: (recipient pk, watermark)."""
+    checks = []
+    ids_after = socket_reads.ids_after
+
+    async def recorded(*, recipient, tenant, after, limit):
+        checks.append((recipient.pk, after))
+        return await ids_after(recipient=recipient, tenant=tenant, after=after, limit=limit)
+
+    monkeypatch.setattr(socket_reads, "ids_after", recorded)
+    return checks
+
+
+async def test_an_idle_socket_with_nothing_missing_makes_no_push_check_on_heartbeats(
+        layer_mode, quick_checks, ada, make_items, push_checks):
+    await database_sync_to_async(make_items)(ada, 2)
+    communicator, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+
+    frames = await frames_for_heartbeats(communicator, 6)  # about six probes of the process
+
+    assert kinds(frames) == []
+    assert push_checks == []
+    await communicator.disconnect()
+
+
+async def test_a_socket_whose_push_was_lost_checks_and_resyncs_beside_an_idle_one(
+        layer_mode, quick_checks, ada, bob, make_items, push_checks):
+    before = await dropped_total()
+    (old,) = await database_sync_to_async(make_items)(ada, 1)
+    lossy, _ = await connect(f"/ws/inbox/?token={token_for(ada)}")
+    idle, _ = await connect(f"/ws/inbox/?token={token_for(bob)}")
+    (lost,) = await database_sync_to_async(make_items)(ada, 1)  # never published
+
+    resync, counts = (await frames_until(lossy, "counts.changed", timeout=5))[-2:]
+    frames = await frames_for_heartbeats(idle, 3)
+
+    assert resync == {"type": "resync", "before": old.pk}
+    assert counts["meta"]["total_count"] == 2
+    assert kinds(frames) == []
+    assert await dropped_total() == before + 1
+    assert {recipient for recipient, _ in push_checks} == {ada.pk}  # bob's socket read nothing
+    assert lost.pk > old.pk
+    await lossy.disconnect()
+    await idle.disconnect()

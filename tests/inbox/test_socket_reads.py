@@ -10,7 +10,14 @@ from django.db import connections
 from django.utils import timezone
 
 from inbox import socket_reads
-from inbox.selectors import NO_TENANT, inbox_counts, inbox_counts_many, inbox_ids_after
+from inbox.models import InboxItem
+from inbox.selectors import (
+    NO_TENANT,
+    inbox_counts,
+    inbox_counts_many,
+    inbox_ids_after,
+    inbox_items_above_many,
+)
 from notifications.models import Recipient, Tenant
 
 
@@ -103,3 +110,66 @@ async def test_a_failed_read_fails_each_of_its_requests():
     results = await asyncio.gather(read(1), read(2), return_exceptions=True)
 
     assert [str(result) for result in results] == ["database unreachable"] * 2
+
+
+def test_items_above_many_lists_each_recipients_items_above_its_watermark(people, monkeypatch):
+    ada, bob, acme = people
+    carol = Recipient.objects.create(external_id="carol", name="Carol")  # no items
+    ada_items, bob_items = (list(InboxItem.objects.filter(recipient=who).order_by("id")
+                                 .values_list("id", "tenant_id")) for who in (ada, bob))
+    monkeypatch.setattr("inbox.selectors.ABOVE_MANY_CHUNK", 2)  # three statements
+    watermarks = [(ada.pk, 0), (bob.pk, bob_items[0][0]), (carol.pk, 0),
+                  (ada.pk, ada_items[-1][0]), (ada.pk, ada_items[5][0])]
+
+    assert inbox_items_above_many(watermarks) == [
+        ada_items, bob_items[1:], [], [], ada_items[6:]]
+
+
+class Socket:
+    """A stand-in for an InboxConsumer as the push probe sees it: its watermark, and what the
+    probe told it."""
+
+    def __init__(self, recipient_pk: int, after: int):
+        self.mark = (recipient_pk, after)
+        self.told: list[list[tuple]] = []
+
+    def probe_watermark(self):
+        return self.mark
+
+    def probe_found(self, items):
+        self.told.append(items)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_push_probe_tells_only_the_sockets_with_items_above_their_watermark(
+        people, monkeypatch):
+    ada, bob, acme = await database_sync_to_async(lambda: people)()
+    newest = await database_sync_to_async(
+        lambda: {r.pk: InboxItem.objects.filter(recipient=r).order_by("-id")
+                 .values_list("id", "tenant_id")[0] for r in (ada, bob)})()
+    calls = []
+
+    def above_many(watermarks):
+        calls.append(len(watermarks))
+        return inbox_items_above_many(watermarks)
+
+    monkeypatch.setattr(socket_reads.selectors, "inbox_items_above_many", above_many)
+    probe = socket_reads.PushProbe()
+    synced = Socket(ada.pk, newest[ada.pk][0])  # had everything
+    behind = Socket(bob.pk, newest[bob.pk][0] - 1)  # missing bob's newest
+    closed = Socket(bob.pk, 0)
+    try:
+        for socket in (synced, behind, closed):
+            probe.watch(socket)
+        probe.forget(closed)
+        told = await probe.probe(asyncio.get_running_loop())
+    finally:
+        probe.forget(synced)
+        probe.forget(behind)
+        await database_sync_to_async(connections.close_all)()
+
+    assert calls == [2]  # one read for every open socket
+    assert told == 1
+    assert behind.told == [[newest[bob.pk]]]
+    assert synced.told == closed.told == []
+    assert probe.tasks == {}  # the last socket forgotten stops the rounds
