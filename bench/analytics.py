@@ -142,8 +142,8 @@ def build_rollups(cursor) -> None:
             count(*) FILTER (WHERE m.status <> 'suppressed'),
             count(*) FILTER (WHERE m.status = 'failed'),
             count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'bounced')),
-            sum(extract(epoch FROM m.sent_at - m.created_at) * 1000)
-                FILTER (WHERE m.status IN ('sent', 'delivered', 'bounced'))::bigint,
+            coalesce(sum(extract(epoch FROM m.sent_at - m.created_at) * 1000)
+                FILTER (WHERE m.status IN ('sent', 'delivered', 'bounced')), 0)::bigint,
             0, 0, 0, 0, 0,
             count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'bounced')) / 2,
             count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'bounced'))

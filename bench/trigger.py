@@ -167,8 +167,8 @@ def main() -> None:
                 cur.execute(
                     "INSERT INTO notifications_message (id, run_id, step_ref, recipient_id, "
                     "workflow_id, channel, status, \"to\", content, provider, "
-                    "provider_message_id, attempts, error, cost_currency, created_at, updated_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, '', '', 0, '', '', "
+                    "provider_message_id, attempts, send_number, error, cost_currency, created_at, "
+                    "updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, '', %s, '', '', 0, 1, '', '', "
                     "to_timestamp(%s), to_timestamp(%s))",
                     [message_id, run_id, ref, recipient_id, workflow.pk, channel, status,
                      '{"body": "Hi"}', now, now])

@@ -140,8 +140,8 @@ def sweep(now: datetime | None = None) -> dict:
     - messages stuck in `sending`: marked sent when their latest provider call succeeded (the
       worker stopped before recording it), re-queued when no provider call started, else of
       unknown outcome (see delivery.message_mark_outcome_unknown: sent when the provider has
-      reported on it since, sent again only where the provider de-duplicates on the
-      idempotency key);
+      reported on it since or lists it, sent again where the provider's list proves it never
+      arrived or where it de-duplicates on the idempotency key);
     - idempotency records past their 24 hours;
     - rate-limit and throttle counters no limit can read again.
 
@@ -252,8 +252,8 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
         delivery.message_mark_sent_from_ledger(message, latest)  # accepted: never again
         return {"recovered": 1}
     if started:
-        if delivery.message_mark_outcome_unknown(message) == "sent":
-            return {"recovered": 1}  # the provider reported on it: accepted
+        if delivery.message_mark_outcome_unknown(message, now=now) == "sent":
+            return {"recovered": 1}  # the provider reported on it, or lists it: accepted
         return {"unknown": 1}
     if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
         status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now

@@ -4,13 +4,24 @@ what became of it: the ledger, then the provider's own reports, before giving up
 
 from __future__ import annotations
 
+import logging
+from datetime import datetime, timedelta
+
 from django.db import transaction
 from django.utils import timezone
 
-from ..models import Channel, DeliveryAttempt, Message, MessageEvent, StepLog
+from ..models import Channel, DeliveryAttempt, Message, MessageEvent, ProviderConfig, StepLog
 from ..providers import registry
+from ..providers.base import TransientError
 from ..queue import enqueue
-from .batch import Delivery, _finish
+from .batch import Delivery, _finish, outbound_for
+from .pool import provider_for
+
+logger = logging.getLogger(__name__)
+
+# How long the sweeper keeps asking a provider that cannot answer a lookup (find_accepted)
+# before it gives the message up as failed.
+LOOKUP_GIVE_UP = timedelta(hours=1)
 
 
 def _supports_idempotency(kind: str) -> bool:
@@ -68,12 +79,45 @@ def provider_reported(message: Message, attempt: DeliveryAttempt) -> str | None:
             .order_by("id").values_list("provider_message_id", flat=True).first())
 
 
-def message_mark_outcome_unknown(message: Message) -> str:
-    """A worker stopped during a provider call: was it accepted? Returns what was done:
-    "sent", "requeued" or "failed".
+def provider_listed(message: Message, attempt: DeliveryAttempt) -> tuple[str, str]:
+    """Ask the provider of `attempt` whether it holds `message`, where its kind can say
+    (`Provider.find_accepted`: Twilio's message list). Returns ("found", its id), ("absent", "")
+    when the provider's records prove the request never arrived, ("unanswered", the error)
+    when it could not be asked, or ("", "") when its kind cannot be asked."""
+    config = ProviderConfig.objects.filter(key=attempt.provider).first()
+    if config is None or not getattr(registry.get(config.kind), "can_find_accepted", False):
+        return "", ""
+    # Provider ids that are some other message's (or an earlier send's of this one).
+    taken = set(Message.objects.filter(to=message.to, channel=message.channel,
+                                       provider=attempt.provider)
+                .exclude(pk=message.pk).exclude(provider_message_id="")
+                .values_list("provider_message_id", flat=True))
+    taken |= {str((a.response or {}).get("message_id") or "")
+              for a in message.delivery_attempts.exclude(pk=attempt.pk)} - {""}
+    provider = provider_for(config)
+    try:
+        found = provider.find_accepted(outbound_for(message), since=attempt.started_at,
+                                       exclude=taken)
+    except TransientError as exc:
+        logger.warning("Could not ask %s whether it holds message %s: %s", attempt.provider,
+                       message.pk, exc)
+        return "unanswered", str(exc)
+    finally:
+        provider.close()
+    return ("found", found) if found else ("absent", "")
 
-    - The provider reported on the message since (`provider_reported`): it was accepted — the
-      attempt succeeded, the message is sent (and its reported events applied).
+
+def message_mark_outcome_unknown(message: Message, *, now: datetime | None = None) -> str:
+    """A worker stopped during a provider call: was it accepted? Returns what was done:
+    "sent", "requeued", "failed", or "waiting" (nothing changed: the provider could not be
+    asked yet; the sweeper asks again). `now`: aware, UTC; None for the current time.
+
+    - The provider reported on the message since (`provider_reported`), or lists it in its own
+      records (`provider_listed`: Twilio): it was accepted — the attempt succeeded, the message
+      is sent (and its reported events applied).
+    - The provider's records prove the request never arrived (`provider_listed`): the attempt
+      failed, and the message is queued again, a first call as far as the provider knows. While
+      the provider cannot be asked, the message waits for up to LOOKUP_GIVE_UP after the call.
     - The provider de-duplicates on the message's idempotency key (the signed webhook): the
       message is queued again and the same key makes a second call harmless.
     - A push message one of whose device sets a provider took in an earlier pass of the same
@@ -86,19 +130,27 @@ def message_mark_outcome_unknown(message: Message) -> str:
     just before its own request leaves (batch._start), and a message with no attempt started
     is simply sent again by the sweeper.
     """
-    now = timezone.now()
+    now = now or timezone.now()
     current = message.delivery_attempts.filter(send_number=message.send_number)
     started = list(current.filter(outcome=DeliveryAttempt.Outcome.STARTED)
                    .order_by("started_at", "id"))
     last = started[-1] if started else None
     reported = provider_reported(message, last) if last is not None else None
+    resolved_from = "the provider's status callback"
+    listed, answer = ("", "") if reported or last is None else provider_listed(message, last)
+    if listed == "found":
+        reported, resolved_from = answer, "the provider's message list"
+    elif listed == "unanswered" and now - last.started_at < LOOKUP_GIVE_UP:
+        return "waiting"
+    elif listed == "absent":
+        return _requeue_never_arrived(message, started, now)
     if reported:
         DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started if a is not last]).update(
             outcome=DeliveryAttempt.Outcome.UNKNOWN,
             error="The worker stopped before the provider answered.")
         DeliveryAttempt.objects.filter(pk=last.pk).update(
             outcome=DeliveryAttempt.Outcome.SUCCEEDED,
-            response={"message_id": reported, "resolved_from": "the provider's status callback"})
+            response={"message_id": reported, "resolved_from": resolved_from})
         d = Delivery(message, [])
         d.outcome = ("sent", last.provider, reported)
         _finish([d], now)
@@ -132,3 +184,26 @@ def message_mark_outcome_unknown(message: Message) -> str:
     d.outcome = ("failed", message.provider, "")
     _finish([d], now)
     return "failed"
+
+
+def _requeue_never_arrived(message: Message, started: list[DeliveryAttempt],
+                           now: datetime) -> str:
+    """The provider's records prove the calls cut short never reached it: they failed, and the
+    message is queued again (its next call is the first the provider sees)."""
+    with transaction.atomic():
+        DeliveryAttempt.objects.filter(pk__in=[a.pk for a in started]).update(
+            outcome=DeliveryAttempt.Outcome.TRANSIENT_ERROR,
+            error="The worker stopped before the request reached the provider (its message "
+                  "list has no such message).")
+        requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+            status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
+            error="The worker stopped before the request reached the provider; sent again.")
+        if requeued:
+            StepLog.objects.create(
+                run_id=message.run_id, step_ref=message.step_ref, event=StepLog.Event.RETRYING,
+                detail={"message_id": str(message.id), "provider": started[-1].provider,
+                        "reason": "the worker stopped during the call, and the provider's "
+                                  "message list shows it never arrived; queued again by the "
+                                  "sweeper"})
+            enqueue("notifications.tasks.deliver_message", str(message.id))
+    return "requeued"

@@ -225,6 +225,8 @@ class Provider:
     `commits_late` is True where `send` takes `before_commit`, a callable it calls once just
     before the step that may hand the message over (SMTP: DATA): everything before it may be
     redone, so delivery writes the call's attempt only then (delivery/batch.py).
+    `can_find_accepted` is True where the kind implements `find_accepted`: a lookup in the
+    provider's own records of whether a message whose worker died mid-call was accepted.
     """
 
     kind: ClassVar[str] = ""
@@ -236,6 +238,7 @@ class Provider:
     option_fields: ClassVar[tuple[str, ...]] = ()
     supports_idempotency: ClassVar[bool] = False
     commits_late: ClassVar[bool] = False
+    can_find_accepted: ClassVar[bool] = False
 
     def __init__(self, *, key: str, credentials: Mapping[str, Any] | None = None,
                  options: Mapping[str, Any] | None = None):
@@ -288,6 +291,15 @@ class Provider:
         return channel_data_row(self.kind, rows)
 
     def send(self, message: OutboundMessage) -> SendResult:
+        raise NotImplementedError
+
+    def find_accepted(self, message: OutboundMessage, *, since: datetime,
+                      exclude: Iterable[str] = ()) -> str | None:
+        """Whether the provider holds `message` (the same recipient, sender and content),
+        created at or after `since` (aware) less a few minutes of clock skew: the provider's id
+        for it, or None when its records prove it never arrived. `exclude`: provider ids that
+        belong to other messages. Only kinds with `can_find_accepted` implement it; raises
+        TransientError when the provider cannot be asked."""
         raise NotImplementedError
 
     async def asend(self, message: OutboundMessage, **kwargs: Any) -> SendResult:

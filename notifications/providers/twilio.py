@@ -4,6 +4,8 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import httpx
 from django.conf import settings
@@ -61,12 +63,56 @@ class Twilio(TwilioMessagesAPI, SMSProvider):
     default_base_url = "https://api.twilio.com"
     webhook_route = "webhook-twilio-status"
 
+    can_find_accepted = True
+    # How far back before `since` a message may have been created (the two clocks differ), and
+    # how many pages of 50 (newest first) a lookup reads at most.
+    LOOKUP_SKEW, LOOKUP_PAGES = timedelta(minutes=5), 10
+
     def build_request(self, message: OutboundMessage) -> HTTPRequest:
         form = {"To": message.to, "From": self.sender, "Body": self.text_of(message)}
         callback = self.status_callback_url_for(message)
         if callback:
             form["StatusCallback"] = callback
         return self.messages_request(form)
+
+    def find_accepted(self, message: OutboundMessage, *, since: datetime,
+                      exclude: Iterable[str] = ()) -> str | None:
+        """Twilio's Messages list filtered by To and From (newest first, 50 a page), read back
+        to `since` less LOOKUP_SKEW: the `sid` of the first message with this text not in
+        `exclude`, else None. Twilio creates the Message resource before it answers the
+        create request, so a request that reached it is listed.
+        https://www.twilio.com/docs/messaging/api/message-resource#read-multiple-message-resources
+        Raises TransientError when the list cannot be read (or is longer than LOOKUP_PAGES
+        pages back to `since`)."""
+        text, excluded = self.text_of(message), set(exclude)
+        sid, oldest = self.credentials["account_sid"], since - self.LOOKUP_SKEW
+        auth = (sid, self.credentials["auth_token"])
+        url = f"{self.base_url}/2010-04-01/Accounts/{sid}/Messages.json"
+        params: dict | None = {"To": message.to, "From": self.sender, "PageSize": 50}
+        for _page in range(self.LOOKUP_PAGES):
+            try:
+                response = self.client().get(url, params=params, auth=auth)
+            except httpx.TransportError as exc:
+                raise TransientError(f"Twilio's message list: {type(exc).__name__}: {exc}") \
+                    from exc
+            if not response.is_success:
+                raise TransientError(f"Twilio's message list answered HTTP "
+                                     f"{response.status_code}.")
+            try:
+                page = response.json()
+                listed = [(item["sid"], item.get("body"),
+                           parsedate_to_datetime(item["date_created"]))
+                          for item in page.get("messages") or []]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise TransientError(f"Twilio's message list is unreadable: {exc}") from exc
+            for found, body, created in listed:
+                if created >= oldest and body == text and found not in excluded:
+                    return str(found)
+            if not listed or listed[-1][2] < oldest or not page.get("next_page_uri"):
+                return None
+            url, params = f"{self.base_url}{page['next_page_uri']}", None
+        raise TransientError(f"Twilio's message list holds more than {self.LOOKUP_PAGES} pages "
+                             f"since {oldest.isoformat()}.")
 
 
 # --- Status callbacks ---------------------------------------------------------------------------

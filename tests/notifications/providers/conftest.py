@@ -71,12 +71,13 @@ def queue_message(make_workflow):
 def twilio_provider(provider_server, provider_config):
     """twilio_provider(reply=twilio_accepts, key="twilio-main", **fields) -> the server behind a
     saved Twilio ProviderConfig (from +15550001111). The server checks each request the way
-    Twilio documents it and answers with `reply(request)`; `fields` are more ProviderConfig
-    fields, such as `priority`."""
-    from .test_sms import SID, TOKEN, twilio_accepts, twilio_check
+    Twilio documents it and answers with `reply(request)` (what it accepted, 201, is kept and
+    listed by its Messages list, as Twilio does: `twilio_keeping`); `fields` are more
+    ProviderConfig fields, such as `priority`."""
+    from .test_sms import SID, TOKEN, twilio_accepts, twilio_check, twilio_keeping
 
     def make(reply=twilio_accepts, *, key="twilio-main", **fields):
-        server = provider_server(twilio_check, reply)
+        server = provider_server(twilio_check, twilio_keeping(reply))
         provider_config(key, "sms", "twilio",
                         {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
                         options={"base_url": server.url}, **fields)

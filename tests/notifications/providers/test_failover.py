@@ -365,23 +365,23 @@ def test_a_stalled_worker_of_the_first_send_does_not_write_over_the_resends_outc
 
 
 def test_a_resend_whose_worker_died_during_its_call_is_not_called_twice(
-        twilio_provider, queue_message):
+        plivo_provider, queue_message):
     """Exactly once per send: the resend's call was on the wire when its worker died and no
-    report names it, so its outcome is unknown: the resend is failed, never called again (the
-    first send's success does not pass for it either)."""
+    report names it, and Plivo cannot be asked what it holds, so its outcome is unknown: the
+    resend is failed, never called again (the first send's success does not pass for it
+    either)."""
     from notifications.services import message_resend
     from notifications.tasks import sweep
 
-    server = twilio_provider()
+    server = plivo_provider()
     message = queue_message("sms", {"text": "on the wire"})
     deliver(str(message.id))
     Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED)
     assert message_resend(message=message)
     Message.objects.filter(pk=message.pk).update(
         status=Message.Status.SENDING, attempts=1, updated_at=timezone.now() - timedelta(hours=1))
-    DeliveryAttempt.objects.create(message=message, provider="twilio-main",
-                                   provider_kind="twilio", send_number=2,
-                                   started_at=timezone.now())
+    DeliveryAttempt.objects.create(message=message, provider="plivo", provider_kind="plivo",
+                                   send_number=2, started_at=timezone.now())
 
     sweep()
 
@@ -393,3 +393,37 @@ def test_a_resend_whose_worker_died_during_its_call_is_not_called_twice(
     assert len(server.requests) == 1  # the first send's only
     assert list(message.delivery_attempts.values_list("send_number", "outcome")) == [
         (1, "succeeded"), (2, "unknown")]
+
+
+def test_a_resend_cut_short_before_twilio_had_it_is_sent_once_not_taken_for_the_first_send(
+        twilio_provider, queue_message):
+    """Twilio's list holds the first send (same text, same number): that is not the resend, so
+    the resend, which never reached Twilio, is queued again and sent once."""
+    from notifications.services import message_resend
+    from notifications.tasks import sweep
+
+    server = twilio_provider()
+    message = queue_message("sms", {"text": "on the wire"})
+    deliver(str(message.id))
+    message.refresh_from_db()
+    first_sid = message.provider_message_id
+    Message.objects.filter(pk=message.pk).update(status=Message.Status.FAILED)
+    assert message_resend(message=message)
+    Message.objects.filter(pk=message.pk).update(
+        status=Message.Status.SENDING, attempts=1, updated_at=timezone.now() - timedelta(hours=1))
+    DeliveryAttempt.objects.create(message=message, provider="twilio-main",
+                                   provider_kind="twilio", send_number=2,
+                                   started_at=timezone.now())
+
+    sweep()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.provider_message_id not in ("", first_sid)
+    assert len([r for r in server.requests if r.method == "POST"]) == 2  # each send once
+    assert server.problems == []
+    assert list(message.delivery_attempts.order_by("id").values_list("send_number", "outcome")) \
+        == [(1, "succeeded"), (2, "transient_error"), (2, "succeeded")]

@@ -3,7 +3,10 @@ document it, and answer as they do."""
 
 import base64
 import json
+import threading
 import uuid
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -24,12 +27,23 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
+# The Messages list's query parameters (read-multiple-message-resources in Twilio's docs).
+TWILIO_LIST_PARAMETERS = {"To", "From", "DateSent", "DateSent<", "DateSent>", "PageSize", "Page",
+                          "PageToken"}
+
+
 def twilio_check(request) -> list[str]:
+    """Twilio's create-a-Message request (POST, form To/From/Body, Basic auth), or its read
+    of the Messages list (GET, only the documented query parameters)."""
     problems = []
-    if (request.method, request.path) != ("POST", f"/2010-04-01/Accounts/{SID}/Messages.json"):
-        problems.append(f"{request.method} {request.path}")
     if request.headers.get("authorization") != basic(SID, TOKEN):
         problems.append("auth")
+    if (request.method, request.path) == ("GET", f"/2010-04-01/Accounts/{SID}/Messages.json"):
+        unknown = set(request.query) - TWILIO_LIST_PARAMETERS
+        return problems + ([f"unknown list parameters {sorted(unknown)}"] if unknown else []) + (
+            ["a body on a GET"] if request.body else [])
+    if (request.method, request.path) != ("POST", f"/2010-04-01/Accounts/{SID}/Messages.json"):
+        problems.append(f"{request.method} {request.path}")
     if not request.headers.get("content-type", "").startswith(
             "application/x-www-form-urlencoded"):
         problems.append("content-type")
@@ -47,6 +61,65 @@ def twilio_accepts(request) -> Reply:
     return Reply(201, json={"sid": "SM" + uuid.uuid4().hex, "status": "queued",
                             "to": form["To"], "from": form["From"], "body": form["Body"],
                             "num_segments": "1", "error_code": None})
+
+
+class TwilioRecords:
+    """A Twilio stand-in that keeps the Message resources it creates, as Twilio does: each
+    create request (POST) makes one, before the answer (which comes after `delay` seconds), and
+    the Messages list (GET, To/From filters, newest first, PageSize, `next_page_uri`) reads them.
+    Use as a ProviderServer's `respond`; `created` are the POSTs' resources."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay, self.created, self._lock = delay, [], threading.Lock()
+
+    def __call__(self, request) -> Reply:
+        if request.method == "GET":
+            return self.page(request)
+        form = request.form()
+        resource = {"sid": "SM" + uuid.uuid4().hex, "status": "queued", "to": form.get("To"),
+                    "from": form.get("From"), "body": form.get("Body"), "num_segments": "1",
+                    "error_code": None, "date_created": format_datetime(datetime.now(UTC))}
+        with self._lock:
+            self.created.append(resource)
+        return Reply(201, json=resource, delay=self.delay)
+
+    def page(self, request) -> Reply:
+        query = {name: values[-1] for name, values in request.query.items()}
+        size, number = int(query.get("PageSize", 50)), int(query.get("Page", 0))
+        with self._lock:
+            listed = [m for m in reversed(self.created)
+                      if all(m[field] == query[name] for name, field in (("To", "to"),
+                                                                        ("From", "from"))
+                             if name in query)]
+        chunk = listed[number * size:(number + 1) * size]
+        following = None
+        if (number + 1) * size < len(listed):
+            following = (f"/2010-04-01/Accounts/{SID}/Messages.json?" + urlencode(
+                {**{k: v for k, v in query.items() if k != "Page"}, "PageSize": size,
+                 "Page": number + 1}))
+        return Reply(200, json={"messages": chunk, "page": number, "page_size": size,
+                                "next_page_uri": following})
+
+
+def twilio_keeping(reply):
+    """`reply(request)` for Twilio's create requests, with what it accepted (201) kept as a
+    Message resource (its sid from the answer), and the Messages list (GET) read from those."""
+    records = TwilioRecords()
+
+    def respond(request) -> Reply:
+        if request.method == "GET":
+            return records.page(request)
+        answer = reply(request)
+        if answer.status == 201:
+            form = request.form()
+            with records._lock:
+                records.created.append({
+                    "sid": (answer.json or {}).get("sid") or "SM" + uuid.uuid4().hex,
+                    "to": form.get("To"), "from": form.get("From"), "body": form.get("Body"),
+                    "status": "queued", "date_created": format_datetime(datetime.now(UTC))})
+        return answer
+
+    return respond
 
 
 def message_id_of(request) -> str:

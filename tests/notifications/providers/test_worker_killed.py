@@ -22,7 +22,7 @@ from notifications.tasks import sweep
 from tests.e2e_support import served_database_url
 
 from .servers import Reply
-from .test_sms import SID, TOKEN, twilio_check
+from .test_sms import SID, TOKEN, TwilioRecords, twilio_check
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,9 +45,11 @@ def kill_worker_mid_call(message: Message, server) -> None:
     assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.STARTED
 
 
-def test_killed_mid_call_to_a_provider_without_idempotency_is_never_sent_twice(
-        twilio_provider, queue_message):
-    server = twilio_provider(lambda r: Reply(201, json={"sid": "SM1"}, delay=3), key="twilio")
+def test_killed_mid_call_to_a_provider_that_cannot_be_asked_is_never_sent_twice(
+        plivo_provider, queue_message):
+    """Plivo offers neither an idempotency key nor a lookup of a message by ours: the outcome
+    stays unknown, and the message is failed rather than risk a second SMS."""
+    server = plivo_provider(lambda r: Reply(202, json={"message_uuid": ["u1"]}, delay=3))
     message = queue_message("sms", {"text": "your code is 1234"})
     kill_worker_mid_call(message, server)
 
@@ -113,3 +115,94 @@ def test_killed_mid_call_then_reported_by_the_provider_is_sent_not_failed(
     assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
     deliver(str(message.id))
     assert len(server.requests) == 1
+
+
+def twilio_records(provider_server, provider_config, records: TwilioRecords):
+    server = provider_server(twilio_check, records)
+    provider_config("twilio", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url})
+    return server
+
+
+def posts(server) -> list:
+    return [request for request in server.requests if request.method == "POST"]
+
+
+def test_killed_mid_call_that_twilio_lists_is_sent_not_failed_nor_sent_again(
+        provider_server, provider_config, queue_message):
+    """No status callback came (none configured), but Twilio's Messages list holds the message:
+    the sweeper takes its sid as the answer the worker never got."""
+    records = TwilioRecords(delay=3)
+    server = twilio_records(provider_server, provider_config, records)
+    message = queue_message("sms", {"text": "your code is 1234"})
+    kill_worker_mid_call(message, server)
+
+    counts = sweep(now=timezone.now() + timedelta(minutes=5))
+    assert (counts["recovered"], counts["unknown"]) == (1, 0)
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (Message.Status.SENT,
+                                                            records.created[0]["sid"])
+    attempt = message.delivery_attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.SUCCEEDED
+    assert attempt.response["resolved_from"] == "the provider's message list"
+    assert server.problems == []
+    deliver(str(message.id))
+    sweep(now=timezone.now() + timedelta(minutes=10))
+    assert len(posts(server)) == 1
+
+
+class LosesTheFirst(TwilioRecords):
+    """The first create request is held and never reaches Twilio's records (lost on the way:
+    the worker died before its request was whole); the next ones are created as usual."""
+
+    def __call__(self, request):
+        if request.method == "POST" and not getattr(self, "lost", False):
+            self.lost = True
+            return Reply(201, json={"sid": "SMlost"}, delay=3)
+        return super().__call__(request)
+
+
+def test_killed_mid_call_that_never_reached_twilio_is_sent_again_once(
+        provider_server, provider_config, queue_message, run_tasks):
+    records = LosesTheFirst()
+    server = twilio_records(provider_server, provider_config, records)
+    message = queue_message("sms", {"text": "your code is 1234"})
+    kill_worker_mid_call(message, server)
+
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.TRANSIENT_ERROR
+    assert message.run.step_logs.filter(event="retrying",
+                                   detail__message_id=str(message.id)).exists()
+    run_tasks()
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (Message.Status.SENT,
+                                                            records.created[0]["sid"])
+    assert len(records.created) == 1  # Twilio holds it once
+    assert server.problems == []
+
+
+def test_killed_mid_call_while_twilio_cannot_be_asked_waits_then_fails_never_twice(
+        provider_server, provider_config, queue_message):
+    """The list answers 503: the message waits in `sending` (the sweeper asks again), and is
+    given up as failed, never sent again, an hour after its call."""
+    records = TwilioRecords(delay=3)
+
+    def down_for_lists(request):
+        return Reply(503, json={"code": 20500}) if request.method == "GET" else records(request)
+
+    server = twilio_records(provider_server, provider_config, down_for_lists)
+    message = queue_message("sms", {"text": "your code is 1234"})
+    kill_worker_mid_call(message, server)
+
+    assert sweep(now=timezone.now() + timedelta(minutes=5))["unknown"] == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENDING
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.STARTED
+    sweep(now=timezone.now() + timedelta(minutes=70))
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.UNKNOWN
+    assert len(posts(server)) == 1
