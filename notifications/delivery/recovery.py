@@ -85,7 +85,7 @@ def provider_listed(message: Message, attempt: DeliveryAttempt) -> tuple[str, st
     when the provider's records prove the request never arrived, ("unanswered", the error)
     when it could not be asked, or ("", "") when its kind cannot be asked."""
     config = ProviderConfig.objects.filter(key=attempt.provider).first()
-    if config is None or not getattr(registry.get(config.kind), "can_find_accepted", False):
+    if config is None or not registry.get(config.kind).can_find_accepted:
         return "", ""
     # Provider ids that are some other message's (or an earlier send's of this one).
     taken = set(Message.objects.filter(to=message.to, channel=message.channel,
@@ -165,20 +165,11 @@ def message_mark_outcome_unknown(message: Message, *, now: datetime | None = Non
                           unknown=[a.provider_kind for a in started])], now)
         return "sent"
     if last is not None and _supports_idempotency(last.provider_kind):
-        with transaction.atomic():
-            requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING) \
-                .update(status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
+        return _requeue(message, now, provider=last.provider,
                         error="Outcome unknown (worker stopped); sent again with the same "
-                              "idempotency key.")
-            if requeued:
-                StepLog.objects.create(
-                    run_id=message.run_id, step_ref=message.step_ref,
-                    event=StepLog.Event.RETRYING,
-                    detail={"message_id": str(message.id), "provider": last.provider,
-                            "reason": "outcome unknown; the provider de-duplicates on the "
-                                      "idempotency key"})
-                enqueue("notifications.tasks.deliver_message", str(message.id))
-        return "requeued"
+                              "idempotency key.",
+                        reason="outcome unknown; the provider de-duplicates on the idempotency "
+                               "key")
     message.provider = last.provider if last is not None else message.provider
     d = Delivery(message, [], last_provider=message.provider, last_error=UNKNOWN_OUTCOME)
     d.outcome = ("failed", message.provider, "")
@@ -195,15 +186,21 @@ def _requeue_never_arrived(message: Message, started: list[DeliveryAttempt],
             outcome=DeliveryAttempt.Outcome.TRANSIENT_ERROR,
             error="The worker stopped before the request reached the provider (its message "
                   "list has no such message).")
-        requeued = Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
-            status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now,
-            error="The worker stopped before the request reached the provider; sent again.")
-        if requeued:
+        return _requeue(message, now, provider=started[-1].provider,
+                        error="The worker stopped before the request reached the provider; "
+                              "sent again.",
+                        reason="the worker stopped during the call, and the provider's message "
+                               "list shows it never arrived; queued again by the sweeper")
+
+
+def _requeue(message: Message, now: datetime, *, provider: str, error: str, reason: str) -> str:
+    """A message still `sending` queued again with its delivery task, `reason` on its run's
+    timeline (StepLog retrying); "requeued"."""
+    with transaction.atomic():
+        if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+                status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now, error=error):
             StepLog.objects.create(
                 run_id=message.run_id, step_ref=message.step_ref, event=StepLog.Event.RETRYING,
-                detail={"message_id": str(message.id), "provider": started[-1].provider,
-                        "reason": "the worker stopped during the call, and the provider's "
-                                  "message list shows it never arrived; queued again by the "
-                                  "sweeper"})
+                detail={"message_id": str(message.id), "provider": provider, "reason": reason})
             enqueue("notifications.tasks.deliver_message", str(message.id))
     return "requeued"

@@ -75,13 +75,18 @@ class TwilioRecords:
     def __call__(self, request) -> Reply:
         if request.method == "GET":
             return self.page(request)
+        return Reply(201, json=self.keep(request), delay=self.delay)
+
+    def keep(self, request, sid: str = "") -> dict:
+        """The Message resource a create request makes (`sid`, else a new one), kept."""
         form = request.form()
-        resource = {"sid": "SM" + uuid.uuid4().hex, "status": "queued", "to": form.get("To"),
-                    "from": form.get("From"), "body": form.get("Body"), "num_segments": "1",
-                    "error_code": None, "date_created": format_datetime(datetime.now(UTC))}
+        resource = {"sid": sid or "SM" + uuid.uuid4().hex, "status": "queued",
+                    "to": form.get("To"), "from": form.get("From"), "body": form.get("Body"),
+                    "num_segments": "1", "error_code": None,
+                    "date_created": format_datetime(datetime.now(UTC))}
         with self._lock:
             self.created.append(resource)
-        return Reply(201, json=resource, delay=self.delay)
+        return resource
 
     def page(self, request) -> Reply:
         query = {name: values[-1] for name, values in request.query.items()}
@@ -111,12 +116,7 @@ def twilio_keeping(reply):
             return records.page(request)
         answer = reply(request)
         if answer.status == 201:
-            form = request.form()
-            with records._lock:
-                records.created.append({
-                    "sid": (answer.json or {}).get("sid") or "SM" + uuid.uuid4().hex,
-                    "to": form.get("To"), "from": form.get("From"), "body": form.get("Body"),
-                    "status": "queued", "date_created": format_datetime(datetime.now(UTC))})
+            records.keep(request, sid=(answer.json or {}).get("sid") or "")
         return answer
 
     return respond
