@@ -11,7 +11,8 @@ from django.db import close_old_connections, connection
 from django.urls import reverse
 
 from notifications import publishing
-from notifications.admin.versions import document_diff
+from notifications.admin.builder.diagram import flow_html
+from notifications.admin.versions import document_diff, document_sections
 from notifications.models import Run, Step, Template, Workflow, WorkflowVersion
 from notifications.roles import EDITOR, PUBLISHER, roles_sync
 from notifications.workflow_versions import (
@@ -485,3 +486,50 @@ def test_a_publisher_imports_and_publishes_at_once_or_keeps_a_draft(client, api,
     assert (welcome.name, welcome.published_version.source, draft_of(welcome)) == (
         "Published", "import", None)
     assert api.get("/api/v1/workflows/welcome").json() == body | {"name": "Published"}
+
+
+# --- The diff says conditions in the diagram's words -------------------------------------------
+
+CONDITIONAL_STEPS = [
+    {"ref": "inbox", "type": "in_app"},
+    {"ref": "mail", "type": "email", "conditions": {"all": [
+        {"path": "data.amount", "op": "gte", "value": 1000},
+        {"any": [{"path": "data.plan", "op": "eq", "value": "pro"},
+                 {"path": "recipient.email", "op": "exists"}]}]},
+     "unless": {"step": "inbox", "is": "read"}},
+    {"ref": "split", "type": "branch", "config": {},
+     "branches": [{"name": "big", "conditions": {"any": [
+         {"path": "data.amount", "op": "gt", "value": 5000}]},
+                   "steps": [{"ref": "text", "type": "sms"}]}],
+     "default": {"steps": []}},
+]
+
+
+def test_the_diff_says_conditions_unless_and_branches_in_the_diagrams_words():
+    steps = document_sections({"name": "W", "steps": CONDITIONAL_STEPS})["Steps"]
+    assert steps.splitlines() == [
+        "1. inbox (in_app)",
+        "2. mail (email)",
+        "   only if data.amount ≥ 1000 and (data.plan is pro or recipient.email is set)",
+        "   skipped if inbox has been read",
+        "3. split (branch)",
+        "   branch big if data.amount > 5000",
+        "      1. text (sms)",
+        "   otherwise",
+    ]
+    diagram = flow_html(CONDITIONAL_STEPS)
+    for words in ("only if data.amount ≥ 1000 and (data.plan is pro or recipient.email is set)",
+                  "skipped if inbox has been read", "if data.amount &gt; 5000"):
+        assert words in diagram
+
+
+def test_a_drafts_page_shows_a_changed_condition_in_words(client, welcome):
+    client.force_login(person(EDITOR, "eve"))
+    document = workflow_document(welcome)
+    document["steps"][1]["conditions"] = {"all": [
+        {"path": "data.plan", "op": "in", "value": ["pro", "team"]}]}
+    draft = draft_save(workflow=welcome, document=document, user=None)
+    page = client.get(version_url(welcome, draft.number)).content.decode()
+    assert ('<span class="diff_add">&nbsp;&nbsp;&nbsp;only&nbsp;if&nbsp;data.plan&nbsp;is&nbsp;'
+            'one&nbsp;of&nbsp;pro,&nbsp;team</span>') in page
+    assert "&quot;op&quot;" not in page and '"op"' not in page
