@@ -130,8 +130,9 @@ CHANNEL_CONFIG = {
               help=_("How long APNs, FCM and Web Push keep trying to reach a device that is "
                      "offline; 0: now or never. Empty: each service's default.")),
         Field("priority", _("Priority"), "select", choices=PUSH_PRIORITY_CHOICES,
-              help=_("Apple and Android devices know high and normal; very low and low are "
-                     "for Web Push.")),
+              help=_("High wakes the device at once. Android treats the lower ones as "
+                     "normal; Apple delays normal and low to save power and very low until "
+                     "the device is awake.")),
         Field("collapse_key", _("Collapse key"), "text", placeholder="order-42",
               help=_("A newer push with the same key replaces one not yet delivered (Web Push "
                      "keeps its first 32 characters).")),
