@@ -1,6 +1,6 @@
 """The ledgers in the admin, read-only: triggers, runs (each a timeline of its step logs and
 messages with their delivery attempts), messages with their status events, delivery attempts,
-step logs and idempotency records."""
+step logs and idempotency records (each reached from its trigger's page)."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -16,6 +16,7 @@ from clarion.admin import (
     EMPTY,
     LIST_LIMIT,
     LedgerAdmin,
+    admin_url,
     as_json,
     changelist_url,
     json_display,
@@ -50,7 +51,28 @@ class TriggerAdmin(LedgerAdmin):
     fields = ("id", "workflow", "tenant", "api_key", "idempotency_key", "created_at", "fanout",
               "cancellation_key",
               "actor_json", "data_json", "recipients_json", "runs")
-    readonly_fields = fields
+    readonly_fields = (*fields, "idempotency_record")
+
+    def get_fields(self, request, obj=None):
+        """The Idempotency-Key links to its record for those who may read records."""
+        fields = super().get_fields(request, obj)
+        records = self.admin_site._registry.get(IdempotencyRecord)
+        if records is not None and records.has_view_permission(request):
+            return tuple("idempotency_record" if name == "idempotency_key" else name
+                         for name in fields)
+        return fields
+
+    @admin.display(description=gettext_lazy("idempotency key"))
+    def idempotency_record(self, obj):
+        """The key, linked to the record of the request's first answer while it is kept."""
+        if not obj.idempotency_key:
+            return EMPTY
+        record = support.trigger_idempotency_record(obj)
+        if record is None:
+            return format_html('{} <span class="help">{}</span>', obj.idempotency_key,
+                               _("(its idempotency record is no longer kept)"))
+        return format_html('<a href="{}" id="clarion-idempotency-record">{}</a>',
+                           admin_url(record), obj.idempotency_key)
 
     actor_json = json_display("actor", gettext_lazy("actor"))
 
@@ -415,7 +437,13 @@ class IdempotencyRecordAdmin(LedgerAdmin):
     list_filter = ("response_status",)
     list_select_related = ("api_key",)
     search_fields = ("key__exact",)
-    fields = ("key", "api_key", "request_hash", "response_status", "created_at", "response_json")
+    fields = ("key", "trigger", "api_key", "request_hash", "response_status", "created_at",
+              "response_json")
     readonly_fields = fields
+
+    @admin.display(description=gettext_lazy("trigger"))
+    def trigger(self, obj):
+        """The trigger the record's answer names (its page), when there is one."""
+        return link(support.idempotency_record_trigger(obj))
 
     response_json = json_display("response_body", gettext_lazy("response body"))

@@ -526,8 +526,10 @@ def export_view(model_admin, request, object_id):
 
 
 def import_view(model_admin, request):
-    """Create or replace a workflow from its API JSON, templates included (`PUT
-    workflows/{key}`), for engineers."""
+    """Create or replace a workflow from its API JSON, templates included (`GET
+    workflows/{key}`'s body), for engineers. It goes into the workflow's draft, as the
+    builder's save does: published at once only by a Publisher, when no review is required,
+    who did not ask for a draft (publishing.workflow_import). The API's PUT publishes."""
     if not (model_admin.has_add_permission(request)
             and model_admin.has_change_permission(request)):
         raise PermissionDenied
@@ -549,13 +551,17 @@ def import_view(model_admin, request):
             if not serializer.is_valid():
                 errors += flatten(serializer.errors)
             if not errors:
+                existing = Workflow.objects.filter(key=key).first()
+                if existing is not None and not model_admin.has_change_permission(request,
+                                                                                   existing):
+                    raise PermissionDenied
                 validated = dict(serializer.validated_data)
                 specs = [StepSpec.from_json(step) for step in validated.pop("steps")]
-                workflow, created = services.workflow_put(
-                    key=key, steps=specs, author=request.user, source="import",
-                    note="Imported from JSON in the admin.", **validated)
-                saved_response(model_admin, request, workflow, created=created)
+                workflow, created, draft = publishing.workflow_import(
+                    key=key, steps=specs, settings=validated, user=request.user)
+                saved_response(model_admin, request, workflow, created=created, draft=draft)
                 return HttpResponseRedirect(admin_url(workflow))
     return TemplateResponse(request, "admin/notifications/workflow/import.html", {
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-        "title": _("Import a workflow"), "errors": errors, "body": body})
+        "title": _("Import a workflow"), "errors": errors, "body": body,
+        "can_publish_directly": may_publish_directly(request, None)})
