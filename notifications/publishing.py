@@ -5,7 +5,7 @@ Template edits from the template editor go through here too, so that they land i
 (or, published on their own, are recorded as a version). See notifications/workflow_versions.py.
 """
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from django.db import transaction
@@ -17,6 +17,7 @@ from .services import template_publish, template_save, workflow_put
 from .workflow_json import StepSpec
 from .workflow_versions import (
     VersionError,
+    draft_create_unpublished,
     draft_of,
     draft_save,
     draft_template_set,
@@ -100,6 +101,35 @@ def workflow_version_rollback(*, version: WorkflowVersion, user) -> WorkflowVers
         source="rollback", note=f"Rolled back to version {version.number}.", author=user)
     workflow = _apply(workflow, version.document, user)
     return _make_published(workflow, rollback, user)
+
+
+IMPORT_NOTE = "Imported from JSON in the admin."
+
+
+@transaction.atomic
+def workflow_import(*, key: str, steps: Sequence[StepSpec], settings: Mapping, user,
+                    ) -> tuple[Workflow, bool, WorkflowVersion | None]:
+    """Import a workflow's API JSON (`steps`, and `settings`: the other fields of the body as
+    the API's WorkflowSerializer validated them) into the workflow `key`'s draft, as the
+    builder saves: the live version keeps running until the draft is published, with
+    workflow_version_publish's rules (review). A new `key` is made unpublished, the JSON its
+    first draft. Returns (the workflow, created, the draft: source "import"; None when the
+    JSON says what is live and no draft was open)."""
+
+    def write(rows: Workflow | None) -> Workflow:
+        workflow, _ = workflow_put(key=key, steps=steps, author=user, source=None, **settings)
+        return workflow
+
+    workflow = Workflow.objects.filter(key=key).first()
+    if workflow is None:
+        workflow = write(None)
+        created, draft = True, draft_create_unpublished(workflow=workflow, user=user)
+    else:
+        created, (_, draft) = False, draft_edit(workflow=workflow, user=user, change=write)
+    if draft is not None:
+        draft.source, draft.note = "import", IMPORT_NOTE
+        draft.save(update_fields=["source", "note"])
+    return workflow, created, draft
 
 
 # --- Templates, from the template editor ----------------------------------------------------

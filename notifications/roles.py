@@ -4,11 +4,12 @@
   submits a workflow's draft for review.
 - Publisher: what an Editor does, and approves and publishes (or rolls back) workflow and
   template versions.
-- Support: reads the activity (search, runs, messages, recipients) and resends a failed message.
+- Support: reads the activity (search, triggers and their idempotency records, runs, messages,
+  recipients) and resends a failed message.
 - Administrator: every permission, people and roles included.
 
 Data migrations create them (notifications/migrations/0031_roles.py, 0032_roles_analytics.py,
-0034_roles_workflow_versions.py);
+0034_roles_workflow_versions.py, 0036_roles_idempotency_records.py);
 a change to the lists below needs a new migration that calls `roles_sync` again.
 docs/admin-guide.md explains them.
 """
@@ -44,6 +45,7 @@ _AUTHORING = [
 _ACTIVITY = [
     *(f"notifications.view_{model}" for model in (
         "trigger", "run", "message", "deliveryattempt", "steplog", "messageevent",
+        "idempotencyrecord",
         "recipient", "topic", "tenant", "workflow", "step", "template", "templateversion",
         "layout", "schedule", "providerconfig", "approval")),
     "inbox.view_inboxitem",

@@ -271,3 +271,27 @@ def recipient_recent_messages(recipient: Recipient, *, limit: int = 20) -> list[
     suppressed or failed)."""
     return list(recipient.messages.select_related("workflow", "run")
                 .order_by("-created_at")[:limit])
+
+
+def trigger_idempotency_record(trigger: Trigger) -> IdempotencyRecord | None:
+    """The Idempotency-Key record that answered `trigger`'s request (its API key and key, and
+    its stored answer naming the trigger), or None: sent without a key, or the record is gone
+    (kept IDEMPOTENCY_TTL_SECONDS; the key may since have been claimed by another trigger)."""
+    if not trigger.idempotency_key or trigger.api_key_id is None:
+        return None
+    record = IdempotencyRecord.objects.filter(api_key_id=trigger.api_key_id,
+                                              key=trigger.idempotency_key).first()
+    if record is None or not isinstance(record.response_body, dict) \
+            or record.response_body.get("trigger_id") != str(trigger.pk):
+        return None
+    return record
+
+
+def idempotency_record_trigger(record: IdempotencyRecord) -> Trigger | None:
+    """The trigger an Idempotency-Key record's answer names, or None (still in progress, or
+    the trigger is gone)."""
+    body = record.response_body
+    trigger_id = _as_uuid(str(body.get("trigger_id", ""))) if isinstance(body, dict) else None
+    if trigger_id is None:
+        return None
+    return Trigger.objects.filter(pk=trigger_id).select_related("workflow").first()

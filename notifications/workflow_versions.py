@@ -12,8 +12,9 @@ published_version` names it. Changes collect in the workflow's one open draft:
   triggers are refused until it is published), and its draft's document is read from them.
 
 Publishing applies a document to the rows (notifications/publishing.py). Every write to the rows
-from outside a draft (the API's PUT, an import, a template published on its own) records a new
-published version here, so the published version's document is always what runs.
+from outside a draft (the API's PUT, the Knock and Novu importers, a template published on its
+own) records a new published version here, so the published version's document is always what
+runs. The admin's JSON import goes into the draft, as the builder's save does.
 """
 
 import copy
@@ -210,7 +211,8 @@ def version_record_live(*, workflow: Workflow, user=None, source: str = "api",
                         note: str = "") -> WorkflowVersion | None:
     """Record the rows as a new published version (the previous one superseded), unless they
     are what the published version already says (returns None). For writes to the rows that
-    bypass a draft: the API's PUT, imports, a template published on its own."""
+    bypass a draft: the API's PUT, the Knock and Novu importers, a template published on its
+    own. (The admin's JSON import goes into the draft: publishing.workflow_import.)"""
     workflow = _locked(workflow)
     document = workflow_document(workflow)
     current = workflow.published_version

@@ -10,6 +10,8 @@ from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clarion.admin import ClarionAdmin, FormFieldsMixin
 from notifications.admin.audience import RecipientAdmin
@@ -22,11 +24,12 @@ from .serializers import PreferenceSetSerializer, validate_channel_types
 
 SECTIONS = ("channel_types", "categories", "workflows", "quiet_hours")
 HELP = {
-    "channel_types": '{"email": false} turns a channel off everywhere.',
+    "channel_types": gettext_lazy('{"email": false} turns a channel off everywhere.'),
     "categories": '{"marketing": false, "account": {"channel_types": {"sms": false}}}',
     "workflows": '{"welcome": {"channel_types": {"email": false}}}',
-    "quiet_hours": '{"start": "22:00", "end": "08:00"} in the person\'s time zone; '
-                   "false for none (over a tenant default); empty to inherit.",
+    "quiet_hours": gettext_lazy('{"start": "22:00", "end": "08:00"} in the person\'s time '
+                                "zone; false for none (over a tenant default); empty to "
+                                "inherit."),
 }
 
 
@@ -62,7 +65,7 @@ def _describe(problems, prefix="") -> list[str]:
 
 
 class EffectiveMixin:
-    @admin.display(description="what applies now")
+    @admin.display(description=gettext_lazy("what applies now"))
     def effective(self, obj):
         """Every workflow × channel as it resolves for this person (and tenant), with the rule:
         support's answer to "why did they (not) get it?"."""
@@ -73,9 +76,10 @@ class EffectiveMixin:
             return "—"
         body = format_html_join(
             "", "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
-            ((w.key, c, "on" if d.allowed else "off", d.rule) for w, c, d in rows))
-        return format_html("<table><thead><tr><th>Workflow</th><th>Channel</th><th>Now</th>"
-                           "<th>Decided by</th></tr></thead><tbody>{}</tbody></table>", body)
+            ((w.key, c, _("on") if d.allowed else _("off"), d.rule) for w, c, d in rows))
+        return format_html("<table><thead><tr><th>{}</th><th>{}</th><th>{}</th>"
+                           "<th>{}</th></tr></thead><tbody>{}</tbody></table>",
+                           _("Workflow"), _("Channel"), _("Now"), _("Decided by"), body)
 
 
 class PreferenceSetInline(EffectiveMixin, FormFieldsMixin, admin.StackedInline):
@@ -85,9 +89,9 @@ class PreferenceSetInline(EffectiveMixin, FormFieldsMixin, admin.StackedInline):
     fields = ("tenant", *SECTIONS, "effective", "updated_at")
     readonly_fields = ("effective", "updated_at")
     autocomplete_fields = ("tenant",)
-    verbose_name = "preference set"
-    verbose_name_plural = "preferences (the set without a tenant applies everywhere; a set "\
-                          "for a tenant wins there)"
+    verbose_name = gettext_lazy("preference set")
+    verbose_name_plural = gettext_lazy("preferences (the set without a tenant applies "
+                                       "everywhere; a set for a tenant wins there)")
 
 
 class TenantDefaultInline(FormFieldsMixin, admin.StackedInline):
@@ -97,7 +101,7 @@ class TenantDefaultInline(FormFieldsMixin, admin.StackedInline):
     max_num = 1
     fields = (*SECTIONS, "updated_at")
     readonly_fields = ("updated_at",)
-    verbose_name = verbose_name_plural = "default preferences"
+    verbose_name = verbose_name_plural = gettext_lazy("default preferences")
 
     def get_queryset(self, request):
         return super().get_queryset(request).filter(recipient__isnull=True)
@@ -107,7 +111,8 @@ class WorkflowDefaultForm(forms.ModelForm):
     class Meta:
         model = WorkflowDefault
         fields = ("workflow", "channel_types")
-        help_texts = {"channel_types": '{"sms": false}: SMS is off until people opt in.'}
+        help_texts = {"channel_types": gettext_lazy(
+            '{"sms": false}: SMS is off until people opt in.')}
 
     def clean_channel_types(self):
         value, problems = validate_channel_types(self.cleaned_data["channel_types"] or {})
@@ -127,14 +132,14 @@ class PreferenceSetAdmin(EffectiveMixin, ClarionAdmin):
     list_filter = ("tenant",)
     list_select_related = ("recipient", "tenant")
     search_fields = ("recipient__external_id", "recipient__email", "tenant__key")
-    search_help_text = "Recipient id or email, or tenant key."
+    search_help_text = gettext_lazy("Recipient id or email, or tenant key.")
     autocomplete_fields = ("recipient", "tenant")
     readonly_fields = ("effective", "created_at", "updated_at")
 
-    @admin.display(description="kind")
+    @admin.display(description=gettext_lazy("kind"))
     def kind(self, obj):
-        return {"recipient": "person", "recipient_tenant": "person, for a tenant",
-                "tenant_default": "tenant default"}[obj.scope]
+        return {"recipient": _("person"), "recipient_tenant": _("person, for a tenant"),
+                "tenant_default": _("tenant default")}[obj.scope]
 
 
 @admin.register(WorkflowDefault)
@@ -162,7 +167,7 @@ class CategoryAdmin(ClarionAdmin):
     readonly_fields = ("workflow_list",)
     change_list_template = "admin/preferences/category/change_list.html"
 
-    @admin.display(description="workflows")
+    @admin.display(description=gettext_lazy("workflows"))
     def workflow_list(self, obj):
         workflows = Workflow.objects.filter(category=obj.key).order_by("key")
         return _workflow_links(workflows) or "—"
@@ -182,5 +187,5 @@ def _workflow_links(workflows):
     return format_html_join(
         ", ", '<a href="{}">{}</a>{}',
         ((reverse("admin:notifications_workflow_change", args=[w.pk]), w.key,
-          format_html(" <small>({})</small>", "critical") if w.critical else "")
+          format_html(" <small>({})</small>", _("critical")) if w.critical else "")
          for w in workflows))

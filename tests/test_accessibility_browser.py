@@ -1,6 +1,7 @@
 """In chromium at 375 px wide, axe-core (run offline from axe-playwright-python's bundled script)
-finds no serious or critical violation on the hosted pages (preference center, unsubscribe page,
-the inbox demo with the widget opened) and on the admin's home page."""
+finds no serious or critical violation on the hosted pages (preference center, unsubscribe page and
+the page confirming it, the page of a link that is not valid, an approval's page asking and then
+answered, the inbox demo with the widget opened) and on the admin's home page."""
 
 import re
 
@@ -8,9 +9,10 @@ import pytest
 from django.contrib.auth.models import User
 
 from inbox.models import InboxItem
+from notifications.approval_links import approval_token
 from notifications.demo import seed_demo
-from notifications.models import Message, Recipient
-from notifications.services import recipient_upsert
+from notifications.models import Approval, Message, Recipient
+from notifications.services import StepSpec, TriggerRequest, recipient_upsert, trigger_workflow
 from preferences.tokens import center_token, unsubscribe_token
 
 from .browser_support import serious_violations
@@ -40,6 +42,40 @@ def test_preference_center_and_unsubscribe_page(live_server, page, make_workflow
                               category="marketing")
     page.goto(f"{live_server.url}/u/{token}/")
     page.get_by_role("button").first.wait_for()
+    assert serious_violations(page) == []
+    assert fits(page)
+
+    page.get_by_role("button").first.click()  # the one-click form: the confirmation page
+    page.get_by_role("heading", name="You are unsubscribed").wait_for()
+    assert serious_violations(page) == []
+    assert fits(page)
+
+
+def test_the_page_of_a_link_that_is_not_valid(live_server, page):
+    page.set_viewport_size(PHONE)
+    response = page.goto(f"{live_server.url}/p/not-a-token/")
+    assert response.status == 404
+    page.get_by_role("heading", name="This link is not valid").wait_for()
+    assert serious_violations(page) == []
+    assert fits(page)
+
+
+def test_an_approvals_page_asking_then_answered(live_server, page, make_workflow, run_tasks):
+    workflow = make_workflow("spend", steps=[
+        StepSpec(ref="ask", type="approval",
+                 config={"question": "Spend $300 on ads for the spring campaign?",
+                         "details": "Budget line 4, marketing.", "timeout": {"hours": 1},
+                         "channels": ["in_app"]})])
+    trigger_workflow(TriggerRequest(workflow=workflow, recipients=["ada"]))
+    run_tasks()
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_server.url}/approvals/{approval_token(Approval.objects.get(), 'approved')}/")
+    page.get_by_role("button", name="Approve").wait_for()
+    assert serious_violations(page) == []
+    assert fits(page)
+
+    page.get_by_role("button", name="Approve").click()
+    page.get_by_role("status").wait_for()
     assert serious_violations(page) == []
     assert fits(page)
 

@@ -4,6 +4,8 @@ recent runs (deleting one erases them through `services.recipient_erase`), and t
 from django.contrib import admin
 from django.db.models import Count
 from django.utils.html import format_html_join
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clarion.admin import EMPTY, ClarionAdmin, FormFieldsMixin, link, table, when
 
@@ -24,14 +26,15 @@ class RecipientSubscriptionInline(admin.TabularInline):
     fields = ("topic", "created_at")
     readonly_fields = ("created_at",)
     autocomplete_fields = ("topic",)
-    verbose_name = "topic subscription"
+    verbose_name = gettext_lazy("topic subscription")
+    verbose_name_plural = gettext_lazy("topic subscriptions")
 
 
 @admin.register(Recipient)
 class RecipientAdmin(ClarionAdmin):
     list_display = ("external_id", "name", "email", "phone", "locale", "timezone", "created_at")
     search_fields = ("external_id", "name", "email", "phone")
-    search_help_text = "Recipient id, name, email or phone."
+    search_help_text = gettext_lazy("Recipient id, name, email or phone.")
     readonly_fields = ("created_at", "updated_at", "recent_runs", "recent_messages")
     inlines = (ChannelDataInline, RecipientSubscriptionInline)
 
@@ -40,16 +43,17 @@ class RecipientAdmin(ClarionAdmin):
             kwargs["strip"] = False  # an id is kept exactly as given, as the API keeps it
         return super().formfield_for_dbfield(db_field, request, **kwargs)
 
-    @admin.display(description="latest runs")
+    @admin.display(description=gettext_lazy("latest runs"))
     def recent_runs(self, obj):
         """The latest runs, each with why its steps were skipped, suppressed, held or failed."""
         if obj.pk is None:
             return EMPTY
         summaries = support.recipient_recent_runs(obj)
         if not summaries:
-            return "No runs."
+            return _("No runs.")
         return table(
-            ("Run", "Workflow", "Tenant", "Status", "Why not sent (or not yet)", "Created"),
+            (_("Run"), _("Workflow"), _("Tenant"), _("Status"), _("Why not sent (or not yet)"),
+             _("Created")),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((link(item.run, str(item.run.pk)), item.run.workflow.key,
               item.run.tenant.key if item.run.tenant_id else EMPTY,
@@ -59,23 +63,23 @@ class RecipientAdmin(ClarionAdmin):
               when(item.run.created_at)) for item in summaries),
         )
 
-    @admin.display(description="latest messages")
+    @admin.display(description=gettext_lazy("latest messages"))
     def recent_messages(self, obj):
         """The latest messages with their status and the reason for a suppression or failure."""
         if obj.pk is None:
             return EMPTY
         messages = support.recipient_recent_messages(obj)
         if not messages:
-            return "No messages."
+            return _("No messages.")
         return table(
-            ("Message", "Workflow", "Channel", "Status", "Reason", "To", "Provider", "Created",
-             "Run"),
+            (_("Message"), _("Workflow"), _("Channel"), _("Status"), _("Reason"), _("To"),
+             _("Provider"), _("Created"), _("Run")),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>"
             "<td>{}</td><td>{}</td></tr>",
             ((link(message, message.step_ref), message.workflow.key,
               message.get_channel_display(), message.get_status_display(),
               message.error or EMPTY, message.to or EMPTY, message.provider or EMPTY,
-              when(message.created_at), link(message.run, "timeline"))
+              when(message.created_at), link(message.run, _("timeline")))
              for message in messages),
         )
 
@@ -93,7 +97,8 @@ class TopicSubscriptionInline(admin.TabularInline):
     fields = ("recipient", "created_at")
     readonly_fields = ("created_at",)
     autocomplete_fields = ("recipient",)
-    verbose_name = "subscriber"
+    verbose_name = gettext_lazy("subscriber")
+    verbose_name_plural = gettext_lazy("subscribers")
 
 
 @admin.register(Topic)
@@ -109,6 +114,6 @@ class TopicAdmin(ClarionAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).annotate(subscriber_count=Count("subscriptions"))
 
-    @admin.display(description="subscribers", ordering="subscriber_count")
+    @admin.display(description=gettext_lazy("subscribers"), ordering="subscriber_count")
     def subscriber_count(self, obj):
         return obj.subscriber_count

@@ -9,6 +9,8 @@ from auditlog.filters import ResourceTypeFilter
 from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clarion.admin import link
 
@@ -18,7 +20,7 @@ LogEntry = get_logentry_model()
 
 
 class UserFilter(admin.SimpleListFilter):
-    title = "user"
+    title = gettext_lazy("user")
     parameter_name = "user"
 
     def lookups(self, request, model_admin):
@@ -31,7 +33,7 @@ class UserFilter(admin.SimpleListFilter):
 
 
 class ApiKeyFilter(admin.SimpleListFilter):
-    title = "API key"
+    title = gettext_lazy("API key")
     parameter_name = "api_key"
 
     def lookups(self, request, model_admin):
@@ -64,26 +66,28 @@ class AuditLogEntryAdmin(LogEntryAdmin):
     date_hierarchy = "timestamp"
     list_filter = ["action", ResourceTypeFilter, UserFilter, ApiKeyFilter]
     search_fields = ["object_repr", "object_pk"]
-    search_help_text = "What was changed: its name or key (e.g. a workflow key)."
+    search_help_text = gettext_lazy("What was changed: its name or key (e.g. a workflow key).")
     readonly_fields = ["created", "resource_url", "action", "who", "remote_addr", "msg"]
     fieldsets = [
         (None, {"fields": ["created", "who", "remote_addr", "resource_url"]}),
-        ("Changes (before → after)", {"fields": ["action", "msg"]}),
+        (gettext_lazy("Changes (before → after)"), {"fields": ["action", "msg"]}),
     ]
     list_select_related = ["content_type", "actor"]
 
-    @admin.display(description="who")
+    @admin.display(description=gettext_lazy("who"))
     def who(self, obj):
         """The admin user, the API key (by name and prefix) or the recipient that made the
         change."""
         api_key = actor_of(obj, "api_key")
         recipient = actor_of(obj, "recipient")
         if recipient is not None:
-            return f"recipient {recipient.get('id')} (via {recipient.get('via')})"
+            return _("recipient %(id)s (via %(via)s)") % {"id": recipient.get("id"),
+                                                           "via": recipient.get("via")}
         if api_key is not None:
             key = ApiKey.objects.filter(pk=api_key.get("id")).first()
-            text = f"API key {api_key.get('name')} ({api_key.get('prefix')}…)"
+            text = _("API key %(name)s (%(prefix)s…)") % {"name": api_key.get("name"),
+                                                          "prefix": api_key.get("prefix")}
             return link(key, text) if key is not None else text
         if obj.actor_id:
-            return format_html("user {}", obj.actor)
-        return "system"
+            return format_html(_("user {}"), obj.actor)
+        return _("system")

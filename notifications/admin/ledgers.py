@@ -1,6 +1,6 @@
 """The ledgers in the admin, read-only: triggers, runs (each a timeline of its step logs and
 messages with their delivery attempts), messages with their status events, delivery attempts,
-step logs and idempotency records."""
+step logs and idempotency records (each reached from its trigger's page)."""
 
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
@@ -16,6 +16,7 @@ from clarion.admin import (
     EMPTY,
     LIST_LIMIT,
     LedgerAdmin,
+    admin_url,
     as_json,
     changelist_url,
     json_display,
@@ -45,18 +46,39 @@ class TriggerAdmin(LedgerAdmin):
     list_filter = ("fanout", "workflow", "tenant")
     list_select_related = ("workflow", "tenant")
     search_fields = ("workflow__key__exact", "cancellation_key__exact", "idempotency_key__exact")
-    search_help_text = ("A trigger id, a workflow key, a cancellation key or an Idempotency-Key "
-                        "(exact).")
+    search_help_text = gettext_lazy("A trigger id, a workflow key, a cancellation key or an "
+                                    "Idempotency-Key (exact).")
     fields = ("id", "workflow", "tenant", "api_key", "idempotency_key", "created_at", "fanout",
               "cancellation_key",
               "actor_json", "data_json", "recipients_json", "runs")
-    readonly_fields = fields
+    readonly_fields = (*fields, "idempotency_record")
 
-    actor_json = json_display("actor")
+    def get_fields(self, request, obj=None):
+        """The Idempotency-Key links to its record for those who may read records."""
+        fields = super().get_fields(request, obj)
+        records = self.admin_site._registry.get(IdempotencyRecord)
+        if records is not None and records.has_view_permission(request):
+            return tuple("idempotency_record" if name == "idempotency_key" else name
+                         for name in fields)
+        return fields
 
-    data_json = json_display("data")
+    @admin.display(description=gettext_lazy("idempotency key"))
+    def idempotency_record(self, obj):
+        """The key, linked to the record of the request's first answer while it is kept."""
+        if not obj.idempotency_key:
+            return EMPTY
+        record = support.trigger_idempotency_record(obj)
+        if record is None:
+            return format_html('{} <span class="help">{}</span>', obj.idempotency_key,
+                               _("(its idempotency record is no longer kept)"))
+        return format_html('<a href="{}" id="clarion-idempotency-record">{}</a>',
+                           admin_url(record), obj.idempotency_key)
 
-    recipients_json = json_display("recipients")
+    actor_json = json_display("actor", gettext_lazy("actor"))
+
+    data_json = json_display("data", gettext_lazy("data"))
+
+    recipients_json = json_display("recipients", gettext_lazy("recipients"))
 
     @admin.display(description=gettext_lazy("runs"))
     def runs(self, obj):
@@ -234,7 +256,8 @@ class RunAdmin(LedgerAdmin):
     list_filter = ("status", "workflow", "tenant")
     list_select_related = ("workflow", "recipient", "tenant")
     search_fields = ("recipient__external_id__exact", "workflow__key__exact")
-    search_help_text = "A recipient id, a workflow key, or a run or trigger id (exact)."
+    search_help_text = gettext_lazy("A recipient id, a workflow key, or a run or trigger id "
+                                    "(exact).")
     fields = ("id", "status", "workflow", "version", "recipient", "tenant", "trigger", "cursor",
               "wake_at", "created_at", "updated_at", "routes", "timeline", "digests",
               "state_json")
@@ -262,7 +285,7 @@ class RunAdmin(LedgerAdmin):
     def routes(self, obj):
         return route_summary(obj)
 
-    state_json = json_display("state")
+    state_json = json_display("state", gettext_lazy("state"))
 
 
 @admin.register(Message)
@@ -274,8 +297,8 @@ class MessageAdmin(LedgerAdmin):
     list_select_related = ("workflow", "recipient")
     search_fields = ("recipient__external_id__exact", "workflow__key__exact",
                      "provider_message_id__exact")
-    search_help_text = ("A recipient id, a workflow key, a provider message id, or a message, run "
-                        "or trigger id (exact).")
+    search_help_text = gettext_lazy("A recipient id, a workflow key, a provider message id, or "
+                                    "a message, run or trigger id (exact).")
     fields = ("id", "status", "channel", "workflow", "step_ref", "recipient", "tenant", "run",
               "to", "provider", "provider_message_id", "template_version", "send", "tries",
               "next_attempt_at", "error", "created_at", "sent_at", "delivered_at", "seen_at",
@@ -284,7 +307,7 @@ class MessageAdmin(LedgerAdmin):
     readonly_fields = fields
     actions = ("resend",)
 
-    content_json = json_display("content")
+    content_json = json_display("content", gettext_lazy("content"))
 
     def has_resend_permission(self, request):
         return request.user.has_perm("notifications.resend_message")
@@ -383,14 +406,14 @@ class DeliveryAttemptAdmin(LedgerAdmin):
     list_filter = ("outcome", "provider", "provider_kind")
     list_select_related = ("message__recipient",)
     search_fields = ("provider__exact",)
-    search_help_text = "A message id or a provider key (exact)."
+    search_help_text = gettext_lazy("A message id or a provider key (exact).")
     fields = ("message", "send_number", "provider", "provider_kind", "started_at", "duration_ms",
               "outcome", "status_code", "error", "request_json", "response_json")
     readonly_fields = fields
 
-    request_json = json_display("request")
+    request_json = json_display("request", gettext_lazy("request"))
 
-    response_json = json_display("response")
+    response_json = json_display("response", gettext_lazy("response"))
 
 
 @admin.register(StepLog)
@@ -400,11 +423,11 @@ class StepLogAdmin(LedgerAdmin):
     list_filter = ("event",)
     list_select_related = ("run__workflow", "run__recipient")
     search_fields = ("step_ref__exact",)
-    search_help_text = "A run id or a step ref (exact)."
+    search_help_text = gettext_lazy("A run id or a step ref (exact).")
     fields = ("run", "step_ref", "event", "created_at", "detail_json")
     readonly_fields = fields
 
-    detail_json = json_display("detail")
+    detail_json = json_display("detail", gettext_lazy("detail"))
 
 
 @admin.register(IdempotencyRecord)
@@ -414,7 +437,13 @@ class IdempotencyRecordAdmin(LedgerAdmin):
     list_filter = ("response_status",)
     list_select_related = ("api_key",)
     search_fields = ("key__exact",)
-    fields = ("key", "api_key", "request_hash", "response_status", "created_at", "response_json")
+    fields = ("key", "trigger", "api_key", "request_hash", "response_status", "created_at",
+              "response_json")
     readonly_fields = fields
 
-    response_json = json_display("response_body", "response body")
+    @admin.display(description=gettext_lazy("trigger"))
+    def trigger(self, obj):
+        """The trigger the record's answer names (its page), when there is one."""
+        return link(support.idempotency_record_trigger(obj))
+
+    response_json = json_display("response_body", gettext_lazy("response body"))

@@ -32,13 +32,14 @@ def _kind_choices():
 
 
 class ProviderConfigForm(forms.ModelForm):
-    kind = forms.ChoiceField(choices=_kind_choices,
-                             help_text="The provider kind: which service it is.")
+    kind = forms.ChoiceField(choices=_kind_choices, label=gettext_lazy("Kind"),
+                             help_text=gettext_lazy("The provider kind: which service it is."))
     credentials = forms.JSONField(
-        required=False, initial=dict,
-        help_text="A JSON object, e.g. {\"account_sid\": \"AC…\", \"auth_token\": \"…\", "
-                  "\"from\": \"+15550001111\"}. Secrets are shown masked: leave a masked value "
-                  "as it is to keep the stored one.")
+        required=False, initial=dict, label=gettext_lazy("Credentials"),
+        help_text=gettext_lazy(
+            "A JSON object, e.g. {\"account_sid\": \"AC…\", \"auth_token\": \"…\", "
+            "\"from\": \"+15550001111\"}. Secrets are shown masked: leave a masked value "
+            "as it is to keep the stored one."))
 
     class Meta:
         model = ProviderConfig
@@ -61,7 +62,7 @@ class ProviderConfigForm(forms.ModelForm):
             return cleaned
         credentials = cleaned.get("credentials") or {}
         if not isinstance(credentials, dict):
-            self.add_error("credentials", "Expected a JSON object.")
+            self.add_error("credentials", _("Expected a JSON object."))
             return cleaned
         existing = ProviderConfig.objects.filter(pk=self.instance.pk).first()
         try:
@@ -105,7 +106,7 @@ class ProviderConfigAdmin(admin.ModelAdmin):
         fields = list(ProviderConfigForm.Meta.fields)
         return fields + list(self.readonly_fields) if obj else fields
 
-    @admin.display(description="credentials")
+    @admin.display(description=gettext_lazy("credentials"))
     def credentials(self, obj):
         """What a read-only page (view permission) shows: masked, never the decrypted values."""
         return masked_credentials(obj)
@@ -119,12 +120,15 @@ class ProviderConfigAdmin(admin.ModelAdmin):
         form.instance = config
         obj.pk = config.pk
 
-    @admin.display(description="circuit")
+    @admin.display(description=gettext_lazy("circuit"))
     def circuit(self, obj):
         if obj.circuit_open_until:
-            return format_html("<b>open</b> until {:%Y-%m-%d %H:%M:%S}", obj.circuit_open_until)
-        return f"closed ({obj.consecutive_failures} failures)" if obj.consecutive_failures \
-            else "closed"
+            return format_html(_("<b>open</b> until {}"),
+                               f"{obj.circuit_open_until:%Y-%m-%d %H:%M:%S}")
+        if obj.consecutive_failures:
+            return ngettext("closed (%(count)d failure)", "closed (%(count)d failures)",
+                            obj.consecutive_failures) % {"count": obj.consecutive_failures}
+        return _("closed")
 
     @admin.display(description="")
     def send_test_link(self, obj):

@@ -3,6 +3,7 @@ saved through `schedules.schedule_put` so their time zones and wake-ups follow."
 
 from django import forms
 from django.contrib import admin
+from django.utils.translation import gettext_lazy as _
 
 from clarion.admin import ClarionAdmin
 
@@ -12,13 +13,16 @@ from ..recurrence import DAYS, FREQUENCIES, RepeatError, validate_repeat, zone
 
 
 class ScheduleForm(forms.ModelForm):
-    frequency = forms.ChoiceField(choices=[(f, f) for f in FREQUENCIES])
-    at = forms.CharField(initial="09:00", help_text='Local time "HH:MM" (hourly: its minute).')
+    frequency = forms.ChoiceField(choices=[(f, f) for f in FREQUENCIES], label=_("Frequency"))
+    at = forms.CharField(initial="09:00", label=_("At"),
+                         help_text=_('Local time "HH:MM" (hourly: its minute).'))
     days = forms.MultipleChoiceField(choices=[(d, d) for d in DAYS], required=False,
-                                     widget=forms.CheckboxSelectMultiple,
-                                     help_text="Weekly: the days. Daily/hourly: only these.")
+                                     widget=forms.CheckboxSelectMultiple, label=_("Days"),
+                                     help_text=_("Weekly: the days. Daily/hourly: only these."))
     day_of_month = forms.IntegerField(min_value=1, max_value=31, required=False,
-                                      help_text="Monthly: the day (the last day when shorter).")
+                                      label=_("Day of month"),
+                                      help_text=_("Monthly: the day (the last day when "
+                                                  "shorter)."))
 
     class Meta:
         model = Schedule
@@ -35,7 +39,7 @@ class ScheduleForm(forms.ModelForm):
     def clean_timezone(self):
         value = self.cleaned_data["timezone"]
         if value != schedules.RECIPIENT_TIMEZONE and zone(value).key != value:
-            raise forms.ValidationError('"recipient" or an IANA name like "Europe/Paris".')
+            raise forms.ValidationError(_('"recipient" or an IANA name like "Europe/Paris".'))
         return value
 
     def clean(self):
@@ -47,7 +51,7 @@ class ScheduleForm(forms.ModelForm):
         except RepeatError as exc:
             self.add_error(exc.field if exc.field in self.fields else None, exc.message)
         if bool(data.get("recipients")) == bool(data.get("topic")):
-            self.add_error("recipients", 'Give either recipients (a list of ids) or a topic.')
+            self.add_error("recipients", _("Give either recipients (a list of ids) or a topic."))
         return data
 
 

@@ -74,7 +74,8 @@ class TemplateForm(forms.ModelForm):
 
     channel: str | None = None
     locale = forms.RegexField(regex=LOCALE, max_length=35, initial="en",
-                              error_messages={"invalid": "Expected a locale like 'en' or 'pt-BR'."})
+                              error_messages={"invalid": gettext_lazy(
+                                  "Expected a locale like 'en' or 'pt-BR'.")})
 
     class Meta:
         model = Template
@@ -103,16 +104,17 @@ class TemplateForm(forms.ModelForm):
         # comes from the step, or `?channel=` for a route), so Django's own check passes it by.
         if (not self.instance.pk and cleaned.get("locale") and Template.objects.filter(
                 step=step, channel=stored, locale=cleaned["locale"]).exists()):
-            raise ValidationError("Template with this Step and Locale already exists.")
+            raise ValidationError(_("Template with this Step and Locale already exists."))
         if step.type == StepType.ROUTE and template_channel(step, self.channel) is None:
-            raise ValidationError("Choose which of the route's channels this template is for: "
-                                  f"{', '.join(route_channels(step))}.")
+            raise ValidationError(
+                _("Choose which of the route's channels this template is for: %(channels)s.")
+                % {"channels": ", ".join(route_channels(step))})
         if (template_channel(step, self.channel) != self.channel
                 or not any(name in self.data for name in self.channel_fields)):
             # The step was chosen on this submit: the form now shows its channel's fields.
             raise ValidationError(
-                f"Fill in the fields of this {step.get_type_display()} template, then save."
-            )
+                _("Fill in the fields of this %(type)s template, then save.")
+                % {"type": step.get_type_display()})
         fields = {name: cleaned.get(name, "") for name in self.channel_fields}
         fields = {name: value for name, value in fields.items() if value}
         try:
@@ -209,8 +211,10 @@ def send_test_answer(message) -> JsonResponse:
     return JsonResponse({
         "status": message.status, "to": message.to, "provider": message.provider,
         "error": message.error, "message_url": admin_url(message),
-        "detail": (f"Sent to {message.to} through {message.provider}." if ok else
-                   f"Not sent ({message.get_status_display()}): {message.error}"),
+        "detail": (_("Sent to %(to)s through %(provider)s.")
+                   % {"to": message.to, "provider": message.provider} if ok else
+                   _("Not sent (%(status)s): %(error)s")
+                   % {"status": message.get_status_display(), "error": message.error}),
     }, status=200 if ok else 502)
 
 
@@ -270,15 +274,15 @@ class TemplateAdmin(ClarionAdmin):
     search_fields = ("step__ref", "step__workflow__key", "locale")
     ordering = ("step__workflow__key", "step__position", "locale")
 
-    @admin.display(description="workflow", ordering="step__workflow__key")
+    @admin.display(description=gettext_lazy("workflow"), ordering="step__workflow__key")
     def workflow(self, obj):
         return obj.step.workflow.key
 
-    @admin.display(description="step", ordering="step__ref")
+    @admin.display(description=gettext_lazy("step"), ordering="step__ref")
     def step_ref(self, obj):
         return obj.step.ref
 
-    @admin.display(description="published version")
+    @admin.display(description=gettext_lazy("published version"))
     def published(self, obj):
         return obj.published_version.number if obj.published_version else EMPTY
 
@@ -439,13 +443,14 @@ class TemplateAdmin(ClarionAdmin):
                 .filter(pk=raw, type__in=TEMPLATED_STEP_TYPES).first()
                 if raw.isdigit() else None)
         if step is None:
-            return JsonResponse({"error": "invalid_request", "detail": "Choose a step first.",
-                                 "fields": {"step": ["Unknown step."]}}, status=400)
+            return JsonResponse({"error": "invalid_request", "detail": _("Choose a step first."),
+                                 "fields": {"step": [_("Unknown step.")]}}, status=400)
         channel = template_channel(step, request.POST.get("channel"))
         if channel is None:
-            return JsonResponse({"error": "invalid_request", "detail": "Choose a channel.",
-                                 "fields": {"channel": [f"Expected one of: "
-                                            f"{', '.join(route_channels(step))}."]}},
+            return JsonResponse({"error": "invalid_request", "detail": _("Choose a channel."),
+                                 "fields": {"channel": [
+                                     _("Expected one of: %(channels)s.")
+                                     % {"channels": ", ".join(route_channels(step))}]}},
                                 status=400)
         locale = request.POST.get("locale") or step.workflow.default_locale
         return JsonResponse(preview(step, self._posted_fields(request, step, channel),
@@ -528,10 +533,11 @@ class TemplateAdmin(ClarionAdmin):
         raw = request.POST["_publish_version"]
         version = template.versions.filter(pk=raw).first() if raw.isdigit() else None
         if version is None:
-            messages.error(request, "That version does not belong to this template.")
+            messages.error(request, _("That version does not belong to this template."))
         else:
             publishing.template_version_publish(version=version, user=request.user)
-            messages.success(request, f"Published version {version.number} of “{template}”.")
+            messages.success(request, _("Published version %(number)s of “%(template)s”.")
+                             % {"number": version.number, "template": template})
         return HttpResponseRedirect(admin_url(template))
 
     def save_model(self, request, obj, form, change):
@@ -544,7 +550,8 @@ class TemplateAdmin(ClarionAdmin):
         adopt(obj, template)
         if version is None:
             number = template.published_version.number if template.published_version else 0
-            messages.info(request, f"Nothing changed: version {number} stays published.")
+            messages.info(request, _("Nothing changed: version %(number)s stays published.")
+                          % {"number": number})
         elif draft:
             workflow = template.step.workflow
             messages.info(request, format_html(
@@ -554,21 +561,26 @@ class TemplateAdmin(ClarionAdmin):
                 reverse("admin:notifications_workflow_draft", args=[workflow.pk]),
                 _("Review the workflow's draft")))
             if "_save_draft" not in request.POST:  # "Save" by someone who may not publish
-                messages.warning(request, "You may save drafts but not publish them: a "
-                                          "Publisher reviews and publishes this version.")
-            messages.info(request, f"Saved version {version.number} as a draft: version "
-                                   f"{template.published_version.number} stays published."
+                messages.warning(request, _("You may save drafts but not publish them: a "
+                                            "Publisher reviews and publishes this version."))
+            messages.info(request, _("Saved version %(number)s as a draft: version "
+                                     "%(published)s stays published.")
+                          % {"number": version.number,
+                             "published": template.published_version.number}
                           if template.published_version else
-                          f"Saved version {version.number} as a draft (not published).")
+                          _("Saved version %(number)s as a draft (not published).")
+                          % {"number": version.number})
         else:
-            messages.info(request, f"Saved and published version {version.number}.")
+            messages.info(request, _("Saved and published version %(number)s.")
+                          % {"number": version.number})
         step = template.step
         check = rendering.check_fields(template.channel_key,
                                        form.cleaned_data["template_fields"],
                                        data_schema=step.workflow.data_schema,
                                        sample_data=step.workflow.sample_data)
         for problem in check.warnings:
-            messages.warning(request, f"Check {problem.field}: {problem.message}")
+            messages.warning(request, _("Check %(field)s: %(problem)s")
+                             % {"field": problem.field, "problem": problem.message})
 
     def response_change(self, request, obj):
         if "_save_draft" in request.POST:
@@ -591,26 +603,27 @@ class TemplateVersionAdmin(LedgerAdmin):
     readonly_fields = fields
     actions = ("publish",)
 
-    @admin.display(boolean=True, description="published")
+    @admin.display(boolean=True, description=gettext_lazy("published"))
     def is_published(self, obj):
         return obj.template.published_version_id == obj.pk
 
-    source = json_display("fields")
+    source = json_display("fields", gettext_lazy("fields"))
 
     def has_publish_permission(self, request):
         return request.user.has_perm("notifications.publish_template") and not review_required()
 
-    @admin.action(description="Publish (roll back to) this version", permissions=["publish"])
+    @admin.action(description=gettext_lazy("Publish (roll back to) this version"),
+                  permissions=["publish"])
     def publish(self, request, queryset):
         versions = list(queryset.select_related("template__step__workflow"))
         templates = [version.template_id for version in versions]
         if len(set(templates)) != len(templates):
-            self.message_user(request, "Select one version per template.", messages.ERROR)
+            self.message_user(request, _("Select one version per template."), messages.ERROR)
             return
         for version in versions:
             publishing.template_version_publish(version=version, user=request.user)
-            self.message_user(request,
-                              f"Published version {version.number} of “{version.template}”.")
+            self.message_user(request, _("Published version %(number)s of “%(template)s”.")
+                              % {"number": version.number, "template": version.template})
 
 
 class LayoutForm(forms.ModelForm):
@@ -631,7 +644,7 @@ class LayoutForm(forms.ModelForm):
         except rendering.TemplateError as exc:
             raise ValidationError(exc.message) from exc
         if "content" not in template.variables():
-            raise ValidationError("The layout must contain {{ content }}.")
+            raise ValidationError(_("The layout must contain {{ content }}."))
         return html
 
     def clean_text(self):
@@ -656,12 +669,12 @@ class LayoutAdmin(ClarionAdmin):
     autocomplete_fields = ("tenant",)
     readonly_fields = ("preview",)
 
-    @admin.display(description="preview (saved layout, sample email)")
+    @admin.display(description=gettext_lazy("preview (saved layout, sample email)"))
     def preview(self, obj):
         """The saved layout around a sample email, with its tenant's branding, in a sandboxed
         frame (no scripts run)."""
         if obj is None or obj.pk is None:
-            return "Save the layout to see it here."
+            return _("Save the layout to see it here.")
         variables = {"data": {}, "recipient": {"name": "Ada", "locale": "en"},
                      "tenant": tenant_variables(obj.tenant), "actor": {}, "steps": {},
                      "preferences_url": "https://example.com/p/preview/",
@@ -672,7 +685,7 @@ class LayoutAdmin(ClarionAdmin):
         except rendering.TemplateError as exc:
             return format_html('<p class="errornote">{}: {}</p>', exc.field, exc.message)
         return format_html(
-            '<iframe sandbox="" srcdoc="{}" title="Layout preview" '
+            '<iframe sandbox="" srcdoc="{}" title="{}" '
             'style="width: 640px; max-width: 100%; height: 560px; border: 1px solid #ddd">'
-            "</iframe><details><summary>Plain-text part</summary><pre>{}</pre></details>",
-            email.html, email.text)
+            "</iframe><details><summary>{}</summary><pre>{}</pre></details>",
+            email.html, _("Layout preview"), _("Plain-text part"), email.text)

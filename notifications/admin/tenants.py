@@ -4,7 +4,8 @@ and shown once; revoking goes through `services.api_key_revoke`."""
 from django import forms
 from django.contrib import admin, messages
 from django.utils import timezone
-from django.utils.translation import ngettext
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from clarion.admin import ClarionAdmin, adopt
 from inbox.services import tenant_inbox_secret_rotate
@@ -33,16 +34,18 @@ class TenantAdmin(ClarionAdmin):
     readonly_fields = ("inbox_secret", "created_at", "updated_at")
     actions = ("rotate_inbox_secret", "replace_inbox_secret")
 
-    @admin.display(description="inbox secret")
+    @admin.display(description=gettext_lazy("inbox secret"))
     def inbox_secret(self, obj):
         """Whether the tenant has one and since when; never the secret itself."""
         if obj is None or not obj.inbox_secrets_encrypted:
-            return ("None yet. Select the tenant in the list and run “Rotate inbox secret” to "
-                    "make one (it is shown once).")
-        text = f"Set {obj.inbox_secret_rotated_at:%Y-%m-%d %H:%M} UTC (shown only when made)."
+            return _("None yet. Select the tenant in the list and run “Rotate inbox secret” to "
+                     "make one (it is shown once).")
+        text = _("Set %(when)s UTC (shown only when made).") % {
+            "when": f"{obj.inbox_secret_rotated_at:%Y-%m-%d %H:%M}"}
         until = obj.inbox_previous_secret_expires_at
         if until is not None and until > timezone.now():
-            text += f" The previous one is accepted until {until:%Y-%m-%d %H:%M} UTC."
+            text += " " + _("The previous one is accepted until %(when)s UTC.") % {
+                "when": f"{until:%Y-%m-%d %H:%M}"}
         return text
 
     def _new_inbox_secrets(self, request, queryset, *, keep_previous_seconds):
@@ -52,32 +55,36 @@ class TenantAdmin(ClarionAdmin):
                                                 keep_previous_seconds=keep_previous_seconds)
             until = tenant.inbox_previous_secret_expires_at
             previous = ("" if not had_one else
-                        f" HMACs made with the previous one are accepted until "
-                        f"{until:%Y-%m-%d %H:%M} UTC." if until else
-                        " The previous one no longer works.")
+                        " " + _("HMACs made with the previous one are accepted until "
+                                "%(when)s UTC.") % {"when": f"{until:%Y-%m-%d %H:%M}"}
+                        if until else " " + _("The previous one no longer works."))
             messages.success(
                 request,
-                f"The new inbox secret of tenant “{tenant.key}” is {secret} — copy it now: it is "
-                f"shown only once and cannot be recovered.{previous}",
+                _("The new inbox secret of tenant “%(tenant)s” is %(secret)s — copy it now: it "
+                  "is shown only once and cannot be recovered.")
+                % {"tenant": tenant.key, "secret": secret} + previous,
             )
 
-    @admin.action(description="Rotate inbox secret (the previous one keeps working for a while)",
+    @admin.action(description=gettext_lazy(
+        "Rotate inbox secret (the previous one keeps working for a while)"),
                   permissions=["change"])
     def rotate_inbox_secret(self, request, queryset):
         self._new_inbox_secrets(request, queryset, keep_previous_seconds=None)
 
-    @admin.action(description="Replace inbox secret now (the previous one stops working)",
+    @admin.action(description=gettext_lazy(
+        "Replace inbox secret now (the previous one stops working)"),
                   permissions=["change"])
     def replace_inbox_secret(self, request, queryset):
         self._new_inbox_secrets(request, queryset, keep_previous_seconds=0)
 
 
 class ApiKeyStatusFilter(admin.SimpleListFilter):
-    title = "status"
+    title = gettext_lazy("status")
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return [("active", "Active"), ("revoked", "Revoked")]
+        return [("active", pgettext("API key", "Active")),
+                ("revoked", pgettext("API key", "Revoked"))]
 
     def queryset(self, request, queryset):
         if self.value() == "active":
@@ -117,7 +124,7 @@ class ApiKeyAdmin(ClarionAdmin):
             kwargs["form"] = self.add_form
         return super().get_form(request, obj, **kwargs)
 
-    @admin.display(boolean=True, description="active")
+    @admin.display(boolean=True, description=gettext_lazy("active"))
     def is_active(self, obj):
         return obj.is_active
 
@@ -129,11 +136,11 @@ class ApiKeyAdmin(ClarionAdmin):
         adopt(obj, api_key)
         messages.success(
             request,
-            f"The secret of API key “{api_key.name}” is {secret} — copy it now: "
-            "it is shown only once and cannot be recovered.",
+            _("The secret of API key “%(name)s” is %(secret)s — copy it now: it is shown only "
+              "once and cannot be recovered.") % {"name": api_key.name, "secret": secret},
         )
 
-    @admin.action(description="Revoke", permissions=["change"])
+    @admin.action(description=gettext_lazy("Revoke"), permissions=["change"])
     def revoke(self, request, queryset):
         revoked = 0
         for api_key in queryset.filter(revoked_at__isnull=True):

@@ -34,6 +34,7 @@ from ..workflow_versions import (
     review_required,
     workflow_document,
 )
+from .builder.diagram import branch_condition, conditions_note, unless_note
 
 DIFF_WRAP = 70
 SETTINGS = ("name", "category", "critical", "active", "default_locale")
@@ -44,6 +45,10 @@ State = WorkflowVersion.State
 
 def _json(value) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
+
+
+def _compact(value) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
 def document_sections(document: dict | None) -> dict[str, str]:
@@ -75,17 +80,22 @@ def document_sections(document: dict | None) -> dict[str, str]:
 
 
 def _step_lines(steps: list, indent: str):
+    """Each step on its lines: its config as JSON; what decides whether it runs (conditions,
+    `unless`, a branch's conditions) in the flow diagram's words."""
     for number, step in enumerate(steps, start=1):
         yield f"{indent}{number}. {step['ref']} ({step['type']})"
-        for name in ("config", "conditions", "unless", "send_window", "urgent"):
+        if step.get("config"):
+            yield f"{indent}   config: {_compact(step['config'])}"
+        for note in (conditions_note(step.get("conditions")), unless_note(step.get("unless"))):
+            if note:
+                yield f"{indent}   {note}"
+        for name in ("send_window", "urgent"):
             if step.get(name):
-                text = json.dumps(step[name], ensure_ascii=False, sort_keys=True)
-                yield f"{indent}   {name}: {text}"
+                yield f"{indent}   {name}: {_compact(step[name])}"
         for branch in step.get("branches") or []:
             conditions = branch.get("conditions")
             yield f"{indent}   branch {branch['name']}" + (
-                f" when {json.dumps(conditions, ensure_ascii=False, sort_keys=True)}"
-                if conditions else "")
+                f" {branch_condition(conditions)}" if conditions else "")
             yield from _step_lines(branch.get("steps") or [], indent + "      ")
         if step.get("default"):
             yield f"{indent}   otherwise"

@@ -91,7 +91,8 @@ class StepForm(forms.ModelForm):
         for name in ("unless", "send_window", "urgent"):
             if cleaned.get(name) and step_type not in CHANNEL_KEYS and not (
                     step_type == StepType.ROUTE and name != "unless"):
-                self.add_error(name, f'Only channel steps can have "{name}".')
+                self.add_error(name, _('Only channel steps can have "%(field)s".')
+                               % {"field": name})
         if cleaned.get("send_window") and step_type in (*CHANNEL_KEYS, StepType.ROUTE):
             try:
                 windows.parse_window(cleaned["send_window"])
@@ -108,8 +109,9 @@ class StepForm(forms.ModelForm):
                 self.add_error("unless", f"{exc.field}: {exc}")
         if (self.instance.pk and step_type and step_type != self.instance.type
                 and self.instance.templates.exists()):
-            self.add_error("type", f"This step has {self.instance.get_type_display()} templates; "
-                                   "delete them before changing its type.")
+            self.add_error("type", _("This step has %(type)s templates; delete them before "
+                                     "changing its type.")
+                           % {"type": self.instance.get_type_display()})
         return cleaned
 
 
@@ -118,17 +120,19 @@ class StepForm(forms.ModelForm):
         is a step with branches of the same workflow, and `branch` one of its branches."""
         branches = cleaned.get("branches")
         if branches is not None and not isinstance(branches, list):
-            self.add_error("branches", 'Expected a list: [{"name": "pro", "conditions": {…}}].')
+            self.add_error("branches",
+                           _('Expected a list: [{"name": "pro", "conditions": {…}}].'))
         elif step_type and (branches or step_type in engine.BRANCHING_STEP_TYPES):
             try:
                 if any(not isinstance(item, dict) for item in branches or []):
                     raise engine.StepConfigError(
-                        'Expected [{"name": "pro", "conditions": {…}}, …].', "branches")
+                        str(_('Expected [{"name": "pro", "conditions": {…}}, …].')), "branches")
                 engine.validate_branches(step_type, branches or [], False)
                 for index, item in enumerate(branches or []):
                     if set(item) - {"name", "conditions"}:
                         raise engine.StepConfigError(
-                            'A branch has only "name" and "conditions".', f"branches[{index}]")
+                            str(_('A branch has only "name" and "conditions".')),
+                            f"branches[{index}]")
                     if item.get("conditions"):
                         conditions.validate(item["conditions"], f"branches[{index}].conditions")
             except engine.StepConfigError as exc:
@@ -138,26 +142,27 @@ class StepForm(forms.ModelForm):
         parent, branch = cleaned.get("parent"), cleaned.get("branch") or ""
         if parent is None:
             if branch:
-                self.add_error("branch", "Only a step inside a branch step has a branch.")
+                self.add_error("branch", _("Only a step inside a branch step has a branch."))
             return
         if parent.workflow_id != getattr(cleaned.get("workflow"), "pk", None):
-            self.add_error("parent", "The parent step must be a step of the same workflow.")
+            self.add_error("parent", _("The parent step must be a step of the same workflow."))
             return
         ancestor = parent
         while ancestor is not None:
             if self.instance.pk and ancestor.pk == self.instance.pk:
-                self.add_error("parent", "A step cannot be inside itself.")
+                self.add_error("parent", _("A step cannot be inside itself."))
                 return
             ancestor = ancestor.parent
         if parent.type not in engine.BRANCHING_STEP_TYPES:
-            self.add_error("parent", f"{parent.ref} is a {parent.type} step: it has no branches.")
+            self.add_error("parent", _("%(ref)s is a %(type)s step: it has no branches.")
+                           % {"ref": parent.ref, "type": parent.type})
             return
         fixed = engine.BRANCHING_STEP_TYPES[parent.type]
         names = ([item.get("name") for item in parent.branches or []] + [engine.DEFAULT_BRANCH]
                  if fixed is None else list(fixed))
         if branch not in names:
-            self.add_error("branch", f"Expected one of the branches of {parent.ref}: "
-                                     f"{', '.join(names)}.")
+            self.add_error("branch", _("Expected one of the branches of %(ref)s: %(names)s.")
+                           % {"ref": parent.ref, "names": ", ".join(names)})
 
 
 def earlier_steps(steps: list[Step], pk, parent: Step | None, branch: str,
@@ -186,10 +191,10 @@ def step_templates_summary(step):
     if step.pk is None or step.type not in CHANNEL_KEYS:
         return EMPTY
     templates = sorted(step.templates.all(), key=lambda template: template.locale)
-    add = format_html('<a href="{}?{}">add a template</a>', reverse(
-        "admin:notifications_template_add"), urlencode({"step": step.pk}))
+    add = format_html('<a href="{}?{}">{}</a>', reverse(
+        "admin:notifications_template_add"), urlencode({"step": step.pk}), _("add a template"))
     if not templates:
-        return format_html("No templates: {}", add)
+        return format_html(_("No templates: {}"), add)
     locales = format_html_join(", ", '<a href="{}">{}</a>',
                                ((admin_url(template), template.locale) for template in templates))
     count = ngettext("%d locale", "%d locales", len(templates)) % len(templates)
@@ -206,23 +211,23 @@ def route_templates_summary(step):
     channels = (step.config or {}).get("channels")
     add = reverse("admin:notifications_template_add")
     return format_html_join(
-        "", "<div>{}: {} (<a href=\"{}?{}\">add</a>)</div>",
+        "", "<div>{}: {} (<a href=\"{}?{}\">{}</a>)</div>",
         ((channel, format_html_join(", ", '<a href="{}">{}</a>', (
             (admin_url(t), t.locale) for t in sorted(templates.get(channel, []),
-                                                    key=lambda t: t.locale))) or "none",
-          add, urlencode({"step": step.pk, "channel": channel}))
+                                                    key=lambda t: t.locale))) or _("none"),
+          add, urlencode({"step": step.pk, "channel": channel}), _("add"))
          for channel in (channels if isinstance(channels, list) else [])))
 
 
 class CategoryFilter(admin.SimpleListFilter):
     """The workflows' categories; the blank one is "No category" (a link needs a name)."""
 
-    title = "category"
+    title = _("category")
     parameter_name = "category"
 
     def lookups(self, request, model_admin):
         categories = Workflow.objects.order_by("category").values_list("category", flat=True)
-        return [(category or "-", category or "No category")
+        return [(category or "-", category or _("No category"))
                 for category in dict.fromkeys(categories)]
 
     def queryset(self, request, queryset):
@@ -313,7 +318,7 @@ class WorkflowAdmin(ClarionAdmin):
         return (super().get_queryset(request).select_related("published_version")
                 .annotate(step_count=Count("steps")))
 
-    @admin.display(description="steps", ordering="step_count")
+    @admin.display(description=_("steps"), ordering="step_count")
     def step_count(self, obj):
         return obj.step_count
 
@@ -348,27 +353,28 @@ class StepAdmin(ClarionAdmin):
                 type__in=list(engine.BRANCHING_STEP_TYPES)).select_related("workflow")
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
-    @admin.display(description="templates")
+    @admin.display(description=_("templates"))
     def templates(self, obj):
         return step_templates_summary(obj)
 
-    @admin.display(description="templates")
+    @admin.display(description=_("templates"))
     def template_list(self, obj):
         if obj.pk is None:
-            return "Save the step first."
+            return _("Save the step first.")
         if obj.type == StepType.ROUTE:
             return route_templates_summary(obj)
         if obj.type not in CHANNEL_KEYS:
-            return f"{obj.get_type_display()} steps have no templates."
+            return _("%(type)s steps have no templates.") % {"type": obj.get_type_display()}
         templates = obj.templates.select_related("published_version").order_by("locale")
         rows = table(
-            ("Locale", "Published version", "Updated", ""),
+            (_("Locale"), _("Published version"), _("Updated"), ""),
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             ((template.locale,
               template.published_version.number if template.published_version else EMPTY,
-              when(template.updated_at), link(template, "Edit"))
+              when(template.updated_at), link(template, _("Edit")))
              for template in templates),
         )
-        add = format_html('<a class="addlink" href="{}?{}">Add a template for this step</a>',
-                          reverse("admin:notifications_template_add"), urlencode({"step": obj.pk}))
+        add = format_html('<a class="addlink" href="{}?{}">{}</a>',
+                          reverse("admin:notifications_template_add"), urlencode({"step": obj.pk}),
+                          _("Add a template for this step"))
         return format_html("{}<p>{}</p>", rows, add)

@@ -142,13 +142,16 @@ def delay_until(config: Mapping, variables: Mapping, now: datetime) -> tuple[dat
 # What `unless.is` may name: rendering.variables.engagement_at says when each is reached.
 
 
+UNLESS_KEYS = ("step", "is")
+
+
 def validate_unless(unless, earlier: Mapping[str, str]) -> None:
     """Raise StepConfigError (its `field` relative to the step: "unless.step", "unless.is") unless
     `unless` is {"step": <ref>, "is": one of ENGAGEMENT_STATES}, where <ref> is a channel step
     before this one. `earlier` maps each earlier step's ref to its type, in workflow order."""
     if not isinstance(unless, Mapping):
         raise StepConfigError('Expected {"step": "<earlier ref>", "is": "read"}.', "unless")
-    unknown = set(unless) - {"step", "is"}
+    unknown = set(unless) - set(UNLESS_KEYS)
     if unknown:
         raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.", "unless")
     ref = unless.get("step")
@@ -180,12 +183,15 @@ def validate_duration(value, field: str) -> None:
                               'than 0.', field)
 
 
+THROTTLE_KEYS = ("limit", "window", "key")
+
+
 def validate_throttle_config(config: Mapping) -> None:
     """Raise StepConfigError unless `config` is {"limit": int ≥ 1, "window": duration,
     "key": optional path}."""
     if not isinstance(config, Mapping):
         raise StepConfigError("Expected an object.")
-    unknown = set(config) - {"limit", "window", "key"}
+    unknown = set(config) - set(THROTTLE_KEYS)
     if unknown:
         raise StepConfigError(f"Unknown keys: {', '.join(sorted(unknown))}.")
     limit = config.get("limit")

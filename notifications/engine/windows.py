@@ -54,12 +54,15 @@ def _clock(value, field: str) -> time:
         raise WindowError(field, 'Expected a time "HH:MM", e.g. "08:00".') from exc
 
 
+WINDOW_KEYS = ("days", "start", "end", "timezone")  # what a step's `send_window` may hold
+
+
 def parse_window(raw) -> SendWindow:
     """The SendWindow of a step's `send_window` JSON; WindowError naming the bad key."""
     if not isinstance(raw, Mapping):
         raise WindowError("", 'Expected {"days": [...], "start": "HH:MM", "end": "HH:MM", '
                               '"timezone": "recipient"}.')
-    unknown = set(raw) - {"days", "start", "end", "timezone"}
+    unknown = set(raw) - set(WINDOW_KEYS)
     if unknown:
         raise WindowError("", f"Unknown keys: {', '.join(sorted(unknown))}.")
     days = raw.get("days", list(DAYS))

@@ -79,6 +79,12 @@ def apns_id(message_id: str, token: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"clarion:{message_id}:{token}"))
 
 
+# The step's priority (Web Push's urgency words) as ``apns-priority``: 10 sends at once, 5 as
+# the device's power allows, 1 only when the device is awake anyway ("Sending notification
+# requests to APNs", developer.apple.com). No priority: 10, Apple's default.
+APNS_PRIORITY = {"high": 10, "normal": 5, "low": 5, "very-low": 1}
+
+
 @register
 class APNs(PushProvider):
     """POST /3/device/<token> over HTTP/2 + TLS with ``authorization: bearer <ES256 JWT>`` (kid:
@@ -161,7 +167,7 @@ class APNs(PushProvider):
             device_token=token, message=payload,
             notification_id=apns_id(message.id, token),
             time_to_live=int(config["ttl"]) if config.get("ttl") is not None else None,
-            priority=5 if config.get("priority") == "normal" else 10,
+            priority=APNS_PRIORITY.get(config.get("priority"), 10),
             collapse_key=str(config["collapse_key"]) if config.get("collapse_key") else None,
             push_type=PushType.ALERT,
         )

@@ -156,3 +156,62 @@ def test_the_api_answers_in_english_whatever_the_request_asks(api):
     assert response.status_code == 404
     assert "Content-Language" not in response
     assert response.json()["detail"].isascii()
+
+
+# What the admin writes from its Python code rather than its templates: a flash message, a
+# model's, a column's and a read-only field's name, what a field shows, a search box's help.
+WRITTEN_IN_PYTHON = {
+    "builder errors": ("Corrigez les erreurs ci-dessous : rien n’a été enregistré.",
+                       "Bitte korrigieren Sie die Fehler unten: Nichts wurde gespeichert.",
+                       "Please correct the errors below: nothing was saved."),
+    "recipient runs": ("Dernières exécutions", "Letzte Durchläufe", "Latest runs"),
+    "recipient no runs": ("Aucune exécution.", "Keine Durchläufe.", "No runs."),
+    "tenant secret": ("Aucun pour l’instant.", "Noch keines.", "None yet."),
+    "runs search": ("Un identifiant de destinataire, une clé de workflow",
+                    "Eine Empfänger-ID, ein Workflow-Schlüssel", "A recipient id, a workflow key"),
+    "provider circuit": ("fermé (3 échecs)", "geschlossen (3 Fehlschläge)",
+                         "closed (3 failures)"),
+    "model names": ("Planifications", "Zeitpläne", "Schedules"),  # the navigation's
+}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("language", "column"), [("fr", 0), ("de", 1), ("en", 2)])
+def test_what_the_admin_writes_in_python_follows_the_language(admin_client, make_workflow,
+                                                               language, column):
+    from notifications.models import Recipient, Tenant
+
+    workflow = make_workflow("order", steps=[in_app_step()])
+    recipient = Recipient.objects.create(external_id="ada")
+    tenant = Tenant.objects.create(key="acme", name="Acme")
+    ProviderConfig.objects.create(key="mail-main", channel="email", kind="smtp",
+                                  consecutive_failures=3)
+    headers = {"HTTP_ACCEPT_LANGUAGE": f"{language},en;q=0.5"}
+    builder = admin_client.post(
+        reverse("admin:notifications_workflow_change", args=[workflow.pk]),
+        {"name": "Order", "default_locale": "en", "active": "on", "steps-0-type": "throttle",
+         "steps-0-ref": "limit", "steps-0-limit": "0", "steps-0-window_amount": "1",
+         "steps-0-window_unit": "hours"}, **headers)
+    assert builder.status_code == 200
+    recipient_page = admin_client.get(
+        reverse("admin:notifications_recipient_change", args=[recipient.pk]), **headers)
+    pages = {
+        "builder errors": builder,
+        "recipient runs": recipient_page,
+        "recipient no runs": recipient_page,
+        "tenant secret": admin_client.get(
+            reverse("admin:notifications_tenant_change", args=[tenant.pk]), **headers),
+        "runs search": admin_client.get(reverse("admin:notifications_run_changelist"),
+                                        **headers),
+        "provider circuit": admin_client.get(
+            reverse("admin:notifications_providerconfig_changelist"), **headers),
+    }
+    pages["model names"] = pages["runs search"]
+    for name, response in pages.items():
+        assert response.status_code == 200, name
+        text = text_of(response)
+        expected = WRITTEN_IN_PYTHON[name][column]
+        assert expected in text, f"{name} in {language}: no {expected!r}"
+        if language != "en":
+            english = WRITTEN_IN_PYTHON[name][2]
+            assert english not in text, f"{name} in {language}: still {english!r}"

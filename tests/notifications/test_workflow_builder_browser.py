@@ -150,6 +150,9 @@ def test_a_branch_with_its_own_steps_is_built_side_by_side(page, live_server, ap
     second.get_by_label("Path").fill("recipient.data.vip")
     second.get_by_label("Operator").select_option(label="is")
     second.get_by_label("Value").fill("true")
+    push = add_step(page, "Push", "buzz")
+    push.get_by_label("Time to live (seconds)").fill("3600")
+    push.get_by_label("Priority").select_option(label="high")
     assert serious_violations(page, "#content-main") == []
 
     page.click("input[name=_continue]")
@@ -164,6 +167,8 @@ def test_a_branch_with_its_own_steps_is_built_side_by_side(page, live_server, ap
             {"name": "vip", "conditions": {"all": [{"path": "recipient.data.vip", "op": "eq",
                                                     "value": True}]}, "steps": []}],
          "default": {"steps": [{"ref": "in_app", "type": "in_app", "templates": {}}]}},
+        {"ref": "buzz", "type": "push", "config": {"ttl": 3600, "priority": "high"},
+         "templates": {}},
     ]
     # The diagram draws the branches side by side.
     columns = page.locator(".wb-diagram .wb-branches > .wb-branch")

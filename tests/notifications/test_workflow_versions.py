@@ -2,6 +2,7 @@
 admin/versions.py): the live version runs until a draft is published, every published version
 is kept, a rollback republishes an old one, and a run records the version it ran."""
 
+import json
 import threading
 
 import pytest
@@ -10,7 +11,8 @@ from django.db import close_old_connections, connection
 from django.urls import reverse
 
 from notifications import publishing
-from notifications.admin.versions import document_diff
+from notifications.admin.builder.diagram import flow_html
+from notifications.admin.versions import document_diff, document_sections
 from notifications.models import Run, Step, Template, Workflow, WorkflowVersion
 from notifications.roles import EDITOR, PUBLISHER, roles_sync
 from notifications.workflow_versions import (
@@ -395,3 +397,139 @@ def test_two_publishers_publishing_one_draft_at_once_publish_it_once(make_workfl
         (2, State.PUBLISHED), (1, State.SUPERSEDED)]
     workflow.refresh_from_db()
     assert workflow.name == "Welcome 2" and workflow.published_version.number == 2
+
+
+# --- JSON import in the admin: a draft, as the builder saves -----------------------------------
+
+def import_json(client, body: dict, **buttons):
+    return client.post(reverse("admin:notifications_workflow_import"),
+                       {"json": json.dumps(body), **buttons})
+
+
+def test_an_editors_json_import_is_a_draft_they_cannot_publish(client, api, welcome):
+    editor = person(EDITOR, "eve")
+    client.force_login(editor)
+    live = welcome.published_version
+    body = api.get("/api/v1/workflows/welcome").json()
+    body["steps"][1]["ref"] = "letter"
+    body["steps"][1]["templates"]["en"]["subject"] = "Imported"
+    page = client.get(reverse("admin:notifications_workflow_import")).content.decode()
+    assert 'name="_save"' not in page and 'name="_save_draft"' in page
+    response = import_json(client, body, _save="1")  # as if the Publisher's button were there
+    assert response.status_code == 302
+    welcome.refresh_from_db()
+    assert welcome.published_version == live
+    assert list(Step.objects.values_list("ref", flat=True).order_by("position")) == [
+        "inbox", "mail"]
+    assert Template.objects.get(step__ref="mail").fields["subject"] == "Hello"
+    draft = draft_of(welcome)
+    assert (draft.state, draft.source, draft.note, list(draft.authors.all())) == (
+        State.DRAFT, "import", "Imported from JSON in the admin.", [editor])
+    assert draft.document == {**body, "sample_data": {}}
+    assert action(client, welcome, draft.number, "submit").status_code == 302
+    assert action(client, welcome, draft.number, "publish").status_code == 403
+    draft.refresh_from_db()
+    assert draft.state == State.IN_REVIEW
+    trigger(api)
+    assert Run.objects.get().workflow_version == live
+
+
+def test_an_editors_import_of_a_new_workflow_is_refused_by_triggers_until_published(
+        client, api):
+    client.force_login(person(EDITOR, "eve"))
+    body = {"key": "invoice", "name": "Invoice",
+            "steps": [{"ref": "inbox", "type": "in_app", "templates": {"en": {"body": "Due"}}}]}
+    assert import_json(client, body).status_code == 302
+    workflow = Workflow.objects.get(key="invoice")
+    assert workflow.published_version is None
+    assert (draft_of(workflow).state, draft_of(workflow).source) == (State.DRAFT, "import")
+    assert trigger(api, "invoice").status_code == 422
+
+
+def test_with_review_required_the_importer_cannot_publish_their_own_import(
+        client, api, welcome, clarion_settings):
+    clarion_settings(REQUIRE_REVIEW=True)
+    author, other = person(PUBLISHER, "pat"), person(PUBLISHER, "quinn")
+    client.force_login(author)
+    body = api.get("/api/v1/workflows/welcome").json() | {"name": "Imported welcome"}
+    page = client.get(reverse("admin:notifications_workflow_import")).content.decode()
+    assert 'name="_save"' not in page
+    assert import_json(client, body, _save="1").status_code == 302
+    welcome.refresh_from_db()
+    assert (welcome.name, welcome.published_version.number) == ("Welcome", 1)
+    draft = draft_of(welcome)
+    action(client, welcome, draft.number, "submit")
+    action(client, welcome, draft.number, "publish")
+    draft.refresh_from_db()
+    assert draft.state == State.IN_REVIEW
+    page = client.get(version_url(welcome, draft.number)).content.decode()
+    assert "You changed this draft: someone else must approve and publish it." in page
+
+    client.force_login(other)
+    action(client, welcome, draft.number, "publish")
+    welcome.refresh_from_db()
+    assert (welcome.name, welcome.published_version.number, welcome.published_version.source) \
+        == ("Imported welcome", 2, "import")
+
+
+def test_a_publisher_imports_and_publishes_at_once_or_keeps_a_draft(client, api, welcome):
+    client.force_login(person(PUBLISHER, "pat"))
+    page = client.get(reverse("admin:notifications_workflow_import")).content.decode()
+    assert 'name="_save"' in page and 'name="_save_draft"' in page
+    body = api.get("/api/v1/workflows/welcome").json()
+    assert import_json(client, body | {"name": "Kept as a draft"},
+                       _save_draft="1").status_code == 302
+    welcome.refresh_from_db()
+    assert (welcome.name, draft_of(welcome).document["name"]) == ("Welcome", "Kept as a draft")
+    assert import_json(client, body | {"name": "Published"}, _save="1").status_code == 302
+    welcome.refresh_from_db()
+    assert (welcome.name, welcome.published_version.source, draft_of(welcome)) == (
+        "Published", "import", None)
+    assert api.get("/api/v1/workflows/welcome").json() == body | {"name": "Published"}
+
+
+# --- The diff says conditions in the diagram's words -------------------------------------------
+
+CONDITIONAL_STEPS = [
+    {"ref": "inbox", "type": "in_app"},
+    {"ref": "mail", "type": "email", "conditions": {"all": [
+        {"path": "data.amount", "op": "gte", "value": 1000},
+        {"any": [{"path": "data.plan", "op": "eq", "value": "pro"},
+                 {"path": "recipient.email", "op": "exists"}]}]},
+     "unless": {"step": "inbox", "is": "read"}},
+    {"ref": "split", "type": "branch", "config": {},
+     "branches": [{"name": "big", "conditions": {"any": [
+         {"path": "data.amount", "op": "gt", "value": 5000}]},
+                   "steps": [{"ref": "text", "type": "sms"}]}],
+     "default": {"steps": []}},
+]
+
+
+def test_the_diff_says_conditions_unless_and_branches_in_the_diagrams_words():
+    steps = document_sections({"name": "W", "steps": CONDITIONAL_STEPS})["Steps"]
+    assert steps.splitlines() == [
+        "1. inbox (in_app)",
+        "2. mail (email)",
+        "   only if data.amount ≥ 1000 and (data.plan is pro or recipient.email is set)",
+        "   skipped if inbox has been read",
+        "3. split (branch)",
+        "   branch big if data.amount > 5000",
+        "      1. text (sms)",
+        "   otherwise",
+    ]
+    diagram = flow_html(CONDITIONAL_STEPS)
+    for words in ("only if data.amount ≥ 1000 and (data.plan is pro or recipient.email is set)",
+                  "skipped if inbox has been read", "if data.amount &gt; 5000"):
+        assert words in diagram
+
+
+def test_a_drafts_page_shows_a_changed_condition_in_words(client, welcome):
+    client.force_login(person(EDITOR, "eve"))
+    document = workflow_document(welcome)
+    document["steps"][1]["conditions"] = {"all": [
+        {"path": "data.plan", "op": "in", "value": ["pro", "team"]}]}
+    draft = draft_save(workflow=welcome, document=document, user=None)
+    page = client.get(version_url(welcome, draft.number)).content.decode()
+    assert ('<span class="diff_add">&nbsp;&nbsp;&nbsp;only&nbsp;if&nbsp;data.plan&nbsp;is&nbsp;'
+            'one&nbsp;of&nbsp;pro,&nbsp;team</span>') in page
+    assert "&quot;op&quot;" not in page and '"op"' not in page

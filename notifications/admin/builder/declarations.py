@@ -15,7 +15,7 @@ from django.utils.translation import pgettext_lazy
 from ...channels import CHANNELS
 from ...conditions import OPS
 from ...engine import DURATION_UNITS, ENGAGEMENT_STATES
-from ...engine.validation import ROUTE_CHANNELS
+from ...engine.validation import PUSH_PRIORITIES, ROUTE_CHANNELS
 from ...engine.windows import DAYS
 
 UNITS = tuple(DURATION_UNITS)  # seconds, minutes, hours, days
@@ -113,12 +113,37 @@ CHANNEL_LABELS = {
 assert set(CHANNEL_LABELS) == {spec.key for spec in CHANNELS}, "every channel has a label"
 _lower = lazy(lambda text: str(text).lower(), str)
 
+PUSH_PRIORITY_CHOICES = _choices(PUSH_PRIORITIES, {
+    "very-low": pgettext_lazy("push priority", "very low"),
+    "low": pgettext_lazy("push priority", "low"),
+    "normal": pgettext_lazy("push priority", "normal"),
+    "high": pgettext_lazy("push priority", "high")})
+
+# Each channel's `config` options: engine/validation.py's CHANNEL_CONFIG_KEYS, with the names,
+# units and values the providers read (docs/providers.md). tests/notifications/
+# test_workflow_builder_options.py fails for an option of the JSON without a field here.
 CHANNEL_CONFIG = {
     "webhook": (Field("url", _("URL"), "text", placeholder="https://…"),),
     "chat": (Field("channel", _("Chat channel"), "text", placeholder="#ops or C024BE91L"),),
+    "push": (
+        Field("ttl", _("Time to live (seconds)"), "integer", placeholder="3600",
+              help=_("How long APNs, FCM and Web Push keep trying to reach a device that is "
+                     "offline; 0: now or never. Empty: each service's default.")),
+        Field("priority", _("Priority"), "select", choices=PUSH_PRIORITY_CHOICES,
+              help=_("High wakes the device at once. Android treats the lower ones as "
+                     "normal; Apple delays normal and low to save power and very low until "
+                     "the device is awake.")),
+        Field("collapse_key", _("Collapse key"), "text", placeholder="order-42",
+              help=_("A newer push with the same key replaces one not yet delivered (Web Push "
+                     "keeps its first 32 characters).")),
+    ),
     "whatsapp": (Field("template", _("Approved template name"), "text",
-                       placeholder="order_update"),
-                 Field("language", _("Template language"), "text", placeholder="en_US")),
+                       placeholder="order_update", help=_("Meta's name of the template.")),
+                 Field("language", _("Template language"), "text", placeholder="en_US"),
+                 Field("content_sid", _("Twilio Content SID"), "text",
+                       placeholder="HXb5b62575e6e4ff6129ad7c8efe1f983e",
+                       help=_('The same approved template in Twilio\'s Content API: "HX" and 32 '
+                              'hex digits. Needed to send through Twilio.'))),
 }
 
 KINDS: dict[str, StepKind] = {

@@ -34,6 +34,26 @@ def describe_conditions(tree: Any) -> str:
     return words
 
 
+def conditions_note(tree: Any) -> str:
+    """A step's conditions as its box says them, "only if data.amount ≥ 1000"; "" for none."""
+    if not tree:
+        return ""
+    return _("only if %(conditions)s") % {"conditions": describe_conditions(tree)}
+
+
+def unless_note(unless: Any) -> str:
+    """A step's `unless` as its box says it, "skipped if mail has been read"; "" for none."""
+    if not isinstance(unless, Mapping):
+        return ""
+    return _("skipped if %(step)s has been %(state)s") % {
+        "step": unless.get("step", "?"), "state": unless.get("is", "?")}
+
+
+def branch_condition(tree: Any) -> str:
+    """When a branch is taken, as its column's heading says it: "if data.plan is pro"."""
+    return _("if %(conditions)s") % {"conditions": describe_conditions(tree) or "…"}
+
+
 DURATION_WORDS = {
     "seconds": lambda n: ngettext("%(amount)s second", "%(amount)s seconds", n),
     "minutes": lambda n: ngettext("%(amount)s minute", "%(amount)s minutes", n),
@@ -97,13 +117,8 @@ def step_notes(step: Mapping) -> list[str]:
         notes.append(_("at most %(limit)s per %(window)s") % {
             "limit": config.get("limit", "?"), "window": describe_duration(config.get("window"))}
             + (_(" per %(key)s") % {"key": config["key"]} if config.get("key") else ""))
-    if step.get("conditions"):
-        notes.append(_("only if %(conditions)s") % {
-            "conditions": describe_conditions(step["conditions"])})
-    unless = step.get("unless")
-    if isinstance(unless, Mapping):
-        notes.append(_("skipped if %(step)s has been %(state)s") % {
-            "step": unless.get("step", "?"), "state": unless.get("is", "?")})
+    notes += [note for note in (conditions_note(step.get("conditions")),
+                                unless_note(step.get("unless"))) if note]
     window = step.get("send_window")
     if isinstance(window, Mapping):
         days = window.get("days")
@@ -128,9 +143,7 @@ def flow_html(steps: list[Mapping], *, start: str = "", end: bool = True) -> Saf
         notes = step_notes(step)
         inner = ""
         if kind and kind.nested:
-            columns = [(branch.get("name", "?"),
-                        _("if %(conditions)s") % {
-                            "conditions": describe_conditions(branch.get("conditions")) or "…"},
+            columns = [(branch.get("name", "?"), branch_condition(branch.get("conditions")),
                         branch.get("steps") or [])
                        for branch in step.get("branches") or [] if isinstance(branch, Mapping)]
             if kind.fixed_branches:

@@ -170,7 +170,7 @@ def schema_from_rows(rows: list[dict], problems: Problems) -> tuple[dict | None,
         for part in parents:
             child = node["properties"].setdefault(part, {"type": "object", "properties": {}})
             if child.get("type") != "object":
-                problems.add(prefix + "name", f"{part} is not an object.")
+                problems.add(prefix + "name", _("%(name)s is not an object.") % {"name": part})
                 break
             child.setdefault("properties", {})
             node = child

@@ -138,7 +138,7 @@ def serializer_problems(errors, state: BuilderState, problems: Problems) -> None
             for ref, field_name in step_ref_fields(state.steps, "steps-"):
                 if sum(1 for other, _ in step_ref_fields(state.steps, "steps-")
                        if other == ref) > 1:
-                    problems.add(field_name, f"Another step is {ref!r} too.")
+                    problems.add(field_name, _("Another step is %(ref)r too.") % {"ref": ref})
 
 
 def step_ref_fields(steps: list, prefix: str):
@@ -205,8 +205,10 @@ def step_specs(steps: list, state_steps: list, saved: dict, prefix: str,
         existing, templates = saved.get(step["ref"]), None
         if existing is not None and existing.type != step["type"]:
             if existing.templates.exists():
-                problems.add(f"{prefix}{index}-ref", f"A {existing.get_type_display()} step "
-                             f"named {step['ref']!r} has templates: choose another ref.")
+                problems.add(f"{prefix}{index}-ref",
+                             _("A %(type)s step named %(ref)r has templates: choose another "
+                               "ref.") % {"type": existing.get_type_display(),
+                                          "ref": step["ref"]})
             templates = {}
         elif existing is None:
             source = saved.get(state_step.get(ORIGINAL))
@@ -243,7 +245,7 @@ def save(state: BuilderState, workflow: Workflow | None, user,
         if not key_validator.regex.match(state.key):
             problems.add("key", key_validator.message)
         elif Workflow.objects.filter(key=state.key).exists():
-            problems.add("key", f"A workflow with the key {state.key!r} exists.")
+            problems.add("key", _("A workflow with the key %(key)r exists.") % {"key": state.key})
     body, sample = api_body(state, problems)
 
     def write(rows: Workflow | None) -> Workflow | None:
@@ -342,11 +344,13 @@ def templates_status(workflow: Workflow | None,
                               reverse("admin:notifications_template_add"), step.pk,
                               _("Add a template"))
         missing = ("" if any(t.locale == workflow.default_locale for t in step.templates.all())
-                   else format_html(' <span class="wb-warn">No template in the default locale '
-                                    '({}).</span>', workflow.default_locale))
+                   else format_html(' <span class="wb-warn">{}</span>',
+                                    _("No template in the default locale (%(locale)s).")
+                                    % {"locale": workflow.default_locale}))
         status[("channels", step.ref)] = {t.channel for t in step.templates.all()}
         status[step.ref] = format_html(
-            '<div class="wb-templates"><strong>Templates</strong>{}<ul>{}</ul>{}</div>', missing,
+            '<div class="wb-templates"><strong>{}</strong>{}<ul>{}</ul>{}</div>', _("Templates"),
+            missing,
             format_html_join("", "<li>{}: {}</li>", (
                 (format_html('<a href="{}">{}</a>', url, name) if url else name, words)
                 for url, name, words in rows)), add)
@@ -383,7 +387,7 @@ def builder_view(model_admin, request, object_id=None):
             if saved is not None:
                 return saved_response(model_admin, request, saved, created=workflow is None,
                                       draft=draft)
-            messages.error(request, "Please correct the errors below: nothing was saved.")
+            messages.error(request, _("Please correct the errors below: nothing was saved."))
     elif workflow is not None:
         live = LiveRows.of(workflow)
         state, templates = publishing.draft_read(workflow, lambda rows: (
@@ -412,11 +416,11 @@ def infer(state: BuilderState, problems: Problems) -> None:
     try:
         sample = json.loads(state.sample_json or "{}")
     except ValueError as exc:
-        problems.add("sample_json", f"Not JSON: {exc}.")
+        problems.add("sample_json", _("Not JSON: %(error)s.") % {"error": exc})
         return
     if not isinstance(sample, dict):
-        problems.add("sample_json", 'Expected a JSON object like the trigger\'s data, e.g. '
-                                    '{"order": {"id": "A-1"}}.')
+        problems.add("sample_json", _('Expected a JSON object like the trigger\'s data, e.g. '
+                                      '{"order": {"id": "A-1"}}.'))
         return
     required = {row["name"] for row in state.rows or [] if row["required"]}
     state.rows, state.raw_schema = infer_rows(sample), None
@@ -432,7 +436,7 @@ def saved_response(model_admin, request, workflow: Workflow, *, created: bool,
         model_admin.log_addition(request, workflow, [{"added": {}}])
     else:
         model_admin.log_change(request, workflow, [{"changed": {"fields": ["steps"]}}])
-    messages.success(request, format_html('The workflow “{}” was saved.', workflow.key))
+    messages.success(request, format_html(_("The workflow “{}” was saved."), workflow.key))
     if draft is not None and "_save_draft" not in request.POST \
             and may_publish_directly(request, workflow):
         try:
@@ -522,8 +526,10 @@ def export_view(model_admin, request, object_id):
 
 
 def import_view(model_admin, request):
-    """Create or replace a workflow from its API JSON, templates included (`PUT
-    workflows/{key}`), for engineers."""
+    """Create or replace a workflow from its API JSON, templates included (`GET
+    workflows/{key}`'s body), for engineers. It goes into the workflow's draft, as the
+    builder's save does: published at once only by a Publisher, when no review is required,
+    who did not ask for a draft (publishing.workflow_import). The API's PUT publishes."""
     if not (model_admin.has_add_permission(request)
             and model_admin.has_change_permission(request)):
         raise PermissionDenied
@@ -545,13 +551,17 @@ def import_view(model_admin, request):
             if not serializer.is_valid():
                 errors += flatten(serializer.errors)
             if not errors:
+                existing = Workflow.objects.filter(key=key).first()
+                if existing is not None and not model_admin.has_change_permission(request,
+                                                                                   existing):
+                    raise PermissionDenied
                 validated = dict(serializer.validated_data)
                 specs = [StepSpec.from_json(step) for step in validated.pop("steps")]
-                workflow, created = services.workflow_put(
-                    key=key, steps=specs, author=request.user, source="import",
-                    note="Imported from JSON in the admin.", **validated)
-                saved_response(model_admin, request, workflow, created=created)
+                workflow, created, draft = publishing.workflow_import(
+                    key=key, steps=specs, settings=validated, user=request.user)
+                saved_response(model_admin, request, workflow, created=created, draft=draft)
                 return HttpResponseRedirect(admin_url(workflow))
     return TemplateResponse(request, "admin/notifications/workflow/import.html", {
         **model_admin.admin_site.each_context(request), "opts": model_admin.model._meta,
-        "title": _("Import a workflow"), "errors": errors, "body": body})
+        "title": _("Import a workflow"), "errors": errors, "body": body,
+        "can_publish_directly": may_publish_directly(request, None)})

@@ -85,6 +85,15 @@ def test_step_ttl_priority_and_collapse_key_become_apns_headers(apple, auth_key)
     assert int(headers["apns-expiration"]) > 0
 
 
+@pytest.mark.parametrize("priority, header", [
+    ("high", "10"), ("normal", "5"), ("low", "5"), ("very-low", "1")])
+def test_each_step_priority_becomes_the_apns_priority_apple_documents(apple, auth_key, priority,
+                                                                      header):
+    apns(apple, auth_key).send(outbound([GOOD], step_config={"priority": priority}))
+    assert apple.problems == []
+    assert apple.requests[0].headers["apns-priority"] == header
+
+
 def test_unregistered_and_bad_device_tokens_are_dead_while_the_good_one_is_delivered(
         apple, auth_key):
     apple.unregistered.add(GONE)
