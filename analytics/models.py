@@ -1,6 +1,7 @@
 """Hourly rollups and the deltas the workers write before they are folded in."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 # Upper bounds (ms) of the trigger-to-sent latency histogram's buckets; the last is open.
 LATENCY_BOUNDS_MS = (100, 250, 500, 1_000, 2_500, 5_000, 10_000, 30_000, 60_000, 300_000,
@@ -61,6 +62,8 @@ class HourlyRollup(models.Model):
     cost = models.DecimalField(max_digits=18, decimal_places=6, default=0)
 
     class Meta:
+        verbose_name = _("hourly rollup")
+        verbose_name_plural = _("hourly rollups")
         ordering = ["-hour"]
         constraints = [models.UniqueConstraint(
             fields=["hour", "workflow", "tenant", "channel", "provider"],

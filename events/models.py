@@ -4,6 +4,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from notifications.models import Tenant, key_validator
 
@@ -48,6 +49,8 @@ class EventEndpoint(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("event endpoint")
+        verbose_name_plural = _("event endpoints")
         ordering = ["key"]
         verbose_name = "event endpoint"
 
@@ -82,6 +85,8 @@ class Event(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
+        verbose_name = _("event")
+        verbose_name_plural = _("events")
         ordering = ["created_at"]
         indexes = [models.Index(fields=["created_at"], name="event_created_idx"),
                    models.Index(fields=["recipient"], name="event_recipient_idx")]
@@ -122,6 +127,8 @@ class EventDelivery(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("event delivery")
+        verbose_name_plural = _("event deliveries")
         ordering = ["-id"]
         verbose_name_plural = "event deliveries"
         indexes = [
@@ -149,6 +156,8 @@ class EventAttempt(models.Model):
     error = models.TextField(blank=True)
 
     class Meta:
+        verbose_name = _("event attempt")
+        verbose_name_plural = _("event attempts")
         ordering = ["delivery", "started_at", "id"]
 
     def __str__(self):

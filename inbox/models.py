@@ -1,5 +1,6 @@
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 
 class InboxItem(models.Model):
@@ -32,6 +33,8 @@ class InboxItem(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("inbox item")
+        verbose_name_plural = _("inbox items")
         ordering = ["-id"]
         indexes = [
             # The feed: newest first for one recipient, keyset on id.

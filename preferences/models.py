@@ -2,6 +2,7 @@
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from notifications.models import Recipient, Tenant, Workflow, key_validator
 
@@ -30,7 +31,8 @@ class PreferenceSet(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "preference set"
+        verbose_name = _("preference set")
+        verbose_name_plural = _("preference sets")
         ordering = ["recipient", "tenant"]
         constraints = [
             models.CheckConstraint(
@@ -73,7 +75,8 @@ class WorkflowDefault(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "workflow default"
+        verbose_name = _("workflow default")
+        verbose_name_plural = _("workflow defaults")
 
     def __str__(self):
         return f"default for {self.workflow.key}"
@@ -89,7 +92,8 @@ class Category(models.Model):
     position = models.PositiveIntegerField(default=0)
 
     class Meta:
-        verbose_name_plural = "categories"
+        verbose_name = _("category")
+        verbose_name_plural = _("categories")
         ordering = ["position", "key"]
 
     def __str__(self):

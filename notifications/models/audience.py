@@ -4,6 +4,7 @@ and subscriptions."""
 
 from django.db import models
 from django.db.models.functions import Upper
+from django.utils.translation import gettext_lazy as _
 
 from ..addresses import validate_display_name, validate_email_address
 from .base import (
@@ -44,6 +45,8 @@ class Tenant(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("tenant")
+        verbose_name_plural = _("tenants")
         ordering = ["key"]
 
     def __str__(self):
@@ -78,7 +81,8 @@ class ApiKey(models.Model):
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        verbose_name = "API key"
+        verbose_name = _("API key")
+        verbose_name_plural = _("API keys")
         ordering = ["-created_at"]
 
     def __str__(self):
@@ -107,6 +111,8 @@ class Recipient(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("recipient")
+        verbose_name_plural = _("recipients")
         ordering = ["external_id"]
         indexes = [
             # The admin's Find box: a recipient by email address, in any case.
@@ -129,8 +135,8 @@ class ChannelData(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "channel data"
-        verbose_name_plural = "channel data"
+        verbose_name = _("channel data")
+        verbose_name_plural = _("channel data")
         constraints = [
             models.UniqueConstraint(
                 fields=["recipient", "channel", "provider_kind"], name="channeldata_unique"
@@ -152,6 +158,8 @@ class Topic(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("topic")
+        verbose_name_plural = _("topics")
         ordering = ["key"]
 
     def __str__(self):
@@ -166,6 +174,8 @@ class Subscription(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("subscription")
+        verbose_name_plural = _("subscriptions")
         constraints = [
             models.UniqueConstraint(fields=["topic", "recipient"], name="subscription_unique")
         ]

@@ -5,6 +5,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from .audience import Recipient, Tenant
 from .base import Channel, key_validator
@@ -76,6 +77,8 @@ class Message(models.Model):
     complained_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = _("message")
+        verbose_name_plural = _("messages")
         ordering = ["-created_at"]
         permissions = [("resend_message", "Can resend a failed message")]
         constraints = [
@@ -129,7 +132,8 @@ class ProviderConfig(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        verbose_name = "provider"
+        verbose_name = _("provider")
+        verbose_name_plural = _("providers")
         ordering = ["channel", "priority", "key"]
         indexes = [
             models.Index(fields=["channel", "active", "priority"], name="providerconfig_pick_idx")
@@ -187,6 +191,8 @@ class DeliveryAttempt(models.Model):
         "send_number when it was made): 1, then one more per resend.")
 
     class Meta:
+        verbose_name = _("delivery attempt")
+        verbose_name_plural = _("delivery attempts")
         ordering = ["message", "started_at", "id"]
         # /metrics: the provider calls started in its window.
         indexes = [models.Index(fields=["started_at"], name="deliveryattempt_started_idx")]
@@ -227,6 +233,8 @@ class MessageEvent(models.Model):
     raw = models.JSONField(default=dict, blank=True, help_text="The provider's payload as sent.")
 
     class Meta:
+        verbose_name = _("status event")
+        verbose_name_plural = _("status events")
         ordering = ["message", "occurred_at", "id"]
         constraints = [
             # A provider that re-sends an event (its retry after a timeout) adds nothing.

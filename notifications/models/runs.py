@@ -5,6 +5,7 @@ import uuid
 
 from django.db import models
 from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
 
 from .audience import ApiKey, Recipient, Tenant
 from .workflows import Workflow
@@ -54,6 +55,8 @@ class Trigger(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = _("trigger")
+        verbose_name_plural = _("triggers")
         ordering = ["-created_at"]
         indexes = [
             models.Index(
@@ -109,6 +112,8 @@ class Run(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("run")
+        verbose_name_plural = _("runs")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["trigger", "recipient"], name="run_once_per_recipient")
@@ -165,6 +170,8 @@ class StepLog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("step log")
+        verbose_name_plural = _("step logs")
         ordering = ["run", "id"]
         verbose_name = "step log"
 
@@ -183,6 +190,8 @@ class IdempotencyRecord(models.Model):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
+        verbose_name = _("idempotency record")
+        verbose_name_plural = _("idempotency records")
         constraints = [
             models.UniqueConstraint(fields=["api_key", "key"], name="idempotency_unique")
         ]
@@ -231,6 +240,8 @@ class DigestBatch(models.Model):
                                 related_name="+", help_text="The run that goes on with it.")
 
     class Meta:
+        verbose_name = _("digest batch")
+        verbose_name_plural = _("digest batches")
         ordering = ["-opened_at"]
         verbose_name_plural = "digest batches"
         constraints = [
@@ -310,6 +321,8 @@ class Approval(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("approval")
+        verbose_name_plural = _("approvals")
         ordering = ["-created_at"]
         constraints = [
             models.UniqueConstraint(fields=["run", "step_ref"], name="approval_once_per_step"),

@@ -39,6 +39,8 @@ class Workflow(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("workflow")
+        verbose_name_plural = _("workflows")
         ordering = ["key"]
         # "change" edits drafts; "publish" approves and publishes them (roles.py).
         permissions = [("publish_workflow", "Can approve and publish a workflow version")]
@@ -93,6 +95,8 @@ class WorkflowVersion(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("workflow version")
+        verbose_name_plural = _("workflow versions")
         ordering = ["workflow", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["workflow", "number"],
@@ -159,6 +163,8 @@ class Step(models.Model):
                   'hold is taken, else "default".')
 
     class Meta:
+        verbose_name = _("step")
+        verbose_name_plural = _("steps")
         ordering = ["workflow", "position", "id"]
         constraints = [models.UniqueConstraint(fields=["workflow", "ref"], name="step_ref_unique")]
 
@@ -189,6 +195,8 @@ class Template(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("template")
+        verbose_name_plural = _("templates")
         ordering = ["step", "channel", "locale"]
         # "change" saves drafts; "publish" makes a version the one that renders (roles.py).
         permissions = [("publish_template", "Can publish a template version")]
@@ -222,6 +230,8 @@ class TemplateVersion(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = _("template version")
+        verbose_name_plural = _("template versions")
         ordering = ["template", "-number"]
         constraints = [
             models.UniqueConstraint(fields=["template", "number"], name="templateversion_unique")
@@ -243,6 +253,8 @@ class Layout(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("layout")
+        verbose_name_plural = _("layouts")
         ordering = ["name"]
 
     def __str__(self):
@@ -274,6 +286,8 @@ class Schedule(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        verbose_name = _("schedule")
+        verbose_name_plural = _("schedules")
         ordering = ["key"]
 
     def __str__(self):
