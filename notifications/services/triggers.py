@@ -4,6 +4,7 @@ and answered once per idempotency key."""
 import dataclasses
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +17,7 @@ from django.utils import timezone
 
 from analytics.rollups import Fact, facts_record
 
+from .. import engine
 from ..idempotency import idempotency_record
 from ..models import (
     ApiKey,
@@ -28,11 +30,13 @@ from ..models import (
     Trigger,
     Workflow,
 )
-from ..queue import enqueue, enqueue_many
+from ..queue import enqueue, enqueue_grouped, enqueue_many
 from .audience import (
     recipient_upsert,
     recipient_upsert_many,
 )
+
+logger = logging.getLogger(__name__)
 
 FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
@@ -172,11 +176,13 @@ def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SEC
     at a time, for up to `budget_seconds`; then hand the rest to a new task. Returns how many
     runs it created.
 
-    Each chunk is one transaction under the trigger's row lock: the runs, their StepLogs and
-    advance tasks, the keyset cursor (`fanout_after`) and the progress counters commit together,
-    so a worker killed mid-fan-out loses nothing and the next task (or the sweeper) resumes
-    after the last committed chunk. The unique (trigger, recipient) constraint and the lock make
-    a second fan-out of the same trigger create nothing twice. Safe to run twice, concurrently.
+    Each chunk is one transaction under the trigger's row lock: the runs, their StepLogs, their
+    first walk (what they decided: messages, inbox items, deliveries, wake-ups; see
+    _fanout_runs_walk), the keyset cursor (`fanout_after`) and the progress counters commit
+    together, so a worker killed mid-fan-out loses nothing and the next task (or the sweeper)
+    resumes after the last committed chunk. The unique (trigger, recipient) constraint and the
+    lock make a second fan-out of the same trigger create nothing twice. Safe to run twice,
+    concurrently.
     """
     created, started = 0, time.monotonic()
     while True:
@@ -196,33 +202,35 @@ def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SEC
                 direct = trigger.runs.values_list("recipient_id", flat=True)
                 updates["recipients_total"] = direct.count() + _subscriber_ids(
                     trigger, actor_pk).exclude(recipient_id__in=direct).count()
+            size = settings.CLARION["FANOUT_BATCH_SIZE"]
             chunk = list(_subscriber_ids(trigger, actor_pk)
-                         .filter(recipient_id__gt=trigger.fanout_after)
-                         [:settings.CLARION["FANOUT_BATCH_SIZE"]])
+                         .filter(recipient_id__gt=trigger.fanout_after)[:size])
             if not chunk:
                 Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE,
                                                              **updates)
                 return created
             runs = _fanout_runs_create(trigger, chunk)
             created += len(runs)
+            if len(chunk) < size:  # the last chunk: done with it, not after one more read
+                updates["fanout"] = Trigger.Fanout.DONE
             Trigger.objects.filter(pk=trigger.pk).update(
                 fanout_after=chunk[-1], runs_created=F("runs_created") + len(runs), **updates)
+            if len(chunk) < size:
+                return created
             if time.monotonic() - started >= budget_seconds:
                 enqueue("notifications.tasks.fanout_trigger", str(trigger.pk))
                 return created
 
 
-# Runs per advance task of a fan-out: a batch writes a table at a time whatever its size
-# (engine/writes.py), so large batches cost fewer statements and queue round trips per run
-# (bench/fanout.py: 25 → 500 took a 2,000-subscriber fan-out from 79 s to 24 s on the loaded
-# machine); two tasks per chunk let two workers take part, each a few seconds long at most
-# (well under Q_CLUSTER["timeout"]).
+# Runs per advance task of a fan-out chunk whose walk failed (_fanout_runs_walk): a batch
+# writes a table at a time whatever its size (engine/writes.py), each a few seconds long at
+# most (well under Q_CLUSTER["timeout"]).
 FANOUT_ADVANCE_CHUNK = 250
 
 
 def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]:
     """Runs for the recipients (pks) of one fan-out chunk that have none on this trigger yet
-    (a direct recipient who is also a subscriber), with their StepLogs and advance tasks."""
+    (a direct recipient who is also a subscriber), with their StepLogs, walked at once."""
     existing = set(trigger.runs.filter(recipient_id__in=recipient_ids)
                    .values_list("recipient_id", flat=True))
     runs = Run.objects.bulk_create([
@@ -244,11 +252,31 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
         for run in runs
     ])
+    _fanout_runs_walk(runs)
+    return runs
+
+
+def _fanout_runs_walk(runs: list[Run]) -> None:
+    """Walk a chunk's new runs in the chunk's transaction (engine.advance_new_runs), their
+    deliveries queued as `deliver_messages` tasks: no advance task, no second read, lock and
+    claim of each run (a fan-out's runs were 250 to an advance task; bench/fanout.py). If the
+    walk fails, its savepoint is undone and the runs go to advance tasks instead, whose batch
+    (or, failing that, each run on its own) a worker walks; the sweeper backs both."""
+    if not runs:
+        return
+    try:
+        with transaction.atomic(), enqueue_grouped(
+                "notifications.tasks.deliver_message", into="notifications.tasks.deliver_messages",
+                size=settings.CLARION["DELIVERY_BATCH_SIZE"]):
+            engine.advance_new_runs(runs, now=timezone.now())
+        return
+    except Exception:
+        logger.warning("the walk of a fan-out chunk of %d runs failed; they go to advance "
+                       "tasks", len(runs), exc_info=True)
     ids = [str(run.id) for run in runs]
     enqueue_many("notifications.tasks.advance_runs",
                  [tuple(ids[i:i + FANOUT_ADVANCE_CHUNK])
                   for i in range(0, len(ids), FANOUT_ADVANCE_CHUNK)])
-    return runs
 
 
 @transaction.atomic
