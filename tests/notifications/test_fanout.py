@@ -11,8 +11,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from notifications import services
-from notifications.services import triggers
 from notifications.models import Recipient, Run, StepLog, Subscription, Topic, Trigger
+from notifications.services import triggers
 from notifications.tasks import sweep
 from tests.processes import Cluster
 
