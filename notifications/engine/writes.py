@@ -60,6 +60,10 @@ class Writes:
     wakes: list[tuple[str, tuple, datetime, str]] = field(default_factory=list)
     runs: list[tuple[Run, str]] = field(default_factory=list)  # (run, status read under lock)
     duplicates: set[str] = field(default_factory=set)  # ids of Messages not written: see above
+    # The runs were created in this transaction (a fan-out chunk's): no message or item of
+    # theirs can exist, so rows are inserted without ON CONFLICT and not read back (a conflict
+    # would be an IntegrityError, undoing the caller's savepoint).
+    new: bool = False
 
     def message(self, message: Message) -> None:
         """Write `message` (a new Message, its id set) with the others."""
@@ -103,6 +107,9 @@ class Writes:
 
     def _write_messages(self) -> None:
         messages, self.messages = self.messages, []
+        if self.new:
+            Message.objects.bulk_create(messages)
+            return
         Message.objects.bulk_create(messages, ignore_conflicts=True)
         ids = [m.id for m in messages]
         stored = set(Message.objects.filter(pk__in=ids).values_list("pk", flat=True))
@@ -118,7 +125,8 @@ class Writes:
 
         items = [item for item in self.items if str(item.message.id) not in self.duplicates]
         self.items = []
-        created = inbox_items_create(items=[(item.message, item.content) for item in items])
+        created = inbox_items_create(items=[(item.message, item.content) for item in items],
+                                     new=self.new)
         ids = {item.message_id: item.pk for item in created}
         for item in items:
             item.entry.detail["inbox_item_id"] = ids.get(item.message.id)
