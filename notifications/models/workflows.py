@@ -130,7 +130,10 @@ class WorkflowVersion(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.workflow.key} v{self.number}"
+        try:
+            return f"{self.workflow.key} v{self.number}"
+        except Workflow.DoesNotExist:  # its workflow being deleted (the audit log's diff)
+            return f"v{self.number}"
 
     @property
     def is_open(self) -> bool:
