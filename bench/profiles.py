@@ -1,5 +1,10 @@
 """Where the time goes: pyinstrument profiles of the trigger request and of one advance + delivery.
 
+0. CPU per request, insensitive to other load on the machine: `--cpu` trigger requests in-process
+   (one in ten repeating the previous Idempotency-Key and body, as trigger_api.py's clients do)
+   and as many GET /api/v1/tenants/… (trigger_api.py's floor), each as time.process_time() of this
+   process per request (Python's side: what a web process spends; PostgreSQL's own CPU is not in
+   it), with the SQL statements per request; `--cpu-only` stops there;
 1. `--n` POST /api/v1/workflows/bench-profile/trigger through the whole stack in-process (Django's
    test client: middleware, API key, validation, recipient upsert, trigger + run + timeline rows,
    the queued task);
@@ -9,7 +14,7 @@
 
 Prints each profile's call tree (frames under 2 % of the time hidden) and writes the HTML pages
 next to it with `--html DIR`. PostgreSQL only. Usage:
-.venv/bin/python bench/profiles.py [--n 200] [--html DIR]
+.venv/bin/python bench/profiles.py [--n 200] [--cpu 300] [--cpu-only] [--html DIR]
 DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/clarion_bench (created if missing).
 """
 
@@ -18,6 +23,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
@@ -33,10 +39,63 @@ from common import free_port  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 
+def cpu_per_request(trigger, floor, n: int, tag: str, rounds: int = 5) -> None:
+    """Print the CPU (ms of time.process_time()) and SQL statements per trigger request, one in
+    ten a replay of the previous key, and per floor GET: the median of `rounds` rounds of n /
+    rounds requests each, trigger and floor rounds alternating so that both see the same
+    machine (process time still grows a little when other processes share the cores)."""
+    import statistics
+
+    from django.db import connection
+
+    def triggers(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            if i % 10 == 9:  # the previous request again: answered from its idempotency record
+                trigger(i - 1, key=f"{tag}-c{i - 1}")
+            else:
+                trigger(i, key=f"{tag}-c{i}")
+
+    def gets(start: int, count: int) -> None:
+        for i in range(start, start + count):
+            floor(i)
+
+    def counted(execute, sql, params, many, context):
+        statements.append(sql)
+        return execute(sql, params, many, context)
+
+    kinds = {"trigger": triggers, "floor GET": gets}
+    statements, queries = [], {}
+    for name, run in kinds.items():
+        run(1_000_000, 20)  # warm up
+        statements = []
+        with connection.execute_wrapper(counted):  # its own pass: counting costs CPU too
+            run(2_000_000, 20)
+        queries[name] = len(statements) / 20
+    per_round = max(10, n // rounds)
+    cpu = {name: [] for name in kinds}
+    wall = {name: [] for name in kinds}
+    for r in range(rounds):
+        for name, run in kinds.items():
+            started, clock = time.process_time(), time.perf_counter()
+            run(r * per_round, per_round)
+            cpu[name].append((time.process_time() - started) / per_round * 1000)
+            wall[name].append((time.perf_counter() - clock) / per_round * 1000)
+    for name in kinds:
+        print(f"{name:<10} {rounds} × {per_round} requests: "
+              f"{statistics.median(cpu[name]):6.2f} ms CPU each (rounds "
+              f"{min(cpu[name]):.2f}–{max(cpu[name]):.2f}; {statistics.median(wall[name]):6.2f} "
+              f"ms wall), {queries[name]:5.2f} SQL statements each")
+    ratio = statistics.median(cpu["floor GET"]) / statistics.median(cpu["trigger"])
+    print(f"CPU ratio floor/trigger: {ratio:.2f} (trigger_api.py's ratio when the web process is "
+          "the bottleneck, less the server's own cost per request)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=200)
     parser.add_argument("--html", type=Path)
+    parser.add_argument("--cpu", type=int, default=300)
+    parser.add_argument("--cpu-only", action="store_true")
     args = parser.parse_args()
     ensure_database(os.environ["DATABASE_URL"])
     from aiosmtpd.controller import Controller
@@ -57,7 +116,7 @@ def main() -> None:
     from django_q.models import OrmQ
     from pyinstrument import Profiler
 
-    from notifications.models import Message, Run
+    from notifications.models import Message, Run, Tenant
     from notifications.services import StepSpec, api_key_create, workflow_put
     from notifications.tasks import advance_run, deliver_message
 
@@ -67,19 +126,29 @@ def main() -> None:
         StepSpec(ref="mail", type="email", templates={"en": {
             "subject": "Welcome {{ recipient.name }}", "html": "<p>{{ data.text }}</p>"}}),
     ])
+    Tenant.objects.get_or_create(key="bench-profile", defaults={"name": "Bench"})
     _, secret = api_key_create(name="bench-profile")
     client = Client(HTTP_HOST="localhost", HTTP_AUTHORIZATION=f"Bearer {secret}")
     tag = uuid.uuid4().hex[:6]
 
-    def trigger(i: int) -> None:
+    def trigger(i: int, key: str = "") -> None:
         response = client.post(
             "/api/v1/workflows/bench-profile/trigger", json.dumps({
                 "recipients": [{"id": f"{tag}-{i}", "name": f"User {i}",
                                 "email": f"u{i}@example.com"}],
                 "data": {"text": "Your invoice is ready"}}),
-            content_type="application/json", HTTP_IDEMPOTENCY_KEY=f"{tag}-{i}")
+            content_type="application/json", HTTP_IDEMPOTENCY_KEY=key or f"{tag}-{i}")
         assert response.status_code == 202, response.content
 
+    def floor(_: int) -> None:
+        response = client.get("/api/v1/tenants/bench-profile")
+        assert response.status_code == 200, response.content
+
+    if args.cpu:
+        cpu_per_request(trigger, floor, args.cpu, tag)
+        if args.cpu_only:
+            smtp.stop()
+            return
     for i in range(10):  # warm up: imports, caches
         trigger(-1 - i)
     profiler = Profiler(interval=0.0005)

@@ -504,6 +504,11 @@ CLARION = {
     "TRIGGER_RATE_LIMIT": int(os.environ.get("CLARION_TRIGGER_RATE_LIMIT", "600")),
     "TRIGGER_RATE_LIMIT_WINDOW_SECONDS": int(
         os.environ.get("CLARION_TRIGGER_RATE_LIMIT_WINDOW_SECONDS", "60")),
+    # Where the trigger rate limit counts: "redis" (one script call per request, no database
+    # row every trigger of a key updates) or "database" (RateLimitCounter rows, the embedded
+    # mode). Default: Redis when REDIS_URL is set.
+    "TRIGGER_RATE_LIMIT_STORE": os.environ.get("CLARION_TRIGGER_RATE_LIMIT_STORE")
+    or ("redis" if REDIS_URL else "database"),
     "SMS_RATE_LIMIT_PER_RECIPIENT": int(
         os.environ.get("CLARION_SMS_RATE_LIMIT_PER_RECIPIENT", "10")),
     "SMS_RATE_LIMIT_WINDOW_SECONDS": int(

@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from analytics.rollups import message_facts_record
+from clarion.db import rows_copy
 from events.outbox import message_events_record
 from notifications.crypto import encrypt_json
 from notifications.models import Message, Recipient, Tenant
@@ -46,13 +47,17 @@ def _hold_item_order(recipient_pks: list[int]) -> None:
                        "AS key", [ITEM_ORDER_LOCK, keys])
 
 
-def inbox_items_create(*, items: Sequence[tuple[Message, dict]]) -> list[InboxItem]:
+def inbox_items_create(*, items: Sequence[tuple[Message, dict]],
+                       new: bool = False) -> list[InboxItem]:
     """The InboxItems of new in_app Messages, given as (message, content) with each message's
     recipient, tenant, workflow and step loaded: one INSERT for all, inside the runs'
     transaction, whose commit releases the recipients' item-order locks. A message that has its
     item already (a replay) gets no second one (the column is unique: the INSERT skips it).
-    Returns the items (pk set) of `items`' messages; sockets hear of them after commit, in one
-    batch (realtime.publish_many_on_commit)."""
+    `new`: the messages were created in this transaction, so none has an item: their ids taken
+    from the sequence and the rows copied in (clarion.db.rows_copy: a conflict is an
+    IntegrityError). Returns the items (pk set) of
+    `items`' messages; sockets hear of them after commit, in one batch
+    (realtime.publish_many_on_commit)."""
     if not items:
         return []
     _hold_item_order([message.recipient_id for message, _ in items])
@@ -64,12 +69,15 @@ def inbox_items_create(*, items: Sequence[tuple[Message, dict]]) -> list[InboxIt
             workflow_key=message.workflow.key, category=message.workflow.category,
             tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
             content=content))
-    InboxItem.objects.bulk_create(rows, ignore_conflicts=True)
-    stored = dict(InboxItem.objects.filter(message_id__in=[m.id for m, _ in items])
-                  .values_list("message_id", "id"))
-    for row in rows:
-        row.pk = stored.get(row.message_id)
-    rows = [row for row in rows if row.pk is not None]
+    if new:
+        rows_copy(InboxItem, rows, returning_ids=True)
+    else:
+        InboxItem.objects.bulk_create(rows, ignore_conflicts=True)
+        stored = dict(InboxItem.objects.filter(message_id__in=[m.id for m, _ in items])
+                      .values_list("message_id", "id"))
+        for row in rows:
+            row.pk = stored.get(row.message_id)
+        rows = [row for row in rows if row.pk is not None]
     realtime.publish_many_on_commit([ItemCreated.of(row) for row in rows])
     return rows
 

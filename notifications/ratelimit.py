@@ -4,14 +4,21 @@ against the same limit. Each check is one conditional UPDATE in the common case.
 
 A fixed window lets up to twice the limit through around a window's boundary; for the limits
 here (a bill-run guard, an API abuse guard) that is the trade for one statement per check.
+
+The trigger API's limit may count in Redis instead (`redis_rate_limit_hit`,
+CLARION["TRIGGER_RATE_LIMIT_STORE"]): every trigger of a key otherwise updates one database row,
+committed on its own, and the web processes queue on its lock.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import redis
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import F
@@ -55,6 +62,66 @@ def rate_limit_hit(*, key: str, limit: int, window_seconds: int,
     # A new window for this key: its earlier windows are over.
     RateLimitCounter.objects.filter(key=key, window_start__lt=start).delete()
     return RateLimitVerdict(True)
+
+
+# Count one call in a window's key unless it holds `limit` already; the key expires with its
+# window. Atomic in Redis (a script runs alone). Returns 1 when counted, 0 when refused.
+_HIT_SCRIPT = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+if count >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+if count == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+REDIS_KEY_PREFIX = "clarion:ratelimit:"
+REDIS_TIMEOUT_SECONDS = 1.0
+_redis_lock = threading.Lock()
+_redis: tuple[str, redis.Redis, object] | None = None
+logger = logging.getLogger(__name__)
+
+
+def _redis_script():
+    """This process's client of settings.REDIS_URL and the registered script (made once)."""
+    global _redis
+    url = settings.REDIS_URL
+    with _redis_lock:
+        if _redis is None or _redis[0] != url:
+            client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                                          socket_timeout=REDIS_TIMEOUT_SECONDS)
+            _redis = (url, client, client.register_script(_HIT_SCRIPT))
+        return _redis[2]
+
+
+def redis_rate_limit_hit(*, key: str, limit: int, window_seconds: int,
+                         now: datetime | None = None) -> RateLimitVerdict:
+    """rate_limit_hit counted in Redis (settings.REDIS_URL; keys under REDIS_KEY_PREFIX, gone
+    when their window ends): one script call, no database write. The same fixed windows and
+    answers. Not part of the caller's transaction: for checks made before any write (the trigger
+    API's). With Redis out of reach it counts in the database (logged)."""
+    if limit <= 0 or window_seconds <= 0:
+        return RateLimitVerdict(True)
+    now = now or timezone.now()
+    start = _window_start(now, window_seconds)
+    try:
+        counted = _redis_script()(
+            keys=[f"{REDIS_KEY_PREFIX}{key}:{int(start.timestamp())}"],
+            args=[limit, window_seconds])
+    except redis.RedisError as error:
+        logger.warning("rate limit %s counted in the database: Redis failed (%s)", key, error)
+        return rate_limit_hit(key=key, limit=limit, window_seconds=window_seconds, now=now)
+    if counted:
+        return RateLimitVerdict(True)
+    return RateLimitVerdict(False, max(1, math.ceil(
+        (start + timedelta(seconds=window_seconds) - now).total_seconds())))
+
+
+def trigger_rate_limit_hit(*, api_key_id: int, now: datetime | None = None) -> RateLimitVerdict:
+    """Count one trigger call of the API key `api_key_id` against CLARION["TRIGGER_RATE_LIMIT"]
+    per TRIGGER_RATE_LIMIT_WINDOW_SECONDS, in the store TRIGGER_RATE_LIMIT_STORE names."""
+    conf = settings.CLARION
+    hit = redis_rate_limit_hit if conf["TRIGGER_RATE_LIMIT_STORE"] == "redis" else rate_limit_hit
+    return hit(key=f"api-trigger:{api_key_id}", limit=conf["TRIGGER_RATE_LIMIT"],
+               window_seconds=conf["TRIGGER_RATE_LIMIT_WINDOW_SECONDS"], now=now)
 
 
 def throttle_hit(*, key: str, limit: int, window_seconds: float, now: datetime) -> tuple[bool, int]:

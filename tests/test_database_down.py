@@ -66,16 +66,17 @@ def test_an_unreachable_database_is_a_503_with_retry_after_within_seconds():
 
 @pytest.mark.django_db
 @pytest.mark.parametrize("unreachable", [True, False])
-def test_a_trigger_that_lost_the_database_keeps_its_idempotency_claim(
+def test_a_trigger_that_fails_leaves_its_idempotency_key_free(
         api_key, make_workflow, monkeypatch, unreachable):
-    # Releasing the claim would wait for the database a second time (the 503 twice as late);
-    # any other failure releases it, so the client's retry is not a 409.
+    # The key's record is written in the trigger's transaction: a failure, the database lost
+    # or a bug, takes it back with the trigger, so the client's retry triggers (never a 409).
     import psycopg
     from django.db import OperationalError
 
     from notifications import services
+    from notifications.models import IdempotencyRecord, Trigger
 
-    def fail(request):
+    def fail(request, ids):
         if unreachable:
             try:
                 raise psycopg.OperationalError("server closed the connection unexpectedly")
@@ -83,13 +84,15 @@ def test_a_trigger_that_lost_the_database_keeps_its_idempotency_claim(
                 raise OperationalError(str(cause)) from cause
         raise RuntimeError("a bug")
 
-    released = []
-    monkeypatch.setattr(services.triggers, "trigger_workflow", fail)
-    monkeypatch.setattr(services.triggers, "idempotency_abandon",
-                        lambda *, record: released.append(record.key))
     workflow = make_workflow("w")
     request = services.TriggerRequest(workflow=workflow, recipients=["ada"], api_key=api_key[0])
-    with pytest.raises(OperationalError if unreachable else RuntimeError):
-        services.trigger_workflow_idempotent(request=request, idempotency_key="k1",
-                                             request_fingerprint=["w"])
-    assert released == ([] if unreachable else ["k1"])
+    with monkeypatch.context() as patched:
+        patched.setattr(services.triggers, "_trigger_write", fail)
+        with pytest.raises(OperationalError if unreachable else RuntimeError):
+            services.trigger_workflow_idempotent(request=request, idempotency_key="k1",
+                                                 request_fingerprint=["w"])
+    assert not IdempotencyRecord.objects.exists()
+    answer = services.trigger_workflow_idempotent(request=request, idempotency_key="k1",
+                                                  request_fingerprint=["w"])
+    assert (answer.status, answer.replayed) == (202, False)
+    assert str(Trigger.objects.get().pk) == answer.body["trigger_id"]

@@ -1,11 +1,10 @@
-"""Rate limits on API endpoints, as DRF throttles backed by notifications/ratelimit.py (the
-database), so that every web process counts against the same limit. DRF answers a refused call
-429 with `Retry-After`, in the API's error shape."""
+"""Rate limits on API endpoints, as DRF throttles backed by notifications/ratelimit.py (Redis or
+the database), so that every web process counts against the same limit. DRF answers a refused
+call 429 with `Retry-After`, in the API's error shape."""
 
-from django.conf import settings
 from rest_framework.throttling import BaseThrottle
 
-from ..ratelimit import rate_limit_hit
+from ..ratelimit import trigger_rate_limit_hit
 
 
 class TriggerRateThrottle(BaseThrottle):
@@ -13,13 +12,10 @@ class TriggerRateThrottle(BaseThrottle):
     CLARION["TRIGGER_RATE_LIMIT_WINDOW_SECONDS"] (OWASP API4)."""
 
     def allow_request(self, request, view) -> bool:
-        conf = settings.CLARION
         api_key = request.auth
         if api_key is None:  # authentication refuses it first; nothing to count against
             return True
-        verdict = rate_limit_hit(key=f"api-trigger:{api_key.pk}",
-                                 limit=conf["TRIGGER_RATE_LIMIT"],
-                                 window_seconds=conf["TRIGGER_RATE_LIMIT_WINDOW_SECONDS"])
+        verdict = trigger_rate_limit_hit(api_key_id=api_key.pk)
         self._wait = verdict.retry_after
         return verdict.allowed
 

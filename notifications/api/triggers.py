@@ -1,14 +1,13 @@
 """Triggering a workflow from a request body: what the REST trigger, the bulk trigger and the
 MCP server's `trigger_workflow` and `notify` tools share, so each validates and answers alike."""
 
-from django.conf import settings
 from django.urls import reverse
 
 from clarion.api import ApiError, not_found, tenant_for_api_key, validated
 
 from .. import idempotency, services
 from ..models import ApiKey, Workflow
-from ..ratelimit import rate_limit_hit
+from ..ratelimit import trigger_rate_limit_hit
 from ..workflow_versions import is_unpublished
 from .auth import UnrestrictedApiKey
 
@@ -28,11 +27,18 @@ def active_workflow(key: str) -> Workflow:
         raise not_found("workflow", key)
     if not workflow.active:
         raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
+    check_published(workflow)
+    return workflow
+
+
+def check_published(workflow: Workflow) -> None:
+    """Raise ApiError 422 "workflow_not_published" for a workflow whose first draft (e.g. an
+    Editor's builder save or JSON import) is not published yet: nothing may run it. Every
+    trigger route checks it (REST, bulk, MCP, Knock, Novu; schedules skip it)."""
     if workflow.published_version_id is None and is_unpublished(workflow):
         raise ApiError(422, "workflow_not_published",
-                       f"The workflow {key!r} has a draft but was never published: a Publisher "
-                       "publishes it in the admin.")
-    return workflow
+                       f"The workflow {workflow.key!r} has a draft but was never published: a "
+                       "Publisher publishes it in the admin.")
 
 
 def check_idempotency_key(idempotency_key: str | None) -> None:
@@ -44,9 +50,7 @@ def check_idempotency_key(idempotency_key: str | None) -> None:
 def trigger_rate_limit(api_key: ApiKey) -> None:
     """Count one trigger call against the key's CLARION["TRIGGER_RATE_LIMIT"] (the REST
     trigger's throttle counts the same counter); raises ApiError 429 past it."""
-    conf = settings.CLARION
-    verdict = rate_limit_hit(key=f"api-trigger:{api_key.pk}", limit=conf["TRIGGER_RATE_LIMIT"],
-                             window_seconds=conf["TRIGGER_RATE_LIMIT_WINDOW_SECONDS"])
+    verdict = trigger_rate_limit_hit(api_key_id=api_key.pk)
     if not verdict.allowed:
         raise ApiError(429, "rate_limited", f"Too many trigger calls with this API key; retry "
                                             f"in {verdict.retry_after} seconds.")

@@ -7,7 +7,7 @@ step's JSON may say), `writes` (what passes decide, written a table at a time), 
 runs in one transaction). Callers import from `notifications.engine`.
 """
 
-from .batch import advance_batch
+from .batch import advance_batch, advance_new_runs
 from .branches import effective_steps
 from .channel_steps import channel_address, layout_for_tenant, locale_candidates, select_template
 from .claim import runs_claim, runs_due_exist
@@ -36,7 +36,7 @@ from .walk import STEP_MOVED_BEHIND, STEP_REMOVED, advance
 __all__ = [
     "BRANCHING_STEP_TYPES", "DEFAULT_BRANCH", "effective_steps", "validate_branches",
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
-    "StepConfigError", "advance", "advance_batch", "channel_address",
+    "StepConfigError", "advance", "advance_batch", "advance_new_runs", "channel_address",
     "runs_claim", "runs_due_exist", "delay_until",
     "duration_seconds",
     "layout_for_tenant",

@@ -1,4 +1,5 @@
-"""Advancing a batch of runs (a topic fan-out's) in one transaction, each walked by `advance`.
+"""Advancing a batch of runs (a trigger's, or a fan-out chunk's new runs: advance_new_runs) in
+one transaction, each walked by `advance`.
 
 What is the same for every run of the batch is read once: the runs and their row locks (one
 SELECT … FOR UPDATE, in primary-key order), each workflow's steps with their templates and
@@ -14,7 +15,7 @@ from datetime import datetime
 
 from clarion.logs import log_context
 
-from ..models import Run, Tenant, Trigger, Workflow
+from ..models import Recipient, Run, Tenant, Trigger, Workflow
 from .context import Batch
 from .walk import advance
 
@@ -31,10 +32,25 @@ def advance_batch(run_ids: list[str], *, now: datetime) -> int:
         rows = model.objects.in_bulk({getattr(run, f"{name}_id") for run in runs} - {None})
         for run in runs:
             setattr(run, name, rows.get(getattr(run, f"{name}_id")))
-    batch = Batch(runs)
+    _walk(Batch(runs), now)
+    return len(runs)
+
+
+def advance_new_runs(runs: list[Run], *, now: datetime) -> None:
+    """Advance `runs`, created in the caller's transaction (a fan-out chunk's), as advance_batch
+    does, without reading them back: no other transaction sees them before the caller commits
+    (so none holds or walks them) and they have no messages yet. Each run's `workflow`,
+    `tenant` and `trigger` must be loaded (shared objects, as a fan-out creates them); their
+    recipients are read here, in one query. Errors propagate as advance_batch's."""
+    recipients = Recipient.objects.in_bulk({run.recipient_id for run in runs})
     for run in runs:
+        run.recipient = recipients[run.recipient_id]
+    _walk(Batch(runs, new=True), now)
+
+
+def _walk(batch: Batch, now: datetime) -> None:
+    for run in batch.runs:
         with log_context(run_id=str(run.pk)):
             advance(run, now=now, batch=batch)
     batch.write()
-    return len(runs)
 

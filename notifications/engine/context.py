@@ -47,12 +47,13 @@ class Pass:
 class Batch:
     """The rows a batch's passes share, and what they collected to write at the end."""
 
-    def __init__(self, runs: list[Run]):
+    def __init__(self, runs: list[Run], *, new: bool = False):
+        """`new`: the runs were created in this transaction and have no messages to read."""
         self.runs = runs
         self._steps: dict[int, list[Step]] = {}
         self._defaults: dict[int, dict] = {}
         self._messages: dict = {run.pk: [] for run in runs}
-        for message in run_messages_many(runs):
+        for message in [] if new else run_messages_many(runs):
             self._messages[message.run_id].append(message)
         self._layers: dict = {}
         by_tenant: dict = {}
@@ -62,7 +63,7 @@ class Batch:
             for pk, layers in preference_layers_many(recipient_ids=recipient_ids,
                                                      tenant=tenant).items():
                 self._layers[(tenant_id, pk)] = layers
-        self.writes = Writes()
+        self.writes = Writes(new=new)
         self.passes: list[Pass] = []
         self.shared: dict = {}
         self._actors: dict = {}

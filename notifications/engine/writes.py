@@ -11,7 +11,9 @@ Order and visibility: a step that reads what earlier steps or runs wrote (condit
 exactly what it would have read had every row been written at once.
 
 Nothing is written twice: Messages and InboxItems are inserted with ON CONFLICT DO NOTHING on
-their unique keys ((run, step_ref, channel); message) and read back. A Message whose key was
+their unique keys ((run, step_ref, channel); message) and read back (those of runs created in
+the same transaction, which cannot have any yet, by COPY: clarion.db.rows_copy; timelines
+always so). A Message whose key was
 already taken (an earlier attempt that committed) is a duplicate: its InboxItem, its delivery,
 its timeline entries, events and facts are dropped, and the stored one stands. The runs'
 UPDATE is guarded by the status each pass read under the run's lock; a run that moved on raises
@@ -28,6 +30,7 @@ from django.db import connection
 from django.db.models import Q
 
 from analytics.rollups import Fact, facts_record, message_fact, suppression_metric
+from clarion.db import rows_copy
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
 
 from ..models import Message, Run, StepLog
@@ -60,6 +63,10 @@ class Writes:
     wakes: list[tuple[str, tuple, datetime, str]] = field(default_factory=list)
     runs: list[tuple[Run, str]] = field(default_factory=list)  # (run, status read under lock)
     duplicates: set[str] = field(default_factory=set)  # ids of Messages not written: see above
+    # The runs were created in this transaction (a fan-out chunk's): no message or item of
+    # theirs can exist, so rows are inserted without ON CONFLICT and not read back (a conflict
+    # would be an IntegrityError, undoing the caller's savepoint).
+    new: bool = False
 
     def message(self, message: Message) -> None:
         """Write `message` (a new Message, its id set) with the others."""
@@ -103,6 +110,9 @@ class Writes:
 
     def _write_messages(self) -> None:
         messages, self.messages = self.messages, []
+        if self.new:
+            rows_copy(Message, messages)
+            return
         Message.objects.bulk_create(messages, ignore_conflicts=True)
         ids = [m.id for m in messages]
         stored = set(Message.objects.filter(pk__in=ids).values_list("pk", flat=True))
@@ -118,7 +128,8 @@ class Writes:
 
         items = [item for item in self.items if str(item.message.id) not in self.duplicates]
         self.items = []
-        created = inbox_items_create(items=[(item.message, item.content) for item in items])
+        created = inbox_items_create(items=[(item.message, item.content) for item in items],
+                                     new=self.new)
         ids = {item.message_id: item.pk for item in created}
         for item in items:
             item.entry.detail["inbox_item_id"] = ids.get(item.message.id)
@@ -167,8 +178,7 @@ def record(passes: Sequence, writes: Writes) -> None:
     """Write what `passes` (context.Pass) decided, after `writes` was flushed: their
     timelines, outbound events and analytics facts, one statement each (duplicates left out:
     see the module)."""
-    StepLog.objects.bulk_create([entry for p in passes for entry in p.timeline
-                                 if writes.keeps(entry)])
+    rows_copy(StepLog, [entry for p in passes for entry in p.timeline if writes.keeps(entry)])
     events, facts = [], []
     for p in passes:
         messages = [m for m in p.messages if str(m.id) not in writes.duplicates]

@@ -4,7 +4,9 @@ and answered once per idempotency key."""
 import dataclasses
 import hashlib
 import json
+import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -14,13 +16,10 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.rollups import Fact, facts_record
-from clarion.db import database_unreachable
+from clarion.db import rows_copy
 
-from ..idempotency import (
-    idempotency_abandon,
-    idempotency_begin,
-    idempotency_finish,
-)
+from .. import engine
+from ..idempotency import idempotency_record
 from ..models import (
     ApiKey,
     Message,
@@ -32,11 +31,13 @@ from ..models import (
     Trigger,
     Workflow,
 )
-from ..queue import enqueue, enqueue_many
+from ..queue import enqueue, enqueue_grouped, enqueue_many
 from .audience import (
     recipient_upsert,
     recipient_upsert_many,
 )
+
+logger = logging.getLogger(__name__)
 
 FANOUT_BUDGET_SECONDS = 20.0  # then a fan-out task hands the rest to a new task
 
@@ -56,16 +57,20 @@ class TriggerRequest:
 
 
 def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
-                     via: str = "", new_trigger: bool = False) -> list[Run]:
+                     via: str = "", new_trigger: bool = False,
+                     run_ids: Sequence[uuid.UUID] = ()) -> list[Run]:
     """Runs for recipients who have none on this trigger yet, enqueued to advance in batches
-    (tasks.advance_runs)."""
+    (tasks.advance_runs). A new trigger's runs may take their ids from `run_ids` (in the
+    recipients' order)."""
     recipients = {r.pk: r for r in recipients}
     existing = set() if new_trigger else set(
         trigger.runs.filter(recipient_id__in=list(recipients)).values_list("recipient_id",
                                                                             flat=True))
+    ids = iter(run_ids)
     runs = Run.objects.bulk_create([
-        Run(trigger=trigger, workflow=trigger.workflow, recipient=recipient,
-            workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
+        Run(id=next(ids, None) or uuid.uuid4(), trigger=trigger, workflow=trigger.workflow,
+            recipient=recipient, workflow_version_id=trigger.workflow.published_version_id,
+            tenant=trigger.tenant)
         for pk, recipient in recipients.items() if pk not in existing
     ])
     detail = {"trigger_id": str(trigger.id)} | ({"via": via} if via else {})
@@ -82,12 +87,44 @@ def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
     return runs
 
 
-@transaction.atomic
+@dataclass(frozen=True)
+class _TriggerIds:
+    """The ids a new trigger will have, known before anything is written (so that its answer
+    can be stored with its idempotency record first): the trigger's, and a run's per distinct
+    direct recipient, in the request's order."""
+
+    trigger_id: uuid.UUID
+    runs: dict[str, uuid.UUID]  # recipient external id → run id
+
+    @classmethod
+    def new(cls, request: TriggerRequest) -> "_TriggerIds":
+        runs = {}
+        for spec in request.recipients:
+            if isinstance(spec, Mapping):
+                if "topic" in spec:
+                    continue
+                spec = spec["id"]
+            runs.setdefault(str(spec), None)
+        return cls(uuid.uuid4(), {external_id: uuid.uuid4() for external_id in runs})
+
+    def answer(self) -> dict:
+        """trigger_summary's shape for the runs these ids will be."""
+        return {"trigger_id": str(self.trigger_id),
+                "runs": [{"id": str(run_id), "recipient": external_id}
+                         for external_id, run_id in self.runs.items()]}
+
+
 def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
     """One transaction: the trigger, inline recipient upserts, and a run per direct recipient.
 
     Topic audiences fan out in a task (they may be large); their runs appear on the trigger.
     """
+    with transaction.atomic():
+        return _trigger_write(request, _TriggerIds.new(request))
+
+
+def _trigger_write(request: TriggerRequest, ids: _TriggerIds) -> tuple[Trigger, list[Run]]:
+    """trigger_workflow's rows, with `ids`, in the caller's transaction."""
     topics = [spec["topic"] for spec in request.recipients
               if isinstance(spec, Mapping) and "topic" in spec]
     if isinstance(request.actor, Mapping):
@@ -97,13 +134,15 @@ def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
         [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
     )
     trigger = Trigger.objects.create(
+        id=ids.trigger_id,
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
         cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
     )
-    runs = _run_create_many(trigger, direct.values(), new_trigger=True)
+    runs = _run_create_many(trigger, [direct[external_id] for external_id in ids.runs],
+                            new_trigger=True, run_ids=list(ids.runs.values()))
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs
@@ -138,11 +177,13 @@ def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SEC
     at a time, for up to `budget_seconds`; then hand the rest to a new task. Returns how many
     runs it created.
 
-    Each chunk is one transaction under the trigger's row lock: the runs, their StepLogs and
-    advance tasks, the keyset cursor (`fanout_after`) and the progress counters commit together,
-    so a worker killed mid-fan-out loses nothing and the next task (or the sweeper) resumes
-    after the last committed chunk. The unique (trigger, recipient) constraint and the lock make
-    a second fan-out of the same trigger create nothing twice. Safe to run twice, concurrently.
+    Each chunk is one transaction under the trigger's row lock: the runs, their StepLogs, their
+    first walk (what they decided: messages, inbox items, deliveries, wake-ups; see
+    _fanout_runs_walk), the keyset cursor (`fanout_after`) and the progress counters commit
+    together, so a worker killed mid-fan-out loses nothing and the next task (or the sweeper)
+    resumes after the last committed chunk. The unique (trigger, recipient) constraint and the
+    lock make a second fan-out of the same trigger create nothing twice. Safe to run twice,
+    concurrently.
     """
     created, started = 0, time.monotonic()
     while True:
@@ -162,40 +203,43 @@ def trigger_fanout(*, trigger_id: str, budget_seconds: float = FANOUT_BUDGET_SEC
                 direct = trigger.runs.values_list("recipient_id", flat=True)
                 updates["recipients_total"] = direct.count() + _subscriber_ids(
                     trigger, actor_pk).exclude(recipient_id__in=direct).count()
+            size = settings.CLARION["FANOUT_BATCH_SIZE"]
             chunk = list(_subscriber_ids(trigger, actor_pk)
-                         .filter(recipient_id__gt=trigger.fanout_after)
-                         [:settings.CLARION["FANOUT_BATCH_SIZE"]])
+                         .filter(recipient_id__gt=trigger.fanout_after)[:size])
             if not chunk:
                 Trigger.objects.filter(pk=trigger.pk).update(fanout=Trigger.Fanout.DONE,
                                                              **updates)
                 return created
             runs = _fanout_runs_create(trigger, chunk)
             created += len(runs)
+            if len(chunk) < size:  # the last chunk: done with it, not after one more read
+                updates["fanout"] = Trigger.Fanout.DONE
             Trigger.objects.filter(pk=trigger.pk).update(
                 fanout_after=chunk[-1], runs_created=F("runs_created") + len(runs), **updates)
+            if len(chunk) < size:
+                return created
             if time.monotonic() - started >= budget_seconds:
                 enqueue("notifications.tasks.fanout_trigger", str(trigger.pk))
                 return created
 
 
-# Runs per advance task of a fan-out: a batch writes a table at a time whatever its size
-# (engine/writes.py), so large batches cost fewer statements and queue round trips per run
-# (bench/fanout.py: 25 → 500 took a 2,000-subscriber fan-out from 79 s to 24 s on the loaded
-# machine); two tasks per chunk let two workers take part, each a few seconds long at most
-# (well under Q_CLUSTER["timeout"]).
+# Runs per advance task of a fan-out chunk whose walk failed (_fanout_runs_walk): a batch
+# writes a table at a time whatever its size (engine/writes.py), each a few seconds long at
+# most (well under Q_CLUSTER["timeout"]).
 FANOUT_ADVANCE_CHUNK = 250
 
 
 def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]:
     """Runs for the recipients (pks) of one fan-out chunk that have none on this trigger yet
-    (a direct recipient who is also a subscriber), with their StepLogs and advance tasks."""
+    (a direct recipient who is also a subscriber), with their StepLogs, walked at once."""
     existing = set(trigger.runs.filter(recipient_id__in=recipient_ids)
                    .values_list("recipient_id", flat=True))
-    runs = Run.objects.bulk_create([
-        Run(trigger=trigger, workflow=trigger.workflow, recipient_id=pk, tenant=trigger.tenant,
-            workflow_version_id=trigger.workflow.published_version_id)
-        for pk in recipient_ids if pk not in existing
-    ])
+    # New rows under the trigger's lock (and not those of `existing`): copied in, not INSERTed
+    # (clarion.db.rows_copy), as the chunk's timeline and what its walk writes.
+    runs = [Run(trigger=trigger, workflow=trigger.workflow, recipient_id=pk, tenant=trigger.tenant,
+                workflow_version_id=trigger.workflow.published_version_id)
+            for pk in recipient_ids if pk not in existing]
+    rows_copy(Run, runs)
     keys = _topic_keys(trigger)
     via = {}
     if len(keys) > 1:  # which topic reached each recipient: the first named in the trigger
@@ -204,17 +248,37 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
                         .values_list("recipient_id", "topic__key")):
             if pk not in via or keys.index(key) < keys.index(via[pk]):
                 via[pk] = key
-    StepLog.objects.bulk_create([
+    rows_copy(StepLog, [
         StepLog(run=run, event=StepLog.Event.TRIGGERED,
                 detail={"trigger_id": str(trigger.id),
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
         for run in runs
     ])
+    _fanout_runs_walk(runs)
+    return runs
+
+
+def _fanout_runs_walk(runs: list[Run]) -> None:
+    """Walk a chunk's new runs in the chunk's transaction (engine.advance_new_runs), their
+    deliveries queued as `deliver_messages` tasks: no advance task, no second read, lock and
+    claim of each run (a fan-out's runs were 250 to an advance task; bench/fanout.py). If the
+    walk fails, its savepoint is undone and the runs go to advance tasks instead, whose batch
+    (or, failing that, each run on its own) a worker walks; the sweeper backs both."""
+    if not runs:
+        return
+    try:
+        with transaction.atomic(), enqueue_grouped(
+                "notifications.tasks.deliver_message", into="notifications.tasks.deliver_messages",
+                size=settings.CLARION["DELIVERY_BATCH_SIZE"]):
+            engine.advance_new_runs(runs, now=timezone.now())
+        return
+    except Exception:
+        logger.warning("the walk of a fan-out chunk of %d runs failed; they go to advance "
+                       "tasks", len(runs), exc_info=True)
     ids = [str(run.id) for run in runs]
     enqueue_many("notifications.tasks.advance_runs",
                  [tuple(ids[i:i + FANOUT_ADVANCE_CHUNK])
                   for i in range(0, len(ids), FANOUT_ADVANCE_CHUNK)])
-    return runs
 
 
 @transaction.atomic
@@ -292,31 +356,25 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     stored; the same key with the same `request_fingerprint` (any JSON-able value, e.g. the path
     and body) within IDEMPOTENCY_TTL_SECONDS answers it again and triggers nothing.
 
-    Without `idempotency_key` it simply triggers. The key is claimed in a transaction of its own
-    (so a concurrent request sees it in progress); the trigger and the stored answer commit
-    together; a trigger that fails releases the key. Raises IdempotencyConflict while the first
-    request runs (409), IdempotencyMismatch for another request with the same key (422). The
-    rule is the IETF draft "The Idempotency-Key HTTP Header Field" (its error scenarios).
+    Without `idempotency_key` it simply triggers. With it, one transaction stores the answer
+    (its ids chosen beforehand) and then writes the trigger: a concurrent request with the same
+    key waits for that transaction, then replays the answer, or triggers if it rolled back; a
+    trigger that fails leaves the key free. Raises IdempotencyConflict for a key an older
+    Clarion still holds (409), IdempotencyMismatch for another request with the same key (422).
+    The rule is the IETF draft "The Idempotency-Key HTTP Header Field" (its error scenarios).
     """
     if idempotency_key is None:
         return TriggerResponse(202, trigger_summary(*trigger_workflow(request)))
     request_hash = hashlib.sha256(
         json.dumps(request_fingerprint, sort_keys=True, default=str).encode()
     ).hexdigest()
-    record, replay = idempotency_begin(api_key=request.api_key, key=idempotency_key,
-                                       request_hash=request_hash)
-    if replay:
-        return TriggerResponse(record.response_status, record.response_body, replayed=True)
     request = dataclasses.replace(request, idempotency_key=idempotency_key)
-    try:
-        with transaction.atomic():
-            body = trigger_summary(*trigger_workflow(request))
-            idempotency_finish(record=record, status=202, body=body)
-    except BaseException as error:
-        # With the database out of reach, releasing the key could only wait for it again and
-        # make the answer (a 503) twice as late; the claim is then taken as dead after
-        # IDEMPOTENCY_LOCK_SECONDS, and a retry meanwhile is a 409 with Retry-After.
-        if not database_unreachable(error):
-            idempotency_abandon(record=record)
-        raise
+    ids = _TriggerIds.new(request)
+    body = ids.answer()
+    with transaction.atomic():
+        record = idempotency_record(api_key=request.api_key, key=idempotency_key,
+                                    request_hash=request_hash, status=202, body=body)
+        if record is not None:
+            return TriggerResponse(record.response_status, record.response_body, replayed=True)
+        _trigger_write(request, ids)
     return TriggerResponse(202, body)

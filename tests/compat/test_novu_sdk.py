@@ -215,9 +215,10 @@ def test_rate_limited_triggers_raise_api_error_429(novu, welcome, clarion_settin
 
 
 def test_a_transaction_whose_first_trigger_still_runs_is_a_409_error_dto(novu, welcome, api_key):
-    from notifications.idempotency import idempotency_begin
+    from notifications.models import IdempotencyRecord
 
-    idempotency_begin(api_key=api_key[0], key="novu-transaction:tx-busy", request_hash="first")
+    IdempotencyRecord.objects.create(api_key=api_key[0], key="novu-transaction:tx-busy",
+                                     request_hash="first")
     with pytest.raises(models.ErrorDto) as caught:  # the SDK retries it, unless told not to
         novu.trigger(trigger_event_request_dto={"workflow_id": "welcome", "to": "a",
                                                 "transaction_id": "tx-busy"})

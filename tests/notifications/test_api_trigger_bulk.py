@@ -1,7 +1,6 @@
 """The bulk trigger: one 207 answer with a result per trigger, each trigger on its own."""
 
 import pytest
-from django.db import transaction
 
 from notifications.models import IdempotencyRecord, Run, Trigger
 
@@ -149,16 +148,15 @@ def test_bulk_invalid_idempotency_key_is_named(api, welcome):
 def test_bulk_failure_of_one_trigger_rolls_back_only_that_trigger(api, welcome, monkeypatch):
     from notifications import idempotency, services
 
-    real = services.trigger_workflow
+    real = services.triggers._trigger_write
 
-    @transaction.atomic
-    def fail_for_u2(request):
-        trigger, runs = real(request)
+    def fail_for_u2(request, ids):
+        trigger, runs = real(request, ids)
         if request.recipients == ["u2"]:
             raise idempotency.IdempotencyMismatch()  # surfaces as that trigger's 422
         return trigger, runs
 
-    monkeypatch.setattr(services.triggers, "trigger_workflow", fail_for_u2)
+    monkeypatch.setattr(services.triggers, "_trigger_write", fail_for_u2)
     response = api.post(BULK, {"triggers": [
         {"recipients": ["u1"]},
         {"recipients": ["u2"], "idempotency_key": "k2"},

@@ -1,5 +1,6 @@
-"""A fan-out's runs written a table at a time (notifications/engine/writes.py): the queries of a
-batch do not grow with its size, and a batch killed mid-write, or replayed, writes nothing twice."""
+"""A fan-out's runs written a table at a time (notifications/engine/writes.py): the statements of
+a fan-out chunk (its runs created and walked in one transaction) and of an advance batch do not
+grow with their size, and a chunk or batch killed mid-write, or replayed, writes nothing twice."""
 
 import os
 import signal
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django_q.models import OrmQ
 
 from inbox.models import InboxItem
-from notifications import services
+from notifications import engine, services
 from notifications.engine.writes import Writes
 from notifications.models import Message, Recipient, Run, StepLog, Topic
 from notifications.tasks import advance_runs
@@ -29,17 +30,31 @@ TRIGGER = "/api/v1/workflows/welcome/trigger"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _fan_out(api, key: str, count: int) -> str:
-    """A trigger to a new topic `key` of `count` subscribers (with email addresses, the first
-    one opted out of in-app); returns its id. Its runs are not created yet."""
+def _people(key: str, count: int) -> list[Recipient]:
+    """`count` new recipients with email addresses, the first one opted out of in-app."""
     topic = Topic.objects.create(key=key)
     people = subscribe(topic, count, prefix=f"{key}-")
     Recipient.objects.filter(pk__in=[p.pk for p in people]).update(email="p@example.com")
     preference_set_update(recipient=people[0], merge=True,
                           data={"channel_types": {"in_app": False}})
+    return people
+
+
+def _fan_out(api, key: str, count: int) -> str:
+    """A trigger to a new topic `key` of `count` _people; returns its id. Its runs are not
+    created yet."""
+    _people(key, count)
     trigger_id = api.post(TRIGGER, {"recipients": [{"topic": key}],
                                     "data": {"body": "News"}}).json()["trigger_id"]
     return trigger_id
+
+
+def _direct(api, key: str, count: int) -> str:
+    """A trigger to `count` _people named one by one; returns its id. Its runs are created,
+    their advance tasks not run."""
+    people = _people(key, count)
+    return api.post(TRIGGER, {"recipients": [p.external_id for p in people],
+                              "data": {"body": "News"}}).json()["trigger_id"]
 
 
 def _runs(trigger_id: str) -> list[str]:
@@ -66,43 +81,98 @@ def _timeline(run_id: str) -> list[tuple[str, str]]:
             StepLog.objects.filter(run_id=run_id).order_by("created_at", "pk")]
 
 
-def test_a_fan_out_costs_the_same_queries_for_50_and_200_subscribers(api, make_workflow):
+def _assert_walked(run_ids: list[str], count: int, mail: tuple = ("queued",)) -> None:
+    """Each of the runs walked once: completed, an in-app item (but the opted-out first), an
+    email (its status in `mail`), and their timelines."""
+    assert Run.objects.filter(pk__in=run_ids, status="completed").count() == count
+    assert InboxItem.objects.filter(message__run_id__in=run_ids).count() == count - 1
+    assert Message.objects.filter(run_id__in=run_ids, step_ref="mail",
+                                  status__in=mail).count() == count
+    # (then the email's delivery, when it ran)
+    assert _timeline(run_ids[0])[:4] == [("", "triggered"), ("inbox", "opted_out"),
+                                         ("mail", "queued"), ("", "completed")]
+    assert all(_timeline(pk)[:4] == [("", "triggered"), ("inbox", "sent"), ("mail", "queued"),
+                                     ("", "completed")] for pk in run_ids[1:])
+    sent = StepLog.objects.get(run_id=run_ids[1], step_ref="inbox", event="sent")
+    assert sent.detail["inbox_item_id"] == InboxItem.objects.get(
+        message__run_id=run_ids[1]).pk
+
+
+# The statements of one fan-out chunk (of up to FANOUT_BATCH_SIZE subscribers), whatever its
+# size, on PostgreSQL: the trigger's lock, audience reads and progress, the runs and their
+# triggered entries, the walk's savepoint, its reads (one each: recipients, preferences, steps,
+# templates, versions, defaults, the layout) and writes (one per table, COPY for new rows:
+# messages, item-order locks, item ids, items, runs, timeline, endpoints, facts, delivery
+# tasks); 4 are the savepoints of the test's transaction. A
+# change that makes it grow per subscriber fails the comparison below; one that adds a
+# statement per chunk must raise this bound on purpose.
+FANOUT_CHUNK_STATEMENTS = 28
+
+
+def test_a_fan_out_chunk_costs_the_same_statements_for_50_and_200_subscribers(
+        api, make_workflow):
     make_workflow("welcome", steps=[in_app_step(), email_step()])
-    queries = {}
+    statements = {}
     for count in (50, 200):
         trigger_id = _fan_out(api, f"t{count}", count)
         with CaptureQueriesContext(connection) as fanned:
-            services.trigger_fanout(trigger_id=trigger_id)
+            services.trigger_fanout(trigger_id=trigger_id)  # one chunk: created and walked
+        statements[count] = _statements(fanned)
+        if connection.vendor == "postgresql":  # no cap: every INSERT is one statement
+            assert len(statements[count]) == len(fanned)
+        _assert_walked(_runs(trigger_id), count)
+        assert not OrmQ.objects.filter(key="notifications.tasks.advance_runs").exists()
+
+    # Four times the subscribers, the same statements: one per table for the whole chunk.
+    assert len(statements[200]) == len(statements[50]) <= FANOUT_CHUNK_STATEMENTS
+
+
+def test_an_advance_batch_costs_the_same_statements_for_50_and_200_runs(api, make_workflow):
+    make_workflow("welcome", steps=[in_app_step(), email_step()])
+    statements = {}
+    for count in (50, 200):
+        trigger_id = _direct(api, f"t{count}", count)
         run_ids = _runs(trigger_id)
         with CaptureQueriesContext(connection) as advanced:
-            advance_runs(*run_ids)  # the whole fan-out as one batch
-        queries[count] = (len(_statements(fanned)), len(_statements(advanced)))
-        if connection.vendor == "postgresql":  # no cap: every INSERT is one statement
-            assert queries[count] == (len(fanned), len(advanced))
+            advance_runs(*run_ids)  # the whole trigger as one batch
+        statements[count] = _statements(advanced)
+        if connection.vendor == "postgresql":
+            assert len(statements[count]) == len(advanced)
+        _assert_walked(run_ids, count)
 
-        assert Run.objects.filter(pk__in=run_ids, status="completed").count() == count
-        assert InboxItem.objects.filter(message__run_id__in=run_ids).count() == count - 1
-        assert Message.objects.filter(run_id__in=run_ids, step_ref="mail",
-                                      status="queued").count() == count
-        assert _timeline(run_ids[0]) == [("", "triggered"), ("inbox", "opted_out"),
-                                         ("mail", "queued"), ("", "completed")]
-        assert all(_timeline(pk) == [("", "triggered"), ("inbox", "sent"), ("mail", "queued"),
-                                     ("", "completed")] for pk in run_ids[1:])
-        sent = StepLog.objects.get(run_id=run_ids[1], event="sent")
-        assert sent.detail["inbox_item_id"] == InboxItem.objects.get(
-            message__run_id=run_ids[1]).pk
+    assert len(statements[200]) == len(statements[50]) <= 30
 
-    # Four times the subscribers, the same statements: one per table for the whole batch.
-    assert queries[200] == queries[50]
-    assert queries[200][1] <= 30
+
+def test_a_fan_out_chunk_whose_walk_fails_leaves_its_runs_to_advance_tasks(
+        api, make_workflow, monkeypatch, run_tasks):
+    make_workflow("welcome", steps=[in_app_step(), email_step()])
+    trigger_id = _fan_out(api, "t", 6)
+    real = engine.batch.Batch.write
+
+    def dies_at_the_end(self):
+        real(self)  # the chunk's rows are written, in its savepoint
+        raise RuntimeError("the walk failed")
+
+    monkeypatch.setattr(engine.batch.Batch, "write", dies_at_the_end)
+    services.trigger_fanout(trigger_id=trigger_id)
+    run_ids = _runs(trigger_id)
+
+    # The runs and their triggered entries stand; nothing of the walk does.
+    assert Run.objects.filter(pk__in=run_ids, status="running").count() == 6
+    assert not Message.objects.filter(run_id__in=run_ids).exists()
+    assert not InboxItem.objects.exists()
+    assert set(StepLog.objects.filter(run_id__in=run_ids).values_list("event", flat=True)) == {
+        "triggered"}
+    monkeypatch.setattr(engine.batch.Batch, "write", real)
+    assert "notifications.tasks.advance_runs" in run_tasks()  # and the emails' deliveries
+    _assert_walked(run_ids, 6, mail=("sent", "failed"))
 
 
 def test_a_replayed_write_inserts_nothing_twice_and_drops_its_entries(api, make_workflow):
     make_workflow("welcome", steps=[in_app_step()])
     trigger_id = _fan_out(api, "t", 3)
-    services.trigger_fanout(trigger_id=trigger_id)
+    services.trigger_fanout(trigger_id=trigger_id)  # the runs created and walked
     run_ids = _runs(trigger_id)
-    advance_runs(*run_ids)
     stored = {m.run_id: m for m in Message.objects.filter(run_id__in=run_ids)}
     before = (Message.objects.count(), InboxItem.objects.count(), OrmQ.objects.count(),
               StepLog.objects.count())
@@ -138,6 +208,7 @@ KILLED_WORKER = textwrap.dedent("""
     import django
     django.setup()
     from inbox import services
+    from notifications.services import trigger_fanout
     from notifications.tasks import advance_runs
 
     real = services.inbox_items_create
@@ -148,39 +219,47 @@ KILLED_WORKER = textwrap.dedent("""
         return created
 
     services.inbox_items_create = dies_after_writing
-    advance_runs(*sys.argv[1:])
+    if sys.argv[1] == "fanout":
+        trigger_fanout(trigger_id=sys.argv[2])
+    else:
+        advance_runs(*sys.argv[2:])
 """)
 
 
+@pytest.mark.parametrize("task", ["fanout", "advance"])
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_killed_mid_batch_commits_nothing_and_the_replay_writes_each_row_once(
-        api_key, make_workflow):
+def test_a_worker_killed_mid_write_commits_nothing_and_the_replay_writes_each_row_once(
+        api_key, make_workflow, task):
     from ..conftest import client_for
 
     api = client_for(api_key[1])
     make_workflow("welcome", steps=[in_app_step(), email_step()])
-    trigger_id = _fan_out(api, "t", 40)
-    services.trigger_fanout(trigger_id=trigger_id)
-    run_ids = _runs(trigger_id)
+    if task == "fanout":  # killed in the chunk's walk: the chunk's runs are not committed
+        trigger_id = _fan_out(api, "t", 40)
+        args = [trigger_id]
+    else:  # killed in an advance batch of a direct trigger's runs
+        trigger_id = _direct(api, "t", 40)
+        args = _runs(trigger_id)
     env = {**os.environ, "DATABASE_URL": served_database_url(),
            "DJANGO_SETTINGS_MODULE": "clarion.settings"}
 
-    worker = subprocess.run([sys.executable, "-c", KILLED_WORKER, *run_ids], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=120)
+    worker = subprocess.run([sys.executable, "-c", KILLED_WORKER, task, *args], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=120)
 
     assert worker.returncode == -signal.SIGKILL, worker.stderr[-2000:]
-    assert not Message.objects.filter(run_id__in=run_ids).exists()
-    assert not InboxItem.objects.filter(message__run_id__in=run_ids).exists()
-    assert Run.objects.filter(pk__in=run_ids, status="running").count() == 40
+    run_ids = _runs(trigger_id)
+    assert not Message.objects.filter(run__trigger_id=trigger_id).exists()
+    assert not InboxItem.objects.exists()
+    if task == "fanout":
+        assert run_ids == []
+        services.trigger_fanout(trigger_id=trigger_id)  # the task, presented again
+        services.trigger_fanout(trigger_id=trigger_id)  # and once more
+        run_ids = _runs(trigger_id)
+    else:
+        assert Run.objects.filter(pk__in=run_ids, status="running").count() == 40
+        advance_runs(*run_ids)  # the task, presented again
+        advance_runs(*run_ids)  # and once more (a duplicate delivery of the task)
 
-    advance_runs(*run_ids)  # the task, presented again
-    advance_runs(*run_ids)  # and once more (a duplicate delivery of the task)
-
-    assert Run.objects.filter(pk__in=run_ids, status="completed").count() == 40
+    assert len(run_ids) == 40
     assert Message.objects.filter(run_id__in=run_ids, step_ref="inbox").count() == 40
-    assert Message.objects.filter(run_id__in=run_ids, step_ref="mail").count() == 40
-    assert InboxItem.objects.filter(message__run_id__in=run_ids).count() == 39
-    assert _timeline(run_ids[0]) == [("", "triggered"), ("inbox", "opted_out"),
-                                     ("mail", "queued"), ("", "completed")]
-    assert all(_timeline(pk) == [("", "triggered"), ("inbox", "sent"), ("mail", "queued"),
-                                 ("", "completed")] for pk in run_ids[1:])
+    _assert_walked(run_ids, 40)

@@ -1,6 +1,7 @@
 """The hot paths cost a fixed number of queries, whatever the audience size."""
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -32,6 +33,39 @@ def test_trigger_queries_do_not_grow_with_recipients(api, workflow):
     # Bulk inserts; SQLite's cap on parameters per statement may split one into a few.
     assert one <= trigger_queries(api, people(200, "b")) <= one + 4
     assert trigger_queries(api, [f"c{i}" for i in range(50)]) <= one
+
+
+# The statements of one trigger request (one profile, an Idempotency-Key, the per-key rate limit
+# on, counted in Redis), pinned so that they cannot grow unnoticed: each costs the web process
+# CPU (bench/profiles.py --cpu, bench/README.md "Throughput"). In a test the transactions are
+# savepoints (SAVEPOINT and RELEASE counted), production's BEGIN and COMMIT are not; a change
+# that moves these should say why. The rate limit counted in the database adds its UPDATE.
+NEW_TRIGGER_STATEMENTS = 12
+REPLAYED_TRIGGER_STATEMENTS = 6
+
+
+@pytest.mark.parametrize("store", [
+    pytest.param("redis", marks=pytest.mark.skipif(not settings.REDIS_URL,
+                                                   reason="needs Redis (REDIS_URL)")),
+    "database"])
+def test_a_trigger_request_costs_a_pinned_number_of_statements(api, workflow, clarion_settings,
+                                                               store):
+    clarion_settings(TRIGGER_RATE_LIMIT=1000, TRIGGER_RATE_LIMIT_STORE=store)
+    limit = 1 if store == "database" else 0
+
+    def statements(key: str, person: str) -> list[str]:
+        with CaptureQueriesContext(connection) as queries:
+            response = api.post("/api/v1/workflows/w/trigger", {
+                "recipients": [{"id": person, "name": "P", "email": f"{person}@example.com"}],
+                "data": {"order": 7}}, HTTP_IDEMPOTENCY_KEY=key)
+        assert response.status_code == 202, response.content
+        return [query["sql"] for query in queries]
+
+    statements("warm-up", "w")  # the key's first use records last_used_at; the limit's row
+    new = statements("k1", "p1")
+    assert len(new) == NEW_TRIGGER_STATEMENTS + limit, "\n".join(new)
+    replayed = statements("k1", "p1")
+    assert len(replayed) == REPLAYED_TRIGGER_STATEMENTS + limit, "\n".join(replayed)
 
 
 def test_a_bulk_trigger_enqueues_tasks_the_cluster_runs(api, workflow, run_tasks):

@@ -1,25 +1,65 @@
-"""Rate limits counted in the database: per API key on the trigger endpoint (429 +
-Retry-After), shared by every process (here: threads with their own connections)."""
+"""Rate limits counted in the database or (the trigger API's) in Redis: per API key on the
+trigger endpoint (429 + Retry-After), shared by every process (here: threads with their own
+connections)."""
 
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
+from django.conf import settings
 from django.db import connection
 
 from notifications.models import RateLimitCounter, Trigger
-from notifications.ratelimit import rate_limit_hit
+from notifications.ratelimit import REDIS_KEY_PREFIX, rate_limit_hit, redis_rate_limit_hit
 from notifications.services import api_key_create
 
-from ..conftest import client_for, email_step
+from ..conftest import client_for, email_step, free_port
 
 TRIGGER = "/api/v1/workflows/welcome/trigger"
 T0 = datetime(2026, 11, 22, 3, 0, 10, tzinfo=UTC)
+needs_redis = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
 
 
 @pytest.fixture
-def limited(clarion_settings):
+def redis_counts():
+    """This test's Redis (REDIS_URL), its rate-limit keys removed before and after."""
+    client = redis.Redis.from_url(settings.REDIS_URL)
+
+    def clear():
+        for key in client.scan_iter(f"{REDIS_KEY_PREFIX}*"):
+            client.delete(key)
+
+    clear()
+    yield client
+    clear()
+    client.close()
+
+
+@pytest.fixture(params=["database", pytest.param("redis", marks=needs_redis)])
+def store(request, clarion_settings):
+    """The trigger rate limit's store, each in turn: the database, Redis."""
+    clarion_settings(TRIGGER_RATE_LIMIT_STORE=request.param)
+    if request.param == "redis":
+        request.getfixturevalue("redis_counts")
+    return request.param
+
+
+@pytest.fixture
+def limited(clarion_settings, store):
     clarion_settings(TRIGGER_RATE_LIMIT=2, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=60)
+    return store
+
+
+def counted(store: str) -> list[int]:
+    """The trigger limit's counts in `store`, one per window key."""
+    if store == "database":
+        return list(RateLimitCounter.objects.values_list("count", flat=True))
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        return [int(client.get(key)) for key in client.scan_iter(f"{REDIS_KEY_PREFIX}*")]
+    finally:
+        client.close()
 
 
 @pytest.mark.django_db
@@ -48,9 +88,9 @@ def test_a_bad_trigger_body_counts_but_an_unauthenticated_call_does_not(client, 
                                                                         make_workflow):
     make_workflow("welcome", steps=[email_step()])
     assert client.post(TRIGGER, {}, content_type="application/json").status_code == 401
-    assert not RateLimitCounter.objects.exists()
+    assert counted(limited) == []
     assert api.post(TRIGGER, {"recipients": "nope"}, format="json").status_code == 400
-    assert RateLimitCounter.objects.get().count == 1
+    assert counted(limited) == [1]
 
 
 @pytest.mark.django_db
@@ -94,3 +134,48 @@ def test_concurrent_callers_with_their_own_connections_never_pass_the_limit_toge
     assert errors == []
     assert (allowed.count(True), allowed.count(False)) == (7, 13)
     assert RateLimitCounter.objects.get(key="shared").count == 7
+
+
+@needs_redis
+@pytest.mark.django_db
+def test_in_redis_the_limit_resets_with_the_next_window(redis_counts):
+    hit = dict(key="k", limit=2, window_seconds=60)
+    assert [redis_rate_limit_hit(**hit, now=T0).allowed for _ in range(3)] == [True, True, False]
+    assert redis_rate_limit_hit(**hit, now=T0).retry_after == 50
+    assert redis_rate_limit_hit(**hit, now=T0 + timedelta(seconds=50)).allowed
+    # Each window's key expires with it; none is written to the database.
+    keys = list(redis_counts.scan_iter(f"{REDIS_KEY_PREFIX}*"))
+    assert len(keys) == 2 and all(0 < redis_counts.ttl(key) <= 60 for key in keys)
+    assert not RateLimitCounter.objects.exists()
+
+
+@needs_redis
+def test_in_redis_concurrent_callers_never_pass_the_limit_together(redis_counts):
+    barrier = threading.Barrier(4)
+    allowed, errors = [], []
+
+    def caller():
+        try:
+            barrier.wait()
+            for _ in range(5):
+                allowed.append(redis_rate_limit_hit(key="shared", limit=7, window_seconds=3600,
+                                                    now=T0).allowed)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert (allowed.count(True), allowed.count(False)) == (7, 13)
+
+
+@pytest.mark.django_db
+def test_with_redis_out_of_reach_the_limit_counts_in_the_database(settings, caplog):
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    hit = dict(key="k", limit=1, window_seconds=60, now=T0)
+    assert [redis_rate_limit_hit(**hit).allowed for _ in range(2)] == [True, False]
+    assert RateLimitCounter.objects.get().count == 1
+    assert "counted in the database: Redis failed" in caplog.text
