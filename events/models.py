@@ -118,9 +118,9 @@ class EventDelivery(models.Model):
     """One event for one endpoint: pending until an attempt succeeds or the retries run out."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
 
     event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries",
                               verbose_name=_("event"))
