@@ -18,18 +18,18 @@ class Message(models.Model):
     record (a channel step sends on its one channel; a route step once per channel)."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-        COMPLAINED = "complained", "Complained (marked as spam)"
-        BOUNCED = "bounced", "Bounced"
-        FAILED = "failed", "Failed"
-        UNDELIVERABLE = "undeliverable", "Undeliverable"
-        SUPPRESSED = "suppressed", "Suppressed"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        OPENED = "opened", _("Opened")
+        CLICKED = "clicked", _("Clicked")
+        COMPLAINED = "complained", _("Complained (marked as spam)")
+        BOUNCED = "bounced", _("Bounced")
+        FAILED = "failed", _("Failed")
+        UNDELIVERABLE = "undeliverable", _("Undeliverable")
+        SUPPRESSED = "suppressed", _("Suppressed")
+        CANCELLED = "cancelled", _("Cancelled")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
@@ -179,14 +179,14 @@ class DeliveryAttempt(models.Model):
     """One provider call, written before it starts and completed after it returns."""
 
     class Outcome(models.TextChoices):
-        STARTED = "started", "Started"
-        SUCCEEDED = "succeeded", "Succeeded"
-        TRANSIENT_ERROR = "transient_error", "Transient error"
-        PERMANENT_ERROR = "permanent_error", "Permanent error"
-        UNKNOWN = "unknown", "Unknown (worker stopped)"
+        STARTED = "started", _("Started")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        TRANSIENT_ERROR = "transient_error", _("Transient error")
+        PERMANENT_ERROR = "permanent_error", _("Permanent error")
+        UNKNOWN = "unknown", _("Unknown (worker stopped)")
         # The provider accepted the message, then its status callback said the carrier did not
         # deliver it (written when Clarion fails over to the next provider because of it).
-        CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
+        CARRIER_REFUSED = "carrier_refused", _("Refused by the carrier after acceptance")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts",
                                 verbose_name=_("message"))
@@ -234,18 +234,18 @@ class MessageEvent(models.Model):
     and Vonage callbacks), normalised to `kind`, with the provider's raw payload beside it."""
 
     class Kind(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Sent"
-        DEFERRED = "deferred", "Deferred"
-        DELIVERED = "delivered", "Delivered"
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-        COMPLAINED = "complained", "Complained"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        BOUNCED = "bounced", "Bounced"
-        REJECTED = "rejected", "Rejected"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Unknown"
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        DEFERRED = "deferred", _("Deferred")
+        DELIVERED = "delivered", _("Delivered")
+        OPENED = "opened", _("Opened")
+        CLICKED = "clicked", _("Clicked")
+        COMPLAINED = "complained", _("Complained")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        BOUNCED = "bounced", _("Bounced")
+        REJECTED = "rejected", _("Rejected")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown")
 
     message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events",
                                 verbose_name=_("message"))

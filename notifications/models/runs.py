@@ -15,8 +15,8 @@ class Trigger(models.Model):
     """One API call: the workflow, the audience and the data it was given."""
 
     class Fanout(models.TextChoices):
-        DONE = "done", "Done"
-        PENDING = "pending", "Pending"
+        DONE = "done", _("Done")
+        PENDING = "pending", _("Pending")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
@@ -92,11 +92,11 @@ class Run(models.Model):
     """One recipient's pass through one workflow."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        WAITING = "waiting", "Waiting"
-        COMPLETED = "completed", "Completed"
-        CANCELLED = "cancelled", "Cancelled"
-        FAILED = "failed", "Failed"
+        RUNNING = "running", _("Running")
+        WAITING = "waiting", _("Waiting")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
@@ -158,32 +158,32 @@ class StepLog(models.Model):
     """One decision on a run: the admin shows these as the run's timeline."""
 
     class Event(models.TextChoices):
-        TRIGGERED = "triggered", "Triggered"
-        STARTED = "started", "Started"
-        SKIPPED = "skipped", "Skipped"
-        CONDITION_FALSE = "condition_false", "Condition false"
-        OPTED_OUT = "opted_out", "Opted out"
-        QUIET_HOURS = "quiet_hours", "Quiet hours"
-        DELAYED = "delayed", "Delayed"
-        RESUMED = "resumed", "Resumed"
-        BATCHED = "batched", "Joined a digest"
-        DIGESTED = "digested", "Digested"
-        QUEUED = "queued", "Queued"
-        RETRYING = "retrying", "Retrying"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
-        RATE_LIMITED = "rate_limited", "Rate limited"
-        THROTTLED = "throttled", "Throttled"
-        BRANCHED = "branched", "Branch taken"
-        PASSED = "passed", "Passed"
-        SEND_WINDOW = "send_window", "Outside the send window"
-        SUCCEEDED = "succeeded", "Success reached"  # a route: a channel reached its success
-        EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
-        CANCELLED = "cancelled", "Cancelled"
-        COMPLETED = "completed", "Completed"
-        ASKED = "asked", "Approval asked"
-        ANSWERED = "answered", "Approval answered"
-        EXPIRED = "expired", "Approval expired"
+        TRIGGERED = "triggered", _("Triggered")
+        STARTED = "started", _("Started")
+        SKIPPED = "skipped", _("Skipped")
+        CONDITION_FALSE = "condition_false", _("Condition false")
+        OPTED_OUT = "opted_out", _("Opted out")
+        QUIET_HOURS = "quiet_hours", _("Quiet hours")
+        DELAYED = "delayed", _("Delayed")
+        RESUMED = "resumed", _("Resumed")
+        BATCHED = "batched", _("Joined a digest")
+        DIGESTED = "digested", _("Digested")
+        QUEUED = "queued", _("Queued")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        RATE_LIMITED = "rate_limited", _("Rate limited")
+        THROTTLED = "throttled", _("Throttled")
+        BRANCHED = "branched", _("Branch taken")
+        PASSED = "passed", _("Passed")
+        SEND_WINDOW = "send_window", _("Outside the send window")
+        SUCCEEDED = "succeeded", _("Success reached")  # a route: a channel reached its success
+        EXHAUSTED = "exhausted", _("Every channel tried")  # a route sent all it could
+        CANCELLED = "cancelled", _("Cancelled")
+        COMPLETED = "completed", _("Completed")
+        ASKED = "asked", _("Approval asked")
+        ANSWERED = "answered", _("Approval answered")
+        EXPIRED = "expired", _("Approval expired")
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs",
                             verbose_name=_("run"))
@@ -196,7 +196,6 @@ class StepLog(models.Model):
         verbose_name = _("step log")
         verbose_name_plural = _("step logs")
         ordering = ["run", "id"]
-        verbose_name = "step log"
 
     def __str__(self):
         return f"{self.step_ref or '-'} {self.event}"
@@ -236,13 +235,13 @@ class DigestBatch(models.Model):
     database refuses a second (digestbatch_one_open), so concurrent runs join the same one."""
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
 
     class CloseReason(models.TextChoices):
-        WINDOW = "window", "Its window ended"
-        MAX_EVENTS = "max_events", "It reached max_events"
-        CANCELLED = "cancelled", "Every run in it was cancelled"
+        WINDOW = "window", _("Its window ended")
+        MAX_EVENTS = "max_events", _("It reached max_events")
+        CANCELLED = "cancelled", _("Every run in it was cancelled")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
@@ -275,7 +274,6 @@ class DigestBatch(models.Model):
         verbose_name = _("digest batch")
         verbose_name_plural = _("digest batches")
         ordering = ["-opened_at"]
-        verbose_name_plural = "digest batches"
         constraints = [
             models.UniqueConstraint(fields=["key"], condition=Q(status="open"),
                                     name="digestbatch_one_open"),
@@ -290,11 +288,11 @@ class DigestEvent(models.Model):
     when the batch closed."""
 
     class Outcome(models.TextChoices):
-        PENDING = "", "Waiting for the batch to close"
-        INCLUDED = "included", "In the digest"
-        SENT_AT_ONCE = "sent_at_once", "Sent at once (first_at_once)"
-        CANCELLED = "cancelled", "Left out: its run was cancelled"
-        READ = "read", "Left out: read in-app before the window closed"
+        PENDING = "", _("Waiting for the batch to close")
+        INCLUDED = "included", _("In the digest")
+        SENT_AT_ONCE = "sent_at_once", _("Sent at once (first_at_once)")
+        CANCELLED = "cancelled", _("Left out: its run was cancelled")
+        READ = "read", _("Left out: read in-app before the window closed")
 
     batch = models.ForeignKey(DigestBatch, on_delete=models.CASCADE, related_name="events",
                               verbose_name=_("batch"))
@@ -325,14 +323,14 @@ class Approval(models.Model):
     with the step's default decision."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting for an answer"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        EXPIRED = "expired", "Expired (no answer in time)"
+        PENDING = "pending", _("Waiting for an answer")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        EXPIRED = "expired", _("Expired (no answer in time)")
 
     class Decision(models.TextChoices):
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
