@@ -1,6 +1,9 @@
 """Triggering a workflow from a request body: what the REST trigger, the bulk trigger and the
 MCP server's `trigger_workflow` and `notify` tools share, so each validates and answers alike."""
 
+import copy
+
+from django.db import connection
 from django.urls import reverse
 
 from clarion.api import ApiError, not_found, tenant_for_api_key, validated
@@ -19,11 +22,36 @@ def names_profiles(trigger: dict) -> bool:
                for spec in specs)
 
 
+# workflow key → the row as last read by this process (published workflows only)
+_workflows: dict[str, Workflow] = {}
+
+
+def _unchanged(workflow: Workflow) -> bool:
+    """Whether the workflow's row still has the `updated_at` this process read (every write to
+    a workflow's row sets it): one indexed read of one column, no row built."""
+    meta, ops = Workflow._meta, connection.ops
+    stamp = meta.get_field("updated_at")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT 1 FROM {ops.quote_name(meta.db_table)} "
+            f"WHERE {ops.quote_name(meta.pk.column)} = %s "
+            f"AND {ops.quote_name(stamp.column)} = %s",
+            [workflow.pk, stamp.get_db_prep_value(workflow.updated_at, connection)])
+        return cursor.fetchone() is not None
+
+
 def active_workflow(key: str) -> Workflow:
-    """The workflow `key`; raises ApiError 404 when there is none, 422 when it is inactive or
-    its first draft is not published yet."""
+    """The workflow `key` (this request's own copy); raises ApiError 404 when there is none, 422
+    when it is inactive or its first draft is not published yet.
+
+    A published workflow's row is kept by the process and used again while its `updated_at` is
+    unchanged (one cheap read instead of the row): a publish or any edit is seen at once."""
+    kept = _workflows.get(key)
+    if kept is not None and _unchanged(kept):
+        return copy.copy(kept)
     workflow = Workflow.objects.filter(key=key).first()
     if workflow is None:
+        _workflows.pop(key, None)
         raise not_found("workflow", key)
     if not workflow.active:
         raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
@@ -31,6 +59,10 @@ def active_workflow(key: str) -> Workflow:
         raise ApiError(422, "workflow_not_published",
                        f"The workflow {key!r} has a draft but was never published: a Publisher "
                        "publishes it in the admin.")
+    if workflow.published_version_id is not None:
+        _workflows[key] = copy.copy(workflow)
+    else:  # its versions decide (is_unpublished), which its row does not show
+        _workflows.pop(key, None)
     return workflow
 
 

@@ -1,6 +1,7 @@
 """Recipients: ids, profiles, channel data, and the recipient and actor fields of a trigger."""
 
 import re
+import threading
 import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -111,6 +112,26 @@ class InlineRecipientSerializer(RecipientProfileSerializer):
     id = RecipientIdField()
 
 
+_inline = threading.local()
+
+
+def inline_recipient(data) -> dict:
+    """A recipient profile given inline (a trigger's recipient or actor) validated by
+    InlineRecipientSerializer; raises its ValidationError. One serializer per thread, used
+    again: DRF builds a serializer's fields afresh (deep copies) for every instance, which for
+    a trigger was most of its validation."""
+    serializer = getattr(_inline, "serializer", None)
+    if serializer is None:
+        serializer = _inline.serializer = InlineRecipientSerializer(data=data)
+    else:  # what is_valid() keeps of the last body
+        serializer.initial_data = data
+        for name in ("_validated_data", "_errors", "_data"):
+            serializer.__dict__.pop(name, None)
+    if not serializer.is_valid():
+        raise serializers.ValidationError(serializer.errors)
+    return dict(serializer.validated_data)
+
+
 class RecipientSerializer(RecipientProfileSerializer):
     """A recipient as GET shows it and PUT takes it (a GET body can be PUT back)."""
 
@@ -167,10 +188,7 @@ class RecipientSpecField(serializers.Field):
                 raise serializers.ValidationError({"topic": [f"Unknown topic {key!r}."]})
             return {"topic": key}
         if isinstance(data, dict):
-            serializer = InlineRecipientSerializer(data=data)
-            if not serializer.is_valid():
-                raise serializers.ValidationError(serializer.errors)
-            return dict(serializer.validated_data)
+            return inline_recipient(data)
         raise serializers.ValidationError(self.invalid_message)
 
     def to_representation(self, value):
@@ -185,10 +203,7 @@ class ActorField(serializers.Field):
         if isinstance(data, str) and 0 < len(data) <= 255:
             return recipient_id(data)
         if isinstance(data, dict):
-            serializer = InlineRecipientSerializer(data=data)
-            if not serializer.is_valid():
-                raise serializers.ValidationError(serializer.errors)
-            return dict(serializer.validated_data)
+            return inline_recipient(data)
         raise serializers.ValidationError('Expected a recipient id or an object with "id".')
 
     def to_representation(self, value):
