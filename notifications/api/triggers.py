@@ -6,7 +6,7 @@ import copy
 from django.db import connection
 from django.urls import reverse
 
-from clarion.api import ApiError, not_found, tenant_for_api_key, validated
+from clarion.api import ApiError, not_found, tenant_for_api_key, validated_reusing
 
 from .. import idempotency, services
 from ..models import ApiKey, Workflow
@@ -90,7 +90,8 @@ def trigger_one(api_key: ApiKey, workflow: Workflow, serializer_class, body, *,
     ValidationError (400 naming each field) and ApiError: 403 (a tenant-restricted key naming
     another tenant or rewriting profiles), 409 (the key still in use), 422 (the key reused with
     another body)."""
-    data = validated(serializer_class, body, workflow=workflow, context={"api_key": api_key})
+    data = validated_reusing(serializer_class, body, workflow=workflow,
+                             context={"api_key": api_key})
     tenant = tenant_for_api_key(api_key, data["tenant"])
     if api_key.tenant_id is not None and names_profiles(data):
         # Recipients are global: a tenant's key may name them, not rewrite their profiles.

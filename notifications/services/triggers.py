@@ -124,14 +124,15 @@ def _trigger_write(request: TriggerRequest, ids: _TriggerIds) -> tuple[Trigger, 
     direct = recipient_ids_upsert_many(
         [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
     )
-    trigger = Trigger.objects.create(
+    # bulk_create: one INSERT without save()'s machinery (no signal listens for a Trigger).
+    [trigger] = Trigger.objects.bulk_create([Trigger(
         id=ids.trigger_id,
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
         cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
-    )
+    )])
     runs = _run_create_many(trigger, {run_id: direct[external_id]
                                       for external_id, run_id in ids.runs.items()})
     if topics:

@@ -1,7 +1,6 @@
 """Recipients: ids, profiles, channel data, and the recipient and actor fields of a trigger."""
 
 import re
-import threading
 import zoneinfo
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -9,7 +8,7 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import Serializer, unknown_field_errors
+from clarion.api import Serializer, unknown_field_errors, validated_reusing
 
 from ...addresses import validate_display_name, validate_email_address
 from ...models import (
@@ -112,24 +111,10 @@ class InlineRecipientSerializer(RecipientProfileSerializer):
     id = RecipientIdField()
 
 
-_inline = threading.local()
-
-
 def inline_recipient(data) -> dict:
     """A recipient profile given inline (a trigger's recipient or actor) validated by
-    InlineRecipientSerializer; raises its ValidationError. One serializer per thread, used
-    again: DRF builds a serializer's fields afresh (deep copies) for every instance, which for
-    a trigger was most of its validation."""
-    serializer = getattr(_inline, "serializer", None)
-    if serializer is None:
-        serializer = _inline.serializer = InlineRecipientSerializer(data=data)
-    else:  # what is_valid() keeps of the last body
-        serializer.initial_data = data
-        for name in ("_validated_data", "_errors", "_data"):
-            serializer.__dict__.pop(name, None)
-    if not serializer.is_valid():
-        raise serializers.ValidationError(serializer.errors)
-    return dict(serializer.validated_data)
+    InlineRecipientSerializer (one per thread, used again); raises its ValidationError."""
+    return dict(validated_reusing(InlineRecipientSerializer, data))
 
 
 class RecipientSerializer(RecipientProfileSerializer):
