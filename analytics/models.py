@@ -17,15 +17,16 @@ METRICS = ("triggered", "sent", "delivered", "failed", "bounced", "suppressed_op
 class RollupDelta(models.Model):
     """One fact not folded into its hour yet (analytics.rollups.rollup_fold)."""
 
-    hour = models.DateTimeField()
-    workflow = models.CharField(max_length=128, blank=True)
-    tenant = models.CharField(max_length=128, blank=True)
-    channel = models.CharField(max_length=16, blank=True)
-    provider = models.CharField(max_length=128, blank=True)
-    metric = models.CharField(max_length=32)
-    count = models.PositiveIntegerField(default=1)
-    latency_ms = models.BigIntegerField(null=True, blank=True)
-    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True)
+    hour = models.DateTimeField(verbose_name=_("hour"))
+    workflow = models.CharField(max_length=128, blank=True, verbose_name=_("workflow"))
+    tenant = models.CharField(max_length=128, blank=True, verbose_name=_("tenant"))
+    channel = models.CharField(max_length=16, blank=True, verbose_name=_("channel"))
+    provider = models.CharField(max_length=128, blank=True, verbose_name=_("provider"))
+    metric = models.CharField(max_length=32, verbose_name=_("metric"))
+    count = models.PositiveIntegerField(default=1, verbose_name=_("count"))
+    latency_ms = models.BigIntegerField(null=True, blank=True, verbose_name=_("latency ms"))
+    cost = models.DecimalField(max_digits=14, decimal_places=6, null=True, blank=True,
+                               verbose_name=_("cost"))
 
     def __str__(self):
         return f"{self.hour:%Y-%m-%d %H}h {self.metric} +{self.count}"
@@ -36,30 +37,33 @@ class HourlyRollup(models.Model):
     keys: a deleted workflow or tenant keeps its history. Empty strings: not applicable (a
     trigger has no channel) or none (no tenant)."""
 
-    hour = models.DateTimeField()
-    workflow = models.CharField(max_length=128, blank=True)
-    tenant = models.CharField(max_length=128, blank=True)
-    channel = models.CharField(max_length=16, blank=True)
-    provider = models.CharField(max_length=128, blank=True)
-    triggered = models.BigIntegerField(default=0, help_text="Runs started.")
-    sent = models.BigIntegerField(default=0)
-    delivered = models.BigIntegerField(default=0)
-    failed = models.BigIntegerField(default=0)
-    bounced = models.BigIntegerField(default=0)
-    suppressed_opted_out = models.BigIntegerField(default=0)
-    suppressed_quiet_hours = models.BigIntegerField(default=0)
-    suppressed_throttled = models.BigIntegerField(default=0)
-    suppressed_digested = models.BigIntegerField(default=0)
-    suppressed_undeliverable = models.BigIntegerField(default=0)
-    suppressed_other = models.BigIntegerField(default=0)
-    seen = models.BigIntegerField(default=0)
-    read = models.BigIntegerField(default=0)
-    clicked = models.BigIntegerField(default=0)
-    provider_calls = models.BigIntegerField(default=0)
-    provider_errors = models.BigIntegerField(default=0)
-    latency_count = models.BigIntegerField(default=0)
-    latency_sum_ms = models.BigIntegerField(default=0)
-    cost = models.DecimalField(max_digits=18, decimal_places=6, default=0)
+    hour = models.DateTimeField(verbose_name=_("hour"))
+    workflow = models.CharField(max_length=128, blank=True, verbose_name=_("workflow"))
+    tenant = models.CharField(max_length=128, blank=True, verbose_name=_("tenant"))
+    channel = models.CharField(max_length=16, blank=True, verbose_name=_("channel"))
+    provider = models.CharField(max_length=128, blank=True, verbose_name=_("provider"))
+    triggered = models.BigIntegerField(default=0, help_text=_("Runs started."),
+                                       verbose_name=_("triggered"))
+    sent = models.BigIntegerField(default=0, verbose_name=_("sent"))
+    delivered = models.BigIntegerField(default=0, verbose_name=_("delivered"))
+    failed = models.BigIntegerField(default=0, verbose_name=_("failed"))
+    bounced = models.BigIntegerField(default=0, verbose_name=_("bounced"))
+    suppressed_opted_out = models.BigIntegerField(default=0, verbose_name=_("suppressed opted out"))
+    suppressed_quiet_hours = models.BigIntegerField(default=0,
+                                                    verbose_name=_("suppressed quiet hours"))
+    suppressed_throttled = models.BigIntegerField(default=0, verbose_name=_("suppressed throttled"))
+    suppressed_digested = models.BigIntegerField(default=0, verbose_name=_("suppressed digested"))
+    suppressed_undeliverable = models.BigIntegerField(default=0,
+                                                      verbose_name=_("suppressed undeliverable"))
+    suppressed_other = models.BigIntegerField(default=0, verbose_name=_("suppressed other"))
+    seen = models.BigIntegerField(default=0, verbose_name=_("seen"))
+    read = models.BigIntegerField(default=0, verbose_name=_("read"))
+    clicked = models.BigIntegerField(default=0, verbose_name=_("clicked"))
+    provider_calls = models.BigIntegerField(default=0, verbose_name=_("provider calls"))
+    provider_errors = models.BigIntegerField(default=0, verbose_name=_("provider errors"))
+    latency_count = models.BigIntegerField(default=0, verbose_name=_("latency count"))
+    latency_sum_ms = models.BigIntegerField(default=0, verbose_name=_("latency sum ms"))
+    cost = models.DecimalField(max_digits=18, decimal_places=6, default=0, verbose_name=_("cost"))
 
     class Meta:
         verbose_name = _("hourly rollup")

@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from pydoc import locate
@@ -61,6 +62,29 @@ def drain(until=None) -> int:
             ran += 1
 
 
+@contextmanager
+def counted_statements():
+    """Count the statements psycopg sends (COPY included) inside the block: yields a list that
+    gets one entry per statement."""
+    import psycopg
+
+    statements, real_execute, real_copy = [], psycopg.Cursor.execute, psycopg.Cursor.copy
+
+    def execute(self, query, *args, **kwargs):
+        statements.append(query)
+        return real_execute(self, query, *args, **kwargs)
+
+    def copy(self, statement, *args, **kwargs):
+        statements.append(statement)
+        return real_copy(self, statement, *args, **kwargs)
+
+    psycopg.Cursor.execute, psycopg.Cursor.copy = execute, copy
+    try:
+        yield statements
+    finally:
+        psycopg.Cursor.execute, psycopg.Cursor.copy = real_execute, real_copy
+
+
 def fanout(n: int) -> None:
     from django.db import connection, transaction
 
@@ -88,10 +112,8 @@ def fanout(n: int) -> None:
     drain()
     InboxItem.objects.filter(workflow_key="bench-fanout").delete()
 
-    statements = []
     start, cpu = time.perf_counter(), time.process_time()
-    with connection.execute_wrapper(lambda execute, sql, *args: (
-            statements.append(sql), execute(sql, *args))[1]):
+    with counted_statements() as statements:
         trigger_workflow(TriggerRequest(workflow=workflow, recipients=[{"topic": topic.key}],
                                         data={"title": "Release 2.0"}))
         tasks = drain()

@@ -13,8 +13,8 @@ each, authenticated with an inbox token, as a browser does, offering permessage-
   p50/p99/max; and how long publishing the burst took in the worker;
 - floor: the same number of `ping`s sent at once, one on each of as many sockets, to their
   `pong` (the server's websocket path without the layer or the database);
-- CPU: the server's and this client's CPU time over the burst (from before its producer
-  starts to the last frame) and over the floor, and the server's share of a core while the
+- CPU: the server's and this client's CPU time over the burst (from the producer's go to
+  the last frame) and over the floor, and the server's share of a core while the
   sockets are held idle (10 s once their heartbeats, with their push checks, have begun),
   from /proc.
 
@@ -27,6 +27,7 @@ Usage: .venv/bin/python bench/websockets.py [--sockets 5000] [--burst 1000]
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import resource
@@ -54,6 +55,7 @@ os.environ.setdefault("SECRET_KEY", "bench-websockets-" + "x" * 40)
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 os.environ["INBOX_REALTIME"] = "layer"
 
+import gc_pauses  # noqa: E402
 from common import free_port, result  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
@@ -104,8 +106,9 @@ def setup(sockets: int) -> dict[str, str]:
 
 
 def burst(recipient_ids: list[str]) -> None:
-    """In its own process (the worker's part): one trigger to `recipient_ids`, its runs advanced
-    in one batch; prints the commit time and the end of publishing (time.time())."""
+    """In its own process (the worker's part): one trigger to `recipient_ids`, then, once a line
+    comes on stdin, its runs advanced in one batch; prints "ready" before waiting, then the
+    commit time and the end of publishing (time.time())."""
     import django
 
     django.setup()
@@ -122,6 +125,8 @@ def burst(recipient_ids: list[str]) -> None:
     _, runs = trigger_workflow(TriggerRequest(workflow=workflow, recipients=recipient_ids,
                                               data={"n": 1}))
     marks = {}
+    print("ready", flush=True)
+    sys.stdin.readline()
     with transaction.atomic():
         # The first on-commit callback: it runs right after COMMIT, before the publishes.
         transaction.on_commit(lambda: marks.setdefault("committed", time.time()))
@@ -131,12 +136,14 @@ def burst(recipient_ids: list[str]) -> None:
 
 
 def start_server(port: int, log: Path) -> subprocess.Popen:
+    """uvicorn on clarion.asgi in its own process (bench/gc_pauses.py records its collector's
+    passes, reported to `log`'s directory, gc.json)."""
     env = dict(os.environ, LOG_LEVEL="WARNING", CLARION_VAR_DIR=tempfile.mkdtemp(
         prefix="clarion-bench-ws-"))
     with open(log, "wb") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "clarion.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--no-access-log", "--log-level", "warning"],
+            [sys.executable, __file__, "--serve", str(port), "--gc-report",
+             str(log.parent / "gc.json")],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     deadline = time.monotonic() + 60
@@ -152,8 +159,11 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
             time.sleep(0.3)
 
 
-async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int) -> dict:
+async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int,
+                  gc_report: Path, census: bool, profile: Path | None) -> dict:
     url = f"ws://127.0.0.1:{port}/ws/inbox/?token="
+    client_gc = gc_pauses.PauseLog()  # this process's collector passes, which delay frames too
+    gc.callbacks.append(client_gc)
 
     async def connect(token: str):
         ws = await websockets.connect(url + token, max_queue=None, ping_interval=None,
@@ -165,7 +175,8 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     await warm.close()
     await asyncio.sleep(1)
     before = rss_kib(server_pid)
-    started = time.monotonic()
+    gc_before = await gc_pauses.read(server_pid, gc_report, census=census)
+    started, started_wall = time.monotonic(), time.time()
     gate = asyncio.Semaphore(64)
 
     async def connect_gated(token: str):
@@ -176,14 +187,21 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     sockets = dict(zip(ids, await asyncio.gather(*[connect_gated(tokens[i]) for i in ids]),
                        strict=True))
     connect_seconds = time.monotonic() - started
+    # This client's own sockets (~5,000 websockets connections' objects) out of its collector's
+    # sight: its full passes took up to 1.3 s here and delayed the frames it timestamps.
+    gc.collect()
+    gc.freeze()
     await asyncio.sleep(2)
     after = rss_kib(server_pid)
+    gc_after = await gc_pauses.read(server_pid, gc_report, census=census)
     # Held and idle, once heartbeats (each with its push check, every INBOX_HEARTBEAT_SECONDS,
     # 25 s by default, from each socket's connect) have begun: 10 s of them.
     await asyncio.sleep(max(started + 26 - time.monotonic(), 0))
     idle_cpu, idle_started = cpu_seconds(server_pid), time.monotonic()
+    idle_wall = time.time()
     await asyncio.sleep(10)
     idle_cpu = (cpu_seconds(server_pid) - idle_cpu) / (time.monotonic() - idle_started)
+    idle_wall = (idle_wall, time.time())
 
     arrived: dict[str, float] = {}
     pongs: dict[str, float] = {}
@@ -207,24 +225,39 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
         await asyncio.sleep(0.05)
     floor = [(pongs[rid] - sent) * 1000 for rid in targets if rid in pongs]
     floor_cpu = (cpu_seconds(server_pid) - cpu[0], time.process_time() - cpu[1])
+    floor_wall = (sent, max(pongs.values(), default=sent))
 
-    # The burst, written and published by another process.
+    # The burst, written and published by another process: its trigger made, it waits for a go.
     targets = ids[-burst_size:]
-    cpu = (cpu_seconds(server_pid), time.process_time())
     producer = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "--burst-for", ",".join(targets), cwd=str(ROOT),
-        stdout=asyncio.subprocess.PIPE)
-    out, _ = await producer.communicate()
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+    if (await producer.stdout.readline()).strip() != b"ready":
+        sys.exit("the burst's producer failed")
+    if profile:  # py-spy's samples of the server over the burst (--profile)
+        spy = await asyncio.create_subprocess_exec(
+            "py-spy", "record", "--pid", str(server_pid), "--format", "raw", "--rate", "250",
+            "--nonblocking", "--output", str(profile), stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL)
+        await asyncio.sleep(1)
+    cpu = (cpu_seconds(server_pid), time.process_time())
+    out, _ = await producer.communicate(b"go\n")
     if producer.returncode:
         sys.exit("the burst's producer failed")
     marks = json.loads(out.decode().strip().splitlines()[-1])
     deadline = time.monotonic() + 30
     while len(arrived) < len(targets) and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    # From before the producer started (this process idles while it runs) to the last frame.
+    # From the go (this process idles while the producer commits and publishes) to the last
+    # frame.
     burst_cpu = (cpu_seconds(server_pid) - cpu[0], time.process_time() - cpu[1])
+    if profile:
+        spy.send_signal(signal.SIGINT)
+        await spy.wait()
     latencies = [(arrived[rid] - marks["committed"]) * 1000 for rid in targets if rid in arrived]
+    burst_wall = (marks["committed"], max(arrived.values(), default=marks["committed"]))
     await asyncio.sleep(1)
+    gc_end = await gc_pauses.read(server_pid, gc_report)
     open_now = sum(1 for ws in sockets.values() if ws.state is websockets.State.OPEN)
     for task in readers:
         task.cancel()
@@ -232,17 +265,33 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     return {"before": before, "after": after, "connect_seconds": connect_seconds,
             "held": open_now, "latencies": latencies, "floor": floor,
             "burst_cpu": burst_cpu, "floor_cpu": floor_cpu, "idle_cpu": idle_cpu,
-            "publish_ms": (marks["published"] - marks["committed"]) * 1000}
+            "publish_ms": (marks["published"] - marks["committed"]) * 1000,
+            "gc": {"before": gc_before, "after": gc_after, "end": gc_end,
+                   "held": gc_pauses.summary(gc_end["passes"], started_wall),
+                   "idle": gc_pauses.summary(gc_end["passes"], *idle_wall),
+                   "floor": gc_pauses.summary(gc_end["passes"], *floor_wall),
+                   "burst": gc_pauses.summary(gc_end["passes"], *burst_wall)},
+            "client_gc": {"floor": gc_pauses.summary(client_gc.passes, *floor_wall),
+                          "burst": gc_pauses.summary(client_gc.passes, *burst_wall)}}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sockets", type=int, default=5000)
     parser.add_argument("--burst", type=int, default=1000)
+    parser.add_argument("--census", action="store_true",
+                        help="print the server's garbage-collected objects per socket by type")
+    parser.add_argument("--profile", type=Path,
+                        help="write py-spy's samples of the server over the burst to this file "
+                             "(raw, for flamegraph.pl or speedscope; py-spy on PATH)")
     parser.add_argument("--burst-for", help=argparse.SUPPRESS)  # the producer, another process
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the server, on this port
+    parser.add_argument("--gc-report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.burst_for:
         return burst(args.burst_for.split(","))
+    if args.serve:
+        return gc_pauses.serve_recorded("clarion.asgi:application", args.serve, args.gc_report)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2 * args.sockets + 1000  # this client's sockets and the server's, inherited
     if soft < wanted:
@@ -258,7 +307,8 @@ def main() -> None:
     port = free_port()
     server = start_server(port, log)
     try:
-        figures = asyncio.run(measure(port, server.pid, tokens, args.burst))
+        figures = asyncio.run(measure(port, server.pid, tokens, args.burst,
+                                      log.parent / "gc.json", args.census, args.profile))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -284,6 +334,22 @@ def main() -> None:
         print(f"  CPU       {name}: server {server_cpu * 1000:.0f} ms, this client "
               f"{client_cpu * 1000:.0f} ms ({server_cpu / len(frames) * 1e6:.0f} / "
               f"{client_cpu / len(frames) * 1e6:.0f} µs per frame; heartbeats included)")
+    collector = figures["gc"]
+    tracked = (collector["after"]["tracked"] - collector["before"]["tracked"]) / args.sockets
+    print(f"  GC        objects the collector tracks: {collector['before']['tracked']:,} → "
+          f"{collector['after']['tracked']:,} ({tracked:.0f} per socket; "
+          f"{collector['after']['frozen']:,} frozen)")
+    for name, passes in [*collector.items(), *[(f"client {name}", passes) for name, passes
+                                              in figures["client_gc"].items()]]:
+        if "count" in passes:
+            print(f"  GC        {name:12}: {passes['count']} passes, max {passes['max_ms']:.0f} "
+                  f"ms, total {passes['total_ms']:.0f} ms; {passes['full']} full, max "
+                  f"{passes['full_max_ms']:.0f} ms")
+    if args.census:
+        grown = {kind: n - collector["before"]["census"].get(kind, 0)
+                 for kind, n in collector["after"]["census"].items()}
+        for kind, n in sorted(grown.items(), key=lambda kv: -kv[1])[:60]:
+            print(f"  census    {n / args.sockets:7.2f} per socket  {kind}")
     ok = figures["held"] == args.sockets and len(lat) == args.burst \
         and percentile(lat, 0.99) <= 500
     print(f"  goal {args.sockets} sockets held, burst p99 ≤ 500 ms: {'ok' if ok else 'MISSED'}")

@@ -122,15 +122,19 @@ class FormFieldsMixin:
 
 
 class ClarionAdmin(FormFieldsMixin, admin.ModelAdmin):
+    # Rows deleted only with the row they belong to (ledgers; a workflow's steps), never on
+    # their own: deleting their owner needs no delete permission on them.
+    deleted_with_owner = False
+
     def get_deleted_objects(self, objs, request):
         """Ledger rows go with the row they belong to: deleting a recipient erases their runs and
-        messages, deleting a template its versions. That needs no permission on the ledgers,
-        which cannot be deleted on their own."""
+        messages, deleting a template its versions, deleting a workflow its steps. That needs no
+        permission on them, as they cannot be deleted on their own."""
         deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        ledgers = {model._meta.verbose_name
-                   for model, model_admin in self.admin_site._registry.items()
-                   if isinstance(model_admin, LedgerAdmin)}
-        return deleted, counts, perms_needed - ledgers, protected
+        owned = {model._meta.verbose_name
+                 for model, model_admin in self.admin_site._registry.items()
+                 if getattr(model_admin, "deleted_with_owner", False)}
+        return deleted, counts, perms_needed - owned, protected
 
 
 class UUIDSearchMixin:
@@ -154,6 +158,8 @@ class UUIDSearchMixin:
 
 class LedgerAdmin(UUIDSearchMixin, ClarionAdmin):
     """Rows the engine writes: shown, never added or changed by hand."""
+
+    deleted_with_owner = True
 
     deletable_by_superusers = False
     show_full_result_count = False

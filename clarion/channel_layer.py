@@ -13,6 +13,13 @@ with fewer round trips where a burst of inbox pushes spends its time (bench/webs
 - Many group sends (a worker publishing a batch's items, `group_send_many`): every group's
   members in one round trip, every message in one more (a thousand items: two round trips, not
   two thousand), each channel's messages in the order given.
+- Receivers: channels-redis has each socket waiting for a message race two tasks (the
+  process's receive lock and its own buffer) under asyncio.wait: with thousands of idle sockets,
+  thousands of tasks, futures and coroutines per socket that the cyclic garbage collector walks
+  on every full pass (~1 s at 5,000 sockets, stopping the event loop). Here a waiting socket holds
+  one future: one of the waiting receives (the leader) reads Redis for all, wakes the sockets it
+  found messages for, and hands the lead to another waiting receive when it returns, is
+  cancelled or fails; a socket's buffer exists only while messages wait in it.
 - Connections: redis-py 6+ caps a pool at 100 connections and fails the 101st command at once
   (`MaxConnectionsError`), which lost the push checks and group removals of a thousand sockets
   acting together; here a command waits up to POOL_TIMEOUT seconds for a free connection.
@@ -21,6 +28,7 @@ What a message may meet is unchanged: expiry, per-channel capacity (ChannelFull 
 logged drop on group send), at-most-once delivery.
 """
 
+import asyncio
 import time
 
 from channels.exceptions import ChannelFull
@@ -94,6 +102,10 @@ class RedisChannelLayer(core.RedisChannelLayer):
         super().__init__(*args, **kwargs)
         # The process-specific keys whose backup holds only messages already handed over.
         self._handed_over: set[str] = set()
+        # Receives of process-specific channels: the one reading Redis for all (its channel),
+        # and the others' futures by channel, woken when a message or the lead is theirs.
+        self._leader: str | None = None
+        self._waiting: dict[str, list[asyncio.Future]] = {}
 
     def create_pool(self, index):
         host = dict(self.hosts[index])
@@ -184,6 +196,76 @@ class RedisChannelLayer(core.RedisChannelLayer):
                              sum(len(queued) for queued in deliveries.values()))
         return dropped
 
+    async def receive(self, channel):
+        """The next message of `channel`. A process-specific channel (`…!…`) waits on a future
+        of its own while another receive reads Redis for every channel (see above); other
+        channels are channels-redis' receive."""
+        if "!" not in channel:
+            return await super().receive(channel)
+        assert self.require_valid_channel_name(channel)
+        real_channel = self.non_local_name(channel)
+        assert real_channel.endswith(self.client_prefix + "!"), "Wrong client prefix"
+        loop = asyncio.get_running_loop()
+        if self.receive_count == 0:
+            self.receive_event_loop = loop
+        elif self.receive_event_loop is not loop:
+            raise RuntimeError(
+                "Two event loops are trying to receive() on one channel layer at once!")
+        self.receive_count += 1
+        try:
+            while (buffer := self.receive_buffer.get(channel)) is None or buffer.empty():
+                if self._leader is None:
+                    self._leader = channel
+                    try:
+                        names, message = await self.receive_single(real_channel)
+                    finally:
+                        self._leader = None
+                    self._buffer(names, message)
+                    continue
+                waiter = loop.create_future()
+                self._waiting.setdefault(channel, []).append(waiter)
+                try:
+                    await waiter
+                finally:
+                    self._forget_waiter(channel, waiter)
+            message = buffer.get_nowait()
+            if buffer.empty():
+                del self.receive_buffer[channel]
+            return message
+        except asyncio.CancelledError:
+            self.receive_buffer.pop(channel, None)  # its socket is gone (as channels-redis)
+            raise
+        finally:
+            self.receive_count -= 1
+            if self.receive_count == 0:
+                self.receive_event_loop = None
+            if self._leader is None:
+                self._wake(next(iter(self._waiting), None))  # the lead passes on
+
+    def _buffer(self, names: str | list[str], message: dict) -> None:
+        """Hand `message` (from receive_single) to the buffers of `names`, waking their
+        receives."""
+        for name in names if isinstance(names, list) else [names]:
+            self.receive_buffer[name].put_nowait(message)
+            self._wake(name)
+
+    def _wake(self, channel: str | None) -> None:
+        """Wake the longest-waiting receive of `channel` (None: none)."""
+        waiters = self._waiting.get(channel)
+        if waiters:
+            waiter = waiters.pop(0)
+            if not waiters:
+                del self._waiting[channel]
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def _forget_waiter(self, channel: str, waiter: asyncio.Future) -> None:
+        waiters = self._waiting.get(channel)
+        if waiters and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self._waiting[channel]
+
     async def receive_single(self, channel):
         """The next message of `channel`, as (channel name or names, message). For the
         process-specific channel (`…!`, every socket of this process) one round trip takes up
@@ -207,8 +289,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
             if popped:
                 messages = [self._unpack(member, channel) for member in popped[::2]]
                 for names, message in messages[:-1]:
-                    for name in names if isinstance(names, list) else [names]:
-                        self.receive_buffer[name].put_nowait(message)
+                    self._buffer(names, message)
                 return messages[-1]
             # Nothing queued: wait for the next message (it stays in Redis until then).
             result = await connection.bzpopmin(key, timeout=self.brpop_timeout)

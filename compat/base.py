@@ -14,11 +14,11 @@ from clarion.api import (
     check_key,
     exception_handler,
     flatten,
-    not_found,
     tenant_for_api_key,
     validated,
 )
 from notifications import idempotency, services
+from notifications.api import triggers
 from notifications.api.auth import UnrestrictedApiKey
 from notifications.api.serializers import TriggerSerializer
 from notifications.models import Workflow
@@ -75,13 +75,11 @@ def iso(moment: datetime | None) -> str | None:
 # --- Triggering through Clarion's own service -------------------------------------------------
 
 def active_workflow(key: str) -> Workflow:
-    """The workflow `key`; raises NotFound (404), or ApiError 422 "workflow_inactive"."""
-    workflow = Workflow.objects.filter(key=key).first()
-    if workflow is None:
-        raise not_found("workflow", key)
-    if not workflow.active:
-        raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-    return workflow
+    """The workflow `key`, as Clarion's own trigger checks it (notifications.api.triggers):
+    raises NotFound (404), or ApiError 422 "workflow_inactive" or "workflow_not_published"
+    (its first draft, e.g. an Editor's, waits for a Publisher)."""
+    return triggers.active_workflow(key)
+
 
 
 def _names_profiles(data: Mapping) -> bool:

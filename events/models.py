@@ -32,27 +32,34 @@ class EventEndpoint(models.Model):
     """An HTTPS URL subscribed to some event types, for one tenant's events or for all."""
 
     key = models.CharField(max_length=128, unique=True, validators=[key_validator],
-                           help_text="The endpoint's id in the API: /api/v1/event-endpoints/{id}.")
-    url = models.URLField(max_length=2000)
-    events = models.JSONField(default=list, help_text="The event types it receives.")
+                           help_text=_("The endpoint's id in the API: "
+                                       "/api/v1/event-endpoints/{id}."),
+                           verbose_name=_("key"))
+    url = models.URLField(max_length=2000, verbose_name=_("URL"))
+    events = models.JSONField(default=list, help_text=_("The event types it receives."),
+                              verbose_name=_("events"))
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="event_endpoints",
-        help_text="When set, only this tenant's events; otherwise every event.")
-    secret_encrypted = models.TextField(editable=False)
-    active = models.BooleanField(default=True, help_text="Off: its deliveries wait.")
-    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
-    disabled_reason = models.TextField(blank=True, editable=False)
+        help_text=_("When set, only this tenant's events; otherwise every event."),
+        verbose_name=_("tenant"))
+    secret_encrypted = models.TextField(editable=False, verbose_name=_("secret encrypted"))
+    active = models.BooleanField(default=True, help_text=_("Off: its deliveries wait."),
+                                 verbose_name=_("active"))
+    disabled_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                       verbose_name=_("disabled at"))
+    disabled_reason = models.TextField(blank=True, editable=False,
+                                       verbose_name=_("disabled reason"))
     failing_since = models.DateTimeField(
         null=True, blank=True, editable=False,
-        help_text="The first failed attempt since its last success.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+        help_text=_("The first failed attempt since its last success."),
+        verbose_name=_("failing since"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("event endpoint")
         verbose_name_plural = _("event endpoints")
         ordering = ["key"]
-        verbose_name = "event endpoint"
 
     def __str__(self):
         return self.key
@@ -74,15 +81,17 @@ class EventEndpoint(models.Model):
 class Event(models.Model):
     """One event, written in the transaction of the change that caused it (the outbox)."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    type = models.CharField(max_length=32)
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          verbose_name=_("id"))
+    type = models.CharField(max_length=32, verbose_name=_("type"))
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
-                               related_name="+")
+                               related_name="+", verbose_name=_("tenant"))
     recipient = models.CharField(
         max_length=255, blank=True,
-        help_text="The recipient's id: events about one recipient are delivered in order.")
-    data = models.JSONField(default=dict)
-    created_at = models.DateTimeField()
+        help_text=_("The recipient's id: events about one recipient are delivered in order."),
+        verbose_name=_("recipient"))
+    data = models.JSONField(default=dict, verbose_name=_("data"))
+    created_at = models.DateTimeField(verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("event")
@@ -108,29 +117,32 @@ class EventDelivery(models.Model):
     """One event for one endpoint: pending until an attempt succeeds or the retries run out."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Pending"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
 
-    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries",
+                              verbose_name=_("event"))
     endpoint = models.ForeignKey(EventEndpoint, on_delete=models.CASCADE,
-                                 related_name="deliveries")
-    ordering_key = models.CharField(max_length=255, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    next_attempt_at = models.DateTimeField()
+                                 related_name="deliveries", verbose_name=_("endpoint"))
+    ordering_key = models.CharField(max_length=255, blank=True, verbose_name=_("ordering key"))
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING,
+                              verbose_name=_("status"))
+    attempts = models.PositiveIntegerField(default=0, verbose_name=_("attempts"))
+    next_attempt_at = models.DateTimeField(verbose_name=_("next attempt at"))
     lease_until = models.DateTimeField(
-        null=True, blank=True, help_text="A worker is sending it until then.")
-    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    last_error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+        null=True, blank=True, help_text=_("A worker is sending it until then."),
+        verbose_name=_("lease until"))
+    last_status_code = models.PositiveSmallIntegerField(null=True, blank=True,
+                                                        verbose_name=_("last status code"))
+    last_error = models.TextField(blank=True, verbose_name=_("last error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("event delivery")
         verbose_name_plural = _("event deliveries")
         ordering = ["-id"]
-        verbose_name_plural = "event deliveries"
         indexes = [
             # The head of each recipient's line, per endpoint.
             models.Index(fields=["endpoint", "ordering_key", "id"],
@@ -147,13 +159,15 @@ class EventAttempt(models.Model):
     """One HTTP request of a delivery."""
 
     delivery = models.ForeignKey(EventDelivery, on_delete=models.CASCADE,
-                                 related_name="delivery_attempts")
-    started_at = models.DateTimeField()
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    succeeded = models.BooleanField(default=False)
-    response = models.TextField(blank=True, help_text="The first 2,000 characters.")
-    error = models.TextField(blank=True)
+                                 related_name="delivery_attempts", verbose_name=_("delivery"))
+    started_at = models.DateTimeField(verbose_name=_("started at"))
+    duration_ms = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("duration ms"))
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True,
+                                                   verbose_name=_("status code"))
+    succeeded = models.BooleanField(default=False, verbose_name=_("succeeded"))
+    response = models.TextField(blank=True, help_text=_("The first 2,000 characters."),
+                                verbose_name=_("response"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
 
     class Meta:
         verbose_name = _("event attempt")

@@ -81,9 +81,14 @@ def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
 class InboxConsumer(AsyncJsonWebsocketConsumer):
     principal: InboxPrincipal | None = None
     group: str | None = None
-    heartbeat: asyncio.Task | None = None
+    # One timer per socket, for its next heartbeat or its credential's end, whichever is first
+    # (the event loop's times): a held socket keeps a timer, not a sleeping task each (objects
+    # the garbage collector walks on every full pass, bench/websockets.py).
+    timer: asyncio.TimerHandle | None = None
+    beat_at: float = 0.0
+    close_at: float | None = None
+    chore: asyncio.Task | None = None  # a heartbeat or the close the timer started, running
     rejoin_at: float = 0.0  # the event loop's time to join the groups again (_join_groups)
-    expiry: asyncio.Task | None = None
     secrets_group: str | None = None
     bridged = False
     counted = False
@@ -133,7 +138,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             await realtime.bridge().subscribe()
             self.bridged = True
         await self._send_counts()
-        self.heartbeat = asyncio.get_running_loop().create_task(self._beat())
+        self.beat_at = asyncio.get_running_loop().time() + self._beat_interval()
         self._expire_at(principal.expires_at)
 
     async def disconnect(self, code):
@@ -143,7 +148,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.probed:
             socket_reads.push_probe.forget(self)
             self.probed = False
-        for task in (self.heartbeat, self.expiry, self.reconcile):
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        for task in (self.chore, self.reconcile):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -171,26 +179,49 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         expiry = getattr(self.channel_layer, "group_expiry", 86400)
         self.rejoin_at = asyncio.get_running_loop().time() + expiry / 2
 
-    async def _beat(self):
-        """A heartbeat frame every INBOX_HEARTBEAT_SECONDS at most, each 0-10 % early (sockets
-        opened together, as after a deploy, drift apart instead of beating in step)."""
-        while True:
-            await asyncio.sleep(settings.INBOX_HEARTBEAT_SECONDS * random.uniform(0.9, 1.0))
-            await self.send_json({"type": "heartbeat"})
-            if asyncio.get_running_loop().time() >= self.rejoin_at:
-                await self._join_groups()
+    @staticmethod
+    def _beat_interval() -> float:
+        """INBOX_HEARTBEAT_SECONDS, 0-10 % less (sockets opened together, as after a deploy,
+        drift apart instead of beating in step)."""
+        return settings.INBOX_HEARTBEAT_SECONDS * random.uniform(0.9, 1.0)
 
     def _expire_at(self, moment: datetime | None) -> None:
         """Close the socket at `moment` (None: never), instead of any earlier plan."""
-        if self.expiry is not None and self.expiry is not asyncio.current_task():
-            self.expiry.cancel()
-        self.expiry = (asyncio.get_running_loop().create_task(self._close_at(moment))
-                       if moment is not None else None)
+        loop = asyncio.get_running_loop()
+        self.close_at = (None if moment is None else
+                         loop.time() + max((moment - timezone.now()).total_seconds(), 0))
+        self._set_timer()
 
-    async def _close_at(self, moment):
+    def _set_timer(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        when = self.beat_at if self.close_at is None else min(self.beat_at, self.close_at)
+        self.timer = asyncio.get_running_loop().call_at(when, self._tick)
+
+    def _tick(self) -> None:
+        """The timer: close the socket if its credential has ended, else send the heartbeat
+        that is due (in a task of its own while it runs), and set the next."""
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        if self.close_at is not None and loop.time() >= self.close_at:
+            if self.chore is not None:
+                self.chore.cancel()
+            self.chore = loop.create_task(self._close_expired())
+            return
+        if loop.time() >= self.beat_at:
+            self.beat_at = loop.time() + self._beat_interval()
+            if self.chore is None or self.chore.done():  # else the last beat is still going
+                self.chore = loop.create_task(self._beat())
+        self._set_timer()
+
+    async def _beat(self) -> None:
+        await self.send_json({"type": "heartbeat"})
+        if asyncio.get_running_loop().time() >= self.rejoin_at:
+            await self._join_groups()
+
+    async def _close_expired(self) -> None:
         """Close with 4401 when the credential stops working: the token expires, or the
         rotation window of the previous secret its HMAC was made with ends."""
-        await asyncio.sleep(max((moment - timezone.now()).total_seconds(), 0))
         self.principal = None  # nothing more reaches this socket
         await self.close(code=UNAUTHORIZED)
 

@@ -7,7 +7,8 @@ class InboxItem(models.Model):
     """One in-app notification. Ordered by id (monotonic), so feeds page by keyset on id."""
 
     recipient = models.ForeignKey(
-        "notifications.Recipient", on_delete=models.CASCADE, related_name="inbox_items"
+        "notifications.Recipient", on_delete=models.CASCADE, related_name="inbox_items",
+        verbose_name=_("recipient"),
     )
     tenant = models.ForeignKey(
         "notifications.Tenant",
@@ -15,6 +16,7 @@ class InboxItem(models.Model):
         blank=True,
         on_delete=models.CASCADE,
         related_name="inbox_items",
+        verbose_name=_("tenant"),
     )
     message = models.OneToOneField(
         "notifications.Message",
@@ -22,15 +24,17 @@ class InboxItem(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="inbox_item",
+        verbose_name=_("message"),
     )
-    workflow_key = models.CharField(max_length=128, blank=True)
-    category = models.CharField(max_length=128, blank=True)
-    tags = models.JSONField(default=list, blank=True)
-    content = models.JSONField(default=dict, blank=True, help_text="body, action_url, avatar…")
-    seen_at = models.DateTimeField(null=True, blank=True)
-    read_at = models.DateTimeField(null=True, blank=True)
-    archived_at = models.DateTimeField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    workflow_key = models.CharField(max_length=128, blank=True, verbose_name=_("workflow key"))
+    category = models.CharField(max_length=128, blank=True, verbose_name=_("category"))
+    tags = models.JSONField(default=list, blank=True, verbose_name=_("tags"))
+    content = models.JSONField(default=dict, blank=True, help_text=_("body, action_url, avatar…"),
+                               verbose_name=_("content"))
+    seen_at = models.DateTimeField(null=True, blank=True, verbose_name=_("seen at"))
+    read_at = models.DateTimeField(null=True, blank=True, verbose_name=_("read at"))
+    archived_at = models.DateTimeField(null=True, blank=True, verbose_name=_("archived at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("inbox item")

@@ -11,6 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from analytics.rollups import message_facts_record
+from clarion.db import rows_copy
 from events.outbox import message_events_record
 from notifications.crypto import encrypt_json
 from notifications.models import Message, Recipient, Tenant
@@ -52,8 +53,9 @@ def inbox_items_create(*, items: Sequence[tuple[Message, dict]],
     recipient, tenant, workflow and step loaded: one INSERT for all, inside the runs'
     transaction, whose commit releases the recipients' item-order locks. A message that has its
     item already (a replay) gets no second one (the column is unique: the INSERT skips it).
-    `new`: the messages were created in this transaction, so none has an item: a plain INSERT
-    that returns the ids (a conflict is an IntegrityError). Returns the items (pk set) of
+    `new`: the messages were created in this transaction, so none has an item: their ids taken
+    from the sequence and the rows copied in (clarion.db.rows_copy: a conflict is an
+    IntegrityError). Returns the items (pk set) of
     `items`' messages; sockets hear of them after commit, in one batch
     (realtime.publish_many_on_commit)."""
     if not items:
@@ -68,7 +70,7 @@ def inbox_items_create(*, items: Sequence[tuple[Message, dict]],
             tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
             content=content))
     if new:
-        InboxItem.objects.bulk_create(rows)
+        rows_copy(InboxItem, rows, returning_ids=True)
     else:
         InboxItem.objects.bulk_create(rows, ignore_conflicts=True)
         stored = dict(InboxItem.objects.filter(message_id__in=[m.id for m, _ in items])

@@ -17,6 +17,7 @@ from django.utils import timezone as tz
 from .models import Recipient, Schedule, ScheduleZone, Tenant, Topic, Trigger, Workflow
 from .queue import enqueue_at
 from .recurrence import latest_due, occurrences, zone
+from .workflow_versions import is_unpublished
 
 RECIPIENT_TIMEZONE = "recipient"
 
@@ -130,7 +131,8 @@ def schedule_fire(*, zone_id: int, now: datetime | None = None) -> list[Trigger]
         occurrence = latest_due(schedule.repeat, zone(row.timezone),
                                 after=row.next_at - timedelta(microseconds=1), now=now,
                                 starts_at=schedule.starts_at, ends_at=schedule.ends_at)
-        if schedule.active and schedule.workflow.active and occurrence is not None:
+        if schedule.active and schedule.workflow.active and occurrence is not None \
+                and not is_unpublished(schedule.workflow):  # its first draft: runs nothing
             specs = _zone_recipients(schedule, row.timezone)
             limit = settings.CLARION["MAX_RECIPIENTS_PER_TRIGGER"]
             data = {**schedule.data, "schedule": {"id": schedule.key,

@@ -20,15 +20,15 @@ class PreferenceSet(models.Model):
     """
 
     recipient = models.ForeignKey(Recipient, null=True, blank=True, on_delete=models.CASCADE,
-                                  related_name="preference_sets")
+                                  related_name="preference_sets", verbose_name=_("recipient"))
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
-                               related_name="preference_sets")
-    channel_types = models.JSONField(default=dict, blank=True)
-    categories = models.JSONField(default=dict, blank=True)
-    workflows = models.JSONField(default=dict, blank=True)
-    quiet_hours = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+                               related_name="preference_sets", verbose_name=_("tenant"))
+    channel_types = models.JSONField(default=dict, blank=True, verbose_name=_("channel types"))
+    categories = models.JSONField(default=dict, blank=True, verbose_name=_("categories"))
+    workflows = models.JSONField(default=dict, blank=True, verbose_name=_("workflows"))
+    quiet_hours = models.JSONField(null=True, blank=True, verbose_name=_("quiet hours"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("preference set")
@@ -69,10 +69,11 @@ class WorkflowDefault(models.Model):
     """How a workflow ships: channels off until the person turns them on."""
 
     workflow = models.OneToOneField(Workflow, on_delete=models.CASCADE,
-                                    related_name="preference_default")
+                                    related_name="preference_default", verbose_name=_("workflow"))
     channel_types = models.JSONField(
-        default=dict, blank=True, help_text='e.g. {"sms": false}: SMS is off unless opted in.')
-    updated_at = models.DateTimeField(auto_now=True)
+        default=dict, blank=True, help_text=_('e.g. {"sms": false}: SMS is off unless opted in.'),
+        verbose_name=_("channel types"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("workflow default")
@@ -86,10 +87,11 @@ class Category(models.Model):
     """The name people see in the preference center for a workflow category key."""
 
     key = models.CharField(max_length=128, unique=True, validators=[key_validator],
-                           help_text="The `category` of the workflows it groups.")
-    name = models.CharField(max_length=200)
-    description = models.CharField(max_length=500, blank=True)
-    position = models.PositiveIntegerField(default=0)
+                           help_text=_("The `category` of the workflows it groups."),
+                           verbose_name=_("key"))
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    description = models.CharField(max_length=500, blank=True, verbose_name=_("description"))
+    position = models.PositiveIntegerField(default=0, verbose_name=_("position"))
 
     class Meta:
         verbose_name = _("category")

@@ -105,3 +105,37 @@ async def test_more_commands_at_once_than_the_pool_has_connections_wait_for_one(
 
     assert [await receive_all(layer, channel, 1) for channel in channels] == \
         [[i] for i in range(50)]
+
+
+async def test_receives_waiting_on_many_channels_hold_no_tasks_of_their_own(make_layer):
+    """channels-redis races two tasks per waiting receive (the receive lock, its buffer): at
+    5,000 sockets the garbage collector walked them all on every full pass."""
+    web, worker = make_layer(), make_layer()
+    channels = [await web.new_channel() for _ in range(50)]
+    before = len(asyncio.all_tasks())
+    waiting = [asyncio.ensure_future(web.receive(channel)) for channel in channels]
+    await asyncio.sleep(0.2)
+
+    assert len(asyncio.all_tasks()) - before == 50  # the receives themselves, nothing more
+    await worker.send(channels[7], {"type": "x", "n": 7})
+    assert (await asyncio.wait_for(waiting[7], 5))["n"] == 7
+    for task in waiting:
+        task.cancel()
+    await asyncio.gather(*waiting, return_exceptions=True)
+
+
+async def test_when_the_receive_reading_for_all_is_cancelled_another_takes_the_lead(make_layer):
+    web, worker = make_layer(), make_layer()
+    first, second = await web.new_channel(), await web.new_channel()
+    reading = asyncio.ensure_future(web.receive(first))
+    await asyncio.sleep(0.1)  # it leads: blocked on Redis for both
+    waiting = asyncio.ensure_future(web.receive(second))
+    await asyncio.sleep(0.1)
+
+    reading.cancel()
+    await asyncio.gather(reading, return_exceptions=True)
+    await worker.send(second, {"type": "x", "n": 2})
+
+    assert (await asyncio.wait_for(waiting, 2))["n"] == 2  # not brpop_timeout (5 s) later
+    await worker.send(first, {"type": "x", "n": 1})
+    assert await receive_all(web, first, 1) == [1]  # nothing the cancelled read took is lost

@@ -30,6 +30,7 @@ from notifications import services
 from notifications.api.auth import ApiKeyAuthentication, HasApiKey, UnrestrictedApiKey
 from notifications.api.serializers import RecipientProfileSerializer
 from notifications.api.throttles import TriggerRateThrottle
+from notifications.api.triggers import check_published
 from notifications.models import Recipient, Subscription, Topic, Trigger, Workflow
 from notifications.models import validate_recipient_id as recipient_id_rule
 from preferences import services as preference_services
@@ -93,6 +94,7 @@ def _trigger_event(request, event, idempotency_key: str | None) -> dict:
     if not workflow.active:
         return {"acknowledged": True, "status": "trigger_not_active",
                 "transactionId": transaction_id or ""}
+    check_published(workflow)
     if inline_tenant:
         base.tenant_inline_upsert(request, inline_tenant)
     if transaction_id:

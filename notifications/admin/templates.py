@@ -74,6 +74,7 @@ class TemplateForm(forms.ModelForm):
 
     channel: str | None = None
     locale = forms.RegexField(regex=LOCALE, max_length=35, initial="en",
+                              label=gettext_lazy("Locale"),
                               error_messages={"invalid": gettext_lazy(
                                   "Expected a locale like 'en' or 'pt-BR'.")})
 

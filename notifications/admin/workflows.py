@@ -25,8 +25,10 @@ from .. import conditions, engine
 from ..channels import CHANNEL_KEYS
 from ..engine import windows
 from ..models import Step, StepType, Template, Workflow
+from ..workflow_versions import is_unpublished, version_record_live
 from . import draft_templates, versions
 from .builder import views as builder_views
+from .builder.views import may_publish_directly
 
 SUPPORTED_STEP_CHOICES = [
     (value, label) for value, label in StepType.choices if value in engine.SUPPORTED_STEP_TYPES
@@ -330,9 +332,23 @@ class WorkflowAdmin(ClarionAdmin):
                            obj.published_version.number)
 
 
+def step_write_record(workflow: Workflow, user, note: str) -> None:
+    """After the Step admin wrote a live workflow's rows: record them as its published version
+    (the published version's document is always what runs). A workflow never published keeps
+    its rows as its draft."""
+    if not is_unpublished(workflow):
+        version_record_live(workflow=workflow, user=user, source="admin", note=note)
+
+
 @admin.register(Step)
 class StepAdmin(ClarionAdmin):
+    """A workflow's steps one by one. They are the live version's rows: a write here changes
+    what runs at once, so only someone who may publish without review writes them (a
+    Publisher, when CLARION["REQUIRE_REVIEW"] is off), and each write is recorded as a new
+    published version. Editors change steps in the builder, whose save goes into the draft."""
+
     form = StepForm
+    deleted_with_owner = True
     list_display = ("__str__", "workflow", "parent", "branch", "position", "ref", "type",
                     "templates")
     list_filter = ("type", "workflow")
@@ -343,6 +359,32 @@ class StepAdmin(ClarionAdmin):
     fields = ("workflow", "parent", "branch", "position", "ref", "type", "config", "conditions",
               "branches", "unless", "send_window", "urgent", "template_list")
     readonly_fields = ("template_list",)
+
+    def has_add_permission(self, request):
+        return super().has_add_permission(request) and may_publish_directly(request, None)
+
+    def has_change_permission(self, request, obj=None):
+        return (super().has_change_permission(request, obj)
+                and may_publish_directly(request, obj and obj.workflow))
+
+    def has_delete_permission(self, request, obj=None):
+        return (super().has_delete_permission(request, obj)
+                and may_publish_directly(request, obj and obj.workflow))
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        step_write_record(obj.workflow, request.user, f"Step “{obj.ref}” saved in the Step admin.")
+
+    def delete_model(self, request, obj):
+        workflow = obj.workflow
+        super().delete_model(request, obj)
+        step_write_record(workflow, request.user, f"Step “{obj.ref}” deleted in the Step admin.")
+
+    def delete_queryset(self, request, queryset):
+        workflows = {step.workflow for step in queryset.select_related("workflow")}
+        super().delete_queryset(request, queryset)
+        for workflow in workflows:
+            step_write_record(workflow, request.user, "Steps deleted in the Step admin.")
 
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("templates")

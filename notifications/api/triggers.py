@@ -55,15 +55,22 @@ def active_workflow(key: str) -> Workflow:
         raise not_found("workflow", key)
     if not workflow.active:
         raise ApiError(422, "workflow_inactive", f"The workflow {key!r} is not active.")
-    if workflow.published_version_id is None and is_unpublished(workflow):
-        raise ApiError(422, "workflow_not_published",
-                       f"The workflow {key!r} has a draft but was never published: a Publisher "
-                       "publishes it in the admin.")
+    check_published(workflow)
     if workflow.published_version_id is not None:
         _workflows[key] = copy.copy(workflow)
     else:  # its versions decide (is_unpublished), which its row does not show
         _workflows.pop(key, None)
     return workflow
+
+
+def check_published(workflow: Workflow) -> None:
+    """Raise ApiError 422 "workflow_not_published" for a workflow whose first draft (e.g. an
+    Editor's builder save or JSON import) is not published yet: nothing may run it. Every
+    trigger route checks it (REST, bulk, MCP, Knock, Novu; schedules skip it)."""
+    if workflow.published_version_id is None and is_unpublished(workflow):
+        raise ApiError(422, "workflow_not_published",
+                       f"The workflow {workflow.key!r} has a draft but was never published: a "
+                       "Publisher publishes it in the admin.")
 
 
 def check_idempotency_key(idempotency_key: str | None) -> None:

@@ -11,7 +11,9 @@ Order and visibility: a step that reads what earlier steps or runs wrote (condit
 exactly what it would have read had every row been written at once.
 
 Nothing is written twice: Messages and InboxItems are inserted with ON CONFLICT DO NOTHING on
-their unique keys ((run, step_ref, channel); message) and read back. A Message whose key was
+their unique keys ((run, step_ref, channel); message) and read back (those of runs created in
+the same transaction, which cannot have any yet, by COPY: clarion.db.rows_copy; timelines
+always so). A Message whose key was
 already taken (an earlier attempt that committed) is a duplicate: its InboxItem, its delivery,
 its timeline entries, events and facts are dropped, and the stored one stands. The runs'
 UPDATE is guarded by the status each pass read under the run's lock; a run that moved on raises
@@ -28,6 +30,7 @@ from django.db import connection
 from django.db.models import Q
 
 from analytics.rollups import Fact, facts_record, message_fact, suppression_metric
+from clarion.db import rows_copy
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event, run_event
 
 from ..models import Message, Run, StepLog
@@ -108,7 +111,7 @@ class Writes:
     def _write_messages(self) -> None:
         messages, self.messages = self.messages, []
         if self.new:
-            Message.objects.bulk_create(messages)
+            rows_copy(Message, messages)
             return
         Message.objects.bulk_create(messages, ignore_conflicts=True)
         ids = [m.id for m in messages]
@@ -175,8 +178,7 @@ def record(passes: Sequence, writes: Writes) -> None:
     """Write what `passes` (context.Pass) decided, after `writes` was flushed: their
     timelines, outbound events and analytics facts, one statement each (duplicates left out:
     see the module)."""
-    StepLog.objects.bulk_create([entry for p in passes for entry in p.timeline
-                                 if writes.keeps(entry)])
+    rows_copy(StepLog, [entry for p in passes for entry in p.timeline if writes.keeps(entry)])
     events, facts = [], []
     for p in passes:
         messages = [m for m in p.messages if str(m.id) not in writes.duplicates]

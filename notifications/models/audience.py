@@ -17,32 +17,41 @@ from .base import (
 
 
 class Tenant(models.Model):
-    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           verbose_name=_("key"))
     # The From display name when sender_name is blank.
-    name = models.CharField(max_length=200, validators=[validate_display_name])
-    logo_url = models.URLField(blank=True)
-    primary_color = models.CharField(max_length=32, blank=True, help_text="e.g. #4f46e5",
-                                     validators=[color_validator])
+    name = models.CharField(max_length=200, validators=[validate_display_name],
+                            verbose_name=_("name"))
+    logo_url = models.URLField(blank=True, verbose_name=_("logo URL"))
+    primary_color = models.CharField(max_length=32, blank=True, help_text=_("e.g. #4f46e5"),
+                                     validators=[color_validator], verbose_name=_("primary color"))
     sender_name = models.CharField(max_length=200, blank=True,
-                                   validators=[validate_display_name])
-    sender_email = models.EmailField(blank=True, validators=[validate_email_address])
+                                   validators=[validate_display_name],
+                                   verbose_name=_("sender name"))
+    sender_email = models.EmailField(blank=True, validators=[validate_email_address],
+                                     verbose_name=_("sender email"))
     footer = models.TextField(
-        blank=True, help_text="Shown at the bottom of every email: address, legal line…"
+        blank=True, help_text=_("Shown at the bottom of every email: address, legal line…"),
+        verbose_name=_("footer"),
     )
-    settings = models.JSONField(default=dict, blank=True)
+    settings = models.JSONField(default=dict, blank=True, verbose_name=_("settings"))
     retention_days = models.PositiveIntegerField(
         null=True, blank=True,
-        help_text="Days its runs, messages, attempts, events and inbox items are kept; empty: "
-                  "the global CLARION_RETENTION_DAYS; 0: forever.")
+        help_text=_("Days its runs, messages, attempts, events and inbox items are kept; empty: "
+                    "the global CLARION_RETENTION_DAYS; 0: forever."),
+        verbose_name=_("retention days"))
     # The tenant's inbox secret (recipient HMACs for its items): {"current": …, "previous": …},
     # encrypted at rest like provider credentials. Written by inbox.services; see docs/inbox.md.
-    inbox_secrets_encrypted = models.TextField(blank=True, editable=False)
-    inbox_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    inbox_secrets_encrypted = models.TextField(blank=True, editable=False,
+                                               verbose_name=_("inbox secrets encrypted"))
+    inbox_secret_rotated_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                                   verbose_name=_("inbox secret rotated at"))
     inbox_previous_secret_expires_at = models.DateTimeField(
         null=True, blank=True, editable=False,
-        help_text="Until then, HMACs made with the previous inbox secret are still accepted.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+        help_text=_("Until then, HMACs made with the previous inbox secret are still accepted."),
+        verbose_name=_("inbox previous secret expires at"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("tenant")
@@ -64,21 +73,24 @@ class Tenant(models.Model):
 class ApiKey(models.Model):
     """A server API key. The secret is shown once; only its SHA-256 hash is stored."""
 
-    name = models.CharField(max_length=200)
-    prefix = models.CharField(max_length=32, unique=True, help_text="Shown to tell keys apart.")
-    secret_hash = models.CharField(max_length=64, unique=True, editable=False)
-    scopes = models.JSONField(default=list, blank=True)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
+    prefix = models.CharField(max_length=32, unique=True, help_text=_("Shown to tell keys apart."),
+                              verbose_name=_("prefix"))
+    secret_hash = models.CharField(max_length=64, unique=True, editable=False,
+                                   verbose_name=_("secret hash"))
+    scopes = models.JSONField(default=list, blank=True, verbose_name=_("scopes"))
     tenant = models.ForeignKey(
         Tenant,
         null=True,
         blank=True,
         on_delete=models.CASCADE,
         related_name="api_keys",
-        help_text="When set, the key sees and triggers only for this tenant.",
+        help_text=_("When set, the key sees and triggers only for this tenant."),
+        verbose_name=_("tenant"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    last_used_at = models.DateTimeField(null=True, blank=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    last_used_at = models.DateTimeField(null=True, blank=True, verbose_name=_("last used at"))
+    revoked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("revoked at"))
 
     class Meta:
         verbose_name = _("API key")
@@ -97,18 +109,22 @@ class Recipient(models.Model):
     """A person (or anything) that receives notifications, known by the app's own id."""
 
     external_id = models.CharField(
-        "id", max_length=RECIPIENT_ID_MAX_LENGTH, unique=True, validators=[validate_recipient_id],
-        help_text="The id your application uses: any text of 1 to 255 characters but \".\" and "
-                  "\"..\", without control characters.",
+        _("id"), max_length=RECIPIENT_ID_MAX_LENGTH, unique=True,
+        validators=[validate_recipient_id],
+        help_text=_("The id your application uses: any text of 1 to 255 characters but \".\" and "
+                    "\"..\", without control characters."),
     )
-    name = models.CharField(max_length=255, blank=True, validators=[validate_display_name])
-    email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address])
-    phone = models.CharField(max_length=16, blank=True, help_text="E.164, e.g. +15550001111")
-    locale = models.CharField(max_length=35, blank=True)
-    timezone = models.CharField(max_length=64, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    name = models.CharField(max_length=255, blank=True, validators=[validate_display_name],
+                            verbose_name=_("name"))
+    email = models.EmailField(max_length=320, blank=True, validators=[validate_email_address],
+                              verbose_name=_("email"))
+    phone = models.CharField(max_length=16, blank=True, help_text=_("E.164, e.g. +15550001111"),
+                             verbose_name=_("phone"))
+    locale = models.CharField(max_length=35, blank=True, verbose_name=_("locale"))
+    timezone = models.CharField(max_length=64, blank=True, verbose_name=_("timezone"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=_("data"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("recipient")
@@ -126,13 +142,15 @@ class Recipient(models.Model):
 class ChannelData(models.Model):
     """Per recipient and channel (and optionally provider kind): push tokens, chat webhook URLs…"""
 
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="channel_data")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="channel_data",
+                                  verbose_name=_("recipient"))
+    channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
     provider_kind = models.CharField(
         max_length=64, blank=True,
-        help_text="Only for providers of this kind (fcm, apns…); blank: for any of the channel.")
-    data = models.JSONField(default=dict, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+        help_text=_("Only for providers of this kind (fcm, apns…); blank: for any of the channel."),
+        verbose_name=_("provider kind"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=_("data"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("channel data")
@@ -150,12 +168,14 @@ class ChannelData(models.Model):
 class Topic(models.Model):
     """A named audience: triggering a workflow for `{"topic": key}` fans out to its subscribers."""
 
-    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
-    name = models.CharField(max_length=200, blank=True)
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           verbose_name=_("key"))
+    name = models.CharField(max_length=200, blank=True, verbose_name=_("name"))
     tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="topics"
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="topics",
+        verbose_name=_("tenant"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("topic")
@@ -167,11 +187,13 @@ class Topic(models.Model):
 
 
 class Subscription(models.Model):
-    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions")
+    topic = models.ForeignKey(Topic, on_delete=models.CASCADE, related_name="subscriptions",
+                              verbose_name=_("topic"))
     recipient = models.ForeignKey(
-        Recipient, on_delete=models.CASCADE, related_name="subscriptions"
+        Recipient, on_delete=models.CASCADE, related_name="subscriptions",
+        verbose_name=_("recipient"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("subscription")

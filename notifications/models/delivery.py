@@ -18,63 +18,76 @@ class Message(models.Model):
     record (a channel step sends on its one channel; a route step once per channel)."""
 
     class Status(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENDING = "sending", "Sending"
-        SENT = "sent", "Sent"
-        DELIVERED = "delivered", "Delivered"
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-        COMPLAINED = "complained", "Complained (marked as spam)"
-        BOUNCED = "bounced", "Bounced"
-        FAILED = "failed", "Failed"
-        UNDELIVERABLE = "undeliverable", "Undeliverable"
-        SUPPRESSED = "suppressed", "Suppressed"
-        CANCELLED = "cancelled", "Cancelled"
+        QUEUED = "queued", _("Queued")
+        SENDING = "sending", _("Sending")
+        SENT = "sent", _("Sent")
+        DELIVERED = "delivered", _("Delivered")
+        OPENED = "opened", _("Opened")
+        CLICKED = "clicked", _("Clicked")
+        COMPLAINED = "complained", _("Complained (marked as spam)")
+        BOUNCED = "bounced", _("Bounced")
+        FAILED = "failed", _("Failed")
+        UNDELIVERABLE = "undeliverable", _("Undeliverable")
+        SUPPRESSED = "suppressed", _("Suppressed")
+        CANCELLED = "cancelled", _("Cancelled")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages")
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          verbose_name=_("id"))
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages",
+                            verbose_name=_("run"))
     step = models.ForeignKey(
-        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages"
+        Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
+        verbose_name=_("step"),
     )
-    step_ref = models.CharField(max_length=64)
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="messages")
-    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="messages")
+    step_ref = models.CharField(max_length=64, verbose_name=_("step ref"))
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="messages",
+                                  verbose_name=_("recipient"))
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="messages",
+                                 verbose_name=_("workflow"))
     tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="messages"
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="messages",
+        verbose_name=_("tenant"),
     )
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
-    to = models.CharField(max_length=320, blank=True, help_text="Address it was sent to.")
-    content = models.JSONField(default=dict, blank=True, help_text="Rendered fields.")
+    channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED,
+                              verbose_name=_("status"))
+    to = models.CharField(max_length=320, blank=True, help_text=_("Address it was sent to."),
+                          verbose_name=_("to"))
+    content = models.JSONField(default=dict, blank=True, help_text=_("Rendered fields."),
+                               verbose_name=_("content"))
     template_version = models.ForeignKey(
-        TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        TemplateVersion, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("template version"),
     )
-    provider = models.CharField(max_length=128, blank=True)
-    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True)
+    provider = models.CharField(max_length=128, blank=True, verbose_name=_("provider"))
+    provider_message_id = models.CharField(max_length=255, blank=True, db_index=True,
+                                           verbose_name=_("provider message id"))
     estimated_cost = models.DecimalField(
         max_digits=14, decimal_places=6, null=True, blank=True,
-        help_text="What the send that succeeded is estimated to cost (its provider's cost "
-        "options), in cost_currency; null: not sent, or the provider has no price.")
-    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
+        help_text=_("What the send that succeeded is estimated to cost (its provider's cost "
+          "options), in cost_currency; null: not sent, or the provider has no price."),
+        verbose_name=_("estimated cost"))
+    cost_currency = models.CharField(max_length=3, blank=True, help_text=_("ISO 4217, e.g. USD."),
+                                     verbose_name=_("cost currency"))
     attempts = models.PositiveIntegerField(
-        default=0, help_text="Delivery passes of the current send (each may call several "
-        "providers); back to 0 when the message is resent.")
+        default=0, help_text=_("Delivery passes of the current send (each may call several "
+          "providers); back to 0 when the message is resent."), verbose_name=_("attempts"))
     send_number = models.PositiveIntegerField(
-        default=1, help_text="The current send: 1, then one more each time it is resent. "
-        "Delivery reads only the current send's attempts.")
-    next_attempt_at = models.DateTimeField(null=True, blank=True)
-    error = models.TextField(blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-    delivered_at = models.DateTimeField(null=True, blank=True)
-    seen_at = models.DateTimeField(null=True, blank=True)
-    read_at = models.DateTimeField(null=True, blank=True)
-    clicked_at = models.DateTimeField(null=True, blank=True)
+        default=1, help_text=_("The current send: 1, then one more each time it is resent. "
+          "Delivery reads only the current send's attempts."), verbose_name=_("send number"))
+    next_attempt_at = models.DateTimeField(null=True, blank=True, verbose_name=_("next attempt at"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
+    sent_at = models.DateTimeField(null=True, blank=True, verbose_name=_("sent at"))
+    delivered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("delivered at"))
+    seen_at = models.DateTimeField(null=True, blank=True, verbose_name=_("seen at"))
+    read_at = models.DateTimeField(null=True, blank=True, verbose_name=_("read at"))
+    clicked_at = models.DateTimeField(null=True, blank=True, verbose_name=_("clicked at"))
     # Set from provider status events (notifications/delivery/status.py), first time only.
-    opened_at = models.DateTimeField(null=True, blank=True)
-    bounced_at = models.DateTimeField(null=True, blank=True)
-    complained_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField(null=True, blank=True, verbose_name=_("opened at"))
+    bounced_at = models.DateTimeField(null=True, blank=True, verbose_name=_("bounced at"))
+    complained_at = models.DateTimeField(null=True, blank=True, verbose_name=_("complained at"))
 
     class Meta:
         verbose_name = _("message")
@@ -112,24 +125,31 @@ class ProviderConfig(models.Model):
     """
 
     key = models.CharField(max_length=128, unique=True, validators=[key_validator],
-                           help_text="The provider key: how messages, callbacks and the API "
-                                     "name this provider.")
-    channel = models.CharField(max_length=16, choices=Channel.choices)
-    kind = models.CharField(max_length=64, help_text="The provider kind: which service it is "
-                                                     "(twilio, vonage, slack_webhook, smtp…).")
+                           help_text=_("The provider key: how messages, callbacks and the API "
+                                       "name this provider."), verbose_name=_("key"))
+    channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
+    kind = models.CharField(max_length=64, help_text=_("The provider kind: which service it is "
+                                                       "(twilio, vonage, slack_webhook, smtp…)."),
+                            verbose_name=_("kind"))
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="providers",
-        help_text="When set, used only for this tenant's messages (before the global ones).",
+        help_text=_("When set, used only for this tenant's messages (before the global ones)."),
+        verbose_name=_("tenant"),
     )
-    priority = models.PositiveSmallIntegerField(default=1, help_text="Lower is tried first.")
-    active = models.BooleanField(default=True)
-    credentials_encrypted = models.TextField(blank=True, editable=False)
-    options = models.JSONField(default=dict, blank=True, help_text='e.g. {"base_url": "…"}')
-    consecutive_failures = models.PositiveIntegerField(default=0, editable=False)
-    circuit_open_until = models.DateTimeField(null=True, blank=True, editable=False)
-    last_error = models.TextField(blank=True, editable=False)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    priority = models.PositiveSmallIntegerField(default=1, help_text=_("Lower is tried first."),
+                                                verbose_name=_("priority"))
+    active = models.BooleanField(default=True, verbose_name=_("active"))
+    credentials_encrypted = models.TextField(blank=True, editable=False,
+                                             verbose_name=_("credentials encrypted"))
+    options = models.JSONField(default=dict, blank=True, help_text=_('e.g. {"base_url": "…"}'),
+                               verbose_name=_("options"))
+    consecutive_failures = models.PositiveIntegerField(default=0, editable=False,
+                                                       verbose_name=_("consecutive failures"))
+    circuit_open_until = models.DateTimeField(null=True, blank=True, editable=False,
+                                              verbose_name=_("circuit open until"))
+    last_error = models.TextField(blank=True, editable=False, verbose_name=_("last error"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("provider")
@@ -159,36 +179,44 @@ class DeliveryAttempt(models.Model):
     """One provider call, written before it starts and completed after it returns."""
 
     class Outcome(models.TextChoices):
-        STARTED = "started", "Started"
-        SUCCEEDED = "succeeded", "Succeeded"
-        TRANSIENT_ERROR = "transient_error", "Transient error"
-        PERMANENT_ERROR = "permanent_error", "Permanent error"
-        UNKNOWN = "unknown", "Unknown (worker stopped)"
+        STARTED = "started", _("Started")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        TRANSIENT_ERROR = "transient_error", _("Transient error")
+        PERMANENT_ERROR = "permanent_error", _("Permanent error")
+        UNKNOWN = "unknown", _("Unknown (worker stopped)")
         # The provider accepted the message, then its status callback said the carrier did not
         # deliver it (written when Clarion fails over to the next provider because of it).
-        CARRIER_REFUSED = "carrier_refused", "Refused by the carrier after acceptance"
+        CARRIER_REFUSED = "carrier_refused", _("Refused by the carrier after acceptance")
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="delivery_attempts",
+                                verbose_name=_("message"))
     provider = models.CharField(
-        max_length=128, help_text="The provider key: a configured provider's, or a built-in "
-        "default's (smtp, webhook).")
+        max_length=128, help_text=_("The provider key: a configured provider's, or a built-in "
+          "default's (smtp, webhook)."), verbose_name=_("provider"))
     provider_kind = models.CharField(max_length=64, blank=True,
-                                     help_text="The provider kind: twilio, postmark, fcm…")
-    started_at = models.DateTimeField()
-    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
-    duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.STARTED)
-    request = models.JSONField(default=dict, blank=True, help_text="Redacted.")
-    response = models.JSONField(default=dict, blank=True)
-    error = models.TextField(blank=True)
+                                     help_text=_("The provider kind: twilio, postmark, fcm…"),
+                                     verbose_name=_("provider kind"))
+    started_at = models.DateTimeField(verbose_name=_("started at"))
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True,
+                                                   verbose_name=_("status code"))
+    duration_ms = models.PositiveIntegerField(null=True, blank=True, verbose_name=_("duration ms"))
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.STARTED,
+                               verbose_name=_("outcome"))
+    request = models.JSONField(default=dict, blank=True, help_text=_("Redacted."),
+                               verbose_name=_("request"))
+    response = models.JSONField(default=dict, blank=True, verbose_name=_("response"))
+    error = models.TextField(blank=True, verbose_name=_("error"))
     estimated_cost = models.DecimalField(
         max_digits=14, decimal_places=6, null=True, blank=True,
-        help_text="For a succeeded call: the provider's price for it (its cost options: per "
-        "message, per SMS segment, per country), in cost_currency. Null: no price set.")
-    cost_currency = models.CharField(max_length=3, blank=True, help_text="ISO 4217, e.g. USD.")
+        help_text=_("For a succeeded call: the provider's price for it (its cost options: per "
+          "message, per SMS segment, per country), in cost_currency. Null: no price set."),
+        verbose_name=_("estimated cost"))
+    cost_currency = models.CharField(max_length=3, blank=True, help_text=_("ISO 4217, e.g. USD."),
+                                     verbose_name=_("cost currency"))
     send_number = models.PositiveIntegerField(
-        default=1, help_text="The send of its message this call belongs to (the message's "
-        "send_number when it was made): 1, then one more per resend.")
+        default=1, help_text=_("The send of its message this call belongs to (the message's "
+          "send_number when it was made): 1, then one more per resend."),
+        verbose_name=_("send number"))
 
     class Meta:
         verbose_name = _("delivery attempt")
@@ -206,31 +234,37 @@ class MessageEvent(models.Model):
     and Vonage callbacks), normalised to `kind`, with the provider's raw payload beside it."""
 
     class Kind(models.TextChoices):
-        QUEUED = "queued", "Queued"
-        SENT = "sent", "Sent"
-        DEFERRED = "deferred", "Deferred"
-        DELIVERED = "delivered", "Delivered"
-        OPENED = "opened", "Opened"
-        CLICKED = "clicked", "Clicked"
-        COMPLAINED = "complained", "Complained"
-        UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
-        BOUNCED = "bounced", "Bounced"
-        REJECTED = "rejected", "Rejected"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Unknown"
+        QUEUED = "queued", _("Queued")
+        SENT = "sent", _("Sent")
+        DEFERRED = "deferred", _("Deferred")
+        DELIVERED = "delivered", _("Delivered")
+        OPENED = "opened", _("Opened")
+        CLICKED = "clicked", _("Clicked")
+        COMPLAINED = "complained", _("Complained")
+        UNSUBSCRIBED = "unsubscribed", _("Unsubscribed")
+        BOUNCED = "bounced", _("Bounced")
+        REJECTED = "rejected", _("Rejected")
+        FAILED = "failed", _("Failed")
+        UNKNOWN = "unknown", _("Unknown")
 
-    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events")
+    message = models.ForeignKey(Message, on_delete=models.CASCADE, related_name="events",
+                                verbose_name=_("message"))
     provider_kind = models.CharField(max_length=64,
-                                     help_text="The provider kind that reported it: twilio…")
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    provider_message_id = models.CharField(max_length=255, blank=True)
+                                     help_text=_("The provider kind that reported it: twilio…"),
+                                     verbose_name=_("provider kind"))
+    kind = models.CharField(max_length=16, choices=Kind.choices, verbose_name=_("kind"))
+    provider_message_id = models.CharField(max_length=255, blank=True,
+                                           verbose_name=_("provider message id"))
     event_id = models.CharField(
-        max_length=255, help_text="The provider's id for the event, else a digest of its payload."
+        max_length=255,
+        help_text=_("The provider's id for the event, else a digest of its payload."),
+        verbose_name=_("event id"),
     )
-    occurred_at = models.DateTimeField()
-    received_at = models.DateTimeField(auto_now_add=True)
-    description = models.TextField(blank=True)
-    raw = models.JSONField(default=dict, blank=True, help_text="The provider's payload as sent.")
+    occurred_at = models.DateTimeField(verbose_name=_("occurred at"))
+    received_at = models.DateTimeField(auto_now_add=True, verbose_name=_("received at"))
+    description = models.TextField(blank=True, verbose_name=_("description"))
+    raw = models.JSONField(default=dict, blank=True, help_text=_("The provider's payload as sent."),
+                           verbose_name=_("raw"))
 
     class Meta:
         verbose_name = _("status event")
@@ -251,9 +285,9 @@ class ThrottleCounter(models.Model):
     the step's key value, hashed into `key`) within its window: their times, oldest first. The
     row is locked while a run is counted, so every process counts against the same list."""
 
-    key = models.CharField(max_length=64, unique=True)
-    passed = models.JSONField(default=list, blank=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    key = models.CharField(max_length=64, unique=True, verbose_name=_("key"))
+    passed = models.JSONField(default=list, blank=True, verbose_name=_("passed"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     def __str__(self):
         return self.key
@@ -264,9 +298,9 @@ class RateLimitCounter(models.Model):
     "sms:<phone>") in one fixed window. In the database so that every web and worker process
     counts together; a key keeps only its current window's row."""
 
-    key = models.CharField(max_length=200)
-    window_start = models.DateTimeField()
-    count = models.PositiveIntegerField(default=0)
+    key = models.CharField(max_length=200, verbose_name=_("key"))
+    window_start = models.DateTimeField(verbose_name=_("window start"))
+    count = models.PositiveIntegerField(default=0, verbose_name=_("count"))
 
     class Meta:
         constraints = [

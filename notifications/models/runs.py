@@ -15,44 +15,57 @@ class Trigger(models.Model):
     """One API call: the workflow, the audience and the data it was given."""
 
     class Fanout(models.TextChoices):
-        DONE = "done", "Done"
-        PENDING = "pending", "Pending"
+        DONE = "done", _("Done")
+        PENDING = "pending", _("Pending")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="triggers")
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          verbose_name=_("id"))
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="triggers",
+                                 verbose_name=_("workflow"))
     tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="triggers"
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="triggers",
+        verbose_name=_("tenant"),
     )
     api_key = models.ForeignKey(
-        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="triggers"
+        ApiKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="triggers",
+        verbose_name=_("API key"),
     )
-    actor = models.JSONField(null=True, blank=True)
-    data = models.JSONField(default=dict, blank=True)
-    recipients = models.JSONField(default=list, blank=True)
-    cancellation_key = models.CharField(max_length=255, blank=True)
+    actor = models.JSONField(null=True, blank=True, verbose_name=_("actor"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=_("data"))
+    recipients = models.JSONField(default=list, blank=True, verbose_name=_("recipients"))
+    cancellation_key = models.CharField(max_length=255, blank=True,
+                                        verbose_name=_("cancellation key"))
     idempotency_key = models.CharField(
         max_length=255, blank=True,
-        help_text="The request's Idempotency-Key, if it sent one (kept after the 24-hour replay "
-                  "record expires, so support can find the trigger by it).")
-    fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE)
+        help_text=_("The request's Idempotency-Key, if it sent one (kept after the 24-hour replay "
+                    "record expires, so support can find the trigger by it)."),
+        verbose_name=_("idempotency key"))
+    fanout = models.CharField(max_length=16, choices=Fanout.choices, default=Fanout.DONE,
+                              verbose_name=_("fanout"))
     recipients_total = models.PositiveIntegerField(
         null=True, blank=True,
-        help_text="How many recipients the trigger reaches: direct ones, plus topic subscribers "
-                  "counted when the fan-out starts (the actor left out). Empty until then.",
+        help_text=_("How many recipients the trigger reaches: direct ones, plus topic subscribers "
+                    "counted when the fan-out starts (the actor left out). Empty until then."),
+        verbose_name=_("recipients total"),
     )
-    runs_created = models.PositiveIntegerField(default=0, help_text="Runs created so far.")
+    runs_created = models.PositiveIntegerField(default=0, help_text=_("Runs created so far."),
+                                               verbose_name=_("runs created"))
     fanout_after = models.BigIntegerField(
-        default=0, help_text="The fan-out's keyset cursor: subscribers up to this recipient "
-                             "primary key have their runs.",
+        default=0, help_text=_("The fan-out's keyset cursor: subscribers up to this recipient "
+                               "primary key have their runs."),
+        verbose_name=_("fanout after"),
     )
     fanout_at = models.DateTimeField(
-        null=True, blank=True, help_text="When the fan-out last made progress (the sweeper "
-                                         "resumes one that stalled).",
+        null=True, blank=True, help_text=_("When the fan-out last made progress (the sweeper "
+                                           "resumes one that stalled)."),
+        verbose_name=_("fanout at"),
     )
     cancelled_at = models.DateTimeField(
-        null=True, blank=True, help_text="Cancelled for everyone: a pending fan-out stops."
+        null=True, blank=True, help_text=_("Cancelled for everyone: a pending fan-out stops."),
+        verbose_name=_("cancelled at"),
     )
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True,
+                                      verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("trigger")
@@ -79,37 +92,46 @@ class Run(models.Model):
     """One recipient's pass through one workflow."""
 
     class Status(models.TextChoices):
-        RUNNING = "running", "Running"
-        WAITING = "waiting", "Waiting"
-        COMPLETED = "completed", "Completed"
-        CANCELLED = "cancelled", "Cancelled"
-        FAILED = "failed", "Failed"
+        RUNNING = "running", _("Running")
+        WAITING = "waiting", _("Waiting")
+        COMPLETED = "completed", _("Completed")
+        CANCELLED = "cancelled", _("Cancelled")
+        FAILED = "failed", _("Failed")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs")
-    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs")
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          verbose_name=_("id"))
+    trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs",
+                                verbose_name=_("trigger"))
+    workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs",
+                                 verbose_name=_("workflow"))
     # The workflow's published version when the run began (empty: the workflow had none). No
     # index: nothing looks runs up by version, and a version is deleted only with its workflow,
     # which runs PROTECT.
     workflow_version = models.ForeignKey(
         "notifications.WorkflowVersion", null=True, blank=True, on_delete=models.DO_NOTHING,
-        db_index=False, related_name="+")
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="runs")
+        db_index=False, related_name="+", verbose_name=_("workflow version"))
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="runs",
+                                  verbose_name=_("recipient"))
     tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="runs"
+        Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="runs",
+        verbose_name=_("tenant"),
     )
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING)
-    cursor = models.PositiveIntegerField(default=0, help_text="Index of the next step.")
-    wake_at = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.RUNNING,
+                              verbose_name=_("status"))
+    cursor = models.PositiveIntegerField(default=0, help_text=_("Index of the next step."),
+                                         verbose_name=_("cursor"))
+    wake_at = models.DateTimeField(null=True, blank=True, verbose_name=_("wake at"))
     step_refs = models.JSONField(
         default=list, blank=True,
-        help_text="While the run waits: the refs of the workflow's steps, in order, when it began "
-                  "waiting (the cursor indexes them), so it resumes at the right step however "
-                  "the workflow is edited meanwhile. Empty otherwise.",
+        help_text=_("While the run waits: the refs of the workflow's steps, in order, when it "
+                    "began waiting (the cursor indexes them), so it resumes at the right step "
+                    "however the workflow is edited meanwhile. Empty otherwise."),
+        verbose_name=_("step refs"),
     )
-    state = models.JSONField(default=dict, blank=True, help_text="Step outputs.")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    state = models.JSONField(default=dict, blank=True, help_text=_("Step outputs."),
+                             verbose_name=_("state"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("run")
@@ -136,44 +158,44 @@ class StepLog(models.Model):
     """One decision on a run: the admin shows these as the run's timeline."""
 
     class Event(models.TextChoices):
-        TRIGGERED = "triggered", "Triggered"
-        STARTED = "started", "Started"
-        SKIPPED = "skipped", "Skipped"
-        CONDITION_FALSE = "condition_false", "Condition false"
-        OPTED_OUT = "opted_out", "Opted out"
-        QUIET_HOURS = "quiet_hours", "Quiet hours"
-        DELAYED = "delayed", "Delayed"
-        RESUMED = "resumed", "Resumed"
-        BATCHED = "batched", "Joined a digest"
-        DIGESTED = "digested", "Digested"
-        QUEUED = "queued", "Queued"
-        RETRYING = "retrying", "Retrying"
-        SENT = "sent", "Sent"
-        FAILED = "failed", "Failed"
-        RATE_LIMITED = "rate_limited", "Rate limited"
-        THROTTLED = "throttled", "Throttled"
-        BRANCHED = "branched", "Branch taken"
-        PASSED = "passed", "Passed"
-        SEND_WINDOW = "send_window", "Outside the send window"
-        SUCCEEDED = "succeeded", "Success reached"  # a route: a channel reached its success
-        EXHAUSTED = "exhausted", "Every channel tried"  # a route sent all it could
-        CANCELLED = "cancelled", "Cancelled"
-        COMPLETED = "completed", "Completed"
-        ASKED = "asked", "Approval asked"
-        ANSWERED = "answered", "Approval answered"
-        EXPIRED = "expired", "Approval expired"
+        TRIGGERED = "triggered", _("Triggered")
+        STARTED = "started", _("Started")
+        SKIPPED = "skipped", _("Skipped")
+        CONDITION_FALSE = "condition_false", _("Condition false")
+        OPTED_OUT = "opted_out", _("Opted out")
+        QUIET_HOURS = "quiet_hours", _("Quiet hours")
+        DELAYED = "delayed", _("Delayed")
+        RESUMED = "resumed", _("Resumed")
+        BATCHED = "batched", _("Joined a digest")
+        DIGESTED = "digested", _("Digested")
+        QUEUED = "queued", _("Queued")
+        RETRYING = "retrying", _("Retrying")
+        SENT = "sent", _("Sent")
+        FAILED = "failed", _("Failed")
+        RATE_LIMITED = "rate_limited", _("Rate limited")
+        THROTTLED = "throttled", _("Throttled")
+        BRANCHED = "branched", _("Branch taken")
+        PASSED = "passed", _("Passed")
+        SEND_WINDOW = "send_window", _("Outside the send window")
+        SUCCEEDED = "succeeded", _("Success reached")  # a route: a channel reached its success
+        EXHAUSTED = "exhausted", _("Every channel tried")  # a route sent all it could
+        CANCELLED = "cancelled", _("Cancelled")
+        COMPLETED = "completed", _("Completed")
+        ASKED = "asked", _("Approval asked")
+        ANSWERED = "answered", _("Approval answered")
+        EXPIRED = "expired", _("Approval expired")
 
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs")
-    step_ref = models.CharField(max_length=64, blank=True)
-    event = models.CharField(max_length=32, choices=Event.choices)
-    detail = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="step_logs",
+                            verbose_name=_("run"))
+    step_ref = models.CharField(max_length=64, blank=True, verbose_name=_("step ref"))
+    event = models.CharField(max_length=32, choices=Event.choices, verbose_name=_("event"))
+    detail = models.JSONField(default=dict, blank=True, verbose_name=_("detail"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("step log")
         verbose_name_plural = _("step logs")
         ordering = ["run", "id"]
-        verbose_name = "step log"
 
     def __str__(self):
         return f"{self.step_ref or '-'} {self.event}"
@@ -182,12 +204,15 @@ class StepLog(models.Model):
 class IdempotencyRecord(models.Model):
     """The first response to a request carrying an `Idempotency-Key`, kept 24 hours."""
 
-    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+")
-    key = models.CharField(max_length=255)
-    request_hash = models.CharField(max_length=64)
-    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    response_body = models.JSONField(null=True, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+",
+                                verbose_name=_("API key"))
+    key = models.CharField(max_length=255, verbose_name=_("key"))
+    request_hash = models.CharField(max_length=64, verbose_name=_("request hash"))
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True,
+                                                       verbose_name=_("response status"))
+    response_body = models.JSONField(null=True, blank=True, verbose_name=_("response body"))
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True,
+                                      verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("idempotency record")
@@ -210,40 +235,45 @@ class DigestBatch(models.Model):
     database refuses a second (digestbatch_one_open), so concurrent runs join the same one."""
 
     class Status(models.TextChoices):
-        OPEN = "open", "Open"
-        CLOSED = "closed", "Closed"
+        OPEN = "open", _("Open")
+        CLOSED = "closed", _("Closed")
 
     class CloseReason(models.TextChoices):
-        WINDOW = "window", "Its window ended"
-        MAX_EVENTS = "max_events", "It reached max_events"
-        CANCELLED = "cancelled", "Every run in it was cancelled"
+        WINDOW = "window", _("Its window ended")
+        MAX_EVENTS = "max_events", _("It reached max_events")
+        CANCELLED = "cancelled", _("Every run in it was cancelled")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          verbose_name=_("id"))
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE,
-                                 related_name="digest_batches")
-    step_ref = models.CharField(max_length=64)
+                                 related_name="digest_batches", verbose_name=_("workflow"))
+    step_ref = models.CharField(max_length=64, verbose_name=_("step ref"))
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE,
-                                  related_name="digest_batches")
+                                  related_name="digest_batches", verbose_name=_("recipient"))
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
-                               related_name="digest_batches")
-    key = models.CharField(max_length=64, help_text="SHA-256 of (workflow, step, recipient, "
-                                                    "tenant, key value).")
+                               related_name="digest_batches", verbose_name=_("tenant"))
+    key = models.CharField(max_length=64, help_text=_("SHA-256 of (workflow, step, recipient, "
+                                                      "tenant, key value)."), verbose_name=_("key"))
     key_value = models.JSONField(null=True, blank=True,
-                                 help_text="The value at the step's `key` path.")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
-    opened_at = models.DateTimeField()
-    closes_at = models.DateTimeField(help_text="When its window ends.")
-    closed_at = models.DateTimeField(null=True, blank=True)
-    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True)
-    event_count = models.PositiveIntegerField(default=0)
+                                 help_text=_("The value at the step's `key` path."),
+                                 verbose_name=_("key value"))
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN,
+                              verbose_name=_("status"))
+    opened_at = models.DateTimeField(verbose_name=_("opened at"))
+    closes_at = models.DateTimeField(help_text=_("When its window ends."),
+                                     verbose_name=_("closes at"))
+    closed_at = models.DateTimeField(null=True, blank=True, verbose_name=_("closed at"))
+    close_reason = models.CharField(max_length=16, choices=CloseReason.choices, blank=True,
+                                    verbose_name=_("close reason"))
+    event_count = models.PositiveIntegerField(default=0, verbose_name=_("event count"))
     carrier = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL,
-                                related_name="+", help_text="The run that goes on with it.")
+                                related_name="+", help_text=_("The run that goes on with it."),
+                                verbose_name=_("carrier"))
 
     class Meta:
         verbose_name = _("digest batch")
         verbose_name_plural = _("digest batches")
         ordering = ["-opened_at"]
-        verbose_name_plural = "digest batches"
         constraints = [
             models.UniqueConstraint(fields=["key"], condition=Q(status="open"),
                                     name="digestbatch_one_open"),
@@ -258,19 +288,22 @@ class DigestEvent(models.Model):
     when the batch closed."""
 
     class Outcome(models.TextChoices):
-        PENDING = "", "Waiting for the batch to close"
-        INCLUDED = "included", "In the digest"
-        SENT_AT_ONCE = "sent_at_once", "Sent at once (first_at_once)"
-        CANCELLED = "cancelled", "Left out: its run was cancelled"
-        READ = "read", "Left out: read in-app before the window closed"
+        PENDING = "", _("Waiting for the batch to close")
+        INCLUDED = "included", _("In the digest")
+        SENT_AT_ONCE = "sent_at_once", _("Sent at once (first_at_once)")
+        CANCELLED = "cancelled", _("Left out: its run was cancelled")
+        READ = "read", _("Left out: read in-app before the window closed")
 
-    batch = models.ForeignKey(DigestBatch, on_delete=models.CASCADE, related_name="events")
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="digest_events")
-    step_ref = models.CharField(max_length=64)
-    data = models.JSONField(default=dict, blank=True)
-    actor = models.JSONField(default=dict, blank=True)
-    at = models.DateTimeField(help_text="When its trigger was made.")
-    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True)
+    batch = models.ForeignKey(DigestBatch, on_delete=models.CASCADE, related_name="events",
+                              verbose_name=_("batch"))
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="digest_events",
+                            verbose_name=_("run"))
+    step_ref = models.CharField(max_length=64, verbose_name=_("step ref"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=_("data"))
+    actor = models.JSONField(default=dict, blank=True, verbose_name=_("actor"))
+    at = models.DateTimeField(help_text=_("When its trigger was made."), verbose_name=_("at"))
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, blank=True,
+                               verbose_name=_("outcome"))
 
     class Meta:
         ordering = ["batch", "at", "id"]
@@ -290,35 +323,43 @@ class Approval(models.Model):
     with the step's default decision."""
 
     class Status(models.TextChoices):
-        PENDING = "pending", "Waiting for an answer"
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
-        EXPIRED = "expired", "Expired (no answer in time)"
+        PENDING = "pending", _("Waiting for an answer")
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
+        EXPIRED = "expired", _("Expired (no answer in time)")
 
     class Decision(models.TextChoices):
-        APPROVED = "approved", "Approved"
-        REJECTED = "rejected", "Rejected"
+        APPROVED = "approved", _("Approved")
+        REJECTED = "rejected", _("Rejected")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals")
-    step_ref = models.CharField(max_length=64)
-    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="approvals")
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+                          verbose_name=_("id"))
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals",
+                            verbose_name=_("run"))
+    step_ref = models.CharField(max_length=64, verbose_name=_("step ref"))
+    recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="approvals",
+                                  verbose_name=_("recipient"))
     tenant = models.ForeignKey(
-        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="approvals"
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="approvals",
+        verbose_name=_("tenant"),
     )
-    question = models.TextField()
-    details = models.TextField(blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    question = models.TextField(verbose_name=_("question"))
+    details = models.TextField(blank=True, verbose_name=_("details"))
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING,
+                              verbose_name=_("status"))
     decision = models.CharField(
         max_length=16, choices=Decision.choices, blank=True,
-        help_text="What the run goes on with: the answer, or the default once expired.")
+        help_text=_("What the run goes on with: the answer, or the default once expired."),
+        verbose_name=_("decision"))
     default_decision = models.CharField(max_length=16, choices=Decision.choices,
-                                        default=Decision.REJECTED)
-    expires_at = models.DateTimeField()
-    answered_at = models.DateTimeField(null=True, blank=True)
+                                        default=Decision.REJECTED,
+                                        verbose_name=_("default decision"))
+    expires_at = models.DateTimeField(verbose_name=_("expires at"))
+    answered_at = models.DateTimeField(null=True, blank=True, verbose_name=_("answered at"))
     answered_via = models.CharField(max_length=16, blank=True,
-                                    help_text="email, in_app, chat (Slack) or api.")
-    created_at = models.DateTimeField(auto_now_add=True)
+                                    help_text=_("email, in_app, chat (Slack) or api."),
+                                    verbose_name=_("answered via"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("approval")

@@ -13,30 +13,36 @@ from .base import Channel, StepType, key_validator
 
 
 class Workflow(models.Model):
-    key = models.CharField(max_length=128, unique=True, validators=[key_validator])
-    name = models.CharField(max_length=200)
+    key = models.CharField(max_length=128, unique=True, validators=[key_validator],
+                           verbose_name=_("key"))
+    name = models.CharField(max_length=200, verbose_name=_("name"))
     category = models.CharField(
-        max_length=128, blank=True, help_text="Groups workflows in the preference center."
+        max_length=128, blank=True, help_text=_("Groups workflows in the preference center."),
+        verbose_name=_("category"),
     )
     critical = models.BooleanField(
-        default=False, help_text="Critical workflows are sent even to people who opted out."
+        default=False, help_text=_("Critical workflows are sent even to people who opted out."),
+        verbose_name=_("critical"),
     )
-    active = models.BooleanField(default=True)
-    default_locale = models.CharField(max_length=35, default="en")
+    active = models.BooleanField(default=True, verbose_name=_("active"))
+    default_locale = models.CharField(max_length=35, default="en", verbose_name=_("default locale"))
     data_schema = models.JSONField(
-        null=True, blank=True, help_text="Optional JSON Schema the trigger's `data` must match."
+        null=True, blank=True, help_text=_("Optional JSON Schema the trigger's `data` must match."),
+        verbose_name=_("data schema"),
     )
     sample_data = models.JSONField(
         default=dict, blank=True,
-        help_text="An example of the trigger's `data`: the template editor previews with it.",
+        help_text=_("An example of the trigger's `data`: the template editor previews with it."),
+        verbose_name=_("sample data"),
     )
     # The version the steps and templates below are (notifications/workflow_versions.py); empty
     # for a workflow made before versions, or one whose first draft is not published yet.
     published_version = models.ForeignKey(
         "WorkflowVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+        verbose_name=_("published version"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("workflow")
@@ -64,35 +70,46 @@ class WorkflowVersion(models.Model):
 
     OPEN_STATES = (State.DRAFT, State.IN_REVIEW)
 
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions")
-    number = models.PositiveIntegerField()
-    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="versions",
+                                 verbose_name=_("workflow"))
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT,
+                             verbose_name=_("state"))
     document = models.JSONField(
-        help_text="The workflow's JSON as `GET workflows/{key}` answers it, plus sample_data.")
+        help_text=_("The workflow's JSON as `GET workflows/{key}` answers it, plus sample_data."),
+        verbose_name=_("document"))
     base_number = models.PositiveIntegerField(
         null=True, blank=True,
-        help_text="The published version this draft started from (empty: none was published).")
+        help_text=_("The published version this draft started from (empty: none was published)."),
+        verbose_name=_("base number"))
     source = models.CharField(
         max_length=16, default="admin",
-        help_text='Where it came from: "admin", "api", "import", "template" or "rollback".')
-    note = models.CharField(max_length=500, blank=True)
+        help_text=_('Where it came from: "admin", "api", "import", "template" or "rollback".'),
+        verbose_name=_("source"))
+    note = models.CharField(max_length=500, blank=True, verbose_name=_("note"))
     author = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                on_delete=models.SET_NULL, related_name="+",
-                               help_text="Who started it (empty: an API key or the system).")
+                               help_text=_("Who started it (empty: an API key or the system)."),
+                               verbose_name=_("author"))
     authors = models.ManyToManyField(
         settings.AUTH_USER_MODEL, blank=True, related_name="+",
-        help_text="Everyone who changed this draft: none of them may approve it.")
-    submitted_at = models.DateTimeField(null=True, blank=True)
+        help_text=_("Everyone who changed this draft: none of them may approve it."),
+        verbose_name=_("authors"))
+    submitted_at = models.DateTimeField(null=True, blank=True, verbose_name=_("submitted at"))
     submitted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                     on_delete=models.SET_NULL, related_name="+")
-    review_note = models.TextField(blank=True, help_text="The reviewer's words to the authors.")
+                                     on_delete=models.SET_NULL, related_name="+",
+                                     verbose_name=_("submitted by"))
+    review_note = models.TextField(blank=True, help_text=_("The reviewer's words to the authors."),
+                                   verbose_name=_("review note"))
     approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                    on_delete=models.SET_NULL, related_name="+")
-    published_at = models.DateTimeField(null=True, blank=True)
+                                    on_delete=models.SET_NULL, related_name="+",
+                                    verbose_name=_("approved by"))
+    published_at = models.DateTimeField(null=True, blank=True, verbose_name=_("published at"))
     published_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
-                                     on_delete=models.SET_NULL, related_name="+")
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+                                     on_delete=models.SET_NULL, related_name="+",
+                                     verbose_name=_("published by"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("workflow version")
@@ -113,7 +130,10 @@ class WorkflowVersion(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.workflow.key} v{self.number}"
+        try:
+            return f"{self.workflow.key} v{self.number}"
+        except Workflow.DoesNotExist:  # its workflow being deleted (the audit log's diff)
+            return f"v{self.number}"
 
     @property
     def is_open(self) -> bool:
@@ -126,41 +146,48 @@ class Step(models.Model):
     its default branch); `position` orders the steps of one branch (or of the top level). Refs
     are unique across the whole workflow, nested steps included."""
 
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps")
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="steps",
+                                 verbose_name=_("workflow"))
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children",
-        help_text="The branch step this step is inside of; empty for a top-level step.")
+        help_text=_("The branch step this step is inside of; empty for a top-level step."),
+        verbose_name=_("parent"))
     branch = models.CharField(
         max_length=64, blank=True,
-        help_text='Which branch of the parent step this step is in ("default" for its default).')
-    position = models.PositiveIntegerField(default=0)
-    ref = models.CharField(max_length=64, validators=[key_validator])
-    type = models.CharField(max_length=16, choices=StepType.choices)
-    config = models.JSONField(default=dict, blank=True)
+        help_text=_('Which branch of the parent step this step is in ("default" for its default).'),
+        verbose_name=_("branch"))
+    position = models.PositiveIntegerField(default=0, verbose_name=_("position"))
+    ref = models.CharField(max_length=64, validators=[key_validator], verbose_name=_("ref"))
+    type = models.CharField(max_length=16, choices=StepType.choices, verbose_name=_("type"))
+    config = models.JSONField(default=dict, blank=True, verbose_name=_("config"))
     conditions = models.JSONField(
         null=True,
         blank=True,
-        help_text='e.g. {"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}',
+        help_text=_('e.g. {"all": [{"path": "data.plan", "op": "eq", "value": "pro"}]}'),
+        verbose_name=_("conditions"),
     )
     # Channel steps only (docs/workflows.md): skip when an earlier step's message reached a state,
     # wait for a window of days and hours, and pass quiet hours in a critical workflow.
     unless = models.JSONField(
-        null=True, blank=True, help_text='e.g. {"step": "inbox", "is": "read"}',
+        null=True, blank=True, help_text=_('e.g. {"step": "inbox", "is": "read"}'),
+        verbose_name=_("unless"),
     )
     send_window = models.JSONField(
         null=True, blank=True,
-        help_text='e.g. {"days": ["mon", "tue"], "start": "08:00", "end": "17:30", '
-                  '"timezone": "recipient"}',
+        help_text=_('e.g. {"days": ["mon", "tue"], "start": "08:00", "end": "17:30", '
+                    '"timezone": "recipient"}'),
+        verbose_name=_("send window"),
     )
     urgent = models.BooleanField(
-        default=False, help_text="In a critical workflow, send during the person's quiet hours.",
+        default=False, help_text=_("In a critical workflow, send during the person's quiet hours."),
+        verbose_name=_("urgent"),
     )
     # Branch steps only: the branches in the order they are tried, first match wins.
     branches = models.JSONField(
         null=True, blank=True,
-        help_text='Branch steps: e.g. [{"name": "pro", "conditions": {"all": [{"path": '
-                  '"data.plan", "op": "eq", "value": "pro"}]}}]; the first whose conditions '
-                  'hold is taken, else "default".')
+        help_text=_('Branch steps: e.g. [{"name": "pro", "conditions": {"all": [{"path": '
+                    '"data.plan", "op": "eq", "value": "pro"}]}}]; the first whose conditions '
+                    'hold is taken, else "default".'), verbose_name=_("branches"))
 
     class Meta:
         verbose_name = _("step")
@@ -180,19 +207,22 @@ class Template(models.Model):
     """The words of one channel step in one locale (of a route step: of one of its channels in
     one locale). Each save is an immutable version."""
 
-    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="templates")
+    step = models.ForeignKey(Step, on_delete=models.CASCADE, related_name="templates",
+                             verbose_name=_("step"))
     # Blank for a channel step (its channel is the step's type); a route step has one template
     # per channel it may send on, and this says which.
-    channel = models.CharField(max_length=16, blank=True, choices=Channel.choices)
-    locale = models.CharField(max_length=35, default="en")
+    channel = models.CharField(max_length=16, blank=True, choices=Channel.choices,
+                               verbose_name=_("channel"))
+    locale = models.CharField(max_length=35, default="en", verbose_name=_("locale"))
     published_version = models.ForeignKey(
         "TemplateVersion",
         null=True,
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        verbose_name=_("published version"),
     )
-    updated_at = models.DateTimeField(auto_now=True)
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("template")
@@ -221,13 +251,15 @@ class Template(models.Model):
 
 
 class TemplateVersion(models.Model):
-    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions")
-    number = models.PositiveIntegerField()
-    fields = models.JSONField(default=dict)
+    template = models.ForeignKey(Template, on_delete=models.CASCADE, related_name="versions",
+                                 verbose_name=_("template"))
+    number = models.PositiveIntegerField(verbose_name=_("number"))
+    fields = models.JSONField(default=dict, verbose_name=_("fields"))
     author = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        verbose_name=_("author"),
     )
-    created_at = models.DateTimeField(auto_now_add=True)
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
 
     class Meta:
         verbose_name = _("template version")
@@ -244,13 +276,16 @@ class TemplateVersion(models.Model):
 class Layout(models.Model):
     """The email wrapper around `{{ content }}`; a tenant's own, or the default (no tenant)."""
 
-    name = models.CharField(max_length=200)
+    name = models.CharField(max_length=200, verbose_name=_("name"))
     tenant = models.OneToOneField(
-        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="layout"
+        Tenant, null=True, blank=True, on_delete=models.CASCADE, related_name="layout",
+        verbose_name=_("tenant"),
     )
-    html = models.TextField(help_text="Liquid HTML; must contain {{ content }}.")
-    text = models.TextField(blank=True, help_text="Liquid text; {{ content }} is the text part.")
-    updated_at = models.DateTimeField(auto_now=True)
+    html = models.TextField(help_text=_("Liquid HTML; must contain {{ content }}."),
+                            verbose_name=_("html"))
+    text = models.TextField(blank=True, help_text=_("Liquid text; {{ content }} is the text part."),
+                            verbose_name=_("text"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("layout")
@@ -266,24 +301,28 @@ class Schedule(models.Model):
     schedules.py fires it; notifications/recurrence.py says when)."""
 
     key = models.CharField(max_length=128, unique=True, validators=[key_validator],
-                           help_text="The schedule's id in the API.")
-    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="schedules")
+                           help_text=_("The schedule's id in the API."), verbose_name=_("key"))
+    workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE, related_name="schedules",
+                                 verbose_name=_("workflow"))
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,
-                               related_name="schedules")
+                               related_name="schedules", verbose_name=_("tenant"))
     recipients = models.JSONField(default=list, blank=True,
-                                  help_text="Recipient ids (or empty, with a topic).")
+                                  help_text=_("Recipient ids (or empty, with a topic)."),
+                                  verbose_name=_("recipients"))
     topic = models.ForeignKey(Topic, null=True, blank=True, on_delete=models.CASCADE,
-                              related_name="schedules")
-    data = models.JSONField(default=dict, blank=True)
-    repeat = models.JSONField(help_text='e.g. {"frequency": "daily", "at": "09:00"}; '
-                                        'see notifications/recurrence.py.')
+                              related_name="schedules", verbose_name=_("topic"))
+    data = models.JSONField(default=dict, blank=True, verbose_name=_("data"))
+    repeat = models.JSONField(help_text=_('e.g. {"frequency": "daily", "at": "09:00"}; '
+                                          'see notifications/recurrence.py.'),
+                              verbose_name=_("repeat"))
     timezone = models.CharField(max_length=64, default="recipient",
-                                help_text='"recipient" (each recipient\'s own) or an IANA name.')
-    starts_at = models.DateTimeField(null=True, blank=True)
-    ends_at = models.DateTimeField(null=True, blank=True)
-    active = models.BooleanField(default=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    updated_at = models.DateTimeField(auto_now=True)
+                                help_text=_('"recipient" (each recipient\'s own) or an IANA name.'),
+                                verbose_name=_("timezone"))
+    starts_at = models.DateTimeField(null=True, blank=True, verbose_name=_("starts at"))
+    ends_at = models.DateTimeField(null=True, blank=True, verbose_name=_("ends at"))
+    active = models.BooleanField(default=True, verbose_name=_("active"))
+    created_at = models.DateTimeField(auto_now_add=True, verbose_name=_("created at"))
+    updated_at = models.DateTimeField(auto_now=True, verbose_name=_("updated at"))
 
     class Meta:
         verbose_name = _("schedule")
@@ -298,11 +337,14 @@ class ScheduleZone(models.Model):
     """One time zone of a schedule's audience and its next occurrence there: the unit that
     fires (once per occurrence, under this row's lock)."""
 
-    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="zones")
-    timezone = models.CharField(max_length=64)
-    next_at = models.DateTimeField(null=True, blank=True, help_text="Empty: no more.")
+    schedule = models.ForeignKey(Schedule, on_delete=models.CASCADE, related_name="zones",
+                                 verbose_name=_("schedule"))
+    timezone = models.CharField(max_length=64, verbose_name=_("timezone"))
+    next_at = models.DateTimeField(null=True, blank=True, help_text=_("Empty: no more."),
+                                   verbose_name=_("next at"))
     last_fired_at = models.DateTimeField(null=True, blank=True,
-                                         help_text="The occurrence fired last.")
+                                         help_text=_("The occurrence fired last."),
+                                         verbose_name=_("last fired at"))
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["schedule", "timezone"],

@@ -16,6 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.rollups import Fact, facts_record
+from clarion.db import rows_copy
 
 from .. import engine
 from ..idempotency import idempotency_record
@@ -226,11 +227,12 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
     (a direct recipient who is also a subscriber), with their StepLogs, walked at once."""
     existing = set(trigger.runs.filter(recipient_id__in=recipient_ids)
                    .values_list("recipient_id", flat=True))
-    runs = Run.objects.bulk_create([
-        Run(trigger=trigger, workflow=trigger.workflow, recipient_id=pk, tenant=trigger.tenant,
-            workflow_version_id=trigger.workflow.published_version_id)
-        for pk in recipient_ids if pk not in existing
-    ])
+    # New rows under the trigger's lock (and not those of `existing`): copied in, not INSERTed
+    # (clarion.db.rows_copy), as the chunk's timeline and what its walk writes.
+    runs = [Run(trigger=trigger, workflow=trigger.workflow, recipient_id=pk, tenant=trigger.tenant,
+                workflow_version_id=trigger.workflow.published_version_id)
+            for pk in recipient_ids if pk not in existing]
+    rows_copy(Run, runs)
     keys = _topic_keys(trigger)
     via = {}
     if len(keys) > 1:  # which topic reached each recipient: the first named in the trigger
@@ -239,7 +241,7 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
                         .values_list("recipient_id", "topic__key")):
             if pk not in via or keys.index(key) < keys.index(via[pk]):
                 via[pk] = key
-    StepLog.objects.bulk_create([
+    rows_copy(StepLog, [
         StepLog(run=run, event=StepLog.Event.TRIGGERED,
                 detail={"trigger_id": str(trigger.id),
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})

@@ -159,7 +159,8 @@ def test_the_api_answers_in_english_whatever_the_request_asks(api):
 
 
 # What the admin writes from its Python code rather than its templates: a flash message, a
-# model's, a column's and a read-only field's name, what a field shows, a search box's help.
+# model's, a field's and a column's name, a field's help and choices, what a read-only field shows,
+# a search box's help.
 WRITTEN_IN_PYTHON = {
     "builder errors": ("Corrigez les erreurs ci-dessous : rien n’a été enregistré.",
                        "Bitte korrigieren Sie die Fehler unten: Nichts wurde gespeichert.",
@@ -172,6 +173,11 @@ WRITTEN_IN_PYTHON = {
     "provider circuit": ("fermé (3 échecs)", "geschlossen (3 Fehlschläge)",
                          "closed (3 failures)"),
     "model names": ("Planifications", "Zeitpläne", "Schedules"),  # the navigation's
+    "field label": ("Nom de l’expéditeur", "Absendername", "Sender name"),
+    "status choices": ("Impossible à remettre", "Unzustellbar", "Undeliverable"),  # a filter's
+    "audit log": ("Ressource", "Ressource", "Resource"),  # django-auditlog's, kept in ours
+    "field help": ("Affiché en bas de chaque e-mail", "Am Ende jeder E-Mail angezeigt",
+                   "Shown at the bottom of every email"),
 }
 
 
@@ -207,6 +213,11 @@ def test_what_the_admin_writes_in_python_follows_the_language(admin_client, make
             reverse("admin:notifications_providerconfig_changelist"), **headers),
     }
     pages["model names"] = pages["runs search"]
+    pages["field label"] = pages["field help"] = pages["tenant secret"]
+    pages["status choices"] = admin_client.get(
+        reverse("admin:notifications_message_changelist"), **headers)
+    pages["audit log"] = admin_client.get(reverse("admin:auditlog_logentry_changelist"),
+                                          **headers)
     for name, response in pages.items():
         assert response.status_code == 200, name
         text = text_of(response)

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from notifications import services
 from notifications.models import Recipient, Run, StepLog, Subscription, Topic, Trigger
+from notifications.services import triggers
 from notifications.tasks import sweep
 from tests.processes import Cluster
 
@@ -144,18 +145,18 @@ def test_a_chunk_that_fails_commits_nothing_and_the_next_fanout_resumes_after_th
     trigger_id = api.post(TRIGGER, {"recipients": [{"topic": "t"}]}).json()["trigger_id"]
     services.trigger_fanout(trigger_id=trigger_id, budget_seconds=0)  # one chunk: 3 runs
 
-    real_bulk_create = StepLog.objects.bulk_create
+    real_walk = triggers._fanout_runs_walk
 
-    def dies_after_the_runs_insert(objs, *args, **kwargs):
+    def dies_after_the_runs_insert(runs):  # the runs and their timeline are written
         raise RuntimeError("worker died")
 
-    monkeypatch.setattr(StepLog.objects, "bulk_create", dies_after_the_runs_insert)
+    monkeypatch.setattr(triggers, "_fanout_runs_walk", dies_after_the_runs_insert)
     with pytest.raises(RuntimeError):
         services.trigger_fanout(trigger_id=trigger_id, budget_seconds=0)
     assert Run.objects.count() == 3
     assert Trigger.objects.get(pk=trigger_id).runs_created == 3
 
-    monkeypatch.setattr(StepLog.objects, "bulk_create", real_bulk_create)
+    monkeypatch.setattr(triggers, "_fanout_runs_walk", real_walk)
     services.trigger_fanout(trigger_id=trigger_id)
 
     assert Run.objects.count() == 8
