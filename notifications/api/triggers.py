@@ -28,15 +28,18 @@ _workflows: dict[str, Workflow] = {}
 
 def _unchanged(workflow: Workflow) -> bool:
     """Whether the workflow's row still has the `updated_at` this process read (every write to
-    a workflow's row sets it): one indexed read of one column, no row built."""
+    a workflow's row through its services sets it), and is still active with the same published
+    version (also after a bulk UPDATE that left `updated_at` alone): one indexed read, no row
+    built."""
     meta, ops = Workflow._meta, connection.ops
-    stamp = meta.get_field("updated_at")
+    checked = [(meta.pk, workflow.pk), (meta.get_field("updated_at"), workflow.updated_at),
+               (meta.get_field("active"), True),
+               (meta.get_field("published_version"), workflow.published_version_id)]
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT 1 FROM {ops.quote_name(meta.db_table)} "
-            f"WHERE {ops.quote_name(meta.pk.column)} = %s "
-            f"AND {ops.quote_name(stamp.column)} = %s",
-            [workflow.pk, stamp.get_db_prep_value(workflow.updated_at, connection)])
+            f"SELECT 1 FROM {ops.quote_name(meta.db_table)} WHERE "
+            + " AND ".join(f"{ops.quote_name(field.column)} = %s" for field, _ in checked),
+            [field.get_db_prep_value(value, connection) for field, value in checked])
         return cursor.fetchone() is not None
 
 

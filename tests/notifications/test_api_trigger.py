@@ -18,6 +18,7 @@ from notifications.models import (
     Subscription,
     Topic,
     Trigger,
+    Workflow,
 )
 
 from ..conftest import client_for, delay_step, email_step, in_app_step, invalid
@@ -294,6 +295,8 @@ def test_a_workflow_kept_by_the_process_is_read_again_after_any_change(api, make
     workflow.active = True
     workflow.save()
     assert api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 4}}).status_code == 202
+    Workflow.objects.filter(pk=workflow.pk).update(active=False)  # updated_at left alone
+    assert api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 5}}).status_code == 422
 
 
 def test_the_bearer_scheme_is_case_insensitive(api_key, welcome):
