@@ -509,6 +509,9 @@ CLARION = {
     "TRIGGER_RATE_LIMIT": int(os.environ.get("CLARION_TRIGGER_RATE_LIMIT", "600")),
     "TRIGGER_RATE_LIMIT_WINDOW_SECONDS": int(
         os.environ.get("CLARION_TRIGGER_RATE_LIMIT_WINDOW_SECONDS", "60")),
+    # How long a web process keeps an API key it checked (its row and tenant) before reading it
+    # again: the longest a key revoked in another process still authenticates there.
+    "API_KEY_CACHE_SECONDS": float(os.environ.get("CLARION_API_KEY_CACHE_SECONDS", "5")),
     # Where the trigger rate limit counts: "redis" (one script call per request, no database
     # row every trigger of a key updates) or "database" (RateLimitCounter rows, the embedded
     # mode). Default: Redis when REDIS_URL is set.

@@ -15,9 +15,11 @@ from .models import EVENT_TYPES, EventAttempt, EventDelivery, EventEndpoint
 
 
 class EventEndpointForm(forms.ModelForm):
-    url = forms.CharField(max_length=2000, help_text=gettext_lazy("https:// to a public address."))
+    url = forms.CharField(max_length=2000, label=gettext_lazy("URL"),
+                         help_text=gettext_lazy("https:// to a public address."))
     events = forms.MultipleChoiceField(choices=[(t, t) for t in EVENT_TYPES],
-                                       widget=forms.CheckboxSelectMultiple)
+                                       widget=forms.CheckboxSelectMultiple,
+                                       label=gettext_lazy("Events"))
 
     class Meta:
         model = EventEndpoint

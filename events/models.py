@@ -60,7 +60,6 @@ class EventEndpoint(models.Model):
         verbose_name = _("event endpoint")
         verbose_name_plural = _("event endpoints")
         ordering = ["key"]
-        verbose_name = "event endpoint"
 
     def __str__(self):
         return self.key
@@ -144,7 +143,6 @@ class EventDelivery(models.Model):
         verbose_name = _("event delivery")
         verbose_name_plural = _("event deliveries")
         ordering = ["-id"]
-        verbose_name_plural = "event deliveries"
         indexes = [
             # The head of each recipient's line, per endpoint.
             models.Index(fields=["endpoint", "ordering_key", "id"],

@@ -14,7 +14,7 @@ becomes one websocket frame (`frame()`), followed by that socket's `CountsChange
   items newer than `before` (its `before` cursor) again
 """
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import ClassVar
 
@@ -40,8 +40,11 @@ class InboxEvent:
         return scope_includes(scope, self.tenant_id)
 
     def message(self) -> dict:
-        """The event as a channel-layer message (JSON- and msgpack-safe)."""
-        return {"type": LAYER_TYPE, "event": self.kind, **asdict(self)}
+        """The event as a channel-layer message (JSON- and msgpack-safe). Its values are the
+        event's own, not copies (dataclasses.asdict copied each item's content, a fan-out's
+        thousands of them): the layer serializes it, or (in memory) copies it."""
+        return {"type": LAYER_TYPE, "event": self.kind,
+                **{field.name: getattr(self, field.name) for field in fields(self)}}
 
     def frame(self) -> dict:
         """The websocket frame sent to a browser."""

@@ -240,9 +240,16 @@ def _sweep_sending(now: datetime, stuck_before: datetime, counts: dict) -> None:
 
 
 def _sweep_one_sending(message_id, now: datetime) -> dict:
-    message = (Message.objects.select_related("run")
-               .filter(pk=message_id, status=Message.Status.SENDING).first())
-    if message is None:  # finished meanwhile
+    """One message found stuck in `sending`, in the caller's transaction: its row stays locked
+    while it is decided on (a provider lookup included), so the worker finishing it, a resend
+    or another sweep waits or skips it. Re-read as still stuck: one queued again and claimed
+    since it was found is its new worker's, whose call may be on the wire."""
+    stuck_before = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
+    message = (Message.objects.select_for_update(skip_locked=True, of=("self",))
+               .select_related("run")
+               .filter(pk=message_id, status=Message.Status.SENDING,
+                       updated_at__lt=stuck_before).first())
+    if message is None:  # finished or claimed again meanwhile, or another sweep has it
         return {}
     # Only the current send's attempts: a success before a resend says nothing about this one.
     current = message.delivery_attempts.filter(send_number=message.send_number)
@@ -255,7 +262,9 @@ def _sweep_one_sending(message_id, now: datetime) -> dict:
         if delivery.message_mark_outcome_unknown(message, now=now) == "sent":
             return {"recovered": 1}  # the provider reported on it, or lists it: accepted
         return {"unknown": 1}
-    if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+    if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING,
+                              send_number=message.send_number,
+                              updated_at=message.updated_at).update(
         status=Message.Status.QUEUED, attempts=max(message.attempts - 1, 0), updated_at=now
     ):
         # On the run's timeline, so support sees why it went out later than its neighbours.

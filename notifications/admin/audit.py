@@ -10,13 +10,30 @@ from django.contrib import admin
 from django.contrib.auth import get_user_model
 from django.utils.html import format_html
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 
 from clarion.admin import link
 
 from ..models import ApiKey
 
 LogEntry = get_logentry_model()
+
+# django-auditlog ships no French or German catalog. The labels its admin and models mark for
+# translation are kept in ours (Django merges every app's catalog), so its pages speak the admin's
+# language too.
+AUDITLOG_LABELS = (
+    gettext_noop("Resource"), gettext_noop("Resource Type"), gettext_noop("Correlation ID"),
+    gettext_noop("Field"), gettext_noop("From"), gettext_noop("To"),
+    gettext_noop("Relationship"), gettext_noop("Objects"), gettext_noop("log entry"),
+    gettext_noop("log entries"), gettext_noop("remote address"), gettext_noop("remote port"),
+    gettext_noop("timestamp"), gettext_noop("action"), gettext_noop("create"),
+    gettext_noop("update"), gettext_noop("delete"), gettext_noop("access"),
+    gettext_noop("object representation"), gettext_noop("change message"),
+    gettext_noop("content type"), gettext_noop("object pk"), gettext_noop("additional data"),
+    gettext_noop("actor email"), gettext_noop("Created {repr:s}"),
+    gettext_noop("Updated {repr:s}"), gettext_noop("Deleted {repr:s}"),
+    gettext_noop("Logged {repr:s}"),
+)
 
 
 class UserFilter(admin.SimpleListFilter):

@@ -11,12 +11,19 @@ from .. import schedules
 from ..models import Schedule
 from ..recurrence import DAYS, FREQUENCIES, RepeatError, validate_repeat, zone
 
+FREQUENCY_LABELS = {"hourly": _("hourly"), "daily": _("daily"), "weekly": _("weekly"),
+                    "monthly": _("monthly")}
+DAY_LABELS = {"mon": _("Monday"), "tue": _("Tuesday"), "wed": _("Wednesday"),
+              "thu": _("Thursday"), "fri": _("Friday"), "sat": _("Saturday"), "sun": _("Sunday")}
+
 
 class ScheduleForm(forms.ModelForm):
-    frequency = forms.ChoiceField(choices=[(f, f) for f in FREQUENCIES], label=_("Frequency"))
+    frequency = forms.ChoiceField(choices=[(f, FREQUENCY_LABELS.get(f, f)) for f in FREQUENCIES],
+                                  label=_("Frequency"))
     at = forms.CharField(initial="09:00", label=_("At"),
                          help_text=_('Local time "HH:MM" (hourly: its minute).'))
-    days = forms.MultipleChoiceField(choices=[(d, d) for d in DAYS], required=False,
+    days = forms.MultipleChoiceField(choices=[(d, DAY_LABELS.get(d, d)) for d in DAYS],
+                                     required=False,
                                      widget=forms.CheckboxSelectMultiple, label=_("Days"),
                                      help_text=_("Weekly: the days. Daily/hourly: only these."))
     day_of_month = forms.IntegerField(min_value=1, max_value=31, required=False,

@@ -194,10 +194,15 @@ def _requeue_never_arrived(message: Message, started: list[DeliveryAttempt],
 
 
 def _requeue(message: Message, now: datetime, *, provider: str, error: str, reason: str) -> str:
-    """A message still `sending` queued again with its delivery task, `reason` on its run's
-    timeline (StepLog retrying); "requeued"."""
+    """A message still `sending` as the sweeper read it (the same send, not claimed since:
+    `updated_at` unchanged) queued again with its delivery task, `reason` on its run's
+    timeline (StepLog retrying); "requeued". One that moved on meanwhile (resent and claimed,
+    or queued again by another sweep and claimed) is its worker's: queuing it would send it
+    twice."""
     with transaction.atomic():
-        if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING).update(
+        if Message.objects.filter(pk=message.pk, status=Message.Status.SENDING,
+                                  send_number=message.send_number,
+                                  updated_at=message.updated_at).update(
                 status=Message.Status.QUEUED, next_attempt_at=None, updated_at=now, error=error):
             StepLog.objects.create(
                 run_id=message.run_id, step_ref=message.step_ref, event=StepLog.Event.RETRYING,

@@ -153,8 +153,13 @@ def _new_message(p: Pass, step: Step, channel: str, **fields) -> Message:
 
 def _render(p: Pass, step: Step, channel: str) -> tuple[Template | None, dict | None, str]:
     run = p.run
-    template = select_template(step, run.recipient.locale, run.workflow.default_locale,
-                               "" if channel == step.type else channel)
+    # The same few (step, locale) pairs over and over in a batch: chosen once each.
+    wanted = (step.pk, run.recipient.locale, run.workflow.default_locale,
+              "" if channel == step.type else channel)
+    key = ("template", *wanted)
+    if key not in p.shared:
+        p.shared[key] = select_template(step, *wanted[1:])
+    template = p.shared[key]
     if template is None:
         return None, None, ("no published template for this step" if channel == step.type
                             else f"no published {channel} template for this step")

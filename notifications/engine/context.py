@@ -7,7 +7,7 @@ from datetime import datetime
 from preferences.selectors import preference_layers_many, workflow_default
 
 from ..models import Run, Step, StepLog, Workflow
-from ..rendering.variables import actor_variables, run_messages_many
+from ..rendering.variables import actor_variables_many, run_messages_many
 from .writes import Writes, record
 
 NEXT = "next"
@@ -76,9 +76,14 @@ class Batch:
         return self._steps[workflow.pk]
 
     def actor_of(self, run: Run) -> dict:
-        """actor_variables of the run's trigger, read once per trigger."""
+        """actor_variables of the run's trigger; the batch's triggers' actors are read together
+        (one query) when the first is asked for."""
         if run.trigger_id not in self._actors:
-            self._actors[run.trigger_id] = actor_variables(run.trigger.actor)
+            triggers = list({r.trigger_id: r.trigger for r in self.runs
+                             if r.trigger_id not in self._actors}.values())
+            for trigger, variables in zip(triggers, actor_variables_many(
+                    [trigger.actor for trigger in triggers]), strict=True):
+                self._actors[trigger.pk] = variables
         return self._actors[run.trigger_id]
 
     def messages_of(self, run: Run) -> list:

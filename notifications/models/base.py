@@ -6,6 +6,7 @@ import unicodedata
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
+from django.utils.translation import pgettext_lazy
 
 from ..channels import CHANNELS
 
@@ -49,10 +50,10 @@ Channel = models.TextChoices(
 # A step is a channel step (one per channel) or a function step.
 StepType = models.TextChoices("StepType", [
     *((spec.key.upper(), (spec.key, spec.label)) for spec in CHANNELS),
-    ("DELAY", ("delay", "Delay")),
-    ("DIGEST", ("digest", "Digest")),
-    ("THROTTLE", ("throttle", "Throttle")),
-    ("BRANCH", ("branch", "Branch")),
-    ("ROUTE", ("route", "Route")),
-    ("APPROVAL", ("approval", "Approval")),
+    ("DELAY", ("delay", pgettext_lazy("step type", "Delay"))),
+    ("DIGEST", ("digest", pgettext_lazy("step type", "Digest"))),
+    ("THROTTLE", ("throttle", pgettext_lazy("step type", "Throttle"))),
+    ("BRANCH", ("branch", pgettext_lazy("step type", "Branch"))),
+    ("ROUTE", ("route", pgettext_lazy("step type", "Route"))),
+    ("APPROVAL", ("approval", pgettext_lazy("step type", "Approval"))),
 ], module=__name__)

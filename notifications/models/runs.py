@@ -196,7 +196,6 @@ class StepLog(models.Model):
         verbose_name = _("step log")
         verbose_name_plural = _("step logs")
         ordering = ["run", "id"]
-        verbose_name = "step log"
 
     def __str__(self):
         return f"{self.step_ref or '-'} {self.event}"
@@ -275,7 +274,6 @@ class DigestBatch(models.Model):
         verbose_name = _("digest batch")
         verbose_name_plural = _("digest batches")
         ordering = ["-opened_at"]
-        verbose_name_plural = "digest batches"
         constraints = [
             models.UniqueConstraint(fields=["key"], condition=Q(status="open"),
                                     name="digestbatch_one_open"),

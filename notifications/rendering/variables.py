@@ -57,13 +57,26 @@ def tenant_variables(tenant: Tenant | None) -> dict:
 
 def actor_variables(actor) -> dict:
     """The trigger's actor: a known recipient's profile, or the object the caller sent."""
-    if actor is None:
-        return {}
-    actor_id = actor.get("id") if isinstance(actor, Mapping) else actor
-    recipient = Recipient.objects.filter(external_id=str(actor_id)).first()
-    if recipient is not None:
-        return recipient_variables(recipient)
-    return dict(actor) if isinstance(actor, Mapping) else {"id": str(actor)}
+    return actor_variables_many([actor])[0]
+
+
+def actor_variables_many(actors: list) -> list[dict]:
+    """actor_variables of each of `actors` (triggers' actors, None for none), in order, with
+    the known recipients among them read in one query."""
+    ids = [None if actor is None else
+           str(actor.get("id") if isinstance(actor, Mapping) else actor) for actor in actors]
+    wanted = {actor_id for actor_id in ids if actor_id is not None}
+    known = {r.external_id: r for r in Recipient.objects.filter(external_id__in=wanted)} \
+        if wanted else {}
+    variables = []
+    for actor, actor_id in zip(actors, ids, strict=True):
+        if actor is None:
+            variables.append({})
+        elif actor_id in known:
+            variables.append(recipient_variables(known[actor_id]))
+        else:
+            variables.append(dict(actor) if isinstance(actor, Mapping) else {"id": actor_id})
+    return variables
 
 
 def engagement_at(message: Message, state: str):

@@ -175,6 +175,7 @@ WRITTEN_IN_PYTHON = {
     "model names": ("Planifications", "Zeitpläne", "Schedules"),  # the navigation's
     "field label": ("Nom de l’expéditeur", "Absendername", "Sender name"),
     "status choices": ("Impossible à remettre", "Unzustellbar", "Undeliverable"),  # a filter's
+    "audit log": ("Ressource", "Ressource", "Resource"),  # django-auditlog's, kept in ours
     "field help": ("Affiché en bas de chaque e-mail", "Am Ende jeder E-Mail angezeigt",
                    "Shown at the bottom of every email"),
 }
@@ -215,6 +216,8 @@ def test_what_the_admin_writes_in_python_follows_the_language(admin_client, make
     pages["field label"] = pages["field help"] = pages["tenant secret"]
     pages["status choices"] = admin_client.get(
         reverse("admin:notifications_message_changelist"), **headers)
+    pages["audit log"] = admin_client.get(reverse("admin:auditlog_logentry_changelist"),
+                                          **headers)
     for name, response in pages.items():
         assert response.status_code == 200, name
         text = text_of(response)

@@ -108,3 +108,27 @@ def test_a_batch_that_fails_is_undone_and_its_runs_go_one_at_a_time(
     assert InboxItem.objects.filter(message__run_id__in=run_ids).count() == 6
     assert all(_timeline(pk) == [("", "triggered"), ("inbox", "sent"), ("", "completed")]
                for pk in run_ids)
+
+
+def test_a_batch_of_triggers_with_actors_costs_the_same_statements_for_5_and_25(
+        api, make_workflow, clarion_settings):
+    """A stream of one-recipient triggers, as the pipeline sends them: what the batch's runs
+    need (their triggers' actors too) is read once for the batch, not once a run."""
+    clarion_settings(ADVANCE_BATCH_SIZE=100)  # both batches look for more runs to top up with
+    make_workflow("welcome", steps=[in_app_step(), email_step()])
+    statements = {}
+    for count in (5, 25):
+        run_ids = []
+        for i in range(count):
+            actor = f"actor-{count}-{i}" if i % 2 else {"id": f"actor-{count}-{i}", "name": "A"}
+            response = api.post(TRIGGER, {"recipients": [{"id": f"p{count}-{i}",
+                                                          "email": "p@example.com"}],
+                                          "actor": actor, "data": {"body": "News"}}).json()
+            run_ids += [run["id"] for run in response["runs"]]
+        with CaptureQueriesContext(connection) as captured:
+            advance_runs(*run_ids)
+        statements[count] = len(captured.captured_queries)
+        assert Run.objects.filter(pk__in=run_ids, status="completed").count() == count
+        assert Message.objects.filter(run_id__in=run_ids, status="queued").count() == count
+
+    assert statements[25] == statements[5]
