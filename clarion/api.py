@@ -7,6 +7,7 @@ The error shape is `{"error": code, "detail": message, "fields": {...}}`; `field
 errors only) maps a path into the request body, e.g. `recipients[1].email`, to its problems.
 """
 
+import threading
 from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
@@ -305,6 +306,31 @@ def validated(serializer_class, data, **kwargs) -> dict:
     """`data` validated by `serializer_class(data=data, **kwargs)`; raises its ValidationError
     (a 400 naming each field)."""
     serializer = serializer_class(data=data, **kwargs)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+_reused = threading.local()
+
+
+def validated_reusing(serializer_class, data, *, context: dict | None = None, **attributes):
+    """validated(serializer_class, data, context=context, **attributes) with one serializer of
+    the class per thread, used again for the next body: DRF builds a serializer's fields afresh
+    (deep copies of the declared ones) for every instance. For the hot paths (a trigger's body);
+    `attributes` are keyword arguments the class's __init__ keeps as attributes of the same
+    names. Raises its ValidationError."""
+    kept = _reused.__dict__.setdefault("serializers", {})
+    serializer = kept.get(serializer_class)
+    if serializer is None:
+        serializer = kept[serializer_class] = serializer_class(data=data, context=context,
+                                                               **attributes)
+    else:  # what is_valid() keeps of the last body, and this body's own state
+        serializer.initial_data = data
+        serializer._context = context or {}
+        for name, value in attributes.items():
+            setattr(serializer, name, value)
+        for name in ("_validated_data", "_errors", "_data"):
+            serializer.__dict__.pop(name, None)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
 

@@ -2,33 +2,9 @@
 
 import json
 from collections.abc import Sequence
-from contextlib import contextmanager
 
-from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.models import AutoField, BigAutoField, JSONField, Model, SmallAutoField
-
-
-@contextmanager
-def relaxed_commit(using: str = DEFAULT_DB_ALIAS):
-    """A transaction whose COMMIT does not wait for PostgreSQL to flush it to disk
-    (`SET LOCAL synchronous_commit TO OFF`, this transaction only).
-
-    For small writes whose loss in a server crash is harmless and that a durable commit soon
-    follows: an Idempotency-Key claim (the trigger right after it commits durably, and that
-    flush writes the claim too, as the WAL is flushed in order; a crash before it loses both,
-    and the retried request claims the key again). Other sessions see the commit at once, as
-    always. PostgreSQL docs, "Asynchronous Commit".
-
-    Inside a transaction already, or on another database, it is a plain `atomic()` (the setting
-    would apply to the whole outer transaction). Yields nothing; raises what the block raises.
-    """
-    connection = connections[using]
-    relax = connection.vendor == "postgresql" and transaction.get_autocommit(using)
-    with transaction.atomic(using=using):
-        if relax:
-            with connection.cursor() as cursor:
-                cursor.execute("SET LOCAL synchronous_commit TO OFF")
-        yield
 
 
 def database_unreachable(exc: BaseException) -> bool:

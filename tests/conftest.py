@@ -33,6 +33,15 @@ def _no_rate_limits():
     settings.CLARION.update(saved)
 
 
+@pytest.fixture(autouse=True)
+def _api_keys_forgotten():
+    """Each test starts with no API key kept by this process (notifications/services/keys.py):
+    a key a rolled-back test kept is not in the next test's database."""
+    from notifications.services.keys import api_keys_forget
+
+    api_keys_forget()
+
+
 @pytest.fixture
 def clarion_settings(settings):
     """clarion_settings(KEY=value, …) overrides keys of settings.CLARION for this test only

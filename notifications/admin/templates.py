@@ -45,7 +45,7 @@ from ..rendering.variables import (
     preview_variables,
     tenant_variables,
 )
-from ..workflow_versions import review_required
+from ..workflow_versions import is_unpublished, review_required, version_record_live
 
 DIFF_WRAP = 72
 # Steps that have templates: channel steps, and route steps (one template per channel).
@@ -267,6 +267,14 @@ def version_diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, 
     return tables
 
 
+def _record_deleted(workflow, user, note: str) -> None:
+    """A live workflow's template deleted: its rows recorded as its published version (the
+    published version's document is always what runs). A never-published one's rows are its
+    draft."""
+    if not is_unpublished(workflow):
+        version_record_live(workflow=workflow, user=user, source="template", note=note)
+
+
 @admin.register(Template)
 class TemplateAdmin(ClarionAdmin):
     list_display = ("__str__", "workflow", "step_ref", "locale", "published", "updated_at")
@@ -275,9 +283,29 @@ class TemplateAdmin(ClarionAdmin):
     search_fields = ("step__ref", "step__workflow__key", "locale")
     ordering = ("step__workflow__key", "step__position", "locale")
 
+    # Deleted with their step or workflow whatever the review rule (see has_delete_permission).
+    deleted_with_owner = True
+
     @admin.display(description=gettext_lazy("workflow"), ordering="step__workflow__key")
     def workflow(self, obj):
         return obj.step.workflow.key
+
+    def has_delete_permission(self, request, obj=None):
+        """A template of a live step is deleted at once, with no draft: with
+        CLARION["REQUIRE_REVIEW"], nobody does; otherwise the deletion is recorded as a new
+        published version of its workflow (delete_model)."""
+        return super().has_delete_permission(request, obj) and not review_required()
+
+    def delete_model(self, request, obj):
+        workflow = obj.step.workflow
+        super().delete_model(request, obj)
+        _record_deleted(workflow, request.user, f"Template {obj} deleted on its own.")
+
+    def delete_queryset(self, request, queryset):
+        workflows = {t.step.workflow for t in queryset.select_related("step__workflow")}
+        super().delete_queryset(request, queryset)
+        for workflow in workflows:
+            _record_deleted(workflow, request.user, "Templates deleted on their own.")
 
     @admin.display(description=gettext_lazy("step"), ordering="step__ref")
     def step_ref(self, obj):

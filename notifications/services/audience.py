@@ -41,29 +41,45 @@ def recipient_upsert(*, external_id: str, replace: bool = False,
     return recipient, created
 
 
+def _profiles(specs: Sequence[str | Mapping]) -> dict[str, dict]:
+    """{external id: the fields given for it, merged}, in the callers' order."""
+    profiles: dict[str, dict] = {}
+    for spec in specs:
+        profile = dict(spec) if isinstance(spec, Mapping) else {"id": spec}
+        external_id = str(profile.pop("id"))
+        profiles[external_id] = {**profiles.get(external_id, {}), **profile}
+    return profiles
+
+
+def _upsert_rows(profiles: dict[str, dict]) -> dict[str, int]:
+    """INSERT … ON CONFLICT per distinct set of given fields; returns the primary keys the
+    statements handed back (those of rows written with fields; ids alone, ON CONFLICT DO
+    NOTHING, hand back none)."""
+    groups: dict[tuple[str, ...], list[Recipient]] = {}
+    for external_id, profile in profiles.items():
+        fields = tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
+        values = {name: profile[name] for name in fields}
+        groups.setdefault(fields, []).append(Recipient(external_id=external_id, **values))
+    pks = {}
+    for fields, rows in groups.items():
+        if fields:
+            Recipient.objects.bulk_create(rows, update_conflicts=True,
+                                          unique_fields=["external_id"],
+                                          update_fields=[*fields, "updated_at"])
+            pks.update((row.external_id, row.pk) for row in rows if row.pk is not None)
+        else:
+            Recipient.objects.bulk_create(rows, ignore_conflicts=True)
+    return pks
+
+
 def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient]:
     """Upsert many recipients (ids, or profiles with "id") in a few statements; merge semantics.
 
     One INSERT … ON CONFLICT per distinct set of given fields (usually one), then one SELECT:
     a trigger naming a thousand people costs a handful of queries, not thousands.
     """
-    profiles: dict[str, dict] = {}
-    for spec in specs:
-        profile = dict(spec) if isinstance(spec, Mapping) else {"id": spec}
-        external_id = str(profile.pop("id"))
-        profiles[external_id] = {**profiles.get(external_id, {}), **profile}
-    groups: dict[tuple[str, ...], list[Recipient]] = {}
-    for external_id, profile in profiles.items():
-        fields = tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
-        values = {name: profile[name] for name in fields}
-        groups.setdefault(fields, []).append(Recipient(external_id=external_id, **values))
-    for fields, rows in groups.items():
-        if fields:
-            Recipient.objects.bulk_create(rows, update_conflicts=True,
-                                          unique_fields=["external_id"],
-                                          update_fields=[*fields, "updated_at"])
-        else:
-            Recipient.objects.bulk_create(rows, ignore_conflicts=True)
+    profiles = _profiles(specs)
+    _upsert_rows(profiles)
     found = Recipient.objects.in_bulk(list(profiles), field_name="external_id")
     recipients = {external_id: found[external_id] for external_id in profiles}  # callers' order
     for external_id, profile in profiles.items():
@@ -72,6 +88,22 @@ def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient
             channel_data_set(recipient=recipients[external_id], channel=channel, data=data,
                              provider_kind=kind)
     return recipients
+
+
+def recipient_ids_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, int]:
+    """recipient_upsert_many answering {external id: primary key} (callers' order) rather than
+    the rows: profiles' keys come back from their INSERT (RETURNING), so a trigger naming people
+    with profiles reads nothing more; only ids alone are looked up."""
+    profiles = _profiles(specs)
+    if any(profile.get("channel_data") for profile in profiles.values()):
+        return {external_id: recipient.pk
+                for external_id, recipient in recipient_upsert_many(specs).items()}
+    pks = _upsert_rows(profiles)
+    missing = [external_id for external_id in profiles if external_id not in pks]
+    if missing:
+        pks.update(Recipient.objects.filter(external_id__in=missing)
+                   .values_list("external_id", "pk"))
+    return {external_id: pks[external_id] for external_id in profiles}
 
 
 def channel_data_set(*, recipient: Recipient, channel: str, data: Mapping,

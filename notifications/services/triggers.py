@@ -7,7 +7,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -33,8 +33,8 @@ from ..models import (
 )
 from ..queue import enqueue, enqueue_grouped, enqueue_many
 from .audience import (
+    recipient_ids_upsert_many,
     recipient_upsert,
-    recipient_upsert_many,
 )
 
 logger = logging.getLogger(__name__)
@@ -56,24 +56,15 @@ class TriggerRequest:
     idempotency_key: str = ""
 
 
-def _run_create_many(trigger: Trigger, recipients: Iterable[Recipient], *,
-                     via: str = "", new_trigger: bool = False,
-                     run_ids: Sequence[uuid.UUID] = ()) -> list[Run]:
-    """Runs for recipients who have none on this trigger yet, enqueued to advance in batches
-    (tasks.advance_runs). A new trigger's runs may take their ids from `run_ids` (in the
-    recipients' order)."""
-    recipients = {r.pk: r for r in recipients}
-    existing = set() if new_trigger else set(
-        trigger.runs.filter(recipient_id__in=list(recipients)).values_list("recipient_id",
-                                                                            flat=True))
-    ids = iter(run_ids)
+def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Run]:
+    """A new trigger's runs ({run id: recipient pk}), their StepLogs, advance tasks in batches
+    (tasks.advance_runs) and the analytics fact."""
     runs = Run.objects.bulk_create([
-        Run(id=next(ids, None) or uuid.uuid4(), trigger=trigger, workflow=trigger.workflow,
-            recipient=recipient, workflow_version_id=trigger.workflow.published_version_id,
-            tenant=trigger.tenant)
-        for pk, recipient in recipients.items() if pk not in existing
+        Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
+            workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
+        for run_id, recipient_id in runs.items()
     ])
-    detail = {"trigger_id": str(trigger.id)} | ({"via": via} if via else {})
+    detail = {"trigger_id": str(trigger.id)}
     StepLog.objects.bulk_create(
         [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
     )
@@ -108,7 +99,8 @@ class _TriggerIds:
         return cls(uuid.uuid4(), {external_id: uuid.uuid4() for external_id in runs})
 
     def answer(self) -> dict:
-        """trigger_summary's shape for the runs these ids will be."""
+        """The trigger's answer, for the runs these ids will be: {"trigger_id": str, "runs":
+        [{"id": str, "recipient": str (external id)}]}."""
         return {"trigger_id": str(self.trigger_id),
                 "runs": [{"id": str(run_id), "recipient": external_id}
                          for external_id, run_id in self.runs.items()]}
@@ -130,19 +122,20 @@ def _trigger_write(request: TriggerRequest, ids: _TriggerIds) -> tuple[Trigger, 
     if isinstance(request.actor, Mapping):
         actor = dict(request.actor)
         recipient_upsert(external_id=str(actor.pop("id")), **actor)
-    direct = recipient_upsert_many(
+    direct = recipient_ids_upsert_many(
         [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
     )
-    trigger = Trigger.objects.create(
+    # bulk_create: one INSERT without save()'s machinery (no signal listens for a Trigger).
+    [trigger] = Trigger.objects.bulk_create([Trigger(
         id=ids.trigger_id,
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
         cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
-    )
-    runs = _run_create_many(trigger, [direct[external_id] for external_id in ids.runs],
-                            new_trigger=True, run_ids=list(ids.runs.values()))
+    )])
+    runs = _run_create_many(trigger, {run_id: direct[external_id]
+                                      for external_id, run_id in ids.runs.items()})
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs
@@ -342,14 +335,6 @@ class TriggerResponse:
     replayed: bool = False
 
 
-def trigger_summary(trigger: Trigger, runs: Sequence[Run]) -> dict:
-    """The trigger's answer: {"trigger_id": str, "runs": [{"id": str, "recipient": str}]}."""
-    return {
-        "trigger_id": str(trigger.id),
-        "runs": [{"id": str(run.id), "recipient": run.recipient.external_id} for run in runs],
-    }
-
-
 def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str | None,
                                 request_fingerprint: object) -> TriggerResponse:
     """Trigger once per (API key, Idempotency-Key): the first request triggers and its answer is
@@ -364,7 +349,10 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     The rule is the IETF draft "The Idempotency-Key HTTP Header Field" (its error scenarios).
     """
     if idempotency_key is None:
-        return TriggerResponse(202, trigger_summary(*trigger_workflow(request)))
+        ids = _TriggerIds.new(request)
+        with transaction.atomic():
+            _trigger_write(request, ids)
+        return TriggerResponse(202, ids.answer())
     request_hash = hashlib.sha256(
         json.dumps(request_fingerprint, sort_keys=True, default=str).encode()
     ).hexdigest()

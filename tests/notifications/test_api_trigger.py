@@ -9,6 +9,7 @@ from rest_framework.test import APIClient
 from inbox.models import InboxItem
 from notifications import idempotency, services, tasks
 from notifications.models import (
+    ApiKey,
     ChannelData,
     DeliveryAttempt,
     IdempotencyRecord,
@@ -17,6 +18,7 @@ from notifications.models import (
     Subscription,
     Topic,
     Trigger,
+    Workflow,
 )
 
 from ..conftest import client_for, delay_step, email_step, in_app_step, invalid
@@ -231,6 +233,70 @@ def test_trigger_with_a_revoked_key_is_401(api, api_key, welcome):
     assert response.json() == {"error": "unauthorized", "detail": "Invalid or revoked API key."}
     assert response["WWW-Authenticate"] == "Bearer"
     assert row_counts()["triggers"] == 0
+
+
+def test_a_key_revoked_here_is_refused_at_once_though_this_process_kept_it(api, api_key,
+                                                                           welcome):
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 202  # now kept
+    services.api_key_revoke(api_key=api_key[0])
+
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 401
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_seconds(
+        api, api_key, welcome, clarion_settings, monkeypatch):
+    from notifications.services import keys
+
+    clarion_settings(API_KEY_CACHE_SECONDS=5)
+    now = [1000.0]
+    monkeypatch.setattr(keys, "_clock", lambda: now[0])
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 202  # kept until 1005
+    # Another process revokes it: no signal reaches this one.
+    ApiKey.objects.filter(pk=api_key[0].pk).update(revoked_at=timezone.now())
+
+    now[0] = 1004.9
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 202
+    now[0] = 1005.1
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 401
+    clarion_settings(API_KEY_CACHE_SECONDS=0)  # not kept: read every time
+    keys.api_keys_forget()
+    ApiKey.objects.filter(pk=api_key[0].pk).update(revoked_at=None)
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 202
+    ApiKey.objects.filter(pk=api_key[0].pk).update(revoked_at=timezone.now())
+    assert api.post(TRIGGER, {"recipients": ["u1"]}).status_code == 401
+
+
+def test_a_kept_key_answers_each_request_with_its_own_copy(api_key, acme):
+    from notifications.services import api_key_authenticate, api_key_create
+
+    _, secret = api_key_create(name="acme", tenant=acme)
+    first, second = (api_key_authenticate(secret=secret) for _ in range(2))
+    assert first == second and first is not second and first.tenant is not second.tenant
+    first.tenant.name = "Changed by one request"
+    assert second.tenant.name == "Acme" == api_key_authenticate(secret=secret).tenant.name
+
+
+def test_a_workflow_kept_by_the_process_is_read_again_after_any_change(api, make_workflow):
+    make_workflow("welcome", steps=[in_app_step()])
+    first = api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 1}})
+    assert first.status_code == 202  # the workflow is now kept
+    # A publish (here: the API's PUT) is used by the next trigger.
+    workflow = make_workflow("welcome", steps=[in_app_step(), email_step()],
+                             data_schema={"type": "object", "required": ["n"]})
+    second = api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 2}})
+    assert Run.objects.get(pk=second.json()["runs"][0]["id"]).workflow_version_id == \
+        workflow.published_version_id != Run.objects.get(
+            pk=first.json()["runs"][0]["id"]).workflow_version_id
+    assert api.post(TRIGGER, {"recipients": ["u1"], "data": {}}).status_code == 400  # its schema
+    # Deactivated (by any process: no signal is needed) is refused at once, and back.
+    workflow.active = False
+    workflow.save()
+    assert api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 3}}).status_code == 422
+    workflow.active = True
+    workflow.save()
+    assert api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 4}}).status_code == 202
+    Workflow.objects.filter(pk=workflow.pk).update(active=False)  # updated_at left alone
+    assert api.post(TRIGGER, {"recipients": ["u1"], "data": {"n": 5}}).status_code == 422
 
 
 def test_the_bearer_scheme_is_case_insensitive(api_key, welcome):

@@ -11,7 +11,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from notifications import schedules, services
-from notifications.models import Run, Step, Workflow
+from notifications.models import Run, Step, Template, Workflow
 from notifications.roles import EDITOR, PUBLISHER, roles_sync
 from notifications.workflow_versions import draft_of
 
@@ -130,3 +130,27 @@ def test_a_publisher_still_deletes_a_workflow_with_its_steps(client, welcome):
     assert client.post(delete, {"post": "yes"}).status_code == 302
     assert not Workflow.objects.filter(pk=welcome.pk).exists()
     assert not Step.objects.exists()
+
+
+def test_a_publishers_template_delete_is_recorded_as_a_published_version(client, welcome):
+    client.force_login(person(PUBLISHER, "pat"))
+    template = Template.objects.get(step__workflow=welcome, step__ref="mail")
+    assert client.post(reverse("admin:notifications_template_delete", args=[template.pk]),
+                       {"post": "yes"}).status_code == 302
+    welcome.refresh_from_db()
+    live = welcome.published_version
+    assert (live.number, live.source) == (2, "template")
+    assert live.document["steps"][1]["templates"] == {}
+
+
+def test_with_review_required_a_live_template_is_not_deleted_on_its_own(
+        client, welcome, clarion_settings):
+    clarion_settings(REQUIRE_REVIEW=True)
+    client.force_login(person(PUBLISHER, "pat"))
+    template = Template.objects.get(step__workflow=welcome, step__ref="mail")
+    assert client.post(reverse("admin:notifications_template_delete", args=[template.pk]),
+                       {"post": "yes"}).status_code == 403
+    assert Template.objects.filter(pk=template.pk).exists()
+    delete = reverse("admin:notifications_workflow_delete", args=[welcome.pk])
+    assert client.post(delete, {"post": "yes"}).status_code == 302  # with its workflow: yes
+    assert not Template.objects.exists()

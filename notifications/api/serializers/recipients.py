@@ -8,7 +8,7 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import Serializer, unknown_field_errors
+from clarion.api import Serializer, unknown_field_errors, validated_reusing
 
 from ...addresses import validate_display_name, validate_email_address
 from ...models import (
@@ -111,6 +111,12 @@ class InlineRecipientSerializer(RecipientProfileSerializer):
     id = RecipientIdField()
 
 
+def inline_recipient(data) -> dict:
+    """A recipient profile given inline (a trigger's recipient or actor) validated by
+    InlineRecipientSerializer (one per thread, used again); raises its ValidationError."""
+    return dict(validated_reusing(InlineRecipientSerializer, data))
+
+
 class RecipientSerializer(RecipientProfileSerializer):
     """A recipient as GET shows it and PUT takes it (a GET body can be PUT back)."""
 
@@ -167,10 +173,7 @@ class RecipientSpecField(serializers.Field):
                 raise serializers.ValidationError({"topic": [f"Unknown topic {key!r}."]})
             return {"topic": key}
         if isinstance(data, dict):
-            serializer = InlineRecipientSerializer(data=data)
-            if not serializer.is_valid():
-                raise serializers.ValidationError(serializer.errors)
-            return dict(serializer.validated_data)
+            return inline_recipient(data)
         raise serializers.ValidationError(self.invalid_message)
 
     def to_representation(self, value):
@@ -185,10 +188,7 @@ class ActorField(serializers.Field):
         if isinstance(data, str) and 0 < len(data) <= 255:
             return recipient_id(data)
         if isinstance(data, dict):
-            serializer = InlineRecipientSerializer(data=data)
-            if not serializer.is_valid():
-                raise serializers.ValidationError(serializer.errors)
-            return dict(serializer.validated_data)
+            return inline_recipient(data)
         raise serializers.ValidationError('Expected a recipient id or an object with "id".')
 
     def to_representation(self, value):
