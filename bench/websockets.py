@@ -194,6 +194,18 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     await asyncio.sleep(2)
     after = rss_kib(server_pid)
     gc_after = await gc_pauses.read(server_pid, gc_report, census=census)
+    # Held sockets are long-lived: wait (at most 90 s) until the server's collector policy
+    # (clarion/collector.py, a freeze every CLARION_GC_FREEZE_SECONDS) has frozen their state,
+    # as it has for any socket held longer than that.
+    held_objects = (gc_after["tracked"] + gc_after["frozen"]
+                    - gc_before["tracked"] - gc_before["frozen"])
+    frozen_wait = time.monotonic()
+    while time.monotonic() - frozen_wait < 90:
+        report = await gc_pauses.read(server_pid, gc_report)
+        if report["frozen"] - gc_before["frozen"] >= 0.8 * held_objects:
+            break
+        await asyncio.sleep(2)
+    frozen_wait = time.monotonic() - frozen_wait
     # Held and idle, once heartbeats (each with its push check, every INBOX_HEARTBEAT_SECONDS,
     # 25 s by default, from each socket's connect) have begun: 10 s of them.
     await asyncio.sleep(max(started + 26 - time.monotonic(), 0))
@@ -266,6 +278,7 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
             "held": open_now, "latencies": latencies, "floor": floor,
             "burst_cpu": burst_cpu, "floor_cpu": floor_cpu, "idle_cpu": idle_cpu,
             "publish_ms": (marks["published"] - marks["committed"]) * 1000,
+            "frozen_wait": frozen_wait,
             "gc": {"before": gc_before, "after": gc_after, "end": gc_end,
                    "held": gc_pauses.summary(gc_end["passes"], started_wall),
                    "idle": gc_pauses.summary(gc_end["passes"], *idle_wall),
@@ -335,10 +348,13 @@ def main() -> None:
               f"{client_cpu * 1000:.0f} ms ({server_cpu / len(frames) * 1e6:.0f} / "
               f"{client_cpu / len(frames) * 1e6:.0f} µs per frame; heartbeats included)")
     collector = figures["gc"]
-    tracked = (collector["after"]["tracked"] - collector["before"]["tracked"]) / args.sockets
+    tracked = sum(collector["after"][k] - collector["before"][k]
+                  for k in ("tracked", "frozen")) / args.sockets  # frozen ones too
     print(f"  GC        objects the collector tracks: {collector['before']['tracked']:,} → "
           f"{collector['after']['tracked']:,} ({tracked:.0f} per socket; "
-          f"{collector['after']['frozen']:,} frozen)")
+          f"{collector['after']['frozen']:,} frozen), after the burst "
+          f"{collector['end']['tracked']:,} ({collector['end']['frozen']:,} frozen; "
+          f"the sockets' state frozen {figures['frozen_wait']:.0f} s after they were open)")
     for name, passes in [*collector.items(), *[(f"client {name}", passes) for name, passes
                                               in figures["client_gc"].items()]]:
         if "count" in passes:

@@ -1,7 +1,6 @@
 """ASGI entry: HTTP through Django (but /mcp, the MCP server for AI agents), websockets through
 Channels (the inbox's routes)."""
 
-import gc
 import os
 
 from django.core.asgi import get_asgi_application
@@ -51,8 +50,10 @@ application = ProtocolTypeRouter(
 
 if _WEB_PROCESS:
     # What is loaded by now (Django, the apps, their modules: ~200,000 objects) lives as long as
-    # the process: out of the cyclic garbage collector's sight, so that its full passes, which
-    # stop the event loop, walk only the sockets' objects (bench/websockets.py: 0.2-0.7 s per
-    # pass at 2,000 sockets, with this base in it).
-    gc.collect()
-    gc.freeze()
+    # the process: out of the cyclic garbage collector's sight, and what the process holds later
+    # (its sockets) frozen every GC_FREEZE_SECONDS, thawed and collected at quiet moments
+    # (clarion/collector.py): its full passes stop the event loop.
+    from clarion import collector  # noqa: E402
+
+    collector.install(freeze_seconds=settings.GC_FREEZE_SECONDS,
+                      thaw_seconds=settings.GC_THAW_SECONDS)

@@ -313,6 +313,11 @@ if INBOX_REALTIME not in ("layer", "poll"):
     raise ImproperlyConfigured(f"INBOX_REALTIME must be 'layer' or 'poll', not {INBOX_REALTIME!r}.")
 INBOX_POLL_SECONDS = float(os.environ.get("INBOX_POLL_SECONDS", "0.1"))
 INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
+# A web process freezes what it holds out of the cyclic garbage collector's passes this often
+# (seconds), and unfreezes and collects it all once at a quiet moment this long after the last
+# time (clarion/collector.py: its full passes stopped the event loop ~1 s at 5,000 sockets). 0: off.
+GC_FREEZE_SECONDS = float(os.environ.get("CLARION_GC_FREEZE_SECONDS", "30"))
+GC_THAW_SECONDS = float(os.environ.get("CLARION_GC_THAW_SECONDS", "900"))
 # A socket checks this long after a push (and on every heartbeat) that no push to it was lost:
 # an item older than this, never pushed, gets the client a `resync` frame (inbox/consumers.py).
 INBOX_RESYNC_CHECK_SECONDS = float(os.environ.get("INBOX_RESYNC_CHECK_SECONDS", "2"))

@@ -1,6 +1,7 @@
 """Reads of the inbox: one recipient's feed (keyset pages on id, never OFFSET) and its counts."""
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -217,13 +218,15 @@ def inbox_ids_after(*, recipient: Recipient, tenant: TenantScope, after: int,
 ABOVE_MANY_CHUNK = 500
 
 
-def inbox_items_above_many(watermarks: list[tuple[int, int]]) -> list[list[tuple[int, int | None]]]:
+def inbox_items_above_many(watermarks: list[tuple[int, int]],
+                           ) -> list[Sequence[tuple[int, int | None]]]:
     """For each (recipient pk, id) of `watermarks`, in their order: (id, tenant pk) of that
-    recipient's items with an id above it, every tenant, oldest first. One statement per
+    recipient's items with an id above it, every tenant, oldest first (a list; none: one shared
+    empty tuple, not a list per socket for the garbage collector to track). One statement per
     ABOVE_MANY_CHUNK watermarks, a range scan of inbox_feed_idx each: what a web process's push
     probe reads for all its sockets at once (inbox.socket_reads)."""
     unique = list(dict.fromkeys(watermarks))
-    found: dict[tuple[int, int], list[tuple[int, int | None]]] = {key: [] for key in unique}
+    found: dict[tuple[int, int], list[tuple[int, int | None]]] = {}
     for start in range(0, len(unique), ABOVE_MANY_CHUNK):
         chunk = unique[start:start + ABOVE_MANY_CHUNK]
         sql = (f"WITH w(recipient_id, after) AS (VALUES {', '.join(['(%s, %s)'] * len(chunk))}) "
@@ -232,8 +235,8 @@ def inbox_items_above_many(watermarks: list[tuple[int, int]]) -> list[list[tuple
         with connection.cursor() as cursor:
             cursor.execute(sql, [value for pair in chunk for value in pair])
             for recipient_pk, after, item_id, tenant_pk in cursor.fetchall():
-                found[recipient_pk, after].append((item_id, tenant_pk))
-    return [found[key] for key in watermarks]
+                found.setdefault((recipient_pk, after), []).append((item_id, tenant_pk))
+    return [found.get(key, ()) for key in watermarks]
 
 
 def inbox_newest_id(*, recipient: Recipient, tenant: TenantScope) -> int:

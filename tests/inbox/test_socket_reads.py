@@ -122,7 +122,7 @@ def test_items_above_many_lists_each_recipients_items_above_its_watermark(people
                   (ada.pk, ada_items[-1][0]), (ada.pk, ada_items[5][0])]
 
     assert inbox_items_above_many(watermarks) == [
-        ada_items, bob_items[1:], [], [], ada_items[6:]]
+        ada_items, bob_items[1:], (), (), ada_items[6:]]
 
 
 class Socket:

@@ -1,0 +1,109 @@
+"""The cyclic garbage collector's policy in a web process: what lives long is frozen out of its
+passes, and thawed and collected once in a while, when the process is quiet.
+
+A full pass of Python's collector walks every tracked object and stops the event loop while it
+does: ~1.2-1.4 s at 5,000 held inbox sockets (~130 tracked objects each, and Django's own
+~200,000) on the 2-core bench machine, several times a minute while sockets connect or items are
+pushed (bench/websockets.py), each pass a pause every socket's frames wait behind. Here:
+
+- at startup, what Django and the apps loaded is frozen (`gc.freeze()`: out of the passes);
+- every FREEZE_SECONDS (`CLARION_GC_FREEZE_SECONDS`, 30) whatever the process holds then is
+  frozen too (an instant: the collector's lists are spliced): the held sockets' state, which
+  the full passes would otherwise walk again and again;
+- every THAW_SECONDS (`CLARION_GC_THAW_SECONDS`, 900), at the first second the process is quiet
+  (no more young collections than its median second of the last minute: not during a burst),
+  or unconditionally at twice that, everything is unfrozen, collected in one full pass, and
+  frozen again. Freezing keeps the cyclic garbage of what was frozen (a closed socket leaves a
+  few objects in reference cycles) until then; the thaw gives it back, so memory over socket
+  churn stays bounded (tests/test_collector.py, bench/websockets.py --churn).
+
+Reference counting frees everything that is not in a cycle as before, frozen or not. 0 turns
+the periodic freezing (or the thaw) off. Each thaw is logged (objects, garbage found, pause).
+"""
+
+import gc
+import logging
+import statistics
+import threading
+import time
+from collections import deque
+
+logger = logging.getLogger(__name__)
+
+
+class Schedule:
+    """When to freeze and when to thaw, as a function of the clock and the collector's young
+    passes (pure: tests drive it with made-up seconds)."""
+
+    def __init__(self, *, freeze_seconds: float, thaw_seconds: float, now: float):
+        self.freeze_seconds = freeze_seconds
+        self.thaw_seconds = thaw_seconds
+        self.frozen_at = now
+        self.thawed_at = now
+        self.young = deque(maxlen=60)  # young collections in each of the last 60 checks
+
+    def step(self, now: float, young_collections: int) -> str | None:
+        """One check (about a second after the last): "thaw", "freeze" or None, given the
+        young (generation 0) collections since the last check."""
+        quiet = not self.young or young_collections <= statistics.median(self.young)
+        self.young.append(young_collections)
+        since_thaw = now - self.thawed_at
+        if self.thaw_seconds and (since_thaw >= 2 * self.thaw_seconds
+                                  or since_thaw >= self.thaw_seconds and quiet):
+            self.thawed_at = self.frozen_at = now
+            return "thaw"
+        if self.freeze_seconds and now - self.frozen_at >= self.freeze_seconds:
+            self.frozen_at = now
+            return "freeze"
+        return None
+
+
+def freeze() -> None:
+    """Collect the young generations' garbage, then freeze every object tracked now."""
+    gc.collect(1)
+    gc.freeze()
+
+
+def thaw() -> dict:
+    """Unfreeze everything, collect it in one full pass, freeze what survived. Returns what it
+    did: objects frozen before and after, garbage found, the pause in ms."""
+    before = gc.get_freeze_count()
+    started = time.perf_counter()
+    gc.unfreeze()
+    found = gc.collect()
+    gc.freeze()
+    return {"frozen_before": before, "frozen": gc.get_freeze_count(), "garbage": found,
+            "pause_ms": round((time.perf_counter() - started) * 1000, 1)}
+
+
+def _young_collections() -> int:
+    return gc.get_stats()[0]["collections"]
+
+
+def _run(schedule: Schedule, interval: float) -> None:
+    seen = _young_collections()
+    while True:
+        time.sleep(interval)
+        young = _young_collections()
+        action = schedule.step(time.monotonic(), young - seen)
+        seen = young
+        try:
+            if action == "freeze":
+                freeze()
+            elif action == "thaw":
+                logger.info("collector: thawed and collected %s", thaw())
+        except Exception:  # noqa: BLE001 - the policy must never take the process down
+            logger.exception("collector: the %s failed", action)
+
+
+def install(*, freeze_seconds: float, thaw_seconds: float, interval: float = 1.0) -> None:
+    """In a web process, once, after the app is loaded: freeze what is loaded, and run the
+    schedule above in a daemon thread (both 0: only the startup freeze)."""
+    gc.collect()
+    gc.freeze()
+    if not freeze_seconds and not thaw_seconds:
+        return
+    schedule = Schedule(freeze_seconds=freeze_seconds, thaw_seconds=thaw_seconds,
+                        now=time.monotonic())
+    threading.Thread(target=_run, args=(schedule, interval), name="clarion-collector",
+                     daemon=True).start()

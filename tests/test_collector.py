@@ -1,0 +1,105 @@
+"""clarion/collector.py: the web process's collector schedule, and that freezing the sockets'
+state keeps nothing of closed sockets past the next thaw (memory stays bounded over churn)."""
+
+import asyncio
+import gc
+import weakref
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+
+from clarion import collector
+from clarion.asgi import application
+from inbox.auth import inbox_token_create
+from inbox.consumers import InboxConsumer
+from notifications.models import Recipient
+
+
+def run(schedule, seconds: range, young: int = 5) -> dict[int, str]:
+    """The actions of `schedule` at each of `seconds`, with `young` collections in each."""
+    return {second: action for second in seconds
+            if (action := schedule.step(float(second), young)) is not None}
+
+
+def test_the_schedule_freezes_every_freeze_seconds():
+    schedule = collector.Schedule(freeze_seconds=60, thaw_seconds=0, now=0.0)
+
+    assert run(schedule, range(1, 200)) == {60: "freeze", 120: "freeze", 180: "freeze"}
+
+
+def test_a_thaw_waits_for_a_quiet_second_after_thaw_seconds():
+    schedule = collector.Schedule(freeze_seconds=0, thaw_seconds=100, now=0.0)
+    run(schedule, range(1, 100), young=5)  # a minute of 5 young collections a second
+
+    busy = run(schedule, range(100, 110), young=40)  # a burst: more than the median second
+    assert busy == {}
+    assert run(schedule, range(110, 112), young=3) == {110: "thaw"}
+
+
+def test_a_thaw_comes_at_twice_thaw_seconds_however_busy():
+    schedule = collector.Schedule(freeze_seconds=0, thaw_seconds=100, now=0.0)
+    run(schedule, range(1, 100), young=5)
+
+    # Busier every second than the one before: never a quiet one.
+    assert {second: action for second in range(100, 201)
+            if (action := schedule.step(float(second), second)) is not None} == {200: "thaw"}
+
+
+def test_a_thaw_resets_the_freeze_clock():
+    schedule = collector.Schedule(freeze_seconds=60, thaw_seconds=90, now=0.0)
+
+    assert run(schedule, range(1, 200)) == {60: "freeze", 90: "thaw", 150: "freeze",
+                                           180: "thaw"}
+
+
+@pytest.fixture
+def consumers(monkeypatch):
+    """A weak set of every InboxConsumer made from now on; the process unfrozen afterwards."""
+    made = weakref.WeakSet()
+    init = InboxConsumer.__init__
+
+    def tracked(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+        made.add(self)
+
+    monkeypatch.setattr(InboxConsumer, "__init__", tracked)
+    yield made
+    gc.unfreeze()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_closed_sockets_frozen_with_the_process_are_given_back_by_the_thaw(
+        consumers, settings):
+    settings.INBOX_REALTIME = "layer"
+    tokens = await database_sync_to_async(lambda: [
+        inbox_token_create(recipient=Recipient.objects.create(external_id=f"p{i}", name="P"))[0]
+        for i in range(20)])()
+
+    async def churn() -> None:
+        """20 sockets opened, the process frozen with them held, then all closed."""
+        sockets = []
+        for token in tokens:
+            socket = WebsocketCommunicator(application, f"/ws/inbox/?token={token}")
+            assert (await socket.connect(timeout=10))[0]
+            await socket.receive_json_from(timeout=10)
+            sockets.append(socket)
+        collector.freeze()
+        for socket in sockets:
+            await socket.disconnect()
+        await asyncio.sleep(0.2)
+
+    await churn()
+    collector.thaw()  # what the test process had in cycles before
+    rounds = []
+    for _ in range(3):
+        await churn()
+        rounds.append(collector.thaw())
+        assert len(consumers) == 0  # every closed socket's consumer is gone
+    # Each thaw found little cyclic garbage of 20 closed sockets, and what stays frozen does not
+    # grow round after round with the sockets that came and went.
+    assert all(report["garbage"] < 20 * 30 for report in rounds), rounds
+    frozen = [report["frozen"] for report in rounds]
+    assert max(frozen) - min(frozen) < 20 * 10, rounds
+    await database_sync_to_async(connections.close_all)()
