@@ -241,9 +241,12 @@ def main() -> None:
     from django.core.management import call_command
     from django.db import connection
 
+    from clarion.collector import freeze_loaded
+
     call_command("migrate", verbosity=0)
     with connection.cursor() as cursor:
         cursor.execute(f"TRUNCATE {TABLES} CASCADE")
+    freeze_loaded()  # as a qcluster worker does when it starts (its post_spawn signal)
     print(f"Clarion fan-out benchmark, PostgreSQL {connection.pg_version}")
     if args.only != "digest":
         fanout(args.subscribers)

@@ -10,6 +10,9 @@ class NotificationsConfig(AppConfig):
         from anymail.signals import tracking
         from django.core import checks
         from django.db.models.signals import post_delete, post_save
+        from django_q.signals import post_spawn
+
+        from clarion.collector import freeze_loaded
 
         from .addresses import check_default_from_email
         from .checks import task_timing_check
@@ -17,6 +20,7 @@ class NotificationsConfig(AppConfig):
         from .models import ApiKey, Tenant
         from .services.keys import api_keys_forget
 
+        post_spawn.connect(freeze_loaded, dispatch_uid="clarion-worker-gc-freeze")
         tracking.connect(anymail_tracking_received, dispatch_uid="clarion-anymail-tracking")
         checks.register(check_default_from_email, "email")
         checks.register(task_timing_check, "queue")

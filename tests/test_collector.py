@@ -103,3 +103,17 @@ async def test_closed_sockets_frozen_with_the_process_are_given_back_by_the_thaw
     frozen = [report["frozen"] for report in rounds]
     assert max(frozen) - min(frozen) < 20 * 10, rounds
     await database_sync_to_async(connections.close_all)()
+
+
+def test_a_qcluster_worker_freezes_what_is_loaded_as_it_starts():
+    """django-q2 sends post_spawn in each worker process it starts; Clarion freezes then."""
+    from django_q.signals import post_spawn
+
+    gc.unfreeze()
+    assert gc.get_freeze_count() == 0
+    try:
+        post_spawn.send(sender="django_q", proc_name="Process-1")
+        # Django and the apps are loaded: far more than a handful of objects.
+        assert gc.get_freeze_count() > 10_000
+    finally:
+        gc.unfreeze()
