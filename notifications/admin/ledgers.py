@@ -169,6 +169,16 @@ def _detail(detail: dict):
     )
 
 
+# What the timeline's Kind column says of each kind of entry (its data-kind stays the key).
+TIMELINE_KINDS = {
+    "trigger": pgettext_lazy("timeline", "trigger"), "step": pgettext_lazy("timeline", "step"),
+    "message": pgettext_lazy("timeline", "message"),
+    "attempt": pgettext_lazy("timeline", "attempt"),
+    "provider event": pgettext_lazy("timeline", "provider event"),
+    "engagement": pgettext_lazy("timeline", "engagement"),
+}
+
+
 def run_timeline(run):
     """Everything that happened to the run, in time order (notifications.support.run_timeline:
     the trigger, StepLogs, messages, provider calls, provider events, engagement, and what other
@@ -182,7 +192,8 @@ def run_timeline(run):
         format_html_join(
             "", '<tr class="clarion-{}" data-kind="{}"><td>{}</td><td>{}</td><td>{}</td>'
                 "<td>{}</td><td>{}</td></tr>",
-            ((entry.kind.replace(" ", "-"), entry.kind, when(entry.at), entry.kind,
+            ((entry.kind.replace(" ", "-"), entry.kind, when(entry.at),
+              TIMELINE_KINDS.get(entry.kind, entry.kind),
               entry.step_ref or EMPTY, _linked(entry.obj, entry.title), _detail(entry.detail))
              for entry in entries)),
     )

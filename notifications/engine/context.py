@@ -1,13 +1,14 @@
 """One advance of a run (Pass), shared by the walk loop and the step handlers, and what the
 passes of a batch of runs share (Batch, batch.py)."""
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from preferences.selectors import preference_layers_many, workflow_default
 
-from ..models import Run, Step, StepLog, Workflow
-from ..rendering.variables import actor_variables_many, run_messages_many
+from ..models import Run, Step, StepLog, StepType, Workflow
+from ..rendering.variables import LINK_VARIABLES, actor_variables_many, run_messages_many
 from .writes import Writes, record
 
 NEXT = "next"
@@ -44,6 +45,18 @@ class Pass:
         self.writes.flush()
 
 
+# Step types that may render an email, into a layout: the layout can read any variable.
+LAYOUT_STEP_TYPES = frozenset({StepType.EMAIL, StepType.ROUTE, StepType.APPROVAL})
+
+
+def _step_texts(step: Step) -> list[str]:
+    """What of `step` a template or condition could be written in: its JSON and its
+    templates' published fields, as text."""
+    texts = [json.dumps([step.config, step.conditions, step.unless, step.send_window])]
+    texts += [json.dumps(template.fields) for template in step.templates.all()]
+    return texts
+
+
 class Batch:
     """The rows a batch's passes share, and what they collected to write at the end."""
 
@@ -67,6 +80,7 @@ class Batch:
         self.passes: list[Pass] = []
         self.shared: dict = {}
         self._actors: dict = {}
+        self._links: dict[int, bool] = {}
 
     def steps_of(self, workflow: Workflow) -> list[Step]:
         """The workflow's steps with their templates and published versions, read once."""
@@ -85,6 +99,18 @@ class Batch:
                     [trigger.actor for trigger in triggers]), strict=True):
                 self._actors[trigger.pk] = variables
         return self._actors[run.trigger_id]
+
+    def links_read(self, workflow: Workflow) -> bool:
+        """Whether the workflow's runs need the signed links (rendering.variables.
+        LINK_VARIABLES): when a step may render an email (its layout's footer reads them) or
+        any step's JSON or published template names them. Decided once per workflow; a
+        fan-out of in-app, SMS or push steps skips two signatures a run."""
+        if workflow.pk not in self._links:
+            self._links[workflow.pk] = any(
+                step.type in LAYOUT_STEP_TYPES or any(
+                    name in text for name in LINK_VARIABLES
+                    for text in _step_texts(step)) for step in self.steps_of(workflow))
+        return self._links[workflow.pk]
 
     def messages_of(self, run: Run) -> list:
         """The run's messages as run_messages reads them (read for the whole batch at once)."""

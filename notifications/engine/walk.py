@@ -44,7 +44,8 @@ def advance(run: Run, *, now: datetime, batch: Batch | None = None) -> None:
     # The run's own sequence: the steps of the branches it took are spliced in (branches.py).
     steps = branches.effective_steps(every_step, branches.branch_choices(run))
     p = Pass(run=run, now=now, variables=run_variables(
-                 run, messages, actor=batch.actor_of(run) if batch is not None else None),
+                 run, messages, actor=batch.actor_of(run) if batch is not None else None,
+                 links=batch.links_read(run.workflow) if batch is not None else True),
              done={message.step_ref for message in messages},
              preferences=batch.preference_memo(run) if batch is not None else {},
              writes=batch.writes if batch is not None else Writes(),

@@ -142,20 +142,25 @@ def step_variables(run: Run, messages: list[Message] | None = None) -> dict:
     return steps
 
 
+# The variables that are signed links (two signatures a run to compute).
+LINK_VARIABLES = ("preferences_url", "unsubscribe_url")
+
+
 def run_variables(run: Run, messages: list[Message] | None = None,
-                  actor: dict | None = None) -> dict:
+                  actor: dict | None = None, links: bool = True) -> dict:
     """Every variable a run's templates and step conditions read, keyed by VARIABLE_ROOTS.
     `messages`: the run's messages if the caller read them already (run_messages); `actor`:
-    actor_variables of the run's trigger, if the caller has them (a batch reads them once)."""
+    actor_variables of the run's trigger, if the caller has them (a batch reads them once);
+    `links`: False leaves out LINK_VARIABLES, for a caller that knows nothing reads them."""
     workflow = run.workflow
     return {
         # The hosted preference center for this person (and tenant), and the unsubscribe page of
         # this workflow's category (none for critical workflows): for every email footer.
-        "preferences_url": preferences_url(recipient_id=run.recipient_id,
-                                           tenant_id=run.tenant_id),
-        "unsubscribe_url": "" if workflow.critical else unsubscribe_url(
-            recipient_id=run.recipient_id, tenant_id=run.tenant_id, workflow_key=workflow.key,
-            category=workflow.category),
+        **({"preferences_url": preferences_url(recipient_id=run.recipient_id,
+                                               tenant_id=run.tenant_id),
+            "unsubscribe_url": "" if workflow.critical else unsubscribe_url(
+                recipient_id=run.recipient_id, tenant_id=run.tenant_id,
+                workflow_key=workflow.key, category=workflow.category)} if links else {}),
         "data": dict(run.trigger.data or {}),
         "recipient": recipient_variables(run.recipient),
         "tenant": tenant_variables(run.tenant),

@@ -132,3 +132,28 @@ def test_a_batch_of_triggers_with_actors_costs_the_same_statements_for_5_and_25(
         assert Message.objects.filter(run_id__in=run_ids, status="queued").count() == count
 
     assert statements[25] == statements[5]
+
+
+@pytest.mark.parametrize("body, signed", [
+    ("News", 0),  # no template nor step names a link: none is signed
+    ("News: {{ preferences_url }}", 2),  # one names it: both are, for each run
+])
+def test_a_batch_signs_the_links_only_when_a_step_can_read_them(
+        api, make_workflow, monkeypatch, body, signed):
+    from notifications.rendering import variables
+
+    calls = []
+    for name in ("preferences_url", "unsubscribe_url"):
+        real = getattr(variables, name)
+        monkeypatch.setattr(variables, name,
+                            lambda real=real, **kwargs: calls.append(kwargs) or real(**kwargs))
+    make_workflow("welcome", steps=[in_app_step(body=body)])
+    run_ids = _triggered(api, 3)
+
+    advance_runs(*run_ids)
+
+    assert len(calls) == signed * 3
+    contents = [item.content["body"] for item in InboxItem.objects.order_by("pk")]
+    assert all(c.startswith("News") for c in contents) and len(contents) == 3
+    if signed:
+        assert all("/p/" in c for c in contents)
