@@ -160,7 +160,7 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
 
 
 async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int,
-                  gc_report: Path, census: bool, profile: Path | None) -> dict:
+                  gc_report: Path, census: bool, profile: Path | None, churn: int) -> dict:
     url = f"ws://127.0.0.1:{port}/ws/inbox/?token="
     client_gc = gc_pauses.PauseLog()  # this process's collector passes, which delay frames too
     gc.callbacks.append(client_gc)
@@ -227,6 +227,9 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
                 pongs.setdefault(rid, time.time())
 
     readers = [asyncio.create_task(reader(rid, ws)) for rid, ws in sockets.items()]
+    await asyncio.sleep(0.5)
+    gc.collect()
+    gc.freeze()  # the readers too (5,000 tasks): the client's full passes took 0.4-0.7 s
     # Floor: a ping on each of `burst_size` sockets, all at once.
     targets = ids[:burst_size]
     cpu = (cpu_seconds(server_pid), time.process_time())
@@ -271,6 +274,18 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     await asyncio.sleep(1)
     gc_end = await gc_pauses.read(server_pid, gc_report)
     open_now = sum(1 for ws in sockets.values() if ws.state is websockets.State.OPEN)
+    churn_rows = []
+    for _ in range(churn):  # --churn: memory while sockets come and go
+        round_started, chosen = time.time(), ids[:burst_size]
+        await asyncio.gather(*[sockets[rid].close() for rid in chosen], return_exceptions=True)
+        sockets.update(zip(chosen, await asyncio.gather(*[connect_gated(tokens[rid])
+                                                           for rid in chosen]), strict=True))
+        # Long enough for the server's next freeze (CLARION_GC_FREEZE_SECONDS).
+        await asyncio.sleep(float(os.environ.get("CLARION_GC_FREEZE_SECONDS", "30")) + 2)
+        report = await gc_pauses.read(server_pid, gc_report)
+        churn_rows.append({"rss": rss_kib(server_pid), "tracked": report["tracked"],
+                           "frozen": report["frozen"],
+                           "passes": gc_pauses.summary(report["passes"], round_started)})
     for task in readers:
         task.cancel()
     await asyncio.gather(*[ws.close() for ws in sockets.values()], return_exceptions=True)
@@ -278,7 +293,7 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
             "held": open_now, "latencies": latencies, "floor": floor,
             "burst_cpu": burst_cpu, "floor_cpu": floor_cpu, "idle_cpu": idle_cpu,
             "publish_ms": (marks["published"] - marks["committed"]) * 1000,
-            "frozen_wait": frozen_wait,
+            "frozen_wait": frozen_wait, "churn": churn_rows,
             "gc": {"before": gc_before, "after": gc_after, "end": gc_end,
                    "held": gc_pauses.summary(gc_end["passes"], started_wall),
                    "idle": gc_pauses.summary(gc_end["passes"], *idle_wall),
@@ -297,6 +312,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path,
                         help="write py-spy's samples of the server over the burst to this file "
                              "(raw, for flamegraph.pl or speedscope; py-spy on PATH)")
+    parser.add_argument("--churn", type=int, default=0,
+                        help="then this many rounds of closing and reopening --burst sockets, "
+                             "the server's memory and frozen objects after each")
     parser.add_argument("--burst-for", help=argparse.SUPPRESS)  # the producer, another process
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the server, on this port
     parser.add_argument("--gc-report", type=Path, help=argparse.SUPPRESS)
@@ -321,7 +339,8 @@ def main() -> None:
     server = start_server(port, log)
     try:
         figures = asyncio.run(measure(port, server.pid, tokens, args.burst,
-                                      log.parent / "gc.json", args.census, args.profile))
+                                      log.parent / "gc.json", args.census, args.profile,
+                                      args.churn))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
@@ -361,6 +380,11 @@ def main() -> None:
             print(f"  GC        {name:12}: {passes['count']} passes, max {passes['max_ms']:.0f} "
                   f"ms, total {passes['total_ms']:.0f} ms; {passes['full']} full, max "
                   f"{passes['full_max_ms']:.0f} ms")
+    for n, row in enumerate(figures["churn"], 1):
+        print(f"  churn {n:2}  {args.burst} sockets closed and reopened: server RSS "
+              f"{row['rss'] / 1024:.0f} MiB, {row['tracked']:,} tracked, {row['frozen']:,} "
+              f"frozen; {row['passes']['full']} full passes, longest "
+              f"{row['passes']['full_max_ms']:.0f} ms")
     if args.census:
         grown = {kind: n - collector["before"]["census"].get(kind, 0)
                  for kind, n in collector["after"]["census"].items()}
