@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from analytics.rollups import Fact, facts_record
-from clarion.db import rows_copy
+from clarion.db import rows_copy, rows_insert
 
 from .. import engine
 from ..idempotency import idempotency_record
@@ -57,17 +57,15 @@ class TriggerRequest:
 
 
 def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Run]:
-    """A new trigger's runs ({run id: recipient pk}), their StepLogs, advance tasks in batches
+    """A new trigger (not written yet) and its runs ({run id: recipient pk}) with their StepLogs,
+    in one statement on PostgreSQL (clarion.db.rows_insert); the advance tasks in batches
     (tasks.advance_runs) and the analytics fact."""
-    runs = Run.objects.bulk_create([
-        Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
-            workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
-        for run_id, recipient_id in runs.items()
-    ])
+    runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
+                workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
+            for run_id, recipient_id in runs.items()]
     detail = {"trigger_id": str(trigger.id)}
-    StepLog.objects.bulk_create(
-        [StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]
-    )
+    rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, [
+        StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs])])
     ids, size = [str(run.id) for run in runs], settings.CLARION["ADVANCE_BATCH_SIZE"]
     enqueue_many("notifications.tasks.advance_runs",
                  [tuple(ids[i:i + size]) for i in range(0, len(ids), size)])
@@ -125,15 +123,15 @@ def _trigger_write(request: TriggerRequest, ids: _TriggerIds) -> tuple[Trigger, 
     direct = recipient_ids_upsert_many(
         [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
     )
-    # bulk_create: one INSERT without save()'s machinery (no signal listens for a Trigger).
-    [trigger] = Trigger.objects.bulk_create([Trigger(
+    # Written with its runs, without save()'s machinery (no signal listens for a Trigger).
+    trigger = Trigger(
         id=ids.trigger_id,
         workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
         actor=request.actor, data=request.data, recipients=request.recipients,
         cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=len(direct), recipients_total=None if topics else len(direct),
-    )])
+    )
     runs = _run_create_many(trigger, {run_id: direct[external_id]
                                       for external_id, run_id in ids.runs.items()})
     if topics:
