@@ -47,6 +47,14 @@ def facts_record(facts: Iterable[Fact]) -> int:
     """Write `facts` as deltas (one INSERT). Facts that differ only in `count` (same hour, key,
     metric, latency and no cost: e.g. a batch's sends) are one delta with their counts added,
     which folds to the same rollup. Returns how many facts. ValueError for an unknown metric."""
+    rows, total = fact_rows(facts)
+    RollupDelta.objects.bulk_create(rows)
+    return total
+
+
+def fact_rows(facts: Iterable[Fact]) -> tuple[list[RollupDelta], int]:
+    """facts_record's deltas, unsaved (for the caller to insert with other rows in one
+    statement: clarion.db.rows_insert), and how many facts they hold."""
     merged: dict[tuple, RollupDelta] = {}
     rows, total = [], 0
     for fact in facts:
@@ -66,8 +74,7 @@ def facts_record(facts: Iterable[Fact]) -> int:
         if fact.cost is None:
             merged[key] = row
         rows.append(row)
-    RollupDelta.objects.bulk_create(rows)
-    return total
+    return rows, total
 
 
 def suppression_metric(status: str, error: str) -> str:

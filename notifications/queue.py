@@ -79,6 +79,19 @@ def enqueue_grouped(func: str, *, into: str, size: int) -> Iterator[None]:
     enqueue_many(into_func, [tuple(ids[i:i + size]) for i in range(0, len(ids), size)])
 
 
+def task_rows(func: str, args_list: Sequence[tuple]) -> list[OrmQ] | None:
+    """The ORM broker's rows that `enqueue_many(func, args_list)` would insert at once in the
+    current transaction, for the caller to insert with others (clarion.db.rows_insert: e.g. a
+    trigger's rows in one statement); None when it would do anything else (another broker or
+    database, sync mode, tasks held by enqueue_grouped): then call enqueue_many."""
+    args_list = [tuple(args) for args in args_list]
+    held = getattr(_grouping, "held", None)
+    if (not args_list or (held is not None and func in held) or not _broker_is_this_database()
+            or not settings.Q_CLUSTER.get("orm") or Conf.SYNC):
+        return None
+    return _task_rows([(func, args, None) for args in args_list])
+
+
 def _push(func: str, args_list: list[tuple], *, visible_at: datetime | None = None) -> None:
     """Hand the tasks to the broker: for the ORM broker, the rows `async_task` would have
     written (without its connection clean-up), handed out from `visible_at` (default: now; a
@@ -93,6 +106,11 @@ def _push(func: str, args_list: list[tuple], *, visible_at: datetime | None = No
 
 def _push_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> None:
     """The ORM broker's rows of `tasks` (func, args, visible from: None for now), one INSERT."""
+    OrmQ.objects.using(Conf.ORM).bulk_create(_task_rows(tasks))
+
+
+def _task_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> list[OrmQ]:
+    """The ORM broker's rows of `tasks` (func, args, visible from: None for now), unsaved."""
     now = timezone.now()
     rows = []
     for func, args, visible_at in tasks:
@@ -107,7 +125,7 @@ def _push_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> None:
         # The key the cluster's broker reads (django_q.brokers.get_broker's default list_key).
         rows.append(OrmQ(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(task),
                          lock=visible_at or now))
-    OrmQ.objects.using(Conf.ORM).bulk_create(rows)
+    return rows
 
 
 def enqueue_at(func: str, *args, at: datetime, name: str) -> None:

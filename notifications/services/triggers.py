@@ -14,8 +14,10 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from django_q.models import OrmQ
 
-from analytics.rollups import Fact, facts_record
+from analytics.models import RollupDelta
+from analytics.rollups import Fact, fact_rows
 from clarion.db import rows_copy, rows_insert
 
 from .. import engine
@@ -31,7 +33,7 @@ from ..models import (
     Trigger,
     Workflow,
 )
-from ..queue import enqueue, enqueue_grouped, enqueue_many
+from ..queue import enqueue, enqueue_grouped, enqueue_many, task_rows
 from .audience import (
     recipient_ids_upsert_many,
     recipient_upsert,
@@ -57,22 +59,26 @@ class TriggerRequest:
 
 
 def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Run]:
-    """A new trigger (not written yet) and its runs ({run id: recipient pk}) with their StepLogs,
-    in one statement on PostgreSQL (clarion.db.rows_insert); the advance tasks in batches
-    (tasks.advance_runs) and the analytics fact."""
+    """A new trigger (not written yet), its runs ({run id: recipient pk}) with their StepLogs,
+    advance tasks in batches (tasks.advance_runs) and the analytics fact (at now), in one
+    statement on PostgreSQL (clarion.db.rows_insert)."""
     runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
                 workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
             for run_id, recipient_id in runs.items()]
     detail = {"trigger_id": str(trigger.id)}
-    rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, [
-        StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs])])
     ids, size = [str(run.id) for run in runs], settings.CLARION["ADVANCE_BATCH_SIZE"]
-    enqueue_many("notifications.tasks.advance_runs",
-                 [tuple(ids[i:i + size]) for i in range(0, len(ids), size)])
-    if runs:
-        facts_record([Fact(metric="triggered", at=runs[0].created_at, count=len(runs),
-                           workflow=trigger.workflow.key,
-                           tenant=trigger.tenant.key if trigger.tenant_id else "")])
+    batches = [tuple(ids[i:i + size]) for i in range(0, len(ids), size)]
+    # The advance tasks' queue rows join the statement when the broker is this database's
+    # table (queue.task_rows), else enqueue_many hands them over as it would.
+    tasks = task_rows("notifications.tasks.advance_runs", batches)
+    facts = [Fact(metric="triggered", at=timezone.now(), count=len(runs),
+                  workflow=trigger.workflow.key,
+                  tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
+    rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, [
+        StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
+        (OrmQ, tasks or []), (RollupDelta, fact_rows(facts)[0])])
+    if tasks is None:
+        enqueue_many("notifications.tasks.advance_runs", batches)
     return runs
 
 
