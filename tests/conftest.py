@@ -123,6 +123,21 @@ def make_workflow(db):
     return make
 
 
+@pytest.fixture
+def run_of(make_workflow):
+    """run_of(*steps): the one Run of a trigger to "ada@example.com" (id u1) of a new workflow
+    "w" with those steps, made through the real services (not advanced yet)."""
+    from notifications.services import TriggerRequest, trigger_workflow
+
+    def make(*steps):
+        workflow = make_workflow("w", steps=list(steps))
+        _, runs = trigger_workflow(TriggerRequest(
+            workflow=workflow, recipients=[{"id": "u1", "email": "ada@example.com"}]))
+        return runs[0]
+
+    return make
+
+
 def email_step(ref="mail", subject="Hello {{ recipient.name }}", html="<p>{{ data.body }}</p>",
                text=None, **extra) -> StepSpec:
     fields = {"subject": subject, "html": html}

@@ -19,17 +19,6 @@ def queued_tasks() -> list[tuple[str, tuple]]:
     return [(task["func"], tuple(task["args"])) for task in tasks]
 
 
-@pytest.fixture
-def run_of(make_workflow):
-    def make(*steps):
-        workflow = make_workflow("w", steps=list(steps))
-        _, runs = trigger_workflow(TriggerRequest(
-            workflow=workflow, recipients=[{"id": "u1", "email": "ada@example.com"}]))
-        return runs[0]
-
-    return make
-
-
 def test_sweeper_schedule_is_installed_by_migration(db):
     schedule = Schedule.objects.get(name="clarion.sweep")
     assert (schedule.func, schedule.schedule_type, schedule.minutes) == (

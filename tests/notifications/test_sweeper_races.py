@@ -6,28 +6,16 @@ one that is being delivered (and a resend of it would be a second send)."""
 
 from datetime import timedelta
 
-import pytest
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ
 
 from notifications import delivery, tasks
 from notifications.models import DeliveryAttempt, Message, StepLog
-from notifications.services import TriggerRequest, message_resend, trigger_workflow
+from notifications.services import message_resend
 from notifications.tasks import advance_run
 
 from ..conftest import email_step, queued_tasks
-
-
-@pytest.fixture
-def run_of(make_workflow):
-    def make(*steps):
-        workflow = make_workflow("w", steps=list(steps))
-        _, runs = trigger_workflow(TriggerRequest(
-            workflow=workflow, recipients=[{"id": "u1", "email": "ada@example.com"}]))
-        return runs[0]
-
-    return make
 
 
 def claim(message: Message, now) -> None:
