@@ -16,8 +16,9 @@ A Message is claimed (queued → sending) by one worker only. `deliver_batch` cl
 DELIVERY_BATCH_SIZE due messages and makes their provider calls concurrently (asyncio and
 httpx.AsyncClient; SMTP and anymail in threads), with the same rows written before and after.
 A worker killed during a call leaves a `started` attempt: see `message_mark_outcome_unknown`.
-For SMTP the attempt is written just before DATA (`Provider.commits_late`): a worker killed
-earlier in the exchange leaves none, and the sweeper sends the message again.
+For SMTP the attempt is written after the server's 354 to DATA, just before the message's data
+(`Provider.commits_late`): a worker killed earlier in the exchange leaves none, and the sweeper
+sends the message again.
 """
 
 from __future__ import annotations
@@ -419,7 +420,7 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
         done, _ = loop.run_until_complete(
             asyncio.wait([*running, *gates], return_when=asyncio.FIRST_COMPLETED))
         handing = [gates.pop(future) for future in done if future in gates]
-        if handing:  # their threads wait before DATA until their attempts are written
+        if handing:  # their threads wait (SMTP: after the 354) until their attempts are written
             _start(handing, unwritten, handing_over=True)
             for call in handing:
                 call.gate.release()

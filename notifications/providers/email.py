@@ -11,8 +11,10 @@ embedded mode and a plain SMTP setup expect.
 Their delivery and engagement events come back through anymail's tracking webhooks (below).
 """
 
+import functools
 import json
 import logging
+import re
 import smtplib
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -64,10 +66,14 @@ def classify_email_error(exc: Exception) -> type[ProviderError]:
 
 
 class CommitGatedSMTPBackend(DjangoSMTPBackend):
-    """Django's SMTP backend that calls `before_data()` (if set) just before each DATA command:
-    connect, EHLO, STARTTLS, AUTH, MAIL FROM and RCPT TO commit nothing (a server takes a message
-    only at the end of DATA, RFC 5321 section 4.1.1.4), so only what follows is of unknown
-    outcome when a worker dies. An exception from `before_data` stops the send before DATA."""
+    """Django's SMTP backend that calls `before_data()` (if set) inside each DATA exchange,
+    after the server's 354 and before the message itself is sent. Connect, EHLO, STARTTLS, AUTH,
+    MAIL FROM, RCPT TO and the DATA command commit nothing: a server takes a message only once
+    it has received the final "." of its data, and drops the transaction if the connection ends
+    before (RFC 5321 sections 4.1.1.4 and 3.8). So only what follows `before_data` is of unknown
+    outcome when a worker dies: writing the message on the wire and waiting for the server's
+    answer. An exception from `before_data` closes the connection before any of the message is
+    sent (the server drops the unfinished DATA) and is raised."""
 
     before_data: Callable[[], None] | None = None
 
@@ -75,14 +81,30 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
         opened = super().open()
         gate, smtp = self.before_data, self.connection
         if opened and gate is not None and smtp is not None:
-            data = smtp.data
-
-            def gated_data(msg):
-                gate()
-                return data(msg)
-
-            smtp.data = gated_data
+            smtp.data = functools.partial(_gated_data, smtp, gate)
         return opened
+
+
+def _gated_data(smtp: smtplib.SMTP, gate: Callable[[], None], msg: str | bytes):
+    """smtplib.SMTP.data (Python 3.11's, step for step: the DATA command, its 354, the data with
+    its lines' leading periods doubled and its end "." line, the final reply) with `gate()`
+    called between the 354 and the data."""
+    smtp.putcmd("data")
+    code, reply = smtp.getreply()
+    if code != 354:
+        raise smtplib.SMTPDataError(code, reply)
+    try:
+        gate()
+    except BaseException:
+        smtp.close()  # nothing of the message was sent: the server drops the transaction
+        raise
+    if isinstance(msg, str):
+        msg = re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", msg).encode("ascii")
+    data = re.sub(rb"(?m)^\.", b"..", msg)  # RFC 5321 section 4.5.2, transparency
+    if data[-2:] != b"\r\n":
+        data += b"\r\n"
+    smtp.send(data + b".\r\n")
+    return smtp.getreply()
 
 
 class EmailProvider(Provider):
@@ -154,8 +176,8 @@ class EmailProvider(Provider):
              before_commit: Callable[[], None] | None = None) -> SendResult:
         """Send `message` through the kind's backend. `before_commit` (kinds with
         `commits_late`) is called once just before the step that may hand the message over:
-        for SMTP just before DATA, for other backends just before their send; an exception it
-        raises stops the send there."""
+        for SMTP after the server's 354 to DATA, just before the message's data, for other
+        backends just before their send; an exception it raises stops the send there."""
         exchange = Exchange(request={"to": message.to,
                                      "subject": message.content.get("subject", "")})
         try:

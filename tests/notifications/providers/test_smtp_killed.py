@@ -1,7 +1,8 @@
 """A worker killed (SIGKILL) during an SMTP exchange. An SMTP server takes a message only at the
-end of DATA, so a worker killed before DATA (connecting, EHLO, MAIL FROM, RCPT TO) leaves the
-message safely re-sendable, and the sweeper sends it again; one killed after DATA began leaves
-it of unknown outcome, and it is never given a second DATA.
+end of DATA, so a worker killed before it sends the message's data (connecting, EHLO, MAIL FROM,
+RCPT TO, the DATA command before the server's 354) leaves the message safely re-sendable, and
+the sweeper sends it again; one killed once its data is on the way leaves it of unknown outcome,
+and it is never given a second DATA.
 
 A real process runs `deliver` (or a concurrent `deliver_batch`) against a real aiosmtpd server
 whose RCPT or DATA handler holds the exchange until the test has killed the worker.
@@ -18,6 +19,7 @@ from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from django.conf import settings
 from django.utils import timezone
 
@@ -41,7 +43,7 @@ class HoldingServer:
 
     def __init__(self, stage: str, hold: int):
         self.stage, self.hold = stage, hold
-        self.rcpts, self.datas, self.messages = [], [], []
+        self.rcpts, self.data_commands, self.datas, self.messages = [], [], [], []
         self.released = threading.Event()
         self._lock = threading.Condition()
 
@@ -66,6 +68,10 @@ class HoldingServer:
             self.messages.append(envelope.content)
         return "250 OK"
 
+    async def hold_data_command(self, session) -> None:
+        """At a DATA command, before the server answers 354 (stage "DATA command")."""
+        await self._maybe_hold("DATA command", self.data_commands, session.peer)
+
     def wait_for(self, seen: str, count: int, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         with self._lock:
@@ -73,6 +79,19 @@ class HoldingServer:
                 remaining = deadline - time.monotonic()
                 assert remaining > 0, f"the server got {getattr(self, seen)} {seen}"
                 self._lock.wait(remaining)
+
+
+class HoldingSMTP(SMTP):
+    """aiosmtpd's server, which lets its handler hold a DATA command before its 354."""
+
+    async def smtp_DATA(self, arg: str) -> None:  # noqa: N802
+        await self.event_handler.hold_data_command(self.session)
+        await super().smtp_DATA(arg)
+
+
+class HoldingController(Controller):
+    def factory(self):
+        return HoldingSMTP(self.handler, **self.SMTP_kwargs)
 
 
 @pytest.fixture
@@ -85,7 +104,7 @@ def holding_smtp(provider_config):
     def start(stage: str, hold: int = 1, configured: bool = True) -> HoldingServer:
         handler = HoldingServer(stage, hold)
         port = free_port()
-        controller = Controller(handler, hostname="127.0.0.1", port=port)
+        controller = HoldingController(handler, hostname="127.0.0.1", port=port)
         controller.start()
         controllers.append(controller)
         handlers.append(handler)
@@ -109,7 +128,7 @@ def email_message(queue_message, n: int | str) -> Message:
 
 def kill_worker_when(messages: list[Message], server: HoldingServer, seen: str) -> None:
     """Run one worker delivering `messages` (one batch) and SIGKILL it once the server holds
-    each of them at its stage (`seen`: "rcpts" or "datas")."""
+    each of them at its stage (`seen`: "rcpts", "data_commands" or "datas")."""
     env = {**os.environ, "DATABASE_URL": served_database_url(), "SECRET_KEY": settings.SECRET_KEY,
            "DJANGO_SETTINGS_MODULE": "clarion.settings", **server.env}
     worker = subprocess.Popen([sys.executable, "-c", WORKER, *(str(m.id) for m in messages)],
@@ -157,6 +176,26 @@ def test_killed_before_data_is_sent_again_once(holding_smtp, queue_message, run_
     sweep(now=timezone.now() + timedelta(minutes=10))
     run_tasks()
     assert len(server.datas) == count
+
+
+def test_killed_at_the_data_command_before_its_354_is_sent_again_once(holding_smtp, queue_message,
+                                                                     run_tasks):
+    """The attempt is written between the server's 354 and the message's data: a worker killed
+    while it waits for the 354 has sent nothing the server would keep."""
+    server = holding_smtp("DATA command")
+    message = email_message(queue_message, 1)
+    kill_worker_when([message], server, "data_commands")
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENDING
+    assert not message.delivery_attempts.exists()
+    assert server.datas == []
+
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert list(message.delivery_attempts.values_list("outcome", flat=True)) == ["succeeded"]
+    assert len(server.datas) == len(server.messages) == 1
 
 
 def test_killed_after_data_began_is_of_unknown_outcome_and_not_sent_again(
