@@ -46,9 +46,8 @@ def rows_copy(model: type[Model], objs: Sequence[Model], *, using: str = DEFAULT
     if connection.vendor != "postgresql":
         model._default_manager.using(using).bulk_create(objs)
         return
-    auto = isinstance(model._meta.pk, (AutoField, BigAutoField, SmallAutoField))
-    fields = [f for f in model._meta.concrete_fields
-              if not (f.primary_key and auto and not returning_ids)]
+    auto = _auto_pk(model)
+    fields = _insert_fields(model, with_auto_pk=returning_ids)
     with connection.cursor() as cursor:
         if auto and returning_ids:
             cursor.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) "
@@ -88,11 +87,9 @@ def rows_insert(groups: Sequence[tuple[type[Model], Sequence[Model]]], *,
         return
     statements, params = [], []
     for model, objs in groups:
-        auto = isinstance(model._meta.pk, (AutoField, BigAutoField, SmallAutoField))
-        if auto and any(obj.pk is not None for obj in objs):
+        if _auto_pk(model) and any(obj.pk is not None for obj in objs):
             raise ValueError(f"rows_insert: {model.__name__}'s auto-increment pk must be unset")
-        fields = [f for f in model._meta.concrete_fields
-                  if not (auto and f.primary_key) and not f.generated]
+        fields = _insert_fields(model, with_auto_pk=False)
         query = InsertQuery(model)
         query.insert_values(fields, objs)
         [(sql, sql_params)] = query.get_compiler(connection=connection).as_sql()
@@ -105,6 +102,18 @@ def rows_insert(groups: Sequence[tuple[type[Model], Sequence[Model]]], *,
         for obj in objs:
             obj._state.adding = False
             obj._state.db = using
+
+
+def _auto_pk(model: type[Model]) -> bool:
+    return isinstance(model._meta.pk, (AutoField, BigAutoField, SmallAutoField))
+
+
+def _insert_fields(model: type[Model], *, with_auto_pk: bool) -> list:
+    """The columns an INSERT or COPY of `model` writes: its concrete fields but generated ones,
+    and but an auto-increment pk unless `with_auto_pk` (its values then set on the objects)."""
+    auto = _auto_pk(model)
+    return [f for f in model._meta.concrete_fields
+            if not f.generated and not (f.primary_key and auto and not with_auto_pk)]
 
 
 def _copy_value(field, connection):
