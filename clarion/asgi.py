@@ -3,7 +3,7 @@ Channels (the inbox's routes)."""
 
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clarion.settings")
 from django.conf import settings as _settings  # noqa: E402
@@ -12,7 +12,14 @@ _WEB_PROCESS = not _settings.configured
 if _WEB_PROCESS:
     # Loaded by an ASGI server: a web process (its database connections come from a pool).
     os.environ.setdefault("CLARION_PROCESS", "web")
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does before its handler
+
+from clarion.http import SyncChainASGIHandler  # noqa: E402
+
+# Django's ASGIHandler, with its middleware chain and views run in one call on a kept thread
+# (clarion/http.py: the stock handler crossed between the event loop and threads ~10 times a
+# request, on a new thread each time).
+django_asgi_app = SyncChainASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402
