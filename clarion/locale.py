@@ -3,15 +3,25 @@ with the admin's language menu (Django's `set_language`, a cookie) or else from 
 Accept-Language. Only the admin: the API's answers, webhooks and the hosted pages (which follow
 the recipient's own locale, preferences/views.py) stay as they are."""
 
+import functools
+
 from django.conf import settings
 from django.middleware.locale import LocaleMiddleware
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 from django.utils import translation
 
 
 def is_admin_path(path: str) -> bool:
-    """Whether `path` (a request's path_info) is a page of the admin site."""
-    return path.startswith(reverse("admin:index"))
+    """Whether `path` (a request's path_info: without the script prefix, SCRIPT_NAME) is a page
+    of the admin site."""
+    return path.startswith(_admin_path(get_urlconf() or settings.ROOT_URLCONF))
+
+
+@functools.lru_cache(maxsize=8)
+def _admin_path(urlconf: str) -> str:
+    # reverse() puts the script prefix in front, which path_info leaves out; kept per URLconf
+    # (every request asks twice, and the answer changes only with the URLconf).
+    return "/" + reverse("admin:index", urlconf=urlconf)[len(get_script_prefix()):]
 
 
 class AdminLocaleMiddleware(LocaleMiddleware):
