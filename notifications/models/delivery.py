@@ -112,8 +112,11 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        # The recipient's own id, never the row's primary key (the admin titles pages with it).
-        return f"{self.channel} to {self.to or self.recipient.external_id} ({self.status})"
+        # The recipient's own id, never the row's primary key (the admin titles pages with it),
+        # in the admin's language.
+        return _("%(channel)s to %(address)s (%(status)s)") % {
+            "channel": self.get_channel_display(), "status": self.get_status_display().lower(),
+            "address": self.to or self.recipient.external_id}
 
 
 class ProviderConfig(models.Model):
