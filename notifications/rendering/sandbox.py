@@ -239,6 +239,35 @@ def _compile(source: str, html: bool) -> tuple[BoundTemplate | None, tuple | Non
     return template, None
 
 
+# Filters whose output can depend on the clock: liquid's `date` and the locale filters read
+# "now" and "today" as the current time, and `time_ago` measures from it.
+CLOCK_FILTERS = frozenset({"date", "format_date", "format_datetime", "format_time", "time_ago"})
+
+
+@lru_cache(maxsize=1024)
+def variables_read(source: str, *, html: bool) -> frozenset[str] | None:
+    """The top-level variables `source` reads (e.g. {"data", "recipient"}: Liquid's static
+    analysis of the template), or None when its output may depend on more than their values and
+    the render's locale and time zone: a variable named by another's value (`{{ [name].x }}`),
+    a filter that can read the clock (CLOCK_FILTERS), or a source that does not parse. Two
+    renders of `source` with the same values of these variables, locale and time zone give the
+    same text."""
+    template, problem = _compile(source, html)
+    if problem is not None:
+        return None
+    analysis = template.analyze()
+    if CLOCK_FILTERS & set(analysis.filters):
+        return None
+    roots = set()
+    for occurrences in analysis.globals.values():
+        for variable in occurrences:
+            root = variable.segments[0] if variable.segments else None
+            if not isinstance(root, str):
+                return None
+            roots.add(root)
+    return frozenset(roots)
+
+
 def render_string(source: str, variables: Mapping, *, html: bool = False, field: str = "",
                   options: RenderOptions = RenderOptions()) -> str:
     """Render one field with `variables`, within the time budget; TemplateError on any failure."""
