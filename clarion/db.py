@@ -1,7 +1,8 @@
 """Database helpers shared by the apps."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.models import AutoField, BigAutoField, JSONField, Model, SmallAutoField
@@ -63,12 +64,12 @@ def rows_copy(model: type[Model], objs: Sequence[Model], *, using: str = DEFAULT
                            [model._meta.db_table, model._meta.pk.column, len(objs)])
             for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
                 obj.pk = pk
-        getters = [_copy_value(field, connection, keep_times=keep_times) for field in fields]
+        fields, row = _copy_rows(fields, keep_times=keep_times)
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         with cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} "
                          f"({columns}) FROM STDIN") as copy:
             for obj in objs:
-                copy.write_row([get(obj) for get in getters])
+                copy.write_row(row(obj))
     for obj in objs:
         obj._state.adding = False
         obj._state.db = using
@@ -137,9 +138,24 @@ def _insert_as_set(model: type[Model], objs: Sequence[Model], connection) -> Non
                 cursor.execute(sql, params)
 
 
-def _copy_value(field, connection, *, keep_times: bool = False):
-    """A function of an object that gives `field`'s value as COPY writes it (`keep_times`: an
-    auto_now/auto_now_add time as set on the object, else now)."""
+def _copy_rows(fields: list, *, keep_times: bool) -> tuple[list, Callable[[Model], tuple]]:
+    """(the fields in the order COPY writes them, a function of an object giving its row):
+    the values stored as they are read in one `attrgetter` (C code), then those that need a
+    function of their own (_copy_value: times stamped now, JSON encoded)."""
+    plain = [f for f in fields if _copy_value(f, keep_times=keep_times) is None]
+    special = [f for f in fields if f not in plain]
+    getters = [_copy_value(f, keep_times=keep_times) for f in special]
+    read = attrgetter(*[f.attname for f in plain]) if plain else (lambda obj: ())
+    if len(plain) == 1:
+        one = read
+        read = lambda obj: (one(obj),)  # noqa: E731 (attrgetter of one name gives no tuple)
+    return plain + special, lambda obj: (*read(obj), *[get(obj) for get in getters])
+
+
+def _copy_value(field, *, keep_times: bool = False) -> Callable[[Model], object] | None:
+    """A function of an object that gives `field`'s value as COPY writes it, or None when that
+    is the attribute's value as it is (`keep_times`: an auto_now/auto_now_add time as set on
+    the object, else now)."""
     if not keep_times and (getattr(field, "auto_now", False)
                            or getattr(field, "auto_now_add", False)):
         return lambda obj: field.pre_save(obj, True)
@@ -147,5 +163,4 @@ def _copy_value(field, connection, *, keep_times: bool = False):
         encoder = field.encoder
         return lambda obj: (None if (value := getattr(obj, field.attname)) is None
                             else json.dumps(value, cls=encoder))
-    attname = field.attname
-    return lambda obj: getattr(obj, attname)
+    return None

@@ -35,7 +35,7 @@ class Pass:
 
     def log(self, step_ref: str, event: str, **detail) -> StepLog:
         """Add a timeline entry (written at the end of the pass, or of its batch)."""
-        entry = StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail)
+        entry = StepLog(run_id=self.run.pk, step_ref=step_ref, event=event, detail=detail)
         self.timeline.append(entry)
         return entry
 

@@ -75,7 +75,7 @@ def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Ru
                   workflow=trigger.workflow.key,
                   tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
     rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, [
-        StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
+        StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
         (OrmQ, tasks or []), (RollupDelta, fact_rows(facts)[0])])
     if tasks is None:
         enqueue_many("notifications.tasks.advance_runs", batches)
@@ -245,7 +245,7 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
             if pk not in via or keys.index(key) < keys.index(via[pk]):
                 via[pk] = key
     rows_copy(StepLog, [
-        StepLog(run=run, event=StepLog.Event.TRIGGERED,
+        StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED,
                 detail={"trigger_id": str(trigger.id),
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
         for run in runs
