@@ -27,7 +27,7 @@ BENCH = ROOT / "bench"
 RUNS = [
     ("trigger.py", ["--n", "100"]),
     ("trigger_api.py", ["--seconds", "3", "--servers", "uvicorn:1,uvicorn:2,uvicorn:4"]),
-    ("pipeline.py", ["--n", "100"]),
+    ("pipeline.py", ["--n", "400"]),  # each row a few seconds: steady state, not start-up
     ("delivery.py", ["--n", "300", "--rounds", "1"]),
     ("wakeups.py", ["--n", "100", "--spread", "10"]),
     ("inbox_latency.py", ["--triggers", "100", "--rate", "10", "--modes", "redis"]),

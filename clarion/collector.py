@@ -80,9 +80,12 @@ class FullPassHold:
         self.busy_until = 0.0
         self.not_before = 0.0
         self.thresholds = gc.get_threshold()
+        self.stopped = False  # no tick comes any more (stop)
 
     def busy(self, now: float) -> None:
         with self.lock:
+            if self.stopped:
+                return
             self.busy_until = now + self.grace
             if self.since is None and now >= self.not_before:
                 self.since = now
@@ -103,6 +106,13 @@ class FullPassHold:
             self.since = None
             return False
 
+    def stop(self) -> None:
+        """No tick comes any more (the collector's thread ends): let the full passes run, and
+        hold them no more."""
+        with self.lock:
+            self.stopped = True
+        self.tick(float("inf"))
+
 
 # A third-generation threshold no process reaches: CPython runs a full pass when more
 # young-generation passes than this have run since the last one.
@@ -110,12 +120,16 @@ HELD_THRESHOLD = 1 << 30
 BUSY_GRACE = 1.0  # seconds after a burst's last read
 BUSY_LONGEST = 10.0  # seconds held at most in a row
 _hold: FullPassHold | None = None  # while the schedule runs (install)
+_thread: threading.Thread | None = None  # the schedule's thread (install), whose tick lets go
 
 
 def busy() -> None:
     """The channel layer is handing a burst of messages to this process's sockets: hold off
-    the collector's full passes for a while (nothing unless `install` ran: a web process)."""
-    if _hold is not None:
+    the collector's full passes for a while. Nothing unless the schedule's thread runs in this
+    process (`install` ran here: a web process), since only its tick lets them run again: not in
+    a process forked from one that installed it (a server that imports the app, then forks its
+    workers), whose copy of the thread does not run."""
+    if _hold is not None and _thread is not None and _thread.is_alive():
         _hold.busy(time.monotonic())
 
 
@@ -142,6 +156,13 @@ def _young_collections() -> int:
 
 
 def _run(schedule: Schedule, hold: FullPassHold, interval: float) -> None:
+    try:
+        _schedule(schedule, hold, interval)
+    finally:  # the thread ends (it should not): the full passes must not stay held
+        hold.stop()
+
+
+def _schedule(schedule: Schedule, hold: FullPassHold, interval: float) -> None:
     seen = _young_collections()
     while True:
         time.sleep(interval)
@@ -161,7 +182,7 @@ def install(*, freeze_seconds: float, thaw_seconds: float, interval: float = 1.0
     """In a web process, once, after the app is loaded: freeze what is loaded, and run the
     schedule above in a daemon thread, with the full passes' hold (both 0: only the startup
     freeze)."""
-    global _hold
+    global _hold, _thread
     gc.collect()
     gc.freeze()
     if not freeze_seconds and not thaw_seconds:
@@ -169,8 +190,9 @@ def install(*, freeze_seconds: float, thaw_seconds: float, interval: float = 1.0
     schedule = Schedule(freeze_seconds=freeze_seconds, thaw_seconds=thaw_seconds,
                         now=time.monotonic())
     _hold = FullPassHold(grace=BUSY_GRACE, longest=BUSY_LONGEST)
-    threading.Thread(target=_run, args=(schedule, _hold, interval), name="clarion-collector",
-                     daemon=True).start()
+    _thread = threading.Thread(target=_run, args=(schedule, _hold, interval),
+                               name="clarion-collector", daemon=True)
+    _thread.start()
 
 
 def freeze_loaded(**_signal) -> None:

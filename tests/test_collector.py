@@ -158,3 +158,46 @@ def test_full_passes_are_held_off_for_longest_seconds_at_most_then_let_run(thres
     assert gc.get_threshold() == thresholds
     hold.busy(21.0)
     assert gc.get_threshold()[2] == collector.HELD_THRESHOLD
+
+
+def test_a_hold_whose_ticks_stopped_lets_the_full_passes_run_and_holds_them_no_more(thresholds):
+    hold = collector.FullPassHold(grace=1.0, longest=10.0)
+    hold.busy(0.0)
+    hold.stop()  # the collector's thread ended mid-burst
+    assert gc.get_threshold() == thresholds
+    hold.busy(100.0)
+    assert gc.get_threshold() == thresholds
+
+
+def test_a_process_forked_from_one_that_installed_the_schedule_never_holds_full_passes(
+        thresholds, monkeypatch):
+    """A server that imports the app, then forks its workers (gunicorn --preload): the child
+    has the hold but not the thread whose tick would let go, so a burst there must not hold
+    the full passes (they would be held for the process's life)."""
+    import os
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    monkeypatch.setattr(collector, "_hold", collector.FullPassHold(grace=1.0, longest=10.0))
+    monkeypatch.setattr(collector, "_thread", thread, raising=False)
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a burst, then what its third threshold is
+            try:
+                collector.busy()
+                os.write(write, str(gc.get_threshold()[2]).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        child_threshold = int(os.read(read, 64))
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert child_threshold == thresholds[2]
+        collector.busy()  # in the process whose thread runs, a burst does hold them
+        assert gc.get_threshold()[2] == collector.HELD_THRESHOLD
+    finally:
+        stop.set()
+        thread.join()

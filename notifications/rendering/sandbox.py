@@ -249,17 +249,23 @@ def variables_read(source: str, *, html: bool) -> frozenset[str] | None:
     """The top-level variables `source` reads (e.g. {"data", "recipient"}: Liquid's static
     analysis of the template), or None when its output may depend on more than their values and
     the render's locale and time zone: a variable named by another's value (`{{ [name].x }}`),
-    a filter that can read the clock (CLOCK_FILTERS), or a source that does not parse. Two
-    renders of `source` with the same values of these variables, locale and time zone give the
-    same text."""
+    a filter that can read the clock (CLOCK_FILTERS), or a source that does not parse. A name
+    the template assigns, captures or counts (`assign`, `capture`, `increment`, `decrement`)
+    counts as read wherever it is used: the assignment may not have run there (`{% if x %}{%
+    assign recipient = data %}{% endif %}{{ recipient.name }}` reads the recipient when x is
+    false), and a counter does not hide the variable of its name. Two renders of `source` with
+    the same values of these variables, locale and time zone give the same text."""
     template, problem = _compile(source, html)
     if problem is not None:
         return None
     analysis = template.analyze()
     if CLOCK_FILTERS & set(analysis.filters):
         return None
+    assigned = set(analysis.locals)
     roots = set()
-    for occurrences in analysis.globals.values():
+    for name, occurrences in analysis.variables.items():
+        if name not in analysis.globals and name not in assigned:
+            continue  # only ever a loop's own variable, bound wherever it is read
         for variable in occurrences:
             root = variable.segments[0] if variable.segments else None
             if not isinstance(root, str):

@@ -27,8 +27,20 @@ TRIGGER = "/api/v1/workflows/welcome/trigger"
     ("{{ data[recipient.id] }}", {"data", "recipient"}),
     ("{{ steps.batch.count }} new", {"steps"}),
     ("{{ preferences_url }}", {"preferences_url"}),
-    ("{% assign who = recipient %}{{ who.name }}", {"recipient"}),
+    ("{% assign who = recipient %}{{ who.name }}", {"recipient", "who"}),
     ("{% assign x = 'recipient' %}{{ [x].name }}", None),  # a root named by a value
+    # An assignment that may not have run does not hide the variable of its name.
+    ("{% if data.off %}{% assign recipient = data %}{% endif %}{{ recipient.name }}",
+     {"data", "recipient"}),
+    ("{% for e in data.none %}{% assign recipient = e %}{% endfor %}{{ recipient.name }}",
+     {"data", "recipient"}),
+    ("{% if false %}{% capture recipient %}{% endcapture %}{% endif %}{{ recipient.name }}",
+     {"recipient"}),
+    ("{% assign total = data.n %}{{ total }}", {"data", "total"}),
+    # A counter is not the variable of its name.
+    ("{% increment recipient %}{{ recipient.name }}", {"recipient"}),
+    ("{% decrement steps %}{{ steps.batch.count }}", {"steps"}),
+    ("{% for recipient in data.items %}{{ recipient }}{% endfor %}", {"data"}),
     ("{{ 'now' | date: '%H:%M' }}", None),  # the clock
     ("{{ data.at | format_datetime }}", None),
     ("{{ data.at | time_ago }}", None),
@@ -134,3 +146,15 @@ def test_a_template_that_reads_the_clock_renders_for_each_recipient(
 
     assert len(calls) == 4
     assert len(_check(trigger_id, people)) == 4
+
+
+def test_a_template_that_assigns_over_the_recipient_only_sometimes_renders_for_each_recipient(
+        api, make_workflow, monkeypatch):
+    calls = _spied(monkeypatch)
+    trigger_id, people = _fan_out(api, make_workflow, "{% if data.off %}{% assign recipient = "
+                                  "data %}{% endif %}{{ data.title }} for {{ recipient.name }}")
+
+    services.trigger_fanout(trigger_id=trigger_id)
+
+    assert len(calls) == 4
+    assert _check(trigger_id, people) == [f"Release for Person {n}" for n in range(1, 5)]
