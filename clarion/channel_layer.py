@@ -22,7 +22,8 @@ with fewer round trips where a burst of inbox pushes spends its time (bench/webs
   cancelled or fails; a socket's buffer exists only while messages wait in it.
 - Listeners (`listen`): a socket's consumer can have its channel's messages handed to it as they
   are read (`dispatch_each` below), instead of calling receive() for each through a task of its
-  own; while any listens, one task per process reads Redis for all (the lead, as above). A read
+  own; while any listens, one task per process reads Redis for all (the lead, as above). What is
+  read for a socket that stopped listening (closed) is dropped, not buffered for nobody. A read
   that finds a burst queued holds off the garbage collector's full passes (clarion.collector).
 - Connections: redis-py 6+ caps a pool at 100 connections and fails the 101st command at once
   (`MaxConnectionsError`), which lost the push checks and group removals of a thousand sockets
@@ -134,6 +135,9 @@ class RedisChannelLayer(core.RedisChannelLayer):
         # Redis for all while any listens (it holds the lead: `_leader` is READER).
         self._listeners: dict[str, Listener] = {}
         self._reader: asyncio.Task | None = None
+        # Channels listened to no more (their sockets closed), by when: what is read for them
+        # later (queued before their groups let them go) is dropped, not buffered for nobody.
+        self._gone: dict[str, float] = {}
 
     READER = "(the listeners' reader)"
 
@@ -277,6 +281,7 @@ class RedisChannelLayer(core.RedisChannelLayer):
         `listener` as soon as it is read, until `unlisten(channel)`: no receive() waits for it.
         What was buffered for the channel before is handed over first."""
         assert "!" in channel, "only process-specific channels can be listened to"
+        self._gone.pop(channel, None)
         self._listeners[channel] = listener
         buffered = self.receive_buffer.pop(channel, None)
         while buffered is not None and not buffered.empty():
@@ -284,9 +289,28 @@ class RedisChannelLayer(core.RedisChannelLayer):
         self._lead()
 
     def unlisten(self, channel: str) -> None:
-        """Stop handing `channel`'s messages to its listener (what comes later is buffered for
-        a receive, as for any channel nobody waits on)."""
-        self._listeners.pop(channel, None)
+        """Stop handing `channel`'s messages to its listener; its socket is gone (a channel of
+        new_channel is never used again): what is read for it later is dropped."""
+        if self._listeners.pop(channel, None) is not None:
+            self._forget([channel])
+
+    # Seconds a gone channel's later messages are looked out for, in `expiry`s: a message
+    # queued for it expires in Redis `expiry` seconds after the last send to the channel.
+    GONE_EXPIRIES = 2
+
+    def _forget(self, channels: list[str]) -> None:
+        """`channels` are listened to no more: drop what comes for them (`_buffer`), for
+        GONE_EXPIRIES × expiry seconds; then forget them, with any buffer left for them."""
+        now = time.monotonic()
+        for channel in channels:
+            self._gone[channel] = now
+        horizon = now - self.GONE_EXPIRIES * self.expiry
+        while self._gone:
+            channel, since = next(iter(self._gone.items()))
+            if since > horizon:
+                break
+            del self._gone[channel]
+            self.receive_buffer.pop(channel, None)
 
     def _lead(self) -> None:
         """Someone reads Redis for the process-specific channels if anyone waits on them: the
@@ -323,7 +347,9 @@ class RedisChannelLayer(core.RedisChannelLayer):
                 self._wake(next(iter(self._waiting), None))
             raise
         except Exception as error:  # noqa: BLE001 - handed to the listeners, whose sockets close
-            listeners, self._listeners = list(self._listeners.values()), {}
+            failed, self._listeners = self._listeners, {}
+            self._forget(list(failed))
+            listeners = list(failed.values())
             logger.warning("channel layer: reading %s failed; %d listening sockets close",
                            real_channel, len(listeners), exc_info=True)
             for listener in listeners:
@@ -341,6 +367,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
             if listener is not None:
                 listener.deliver(message)
                 continue
+            if name in self._gone:
+                continue  # its socket closed: nobody will receive it
             self.receive_buffer[name].put_nowait(message)
             self._wake(name)
 

@@ -212,3 +212,21 @@ async def test_when_reading_fails_every_listener_hears_of_it(make_layer):
     await until(lambda: all(listener.errors for listener in listeners), timeout=10)
     assert all(listener.messages == [] for listener in listeners)
     assert web._listeners == {} and web._reader is None  # no reader retrying in a loop
+
+
+async def test_what_comes_for_a_channel_after_its_listener_went_is_not_kept(make_layer):
+    """A socket that closed: its group's pushes already queued in Redis (sent before its
+    group_discard) are read after it stopped listening. Nobody will receive them; kept in a
+    buffer, each closed socket would leave one behind for the process's life."""
+    web, worker = make_layer(), make_layer()
+    closed, open_ = await web.new_channel(), await web.new_channel()
+    still = Listener()
+    web.listen(closed, Listener())
+    web.listen(open_, still)
+    web.unlisten(closed)
+    await worker.send(closed, {"type": "x", "n": 1})
+    await worker.send(open_, {"type": "x", "n": 2})  # read after the one above
+    await until(lambda: still.messages)
+
+    assert closed not in web.receive_buffer
+    web.unlisten(open_)
