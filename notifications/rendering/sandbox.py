@@ -264,13 +264,12 @@ def variables_read(source: str, *, html: bool) -> frozenset[str] | None:
     assigned = set(analysis.locals)
     roots = set()
     for name, occurrences in analysis.variables.items():
-        if name not in analysis.globals and name not in assigned:
-            continue  # only ever a loop's own variable, bound wherever it is read
         for variable in occurrences:
             root = variable.segments[0] if variable.segments else None
             if not isinstance(root, str):
-                return None
-            roots.add(root)
+                return None  # named by a value, wherever it is
+            if name in analysis.globals or name in assigned:  # else a loop's own variable,
+                roots.add(root)                                # bound wherever it is read
     return frozenset(roots)
 
 

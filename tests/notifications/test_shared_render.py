@@ -29,6 +29,7 @@ TRIGGER = "/api/v1/workflows/welcome/trigger"
     ("{{ preferences_url }}", {"preferences_url"}),
     ("{% assign who = recipient %}{{ who.name }}", {"recipient", "who"}),
     ("{% assign x = 'recipient' %}{{ [x].name }}", None),  # a root named by a value
+    ("{% for k in data.keys %}{{ [k].name }}{% endfor %}", None),  # by a loop's value
     # An assignment that may not have run does not hide the variable of its name.
     ("{% if data.off %}{% assign recipient = data %}{% endif %}{{ recipient.name }}",
      {"data", "recipient"}),
