@@ -15,13 +15,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def result(name: str, value: float, floor: str, ratio: float, goal: float | None = None) -> None:
-    """Print one figure as a `FIGURE {json}` line: what, its value, its floor, the ratio, the goal.
+def result(name: str, value: float, floor: str, ratio: float, goal: float | None = None, *,
+           at_most: bool = False) -> None:
+    """Print one figure as a `FIGURE {json}` line: what, its value, its floor, the ratio, the goal
+    (a ratio to reach: at least `goal`, or with `at_most` at most `goal`, e.g. a time within 5×
+    its floor's).
 
     `bench/run_all.py` gathers these lines into bench/RESULTS.md's table.
     """
     print("FIGURE " + json.dumps({"name": name, "value": round(value, 2), "floor": floor,
-                                  "ratio": round(ratio, 3), "goal": goal}), flush=True)
+                                  "ratio": round(ratio, 3), "goal": goal,
+                                  "goal_op": "≤" if at_most else "≥"}), flush=True)
 
 
 # --- CPU of processes, for the scaling table ----------------------------------------------------

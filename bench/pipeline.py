@@ -2,8 +2,8 @@
 
 For each broker (ORM, Redis) and each number of workers (1, 2, 4):
 
-- floor:    N no-op tasks (each one Redis INCR, to count it) enqueued while no worker runs,
-            then one `qcluster` with that many workers drains them;
+- floor:    N no-op tasks (each one Redis RPUSH of the time it ran) enqueued while no worker
+            runs, then one `qcluster` with that many workers drains them;
 - pipeline: N single-recipient triggers of an in-app + email workflow (made through the trigger
             service while no worker runs; the API is bench/trigger_api.py's), then one
             `qcluster` runs them to the end: each trigger's `advance_runs` task walks its run
@@ -11,11 +11,18 @@ For each broker (ORM, Redis) and each number of workers (1, 2, 4):
             each such batch's emails go in one `deliver_messages` task to a loopback SMTP server
             (aiosmtpd, in this process) that accepts at once. Done = the email message `sent`.
 
-Rates are taken from the first task done to the last, so the cluster's start-up is left out.
-Each notification is still one queued task (its trigger's; most find their run already walked by
-another's batch and end after one query), so the floor is the cluster's own rate for as many
-tasks. Also printed: the CPU (percent of one core) of each process of the cluster, of this
-process (the SMTP sink), of PostgreSQL (every backend on the machine) and of Redis.
+Rates are taken from the first task's start to the last notification done, from what the tasks
+wrote (the no-ops' times; the first batch's messages' `created_at`, the time its task began),
+and for the pipeline's end the poll (every 20 ms) that saw the N-th email sent and the queue
+empty (every trigger's own task handed out: its cost is the floor's task's), so the cluster's
+start-up is left out and the polling adds at most one interval. Size N so that a row lasts
+seconds (make bench: 400), or the start-up and the last batch weigh in. Each notification is
+still one queued task (its trigger's; most find their run already walked by another's batch and
+end after one query), so the floor is the cluster's own rate for as many tasks. Also printed:
+the CPU (percent of one core) of each process of the cluster, of this process (the SMTP sink),
+of PostgreSQL (every backend on the machine) and of Redis, and PostgreSQL's commits and rows
+written per notification (pg_stat_database, read once every other session of the database has
+ended: a backend publishes its counters when it exits).
 
 PostgreSQL + Redis. Usage: .venv/bin/python bench/pipeline.py [--n 600] [--workers 1,2,4]
                                                              [--brokers orm,redis]
@@ -48,15 +55,17 @@ from trigger import ensure_database  # noqa: E402
 COUNTER = "clarion-bench:noop"
 
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.02
 
 
-def drain(label: str, workers: int, n: int, started, done, log_dir: Path,
-          ) -> tuple[float, dict[str, list[float]], int]:
-    """Start a qcluster with `workers` workers; return n / the seconds from `started()` (the
-    first task finished: the cluster is up) to `done()` reaching `n`, and the CPU each process
-    used meanwhile (CpuMeter: the cluster's, this one's — the SMTP sink —, PostgreSQL's, Redis'),
-    and how many times it called `started` and `done` (each one query: see database_counters)."""
+def drain(label: str, workers: int, n: int, begun, done, log_dir: Path,
+          ) -> tuple[float, float, dict[str, list[float]], int]:
+    """Start a qcluster with `workers` workers and wait until `done()` reaches `n`. Returns the
+    time (time.time()) the first task began, as `begun()` reads it from what the tasks wrote
+    (None until then: the cluster is starting), the time this process saw `done()` reach `n`
+    (polled every POLL_SECONDS), the CPU each process used in between (CpuMeter: the
+    cluster's, this one's — the SMTP sink —, PostgreSQL's, Redis'), and how many times it
+    called `begun` and `done` (each one query: see database_counters)."""
     env = dict(os.environ, QUEUE_WORKERS=str(workers))
     with open(log_dir / f"{label}.log", "wb") as log:
         process = subprocess.Popen([sys.executable, str(ROOT / "manage.py"), "qcluster"],
@@ -66,22 +75,21 @@ def drain(label: str, workers: int, n: int, started, done, log_dir: Path,
             start, polls = None, 0
             deadline = time.monotonic() + 600
             while True:
-                now = time.monotonic()
                 if start is None:
                     polls += 1
-                    if started():
-                        start = now
+                    if (start := begun()) is not None:
                         meter = CpuMeter({"qcluster": process.pid},
                                          alone={"SMTP sink": os.getpid()})
                         meter.start()
                 if start is not None:
                     polls += 1
                     if done() >= n:
+                        end = time.time()
                         break
-                if process.poll() is not None or now > deadline:
+                if process.poll() is not None or time.monotonic() > deadline:
                     raise SystemExit(f"{label}: {done()} of {n} done; see {log.name}")
                 time.sleep(POLL_SECONDS)
-            return n / max(now - start, 1e-6), meter.stop(), polls
+            return start, end, meter.stop(), polls
         finally:
             # SIGTERM to the cluster alone: it stops its workers (a signal to the whole group
             # kills them under it, and the cluster then waits for them forever).
@@ -94,21 +102,38 @@ def drain(label: str, workers: int, n: int, started, done, log_dir: Path,
 
 
 def noop(counter: str) -> None:
-    """The floor's task: count itself (one INCR) and nothing else."""
+    """The floor's task: note when it ran (one RPUSH of time.time()) and nothing else."""
     import redis
 
-    redis.Redis.from_url(os.environ["REDIS_URL"]).incr(counter)
+    redis.Redis.from_url(os.environ["REDIS_URL"]).rpush(counter, time.time())
 
 
 def database_counters() -> dict[str, int]:
-    """This database's transactions and rows so far (pg_stat_database: every session's)."""
+    """This database's transactions and rows so far (pg_stat_database: every session's), once
+    every other session has ended (a backend publishes its counters when it exits, otherwise
+    at most once a second) and this one has published its own. `own`: the commits (one per
+    statement) this session made since the previous call's read, read included."""
     from django.db import connection
 
+    own = 2  # the previous call's read; the flush request below
     with connection.cursor() as cursor:
+        deadline = time.monotonic() + 30
+        while True:
+            own += 1
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = "
+                           "current_database() AND pid <> pg_backend_pid()")
+            if not (others := cursor.fetchone()[0]):
+                break
+            if time.monotonic() > deadline:
+                print(f"{others} other sessions still open: their counters are missing",
+                      file=sys.stderr, flush=True)
+                break
+            time.sleep(0.05)
+        cursor.execute("SELECT pg_stat_force_next_flush()")  # PostgreSQL 15
         cursor.execute("SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
                        "FROM pg_stat_database WHERE datname = current_database()")
         commits, written = cursor.fetchone()
-    return {"commits": commits, "written": written}
+    return {"commits": commits, "written": written, "own": own}
 
 
 def run_broker(broker: str, n: int, workers: list[int]) -> None:
@@ -131,6 +156,7 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
     import redis
     from django.core.management import call_command
     from django.utils import timezone
+    from django_q.brokers import get_broker
     from django_q.models import OrmQ
     from django_q.tasks import async_task
 
@@ -154,12 +180,13 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
         rds.delete(COUNTER)
         for _ in range(n):
             async_task("bench.pipeline.noop", COUNTER)
-        count = lambda: int(rds.get(COUNTER) or 0)  # noqa: E731
-        floor, floor_cpu, _ = drain(f"{broker}-noop-{w}", w, n, count, count, log_dir)
+        noop_begun = lambda: (float(t) if (t := rds.lindex(COUNTER, 0)) else None)  # noqa: E731
+        start, _, floor_cpu, _ = drain(f"{broker}-noop-{w}", w, n, noop_begun,
+                                       lambda: rds.llen(COUNTER), log_dir)
+        floor = n / max(float(rds.lindex(COUNTER, -1)) - start, 1e-6)
         floor_cpu.pop("SMTP sink", None)
 
         tag, mark = uuid.uuid4().hex[:8], timezone.now()
-        time.sleep(1.5)  # PostgreSQL publishes a session's counters at most once a second
         before = database_counters()
         for i in range(n):
             trigger_workflow(TriggerRequest(workflow=workflow, recipients=[{
@@ -168,14 +195,33 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
         runs = Run.objects.filter(workflow=workflow, recipient__external_id__startswith=f"{tag}-")
         # Polled while the cluster runs: cheap queries (nothing else writes to this database).
         sent = Message.objects.filter(created_at__gte=mark, channel="email", status="sent")
-        advanced = Message.objects.filter(created_at__gte=mark).exists
-        time.sleep(1.5)
+        # The first advance task's start: its batch's messages are created at that time.
+        first = Message.objects.filter(created_at__gte=mark).order_by("created_at").values_list(
+            "created_at", flat=True).first
+
+        def begun(first=first) -> float | None:
+            return at.timestamp() if (at := first()) else None
+
         triggered, before = before, database_counters()
-        triggered = {k: (v - triggered[k] - 1) / n for k, v in before.items()}
-        rate, cpu, polls = drain(f"{broker}-pipeline-{w}", w, n, advanced, sent.count, log_dir)
-        time.sleep(1.5)  # PostgreSQL publishes a session's counters at most once a second
+        triggered = {k: (before[k] - triggered[k] - before["own"] * (k == "commits")) / n
+                     for k in ("commits", "written")}
+        queue, asked = get_broker(), []
+
+        def finished(queue=queue, asked=asked, sent=sent) -> int:
+            """Emails sent; n only once the queue has handed out every task (each trigger's
+            own advance task too: a later batch may have walked its run, its task still costs
+            the cluster what the floor's task does)."""
+            if (count := sent.count()) < n:
+                return count
+            asked.append(broker == "orm")  # the ORM broker's queue_size() is a query
+            return n if not queue.queue_size() else n - 1
+
+        start, end, cpu, polls = drain(f"{broker}-pipeline-{w}", w, n, begun, finished, log_dir)
+        polls += sum(asked)
+        rate = n / max(end - start, 1e-6)
         after = database_counters()
-        commits = (after["commits"] - before["commits"] - polls) / n  # a poll: one commit
+        # Every poll and every statement of this process's is one commit of its own.
+        commits = (after["commits"] - before["commits"] - polls - after["own"]) / n
         written = (after["written"] - before["written"]) / n
         completed = runs.filter(status="completed").count()
         in_app = Message.objects.filter(run__in=runs, channel="in_app").count()

@@ -160,7 +160,8 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
 
 
 async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int,
-                  gc_report: Path, census: bool, profile: Path | None, churn: int) -> dict:
+                  gc_report: Path, census: bool, profile: Path | None, churn: int,
+                  profile_gil: bool = False) -> dict:
     url = f"ws://127.0.0.1:{port}/ws/inbox/?token="
     client_gc = gc_pauses.PauseLog()  # this process's collector passes, which delay frames too
     gc.callbacks.append(client_gc)
@@ -252,8 +253,8 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     if profile:  # py-spy's samples of the server over the burst (--profile)
         spy = await asyncio.create_subprocess_exec(
             "py-spy", "record", "--pid", str(server_pid), "--format", "raw", "--rate", "250",
-            "--nonblocking", "--output", str(profile), stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.DEVNULL)
+            "--nonblocking", *(["--gil"] if profile_gil else []), "--output", str(profile),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(1)
     cpu = (cpu_seconds(server_pid), time.process_time())
     out, _ = await producer.communicate(b"go\n")
@@ -312,6 +313,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path,
                         help="write py-spy's samples of the server over the burst to this file "
                              "(raw, for flamegraph.pl or speedscope; py-spy on PATH)")
+    parser.add_argument("--profile-gil", action="store_true",
+                        help="with --profile: only the samples holding the GIL (the CPU the "
+                             "server spends, not its waits for a core on a loaded machine)")
     parser.add_argument("--churn", type=int, default=0,
                         help="then this many rounds of closing and reopening --burst sockets, "
                              "the server's memory and frozen objects after each")
@@ -340,7 +344,7 @@ def main() -> None:
     try:
         figures = asyncio.run(measure(port, server.pid, tokens, args.burst,
                                       log.parent / "gc.json", args.census, args.profile,
-                                      args.churn))
+                                      args.churn, args.profile_gil))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

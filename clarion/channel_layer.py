@@ -20,6 +20,11 @@ with fewer round trips where a burst of inbox pushes spends its time (bench/webs
   one future: one of the waiting receives (the leader) reads Redis for all, wakes the sockets it
   found messages for, and hands the lead to another waiting receive when it returns, is
   cancelled or fails; a socket's buffer exists only while messages wait in it.
+- Listeners (`listen`): a socket's consumer can have its channel's messages handed to it as they
+  are read (`dispatch_each` below), instead of calling receive() for each through a task of its
+  own; while any listens, one task per process reads Redis for all (the lead, as above). What is
+  read for a socket that stopped listening (closed) is dropped, not buffered for nobody. A read
+  that finds a burst queued holds off the garbage collector's full passes (clarion.collector).
 - Connections: redis-py 6+ caps a pool at 100 connections and fails the 101st command at once
   (`MaxConnectionsError`), which lost the push checks and group removals of a thousand sockets
   acting together; here a command waits up to POOL_TIMEOUT seconds for a free connection.
@@ -29,11 +34,20 @@ logged drop on group send), at-most-once delivery.
 """
 
 import asyncio
+import contextlib
+import logging
 import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 from channels.exceptions import ChannelFull
 from channels_redis import core
 from redis import asyncio as aioredis
+
+from clarion import collector
+
+logger = logging.getLogger(__name__)
 
 # One script call: put back in front what a receive popped but never handed over (it was
 # cancelled while the reply was on its way), or drop what it did hand over; then move up to
@@ -89,11 +103,22 @@ return over_capacity
 """
 
 
+class Listener(Protocol):
+    """Who a listened channel's messages are handed to (RedisChannelLayer.listen)."""
+
+    def deliver(self, message: dict) -> None:
+        """The channel's next message (called on the event loop, in order)."""
+
+    def fail(self, error: BaseException) -> None:
+        """Reading Redis failed: no more messages come (the listener is forgotten)."""
+
+
 class RedisChannelLayer(core.RedisChannelLayer):
     """channels-redis' layer with batched receives of process-specific channels, one-round-trip
     sends and group sends, and connection pools that wait instead of failing (see above)."""
 
     RECEIVE_BATCH = 500  # messages one receive round trip takes at most
+    BURST = 16  # messages one receive round trip found queued: a burst (clarion.collector.busy)
     POOL_SIZE = 100  # connections per Redis host and event loop (redis-py's default cap)
     SEND_MANY_CHUNK = 500  # messages per script call of group_send_many
     POOL_TIMEOUT = 10.0  # seconds a command waits for a free connection, then fails
@@ -106,6 +131,15 @@ class RedisChannelLayer(core.RedisChannelLayer):
         # and the others' futures by channel, woken when a message or the lead is theirs.
         self._leader: str | None = None
         self._waiting: dict[str, list[asyncio.Future]] = {}
+        # Process-specific channels whose messages go to a listener, and the task reading
+        # Redis for all while any listens (it holds the lead: `_leader` is READER).
+        self._listeners: dict[str, Listener] = {}
+        self._reader: asyncio.Task | None = None
+        # Channels listened to no more (their sockets closed), by when: what is read for them
+        # later (queued before their groups let them go) is dropped, not buffered for nobody.
+        self._gone: dict[str, float] = {}
+
+    READER = "(the listeners' reader)"
 
     def create_pool(self, index):
         host = dict(self.hosts[index])
@@ -240,12 +274,101 @@ class RedisChannelLayer(core.RedisChannelLayer):
             if self.receive_count == 0:
                 self.receive_event_loop = None
             if self._leader is None:
-                self._wake(next(iter(self._waiting), None))  # the lead passes on
+                self._lead()  # the lead passes on
+
+    def listen(self, channel: str, listener: Listener) -> None:
+        """Hand each message of the process-specific `channel` (from new_channel) to
+        `listener` as soon as it is read, until `unlisten(channel)`: no receive() waits for it.
+        What was buffered for the channel before is handed over first."""
+        assert "!" in channel, "only process-specific channels can be listened to"
+        self._gone.pop(channel, None)
+        self._listeners[channel] = listener
+        buffered = self.receive_buffer.pop(channel, None)
+        while buffered is not None and not buffered.empty():
+            listener.deliver(buffered.get_nowait())
+        self._lead()
+
+    def unlisten(self, channel: str) -> None:
+        """Stop handing `channel`'s messages to its listener; its socket is gone (a channel of
+        new_channel is never used again): what is read for it later is dropped."""
+        if self._listeners.pop(channel, None) is not None:
+            self._forget([channel])
+
+    # Seconds a gone channel's later messages are looked out for, in `expiry`s: a message
+    # queued for it expires in Redis `expiry` seconds after the last send to the channel.
+    GONE_EXPIRIES = 2
+
+    def _forget(self, channels: list[str]) -> None:
+        """`channels` are listened to no more: drop what comes for them (`_buffer`), for
+        GONE_EXPIRIES × expiry seconds; then forget them, with any buffer left for them."""
+        now = time.monotonic()
+        for channel in channels:
+            self._gone[channel] = now
+        horizon = now - self.GONE_EXPIRIES * self.expiry
+        while self._gone:
+            channel, since = next(iter(self._gone.items()))
+            if since > horizon:
+                break
+            del self._gone[channel]
+            self.receive_buffer.pop(channel, None)
+
+    def _lead(self) -> None:
+        """Someone reads Redis for the process-specific channels if anyone waits on them: the
+        longest-waiting receive, else (while any channel is listened to) the reader task."""
+        if self._leader is not None:
+            if self._leader != self.READER or self._reader_alive():
+                return
+            self._leader = None  # its event loop is gone (a test's): take the lead again
+        if self._waiting:
+            self._wake(next(iter(self._waiting)))
+        elif self._listeners:
+            self._leader = self.READER
+            self._reader = asyncio.get_running_loop().create_task(self._read_for_listeners())
+
+    def _reader_alive(self) -> bool:
+        reader = self._reader
+        return reader is not None and not reader.done() and not reader.get_loop().is_closed()
+
+    async def _read_for_listeners(self) -> None:
+        """The reader task: while any channel is listened to, read the process's messages for
+        all (waiting receives' too). A failure is every listener's (their sockets close)."""
+        real_channel = ""
+        try:
+            while self._listeners:
+                # Every channel of new_channel() in this process: "specific.<client prefix>!".
+                real_channel = self.non_local_name(next(iter(self._listeners)))
+                received = await self._receive_batch(real_channel, idle_returns=True)
+                if received is not None:
+                    self._buffer(*received)
+        except asyncio.CancelledError:  # the event loop is closing: wake a waiting receive only
+            self._reader = None
+            if self._leader == self.READER:
+                self._leader = None
+                self._wake(next(iter(self._waiting), None))
+            raise
+        except Exception as error:  # noqa: BLE001 - handed to the listeners, whose sockets close
+            failed, self._listeners = self._listeners, {}
+            self._forget(list(failed))
+            listeners = list(failed.values())
+            logger.warning("channel layer: reading %s failed; %d listening sockets close",
+                           real_channel, len(listeners), exc_info=True)
+            for listener in listeners:
+                listener.fail(error)
+        self._reader = None
+        if self._leader == self.READER:
+            self._leader = None
+            self._lead()
 
     def _buffer(self, names: str | list[str], message: dict) -> None:
-        """Hand `message` (from receive_single) to the buffers of `names`, waking their
-        receives."""
+        """Hand `message` (from receive_single) to the listeners of `names`, or to their
+        buffers, waking their receives."""
         for name in names if isinstance(names, list) else [names]:
+            listener = self._listeners.get(name)
+            if listener is not None:
+                listener.deliver(message)
+                continue
+            if name in self._gone:
+                continue  # its socket closed: nobody will receive it
             self.receive_buffer[name].put_nowait(message)
             self._wake(name)
 
@@ -273,6 +396,12 @@ class RedisChannelLayer(core.RedisChannelLayer):
         order, before the one returned, which `receive` buffers next)."""
         if "!" not in channel:
             return await super().receive_single(channel)
+        return await self._receive_batch(channel, idle_returns=False)
+
+    async def _receive_batch(self, channel: str, *, idle_returns: bool) -> tuple | None:
+        """receive_single of a process-specific channel; with `idle_returns`, None after
+        brpop_timeout seconds with nothing queued (the reader task then checks whether anyone
+        still listens)."""
         assert self.require_valid_channel_name(channel, receive=True), "Channel name invalid"
         index = self.consistent_hash(channel)
         key = self.prefix + channel
@@ -287,6 +416,8 @@ class RedisChannelLayer(core.RedisChannelLayer):
             # above) left in the backup for the next receive to put back.
             self._handed_over.add(key)
             if popped:
+                if len(popped) >= 2 * self.BURST:
+                    collector.busy()  # many at once: a burst, whose frames a full pass would stall
                 messages = [self._unpack(member, channel) for member in popped[::2]]
                 for names, message in messages[:-1]:
                     self._buffer(names, message)
@@ -295,7 +426,148 @@ class RedisChannelLayer(core.RedisChannelLayer):
             result = await connection.bzpopmin(key, timeout=self.brpop_timeout)
             if result is not None:
                 return self._unpack(result[1], channel)
+            if idle_returns:
+                return None
 
     def _unpack(self, member: bytes, channel: str) -> tuple:
         message = self.deserialize(member)
         return message.pop("__asgi_channel__", channel), message
+
+
+# What a socket's mailbox holds: a websocket event, a channel-layer message, or a failure.
+_WEBSOCKET, _LAYER, _FAILED = range(3)
+
+
+class _Mailbox:
+    """What one consumer handles next, in the order it came: its websocket's events (one
+    `receive()` task at a time, the next asked once the last is handled, as Channels does) and
+    its channel's messages (handed over by the layer's listener API; other layers: one
+    `receive()` task at a time too); its loop waits on one future."""
+
+    __slots__ = ("loop", "receive", "layer", "channel", "capacity", "ready", "layer_ready",
+                 "waiter", "websocket_task", "layer_task", "listening", "layer_tasks")
+
+    def __init__(self, receive, layer, channel: str | None):
+        self.loop = asyncio.get_running_loop()
+        self.receive, self.layer, self.channel = receive, layer, channel
+        self.capacity = layer.get_capacity(channel) if layer is not None else 0
+        self.ready: deque = deque()  # (source, value)
+        self.layer_ready = 0  # layer messages in `ready`
+        self.waiter: asyncio.Future | None = None
+        self.websocket_task: asyncio.Task | None = None
+        self.layer_task: asyncio.Task | None = None
+        self.listening = False
+        self.layer_tasks = layer is not None and not hasattr(layer, "listen")
+
+    def open(self) -> None:
+        self._ask_websocket()
+        if self.layer_tasks:
+            self._ask_layer()
+        elif self.layer is not None:
+            self.layer.listen(self.channel, self)
+            self.listening = True
+
+    async def close(self) -> None:
+        if self.listening:
+            self.layer.unlisten(self.channel)
+            self.listening = False
+        for task in (self.websocket_task, self.layer_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    async def next(self) -> tuple[int, object]:
+        """The next (source, event or message); raises what a source failed with."""
+        while not self.ready:
+            self.waiter = self.loop.create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        source, value = self.ready.popleft()
+        if source == _LAYER:
+            self.layer_ready -= 1
+        elif source == _FAILED:
+            raise value
+        return source, value
+
+    def handled(self, source: int) -> None:
+        """The event or message from `source` was handled: ask that source for the next."""
+        if source == _WEBSOCKET:
+            self._ask_websocket()
+        elif self.layer_tasks:
+            self._ask_layer()
+
+    def _put(self, source: int, value) -> None:
+        self.ready.append((source, value))
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # The listener API (RedisChannelLayer.listen).
+
+    def deliver(self, message: dict) -> None:
+        if self.layer_ready >= self.capacity:
+            # Its consumer stopped handling messages: drop the oldest rather than grow without
+            # end (channels-redis' receive buffers do the same).
+            for index, (source, _) in enumerate(self.ready):
+                if source == _LAYER:
+                    del self.ready[index]
+                    self.layer_ready -= 1
+                    break
+            logger.warning("channel layer: %s holds %d messages unhandled; the oldest dropped",
+                           self.channel, self.capacity)
+        self.layer_ready += 1
+        self._put(_LAYER, message)
+
+    def fail(self, error: BaseException) -> None:
+        self.listening = False
+        self._put(_FAILED, error)
+
+    # One receive() task at a time (the websocket; a layer without the listener API).
+
+    def _ask_websocket(self) -> None:
+        self.websocket_task = self.loop.create_task(self.receive())
+        self.websocket_task.add_done_callback(self._websocket_received)
+
+    def _ask_layer(self) -> None:
+        self.layer_task = self.loop.create_task(self.layer.receive(self.channel))
+        self.layer_task.add_done_callback(self._layer_received)
+
+    def _websocket_received(self, task: asyncio.Task) -> None:
+        self.websocket_task = None
+        self._received(_WEBSOCKET, task)
+
+    def _layer_received(self, task: asyncio.Task) -> None:
+        self.layer_task = None
+        self._received(_LAYER, task)
+
+    def _received(self, source: int, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            self._put(_FAILED, task.exception())
+        else:
+            if source == _LAYER:
+                self.layer_ready += 1
+            self._put(source, task.result())
+
+
+async def dispatch_each(receive: Callable[[], Awaitable[dict]], layer, channel: str | None,
+                        dispatch: Callable[[dict], Awaitable[None]]) -> None:
+    """Channels' `await_many_dispatch([receive, channel_receive], dispatch)` for one socket:
+    each websocket event and channel message, in the order they came, handed to `dispatch` one
+    at a time, until it raises (StopConsumer ends a consumer). Channels waits on two receive
+    tasks under asyncio.wait, made anew for every message; here a socket's loop waits on one
+    future, its websocket's receive is one task at a time, and the layer's messages (with
+    `listen`: this module's layer) are handed to it without a task (bench/websockets.py: fewer
+    objects per held socket, and less work per pushed message)."""
+    mailbox = _Mailbox(receive, layer, channel)
+    mailbox.open()
+    try:
+        while True:
+            source, message = await mailbox.next()
+            await dispatch(message)
+            mailbox.handled(source)
+    finally:
+        await mailbox.close()

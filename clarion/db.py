@@ -1,7 +1,8 @@
 """Database helpers shared by the apps."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from operator import attrgetter
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.models import AutoField, BigAutoField, JSONField, Model, SmallAutoField
@@ -28,7 +29,7 @@ def database_unreachable(exc: BaseException) -> bool:
 
 
 def rows_copy(model: type[Model], objs: Sequence[Model], *, using: str = DEFAULT_DB_ALIAS,
-              returning_ids: bool = False) -> None:
+              returning_ids: bool = False, keep_times: bool = False) -> None:
     """Insert `objs` (new `model` instances) in the caller's transaction: on PostgreSQL by one
     COPY (no ON CONFLICT: a duplicate key raises IntegrityError), elsewhere by bulk_create.
 
@@ -39,12 +40,20 @@ def rows_copy(model: type[Model], objs: Sequence[Model], *, using: str = DEFAULT
     on the object, `auto_now`/`auto_now_add` times set now (and on the objects), JSON fields
     encoded with their encoder. An auto-increment pk is taken from its sequence when
     `returning_ids` (one query; set on the objects, in order), else left to the default and
-    not set on the objects. No signals are sent (nor does bulk_create send them)."""
+    not set on the objects. `keep_times`: the `auto_now`/`auto_now_add` fields are written as
+    set on the objects (e.g. a run created before its walk and written after it), not stamped
+    now; every value must then be set. No signals are sent (nor does bulk_create send them)."""
     if not objs:
         return
     connection = connections[using]
     if connection.vendor != "postgresql":
-        model._default_manager.using(using).bulk_create(objs)
+        if keep_times:
+            _insert_as_set(model, objs, connection)
+        else:
+            model._default_manager.using(using).bulk_create(objs)
+        for obj in objs:
+            obj._state.adding = False
+            obj._state.db = using
         return
     auto = _auto_pk(model)
     fields = _insert_fields(model, with_auto_pk=returning_ids)
@@ -55,12 +64,12 @@ def rows_copy(model: type[Model], objs: Sequence[Model], *, using: str = DEFAULT
                            [model._meta.db_table, model._meta.pk.column, len(objs)])
             for obj, (pk,) in zip(objs, cursor.fetchall(), strict=True):
                 obj.pk = pk
-        getters = [_copy_value(field, connection) for field in fields]
+        fields, row = _copy_rows(fields, keep_times=keep_times)
         columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
         with cursor.copy(f"COPY {connection.ops.quote_name(model._meta.db_table)} "
                          f"({columns}) FROM STDIN") as copy:
             for obj in objs:
-                copy.write_row([get(obj) for get in getters])
+                copy.write_row(row(obj))
     for obj in objs:
         obj._state.adding = False
         obj._state.db = using
@@ -116,13 +125,42 @@ def _insert_fields(model: type[Model], *, with_auto_pk: bool) -> list:
             if not f.generated and not (f.primary_key and auto and not with_auto_pk)]
 
 
-def _copy_value(field, connection):
-    """A function of an object that gives `field`'s value as COPY writes it."""
-    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+def _insert_as_set(model: type[Model], objs: Sequence[Model], connection) -> None:
+    """INSERT `objs` with every field's value as set on the objects (a raw insert: no field's
+    pre_save runs, so auto_now times are not stamped), in batches the backend accepts."""
+    fields = _insert_fields(model, with_auto_pk=not _auto_pk(model) or objs[0].pk is not None)
+    size = connection.ops.bulk_batch_size(fields, objs) or len(objs)
+    with connection.cursor() as cursor:
+        for start in range(0, len(objs), size):
+            query = InsertQuery(model)
+            query.insert_values(fields, objs[start:start + size], raw=True)
+            for sql, params in query.get_compiler(connection=connection).as_sql():
+                cursor.execute(sql, params)
+
+
+def _copy_rows(fields: list, *, keep_times: bool) -> tuple[list, Callable[[Model], tuple]]:
+    """(the fields in the order COPY writes them, a function of an object giving its row):
+    the values stored as they are read in one `attrgetter` (C code), then those that need a
+    function of their own (_copy_value: times stamped now, JSON encoded)."""
+    plain = [f for f in fields if _copy_value(f, keep_times=keep_times) is None]
+    special = [f for f in fields if f not in plain]
+    getters = [_copy_value(f, keep_times=keep_times) for f in special]
+    read = attrgetter(*[f.attname for f in plain]) if plain else (lambda obj: ())
+    if len(plain) == 1:
+        one = read
+        read = lambda obj: (one(obj),)  # noqa: E731 (attrgetter of one name gives no tuple)
+    return plain + special, lambda obj: (*read(obj), *[get(obj) for get in getters])
+
+
+def _copy_value(field, *, keep_times: bool = False) -> Callable[[Model], object] | None:
+    """A function of an object that gives `field`'s value as COPY writes it, or None when that
+    is the attribute's value as it is (`keep_times`: an auto_now/auto_now_add time as set on
+    the object, else now)."""
+    if not keep_times and (getattr(field, "auto_now", False)
+                           or getattr(field, "auto_now_add", False)):
         return lambda obj: field.pre_save(obj, True)
     if isinstance(field, JSONField):
         encoder = field.encoder
         return lambda obj: (None if (value := getattr(obj, field.attname)) is None
                             else json.dumps(value, cls=encoder))
-    attname = field.attname
-    return lambda obj: getattr(obj, attname)
+    return None

@@ -54,6 +54,23 @@ def text_problem(text: str) -> str:
     return ""
 
 
+def loads_storable(text: str):
+    """Parse a JSON document as the API's parser does, for a form that takes the API's JSON
+    (the admin's workflow import). Takes the document's text; returns the parsed value.
+
+    Raises ValueError with a message for a person: not JSON, NaN/Infinity or a number beyond a
+    float, nesting too deep to read, or text no column can store (named by its path, as the
+    API's 400 names it: `steps[0].templates.en.body: Text cannot contain NUL (\\u0000).`)."""
+    try:
+        document = json.loads(text, parse_constant=strict_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    found = unstorable_text(document)
+    if found:
+        raise ValueError(f"{found[0]}: {found[1]}")
+    return document
+
+
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser (NaN and Infinity refused), which also refuses what would fail later
     as a 500: numbers beyond a float (`1e400`), nesting too deep for Python to read, and text

@@ -33,11 +33,13 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
-from channels.exceptions import ChannelFull
+from channels.exceptions import ChannelFull, StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import timezone
 
+from clarion.channel_layer import dispatch_each
 from clarion.metrics import INBOX_PUSHES_DROPPED, WEBSOCKET_CONNECTIONS
 from notifications.models import Tenant
 
@@ -78,6 +80,18 @@ def _principal_from_query(query_string: bytes) -> InboxPrincipal | None:
     return replace(principal, tenant=tenant) if tenant is not None else None
 
 
+def _handshake_dropped(send) -> None:
+    """uvicorn's websocket protocol (WebSocketsSansIOProtocol, the one it picks) keeps the
+    handshake's request and response, with their headers (~30 objects the garbage collector
+    tracks, per socket), for the socket's life, though it reads neither once the handshake is
+    complete: let them go. Other servers and protocols: nothing."""
+    protocol = getattr(send, "__self__", None)
+    if (type(protocol).__name__ == "WebSocketsSansIOProtocol"
+            and getattr(protocol, "handshake_complete", False)
+            and hasattr(protocol, "request") and hasattr(protocol, "response")):
+        protocol.request = protocol.response = None
+
+
 class InboxConsumer(AsyncJsonWebsocketConsumer):
     principal: InboxPrincipal | None = None
     group: str | None = None
@@ -97,9 +111,27 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     # read on connect, a push, or a re-sync); `pushed` are the ids above it pushed since.
     synced_up_to = 0
     pushed: set[int]
-    reconcile: asyncio.Task | None = None  # the timer of the next check, while one is planned
+    # The timer of the next check, while one is planned (a timer, not a sleeping task: a burst
+    # plans one on each socket it reaches), and the check's request while it is being sent.
+    reconcile: asyncio.TimerHandle | None = None
+    asking: asyncio.Task | None = None
     last_push_at = 0.0  # time.time() of the last item.created sent
     deferred_since: float | None = None  # a check waits while pushes keep coming, this long
+
+    async def __call__(self, scope, receive, send):
+        """Channels' AsyncConsumer.__call__, with one waiting coroutine per socket instead of
+        Channels' two receive tasks under asyncio.wait, made anew for every message
+        (clarion.channel_layer.dispatch_each)."""
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        if self.channel_layer is not None:
+            self.channel_name = await self.channel_layer.new_channel()
+        self.base_send = send
+        try:
+            await dispatch_each(receive, self.channel_layer,
+                                getattr(self, "channel_name", None), self.dispatch)
+        except StopConsumer:
+            return  # the socket is closed (a `with suppress` would be held for its life)
 
     async def dispatch(self, message):
         """Channels' dispatch, without the close_old_connections it makes before every handler:
@@ -121,6 +153,7 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
             # Accept first: a close before accept cannot carry an application code.
             await self.close(code=UNAUTHORIZED)
             return
+        _handshake_dropped(self.base_send)
         self.principal = principal
         self.pushed = set()
         # The client reads the feed (re-syncs) once it has the first frame: up to here at least.
@@ -151,7 +184,10 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        for task in (self.chore, self.reconcile):
+        if self.reconcile is not None:
+            self.reconcile.cancel()
+            self.reconcile = None
+        for task in (self.chore, self.asking):
             if task is not None and task is not asyncio.current_task():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -270,12 +306,12 @@ class InboxConsumer(AsyncJsonWebsocketConsumer):
     def _plan_reconcile(self, delay: float) -> None:
         """Ask for a check in `delay` seconds, unless one is planned already."""
         if self.reconcile is None:
-            self.reconcile = asyncio.get_running_loop().create_task(self._reconcile_in(delay))
+            self.reconcile = asyncio.get_running_loop().call_later(delay, self._reconcile_due)
 
-    async def _reconcile_in(self, delay: float) -> None:
-        await asyncio.sleep(delay)
+    def _reconcile_due(self) -> None:
         self.reconcile = None
-        await self._ask_reconcile()
+        if self.principal is not None:
+            self.asking = asyncio.get_running_loop().create_task(self._ask_reconcile())
 
     async def _ask_reconcile(self) -> None:
         """Queue the check on this socket's own channel, behind the events queued there: when

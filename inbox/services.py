@@ -65,7 +65,7 @@ def inbox_items_create(*, items: Sequence[tuple[Message, dict]],
     for message, content in items:
         tags = (message.step.config or {}).get("tags", []) if message.step_id else []
         rows.append(InboxItem(
-            message=message, recipient=message.recipient, tenant=message.tenant,
+            message=message, recipient_id=message.recipient_id, tenant=message.tenant,
             workflow_key=message.workflow.key, category=message.workflow.category,
             tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
             content=content))

@@ -10,6 +10,7 @@ from django.conf import settings
 from django.core import signing
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from .models import Approval
 
@@ -42,11 +43,11 @@ def approval_link_read(token: str, *, now: datetime | None = None) -> ApprovalLi
         value = signing.loads(token, salt=SALT,
                               max_age=settings.CLARION["APPROVAL_MAX_WAIT_SECONDS"])
     except signing.SignatureExpired:
-        raise ApprovalLinkError("This link has expired.") from None
+        raise ApprovalLinkError(_("This link has expired.")) from None
     except signing.BadSignature:
-        raise ApprovalLinkError("This link is not valid.") from None
+        raise ApprovalLinkError(_("This link is not valid.")) from None
     if not isinstance(value, dict) or value.get("d") not in DECISIONS:
-        raise ApprovalLinkError("This link is not valid.")
+        raise ApprovalLinkError(_("This link is not valid."))
     return ApprovalLink(approval_id=str(value.get("a")), recipient=str(value.get("r")),
                         decision=DECISIONS[value["d"]])
 

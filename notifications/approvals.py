@@ -5,6 +5,7 @@ from datetime import datetime
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from events.outbox import NewEvent, events_record
 
@@ -85,7 +86,7 @@ def approval_answer_link(*, token: str, via: str) -> tuple[Approval, bool]:
         raise AnswerRefused(400, str(exc)) from None
     approval = Approval.objects.select_related("recipient").filter(pk=link.approval_id).first()
     if approval is None or approval.recipient.external_id != link.recipient:
-        raise AnswerRefused(404, "This approval does not exist (any more).")
+        raise AnswerRefused(404, _("This approval does not exist (any more)."))
     return approval_answer(approval_id=str(approval.pk), decision=link.decision, via=via)
 
 
@@ -97,5 +98,5 @@ def approval_link_peek(token: str) -> tuple[Approval, str]:
         raise AnswerRefused(400, str(exc)) from None
     approval = Approval.objects.select_related("recipient").filter(pk=link.approval_id).first()
     if approval is None or approval.recipient.external_id != link.recipient:
-        raise AnswerRefused(404, "This approval does not exist (any more).")
+        raise AnswerRefused(404, _("This approval does not exist (any more)."))
     return approval, link.decision

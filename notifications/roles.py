@@ -10,7 +10,9 @@
 
 Data migrations create them (notifications/migrations/0031_roles.py, 0032_roles_analytics.py,
 0034_roles_workflow_versions.py, 0036_roles_idempotency_records.py);
-a change to the lists below needs a new migration that calls `roles_sync` again.
+a change to the lists below needs a new migration that calls `roles_sync(apps, strict=False)` again
+(not strict: when migrating from nothing, an older sync runs before later models exist; the tests
+call `roles_sync()` strictly on the live models, so a misspelt permission still fails).
 docs/admin-guide.md explains them.
 """
 

@@ -12,9 +12,14 @@ import httpx
 from django.conf import settings
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import pgettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
+
+from clarion.locale import language_for
 
 from .api.approvals import already_answered
 from .approval_links import is_open
@@ -23,7 +28,8 @@ from .models import ProviderConfig
 
 logger = logging.getLogger(__name__)
 
-LABELS = {"approved": "Approve", "rejected": "Reject"}
+LABELS = {"approved": pgettext_lazy("approval", "Approve"),
+          "rejected": pgettext_lazy("approval", "Reject")}
 
 
 @csrf_exempt  # the signed link is the credential; no cookie is read
@@ -31,20 +37,28 @@ LABELS = {"approved": "Approve", "rejected": "Reject"}
 @require_http_methods(["GET", "POST"])
 def approval_page(request, token: str):
     """GET shows the question and a button confirming the link's answer (mail scanners that
-    open links answer nothing); POST answers. Either way, an answered approval says so."""
+    open links answer nothing); POST answers. Either way, an answered approval says so. In the
+    approver's language (their locale, as the preference center); a link that names no
+    approval, in LANGUAGE_CODE's."""
     try:
         approval, decision = approval_link_peek(token)
     except AnswerRefused as exc:
-        return render(request, "approvals/page.html", {"title": "Approval",
+        return render(request, "approvals/page.html", {"title": _("Approval"),
                                                         "message": str(exc)}, status=exc.status)
-    context = {"title": "Approval", "approval": approval, "decision": decision}
+    with translation.override(language_for(approval.recipient.locale)):
+        return _approval_page(request, token, approval, decision)
+
+
+def _approval_page(request, token: str, approval, decision: str):
+    context = {"title": _("Approval"), "approval": approval, "decision": decision}
     if request.method == "POST":
         try:
             approval, won = approval_answer_link(token=token, via="email")
         except AnswerRefused as exc:
             return render(request, "approvals/page.html", {**context, "message": str(exc)},
                           status=exc.status)
-        message = (f"Thank you: {approval.status}." if won else already_answered(approval))
+        message = (_("Thank you: %(status)s.") % {"status": approval.get_status_display().lower()}
+                   if won else already_answered(approval))
         return render(request, "approvals/page.html", {**context, "approval": approval,
                                                         "message": message},
                       status=200 if won else 409)

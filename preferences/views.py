@@ -18,25 +18,15 @@ from django.views.decorators.http import require_http_methods
 
 from clarion.audit import audit_recipient_bind
 from clarion.content_policy import hosted_page
+from clarion.locale import language_for
 from notifications.models import Recipient, Tenant
 
 from . import selectors, services, tokens
 from .models import Category
 from .resolution import QuietHours
 
-# Languages the hosted pages are translated into; the recipient's locale picks one.
-LANGUAGES = ("en", "fr", "de")
 COLOR = re.compile(r"^#(?:[0-9a-fA-F]{3}){1,2}$")
 HH_MM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
-
-
-def language_for(locale: str) -> str:
-    """pt-BR → pt-br → pt; the first one the pages are translated into, else English."""
-    locale = (locale or "").lower().replace("_", "-")
-    for candidate in (locale, locale.split("-", 1)[0]):
-        if candidate in LANGUAGES:
-            return candidate
-    return "en"
 
 
 def _branding(tenant: Tenant | None) -> dict:

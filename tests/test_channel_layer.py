@@ -139,3 +139,94 @@ async def test_when_the_receive_reading_for_all_is_cancelled_another_takes_the_l
     assert (await asyncio.wait_for(waiting, 2))["n"] == 2  # not brpop_timeout (5 s) later
     await worker.send(first, {"type": "x", "n": 1})
     assert await receive_all(web, first, 1) == [1]  # nothing the cancelled read took is lost
+
+
+class Listener:
+    """What RedisChannelLayer.listen hands over, as it came."""
+
+    def __init__(self):
+        self.messages: list[dict] = []
+        self.errors: list[BaseException] = []
+        self.arrived = asyncio.Event()
+
+    def deliver(self, message: dict) -> None:
+        self.messages.append(message)
+        self.arrived.set()
+
+    def fail(self, error: BaseException) -> None:
+        self.errors.append(error)
+        self.arrived.set()
+
+
+async def until(condition, timeout: float = 5) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_listened_channels_get_their_messages_in_order_from_one_reader_task(make_layer):
+    web, worker = make_layer(), make_layer()
+    web.RECEIVE_BATCH = 7
+    channels = [await web.new_channel() for _ in range(3)]
+    listeners = [Listener() for _ in channels]
+    before = len(asyncio.all_tasks())
+    for i, (channel, listener) in enumerate(zip(channels, listeners, strict=True)):
+        await web.group_add(f"inbox.{i}", channel)
+        web.listen(channel, listener)
+
+    assert len(asyncio.all_tasks()) - before == 1  # one task reads for every socket
+    await worker.group_send_many([(f"inbox.{n % 3}", {"type": "x", "n": n})
+                                  for n in range(100)])
+    await until(lambda: sum(len(listener.messages) for listener in listeners) == 100)
+
+    assert [[m["n"] for m in listener.messages] for listener in listeners] == \
+        [list(range(i, 100, 3)) for i in range(3)]
+    for channel in channels:
+        web.unlisten(channel)
+
+
+async def test_a_receive_waiting_when_the_last_listener_goes_takes_the_lead(make_layer):
+    web, worker = make_layer(), make_layer()
+    web.brpop_timeout = 1  # the reader notices within a second that nobody listens any more
+    listened, received = await web.new_channel(), await web.new_channel()
+    web.listen(listened, Listener())
+    waiting = asyncio.ensure_future(web.receive(received))
+    await worker.send(received, {"type": "x", "n": 1})
+    assert (await asyncio.wait_for(waiting, 5))["n"] == 1  # read for it by the reader
+
+    waiting = asyncio.ensure_future(web.receive(received))
+    web.unlisten(listened)
+    await until(lambda: web._reader is None)
+    await worker.send(received, {"type": "x", "n": 2})
+    assert (await asyncio.wait_for(waiting, 5))["n"] == 2  # it reads for itself now
+
+
+async def test_when_reading_fails_every_listener_hears_of_it(make_layer):
+    web = RedisChannelLayer(hosts=[{"address": "redis://127.0.0.1:1/0"}],  # nothing listens
+                            prefix="test-layer-down")
+    web.POOL_TIMEOUT = 1
+    listeners = [Listener() for _ in range(2)]
+    for listener in listeners:
+        web.listen(await web.new_channel(), listener)
+
+    await until(lambda: all(listener.errors for listener in listeners), timeout=10)
+    assert all(listener.messages == [] for listener in listeners)
+    assert web._listeners == {} and web._reader is None  # no reader retrying in a loop
+
+
+async def test_what_comes_for_a_channel_after_its_listener_went_is_not_kept(make_layer):
+    """A socket that closed: its group's pushes already queued in Redis (sent before its
+    group_discard) are read after it stopped listening. Nobody will receive them; kept in a
+    buffer, each closed socket would leave one behind for the process's life."""
+    web, worker = make_layer(), make_layer()
+    closed, open_ = await web.new_channel(), await web.new_channel()
+    still = Listener()
+    web.listen(closed, Listener())
+    web.listen(open_, still)
+    web.unlisten(closed)
+    await worker.send(closed, {"type": "x", "n": 1})
+    await worker.send(open_, {"type": "x", "n": 2})  # read after the one above
+    await until(lambda: still.messages)
+
+    assert closed not in web.receive_buffer
+    web.unlisten(open_)

@@ -117,3 +117,87 @@ def test_a_qcluster_worker_freezes_what_is_loaded_as_it_starts():
         assert gc.get_freeze_count() > 10_000
     finally:
         gc.unfreeze()
+
+
+def test_a_thaw_waits_while_a_burst_is_delivered_but_not_past_twice_thaw_seconds():
+    schedule = collector.Schedule(freeze_seconds=0, thaw_seconds=100, now=0.0)
+    run(schedule, range(1, 100), young=5)
+
+    assert {second: action for second in range(100, 201)
+            if (action := schedule.step(float(second), 0, busy=True)) is not None} == \
+        {200: "thaw"}
+
+
+@pytest.fixture
+def thresholds():
+    saved = gc.get_threshold()
+    yield saved
+    gc.set_threshold(*saved)
+
+
+def test_a_burst_holds_off_full_passes_until_a_grace_after_its_last_read(thresholds):
+    hold = collector.FullPassHold(grace=1.0, longest=10.0)
+    hold.busy(0.0)
+    assert gc.get_threshold() == (*thresholds[:2], collector.HELD_THRESHOLD)
+    hold.busy(0.5)  # the burst goes on
+
+    assert hold.tick(1.2) is True  # 0.7 s after its last read
+    assert hold.tick(1.6) is False
+    assert gc.get_threshold() == thresholds
+
+
+def test_full_passes_are_held_off_for_longest_seconds_at_most_then_let_run(thresholds):
+    hold = collector.FullPassHold(grace=1.0, longest=10.0)
+    for second in range(10):
+        hold.busy(float(second))
+        assert hold.tick(second + 0.5) is True
+    hold.busy(10.0)
+    assert hold.tick(10.5) is False  # ten seconds: a full pass may come now
+    assert gc.get_threshold() == thresholds
+    hold.busy(15.0)  # the same endless burst: not held again for as long
+    assert gc.get_threshold() == thresholds
+    hold.busy(21.0)
+    assert gc.get_threshold()[2] == collector.HELD_THRESHOLD
+
+
+def test_a_hold_whose_ticks_stopped_lets_the_full_passes_run_and_holds_them_no_more(thresholds):
+    hold = collector.FullPassHold(grace=1.0, longest=10.0)
+    hold.busy(0.0)
+    hold.stop()  # the collector's thread ended mid-burst
+    assert gc.get_threshold() == thresholds
+    hold.busy(100.0)
+    assert gc.get_threshold() == thresholds
+
+
+def test_a_process_forked_from_one_that_installed_the_schedule_never_holds_full_passes(
+        thresholds, monkeypatch):
+    """A server that imports the app, then forks its workers (gunicorn --preload): the child
+    has the hold but not the thread whose tick would let go, so a burst there must not hold
+    the full passes (they would be held for the process's life)."""
+    import os
+    import threading
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, daemon=True)
+    thread.start()
+    monkeypatch.setattr(collector, "_hold", collector.FullPassHold(grace=1.0, longest=10.0))
+    monkeypatch.setattr(collector, "_thread", thread, raising=False)
+    try:
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: a burst, then what its third threshold is
+            try:
+                collector.busy()
+                os.write(write, str(gc.get_threshold()[2]).encode())
+            finally:
+                os._exit(0)
+        os.close(write)
+        child_threshold = int(os.read(read, 64))
+        os.waitpid(pid, 0)
+        os.close(read)
+        assert child_threshold == thresholds[2]
+        collector.busy()  # in the process whose thread runs, a burst does hold them
+        assert gc.get_threshold()[2] == collector.HELD_THRESHOLD
+    finally:
+        stop.set()
+        thread.join()

@@ -112,6 +112,9 @@ def test_serve_again_keeps_data_and_credentials(serve):
         log = first.log()
         assert f"Clarion is ready at http://localhost:{first.port}/" in log, log
         assert log.index("Try it") < log.index("Clarion is ready at")
+        # daphne's own log stays, without its HTTP/2 notice (HTTP/2 needs TLS, not served here).
+        assert "Listening on TCP address" in log, log
+        assert "HTTP/2" not in log, log
         before = first.credentials()
         response = first.request("PUT", "/api/v1/recipients/kept-user", api_key=before["api_key"],
                                  body={"name": "Kept", "email": "kept@example.com"})

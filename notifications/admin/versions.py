@@ -94,11 +94,11 @@ def _step_lines(steps: list, indent: str):
                 yield f"{indent}   {name}: {_compact(step[name])}"
         for branch in step.get("branches") or []:
             conditions = branch.get("conditions")
-            yield f"{indent}   branch {branch['name']}" + (
+            yield f"{indent}   " + _("branch %(name)s") % {"name": branch["name"]} + (
                 f" {branch_condition(conditions)}" if conditions else "")
             yield from _step_lines(branch.get("steps") or [], indent + "      ")
         if step.get("default"):
-            yield f"{indent}   otherwise"
+            yield f"{indent}   " + _("otherwise")
             yield from _step_lines(step["default"].get("steps") or [], indent + "      ")
 
 

@@ -2,6 +2,7 @@
 when the person presses Approve or Reject. The link is the credential (signed, bound to the
 recipient and the decision, expiring), so no API key or inbox token is asked."""
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.response import Response
@@ -13,10 +14,14 @@ from ..approvals import AnswerRefused, approval_answer_link, approval_detail
 
 
 def already_answered(approval) -> str:
-    """What a late answer is told: "Already answered: approved." or "This approval expired."."""
+    """What a late answer is told: "Already answered: approved." or "This approval expired;
+    it went on as rejected.", in the active language (the API's is English; the approval
+    page's the approver's)."""
     if approval.status == approval.Status.EXPIRED or approval.status == approval.Status.PENDING:
-        return f"This approval expired; it went on as {approval.decision or 'its default'}."
-    return f"Already answered: {approval.status}."
+        decision = (approval.get_decision_display().lower() if approval.decision
+                    else _("its default"))
+        return _("This approval expired; it went on as %(decision)s.") % {"decision": decision}
+    return _("Already answered: %(status)s.") % {"status": approval.get_status_display().lower()}
 
 
 class ApprovalAnswerSerializer(Serializer):

@@ -16,8 +16,9 @@ A Message is claimed (queued → sending) by one worker only. `deliver_batch` cl
 DELIVERY_BATCH_SIZE due messages and makes their provider calls concurrently (asyncio and
 httpx.AsyncClient; SMTP and anymail in threads), with the same rows written before and after.
 A worker killed during a call leaves a `started` attempt: see `message_mark_outcome_unknown`.
-For SMTP the attempt is written after the server's 354 to DATA, just before the message's data
-(`Provider.commits_late`): a worker killed earlier in the exchange leaves none, and the sweeper
+For SMTP the attempt is written once the message's data is sent but its end ("<CRLF>.<CRLF>"),
+and the thread that wrote it sends that end at once (`Provider.commits_late`): a worker killed
+earlier in the exchange leaves none (the server dropped the unfinished DATA), and the sweeper
 sends the message again.
 """
 
@@ -327,10 +328,11 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
     killed now leaves `started` only the attempts whose requests may be on the wire.
 
     A call to a kind that `commits_late` (SMTP) is left out: its row is written by its
-    `before_commit` (`gate.CommitGate` in a concurrent batch), just before the step that may
-    hand the message over (DATA), so a worker killed during the connection, EHLO, STARTTLS,
-    AUTH, MAIL FROM or RCPT TO leaves no attempt started and the sweeper sends the message
-    again. `handing_over`: write them too (their message is about to be handed over)."""
+    `before_commit` (`_hand_over`, or `gate.CommitGate` in a concurrent batch), just before the
+    step that hands the message over (the end of its data), so a worker killed during the
+    connection, EHLO, STARTTLS, AUTH, MAIL FROM, RCPT TO, DATA or the data leaves no attempt
+    started and the sweeper sends the message again. `handing_over`: write them too (their
+    message is about to be handed over)."""
     calls = calls if handing_over else [call for call in calls if not call.late]
     update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
     unwritten.clear()
@@ -395,7 +397,7 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
             _start(group, unwritten)
             late = group[0].late
             _perform_one(group[0], before_commit=(
-                lambda: _start(group, unwritten, handing_over=True)) if late else None)
+                lambda hand_over: _hand_over(group, unwritten, hand_over)) if late else None)
             _record_ended(group, now, unwritten)
         return group
     loop, running, gates = event_loop(), {}, {}
@@ -419,17 +421,33 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
             break
         done, _ = loop.run_until_complete(
             asyncio.wait([*running, *gates], return_when=asyncio.FIRST_COMPLETED))
+        # Their threads wait (SMTP: the data sent but its end) until their attempts are
+        # written; then this thread takes each one's last step (SMTP: 5 bytes, the socket
+        # writable), nothing else between the commit and them.
         handing = [gates.pop(future) for future in done if future in gates]
-        if handing:  # their threads wait (SMTP: after the 354) until their attempts are written
-            _start(handing, unwritten, handing_over=True)
+        handing = [call for call in handing if call.gate.take()]
+        if handing:
+            try:
+                _start(handing, unwritten, handing_over=True)
+            except BaseException:
+                for call in handing:
+                    call.gate.refuse()
+                raise
             for call in handing:
-                call.gate.release()
+                call.gate.pass_on()
         ended = [running.pop(task) for task in done if task in running]
         for call in ended:
             if call.gate is not None and gates.pop(call.gate.ready, None) is not None:
                 call.gate.ready.cancel()
         _record_ended(ended, now, unwritten)
     return made
+
+
+def _hand_over(calls: list[Call], unwritten: list[DeliveryAttempt], hand_over) -> None:
+    """The `before_commit` of a `commits_late` call made in this thread: write its attempt,
+    then take the step that hands its message over (`hand_over`), nothing between them."""
+    _start(calls, unwritten, handing_over=True)
+    hand_over()
 
 
 def _perform_one(call: Call, *, before_commit=None) -> None:

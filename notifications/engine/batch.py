@@ -37,11 +37,18 @@ def advance_batch(run_ids: list[str], *, now: datetime) -> int:
 
 
 def advance_new_runs(runs: list[Run], *, now: datetime) -> None:
-    """Advance `runs`, created in the caller's transaction (a fan-out chunk's), as advance_batch
-    does, without reading them back: no other transaction sees them before the caller commits
-    (so none holds or walks them) and they have no messages yet. Each run's `workflow`,
-    `tenant` and `trigger` must be loaded (shared objects, as a fan-out creates them); their
-    recipients are read here, in one query. Errors propagate as advance_batch's."""
+    """Write and advance `runs`, new Run objects not written yet (a fan-out chunk's, in the
+    caller's transaction, `created_at` and `updated_at` set), as advance_batch does, without
+    reading them back: no other transaction sees them before the caller commits (so none holds
+    or walks them) and they have no messages yet. Each run is inserted once, with the batch's
+    other rows, in the state its walk leaves it: no UPDATE of each run after its walk. The rows
+    that refer to a run (its timeline, messages, a digest event) may be written before it in
+    the transaction (foreign keys are checked at commit), and no step reads the run's own row:
+    a digest's close locks and ends the other runs of its batch, which are one recipient's and
+    so of other, committed triggers, and treats the closing run in memory. Each run's
+    `workflow`, `tenant` and `trigger` must be loaded (shared objects, as a fan-out creates
+    them); their recipients are read here, in one query. Errors propagate as advance_batch's;
+    the runs are then not written."""
     recipients = Recipient.objects.in_bulk({run.recipient_id for run in runs})
     for run in runs:
         run.recipient = recipients[run.recipient_id]

@@ -15,7 +15,8 @@ from ..providers.phone import is_e164
 from ..providers.push import has_devices
 from ..providers.sms_segments import sms_size
 from ..ratelimit import rate_limit_hit
-from ..rendering import RenderOptions, TemplateError, render_email, render_fields
+from ..rendering import RenderOptions, TemplateError, fields_read, render_email, render_fields
+from ..rendering.locale_filters import locale_and_zone
 from ..rendering.variables import engagement_at
 from .context import NEXT, WAIT, Pass
 from .windows import next_open, parse_window
@@ -169,10 +170,34 @@ def _render(p: Pass, step: Step, channel: str) -> tuple[Template | None, dict | 
             email = render_email(template.fields, p.variables, _layout_for(p), options)
             content = {"subject": email.subject, "html": email.html, "text": email.text}
         else:
-            content = render_fields(channel, template.fields, p.variables, options)
+            content = _render_fields(p, template, channel, options)
     except TemplateError as exc:
         return template, None, f"template error in {exc.field or 'template'}: {exc.message}"
     return template, content, ""
+
+
+# Variables whose values are the same for every run of one trigger: its data and actor, its
+# tenant, its workflow.
+TRIGGER_VARIABLES = frozenset({"data", "actor", "tenant", "workflow"})
+
+
+def _render_fields(p: Pass, template: Template, channel: str, options: RenderOptions) -> dict:
+    """render_fields of the template for the pass's run. A template that reads only
+    TRIGGER_VARIABLES (rendering.fields_read: not `recipient`, `steps`, the links, nor the
+    clock) is rendered once per trigger, locale and time zone in a batch (a fan-out chunk: once
+    for its 500 runs, where the recipients share a locale) and each run gets a copy of that
+    text; any other is rendered for each run. A render that fails is not kept: each run
+    renders, and fails, on its own."""
+    fields = template.fields
+    read = fields_read(channel, fields)
+    if read is None or not read <= TRIGGER_VARIABLES:
+        return render_fields(channel, fields, p.variables, options)
+    run = p.run
+    key = ("rendered", template.pk, template.published_version_id, channel, run.trigger_id,
+           run.tenant_id, run.workflow_id, *locale_and_zone(p.variables, options))
+    if key not in p.shared:
+        p.shared[key] = render_fields(channel, fields, p.variables, options)
+    return dict(p.shared[key])
 
 
 def _layout_for(p: Pass) -> Layout | None:

@@ -35,7 +35,7 @@ class Pass:
 
     def log(self, step_ref: str, event: str, **detail) -> StepLog:
         """Add a timeline entry (written at the end of the pass, or of its batch)."""
-        entry = StepLog(run=self.run, step_ref=step_ref, event=event, detail=detail)
+        entry = StepLog(run_id=self.run.pk, step_ref=step_ref, event=event, detail=detail)
         self.timeline.append(entry)
         return entry
 
@@ -61,7 +61,8 @@ class Batch:
     """The rows a batch's passes share, and what they collected to write at the end."""
 
     def __init__(self, runs: list[Run], *, new: bool = False):
-        """`new`: the runs were created in this transaction and have no messages to read."""
+        """`new`: the runs are new, not written yet (advance_new_runs): they have no messages
+        to read, and each is inserted in the state its pass leaves it (Writes.insert_runs)."""
         self.runs = runs
         self._steps: dict[int, list[Step]] = {}
         self._defaults: dict[int, dict] = {}
@@ -76,7 +77,7 @@ class Batch:
             for pk, layers in preference_layers_many(recipient_ids=recipient_ids,
                                                      tenant=tenant).items():
                 self._layers[(tenant_id, pk)] = layers
-        self.writes = Writes(new=new)
+        self.writes = Writes(new=new, insert_runs=new)
         self.passes: list[Pass] = []
         self.shared: dict = {}
         self._actors: dict = {}

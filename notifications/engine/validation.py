@@ -74,12 +74,21 @@ CHANNEL_CONFIG_KEYS = {
     "whatsapp": frozenset({"template", "language", "content_sid"}),
 }
 PUSH_PRIORITIES = ("very-low", "low", "normal", "high")
+# FCM's longest time to live, 4 weeks (AndroidConfig.ttl, firebase.google.com/docs/reference/fcm/
+# rest/v1/projects.messages#androidconfig); APNs and Web Push take longer, but one step's push
+# goes to all three.
+PUSH_MAX_TTL_SECONDS = 28 * 86400
+# A collapse key every service takes as it is: a Web Push `Topic` is at most 32 characters of the
+# URL- and filename-safe base64 alphabet (RFC 8030 section 5.4); APNs' `apns-collapse-id` takes
+# up to 64 bytes, FCM's `collapse_key` any string.
+PUSH_COLLAPSE_KEY = re.compile(r"[A-Za-z0-9_-]{1,32}")
 
 
 def validate_channel_config(step_type: str, config: Mapping) -> None:
     """Raise StepConfigError for a key the channel does not read (a typo would otherwise be
     ignored), a webhook step without an http(s) `url`, a chat step whose `channel` is not a
-    string, push options of the wrong type, or a WhatsApp template of the wrong form."""
+    string, push options of the wrong type or out of bounds (`ttl` over FCM's 28 days, a
+    `collapse_key` that is not a Web Push Topic), or a WhatsApp template of the wrong form."""
     if not isinstance(config, Mapping):
         raise StepConfigError("Expected an object.")
     allowed = CHANNEL_CONFIG_KEYS.get(step_type)
@@ -92,10 +101,17 @@ def validate_channel_config(step_type: str, config: Mapping) -> None:
         ttl = config.get("ttl")
         if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0):
             raise StepConfigError('"ttl" must be a whole number of seconds ≥ 0.')
+        if ttl is not None and ttl > PUSH_MAX_TTL_SECONDS:
+            raise StepConfigError(f'"ttl" is at most {PUSH_MAX_TTL_SECONDS} seconds (28 days, '
+                                  "FCM's limit).")
         if config.get("priority") is not None and config["priority"] not in PUSH_PRIORITIES:
             raise StepConfigError(f'"priority" must be one of: {", ".join(PUSH_PRIORITIES)}.')
-        if not isinstance(config.get("collapse_key", ""), str):
+        collapse_key = config.get("collapse_key", "")
+        if not isinstance(collapse_key, str):
             raise StepConfigError('"collapse_key" must be a string.')
+        if collapse_key and not PUSH_COLLAPSE_KEY.fullmatch(collapse_key):
+            raise StepConfigError('"collapse_key" takes at most 32 letters, digits, "-" and "_" '
+                                  "(a Web Push Topic, RFC 8030 section 5.4), e.g. \"order-42\".")
     if step_type == StepType.WEBHOOK:
         url = config.get("url")
         if not isinstance(url, str) or not url.startswith(("https://", "http://")):

@@ -67,6 +67,10 @@ class Writes:
     # theirs can exist, so rows are inserted without ON CONFLICT and not read back (a conflict
     # would be an IntegrityError, undoing the caller's savepoint).
     new: bool = False
+    # The runs are not written yet (batch.advance_new_runs): each is inserted, in the state its
+    # pass left it, instead of updated. The rows that refer to them are written before them in
+    # the same transaction (foreign keys are checked at commit).
+    insert_runs: bool = False
 
     def message(self, message: Message) -> None:
         """Write `message` (a new Message, its id set) with the others."""
@@ -86,12 +90,13 @@ class Writes:
 
     def run(self, run: Run, from_status: str) -> None:
         """Write `run`'s status, cursor, wake_at, step_refs, state and updated_at, if it still
-        has `from_status` (else RunMovedOn)."""
+        has `from_status` (else RunMovedOn); with `insert_runs`, insert the whole run."""
         self.runs.append((run, from_status))
 
     def flush(self) -> None:
         """Write everything held, a statement per table: Messages, InboxItems, delivery and
-        wake-up tasks, runs. Raises RunMovedOn (see `run`)."""
+        wake-up tasks, runs (updated, or with `insert_runs` inserted). Raises RunMovedOn (see
+        `run`)."""
         if self.messages:
             self._write_messages()
         if self.items:
@@ -105,7 +110,10 @@ class Writes:
             enqueue_at_many(self.wakes)
             self.wakes = []
         if self.runs:
-            runs_update(self.runs)
+            if self.insert_runs:
+                rows_copy(Run, [run for run, _ in self.runs], keep_times=True)
+            else:
+                runs_update(self.runs)
             self.runs = []
 
     def _write_messages(self) -> None:

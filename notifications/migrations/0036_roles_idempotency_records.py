@@ -6,7 +6,9 @@ from django.db import migrations
 def sync_roles(apps, schema_editor):
     from notifications.roles import roles_sync
 
-    roles_sync(apps)
+    # Not strict: a permission of a model added by a later migration is left out here, and
+    # the migration that adds it syncs again (the tests call roles_sync() strictly).
+    roles_sync(apps, strict=False)
 
 
 class Migration(migrations.Migration):

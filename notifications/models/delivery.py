@@ -33,20 +33,23 @@ class Message(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
+    # No index of their own on run, recipient and tenant: each is the first column of one
+    # below (message_once_per_step_channel, message_recipient_idx, message_log_tenant_idx),
+    # which serves every lookup by it, and one index less is written per message.
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="messages",
-                            verbose_name=_("run"))
+                            db_index=False, verbose_name=_("run"))
     step = models.ForeignKey(
         Step, null=True, blank=True, on_delete=models.SET_NULL, related_name="messages",
         verbose_name=_("step"),
     )
     step_ref = models.CharField(max_length=64, verbose_name=_("step ref"))
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="messages",
-                                  verbose_name=_("recipient"))
+                                  db_index=False, verbose_name=_("recipient"))
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="messages",
                                  verbose_name=_("workflow"))
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="messages",
-        verbose_name=_("tenant"),
+        db_index=False, verbose_name=_("tenant"),
     )
     channel = models.CharField(max_length=16, choices=Channel.choices, verbose_name=_("channel"))
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED,
@@ -112,8 +115,11 @@ class Message(models.Model):
         ]
 
     def __str__(self):
-        # The recipient's own id, never the row's primary key (the admin titles pages with it).
-        return f"{self.channel} to {self.to or self.recipient.external_id} ({self.status})"
+        # The recipient's own id, never the row's primary key (the admin titles pages with it),
+        # in the admin's language.
+        return _("%(channel)s to %(address)s (%(status)s)") % {
+            "channel": self.get_channel_display(), "status": self.get_status_display().lower(),
+            "address": self.to or self.recipient.external_id}
 
 
 class ProviderConfig(models.Model):

@@ -100,8 +100,10 @@ class Run(models.Model):
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
                           verbose_name=_("id"))
+    # No index of their own on trigger and recipient: each is the first column of one in Meta
+    # (run_once_per_recipient, run_recipient_idx), which serves every lookup by it.
     trigger = models.ForeignKey(Trigger, on_delete=models.CASCADE, related_name="runs",
-                                verbose_name=_("trigger"))
+                                db_index=False, verbose_name=_("trigger"))
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="runs",
                                  verbose_name=_("workflow"))
     # The workflow's published version when the run began (empty: the workflow had none). No
@@ -111,7 +113,7 @@ class Run(models.Model):
         "notifications.WorkflowVersion", null=True, blank=True, on_delete=models.DO_NOTHING,
         db_index=False, related_name="+", verbose_name=_("workflow version"))
     recipient = models.ForeignKey(Recipient, on_delete=models.CASCADE, related_name="runs",
-                                  verbose_name=_("recipient"))
+                                  db_index=False, verbose_name=_("recipient"))
     tenant = models.ForeignKey(
         Tenant, null=True, blank=True, on_delete=models.PROTECT, related_name="runs",
         verbose_name=_("tenant"),

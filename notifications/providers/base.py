@@ -222,10 +222,11 @@ class Provider:
     (a sender number is not a secret); every other credential value is redacted from the ledger.
     `supports_idempotency` is True only where the provider de-duplicates on the message's
     idempotency key: only then may a message whose worker died mid-call be sent again.
-    `commits_late` is True where `send` takes `before_commit`, a callable it calls once just
-    before the step that may hand the message over (SMTP: the message's data, after the
-    server's 354 to DATA): everything before it may be redone, so delivery writes the call's
-    attempt only then (delivery/batch.py).
+    `commits_late` is True where `send` takes `before_commit`, a callable it calls once with
+    `hand_over` just before the step that hands the message over (SMTP: the end of the
+    message's data, "<CRLF>.<CRLF>", once the rest of it is sent), `hand_over()` taking that
+    step: everything before it may be redone, so delivery writes the call's attempt only then,
+    and calls `hand_over()` itself, in the thread that wrote it (delivery/batch.py).
     `can_find_accepted` is True where the kind implements `find_accepted`: a lookup in the
     provider's own records of whether a message whose worker died mid-call was accepted.
     """

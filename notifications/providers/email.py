@@ -15,7 +15,9 @@ import functools
 import json
 import logging
 import re
+import selectors
 import smtplib
+import socket
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -65,46 +67,98 @@ def classify_email_error(exc: Exception) -> type[ProviderError]:
     return PermanentError
 
 
-class CommitGatedSMTPBackend(DjangoSMTPBackend):
-    """Django's SMTP backend that calls `before_data()` (if set) inside each DATA exchange,
-    after the server's 354 and before the message itself is sent. Connect, EHLO, STARTTLS, AUTH,
-    MAIL FROM, RCPT TO and the DATA command commit nothing: a server takes a message only once
-    it has received the final "." of its data, and drops the transaction if the connection ends
-    before (RFC 5321 sections 4.1.1.4 and 3.8). So only what follows `before_data` is of unknown
-    outcome when a worker dies: writing the message on the wire and waiting for the server's
-    answer. An exception from `before_data` closes the connection before any of the message is
-    sent (the server drops the unfinished DATA) and is raised."""
+END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4: <CRLF>.<CRLF> ends the mail data
 
-    before_data: Callable[[], None] | None = None
+
+class CommitGatedSMTPBackend(DjangoSMTPBackend):
+    """Django's SMTP backend whose DATA exchange stops just short of the end: after the server's
+    354 it sends the message's data but its final "<CRLF>.<CRLF>" (`END_OF_DATA`, 5 bytes), then
+    calls `before_end_of_data(send_end)` (if set), which records what it must and then calls
+    `send_end()` to write those 5 bytes; then it reads the server's answer.
+
+    A server takes a message only at the end of its data: the "<CRLF>.<CRLF>" line is the end
+    of mail data indication, whose receipt makes the server process the transaction (RFC 5321
+    section 4.1.1.4; section 3.3: it "confirms the mail transaction"), and a connection that
+    closes before it ends the transaction unconfirmed, a failure the client is to treat as a
+    451 and send again (section 3.8). So connecting, EHLO, STARTTLS, AUTH, MAIL FROM, RCPT TO,
+    DATA and the message's data may all be redone: a worker killed before `send_end()` leaves
+    a message the server never took. Only writing `END_OF_DATA` and waiting for the answer is
+    of unknown outcome. An exception from `before_end_of_data` before it calls `send_end`
+    closes the connection (the server drops the unfinished DATA) and is raised; so does one
+    from `send_end` (smtplib closes a connection it cannot write to: the server has not the
+    whole end of data).
+
+    `send_end` may be called from another thread than the one sending (delivery's concurrent
+    batch calls it from the thread that wrote the attempt): that thread waits meanwhile, and
+    the socket can take the 5 bytes without waiting (the data is sent and the socket writable
+    before the hook is called). The socket sends without Nagle's delay (TCP_NODELAY), so the
+    5 bytes are not held back until the data is acknowledged."""
+
+    before_end_of_data: Callable[[Callable[[], None]], None] | None = None
 
     def open(self) -> bool | None:
         opened = super().open()
-        gate, smtp = self.before_data, self.connection
-        if opened and gate is not None and smtp is not None:
-            smtp.data = functools.partial(_gated_data, smtp, gate)
+        hook, smtp = self.before_end_of_data, self.connection
+        if opened and hook is not None and smtp is not None:
+            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            smtp.data = functools.partial(gated_data, smtp, hook)
         return opened
 
 
-def _gated_data(smtp: smtplib.SMTP, gate: Callable[[], None], msg: str | bytes):
-    """smtplib.SMTP.data (Python 3.11's, step for step: the DATA command, its 354, the data with
-    its lines' leading periods doubled and its end "." line, the final reply) with `gate()`
-    called between the 354 and the data."""
+def smtp_data_bytes(msg: str | bytes) -> bytes:
+    """What smtplib.SMTP.data sends after the server's 354 for `msg` (Python 3.11 to 3.13, step
+    for step): a str's line endings made CRLF (smtplib's _fix_eols; bytes are sent as they are),
+    each line's leading period doubled (_quote_periods; RFC 5321 section 4.5.2, transparency),
+    a CRLF added unless the data ends with one, then the "." line. Ends with `END_OF_DATA`.
+    UnicodeEncodeError for a str that is not ASCII, as smtplib."""
+    if isinstance(msg, str):
+        msg = re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", msg).encode("ascii")
+    data = re.sub(rb"(?m)^\.", b"..", msg)
+    if data[-2:] != b"\r\n":
+        data += b"\r\n"
+    return data + b".\r\n"
+
+
+def gated_data(smtp: smtplib.SMTP, hook: Callable[[Callable[[], None]], None],
+               msg: str | bytes) -> tuple[int, bytes]:
+    """smtplib.SMTP.data (the DATA command, its 354, `smtp_data_bytes(msg)`, the final reply)
+    with its data sent in two parts: all but `END_OF_DATA`, then `hook(send_end)`, where
+    `send_end()` sends `END_OF_DATA`. The hook must call it once (from any thread) unless it
+    raises; an exception before that closes the connection, nothing of the message taken.
+    SMTPDataError for an answer to DATA other than 354."""
     smtp.putcmd("data")
     code, reply = smtp.getreply()
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
+    data = smtp_data_bytes(msg)
+    sent = False
+
+    def send_end() -> None:
+        nonlocal sent
+        smtp.send(data[-len(END_OF_DATA):])  # an OSError closes the connection (smtplib)
+        sent = True
+
     try:
-        gate()
+        smtp.send(data[:-len(END_OF_DATA)])
+        _wait_writable(smtp.sock)
+        hook(send_end)
     except BaseException:
-        smtp.close()  # nothing of the message was sent: the server drops the transaction
+        if not sent:
+            smtp.close()  # the server drops the transaction: nothing of it was taken
         raise
-    if isinstance(msg, str):
-        msg = re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", msg).encode("ascii")
-    data = re.sub(rb"(?m)^\.", b"..", msg)  # RFC 5321 section 4.5.2, transparency
-    if data[-2:] != b"\r\n":
-        data += b"\r\n"
-    smtp.send(data + b".\r\n")
+    if not sent:
+        smtp.close()
+        raise RuntimeError("before_end_of_data returned without sending the end of the data.")
     return smtp.getreply()
+
+
+def _wait_writable(sock: socket.socket) -> None:
+    """Wait (at most the socket's timeout) until `sock` can take a few bytes at once: the
+    message's data may still fill its send buffer. TimeoutError if it cannot."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(sock, selectors.EVENT_WRITE)
+        if not selector.select(sock.gettimeout()):
+            raise TimeoutError("The SMTP server did not read the message's data in time.")
 
 
 class EmailProvider(Provider):
@@ -173,11 +227,13 @@ class EmailProvider(Provider):
         return email
 
     def send(self, message: OutboundMessage, *,
-             before_commit: Callable[[], None] | None = None) -> SendResult:
+             before_commit: Callable[[Callable[[], None]], None] | None = None) -> SendResult:
         """Send `message` through the kind's backend. `before_commit` (kinds with
-        `commits_late`) is called once just before the step that may hand the message over:
-        for SMTP after the server's 354 to DATA, just before the message's data, for other
-        backends just before their send; an exception it raises stops the send there."""
+        `commits_late`) is called once with `hand_over`, just before the step that hands the
+        message over, and must call `hand_over()` to take that step: for SMTP once the message's
+        data is sent but its end, `hand_over` sending the end ("<CRLF>.<CRLF>"); for other
+        backends just before their send, `hand_over` doing nothing. An exception it raises
+        before `hand_over()` stops the send there, nothing handed over."""
         exchange = Exchange(request={"to": message.to,
                                      "subject": message.content.get("subject", "")})
         try:
@@ -189,10 +245,10 @@ class EmailProvider(Provider):
                                         **self.connection_kwargs())
             gated = before_commit is not None and isinstance(connection, CommitGatedSMTPBackend)
             if gated:
-                connection.before_data = before_commit
+                connection.before_end_of_data = before_commit
             with connection:
                 if before_commit is not None and not gated:
-                    before_commit()
+                    before_commit(_nothing)
                 connection.send_messages([email])
         except ProviderError:
             raise
@@ -214,14 +270,18 @@ class EmailProvider(Provider):
                           exchange=exchange)
 
 
+def _nothing() -> None:
+    """The `hand_over` of a backend that hands the message over in one step: its send."""
+
+
 GATED_SMTP_BACKEND = "notifications.providers.email.CommitGatedSMTPBackend"
 
 
 class SettingsEmail(EmailProvider):
     """Not selectable: Django's own EMAIL_BACKEND settings, used when no email provider is
     configured. Named after the backend: smtp, console, locmem, sendgrid, postmark… Django's
-    SMTP backend is replaced by `CommitGatedSMTPBackend` (the same, with its DATA gated), so
-    that it `commits_late` as the SMTP kind does."""
+    SMTP backend is replaced by `CommitGatedSMTPBackend` (the same, with the end of its DATA
+    gated), so that it `commits_late` as the SMTP kind does."""
 
     kind = "settings"
 

@@ -14,12 +14,12 @@ The names below are what the engine, the API, the admin and the demo use.
 from . import chat_preview
 from .checks import check_fields
 from .email import DEFAULT_LAYOUT_TEXT, default_layout_html, render_email
-from .fields import render_fields, validate_fields
+from .fields import fields_read, render_fields, validate_fields
 from .locale_filters import LOCALE_FILTERS, RenderOptions
 from .sandbox import RenderTimeLimitError, TemplateError, environment, parse, render_string
 
 __all__ = [
     "DEFAULT_LAYOUT_TEXT", "LOCALE_FILTERS", "RenderOptions", "RenderTimeLimitError",
-    "TemplateError", "chat_preview", "check_fields", "default_layout_html", "environment", "parse",
-    "render_email", "render_fields", "render_string", "validate_fields",
+    "TemplateError", "chat_preview", "check_fields", "default_layout_html", "environment",
+    "fields_read", "parse", "render_email", "render_fields", "render_string", "validate_fields",
 ]

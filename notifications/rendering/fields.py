@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from ..channels import channel_spec
 from .locale_filters import RenderOptions
-from .sandbox import TemplateError, parse, render_string
+from .sandbox import TemplateError, parse, render_string, variables_read
 
 
 def is_html_field(channel: str, field: str) -> bool:
@@ -73,6 +73,24 @@ def check_json_shape(field: str, source: str) -> None:
 # written "1 250,00 €" with U+202F) makes a whole SMS UCS-2, 70 characters a segment instead of
 # 160, billed accordingly. An SMS gets plain spaces, as Twilio's Smart Encoding does.
 SMS_SPACES = str.maketrans({"\u00a0": " ", "\u2007": " ", "\u202f": " "})
+
+
+def fields_read(channel: str, fields: Mapping) -> frozenset[str] | None:
+    """The top-level variables the non-empty fields of a `channel` template read, or None when
+    a field's output may depend on more than their values, the locale and the time zone
+    (sandbox.variables_read). render_fields with the same values of these, locale and time zone
+    gives the same fields."""
+    read: set[str] = set()
+    for name, source in fields.items():
+        if not source:
+            continue
+        if not isinstance(source, str):
+            return None
+        roots = variables_read(source, html=is_html_field(channel, name))
+        if roots is None:
+            return None
+        read |= roots
+    return frozenset(read)
 
 
 def render_fields(channel: str, fields: Mapping, variables: Mapping,

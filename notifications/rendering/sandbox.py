@@ -239,6 +239,40 @@ def _compile(source: str, html: bool) -> tuple[BoundTemplate | None, tuple | Non
     return template, None
 
 
+# Filters whose output can depend on the clock: liquid's `date` and the locale filters read
+# "now" and "today" as the current time, and `time_ago` measures from it.
+CLOCK_FILTERS = frozenset({"date", "format_date", "format_datetime", "format_time", "time_ago"})
+
+
+@lru_cache(maxsize=1024)
+def variables_read(source: str, *, html: bool) -> frozenset[str] | None:
+    """The top-level variables `source` reads (e.g. {"data", "recipient"}: Liquid's static
+    analysis of the template), or None when its output may depend on more than their values and
+    the render's locale and time zone: a variable named by another's value (`{{ [name].x }}`),
+    a filter that can read the clock (CLOCK_FILTERS), or a source that does not parse. A name
+    the template assigns, captures or counts (`assign`, `capture`, `increment`, `decrement`)
+    counts as read wherever it is used: the assignment may not have run there (`{% if x %}{%
+    assign recipient = data %}{% endif %}{{ recipient.name }}` reads the recipient when x is
+    false), and a counter does not hide the variable of its name. Two renders of `source` with
+    the same values of these variables, locale and time zone give the same text."""
+    template, problem = _compile(source, html)
+    if problem is not None:
+        return None
+    analysis = template.analyze()
+    if CLOCK_FILTERS & set(analysis.filters):
+        return None
+    assigned = set(analysis.locals)
+    roots = set()
+    for name, occurrences in analysis.variables.items():
+        for variable in occurrences:
+            root = variable.segments[0] if variable.segments else None
+            if not isinstance(root, str):
+                return None  # named by a value, wherever it is
+            if name in analysis.globals or name in assigned:  # else a loop's own variable,
+                roots.add(root)                                # bound wherever it is read
+    return frozenset(roots)
+
+
 def render_string(source: str, variables: Mapping, *, html: bool = False, field: str = "",
                   options: RenderOptions = RenderOptions()) -> str:
     """Render one field with `variables`, within the time budget; TemplateError on any failure."""

@@ -75,7 +75,7 @@ def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Ru
                   workflow=trigger.workflow.key,
                   tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
     rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, [
-        StepLog(run=run, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
+        StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
         (OrmQ, tasks or []), (RollupDelta, fact_rows(facts)[0])])
     if tasks is None:
         enqueue_many("notifications.tasks.advance_runs", batches)
@@ -232,11 +232,10 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
     existing = set(trigger.runs.filter(recipient_id__in=recipient_ids)
                    .values_list("recipient_id", flat=True))
     # New rows under the trigger's lock (and not those of `existing`): copied in, not INSERTed
-    # (clarion.db.rows_copy), as the chunk's timeline and what its walk writes.
-    runs = [Run(trigger=trigger, workflow=trigger.workflow, recipient_id=pk, tenant=trigger.tenant,
-                workflow_version_id=trigger.workflow.published_version_id)
-            for pk in recipient_ids if pk not in existing]
-    rows_copy(Run, runs)
+    # (clarion.db.rows_copy), as the chunk's timeline and what its walk writes. The runs
+    # themselves are written by their walk, each in the state it leaves it (_fanout_runs_walk).
+    now = timezone.now()
+    runs = [_fanout_run(trigger, pk, now) for pk in recipient_ids if pk not in existing]
     keys = _topic_keys(trigger)
     via = {}
     if len(keys) > 1:  # which topic reached each recipient: the first named in the trigger
@@ -246,7 +245,7 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
             if pk not in via or keys.index(key) < keys.index(via[pk]):
                 via[pk] = key
     rows_copy(StepLog, [
-        StepLog(run=run, event=StepLog.Event.TRIGGERED,
+        StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED,
                 detail={"trigger_id": str(trigger.id),
                         "via": f"topic:{via.get(run.recipient_id, keys[0])}"})
         for run in runs
@@ -255,12 +254,22 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
     return runs
 
 
+def _fanout_run(trigger: Trigger, recipient_id: int, now, pk: uuid.UUID | None = None) -> Run:
+    """A new run of fan-out `trigger` for `recipient_id`, not written yet, created `now`."""
+    return Run(id=pk or uuid.uuid4(), trigger=trigger, workflow=trigger.workflow,
+               recipient_id=recipient_id, tenant=trigger.tenant,
+               workflow_version_id=trigger.workflow.published_version_id, created_at=now,
+               updated_at=now)
+
+
 def _fanout_runs_walk(runs: list[Run]) -> None:
-    """Walk a chunk's new runs in the chunk's transaction (engine.advance_new_runs), their
-    deliveries queued as `deliver_messages` tasks: no advance task, no second read, lock and
-    claim of each run (a fan-out's runs were 250 to an advance task; bench/fanout.py). If the
-    walk fails, its savepoint is undone and the runs go to advance tasks instead, whose batch
-    (or, failing that, each run on its own) a worker walks; the sweeper backs both."""
+    """Write and walk a chunk's new runs in the chunk's transaction (engine.advance_new_runs:
+    each run inserted in the state its walk leaves it), their deliveries queued as
+    `deliver_messages` tasks: no advance task, no second read, lock and claim of each run (a
+    fan-out's runs were 250 to an advance task; bench/fanout.py). If the walk fails, its
+    savepoint is undone, the runs are written as they were created and go to advance tasks
+    instead, whose batch (or, failing that, each run on its own) a worker walks; the sweeper
+    backs both."""
     if not runs:
         return
     try:
@@ -272,6 +281,8 @@ def _fanout_runs_walk(runs: list[Run]) -> None:
     except Exception:
         logger.warning("the walk of a fan-out chunk of %d runs failed; they go to advance "
                        "tasks", len(runs), exc_info=True)
+    rows_copy(Run, [_fanout_run(run.trigger, run.recipient_id, run.created_at, run.pk)
+                    for run in runs], keep_times=True)
     ids = [str(run.id) for run in runs]
     enqueue_many("notifications.tasks.advance_runs",
                  [tuple(ids[i:i + FANOUT_ADVANCE_CHUNK])

@@ -269,3 +269,20 @@ def test_the_answer_and_the_expiry_are_outbound_events(asked, run_tasks, deploy)
     advance_at(other, other.wake_at + timedelta(seconds=1))
     [expired] = Event.objects.filter(type="approval.expired")
     assert (expired.data["status"], expired.data["decision"]) == ("expired", "rejected")
+
+
+def test_the_approval_page_speaks_the_approvers_language(asked):
+    """A hosted page, like the preference center: in the approver's locale (French here),
+    while the API's answers stay in English."""
+    run, mail = asked
+    run.recipient.locale = "fr-CA"
+    run.recipient.save(update_fields=["locale"])
+    paths, browser = links(mail), Client()
+    page = browser.get(paths["approve"]).content.decode()
+    assert '<html lang="fr">' in page and "<title>Approbation</title>" in page
+    assert ">Approuver</button>" in page
+    answered = browser.post(paths["approve"]).content.decode()
+    assert "Merci : approuvée." in answered
+    late = browser.post(paths["reject"])
+    assert late.status_code == 409 and "Déjà répondu : approuvée." in late.content.decode()
+    assert "This link is not valid." in browser.get("/approvals/forged/").content.decode()

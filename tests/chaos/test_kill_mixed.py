@@ -11,10 +11,11 @@ sweeper runs, and what it queued again is done (here, in this process).
 - nothing reached a provider twice (no second SMS request, no second email for one message);
 - every SMS reached Twilio exactly once: a call cut short either reached it (its status
   callback or its Messages list says so: sent) or never did (its list proves it: sent again);
-- every email whose SMTP transaction never reached DATA, or whose outcome is known, reached the
-  SMTP server exactly once. SMTP has no way to ask a server what it took: an email whose
-  worker died between DATA and the server's answer is of unknown outcome, failed, on its run's
-  timeline, never sent again; at most kills x DELIVERY_CONCURRENCY (test_kill_run's bound);
+- every email whose worker died before the end of its data ("<CRLF>.<CRLF>", sent right after
+  its attempt is written), or whose outcome is known, reached the SMTP server exactly once. SMTP
+  has no way to ask a server what it took: an email whose worker died between writing its
+  attempt and the server's answer is of unknown outcome, failed, on its run's timeline, never
+  sent again; at most kills x DELIVERY_CONCURRENCY (test_kill_run's bound);
 - the sweeper's work is on the timelines.
 """
 

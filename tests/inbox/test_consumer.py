@@ -5,6 +5,7 @@ writes must be committed.
 """
 
 import asyncio
+import json
 
 import pytest
 from channels.db import database_sync_to_async
@@ -371,3 +372,32 @@ async def test_a_socket_joins_its_group_again_before_the_layer_forgets_it(
         await communicator.disconnect()
     finally:
         layer.group_expiry = saved
+
+
+async def test_on_uvicorn_a_held_socket_keeps_no_handshake_response_and_still_works(ada):
+    """uvicorn's websocket protocol kept the handshake's request and response (their headers)
+    for the socket's life; the consumer lets the response go once the socket is accepted."""
+    import uvicorn
+    import websockets
+
+    from ..conftest import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port,
+                                           lifespan="off", log_level="warning"))
+    serving = asyncio.ensure_future(server.serve())
+    try:
+        async with asyncio.timeout(10):
+            while not server.started:
+                await asyncio.sleep(0.05)
+        async with websockets.connect(
+                f"ws://127.0.0.1:{port}/ws/inbox/?token={token_for(ada)}") as socket:
+            assert json.loads(await socket.recv())["type"] == "counts.changed"
+            (protocol,) = server.server_state.connections
+            assert type(protocol).__name__ == "WebSocketsSansIOProtocol"
+            assert protocol.response is None and protocol.request is None
+            await socket.send(json.dumps({"type": "ping"}))
+            assert json.loads(await asyncio.wait_for(socket.recv(), 5)) == {"type": "pong"}
+    finally:
+        server.should_exit = True
+        await serving

@@ -650,3 +650,32 @@ def test_deleting_a_recipient_in_the_admin_erases_them(admin_client, triggered):
     trigger.refresh_from_db()
     assert trigger.recipients[0] == "[erased]"
     assert trigger.recipients[1]["id"] == "u2"
+
+
+def test_workflow_import_refuses_a_file_too_large_or_not_utf8_or_unstorable_and_saves_nothing(
+        admin_client, welcome, settings):
+    """The import takes the API's JSON and holds it to the API's limits: no larger than a
+    request body may be, UTF-8, and no text a column cannot store (a 500 on PostgreSQL)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    before = welcome.updated_at
+    document = {"key": "welcome", "name": "W" * 2000, "steps": []}
+    cases = [
+        ({"file": SimpleUploadedFile("w.json", json.dumps(document).encode())},
+         "The file is larger than 1000"),
+        ({"file": SimpleUploadedFile("w.json", b'{"key": "welcome", "name": "\xff"}')},
+         "The file is not UTF-8 text, which JSON must be."),
+        ({"json": json.dumps({"key": "welcome", "name": "W\u0000", "steps": []})},
+         "Not JSON: name: Text cannot contain NUL (\\u0000).."),
+        ({"json": '{"key": "welcome", "name": "W", "steps": [], "x": NaN}'}, "Not JSON: "),
+        ({"json": "[" * 100_000}, "Not JSON: nested too deeply."),
+    ]
+    for posted, problem in cases:
+        settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000 if "larger" in problem else 2_621_440
+        response = admin_client.post(url(type(welcome), "import"), posted)
+        assert response.status_code == 200, posted
+        [error] = response.context["errors"]
+        assert error.startswith(problem), (error, problem)
+        assert problem in response.content.decode().replace("&quot;", '"').replace("&#x27;", "'")
+    welcome.refresh_from_db()
+    assert welcome.updated_at == before and welcome.name != "W"

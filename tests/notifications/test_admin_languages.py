@@ -226,3 +226,17 @@ def test_what_the_admin_writes_in_python_follows_the_language(admin_client, make
         if language != "en":
             english = WRITTEN_IN_PYTHON[name][2]
             assert english not in text, f"{name} in {language}: still {english!r}"
+
+
+def test_a_message_is_named_in_the_admins_language():
+    """The admin titles a message's page and its links with str(message)."""
+    from django.utils import translation
+
+    from notifications.models import Message
+
+    message = Message(channel="email", status="sent", to="ada@example.com")
+    assert str(message) == "Email to ada@example.com (sent)"
+    with translation.override("de"):
+        assert str(message) == f"{message.get_channel_display()} an ada@example.com (gesendet)"
+    with translation.override("fr"):
+        assert str(message) == f"{message.get_channel_display()} à ada@example.com (envoyé)"

@@ -7,6 +7,7 @@ import pytest
 from django.conf import settings
 from django.utils import translation
 
+from clarion.locale import HOSTED_LANGUAGES as LANGUAGES
 from notifications.channels import (
     CHANNEL_DATA_CHANNELS,
     CHANNELS,
@@ -20,7 +21,6 @@ from notifications.models import Channel, StepType
 from notifications.providers import registry
 from notifications.providers.base import Provider
 from preferences.selectors import channel_label
-from preferences.views import LANGUAGES
 
 
 def test_channel_and_step_type_choices_are_the_table_in_its_order():

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,13 @@ from django_q.models import OrmQ
 from inbox.models import InboxItem
 from notifications import engine, services
 from notifications.engine.writes import Writes
-from notifications.models import Message, Recipient, Run, StepLog, Topic
+from notifications.models import DigestBatch, Message, Recipient, Run, StepLog, Topic
+from notifications.services import StepSpec
 from notifications.tasks import advance_runs
 from preferences.services import preference_set_update
 from tests.e2e_support import served_database_url
 
-from ..conftest import email_step, in_app_step
+from ..conftest import advance_at, delay_step, email_step, in_app_step
 from .test_fanout import subscribe
 
 TRIGGER = "/api/v1/workflows/welcome/trigger"
@@ -99,14 +101,14 @@ def _assert_walked(run_ids: list[str], count: int, mail: tuple = ("queued",)) ->
 
 
 # The statements of one fan-out chunk (of up to FANOUT_BATCH_SIZE subscribers), whatever its
-# size, on PostgreSQL: the trigger's lock, audience reads and progress, the runs and their
-# triggered entries, the walk's savepoint, its reads (one each: recipients, preferences, steps,
+# size, on PostgreSQL: the trigger's lock, audience reads and progress, the runs' triggered
+# entries, the walk's savepoint, its reads (one each: recipients, preferences, steps,
 # templates, versions, defaults, the layout) and writes (one per table, COPY for new rows:
-# messages, item-order locks, item ids, items, runs, timeline, endpoints, facts, delivery
-# tasks); 4 are the savepoints of the test's transaction. A
+# messages, item-order locks, item ids, items, the runs in their final state, timeline,
+# endpoints, facts, delivery tasks); 4 are the savepoints of the test's transaction. A
 # change that makes it grow per subscriber fails the comparison below; one that adds a
 # statement per chunk must raise this bound on purpose.
-FANOUT_CHUNK_STATEMENTS = 28
+FANOUT_CHUNK_STATEMENTS = 27
 
 
 def test_a_fan_out_chunk_costs_the_same_statements_for_50_and_200_subscribers(
@@ -263,3 +265,59 @@ def test_a_worker_killed_mid_write_commits_nothing_and_the_replay_writes_each_ro
     assert len(run_ids) == 40
     assert Message.objects.filter(run_id__in=run_ids, step_ref="inbox").count() == 40
     _assert_walked(run_ids, 40)
+
+
+def test_a_fan_out_chunk_writes_each_run_once_in_the_state_its_walk_left_it(
+        api, make_workflow):
+    make_workflow("welcome", steps=[in_app_step(), delay_step(hours=1), email_step()])
+    trigger_id = _fan_out(api, "t", 5)
+    with CaptureQueriesContext(connection) as fanned:
+        services.trigger_fanout(trigger_id=trigger_id)
+
+    # No run is updated after its walk: each is inserted waiting at its delay.
+    assert not [q["sql"] for q in fanned.captured_queries
+                if q["sql"].startswith("UPDATE") and "notifications_run" in q["sql"]]
+    run_ids = _runs(trigger_id)
+    runs = Run.objects.filter(pk__in=run_ids)
+    assert {(run.status, run.cursor, tuple(run.step_refs)) for run in runs} == {
+        ("waiting", 1, ("inbox", "wait", "mail"))}
+    for run in runs:
+        triggered = StepLog.objects.get(run=run, event="triggered")
+        assert run.created_at <= triggered.created_at <= run.updated_at
+        hour = timedelta(hours=1)  # from the walk's clock, between the two
+        assert run.created_at + hour <= run.wake_at <= run.updated_at + hour
+    assert _timeline(run_ids[1]) == [("", "triggered"), ("inbox", "sent"), ("wait", "delayed")]
+    assert InboxItem.objects.filter(message__run_id__in=run_ids).count() == 4
+
+    # Woken after the hour, each goes on from its delay: the email, and completed.
+    for run in runs:
+        advance_at(run, timezone.now() + timedelta(hours=2))
+    assert Run.objects.filter(pk__in=run_ids, status="completed").count() == 5
+    assert Message.objects.filter(run_id__in=run_ids, step_ref="mail").count() == 5
+
+
+def test_a_fan_out_through_a_digest_step_closes_and_carries_before_its_runs_are_written(
+        api, make_workflow):
+    # A digest's close locks and ends its batch's other runs (of earlier triggers) and picks
+    # the closing run, not written yet (it is inserted after its walk), as carrier.
+    make_workflow("welcome", steps=[
+        StepSpec(ref="batch", type="digest",
+                 config={"window": {"hours": 1}, "key": "data.thread", "max_events": 2}),
+        in_app_step(ref="summary", body="{{ steps.batch.count }} new")])
+    people = subscribe(Topic.objects.create(key="t"), 3, prefix="d-")
+    first, second = (api.post(TRIGGER, {"recipients": [{"topic": "t"}],
+                                        "data": {"thread": 7}}).json()["trigger_id"]
+                     for _ in range(2))
+    services.trigger_fanout(trigger_id=first)  # each subscriber's batch opens
+    services.trigger_fanout(trigger_id=second)  # and fills: the second run closes and carries
+
+    for person in people:
+        opened = Run.objects.get(trigger_id=first, recipient=person)
+        filled = Run.objects.get(trigger_id=second, recipient=person)
+        batch = DigestBatch.objects.get(recipient=person)
+        assert (batch.status, batch.close_reason, batch.carrier_id) == (
+            "closed", "max_events", filled.pk)
+        assert (opened.status, filled.status) == ("completed", "completed")
+        assert _timeline(opened.pk)[-1] == ("batch", "digested")
+        assert Message.objects.get(recipient=person, step_ref="summary").run_id == filled.pk
+        assert InboxItem.objects.get(recipient=person).content == {"body": "2 new"}

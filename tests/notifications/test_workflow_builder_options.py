@@ -142,8 +142,13 @@ def test_options_put_through_the_api_are_shown_labelled_and_saved_back_unchanged
     ({"steps-0-ttl": "1.5"}, {"steps-0-ttl": ["Enter a whole number."]}),
     ({"steps-0-ttl": "an hour"}, {"steps-0-ttl": ["Enter a whole number."]}),
     ({"steps-0-ttl": "-1"}, {"steps-0-ttl": ['"ttl" must be a whole number of seconds ≥ 0.']}),
+    ({"steps-0-ttl": "2419201"}, {"steps-0-ttl": [
+        '"ttl" is at most 2419200 seconds (28 days, FCM\'s limit).']}),
     ({"steps-0-priority": "urgent"},
      {"steps-0-priority": ['"priority" must be one of: very-low, low, normal, high.']}),
+    ({"steps-0-collapse_key": "order 42"}, {"steps-0-collapse_key": [
+        '"collapse_key" takes at most 32 letters, digits, "-" and "_" (a Web Push Topic, '
+        'RFC 8030 section 5.4), e.g. "order-42".']}),
     ({"steps-1-content_sid": "HX42"}, {"steps-1-content_sid": [
         '"content_sid" must be a Twilio Content SID: "HX" and 32 hex digits.']}),
 ])
@@ -156,3 +161,30 @@ def test_a_bad_option_is_an_error_on_its_field_and_nothing_is_saved(admin_client
     assert f'name="{name}"' in response.content.decode()
     assert 'aria-invalid="true"' in response.content.decode()
     assert not Workflow.objects.filter(key="orders").exists()
+
+
+@pytest.mark.parametrize(("config", "problem"), [
+    ({"ttl": 28 * 86400 + 1}, '"ttl" is at most 2419200 seconds'),
+    ({"collapse_key": "x" * 33}, '"collapse_key" takes at most 32 letters'),
+    ({"collapse_key": "order/42"}, '"collapse_key" takes at most 32 letters'),
+    ({"collapse_key": "ordré"}, '"collapse_key" takes at most 32 letters'),
+])
+def test_push_options_every_service_would_refuse_are_refused_naming_the_field(api, config,
+                                                                               problem):
+    """A push goes to FCM, APNs and Web Push alike: a `ttl` over FCM's 28 days or a
+    `collapse_key` that is not a Web Push Topic (RFC 8030 section 5.4) would fail at one of
+    them on every send, so the workflow refuses it when saved."""
+    response = api.put("/api/v1/workflows/w", {"name": "W", "steps": [
+        {"ref": "push", "type": "push", "config": config,
+         "templates": {"en": {"title": "t", "body": "b"}}}]})
+    assert response.status_code == 400, response.content
+    assert problem in response.json()["fields"]["steps[0].config"][0]
+
+
+def test_the_longest_ttl_and_collapse_key_every_service_takes_are_accepted(api):
+    config = {"ttl": 28 * 86400, "collapse_key": "Order_42-" + "x" * 23}
+    response = api.put("/api/v1/workflows/w", {"name": "W", "steps": [
+        {"ref": "push", "type": "push", "config": config,
+         "templates": {"en": {"title": "t", "body": "b"}}}]})
+    assert response.status_code in (200, 201), response.content
+    assert api.get("/api/v1/workflows/w").json()["steps"][0]["config"] == config

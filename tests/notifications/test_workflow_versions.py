@@ -523,6 +523,15 @@ def test_the_diff_says_conditions_unless_and_branches_in_the_diagrams_words():
         assert words in diagram
 
 
+def test_the_diffs_words_are_in_the_admins_language():
+    from django.utils import translation
+
+    with translation.override("de"):
+        steps = document_sections({"name": "W", "steps": CONDITIONAL_STEPS})["Schritte"]
+    lines = steps.splitlines()
+    assert lines[5].startswith("   Zweig big ") and lines[7] == "   sonst", lines
+
+
 def test_a_drafts_page_shows_a_changed_condition_in_words(client, welcome):
     client.force_login(person(EDITOR, "eve"))
     document = workflow_document(welcome)

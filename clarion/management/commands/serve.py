@@ -44,8 +44,8 @@ class Command(BaseCommand):
 """)
         manage = [sys.executable, str(settings.BASE_DIR / "manage.py")]
         processes = [
-            subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
-                              "clarion.asgi:application"], cwd=settings.BASE_DIR),
+            subprocess.Popen([sys.executable, "-m", "clarion.serve_daphne", "-b", host, "-p",
+                              str(port), "clarion.asgi:application"], cwd=settings.BASE_DIR),
             subprocess.Popen([*manage, "qcluster"], cwd=settings.BASE_DIR),
         ]
         stopping = False

@@ -128,14 +128,15 @@ CHANNEL_CONFIG = {
     "push": (
         Field("ttl", _("Time to live (seconds)"), "integer", placeholder="3600",
               help=_("How long APNs, FCM and Web Push keep trying to reach a device that is "
-                     "offline; 0: now or never. Empty: each service's default.")),
+                     "offline; 0: now or never, at most 2419200 (28 days). Empty: each service's "
+                     "default.")),
         Field("priority", _("Priority"), "select", choices=PUSH_PRIORITY_CHOICES,
               help=_("High wakes the device at once. Android treats the lower ones as "
                      "normal; Apple delays normal and low to save power and very low until "
                      "the device is awake.")),
         Field("collapse_key", _("Collapse key"), "text", placeholder="order-42",
-              help=_("A newer push with the same key replaces one not yet delivered (Web Push "
-                     "keeps its first 32 characters).")),
+              help=_("A newer push with the same key replaces one not yet delivered. Up to 32 "
+                     "letters, digits, - and _.")),
     ),
     "whatsapp": (Field("template", _("Approved template name"), "text",
                        placeholder="order_update", help=_("Meta's name of the template.")),

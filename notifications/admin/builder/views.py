@@ -6,11 +6,13 @@ representation. JSON export and import stay for engineers."""
 import json
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
+from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
@@ -18,6 +20,7 @@ from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
 from clarion.admin import admin_url
+from clarion.parsers import loads_storable
 
 from ... import engine, publishing, selectors, services
 from ...api.serializers import WorkflowSerializer
@@ -525,6 +528,22 @@ def export_view(model_admin, request, object_id):
     return response
 
 
+def uploaded_text(upload) -> tuple[str, str]:
+    """An uploaded JSON file's text, as (text, problem): the problem (translated) is non-empty
+    when the file is larger than the API takes in a request body (DATA_UPLOAD_MAX_MEMORY_SIZE,
+    bytes; the file is not read past it) or is not UTF-8 (RFC 8259 section 8.1), and the text
+    is then empty."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    raw = upload.read(limit + 1) if limit is not None else upload.read()
+    if limit is not None and len(raw) > limit:
+        return "", _("The file is larger than %(size)s, the most a request may send.") % {
+            "size": filesizeformat(limit)}
+    try:
+        return raw.decode("utf-8"), ""
+    except UnicodeDecodeError:
+        return "", _("The file is not UTF-8 text, which JSON must be.")
+
+
 def import_view(model_admin, request):
     """Create or replace a workflow from its API JSON, templates included (`GET
     workflows/{key}`'s body), for engineers. It goes into the workflow's draft, as the
@@ -533,16 +552,17 @@ def import_view(model_admin, request):
     if not (model_admin.has_add_permission(request)
             and model_admin.has_change_permission(request)):
         raise PermissionDenied
-    errors, body = [], ""
+    errors, body, data = [], "", None
     if request.method == "POST":
         upload = request.FILES.get("file")
-        body = upload.read().decode("utf-8", "replace") if upload else request.POST.get("json",
-                                                                                       "")
-        try:
-            data = json.loads(body)
-        except ValueError as exc:
-            errors.append(_("Not JSON: %(error)s.") % {"error": exc})
-            data = None
+        body, problem = uploaded_text(upload) if upload else (request.POST.get("json", ""), "")
+        if problem:
+            errors.append(problem)
+        else:
+            try:
+                data = loads_storable(body)
+            except ValueError as exc:
+                errors.append(_("Not JSON: %(error)s.") % {"error": exc})
         if data is not None:
             key = data.get("key") if isinstance(data, dict) else None
             if not isinstance(key, str) or not key_validator.regex.match(key):

@@ -1,14 +1,17 @@
 """A worker killed (SIGKILL) during an SMTP exchange. An SMTP server takes a message only at the
-end of DATA, so a worker killed before it sends the message's data (connecting, EHLO, MAIL FROM,
-RCPT TO, the DATA command before the server's 354) leaves the message safely re-sendable, and
-the sweeper sends it again; one killed once its data is on the way leaves it of unknown outcome,
-and it is never given a second DATA.
+end of its data ("<CRLF>.<CRLF>"), and drops a DATA whose connection closes before, so a worker
+killed before it sends that end (connecting, EHLO, MAIL FROM, RCPT TO, the DATA command before
+the server's 354, the message's data) leaves the message safely re-sendable, and the sweeper
+sends it again; one killed once that end is on its way leaves it of unknown outcome, and it is
+never given a second DATA.
 
-A real process runs `deliver` (or a concurrent `deliver_batch`) against a real aiosmtpd server
-whose RCPT or DATA handler holds the exchange until the test has killed the worker.
+A real process runs `deliver_batch` (one call, or a concurrent batch) against a real aiosmtpd
+server whose RCPT or DATA handler holds the exchange until the test has killed the worker, or
+stops itself just before it writes the attempt of a message whose data it has sent but its end.
 """
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -33,6 +36,25 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 WORKER = ("import sys, django; django.setup(); "
           "from notifications.delivery import deliver_batch; deliver_batch(sys.argv[1:])")
+# The same, stopped (to be killed) when it is about to write the attempt of a message whose data
+# is sent but its end: delivery's own `_start(..., handing_over=True)`, reached from the SMTP
+# backend's `before_end_of_data`, waits forever.
+WORKER_HELD_AT_THE_END_OF_DATA = """
+import sys, threading, django
+django.setup()
+from notifications.delivery import batch
+
+start = batch._start
+
+def held(calls, unwritten, *, handing_over=False):
+    if handing_over:
+        print("handing over", flush=True)
+        threading.Event().wait()
+    return start(calls, unwritten, handing_over=handing_over)
+
+batch._start = held
+batch.deliver_batch(sys.argv[1:])
+"""
 
 
 class HoldingServer:
@@ -126,13 +148,19 @@ def email_message(queue_message, n: int | str) -> Message:
                          recipient={"id": f"u{n}", "email": f"u{n}@example.com"})
 
 
+def start_worker(messages: list[Message], server: HoldingServer, code: str = WORKER,
+                 **popen) -> subprocess.Popen:
+    """A worker process running `code` for `messages` (one batch) against `server`."""
+    env = {**os.environ, "DATABASE_URL": served_database_url(), "SECRET_KEY": settings.SECRET_KEY,
+           "DJANGO_SETTINGS_MODULE": "clarion.settings", **server.env}
+    return subprocess.Popen([sys.executable, "-c", code, *(str(m.id) for m in messages)],
+                            env=env, cwd=settings.BASE_DIR, **popen)
+
+
 def kill_worker_when(messages: list[Message], server: HoldingServer, seen: str) -> None:
     """Run one worker delivering `messages` (one batch) and SIGKILL it once the server holds
     each of them at its stage (`seen`: "rcpts", "data_commands" or "datas")."""
-    env = {**os.environ, "DATABASE_URL": served_database_url(), "SECRET_KEY": settings.SECRET_KEY,
-           "DJANGO_SETTINGS_MODULE": "clarion.settings", **server.env}
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, *(str(m.id) for m in messages)],
-                              env=env, cwd=settings.BASE_DIR)
+    worker = start_worker(messages, server)
     try:
         server.wait_for(seen, len(messages))
     finally:
@@ -198,7 +226,86 @@ def test_killed_at_the_data_command_before_its_354_is_sent_again_once(holding_sm
     assert len(server.datas) == len(server.messages) == 1
 
 
-def test_killed_after_data_began_is_of_unknown_outcome_and_not_sent_again(
+class ServerLog(logging.Handler):
+    """aiosmtpd's own log (logger "mail.log"): each line of data it read, and each DATA it
+    dropped because its connection closed before the end of the data."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[bytes] = []
+        self.dropped = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "DATA readline: %s":
+            self.lines.append(bytes(record.args[0]))
+        elif record.msg == "Connection lost during DATA":
+            self.dropped += 1
+
+
+@pytest.fixture
+def server_log():
+    logger = logging.getLogger("mail.log")
+    handler, level = ServerLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def until(condition, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {timeout} s for {what}"
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("count", [1, 3], ids=["lone call", "concurrent batch"])
+def test_killed_with_its_data_sent_but_the_end_before_its_attempt_is_sent_again_once(
+        holding_smtp, server_log, queue_message, run_tasks, count):
+    """The attempt is written once the message's data is on the server but its end: a worker
+    killed just before that write leaves a DATA the server drops, and the message is sent again,
+    once."""
+    server = holding_smtp("none")
+    messages = [queue_message("email", {"subject": f"Code {n}", "text": f"Code {n}\nSee you"},
+                              recipient={"id": f"u{n}", "email": f"u{n}@example.com"})
+                for n in range(count)]
+    worker = start_worker(messages, server, WORKER_HELD_AT_THE_END_OF_DATA,
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        until(lambda: all(f"Code {n}\r\n".encode() in server_log.lines for n in range(count)),
+              "the messages' data on the server")
+        assert worker.stdout.readline() == "handing over\n"
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        worker.stdout.close()
+    until(lambda: server_log.dropped == count, "the server to drop the unfinished DATAs")
+    assert b"See you\r\n" not in server_log.lines  # its end never left: the last line unended
+    assert len(server.data_commands) == count
+    assert server.datas == server.messages == []
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENDING
+        assert not message.delivery_attempts.exists()
+
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks()
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENT
+        assert list(message.delivery_attempts.values_list("outcome", flat=True)) == [
+            "succeeded"]
+        assert sum(f"X-Clarion-Message-Id: {message.id}".encode() in m
+                   for m in server.messages) == 1
+    assert len(server.data_commands) == 2 * count
+    assert len(server.messages) == count
+    sweep(now=timezone.now() + timedelta(minutes=10))
+    run_tasks()
+    assert len(server.messages) == count
+
+
+def test_killed_after_the_end_of_its_data_is_of_unknown_outcome_and_not_sent_again(
         holding_smtp, queue_message, run_tasks):
     server = holding_smtp("DATA")
     message = email_message(queue_message, 1)

@@ -1,0 +1,166 @@
+"""What CommitGatedSMTPBackend puts on the wire is what Django's own SMTP backend puts there, byte
+for byte: smtplib's line endings and dot-stuffing, only written in two parts, the message's data
+and then, from `before_end_of_data`, its end "<CRLF>.<CRLF>".
+
+A recording TCP relay between the client and a real aiosmtpd server on 127.0.0.1 keeps every byte
+each client sent.
+"""
+
+import contextlib
+import socket
+import threading
+import time
+
+import pytest
+from aiosmtpd.controller import Controller
+from django.core.mail import EmailMessage
+from django.core.mail.backends.smtp import EmailBackend
+
+from notifications.providers.email import END_OF_DATA, CommitGatedSMTPBackend
+from tests.conftest import free_port
+
+SENDER, TO = "alerts@example.com", "u1@example.com"
+HEADERS = {"Date": "Wed, 02 Dec 2026 03:00:00 -0000", "Message-ID": "<m1@example.com>"}
+# Lines beginning with ".", a line that is only ".", bare LF and CR, no line ending at the end.
+BODY = ".first\n..two dots\n.\nbare LF above, a bare CR\rhere\r\n. space\nno line ending"
+RAW = [
+    BODY,  # str: smtplib makes every line ending CRLF
+    BODY.encode(),  # bytes: sent as they are, only dot-stuffed (after a bare LF too)
+    b"Subject: x\r\n\r\nends with its CRLF\r\n",
+    b"Subject: x\r\n\r\nends with a dot line\r\n.",
+]
+
+
+class Relay:
+    """A TCP relay from 127.0.0.1:`port` to 127.0.0.1:`upstream`; `sent`: per connection, the
+    bytes its client sent."""
+
+    def __init__(self, upstream: int):
+        self.upstream = upstream
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sent: list[bytearray] = []
+        self._pumps: list[threading.Thread] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.upstream))
+            record = bytearray()
+            self.sent.append(record)
+            for source, sink, kept in ((client, server, record), (server, client, None)):
+                pump = threading.Thread(target=self._pump, args=(source, sink, kept),
+                                        daemon=True)
+                pump.start()
+                self._pumps.append(pump)
+
+    @staticmethod
+    def _pump(source: socket.socket, sink: socket.socket, kept: bytearray | None) -> None:
+        try:
+            while chunk := source.recv(65536):
+                if kept is not None:
+                    kept += chunk
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def transcripts(self, count: int) -> list[bytes]:
+        """The bytes sent by each of the first `count` clients, once every one has closed."""
+        deadline = time.monotonic() + 20
+        while len(self.sent) < count or any(pump.is_alive() for pump in self._pumps):
+            assert time.monotonic() < deadline, "the SMTP sessions did not end"
+            time.sleep(0.01)
+        return [bytes(record) for record in self.sent]
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+class Contents:
+    """aiosmtpd handler keeping each message's data as received (dot-stuffing undone)."""
+
+    def __init__(self):
+        self.received: list[bytes] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802
+        self.received.append(envelope.original_content)
+        return "250 OK"
+
+
+@pytest.fixture
+def relayed_smtp():
+    """(relay, contents): a real aiosmtpd server on 127.0.0.1 behind a recording relay."""
+    contents, port = Contents(), free_port()
+    controller = Controller(contents, hostname="127.0.0.1", port=port)
+    controller.start()
+    relay = Relay(port)
+    yield relay, contents
+    relay.close()
+    controller.stop()
+
+
+def data_of(transcript: bytes) -> bytes:
+    """What a client sent after its DATA command, up to its QUIT (smtplib writes them in lower
+    case)."""
+    return transcript[transcript.index(b"data\r\n") + 6:transcript.rindex(b"quit\r\n")]
+
+
+def gated_backend(relay: Relay, ends: list[bytes]) -> CommitGatedSMTPBackend:
+    """The backend, with a `before_end_of_data` that checks the relay has the whole data but its
+    end (`ends`: the data expected, given later) before sending that end."""
+    backend = CommitGatedSMTPBackend(host="127.0.0.1", port=relay.port, timeout=10)
+
+    def before_end_of_data(send_end) -> None:
+        expected, record = ends.pop(0), relay.sent[-1]
+        deadline = time.monotonic() + 10
+        while not bytes(record).endswith(expected[:-len(END_OF_DATA)]):
+            assert time.monotonic() < deadline, (bytes(record)[-80:], expected[-80:])
+            time.sleep(0.01)
+        send_end()
+
+    backend.before_end_of_data = before_end_of_data
+    return backend
+
+
+def test_a_django_email_goes_out_byte_for_byte_as_through_djangos_smtp_backend(relayed_smtp):
+    relay, contents = relayed_smtp
+    email = EmailMessage("Dots", BODY, SENDER, [TO], headers=HEADERS)
+    assert EmailBackend(host="127.0.0.1", port=relay.port, timeout=10).send_messages([email]) == 1
+    (django_sent,) = relay.transcripts(1)
+    expected = data_of(django_sent)
+    assert expected.endswith(b"\r\nno line ending" + END_OF_DATA)
+    assert b"\r\n\r\n..first\r\n...two dots\r\n..\r\nbare LF above" in expected
+
+    assert gated_backend(relay, [expected]).send_messages([email]) == 1
+    assert relay.transcripts(2) == [django_sent, django_sent]
+    assert contents.received[0] == contents.received[1]
+    assert contents.received[0].endswith(b"\r\n\r\n.first\r\n..two dots\r\n.\r\n"
+                                         b"bare LF above, a bare CR\r\nhere\r\n. space\r\n"
+                                         b"no line ending\r\n")
+
+
+@pytest.mark.parametrize("raw", RAW, ids=["str", "bytes", "ending with CRLF", "ending with ."])
+def test_raw_data_goes_out_byte_for_byte_as_smtplib_sends_it(relayed_smtp, raw):
+    """smtplib's own DATA (through Django's backend's connection) and the gated one, given the
+    same message by `sendmail`, as Django does (bytes) or as other callers may (str)."""
+    relay, contents = relayed_smtp
+    plain = EmailBackend(host="127.0.0.1", port=relay.port, timeout=10)
+    with plain:
+        plain.connection.sendmail(SENDER, [TO], raw)
+    (smtplib_sent,) = relay.transcripts(1)
+    expected = data_of(smtplib_sent)
+    assert expected.endswith(END_OF_DATA)
+
+    gated = gated_backend(relay, [expected])
+    with gated:
+        gated.connection.sendmail(SENDER, [TO], raw)
+    assert relay.transcripts(2) == [smtplib_sent, smtplib_sent]
+    assert len(contents.received) == 2
+    assert contents.received[0] == contents.received[1]
