@@ -42,6 +42,19 @@ def _api_keys_forgotten():
     api_keys_forget()
 
 
+@pytest.fixture(autouse=True)
+def _language_reset():
+    """Each test starts and ends in LANGUAGE_CODE. An admin request in another language leaves
+    it active on the thread afterwards (Django's LocaleMiddleware activates it, as in a server,
+    where the next non-admin request sets LANGUAGE_CODE again: clarion/locale.py); a test that
+    follows on the same thread must not inherit it."""
+    from django.utils import translation
+
+    translation.deactivate()
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def clarion_settings(settings):
     """clarion_settings(KEY=value, …) overrides keys of settings.CLARION for this test only
