@@ -142,9 +142,10 @@ def _copy_rows(fields: list, *, keep_times: bool) -> tuple[list, Callable[[Model
     """(the fields in the order COPY writes them, a function of an object giving its row):
     the values stored as they are read in one `attrgetter` (C code), then those that need a
     function of their own (_copy_value: times stamped now, JSON encoded)."""
-    plain = [f for f in fields if _copy_value(f, keep_times=keep_times) is None]
-    special = [f for f in fields if f not in plain]
-    getters = [_copy_value(f, keep_times=keep_times) for f in special]
+    values = [(f, _copy_value(f, keep_times=keep_times)) for f in fields]
+    plain = [f for f, get in values if get is None]
+    special = [f for f, get in values if get is not None]
+    getters = [get for _, get in values if get is not None]
     read = attrgetter(*[f.attname for f in plain]) if plain else (lambda obj: ())
     if len(plain) == 1:
         one = read

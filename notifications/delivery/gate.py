@@ -10,6 +10,9 @@ from collections.abc import Callable
 
 from ..providers.base import TransientError
 
+NOT_HANDED_OVER = ("The attempt could not be recorded before the message was handed over, so it "
+                   "was not handed over.")
+
 
 class CommitGate:
     """The `before_commit` of a call to a `commits_late` kind made in a thread of a concurrent
@@ -39,8 +42,7 @@ class CommitGate:
                 if abandoned:
                     self._state = "abandoned"
             if abandoned:
-                raise TransientError("The attempt could not be recorded before the message was "
-                                     "handed over, so it was not handed over.")
+                raise TransientError(NOT_HANDED_OVER)
             self._done.wait()  # taken meanwhile: its attempt is being written
         if self._error is not None:
             raise self._error
@@ -67,8 +69,7 @@ class CommitGate:
     def refuse(self) -> None:
         """The attempt could not be written: the sending thread raises TransientError, and the
         message is not handed over."""
-        self._error = TransientError("The attempt could not be recorded before the message was "
-                                     "handed over, so it was not handed over.")
+        self._error = TransientError(NOT_HANDED_OVER)
         self._done.set()
 
 
