@@ -115,12 +115,18 @@ def redis_rate_limit_hit(*, key: str, limit: int, window_seconds: int,
         (start + timedelta(seconds=window_seconds) - now).total_seconds())))
 
 
-def trigger_rate_limit_hit(*, api_key_id: int, now: datetime | None = None) -> RateLimitVerdict:
-    """Count one trigger call of the API key `api_key_id` against CLARION["TRIGGER_RATE_LIMIT"]
-    per TRIGGER_RATE_LIMIT_WINDOW_SECONDS, in the store TRIGGER_RATE_LIMIT_STORE names."""
+def trigger_rate_limit_hit(*, api_key_prefix: str,
+                           now: datetime | None = None) -> RateLimitVerdict:
+    """Count one trigger call of the API key whose prefix is `api_key_prefix` (ApiKey.prefix,
+    "ck_" + 8 random hex digits) against CLARION["TRIGGER_RATE_LIMIT"] per
+    TRIGGER_RATE_LIMIT_WINDOW_SECONDS, in the store TRIGGER_RATE_LIMIT_STORE names.
+
+    Counted by prefix, not primary key: a Redis shared by two databases (a staging copy, a
+    database created again, the test suite's fresh databases) would otherwise hand one key's
+    count to another key that reuses its id."""
     conf = settings.CLARION
     hit = redis_rate_limit_hit if conf["TRIGGER_RATE_LIMIT_STORE"] == "redis" else rate_limit_hit
-    return hit(key=f"api-trigger:{api_key_id}", limit=conf["TRIGGER_RATE_LIMIT"],
+    return hit(key=f"api-trigger:{api_key_prefix}", limit=conf["TRIGGER_RATE_LIMIT"],
                window_seconds=conf["TRIGGER_RATE_LIMIT_WINDOW_SECONDS"], now=now)
 
 

@@ -15,7 +15,7 @@ class TriggerRateThrottle(BaseThrottle):
         api_key = request.auth
         if api_key is None:  # authentication refuses it first; nothing to count against
             return True
-        verdict = trigger_rate_limit_hit(api_key_id=api_key.pk)
+        verdict = trigger_rate_limit_hit(api_key_prefix=api_key.prefix)
         self._wait = verdict.retry_after
         return verdict.allowed
 

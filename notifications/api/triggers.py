@@ -85,7 +85,7 @@ def check_idempotency_key(idempotency_key: str | None) -> None:
 def trigger_rate_limit(api_key: ApiKey) -> None:
     """Count one trigger call against the key's CLARION["TRIGGER_RATE_LIMIT"] (the REST
     trigger's throttle counts the same counter); raises ApiError 429 past it."""
-    verdict = trigger_rate_limit_hit(api_key_id=api_key.pk)
+    verdict = trigger_rate_limit_hit(api_key_prefix=api_key.prefix)
     if not verdict.allowed:
         raise ApiError(429, "rate_limited", f"Too many trigger calls with this API key; retry "
                                             f"in {verdict.retry_after} seconds.")

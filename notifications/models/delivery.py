@@ -300,7 +300,7 @@ class ThrottleCounter(models.Model):
 
 
 class RateLimitCounter(models.Model):
-    """Calls counted against one rate limit (`key`, e.g. "api-trigger:<api key id>" or
+    """Calls counted against one rate limit (`key`, e.g. "api-trigger:<api key prefix>" or
     "sms:<phone>") in one fixed window. In the database so that every web and worker process
     counts together; a key keeps only its current window's row."""
 

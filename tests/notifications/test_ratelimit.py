@@ -10,7 +10,7 @@ import redis
 from django.conf import settings
 from django.db import connection
 
-from notifications.models import RateLimitCounter, Trigger
+from notifications.models import ApiKey, RateLimitCounter, Trigger
 from notifications.ratelimit import REDIS_KEY_PREFIX, rate_limit_hit, redis_rate_limit_hit
 from notifications.services import api_key_create
 
@@ -81,6 +81,25 @@ def test_a_key_over_its_trigger_limit_gets_429_with_retry_after_and_triggers_not
     # Another key has its own count.
     other = client_for(api_key_create(name="other")[1])
     assert other.post(TRIGGER, body, format="json").status_code == 202
+
+
+@pytest.mark.django_db
+def test_a_key_that_reuses_a_deleted_keys_id_starts_with_its_own_count(limited, make_workflow):
+    """A database created again (or a staging copy) beside the same Redis reuses ids: the count
+    belongs to the key itself, not to its id. CI met this: the test database of one run gave an
+    API key the id that the previous run's key, counted in the same Redis, had had."""
+    make_workflow("welcome", steps=[email_step()])
+    body = {"recipients": [{"id": "u1", "email": "u1@example.test"}]}
+    first, secret = api_key_create(name="first")
+    for _ in range(2):
+        assert client_for(secret).post(TRIGGER, body, format="json").status_code == 202
+    assert client_for(secret).post(TRIGGER, body, format="json").status_code == 429
+    key_id = first.pk
+    first.delete()
+    second, secret = api_key_create(name="second")
+    ApiKey.objects.filter(pk=second.pk).update(id=key_id)
+    assert ApiKey.objects.get(prefix=second.prefix).pk == key_id
+    assert client_for(secret).post(TRIGGER, body, format="json").status_code == 202
 
 
 @pytest.mark.django_db
