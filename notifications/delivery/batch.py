@@ -17,7 +17,8 @@ DELIVERY_BATCH_SIZE due messages and makes their provider calls concurrently (as
 httpx.AsyncClient; SMTP and anymail in threads), with the same rows written before and after.
 A worker killed during a call leaves a `started` attempt: see `message_mark_outcome_unknown`.
 For SMTP the attempt is written once the message's data is sent but its end ("<CRLF>.<CRLF>"),
-and the thread that wrote it sends that end at once (`Provider.commits_late`): a worker killed
+and the thread that wrote it sends that end as soon as its COMMIT answers (`Provider.commits_late`;
+that transaction does not wait for the WAL's flush: `commit_without_flush`): a worker killed
 earlier in the exchange leaves none (the server dropped the unfinished DATA), and the sweeper
 sends the message again.
 """
