@@ -44,10 +44,12 @@ def workflow(make_workflow):
 
 
 def test_a_task_tops_its_batch_up_with_due_runs_and_their_own_tasks_cost_one_query(
-        workflow, django_assert_num_queries):
+        workflow, django_assert_num_queries, clarion_settings):
+    clarion_settings(ADVANCE_LANES=1)
     run_ids = _trigger(workflow, 3)
-    assert [args for args, _ in queued_tasks("notifications.tasks.advance_runs")] == [
-        (pk,) for pk in run_ids]
+    # The first trigger's task holds the one advance lane: the others queue none.
+    assert [args for args, _ in queued_tasks("notifications.tasks.advance_lane")] == [
+        (0, run_ids[0])]
 
     advance_runs(run_ids[0])
 
