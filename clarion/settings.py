@@ -460,6 +460,11 @@ CLARION = {
     ),
     # A run or message untouched for this long is considered stuck and re-enqueued by the sweeper.
     "STUCK_AFTER_SECONDS": int(os.environ.get("CLARION_STUCK_AFTER_SECONDS", "120")),
+    # On PostgreSQL, each worker process starts an SMTP keeper that also holds its SMTP
+    # connections across the commit of their attempts, so a worker killed then does not lose
+    # the email (notifications/delivery/keeper.py). Off: that window stays (docs/concepts.md).
+    # Never on SQLite (the embedded mode).
+    "SMTP_KEEPER": _env_bool("CLARION_SMTP_KEEPER", True),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     # A workflow's draft is published only after someone who did not change it approves it
     # (docs/workflows.md, "Draft, review, publish"). The API's PUT publishes directly either way.

@@ -31,6 +31,7 @@ import math
 import random
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -64,6 +65,7 @@ from .fanout import (
     unsent_sets_error,
 )
 from .gate import NOT_HANDED_OVER, CommitGate
+from .keeper_client import keeper_hold, keeper_release, keeper_start
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
@@ -118,6 +120,7 @@ class Call:
     error: ProviderError | None = None
     duration_ms: int = 0
     gate: CommitGate | None = None
+    hand_over: Callable[[], None] | None = None  # a `commits_late` call's, once it waits on it
 
     @property
     def late(self) -> bool:
@@ -343,10 +346,20 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
     started_at = timezone.now()
     attempts = [_new_attempt(call, started_at) for call in calls]
     if handing_over:
-        with transaction.atomic():
-            commit_without_flush()
-            DeliveryAttempt.objects.bulk_create(attempts)
+        held = []
+        try:
+            with transaction.atomic():
+                commit_without_flush()
+                DeliveryAttempt.objects.bulk_create(attempts)
+                # The SMTP keeper holds the connections across the COMMIT (keeper.py).
+                held = keeper_hold([(attempt.pk, call.hand_over)
+                                    for call, attempt in zip(calls, attempts, strict=True)])
+        except BaseException:
+            keeper_release(held)
+            raise
     else:
+        if any(call.late for call in calls):
+            keeper_start()
         DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):
         call.attempt = attempt
@@ -384,6 +397,7 @@ def _record_ended(calls: list[Call], now: datetime, unwritten: list[DeliveryAtte
     """`_record` the calls that ended; a `commits_late` call that ended before handing its
     message over (refused at RCPT TO, say) has no row yet: it is written with its result at
     once (one INSERT), never `started`, since nothing was handed over."""
+    keeper_release([call.attempt.pk for call in calls if call.attempt is not None])
     fresh = [call for call in calls if call.attempt is None]
     for call in fresh:
         call.attempt = _new_attempt(
@@ -454,6 +468,8 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
         # writable), nothing else between the commit and them.
         handing = [gates.pop(future) for future in done if future in gates]
         handing = [call for call in handing if call.gate.take()]
+        for call in handing:
+            call.hand_over = call.gate.hand_over
         if handing:
             try:
                 _start(handing, unwritten, handing_over=True)
@@ -477,6 +493,8 @@ def _hand_over(calls: list[Call], unwritten: list[DeliveryAttempt], hand_over) -
     attempt that cannot be written (its INSERT or COMMIT fails) raises TransientError, as
     `gate.CommitGate.refuse` does in a concurrent batch: nothing was handed over (the backend
     closes the connection, and the server drops the unended DATA), so the message is retried."""
+    for call in calls:
+        call.hand_over = hand_over
     try:
         _start(calls, unwritten, handing_over=True)
     except DatabaseError as exc:

@@ -49,6 +49,11 @@ class CommitGate:
         if self._error is not None:
             raise self._error
 
+    @property
+    def hand_over(self) -> Callable[[], None] | None:
+        """What the sending thread handed (SMTP: providers.email.EndOfData), once it has."""
+        return self._hand_over
+
     def take(self) -> bool:
         """Called by the loop before it writes the attempt: False when the sending thread has
         stopped waiting (its call ends with a TransientError, nothing handed over)."""

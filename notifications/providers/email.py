@@ -19,6 +19,7 @@ import selectors
 import smtplib
 import socket
 from collections.abc import Callable, Mapping
+from email.parser import BytesHeaderParser
 from typing import Any, ClassVar
 
 from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
@@ -140,25 +141,45 @@ def gated_data(smtp: smtplib.SMTP, hook: Callable[[Callable[[], None]], None],
     if code != 354:
         raise smtplib.SMTPDataError(code, reply)
     data = smtp_data_bytes(msg)
-    sent = False
-
-    def send_end() -> None:
-        nonlocal sent
-        smtp.send(data[-len(END_OF_DATA):])  # an OSError closes the connection (smtplib)
-        sent = True
-
+    send_end = EndOfData(smtp, data[-len(END_OF_DATA):], message_id_of(msg))
     try:
         smtp.send(data[:-len(END_OF_DATA)])
         _wait_writable(smtp.sock)
         hook(send_end)
     except BaseException:
-        if not sent:
+        if not send_end.sent:
             smtp.close()  # the server drops the transaction: nothing of it was taken
         raise
-    if not sent:
+    if not send_end.sent:
         smtp.close()
         raise RuntimeError("before_end_of_data returned without sending the end of the data.")
     return smtp.getreply()
+
+
+class EndOfData:
+    """The `send_end` of `gated_data`: called, it writes the end of the data (an OSError closes
+    the connection, as smtplib does). Also tells who holds it what it ends: `sock` (the SMTP
+    connection's socket) and `message_id` (the email's Message-ID header, its provider id), read
+    by delivery's SMTP keeper (delivery/keeper.py), which may set `announce`, called just
+    before the write."""
+
+    def __init__(self, smtp: smtplib.SMTP, end: bytes, message_id: str):
+        self.smtp, self.end, self.message_id = smtp, end, message_id
+        self.sock = smtp.sock
+        self.sent = False
+        self.announce: Callable[[], None] | None = None
+
+    def __call__(self) -> None:
+        if self.announce is not None:
+            self.announce()
+        self.smtp.send(self.end)
+        self.sent = True
+
+
+def message_id_of(msg: str | bytes) -> str:
+    """The Message-ID header of the email `msg` (RFC 5322 section 3.6.4), "" when it has none."""
+    raw = msg.encode("ascii", "replace") if isinstance(msg, str) else msg
+    return str(BytesHeaderParser().parsebytes(raw).get("Message-ID", "") or "")
 
 
 def _wait_writable(sock: socket.socket) -> None:

@@ -306,9 +306,10 @@ def test_killed_with_its_data_sent_but_the_end_before_its_attempt_is_sent_again_
     assert len(server.messages) == count
 
 
-def test_killed_after_the_end_of_its_data_is_of_unknown_outcome_and_not_sent_again(
+def test_killed_after_the_end_of_its_data_without_a_keeper_is_of_unknown_outcome_never_resent(
         holding_smtp, queue_message, run_tasks):
     server = holding_smtp("DATA")
+    server.env["CLARION_SMTP_KEEPER"] = "0"
     message = email_message(queue_message, 1)
     kill_worker_when([message], server, "datas")
     message.refresh_from_db()
@@ -380,14 +381,16 @@ def sleeping_commits() -> int:
 
 
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="a PostgreSQL trigger")
-def test_killed_while_its_attempt_commits_loses_the_email_failed_never_sent_twice(
+def test_killed_while_its_attempt_commits_without_a_keeper_loses_the_email_never_sent_twice(
         holding_smtp, server_log, slow_attempt_commit, queue_message, run_tasks):
-    """The window that remains (docs/concepts.md): a worker killed after its attempt's COMMIT
-    reached PostgreSQL and before the end of its data left. PostgreSQL completes the commit
-    without the worker, the server drops the unended DATA: the email is lost, and the sweeper
-    fails it as of unknown outcome, never sends it twice. delivery.batch.commit_without_flush
-    makes this window a round trip instead of a WAL flush; here a trigger stretches it."""
+    """The window the SMTP keeper closes, here with the keeper off (CLARION_SMTP_KEEPER=0): a
+    worker killed after its attempt's COMMIT reached PostgreSQL and before the end of its data
+    left. PostgreSQL completes the commit without the worker, the server drops the unended
+    DATA: the email is lost, and the sweeper fails it as of unknown outcome, never sends it
+    twice. delivery.batch.commit_without_flush makes this window a round trip instead of a WAL
+    flush; here a trigger stretches it."""
     server = holding_smtp("none")
+    server.env["CLARION_SMTP_KEEPER"] = "0"
     message = email_message(queue_message, 1)
     worker = start_worker([message], server)
     try:
@@ -460,3 +463,183 @@ def test_attempt_whose_commit_fails_sends_no_end_and_the_email_is_retried_once(
                 .values_list("outcome", flat=True)) == ["transient_error", "succeeded"]
     assert len(server.data_commands) == 2
     assert len(server.messages) == 1
+
+
+# --- The SMTP keeper (notifications/delivery/keeper.py) -----------------------------------------
+
+# A worker stopped (to be killed) once its keeper holds its connections, before the attempts'
+# COMMIT: delivery's own keeper_hold, reached inside the attempts' transaction, then waits.
+WORKER_HELD_BEFORE_THE_COMMIT = """
+import sys, threading, django
+django.setup()
+from notifications.delivery import batch
+
+hold = batch.keeper_hold
+
+def held(ends):
+    ids = hold(ends)
+    print(f"held {len(ids)}", flush=True)
+    threading.Event().wait()
+
+batch.keeper_hold = held
+batch.deliver_batch(sys.argv[1:])
+"""
+# A worker stopped (to be killed) once its call ended (the server's reply read), before it tells
+# its keeper: delivery's own keeper_release waits.
+WORKER_HELD_BEFORE_THE_RELEASE = """
+import sys, threading, django
+django.setup()
+from notifications.delivery import batch
+
+def held(ids):
+    if ids:
+        print("replied", flush=True)
+        threading.Event().wait()
+
+batch.keeper_release = held
+batch.deliver_batch(sys.argv[1:])
+"""
+
+postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'",
+                                     reason="the keeper reads pg_stat_activity")
+
+
+def refreshed_status(message: Message) -> str:
+    message.refresh_from_db()
+    return message.status
+
+
+def assert_sent_once_by_the_keeper(server: HoldingServer, message: Message, run_tasks) -> None:
+    """`message` is sent, its one attempt succeeded as the keeper recorded it, the server got
+    it once, and the sweeper and the queue do not send it again."""
+    until(lambda: refreshed_status(message) == Message.Status.SENT, "the keeper to send it")
+    attempt = message.delivery_attempts.get()
+    assert attempt.outcome == DeliveryAttempt.Outcome.SUCCEEDED
+    assert attempt.response["resolved_from"] == "the SMTP keeper"
+    assert attempt.response["reply"].startswith("250 ")
+    assert attempt.response["message_id"] == message.provider_message_id
+    assert message.provider_message_id.startswith(f"<{message.id}@")
+    assert StepLog.objects.filter(run_id=message.run_id, event=StepLog.Event.SENT).count() == 1
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks()
+    assert len(server.messages) == 1
+    assert f"X-Clarion-Message-Id: {message.id}".encode() in server.messages[0]
+    assert len(server.data_commands) == 1
+
+
+@postgresql_only
+def test_killed_while_its_attempt_commits_the_keeper_ends_its_data_once_and_it_is_sent(
+        holding_smtp, server_log, slow_attempt_commit, queue_message, run_tasks):
+    """The window commit_without_flush only narrows: a worker killed while its attempt's
+    COMMIT is in PostgreSQL (a trigger stretches it). The keeper holds the connection, waits
+    for the worker's backend to finish the commit, reads the attempt `started`, ends the data:
+    the email arrives once and the message is sent."""
+    server = holding_smtp("none")
+    message = email_message(queue_message, 1)
+    worker = start_worker([message], server)
+    try:
+        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    assert_sent_once_by_the_keeper(server, message, run_tasks)
+    assert server_log.dropped == 0
+
+
+@postgresql_only
+@pytest.mark.parametrize("count", [1, 3], ids=["lone call", "concurrent batch"])
+def test_killed_with_the_keeper_holding_before_the_commit_is_aborted_and_sent_again_once(
+        holding_smtp, server_log, queue_message, run_tasks, count):
+    """Killed once the keeper holds the connections but before the attempts' COMMIT:
+    PostgreSQL rolls the attempts back, the keeper finds none and resets the connections, the
+    server drops the DATAs, and the sweeper sends each message again, once."""
+    server = holding_smtp("none")
+    messages = [email_message(queue_message, n) for n in range(count)]
+    worker = start_worker(messages, server, WORKER_HELD_BEFORE_THE_COMMIT,
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        line = worker.stdout.readline()
+        assert line.startswith("held ") and int(line.split()[1]) >= 1, line
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        worker.stdout.close()
+    until(lambda: server_log.dropped == count, "the server to drop the unended DATAs")
+    assert server.messages == []
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENDING
+        assert not message.delivery_attempts.exists()
+
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks()
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENT
+        assert list(message.delivery_attempts.values_list("outcome", flat=True)) == [
+            "succeeded"]
+        assert sum(f"X-Clarion-Message-Id: {message.id}".encode() in m
+                   for m in server.messages) == 1
+    assert len(server.messages) == count
+
+
+@postgresql_only
+def test_killed_after_the_end_of_its_data_the_keeper_reads_the_reply_and_sends_nothing_twice(
+        holding_smtp, queue_message, run_tasks):
+    """Killed with its end written, waiting for the server's reply: the keeper's 5 bytes reach a
+    server that has the end already (they are answered 500, as two empty commands), and the
+    first reply on the connection, the server's 250 for the message, is the keeper's to read:
+    the email arrives once and the message is sent."""
+    server = holding_smtp("DATA")
+    message = email_message(queue_message, 1)
+    kill_worker_when([message], server, "datas")
+    assert_sent_once_by_the_keeper(server, message, run_tasks)
+
+
+@postgresql_only
+def test_killed_after_reading_its_reply_before_telling_the_keeper_is_of_unknown_outcome(
+        holding_smtp, queue_message, run_tasks):
+    """The window left: the worker read the server's 250 and died before releasing the
+    connection. The keeper, told the end was written, gets a syntax error for its 5 bytes (the
+    server is back in command mode): it cannot know what the worker read, records nothing,
+    and the sweeper marks the message of unknown outcome, never sent twice."""
+    server = holding_smtp("none")
+    message = email_message(queue_message, 1)
+    worker = start_worker([message], server, WORKER_HELD_BEFORE_THE_RELEASE,
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == "replied\n"
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        worker.stdout.close()
+    assert len(server.messages) == 1
+    until(lambda: sweep(now=timezone.now() + timedelta(minutes=5)).get("unknown") == 1,
+          "the keeper to leave the attempt to the sweeper")
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.UNKNOWN
+    run_tasks()
+    assert len(server.messages) == 1
+
+
+@postgresql_only
+def test_a_keeper_that_cannot_start_leaves_delivery_as_without_it(
+        holding_smtp, queue_message, monkeypatch, caplog):
+    """A keeper that exits at once (it cannot hold anything): the worker gives it up, logs it,
+    and sends the email itself, once."""
+    from notifications.delivery import keeper_client
+
+    monkeypatch.setattr(keeper_client, "_client", None)
+    monkeypatch.setattr(keeper_client, "_failed_at", -keeper_client.RETRY_SECONDS)
+    monkeypatch.setattr(keeper_client, "KEEPER_MAIN", "import sys; sys.exit(3)")
+    server = holding_smtp("none")
+    message = email_message(queue_message, 1)
+    with caplog.at_level(logging.ERROR, logger="notifications.delivery.keeper_client"):
+        deliver(str(message.id))
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
+    assert len(server.messages) == 1
+    assert "given up" in caplog.text
+    assert keeper_client._client is None

@@ -1,0 +1,262 @@
+"""The SMTP keeper: a small process per worker process that also holds each SMTP socket across
+the point of no return, so that a worker killed then does not close the connection, and that
+decides afterwards, from the database, whether to end the message's data.
+
+Why. An SMTP server takes a message only at the end of its data, "<CRLF>.<CRLF>" (RFC 5321
+section 4.1.1.4), and drops a DATA whose connection closes before it (section 3.8). A worker
+writes the message's attempt once the data is sent but its end, commits it, then writes the end
+(delivery.batch, providers.email.CommitGatedSMTPBackend). Killed after its COMMIT reached
+PostgreSQL and before the end left, it used to leave a committed `started` attempt and a DATA
+the server dropped when the kernel closed the dead process's socket: the email lost. A socket
+passed to another process with SCM_RIGHTS (unix(7)) is the same open socket, not a copy of the
+connection: it closes only when its last descriptor does, so the keeper's copy keeps the
+connection, and the unended DATA, alive after the worker's death.
+
+Run by the worker (keeper_client.KeeperClient: `python -c <keeper_client.KEEPER_MAIN> <fd>
+<database name>`, Django set up first since this package imports the models), `fd` its end of
+an AF_UNIX SOCK_SEQPACKET pair; the messages are described in keeper_client. It connects to the
+database only when its worker dies holding sockets, and exits when its worker's end closes (the
+worker exited or was killed) once those sockets are settled. SIGINT and SIGTERM are ignored:
+the worker's end closing is what ends it.
+
+Each socket the keeper still holds when its worker is gone (no "release" came):
+
+1. Wait until the worker's PostgreSQL backend (its pid, sent with the sockets) has left
+   pg_stat_activity: its transaction, whose COMMIT may have been on its way, has committed or
+   rolled back (at most `BACKEND_WAIT_SECONDS`; then it decides on what it sees).
+2. No attempt row: the worker died before its COMMIT (or the COMMIT failed). Abort the
+   connection (SO_LINGER on with 0 seconds, then close: a reset, socket(7)); the server drops the
+   DATA, the message is `sending` with no attempt, and the sweeper sends it again, once.
+3. The row is not `started`, or its message is no longer `sending` in the same send: someone
+   else (the sweeper) has decided; abort.
+4. The row is `started`: with its message's row locked (the sweeper skips locked rows), write
+   the 5 bytes and read one reply (`REPLY_SECONDS` at most), then QUIT.
+
+What the reply means depends on where the worker was, which the keeper knows from "end"
+(written just before the worker's own 5 bytes, never after them, on an ordered socket):
+
+- no "end": the worker never wrote its end. The server is in the DATA phase; ours ends it.
+  2xx: delivered → the attempt succeeded (the Message-ID sent with the socket as its provider
+  id, as the worker records it) and the message is sent (recovery.message_mark_sent_from_ledger,
+  the sweeper's own path). 4xx/5xx: the server refused the message → the attempt is a transient
+  or permanent error, as smtplib's exception would have made it, and the message, `sending`
+  with no `started` attempt, is queued again by the sweeper (a permanent error fails it over).
+- "end", the reply not yet read by the worker: the server got the worker's end first. Its reply
+  to it is the first one on the connection (the worker read nothing after writing the end), so
+  it is what the keeper reads first, decided as above; our 5 bytes reach a server in command
+  mode, which answers the empty line and the "." line with syntax errors (500; RFC 5321
+  section 4.2.4): no second message. When the worker had not yet written its end after
+  announcing it (killed between the two), ours ends the data: the same as "no end".
+- "end", the worker had read the reply itself: the server is in command mode and answers our
+  bytes with 500–504 (a syntax error, never an answer to the end of data: section 4.3.2 lists
+  250, 552, 554, 451, 452, 450 and 550 there). The message was delivered or refused, and
+  only the dead worker knew which: the attempt stays `started`, and the sweeper marks it of
+  unknown outcome (failed, never sent twice), as without a keeper. This is the one window left:
+  between the worker reading its reply and telling the keeper ("release").
+- 500–504 with no "end": the server refused our end of data with a syntax code; taken as a
+  permanent error.
+- No reply in time, or the connection broken: the attempt stays `started` (unknown).
+
+A worker that releases its sockets (its calls ended) and dies later, before writing the outcome,
+leaves `started` attempts that the sweeper resolves as without a keeper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import re
+import signal
+import socket
+import struct
+import time
+from dataclasses import dataclass
+
+logger = logging.getLogger("notifications.delivery.keeper")
+
+BACKEND_WAIT_SECONDS = 30.0
+REPLY_SECONDS = 30.0
+END_OF_DATA = b"\r\n.\r\n"  # providers.email.END_OF_DATA (not imported: no Django before setup)
+KEEPER_ERROR = "The worker stopped; its SMTP keeper ended the message's data: "
+
+
+@dataclass
+class Held:
+    """A socket the keeper holds: its attempt, the email's Message-ID, the worker's backend
+    pid, and whether the worker announced writing its end."""
+
+    attempt_id: int
+    message_id: str
+    backend_pid: int
+    sock: socket.socket
+    end_announced: bool = False
+
+
+def serve(link: socket.socket) -> dict[int, Held]:
+    """Read the worker's packets until its end closes; returns what is still held."""
+    held: dict[int, Held] = {}
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(link, 65536, 64)
+        except ConnectionResetError:
+            data, fds = b"", []
+        if not data:
+            for fd in fds:
+                socket.close(fd)
+            return held
+        message = json.loads(data)
+        op = message["op"]
+        if op == "hold":
+            for entry, fd in zip(message["attempts"], fds, strict=True):
+                held[entry["id"]] = Held(entry["id"], entry["message_id"],
+                                         message["backend_pid"], socket.socket(fileno=fd))
+            link.send(b"held")
+        elif op == "end":
+            for pk in message["ids"]:
+                if pk in held:
+                    held[pk].end_announced = True
+        elif op == "release":
+            for pk in message["ids"]:
+                entry = held.pop(pk, None)
+                if entry is not None:
+                    entry.sock.close()
+
+
+def abort(sock: socket.socket) -> None:
+    """Close `sock` with a reset (SO_LINGER on, 0 s; socket(7)): the server drops the DATA."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+REPLY_LINE = re.compile(rb"^(\d{3})([ -])(.*)$")
+
+
+def read_reply(sock: socket.socket, timeout: float = REPLY_SECONDS) -> tuple[int, str] | None:
+    """One SMTP reply (RFC 5321 section 4.2: lines "ddd-text", then "ddd text"): (code, text),
+    or None when none came in `timeout` seconds, the connection broke or the bytes are not a
+    reply."""
+    sock.settimeout(timeout)
+    buffer, lines = b"", []
+    try:
+        while True:
+            while b"\r\n" not in buffer and b"\n" not in buffer:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return None
+                buffer += chunk
+            line, _, buffer = buffer.replace(b"\r\n", b"\n").partition(b"\n")
+            match = REPLY_LINE.match(line)
+            if match is None:
+                return None
+            lines.append(match.group(3).decode("utf-8", "replace"))
+            if match.group(2) == b" ":
+                return int(match.group(1)), "\n".join(lines)
+    except OSError:
+        return None
+
+
+def backend_gone(pid: int) -> bool:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s", [pid])
+        return cursor.fetchone() is None
+
+
+def wait_backends(pids: set[int], timeout: float = BACKEND_WAIT_SECONDS) -> None:
+    """Wait until none of `pids` is a live PostgreSQL backend, at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    for pid in pids:
+        while not backend_gone(pid):
+            if time.monotonic() > deadline:
+                logger.warning("worker backend %s still there after %s s; deciding now", pid,
+                               timeout)
+                return
+            time.sleep(0.05)
+
+
+def settle(entry: Held) -> str:
+    """Decide one held socket once its worker and its worker's transaction are gone (the module
+    docstring's cases). Returns "aborted", "sent", "refused" or "unknown"."""
+    from django.db import transaction
+
+    from ..models import DeliveryAttempt, Message
+    from .claim import MESSAGE_RELATIONS
+    from .recovery import message_mark_sent_from_ledger
+
+    with transaction.atomic():
+        attempt = DeliveryAttempt.objects.filter(pk=entry.attempt_id).first()
+        if attempt is None:
+            abort(entry.sock)
+            return "aborted"
+        message = (Message.objects.select_for_update(of=("self",))
+                   .select_related(*MESSAGE_RELATIONS).get(pk=attempt.message_id))
+        attempt.refresh_from_db()
+        if (attempt.outcome != DeliveryAttempt.Outcome.STARTED
+                or message.status != Message.Status.SENDING
+                or message.send_number != attempt.send_number):
+            abort(entry.sock)
+            return "aborted"
+        try:
+            entry.sock.sendall(END_OF_DATA)
+        except OSError:
+            reply = None
+        else:
+            reply = read_reply(entry.sock)
+        if reply is None or (500 <= reply[0] <= 504 and entry.end_announced):
+            abort(entry.sock)  # unknown: left `started` for the sweeper
+            logger.warning("attempt %s: outcome unknown (reply %r)", attempt.pk, reply)
+            return "unknown"
+        code, text = reply
+        quit_and_close(entry.sock)
+        if 200 <= code < 300:
+            attempt.outcome = DeliveryAttempt.Outcome.SUCCEEDED
+            attempt.response = {**(attempt.response or {}), "message_id": entry.message_id,
+                                "reply": f"{code} {text}", "resolved_from": "the SMTP keeper"}
+            attempt.save(update_fields=["outcome", "response"])
+            message_mark_sent_from_ledger(message, attempt)
+            return "sent"
+        attempt.outcome = (DeliveryAttempt.Outcome.TRANSIENT_ERROR if 400 <= code < 500
+                           else DeliveryAttempt.Outcome.PERMANENT_ERROR)
+        attempt.status_code = code
+        attempt.error = f"{KEEPER_ERROR}SMTPDataError: ({code}, {text!r})"[:2000]
+        attempt.save(update_fields=["outcome", "status_code", "error"])
+        return "refused"
+
+
+def quit_and_close(sock: socket.socket) -> None:
+    try:
+        sock.sendall(b"QUIT\r\n")
+        sock.settimeout(5)
+        sock.recv(4096)
+    except OSError:
+        pass
+    sock.close()
+
+
+def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    """`argv`: the socket pair's fd, the database's name. Django is set up (KEEPER_MAIN)."""
+    from django.db import connection
+
+    connection.settings_dict["NAME"] = argv[1]
+    link = socket.socket(fileno=int(argv[0]))
+    held = serve(link)
+    link.close()
+    if not held:
+        return 0
+    wait_backends({entry.backend_pid for entry in held.values()})
+    for entry in held.values():
+        try:
+            outcome = settle(entry)
+        except Exception:
+            logger.exception("attempt %s: could not settle", entry.attempt_id)
+            abort(entry.sock)
+            continue
+        logger.info("attempt %s: %s", entry.attempt_id, outcome)
+    return 0
+
+

@@ -1,0 +1,204 @@
+"""The worker's side of the SMTP keeper (keeper.py, which has the design and the case analysis).
+
+A worker process starts its keeper lazily, at its first commit-gated SMTP hand-over, and talks to
+it over an AF_UNIX SOCK_SEQPACKET socket pair (unix(7)): one JSON object per packet, sockets
+passed as SCM_RIGHTS ancillary data (socket.send_fds; unix(7), cmsg(3)). Messages, worker to
+keeper (`op`):
+
+- "hold": {"op": "hold", "backend_pid": int, "attempts": [{"id": int, "message_id": str}, …]}
+  with one SMTP socket per attempt, in order; the keeper answers b"held" once it has them.
+  Sent inside the attempts' transaction, before its COMMIT.
+- "end": {"op": "end", "ids": [int]}: the worker is about to write the end of that attempt's
+  data ("<CRLF>.<CRLF>"). Sent just before the write, never after it.
+- "release": {"op": "release", "ids": [int, …]}: the calls ended (their replies read, or their
+  connections given up); the keeper closes its copies.
+
+Nothing here ever stops a delivery: a keeper that cannot be started or does not answer is
+killed (it is this process's child) and logged, and the hand-over goes on as without a keeper
+(the window of delivery.batch.commit_without_flush); another start is tried after
+`RETRY_SECONDS`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+ACK = b"held"
+ACK_SECONDS = 5.0  # how long a worker waits for the keeper's ack before giving it up
+FIRST_ACK_SECONDS = 30.0  # the same for the first, which waits for the keeper's django.setup()
+RETRY_SECONDS = 60.0  # after a keeper failed, how long before this process starts another
+PACKET = 65536  # the largest packet either side reads
+
+
+def keeper_enabled() -> bool:
+    """CLARION["SMTP_KEEPER"] (CLARION_SMTP_KEEPER, on by default), on PostgreSQL only: the
+    keeper learns that a dead worker's transaction ended from pg_stat_activity."""
+    return bool(settings.CLARION.get("SMTP_KEEPER", True)) and connection.vendor == "postgresql"
+
+
+class KeeperClient:
+    """This process's link to its keeper: the Popen, our end of the socket pair, and the
+    attempt ids the keeper holds sockets for."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            env = {**os.environ, "CLARION_PROCESS": "keeper",
+                   "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE",
+                                                            "clarion.settings")}
+            self.process = subprocess.Popen(
+                [sys.executable, "-c", KEEPER_MAIN, str(theirs.fileno()),
+                 str(connection.settings_dict["NAME"])],
+                pass_fds=[theirs.fileno()], env=env, cwd=str(settings.BASE_DIR),
+                stdin=subprocess.DEVNULL)
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.sock = ours
+        self.sock.settimeout(FIRST_ACK_SECONDS)
+        self.held: set[int] = set()
+        self.lock = threading.Lock()
+
+    def send(self, message: dict[str, Any], fds: list[int] = ()) -> None:
+        """One packet; OSError (the keeper is gone) or TimeoutError."""
+        data = json.dumps(message).encode()
+        if fds:
+            socket.send_fds(self.sock, [data], list(fds))
+        else:
+            self.sock.send(data)
+
+    def stop(self) -> None:
+        """Kill the keeper (our child) and close the link: the sockets it held close with it,
+        so nothing of this process's connections outlives it."""
+        try:
+            self.process.kill()
+            self.process.wait(timeout=5)
+        except (OSError, subprocess.TimeoutExpired):
+            logger.warning("SMTP keeper %s did not stop", self.process.pid)
+        self.sock.close()
+
+
+# The keeper's command: Django set up first (the delivery package imports the models), the
+# database named by the worker's connection (a test database's name is not in DATABASE_URL).
+KEEPER_MAIN = ("import sys, django; django.setup(); "
+               "from notifications.delivery.keeper import main; sys.exit(main(sys.argv[1:]))")
+
+_client: KeeperClient | None = None
+_failed_at: float = -RETRY_SECONDS
+_lock = threading.Lock()
+
+
+def _current() -> KeeperClient | None:
+    """This process's keeper, started if need be; None when it is off or cannot be had."""
+    global _client, _failed_at
+    if _client is not None and _client.pid != os.getpid():  # inherited across a fork
+        _client.sock.close()  # our copy only: the parent's link stays open
+        _client = None
+    if _client is not None and _client.process.poll() is not None:
+        logger.warning("SMTP keeper %s exited (%s); starting another", _client.process.pid,
+                       _client.process.returncode)
+        _client.sock.close()
+        _client = None
+    if _client is None:
+        if time.monotonic() - _failed_at < RETRY_SECONDS:
+            return None
+        try:
+            _client = KeeperClient()
+        except OSError:
+            logger.exception("Could not start the SMTP keeper: delivering without it")
+            _failed_at = time.monotonic()
+    return _client
+
+
+def keeper_start() -> None:
+    """Start this process's keeper if it has none (without waiting for it), so that its
+    django.setup() overlaps the SMTP exchange before the first hand-over."""
+    if keeper_enabled():
+        with _lock:
+            _current()
+
+
+def _give_up(client: KeeperClient, why: str) -> None:
+    global _client, _failed_at
+    logger.error("SMTP keeper %s given up (%s): delivering without it", client.process.pid, why)
+    client.stop()
+    if _client is client:
+        _client, _failed_at = None, time.monotonic()
+
+
+def keeper_hold(ends: list[tuple[int, Callable[[], None]]]) -> list[int]:
+    """Before the COMMIT of the attempts `ends` names ((attempt id, the call's hand-over), in
+    its transaction): hand the keeper a copy of each SMTP socket (an `EndOfData` hand-over has
+    `sock`; others are skipped) with the attempt ids and this connection's PostgreSQL backend
+    pid, and wait for its ack. Returns the attempt ids held ([] when there is no keeper or it
+    failed: delivery goes on without). Each held hand-over announces its end to the keeper
+    (`announce`) before writing it."""
+    gated = [(pk, end) for pk, end in ends if getattr(end, "sock", None) is not None]
+    if not gated or not keeper_enabled():
+        return []
+    with _lock:
+        client = _current()
+        if client is None:
+            return []
+        ids = [pk for pk, _ in gated]
+        try:
+            fds = [end.sock.fileno() for _, end in gated]
+            client.send({"op": "hold", "backend_pid": connection.connection.info.backend_pid,
+                         "attempts": [{"id": pk, "message_id": end.message_id}
+                                      for pk, end in gated]}, fds)
+            if client.sock.recv(PACKET) != ACK:
+                raise OSError("no ack")
+            client.sock.settimeout(ACK_SECONDS)
+        except (OSError, ValueError) as exc:
+            _give_up(client, f"{type(exc).__name__}: {exc}")
+            return []
+        client.held.update(ids)
+    for pk, end in gated:
+        end.announce = _announcer(client, pk)
+    return ids
+
+
+def _announcer(client: KeeperClient, pk: int) -> Callable[[], None]:
+    def announce() -> None:
+        with _lock:
+            if pk not in client.held or client is not _client:
+                return
+            try:
+                client.send({"op": "end", "ids": [pk]})
+            except OSError as exc:
+                _give_up(client, f"{type(exc).__name__}: {exc}")
+    return announce
+
+
+def keeper_release(ids: list[int]) -> None:
+    """The calls of these attempts ended (their replies read, or their connections given up):
+    the keeper closes its copies of their sockets. Ids it does not hold are ignored."""
+    with _lock:
+        client = _client
+        if client is None or client.pid != os.getpid():
+            return
+        mine = [pk for pk in ids if pk in client.held]
+        if not mine:
+            return
+        client.held.difference_update(mine)
+        try:
+            client.send({"op": "release", "ids": mine})
+        except OSError as exc:
+            _give_up(client, f"{type(exc).__name__}: {exc}")
