@@ -20,7 +20,8 @@ For SMTP the attempt is written once the message's data is sent but its end ("<C
 and the thread that wrote it sends that end as soon as its COMMIT answers (`Provider.commits_late`;
 that transaction does not wait for the WAL's flush: `commit_without_flush`): a worker killed
 earlier in the exchange leaves none (the server dropped the unfinished DATA), and the sweeper
-sends the message again.
+sends the message again. On PostgreSQL the worker's SMTP keeper (keeper.py) holds a copy of each
+SMTP socket across that COMMIT, so one killed after it still gets its end sent.
 """
 
 from __future__ import annotations
@@ -380,7 +381,8 @@ def commit_without_flush() -> None:
     the record reaches disk, at most 3 x wal_writer_delay later (600 ms by default) and in
     practice until any later synchronous commit on the server (the batch's outcome transaction
     is one) flushes it, loses the attempt; the message, still `sending` without one, is then
-    sent again by the sweeper, possibly a second email. Nothing on SQLite."""
+    sent again by the sweeper, possibly a second email. Nothing on SQLite. The SMTP keeper
+    (keeper.py) closes the window itself where it runs; this keeps it short where it does not."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SET LOCAL synchronous_commit = off")
@@ -397,7 +399,9 @@ def _record_ended(calls: list[Call], now: datetime, unwritten: list[DeliveryAtte
     """`_record` the calls that ended; a `commits_late` call that ended before handing its
     message over (refused at RCPT TO, say) has no row yet: it is written with its result at
     once (one INSERT), never `started`, since nothing was handed over."""
-    keeper_release([call.attempt.pk for call in calls if call.attempt is not None])
+    keeper_release([call.attempt.pk for call in calls if call.attempt is not None],
+                   accepted=[call.attempt.pk for call in calls
+                             if call.attempt is not None and call.result is not None])
     fresh = [call for call in calls if call.attempt is None]
     for call in fresh:
         call.attempt = _new_attempt(

@@ -57,8 +57,11 @@ What the reply means depends on where the worker was, which the keeper knows fro
   permanent error.
 - No reply in time, or the connection broken: the attempt stays `started` (unknown).
 
-A worker that releases its sockets (its calls ended) and dies later, before writing the outcome,
-leaves `started` attempts that the sweeper resolves as without a keeper.
+A worker that releases its sockets (its calls ended) and dies before writing their outcomes
+leaves `started` attempts. Those it said the server accepted (its "release" names them, the last
+`ACCEPTED_KEPT` of them are kept) are recorded by the keeper as in the 2xx case above, once the
+worker's backend is gone, if they are still `started`; the others the sweeper resolves as without
+a keeper (of unknown outcome).
 """
 
 from __future__ import annotations
@@ -71,11 +74,13 @@ import signal
 import socket
 import struct
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 logger = logging.getLogger("notifications.delivery.keeper")
 
 BACKEND_WAIT_SECONDS = 30.0
+ACCEPTED_KEPT = 10_000
 REPLY_SECONDS = 30.0
 END_OF_DATA = b"\r\n.\r\n"  # providers.email.END_OF_DATA (not imported: no Django before setup)
 KEEPER_ERROR = "The worker stopped; its SMTP keeper ended the message's data: "
@@ -93,9 +98,13 @@ class Held:
     end_announced: bool = False
 
 
-def serve(link: socket.socket) -> dict[int, Held]:
-    """Read the worker's packets until its end closes; returns what is still held."""
+def serve(link: socket.socket, accepted: OrderedDict[int, Held] | None = None
+          ) -> dict[int, Held]:
+    """Read the worker's packets until its end closes; returns what is still held. The released
+    attempts the worker said were accepted go to `accepted` (their sockets closed), the last
+    `ACCEPTED_KEPT` of them."""
     held: dict[int, Held] = {}
+    accepted = accepted if accepted is not None else OrderedDict()
     while True:
         try:
             data, fds, _flags, _addr = socket.recv_fds(link, 65536, 64)
@@ -117,10 +126,15 @@ def serve(link: socket.socket) -> dict[int, Held]:
                 if pk in held:
                     held[pk].end_announced = True
         elif op == "release":
+            taken = set(message.get("accepted", ()))
             for pk in message["ids"]:
                 entry = held.pop(pk, None)
                 if entry is not None:
                     entry.sock.close()
+                    if pk in taken:
+                        accepted[pk] = entry
+                        if len(accepted) > ACCEPTED_KEPT:
+                            accepted.popitem(last=False)
 
 
 def abort(sock: socket.socket) -> None:
@@ -179,7 +193,8 @@ def wait_backends(pids: set[int], timeout: float = BACKEND_WAIT_SECONDS) -> None
 
 def settle(entry: Held) -> str:
     """Decide one held socket once its worker and its worker's transaction are gone (the module
-    docstring's cases). Returns "aborted", "sent", "refused" or "unknown"."""
+    docstring's cases), or one accepted and released (its socket closed) whose attempt is still
+    `started`. Returns "aborted", "sent", "refused", "unknown" or "" (nothing to do)."""
     from django.db import transaction
 
     from ..models import DeliveryAttempt, Message
@@ -197,8 +212,17 @@ def settle(entry: Held) -> str:
         if (attempt.outcome != DeliveryAttempt.Outcome.STARTED
                 or message.status != Message.Status.SENDING
                 or message.send_number != attempt.send_number):
+            if entry.sock.fileno() == -1:  # released, and written by the worker meanwhile
+                return ""
             abort(entry.sock)
             return "aborted"
+        if entry.sock.fileno() == -1:  # released: the worker read the server's 250
+            attempt.outcome = DeliveryAttempt.Outcome.SUCCEEDED
+            attempt.response = {**(attempt.response or {}), "message_id": entry.message_id,
+                                "resolved_from": "the worker's release to the SMTP keeper"}
+            attempt.save(update_fields=["outcome", "response"])
+            message_mark_sent_from_ledger(message, attempt)
+            return "sent"
         try:
             entry.sock.sendall(END_OF_DATA)
         except OSError:
@@ -244,8 +268,16 @@ def main(argv: list[str]) -> int:
 
     connection.settings_dict["NAME"] = argv[1]
     link = socket.socket(fileno=int(argv[0]))
-    held = serve(link)
+    accepted: OrderedDict[int, Held] = OrderedDict()
+    held = serve(link, accepted)
     link.close()
+    if accepted:  # only those the worker may not have written yet
+        from ..models import DeliveryAttempt
+
+        started = set(DeliveryAttempt.objects.filter(
+            pk__in=list(accepted), outcome=DeliveryAttempt.Outcome.STARTED)
+            .values_list("pk", flat=True))
+        held.update((pk, entry) for pk, entry in accepted.items() if pk in started)
     if not held:
         return 0
     wait_backends({entry.backend_pid for entry in held.values()})
@@ -256,7 +288,8 @@ def main(argv: list[str]) -> int:
             logger.exception("attempt %s: could not settle", entry.attempt_id)
             abort(entry.sock)
             continue
-        logger.info("attempt %s: %s", entry.attempt_id, outcome)
+        if outcome:
+            logger.info("attempt %s: %s", entry.attempt_id, outcome)
     return 0
 
 

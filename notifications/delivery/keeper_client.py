@@ -10,8 +10,10 @@ keeper (`op`):
   Sent inside the attempts' transaction, before its COMMIT.
 - "end": {"op": "end", "ids": [int]}: the worker is about to write the end of that attempt's
   data ("<CRLF>.<CRLF>"). Sent just before the write, never after it.
-- "release": {"op": "release", "ids": [int, …]}: the calls ended (their replies read, or their
-  connections given up); the keeper closes its copies.
+- "release": {"op": "release", "ids": [int, …], "accepted": [int, …]}: the calls ended (their
+  replies read, or their connections given up); the keeper closes its copies, and remembers the
+  attempts whose server accepted the message (`accepted`) in case the worker dies before it
+  writes their outcome.
 
 Nothing here ever stops a delivery: a keeper that cannot be started or does not answer is
 killed (it is this process's child) and logged, and the hand-over goes on as without a keeper
@@ -187,9 +189,10 @@ def _announcer(client: KeeperClient, pk: int) -> Callable[[], None]:
     return announce
 
 
-def keeper_release(ids: list[int]) -> None:
+def keeper_release(ids: list[int], accepted: list[int] = ()) -> None:
     """The calls of these attempts ended (their replies read, or their connections given up):
-    the keeper closes its copies of their sockets. Ids it does not hold are ignored."""
+    the keeper closes its copies of their sockets; `accepted`: those whose server took the
+    message (a 250 to the end of the data). Ids it does not hold are ignored."""
     with _lock:
         client = _client
         if client is None or client.pid != os.getpid():
@@ -199,6 +202,7 @@ def keeper_release(ids: list[int]) -> None:
             return
         client.held.difference_update(mine)
         try:
-            client.send({"op": "release", "ids": mine})
+            client.send({"op": "release", "ids": mine,
+                         "accepted": [pk for pk in accepted if pk in mine]})
         except OSError as exc:
             _give_up(client, f"{type(exc).__name__}: {exc}")

@@ -102,7 +102,9 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
     while its COMMIT is in PostgreSQL loses the email all the same (PostgreSQL commits, the reset
     drops the DATA), so it would not narrow the window that remains. That window, between the
     COMMIT reaching PostgreSQL and the end leaving, is kept to a round trip by the attempt's
-    transaction committing without its WAL flush (delivery.batch.commit_without_flush)."""
+    transaction committing without its WAL flush (delivery.batch.commit_without_flush), and
+    closed by delivery's SMTP keeper, which holds a copy of the socket (`EndOfData.sock`) across
+    that COMMIT and ends the data itself if the worker dies (delivery/keeper.py)."""
 
     before_end_of_data: Callable[[Callable[[], None]], None] | None = None
 

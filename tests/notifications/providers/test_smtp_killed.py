@@ -491,7 +491,7 @@ import sys, threading, django
 django.setup()
 from notifications.delivery import batch
 
-def held(ids):
+def held(ids, accepted=()):
     if ids:
         print("replied", flush=True)
         threading.Event().wait()
@@ -643,3 +643,60 @@ def test_a_keeper_that_cannot_start_leaves_delivery_as_without_it(
     assert len(server.messages) == 1
     assert "given up" in caplog.text
     assert keeper_client._client is None
+
+
+# A worker stopped (to be killed) once its calls ended and were released to its keeper, before
+# it writes their outcomes: delivery's own _finish waits.
+WORKER_HELD_BEFORE_ITS_OUTCOMES = """
+import sys, threading, django
+django.setup()
+from notifications.delivery import batch
+
+def held(*args, **kwargs):
+    print("finishing", flush=True)
+    threading.Event().wait()
+
+batch._finish = held
+batch.deliver_batch(sys.argv[1:])
+"""
+
+
+@postgresql_only
+@pytest.mark.parametrize("count", [1, 3], ids=["lone call", "concurrent batch"])
+def test_killed_after_releasing_accepted_calls_before_their_outcomes_the_keeper_records_them(
+        holding_smtp, queue_message, run_tasks, count):
+    """The worker read each server's 250 and told its keeper, then died before writing the
+    outcomes: the keeper records each attempt still `started` succeeded and its message sent,
+    once the worker's backend is gone (a concurrent batch writes the attempts of ended calls
+    while others run: those the sweeper finds succeeded and marks sent); nothing is sent
+    twice."""
+    server = holding_smtp("none")
+    messages = [email_message(queue_message, n) for n in range(count)]
+    worker = start_worker(messages, server, WORKER_HELD_BEFORE_ITS_OUTCOMES,
+                          stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == "finishing\n"
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        worker.stdout.close()
+    until(lambda: not DeliveryAttempt.objects.filter(
+        message__in=messages, outcome=DeliveryAttempt.Outcome.STARTED).exists(),
+          "the keeper to record the attempts left started")
+    by_keeper = DeliveryAttempt.objects.filter(
+        message__in=messages,
+        response__resolved_from="the worker's release to the SMTP keeper").count()
+    if count == 1:  # a lone call's attempt is written with its message's outcome
+        assert by_keeper == 1
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks()
+    for message in messages:
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENT
+        attempt = message.delivery_attempts.get()
+        assert attempt.outcome == DeliveryAttempt.Outcome.SUCCEEDED
+        assert attempt.response["message_id"] == message.provider_message_id
+    assert len(server.messages) == count
+    for message in messages:
+        assert sum(f"X-Clarion-Message-Id: {message.id}".encode() in m
+                   for m in server.messages) == 1
