@@ -52,7 +52,8 @@ What the reply means depends on where the worker was, which the keeper knows fro
   250, 552, 554, 451, 452, 450 and 550 there). The message was delivered or refused, and
   only the dead worker knew which: the attempt stays `started`, and the sweeper marks it of
   unknown outcome (failed, never sent twice), as without a keeper. This is the one window left:
-  between the worker reading its reply and telling the keeper ("release").
+  between the worker reading its reply and telling the keeper ("release", sent as soon as the
+  reply is read, before QUIT: the time of one recv and one sendmsg).
 - 500–504 with no "end": the server refused our end of data with a syntax code; taken as a
   permanent error.
 - No reply in time, or the connection broken: the attempt stays `started` (unknown).

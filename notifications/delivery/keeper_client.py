@@ -1,8 +1,9 @@
 """The worker's side of the SMTP keeper (keeper.py, which has the design and the case analysis).
 
-A worker process starts its keeper lazily, at its first commit-gated SMTP hand-over, and talks to
-it over an AF_UNIX SOCK_SEQPACKET socket pair (unix(7)): one JSON object per packet, sockets
-passed as SCM_RIGHTS ancillary data (socket.send_fds; unix(7), cmsg(3)). Messages, worker to
+A worker process starts its keeper lazily, when its first commit-gated SMTP call starts (so the
+keeper's start overlaps that SMTP exchange; the first hand-over waits for it), and talks to it
+over an AF_UNIX SOCK_SEQPACKET socket pair (unix(7)): one JSON object per packet, sockets passed
+as SCM_RIGHTS ancillary data (socket.send_fds; unix(7), cmsg(3)). Messages, worker to
 keeper (`op`):
 
 - "hold": {"op": "hold", "backend_pid": int, "attempts": [{"id": int, "message_id": str}, …]}
@@ -10,10 +11,10 @@ keeper (`op`):
   Sent inside the attempts' transaction, before its COMMIT.
 - "end": {"op": "end", "ids": [int]}: the worker is about to write the end of that attempt's
   data ("<CRLF>.<CRLF>"). Sent just before the write, never after it.
-- "release": {"op": "release", "ids": [int, …], "accepted": [int, …]}: the calls ended (their
-  replies read, or their connections given up); the keeper closes its copies, and remembers the
-  attempts whose server accepted the message (`accepted`) in case the worker dies before it
-  writes their outcome.
+- "release": {"op": "release", "ids": [int, …], "accepted": [int, …]}: the calls' replies to
+  their ends were read (sent at once, before QUIT: `EndOfData.replied`) or the calls ended
+  without one; the keeper closes its copies, and remembers the attempts whose server accepted
+  the message (`accepted`) in case the worker dies before it writes their outcome.
 
 Nothing here ever stops a delivery: a keeper that cannot be started or does not answer is
 killed (it is this process's child) and logged, and the hand-over goes on as without a keeper
@@ -174,6 +175,7 @@ def keeper_hold(ends: list[tuple[int, Callable[[], None]]]) -> list[int]:
         client.held.update(ids)
     for pk, end in gated:
         end.announce = _announcer(client, pk)
+        end.replied = _replier(pk)
     return ids
 
 
@@ -187,6 +189,14 @@ def _announcer(client: KeeperClient, pk: int) -> Callable[[], None]:
             except OSError as exc:
                 _give_up(client, f"{type(exc).__name__}: {exc}")
     return announce
+
+
+def _replier(pk: int) -> Callable[[int], None]:
+    """Release `pk` as soon as the server's reply to its end is read (before QUIT): the window
+    in which the keeper cannot tell what the worker read is then that of one sendmsg."""
+    def replied(code: int) -> None:
+        keeper_release([pk], accepted=[pk] if 200 <= code < 300 else [])
+    return replied
 
 
 def keeper_release(ids: list[int], accepted: list[int] = ()) -> None:

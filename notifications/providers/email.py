@@ -155,7 +155,10 @@ def gated_data(smtp: smtplib.SMTP, hook: Callable[[Callable[[], None]], None],
     if not send_end.sent:
         smtp.close()
         raise RuntimeError("before_end_of_data returned without sending the end of the data.")
-    return smtp.getreply()
+    reply = smtp.getreply()
+    if send_end.replied is not None:
+        send_end.replied(reply[0])
+    return reply
 
 
 class EndOfData:
@@ -163,13 +166,15 @@ class EndOfData:
     the connection, as smtplib does). Also tells who holds it what it ends: `sock` (the SMTP
     connection's socket) and `message_id` (the email's Message-ID header, its provider id), read
     by delivery's SMTP keeper (delivery/keeper.py), which may set `announce`, called just
-    before the write."""
+    before the write, and `replied`, called with the code of the server's reply to it as soon
+    as it is read."""
 
     def __init__(self, smtp: smtplib.SMTP, end: bytes, message_id: str):
         self.smtp, self.end, self.message_id = smtp, end, message_id
         self.sock = smtp.sock
         self.sent = False
         self.announce: Callable[[], None] | None = None
+        self.replied: Callable[[int], None] | None = None
 
     def __call__(self) -> None:
         if self.announce is not None:

@@ -484,19 +484,20 @@ def held(ends):
 batch.keeper_hold = held
 batch.deliver_batch(sys.argv[1:])
 """
-# A worker stopped (to be killed) once its call ended (the server's reply read), before it tells
-# its keeper: delivery's own keeper_release waits.
+# A worker stopped (to be killed) once it read the server's reply to its end, before it tells
+# its keeper: what keeper_client hands the SMTP backend to call then (EndOfData.replied) waits.
 WORKER_HELD_BEFORE_THE_RELEASE = """
 import sys, threading, django
 django.setup()
-from notifications.delivery import batch
+from notifications.delivery import batch, keeper_client
 
-def held(ids, accepted=()):
-    if ids:
-        print("replied", flush=True)
+def replier(pk):
+    def replied(code):
+        print("replied", code, flush=True)
         threading.Event().wait()
+    return replied
 
-batch.keeper_release = held
+keeper_client._replier = replier
 batch.deliver_batch(sys.argv[1:])
 """
 
@@ -608,7 +609,7 @@ def test_killed_after_reading_its_reply_before_telling_the_keeper_is_of_unknown_
     worker = start_worker([message], server, WORKER_HELD_BEFORE_THE_RELEASE,
                           stdout=subprocess.PIPE, text=True)
     try:
-        assert worker.stdout.readline() == "replied\n"
+        assert worker.stdout.readline() == "replied 250\n"
     finally:
         os.kill(worker.pid, signal.SIGKILL)
         worker.wait(timeout=30)
