@@ -6,19 +6,20 @@ For each broker (ORM, Redis) and each number of workers (1, 2, 4):
             runs, then one `qcluster` with that many workers drains them;
 - pipeline: N single-recipient triggers of an in-app + email workflow (made through the trigger
             service while no worker runs; the API is bench/trigger_api.py's), then one
-            `qcluster` runs them to the end: each trigger's `advance_runs` task walks its run
-            and up to 24 other due ones in one transaction (the inbox items, the messages), and
-            each such batch's emails go in one `deliver_messages` task to a loopback SMTP server
-            (aiosmtpd, in this process) that accepts at once. Done = the email message `sent`.
+            `qcluster` runs them to the end: the triggers whose advance lane was free queued
+            an `advance_lane` task (CLARION_ADVANCE_LANES of them, 4; the others queued none),
+            which walks due runs 25 at a time in one transaction each (the inbox items, the
+            messages) until none is left, and each such batch's emails go in one
+            `deliver_messages` task to a loopback SMTP server (aiosmtpd, in this process) that
+            accepts at once. Done = the email message `sent`.
 
 Rates are taken from the first task's start to the last notification done, from what the tasks
 wrote (the no-ops' times; the first batch's messages' `created_at`, the time its task began),
 and for the pipeline's end the poll (every 20 ms) that saw the N-th email sent and the queue
-empty (every trigger's own task handed out: its cost is the floor's task's), so the cluster's
-start-up is left out and the polling adds at most one interval. Size N so that a row lasts
-seconds (make bench: 400), or the start-up and the last batch weigh in. Each notification is
-still one queued task (its trigger's; most find their run already walked by another's batch and
-end after one query), so the floor is the cluster's own rate for as many tasks. Also printed:
+empty (every task handed out), so the cluster's start-up is left out and the polling adds at
+most one interval. Size N so that a row lasts seconds (make bench: 400), or the start-up and
+the last batch weigh in. The floor is the cluster's own rate for N tasks, what it would cost if
+each notification were one task (until 2026-12-02 each trigger queued one). Also printed:
 the CPU (percent of one core) of each process of the cluster, of this process (the SMTP sink),
 of PostgreSQL (every backend on the machine) and of Redis, and PostgreSQL's commits and rows
 written per notification (pg_stat_database, read once every other session of the database has
@@ -208,9 +209,8 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
         queue, asked = get_broker(), []
 
         def finished(queue=queue, asked=asked, sent=sent) -> int:
-            """Emails sent; n only once the queue has handed out every task (each trigger's
-            own advance task too: a later batch may have walked its run, its task still costs
-            the cluster what the floor's task does)."""
+            """Emails sent; n only once the queue has handed out every task (an advance
+            lane's task that found nothing left to claim too)."""
             if (count := sent.count()) < n:
                 return count
             asked.append(broker == "orm")  # the ORM broker's queue_size() is a query

@@ -252,7 +252,8 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
         sys.exit("the burst's producer failed")
     if profile:  # py-spy's samples of the server over the burst (--profile)
         spy = await asyncio.create_subprocess_exec(
-            "py-spy", "record", "--pid", str(server_pid), "--format", "raw", "--rate", "250",
+            str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server_pid),
+            "--format", "raw", "--rate", "250",
             "--nonblocking", *(["--gil"] if profile_gil else []), "--output", str(profile),
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
         await asyncio.sleep(1)
@@ -312,7 +313,7 @@ def main() -> None:
                         help="print the server's garbage-collected objects per socket by type")
     parser.add_argument("--profile", type=Path,
                         help="write py-spy's samples of the server over the burst to this file "
-                             "(raw, for flamegraph.pl or speedscope; py-spy on PATH)")
+                             "(raw, for flamegraph.pl or speedscope; py-spy, a dev dependency)")
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: only the samples holding the GIL (the CPU the "
                              "server spends, not its waits for a core on a loaded machine)")

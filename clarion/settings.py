@@ -486,6 +486,14 @@ CLARION = {
     # An advance task walks up to this many due runs in one transaction (its own, topped up
     # with others: notifications/engine/claim.py).
     "ADVANCE_BATCH_SIZE": int(os.environ.get("CLARION_ADVANCE_BATCH_SIZE", "25")),
+    # Advance lanes: a trigger whose batch falls in a lane that an `advance_lane` task holds
+    # queues no task of its own (that task claims due runs until none is left); so about this
+    # many such tasks walk at once, whatever the number of triggers (engine/claim.py).
+    "ADVANCE_LANES": max(1, int(os.environ.get("CLARION_ADVANCE_LANES", "4"))),
+    # A held lane whose task claimed no full batch for this long counts as free: its task was
+    # lost (a worker killed with the Redis broker, which does not present a task again).
+    "ADVANCE_LANE_STALE_SECONDS": float(
+        os.environ.get("CLARION_ADVANCE_LANE_STALE_SECONDS", "30")),
     # A topic fan-out creates this many runs per transaction.
     "FANOUT_BATCH_SIZE": int(os.environ.get("CLARION_FANOUT_BATCH_SIZE", "500")),
     # A template render taking longer than this (seconds) is stopped as a render error.

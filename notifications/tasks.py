@@ -53,18 +53,67 @@ def advance_runs(*run_ids: str) -> None:
     now = timezone.now()
     if not engine.runs_due_exist(list(run_ids), now=now):
         return
+    _advance_batch(list(run_ids), now=now)
+
+
+# An advance lane task that keeps finding full batches hands its lane to a new task after this
+# long, well within Q_CLUSTER["timeout"].
+LANE_BUDGET_SECONDS = 10.0
+
+
+def advance_lane(lane: int, *run_ids: str) -> None:
+    """The task of an advance lane (engine/claim.py, "Advance lanes"), queued by a trigger that
+    found `lane` free: advance `run_ids` (that trigger's batch) and other due runs, a batch at a
+    time as advance_runs does, while batches come up full (each full batch keeps the lane held,
+    so the triggers meanwhile queue no task); then release the lane and claim once more (the
+    runs of triggers that saw it held), ending when such a claim finds nothing. After
+    LANE_BUDGET_SECONDS its last full batch queues a new task for the lane instead."""
+    limit = settings.CLARION["ADVANCE_BATCH_SIZE"]
+    deadline = time.monotonic() + LANE_BUDGET_SECONDS
+    ids, released = list(run_ids), False
+    while True:
+        hand_over = time.monotonic() >= deadline
+        claimed = _advance_batch(ids, now=timezone.now(), lane=lane, hand_over=hand_over)
+        ids = []
+        if claimed is None:  # the batch failed, its runs went one at a time: claim again
+            released = False
+        elif claimed >= limit:
+            if hand_over:
+                return
+            released = False
+            continue
+        elif released and not claimed:
+            return
+        engine.lane_release(lane)
+        released = True
+
+
+def _advance_batch(run_ids: list[str], *, now: datetime, lane: int | None = None,
+                   hand_over: bool = False) -> int | None:
+    """advance_runs' batch of `run_ids` topped up with due runs; for an advance lane's task
+    (`lane`), topped up even when none of `run_ids` is due, and a full batch holds the lane
+    (engine.lane_touch) in its transaction and, with `hand_over`, queues a new task for it.
+    Returns how many runs the batch claimed, or None when it failed and its runs went through
+    advance_run one at a time (raises when it failed before claiming any and has no ids)."""
     conf = settings.CLARION
     claimed: list[str] = []
     try:
         with transaction.atomic(), enqueue_grouped(
                 "notifications.tasks.deliver_message", into="notifications.tasks.deliver_messages",
                 size=conf["DELIVERY_BATCH_SIZE"]):
-            claimed = engine.runs_claim(list(run_ids), now=now, limit=conf["ADVANCE_BATCH_SIZE"],
-                                        exclude=_failed_recently(now))
+            claimed = engine.runs_claim(run_ids, now=now, limit=conf["ADVANCE_BATCH_SIZE"],
+                                        exclude=_failed_recently(now),
+                                        top_up_alone=lane is not None)
             if claimed:
                 engine.advance_batch(claimed, now=now)
-        return
+            if lane is not None and len(claimed) >= conf["ADVANCE_BATCH_SIZE"]:
+                engine.lane_touch(lane, now=now)
+                if hand_over:
+                    enqueue("notifications.tasks.advance_lane", lane)
+        return len(claimed)
     except Exception:
+        if not (claimed or run_ids):
+            raise
         logger.warning("a batch of %d runs failed; advancing them one at a time",
                        len(claimed or run_ids), exc_info=True)
         _drop_broken_connection()
@@ -75,6 +124,7 @@ def advance_runs(*run_ids: str) -> None:
             logger.exception("run %s failed to advance; the sweeper will retry it", run_id)
             _FAILED[str(run_id)] = time.monotonic()
             _drop_broken_connection()
+    return None
 
 
 # Runs that failed on their own in this process (id → time.monotonic()), taken in no batch's

@@ -29,7 +29,7 @@ from ..workflow_versions import (
     draft_step_template_put,
     draft_step_templates,
 )
-from .templates import preview, send_test_answer, variables_panel
+from .template_editor import preview, send_test_answer, variables_panel
 
 
 def draft_template_url(workflow: Workflow, ref: str, *, channel: str = "",

@@ -17,7 +17,8 @@ DELIVERY_BATCH_SIZE due messages and makes their provider calls concurrently (as
 httpx.AsyncClient; SMTP and anymail in threads), with the same rows written before and after.
 A worker killed during a call leaves a `started` attempt: see `message_mark_outcome_unknown`.
 For SMTP the attempt is written once the message's data is sent but its end ("<CRLF>.<CRLF>"),
-and the thread that wrote it sends that end at once (`Provider.commits_late`): a worker killed
+and the thread that wrote it sends that end as soon as its COMMIT answers (`Provider.commits_late`;
+that transaction does not wait for the WAL's flush: `commit_without_flush`): a worker killed
 earlier in the exchange leaves none (the server dropped the unfinished DATA), and the sweeper
 sends the message again.
 """
@@ -340,9 +341,35 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
         return
     started_at = timezone.now()
     attempts = [_new_attempt(call, started_at) for call in calls]
-    DeliveryAttempt.objects.bulk_create(attempts)
+    if handing_over:
+        with transaction.atomic():
+            commit_without_flush()
+            DeliveryAttempt.objects.bulk_create(attempts)
+    else:
+        DeliveryAttempt.objects.bulk_create(attempts)
     for call, attempt in zip(calls, attempts, strict=True):
         call.attempt = attempt
+
+
+def commit_without_flush() -> None:
+    """Let the current transaction's COMMIT answer without waiting for its WAL record to be
+    flushed to disk (PostgreSQL's `SET LOCAL synchronous_commit = off`, this transaction only;
+    nothing elsewhere): used for the attempts written at a `commits_late` call's point of no
+    return, whose end of data leaves once that COMMIT answers.
+
+    Why: a worker killed after its COMMIT reached PostgreSQL and before the end left leaves a
+    committed attempt and an email the server dropped (lost, failed as of unknown outcome). That
+    window is the COMMIT's round trip, and with the flush it is the disk's fsync (milliseconds,
+    more under load); without it, a loopback round trip (tens of microseconds). The commit is
+    still atomic and in PostgreSQL's memory, so a dead worker cannot undo it. What is given up
+    (PostgreSQL's "Asynchronous Commit" chapter): a PostgreSQL or operating-system crash before
+    the record reaches disk, at most 3 x wal_writer_delay later (600 ms by default) and in
+    practice until any later synchronous commit on the server (the batch's outcome transaction
+    is one) flushes it, loses the attempt; the message, still `sending` without one, is then
+    sent again by the sweeper, possibly a second email. Nothing on SQLite."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit = off")
 
 
 def _new_attempt(call: Call, started_at: datetime) -> DeliveryAttempt:

@@ -20,10 +20,12 @@ class CommitGate:
     is done (SMTP: the message's data is sent but its end), it wakes the batch's loop (`ready`)
     and waits. The loop `take`s it, writes the call's attempt (the ORM is not used from sending
     threads) and at once calls `hand_over()` itself (`pass_on`: SMTP sends the 5 bytes that end
-    the data), in the thread that committed the attempt, so no thread switch comes between the
-    commit and the step; then the sending thread goes on (reads the server's answer), raising
-    what `hand_over` raised. Not taken within `timeout` seconds: TransientError, and the message
-    is not handed over; once taken, the thread waits for `pass_on` or `refuse`."""
+    the data), in the thread that committed the attempt, so no hand-off to another thread comes
+    between the commit and the step (the interpreter may still give the GIL to another thread
+    meanwhile: bench/smtp_window.py measures that window whole); then the sending thread goes on
+    (reads the server's answer), raising what `hand_over` raised. Not taken within `timeout`
+    seconds: TransientError, and the message is not handed over; once taken, the thread waits
+    for `pass_on` or `refuse`."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, timeout: float):
         self.ready: asyncio.Future = loop.create_future()

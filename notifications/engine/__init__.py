@@ -10,7 +10,7 @@ runs in one transaction). Callers import from `notifications.engine`.
 from .batch import advance_batch, advance_new_runs
 from .branches import effective_steps
 from .channel_steps import channel_address, layout_for_tenant, locale_candidates, select_template
-from .claim import runs_claim, runs_due_exist
+from .claim import lane_release, lane_touch, lanes_hold, runs_claim, runs_due_exist
 from .digest import batch_close_due, window_closes_at
 from .validation import (
     BRANCHING_STEP_TYPES,
@@ -37,7 +37,7 @@ __all__ = [
     "BRANCHING_STEP_TYPES", "DEFAULT_BRANCH", "effective_steps", "validate_branches",
     "DURATION_UNITS", "STEP_MOVED_BEHIND", "STEP_REMOVED", "SUPPORTED_STEP_TYPES",
     "StepConfigError", "advance", "advance_batch", "advance_new_runs", "channel_address",
-    "runs_claim", "runs_due_exist", "delay_until",
+    "runs_claim", "runs_due_exist", "lanes_hold", "lane_touch", "lane_release", "delay_until",
     "duration_seconds",
     "layout_for_tenant",
     "locale_candidates", "select_template", "validate_channel_config", "validate_delay_config",

@@ -9,14 +9,35 @@ are due again and the next task's top-up, its own task (presented again after Q_
 left without one: topping up only makes the other runs' own tasks find them done.
 
 On SQLite (no row locks) writers are serialized by the IMMEDIATE transactions, so the same holds.
+
+Advance lanes (tasks.advance_lane) let a trigger queue no task when one will take its runs anyway:
+a lane is held (an AdvanceLane row) from the trigger that queues its task until that task, having
+claimed batches until one came up short, releases it. A trigger whose batch falls in a held lane
+queues nothing; none of its runs is lost, because:
+
+- the trigger reads the lane's row with FOR KEY SHARE in its own transaction (lanes_hold), and
+  the task's release is a DELETE of that row (lane_release), which waits for every transaction
+  holding that lock: once the release returns, every trigger that saw the lane held has
+  committed, and the claim the task runs next sees its runs;
+- a trigger that reads the row after the release sees none, holds the lane again and queues a
+  task of its own (so two tasks may share a lane for a while: both claim with SKIP LOCKED);
+- the task claims again after each release and ends only when a claim finds nothing due that no
+  other worker holds (a run another worker holds is that worker's: its task, presented again if
+  the worker dies, claims it again, as any advance task's top-up does);
+- a task that is lost (with the Redis broker, a worker killed while running it) leaves its lane
+  held: the lane counts as free once ADVANCE_LANE_STALE_SECONDS passed since its task last
+  claimed a full batch, and the sweeper re-enqueues any run left running STUCK_AFTER_SECONDS.
+
+On SQLite the trigger's and the release's transactions are serialized, so the same holds.
 """
 
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import Q
 
-from ..models import Run
+from ..models import AdvanceLane, Run
 
 
 def run_is_due(now: datetime) -> Q:
@@ -27,21 +48,23 @@ def run_is_due(now: datetime) -> Q:
 
 
 def runs_claim(run_ids: list[str], *, now: datetime, limit: int,
-               exclude: frozenset[str] = frozenset()) -> list[str]:
+               exclude: frozenset[str] = frozenset(), top_up_alone: bool = False) -> list[str]:
     """Lock, in the caller's transaction, those of `run_ids` that are due and that no other
-    transaction holds; then, when at least one was, up to `limit` in all with other due runs
-    (running and touched within STUCK_AFTER_SECONDS, or waiting with a wake-up time passed
-    within it; older ones are the sweeper's, so a run that keeps failing is not taken again by
-    every batch). `exclude`: ids never taken as a top-up (runs that failed in this process).
+    transaction holds; then, when at least one was (or always, with `top_up_alone`: an advance
+    lane's task), up to `limit` in all with other due runs (running and touched within
+    STUCK_AFTER_SECONDS, or waiting with a wake-up time passed within it; older ones are the
+    sweeper's, so a run that keeps failing is not taken again by every batch). `exclude`: ids
+    never taken as a top-up (runs that failed in this process).
 
     Returns the locked run ids (str), `run_ids`' first, or [] when none of `run_ids` was
-    claimable: they are done, or another worker is walking them, and this task is a no-op.
+    claimable (without `top_up_alone`: they are done, or another worker is walking them, and
+    this task is a no-op).
     """
     fresh_after = now - timedelta(seconds=settings.CLARION["STUCK_AFTER_SECONDS"])
     locked = Run.objects.select_for_update(skip_locked=True, of=("self",))
     mine = [str(pk) for pk in locked.filter(run_is_due(now), pk__in=run_ids)
-            .values_list("pk", flat=True)]
-    if not mine or len(mine) >= limit:
+            .values_list("pk", flat=True)] if run_ids else []
+    if (not mine and not top_up_alone) or len(mine) >= limit:
         return mine
     others = (locked.filter(Q(status=Run.Status.RUNNING, updated_at__gte=fresh_after)
                             | Q(status=Run.Status.WAITING, wake_at__lte=now,
@@ -55,3 +78,49 @@ def runs_due_exist(run_ids: list[str], *, now: datetime) -> bool:
     """Whether any of `run_ids` is due, read without a lock or transaction (one query): an
     advance task whose runs were all walked by other batches ends with this."""
     return Run.objects.filter(run_is_due(now), pk__in=run_ids).exists()
+
+
+def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
+    """In the caller's transaction (a trigger's), which of `lanes` an advance lane task already
+    holds (held within ADVANCE_LANE_STALE_SECONDS): those rows stay locked FOR KEY SHARE until
+    the caller commits, so the task's release waits for it. The other lanes are marked held as
+    of `now` (a stale row is left as it is: the new task's first full batch touches it); the
+    caller queues a task for each. One statement on PostgreSQL.
+
+    Returns the lanes already held: the caller queues no task for those.
+    """
+    fresh_after = now - timedelta(seconds=settings.CLARION["ADVANCE_LANE_STALE_SECONDS"])
+    lanes = sorted(set(lanes))
+    if connection.vendor != "postgresql":  # the caller's IMMEDIATE transaction serializes it
+        held = set(AdvanceLane.objects.filter(lane__in=lanes, touched_at__gte=fresh_after)
+                   .values_list("lane", flat=True))
+        AdvanceLane.objects.bulk_create(
+            [AdvanceLane(lane=lane, touched_at=now) for lane in lanes if lane not in held],
+            ignore_conflicts=True)
+        return held
+    table = AdvanceLane._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH held AS (SELECT lane FROM {table} WHERE lane = ANY(%(lanes)s) "
+            f"AND touched_at >= %(fresh_after)s FOR KEY SHARE), "
+            f"marked AS (INSERT INTO {table} (lane, touched_at) "
+            f"SELECT free.lane, %(now)s FROM unnest(%(lanes)s::smallint[]) AS free(lane) "
+            f"WHERE free.lane NOT IN (SELECT lane FROM held) ON CONFLICT (lane) DO NOTHING) "
+            f"SELECT lane FROM held",
+            {"lanes": lanes, "fresh_after": fresh_after, "now": now})
+        return {lane for (lane,) in cursor.fetchall()}
+
+
+def lane_touch(lane: int, *, now: datetime) -> None:
+    """In the caller's transaction (an advance lane task's full batch): the lane is held as of
+    `now`, its row written again if a release removed it meanwhile."""
+    AdvanceLane.objects.bulk_create([AdvanceLane(lane=lane, touched_at=now)],
+                                    update_conflicts=True, unique_fields=["lane"],
+                                    update_fields=["touched_at"])
+
+
+def lane_release(lane: int) -> None:
+    """Free `lane`, in a transaction of its own that waits for every trigger that saw the lane
+    held (their FOR KEY SHARE lock) to commit; the caller claims once more after it, which sees
+    their runs. Call it outside any transaction."""
+    AdvanceLane.objects.filter(lane=lane).delete()

@@ -28,6 +28,7 @@ from .delivery import (  # noqa: F401
     ThrottleCounter,
 )
 from .runs import (  # noqa: F401
+    AdvanceLane,
     Approval,
     DigestBatch,
     DigestEvent,

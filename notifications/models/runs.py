@@ -156,6 +156,25 @@ class Run(models.Model):
         return f"{self.workflow.key} → {self.recipient.external_id}"
 
 
+class AdvanceLane(models.Model):
+    """An advance lane that a queued or running `advance_lane` task holds: a trigger whose
+    batch falls in a held lane queues no task of its own, that task's claims take its runs
+    (engine/claim.py explains why none is lost). At most CLARION["ADVANCE_LANES"] rows."""
+
+    lane = models.PositiveSmallIntegerField(primary_key=True, verbose_name=_("lane"))
+    touched_at = models.DateTimeField(
+        help_text=_("When its task last claimed a full batch; older than "
+                    "ADVANCE_LANE_STALE_SECONDS, the lane counts as free (its task was lost)."),
+        verbose_name=_("touched at"))
+
+    class Meta:
+        verbose_name = _("advance lane")
+        verbose_name_plural = _("advance lanes")
+
+    def __str__(self):
+        return f"lane {self.lane}"
+
+
 class StepLog(models.Model):
     """One decision on a run: the admin shows these as the run's timeline."""
 

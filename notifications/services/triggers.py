@@ -60,17 +60,18 @@ class TriggerRequest:
 
 def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Run]:
     """A new trigger (not written yet), its runs ({run id: recipient pk}) with their StepLogs,
-    advance tasks in batches (tasks.advance_runs) and the analytics fact (at now), in one
-    statement on PostgreSQL (clarion.db.rows_insert)."""
+    an advance lane task (tasks.advance_lane) for each lane its batches fall in that no task
+    holds yet, and the analytics fact (at now), in one statement on PostgreSQL
+    (clarion.db.rows_insert) after the lanes' (engine.lanes_hold). Must run in a transaction:
+    the held lanes stay locked until it commits."""
     runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
                 workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
             for run_id, recipient_id in runs.items()]
     detail = {"trigger_id": str(trigger.id)}
-    ids, size = [str(run.id) for run in runs], settings.CLARION["ADVANCE_BATCH_SIZE"]
-    batches = [tuple(ids[i:i + size]) for i in range(0, len(ids), size)]
+    batches = _lane_batches(runs)
     # The advance tasks' queue rows join the statement when the broker is this database's
     # table (queue.task_rows), else enqueue_many hands them over as it would.
-    tasks = task_rows("notifications.tasks.advance_runs", batches)
+    tasks = task_rows("notifications.tasks.advance_lane", batches)
     facts = [Fact(metric="triggered", at=timezone.now(), count=len(runs),
                   workflow=trigger.workflow.key,
                   tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
@@ -78,8 +79,26 @@ def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Ru
         StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
         (OrmQ, tasks or []), (RollupDelta, fact_rows(facts)[0])])
     if tasks is None:
-        enqueue_many("notifications.tasks.advance_runs", batches)
+        enqueue_many("notifications.tasks.advance_lane", batches)
     return runs
+
+
+def _lane_batches(runs: list[Run]) -> list[tuple]:
+    """The advance lane tasks' arguments for `runs` ((lane, *run ids), engine/claim.py): the
+    runs in batches of ADVANCE_BATCH_SIZE, the batches spread over consecutive lanes from one
+    the first run's id picks; one task for each lane no task holds, with the lane's first
+    batch (its other batches, and those of held lanes, are taken by the lanes' claims)."""
+    if not runs:
+        return []
+    conf = settings.CLARION
+    ids, size, count = [str(run.id) for run in runs], conf["ADVANCE_BATCH_SIZE"], \
+        conf["ADVANCE_LANES"]
+    first = runs[0].id.int % count
+    by_lane: dict[int, tuple] = {}
+    for number, start in enumerate(range(0, len(ids), size)):
+        by_lane.setdefault((first + number) % count, tuple(ids[start:start + size]))
+    held = engine.lanes_hold(list(by_lane), now=timezone.now())
+    return [(lane, *batch) for lane, batch in by_lane.items() if lane not in held]
 
 
 @dataclass(frozen=True)

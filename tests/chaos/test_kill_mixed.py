@@ -11,11 +11,13 @@ sweeper runs, and what it queued again is done (here, in this process).
 - nothing reached a provider twice (no second SMS request, no second email for one message);
 - every SMS reached Twilio exactly once: a call cut short either reached it (its status
   callback or its Messages list says so: sent) or never did (its list proves it: sent again);
-- every email whose worker died before the end of its data ("<CRLF>.<CRLF>", sent right after
-  its attempt is written), or whose outcome is known, reached the SMTP server exactly once. SMTP
-  has no way to ask a server what it took: an email whose worker died between writing its
+- every email whose worker died before the end of its data ("<CRLF>.<CRLF>", sent as soon as
+  its attempt's COMMIT answers), or whose outcome is known, reached the SMTP server exactly once.
+  SMTP has no way to ask a server what it took: an email whose worker died between writing its
   attempt and the server's answer is of unknown outcome, failed, on its run's timeline, never
-  sent again; at most kills x DELIVERY_CONCURRENCY (test_kill_run's bound);
+  sent again; at most kills x DELIVERY_CONCURRENCY (test_kill_run's bound). It reached the server
+  unless the worker died between that COMMIT reaching PostgreSQL and the end leaving (a round
+  trip: docs/concepts.md); the figures print how many did not (`lost`);
 - the sweeper's work is on the timelines.
 """
 
@@ -167,12 +169,14 @@ def kill_run(tmp_path, provider_config, smtp_server, client, run_tasks, *, n: in
                ) <= {"sms"}
     assert set(Message.objects.filter(pk__in=requeued).values_list("status", flat=True)) <= {
         Message.Status.SENT}
+    lost_mail = by_channel["email"] - reached_anyway["email"]  # the window after the COMMIT
     print(f"\nkills: {n} triggers ({3 * n} steps: in-app, SMS, email), {kills} SIGKILLs, "
-          f"{len(sms_sent())} SMS requests, {len(mailbox.messages)} emails; lost 0, "
-          f"duplicated 0; {len(uncertain)} of unknown outcome, failed ({dict(by_channel)}; "
-          f"of them {dict(reached_anyway)} had reached the provider); sweeper "
-          f"{ {k: v for k, v in swept.items() if v} }, {len(requeued)} queued again on their "
-          f"timelines ({len(never_arrived)} SMS calls Twilio's list showed never arrived); "
+          f"{len(sms_sent())} SMS requests, {len(mailbox.messages)} emails; lost {lost_mail} "
+          f"(emails), duplicated 0; {len(uncertain)} of unknown outcome, failed "
+          f"({dict(by_channel)}; of them {dict(reached_anyway)} had reached the provider); "
+          f"sweeper { {k: v for k, v in swept.items() if v} }, {len(requeued)} queued again "
+          f"on their timelines ({len(never_arrived)} SMS calls Twilio's list showed never "
+          f"arrived); "
           f"workers {worked:.0f} s, recovered {recovered:.0f} s")
 
 

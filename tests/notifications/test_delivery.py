@@ -4,6 +4,8 @@ from datetime import timedelta
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_q.models import OrmQ
 
@@ -77,6 +79,26 @@ def test_sent_email_records_attempt_and_provider(queued_email, smtp):
     assert attempt.duration_ms is not None
     assert attempt.request == {"to": "ada@example.com", "subject": "Hello Ada"}
     assert run_events(message)[-1] == "sent"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's synchronous_commit")
+def test_smtp_attempt_alone_commits_without_waiting_for_its_wal_flush(queued_email, smtp):
+    """The attempt written at SMTP's point of no return commits in a transaction of its own with
+    synchronous_commit off (delivery.batch.commit_without_flush): the end of the data leaves a
+    round trip after the COMMIT, not a disk flush. The session keeps its setting."""
+    with CaptureQueriesContext(connection) as queries:
+        deliver(str(queued_email.id))
+    sql = [query["sql"] for query in queries.captured_queries]
+    assert sum("synchronous_commit" in statement for statement in sql) == 1
+    at = sql.index("SET LOCAL synchronous_commit = off")
+    assert sql[at + 1].startswith('INSERT INTO "notifications_deliveryattempt"')
+    assert sql[at + 2:at + 3] != [] and "synchronous_commit" not in sql[at + 2]
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+    assert smtp.wait_for(1)[0]["X-Clarion-Message-Id"] == str(queued_email.id)
+    assert Message.objects.get().status == Message.Status.SENT
 
 
 def test_transient_smtp_error_retries_later_with_backoff(queued_email, smtp_replying,

@@ -348,7 +348,7 @@ def test_trigger_to_sms_through_the_real_queue(twilio, make_workflow, run_tasks)
     trigger_workflow(TriggerRequest(workflow=workflow, data={"code": "4321"}, recipients=[
         {"id": "u1", "phone": PHONE}, {"id": "u2", "phone": "+15550003333"}]))
     # One task advances the trigger's runs, one delivers the batch's two messages.
-    assert run_tasks() == ["notifications.tasks.advance_runs",
+    assert run_tasks() == ["notifications.tasks.advance_lane",
                            "notifications.tasks.deliver_messages"]
     assert sorted(r.form()["To"] for r in twilio.requests) == [PHONE, "+15550003333"]
     assert {r.form()["Body"] for r in twilio.requests} == {"Code 4321"}

@@ -24,6 +24,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from notifications.delivery import deliver
@@ -346,3 +347,67 @@ def test_refused_at_rcpt_is_recorded_with_its_error_never_started(holding_smtp, 
         assert message.status == Message.Status.SENT
         assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
     assert len(server.datas) == others
+
+
+@pytest.fixture
+def slow_attempt_commit():
+    """A deferred constraint trigger on the attempts' table that sleeps `SLOW_COMMIT` seconds at
+    the COMMIT of a transaction that inserted one (a constraint trigger DEFERRABLE INITIALLY
+    DEFERRED runs at COMMIT, before the commit record is written): the worker's COMMIT is then
+    on its way for that long, and PostgreSQL completes it whether or not the worker lives."""
+    table = DeliveryAttempt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE FUNCTION slow_attempt_commit() RETURNS trigger LANGUAGE plpgsql "
+                       f"AS $$ BEGIN PERFORM pg_sleep({SLOW_COMMIT}); RETURN NULL; END $$")
+        cursor.execute(f'CREATE CONSTRAINT TRIGGER slow_attempt_commit AFTER INSERT ON "{table}" '
+                       "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                       "EXECUTE FUNCTION slow_attempt_commit()")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TRIGGER slow_attempt_commit ON "{table}"')
+        cursor.execute("DROP FUNCTION slow_attempt_commit()")
+
+
+SLOW_COMMIT = 3
+
+
+def sleeping_commits() -> int:
+    """Backends of this database inside slow_attempt_commit's sleep."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                       "AND wait_event = 'PgSleep'")
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="a PostgreSQL trigger")
+def test_killed_while_its_attempt_commits_loses_the_email_failed_never_sent_twice(
+        holding_smtp, server_log, slow_attempt_commit, queue_message, run_tasks):
+    """The window that remains (docs/concepts.md): a worker killed after its attempt's COMMIT
+    reached PostgreSQL and before the end of its data left. PostgreSQL completes the commit
+    without the worker, the server drops the unended DATA: the email is lost, and the sweeper
+    fails it as of unknown outcome, never sends it twice. delivery.batch.commit_without_flush
+    makes this window a round trip instead of a WAL flush; here a trigger stretches it."""
+    server = holding_smtp("none")
+    message = email_message(queue_message, 1)
+    worker = start_worker([message], server)
+    try:
+        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    until(lambda: server_log.dropped == 1, "the server to drop the unended DATA")
+    until(lambda: sleeping_commits() == 0, "PostgreSQL to complete the commit")
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENDING
+    assert message.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.STARTED
+    assert len(server.data_commands) == 1
+    assert server.messages == []
+
+    assert sweep(now=timezone.now() + timedelta(minutes=5))["unknown"] == 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.FAILED
+    run_tasks()
+    sweep(now=timezone.now() + timedelta(minutes=10))
+    run_tasks()
+    assert len(server.data_commands) == 1
+    assert server.messages == []

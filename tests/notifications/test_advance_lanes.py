@@ -1,0 +1,225 @@
+"""Advance lanes (engine/claim.py, tasks.advance_lane): a trigger whose batch falls in a lane that
+a task holds queues no task, and still every run is walked exactly once — when the lane's task
+releases it just as such a trigger commits, when a worker is killed holding it, when its task is
+lost."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+from django_q.models import OrmQ
+
+from notifications import tasks
+from notifications.models import AdvanceLane, Message, Run, StepLog
+from notifications.services import TriggerRequest, trigger_workflow
+from notifications.tasks import advance_lane
+
+from ..conftest import email_step, in_app_step, queued_tasks
+from ..e2e_support import served_database_url
+
+ROOT = Path(settings.BASE_DIR)
+LANE_TASK = "notifications.tasks.advance_lane"
+
+
+def _trigger(workflow, tag: str) -> str:
+    """One single-recipient trigger (as the API makes it), committed; its run's id."""
+    return str(trigger_workflow(TriggerRequest(workflow=workflow, recipients=[
+        {"id": tag, "email": f"{tag}@example.com"}]))[1][0].pk)
+
+
+def _walked_once(run_ids: list[str]) -> bool:
+    """Every run completed with exactly one message per step and one `completed` entry."""
+    return (Run.objects.filter(pk__in=run_ids, status="completed").count() == len(run_ids)
+            and Message.objects.filter(run_id__in=run_ids).count() == 2 * len(run_ids)
+            and StepLog.objects.filter(run_id__in=run_ids, event="completed").count()
+            == len(run_ids))
+
+
+@pytest.fixture
+def workflow(make_workflow, clarion_settings):
+    clarion_settings(ADVANCE_LANES=1, ADVANCE_BATCH_SIZE=5)
+    return make_workflow("w", steps=[in_app_step(), email_step()])
+
+
+def test_triggers_in_a_held_lane_queue_no_task_and_its_task_walks_them_all(workflow, run_tasks):
+    run_ids = [_trigger(workflow, f"p{i}") for i in range(12)]
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, run_ids[0])]
+
+    ran = run_tasks()
+
+    # One advance task for twelve triggers: batches of 5, 5 and 2, then the lane released.
+    assert ran.count(LANE_TASK) == 1
+    assert _walked_once(run_ids)
+    assert not AdvanceLane.objects.exists()
+
+
+def test_a_trigger_after_the_lane_was_released_queues_a_task_of_its_own(workflow, run_tasks):
+    first = _trigger(workflow, "p1")
+    run_tasks()
+    assert not AdvanceLane.objects.exists()
+
+    second = _trigger(workflow, "p2")
+
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, second)]
+    assert run_tasks().count(LANE_TASK) == 1
+    assert _walked_once([first, second])
+
+
+def test_a_lane_task_past_its_budget_hands_the_lane_to_a_new_task(workflow, run_tasks,
+                                                                  monkeypatch):
+    monkeypatch.setattr(tasks, "LANE_BUDGET_SECONDS", 0.0)
+    run_ids = [_trigger(workflow, f"p{i}") for i in range(12)]
+
+    ran = run_tasks()
+
+    # Each full batch (5, 5) queues the next task in its transaction; the third finds 2 and ends.
+    assert ran.count(LANE_TASK) == 3
+    assert _walked_once(run_ids)
+    assert not AdvanceLane.objects.exists()
+
+
+def test_a_lane_whose_task_was_lost_counts_as_free_once_stale(workflow, run_tasks):
+    lost = _trigger(workflow, "p1")
+    OrmQ.objects.all().delete()  # as the Redis broker's task popped by a worker killed at once
+    held = _trigger(workflow, "p2")
+    assert not queued_tasks(LANE_TASK)  # the lane still looks held: no task of its own
+
+    stale = timezone.now() - timedelta(seconds=settings.CLARION["ADVANCE_LANE_STALE_SECONDS"] + 1)
+    AdvanceLane.objects.update(touched_at=stale)
+    third = _trigger(workflow, "p3")
+
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, third)]
+    run_tasks()
+    assert _walked_once([lost, held, third])  # its claims took the other two as well
+
+
+postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'",
+                                     reason="row locks held by other sessions: PostgreSQL")
+
+
+def _waiting_for_a_lock(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+    return row is not None and row[0] == "Lock"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_trigger_committing_as_the_lane_is_released_is_walked_by_the_releasing_task(
+        workflow):
+    """The race: a trigger sees the lane held (so it queues no task) while the lane's task, having
+    found its last batch short, releases the lane. The release waits for that trigger to commit,
+    and the task's next claim walks its run."""
+    first = _trigger(workflow, "p1")
+    in_trigger, commit, failures = threading.Event(), threading.Event(), []
+    second: list[str] = []
+    worker_pid: list[int] = []
+
+    def trigger_then_wait() -> None:
+        try:
+            with transaction.atomic():
+                second.append(_trigger(workflow, "p2"))  # the lane is held: no task
+                in_trigger.set()
+                commit.wait(30)
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+        finally:
+            in_trigger.set()
+            connection.close()
+
+    def lane_task() -> None:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                worker_pid.append(cursor.fetchone()[0])
+            advance_lane(0, first)
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    triggering = threading.Thread(target=trigger_then_wait)
+    triggering.start()
+    assert in_trigger.wait(30)
+    working = threading.Thread(target=lane_task)
+    working.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (worker_pid and _waiting_for_a_lock(worker_pid[0])):
+            assert working.is_alive() and time.monotonic() < deadline, (
+                "the lane's release did not wait for the trigger that saw the lane held")
+            time.sleep(0.02)
+        # The task walked its batch (committed) and is releasing; the trigger has not committed.
+        assert _walked_once([first])
+        assert Run.objects.count() == 1
+    finally:
+        commit.set()
+        triggering.join(30)
+        working.join(30)
+    assert not failures
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, first)]  # the second: none
+    assert _walked_once([first, *second])
+    assert not AdvanceLane.objects.exists()
+
+
+KILLED_WORKER = """
+import sys, time, django
+django.setup()
+from notifications import engine, tasks
+walk = engine.advance_batch
+def walk_then_hang(run_ids, *, now):
+    walk(run_ids, now=now)
+    print("walked", len(run_ids), flush=True)
+    time.sleep(120)  # killed here, before the batch's transaction commits
+tasks.engine.advance_batch = walk_then_hang
+tasks.advance_lane(0, sys.argv[1])
+"""
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_lane_task_killed_mid_batch_is_presented_again_and_walks_every_run_once(
+        workflow, run_tasks):
+    """SIGKILL while the lane's task walks: nothing commits, the lane stays held (triggers
+    meanwhile queue no task), and the task, presented again by the ORM broker, walks them all."""
+    run_ids = [_trigger(workflow, f"p{i}") for i in range(3)]
+    env = dict(os.environ, DATABASE_URL=served_database_url(), SECRET_KEY=settings.SECRET_KEY,
+               DJANGO_SETTINGS_MODULE="clarion.settings", CLARION_ADVANCE_LANES="1",
+               CLARION_ADVANCE_BATCH_SIZE="5")
+    worker = subprocess.Popen([sys.executable, "-c", KILLED_WORKER, run_ids[0]], cwd=ROOT,
+                              env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline().split() == ["walked", "3"]
+        run_ids.append(_trigger(workflow, "p3"))  # while the task is running
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        worker.stdout.close()
+    assert not Message.objects.filter(run_id__in=run_ids).exists()  # nothing committed
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, run_ids[0])]
+
+    deadline = time.monotonic() + 10  # PostgreSQL ends the dead session's transaction
+    while not _claimable(run_ids):
+        assert time.monotonic() < deadline, "the killed worker's runs stayed locked"
+        time.sleep(0.1)
+    # The killed worker's task, presented again (after Q_CLUSTER["retry"]).
+    assert run_tasks().count(LANE_TASK) == 1
+    assert _walked_once(run_ids)
+    assert not AdvanceLane.objects.exists()
+
+
+def _claimable(run_ids: list[str]) -> bool:
+    """No other session holds any of `run_ids`' rows."""
+    with transaction.atomic():
+        return Run.objects.select_for_update(skip_locked=True).filter(
+            pk__in=run_ids).count() == len(run_ids)
