@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -50,6 +50,7 @@ from ..providers.base import (
     PermanentError,
     ProviderError,
     SendResult,
+    TransientError,
 )
 from ..providers.breaker import breaker_allows, breaker_record_failure, breaker_record_success
 from ..providers.services import channel_data_deactivate
@@ -62,7 +63,7 @@ from .fanout import (
     split_device_sets,
     unsent_sets_error,
 )
-from .gate import CommitGate
+from .gate import NOT_HANDED_OVER, CommitGate
 from .pool import Candidate, ProviderPool, event_loop
 from .status import message_events_replay
 
@@ -472,8 +473,14 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
 
 def _hand_over(calls: list[Call], unwritten: list[DeliveryAttempt], hand_over) -> None:
     """The `before_commit` of a `commits_late` call made in this thread: write its attempt,
-    then take the step that hands its message over (`hand_over`), nothing between them."""
-    _start(calls, unwritten, handing_over=True)
+    then take the step that hands its message over (`hand_over`), nothing between them. An
+    attempt that cannot be written (its INSERT or COMMIT fails) raises TransientError, as
+    `gate.CommitGate.refuse` does in a concurrent batch: nothing was handed over (the backend
+    closes the connection, and the server drops the unended DATA), so the message is retried."""
+    try:
+        _start(calls, unwritten, handing_over=True)
+    except DatabaseError as exc:
+        raise TransientError(NOT_HANDED_OVER) from exc
     hand_over()
 
 

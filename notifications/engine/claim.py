@@ -26,7 +26,8 @@ queues nothing; none of its runs is lost, because:
   the worker dies, claims it again, as any advance task's top-up does);
 - a task that is lost (with the Redis broker, a worker killed while running it) leaves its lane
   held: the lane counts as free once ADVANCE_LANE_STALE_SECONDS passed since its task last
-  claimed a full batch, and the sweeper re-enqueues any run left running STUCK_AFTER_SECONDS.
+  claimed a full batch (the next trigger in it holds it again and queues a task, whose claims
+  take the runs left), and the sweeper re-enqueues any run left running STUCK_AFTER_SECONDS.
 
 On SQLite the trigger's and the release's transactions are serialized, so the same holds.
 """
@@ -83,9 +84,10 @@ def runs_due_exist(run_ids: list[str], *, now: datetime) -> bool:
 def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
     """In the caller's transaction (a trigger's), which of `lanes` an advance lane task already
     holds (held within ADVANCE_LANE_STALE_SECONDS): those rows stay locked FOR KEY SHARE until
-    the caller commits, so the task's release waits for it. The other lanes are marked held as
-    of `now` (a stale row is left as it is: the new task's first full batch touches it); the
-    caller queues a task for each. One statement on PostgreSQL.
+    the caller commits, so the task's release waits for it. The other lanes (free, or stale:
+    their task was lost, or waits behind a long queue) are marked held as of `now`, and the
+    caller queues a task for each; so a stale lane costs one new task, not one per trigger.
+    One statement on PostgreSQL.
 
     Returns the lanes already held: the caller queues no task for those.
     """
@@ -96,7 +98,7 @@ def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
                    .values_list("lane", flat=True))
         AdvanceLane.objects.bulk_create(
             [AdvanceLane(lane=lane, touched_at=now) for lane in lanes if lane not in held],
-            ignore_conflicts=True)
+            update_conflicts=True, unique_fields=["lane"], update_fields=["touched_at"])
         return held
     table = AdvanceLane._meta.db_table
     with connection.cursor() as cursor:
@@ -105,7 +107,9 @@ def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
             f"AND touched_at >= %(fresh_after)s FOR KEY SHARE), "
             f"marked AS (INSERT INTO {table} (lane, touched_at) "
             f"SELECT free.lane, %(now)s FROM unnest(%(lanes)s::smallint[]) AS free(lane) "
-            f"WHERE free.lane NOT IN (SELECT lane FROM held) ON CONFLICT (lane) DO NOTHING) "
+            f"WHERE free.lane NOT IN (SELECT lane FROM held) ON CONFLICT (lane) DO UPDATE "
+            f"SET touched_at = EXCLUDED.touched_at "
+            f"WHERE {table}.touched_at < %(fresh_after)s) "
             f"SELECT lane FROM held",
             {"lanes": lanes, "fresh_after": fresh_after, "now": now})
         return {lane for (lane,) in cursor.fetchall()}

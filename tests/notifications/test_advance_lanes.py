@@ -87,7 +87,7 @@ def test_a_lane_task_past_its_budget_hands_the_lane_to_a_new_task(workflow, run_
     assert not AdvanceLane.objects.exists()
 
 
-def test_a_lane_whose_task_was_lost_counts_as_free_once_stale(workflow, run_tasks):
+def test_a_lane_whose_task_was_lost_is_taken_by_one_new_task_once_stale(workflow, run_tasks):
     lost = _trigger(workflow, "p1")
     OrmQ.objects.all().delete()  # as the Redis broker's task popped by a worker killed at once
     held = _trigger(workflow, "p2")
@@ -98,8 +98,10 @@ def test_a_lane_whose_task_was_lost_counts_as_free_once_stale(workflow, run_task
     third = _trigger(workflow, "p3")
 
     assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, third)]
+    fourth = _trigger(workflow, "p4")  # the third trigger's task holds the lane again
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, third)]
     run_tasks()
-    assert _walked_once([lost, held, third])  # its claims took the other two as well
+    assert _walked_once([lost, held, third, fourth])  # its claims took the others as well
 
 
 postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'",

@@ -411,3 +411,52 @@ def test_killed_while_its_attempt_commits_loses_the_email_failed_never_sent_twic
     run_tasks()
     assert len(server.data_commands) == 1
     assert server.messages == []
+
+
+@pytest.fixture
+def refused_attempt_commit():
+    """A deferred constraint trigger on the attempts' table that makes the COMMIT of the first
+    transaction inserting one fail (its sequence is not rolled back with it); later ones pass."""
+    table = DeliveryAttempt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE SEQUENCE refused_attempt_commit")
+        cursor.execute("CREATE FUNCTION refused_attempt_commit() RETURNS trigger LANGUAGE plpgsql "
+                       "AS $$ BEGIN IF nextval('refused_attempt_commit') = 1 THEN "
+                       "RAISE EXCEPTION 'refused at commit'; END IF; RETURN NULL; END $$")
+        cursor.execute(f'CREATE CONSTRAINT TRIGGER refused_attempt_commit AFTER INSERT ON '
+                       f'"{table}" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW '
+                       "EXECUTE FUNCTION refused_attempt_commit()")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TRIGGER refused_attempt_commit ON "{table}"')
+        cursor.execute("DROP FUNCTION refused_attempt_commit()")
+        cursor.execute("DROP SEQUENCE refused_attempt_commit")
+
+
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="a PostgreSQL trigger")
+def test_attempt_whose_commit_fails_sends_no_end_and_the_email_is_retried_once(
+        holding_smtp, server_log, refused_attempt_commit, queue_message):
+    """The attempt's COMMIT fails (an error, not a death): the end of the data never leaves,
+    the connection closes and the server drops the DATA; the call is a transient error (as a
+    concurrent batch's CommitGate.refuse makes it), and the retry sends the email once."""
+    from notifications.delivery.gate import NOT_HANDED_OVER
+
+    server = holding_smtp("none")
+    message = email_message(queue_message, 1)
+    deliver(str(message.id))
+    until(lambda: server_log.dropped == 1, "the server to drop the unended DATA")
+    assert server.messages == []
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert message.next_attempt_at is not None
+    attempt = message.delivery_attempts.get()
+    assert (attempt.outcome, attempt.error) == (DeliveryAttempt.Outcome.TRANSIENT_ERROR,
+                                                NOT_HANDED_OVER)
+
+    deliver(str(message.id), now=message.next_attempt_at + timedelta(seconds=1))
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert list(message.delivery_attempts.order_by("started_at", "id")
+                .values_list("outcome", flat=True)) == ["transient_error", "succeeded"]
+    assert len(server.data_commands) == 2
+    assert len(server.messages) == 1
