@@ -1,11 +1,13 @@
 """Database helpers shared by the apps."""
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from operator import attrgetter
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
 from django.db.models import AutoField, BigAutoField, JSONField, Model, SmallAutoField
+from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
 
@@ -94,23 +96,176 @@ def rows_insert(groups: Sequence[tuple[type[Model], Sequence[Model]]], *,
         for model, objs in groups:
             model._default_manager.using(using).bulk_create(objs)
         return
-    statements, params = [], []
     for model, objs in groups:
         if _auto_pk(model) and any(obj.pk is not None for obj in objs):
             raise ValueError(f"rows_insert: {model.__name__}'s auto-increment pk must be unset")
-        fields = _insert_fields(model, with_auto_pk=False)
-        query = InsertQuery(model)
-        query.insert_values(fields, objs)
-        [(sql, sql_params)] = query.get_compiler(connection=connection).as_sql()
-        statements.append(sql)
-        params.extend(sql_params)
-    ctes = ", ".join(f"inserted_{i} AS ({sql})" for i, sql in enumerate(statements[:-1]))
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {ctes} {statements[-1]}", params)
+    shape = (using, *((model, len(objs)) for model, objs in groups))
+    compiled = _compiled_inserts.get(shape)
+    params = None
+    if compiled is not None:
+        params = _insert_params(compiled, groups, connection)
+    if params is None:
+        _, params, compiled = _compile_inserts(groups, connection)
+        _keep_compiled(shape, compiled)
+    with prepared_cursor(using) as cursor:
+        cursor.execute(compiled.sql, params)
     for _, objs in groups:
         for obj in objs:
             obj._state.adding = False
             obj._state.db = using
+
+
+class _CompiledInsert:
+    """rows_insert's statement for one shape (models and row counts): its SQL, and per group the
+    fields whose prepared values are its parameters, row by row or (`unnest`, Django's
+    PostgreSQL compiler for several rows) as one array per field."""
+
+    __slots__ = ("sql", "groups")
+
+    def __init__(self, sql: str, groups: list[tuple[list, bool]] | None):
+        self.sql, self.groups = sql, groups
+
+
+# shape → _CompiledInsert: Django's insert compiler builds the same SQL text for the same
+# models and row counts (and, from two rows on, UNNEST's text whatever the count); building it
+# is most of a small INSERT's CPU in the web process.
+_compiled_inserts: dict[tuple, _CompiledInsert] = {}
+_COMPILED_MAX = 512  # shapes kept per process (row counts vary with the audience)
+
+
+def _keep_compiled(shape: tuple, compiled: _CompiledInsert) -> None:
+    if len(_compiled_inserts) >= _COMPILED_MAX:
+        _compiled_inserts.clear()
+    _compiled_inserts[shape] = compiled
+
+
+def _compile_insert(model, objs, connection, *, on_conflict=None, update_fields=None,
+                    unique_fields=None, returning_fields=None) -> tuple[str, list, tuple | None]:
+    """Django's INSERT of `objs` (as bulk_create compiles it): (sql, params, (fields, unnest)
+    for _insert_params, or None when a field's placeholder depends on its value)."""
+    fields = _insert_fields(model, with_auto_pk=False)
+    query = InsertQuery(model, on_conflict=on_conflict, update_fields=update_fields,
+                        unique_fields=unique_fields)
+    query.insert_values(fields, objs)
+    compiler = query.get_compiler(connection=connection)
+    compiler.returning_fields = returning_fields
+    [(sql, params)] = compiler.as_sql()
+    plain = not any(hasattr(field, "get_placeholder") for field in fields)
+    return sql, list(params), (fields, "UNNEST(" in sql) if plain else None
+
+
+def _compile_inserts(groups, connection) -> tuple[str, list, _CompiledInsert]:
+    """Compile the groups' INSERTs with Django's compiler into one statement (the CTEs);
+    returns (sql, params, what _insert_params needs to give the params of the same shape
+    again, or with None groups when the values' placeholders depend on the values)."""
+    statements, params, compiled = [], [], []
+    for model, objs in groups:
+        sql, sql_params, group = _compile_insert(model, objs, connection)
+        statements.append(sql)
+        params.extend(sql_params)
+        compiled.append(group)
+    ctes = ", ".join(f"inserted_{i} AS ({sql})" for i, sql in enumerate(statements[:-1]))
+    sql = f"WITH {ctes} {statements[-1]}"
+    return sql, params, _CompiledInsert(sql, None if None in compiled else compiled)
+
+
+def rows_upsert(model: type[Model], objs: Sequence[Model], *, unique_fields: Sequence[str],
+                update_fields: Sequence[str], using: str = DEFAULT_DB_ALIAS) -> None:
+    """`bulk_create(objs, update_conflicts=True, unique_fields=…, update_fields=…)` in the
+    caller's transaction, each object's pk set from the statement's RETURNING (the row
+    inserted or updated). On PostgreSQL its SQL is compiled once per shape (model, fields, row
+    count) and the statement prepared (prepared_cursor); elsewhere bulk_create itself. `objs`
+    must have no pk (an auto-increment one, left to the sequence)."""
+    if not objs:
+        return
+    connection = connections[using]
+    if connection.vendor != "postgresql" or not _auto_pk(model) or any(
+            obj.pk is not None for obj in objs):
+        model._default_manager.using(using).bulk_create(
+            objs, update_conflicts=True, unique_fields=unique_fields,
+            update_fields=update_fields)
+        return
+    shape = ("upsert", using, model, len(objs), tuple(unique_fields), tuple(update_fields))
+    compiled = _compiled_inserts.get(shape)
+    params = None
+    if compiled is not None:
+        params = _insert_params(compiled, [(model, objs)], connection)
+    if params is None:
+        meta = model._meta
+        sql, params, group = _compile_insert(
+            model, objs, connection, on_conflict=OnConflict.UPDATE,
+            update_fields=[meta.get_field(name) for name in update_fields],
+            unique_fields=[meta.get_field(name) for name in unique_fields],
+            returning_fields=[meta.pk])
+        compiled = _CompiledInsert(sql, None if group is None else [group])
+        _keep_compiled(shape, compiled)
+    with prepared_cursor(using) as cursor:
+        cursor.execute(compiled.sql, params)
+        pks = cursor.fetchall()
+    for obj, (pk,) in zip(objs, pks, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = using
+
+
+def _insert_params(compiled: _CompiledInsert, groups, connection) -> list | None:
+    """The parameters of `compiled`'s statement for `groups`' objects, each value as Django's
+    insert compiler prepares it (the field's pre_save, then get_db_prep_save); None when a
+    value is an expression (the compiler then places it in the SQL)."""
+    if compiled.groups is None:
+        return None
+    params = []
+    for (fields, unnest), (_, objs) in zip(compiled.groups, groups, strict=True):
+        rows = []
+        for obj in objs:
+            row = []
+            for field in fields:
+                value = field.pre_save(obj, True)
+                if hasattr(value, "resolve_expression"):
+                    return None
+                row.append(field.get_db_prep_save(value, connection=connection))
+            rows.append(row)
+        if unnest:
+            params.extend(list(column) for column in zip(*rows, strict=True))
+        else:
+            for row in rows:
+                params.extend(row)
+    return params
+
+
+def prepared_cursor(using: str = DEFAULT_DB_ALIAS):
+    """A cursor (Django's wrapper: execute_wrapper and query capture see its statements) whose
+    statements PostgreSQL keeps prepared: parameters bound by the server rather than quoted
+    into the text in Python, and a statement run `prepare_threshold` times on a connection
+    (the database OPTIONS, set by DB_PREPARED_STATEMENTS) parsed and planned once, then
+    executed by name (psycopg's prepared statements). For the few statements a hot path runs
+    with the same SQL text again and again. Elsewhere, or without `prepare_threshold`, the
+    connection's own cursor."""
+    connection = connections[using]
+    if (connection.vendor != "postgresql"
+            or connection.settings_dict["OPTIONS"].get("prepare_threshold") is None):
+        return connection.cursor()
+    from django.db.backends.postgresql.base import ServerBindingCursor
+
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
+@contextmanager
+def pipelined_cursor(using: str = DEFAULT_DB_ALIAS) -> Iterator:
+    """prepared_cursor in psycopg's pipeline mode: its statements, and the BEGIN that psycopg
+    sends on its own before a transaction's first statement, reach PostgreSQL together, one
+    round trip instead of two. A result is read at its first fetch (which waits for it) or at
+    the block's end; errors are raised then too (as Django's exceptions)."""
+    connection = connections[using]
+    with prepared_cursor(using) as cursor:
+        if connection.vendor != "postgresql":
+            yield cursor
+            return
+        with connection.wrap_database_errors, connection.connection.pipeline():
+            yield cursor
 
 
 def _auto_pk(model: type[Model]) -> bool:

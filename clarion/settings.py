@@ -224,6 +224,14 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         "connect_timeout", int(os.environ.get("DB_CONNECT_TIMEOUT", "5")))
 # Behind PgBouncer in transaction mode, server-side cursors must be off.
 DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = _env_bool("DISABLE_SERVER_SIDE_CURSORS")
+if (DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+        and _env_bool("DB_PREPARED_STATEMENTS",
+                      not DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"])):
+    # The statements of clarion.db.prepared_cursor (a trigger request's few) are prepared on a
+    # connection once run this many times on it; the ORM's own cursors bind parameters on the
+    # client and never prepare. Off by default behind PgBouncer in transaction mode (before
+    # 1.21 it does not keep a prepared statement with its server connection).
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault("prepare_threshold", 5)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     Path(DATABASES["default"]["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     DATABASES["default"]["OPTIONS"] = {

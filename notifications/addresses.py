@@ -10,6 +10,7 @@ What could not arrive as given is refused when it is saved (the validators below
 models, the API serializers and the admin forms), never at send time.
 """
 
+import re
 import unicodedata
 from email import policy
 from email.errors import HeaderParseError
@@ -59,8 +60,17 @@ def _address(email: str, name: str = "") -> Address:
         raise ValueError(f"{email!r} is not an email address: {exc}") from exc
 
 
+# An addr-spec made of dot-atoms of letters, digits and `_ + -` (RFC 5322 §3.4.1, a subset of
+# atext): the header parser reads it back unchanged and without defects, so it needs no parse
+# (which costs a trigger request about 0.2 ms a recipient). Anything else takes the full check.
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+                            r"@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*", re.ASCII)
+
+
 def email_address_problem(email: str) -> str:
     """Why `email` cannot be used as the address of an email header, or "" when it can."""
+    if _PLAIN_ADDRESS.fullmatch(email):
+        return ""
     problem = _control_problem(email)
     if problem:
         return problem

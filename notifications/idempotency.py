@@ -12,6 +12,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from clarion.db import pipelined_cursor
+
 from .models import ApiKey, IdempotencyRecord
 
 
@@ -25,7 +27,8 @@ class IdempotencyMismatch(Exception):
 
 def _insert(*, api_key: ApiKey, key: str, request_hash: str, status: int, body) -> bool:
     """INSERT the record unless (api_key, key) has one; True when inserted. One statement (the
-    ORM's create would need a savepoint around a possible IntegrityError)."""
+    ORM's create would need a savepoint around a possible IntegrityError), sent with the
+    transaction's BEGIN when it is the first (clarion.db.pipelined_cursor)."""
     meta, ops = IdempotencyRecord._meta, connection.ops
     values = {"api_key_id": api_key.pk, "key": key, "request_hash": request_hash,
               "response_status": status, "response_body": body, "created_at": timezone.now()}
@@ -33,7 +36,7 @@ def _insert(*, api_key: ApiKey, key: str, request_hash: str, status: int, body) 
     params = [field.get_db_prep_save(values[field.attname], connection) for field in fields]
     columns = ", ".join(ops.quote_name(field.column) for field in fields)
     unique = ", ".join(ops.quote_name(meta.get_field(name).column) for name in ("api_key", "key"))
-    with connection.cursor() as cursor:
+    with pipelined_cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {ops.quote_name(meta.db_table)} ({columns}) "
             f"VALUES ({', '.join(['%s'] * len(params))}) "

@@ -7,6 +7,7 @@ from django.db import connection
 from django.urls import reverse
 
 from clarion.api import ApiError, not_found, tenant_for_api_key, validated_reusing
+from clarion.db import prepared_cursor
 
 from .. import idempotency, services
 from ..models import ApiKey, Workflow
@@ -35,7 +36,7 @@ def _unchanged(workflow: Workflow) -> bool:
     checked = [(meta.pk, workflow.pk), (meta.get_field("updated_at"), workflow.updated_at),
                (meta.get_field("active"), True),
                (meta.get_field("published_version"), workflow.published_version_id)]
-    with connection.cursor() as cursor:
+    with prepared_cursor() as cursor:
         cursor.execute(
             f"SELECT 1 FROM {ops.quote_name(meta.db_table)} WHERE "
             + " AND ".join(f"{ops.quote_name(field.column)} = %s" for field, _ in checked),

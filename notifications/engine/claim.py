@@ -15,10 +15,17 @@ a lane is held (an AdvanceLane row) from the trigger that queues its task until 
 claimed batches until one came up short, releases it. A trigger whose batch falls in a held lane
 queues nothing; none of its runs is lost, because:
 
-- the trigger reads the lane's row with FOR KEY SHARE in its own transaction (lanes_hold), and
-  the task's release is a DELETE of that row (lane_release), which waits for every transaction
-  holding that lock: once the release returns, every trigger that saw the lane held has
-  committed, and the claim the task runs next sees its runs;
+- the trigger takes the lane's advisory lock shared in its own transaction, then reads the
+  lane's row (lanes_hold), and the task's release takes that lock exclusively before it
+  DELETEs the row (lane_release), so it waits for every trigger that took the lock before it:
+  once the release returns, every trigger that saw the lane held has committed, and the claim
+  the task runs next sees its runs. A trigger that asks for the lock after the release waits
+  for the release to commit, then reads the row (a snapshot taken after the lock) and finds
+  it gone. An advisory lock rather than a row lock (FOR KEY SHARE): overlapping triggers on a
+  row lock make a MultiXact each (ids and member space that VACUUM must freeze database-wide),
+  and a row lock taken while the DELETE waits is granted at once, so a stream of overlapping
+  triggers kept the release (and the runs waiting for it) waiting; the lock manager queues a
+  shared lock behind a waiting exclusive one;
 - a trigger that reads the row after the release sees none, holds the lane again and queues a
   task of its own (so two tasks may share a lane for a while: both claim with SKIP LOCKED);
 - the task claims again after each release and ends only when a claim finds nothing due that no
@@ -35,7 +42,7 @@ On SQLite the trigger's and the release's transactions are serialized, so the sa
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Q
 
 from ..models import AdvanceLane, Run
@@ -81,13 +88,19 @@ def runs_due_exist(run_ids: list[str], *, now: datetime) -> bool:
     return Run.objects.filter(run_is_due(now), pk__in=run_ids).exists()
 
 
+# The first key of the advisory lock of an advance lane (the second is the lane); any constant
+# other Clarion locks do not use (inbox.services.ITEM_ORDER_LOCK is 7001).
+ADVANCE_LANE_LOCK = 7_002
+
+
 def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
     """In the caller's transaction (a trigger's), which of `lanes` an advance lane task already
-    holds (held within ADVANCE_LANE_STALE_SECONDS): those rows stay locked FOR KEY SHARE until
-    the caller commits, so the task's release waits for it. The other lanes (free, or stale:
-    their task was lost, or waits behind a long queue) are marked held as of `now`, and the
-    caller queues a task for each; so a stale lane costs one new task, not one per trigger.
-    One statement on PostgreSQL.
+    holds (held within ADVANCE_LANE_STALE_SECONDS): on PostgreSQL their advisory locks are held
+    shared until the caller commits, so the task's release waits for it. The other lanes (free,
+    or stale: their task was lost, or waits behind a long queue) are marked held as of `now`,
+    and the caller queues a task for each; so a stale lane costs one new task, not one per
+    trigger. One statement on PostgreSQL (the function of migration 0041, which takes the locks,
+    then reads with a snapshot taken after them; no row is locked).
 
     Returns the lanes already held: the caller queues no task for those.
     """
@@ -100,18 +113,10 @@ def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
             [AdvanceLane(lane=lane, touched_at=now) for lane in lanes if lane not in held],
             update_conflicts=True, unique_fields=["lane"], update_fields=["touched_at"])
         return held
-    table = AdvanceLane._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(
-            f"WITH held AS (SELECT lane FROM {table} WHERE lane = ANY(%(lanes)s) "
-            f"AND touched_at >= %(fresh_after)s FOR KEY SHARE), "
-            f"marked AS (INSERT INTO {table} (lane, touched_at) "
-            f"SELECT free.lane, %(now)s FROM unnest(%(lanes)s::smallint[]) AS free(lane) "
-            f"WHERE free.lane NOT IN (SELECT lane FROM held) ON CONFLICT (lane) DO UPDATE "
-            f"SET touched_at = EXCLUDED.touched_at "
-            f"WHERE {table}.touched_at < %(fresh_after)s) "
-            f"SELECT lane FROM held",
-            {"lanes": lanes, "fresh_after": fresh_after, "now": now})
+            "SELECT notifications_advance_lanes_hold(%s, %s::smallint[], %s, %s)",
+            [ADVANCE_LANE_LOCK, lanes, fresh_after, now])
         return {lane for (lane,) in cursor.fetchall()}
 
 
@@ -124,7 +129,11 @@ def lane_touch(lane: int, *, now: datetime) -> None:
 
 
 def lane_release(lane: int) -> None:
-    """Free `lane`, in a transaction of its own that waits for every trigger that saw the lane
-    held (their FOR KEY SHARE lock) to commit; the caller claims once more after it, which sees
-    their runs. Call it outside any transaction."""
-    AdvanceLane.objects.filter(lane=lane).delete()
+    """Free `lane`, in a transaction of its own that first waits for every trigger that took the
+    lane's advisory lock before it (those that saw it held) to commit; the caller claims once
+    more after it, which sees their runs. Call it outside any transaction."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ADVANCE_LANE_LOCK, lane])
+        AdvanceLane.objects.filter(lane=lane).delete()

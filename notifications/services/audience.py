@@ -4,6 +4,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import transaction
 
+from clarion.db import rows_upsert
+
 from .. import erasure
 from ..models import (
     ChannelData,
@@ -63,9 +65,8 @@ def _upsert_rows(profiles: dict[str, dict]) -> dict[str, int]:
     pks = {}
     for fields, rows in groups.items():
         if fields:
-            Recipient.objects.bulk_create(rows, update_conflicts=True,
-                                          unique_fields=["external_id"],
-                                          update_fields=[*fields, "updated_at"])
+            rows_upsert(Recipient, rows, unique_fields=["external_id"],
+                        update_fields=[*fields, "updated_at"])
             pks.update((row.external_id, row.pk) for row in rows if row.pk is not None)
         else:
             Recipient.objects.bulk_create(rows, ignore_conflicts=True)

@@ -225,3 +225,118 @@ def _claimable(run_ids: list[str]) -> bool:
     with transaction.atomic():
         return Run.objects.select_for_update(skip_locked=True).filter(
             pk__in=run_ids).count() == len(run_ids)
+
+
+def _lane_row_locker() -> str:
+    """The lane row's xmax: '0' when no transaction ever locked or deleted it (a row lock sets
+    it, to a MultiXact id when several transactions held it at once)."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT xmax::text FROM {AdvanceLane._meta.db_table} WHERE lane = 0")
+        return cursor.fetchone()[0]
+
+
+def _in_trigger(workflow, tag: str, commit: threading.Event, ready: threading.Event,
+                out: list, failures: list) -> threading.Thread:
+    """A thread making a single-recipient trigger in a transaction that stays open until
+    `commit`; `ready` is set once the trigger's statements ran (or it failed)."""
+    def run() -> None:
+        try:
+            with transaction.atomic():
+                out.append(_trigger(workflow, tag))
+                ready.set()
+                commit.wait(60)
+        except Exception as error:  # pragma: no cover - reported by the test
+            failures.append(error)
+        finally:
+            ready.set()
+            connection.close()
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread
+
+
+def _lock_waiters() -> int:
+    """How many sessions wait for a lock (a row's or an advisory one)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        return cursor.fetchone()[0]
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_triggers_that_see_the_lane_held_lock_no_lane_row(workflow):
+    """Overlapping triggers in a held lane would each lock its row (FOR KEY SHARE), making a
+    MultiXact per trigger at scale (their ids and member space are vacuumed and frozen
+    database-wide); they take a shared advisory lock instead and leave the row untouched."""
+    _trigger(workflow, "p0")  # holds the lane
+    assert _lane_row_locker() == "0"
+    commit, failures, out = threading.Event(), [], []
+    ready = [threading.Event(), threading.Event()]
+    threads = [_in_trigger(workflow, f"p{i + 1}", commit, ready[i], out, failures)
+               for i in range(2)]
+    try:
+        assert all(event.wait(30) for event in ready)
+        assert len(out) == 2  # both open at once, each saw the lane held
+    finally:
+        commit.set()
+        for thread in threads:
+            thread.join(30)
+    assert not failures
+    assert len(queued_tasks(LANE_TASK)) == 1
+    assert _lane_row_locker() == "0"
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_lane_release_waits_only_for_the_triggers_that_came_before_it(workflow, run_tasks):
+    """A stream of overlapping triggers must not starve the release: a row lock FOR KEY SHARE
+    taken while the release's DELETE waits is granted at once (the DELETE then waits for it
+    too, and for the next), so a task waited as long as triggers overlapped while their runs
+    waited for it. A trigger that asks after the release waits behind it instead, then sees the
+    lane free and queues a task of its own."""
+    first = _trigger(workflow, "p0")
+    commit_a, commit_b, failures = threading.Event(), threading.Event(), []
+    ready_a, ready_b, out = threading.Event(), threading.Event(), []
+    before = _in_trigger(workflow, "p1", commit_a, ready_a, out, failures)
+    released = threading.Event()
+
+    def release() -> None:
+        try:
+            from notifications import engine
+            engine.lane_release(0)
+            released.set()
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+        finally:
+            connection.close()
+
+    releasing = threading.Thread(target=release)
+    after = None
+    try:
+        assert ready_a.wait(30) and len(out) == 1
+        releasing.start()
+        deadline = time.monotonic() + 30
+        while _lock_waiters() < 1:  # the release waits for the first trigger
+            assert not released.is_set() and time.monotonic() < deadline
+            time.sleep(0.02)
+        after = _in_trigger(workflow, "p2", commit_b, ready_b, out, failures)
+        deadline = time.monotonic() + 30
+        while not (ready_b.is_set() or _lock_waiters() >= 2):  # ran, or waits
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        commit_a.set()
+        before.join(30)
+        # The second trigger is still open (it commits on commit_b), yet the release is done.
+        assert released.wait(20), "the release waited for a trigger that came after it"
+        assert ready_b.wait(30) and len(out) == 2
+    finally:
+        commit_a.set()
+        commit_b.set()
+        for thread in (before, releasing, after):
+            if thread is not None and thread.ident is not None:
+                thread.join(30)
+    assert not failures
+    # The first trigger saw the lane held; the second, after the release, queued a task.
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, first), (0, out[1])]
+    run_tasks()
+    assert _walked_once([first, *out])

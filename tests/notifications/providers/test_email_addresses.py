@@ -220,3 +220,28 @@ def test_a_default_from_email_that_is_not_one_address_stops_the_server_from_star
 
     settings.DEFAULT_FROM_EMAIL = '"Équipe Support, Inc." <hello@acme.test>'
     assert [e for e in run_checks(tags=["email"]) if e.id == "notifications.E001"] == []
+
+
+@pytest.mark.parametrize("address", [
+    "ada@example.com", "first.last+tag@mail.example.co.uk", "a_b-c@x-y.example",
+    "UPPER@EXAMPLE.COM", "a@b", "1@2.3", "-@-.-", "+@x.y", "a.b.c.d@e.f.g",
+])
+def test_a_plain_address_is_accepted_without_a_parse_exactly_as_the_parser_accepts_it(address):
+    from notifications import addresses
+
+    assert addresses._PLAIN_ADDRESS.fullmatch(address)
+    assert addresses.email_address_problem(address) == ""
+    # What the skipped parse would have said: one mailbox, the same addr-spec, no defects.
+    parsed = policy.default.header_factory("To", str(Address(addr_spec=address)))
+    assert not parsed.defects and [a.addr_spec for a in parsed.addresses] == [address]
+
+
+@pytest.mark.parametrize("address", [
+    "a..b@example.com", ".a@example.com", "a.@example.com", "a@example..com", "a b@example.com",
+    '"a b"@example.com', "a@b@example.com", "é@example.com", "a@exämple.com", "a@example.com\n",
+    "a@[127.0.0.1]", "a(comment)@example.com",
+])
+def test_an_address_outside_the_plain_form_takes_the_full_check(address):
+    from notifications import addresses
+
+    assert not addresses._PLAIN_ADDRESS.fullmatch(address)

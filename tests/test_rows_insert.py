@@ -1,0 +1,71 @@
+"""clarion.db.rows_insert and rows_upsert: each shape's SQL is compiled once and the statement
+prepared (prepared_cursor), and what they store is what bulk_create stores, the first time and
+from the kept SQL after it."""
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from clarion import db
+from notifications.models import Recipient, Tenant, Topic
+
+
+def _insert(tag: str, tenants: int, topics: int) -> None:
+    db.rows_insert([
+        (Tenant, [Tenant(key=f"{tag}-t{i}", name=f"T {i}", settings={"n": i})
+                  for i in range(tenants)]),
+        (Topic, [Topic(key=f"{tag}-p{i}", name=f"P {i}") for i in range(topics)]),
+    ])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("tenants, topics", [(1, 1), (3, 2)])  # VALUES, and UNNEST from 2 rows
+def test_rows_insert_stores_the_same_rows_from_its_kept_sql(tenants, topics):
+    before = timezone.now()
+    _insert("a", tenants, topics)
+    _insert("b", tenants, topics)  # the kept SQL (on PostgreSQL), new parameters
+
+    for tag in ("a", "b"):
+        stored = list(Tenant.objects.filter(key__startswith=f"{tag}-").order_by("key"))
+        assert [(t.key, t.name, t.settings) for t in stored] == [
+            (f"{tag}-t{i}", f"T {i}", {"n": i}) for i in range(tenants)]
+        assert all(t.created_at >= before for t in stored)
+        assert sorted(Topic.objects.filter(key__startswith=f"{tag}-")
+                      .values_list("key", flat=True)) == [f"{tag}-p{i}" for i in range(topics)]
+    if connection.vendor == "postgresql":
+        assert ("default", (Tenant, tenants), (Topic, topics)) in db._compiled_inserts
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 3])
+def test_rows_upsert_inserts_new_rows_and_updates_only_the_given_fields(count):
+    Recipient.objects.create(external_id="r0", name="Old", email="old@example.com",
+                             phone="+15550001111")
+    for round_ in range(2):  # the second time from the kept SQL (on PostgreSQL)
+        rows = [Recipient(external_id=f"r{i}", name=f"Name {round_}", email=f"r{i}@example.com")
+                for i in range(count)]
+        db.rows_upsert(Recipient, rows, unique_fields=["external_id"],
+                       update_fields=["name", "email", "updated_at"])
+
+        stored = {r.external_id: r for r in Recipient.objects.all()}
+        assert [row.pk for row in rows] == [stored[f"r{i}"].pk for i in range(count)]
+        assert all(not row._state.adding for row in rows)
+        assert {(r.external_id, r.name, r.email) for r in stored.values()} == {
+            (f"r{i}", f"Name {round_}", f"r{i}@example.com") for i in range(count)}
+        assert stored["r0"].phone == "+15550001111"  # not in update_fields: kept
+
+
+@pytest.mark.django_db
+def test_a_statement_run_often_through_prepared_cursor_is_prepared_on_the_connection():
+    if connection.vendor != "postgresql":
+        pytest.skip("prepared statements are PostgreSQL's")
+    threshold = connection.settings_dict["OPTIONS"]["prepare_threshold"]
+    sql = "SELECT count(*) FROM notifications_tenant WHERE key = %s"
+    for i in range(threshold + 1):
+        with db.prepared_cursor() as cursor:
+            cursor.execute(sql, [f"k{i}"])
+            assert cursor.fetchone() == (0,)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [row[0] for row in cursor.fetchall()]
+    assert sql.replace("%s", "$1") in prepared
