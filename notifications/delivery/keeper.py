@@ -265,23 +265,30 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     """`argv`: the socket pair's fd, the database's name. Django is set up (KEEPER_MAIN)."""
-    from django.db import connection
+    from django.db import DatabaseError, connection
 
     connection.settings_dict["NAME"] = argv[1]
     link = socket.socket(fileno=int(argv[0]))
     accepted: OrderedDict[int, Held] = OrderedDict()
     held = serve(link, accepted)
     link.close()
-    if accepted:  # only those the worker may not have written yet
-        from ..models import DeliveryAttempt
+    try:
+        if accepted:  # only those the worker may not have written yet
+            from ..models import DeliveryAttempt
 
-        started = set(DeliveryAttempt.objects.filter(
-            pk__in=list(accepted), outcome=DeliveryAttempt.Outcome.STARTED)
-            .values_list("pk", flat=True))
-        held.update((pk, entry) for pk, entry in accepted.items() if pk in started)
-    if not held:
-        return 0
-    wait_backends({entry.backend_pid for entry in held.values()})
+            started = set(DeliveryAttempt.objects.filter(
+                pk__in=list(accepted), outcome=DeliveryAttempt.Outcome.STARTED)
+                .values_list("pk", flat=True))
+            held.update((pk, entry) for pk, entry in accepted.items() if pk in started)
+        if not held:
+            return 0
+        wait_backends({entry.backend_pid for entry in held.values()})
+    except DatabaseError as exc:  # nothing can be decided: the connections reset, unknown
+        logger.error("cannot read the database (%s): %s attempts left to the sweeper", exc,
+                     len(held))
+        for entry in held.values():
+            abort(entry.sock)
+        return 1
     for entry in held.values():
         try:
             outcome = settle(entry)
