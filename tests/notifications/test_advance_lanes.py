@@ -408,3 +408,54 @@ def test_a_release_kept_waiting_past_the_budget_hands_the_lane_to_a_new_task(
     run_tasks()
     assert _walked_once([first, *out])
     assert not AdvanceLane.objects.exists()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_firing_in_a_long_transaction_keeps_no_trigger_waiting(workflow, run_tasks):
+    """A schedule's occurrence writes all its triggers in one transaction (the zone's row lock).
+    Marking a free lane held inserts its row, and a trigger in that lane meanwhile waits for
+    that insert to commit (ON CONFLICT): the occurrence's runs get plain advance_runs tasks
+    instead, holding no lane, so an API trigger meanwhile goes through."""
+    from datetime import UTC, datetime
+
+    from notifications import schedules, services
+    services.recipient_upsert(external_id="ny", timezone="America/New_York")
+    schedules.schedule_put(key="morning", workflow=workflow,
+                           now=datetime(2026, 3, 6, 12, tzinfo=UTC),
+                           repeat={"frequency": "daily", "at": "09:00", "days": [],
+                                   "day_of_month": None}, recipients=["ny"])
+    at = datetime(2026, 3, 6, 14, 0, 1, tzinfo=UTC)
+    [zone_id] = list(schedules.schedules_due(at))
+    commit, fired, failures, fired_runs = threading.Event(), threading.Event(), [], []
+
+    def fire() -> None:
+        try:
+            with transaction.atomic():  # held open as a long occurrence's would be
+                [trigger] = schedules.schedule_fire(zone_id=zone_id, now=at)
+                fired_runs.extend(str(pk) for pk in trigger.runs.values_list("pk", flat=True))
+                fired.set()
+                commit.wait(60)
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+        finally:
+            fired.set()
+            connection.close()
+
+    firing = threading.Thread(target=fire)
+    firing.start()
+    api_done, out, api_commit = threading.Event(), [], threading.Event()
+    api_commit.set()
+    api = None
+    try:
+        assert fired.wait(30) and fired_runs
+        api = _in_trigger(workflow, "p1", api_commit, api_done, out, failures)
+        assert api_done.wait(20) and out, "an API trigger waited for the schedule's transaction"
+    finally:
+        commit.set()
+        firing.join(30)
+        if api is not None:
+            api.join(30)
+    assert not failures
+    run_tasks()
+    assert _walked_once([*fired_runs, *out])
