@@ -140,7 +140,7 @@ def schedule_fire(*, zone_id: int, now: datetime | None = None) -> list[Trigger]
             for start in range(0, len(specs), limit):
                 trigger, _ = trigger_workflow(TriggerRequest(
                     workflow=schedule.workflow, recipients=specs[start:start + limit],
-                    data=data, tenant=schedule.tenant))
+                    data=data, tenant=schedule.tenant), lanes=False)
                 triggers.append(trigger)
             row.last_fired_at = occurrence
         nxt = schedule_next(schedule, row.timezone, after=now)

@@ -59,6 +59,8 @@ def advance_runs(*run_ids: str) -> None:
 # An advance lane task that keeps finding full batches hands its lane to a new task after this
 # long, well within Q_CLUSTER["timeout"].
 LANE_BUDGET_SECONDS = 10.0
+# A release that found its lane held by a long transaction is tried again after this pause.
+LANE_RELEASE_PAUSE_SECONDS = 0.1
 
 
 def advance_lane(lane: int, *run_ids: str) -> None:
@@ -67,7 +69,8 @@ def advance_lane(lane: int, *run_ids: str) -> None:
     time as advance_runs does, while batches come up full (each full batch keeps the lane held,
     so the triggers meanwhile queue no task); then release the lane and claim once more (the
     runs of triggers that saw it held), ending when such a claim finds nothing. After
-    LANE_BUDGET_SECONDS its last full batch queues a new task for the lane instead."""
+    LANE_BUDGET_SECONDS its last full batch queues a new task for the lane instead, as does a
+    release that a long transaction keeps waiting (engine.lane_release) past it."""
     limit = settings.CLARION["ADVANCE_BATCH_SIZE"]
     deadline = time.monotonic() + LANE_BUDGET_SECONDS
     ids, released = list(run_ids), False
@@ -84,8 +87,12 @@ def advance_lane(lane: int, *run_ids: str) -> None:
             continue
         elif released and not claimed:
             return
-        engine.lane_release(lane)
-        released = True
+        released = engine.lane_release(lane)
+        if not released:  # a long transaction holds the lane: claim its runs as they commit
+            if hand_over:
+                enqueue("notifications.tasks.advance_lane", lane)
+                return
+            time.sleep(LANE_RELEASE_PAUSE_SECONDS)
 
 
 def _advance_batch(run_ids: list[str], *, now: datetime, lane: int | None = None,

@@ -25,7 +25,10 @@ queues nothing; none of its runs is lost, because:
   row lock make a MultiXact each (ids and member space that VACUUM must freeze database-wide),
   and a row lock taken while the DELETE waits is granted at once, so a stream of overlapping
   triggers kept the release (and the runs waiting for it) waiting; the lock manager queues a
-  shared lock behind a waiting exclusive one;
+  shared lock behind a waiting exclusive one. So that a long transaction holding the lane (a
+  schedule's occurrence writes its triggers in one) keeps no trigger waiting behind the
+  release, the release gives up after RELEASE_LOCK_TIMEOUT_MS: the lane stays held, the task
+  claims (the runs committed meanwhile) and tries again;
 - a trigger that reads the row after the release sees none, holds the lane again and queues a
   task of its own (so two tasks may share a lane for a while: both claim with SKIP LOCKED);
 - the task claims again after each release and ends only when a claim finds nothing due that no
@@ -42,7 +45,7 @@ On SQLite the trigger's and the release's transactions are serialized, so the sa
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import Q
 
 from ..models import AdvanceLane, Run
@@ -91,6 +94,8 @@ def runs_due_exist(run_ids: list[str], *, now: datetime) -> bool:
 # The first key of the advisory lock of an advance lane (the second is the lane); any constant
 # other Clarion locks do not use (inbox.services.ITEM_ORDER_LOCK is 7001).
 ADVANCE_LANE_LOCK = 7_002
+# PostgreSQL's SQLSTATE when lock_timeout passed (lock_not_available).
+LOCK_NOT_AVAILABLE = "55P03"
 
 
 def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
@@ -128,12 +133,31 @@ def lane_touch(lane: int, *, now: datetime) -> None:
                                     update_fields=["touched_at"])
 
 
-def lane_release(lane: int) -> None:
+# How long a release waits for the triggers holding its lane (milliseconds): longer, it gives up
+# and its task claims meanwhile, then tries again (lane_release).
+RELEASE_LOCK_TIMEOUT_MS = 20
+
+
+def lane_release(lane: int) -> bool:
     """Free `lane`, in a transaction of its own that first waits for every trigger that took the
     lane's advisory lock before it (those that saw it held) to commit; the caller claims once
-    more after it, which sees their runs. Call it outside any transaction."""
-    with transaction.atomic():
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [ADVANCE_LANE_LOCK, lane])
-        AdvanceLane.objects.filter(lane=lane).delete()
+    more after it, which sees their runs. Call it outside any transaction.
+
+    Returns False, the lane still held, when those triggers did not all commit within
+    RELEASE_LOCK_TIMEOUT_MS (a long transaction: a schedule's occurrence writes its triggers in
+    one): while the release waits, every trigger after it in the lane waits behind it, so it
+    gives up soon and the caller claims (their runs, once committed) and tries again."""
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":
+                with connection.cursor() as cursor:
+                    cursor.execute("SELECT set_config('lock_timeout', %s, true)",
+                                   [f"{RELEASE_LOCK_TIMEOUT_MS}ms"])
+                    cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)",
+                                   [ADVANCE_LANE_LOCK, lane])
+            AdvanceLane.objects.filter(lane=lane).delete()
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) != LOCK_NOT_AVAILABLE:
+            raise
+        return False
+    return True

@@ -58,20 +58,27 @@ class TriggerRequest:
     idempotency_key: str = ""
 
 
-def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Run]:
+def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int], *,
+                     lanes: bool = True) -> list[Run]:
     """A new trigger (not written yet), its runs ({run id: recipient pk}) with their StepLogs,
     an advance lane task (tasks.advance_lane) for each lane its batches fall in that no task
     holds yet, and the analytics fact (at now), in one statement on PostgreSQL
     (clarion.db.rows_insert) after the lanes' (engine.lanes_hold). Must run in a transaction:
-    the held lanes stay locked until it commits."""
+    the held lanes stay locked until it commits. Without `lanes`, an advance_runs task per
+    batch instead, and no lane held (trigger_workflow says when)."""
     runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
                 workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
             for run_id, recipient_id in runs.items()]
     detail = {"trigger_id": str(trigger.id)}
-    batches = _lane_batches(runs)
+    if lanes:
+        func, batches = "notifications.tasks.advance_lane", _lane_batches(runs)
+    else:
+        size, ids = settings.CLARION["ADVANCE_BATCH_SIZE"], [str(run.id) for run in runs]
+        func = "notifications.tasks.advance_runs"
+        batches = [tuple(ids[start:start + size]) for start in range(0, len(ids), size)]
     # The advance tasks' queue rows join the statement when the broker is this database's
     # table (queue.task_rows), else enqueue_many hands them over as it would.
-    tasks = task_rows("notifications.tasks.advance_lane", batches)
+    tasks = task_rows(func, batches)
     facts = [Fact(metric="triggered", at=timezone.now(), count=len(runs),
                   workflow=trigger.workflow.key,
                   tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
@@ -79,7 +86,7 @@ def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int]) -> list[Ru
         StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
         (OrmQ, tasks or []), (RollupDelta, fact_rows(facts)[0])])
     if tasks is None:
-        enqueue_many("notifications.tasks.advance_lane", batches)
+        enqueue_many(func, batches)
     return runs
 
 
@@ -129,16 +136,20 @@ class _TriggerIds:
                          for external_id, run_id in self.runs.items()]}
 
 
-def trigger_workflow(request: TriggerRequest) -> tuple[Trigger, list[Run]]:
+def trigger_workflow(request: TriggerRequest, *, lanes: bool = True) -> tuple[Trigger, list[Run]]:
     """One transaction: the trigger, inline recipient upserts, and a run per direct recipient.
 
     Topic audiences fan out in a task (they may be large); their runs appear on the trigger.
+    `lanes=False` for a caller whose transaction writes several triggers (a schedule's
+    occurrence): their runs get an advance_runs task per batch and hold no advance lane, since
+    a trigger in a lane that a transaction marked held waits for that transaction to commit.
     """
     with transaction.atomic():
-        return _trigger_write(request, _TriggerIds.new(request))
+        return _trigger_write(request, _TriggerIds.new(request), lanes=lanes)
 
 
-def _trigger_write(request: TriggerRequest, ids: _TriggerIds) -> tuple[Trigger, list[Run]]:
+def _trigger_write(request: TriggerRequest, ids: _TriggerIds, *,
+                   lanes: bool = True) -> tuple[Trigger, list[Run]]:
     """trigger_workflow's rows, with `ids`, in the caller's transaction."""
     topics = [spec["topic"] for spec in request.recipients
               if isinstance(spec, Mapping) and "topic" in spec]
@@ -158,7 +169,7 @@ def _trigger_write(request: TriggerRequest, ids: _TriggerIds) -> tuple[Trigger, 
         runs_created=len(direct), recipients_total=None if topics else len(direct),
     )
     runs = _run_create_many(trigger, {run_id: direct[external_id]
-                                      for external_id, run_id in ids.runs.items()})
+                                      for external_id, run_id in ids.runs.items()}, lanes=lanes)
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs

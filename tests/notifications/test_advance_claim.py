@@ -79,9 +79,15 @@ postgresql_only = pytest.mark.skipif("connection.vendor != 'postgresql'",
                                      reason="row locks held by another session: PostgreSQL")
 
 
+def _libpq_url() -> str:
+    """The test database's URL for libpq: without the Django connection OPTIONS that
+    served_database_url passes on (prepare_threshold is psycopg's, not a libpq parameter)."""
+    return served_database_url().partition("?")[0]
+
+
 def _lock(run_id: str) -> psycopg.Connection:
     """Another session (another worker) holding `run_id`'s row lock, until it is closed."""
-    other = psycopg.connect(served_database_url())
+    other = psycopg.connect(_libpq_url())
     other.execute("SELECT id FROM notifications_run WHERE id = %s FOR UPDATE", [run_id])
     return other
 
@@ -93,7 +99,7 @@ def _die(held: psycopg.Connection) -> None:
     could still skip the row (CI met this on a loaded machine)."""
     pid = held.info.backend_pid
     held.close()
-    with psycopg.connect(served_database_url(), autocommit=True) as observer:
+    with psycopg.connect(_libpq_url(), autocommit=True) as observer:
         deadline = time.monotonic() + 10
         while observer.execute("SELECT 1 FROM pg_stat_activity WHERE pid = %s",
                                [pid]).fetchone():

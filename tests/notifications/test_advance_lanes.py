@@ -288,12 +288,15 @@ def test_triggers_that_see_the_lane_held_lock_no_lane_row(workflow):
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
-def test_a_lane_release_waits_only_for_the_triggers_that_came_before_it(workflow, run_tasks):
+def test_a_lane_release_waits_only_for_the_triggers_that_came_before_it(workflow, run_tasks,
+                                                                        monkeypatch):
     """A stream of overlapping triggers must not starve the release: a row lock FOR KEY SHARE
     taken while the release's DELETE waits is granted at once (the DELETE then waits for it
     too, and for the next), so a task waited as long as triggers overlapped while their runs
     waited for it. A trigger that asks after the release waits behind it instead, then sees the
     lane free and queues a task of its own."""
+    from notifications.engine import claim
+    monkeypatch.setattr(claim, "RELEASE_LOCK_TIMEOUT_MS", 60_000)  # this release does not give up
     first = _trigger(workflow, "p0")
     commit_a, commit_b, failures = threading.Event(), threading.Event(), []
     ready_a, ready_b, out = threading.Event(), threading.Event(), []
@@ -303,8 +306,8 @@ def test_a_lane_release_waits_only_for_the_triggers_that_came_before_it(workflow
     def release() -> None:
         try:
             from notifications import engine
-            engine.lane_release(0)
-            released.set()
+            if engine.lane_release(0):
+                released.set()
         except Exception as error:  # pragma: no cover - reported below
             failures.append(error)
         finally:
@@ -340,3 +343,119 @@ def test_a_lane_release_waits_only_for_the_triggers_that_came_before_it(workflow
     assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, first), (0, out[1])]
     run_tasks()
     assert _walked_once([first, *out])
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_long_transaction_holding_the_lane_keeps_no_trigger_waiting_behind_the_release(
+        workflow, monkeypatch):
+    """A schedule's occurrence writes all its triggers in one transaction, holding their lanes
+    for as long. A release waiting for it would keep every trigger after it in the lane waiting
+    as long (they queue behind the release's exclusive lock): the release gives up after
+    RELEASE_LOCK_TIMEOUT_MS instead, its task claims what has committed and tries again, and
+    walks the long transaction's runs once it commits."""
+    from notifications.engine import claim
+    monkeypatch.setattr(claim, "RELEASE_LOCK_TIMEOUT_MS", 2000)  # long enough to be seen
+    first = _trigger(workflow, "p0")
+    commit_long, commit_after, failures = threading.Event(), threading.Event(), []
+    ready_long, ready_after, out = threading.Event(), threading.Event(), []
+    long = _in_trigger(workflow, "p1", commit_long, ready_long, out, failures)
+    working = threading.Thread(target=lambda: (advance_lane(0, first), connection.close()))
+    after = None
+    try:
+        assert ready_long.wait(30) and len(out) == 1
+        working.start()
+        deadline = time.monotonic() + 30
+        while _lock_waiters() < 1:  # the release waits for the long transaction
+            assert working.is_alive() and time.monotonic() < deadline
+            time.sleep(0.02)
+        after = _in_trigger(workflow, "p2", commit_after, ready_after, out, failures)
+        # The long transaction is still open, yet the later trigger got through.
+        assert ready_after.wait(20), "a trigger waited behind the release for a long transaction"
+        assert len(out) == 2 and working.is_alive()
+        commit_after.set()
+        after.join(30)
+    finally:
+        commit_long.set()
+        commit_after.set()
+        for thread in (long, working, after):
+            if thread is not None and thread.ident is not None:
+                thread.join(30)
+    assert not failures and not working.is_alive()
+    assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, first)]  # no other task
+    assert _walked_once([first, *out])  # the task walked them once both committed
+    assert not AdvanceLane.objects.exists()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_release_kept_waiting_past_the_budget_hands_the_lane_to_a_new_task(
+        workflow, run_tasks, monkeypatch):
+    monkeypatch.setattr(tasks, "LANE_BUDGET_SECONDS", 0.0)
+    first = _trigger(workflow, "p0")
+    commit, ready, failures, out = threading.Event(), threading.Event(), [], []
+    long = _in_trigger(workflow, "p1", commit, ready, out, failures)
+    try:
+        assert ready.wait(30) and len(out) == 1
+        advance_lane(0, first)  # walks the first run; its release gives up and hands over
+
+        assert [args for args, _ in queued_tasks(LANE_TASK)] == [(0, first), (0,)]
+        assert AdvanceLane.objects.filter(lane=0).exists()  # still held
+    finally:
+        commit.set()
+        long.join(30)
+    assert not failures
+    run_tasks()
+    assert _walked_once([first, *out])
+    assert not AdvanceLane.objects.exists()
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_schedule_firing_in_a_long_transaction_keeps_no_trigger_waiting(workflow, run_tasks):
+    """A schedule's occurrence writes all its triggers in one transaction (the zone's row lock).
+    Marking a free lane held inserts its row, and a trigger in that lane meanwhile waits for
+    that insert to commit (ON CONFLICT): the occurrence's runs get plain advance_runs tasks
+    instead, holding no lane, so an API trigger meanwhile goes through."""
+    from datetime import UTC, datetime
+
+    from notifications import schedules, services
+    services.recipient_upsert(external_id="ny", timezone="America/New_York")
+    schedules.schedule_put(key="morning", workflow=workflow,
+                           now=datetime(2026, 3, 6, 12, tzinfo=UTC),
+                           repeat={"frequency": "daily", "at": "09:00", "days": [],
+                                   "day_of_month": None}, recipients=["ny"])
+    at = datetime(2026, 3, 6, 14, 0, 1, tzinfo=UTC)
+    [zone_id] = list(schedules.schedules_due(at))
+    commit, fired, failures, fired_runs = threading.Event(), threading.Event(), [], []
+
+    def fire() -> None:
+        try:
+            with transaction.atomic():  # held open as a long occurrence's would be
+                [trigger] = schedules.schedule_fire(zone_id=zone_id, now=at)
+                fired_runs.extend(str(pk) for pk in trigger.runs.values_list("pk", flat=True))
+                fired.set()
+                commit.wait(60)
+        except Exception as error:  # pragma: no cover - reported below
+            failures.append(error)
+        finally:
+            fired.set()
+            connection.close()
+
+    firing = threading.Thread(target=fire)
+    firing.start()
+    api_done, out, api_commit = threading.Event(), [], threading.Event()
+    api_commit.set()
+    api = None
+    try:
+        assert fired.wait(30) and fired_runs
+        api = _in_trigger(workflow, "p1", api_commit, api_done, out, failures)
+        assert api_done.wait(20) and out, "an API trigger waited for the schedule's transaction"
+    finally:
+        commit.set()
+        firing.join(30)
+        if api is not None:
+            api.join(30)
+    assert not failures
+    run_tasks()
+    assert _walked_once([*fired_runs, *out])
