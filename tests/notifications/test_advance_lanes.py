@@ -256,9 +256,10 @@ def _in_trigger(workflow, tag: str, commit: threading.Event, ready: threading.Ev
 
 
 def _lock_waiters() -> int:
-    """How many sessions wait for a lock (a row's or an advisory one)."""
+    """How many sessions of this test database wait for a lock (a row's or an advisory one)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND datname = current_database()")
         return cursor.fetchone()[0]
 
 
