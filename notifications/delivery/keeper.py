@@ -284,9 +284,11 @@ def quit_and_close(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """The keeper's life: `argv` is the socket pair's fd and the database's name; Django is set
+    up (keeper_client.KEEPER_MAIN). Returns the exit status: 1 when the database could not be
+    read to settle what was held."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    """`argv`: the socket pair's fd, the database's name. Django is set up (KEEPER_MAIN)."""
     from django.db import DatabaseError, connection
 
     connection.settings_dict["NAME"] = argv[1]
