@@ -308,8 +308,8 @@ def main(argv: list[str]) -> int:
             return 0
         wait_backends({entry.backend_pid for entry in held.values()})
     except DatabaseError as exc:  # nothing can be decided: the connections reset, unknown
-        logger.error("cannot read the database (%s): %s attempts left to the sweeper", exc,
-                     len(held))
+        logger.error("cannot read the database (%s): %s held and %s released attempts left to "
+                     "the sweeper", exc, len(held), len(accepted))
         for entry in held.values():
             abort(entry.sock)
         return 1
