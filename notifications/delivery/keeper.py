@@ -58,6 +58,14 @@ What the reply means depends on where the worker was, which the keeper knows fro
   permanent error.
 - No reply in time, or the connection broken: the attempt stays `started` (unknown).
 
+A connection under TLS (STARTTLS or SMTPS) is held too, but its TLS session (keys, sequence
+numbers) lives in the dead worker's memory: the keeper cannot write the end into it. It resets
+the connection instead. A `started` attempt with no "end" announced was then never handed over
+(the worker writes the end only after announcing it): it becomes a transient error, and the
+sweeper sends the message again, once. With "end" announced it is left `started` (unknown, as
+without a keeper). An attempt without a row is reset as above, and a released accepted one
+(below) is recorded, as for any connection.
+
 A worker that releases its sockets (its calls ended) and dies before writing their outcomes
 leaves `started` attempts. Those it said the server accepted (its "release" names them, the last
 `ACCEPTED_KEPT` of them are kept) are recorded by the keeper as in the 2xx case above, once the
@@ -85,6 +93,8 @@ ACCEPTED_KEPT = 10_000
 REPLY_SECONDS = 30.0
 END_OF_DATA = b"\r\n.\r\n"  # providers.email.END_OF_DATA (not imported: no Django before setup)
 KEEPER_ERROR = "The worker stopped; its SMTP keeper ended the message's data: "
+TLS_RESET = ("The worker stopped before the end of the message's data; its SMTP keeper reset the "
+             "TLS connection, so the server dropped the message.")
 
 
 @dataclass
@@ -97,6 +107,7 @@ class Held:
     backend_pid: int
     sock: socket.socket
     end_announced: bool = False
+    tls: bool = False
 
 
 def serve(link: socket.socket, accepted: OrderedDict[int, Held] | None = None
@@ -120,7 +131,8 @@ def serve(link: socket.socket, accepted: OrderedDict[int, Held] | None = None
         if op == "hold":
             for entry, fd in zip(message["attempts"], fds, strict=True):
                 held[entry["id"]] = Held(entry["id"], entry["message_id"],
-                                         message["backend_pid"], socket.socket(fileno=fd))
+                                         message["backend_pid"], socket.socket(fileno=fd),
+                                         tls=bool(entry.get("tls")))
             link.send(b"held")
         elif op == "end":
             for pk in message["ids"]:
@@ -195,7 +207,8 @@ def wait_backends(pids: set[int], timeout: float = BACKEND_WAIT_SECONDS) -> None
 def settle(entry: Held) -> str:
     """Decide one held socket once its worker and its worker's transaction are gone (the module
     docstring's cases), or one accepted and released (its socket closed) whose attempt is still
-    `started`. Returns "aborted", "sent", "refused", "unknown" or "" (nothing to do)."""
+    `started`. Returns "aborted", "sent", "refused", "reset" (TLS), "unknown" or "" (nothing to
+    do)."""
     from django.db import transaction
 
     from ..models import DeliveryAttempt, Message
@@ -224,6 +237,15 @@ def settle(entry: Held) -> str:
             attempt.save(update_fields=["outcome", "response"])
             message_mark_sent_from_ledger(message, attempt)
             return "sent"
+        if entry.tls:  # the TLS session is the dead worker's: nothing can be written in it
+            abort(entry.sock)
+            if entry.end_announced:
+                logger.warning("attempt %s: outcome unknown (a TLS connection)", attempt.pk)
+                return "unknown"
+            attempt.outcome = DeliveryAttempt.Outcome.TRANSIENT_ERROR
+            attempt.error = TLS_RESET
+            attempt.save(update_fields=["outcome", "error"])
+            return "reset"
         try:
             entry.sock.sendall(END_OF_DATA)
         except OSError:

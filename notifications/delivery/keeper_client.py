@@ -6,8 +6,11 @@ over an AF_UNIX SOCK_SEQPACKET socket pair (unix(7)): one JSON object per packet
 as SCM_RIGHTS ancillary data (socket.send_fds; unix(7), cmsg(3)). Messages, worker to
 keeper (`op`):
 
-- "hold": {"op": "hold", "backend_pid": int, "attempts": [{"id": int, "message_id": str}, …]}
-  with one SMTP socket per attempt, in order; the keeper answers b"held" once it has them.
+- "hold": {"op": "hold", "backend_pid": int,
+  "attempts": [{"id": int, "message_id": str, "tls": bool}, …]} with one SMTP socket per
+  attempt, in order (`tls`: the connection is under TLS, STARTTLS or SMTPS, whose session state
+  is this process's: the keeper cannot write into it); the keeper answers b"held" once it has
+  them.
   Sent inside the attempts' transaction, before its COMMIT.
 - "end": {"op": "end", "ids": [int]}: the worker is about to write the end of that attempt's
   data ("<CRLF>.<CRLF>"). Sent just before the write, never after it.
@@ -28,6 +31,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -164,7 +168,8 @@ def keeper_hold(ends: list[tuple[int, Callable[[], None]]]) -> list[int]:
         try:
             fds = [end.sock.fileno() for _, end in gated]
             client.send({"op": "hold", "backend_pid": connection.connection.info.backend_pid,
-                         "attempts": [{"id": pk, "message_id": end.message_id}
+                         "attempts": [{"id": pk, "message_id": end.message_id,
+                                       "tls": isinstance(end.sock, ssl.SSLSocket)}
                                       for pk, end in gated]}, fds)
             if client.sock.recv(PACKET) != ACK:
                 raise OSError("no ack")

@@ -701,3 +701,60 @@ def test_killed_after_releasing_accepted_calls_before_their_outcomes_the_keeper_
     for message in messages:
         assert sum(f"X-Clarion-Message-Id: {message.id}".encode() in m
                    for m in server.messages) == 1
+
+
+@pytest.fixture
+def tls_smtp(provider_config, tmp_path, monkeypatch):
+    """A HoldingServer (holding nothing) that offers STARTTLS with a self-signed certificate for
+    127.0.0.1, behind a saved SMTP ProviderConfig with `use_tls`; the certificate is trusted
+    through SSL_CERT_FILE (OpenSSL's default verify paths) here and in the worker."""
+    import ssl
+
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cert), str(key))
+    handler = HoldingServer("none", 0)
+    port = free_port()
+    controller = HoldingController(handler, hostname="127.0.0.1", port=port,
+                                   tls_context=context)
+    controller.start()
+    handler.env = {"SSL_CERT_FILE": str(cert)}
+    provider_config("mail", "email", "smtp", {"host": "127.0.0.1", "port": port, "use_tls": True,
+                                              "from_email": "alerts@example.com"})
+    yield handler
+    controller.stop()
+
+
+@postgresql_only
+def test_killed_while_its_attempt_commits_over_tls_is_reset_by_the_keeper_and_sent_again_once(
+        tls_smtp, server_log, slow_attempt_commit, queue_message, run_tasks):
+    """Under STARTTLS the keeper cannot write the end into the dead worker's TLS session: it
+    resets the connection (the server drops the DATA) and, since the worker had not announced
+    its end, records the attempt a transient error; the sweeper sends the message again, once."""
+    from notifications.delivery.keeper import TLS_RESET
+
+    server = tls_smtp
+    message = email_message(queue_message, 1)
+    worker = start_worker([message], server)
+    try:
+        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    until(lambda: message.delivery_attempts.filter(
+        outcome=DeliveryAttempt.Outcome.TRANSIENT_ERROR).exists(), "the keeper's reset")
+    assert message.delivery_attempts.get().error == TLS_RESET
+    until(lambda: server_log.dropped == 1, "the server to drop the unended DATA")
+    assert server.messages == []
+
+    sweep(now=timezone.now() + timedelta(minutes=5))
+    run_tasks()
+    message.refresh_from_db()
+    assert message.status == Message.Status.SENT
+    assert list(message.delivery_attempts.order_by("started_at", "id")
+                .values_list("outcome", flat=True)) == ["transient_error", "succeeded"]
+    assert len(server.messages) == 1
