@@ -12,12 +12,14 @@ passed to another process with SCM_RIGHTS (unix(7)) is the same open socket, not
 connection: it closes only when its last descriptor does, so the keeper's copy keeps the
 connection, and the unended DATA, alive after the worker's death.
 
-Run by the worker (keeper_client.KeeperClient: `python -c <keeper_client.KEEPER_MAIN> <fd>
-<database name>`, Django set up first since this package imports the models), `fd` its end of
-an AF_UNIX SOCK_SEQPACKET pair; the messages are described in keeper_client. It connects to the
-database only when its worker dies holding sockets, and exits when its worker's end closes (the
-worker exited or was killed) once those sockets are settled. SIGINT and SIGTERM are ignored:
-the worker's end closing is what ends it.
+Run by the worker (keeper_client.KeeperClient: `python -c <keeper_client.KEEPER_MAIN> <this
+file> <fd> <database name>`), `fd` its end of an AF_UNIX SOCK_SEQPACKET pair; the messages are
+described in keeper_client. This file is loaded on its own, not as part of its package (whose
+`__init__` imports the models), and imports only the standard library at the top: the keeper
+starts in tens of milliseconds, and sets Django up (about a second and a worker's memory) only
+when its worker dies holding sockets, to read the database. It exits when its worker's end
+closes (the worker exited or was killed) once those sockets are settled. SIGINT and SIGTERM
+are ignored: the worker's end closing is what ends it.
 
 Each socket the keeper still holds when its worker is gone (no "release" came):
 
@@ -211,9 +213,9 @@ def settle(entry: Held) -> str:
     do)."""
     from django.db import transaction
 
-    from ..models import DeliveryAttempt, Message
-    from .claim import MESSAGE_RELATIONS
-    from .recovery import message_mark_sent_from_ledger
+    from notifications.delivery.claim import MESSAGE_RELATIONS
+    from notifications.delivery.recovery import message_mark_sent_from_ledger
+    from notifications.models import DeliveryAttempt, Message
 
     with transaction.atomic():
         attempt = DeliveryAttempt.objects.filter(pk=entry.attempt_id).first()
@@ -284,21 +286,27 @@ def quit_and_close(sock: socket.socket) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """The keeper's life: `argv` is the socket pair's fd and the database's name; Django is set
-    up (keeper_client.KEEPER_MAIN). Returns the exit status: 1 when the database could not be
-    read to settle what was held."""
+    """The keeper's life: `argv` is the socket pair's fd and the database's name. Django is set
+    up (DJANGO_SETTINGS_MODULE from the environment the worker gave) only once the worker is
+    gone and something is left to settle. Returns the exit status: 1 when the database could
+    not be read to settle what was held."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    from django.db import DatabaseError, connection
-
-    connection.settings_dict["NAME"] = argv[1]
     link = socket.socket(fileno=int(argv[0]))
     accepted: OrderedDict[int, Held] = OrderedDict()
     held = serve(link, accepted)
     link.close()
+    if not (held or accepted):
+        return 0
+    import django
+
+    django.setup()
+    from django.db import DatabaseError, connection
+
+    connection.settings_dict["NAME"] = argv[1]
     try:
         if accepted:  # only those the worker may not have written yet
-            from ..models import DeliveryAttempt
+            from notifications.models import DeliveryAttempt
 
             started = set(DeliveryAttempt.objects.filter(
                 pk__in=list(accepted), outcome=DeliveryAttempt.Outcome.STARTED)

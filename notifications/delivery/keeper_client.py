@@ -37,6 +37,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 
 ACK = b"held"
 ACK_SECONDS = 5.0  # how long a worker waits for the keeper's ack before giving it up
-FIRST_ACK_SECONDS = 30.0  # the same for the first, which waits for the keeper's django.setup()
+FIRST_ACK_SECONDS = 30.0  # the same for the first, which waits for the keeper's start
 RETRY_SECONDS = 60.0  # after a keeper failed, how long before this process starts another
 PACKET = 65536  # the largest packet either side reads
 
@@ -69,7 +70,7 @@ class KeeperClient:
                    "DJANGO_SETTINGS_MODULE": os.environ.get("DJANGO_SETTINGS_MODULE",
                                                             "clarion.settings")}
             self.process = subprocess.Popen(
-                [sys.executable, "-c", KEEPER_MAIN, str(theirs.fileno()),
+                [sys.executable, "-c", KEEPER_MAIN, str(KEEPER_FILE), str(theirs.fileno()),
                  str(connection.settings_dict["NAME"])],
                 pass_fds=[theirs.fileno()], env=env, cwd=str(settings.BASE_DIR),
                 stdin=subprocess.DEVNULL)
@@ -102,10 +103,16 @@ class KeeperClient:
         self.sock.close()
 
 
-# The keeper's command: Django set up first (the delivery package imports the models), the
-# database named by the worker's connection (a test database's name is not in DATABASE_URL).
-KEEPER_MAIN = ("import sys, django; django.setup(); "
-               "from notifications.delivery.keeper import main; sys.exit(main(sys.argv[1:]))")
+# The keeper's command: keeper.py loaded on its own (not its package, whose __init__ imports
+# the models: Django is set up only if the keeper has something to settle), then its main with
+# the link's fd and the database named by the worker's connection (a test database's name is
+# not in DATABASE_URL).
+KEEPER_FILE = Path(__file__).with_name("keeper.py")
+KEEPER_MAIN = ("import importlib.util, sys; "
+               "spec = importlib.util.spec_from_file_location('clarion_smtp_keeper', sys.argv[1]); "
+               "keeper = sys.modules[spec.name] = importlib.util.module_from_spec(spec); "
+               "spec.loader.exec_module(keeper); "
+               "sys.exit(keeper.main(sys.argv[2:]))")
 
 _client: KeeperClient | None = None
 _failed_at: float = -RETRY_SECONDS
@@ -136,7 +143,7 @@ def _current() -> KeeperClient | None:
 
 def keeper_start() -> None:
     """Start this process's keeper if it has none (without waiting for it), so that its
-    django.setup() overlaps the SMTP exchange before the first hand-over."""
+    start overlaps the SMTP exchange before the first hand-over."""
     if keeper_enabled():
         with _lock:
             _current()
