@@ -127,7 +127,9 @@ def test_a_run_another_worker_holds_is_skipped_without_waiting_and_taken_once_it
     assert _walked_once(run_ids)
 
 
-KILLED_WORKER = """
+# A worker process whose batch walks its runs, says so, and hangs before committing (then the
+# test kills it); the task it runs follows (test_advance_lanes runs an advance lane's).
+WALK_THEN_HANG = """
 import sys, time, django
 django.setup()
 from notifications import engine, tasks
@@ -137,8 +139,8 @@ def walk_then_hang(run_ids, *, now):
     print("walked", len(run_ids), flush=True)
     time.sleep(120)  # killed here, before the batch's transaction commits
 tasks.engine.advance_batch = walk_then_hang
-tasks.advance_runs(sys.argv[1])
 """
+KILLED_WORKER = WALK_THEN_HANG + "tasks.advance_runs(sys.argv[1])\n"
 
 
 @postgresql_only

@@ -25,6 +25,7 @@ from notifications.tasks import advance_lane
 
 from ..conftest import email_step, in_app_step, queued_tasks
 from ..e2e_support import served_database_url
+from .test_advance_claim import WALK_THEN_HANG
 
 ROOT = Path(settings.BASE_DIR)
 LANE_TASK = "notifications.tasks.advance_lane"
@@ -174,18 +175,7 @@ def test_a_trigger_committing_as_the_lane_is_released_is_walked_by_the_releasing
     assert not AdvanceLane.objects.exists()
 
 
-KILLED_WORKER = """
-import sys, time, django
-django.setup()
-from notifications import engine, tasks
-walk = engine.advance_batch
-def walk_then_hang(run_ids, *, now):
-    walk(run_ids, now=now)
-    print("walked", len(run_ids), flush=True)
-    time.sleep(120)  # killed here, before the batch's transaction commits
-tasks.engine.advance_batch = walk_then_hang
-tasks.advance_lane(0, sys.argv[1])
-"""
+KILLED_WORKER = WALK_THEN_HANG + "tasks.advance_lane(0, sys.argv[1])\n"
 
 
 @postgresql_only
