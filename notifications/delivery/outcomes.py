@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from analytics.rollups import Fact, facts_record, message_fact
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event
@@ -84,16 +84,12 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                             detail=detail))
     with transaction.atomic():
         update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
-        sends = {m.pk: m.send_number for m in changed}
-        owned = {pk for pk, send_number in Message.objects.select_for_update()
-                 .filter(pk__in=list(sends), status=Message.Status.SENDING)
-                 .values_list("pk", "send_number") if send_number == sends[pk]}
+        owned = _messages_write(changed)
         if len(owned) < len(changed):
             logger.warning("messages %s left `sending` while being delivered; not overwritten",
                            [str(m.pk) for m in changed if m.pk not in owned])
             logs = [log for log, m in zip(logs, changed, strict=True) if m.pk in owned]
             changed = [m for m in changed if m.pk in owned]
-        update_rows(Message, changed, MESSAGE_OUTCOME_FIELDS, status=Message.Status.SENDING)
         StepLog.objects.bulk_create(logs)
         events_record([message_event(MESSAGE_STATUS_EVENTS[m.status], m) for m in changed
                        if m.status in (Message.Status.SENT, Message.Status.FAILED)])
@@ -105,6 +101,25 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
                            name=f"msg:{message.id}#{message.send_number}.{message.attempts}")
         enqueue_many("notifications.tasks.deliver_message",
                      [(str(m.id),) for m in deferred if m.pk in owned])
+
+
+def _messages_write(changed: list[Message]) -> set:
+    """Write the outcomes of the messages still `sending` in the same send (their status and
+    send_number unchanged since the claim); returns the primary keys of those written. On
+    PostgreSQL one UPDATE … RETURNING, whose row locks and re-check of each row (READ
+    COMMITTED re-reads a row another transaction changed meanwhile) decide; elsewhere the rows
+    are read under lock (SELECT … FOR UPDATE, a no-op on SQLite, whose writers are serialized)
+    and those still ours written."""
+    if connection.vendor == "postgresql":
+        return update_rows(Message, changed, MESSAGE_OUTCOME_FIELDS,
+                           status=Message.Status.SENDING, match=("send_number",))
+    sends = {m.pk: m.send_number for m in changed}
+    owned = {pk for pk, send_number in Message.objects.select_for_update()
+             .filter(pk__in=list(sends), status=Message.Status.SENDING)
+             .values_list("pk", "send_number") if send_number == sends[pk]}
+    update_rows(Message, [m for m in changed if m.pk in owned], MESSAGE_OUTCOME_FIELDS,
+                status=Message.Status.SENDING)
+    return owned
 
 
 def _facts(deliveries: list[Delivery], changed: list[Message], now: datetime) -> list[Fact]:
