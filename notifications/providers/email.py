@@ -14,6 +14,7 @@ back through anymail's tracking webhooks (anymail_tracking.py).
 
 import logging
 import smtplib
+import uuid
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -38,6 +39,21 @@ from .registry import register
 from .smtp_data import GATED_SMTP_BACKEND, CommitGatedSMTPBackend
 
 logger = logging.getLogger(__name__)
+
+
+class Email(EmailMultiAlternatives):
+    """Django's EmailMultiAlternatives whose multipart boundaries are chosen when the message is
+    built: a random 128-bit token between the standard library's own '=' runs, so its generator
+    does not make one itself (it compiles a regular expression for each message's random
+    boundary, to check the boundary against the parts' text: ~40 µs a message). A token drawn
+    after the parts were rendered cannot be in them."""
+
+    def _create_message(self, msg):
+        msg = super()._create_message(msg)
+        for part in msg.walk():
+            if part.is_multipart() and part.get_boundary() is None:
+                part.set_boundary(f"==============={uuid.uuid4().hex}==")
+        return msg
 
 
 def classify_email_error(exc: Exception) -> type[ProviderError]:
@@ -97,7 +113,7 @@ class EmailProvider(Provider):
         name, address = parse_mailbox(configured)
         return address, name
 
-    def build_email(self, message: OutboundMessage) -> EmailMultiAlternatives:
+    def build_email(self, message: OutboundMessage) -> Email:
         """The Django email of `message`. Its address headers are made by
         email.headerregistry.Address (addresses.format_address), never by formatting text;
         ValueError for an address no mail standard accepts."""
@@ -106,7 +122,7 @@ class EmailProvider(Provider):
         to = format_address(message.to, message.recipient_name)
         domain = punycode(sender_address.rpartition("@")[2]) or "clarion.local"
         content = message.content
-        email = EmailMultiAlternatives(
+        email = Email(
             subject=content.get("subject", ""),
             body=content.get("text", ""),
             from_email=from_email,
