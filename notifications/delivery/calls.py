@@ -136,8 +136,8 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
             with transaction.atomic():
                 commit_without_flush()
                 # Committed without the WAL flush too: a crash of PostgreSQL or of the machine
-                # in the next ~0.6 s may lose them, and those messages are then sent again
-                # like the attempts' (commit_without_flush). A dead worker cannot undo them.
+                # before the WAL reaches the disk (commit_without_flush) may lose them, which
+                # leaves those attempts `started`, of unknown outcome (never sent twice).
                 update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
                 insert_rows(attempts)
                 # The SMTP keeper holds the connections across the COMMIT (keeper.py).
