@@ -1,9 +1,10 @@
 """A trigger's writes as one statement on PostgreSQL, sent outside any transaction (its own
-implicit one; in a caller's transaction, in a savepoint): the idempotency record, the advance lanes' hold, the recipients' upsert, the
-Trigger, its Runs with their first timeline entries, the advance tasks' queue rows and the
-analytics delta, as data-modifying CTEs. One round trip instead of five (BEGIN with the record,
-the lanes, the upsert, the insert, COMMIT); services.trigger_workflow_idempotent says when it
-applies (else its transaction of several statements writes the same rows).
+implicit one; in a caller's transaction, in a savepoint): the idempotency record, the advance
+lanes' hold, the recipients' upsert, the Trigger, its Runs with their first timeline entries,
+the advance tasks' queue rows and the analytics delta, as data-modifying CTEs. One round trip
+instead of five (BEGIN with the record, the lanes, the upsert, the insert, COMMIT);
+services.trigger_workflow_idempotent says when it applies (else its transaction of several
+statements writes the same rows).
 
 What each part keeps:
 - the record: `INSERT … ON CONFLICT DO NOTHING` waits, as before, for a transaction that holds
