@@ -9,7 +9,7 @@ concurrently, to a loopback aiosmtpd server in this process), for every email: f
 the COMMIT that makes its attempt durable is sent to the return of the send of its end.
 
 `--synchronous-commit on` measures it as it was before the attempt's transaction committed with
-synchronous_commit off (delivery.batch.commit_without_flush): the commit then waits for the WAL's
+synchronous_commit off (delivery.calls.commit_without_flush): the commit then waits for the WAL's
 flush. `--switch-interval S` sets the interpreter's GIL switch interval (sys.setswitchinterval;
 CPython's default is 0.005 s) to see how much of the window is the loop thread waiting for the
 GIL after the commit's I/O. No floor: the figure is a time, read against the machine's load.
@@ -67,9 +67,9 @@ def main() -> None:
     from django.test.utils import override_settings
     from django_q.models import OrmQ
 
-    from notifications.delivery import batch, deliver_batch
+    from notifications.delivery import calls, deliver_batch
     from notifications.models import Message, ProviderConfig
-    from notifications.providers.email import END_OF_DATA
+    from notifications.providers.smtp_data import END_OF_DATA
     from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
     from notifications.tasks import advance_run
 
@@ -117,7 +117,7 @@ def main() -> None:
 
     smtplib.SMTP.send, BaseDatabaseWrapper.commit = timed_send, timed_commit
     if args.synchronous_commit == "on":
-        batch.commit_without_flush = synchronous
+        calls.commit_without_flush = synchronous
     if args.switch_interval is not None:
         sys.setswitchinterval(args.switch_interval)
     load = os.getloadavg()

@@ -1,12 +1,25 @@
 """Database helpers shared by the apps."""
 
 import json
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from operator import attrgetter
 
 from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connections
-from django.db.models import AutoField, BigAutoField, JSONField, Model, SmallAutoField
+from django.db.models import (
+    AutoField,
+    BigAutoField,
+    BooleanField,
+    CharField,
+    DateTimeField,
+    JSONField,
+    Model,
+    SmallAutoField,
+    TextField,
+    UUIDField,
+)
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
 
@@ -208,6 +221,95 @@ def rows_upsert(model: type[Model], objs: Sequence[Model], *, unique_fields: Seq
         obj._state.db = using
 
 
+class InsertSelect:
+    """An INSERT of `model`'s rows as a SELECT of their values, one parameter per column: an
+    array per column unnested (`one_row` False: the text is the same for any number of rows,
+    so it is prepared once) or, for one row, a value per column (cheaper to send than arrays).
+    To be composed by the caller into a larger statement (a data-modifying CTE): `where` filters
+    the rows (e.g. on an earlier CTE), `computed` gives a column an SQL expression of its value
+    instead of the value itself ({field name: (the value's type, expression with "{}" for
+    it)}), `extra` adds values that are not columns ((name, type), read as `<alias>.<name>`),
+    `suffix` follows (ON CONFLICT …, RETURNING …). What is stored is what bulk_create stores
+    (every concrete field but an auto-increment pk, each value as its field prepares it,
+    `auto_now`/`auto_now_add` times set now and on the objects). PostgreSQL only."""
+
+    __slots__ = ("sql", "fields", "one_row", "preparing")
+
+    def __init__(self, model: type[Model], *, alias: str, connection, one_row: bool = False,
+                 where: str = "", computed: dict[str, tuple[str, str]] | None = None,
+                 extra: Sequence[tuple[str, str]] = (), suffix: str = ""):
+        computed = computed or {}
+        self.fields, self.one_row = _insert_fields(model, with_auto_pk=False), one_row
+        self.preparing = [(field, _stamped(field), _plain_types(field)) for field in self.fields]
+        if any(hasattr(field, "get_placeholder") for field in self.fields):
+            raise ValueError(f"InsertSelect: a field of {model.__name__} places its own values")
+        ops, kinds, values = connection.ops, [], []
+        for number, field in enumerate(self.fields):
+            kind, expression = computed.get(field.name, (None, "{}"))
+            kinds.append(kind or field.db_type(connection).split("(")[0])
+            values.append(expression.format(f"{alias}.c{number}"))
+        kinds += [kind for _, kind in extra]
+        names = [f"c{number}" for number in range(len(self.fields))] + [name for name, _ in extra]
+        if one_row:
+            source = "(SELECT " + ", ".join(f"(%s)::{kind} AS {name}"
+                                            for kind, name in zip(kinds, names, strict=True))
+            source += f") AS {alias}"
+        else:
+            source = (f"UNNEST({', '.join(f'(%s)::{kind}[]' for kind in kinds)}) "
+                      f"AS {alias}({', '.join(names)})")
+        self.sql = (f"INSERT INTO {ops.quote_name(model._meta.db_table)} "
+                    f"({', '.join(ops.quote_name(field.column) for field in self.fields)}) "
+                    f"SELECT {', '.join(values)} FROM {source}"
+                    + (f" WHERE {where}" if where else "") + (f" {suffix}" if suffix else ""))
+
+    def params(self, objs: Sequence[Model], connection, *, computed: dict[str, list] | None = None,
+               extra: Sequence[list] = ()) -> list:
+        """The statement's parameters for `objs` (one row if `one_row`), a column's at a time:
+        each field's prepared value, or for a `computed` field the values given here ({field
+        name: a value per object}), then the `extra` values (a list each, a value per object).
+        Raises ValueError for a value that is an expression (it has no place in a
+        parameter)."""
+        computed = computed or {}
+        columns = []
+        for field, stamped, plain in self.preparing:
+            if field.name in computed:
+                columns.append(list(computed[field.name]))
+                continue
+            columns.append([_prepared(field, field.pre_save(obj, True) if stamped
+                                      else getattr(obj, field.attname), connection, plain)
+                            for obj in objs])
+        columns += [list(values) for values in extra]
+        if self.one_row:
+            return [value for (value,) in columns]
+        return columns
+
+
+def _stamped(field) -> bool:
+    """Whether `field`'s pre_save sets its value (auto_now, auto_now_add) rather than reads it."""
+    return bool(getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False))
+
+
+def _plain_types(field) -> tuple[type, ...]:
+    """The types of the values that `field`'s get_db_prep_save gives back unchanged on
+    PostgreSQL (InsertSelect.params then skips it): str for Django's own text fields, UUID,
+    bool (and, in _prepared, an aware datetime); none for other fields (integers, for one, are
+    wrapped in psycopg's sized types) and for subclasses, which may prepare values their own
+    way."""
+    return {CharField: (str,), TextField: (str,), UUIDField: (uuid.UUID,),
+            BooleanField: (bool,)}.get(type(field), ())
+
+
+def _prepared(field, value, connection, plain: tuple[type, ...]):
+    """`value` as `field`'s get_db_prep_save prepares it, skipped for plain values."""
+    if value is None or type(value) in plain:
+        return value
+    if type(value) is datetime and value.tzinfo is not None and type(field) is DateTimeField:
+        return value
+    if hasattr(value, "resolve_expression"):
+        raise ValueError(f"InsertSelect: {field.name} is an expression")
+    return field.get_db_prep_save(value, connection=connection)
+
+
 def _insert_params(compiled: _CompiledInsert, groups, connection) -> list | None:
     """The parameters of `compiled`'s statement for `groups`' objects, each value as Django's
     insert compiler prepares it (the field's pre_save, then get_db_prep_save); None when a
@@ -251,6 +353,42 @@ def prepared_cursor(using: str = DEFAULT_DB_ALIAS):
     connection.ensure_connection()
     with connection.wrap_database_errors:
         return connection._prepare_cursor(ServerBindingCursor(connection.connection))
+
+
+def numbered_cursor(using: str = DEFAULT_DB_ALIAS):
+    """A PostgreSQL cursor (Django's wrapper) for statements written with numbered placeholders
+    (`$1`, `$2` …; numbered_placeholders), bound by the server and prepared as prepared_cursor
+    says (without `prepare_threshold`, bound but never prepared, as PgBouncer in transaction
+    mode needs). For a long statement run again and again: psycopg converts `%s` to `$n` by
+    parsing the text on every execute once a statement is over 4,096 characters or 50
+    parameters (its cache's bounds), ~0.3 ms of CPU for a trigger's one statement."""
+    global _numbered_cursor_class
+    if _numbered_cursor_class is None:
+        import psycopg
+        from django.db.backends.postgresql.base import CursorMixin
+
+        _numbered_cursor_class = type("NumberedCursor", (CursorMixin, psycopg.RawCursor), {})
+    connection = connections[using]
+    connection.close_if_health_check_failed()
+    connection.ensure_connection()
+    with connection.wrap_database_errors:
+        return connection._prepare_cursor(_numbered_cursor_class(connection.connection))
+
+
+_numbered_cursor_class = None  # Django's psycopg cursor with psycopg's RawCursor (no %s)
+
+
+def numbered_placeholders(sql: str) -> str:
+    """`sql` with each `%s` numbered in order (`$1`, `$2` …), for numbered_cursor; `%%` is
+    read as a literal `%`."""
+    parts, number = sql.split("%%"), 0
+    for index, part in enumerate(parts):
+        pieces = part.split("%s")
+        for piece in range(1, len(pieces)):
+            number += 1
+            pieces[piece] = f"${number}{pieces[piece]}"
+        parts[index] = "".join(pieces)
+    return "%".join(parts)
 
 
 @contextmanager

@@ -7,6 +7,7 @@ same database, an in-process channel layer and a console email backend.
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -263,6 +264,17 @@ if REDIS_URL and os.environ.get("PYTEST_XDIST_WORKER") and not os.environ.get(
     REDIS_URL = urlunsplit(urlsplit(REDIS_URL)._replace(path=f"/{1 + _worker}"))
     os.environ["REDIS_URL"] = REDIS_URL
     os.environ["CLARION_TEST_REDIS_CHOSEN"] = "1"
+# What every key Clarion writes in Redis starts with: the channel layer's groups and channels
+# (inbox pushes go to a group named by the recipient's id), the trigger rate limit's counters and,
+# with QUEUE_BROKER=redis, the task queue. Deployments that share one Redis database must each
+# set their own, or one's pushes reach the other's sockets and one's workers take (and, unable to
+# verify them, drop) the other's tasks. Empty by default: the keys Clarion has always used.
+REDIS_KEY_PREFIX = os.environ.get("REDIS_KEY_PREFIX", "")
+if not re.fullmatch(r"[A-Za-z0-9_.:-]{0,64}", REDIS_KEY_PREFIX):
+    raise ImproperlyConfigured(
+        f"REDIS_KEY_PREFIX must be at most 64 letters, digits, '_', '.', ':' or '-', "
+        f"not {REDIS_KEY_PREFIX!r}.")
+
 QUEUE_BROKER = os.environ.get("QUEUE_BROKER", "orm")  # "orm" (default) or "redis"
 Q_CLUSTER = {
     "name": "clarion",
@@ -284,6 +296,9 @@ if QUEUE_BROKER == "redis":
     if not REDIS_URL:
         raise ImproperlyConfigured("QUEUE_BROKER=redis needs REDIS_URL.")
     Q_CLUSTER["redis"] = REDIS_URL
+    # django-q2 names its Redis list (and its stats keys) after the cluster. Only here: with the
+    # ORM broker the name keys the queue's rows, which a prefix set later would orphan.
+    Q_CLUSTER["name"] = f"{REDIS_KEY_PREFIX}clarion"
 elif QUEUE_BROKER == "orm":
     Q_CLUSTER["orm"] = "default"
 else:
@@ -305,7 +320,8 @@ if REDIS_URL:
                        # channels), so this bounds a burst to the whole process: at the default
                        # of 100, a batch of runs writing 500 items dropped most of them
                        # (bench/websockets.py).
-                       "capacity": 10_000},
+                       "capacity": 10_000,
+                       "prefix": f"{REDIS_KEY_PREFIX}asgi"},
         }
     }
 else:

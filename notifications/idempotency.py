@@ -57,7 +57,6 @@ def idempotency_record(*, api_key: ApiKey, key: str, request_hash: str, status: 
     """
     if not connection.in_atomic_block:
         raise RuntimeError("idempotency_record needs the caller's transaction")
-    conf = settings.CLARION
     for _ in range(2):
         if _insert(api_key=api_key, key=key, request_hash=request_hash, status=status,
                    body=body):
@@ -65,17 +64,39 @@ def idempotency_record(*, api_key: ApiKey, key: str, request_hash: str, status: 
         record = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
         if record is None:  # deleted meanwhile (expired)
             continue
-        age = (timezone.now() - record.created_at).total_seconds()
-        expired = age > conf["IDEMPOTENCY_TTL_SECONDS"]
-        abandoned = record.in_progress and age > conf["IDEMPOTENCY_LOCK_SECONDS"]
-        if expired or abandoned:
+        if _outdated(record):
             IdempotencyRecord.objects.filter(pk=record.pk).delete()
             continue
-        # Still running: its outcome is unknown whatever this request's body (§4: a 409).
-        if record.in_progress:
-            raise IdempotencyConflict()
-        if record.request_hash != request_hash:
-            raise IdempotencyMismatch()
-        return record
+        return _replayable(record, request_hash)
     raise IdempotencyConflict()
+
+
+def idempotency_replay(*, api_key: ApiKey, key: str, request_hash: str) -> IdempotencyRecord | None:
+    """The record to replay for `key`, read outside any transaction after a statement that
+    found the key taken (services/trigger_statement.py): None when there is none to replay (gone,
+    expired or abandoned meanwhile: the caller then takes idempotency_record's path, which
+    deals with those in a transaction). Raises as idempotency_record does."""
+    record = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+    if record is None or _outdated(record):
+        return None
+    return _replayable(record, request_hash)
+
+
+def _outdated(record: IdempotencyRecord) -> bool:
+    """Whether `record` is past IDEMPOTENCY_TTL_SECONDS, or still without an answer past
+    IDEMPOTENCY_LOCK_SECONDS (its request abandoned): its key may be taken again."""
+    conf = settings.CLARION
+    age = (timezone.now() - record.created_at).total_seconds()
+    return age > conf["IDEMPOTENCY_TTL_SECONDS"] or (
+        record.in_progress and age > conf["IDEMPOTENCY_LOCK_SECONDS"])
+
+
+def _replayable(record: IdempotencyRecord, request_hash: str) -> IdempotencyRecord:
+    """`record` when its answer may be replayed to a request hashed `request_hash`."""
+    # Still running: its outcome is unknown whatever this request's body (§4: a 409).
+    if record.in_progress:
+        raise IdempotencyConflict()
+    if record.request_hash != request_hash:
+        raise IdempotencyMismatch()
+    return record
 

@@ -73,11 +73,16 @@ redis.call('INCR', KEYS[1])
 if count == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
 return 1
 """
-REDIS_KEY_PREFIX = "clarion:ratelimit:"
 REDIS_TIMEOUT_SECONDS = 1.0
 _redis_lock = threading.Lock()
 _redis: tuple[str, redis.Redis, object] | None = None
 logger = logging.getLogger(__name__)
+
+
+def redis_key_prefix() -> str:
+    """What the rate limit's Redis keys start with: settings.REDIS_KEY_PREFIX (a deployment's
+    own, when several share a Redis database) + "clarion:ratelimit:"."""
+    return f"{settings.REDIS_KEY_PREFIX}clarion:ratelimit:"
 
 
 def _redis_script():
@@ -94,7 +99,7 @@ def _redis_script():
 
 def redis_rate_limit_hit(*, key: str, limit: int, window_seconds: int,
                          now: datetime | None = None) -> RateLimitVerdict:
-    """rate_limit_hit counted in Redis (settings.REDIS_URL; keys under REDIS_KEY_PREFIX, gone
+    """rate_limit_hit counted in Redis (settings.REDIS_URL; keys under redis_key_prefix(), gone
     when their window ends): one script call, no database write. The same fixed windows and
     answers. Not part of the caller's transaction: for checks made before any write (the trigger
     API's). With Redis out of reach it counts in the database (logged)."""
@@ -104,7 +109,7 @@ def redis_rate_limit_hit(*, key: str, limit: int, window_seconds: int,
     start = _window_start(now, window_seconds)
     try:
         counted = _redis_script()(
-            keys=[f"{REDIS_KEY_PREFIX}{key}:{int(start.timestamp())}"],
+            keys=[f"{redis_key_prefix()}{key}:{int(start.timestamp())}"],
             args=[limit, window_seconds])
     except redis.RedisError as error:
         logger.warning("rate limit %s counted in the database: Redis failed (%s)", key, error)

@@ -69,3 +69,32 @@ def test_a_statement_run_often_through_prepared_cursor_is_prepared_on_the_connec
         cursor.execute("SELECT statement FROM pg_prepared_statements")
         prepared = [row[0] for row in cursor.fetchall()]
     assert sql.replace("%s", "$1") in prepared
+
+
+def test_numbered_placeholders_number_each_placeholder_in_order_and_keep_a_literal_percent():
+    assert db.numbered_placeholders("SELECT %s, %s LIKE 'a%%' || %s") == \
+        "SELECT $1, $2 LIKE 'a%' || $3"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("count", [1, 3])  # a value per column, and arrays unnested
+def test_insert_select_stores_what_bulk_create_stores(count):
+    if connection.vendor != "postgresql":
+        pytest.skip("InsertSelect composes PostgreSQL statements")
+    Tenant.objects.create(key="t", name="T")
+    tenant = Tenant.objects.get(key="t")
+    insert = db.InsertSelect(Topic, alias="v", connection=connection, one_row=count == 1)
+    statement = f"WITH inserted AS ({insert.sql}) SELECT 1"
+    before = timezone.now()
+    rows = [Topic(key=f"k{i}", name=f"Topic {i}", tenant=tenant if i % 2 else None)
+            for i in range(count)]
+    with db.numbered_cursor() as cursor:
+        cursor.execute(db.numbered_placeholders(statement), insert.params(rows, connection))
+    Topic.objects.bulk_create([Topic(key=f"b{i}", name=f"Topic {i}",
+                                     tenant=tenant if i % 2 else None) for i in range(count)])
+
+    def stored(prefix):
+        return [(t.key[1:], t.name, t.tenant_id) for t in
+                Topic.objects.filter(key__startswith=prefix).order_by("key")]
+    assert stored("k") == stored("b") and len(stored("k")) == count
+    assert all(t.created_at >= before for t in Topic.objects.filter(key__startswith="k"))

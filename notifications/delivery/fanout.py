@@ -28,7 +28,7 @@ LATER = ("retry", "wait")
 
 
 def split_device_sets(deliveries: list) -> list:
-    """Each push Delivery (batch.Delivery) that has not decided yet, as one Delivery per device
+    """Each push Delivery (calls.Delivery) that has not decided yet, as one Delivery per device
     set with its own providers (`target`: the set's kind, "push" for the generic row); every
     other Delivery as it is. A push message with no device left stays whole (its providers
     then fail with "no tokens"), and so does one with no push provider at all."""

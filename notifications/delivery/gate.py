@@ -1,6 +1,6 @@
 """The point of no return of a call to a `commits_late` kind (SMTP: the end of the message's
 data), made in a thread of a concurrent batch: the batch writes the call's attempt just before
-it, then takes that step itself, in the same thread (batch._perform)."""
+it, then takes that step itself, in the same thread (calls._perform)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ class CommitGate:
 
     @property
     def hand_over(self) -> Callable[[], None] | None:
-        """What the sending thread handed (SMTP: providers.email.EndOfData), once it has."""
+        """What the sending thread handed (SMTP: providers.smtp_data.EndOfData), once it has."""
         return self._hand_over
 
     def take(self) -> bool:

@@ -5,7 +5,7 @@ decides afterwards, from the database, whether to end the message's data.
 Why. An SMTP server takes a message only at the end of its data, "<CRLF>.<CRLF>" (RFC 5321
 section 4.1.1.4), and drops a DATA whose connection closes before it (section 3.8). A worker
 writes the message's attempt once the data is sent but its end, commits it, then writes the end
-(delivery.batch, providers.email.CommitGatedSMTPBackend). Killed after its COMMIT reached
+(delivery.calls, providers.smtp_data.CommitGatedSMTPBackend). Killed after its COMMIT reached
 PostgreSQL and before the end left, it used to leave a committed `started` attempt and a DATA
 the server dropped when the kernel closed the dead process's socket: the email lost. A socket
 passed to another process with SCM_RIGHTS (unix(7)) is the same open socket, not a copy of the
@@ -93,7 +93,8 @@ logger = logging.getLogger("notifications.delivery.keeper")
 BACKEND_WAIT_SECONDS = 30.0
 ACCEPTED_KEPT = 10_000
 REPLY_SECONDS = 30.0
-END_OF_DATA = b"\r\n.\r\n"  # providers.email.END_OF_DATA (not imported: no Django before setup)
+# providers.smtp_data.END_OF_DATA (not imported: no Django before setup)
+END_OF_DATA = b"\r\n.\r\n"
 KEEPER_ERROR = "The worker stopped; its SMTP keeper ended the message's data: "
 TLS_RESET = ("The worker stopped before the end of the message's data; its SMTP keeper reset the "
              "TLS connection, so the server dropped the message.")

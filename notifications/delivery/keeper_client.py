@@ -21,7 +21,7 @@ keeper (`op`):
 
 Nothing here ever stops a delivery: a keeper that cannot be started or does not answer is
 killed (it is this process's child) and logged, and the hand-over goes on as without a keeper
-(the window of delivery.batch.commit_without_flush); another start is tried after
+(the window of delivery.calls.commit_without_flush); another start is tried after
 `RETRY_SECONDS`.
 """
 

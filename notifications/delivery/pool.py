@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db.models import F, Q
 
 from ..models import Channel, ProviderConfig
@@ -72,10 +74,17 @@ def _cached_provider(config: ProviderConfig) -> Provider:
 
 def event_loop() -> asyncio.AbstractEventLoop:
     """This thread's event loop for concurrent calls, kept between batches: async HTTP clients
-    belong to the loop that opened them."""
+    belong to the loop that opened them. Its default executor, which runs the calls made in
+    threads (SMTP, anymail: `Provider.asend`), has room for DELIVERY_CONCURRENCY of them
+    (asyncio's own default is min(32, cores + 4) threads: 6 on 2 cores, so a batch of 25
+    emails went out 6 at a time, and their attempt rows in as many small transactions as
+    that allowed). Threads are started as calls need them and kept idle between batches."""
     loop = getattr(_local, "loop", None)
     if loop is None or loop.is_closed():
         loop = _local.loop = asyncio.new_event_loop()
+        loop.set_default_executor(ThreadPoolExecutor(
+            max_workers=max(1, settings.CLARION["DELIVERY_CONCURRENCY"]),
+            thread_name_prefix="delivery"))
     return loop
 
 

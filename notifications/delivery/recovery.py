@@ -14,7 +14,9 @@ from ..models import Channel, DeliveryAttempt, Message, MessageEvent, ProviderCo
 from ..providers import registry
 from ..providers.base import TransientError
 from ..queue import enqueue
-from .batch import Delivery, _finish, outbound_for
+from .batch import outbound_for
+from .calls import Delivery
+from .outcomes import _finish
 from .pool import provider_for
 
 logger = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ def message_mark_outcome_unknown(message: Message, *, now: datetime | None = Non
       failed with the reason, so support sees it on the run's timeline.
 
     Only a request on the wire when the worker stopped gets here: a batch writes each attempt
-    just before its own request leaves (batch._start), and a message with no attempt started
+    just before its own request leaves (calls._start), and a message with no attempt started
     is simply sent again by the sweeper.
     """
     now = now or timezone.now()

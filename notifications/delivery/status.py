@@ -1,10 +1,11 @@
 """What providers report about messages, applied: the message status state machine.
 
 Each provider's callback becomes a normalised `StatusEvent` in that provider's own module
-(providers/twilio.py, vonage.py; anymail's tracking for email, providers/email.py); here it is
-stored once, with the raw payload, in a `MessageEvent` row, and moves its Message forward. Events
-that arrive while the message is still being sent are replayed once the sender has written
-`sent`; an SMS the carrier refused for a reason another provider may not meet is failed over.
+(providers/twilio.py, vonage.py; anymail's tracking for email,
+providers/anymail_tracking.py); here it is stored once, with the raw payload, in a
+`MessageEvent` row, and moves its Message forward. Events that arrive while the message is
+still being sent are replayed once the sender has written `sent`; an SMS the carrier refused
+for a reason another provider may not meet is failed over.
 
 A message's status only moves forward (see STATUS_RANK): a late "delivered" never undoes an
 "opened", and the first time of each event is kept.
@@ -25,8 +26,8 @@ from analytics.rollups import message_facts_record
 from events.outbox import message_events_record
 
 from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
+from ..providers.anymail_tracking import from_anymail
 from ..providers.callbacks import StatusEvent
-from ..providers.email import from_anymail
 from ..queue import enqueue
 from .pool import ProviderPool
 

@@ -3,8 +3,8 @@ and anymail's tracking views (whose events reach anymail's `tracking` signal).""
 
 from django.urls import include, path
 
+from ..providers.anymail_tracking import anymail_tracking_patterns
 from ..providers.callbacks import callback_views
-from ..providers.email import anymail_tracking_patterns
 from .status import message_event_record
 
 

@@ -118,11 +118,22 @@ def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
             [AdvanceLane(lane=lane, touched_at=now) for lane in lanes if lane not in held],
             update_conflicts=True, unique_fields=["lane"], update_fields=["touched_at"])
         return held
+    sql, params = lanes_hold_call(lanes, now=now)
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT notifications_advance_lanes_hold(%s, %s::smallint[], %s, %s)",
-            [ADVANCE_LANE_LOCK, lanes, fresh_after, now])
+        cursor.execute(f"SELECT {sql}", params)
         return {lane for (lane,) in cursor.fetchall()}
+
+
+def lanes_hold_call(lanes: list[int], *, now: datetime) -> tuple[str, list]:
+    """lanes_hold's work on PostgreSQL as an SQL expression and its parameters, for a caller
+    that sends it inside a statement of its own (a trigger's one statement: services/
+    trigger_statement.py): a set-returning call (smallint) giving the lanes already held, the
+    others marked held as of `now`, their advisory locks taken shared until the transaction
+    ends; its reads take their own snapshot after the locks (migration 0041), wherever the call
+    sits in the statement."""
+    fresh_after = now - timedelta(seconds=settings.CLARION["ADVANCE_LANE_STALE_SECONDS"])
+    return ("notifications_advance_lanes_hold(%s, %s::smallint[], %s, %s)",
+            [ADVANCE_LANE_LOCK, sorted(set(lanes)), fresh_after, now])
 
 
 def lane_touch(lane: int, *, now: datetime) -> None:

@@ -226,7 +226,7 @@ class Provider:
     `hand_over` just before the step that hands the message over (SMTP: the end of the
     message's data, "<CRLF>.<CRLF>", once the rest of it is sent), `hand_over()` taking that
     step: everything before it may be redone, so delivery writes the call's attempt only then,
-    and calls `hand_over()` itself, in the thread that wrote it (delivery/batch.py).
+    and calls `hand_over()` itself, in the thread that wrote it (delivery/calls.py).
     `can_find_accepted` is True where the kind implements `find_accepted`: a lookup in the
     provider's own records of whether a message whose worker died mid-call was accepted.
     """

@@ -8,7 +8,7 @@ Like django-anymail's tracking webhooks, in two parts:
   `parse_events(request)` → `record(event)` for each. A provider kind's own module subclasses
   it with its `kind`, a `validate_request` (the signature, in constant time, on the raw
   request) and a `parse_events` with its event-type map (twilio.py, vonage.py). Email events
-  arrive through anymail's own views and `tracking` signal (email.py).
+  arrive through anymail's own views and `tracking` signal (anymail_tracking.py).
 
 Recording is not the providers' business: `record` is handed in by whoever mounts the views
 (`view.as_view(record=…)` in notifications/delivery/urls.py), so providers never

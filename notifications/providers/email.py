@@ -8,25 +8,18 @@ its tracking webhooks find the message again (`metadata.clarion_message_id`). Wi
 ProviderConfig at all, `SettingsEmail` sends through Django's EMAIL_BACKEND settings, as the
 embedded mode and a plain SMTP setup expect.
 
-Their delivery and engagement events come back through anymail's tracking webhooks (below).
+SMTP's DATA exchange, gated at its end, is smtp_data.py's; delivery and engagement events come
+back through anymail's tracking webhooks (anymail_tracking.py).
 """
 
-import functools
-import json
 import logging
-import re
-import selectors
 import smtplib
-import socket
+import uuid
 from collections.abc import Callable, Mapping
-from email.parser import BytesHeaderParser
 from typing import Any, ClassVar
 
-from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
-from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
-from django.urls import URLPattern
 from django.utils.encoding import punycode
 
 from ..addresses import format_address, parse_mailbox
@@ -42,10 +35,25 @@ from .base import (
     parse_retry_after,
     transient_status,
 )
-from .callbacks import Kind, StatusEvent, error_response, jsonable
 from .registry import register
+from .smtp_data import GATED_SMTP_BACKEND, CommitGatedSMTPBackend
 
 logger = logging.getLogger(__name__)
+
+
+class Email(EmailMultiAlternatives):
+    """Django's EmailMultiAlternatives whose multipart boundaries are chosen when the message is
+    built: a random 128-bit token between the standard library's own '=' runs, so its generator
+    does not make one itself (it compiles a regular expression for each message's random
+    boundary, to check the boundary against the parts' text: ~40 µs a message). A token drawn
+    after the parts were rendered cannot be in them."""
+
+    def _create_message(self, msg):
+        msg = super()._create_message(msg)
+        for part in msg.walk():
+            if part.is_multipart() and part.get_boundary() is None:
+                part.set_boundary(f"==============={uuid.uuid4().hex}==")
+        return msg
 
 
 def classify_email_error(exc: Exception) -> type[ProviderError]:
@@ -67,135 +75,6 @@ def classify_email_error(exc: Exception) -> type[ProviderError]:
         return TransientError
     return PermanentError
 
-
-END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4: <CRLF>.<CRLF> ends the mail data
-
-
-class CommitGatedSMTPBackend(DjangoSMTPBackend):
-    """Django's SMTP backend whose DATA exchange stops just short of the end: after the server's
-    354 it sends the message's data but its final "<CRLF>.<CRLF>" (`END_OF_DATA`, 5 bytes), then
-    calls `before_end_of_data(send_end)` (if set), which records what it must and then calls
-    `send_end()` to write those 5 bytes; then it reads the server's answer.
-
-    A server takes a message only at the end of its data: the "<CRLF>.<CRLF>" line is the end
-    of mail data indication, whose receipt makes the server process the transaction (RFC 5321
-    section 4.1.1.4; section 3.3: it "confirms the mail transaction"), and a connection that
-    closes before it ends the transaction unconfirmed, a failure the client is to treat as a
-    451 and send again (section 3.8). So connecting, EHLO, STARTTLS, AUTH, MAIL FROM, RCPT TO,
-    DATA and the message's data may all be redone: a worker killed before `send_end()` leaves
-    a message the server never took. Only writing `END_OF_DATA` and waiting for the answer is
-    of unknown outcome. An exception from `before_end_of_data` before it calls `send_end`
-    closes the connection (the server drops the unfinished DATA) and is raised; so does one
-    from `send_end` (smtplib closes a connection it cannot write to: the server has not the
-    whole end of data).
-
-    `send_end` may be called from another thread than the one sending (delivery's concurrent
-    batch calls it from the thread that wrote the attempt): that thread waits meanwhile, and
-    the socket can take the 5 bytes without waiting (the data is sent and the socket writable
-    before the hook is called). The socket sends without Nagle's delay (TCP_NODELAY), so the
-    5 bytes are not held back until the data is acknowledged.
-
-    The end is not written ahead under TCP_CORK, to be let go once the attempt commits, with
-    SO_LINGER (on, 0) so that a dead worker's connection is reset and its queue discarded
-    (tcp(7), socket(7)): measured on Linux, corked bytes leave by themselves after ~205 ms
-    (tcp(7)'s 200 ms ceiling), so a slow commit would let them out before it; and a worker killed
-    while its COMMIT is in PostgreSQL loses the email all the same (PostgreSQL commits, the reset
-    drops the DATA), so it would not narrow the window that remains. That window, between the
-    COMMIT reaching PostgreSQL and the end leaving, is kept to a round trip by the attempt's
-    transaction committing without its WAL flush (delivery.batch.commit_without_flush), and
-    closed by delivery's SMTP keeper, which holds a copy of the socket (`EndOfData.sock`) across
-    that COMMIT and ends the data itself if the worker dies (delivery/keeper.py)."""
-
-    before_end_of_data: Callable[[Callable[[], None]], None] | None = None
-
-    def open(self) -> bool | None:
-        opened = super().open()
-        hook, smtp = self.before_end_of_data, self.connection
-        if opened and hook is not None and smtp is not None:
-            smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            smtp.data = functools.partial(gated_data, smtp, hook)
-        return opened
-
-
-def smtp_data_bytes(msg: str | bytes) -> bytes:
-    """What smtplib.SMTP.data sends after the server's 354 for `msg` (Python 3.11 to 3.13, step
-    for step): a str's line endings made CRLF (smtplib's _fix_eols; bytes are sent as they are),
-    each line's leading period doubled (_quote_periods; RFC 5321 section 4.5.2, transparency),
-    a CRLF added unless the data ends with one, then the "." line. Ends with `END_OF_DATA`.
-    UnicodeEncodeError for a str that is not ASCII, as smtplib."""
-    if isinstance(msg, str):
-        msg = re.sub(r"(?:\r\n|\n|\r(?!\n))", "\r\n", msg).encode("ascii")
-    data = re.sub(rb"(?m)^\.", b"..", msg)
-    if data[-2:] != b"\r\n":
-        data += b"\r\n"
-    return data + b".\r\n"
-
-
-def gated_data(smtp: smtplib.SMTP, hook: Callable[[Callable[[], None]], None],
-               msg: str | bytes) -> tuple[int, bytes]:
-    """smtplib.SMTP.data (the DATA command, its 354, `smtp_data_bytes(msg)`, the final reply)
-    with its data sent in two parts: all but `END_OF_DATA`, then `hook(send_end)`, where
-    `send_end()` sends `END_OF_DATA`. The hook must call it once (from any thread) unless it
-    raises; an exception before that closes the connection, nothing of the message taken.
-    SMTPDataError for an answer to DATA other than 354."""
-    smtp.putcmd("data")
-    code, reply = smtp.getreply()
-    if code != 354:
-        raise smtplib.SMTPDataError(code, reply)
-    data = smtp_data_bytes(msg)
-    send_end = EndOfData(smtp, data[-len(END_OF_DATA):], message_id_of(msg))
-    try:
-        smtp.send(data[:-len(END_OF_DATA)])
-        _wait_writable(smtp.sock)
-        hook(send_end)
-    except BaseException:
-        if not send_end.sent:
-            smtp.close()  # the server drops the transaction: nothing of it was taken
-        raise
-    if not send_end.sent:
-        smtp.close()
-        raise RuntimeError("before_end_of_data returned without sending the end of the data.")
-    reply = smtp.getreply()
-    if send_end.replied is not None:
-        send_end.replied(reply[0])
-    return reply
-
-
-class EndOfData:
-    """The `send_end` of `gated_data`: called, it writes the end of the data (an OSError closes
-    the connection, as smtplib does). Also tells who holds it what it ends: `sock` (the SMTP
-    connection's socket) and `message_id` (the email's Message-ID header, its provider id), read
-    by delivery's SMTP keeper (delivery/keeper.py), which may set `announce`, called just
-    before the write, and `replied`, called with the code of the server's reply to it as soon
-    as it is read."""
-
-    def __init__(self, smtp: smtplib.SMTP, end: bytes, message_id: str):
-        self.smtp, self.end, self.message_id = smtp, end, message_id
-        self.sock = smtp.sock
-        self.sent = False
-        self.announce: Callable[[], None] | None = None
-        self.replied: Callable[[int], None] | None = None
-
-    def __call__(self) -> None:
-        if self.announce is not None:
-            self.announce()
-        self.smtp.send(self.end)
-        self.sent = True
-
-
-def message_id_of(msg: str | bytes) -> str:
-    """The Message-ID header of the email `msg` (RFC 5322 section 3.6.4), "" when it has none."""
-    raw = msg.encode("ascii", "replace") if isinstance(msg, str) else msg
-    return str(BytesHeaderParser().parsebytes(raw).get("Message-ID", "") or "")
-
-
-def _wait_writable(sock: socket.socket) -> None:
-    """Wait (at most the socket's timeout) until `sock` can take a few bytes at once: the
-    message's data may still fill its send buffer. TimeoutError if it cannot."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_WRITE)
-        if not selector.select(sock.gettimeout()):
-            raise TimeoutError("The SMTP server did not read the message's data in time.")
 
 
 class EmailProvider(Provider):
@@ -234,7 +113,7 @@ class EmailProvider(Provider):
         name, address = parse_mailbox(configured)
         return address, name
 
-    def build_email(self, message: OutboundMessage) -> EmailMultiAlternatives:
+    def build_email(self, message: OutboundMessage) -> Email:
         """The Django email of `message`. Its address headers are made by
         email.headerregistry.Address (addresses.format_address), never by formatting text;
         ValueError for an address no mail standard accepts."""
@@ -243,7 +122,7 @@ class EmailProvider(Provider):
         to = format_address(message.to, message.recipient_name)
         domain = punycode(sender_address.rpartition("@")[2]) or "clarion.local"
         content = message.content
-        email = EmailMultiAlternatives(
+        email = Email(
             subject=content.get("subject", ""),
             body=content.get("text", ""),
             from_email=from_email,
@@ -310,8 +189,6 @@ class EmailProvider(Provider):
 def _nothing() -> None:
     """The `hand_over` of a backend that hands the message over in one step: its send."""
 
-
-GATED_SMTP_BACKEND = "notifications.providers.email.CommitGatedSMTPBackend"
 
 
 class SettingsEmail(EmailProvider):
@@ -510,129 +387,3 @@ SparkPost = _anymail_kind("sparkpost", "SparkPost", ("api_key",), ("subaccount",
 UnisenderGo = _anymail_kind("unisender_go", "Unisender Go", ("api_key",),
                             required_options=("base_url",),
                             tracking_settings=("ANYMAIL_UNISENDER_GO_API_KEY",))
-
-
-# --- Tracking webhooks (django-anymail's views) -------------------------------------------------
-
-ANYMAIL_KINDS = {
-    "queued": Kind.QUEUED, "sent": Kind.SENT, "rejected": Kind.REJECTED, "failed": Kind.FAILED,
-    "bounced": Kind.BOUNCED, "deferred": Kind.DEFERRED, "delivered": Kind.DELIVERED,
-    "autoresponded": Kind.UNKNOWN, "opened": Kind.OPENED, "clicked": Kind.CLICKED,
-    "complained": Kind.COMPLAINED, "unsubscribed": Kind.UNSUBSCRIBED,
-}
-
-
-def from_anymail(event, esp_name: str) -> StatusEvent:
-    """An anymail AnymailTrackingEvent → StatusEvent (of the email channel). Our emails carry
-    their Message id in anymail metadata (EmailProvider), so ESPs that echo metadata match it
-    exactly."""
-    metadata = event.metadata or {}
-    description = " ".join(str(part) for part in (event.description, event.mta_response) if part)
-    if event.click_url:
-        description = description or event.click_url
-    return StatusEvent(
-        provider_kind=esp_name.lower().replace(" ", "_"),
-        kind=ANYMAIL_KINDS.get(event.event_type, Kind.UNKNOWN),
-        provider_message_id=str(event.message_id or ""),
-        message_id=str(metadata.get("clarion_message_id", "")),
-        occurred_at=event.timestamp,
-        event_id=str(event.event_id or ""),
-        description=description,
-        raw=jsonable(event.esp_event),
-        channel="email",
-    )
-
-
-class _UnreadablePayload(Exception):
-    pass
-
-
-# What anymail's parsing raises on a body its ESP would never send.
-_UNREADABLE = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError,
-               RecursionError)
-
-
-def _guarded(view_class):
-    """A subclass of anymail's tracking view `view_class` that refuses with 403 (not anymail's
-    400) what fails its authentication, refuses outright when the ESP is authenticated by basic
-    auth only and no ANYMAIL_WEBHOOK_SECRET is set (anymail would only warn, and accept anyone's
-    events) or when the ESP's signing setting is missing (anymail would raise: a 500), and answers
-    400 (not 500) a body the ESP would never send.
-
-    Whether basic auth is needed is the view *instance's* say: SendGrid's view drops the need
-    (`warn_if_no_basic_auth`) in its __init__ once its ECDSA verification key is configured."""
-
-    class Guarded(view_class):
-        def __init__(self, **kwargs):
-            self.unconfigured = ""
-            try:
-                super().__init__(**kwargs)
-            except AnymailConfigurationError as exc:  # e.g. no ANYMAIL_POSTAL_WEBHOOK_KEY
-                self.unconfigured = str(exc).splitlines()[0]
-
-        def dispatch(self, request, *args, **kwargs):
-            if self.unconfigured:
-                logger.warning("anymail webhook not configured: %s", self.unconfigured)
-                return error_response(403, "forbidden", "This ESP's tracking webhook is not "
-                                      f"configured: {self.unconfigured}")
-            if (getattr(self, "warn_if_no_basic_auth", False)
-                    and not getattr(self, "basic_auth", None)):
-                return error_response(403, "forbidden", "Set ANYMAIL_WEBHOOK_SECRET: this ESP's "
-                                      "webhooks are authenticated by basic auth only.")
-            try:
-                return super().dispatch(request, *args, **kwargs)
-            except AnymailWebhookValidationFailure as exc:
-                logger.warning("anymail webhook refused: %s", exc)
-                return error_response(403, "forbidden", str(exc))
-            except _UnreadablePayload:
-                return error_response(400, "invalid_request",
-                                      f"The body is not a {self.esp_name} tracking payload.")
-
-        def parse_events(self, request):
-            try:
-                return super().parse_events(request)
-            except _UNREADABLE as exc:
-                events = self.parse_each(request)
-                if events is None:
-                    logger.warning("unreadable %s tracking payload: %s: %s", self.esp_name,
-                                   type(exc).__name__, exc)
-                    raise _UnreadablePayload from exc
-                return events
-
-        def parse_each(self, request) -> list | None:
-            """A batch (a JSON list, as SendGrid posts) with unreadable events among readable
-            ones: the readable ones, each unreadable one logged and skipped, so one bad event
-            does not refuse the others (the ESP would retry the whole batch). None when the
-            body is not such a list."""
-            convert = getattr(self, "esp_to_anymail_event", None)
-            try:
-                batch = json.loads(request.body)
-            except (ValueError, RecursionError):
-                return None
-            if convert is None or not isinstance(batch, list):
-                return None
-            events = []
-            for index, item in enumerate(batch):
-                try:
-                    events.append(convert(item))
-                except _UNREADABLE as exc:
-                    logger.warning("unreadable %s tracking event %d of %d skipped: %s: %s",
-                                   self.esp_name, index + 1, len(batch),
-                                   type(exc).__name__, exc)
-            return events
-
-    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{view_class.__name__}"
-    return Guarded
-
-
-def anymail_tracking_patterns() -> list[URLPattern]:
-    """anymail's tracking webhook URLs (``<esp>/tracking/``), each view guarded as above. Their
-    events reach anymail's `tracking` signal, whose receiver records them."""
-    from anymail import urls as anymail_urls
-
-    return [URLPattern(pattern.pattern,
-                       _guarded(pattern.callback.view_class).as_view(
-                           **pattern.callback.view_initkwargs),
-                       pattern.default_args, pattern.name)
-            for pattern in anymail_urls.urlpatterns
-            if pattern.name and "tracking" in pattern.name]

@@ -73,6 +73,25 @@ def _upsert_rows(profiles: dict[str, dict]) -> dict[str, int]:
     return pks
 
 
+def recipient_upsert_rows(
+        specs: Sequence[str | Mapping]) -> tuple[list[str], list[Recipient]] | None:
+    """The rows that recipient_ids_upsert_many writes for `specs` in one upsert, for a caller
+    that sends it inside a statement of its own (services/trigger_statement.py): (the fields
+    set on a conflict, new Recipient rows in the callers' order); None unless every recipient
+    gives the same profile fields (at least one: ids alone are looked up, not upserted) and no
+    channel data."""
+    profiles = _profiles(specs)
+    shapes = {tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
+              for profile in profiles.values()}
+    if len(shapes) != 1 or () in shapes or any(profile.get("channel_data")
+                                               for profile in profiles.values()):
+        return None
+    [fields] = shapes
+    return [*fields, "updated_at"], [
+        Recipient(external_id=external_id, **{name: profile[name] for name in fields})
+        for external_id, profile in profiles.items()]
+
+
 def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient]:
     """Upsert many recipients (ids, or profiles with "id") in a few statements; merge semantics.
 

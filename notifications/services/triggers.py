@@ -8,10 +8,11 @@ import logging
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ
@@ -21,9 +22,10 @@ from analytics.rollups import Fact, fact_rows
 from clarion.db import rows_copy, rows_insert
 
 from .. import engine
-from ..idempotency import idempotency_record
+from ..idempotency import idempotency_record, idempotency_replay
 from ..models import (
     ApiKey,
+    IdempotencyRecord,
     Message,
     Recipient,
     Run,
@@ -37,7 +39,9 @@ from ..queue import enqueue, enqueue_grouped, enqueue_many, task_rows
 from .audience import (
     recipient_ids_upsert_many,
     recipient_upsert,
+    recipient_upsert_rows,
 )
+from .trigger_statement import trigger_rows_write
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +70,7 @@ def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int], *,
     (clarion.db.rows_insert) after the lanes' (engine.lanes_hold). Must run in a transaction:
     the held lanes stay locked until it commits. Without `lanes`, an advance_runs task per
     batch instead, and no lane held (trigger_workflow says when)."""
-    runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
-                workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
-            for run_id, recipient_id in runs.items()]
-    detail = {"trigger_id": str(trigger.id)}
+    runs, timeline, deltas = _run_rows(trigger, runs)
     if lanes:
         func, batches = "notifications.tasks.advance_lane", _lane_batches(runs)
     else:
@@ -79,15 +80,26 @@ def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int], *,
     # The advance tasks' queue rows join the statement when the broker is this database's
     # table (queue.task_rows), else enqueue_many hands them over as it would.
     tasks = task_rows(func, batches)
-    facts = [Fact(metric="triggered", at=timezone.now(), count=len(runs),
-                  workflow=trigger.workflow.key,
-                  tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
-    rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, [
-        StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail) for run in runs]),
-        (OrmQ, tasks or []), (RollupDelta, fact_rows(facts)[0])])
+    rows_insert([(Trigger, [trigger]), (Run, runs), (StepLog, timeline), (OrmQ, tasks or []),
+                 (RollupDelta, deltas)])
     if tasks is None:
         enqueue_many(func, batches)
     return runs
+
+
+def _run_rows(trigger: Trigger, runs: Mapping[uuid.UUID, int | None]
+              ) -> tuple[list[Run], list[StepLog], list[RollupDelta]]:
+    """The unsaved rows of a new trigger's runs ({run id: recipient pk}): the runs, their
+    first timeline entries, the analytics delta of the fact "triggered" (at now)."""
+    runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
+                workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
+            for run_id, recipient_id in runs.items()]
+    detail = {"trigger_id": str(trigger.id)}
+    facts = [Fact(metric="triggered", at=timezone.now(), count=len(runs),
+                  workflow=trigger.workflow.key,
+                  tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
+    return runs, [StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail)
+                  for run in runs], fact_rows(facts)[0]
 
 
 def _lane_batches(runs: list[Run]) -> list[tuple]:
@@ -95,8 +107,17 @@ def _lane_batches(runs: list[Run]) -> list[tuple]:
     runs in batches of ADVANCE_BATCH_SIZE, the batches spread over consecutive lanes from one
     the first run's id picks; one task for each lane no task holds, with the lane's first
     batch (its other batches, and those of held lanes, are taken by the lanes' claims)."""
-    if not runs:
+    by_lane = _lane_candidates(runs)
+    if not by_lane:
         return []
+    held = engine.lanes_hold(list(by_lane), now=timezone.now())
+    return [(lane, *batch) for lane, batch in by_lane.items() if lane not in held]
+
+
+def _lane_candidates(runs: list[Run]) -> dict[int, tuple]:
+    """{lane: its first batch of `runs`' ids (str)}, for _lane_batches."""
+    if not runs:
+        return {}
     conf = settings.CLARION
     ids, size, count = [str(run.id) for run in runs], conf["ADVANCE_BATCH_SIZE"], \
         conf["ADVANCE_LANES"]
@@ -104,8 +125,7 @@ def _lane_batches(runs: list[Run]) -> list[tuple]:
     by_lane: dict[int, tuple] = {}
     for number, start in enumerate(range(0, len(ids), size)):
         by_lane.setdefault((first + number) % count, tuple(ids[start:start + size]))
-    held = engine.lanes_hold(list(by_lane), now=timezone.now())
-    return [(lane, *batch) for lane, batch in by_lane.items() if lane not in held]
+    return by_lane
 
 
 @dataclass(frozen=True)
@@ -151,28 +171,69 @@ def trigger_workflow(request: TriggerRequest, *, lanes: bool = True) -> tuple[Tr
 def _trigger_write(request: TriggerRequest, ids: _TriggerIds, *,
                    lanes: bool = True) -> tuple[Trigger, list[Run]]:
     """trigger_workflow's rows, with `ids`, in the caller's transaction."""
-    topics = [spec["topic"] for spec in request.recipients
-              if isinstance(spec, Mapping) and "topic" in spec]
+    topics = _request_topics(request)
     if isinstance(request.actor, Mapping):
         actor = dict(request.actor)
         recipient_upsert(external_id=str(actor.pop("id")), **actor)
     direct = recipient_ids_upsert_many(
         [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
     )
-    # Written with its runs, without save()'s machinery (no signal listens for a Trigger).
-    trigger = Trigger(
-        id=ids.trigger_id,
-        workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
-        actor=request.actor, data=request.data, recipients=request.recipients,
-        cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
-        fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
-        runs_created=len(direct), recipients_total=None if topics else len(direct),
-    )
+    trigger = _trigger_row(request, ids, topics=topics, runs=len(direct))
     runs = _run_create_many(trigger, {run_id: direct[external_id]
                                       for external_id, run_id in ids.runs.items()}, lanes=lanes)
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs
+
+
+def _request_topics(request: TriggerRequest) -> list[str]:
+    return [spec["topic"] for spec in request.recipients
+            if isinstance(spec, Mapping) and "topic" in spec]
+
+
+def _trigger_row(request: TriggerRequest, ids: _TriggerIds, *, topics: list[str],
+                 runs: int) -> Trigger:
+    """The request's Trigger row, unsaved: written with its runs, without save()'s machinery
+    (no signal listens for a Trigger)."""
+    return Trigger(
+        id=ids.trigger_id,
+        workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
+        actor=request.actor, data=request.data, recipients=request.recipients,
+        cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
+        fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
+        runs_created=runs, recipients_total=None if topics else runs,
+    )
+
+
+def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, *,
+                       record: IdempotencyRecord | None = None) -> bool | None:
+    """_trigger_write's rows (and `record`, the key's answer) in one statement, sent outside
+    a transaction (services/trigger_statement.py; in the caller's, if any), when the request
+    allows it: PostgreSQL, the ORM broker in this database, direct recipients with the same
+    profile fields and no channel data, no topic, no actor profile. None when it does not
+    (nothing written; the caller writes in a transaction), else as trigger_rows_write."""
+    if connection.vendor != "postgresql" or _request_topics(request) or isinstance(
+            request.actor, Mapping) or not ids.runs:
+        return None
+    upsert = recipient_upsert_rows(request.recipients)
+    if upsert is None:
+        return None
+    update_fields, recipients = upsert
+    trigger = _trigger_row(request, ids, topics=[], runs=len(ids.runs))
+    runs, timeline, deltas = _run_rows(trigger, dict.fromkeys(ids.runs.values()))
+    candidates = _lane_candidates(runs)
+    tasks = task_rows("notifications.tasks.advance_lane",
+                      [(lane, *batch) for lane, batch in candidates.items()])
+    if tasks is None:
+        return None
+    # In a caller's transaction, in a savepoint: a failed statement undoes itself alone, as
+    # the transactional path's atomic block does.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        return trigger_rows_write(
+            record=record, recipients=recipients, update_fields=update_fields,
+        groups=[(Trigger, [trigger]), (Run, runs), (StepLog, timeline), (RollupDelta, deltas)],
+        run_recipients=list(ids.runs), tasks=tasks, task_lanes=list(candidates),
+        now=timezone.now())
 
 
 def _topic_keys(trigger: Trigger) -> list[str]:
@@ -395,8 +456,9 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     """
     if idempotency_key is None:
         ids = _TriggerIds.new(request)
-        with transaction.atomic():
-            _trigger_write(request, ids)
+        if _trigger_statement(request, ids) is None:
+            with transaction.atomic():
+                _trigger_write(request, ids)
         return TriggerResponse(202, ids.answer())
     request_hash = hashlib.sha256(
         json.dumps(request_fingerprint, sort_keys=True, default=str).encode()
@@ -404,6 +466,16 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     request = dataclasses.replace(request, idempotency_key=idempotency_key)
     ids = _TriggerIds.new(request)
     body = ids.answer()
+    written = _trigger_statement(request, ids, record=IdempotencyRecord(
+        api_key=request.api_key, key=idempotency_key, request_hash=request_hash,
+        response_status=202, response_body=body))
+    if written:
+        return TriggerResponse(202, body)
+    if written is False:  # the key is taken: replayed, unless its record is gone or outdated
+        record = idempotency_replay(api_key=request.api_key, key=idempotency_key,
+                                    request_hash=request_hash)
+        if record is not None:
+            return TriggerResponse(record.response_status, record.response_body, replayed=True)
     with transaction.atomic():
         record = idempotency_record(api_key=request.api_key, key=idempotency_key,
                                     request_hash=request_hash, status=202, body=body)

@@ -20,7 +20,7 @@ from django_q.models import OrmQ
 
 from notifications import tasks
 from notifications.models import AdvanceLane, Message, Run, StepLog
-from notifications.services import TriggerRequest, trigger_workflow
+from notifications.services import TriggerRequest, trigger_workflow, trigger_workflow_idempotent
 from notifications.tasks import advance_lane
 
 from ..conftest import email_step, in_app_step, queued_tasks
@@ -31,10 +31,17 @@ ROOT = Path(settings.BASE_DIR)
 LANE_TASK = "notifications.tasks.advance_lane"
 
 
-def _trigger(workflow, tag: str) -> str:
-    """One single-recipient trigger (as the API makes it), committed; its run's id."""
-    return str(trigger_workflow(TriggerRequest(workflow=workflow, recipients=[
-        {"id": tag, "email": f"{tag}@example.com"}]))[1][0].pk)
+def _trigger(workflow, tag: str, *, statement: bool = False) -> str:
+    """One single-recipient trigger (as the API makes it), committed; its run's id. With
+    `statement`, as the API writes it on PostgreSQL: one statement (services/
+    trigger_statement.py) rather than trigger_workflow's transaction of several."""
+    request = TriggerRequest(workflow=workflow, recipients=[
+        {"id": tag, "email": f"{tag}@example.com"}])
+    if statement:
+        answer = trigger_workflow_idempotent(request=request, idempotency_key=None,
+                                             request_fingerprint=None)
+        return answer.body["runs"][0]["id"]
+    return str(trigger_workflow(request)[1][0].pk)
 
 
 def _walked_once(run_ids: list[str]) -> bool:
@@ -118,8 +125,9 @@ def _waiting_for_a_lock(pid: int) -> bool:
 
 @postgresql_only
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("statement", [False, True], ids=["transaction", "one-statement"])
 def test_a_trigger_committing_as_the_lane_is_released_is_walked_by_the_releasing_task(
-        workflow):
+        workflow, statement):
     """The race: a trigger sees the lane held (so it queues no task) while the lane's task, having
     found its last batch short, releases the lane. The release waits for that trigger to commit,
     and the task's next claim walks its run."""
@@ -131,7 +139,8 @@ def test_a_trigger_committing_as_the_lane_is_released_is_walked_by_the_releasing
     def trigger_then_wait() -> None:
         try:
             with transaction.atomic():
-                second.append(_trigger(workflow, "p2"))  # the lane is held: no task
+                # the lane is held: no task
+                second.append(_trigger(workflow, "p2", statement=statement))
                 in_trigger.set()
                 commit.wait(30)
         except Exception as error:  # pragma: no cover - reported below

@@ -625,6 +625,35 @@ def test_a_request_that_fails_in_the_service_releases_the_idempotency_key(
     assert "Idempotent-Replayed" not in retried
 
 
+def test_a_trigger_whose_one_statement_fails_writes_nothing_and_releases_the_key(
+        api, welcome, monkeypatch):
+    # With a profile, on PostgreSQL the record, the recipient and the trigger's rows are one
+    # statement (services/trigger_statement.py): a Trigger row the database refuses (no data:
+    # NOT NULL) fails all of it; elsewhere the transaction.
+    make_row = services.triggers._trigger_row
+
+    def refused(request, ids, **kwargs):
+        trigger = make_row(request, ids, **kwargs)
+        trigger.data = None
+        return trigger
+
+    monkeypatch.setattr(services.triggers, "_trigger_row", refused)
+    api.raise_request_exception = False
+    body = {"recipients": [{"id": "u1", "name": "U1"}]}
+    failed = api.post(TRIGGER, body, HTTP_IDEMPOTENCY_KEY="k")
+    assert failed.status_code == 500
+    assert not IdempotencyRecord.objects.exists()
+    assert not Recipient.objects.filter(external_id="u1").exists()
+    assert not Trigger.objects.exists() and not Run.objects.exists()
+
+    monkeypatch.undo()
+    retried = api.post(TRIGGER, body, HTTP_IDEMPOTENCY_KEY="k")
+    assert retried.status_code == 202, retried.content
+    assert "Idempotent-Replayed" not in retried
+    assert Recipient.objects.get(external_id="u1").name == "U1"
+    assert Run.objects.get().recipient.external_id == "u1"
+
+
 def test_idempotency_keys_are_per_api_key(api, welcome):
     _, other_secret = services.api_key_create(name="other")
     other = client_for(other_secret)

@@ -85,7 +85,7 @@ def test_sent_email_records_attempt_and_provider(queued_email, smtp):
 @pytest.mark.skipif("connection.vendor != 'postgresql'", reason="PostgreSQL's synchronous_commit")
 def test_smtp_attempt_alone_commits_without_waiting_for_its_wal_flush(queued_email, smtp):
     """The attempt written at SMTP's point of no return commits in a transaction of its own with
-    synchronous_commit off (delivery.batch.commit_without_flush): the end of the data leaves a
+    synchronous_commit off (delivery.calls.commit_without_flush): the end of the data leaves a
     round trip after the COMMIT, not a disk flush. The session keeps its setting."""
     with CaptureQueriesContext(connection) as queries:
         deliver(str(queued_email.id))

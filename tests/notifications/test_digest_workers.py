@@ -58,14 +58,19 @@ def _owner(pids: list[int], inode: str) -> int | None:
     return None
 
 
-def _closer_waiting_on_a_run_lock() -> int | None:
+def _closer_waiting_on_a_run_lock(holder_pid: int | None = None) -> int | None:
     """The client port of a backend waiting for a run's row lock while closing a batch (its
-    SELECT … FOR UPDATE of the batch's runs; pg_stat_activity shows the query's start only)."""
+    SELECT … FOR UPDATE of the batch's runs; pg_stat_activity shows the query's start only);
+    with `holder_pid`, only one that backend blocks: a close that waits on it keeps waiting
+    until it lets go, whereas one queued a moment behind another worker's lock on an earlier
+    run is waiting at one instant and not at the next."""
+    blocked_by = "AND %s = ANY(pg_blocking_pids(pid)) " if holder_pid is not None else ""
+    params = [holder_pid] if holder_pid is not None else []
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT client_port FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND datname = current_database() AND query LIKE %s",
-            ['SELECT "notifications_run"."id" AS "pk", "notifications_run"."cursor"%'])
+            "AND datname = current_database() " + blocked_by + "AND query LIKE %s",
+            [*params, 'SELECT "notifications_run"."id" AS "pk", "notifications_run"."cursor"%'])
         row = cursor.fetchone()
     return row[0] if row else None
 
@@ -132,10 +137,18 @@ def test_one_carrier_and_one_email_with_every_event_when_a_worker_dies_closing_t
         holder.set_autocommit(False)
         with holder.cursor() as cursor:
             cursor.execute("SELECT 1 FROM notifications_run WHERE id = %s FOR UPDATE", [member])
+            cursor.execute("SELECT pg_backend_pid()")
+            holder_pid = cursor.fetchone()[0]
 
-        wait(lambda: _closer_waiting_on_a_run_lock() is not None,
-             "the close reaches the held run", timeout=WINDOW_SECONDS + 30)
-        inode = _socket_inode(_closer_waiting_on_a_run_lock())
+        closer_port = None
+
+        def closer_blocked() -> bool:
+            nonlocal closer_port
+            closer_port = _closer_waiting_on_a_run_lock(holder_pid)
+            return closer_port is not None
+
+        wait(closer_blocked, "the close waits on the held run", timeout=WINDOW_SECONDS + 30)
+        inode = _socket_inode(closer_port)
         victim = _owner(cluster.workers(), inode) if inode else None
         assert victim is not None, "no worker process owns the closing connection"
         os.kill(victim, signal.SIGKILL)

@@ -20,10 +20,16 @@ pytestmark = [
 ]
 
 
+# Ids alone: a transaction of several statements; profiles: on PostgreSQL one statement
+# (services/trigger_statement.py), whose record's INSERT waits for the first request's.
+@pytest.mark.parametrize("recipients", [
+    ["u1", "u2"], [{"id": "u1", "name": "U1"}, {"id": "u2", "name": "U2"}]],
+    ids=["ids", "profiles"])
 def test_sixteen_concurrent_triggers_with_one_idempotency_key_trigger_once(api_key,
-                                                                            make_workflow):
+                                                                            make_workflow,
+                                                                            recipients):
     make_workflow("welcome", steps=[in_app_step()])
-    body = {"recipients": ["u1", "u2"], "data": {"order": 7}}
+    body = {"recipients": recipients, "data": {"order": 7}}
     barrier = threading.Barrier(THREADS)
     answers: list = [None] * THREADS
 

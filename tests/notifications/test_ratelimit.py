@@ -11,7 +11,7 @@ from django.conf import settings
 from django.db import connection
 
 from notifications.models import ApiKey, RateLimitCounter, Trigger
-from notifications.ratelimit import REDIS_KEY_PREFIX, rate_limit_hit, redis_rate_limit_hit
+from notifications.ratelimit import rate_limit_hit, redis_key_prefix, redis_rate_limit_hit
 from notifications.services import api_key_create
 
 from ..conftest import client_for, email_step, free_port
@@ -27,7 +27,7 @@ def redis_counts():
     client = redis.Redis.from_url(settings.REDIS_URL)
 
     def clear():
-        for key in client.scan_iter(f"{REDIS_KEY_PREFIX}*"):
+        for key in client.scan_iter(f"{redis_key_prefix()}*"):
             client.delete(key)
 
     clear()
@@ -57,7 +57,7 @@ def counted(store: str) -> list[int]:
         return list(RateLimitCounter.objects.values_list("count", flat=True))
     client = redis.Redis.from_url(settings.REDIS_URL)
     try:
-        return [int(client.get(key)) for key in client.scan_iter(f"{REDIS_KEY_PREFIX}*")]
+        return [int(client.get(key)) for key in client.scan_iter(f"{redis_key_prefix()}*")]
     finally:
         client.close()
 
@@ -163,7 +163,7 @@ def test_in_redis_the_limit_resets_with_the_next_window(redis_counts):
     assert redis_rate_limit_hit(**hit, now=T0).retry_after == 50
     assert redis_rate_limit_hit(**hit, now=T0 + timedelta(seconds=50)).allowed
     # Each window's key expires with it; none is written to the database.
-    keys = list(redis_counts.scan_iter(f"{REDIS_KEY_PREFIX}*"))
+    keys = list(redis_counts.scan_iter(f"{redis_key_prefix()}*"))
     assert len(keys) == 2 and all(0 < redis_counts.ttl(key) <= 60 for key in keys)
     assert not RateLimitCounter.objects.exists()
 

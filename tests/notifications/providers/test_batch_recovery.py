@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from notifications.delivery import batch, claim_batch, deliver_batch, deliver_claimed
+from notifications.delivery import batch, calls, claim_batch, deliver_batch, deliver_claimed
 from notifications.delivery.status import message_event_record
 from notifications.models import DeliveryAttempt, Message
 from notifications.providers.twilio import from_twilio
@@ -106,17 +106,17 @@ def test_a_call_that_ended_while_the_last_calls_of_a_batch_ran_is_recorded_befor
     server = twilio_provider(reply)
     alpha = queue_message("sms", {"text": "alpha"})
     bravo = queue_message("sms", {"text": "bravo"})
-    record = batch._record
+    record = calls._record
 
     def stop_when_bravo_ends(calls, now, unwritten):
         if any(call.delivery.message.pk == bravo.pk for call in calls):
             raise WorkerStopped()
         return record(calls, now, unwritten)
 
-    monkeypatch.setattr(batch, "_record", stop_when_bravo_ends)
+    monkeypatch.setattr(calls, "_record", stop_when_bravo_ends)
     with pytest.raises(WorkerStopped):
         deliver_claimed(claim_batch(now=T0, limit=10), now=T0)
-    monkeypatch.setattr(batch, "_record", record)
+    monkeypatch.setattr(calls, "_record", record)
     assert alpha.delivery_attempts.get().outcome == DeliveryAttempt.Outcome.SUCCEEDED
 
     counts = sweep(now=T0 + timedelta(minutes=5))

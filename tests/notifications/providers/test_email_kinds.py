@@ -42,6 +42,35 @@ def test_smtp_provider_config_sends_through_its_own_server(smtp_server, provider
     assert message.provider_message_id == mail["Message-ID"]
 
 
+def test_smtp_email_is_one_multipart_alternative_each_with_a_boundary_of_its_own(
+        smtp_server, provider_config, queue_message):
+    """Its multipart boundary is chosen when the email is built (providers.email.Email), not by
+    the standard library's generator: on the wire each email is one multipart/alternative whose
+    boundary delimits its text and HTML parts (RFC 2046 section 5.1.1), and no two emails share
+    one."""
+    host, port, inbox = smtp_server
+    provider_config("smtp-relay", "email", "smtp", {"host": host, "port": port})
+    fields = {**FIELDS, "text": "Hi {{ recipient.name }}\n--\n-- not a boundary --"}
+    messages = [queue_message("email", fields, recipient={**RECIPIENT, "id": f"u{i}"})
+                for i in range(2)]
+    for message in messages:
+        deliver(str(message.id))
+    mails = inbox.wait_for(2)
+    boundaries = set()
+    for mail, envelope in zip(mails, inbox.envelopes, strict=True):
+        assert mail.get_content_type() == "multipart/alternative"
+        text, html = mail.iter_parts()
+        assert (text.get_content_type(), html.get_content_type()) == ("text/plain", "text/html")
+        assert text.get_content().replace("\r\n", "\n").startswith(
+            "Hi Ada\n--\n-- not a boundary --")
+        assert "<p>Hi Ada</p>" in html.get_content()
+        boundary = mail.get_boundary().encode()
+        lines = envelope.content.split(b"\r\n")
+        assert lines.count(b"--" + boundary) == 2 and lines.count(b"--" + boundary + b"--") == 1
+        boundaries.add(boundary)
+    assert len(boundaries) == 2
+
+
 def test_tenant_sender_wins_over_the_providers_from_email(smtp_server, provider_config,
                                                          queue_message, acme_sender):
     host, port, inbox = smtp_server

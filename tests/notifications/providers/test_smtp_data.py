@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend
 
-from notifications.providers.email import END_OF_DATA, CommitGatedSMTPBackend
+from notifications.providers.smtp_data import END_OF_DATA, CommitGatedSMTPBackend
 from tests.conftest import free_port
 
 SENDER, TO = "alerts@example.com", "u1@example.com"

@@ -43,9 +43,9 @@ WORKER = ("import sys, django; django.setup(); "
 WORKER_HELD_AT_THE_END_OF_DATA = """
 import sys, threading, django
 django.setup()
-from notifications.delivery import batch
+from notifications.delivery import batch, calls
 
-start = batch._start
+start = calls._start
 
 def held(calls, unwritten, *, handing_over=False):
     if handing_over:
@@ -53,7 +53,7 @@ def held(calls, unwritten, *, handing_over=False):
         threading.Event().wait()
     return start(calls, unwritten, handing_over=handing_over)
 
-batch._start = held
+calls._start = held
 batch.deliver_batch(sys.argv[1:])
 """
 
@@ -393,7 +393,7 @@ def test_killed_while_its_attempt_commits_without_a_keeper_loses_the_email_never
     worker killed after its attempt's COMMIT reached PostgreSQL and before the end of its data
     left. PostgreSQL completes the commit without the worker, the server drops the unended
     DATA: the email is lost, and the sweeper fails it as of unknown outcome, never sends it
-    twice. delivery.batch.commit_without_flush makes this window a round trip instead of a WAL
+    twice. delivery.calls.commit_without_flush makes this window a round trip instead of a WAL
     flush; here a trigger stretches it."""
     server = holding_smtp("none")
     server.env["CLARION_SMTP_KEEPER"] = "0"
@@ -478,16 +478,16 @@ def test_attempt_whose_commit_fails_sends_no_end_and_the_email_is_retried_once(
 WORKER_HELD_BEFORE_THE_COMMIT = """
 import sys, threading, django
 django.setup()
-from notifications.delivery import batch
+from notifications.delivery import batch, calls
 
-hold = batch.keeper_hold
+hold = calls.keeper_hold
 
 def held(ends):
     ids = hold(ends)
     print(f"held {len(ids)}", flush=True)
     threading.Event().wait()
 
-batch.keeper_hold = held
+calls.keeper_hold = held
 batch.deliver_batch(sys.argv[1:])
 """
 # A worker stopped (to be killed) once it read the server's reply to its end, before it tells

@@ -14,7 +14,7 @@ import jwt
 import pytest
 from django.utils import timezone
 
-from notifications.delivery import batch, claim_batch, deliver, deliver_claimed
+from notifications.delivery import calls, claim_batch, deliver, deliver_claimed
 from notifications.models import Message, MessageEvent, ProviderConfig
 from notifications.providers.twilio import twilio_signature
 from notifications.providers.vonage import vonage_signature
@@ -564,7 +564,7 @@ def test_a_vonage_receipt_naming_the_client_ref_while_sending_leaves_the_sms_del
     config.options = {"base_url": server.url}
     config.save()
     message = claimed(queue_message("sms", {"text": "Your code is 1234"}))
-    perform = batch._perform_one  # a lone call, made after its attempt row is written
+    perform = calls._perform_one  # a lone call, made after its attempt row is written
 
     def receipt_first(call, **options):
         # The carrier's receipt beats Vonage's own answer (the attempt row is written); it
@@ -575,7 +575,7 @@ def test_a_vonage_receipt_naming_the_client_ref_while_sending_leaves_the_sms_del
         assert Message.objects.get(pk=message.pk).status == "sending"
         return perform(call, **options)
 
-    monkeypatch.setattr(batch, "_perform_one", receipt_first)
+    monkeypatch.setattr(calls, "_perform_one", receipt_first)
     deliver_claimed([message], now=timezone.now())
     message.refresh_from_db()
     assert (message.status, message.provider_message_id) == ("delivered", "0B00000001")
