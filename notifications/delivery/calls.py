@@ -124,6 +124,8 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
     connection, EHLO, STARTTLS, AUTH, MAIL FROM, RCPT TO, DATA or the data leaves no attempt
     started and the sweeper sends the message again. `handing_over`: write them too (their
     message is about to be handed over)."""
+    if not handing_over and any(call.late for call in calls):
+        keeper_start()  # its start overlaps these calls' exchanges, not their hand-over
     calls = calls if handing_over else [call for call in calls if not call.late]
     if not calls:
         update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
@@ -150,8 +152,6 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
             keeper_release(held)
             raise
     else:
-        if any(call.late for call in calls):
-            keeper_start()
         with transaction.atomic():
             update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
             insert_rows(attempts)

@@ -93,6 +93,10 @@ logger = logging.getLogger("notifications.delivery.keeper")
 BACKEND_WAIT_SECONDS = 30.0
 ACCEPTED_KEPT = 10_000
 REPLY_SECONDS = 30.0
+# The most sockets one "hold" packet carries, all that `serve` reads of a packet's SCM_RIGHTS
+# (keeper_client sends a larger hand-over in several packets; the kernel's bound is SCM_MAX_FD,
+# 253). Beyond it the kernel would close the rest, and the hold could not be read.
+HOLD_MAX_SOCKETS = 64
 # providers.smtp_data.END_OF_DATA (not imported: no Django before setup)
 END_OF_DATA = b"\r\n.\r\n"
 KEEPER_ERROR = "The worker stopped; its SMTP keeper ended the message's data: "
@@ -122,7 +126,7 @@ def serve(link: socket.socket, accepted: OrderedDict[int, Held] | None = None
     accepted = accepted if accepted is not None else OrderedDict()
     while True:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(link, 65536, 64)
+            data, fds, _flags, _addr = socket.recv_fds(link, 65536, HOLD_MAX_SOCKETS)
         except ConnectionResetError:
             data, fds = b"", []
         if not data:

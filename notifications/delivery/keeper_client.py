@@ -10,8 +10,8 @@ keeper (`op`):
   "attempts": [{"id": int, "message_id": str, "tls": bool}, …]} with one SMTP socket per
   attempt, in order (`tls`: the connection is under TLS, STARTTLS or SMTPS, whose session state
   is this process's: the keeper cannot write into it); the keeper answers b"held" once it has
-  them.
-  Sent inside the attempts' transaction, before its COMMIT.
+  them. At most keeper.HOLD_MAX_SOCKETS sockets a packet: a larger hand-over is sent as several
+  holds, each answered. Sent inside the attempts' transaction, before its COMMIT.
 - "end": {"op": "end", "ids": [int]}: the worker is about to write the end of that attempt's
   data ("<CRLF>.<CRLF>"). Sent just before the write, never after it.
 - "release": {"op": "release", "ids": [int, …], "accepted": [int, …]}: the calls' replies to
@@ -42,6 +42,8 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
+
+from .keeper import HOLD_MAX_SOCKETS
 
 logger = logging.getLogger(__name__)
 
@@ -173,14 +175,16 @@ def keeper_hold(ends: list[tuple[int, Callable[[], None]]]) -> list[int]:
             return []
         ids = [pk for pk, _ in gated]
         try:
-            fds = [end.sock.fileno() for _, end in gated]
-            client.send({"op": "hold", "backend_pid": connection.connection.info.backend_pid,
-                         "attempts": [{"id": pk, "message_id": end.message_id,
-                                       "tls": isinstance(end.sock, ssl.SSLSocket)}
-                                      for pk, end in gated]}, fds)
-            if client.sock.recv(PACKET) != ACK:
-                raise OSError("no ack")
-            client.sock.settimeout(ACK_SECONDS)
+            for start in range(0, len(gated), HOLD_MAX_SOCKETS):
+                part = gated[start:start + HOLD_MAX_SOCKETS]
+                client.send({"op": "hold", "backend_pid": connection.connection.info.backend_pid,
+                             "attempts": [{"id": pk, "message_id": end.message_id,
+                                           "tls": isinstance(end.sock, ssl.SSLSocket)}
+                                          for pk, end in part]},
+                            [end.sock.fileno() for _, end in part])
+                if client.sock.recv(PACKET) != ACK:
+                    raise OSError("no ack")
+                client.sock.settimeout(ACK_SECONDS)
         except (OSError, ValueError) as exc:
             _give_up(client, f"{type(exc).__name__}: {exc}")
             return []
