@@ -505,8 +505,9 @@ CLARION = {
     "IDEMPOTENCY_LOCK_SECONDS": 60,
     "MAX_RECIPIENTS_PER_TRIGGER": 1000,
     # An advance task walks up to this many due runs in one transaction (its own, topped up
-    # with others: notifications/engine/claim.py).
-    "ADVANCE_BATCH_SIZE": int(os.environ.get("CLARION_ADVANCE_BATCH_SIZE", "25")),
+    # with others: notifications/engine/claim.py). A batch costs ~24 ms of a worker's CPU
+    # whatever its size (its reads and statements) and ~0.7 ms a run (bench/README.md).
+    "ADVANCE_BATCH_SIZE": int(os.environ.get("CLARION_ADVANCE_BATCH_SIZE", "100")),
     # Advance lanes: a trigger whose batch falls in a lane that an `advance_lane` task holds
     # queues no task of its own (that task claims due runs until none is left); so about this
     # many such tasks walk at once, whatever the number of triggers (engine/claim.py).

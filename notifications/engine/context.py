@@ -77,7 +77,7 @@ class Batch:
             for pk, layers in preference_layers_many(recipient_ids=recipient_ids,
                                                      tenant=tenant).items():
                 self._layers[(tenant_id, pk)] = layers
-        self.writes = Writes(new=new, insert_runs=new)
+        self.writes = Writes(messages_read=True, insert_runs=new)
         self.passes: list[Pass] = []
         self.shared: dict = {}
         self._actors: dict = {}

@@ -10,12 +10,17 @@ Order and visibility: a step that reads what earlier steps or runs wrote (condit
 `steps.*`, `unless`, route, digest and approval steps) calls `Pass.flush()` first, so it reads
 exactly what it would have read had every row been written at once.
 
-Nothing is written twice: Messages and InboxItems are inserted with ON CONFLICT DO NOTHING on
-their unique keys ((run, step_ref, channel); message) and read back (those of runs created in
-the same transaction, which cannot have any yet, by COPY: clarion.db.rows_copy; timelines
-always so). A Message whose key was
-already taken (an earlier attempt that committed) is a duplicate: its InboxItem, its delivery,
-its timeline entries, events and facts are dropped, and the stored one stands. The runs'
+Nothing is written twice. A batch (batch.py) read every message of its runs after locking them,
+and a fan-out chunk's runs are new and have none: a Message their passes decide on cannot exist
+yet, so it is copied in (COPY: clarion.db.rows_copy) without ON CONFLICT and not read back; one
+whose (run, step_ref, channel) was taken all the same (written without the run's lock: not
+expected) is an IntegrityError that undoes the batch, whose runs then go one at a time
+(tasks._advance_batch). One run at a time (walk.advance without a batch), Messages are inserted
+with ON CONFLICT DO NOTHING on that key and read back: a Message whose key was already taken (an
+earlier attempt that committed) is a duplicate: its InboxItem, its delivery, its timeline
+entries, events and facts are dropped, and the stored one stands. InboxItems belong to Messages
+this transaction inserted, which no other can have given an item: they are copied in, as are
+timelines. The runs'
 UPDATE is guarded by the status each pass read under the run's lock; a run that moved on raises
 RunMovedOn, and the caller rolls the whole transaction back.
 """
@@ -63,10 +68,11 @@ class Writes:
     wakes: list[tuple[str, tuple, datetime, str]] = field(default_factory=list)
     runs: list[tuple[Run, str]] = field(default_factory=list)  # (run, status read under lock)
     duplicates: set[str] = field(default_factory=set)  # ids of Messages not written: see above
-    # The runs were created in this transaction (a fan-out chunk's): no message or item of
-    # theirs can exist, so rows are inserted without ON CONFLICT and not read back (a conflict
-    # would be an IntegrityError, undoing the caller's savepoint).
-    new: bool = False
+    # Every message the runs have was read under their locks (a batch), or they have none (runs
+    # created in this transaction, a fan-out chunk's): Messages are copied in without ON
+    # CONFLICT and not read back (a conflict would be an IntegrityError, undoing the caller's
+    # transaction or savepoint).
+    messages_read: bool = False
     # The runs are not written yet (batch.advance_new_runs): each is inserted, in the state its
     # pass left it, instead of updated. The rows that refer to them are written before them in
     # the same transaction (foreign keys are checked at commit).
@@ -118,7 +124,7 @@ class Writes:
 
     def _write_messages(self) -> None:
         messages, self.messages = self.messages, []
-        if self.new:
+        if self.messages_read:
             rows_copy(Message, messages)
             return
         Message.objects.bulk_create(messages, ignore_conflicts=True)
@@ -137,7 +143,7 @@ class Writes:
         items = [item for item in self.items if str(item.message.id) not in self.duplicates]
         self.items = []
         created = inbox_items_create(items=[(item.message, item.content) for item in items],
-                                     new=self.new)
+                                     new=True)  # their Messages were inserted just now
         ids = {item.message_id: item.pk for item in created}
         for item in items:
             item.entry.detail["inbox_item_id"] = ids.get(item.message.id)

@@ -110,6 +110,31 @@ def test_a_batch_that_fails_is_undone_and_its_runs_go_one_at_a_time(
                for pk in run_ids)
 
 
+def test_a_batch_whose_message_exists_unread_is_undone_by_the_copy_and_keeps_one_message(
+        api, make_workflow, monkeypatch, caplog):
+    """A batch copies its Messages in without ON CONFLICT (engine/writes.py): it read each
+    run's messages under the run's lock, so none of those it decides on can exist. One that
+    does all the same (here: the batch's read misses it) makes the COPY fail on the unique
+    (run, step_ref, channel): the batch is undone, its runs go one at a time, and the stored
+    Message stands, never a second one, nor a second delivery."""
+    make_workflow("welcome", steps=[in_app_step()])
+    run_ids = _triggered(api, 3)
+    first = Run.objects.select_related("recipient", "workflow").get(pk=run_ids[0])
+    stored = Message.objects.create(run=first, step_ref="inbox", recipient=first.recipient,
+                                    workflow=first.workflow, channel="in_app", status="sent")
+    monkeypatch.setattr(engine.context, "run_messages_many", lambda runs: [])
+
+    advance_runs(*run_ids)
+
+    assert "a batch of 3 runs failed; advancing them one at a time" in caplog.text
+    assert Run.objects.filter(pk__in=run_ids, status="completed").count() == 3
+    assert list(Message.objects.filter(run_id=run_ids[0])) == [stored]
+    assert not InboxItem.objects.filter(message__run_id=run_ids[0]).exists()
+    for pk in run_ids[1:]:
+        assert Message.objects.filter(run_id=pk).count() == 1
+        assert InboxItem.objects.filter(message__run_id=pk).count() == 1
+
+
 def test_a_batch_of_triggers_with_actors_costs_the_same_statements_for_5_and_25(
         api, make_workflow, clarion_settings):
     """A stream of one-recipient triggers, as the pipeline sends them: what the batch's runs

@@ -129,7 +129,10 @@ def test_a_fan_out_chunk_costs_the_same_statements_for_50_and_200_subscribers(
     assert len(statements[200]) == len(statements[50]) <= FANOUT_CHUNK_STATEMENTS
 
 
-def test_an_advance_batch_costs_the_same_statements_for_50_and_200_runs(api, make_workflow):
+def test_an_advance_batch_costs_the_same_statements_for_50_and_200_runs(api, make_workflow,
+                                                                       clarion_settings):
+    # Both batches full (no top-up query): a task's own runs, at least a batch of them.
+    clarion_settings(ADVANCE_BATCH_SIZE=50)
     make_workflow("welcome", steps=[in_app_step(), email_step()])
     statements = {}
     for count in (50, 200):

@@ -67,3 +67,45 @@ def test_sixteen_concurrent_triggers_with_one_idempotency_key_trigger_once(api_k
                for answer in conflicts)
     print(f"\nidempotency race: {len(accepted)} accepted (1 first, "
           f"{len(accepted) - 1} replayed), {len(conflicts)} 409s")
+
+
+def test_one_idempotency_key_sent_at_once_with_three_bodies_triggers_once(api_key,
+                                                                          make_workflow):
+    """The same key with three different bodies at once, through both of the trigger's write
+    paths (profiles: on PostgreSQL one statement; ids alone: a transaction): one trigger, the
+    winner's body answered 202 (first or replayed) or 409 while it runs, every other 422."""
+    make_workflow("welcome", steps=[in_app_step()])
+    bodies = [{"recipients": [{"id": "u1", "name": "U1"}], "data": {"order": 7}},
+              {"recipients": [{"id": "u1", "name": "U1"}], "data": {"order": 8}},
+              {"recipients": ["u1"], "data": {"order": 7}}]
+    barrier = threading.Barrier(THREADS)
+    answers: list = [None] * THREADS
+
+    def send(index: int) -> None:
+        client = client_for(api_key[1])
+        try:
+            barrier.wait(timeout=10)
+            response = client.post("/api/v1/workflows/welcome/trigger", bodies[index % 3],
+                                   HTTP_IDEMPOTENCY_KEY="race-bodies")
+            answers[index] = (index % 3, response.status_code, response.json())
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert all(answer is not None for answer in answers), answers
+    trigger = Trigger.objects.get()
+    assert Run.objects.filter(trigger=trigger).count() == 1
+    winner = next(n for n, body in enumerate(bodies) if body["data"] == trigger.data
+                  and body["recipients"] == trigger.recipients)
+    for body, status, answer in answers:
+        if body == winner:
+            assert status in (202, 409), answers
+            if status == 202:
+                assert answer["trigger_id"] == str(trigger.id)
+        else:
+            assert (status, answer["error"]) == (422, "idempotency_key_reused"), answers

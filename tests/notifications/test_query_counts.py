@@ -103,7 +103,7 @@ def test_a_trigger_request_costs_a_pinned_number_of_statements(api, workflow, cl
 
 def test_a_bulk_trigger_enqueues_tasks_the_cluster_runs(api, workflow, run_tasks,
                                                          clarion_settings):
-    clarion_settings(ADVANCE_LANES=2)
+    clarion_settings(ADVANCE_LANES=2, ADVANCE_BATCH_SIZE=25)
     api.post("/api/v1/workflows/w/trigger", {"recipients": [f"r{i}" for i in range(30)]})
     ran = run_tasks()
     # 25 runs a batch (CLARION["ADVANCE_BATCH_SIZE"]), a batch to each of the two free advance
@@ -118,7 +118,8 @@ def test_advance_run_queries_are_fixed(api, workflow, django_assert_max_num_quer
     run = Run.objects.get()
     # 20: the outbound-event endpoints asked once per pass (events.outbox), the pass's
     # analytics deltas written in one INSERT (analytics.rollups), its Messages in one INSERT
-    # and its InboxItems in another, each read back (ON CONFLICT DO NOTHING: engine/writes.py);
+    # read back (ON CONFLICT DO NOTHING: engine/writes.py), its InboxItems' ids taken in one
+    # statement and the items copied in (COPY is not counted here);
     # on PostgreSQL the in_app step's item-order lock (inbox.services) and the run's guarded
     # UPDATE in one statement, on SQLite no lock and the guard read before the UPDATE.
     with django_assert_max_num_queries(20):
