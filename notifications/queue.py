@@ -85,11 +85,16 @@ def task_rows(func: str, args_list: Sequence[tuple]) -> list[OrmQ] | None:
     trigger's rows in one statement); None when it would do anything else (another broker or
     database, sync mode, tasks held by enqueue_grouped): then call enqueue_many."""
     args_list = [tuple(args) for args in args_list]
-    held = getattr(_grouping, "held", None)
-    if (not args_list or (held is not None and func in held) or not _broker_is_this_database()
-            or not settings.Q_CLUSTER.get("orm") or Conf.SYNC):
+    if not args_list or not task_rows_apply(func):
         return None
     return _task_rows([(func, args, None) for args in args_list])
+
+
+def task_rows_apply(func: str) -> bool:
+    """Whether task_rows gives rows for `func`'s tasks (rather than None) just now."""
+    held = getattr(_grouping, "held", None)
+    return not ((held is not None and func in held) or not _broker_is_this_database()
+                or not settings.Q_CLUSTER.get("orm") or Conf.SYNC)
 
 
 def _push(func: str, args_list: list[tuple], *, visible_at: datetime | None = None) -> None:

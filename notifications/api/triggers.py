@@ -3,11 +3,10 @@ MCP server's `trigger_workflow` and `notify` tools share, so each validates and 
 
 import copy
 
-from django.db import connection
 from django.urls import reverse
+from rest_framework.exceptions import APIException
 
 from clarion.api import ApiError, not_found, tenant_for_api_key, validated_reusing
-from clarion.db import prepared_cursor
 
 from .. import idempotency, services
 from ..models import ApiKey, Workflow
@@ -27,23 +26,6 @@ def names_profiles(trigger: dict) -> bool:
 _workflows: dict[str, Workflow] = {}
 
 
-def _unchanged(workflow: Workflow) -> bool:
-    """Whether the workflow's row still has the `updated_at` this process read (every write to
-    a workflow's row through its services sets it), and is still active with the same published
-    version (also after a bulk UPDATE that left `updated_at` alone): one indexed read, no row
-    built."""
-    meta, ops = Workflow._meta, connection.ops
-    checked = [(meta.pk, workflow.pk), (meta.get_field("updated_at"), workflow.updated_at),
-               (meta.get_field("active"), True),
-               (meta.get_field("published_version"), workflow.published_version_id)]
-    with prepared_cursor() as cursor:
-        cursor.execute(
-            f"SELECT 1 FROM {ops.quote_name(meta.db_table)} WHERE "
-            + " AND ".join(f"{ops.quote_name(field.column)} = %s" for field, _ in checked),
-            [field.get_db_prep_value(value, connection) for field, value in checked])
-        return cursor.fetchone() is not None
-
-
 def active_workflow(key: str) -> Workflow:
     """The workflow `key` (this request's own copy); raises ApiError 404 when there is none, 422
     when it is inactive or its first draft is not published yet.
@@ -51,7 +33,7 @@ def active_workflow(key: str) -> Workflow:
     A published workflow's row is kept by the process and used again while its `updated_at` is
     unchanged (one cheap read instead of the row): a publish or any edit is seen at once."""
     kept = _workflows.get(key)
-    if kept is not None and _unchanged(kept):
+    if kept is not None and services.workflow_unchanged(kept):
         return copy.copy(kept)
     workflow = Workflow.objects.filter(key=key).first()
     if workflow is None:
@@ -65,6 +47,38 @@ def active_workflow(key: str) -> Workflow:
     else:  # its versions decide (is_unpublished), which its row does not show
         _workflows.pop(key, None)
     return workflow
+
+
+def kept_workflow(key: str) -> Workflow | None:
+    """This process's copy of the published workflow `key` as last read (a copy of its own for
+    the request), not checked: the caller checks it (trigger_kept), or None when none is kept."""
+    kept = _workflows.get(key)
+    return copy.copy(kept) if kept is not None else None
+
+
+def trigger_kept(api_key: ApiKey, key: str, serializer_class, body, *,
+                 idempotency_key: str | None) -> services.TriggerResponse:
+    """trigger_one for the workflow `key` (active_workflow's errors, then
+    check_idempotency_key's), with the process's kept
+    copy of it checked in the trigger's own statement (services.trigger_workflow_idempotent's
+    `workflow_kept`) rather than by a read of its own: one round trip less. When the copy
+    turns out changed, or the request is refused (400, 403, 409, 422) while it is, the
+    workflow is read again and the request done again with it."""
+    kept = kept_workflow(key)
+    if kept is not None:
+        try:
+            check_idempotency_key(idempotency_key)
+            return trigger_one(api_key, kept, serializer_class, body,
+                               idempotency_key=idempotency_key, workflow_kept=True)
+        except services.WorkflowChanged:
+            pass
+        except APIException:
+            if services.workflow_unchanged(kept):
+                raise
+    workflow = active_workflow(key)  # its 404 and 422 first, as without a kept copy
+    check_idempotency_key(idempotency_key)
+    return trigger_one(api_key, workflow, serializer_class, body,
+                       idempotency_key=idempotency_key)
 
 
 def check_published(workflow: Workflow) -> None:
@@ -93,14 +107,16 @@ def trigger_rate_limit(api_key: ApiKey) -> None:
 
 
 def trigger_one(api_key: ApiKey, workflow: Workflow, serializer_class, body, *,
-                idempotency_key: str | None) -> services.TriggerResponse:
+                idempotency_key: str | None,
+                workflow_kept: bool = False) -> services.TriggerResponse:
     """Validate one trigger body with `serializer_class` (TriggerSerializer or its bulk item) and
     trigger it, idempotently with `idempotency_key`.
 
     Returns the TriggerResponse (202 body, or the first response replayed). Raises DRF's
     ValidationError (400 naming each field) and ApiError: 403 (a tenant-restricted key naming
     another tenant or rewriting profiles), 409 (the key still in use), 422 (the key reused with
-    another body)."""
+    another body). `workflow_kept`: `workflow` is a kept copy, not checked yet (trigger_kept);
+    raises services.WorkflowChanged when it changed."""
     data = validated_reusing(serializer_class, body, workflow=workflow,
                              context={"api_key": api_key})
     tenant = tenant_for_api_key(api_key, data["tenant"])
@@ -119,7 +135,7 @@ def trigger_one(api_key: ApiKey, workflow: Workflow, serializer_class, body, *,
     try:
         return services.trigger_workflow_idempotent(
             request=trigger_request, idempotency_key=idempotency_key,
-            request_fingerprint=fingerprint)
+            request_fingerprint=fingerprint, workflow_kept=workflow_kept)
     except idempotency.IdempotencyMismatch:
         raise ApiError(422, "idempotency_key_reused",
                        "This Idempotency-Key was used with a different request.") from None

@@ -25,7 +25,7 @@ from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recip
 from . import serializers as s
 from .auth import HasApiKey, UnrestrictedApiKey
 from .throttles import TriggerRateThrottle
-from .triggers import active_workflow, check_idempotency_key, trigger_one
+from .triggers import active_workflow, trigger_kept, trigger_one
 
 logger = logging.getLogger(__name__)
 
@@ -59,11 +59,8 @@ class TriggerView(APIView):
         },
     )
     def post(self, request, key: str):
-        workflow = active_workflow(key)
-        idempotency_key = request.headers.get("Idempotency-Key")
-        check_idempotency_key(idempotency_key)
-        answer = trigger_one(request.auth, workflow, s.TriggerSerializer, request.data,
-                             idempotency_key=idempotency_key)
+        answer = trigger_kept(request.auth, key, s.TriggerSerializer, request.data,
+                              idempotency_key=request.headers.get("Idempotency-Key"))
         headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
         logger.info("trigger %s of %s answered %s%s", answer.body.get("trigger_id"), key,
                     answer.status, " (replayed)" if answer.replayed else "",

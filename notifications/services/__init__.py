@@ -33,11 +33,13 @@ from .messages import (
     RESENDABLE,
     message_resend,
 )
+from .trigger_statement import workflow_unchanged
 from .triggers import (
     FANOUT_ADVANCE_CHUNK,
     FANOUT_BUDGET_SECONDS,
     TriggerRequest,
     TriggerResponse,
+    WorkflowChanged,
     trigger_fanout,
     trigger_workflow,
     trigger_workflow_idempotent,
@@ -72,6 +74,8 @@ __all__ = [
     "FANOUT_BUDGET_SECONDS",
     "TriggerRequest",
     "TriggerResponse",
+    "WorkflowChanged",
+    "workflow_unchanged",
     "trigger_fanout",
     "trigger_workflow",
     "trigger_workflow_idempotent",

@@ -7,6 +7,9 @@ services.trigger_workflow_idempotent says when it applies (else its transaction 
 statements writes the same rows).
 
 What each part keeps:
+- the workflow: with a copy the process kept (api.triggers.trigger_kept), every part writes
+  only while the workflow's row is as it was read (workflow_unchanged's condition), else the
+  caller reads it again and validates the request again;
 - the record: `INSERT … ON CONFLICT DO NOTHING` waits, as before, for a transaction that holds
   the same key and then takes it (rolled back) or finds it taken; every other part reads
   `EXISTS (SELECT FROM idempotency)`, so a taken key writes nothing and the caller replays;
@@ -24,36 +27,69 @@ from collections.abc import Sequence
 from django.db import connection
 from django.utils import timezone
 
-from clarion.db import InsertSelect, numbered_cursor, numbered_placeholders
+from clarion.db import InsertSelect, numbered_cursor, numbered_placeholders, prepared_cursor
 
 from ..engine.claim import lanes_hold_call
-from ..models import IdempotencyRecord, Recipient, Run
+from ..models import IdempotencyRecord, Recipient, Run, Workflow
 
 # (alias, with a record, the recipients' updated fields, per part its model and whether it is
 # one row) → the statement and its parts; unnested arrays' text does not depend on their
 # length, so a shape is prepared once.
 _statements: dict[tuple, tuple[str, list[InsertSelect]]] = {}
 
-ONLY_IF_RECORDED = "EXISTS (SELECT FROM idempotency)"
+def _workflow_check(columns: str = "") -> str:
+    """The kept workflow's check as a SELECT of `columns`: a row when the workflow's row is as
+    it was read (workflow_check_params)."""
+    meta, q = Workflow._meta, connection.ops.quote_name
+    return (f"SELECT {columns} FROM {q(meta.db_table)} WHERE " + " AND ".join(
+        f"{q(meta.get_field(name).column)} = %s" for name in WORKFLOW_CHECKED))
 
 
-def _statement(*, recorded: bool, update_fields: tuple[str, ...],
+def workflow_unchanged(workflow: Workflow) -> bool:
+    """Whether `workflow`'s row still has the `updated_at` this process read (every write to a
+    workflow's row through its services sets it), and is still active with the same published
+    version (also after a bulk UPDATE that left `updated_at` alone): one indexed read, no row
+    built. A trigger sent as one statement checks the same in its statement."""
+    with prepared_cursor() as cursor:
+        cursor.execute(_workflow_check("1"), workflow_check_params(workflow))
+        return cursor.fetchone() is not None
+
+
+# The columns the kept workflow's check compares (its values: workflow_check_params).
+WORKFLOW_CHECKED = ("id", "updated_at", "active", "published_version")
+
+
+def workflow_check_params(workflow: Workflow) -> list:
+    """The check's parameters for `workflow` as read: its id, `updated_at`, active (True),
+    its published version."""
+    meta = Workflow._meta
+    values = {"id": workflow.pk, "updated_at": workflow.updated_at, "active": True,
+              "published_version": workflow.published_version_id}
+    return [meta.get_field(name).get_db_prep_value(values[name], connection)
+            for name in WORKFLOW_CHECKED]
+
+
+def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
                parts: tuple[tuple[type, bool], ...]) -> tuple[str, list[InsertSelect]]:
     """The statement for a shape (trigger_rows_write's parts: the recipients', the groups',
     the tasks'), with numbered placeholders (clarion.db.numbered_cursor), and its inserts."""
-    shape = (connection.alias, recorded, update_fields, parts)
+    shape = (connection.alias, recorded, checked, update_fields, parts)
     if shape in _statements:
         return _statements[shape]
     q = connection.ops.quote_name
-    where = ONLY_IF_RECORDED if recorded else ""
     ctes: list[tuple[str, InsertSelect | str]] = []
+    if checked:
+        ctes.append(("workflow", _workflow_check()))
+    gate = "idempotency" if recorded else "workflow" if checked else ""
     if recorded:
         meta = IdempotencyRecord._meta
         unique = ", ".join(q(meta.get_field(name).column) for name in ("api_key", "key"))
         ctes.append(("idempotency", InsertSelect(
             IdempotencyRecord, alias="v", connection=connection, one_row=True,
+            where="EXISTS (SELECT FROM workflow)" if checked else "",
             suffix=f"ON CONFLICT ({unique}) DO NOTHING RETURNING 1")))
-    source = " FROM idempotency" if recorded else ""
+    where = f"EXISTS (SELECT FROM {gate})" if gate else ""
+    source = f" FROM {gate}" if gate else ""
     ctes.append(("held", f"SELECT {lanes_hold_call([], now=timezone.now())[0]} AS lane{source}"))
     meta = Recipient._meta
     external_id, pk = q(meta.get_field("external_id").column), q(meta.pk.column)
@@ -76,7 +112,8 @@ def _statement(*, recorded: bool, update_fields: tuple[str, ...],
     ctes.append(("tasks", InsertSelect(
         tasks_model, alias="v", connection=connection, one_row=tasks_one,
         where=f"{where} AND {held}" if where else held, extra=[("lane", "smallint")])))
-    final = "SELECT count(*) FROM idempotency" if recorded else "SELECT 1"
+    final = "SELECT " + ("(SELECT count(*) FROM idempotency)" if recorded else "1") + \
+        (", EXISTS (SELECT FROM workflow)" if checked else ", true")
     sql = ", ".join(f"{name} AS ({part if isinstance(part, str) else part.sql})"
                     for name, part in ctes)
     _statements[shape] = (numbered_placeholders(f"WITH {sql} {final}"),
@@ -87,7 +124,7 @@ def _statement(*, recorded: bool, update_fields: tuple[str, ...],
 def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence[Recipient],
                        update_fields: Sequence[str], groups: Sequence[tuple[type, Sequence]],
                        run_recipients: Sequence[str], tasks: Sequence, task_lanes: Sequence[int],
-                       now) -> bool:
+                       now, workflow: Workflow | None = None) -> tuple[bool, bool]:
     """Write a trigger's rows in one statement (PostgreSQL, outside any transaction or in the
     caller's): `record` (an unsaved IdempotencyRecord, or None without a key), the recipients'
     upsert (`recipients`: new Recipient rows, `update_fields` set from them on a conflict), then
@@ -96,16 +133,20 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
     lane of `task_lanes`), each written unless its lane is held already. Every part must have
     rows.
 
-    Returns False, having written nothing, when `record`'s key is taken (the caller replays),
-    else True. Raises the database's errors (nothing written)."""
-    recorded = record is not None
+    With `workflow` (a workflow as a process kept it, not read again for this trigger), all
+    of it only while the workflow's row is as it was read (workflow_check_params).
+
+    Returns (written, the workflow unchanged): (False, True), having written nothing, when
+    `record`'s key is taken (the caller replays), (False, False) when `workflow` changed.
+    Raises the database's errors (nothing written)."""
+    recorded, checked = record is not None, workflow is not None
     sql, inserts = _statement(
-        recorded=recorded, update_fields=tuple(update_fields),
+        recorded=recorded, checked=checked, update_fields=tuple(update_fields),
         parts=((Recipient, len(recipients) == 1),
                *((model, len(rows) == 1) for model, rows in groups),
                (type(tasks[0]), len(tasks) == 1)))
     inserts = iter(inserts)
-    params: list = []
+    params: list = workflow_check_params(workflow) if checked else []
     if recorded:
         params += next(inserts).params([record], connection)
     params += lanes_hold_call(list(task_lanes), now=now)[1]
@@ -116,5 +157,5 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
     params += next(inserts).params(tasks, connection, extra=[list(task_lanes)])
     with numbered_cursor() as cursor:
         cursor.execute(sql, params)
-        (count,) = cursor.fetchone()
-    return bool(count)
+        count, unchanged = cursor.fetchone()
+    return bool(count) and unchanged, unchanged

@@ -35,13 +35,13 @@ from ..models import (
     Trigger,
     Workflow,
 )
-from ..queue import enqueue, enqueue_grouped, enqueue_many, task_rows
+from ..queue import enqueue, enqueue_grouped, enqueue_many, task_rows, task_rows_apply
 from .audience import (
     recipient_ids_upsert_many,
     recipient_upsert,
     recipient_upsert_rows,
 )
-from .trigger_statement import trigger_rows_write
+from .trigger_statement import trigger_rows_write, workflow_unchanged
 
 logger = logging.getLogger(__name__)
 
@@ -205,35 +205,49 @@ def _trigger_row(request: TriggerRequest, ids: _TriggerIds, *, topics: list[str]
     )
 
 
-def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, *,
-                       record: IdempotencyRecord | None = None) -> bool | None:
+class WorkflowChanged(Exception):
+    """The workflow a process kept (trigger_workflow_idempotent's `workflow_kept`) was changed
+    since it was read: nothing was written; read it again and validate the request again."""
+
+
+def _statement_rows(request: TriggerRequest) -> tuple[list[str], list[Recipient]] | None:
+    """The recipients' upsert (audience.recipient_upsert_rows) when the request's rows can be
+    one statement (_trigger_statement): PostgreSQL, the ORM broker in this database, direct
+    recipients with the same profile fields and no channel data, no topic, no actor profile;
+    else None."""
+    if (connection.vendor != "postgresql" or _request_topics(request)
+            or isinstance(request.actor, Mapping)
+            or not task_rows_apply("notifications.tasks.advance_lane")):
+        return None
+    return recipient_upsert_rows(request.recipients)
+
+
+def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, upsert: tuple, *,
+                       record: IdempotencyRecord | None = None,
+                       workflow_kept: bool = False) -> bool:
     """_trigger_write's rows (and `record`, the key's answer) in one statement, sent outside
-    a transaction (services/trigger_statement.py; in the caller's, if any), when the request
-    allows it: PostgreSQL, the ORM broker in this database, direct recipients with the same
-    profile fields and no channel data, no topic, no actor profile. None when it does not
-    (nothing written; the caller writes in a transaction), else as trigger_rows_write."""
-    if connection.vendor != "postgresql" or _request_topics(request) or isinstance(
-            request.actor, Mapping) or not ids.runs:
-        return None
-    upsert = recipient_upsert_rows(request.recipients)
-    if upsert is None:
-        return None
+    a transaction (services/trigger_statement.py; in the caller's, if any), for a request
+    whose `upsert` _statement_rows gave. Returns whether it wrote (False: `record`'s key is
+    taken). With `workflow_kept`, only while the workflow's row is as it was read; else raises
+    WorkflowChanged, nothing written."""
     update_fields, recipients = upsert
     trigger = _trigger_row(request, ids, topics=[], runs=len(ids.runs))
     runs, timeline, deltas = _run_rows(trigger, dict.fromkeys(ids.runs.values()))
     candidates = _lane_candidates(runs)
     tasks = task_rows("notifications.tasks.advance_lane",
                       [(lane, *batch) for lane, batch in candidates.items()])
-    if tasks is None:
-        return None
     # In a caller's transaction, in a savepoint: a failed statement undoes itself alone, as
     # the transactional path's atomic block does.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        return trigger_rows_write(
+        written, unchanged = trigger_rows_write(
             record=record, recipients=recipients, update_fields=update_fields,
-        groups=[(Trigger, [trigger]), (Run, runs), (StepLog, timeline), (RollupDelta, deltas)],
-        run_recipients=list(ids.runs), tasks=tasks, task_lanes=list(candidates),
-        now=timezone.now())
+            groups=[(Trigger, [trigger]), (Run, runs), (StepLog, timeline),
+                    (RollupDelta, deltas)],
+            run_recipients=list(ids.runs), tasks=tasks, task_lanes=list(candidates),
+            now=timezone.now(), workflow=request.workflow if workflow_kept else None)
+    if not unchanged:
+        raise WorkflowChanged()
+    return written
 
 
 def _topic_keys(trigger: Trigger) -> list[str]:
@@ -442,7 +456,8 @@ class TriggerResponse:
 
 
 def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str | None,
-                                request_fingerprint: object) -> TriggerResponse:
+                                request_fingerprint: object,
+                                workflow_kept: bool = False) -> TriggerResponse:
     """Trigger once per (API key, Idempotency-Key): the first request triggers and its answer is
     stored; the same key with the same `request_fingerprint` (any JSON-able value, e.g. the path
     and body) within IDEMPOTENCY_TTL_SECONDS answers it again and triggers nothing.
@@ -453,10 +468,20 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     trigger that fails leaves the key free. Raises IdempotencyConflict for a key an older
     Clarion still holds (409), IdempotencyMismatch for another request with the same key (422).
     The rule is the IETF draft "The Idempotency-Key HTTP Header Field" (its error scenarios).
+    On PostgreSQL most triggers are one statement (services/trigger_statement.py).
+
+    `workflow_kept`: the request's workflow is a copy the process kept, not checked for this
+    request; it is checked here (in the trigger's statement when it is one), and
+    WorkflowChanged raised, nothing written, when its row changed.
     """
+    statement = _statement_rows(request)
+    if workflow_kept and statement is None and not workflow_unchanged(request.workflow):
+        raise WorkflowChanged()
     if idempotency_key is None:
         ids = _TriggerIds.new(request)
-        if _trigger_statement(request, ids) is None:
+        if statement is not None:
+            _trigger_statement(request, ids, statement, workflow_kept=workflow_kept)
+        else:
             with transaction.atomic():
                 _trigger_write(request, ids)
         return TriggerResponse(202, ids.answer())
@@ -466,12 +491,14 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     request = dataclasses.replace(request, idempotency_key=idempotency_key)
     ids = _TriggerIds.new(request)
     body = ids.answer()
-    written = _trigger_statement(request, ids, record=IdempotencyRecord(
-        api_key=request.api_key, key=idempotency_key, request_hash=request_hash,
-        response_status=202, response_body=body))
-    if written:
-        return TriggerResponse(202, body)
-    if written is False:  # the key is taken: replayed, unless its record is gone or outdated
+    if statement is not None:
+        record = IdempotencyRecord(api_key=request.api_key, key=idempotency_key,
+                                   request_hash=request_hash, response_status=202,
+                                   response_body=body)
+        if _trigger_statement(request, ids, statement, record=record,
+                              workflow_kept=workflow_kept):
+            return TriggerResponse(202, body)
+        # The key is taken: replayed, unless its record is gone or outdated.
         record = idempotency_replay(api_key=request.api_key, key=idempotency_key,
                                     request_hash=request_hash)
         if record is not None:
