@@ -17,6 +17,11 @@ from ..models import (
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
 
+# LOCK_ORDER: a statement upserting recipients writes them in external id order. Each row it
+# inserts or updates stays locked until the trigger commits, so two triggers naming the same
+# people in different orders (a list and its reverse) each waited for a row the other held:
+# PostgreSQL's deadlock detector aborted one, a 500. In one order, one waits for the other.
+
 
 def recipient_upsert(*, external_id: str, replace: bool = False,
                      **profile) -> tuple[Recipient, bool]:
@@ -56,9 +61,9 @@ def _profiles(specs: Sequence[str | Mapping]) -> dict[str, dict]:
 def _upsert_rows(profiles: dict[str, dict]) -> dict[str, int]:
     """INSERT … ON CONFLICT per distinct set of given fields; returns the primary keys the
     statements handed back (those of rows written with fields; ids alone, ON CONFLICT DO
-    NOTHING, hand back none)."""
+    NOTHING, hand back none). Each statement's rows in external id order (LOCK_ORDER)."""
     groups: dict[tuple[str, ...], list[Recipient]] = {}
-    for external_id, profile in profiles.items():
+    for external_id, profile in sorted(profiles.items()):
         fields = tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
         values = {name: profile[name] for name in fields}
         groups.setdefault(fields, []).append(Recipient(external_id=external_id, **values))
@@ -77,9 +82,9 @@ def recipient_upsert_rows(
         specs: Sequence[str | Mapping]) -> tuple[list[str], list[Recipient]] | None:
     """The rows that recipient_ids_upsert_many writes for `specs` in one upsert, for a caller
     that sends it inside a statement of its own (services/trigger_statement.py): (the fields
-    set on a conflict, new Recipient rows in the callers' order); None unless every recipient
-    gives the same profile fields (at least one: ids alone are looked up, not upserted) and no
-    channel data."""
+    set on a conflict, new Recipient rows in external id order: LOCK_ORDER); None unless every
+    recipient gives the same profile fields (at least one: ids alone are looked up, not
+    upserted) and no channel data."""
     profiles = _profiles(specs)
     shapes = {tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
               for profile in profiles.values()}
@@ -89,7 +94,7 @@ def recipient_upsert_rows(
     [fields] = shapes
     return [*fields, "updated_at"], [
         Recipient(external_id=external_id, **{name: profile[name] for name in fields})
-        for external_id, profile in profiles.items()]
+        for external_id, profile in sorted(profiles.items())]  # LOCK_ORDER
 
 
 def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient]:
