@@ -94,8 +94,9 @@ BACKEND_WAIT_SECONDS = 30.0
 ACCEPTED_KEPT = 10_000
 REPLY_SECONDS = 30.0
 # The most sockets one "hold" packet carries, all that `serve` reads of a packet's SCM_RIGHTS
-# (keeper_client sends a larger hand-over in several packets; the kernel's bound is SCM_MAX_FD,
-# 253). Beyond it the kernel would close the rest, and the hold could not be read.
+# (keeper_client sends a larger hand-over in several packets, HOLD_MAX_SOCKETS there too; the
+# kernel's bound is SCM_MAX_FD, 253). Beyond it the kernel would close the rest, and the hold
+# could not be read.
 HOLD_MAX_SOCKETS = 64
 # providers.smtp_data.END_OF_DATA (not imported: no Django before setup)
 END_OF_DATA = b"\r\n.\r\n"

@@ -43,8 +43,6 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
-from .keeper import HOLD_MAX_SOCKETS
-
 logger = logging.getLogger(__name__)
 
 ACK = b"held"
@@ -52,6 +50,9 @@ ACK_SECONDS = 5.0  # how long a worker waits for the keeper's ack before giving 
 FIRST_ACK_SECONDS = 30.0  # the same for the first, which waits for the keeper's start
 RETRY_SECONDS = 60.0  # after a keeper failed, how long before this process starts another
 PACKET = 65536  # the largest packet either side reads
+# The most sockets one "hold" carries: keeper.HOLD_MAX_SOCKETS, the same (keeper.py imports
+# nothing of this package at its top, and this module does not import it: no cycle).
+HOLD_MAX_SOCKETS = 64
 
 
 def keeper_enabled() -> bool:

@@ -12,8 +12,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.db import connection, connections
 
-from notifications.delivery import deliver_batch, keeper_client
-from notifications.delivery.keeper import HOLD_MAX_SOCKETS
+from notifications.delivery import deliver_batch, keeper, keeper_client
+from notifications.delivery.keeper_client import HOLD_MAX_SOCKETS
 from notifications.models import Message
 from tests.conftest import free_port
 
@@ -36,6 +36,7 @@ def test_a_hand_over_of_more_sockets_than_one_packet_carries_is_held_whole(fresh
     """CLARION_DELIVERY_CONCURRENCY above 64 lets that many SMTP calls reach their ends at
     once; the keeper reads at most HOLD_MAX_SOCKETS sockets a packet (the rest would be closed
     by the kernel, and the keeper died on the hold it could not read)."""
+    assert keeper.HOLD_MAX_SOCKETS == HOLD_MAX_SOCKETS
     count = HOLD_MAX_SOCKETS + 6
     pairs = [socket.socketpair() for _ in range(count)]
     try:
