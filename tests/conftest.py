@@ -79,6 +79,29 @@ def client_for(secret: str) -> APIClient:
     return client
 
 
+def at_once(count: int, call, *, timeout: float = 60) -> list:
+    """Call `call(index)` for index 0 … count − 1, each in a thread of its own, all released
+    together by a barrier; each thread closes its database connections when done. Returns the
+    results by index: None for a call that raised (its traceback printed) or had not returned
+    within `timeout` seconds."""
+    barrier = threading.Barrier(count)
+    results: list = [None] * count
+
+    def run(index: int) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[index] = call(index)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

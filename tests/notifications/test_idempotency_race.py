@@ -2,14 +2,12 @@
 PostgreSQL connection: one trigger, one set of runs, and every answer is either the first
 response (replayed) or a 409 with Retry-After."""
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from notifications.models import Run, Trigger
 
-from ..conftest import client_for, in_app_step
+from ..conftest import at_once, client_for, in_app_step
 
 THREADS = 16
 
@@ -30,26 +28,14 @@ def test_sixteen_concurrent_triggers_with_one_idempotency_key_trigger_once(api_k
                                                                             recipients):
     make_workflow("welcome", steps=[in_app_step()])
     body = {"recipients": recipients, "data": {"order": 7}}
-    barrier = threading.Barrier(THREADS)
-    answers: list = [None] * THREADS
 
-    def send(index: int) -> None:
-        client = client_for(api_key[1])
-        try:
-            barrier.wait(timeout=10)
-            response = client.post("/api/v1/workflows/welcome/trigger", body,
-                                   HTTP_IDEMPOTENCY_KEY="race-1")
-            answers[index] = (response.status_code, response.json(),
-                              response.get("Retry-After"), response.get("Idempotent-Replayed"))
-        finally:
-            connections.close_all()
+    def send(index: int) -> tuple:
+        response = client_for(api_key[1]).post("/api/v1/workflows/welcome/trigger", body,
+                                               HTTP_IDEMPOTENCY_KEY="race-1")
+        return (response.status_code, response.json(),
+                response.get("Retry-After"), response.get("Idempotent-Replayed"))
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
+    answers = at_once(THREADS, send)
     assert all(answer is not None for answer in answers), answers
     assert Trigger.objects.count() == 1
     trigger = Trigger.objects.get()
@@ -78,25 +64,14 @@ def test_one_idempotency_key_sent_at_once_with_three_bodies_triggers_once(api_ke
     bodies = [{"recipients": [{"id": "u1", "name": "U1"}], "data": {"order": 7}},
               {"recipients": [{"id": "u1", "name": "U1"}], "data": {"order": 8}},
               {"recipients": ["u1"], "data": {"order": 7}}]
-    barrier = threading.Barrier(THREADS)
-    answers: list = [None] * THREADS
 
-    def send(index: int) -> None:
-        client = client_for(api_key[1])
-        try:
-            barrier.wait(timeout=10)
-            response = client.post("/api/v1/workflows/welcome/trigger", bodies[index % 3],
-                                   HTTP_IDEMPOTENCY_KEY="race-bodies")
-            answers[index] = (index % 3, response.status_code, response.json())
-        finally:
-            connections.close_all()
+    def send(index: int) -> tuple:
+        response = client_for(api_key[1]).post("/api/v1/workflows/welcome/trigger",
+                                               bodies[index % 3],
+                                               HTTP_IDEMPOTENCY_KEY="race-bodies")
+        return (index % 3, response.status_code, response.json())
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-
+    answers = at_once(THREADS, send)
     assert all(answer is not None for answer in answers), answers
     trigger = Trigger.objects.get()
     assert Run.objects.filter(trigger=trigger).count() == 1

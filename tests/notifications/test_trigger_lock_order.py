@@ -5,14 +5,12 @@ each waited for a row the other held, and PostgreSQL's deadlock detector aborted
 Both of the trigger's write paths: profiles alike (one statement) and with an actor's profile
 (a transaction); people new (their INSERTs wait on each other) and known (their UPDATEs)."""
 
-import threading
-
 import pytest
-from django.db import connection, connections
+from django.db import connection
 
 from notifications.models import Run, Trigger
 
-from ..conftest import client_for, in_app_step
+from ..conftest import at_once, client_for, in_app_step
 
 THREADS = 8
 PEOPLE = [f"u{i:03d}" for i in range(200)]
@@ -38,25 +36,14 @@ def test_triggers_naming_the_same_people_in_other_orders_are_all_accepted(
 
     if known:
         assert client_for(api_key[1]).post(url, body(PEOPLE)).status_code == 202
-    barrier = threading.Barrier(THREADS)
-    answers: list = [None] * THREADS
 
-    def send(index: int) -> None:
+    def send(index: int) -> list[int]:
         client = client_for(api_key[1])
         client.raise_request_exception = False
         people = PEOPLE if index % 2 else PEOPLE[::-1]
-        try:
-            barrier.wait(timeout=10)
-            answers[index] = [client.post(url, body(people)).status_code for _ in range(3)]
-        finally:
-            connections.close_all()
+        return [client.post(url, body(people)).status_code for _ in range(3)]
 
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(THREADS)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=120)
-
+    answers = at_once(THREADS, send, timeout=120)
     assert answers == [[202] * 3] * THREADS
     triggers = THREADS * 3 + known
     assert Trigger.objects.count() == triggers
