@@ -39,13 +39,14 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from clarion.db import rows_update
 from preferences.mail import unsubscribe_headers
 
 from ..channels import CHANNEL_DATA_CHANNELS
 from ..models import Channel, ChannelData, DeliveryAttempt, Message
 from ..providers.base import OutboundMessage
 from ..providers.breaker import breaker_allows
-from .calls import ATTEMPT_RESULT_FIELDS, DEFERRED, Call, Delivery, _perform, update_rows
+from .calls import ATTEMPT_RESULT_FIELDS, DEFERRED, Call, Delivery, _perform
 from .claim import MESSAGE_RELATIONS, _due, claim_batch
 from .fanout import split_device_sets
 from .outcomes import _finish
@@ -127,7 +128,7 @@ def deliver_claimed(messages: list[Message], *, now: datetime,
             calls = [call for d in pending if (call := _next_call(d, now)) is not None]
             if not calls:
                 break
-            update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)  # failover rounds
+            rows_update(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)  # failover rounds
             unwritten.clear()
             made = _perform(calls, now=now, deadline=deadline, batch_start=batch_start,
                             unwritten=unwritten)

@@ -24,6 +24,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from clarion.db import rows_create, rows_update
+
 from ..models import Channel, ChannelData, DeliveryAttempt, Message
 from ..providers.base import (
     OutboundMessage,
@@ -128,7 +130,7 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
         keeper_start()  # its start overlaps these calls' exchanges, not their hand-over
     calls = calls if handing_over else [call for call in calls if not call.late]
     if not calls:
-        update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+        rows_update(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
         unwritten.clear()
         return
     started_at = timezone.now()
@@ -138,13 +140,13 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
         # call ended): not in the transaction below, which a crash of PostgreSQL may lose. A
         # call that ended is known; lost, its attempt would stay `started` and the sweeper would
         # fail its message as of unknown outcome, one sent or one a retry would have sent.
-        update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+        rows_update(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
         unwritten.clear()
         held = []
         try:
             with transaction.atomic():
                 commit_without_flush()
-                insert_rows(attempts)
+                rows_create(attempts)
                 # The SMTP keeper holds the connections across the COMMIT (keeper.py).
                 held = keeper_hold([(attempt.pk, call.hand_over)
                                     for call, attempt in zip(calls, attempts, strict=True)])
@@ -153,8 +155,8 @@ def _start(calls: list[Call], unwritten: list[DeliveryAttempt], *,
             raise
     else:
         with transaction.atomic():
-            update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
-            insert_rows(attempts)
+            rows_update(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+            rows_create(attempts)
     unwritten.clear()
     for call, attempt in zip(calls, attempts, strict=True):
         call.attempt = attempt
@@ -203,7 +205,7 @@ def _record_ended(calls: list[Call], now: datetime, unwritten: list[DeliveryAtte
     _record(calls, now, unwritten)
     if fresh:
         unwritten[:] = [attempt for attempt in unwritten if attempt.pk is not None]
-        insert_rows([call.attempt for call in fresh])
+        rows_create([call.attempt for call in fresh])
 
 
 def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
@@ -255,7 +257,7 @@ def _perform(calls: list[Call], *, now: datetime, deadline: float = math.inf,
             # Nothing left to start while the last calls run: record the ended ones now, or a
             # worker killed meanwhile would leave them `started`, of unknown outcome (an email
             # the server accepted then fails; the sweeper reads a success here instead).
-            update_rows(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
+            rows_update(DeliveryAttempt, unwritten, ATTEMPT_RESULT_FIELDS)
             unwritten.clear()
         if not running:
             break
@@ -387,83 +389,3 @@ def _record(calls: list[Call], now: datetime, unwritten: list[DeliveryAttempt]) 
                                     reason=f"{candidate.key}: "
                                            f"{why or d.last_error or 'unregistered'}")
             forget_devices(d, call.channel_data_id, dead)
-
-def update_rows(model, objs: list, fields: list[str], *, status: str | None = None,
-                match: tuple[str, ...] = ()) -> set | None:
-    """UPDATE each object's `fields` by primary key in one statement: on PostgreSQL one
-    UPDATE … FROM (VALUES …) for all of them, returning the primary keys of the rows it wrote;
-    elsewhere an executemany (one statement per row), returning None. bulk_update's CASE
-    expressions cost more Python than either; psycopg's executemany (pipelined, one round trip)
-    still costs a statement's conversion and result per row. `status`: only rows still in that
-    status are written; `match`: only rows whose columns of these fields still hold the
-    object's values."""
-    if not objs:
-        return set()
-    opts = model._meta
-    columns = [opts.get_field(name) for name in fields]
-    matched = [opts.get_field(name) for name in match]
-    quote = connection.ops.quote_name
-    table, pk = quote(opts.db_table), quote(opts.pk.column)
-    guard = [] if status is None else [status]
-    if connection.vendor == "postgresql":
-        # Each value cast to its column's type (a VALUES list's literals are untyped).
-        listed = [opts.pk, *matched, *columns]
-        row = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in listed) + ")"
-        names = [f"v{i}" for i in range(len(listed))]
-        sql = (f"UPDATE {table} SET "
-               + ", ".join(f"{quote(c.column)} = v.{name}"
-                           for c, name in zip(columns, names[1 + len(matched):], strict=True))
-               + f" FROM (VALUES {', '.join([row] * len(objs))}) AS v({', '.join(names)})"
-               + f" WHERE {table}.{pk} = v.v0"
-               + "".join(f" AND {table}.{quote(m.column)} = v.{name}"
-                         for m, name in zip(matched, names[1:], strict=False)))
-        if status is not None:
-            sql += f" AND {table}.{quote(opts.get_field('status').column)} = %s"
-        params = [value for obj in objs for value in (
-            opts.pk.get_db_prep_value(obj.pk, connection),
-            *(c.get_db_prep_save(getattr(obj, c.attname), connection)
-              for c in [*matched, *columns]))]
-        with connection.cursor() as cursor:
-            cursor.execute(f"{sql} RETURNING {table}.{pk}", params + guard)
-            return {written for (written,) in cursor.fetchall()}
-    sql = (f"UPDATE {table} SET "
-           + ", ".join(f"{quote(c.column)} = %s" for c in columns)
-           + f" WHERE {pk} = %s" + "".join(f" AND {quote(m.column)} = %s" for m in matched))
-    if status is not None:
-        sql += f" AND {quote(opts.get_field('status').column)} = %s"
-    params = [[c.get_db_prep_save(getattr(obj, c.attname), connection) for c in columns]
-              + [opts.pk.get_db_prep_value(obj.pk, connection)]
-              + [m.get_db_prep_save(getattr(obj, m.attname), connection) for m in matched]
-              + guard for obj in objs]
-    with connection.cursor() as cursor:
-        cursor.executemany(sql, params)
-    return None
-
-
-def insert_rows(objs: list) -> None:
-    """INSERT new model objects (of one model, primary keys chosen by the database) and set
-    their primary keys: on PostgreSQL one INSERT … VALUES … RETURNING written here (each
-    field's pre_save and no signals, as bulk_create, whose machinery costs a one-row INSERT
-    ~0.09 ms more CPU, measured in a loop: most hand-overs of a lone call write one row; the
-    same at 10 rows), elsewhere bulk_create."""
-    if not objs:
-        return
-    model = type(objs[0])
-    if connection.vendor != "postgresql":
-        model.objects.bulk_create(objs)
-        return
-    opts = model._meta
-    fields = [f for f in opts.concrete_fields if not f.primary_key]
-    quote = connection.ops.quote_name
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    sql = (f"INSERT INTO {quote(opts.db_table)} ("
-           + ", ".join(quote(f.column) for f in fields)
-           + f") VALUES {', '.join([row] * len(objs))} RETURNING {quote(opts.pk.column)}")
-    params = [f.get_db_prep_save(f.pre_save(obj, add=True), connection)
-              for obj in objs for f in fields]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        pks = [pk for (pk,) in cursor.fetchall()]
-    for obj, pk in zip(objs, pks, strict=True):
-        obj.pk = pk
-        obj._state.adding, obj._state.db = False, connection.alias

@@ -9,11 +9,12 @@ from datetime import datetime
 from django.db import connection, transaction
 
 from analytics.rollups import Fact, facts_record, message_fact
+from clarion.db import rows_update
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event
 
 from ..models import DeliveryAttempt, Message, MessageEvent, Run, StepLog
 from ..queue import enqueue_at, enqueue_many
-from .calls import ATTEMPT_RESULT_FIELDS, Delivery, update_rows
+from .calls import ATTEMPT_RESULT_FIELDS, Delivery
 from .fanout import merge_device_sets, unsent_sets_error
 from .status import message_events_replay
 
@@ -83,7 +84,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
         logs.append(StepLog(run_id=message.run_id, step_ref=message.step_ref, event=event,
                             detail=detail))
     with transaction.atomic():
-        update_rows(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
+        rows_update(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
         owned = _messages_write(changed)
         if len(owned) < len(changed):
             logger.warning("messages %s left `sending` while being delivered; not overwritten",
@@ -111,13 +112,13 @@ def _messages_write(changed: list[Message]) -> set:
     are read under lock (SELECT … FOR UPDATE, a no-op on SQLite, whose writers are serialized)
     and those still ours written."""
     if connection.vendor == "postgresql":
-        return update_rows(Message, changed, MESSAGE_OUTCOME_FIELDS,
+        return rows_update(Message, changed, MESSAGE_OUTCOME_FIELDS,
                            status=Message.Status.SENDING, match=("send_number",))
     sends = {m.pk: m.send_number for m in changed}
     owned = {pk for pk, send_number in Message.objects.select_for_update()
              .filter(pk__in=list(sends), status=Message.Status.SENDING)
              .values_list("pk", "send_number") if send_number == sends[pk]}
-    update_rows(Message, [m for m in changed if m.pk in owned], MESSAGE_OUTCOME_FIELDS,
+    rows_update(Message, [m for m in changed if m.pk in owned], MESSAGE_OUTCOME_FIELDS,
                 status=Message.Status.SENDING)
     return owned
 
