@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from preferences.selectors import preference_layers_many, workflow_default
+from preferences.tokens import Links
 
 from ..models import Run, Step, StepLog, StepType, Workflow
 from ..rendering.variables import LINK_VARIABLES, actor_variables_many, run_messages_many
@@ -82,6 +83,7 @@ class Batch:
         self.shared: dict = {}
         self._actors: dict = {}
         self._links: dict[int, bool] = {}
+        self._link_maker = Links()
 
     def steps_of(self, workflow: Workflow) -> list[Step]:
         """The workflow's steps with their templates and published versions, read once."""
@@ -101,17 +103,18 @@ class Batch:
                 self._actors[trigger.pk] = variables
         return self._actors[run.trigger_id]
 
-    def links_read(self, workflow: Workflow) -> bool:
+    def links_read(self, workflow: Workflow) -> bool | Links:
         """Whether the workflow's runs need the signed links (rendering.variables.
         LINK_VARIABLES): when a step may render an email (its layout's footer reads them) or
-        any step's JSON or published template names them. Decided once per workflow; a
-        fan-out of in-app, SMS or push steps skips two signatures a run."""
+        any step's JSON or published template names them, the batch's link maker
+        (preferences.tokens.Links), else False. Decided once per workflow; a fan-out of
+        in-app, SMS or push steps skips two signatures a run."""
         if workflow.pk not in self._links:
             self._links[workflow.pk] = any(
                 step.type in LAYOUT_STEP_TYPES or any(
                     name in text for name in LINK_VARIABLES
                     for text in _step_texts(step)) for step in self.steps_of(workflow))
-        return self._links[workflow.pk]
+        return self._links[workflow.pk] and self._link_maker
 
     def messages_of(self, run: Run) -> list:
         """The run's messages as run_messages reads them (read for the whole batch at once)."""

@@ -6,7 +6,7 @@ module is the whole list of what a template author can see; docs/templates.md de
 
 from collections.abc import Mapping
 
-from preferences.tokens import preferences_url, unsubscribe_url
+from preferences.tokens import Links, preferences_url, unsubscribe_url
 
 from ..models import Message, Recipient, Run, StepType, Tenant, Workflow
 
@@ -147,18 +147,21 @@ LINK_VARIABLES = ("preferences_url", "unsubscribe_url")
 
 
 def run_variables(run: Run, messages: list[Message] | None = None,
-                  actor: dict | None = None, links: bool = True) -> dict:
+                  actor: dict | None = None, links: bool | Links = True) -> dict:
     """Every variable a run's templates and step conditions read, keyed by VARIABLE_ROOTS.
     `messages`: the run's messages if the caller read them already (run_messages); `actor`:
     actor_variables of the run's trigger, if the caller has them (a batch reads them once);
-    `links`: False leaves out LINK_VARIABLES, for a caller that knows nothing reads them."""
+    `links`: False leaves out LINK_VARIABLES, for a caller that knows nothing reads them; a
+    preferences.tokens.Links (a batch's, shared by its runs) makes them."""
     workflow = run.workflow
+    make = links if isinstance(links, Links) else None
     return {
         # The hosted preference center for this person (and tenant), and the unsubscribe page of
         # this workflow's category (none for critical workflows): for every email footer.
-        **({"preferences_url": preferences_url(recipient_id=run.recipient_id,
-                                               tenant_id=run.tenant_id),
-            "unsubscribe_url": "" if workflow.critical else unsubscribe_url(
+        **({"preferences_url": (make.preferences_url if make else preferences_url)(
+                recipient_id=run.recipient_id, tenant_id=run.tenant_id),
+            "unsubscribe_url": "" if workflow.critical else (
+                make.unsubscribe_url if make else unsubscribe_url)(
                 recipient_id=run.recipient_id, tenant_id=run.tenant_id,
                 workflow_key=workflow.key, category=workflow.category)} if links else {}),
         "data": dict(run.trigger.data or {}),

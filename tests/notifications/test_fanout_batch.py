@@ -171,12 +171,12 @@ def test_a_batch_of_triggers_with_actors_costs_the_same_statements_for_5_and_25(
 ])
 def test_a_batch_signs_the_links_only_when_a_step_can_read_them(
         api, make_workflow, monkeypatch, body, signed):
-    from notifications.rendering import variables
+    from preferences import tokens
 
-    calls = []
-    for name in ("preferences_url", "unsubscribe_url"):
-        real = getattr(variables, name)
-        monkeypatch.setattr(variables, name,
+    calls = []  # the signatures (a batch makes its links with tokens.Links)
+    for name in ("center_token", "unsubscribe_token"):
+        real = getattr(tokens, name)
+        monkeypatch.setattr(tokens, name,
                             lambda real=real, **kwargs: calls.append(kwargs) or real(**kwargs))
     make_workflow("welcome", steps=[in_app_step(body=body)])
     run_ids = _triggered(api, 3)

@@ -100,3 +100,28 @@ def test_a_valid_one_click_changes_only_its_recipient_and_category(people):
     assert row.recipient_id == one.pk and row.tenant_id is None
     assert set(row.categories) == {"marketing"} and not row.workflows
     assert not PreferenceSet.objects.filter(recipient=two).exists()
+
+
+@pytest.mark.parametrize("make, payload, salt", [
+    (lambda: center_token(recipient_id=7, tenant_id=None), {"r": 7, "t": None},
+     "clarion.preferences.center"),
+    (lambda: center_token(recipient_id=8, tenant_id=3), {"r": 8, "t": 3},
+     "clarion.preferences.center"),
+    (lambda: unsubscribe_token(recipient_id=7, tenant_id=2, workflow_key="wf-é",
+                               category="billing"),
+     {"r": 7, "t": 2, "w": "wf-é", "c": "billing"}, "clarion.preferences.unsubscribe"),
+])
+def test_tokens_are_byte_for_byte_those_of_signing_dumps(make, payload, salt, monkeypatch,
+                                                         settings):
+    """The links' signer (its HMAC keyed once per salt and SECRET_KEY) writes exactly the tokens
+    Django's signing.dumps does, so links sent before and after it open the same pages; a
+    changed SECRET_KEY signs with the new key."""
+    monkeypatch.setattr(signing.TimestampSigner, "timestamp", lambda self: "1tK4Xb")
+    assert make() == signing.dumps(payload, salt=salt)
+    assert signing.loads(make(), salt=salt) == payload
+    old = make()
+    settings.SECRET_KEY = "another-secret-key-for-this-test-only-0123456789"
+    assert make() != old
+    assert make() == signing.dumps(payload, salt=salt)
+    with pytest.raises(signing.BadSignature):
+        signing.loads(old, salt=salt)
