@@ -18,6 +18,8 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from clarion.db import instance_maker
+
 from .models import LATENCY_BOUNDS_MS, LATENCY_FIELDS, METRICS, HourlyRollup, RollupDelta
 
 KEY_FIELDS = ("hour", "workflow", "tenant", "channel", "provider")
@@ -67,10 +69,10 @@ def fact_rows(facts: Iterable[Fact]) -> tuple[list[RollupDelta], int]:
         if fact.cost is None and key in merged:
             merged[key].count += fact.count
             continue
-        row = RollupDelta(hour=hour, workflow=fact.workflow, tenant=fact.tenant,
-                          channel=fact.channel, provider=fact.provider[:128],
-                          metric=fact.metric, count=fact.count, latency_ms=fact.latency_ms,
-                          cost=fact.cost)
+        row = instance_maker(RollupDelta)(
+            hour=hour, workflow=fact.workflow, tenant=fact.tenant, channel=fact.channel,
+            provider=fact.provider[:128], metric=fact.metric, count=fact.count,
+            latency_ms=fact.latency_ms, cost=fact.cost)
         if fact.cost is None:
             merged[key] = row
         rows.append(row)

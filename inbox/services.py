@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from analytics.rollups import message_facts_record
-from clarion.db import rows_copy
+from clarion.db import instance_maker, rows_copy
 from events.outbox import message_events_record
 from notifications.crypto import encrypt_json
 from notifications.models import Message, Recipient, Tenant
@@ -64,8 +64,8 @@ def inbox_items_create(*, items: Sequence[tuple[Message, dict]],
     rows = []
     for message, content in items:
         tags = (message.step.config or {}).get("tags", []) if message.step_id else []
-        rows.append(InboxItem(
-            message=message, recipient_id=message.recipient_id, tenant=message.tenant,
+        rows.append(instance_maker(InboxItem)(
+            {"message": message, "tenant": message.tenant}, recipient_id=message.recipient_id,
             workflow_key=message.workflow.key, category=message.workflow.category,
             tags=[str(tag) for tag in tags] if isinstance(tags, list) else [],
             content=content))

@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db.models import F, Q
 from django.utils import timezone
 
+from clarion.db import instance_maker
 from preferences.selectors import channel_step_verdict
 
 from ..channels import channel_spec
@@ -144,9 +145,12 @@ def _new_message(p: Pass, step: Step, channel: str, **fields) -> Message:
     run = p.run
     p.done.add(step.ref)
     now = timezone.now()
-    message = Message(run=run, step=step, step_ref=step.ref, recipient=run.recipient,
-                      workflow=run.workflow, tenant=run.tenant, channel=channel,
-                      created_at=now, updated_at=now, **fields)
+    related = {"run": run, "step": step, "recipient": run.recipient, "workflow": run.workflow,
+               "tenant": run.tenant}
+    if "template_version" in fields:
+        related["template_version"] = fields.pop("template_version")
+    message = instance_maker(Message)(related, step_ref=step.ref, channel=channel,
+                                      created_at=now, updated_at=now, **fields)
     p.writes.message(message)
     p.messages.append(message)
     return message

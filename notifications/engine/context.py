@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from clarion.db import instance_maker
 from preferences.selectors import preference_layers_many, workflow_default
 from preferences.tokens import Links
 
@@ -36,7 +37,8 @@ class Pass:
 
     def log(self, step_ref: str, event: str, **detail) -> StepLog:
         """Add a timeline entry (written at the end of the pass, or of its batch)."""
-        entry = StepLog(run_id=self.run.pk, step_ref=step_ref, event=event, detail=detail)
+        entry = instance_maker(StepLog)(run_id=self.run.pk, step_ref=step_ref, event=event,
+                                        detail=detail)
         self.timeline.append(entry)
         return entry
 
