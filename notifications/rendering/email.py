@@ -4,6 +4,7 @@ plain-text part (the template's own, or one made from the HTML)."""
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from html import unescape
 from html.parser import HTMLParser
 from pathlib import Path
@@ -38,7 +39,7 @@ def render_email(fields: Mapping, variables: Mapping, layout=None,
     parts = render_fields("email", fields, variables, options)
     subject = " ".join(parts.get("subject", "").split())
     html = parts.get("html", "")
-    text = parts.get("text") or html_to_text(html)
+    text = parts.get("text") or _text_of(html)
     if layout is not None and html:
         html = render_string(layout.html, {**variables, "content": Markup(html)}, html=True,
                              field="layout.html", options=options)
@@ -112,6 +113,21 @@ class _TextExtractor(HTMLParser):
     def handle_data(self, data):
         if not self.skipping:
             self.parts.append(re.sub(r"\s+", " ", data))
+
+
+# Below this size an HTML part's generated text is kept (_text_of): the runs of a batch often
+# render the same HTML (it reads only the trigger's data), and html_to_text parses it each time.
+TEXT_MEMO_MAX_CHARS = 20_000
+
+
+@lru_cache(maxsize=256)
+def _text_memo(html: str) -> str:
+    return html_to_text(html)
+
+
+def _text_of(html: str) -> str:
+    """html_to_text(html), remembered for the last 256 HTML parts under TEXT_MEMO_MAX_CHARS."""
+    return _text_memo(html) if len(html) <= TEXT_MEMO_MAX_CHARS else html_to_text(html)
 
 
 def html_to_text(html: str) -> str:
