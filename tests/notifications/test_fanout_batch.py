@@ -188,3 +188,42 @@ def test_a_batch_signs_the_links_only_when_a_step_can_read_them(
     assert all(c.startswith("News") for c in contents) and len(contents) == 3
     if signed:
         assert all("/p/" in c for c in contents)
+
+
+def test_a_batch_of_several_tenants_gives_each_run_its_own_links_and_preferences(
+        make_workflow, acme, globex):
+    """What a batch shares (the signer and the pages' URLs, each tenant's preference rows, the
+    rendered text of trigger-only templates) gives each run its own person's and tenant's
+    links and decisions: runs of two tenants and three people in one batch, one person opted
+    out of in-app messages for acme only."""
+    from notifications.services import TriggerRequest, trigger_workflow
+    from preferences import tokens
+
+    workflow = make_workflow("welcome", category="news", steps=[in_app_step(
+        body="{{ data.body }} {{ preferences_url }} {{ unsubscribe_url }}")])
+    people = ["p1", "p2", "p3"]
+    runs = {}
+    for tenant in (acme, globex):
+        _, made = trigger_workflow(TriggerRequest(workflow=workflow, recipients=people,
+                                                  tenant=tenant, data={"body": "News"}))
+        runs.update({(tenant.key, run.recipient.external_id): run for run in made})
+    opted_out = Recipient.objects.get(external_id="p2")
+    preference_set_update(recipient=opted_out, tenant=acme, merge=True,
+                          data={"channel_types": {"in_app": False}})
+
+    advance_runs(*[str(run.pk) for run in runs.values()])
+
+    for (tenant_key, person), run in runs.items():
+        message = Message.objects.get(run=run)
+        if (tenant_key, person) == ("acme", "p2"):
+            assert message.status == "suppressed"
+            continue
+        assert message.status == "sent"
+        body, center, unsubscribe = message.content["body"].split(" ")
+        assert body == "News"
+        link = tokens.read(center.rstrip("/").rsplit("/", 1)[-1], salt=tokens.CENTER_SALT)
+        assert (link.recipient_id, link.tenant_id) == (run.recipient_id, run.tenant_id)
+        link = tokens.read(unsubscribe.rstrip("/").rsplit("/", 1)[-1],
+                           salt=tokens.UNSUBSCRIBE_SALT)
+        assert (link.recipient_id, link.tenant_id, link.workflow_key, link.category) == (
+            run.recipient_id, run.tenant_id, "welcome", "news")
