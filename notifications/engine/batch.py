@@ -27,9 +27,11 @@ def advance_batch(run_ids: list[str], *, now: datetime) -> int:
     runs = list(Run.objects.select_for_update(of=("self",)).select_related("recipient")
                 .filter(pk__in=run_ids).order_by("pk"))
     # The workflows, tenants and triggers the runs share (a fan-out's: one each), read once and
-    # shared, rather than a copy of each (and of the trigger's data) per run.
+    # shared, rather than a copy of each (and of the trigger's data) per run. Unordered: the
+    # models' Meta.ordering cost its compiling (~0.15 ms a statement) and a sort for nothing.
     for name, model in (("workflow", Workflow), ("tenant", Tenant), ("trigger", Trigger)):
-        rows = model.objects.in_bulk({getattr(run, f"{name}_id") for run in runs} - {None})
+        rows = model.objects.order_by().in_bulk(
+            {getattr(run, f"{name}_id") for run in runs} - {None})
         for run in runs:
             setattr(run, name, rows.get(getattr(run, f"{name}_id")))
     _walk(Batch(runs), now)
