@@ -156,8 +156,10 @@ def _close(backend: CommitGatedSMTPBackend) -> None:
     """Close `backend`'s connection (QUIT, as Django's backend does), whatever happens."""
     try:
         backend.close()
-    except Exception:  # a connection already broken: smtplib closed the socket
-        backend.connection = None
+    except Exception:  # QUIT failed: close the socket without it
+        smtp, backend.connection = backend.connection, None
+        if smtp is not None:
+            smtp.close()
 
 
 def usable(backend: CommitGatedSMTPBackend) -> bool:
