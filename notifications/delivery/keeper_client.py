@@ -211,8 +211,8 @@ def _announcer(client: KeeperClient, pk: int) -> Callable[[], None]:
 
 def _replier(pk: int) -> Callable[[int], None]:
     """Release `pk` as soon as the server's reply to its end is read (before QUIT, and before
-    the connection's next message): the window
-    in which the keeper cannot tell what the worker read is then that of one sendmsg."""
+    the connection's next message): the window in which the keeper cannot tell what the
+    worker read is then that of one sendmsg."""
     def replied(code: int) -> None:
         keeper_release([pk], accepted=[pk] if 200 <= code < 300 else [])
     return replied
