@@ -377,9 +377,10 @@ def rows_update(model: type[Model], objs: list, fields: list[str], *, status: st
             if status is not None:
                 sql += f" AND {table}.{quote(opts.get_field('status').column)} = %s"
             sql = _keep_statement(shape, numbered_placeholders(f"{sql} RETURNING {table}.{pk}"))
-        plans = [(field, _plain_types(field)) for field in listed]
-        params = [_prepared(field, getattr(obj, field.attname), connection, plain)
-                  for obj in objs for field, plain in plans]
+        plans = [(field, field.attname, _plain_types(field)) for field in listed]
+        params = [value if (value := getattr(obj, name)) is None or type(value) in plain
+                  else _prepared(field, value, connection, plain)
+                  for obj in objs for field, name, plain in plans]
         with numbered_cursor(using) as cursor:
             cursor.execute(sql, params + guard)
             return {written for (written,) in cursor.fetchall()}
