@@ -46,6 +46,8 @@ class SyncChainASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self.keep_threads = keep_threads
         self._idle: list[ThreadPoolExecutor] = []
+        # Made once: sync_to_async's wrapper inspects and wraps its function at every call.
+        self._respond = sync_to_async(self.respond, thread_sensitive=True)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -71,8 +73,7 @@ class SyncChainASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
 
         async def process_request():
-            response, closed = await sync_to_async(self.respond, thread_sensitive=True)(
-                scope, body_file)
+            response, closed = await self._respond(scope, body_file)
             # The client disconnected while the response was sent: nothing more to do.
             with suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
