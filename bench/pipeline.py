@@ -8,8 +8,9 @@ For each broker (ORM, Redis) and each number of workers (1, 2, 4):
             service while no worker runs; the API is bench/trigger_api.py's), then one
             `qcluster` runs them to the end: the triggers whose advance lane was free queued
             an `advance_lane` task (CLARION_ADVANCE_LANES of them, 4; the others queued none),
-            which walks due runs 25 at a time in one transaction each (the inbox items, the
-            messages) until none is left, and each such batch's emails go in one
+            which walks due runs CLARION_ADVANCE_BATCH_SIZE (100) at a time in one transaction
+            each (the inbox items, the messages) until none is left, and each such batch's
+            emails go in one
             `deliver_messages` task to a loopback SMTP server (aiosmtpd, in this process) that
             accepts at once. Done = the email message `sent`.
 

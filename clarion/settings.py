@@ -489,6 +489,12 @@ CLARION = {
     # the email (notifications/delivery/keeper.py). Off: that window stays (docs/concepts.md).
     # Never on SQLite (the embedded mode).
     "SMTP_KEEPER": _env_bool("CLARION_SMTP_KEEPER", True),
+    # A worker keeps its SMTP connections open across emails to the same server with the same
+    # credentials (notifications/providers/smtp_sessions.py): each is closed after this many
+    # messages (1: a connection per message) or once idle this many seconds.
+    "SMTP_MESSAGES_PER_CONNECTION": int(
+        os.environ.get("CLARION_SMTP_MESSAGES_PER_CONNECTION", "100")),
+    "SMTP_IDLE_SECONDS": float(os.environ.get("CLARION_SMTP_IDLE_SECONDS", "10")),
     "IDEMPOTENCY_TTL_SECONDS": 24 * 3600,
     # A workflow's draft is published only after someone who did not change it approves it
     # (docs/workflows.md, "Draft, review, publish"). The API's PUT publishes directly either way.

@@ -43,6 +43,18 @@ def _api_keys_forgotten():
 
 
 @pytest.fixture(autouse=True)
+def _smtp_sessions_closed():
+    """Each test starts with no SMTP connection kept open by this process
+    (notifications/providers/smtp_sessions.py): a server a test counts connections at must not
+    see another test's, and a test's server stops with nothing of ours open."""
+    from notifications.providers.smtp_sessions import smtp_sessions_close
+
+    smtp_sessions_close()
+    yield
+    smtp_sessions_close()
+
+
+@pytest.fixture(autouse=True)
 def _language_reset():
     """Each test starts and ends in LANGUAGE_CODE. An admin request in another language leaves
     it active on the thread afterwards (Django's LocaleMiddleware activates it, as in a server,

@@ -68,6 +68,22 @@ sweeper sends the message again, once. With "end" announced it is left `started`
 without a keeper). An attempt without a row is reset as above, and a released accepted one
 (below) is recorded, as for any connection.
 
+Several messages per connection (providers/smtp_sessions.py keeps a connection open for the
+next email to the same server): each message's attempt has its own hold, "end" and release, each
+hold with a new copy of the same socket. A message's release is sent when its reply is read
+(`EndOfData.replied`, in gated_data, before smtplib returns), and the connection carries the next
+message only after that, from the same thread, so the keeper (which reads its packets in order)
+has closed message k's copy before message k+1's MAIL FROM, and holds no copy between messages.
+A connection is reused only after a 250 for its last end of data; any error closes it. So:
+
+- the worker dies between two messages, or during message k+1 before its hold (MAIL FROM, RCPT
+  TO, DATA, its data): the keeper holds nothing of that connection, which closes with the
+  worker; message k was settled (its reply read, its release sent), message k+1 has no attempt
+  and the sweeper sends it again, once;
+- it dies during message k+1 after its hold: the cases above, unchanged, since every reply
+  before message k+1's end of data (message k's 250 included) was read by the worker: the
+  first reply the keeper reads is the one to message k+1's end.
+
 A worker that releases its sockets (its calls ended) and dies before writing their outcomes
 leaves `started` attempts. Those it said the server accepted (its "release" names them, the last
 `ACCEPTED_KEPT` of them are kept) are recorded by the keeper as in the 2xx case above, once the

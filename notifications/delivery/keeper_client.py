@@ -15,7 +15,8 @@ keeper (`op`):
 - "end": {"op": "end", "ids": [int]}: the worker is about to write the end of that attempt's
   data ("<CRLF>.<CRLF>"). Sent just before the write, never after it.
 - "release": {"op": "release", "ids": [int, …], "accepted": [int, …]}: the calls' replies to
-  their ends were read (sent at once, before QUIT: `EndOfData.replied`) or the calls ended
+  their ends were read (sent at once, before QUIT or the next message on the same connection:
+  `EndOfData.replied`; providers/smtp_sessions.py keeps connections open) or the calls ended
   without one; the keeper closes its copies, and remembers the attempts whose server accepted
   the message (`accepted`) in case the worker dies before it writes their outcome.
 
@@ -209,8 +210,9 @@ def _announcer(client: KeeperClient, pk: int) -> Callable[[], None]:
 
 
 def _replier(pk: int) -> Callable[[int], None]:
-    """Release `pk` as soon as the server's reply to its end is read (before QUIT): the window
-    in which the keeper cannot tell what the worker read is then that of one sendmsg."""
+    """Release `pk` as soon as the server's reply to its end is read (before QUIT, and before
+    the connection's next message): the window in which the keeper cannot tell what the
+    worker read is then that of one sendmsg."""
     def replied(code: int) -> None:
         keeper_release([pk], accepted=[pk] if 200 <= code < 300 else [])
     return replied

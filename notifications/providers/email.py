@@ -37,6 +37,7 @@ from .base import (
 )
 from .registry import register
 from .smtp_data import GATED_SMTP_BACKEND, CommitGatedSMTPBackend
+from .smtp_sessions import session_send
 
 logger = logging.getLogger(__name__)
 
@@ -147,9 +148,10 @@ class EmailProvider(Provider):
         """Send `message` through the kind's backend. `before_commit` (kinds with
         `commits_late`) is called once with `hand_over`, just before the step that hands the
         message over, and must call `hand_over()` to take that step: for SMTP once the message's
-        data is sent but its end, `hand_over` sending the end ("<CRLF>.<CRLF>"); for other
-        backends just before their send, `hand_over` doing nothing. An exception it raises
-        before `hand_over()` stops the send there, nothing handed over."""
+        data is sent but its end, `hand_over` sending the end ("<CRLF>.<CRLF>"), over a
+        connection kept open across messages (smtp_sessions.py); for other backends just
+        before their send, `hand_over` doing nothing. An exception it raises before
+        `hand_over()` stops the send there, nothing handed over."""
         exchange = Exchange(request={"to": message.to,
                                      "subject": message.content.get("subject", "")})
         try:
@@ -159,13 +161,14 @@ class EmailProvider(Provider):
         try:
             connection = get_connection(self.backend or None, fail_silently=False,
                                         **self.connection_kwargs())
-            gated = before_commit is not None and isinstance(connection, CommitGatedSMTPBackend)
-            if gated:
-                connection.before_end_of_data = before_commit
-            with connection:
-                if before_commit is not None and not gated:
-                    before_commit(_nothing)
-                connection.send_messages([email])
+            if before_commit is not None and isinstance(connection, CommitGatedSMTPBackend):
+                # Over a connection kept open for this server and these credentials.
+                session_send(connection, email, before_commit)
+            else:
+                with connection:
+                    if before_commit is not None:
+                        before_commit(_nothing)
+                    connection.send_messages([email])
         except ProviderError:
             raise
         except Exception as exc:

@@ -58,11 +58,20 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
 
     def open(self) -> bool | None:
         opened = super().open()
-        hook, smtp = self.before_end_of_data, self.connection
-        if opened and hook is not None and smtp is not None:
+        smtp = self.connection
+        if opened and smtp is not None:
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            smtp.data = functools.partial(gated_data, smtp, hook)
+            smtp.data = functools.partial(self.data, smtp)
         return opened
+
+    def data(self, smtp: smtplib.SMTP, msg: str | bytes) -> tuple[int, bytes]:
+        """The DATA exchange of `smtp` (this backend's connection) for `msg`: gated with the
+        hook set when it starts (`before_end_of_data`, set per message on a connection kept
+        for several: smtp_sessions.py), smtplib's own without one."""
+        hook = self.before_end_of_data
+        if hook is None:
+            return smtplib.SMTP.data(smtp, msg)
+        return gated_data(smtp, hook, msg)
 
 
 def smtp_data_bytes(msg: str | bytes) -> bytes:
