@@ -182,6 +182,12 @@ def wrk(port: int, mode: str, prefix: str, secret: str, clients: int, seconds: f
     return figures
 
 
+def per_request(shares: dict[str, list[float]], label: str, figures: dict) -> float:
+    """Milliseconds of CPU per request of `label`'s processes (CpuMeter.stop() shares, percent
+    of a core) over a wrk run's `figures`."""
+    return sum(shares.get(label, [])) * 10 / figures["per_s"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10)
@@ -230,8 +236,10 @@ def main() -> None:
             wrk(served.port, "floor", "warm", secret, args.clients, 2, script)
             prefix = f"{uuid.uuid4().hex[:8]}"
             wrk(served.port, "trigger", f"w{prefix}", secret, args.clients, 2, script)
-            floor = wrk(served.port, "floor", prefix, secret, args.clients, args.seconds, script)
             meter = CpuMeter({server: served.process.pid})
+            meter.start()
+            floor = wrk(served.port, "floor", prefix, secret, args.clients, args.seconds, script)
+            floor_cpu = meter.stop()
             meter.start()
             full = wrk(served.port, "trigger", prefix, secret, args.clients, args.seconds, script)
             cpu = meter.stop()
@@ -263,6 +271,9 @@ def main() -> None:
         print(f"{'':<16} {full['replays']} replays, {n_triggers} triggers for "
               f"{n_records} keys, 0 errors" if not problems else "")
         print(f"{'':<16} CPU (% of a core) during the triggers: {cpu_text(cpu)}")
+        print(f"{'':<16} CPU per request (ms), trigger / floor GET: " + ", ".join(
+            f"{label} {per_request(cpu, label, full):.2f} / "
+            f"{per_request(floor_cpu, label, floor):.2f}" for label in (server, "PostgreSQL")))
         scale("trigger API", f"{processes} {server} process{'es' * (processes != '1')}",
               full["per_s"], "triggers/s", f"GET tenant {floor['per_s']:.1f}/s", ratio, cpu)
         result(f"trigger API, {server} x{processes}: triggers/s (p50 {full['p50_ms']:.0f} ms, "

@@ -10,20 +10,30 @@ times, each crossing a wake-up of the other side and a wait for the GIL behind w
 request holds it. And every request ran on a thread made for it (`ThreadSensitiveContext`
 makes an executor per request), joined afterwards by another new thread.
 
-`SyncChainASGIHandler` builds the chain in sync mode, as under WSGI, and runs it (middleware,
-view, the response's middleware) in one `sync_to_async` call; what stays async is Django's
-own: reading the body, the request_started signal, sending the response and closing it. Its
-thread-sensitive calls run on one executor per request taken from a kept free list (a
-thread that served a request serves the next), not on a new thread. Async views still work
-(the sync chain runs them with `async_to_sync`, as under WSGI), and responses stream as
-before.
+`SyncChainASGIHandler` builds the chain in sync mode, as under WSGI, and runs the request's
+synchronous part in one `sync_to_async` call: the request_started signal, the request built
+from the scope, the middleware chain and view, and for a response that is not streamed its
+close (request_finished: the database connection back to the pool) before it is sent; a
+streamed response is closed after it is sent, in a second call, as Django does. What stays
+async is Django's own: reading the body, sending the response, listening for a disconnect
+meanwhile. (Django's handler makes three thread calls a request: the signal's sync
+receivers, the chain, the close.) Its thread-sensitive calls run on one executor per request
+taken from a kept free list (a thread that served a request serves the next), not on a new
+thread. Async views still work (the sync chain runs them with `async_to_sync`, as under
+WSGI), and responses stream as before.
 """
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
-from django.core.handlers.asgi import ASGIHandler
+from django.core import signals
+from django.core.exceptions import RequestAborted
+from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
+from django.http import FileResponse
+from django.urls import set_script_prefix
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -36,6 +46,8 @@ class SyncChainASGIHandler(ASGIHandler):
         self.load_middleware(is_async=False)
         self.keep_threads = keep_threads
         self._idle: list[ThreadPoolExecutor] = []
+        # Made once: sync_to_async's wrapper inspects and wraps its function at every call.
+        self._respond = sync_to_async(self.respond, thread_sensitive=True)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -52,7 +64,58 @@ class SyncChainASGIHandler(ASGIHandler):
             else:
                 executor.shutdown(wait=False)
 
-    async def get_response_async(self, request):
-        """The response of the synchronous chain, run on this request's thread."""
-        return await sync_to_async(self.get_response, thread_sensitive=True)(request)
+    async def handle(self, scope, receive, send):
+        """ASGIHandler.handle with its synchronous steps in one thread call (`respond`)."""
+        try:
+            body_file = await self.read_body(receive)
+        except RequestAborted:
+            return
+        set_script_prefix(get_script_prefix(scope))
 
+        async def process_request():
+            response, closed = await self._respond(scope, body_file)
+            # The client disconnected while the response was sent: nothing more to do.
+            with suppress(asyncio.CancelledError):
+                await self.send_response(response, send)
+            return response, closed
+
+        # As Django's: a disconnect while the response is made cancels its sending.
+        tasks = [asyncio.create_task(self.listen_for_disconnect(receive)),
+                 asyncio.create_task(process_request())]
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in tasks:
+            if task.done():
+                try:
+                    task.result()
+                except RequestAborted:
+                    pass
+                except AssertionError:
+                    body_file.close()
+                    raise
+            else:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
+        try:
+            response, closed = tasks[1].result()
+        except asyncio.CancelledError:
+            await signals.request_finished.asend(sender=self.__class__)
+        else:
+            if not closed:
+                await sync_to_async(response.close)()
+        body_file.close()
+
+    def respond(self, scope, body_file):
+        """On the request's thread: request_started, the request, the chain's response, and
+        its close unless it streams. Returns (response, closed)."""
+        signals.request_started.send(sender=self.__class__, scope=scope)
+        request, response = self.create_request(scope, body_file)
+        if request is not None:
+            response = self.get_response(request)
+            response._handler_class = self.__class__
+            if isinstance(response, FileResponse):
+                response.block_size = self.chunk_size
+        if response.streaming:
+            return response, False
+        response.close()
+        return response, True

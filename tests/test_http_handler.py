@@ -179,3 +179,38 @@ def test_api_answers_match_djangos_handler(api_key, make_workflow):
                         for app in (ours, django_own))
         assert (mine[0], mine[2]) == (theirs[0], theirs[2]), route
         assert mine[0] in (200, 400, 401, 404)
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_response_is_closed_before_it_is_sent_unless_it_streams():
+    # request_finished (the database connection back to the pool) runs in the request's one
+    # thread call for a response made whole; a streamed one is closed once it was sent.
+    handler, events = SyncChainASGIHandler(), []
+
+    def finished(**kwargs):
+        events.append("finished")
+
+    async def run(route):
+        events.clear()
+        never = asyncio.Event()
+        incoming = [{"type": "http.request", "body": b"", "more_body": False}]
+
+        async def receive():
+            if incoming:
+                return incoming.pop()
+            await never.wait()
+
+        async def send(message):
+            events.append(message["type"] + ("+more" if message.get("more_body") else ""))
+
+        await handler(scope_of("GET", route), receive, send)
+        return list(events)
+
+    request_finished.connect(finished)
+    try:
+        whole, streamed = asyncio.run(run("/t/thread")), asyncio.run(run("/t/stream"))
+    finally:
+        request_finished.disconnect(finished)
+    assert whole == ["finished", "http.response.start", "http.response.body"]
+    assert streamed[0] == "http.response.start" and streamed[-2:] == [
+        "http.response.body", "finished"]

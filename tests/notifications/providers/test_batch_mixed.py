@@ -1,0 +1,165 @@
+"""A delivery batch's messages of several tenants and workflows, and the ones it must leave out.
+
+The claim reads each relation (tenant, workflow, recipient, step) once per batch for the
+distinct rows (delivery.claim.with_relations), and the runs' creation with the messages, so
+each message must still get its own; and the rows it writes (clarion.db.rows_create and
+rows_update, server-bound) must hold what the ORM would have stored.
+"""
+
+import threading
+from decimal import Decimal
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from analytics.models import RollupDelta
+from clarion.db import rows_create, rows_update
+from notifications.delivery import deliver_batch
+from notifications.delivery.claim import locked, with_relations
+from notifications.models import DeliveryAttempt, Message, Recipient, StepLog
+
+from .test_sms import (
+    AUTH_ID,
+    PLIVO_TOKEN,
+    SID,
+    TOKEN,
+    plivo_accepts,
+    plivo_check,
+    twilio_accepts,
+    twilio_check,
+)
+
+
+def test_a_batch_of_several_tenants_and_workflows_sends_each_message_its_own_way(
+        provider_server, provider_config, queue_message, acme, globex):
+    global_server = provider_server(twilio_check, twilio_accepts)
+    acme_server = provider_server(plivo_check, plivo_accepts)
+    provider_config("global", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": global_server.url}, priority=1)
+    provider_config("acme-own", "sms", "plivo",
+                    {"auth_id": AUTH_ID, "auth_token": PLIVO_TOKEN, "from": "+15550003333"},
+                    options={"base_url": acme_server.url}, priority=5, tenant=acme)
+    tenants = [acme, None, globex, acme, None, globex]
+    messages = [queue_message("sms", {"text": f"n{i}"}, tenant=tenant,
+                              recipient={"id": f"r{i}", "phone": f"+1555000{i:04d}"})
+                for i, tenant in enumerate(tenants)]
+
+    assert deliver_batch([str(m.pk) for m in messages], size=10) == 6
+
+    for message, tenant in zip(messages, tenants, strict=True):
+        message.refresh_from_db()
+        assert message.status == Message.Status.SENT
+        assert message.provider == ("acme-own" if tenant == acme else "global")
+    # Each request carried its own message's text to its own recipient.
+    acme_sent = sorted((r.json()["dst"], r.json()["text"]) for r in acme_server.requests)
+    assert acme_sent == [("+15550000000", "n0"), ("+15550000003", "n3")]
+    global_sent = sorted((r.form()["To"], r.form()["Body"]) for r in global_server.requests)
+    assert global_sent == [("+15550000001", "n1"), ("+15550000002", "n2"),
+                           ("+15550000004", "n4"), ("+15550000005", "n5")]
+    # The analytics are each message's own: its workflow and tenant, and a latency from its
+    # run's creation (read with the claim), not from the batch's start.
+    sent = RollupDelta.objects.filter(metric="sent")
+    assert sorted((d.workflow, d.tenant) for d in sent for _ in range(d.count)) == sorted(
+        (m.workflow.key, m.tenant.key if m.tenant else "") for m in messages)
+    for delta in sent:
+        assert delta.latency_ms is not None and delta.latency_ms >= 0
+    assert StepLog.objects.filter(event=StepLog.Event.SENT).count() == 6
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'", reason="SKIP LOCKED")
+def test_a_batch_leaves_the_messages_another_worker_holds_or_took(
+        provider_server, provider_config, queue_message):
+    server = provider_server(twilio_check, twilio_accepts)
+    provider_config("global", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url})
+    messages = [queue_message("sms", {"text": f"n{i}"}) for i in range(5)]
+    held, taken = messages[1], messages[3]
+    Message.objects.filter(pk=taken.pk).update(status=Message.Status.SENDING, attempts=1)
+    locking, release = threading.Event(), threading.Event()
+
+    def other_worker():  # holds its claim's row lock on `held` until released
+        try:
+            with transaction.atomic():
+                list(Message.objects.select_for_update().filter(pk=held.pk))
+                locking.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=other_worker)
+    thread.start()
+    try:
+        assert locking.wait(30)
+        assert deliver_batch([str(m.pk) for m in messages], size=10) == 3
+    finally:
+        release.set()
+        thread.join(30)
+    statuses = {m.pk: m.status for m in Message.objects.filter(pk__in=[m.pk for m in messages])}
+    assert statuses.pop(held.pk) == Message.Status.QUEUED
+    assert statuses.pop(taken.pk) == Message.Status.SENDING
+    assert set(statuses.values()) == {Message.Status.SENT}
+    assert not DeliveryAttempt.objects.filter(message__in=[held, taken]).exists()
+    assert sorted(r.form()["Body"] for r in server.requests) == ["n0", "n2", "n4"]
+
+
+def test_relations_read_once_per_batch_leave_out_a_message_whose_recipient_is_gone(
+        queue_message, acme):
+    kept = queue_message("sms", {"text": "kept"}, tenant=acme)
+    gone = queue_message("sms", {"text": "gone"})
+    messages = locked(Message.objects.filter(pk__in=[kept.pk, gone.pk]))
+    for message in messages:
+        if message.pk == gone.pk:
+            message.recipient_id = Recipient.objects.order_by("-pk")[0].pk + 1000
+        else:
+            message.step_id = 10**9  # its step deleted meanwhile: read without it
+    [message] = with_relations(messages)
+    assert message.pk == kept.pk
+    assert message.run_created_at == kept.run.created_at
+    assert (message.tenant, message.workflow, message.recipient) == (
+        acme, kept.workflow, kept.recipient)
+    assert message.step_id is None and message.step is None
+
+
+def test_rows_create_and_rows_update_store_what_the_orm_stores(queue_message):
+    message = queue_message("sms", {"text": "hi"})
+    started = timezone.now()
+    ours = DeliveryAttempt(message=message, provider="p", provider_kind="twilio",
+                           started_at=started, request={"to": "+1", "nested": [1, None]},
+                           estimated_cost=Decimal("0.007500"), cost_currency="USD")
+    bare = DeliveryAttempt(message=message, provider="p", started_at=started)
+    rows_create([ours, bare])
+    assert ours.pk is not None and bare.pk is not None and ours.pk != bare.pk
+    ours.refresh_from_db()
+    assert (ours.request, ours.response, ours.estimated_cost, ours.status_code,
+            ours.started_at, ours.outcome) == (
+        {"to": "+1", "nested": [1, None]}, {}, Decimal("0.007500"), None, started,
+        DeliveryAttempt.Outcome.STARTED)
+
+    ours.outcome, ours.error, ours.response = "succeeded", "", {"message_id": "SM1"}
+    ours.duration_ms, ours.status_code = 12, 201
+    bare.outcome, bare.error = "transient_error", "it's 'quoted' and \\ back"
+    rows_update(DeliveryAttempt, [ours, bare],
+                ["duration_ms", "outcome", "error", "response", "status_code"])
+    ours.refresh_from_db()
+    bare.refresh_from_db()
+    assert (ours.outcome, ours.response, ours.duration_ms, ours.status_code) == (
+        "succeeded", {"message_id": "SM1"}, 12, 201)
+    assert (bare.outcome, bare.error) == ("transient_error", "it's 'quoted' and \\ back")
+
+    # Guarded: only the rows still in the status and send the objects name are written.
+    other = queue_message("sms", {"text": "other"})
+    Message.objects.filter(pk=other.pk).update(send_number=2)
+    for m in (message, other):
+        m.status, m.error, m.next_attempt_at = Message.Status.FAILED, "no", started
+    written = rows_update(Message, [message, other], ["status", "error", "next_attempt_at"],
+                          status=Message.Status.QUEUED, match=("send_number",))
+    if connection.vendor == "postgresql":
+        assert written == {message.pk}
+    message.refresh_from_db()
+    other.refresh_from_db()
+    assert (message.status, message.error, message.next_attempt_at) == ("failed", "no", started)
+    assert (other.status, other.error) == (Message.Status.QUEUED, "")
