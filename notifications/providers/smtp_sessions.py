@@ -258,6 +258,20 @@ def _forget_forked() -> None:
         _pid, _reaper = os.getpid(), None
 
 
+def _after_fork_in_child() -> None:
+    """A lock another thread held at the fork (the reaper's scan, another thread's take) stays
+    held in the child, where only the forking thread goes on: the child's first email would
+    wait on it forever. So the child makes the pool's lock and wake-up anew, then forgets the
+    parent's connections (_forget_forked)."""
+    global _lock, _wake
+    _lock, _wake = threading.Lock(), threading.Event()
+    with _lock:
+        _forget_forked()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def smtp_sessions_close() -> int:
     """Close every idle connection of this process now (QUIT); returns how many."""
     with _lock:
