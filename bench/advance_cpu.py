@@ -30,6 +30,7 @@ os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-
 os.environ["QUEUE_BROKER"] = "orm"
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
+from common import pipeline_workflow  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 
@@ -49,8 +50,8 @@ def main() -> None:
     from django_q.models import OrmQ
 
     from clarion.collector import freeze_loaded
-    from notifications.models import Message, Run
-    from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
+    from notifications.models import Run
+    from notifications.services import TriggerRequest, trigger_workflow
     from notifications.tasks import _advance_batch
 
     call_command("migrate", verbosity=0)
@@ -68,13 +69,7 @@ def main() -> None:
 
     gc.callbacks.append(timed_pass)
     measuring = False
-    Run.objects.filter(status__in=("running", "waiting")).update(status="cancelled")
-    Message.objects.filter(status__in=("queued", "sending")).update(status="cancelled")
-    workflow, _ = workflow_put(key="bench-pipeline", name="Bench pipeline", steps=[
-        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ recipient.name }}"}}),
-        StepSpec(ref="mail", type="email", templates={"en": {
-            "subject": "Welcome {{ recipient.name }}", "html": "<p>{{ data.text }}</p>"}}),
-    ])
+    workflow = pipeline_workflow()
     size = settings.CLARION["ADVANCE_BATCH_SIZE"]
 
     def runs_made(n: int) -> list[str]:

@@ -143,3 +143,21 @@ def scale(what: str, processes: str, value: float, unit: str, floor: str, ratio:
     print("SCALE " + json.dumps({"what": what, "processes": processes, "value": round(value, 2),
                                  "unit": unit, "floor": floor, "ratio": round(ratio, 3),
                                  "cpu": cpu_text(cpu)}), flush=True)
+
+
+def pipeline_workflow():
+    """The in-app + email workflow of pipeline.py, advance_cpu.py and delivery_cpu.py (key
+    "bench-pipeline"), put (created or updated) after cancelling what an earlier, interrupted
+    run left unfinished (running or waiting runs, queued or sending messages), which would join
+    this run's batches. Needs Django set up and migrated; returns the Workflow."""
+    from notifications.models import Message, Run
+    from notifications.services import StepSpec, workflow_put
+
+    Run.objects.filter(status__in=("running", "waiting")).update(status="cancelled")
+    Message.objects.filter(status__in=("queued", "sending")).update(status="cancelled")
+    workflow, _ = workflow_put(key="bench-pipeline", name="Bench pipeline", steps=[
+        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ recipient.name }}"}}),
+        StepSpec(ref="mail", type="email", templates={"en": {
+            "subject": "Welcome {{ recipient.name }}", "html": "<p>{{ data.text }}</p>"}}),
+    ])
+    return workflow

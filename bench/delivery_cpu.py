@@ -32,7 +32,7 @@ os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-
 os.environ.setdefault("QUEUE_BROKER", "orm")
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
-from common import free_port  # noqa: E402
+from common import free_port, pipeline_workflow  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 
@@ -80,17 +80,11 @@ def run(args) -> None:
 
     from notifications.delivery import deliver_batch
     from notifications.models import Message, Run
-    from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
+    from notifications.services import TriggerRequest, trigger_workflow
     from notifications.tasks import advance_runs
 
     call_command("migrate", verbosity=0)
-    Run.objects.filter(status__in=("running", "waiting")).update(status="cancelled")
-    Message.objects.filter(status__in=("queued", "sending")).update(status="cancelled")
-    workflow, _ = workflow_put(key="bench-pipeline", name="Bench pipeline", steps=[
-        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ recipient.name }}"}}),
-        StepSpec(ref="mail", type="email", templates={"en": {
-            "subject": "Welcome {{ recipient.name }}", "html": "<p>{{ data.text }}</p>"}}),
-    ])
+    workflow = pipeline_workflow()
 
     def queued(n: int) -> list[str]:
         tag = uuid.uuid4().hex[:8]

@@ -51,7 +51,7 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/3")
 os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-"))
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
-from common import CpuMeter, cpu_text, free_port, result, scale  # noqa: E402
+from common import CpuMeter, cpu_text, free_port, pipeline_workflow, result, scale  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 COUNTER = "clarion-bench:noop"
@@ -163,7 +163,7 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
     from django_q.tasks import async_task
 
     from notifications.models import AdvanceLane, Message, Run
-    from notifications.services import StepSpec, TriggerRequest, trigger_workflow, workflow_put
+    from notifications.services import TriggerRequest, trigger_workflow
 
     call_command("migrate", verbosity=0)
     rds = redis.Redis.from_url(os.environ["REDIS_URL"])
@@ -174,14 +174,7 @@ def run_broker(broker: str, n: int, workers: list[int]) -> None:
     # run's triggers from queuing any until they went stale (and this database has no sweeper
     # schedule to take the runs instead), so the first row waited or hung.
     AdvanceLane.objects.all().delete()
-    # What an earlier, interrupted run left unfinished would join this one's batches.
-    Run.objects.filter(status__in=("running", "waiting")).update(status="cancelled")
-    Message.objects.filter(status__in=("queued", "sending")).update(status="cancelled")
-    workflow, _ = workflow_put(key="bench-pipeline", name="Bench pipeline", steps=[
-        StepSpec(ref="inbox", type="in_app", templates={"en": {"body": "Hi {{ recipient.name }}"}}),
-        StepSpec(ref="mail", type="email", templates={"en": {
-            "subject": "Welcome {{ recipient.name }}", "html": "<p>{{ data.text }}</p>"}}),
-    ])
+    workflow = pipeline_workflow()
     log_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-pipeline-"))
     for w in workers:
         rds.delete(COUNTER)
