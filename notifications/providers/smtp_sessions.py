@@ -154,10 +154,11 @@ def _send_on(backend: CommitGatedSMTPBackend, email: Any, hook: Hook) -> None:
 
 def _close(backend: CommitGatedSMTPBackend) -> None:
     """Close `backend`'s connection (QUIT, as Django's backend does), whatever happens."""
+    smtp = backend.connection  # Django's close() forgets it before a failed QUIT's exception
     try:
         backend.close()
     except Exception:  # QUIT failed: close the socket without it
-        smtp, backend.connection = backend.connection, None
+        backend.connection = None
         if smtp is not None:
             smtp.close()
 
