@@ -117,9 +117,10 @@ def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
     if recorded:  # a taken key's record as this statement sees it, for its replay
         meta = IdempotencyRecord._meta
         columns = ", ".join(f"r.{q(field.column)}" for field in meta.concrete_fields)
-        final += (f", {columns} FROM (SELECT) AS one LEFT JOIN {q(meta.db_table)} AS r ON "
-                  f"NOT EXISTS (SELECT FROM idempotency) AND " + " AND ".join(
-                      f"r.{q(meta.get_field(name).column)} = %s" for name in ("api_key", "key")))
+        final += (f", {columns} FROM (SELECT) AS one LEFT JOIN (SELECT * FROM "
+                  f"{q(meta.db_table)} WHERE NOT EXISTS (SELECT FROM idempotency) AND " +
+                  " AND ".join(f"{q(meta.get_field(name).column)} = %s"
+                               for name in ("api_key", "key")) + ") AS r ON true")
     sql = ", ".join(f"{name} AS ({part if isinstance(part, str) else part.sql})"
                     for name, part in ctes)
     _statements[shape] = (numbered_placeholders(f"WITH {sql} {final}"),
