@@ -12,7 +12,9 @@ What each part keeps:
   caller reads it again and validates the request again;
 - the record: `INSERT … ON CONFLICT DO NOTHING` waits, as before, for a transaction that holds
   the same key and then takes it (rolled back) or finds it taken; every other part reads
-  `EXISTS (SELECT FROM idempotency)`, so a taken key writes nothing and the caller replays;
+  `EXISTS (SELECT FROM idempotency)`, so a taken key writes nothing, and the statement's
+  final SELECT returns the key's record for the caller's replay (read after the statement only
+  when its snapshot does not show it: committed while the statement waited on the key);
 - the lanes: engine.lanes_hold_call in the statement, its advisory locks held until the
   statement's transaction commits with the runs, its reads with a snapshot taken after the
   locks (engine/claim.py: why no run is lost); a lane's task row is written unless the call
