@@ -301,6 +301,9 @@ if QUEUE_BROKER == "redis":
     Q_CLUSTER["name"] = f"{REDIS_KEY_PREFIX}clarion"
 elif QUEUE_BROKER == "orm":
     Q_CLUSTER["orm"] = "default"
+    # django-q2's ORM broker, woken on PostgreSQL by a queued task's NOTIFY instead of only
+    # polling every `poll` seconds (clarion/queue_broker.py).
+    Q_CLUSTER["broker_class"] = "clarion.queue_broker.WakingORM"
 else:
     raise ImproperlyConfigured(f"QUEUE_BROKER must be 'orm' or 'redis', not {QUEUE_BROKER!r}.")
 
