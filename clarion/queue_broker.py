@@ -15,6 +15,7 @@ The connection is opened at the broker's second empty look (a broker asked once,
 script, opens none) and closed with the broker.
 """
 
+import contextlib
 import logging
 import time
 import weakref
@@ -73,10 +74,9 @@ class WakingORM(ORM):
         """Whether the listening connection is open (opened here if it is not, unless it failed
         less than RECONNECT_SECONDS ago); notifications already received are dropped, the look
         that follows covers them."""
-        if self.listener is None:
-            if (not self.looked_empty or time.monotonic() < self.retry_at
-                    or not self._listen_open()):
-                return False
+        if self.listener is None and (not self.looked_empty or time.monotonic() < self.retry_at
+                                      or not self._listen_open()):
+            return False
         try:
             for _ in self.listener.notifies(timeout=0):
                 pass
@@ -103,10 +103,8 @@ class WakingORM(ORM):
         logger.warning("queue: cannot listen for queued tasks; polling every %s s, trying "
                        "again in %s s", Conf.POLL, RECONNECT_SECONDS, exc_info=True)
         if self.listener is not None:
-            try:
+            with contextlib.suppress(Exception):  # it is gone either way
                 self.listener.close()
-            except Exception:  # noqa: BLE001, S110 - it is gone either way
-                pass
         self.listener = None
         self.retry_at = time.monotonic() + RECONNECT_SECONDS
 
