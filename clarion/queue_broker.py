@@ -10,7 +10,8 @@ statement trigger, migration notifications 0083), and this broker, listening on 
 its own, waits for that notification instead of sleeping: it looks again as soon as a task is
 committed, and still every poll interval without one (a task due later, one presented again
 after Q_CLUSTER["retry"], a notification lost with a broken connection). Elsewhere (SQLite, the
-embedded mode) and while the listening connection cannot be opened, it sleeps as django-q2's does.
+embedded mode), behind PgBouncer in transaction mode (DISABLE_SERVER_SIDE_CURSORS) and while the
+listening connection cannot be opened, it sleeps as django-q2's does.
 The connection is opened at the broker's second empty look (a broker asked once, by a test or a
 script, opens none) and closed with the broker.
 """
@@ -87,8 +88,12 @@ class WakingORM(ORM):
 
     def _listen_open(self) -> bool:
         connection = connections[Conf.ORM]
-        if connection.vendor != "postgresql":
-            self.retry_at = float("inf")  # nothing to listen to: sleep, as django-q2 does
+        if (connection.vendor != "postgresql"
+                or connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")):
+            # Nothing to listen to, or (DISABLE_SERVER_SIDE_CURSORS: behind PgBouncer in
+            # transaction mode) a LISTEN left on a pooled server connection, whose notifications
+            # its next clients would collect: sleep, as django-q2 does.
+            self.retry_at = float("inf")
             return False
         try:
             self.listener = _connect(connection.get_connection_params())

@@ -91,3 +91,14 @@ def test_a_broker_that_cannot_listen_polls_and_still_hands_out_tasks(monkeypatch
     enqueue("notifications.tasks.advance_run", "polled")
     [(_, payload)] = broker.dequeue()
     assert SignedPackage.loads(payload)["args"] == ("polled",)
+
+
+def test_behind_pgbouncer_in_transaction_mode_the_broker_does_not_listen(monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("NOTIFY: PostgreSQL only")
+    monkeypatch.setitem(connection.settings_dict, "DISABLE_SERVER_SIDE_CURSORS", True)
+    monkeypatch.setattr(Conf, "POLL", 0.05)
+    broker = get_broker()
+    for _ in range(3):
+        assert broker.dequeue() is None
+    assert broker.listener is None
