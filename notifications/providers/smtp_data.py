@@ -14,7 +14,9 @@ import socket
 from collections.abc import Callable
 from email.parser import BytesHeaderParser
 
+from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
+from django.core.mail.message import sanitize_address
 
 END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4: <CRLF>.<CRLF> ends the mail data
 
@@ -63,6 +65,27 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.data = functools.partial(self.data, smtp)
         return opened
+
+    def _send(self, email_message) -> bool:
+        """Django's `_send`, except that an address the email's `envelope` maps (providers.email.
+        Email: its plain sender and recipient addresses) goes into the SMTP envelope as it is,
+        without `sanitize_address` parsing its header value again: smtplib keeps only the
+        address of either (`quoteaddr`)."""
+        if not email_message.recipients():
+            return False
+        envelope = getattr(email_message, "envelope", None) or {}
+        encoding = email_message.encoding or settings.DEFAULT_CHARSET
+        from_email, *recipients = [
+            envelope.get(address) or sanitize_address(address, encoding)
+            for address in (email_message.from_email, *email_message.recipients())]
+        message = email_message.message()
+        try:
+            self.connection.sendmail(from_email, recipients, message.as_bytes(linesep="\r\n"))
+        except smtplib.SMTPException:
+            if not self.fail_silently:
+                raise
+            return False
+        return True
 
     def data(self, smtp: smtplib.SMTP, msg: str | bytes) -> tuple[int, bytes]:
         """The DATA exchange of `smtp` (this backend's connection) for `msg`: gated with the
