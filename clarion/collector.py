@@ -22,7 +22,10 @@ pushed (bench/websockets.py), each pass a pause every socket's frames wait behin
   `busy()`), the automatic full passes are held off (the third generation's threshold raised)
   until BUSY_GRACE seconds after the last such read, BUSY_LONGEST seconds at most in a row, and
   no thaw starts: the full pass the burst's objects would have set off (0.1-0.2 s at 5,000 held
-  sockets, bench/websockets.py) comes after its frames, not among them.
+  sockets, bench/websockets.py) comes after its frames, not among them. Nor does the periodic
+  freeze, whose collection of the young generations (the burst's own objects in them) stopped
+  the event loop for up to 0.5 s in a burst on the loaded bench machine; it comes once the hold
+  ends.
 
 Reference counting frees everything that is not in a cycle as before, frozen or not. 0 turns
 the periodic freezing (or the thaw) off. Each thaw is logged (objects, garbage found, pause).
@@ -52,7 +55,8 @@ class Schedule:
     def step(self, now: float, young_collections: int, busy: bool = False) -> str | None:
         """One check (about a second after the last): "thaw", "freeze" or None, given the
         young (generation 0) collections since the last check, and whether a burst is being
-        delivered (`busy`: no thaw then but at twice thaw_seconds)."""
+        delivered (`busy`: no thaw then but at twice thaw_seconds, and no freeze: its collection
+        of the young generations, with the GIL held, would stop the burst's frames)."""
         quiet = not busy and (not self.young
                               or young_collections <= statistics.median(self.young))
         self.young.append(young_collections)
@@ -61,7 +65,7 @@ class Schedule:
                                   or since_thaw >= self.thaw_seconds and quiet):
             self.thawed_at = self.frozen_at = now
             return "thaw"
-        if self.freeze_seconds and now - self.frozen_at >= self.freeze_seconds:
+        if self.freeze_seconds and now - self.frozen_at >= self.freeze_seconds and not busy:
             self.frozen_at = now
             return "freeze"
         return None

@@ -12,12 +12,19 @@ from django.db import DEFAULT_DB_ALIAS, InterfaceError, OperationalError, connec
 from django.db.models import (
     AutoField,
     BigAutoField,
+    BigIntegerField,
     BooleanField,
     CharField,
     DateTimeField,
+    ForeignKey,
+    IntegerField,
     JSONField,
     Model,
+    PositiveBigIntegerField,
+    PositiveIntegerField,
+    PositiveSmallIntegerField,
     SmallAutoField,
+    SmallIntegerField,
     TextField,
     UUIDField,
 )
@@ -241,7 +248,8 @@ class InsertSelect:
                  extra: Sequence[tuple[str, str]] = (), suffix: str = ""):
         computed = computed or {}
         self.fields, self.one_row = _insert_fields(model, with_auto_pk=False), one_row
-        self.preparing = [(field, _stamped(field), _plain_types(field)) for field in self.fields]
+        self.preparing = [(field, _stamped(field), _plain_types(field), _short_cut(field))
+                          for field in self.fields]
         if any(hasattr(field, "get_placeholder") for field in self.fields):
             raise ValueError(f"InsertSelect: a field of {model.__name__} places its own values")
         ops, kinds, values = connection.ops, [], []
@@ -272,12 +280,13 @@ class InsertSelect:
         parameter)."""
         computed = computed or {}
         columns = []
-        for field, stamped, plain in self.preparing:
+        for field, stamped, plain, short_cut in self.preparing:
             if field.name in computed:
                 columns.append(list(computed[field.name]))
                 continue
             columns.append([_prepared(field, field.pre_save(obj, True) if stamped
-                                      else getattr(obj, field.attname), connection, plain)
+                                      else getattr(obj, field.attname), connection, plain,
+                                      short_cut)
                             for obj in objs])
         columns += [list(values) for values in extra]
         if self.one_row:
@@ -300,12 +309,44 @@ def _plain_types(field) -> tuple[type, ...]:
             BooleanField: (bool,)}.get(type(field), ())
 
 
-def _prepared(field, value, connection, plain: tuple[type, ...]):
-    """`value` as `field`'s get_db_prep_save prepares it, skipped for plain values."""
+# Django's own integer fields (their exact classes): get_db_prep_save of an int is the backend's
+# adapt_integerfield_value of it (psycopg's sized types on PostgreSQL).
+_INTEGER_FIELDS = frozenset((IntegerField, SmallIntegerField, BigIntegerField,
+                             PositiveIntegerField, PositiveSmallIntegerField,
+                             PositiveBigIntegerField))
+_AUTO_FIELDS = frozenset((AutoField, BigAutoField, SmallAutoField))
+
+
+def _short_cut(field) -> tuple[tuple[type, ...], Callable] | None:
+    """What `field`'s get_db_prep_save does to values of its commonest types, when it is one of
+    Django's own classes, without the calls in between: (the types, (value, connection) → the
+    prepared value) for an int in an integer field (the backend's sized integer) or a foreign
+    key to an auto-increment key, a dict or list in a JSON field; None for other fields and for
+    subclasses, which may prepare values their own way."""
+    kind = type(field)
+    if kind in _INTEGER_FIELDS:
+        internal = field.get_internal_type()
+        return (int,), lambda value, connection: connection.ops.adapt_integerfield_value(
+            value, internal)
+    if kind is ForeignKey and type(field.target_field) in _AUTO_FIELDS:
+        return (int,), lambda value, connection: connection.ops.validate_autopk_value(value)
+    if kind is JSONField:
+        encoder = field.encoder
+        return (dict, list), lambda value, connection: connection.ops.adapt_json_value(
+            value, encoder)
+    return None
+
+
+def _prepared(field, value, connection, plain: tuple[type, ...],
+              short_cut: tuple[tuple[type, ...], Callable] | None = None):
+    """`value` as `field`'s get_db_prep_save prepares it, skipped for plain values, shorter
+    for those `short_cut` (the field's _short_cut) covers."""
     if value is None or type(value) in plain:
         return value
     if type(value) is datetime and value.tzinfo is not None and type(field) is DateTimeField:
         return value
+    if short_cut is not None and type(value) in short_cut[0]:
+        return short_cut[1](value, connection)
     if hasattr(value, "resolve_expression"):
         raise ValueError(f"InsertSelect: {field.name} is an expression")
     return field.get_db_prep_save(value, connection=connection)
@@ -378,10 +419,11 @@ def rows_update(model: type[Model], objs: list, fields: list[str], *, status: st
             if status is not None:
                 sql += f" AND {table}.{quote(opts.get_field('status').column)} = %s"
             sql = _keep_statement(shape, numbered_placeholders(f"{sql} RETURNING {table}.{pk}"))
-        plans = [(field, field.attname, _plain_types(field)) for field in listed]
+        plans = [(field, field.attname, _plain_types(field), _short_cut(field))
+                 for field in listed]
         params = [value if (value := getattr(obj, name)) is None or type(value) in plain
-                  else _prepared(field, value, connection, plain)
-                  for obj in objs for field, name, plain in plans]
+                  else _prepared(field, value, connection, plain, short_cut)
+                  for obj in objs for field, name, plain, short_cut in plans]
         with numbered_cursor(using) as cursor:
             cursor.execute(sql, params + guard)
             return {written for (written,) in cursor.fetchall()}
@@ -425,10 +467,10 @@ def rows_create(objs: list, using: str = DEFAULT_DB_ALIAS) -> None:
             f"INSERT INTO {quote(opts.db_table)} ("
             + ", ".join(quote(f.column) for f in fields)
             + f") VALUES {', '.join([row] * len(objs))} RETURNING {quote(opts.pk.column)}"))
-    plans = [(field, _stamped(field), _plain_types(field)) for field in fields]
+    plans = [(field, _stamped(field), _plain_types(field), _short_cut(field)) for field in fields]
     params = [_prepared(field, field.pre_save(obj, True) if stamped
-                        else getattr(obj, field.attname), connection, plain)
-              for obj in objs for field, stamped, plain in plans]
+                        else getattr(obj, field.attname), connection, plain, short_cut)
+              for obj in objs for field, stamped, plain, short_cut in plans]
     with numbered_cursor(using) as cursor:
         cursor.execute(sql, params)
         pks = [pk for (pk,) in cursor.fetchall()]

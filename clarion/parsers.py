@@ -46,8 +46,13 @@ def unstorable_text(value) -> tuple[str, str] | None:
 
 
 def text_problem(text: str) -> str:
+    """What makes `text` unstorable (unstorable_text's problems), or "" when nothing does. ASCII
+    text has no surrogate: only a request's non-ASCII strings are looked at a character at a
+    time."""
     if "\x00" in text:
         return "Text cannot contain NUL (\\u0000)."
+    if text.isascii():
+        return ""
     if any("\ud800" <= char <= "\udfff" for char in text):
         return ("Text cannot contain an unpaired surrogate (such as \\ud800 alone): it is not "
                 "a character.")

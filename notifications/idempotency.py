@@ -71,12 +71,15 @@ def idempotency_record(*, api_key: ApiKey, key: str, request_hash: str, status: 
     raise IdempotencyConflict()
 
 
-def idempotency_replay(*, api_key: ApiKey, key: str, request_hash: str) -> IdempotencyRecord | None:
-    """The record to replay for `key`, read outside any transaction after a statement that
-    found the key taken (services/trigger_statement.py): None when there is none to replay (gone,
-    expired or abandoned meanwhile: the caller then takes idempotency_record's path, which
-    deals with those in a transaction). Raises as idempotency_record does."""
-    record = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
+def idempotency_replay(*, api_key: ApiKey, key: str, request_hash: str,
+                       record: IdempotencyRecord | None = None) -> IdempotencyRecord | None:
+    """The record to replay for `key`, after a statement that found the key taken
+    (services/trigger_statement.py): `record` as that statement read it, else read now outside
+    any transaction. None when there is none to replay (gone, expired or abandoned meanwhile:
+    the caller then takes idempotency_record's path, which deals with those in a transaction).
+    Raises as idempotency_record does."""
+    if record is None:
+        record = IdempotencyRecord.objects.filter(api_key=api_key, key=key).first()
     if record is None or _outdated(record):
         return None
     return _replayable(record, request_hash)

@@ -128,6 +128,15 @@ def test_a_thaw_waits_while_a_burst_is_delivered_but_not_past_twice_thaw_seconds
         {200: "thaw"}
 
 
+def test_a_freeze_waits_while_a_burst_is_delivered():
+    schedule = collector.Schedule(freeze_seconds=30, thaw_seconds=0, now=0.0)
+
+    assert {second: action for second in range(1, 40)
+            if (action := schedule.step(float(second), 5, busy=25 <= second < 35)) is not None} \
+        == {35: "freeze"}
+    assert run(schedule, range(40, 70)) == {65: "freeze"}
+
+
 @pytest.fixture
 def thresholds():
     saved = gc.get_threshold()

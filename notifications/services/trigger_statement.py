@@ -12,7 +12,9 @@ What each part keeps:
   caller reads it again and validates the request again;
 - the record: `INSERT … ON CONFLICT DO NOTHING` waits, as before, for a transaction that holds
   the same key and then takes it (rolled back) or finds it taken; every other part reads
-  `EXISTS (SELECT FROM idempotency)`, so a taken key writes nothing and the caller replays;
+  `EXISTS (SELECT FROM idempotency)`, so a taken key writes nothing, and the statement's
+  final SELECT returns the key's record for the caller's replay (read after the statement only
+  when its snapshot does not show it: committed while the statement waited on the key);
 - the lanes: engine.lanes_hold_call in the statement, its advisory locks held until the
   statement's transaction commits with the runs, its reads with a snapshot taken after the
   locks (engine/claim.py: why no run is lost); a lane's task row is written unless the call
@@ -114,6 +116,13 @@ def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
         where=f"{where} AND {held}" if where else held, extra=[("lane", "smallint")])))
     final = "SELECT " + ("(SELECT count(*) FROM idempotency)" if recorded else "1") + \
         (", EXISTS (SELECT FROM workflow)" if checked else ", true")
+    if recorded:  # a taken key's record as this statement sees it, for its replay
+        meta = IdempotencyRecord._meta
+        columns = ", ".join(f"r.{q(field.column)}" for field in meta.concrete_fields)
+        final += (f", {columns} FROM (SELECT) AS one LEFT JOIN (SELECT * FROM "
+                  f"{q(meta.db_table)} WHERE NOT EXISTS (SELECT FROM idempotency) AND " +
+                  " AND ".join(f"{q(meta.get_field(name).column)} = %s"
+                               for name in ("api_key", "key")) + ") AS r ON true")
     sql = ", ".join(f"{name} AS ({part if isinstance(part, str) else part.sql})"
                     for name, part in ctes)
     _statements[shape] = (numbered_placeholders(f"WITH {sql} {final}"),
@@ -124,7 +133,8 @@ def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
 def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence[Recipient],
                        update_fields: Sequence[str], groups: Sequence[tuple[type, Sequence]],
                        run_recipients: Sequence[str], tasks: Sequence, task_lanes: Sequence[int],
-                       now, workflow: Workflow | None = None) -> tuple[bool, bool]:
+                       now, workflow: Workflow | None = None
+                       ) -> tuple[bool, bool, IdempotencyRecord | None]:
     """Write a trigger's rows in one statement (PostgreSQL, outside any transaction or in the
     caller's): `record` (an unsaved IdempotencyRecord, or None without a key), the recipients'
     upsert (`recipients`: new Recipient rows, `update_fields` set from them on a conflict), then
@@ -136,9 +146,11 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
     With `workflow` (a workflow as a process kept it, not read again for this trigger), all
     of it only while the workflow's row is as it was read (workflow_check_params).
 
-    Returns (written, the workflow unchanged): (False, True), having written nothing, when
-    `record`'s key is taken (the caller replays), (False, False) when `workflow` changed.
-    Raises the database's errors (nothing written)."""
+    Returns (written, the workflow unchanged, the key's record): (False, True, its record),
+    having written nothing, when `record`'s key is taken (the caller replays; the record as the
+    statement saw it, None when its snapshot does not show it: taken by a transaction that
+    committed while the statement waited on the key), (False, False, None) when `workflow`
+    changed. Raises the database's errors (nothing written)."""
     recorded, checked = record is not None, workflow is not None
     sql, inserts = _statement(
         recorded=recorded, checked=checked, update_fields=tuple(update_fields),
@@ -155,7 +167,23 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
         computed = {"recipient": list(run_recipients)} if model is Run else None
         params += next(inserts).params(rows, connection, computed=computed)
     params += next(inserts).params(tasks, connection, extra=[list(task_lanes)])
+    if recorded:
+        params += [record.api_key_id, record.key]
     with numbered_cursor() as cursor:
         cursor.execute(sql, params)
-        count, unchanged = cursor.fetchone()
-    return bool(count) and unchanged, unchanged
+        count, unchanged, *taken = cursor.fetchone()
+    written = bool(count) and unchanged
+    if written or not taken or taken[0] is None:
+        return written, unchanged, None
+    return written, unchanged, _record_read(taken)
+
+
+def _record_read(values: list) -> IdempotencyRecord:
+    """The IdempotencyRecord of a row's `values` (its concrete fields' columns, in order), as
+    the ORM reads it (its JSON decoded as the field decodes it)."""
+    fields = IdempotencyRecord._meta.concrete_fields
+    values = [field.from_db_value(value, None, connection)
+              if hasattr(field, "from_db_value") else value
+              for field, value in zip(fields, values, strict=True)]
+    return IdempotencyRecord.from_db(connection.alias, [field.attname for field in fields],
+                                     values)

@@ -224,12 +224,13 @@ def _statement_rows(request: TriggerRequest) -> tuple[list[str], list[Recipient]
 
 def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, upsert: tuple, *,
                        record: IdempotencyRecord | None = None,
-                       workflow_kept: bool = False) -> bool:
+                       workflow_kept: bool = False) -> tuple[bool, IdempotencyRecord | None]:
     """_trigger_write's rows (and `record`, the key's answer) in one statement, sent outside
     a transaction (services/trigger_statement.py; in the caller's, if any), for a request
     whose `upsert` _statement_rows gave. Returns whether it wrote (False: `record`'s key is
-    taken). With `workflow_kept`, only while the workflow's row is as it was read; else raises
-    WorkflowChanged, nothing written."""
+    taken) and, when it did not, the key's record as the statement read it (None when it did
+    not see it). With `workflow_kept`, only while the workflow's row is as it was read; else
+    raises WorkflowChanged, nothing written."""
     update_fields, recipients = upsert
     trigger = _trigger_row(request, ids, topics=[], runs=len(ids.runs))
     runs, timeline, deltas = _run_rows(trigger, dict.fromkeys(ids.runs.values()))
@@ -239,7 +240,7 @@ def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, upsert: tuple,
     # In a caller's transaction, in a savepoint: a failed statement undoes itself alone, as
     # the transactional path's atomic block does.
     with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        written, unchanged = trigger_rows_write(
+        written, unchanged, taken = trigger_rows_write(
             record=record, recipients=recipients, update_fields=update_fields,
             groups=[(Trigger, [trigger]), (Run, runs), (StepLog, timeline),
                     (RollupDelta, deltas)],
@@ -247,7 +248,7 @@ def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, upsert: tuple,
             now=timezone.now(), workflow=request.workflow if workflow_kept else None)
     if not unchanged:
         raise WorkflowChanged()
-    return written
+    return written, taken
 
 
 def _topic_keys(trigger: Trigger) -> list[str]:
@@ -495,12 +496,14 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
         record = IdempotencyRecord(api_key=request.api_key, key=idempotency_key,
                                    request_hash=request_hash, response_status=202,
                                    response_body=body)
-        if _trigger_statement(request, ids, statement, record=record,
-                              workflow_kept=workflow_kept):
+        written, taken = _trigger_statement(request, ids, statement, record=record,
+                                            workflow_kept=workflow_kept)
+        if written:
             return TriggerResponse(202, body)
-        # The key is taken: replayed, unless its record is gone or outdated.
+        # The key is taken: replayed, unless its record is gone or outdated; read again when
+        # the statement did not see it (committed while the statement waited on the key).
         record = idempotency_replay(api_key=request.api_key, key=idempotency_key,
-                                    request_hash=request_hash)
+                                    request_hash=request_hash, record=taken)
         if record is not None:
             return TriggerResponse(record.response_status, record.response_body, replayed=True)
     with transaction.atomic():

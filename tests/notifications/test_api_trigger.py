@@ -3,6 +3,8 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -500,6 +502,27 @@ def test_idempotent_replay_answers_the_first_response_and_triggers_nothing(api, 
     assert replay["Idempotent-Replayed"] == "true"
     assert row_counts() == counts
     assert (counts["triggers"], counts["runs"]) == (1, 2)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the one-statement trigger")
+def test_a_replay_the_statement_did_not_see_is_read_on_its_own(api, welcome, monkeypatch):
+    # The key's record committed while the statement waited on it: not in the statement's
+    # snapshot, so the statement gives none and the record is read after it.
+    from notifications.services import triggers
+
+    write = triggers.trigger_rows_write
+    monkeypatch.setattr(triggers, "trigger_rows_write",
+                        lambda **kwargs: (*write(**kwargs)[:2], None))
+    first = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="late")
+
+    with CaptureQueriesContext(connection) as queries:
+        replay = api.post(TRIGGER, {"recipients": ["u1"]}, HTTP_IDEMPOTENCY_KEY="late")
+
+    assert (replay.status_code, replay["Idempotent-Replayed"]) == (202, "true")
+    assert replay.json() == first.json()
+    assert sum("notifications_idempotencyrecord" in query["sql"]
+               and query["sql"].startswith("SELECT") for query in queries) == 1
+    assert Trigger.objects.count() == 1
 
 
 def test_idempotent_trigger_service_triggers_once_and_replays_without_http(api_key, welcome):
