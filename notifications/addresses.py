@@ -10,6 +10,7 @@ What could not arrive as given is refused when it is saved (the validators below
 models, the API serializers and the admin forms), never at send time.
 """
 
+import functools
 import re
 import unicodedata
 from email import policy
@@ -86,6 +87,20 @@ def email_address_problem(email: str) -> str:
     return ""
 
 
+def envelope_address(email: str) -> str:
+    """`email` when it is a plain address (a dot-atom of letters, digits and `_ + -` at a
+    domain of ASCII labels under 64 characters), else "". A plain address is what Django's SMTP
+    backend would put in the envelope (MAIL FROM, RCPT TO) for any header value naming it, so
+    the email need not be parsed again for it (`sanitize_address`, ~0.13 ms an address):
+    smtplib keeps only the address of what it is given, and Django's IDNA encoding leaves such
+    a domain as it is."""
+    if not _PLAIN_ADDRESS.fullmatch(email):
+        return ""
+    if any(len(label) > 63 for label in email.rpartition("@")[2].split(".")):
+        return ""  # the IDNA codec refuses it: Django's backend raises
+    return email
+
+
 def format_address(email: str, name: str = "") -> str:
     """The header value of one mailbox: `"Support, Inc. (EU)" <help@example.com>`, or the bare
     address when there is no name.
@@ -102,9 +117,12 @@ def format_address(email: str, name: str = "") -> str:
     return str(_address(email, name))
 
 
+@functools.lru_cache(maxsize=256)
 def parse_mailbox(value: str) -> tuple[str, str]:
     """(display name, address) of a header value that holds exactly one mailbox, as an admin
-    types it (`Acme <hello@acme.test>`, `"Acme, Inc." <hello@acme.test>`); ValueError otherwise."""
+    types it (`Acme <hello@acme.test>`, `"Acme, Inc." <hello@acme.test>`); ValueError otherwise.
+    Remembered for the last 256 values: every email without a tenant's sender parses the same
+    configured one (~0.15 ms a parse)."""
     problem = _control_problem(value)
     if problem:
         raise ValueError(problem)

@@ -78,6 +78,16 @@ def clarion_settings(settings):
     return override
 
 
+def in_one_window(window_seconds: int, margin: float = 30) -> None:
+    """Wait, when fewer than `margin` seconds are left, for the next fixed rate-limit window of
+    `window_seconds` (aligned to the epoch, as notifications.ratelimit's) to begin, so that the
+    few calls a test counts fall in one window. Without it a test refused nothing when its
+    calls straddled a window's end (a loaded machine: the third of three calls let through)."""
+    left = window_seconds - time.time() % window_seconds
+    if left < margin:
+        time.sleep(left + 0.01)
+
+
 def invalid(fields: dict) -> dict:
     """The API's 400 body naming `fields`."""
     return {**INVALID, "fields": fields}

@@ -16,13 +16,14 @@ import logging
 import smtplib
 import uuid
 from collections.abc import Callable, Mapping
+from email.policy import Compat32
 from typing import Any, ClassVar
 
 from django.conf import settings
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.utils.encoding import punycode
 
-from ..addresses import format_address, parse_mailbox
+from ..addresses import envelope_address, format_address, parse_mailbox
 from .base import (
     ConfigurationError,
     Exchange,
@@ -42,12 +43,40 @@ from .smtp_sessions import session_send
 logger = logging.getLogger(__name__)
 
 
+class OneLineHeaders(Compat32):
+    """The standard library's compat32 policy (Django's, for every message it builds), except
+    that a header whose value is printable ASCII with no space at either end and fits on one line
+    (`max_line_length`) is written as it is, without the `email.header.Header` machinery, which
+    returns it unchanged for such a value (~25 µs a header, 10–15 a message). Anything else is
+    folded by compat32 as before."""
+
+    def _fold(self, name, value, sanitize):
+        if (isinstance(value, str) and value.isascii() and value.isprintable()
+                and value[:1] != " " and value[-1:] != " "
+                and len(name) + 2 + len(value) <= (self.max_line_length or 1000000)):
+            return f"{name}: {value}{self.linesep}"
+        return super()._fold(name, value, sanitize)
+
+
+ONE_LINE_HEADERS = OneLineHeaders()
+
+
 class Email(EmailMultiAlternatives):
     """Django's EmailMultiAlternatives whose multipart boundaries are chosen when the message is
     built: a random 128-bit token between the standard library's own '=' runs, so its generator
     does not make one itself (it compiles a regular expression for each message's random
     boundary, to check the boundary against the parts' text: ~40 µs a message). A token drawn
-    after the parts were rendered cannot be in them."""
+    after the parts were rendered cannot be in them. Its message is written with
+    `OneLineHeaders` (the same bytes, less work); `envelope` maps the header values of its
+    sender and recipients to their plain addresses (addresses.envelope_address), which
+    smtp_data.CommitGatedSMTPBackend puts in the SMTP envelope without parsing them again."""
+
+    envelope: dict[str, str] | None = None
+
+    def message(self):
+        msg = super().message()
+        msg.policy = ONE_LINE_HEADERS
+        return msg
 
     def _create_message(self, msg):
         msg = super()._create_message(msg)
@@ -135,6 +164,9 @@ class EmailProvider(Provider):
                 **dict(message.headers),
             },
         )
+        email.envelope = {value: address for value, address in (
+            (from_email, envelope_address(sender_address)), (to, envelope_address(message.to)))
+            if address}
         if content.get("html"):
             email.attach_alternative(content["html"], "text/html")
         # Read by django-anymail ESP backends (tracking webhooks map events back to the message).

@@ -14,7 +14,9 @@ import socket
 from collections.abc import Callable
 from email.parser import BytesHeaderParser
 
+from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
+from django.core.mail.message import sanitize_address
 
 END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4: <CRLF>.<CRLF> ends the mail data
 
@@ -63,6 +65,27 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.data = functools.partial(self.data, smtp)
         return opened
+
+    def _send(self, email_message) -> bool:
+        """Django's `_send`, except that an address the email's `envelope` maps (providers.email.
+        Email: its plain sender and recipient addresses) goes into the SMTP envelope as it is,
+        without `sanitize_address` parsing its header value again: smtplib keeps only the
+        address of either (`quoteaddr`)."""
+        if not email_message.recipients():
+            return False
+        envelope = getattr(email_message, "envelope", None) or {}
+        encoding = email_message.encoding or settings.DEFAULT_CHARSET
+        from_email, *recipients = [
+            envelope.get(address) or sanitize_address(address, encoding)
+            for address in (email_message.from_email, *email_message.recipients())]
+        message = email_message.message()
+        try:
+            self.connection.sendmail(from_email, recipients, message.as_bytes(linesep="\r\n"))
+        except smtplib.SMTPException:
+            if not self.fail_silently:
+                raise
+            return False
+        return True
 
     def data(self, smtp: smtplib.SMTP, msg: str | bytes) -> tuple[int, bytes]:
         """The DATA exchange of `smtp` (this backend's connection) for `msg`: gated with the
@@ -140,9 +163,26 @@ class EndOfData:
         self.sent = True
 
 
+# A header block of plain lines (a field name, its colon, printable ASCII; or a continuation),
+# each ending in CRLF, and its first Message-ID field on one line.
+_PLAIN_HEADERS = re.compile(rb"(?:[\x21-\x39\x3b-\x7e]+:[\x20-\x7e]*\r\n"
+                            rb"|[ \t][\x20-\x7e]*\r\n)+")
+_MESSAGE_ID_LINE = re.compile(rb"^message-id:[ \t]*([\x20-\x7e]*)\r\n",
+                              re.IGNORECASE | re.MULTILINE)
+
+
 def message_id_of(msg: str | bytes) -> str:
-    """The Message-ID header of the email `msg` (RFC 5322 section 3.6.4), "" when it has none."""
+    """The Message-ID header of the email `msg` (RFC 5322 section 3.6.4), "" when it has none.
+    A message whose header block is plain lines, its Message-ID on one (as Django writes them),
+    is read without the email parser (~60 µs a message); any other is parsed."""
     raw = msg.encode("ascii", "replace") if isinstance(msg, str) else msg
+    end = raw.find(b"\r\n\r\n") + 2
+    if end > 2 and _PLAIN_HEADERS.fullmatch(raw, 0, end) and not raw.startswith(b"From "):
+        found = _MESSAGE_ID_LINE.search(raw, 0, end)
+        if found is None:
+            return ""
+        if found.group(1).rstrip(b" \t") and raw[found.end():found.end() + 1] not in b" \t":
+            return found.group(1).decode("ascii")
     return str(BytesHeaderParser().parsebytes(raw).get("Message-ID", "") or "")
 
 

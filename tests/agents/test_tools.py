@@ -11,7 +11,7 @@ from notifications.models import IdempotencyRecord, Message, Recipient, Run, Ten
 from notifications.services import api_key_create, api_key_revoke, recipient_upsert, topic_upsert
 from preferences.models import PreferenceSet
 
-from ..conftest import advance_at, email_step, in_app_step
+from ..conftest import advance_at, email_step, in_app_step, in_one_window
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -127,6 +127,7 @@ def test_a_revoked_or_missing_key_is_refused(mcp_call, key, welcome):
 
 def test_the_trigger_rate_limit_counts_tool_calls(mcp_call, key, welcome, clarion_settings):
     clarion_settings(TRIGGER_RATE_LIMIT=1, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=3600)
+    in_one_window(3600)
     arguments = {"workflow": "welcome", "recipients": ["ada"], "data": {"plan": "pro"}}
     assert not mcp_call(key, "trigger_workflow", arguments).is_error
     refused = mcp_call(key, "trigger_workflow", arguments)

@@ -8,6 +8,8 @@ import pytest
 from notifications.models import Recipient, Run, Subscription, Tenant, Topic, Trigger, Workflow
 from preferences.models import PreferenceSet
 
+from ..conftest import in_one_window
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -180,7 +182,8 @@ def test_a_tenant_key_may_not_identify_users(knock_for, acme_key):
 
 
 def test_rate_limited_triggers_raise_rate_limit_error(knock, welcome, clarion_settings):
-    clarion_settings(TRIGGER_RATE_LIMIT=1, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=60)
+    clarion_settings(TRIGGER_RATE_LIMIT=1, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=3600)
+    in_one_window(3600)
     knock.workflows.trigger("welcome", recipients=["a"])
     with pytest.raises(knockapi.RateLimitError) as caught:
         knock.workflows.trigger("welcome", recipients=["a"])

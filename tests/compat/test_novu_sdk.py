@@ -9,6 +9,8 @@ from novu_py import models
 from notifications.models import Recipient, Run, Subscription, Tenant, Topic, Trigger, Workflow
 from preferences.models import PreferenceSet
 
+from ..conftest import in_one_window
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
@@ -206,7 +208,8 @@ def test_a_tenant_key_may_not_create_subscribers(novu_for, acme_key):
 
 
 def test_rate_limited_triggers_raise_api_error_429(novu, welcome, clarion_settings):
-    clarion_settings(TRIGGER_RATE_LIMIT=1, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=60)
+    clarion_settings(TRIGGER_RATE_LIMIT=1, TRIGGER_RATE_LIMIT_WINDOW_SECONDS=3600)
+    in_one_window(3600)
     novu.trigger(trigger_event_request_dto={"workflow_id": "welcome", "to": "a"})
     with pytest.raises(novu_py.models.APIError) as caught:
         novu.trigger(trigger_event_request_dto={"workflow_id": "welcome", "to": "a"})
