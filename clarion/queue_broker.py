@@ -6,7 +6,7 @@ after a look waited up to the whole interval, half of it on average, before any 
 (bench/inbox_latency.py: trigger → item.created frame through `manage.py serve`, where the
 pick-up was the largest part of the worker's share). On PostgreSQL, every INSERT into the
 queue's table of a task due now notifies `QUEUE_CHANNEL` when its transaction commits (a
-statement trigger, migration notifications 0083), and this broker, listening on a connection of
+statement trigger, migration notifications 0043), and this broker, listening on a connection of
 its own, waits for that notification instead of sleeping: it looks again as soon as a task is
 committed, and still every poll interval without one (a task due later, one presented again
 after Q_CLUSTER["retry"], a notification lost with a broken connection). Elsewhere (SQLite, the
