@@ -34,12 +34,22 @@ QUEUE_CHANNEL = "clarion_queue"
 RECONNECT_SECONDS = 5.0
 
 
+# The listening connection never sends: TCP keepalives (libpq's, unless the database's
+# OPTIONS set their own) find a peer gone without a reset (a NAT or load balancer dropping an
+# idle connection) within about a minute, and the broker then opens it again.
+KEEPALIVES = {"keepalives": 1, "keepalives_idle": 30, "keepalives_interval": 10,
+              "keepalives_count": 3}
+
+
 def _connect(params: dict):
     """A psycopg connection of its own (in autocommit: notifications arrive between
-    transactions), with the parameters Django's connection is made with."""
+    transactions), with the parameters Django's connection is made with, TCP keepalives
+    (KEEPALIVES) and no `idle_session_timeout` (a server setting that would end this always
+    idle session again and again)."""
     import psycopg
 
-    return psycopg.connect(**params, autocommit=True)
+    options = " ".join(filter(None, [params.get("options", ""), "-c idle_session_timeout=0"]))
+    return psycopg.connect(**{**KEEPALIVES, **params, "options": options}, autocommit=True)
 
 
 class WakingORM(ORM):
@@ -97,7 +107,7 @@ class WakingORM(ORM):
             return False
         try:
             self.listener = _connect(connection.get_connection_params())
-            weakref.finalize(self, self.listener.close)
+            self._closer = weakref.finalize(self, self.listener.close)
             self.listener.execute(f"LISTEN {QUEUE_CHANNEL}")
         except Exception:  # noqa: BLE001 - the broker polls; tasks are picked up all the same
             self._listen_failed()
@@ -110,6 +120,7 @@ class WakingORM(ORM):
         if self.listener is not None:
             with contextlib.suppress(Exception):  # it is gone either way
                 self.listener.close()
+            self._closer.detach()  # else each one failed stays referenced by its finalizer
         self.listener = None
         self.retry_at = time.monotonic() + RECONNECT_SECONDS
 

@@ -102,3 +102,25 @@ def test_behind_pgbouncer_in_transaction_mode_the_broker_does_not_listen(monkeyp
     for _ in range(3):
         assert broker.dequeue() is None
     assert broker.listener is None
+
+
+def test_the_listening_connection_keeps_alive_and_is_not_ended_as_idle(broker):
+    """A connection that never sends: TCP keepalives find a peer gone without a reset, and the
+    server's idle_session_timeout, if set, does not end it."""
+    assert broker._listen()  # opened, as the next empty look would
+    listener = broker.listener
+    parameters = listener.info.get_parameters()
+    assert (parameters["keepalives"], parameters["keepalives_idle"]) == ("1", "30")
+    assert listener.execute("SHOW idle_session_timeout").fetchone() == ("0",)
+
+
+def test_a_failed_listening_connection_is_closed_and_let_go(broker):
+    import gc
+    import weakref
+
+    assert broker._listen()
+    failed = weakref.ref(broker.listener)
+    broker._listen_failed()
+    assert broker.listener is None
+    gc.collect()
+    assert failed() is None  # not kept by its finalizer
