@@ -22,6 +22,9 @@ class ClarionConfig(AppConfig):
         pre_save.connect(log_entry_api_key, sender=get_logentry_model(),
                          dispatch_uid="clarion-audit-api-key")
         # qcluster: queues whose locks a killed worker lets go of (clarion/worker_queues.py).
-        from .worker_queues import install
+        from . import worker_preload, worker_queues
 
-        install()
+        worker_queues.install()
+        # qcluster: what each worker would load on its first task, loaded once before the
+        # fork (clarion/worker_preload.py).
+        worker_preload.install()

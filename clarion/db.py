@@ -1,6 +1,7 @@
 """Database helpers shared by the apps."""
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -377,6 +378,17 @@ def _insert_params(compiled: _CompiledInsert, groups, connection) -> list | None
     return params
 
 
+def _type_name(field, connection) -> str:
+    """The PostgreSQL type a value for `field` is cast to in a statement: its column's type
+    without a length or precision (``varchar(255)`` → ``varchar``, ``numeric(12, 6)`` →
+    ``numeric``), so the column itself checks the value (PostgreSQL docs, "Character Types":
+    an explicit cast to character varying(n) truncates; storing a longer value is an error)."""
+    return _TYPE_MODIFIER.sub("", field.cast_db_type(connection))
+
+
+_TYPE_MODIFIER = re.compile(r"\(\s*\d+(\s*,\s*\d+)?\s*\)")
+
+
 def rows_update(model: type[Model], objs: list, fields: list[str], *, status: str | None = None,
                 match: tuple[str, ...] = (), using: str = DEFAULT_DB_ALIAS) -> set | None:
     """UPDATE each object's `fields` by primary key in one statement: on PostgreSQL one
@@ -405,8 +417,10 @@ def rows_update(model: type[Model], objs: list, fields: list[str], *, status: st
         shape = ("update", using, model, tuple(fields), tuple(match), status is None, len(objs))
         sql = _statements.get(shape)
         if sql is None:
-            # Each value cast to its column's type (a VALUES list's literals are untyped).
-            row = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}"
+            # Each value cast to its column's type (a VALUES list's literals are untyped),
+            # without the length: an explicit cast to varchar(n) cuts a longer value short
+            # silently, where the assignment to the column refuses it, as Model.save() does.
+            row = "(" + ", ".join(f"%s::{_type_name(field, connection)}"
                                   for field in listed) + ")"
             names = [f"v{i}" for i in range(len(listed))]
             sql = (f"UPDATE {table} SET "

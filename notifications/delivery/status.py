@@ -97,7 +97,7 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
         with transaction.atomic():
             record = MessageEvent.objects.create(
                 message=message, provider_kind=event.provider_kind, kind=event.kind,
-                provider_message_id=event.provider_message_id, event_id=event_id[:255],
+                provider_message_id=event.provider_message_id[:255], event_id=event_id[:255],
                 occurred_at=occurred_at, description=event.description[:2000], raw=event.raw,
             )
             _advance(message, event, occurred_at, now)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import ssl
 import time
 from collections.abc import Iterable, Mapping
@@ -32,6 +33,8 @@ from typing import Any, ClassVar
 import httpx
 
 from . import ssrf
+
+logger = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
 BODY_EXCERPT_CHARS = 2000
@@ -133,6 +136,21 @@ class SendResult:
     provider_message_id: str
     exchange: Exchange = field(default_factory=Exchange)
     dead_addresses: list = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # No provider's id is this long (Twilio's SID is 34 characters, FCM's message name
+        # ~100); one that is cannot be stored as the message's id (a 255-character column)
+        # nor match a status callback, so it is not kept as the id (cutting it short would
+        # match nothing either) and is logged; the answer itself is in the attempt's ledger.
+        if len(self.provider_message_id or "") > PROVIDER_MESSAGE_ID_MAX_LENGTH:
+            logger.warning("A provider answered a message id of %d characters (over %d): "
+                           "not kept as the message's provider id", len(self.provider_message_id),
+                           PROVIDER_MESSAGE_ID_MAX_LENGTH)
+            self.provider_message_id = ""
+
+
+# Message.provider_message_id's max_length (the models are not imported by the provider kinds).
+PROVIDER_MESSAGE_ID_MAX_LENGTH = 255
 
 
 # --- Redaction ----------------------------------------------------------------------------------

@@ -6,11 +6,12 @@ each message must still get its own; and the rows it writes (clarion.db.rows_cre
 rows_update, server-bound) must hold what the ORM would have stored.
 """
 
+import json
 import threading
 from decimal import Decimal
 
 import pytest
-from django.db import connection, transaction
+from django.db import DataError, connection, transaction
 from django.utils import timezone
 
 from analytics.models import RollupDelta
@@ -18,7 +19,9 @@ from clarion.db import rows_create, rows_update
 from notifications.delivery import deliver_batch
 from notifications.delivery.claim import locked, with_relations
 from notifications.models import DeliveryAttempt, Message, Recipient, StepLog
+from notifications.providers.base import PROVIDER_MESSAGE_ID_MAX_LENGTH
 
+from .servers import Reply
 from .test_sms import (
     AUTH_ID,
     PLIVO_TOKEN,
@@ -163,3 +166,45 @@ def test_rows_create_and_rows_update_store_what_the_orm_stores(queue_message):
     other.refresh_from_db()
     assert (message.status, message.error, message.next_attempt_at) == ("failed", "no", started)
     assert (other.status, other.error) == (Message.Status.QUEUED, "")
+
+
+def test_rows_update_refuses_a_value_too_long_for_its_column_as_save_does(queue_message):
+    """A cast to varchar(255) would cut the value short without a word; the column refuses it."""
+    message = queue_message("sms", {"text": "hi"})
+    message.provider_message_id = "x" * 300
+    if connection.vendor != "postgresql":
+        pytest.skip("SQLite does not check a varchar's length")
+    with pytest.raises(DataError), transaction.atomic():
+        rows_update(Message, [message], ["provider_message_id"])
+    with pytest.raises(DataError), transaction.atomic():
+        message.save(update_fields=["provider_message_id"])
+    message.refresh_from_db()
+    assert message.provider_message_id == ""
+
+
+def test_a_provider_id_too_long_to_keep_is_not_the_message_id_but_the_send_stands(
+        provider_server, provider_config, queue_message, caplog):
+    sid = "SM" + "9" * 298
+
+    def accepts_with_a_long_sid(request):
+        form = request.form()
+        return Reply(201, json={"sid": sid, "status": "queued", "to": form["To"],
+                                "from": form["From"], "body": form["Body"]})
+
+    server = provider_server(twilio_check, accepts_with_a_long_sid)
+    provider_config("global", "sms", "twilio",
+                    {"account_sid": SID, "auth_token": TOKEN, "from": "+15550001111"},
+                    options={"base_url": server.url})
+    message = queue_message("sms", {"text": "long id"})
+
+    assert deliver_batch([str(message.pk)], size=10) == 1
+
+    message.refresh_from_db()
+    assert (message.status, message.provider_message_id) == (Message.Status.SENT, "")
+    assert len(server.requests) == 1
+    attempt = DeliveryAttempt.objects.get(message=message)
+    assert attempt.outcome == DeliveryAttempt.Outcome.SUCCEEDED
+    assert sid in json.dumps(attempt.response)  # the answer itself is kept in the ledger
+    assert "message id of 300 characters" in caplog.text
+    assert Message._meta.get_field(
+        "provider_message_id").max_length == PROVIDER_MESSAGE_ID_MAX_LENGTH
