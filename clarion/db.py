@@ -668,7 +668,8 @@ def instance_maker(model: type[Model]) -> Callable[..., Model]:
         fields = obj.__dict__
         fields.update(constant)
         for attname, default in called:
-            fields[attname] = default()
+            if attname not in values:  # as Model.__init__: a given value's default not made
+                fields[attname] = default()
         if related:
             cache = state.fields_cache
             for name, value in related.items():

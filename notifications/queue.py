@@ -25,6 +25,8 @@ from django_q.signals import pre_enqueue
 from django_q.signing import SignedPackage
 from django_q.tasks import async_task
 
+from clarion.db import instance_maker
+
 
 def _broker_is_this_database() -> bool:
     return settings.Q_CLUSTER.get("orm") == DEFAULT_DB_ALIAS
@@ -116,7 +118,7 @@ def _push_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> None:
 
 def _task_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> list[OrmQ]:
     """The ORM broker's rows of `tasks` (func, args, visible from: None for now), unsaved."""
-    now = timezone.now()
+    now, make = timezone.now(), instance_maker(OrmQ)
     rows = []
     for func, args, visible_at in tasks:
         name, task_id = uuid()
@@ -128,7 +130,7 @@ def _task_rows(tasks: Sequence[tuple[str, tuple, datetime | None]]) -> list[OrmQ
             task["cached"] = Conf.CACHED
         pre_enqueue.send(sender="django_q", task=task)
         # The key the cluster's broker reads (django_q.brokers.get_broker's default list_key).
-        rows.append(OrmQ(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(task),
+        rows.append(make(key=Conf.CLUSTER_NAME, payload=SignedPackage.dumps(task),
                          lock=visible_at or now))
     return rows
 

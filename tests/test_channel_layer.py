@@ -107,6 +107,28 @@ async def test_more_commands_at_once_than_the_pool_has_connections_wait_for_one(
         [[i] for i in range(50)]
 
 
+async def test_connections_opened_by_a_burst_read_the_redis_version_once(make_layer,
+                                                                          monkeypatch):
+    """redis-py 7+ reads its version from the package's metadata files for each connection it
+    opens unless it is given: ~1 ms of the event loop each, up to 100 per pool in a burst."""
+    redis_utils = pytest.importorskip("redis.utils")
+    pytest.importorskip("redis.driver_info")
+    reads = []
+    version = redis_utils.get_lib_version
+    monkeypatch.setattr(redis_utils, "get_lib_version", lambda: reads.append(1) or version())
+    layer = make_layer()
+    layer.POOL_SIZE = 10
+    channels = [await layer.new_channel() for _ in range(50)]
+
+    await asyncio.gather(*[layer.send(channel, {"type": "x", "n": i})
+                           for i, channel in enumerate(channels)])
+
+    pool = layer.connection(0).connection_pool
+    opened = len(pool._available_connections) + len(pool._in_use_connections)
+    assert opened > 1  # the burst opened several connections
+    assert len(reads) <= 1
+
+
 async def test_receives_waiting_on_many_channels_hold_no_tasks_of_their_own(make_layer):
     """channels-redis races two tasks per waiting receive (the receive lock, its buffer): at
     5,000 sockets the garbage collector walked them all on every full pass."""

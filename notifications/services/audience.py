@@ -4,7 +4,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import transaction
 
-from clarion.db import rows_upsert
+from clarion.db import instance_maker, rows_upsert
 
 from .. import erasure
 from ..models import (
@@ -92,8 +92,9 @@ def recipient_upsert_rows(
                                                for profile in profiles.values()):
         return None
     [fields] = shapes
+    make = instance_maker(Recipient)
     return [*fields, "updated_at"], [
-        Recipient(external_id=external_id, **{name: profile[name] for name in fields})
+        make(external_id=external_id, **{name: profile[name] for name in fields})
         for external_id, profile in sorted(profiles.items())]  # LOCK_ORDER
 
 

@@ -19,7 +19,7 @@ from django_q.models import OrmQ
 
 from analytics.models import RollupDelta
 from analytics.rollups import Fact, fact_rows
-from clarion.db import rows_copy, rows_insert
+from clarion.db import instance_maker, rows_copy, rows_insert
 
 from .. import engine
 from ..idempotency import idempotency_record, idempotency_replay
@@ -91,14 +91,17 @@ def _run_rows(trigger: Trigger, runs: Mapping[uuid.UUID, int | None]
               ) -> tuple[list[Run], list[StepLog], list[RollupDelta]]:
     """The unsaved rows of a new trigger's runs ({run id: recipient pk}): the runs, their
     first timeline entries, the analytics delta of the fact "triggered" (at now)."""
-    runs = [Run(id=run_id, trigger=trigger, workflow=trigger.workflow, recipient_id=recipient_id,
-                workflow_version_id=trigger.workflow.published_version_id, tenant=trigger.tenant)
+    make_run, make_entry = instance_maker(Run), instance_maker(StepLog)
+    related = {"trigger": trigger, "workflow": trigger.workflow, "tenant": trigger.tenant}
+    version_id = trigger.workflow.published_version_id
+    runs = [make_run(related, id=run_id, recipient_id=recipient_id,
+                     workflow_version_id=version_id)
             for run_id, recipient_id in runs.items()]
     detail = {"trigger_id": str(trigger.id)}
     facts = [Fact(metric="triggered", at=timezone.now(), count=len(runs),
                   workflow=trigger.workflow.key,
                   tenant=trigger.tenant.key if trigger.tenant_id else "")] if runs else []
-    return runs, [StepLog(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail)
+    return runs, [make_entry(run_id=run.pk, event=StepLog.Event.TRIGGERED, detail=detail)
                   for run in runs], fact_rows(facts)[0]
 
 
@@ -194,11 +197,10 @@ def _request_topics(request: TriggerRequest) -> list[str]:
 def _trigger_row(request: TriggerRequest, ids: _TriggerIds, *, topics: list[str],
                  runs: int) -> Trigger:
     """The request's Trigger row, unsaved: written with its runs, without save()'s machinery
-    (no signal listens for a Trigger)."""
-    return Trigger(
-        id=ids.trigger_id,
-        workflow=request.workflow, tenant=request.tenant, api_key=request.api_key,
-        actor=request.actor, data=request.data, recipients=request.recipients,
+    (no signal listens for a Trigger; made as clarion.db.instance_maker makes rows)."""
+    return instance_maker(Trigger)(
+        {"workflow": request.workflow, "tenant": request.tenant, "api_key": request.api_key},
+        id=ids.trigger_id, actor=request.actor, data=request.data, recipients=request.recipients,
         cancellation_key=request.cancellation_key, idempotency_key=request.idempotency_key,
         fanout=Trigger.Fanout.PENDING if topics else Trigger.Fanout.DONE,
         runs_created=runs, recipients_total=None if topics else runs,
@@ -493,9 +495,9 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     ids = _TriggerIds.new(request)
     body = ids.answer()
     if statement is not None:
-        record = IdempotencyRecord(api_key=request.api_key, key=idempotency_key,
-                                   request_hash=request_hash, response_status=202,
-                                   response_body=body)
+        record = instance_maker(IdempotencyRecord)(
+            {"api_key": request.api_key}, key=idempotency_key, request_hash=request_hash,
+            response_status=202, response_body=body)
         written, taken = _trigger_statement(request, ids, statement, record=record,
                                             workflow_kept=workflow_kept)
         if written:
