@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import importlib
 import logging
+import signal
 
 import django_q.cluster
 
@@ -51,6 +52,21 @@ def preload() -> None:
         connections.close_all()
 
 
+def preload_holding_stop_signals() -> None:
+    """`preload()` with SIGTERM and SIGINT held back until it is done, then delivered: django-q2
+    installs the cluster's stop handlers before `Cluster.start`, and one run inside `preload()`
+    would fail there (no sentinel yet) and be logged as a failed preload, the stop lost, where
+    without the preload it stops `qcluster` at once. Held, the signal acts after it as before.
+    Signals are held for the calling thread: call it from the main thread (as `qcluster` calls
+    `Cluster.start`)."""
+    stops = {signal.SIGTERM, signal.SIGINT}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+    try:
+        preload()
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
 def install() -> None:
     """Make django-q2's `Cluster.start` preload before it forks the sentinel. Idempotent."""
     start = django_q.cluster.Cluster.start
@@ -59,7 +75,7 @@ def install() -> None:
 
     @functools.wraps(start)
     def start_preloaded(self, *args, **kwargs):
-        preload()
+        preload_holding_stop_signals()
         return start(self, *args, **kwargs)
 
     start_preloaded.preloads = True

@@ -9,7 +9,7 @@ from django.db.models.signals import post_init
 from django.utils import timezone
 
 from clarion.db import instance_maker
-from notifications.models import Message, StepLog
+from notifications.models import Message, Run, StepLog, Trigger
 from tests.conftest import email_step
 
 pytestmark = pytest.mark.django_db
@@ -92,3 +92,28 @@ def test_a_one_to_one_object_is_cached_both_ways(run_of, django_assert_num_queri
         assert message.inbox_item is item
     django = InboxItem(message=message, recipient_id=run.recipient_id)
     assert {**fields_of(item), "id": None} == {**fields_of(django), "id": None}
+
+
+def test_a_triggers_run_and_trigger_rows_are_made_as_model_init_makes_them(run_of, monkeypatch):
+    """The trigger's hot path makes its Trigger and Runs this way (with their ids given)."""
+    run = run_of(email_step())
+    run.refresh_from_db()
+    drawn = []
+    for model in (Run, Trigger):  # a given id's default (uuid4) is not drawn, as Model() does
+        pk = model._meta.pk
+        monkeypatch.setitem(pk.__dict__, "_get_default", lambda: drawn.append(1) or uuid.uuid4())
+    run_id, trigger_id = uuid.uuid4(), uuid.uuid4()
+    related = {"workflow": run.workflow, "tenant": run.tenant}
+    kwargs = {"id": trigger_id, "actor": {"id": "a"}, "data": {"n": 1},
+              "recipients": ["r1"], "idempotency_key": "k", "runs_created": 1}
+    mine = instance_maker(Trigger)(related, **kwargs)
+    django = Trigger(**related, **kwargs)
+    assert fields_of(mine) == fields_of(django)
+    mine_run = instance_maker(Run)({**related, "trigger": mine}, id=run_id,
+                                   recipient_id=run.recipient_id,
+                                   workflow_version_id=run.workflow.published_version_id)
+    django_run = Run(**related, trigger=django, id=run_id, recipient_id=run.recipient_id,
+                     workflow_version_id=run.workflow.published_version_id)
+    assert fields_of(mine_run) == fields_of(django_run)
+    assert mine_run.state is not django_run.state  # a callable default: a new one each
+    assert drawn == []

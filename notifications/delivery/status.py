@@ -27,6 +27,7 @@ from events.outbox import message_events_record
 
 from ..models import DeliveryAttempt, Message, MessageEvent, StepLog
 from ..providers.anymail_tracking import from_anymail
+from ..providers.base import kept_provider_message_id
 from ..providers.callbacks import StatusEvent
 from ..queue import enqueue
 from .pool import ProviderPool
@@ -97,7 +98,8 @@ def message_event_record(*, event: StatusEvent) -> MessageEvent | None:
         with transaction.atomic():
             record = MessageEvent.objects.create(
                 message=message, provider_kind=event.provider_kind, kind=event.kind,
-                provider_message_id=event.provider_message_id[:255], event_id=event_id[:255],
+                provider_message_id=kept_provider_message_id(event.provider_message_id),
+                event_id=event_id[:255],
                 occurred_at=occurred_at, description=event.description[:2000], raw=event.raw,
             )
             _advance(message, event, occurred_at, now)

@@ -130,27 +130,38 @@ class Exchange:
 @dataclass
 class SendResult:
     """The provider accepted the message. `provider_message_id` is its id for the message (what
-    status callbacks refer to); `dead_addresses` as in ProviderError (a push to three devices can
-    succeed on two and find the third unregistered)."""
+    status callbacks refer to; one over PROVIDER_MESSAGE_ID_MAX_LENGTH characters is replaced by
+    "", see `kept_provider_message_id`); `dead_addresses` as in ProviderError (a push to three
+    devices can succeed on two and find the third unregistered)."""
 
     provider_message_id: str
     exchange: Exchange = field(default_factory=Exchange)
     dead_addresses: list = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        # No provider's id is this long (Twilio's SID is 34 characters, FCM's message name
-        # ~100); one that is cannot be stored as the message's id (a 255-character column)
-        # nor match a status callback, so it is not kept as the id (cutting it short would
-        # match nothing either) and is logged; the answer itself is in the attempt's ledger.
-        if len(self.provider_message_id or "") > PROVIDER_MESSAGE_ID_MAX_LENGTH:
-            logger.warning("A provider answered a message id of %d characters (over %d): "
-                           "not kept as the message's provider id", len(self.provider_message_id),
-                           PROVIDER_MESSAGE_ID_MAX_LENGTH)
-            self.provider_message_id = ""
+        self.provider_message_id = kept_provider_message_id(self.provider_message_id)
 
 
 # Message.provider_message_id's max_length (the models are not imported by the provider kinds).
 PROVIDER_MESSAGE_ID_MAX_LENGTH = 255
+
+
+def kept_provider_message_id(value: str | None) -> str:
+    """`value`, a provider's id for a message (from its answer or a status callback), as it is
+    stored and compared: "" for None or for an id over PROVIDER_MESSAGE_ID_MAX_LENGTH
+    characters. Such an id cannot be stored whole, and cut short it would match nothing (or,
+    worse, another id with the same start), so neither a message nor a status event keeps it:
+    a callback then finds its message by Clarion's own id, if the provider echoes it, and a
+    killed worker's send is not taken as proved by it. SMS and email ids are short (Twilio's SID
+    34 characters, FCM's message name ~100); a web push service's id is the `Location` URL it
+    answers, which can be longer. The full answer stays in the attempt's ledger."""
+    if not value:
+        return ""
+    if len(value) > PROVIDER_MESSAGE_ID_MAX_LENGTH:
+        logger.info("A provider id of %d characters (over %d) is not kept as the message's "
+                    "provider id", len(value), PROVIDER_MESSAGE_ID_MAX_LENGTH)
+        return ""
+    return value
 
 
 # --- Redaction ----------------------------------------------------------------------------------

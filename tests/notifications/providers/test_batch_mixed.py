@@ -7,6 +7,7 @@ rows_update, server-bound) must hold what the ORM would have stored.
 """
 
 import json
+import logging
 import threading
 from decimal import Decimal
 
@@ -18,8 +19,10 @@ from analytics.models import RollupDelta
 from clarion.db import rows_create, rows_update
 from notifications.delivery import deliver_batch
 from notifications.delivery.claim import locked, with_relations
-from notifications.models import DeliveryAttempt, Message, Recipient, StepLog
+from notifications.delivery.status import message_event_record
+from notifications.models import DeliveryAttempt, Message, MessageEvent, Recipient, StepLog
 from notifications.providers.base import PROVIDER_MESSAGE_ID_MAX_LENGTH
+from notifications.providers.callbacks import StatusEvent
 
 from .servers import Reply
 from .test_sms import (
@@ -184,6 +187,7 @@ def test_rows_update_refuses_a_value_too_long_for_its_column_as_save_does(queue_
 
 def test_a_provider_id_too_long_to_keep_is_not_the_message_id_but_the_send_stands(
         provider_server, provider_config, queue_message, caplog):
+    caplog.set_level(logging.INFO, logger="notifications.providers.base")
     sid = "SM" + "9" * 298
 
     def accepts_with_a_long_sid(request):
@@ -205,6 +209,19 @@ def test_a_provider_id_too_long_to_keep_is_not_the_message_id_but_the_send_stand
     attempt = DeliveryAttempt.objects.get(message=message)
     assert attempt.outcome == DeliveryAttempt.Outcome.SUCCEEDED
     assert sid in json.dumps(attempt.response)  # the answer itself is kept in the ledger
-    assert "message id of 300 characters" in caplog.text
+    assert "provider id of 300 characters" in caplog.text
     assert Message._meta.get_field(
         "provider_message_id").max_length == PROVIDER_MESSAGE_ID_MAX_LENGTH
+
+
+def test_a_status_event_with_a_provider_id_too_long_to_keep_stores_none(queue_message):
+    """As for a send's answer: cut short, the id would pass for another (recovery compares a
+    message's events with its attempts' ids), so the event keeps "" and its raw payload."""
+    message = queue_message("sms", {"text": "hi"})
+    long_id = "SM" + "7" * 298
+    record = message_event_record(event=StatusEvent(
+        provider_kind="twilio", kind=MessageEvent.Kind.DELIVERED, provider_message_id=long_id,
+        message_id=str(message.pk), event_id="e1", raw={"MessageSid": long_id}))
+    assert record is not None
+    record.refresh_from_db()
+    assert (record.provider_message_id, record.raw) == ("", {"MessageSid": long_id})
