@@ -44,6 +44,7 @@ redis://127.0.0.1:6379/3 (that Redis database is emptied).
 """
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -110,14 +111,17 @@ class Cluster:
     def pause(self) -> None:
         """Settle, then stop every process of the cluster (queue the next drain's tasks)."""
         self.settle()
-        for pid in process_tree(self.process.pid):
-            os.kill(pid, signal.SIGSTOP)
+        self._signal(signal.SIGSTOP)
         self.paused = True
 
     def resume(self) -> None:
-        for pid in process_tree(self.process.pid):
-            os.kill(pid, signal.SIGCONT)
+        self._signal(signal.SIGCONT)
         self.paused = False
+
+    def _signal(self, signum: int) -> None:
+        for pid in process_tree(self.process.pid):
+            with contextlib.suppress(ProcessLookupError):  # ended since the tree was read
+                os.kill(pid, signum)
 
     def stop(self) -> None:
         if self.paused:
