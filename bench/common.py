@@ -28,7 +28,7 @@ def result(name: str, value: float, floor: str, ratio: float, goal: float | None
     `bench/run_all.py` gathers these lines into bench/RESULTS.md's table.
     """
     print("FIGURE " + json.dumps({"name": name, "value": round(value, 2), "floor": floor,
-                                  "ratio": round(ratio, 3), "goal": goal,
+                                  "ratio": round(ratio, 4), "goal": goal,
                                   "goal_op": "≤" if at_most else "≥",
                                   "spread": _spread(spread)}), flush=True)
 
@@ -220,7 +220,7 @@ def scale(what: str, processes: str, value: float, unit: str, floor: str, ratio:
     them): the figure, the processes it ran on, its value and unit, its floor and ratio (with
     its rounds' `spread`, as result()), and the CPU (percent of one core) of each process."""
     print("SCALE " + json.dumps({"what": what, "processes": processes, "value": round(value, 2),
-                                 "unit": unit, "floor": floor, "ratio": round(ratio, 3),
+                                 "unit": unit, "floor": floor, "ratio": round(ratio, 4),
                                  "spread": _spread(spread), "cpu": cpu_text(cpu)}), flush=True)
 
 

@@ -124,16 +124,12 @@ class Cluster:
                 os.kill(pid, signum)
 
     def stop(self) -> None:
-        if self.paused:
-            self.resume()
-        # SIGTERM to the cluster alone: it stops its workers (a signal to the whole group
-        # kills them under it, and the cluster then waits for them forever).
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        """Kill the cluster's processes (its process group), once its drains are measured:
+        django-q2's own stop took 2-3 s a cluster of the time `make bench` has. Their database
+        sessions end as they see their connections close (and publish their counters)."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.paused = False
         self.log.close()
 
 

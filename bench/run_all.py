@@ -27,7 +27,7 @@ BENCH = ROOT / "bench"
 RUNS = [
     ("trigger.py", ["--n", "100"]),
     # Floor and figure in alternating windows or drains: the ratio the median of the rounds'.
-    ("trigger_api.py", ["--seconds", "2", "--rounds", "4", "--servers",
+    ("trigger_api.py", ["--seconds", "2", "--rounds", "3", "--servers",
                         "uvicorn:1,uvicorn:2,uvicorn:4"]),
     ("pipeline.py", ["--n", "400", "--rounds", "3"]),  # 4 advance batches a drain
     ("delivery.py", ["--n", "300", "--rounds", "1"]),
