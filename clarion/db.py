@@ -341,7 +341,8 @@ def _attribute_reader(attnames: list[str]) -> Callable[[Model], tuple]:
 
 
 def _value_kinds(field, stamped: bool, plain: tuple[type, ...],
-                 short_cut: tuple[tuple[type, ...], Callable] | None) -> dict[type, Callable | None]:
+                 short_cut: tuple[tuple[type, ...], Callable] | None
+                 ) -> dict[type, Callable | None]:
     """{a value's type: None when `field` stores values of that type as they are, else a
     function (value, connection) → the prepared value}, for the types _prepared takes a short
     way with; a value of any other type goes through _prepared itself."""
