@@ -175,7 +175,7 @@ def start_server(port: int, log: Path, options: dict) -> subprocess.Popen:
 
 async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int,
                   gc_report: Path, census: bool, profile: Path | None, churn: int,
-                  profile_gil: bool = False) -> dict:
+                  profile_gil: bool = False, profile_idle: bool = False) -> dict:
     url = f"ws://127.0.0.1:{port}/ws/inbox/?token="
     client_gc = gc_pauses.PauseLog()  # this process's collector passes, which delay frames too
     gc.callbacks.append(client_gc)
@@ -224,10 +224,19 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     # Held and idle, once heartbeats (each with its push check, every INBOX_HEARTBEAT_SECONDS,
     # 25 s by default, from each socket's connect) have begun: 10 s of them.
     await asyncio.sleep(max(started + 26 - time.monotonic(), 0))
+    if profile and profile_idle:  # --profile-idle: py-spy over the idle window instead
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server_pid),
+            "--format", "raw", "--rate", "250", "--duration", "10",
+            "--nonblocking", *(["--gil"] if profile_gil else []), "--output", str(profile),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     idle_cpu, idle_started = cpu_seconds(server_pid), time.monotonic()
     idle_wall = time.time()
     await asyncio.sleep(10)
     idle_cpu = (cpu_seconds(server_pid) - idle_cpu) / (time.monotonic() - idle_started)
+    if profile and profile_idle:
+        await spy.wait()
+        profile = None
     idle_wall = (idle_wall, time.time())
 
     arrived: dict[str, float] = {}
@@ -345,6 +354,9 @@ def main() -> None:
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: only the samples holding the GIL (the CPU the "
                              "server spends, not its waits for a core on a loaded machine)")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="with --profile: py-spy over the 10 s the sockets are held idle "
+                             "(heartbeats), not over the burst")
     parser.add_argument("--churn", type=int, default=0,
                         help="then this many rounds of closing and reopening --burst sockets, "
                              "the server's memory and frozen objects after each")
@@ -388,7 +400,7 @@ def main() -> None:
     try:
         figures = asyncio.run(measure(port, server.pid, tokens, args.burst,
                                       log.parent / "gc.json", args.census, args.profile,
-                                      args.churn, args.profile_gil))
+                                      args.churn, args.profile_gil, args.profile_idle))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:
