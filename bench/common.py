@@ -1,9 +1,12 @@
 """Shared by the benchmarks: a free port, the figure and scaling lines that bench/run_all.py
-collects, and the CPU each process used."""
+collects, the CPU each process used, rounds' ratios, and a lean loopback SMTP sink."""
 
 import json
 import os
 import socket
+import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,16 +19,76 @@ def free_port() -> int:
 
 
 def result(name: str, value: float, floor: str, ratio: float, goal: float | None = None, *,
-           at_most: bool = False) -> None:
+           at_most: bool = False, spread: tuple[float, float, int] | None = None) -> None:
     """Print one figure as a `FIGURE {json}` line: what, its value, its floor, the ratio, the goal
     (a ratio to reach: at least `goal`, or with `at_most` at most `goal`, e.g. a time within 5×
-    its floor's).
+    its floor's), and for a ratio that is the median of rounds (`Rounds`) its `spread`: the
+    lowest and highest round's ratio and the number of rounds.
 
     `bench/run_all.py` gathers these lines into bench/RESULTS.md's table.
     """
     print("FIGURE " + json.dumps({"name": name, "value": round(value, 2), "floor": floor,
-                                  "ratio": round(ratio, 3), "goal": goal,
-                                  "goal_op": "≤" if at_most else "≥"}), flush=True)
+                                  "ratio": round(ratio, 4), "goal": goal,
+                                  "goal_op": "≤" if at_most else "≥",
+                                  "spread": _spread(spread)}), flush=True)
+
+
+def _spread(spread: tuple[float, float, int] | None) -> list | None:
+    return None if spread is None else [round(spread[0], 3), round(spread[1], 3), spread[2]]
+
+
+class Rounds:
+    """A figure and its floor measured in alternating windows, floor first and last (F T F T …
+    F), so that each figure window has a floor window on either side of it: a round's ratio is
+    the figure's rate over the mean of those two floors' rates, which follows the machine's
+    drifting speed better than one floor measured apart. `add_floor(rate)`, `add_figure(rate)`
+    in that order; then `ratios`, `ratio` (their median) and `spread`."""
+
+    def __init__(self) -> None:
+        self.floors: list[float] = []
+        self.figures: list[float] = []
+
+    def add_floor(self, rate: float) -> None:
+        assert len(self.floors) == len(self.figures), "floor and figure windows alternate"
+        self.floors.append(rate)
+
+    def add_figure(self, rate: float) -> None:
+        assert len(self.floors) == len(self.figures) + 1, "a floor window comes first"
+        self.figures.append(rate)
+
+    @property
+    def ratios(self) -> list[float]:
+        """Each figure window's rate over the mean of the floor windows either side of it
+        (before the last floor window, the one before it alone)."""
+        out = []
+        for i, rate in enumerate(self.figures):
+            around = self.floors[i:i + 2]
+            out.append(rate / max(statistics.fmean(around), 1e-9))
+        return out
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    @property
+    def spread(self) -> tuple[float, float, int]:
+        return min(self.ratios), max(self.ratios), len(self.ratios)
+
+    @property
+    def floor(self) -> float:
+        """The floor windows' median rate."""
+        return statistics.median(self.floors)
+
+    @property
+    def figure(self) -> float:
+        """The figure windows' median rate."""
+        return statistics.median(self.figures)
+
+    def text(self) -> str:
+        """'0.66 (0.61–0.71 over 4 rounds: 0.61 0.66 0.68 0.71)'."""
+        low, high, count = self.spread
+        return (f"{self.ratio:.2f} ({low:.2f}–{high:.2f} over {count} rounds: "
+                + " ".join(f"{r:.2f}" for r in self.ratios) + ")")
 
 
 # --- CPU of processes, for the scaling table ----------------------------------------------------
@@ -88,6 +151,8 @@ class CpuMeter:
 
     def __init__(self, roots: dict[str, int], alone: dict[str, int] | None = None):
         self.roots, self.alone = roots, alone or {}  # alone: the process without its children
+        self.summed: dict[tuple[str, int], float] = {}  # every window's CPU seconds, added up
+        self.seconds = 0.0  # every window's length, added up
 
     def _sample(self) -> dict[tuple[str, int], float]:
         sample = {}
@@ -111,13 +176,26 @@ class CpuMeter:
         """{label: [percent of one core of each of its processes that used any, largest
         first]}; PostgreSQL and Redis summed into one figure each."""
         seconds, last = time.monotonic() - self.began, self._sample()
-        used: dict[str, list[float]] = {}
+        used: dict[tuple[str, int], float] = {}
         for key, value in last.items():
             # A process not seen at the start began during the window (or was missed then):
             # at most the window's length of it counts.
             before = self.first.get(key)
-            used.setdefault(key[0], []).append(value - before if before is not None
-                                               else min(value, seconds))
+            used[key] = value - before if before is not None else min(value, seconds)
+            self.summed[key] = self.summed.get(key, 0.0) + used[key]
+        self.seconds += seconds
+        return self._shares(used, seconds)
+
+    def total(self) -> dict[str, list[float]]:
+        """As stop() returns, over every window measured so far (start() … stop() pairs)."""
+        return self._shares(self.summed, self.seconds)
+
+    @staticmethod
+    def _shares(by_process: dict[tuple[str, int], float], seconds: float,
+                ) -> dict[str, list[float]]:
+        used: dict[str, list[float]] = {}
+        for (label, _), value in by_process.items():
+            used.setdefault(label, []).append(value)
         shares = {}
         for label, values in used.items():
             percents = sorted((100 * v / max(seconds, 1e-6) for v in values if v > 0),
@@ -136,13 +214,147 @@ def cpu_text(shares: dict[str, list[float]]) -> str:
 
 
 def scale(what: str, processes: str, value: float, unit: str, floor: str, ratio: float,
-          cpu: dict[str, list[float]]) -> None:
+          cpu: dict[str, list[float]], *, spread: tuple[float, float, int] | None = None,
+          ) -> None:
     """Print one row of the scaling table as a `SCALE {json}` line (bench/run_all.py gathers
-    them): the figure, the processes it ran on, its value and unit, its floor and ratio, and
-    the CPU (percent of one core) of each process."""
+    them): the figure, the processes it ran on, its value and unit, its floor and ratio (with
+    its rounds' `spread`, as result()), and the CPU (percent of one core) of each process."""
     print("SCALE " + json.dumps({"what": what, "processes": processes, "value": round(value, 2),
-                                 "unit": unit, "floor": floor, "ratio": round(ratio, 3),
-                                 "cpu": cpu_text(cpu)}), flush=True)
+                                 "unit": unit, "floor": floor, "ratio": round(ratio, 4),
+                                 "spread": _spread(spread), "cpu": cpu_text(cpu)}), flush=True)
+
+
+# --- A loopback SMTP server that accepts at once ------------------------------------------------
+
+# What aiosmtpd (1.4, no TLS, no AUTH) answers to EHLO, so that a client says the same to either.
+EHLO_LINES = ("SIZE 33554432", "8BITMIME", "SMTPUTF8", "HELP")
+END_OF_DATA = b"\r\n.\r\n"
+
+
+def smtp_sink_protocol(on_message=None):
+    """An asyncio.Protocol class speaking as much SMTP as an SMTP client needs to hand over mail
+    to a server that takes everything at once: the 220 greeting, EHLO (aiosmtpd's extensions,
+    `EHLO_LINES`), HELO, MAIL, RCPT, DATA (354, then the data up to the lone "." line; 250),
+    RSET, NOOP, QUIT (221, then closed); 500 for anything else. Commands may come pipelined.
+    With `on_message(mail_from, rcpt_tos, data)` each message is handed over, its data
+    dot-unstuffed (RFC 5321 section 4.5.2) without the final "." line; without it the data is
+    only scanned for its end."""
+    import asyncio
+
+    class SmtpSink(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport, self.buffer, self.in_data = transport, b"", False
+            self.mail_from, self.rcpt_tos, self.scanned = None, [], 0
+            transport.write(b"220 127.0.0.1 ESMTP bench sink\r\n")
+
+        def data_received(self, chunk: bytes) -> None:
+            self.buffer += chunk
+            replies = []
+            while self.buffer:
+                if self.in_data:
+                    # The data ends at CRLF "." CRLF; a data that is empty is "." CRLF at once.
+                    if self.buffer.startswith(b".\r\n") and self.scanned == 0:
+                        end, data = 3, b""
+                    else:
+                        end = self.buffer.find(END_OF_DATA, max(0, self.scanned - 4))
+                        if end < 0:
+                            self.scanned = len(self.buffer)
+                            break
+                        data, end = self.buffer[:end + 2], end + len(END_OF_DATA)
+                    self.buffer, self.in_data, self.scanned = self.buffer[end:], False, 0
+                    if on_message is not None:  # a line's leading "." was doubled: undone
+                        data = data.replace(b"\r\n.", b"\r\n")
+                        on_message(self.mail_from, self.rcpt_tos,
+                                   data[1:] if data.startswith(b".") else data)
+                    self.mail_from, self.rcpt_tos = None, []
+                    replies.append(b"250 OK\r\n")
+                    continue
+                line_end = self.buffer.find(b"\r\n")
+                if line_end < 0:
+                    break
+                line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
+                verb = line[:4].upper()
+                if verb == b"EHLO":
+                    replies.append(b"".join(b"250-%s\r\n" % text.encode() for text in
+                                            ("127.0.0.1", *EHLO_LINES[:-1]))
+                                   + b"250 %s\r\n" % EHLO_LINES[-1].encode())
+                elif verb == b"MAIL":
+                    self.mail_from, self.rcpt_tos = line[10:].decode(errors="replace"), []
+                    replies.append(b"250 OK\r\n")
+                elif verb == b"RCPT":
+                    self.rcpt_tos.append(line[8:].decode(errors="replace"))
+                    replies.append(b"250 OK\r\n")
+                elif verb == b"DATA":
+                    self.in_data = True
+                    replies.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                elif verb == b"RSET":
+                    self.mail_from, self.rcpt_tos = None, []
+                    replies.append(b"250 OK\r\n")
+                elif verb in (b"HELO", b"NOOP"):
+                    replies.append(b"250 OK\r\n")
+                elif verb == b"QUIT":
+                    self.transport.write(b"".join(replies) + b"221 Bye\r\n")
+                    self.transport.close()
+                    return
+                else:
+                    replies.append(b"500 Error: command not recognized\r\n")
+            if replies:
+                self.transport.write(b"".join(replies))
+
+    return SmtpSink
+
+
+def smtp_sink_serve(port: int, kind: str = "lean") -> None:
+    """Serve on 127.0.0.1:`port` until killed (SmtpSinkProcess's child): smtp_sink_protocol(),
+    or with `kind` "aiosmtpd" aiosmtpd's server with a handler that accepts every message."""
+    import asyncio
+
+    if kind == "aiosmtpd":
+        import logging
+
+        from aiosmtpd.controller import Controller
+
+        class Accept:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (its name)
+                return "250 OK"
+
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
+        Controller(Accept(), hostname="127.0.0.1", port=port).start()
+        print("ready", flush=True)
+        while True:
+            time.sleep(3600)
+
+    async def serve() -> None:
+        server = await asyncio.get_running_loop().create_server(
+            smtp_sink_protocol(), "127.0.0.1", port)
+        print("ready", flush=True)
+        await server.serve_forever()
+
+    asyncio.run(serve())
+
+
+class SmtpSinkProcess:
+    """A loopback SMTP server that accepts at once (smtp_sink_serve: `kind` "lean", the
+    default, or "aiosmtpd") in a process of its own on a free port (`port`, `pid`), so that its
+    CPU is measured apart from the benchmark's. `stop()` ends it."""
+
+    def __init__(self, kind: str = "lean") -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+             "from common import smtp_sink_serve; smtp_sink_serve(int(sys.argv[2]), sys.argv[3])",
+             str(Path(__file__).resolve().parent), str(self.port), kind],
+            stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
+        if self.process.stdout.readline().strip() != b"ready":
+            self.stop()
+            raise RuntimeError("the SMTP sink did not start")
+        self.pid = self.process.pid
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+        self.process.stdout.close()
 
 
 def pipeline_workflow():

@@ -51,8 +51,9 @@ def _census() -> dict[str, int]:
     return dict(counts.most_common())
 
 
-def serve_recorded(app: str, port: int, report: Path) -> None:
-    """uvicorn serving `app` ("module:attribute") on 127.0.0.1:`port`, its passes recorded."""
+def serve_recorded(app: str, port: int, report: Path, **options) -> None:
+    """uvicorn serving `app` ("module:attribute") on 127.0.0.1:`port`, its passes recorded;
+    `options`: more of uvicorn.run's keyword arguments (ws_ping_interval…)."""
     import uvicorn
 
     log = PauseLog()
@@ -70,7 +71,8 @@ def serve_recorded(app: str, port: int, report: Path) -> None:
 
     signal.signal(signal.SIGUSR1, write)
     signal.signal(signal.SIGUSR2, write)
-    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning")
+    uvicorn.run(app, host="127.0.0.1", port=port, access_log=False, log_level="warning",
+                **options)
 
 
 async def read(pid: int, report: Path, *, census: bool = False, timeout: float = 30) -> dict:

@@ -26,8 +26,10 @@ BENCH = ROOT / "bench"
 # full-size runs are each script's defaults; bench/README.md).
 RUNS = [
     ("trigger.py", ["--n", "100"]),
-    ("trigger_api.py", ["--seconds", "3", "--servers", "uvicorn:1,uvicorn:2,uvicorn:4"]),
-    ("pipeline.py", ["--n", "400"]),  # each row a few seconds: steady state, not start-up
+    # Floor and figure in alternating windows or drains: the ratio the median of the rounds'.
+    ("trigger_api.py", ["--seconds", "2", "--rounds", "3", "--servers",
+                        "uvicorn:1,uvicorn:2,uvicorn:4"]),
+    ("pipeline.py", ["--n", "400", "--rounds", "3"]),  # 4 advance batches a drain
     ("delivery.py", ["--n", "300", "--rounds", "1"]),
     ("wakeups.py", ["--n", "100", "--spread", "10"]),
     ("inbox_latency.py", ["--triggers", "100", "--rate", "10", "--modes", "redis"]),
@@ -82,6 +84,15 @@ def machine() -> list[str]:
     return lines
 
 
+def ratio_text(figure: dict) -> str:
+    """A figure's ratio; for the median of rounds, with the lowest and highest round's:
+    '0.61 (0.59–0.62, 4 rounds)'."""
+    if not figure.get("spread"):
+        return f"{figure['ratio']:.2f}"
+    low, high, rounds = figure["spread"]
+    return f"{figure['ratio']:.2f} ({low:.2f}–{high:.2f}, {rounds} rounds)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--only", help="comma-separated script names, without .py")
@@ -118,22 +129,26 @@ def main() -> None:
     for f in figures:
         goal = (f"{f.get('goal_op', '≥')} {f['goal']:.2f}" if f.get("goal") is not None
                 else "")
-        table.append(f"| {f['name']} | {f['value']:.1f} | {f['floor']} | {f['ratio']:.2f} | "
+        table.append(f"| {f['name']} | {f['value']:.1f} | {f['floor']} | {ratio_text(f)} | "
                      f"{goal} |")
     rows = ["| figure | processes | value | floor | ratio | CPU of each process (% of one core) |",
             "|---|---|---|---|---|---|"]
     for r in scaling:
         rows.append(f"| {r['what']} | {r['processes']} | {r['value']:.1f} {r['unit']} | "
-                    f"{r['floor']} | {r['ratio']:.2f} | {r['cpu']} |")
+                    f"{r['floor']} | {ratio_text(r)} | {r['cpu']} |")
     print("\nfigure | value | floor | ratio | goal")
     for f in figures:
-        print(f"{f['name']} | {f['value']:.1f} | {f['floor']} | {f['ratio']:.2f} | "
+        print(f"{f['name']} | {f['value']:.1f} | {f['floor']} | {ratio_text(f)} | "
               + (f"{f.get('goal_op', '≥')} {f['goal']}" if f.get("goal") is not None else ""))
     text = "\n".join([
         "# Benchmark results", "",
         f"Written by `make bench` (bench/run_all.py) on {started:%Y-%m-%d %H:%M} UTC, "
         f"in {total / 60:.1f} minutes. Each figure's floor is measured in the same run on the "
-        "same machine; see bench/README.md for what each benchmark measures.", "",
+        "same machine; see bench/README.md for what each benchmark measures. Where a ratio "
+        "has a range, its figure and floor were measured in alternating windows (trigger API) "
+        "or drains (pipeline): the ratio is the median of the rounds' (each figure window's "
+        "rate over the mean of the floor windows either side), the range the lowest and "
+        "highest round's, the value and floor the medians of their windows.", "",
         "## Machine", "", *head, "",
         "## Figures against their floors", "", *table, "",
         "## Scaling with processes", "",

@@ -1,7 +1,7 @@
 """Triggers per second at the HTTP API, against a trivial authenticated endpoint as the floor.
 
 A closed-loop load generator (`wrk`, from Debian, with the Lua script below) on 127.0.0.1 keeps
-`--clients` connections busy, one request in flight each, for `--seconds`:
+`--clients` connections busy, one request in flight each, for a window of `--seconds`:
 
 - trigger: POST /api/v1/workflows/bench-api/trigger (in-app + email workflow, one recipient,
   an Idempotency-Key; 10 % of requests repeat the connection's previous request, key and body,
@@ -9,13 +9,20 @@ A closed-loop load generator (`wrk`, from Debian, with the Lua script below) on 
 - floor:   GET /api/v1/tenants/bench-api (the same API-key authentication, one row read) on the
   same server processes.
 
-Each ASGI server under test is started with 1 and 2 processes (daphne has no process manager:
-1 only). After each trigger run the database must hold exactly one trigger per idempotency key
-sent, and every response must be a 2xx; otherwise the script exits non-zero. No worker runs:
-the queued tasks are counted, then deleted.
+Each ASGI server under test is started with the processes asked for (daphne has no process
+manager: 1 only), warmed up (a second of each), then measured in alternating windows, floor
+first and last: F T F T … F with `--rounds` trigger windows. Each round's ratio is its trigger
+rate over the mean of the floor windows either side of it, which follows the machine's drifting
+speed; the server's row reports the median ratio and the lowest and highest, the median rates of
+each kind's windows and the medians of their p50 and p99 (until 2026-12-03 one floor window and
+one trigger window of 3 s each: the same code's ratio moved by 0.1 between runs). Over all the
+trigger windows the database must hold exactly one trigger per idempotency key sent, some
+requests must have been answered as replays, and every response must be a 2xx; otherwise the
+script exits non-zero. No worker runs: the queued tasks are counted, then deleted. The CPU per
+request of the server and of PostgreSQL is over all the windows of each kind.
 
-PostgreSQL only. Usage: .venv/bin/python bench/trigger_api.py [--seconds 10] [--clients 16]
-                        [--servers daphne:1,uvicorn:1,uvicorn:2,granian:1,granian:2,gunicorn:2]
+PostgreSQL only. Usage: .venv/bin/python bench/trigger_api.py [--seconds 2] [--rounds 5]
+    [--clients 16] [--servers daphne:1,uvicorn:1,uvicorn:2,granian:1,granian:2,gunicorn:2]
 DATABASE_URL defaults to postgres://postgres@127.0.0.1:5432/clarion_bench (created if missing).
 """
 
@@ -24,6 +31,7 @@ import json
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,7 +50,7 @@ os.environ.setdefault("CLARION_VAR_DIR", tempfile.mkdtemp(prefix="clarion-bench-
 os.environ.setdefault("CLARION_TRIGGER_RATE_LIMIT", "100000000")
 os.environ["DJANGO_SETTINGS_MODULE"] = "clarion.settings"
 
-from common import CpuMeter, cpu_text, free_port, result, scale  # noqa: E402
+from common import CpuMeter, Rounds, cpu_text, free_port, result, scale  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -182,6 +190,14 @@ def wrk(port: int, mode: str, prefix: str, secret: str, clients: int, seconds: f
     return figures
 
 
+def totals(runs: list[dict]) -> dict:
+    """The requests per second of wrk runs taken together, and the medians of their p50 and
+    p99 latencies (wrk gives each run's percentiles, not its latencies)."""
+    return {"per_s": sum(f["requests"] for f in runs) / sum(f["seconds"] for f in runs),
+            "p50_ms": statistics.median(f["p50_ms"] for f in runs),
+            "p99_ms": statistics.median(f["p99_ms"] for f in runs)}
+
+
 def per_request(shares: dict[str, list[float]], label: str, figures: dict) -> float:
     """Milliseconds of CPU per request of `label`'s processes (CpuMeter.stop() shares, percent
     of a core) over a wrk run's `figures`."""
@@ -190,7 +206,10 @@ def per_request(shares: dict[str, list[float]], label: str, figures: dict) -> fl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=int, default=2, help="each window's length (wrk "
+                        "takes whole seconds)")
+    parser.add_argument("--rounds", type=int, default=5, help="trigger windows, each between "
+                        "two floor windows")
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--servers", default="daphne:1,uvicorn:1,uvicorn:2,granian:1,granian:2,"
                                              "gunicorn:2")
@@ -220,10 +239,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="clarion-bench-api-"))
     script = work / "load.lua"
     script.write_text(LUA)
-    print(f"Trigger API benchmark: {args.clients} closed-loop clients, {args.seconds:g} s each, "
-          f"PostgreSQL {connection.pg_version}, logs in {work}")
+    print(f"Trigger API benchmark: {args.clients} closed-loop clients; per server, windows of "
+          f"{args.seconds} s alternating floor and trigger ({args.rounds} trigger windows, each "
+          f"between two floor windows); rates and ratio the windows' medians, p50/p99 the "
+          f"medians of the windows'; PostgreSQL {connection.pg_version}, logs in {work}")
     print(f"{'server':<10} {'procs':>5} {'floor/s':>9} {'p50':>7} {'p99':>7} "
-          f"{'trigger/s':>9} {'p50':>7} {'p99':>7} {'ratio':>6}")
+          f"{'trigger/s':>9} {'p50':>7} {'p99':>7} {'ratio':>6}  range")
     failures = []
     for spec in args.servers.split(","):
         server, processes = spec.split(":")
@@ -231,54 +252,74 @@ def main() -> None:
             print(f"{server:<10} {processes:>5}  skipped: not installed (the dev extra has it)")
             continue
         served = Server(server, int(processes), work)
+        prefix = f"{uuid.uuid4().hex[:8]}"
         try:
             # Warm up both paths (imports, pool, caches) before measuring.
-            wrk(served.port, "floor", "warm", secret, args.clients, 2, script)
-            prefix = f"{uuid.uuid4().hex[:8]}"
-            wrk(served.port, "trigger", f"w{prefix}", secret, args.clients, 2, script)
+            wrk(served.port, "floor", "warm", secret, args.clients, 1, script)
+            wrk(served.port, "trigger", f"w{prefix}", secret, args.clients, 1, script)
+            floors, triggers, measured = [], [], Rounds()
+            floor_meter = CpuMeter({server: served.process.pid})
             meter = CpuMeter({server: served.process.pid})
-            meter.start()
-            floor = wrk(served.port, "floor", prefix, secret, args.clients, args.seconds, script)
-            floor_cpu = meter.stop()
-            meter.start()
-            full = wrk(served.port, "trigger", prefix, secret, args.clients, args.seconds, script)
-            cpu = meter.stop()
+            for i in range(args.rounds + 1):
+                floor_meter.start()
+                floors.append(wrk(served.port, "floor", prefix, secret, args.clients,
+                                  args.seconds, script))
+                floor_meter.stop()
+                measured.add_floor(floors[-1]["per_s"])
+                if i == args.rounds:
+                    break
+                meter.start()  # each window's keys apart: wrk numbers them from 1 each run
+                triggers.append(wrk(served.port, "trigger", f"{prefix}-r{i}", secret,
+                                    args.clients, args.seconds, script))
+                meter.stop()
+                measured.add_figure(triggers[-1]["per_s"])
         finally:
             served.stop()
+        cpu, floor_cpu = meter.total(), floor_meter.total()
         records = IdempotencyRecord.objects.filter(api_key=api_key,
                                                    key__startswith=f"{prefix}-")
-        triggers = Trigger.objects.filter(workflow=workflow,
-                                          recipients__0__id__startswith=f"{prefix}-")
+        made = Trigger.objects.filter(workflow=workflow,
+                                      recipients__0__id__startswith=f"{prefix}-")
         problems = []
-        for name, figures in (("floor", floor), ("trigger", full)):
-            if figures["socket_errors"] or figures["non2xx"] or figures["bad"]:
-                problems.append(f"{name}: {figures['socket_errors']} socket errors, "
-                                f"{figures['non2xx'] or figures['bad']} non-2xx")
-        n_records, n_triggers = records.count(), triggers.count()
+        for name, runs in (("floor", floors), ("trigger", triggers)):
+            errors = sum(f["socket_errors"] for f in runs)
+            bad = sum(f["non2xx"] or f["bad"] for f in runs)
+            if errors or bad:
+                problems.append(f"{name}: {errors} socket errors, {bad} non-2xx")
+        n_records, n_triggers = records.count(), made.count()
+        new_keys, replays = (sum(f[k] for f in triggers) for k in ("new_keys", "replays"))
         # wrk may stop with a request in flight: the server can finish up to one per client
-        # that wrk did not count; each still has exactly one trigger for its key.
-        if not (full["new_keys"] - args.clients <= n_records <= full["new_keys"]
+        # that wrk did not count, in each window; each still has exactly one trigger per key.
+        if not (new_keys - args.clients * args.rounds <= n_records <= new_keys
                 and n_triggers == n_records):
-            problems.append(f"{full['new_keys']} keys sent, {n_records} idempotency records, "
+            problems.append(f"{new_keys} keys sent, {n_records} idempotency records, "
                             f"{n_triggers} triggers")
-        if full["replays"] == 0:
+        if replays == 0:
             problems.append("no replayed responses")
-        ratio = full["per_s"] / floor["per_s"]
-        print(f"{server:<10} {processes:>5} {floor['per_s']:9.1f} {floor['p50_ms']:7.1f} "
-              f"{floor['p99_ms']:7.1f} {full['per_s']:9.1f} {full['p50_ms']:7.1f} "
-              f"{full['p99_ms']:7.1f} {ratio:6.2f}"
+        floor_all, full_all = totals(floors), totals(triggers)
+        low, high, _ = measured.spread
+        print(f"{server:<10} {processes:>5} {measured.floor:9.1f} {floor_all['p50_ms']:7.1f} "
+              f"{floor_all['p99_ms']:7.1f} {measured.figure:9.1f} {full_all['p50_ms']:7.1f} "
+              f"{full_all['p99_ms']:7.1f} {measured.ratio:6.2f}  {low:.2f}–{high:.2f}"
               + (f"  FAILED: {'; '.join(problems)}" if problems else ""))
-        print(f"{'':<16} {full['replays']} replays, {n_triggers} triggers for "
-              f"{n_records} keys, 0 errors" if not problems else "")
+        print(f"{'':<16} rounds (triggers/s ÷ the mean of the floor windows either side): "
+              + "  ".join(f"{t:.1f}/{(a + b) / 2:.1f} = {r:.2f}" for t, a, b, r in zip(
+                  measured.figures, measured.floors[:-1], measured.floors[1:],
+                  measured.ratios, strict=True)))
+        if not problems:
+            print(f"{'':<16} {replays} replays, {n_triggers} triggers for {n_records} keys, "
+                  "0 errors")
         print(f"{'':<16} CPU (% of a core) during the triggers: {cpu_text(cpu)}")
         print(f"{'':<16} CPU per request (ms), trigger / floor GET: " + ", ".join(
-            f"{label} {per_request(cpu, label, full):.2f} / "
-            f"{per_request(floor_cpu, label, floor):.2f}" for label in (server, "PostgreSQL")))
+            f"{label} {per_request(cpu, label, full_all):.2f} / "
+            f"{per_request(floor_cpu, label, floor_all):.2f}" for label in (server, "PostgreSQL")))
+        floor_text = f"GET tenant {measured.floor:.1f}/s"
         scale("trigger API", f"{processes} {server} process{'es' * (processes != '1')}",
-              full["per_s"], "triggers/s", f"GET tenant {floor['per_s']:.1f}/s", ratio, cpu)
-        result(f"trigger API, {server} x{processes}: triggers/s (p50 {full['p50_ms']:.0f} ms, "
-               f"p99 {full['p99_ms']:.0f} ms)", full["per_s"],
-               f"GET tenant {floor['per_s']:.1f}/s", ratio, goal=0.6)
+              measured.figure, "triggers/s", floor_text, measured.ratio, cpu,
+              spread=measured.spread)
+        result(f"trigger API, {server} x{processes}: triggers/s (p50 {full_all['p50_ms']:.0f} ms, "
+               f"p99 {full_all['p99_ms']:.0f} ms)", measured.figure, floor_text, measured.ratio,
+               goal=0.6, spread=measured.spread)
         failures += problems
         OrmQ.objects.all().delete()
     shutil.rmtree(work, ignore_errors=True) if not failures else None

@@ -136,15 +136,28 @@ def burst(recipient_ids: list[str]) -> None:
     print(json.dumps({"committed": marks["committed"], "published": time.time()}), flush=True)
 
 
-def start_server(port: int, log: Path) -> subprocess.Popen:
-    """uvicorn on clarion.asgi in its own process (bench/gc_pauses.py records its collector's
-    passes, reported to `log`'s directory, gc.json)."""
+def procfile_ws_options() -> dict:
+    """The websocket options the Procfile's `web` command gives uvicorn (the production web
+    server's), as uvicorn.run's keyword arguments: {"ws_per_message_deflate": False, …}."""
+    web = next(line.split(":", 1)[1] for line in (ROOT / "Procfile").read_text().splitlines()
+               if line.startswith("web:"))
+    words, options = web.split(), {}
+    for flag, value in zip(words, words[1:], strict=False):
+        if flag in ("--ws-per-message-deflate", "--ws-ping-interval", "--ws-ping-timeout"):
+            options[flag[2:].replace("-", "_")] = (value.lower() in ("true", "1", "yes")
+                                                   if flag.endswith("deflate") else float(value))
+    return options
+
+
+def start_server(port: int, log: Path, options: dict) -> subprocess.Popen:
+    """uvicorn on clarion.asgi in its own process with uvicorn.run's `options` (bench/gc_pauses.py
+    records its collector's passes, reported to `log`'s directory, gc.json)."""
     env = dict(os.environ, LOG_LEVEL="WARNING", CLARION_VAR_DIR=tempfile.mkdtemp(
         prefix="clarion-bench-ws-"))
     with open(log, "wb") as out:
         server = subprocess.Popen(
             [sys.executable, __file__, "--serve", str(port), "--gc-report",
-             str(log.parent / "gc.json")],
+             str(log.parent / "gc.json"), "--serve-options", json.dumps(options)],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True)
     deadline = time.monotonic() + 60
@@ -162,7 +175,7 @@ def start_server(port: int, log: Path) -> subprocess.Popen:
 
 async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size: int,
                   gc_report: Path, census: bool, profile: Path | None, churn: int,
-                  profile_gil: bool = False) -> dict:
+                  profile_gil: bool = False, profile_idle: bool = False) -> dict:
     url = f"ws://127.0.0.1:{port}/ws/inbox/?token="
     client_gc = gc_pauses.PauseLog()  # this process's collector passes, which delay frames too
     gc.callbacks.append(client_gc)
@@ -211,10 +224,19 @@ async def measure(port: int, server_pid: int, tokens: dict[str, str], burst_size
     # Held and idle, once heartbeats (each with its push check, every INBOX_HEARTBEAT_SECONDS,
     # 25 s by default, from each socket's connect) have begun: 10 s of them.
     await asyncio.sleep(max(started + 26 - time.monotonic(), 0))
+    if profile and profile_idle:  # --profile-idle: py-spy over the idle window instead
+        spy = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(server_pid),
+            "--format", "raw", "--rate", "250", "--duration", "10",
+            "--nonblocking", *(["--gil"] if profile_gil else []), "--output", str(profile),
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
     idle_cpu, idle_started = cpu_seconds(server_pid), time.monotonic()
     idle_wall = time.time()
     await asyncio.sleep(10)
     idle_cpu = (cpu_seconds(server_pid) - idle_cpu) / (time.monotonic() - idle_started)
+    if profile and profile_idle:
+        await spy.wait()
+        profile = None
     idle_wall = (idle_wall, time.time())
 
     arrived: dict[str, float] = {}
@@ -332,17 +354,28 @@ def main() -> None:
     parser.add_argument("--profile-gil", action="store_true",
                         help="with --profile: only the samples holding the GIL (the CPU the "
                              "server spends, not its waits for a core on a loaded machine)")
+    parser.add_argument("--profile-idle", action="store_true",
+                        help="with --profile: py-spy over the 10 s the sockets are held idle "
+                             "(heartbeats), not over the burst")
     parser.add_argument("--churn", type=int, default=0,
                         help="then this many rounds of closing and reopening --burst sockets, "
                              "the server's memory and frozen objects after each")
+    parser.add_argument("--ws-deflate", choices=("on", "off"),
+                        help="permessage-deflate accepted by the server or not (default: as the "
+                             "Procfile's uvicorn command says)")
+    parser.add_argument("--ws-ping-interval", type=float,
+                        help="uvicorn's keepalive pings every this many seconds, 0: none "
+                             "(default: as the Procfile's uvicorn command says)")
     parser.add_argument("--burst-for", help=argparse.SUPPRESS)  # the producer, another process
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # the server, on this port
     parser.add_argument("--gc-report", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-options", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.burst_for:
         return burst(args.burst_for.split(","))
     if args.serve:
-        return gc_pauses.serve_recorded("clarion.asgi:application", args.serve, args.gc_report)
+        return gc_pauses.serve_recorded("clarion.asgi:application", args.serve, args.gc_report,
+                                        **json.loads(args.serve_options))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = 2 * args.sockets + 1000  # this client's sockets and the server's, inherited
     if soft < wanted:
@@ -354,13 +387,20 @@ def main() -> None:
     tokens = setup(args.sockets)
     print(f"Websockets benchmark: {args.sockets} inbox sockets on one uvicorn process (Redis "
           f"channel layer), a burst of {args.burst} items to {args.burst} of them", flush=True)
+    options = procfile_ws_options()
+    if args.ws_deflate:
+        options["ws_per_message_deflate"] = args.ws_deflate == "on"
+    if args.ws_ping_interval is not None:
+        options["ws_ping_interval"] = args.ws_ping_interval or None
+    print(f"  server    uvicorn, websocket options {options or 'uvicorn defaults'} (the "
+          f"Procfile's, or as given)", flush=True)
     log = Path(tempfile.mkdtemp(prefix="clarion-bench-ws-")) / "uvicorn.log"
     port = free_port()
-    server = start_server(port, log)
+    server = start_server(port, log, options)
     try:
         figures = asyncio.run(measure(port, server.pid, tokens, args.burst,
                                       log.parent / "gc.json", args.census, args.profile,
-                                      args.churn, args.profile_gil))
+                                      args.churn, args.profile_gil, args.profile_idle))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         try:

@@ -17,6 +17,7 @@ from django.db.models import (
     BooleanField,
     CharField,
     DateTimeField,
+    EmailField,
     ForeignKey,
     IntegerField,
     JSONField,
@@ -31,6 +32,7 @@ from django.db.models import (
 )
 from django.db.models.constants import OnConflict
 from django.db.models.sql import InsertQuery
+from django.utils.connection import ConnectionProxy
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -242,7 +244,8 @@ class InsertSelect:
     (every concrete field but an auto-increment pk, each value as its field prepares it,
     `auto_now`/`auto_now_add` times set now and on the objects). PostgreSQL only."""
 
-    __slots__ = ("sql", "fields", "one_row", "preparing")
+    __slots__ = ("sql", "fields", "one_row", "preparing", "_read", "_kinds", "_stamped",
+                 "_numbers")
 
     def __init__(self, model: type[Model], *, alias: str, connection, one_row: bool = False,
                  where: str = "", computed: dict[str, tuple[str, str]] | None = None,
@@ -251,6 +254,13 @@ class InsertSelect:
         self.fields, self.one_row = _insert_fields(model, with_auto_pk=False), one_row
         self.preparing = [(field, _stamped(field), _plain_types(field), _short_cut(field))
                           for field in self.fields]
+        # params' plan: every attribute read at once (C code), then each value looked up by
+        # its type in its field's table (_value_kinds) rather than through _prepared's tests.
+        self._read = _attribute_reader([field.attname for field in self.fields])
+        self._kinds = [_value_kinds(*plan) for plan in self.preparing]
+        self._stamped = [(number, field) for number, (field, stamped, _, _)
+                         in enumerate(self.preparing) if stamped]
+        self._numbers = {field.name: number for number, field in enumerate(self.fields)}
         if any(hasattr(field, "get_placeholder") for field in self.fields):
             raise ValueError(f"InsertSelect: a field of {model.__name__} places its own values")
         ops, kinds, values = connection.ops, [], []
@@ -279,20 +289,73 @@ class InsertSelect:
         name: a value per object}), then the `extra` values (a list each, a value per object).
         Raises ValueError for a value that is an expression (it has no place in a
         parameter)."""
-        computed = computed or {}
-        columns = []
-        for field, stamped, plain, short_cut in self.preparing:
-            if field.name in computed:
-                columns.append(list(computed[field.name]))
-                continue
-            columns.append([_prepared(field, field.pre_save(obj, True) if stamped
-                                      else getattr(obj, field.attname), connection, plain,
-                                      short_cut)
-                            for obj in objs])
-        columns += [list(values) for values in extra]
+        if isinstance(connection, ConnectionProxy):  # its every attribute a thread-local read
+            connection = connections[connection.alias]
+        given = [(self._numbers[name], list(values)) for name, values in (computed or {}).items()]
+        rows = [self._row(obj, connection, given, index) for index, obj in enumerate(objs)]
         if self.one_row:
-            return [value for (value,) in columns]
-        return columns
+            (row,) = rows
+            return row + [value for (value,) in extra]
+        columns = [list(column) for column in zip(*rows, strict=True)] if rows else \
+            [[] for _ in self.fields]
+        return columns + [list(values) for values in extra]
+
+    def _row(self, obj: Model, connection, given: list[tuple[int, list]], index: int) -> list:
+        """`obj`'s values as params gives them (`given`: (column number, a value per object)
+        for the computed fields, whose attributes are not prepared)."""
+        values = list(self._read(obj))
+        for number, _ in given:
+            values[number] = None
+        for number, field in self._stamped:
+            values[number] = field.pre_save(obj, True)
+        row = []
+        for value, kinds, plan in zip(values, self._kinds, self.preparing, strict=True):
+            kind = kinds.get(type(value), _UNKNOWN)
+            if kind is None:
+                row.append(value)
+            elif kind is _UNKNOWN:
+                field = plan[0]
+                if type(field) in _TEXT_FIELDS and isinstance(value, str):
+                    kinds[type(value)] = None  # a str subclass (choices): kept as it is
+                    row.append(value)
+                else:
+                    row.append(_prepared(field, value, connection, plan[2], plan[3]))
+            else:
+                row.append(kind(value, connection))
+        for number, values_given in given:
+            row[number] = values_given[index]
+        return row
+
+
+_UNKNOWN = object()  # a value's type that a field's _value_kinds table does not name
+
+
+def _attribute_reader(attnames: list[str]) -> Callable[[Model], tuple]:
+    """A function of an object giving the tuple of its `attnames` attributes."""
+    if not attnames:
+        return lambda obj: ()
+    read = attrgetter(*attnames)
+    if len(attnames) == 1:
+        return lambda obj: (read(obj),)
+    return read
+
+
+def _value_kinds(field, stamped: bool, plain: tuple[type, ...],
+                 short_cut: tuple[tuple[type, ...], Callable] | None
+                 ) -> dict[type, Callable | None]:
+    """{a value's type: None when `field` stores values of that type as they are, else a
+    function (value, connection) → the prepared value}, for the types _prepared takes a short
+    way with; a value of any other type goes through _prepared itself."""
+    kinds: dict[type, Callable | None] = {type(None): None, **dict.fromkeys(plain)}
+    if type(field) is DateTimeField:
+        def aware(value, connection):
+            if value.tzinfo is not None:
+                return value
+            return field.get_db_prep_save(value, connection=connection)
+        kinds[datetime] = aware
+    if short_cut is not None:
+        kinds.update(dict.fromkeys(short_cut[0], short_cut[1]))
+    return kinds
 
 
 def _stamped(field) -> bool:
@@ -302,12 +365,20 @@ def _stamped(field) -> bool:
 
 def _plain_types(field) -> tuple[type, ...]:
     """The types of the values that `field`'s get_db_prep_save gives back unchanged on
-    PostgreSQL (InsertSelect.params then skips it): str for Django's own text fields, UUID,
-    bool (and, in _prepared, an aware datetime); none for other fields (integers, for one, are
-    wrapped in psycopg's sized types) and for subclasses, which may prepare values their own
-    way."""
-    return {CharField: (str,), TextField: (str,), UUIDField: (uuid.UUID,),
-            BooleanField: (bool,)}.get(type(field), ())
+    PostgreSQL (InsertSelect.params then skips it): str for Django's own text fields, UUID
+    (also for a foreign key to a UUID key), bool (and, in _prepared, an aware datetime); none
+    for other fields (integers, for one, are wrapped in psycopg's sized types) and for
+    subclasses, which may prepare values their own way."""
+    if type(field) is ForeignKey and type(field.target_field) is UUIDField:
+        return (uuid.UUID,)
+    return _PLAIN_TYPES.get(type(field), ())
+
+
+_PLAIN_TYPES = {CharField: (str,), TextField: (str,), EmailField: (str,),
+                UUIDField: (uuid.UUID,), BooleanField: (bool,)}
+# Django's own text fields: their get_db_prep_save gives any str back as it is, a subclass's
+# too (a TextChoices member: CharField.to_python keeps a str)
+_TEXT_FIELDS = frozenset((CharField, TextField, EmailField))
 
 
 # Django's own integer fields (their exact classes): get_db_prep_save of an int is the backend's

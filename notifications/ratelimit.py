@@ -96,8 +96,28 @@ def _redis_script():
         client = redis.Redis.from_url(owner[0], socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                                       socket_timeout=REDIS_TIMEOUT_SECONDS,
                                       single_connection_client=True)
-        kept = _redis.kept = (owner, client.register_script(_HIT_SCRIPT))
+        kept = _redis.kept = (owner, client.register_script(_HIT_SCRIPT), {})
     return kept[1]
+
+
+def _redis_counted(key: str, limit: int, window_seconds: int) -> int:
+    """The hit script's answer for `key` (1 counted, 0 refused): its EVALSHA packed once per
+    window's key and sent on the thread's connection as it is, the answer read back (redis-py's
+    command path, packing and retry wrapper, cost more CPU than the round trip); on any error,
+    or a server without the script, redis-py's script call (loads it, connects again), whose
+    RedisError the caller sees."""
+    script = _redis_script()
+    packed = _redis.kept[2]
+    command = (key, limit, window_seconds)
+    connection = script.registered_client.connection
+    if command not in packed:
+        packed.clear()  # the last window's
+        packed[command] = connection.pack_command("EVALSHA", script.sha, 1, *command)
+    try:
+        connection.send_packed_command(packed[command])
+        return connection.read_response()
+    except redis.RedisError:  # NOSCRIPT (read whole), or the connection dropped (closed)
+        return script(keys=[key], args=[limit, window_seconds])
 
 
 def redis_rate_limit_hit(*, key: str, limit: int, window_seconds: int,
@@ -111,9 +131,8 @@ def redis_rate_limit_hit(*, key: str, limit: int, window_seconds: int,
     now = now or timezone.now()
     start = _window_start(now, window_seconds)
     try:
-        counted = _redis_script()(
-            keys=[f"{redis_key_prefix()}{key}:{int(start.timestamp())}"],
-            args=[limit, window_seconds])
+        counted = _redis_counted(f"{redis_key_prefix()}{key}:{int(start.timestamp())}",
+                                 limit, window_seconds)
     except redis.RedisError as error:
         logger.warning("rate limit %s counted in the database: Redis failed (%s)", key, error)
         return rate_limit_hit(key=key, limit=limit, window_seconds=window_seconds, now=now)

@@ -125,3 +125,42 @@ def test_a_fields_short_cut_prepares_a_value_as_its_get_db_prep_save_does():
                 if short_cut is not None and type(value) in short_cut[0]:
                     covered.add(type(field).__name__)
     assert {"ForeignKey", "JSONField", "PositiveIntegerField"} <= covered, covered
+
+
+def test_insert_select_params_prepare_each_value_as_its_fields_get_db_prep_save_does():
+    # InsertSelect.params looks a value's type up in its field's table (_value_kinds) rather
+    # than calling _prepared: every concrete field of the trigger's rows, with values of the
+    # types the tables name (and of others): the same value, of the same type.
+    import uuid
+    from datetime import UTC, datetime
+
+    from django_q.models import OrmQ
+
+    from analytics.models import RollupDelta
+    from notifications.models import IdempotencyRecord, Run, StepLog, Trigger
+
+    if connection.vendor != "postgresql":
+        pytest.skip("InsertSelect composes PostgreSQL statements")
+    values = [0, 7, 2**40, True, {"a": [1, {"b": None}]}, [1, "x"], [], {}, "s", None,
+              uuid.uuid4(), Run.Status.RUNNING, datetime(2026, 12, 3, 15, 0, tzinfo=UTC)]
+    compared = 0
+    for model in (Trigger, Run, StepLog, RollupDelta, IdempotencyRecord, Recipient, OrmQ):
+        insert = db.InsertSelect(model, alias="v", connection=connection, one_row=True)
+        for number, field in enumerate(insert.fields):
+            if db._stamped(field):
+                continue
+            for value in values:
+                try:
+                    expected = field.get_db_prep_save(value, connection)
+                except Exception:  # a value the field refuses  # noqa: BLE001
+                    continue
+                row = model()
+                setattr(row, field.attname, value)
+                got = insert.params([row], connection)[number]
+                assert type(got) is type(expected), (field, value)
+                if hasattr(expected, "obj"):  # psycopg's JSON wrappers
+                    assert (got.obj, got.dumps) == (expected.obj, expected.dumps), (field, value)
+                else:
+                    assert got == expected, (field, value)
+                compared += 1
+    assert compared > 200, compared

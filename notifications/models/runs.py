@@ -225,8 +225,9 @@ class StepLog(models.Model):
 class IdempotencyRecord(models.Model):
     """The first response to a request carrying an `Idempotency-Key`, kept 24 hours."""
 
+    # No index of its own: idempotency_unique (api_key, key) leads with it.
     api_key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="+",
-                                verbose_name=_("API key"))
+                                db_index=False, verbose_name=_("API key"))
     key = models.CharField(max_length=255, verbose_name=_("key"))
     request_hash = models.CharField(max_length=64, verbose_name=_("request hash"))
     response_status = models.PositiveSmallIntegerField(null=True, blank=True,

@@ -26,7 +26,7 @@ What each part keeps:
 
 from collections.abc import Sequence
 
-from django.db import connection
+from django.db import connection, connections
 from django.utils import timezone
 
 from clarion.db import InsertSelect, numbered_cursor, numbered_placeholders, prepared_cursor
@@ -63,12 +63,24 @@ WORKFLOW_CHECKED = ("id", "updated_at", "active", "published_version")
 
 def workflow_check_params(workflow: Workflow) -> list:
     """The check's parameters for `workflow` as read: its id, `updated_at`, active (True),
-    its published version."""
-    meta = Workflow._meta
-    values = {"id": workflow.pk, "updated_at": workflow.updated_at, "active": True,
-              "published_version": workflow.published_version_id}
-    return [meta.get_field(name).get_db_prep_value(values[name], connection)
-            for name in WORKFLOW_CHECKED]
+    its published version (prepared once for each such row: every trigger of a kept workflow
+    sends the same)."""
+    read = (connection.alias, workflow.pk, workflow.updated_at, workflow.published_version_id)
+    params = _workflow_checks.get(read)
+    if params is None:
+        meta = Workflow._meta
+        values = {"id": workflow.pk, "updated_at": workflow.updated_at, "active": True,
+                  "published_version": workflow.published_version_id}
+        params = [meta.get_field(name).get_db_prep_value(values[name], connection)
+                  for name in WORKFLOW_CHECKED]
+        if len(_workflow_checks) >= 1024:  # rows since changed or deleted
+            _workflow_checks.clear()
+        _workflow_checks[read] = params
+    return list(params)
+
+
+# (alias, id, updated_at, published version) → workflow_check_params' parameters
+_workflow_checks: dict[tuple, list] = {}
 
 
 def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
@@ -151,24 +163,10 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
     statement saw it, None when its snapshot does not show it: taken by a transaction that
     committed while the statement waited on the key), (False, False, None) when `workflow`
     changed. Raises the database's errors (nothing written)."""
-    recorded, checked = record is not None, workflow is not None
-    sql, inserts = _statement(
-        recorded=recorded, checked=checked, update_fields=tuple(update_fields),
-        parts=((Recipient, len(recipients) == 1),
-               *((model, len(rows) == 1) for model, rows in groups),
-               (type(tasks[0]), len(tasks) == 1)))
-    inserts = iter(inserts)
-    params: list = workflow_check_params(workflow) if checked else []
-    if recorded:
-        params += next(inserts).params([record], connection)
-    params += lanes_hold_call(list(task_lanes), now=now)[1]
-    params += next(inserts).params(recipients, connection)
-    for model, rows in groups:
-        computed = {"recipient": list(run_recipients)} if model is Run else None
-        params += next(inserts).params(rows, connection, computed=computed)
-    params += next(inserts).params(tasks, connection, extra=[list(task_lanes)])
-    if recorded:
-        params += [record.api_key_id, record.key]
+    sql, params = _statement_params(
+        record=record, recipients=recipients, update_fields=update_fields, groups=groups,
+        run_recipients=run_recipients, tasks=tasks, task_lanes=task_lanes, now=now,
+        workflow=workflow)
     with numbered_cursor() as cursor:
         cursor.execute(sql, params)
         count, unchanged, *taken = cursor.fetchone()
@@ -176,6 +174,33 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
     if written or not taken or taken[0] is None:
         return written, unchanged, None
     return written, unchanged, _record_read(taken)
+
+
+def _statement_params(*, record: IdempotencyRecord | None, recipients: Sequence[Recipient],
+                      update_fields: Sequence[str], groups: Sequence[tuple[type, Sequence]],
+                      run_recipients: Sequence[str], tasks: Sequence, task_lanes: Sequence[int],
+                      now, workflow: Workflow | None) -> tuple[str, list]:
+    """trigger_rows_write's statement (numbered placeholders) and its parameters."""
+    recorded, checked = record is not None, workflow is not None
+    sql, inserts = _statement(
+        recorded=recorded, checked=checked, update_fields=tuple(update_fields),
+        parts=((Recipient, len(recipients) == 1),
+               *((model, len(rows) == 1) for model, rows in groups),
+               (type(tasks[0]), len(tasks) == 1)))
+    wrapper = connections[connection.alias]  # not the proxy: each attribute read is a lookup
+    inserts = iter(inserts)
+    params: list = workflow_check_params(workflow) if checked else []
+    if recorded:
+        params += next(inserts).params([record], wrapper)
+    params += lanes_hold_call(list(task_lanes), now=now)[1]
+    params += next(inserts).params(recipients, wrapper)
+    for model, rows in groups:
+        computed = {"recipient": list(run_recipients)} if model is Run else None
+        params += next(inserts).params(rows, wrapper, computed=computed)
+    params += next(inserts).params(tasks, wrapper, extra=[list(task_lanes)])
+    if recorded:
+        params += [record.api_key_id, record.key]
+    return sql, params
 
 
 def _record_read(values: list) -> IdempotencyRecord:

@@ -111,3 +111,16 @@ def test_the_procfile_runs_the_documented_processes():
     assert "KillMode=mixed" in units["clarion-worker@.service"]
     for text in units.values():
         assert "EnvironmentFile=/etc/clarion/clarion.env" in text and "Restart=always" in text
+
+
+def test_every_documented_web_command_sets_the_inbox_websockets_options():
+    """The Procfile, the systemd unit and docs/deploy.md's commands all start uvicorn without
+    permessage-deflate (the inbox's frames are small; a zlib stream per socket cost ~37 KiB and
+    a compression per frame: bench/README.md) and with keepalive pings every 60 s (the inbox
+    heartbeat keeps proxies open; the pings only find dead peers)."""
+    deploy_doc = (ROOT / "docs/deploy.md").read_text()
+    commands = [procfile()["web"], (ROOT / "deploy/systemd/clarion-web@.service").read_text(),
+                *re.findall(r"\.venv/bin/uvicorn (?:[^\n\\]|\\\n)*", deploy_doc)]
+    assert len(commands) >= 4, commands
+    for command in commands:
+        assert "--ws-per-message-deflate false --ws-ping-interval 60" in command, command

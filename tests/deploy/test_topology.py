@@ -111,6 +111,8 @@ def test_a_socket_on_web_a_receives_the_item_of_a_trigger_sent_to_web_b(
                 websockets.connect(f"ws://127.0.0.1:{port_b}/ws/inbox/?{query}") as on_b:
             hello = await next_frame(on_a, "counts.changed", 10)
             await next_frame(on_b, "counts.changed", 10)
+            # The client offered permessage-deflate (as browsers do); the Procfile declines it.
+            assert on_a.protocol.extensions == [] and on_b.protocol.extensions == []
             triggered = await asyncio.to_thread(
                 request, port_b, "POST", "/api/v1/workflows/deploy-check/trigger",
                 {"recipients": [RECIPIENT], "data": {"n": 42}}, headers=auth)

@@ -201,3 +201,19 @@ def test_with_redis_out_of_reach_the_limit_counts_in_the_database(settings, capl
     assert [redis_rate_limit_hit(**hit).allowed for _ in range(2)] == [True, False]
     assert RateLimitCounter.objects.get().count == 1
     assert "counted in the database: Redis failed" in caplog.text
+
+
+@needs_redis
+def test_in_redis_a_server_without_the_script_or_the_connection_still_counts_each_hit_once(
+        redis_counts):
+    hit = dict(key="k", limit=3, window_seconds=60, now=T0)
+    assert redis_rate_limit_hit(**hit).allowed
+    redis_counts.script_flush()  # NOSCRIPT for the kept EVALSHA: the script is loaded again
+    assert redis_rate_limit_hit(**hit).allowed
+    from notifications import ratelimit
+
+    kept = ratelimit._redis_script().registered_client.client_id()
+    redis_counts.client_kill_filter(_id=kept)  # the thread's connection, dropped by the server
+    assert redis_rate_limit_hit(**hit).allowed
+    assert [redis_rate_limit_hit(**hit).allowed for _ in range(2)] == [False, False]
+    assert counted("redis") == [3]

@@ -1,10 +1,16 @@
-"""Fixtures for provider tests: real HTTP servers on 127.0.0.1 and ProviderConfig rows."""
+"""Fixtures for provider tests: real HTTP servers on 127.0.0.1, ProviderConfig rows, and the SMTP
+kill tests' holding SMTP server (smtp_holding.py)."""
+
+import logging
 
 import pytest
+from django.db import connection
 
-from notifications.models import ProviderConfig
+from notifications.models import DeliveryAttempt, ProviderConfig
+from tests.conftest import free_port
 
 from .servers import ProviderServer
+from .smtp_holding import SLOW_COMMIT, HoldingController, HoldingServer, ServerLog
 
 
 @pytest.fixture
@@ -128,3 +134,62 @@ def postmark_provider(provider_server, provider_config):
         return server
 
     return make
+
+
+# The SMTP kill tests' (smtp_holding.py)
+
+@pytest.fixture
+def holding_smtp(provider_config):
+    """holding_smtp(stage, hold, configured=True) -> a HoldingServer behind a saved SMTP
+    ProviderConfig (`configured`), else named by the EMAIL_HOST/EMAIL_PORT of the worker's
+    environment (Django's EMAIL_BACKEND settings: `server.env`)."""
+    controllers, handlers = [], []
+
+    def start(stage: str, hold: int = 1, configured: bool = True) -> HoldingServer:
+        handler = HoldingServer(stage, hold)
+        port = free_port()
+        controller = HoldingController(handler, hostname="127.0.0.1", port=port)
+        controller.start()
+        controllers.append(controller)
+        handlers.append(handler)
+        handler.env = {} if configured else {"EMAIL_HOST": "127.0.0.1", "EMAIL_PORT": str(port)}
+        if configured:
+            provider_config("mail", "email", "smtp", {"host": "127.0.0.1", "port": port,
+                                                      "from_email": "alerts@example.com"})
+        return handler
+
+    yield start
+    for handler in handlers:
+        handler.released.set()
+    for controller in controllers:
+        controller.stop()
+
+
+@pytest.fixture
+def server_log():
+    logger = logging.getLogger("mail.log")
+    handler, level = ServerLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+@pytest.fixture
+def slow_attempt_commit():
+    """A deferred constraint trigger on the attempts' table that sleeps `SLOW_COMMIT` seconds at
+    the COMMIT of a transaction that inserted one (a constraint trigger DEFERRABLE INITIALLY
+    DEFERRED runs at COMMIT, before the commit record is written): the worker's COMMIT is then
+    on its way for that long, and PostgreSQL completes it whether or not the worker lives."""
+    table = DeliveryAttempt._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE FUNCTION slow_attempt_commit() RETURNS trigger LANGUAGE plpgsql "
+                       f"AS $$ BEGIN PERFORM pg_sleep({SLOW_COMMIT}); RETURN NULL; END $$")
+        cursor.execute(f'CREATE CONSTRAINT TRIGGER slow_attempt_commit AFTER INSERT ON "{table}" '
+                       "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
+                       "EXECUTE FUNCTION slow_attempt_commit()")
+    yield
+    with connection.cursor() as cursor:
+        cursor.execute(f'DROP TRIGGER slow_attempt_commit ON "{table}"')
+        cursor.execute("DROP FUNCTION slow_attempt_commit()")

@@ -334,8 +334,8 @@ def test_a_worker_killed_in_the_middle_of_a_connections_messages_sends_each_once
     at its end of data: the keeper reads the reply): the first two were sent on that
     connection (a batch's order is its own), and in the end each email reaches the server
     exactly once."""
-    from .test_smtp_killed import email_message, start_worker
-    from .test_smtp_killed import until as until_db
+    from .smtp_holding import email_message, start_worker
+    from .smtp_holding import until as until_db
 
     server, port = HoldingNth(stage, 3), free_port()
     controller = CountingController(server, hostname="127.0.0.1", port=port)
