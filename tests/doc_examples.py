@@ -1,7 +1,7 @@
 """Reading the examples of the Markdown docs so a test can run them (tests/test_docs.py).
 
 The conventions a page of README.md or docs/ follows, for whoever writes one (this module and
-tests/test_docs.py enforce them):
+tests/test_docs.py enforce them; tests/test_docs_names.py checks that what the pages name exists):
 
 - A ```sh (or ```bash) block that contains `curl` is **executed**: every command in it, in order,
   against the live server. `$CLARION`, `$CLARION_KEY`, `$INBOX_TOKEN` and `http://localhost:8000`
@@ -408,3 +408,21 @@ def curl_request(argv: list[str], *, read_file, stdin: str | None) -> CurlReques
         headers.setdefault("Content-Type", "application/x-www-form-urlencoded")
     return CurlRequest(method=method or ("POST" if data is not None else "GET"), url=url,
                        headers=headers, data=data)
+
+
+# The pages whose examples run and whose names are checked (tests/test_docs.py,
+# tests/test_docs_names.py): README first (its quick start starts the story), then the API
+# reference (it creates what the other pages use), then the other pages.
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = ["README.md", "docs/api.md"] + sorted(
+    f"docs/{path.name}" for path in (ROOT / "docs").glob("*.md") if path.name != "api.md")
+
+
+def all_blocks() -> list[Block]:
+    """Every fenced block of PAGES, in page order."""
+    return [block for page in PAGES for block in blocks(ROOT / page, page)]
+
+
+def page_texts() -> dict[str, str]:
+    """{page: its Markdown} for PAGES."""
+    return {page: (ROOT / page).read_text() for page in PAGES}
