@@ -7,6 +7,8 @@ from django.db import connection
 from django.utils import timezone
 
 from clarion import db
+from clarion.db import inserts
+from clarion.db import params as db_params
 from notifications.models import Recipient, Tenant, Topic
 
 
@@ -33,7 +35,7 @@ def test_rows_insert_stores_the_same_rows_from_its_kept_sql(tenants, topics):
         assert sorted(Topic.objects.filter(key__startswith=f"{tag}-")
                       .values_list("key", flat=True)) == [f"{tag}-p{i}" for i in range(topics)]
     if connection.vendor == "postgresql":
-        assert ("default", (Tenant, tenants), (Topic, topics)) in db._compiled_inserts
+        assert ("default", (Tenant, tenants), (Topic, topics)) in inserts._compiled_inserts
 
 
 @pytest.mark.django_db
@@ -110,13 +112,14 @@ def test_a_fields_short_cut_prepares_a_value_as_its_get_db_prep_save_does():
     covered = set()
     for model in (Trigger, Run, StepLog, RollupDelta, IdempotencyRecord, Recipient):
         for field in model._meta.concrete_fields:
-            short_cut = db._short_cut(field)
+            short_cut = db_params._short_cut(field)
             for value in values:
                 try:
                     expected = field.get_db_prep_save(value, connection)
                 except Exception:  # a value the field refuses  # noqa: BLE001
                     continue
-                got = db._prepared(field, value, connection, db._plain_types(field), short_cut)
+                got = db_params._prepared(field, value, connection, db_params._plain_types(field),
+                                         short_cut)
                 assert type(got) is type(expected), (field, value)
                 if hasattr(expected, "obj"):  # psycopg's JSON wrappers
                     assert (got.obj, got.dumps) == (expected.obj, expected.dumps), (field, value)
@@ -147,7 +150,7 @@ def test_insert_select_params_prepare_each_value_as_its_fields_get_db_prep_save_
     for model in (Trigger, Run, StepLog, RollupDelta, IdempotencyRecord, Recipient, OrmQ):
         insert = db.InsertSelect(model, alias="v", connection=connection, one_row=True)
         for number, field in enumerate(insert.fields):
-            if db._stamped(field):
+            if db_params._stamped(field):
                 continue
             for value in values:
                 try:

@@ -10,7 +10,7 @@ from django.db import connection, transaction
 
 from analytics.models import RollupDelta
 from analytics.rollups import Fact, fact_rows, message_fact
-from clarion.db import rows_copy, rows_update
+from clarion.db import instance_maker, rows_copy, rows_update
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event
 
 from ..models import DeliveryAttempt, Message, MessageEvent, Run, StepLog
@@ -37,6 +37,7 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
     queued again at once, for the next pass. A push message sent by some device sets but not
     all is `sent` with the others' errors (fanout.unsent_sets_error)."""
     logs, changed, schedules, deferred = [], [], [], []
+    make_log = instance_maker(StepLog)
     for d in merge_device_sets(deliveries):
         if d.outcome is None:  # cannot happen; never leave a message in `sending`
             d.outcome = ("failed", d.last_provider, "")
@@ -82,8 +83,8 @@ def _finish(deliveries: list[Delivery], now: datetime, *,
             message.status, message.error = Message.Status.FAILED, d.last_error[:2000]
             event, detail["error"] = StepLog.Event.FAILED, d.last_error[:500]
         changed.append(message)
-        logs.append(StepLog(run_id=message.run_id, step_ref=message.step_ref, event=event,
-                            detail=detail))
+        logs.append(make_log(run_id=message.run_id, step_ref=message.step_ref, event=event,
+                             detail=detail))
     with transaction.atomic():
         rows_update(DeliveryAttempt, list(attempts), ATTEMPT_RESULT_FIELDS)
         owned = _messages_write(changed)

@@ -7,8 +7,9 @@ hands the socket to the SMTP keeper (delivery/keeper.py) through `EndOfData`.
 """
 
 import functools
+import math
 import re
-import selectors
+import select
 import smtplib
 import socket
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from email.parser import BytesHeaderParser
 from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.core.mail.message import sanitize_address
+
+from ..addresses import envelope_address
 
 END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4: <CRLF>.<CRLF> ends the mail data
 
@@ -64,6 +67,8 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
         if opened and smtp is not None:
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.data = functools.partial(self.data, smtp)
+            smtp.mail = functools.partial(envelope_mail, smtp)
+            smtp.rcpt = functools.partial(envelope_rcpt, smtp)
         return opened
 
     def _send(self, email_message) -> bool:
@@ -95,6 +100,32 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
         if hook is None:
             return smtplib.SMTP.data(smtp, msg)
         return gated_data(smtp, hook, msg)
+
+
+def quoted_address(address: str) -> str:
+    """smtplib.quoteaddr(address), what MAIL FROM and RCPT TO carry: "<address>" for a plain
+    address (addresses.envelope_address), which the email parser smtplib runs (parseaddr, ~7 µs
+    an address) returns as it is; anything else through smtplib."""
+    if isinstance(address, str) and envelope_address(address):
+        return f"<{address}>"
+    return smtplib.quoteaddr(address)
+
+
+def envelope_mail(smtp: smtplib.SMTP, sender: str, options=()) -> tuple[int, bytes]:
+    """smtplib.SMTP.mail with its address quoted by `quoted_address`; SMTPUTF8 (which switches
+    the command encoding) through smtplib's own."""
+    if any(option.lower() == "smtputf8" for option in options):
+        return smtplib.SMTP.mail(smtp, sender, options)
+    optionlist = " " + " ".join(options) if options and smtp.does_esmtp else ""
+    smtp.putcmd("mail", f"FROM:{quoted_address(sender)}{optionlist}")
+    return smtp.getreply()
+
+
+def envelope_rcpt(smtp: smtplib.SMTP, recipient: str, options=()) -> tuple[int, bytes]:
+    """smtplib.SMTP.rcpt with its address quoted by `quoted_address`."""
+    optionlist = " " + " ".join(options) if options and smtp.does_esmtp else ""
+    smtp.putcmd("rcpt", f"TO:{quoted_address(recipient)}{optionlist}")
+    return smtp.getreply()
 
 
 def smtp_data_bytes(msg: str | bytes) -> bytes:
@@ -188,11 +219,13 @@ def message_id_of(msg: str | bytes) -> str:
 
 def _wait_writable(sock: socket.socket) -> None:
     """Wait (at most the socket's timeout) until `sock` can take a few bytes at once: the
-    message's data may still fill its send buffer. TimeoutError if it cannot."""
-    with selectors.DefaultSelector() as selector:
-        selector.register(sock, selectors.EVENT_WRITE)
-        if not selector.select(sock.gettimeout()):
-            raise TimeoutError("The SMTP server did not read the message's data in time.")
+    message's data may still fill its send buffer. TimeoutError if it cannot. One poll(2), no
+    selector (an epoll instance made and closed per email: ~20 µs of the sending thread)."""
+    timeout = sock.gettimeout()
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    if not poller.poll(None if timeout is None else math.ceil(timeout * 1000)):
+        raise TimeoutError("The SMTP server did not read the message's data in time.")
 
 
 GATED_SMTP_BACKEND = "notifications.providers.smtp_data.CommitGatedSMTPBackend"

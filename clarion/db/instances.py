@@ -1,0 +1,64 @@
+"""Model instances made as Model(**kwargs) makes them, without its per-call work."""
+
+from collections.abc import Callable
+from functools import cache
+
+from django.db.models import (
+    ForeignKey,
+    Model,
+)
+
+
+@cache
+def instance_maker(model: type[Model]) -> Callable[..., Model]:
+    """A function that makes new `model` instances as `model(**kwargs)` does, for code that
+    makes thousands (an advance batch: two Messages and three StepLogs a run): Model.__init__
+    walks every field, asks each for its default and sets each related object through its
+    descriptor (~25 µs a Message, ~10 with this). `make(related={"run": run, …}, **values)`:
+    `related` the many-to-one and one-to-one fields given as objects (their `_id` set, the
+    object cached as the descriptor would: no query to read it back), `values` the other
+    fields by attname; the fields not given take their defaults (a callable default called for
+    each instance). One function per model (cached). Errors: TypeError for a name that is no
+    such field. A model with pre_init/post_init receivers is made through Model.__init__."""
+    from django.db.models import signals
+    from django.db.models.base import ModelState
+
+    constant, called, attnames, targets = {}, [], set(), {}
+    for field in model._meta.concrete_fields:
+        attnames.add(field.attname)
+        if field.has_default() and callable(field.default):
+            called.append((field.attname, field.get_default))
+        else:
+            constant[field.attname] = field.get_default()
+        if isinstance(field, ForeignKey) and not field.remote_field.parent_link:
+            targets[field.name] = (field.attname, field.target_field.attname,
+                                   field.remote_field if field.one_to_one else None)
+
+    def make(related: dict | None = None, **values) -> Model:
+        if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+            return model(**(related or {}), **values)
+        unknown = (values.keys() - attnames) | ((related or {}).keys() - targets.keys())
+        if unknown:
+            raise TypeError(f"{model.__name__} has no field named {sorted(unknown)}")
+        obj = model.__new__(model)
+        state = obj._state = ModelState()
+        fields = obj.__dict__
+        fields.update(constant)
+        for attname, default in called:
+            if attname not in values:  # as Model.__init__: a given value's default not made
+                fields[attname] = default()
+        if related:
+            cache = state.fields_cache
+            for name, value in related.items():
+                attname, target, reverse = targets[name]
+                fields[attname] = None if value is None else getattr(value, target)
+                cache[name] = value
+                if value is not None:
+                    if state.db is None:
+                        state.db = value._state.db
+                    if reverse is not None:  # one-to-one: the object's reverse accessor too
+                        reverse.set_cached_value(value, obj)
+        fields.update(values)
+        return obj
+
+    return make
