@@ -18,8 +18,8 @@ from clarion.http import SyncChainASGIHandler  # noqa: E402
 
 # Django's ASGIHandler, with its middleware chain and views run in one call on a kept thread
 # (clarion/http.py: the stock handler crossed between the event loop and threads ~10 times a
-# request, on a new thread each time).
-django_asgi_app = SyncChainASGIHandler()
+# request, on a new thread each time), at most WEB_THREADS requests at once (0: no bound).
+django_asgi_app = SyncChainASGIHandler(threads=_settings.WEB_THREADS)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import OriginValidator  # noqa: E402

@@ -21,6 +21,16 @@ receivers, the chain, the close.) Its thread-sensitive calls run on one executor
 taken from a kept free list (a thread that served a request serves the next), not on a new
 thread. Async views still work (the sync chain runs them with `async_to_sync`, as under
 WSGI), and responses stream as before.
+
+With `threads` set (CLARION_WEB_THREADS; default 0, no bound) at most that many requests run
+that synchronous part at once; the others wait in the event loop, their bodies read, for a turn.
+With a thread per request, 16 concurrent requests made 16 threads contending for the GIL: each
+blocking call (a database or Redis round trip) handed it over, 45–65 context switches a request
+(14–20 with two threads), and a request's CPU in the web process was 10–20 % higher. But a
+trigger waits on its commit's WAL flush, which PostgreSQL shares between concurrent commits, so
+fewer threads in flight likely mean fewer commits flushed together: with one process, triggers/s
+did not rise (bench/README.md, "the web process's threads", 2026-12-03). Like a WSGI server's
+fixed threads, a request that waits long (a slow view) keeps its turn meanwhile.
 """
 
 import asyncio
@@ -38,13 +48,17 @@ from django.urls import set_script_prefix
 
 class SyncChainASGIHandler(ASGIHandler):
     """An ASGIHandler whose middleware chain is synchronous and runs on a kept thread (see the
-    module docstring). `keep_threads`: how many idle threads it keeps for the next requests
-    (more concurrent requests make more threads, which end when they become idle)."""
+    module docstring). `threads`: how many requests run their synchronous part at once (0: no
+    bound, each concurrent request on a thread of its own). `keep_threads`: how many idle
+    threads it keeps for the next requests (more concurrent requests make more threads, which
+    end when they become idle)."""
 
-    def __init__(self, *, keep_threads: int = 64):
+    def __init__(self, *, threads: int = 0, keep_threads: int = 64):
         BaseHandler.__init__(self)
         self.load_middleware(is_async=False)
+        self.threads = threads
         self.keep_threads = keep_threads
+        self._turns: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None
         self._idle: list[ThreadPoolExecutor] = []
         # Made once: sync_to_async's wrapper inspects and wraps its function at every call.
         self._respond = sync_to_async(self.respond, thread_sensitive=True)
@@ -73,7 +87,12 @@ class SyncChainASGIHandler(ASGIHandler):
         set_script_prefix(get_script_prefix(scope))
 
         async def process_request():
-            response, closed = await self._respond(scope, body_file)
+            turns = self._turns_of_this_loop()
+            if turns is None:
+                response, closed = await self._respond(scope, body_file)
+            else:
+                async with turns:
+                    response, closed = await self._respond(scope, body_file)
             # The client disconnected while the response was sent: nothing more to do.
             with suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
@@ -104,6 +123,16 @@ class SyncChainASGIHandler(ASGIHandler):
             if not closed:
                 await sync_to_async(response.close)()
         body_file.close()
+
+    def _turns_of_this_loop(self) -> asyncio.Semaphore | None:
+        """The semaphore bounding the running loop's synchronous calls to `threads` (None: no
+        bound); one per event loop, as a semaphore belongs to the loop it first waits in."""
+        if not self.threads:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._turns is None or self._turns[0] is not loop:
+            self._turns = (loop, asyncio.Semaphore(self.threads))
+        return self._turns[1]
 
     def respond(self, scope, body_file):
         """On the request's thread: request_started, the request, the chain's response, and

@@ -345,6 +345,10 @@ INBOX_HEARTBEAT_SECONDS = float(os.environ.get("INBOX_HEARTBEAT_SECONDS", "25"))
 # time (clarion/collector.py: its full passes stopped the event loop ~1 s at 5,000 sockets). 0: off.
 GC_FREEZE_SECONDS = float(os.environ.get("CLARION_GC_FREEZE_SECONDS", "30"))
 GC_THAW_SECONDS = float(os.environ.get("CLARION_GC_THAW_SECONDS", "900"))
+# How many requests a web process runs through Django's middleware and views at once, each on a
+# thread; the others wait in the event loop (clarion/http.py: fewer threads hand the GIL over
+# less, but fewer commits are flushed together). 0: a thread per concurrent request.
+WEB_THREADS = int(os.environ.get("CLARION_WEB_THREADS", "0"))
 # A socket checks this long after a push (and on every heartbeat) that no push to it was lost:
 # an item older than this, never pushed, gets the client a `resync` frame (inbox/consumers.py).
 INBOX_RESYNC_CHECK_SECONDS = float(os.environ.get("INBOX_RESYNC_CHECK_SECONDS", "2"))

@@ -7,6 +7,7 @@ test clients bring their own handler)."""
 import asyncio
 import json
 import threading
+import time
 
 import pytest
 from asgiref.sync import iscoroutinefunction
@@ -39,6 +40,21 @@ def waiting_view(request):
     return HttpResponse("met")
 
 
+running = {"now": 0, "most": 0}
+running_lock = threading.Lock()
+
+
+def counting_view(request):
+    # Notes how many requests are in their views at once, staying a moment in its own.
+    with running_lock:
+        running["now"] += 1
+        running["most"] = max(running["most"], running["now"])
+    time.sleep(0.05)
+    with running_lock:
+        running["now"] -= 1
+    return HttpResponse("counted")
+
+
 def failing_view(request):
     raise RuntimeError("a bug in a view")
 
@@ -54,6 +70,7 @@ def streaming_view(request):
 urlpatterns = [
     path("t/thread", thread_view),
     path("t/wait", waiting_view),
+    path("t/count", counting_view),
     path("t/fail", failing_view),
     path("t/stream", streaming_view),
     path("", include("clarion.urls")),  # its middleware reverses the admin's URLs
@@ -142,6 +159,32 @@ def test_concurrent_requests_each_have_a_thread_and_only_keep_threads_are_kept()
     answers = asyncio.run(three_at_once())
     assert [(status, body) for status, _, body in answers] == [(200, b"met")] * 3
     assert len(handler._idle) == 2
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_threads_bounds_the_requests_in_django_at_once_in_every_event_loop():
+    handler = SyncChainASGIHandler(threads=2)
+
+    async def six_at_once():
+        return await asyncio.gather(*(call(handler, "GET", "/t/count") for _ in range(6)))
+
+    for _ in range(2):  # a second loop gets its own turns (a semaphore belongs to one loop)
+        running.update(now=0, most=0)
+        answers = asyncio.run(six_at_once())
+        assert [(status, body) for status, _, body in answers] == [(200, b"counted")] * 6
+        assert running["most"] == 2
+    # Unbounded (threads=0): all six in their views together.
+    handler, running["most"] = SyncChainASGIHandler(), 0
+    asyncio.run(six_at_once())
+    assert running["most"] > 2
+
+
+def test_the_web_process_handler_is_bounded_by_the_setting():
+    from django.conf import settings
+
+    from clarion.asgi import django_asgi_app
+
+    assert django_asgi_app.threads == settings.WEB_THREADS == 0  # a thread per request
 
 
 @override_settings(ROOT_URLCONF=__name__)
