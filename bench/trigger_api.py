@@ -14,7 +14,8 @@ manager: 1 only), warmed up (a second of each), then measured in alternating win
 first and last: F T F T … F with `--rounds` trigger windows. Each round's ratio is its trigger
 rate over the mean of the floor windows either side of it, which follows the machine's drifting
 speed; the server's row reports the median ratio and the lowest and highest, the median rates of
-each kind's windows and the medians of their p50 and p99 (until 2026-12-03 one floor window and
+each kind's windows, the median of their p50s and the worst window's p99 (until 2026-12-03 the
+median of their p99s, which hid a window with a tail; and until then too one floor window and
 one trigger window of 3 s each: the same code's ratio moved by 0.1 between runs). Over all the
 trigger windows the database must hold exactly one trigger per idempotency key sent, some
 requests must have been answered as replays, and every response must be a 2xx; otherwise the
@@ -191,11 +192,13 @@ def wrk(port: int, mode: str, prefix: str, secret: str, clients: int, seconds: f
 
 
 def totals(runs: list[dict]) -> dict:
-    """The requests per second of wrk runs taken together, and the medians of their p50 and
-    p99 latencies (wrk gives each run's percentiles, not its latencies)."""
+    """The requests per second of wrk runs taken together, the median of their p50 latencies
+    and the worst (highest) of their p99s: wrk gives each run's percentiles, not its latencies,
+    and a median of p99s hid a window with a tail (with 3 windows, one in three; until
+    2026-12-03 "p99" was that median)."""
     return {"per_s": sum(f["requests"] for f in runs) / sum(f["seconds"] for f in runs),
             "p50_ms": statistics.median(f["p50_ms"] for f in runs),
-            "p99_ms": statistics.median(f["p99_ms"] for f in runs)}
+            "p99_ms": max(f["p99_ms"] for f in runs)}
 
 
 def per_request(shares: dict[str, list[float]], label: str, figures: dict) -> float:
@@ -241,10 +244,10 @@ def main() -> None:
     script.write_text(LUA)
     print(f"Trigger API benchmark: {args.clients} closed-loop clients; per server, windows of "
           f"{args.seconds} s alternating floor and trigger ({args.rounds} trigger windows, each "
-          f"between two floor windows); rates and ratio the windows' medians, p50/p99 the "
-          f"medians of the windows'; PostgreSQL {connection.pg_version}, logs in {work}")
-    print(f"{'server':<10} {'procs':>5} {'floor/s':>9} {'p50':>7} {'p99':>7} "
-          f"{'trigger/s':>9} {'p50':>7} {'p99':>7} {'ratio':>6}  range")
+          f"between two floor windows); rates, ratio and p50 the windows' medians, p99 the worst "
+          f"window's; PostgreSQL {connection.pg_version}, logs in {work}")
+    print(f"{'server':<10} {'procs':>5} {'floor/s':>9} {'p50':>7} {'p99 max':>7} "
+          f"{'trigger/s':>9} {'p50':>7} {'p99 max':>7} {'ratio':>6}  range")
     failures = []
     for spec in args.servers.split(","):
         server, processes = spec.split(":")
@@ -314,12 +317,13 @@ def main() -> None:
             f"{label} {per_request(cpu, label, full_all):.2f} / "
             f"{per_request(floor_cpu, label, floor_all):.2f}" for label in (server, "PostgreSQL")))
         floor_text = f"GET tenant {measured.floor:.1f}/s"
+        latency = (f"p50 {full_all['p50_ms']:.0f} ms, p99 (worst window) "
+                   f"{full_all['p99_ms']:.0f} ms")
         scale("trigger API", f"{processes} {server} process{'es' * (processes != '1')}",
-              measured.figure, "triggers/s", floor_text, measured.ratio, cpu,
+              measured.figure, f"triggers/s ({latency})", floor_text, measured.ratio, cpu,
               spread=measured.spread)
-        result(f"trigger API, {server} x{processes}: triggers/s (p50 {full_all['p50_ms']:.0f} ms, "
-               f"p99 {full_all['p99_ms']:.0f} ms)", measured.figure, floor_text, measured.ratio,
-               goal=0.6, spread=measured.spread)
+        result(f"trigger API, {server} x{processes}: triggers/s ({latency})", measured.figure,
+               floor_text, measured.ratio, goal=0.6, spread=measured.spread)
         failures += problems
         OrmQ.objects.all().delete()
     shutil.rmtree(work, ignore_errors=True) if not failures else None
