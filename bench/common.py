@@ -3,6 +3,7 @@ collects, the CPU each process used, rounds' ratios, and a lean loopback SMTP si
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -227,24 +228,32 @@ def scale(what: str, processes: str, value: float, unit: str, floor: str, ratio:
 # --- A loopback SMTP server that accepts at once ------------------------------------------------
 
 # What aiosmtpd (1.4, no TLS, no AUTH) answers to EHLO, so that a client says the same to either.
-EHLO_LINES = ("SIZE 33554432", "8BITMIME", "SMTPUTF8", "HELP")
+SIZE_LIMIT = 33554432
+EHLO_LINES = (f"SIZE {SIZE_LIMIT}", "8BITMIME", "SMTPUTF8", "HELP")
 END_OF_DATA = b"\r\n.\r\n"
+# <local@domain>: what a forward-path must be, and a reverse-path unless it is the null one, <>.
+MAILBOX = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 
 
-def smtp_sink_protocol(on_message=None):
+def smtp_sink_protocol(on_message=None, on_refusal=None):
     """An asyncio.Protocol class speaking as much SMTP as an SMTP client needs to hand over mail
     to a server that takes everything at once: the 220 greeting, EHLO (aiosmtpd's extensions,
     `EHLO_LINES`), HELO, MAIL, RCPT, DATA (354, then the data up to the lone "." line; 250),
-    RSET, NOOP, QUIT (221, then closed); 500 for anything else. Commands may come pipelined.
-    With `on_message(mail_from, rcpt_tos, data)` each message is handed over, its data
-    dot-unstuffed (RFC 5321 section 4.5.2) without the final "." line; without it the data is
-    only scanned for its end."""
+    RSET, NOOP, QUIT (221, then closed). Commands may come pipelined. It refuses what a real
+    server would (until 2026-12-03 it answered 250 or 354 to them), with aiosmtpd's codes: a
+    command out of sequence (MAIL before HELO/EHLO or inside a transaction, RCPT before MAIL,
+    DATA before RCPT: 503), a SIZE above SIZE_LIMIT (552), anything else (500); and, stricter
+    than aiosmtpd 1.4, which takes any, a path that is not `<local@domain>` (501 without the
+    brackets or with a space; 553 if malformed; the null path `<>` in MAIL only). With
+    `on_message(mail_from, rcpt_tos, data)` each message is handed over, its data dot-unstuffed
+    (RFC 5321 section 4.5.2) without the final "." line; without it the data is only scanned
+    for its end. `on_refusal(reply)` is called with each reply that is not 2xx or 3xx."""
     import asyncio
 
     class SmtpSink(asyncio.Protocol):
         def connection_made(self, transport):
             self.transport, self.buffer, self.in_data = transport, b"", False
-            self.mail_from, self.rcpt_tos, self.scanned = None, [], 0
+            self.greeted, self.mail_from, self.rcpt_tos, self.scanned = False, None, [], 0
             transport.write(b"220 127.0.0.1 ESMTP bench sink\r\n")
 
         def data_received(self, chunk: bytes) -> None:
@@ -274,40 +283,90 @@ def smtp_sink_protocol(on_message=None):
                     break
                 line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2:]
                 verb = line[:4].upper()
-                if verb == b"EHLO":
-                    replies.append(b"".join(b"250-%s\r\n" % text.encode() for text in
-                                            ("127.0.0.1", *EHLO_LINES[:-1]))
-                                   + b"250 %s\r\n" % EHLO_LINES[-1].encode())
-                elif verb == b"MAIL":
-                    self.mail_from, self.rcpt_tos = line[10:].decode(errors="replace"), []
-                    replies.append(b"250 OK\r\n")
-                elif verb == b"RCPT":
-                    self.rcpt_tos.append(line[8:].decode(errors="replace"))
-                    replies.append(b"250 OK\r\n")
-                elif verb == b"DATA":
-                    self.in_data = True
-                    replies.append(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                elif verb == b"RSET":
-                    self.mail_from, self.rcpt_tos = None, []
-                    replies.append(b"250 OK\r\n")
-                elif verb in (b"HELO", b"NOOP"):
-                    replies.append(b"250 OK\r\n")
-                elif verb == b"QUIT":
+                if verb == b"QUIT":
                     self.transport.write(b"".join(replies) + b"221 Bye\r\n")
                     self.transport.close()
                     return
-                else:
-                    replies.append(b"500 Error: command not recognized\r\n")
+                reply = self.command(verb, line.decode(errors="replace"))
+                if on_refusal is not None and reply[:1] not in (b"2", b"3"):
+                    on_refusal(reply)
+                replies.append(reply)
             if replies:
                 self.transport.write(b"".join(replies))
+
+        def command(self, verb: bytes, line: str) -> bytes:
+            """The reply to one command line (QUIT aside)."""
+            if verb in (b"EHLO", b"HELO"):
+                self.greeted, self.mail_from, self.rcpt_tos = True, None, []
+                if verb == b"HELO":
+                    return b"250 127.0.0.1\r\n"
+                return (b"".join(b"250-%s\r\n" % text.encode()
+                                 for text in ("127.0.0.1", *EHLO_LINES[:-1]))
+                        + b"250 %s\r\n" % EHLO_LINES[-1].encode())
+            if verb == b"MAIL":
+                if not self.greeted:
+                    return b"503 Error: send HELO first\r\n"
+                if self.mail_from is not None:
+                    return b"503 Error: nested MAIL command\r\n"
+                path, params = self.path(line, "FROM:")
+                if not path:
+                    return b"501 Syntax: MAIL FROM: <address>\r\n"
+                if path != "<>" and not MAILBOX.fullmatch(path):
+                    return b"553 5.1.3 Error: malformed address\r\n"
+                for param in params:
+                    key, _, value = param.partition("=")
+                    if key.upper() == "SIZE":
+                        if not value.isdigit():
+                            return b"501 Syntax: MAIL FROM: <address> [SP <mail-parameters>]\r\n"
+                        if int(value) > SIZE_LIMIT:
+                            return (b"552 Error: message size exceeds fixed maximum message "
+                                    b"size\r\n")
+                self.mail_from = " ".join((path, *params))
+                return b"250 OK\r\n"
+            if verb == b"RCPT":
+                if self.mail_from is None:
+                    return b"503 Error: need MAIL command\r\n"
+                path, _ = self.path(line, "TO:")
+                if not path or path == "<>":
+                    return b"501 Syntax: RCPT TO: <address>\r\n"
+                if not MAILBOX.fullmatch(path):
+                    return b"553 5.1.3 Error: malformed address\r\n"
+                self.rcpt_tos.append(path)
+                return b"250 OK\r\n"
+            if verb == b"DATA":
+                if self.mail_from is None:
+                    return b"503 Error: need MAIL command\r\n"
+                if not self.rcpt_tos:
+                    return b"503 Error: need RCPT command\r\n"
+                self.in_data = True
+                return b"354 End data with <CR><LF>.<CR><LF>\r\n"
+            if verb == b"RSET":
+                self.mail_from, self.rcpt_tos = None, []
+                return b"250 OK\r\n"
+            if verb == b"NOOP":
+                return b"250 OK\r\n"
+            return b"500 Error: command not recognized\r\n"
+
+        @staticmethod
+        def path(line: str, keyword: str) -> tuple[str, list[str]]:
+            """("<path>", [parameters]) of "MAIL FROM:<path> params" (or RCPT TO:), the path
+            "" if the keyword or a <…> path is missing."""
+            argument = line[5:].lstrip()
+            if not argument.upper().startswith(keyword):
+                return "", []
+            path, *params = argument[len(keyword):].strip().split() or [""]
+            return (path if path.startswith("<") and path.endswith(">") else ""), params
 
     return SmtpSink
 
 
 def smtp_sink_serve(port: int, kind: str = "lean") -> None:
     """Serve on 127.0.0.1:`port` until killed (SmtpSinkProcess's child): smtp_sink_protocol(),
-    or with `kind` "aiosmtpd" aiosmtpd's server with a handler that accepts every message."""
+    or with `kind` "aiosmtpd" aiosmtpd's server with a handler that accepts every message. The
+    lean one, on SIGTERM, prints "refused <count>" (its replies that were not 2xx or 3xx) and
+    exits."""
     import asyncio
+    import signal
 
     if kind == "aiosmtpd":
         import logging
@@ -324,11 +383,18 @@ def smtp_sink_serve(port: int, kind: str = "lean") -> None:
         while True:
             time.sleep(3600)
 
+    refused = []
+
     async def serve() -> None:
-        server = await asyncio.get_running_loop().create_server(
-            smtp_sink_protocol(), "127.0.0.1", port)
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(
+            smtp_sink_protocol(on_refusal=refused.append), "127.0.0.1", port)
+        stopped = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stopped.set_result, None)
         print("ready", flush=True)
-        await server.serve_forever()
+        await stopped
+        server.close()
+        print(f"refused {len(refused)}", flush=True)
 
     asyncio.run(serve())
 
@@ -336,7 +402,8 @@ def smtp_sink_serve(port: int, kind: str = "lean") -> None:
 class SmtpSinkProcess:
     """A loopback SMTP server that accepts at once (smtp_sink_serve: `kind` "lean", the
     default, or "aiosmtpd") in a process of its own on a free port (`port`, `pid`), so that its
-    CPU is measured apart from the benchmark's. `stop()` ends it."""
+    CPU is measured apart from the benchmark's. `stop()` ends it and returns how many replies
+    the lean sink gave that were not 2xx or 3xx (None for aiosmtpd's, or if it did not say)."""
 
     def __init__(self, kind: str = "lean") -> None:
         self.port = free_port()
@@ -350,11 +417,13 @@ class SmtpSinkProcess:
             raise RuntimeError("the SMTP sink did not start")
         self.pid = self.process.pid
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+        said = self.process.stdout.read().split()
         self.process.stdout.close()
+        return int(said[1]) if len(said) == 2 and said[0] == b"refused" else None
 
 
 def pipeline_workflow():

@@ -1,6 +1,8 @@
 """bench/common.py's lean SMTP sink (bench/pipeline.py's loopback server): Clarion's SMTP client
 and smtplib complete their sessions against it, every step answered 250 (220, 354, 221 where SMTP
-says so), each message taken whole, and it advertises what aiosmtpd does."""
+says so), each message taken whole, and it advertises what aiosmtpd does; it refuses what
+aiosmtpd refuses (commands out of sequence, a SIZE too large) with the same codes, a forward-path
+that is not <local@domain> too, and counts its refusals."""
 
 import asyncio
 import smtplib
@@ -12,21 +14,23 @@ import pytest
 from aiosmtpd.controller import Controller
 from django.core.mail import EmailMultiAlternatives
 
-from bench.common import free_port, smtp_sink_protocol
+from bench.common import SmtpSinkProcess, free_port, smtp_sink_protocol
 from notifications.providers.smtp_data import CommitGatedSMTPBackend
 
 
 @pytest.fixture
 def sink():
     """The sink served on a free port in a thread of its own: (port, the messages it took as
-    (mail_from, rcpt_tos, data))."""
+    (mail_from, rcpt_tos, data), the replies it gave that were not 2xx or 3xx)."""
     taken: list[tuple[str, list[str], bytes]] = []
+    refused: list[bytes] = []
     loop = asyncio.new_event_loop()
     server = loop.run_until_complete(loop.create_server(
-        smtp_sink_protocol(lambda *message: taken.append(message)), "127.0.0.1", 0))
+        smtp_sink_protocol(lambda *message: taken.append(message), refused.append),
+        "127.0.0.1", 0))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
-    yield server.sockets[0].getsockname()[1], taken
+    yield server.sockets[0].getsockname()[1], taken, refused
     loop.call_soon_threadsafe(server.close)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(5)
@@ -34,7 +38,7 @@ def sink():
 
 
 def test_smtplib_session_gets_250_at_each_step(sink):
-    port, taken = sink
+    port, taken, refused = sink
     data = "Subject: hi\r\n\r\nfirst\r\n.leading dot\r\n..two dots\r\n.\r\nlast\r\n"
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
         assert smtp.ehlo()[0] == 250
@@ -51,12 +55,13 @@ def test_smtplib_session_gets_250_at_each_step(sink):
     assert taken == [("<a@example.com> size=100", ["<b@example.com>", "<c@example.com>"],
                       data.encode()),
                      ("<d@example.com> size=14", ["<e@example.com>"], b"Subject: 2\r\n\r\n")]
+    assert refused == [b"500 Error: command not recognized\r\n"]  # the VRFY
 
 
 def test_clarion_smtp_client_delivers_through_it(sink):
     """The email kinds' SMTP backend, its DATA gated before the end as delivery sends it (the
     data first, the final CRLF "." CRLF later), on one connection for two emails."""
-    port, taken = sink
+    port, taken, refused = sink
     backend = CommitGatedSMTPBackend(host="127.0.0.1", port=port, timeout=5)
     ends = []
 
@@ -83,10 +88,11 @@ def test_clarion_smtp_client_delivers_through_it(sink):
         assert message.get_body(("plain",)).get_content().splitlines() == [
             "Hello", ".a line with a dot", str(i)]
         assert message.get_body(("html",)).get_content().splitlines() == [f"<p>Hello {i}</p>"]
+    assert refused == []
 
 
 def test_pipelined_commands_and_data_in_pieces(sink):
-    port, taken = sink
+    port, taken, refused = sink
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         reader = conn.makefile("rb")
         assert reader.readline().startswith(b"220 ")
@@ -100,6 +106,7 @@ def test_pipelined_commands_and_data_in_pieces(sink):
         conn.sendall(b"QUIT\r\n")
         assert reader.readline().startswith(b"221 ")
     assert taken == [("<a@x>", ["<b@x>"], b".x\r\ny\r\n")]
+    assert refused == []
 
 
 def test_it_advertises_what_aiosmtpd_does(sink):
@@ -107,7 +114,7 @@ def test_it_advertises_what_aiosmtpd_does(sink):
         async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
             return "250 OK"
 
-    port, _ = sink
+    port, _, _ = sink
     controller = Controller(Accept(), hostname="127.0.0.1", port=free_port())
     controller.start()
     try:
@@ -119,3 +126,68 @@ def test_it_advertises_what_aiosmtpd_does(sink):
     finally:
         controller.stop()
     assert features[0] == features[1]
+
+
+class Accept:
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's name)
+        return "250 OK"
+
+
+# Each a session of its own: the commands sent, one at a time, and the codes the sink answers:
+# aiosmtpd's, but for a forward-path that is not <local@domain>, which aiosmtpd 1.4 takes (250)
+# and RFC 5321 section 4.1.2 does not allow.
+REFUSED = [
+    ([b"MAIL FROM:<a@x>"], [503]),  # before HELO/EHLO
+    ([b"EHLO x", b"DATA"], [250, 503]),  # no MAIL
+    ([b"EHLO x", b"RCPT TO:<b@x>"], [250, 503]),  # no MAIL
+    ([b"EHLO x", b"MAIL FROM:<a@x>", b"DATA"], [250, 250, 503]),  # no RCPT
+    ([b"EHLO x", b"MAIL FROM:<a@x>", b"MAIL FROM:<a@x>"], [250, 250, 503]),  # nested
+    ([b"EHLO x", b"MAIL FROM:<>", b"RCPT TO:<>"], [250, 250, 501]),  # null path: MAIL only
+    ([b"EHLO x", b"MAIL FROM:<a@x>", b"RCPT TO:<bad address>"], [250, 250, 501]),  # a space
+    ([b"EHLO x", b"MAIL FROM:<a@x>", b"RCPT TO:b@x"], [250, 250, 501]),  # no <>
+    ([b"EHLO x", b"MAIL FROM:<a@x>", b"RCPT TO:<b>"], [250, 250, 553]),  # no domain
+    ([b"EHLO x", b"MAIL FROM:<a@x> SIZE=99999999999"], [250, 552]),
+    ([b"EHLO x", b"MAIL FROM:<a@x> SIZE=33554432", b"RCPT TO:<b@x>", b"DATA"],
+     [250, 250, 250, 354]),
+]
+
+
+def session(port: int, commands: list[bytes]) -> list[int]:
+    """The reply codes to `commands`, sent one at a time on a connection of their own."""
+    codes = []
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+        reader = conn.makefile("rb")
+        assert reader.readline().startswith(b"220")
+        for command in commands:
+            conn.sendall(command + b"\r\n")
+            while (line := reader.readline())[3:4] == b"-":
+                pass
+            codes.append(int(line[:3]))
+    return codes
+
+
+@pytest.mark.parametrize(("commands", "codes"), REFUSED)
+def test_it_refuses_what_aiosmtpd_refuses(sink, commands, codes):
+    port, taken, refused = sink
+    controller = Controller(Accept(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        theirs = session(controller.port, commands)
+    finally:
+        controller.stop()
+    stricter = commands[-1].startswith(b"RCPT") and codes[-1] != 503
+    assert theirs == (codes[:-1] + [250] if stricter else codes)  # aiosmtpd's answers
+    assert session(port, commands) == codes
+    assert [int(reply[:3]) for reply in refused] == [code for code in codes if code >= 400]
+    assert taken == []
+
+
+def test_the_sink_process_says_how_many_replies_it_refused():
+    """bench/pipeline.py fails a run whose sink refused anything: it reads the count here."""
+    sink = SmtpSinkProcess()
+    try:
+        assert session(sink.port, [b"EHLO x", b"DATA", b"RCPT TO:<b@x>", b"NOOP"]) == [
+            250, 503, 503, 250]
+    finally:
+        refused = sink.stop()
+    assert refused == 2
