@@ -24,18 +24,22 @@ drains; each round's ratio is its pipeline rate over the mean of the no-op rates
 it, and the row reports their median and range (until 2026-12-03 each figure and its floor were
 measured once, in separate clusters: the same code's ratio moved by 0.1 between runs).
 
-Rates are taken from the first task's start to the last notification done, from what the tasks
-wrote (the no-ops' times; the first batch's messages' `created_at`, the time its task began),
-and for the pipeline's end the poll (every 20 ms) that saw the N-th email sent and the queue
-empty (every task handed out), so the wake-up is left out and the polling adds at most one
-interval. N = 400 gives the 4 lanes a batch each. The floor is the cluster's own rate for N
-tasks, what it would cost if each notification were one task (until 2026-12-02 each trigger
-queued one). Also printed: the CPU (percent of one core) over the measured drains of each
-process of the cluster, of the SMTP sink, of this process (queuing and polling), of PostgreSQL
-(every backend on the machine) and of Redis; and, per broker, PostgreSQL's commits and rows
-written per notification (pg_stat_database, read once every other session of the database has
-ended, as a backend publishes its counters when it exits: so over a drain of its own by a fresh
-cluster, its start and schedules included).
+Rates are taken from the first task's start (the time a `pre_execute` receiver,
+bench/first_task.py, wrote to Redis as the drain's first task began: the no-op drains' and the
+pipeline's alike; until 2026-12-03 the first no-op's time and the first batch's messages'
+`created_at`, stamped when they were written, some 48 ms after their task began) to the last
+notification done: the last no-op's time, and for the pipeline's end the poll (every 20 ms) that
+saw the N-th email sent and the queue empty (every task handed out), so the wake-up is left out
+and the polling adds at most one interval. N = 400 gives the 4 lanes a batch each. The floor is
+the cluster's own rate for N tasks, what it would cost if each notification were one task (until
+2026-12-02 each trigger queued one). Also printed: the CPU (percent of one core) over the
+measured drains (from just before the cluster goes on: until 2026-12-03 from the first task
+seen, which left out most of the first batch's work) of each process of the cluster, of the SMTP
+sink, of this process (queuing and polling), of PostgreSQL (every backend on the machine) and of
+Redis; and, per broker, PostgreSQL's commits and rows written per notification
+(pg_stat_database, read once every other session of the database has ended, as a backend
+publishes its counters when it exits: so over a drain of its own by a fresh cluster, its start
+and schedules included).
 
 PostgreSQL + Redis. Usage: .venv/bin/python bench/pipeline.py [--n 400] [--rounds 3]
     [--workers 1,2,4] [--brokers orm,redis] [--smtp-sink lean|aiosmtpd] [--noop-connect-each]
@@ -73,6 +77,8 @@ from common import (  # noqa: E402
     result,
     scale,
 )
+from first_task import KEY as FIRST_TASK  # noqa: E402
+from first_task import first_began  # noqa: E402
 from trigger import ensure_database  # noqa: E402
 
 COUNTER = "clarion-bench:noop"
@@ -136,19 +142,20 @@ class Cluster:
 def drain(cluster: Cluster, n: int, begun, done, meter: CpuMeter | None,
           ) -> tuple[float, float, int]:
     """Let `cluster` go on (if paused) and wait until `done()` reaches `n`. Returns the time
-    (time.time()) the first task began, as `begun()` reads it from what the tasks wrote (None
+    (time.time()) the first task began, as `begun()` reads it (bench/first_task.py's key; None
     until then), the time this process saw `done()` reach `n` (polled every POLL_SECONDS), and
-    how many times it called `begun` and `done` (each one query: see database_counters).
-    `meter` (if given) measures the CPU from the first task's start to the end."""
+    how many times it called `done` (each one query: see database_counters). `meter` (if
+    given) measures the CPU from just before the cluster goes on (stopped, it uses none) to
+    the end."""
+    if meter is not None:
+        meter.start()
     if cluster.paused:
         cluster.resume()
     start, polls = None, 0
     deadline = time.monotonic() + 600
     while True:
         if start is None:
-            polls += 1
-            if (start := begun()) is not None and meter is not None:
-                meter.start()
+            start = begun()
         if start is not None:
             polls += 1
             if done() >= n:
@@ -227,6 +234,10 @@ class Bench:
         self.workflow = pipeline_workflow()
         self.log_dir = Path(tempfile.mkdtemp(prefix="clarion-bench-pipeline-"))
 
+    def begun(self) -> float | None:
+        """The time the drain's first task began (bench/first_task.py's key), None until then."""
+        return first_began(self.rds)
+
     def meter(self, cluster: Cluster) -> CpuMeter:
         return CpuMeter({"qcluster": cluster.process.pid}, alone={
             "SMTP sink": self.sink.pid, "bench (queues, polls)": os.getpid()})
@@ -237,13 +248,11 @@ class Bench:
         from django_q.tasks import async_task
 
         cluster.pause()
-        self.rds.delete(COUNTER)
+        self.rds.delete(COUNTER, FIRST_TASK)
         for _ in range(self.n):
             async_task(self.noop_task, COUNTER)
         rds = self.rds
-        start, _, _ = drain(cluster, self.n, lambda: (float(t) if (t := rds.lindex(COUNTER, 0))
-                                                      else None),
-                            lambda: rds.llen(COUNTER), meter)
+        start, _, _ = drain(cluster, self.n, self.begun, lambda: rds.llen(COUNTER), meter)
         return self.n / max(float(rds.lindex(COUNTER, -1)) - start, 1e-6)
 
     def triggers(self) -> tuple[str, object]:
@@ -263,20 +272,19 @@ class Bench:
     def pipeline(self, cluster: Cluster, meter: CpuMeter | None, made=None,
                  ) -> tuple[float, int]:
         """One pipeline drain: n triggers made while `cluster` is stopped (or `made`: the tag
-        and time of those made before it started), then run to the end; their rate from the
-        first advance task's start to the n-th email sent with the queue empty, and the polls
-        this process made meanwhile (queries: see database_counters)."""
+        and time of those made before it started, with bench/first_task.py's key deleted
+        before that), then run to the end; their rate from the first task's start to the
+        n-th email sent with the queue empty, and the polls this process made meanwhile
+        (queries: see database_counters)."""
         from notifications.models import Message, Run
 
         if made is None:
             cluster.pause()
+            self.rds.delete(FIRST_TASK)
             made = self.triggers()
         tag, mark = made
         # Polled while the cluster runs: cheap queries (nothing else writes to this database).
         sent = Message.objects.filter(created_at__gte=mark, channel="email", status="sent")
-        # The first advance task's start: its batch's messages are created at that time.
-        first = Message.objects.filter(created_at__gte=mark).order_by("created_at").values_list(
-            "created_at", flat=True).first
         asked, n, queue, orm = [], self.n, self.queue, self.broker == "orm"
 
         def finished() -> int:
@@ -287,8 +295,7 @@ class Bench:
             asked.append(orm)  # the ORM broker's queue_size() is a query
             return n if not queue.queue_size() else n - 1
 
-        start, end, polls = drain(cluster, n, lambda: (at.timestamp() if (at := first())
-                                                       else None), finished, meter)
+        start, end, polls = drain(cluster, n, self.begun, finished, meter)
         runs = Run.objects.filter(workflow=self.workflow,
                                   recipient__external_id__startswith=f"{tag}-")
         completed = runs.filter(status="completed").count()
@@ -307,6 +314,7 @@ def accounting(bench: Bench, workers: int) -> None:
     triggered, before = before, database_counters()
     triggered = {k: (before[k] - triggered[k] - before["own"] * (k == "commits")) / n
                  for k in ("commits", "written")}
+    bench.rds.delete(FIRST_TASK)
     cluster = Cluster(f"{bench.broker}-accounting-{workers}", workers, bench.log_dir)
     try:
         rate, polls = bench.pipeline(cluster, None, made)
@@ -392,7 +400,13 @@ def run_broker(broker: str, n: int, workers: list[int], rounds: int, sink_kind: 
             series(bench, w, rounds)
         OrmQ.objects.all().delete()
     finally:
-        sink.stop()
+        refused = sink.stop()
+    if refused is not None:
+        # A refusal (bench/common.py's sink answers as aiosmtpd does) is an email not sent as
+        # measured: the run fails.
+        print(f"{broker:<6} SMTP sink: {refused} replies not 2xx/3xx", flush=True)
+        if refused:
+            raise SystemExit(f"{broker}: the SMTP sink refused {refused} commands")
 
 
 def main() -> None:
