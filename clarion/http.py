@@ -46,6 +46,18 @@ from django.http import FileResponse
 from django.urls import set_script_prefix
 
 
+def _release(turns: asyncio.Semaphore):
+    """A done-callback for a thread call that holds one of `turns`: gives it back, and reads
+    the call's outcome (its exception, if any, is the cancelled request's, logged by nobody)."""
+
+    def release(call: asyncio.Future) -> None:
+        turns.release()
+        if not call.cancelled():
+            call.exception()
+
+    return release
+
+
 class SyncChainASGIHandler(ASGIHandler):
     """An ASGIHandler whose middleware chain is synchronous and runs on a kept thread (see the
     module docstring). `threads`: how many requests run their synchronous part at once (0: no
@@ -91,8 +103,13 @@ class SyncChainASGIHandler(ASGIHandler):
             if turns is None:
                 response, closed = await self._respond(scope, body_file)
             else:
-                async with turns:
-                    response, closed = await self._respond(scope, body_file)
+                # The turn is given back when the call ends, not when this task does: a
+                # client that disconnects cancels the task, but its view runs on to the end
+                # on its thread, and keeps the turn meanwhile.
+                await turns.acquire()
+                call = asyncio.ensure_future(self._respond(scope, body_file))
+                call.add_done_callback(_release(turns))
+                response, closed = await asyncio.shield(call)
             # The client disconnected while the response was sent: nothing more to do.
             with suppress(asyncio.CancelledError):
                 await self.send_response(response, send)
