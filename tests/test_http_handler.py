@@ -44,12 +44,12 @@ running = {"now": 0, "most": 0}
 running_lock = threading.Lock()
 
 
-def counting_view(request):
+def counting_view(request, seconds: float = 0.05):
     # Notes how many requests are in their views at once, staying a moment in its own.
     with running_lock:
         running["now"] += 1
         running["most"] = max(running["most"], running["now"])
-    time.sleep(0.05)
+    time.sleep(seconds)
     with running_lock:
         running["now"] -= 1
     return HttpResponse("counted")
@@ -181,13 +181,7 @@ def test_threads_bounds_the_requests_in_django_at_once_in_every_event_loop():
 
 def slow_counting_view(request):
     # As counting_view, but long enough for its client to leave while it runs.
-    with running_lock:
-        running["now"] += 1
-        running["most"] = max(running["most"], running["now"])
-    time.sleep(0.3)
-    with running_lock:
-        running["now"] -= 1
-    return HttpResponse("counted")
+    return counting_view(request, seconds=0.3)
 
 
 urlpatterns.append(path("t/slow", slow_counting_view))
