@@ -12,12 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import ClassVar
 
 from django.core.exceptions import RequestDataTooBig
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.http import Http404
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
-from rest_framework.fields import SkipField, empty
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from clarion.db import database_unreachable
@@ -335,57 +333,6 @@ def validated_reusing(serializer_class, data, *, context: dict | None = None, **
             serializer.__dict__.pop(name, None)
     serializer.is_valid(raise_exception=True)
     return serializer.validated_data
-
-
-def validated_by_fields(serializer_class, data) -> dict | None:
-    """validated_reusing(serializer_class, data) for a flat body, by the kept serializer's own
-    fields called directly (each field's run_validation) rather than through the serializer's
-    walk over all of them (every field's value looked up, its emptiness checked, the absent
-    ones skipped, unknown names listed): for the hot paths' small nested bodies (a trigger's
-    inline recipient). Applies when `data` is a dict of the class's writable field names only,
-    with every required one, and the class checks nothing of its own (no validate_<field>
-    method, validate() or validators; an absent field has no default). Returns None otherwise,
-    or when a field refuses its value: validated_reusing then gives the answer and every
-    error, as before."""
-    if type(data) is not dict:
-        return None
-    kept = _reused.__dict__.setdefault("serializers", {})
-    serializer = kept.get(serializer_class)
-    if serializer is None:
-        serializer = kept[serializer_class] = serializer_class(data=data)
-    plan = serializer.__dict__.get("_by_fields", _UNPLANNED)
-    if plan is _UNPLANNED:
-        plan = serializer.__dict__["_by_fields"] = _by_fields_plan(serializer)
-    if plan is None:
-        return None
-    writable, required = plan
-    if not (data.keys() <= writable.keys() and required <= data.keys()):
-        return None
-    serializer._context = {}  # as validated_reusing's, given no context
-    try:
-        return {name: field.run_validation(data[name]) for name, field in writable.items()
-                if name in data}
-    except (serializers.ValidationError, DjangoValidationError, SkipField):
-        return None
-
-
-_UNPLANNED = object()
-
-
-def _by_fields_plan(serializer) -> tuple[dict, set] | None:
-    """({writable field name: field}, the required ones) of `serializer` for
-    validated_by_fields, or None when the serializer validates more than its fields do."""
-    fields = serializer.fields
-    writable = {name: field for name, field in fields.items() if not field.read_only}
-    if (type(serializer).validate is not serializers.Serializer.validate
-            or serializer.validators or getattr(serializer, "ignored_fields", None)
-            or len(writable) != len(fields)):
-        return None
-    for name, field in writable.items():
-        if (field.source != name or hasattr(serializer, f"validate_{name}")
-                or (not field.required and field.default is not empty)):
-            return None
-    return writable, {name for name, field in writable.items() if field.required}
 
 
 def check_key(key: str) -> str:

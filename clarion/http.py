@@ -26,10 +26,11 @@ With `threads` set (CLARION_WEB_THREADS; default 0, no bound) at most that many 
 that synchronous part at once; the others wait in the event loop, their bodies read, for a turn.
 With a thread per request, 16 concurrent requests made 16 threads contending for the GIL: each
 blocking call (a database or Redis round trip) handed it over, 45–65 context switches a request
-(14–20 with two threads), and a request's CPU in the web process was 10–20 % higher. But a
-trigger waits on its commit's WAL flush, which PostgreSQL shares between concurrent commits, so
-fewer threads in flight likely mean fewer commits flushed together: with one process, triggers/s
-did not rise (bench/README.md, "the web process's threads", 2026-12-03). Like a WSGI server's
+(14–20 with two threads), and a request's CPU in the web process was 10–20 % higher; a
+trigger's longer wait on its durable commit makes most of that (21 a trigger, unbounded, with
+synchronous_commit off for a measurement). But with two processes the floor GET gained more
+than the trigger, and with one process triggers/s moved within the noise (bench/README.md,
+"the web process's threads", 2026-12-03), so it is off by default. Like a WSGI server's
 fixed threads, a request that waits long (a slow view) keeps its turn meanwhile.
 """
 
@@ -44,6 +45,18 @@ from django.core.handlers.asgi import ASGIHandler, get_script_prefix
 from django.core.handlers.base import BaseHandler
 from django.http import FileResponse
 from django.urls import set_script_prefix
+
+
+def _release(turns: asyncio.Semaphore):
+    """A done-callback for a thread call that holds one of `turns`: gives it back, and reads
+    the call's outcome (its exception, if any, is the cancelled request's, logged by nobody)."""
+
+    def release(call: asyncio.Future) -> None:
+        turns.release()
+        if not call.cancelled():
+            call.exception()
+
+    return release
 
 
 class SyncChainASGIHandler(ASGIHandler):
@@ -91,8 +104,13 @@ class SyncChainASGIHandler(ASGIHandler):
             if turns is None:
                 response, closed = await self._respond(scope, body_file)
             else:
-                async with turns:
-                    response, closed = await self._respond(scope, body_file)
+                # The turn is given back when the call ends, not when this task does: a
+                # client that disconnects cancels the task, but its view runs on to the end
+                # on its thread, and keeps the turn meanwhile.
+                await turns.acquire()
+                call = asyncio.ensure_future(self._respond(scope, body_file))
+                call.add_done_callback(_release(turns))
+                response, closed = await asyncio.shield(call)
             # The client disconnected while the response was sent: nothing more to do.
             with suppress(asyncio.CancelledError):
                 await self.send_response(response, send)

@@ -100,18 +100,24 @@ def _redis_script():
     return kept[1]
 
 
+_PACKED_MAX = 256
+
+
 def _redis_counted(key: str, limit: int, window_seconds: int) -> int:
     """The hit script's answer for `key` (1 counted, 0 refused): its EVALSHA packed once per
-    window's key and sent on the thread's connection as it is, the answer read back (redis-py's
-    command path, packing and retry wrapper, cost more CPU than the round trip); on any error,
-    or a server without the script, redis-py's script call (loads it, connects again), whose
-    RedisError the caller sees."""
+    window's key (up to _PACKED_MAX keys kept per thread: API keys interleave) and sent on the
+    thread's connection as it is, the answer read back (redis-py's command path, packing and
+    retry wrapper, cost more CPU than the round trip); on any error, or a server without the
+    script, redis-py's script call (loads it, connects again), whose RedisError the caller
+    sees. A timeout after the server ran the script counts the hit twice, as redis-py's own
+    retries did: the limit errs towards refusing."""
     script = _redis_script()
     packed = _redis.kept[2]
     command = (key, limit, window_seconds)
     connection = script.registered_client.connection
     if command not in packed:
-        packed.clear()  # the last window's
+        if len(packed) >= _PACKED_MAX:
+            packed.clear()  # mostly past windows' keys
         packed[command] = connection.pack_command("EVALSHA", script.sha, 1, *command)
     try:
         connection.send_packed_command(packed[command])

@@ -44,12 +44,12 @@ running = {"now": 0, "most": 0}
 running_lock = threading.Lock()
 
 
-def counting_view(request):
+def counting_view(request, seconds: float = 0.05):
     # Notes how many requests are in their views at once, staying a moment in its own.
     with running_lock:
         running["now"] += 1
         running["most"] = max(running["most"], running["now"])
-    time.sleep(0.05)
+    time.sleep(seconds)
     with running_lock:
         running["now"] -= 1
     return HttpResponse("counted")
@@ -177,6 +177,48 @@ def test_threads_bounds_the_requests_in_django_at_once_in_every_event_loop():
     handler, running["most"] = SyncChainASGIHandler(), 0
     asyncio.run(six_at_once())
     assert running["most"] > 2
+
+
+def slow_counting_view(request):
+    # As counting_view, but long enough for its client to leave while it runs.
+    return counting_view(request, seconds=0.3)
+
+
+urlpatterns.append(path("t/slow", slow_counting_view))
+
+
+@override_settings(ROOT_URLCONF=__name__)
+def test_a_request_whose_client_left_keeps_its_turn_until_its_view_ends():
+    """With threads=1, a client that disconnects while its view runs does not free the turn:
+    the next request waits until that view has ended (its thread is still busy)."""
+    handler = SyncChainASGIHandler(threads=1)
+
+    async def leaving(route):
+        gone = asyncio.Event()
+
+        async def receive():
+            if not gone.is_set():
+                gone.set()
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await asyncio.sleep(0.05)
+            return {"type": "http.disconnect"}
+
+        async def send(message):
+            pass
+
+        await handler(scope_of("GET", route), receive, send)
+
+    async def both():
+        first = asyncio.create_task(leaving("/t/slow"))
+        await asyncio.sleep(0.1)  # the first client has left; its view runs on
+        answer = await call(handler, "GET", "/t/count")
+        await first
+        return answer
+
+    running.update(now=0, most=0)
+    status, _, body = asyncio.run(both())
+    assert (status, body) == (200, b"counted")
+    assert running["most"] == 1
 
 
 def test_the_web_process_handler_is_bounded_by_the_setting():

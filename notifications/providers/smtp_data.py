@@ -19,8 +19,6 @@ from django.conf import settings
 from django.core.mail.backends.smtp import EmailBackend as DjangoSMTPBackend
 from django.core.mail.message import sanitize_address
 
-from ..addresses import envelope_address
-
 END_OF_DATA = b"\r\n.\r\n"  # RFC 5321 section 4.1.1.4: <CRLF>.<CRLF> ends the mail data
 
 
@@ -67,8 +65,6 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
         if opened and smtp is not None:
             smtp.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             smtp.data = functools.partial(self.data, smtp)
-            smtp.mail = functools.partial(envelope_mail, smtp)
-            smtp.rcpt = functools.partial(envelope_rcpt, smtp)
         return opened
 
     def _send(self, email_message) -> bool:
@@ -100,32 +96,6 @@ class CommitGatedSMTPBackend(DjangoSMTPBackend):
         if hook is None:
             return smtplib.SMTP.data(smtp, msg)
         return gated_data(smtp, hook, msg)
-
-
-def quoted_address(address: str) -> str:
-    """smtplib.quoteaddr(address), what MAIL FROM and RCPT TO carry: "<address>" for a plain
-    address (addresses.envelope_address), which the email parser smtplib runs (parseaddr, ~7 µs
-    an address) returns as it is; anything else through smtplib."""
-    if isinstance(address, str) and envelope_address(address):
-        return f"<{address}>"
-    return smtplib.quoteaddr(address)
-
-
-def envelope_mail(smtp: smtplib.SMTP, sender: str, options=()) -> tuple[int, bytes]:
-    """smtplib.SMTP.mail with its address quoted by `quoted_address`; SMTPUTF8 (which switches
-    the command encoding) through smtplib's own."""
-    if any(option.lower() == "smtputf8" for option in options):
-        return smtplib.SMTP.mail(smtp, sender, options)
-    optionlist = " " + " ".join(options) if options and smtp.does_esmtp else ""
-    smtp.putcmd("mail", f"FROM:{quoted_address(sender)}{optionlist}")
-    return smtp.getreply()
-
-
-def envelope_rcpt(smtp: smtplib.SMTP, recipient: str, options=()) -> tuple[int, bytes]:
-    """smtplib.SMTP.rcpt with its address quoted by `quoted_address`."""
-    optionlist = " " + " ".join(options) if options and smtp.does_esmtp else ""
-    smtp.putcmd("rcpt", f"TO:{quoted_address(recipient)}{optionlist}")
-    return smtp.getreply()
 
 
 def smtp_data_bytes(msg: str | bytes) -> bytes:

@@ -172,6 +172,23 @@ def test_in_redis_the_limit_resets_with_the_next_window(redis_counts):
 
 
 @needs_redis
+@pytest.mark.django_db
+def test_in_redis_interleaved_keys_each_count_their_own_hits(redis_counts, monkeypatch):
+    """Keys taking turns (API keys interleave), more of them than the thread keeps packed
+    commands for: each key's hits are its own, none lost or counted twice."""
+    from notifications import ratelimit
+
+    monkeypatch.setattr(ratelimit, "_PACKED_MAX", 2)
+    keys = ["a", "b", "c"]
+    answers = {key: [] for key in keys}
+    for _ in range(3):
+        for key in keys:
+            answers[key].append(redis_rate_limit_hit(key=key, limit=2, window_seconds=60,
+                                                     now=T0).allowed)
+    assert answers == {key: [True, True, False] for key in keys}
+
+
+@needs_redis
 def test_in_redis_concurrent_callers_never_pass_the_limit_together(redis_counts):
     barrier = threading.Barrier(4)
     allowed, errors = [], []

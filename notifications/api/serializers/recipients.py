@@ -8,7 +8,7 @@ from django.db.models import Q
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from clarion.api import Serializer, unknown_field_errors, validated_by_fields, validated_reusing
+from clarion.api import Serializer, unknown_field_errors, validated_reusing
 
 from ...addresses import validate_display_name, validate_email_address
 from ...models import (
@@ -113,11 +113,7 @@ class InlineRecipientSerializer(RecipientProfileSerializer):
 
 def inline_recipient(data) -> dict:
     """A recipient profile given inline (a trigger's recipient or actor) validated by
-    InlineRecipientSerializer (one per thread, used again; a valid profile by its fields
-    directly, validated_by_fields); raises its ValidationError."""
-    value = validated_by_fields(InlineRecipientSerializer, data)
-    if value is not None:
-        return value
+    InlineRecipientSerializer (one per thread, used again); raises its ValidationError."""
     return dict(validated_reusing(InlineRecipientSerializer, data))
 
 
