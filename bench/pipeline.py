@@ -296,8 +296,7 @@ class Bench:
             return n if not queue.queue_size() else n - 1
 
         start, end, polls = drain(cluster, n, self.begun, finished, meter)
-        runs = Run.objects.filter(workflow=self.workflow,
-                                  recipient__external_id__startswith=f"{tag}-")
+        runs = Run.objects.filter(workflow=self.workflow, created_at__gte=mark)
         completed = runs.filter(status="completed").count()
         in_app = Message.objects.filter(run__in=runs, channel="in_app").count()
         assert completed == n and in_app == n, f"{completed} runs completed, {in_app} in-app"
