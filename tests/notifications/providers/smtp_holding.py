@@ -130,7 +130,6 @@ def kill_worker_when(messages: list[Message], server: HoldingServer, seen: str) 
     server.released.set()
 
 
-
 class ServerLog(logging.Handler):
     """aiosmtpd's own log (logger "mail.log"): each line of data it read, and each DATA it
     dropped because its connection closed before the end of the data."""
@@ -168,8 +167,6 @@ def until(condition, what: str, timeout: float = 60) -> None:
         time.sleep(0.02)
 
 
-
-
 SLOW_COMMIT = 3
 
 
@@ -179,3 +176,14 @@ def sleeping_commits() -> int:
         cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
                        "AND wait_event = 'PgSleep'")
         return cursor.fetchone()[0]
+
+
+def kill_worker_in_its_commit(message: Message, server: HoldingServer) -> None:
+    """Run one worker delivering `message` to `server` and SIGKILL it while its attempt's COMMIT
+    is in PostgreSQL (held there by the slow_attempt_commit fixture)."""
+    worker = start_worker([message], server)
+    try:
+        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)

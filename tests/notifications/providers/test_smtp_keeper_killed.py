@@ -24,8 +24,8 @@ from .smtp_holding import (
     HoldingServer,
     assert_sent_again_once,
     email_message,
+    kill_worker_in_its_commit,
     kill_worker_when,
-    sleeping_commits,
     start_worker,
     until,
 )
@@ -105,12 +105,7 @@ def test_killed_while_its_attempt_commits_the_keeper_ends_its_data_once_and_it_i
     the email arrives once and the message is sent."""
     server = holding_smtp("none")
     message = email_message(queue_message, 1)
-    worker = start_worker([message], server)
-    try:
-        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
+    kill_worker_in_its_commit(message, server)
     assert_sent_once_by_the_keeper(server, message, run_tasks)
     assert server_log.dropped == 0
 
@@ -299,12 +294,7 @@ def test_killed_while_its_attempt_commits_over_tls_is_reset_by_the_keeper_and_se
 
     server = tls_smtp
     message = email_message(queue_message, 1)
-    worker = start_worker([message], server)
-    try:
-        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
+    kill_worker_in_its_commit(message, server)
     until(lambda: message.delivery_attempts.filter(
         outcome=DeliveryAttempt.Outcome.TRANSIENT_ERROR).exists(), "the keeper's reset")
     assert message.delivery_attempts.get().error == TLS_RESET

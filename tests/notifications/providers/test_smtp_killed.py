@@ -27,6 +27,7 @@ from .smtp_holding import (
     WORKER_HELD_AT_THE_END_OF_DATA,
     assert_sent_again_once,
     email_message,
+    kill_worker_in_its_commit,
     kill_worker_when,
     sleeping_commits,
     start_worker,
@@ -186,12 +187,7 @@ def test_killed_while_its_attempt_commits_without_a_keeper_loses_the_email_never
     server = holding_smtp("none")
     server.env["CLARION_SMTP_KEEPER"] = "0"
     message = email_message(queue_message, 1)
-    worker = start_worker([message], server)
-    try:
-        until(lambda: sleeping_commits() == 1, "the attempt's COMMIT in PostgreSQL")
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
+    kill_worker_in_its_commit(message, server)
     until(lambda: server_log.dropped == 1, "the server to drop the unended DATA")
     until(lambda: sleeping_commits() == 0, "PostgreSQL to complete the commit")
     message.refresh_from_db()
