@@ -1,8 +1,11 @@
-"""Model instances made as Model(**kwargs) makes them, without its per-call work."""
+"""Model instances made as Model(**kwargs) makes them, without its per-call work
+(`instance_maker`), and read from a statement's rows as a query set reads them
+(`instance_reader`, `model_columns`)."""
 
 from collections.abc import Callable
 from functools import cache
 
+from django.db import DEFAULT_DB_ALIAS, connections
 from django.db.models import (
     ForeignKey,
     Model,
@@ -62,3 +65,45 @@ def instance_maker(model: type[Model]) -> Callable[..., Model]:
         return obj
 
     return make
+
+
+def model_columns(model: type[Model], alias: str, using: str = DEFAULT_DB_ALIAS) -> str:
+    """`model`'s concrete fields' columns, qualified by the table's `alias`, in the order that
+    `instance_reader` reads them (`_meta.concrete_fields`): for a statement written by hand
+    whose rows become instances (an UPDATE … RETURNING, a join's second table)."""
+    quote = connections[using].ops.quote_name
+    return ", ".join(f"{quote(alias)}.{quote(field.column)}"
+                     for field in model._meta.concrete_fields)
+
+
+@cache
+def instance_reader(model: type[Model], using: str = DEFAULT_DB_ALIAS) -> Callable[..., Model]:
+    """A function that makes a `model` instance from its concrete fields' values as a cursor
+    returns them (the columns of `model_columns`, in that order) as a query set makes it: each
+    value through the converters that the ORM's compiler applies to the column (the backend's,
+    then the field's: a JSON text decoded, a Decimal quantized…), then `model.from_db` (its
+    signals, `_state.db` and `adding` as a query set leaves them). One function per model and
+    database alias (cached). Errors: ValueError for a row of another length."""
+    connection = connections[using]
+    fields = model._meta.concrete_fields
+    names = [field.attname for field in fields]
+    converters = []
+    for index, field in enumerate(fields):
+        column = field.get_col(model._meta.db_table)
+        found = (connection.ops.get_db_converters(column)
+                 + column.get_db_converters(connection))
+        if found:
+            converters.append((index, column, found))
+
+    def read(values) -> Model:
+        values = list(values)
+        if len(values) != len(names):
+            raise ValueError(f"{model.__name__}: {len(values)} values for {len(names)} fields")
+        for index, column, found in converters:
+            value = values[index]
+            for converter in found:
+                value = converter(value, column, connection)
+            values[index] = value
+        return model.from_db(using, names, values)
+
+    return read
