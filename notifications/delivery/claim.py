@@ -10,7 +10,7 @@ from datetime import datetime
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
 from django.db.models import F, Q, QuerySet
 
-from clarion.db import instance_reader, model_columns, numbered_cursor
+from clarion.db import instance_reader, model_columns, numbered_cursor, rows_by_pk
 
 from ..models import Message, Recipient, Run, Step, Tenant, Workflow
 
@@ -43,7 +43,7 @@ def with_relations(messages: list[Message],
         model = _RELATED[name]
         field = Message._meta.get_field(name)
         ids = {getattr(m, field.attname) for m in messages} - {None}
-        found = _by_pk(model, ids) if ids else {}
+        found = rows_by_pk(model, ids)
         for message in messages:
             pk = getattr(message, field.attname)
             related = found.get(pk) if pk is not None else None
@@ -54,27 +54,6 @@ def with_relations(messages: list[Message],
                 setattr(message, field.attname, None)
             field.set_cached_value(message, related)
     return [m for m in messages if m.pk not in gone]
-
-
-def _by_pk(model, ids: set) -> dict:
-    """`model`'s rows of these primary keys by primary key, as `_base_manager.in_bulk(ids)`
-    gives them; on PostgreSQL by a statement kept per model (`… WHERE id = ANY($1)`, one
-    parameter), not a query set compiled for each batch with each id quoted into its text."""
-    connection = connections[DEFAULT_DB_ALIAS]
-    if connection.vendor != "postgresql":
-        return model._base_manager.in_bulk(ids)
-    sql = _statements.get(model)
-    if sql is None:
-        quote = connection.ops.quote_name
-        sql = _statements[model] = (
-            f"SELECT {model_columns(model, model._meta.db_table)} FROM "
-            f"{quote(model._meta.db_table)} WHERE {quote(model._meta.pk.column)} = ANY($1)")
-    pk = model._meta.pk
-    with numbered_cursor() as cursor:
-        cursor.execute(sql, [[pk.to_python(value) for value in ids]])
-        rows = cursor.fetchall()
-    read = instance_reader(model)
-    return {obj.pk: obj for obj in map(read, rows)}
 
 
 def claim_batch(*, now: datetime, limit: int,
@@ -179,8 +158,7 @@ def listed_claimed(listed: list[str], *, now: datetime) -> list[Message]:
     return messages
 
 
-# The default database's statements: listed_claimed's (by its alias), _by_pk's (by model).
-_statements: dict = {}
+_statements: dict[str, str] = {}  # database alias → listed_claimed's statement
 
 
 def _listed_claim_sql(using: str) -> str:

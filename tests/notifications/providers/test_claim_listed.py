@@ -1,6 +1,6 @@
 """A task's list of messages claimed in one statement (PostgreSQL: claim.listed_claimed), and
-the relations read by statements kept per model (claim._by_pk): the same rows claimed and the
-same instances as the query sets that they replace."""
+the relations read by statements kept per model (clarion.db.rows_by_pk): the same rows claimed
+and the same instances as the query sets that they replace."""
 
 from datetime import timedelta
 from decimal import Decimal
@@ -10,9 +10,8 @@ import pytest
 from django.db import connection, transaction
 from django.utils import timezone
 
-from clarion.db import instance_reader
+from clarion.db import instance_reader, rows_by_pk
 from notifications.delivery import claim_batch
-from notifications.delivery.claim import _by_pk
 from notifications.models import Message, Recipient, Step, Workflow
 
 pytestmark = [pytest.mark.django_db(transaction=True),
@@ -81,7 +80,7 @@ def test_relations_by_primary_key_are_what_in_bulk_reads(queue_message):
     message = queue_message("sms", {"text": "hi"})
     for model, pks in ((Workflow, {message.workflow_id}), (Step, {message.step_id, 10**9}),
                        (Recipient, {message.recipient_id})):
-        ours, theirs = _by_pk(model, pks), model._base_manager.in_bulk(pks)
+        ours, theirs = rows_by_pk(model, pks), model._base_manager.in_bulk(pks)
         assert ours.keys() == theirs.keys()
         assert [_fields(o) for o in ours.values()] == [_fields(o) for o in theirs.values()]
 
