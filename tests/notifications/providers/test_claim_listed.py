@@ -88,3 +88,21 @@ def test_relations_by_primary_key_are_what_in_bulk_reads(queue_message):
 def test_an_instance_reader_refuses_a_row_of_another_length():
     with pytest.raises(ValueError, match="Workflow: 2 values for"):
         instance_reader(Workflow)([1, "key"])
+
+
+def test_an_instance_reader_builds_a_model_with_init_receivers_through_from_db(queue_message):
+    from django.db.models.signals import post_init
+
+    workflow = Workflow.objects.get(pk=queue_message("sms", {"text": "hi"}).workflow_id)
+    seen = []
+
+    def receiver(sender, instance, **kwargs):
+        seen.append(instance)
+
+    post_init.connect(receiver, sender=Workflow)
+    try:
+        [read] = rows_by_pk(Workflow, {workflow.pk}).values()
+    finally:
+        post_init.disconnect(receiver, sender=Workflow)
+    assert seen == [read] and _fields(read) == _fields(workflow)
+    assert read._state.db == "default" and not read._state.adding
