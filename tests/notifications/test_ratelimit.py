@@ -116,6 +116,25 @@ def test_a_bad_trigger_body_counts_but_an_unauthenticated_call_does_not(client, 
 
 
 @pytest.mark.django_db
+def test_past_the_limit_a_bad_body_or_an_unknown_workflow_is_answered_429_first(
+        api, limited, make_workflow):
+    """The limit is answered before the view: 429 wins over 400 and 404 (a change that reads
+    the limit's answer later, to overlap its round trip, must keep this), and each of those
+    calls counts."""
+    make_workflow("welcome", steps=[email_step()])
+    body = {"recipients": [{"id": "u1", "email": "u1@example.test"}]}
+    assert api.post(TRIGGER, {"recipients": "nope"}, format="json").status_code == 400
+    assert api.post("/api/v1/workflows/nope/trigger", body, format="json").status_code == 404
+    for url, sent in ((TRIGGER, {"recipients": "nope"}), ("/api/v1/workflows/nope/trigger", body),
+                      (TRIGGER, body)):
+        response = api.post(url, sent, format="json")
+        assert response.status_code == 429, response.json()
+        assert response.json()["error"] == "rate_limited" and int(response["Retry-After"]) > 0
+    assert Trigger.objects.count() == 0
+    assert counted(limited) == [2]
+
+
+@pytest.mark.django_db
 def test_the_limit_resets_with_the_next_window_and_the_old_window_is_dropped():
     hit = dict(key="k", limit=2, window_seconds=60)
     assert [rate_limit_hit(**hit, now=T0).allowed for _ in range(3)] == [True, True, False]
