@@ -563,6 +563,9 @@ CLARION = {
     # How long a web process keeps an API key it checked (its row and tenant) before reading it
     # again: the longest a key revoked in another process still authenticates there.
     "API_KEY_CACHE_SECONDS": float(os.environ.get("CLARION_API_KEY_CACHE_SECONDS", "5")),
+    # The most concurrent triggers of a web process written by one statement and commit
+    # (notifications/services/group_commit.py); below 2, each trigger is written on its own.
+    "TRIGGER_GROUP_COMMIT": int(os.environ.get("CLARION_TRIGGER_GROUP_COMMIT", "8")),
     # Where the trigger rate limit counts: "redis" (one script call per request, no database
     # row every trigger of a key updates) or "database" (RateLimitCounter rows, the embedded
     # mode). Default: Redis when REDIS_URL is set.

@@ -124,14 +124,19 @@ def lanes_hold(lanes: list[int], *, now: datetime) -> set[int]:
         return {lane for (lane,) in cursor.fetchall()}
 
 
-def lanes_hold_call(lanes: list[int], *, now: datetime) -> tuple[str, list]:
+def lanes_hold_call(lanes: list[int], *, now: datetime,
+                    lanes_sql: str = "") -> tuple[str, list]:
     """lanes_hold's work on PostgreSQL as an SQL expression and its parameters, for a caller
     that sends it inside a statement of its own (a trigger's one statement: services/
     trigger_statement.py): a set-returning call (smallint) giving the lanes already held, the
     others marked held as of `now`, their advisory locks taken shared until the transaction
     ends; its reads take their own snapshot after the locks (migration 0041), wherever the call
-    sits in the statement."""
+    sits in the statement. `lanes_sql`: the lanes as an SQL expression of the caller's (a
+    smallint[], distinct and in ascending order: the locks' order) instead of `lanes`."""
     fresh_after = now - timedelta(seconds=settings.CLARION["ADVANCE_LANE_STALE_SECONDS"])
+    if lanes_sql:
+        return (f"notifications_advance_lanes_hold(%s, {lanes_sql}, %s, %s)",
+                [ADVANCE_LANE_LOCK, fresh_after, now])
     return ("notifications_advance_lanes_hold(%s, %s::smallint[], %s, %s)",
             [ADVANCE_LANE_LOCK, sorted(set(lanes)), fresh_after, now])
 

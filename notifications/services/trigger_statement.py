@@ -173,7 +173,7 @@ def trigger_rows_write(*, record: IdempotencyRecord | None, recipients: Sequence
     written = bool(count) and unchanged
     if written or not taken or taken[0] is None:
         return written, unchanged, None
-    return written, unchanged, _record_read(taken)
+    return written, unchanged, record_read(taken)
 
 
 def _statement_params(*, record: IdempotencyRecord | None, recipients: Sequence[Recipient],
@@ -203,7 +203,7 @@ def _statement_params(*, record: IdempotencyRecord | None, recipients: Sequence[
     return sql, params
 
 
-def _record_read(values: list) -> IdempotencyRecord:
+def record_read(values: list) -> IdempotencyRecord:
     """The IdempotencyRecord of a row's `values` (its concrete fields' columns, in order), as
     the ORM reads it (its JSON decoded as the field decodes it)."""
     fields = IdempotencyRecord._meta.concrete_fields

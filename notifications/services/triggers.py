@@ -41,6 +41,8 @@ from .audience import (
     recipient_upsert,
     recipient_upsert_rows,
 )
+from .group_commit import group_commit_applies, trigger_rows_write_grouped
+from .trigger_batch import TriggerRows
 from .trigger_statement import trigger_rows_write, workflow_unchanged
 
 logger = logging.getLogger(__name__)
@@ -239,15 +241,22 @@ def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, upsert: tuple,
     candidates = _lane_candidates(runs)
     tasks = task_rows("notifications.tasks.advance_lane",
                       [(lane, *batch) for lane, batch in candidates.items()])
-    # In a caller's transaction, in a savepoint: a failed statement undoes itself alone, as
-    # the transactional path's atomic block does.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        written, unchanged, taken = trigger_rows_write(
-            record=record, recipients=recipients, update_fields=update_fields,
-            groups=[(Trigger, [trigger]), (Run, runs), (StepLog, timeline),
-                    (RollupDelta, deltas)],
+    groups = [(Trigger, [trigger]), (Run, runs), (StepLog, timeline), (RollupDelta, deltas)]
+    if record is not None and workflow_kept and group_commit_applies():
+        # With the process's other triggers in flight, if any (services/group_commit.py).
+        written, unchanged, taken = trigger_rows_write_grouped(TriggerRows(
+            record=record, recipients=recipients, update_fields=update_fields, groups=groups,
             run_recipients=list(ids.runs), tasks=tasks, task_lanes=list(candidates),
-            now=timezone.now(), workflow=request.workflow if workflow_kept else None)
+            now=timezone.now(), workflow=request.workflow))
+    else:
+        # In a caller's transaction, in a savepoint: a failed statement undoes itself alone,
+        # as the transactional path's atomic block does.
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            written, unchanged, taken = trigger_rows_write(
+                record=record, recipients=recipients, update_fields=update_fields,
+                groups=groups, run_recipients=list(ids.runs), tasks=tasks,
+                task_lanes=list(candidates), now=timezone.now(),
+                workflow=request.workflow if workflow_kept else None)
     if not unchanged:
         raise WorkflowChanged()
     return written, taken
