@@ -10,7 +10,7 @@ from django.db import connection, transaction
 
 from analytics.models import RollupDelta
 from analytics.rollups import Fact, fact_rows, message_fact
-from clarion.db import instance_maker, rows_copy, rows_update
+from clarion.db import instance_maker, numbered_cursor, rows_copy, rows_update
 from events.outbox import MESSAGE_STATUS_EVENTS, events_record, message_event
 
 from ..models import DeliveryAttempt, Message, MessageEvent, Run, StepLog
@@ -167,7 +167,27 @@ def _replay_early_events(sent_ids: list) -> None:
     before is read here. One query per batch; the replay only for messages with events."""
     if not sent_ids:
         return
-    early = set(MessageEvent.objects.filter(message_id__in=sent_ids).order_by()
-                .values_list("message_id", flat=True).distinct())
-    for message_id in early:
+    for message_id in _with_events(sent_ids):
         message_events_replay(message_id=message_id)
+
+
+def _with_events(message_ids: list) -> set:
+    """Which of `message_ids` have status events (one query). On PostgreSQL a statement kept
+    per process, the ids one array parameter bound by the server: the query set was compiled
+    for each batch with its 100 ids quoted into the text (and that text parsed again by
+    psycopg), ~6 % of a delivery batch's loop thread in py-spy."""
+    if connection.vendor != "postgresql":
+        return set(MessageEvent.objects.filter(message_id__in=message_ids).order_by()
+                   .values_list("message_id", flat=True).distinct())
+    global _with_events_sql
+    if _with_events_sql is None:
+        quote = connection.ops.quote_name
+        column = quote(MessageEvent._meta.get_field("message").column)
+        _with_events_sql = (f"SELECT DISTINCT {column} FROM "
+                            f"{quote(MessageEvent._meta.db_table)} WHERE {column} = ANY($1)")
+    with numbered_cursor() as cursor:
+        cursor.execute(_with_events_sql, [[Message._meta.pk.to_python(pk) for pk in message_ids]])
+        return {message_id for (message_id,) in cursor.fetchall()}
+
+
+_with_events_sql = None  # _with_events' statement on PostgreSQL
