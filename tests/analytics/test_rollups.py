@@ -5,7 +5,9 @@ and the counts stay the same after retention and erasure."""
 from datetime import timedelta
 from decimal import Decimal
 
+import psycopg
 import pytest
+from django.db import connection  # noqa: F401  (the skipif condition reads it)
 from django.utils import timezone
 
 from analytics.models import HourlyRollup, RollupDelta
@@ -155,3 +157,22 @@ def test_metrics_count_messages_from_the_rollups(counted, client):
     assert samples[("clarion_messages_total",
                     (("channel", "email"), ("outcome", "suppressed_opted_out")))] == 1
     assert samples[("clarion_runs_started_total", (("workflow", "news"),))] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif("connection.vendor != 'postgresql'")
+def test_a_fold_takes_the_oldest_deltas_up_to_its_limit_and_skips_those_another_fold_holds():
+    at = timezone.now()
+    facts_record([Fact(metric="sent", at=at, workflow=f"w{i}", channel="email", provider="p",
+                       latency_ms=10 * i, cost=Decimal("0.01")) for i in range(5)])
+    first, *others = RollupDelta.objects.order_by("id").values_list("id", flat=True)
+    with psycopg.connect(**connection.get_connection_params()) as other_fold:
+        other_fold.execute("SELECT 1 FROM analytics_rollupdelta WHERE id = %s FOR UPDATE",
+                           [first])
+        assert rollup_fold(limit=3) == 3  # the held oldest skipped: the next three
+        assert list(RollupDelta.objects.order_by("id").values_list("id", flat=True)) == [
+            first, others[-1]]
+    assert rollup_fold_all() == 2
+    rows = {row.workflow: row for row in HourlyRollup.objects.all()}
+    assert {w: (r.sent, r.latency_count, r.latency_sum_ms, r.cost) for w, r in rows.items()} == {
+        f"w{i}": (1, 1, 10 * i, Decimal("0.01")) for i in range(5)}
