@@ -8,7 +8,9 @@ gated per trigger as the one-trigger statement gates it:
 - `checked`: the triggers whose kept workflow's row is as it was read (trigger_statement's
   workflow_check_params), each trigger its own workflow;
 - `idempotency`: their records, `INSERT … ON CONFLICT DO NOTHING RETURNING` the keys written
-  (a key taken, or held by a transaction the statement waits for, writes nothing);
+  (a key taken, or held by a transaction the statement waits for, writes nothing), in the
+  order of their (API key, key) (two processes' batches with keys in common wait on each other
+  in one order: no deadlock);
 - `ok`: the triggers whose record was written; every other part writes only their rows, so a
   trigger whose key is taken or whose workflow changed writes nothing and the others are
   unaffected;
@@ -154,7 +156,11 @@ def triggers_rows_write(batch: Sequence[TriggerRows]
     checks = [workflow_check_params(rows.workflow) for rows in batch]
     params += [ords, *(list(column) for column in zip(*checks, strict=True))]
     inserts = iter(inserts)
-    params += next(inserts).params([rows.record for rows in batch], wrapper, extra=[ords])
+    # The records in the order of their keys: two processes' batches with keys in common take
+    # them in the same order (in their arrival order, each could hold one the other waits for).
+    keyed = sorted(ords, key=lambda ord_: batch[ord_].key())
+    params += next(inserts).params([batch[ord_].record for ord_ in keyed], wrapper,
+                                   extra=[keyed])
     lane_ords = [ord_ for ord_, rows in enumerate(batch) for _ in rows.task_lanes]
     params += [lane_ords, [lane for rows in batch for lane in rows.task_lanes]]
     params += lanes_hold_call([], now=timezone.now(), lanes_sql="-")[1]

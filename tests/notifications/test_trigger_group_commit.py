@@ -15,7 +15,7 @@ from django_q.models import OrmQ
 from notifications.models import AdvanceLane, IdempotencyRecord, Run, Trigger, Workflow
 from notifications.services import group_commit as group_commit_module
 from notifications.services import trigger_batch
-from notifications.services.group_commit import group_commit
+from notifications.services.group_commit import GroupCommit, group_commit
 
 from ..conftest import at_once, client_for, in_app_step
 
@@ -191,3 +191,107 @@ def test_group_commit_off_writes_each_trigger_alone(api_key, make_workflow, gath
     answers = at_once(4, lambda i: _send(api_key[1], f"k{i}", f"u{i}"))
     assert [answer[0] for answer in answers] == [202] * 4, answers
     assert group_commit.statements == 0
+
+
+def test_one_key_sent_twice_with_other_recipients_is_written_once(api_key, make_workflow,
+                                                                  gathered):
+    """The same key with different bodies (recipients) queued together: nothing but the key
+    keeps them out of one statement, whose ON CONFLICT DO NOTHING would write one record while
+    `ok` (a join on the key) wrote both triggers' rows. One is written, the other answered 422
+    (the key reused with another body)."""
+    make_workflow("welcome", steps=[in_app_step()])
+    _warm(api_key[1], "welcome")
+    answers = gathered(4, lambda i: _send(api_key[1], "same" if i in (1, 2) else f"k{i}",
+                                          f"u{i}"))
+    assert [answers[0][0], answers[3][0]] == [202, 202], answers
+    assert sorted([answers[1][0], answers[2][0]]) == [202, 422], answers
+    assert (group_commit.statements, group_commit.failed) == (1, 0)  # the later alone, next
+    assert Trigger.objects.filter(idempotency_key="same").count() == 1
+    assert Run.objects.filter(trigger__idempotency_key="same").count() == 1
+
+
+def test_two_processes_batches_with_keys_in_common_do_not_deadlock(api_key, make_workflow,
+                                                                    monkeypatch):
+    """Two web processes (a GroupCommit each) whose batches have two keys in common (a client
+    retrying two requests on another process while they are in flight), queued in opposite
+    orders: each batch inserts its records in the order of their keys, so one waits for the
+    other and replays; in arrival order, each held a key the other waited for (PostgreSQL's
+    deadlock after deadlock_timeout, 1 s, and the victim's triggers written again alone)."""
+    make_workflow("welcome", steps=[in_app_step()])
+    _warm(api_key[1], "welcome")
+    processes = {"A": GroupCommit(), "B": GroupCommit()}
+
+    class Route:
+        def write(self, rows):
+            return processes[threading.current_thread().name[0]].write(rows)
+
+    monkeypatch.setattr(group_commit_module, "group_commit", Route())
+    real_alone, real_batch = group_commit_module._alone, trigger_batch.triggers_rows_write
+
+    def alone(rows):
+        name = threading.current_thread().name
+        if name.endswith("lead"):
+            deadline = time.monotonic() + 10
+            while len(processes[name[0]]._queued) < 2 and time.monotonic() < deadline:
+                time.sleep(0.005)
+        return real_alone(rows)
+
+    together = threading.Barrier(2)
+
+    def batch(rows):
+        together.wait(10)
+        return real_batch(rows)
+
+    monkeypatch.setattr(group_commit_module, "_alone", alone)
+    monkeypatch.setattr(group_commit_module, "triggers_rows_write", batch)
+    results = {}
+
+    def send(name, key, recipient):
+        try:
+            results[name] = _send(api_key[1], key, recipient)
+        finally:
+            connections.close_all()
+
+    threads = []
+
+    def start(name, key, recipient, queued=None):
+        thread = threading.Thread(target=send, args=(name, key, recipient), name=name)
+        thread.start()
+        threads.append(thread)
+        if queued is not None:
+            deadline = time.monotonic() + 10
+            while len(processes[name[0]]._queued) < queued and time.monotonic() < deadline:
+                time.sleep(0.005)
+
+    # Each record's insert takes 0.2 s, so two statements inserting two keys overlap for certain.
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION slow_record_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN PERFORM pg_sleep(0.2); RETURN NEW; END $$;
+            CREATE TRIGGER slow_record_insert BEFORE INSERT ON notifications_idempotencyrecord
+            FOR EACH ROW WHEN (NEW.key LIKE 'k%') EXECUTE FUNCTION slow_record_insert();""")
+    try:
+        _opposite_batches(start, threads)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP TRIGGER slow_record_insert ON notifications_idempotencyrecord; "
+                           "DROP FUNCTION slow_record_insert();")
+    assert {name: status for name, (status, _, _) in results.items()} == dict.fromkeys(
+        ("A-lead", "B-lead", "A-1", "A-2", "B-1", "B-2"), 202)
+    assert results["A-1"][1] == results["B-2"][1] and results["A-2"][1] == results["B-1"][1]
+    assert [(process.statements, process.written, process.failed)
+            for process in processes.values()] == [(1, 2, 0), (1, 2, 0)]
+
+
+def _opposite_batches(start, threads) -> None:
+    """A leader in each process, held until two triggers queue behind it: k1 then k2 in A,
+    k2 then k1 in B (same bodies); waits for all six."""
+    start("A-lead", "a", "ua")
+    start("B-lead", "b", "ub")
+    time.sleep(0.3)
+    start("A-1", "k1", "u1", queued=1)
+    start("B-1", "k2", "u2", queued=1)
+    start("A-2", "k2", "u2", queued=2)
+    start("B-2", "k1", "u1", queued=2)
+    for thread in threads:
+        thread.join(30)
