@@ -1,7 +1,7 @@
-"""The ORM broker woken by a queued task's NOTIFY (clarion/queue_broker.py, migration
-notifications 0043): a task committed while the broker waits is handed out at once, not at the
-end of the poll interval; a task for later, or a broker that cannot listen, waits it out as
-django-q2's broker does. PostgreSQL only (NOTIFY); on SQLite the broker only sleeps."""
+"""The ORM broker woken by a queued task's NOTIFY (clarion/queue_broker.py, migrations
+notifications 0043 and 0045): a task committed while the broker waits is handed out at once,
+not at the end of the poll interval; a task for later, or a broker that cannot listen, waits it
+out as django-q2's broker does. PostgreSQL only (NOTIFY); on SQLite the broker only sleeps."""
 
 import threading
 import time
@@ -124,3 +124,47 @@ def test_a_failed_listening_connection_is_closed_and_let_go(broker):
     assert broker.listener is None
     gc.collect()
     assert failed() is None  # not kept by its finalizer
+
+
+def test_the_queue_table_notifies_for_a_row_due_now_whatever_writes_it():
+    """What migration 0045's row trigger notifies, as 0043's statement trigger did (the same
+    assertions pass with it; checked by hand, 2026-12-03): a statement (multi-row INSERT,
+    COPY) with one row due now among rows for later notifies once its transaction commits;
+    rows only for later, a rolled back savepoint's row, or a rolled back transaction's, notify
+    nothing."""
+    if connection.vendor != "postgresql":
+        pytest.skip("NOTIFY: PostgreSQL only")
+    import psycopg
+    from django.conf import settings
+
+    db = settings.DATABASES["default"]
+    dsn = (f"host={db['HOST']} port={db['PORT'] or 5432} dbname={db['NAME']} "
+           f"user={db['USER']} password={db['PASSWORD']}")
+    later = "now() + interval '1 hour'"
+    with psycopg.connect(dsn, autocommit=True) as listener, psycopg.connect(dsn) as writer:
+        listener.execute("LISTEN clarion_queue")
+
+        def notified(*statements: str, commit: bool = True) -> int:
+            with writer.cursor() as cursor:
+                for statement in statements:
+                    if statement.startswith("COPY"):
+                        with cursor.copy(statement.split(";")[0]) as copy:
+                            for row in statement.split(";")[1:]:
+                                copy.write_row(row.split(","))
+                    else:
+                        cursor.execute(statement)
+            writer.commit() if commit else writer.rollback()
+            return len(list(listener.notifies(timeout=0.3)))
+
+        insert = "INSERT INTO django_q_ormq (key, payload, lock) VALUES "
+        assert notified(insert + f"('t', 'p', {later}), ('t', 'p', now()), "
+                        f"('t', 'p', {later})") == 1
+        assert notified(insert + f"('t', 'p', {later}), ('t', 'p', {later})") == 0
+        assert notified(insert + "('t', 'p', now())", commit=False) == 0
+        assert notified("SAVEPOINT s", insert + "('t', 'p', now())", "ROLLBACK TO SAVEPOINT s",
+                        insert + f"('t', 'p', {later})") == 0
+        assert notified(insert + "('t', 'p', now())", insert + "('t', 'p', now())") == 1
+        due, future = timezone.now().isoformat(), (timezone.now() + timedelta(hours=1)).isoformat()
+        assert notified(f"COPY django_q_ormq (key, payload, lock) FROM STDIN;t,p,{future};"
+                        f"t,p,{due}") == 1
+        assert notified(f"COPY django_q_ormq (key, payload, lock) FROM STDIN;t,p,{future}") == 0
