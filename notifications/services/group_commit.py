@@ -15,9 +15,16 @@ What each trigger keeps (trigger_batch.py gates every part per trigger):
   common (an upsert touches a row once a statement);
 - if the batch's statement fails for any reason (a deadlock, a foreign key at the commit, a
   bug), nothing of it is committed and each of its triggers is written again on its own, by
-  its own request, so one bad trigger fails only itself;
+  its own request, so one bad trigger fails only itself (an error after the commit, the
+  connection lost while the answer is read, leaves each key taken: written again alone, each
+  trigger replays its committed answer);
 - a trigger is answered only after the statement that wrote it committed: a process killed
   meanwhile has answered none of them.
+
+A trigger that waits, waits as long as the statement in flight: one blocked on a lock (its
+recipient's row or its key held by another transaction, e.g. a schedule's occurrence writing
+its triggers in one) holds up every trigger of the process that arrives meanwhile, not only
+those that touch the lock.
 
 Only the REST trigger's common case takes part (an idempotency key and the process's kept
 workflow, outside any transaction; services.trigger_workflow_idempotent); the others, and
