@@ -96,13 +96,20 @@ def _statement(shape: tuple) -> tuple[str, list[InsertSelect]]:
         + ", ".join(f"%s::{kind}[]" for kind in kinds) + f") AS c(ord, {', '.join(columns)}) "
         f"JOIN {q(wmeta.db_table)} AS w ON " + " AND ".join(
             f"w.{q(wmeta.get_field(name).column)} = c.{column}"
-            for name, column in zip(WORKFLOW_CHECKED, columns, strict=True)))))
+            for name, column in zip(WORKFLOW_CHECKED, columns, strict=True))
+        # Every part that takes a lock is gated on `checked`, so its one-time filter sets the
+        # statement's lock_timeout (for its implicit transaction, the commit's deferred
+        # foreign-key checks included) before any lock is waited for.
+        + " WHERE (SELECT set_config('lock_timeout', %s, true)) IS NOT NULL")))
     ctes.append(("idempotency", InsertSelect(
         IdempotencyRecord, alias="v", connection=connection, extra=[("ord", "integer")],
         where="v.ord IN (SELECT ord FROM checked)",
         suffix=f"ON CONFLICT ({api_key}, {key}) DO NOTHING RETURNING {api_key}, {key}")))
-    ctes.append(("ok", f"SELECT b.ord FROM batch AS b JOIN idempotency AS i "
-                       f"ON i.{api_key} = b.api_key AND i.{key} = b.key"))
+    # One trigger per record written (group_commit.py never batches a key twice; if it did,
+    # the first would be written and the other replay it).
+    ctes.append(("ok", f"SELECT min(b.ord) AS ord FROM batch AS b JOIN idempotency AS i "
+                       f"ON i.{api_key} = b.api_key AND i.{key} = b.key "
+                       f"GROUP BY b.api_key, b.key"))
     ctes.append(("lanes", "SELECT * FROM UNNEST(%s::integer[], %s::smallint[]) AS l(ord, lane)"))
     hold = lanes_hold_call([], now=timezone.now(), lanes_sql=(
         "ARRAY(SELECT DISTINCT l.lane FROM lanes AS l WHERE l.ord IN (SELECT ord FROM ok) "
@@ -141,20 +148,23 @@ def _statement(shape: tuple) -> tuple[str, list[InsertSelect]]:
     return _statements[shape]
 
 
-def triggers_rows_write(batch: Sequence[TriggerRows]
+def triggers_rows_write(batch: Sequence[TriggerRows], *, lock_timeout: float
                         ) -> list[tuple[bool, bool, IdempotencyRecord | None]]:
     """Write the triggers of `batch` (of one shape, no two with the same key or a shared
-    recipient) in one statement outside any transaction. Returns, per trigger in order, what
-    trigger_statement.trigger_rows_write returns for it alone: (written, the workflow
-    unchanged, the taken key's record as the statement saw it, or None). Raises the
-    database's errors, nothing written for any of them."""
+    recipient) in one statement outside any transaction, giving up any lock it waits for
+    longer than `lock_timeout` seconds (PostgreSQL's `lock_timeout`, for this statement's
+    transaction only). Returns, per trigger in order, what trigger_statement.trigger_rows_write
+    returns for it alone: (written, the workflow unchanged, the taken key's record as the
+    statement saw it, or None). Raises the database's errors (a lock given up:
+    OperationalError, SQLSTATE 55P03), nothing written for any of them."""
     sql, inserts = _statement(batch[0].shape())
     wrapper = connections[connection.alias]  # not the proxy: each attribute read is a lookup
     ords = list(range(len(batch)))
     params: list = [ords, [rows.record.api_key_id for rows in batch],
                     [rows.record.key for rows in batch]]
     checks = [workflow_check_params(rows.workflow) for rows in batch]
-    params += [ords, *(list(column) for column in zip(*checks, strict=True))]
+    params += [ords, *(list(column) for column in zip(*checks, strict=True)),
+               f"{max(1, round(lock_timeout * 1000))}ms"]
     inserts = iter(inserts)
     # The records in the order of their keys: two processes' batches with keys in common take
     # them in the same order (in their arrival order, each could hold one the other waits for).

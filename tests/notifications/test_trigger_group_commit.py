@@ -33,6 +33,8 @@ def gathered(monkeypatch):
     counters start at zero."""
     group_commit.__init__()
     real = group_commit_module._alone
+    # The others stay queued however long the first is held (they would be written alone).
+    monkeypatch.setattr(group_commit_module, "WAIT_SECONDS", 30)
 
     def gather(count: int, call) -> list:
         first = threading.Event()
@@ -141,8 +143,8 @@ def test_a_workflow_changed_while_its_trigger_waits_fails_only_that_trigger(
     seen = []
     real = trigger_batch.triggers_rows_write
 
-    def spy(batch):
-        answers = real(batch)
+    def spy(batch, **options):
+        answers = real(batch, **options)
         seen.append([(rows.workflow.key, written, unchanged)
                      for rows, (written, unchanged, _) in zip(batch, answers, strict=True)])
         return answers
@@ -169,11 +171,11 @@ def test_a_trigger_that_fails_the_batch_fails_alone_and_the_others_are_written(
     _warm(api_key[1], "welcome")
     real = trigger_batch.triggers_rows_write
 
-    def spoiled(batch):
+    def spoiled(batch, **options):
         for rows in batch:
             if rows.record.key == "bad":
                 rows.record.api_key_id = 10 ** 9
-        return real(batch)
+        return real(batch, **options)
 
     monkeypatch.setattr(group_commit_module, "triggers_rows_write", spoiled)
     answers = gathered(5, lambda i: _send(api_key[1], "bad" if i == 2 else f"k{i}", f"u{i}"))
@@ -219,6 +221,10 @@ def test_two_processes_batches_with_keys_in_common_do_not_deadlock(api_key, make
     deadlock after deadlock_timeout, 1 s, and the victim's triggers written again alone)."""
     make_workflow("welcome", steps=[in_app_step()])
     _warm(api_key[1], "welcome")
+    # Waits as long as the slow insert takes: the one batch waits for the other's key (with
+    # group commit's short lock_timeout it would give up instead, and so hide a deadlock).
+    monkeypatch.setattr(group_commit_module, "WAIT_SECONDS", 30)
+    monkeypatch.setattr(group_commit_module, "LOCK_WAIT_SECONDS", 30)
     processes = {"A": GroupCommit(), "B": GroupCommit()}
 
     class Route:
@@ -238,9 +244,9 @@ def test_two_processes_batches_with_keys_in_common_do_not_deadlock(api_key, make
 
     together = threading.Barrier(2)
 
-    def batch(rows):
+    def batch(rows, **options):
         together.wait(10)
-        return real_batch(rows)
+        return real_batch(rows, **options)
 
     monkeypatch.setattr(group_commit_module, "_alone", alone)
     monkeypatch.setattr(group_commit_module, "triggers_rows_write", batch)
