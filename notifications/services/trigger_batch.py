@@ -37,7 +37,12 @@ from clarion.db import InsertSelect, numbered_cursor, numbered_placeholders
 
 from ..engine.claim import lanes_hold_call
 from ..models import IdempotencyRecord, Recipient, Run, Workflow
-from .trigger_statement import WORKFLOW_CHECKED, record_read, workflow_check_params
+from .trigger_statement import (
+    WORKFLOW_CHECKED,
+    recipient_from_upsert,
+    record_read,
+    workflow_check_params,
+)
 
 
 @dataclass
@@ -124,12 +129,9 @@ def _statement(shape: tuple) -> tuple[str, list[InsertSelect]]:
                + ", ".join(f"{column} = EXCLUDED.{column}" for column in updated)
                + f" RETURNING {pk}, {external_id}")))
     for number, model in enumerate(group_models):
-        computed = {}
-        if model is Run:  # its recipient's key from the upsert
-            computed = {"recipient": (
-                "text", f"(SELECT r.{pk} FROM recipients AS r WHERE r.{external_id} = {{}})")}
         ctes.append((f"rows_{number}", InsertSelect(
-            model, alias="v", connection=connection, where=ok, computed=computed,
+            model, alias="v", connection=connection, where=ok,
+            computed=recipient_from_upsert(model, pk, external_id),
             extra=[("ord", "integer")])))
     ctes.append(("tasks", InsertSelect(
         tasks_model, alias="v", connection=connection,

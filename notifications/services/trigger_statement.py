@@ -83,6 +83,16 @@ def workflow_check_params(workflow: Workflow) -> list:
 _workflow_checks: dict[tuple, list] = {}
 
 
+def recipient_from_upsert(model: type, pk: str, external_id: str) -> dict:
+    """InsertSelect's `computed` for a group of `model`'s rows: a Run's `recipient_id` is its
+    recipient's key from the `recipients` part's RETURNING (`pk`, `external_id`: quoted
+    columns), looked up by the external id passed for it; other models compute nothing."""
+    if model is not Run:
+        return {}
+    return {"recipient": (
+        "text", f"(SELECT r.{pk} FROM recipients AS r WHERE r.{external_id} = {{}})")}
+
+
 def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
                parts: tuple[tuple[type, bool], ...]) -> tuple[str, list[InsertSelect]]:
     """The statement for a shape (trigger_rows_write's parts: the recipients', the groups',
@@ -115,13 +125,9 @@ def _statement(*, recorded: bool, checked: bool, update_fields: tuple[str, ...],
         suffix=f"ON CONFLICT ({external_id}) DO UPDATE SET {updates} "
                f"RETURNING {pk}, {external_id}")))
     for number, (model, one) in enumerate(groups):
-        computed = {}
-        if model is Run:  # its recipient's key from the upsert
-            computed = {"recipient": (
-                "text", f"(SELECT r.{pk} FROM recipients AS r WHERE r.{external_id} = {{}})")}
         ctes.append((f"rows_{number}", InsertSelect(
             model, alias="v", connection=connection, one_row=one, where=where,
-            computed=computed)))
+            computed=recipient_from_upsert(model, pk, external_id))))
     held = "v.lane NOT IN (SELECT lane FROM held)"
     ctes.append(("tasks", InsertSelect(
         tasks_model, alias="v", connection=connection, one_row=tasks_one,

@@ -178,6 +178,20 @@ def sleeping_commits() -> int:
         return cursor.fetchone()[0]
 
 
+def kill_worker_when_it_says(messages: list[Message], server: HoldingServer, held: str,
+                             line: str) -> None:
+    """Run one worker delivering `messages` to `server` with `held` (one of the WORKER_HELD_…
+    snippets, which print a line where they hold it) and SIGKILL it once it has printed `line`
+    (asserted)."""
+    worker = start_worker(messages, server, held, stdout=subprocess.PIPE, text=True)
+    try:
+        assert worker.stdout.readline() == line
+    finally:
+        os.kill(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+        worker.stdout.close()
+
+
 def kill_worker_in_its_commit(message: Message, server: HoldingServer) -> None:
     """Run one worker delivering `message` to `server` and SIGKILL it while its attempt's COMMIT
     is in PostgreSQL (held there by the slow_attempt_commit fixture)."""

@@ -26,6 +26,7 @@ from .smtp_holding import (
     email_message,
     kill_worker_in_its_commit,
     kill_worker_when,
+    kill_worker_when_it_says,
     start_worker,
     until,
 )
@@ -161,14 +162,8 @@ def test_killed_after_reading_its_reply_before_telling_the_keeper_is_of_unknown_
     and the sweeper marks the message of unknown outcome, never sent twice."""
     server = holding_smtp("none")
     message = email_message(queue_message, 1)
-    worker = start_worker([message], server, WORKER_HELD_BEFORE_THE_RELEASE,
-                          stdout=subprocess.PIPE, text=True)
-    try:
-        assert worker.stdout.readline() == "replied 250\n"
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
-        worker.stdout.close()
+    kill_worker_when_it_says([message], server, WORKER_HELD_BEFORE_THE_RELEASE,
+                             "replied 250\n")
     assert len(server.messages) == 1
     until(lambda: sweep(now=timezone.now() + timedelta(minutes=5)).get("unknown") == 1,
           "the keeper to leave the attempt to the sweeper")
@@ -228,14 +223,7 @@ def test_killed_after_releasing_accepted_calls_before_their_outcomes_the_keeper_
     twice."""
     server = holding_smtp("none")
     messages = [email_message(queue_message, n) for n in range(count)]
-    worker = start_worker(messages, server, WORKER_HELD_BEFORE_ITS_OUTCOMES,
-                          stdout=subprocess.PIPE, text=True)
-    try:
-        assert worker.stdout.readline() == "finishing\n"
-    finally:
-        os.kill(worker.pid, signal.SIGKILL)
-        worker.wait(timeout=30)
-        worker.stdout.close()
+    kill_worker_when_it_says(messages, server, WORKER_HELD_BEFORE_ITS_OUTCOMES, "finishing\n")
     until(lambda: not DeliveryAttempt.objects.filter(
         message__in=messages, outcome=DeliveryAttempt.Outcome.STARTED).exists(),
           "the keeper to record the attempts left started")
