@@ -20,6 +20,17 @@ keeper (`op`):
   without one; the keeper closes its copies, and remembers the attempts whose server accepted
   the message (`accepted`) in case the worker dies before it writes their outcome.
 
+Only the hold takes this module's lock (its packets and their acks, and this process's keeper
+started or replaced): "end" and "release" are sent from any thread without it. A SOCK_SEQPACKET
+packet is sent whole by one sendmsg (unix(7)), so packets from several threads never interleave,
+and the keeper answers only holds, so nothing but a hold's ack is ever read here. Each attempt's
+packets keep their order without the lock: its "end" is sent by the thread that writes its end of
+data, after its hold's ack and before that write, and its "release" after the reply to that end
+was read (or after its call ended), each from a thread the one before it let go on; an id is
+taken out of `held` by one thread only (`set.remove`), so it is released once. (With the lock
+taken per email, 64 sending threads' releases and the loop's announcements queued on it, behind
+each hold's wait for the keeper's ack.)
+
 Nothing here ever stops a delivery: a keeper that cannot be started or does not answer is
 killed (it is this process's child) and logged, and the hand-over goes on as without a keeper
 (the window of delivery.calls.commit_without_flush); another start is tried after
@@ -86,15 +97,24 @@ class KeeperClient:
         self.sock = ours
         self.sock.settimeout(FIRST_ACK_SECONDS)
         self.held: set[int] = set()
-        self.lock = threading.Lock()
+        self.given_up = False
+        # Held for one sendmsg, and by `close`: the link's fd is never closed (and its number
+        # reused by another socket) while a thread is about to send on it.
+        self.sending = threading.Lock()
 
     def send(self, message: dict[str, Any], fds: list[int] = ()) -> None:
-        """One packet; OSError (the keeper is gone) or TimeoutError."""
+        """One packet; OSError (the keeper is gone, or the link closed) or TimeoutError."""
         data = json.dumps(message).encode()
-        if fds:
-            socket.send_fds(self.sock, [data], list(fds))
-        else:
-            self.sock.send(data)
+        with self.sending:
+            if fds:
+                socket.send_fds(self.sock, [data], list(fds))
+            else:
+                self.sock.send(data)
+
+    def close(self) -> None:
+        """Close our end of the link, once no thread is sending on it."""
+        with self.sending:
+            self.sock.close()
 
     def stop(self) -> None:
         """Kill the keeper (our child) and close the link: the sockets it held close with it,
@@ -104,7 +124,7 @@ class KeeperClient:
             self.process.wait(timeout=5)
         except (OSError, subprocess.TimeoutExpired):
             logger.warning("SMTP keeper %s did not stop", self.process.pid)
-        self.sock.close()
+        self.close()
 
 
 # The keeper's command: keeper.py loaded on its own (not its package, whose __init__ imports
@@ -132,7 +152,7 @@ def _current() -> KeeperClient | None:
     if _client is not None and _client.process.poll() is not None:
         logger.warning("SMTP keeper %s exited (%s); starting another", _client.process.pid,
                        _client.process.returncode)
-        _client.sock.close()
+        _client.close()
         _client = None
     if _client is None:
         if time.monotonic() - _failed_at < RETRY_SECONDS:
@@ -154,11 +174,40 @@ def keeper_start() -> None:
 
 
 def _give_up(client: KeeperClient, why: str) -> None:
+    """Stop `client` (once: several threads may find it failed) and deliver without a keeper
+    until RETRY_SECONDS have passed. Called with `_lock` held."""
     global _client, _failed_at
+    if client.given_up:
+        return
+    client.given_up = True
     logger.error("SMTP keeper %s given up (%s): delivering without it", client.process.pid, why)
     client.stop()
     if _client is client:
         _client, _failed_at = None, time.monotonic()
+
+
+def _send_or_give_up(client: KeeperClient, message: dict[str, Any]) -> None:
+    """An "end" or "release" packet, sent without `_lock`; an OSError gives the keeper up
+    (unless another is this process's keeper by then: the one it replaced)."""
+    try:
+        client.send(message)
+    except OSError as exc:
+        with _lock:
+            if client is _client:
+                _give_up(client, f"{type(exc).__name__}: {exc}")
+
+
+def _taken(client: KeeperClient, ids: list[int]) -> list[int]:
+    """Those of `ids` that `client` holds, taken out of its `held` (set.remove is one step under
+    the GIL: an id is taken by one thread only)."""
+    mine = []
+    for pk in ids:
+        try:
+            client.held.remove(pk)
+        except KeyError:
+            continue
+        mine.append(pk)
+    return mine
 
 
 def keeper_hold(ends: list[tuple[int, Callable[[], None]]]) -> list[int]:
@@ -199,13 +248,9 @@ def keeper_hold(ends: list[tuple[int, Callable[[], None]]]) -> list[int]:
 
 def _announcer(client: KeeperClient, pk: int) -> Callable[[], None]:
     def announce() -> None:
-        with _lock:
-            if pk not in client.held or client is not _client:
-                return
-            try:
-                client.send({"op": "end", "ids": [pk]})
-            except OSError as exc:
-                _give_up(client, f"{type(exc).__name__}: {exc}")
+        if pk not in client.held or client is not _client:
+            return
+        _send_or_give_up(client, {"op": "end", "ids": [pk]})
     return announce
 
 
@@ -221,17 +266,14 @@ def _replier(pk: int) -> Callable[[int], None]:
 def keeper_release(ids: list[int], accepted: list[int] = ()) -> None:
     """The calls of these attempts ended (their replies read, or their connections given up):
     the keeper closes its copies of their sockets; `accepted`: those whose server took the
-    message (a 250 to the end of the data). Ids it does not hold are ignored."""
-    with _lock:
-        client = _client
-        if client is None or client.pid != os.getpid():
-            return
-        mine = [pk for pk in ids if pk in client.held]
-        if not mine:
-            return
-        client.held.difference_update(mine)
-        try:
-            client.send({"op": "release", "ids": mine,
-                         "accepted": [pk for pk in accepted if pk in mine]})
-        except OSError as exc:
-            _give_up(client, f"{type(exc).__name__}: {exc}")
+    message (a 250 to the end of the data). Ids it does not hold are ignored. Sent from the
+    calling thread without `_lock` (the module docstring)."""
+    client = _client
+    if client is None or client.pid != os.getpid():
+        return
+    mine = _taken(client, ids)
+    if not mine:
+        return
+    taken = set(mine)
+    _send_or_give_up(client, {"op": "release", "ids": mine,
+                              "accepted": [pk for pk in accepted if pk in taken]})

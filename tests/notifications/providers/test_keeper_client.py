@@ -56,6 +56,41 @@ def test_a_hand_over_of_more_sockets_than_one_packet_carries_is_held_whole(fresh
             theirs.close()
 
 
+def test_ends_and_releases_are_not_queued_behind_a_hold(fresh_keeper):
+    """A hold keeps the module's lock while it waits for the keeper's ack; the sending threads'
+    releases and the loop's announcements are sent without it (they had waited on it, one
+    email at a time). The release still reaches the keeper: it closes its copy of the socket,
+    so the connection closes once ours does."""
+    pairs = [socket.socketpair() for _ in range(2)]
+    try:
+        ends = [(pk, SimpleNamespace(sock=ours, message_id=f"<{uuid.uuid4()}@example.com>"))
+                for pk, (ours, _) in enumerate(pairs, start=1)]
+        connection.ensure_connection()
+        held = keeper_client.keeper_hold(ends)
+        assert held == [1, 2]
+
+        def end_and_release() -> None:
+            for _pk, end in ends:
+                end.announce()
+                end.replied(250)
+
+        with keeper_client._lock:  # as a hold waiting for its ack
+            sender = threading.Thread(target=end_and_release)
+            sender.start()
+            sender.join(5)
+            assert not sender.is_alive(), "an end or a release waited for the hold's lock"
+        assert keeper_client._client.held == set()
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.settimeout(5)
+            assert theirs.recv(1) == b"", "the keeper still holds the released socket"
+        assert keeper_client._client.process.poll() is None
+    finally:
+        for ours, theirs in pairs:
+            ours.close()
+            theirs.close()
+
+
 class HeldAtRcpt:
     def __init__(self):
         self.rcpt, self.release = threading.Event(), threading.Event()
