@@ -1,0 +1,106 @@
+"""The trigger's two write paths take their locks in one order: a trigger written as one
+statement (services/trigger_statement.py) and one written by a transaction of several
+statements (services.triggers._trigger_write: an actor's profile) that name the same person, in
+a free advance lane, are both accepted. The transaction upserted its recipients and then held
+the lanes, the statement the other way round: each waited for what the other held, and
+PostgreSQL's deadlock detector aborted one after deadlock_timeout (a 500).
+
+The interleaving is made certain, not hoped for: another session holds the shared person's row
+while the transaction's trigger and then the statement's queue behind it (each seen waiting in
+pg_stat_activity), then lets go."""
+
+import threading
+import time
+
+import psycopg
+import pytest
+from django.conf import settings as django_settings
+from django.db import connection, connections
+from django_q.models import OrmQ
+from django_q.signing import SignedPackage
+
+from notifications.models import AdvanceLane, Recipient, Run, Trigger
+
+from ..conftest import client_for, in_app_step
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql",
+                       reason="row locks and advisory locks are PostgreSQL's"),
+]
+
+
+def _connect() -> psycopg.Connection:
+    db = django_settings.DATABASES["default"]
+    return psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, dbname=db["NAME"],
+                           user=db["USER"], password=db["PASSWORD"])
+
+
+def _waiting(monitor: psycopg.Connection, count: int, timeout: float = 10) -> bool:
+    """Whether `count` sessions of this database wait on a lock within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (waiting,) = monitor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND wait_event_type = 'Lock'").fetchone()
+        if waiting >= count:
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def _post(secret: str, body: dict, answers: dict, name: str, **headers) -> None:
+    client = client_for(secret)
+    client.raise_request_exception = False  # a view's error answered 500, as a server does
+    try:
+        answers[name] = client.post("/api/v1/workflows/welcome/trigger", body,
+                                    **headers).status_code
+    finally:
+        connections.close_all()
+
+
+@pytest.mark.parametrize("idempotency_key", [None, "k-statement"], ids=["no key", "a key"])
+def test_a_statement_trigger_and_a_transaction_trigger_sharing_a_person_are_both_accepted(
+        api_key, make_workflow, clarion_settings, caplog, idempotency_key):
+    clarion_settings(ADVANCE_LANES=1)  # both triggers' runs fall in lane 0
+    make_workflow("welcome", steps=[in_app_step()])
+    Recipient.objects.create(external_id="shared", name="SHARED")
+    assert not AdvanceLane.objects.exists()  # lane 0 free: each trigger would mark it held
+    shared = {"id": "shared", "name": "SHARED"}
+    # An actor's profile: a transaction of several statements (services.triggers._trigger_write).
+    transactional = {"recipients": [shared], "actor": {"id": "boss", "name": "Boss"}}
+    statement = {"recipients": [shared]}  # profiles alike, no actor: one statement
+    headers = {"HTTP_IDEMPOTENCY_KEY": idempotency_key} if idempotency_key else {}
+    locker, monitor = _connect(), _connect()
+    monitor.autocommit = True
+    answers: dict = {}
+    threads = [threading.Thread(target=_post, args=(api_key[1], transactional, answers, "tx")),
+               threading.Thread(target=_post, args=(api_key[1], statement, answers, "stmt"),
+                                kwargs=headers)]
+    try:
+        locker.execute("SELECT 1 FROM notifications_recipient WHERE external_id = 'shared' "
+                       "FOR UPDATE")
+        threads[0].start()
+        assert _waiting(monitor, 1), "the transaction's trigger never waited for the row"
+        threads[1].start()
+        assert _waiting(monitor, 2), "the statement's trigger never waited"
+        locker.rollback()  # the transaction's trigger goes first, then the statement's
+        for thread in threads:
+            thread.join(30)
+    finally:
+        locker.close()
+        monitor.close()
+    assert answers == {"tx": 202, "stmt": 202}
+    # Neither was a deadlock's victim written again (services.trigger_workflow_idempotent).
+    assert "deadlock" not in caplog.text
+    assert Trigger.objects.count() == 2
+    assert sorted(Run.objects.values_list("recipient__external_id", flat=True)) == \
+        ["shared", "shared"]
+    # Lane 0 marked held, and each trigger's run in an advance lane task of lane 0 (the one
+    # that waited for the other's lane row queues a task too: its read preceded that wait).
+    assert list(AdvanceLane.objects.values_list("lane", flat=True)) == [0]
+    tasks = [SignedPackage.loads(row.payload) for row in OrmQ.objects.all()]
+    assert {task["func"] for task in tasks} == {"notifications.tasks.advance_lane"}
+    assert {task["args"][0] for task in tasks} == {0}
+    assert sorted(run_id for task in tasks for run_id in task["args"][1:]) == \
+        sorted(str(run_id) for run_id in Run.objects.values_list("id", flat=True))
