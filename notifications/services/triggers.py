@@ -12,14 +12,14 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ
 
 from analytics.models import RollupDelta
 from analytics.rollups import Fact, fact_rows
-from clarion.db import instance_maker, rows_copy, rows_insert
+from clarion.db import instance_maker, rows_copy, rows_insert, transaction_conflict
 
 from .. import engine
 from ..idempotency import idempotency_record, idempotency_replay
@@ -500,7 +500,30 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     `workflow_kept`: the request's workflow is a copy the process kept, not checked for this
     request; it is checked here (in the trigger's statement when it is one), and
     WorkflowChanged raised, nothing written, when its row changed.
+
+    A trigger whose transaction PostgreSQL undid for another's sake (a deadlock, a
+    serialization failure: clarion.db.transaction_conflict; nothing of it written, its key
+    free again) is written once more, with new ids, outside a caller's transaction; the
+    second time, or in a caller's transaction, the OperationalError is raised (the API
+    answers 503 with Retry-After).
     """
+    try:
+        return _trigger_idempotent(request=request, idempotency_key=idempotency_key,
+                                   request_fingerprint=request_fingerprint,
+                                   workflow_kept=workflow_kept)
+    except OperationalError as exc:
+        if connection.in_atomic_block or not transaction_conflict(exc):
+            raise
+        logger.info("a trigger of %s undone by PostgreSQL (%s) is written again",
+                    request.workflow.key, str(exc).splitlines()[0])
+    return _trigger_idempotent(request=request, idempotency_key=idempotency_key,
+                               request_fingerprint=request_fingerprint,
+                               workflow_kept=workflow_kept)
+
+
+def _trigger_idempotent(*, request: TriggerRequest, idempotency_key: str | None,
+                        request_fingerprint: object, workflow_kept: bool) -> TriggerResponse:
+    """trigger_workflow_idempotent's work, once."""
     statement = _statement_rows(request)
     if workflow_kept and statement is None and not workflow_unchanged(request.workflow):
         raise WorkflowChanged()
