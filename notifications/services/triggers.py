@@ -182,21 +182,17 @@ def _trigger_write(request: TriggerRequest, ids: _TriggerIds, *,
     LOCK_ORDER, the one-statement trigger's too (trigger_statement.py, trigger_batch.py): the
     idempotency record (the caller's, first), the advance lanes (engine.lanes_hold: their
     shared advisory locks and the row of each lane it marks held), the recipients' rows (the
-    actor's, then the direct recipients' in external id order: audience.LOCK_ORDER; their
-    channel data), then only rows of the trigger's own (the trigger, its runs, their timeline,
-    tasks and fact; the fan-out task); the rows they refer to (workflow, version, tenant, API
-    key, recipients) are locked FOR KEY SHARE by the foreign keys' checks at the commit, which
-    no trigger's write conflicts with. With the recipients before the lanes, as here until
-    then, a trigger written here and one written as a statement, naming the same person in a
-    free lane, each waited for what the other held: PostgreSQL aborted one (40P01)."""
+    actor's among the direct recipients', in external id order: audience.LOCK_ORDER,
+    _recipients_upsert; their channel data), then only rows of the trigger's own (the trigger,
+    its runs, their timeline, tasks and fact; the fan-out task); the rows they refer to
+    (workflow, version, tenant, API key, recipients) are locked FOR KEY SHARE by the foreign
+    keys' checks at the commit, which no trigger's write conflicts with. With the recipients
+    before the lanes (as here until then), or the actor before the other recipients, a trigger
+    written here and one written as a statement, naming the same people, each waited for what
+    the other held: PostgreSQL aborted one (40P01)."""
     topics = _request_topics(request)
     lane_tasks = _lanes_hold(list(ids.runs.values())) if lanes else None
-    if isinstance(request.actor, Mapping):
-        actor = dict(request.actor)
-        recipient_upsert(external_id=str(actor.pop("id")), **actor)
-    direct = recipient_ids_upsert_many(
-        [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
-    )
+    direct = _recipients_upsert(request)
     trigger = _trigger_row(request, ids, topics=topics, runs=len(direct))
     runs = _run_create_many(trigger, {run_id: direct[external_id]
                                       for external_id, run_id in ids.runs.items()},
@@ -204,6 +200,29 @@ def _trigger_write(request: TriggerRequest, ids: _TriggerIds, *,
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs
+
+
+def _recipients_upsert(request: TriggerRequest) -> dict[str, int]:
+    """The request's direct recipients upserted, with its actor's profile if it gives one, in
+    external id order (LOCK_ORDER): the recipients before the actor's id, the actor's, then the
+    rest (the actor's own id among them, whose recipient's profile is written after the
+    actor's, as before). Returns {external id: primary key} of the direct recipients, in the
+    request's order."""
+    specs = [spec for spec in request.recipients
+             if not (isinstance(spec, Mapping) and "topic" in spec)]
+    if not isinstance(request.actor, Mapping):
+        return recipient_ids_upsert_many(specs)
+    actor = dict(request.actor)
+    actor_id = str(actor.pop("id"))
+
+    def external_id(spec) -> str:
+        return str(spec["id"] if isinstance(spec, Mapping) else spec)
+
+    pks = recipient_ids_upsert_many([spec for spec in specs if external_id(spec) < actor_id])
+    recipient_upsert(external_id=actor_id, **actor)
+    pks.update(recipient_ids_upsert_many(
+        [spec for spec in specs if external_id(spec) >= actor_id]))
+    return {external_id(spec): pks[external_id(spec)] for spec in specs}
 
 
 def _request_topics(request: TriggerRequest) -> list[str]:

@@ -1,12 +1,14 @@
-"""The trigger's two write paths take their locks in one order: a trigger written as one
-statement (services/trigger_statement.py) and one written by a transaction of several
-statements (services.triggers._trigger_write: an actor's profile) that name the same person, in
-a free advance lane, are both accepted. The transaction upserted its recipients and then held
-the lanes, the statement the other way round: each waited for what the other held, and
-PostgreSQL's deadlock detector aborted one after deadlock_timeout (a 500).
+"""The trigger's two write paths take their locks in one order (services.triggers._trigger_write's
+LOCK_ORDER): a trigger written as one statement (services/trigger_statement.py) and one written
+by a transaction of several statements (an actor's profile, or profiles of several shapes) that
+name the same people are both accepted. The transaction upserted its recipients and then held
+the lanes, the statement the other way round; and it upserted its actor before its recipients,
+and its profiles one set of given fields at a time, not in external id order across them. Each
+waited for what the other held, and PostgreSQL's deadlock detector aborted one after
+deadlock_timeout (a 500; since then written again once, which the log says).
 
-The interleaving is made certain, not hoped for: another session holds the shared person's row
-while the transaction's trigger and then the statement's queue behind it (each seen waiting in
+The interleaving is made certain, not hoped for: another session holds a person's row while
+the transaction's trigger and then the statement's queue behind it (each seen waiting in
 pg_stat_activity), then lets go."""
 
 import threading
@@ -16,6 +18,7 @@ import psycopg
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection, connections
+from django.utils import timezone
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
@@ -104,3 +107,52 @@ def test_a_statement_trigger_and_a_transaction_trigger_sharing_a_person_are_both
     assert {task["args"][0] for task in tasks} == {0}
     assert sorted(run_id for task in tasks for run_id in task["args"][1:]) == \
         sorted(str(run_id) for run_id in Run.objects.values_list("id", flat=True))
+
+
+# (the transaction's body, what it locked before, what the statement names): each waited for
+# what the other held, both having queued behind another session's lock of "d".
+CROSSINGS = {
+    # Its actor's profile first, then its recipients: "d" before "c"; now "c", then "d".
+    "an actor": ({"recipients": [{"id": "c", "name": "C"}], "actor": {"id": "d", "name": "Dee"}},
+                 ["c", "d"]),
+    # Its profiles upserted per set of given fields (names, then emails): "b", "d", then "c";
+    # now in external id order across those statements too.
+    "two profile shapes": ({"recipients": [{"id": "b", "name": "B"}, {"id": "c", "email": "c@x.io"},
+                                           {"id": "d", "name": "Dee"}]}, ["c", "d"]),
+}
+
+
+@pytest.mark.parametrize("crossing", list(CROSSINGS))
+def test_a_transaction_and_a_statement_trigger_naming_people_in_other_orders_are_both_accepted(
+        api_key, make_workflow, clarion_settings, caplog, crossing):
+    transactional, people = CROSSINGS[crossing]
+    clarion_settings(ADVANCE_LANES=1)
+    make_workflow("welcome", steps=[in_app_step()])
+    # Lane 0 held by a task: neither trigger writes its row, so the lanes order neither.
+    AdvanceLane.objects.create(lane=0, touched_at=timezone.now())
+    for external_id in "bcd":
+        Recipient.objects.create(external_id=external_id, name=external_id.upper())
+    statement = {"recipients": [{"id": p, "name": p.upper()} for p in people]}
+    locker, monitor = _connect(), _connect()
+    monitor.autocommit = True
+    answers: dict = {}
+    threads = [threading.Thread(target=_post, args=(api_key[1], transactional, answers, "tx")),
+               threading.Thread(target=_post, args=(api_key[1], statement, answers, "stmt"))]
+    try:
+        locker.execute("SELECT 1 FROM notifications_recipient WHERE external_id = 'd' "
+                       "FOR UPDATE")
+        threads[0].start()
+        assert _waiting(monitor, 1), "the transaction's trigger never waited for d"
+        threads[1].start()
+        assert _waiting(monitor, 2), "the statement's trigger never waited"
+        locker.rollback()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        locker.close()
+        monitor.close()
+    assert answers == {"tx": 202, "stmt": 202}
+    assert "deadlock" not in caplog.text
+    assert Trigger.objects.count() == 2
+    # The statement's trigger waited for the transaction's and wrote "d" after it.
+    assert Recipient.objects.get(external_id="d").name == "D"
