@@ -47,7 +47,7 @@ from ..models import Channel, ChannelData, DeliveryAttempt, Message
 from ..providers.base import OutboundMessage
 from ..providers.breaker import breaker_allows
 from .calls import ATTEMPT_RESULT_FIELDS, DEFERRED, Call, Delivery, _perform
-from .claim import MESSAGE_RELATIONS, _due, claim_batch
+from .claim import MESSAGE_RELATIONS, _due, claim_batch, claim_given_back
 from .fanout import split_device_sets
 from .outcomes import _finish
 from .pool import ProviderPool
@@ -72,7 +72,11 @@ def deliver(message_id: str, *, now: datetime | None = None) -> None:
     )
     if not claimed:
         return
-    message = Message.objects.select_related(*MESSAGE_RELATIONS).get(pk=message_id)
+    try:
+        message = Message.objects.select_related(*MESSAGE_RELATIONS).get(pk=message_id)
+    except BaseException:
+        claim_given_back(message_id, now=now)
+        raise
     deliver_claimed([message], now=now, deadline=deadline)
 
 

@@ -2,17 +2,21 @@
 
 A claim is an UPDATE of the messages' status (and attempts) committed before any provider call:
 a message another worker claimed is not sent twice, and one whose worker died while it was
-`sending` is the sweeper's (tasks._sweep_sending, recovery.py).
+`sending` is the sweeper's (tasks._sweep_sending, recovery.py). A claim whose messages could not
+be read afterwards is given back at once (claim_given_back).
 """
 
+import logging
 from datetime import datetime
 
-from django.db import DEFAULT_DB_ALIAS, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, connection, connections, transaction
 from django.db.models import F, Q, QuerySet
 
 from clarion.db import instance_reader, model_columns, numbered_cursor, rows_by_pk
 
 from ..models import Message, Recipient, Run, Step, Tenant, Workflow
+
+logger = logging.getLogger(__name__)
 
 MESSAGE_RELATIONS = ("tenant", "workflow", "recipient", "step")
 _RELATED = {"tenant": Tenant, "workflow": Workflow, "recipient": Recipient, "step": Step}
@@ -61,16 +65,49 @@ def claim_batch(*, now: datetime, limit: int,
     """Claim `first` (when given; nothing at all if it is not ours to send; a list: those of it
     still ours, nothing if none is) and up to `limit` due queued messages in all. SKIP LOCKED
     where the database has it (PostgreSQL): concurrent workers take disjoint batches; SQLite
-    serializes writers (IMMEDIATE transactions)."""
+    serializes writers (IMMEDIATE transactions). `first` is claimed on its own statement, before
+    the others are read; when what follows fails, its claim is given back (claim_given_back)."""
     claim = {"status": Message.Status.SENDING, "attempts": F("attempts") + 1, "updated_at": now}
     if isinstance(first, list):
         return _claim_listed(first, now=now, limit=limit, claim=claim)
-    ids = []
-    if first is not None:  # one statement, no transaction: the common no-op is one round trip
-        if not Message.objects.filter(_due(now), pk=first,
-                                      status=Message.Status.QUEUED).update(**claim):
-            return []
-        ids.append(first)
+    if first is None:
+        return _claimed_with([], now=now, limit=limit, claim=claim)
+    # One statement, no transaction: the common no-op is one round trip.
+    if not Message.objects.filter(_due(now), pk=first,
+                                  status=Message.Status.QUEUED).update(**claim):
+        return []
+    try:
+        return _claimed_with([first], now=now, limit=limit, claim=claim)
+    except BaseException:
+        claim_given_back(first, now=now)
+        raise
+
+
+def claim_given_back(message_id: str, *, now: datetime) -> None:
+    """Put the message `message_id`, claimed at `now` by this worker but not to be sent by it
+    (reading it after the claim failed), back from `sending` to `queued`, its attempts as
+    before: the sweeper's pass over queued messages sends it within a few minutes, where one
+    left `sending` waited for STUCK_AFTER_SECONDS and the sweeper's check of its provider calls.
+    Inside a caller's transaction nothing is done (its rollback takes the claim back). Outside
+    one, a connection the failure left unusable is closed first (the next statement opens
+    another); when it cannot be given back (the database still unreachable) that is logged and
+    the message is left to the sweeper as before."""
+    if connection.in_atomic_block:
+        return
+    try:
+        connection.close_if_unusable_or_obsolete()
+        Message.objects.filter(pk=message_id, status=Message.Status.SENDING,
+                               updated_at=now).update(status=Message.Status.QUEUED,
+                                                      attempts=F("attempts") - 1)
+    except DatabaseError:
+        logger.warning("Message %s stays sending until the sweeper queues it again: its claim "
+                       "could not be given back", message_id, exc_info=True)
+
+
+def _claimed_with(ids: list[str], *, now: datetime, limit: int, claim: dict) -> list[Message]:
+    """claim_batch after its `first` is claimed (`ids`, that one or none): it, and other due
+    queued messages claimed up to `limit` in all, with their relations."""
+    first = ids[0] if ids else None
     if limit <= len(ids):
         return with_relations(locked(Message.objects.filter(pk__in=ids)))
     with transaction.atomic():
