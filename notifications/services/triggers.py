@@ -20,6 +20,7 @@ from django_q.models import OrmQ
 from analytics.models import RollupDelta
 from analytics.rollups import Fact, fact_rows
 from clarion.db import instance_maker, rows_copy, rows_insert, transaction_conflict
+from clarion.ids import new_id
 
 from .. import engine
 from ..idempotency import idempotency_record, idempotency_replay
@@ -153,7 +154,7 @@ class _TriggerIds:
                     continue
                 spec = spec["id"]
             runs.setdefault(str(spec), None)
-        return cls(uuid.uuid4(), {external_id: uuid.uuid4() for external_id in runs})
+        return cls(new_id(), {external_id: new_id() for external_id in runs})
 
     def answer(self) -> dict:
         """The trigger's answer, for the runs these ids will be: {"trigger_id": str, "runs":
@@ -407,7 +408,7 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
 
 def _fanout_run(trigger: Trigger, recipient_id: int, now, pk: uuid.UUID | None = None) -> Run:
     """A new run of fan-out `trigger` for `recipient_id`, not written yet, created `now`."""
-    return Run(id=pk or uuid.uuid4(), trigger=trigger, workflow=trigger.workflow,
+    return Run(id=pk or new_id(), trigger=trigger, workflow=trigger.workflow,
                recipient_id=recipient_id, tenant=trigger.tenant,
                workflow_version_id=trigger.workflow.published_version_id, created_at=now,
                updated_at=now)
