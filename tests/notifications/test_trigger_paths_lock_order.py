@@ -62,6 +62,33 @@ def _post(secret: str, body: dict, answers: dict, name: str, **headers) -> None:
         connections.close_all()
 
 
+def _race(secret: str, transactional: dict, statement: dict, held: str, **headers) -> dict:
+    """{"tx": status, "stmt": status}: another session holds the row of recipient `held`
+    while the transactional trigger (`transactional`) and then the statement's (`statement`,
+    with `headers`) are posted and each is seen waiting on a lock; then it lets go, the
+    transaction's trigger first."""
+    locker, monitor = _connect(), _connect()
+    monitor.autocommit = True
+    answers: dict = {}
+    threads = [threading.Thread(target=_post, args=(secret, transactional, answers, "tx")),
+               threading.Thread(target=_post, args=(secret, statement, answers, "stmt"),
+                                kwargs=headers)]
+    try:
+        locker.execute("SELECT 1 FROM notifications_recipient WHERE external_id = %s "
+                       "FOR UPDATE", [held])
+        threads[0].start()
+        assert _waiting(monitor, 1), f"the transaction's trigger never waited for {held}"
+        threads[1].start()
+        assert _waiting(monitor, 2), "the statement's trigger never waited"
+        locker.rollback()
+        for thread in threads:
+            thread.join(30)
+    finally:
+        locker.close()
+        monitor.close()
+    return answers
+
+
 @pytest.mark.parametrize("idempotency_key", [None, "k-statement"], ids=["no key", "a key"])
 def test_a_statement_trigger_and_a_transaction_trigger_sharing_a_person_are_both_accepted(
         api_key, make_workflow, clarion_settings, caplog, idempotency_key):
@@ -74,25 +101,8 @@ def test_a_statement_trigger_and_a_transaction_trigger_sharing_a_person_are_both
     transactional = {"recipients": [shared], "actor": {"id": "boss", "name": "Boss"}}
     statement = {"recipients": [shared]}  # profiles alike, no actor: one statement
     headers = {"HTTP_IDEMPOTENCY_KEY": idempotency_key} if idempotency_key else {}
-    locker, monitor = _connect(), _connect()
-    monitor.autocommit = True
-    answers: dict = {}
-    threads = [threading.Thread(target=_post, args=(api_key[1], transactional, answers, "tx")),
-               threading.Thread(target=_post, args=(api_key[1], statement, answers, "stmt"),
-                                kwargs=headers)]
-    try:
-        locker.execute("SELECT 1 FROM notifications_recipient WHERE external_id = 'shared' "
-                       "FOR UPDATE")
-        threads[0].start()
-        assert _waiting(monitor, 1), "the transaction's trigger never waited for the row"
-        threads[1].start()
-        assert _waiting(monitor, 2), "the statement's trigger never waited"
-        locker.rollback()  # the transaction's trigger goes first, then the statement's
-        for thread in threads:
-            thread.join(30)
-    finally:
-        locker.close()
-        monitor.close()
+    # the transaction's trigger goes first, then the statement's
+    answers = _race(api_key[1], transactional, statement, "shared", **headers)
     assert answers == {"tx": 202, "stmt": 202}
     # Neither was a deadlock's victim written again (services.trigger_workflow_idempotent).
     assert "deadlock" not in caplog.text
@@ -133,24 +143,7 @@ def test_a_transaction_and_a_statement_trigger_naming_people_in_other_orders_are
     for external_id in "bcd":
         Recipient.objects.create(external_id=external_id, name=external_id.upper())
     statement = {"recipients": [{"id": p, "name": p.upper()} for p in people]}
-    locker, monitor = _connect(), _connect()
-    monitor.autocommit = True
-    answers: dict = {}
-    threads = [threading.Thread(target=_post, args=(api_key[1], transactional, answers, "tx")),
-               threading.Thread(target=_post, args=(api_key[1], statement, answers, "stmt"))]
-    try:
-        locker.execute("SELECT 1 FROM notifications_recipient WHERE external_id = 'd' "
-                       "FOR UPDATE")
-        threads[0].start()
-        assert _waiting(monitor, 1), "the transaction's trigger never waited for d"
-        threads[1].start()
-        assert _waiting(monitor, 2), "the statement's trigger never waited"
-        locker.rollback()
-        for thread in threads:
-            thread.join(30)
-    finally:
-        locker.close()
-        monitor.close()
+    answers = _race(api_key[1], transactional, statement, "d")
     assert answers == {"tx": 202, "stmt": 202}
     assert "deadlock" not in caplog.text
     assert Trigger.objects.count() == 2
