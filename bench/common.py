@@ -6,8 +6,10 @@ import os
 import re
 import socket
 import statistics
+import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -131,6 +133,20 @@ def _named(name: str) -> list[int]:
     return pids
 
 
+def postgres_database(pid: int) -> str | None:
+    """The database a PostgreSQL backend is connected to, from its process title ("postgres:
+    15/main: <user> <database> <host>(<port>) <state>"); None for the server's own processes
+    (the postmaster, the checkpointer, the WAL writer, …) or a process gone."""
+    try:
+        words = (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ").split()
+    except OSError:
+        return None
+    # A backend's host is "[local]" or "address(port)"; the server's own processes have none.
+    if len(words) >= 5 and (words[4] == b"[local]" or words[4].endswith(b")")):
+        return words[3].decode(errors="replace")
+    return None
+
+
 def cpu_seconds(pid: int, *, children: bool = False) -> float:
     """CPU seconds (user + system) process `pid` has used; with `children`, also those of its
     children that ended and it waited for (a postmaster's finished backends). 0 if gone."""
@@ -146,12 +162,16 @@ def cpu_seconds(pid: int, *, children: bool = False) -> float:
 class CpuMeter:
     """The CPU each process used over a window, as a share of one core: the process trees of
     `roots` (label → pid), the processes of `alone` (label → pid) without their children,
-    PostgreSQL (every postgres process on this machine, and the backends that ended during the
-    window: the server is shared with whatever else runs) and redis-server. `start()`, then
-    `stop()` returns {label: percent of one core}."""
+    PostgreSQL and redis-server. PostgreSQL is every postgres process on this machine and the
+    backends that ended during the window; with `database`, only the backends connected to that
+    database (other sessions on the shared server, a test suite's, do not count), the server's
+    own processes (checkpointer, WAL writer, …) and none that ended during the window.
+    `start()`, then `stop()` returns {label: percent of one core}."""
 
-    def __init__(self, roots: dict[str, int], alone: dict[str, int] | None = None):
+    def __init__(self, roots: dict[str, int], alone: dict[str, int] | None = None, *,
+                 database: str | None = None):
         self.roots, self.alone = roots, alone or {}  # alone: the process without its children
+        self.database = database
         self.summed: dict[tuple[str, int], float] = {}  # every window's CPU seconds, added up
         self.seconds = 0.0  # every window's length, added up
 
@@ -165,7 +185,11 @@ class CpuMeter:
         postgres = _named("postgres")
         postmaster = min(postgres, default=None)  # started first: the lowest pid
         for pid in postgres:
-            sample[("PostgreSQL", pid)] = cpu_seconds(pid, children=pid == postmaster)
+            if self.database is not None and postgres_database(pid) not in (None,
+                                                                             self.database):
+                continue
+            sample[("PostgreSQL", pid)] = cpu_seconds(
+                pid, children=pid == postmaster and self.database is None)
         for pid in _named("redis-server"):
             sample[("Redis", pid)] = cpu_seconds(pid)
         return sample
@@ -235,7 +259,7 @@ END_OF_DATA = b"\r\n.\r\n"
 MAILBOX = re.compile(r"<[^<>@\s]+@[^<>@\s]+>")
 
 
-def smtp_sink_protocol(on_message=None, on_refusal=None):
+def smtp_sink_protocol(on_message=None, on_refusal=None, on_accepted=None):
     """An asyncio.Protocol class speaking as much SMTP as an SMTP client needs to hand over mail
     to a server that takes everything at once: the 220 greeting, EHLO (aiosmtpd's extensions,
     `EHLO_LINES`), HELO, MAIL, RCPT, DATA (354, then the data up to the lone "." line; 250),
@@ -247,7 +271,8 @@ def smtp_sink_protocol(on_message=None, on_refusal=None):
     brackets or with a space; 553 if malformed; the null path `<>` in MAIL only). With
     `on_message(mail_from, rcpt_tos, data)` each message is handed over, its data dot-unstuffed
     (RFC 5321 section 4.5.2) without the final "." line; without it the data is only scanned
-    for its end. `on_refusal(reply)` is called with each reply that is not 2xx or 3xx."""
+    for its end. `on_refusal(reply)` is called with each reply that is not 2xx or 3xx, and
+    `on_accepted()` with each message taken (its 250 to the end of the data)."""
     import asyncio
 
     class SmtpSink(asyncio.Protocol):
@@ -276,6 +301,8 @@ def smtp_sink_protocol(on_message=None, on_refusal=None):
                         on_message(self.mail_from, self.rcpt_tos,
                                    data[1:] if data.startswith(b".") else data)
                     self.mail_from, self.rcpt_tos = None, []
+                    if on_accepted is not None:
+                        on_accepted()
                     replies.append(b"250 OK\r\n")
                     continue
                 line_end = self.buffer.find(b"\r\n")
@@ -360,11 +387,12 @@ def smtp_sink_protocol(on_message=None, on_refusal=None):
     return SmtpSink
 
 
-def smtp_sink_serve(port: int, kind: str = "lean") -> None:
+def smtp_sink_serve(port: int, kind: str = "lean", counter: str = "") -> None:
     """Serve on 127.0.0.1:`port` until killed (SmtpSinkProcess's child): smtp_sink_protocol(),
     or with `kind` "aiosmtpd" aiosmtpd's server with a handler that accepts every message. The
     lean one, on SIGTERM, prints "refused <count>" (its replies that were not 2xx or 3xx) and
-    exits."""
+    exits; given a `counter` file (8 bytes), it keeps there the number of messages it took
+    (an unsigned 64-bit little-endian integer, written in place through mmap)."""
     import asyncio
     import signal
 
@@ -383,12 +411,23 @@ def smtp_sink_serve(port: int, kind: str = "lean") -> None:
         while True:
             time.sleep(3600)
 
-    refused = []
+    refused, on_accepted = [], None
+    if counter:
+        import mmap
+
+        with open(counter, "r+b") as file:
+            counted = mmap.mmap(file.fileno(), 8)
+        taken = [0]
+
+        def on_accepted() -> None:
+            taken[0] += 1
+            struct.pack_into("<Q", counted, 0, taken[0])
 
     async def serve() -> None:
         loop = asyncio.get_running_loop()
         server = await loop.create_server(
-            smtp_sink_protocol(on_refusal=refused.append), "127.0.0.1", port)
+            smtp_sink_protocol(on_refusal=refused.append, on_accepted=on_accepted),
+            "127.0.0.1", port)
         stopped = loop.create_future()
         loop.add_signal_handler(signal.SIGTERM, stopped.set_result, None)
         print("ready", flush=True)
@@ -402,25 +441,40 @@ def smtp_sink_serve(port: int, kind: str = "lean") -> None:
 class SmtpSinkProcess:
     """A loopback SMTP server that accepts at once (smtp_sink_serve: `kind` "lean", the
     default, or "aiosmtpd") in a process of its own on a free port (`port`, `pid`), so that its
-    CPU is measured apart from the benchmark's. `stop()` ends it and returns how many replies
-    the lean sink gave that were not 2xx or 3xx (None for aiosmtpd's, or if it did not say)."""
+    CPU is measured apart from the benchmark's. `accepted()`: how many messages the lean sink
+    has taken so far (read from a file it writes through mmap: no round trip, no query), None
+    for aiosmtpd's. `stop()` ends it and returns how many replies the lean sink gave that were
+    not 2xx or 3xx (None for aiosmtpd's, or if it did not say)."""
 
     def __init__(self, kind: str = "lean") -> None:
-        self.port = free_port()
+        import mmap
+
+        self.port, self.kind = free_port(), kind
+        with tempfile.NamedTemporaryFile(prefix="clarion-bench-sink-", delete=False) as counter:
+            counter.write(bytes(8))
+        self.counter_path = counter.name
+        with open(self.counter_path, "r+b") as file:
+            self._counted = mmap.mmap(file.fileno(), 8)
         self.process = subprocess.Popen(
             [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-             "from common import smtp_sink_serve; smtp_sink_serve(int(sys.argv[2]), sys.argv[3])",
-             str(Path(__file__).resolve().parent), str(self.port), kind],
+             "from common import smtp_sink_serve; "
+             "smtp_sink_serve(int(sys.argv[2]), sys.argv[3], sys.argv[4])",
+             str(Path(__file__).resolve().parent), str(self.port), kind, self.counter_path],
             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True)
         if self.process.stdout.readline().strip() != b"ready":
             self.stop()
             raise RuntimeError("the SMTP sink did not start")
         self.pid = self.process.pid
 
+    def accepted(self) -> int | None:
+        """The messages the lean sink has taken since it started; None for aiosmtpd's."""
+        return struct.unpack_from("<Q", self._counted)[0] if self.kind == "lean" else None
+
     def stop(self) -> int | None:
         if self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+        Path(self.counter_path).unlink(missing_ok=True)
         said = self.process.stdout.read().split()
         self.process.stdout.close()
         return int(said[1]) if len(said) == 2 and said[0] == b"refused" else None

@@ -18,7 +18,7 @@ from drf_spectacular.utils import OpenApiResponse
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from clarion.db import database_unreachable
+from clarion.db import database_unreachable, transaction_conflict
 from notifications.models import Tenant, key_validator
 
 
@@ -278,8 +278,18 @@ class RequestTooLarge(exceptions.APIException):
     code = "request_too_large"
 
 
-# How long a client waits before retrying while the database is unreachable.
+# How long a client waits before retrying while the database is unreachable, and after its
+# request's transaction was undone for another's sake (a deadlock, a serialization failure).
 DATABASE_RETRY_AFTER_SECONDS = 5
+CONFLICT_RETRY_AFTER_SECONDS = 1
+
+
+def transaction_conflict_error() -> ApiError:
+    """The 503 of a request whose transaction PostgreSQL undid for another's sake
+    (clarion.db.transaction_conflict): nothing of it was written; sent again, it may pass."""
+    return ApiError(503, "transaction_conflict",
+                    "The request's writes conflicted with another's and were undone; "
+                    "send it again.", retry_after=CONFLICT_RETRY_AFTER_SECONDS)
 
 
 def exception_handler(exc, context):
@@ -293,6 +303,8 @@ def exception_handler(exc, context):
         exc = ApiError(503, "database_unavailable",
                        "The database cannot be reached; retry shortly.",
                        retry_after=DATABASE_RETRY_AFTER_SECONDS)
+    if transaction_conflict(exc):
+        exc = transaction_conflict_error()
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

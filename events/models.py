@@ -1,11 +1,10 @@
 """Event endpoints, the outbox of events, and the ledger of their deliveries and attempts."""
 
-import uuid
-
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from clarion.ids import new_id
 from notifications.models import Tenant, key_validator
 
 # Every event type an endpoint may subscribe to.
@@ -81,7 +80,7 @@ class EventEndpoint(models.Model):
 class Event(models.Model):
     """One event, written in the transaction of the change that caused it (the outbox)."""
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False,
                           verbose_name=_("id"))
     type = models.CharField(max_length=32, verbose_name=_("type"))
     tenant = models.ForeignKey(Tenant, null=True, blank=True, on_delete=models.CASCADE,

@@ -191,3 +191,32 @@ def test_the_sink_process_says_how_many_replies_it_refused():
     finally:
         refused = sink.stop()
     assert refused == 2
+
+
+def test_the_sink_process_counts_the_messages_it_took():
+    """bench/pipeline.py polls this count, not the database, until the drain's emails are all
+    taken: a message refused or cut short is not counted, each one taken is, at its 250."""
+    sink = SmtpSinkProcess()
+    try:
+        assert sink.accepted() == 0
+        with smtplib.SMTP("127.0.0.1", sink.port) as client:
+            client.sendmail("a@example.com", ["b@example.com"], b"Subject: 1\r\n\r\none\r\n")
+            client.sendmail("a@example.com", ["c@example.com"], b"Subject: 2\r\n\r\ntwo\r\n")
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("a@example.com", ["not an address"], b"Subject: 3\r\n\r\n3\r\n")
+        # A message whose data never ends is not taken.
+        with socket.create_connection(("127.0.0.1", sink.port)) as raw:
+            raw.sendall(b"EHLO x\r\nMAIL FROM:<a@x>\r\nRCPT TO:<b@x>\r\nDATA\r\npart of it\r\n")
+            while b"354" not in raw.recv(4096):
+                pass
+        assert sink.accepted() == 2
+    finally:
+        sink.stop()
+
+
+def test_an_aiosmtpd_sink_process_has_no_count():
+    sink = SmtpSinkProcess("aiosmtpd")
+    try:
+        assert sink.accepted() is None
+    finally:
+        sink.stop()

@@ -1,6 +1,6 @@
 """Database helpers shared by the apps, by concept:
 
-- `errors`: `database_unreachable` (the API answers 503, not 500);
+- `errors`: `database_unreachable`, `transaction_conflict` (the API answers 503, not 500);
 - `inserts`: rows written many at a time (`rows_copy`, `rows_insert`, `rows_upsert`);
 - `params`: statement parameters prepared as Django's fields prepare them (`InsertSelect`);
 - `updates`: `rows_update` (one UPDATE from a VALUES list) and `rows_create`;
@@ -12,7 +12,7 @@ theirs.
 """
 
 from .cursors import numbered_cursor, numbered_placeholders, pipelined_cursor, prepared_cursor
-from .errors import database_unreachable
+from .errors import database_unreachable, transaction_conflict
 from .inserts import rows_copy, rows_insert, rows_upsert
 from .instances import instance_maker, instance_reader, model_columns, rows_by_pk
 from .params import InsertSelect
@@ -34,4 +34,5 @@ __all__ = [
     "rows_insert",
     "rows_update",
     "rows_upsert",
+    "transaction_conflict",
 ]

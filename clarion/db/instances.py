@@ -11,8 +11,38 @@ from django.db.models import (
     ForeignKey,
     Model,
 )
+from django.db.models.fields.related_descriptors import ForeignKeyDeferredAttribute
+from django.db.models.signals import post_init, pre_init
+from django.utils.connection import ConnectionProxy
 
 from .cursors import numbered_cursor
+
+
+def _made_plainly(model: type[Model], *, read: bool = False) -> bool:
+    """Whether a `model` instance may be made now without Model.__init__ (its values set in its
+    `__dict__`) and be the same: `model` keeps Model's `__init__` and object's `__setattr__`
+    (and Model's `from_db`, when `read` from the database), and no pre_init or post_init
+    receiver listens to it. Asked for each instance, so that a receiver connected, or a method
+    replaced, after a maker or reader was made is seen: identity tests, and has_listeners
+    (~0.7 µs each) only while some receiver of that signal is connected at all."""
+    return (model.__init__ is _MODEL_INIT and model.__setattr__ is _OBJECT_SETATTR
+            and (not read or model.from_db.__func__ is _MODEL_FROM_DB)
+            and not (pre_init.receivers and pre_init.has_listeners(model))
+            and not (post_init.receivers and post_init.has_listeners(model)))
+
+
+_MODEL_INIT, _MODEL_FROM_DB, _OBJECT_SETATTR = (Model.__init__, Model.from_db.__func__,
+                                                object.__setattr__)
+
+
+def _set_through_descriptors(model: type[Model], attnames) -> bool:
+    """Whether setting one of `attnames` on a `model` instance runs a descriptor's `__set__`
+    (a FileField's, a custom field's), which setting it in `__dict__` would skip; a foreign
+    key's `_id` descriptor only forgets a cached object, which a new instance has not."""
+    found = [getattr(model, name, None) for name in attnames]
+    return any(hasattr(type(descriptor), "__set__")
+               and not isinstance(descriptor, ForeignKeyDeferredAttribute)
+               for descriptor in found)
 
 
 @cache
@@ -25,8 +55,8 @@ def instance_maker(model: type[Model]) -> Callable[..., Model]:
     object cached as the descriptor would: no query to read it back), `values` the other
     fields by attname; the fields not given take their defaults (a callable default called for
     each instance). One function per model (cached). Errors: TypeError for a name that is no
-    such field. A model with pre_init/post_init receivers is made through Model.__init__."""
-    from django.db.models import signals
+    such field. A model with pre_init/post_init receivers, its own `__init__` or `__setattr__`,
+    or a field set through a descriptor, is made through Model.__init__ (_made_plainly)."""
     from django.db.models.base import ModelState
 
     constant, called, attnames, targets = {}, [], set(), {}
@@ -40,8 +70,10 @@ def instance_maker(model: type[Model]) -> Callable[..., Model]:
             targets[field.name] = (field.attname, field.target_field.attname,
                                    field.remote_field if field.one_to_one else None)
 
+    descriptors = _set_through_descriptors(model, attnames)
+
     def make(related: dict | None = None, **values) -> Model:
-        if signals.pre_init.has_listeners(model) or signals.post_init.has_listeners(model):
+        if descriptors or not _made_plainly(model):
             return model(**(related or {}), **values)
         unknown = (values.keys() - attnames) | ((related or {}).keys() - targets.keys())
         if unknown:
@@ -87,13 +119,16 @@ def instance_reader(model: type[Model], using: str = DEFAULT_DB_ALIAS) -> Callab
     then the field's: a JSON text decoded, a Decimal quantized…), then the instance as
     `model.from_db` makes it (`_state.db` set, `adding` false): its fields' values set in its
     `__dict__` at once where Model.__init__ would set each through `setattr` (~8 µs a Run),
-    which is the same for a model that keeps Model's `__init__` and `from_db` and has no
-    pre_init/post_init receivers; any other through `from_db`. One function per model and
-    database alias (cached). Errors: ValueError for a row of another length."""
-    from django.db.models import signals
+    which is the same for a model that keeps Model's `__init__`, `from_db` and `__setattr__`,
+    sets no field through a descriptor and has no pre_init/post_init receivers (asked at each
+    read: _made_plainly); any other through `from_db`. The converters are given the reading
+    thread's connection (django.db.connections is per thread): a proxy that looks it up when
+    a converter reads one of its attributes, as django.db.connection does (JSONField's never
+    does; a lookup per row would cost ~3 µs). One function per model and database alias
+    (cached), for any thread. Errors: ValueError for a row of another length."""
     from django.db.models.base import ModelState
 
-    connection = connections[using]
+    connection = connections[using]  # the converters' lists: the same on every thread
     fields = model._meta.concrete_fields
     names = [field.attname for field in fields]
     converters = []
@@ -103,8 +138,8 @@ def instance_reader(model: type[Model], using: str = DEFAULT_DB_ALIAS) -> Callab
                  + column.get_db_converters(connection))
         if found:
             converters.append((index, column, found))
-    plain = (model.__init__ is Model.__init__
-             and model.from_db.__func__ is Model.from_db.__func__)
+    current = ConnectionProxy(connections, using)
+    descriptors = _set_through_descriptors(model, names)
 
     def read(values) -> Model:
         values = list(values)
@@ -113,10 +148,9 @@ def instance_reader(model: type[Model], using: str = DEFAULT_DB_ALIAS) -> Callab
         for index, column, found in converters:
             value = values[index]
             for converter in found:
-                value = converter(value, column, connection)
+                value = converter(value, column, current)
             values[index] = value
-        if (not plain or signals.pre_init.has_listeners(model)
-                or signals.post_init.has_listeners(model)):
+        if descriptors or not _made_plainly(model, read=True):
             return model.from_db(using, names, values)
         obj = model.__new__(model)
         state = obj._state = ModelState()

@@ -3,7 +3,7 @@
 import logging
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import OperationalError, transaction
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
@@ -17,8 +17,10 @@ from clarion.api import (
     check_key,
     error_body,
     not_found,
+    transaction_conflict_error,
     validated,
 )
+from clarion.db import transaction_conflict
 
 from .. import selectors, services
 from ..models import Channel, Recipient, Tenant, Topic, Workflow, validate_recipient_id
@@ -52,6 +54,11 @@ class TriggerView(APIView):
             429: OpenApiResponse(ApiErrorSerializer,
                                  description="Too many trigger calls with this API key; retry "
                                              "after the `Retry-After` header's seconds."),
+            503: OpenApiResponse(ApiErrorSerializer,
+                                 description="`transaction_conflict`: the trigger's writes "
+                                             "were undone for a conflicting request's sake "
+                                             "twice (nothing written); send it again after "
+                                             "the `Retry-After` header's seconds."),
             422: OpenApiResponse(
                 ApiErrorSerializer,
                 description="Inactive workflow, or an Idempotency-Key reused with another body.",
@@ -79,8 +86,10 @@ class BulkTriggerView(APIView):
         "trigger's Idempotency-Key header). Each trigger is validated and committed on its own, "
         "never all or nothing: the 207 answer has one result per trigger, in order, either "
         "`{\"status\": 202, \"trigger_id\", \"runs\"}` or the error shape with its 4xx `status`; "
-        "a 409 (its idempotency key still in use) carries `retry_after` in seconds, and the "
-        "answer's `Retry-After` header is the largest of them.",
+        "a 409 (its idempotency key still in use) or a 503 (`transaction_conflict`: undone "
+        "for a conflicting request's sake, nothing written; send it again) carries "
+        "`retry_after` in seconds, and the answer's `Retry-After` header is the largest of "
+        "them.",
         request=s.BulkTriggerSerializer,
         responses={
             207: s.BulkTriggerResponseSerializer,
@@ -101,9 +110,13 @@ class BulkTriggerView(APIView):
             try:
                 answer = trigger_one(request.auth, workflow, s.BulkTriggerItemSerializer, body,
                                      idempotency_key=idempotency_key)
-            except exceptions.APIException as exc:
+            except (exceptions.APIException, OperationalError) as exc:
+                if isinstance(exc, OperationalError):  # the others' answers stand
+                    if not transaction_conflict(exc):
+                        raise
+                    exc = transaction_conflict_error()
                 result = {"status": exc.status_code, **error_body(exc)}
-                if getattr(exc, "retry_after", None) is not None:  # a 409: the key in use
+                if getattr(exc, "retry_after", None) is not None:  # a 409 or 503
                     result["retry_after"] = exc.retry_after
                     retry_after = max(retry_after or 0, exc.retry_after)
                 results.append(result)

@@ -1,11 +1,11 @@
 """Messages and their delivery: provider configurations, delivery attempts, provider status events,
 and the counters of throttles and rate limits."""
 
-import uuid
-
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+
+from clarion.ids import new_id
 
 from .audience import Recipient, Tenant
 from .base import Channel, key_validator
@@ -31,7 +31,7 @@ class Message(models.Model):
         SUPPRESSED = "suppressed", _("Suppressed")
         CANCELLED = "cancelled", _("Cancelled")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False,
                           verbose_name=_("id"))
     # No index of their own on run, recipient and tenant: each is the first column of one
     # below (message_once_per_step_channel, message_recipient_idx, message_log_tenant_idx),

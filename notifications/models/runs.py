@@ -1,11 +1,11 @@
 """What happened: triggers, runs and their timeline (step logs), idempotency records, digest
 batches and approvals."""
 
-import uuid
-
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
+
+from clarion.ids import new_id
 
 from .audience import ApiKey, Recipient, Tenant
 from .workflows import Workflow
@@ -18,7 +18,7 @@ class Trigger(models.Model):
         DONE = "done", _("Done")
         PENDING = "pending", _("Pending")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False,
                           verbose_name=_("id"))
     workflow = models.ForeignKey(Workflow, on_delete=models.PROTECT, related_name="triggers",
                                  verbose_name=_("workflow"))
@@ -98,7 +98,7 @@ class Run(models.Model):
         CANCELLED = "cancelled", _("Cancelled")
         FAILED = "failed", _("Failed")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False,
                           verbose_name=_("id"))
     # No index of their own on trigger and recipient: each is the first column of one in Meta
     # (run_once_per_recipient, run_recipient_idx), which serves every lookup by it.
@@ -265,7 +265,7 @@ class DigestBatch(models.Model):
         MAX_EVENTS = "max_events", _("It reached max_events")
         CANCELLED = "cancelled", _("Every run in it was cancelled")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False,
                           verbose_name=_("id"))
     workflow = models.ForeignKey(Workflow, on_delete=models.CASCADE,
                                  related_name="digest_batches", verbose_name=_("workflow"))
@@ -354,7 +354,7 @@ class Approval(models.Model):
         APPROVED = "approved", _("Approved")
         REJECTED = "rejected", _("Rejected")
 
-    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False,
+    id = models.UUIDField(primary_key=True, default=new_id, editable=False,
                           verbose_name=_("id"))
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="approvals",
                             verbose_name=_("run"))

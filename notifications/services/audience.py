@@ -17,10 +17,12 @@ from ..models import (
 
 RECIPIENT_FIELDS = ("name", "email", "phone", "locale", "timezone", "data")
 
-# LOCK_ORDER: a statement upserting recipients writes them in external id order. Each row it
-# inserts or updates stays locked until the trigger commits, so two triggers naming the same
-# people in different orders (a list and its reverse) each waited for a row the other held:
-# PostgreSQL's deadlock detector aborted one, a 500. In one order, one waits for the other.
+# LOCK_ORDER: a statement upserting recipients writes them in external id order, and a trigger
+# of several such statements (profiles of several shapes, an actor's) writes them all in that
+# order. Each row it inserts or updates stays locked until the trigger commits, so two triggers
+# naming the same people in different orders (a list and its reverse) each waited for a row the
+# other held: PostgreSQL's deadlock detector aborted one, a 500. In one order, one waits for the
+# other. (services.triggers._trigger_write: the trigger's other locks come before.)
 
 
 def recipient_upsert(*, external_id: str, replace: bool = False,
@@ -59,16 +61,20 @@ def _profiles(specs: Sequence[str | Mapping]) -> dict[str, dict]:
 
 
 def _upsert_rows(profiles: dict[str, dict]) -> dict[str, int]:
-    """INSERT … ON CONFLICT per distinct set of given fields; returns the primary keys the
-    statements handed back (those of rows written with fields; ids alone, ON CONFLICT DO
-    NOTHING, hand back none). Each statement's rows in external id order (LOCK_ORDER)."""
-    groups: dict[tuple[str, ...], list[Recipient]] = {}
+    """INSERT … ON CONFLICT per run of consecutive profiles (in external id order) with the same
+    set of given fields (usually one for all); returns the primary keys the statements handed
+    back (those of rows written with fields; ids alone, ON CONFLICT DO NOTHING, hand back none).
+    All rows in external id order, across statements too (LOCK_ORDER): one statement per set of
+    fields, each in order, locked a list's first ids of one set after its last of another."""
+    groups: list[tuple[tuple[str, ...], list[Recipient]]] = []
     for external_id, profile in sorted(profiles.items()):
         fields = tuple(sorted(name for name in RECIPIENT_FIELDS if name in profile))
         values = {name: profile[name] for name in fields}
-        groups.setdefault(fields, []).append(Recipient(external_id=external_id, **values))
+        if not groups or groups[-1][0] != fields:
+            groups.append((fields, []))
+        groups[-1][1].append(Recipient(external_id=external_id, **values))
     pks = {}
-    for fields, rows in groups.items():
+    for fields, rows in groups:
         if fields:
             rows_upsert(Recipient, rows, unique_fields=["external_id"],
                         update_fields=[*fields, "updated_at"])
@@ -108,7 +114,7 @@ def recipient_upsert_many(specs: Sequence[str | Mapping]) -> dict[str, Recipient
     _upsert_rows(profiles)
     found = Recipient.objects.in_bulk(list(profiles), field_name="external_id")
     recipients = {external_id: found[external_id] for external_id in profiles}  # callers' order
-    for external_id, profile in profiles.items():
+    for external_id, profile in sorted(profiles.items()):  # LOCK_ORDER
         for name, data in (profile.get("channel_data") or {}).items():
             channel, _, kind = name.partition(":")
             channel_data_set(recipient=recipients[external_id], channel=channel, data=data,

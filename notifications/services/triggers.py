@@ -12,14 +12,15 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 from django_q.models import OrmQ
 
 from analytics.models import RollupDelta
 from analytics.rollups import Fact, fact_rows
-from clarion.db import instance_maker, rows_copy, rows_insert
+from clarion.db import instance_maker, rows_copy, rows_insert, transaction_conflict
+from clarion.ids import new_id
 
 from .. import engine
 from ..idempotency import idempotency_record, idempotency_replay
@@ -65,16 +66,16 @@ class TriggerRequest:
 
 
 def _run_create_many(trigger: Trigger, runs: Mapping[uuid.UUID, int], *,
-                     lanes: bool = True) -> list[Run]:
+                     lane_tasks: list[tuple] | None) -> list[Run]:
     """A new trigger (not written yet), its runs ({run id: recipient pk}) with their StepLogs,
-    an advance lane task (tasks.advance_lane) for each lane its batches fall in that no task
-    holds yet, and the analytics fact (at now), in one statement on PostgreSQL
-    (clarion.db.rows_insert) after the lanes' (engine.lanes_hold). Must run in a transaction:
-    the held lanes stay locked until it commits. Without `lanes`, an advance_runs task per
-    batch instead, and no lane held (trigger_workflow says when)."""
+    its advance tasks and the analytics fact (at now), in one statement on PostgreSQL
+    (clarion.db.rows_insert). `lane_tasks`: the advance lane tasks' arguments, from
+    _lanes_hold, called earlier in the same transaction (the held lanes stay locked until it
+    commits); None: an advance_runs task per batch instead, no lane held (trigger_workflow
+    says when)."""
     runs, timeline, deltas = _run_rows(trigger, runs)
-    if lanes:
-        func, batches = "notifications.tasks.advance_lane", _lane_batches(runs)
+    if lane_tasks is not None:
+        func, batches = "notifications.tasks.advance_lane", lane_tasks
     else:
         size, ids = settings.CLARION["ADVANCE_BATCH_SIZE"], [str(run.id) for run in runs]
         func = "notifications.tasks.advance_runs"
@@ -107,26 +108,28 @@ def _run_rows(trigger: Trigger, runs: Mapping[uuid.UUID, int | None]
                   for run in runs], fact_rows(facts)[0]
 
 
-def _lane_batches(runs: list[Run]) -> list[tuple]:
-    """The advance lane tasks' arguments for `runs` ((lane, *run ids), engine/claim.py): the
-    runs in batches of ADVANCE_BATCH_SIZE, the batches spread over consecutive lanes from one
-    the first run's id picks; one task for each lane no task holds, with the lane's first
-    batch (its other batches, and those of held lanes, are taken by the lanes' claims)."""
-    by_lane = _lane_candidates(runs)
+def _lanes_hold(run_ids: Sequence[uuid.UUID]) -> list[tuple]:
+    """In the caller's transaction, before its recipients' upserts (_trigger_write's lock
+    order): the lanes that the runs `run_ids` (in order) fall in held (engine.lanes_hold), and
+    the advance lane tasks' arguments for them ((lane, *run ids), engine/claim.py): the runs in
+    batches of ADVANCE_BATCH_SIZE, the batches spread over consecutive lanes from one the first
+    run's id picks; one task for each lane no task holds, with the lane's first batch (its
+    other batches, and those of held lanes, are taken by the lanes' claims)."""
+    by_lane = _lane_candidates(run_ids)
     if not by_lane:
         return []
     held = engine.lanes_hold(list(by_lane), now=timezone.now())
     return [(lane, *batch) for lane, batch in by_lane.items() if lane not in held]
 
 
-def _lane_candidates(runs: list[Run]) -> dict[int, tuple]:
-    """{lane: its first batch of `runs`' ids (str)}, for _lane_batches."""
-    if not runs:
+def _lane_candidates(run_ids: Sequence[uuid.UUID]) -> dict[int, tuple]:
+    """{lane: its first batch of the runs' ids (str)}, for _lanes_hold and the statement."""
+    if not run_ids:
         return {}
     conf = settings.CLARION
-    ids, size, count = [str(run.id) for run in runs], conf["ADVANCE_BATCH_SIZE"], \
+    ids, size, count = [str(run_id) for run_id in run_ids], conf["ADVANCE_BATCH_SIZE"], \
         conf["ADVANCE_LANES"]
-    first = runs[0].id.int % count
+    first = run_ids[0].int % count
     by_lane: dict[int, tuple] = {}
     for number, start in enumerate(range(0, len(ids), size)):
         by_lane.setdefault((first + number) % count, tuple(ids[start:start + size]))
@@ -151,7 +154,7 @@ class _TriggerIds:
                     continue
                 spec = spec["id"]
             runs.setdefault(str(spec), None)
-        return cls(uuid.uuid4(), {external_id: uuid.uuid4() for external_id in runs})
+        return cls(new_id(), {external_id: new_id() for external_id in runs})
 
     def answer(self) -> dict:
         """The trigger's answer, for the runs these ids will be: {"trigger_id": str, "runs":
@@ -175,20 +178,52 @@ def trigger_workflow(request: TriggerRequest, *, lanes: bool = True) -> tuple[Tr
 
 def _trigger_write(request: TriggerRequest, ids: _TriggerIds, *,
                    lanes: bool = True) -> tuple[Trigger, list[Run]]:
-    """trigger_workflow's rows, with `ids`, in the caller's transaction."""
+    """trigger_workflow's rows, with `ids`, in the caller's transaction.
+
+    LOCK_ORDER, the one-statement trigger's too (trigger_statement.py, trigger_batch.py): the
+    idempotency record (the caller's, first), the advance lanes (engine.lanes_hold: their
+    shared advisory locks and the row of each lane it marks held), the recipients' rows (the
+    actor's among the direct recipients', in external id order: audience.LOCK_ORDER,
+    _recipients_upsert; their channel data), then only rows of the trigger's own (the trigger,
+    its runs, their timeline, tasks and fact; the fan-out task); the rows they refer to
+    (workflow, version, tenant, API key, recipients) are locked FOR KEY SHARE by the foreign
+    keys' checks at the commit, which no trigger's write conflicts with. With the recipients
+    before the lanes (as here until then), or the actor before the other recipients, a trigger
+    written here and one written as a statement, naming the same people, each waited for what
+    the other held: PostgreSQL aborted one (40P01)."""
     topics = _request_topics(request)
-    if isinstance(request.actor, Mapping):
-        actor = dict(request.actor)
-        recipient_upsert(external_id=str(actor.pop("id")), **actor)
-    direct = recipient_ids_upsert_many(
-        [spec for spec in request.recipients if not (isinstance(spec, Mapping) and "topic" in spec)]
-    )
+    lane_tasks = _lanes_hold(list(ids.runs.values())) if lanes else None
+    direct = _recipients_upsert(request)
     trigger = _trigger_row(request, ids, topics=topics, runs=len(direct))
     runs = _run_create_many(trigger, {run_id: direct[external_id]
-                                      for external_id, run_id in ids.runs.items()}, lanes=lanes)
+                                      for external_id, run_id in ids.runs.items()},
+                            lane_tasks=lane_tasks)
     if topics:
         enqueue("notifications.tasks.fanout_trigger", str(trigger.id))
     return trigger, runs
+
+
+def _recipients_upsert(request: TriggerRequest) -> dict[str, int]:
+    """The request's direct recipients upserted, with its actor's profile if it gives one, in
+    external id order (LOCK_ORDER): the recipients before the actor's id, the actor's, then the
+    rest (the actor's own id among them, whose recipient's profile is written after the
+    actor's, as before). Returns {external id: primary key} of the direct recipients, in the
+    request's order."""
+    specs = [spec for spec in request.recipients
+             if not (isinstance(spec, Mapping) and "topic" in spec)]
+    if not isinstance(request.actor, Mapping):
+        return recipient_ids_upsert_many(specs)
+    actor = dict(request.actor)
+    actor_id = str(actor.pop("id"))
+
+    def external_id(spec) -> str:
+        return str(spec["id"] if isinstance(spec, Mapping) else spec)
+
+    pks = recipient_ids_upsert_many([spec for spec in specs if external_id(spec) < actor_id])
+    recipient_upsert(external_id=actor_id, **actor)
+    pks.update(recipient_ids_upsert_many(
+        [spec for spec in specs if external_id(spec) >= actor_id]))
+    return {external_id(spec): pks[external_id(spec)] for spec in specs}
 
 
 def _request_topics(request: TriggerRequest) -> list[str]:
@@ -238,7 +273,7 @@ def _trigger_statement(request: TriggerRequest, ids: _TriggerIds, upsert: tuple,
     update_fields, recipients = upsert
     trigger = _trigger_row(request, ids, topics=[], runs=len(ids.runs))
     runs, timeline, deltas = _run_rows(trigger, dict.fromkeys(ids.runs.values()))
-    candidates = _lane_candidates(runs)
+    candidates = _lane_candidates([run.id for run in runs])
     tasks = task_rows("notifications.tasks.advance_lane",
                       [(lane, *batch) for lane, batch in candidates.items()])
     groups = [(Trigger, [trigger]), (Run, runs), (StepLog, timeline), (RollupDelta, deltas)]
@@ -373,7 +408,7 @@ def _fanout_runs_create(trigger: Trigger, recipient_ids: list[int]) -> list[Run]
 
 def _fanout_run(trigger: Trigger, recipient_id: int, now, pk: uuid.UUID | None = None) -> Run:
     """A new run of fan-out `trigger` for `recipient_id`, not written yet, created `now`."""
-    return Run(id=pk or uuid.uuid4(), trigger=trigger, workflow=trigger.workflow,
+    return Run(id=pk or new_id(), trigger=trigger, workflow=trigger.workflow,
                recipient_id=recipient_id, tenant=trigger.tenant,
                workflow_version_id=trigger.workflow.published_version_id, created_at=now,
                updated_at=now)
@@ -485,7 +520,30 @@ def trigger_workflow_idempotent(*, request: TriggerRequest, idempotency_key: str
     `workflow_kept`: the request's workflow is a copy the process kept, not checked for this
     request; it is checked here (in the trigger's statement when it is one), and
     WorkflowChanged raised, nothing written, when its row changed.
+
+    A trigger whose transaction PostgreSQL undid for another's sake (a deadlock, a
+    serialization failure: clarion.db.transaction_conflict; nothing of it written, its key
+    free again) is written once more, with new ids, outside a caller's transaction; the
+    second time, or in a caller's transaction, the OperationalError is raised (the API
+    answers 503 with Retry-After).
     """
+    try:
+        return _trigger_idempotent(request=request, idempotency_key=idempotency_key,
+                                   request_fingerprint=request_fingerprint,
+                                   workflow_kept=workflow_kept)
+    except OperationalError as exc:
+        if connection.in_atomic_block or not transaction_conflict(exc):
+            raise
+        logger.info("a trigger of %s undone by PostgreSQL (%s) is written again",
+                    request.workflow.key, str(exc).splitlines()[0])
+    return _trigger_idempotent(request=request, idempotency_key=idempotency_key,
+                               request_fingerprint=request_fingerprint,
+                               workflow_kept=workflow_kept)
+
+
+def _trigger_idempotent(*, request: TriggerRequest, idempotency_key: str | None,
+                        request_fingerprint: object, workflow_kept: bool) -> TriggerResponse:
+    """trigger_workflow_idempotent's work, once."""
     statement = _statement_rows(request)
     if workflow_kept and statement is None and not workflow_unchanged(request.workflow):
         raise WorkflowChanged()

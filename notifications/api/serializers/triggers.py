@@ -102,14 +102,16 @@ class BulkTriggerSerializer(Serializer):
                                         "trigger again."},
         }},
         {"type": "object", "required": ["status", "error", "detail"], "properties": {
-            "status": {"type": "integer", "description": "400, 403, 409 or 422"},
+            "status": {"type": "integer", "description": "400, 403, 409, 422 or 503"},
             "error": {"type": "string"},
             "detail": {"type": "string"},
             "fields": {"type": "object", "description": "Path within this trigger → problems.",
                        "additionalProperties": {"type": "array", "items": {"type": "string"}}},
             "retry_after": {"type": "integer",
                             "description": "On a 409: seconds after which the same item "
-                                           "replays the first trigger's answer."},
+                                           "replays the first trigger's answer; on a 503 "
+                                           "(transaction_conflict: nothing written), seconds "
+                                           "after which to send it again."},
         }},
     ]
 })
